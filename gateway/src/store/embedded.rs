@@ -1,0 +1,606 @@
+//! Embedded backend: one instance, no setup. A `redb` database file under `DATA_DIR` holds
+//! everything; every write is one durable transaction (redb serialises writers), so each trait
+//! method is atomic and a crash loses no acknowledged write. Live events go through an
+//! in-process broadcast, which is all a single instance needs.
+//!
+//! redb is synchronous; every call runs on tokio's blocking pool.
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+use super::{EventStream, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
+
+/// id → record JSON.
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// (index, member) → (). Members sort by creation time then id.
+const TASK_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("task_index");
+/// key → (expires at ms or 0, value).
+const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
+/// key → (value, expires at ms or 0).
+const COUNTERS: TableDefinition<&str, (i64, u64)> = TableDefinition::new("counters");
+/// (window key, time ms, id) → amount.
+const WINDOWS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("windows");
+/// (window key, id) → time ms, to find an entry by id when settling.
+const WINDOW_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("window_ids");
+/// reservation id → (expires at ms or 0, hold JSON).
+const HOLDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("holds");
+/// lease name → (holder, expires at ms).
+const LEASES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("leases");
+
+/// Capacity of each in-process event channel; a subscriber that falls further behind skips.
+const EVENT_BUFFER: usize = 4096;
+/// Most index entries one listing examines before it returns a short page with a cursor.
+const LIST_SCAN_CAP: usize = 10_000;
+const DB_FILE: &str = "control-room.redb";
+
+/// What a hold remembers so that [`Store::settle`] can undo or adjust it.
+#[derive(Serialize, Deserialize)]
+struct Hold {
+    amount: i64,
+    scopes: Vec<HoldScope>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HoldScope {
+    key: String,
+    /// 0 for a running total.
+    window_ms: u64,
+}
+
+/// The embedded [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>>,
+}
+
+fn fail(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+fn deadline(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as u64))
+}
+
+fn live(expires: u64, now: u64) -> bool {
+    expires == 0 || expires > now
+}
+
+fn decode_task(raw: &[u8]) -> StoreResult<TaskRecord> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("task record: {e}")))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database in `dir`. Fails clearly if the directory cannot be
+    /// written or another process holds the database.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                "{} is in use by another process (run one instance per DATA_DIR, or set REDIS_URL)",
+                path.display()
+            )),
+            other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
+        })?;
+        let store = EmbeddedStore { db: Arc::new(db), channels: Arc::default() };
+        store.write_sync(|tx| {
+            // Create every table up front so that readers never meet a missing one.
+            tx.open_table(TASKS)?;
+            tx.open_table(TASK_INDEX)?;
+            tx.open_table(KV)?;
+            tx.open_table(COUNTERS)?;
+            tx.open_table(WINDOWS)?;
+            tx.open_table(WINDOW_IDS)?;
+            tx.open_table(HOLDS)?;
+            tx.open_table(LEASES)?;
+            Ok(())
+        })?;
+        store.purge_expired_sync()?;
+        Ok(store)
+    }
+
+    fn write_sync<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>) -> StoreResult<T> {
+        let tx = self.db.begin_write().map_err(fail)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(fail)?;
+        Ok(out)
+    }
+
+    /// Runs a write transaction on the blocking pool. An `Err` from `f` aborts it: nothing is
+    /// written.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreResult<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.write_sync(f)).await.map_err(fail)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(fail)?;
+            f(&tx)
+        })
+        .await
+        .map_err(fail)?
+    }
+
+    /// Drops expired key/values, counters, holds and leases (they are already invisible;
+    /// this reclaims the space). Runs at open.
+    fn purge_expired_sync(&self) -> StoreResult<()> {
+        let now = now_ms();
+        self.write_sync(move |tx| {
+            tx.open_table(KV)?.retain(|_, (exp, _)| live(exp, now))?;
+            tx.open_table(COUNTERS)?.retain(|_, (_, exp)| live(exp, now))?;
+            tx.open_table(HOLDS)?.retain(|_, (exp, _)| live(exp, now))?;
+            tx.open_table(LEASES)?.retain(|_, (_, exp)| exp > now)?;
+            Ok(())
+        })
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        fail(e)
+    }
+}
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        fail(e)
+    }
+}
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        fail(e)
+    }
+}
+
+/// Inserts a task's index entries.
+fn index_add(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
+    let mut idx = tx.open_table(TASK_INDEX)?;
+    let member = t.index_member();
+    for key in t.index_keys() {
+        idx.insert((key.as_str(), member.as_str()), ())?;
+    }
+    Ok(())
+}
+
+fn index_remove(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
+    let mut idx = tx.open_table(TASK_INDEX)?;
+    let member = t.index_member();
+    for key in t.index_keys() {
+        idx.remove((key.as_str(), member.as_str()))?;
+    }
+    Ok(())
+}
+
+/// A window's live entries (oldest first) after dropping those at or before `now - window`.
+fn window_prune(tx: &WriteTransaction, key: &str, window_ms: u64, now: u64) -> StoreResult<Vec<(u64, i64)>> {
+    let cutoff = now.saturating_sub(window_ms);
+    let mut windows = tx.open_table(WINDOWS)?;
+    let mut ids = tx.open_table(WINDOW_IDS)?;
+    let mut expired = Vec::new();
+    let mut alive = Vec::new();
+    for row in windows.range((key, 0u64, "")..=(key, u64::MAX, "\u{10FFFF}"))? {
+        let (k, v) = row?;
+        let (_, ts, id) = k.value();
+        if ts <= cutoff {
+            expired.push((ts, id.to_string()));
+        } else {
+            alive.push((ts, v.value()));
+        }
+    }
+    for (ts, id) in expired {
+        windows.remove((key, ts, id.as_str()))?;
+        ids.remove((key, id.as_str()))?;
+    }
+    Ok(alive)
+}
+
+fn counter_value(tx: &WriteTransaction, key: &str, now: u64) -> StoreResult<i64> {
+    let t = tx.open_table(COUNTERS)?;
+    Ok(t.get(key)?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
+}
+
+/// Adds to a counter, keeping its expiry (or setting `new_expiry` if the counter is new).
+fn counter_bump(tx: &WriteTransaction, key: &str, delta: i64, new_expiry: u64, now: u64) -> StoreResult<i64> {
+    let mut t = tx.open_table(COUNTERS)?;
+    let current = t.get(key)?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now));
+    let (value, exp) = match current {
+        Some((v, exp)) => (v.saturating_add(delta), exp),
+        None => (delta, new_expiry),
+    };
+    t.insert(key, (value, exp))?;
+    Ok(value)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|tx| {
+            tx.open_table(TASKS)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
+        check::task(task)?;
+        let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let task = task.clone();
+        self.write(move |tx| {
+            let mut tasks = tx.open_table(TASKS)?;
+            if tasks.get(task.id.as_str())?.is_some() {
+                return Ok(false);
+            }
+            tasks.insert(task.id.as_str(), json.as_slice())?;
+            drop(tasks);
+            index_add(tx, &task)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+        check::key(id)?;
+        let id = id.to_string();
+        self.read(move |tx| {
+            let tasks = tx.open_table(TASKS)?;
+            let raw = tasks.get(id.as_str())?;
+            raw.map(|g| decode_task(g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>> {
+        check::task(task)?;
+        let mut next = task.clone();
+        next.version = task.version + 1;
+        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.write(move |tx| {
+            let mut tasks = tx.open_table(TASKS)?;
+            let old = match tasks.get(next.id.as_str())? {
+                Some(g) => decode_task(g.value())?,
+                None => return Ok(None),
+            };
+            if old.version + 1 != next.version {
+                return Ok(None);
+            }
+            tasks.insert(next.id.as_str(), json.as_slice())?;
+            drop(tasks);
+            index_remove(tx, &old)?;
+            index_add(tx, &next)?;
+            Ok(Some(next.version))
+        })
+        .await
+    }
+
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage> {
+        let query = query.clone();
+        self.read(move |tx| {
+            let idx = tx.open_table(TASK_INDEX)?;
+            let tasks = tx.open_table(TASKS)?;
+            let driving = query.driving_index();
+            let want = query.page_size();
+            let lower = (driving.as_str(), "");
+            let rows = match &query.after {
+                Some(c) => idx.range(lower..(driving.as_str(), c.as_str()))?,
+                None => idx.range(lower..=(driving.as_str(), "\u{10FFFF}"))?,
+            };
+            let mut page = TaskPage::default();
+            for (scanned, row) in rows.rev().enumerate() {
+                let (k, _) = row?;
+                let (_, member) = k.value();
+                let id = member.split_once('|').map_or(member, |(_, id)| id);
+                if let Some(raw) = tasks.get(id)? {
+                    let t = decode_task(raw.value())?;
+                    if query.matches(&t) {
+                        page.tasks.push(t);
+                    }
+                }
+                if page.tasks.len() == want || scanned + 1 >= LIST_SCAN_CAP {
+                    page.next = Some(member.to_string());
+                    break;
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn task_counts(&self) -> StoreResult<TaskCounts> {
+        self.read(|tx| {
+            let idx = tx.open_table(TASK_INDEX)?;
+            let count = |name: &str| -> StoreResult<u64> {
+                Ok(idx.range((name, "")..=(name, "\u{10FFFF}"))?.count() as u64)
+            };
+            let total = tx.open_table(TASKS)?.len()?;
+            let mut by_state = Vec::with_capacity(TaskState::ALL.len());
+            for s in TaskState::ALL {
+                by_state.push((s, count(&index::state(s))?));
+            }
+            Ok(TaskCounts { total, by_state })
+        })
+        .await
+    }
+
+    async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        check::key(key)?;
+        let key = key.to_string();
+        self.read(move |tx| {
+            let t = tx.open_table(KV)?;
+            let now = now_ms();
+            let Some(g) = t.get(key.as_str())? else { return Ok(None) };
+            let (exp, value) = g.value();
+            Ok(live(exp, now).then(|| value.to_vec()))
+        })
+        .await
+    }
+
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
+        self.write(move |tx| {
+            tx.open_table(KV)?.insert(key.as_str(), (exp, value.as_slice()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
+        self.write(move |tx| {
+            let mut t = tx.open_table(KV)?;
+            let now = now_ms();
+            if t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) {
+                return Ok(false);
+            }
+            t.insert(key.as_str(), (exp, value.as_slice()))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, key: &str) -> StoreResult<bool> {
+        check::key(key)?;
+        let key = key.to_string();
+        self.write(move |tx| {
+            let now = now_ms();
+            let removed = tx.open_table(KV)?.remove(key.as_str())?.is_some_and(|g| live(g.value().0, now));
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn counter_add(&self, key: &str, delta: i64, ttl: Option<Duration>) -> StoreResult<i64> {
+        check::key(key)?;
+        check::ttl(ttl)?;
+        let (key, exp) = (key.to_string(), deadline(ttl));
+        self.write(move |tx| counter_bump(tx, &key, delta, exp, now_ms())).await
+    }
+
+    async fn counter_get(&self, key: &str) -> StoreResult<i64> {
+        check::key(key)?;
+        let key = key.to_string();
+        self.read(move |tx| {
+            let t = tx.open_table(COUNTERS)?;
+            let now = now_ms();
+            Ok(t.get(key.as_str())?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
+        })
+        .await
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> StoreResult<ReserveOutcome> {
+        check::reserve(req)?;
+        let req = req.clone();
+        self.write(move |tx| {
+            let now = now_ms();
+            {
+                let holds = tx.open_table(HOLDS)?;
+                if holds.get(req.id.as_str())?.is_some_and(|g| live(g.value().0, now)) {
+                    return Ok(ReserveOutcome::AlreadyHeld);
+                }
+            }
+            for (i, s) in req.scopes.iter().enumerate() {
+                let (used, retry_after) = match s.window {
+                    Some(w) => {
+                        let w = w.as_millis() as u64;
+                        let alive = window_prune(tx, &s.key, w, now)?;
+                        let used: i64 = alive.iter().map(|(_, a)| a).sum();
+                        let mut retry = None;
+                        if req.amount <= s.limit {
+                            let need = used + req.amount - s.limit;
+                            let mut freed = 0;
+                            for (ts, a) in &alive {
+                                freed += a;
+                                if freed >= need {
+                                    retry = Some(Duration::from_millis((ts + w).saturating_sub(now)));
+                                    break;
+                                }
+                            }
+                        }
+                        (used, retry)
+                    }
+                    None => (counter_value(tx, &s.key, now)?, None),
+                };
+                if used + req.amount > s.limit {
+                    // Refused: no claim is written; only the pruning of aged-out window
+                    // entries above is committed, which changes no live sum.
+                    return Ok(ReserveOutcome::Refused(Refusal { scope: i, key: s.key.clone(), used, limit: s.limit, retry_after }));
+                }
+            }
+            let mut hold = Hold { amount: req.amount, scopes: Vec::with_capacity(req.scopes.len()) };
+            for s in &req.scopes {
+                match s.window {
+                    Some(w) => {
+                        tx.open_table(WINDOWS)?.insert((s.key.as_str(), now, req.id.as_str()), req.amount)?;
+                        tx.open_table(WINDOW_IDS)?.insert((s.key.as_str(), req.id.as_str()), now)?;
+                        hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: w.as_millis() as u64 });
+                    }
+                    None => {
+                        counter_bump(tx, &s.key, req.amount, 0, now)?;
+                        hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: 0 });
+                    }
+                }
+            }
+            let json = serde_json::to_vec(&hold).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            tx.open_table(HOLDS)?.insert(req.id.as_str(), (deadline(req.hold_ttl), json.as_slice()))?;
+            Ok(ReserveOutcome::Reserved)
+        })
+        .await
+    }
+
+    async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool> {
+        check::key(id)?;
+        if actual < 0 {
+            return Err(StoreError::Invalid("settled amount must not be negative".into()));
+        }
+        let id = id.to_string();
+        self.write(move |tx| {
+            let now = now_ms();
+            let hold: Hold = {
+                let mut holds = tx.open_table(HOLDS)?;
+                let Some(g) = holds.remove(id.as_str())? else { return Ok(false) };
+                let (exp, raw) = g.value();
+                if !live(exp, now) {
+                    return Ok(false);
+                }
+                serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("hold: {e}")))?
+            };
+            for s in &hold.scopes {
+                if s.window_ms > 0 {
+                    let mut ids = tx.open_table(WINDOW_IDS)?;
+                    let Some(ts) = ids.get((s.key.as_str(), id.as_str()))?.map(|g| g.value()) else { continue };
+                    let mut windows = tx.open_table(WINDOWS)?;
+                    if actual == 0 {
+                        windows.remove((s.key.as_str(), ts, id.as_str()))?;
+                        ids.remove((s.key.as_str(), id.as_str()))?;
+                    } else {
+                        windows.insert((s.key.as_str(), ts, id.as_str()), actual)?;
+                    }
+                } else {
+                    counter_bump(tx, &s.key, actual - hold.amount, 0, now)?;
+                }
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn usage(&self, scope: &Scope) -> StoreResult<i64> {
+        check::key(&scope.key)?;
+        let scope = scope.clone();
+        self.read(move |tx| {
+            let now = now_ms();
+            match scope.window {
+                Some(w) => {
+                    let cutoff = now.saturating_sub(w.as_millis() as u64);
+                    let t = tx.open_table(WINDOWS)?;
+                    let key = scope.key.as_str();
+                    let mut sum = 0;
+                    for row in t.range((key, cutoff.saturating_add(1), "")..=(key, u64::MAX, "\u{10FFFF}"))? {
+                        sum += row?.1.value();
+                    }
+                    Ok(sum)
+                }
+                None => {
+                    let t = tx.open_table(COUNTERS)?;
+                    Ok(t.get(scope.key.as_str())?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        check::key(name)?;
+        check::key(holder)?;
+        check::ttl(Some(ttl))?;
+        let (name, holder, exp) = (name.to_string(), holder.to_string(), deadline(Some(ttl)));
+        self.write(move |tx| {
+            let mut t = tx.open_table(LEASES)?;
+            let now = now_ms();
+            let taken = t.get(name.as_str())?.is_some_and(|g| {
+                let (h, e) = g.value();
+                e > now && h != holder
+            });
+            if taken {
+                return Ok(false);
+            }
+            t.insert(name.as_str(), (holder.as_str(), exp))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        check::key(name)?;
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(move |tx| {
+            let mut t = tx.open_table(LEASES)?;
+            let now = now_ms();
+            let mine = t.get(name.as_str())?.is_some_and(|g| {
+                let (h, e) = g.value();
+                e > now && h == holder
+            });
+            if mine {
+                t.remove(name.as_str())?;
+            }
+            Ok(mine)
+        })
+        .await
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        check::key(channel)?;
+        check::value(payload)?;
+        let sender = self.channels.lock().map_err(fail)?.get(channel).cloned();
+        if let Some(tx) = sender {
+            // No receivers is not an error: nobody is watching.
+            let _ = tx.send(payload.to_vec());
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<EventStream> {
+        check::key(channel)?;
+        let rx = {
+            let mut channels = self.channels.lock().map_err(fail)?;
+            channels.retain(|_, tx| tx.receiver_count() > 0);
+            channels.entry(channel.to_string()).or_insert_with(|| broadcast::channel(EVENT_BUFFER).0).subscribe()
+        };
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(msg) => return Some((msg, rx)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "event subscriber fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+}

@@ -1,0 +1,246 @@
+//! The store: everything the Control Room shares between requests and between instances.
+//!
+//! One trait, [`Store`], two backends:
+//! - [`RedisStore`] (`REDIS_URL` set): any number of instances act as one; multi-key work runs
+//!   in Lua scripts so it is atomic on the Redis server; live events use Redis pub/sub.
+//! - [`EmbeddedStore`] (no `REDIS_URL`): one instance, a `redb` file under `DATA_DIR` (every
+//!   write is a durable transaction, so a restart loses nothing) and an in-process broadcast.
+//!
+//! What it holds, by kind:
+//! - **task records** with indexes by state, project, owner, model and time ([`crate::task`]),
+//!   written with optimistic concurrency (a stale version is refused);
+//! - **key/value with TTL** (sessions, lookups such as KIE task id → task, favorites);
+//! - **counters with expiry** (alert windows, attempt limits);
+//! - **reservations** ([`Store::reserve`]): one atomic, all-or-nothing step over several
+//!   scopes, each a running total or a sliding window; this one primitive carries budgets
+//!   (per job, per day, per project), the rate guard's request windows, concurrency slots and
+//!   token-per-minute limits;
+//! - **leases** so that background work runs once across instances;
+//! - **publish/subscribe** for live events.
+//!
+//! The conformance suite in `gateway/tests/store_conformance.rs` runs the same cases against
+//! both backends.
+
+mod embedded;
+mod redis;
+
+pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
+
+/// Largest value the store accepts for one key/value entry or event (1 MiB).
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most scopes one reservation may touch.
+pub const MAX_SCOPES: usize = 16;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or failed an operation (network, disk).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Data in the store cannot be read back (a bug or a foreign writer).
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    /// The request itself is wrong (empty key, oversized value, too many scopes).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One limit that a reservation counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// The counter's key, e.g. `budget:project:trailer:total`.
+    pub key: String,
+    /// The most the scope may hold (inclusive).
+    pub limit: i64,
+    /// `None`: a running total (until settled down). `Some(w)`: a sliding window; only
+    /// reservations made in the last `w` count.
+    pub window: Option<Duration>,
+}
+
+/// An all-or-nothing claim of `amount` against every scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveRequest {
+    /// Idempotency key: a second reservation with the same id changes nothing.
+    pub id: String,
+    /// How much to claim (credits in milli-credits, requests as 1, tokens as tokens…).
+    pub amount: i64,
+    pub scopes: Vec<Scope>,
+    /// How long the hold is kept for [`Store::settle`]; `None` keeps it until settled.
+    /// Windows and rate slots that are never settled use a TTL so holds do not pile up.
+    pub hold_ttl: Option<Duration>,
+}
+
+/// Why a reservation was refused: the first scope that would overflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Index into the request's scopes.
+    pub scope: usize,
+    pub key: String,
+    /// What the scope already holds.
+    pub used: i64,
+    pub limit: i64,
+    /// For a window: how long until enough of it has aged out for this amount to fit.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReserveOutcome {
+    /// Claimed against every scope.
+    Reserved,
+    /// A hold with this id exists already; nothing changed.
+    AlreadyHeld,
+    /// Nothing changed.
+    Refused(Refusal),
+}
+
+/// A message from a subscription.
+pub type EventStream = BoxStream<'static, Vec<u8>>;
+
+/// The shared state of the Control Room. Every method is safe to call from many tasks and (on
+/// Redis) many instances at once; each is atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "redis" or "embedded", for the console and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Round trip to the backend (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- tasks -------------------------------------------------------------------------
+
+    /// Writes a new record (write-ahead). `Ok(false)` if a task with this id exists already,
+    /// in which case nothing changes.
+    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool>;
+
+    async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>>;
+
+    /// Replaces a record if the stored version equals `task.version`; the stored copy gets
+    /// `version + 1`, which is returned. `Ok(None)` on a version conflict or a missing task:
+    /// nothing changes and the caller re-reads.
+    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>>;
+
+    /// Newest first; see [`TaskQuery`].
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage>;
+
+    async fn task_counts(&self) -> StoreResult<TaskCounts>;
+
+    // ---- key/value ---------------------------------------------------------------------
+
+    async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
+    /// Sets only if absent (or expired). `Ok(true)` if this call set it.
+    async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool>;
+    /// `Ok(true)` if something was deleted.
+    async fn kv_delete(&self, key: &str) -> StoreResult<bool>;
+
+    // ---- counters ----------------------------------------------------------------------
+
+    /// Adds `delta` and returns the new value. `ttl` is applied only when the counter is
+    /// created, so a window starts at its first event and ends on time.
+    async fn counter_add(&self, key: &str, delta: i64, ttl: Option<Duration>) -> StoreResult<i64>;
+    async fn counter_get(&self, key: &str) -> StoreResult<i64>;
+
+    // ---- reservations ------------------------------------------------------------------
+
+    /// Checks every scope and, only if all fit, claims `amount` in each — in one atomic step.
+    async fn reserve(&self, req: &ReserveRequest) -> StoreResult<ReserveOutcome>;
+
+    /// Turns a hold into its final amount: each scope it touched moves by `actual - amount`
+    /// (0 releases it entirely). `Ok(false)` if there is no such hold (settled already,
+    /// expired, or never made): nothing changes, so settling twice is harmless.
+    async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool>;
+
+    /// What a scope holds now (a window counts only its live entries).
+    async fn usage(&self, scope: &Scope) -> StoreResult<i64>;
+
+    // ---- leases ------------------------------------------------------------------------
+
+    /// Takes or renews a lease. `Ok(true)` if `holder` holds it for `ttl` from now.
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool>;
+    /// Gives a lease back if `holder` holds it.
+    async fn lease_release(&self, name: &str, holder: &str) -> StoreResult<bool>;
+
+    // ---- live events -------------------------------------------------------------------
+
+    /// Sends to every current subscriber of `channel`, on every instance.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;
+    /// Messages published after this call returns.
+    async fn subscribe(&self, channel: &str) -> StoreResult<EventStream>;
+}
+
+/// Checks shared by both backends, so that both refuse the same bad requests.
+pub(crate) mod check {
+    use super::*;
+
+    pub fn key(key: &str) -> StoreResult<()> {
+        if key.is_empty() || key.len() > 512 {
+            return Err(StoreError::Invalid(format!("key must be 1..=512 bytes, got {}", key.len())));
+        }
+        Ok(())
+    }
+
+    pub fn value(v: &[u8]) -> StoreResult<()> {
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(StoreError::Invalid(format!("value of {} bytes exceeds {MAX_VALUE_BYTES}", v.len())));
+        }
+        Ok(())
+    }
+
+    pub fn ttl(ttl: Option<Duration>) -> StoreResult<()> {
+        if ttl.is_some_and(|t| t.as_millis() == 0) {
+            return Err(StoreError::Invalid("ttl must be at least 1 ms".into()));
+        }
+        Ok(())
+    }
+
+    pub fn task(t: &TaskRecord) -> StoreResult<()> {
+        key(&t.id)?;
+        if t.id.contains('|') {
+            return Err(StoreError::Invalid("task id must not contain '|'".into()));
+        }
+        if t.version == 0 {
+            return Err(StoreError::Invalid("task version starts at 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn reserve(req: &ReserveRequest) -> StoreResult<()> {
+        key(&req.id)?;
+        if req.amount < 0 {
+            return Err(StoreError::Invalid("reservation amount must not be negative".into()));
+        }
+        if req.scopes.is_empty() || req.scopes.len() > MAX_SCOPES {
+            return Err(StoreError::Invalid(format!("a reservation needs 1..={MAX_SCOPES} scopes")));
+        }
+        for s in &req.scopes {
+            key(&s.key)?;
+            if s.window.is_some_and(|w| w.as_millis() == 0) {
+                return Err(StoreError::Invalid("a window must be at least 1 ms".into()));
+            }
+        }
+        for (i, a) in req.scopes.iter().enumerate() {
+            if req.scopes[..i].iter().any(|b| b.key == a.key) {
+                return Err(StoreError::Invalid(format!("scope {} appears twice", a.key)));
+            }
+        }
+        ttl(req.hold_ttl)
+    }
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,526 @@
+//! Redis backend: shared by every instance that points at the same Redis.
+//!
+//! Key layout (all under a configurable prefix, `cr:` by default, so tests and several
+//! deployments can share one server):
+//! - `t:<id>` hash {d: record JSON, v: version, m: index member, i: index keys}
+//! - `ti:<index>` sorted set of index members, all score 0, read in lexical order
+//! - `kv:<key>` string, `c:<key>` integer counter, `l:<name>` lease holder
+//! - `w:<key>` sorted set (score = time in ms) + `wa:<key>` hash (member → amount): a window
+//! - `h:<id>` a reservation hold: its amount and the scopes it touched
+//! - channel `ev:<channel>` for events
+//!
+//! Every step that touches more than one key, or reads then writes, is a Lua script, so it is
+//! atomic on the server whatever the number of instances. Windows use the Redis server's clock
+//! (`TIME`), so instances with skewed clocks still agree.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{EventStream, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
+
+/// How many index members a listing reads per round trip while filtering.
+const LIST_BATCH: usize = 256;
+/// Most index members one listing examines before it returns a short page with a cursor.
+const LIST_SCAN_CAP: usize = 10_000;
+
+/// Lua: insert a task if absent and add it to its indexes.
+/// KEYS: task key, index keys…  ARGV: json, member, version
+const TASK_INSERT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local idx = {}
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, ARGV[2])
+  idx[#idx + 1] = KEYS[i]
+end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[3], 'm', ARGV[2], 'i', table.concat(idx, '\n'))
+return 1
+"#;
+
+/// Lua: compare-and-set a task, moving its index entries.
+/// KEYS: task key, new index keys…  ARGV: json (with the new version), member, expected version
+/// Returns the new version, 0 on conflict, -1 if missing.
+const TASK_UPDATE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'm', 'i')
+if not cur[1] then return -1 end
+if cur[1] ~= ARGV[3] then return 0 end
+if cur[3] and cur[3] ~= '' then
+  for k in string.gmatch(cur[3], '[^\n]+') do redis.call('ZREM', k, cur[2]) end
+end
+local idx = {}
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, ARGV[2])
+  idx[#idx + 1] = KEYS[i]
+end
+local v = tonumber(ARGV[3]) + 1
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', tostring(v), 'm', ARGV[2], 'i', table.concat(idx, '\n'))
+return v
+"#;
+
+/// Lua helpers shared by the reservation scripts: the server clock and a window's live sum.
+const WINDOW_LIB: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Drops entries at or before now - win, returns the sum of the rest.
+local function window_sum(main, aux, win, now)
+  local old = redis.call('ZRANGEBYSCORE', main, '-inf', now - win)
+  for _, m in ipairs(old) do redis.call('HDEL', aux, m) end
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', main, '-inf', now - win) end
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', aux)) do sum = sum + tonumber(v) end
+  return sum
+end
+"#;
+
+/// Lua: all-or-nothing reservation.
+/// KEYS: hold key, then per scope (main key, aux key)
+/// ARGV: id, amount, hold ttl ms (0 = none), n, then per scope (limit, window ms or 0)
+/// Returns {0} reserved, {1} already held, {2, scope index, used, limit, retry ms or -1}.
+const RESERVE: &str = r#"
+local id, amount, hold_ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+local now = now_ms()
+for i = 1, n do
+  local main, aux = KEYS[2 * i], KEYS[2 * i + 1]
+  local limit, win = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
+  local used
+  if win > 0 then used = window_sum(main, aux, win, now) else used = tonumber(redis.call('GET', main) or '0') end
+  if used + amount > limit then
+    local retry = -1
+    if win > 0 and amount <= limit then
+      local need, freed = used + amount - limit, 0
+      local entries = redis.call('ZRANGE', main, 0, -1, 'WITHSCORES')
+      for j = 1, #entries, 2 do
+        freed = freed + tonumber(redis.call('HGET', aux, entries[j]) or '0')
+        if freed >= need then retry = tonumber(entries[j + 1]) + win - now; break end
+      end
+    end
+    return {2, i - 1, used, limit, retry}
+  end
+end
+local lines = {tostring(amount)}
+for i = 1, n do
+  local main, aux, win = KEYS[2 * i], KEYS[2 * i + 1], tonumber(ARGV[4 + 2 * i])
+  if win > 0 then
+    redis.call('ZADD', main, now, id)
+    redis.call('HSET', aux, id, amount)
+    redis.call('PEXPIRE', main, win)
+    redis.call('PEXPIRE', aux, win)
+  else
+    redis.call('INCRBY', main, amount)
+  end
+  lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. win
+end
+if hold_ttl > 0 then
+  redis.call('SET', KEYS[1], table.concat(lines, '\n'), 'PX', hold_ttl)
+else
+  redis.call('SET', KEYS[1], table.concat(lines, '\n'))
+end
+return {0}
+"#;
+
+/// Lua: settle a hold. KEYS: hold key. ARGV: id, actual. Returns 1 if settled, 0 if no hold.
+/// (The scope keys come from the hold itself; this backend targets a single Redis server.)
+const SETTLE: &str = r#"
+local h = redis.call('GET', KEYS[1])
+if not h then return 0 end
+local id, actual = ARGV[1], tonumber(ARGV[2])
+local amount = nil
+for line in string.gmatch(h, '[^\n]+') do
+  if not amount then
+    amount = tonumber(line)
+  else
+    local main, aux, win = string.match(line, '^(.-)\t(.-)\t(%d+)$')
+    if tonumber(win) > 0 then
+      if actual == 0 then
+        redis.call('ZREM', main, id)
+        redis.call('HDEL', aux, id)
+      elseif redis.call('ZSCORE', main, id) then
+        redis.call('HSET', aux, id, actual)
+      end
+    else
+      redis.call('INCRBY', main, actual - amount)
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+/// Lua: a window's live sum. KEYS: main, aux. ARGV: window ms.
+const WINDOW_USAGE: &str = r#"
+return window_sum(KEYS[1], KEYS[2], tonumber(ARGV[1]), now_ms())
+"#;
+
+/// Lua: add to a counter, setting the TTL only when the counter is created.
+/// KEYS: counter. ARGV: delta, ttl ms (0 = none).
+const COUNTER_ADD: &str = r#"
+local existed = redis.call('EXISTS', KEYS[1])
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+"#;
+
+/// Lua: take or renew a lease. KEYS: lease. ARGV: holder, ttl ms.
+const LEASE_ACQUIRE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// Lua: give a lease back. KEYS: lease. ARGV: holder.
+const LEASE_RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
+struct Scripts {
+    task_insert: Script,
+    task_update: Script,
+    reserve: Script,
+    settle: Script,
+    window_usage: Script,
+    counter_add: Script,
+    lease_acquire: Script,
+    lease_release: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_lib = |body: &str| Script::new(&format!("{WINDOW_LIB}\n{body}"));
+        Scripts {
+            task_insert: Script::new(TASK_INSERT),
+            task_update: Script::new(TASK_UPDATE),
+            reserve: with_lib(RESERVE),
+            settle: Script::new(SETTLE),
+            window_usage: with_lib(WINDOW_USAGE),
+            counter_add: Script::new(COUNTER_ADD),
+            lease_acquire: Script::new(LEASE_ACQUIRE),
+            lease_release: Script::new(LEASE_RELEASE),
+        }
+    }
+}
+
+/// The Redis-backed [`Store`].
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    scripts: Arc<Scripts>,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl RedisStore {
+    /// Connects and checks the server answers. `prefix` namespaces every key and channel.
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Invalid(format!("REDIS_URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
+        let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn k(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{key}", self.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn scope_keys(&self, s: &Scope) -> (String, String) {
+        match s.window {
+            Some(_) => (self.k("w", &s.key), self.k("wa", &s.key)),
+            None => (self.k("c", &s.key), self.k("c", &s.key)),
+        }
+    }
+
+    fn decode(raw: &str) -> StoreResult<TaskRecord> {
+        serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("task record: {e}")))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let pong: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(unavailable)?;
+        if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("redis answered {pong:?} to PING"))) }
+    }
+
+    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
+        check::task(task)?;
+        let json = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut inv = self.scripts.task_insert.key(self.k("t", &task.id));
+        for i in task.index_keys() {
+            inv.key(self.k("ti", &i));
+        }
+        inv.arg(json).arg(task.index_member()).arg(task.version);
+        let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+        check::key(id)?;
+        let raw: Option<String> = self.conn().hget(self.k("t", id), "d").await.map_err(unavailable)?;
+        raw.map(|r| Self::decode(&r)).transpose()
+    }
+
+    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>> {
+        check::task(task)?;
+        let mut next = task.clone();
+        next.version = task.version + 1;
+        let json = serde_json::to_string(&next).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut inv = self.scripts.task_update.key(self.k("t", &task.id));
+        for i in next.index_keys() {
+            inv.key(self.k("ti", &i));
+        }
+        inv.arg(json).arg(next.index_member()).arg(task.version);
+        let v: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok((v > 0).then_some(v as u64))
+    }
+
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage> {
+        let want = query.page_size();
+        let zkey = self.k("ti", &query.driving_index());
+        let mut conn = self.conn();
+        let mut upper = match &query.after {
+            Some(c) => format!("({c}"),
+            None => "+".to_string(),
+        };
+        let mut page = TaskPage::default();
+        let mut scanned = 0;
+        loop {
+            let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(&zkey)
+                .arg(&upper)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(LIST_BATCH)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if members.is_empty() {
+                return Ok(page);
+            }
+            let mut pipe = redis::pipe();
+            for m in &members {
+                let id = m.split_once('|').map_or(m.as_str(), |(_, id)| id);
+                pipe.hget(self.k("t", id), "d");
+            }
+            let raws: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            for (m, raw) in members.iter().zip(raws) {
+                scanned += 1;
+                // A member whose record is gone is skipped (never half-written: insert is atomic).
+                if let Some(raw) = raw {
+                    let t = Self::decode(&raw)?;
+                    if query.matches(&t) {
+                        page.tasks.push(t);
+                    }
+                }
+                if page.tasks.len() == want || scanned >= LIST_SCAN_CAP {
+                    page.next = Some(m.clone());
+                    return Ok(page);
+                }
+            }
+            if members.len() < LIST_BATCH {
+                return Ok(page);
+            }
+            upper = format!("({}", members[members.len() - 1]);
+        }
+    }
+
+    async fn task_counts(&self) -> StoreResult<TaskCounts> {
+        let mut pipe = redis::pipe();
+        pipe.zcard(self.k("ti", index::ALL));
+        for s in TaskState::ALL {
+            pipe.zcard(self.k("ti", &index::state(s)));
+        }
+        let n: Vec<u64> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(TaskCounts { total: n[0], by_state: TaskState::ALL.iter().copied().zip(n[1..].iter().copied()).collect() })
+    }
+
+    async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        check::key(key)?;
+        self.conn().get(self.k("kv", key)).await.map_err(unavailable)
+    }
+
+    async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.k("kv", key)).arg(value);
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(ms(t));
+        }
+        cmd.query_async::<()>(&mut self.conn()).await.map_err(unavailable)
+    }
+
+    async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.k("kv", key)).arg(value).arg("NX");
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(ms(t));
+        }
+        let set: Option<String> = cmd.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn kv_delete(&self, key: &str) -> StoreResult<bool> {
+        check::key(key)?;
+        let n: u64 = self.conn().del(self.k("kv", key)).await.map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn counter_add(&self, key: &str, delta: i64, ttl: Option<Duration>) -> StoreResult<i64> {
+        check::key(key)?;
+        check::ttl(ttl)?;
+        self.scripts
+            .counter_add
+            .key(self.k("c", key))
+            .arg(delta)
+            .arg(ttl.map_or(0, ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn counter_get(&self, key: &str) -> StoreResult<i64> {
+        check::key(key)?;
+        let v: Option<i64> = self.conn().get(self.k("c", key)).await.map_err(unavailable)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> StoreResult<ReserveOutcome> {
+        check::reserve(req)?;
+        let mut inv = self.scripts.reserve.key(self.k("h", &req.id));
+        for s in &req.scopes {
+            let (main, aux) = self.scope_keys(s);
+            inv.key(main).key(aux);
+        }
+        inv.arg(&req.id).arg(req.amount).arg(req.hold_ttl.map_or(0, ms)).arg(req.scopes.len());
+        for s in &req.scopes {
+            inv.arg(s.limit).arg(s.window.map_or(0, ms));
+        }
+        let r: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        match r.as_slice() {
+            [0] => Ok(ReserveOutcome::Reserved),
+            [1] => Ok(ReserveOutcome::AlreadyHeld),
+            [2, i, used, limit, retry] => {
+                let scope = usize::try_from(*i).map_err(|_| StoreError::Corrupt("reserve: scope index".into()))?;
+                let key = req.scopes.get(scope).map(|s| s.key.clone()).unwrap_or_default();
+                let retry_after = (*retry >= 0).then(|| Duration::from_millis(*retry as u64));
+                Ok(ReserveOutcome::Refused(Refusal { scope, key, used: *used, limit: *limit, retry_after }))
+            }
+            other => Err(StoreError::Corrupt(format!("reserve script answered {other:?}"))),
+        }
+    }
+
+    async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool> {
+        check::key(id)?;
+        if actual < 0 {
+            return Err(StoreError::Invalid("settled amount must not be negative".into()));
+        }
+        let n: i64 = self
+            .scripts
+            .settle
+            .key(self.k("h", id))
+            .arg(id)
+            .arg(actual)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn usage(&self, scope: &Scope) -> StoreResult<i64> {
+        check::key(&scope.key)?;
+        let (main, aux) = self.scope_keys(scope);
+        match scope.window {
+            Some(w) => self
+                .scripts
+                .window_usage
+                .key(main)
+                .key(aux)
+                .arg(ms(w).max(1))
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(unavailable),
+            None => {
+                let v: Option<i64> = self.conn().get(main).await.map_err(unavailable)?;
+                Ok(v.unwrap_or(0))
+            }
+        }
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        check::key(name)?;
+        check::key(holder)?;
+        check::ttl(Some(ttl))?;
+        let n: i64 = self
+            .scripts
+            .lease_acquire
+            .key(self.k("l", name))
+            .arg(holder)
+            .arg(ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> StoreResult<bool> {
+        check::key(name)?;
+        let n: i64 = self
+            .scripts
+            .lease_release
+            .key(self.k("l", name))
+            .arg(holder)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        check::key(channel)?;
+        check::value(payload)?;
+        let _receivers: i64 = self.conn().publish(self.k("ev", channel), payload).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<EventStream> {
+        check::key(channel)?;
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(unavailable)?;
+        pubsub.subscribe(self.k("ev", channel)).await.map_err(unavailable)?;
+        Ok(pubsub.into_on_message().map(|m| m.get_payload_bytes().to_vec()).boxed())
+    }
+}

@@ -1,0 +1,253 @@
+//! Task records: what the Control Room knows about one generation task.
+//!
+//! Plain data, no I/O. The store persists these records and indexes them by state, project,
+//! owner, model and creation time; the task lifecycle (a later module) moves them through
+//! their states.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::credits::Credits;
+
+/// Where a task stands. The first two are the Control Room's own (before KIE knows the task);
+/// `Waiting`, `Queuing` and `Generating` mirror KIE's `state`; the last three are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Recorded here (write-ahead) and waiting for the rate guard / dispatcher.
+    Queued,
+    /// KIE accepted it and answered with a task id.
+    Submitted,
+    /// KIE: `waiting`.
+    Waiting,
+    /// KIE: `queuing`.
+    Queuing,
+    /// KIE: `generating`.
+    Generating,
+    /// KIE: `success`; result URLs are known.
+    Success,
+    /// KIE: `fail` / `failed`, or refused upstream (401/402/422).
+    Fail,
+    /// No result could be had in time (callback lost and polling gave up, or media expired).
+    Expired,
+}
+
+impl TaskState {
+    /// Every state, in lifecycle order (used for meters and index maintenance).
+    pub const ALL: [TaskState; 8] = [
+        TaskState::Queued,
+        TaskState::Submitted,
+        TaskState::Waiting,
+        TaskState::Queuing,
+        TaskState::Generating,
+        TaskState::Success,
+        TaskState::Fail,
+        TaskState::Expired,
+    ];
+
+    /// The name used in the store's index keys and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Submitted => "submitted",
+            TaskState::Waiting => "waiting",
+            TaskState::Queuing => "queuing",
+            TaskState::Generating => "generating",
+            TaskState::Success => "success",
+            TaskState::Fail => "fail",
+            TaskState::Expired => "expired",
+        }
+    }
+
+    /// Terminal states are final: nothing moves a task out of them.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Success | TaskState::Fail | TaskState::Expired)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One generation task as the Control Room records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The Control Room's own id, issued before anything reaches KIE.
+    pub id: String,
+    /// Optimistic-concurrency version: the store refuses an update based on a stale copy.
+    pub version: u64,
+    /// Where the task stands.
+    pub state: TaskState,
+    /// Who submitted it: a user's id or a relay key's id.
+    pub owner: String,
+    /// The production it belongs to (budgets and filters are per project).
+    pub project: String,
+    /// KIE's model id, e.g. `kling-2.6/text-to-video`.
+    pub model: String,
+    /// Unix milliseconds when the record was written; orders every listing.
+    pub created_ms: u64,
+    /// Unix milliseconds of the last change.
+    pub updated_ms: u64,
+    /// The model's `input` object as submitted (bounded in size by the submit path).
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// Cost reserved against the budgets at submit time.
+    #[serde(default)]
+    pub estimated_cost: Credits,
+    /// What KIE charged (`creditsConsumed`), once known.
+    #[serde(default)]
+    pub actual_cost: Option<Credits>,
+    /// KIE's task id, once `createTask` answered.
+    #[serde(default)]
+    pub kie_task_id: Option<String>,
+    /// Result media URLs from KIE's `resultJson`.
+    #[serde(default)]
+    pub result_urls: Vec<String>,
+    /// KIE's `failCode`, when it failed.
+    #[serde(default)]
+    pub fail_code: Option<String>,
+    /// KIE's `failMsg` or the Control Room's own reason.
+    #[serde(default)]
+    pub fail_msg: Option<String>,
+}
+
+impl TaskRecord {
+    /// A new record in state `Queued`, version 1.
+    pub fn new(id: impl Into<String>, owner: impl Into<String>, project: impl Into<String>, model: impl Into<String>, now_ms: u64) -> Self {
+        TaskRecord {
+            id: id.into(),
+            version: 1,
+            state: TaskState::Queued,
+            owner: owner.into(),
+            project: project.into(),
+            model: model.into(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            input: serde_json::Value::Null,
+            estimated_cost: Credits::ZERO,
+            actual_cost: None,
+            kie_task_id: None,
+            result_urls: Vec::new(),
+            fail_code: None,
+            fail_msg: None,
+        }
+    }
+
+    /// The index keys this record belongs to (shared by both store backends, so they agree).
+    pub fn index_keys(&self) -> Vec<String> {
+        vec![
+            index::ALL.to_string(),
+            index::state(self.state),
+            index::project(&self.project),
+            index::owner(&self.owner),
+            index::model(&self.model),
+        ]
+    }
+
+    /// The member under which the record sits in every index: creation time then id, so that
+    /// byte order is time order and a member doubles as a pagination cursor.
+    pub fn index_member(&self) -> String {
+        index::member(self.created_ms, &self.id)
+    }
+}
+
+/// Names of the task indexes, shared by both store backends.
+pub mod index {
+    use super::TaskState;
+
+    /// Every task.
+    pub const ALL: &str = "all";
+
+    pub fn state(s: TaskState) -> String {
+        format!("state:{}", s.as_str())
+    }
+    pub fn project(p: &str) -> String {
+        format!("project:{p}")
+    }
+    pub fn owner(o: &str) -> String {
+        format!("owner:{o}")
+    }
+    pub fn model(m: &str) -> String {
+        format!("model:{m}")
+    }
+    /// Zero-padded so that lexical order is numeric order for any date before the year 2286.
+    pub fn member(created_ms: u64, id: &str) -> String {
+        format!("{created_ms:013}|{id}")
+    }
+}
+
+/// Largest page a listing returns; larger requests are clamped.
+pub const MAX_PAGE: usize = 200;
+
+/// A listing request: newest first, optional filters (all must match), cursor pagination.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskQuery {
+    pub state: Option<TaskState>,
+    pub project: Option<String>,
+    pub owner: Option<String>,
+    pub model: Option<String>,
+    /// Continue after this cursor (the `next` of a previous page).
+    pub after: Option<String>,
+    /// Page size, 1..=MAX_PAGE (0 means the default of 50).
+    pub limit: usize,
+}
+
+impl TaskQuery {
+    /// The page size actually used.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => 50,
+            n => n.min(MAX_PAGE),
+        }
+    }
+
+    /// The most selective index for this query; the other filters are checked per record.
+    pub fn driving_index(&self) -> String {
+        if let Some(s) = self.state {
+            index::state(s)
+        } else if let Some(o) = &self.owner {
+            index::owner(o)
+        } else if let Some(p) = &self.project {
+            index::project(p)
+        } else if let Some(m) = &self.model {
+            index::model(m)
+        } else {
+            index::ALL.to_string()
+        }
+    }
+
+    /// Whether a record passes every filter.
+    pub fn matches(&self, t: &TaskRecord) -> bool {
+        self.state.is_none_or(|s| s == t.state)
+            && self.project.as_deref().is_none_or(|p| p == t.project)
+            && self.owner.as_deref().is_none_or(|o| o == t.owner)
+            && self.model.as_deref().is_none_or(|m| m == t.model)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRecord>,
+    /// Cursor for the next page; `None` when this is the last one.
+    pub next: Option<String>,
+}
+
+/// How many tasks are on record, by state (for the ledger meters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    pub total: u64,
+    pub by_state: Vec<(TaskState, u64)>,
+}
+
+impl TaskCounts {
+    /// Tasks not yet in a terminal state.
+    pub fn in_flight(&self) -> u64 {
+        self.by_state.iter().filter(|(s, _)| !s.is_terminal()).map(|(_, n)| n).sum()
+    }
+    pub fn get(&self, state: TaskState) -> u64 {
+        self.by_state.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)
+    }
+}

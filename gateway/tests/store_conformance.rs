@@ -1,0 +1,440 @@
+//! One conformance suite, run against both store backends: every case below runs once on a
+//! real Redis (`testkit::redis_url`) and once on the embedded redb store in a temporary
+//! directory. A backend passes only if it behaves exactly like the other.
+
+use futures::StreamExt;
+use gateway::store::{ReserveOutcome, ReserveRequest, Scope, StoreError};
+use gateway::task::{TaskQuery, TaskRecord, TaskState};
+use gateway::{Credits, EmbeddedStore, RedisStore, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A store under test, plus whatever must live as long as it.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    /// A second handle on the same shared state (a second connection for Redis, the same
+    /// store for the embedded backend) — stands in for a second instance.
+    pub peer: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn redis() -> Backend {
+    let prefix = format!("{}:", testkit::unique("conf"));
+    let url = testkit::redis_url();
+    let a = RedisStore::connect(&url, &prefix).await.expect("connect to test redis");
+    let b = RedisStore::connect(&url, &prefix).await.expect("connect to test redis");
+    Backend { store: Arc::new(a), peer: Arc::new(b), _dir: None }
+}
+
+async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Arc::new(EmbeddedStore::open(dir.path()).expect("open embedded store"));
+    Backend { store: s.clone(), peer: s, _dir: Some(dir) }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod on_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::cases::$case(super::redis().await).await }) *
+        }
+        mod on_embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::cases::$case(super::embedded().await).await }) *
+        }
+    };
+}
+
+conformance!(
+    task_insert_is_write_once,
+    task_update_is_compare_and_set_and_moves_indexes,
+    task_list_is_newest_first_filtered_and_paginated,
+    task_counts_follow_states,
+    kv_set_get_nx_delete_and_ttl,
+    oversized_and_empty_input_is_refused_and_writes_nothing,
+    counters_are_exact_under_200_racing_adds,
+    counter_ttl_starts_with_the_counter,
+    reservation_is_all_or_nothing_across_scopes,
+    reservation_is_idempotent_and_settles_once,
+    racing_reservations_admit_exactly_the_limit,
+    racing_reservations_from_two_instances_admit_exactly_the_limit,
+    window_admits_n_then_says_when_to_retry,
+    window_settle_to_zero_frees_the_slot,
+    leases_have_one_holder_and_expire,
+    racing_lease_has_one_winner,
+    events_reach_subscribers_in_order_across_instances,
+);
+
+fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
+    let mut t = TaskRecord::new(id, owner, project, model, created_ms);
+    t.input = serde_json::json!({"prompt": format!("shot {id}")});
+    t.estimated_cost = Credits::from_credits(8);
+    t
+}
+
+fn scope(key: &str, limit: i64) -> Scope {
+    Scope { key: key.into(), limit, window: None }
+}
+
+fn req(id: &str, amount: i64, scopes: Vec<Scope>) -> ReserveRequest {
+    ReserveRequest { id: id.into(), amount, scopes, hold_ttl: None }
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn task_insert_is_write_once(b: Backend) {
+        let t = task("t1", "trailer", "ana", "nano-banana-2", 1_000);
+        assert!(b.store.task_insert(&t).await.unwrap());
+        let mut other = t.clone();
+        other.project = "someone-else".into();
+        assert!(!b.store.task_insert(&other).await.unwrap(), "a second insert of the same id must be refused");
+        assert_eq!(b.peer.task_get("t1").await.unwrap(), Some(t), "the first record stands, readable from a peer");
+        assert_eq!(b.store.task_get("missing").await.unwrap(), None);
+    }
+
+    pub async fn task_update_is_compare_and_set_and_moves_indexes(b: Backend) {
+        let t = task("t1", "trailer", "ana", "veo3", 5_000);
+        b.store.task_insert(&t).await.unwrap();
+        let mut next = t.clone();
+        next.state = TaskState::Submitted;
+        next.kie_task_id = Some("kie-123".into());
+        assert_eq!(b.store.task_update(&next).await.unwrap(), Some(2));
+
+        // The same base version again is stale now: refused, nothing changes.
+        let mut stale = t.clone();
+        stale.state = TaskState::Fail;
+        assert_eq!(b.store.task_update(&stale).await.unwrap(), None);
+        let stored = b.store.task_get("t1").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.state), (2, TaskState::Submitted));
+        assert_eq!(stored.kie_task_id.as_deref(), Some("kie-123"));
+
+        // Indexes moved with the state.
+        let queued = TaskQuery { state: Some(TaskState::Queued), ..Default::default() };
+        let submitted = TaskQuery { state: Some(TaskState::Submitted), ..Default::default() };
+        assert!(b.store.task_list(&queued).await.unwrap().tasks.is_empty());
+        assert_eq!(b.store.task_list(&submitted).await.unwrap().tasks.len(), 1);
+
+        // Updating a task that does not exist changes nothing.
+        let ghost = task("ghost", "p", "o", "m", 1);
+        assert_eq!(b.store.task_update(&ghost).await.unwrap(), None);
+        assert_eq!(b.store.task_get("ghost").await.unwrap(), None);
+    }
+
+    pub async fn task_list_is_newest_first_filtered_and_paginated(b: Backend) {
+        let projects = ["trailer", "promo", "teaser"];
+        let owners = ["ana", "ben"];
+        for i in 0..120u64 {
+            let mut t = task(&format!("t{i:03}"), projects[(i % 3) as usize], owners[(i % 2) as usize], "veo3", 10_000 + i);
+            if i % 5 == 0 {
+                t.state = TaskState::Success;
+            }
+            assert!(b.store.task_insert(&t).await.unwrap());
+        }
+        // All, newest first, in pages of 25, with no task twice and none missing.
+        let mut seen = Vec::new();
+        let mut q = TaskQuery { limit: 25, ..Default::default() };
+        loop {
+            let page = b.store.task_list(&q).await.unwrap();
+            assert!(page.tasks.len() <= 25);
+            seen.extend(page.tasks.iter().map(|t| t.created_ms));
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        let expected: Vec<u64> = (0..120u64).rev().map(|i| 10_000 + i).collect();
+        assert_eq!(seen, expected);
+
+        // Combined filters: project promo (i % 3 == 1) and owner ben (i % 2 == 1) and success (i % 5 == 0).
+        let q = TaskQuery {
+            project: Some("promo".into()),
+            owner: Some("ben".into()),
+            state: Some(TaskState::Success),
+            limit: 200,
+            ..Default::default()
+        };
+        let ids: Vec<String> = b.store.task_list(&q).await.unwrap().tasks.into_iter().map(|t| t.id).collect();
+        let want: Vec<String> = (0..120u64).rev().filter(|i| i % 3 == 1 && i % 2 == 1 && i % 5 == 0).map(|i| format!("t{i:03}")).collect();
+        assert_eq!(ids, want);
+
+        // Oversized pages are clamped.
+        let big = TaskQuery { limit: 10_000, ..Default::default() };
+        assert_eq!(b.store.task_list(&big).await.unwrap().tasks.len(), 120.min(gateway::task::MAX_PAGE));
+    }
+
+    pub async fn task_counts_follow_states(b: Backend) {
+        for i in 0..6u64 {
+            b.store.task_insert(&task(&format!("c{i}"), "p", "o", "m", 100 + i)).await.unwrap();
+        }
+        let mut t = b.store.task_get("c0").await.unwrap().unwrap();
+        t.state = TaskState::Success;
+        b.store.task_update(&t).await.unwrap();
+        let counts = b.store.task_counts().await.unwrap();
+        assert_eq!(counts.total, 6);
+        assert_eq!(counts.get(TaskState::Queued), 5);
+        assert_eq!(counts.get(TaskState::Success), 1);
+        assert_eq!(counts.in_flight(), 5);
+    }
+
+    pub async fn kv_set_get_nx_delete_and_ttl(b: Backend) {
+        b.store.kv_set("a", b"one", None).await.unwrap();
+        assert_eq!(b.peer.kv_get("a").await.unwrap().as_deref(), Some(&b"one"[..]));
+        assert!(!b.store.kv_set_nx("a", b"two", None).await.unwrap());
+        assert_eq!(b.store.kv_get("a").await.unwrap().as_deref(), Some(&b"one"[..]));
+        assert!(b.store.kv_delete("a").await.unwrap());
+        assert!(!b.store.kv_delete("a").await.unwrap());
+        assert!(b.store.kv_set_nx("a", b"three", None).await.unwrap());
+
+        b.store.kv_set("short", b"x", Some(Duration::from_millis(150))).await.unwrap();
+        assert!(b.store.kv_get("short").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(b.store.kv_get("short").await.unwrap(), None, "expired values vanish");
+        assert!(b.store.kv_set_nx("short", b"y", None).await.unwrap(), "an expired key counts as absent");
+    }
+
+    pub async fn oversized_and_empty_input_is_refused_and_writes_nothing(b: Backend) {
+        let big = vec![0u8; gateway::store::MAX_VALUE_BYTES + 1];
+        assert!(matches!(b.store.kv_set("big", &big, None).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.kv_get("big").await.unwrap(), None);
+        assert!(matches!(b.store.kv_get("").await, Err(StoreError::Invalid(_))));
+        let dup = req("r", 1, vec![scope("s", 10), scope("s", 10)]);
+        assert!(matches!(b.store.reserve(&dup).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.reserve(&req("r", -1, vec![scope("s", 10)])).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.usage(&scope("s", 10)).await.unwrap(), 0);
+        let mut bad = task("bad|id", "p", "o", "m", 1);
+        assert!(matches!(b.store.task_insert(&bad).await, Err(StoreError::Invalid(_))));
+        bad.id = "v0".into();
+        bad.version = 0;
+        assert!(matches!(b.store.task_insert(&bad).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.task_counts().await.unwrap().total, 0);
+    }
+
+    pub async fn counters_are_exact_under_200_racing_adds(b: Backend) {
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let s = if i % 2 == 0 { b.store.clone() } else { b.peer.clone() };
+            handles.push(tokio::spawn(async move { s.counter_add("hits", 3, None).await.unwrap() }));
+        }
+        let mut results = Vec::new();
+        for h in handles {
+            results.push(h.await.unwrap());
+        }
+        results.sort();
+        let expected: Vec<i64> = (1..=200).map(|i| i * 3).collect();
+        assert_eq!(results, expected, "every add saw a distinct value: none lost, none doubled");
+        assert_eq!(b.store.counter_get("hits").await.unwrap(), 600);
+    }
+
+    pub async fn counter_ttl_starts_with_the_counter(b: Backend) {
+        assert_eq!(b.store.counter_add("alerts", 1, Some(Duration::from_millis(300))).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A later add must not push the window's end out.
+        assert_eq!(b.store.counter_add("alerts", 1, Some(Duration::from_millis(300))).await.unwrap(), 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(b.store.counter_get("alerts").await.unwrap(), 0, "the window ended 300 ms after its first add");
+        assert_eq!(b.store.counter_add("alerts", 1, Some(Duration::from_millis(300))).await.unwrap(), 1);
+    }
+
+    pub async fn reservation_is_all_or_nothing_across_scopes(b: Backend) {
+        let team = scope("budget:team", 200);
+        let day = Scope { key: "budget:day".into(), limit: 100, window: Some(Duration::from_secs(86_400)) };
+        let project = scope("budget:project", 120);
+        let scopes = vec![team.clone(), day.clone(), project.clone()];
+        assert_eq!(b.store.reserve(&req("a", 40, scopes.clone())).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(b.store.reserve(&req("b", 40, scopes.clone())).await.unwrap(), ReserveOutcome::Reserved);
+        // 40 more would break the day scope (index 1): refused, and no scope moved.
+        match b.store.reserve(&req("c", 40, scopes.clone())).await.unwrap() {
+            ReserveOutcome::Refused(r) => {
+                assert_eq!((r.scope, r.key.as_str(), r.used, r.limit), (1, "budget:day", 80, 100));
+                let retry = r.retry_after.expect("a window says when to retry");
+                assert!(retry <= Duration::from_secs(86_400) && retry > Duration::from_secs(86_000));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(b.store.usage(&team).await.unwrap(), 80);
+        assert_eq!(b.store.usage(&day).await.unwrap(), 80);
+        assert_eq!(b.store.usage(&project).await.unwrap(), 80);
+        // An amount over a scope's limit alone never fits: no retry time.
+        match b.store.reserve(&req("d", 101, vec![day.clone()])).await.unwrap() {
+            ReserveOutcome::Refused(r) => assert_eq!(r.retry_after, None),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    pub async fn reservation_is_idempotent_and_settles_once(b: Backend) {
+        let total = scope("spend:total", 1_000);
+        let day = Scope { key: "spend:day".into(), limit: 1_000, window: Some(Duration::from_secs(3600)) };
+        let r = req("task-1", 300, vec![total.clone(), day.clone()]);
+        assert_eq!(b.store.reserve(&r).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(b.peer.reserve(&r).await.unwrap(), ReserveOutcome::AlreadyHeld, "a repeated reserve must not double");
+        assert_eq!(b.store.usage(&total).await.unwrap(), 300);
+        // The task cost 120 in the end.
+        assert!(b.store.settle("task-1", 120).await.unwrap());
+        assert_eq!(b.store.usage(&total).await.unwrap(), 120);
+        assert_eq!(b.store.usage(&day).await.unwrap(), 120);
+        assert!(!b.peer.settle("task-1", 0).await.unwrap(), "settling twice changes nothing");
+        assert_eq!(b.store.usage(&total).await.unwrap(), 120);
+        // A failed task releases everything.
+        b.store.reserve(&req("task-2", 500, vec![total.clone(), day.clone()])).await.unwrap();
+        assert!(b.store.settle("task-2", 0).await.unwrap());
+        assert_eq!(b.store.usage(&total).await.unwrap(), 120);
+        assert_eq!(b.store.usage(&day).await.unwrap(), 120);
+        assert!(!b.store.settle("never-reserved", 10).await.unwrap());
+    }
+
+    async fn race(stores: [Arc<dyn Store>; 2], n: usize, limit: i64) -> usize {
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let s = stores[i % 2].clone();
+            let scopes = vec![
+                scope("race:project", limit * 7),
+                Scope { key: "race:day".into(), limit, window: Some(Duration::from_secs(60)) },
+                scope("race:team", limit),
+            ];
+            handles.push(tokio::spawn(async move { s.reserve(&req(&format!("job-{i}"), 7, scopes)).await.unwrap() }));
+        }
+        let mut reserved = 0;
+        for h in handles {
+            if h.await.unwrap() == ReserveOutcome::Reserved {
+                reserved += 1;
+            }
+        }
+        reserved
+    }
+
+    pub async fn racing_reservations_admit_exactly_the_limit(b: Backend) {
+        // 200 tasks of 7 race a team limit of 7 * 137: exactly 137 fit.
+        let reserved = race([b.store.clone(), b.store.clone()], 200, 7 * 137).await;
+        assert_eq!(reserved, 137);
+        assert_eq!(b.store.usage(&scope("race:team", 0)).await.unwrap(), 7 * 137);
+    }
+
+    pub async fn racing_reservations_from_two_instances_admit_exactly_the_limit(b: Backend) {
+        let reserved = race([b.store.clone(), b.peer.clone()], 200, 7 * 61).await;
+        assert_eq!(reserved, 61);
+        let day = Scope { key: "race:day".into(), limit: 0, window: Some(Duration::from_secs(60)) };
+        assert_eq!(b.peer.usage(&day).await.unwrap(), 7 * 61);
+    }
+
+    pub async fn window_admits_n_then_says_when_to_retry(b: Backend) {
+        let w = Scope { key: "rate:kie".into(), limit: 5, window: Some(Duration::from_millis(600)) };
+        let ttl = Some(Duration::from_millis(600));
+        for i in 0..5 {
+            let r = ReserveRequest { id: format!("s{i}"), amount: 1, scopes: vec![w.clone()], hold_ttl: ttl };
+            assert_eq!(b.store.reserve(&r).await.unwrap(), ReserveOutcome::Reserved);
+        }
+        let sixth = ReserveRequest { id: "s5".into(), amount: 1, scopes: vec![w.clone()], hold_ttl: ttl };
+        let retry = match b.peer.reserve(&sixth).await.unwrap() {
+            ReserveOutcome::Refused(r) => {
+                assert_eq!((r.used, r.limit), (5, 5));
+                r.retry_after.expect("window refusal carries a retry time")
+            }
+            other => panic!("sixth request in the window must be refused, got {other:?}"),
+        };
+        assert!(retry <= Duration::from_millis(600), "retry {retry:?} within the window");
+        assert_eq!(b.store.usage(&w).await.unwrap(), 5);
+        tokio::time::sleep(retry + Duration::from_millis(30)).await;
+        assert_eq!(b.store.reserve(&sixth).await.unwrap(), ReserveOutcome::Reserved, "admitted once the oldest aged out");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(b.store.usage(&w).await.unwrap(), 0, "a window forgets what is older than itself");
+    }
+
+    pub async fn window_settle_to_zero_frees_the_slot(b: Backend) {
+        // A concurrency-style window slot released early (e.g. task ended).
+        let w = Scope { key: "tpm".into(), limit: 1_000, window: Some(Duration::from_secs(60)) };
+        b.store.reserve(&ReserveRequest { id: "q1".into(), amount: 800, scopes: vec![w.clone()], hold_ttl: None }).await.unwrap();
+        assert!(b.store.settle("q1", 350).await.unwrap(), "actual tokens known");
+        assert_eq!(b.store.usage(&w).await.unwrap(), 350);
+        b.store.reserve(&ReserveRequest { id: "q2".into(), amount: 600, scopes: vec![w.clone()], hold_ttl: None }).await.unwrap();
+        assert_eq!(b.store.usage(&w).await.unwrap(), 950);
+        assert!(b.store.settle("q2", 0).await.unwrap());
+        assert_eq!(b.store.usage(&w).await.unwrap(), 350);
+    }
+
+    pub async fn leases_have_one_holder_and_expire(b: Backend) {
+        let ttl = Duration::from_millis(250);
+        assert!(b.store.lease_acquire("poller", "a", ttl).await.unwrap());
+        assert!(!b.peer.lease_acquire("poller", "b", ttl).await.unwrap());
+        assert!(b.store.lease_acquire("poller", "a", ttl).await.unwrap(), "the holder renews");
+        assert!(!b.peer.lease_release("poller", "b").await.unwrap(), "only the holder releases");
+        assert!(b.store.lease_release("poller", "a").await.unwrap());
+        assert!(b.peer.lease_acquire("poller", "b", ttl).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(b.store.lease_acquire("poller", "a", ttl).await.unwrap(), "an expired lease is free");
+    }
+
+    pub async fn racing_lease_has_one_winner(b: Backend) {
+        let mut handles = Vec::new();
+        for i in 0..40 {
+            let s = if i % 2 == 0 { b.store.clone() } else { b.peer.clone() };
+            handles.push(tokio::spawn(async move { s.lease_acquire("retention", &format!("worker-{i}"), Duration::from_secs(30)).await.unwrap() }));
+        }
+        let mut winners = 0;
+        for h in handles {
+            winners += h.await.unwrap() as usize;
+        }
+        assert_eq!(winners, 1);
+    }
+
+    pub async fn events_reach_subscribers_in_order_across_instances(b: Backend) {
+        let mut sub = b.store.subscribe("tasks").await.unwrap();
+        let mut other = b.store.subscribe("other").await.unwrap();
+        for i in 0..50 {
+            b.peer.publish("tasks", format!("event-{i}").as_bytes()).await.unwrap();
+        }
+        b.peer.publish("other", b"x").await.unwrap();
+        for i in 0..50 {
+            let got = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("event within 5 s").expect("stream open");
+            assert_eq!(got, format!("event-{i}").into_bytes());
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), other.next()).await.unwrap().unwrap();
+        assert_eq!(got, b"x", "channels are separate");
+    }
+}
+
+/// Embedded only: what was written survives a restart, and a second process is refused.
+mod embedded_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn everything_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.task_insert(&task("keep", "p", "o", "m", 7)).await.unwrap();
+            s.counter_add("n", 5, None).await.unwrap();
+            s.reserve(&req("held", 9, vec![scope("b", 100)])).await.unwrap();
+            s.kv_set("k", b"v", None).await.unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(s.task_get("keep").await.unwrap().map(|t| t.project), Some("p".to_string()));
+        assert_eq!(s.counter_get("n").await.unwrap(), 5);
+        assert_eq!(s.kv_get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.usage(&scope("b", 100)).await.unwrap(), 9);
+        assert!(s.settle("held", 0).await.unwrap(), "a hold made before the restart can still be settled");
+        assert_eq!(s.usage(&scope("b", 100)).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_in_use_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        let err = EmbeddedStore::open(dir.path()).err().expect("second open must fail");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+    }
+}
+
+/// Redis only: a bad URL and an unreachable server fail with a clear error, not a hang.
+mod redis_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_redis_is_a_clear_error() {
+        let port = testkit::free_port();
+        let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"), "x:").await.err().expect("nothing listens there");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        let err = RedisStore::connect("not a url", "x:").await.err().expect("malformed URL");
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+}

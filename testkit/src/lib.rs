@@ -1,0 +1,73 @@
+//! Test support shared by the workspace's integration tests.
+//!
+//! - [`redis_url`] — a real Redis: `TEST_REDIS_URL` if set, else a private `redis-server`
+//!   started once per test binary on a free loopback port (and stopped when the binary exits).
+//! - [`unique`] — a process-unique name, for key prefixes and temporary records, so tests
+//!   share one Redis without seeing each other.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released; the OS does not hand it out again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+}
+
+/// The URL of a Redis server for tests.
+pub fn redis_url() -> String {
+    if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+        return url;
+    }
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(spawn_private_redis).clone()
+}
+
+/// Starts `redis-server` from a thread that lives as long as the test binary: the child is
+/// told (PR_SET_PDEATHSIG) to exit when that thread, and so the binary, goes away.
+fn spawn_private_redis() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let _ = tx.send(child.map(|_| port).map_err(|e| e.to_string()));
+        loop {
+            std::thread::park();
+        }
+    });
+    let port = match rx.recv() {
+        Ok(Ok(port)) => port,
+        Ok(Err(e)) => panic!("cannot start redis-server ({e}); install it (apt-get install redis-server) or set TEST_REDIS_URL"),
+        Err(e) => panic!("redis-server starter thread died: {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// A name unique within this machine's test runs: process id, time and a counter.
+pub fn unique(label: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{label}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
