@@ -1,0 +1,130 @@
+//! The KIE Control Room's UI, compiled twice: to the server (`ssr`, renders HTML and runs the
+//! server functions) and to WASM (`hydrate`, takes over that HTML in the browser).
+//!
+//! Map of the crate:
+//! - [`view`] — plain serde view types shared by both sides (nothing secret in them).
+//! - [`api`] — server functions; on the server they read the [`api::ConsoleContext`] the
+//!   server provides and call the gateway core.
+//! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures)
+//!   plus the shared panel frame.
+//! - [`shell`] / [`App`] — the HTML document and the page: header, status strip, panel grid.
+
+pub mod api;
+pub mod panels;
+pub mod view;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::StaticSegment;
+use leptos_router::components::{Route, Router, Routes};
+
+use crate::view::{ConsoleStatus, Upstream};
+
+/// The console status, shared by every panel through context.
+pub type StatusResource = Resource<Result<ConsoleStatus, ServerFnError>>;
+
+/// The HTML document the server sends.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/control-room.css"/>
+        <Title text="KIE Control Room"/>
+        <Router>
+            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <Route path=StaticSegment("") view=ControlRoom/>
+            </Routes>
+        </Router>
+    }
+}
+
+/// The Control Room page: the header, then the eleven numbered panels.
+#[component]
+fn ControlRoom() -> impl IntoView {
+    let status: StatusResource = Resource::new(|| (), |_| api::load_console_status());
+    provide_context(status);
+
+    // Hydration marker for the end-to-end suite: effects run only in the browser, after
+    // hydration has attached every handler.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <header class="masthead">
+            <div class="brand">
+                <span class="brand-mark">"BROAD|CAST"</span>
+                <span class="brand-sub">"Video Creation Studio"</span>
+            </div>
+            <div class="crumb">"Control Room · Generation Gateway"</div>
+            <div class="title-row">
+                <h1>"KIE Control Room"</h1>
+                <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
+                    {move || status.get().map(|s| upstream_badge(s.ok().as_ref()))}
+                </Suspense>
+            </div>
+            <p class="tagline">
+                "The generation gateway, run like an operations console — connection, keys, models, budgets, tasks, and receipts in one accountable surface."
+            </p>
+            <Suspense fallback=|| ()>
+                {move || status.get().and_then(Result::ok).and_then(|s| simulator_banner(&s))}
+            </Suspense>
+        </header>
+        <main class="grid">
+            <panels::gateway::GatewayPanel/>
+            <panels::secret::SecretPanel/>
+            <panels::market::MarketPanel/>
+            <panels::pinned::PinnedPanel/>
+            <panels::budget::BudgetPanel/>
+            <panels::throttle::ThrottlePanel/>
+            <panels::retention::RetentionPanel/>
+            <panels::delivery::DeliveryPanel/>
+            <panels::ledger::LedgerPanel/>
+            <panels::monitor::MonitorPanel/>
+            <panels::failures::FailuresPanel/>
+        </main>
+        <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
+    }
+}
+
+/// The connection badge: what the upstream is, never a guess.
+pub fn upstream_badge(status: Option<&ConsoleStatus>) -> impl IntoView + use<> {
+    let (class, text) = match status.map(|s| &s.upstream) {
+        None => ("badge badge-bad", "Unavailable".to_string()),
+        Some(Upstream::NotConfigured) => ("badge badge-off", "Not configured".to_string()),
+        Some(Upstream::Kie { .. }) => ("badge badge-wait", "Key set · not verified".to_string()),
+        Some(Upstream::Simulator { .. }) => ("badge badge-sim", "Simulator".to_string()),
+    };
+    view! { <span class=class data-testid="connection-badge">{text}</span> }
+}
+
+fn simulator_banner(s: &ConsoleStatus) -> Option<impl IntoView + use<>> {
+    matches!(s.upstream, Upstream::Simulator { .. }).then(|| {
+        view! {
+            <div class="sim-banner" role="status">
+                "Simulator — requests go to the bundled KIE simulator, not to KIE. Nothing here costs money."
+            </div>
+        }
+    })
+}

@@ -1,0 +1,83 @@
+//! 01 · Gateway — connection status and the ledger meters.
+
+use leptos::prelude::*;
+
+use super::{Panel, with_status};
+use crate::view::{ConsoleStatus, Upstream};
+
+#[component]
+pub fn GatewayPanel() -> impl IntoView {
+    view! {
+        <Panel number="01" kicker="Gateway" title="Connection Status" badge=with_status(|s| crate::upstream_badge(Some(s))) class="wide">
+            {with_status(connection)}
+            <div class="meters-head">
+                <span>"Ledger meters"</span>
+                {with_status(|s| view! { <span class="muted">{meters_note(s)}</span> })}
+            </div>
+            {with_status(meters)}
+            <p class="fine">
+                "Meters read the Control Room's own task records; upstream telemetry (latency, credit balance) appears only once a live connection answers — nothing is shown until then."
+            </p>
+        </Panel>
+    }
+}
+
+fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {
+    let (headline, detail) = match &s.upstream {
+        Upstream::NotConfigured => (
+            "Not configured".to_string(),
+            "No KIE_API_KEY is set on the server. Set it in the server's environment (or run with --simulate) and restart.".to_string(),
+        ),
+        Upstream::Kie { host } => (
+            format!("KIE.ai Generation Gateway · {host}"),
+            "A key is set on the server. Its verification against KIE (credit balance, latency) comes with the KIE client.".to_string(),
+        ),
+        Upstream::Simulator { host } => (
+            format!("KIE simulator · {host}"),
+            "Requests go to the bundled simulator, not to KIE.".to_string(),
+        ),
+    };
+    let store = if s.store.reachable {
+        format!("Store: {} · reachable", s.store.backend)
+    } else {
+        format!("Store: {} · unreachable — {}", s.store.backend, s.store.error.clone().unwrap_or_default())
+    };
+    view! {
+        <div class="connection">
+            <div class="conn-title" data-testid="connection-title">{headline}</div>
+            <p class="conn-detail">{detail}</p>
+            <p class=if s.store.reachable { "conn-store ok" } else { "conn-store bad" }>{store}</p>
+        </div>
+    }
+}
+
+fn meters_note(s: &ConsoleStatus) -> &'static str {
+    match (&s.upstream, &s.ledger) {
+        (_, None) => "store unreadable",
+        (Upstream::NotConfigured, _) => "0 while disconnected",
+        _ => "from task records",
+    }
+}
+
+fn meters(s: &ConsoleStatus) -> impl IntoView + use<> {
+    let Some(l) = s.ledger.clone() else {
+        return view! { <p class="error">"The store could not be read, so no meters are shown."</p> }.into_any();
+    };
+    let meter = |value: String, label: &'static str, empty: &'static str, nonzero: bool| {
+        view! {
+            <div class="meter">
+                <div class="meter-value">{value}</div>
+                <div class="meter-label">{label}</div>
+                <div class="meter-sub">{if nonzero { "" } else { empty }}</div>
+            </div>
+        }
+    };
+    view! {
+        <div class="meters" data-testid="ledger-meters">
+            {meter(l.tasks_on_record.to_string(), "Tasks on record", "none yet", l.tasks_on_record > 0)}
+            {meter(l.credits_consumed.clone(), "Credits consumed", "no usage yet", l.credits_consumed != "0")}
+            {meter(l.in_flight.to_string(), "In flight", "nothing running", l.in_flight > 0)}
+        </div>
+    }
+    .into_any()
+}

@@ -1,0 +1,73 @@
+//! The eleven numbered panels of the Control Room, one module each, and the frame they share.
+//!
+//! Panels read the console status from context ([`crate::StatusResource`]) or call their own
+//! server functions. A panel whose feature has not landed yet says what it will do; it never
+//! shows invented numbers.
+
+pub mod budget;
+pub mod delivery;
+pub mod failures;
+pub mod gateway;
+pub mod ledger;
+pub mod market;
+pub mod monitor;
+pub mod pinned;
+pub mod retention;
+pub mod secret;
+pub mod throttle;
+
+use leptos::prelude::*;
+
+use crate::StatusResource;
+use crate::view::ConsoleStatus;
+
+/// The frame every panel shares: number, kicker, title, a badge, and the body.
+#[component]
+pub fn Panel<B: IntoView + 'static>(
+    /// "01" … "11".
+    number: &'static str,
+    /// The one-word kicker after the number ("Gateway", "Secret", …).
+    kicker: &'static str,
+    title: &'static str,
+    badge: B,
+    /// Extra CSS class, e.g. `wide`.
+    #[prop(optional)]
+    class: &'static str,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <section class=format!("panel {class}") data-panel=number aria-label=title>
+            <header class="panel-head">
+                <span class="panel-num">{number}" · "{kicker}</span>
+                <h2>{title}</h2>
+                <div class="panel-badge">{badge}</div>
+            </header>
+            <div class="panel-body">{children()}</div>
+        </section>
+    }
+}
+
+/// A static badge.
+pub fn badge(kind: &'static str, text: impl Into<String>) -> impl IntoView {
+    let text: String = text.into();
+    view! { <span class=format!("badge badge-{kind}")>{text}</span> }
+}
+
+/// The shared console status resource.
+pub fn status() -> StatusResource {
+    expect_context::<StatusResource>()
+}
+
+/// Renders `f(status)` once the status is known: "Checking" until then, an honest error if it
+/// could not be read.
+pub fn with_status<V: IntoView + 'static>(f: impl Fn(&ConsoleStatus) -> V + Send + Sync + Copy + 'static) -> impl IntoView {
+    let status = status();
+    view! {
+        <Suspense fallback=|| view! { <span class="muted">"Checking…"</span> }>
+            {move || status.get().map(|r| match r {
+                Ok(s) => f(&s).into_any(),
+                Err(e) => view! { <span class="error">"Status unavailable: " {e.to_string()}</span> }.into_any(),
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,86 @@
+//! View types: plain serde structs shared by the server (which fills them from real records
+//! and configuration) and the browser (which renders them). Nothing secret ever goes in here:
+//! these structs are what crosses the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// Where generation requests go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Upstream {
+    /// No `KIE_API_KEY`: nothing can be sent, nothing is invented.
+    NotConfigured,
+    /// KIE itself (or a KIE-compatible base URL), by host.
+    Kie { host: String },
+    /// The bundled simulator: every screen says so.
+    Simulator { host: String },
+}
+
+/// What the console may know about the KIE key: never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub configured: bool,
+    /// "environment" or "file".
+    pub source: Option<String>,
+    /// First 8 hex digits of SHA-256(key): tells operators which key is live, reveals nothing.
+    pub fingerprint: Option<String>,
+}
+
+/// The shared store the console runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreView {
+    /// "redis" or "embedded".
+    pub backend: String,
+    pub reachable: bool,
+    /// Why it is not reachable (no secrets: host and error kind only).
+    pub error: Option<String>,
+}
+
+/// Ledger meters, read from the Control Room's own task records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerView {
+    pub tasks_on_record: u64,
+    pub in_flight: u64,
+    pub succeeded: u64,
+    /// Failed or expired tasks (the Error Review's count).
+    pub to_review: u64,
+    /// Credits KIE charged for finished tasks, as a decimal string.
+    pub credits_consumed: String,
+}
+
+/// Everything the panels need at first paint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleStatus {
+    pub upstream: Upstream,
+    pub key: KeyView,
+    pub store: StoreView,
+    /// `None` when the store could not be read: the meters then show nothing, not zeros.
+    pub ledger: Option<LedgerView>,
+    /// Where KIE will call back (`PUBLIC_URL/callbacks/kie/…`), if `PUBLIC_URL` is set.
+    pub callback_base: Option<String>,
+    /// Whether callback signatures are verified (`KIE_WEBHOOK_HMAC_KEY` set).
+    pub callback_signed: bool,
+}
+
+/// One row of the Task Monitor or the Error Review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    pub model: String,
+    pub project: String,
+    pub owner: String,
+    pub state: String,
+    pub terminal: bool,
+    pub created_ms: u64,
+    pub estimated_credits: String,
+    pub actual_credits: Option<String>,
+    pub kie_task_id: Option<String>,
+    pub fail_code: Option<String>,
+    pub fail_msg: Option<String>,
+}
+
+/// One page of task rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub rows: Vec<TaskRow>,
+    pub next: Option<String>,
+}

@@ -1,0 +1,302 @@
+//! Configuration: flags (with `--help`) backed by environment variables, validated before
+//! anything starts. Secrets (`KIE_API_KEY`, `KIE_WEBHOOK_HMAC_KEY`) are read from the
+//! environment only — never flags, which other users of the machine can see — and are held in
+//! [`Secret`], whose `Debug` prints no part of them.
+
+use clap::Parser;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use url::Url;
+
+/// A secret string: usable by the server, invisible in logs and debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is sent upstream or compared.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// First 8 hex digits of SHA-256: tells operators which key is live, reveals nothing.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// Where the KIE key came from (shown in the vault panel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    Environment,
+    File,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Environment => "environment",
+            KeySource::File => "file",
+        }
+    }
+}
+
+/// The command line. Every flag also reads an environment variable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "control-room",
+    version,
+    about = "KIE Control Room: a self-hosted operations console and relay for the KIE.ai generation API",
+    after_help = "Secrets come from the environment only: KIE_API_KEY (or KIE_API_KEY_FILE naming a file that holds it) and KIE_WEBHOOK_HMAC_KEY.\nSee README.md and .env.example."
+)]
+pub struct Cli {
+    /// Address to serve the console on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+    pub site_addr: SocketAddr,
+    /// Folder with the built browser bundle (`pkg/`), as cargo-leptos writes it.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// KIE's API base URL.
+    #[arg(long, env = "KIE_BASE_URL", default_value = "https://api.kie.ai")]
+    pub kie_base_url: String,
+    /// The URL at which KIE (and browsers) reach this console; callbacks go to
+    /// PUBLIC_URL/callbacks/kie/<token>.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Redis for shared state across instances, e.g. redis://127.0.0.1:6379/. Without it the
+    /// console runs on an embedded store under DATA_DIR (one instance).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix for every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "cr:")]
+    pub redis_prefix: String,
+    /// Folder for the embedded store (used when REDIS_URL is not set).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    Redis { url: String, prefix: String },
+    Embedded { dir: PathBuf },
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub site_addr: SocketAddr,
+    pub site_root: PathBuf,
+    pub kie_base_url: Url,
+    /// Without a trailing slash.
+    pub public_url: Option<Url>,
+    pub store: StoreConfig,
+    pub kie_key: Option<(Secret, KeySource)>,
+    pub webhook_hmac_key: Option<Secret>,
+}
+
+/// A configuration mistake, said in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The environment variables the configuration reads besides the flags.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+fn http_url(name: &str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| ConfigError(format!("{name} is not a valid URL ({raw:?}): {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError(format!("{name} must be an http:// or https:// URL with a host, got {raw:?}")));
+    }
+    Ok(url)
+}
+
+fn secret_var(env: &dyn Env, name: &str) -> Result<Option<Secret>, ConfigError> {
+    match env.var(name) {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Err(ConfigError(format!("{name} is set but empty; unset it or give it a value"))),
+        Some(v) => Ok(Some(Secret::new(v.trim()))),
+    }
+}
+
+fn kie_key(env: &dyn Env) -> Result<Option<(Secret, KeySource)>, ConfigError> {
+    let direct = secret_var(env, "KIE_API_KEY")?;
+    let file = env.var("KIE_API_KEY_FILE").filter(|f| !f.trim().is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(ConfigError("set KIE_API_KEY or KIE_API_KEY_FILE, not both".into())),
+        (Some(k), None) => Ok(Some((k, KeySource::Environment))),
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("KIE_API_KEY_FILE {path}: cannot read it: {}", e.kind())))?;
+            let key = raw.trim();
+            if key.is_empty() {
+                return Err(ConfigError(format!("KIE_API_KEY_FILE {path} is empty")));
+            }
+            Ok(Some((Secret::new(key), KeySource::File)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Checks that `dir` exists (creating it) and that this process can write in it.
+fn writable_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
+    let fail = |e: std::io::Error| ConfigError(format!("DATA_DIR {} is not writable: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// A Redis URL for messages: scheme, host and port only (no password).
+pub fn redis_display(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or("?"), u.port().unwrap_or(6379)),
+        Err(_) => "(malformed REDIS_URL)".to_string(),
+    }
+}
+
+impl Config {
+    /// Validates the command line and the environment.
+    pub fn from_cli(cli: Cli, env: &dyn Env) -> Result<Config, ConfigError> {
+        let kie_base_url = http_url("KIE_BASE_URL", &cli.kie_base_url)?;
+        let public_url = cli
+            .public_url
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| http_url("PUBLIC_URL", u.trim().trim_end_matches('/')))
+            .transpose()?;
+        let store = match cli.redis_url.filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let parsed = Url::parse(url.trim()).map_err(|e| ConfigError(format!("REDIS_URL is not a valid URL: {e}")))?;
+                if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                    return Err(ConfigError(format!("REDIS_URL must start with redis:// or rediss://, got {}://", parsed.scheme())));
+                }
+                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix }
+            }
+            None => {
+                writable_dir(&cli.data_dir)?;
+                StoreConfig::Embedded { dir: cli.data_dir }
+            }
+        };
+        Ok(Config {
+            site_addr: cli.site_addr,
+            site_root: cli.site_root,
+            kie_base_url,
+            public_url,
+            store,
+            kie_key: kie_key(env)?,
+            webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
+        })
+    }
+
+    /// The public URL as a string without a trailing slash.
+    pub fn public_base(&self) -> Option<String> {
+        self.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Vars(HashMap<&'static str, String>);
+    impl Env for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["control-room"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("flags parse")
+    }
+
+    fn tmp_cli(extra: &[&str]) -> (tempfile::TempDir, Cli) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["--data-dir", dir.path().to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let c = cli(&args);
+        (dir, c)
+    }
+
+    #[test]
+    fn defaults_give_an_embedded_store_and_no_key() {
+        let (_d, c) = tmp_cli(&[]);
+        let cfg = Config::from_cli(c, &Vars(HashMap::new())).expect("valid");
+        assert!(matches!(cfg.store, StoreConfig::Embedded { .. }));
+        assert_eq!(cfg.kie_base_url.as_str(), "https://api.kie.ai/");
+        assert!(cfg.kie_key.is_none());
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_with_the_variable_named() {
+        let (_d, c) = tmp_cli(&["--kie-base-url", "api.kie.ai"]);
+        let e = Config::from_cli(c, &Vars(HashMap::new())).expect_err("no scheme");
+        assert!(e.0.contains("KIE_BASE_URL"), "{e}");
+        let (_d, c) = tmp_cli(&["--public-url", "ftp://x"]);
+        assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("ftp").0.contains("PUBLIC_URL"));
+        let (_d, c) = tmp_cli(&["--redis-url", "http://localhost"]);
+        assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("http redis").0.contains("REDIS_URL"));
+    }
+
+    #[test]
+    fn unwritable_data_dir_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("write");
+        let c = cli(&["--data-dir", file.to_str().expect("utf-8")]);
+        let e = Config::from_cli(c, &Vars(HashMap::new())).expect_err("a file is not a dir");
+        assert!(e.0.starts_with("DATA_DIR"), "{e}");
+    }
+
+    #[test]
+    fn key_from_env_or_file_never_both_and_never_printed() {
+        let (_d, c) = tmp_cli(&[]);
+        let vars = Vars(HashMap::from([("KIE_API_KEY", "sk-very-secret-123".to_string())]));
+        let cfg = Config::from_cli(c, &vars).expect("valid");
+        let (key, source) = cfg.kie_key.clone().expect("key");
+        assert_eq!((key.expose(), source), ("sk-very-secret-123", KeySource::Environment));
+        assert!(!format!("{cfg:?}").contains("very-secret"), "Debug must not print the key");
+        assert_eq!(key.fingerprint().len(), 8);
+
+        let (d, c) = tmp_cli(&[]);
+        let path = d.path().join("key");
+        std::fs::write(&path, "  from-file-key\n").expect("write");
+        let vars = Vars(HashMap::from([("KIE_API_KEY_FILE", path.display().to_string())]));
+        let (key, source) = Config::from_cli(c, &vars).expect("valid").kie_key.expect("key");
+        assert_eq!((key.expose(), source), ("from-file-key", KeySource::File));
+
+        let (_d, c) = tmp_cli(&[]);
+        let vars = Vars(HashMap::from([("KIE_API_KEY", "a".to_string()), ("KIE_API_KEY_FILE", "/x".to_string())]));
+        assert!(Config::from_cli(c, &vars).is_err());
+        let (_d, c) = tmp_cli(&[]);
+        let vars = Vars(HashMap::from([("KIE_API_KEY", "  ".to_string())]));
+        assert!(Config::from_cli(c, &vars).expect_err("empty").0.contains("empty"));
+    }
+
+    #[test]
+    fn redis_display_hides_the_password() {
+        assert_eq!(redis_display("redis://:hunter2@cache.internal:6380/0"), "redis://cache.internal:6380");
+    }
+}

@@ -1,0 +1,267 @@
+//! The server over real HTTP on loopback: health and readiness, the Control Room page and its
+//! server functions, on both stores; two instances sharing one Redis; the key never in a
+//! response; bad configuration refused with one clear line.
+
+use gateway::task::TaskRecord;
+use gateway::{Credits, Store};
+use server::config::{Config, KeySource, Secret, StoreConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const KEY: &str = "kie-test-key-7f3a9c1e5d";
+
+struct Running {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+}
+
+impl Running {
+    async fn shutdown(mut self) -> Result<(), server::ServerError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.done.await.expect("server task")
+    }
+}
+
+fn config(store: StoreConfig, key: Option<&str>) -> Config {
+    Config {
+        site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        site_root: "target/site".into(),
+        kie_base_url: "https://api.kie.ai".parse().expect("url"),
+        public_url: Some("https://console.example.test".parse().expect("url")),
+        store,
+        kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
+        webhook_hmac_key: None,
+    }
+}
+
+async fn start(cfg: Config) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(server::run(listener, cfg, async move {
+        let _ = rx.await;
+    }));
+    // Wait until it answers.
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Running { base, stop: Some(tx), done }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("GET");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// Calls a server function the way the browser does (form-encoded POST).
+async fn server_fn(base: &str, name: &str, form: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/{name}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+fn embedded(dir: &tempfile::TempDir) -> StoreConfig {
+    StoreConfig::Embedded { dir: dir.path().to_path_buf() }
+}
+
+fn redis_store(prefix: &str) -> StoreConfig {
+    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string() }
+}
+
+#[tokio::test]
+async fn health_readiness_and_the_page_without_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), None)).await;
+
+    assert_eq!(get(&format!("{}/healthz", s.base)).await, (200, r#"{"status":"ok"}"#.to_string()));
+    let (code, body) = get(&format!("{}/readyz", s.base)).await;
+    assert_eq!(code, 200);
+    assert!(body.contains(r#""store":"embedded""#), "{body}");
+
+    let (code, page) = get(&format!("{}/", s.base)).await;
+    assert_eq!(code, 200);
+    for n in 1..=11 {
+        assert!(page.contains(&format!(r#"data-panel="{n:02}""#)), "panel {n:02} missing");
+    }
+    for heading in ["BROAD|CAST", "Video Creation Studio", "Control Room · Generation Gateway", "KIE Control Room"] {
+        assert!(page.contains(heading), "header text {heading:?} missing");
+    }
+    assert!(page.contains("Not configured"));
+    assert!(page.contains("0 while disconnected"));
+    assert!(page.contains("/pkg/control-room.js"), "the page loads the hydration bundle");
+
+    let (code, status) = server_fn(&s.base, "console_status", "").await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["upstream"], "NotConfigured");
+    assert_eq!(status["key"]["configured"], false);
+    assert_eq!(status["ledger"]["tasks_on_record"], 0);
+    assert_eq!(status["callback_base"], "https://console.example.test");
+
+    s.shutdown().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn a_configured_key_shows_as_a_fingerprint_and_never_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), Some(KEY))).await;
+    let fingerprint = Secret::new(KEY).fingerprint();
+
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    let (_, tasks) = server_fn(&s.base, "list_tasks", "limit=5").await;
+    let (_, bad) = server_fn(&s.base, "list_tasks", "state=nonsense&limit=5").await;
+    let (_, missing) = get(&format!("{}/no/such/page", s.base)).await;
+    assert!(page.contains(&fingerprint), "vault shows the fingerprint");
+    assert_eq!(status["key"]["source"], "environment");
+    assert!(status["upstream"]["Kie"]["host"] == "api.kie.ai", "{status}");
+
+    let b64 = encode_b64(KEY.as_bytes());
+    for (what, body) in [("page", page), ("status", status.to_string()), ("tasks", tasks.to_string()), ("error", bad.to_string()), ("404", missing)] {
+        assert!(!body.contains(KEY), "the key leaked into the {what}");
+        assert!(!body.contains(&b64), "the key (base64) leaked into the {what}");
+    }
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn bad_input_to_a_server_function_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), None)).await;
+    let (code, body) = server_fn(&s.base, "list_tasks", "state=nonsense&limit=5").await;
+    assert!((400..600).contains(&code) && code != 200, "refused: {code}");
+    assert!(body.to_string().contains("unknown task state"), "{body}");
+    // Oversized bodies are cut off before any handler reads them.
+    let huge = format!("limit=5&after={}", "x".repeat(server::MAX_BODY_BYTES + 10));
+    let (code, _) = server_fn(&s.base, "list_tasks", &huge).await;
+    assert_eq!(code, 413);
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn records_show_up_in_the_monitor_and_the_meters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Write records first, through the store, then start the server on the same data dir.
+    {
+        let store = server::open_store(&embedded(&dir)).await.expect("store");
+        let mut t = TaskRecord::new("task-a", "ana", "trailer", "veo3", 1_000);
+        t.estimated_cost = Credits::from_credits(120);
+        store.task_insert(&t).await.expect("insert");
+        let mut f = TaskRecord::new("task-b", "ben", "promo", "nano-banana-2", 2_000);
+        f.state = gateway::TaskState::Fail;
+        f.fail_code = Some("422".into());
+        f.fail_msg = Some("prompt rejected".into());
+        store.task_insert(&f).await.expect("insert");
+        store.counter_add(app::api::CREDITS_CONSUMED, 12_500, None).await.expect("counter");
+    }
+    let s = start(config(embedded(&dir), None)).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    assert_eq!(status["ledger"]["tasks_on_record"], 2);
+    assert_eq!(status["ledger"]["in_flight"], 1);
+    assert_eq!(status["ledger"]["to_review"], 1);
+    assert_eq!(status["ledger"]["credits_consumed"], "12.5");
+    let (_, tasks) = server_fn(&s.base, "list_tasks", "limit=10").await;
+    let ids: Vec<&str> = tasks["rows"].as_array().expect("rows").iter().map(|r| r["id"].as_str().unwrap_or("")).collect();
+    assert_eq!(ids, ["task-b", "task-a"], "newest first");
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    assert!(page.contains("prompt rejected"), "the Error Review shows KIE's failMsg");
+    assert!(page.contains("task-a"), "the monitor lists the task");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_act_as_one() {
+    let prefix = format!("{}:", testkit::unique("http"));
+    let a = start(config(redis_store(&prefix), None)).await;
+    let b = start(config(redis_store(&prefix), None)).await;
+    let (_, ready) = get(&format!("{}/readyz", a.base)).await;
+    assert!(ready.contains(r#""store":"redis""#));
+
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    store.task_insert(&TaskRecord::new("shared-1", "ana", "p", "veo3", 10)).await.expect("insert");
+    for base in [&a.base, &b.base] {
+        let (_, status) = server_fn(base, "console_status", "").await;
+        assert_eq!(status["ledger"]["tasks_on_record"], 1, "instance {base} sees the shared record");
+        assert_eq!(status["store"]["backend"], "redis");
+    }
+    a.shutdown().await.expect("shutdown a");
+    b.shutdown().await.expect("shutdown b");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_redis_goes_away_and_health_does_not() {
+    let mut redis = testkit::RedisServer::start();
+    let s = start(config(StoreConfig::Redis { url: redis.url(), prefix: "r:".into() }, None)).await;
+    assert_eq!(get(&format!("{}/readyz", s.base)).await.0, 200);
+    redis.stop();
+    let (code, body) = get(&format!("{}/readyz", s.base)).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("unavailable"));
+    assert_eq!(get(&format!("{}/healthz", s.base)).await.0, 200);
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    assert!(page.contains("unreachable"), "the page says the store is unreachable instead of showing zeros");
+    s.shutdown().await.expect("shutdown");
+}
+
+/// The binary refuses bad configuration with one line and exit code 2.
+#[test]
+fn bad_configuration_exits_2_with_one_clear_line() {
+    let bin = env!("CARGO_BIN_EXE_control-room");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").expect("write");
+    let port = testkit::free_port();
+    let cases: [(&[(&str, String)], &str); 4] = [
+        (&[("DATA_DIR", file.display().to_string())], "DATA_DIR"),
+        (&[("KIE_BASE_URL", "not a url".into())], "KIE_BASE_URL"),
+        (&[("REDIS_URL", format!("redis://:pw-secret@127.0.0.1:{port}/"))], "cannot use Redis at redis://127.0.0.1"),
+        (&[("KIE_API_KEY", "   ".into())], "KIE_API_KEY is set but empty"),
+    ];
+    for (vars, expect) in cases {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("DATA_DIR", dir.path().join("data"));
+        cmd.env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", testkit::free_port()));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run control-room");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{vars:?}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("control-room: ") && last.contains(expect), "{vars:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("pw-secret"), "the Redis password must not be printed");
+    }
+}
+
+/// Standard base64, for the leak check (no dependency for one line).
+fn encode_b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
