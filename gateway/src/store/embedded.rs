@@ -29,6 +29,8 @@ const COUNTERS: TableDefinition<&str, (i64, u64)> = TableDefinition::new("counte
 const WINDOWS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("windows");
 /// (window key, id) → time ms, to find an entry by id when settling.
 const WINDOW_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("window_ids");
+/// window key → running sum of its entries, so a reservation never re-adds the whole window.
+const WINDOW_SUMS: TableDefinition<&str, i64> = TableDefinition::new("window_sums");
 /// reservation id → (expires at ms or 0, hold JSON).
 const HOLDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("holds");
 /// lease name → (holder, expires at ms).
@@ -99,6 +101,7 @@ impl EmbeddedStore {
             tx.open_table(COUNTERS)?;
             tx.open_table(WINDOWS)?;
             tx.open_table(WINDOW_IDS)?;
+            tx.open_table(WINDOW_SUMS)?;
             tx.open_table(HOLDS)?;
             tx.open_table(LEASES)?;
             Ok(())
@@ -186,27 +189,50 @@ fn index_remove(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
     Ok(())
 }
 
-/// A window's live entries (oldest first) after dropping those at or before `now - window`.
-fn window_prune(tx: &WriteTransaction, key: &str, window_ms: u64, now: u64) -> StoreResult<Vec<(u64, i64)>> {
+/// Drops a window's entries at or before `now - window` and returns its live sum.
+fn window_prune(tx: &WriteTransaction, key: &str, window_ms: u64, now: u64) -> StoreResult<i64> {
     let cutoff = now.saturating_sub(window_ms);
     let mut windows = tx.open_table(WINDOWS)?;
-    let mut ids = tx.open_table(WINDOW_IDS)?;
     let mut expired = Vec::new();
-    let mut alive = Vec::new();
-    for row in windows.range((key, 0u64, "")..=(key, u64::MAX, "\u{10FFFF}"))? {
+    for row in windows.range((key, 0u64, "")..=(key, cutoff, "\u{10FFFF}"))? {
         let (k, v) = row?;
         let (_, ts, id) = k.value();
-        if ts <= cutoff {
-            expired.push((ts, id.to_string()));
-        } else {
-            alive.push((ts, v.value()));
-        }
+        expired.push((ts, id.to_string(), v.value()));
     }
-    for (ts, id) in expired {
-        windows.remove((key, ts, id.as_str()))?;
+    let gone: i64 = expired.iter().map(|(_, _, a)| a).sum();
+    let mut ids = tx.open_table(WINDOW_IDS)?;
+    for (ts, id, _) in &expired {
+        windows.remove((key, *ts, id.as_str()))?;
         ids.remove((key, id.as_str()))?;
     }
-    Ok(alive)
+    window_add(tx, key, -gone)
+}
+
+/// Moves a window's running sum by `delta`; returns the new sum.
+fn window_add(tx: &WriteTransaction, key: &str, delta: i64) -> StoreResult<i64> {
+    let mut sums = tx.open_table(WINDOW_SUMS)?;
+    let sum = sums.get(key)?.map_or(0, |g| g.value()) + delta;
+    if sum == 0 {
+        sums.remove(key)?;
+    } else {
+        sums.insert(key, sum)?;
+    }
+    Ok(sum)
+}
+
+/// When enough of a window will have aged out for `need` more to fit (only on refusal).
+fn window_retry(tx: &WriteTransaction, key: &str, window_ms: u64, need: i64, now: u64) -> StoreResult<Option<Duration>> {
+    let windows = tx.open_table(WINDOWS)?;
+    let mut freed = 0;
+    for row in windows.range((key, 0u64, "")..=(key, u64::MAX, "\u{10FFFF}"))? {
+        let (k, v) = row?;
+        freed += v.value();
+        if freed >= need {
+            let ts = k.value().1;
+            return Ok(Some(Duration::from_millis((ts + window_ms).saturating_sub(now))));
+        }
+    }
+    Ok(None)
 }
 
 fn counter_value(tx: &WriteTransaction, key: &str, now: u64) -> StoreResult<i64> {
@@ -423,28 +449,15 @@ impl Store for EmbeddedStore {
                 }
             }
             for (i, s) in req.scopes.iter().enumerate() {
-                let (used, retry_after) = match s.window {
-                    Some(w) => {
-                        let w = w.as_millis() as u64;
-                        let alive = window_prune(tx, &s.key, w, now)?;
-                        let used: i64 = alive.iter().map(|(_, a)| a).sum();
-                        let mut retry = None;
-                        if req.amount <= s.limit {
-                            let need = used + req.amount - s.limit;
-                            let mut freed = 0;
-                            for (ts, a) in &alive {
-                                freed += a;
-                                if freed >= need {
-                                    retry = Some(Duration::from_millis((ts + w).saturating_sub(now)));
-                                    break;
-                                }
-                            }
-                        }
-                        (used, retry)
-                    }
-                    None => (counter_value(tx, &s.key, now)?, None),
+                let used = match s.window {
+                    Some(w) => window_prune(tx, &s.key, w.as_millis() as u64, now)?,
+                    None => counter_value(tx, &s.key, now)?,
                 };
                 if used + req.amount > s.limit {
+                    let retry_after = match s.window {
+                        Some(w) if req.amount <= s.limit => window_retry(tx, &s.key, w.as_millis() as u64, used + req.amount - s.limit, now)?,
+                        _ => None,
+                    };
                     // Refused: no claim is written; only the pruning of aged-out window
                     // entries above is committed, which changes no live sum.
                     return Ok(ReserveOutcome::Refused(Refusal { scope: i, key: s.key.clone(), used, limit: s.limit, retry_after }));
@@ -456,6 +469,7 @@ impl Store for EmbeddedStore {
                     Some(w) => {
                         tx.open_table(WINDOWS)?.insert((s.key.as_str(), now, req.id.as_str()), req.amount)?;
                         tx.open_table(WINDOW_IDS)?.insert((s.key.as_str(), req.id.as_str()), now)?;
+                        window_add(tx, &s.key, req.amount)?;
                         hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: w.as_millis() as u64 });
                     }
                     None => {
@@ -493,11 +507,15 @@ impl Store for EmbeddedStore {
                     let mut ids = tx.open_table(WINDOW_IDS)?;
                     let Some(ts) = ids.get((s.key.as_str(), id.as_str()))?.map(|g| g.value()) else { continue };
                     let mut windows = tx.open_table(WINDOWS)?;
-                    if actual == 0 {
-                        windows.remove((s.key.as_str(), ts, id.as_str()))?;
+                    let held = if actual == 0 {
                         ids.remove((s.key.as_str(), id.as_str()))?;
+                        windows.remove((s.key.as_str(), ts, id.as_str()))?.map(|g| g.value())
                     } else {
-                        windows.insert((s.key.as_str(), ts, id.as_str()), actual)?;
+                        windows.insert((s.key.as_str(), ts, id.as_str()), actual)?.map(|g| g.value())
+                    };
+                    drop((ids, windows));
+                    if let Some(held) = held {
+                        window_add(tx, &s.key, actual - held)?;
                     }
                 } else {
                     counter_bump(tx, &s.key, actual - hold.amount, 0, now)?;
@@ -515,12 +533,12 @@ impl Store for EmbeddedStore {
             let now = now_ms();
             match scope.window {
                 Some(w) => {
+                    // The running sum, less entries that aged out but are not pruned yet.
                     let cutoff = now.saturating_sub(w.as_millis() as u64);
-                    let t = tx.open_table(WINDOWS)?;
                     let key = scope.key.as_str();
-                    let mut sum = 0;
-                    for row in t.range((key, cutoff.saturating_add(1), "")..=(key, u64::MAX, "\u{10FFFF}"))? {
-                        sum += row?.1.value();
+                    let mut sum = tx.open_table(WINDOW_SUMS)?.get(key)?.map_or(0, |g| g.value());
+                    for row in tx.open_table(WINDOWS)?.range((key, 0u64, "")..=(key, cutoff, "\u{10FFFF}"))? {
+                        sum -= row?.1.value();
                     }
                     Ok(sum)
                 }

@@ -5,7 +5,8 @@
 //! - `t:<id>` hash {d: record JSON, v: version, m: index member, i: index keys}
 //! - `ti:<index>` sorted set of index members, all score 0, read in lexical order
 //! - `kv:<key>` string, `c:<key>` integer counter, `l:<name>` lease holder
-//! - `w:<key>` sorted set (score = time in ms) + `wa:<key>` hash (member → amount): a window
+//! - `w:<key>` sorted set (score = time in ms), `wa:<key>` hash (member → amount) and
+//!   `ws:<key>` (their running sum): a window; a reservation costs O(entries that aged out)
 //! - `h:<id>` a reservation hold: its amount and the scopes it touched
 //! - channel `ev:<channel>` for events
 //!
@@ -67,19 +68,25 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- Drops entries at or before now - win, returns the sum of the rest.
-local function window_sum(main, aux, win, now)
+-- A window is three keys: main (member -> time), aux (member -> amount) and sum (the running
+-- total of aux). Drops entries at or before now - win and returns the live sum.
+local function window_sum(main, aux, sum, win, now)
   local old = redis.call('ZRANGEBYSCORE', main, '-inf', now - win)
-  for _, m in ipairs(old) do redis.call('HDEL', aux, m) end
-  if #old > 0 then redis.call('ZREMRANGEBYSCORE', main, '-inf', now - win) end
-  local sum = 0
-  for _, v in ipairs(redis.call('HVALS', aux)) do sum = sum + tonumber(v) end
-  return sum
+  if #old > 0 then
+    local gone = 0
+    for _, m in ipairs(old) do
+      gone = gone + tonumber(redis.call('HGET', aux, m) or '0')
+      redis.call('HDEL', aux, m)
+    end
+    redis.call('ZREMRANGEBYSCORE', main, '-inf', now - win)
+    if gone ~= 0 then redis.call('DECRBY', sum, gone) end
+  end
+  return tonumber(redis.call('GET', sum) or '0')
 end
 "#;
 
 /// Lua: all-or-nothing reservation.
-/// KEYS: hold key, then per scope (main key, aux key)
+/// KEYS: hold key, then per scope (main key, aux key, sum key)
 /// ARGV: id, amount, hold ttl ms (0 = none), n, then per scope (limit, window ms or 0)
 /// Returns {0} reserved, {1} already held, {2, scope index, used, limit, retry ms or -1}.
 const RESERVE: &str = r#"
@@ -87,10 +94,10 @@ local id, amount, hold_ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), t
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
 local now = now_ms()
 for i = 1, n do
-  local main, aux = KEYS[2 * i], KEYS[2 * i + 1]
+  local main, aux, sum = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local limit, win = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
   local used
-  if win > 0 then used = window_sum(main, aux, win, now) else used = tonumber(redis.call('GET', main) or '0') end
+  if win > 0 then used = window_sum(main, aux, sum, win, now) else used = tonumber(redis.call('GET', main) or '0') end
   if used + amount > limit then
     local retry = -1
     if win > 0 and amount <= limit then
@@ -106,16 +113,18 @@ for i = 1, n do
 end
 local lines = {tostring(amount)}
 for i = 1, n do
-  local main, aux, win = KEYS[2 * i], KEYS[2 * i + 1], tonumber(ARGV[4 + 2 * i])
+  local main, aux, sum, win = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1], tonumber(ARGV[4 + 2 * i])
   if win > 0 then
     redis.call('ZADD', main, now, id)
     redis.call('HSET', aux, id, amount)
+    redis.call('INCRBY', sum, amount)
     redis.call('PEXPIRE', main, win)
     redis.call('PEXPIRE', aux, win)
+    redis.call('PEXPIRE', sum, win)
   else
     redis.call('INCRBY', main, amount)
   end
-  lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. win
+  lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. sum .. '\t' .. win
 end
 if hold_ttl > 0 then
   redis.call('SET', KEYS[1], table.concat(lines, '\n'), 'PX', hold_ttl)
@@ -136,13 +145,17 @@ for line in string.gmatch(h, '[^\n]+') do
   if not amount then
     amount = tonumber(line)
   else
-    local main, aux, win = string.match(line, '^(.-)\t(.-)\t(%d+)$')
+    local main, aux, sum, win = string.match(line, '^(.-)\t(.-)\t(.-)\t(%d+)$')
     if tonumber(win) > 0 then
-      if actual == 0 then
-        redis.call('ZREM', main, id)
-        redis.call('HDEL', aux, id)
-      elseif redis.call('ZSCORE', main, id) then
-        redis.call('HSET', aux, id, actual)
+      local held = redis.call('HGET', aux, id)
+      if held then
+        if actual == 0 then
+          redis.call('ZREM', main, id)
+          redis.call('HDEL', aux, id)
+        else
+          redis.call('HSET', aux, id, actual)
+        end
+        redis.call('INCRBY', sum, actual - tonumber(held))
       end
     else
       redis.call('INCRBY', main, actual - amount)
@@ -153,9 +166,9 @@ redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// Lua: a window's live sum. KEYS: main, aux. ARGV: window ms.
+/// Lua: a window's live sum. KEYS: main, aux, sum. ARGV: window ms.
 const WINDOW_USAGE: &str = r#"
-return window_sum(KEYS[1], KEYS[2], tonumber(ARGV[1]), now_ms())
+return window_sum(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), now_ms())
 "#;
 
 /// Lua: add to a counter, setting the TTL only when the counter is created.
@@ -248,10 +261,14 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    fn scope_keys(&self, s: &Scope) -> (String, String) {
+    /// A scope's keys: (main, aux, sum) for a window; a counter uses only the first.
+    fn scope_keys(&self, s: &Scope) -> [String; 3] {
         match s.window {
-            Some(_) => (self.k("w", &s.key), self.k("wa", &s.key)),
-            None => (self.k("c", &s.key), self.k("c", &s.key)),
+            Some(_) => [self.k("w", &s.key), self.k("wa", &s.key), self.k("ws", &s.key)],
+            None => {
+                let c = self.k("c", &s.key);
+                [c.clone(), c.clone(), c]
+            }
         }
     }
 
@@ -423,8 +440,8 @@ impl Store for RedisStore {
         check::reserve(req)?;
         let mut inv = self.scripts.reserve.key(self.k("h", &req.id));
         for s in &req.scopes {
-            let (main, aux) = self.scope_keys(s);
-            inv.key(main).key(aux);
+            let [main, aux, sum] = self.scope_keys(s);
+            inv.key(main).key(aux).key(sum);
         }
         inv.arg(&req.id).arg(req.amount).arg(req.hold_ttl.map_or(0, ms)).arg(req.scopes.len());
         for s in &req.scopes {
@@ -463,13 +480,14 @@ impl Store for RedisStore {
 
     async fn usage(&self, scope: &Scope) -> StoreResult<i64> {
         check::key(&scope.key)?;
-        let (main, aux) = self.scope_keys(scope);
+        let [main, aux, sum] = self.scope_keys(scope);
         match scope.window {
             Some(w) => self
                 .scripts
                 .window_usage
                 .key(main)
                 .key(aux)
+                .key(sum)
                 .arg(ms(w).max(1))
                 .invoke_async(&mut self.conn())
                 .await

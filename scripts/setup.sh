@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs whatever the KIE Control Room needs and is missing, then stops. Idempotent: on a
+# machine that has everything it only checks versions (a few seconds).
+#
+#   scripts/setup.sh run    # what `scripts/run.sh` needs: Rust WASM target, cargo-leptos,
+#                           # wasm-bindgen-cli, binaryen (wasm-opt)
+#   scripts/setup.sh test   # the above plus redis-server, Chromium, Node.js and the
+#                           # end-to-end suite's npm packages
+set -euo pipefail
+mode="${1:-run}"
+cd "$(dirname "$0")/.."
+
+# Versions the build depends on (see README "Building").
+CARGO_LEPTOS_VERSION=0.3.0
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen pinned in Cargo.toml
+
+say() { printf '\033[1;36m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null || die "Rust is not installed. Install it with rustup (https://rustup.rs), then run this again."
+
+# --- Debian packages -------------------------------------------------------------------------
+apt_missing=()
+command -v wasm-opt >/dev/null || apt_missing+=(binaryen)
+if [ "$mode" = test ]; then
+  command -v redis-server >/dev/null || apt_missing+=(redis-server)
+  [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+  command -v node >/dev/null || apt_missing+=(nodejs)
+  command -v npm >/dev/null || apt_missing+=(npm)
+fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null || die "missing: ${apt_missing[*]} — install them with your package manager."
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${apt_missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
+
+# --- Rust target and tools -------------------------------------------------------------------
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! cargo leptos --version 2>/dev/null | grep -q " ${CARGO_LEPTOS_VERSION}\$"; then
+  say "installing cargo-leptos ${CARGO_LEPTOS_VERSION} (first time only; ~14 min on 2 cores)"
+  # no_downloads: use the wasm-bindgen / wasm-opt installed here instead of fetching binaries.
+  cargo install cargo-leptos --version "${CARGO_LEPTOS_VERSION}" --locked --features no_downloads
+fi
+
+if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}\$"; then
+  say "installing wasm-bindgen-cli ${WASM_BINDGEN_VERSION} (first time only; ~5 min)"
+  # Not --locked: its lockfile names a crate version some registries no longer serve.
+  cargo install wasm-bindgen-cli --version "=${WASM_BINDGEN_VERSION}" --force
+fi
+
+# --- End-to-end suite ------------------------------------------------------------------------
+if [ "$mode" = test ]; then
+  if [ ! -d end2end/node_modules/playwright-core ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+    say "installing the end-to-end suite's npm packages (playwright-core; no browser download)"
+    (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+say "ready ($mode)"

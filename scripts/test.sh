@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing and runs every test: unit, integration (real Redis, real HTTP on
+# loopback) per crate, then the end-to-end suite in Debian's Chromium against the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# Each crate on its own: `ssr` and `hydrate` must never be on together in one build.
+step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }
+step "gateway core + store conformance (Redis and embedded)"
+cargo test -p gateway
+step "app (ssr)"
+cargo test -p app --features ssr
+step "server (HTTP on loopback)"
+cargo test -p server
+step "frontend compiles to WASM"
+cargo build -p frontend --target wasm32-unknown-unknown
+
+step "release build for the end-to-end suite"
+cargo leptos build --release
+step "end-to-end (Playwright + /usr/bin/chromium)"
+(cd end2end && node --test tests/)
