@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh run
+. scripts/env.sh
 if [ -f .env ]; then
   set -a
   # shellcheck disable=SC1091

@@ -3,9 +3,12 @@
 # machine that has everything it only checks versions (a few seconds).
 #
 #   scripts/setup.sh run    # what `scripts/run.sh` needs: Rust WASM target, cargo-leptos,
-#                           # wasm-bindgen-cli, binaryen (wasm-opt)
-#   scripts/setup.sh test   # the above plus redis-server, Chromium, Node.js and the
-#                           # end-to-end suite's npm packages
+#                           # wasm-bindgen-cli, Node.js/npm and binaryen's wasm-opt (npm, tools/)
+#   scripts/setup.sh test   # the above plus redis-server, Chromium and the end-to-end
+#                           # suite's npm packages
+#
+# Callers put tools/node_modules/.bin first on PATH (see scripts/env.sh) so cargo-leptos uses
+# that wasm-opt: Debian 12's binaryen 108 corrupts the module (reference types).
 set -euo pipefail
 mode="${1:-run}"
 cd "$(dirname "$0")/.."
@@ -22,12 +25,11 @@ command -v cargo >/dev/null || die "Rust is not installed. Install it with rustu
 
 # --- Debian packages -------------------------------------------------------------------------
 apt_missing=()
-command -v wasm-opt >/dev/null || apt_missing+=(binaryen)
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
 if [ "$mode" = test ]; then
   command -v redis-server >/dev/null || apt_missing+=(redis-server)
   [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
-  command -v node >/dev/null || apt_missing+=(nodejs)
-  command -v npm >/dev/null || apt_missing+=(npm)
 fi
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || die "missing: ${apt_missing[*]} — install them with your package manager."
@@ -56,11 +58,17 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}\$"; 
   cargo install wasm-bindgen-cli --version "=${WASM_BINDGEN_VERSION}" --force
 fi
 
+# --- wasm-opt (binaryen from npm, pinned in tools/package.json) -------------------------------
+npm_install() { # dir
+  if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+    say "installing npm packages in $1"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_install tools
+
 # --- End-to-end suite ------------------------------------------------------------------------
 if [ "$mode" = test ]; then
-  if [ ! -d end2end/node_modules/playwright-core ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
-    say "installing the end-to-end suite's npm packages (playwright-core; no browser download)"
-    (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  npm_install end2end   # playwright-core only: it drives /usr/bin/chromium, downloads no browser
 fi
 say "ready ($mode)"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
-export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/env.sh
 
 # Each crate on its own: `ssr` and `hydrate` must never be on together in one build.
 step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }

@@ -4,35 +4,11 @@
 //! [`Secret`], whose `Debug` prints no part of them.
 
 use clap::Parser;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use url::Url;
 
-/// A secret string: usable by the server, invisible in logs and debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; call only where it is sent upstream or compared.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// First 8 hex digits of SHA-256: tells operators which key is live, reveals nothing.
-    pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
+pub use gateway::Secret;
 
 /// Where the KIE key came from (shown in the vault panel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

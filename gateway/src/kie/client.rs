@@ -1,0 +1,213 @@
+//! The HTTP client for KIE: reqwest with timeouts, connection reuse and a User-Agent. Every
+//! answer is classified from the body `code` into [`KieError`]. Reads retry transient failures
+//! with exponential backoff and jitter; a `createTask` is resent only when the connection was
+//! refused before anything was sent, so one intent never becomes two tasks.
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use url::Url;
+
+use super::error::KieError;
+use super::family::{ApiFamily, UpstreamStatus};
+use super::wire::{Envelope, credit_balance};
+use crate::credits::Credits;
+use crate::secret::Secret;
+
+/// Tunables; the defaults suit KIE.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Attempts for reads (status, credit, download-url), and for a create whose connection
+    /// was refused.
+    pub attempts: u32,
+    /// First backoff; doubled per attempt, with up to 50 % jitter.
+    pub backoff: Duration,
+    /// Largest response body read.
+    pub max_body: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            attempts: 3,
+            backoff: Duration::from_millis(250),
+            max_body: 4 << 20,
+        }
+    }
+}
+
+/// A KIE endpoint and the key that opens it.
+#[derive(Clone)]
+pub struct KieClient {
+    http: reqwest::Client,
+    base: Url,
+    key: Secret,
+    opts: ClientOptions,
+}
+
+impl std::fmt::Debug for KieClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KieClient").field("base", &self.base.as_str()).field("key", &self.key).finish()
+    }
+}
+
+/// Outcome of one probe of the account (the Gateway panel's telemetry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub latency: Duration,
+    pub balance: Result<Credits, KieError>,
+}
+
+impl KieClient {
+    pub fn new(base: Url, key: Secret, opts: ClientOptions) -> Result<Self, KieError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kie-control-room/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| KieError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(KieClient { http, base, key, opts })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url, KieError> {
+        self.base.join(path).map_err(|e| KieError::Transport(format!("bad path {path}: {e}")))
+    }
+
+    /// Sends one request and classifies the answer. Never includes the key in an error.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
+        let resp = req.bearer_auth(self.key.expose()).send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status().as_u16();
+        let bytes = read_capped(resp, self.opts.max_body).await.map_err(|e| self.transport(e))?;
+        let env: Envelope<Value> = match serde_json::from_slice(&bytes) {
+            Ok(env) => env,
+            Err(e) => {
+                // No envelope: fall back on the HTTP status, else report the unreadable body.
+                if status >= 400 {
+                    return Err(KieError::from_code(i64::from(status), Some(snippet(&bytes))));
+                }
+                return Err(KieError::Decode { status, detail: e.to_string() });
+            }
+        };
+        if env.code != 200 {
+            return Err(KieError::from_code(env.code, env.msg));
+        }
+        Ok(env.data.unwrap_or(Value::Null))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> KieError {
+        // reqwest's messages name the URL (never the key, which travels in a header).
+        if e.is_timeout() {
+            KieError::Timeout(self.opts.timeout)
+        } else if e.is_connect() {
+            KieError::Connect(e.without_url().to_string())
+        } else {
+            KieError::Transport(e.without_url().to_string())
+        }
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let base = self.opts.backoff.saturating_mul(1 << attempt.min(8));
+        let jitter = base.mul_f64(fastrand::f64() * 0.5);
+        tokio::time::sleep(base + jitter).await;
+    }
+
+    /// Retries `op` while it fails with `retry(err)`, up to `attempts` times.
+    async fn retrying<F, Fut, T>(&self, retry: fn(&KieError) -> bool, op: F) -> Result<T, KieError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, KieError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if retry(&e) && attempt + 1 < self.opts.attempts => {
+                    tracing::debug!(error = %e, attempt, "KIE call failed; retrying");
+                    self.backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates a task; returns KIE's task id. Resent only if the connection was refused.
+    pub async fn create_task(&self, family: &dyn ApiFamily, model: &str, input: &Value, callback_url: Option<&str>) -> Result<String, KieError> {
+        let url = self.url(family.create_path())?;
+        let body = family.create_body(model, input, callback_url);
+        let data = self
+            .retrying(KieError::create_never_reached, || self.send(self.http.post(url.clone()).json(&body)))
+            .await?;
+        family.parse_created(data).map_err(|detail| KieError::Decode { status: 200, detail })
+    }
+
+    /// A task's status (recordInfo for the Market family).
+    pub async fn status(&self, family: &dyn ApiFamily, task_id: &str) -> Result<UpstreamStatus, KieError> {
+        let url = self.url(family.status_path())?;
+        let data = self
+            .retrying(KieError::is_transient_read, || self.send(self.http.get(url.clone()).query(&[("taskId", task_id)])))
+            .await?;
+        family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })
+    }
+
+    /// The account's credit balance.
+    pub async fn credit(&self) -> Result<Credits, KieError> {
+        let url = self.url("/api/v1/chat/credit")?;
+        let data = self.retrying(KieError::is_transient_read, || self.send(self.http.get(url.clone()))).await?;
+        credit_balance(&data).ok_or_else(|| KieError::Decode { status: 200, detail: format!("credit balance is not a number: {data}") })
+    }
+
+    /// A temporary (20 minute) download link for a KIE result URL.
+    pub async fn download_url(&self, result_url: &str) -> Result<String, KieError> {
+        let url = self.url("/api/v1/common/download-url")?;
+        let body = serde_json::json!({ "url": result_url });
+        let data = self.retrying(KieError::is_transient_read, || self.send(self.http.post(url.clone()).json(&body))).await?;
+        data.as_str().map(str::to_string).ok_or_else(|| KieError::Decode { status: 200, detail: "download-url data is not a string".into() })
+    }
+
+    /// One credit call, timed: reachable or not, latency, balance.
+    pub async fn probe(&self) -> Probe {
+        let start = Instant::now();
+        let url = match self.url("/api/v1/chat/credit") {
+            Ok(u) => u,
+            Err(e) => return Probe { latency: start.elapsed(), balance: Err(e) },
+        };
+        let balance = self.send(self.http.get(url)).await.and_then(|data| {
+            credit_balance(&data).ok_or_else(|| KieError::Decode { status: 200, detail: "credit balance is not a number".into() })
+        });
+        Probe { latency: start.elapsed(), balance }
+    }
+}
+
+impl KieError {
+    /// Reads may be retried on any transient failure except 429 (retrying at once would only
+    /// be refused again; the caller's schedule handles it).
+    fn is_transient_read(&self) -> bool {
+        self.is_transient() && !matches!(self, KieError::RateLimited(_))
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    s.trim().to_string()
+}

@@ -1,0 +1,17 @@
+//! The KIE client: everything that talks to KIE or reads what it sends.
+//!
+//! - [`wire`] — serde types of KIE's JSON, tolerant of every documented variant.
+//! - [`error`] — [`KieError`], classified from the body code.
+//! - [`client`] — [`KieClient`]: reqwest, timeouts, safe retries.
+//! - [`family`] — one [`ApiFamily`] adapter per KIE API family ([`MarketJobs`] first).
+//! - [`signature`] — callback signature verification.
+
+pub mod client;
+pub mod error;
+pub mod family;
+pub mod signature;
+pub mod wire;
+
+pub use client::{ClientOptions, KieClient, Probe};
+pub use error::KieError;
+pub use family::{ApiFamily, MarketJobs, UpstreamState, UpstreamStatus};
