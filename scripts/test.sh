@@ -8,8 +8,10 @@ scripts/setup.sh test
 
 # Each crate on its own: `ssr` and `hydrate` must never be on together in one build.
 step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }
-step "gateway core + store conformance (Redis and embedded)"
+step "gateway core: store conformance (Redis and embedded), KIE client against kie-sim, parser properties"
 cargo test -p gateway
+step "kie-sim (the KIE simulator)"
+cargo test -p kie-sim
 step "app (ssr)"
 cargo test -p app --features ssr
 step "server (HTTP on loopback)"

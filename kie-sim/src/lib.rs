@@ -1,0 +1,99 @@
+//! `kie-sim`: a faithful stand-in for KIE.ai, for tests, benchmarks, the end-to-end suite and
+//! the Control Room's `--simulate` mode. It writes KIE's JSON the way KIE's docs show it and
+//! shares no types with the Control Room's client, so a mistake in the client fails a test
+//! instead of agreeing with itself.
+//!
+//! Map of the crate:
+//! - [`world`] — accounts, tasks, limits, faults, the (speedable) clock, the request log.
+//! - [`kie_api`] — KIE's paths: createTask, recordInfo, chat/credit, common/download-url, files.
+//! - [`callbacks`] — callback delivery with signatures, retries and faults.
+//! - [`control`] — the test control API under `/_sim/`.
+//! - [`prices`] — credits per model from the seeds. [`media`] — real PNG/WAV/MP4 results.
+//!
+//! Behaviour, as KIE documents it: 401 for a wrong key; 402 when the balance is short;
+//! 404/422 for unknown models or bad input; at most 20 new generation requests per 10 s per
+//! account (the 21st gets 429 and is not queued); recordInfo at most 10/s per key; tasks move
+//! waiting → queuing → generating → success | fail; failed generations are not charged;
+//! media expires after 14 days (simulated). Prompts containing `sim:fail` fail generation and
+//! `sim:policy` fail with a content-policy message.
+
+pub mod callbacks;
+pub mod control;
+pub mod kie_api;
+pub mod media;
+pub mod prices;
+pub mod world;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use world::{Faults, Schedule, Settings};
+
+/// The simulator: cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct Sim {
+    world: Arc<Mutex<world::World>>,
+    wake: Arc<Notify>,
+}
+
+impl Sim {
+    pub fn new(settings: Settings) -> Sim {
+        Sim { world: Arc::new(Mutex::new(world::World::new(settings))), wake: Arc::new(Notify::new()) }
+    }
+
+    /// The world, locked. A panic while it was held elsewhere does not poison the simulator.
+    pub fn world(&self) -> MutexGuard<'_, world::World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_account(&self, key: &str, balance: f64, hmac_key: Option<&str>) {
+        self.world().accounts.insert(key.to_string(), control::account(balance, hmac_key));
+    }
+
+    fn wake_dispatcher(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn notified(&self) {
+        self.wake.notified().await;
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/jobs/createTask", post(kie_api::create_task))
+            .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))
+            .route("/api/v1/chat/credit", get(kie_api::credit))
+            .route("/api/v1/common/download-url", post(kie_api::download_url))
+            .route("/files/{task}/{name}", get(kie_api::file))
+            .route("/_sim/accounts", post(control::put_account))
+            .route("/_sim/accounts/{key}", get(control::get_account))
+            .route("/_sim/accounts/{key}/balance", put(control::set_balance))
+            .route("/_sim/settings", get(control::get_settings).put(control::put_settings))
+            .route("/_sim/clock", post(control::clock))
+            .route("/_sim/faults", put(control::put_faults))
+            .route("/_sim/tasks/{id}/faults", put(control::put_task_faults))
+            .route("/_sim/log", get(control::log))
+            .route("/_sim/reset", post(control::reset))
+            .layer(tower_http_limit())
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown`; result URLs point at the listener's address.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        self.world().base_url = format!("http://{addr}");
+        let dispatcher = tokio::spawn(callbacks::dispatcher(self.clone()));
+        let result = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await;
+        dispatcher.abort();
+        result
+    }
+}
+
+/// Request bodies above 1 MiB are refused before a handler reads them.
+fn tower_http_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(1 << 20)
+}
