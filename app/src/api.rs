@@ -12,10 +12,15 @@ pub const MAX_ROWS: usize = 100;
 #[cfg(feature = "ssr")]
 mod server_side {
     use super::*;
-    use crate::view::{KeyView, LedgerView, StoreView, TaskRow, Upstream};
+    use crate::view::{GatewayView, KeyView, LedgerView, StoreView, TaskRow, Upstream};
+    use gateway::kie::{KieClient, KieError};
     use gateway::task::{TaskQuery, TaskRecord, TaskState};
     use gateway::{Credits, Store};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// How long one probe answer is reused, so many open consoles do not hammer KIE.
+    const PROBE_TTL: Duration = Duration::from_secs(5);
 
     /// What the server hands to every render and server function.
     #[derive(Clone)]
@@ -25,6 +30,47 @@ mod server_side {
         pub key: KeyView,
         pub callback_base: Option<String>,
         pub callback_signed: bool,
+        /// A client for the Gateway panel's probe (short timeout), when there is an upstream.
+        pub probe_client: Option<KieClient>,
+        pub probe_cache: Arc<Mutex<Option<(Instant, GatewayView)>>>,
+    }
+
+    impl ConsoleContext {
+        /// The last probe if fresh, else a new one.
+        pub async fn gateway(&self) -> Option<GatewayView> {
+            let client = self.probe_client.as_ref()?;
+            if let Ok(cache) = self.probe_cache.lock()
+                && let Some((at, view)) = cache.as_ref()
+                && at.elapsed() < PROBE_TTL
+            {
+                return Some(view.clone());
+            }
+            let probe = client.probe().await;
+            let host = client.base().host_str().unwrap_or("the upstream").to_string();
+            let (reachable, balance, error) = match probe.balance {
+                Ok(b) => (true, Some(b.to_string()), None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway probe failed");
+                    (matches!(e, KieError::Auth(_) | KieError::Maintenance(_) | KieError::Upstream { .. }), None, Some(probe_message(&e, &host)))
+                }
+            };
+            let view = GatewayView { reachable, latency_us: probe.latency.as_micros() as u64, balance, error, checked_ms: gateway::store::now_ms() };
+            if let Ok(mut cache) = self.probe_cache.lock() {
+                *cache = Some((Instant::now(), view.clone()));
+            }
+            Some(view)
+        }
+    }
+
+    /// An operator-facing sentence for a failed probe.
+    fn probe_message(e: &KieError, host: &str) -> String {
+        match e {
+            KieError::Auth(_) => "The key was rejected (401): check KIE_API_KEY.".into(),
+            KieError::Connect(_) => format!("Cannot reach {host}: the connection failed."),
+            KieError::Timeout(d) => format!("{host} did not answer within {} s.", d.as_secs()),
+            KieError::Maintenance(_) => "KIE is in maintenance (455).".into(),
+            other => other.to_string(),
+        }
     }
 
     /// Store counter holding the credits KIE charged for finished tasks (milli-credits).
@@ -45,6 +91,7 @@ mod server_side {
         ConsoleStatus {
             upstream: ctx.upstream.clone(),
             key: ctx.key.clone(),
+            gateway: ctx.gateway().await,
             store,
             ledger,
             callback_base: ctx.callback_base.clone(),

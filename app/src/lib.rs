@@ -111,11 +111,14 @@ fn ControlRoom() -> impl IntoView {
 
 /// The connection badge: what the upstream is, never a guess.
 pub fn upstream_badge(status: Option<&ConsoleStatus>) -> impl IntoView + use<> {
-    let (class, text) = match status.map(|s| &s.upstream) {
-        None => ("badge badge-bad", "Unavailable".to_string()),
-        Some(Upstream::NotConfigured) => ("badge badge-off", "Not configured".to_string()),
-        Some(Upstream::Kie { .. }) => ("badge badge-wait", "Key set · not verified".to_string()),
-        Some(Upstream::Simulator { .. }) => ("badge badge-sim", "Simulator".to_string()),
+    let probe_ok = status.and_then(|s| s.gateway.as_ref()).map(|g| g.error.is_none());
+    let (class, text) = match (status.map(|s| &s.upstream), probe_ok) {
+        (None, _) => ("badge badge-bad", "Unavailable"),
+        (Some(Upstream::NotConfigured), _) => ("badge badge-off", "Not configured"),
+        (Some(Upstream::Simulator { .. }), _) => ("badge badge-sim", "Simulator"),
+        (Some(Upstream::Kie { .. }), Some(true)) => ("badge badge-ok", "Connected"),
+        (Some(Upstream::Kie { .. }), Some(false)) => ("badge badge-bad", "Not connected"),
+        (Some(Upstream::Kie { .. }), None) => ("badge badge-wait", "Checking"),
     };
     view! { <span class=class data-testid="connection-badge">{text}</span> }
 }

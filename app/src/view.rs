@@ -47,11 +47,27 @@ pub struct LedgerView {
     pub credits_consumed: String,
 }
 
+/// What the upstream answered to the last probe (`chat/credit`, timed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayView {
+    pub reachable: bool,
+    /// Round trip of the probe in microseconds.
+    pub latency_us: u64,
+    /// The account's credit balance, as KIE reported it.
+    pub balance: Option<String>,
+    /// What went wrong, in words an operator can act on (never the key).
+    pub error: Option<String>,
+    /// Unix ms of the probe.
+    pub checked_ms: u64,
+}
+
 /// Everything the panels need at first paint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsoleStatus {
     pub upstream: Upstream,
     pub key: KeyView,
+    /// `None` when there is no upstream to probe (no key, no simulator).
+    pub gateway: Option<GatewayView>,
     pub store: StoreView,
     /// `None` when the store could not be read: the meters then show nothing, not zeros.
     pub ledger: Option<LedgerView>,

@@ -56,6 +56,9 @@ test('with a key the vault shows a fingerprint, and the key is on no page, bundl
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
     assert.match(await page.textContent('[data-panel="02"]'), /Configured/);
+    // No upstream answers on loopback port 9: the panel says so instead of showing numbers.
+    assert.match(await page.textContent('[data-testid="connection-detail"]'), /Cannot reach 127\.0\.0\.1/);
+    assert.equal(await page.$('[data-testid="credit-balance"]'), null);
     assert.match(await page.textContent('[data-panel="02"]'), /Fingerprint\s*[0-9a-f]{8}/);
     const html = await page.content();
     assert.ok(!html.includes(key), 'key in the hydrated page');
@@ -71,4 +74,21 @@ test('with a key the vault shows a fingerprint, and the key is on no page, bundl
   }
   assert.ok(server.logs.join('').length > 0, 'the server logged something');
   assert.ok(!server.logs.join('').includes(key), 'key in the server log');
+});
+
+test('with --simulate the Gateway panel is connected to the simulator and shows its balance', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    assert.match(await page.textContent('[data-testid="connection-title"]'), /KIE simulator · 127\.0\.0\.1:\d+/);
+    assert.equal(await page.textContent('[data-testid="credit-balance"]'), '10000');
+    assert.match(await page.textContent('[data-testid="connection-detail"]'), /Answered chat\/credit in \d+\.\d ms/);
+    assert.match(await page.textContent('header.masthead'), /Simulator — requests go to the bundled KIE simulator/);
+    assert.equal((await page.textContent('h1 + [data-testid="connection-badge"], .title-row [data-testid="connection-badge"]')).trim(), 'Simulator');
+    assert.deepEqual(errors, []);
+    await page.screenshot({ path: join(artifacts, 'control-room-simulate.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
 });

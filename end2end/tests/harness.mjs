@@ -38,6 +38,8 @@ export async function startServer(env = {}, args = []) {
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: join(root, 'target', 'site'),
       DATA_DIR: dataDir,
+      // Never reach outside this machine: port 9 (discard) on loopback is closed.
+      KIE_BASE_URL: 'http://127.0.0.1:9',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -58,6 +58,10 @@ pub struct Cli {
     /// Folder for the embedded store (used when REDIS_URL is not set).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Run against the bundled KIE simulator (started in process on a free port, with a
+    /// generated key) instead of KIE. Every screen then says "Simulator".
+    #[arg(long, env = "CONTROL_ROOM_SIMULATE")]
+    pub simulate: bool,
 }
 
 /// Where shared state lives.
@@ -78,6 +82,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub kie_key: Option<(Secret, KeySource)>,
     pub webhook_hmac_key: Option<Secret>,
+    /// Use the in-process simulator instead of `kie_base_url` and `kie_key`.
+    pub simulate: bool,
 }
 
 /// A configuration mistake, said in one line.
@@ -181,6 +187,7 @@ impl Config {
             store,
             kie_key: kie_key(env)?,
             webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
+            simulate: cli.simulate,
         })
     }
 

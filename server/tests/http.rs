@@ -30,11 +30,13 @@ fn config(store: StoreConfig, key: Option<&str>) -> Config {
     Config {
         site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         site_root: "target/site".into(),
-        kie_base_url: "https://api.kie.ai".parse().expect("url"),
+        // Loopback only: a closed port unless a test points it at a kie-sim.
+        kie_base_url: format!("http://127.0.0.1:{}", testkit::free_port()).parse().expect("url"),
         public_url: Some("https://console.example.test".parse().expect("url")),
         store,
         kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
         webhook_hmac_key: None,
+        simulate: false,
     }
 }
 
@@ -128,7 +130,7 @@ async fn a_configured_key_shows_as_a_fingerprint_and_never_itself() {
     let (_, missing) = get(&format!("{}/no/such/page", s.base)).await;
     assert!(page.contains(&fingerprint), "vault shows the fingerprint");
     assert_eq!(status["key"]["source"], "environment");
-    assert!(status["upstream"]["Kie"]["host"] == "api.kie.ai", "{status}");
+    assert_eq!(status["upstream"]["Kie"]["host"], "127.0.0.1", "{status}");
 
     let b64 = encode_b64(KEY.as_bytes());
     for (what, body) in [("page", page), ("status", status.to_string()), ("tasks", tasks.to_string()), ("error", bad.to_string()), ("404", missing)] {
@@ -264,4 +266,68 @@ fn encode_b64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+async fn start_sim(account_key: &str) -> String {
+    let sim = kie_sim::Sim::new(kie_sim::Settings::default());
+    sim.add_account(account_key, 72.62, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(sim.serve(listener, std::future::pending()));
+    base
+}
+
+#[tokio::test]
+async fn the_gateway_panel_shows_the_upstreams_own_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(KEY).await;
+    let mut cfg = config(embedded(&dir), Some(KEY));
+    cfg.kie_base_url = sim.parse().expect("url");
+    let s = start(cfg).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    assert_eq!(status["gateway"]["reachable"], true, "{status}");
+    assert_eq!(status["gateway"]["balance"], "72.62", "the balance KIE reported");
+    assert!(status["gateway"]["error"].is_null());
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    assert!(page.contains("Connected") && page.contains("72.62"));
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_rejected_key_and_an_unreachable_host_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim("the-right-key").await;
+    let mut cfg = config(embedded(&dir), Some(KEY));
+    cfg.kie_base_url = sim.parse().expect("url");
+    let s = start(cfg).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    assert_eq!(status["gateway"]["error"], "The key was rejected (401): check KIE_API_KEY.", "{status}");
+    assert!(status["gateway"]["balance"].is_null(), "no invented balance");
+    assert!(!status.to_string().contains(KEY));
+    s.shutdown().await.expect("shutdown");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), Some(KEY))).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    let err = status["gateway"]["error"].as_str().unwrap_or_default().to_string();
+    assert!(err.starts_with("Cannot reach 127.0.0.1"), "{status}");
+    assert_eq!(status["gateway"]["reachable"], false);
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    assert!(page.contains("Not connected"));
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn simulate_mode_is_labelled_and_connected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(embedded(&dir), None);
+    cfg.simulate = true;
+    let s = start(cfg).await;
+    let (_, status) = server_fn(&s.base, "console_status", "").await;
+    assert!(status["upstream"]["Simulator"]["host"].as_str().unwrap_or_default().starts_with("127.0.0.1:"), "{status}");
+    assert_eq!(status["gateway"]["balance"], "10000");
+    assert_eq!(status["key"]["configured"], true);
+    let (_, page) = get(&format!("{}/", s.base)).await;
+    assert!(page.contains("Simulator — requests go to the bundled KIE simulator"), "every screen says Simulator");
+    s.shutdown().await.expect("shutdown");
 }

@@ -16,36 +16,46 @@ pub fn GatewayPanel() -> impl IntoView {
             </div>
             {with_status(meters)}
             <p class="fine">
-                "Meters read the Control Room's own task records; upstream telemetry (latency, credit balance) appears only once a live connection answers — nothing is shown until then."
+                "Meters read the Control Room's own task records; latency and balance come from the upstream's own answer to chat/credit, re-checked every 5 s at most — nothing is shown until it answers."
             </p>
         </Panel>
     }
 }
 
 fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {
-    let (headline, detail) = match &s.upstream {
-        Upstream::NotConfigured => (
+    let (headline, detail) = match (&s.upstream, &s.gateway) {
+        (Upstream::NotConfigured, _) => (
             "Not configured".to_string(),
             "No KIE_API_KEY is set on the server. Set it in the server's environment (or run with --simulate) and restart.".to_string(),
         ),
-        Upstream::Kie { host } => (
-            format!("KIE.ai Generation Gateway · {host}"),
-            "A key is set on the server. Its verification against KIE (credit balance, latency) comes with the KIE client.".to_string(),
-        ),
-        Upstream::Simulator { host } => (
-            format!("KIE simulator · {host}"),
-            "Requests go to the bundled simulator, not to KIE.".to_string(),
-        ),
+        (Upstream::Kie { host } | Upstream::Simulator { host }, None) => (host.clone(), "No probe answer yet.".to_string()),
+        (up, Some(g)) => {
+            let name = match up {
+                Upstream::Simulator { host } => format!("KIE simulator · {host}"),
+                Upstream::Kie { host } => format!("KIE.ai Generation Gateway · {host}"),
+                Upstream::NotConfigured => String::new(),
+            };
+            match (&g.balance, &g.error) {
+                (Some(_), _) => (name, format!("Answered chat/credit in {:.1} ms.", g.latency_us as f64 / 1000.0)),
+                (None, Some(e)) => (name, e.clone()),
+                (None, None) => (name, "No balance in the answer.".to_string()),
+            }
+        }
     };
+    let balance = s.gateway.as_ref().and_then(|g| g.balance.clone());
     let store = if s.store.reachable {
         format!("Store: {} · reachable", s.store.backend)
     } else {
         format!("Store: {} · unreachable — {}", s.store.backend, s.store.error.clone().unwrap_or_default())
     };
+    let failed = s.gateway.as_ref().is_some_and(|g| g.error.is_some());
     view! {
         <div class="connection">
             <div class="conn-title" data-testid="connection-title">{headline}</div>
-            <p class="conn-detail">{detail}</p>
+            <p class=if failed { "conn-detail bad" } else { "conn-detail" } data-testid="connection-detail">{detail}</p>
+            {balance.map(|b| view! {
+                <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{b}</strong><span class="muted">" credits"</span></p>
+            })}
             <p class=if s.store.reachable { "conn-store ok" } else { "conn-store bad" }>{store}</p>
         </div>
     }
@@ -55,6 +65,7 @@ fn meters_note(s: &ConsoleStatus) -> &'static str {
     match (&s.upstream, &s.ledger) {
         (_, None) => "store unreadable",
         (Upstream::NotConfigured, _) => "0 while disconnected",
+        (Upstream::Simulator { .. }, _) => "from task records · simulator",
         _ => "from task records",
     }
 }
