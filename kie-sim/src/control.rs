@@ -114,6 +114,7 @@ pub async fn log(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>
 pub async fn reset(State(sim): State<Sim>) -> StatusCode {
     let mut w = sim.world();
     w.tasks.clear();
+    w.task_order.clear();
     w.task_faults.clear();
     w.faults = Faults::default();
     w.due.clear();

@@ -134,7 +134,7 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         let due = w.completion_ms(&task);
         w.due.push(std::cmp::Reverse((due, id.clone())));
     }
-    w.tasks.insert(id.clone(), task);
+    w.insert_task(task);
     w.record("POST", PATH, 200, Some(id.clone()), None);
     drop(w);
     sim.wake_dispatcher();

@@ -11,6 +11,9 @@ use crate::media::MediaKind;
 
 /// Most entries kept in the request log (oldest dropped first).
 pub const LOG_CAP: usize = 200_000;
+/// Most tasks remembered; beyond it the oldest are forgotten (KIE too forgets task logs,
+/// after two months), so a long-running simulator stays bounded.
+pub const TASK_CAP: usize = 500_000;
 
 pub fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -180,6 +183,8 @@ pub struct World {
     pub clock: Clock,
     pub accounts: HashMap<String, Account>,
     pub tasks: HashMap<String, Task>,
+    /// Task ids in creation order, to forget the oldest past [`TASK_CAP`].
+    pub task_order: VecDeque<String>,
     pub faults: Faults,
     pub task_faults: HashMap<String, Faults>,
     /// Tasks with a callback, by simulated completion time.
@@ -198,6 +203,7 @@ impl World {
             clock: Clock::new(),
             accounts: HashMap::new(),
             tasks: HashMap::new(),
+            task_order: VecDeque::new(),
             faults: Faults::default(),
             task_faults: HashMap::new(),
             due: BinaryHeap::new(),
@@ -205,6 +211,18 @@ impl World {
             seq: 0,
             next_task: 0,
             base_url: String::new(),
+        }
+    }
+
+    /// Adds a task, forgetting the oldest beyond [`TASK_CAP`].
+    pub fn insert_task(&mut self, task: Task) {
+        self.task_order.push_back(task.id.clone());
+        self.tasks.insert(task.id.clone(), task);
+        while self.task_order.len() > TASK_CAP {
+            if let Some(old) = self.task_order.pop_front() {
+                self.tasks.remove(&old);
+                self.task_faults.remove(&old);
+            }
         }
     }
 
