@@ -131,14 +131,21 @@ async fn the_21st_create_in_10_seconds_is_rejected_and_not_resent() {
 }
 
 #[tokio::test]
-async fn upstream_5xx_and_maintenance_on_create_are_reported_once() {
+async fn injected_upstream_codes_on_create_are_classified_and_sent_once() {
     let up = start(fast()).await;
     let c = client(&up.base, KEY);
-    for (code, check) in [(455, (|e: &KieError| matches!(e, KieError::Maintenance(_))) as fn(&KieError) -> bool), (500, |e| matches!(e, KieError::Upstream { code: 500, .. }))] {
+    let cases: [(i64, fn(&KieError) -> bool); 5] = [
+        (455, |e| matches!(e, KieError::Maintenance(_))),
+        (500, |e| matches!(e, KieError::Upstream { code: 500, .. })),
+        (433, |e| matches!(e, KieError::SubKeyLimit(_))),
+        (501, |e| matches!(e, KieError::GenerationFailed(_))),
+        (505, |e| matches!(e, KieError::FeatureDisabled(_))),
+    ];
+    for (code, check) in cases {
         put(&up.base, "/_sim/faults", json!({"create_error_code": code, "create_error_count": 1})).await;
         let err = c.create_task(&MarketJobs, "google/imagen4", &image(), None).await.unwrap_err();
         assert!(check(&err), "{code}: {err:?}");
-        assert!(err.is_transient());
+        assert_eq!(err.code(), Some(code));
         assert_eq!(log_count(&up.base, "POST", "/api/v1/jobs/createTask", Some(code)).await, 1, "a create is never sent twice");
     }
     // The fault is used up: the next create goes through.

@@ -88,7 +88,13 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
     // Injected upstream errors (500, 455…) for the next N creates.
     if let Some(code) = w.faults.create_error_code.filter(|_| w.faults.create_error_count > 0) {
         w.faults.create_error_count -= 1;
-        let msg = if code == 455 { "Service unavailable: maintenance" } else { "Internal server error" };
+        let msg = match code {
+            433 => "Sub-key usage exceeded its limit",
+            455 => "Service unavailable: maintenance",
+            501 => "Generation failed",
+            505 => "This feature is disabled",
+            _ => "Internal server error",
+        };
         return refuse(&mut w, code, msg);
     }
     let (limit, span) = (w.settings.rate_limit, Duration::from_millis(w.settings.rate_window_ms));
