@@ -90,6 +90,12 @@ async fn a_failed_generation_is_not_charged() {
     assert!(st.fail_msg.is_some());
     assert_eq!(st.credits, Some(Credits::ZERO));
     assert_eq!(c.credit().await.unwrap(), Credits::from_credits(1_000), "held credits come back");
+
+    // Refunded even when nobody polls the failed task.
+    let _unwatched = c.create_task(&MarketJobs, "veo3", &json!({"prompt": "sim:fail again"}), None).await.unwrap();
+    assert_eq!(c.credit().await.unwrap(), Credits::from_credits(880), "held while running");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(c.credit().await.unwrap(), Credits::from_credits(1_000), "refunded once its time passed, unobserved");
 }
 
 #[tokio::test]

@@ -47,7 +47,8 @@ pub async fn set_balance(State(sim): State<Sim>, Path(key): Path<String>, Json(b
 }
 
 pub async fn get_account(State(sim): State<Sim>, Path(key): Path<String>) -> Response {
-    let w = sim.world();
+    let mut w = sim.world();
+    w.settle_due();
     match w.accounts.get(&key) {
         Some(a) => Json(json!({ "balance": a.balance_milli as f64 / 1000.0 })).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
@@ -118,6 +119,7 @@ pub async fn reset(State(sim): State<Sim>) -> StatusCode {
     w.task_faults.clear();
     w.faults = Faults::default();
     w.due.clear();
+    w.unsettled.clear();
     w.log.clear();
     for a in w.accounts.values_mut() {
         a.creates = VecDeque::new();

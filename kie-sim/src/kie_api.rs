@@ -44,6 +44,7 @@ async fn authorise(sim: &Sim, headers: &HeaderMap, path: &str) -> Result<(String
     }
     let key = bearer(headers).unwrap_or_default();
     let mut w = sim.world();
+    w.settle_due();
     if !w.accounts.contains_key(&key) {
         w.record("AUTH", path, 401, None, None);
         return Err(kie(401, "You do not have access permissions", None, as_200));

@@ -189,6 +189,9 @@ pub struct World {
     pub task_faults: HashMap<String, Faults>,
     /// Tasks with a callback, by simulated completion time.
     pub due: BinaryHeap<Reverse<(u64, String)>>,
+    /// Every task not yet settled, by simulated completion time: settled (charged or
+    /// refunded) as soon as its time passes, whether or not anyone looks at it.
+    pub unsettled: BinaryHeap<Reverse<(u64, String)>>,
     pub log: VecDeque<LogEntry>,
     pub seq: u64,
     pub next_task: u64,
@@ -207,6 +210,7 @@ impl World {
             faults: Faults::default(),
             task_faults: HashMap::new(),
             due: BinaryHeap::new(),
+            unsettled: BinaryHeap::new(),
             log: VecDeque::new(),
             seq: 0,
             next_task: 0,
@@ -214,8 +218,23 @@ impl World {
         }
     }
 
+    /// Settles every task whose completion time has passed (refunds failures).
+    pub fn settle_due(&mut self) {
+        let now = self.clock.now_ms();
+        while let Some(Reverse((at, _))) = self.unsettled.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, id))) = self.unsettled.pop() {
+                self.state_of(&id, now);
+            }
+        }
+    }
+
     /// Adds a task, forgetting the oldest beyond [`TASK_CAP`].
     pub fn insert_task(&mut self, task: Task) {
+        let done = self.completion_ms(&task);
+        self.unsettled.push(Reverse((done, task.id.clone())));
         self.task_order.push_back(task.id.clone());
         self.tasks.insert(task.id.clone(), task);
         while self.task_order.len() > TASK_CAP {
