@@ -16,10 +16,7 @@ step "app (ssr)"
 cargo test -p app --features ssr
 step "server (HTTP on loopback)"
 cargo test -p server
-step "frontend compiles to WASM"
-cargo build -p frontend --target wasm32-unknown-unknown
-
-step "release build for the end-to-end suite"
+step "release build (server + WASM bundle) for the end-to-end suite"
 cargo leptos build --release
 step "end-to-end (Playwright + /usr/bin/chromium)"
 (cd end2end && node --test tests/)
