@@ -74,14 +74,14 @@ pub struct RecordInfo {
     pub model: Option<String>,
     pub state: KieState,
     /// The original request, a JSON string.
-    #[serde(default, deserialize_with = "json_text")]
+    #[serde(default, deserialize_with = "text_or_json")]
     pub param: Option<String>,
     /// `{"resultUrls": […]}` or `{"resultObject": …}`, a JSON string.
-    #[serde(default, rename = "resultJson", deserialize_with = "json_text")]
+    #[serde(default, rename = "resultJson", deserialize_with = "text_or_json")]
     pub result_json: Option<String>,
-    #[serde(default, rename = "failCode", deserialize_with = "blank_is_none")]
+    #[serde(default, rename = "failCode", deserialize_with = "text_or_json")]
     pub fail_code: Option<String>,
-    #[serde(default, rename = "failMsg", deserialize_with = "blank_is_none")]
+    #[serde(default, rename = "failMsg", deserialize_with = "text_or_json")]
     pub fail_msg: Option<String>,
     /// Milliseconds per the docs, seconds in a live capture: shown as given, never summed.
     #[serde(default, rename = "costTime", deserialize_with = "lenient_f64")]
@@ -123,18 +123,9 @@ impl RecordInfo {
     }
 }
 
-/// A string, or any JSON value re-encoded as text (some captures inline the object).
-fn json_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if s.is_empty() => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(other) => Some(other.to_string()),
-    })
-}
-
-/// null, "" → None; a number → its text.
-fn blank_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+/// Text fields KIE writes loosely: null, "" or blank → None; a string as is; any other JSON
+/// value (a number failCode, an inlined resultJson object) re-encoded as text.
+fn text_or_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,

@@ -235,9 +235,13 @@ fn window_retry(tx: &WriteTransaction, key: &str, window_ms: u64, need: i64, now
     Ok(None)
 }
 
-fn counter_value(tx: &WriteTransaction, key: &str, now: u64) -> StoreResult<i64> {
-    let t = tx.open_table(COUNTERS)?;
+/// A counter's live value (0 if absent or expired), from any transaction's view of COUNTERS.
+fn live_counter(t: &impl ReadableTable<&'static str, (i64, u64)>, key: &str, now: u64) -> StoreResult<i64> {
     Ok(t.get(key)?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
+}
+
+fn counter_value(tx: &WriteTransaction, key: &str, now: u64) -> StoreResult<i64> {
+    live_counter(&tx.open_table(COUNTERS)?, key, now)
 }
 
 /// Adds to a counter, keeping its expiry (or setting `new_expiry` if the counter is new).
@@ -430,9 +434,7 @@ impl Store for EmbeddedStore {
         check::key(key)?;
         let key = key.to_string();
         self.read(move |tx| {
-            let t = tx.open_table(COUNTERS)?;
-            let now = now_ms();
-            Ok(t.get(key.as_str())?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
+            live_counter(&tx.open_table(COUNTERS)?, &key, now_ms())
         })
         .await
     }
@@ -542,10 +544,7 @@ impl Store for EmbeddedStore {
                     }
                     Ok(sum)
                 }
-                None => {
-                    let t = tx.open_table(COUNTERS)?;
-                    Ok(t.get(scope.key.as_str())?.map(|g| g.value()).filter(|(_, exp)| live(*exp, now)).map_or(0, |(v, _)| v))
-                }
+                None => live_counter(&tx.open_table(COUNTERS)?, &scope.key, now),
             }
         })
         .await
