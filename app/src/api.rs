@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use crate::view::{ConsoleStatus, TaskList};
+use crate::view::{ConsoleStatus, ModelOption, Submitted, TaskList};
 
 /// Most rows one call returns.
 pub const MAX_ROWS: usize = 100;
@@ -14,8 +14,9 @@ mod server_side {
     use super::*;
     use crate::view::{GatewayView, KeyView, LedgerView, StoreView, TaskRow, Upstream};
     use gateway::kie::{KieClient, KieError};
-    use gateway::task::{TaskQuery, TaskRecord, TaskState};
-    use gateway::{Credits, Store};
+    use gateway::lifecycle::SubmitError;
+    use gateway::task::{TaskQuery, TaskState};
+    use gateway::{Credits, Lifecycle, Store};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ mod server_side {
     #[derive(Clone)]
     pub struct ConsoleContext {
         pub store: Arc<dyn Store>,
+        /// Submit, retry, and everything else that moves a task.
+        pub lifecycle: Lifecycle,
         pub upstream: Upstream,
         pub key: KeyView,
         pub callback_base: Option<String>,
@@ -73,9 +76,6 @@ mod server_side {
         }
     }
 
-    /// Store counter holding the credits KIE charged for finished tasks (milli-credits).
-    pub const CREDITS_CONSUMED: &str = "ledger:credits_consumed";
-
     pub fn context() -> Result<ConsoleContext, ServerFnError> {
         use_context::<ConsoleContext>().ok_or_else(|| ServerFnError::new("console context missing (server misconfigured)"))
     }
@@ -101,7 +101,7 @@ mod server_side {
 
     async fn ledger(store: &dyn Store) -> gateway::StoreResult<LedgerView> {
         let counts = store.task_counts().await?;
-        let consumed = Credits(store.counter_get(CREDITS_CONSUMED).await?);
+        let consumed = Credits(store.usage(&gateway::lifecycle::credits_consumed_scope()).await?);
         Ok(LedgerView {
             tasks_on_record: counts.total,
             in_flight: counts.in_flight(),
@@ -111,29 +111,48 @@ mod server_side {
         })
     }
 
-    pub fn row(t: TaskRecord) -> TaskRow {
-        TaskRow {
-            terminal: t.state.is_terminal(),
-            state: t.state.as_str().into(),
-            estimated_credits: t.estimated_cost.to_string(),
-            actual_credits: t.actual_cost.map(|c| c.to_string()),
-            id: t.id,
-            model: t.model,
-            project: t.project,
-            owner: t.owner,
-            created_ms: t.created_ms,
-            kie_task_id: t.kie_task_id,
-            fail_code: t.fail_code,
-            fail_msg: t.fail_msg,
-        }
-    }
-
     pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
         let page = ctx.store.task_list(&query).await.map_err(|e| {
             tracing::warn!(error = %e, "task listing failed");
             ServerFnError::new("the task store is unavailable; try again shortly")
         })?;
-        Ok(TaskList { rows: page.tasks.into_iter().map(row).collect(), next: page.next })
+        Ok(TaskList { rows: page.tasks.into_iter().map(TaskRow::from).collect(), next: page.next })
+    }
+
+    /// The message a person sees for a refused submission (a store failure is logged, not
+    /// shown).
+    pub fn submit_error(e: SubmitError) -> ServerFnError {
+        match e {
+            SubmitError::Store(inner) => {
+                tracing::error!(error = %inner, "submission failed in the store");
+                ServerFnError::new("The task store is unavailable; nothing was recorded. Try again shortly.")
+            }
+            other => ServerFnError::new(other.to_string()),
+        }
+    }
+
+    pub fn model_options(ctx: &ConsoleContext) -> Vec<ModelOption> {
+        use gateway::catalog::PriceRule;
+        ctx.lifecycle
+            .catalog()
+            .models()
+            .iter()
+            .map(|m| {
+                let (priced_by, choices) = match &m.price {
+                    PriceRule::Flat(_) => (None, Vec::new()),
+                    PriceRule::Resolution(t) => (Some("resolution"), sorted(t.keys())),
+                    PriceRule::Quality(t) => (Some("quality"), sorted(t.keys())),
+                    PriceRule::Duration { .. } => (Some("duration"), vec!["5".into(), "10".into()]),
+                };
+                ModelOption { id: m.id.clone(), category: m.category.clone(), purpose: m.purpose.clone(), required: m.required.clone(), priced_by: priced_by.map(str::to_string), choices }
+            })
+            .collect()
+    }
+
+    fn sorted<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+        let mut v: Vec<String> = keys.cloned().collect();
+        v.sort();
+        v
     }
 
     pub fn parse_state(s: &str) -> Result<TaskState, ServerFnError> {
@@ -145,7 +164,7 @@ mod server_side {
 }
 
 #[cfg(feature = "ssr")]
-pub use server_side::{CREDITS_CONSUMED, ConsoleContext};
+pub use server_side::ConsoleContext;
 
 /// Connection, key vault, store and ledger meters in one call.
 #[server(endpoint = "console_status")]
@@ -154,13 +173,85 @@ pub async fn load_console_status() -> Result<ConsoleStatus, ServerFnError> {
     Ok(server_side::status(&ctx).await)
 }
 
-/// Newest tasks first, optionally in one state; `after` continues a previous page.
+/// Filters of the Task Monitor (all optional; all must match).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskFilter {
+    pub state: Option<String>,
+    pub model: Option<String>,
+    pub project: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// Newest tasks first, filtered; `after` continues a previous page.
 #[server(endpoint = "list_tasks")]
-pub async fn list_tasks(state: Option<String>, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
+pub async fn list_tasks(filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
     let ctx = server_side::context()?;
-    let state = state.as_deref().map(server_side::parse_state).transpose()?;
-    let query = gateway::task::TaskQuery { state, after, limit: limit.clamp(1, MAX_ROWS), ..Default::default() };
+    let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
+    let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);
+    let query = gateway::task::TaskQuery {
+        state,
+        model: text(filter.model),
+        project: text(filter.project),
+        owner: text(filter.owner),
+        after: after.filter(|a| a.len() <= 600),
+        limit: limit.clamp(1, MAX_ROWS),
+        ..Default::default()
+    };
     server_side::list(&ctx, query).await
+}
+
+/// The models the composer offers (from the catalog).
+#[server(endpoint = "list_models")]
+pub async fn list_models() -> Result<Vec<ModelOption>, ServerFnError> {
+    let ctx = server_side::context()?;
+    Ok(server_side::model_options(&ctx))
+}
+
+/// Submits a task from the composer. `choice` is the value of the model's priced-by field
+/// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
+/// that need an image.
+#[server(endpoint = "submit_task")]
+pub async fn submit_task(
+    model: String,
+    project: String,
+    prompt: String,
+    choice: Option<String>,
+    mode: Option<String>,
+    image_url: Option<String>,
+) -> Result<Submitted, ServerFnError> {
+    let ctx = server_side::context()?;
+    let mut input = serde_json::Map::new();
+    if !prompt.trim().is_empty() {
+        input.insert("prompt".into(), prompt.into());
+    }
+    let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let priced_by = ctx.lifecycle.catalog().get(&model).and_then(|m| match &m.price {
+        gateway::catalog::PriceRule::Resolution(_) => Some("resolution"),
+        gateway::catalog::PriceRule::Quality(_) => Some("quality"),
+        gateway::catalog::PriceRule::Duration { .. } => Some("duration"),
+        gateway::catalog::PriceRule::Flat(_) => None,
+    });
+    if let (Some(field), Some(v)) = (priced_by, option(choice)) {
+        input.insert(field.into(), v.into());
+    }
+    if let Some(m) = option(mode) {
+        input.insert("mode".into(), m.into());
+    }
+    if let Some(u) = option(image_url) {
+        input.insert("image_urls".into(), serde_json::json!([u]));
+    }
+    // Until accounts land (issue 6), the console's own submissions are owned by "console".
+    let submission = gateway::lifecycle::Submission { owner: "console".into(), project, model, input: input.into(), relay_callback: None, retry_of: None };
+    let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
+    Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
+}
+
+/// Re-submits a failed or expired task as a new task linked to it.
+#[server(endpoint = "retry_task")]
+pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
+    let ctx = server_side::context()?;
+    let t = ctx.lifecycle.retry(id.trim(), "console").await.map_err(server_side::submit_error)?;
+    Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
 /// Failed and expired tasks, newest first (the Error Review).

@@ -5,11 +5,14 @@
 //! - [`view`] — plain serde view types shared by both sides (nothing secret in them).
 //! - [`api`] — server functions; on the server they read the [`api::ConsoleContext`] the
 //!   server provides and call the gateway core.
+//! - [`live`] — the live event stream (`/events`, an `EventSource` in the browser) that
+//!   every panel reads through context.
 //! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures)
 //!   plus the shared panel frame.
 //! - [`shell`] / [`App`] — the HTML document and the page: header, status strip, panel grid.
 
 pub mod api;
+pub mod live;
 pub mod panels;
 pub mod view;
 
@@ -61,12 +64,16 @@ pub fn App() -> impl IntoView {
 /// The Control Room page: the header, then the eleven numbered panels.
 #[component]
 fn ControlRoom() -> impl IntoView {
-    let status: StatusResource = Resource::new(|| (), |_| api::load_console_status());
+    let live = live::Live::new();
+    provide_context(live);
+    // The status (ledger meters included) reloads when a task ends.
+    let status: StatusResource = Resource::new(move || live.ended.get(), |_| api::load_console_status());
     provide_context(status);
 
     // Hydration marker for the end-to-end suite: effects run only in the browser, after
     // hydration has attached every handler.
     Effect::new(move |_| {
+        live::start(live);
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }

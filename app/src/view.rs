@@ -81,17 +81,96 @@ pub struct ConsoleStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRow {
     pub id: String,
+    /// Record version: a live event older than the row on screen is ignored.
+    pub version: u64,
     pub model: String,
     pub project: String,
     pub owner: String,
     pub state: String,
     pub terminal: bool,
     pub created_ms: u64,
+    pub updated_ms: u64,
+    pub finished_ms: Option<u64>,
     pub estimated_credits: String,
     pub actual_credits: Option<String>,
     pub kie_task_id: Option<String>,
     pub fail_code: Option<String>,
     pub fail_msg: Option<String>,
+    /// The Error Review's class label ("Rate limited", "Callback lost"…).
+    pub fail_class: Option<String>,
+    /// Where the task stands in words, while it waits.
+    pub note: Option<String>,
+    pub result_urls: Vec<String>,
+    /// The first words of the prompt.
+    pub prompt: Option<String>,
+    pub retry_of: Option<String>,
+}
+
+impl TaskRow {
+    /// Steps done of the lifecycle (queued 1 … ended 6), for the progress bar.
+    pub fn step(&self) -> u8 {
+        match self.state.as_str() {
+            "queued" => 1,
+            "submitted" => 2,
+            "waiting" => 3,
+            "queuing" => 4,
+            "generating" => 5,
+            _ => 6,
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<gateway::TaskRecord> for TaskRow {
+    fn from(t: gateway::TaskRecord) -> TaskRow {
+        let prompt = t.input.get("prompt").and_then(|p| p.as_str()).map(|p| {
+            let short: String = p.chars().take(80).collect();
+            if short.len() < p.len() { format!("{short}…") } else { short }
+        });
+        TaskRow {
+            terminal: t.state.is_terminal(),
+            state: t.state.as_str().into(),
+            estimated_credits: t.estimated_cost.to_string(),
+            actual_credits: t.actual_cost.map(|c| c.to_string()),
+            fail_class: t.fail_class.map(|c| c.label().to_string()),
+            version: t.version,
+            id: t.id,
+            model: t.model,
+            project: t.project,
+            owner: t.owner,
+            created_ms: t.created_ms,
+            updated_ms: t.updated_ms,
+            finished_ms: t.finished_ms,
+            kie_task_id: t.kie_task_id,
+            fail_code: t.fail_code,
+            fail_msg: t.fail_msg,
+            note: t.note,
+            result_urls: t.result_urls,
+            prompt,
+            retry_of: t.retry_of,
+        }
+    }
+}
+
+/// A model the composer offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOption {
+    pub id: String,
+    pub category: String,
+    pub purpose: String,
+    /// Input fields it requires.
+    pub required: Vec<String>,
+    /// The choice its price depends on, if any ("resolution", "quality", "duration").
+    pub priced_by: Option<String>,
+    /// The values that choice takes.
+    pub choices: Vec<String>,
+}
+
+/// What a submission from the console answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: String,
+    pub estimated_credits: String,
 }
 
 /// One page of task rows.

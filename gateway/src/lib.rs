@@ -9,12 +9,22 @@
 //!   API family.
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, leases,
 //!   publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`].
+//! - [`catalog`] — the models the Control Room accepts, their inputs and price rules.
+//! - [`lifecycle`] — [`Lifecycle`]: submit, dispatcher, callbacks, fallback poller, relay
+//!   callbacks, KIE's limits; the one idempotent `apply_upstream_state`.
+//! - [`events`] — live task events through the store, numbered and replayable.
+//! - [`relay_keys`] — the keys programs use on the relay API (stored hashed).
+//! - [`relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.
 //!
-//! Later layers (the KIE client, guards, the task lifecycle, workers) live here too, one job
-//! per file; see `docs/architecture.md`.
+//! See `docs/architecture.md` for the data flow of a task and where a change goes.
 
+pub mod catalog;
 pub mod credits;
+pub mod events;
 pub mod kie;
+pub mod lifecycle;
+pub mod relay;
+pub mod relay_keys;
 pub mod secret;
 pub mod store;
 pub mod task;
@@ -22,4 +32,5 @@ pub mod task;
 pub use credits::Credits;
 pub use secret::Secret;
 pub use store::{EmbeddedStore, RedisStore, Store, StoreError, StoreResult};
+pub use lifecycle::{Lifecycle, LifecycleOptions};
 pub use task::{TaskRecord, TaskState};

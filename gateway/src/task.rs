@@ -111,6 +111,99 @@ pub struct TaskRecord {
     /// KIE's `failMsg` or the Control Room's own reason.
     #[serde(default)]
     pub fail_msg: Option<String>,
+    /// Why a failed or expired task failed, for the Error Review.
+    #[serde(default)]
+    pub fail_class: Option<FailClass>,
+    /// Where the task stands in words ("KIE in maintenance (455); retrying in 8 s").
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The unguessable path segment of this task's KIE callback URL.
+    #[serde(default)]
+    pub callback_token: String,
+    /// The dispatcher's bookkeeping for `createTask`.
+    #[serde(default)]
+    pub dispatch: Dispatch,
+    /// When KIE accepted the task.
+    #[serde(default)]
+    pub submitted_ms: Option<u64>,
+    /// Last news from KIE (callback or poll): the fallback poller waits this long since.
+    #[serde(default)]
+    pub upstream_seen_ms: Option<u64>,
+    /// When the task reached a terminal state.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    /// A relay client's own callback, delivered when the task ends.
+    #[serde(default)]
+    pub relay_callback: Option<RelayCallback>,
+    /// The task this one retries (Error Review's Retry).
+    #[serde(default)]
+    pub retry_of: Option<String>,
+}
+
+/// What the dispatcher knows of sending a task to KIE.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    /// `createTask` calls made so far.
+    pub attempts: u32,
+    /// Not before this time (backoff after 429/455/5xx).
+    pub next_attempt_ms: u64,
+    /// Set just before `createTask` leaves and cleared when its answer is recorded. Found set
+    /// with no KIE task id, the task is *in doubt*: KIE may have it. It is never resent; the
+    /// callback (which carries the task's token) or the give-up time resolves it.
+    pub sending_since_ms: Option<u64>,
+}
+
+/// A relay client's `callBackUrl` and how its delivery goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCallback {
+    pub url: String,
+    /// The relay key whose webhook secret signs the callback.
+    pub key_id: String,
+    pub delivered: bool,
+    /// Delivery stopped after too many failures.
+    pub gave_up: bool,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    pub last_error: Option<String>,
+}
+
+impl RelayCallback {
+    /// Waiting to be sent: the task ended and delivery neither succeeded nor gave up.
+    pub fn pending(&self) -> bool {
+        !self.delivered && !self.gave_up
+    }
+}
+
+/// Why a task failed, in the Error Review's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailClass {
+    RateLimited,
+    InsufficientCredits,
+    /// Content policy or input validation (KIE 400/422, or its failCode 4xx).
+    Policy,
+    /// KIE's side failed (5xx, 501 generation failed, 505).
+    Upstream,
+    /// The key was refused (401).
+    Auth,
+    /// No callback and no answer to polling before the give-up time.
+    CallbackLost,
+    /// The media passed KIE's retention period.
+    ResultExpired,
+}
+
+impl FailClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailClass::RateLimited => "Rate limited",
+            FailClass::InsufficientCredits => "Insufficient credits",
+            FailClass::Policy => "Content policy / validation",
+            FailClass::Upstream => "Upstream error",
+            FailClass::Auth => "Key rejected",
+            FailClass::CallbackLost => "Callback lost",
+            FailClass::ResultExpired => "Result expired",
+        }
+    }
 }
 
 impl TaskRecord {
@@ -132,18 +225,41 @@ impl TaskRecord {
             result_urls: Vec::new(),
             fail_code: None,
             fail_msg: None,
+            fail_class: None,
+            note: None,
+            callback_token: String::new(),
+            dispatch: Dispatch::default(),
+            submitted_ms: None,
+            upstream_seen_ms: None,
+            finished_ms: None,
+            relay_callback: None,
+            retry_of: None,
         }
     }
 
     /// The index keys this record belongs to (shared by both store backends, so they agree).
     pub fn index_keys(&self) -> Vec<String> {
-        vec![
+        let mut keys = vec![
             index::ALL.to_string(),
             index::state(self.state),
             index::project(&self.project),
             index::owner(&self.owner),
             index::model(&self.model),
-        ]
+        ];
+        if self.delivery_pending() {
+            keys.push(index::DELIVERY_PENDING.to_string());
+        }
+        keys
+    }
+
+    /// Ended, with a relay client's callback still to deliver.
+    pub fn delivery_pending(&self) -> bool {
+        self.state.is_terminal() && self.relay_callback.as_ref().is_some_and(RelayCallback::pending)
+    }
+
+    /// Sent to KIE with no answer recorded (see [`Dispatch::sending_since_ms`]).
+    pub fn in_doubt(&self) -> bool {
+        self.state == TaskState::Queued && self.dispatch.sending_since_ms.is_some()
     }
 
     /// The member under which the record sits in every index: creation time then id, so that
@@ -159,6 +275,8 @@ pub mod index {
 
     /// Every task.
     pub const ALL: &str = "all";
+    /// Ended tasks whose relay callback is still to deliver.
+    pub const DELIVERY_PENDING: &str = "delivery:pending";
 
     pub fn state(s: TaskState) -> String {
         format!("state:{}", s.as_str())
@@ -188,6 +306,9 @@ pub struct TaskQuery {
     pub project: Option<String>,
     pub owner: Option<String>,
     pub model: Option<String>,
+    /// Only tasks with a relay callback still to deliver.
+    #[serde(default)]
+    pub delivery_pending: bool,
     /// Continue after this cursor (the `next` of a previous page).
     pub after: Option<String>,
     /// Page size, 1..=MAX_PAGE (0 means the default of 50).
@@ -205,7 +326,9 @@ impl TaskQuery {
 
     /// The most selective index for this query; the other filters are checked per record.
     pub fn driving_index(&self) -> String {
-        if let Some(s) = self.state {
+        if self.delivery_pending {
+            index::DELIVERY_PENDING.to_string()
+        } else if let Some(s) = self.state {
             index::state(s)
         } else if let Some(o) = &self.owner {
             index::owner(o)
@@ -221,6 +344,7 @@ impl TaskQuery {
     /// Whether a record passes every filter.
     pub fn matches(&self, t: &TaskRecord) -> bool {
         self.state.is_none_or(|s| s == t.state)
+            && (!self.delivery_pending || t.delivery_pending())
             && self.project.as_deref().is_none_or(|p| p == t.project)
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)

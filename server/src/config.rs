@@ -62,6 +62,47 @@ pub struct Cli {
     /// generated key) instead of KIE. Every screen then says "Simulator".
     #[arg(long, env = "CONTROL_ROOM_SIMULATE")]
     pub simulate: bool,
+    /// New tasks sent to KIE per rate window, across all instances (KIE allows 20 per 10 s).
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub rate_limit: i64,
+    /// The rate window in seconds.
+    #[arg(long, env = "RATE_WINDOW_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub rate_window_secs: u64,
+    /// A task with no result this many minutes after KIE took it ends `expired` (callback
+    /// lost, polling gave up).
+    #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    pub give_up_minutes: u64,
+    /// Administration commands; without one, the console serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `control-room <command>`: administration against the configured store.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Relay keys for programs using the KIE-compatible API under /kie.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; it is printed once (the store keeps only its hash).
+    Create {
+        /// The project tasks submitted with this key belong to.
+        #[arg(long)]
+        project: String,
+        /// A label ("render farm").
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (id, label, project, created, last used, revoked).
+    List,
+    /// Revoke a key at once, on every instance.
+    Revoke {
+        /// The key's id (from `key list`).
+        id: String,
+    },
 }
 
 /// Where shared state lives.
@@ -84,6 +125,9 @@ pub struct Config {
     pub webhook_hmac_key: Option<Secret>,
     /// Use the in-process simulator instead of `kie_base_url` and `kie_key`.
     pub simulate: bool,
+    pub rate_limit: i64,
+    pub rate_window: std::time::Duration,
+    pub give_up_after: std::time::Duration,
 }
 
 /// A configuration mistake, said in one line.
@@ -188,6 +232,9 @@ impl Config {
             kie_key: kie_key(env)?,
             webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
             simulate: cli.simulate,
+            rate_limit: cli.rate_limit,
+            rate_window: std::time::Duration::from_secs(cli.rate_window_secs),
+            give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
         })
     }
 

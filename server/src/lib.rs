@@ -5,19 +5,27 @@
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`open_store`] — Redis when `REDIS_URL` is set, else the embedded store under `DATA_DIR`.
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
+//! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys).
+//! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
+//! - [`live`] — `GET /events`, live task events (SSE) with resume.
+//! - [`admin`] — `control-room key …` commands.
 //! - [`Upstream`] — where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`router`] — every route: health, the Leptos page and server functions, static files.
 //! - [`run`] — serve on a given listener until `shutdown` resolves (tests use port 0).
 //!
 //! Handlers stay thin: parse, call the gateway core, map its typed error to a status.
 
+pub mod admin;
+pub mod callbacks;
 pub mod config;
 pub mod health;
+pub mod live;
+pub mod relay;
 pub mod simulator;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::future::Future;
@@ -29,8 +37,10 @@ use tower_http::trace::TraceLayer;
 use app::api::ConsoleContext;
 use app::view::{KeyView, Upstream as UpstreamView};
 use config::{Config, StoreConfig, redis_display};
+use gateway::catalog::Catalog;
+use gateway::events::EventHub;
 use gateway::kie::{ClientOptions, KieClient};
-use gateway::{EmbeddedStore, RedisStore, Secret, Store};
+use gateway::{EmbeddedStore, Lifecycle, LifecycleOptions, RedisStore, Secret, Store};
 use std::time::Duration;
 
 /// Where KIE calls go: resolved once at start.
@@ -56,10 +66,10 @@ impl Upstream {
         }
     }
 
-    /// A client for this upstream with the given request timeout.
-    pub fn client(&self, timeout: Duration) -> Option<KieClient> {
+    /// A client for this upstream with the given request timeout and attempts for reads.
+    pub fn client(&self, timeout: Duration, attempts: u32) -> Option<KieClient> {
         let (base, key) = self.endpoint()?;
-        let opts = ClientOptions { timeout, connect_timeout: timeout.min(Duration::from_secs(5)), attempts: 1, ..Default::default() };
+        let opts = ClientOptions { timeout, connect_timeout: timeout.min(Duration::from_secs(5)), attempts, ..Default::default() };
         match KieClient::new(base.clone(), key.clone(), opts) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -98,6 +108,10 @@ pub enum ServerError {
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub store: Arc<dyn Store>,
+    pub lifecycle: Lifecycle,
+    pub hub: EventHub,
+    /// For the relay's credit call (`None`: not configured).
+    pub kie: Option<KieClient>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -119,7 +133,7 @@ pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerEr
 }
 
 /// What the UI may know about this deployment (no secret in it).
-pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Store>) -> ConsoleContext {
+pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Store>, lifecycle: Lifecycle) -> ConsoleContext {
     let key = match (&config.kie_key, upstream) {
         (_, Upstream::Simulator { key, .. }) => KeyView { configured: true, source: Some("simulator (generated)".into()), fingerprint: Some(key.fingerprint()) },
         (Some((secret, source)), _) => KeyView { configured: true, source: Some(source.as_str().into()), fingerprint: Some(secret.fingerprint()) },
@@ -127,11 +141,12 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
     };
     ConsoleContext {
         store,
+        lifecycle,
         upstream: upstream.view(),
         key,
         callback_base: config.public_base(),
         callback_signed: config.webhook_hmac_key.is_some(),
-        probe_client: upstream.client(Duration::from_secs(5)),
+        probe_client: upstream.client(Duration::from_secs(5), 1),
         probe_cache: Arc::default(),
     }
 }
@@ -154,6 +169,9 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/callbacks/kie/{token}", post(callbacks::kie_callback))
+        .route("/events", get(live::events))
+        .merge(relay::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -161,9 +179,22 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .with_state(state)
 }
 
+/// The catalog: `CATALOG_FILE` if set, else the one compiled in.
+pub fn load_catalog() -> Result<Catalog, ServerError> {
+    match std::env::var("CATALOG_FILE").ok().filter(|f| !f.trim().is_empty()) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {path}: {e}"))))?;
+            Catalog::parse(&text).map_err(|e| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {path}: {e}"))))
+        }
+        None => Ok(Catalog::builtin()),
+    }
+}
+
 /// Serves the console on `listener` until `shutdown` resolves, then drains open requests.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let catalog = Arc::new(load_catalog()?);
     let store = open_store(&config.store).await?;
+    let addr = listener.local_addr()?;
     let (upstream, _simulator) = if config.simulate {
         if config.kie_key.is_some() {
             tracing::warn!("--simulate: KIE_API_KEY is ignored; requests go to the simulator");
@@ -173,14 +204,31 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     } else {
         (Upstream::from_config(&config), None)
     };
-    let console = console_context(&config, &upstream, store.clone());
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone() };
-    let addr = listener.local_addr()?;
+    // Where KIE calls back: PUBLIC_URL; with the simulator and no PUBLIC_URL, this listener
+    // on loopback (the simulator runs on this machine).
+    let public_base = config.public_base().or_else(|| {
+        matches!(upstream, Upstream::Simulator { .. }).then(|| format!("http://127.0.0.1:{}", addr.port()))
+    });
+    let kie = upstream.client(Duration::from_secs(30), 3);
+    let options = LifecycleOptions {
+        public_base,
+        webhook_hmac: config.webhook_hmac_key.clone(),
+        give_up_after: config.give_up_after,
+        rate_limit: config.rate_limit,
+        rate_window: config.rate_window,
+        ..Default::default()
+    };
+    let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);
+    let hub = EventHub::start(store.clone()).await.map_err(|e| ServerError::Store(format!("cannot subscribe to live events: {e}")))?;
+    let _workers = lifecycle.spawn_workers();
+    let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie };
     tracing::info!(
         %addr,
         store = store.backend(),
         upstream = ?console.upstream,
         key_configured = config.kie_key.is_some(),
+        callbacks = console.callback_base.is_some(),
         "KIE Control Room listening on http://{addr}"
     );
     axum::serve(listener, router(state, console)).with_graceful_shutdown(shutdown).await?;

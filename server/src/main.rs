@@ -4,13 +4,14 @@ use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-use server::config::{Cli, Config, ProcessEnv};
+use server::config::{Cli, Command, Config, ProcessEnv};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
     let config = match Config::from_cli(cli, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -26,6 +27,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        if let Some(Command::Key(cmd)) = command {
+            return match server::admin::key_command(&config, cmd, &mut std::io::stdout()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("control-room: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         let listener = match tokio::net::TcpListener::bind(config.site_addr).await {
             Ok(l) => l,
             Err(e) => {

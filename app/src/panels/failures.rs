@@ -1,28 +1,49 @@
-//! 11 · Failures — failed and expired tasks to review.
+//! 11 · Failures — failed and expired tasks, classified (rate limited, insufficient credits,
+//! content policy, upstream error, callback lost, result expired) with KIE's failCode and
+//! failMsg, when and who, and Retry (a new task linked to the old one). Reloads live when a
+//! task ends.
 
 use leptos::prelude::*;
 
 use super::Panel;
-use crate::api::review_tasks;
+use crate::api::{retry_task, review_tasks};
+use crate::live::live;
 
 #[component]
 pub fn FailuresPanel() -> impl IntoView {
-    let tasks = Resource::new(|| (), |_| review_tasks());
+    let live = live();
+    let tasks = Resource::new(move || (live.ended.get(), live.resets.get()), |_| review_tasks());
+    let retry = Action::new(|id: &String| {
+        let id = id.clone();
+        async move { retry_task(id).await }
+    });
     let badge = move || tasks.get().map(|r| r.map_or("unavailable".to_string(), |l| format!("{} to review", l.rows.len())));
     view! {
         <Panel number="11" kicker="Failures" title="Error Review"
-            badge=view! { <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info">{badge}</span></Suspense> }>
+            badge=view! { <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="review-count">{badge}</span></Suspense> }>
+            {move || retry.value().get().map(|r| match r {
+                Ok(s) => view! { <p class="ok" data-testid="retry-result">"Retried as "<code>{s.id}</code></p> }.into_any(),
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+            })}
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || tasks.get().map(|r| match r {
                     Ok(l) if l.rows.is_empty() => view! { <p class="empty" data-testid="review-empty">"Nothing to review: no failed or expired tasks."</p> }.into_any(),
                     Ok(l) => view! {
-                        <ul class="review">
-                            {l.rows.into_iter().map(|t| view! {
-                                <li>
-                                    <span class="state state-fail">{t.state.clone()}</span>
-                                    <code>{t.id}</code>" · "{t.model}
-                                    <div class="muted">{t.fail_code.unwrap_or_default()}" "{t.fail_msg.unwrap_or_default()}</div>
-                                </li>
+                        <ul class="review" data-testid="review-list">
+                            {l.rows.into_iter().map(|t| {
+                                let id = t.id.clone();
+                                view! {
+                                    <li data-task=t.id.clone()>
+                                        <span class="state state-fail">{t.fail_class.clone().unwrap_or_else(|| t.state.clone())}</span>
+                                        " "<code>{t.id.clone()}</code>" · "{t.model.clone()}" · "{t.owner.clone()}" · "{t.project.clone()}
+                                        <div class="muted">
+                                            {t.fail_code.clone().map(|c| format!("failCode {c} · "))}
+                                            {t.fail_msg.clone().unwrap_or_default()}
+                                        </div>
+                                        <button type="button" data-testid="retry" disabled=move || retry.pending().get()
+                                            on:click=move |_| { retry.dispatch(id.clone()); }>"Retry"</button>
+                                    </li>
+                                }
                             }).collect_view()}
                         </ul>
                     }.into_any(),

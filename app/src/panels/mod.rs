@@ -5,6 +5,7 @@
 //! shows invented numbers.
 
 pub mod budget;
+pub mod composer;
 pub mod delivery;
 pub mod failures;
 pub mod gateway;

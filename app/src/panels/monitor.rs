@@ -1,53 +1,195 @@
-//! 10 · Monitor — every task of the team, newest first.
+//! 10 · Monitor — every task of the team, newest first, filtered and paged, updated live from
+//! the event stream (no reload): state, progress, age, cost, and the result when done.
+//! The composer above the table submits new tasks.
 
 use leptos::prelude::*;
 
 use super::Panel;
-use crate::api::list_tasks;
+use super::composer::Composer;
+use crate::api::{TaskFilter, list_tasks};
+use crate::live::live;
 use crate::view::TaskRow;
 
 /// Rows per page in the monitor.
 const PAGE: usize = 25;
+const STATES: [&str; 8] = ["queued", "submitted", "waiting", "queuing", "generating", "success", "fail", "expired"];
+
+/// Whether a live row belongs in the listing under `f`.
+fn passes(f: &TaskFilter, r: &TaskRow) -> bool {
+    let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.trim().is_empty() || w.trim() == have);
+    eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
+}
 
 #[component]
 pub fn MonitorPanel() -> impl IntoView {
-    let tasks = Resource::new(|| (), |_| list_tasks(None, None, PAGE));
-    let count = move || {
-        tasks.get().map(|r| match r {
-            Ok(l) if l.next.is_some() => format!("{}+ tasks", l.rows.len()),
-            Ok(l) => format!("{} tasks", l.rows.len()),
-            Err(_) => "unavailable".to_string(),
-        })
+    let live = live();
+    let filter = RwSignal::new(TaskFilter::default());
+    // Cursors of the pages before this one (empty: the first page, which live rows join).
+    let cursors = RwSignal::new(Vec::<Option<String>>::new());
+    let after = RwSignal::new(None::<String>);
+    let tasks = Resource::new(move || (filter.get(), after.get(), live.resets.get()), |(f, a, _)| list_tasks(f, a, PAGE));
+    // The clock for ages: 0 until the browser has hydrated (so server and browser agree).
+    let now = RwSignal::new(0u64);
+    Effect::new(move |_| {
+        now.set(js_now());
+        #[cfg(feature = "hydrate")]
+        if let Ok(h) = set_interval_with_handle(move || now.set(js_now()), std::time::Duration::from_secs(1)) {
+            on_cleanup(move || h.clear());
+        }
+    });
+
+    // The listing with every live change merged in.
+    let rows = move || {
+        let listed = tasks.get()?.ok()?;
+        let held = live.rows.get();
+        let f = filter.get();
+        let mut rows: Vec<TaskRow> = listed.rows.iter().map(|r| match held.get(&r.id) {
+            Some(l) if l.version > r.version => l.clone(),
+            _ => r.clone(),
+        }).filter(|r| passes(&f, r)).collect();
+        if after.get().is_none() {
+            let newest = listed.rows.iter().map(|r| r.created_ms).min().unwrap_or(0);
+            let fresh = held.values().filter(|l| passes(&f, l) && !listed.rows.iter().any(|r| r.id == l.id) && (l.created_ms >= newest || listed.next.is_none()));
+            rows.extend(fresh.cloned());
+        }
+        rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| b.id.cmp(&a.id)));
+        Some((rows, listed.next.clone()))
     };
+    let count = move || rows().map(|(r, next)| if next.is_some() { format!("{}+ tasks", r.len()) } else { format!("{} tasks", r.len()) });
+    let set = move |field: fn(&mut TaskFilter) -> &mut Option<String>| {
+        move |ev: leptos::ev::Event| {
+            let v = event_target_value(&ev);
+            filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
+            after.set(None);
+            cursors.set(Vec::new());
+        }
+    };
+
     view! {
         <Panel number="10" kicker="Monitor" title="Task Monitor" class="wide"
-            badge=view! { <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="monitor-count">{count}</span></Suspense> }>
+            badge=view! {
+                <span class=move || if live.connected.get() { "badge badge-ok" } else { "badge badge-wait" } data-testid="live-badge">
+                    {move || if live.connected.get() { "Live" } else { "Connecting" }}
+                </span>
+                " "
+                <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="monitor-count">{count}</span></Suspense>
+            }>
+            <Composer/>
+            <div class="filters" role="group" aria-label="Filter tasks">
+                <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
+                    <option value="">"Any state"</option>
+                    {STATES.iter().map(|s| view! { <option value=*s>{*s}</option> }).collect_view()}
+                </select>
+                <input type="search" placeholder="Model" aria-label="Model" on:change=set(|f| &mut f.model)/>
+                <input type="search" placeholder="Project" aria-label="Project" on:change=set(|f| &mut f.project)/>
+                <input type="search" placeholder="Owner" aria-label="Owner" on:change=set(|f| &mut f.owner)/>
+            </div>
             <Suspense fallback=|| view! { <p class="muted">"Loading tasks…"</p> }>
-                {move || tasks.get().map(|r| match r {
-                    Ok(l) if l.rows.is_empty() => view! { <p class="empty" data-testid="monitor-empty">"No tasks on record yet."</p> }.into_any(),
-                    Ok(l) => task_table(l.rows).into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                })}
+                {move || match tasks.get() {
+                    None => None,
+                    Some(Err(e)) => Some(view! { <p class="error">{e.to_string()}</p> }.into_any()),
+                    Some(Ok(_)) => rows().map(|(rows, next)| view! {
+                        {if rows.is_empty() {
+                            view! { <p class="empty" data-testid="monitor-empty">"No tasks on record match."</p> }.into_any()
+                        } else {
+                            task_table(rows, now).into_any()
+                        }}
+                        <div class="pager">
+                            <button type="button" disabled=move || cursors.with(Vec::is_empty) on:click=move |_| {
+                                let prev = cursors.try_update(|c| c.pop()).flatten().flatten();
+                                after.set(prev);
+                            }>"← Newer"</button>
+                            <button type="button" data-testid="older" disabled=next.is_none() on:click={
+                                let next = next.clone();
+                                move |_| {
+                                    cursors.update(|c| c.push(after.get_untracked()));
+                                    after.set(next.clone());
+                                }
+                            }>"Older →"</button>
+                        </div>
+                    }.into_any()),
+                }}
             </Suspense>
         </Panel>
     }
 }
 
-/// A table of task rows (shared with the Error Review).
-pub fn task_table(rows: Vec<TaskRow>) -> impl IntoView {
+/// Milliseconds since the epoch in the browser; 0 on the server.
+fn js_now() -> u64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys_now()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn js_sys_now() -> u64 {
+    leptos::web_sys::js_sys::Date::now() as u64
+}
+
+/// "12 s", "4 min", "3 h".
+fn age(now: u64, then: u64) -> String {
+    if now == 0 || then == 0 {
+        return "—".into();
+    }
+    let s = now.saturating_sub(then) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
+}
+
+/// An image, a video or an audio player for a result URL, by its extension.
+pub fn preview(url: String) -> impl IntoView {
+    let lower = url.to_ascii_lowercase();
+    let path = lower.split('?').next().unwrap_or_default().to_string();
+    let href = url.clone();
+    if [".png", ".jpg", ".jpeg", ".webp", ".gif"].iter().any(|e| path.ends_with(e)) {
+        view! { <a href=href target="_blank" rel="noopener"><img class="thumb" src=url alt="result" loading="lazy"/></a> }.into_any()
+    } else if [".mp4", ".webm", ".mov"].iter().any(|e| path.ends_with(e)) {
+        view! { <video class="thumb" src=url controls=true preload="metadata"></video> }.into_any()
+    } else if [".wav", ".mp3", ".ogg", ".m4a"].iter().any(|e| path.ends_with(e)) {
+        view! { <audio src=url controls=true preload="none"></audio> }.into_any()
+    } else {
+        view! { <a href=href target="_blank" rel="noopener">"result"</a> }.into_any()
+    }
+}
+
+/// A table of task rows.
+pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
     view! {
-        <table class="tasks">
-            <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Cost (cr)"</th></tr></thead>
+        <table class="tasks" data-testid="task-table">
+            <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
             <tbody>
-                {rows.into_iter().map(|t| view! {
-                    <tr>
-                        <td><code>{t.id}</code></td>
-                        <td>{t.model}</td>
-                        <td>{t.project}</td>
-                        <td>{t.owner}</td>
-                        <td><span class=format!("state state-{}", t.state)>{t.state.clone()}</span></td>
-                        <td>{t.actual_credits.unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
-                    </tr>
+                {rows.into_iter().map(|t| {
+                    let created = t.created_ms;
+                    let step = t.step();
+                    let result = (t.state == "success").then(|| t.result_urls.first().cloned()).flatten();
+                    view! {
+                        <tr data-task=t.id.clone() data-state=t.state.clone()>
+                            <td><code>{t.id.clone()}</code>
+                                {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
+                                {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
+                            </td>
+                            <td>{t.model.clone()}</td>
+                            <td>{t.project.clone()}</td>
+                            <td>{t.owner.clone()}</td>
+                            <td>
+                                <span class=format!("state state-{}", t.state) data-testid="task-state">{t.state.clone()}</span>
+                                <progress max="6" value=step.to_string() aria-label="progress"></progress>
+                                {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
+                                {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
+                            </td>
+                            <td>{move || age(now.get(), created)}</td>
+                            <td>{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
+                            <td>{result.map(preview)}</td>
+                        </tr>
+                    }
                 }).collect_view()}
             </tbody>
         </table>

@@ -33,6 +33,9 @@ pub struct UpstreamStatus {
     pub fail_msg: Option<String>,
     /// What KIE charged, when it says.
     pub credits: Option<Credits>,
+    /// The `callBackUrl` the task was created with (from `param`), when KIE says: it proves
+    /// which of our records an upstream task belongs to.
+    pub callback_url: Option<String>,
 }
 
 /// One KIE API family.
@@ -64,7 +67,13 @@ impl MarketJobs {
             KieState::Success => UpstreamState::Success,
             KieState::Fail => UpstreamState::Fail,
         };
+        let callback_url = info
+            .param
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|p| p.get("callBackUrl").and_then(Value::as_str).map(str::to_string));
         UpstreamStatus {
+            callback_url,
             result_urls: info.result().result_urls,
             credits: info.credits(),
             task_id: info.task_id,

@@ -1,0 +1,117 @@
+//! The live feed: one `EventSource` per page (gloo-net, in the browser only) on `/events`.
+//! Every panel reads it through context ([`Live`]): the Task Monitor merges the latest row of
+//! each task, the Error Review and the ledger refetch when a task ends.
+//!
+//! The browser's `EventSource` reconnects by itself and sends `Last-Event-ID`, so the server
+//! replays what was missed; if the connection is closed for good, the feed reopens it with
+//! `?after=<last id>`. A `reset` event (a gap too long to replay) makes the panels reload.
+
+use leptos::prelude::*;
+use std::collections::HashMap;
+
+use crate::view::TaskRow;
+
+/// The shared live state.
+#[derive(Clone, Copy)]
+pub struct Live {
+    /// The newest row of every task seen live, by task id.
+    pub rows: RwSignal<HashMap<String, TaskRow>>,
+    /// Bumped on every `reset`: reload lists.
+    pub resets: RwSignal<u64>,
+    /// Bumped whenever a task reaches a terminal state.
+    pub ended: RwSignal<u64>,
+    /// Whether the stream is open.
+    pub connected: RwSignal<bool>,
+}
+
+impl Live {
+    pub fn new() -> Live {
+        Live { rows: RwSignal::new(HashMap::new()), resets: RwSignal::new(0), ended: RwSignal::new(0), connected: RwSignal::new(false) }
+    }
+
+    /// Takes one task row from the stream (ignoring one older than what is held).
+    pub fn take(&self, row: TaskRow) {
+        let ended = row.terminal;
+        let mut newer = false;
+        self.rows.update(|rows| match rows.get(&row.id) {
+            Some(held) if held.version >= row.version => {}
+            _ => {
+                newer = true;
+                rows.insert(row.id.clone(), row);
+            }
+        });
+        if newer && ended {
+            self.ended.update(|n| *n += 1);
+        }
+    }
+
+    pub fn reset(&self) {
+        self.rows.update(HashMap::clear);
+        self.resets.update(|n| *n += 1);
+    }
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new()
+    }
+}
+
+pub fn live() -> Live {
+    expect_context::<Live>()
+}
+
+/// Starts the feed (in the browser; nothing on the server).
+pub fn start(live: Live) {
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(browser::run(live));
+    #[cfg(not(feature = "hydrate"))]
+    let _ = live;
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::*;
+    use futures::StreamExt;
+    use gloo_net::eventsource::futures::EventSource;
+
+    pub async fn run(live: Live) {
+        let mut last: Option<u64> = None;
+        loop {
+            let url = match last {
+                Some(n) => format!("/events?after={n}"),
+                None => "/events".to_string(),
+            };
+            if let Ok(mut es) = EventSource::new(&url)
+                && let (Ok(tasks), Ok(resets)) = (es.subscribe("task"), es.subscribe("reset"))
+            {
+                live.connected.set(true);
+                let mut merged = futures::stream::select(tasks, resets);
+                while let Some(item) = merged.next().await {
+                    let Ok((kind, msg)) = item else { break };
+                    if let Ok(id) = msg.last_event_id().parse::<u64>() {
+                        last = Some(last.map_or(id, |l| l.max(id)));
+                    }
+                    match kind.as_str() {
+                        "reset" => live.reset(),
+                        _ => {
+                            if let Some(row) = msg.data().as_string().and_then(|d| serde_json::from_str::<TaskRow>(&d).ok()) {
+                                live.take(row);
+                            }
+                        }
+                    }
+                }
+                es.close();
+            }
+            live.connected.set(false);
+            sleep_ms(2000).await;
+        }
+    }
+
+    /// Waits `ms` (Leptos' `set_timeout` and a oneshot channel).
+    async fn sleep_ms(ms: u64) {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        set_timeout(move || { let _ = tx.send(()); }, std::time::Duration::from_millis(ms));
+        let _ = rx.await;
+    }
+}

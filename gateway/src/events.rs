@@ -1,0 +1,192 @@
+//! Live task events: every change to a task is published through the store, so a browser on
+//! any instance sees a change made on any other.
+//!
+//! Each event gets a sequence number from a shared counter and is kept for [`REPLAY_TTL`] in
+//! the store, so a client that reconnects with the last id it saw (`Last-Event-ID`) is sent
+//! what it missed. One subscription per instance feeds every local listener ([`EventHub`]);
+//! a listener too slow to keep up, or a gap too long to replay, gets [`Feed::Reset`] and
+//! reloads its list.
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+use crate::store::{Store, StoreResult};
+use crate::task::TaskRecord;
+
+/// The pub/sub channel of task events.
+pub const CHANNEL: &str = "tasks";
+/// The counter that numbers events.
+const SEQ_KEY: &str = "events:seq";
+/// How long an event is kept for replay.
+pub const REPLAY_TTL: Duration = Duration::from_secs(15 * 60);
+/// Most events replayed to one reconnecting client; a longer gap resets it.
+pub const MAX_REPLAY: u64 = 1000;
+/// Events buffered per local listener before it is reset.
+const LOCAL_BUFFER: usize = 4096;
+
+/// One change to a task: its whole new record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub seq: u64,
+    pub task: TaskRecord,
+}
+
+fn log_key(seq: u64) -> String {
+    format!("events:log:{seq}")
+}
+
+/// Numbers, keeps and publishes a task's new state.
+pub async fn publish(store: &dyn Store, task: &TaskRecord) -> StoreResult<u64> {
+    let seq = store.counter_add(SEQ_KEY, 1, None).await? as u64;
+    let event = TaskEvent { seq, task: task.clone() };
+    let bytes = serde_json::to_vec(&event).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
+    store.kv_set(&log_key(seq), &bytes, Some(REPLAY_TTL)).await?;
+    store.publish(CHANNEL, &bytes).await?;
+    Ok(seq)
+}
+
+/// What a listener receives.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    Event(Arc<TaskEvent>),
+    /// Events were missed and cannot be replayed: reload the list.
+    Reset,
+}
+
+/// This instance's one subscription, fanned out to every local listener.
+#[derive(Clone)]
+pub struct EventHub {
+    store: Arc<dyn Store>,
+    tx: broadcast::Sender<Arc<TaskEvent>>,
+    /// Highest sequence number this hub has passed on.
+    last_seq: Arc<AtomicU64>,
+}
+
+impl EventHub {
+    /// Subscribes and starts forwarding (resubscribing with backoff if the store drops it).
+    pub async fn start(store: Arc<dyn Store>) -> StoreResult<EventHub> {
+        let (tx, _) = broadcast::channel(LOCAL_BUFFER);
+        let hub = EventHub { store, tx, last_seq: Arc::default() };
+        let first = hub.store.subscribe(CHANNEL).await?;
+        hub.last_seq.store(hub.current_seq().await?, Ordering::Relaxed);
+        tokio::spawn(hub.clone().forward(first));
+        Ok(hub)
+    }
+
+    async fn current_seq(&self) -> StoreResult<u64> {
+        Ok(self.store.counter_get(SEQ_KEY).await?.max(0) as u64)
+    }
+
+    async fn forward(self, mut stream: crate::store::EventStream) {
+        loop {
+            while let Some(bytes) = stream.next().await {
+                self.pass_on(&bytes);
+            }
+            tracing::warn!("live event subscription ended; resubscribing");
+            stream = loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match self.store.subscribe(CHANNEL).await {
+                    Ok(s) => break s,
+                    Err(e) => tracing::warn!(error = %e, "cannot resubscribe to live events"),
+                }
+            };
+            // Pass on what was published while the subscription was down.
+            let from = self.last_seq.load(Ordering::Relaxed);
+            if let Ok(events) = self.replay(from).await {
+                for e in events.unwrap_or_default() {
+                    self.send(Arc::new(e));
+                }
+            }
+        }
+    }
+
+    fn pass_on(&self, bytes: &[u8]) {
+        match serde_json::from_slice::<TaskEvent>(bytes) {
+            Ok(e) => self.send(Arc::new(e)),
+            Err(e) => tracing::warn!(error = %e, "unreadable live event ignored"),
+        }
+    }
+
+    fn send(&self, e: Arc<TaskEvent>) {
+        self.last_seq.fetch_max(e.seq, Ordering::Relaxed);
+        // No listener is not an error.
+        let _ = self.tx.send(e);
+    }
+
+    /// Events after `after` from the replay log; `None` if the gap is too long to replay.
+    pub async fn replay(&self, after: u64) -> StoreResult<Option<Vec<TaskEvent>>> {
+        let current = self.current_seq().await?;
+        if current <= after {
+            return Ok(Some(Vec::new()));
+        }
+        if current - after > MAX_REPLAY {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for seq in after + 1..=current {
+            match self.store.kv_get(&log_key(seq)).await? {
+                Some(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(e) => out.push(e),
+                    Err(_) => return Ok(None),
+                },
+                // Numbered but not yet written (a publisher between its two steps) is still
+                // coming live; one that has aged out cannot be replayed.
+                None if seq + 16 > current => {}
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A listener: first what it missed since `last_seen` (if given), then live events.
+    pub async fn listen(&self, last_seen: Option<u64>) -> StoreResult<Listener> {
+        let rx = self.tx.subscribe();
+        let (backlog, reset) = match last_seen {
+            None => (Vec::new(), false),
+            Some(after) => match self.replay(after).await? {
+                Some(events) => (events, false),
+                None => (Vec::new(), true),
+            },
+        };
+        let replayed_to = backlog.iter().map(|e| e.seq).max().unwrap_or(0);
+        Ok(Listener { backlog: backlog.into_iter().map(Arc::new).collect(), reset, replayed_to, rx })
+    }
+
+    /// How many local listeners are connected (for the console and benchmarks).
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// One client's feed.
+pub struct Listener {
+    backlog: std::collections::VecDeque<Arc<TaskEvent>>,
+    reset: bool,
+    /// Live events up to this number were already sent from the backlog.
+    replayed_to: u64,
+    rx: broadcast::Receiver<Arc<TaskEvent>>,
+}
+
+impl Listener {
+    /// The next item; `None` when the hub is gone.
+    pub async fn next(&mut self) -> Option<Feed> {
+        if std::mem::take(&mut self.reset) {
+            return Some(Feed::Reset);
+        }
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(Feed::Event(e));
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(e) if self.replayed_to > 0 && e.seq <= self.replayed_to && self.backlog.is_empty() => continue,
+                Ok(e) => return Some(Feed::Event(e)),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(Feed::Reset),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

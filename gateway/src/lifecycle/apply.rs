@@ -1,0 +1,127 @@
+//! The one step that applies an upstream state to a task, fed by callbacks and the poller.
+//!
+//! Idempotent and order-proof: a state only moves forward (waiting → queuing → generating →
+//! success | fail), terminal states are final, and a repeat changes nothing. Credits KIE
+//! charged enter the ledger under the task's id, so counting them twice is impossible.
+
+use super::{Lifecycle, credits_consumed_scope};
+use crate::credits::Credits;
+use crate::kie::{UpstreamState, UpstreamStatus};
+use crate::store::{ReserveRequest, StoreResult, now_ms};
+use crate::task::{FailClass, TaskRecord, TaskState};
+
+/// Position in the lifecycle; a task never moves to a lower one.
+fn rank(s: TaskState) -> u8 {
+    match s {
+        TaskState::Queued => 0,
+        TaskState::Submitted => 1,
+        TaskState::Waiting => 2,
+        TaskState::Queuing => 3,
+        TaskState::Generating => 4,
+        TaskState::Success | TaskState::Fail | TaskState::Expired => 5,
+    }
+}
+
+fn task_state(s: UpstreamState) -> TaskState {
+    match s {
+        UpstreamState::Waiting => TaskState::Waiting,
+        UpstreamState::Queuing => TaskState::Queuing,
+        UpstreamState::Generating => TaskState::Generating,
+        UpstreamState::Success => TaskState::Success,
+        UpstreamState::Fail => TaskState::Fail,
+    }
+}
+
+/// The Error Review's class for KIE's `failCode`.
+pub fn class_of_fail_code(code: Option<&str>) -> FailClass {
+    match code.map(str::trim) {
+        Some("400" | "422" | "451") => FailClass::Policy,
+        Some("402") => FailClass::InsufficientCredits,
+        Some("429") => FailClass::RateLimited,
+        Some("401" | "403") => FailClass::Auth,
+        _ => FailClass::Upstream,
+    }
+}
+
+impl Lifecycle {
+    /// Applies a *confirmed* upstream status to task `id`. Returns the new record if anything
+    /// changed; `None` for a repeat, a step backwards or a task already final.
+    pub async fn apply_upstream_state(&self, id: &str, st: &UpstreamStatus) -> StoreResult<Option<TaskRecord>> {
+        let next = task_state(st.state);
+        if next == TaskState::Success {
+            // Into the ledger before the record says success: keyed by the task, so a crash
+            // between the two and a second apply count it once.
+            if let Some(t) = self.0.store.task_get(id).await?
+                && !t.state.is_terminal()
+            {
+                let charged = st.credits.unwrap_or(t.estimated_cost);
+                let req = ReserveRequest { id: format!("ledger:{id}"), amount: charged.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: None };
+                self.0.store.reserve(&req).await?;
+            }
+        }
+        let now = now_ms();
+        let changed = self
+            .modify(id, |t| {
+                if t.state.is_terminal() {
+                    return false;
+                }
+                let mut changed = false;
+                if t.kie_task_id.is_none() {
+                    t.kie_task_id = Some(st.task_id.clone());
+                    changed = true;
+                }
+                if t.dispatch.sending_since_ms.take().is_some() {
+                    changed = true;
+                }
+                if t.submitted_ms.is_none() {
+                    t.submitted_ms = Some(now);
+                }
+                t.upstream_seen_ms = Some(now);
+                if rank(next) <= rank(t.state) {
+                    return changed;
+                }
+                t.state = next;
+                t.note = None;
+                match next {
+                    TaskState::Success => {
+                        t.result_urls = st.result_urls.clone();
+                        t.actual_cost = Some(st.credits.unwrap_or(t.estimated_cost));
+                        t.finished_ms = Some(now);
+                    }
+                    TaskState::Fail => {
+                        t.fail_code = st.fail_code.clone();
+                        t.fail_msg = Some(st.fail_msg.clone().unwrap_or_else(|| "KIE reported the generation failed".into()));
+                        t.fail_class = Some(class_of_fail_code(st.fail_code.as_deref()));
+                        // KIE does not charge failures.
+                        t.actual_cost = Some(st.credits.unwrap_or(Credits::ZERO));
+                        t.finished_ms = Some(now);
+                    }
+                    _ => {}
+                }
+                true
+            })
+            .await?;
+        if let Some(t) = &changed {
+            tracing::info!(task = %t.id, state = %t.state, "task state applied");
+        }
+        Ok(changed)
+    }
+
+    /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile.
+    pub async fn expire(&self, id: &str, class: FailClass, why: String) -> StoreResult<Option<TaskRecord>> {
+        let now = now_ms();
+        self.modify(id, |t| {
+            if t.state.is_terminal() {
+                return false;
+            }
+            t.state = TaskState::Expired;
+            t.fail_class = Some(class);
+            t.fail_msg = Some(why.clone());
+            t.dispatch.sending_since_ms = None;
+            t.finished_ms = Some(now);
+            t.note = None;
+            true
+        })
+        .await
+    }
+}

@@ -1,0 +1,194 @@
+//! The dispatcher: sends queued tasks to KIE, oldest first, as fast as the rate guard allows.
+//!
+//! Runs in every instance. A task is claimed with a lease, marked *sending* (compare-and-set)
+//! before `createTask` leaves, and its answer recorded after. So after a crash:
+//! - a task marked queued but not sending was never sent: it is sent now;
+//! - a task marked sending with no KIE id is *in doubt*: it is never resent (a resend could run
+//!   and charge twice); KIE's callback, which carries the task's token, resolves it, or the
+//!   give-up time ends it as `expired`.
+//!
+//! `createTask` errors: 429, 455, 5xx and refused connections mean KIE did not take the task,
+//! so it waits and is retried with backoff, its note saying why; 401/402/404/422 and other
+//! refusals fail it with the reason; a timeout or a broken connection leaves it in doubt.
+
+use std::time::Duration;
+
+use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
+use crate::kie::KieError;
+use crate::store::{StoreResult, now_ms};
+use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
+
+/// Most queued tasks looked at in one round.
+const MAX_ROUND: usize = 1000;
+/// Longest wait between retries of one task.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A claimed task is this instance's for this long (longer than a `createTask` can take).
+const CLAIM_TTL: Duration = Duration::from_secs(90);
+
+pub(super) async fn run(lc: Lifecycle) {
+    loop {
+        let wait = match lc.dispatch_round().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatcher: store error; retrying");
+                lc.0.opts.tick * 2
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = lc.0.wake_dispatcher.notified() => {}
+        }
+    }
+}
+
+/// What happened to one task.
+enum Sent {
+    /// Dealt with (or not ours to deal with); go on.
+    Done,
+    /// The rate guard is full for this long: stop the round.
+    RateGuardFull(Duration),
+}
+
+impl Lifecycle {
+    /// Queued tasks, oldest first.
+    async fn queued_oldest_first(&self) -> StoreResult<Vec<TaskRecord>> {
+        let mut out = Vec::new();
+        let mut q = TaskQuery { state: Some(TaskState::Queued), limit: crate::task::MAX_PAGE, ..Default::default() };
+        loop {
+            let page = self.0.store.task_list(&q).await?;
+            out.extend(page.tasks);
+            match page.next {
+                Some(next) if out.len() < MAX_ROUND => q.after = Some(next),
+                _ => break,
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// One pass over the queue. Returns how long to sleep before the next.
+    pub async fn dispatch_round(&self) -> StoreResult<Duration> {
+        let tick = self.0.opts.tick;
+        if self.0.kie.is_none() {
+            return Ok(tick * 4);
+        }
+        let mut wait = tick;
+        for t in self.queued_oldest_first().await? {
+            if t.in_doubt() {
+                continue;
+            }
+            let now = now_ms();
+            if t.dispatch.next_attempt_ms > now {
+                wait = wait.min(Duration::from_millis(t.dispatch.next_attempt_ms - now));
+                continue;
+            }
+            let lease = format!("dispatch:{}", t.id);
+            if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, CLAIM_TTL).await? {
+                continue;
+            }
+            let sent = self.send(&t.id).await;
+            self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
+            if let Sent::RateGuardFull(w) = sent? {
+                return Ok(w.min(tick * 4));
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Sends one claimed task.
+    async fn send(&self, id: &str) -> StoreResult<Sent> {
+        let Some(kie) = self.0.kie.clone() else { return Ok(Sent::Done) };
+        if let Err(wait) = self.claim_create().await? {
+            return Ok(Sent::RateGuardFull(wait));
+        }
+        let marked = self
+            .modify(id, |t| {
+                if t.state != TaskState::Queued || t.in_doubt() || t.dispatch.next_attempt_ms > now_ms() {
+                    return false;
+                }
+                t.dispatch.attempts += 1;
+                t.dispatch.sending_since_ms = Some(now_ms());
+                t.note = Some("Sending to KIE".into());
+                true
+            })
+            .await?;
+        let Some(task) = marked else { return Ok(Sent::Done) };
+        let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
+        let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
+        match answer {
+            Ok(kie_id) => self.record_accepted(id, &kie_id).await?,
+            Err(e) => self.record_refused(id, &e).await?,
+        }
+        Ok(Sent::Done)
+    }
+
+    /// KIE took the task: remember its id both ways and mark it `submitted`.
+    pub(super) async fn record_accepted(&self, id: &str, kie_id: &str) -> StoreResult<()> {
+        self.0.store.kv_set(&kie_id_key(kie_id), id.as_bytes(), Some(LOOKUP_TTL)).await?;
+        let now = now_ms();
+        self.modify(id, |t| {
+            let first = t.kie_task_id.is_none();
+            t.kie_task_id.get_or_insert_with(|| kie_id.to_string());
+            let sending = t.dispatch.sending_since_ms.take().is_some();
+            if t.state == TaskState::Queued {
+                t.state = TaskState::Submitted;
+                t.note = None;
+            }
+            if t.submitted_ms.is_none() {
+                t.submitted_ms = Some(now);
+                t.upstream_seen_ms = Some(now);
+            }
+            first || sending
+        })
+        .await?;
+        tracing::info!(task = %id, kie_task = %kie_id, "KIE accepted the task");
+        Ok(())
+    }
+
+    async fn record_refused(&self, id: &str, e: &KieError) -> StoreResult<()> {
+        let now = now_ms();
+        let retryable = e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. });
+        let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. });
+        tracing::warn!(task = %id, error = %e, retryable, in_doubt, "createTask did not succeed");
+        self.modify(id, |t| {
+            if t.state != TaskState::Queued {
+                return false;
+            }
+            if in_doubt {
+                t.note = Some(format!("No answer to createTask ({e}). In doubt: waiting for KIE's callback; never resent, so it cannot run twice"));
+                return true;
+            }
+            t.dispatch.sending_since_ms = None;
+            if retryable {
+                let wait = backoff(Duration::from_secs(2), t.dispatch.attempts, MAX_BACKOFF);
+                t.dispatch.next_attempt_ms = now + wait.as_millis() as u64;
+                let why = match e {
+                    KieError::RateLimited(_) => "Rate limited — backed off".to_string(),
+                    other => other.to_string(),
+                };
+                t.note = Some(format!("{why}; retry {} in {:.0} s", t.dispatch.attempts + 1, wait.as_secs_f64().ceil()));
+            } else {
+                t.state = TaskState::Fail;
+                t.fail_code = e.code().map(|c| c.to_string());
+                t.fail_msg = Some(e.to_string());
+                t.fail_class = Some(class_of_error(e));
+                t.finished_ms = Some(now);
+                t.note = None;
+            }
+            true
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// The Error Review's class for a refused `createTask`.
+fn class_of_error(e: &KieError) -> FailClass {
+    match e {
+        KieError::Auth(_) => FailClass::Auth,
+        KieError::InsufficientCredits(_) => FailClass::InsufficientCredits,
+        KieError::Validation(_) | KieError::BadRequest(_) | KieError::NotFound(_) => FailClass::Policy,
+        KieError::RateLimited(_) => FailClass::RateLimited,
+        _ => FailClass::Upstream,
+    }
+}

@@ -1,0 +1,219 @@
+//! The task lifecycle: every generation task is recorded before it leaves, followed until it
+//! ends, and announced to every browser.
+//!
+//! ```text
+//! submit ──► queued ──dispatcher──► submitted ─► waiting/queuing/generating ─► success | fail
+//!   (write-ahead)   (rate guard, createTask)      ▲ callbacks (confirmed)         ▲    expired
+//!                                                 └ fallback poller ──────────────┘
+//! ```
+//!
+//! One job per file:
+//! - [`submit`] — validate, write the record, wake the dispatcher; Retry.
+//! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
+//! - [`apply`] — the one idempotent step that applies an upstream state to a task.
+//! - [`callback`] — KIE's callbacks: token, signature, confirmation with `recordInfo`.
+//! - [`poller`] — the fallback poller and the give-up sweep.
+//! - [`delivery`] — the relay's own callbacks to its clients.
+//! - [`limits`] — the shared windows that keep `createTask` and `recordInfo` under KIE's
+//!   limits across every instance.
+//!
+//! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
+//! and is published as a live event; work shared between instances is claimed with leases.
+
+pub mod apply;
+pub mod callback;
+pub mod delivery;
+pub mod dispatch;
+pub mod limits;
+pub mod poller;
+pub mod submit;
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+use crate::Secret;
+use crate::catalog::Catalog;
+use crate::events;
+use crate::kie::{ApiFamily, KieClient, MarketJobs};
+use crate::store::{Scope, Store, StoreError, StoreResult, now_ms};
+use crate::task::TaskRecord;
+
+pub use callback::{CallbackError, CallbackOutcome};
+pub use submit::{SubmitError, Submission};
+
+/// The ledger's running total of credits KIE charged for finished tasks (milli-credits).
+pub fn credits_consumed_scope() -> Scope {
+    Scope { key: "ledger:credits_consumed".into(), limit: i64::MAX, window: None }
+}
+
+/// Tunables of the lifecycle; the defaults follow KIE's documentation.
+#[derive(Debug, Clone)]
+pub struct LifecycleOptions {
+    /// `PUBLIC_URL`: callbacks go to `<public_base>/callbacks/kie/<token>`. `None`: KIE sends
+    /// no callbacks and the poller alone follows tasks.
+    pub public_base: Option<String>,
+    /// `KIE_WEBHOOK_HMAC_KEY`: when set, every KIE callback must carry a valid signature.
+    pub webhook_hmac: Option<Secret>,
+    /// A task with no result this long after it was submitted ends `expired` (callback lost).
+    pub give_up_after: Duration,
+    /// New tasks admitted per `rate_window` across all instances (KIE: 20 per 10 s).
+    pub rate_limit: i64,
+    pub rate_window: Duration,
+    /// `recordInfo` calls per second across all instances (KIE: 10).
+    pub record_info_per_sec: i64,
+    /// How often the workers look for work they were not woken for.
+    pub tick: Duration,
+    /// This instance's name in leases.
+    pub instance: String,
+}
+
+impl Default for LifecycleOptions {
+    fn default() -> Self {
+        LifecycleOptions {
+            public_base: None,
+            webhook_hmac: None,
+            give_up_after: Duration::from_secs(60 * 60),
+            rate_limit: 20,
+            rate_window: Duration::from_secs(10),
+            record_info_per_sec: 10,
+            tick: Duration::from_millis(500),
+            instance: format!("instance-{}", crate::relay_keys::random_hex(4)),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    kie: Option<KieClient>,
+    family: Arc<dyn ApiFamily>,
+    catalog: Arc<Catalog>,
+    opts: LifecycleOptions,
+    wake_dispatcher: Notify,
+    wake_delivery: Notify,
+    /// For the relay's callbacks to its clients.
+    http: reqwest::Client,
+}
+
+/// The lifecycle of every task; cheap to clone.
+#[derive(Clone)]
+pub struct Lifecycle(Arc<Inner>);
+
+impl Lifecycle {
+    /// `kie` is `None` when no key is configured: tasks are refused with "Not configured".
+    pub fn new(store: Arc<dyn Store>, kie: Option<KieClient>, catalog: Arc<Catalog>, opts: LifecycleOptions) -> Lifecycle {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kie-control-room/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap_or_default();
+        Lifecycle(Arc::new(Inner {
+            store,
+            kie,
+            family: Arc::new(MarketJobs),
+            catalog,
+            opts,
+            wake_dispatcher: Notify::new(),
+            wake_delivery: Notify::new(),
+            http,
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.0.catalog
+    }
+
+    pub fn options(&self) -> &LifecycleOptions {
+        &self.0.opts
+    }
+
+    /// Whether tasks can reach an upstream at all.
+    pub fn configured(&self) -> bool {
+        self.0.kie.is_some()
+    }
+
+    /// Reads a task by the Control Room's id or by KIE's task id.
+    pub async fn find(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+        if let Some(t) = self.0.store.task_get(id).await? {
+            return Ok(Some(t));
+        }
+        match self.0.store.kv_get(&kie_id_key(id)).await? {
+            Some(ours) => self.0.store.task_get(&String::from_utf8_lossy(&ours)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `change` to the stored record with compare-and-set, re-reading on conflict;
+    /// `change` returns `false` to leave the record as it is. A change is published as a live
+    /// event. Returns the new record if one was written.
+    pub async fn modify(&self, id: &str, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
+        for _ in 0..64 {
+            let Some(mut t) = self.0.store.task_get(id).await? else { return Ok(None) };
+            if !change(&mut t) {
+                return Ok(None);
+            }
+            t.updated_ms = now_ms();
+            if let Some(v) = self.0.store.task_update(&t).await? {
+                t.version = v;
+                self.announce(&t).await;
+                if t.delivery_pending() {
+                    self.0.wake_delivery.notify_one();
+                }
+                return Ok(Some(t));
+            }
+        }
+        Err(StoreError::Unavailable(format!("task {id} kept changing under this update; gave up")))
+    }
+
+    /// Publishes a task's new state; a failure is logged, never fatal (the record is written).
+    async fn announce(&self, t: &TaskRecord) {
+        if let Err(e) = events::publish(self.0.store.as_ref(), t).await {
+            tracing::warn!(task = %t.id, error = %e, "cannot publish a task event");
+        }
+    }
+
+    /// Starts the dispatcher, poller and delivery workers; they stop when the handle drops.
+    pub fn spawn_workers(&self) -> Workers {
+        let handles = vec![
+            tokio::spawn(dispatch::run(self.clone())),
+            tokio::spawn(poller::run(self.clone())),
+            tokio::spawn(delivery::run(self.clone())),
+        ];
+        Workers(handles)
+    }
+}
+
+/// The background workers of one instance; dropping this stops them.
+pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// KIE's task id → ours.
+fn kie_id_key(kie_id: &str) -> String {
+    format!("kietask:{kie_id}")
+}
+
+/// A callback token → our task id.
+fn token_key(token: &str) -> String {
+    format!("cbtoken:{token}")
+}
+
+/// How long lookups (KIE id, callback token) are kept: past KIE's 14-day retention.
+const LOOKUP_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `base` doubled per attempt (from the first), capped, with up to 25 % jitter.
+fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    let d = base.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(cap);
+    d + d.mul_f64(fastrand::f64() * 0.25)
+}

@@ -1,0 +1,128 @@
+//! The fallback poller: asks KIE about tasks whose callback has not come, on KIE's documented
+//! schedule (every 2–3 s for the first 30 s, 5–10 s until 2 minutes, then 15–30 s), and ends
+//! tasks that passed the give-up time as `expired`.
+//!
+//! One instance polls at a time (the `poller` lease), so no task is polled twice; its calls
+//! and the callbacks' confirmations share one `recordInfo` window in the store, so all
+//! instances together stay under KIE's 10 per second. With callbacks on, a task is first
+//! polled after 30 s without news.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Lifecycle;
+use crate::store::{StoreResult, now_ms};
+use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
+
+const LEASE: &str = "poller";
+/// In-flight tasks looked at per state and round.
+const MAX_PER_STATE: usize = 2000;
+
+/// The wait before the next poll of a task `age_ms` after it was submitted (a random point in
+/// KIE's interval, so that many tasks do not poll in step).
+pub fn poll_interval(age_ms: u64) -> Duration {
+    let (lo, hi) = match age_ms {
+        0..30_000 => (2_000, 3_000),
+        30_000..120_000 => (5_000, 10_000),
+        _ => (15_000, 30_000),
+    };
+    Duration::from_millis(fastrand::u64(lo..=hi))
+}
+
+pub(super) async fn run(lc: Lifecycle) {
+    // Next poll per task; kept by the lease holder only (a new holder starts afresh).
+    let mut next: HashMap<String, u64> = HashMap::new();
+    loop {
+        let tick = lc.0.opts.tick;
+        let lease_ttl = (tick * 6).max(Duration::from_secs(5));
+        match lc.0.store.lease_acquire(LEASE, &lc.0.opts.instance, lease_ttl).await {
+            Ok(true) => {
+                if let Err(e) = lc.poll_round(&mut next).await {
+                    tracing::warn!(error = %e, "poller: store error; retrying");
+                }
+            }
+            Ok(false) => next.clear(),
+            Err(e) => tracing::warn!(error = %e, "poller: cannot take its lease"),
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+impl Lifecycle {
+    async fn in_state(&self, state: TaskState) -> StoreResult<Vec<TaskRecord>> {
+        let mut out = Vec::new();
+        let mut q = TaskQuery { state: Some(state), limit: crate::task::MAX_PAGE, ..Default::default() };
+        loop {
+            let page = self.0.store.task_list(&q).await?;
+            out.extend(page.tasks);
+            match page.next {
+                Some(n) if out.len() < MAX_PER_STATE => q.after = Some(n),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// One round: give up on overdue tasks, poll the due ones.
+    pub async fn poll_round(&self, next: &mut HashMap<String, u64>) -> StoreResult<()> {
+        let give_up = self.0.opts.give_up_after.as_millis() as u64;
+        let callbacks_on = self.0.opts.public_base.is_some();
+        let lease_ttl = (self.0.opts.tick * 6).max(Duration::from_secs(5));
+        let mut seen = std::collections::HashSet::new();
+        for state in [TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating] {
+            for t in self.in_state(state).await? {
+                seen.insert(t.id.clone());
+                let now = now_ms();
+                if state == TaskState::Queued {
+                    // Only tasks in doubt are the poller's: give up on them in time.
+                    if t.in_doubt() && now.saturating_sub(t.created_ms) > give_up {
+                        let why = "Lost: createTask had no answer and KIE never called back".to_string();
+                        self.expire(&t.id, FailClass::CallbackLost, why).await?;
+                    }
+                    continue;
+                }
+                let Some(kie_id) = t.kie_task_id.clone() else { continue };
+                let submitted = t.submitted_ms.unwrap_or(t.created_ms);
+                let age = now.saturating_sub(submitted);
+                let overdue = age > give_up;
+                let quiet_since = t.upstream_seen_ms.unwrap_or(submitted);
+                let due = overdue
+                    || match next.get(&t.id) {
+                        Some(at) => now >= *at,
+                        None => !callbacks_on || now.saturating_sub(quiet_since) >= 30_000,
+                    };
+                if !due || now.saturating_sub(quiet_since) < 1_000 && !overdue {
+                    continue;
+                }
+                // Keep the lease while a long round runs.
+                if !self.0.store.lease_acquire(LEASE, &self.0.opts.instance, lease_ttl).await? {
+                    return Ok(());
+                }
+                self.poll_one(&t, &kie_id).await?;
+                next.insert(t.id.clone(), now_ms() + poll_interval(age).as_millis() as u64);
+                if overdue && let Some(t) = self.0.store.task_get(&t.id).await?
+                    && !t.state.is_terminal()
+                {
+                    let mins = self.0.opts.give_up_after.as_secs() / 60;
+                    self.expire(&t.id, FailClass::CallbackLost, format!("Lost: no result from KIE within {mins} min (callback lost, polling gave up)")).await?;
+                }
+            }
+        }
+        next.retain(|id, _| seen.contains(id));
+        Ok(())
+    }
+
+    /// One `recordInfo` for a task, applied.
+    async fn poll_one(&self, t: &TaskRecord, kie_id: &str) -> StoreResult<()> {
+        let Some(kie) = &self.0.kie else { return Ok(()) };
+        if !self.claim_record_info(Duration::from_secs(5)).await? {
+            return Ok(());
+        }
+        match kie.status(self.0.family.as_ref(), kie_id).await {
+            Ok(st) => {
+                self.apply_upstream_state(&t.id, &st).await?;
+            }
+            Err(e) => tracing::info!(task = %t.id, error = %e, "poll: recordInfo failed; will ask again"),
+        }
+        Ok(())
+    }
+}

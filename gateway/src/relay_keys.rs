@@ -1,0 +1,218 @@
+//! Relay keys: what programs use instead of the KIE key to reach the relay API.
+//!
+//! A key reads `kcr_<id>_<secret>`. The store keeps its SHA-256 (the secret is 256 random
+//! bits, so a fast hash is enough; passwords, which are not random, get argon2 elsewhere), its
+//! label and project, and a separate webhook secret that signs the relay's callbacks to the
+//! key's clients the way KIE signs its own. The key itself is shown once, at creation.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use crate::store::{Store, StoreError, now_ms};
+
+const PREFIX: &str = "kcr_";
+/// The list of key ids (guarded by [`LIST_LEASE`] for read-modify-write).
+const LIST_KEY: &str = "relaykeys";
+const LIST_LEASE: &str = "relaykeys:edit";
+/// How often `last_used_ms` is written at most.
+const LAST_USED_EVERY_MS: u64 = 60_000;
+/// Most keys a deployment holds.
+pub const MAX_KEYS: usize = 1000;
+
+/// One relay key as stored (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayKey {
+    pub id: String,
+    /// A label for people ("render farm", "nightly batch").
+    pub name: String,
+    /// Tasks submitted with this key belong to this project.
+    pub project: String,
+    /// Hex SHA-256 of the whole key.
+    pub hash: String,
+    /// Signs the relay's callbacks to this key's clients (`X-Webhook-Signature`).
+    pub webhook_secret: String,
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+    /// Filled in by [`list`] (kept apart from the record, see [`authenticate`]).
+    #[serde(default, skip_serializing)]
+    pub last_used_ms: Option<u64>,
+}
+
+impl RelayKey {
+    /// The owner name tasks submitted with this key carry.
+    pub fn owner(&self) -> String {
+        format!("key:{}", self.name)
+    }
+}
+
+/// A key as created: the stored record and the secret text shown once.
+pub struct NewKey {
+    pub key: RelayKey,
+    pub text: crate::Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayKeyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no relay key {0}")]
+    NotFound(String),
+    /// Wrong, malformed or revoked: one answer for all, so a caller learns nothing.
+    #[error("You do not have access permissions")]
+    Unauthorized,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn record_key(id: &str) -> String {
+    format!("relaykey:{id}")
+}
+
+fn used_key(id: &str) -> String {
+    format!("relaykey:{id}:used")
+}
+
+fn hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `n` random bytes from the operating system, hex-encoded.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    if let Err(e) = getrandom::fill(&mut buf) {
+        // The OS random source failing is not something to paper over with a weak one.
+        panic!("the operating system's random source failed: {e}");
+    }
+    hex(&buf)
+}
+
+fn check_label(what: &str, v: &str) -> Result<(), RelayKeyError> {
+    let ok = !v.trim().is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_alphanumeric() || " -_.".contains(c));
+    if ok { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be 1–64 letters, digits, spaces, '-', '_' or '.'"))) }
+}
+
+async fn ids(store: &dyn Store) -> Result<Vec<String>, RelayKeyError> {
+    Ok(match store.kv_get(LIST_KEY).await? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("relay key list: {e}")))?,
+        None => Vec::new(),
+    })
+}
+
+async fn get(store: &dyn Store, id: &str) -> Result<Option<RelayKey>, RelayKeyError> {
+    match store.kv_get(&record_key(id)).await? {
+        Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("relay key {id}: {e}")))?)),
+        None => Ok(None),
+    }
+}
+
+async fn put(store: &dyn Store, key: &RelayKey) -> Result<(), RelayKeyError> {
+    let bytes = serde_json::to_vec(key).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(store.kv_set(&record_key(&key.id), &bytes, None).await?)
+}
+
+/// Creates a key for `project`, labelled `name`.
+pub async fn create(store: &dyn Store, project: &str, name: &str) -> Result<NewKey, RelayKeyError> {
+    check_label("the project", project)?;
+    check_label("the name", name)?;
+    let id = random_hex(6);
+    let text = format!("{PREFIX}{id}_{}", random_hex(32));
+    let key = RelayKey {
+        id: id.clone(),
+        name: name.trim().to_string(),
+        project: project.trim().to_string(),
+        hash: hash(&text),
+        webhook_secret: format!("whsec_{}", random_hex(24)),
+        created_ms: now_ms(),
+        revoked_ms: None,
+        last_used_ms: None,
+    };
+    // The record first: a crash before the list is updated leaves an unlisted key that
+    // nobody holds (its text was never shown), not a listed key without a record.
+    put(store, &key).await?;
+    let holder = random_hex(8);
+    let mut tries = 0;
+    while !store.lease_acquire(LIST_LEASE, &holder, Duration::from_secs(5)).await? {
+        tries += 1;
+        if tries > 100 {
+            return Err(RelayKeyError::Invalid("the key list is busy; try again".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = async {
+        let mut list = ids(store).await?;
+        if list.len() >= MAX_KEYS {
+            return Err(RelayKeyError::Invalid(format!("at most {MAX_KEYS} relay keys; revoke some first")));
+        }
+        list.push(id);
+        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        store.kv_set(LIST_KEY, &bytes, None).await?;
+        Ok(())
+    }
+    .await;
+    store.lease_release(LIST_LEASE, &holder).await?;
+    result?;
+    Ok(NewKey { key, text: crate::Secret::new(text) })
+}
+
+/// Every key, newest first.
+pub async fn list(store: &dyn Store) -> Result<Vec<RelayKey>, RelayKeyError> {
+    let mut out = Vec::new();
+    for id in ids(store).await? {
+        if let Some(mut k) = get(store, &id).await? {
+            k.last_used_ms = store.kv_get(&used_key(&id)).await?.and_then(|b| String::from_utf8(b).ok()?.parse().ok());
+            out.push(k);
+        }
+    }
+    out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    Ok(out)
+}
+
+/// Revokes a key at once (every instance reads the record per request).
+pub async fn revoke(store: &dyn Store, id: &str) -> Result<RelayKey, RelayKeyError> {
+    let mut key = get(store, id).await?.ok_or_else(|| RelayKeyError::NotFound(id.to_string()))?;
+    if key.revoked_ms.is_none() {
+        key.revoked_ms = Some(now_ms());
+        put(store, &key).await?;
+    }
+    Ok(key)
+}
+
+/// The live key this text opens, or [`RelayKeyError::Unauthorized`].
+pub async fn authenticate(store: &dyn Store, text: &str) -> Result<RelayKey, RelayKeyError> {
+    let id = text.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')).map(|(id, _)| id).ok_or(RelayKeyError::Unauthorized)?;
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RelayKeyError::Unauthorized);
+    }
+    let key = get(store, id).await?.ok_or(RelayKeyError::Unauthorized)?;
+    if !constant_time_eq(key.hash.as_bytes(), hash(text).as_bytes()) || key.revoked_ms.is_some() {
+        return Err(RelayKeyError::Unauthorized);
+    }
+    // Last use lives in its own entry so that it never races a revocation of the record;
+    // written at most once a minute per key (the entry's TTL is the throttle).
+    let mark = format!("relaykey:{id}:seen");
+    match store.kv_set_nx(&mark, b"1", Some(Duration::from_millis(LAST_USED_EVERY_MS))).await {
+        Ok(true) => {
+            if let Err(e) = store.kv_set(&used_key(id), now_ms().to_string().as_bytes(), None).await {
+                tracing::warn!(error = %e, "cannot record a relay key's last use");
+            }
+        }
+        Ok(false) => {}
+        // Best effort: bookkeeping never refuses a valid key.
+        Err(e) => tracing::warn!(error = %e, "cannot record a relay key's last use"),
+    }
+    Ok(key)
+}
+
+/// The key a task's relay callback is signed with.
+pub async fn find(store: &dyn Store, id: &str) -> Result<Option<RelayKey>, RelayKeyError> {
+    get(store, id).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,42 @@
+//! `GET /events`: live task events as Server-Sent Events. Each event's id is its sequence
+//! number; a browser that reconnects sends `Last-Event-ID` (or `?after=`) and is first sent
+//! what it missed. Event `task` carries a task row; `reset` tells the client to reload.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use crate::AppState;
+use gateway::events::Feed;
+
+fn last_seen(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
+    let from_header = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    from_header.or_else(|| {
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "after").and_then(|(_, v)| v.parse().ok())
+    })
+}
+
+fn to_event(feed: Feed) -> Event {
+    match feed {
+        Feed::Event(e) => {
+            let row = app::view::TaskRow::from(e.task.clone());
+            Event::default().id(e.seq.to_string()).event("task").data(serde_json::to_string(&row).unwrap_or_default())
+        }
+        Feed::Reset => Event::default().event("reset").data("reload"),
+    }
+}
+
+pub async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let listener = match state.hub.listen(last_seen(&headers, query.as_deref())).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "live events: store unavailable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "live events are unavailable; the store cannot be read").into_response();
+        }
+    };
+    let stream = futures::stream::unfold(listener, |mut l| async move { l.next().await.map(|f| (Ok::<_, Infallible>(to_event(f)), l)) });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}

@@ -1,0 +1,150 @@
+//! The KIE-compatible relay API under `/kie`: an existing KIE client works by changing its base
+//! URL to `https://<console>/kie` and its key to a relay key. Answers are KIE's envelope, with
+//! an HTTP status that mirrors the body code. Thin: authenticate, parse, call the lifecycle.
+//!
+//! - `POST /kie/api/v1/jobs/createTask` — recorded and queued; answers at once with the
+//!   Control Room's task id (the dispatcher sends it when the rate guard allows).
+//! - `GET /kie/api/v1/jobs/recordInfo?taskId=` — from the store, never an upstream call;
+//!   KIE's own task id is accepted too. A key sees only its project's tasks.
+//! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::AppState;
+use gateway::lifecycle::{SubmitError, Submission};
+use gateway::relay::{envelope, record_info};
+use gateway::relay_keys::{self, RelayKey, RelayKeyError};
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/kie/api/v1/jobs/createTask", post(create_task))
+        .route("/kie/api/v1/jobs/recordInfo", get(record_info_route))
+        .route("/kie/api/v1/chat/credit", get(credit))
+}
+
+/// A KIE envelope with a mirroring HTTP status.
+pub fn kie_answer(code: i64, msg: &str, data: Value) -> Response {
+    let status = StatusCode::from_u16(u16::try_from(code).unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(envelope(code, msg, data))).into_response()
+}
+
+fn kie_error(code: i64, msg: &str) -> Response {
+    kie_answer(code, msg, Value::Null)
+}
+
+/// KIE's code for a refused submission.
+pub fn submit_error_code(e: &SubmitError) -> i64 {
+    match e {
+        SubmitError::UnknownModel(_) | SubmitError::NotFound(_) => 404,
+        SubmitError::Invalid(_) => 422,
+        SubmitError::NotRetryable(..) => 409,
+        SubmitError::NotConfigured | SubmitError::Store(_) => 503,
+    }
+}
+
+/// The message a caller sees: the error itself, except a store failure (logged, not shown).
+pub fn submit_error_message(e: &SubmitError) -> String {
+    match e {
+        SubmitError::Store(inner) => {
+            tracing::error!(error = %inner, "submission failed in the store");
+            "The task store is unavailable; nothing was recorded. Try again shortly.".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .unwrap_or("");
+    match relay_keys::authenticate(state.lifecycle.store().as_ref(), presented).await {
+        Ok(key) => Ok(key),
+        Err(RelayKeyError::Store(e)) => {
+            tracing::error!(error = %e, "relay: cannot check a key");
+            Err(kie_error(503, "The Control Room's store is unavailable; try again shortly"))
+        }
+        Err(_) => Err(kie_error(401, "You do not have access permissions")),
+    }
+}
+
+async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match authenticate(&state, &headers).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let json_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json_type {
+        return kie_error(415, "Content-Type must be application/json");
+    }
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return kie_error(422, "The request body must be a JSON object with model and input"),
+        Err(e) => return kie_error(400, &format!("The request body is not valid JSON: {e}")),
+    };
+    let Some(model) = req.get("model").and_then(Value::as_str) else { return kie_error(422, "model is required (a string)") };
+    let callback = match req.get("callBackUrl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) if u.trim().is_empty() => None,
+        Some(Value::String(u)) => Some((u.trim().to_string(), key.id.clone())),
+        Some(_) => return kie_error(422, "callBackUrl must be a string"),
+    };
+    let submission = Submission {
+        owner: key.owner(),
+        project: key.project.clone(),
+        model: model.to_string(),
+        input: req.get("input").cloned().unwrap_or(Value::Null),
+        relay_callback: callback,
+        retry_of: None,
+    };
+    match state.lifecycle.submit(submission).await {
+        Ok(t) => kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id })),
+        Err(e) => kie_error(submit_error_code(&e), &submit_error_message(&e)),
+    }
+}
+
+async fn record_info_route(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let key = match authenticate(&state, &headers).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let task_id = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "taskId")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.trim().is_empty());
+    let Some(task_id) = task_id else { return kie_error(400, "taskId parameter is required") };
+    if task_id.len() > 128 {
+        return kie_error(422, "taskId is too long");
+    }
+    match state.lifecycle.find(task_id.trim()).await {
+        // Another project's task reads exactly like a missing one.
+        Ok(Some(t)) if t.project == key.project => kie_answer(200, "success", record_info(&t)),
+        Ok(_) => kie_error(404, "No task with this taskId"),
+        Err(e) => {
+            tracing::error!(error = %e, "relay: recordInfo store read failed");
+            kie_error(503, "The Control Room's store is unavailable; try again shortly")
+        }
+    }
+}
+
+async fn credit(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&state, &headers).await {
+        return r;
+    }
+    let Some(client) = &state.kie else { return kie_error(503, "Not configured: the Control Room has no KIE key") };
+    match client.credit().await {
+        Ok(balance) => kie_answer(200, "success", serde_json::json!(balance.as_f64())),
+        Err(e) => {
+            tracing::warn!(error = %e, "relay: credit call failed");
+            kie_error(e.code().unwrap_or(502), &format!("KIE did not answer the credit call: {e}"))
+        }
+    }
+}
