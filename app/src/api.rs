@@ -184,7 +184,7 @@ pub struct TaskFilter {
 
 /// Newest tasks first, filtered; `after` continues a previous page.
 #[server(endpoint = "list_tasks")]
-pub async fn list_tasks(filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
+pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
     let ctx = server_side::context()?;
     let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);

@@ -112,6 +112,9 @@ pub struct AppState {
     pub hub: EventHub,
     /// For the relay's credit call (`None`: not configured).
     pub kie: Option<KieClient>,
+    /// Turns `true` when the server begins to shut down: endless responses (live events) end
+    /// then, so a graceful shutdown does not wait on open browsers.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -222,7 +225,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let hub = EventHub::start(store.clone()).await.map_err(|e| ServerError::Store(format!("cannot subscribe to live events: {e}")))?;
     let _workers = lifecycle.spawn_workers();
     let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie };
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie, stopping };
     tracing::info!(
         %addr,
         store = store.backend(),
@@ -231,6 +235,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         callbacks = console.callback_base.is_some(),
         "KIE Control Room listening on http://{addr}"
     );
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     axum::serve(listener, router(state, console)).with_graceful_shutdown(shutdown).await?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -6,6 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(
             return (StatusCode::SERVICE_UNAVAILABLE, "live events are unavailable; the store cannot be read").into_response();
         }
     };
-    let stream = futures::stream::unfold(listener, |mut l| async move { l.next().await.map(|f| (Ok::<_, Infallible>(to_event(f)), l)) });
+    let mut stopping = state.stopping.clone();
+    let stream = futures::stream::unfold(listener, |mut l| async move { l.next().await.map(|f| (Ok::<_, Infallible>(to_event(f)), l)) })
+        .take_until(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }

@@ -3,87 +3,12 @@
 //! response; bad configuration refused with one clear line.
 
 use gateway::task::TaskRecord;
-use gateway::{Credits, Store};
-use server::config::{Config, KeySource, Secret, StoreConfig};
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::sync::oneshot;
+use gateway::Credits;
+use server::config::{Secret, StoreConfig};
 
-const KEY: &str = "kie-test-key-7f3a9c1e5d";
 
-struct Running {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<Result<(), server::ServerError>>,
-}
-
-impl Running {
-    async fn shutdown(mut self) -> Result<(), server::ServerError> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.done.await.expect("server task")
-    }
-}
-
-fn config(store: StoreConfig, key: Option<&str>) -> Config {
-    Config {
-        site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        site_root: "target/site".into(),
-        // Loopback only: a closed port unless a test points it at a kie-sim.
-        kie_base_url: format!("http://127.0.0.1:{}", testkit::free_port()).parse().expect("url"),
-        public_url: Some("https://console.example.test".parse().expect("url")),
-        store,
-        kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
-        webhook_hmac_key: None,
-        simulate: false,
-    }
-}
-
-async fn start(cfg: Config) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(server::run(listener, cfg, async move {
-        let _ = rx.await;
-    }));
-    // Wait until it answers.
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Running { base, stop: Some(tx), done }
-}
-
-async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.expect("GET");
-    (r.status().as_u16(), r.text().await.expect("body"))
-}
-
-/// Calls a server function the way the browser does (form-encoded POST).
-async fn server_fn(base: &str, name: &str, form: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/{name}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_string())
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
-}
-
-fn embedded(dir: &tempfile::TempDir) -> StoreConfig {
-    StoreConfig::Embedded { dir: dir.path().to_path_buf() }
-}
-
-fn redis_store(prefix: &str) -> StoreConfig {
-    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string() }
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn health_readiness_and_the_page_without_a_key() {
@@ -126,7 +51,7 @@ async fn a_configured_key_shows_as_a_fingerprint_and_never_itself() {
     let (_, page) = get(&format!("{}/", s.base)).await;
     let (_, status) = server_fn(&s.base, "console_status", "").await;
     let (_, tasks) = server_fn(&s.base, "list_tasks", "limit=5").await;
-    let (_, bad) = server_fn(&s.base, "list_tasks", "state=nonsense&limit=5").await;
+    let (_, bad) = server_fn(&s.base, "list_tasks", "filter[state]=nonsense&limit=5").await;
     let (_, missing) = get(&format!("{}/no/such/page", s.base)).await;
     assert!(page.contains(&fingerprint), "vault shows the fingerprint");
     assert_eq!(status["key"]["source"], "environment");
@@ -144,7 +69,7 @@ async fn a_configured_key_shows_as_a_fingerprint_and_never_itself() {
 async fn bad_input_to_a_server_function_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start(config(embedded(&dir), None)).await;
-    let (code, body) = server_fn(&s.base, "list_tasks", "state=nonsense&limit=5").await;
+    let (code, body) = server_fn(&s.base, "list_tasks", "filter[state]=nonsense&limit=5").await;
     assert!((400..600).contains(&code) && code != 200, "refused: {code}");
     assert!(body.to_string().contains("unknown task state"), "{body}");
     // Oversized bodies are cut off before any handler reads them.
@@ -168,7 +93,13 @@ async fn records_show_up_in_the_monitor_and_the_meters() {
         f.fail_code = Some("422".into());
         f.fail_msg = Some("prompt rejected".into());
         store.task_insert(&f).await.expect("insert");
-        store.counter_add(app::api::CREDITS_CONSUMED, 12_500, None).await.expect("counter");
+        let charge = gateway::store::ReserveRequest {
+            id: "ledger:task-x".into(),
+            amount: 12_500,
+            scopes: vec![gateway::lifecycle::credits_consumed_scope()],
+            hold_ttl: None,
+        };
+        store.reserve(&charge).await.expect("ledger");
     }
     let s = start(config(embedded(&dir), None)).await;
     let (_, status) = server_fn(&s.base, "console_status", "").await;
@@ -268,19 +199,10 @@ fn encode_b64(bytes: &[u8]) -> String {
     out
 }
 
-async fn start_sim(account_key: &str) -> String {
-    let sim = kie_sim::Sim::new(kie_sim::Settings::default());
-    sim.add_account(account_key, 72.62, None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(sim.serve(listener, std::future::pending()));
-    base
-}
-
 #[tokio::test]
 async fn the_gateway_panel_shows_the_upstreams_own_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim(KEY).await;
+    let sim = start_sim(KEY, 72.62).await;
     let mut cfg = config(embedded(&dir), Some(KEY));
     cfg.kie_base_url = sim.parse().expect("url");
     let s = start(cfg).await;
@@ -296,7 +218,7 @@ async fn the_gateway_panel_shows_the_upstreams_own_answer() {
 #[tokio::test]
 async fn a_rejected_key_and_an_unreachable_host_say_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = start_sim("the-right-key").await;
+    let sim = start_sim("the-right-key", 72.62).await;
     let mut cfg = config(embedded(&dir), Some(KEY));
     cfg.kie_base_url = sim.parse().expect("url");
     let s = start(cfg).await;

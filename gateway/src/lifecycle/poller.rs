@@ -4,8 +4,9 @@
 //!
 //! One instance polls at a time (the `poller` lease), so no task is polled twice; its calls
 //! and the callbacks' confirmations share one `recordInfo` window in the store, so all
-//! instances together stay under KIE's 10 per second. With callbacks on, a task is first
-//! polled after 30 s without news.
+//! instances together stay under KIE's 10 per second. It polls on the schedule whether or not
+//! callbacks are on: KIE calls back only when a task ends, and the Task Monitor shows the
+//! states between.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,7 +66,6 @@ impl Lifecycle {
     /// One round: give up on overdue tasks, poll the due ones.
     pub async fn poll_round(&self, next: &mut HashMap<String, u64>) -> StoreResult<()> {
         let give_up = self.0.opts.give_up_after.as_millis() as u64;
-        let callbacks_on = self.0.opts.public_base.is_some();
         let lease_ttl = (self.0.opts.tick * 6).max(Duration::from_secs(5));
         let mut seen = std::collections::HashSet::new();
         for state in [TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating] {
@@ -85,11 +85,7 @@ impl Lifecycle {
                 let age = now.saturating_sub(submitted);
                 let overdue = age > give_up;
                 let quiet_since = t.upstream_seen_ms.unwrap_or(submitted);
-                let due = overdue
-                    || match next.get(&t.id) {
-                        Some(at) => now >= *at,
-                        None => !callbacks_on || now.saturating_sub(quiet_since) >= 30_000,
-                    };
+                let due = overdue || next.get(&t.id).is_none_or(|at| now >= *at);
                 if !due || now.saturating_sub(quiet_since) < 1_000 && !overdue {
                     continue;
                 }
