@@ -155,6 +155,30 @@ mod server_side {
         v
     }
 
+    /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
+    pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+        let q = TaskQuery { state: Some(TaskState::Queued), limit: super::MAX_ROWS, ..Default::default() };
+        let page = ctx.store.task_list(&q).await.map_err(|e| {
+            tracing::warn!(error = %e, "review listing failed");
+            ServerFnError::new("the task store is unavailable; try again shortly")
+        })?;
+        Ok(page
+            .tasks
+            .into_iter()
+            .filter(|t| t.dispatch.attempts > 0 && t.note.is_some())
+            .map(|t| {
+                let label = match t.note.as_deref().unwrap_or("") {
+                    n if n.starts_with("Rate limited") => "Rate limited — backed off",
+                    n if n.starts_with("No answer to createTask") => "In doubt — waiting for KIE's callback",
+                    _ => "Upstream error — retrying",
+                };
+                let mut row = TaskRow::from(t);
+                row.fail_class = Some(label.into());
+                row
+            })
+            .collect())
+    }
+
     pub fn parse_state(s: &str) -> Result<TaskState, ServerFnError> {
         TaskState::ALL
             .into_iter()
@@ -254,7 +278,8 @@ pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
-/// Failed and expired tasks, newest first (the Error Review).
+/// The Error Review: failed and expired tasks, and queued ones that are stuck (backed off
+/// after a 429/455/5xx, or in doubt), newest first.
 #[server(endpoint = "review_tasks")]
 pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
     let ctx = server_side::context()?;
@@ -263,6 +288,7 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
         let q = gateway::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
+    rows.extend(server_side::stuck(&ctx).await?);
     rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
     rows.truncate(MAX_ROWS);
     Ok(TaskList { rows, next: None })

@@ -142,12 +142,13 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         (Some((secret, source)), _) => KeyView { configured: true, source: Some(source.as_str().into()), fingerprint: Some(secret.fingerprint()) },
         (None, _) => KeyView { configured: false, source: None, fingerprint: None },
     };
+    let callback_base = lifecycle.options().public_base.clone();
     ConsoleContext {
         store,
         lifecycle,
         upstream: upstream.view(),
         key,
-        callback_base: config.public_base(),
+        callback_base,
         callback_signed: config.webhook_hmac_key.is_some(),
         probe_client: upstream.client(Duration::from_secs(5), 1),
         probe_cache: Arc::default(),

@@ -30,7 +30,13 @@ fn to_event(feed: Feed) -> Event {
     }
 }
 
+/// Most live connections one instance serves; more get 503 (and the browser retries).
+pub const MAX_LIVE_CLIENTS: usize = 10_000;
+
 pub async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if state.hub.listeners() >= MAX_LIVE_CLIENTS {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many live connections to this instance; retry shortly").into_response();
+    }
     let listener = match state.hub.listen(last_seen(&headers, query.as_deref())).await {
         Ok(l) => l,
         Err(e) => {

@@ -62,49 +62,20 @@ fn accepted_creates(sim: &kie_sim::Sim) -> usize {
     sim.world().log.iter().filter(|e| e.path == "/api/v1/jobs/createTask" && e.code == 200).count()
 }
 
-/// A live event stream.
-struct Sse {
-    resp: reqwest::Response,
-    buf: String,
-}
+/// A live event stream, read until a condition holds.
+struct Sse(testkit::sse::SseClient);
 
 impl Sse {
     async fn open(base: &str, after: Option<u64>) -> Sse {
-        let mut req = reqwest::Client::new().get(format!("{base}/events"));
-        if let Some(a) = after {
-            req = req.header("Last-Event-ID", a.to_string());
-        }
-        let resp = req.send().await.expect("GET /events");
-        assert_eq!(resp.status(), 200);
-        assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
-        Sse { resp, buf: String::new() }
+        Sse(testkit::sse::SseClient::open(&reqwest::Client::new(), base, after).await)
     }
 
     /// Events (id, kind, data) until `done` holds for what was read.
     async fn until(&mut self, done: impl Fn(&[(u64, String, Value)]) -> bool) -> Vec<(u64, String, Value)> {
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
         while !done(&out) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "stream ended early: {out:?}");
-            let chunk = tokio::time::timeout(left, self.resp.chunk()).await.expect("no event in time").expect("stream").expect("open");
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let (mut id, mut kind, mut data) = (0, String::new(), String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().unwrap_or(0);
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        kind = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim());
-                    }
-                }
-                if !kind.is_empty() {
-                    out.push((id, kind, serde_json::from_str(&data).unwrap_or(Value::String(data))));
-                }
-            }
+            let e = self.0.next(Duration::from_secs(30)).await.unwrap_or_else(|| panic!("no event in time after {out:?}"));
+            out.push((e.id, e.kind, e.data));
         }
         out
     }
@@ -342,35 +313,19 @@ async fn forged_and_replayed_callbacks_change_nothing() {
 
     let unsigned = http.post(&url).json(&forged).send().await.expect("post");
     assert_eq!(unsigned.status(), 401, "a signature is required when KIE_WEBHOOK_HMAC_KEY is set");
-    let wrong = http
-        .post(&url)
-        .header("X-Webhook-Timestamp", &now)
-        .header("X-Webhook-Signature", gateway::kie::signature::sign(b"not-the-key", &kie_id, &now))
-        .json(&forged)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(wrong.status(), 401);
+    let send = |ts: String, key: &'static [u8]| {
+        let req = http
+            .post(&url)
+            .header("X-Webhook-Timestamp", &ts)
+            .header("X-Webhook-Signature", gateway::kie::signature::sign(key, &kie_id, &ts))
+            .json(&forged);
+        async move { req.send().await.expect("post").status() }
+    };
+    assert_eq!(send(now.clone(), b"not-the-key").await, 401);
     let stale = (gateway::store::now_ms() / 1000 - 3600).to_string();
-    let replayed = http
-        .post(&url)
-        .header("X-Webhook-Timestamp", &stale)
-        .header("X-Webhook-Signature", gateway::kie::signature::sign(b"webhook-secret", &kie_id, &stale))
-        .json(&forged)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(replayed.status(), 401, "outside the replay window");
+    assert_eq!(send(stale, b"webhook-secret").await, 401, "outside the replay window");
     // Correctly signed but lying about the result: confirmed with recordInfo, which says otherwise.
-    let signed = http
-        .post(&url)
-        .header("X-Webhook-Timestamp", &now)
-        .header("X-Webhook-Signature", gateway::kie::signature::sign(b"webhook-secret", &kie_id, &now))
-        .json(&forged)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(signed.status(), 200);
+    assert_eq!(send(now, b"webhook-secret").await, 200);
     let t = store.task_get(&id).await.expect("read").expect("task");
     assert!(!t.state.is_terminal(), "the body is not trusted: {:?}", t.state);
     assert!(t.result_urls.is_empty());
@@ -391,6 +346,9 @@ async fn upstream_errors_on_create_wait_and_retry_or_fail_with_the_reason() {
     let id = submit(&s.base, "google/imagen4-fast", "during maintenance").await;
     let waiting = wait_for(&s.base, &id, "noted", |r| r["note"].as_str().is_some_and(|n| n.contains("maintenance"))).await;
     assert_eq!(waiting["state"], "queued", "it waits: {waiting}");
+    let (_, review) = server_fn(&s.base, "review_tasks", "").await;
+    let stuck = review["rows"].as_array().and_then(|r| r.iter().find(|r| r["id"] == id.as_str()).cloned()).unwrap_or(Value::Null);
+    assert_eq!(stuck["fail_class"], "Upstream error — retrying", "a stuck task is up for review: {review}");
     wait_for(&s.base, &id, "success", state_is("success")).await;
     assert_eq!(accepted_creates(&sim), 1);
 

@@ -3,8 +3,11 @@
 //! - [`redis_url`] — a real Redis: `TEST_REDIS_URL` if set, else a private `redis-server`
 //!   started once per test binary on a free loopback port (and stopped when the binary exits).
 //! - [`RedisServer`] — a private `redis-server` a test owns (and can stop) by itself.
+//! - [`sse::SseClient`] — a reader of the console's live event stream over HTTP.
 //! - [`unique`] — a process-unique name, for key prefixes and temporary records, so tests
 //!   share one Redis without seeing each other.
+
+pub mod sse;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -110,4 +113,18 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Raises this process's open-file limit to its hard limit (benchmarks hold thousands of
+/// loopback connections, both ends in one process). Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur as u64
 }

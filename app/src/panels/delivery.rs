@@ -9,9 +9,9 @@ use crate::view::ConsoleStatus;
 pub fn DeliveryPanel() -> impl IntoView {
     view! {
         <Panel number="08" kicker="Delivery" title="Callback / Webhook Manager" badge=badge("info", "Async")>
-            <p>"A task returns a task id immediately — HTTP 200 is not a result. The asset will arrive at this endpoint when generation completes; the callback receiver and the fallback poller come with the task lifecycle."</p>
+            <p>"A task returns a task id immediately — HTTP 200 is not a result. KIE calls this endpoint when generation ends; every callback is confirmed with recordInfo before it is trusted, and duplicates or late ones change nothing."</p>
             {with_status(endpoint)}
-            <p class="fine">"Fallback polling will cover a missed callback, on KIE's documented schedule."</p>
+            <p class="fine">"The fallback poller follows every running task on KIE's documented schedule (2–3 s, then 5–10 s, then 15–30 s), so a missed callback delays a result, never loses it."</p>
         </Panel>
     }
 }
@@ -19,8 +19,8 @@ pub fn DeliveryPanel() -> impl IntoView {
 fn endpoint(s: &ConsoleStatus) -> impl IntoView + use<> {
     let url = match &s.callback_base {
         Some(base) => view! { <code class="endpoint">{format!("{base}/callbacks/kie/<task token>")}</code> }.into_any(),
-        None => view! { <p class="warn">"PUBLIC_URL is not set: KIE will not be able to call this console back; results will rely on polling."</p> }.into_any(),
+        None => view! { <p class="warn">"PUBLIC_URL is not set: KIE cannot call this console back; results come by polling."</p> }.into_any(),
     };
-    let signed = if s.callback_signed { "KIE_WEBHOOK_HMAC_KEY is set: signatures will be checked" } else { "No KIE_WEBHOOK_HMAC_KEY: signatures cannot be checked" };
+    let signed = if s.callback_signed { "KIE_WEBHOOK_HMAC_KEY is set: unsigned or wrongly signed callbacks are refused" } else { "No KIE_WEBHOOK_HMAC_KEY: signatures are not checked (results are still confirmed with recordInfo)" };
     view! { {url} <p class="muted">{signed}</p> }
 }

@@ -32,6 +32,7 @@ pub fn FailuresPanel() -> impl IntoView {
                         <ul class="review" data-testid="review-list">
                             {l.rows.into_iter().map(|t| {
                                 let id = t.id.clone();
+                                let retryable = t.state == "fail" || t.state == "expired";
                                 view! {
                                     <li data-task=t.id.clone()>
                                         <span class="state state-fail">{t.fail_class.clone().unwrap_or_else(|| t.state.clone())}</span>
@@ -40,8 +41,12 @@ pub fn FailuresPanel() -> impl IntoView {
                                             {t.fail_code.clone().map(|c| format!("failCode {c} · "))}
                                             {t.fail_msg.clone().unwrap_or_default()}
                                         </div>
-                                        <button type="button" data-testid="retry" disabled=move || retry.pending().get()
-                                            on:click=move |_| { retry.dispatch(id.clone()); }>"Retry"</button>
+                                        {if retryable {
+                                            view! { <button type="button" data-testid="retry" disabled=move || retry.pending().get()
+                                                on:click=move |_| { retry.dispatch(id.clone()); }>"Retry"</button> }.into_any()
+                                        } else {
+                                            view! { <div class="muted small">{t.note.clone().unwrap_or_default()}" — retried automatically"</div> }.into_any()
+                                        }}
                                     </li>
                                 }
                             }).collect_view()}

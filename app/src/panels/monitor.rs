@@ -90,7 +90,8 @@ pub fn MonitorPanel() -> impl IntoView {
                     Some(Err(e)) => Some(view! { <p class="error">{e.to_string()}</p> }.into_any()),
                     Some(Ok(_)) => rows().map(|(rows, next)| view! {
                         {if rows.is_empty() {
-                            view! { <p class="empty" data-testid="monitor-empty">"No tasks on record match."</p> }.into_any()
+                            let text = if filter.get() == TaskFilter::default() { "No tasks on record yet." } else { "No tasks match these filters." };
+                            view! { <p class="empty" data-testid="monitor-empty">{text}</p> }.into_any()
                         } else {
                             task_table(rows, now).into_any()
                         }}
@@ -186,7 +187,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
                             </td>
                             <td>{move || age(now.get(), created)}</td>
-                            <td>{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
+                            <td data-testid="task-cost">{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
                             <td>{result.map(preview)}</td>
                         </tr>
                     }

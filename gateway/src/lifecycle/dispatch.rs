@@ -27,18 +27,29 @@ const CLAIM_TTL: Duration = Duration::from_secs(90);
 
 pub(super) async fn run(lc: Lifecycle) {
     loop {
-        let wait = match lc.dispatch_round().await {
-            Ok(w) => w,
+        match lc.dispatch_round().await {
+            // The rate guard is full: new submissions cannot go sooner, so only time wakes it.
+            Ok(Round { wait, rate_guard_full: true }) => tokio::time::sleep(wait).await,
+            Ok(Round { wait, .. }) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = lc.0.wake_dispatcher.notified() => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher: store error; retrying");
-                lc.0.opts.tick * 2
+                tokio::time::sleep(lc.0.opts.tick * 2).await;
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = lc.0.wake_dispatcher.notified() => {}
         }
     }
+}
+
+/// How a round ended.
+pub struct Round {
+    /// Sleep this long before the next round (unless woken).
+    pub wait: Duration,
+    /// The round stopped because the rate window is full.
+    pub rate_guard_full: bool,
 }
 
 /// What happened to one task.
@@ -66,11 +77,11 @@ impl Lifecycle {
         Ok(out)
     }
 
-    /// One pass over the queue. Returns how long to sleep before the next.
-    pub async fn dispatch_round(&self) -> StoreResult<Duration> {
+    /// One pass over the queue, oldest first, until the rate window is full.
+    pub async fn dispatch_round(&self) -> StoreResult<Round> {
         let tick = self.0.opts.tick;
         if self.0.kie.is_none() {
-            return Ok(tick * 4);
+            return Ok(Round { wait: tick * 4, rate_guard_full: false });
         }
         let mut wait = tick;
         for t in self.queued_oldest_first().await? {
@@ -89,10 +100,10 @@ impl Lifecycle {
             let sent = self.send(&t.id).await;
             self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
             if let Sent::RateGuardFull(w) = sent? {
-                return Ok(w.min(tick * 4));
+                return Ok(Round { wait: w.min(tick * 4), rate_guard_full: true });
             }
         }
-        Ok(wait)
+        Ok(Round { wait, rate_guard_full: false })
     }
 
     /// Sends one claimed task.

@@ -16,6 +16,9 @@ use crate::store::{StoreResult, now_ms};
 use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
 
 const LEASE: &str = "poller";
+/// How often queued tasks are checked for a submission in doubt past the give-up time (a
+/// large backlog is not read every tick).
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// In-flight tasks looked at per state and round.
 const MAX_PER_STATE: usize = 2000;
 
@@ -33,12 +36,17 @@ pub fn poll_interval(age_ms: u64) -> Duration {
 pub(super) async fn run(lc: Lifecycle) {
     // Next poll per task; kept by the lease holder only (a new holder starts afresh).
     let mut next: HashMap<String, u64> = HashMap::new();
+    let mut last_sweep = tokio::time::Instant::now() - SWEEP_EVERY;
     loop {
         let tick = lc.0.opts.tick;
         let lease_ttl = (tick * 6).max(Duration::from_secs(5));
         match lc.0.store.lease_acquire(LEASE, &lc.0.opts.instance, lease_ttl).await {
             Ok(true) => {
-                if let Err(e) = lc.poll_round(&mut next).await {
+                let sweep = last_sweep.elapsed() >= SWEEP_EVERY;
+                if sweep {
+                    last_sweep = tokio::time::Instant::now();
+                }
+                if let Err(e) = lc.poll_round(&mut next, sweep).await {
                     tracing::warn!(error = %e, "poller: store error; retrying");
                 }
             }
@@ -63,12 +71,18 @@ impl Lifecycle {
         }
     }
 
-    /// One round: give up on overdue tasks, poll the due ones.
-    pub async fn poll_round(&self, next: &mut HashMap<String, u64>) -> StoreResult<()> {
+    /// One round: poll the due tasks, give up on overdue ones; with `sweep`, also on queued
+    /// tasks in doubt.
+    pub async fn poll_round(&self, next: &mut HashMap<String, u64>, sweep: bool) -> StoreResult<()> {
         let give_up = self.0.opts.give_up_after.as_millis() as u64;
         let lease_ttl = (self.0.opts.tick * 6).max(Duration::from_secs(5));
         let mut seen = std::collections::HashSet::new();
-        for state in [TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating] {
+        let states: &[TaskState] = if sweep {
+            &[TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
+        } else {
+            &[TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
+        };
+        for &state in states {
             for t in self.in_state(state).await? {
                 seen.insert(t.id.clone());
                 let now = now_ms();

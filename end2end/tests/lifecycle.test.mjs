@@ -1,0 +1,96 @@
+// A task's life in a real Chromium, in --simulate mode: submitted from the composer, followed
+// live in the Task Monitor without a reload, its result shown; a failing task lands in the
+// Error Review and Retry submits a new task linked to it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { await browser?.close(); });
+
+/** Submits from the composer; returns the new task's id. */
+async function compose(page, model, prompt) {
+  await page.selectOption('[data-testid="composer-model"]', model);
+  await page.fill('[data-testid="composer-project"]', 'e2e');
+  await page.fill('[data-testid="composer-prompt"]', prompt);
+  const before = await page.locator('[data-testid="submit-result"] code').textContent().catch(() => null);
+  await page.click('[data-testid="composer-submit"]');
+  await page.waitForFunction((prev) => {
+    const c = document.querySelector('[data-testid="submit-result"] code');
+    return c && c.textContent !== prev;
+  }, before, { timeout: 10_000 });
+  return (await page.textContent('[data-testid="submit-result"] code')).trim();
+}
+
+/** Watches a row's state (no reload) until `last`; returns every state it showed. */
+async function watchStates(page, id, last, timeoutMs = 40_000) {
+  const seen = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await page.getAttribute(`tr[data-task="${id}"]`, 'data-state', { timeout: 1000 }).catch(() => null);
+    if (state && seen[seen.length - 1] !== state) seen.push(state);
+    if (state === last) return seen;
+    if (Date.now() > deadline) throw new Error(`task ${id} never reached ${last}; showed ${seen.join(' → ')}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+test('a task submitted from the composer moves through its states live and shows its result', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    let navigations = 0;
+    page.on('framenavigated', () => { navigations += 1; });
+
+    const id = await compose(page, 'google/imagen4-fast', 'a lighthouse at dusk');
+    assert.match(id, /^cr_[0-9a-f]+$/);
+    const seen = await watchStates(page, id, 'success');
+    assert.ok(seen.length >= 3, `several states were shown live: ${seen.join(' → ')}`);
+    assert.ok(seen.some((s) => ['waiting', 'queuing', 'generating'].includes(s)), `KIE's states appear: ${seen.join(' → ')}`);
+    assert.equal(navigations, 0, 'no reload');
+    const img = page.locator(`tr[data-task="${id}"] img.thumb`);
+    await img.waitFor({ timeout: 5000 });
+    await page.waitForFunction((sel) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; },
+      `tr[data-task="${id}"] img.thumb`, { timeout: 10_000 });
+    assert.equal((await page.textContent(`tr[data-task="${id}"] [data-testid="task-cost"]`)).trim(), '4', 'the cost KIE charged (4 credits)');
+    // The Gateway's ledger meters count it, from the records, without a reload.
+    await page.waitForFunction(() => {
+      const values = [...document.querySelectorAll('[data-testid="ledger-meters"] .meter-value')].map((v) => v.textContent.trim());
+      return values[0] === '1' && values[1] === '4' && values[2] === '0';
+    }, null, { timeout: 10_000 });
+    assert.deepEqual(errors, [], 'no console errors');
+    await page.screenshot({ path: join(artifacts, 'task-success.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a failing task appears in the Error Review and Retry submits a linked task', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    const id = await compose(page, 'google/imagen4-fast', 'sim:fail on purpose');
+    await watchStates(page, id, 'fail');
+    const item = page.locator(`[data-panel="11"] li[data-task="${id}"]`);
+    await item.waitFor({ timeout: 10_000 });
+    assert.match(await item.textContent(), /Upstream error/);
+    assert.match(await item.textContent(), /Internal error during generation/, "KIE's failMsg");
+    await item.locator('[data-testid="retry"]').click();
+    await page.waitForSelector('[data-testid="retry-result"] code', { timeout: 10_000 });
+    const retried = (await page.textContent('[data-testid="retry-result"] code')).trim();
+    assert.notEqual(retried, id);
+    const row = page.locator(`tr[data-task="${retried}"]`);
+    await row.waitFor({ timeout: 10_000 });
+    assert.match(await row.textContent(), new RegExp(`retry of ${id}`));
+    assert.deepEqual(errors, [], 'no console errors');
+    await page.screenshot({ path: join(artifacts, 'task-retry.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
