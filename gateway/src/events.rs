@@ -33,6 +33,10 @@ const LOCAL_BUFFER: usize = 4096;
 pub struct TaskEvent {
     pub seq: u64,
     pub task: TaskRecord,
+    /// The event as the HTTP layer renders it, made once and shared by every listener of
+    /// this instance (1,000 browsers cost one rendering, not 1,000). Never stored.
+    #[serde(skip)]
+    pub rendered: std::sync::OnceLock<String>,
 }
 
 fn log_key(seq: u64) -> String {
@@ -42,7 +46,7 @@ fn log_key(seq: u64) -> String {
 /// Numbers, keeps and publishes a task's new state.
 pub async fn publish(store: &dyn Store, task: &TaskRecord) -> StoreResult<u64> {
     let seq = store.counter_add(SEQ_KEY, 1, None).await? as u64;
-    let event = TaskEvent { seq, task: task.clone() };
+    let event = TaskEvent { seq, task: task.clone(), rendered: Default::default() };
     let bytes = serde_json::to_vec(&event).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
     store.kv_set(&log_key(seq), &bytes, Some(REPLAY_TTL)).await?;
     store.publish(CHANNEL, &bytes).await?;

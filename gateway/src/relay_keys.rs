@@ -182,8 +182,31 @@ pub async fn revoke(store: &dyn Store, id: &str) -> Result<RelayKey, RelayKeyErr
     Ok(key)
 }
 
-/// The live key this text opens, or [`RelayKeyError::Unauthorized`].
-pub async fn authenticate(store: &dyn Store, text: &str) -> Result<RelayKey, RelayKeyError> {
+/// When this instance last recorded each key's use, so that a busy key costs one store write
+/// a minute, not one per request.
+#[derive(Default)]
+pub struct LastUse(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl LastUse {
+    /// Whether `id`'s use should be written now (and notes that it is).
+    fn due(&self, id: &str, now: u64) -> bool {
+        let Ok(mut seen) = self.0.lock() else { return true };
+        if seen.len() > MAX_KEYS * 2 {
+            seen.clear();
+        }
+        match seen.get(id) {
+            Some(t) if now.saturating_sub(*t) < LAST_USED_EVERY_MS => false,
+            _ => {
+                seen.insert(id.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// The live key this text opens, or [`RelayKeyError::Unauthorized`]. Reads the key's record
+/// every time, so a revocation holds at once on every instance.
+pub async fn authenticate(store: &dyn Store, last_use: &LastUse, text: &str) -> Result<RelayKey, RelayKeyError> {
     let id = text.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')).map(|(id, _)| id).ok_or(RelayKeyError::Unauthorized)?;
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(RelayKeyError::Unauthorized);
@@ -193,17 +216,13 @@ pub async fn authenticate(store: &dyn Store, text: &str) -> Result<RelayKey, Rel
         return Err(RelayKeyError::Unauthorized);
     }
     // Last use lives in its own entry so that it never races a revocation of the record;
-    // written at most once a minute per key (the entry's TTL is the throttle).
-    let mark = format!("relaykey:{id}:seen");
-    match store.kv_set_nx(&mark, b"1", Some(Duration::from_millis(LAST_USED_EVERY_MS))).await {
-        Ok(true) => {
-            if let Err(e) = store.kv_set(&used_key(id), now_ms().to_string().as_bytes(), None).await {
-                tracing::warn!(error = %e, "cannot record a relay key's last use");
-            }
-        }
-        Ok(false) => {}
-        // Best effort: bookkeeping never refuses a valid key.
-        Err(e) => tracing::warn!(error = %e, "cannot record a relay key's last use"),
+    // written at most once a minute per key and instance. Best effort: bookkeeping never
+    // refuses a valid key.
+    let now = now_ms();
+    if last_use.due(id, now)
+        && let Err(e) = store.kv_set(&used_key(id), now.to_string().as_bytes(), None).await
+    {
+        tracing::warn!(error = %e, "cannot record a relay key's last use");
     }
     Ok(key)
 }

@@ -207,6 +207,10 @@ async fn callback_to_browser(out: &mut String) {
                 }
             };
             let answer = post.await.expect("post");
+            // KIE's callbacks follow its task rate (at most 2 a second per account); pacing them
+            // keeps confirmations inside the shared 10-per-second recordInfo window, whose waits
+            // would otherwise be measured instead of the path.
+            tokio::time::sleep(Duration::from_millis(150)).await;
             // Count only the callbacks that made the change (the poller may win a race).
             if answer["msg"] == "applied" {
                 lat.push(arrived);

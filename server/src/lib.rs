@@ -115,6 +115,8 @@ pub struct AppState {
     /// Turns `true` when the server begins to shut down: endless responses (live events) end
     /// then, so a graceful shutdown does not wait on open browsers.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// When this instance last recorded each relay key's use.
+    pub key_use: Arc<gateway::relay_keys::LastUse>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -227,7 +229,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let _workers = lifecycle.spawn_workers();
     let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie, stopping };
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie, stopping, key_use: Arc::default() };
     tracing::info!(
         %addr,
         store = store.backend(),

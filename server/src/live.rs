@@ -23,8 +23,8 @@ fn last_seen(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
 fn to_event(feed: Feed) -> Event {
     match feed {
         Feed::Event(e) => {
-            let row = app::view::TaskRow::from(e.task.clone());
-            Event::default().id(e.seq.to_string()).event("task").data(serde_json::to_string(&row).unwrap_or_default())
+            let data = e.rendered.get_or_init(|| serde_json::to_string(&app::view::TaskRow::from(e.task.clone())).unwrap_or_default());
+            Event::default().id(e.seq.to_string()).event("task").data(data.as_str())
         }
         Feed::Reset => Event::default().event("reset").data("reload"),
     }

@@ -66,7 +66,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey,
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .unwrap_or("");
-    match relay_keys::authenticate(state.lifecycle.store().as_ref(), presented).await {
+    match relay_keys::authenticate(state.lifecycle.store().as_ref(), &state.key_use, presented).await {
         Ok(key) => Ok(key),
         Err(RelayKeyError::Store(e)) => {
             tracing::error!(error = %e, "relay: cannot check a key");
@@ -112,19 +112,28 @@ async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: By
 }
 
 async fn record_info_route(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let key = match authenticate(&state, &headers).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
     let task_id = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "taskId")
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.trim().is_empty());
-    let Some(task_id) = task_id else { return kie_error(400, "taskId parameter is required") };
-    if task_id.len() > 128 {
-        return kie_error(422, "taskId is too long");
-    }
-    match state.lifecycle.find(task_id.trim()).await {
+    let task_id = match task_id {
+        Some(t) if t.len() <= 128 => t,
+        // A bad key is told so first, whatever else is wrong.
+        other => {
+            if let Err(r) = authenticate(&state, &headers).await {
+                return r;
+            }
+            return if other.is_none() { kie_error(400, "taskId parameter is required") } else { kie_error(422, "taskId is too long") };
+        }
+    };
+    // The key and the task are read at once (one round trip's wait, not two); nothing about
+    // the task is answered unless the key is good.
+    let (key, found) = tokio::join!(authenticate(&state, &headers), state.lifecycle.find(task_id.trim()));
+    let key = match key {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    match found {
         // Another project's task reads exactly like a missing one.
         Ok(Some(t)) if t.project == key.project => kie_answer(200, "success", record_info(&t)),
         Ok(_) => kie_error(404, "No task with this taskId"),

@@ -448,3 +448,40 @@ async fn two_instances_on_one_redis_see_each_others_tasks_live() {
         s.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test]
+async fn relay_keys_from_the_cli_open_the_relay_until_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_control-room");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.path())
+            .output()
+            .expect("run control-room");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let created = cli(&["key", "create", "--project", "trailer", "--name", "render farm"]);
+    let text = created.lines().find_map(|l| l.strip_prefix("key:")).map(str::trim).expect("the key is printed").to_string();
+    assert!(text.starts_with("kcr_"), "{created}");
+    let id = text.trim_start_matches("kcr_").split('_').next().expect("id").to_string();
+    let listed = cli(&["key", "list"]);
+    assert!(listed.contains(&id) && listed.contains("render farm") && listed.contains("trailer"), "{listed}");
+    assert!(!listed.contains(&text), "the key itself is never listed");
+
+    let relay = |base: String, key: String| async move {
+        reqwest::Client::new().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=nope")).bearer_auth(key).send().await.expect("get").status().as_u16()
+    };
+    let s = start(config(embedded(&dir), Some(KEY))).await;
+    assert_eq!(relay(s.base.clone(), text.clone()).await, 404, "the key opens the relay (the task is unknown)");
+    s.shutdown().await.expect("shutdown");
+
+    let revoked = cli(&["key", "revoke", &id]);
+    assert!(revoked.contains("Revoked"), "{revoked}");
+    let s = start(config(embedded(&dir), Some(KEY))).await;
+    assert_eq!(relay(s.base.clone(), text).await, 401, "a revoked key is refused");
+    s.shutdown().await.expect("shutdown");
+}
