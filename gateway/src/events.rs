@@ -68,17 +68,31 @@ pub struct EventHub {
     tx: broadcast::Sender<Arc<TaskEvent>>,
     /// Highest sequence number this hub has passed on.
     last_seq: Arc<AtomicU64>,
+    /// The forwarding task, stopped by [`EventHub::stop`].
+    forwarder: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl EventHub {
     /// Subscribes and starts forwarding (resubscribing with backoff if the store drops it).
     pub async fn start(store: Arc<dyn Store>) -> StoreResult<EventHub> {
         let (tx, _) = broadcast::channel(LOCAL_BUFFER);
-        let hub = EventHub { store, tx, last_seq: Arc::default() };
+        let hub = EventHub { store, tx, last_seq: Arc::default(), forwarder: Arc::default() };
         let first = hub.store.subscribe(CHANNEL).await?;
         hub.last_seq.store(hub.current_seq().await?, Ordering::Relaxed);
-        tokio::spawn(hub.clone().forward(first));
+        let task = tokio::spawn(hub.clone().forward(first));
+        if let Ok(mut slot) = hub.forwarder.lock() {
+            *slot = Some(task);
+        }
         Ok(hub)
+    }
+
+    /// Stops forwarding and lets go of the subscription (and the store it holds).
+    pub async fn stop(&self) {
+        let task = self.forwarder.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     async fn current_seq(&self) -> StoreResult<u64> {

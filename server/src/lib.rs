@@ -226,10 +226,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);
     let hub = EventHub::start(store.clone()).await.map_err(|e| ServerError::Store(format!("cannot subscribe to live events: {e}")))?;
-    let _workers = lifecycle.spawn_workers();
+    let workers = lifecycle.spawn_workers();
     let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub, kie, stopping, key_use: Arc::default() };
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, key_use: Arc::default() };
     tracing::info!(
         %addr,
         store = store.backend(),
@@ -243,6 +243,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         let _ = stop_tx.send(true);
     };
     axum::serve(listener, router(state, console)).with_graceful_shutdown(shutdown).await?;
+    // Let go of the store (the embedded one is a file another process may open next).
+    workers.stop().await;
+    hub.stop().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

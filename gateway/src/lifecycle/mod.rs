@@ -191,6 +191,16 @@ impl Lifecycle {
 /// The background workers of one instance; dropping this stops them.
 pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
 
+impl Workers {
+    /// Stops every worker and waits until each has let go of what it held.
+    pub async fn stop(mut self) {
+        for h in std::mem::take(&mut self.0) {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+}
+
 impl Drop for Workers {
     fn drop(&mut self) {
         for h in &self.0 {
