@@ -119,16 +119,9 @@ mod server_side {
         Ok(TaskList { rows: page.tasks.into_iter().map(TaskRow::from).collect(), next: page.next })
     }
 
-    /// The message a person sees for a refused submission (a store failure is logged, not
-    /// shown).
+    /// The message a person sees for a refused submission.
     pub fn submit_error(e: SubmitError) -> ServerFnError {
-        match e {
-            SubmitError::Store(inner) => {
-                tracing::error!(error = %inner, "submission failed in the store");
-                ServerFnError::new("The task store is unavailable; nothing was recorded. Try again shortly.")
-            }
-            other => ServerFnError::new(other.to_string()),
-        }
+        ServerFnError::new(e.public_message())
     }
 
     pub fn model_options(ctx: &ConsoleContext) -> Vec<ModelOption> {
@@ -138,13 +131,13 @@ mod server_side {
             .models()
             .iter()
             .map(|m| {
-                let (priced_by, choices) = match &m.price {
-                    PriceRule::Flat(_) => (None, Vec::new()),
-                    PriceRule::Resolution(t) => (Some("resolution"), sorted(t.keys())),
-                    PriceRule::Quality(t) => (Some("quality"), sorted(t.keys())),
-                    PriceRule::Duration { .. } => (Some("duration"), vec!["5".into(), "10".into()]),
+                let choices = match &m.price {
+                    PriceRule::Flat(_) => Vec::new(),
+                    PriceRule::Resolution(t) | PriceRule::Quality(t) => sorted(t.keys()),
+                    PriceRule::Duration { .. } => vec!["5".into(), "10".into()],
                 };
-                ModelOption { id: m.id.clone(), category: m.category.clone(), purpose: m.purpose.clone(), required: m.required.clone(), priced_by: priced_by.map(str::to_string), choices }
+                let priced_by = m.price.priced_by().map(str::to_string);
+                ModelOption { id: m.id.clone(), category: m.category.clone(), purpose: m.purpose.clone(), required: m.required.clone(), priced_by, choices }
             })
             .collect()
     }
@@ -249,12 +242,7 @@ pub async fn submit_task(
         input.insert("prompt".into(), prompt.into());
     }
     let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let priced_by = ctx.lifecycle.catalog().get(&model).and_then(|m| match &m.price {
-        gateway::catalog::PriceRule::Resolution(_) => Some("resolution"),
-        gateway::catalog::PriceRule::Quality(_) => Some("quality"),
-        gateway::catalog::PriceRule::Duration { .. } => Some("duration"),
-        gateway::catalog::PriceRule::Flat(_) => None,
-    });
+    let priced_by = ctx.lifecycle.catalog().get(&model).and_then(|m| m.price.priced_by());
     if let (Some(field), Some(v)) = (priced_by, option(choice)) {
         input.insert(field.into(), v.into());
     }

@@ -31,6 +31,18 @@ pub enum PriceRule {
     Duration { std_per_5s: f64, pro_per_5s: f64 },
 }
 
+impl PriceRule {
+    /// The input field the price depends on, if any.
+    pub fn priced_by(&self) -> Option<&'static str> {
+        match self {
+            PriceRule::Flat(_) => None,
+            PriceRule::Resolution(_) => Some("resolution"),
+            PriceRule::Quality(_) => Some("quality"),
+            PriceRule::Duration { .. } => Some("duration"),
+        }
+    }
+}
+
 /// One model as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

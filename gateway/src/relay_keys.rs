@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+use crate::secret::{hex, random_hex};
 use crate::store::{Store, StoreError, now_ms};
 
 const PREFIX: &str = "kcr_";
@@ -77,23 +78,8 @@ fn hash(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `n` random bytes from the operating system, hex-encoded.
-pub fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    if let Err(e) = getrandom::fill(&mut buf) {
-        // The OS random source failing is not something to paper over with a weak one.
-        panic!("the operating system's random source failed: {e}");
-    }
-    hex(&buf)
-}
-
 fn check_label(what: &str, v: &str) -> Result<(), RelayKeyError> {
-    let ok = !v.trim().is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_alphanumeric() || " -_.".contains(c));
-    if ok { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be 1–64 letters, digits, spaces, '-', '_' or '.'"))) }
+    if crate::task::valid_name(v) { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be {}", crate::task::NAME_RULE))) }
 }
 
 async fn ids(store: &dyn Store) -> Result<Vec<String>, RelayKeyError> {
@@ -168,7 +154,7 @@ pub async fn list(store: &dyn Store) -> Result<Vec<RelayKey>, RelayKeyError> {
             out.push(k);
         }
     }
-    out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    out.sort_by_key(|k| std::cmp::Reverse(k.created_ms));
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! [`Secret`]: a string the server uses but never shows — `Debug` prints no part of it, and
-//! there is no `Display` or `Serialize`.
+//! there is no `Display` or `Serialize`. Also [`random_hex`], where ids, tokens and keys get
+//! their randomness.
 
 use sha2::{Digest, Sha256};
 
@@ -26,4 +27,18 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(redacted)")
     }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `n` random bytes from the operating system, hex-encoded.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    if let Err(e) = getrandom::fill(&mut buf) {
+        // The OS random source failing is not something to paper over with a weak one.
+        panic!("the operating system's random source failed: {e}");
+    }
+    hex(&buf)
 }

@@ -269,6 +269,15 @@ impl TaskRecord {
     }
 }
 
+/// Whether `v` is a usable name for a project or a label: 1–64 letters, digits, spaces, `-`,
+/// `_` or `.` (it appears in index keys, filters and the CLI).
+pub fn valid_name(v: &str) -> bool {
+    !v.trim().is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_alphanumeric() || " -_.".contains(c))
+}
+
+/// What [`valid_name`] allows, for error messages.
+pub const NAME_RULE: &str = "1–64 letters, digits, spaces, '-', '_' or '.'";
+
 /// Names of the task indexes, shared by both store backends.
 pub mod index {
     use super::TaskState;

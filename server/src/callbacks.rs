@@ -16,7 +16,7 @@ pub async fn kie_callback(State(state): State<AppState>, Path(token): Path<Strin
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let outcome = state.lifecycle.on_callback(&token, header("x-webhook-timestamp"), header("x-webhook-signature"), &body).await;
     let (status, msg) = match outcome {
-        Ok(CallbackOutcome::Applied(_)) => (StatusCode::OK, "applied"),
+        Ok(CallbackOutcome::Applied) => (StatusCode::OK, "applied"),
         Ok(CallbackOutcome::Unchanged) => (StatusCode::OK, "already known"),
         Ok(CallbackOutcome::AlreadyFinal) => (StatusCode::OK, "task already final"),
         Ok(CallbackOutcome::Deferred) => (StatusCode::OK, "accepted; confirmation deferred to polling"),

@@ -48,17 +48,6 @@ pub fn submit_error_code(e: &SubmitError) -> i64 {
     }
 }
 
-/// The message a caller sees: the error itself, except a store failure (logged, not shown).
-pub fn submit_error_message(e: &SubmitError) -> String {
-    match e {
-        SubmitError::Store(inner) => {
-            tracing::error!(error = %inner, "submission failed in the store");
-            "The task store is unavailable; nothing was recorded. Try again shortly.".into()
-        }
-        other => other.to_string(),
-    }
-}
-
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -107,7 +96,7 @@ async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     match state.lifecycle.submit(submission).await {
         Ok(t) => kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id })),
-        Err(e) => kie_error(submit_error_code(&e), &submit_error_message(&e)),
+        Err(e) => kie_error(submit_error_code(&e), &e.public_message()),
     }
 }
 

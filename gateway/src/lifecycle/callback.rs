@@ -18,7 +18,7 @@ use crate::task::TaskRecord;
 #[derive(Debug)]
 pub enum CallbackOutcome {
     /// Confirmed and applied.
-    Applied(TaskRecord),
+    Applied,
     /// Confirmed; the task already knew (a duplicate or a late, older state).
     Unchanged,
     /// The task had ended already.
@@ -101,7 +101,7 @@ impl Lifecycle {
             self.0.store.kv_set(&kie_id_key(kie_id), task.id.as_bytes(), Some(LOOKUP_TTL)).await?;
         }
         Ok(match self.apply_upstream_state(&task.id, &status).await? {
-            Some(t) => CallbackOutcome::Applied(t),
+            Some(_) => CallbackOutcome::Applied,
             None => CallbackOutcome::Unchanged,
         })
     }

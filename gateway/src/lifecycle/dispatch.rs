@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
 use crate::kie::KieError;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
+use crate::task::{FailClass, TaskState};
 
 /// Most queued tasks looked at in one round.
 const MAX_ROUND: usize = 1000;
@@ -61,22 +61,6 @@ enum Sent {
 }
 
 impl Lifecycle {
-    /// Queued tasks, oldest first.
-    async fn queued_oldest_first(&self) -> StoreResult<Vec<TaskRecord>> {
-        let mut out = Vec::new();
-        let mut q = TaskQuery { state: Some(TaskState::Queued), limit: crate::task::MAX_PAGE, ..Default::default() };
-        loop {
-            let page = self.0.store.task_list(&q).await?;
-            out.extend(page.tasks);
-            match page.next {
-                Some(next) if out.len() < MAX_ROUND => q.after = Some(next),
-                _ => break,
-            }
-        }
-        out.reverse();
-        Ok(out)
-    }
-
     /// One pass over the queue, oldest first, until the rate window is full.
     pub async fn dispatch_round(&self) -> StoreResult<Round> {
         let tick = self.0.opts.tick;
@@ -84,7 +68,9 @@ impl Lifecycle {
             return Ok(Round { wait: tick * 4, rate_guard_full: false });
         }
         let mut wait = tick;
-        for t in self.queued_oldest_first().await? {
+        let mut queued = self.in_state(TaskState::Queued, MAX_ROUND).await?;
+        queued.reverse(); // oldest first
+        for t in queued {
             if t.in_doubt() {
                 continue;
             }

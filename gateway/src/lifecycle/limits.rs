@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::Lifecycle;
-use crate::relay_keys::random_hex;
+use crate::secret::random_hex;
 use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult};
 
 /// The window every instance's `createTask` calls count against.

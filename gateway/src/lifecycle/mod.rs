@@ -78,7 +78,7 @@ impl Default for LifecycleOptions {
             rate_window: Duration::from_secs(10),
             record_info_per_sec: 10,
             tick: Duration::from_millis(500),
-            instance: format!("instance-{}", crate::relay_keys::random_hex(4)),
+            instance: format!("instance-{}", crate::secret::random_hex(4)),
         }
     }
 }
@@ -145,6 +145,20 @@ impl Lifecycle {
         match self.0.store.kv_get(&kie_id_key(id)).await? {
             Some(ours) => self.0.store.task_get(&String::from_utf8_lossy(&ours)).await,
             None => Ok(None),
+        }
+    }
+
+    /// Tasks in `state`, newest first, up to about `cap` (whole pages).
+    pub(crate) async fn in_state(&self, state: crate::TaskState, cap: usize) -> StoreResult<Vec<TaskRecord>> {
+        let mut out = Vec::new();
+        let mut q = crate::task::TaskQuery { state: Some(state), limit: crate::task::MAX_PAGE, ..Default::default() };
+        loop {
+            let page = self.0.store.task_list(&q).await?;
+            out.extend(page.tasks);
+            match page.next {
+                Some(next) if out.len() < cap => q.after = Some(next),
+                _ => return Ok(out),
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::Lifecycle;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
+use crate::task::{FailClass, TaskRecord, TaskState};
 
 const LEASE: &str = "poller";
 /// How often queued tasks are checked for a submission in doubt past the give-up time (a
@@ -38,9 +38,7 @@ pub(super) async fn run(lc: Lifecycle) {
     let mut next: HashMap<String, u64> = HashMap::new();
     let mut last_sweep = tokio::time::Instant::now() - SWEEP_EVERY;
     loop {
-        let tick = lc.0.opts.tick;
-        let lease_ttl = (tick * 6).max(Duration::from_secs(5));
-        match lc.0.store.lease_acquire(LEASE, &lc.0.opts.instance, lease_ttl).await {
+        match lc.0.store.lease_acquire(LEASE, &lc.0.opts.instance, lc.poller_lease_ttl()).await {
             Ok(true) => {
                 let sweep = last_sweep.elapsed() >= SWEEP_EVERY;
                 if sweep {
@@ -53,29 +51,21 @@ pub(super) async fn run(lc: Lifecycle) {
             Ok(false) => next.clear(),
             Err(e) => tracing::warn!(error = %e, "poller: cannot take its lease"),
         }
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep(lc.0.opts.tick).await;
     }
 }
 
 impl Lifecycle {
-    async fn in_state(&self, state: TaskState) -> StoreResult<Vec<TaskRecord>> {
-        let mut out = Vec::new();
-        let mut q = TaskQuery { state: Some(state), limit: crate::task::MAX_PAGE, ..Default::default() };
-        loop {
-            let page = self.0.store.task_list(&q).await?;
-            out.extend(page.tasks);
-            match page.next {
-                Some(n) if out.len() < MAX_PER_STATE => q.after = Some(n),
-                _ => return Ok(out),
-            }
-        }
+    /// The poller's lease lasts a few ticks, so a stopped instance hands over quickly.
+    fn poller_lease_ttl(&self) -> Duration {
+        (self.0.opts.tick * 6).max(Duration::from_secs(5))
     }
 
     /// One round: poll the due tasks, give up on overdue ones; with `sweep`, also on queued
     /// tasks in doubt.
     pub async fn poll_round(&self, next: &mut HashMap<String, u64>, sweep: bool) -> StoreResult<()> {
         let give_up = self.0.opts.give_up_after.as_millis() as u64;
-        let lease_ttl = (self.0.opts.tick * 6).max(Duration::from_secs(5));
+        let lease_ttl = self.poller_lease_ttl();
         let mut seen = std::collections::HashSet::new();
         let states: &[TaskState] = if sweep {
             &[TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
@@ -83,7 +73,7 @@ impl Lifecycle {
             &[TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
         };
         for &state in states {
-            for t in self.in_state(state).await? {
+            for t in self.in_state(state, MAX_PER_STATE).await? {
                 seen.insert(t.id.clone());
                 let now = now_ms();
                 if state == TaskState::Queued {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{LOOKUP_TTL, Lifecycle, token_key};
 use crate::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
-use crate::relay_keys::random_hex;
+use crate::secret::random_hex;
 use crate::store::{StoreError, now_ms};
 use crate::task::{RelayCallback, TaskRecord};
 
@@ -45,14 +45,27 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl SubmitError {
+    /// What the person or program that submitted is told: the error itself, except a store
+    /// failure, which is logged here and not shown.
+    pub fn public_message(&self) -> String {
+        match self {
+            SubmitError::Store(inner) => {
+                tracing::error!(error = %inner, "submission failed in the store");
+                "The task store is unavailable; nothing was recorded. Try again shortly.".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(msg.into())
 }
 
-/// A project name: 1–64 letters, digits, spaces, `-`, `_`, `.`.
+/// A project name (see [`crate::task::valid_name`]).
 pub fn check_project(p: &str) -> Result<(), SubmitError> {
-    let ok = !p.trim().is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_alphanumeric() || " -_.".contains(c));
-    if ok { Ok(()) } else { Err(invalid("project must be 1–64 letters, digits, spaces, '-', '_' or '.'")) }
+    if crate::task::valid_name(p) { Ok(()) } else { Err(invalid(format!("project must be {}", crate::task::NAME_RULE))) }
 }
 
 impl Lifecycle {
