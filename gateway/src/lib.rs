@@ -4,7 +4,7 @@
 //! Map of the crate:
 //! - [`credits`] — [`Credits`], KIE's unit of money held exactly (milli-credits), and USD.
 //! - [`task`] — [`TaskRecord`], [`TaskState`], listing queries and pages: what a task is.
-//! - [`secret`] — [`Secret`], a string that never prints.
+//! - [`secret`] — [`Secret`], a string that never prints; `random_hex` for ids, tokens, keys.
 //! - [`kie`] — the KIE client: wire types, typed errors, callback signatures, one adapter per
 //!   API family.
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, leases,
