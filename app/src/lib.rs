@@ -69,6 +69,7 @@ fn ControlRoom() -> impl IntoView {
     // The status (ledger meters included) reloads when a task ends.
     let status: StatusResource = Resource::new(move || live.ended.get(), |_| api::load_console_status());
     provide_context(status);
+    panels::market::Market::provide();
 
     // Hydration marker for the end-to-end suite: effects run only in the browser, after
     // hydration has attached every handler.

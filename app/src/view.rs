@@ -104,6 +104,8 @@ pub struct TaskRow {
     /// The first words of the prompt.
     pub prompt: Option<String>,
     pub retry_of: Option<String>,
+    /// While it waits for the rate guard: its place and expected wait ("#3 · ≈ 10 s").
+    pub queue: Option<String>,
 }
 
 impl TaskRow {
@@ -148,15 +150,28 @@ impl From<gateway::TaskRecord> for TaskRow {
             result_urls: t.result_urls,
             prompt,
             retry_of: t.retry_of,
+            queue: None,
         }
     }
 }
 
-/// A model the composer offers.
+/// One price of a model: for a value of its priced-by choice (and a mode, for video).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PricePoint {
+    pub choice: Option<String>,
+    pub mode: Option<String>,
+    /// Credits as a decimal string.
+    pub credits: String,
+    /// `$0.04`.
+    pub usd: String,
+}
+
+/// A model of the Market, as the composer and the Market and Pinned panels show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelOption {
     pub id: String,
     pub category: String,
+    pub provider: String,
     pub purpose: String,
     /// Input fields it requires.
     pub required: Vec<String>,
@@ -164,6 +179,93 @@ pub struct ModelOption {
     pub priced_by: Option<String>,
     /// The values that choice takes.
     pub choices: Vec<String>,
+    /// Its price for every choice (and mode), computed by the same rule that prices a task.
+    pub prices: Vec<PricePoint>,
+    /// Pinned by the person looking.
+    pub pinned: bool,
+}
+
+impl ModelOption {
+    /// The price for this choice and mode (the first price when the choice is not given).
+    pub fn price_for(&self, choice: &str, mode: &str) -> Option<&PricePoint> {
+        let fits = |p: &&PricePoint| {
+            p.choice.as_deref().is_none_or(|c| choice.is_empty() || c == choice) && p.mode.as_deref().is_none_or(|m| m == mode)
+        };
+        self.prices.iter().find(fits).or(self.prices.first())
+    }
+
+    /// The cheapest price, for the Market's list.
+    pub fn from_price(&self) -> Option<&PricePoint> {
+        self.prices.iter().min_by(|a, b| a.credits.parse::<f64>().unwrap_or(0.0).total_cmp(&b.credits.parse::<f64>().unwrap_or(0.0)))
+    }
+}
+
+/// The Market: every model with its prices, and the date they were taken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarketView {
+    pub models: Vec<ModelOption>,
+    pub prices_taken: String,
+    /// Whose pins `pinned` reflects.
+    pub user: String,
+}
+
+/// One cost rule as the Budget panel shows it (amounts in dollars and credits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    /// "team", "project trailer", …
+    pub label: String,
+    pub project: Option<String>,
+    pub user: Option<String>,
+    pub per_job: Option<String>,
+    pub per_day: Option<String>,
+    pub total: Option<String>,
+    pub updated_by: String,
+}
+
+/// A spend meter of one cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterView {
+    /// "project trailer — max per rolling 24 h".
+    pub label: String,
+    /// `$4.80 (960 credits)`.
+    pub used: String,
+    pub cap: String,
+    pub percent: u32,
+}
+
+/// The Budget panel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub rules: Vec<RuleView>,
+    pub meters: Vec<MeterView>,
+    /// Recent alerts, newest first: (Unix ms, message).
+    pub alerts: Vec<(u64, String)>,
+}
+
+/// One rate guard rule and how full it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardRuleView {
+    pub rule: String,
+    pub used: i64,
+    pub limit: i64,
+}
+
+/// The Throttle panel: the rate guard's rules, its queue and KIE's 429s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleView {
+    pub rules: Vec<GuardRuleView>,
+    pub margin_ms: u64,
+    /// Tasks waiting for the guard.
+    pub depth: usize,
+    /// Expected wait of the last task in the queue, ms.
+    pub drain_ms: u64,
+    /// The next few tasks to leave: (task id, owner, expected wait ms).
+    pub next: Vec<(String, String, u64)>,
+    pub by_owner: Vec<(String, usize)>,
+    pub backed_off: usize,
+    pub in_doubt: usize,
+    pub cooldown_ms: Option<u64>,
+    pub rate_limited_total: i64,
 }
 
 /// What a submission from the console answered.

@@ -10,6 +10,11 @@
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, leases,
 //!   publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`].
 //! - [`catalog`] — the models the Control Room accepts, their inputs and price rules.
+//! - [`budget`] — cost rules: per job, per rolling day and in total, for the team, a project
+//!   or a person; reservations at submit, settlement when a task ends, alerts.
+//! - [`rate_guard`] — the rate guard's limit kinds (requests per window, concurrent tasks,
+//!   tokens per window) as configuration.
+//! - [`pins`] — each person's pinned models.
 //! - [`lifecycle`] — [`Lifecycle`]: submit, dispatcher, callbacks, fallback poller, relay
 //!   callbacks, KIE's limits; the one idempotent `apply_upstream_state`.
 //! - [`events`] — live task events through the store, numbered and replayable.
@@ -18,11 +23,14 @@
 //!
 //! See `docs/architecture.md` for the data flow of a task and where a change goes.
 
+pub mod budget;
 pub mod catalog;
 pub mod credits;
 pub mod events;
 pub mod kie;
 pub mod lifecycle;
+pub mod pins;
+pub mod rate_guard;
 pub mod relay;
 pub mod relay_keys;
 pub mod secret;

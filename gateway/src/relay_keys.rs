@@ -7,15 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 use crate::secret::{hex, random_hex};
 use crate::store::{Store, StoreError, now_ms};
 
 const PREFIX: &str = "kcr_";
-/// The list of key ids (guarded by [`LIST_LEASE`] for read-modify-write).
+/// The list of key ids (edited with [`crate::store::edit_doc`]).
 const LIST_KEY: &str = "relaykeys";
-const LIST_LEASE: &str = "relaykeys:edit";
 /// How often `last_used_ms` is written at most.
 const LAST_USED_EVERY_MS: u64 = 60_000;
 /// Most keys a deployment holds.
@@ -82,13 +80,6 @@ fn check_label(what: &str, v: &str) -> Result<(), RelayKeyError> {
     if crate::task::valid_name(v) { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be {}", crate::task::NAME_RULE))) }
 }
 
-async fn ids(store: &dyn Store) -> Result<Vec<String>, RelayKeyError> {
-    Ok(match store.kv_get(LIST_KEY).await? {
-        Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("relay key list: {e}")))?,
-        None => Vec::new(),
-    })
-}
-
 async fn get(store: &dyn Store, id: &str) -> Result<Option<RelayKey>, RelayKeyError> {
     match store.kv_get(&record_key(id)).await? {
         Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("relay key {id}: {e}")))?)),
@@ -120,35 +111,21 @@ pub async fn create(store: &dyn Store, project: &str, name: &str) -> Result<NewK
     // The record first: a crash before the list is updated leaves an unlisted key that
     // nobody holds (its text was never shown), not a listed key without a record.
     put(store, &key).await?;
-    let holder = random_hex(8);
-    let mut tries = 0;
-    while !store.lease_acquire(LIST_LEASE, &holder, Duration::from_secs(5)).await? {
-        tries += 1;
-        if tries > 100 {
-            return Err(RelayKeyError::Invalid("the key list is busy; try again".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let result = async {
-        let mut list = ids(store).await?;
+    crate::store::edit_doc(store, LIST_KEY, |list: &mut Vec<String>| {
         if list.len() >= MAX_KEYS {
             return Err(RelayKeyError::Invalid(format!("at most {MAX_KEYS} relay keys; revoke some first")));
         }
         list.push(id);
-        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        store.kv_set(LIST_KEY, &bytes, None).await?;
         Ok(())
-    }
-    .await;
-    store.lease_release(LIST_LEASE, &holder).await?;
-    result?;
+    })
+    .await?;
     Ok(NewKey { key, text: crate::Secret::new(text) })
 }
 
 /// Every key, newest first.
 pub async fn list(store: &dyn Store) -> Result<Vec<RelayKey>, RelayKeyError> {
     let mut out = Vec::new();
-    for id in ids(store).await? {
+    for id in crate::store::read_doc::<Vec<String>>(store, LIST_KEY).await? {
         if let Some(mut k) = get(store, &id).await? {
             k.last_used_ms = store.kv_get(&used_key(&id)).await?.and_then(|b| String::from_utf8(b).ok()?.parse().ok());
             out.push(k);

@@ -138,6 +138,10 @@ pub struct TaskRecord {
     /// The task this one retries (Error Review's Retry).
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// Written, but its cost rules not yet reserved: the dispatcher leaves it alone, and if
+    /// the submitting instance died before finishing, resolves it (see `lifecycle::submit`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_pending: bool,
 }
 
 /// What the dispatcher knows of sending a task to KIE.
@@ -190,6 +194,8 @@ pub enum FailClass {
     CallbackLost,
     /// The media passed KIE's retention period.
     ResultExpired,
+    /// A cost rule refused it (only for a submission whose instance stopped half-way).
+    Budget,
 }
 
 impl FailClass {
@@ -202,6 +208,7 @@ impl FailClass {
             FailClass::Auth => "Key rejected",
             FailClass::CallbackLost => "Callback lost",
             FailClass::ResultExpired => "Result expired",
+            FailClass::Budget => "Over budget",
         }
     }
 }
@@ -234,6 +241,7 @@ impl TaskRecord {
             finished_ms: None,
             relay_callback: None,
             retry_of: None,
+            budget_pending: false,
         }
     }
 

@@ -48,6 +48,7 @@ macro_rules! conformance {
 conformance!(
     task_insert_is_write_once,
     task_update_is_compare_and_set_and_moves_indexes,
+    task_delete_is_compare_and_set_and_clears_indexes,
     task_list_is_newest_first_filtered_and_paginated,
     task_counts_follow_states,
     kv_set_get_nx_delete_and_ttl,
@@ -119,6 +120,19 @@ mod cases {
         let ghost = task("ghost", "p", "o", "m", 1);
         assert_eq!(b.store.task_update(&ghost).await.unwrap(), None);
         assert_eq!(b.store.task_get("ghost").await.unwrap(), None);
+    }
+
+    pub async fn task_delete_is_compare_and_set_and_clears_indexes(b: Backend) {
+        let t = task("t1", "trailer", "ana", "veo3", 5_000);
+        b.store.task_insert(&t).await.unwrap();
+        assert!(!b.store.task_delete("t1", t.version + 1).await.unwrap(), "a wrong version must not delete");
+        assert!(b.store.task_get("t1").await.unwrap().is_some());
+        assert!(b.peer.task_delete("t1", t.version).await.unwrap());
+        assert_eq!(b.store.task_get("t1").await.unwrap(), None);
+        assert!(!b.store.task_delete("t1", t.version).await.unwrap(), "a second delete finds nothing");
+        let by_project = TaskQuery { project: Some("trailer".into()), ..Default::default() };
+        assert!(b.store.task_list(&by_project).await.unwrap().tasks.is_empty(), "no index entry may be left behind");
+        assert_eq!(b.store.task_counts().await.unwrap().total, 0);
     }
 
     pub async fn task_list_is_newest_first_filtered_and_paginated(b: Backend) {

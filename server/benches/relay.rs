@@ -83,8 +83,9 @@ async fn start_console(sim: &str, prefix: &str, rate_limit: i64) -> String {
         kie_key: Some((Secret::new(KEY), KeySource::Environment)),
         webhook_hmac_key: None,
         simulate: false,
-        rate_limit,
-        rate_window: Duration::from_secs(10),
+        rate_guard: vec![gateway::rate_guard::LimitRule::Requests { limit: rate_limit, window: Duration::from_secs(10) }],
+        rate_margin: Duration::from_millis(50),
+        alert_webhook: None,
         give_up_after: Duration::from_secs(3600),
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));

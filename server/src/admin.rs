@@ -1,11 +1,22 @@
-//! `control-room key create|list|revoke`: relay keys, managed against the configured store
-//! (Redis, or the embedded store when no server holds it). A new key is printed once.
+//! Administration commands against the configured store (Redis, or the embedded store when
+//! no server holds it):
+//! - `control-room key create|list|revoke`: relay keys; a new key is printed once;
+//! - `control-room budget set|show`: cost rules in US dollars, with their spend meters.
 
 use std::io::Write;
 
-use crate::config::{Config, KeyCommand};
+use crate::config::{BudgetCommand, Command, Config, KeyCommand};
 use crate::{ServerError, open_store};
+use gateway::budget::{self, CostRule, Target, money, usd_cap};
 use gateway::relay_keys;
+
+/// Runs one administration command, writing to `out`.
+pub async fn command(config: &Config, cmd: Command, out: &mut dyn Write) -> Result<(), ServerError> {
+    match cmd {
+        Command::Key(cmd) => key_command(config, cmd, out).await,
+        Command::Budget(cmd) => budget_command(config, cmd, out).await,
+    }
+}
 
 fn when(ms: Option<u64>) -> String {
     ms.map_or("-".into(), |ms| format!("{}", ms / 1000))
@@ -34,6 +45,58 @@ pub async fn key_command(config: &Config, cmd: KeyCommand, out: &mut dyn Write) 
         KeyCommand::Revoke { id } => {
             let k = relay_keys::revoke(store.as_ref(), id.trim()).await.map_err(fail)?;
             writeln!(out, "Revoked relay key {} ({}, project {}).", k.id, k.name, k.project)?;
+        }
+    }
+    Ok(())
+}
+
+fn cap_text(c: Option<gateway::Credits>) -> String {
+    c.map_or("-".into(), money)
+}
+
+/// Runs one budget command, writing to `out`.
+pub async fn budget_command(config: &Config, cmd: BudgetCommand, out: &mut dyn Write) -> Result<(), ServerError> {
+    let store = open_store(&config.store).await?;
+    let fail = |e: budget::BudgetError| ServerError::Store(e.to_string());
+    let cap = |what: &str, usd: Option<f64>| usd.map(|v| usd_cap(what, v)).transpose().map_err(fail);
+    match cmd {
+        BudgetCommand::Set { project, user, per_job, per_day, total } => {
+            let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+            let rule = CostRule {
+                target: Target { project: clean(project), user: clean(user) },
+                per_job: cap("--per-job", per_job)?,
+                per_day: cap("--per-day", per_day)?,
+                total: cap("--total", total)?,
+                updated_by: "cli".into(),
+                ..Default::default()
+            };
+            let label = rule.target.label();
+            let removed = rule.per_job.is_none() && rule.per_day.is_none() && rule.total.is_none();
+            let before = budget::set_rule(store.as_ref(), rule.clone()).await.map_err(fail)?;
+            if removed {
+                writeln!(out, "{}", if before.is_some() { format!("Removed the cost rule for {label}.") } else { format!("There was no cost rule for {label}.") })?;
+            } else {
+                writeln!(out, "Cost rule for {label}: per job {}, per rolling 24 h {}, total {}.", cap_text(rule.per_job), cap_text(rule.per_day), cap_text(rule.total))?;
+            }
+        }
+        BudgetCommand::Show => {
+            let rules = budget::rules(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            if rules.is_empty() {
+                writeln!(out, "No cost rules: nothing caps spend. Set one with `control-room budget set --project NAME --per-day USD`.")?;
+            }
+            for r in &rules {
+                writeln!(out, "{} (set by {}):", r.target.label(), r.updated_by)?;
+                writeln!(out, "  per job         {}", cap_text(r.per_job))?;
+                let meters = budget::meters(store.as_ref(), std::slice::from_ref(r)).await.map_err(|e| ServerError::Store(e.to_string()))?;
+                for m in meters {
+                    let name = if m.kind == budget::CapKind::PerDay { "per 24 h" } else { "total" };
+                    writeln!(out, "  {name:<15} {} used of {} ({} %)", money(m.used), money(m.cap), m.percent())?;
+                }
+            }
+            let alerts = budget::alerts(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            for a in alerts.iter().take(10) {
+                writeln!(out, "alert at {} (Unix s): {}", a.at_ms / 1000, a.message())?;
+            }
         }
     }
     Ok(())

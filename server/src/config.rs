@@ -62,12 +62,17 @@ pub struct Cli {
     /// generated key) instead of KIE. Every screen then says "Simulator".
     #[arg(long, env = "CONTROL_ROOM_SIMULATE")]
     pub simulate: bool,
-    /// New tasks sent to KIE per rate window, across all instances (KIE allows 20 per 10 s).
-    #[arg(long, env = "RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
-    pub rate_limit: i64,
-    /// The rate window in seconds.
-    #[arg(long, env = "RATE_WINDOW_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub rate_window_secs: u64,
+    /// The rate guard's rules, across all instances: `20/10s` (KIE: 20 new tasks per 10 s),
+    /// `requests:500/1m`, `concurrent:5`, `tokens:64000/1m`, several separated by commas.
+    #[arg(long, env = "RATE_GUARD", default_value = "20/10s")]
+    pub rate_guard: String,
+    /// Safety margin in milliseconds added to every rate window, so that jitter between this
+    /// console and KIE cannot overfill KIE's window.
+    #[arg(long, env = "RATE_MARGIN_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub rate_margin_ms: u64,
+    /// Budget alerts (80, 90, 100 % of a cost rule) are POSTed here as JSON.
+    #[arg(long, env = "ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
     /// A task with no result this many minutes after KIE took it ends `expired` (callback
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
@@ -83,6 +88,34 @@ pub enum Command {
     /// Relay keys for programs using the KIE-compatible API under /kie.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Cost rules: caps in US dollars per job, per rolling 24 hours and in total.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BudgetCommand {
+    /// Set the rule for the team, a project, a user, or a user in a project. Caps not given
+    /// are removed; a rule with no cap is deleted.
+    Set {
+        /// The project the rule holds for (default: every project).
+        #[arg(long)]
+        project: Option<String>,
+        /// The person the rule holds for (default: everyone).
+        #[arg(long)]
+        user: Option<String>,
+        /// Most one job may cost, in USD.
+        #[arg(long)]
+        per_job: Option<f64>,
+        /// Most to spend in any rolling 24 hours, in USD.
+        #[arg(long)]
+        per_day: Option<f64>,
+        /// Most to spend in total, in USD.
+        #[arg(long)]
+        total: Option<f64>,
+    },
+    /// Show every rule with its spend meters and the recent alerts.
+    Show,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -125,8 +158,9 @@ pub struct Config {
     pub webhook_hmac_key: Option<Secret>,
     /// Use the in-process simulator instead of `kie_base_url` and `kie_key`.
     pub simulate: bool,
-    pub rate_limit: i64,
-    pub rate_window: std::time::Duration,
+    pub rate_guard: Vec<gateway::rate_guard::LimitRule>,
+    pub rate_margin: std::time::Duration,
+    pub alert_webhook: Option<Url>,
     pub give_up_after: std::time::Duration,
 }
 
@@ -232,8 +266,9 @@ impl Config {
             kie_key: kie_key(env)?,
             webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
             simulate: cli.simulate,
-            rate_limit: cli.rate_limit,
-            rate_window: std::time::Duration::from_secs(cli.rate_window_secs),
+            rate_guard: gateway::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
+            rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
+            alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
         })
     }
@@ -288,6 +323,17 @@ mod tests {
         assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("ftp").0.contains("PUBLIC_URL"));
         let (_d, c) = tmp_cli(&["--redis-url", "http://localhost"]);
         assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("http redis").0.contains("REDIS_URL"));
+    }
+
+    #[test]
+    fn rate_guard_rules_are_parsed_and_bad_ones_named() {
+        let (_d, c) = tmp_cli(&["--rate-guard", "20/10s,concurrent:3"]);
+        let cfg = Config::from_cli(c, &Vars(HashMap::new())).expect("valid");
+        assert_eq!(cfg.rate_guard.len(), 2);
+        let (_d, c) = tmp_cli(&["--rate-guard", "20 per 10s"]);
+        assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("bad rule").0.starts_with("RATE_GUARD"));
+        let (_d, c) = tmp_cli(&["--alert-webhook-url", "not a url"]);
+        assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("bad url").0.contains("ALERT_WEBHOOK_URL"));
     }
 
     #[test]

@@ -220,8 +220,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         public_base,
         webhook_hmac: config.webhook_hmac_key.clone(),
         give_up_after: config.give_up_after,
-        rate_limit: config.rate_limit,
-        rate_window: config.rate_window,
+        rate_rules: config.rate_guard.clone(),
+        rate_margin: config.rate_margin,
+        alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);

@@ -4,7 +4,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-use server::config::{Cli, Command, Config, ProcessEnv};
+use server::config::{Cli, Config, ProcessEnv};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -27,8 +27,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        if let Some(Command::Key(cmd)) = command {
-            return match server::admin::key_command(&config, cmd, &mut std::io::stdout()).await {
+        if let Some(cmd) = command {
+            return match server::admin::command(&config, cmd, &mut std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("control-room: {e}");

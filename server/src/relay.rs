@@ -44,6 +44,7 @@ pub fn submit_error_code(e: &SubmitError) -> i64 {
         SubmitError::UnknownModel(_) | SubmitError::NotFound(_) => 404,
         SubmitError::Invalid(_) => 422,
         SubmitError::NotRetryable(..) => 409,
+        SubmitError::OverBudget(_) => 402,
         SubmitError::NotConfigured | SubmitError::Store(_) => 503,
     }
 }

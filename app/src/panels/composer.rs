@@ -1,9 +1,11 @@
 //! The composer: pick a model, write the prompt, set the model's main inputs and the project,
-//! submit. Shown at the top of the Task Monitor; the task then appears below it, live.
+//! submit. Shown at the top of the Task Monitor; the task then appears below it, live. Pinned
+//! models come first; the estimate for the exact inputs shows before submitting.
 
 use leptos::prelude::*;
 
-use crate::api::{list_models, submit_task};
+use super::market::{CATEGORIES, market};
+use crate::api::submit_task;
 use crate::view::ModelOption;
 
 #[derive(Clone)]
@@ -18,7 +20,8 @@ struct Form {
 
 #[component]
 pub fn Composer() -> impl IntoView {
-    let models = Resource::new(|| (), |_| list_models());
+    let market = market();
+    let models = market.data;
     let model = RwSignal::new(String::new());
     let project = RwSignal::new("default".to_string());
     let prompt = RwSignal::new(String::new());
@@ -30,9 +33,9 @@ pub fn Composer() -> impl IntoView {
         async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url).await }
     });
     let selected = move || -> Option<ModelOption> {
-        let list = models.get()?.ok()?;
+        let list = market.models()?;
         let id = model.get();
-        list.iter().find(|m| m.id == id).cloned().or_else(|| list.first().cloned())
+        list.iter().find(|m| m.id == id).cloned().or_else(|| ordered(&list).into_iter().next())
     };
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -42,7 +45,7 @@ pub fn Composer() -> impl IntoView {
             model: m.id.clone(),
             project: project.get_untracked(),
             prompt: prompt.get_untracked(),
-            choice: opt(choice.get_untracked()),
+            choice: opt(choice.get_untracked()).or_else(|| m.choices.first().cloned()),
             mode: (m.priced_by.as_deref() == Some("duration")).then(|| mode.get_untracked()),
             image_url: m.required.iter().any(|f| f == "image_urls").then(|| image_url.get_untracked()).and_then(opt),
         });
@@ -58,11 +61,16 @@ pub fn Composer() -> impl IntoView {
             <Suspense fallback=|| view! { <span class="muted">"Loading models…"</span> }>
                 {move || models.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    Ok(list) => view! {
+                    Ok(market_view) => { let list = market_view.models; view! {
                         <label>"Model "
                             <select name="model" data-testid="composer-model" on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); }>
-                                {["video", "image", "audio", "language"].into_iter().map(|cat| {
-                                    let in_cat: Vec<_> = list.iter().filter(|m| m.category == cat).cloned().collect();
+                                {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
+                                    <optgroup label="pinned">
+                                        {list.iter().filter(|m| m.pinned).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
+                                    </optgroup>
+                                })}
+                                {CATEGORIES.into_iter().map(|cat| {
+                                    let in_cat: Vec<_> = list.iter().filter(|m| m.category == cat && !m.pinned).cloned().collect();
                                     (!in_cat.is_empty()).then(|| view! {
                                         <optgroup label=cat>
                                             {in_cat.into_iter().map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
@@ -71,7 +79,7 @@ pub fn Composer() -> impl IntoView {
                                 }).collect_view()}
                             </select>
                         </label>
-                    }.into_any(),
+                    }.into_any() }
                 })}
             </Suspense>
             <label>"Project "<input name="project" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
@@ -97,10 +105,22 @@ pub fn Composer() -> impl IntoView {
             })}
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" rows="2" maxlength="5000"
                 prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+            <span class="estimate" data-testid="composer-estimate">
+                {move || selected().and_then(|m| m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)))}
+            </span>
             <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
                 {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
             </button>
             {outcome}
         </form>
     }
+}
+
+/// Pinned models first (in pin order as listed), then the rest by category.
+fn ordered(list: &[ModelOption]) -> Vec<ModelOption> {
+    let mut out: Vec<ModelOption> = list.iter().filter(|m| m.pinned).cloned().collect();
+    for cat in CATEGORIES {
+        out.extend(list.iter().filter(|m| !m.pinned && m.category == cat).cloned());
+    }
+    out
 }

@@ -54,6 +54,18 @@ pub fn badge(kind: &'static str, text: impl Into<String>) -> impl IntoView {
     view! { <span class=format!("badge badge-{kind}")>{text}</span> }
 }
 
+/// A labelled fill bar: a spend meter, a rate guard rule.
+pub fn fill_bar(testid: &'static str, label: String, percent: u32, detail: String) -> impl IntoView {
+    let full = percent >= 100;
+    view! {
+        <div class="spend" data-testid=testid data-percent=percent.to_string()>
+            <div class="spend-label">{label}</div>
+            <div class="bar"><span style=format!("width:{}%", percent.min(100)) class:full=full></span></div>
+            <div class="muted">{detail}</div>
+        </div>
+    }
+}
+
 /// The shared console status resource.
 pub fn status() -> StatusResource {
     expect_context::<StatusResource>()

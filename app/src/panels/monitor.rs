@@ -184,6 +184,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
                                 <span class=format!("state state-{}", t.state) data-testid="task-state">{t.state.clone()}</span>
                                 <progress max="6" value=step.to_string() aria-label="progress"></progress>
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
+                                {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
                             </td>
                             <td>{move || age(now.get(), created)}</td>

@@ -48,16 +48,21 @@ impl Lifecycle {
     /// changed; `None` for a repeat, a step backwards or a task already final.
     pub async fn apply_upstream_state(&self, id: &str, st: &UpstreamStatus) -> StoreResult<Option<TaskRecord>> {
         let next = task_state(st.state);
-        if next == TaskState::Success {
-            // Into the ledger before the record says success: keyed by the task, so a crash
-            // between the two and a second apply count it once.
-            if let Some(t) = self.0.store.task_get(id).await?
-                && !t.state.is_terminal()
-            {
-                let charged = st.credits.unwrap_or(t.estimated_cost);
-                let req = ReserveRequest { id: format!("ledger:{id}"), amount: charged.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: None };
+        if next.is_terminal()
+            && let Some(t) = self.0.store.task_get(id).await?
+            && !t.state.is_terminal()
+        {
+            // Money first, keyed by the task, before the record says it ended: a crash between
+            // the two and a second apply count it once (see the module doc).
+            let spent = match next {
+                TaskState::Success => st.credits.unwrap_or(t.estimated_cost),
+                _ => st.credits.unwrap_or(Credits::ZERO), // KIE does not charge failures
+            };
+            if next == TaskState::Success {
+                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: None };
                 self.0.store.reserve(&req).await?;
             }
+            self.release_holds(id, spent).await?;
         }
         let now = now_ms();
         let changed = self
@@ -107,8 +112,19 @@ impl Lifecycle {
         Ok(changed)
     }
 
-    /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile.
+    /// A task ended: its cost-rule hold becomes what it spent (nothing releases it all), and
+    /// its concurrency slot is free. Both are idempotent.
+    pub(super) async fn release_holds(&self, id: &str, spent: Credits) -> StoreResult<()> {
+        crate::budget::settle(self.0.store.as_ref(), id, spent).await?;
+        self.release_running(id).await
+    }
+
+    /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile. Its
+    /// holds are released: KIE charges nothing it never finished for us.
     pub async fn expire(&self, id: &str, class: FailClass, why: String) -> StoreResult<Option<TaskRecord>> {
+        if self.0.store.task_get(id).await?.is_some_and(|t| !t.state.is_terminal()) {
+            self.release_holds(id, Credits::ZERO).await?;
+        }
         let now = now_ms();
         self.modify(id, |t| {
             if t.state.is_terminal() {

@@ -1,4 +1,5 @@
-//! The dispatcher: sends queued tasks to KIE, oldest first, as fast as the rate guard allows.
+//! The dispatcher: sends queued tasks to KIE in fair order (round-robin between owners,
+//! oldest first within each), as fast as the rate guard allows.
 //!
 //! Runs in every instance. A task is claimed with a lease, marked *sending* (compare-and-set)
 //! before `createTask` leaves, and its answer recorded after. So after a crash:
@@ -16,7 +17,7 @@ use std::time::Duration;
 use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
 use crate::kie::KieError;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{FailClass, TaskState};
+use crate::task::{FailClass, TaskRecord, TaskState};
 
 /// Most queued tasks looked at in one round.
 const MAX_ROUND: usize = 1000;
@@ -24,6 +25,10 @@ const MAX_ROUND: usize = 1000;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A claimed task is this instance's for this long (longer than a `createTask` can take).
 const CLAIM_TTL: Duration = Duration::from_secs(90);
+/// How long every instance holds off after KIE answers 429.
+const COOLDOWN_AFTER_429: Duration = Duration::from_secs(2);
+/// Longest the dispatcher holds a claimed task waiting for the rate guard's next slot.
+const MAX_HOLD: Duration = Duration::from_secs(2);
 
 pub(super) async fn run(lc: Lifecycle) {
     loop {
@@ -61,16 +66,20 @@ enum Sent {
 }
 
 impl Lifecycle {
-    /// One pass over the queue, oldest first, until the rate window is full.
+    /// One pass over the queue in fair order (see [`super::queue`]) until the rate guard is
+    /// full for longer than [`MAX_HOLD`].
     pub async fn dispatch_round(&self) -> StoreResult<Round> {
         let tick = self.0.opts.tick;
         if self.0.kie.is_none() {
             return Ok(Round { wait: tick * 4, rate_guard_full: false });
         }
         let mut wait = tick;
-        let mut queued = self.in_state(TaskState::Queued, MAX_ROUND).await?;
-        queued.reverse(); // oldest first
-        for t in queued {
+        let queued = self.in_state(TaskState::Queued, MAX_ROUND).await?;
+        for t in super::queue::fair_order(queued) {
+            if t.budget_pending {
+                self.resolve_budget_pending(&t).await?;
+                continue;
+            }
             if t.in_doubt() {
                 continue;
             }
@@ -83,7 +92,7 @@ impl Lifecycle {
             if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, CLAIM_TTL).await? {
                 continue;
             }
-            let sent = self.send(&t.id).await;
+            let sent = self.send(&t).await;
             self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
             if let Sent::RateGuardFull(w) = sent? {
                 return Ok(Round { wait: w.min(tick * 4), rate_guard_full: true });
@@ -92,15 +101,21 @@ impl Lifecycle {
         Ok(Round { wait, rate_guard_full: false })
     }
 
-    /// Sends one claimed task.
-    async fn send(&self, id: &str) -> StoreResult<Sent> {
+    /// Sends one claimed task once the rate guard admits it, waiting for a slot that frees
+    /// within [`MAX_HOLD`] (so a draining queue loses no time between slots).
+    async fn send(&self, t: &TaskRecord) -> StoreResult<Sent> {
         let Some(kie) = self.0.kie.clone() else { return Ok(Sent::Done) };
-        if let Err(wait) = self.claim_create().await? {
-            return Ok(Sent::RateGuardFull(wait));
+        loop {
+            match self.claim_dispatch(t).await? {
+                Ok(()) => break,
+                Err(wait) if wait <= MAX_HOLD => tokio::time::sleep(wait).await,
+                Err(wait) => return Ok(Sent::RateGuardFull(wait)),
+            }
         }
+        let id = t.id.as_str();
         let marked = self
             .modify(id, |t| {
-                if t.state != TaskState::Queued || t.in_doubt() || t.dispatch.next_attempt_ms > now_ms() {
+                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.dispatch.next_attempt_ms > now_ms() {
                     return false;
                 }
                 t.dispatch.attempts += 1;
@@ -109,7 +124,10 @@ impl Lifecycle {
                 true
             })
             .await?;
-        let Some(task) = marked else { return Ok(Sent::Done) };
+        let Some(task) = marked else {
+            self.release_running(id).await?;
+            return Ok(Sent::Done);
+        };
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
         let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
         match answer {
@@ -147,6 +165,17 @@ impl Lifecycle {
         let retryable = e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. });
         let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. });
         tracing::warn!(task = %id, error = %e, retryable, in_doubt, "createTask did not succeed");
+        if matches!(e, KieError::RateLimited(_)) {
+            // Someone else spends the same account's limit: every instance holds off.
+            self.cool_down(COOLDOWN_AFTER_429).await?;
+        }
+        if !in_doubt {
+            // Not running upstream: its concurrency slot is free, and a failure spends nothing.
+            self.release_running(id).await?;
+            if !retryable {
+                crate::budget::settle(self.0.store.as_ref(), id, crate::Credits::ZERO).await?;
+            }
+        }
         self.modify(id, |t| {
             if t.state != TaskState::Queued {
                 return false;

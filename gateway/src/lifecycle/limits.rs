@@ -1,52 +1,131 @@
-//! KIE's limits, held across every instance through the store's sliding windows: at most
-//! `rate_limit` new tasks per `rate_window` (20 per 10 s), at most `record_info_per_sec`
-//! status reads per second (10). A refused claim says how long until it would fit.
+//! The rate guard and KIE's status-read limit, held across every instance through the store.
+//!
+//! Before a task leaves, the dispatcher claims every rule of [`crate::rate_guard`] for it:
+//! a slot in each request window, a running slot for a concurrency rule (held until the task
+//! ends), its estimated tokens in each token window. Windows are widened by the configured
+//! safety margin, so network jitter between two instances cannot put 21 requests into KIE's
+//! 10 s. A claim that does not fit says how long until it would, and takes nothing.
+//!
+//! If KIE answers 429 anyway (another client on the same account), the guard stops every
+//! instance for a cool-down and counts it for the Throttle panel. `recordInfo` calls share a
+//! separate window of `record_info_per_sec`.
 
 use std::time::Duration;
 
 use super::Lifecycle;
+use crate::rate_guard::{LimitRule, estimate_tokens};
 use crate::secret::random_hex;
-use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult};
+use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult, now_ms};
+use crate::task::TaskRecord;
 
-/// The window every instance's `createTask` calls count against.
-pub const CREATE_WINDOW: &str = "rate:kie:create";
 /// The window every instance's `recordInfo` calls count against.
 pub const RECORD_INFO_WINDOW: &str = "rate:kie:recordinfo";
+/// Set while the guard cools down after a 429 (its value: until when, Unix ms).
+const COOLDOWN_KEY: &str = "rate:kie:cooldown";
+/// How many 429s KIE has answered to `createTask`.
+pub const RATE_LIMITED_COUNTER: &str = "rate:kie:429";
+/// How long a full concurrency rule waits before looking again.
+const CONCURRENT_RETRY: Duration = Duration::from_millis(250);
+
+fn running_hold(task_id: &str) -> String {
+    format!("running:{task_id}")
+}
 
 impl Lifecycle {
-    /// The rate guard's scope, as the Throttle panel reads it.
-    pub fn create_scope(&self) -> Scope {
-        Scope { key: CREATE_WINDOW.into(), limit: self.0.opts.rate_limit, window: Some(self.0.opts.rate_window) }
+    /// Each rule with the store scope it is held in (windows widened by the safety margin).
+    pub fn guard_scopes(&self) -> Vec<(LimitRule, Scope)> {
+        let margin = self.0.opts.rate_margin;
+        self.0
+            .opts
+            .rate_rules
+            .iter()
+            .map(|r| {
+                let scope = match *r {
+                    LimitRule::Requests { limit, window } => Scope { key: format!("rate:kie:requests:{}", window.as_millis()), limit, window: Some(window + margin) },
+                    LimitRule::Tokens { limit, window } => Scope { key: format!("rate:kie:tokens:{}", window.as_millis()), limit, window: Some(window + margin) },
+                    LimitRule::Concurrent { limit } => Scope { key: "rate:kie:running".into(), limit, window: None },
+                };
+                (*r, scope)
+            })
+            .collect()
     }
 
-    fn record_info_scope(&self) -> Scope {
-        Scope { key: RECORD_INFO_WINDOW.into(), limit: self.0.opts.record_info_per_sec, window: Some(Duration::from_secs(1)) }
+    fn scopes_of(&self, kind: fn(&LimitRule) -> bool) -> Vec<Scope> {
+        self.guard_scopes().into_iter().filter(|(r, _)| kind(r)).map(|(_, s)| s).collect()
     }
 
-    /// Claims one slot of `scope` now, or says how long to wait.
-    async fn claim(&self, scope: Scope) -> StoreResult<Result<(), Duration>> {
-        let window = scope.window.unwrap_or(Duration::from_secs(1));
-        let req = ReserveRequest { id: format!("{}:{}", scope.key, random_hex(8)), amount: 1, scopes: vec![scope], hold_ttl: Some(window) };
-        Ok(match self.0.store.reserve(&req).await? {
-            ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
-            ReserveOutcome::Refused(r) => Err(r.retry_after.unwrap_or(Duration::from_millis(100)).max(Duration::from_millis(5))),
-        })
+    /// How long the guard still cools down after a 429 (`None`: it does not).
+    pub async fn cooldown_left(&self) -> StoreResult<Option<Duration>> {
+        let until = self.0.store.kv_get(COOLDOWN_KEY).await?.and_then(|b| String::from_utf8(b).ok()?.parse::<u64>().ok());
+        let now = now_ms();
+        Ok(until.filter(|u| *u > now).map(|u| Duration::from_millis(u - now)))
     }
 
-    /// One `createTask` slot, or how long until one frees.
-    pub async fn claim_create(&self) -> StoreResult<Result<(), Duration>> {
-        self.claim(self.create_scope()).await
+    /// KIE answered 429: every instance holds off for `pause`.
+    pub(super) async fn cool_down(&self, pause: Duration) -> StoreResult<()> {
+        self.0.store.counter_add(RATE_LIMITED_COUNTER, 1, None).await?;
+        let until = now_ms() + pause.as_millis() as u64;
+        self.0.store.kv_set(COOLDOWN_KEY, until.to_string().as_bytes(), Some(pause)).await
+    }
+
+    /// Claims every rule for `task`, or says how long until the first that is full would
+    /// fit; a refused claim gives back what it took.
+    pub(super) async fn claim_dispatch(&self, task: &TaskRecord) -> StoreResult<Result<(), Duration>> {
+        if let Some(wait) = self.cooldown_left().await? {
+            return Ok(Err(wait));
+        }
+        let store = &self.0.store;
+        let mut taken: Vec<String> = Vec::new();
+        let steps: [(Vec<Scope>, String, i64); 3] = [
+            (self.scopes_of(|r| matches!(r, LimitRule::Concurrent { .. })), running_hold(&task.id), 1),
+            (self.scopes_of(|r| matches!(r, LimitRule::Requests { .. })), format!("rate:{}", random_hex(8)), 1),
+            (self.scopes_of(|r| matches!(r, LimitRule::Tokens { .. })), format!("tokens:{}", random_hex(8)), estimate_tokens(&task.input)),
+        ];
+        for (scopes, id, amount) in steps {
+            if scopes.is_empty() {
+                continue;
+            }
+            // A task larger than a whole window is counted as filling it, so it still goes.
+            let amount = scopes.iter().map(|s| s.limit).fold(amount, i64::min);
+            let hold_ttl = scopes.iter().filter_map(|s| s.window).max();
+            let req = ReserveRequest { id: id.clone(), amount, scopes, hold_ttl };
+            match store.reserve(&req).await? {
+                ReserveOutcome::Reserved => taken.push(id),
+                ReserveOutcome::AlreadyHeld => {}
+                ReserveOutcome::Refused(r) => {
+                    for id in taken {
+                        store.settle(&id, 0).await?;
+                    }
+                    let wait = r.retry_after.unwrap_or(CONCURRENT_RETRY);
+                    return Ok(Err(wait.max(Duration::from_millis(1))));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The task no longer runs upstream: its concurrency slot is free again.
+    pub(super) async fn release_running(&self, task_id: &str) -> StoreResult<()> {
+        if self.0.opts.rate_rules.iter().any(|r| matches!(r, LimitRule::Concurrent { .. })) {
+            self.0.store.settle(&running_hold(task_id), 0).await?;
+        }
+        Ok(())
     }
 
     /// Waits (up to `max_wait`) for one `recordInfo` slot. `false` if none came in time.
     pub async fn claim_record_info(&self, max_wait: Duration) -> StoreResult<bool> {
+        let scope = Scope { key: RECORD_INFO_WINDOW.into(), limit: self.0.opts.record_info_per_sec, window: Some(Duration::from_secs(1)) };
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
-            match self.claim(self.record_info_scope()).await? {
-                Ok(()) => return Ok(true),
-                Err(wait) if tokio::time::Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
-                Err(_) => return Ok(false),
+            let req = ReserveRequest { id: format!("{RECORD_INFO_WINDOW}:{}", random_hex(8)), amount: 1, scopes: vec![scope.clone()], hold_ttl: scope.window };
+            let wait = match self.0.store.reserve(&req).await? {
+                ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => return Ok(true),
+                ReserveOutcome::Refused(r) => r.retry_after.unwrap_or(Duration::from_millis(100)).max(Duration::from_millis(5)),
+            };
+            if tokio::time::Instant::now() + wait > deadline {
+                return Ok(false);
             }
+            tokio::time::sleep(wait).await;
         }
     }
 }

@@ -8,14 +8,16 @@
 //! ```
 //!
 //! One job per file:
-//! - [`submit`] — validate, write the record, wake the dispatcher; Retry.
+//! - [`submit`] — validate, write the record, reserve under the cost rules, wake the
+//!   dispatcher; Retry.
 //! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
 //! - [`apply`] — the one idempotent step that applies an upstream state to a task.
 //! - [`callback`] — KIE's callbacks: token, signature, confirmation with `recordInfo`.
 //! - [`poller`] — the fallback poller and the give-up sweep.
 //! - [`delivery`] — the relay's own callbacks to its clients.
-//! - [`limits`] — the shared windows that keep `createTask` and `recordInfo` under KIE's
-//!   limits across every instance.
+//! - [`limits`] — the rate guard's claims (request windows, concurrency, tokens) and the
+//!   `recordInfo` window, held across every instance; the cool-down after a 429.
+//! - [`queue`] — the fair order tasks leave in, and the queue the Throttle panel shows.
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
 //! and is published as a live event; work shared between instances is claimed with leases.
@@ -26,6 +28,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod limits;
 pub mod poller;
+pub mod queue;
 pub mod submit;
 
 use std::sync::Arc;
@@ -47,6 +50,9 @@ pub fn credits_consumed_scope() -> Scope {
     Scope { key: "ledger:credits_consumed".into(), limit: i64::MAX, window: None }
 }
 
+/// The rate guard's default safety margin (see [`LifecycleOptions::rate_margin`]).
+pub const DEFAULT_RATE_MARGIN: Duration = Duration::from_millis(50);
+
 /// Tunables of the lifecycle; the defaults follow KIE's documentation.
 #[derive(Debug, Clone)]
 pub struct LifecycleOptions {
@@ -57,9 +63,12 @@ pub struct LifecycleOptions {
     pub webhook_hmac: Option<Secret>,
     /// A task with no result this long after it was submitted ends `expired` (callback lost).
     pub give_up_after: Duration,
-    /// New tasks admitted per `rate_window` across all instances (KIE: 20 per 10 s).
-    pub rate_limit: i64,
-    pub rate_window: Duration,
+    /// The rate guard's rules, held across all instances (KIE: 20 new tasks per 10 s).
+    pub rate_rules: Vec<crate::rate_guard::LimitRule>,
+    /// Added to every rate window, so jitter between the guard and KIE cannot overfill KIE's.
+    pub rate_margin: Duration,
+    /// `ALERT_WEBHOOK_URL`: budget alerts are POSTed here as JSON.
+    pub alert_webhook: Option<String>,
     /// `recordInfo` calls per second across all instances (KIE: 10).
     pub record_info_per_sec: i64,
     /// How often the workers look for work they were not woken for.
@@ -74,8 +83,9 @@ impl Default for LifecycleOptions {
             public_base: None,
             webhook_hmac: None,
             give_up_after: Duration::from_secs(60 * 60),
-            rate_limit: 20,
-            rate_window: Duration::from_secs(10),
+            rate_rules: vec![crate::rate_guard::KIE_DEFAULT],
+            rate_margin: DEFAULT_RATE_MARGIN,
+            alert_webhook: None,
             record_info_per_sec: 10,
             tick: Duration::from_millis(500),
             instance: format!("instance-{}", crate::secret::random_hex(4)),

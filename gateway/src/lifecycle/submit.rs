@@ -1,15 +1,26 @@
-//! Submitting a task: validate, write the record (write-ahead, state `queued`), wake the
-//! dispatcher. Nothing reaches KIE here, so the caller gets its task id at once; the
-//! dispatcher sends it when the rate guard allows. Retry re-submits a failed task as a new
-//! task linked to the old one.
+//! Submitting a task: validate, write the record (write-ahead, state `queued`), reserve its
+//! estimate under the cost rules, wake the dispatcher. Nothing reaches KIE here, so the caller
+//! gets its task id at once; the dispatcher sends it when the rate guard allows. Retry
+//! re-submits a failed task as a new task linked to the old one.
+//!
+//! With cost rules, the record is written *budget pending* (the dispatcher leaves it alone)
+//! before the reservation, then cleared, so a crash between any two steps is resolved:
+//! - refused: the record is deleted, so a refused submission leaves nothing;
+//! - the instance stopped before finishing: the dispatcher, seeing a pending record older
+//!   than [`PENDING_GRACE`], reserves again (idempotent, keyed by the task) and clears it, or
+//!   fails it as "Over budget".
 
 use serde_json::Value;
 
 use super::{LOOKUP_TTL, Lifecycle, token_key};
 use crate::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
 use crate::secret::random_hex;
+use crate::budget::{self, BudgetError};
 use crate::store::{StoreError, now_ms};
-use crate::task::{RelayCallback, TaskRecord};
+use crate::task::{FailClass, RelayCallback, TaskRecord, TaskState};
+
+/// How old a budget-pending record must be before the dispatcher takes it as abandoned.
+pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Longest relay `callBackUrl` accepted.
 pub const MAX_CALLBACK_URL: usize = 2048;
@@ -41,6 +52,9 @@ pub enum SubmitError {
     NotFound(String),
     #[error("Only a failed or expired task can be retried; {0} is {1}.")]
     NotRetryable(String, String),
+    /// A cost rule does not allow it; the message names the rule, the spend and the need.
+    #[error("{0}")]
+    OverBudget(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,16 +135,100 @@ impl Lifecycle {
         t.retry_of = s.retry_of;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
+        let rules = budget::rules(self.0.store.as_ref()).await?;
+        t.budget_pending = budget::governs(&rules, &t.owner, &t.project);
         // The token's lookup first: a record never exists without it; a crash in between
         // leaves only an orphan lookup that expires.
         self.0.store.kv_set(&token_key(&t.callback_token), t.id.as_bytes(), Some(LOOKUP_TTL)).await?;
         if !self.0.store.task_insert(&t).await? {
             return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into());
         }
+        if t.budget_pending {
+            match budget::reserve(self.0.store.as_ref(), &rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
+                Ok(()) => t = self.clear_budget_pending(&t.id).await?.unwrap_or(t),
+                Err(e) => {
+                    // Take the submission back; if even that fails, the dispatcher resolves it.
+                    if self.0.store.task_delete(&t.id, t.version).await.unwrap_or(false) {
+                        let _ = self.0.store.kv_delete(&token_key(&t.callback_token)).await;
+                    }
+                    return Err(match e {
+                        BudgetError::Refused(msg) => SubmitError::OverBudget(msg),
+                        BudgetError::Invalid(msg) => SubmitError::Invalid(msg),
+                        BudgetError::Store(e) => SubmitError::Store(e),
+                    });
+                }
+            }
+            self.raise_alerts(t.owner.clone(), t.project.clone());
+        } else {
+            self.announce(&t).await;
+        }
         tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %t.owner, "task recorded");
-        self.announce(&t).await;
         self.0.wake_dispatcher.notify_one();
         Ok(t)
+    }
+
+    async fn clear_budget_pending(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.modify(id, |t| std::mem::take(&mut t.budget_pending)).await
+    }
+
+    /// A budget-pending record whose submitting instance stopped half-way: reserve again
+    /// (a hold made before the stop is found, not doubled) and release it to the dispatcher,
+    /// or fail it with the rule's refusal.
+    pub(super) async fn resolve_budget_pending(&self, t: &TaskRecord) -> Result<(), StoreError> {
+        if now_ms().saturating_sub(t.created_ms) < PENDING_GRACE.as_millis() as u64 {
+            return Ok(());
+        }
+        let rules = budget::rules(self.0.store.as_ref()).await?;
+        match budget::reserve(self.0.store.as_ref(), &rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
+            Ok(()) => {
+                self.clear_budget_pending(&t.id).await?;
+            }
+            Err(BudgetError::Store(e)) => return Err(e),
+            Err(refused) => {
+                let now = now_ms();
+                self.modify(&t.id, |t| {
+                    if !t.budget_pending || t.state != TaskState::Queued {
+                        return false;
+                    }
+                    t.budget_pending = false;
+                    t.state = TaskState::Fail;
+                    t.fail_class = Some(FailClass::Budget);
+                    t.fail_msg = Some(refused.to_string());
+                    t.finished_ms = Some(now);
+                    t.note = None;
+                    true
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises any budget alerts the new spend crossed, in the background: recorded in the
+    /// store for the Budget panel, logged, and POSTed to the alert webhook if one is set.
+    fn raise_alerts(&self, owner: String, project: String) {
+        let lc = self.clone();
+        tokio::spawn(async move {
+            let store = lc.0.store.as_ref();
+            let raised = match budget::rules(store).await {
+                Ok(rules) => budget::check_alerts(store, &rules, &owner, &project).await,
+                Err(e) => Err(e),
+            };
+            let raised = match raised {
+                Ok(r) => r,
+                Err(e) => return tracing::warn!(error = %e, "cannot check budget alerts"),
+            };
+            for alert in raised {
+                tracing::warn!(alert = %alert.message(), "budget alert");
+                let Some(url) = &lc.0.opts.alert_webhook else { continue };
+                let body = serde_json::json!({ "alert": alert.message(), "detail": alert });
+                match lc.0.http.post(url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(status = %r.status(), "the alert webhook refused a budget alert"),
+                    Err(e) => tracing::warn!(error = %e, "cannot reach the alert webhook"),
+                }
+            }
+        });
     }
 
     /// Re-submits a failed or expired task as a new task linked to it.

@@ -321,6 +321,26 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn task_delete(&self, id: &str, version: u64) -> StoreResult<bool> {
+        check::key(id)?;
+        let id = id.to_string();
+        self.write(move |tx| {
+            let mut tasks = tx.open_table(TASKS)?;
+            let old = match tasks.get(id.as_str())? {
+                Some(g) => decode_task(g.value())?,
+                None => return Ok(false),
+            };
+            if old.version != version {
+                return Ok(false);
+            }
+            tasks.remove(id.as_str())?;
+            drop(tasks);
+            index_remove(tx, &old)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage> {
         let query = query.clone();
         self.read(move |tx| {

@@ -129,6 +129,11 @@ pub trait Store: Send + Sync + 'static {
     /// nothing changes and the caller re-reads.
     async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>>;
 
+    /// Removes a record and its index entries if the stored version equals `version`.
+    /// `Ok(false)` on a version conflict or a missing task: nothing changes. Used only to take
+    /// back a submission that was refused before anyone saw it (a cost rule said no).
+    async fn task_delete(&self, id: &str, version: u64) -> StoreResult<bool>;
+
     /// Newest first; see [`TaskQuery`].
     async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage>;
 
@@ -176,6 +181,43 @@ pub trait Store: Send + Sync + 'static {
     async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;
     /// Messages published after this call returns.
     async fn subscribe(&self, channel: &str) -> StoreResult<EventStream>;
+}
+
+/// Reads a JSON document kept under one key (its default when absent).
+pub async fn read_doc<T: Default + serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> StoreResult<T> {
+    match store.kv_get(key).await? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("{key}: {e}"))),
+        None => Ok(T::default()),
+    }
+}
+
+/// Reads, changes and writes back a JSON document under a lease, so that edits from several
+/// instances never overwrite each other. If `change` fails, nothing is written.
+pub async fn edit_doc<T, R, E>(store: &dyn Store, key: &str, change: impl FnOnce(&mut T) -> Result<R, E>) -> Result<R, E>
+where
+    T: Default + Serialize + serde::de::DeserializeOwned,
+    E: From<StoreError>,
+{
+    let lease = format!("{key}:edit");
+    let holder = crate::secret::random_hex(8);
+    let mut tries = 0;
+    while !store.lease_acquire(&lease, &holder, Duration::from_secs(5)).await? {
+        tries += 1;
+        if tries > 100 {
+            return Err(StoreError::Unavailable(format!("{key} is being edited elsewhere; try again")).into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = async {
+        let mut doc: T = read_doc(store, key).await?;
+        let out = change(&mut doc)?;
+        let bytes = serde_json::to_vec(&doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        store.kv_set(key, &bytes, None).await?;
+        Ok(out)
+    }
+    .await;
+    store.lease_release(&lease, &holder).await?;
+    result
 }
 
 /// Checks shared by both backends, so that both refuse the same bad requests.

@@ -62,6 +62,18 @@ redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', tostring(v), 'm', ARGV[2], 'i', t
 return v
 "#;
 
+/// Lua: delete a task at an expected version, with its index entries.
+/// KEYS: task key. ARGV: expected version. Returns 1 if deleted, 0 otherwise.
+const TASK_DELETE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'm', 'i')
+if not cur[1] or cur[1] ~= ARGV[1] then return 0 end
+if cur[3] and cur[3] ~= '' then
+  for k in string.gmatch(cur[3], '[^\n]+') do redis.call('ZREM', k, cur[2]) end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
 /// Lua helpers shared by the reservation scripts: the server clock and a window's live sum.
 const WINDOW_LIB: &str = r#"
 local function now_ms()
@@ -198,6 +210,7 @@ return 0
 struct Scripts {
     task_insert: Script,
     task_update: Script,
+    task_delete: Script,
     reserve: Script,
     settle: Script,
     window_usage: Script,
@@ -212,6 +225,7 @@ impl Scripts {
         Scripts {
             task_insert: Script::new(TASK_INSERT),
             task_update: Script::new(TASK_UPDATE),
+            task_delete: Script::new(TASK_DELETE),
             reserve: with_lib(RESERVE),
             settle: Script::new(SETTLE),
             window_usage: with_lib(WINDOW_USAGE),
@@ -318,6 +332,12 @@ impl Store for RedisStore {
         inv.arg(json).arg(next.index_member()).arg(task.version);
         let v: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
         Ok((v > 0).then_some(v as u64))
+    }
+
+    async fn task_delete(&self, id: &str, version: u64) -> StoreResult<bool> {
+        check::key(id)?;
+        let n: i64 = self.scripts.task_delete.key(self.k("t", id)).arg(version).invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(n == 1)
     }
 
     async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage> {

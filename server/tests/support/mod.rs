@@ -35,8 +35,9 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
         webhook_hmac_key: None,
         simulate: false,
-        rate_limit: 20,
-        rate_window: Duration::from_secs(10),
+        rate_guard: vec![gateway::rate_guard::KIE_DEFAULT],
+        rate_margin: Duration::from_millis(50),
+        alert_webhook: None,
         give_up_after: Duration::from_secs(3600),
     }
 }

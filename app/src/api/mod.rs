@@ -1,16 +1,25 @@
 //! Server functions: thin. Each reads the [`ConsoleContext`] the server provides, calls the
 //! gateway core, and maps the result to a view type. On the browser side these compile to
 //! HTTP calls.
+//!
+//! Here: console status, tasks (list, submit, retry, review). [`money`]: the Market, pins and
+//! cost rules. [`throttle`]: the rate guard.
+
+pub mod money;
+pub mod throttle;
+
+pub use money::{CONSOLE_USER, budget_status, list_models, set_cost_rule, set_pin};
+pub use throttle::throttle_status;
 
 use leptos::prelude::*;
 
-use crate::view::{ConsoleStatus, ModelOption, Submitted, TaskList};
+use crate::view::{ConsoleStatus, Submitted, TaskList};
 
 /// Most rows one call returns.
 pub const MAX_ROWS: usize = 100;
 
 #[cfg(feature = "ssr")]
-mod server_side {
+pub(crate) mod server_side {
     use super::*;
     use crate::view::{GatewayView, KeyView, LedgerView, StoreView, TaskRow, Upstream};
     use gateway::kie::{KieClient, KieError};
@@ -76,6 +85,12 @@ mod server_side {
         }
     }
 
+    /// A store failure, logged here; the person sees only that the store is unavailable.
+    pub fn store_error(e: impl std::fmt::Display) -> ServerFnError {
+        tracing::warn!(error = %e, "store call failed");
+        ServerFnError::new("the store is unavailable; try again shortly")
+    }
+
     pub fn context() -> Result<ConsoleContext, ServerFnError> {
         use_context::<ConsoleContext>().ok_or_else(|| ServerFnError::new("console context missing (server misconfigured)"))
     }
@@ -112,11 +127,17 @@ mod server_side {
     }
 
     pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
-        let page = ctx.store.task_list(&query).await.map_err(|e| {
-            tracing::warn!(error = %e, "task listing failed");
-            ServerFnError::new("the task store is unavailable; try again shortly")
-        })?;
-        Ok(TaskList { rows: page.tasks.into_iter().map(TaskRow::from).collect(), next: page.next })
+        let page = ctx.store.task_list(&query).await.map_err(store_error)?;
+        let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
+        if rows.iter().any(|r| r.state == "queued") {
+            let queue = ctx.lifecycle.queue().await.map_err(store_error)?;
+            for w in queue.waiting {
+                if let Some(r) = rows.iter_mut().find(|r| r.id == w.id) {
+                    r.queue = Some(format!("#{} in the rate guard's queue · ≈ {} s", w.position, w.eta_ms.div_ceil(1000)));
+                }
+            }
+        }
+        Ok(TaskList { rows, next: page.next })
     }
 
     /// The message a person sees for a refused submission.
@@ -124,37 +145,10 @@ mod server_side {
         ServerFnError::new(e.public_message())
     }
 
-    pub fn model_options(ctx: &ConsoleContext) -> Vec<ModelOption> {
-        use gateway::catalog::PriceRule;
-        ctx.lifecycle
-            .catalog()
-            .models()
-            .iter()
-            .map(|m| {
-                let choices = match &m.price {
-                    PriceRule::Flat(_) => Vec::new(),
-                    PriceRule::Resolution(t) | PriceRule::Quality(t) => sorted(t.keys()),
-                    PriceRule::Duration { .. } => vec!["5".into(), "10".into()],
-                };
-                let priced_by = m.price.priced_by().map(str::to_string);
-                ModelOption { id: m.id.clone(), category: m.category.clone(), purpose: m.purpose.clone(), required: m.required.clone(), priced_by, choices }
-            })
-            .collect()
-    }
-
-    fn sorted<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
-        let mut v: Vec<String> = keys.cloned().collect();
-        v.sort();
-        v
-    }
-
     /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
     pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
         let q = TaskQuery { state: Some(TaskState::Queued), limit: super::MAX_ROWS, ..Default::default() };
-        let page = ctx.store.task_list(&q).await.map_err(|e| {
-            tracing::warn!(error = %e, "review listing failed");
-            ServerFnError::new("the task store is unavailable; try again shortly")
-        })?;
+        let page = ctx.store.task_list(&q).await.map_err(store_error)?;
         Ok(page
             .tasks
             .into_iter()
@@ -217,13 +211,6 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
     server_side::list(&ctx, query).await
 }
 
-/// The models the composer offers (from the catalog).
-#[server(endpoint = "list_models")]
-pub async fn list_models() -> Result<Vec<ModelOption>, ServerFnError> {
-    let ctx = server_side::context()?;
-    Ok(server_side::model_options(&ctx))
-}
-
 /// Submits a task from the composer. `choice` is the value of the model's priced-by field
 /// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
 /// that need an image.
@@ -252,8 +239,7 @@ pub async fn submit_task(
     if let Some(u) = option(image_url) {
         input.insert("image_urls".into(), serde_json::json!([u]));
     }
-    // Until accounts land (issue 6), the console's own submissions are owned by "console".
-    let submission = gateway::lifecycle::Submission { owner: "console".into(), project, model, input: input.into(), relay_callback: None, retry_of: None };
+    let submission = gateway::lifecycle::Submission { owner: CONSOLE_USER.into(), project, model, input: input.into(), relay_callback: None, retry_of: None };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
@@ -262,7 +248,7 @@ pub async fn submit_task(
 #[server(endpoint = "retry_task")]
 pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
     let ctx = server_side::context()?;
-    let t = ctx.lifecycle.retry(id.trim(), "console").await.map_err(server_side::submit_error)?;
+    let t = ctx.lifecycle.retry(id.trim(), CONSOLE_USER).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 

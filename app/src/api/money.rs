@@ -1,0 +1,176 @@
+//! Server functions of the Market (03), Pinned (04) and Budget (05) panels, and the composer's
+//! model list. Thin: parse, call the gateway core, map to view types.
+
+use leptos::prelude::*;
+
+use crate::view::{BudgetView, MarketView};
+
+/// The person the console acts for. Until accounts land (issue 6) every browser is the one
+/// "console" user: its pins and its submissions.
+pub const CONSOLE_USER: &str = "console";
+
+#[cfg(feature = "ssr")]
+mod server_side {
+    use super::*;
+    use crate::api::server_side::{ConsoleContext, store_error};
+    use crate::view::{MeterView, ModelOption, PricePoint, RuleView};
+    use gateway::Credits;
+    use gateway::budget::{self, CostRule};
+    use gateway::catalog::{Model, PriceRule};
+    use serde_json::json;
+
+    fn usd(c: Credits) -> String {
+        let v = c.usd();
+        if v != 0.0 && v.abs() < 0.1 { format!("${v:.3}") } else { format!("${v:.2}") }
+    }
+
+    fn point(m: &Model, choice: Option<&str>, mode: Option<&str>) -> PricePoint {
+        let mut input = serde_json::Map::new();
+        if let (Some(field), Some(c)) = (m.price.priced_by(), choice) {
+            input.insert(field.into(), json!(c));
+        }
+        if let Some(mode) = mode {
+            input.insert("mode".into(), json!(mode));
+        }
+        let c = m.estimate(&input.into());
+        PricePoint { choice: choice.map(str::to_string), mode: mode.map(str::to_string), credits: c.to_string(), usd: usd(c) }
+    }
+
+    fn option(m: &Model, pinned: bool) -> ModelOption {
+        let choices: Vec<String> = match &m.price {
+            PriceRule::Flat(_) => Vec::new(),
+            PriceRule::Resolution(t) | PriceRule::Quality(t) => {
+                let mut keys: Vec<String> = t.keys().cloned().collect();
+                keys.sort();
+                keys
+            }
+            PriceRule::Duration { .. } => vec!["5".into(), "10".into()],
+        };
+        let prices = match &m.price {
+            PriceRule::Flat(_) => vec![point(m, None, None)],
+            PriceRule::Duration { .. } => choices.iter().flat_map(|c| ["std", "pro"].map(|mode| point(m, Some(c), Some(mode)))).collect(),
+            _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
+        };
+        ModelOption {
+            id: m.id.clone(),
+            category: m.category.clone(),
+            provider: m.provider.clone(),
+            purpose: m.purpose.clone(),
+            required: m.required.clone(),
+            priced_by: m.price.priced_by().map(str::to_string),
+            choices,
+            prices,
+            pinned,
+        }
+    }
+
+    pub fn market(ctx: &ConsoleContext, pins: &[String], user: &str) -> MarketView {
+        let catalog = ctx.lifecycle.catalog();
+        MarketView {
+            models: catalog.models().iter().map(|m| option(m, pins.contains(&m.id))).collect(),
+            prices_taken: catalog.prices_taken.clone(),
+            user: user.to_string(),
+        }
+    }
+
+    fn cap(c: Option<Credits>) -> Option<String> {
+        c.map(budget::money)
+    }
+
+    pub async fn budget_view(ctx: &ConsoleContext) -> Result<BudgetView, ServerFnError> {
+        let store = ctx.store.as_ref();
+        let rules = budget::rules(store).await.map_err(store_error)?;
+        let meters = budget::meters(store, &rules).await.map_err(store_error)?;
+        let alerts = budget::alerts(store).await.map_err(store_error)?;
+        Ok(BudgetView {
+            rules: rules
+                .iter()
+                .map(|r| RuleView {
+                    label: r.target.label(),
+                    project: r.target.project.clone(),
+                    user: r.target.user.clone(),
+                    per_job: cap(r.per_job),
+                    per_day: cap(r.per_day),
+                    total: cap(r.total),
+                    updated_by: r.updated_by.clone(),
+                })
+                .collect(),
+            meters: meters
+                .iter()
+                .map(|m| MeterView {
+                    label: format!("{} — {}", m.target.label(), m.kind.label()),
+                    used: budget::money(m.used),
+                    cap: budget::money(m.cap),
+                    percent: m.percent(),
+                })
+                .collect(),
+            alerts: alerts.iter().map(|a| (a.at_ms, a.message())).collect(),
+        })
+    }
+
+    /// A rule from the Budget panel's form: empty fields are "no cap".
+    pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>, by: &str) -> Result<CostRule, ServerFnError> {
+        let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let dollars = |what: &str, v: Option<String>| -> Result<Option<Credits>, ServerFnError> {
+            let Some(v) = text(v) else { return Ok(None) };
+            let n: f64 = v.trim_start_matches('$').parse().map_err(|_| ServerFnError::new(format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
+            budget::usd_cap(what, n).map(Some).map_err(|e| ServerFnError::new(e.to_string()))
+        };
+        Ok(CostRule {
+            target: budget::Target { project: text(project), user: text(user) },
+            per_job: dollars("Max spend per job", per_job)?,
+            per_day: dollars("Max spend per day", per_day)?,
+            total: dollars("Max spend per project", total)?,
+            updated_by: by.to_string(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Every model with its prices; the person's pinned models are marked.
+#[server(endpoint = "list_models")]
+pub async fn list_models() -> Result<MarketView, ServerFnError> {
+    let ctx = crate::api::server_side::context()?;
+    let pins = gateway::pins::list(ctx.store.as_ref(), CONSOLE_USER).await.map_err(crate::api::server_side::store_error)?;
+    Ok(server_side::market(&ctx, &pins, CONSOLE_USER))
+}
+
+/// Pins or unpins a model for the person; returns their pins.
+#[server(endpoint = "set_pin")]
+pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerFnError> {
+    let ctx = crate::api::server_side::context()?;
+    let model = model.trim();
+    if ctx.lifecycle.catalog().get(model).is_none() {
+        return Err(ServerFnError::new(format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
+    }
+    gateway::pins::set(ctx.store.as_ref(), CONSOLE_USER, model, pinned).await.map_err(|e| match e {
+        gateway::StoreError::Invalid(msg) => ServerFnError::new(msg),
+        other => crate::api::server_side::store_error(other),
+    })
+}
+
+/// Cost rules, their spend meters and recent alerts.
+#[server(endpoint = "budget_status")]
+pub async fn budget_status() -> Result<BudgetView, ServerFnError> {
+    let ctx = crate::api::server_side::context()?;
+    server_side::budget_view(&ctx).await
+}
+
+/// Sets the rule for a target (empty project and user: the whole team); amounts in USD, an
+/// empty amount is no cap, and no cap at all removes the rule.
+#[server(endpoint = "set_cost_rule")]
+pub async fn set_cost_rule(
+    project: Option<String>,
+    user: Option<String>,
+    per_job: Option<String>,
+    per_day: Option<String>,
+    total: Option<String>,
+) -> Result<BudgetView, ServerFnError> {
+    let ctx = crate::api::server_side::context()?;
+    let rule = server_side::rule_from_form(project, user, per_job, per_day, total, CONSOLE_USER)?;
+    gateway::budget::set_rule(ctx.store.as_ref(), rule).await.map_err(|e| match e {
+        gateway::budget::BudgetError::Store(e) => crate::api::server_side::store_error(e),
+        other => ServerFnError::new(other.to_string()),
+    })?;
+    server_side::budget_view(&ctx).await
+}

@@ -1,0 +1,341 @@
+//! Cost rules: shared budgets that hold exactly, across every instance.
+//!
+//! A rule caps spend for a *target* — the whole team, one project, one person, or one person
+//! within a project — in three ways, each optional: per job, per rolling 24 hours, and in total.
+//! Rules are set in dollars and held in milli-credits (1 credit = $0.005).
+//!
+//! At submit, the task's estimate is checked against every per-job cap, then **reserved**
+//! against every day and total scope that applies, in one atomic [`Store::reserve`] keyed by
+//! the task (a Lua script on Redis, one transaction on the embedded store): either every scope
+//! takes it or none does. When the task ends the hold is settled: the actual cost (KIE's
+//! `creditsConsumed`, else the estimate) on success, nothing on failure or expiry. Settling is
+//! idempotent, so a repeat callback or a second instance cannot count it twice.
+//!
+//! Crossing 80 %, 90 % or 100 % of a day or total cap raises an alert once per window (for a
+//! day rule: once per 24 h; for a total: once per cap value), kept for the Budget panel.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::credits::Credits;
+use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, edit_doc, now_ms, read_doc};
+
+/// The stored list of rules.
+const RULES_KEY: &str = "costrules";
+/// Recent alerts, newest first.
+const ALERTS_KEY: &str = "costrules:alerts";
+/// Most rules a deployment holds.
+pub const MAX_RULES: usize = 200;
+/// Most alerts kept.
+pub const MAX_ALERTS: usize = 50;
+/// Largest cap accepted ($10 M): keeps every sum far from overflow.
+pub const MAX_CAP_USD: f64 = 10_000_000.0;
+/// The alert levels, in percent of a cap.
+pub const ALERT_LEVELS: [u8; 3] = [80, 90, 100];
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Who a rule applies to. Both `None`: the whole team.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub project: Option<String>,
+    pub user: Option<String>,
+}
+
+impl Target {
+    /// For people: "team", "project trailer", "ana", "ana in project trailer".
+    pub fn label(&self) -> String {
+        match (&self.project, &self.user) {
+            (None, None) => "team".into(),
+            (Some(p), None) => format!("project {p}"),
+            (None, Some(u)) => format!("user {u}"),
+            (Some(p), Some(u)) => format!("user {u} in project {p}"),
+        }
+    }
+
+    /// For store keys: stable and unambiguous.
+    fn slug(&self) -> String {
+        format!("p={}|u={}", self.project.as_deref().unwrap_or("*"), self.user.as_deref().unwrap_or("*"))
+    }
+
+    fn applies_to(&self, owner: &str, project: &str) -> bool {
+        self.project.as_deref().is_none_or(|p| p == project) && self.user.as_deref().is_none_or(|u| u == owner)
+    }
+}
+
+/// One cost rule. Caps are in milli-credits; `None` means no cap of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostRule {
+    pub target: Target,
+    pub per_job: Option<Credits>,
+    pub per_day: Option<Credits>,
+    pub total: Option<Credits>,
+    pub updated_ms: u64,
+    /// Who set it last.
+    pub updated_by: String,
+}
+
+/// The three kinds of cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CapKind {
+    PerJob,
+    PerDay,
+    Total,
+}
+
+impl CapKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            CapKind::PerJob => "max per job",
+            CapKind::PerDay => "max per rolling 24 h",
+            CapKind::Total => "max in total",
+        }
+    }
+}
+
+impl CostRule {
+    fn scope(&self, kind: CapKind) -> Option<Scope> {
+        let (cap, window) = match kind {
+            CapKind::PerJob => return None,
+            CapKind::PerDay => (self.per_day?, Some(DAY)),
+            CapKind::Total => (self.total?, None),
+        };
+        let which = if kind == CapKind::PerDay { "day" } else { "total" };
+        Some(Scope { key: format!("budget:{which}:{}", self.target.slug()), limit: cap.milli(), window })
+    }
+
+    /// The store scopes this rule reserves against, with their kind.
+    fn scopes(&self) -> impl Iterator<Item = (CapKind, Scope)> + '_ {
+        [CapKind::PerDay, CapKind::Total].into_iter().filter_map(|k| self.scope(k).map(|s| (k, s)))
+    }
+}
+
+/// `$4.80 (960 credits)`.
+pub fn money(c: Credits) -> String {
+    format!("${:.2} ({} credits)", c.usd(), c)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    /// A rule that cannot be set; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A submission a rule does not allow; nothing was reserved.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A dollar amount from a form or the CLI, checked and converted.
+pub fn usd_cap(what: &str, usd: f64) -> Result<Credits, BudgetError> {
+    if !usd.is_finite() || usd <= 0.0 || usd > MAX_CAP_USD {
+        return Err(BudgetError::Invalid(format!("{what} must be a dollar amount above 0 and at most {MAX_CAP_USD:.0}")));
+    }
+    Credits::from_usd(usd).ok_or_else(|| BudgetError::Invalid(format!("{what} is not a usable amount")))
+}
+
+/// Every rule, team first, then projects and people by name.
+pub async fn rules(store: &dyn Store) -> StoreResult<Vec<CostRule>> {
+    let mut rules: Vec<CostRule> = read_doc(store, RULES_KEY).await?;
+    rules.sort_by(|a, b| (&a.target.project, &a.target.user).cmp(&(&b.target.project, &b.target.user)));
+    Ok(rules)
+}
+
+/// Sets (or, with no cap at all, removes) the rule for `rule.target`. Returns what was there
+/// before, for the record.
+pub async fn set_rule(store: &dyn Store, mut rule: CostRule) -> Result<Option<CostRule>, BudgetError> {
+    for name in [&rule.target.project, &rule.target.user].into_iter().flatten() {
+        if name.len() > 128 || name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(BudgetError::Invalid("a project or user name must be 1–128 printable characters".into()));
+        }
+    }
+    rule.updated_ms = now_ms();
+    edit_doc(store, RULES_KEY, |rules: &mut Vec<CostRule>| {
+        let before = rules.iter().position(|r| r.target == rule.target).map(|i| rules.remove(i));
+        if rule.per_job.is_some() || rule.per_day.is_some() || rule.total.is_some() {
+            if rules.len() >= MAX_RULES {
+                return Err(BudgetError::Invalid(format!("at most {MAX_RULES} cost rules; remove some first")));
+            }
+            rules.push(rule);
+        }
+        Ok(before)
+    })
+    .await
+}
+
+/// Whether any rule applies to `owner` in `project`.
+pub fn governs(rules: &[CostRule], owner: &str, project: &str) -> bool {
+    rules.iter().any(|r| r.target.applies_to(owner, project))
+}
+
+fn hold_id(task_id: &str) -> String {
+    format!("budget:{task_id}")
+}
+
+/// Checks `estimate` against every rule that applies to `owner` in `project` and reserves it
+/// against each day and total cap in one atomic step, held under the task's id. A refusal
+/// names the rule, what is used, what is left and what the task needs; nothing is held then.
+/// Reserving again for the same task changes nothing.
+pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, estimate: Credits) -> Result<(), BudgetError> {
+    let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
+    for r in &applicable {
+        if let Some(cap) = r.per_job
+            && estimate > cap
+        {
+            return Err(BudgetError::Refused(format!(
+                "Refused by the cost rule \"{} — {}\": this task is estimated at {}; one job may cost at most {}.",
+                r.target.label(),
+                CapKind::PerJob.label(),
+                money(estimate),
+                money(cap)
+            )));
+        }
+    }
+    let labelled: Vec<(&CostRule, CapKind, Scope)> = applicable.iter().flat_map(|r| r.scopes().map(move |(k, s)| (*r, k, s))).collect();
+    if labelled.is_empty() {
+        return Ok(());
+    }
+    let req = ReserveRequest {
+        id: hold_id(task_id),
+        amount: estimate.milli(),
+        scopes: labelled.iter().map(|(_, _, s)| s.clone()).collect(),
+        hold_ttl: None,
+    };
+    match store.reserve(&req).await? {
+        ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
+        ReserveOutcome::Refused(refusal) => {
+            let (rule, kind, _) = labelled.get(refusal.scope).ok_or_else(|| StoreError::Corrupt("reserve named a scope it was not given".into()))?;
+            let (used, cap) = (Credits(refusal.used), Credits(refusal.limit));
+            let when = if *kind == CapKind::PerDay { " in the last 24 h" } else { "" };
+            Err(BudgetError::Refused(format!(
+                "Refused by the cost rule \"{} — {}\": {} used of {}{when}, {} left; this task needs {}.",
+                rule.target.label(),
+                kind.label(),
+                money(used),
+                money(cap),
+                money(Credits((cap.0 - used.0).max(0))),
+                money(estimate)
+            )))
+        }
+    }
+}
+
+/// Ends a task's hold: `actual` stays counted (the estimate is replaced by it), zero releases
+/// everything. `false` if there was no hold (no rule applied, or settled already).
+pub async fn settle(store: &dyn Store, task_id: &str, actual: Credits) -> StoreResult<bool> {
+    store.settle(&hold_id(task_id), actual.milli().max(0)).await
+}
+
+/// One cap's spend now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meter {
+    pub target: Target,
+    pub kind: CapKind,
+    pub used: Credits,
+    pub cap: Credits,
+}
+
+impl Meter {
+    /// Spend as a whole percentage of the cap (0 when the cap is 0).
+    pub fn percent(&self) -> u32 {
+        if self.cap.0 <= 0 { 0 } else { ((self.used.0.max(0) as i128 * 100) / self.cap.0 as i128).min(u32::MAX as i128) as u32 }
+    }
+}
+
+/// The spend meters of every day and total cap, read from the store's scopes.
+pub async fn meters(store: &dyn Store, rules: &[CostRule]) -> StoreResult<Vec<Meter>> {
+    let mut out = Vec::new();
+    for r in rules {
+        for (kind, scope) in r.scopes() {
+            out.push(Meter { target: r.target.clone(), kind, used: Credits(store.usage(&scope).await?), cap: Credits(scope.limit) });
+        }
+    }
+    Ok(out)
+}
+
+/// A cap crossed a level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub at_ms: u64,
+    pub target: Target,
+    pub kind: CapKind,
+    /// 80, 90 or 100.
+    pub level: u8,
+    pub used: Credits,
+    pub cap: Credits,
+}
+
+impl Alert {
+    pub fn message(&self) -> String {
+        format!("{} — {}: {} % reached ({} of {}).", self.target.label(), self.kind.label(), self.level, money(self.used), money(self.cap))
+    }
+}
+
+/// Raises the alerts that the meters of the rules applying to `owner` in `project` have
+/// crossed and not yet raised in this window; returns them (already recorded) for delivery.
+/// Each alert is claimed with a set-if-absent, so across instances it is raised once.
+pub async fn check_alerts(store: &dyn Store, rules: &[CostRule], owner: &str, project: &str) -> StoreResult<Vec<Alert>> {
+    let mut raised = Vec::new();
+    for r in rules.iter().filter(|r| r.target.applies_to(owner, project)) {
+        for (kind, scope) in r.scopes() {
+            let meter = Meter { target: r.target.clone(), kind, used: Credits(store.usage(&scope).await?), cap: Credits(scope.limit) };
+            let Some(level) = ALERT_LEVELS.iter().rev().copied().find(|l| meter.percent() >= u32::from(*l)) else { continue };
+            // Once per window: a day alert for 24 h, a total alert per cap value.
+            let claim = format!("{}:alert:{}:{level}", scope.key, scope.limit);
+            let ttl = (kind == CapKind::PerDay).then_some(DAY);
+            if !store.kv_set_nx(&claim, b"1", ttl).await? {
+                continue;
+            }
+            let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level, used: meter.used, cap: meter.cap };
+            edit_doc(store, ALERTS_KEY, |list: &mut Vec<Alert>| {
+                list.insert(0, alert.clone());
+                list.truncate(MAX_ALERTS);
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+            raised.push(alert);
+        }
+    }
+    Ok(raised)
+}
+
+/// Recent alerts, newest first.
+pub async fn alerts(store: &dyn Store) -> StoreResult<Vec<Alert>> {
+    read_doc(store, ALERTS_KEY).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_apply_by_project_and_user() {
+        let team = Target::default();
+        let project = Target { project: Some("trailer".into()), user: None };
+        let person = Target { project: Some("trailer".into()), user: Some("ana".into()) };
+        assert!(team.applies_to("bo", "promo"));
+        assert!(project.applies_to("bo", "trailer") && !project.applies_to("bo", "promo"));
+        assert!(person.applies_to("ana", "trailer") && !person.applies_to("bo", "trailer"));
+        assert_ne!(project.slug(), person.slug());
+        assert_eq!(person.label(), "user ana in project trailer");
+    }
+
+    #[test]
+    fn dollar_caps_are_checked() {
+        assert_eq!(usd_cap("per day", 5.0).unwrap(), Credits::from_credits(1000));
+        assert!(usd_cap("per day", 0.0).is_err());
+        assert!(usd_cap("per day", -1.0).is_err());
+        assert!(usd_cap("per day", f64::NAN).is_err());
+        assert!(usd_cap("per day", 1e12).is_err());
+        assert_eq!(money(Credits::from_credits(960)), "$4.80 (960 credits)");
+    }
+
+    #[test]
+    fn meter_percent_is_whole_and_safe() {
+        let m = |used, cap| Meter { target: Target::default(), kind: CapKind::Total, used: Credits(used), cap: Credits(cap) };
+        assert_eq!(m(799, 1000).percent(), 79);
+        assert_eq!(m(800, 1000).percent(), 80);
+        assert_eq!(m(5, 0).percent(), 0);
+        assert_eq!(m(-5, 10).percent(), 0);
+    }
+}

@@ -1,0 +1,138 @@
+//! The rate guard's queue: the order queued tasks leave in, and what the Throttle panel and
+//! the Task Monitor show of it (depth, each task's place and expected wait).
+//!
+//! Fairness: round-robin between owners, oldest first within each, so one person's burst of
+//! 500 tasks delays another person's single task by at most one slot per other owner.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Lifecycle;
+use super::limits::RATE_LIMITED_COUNTER;
+use crate::rate_guard::LimitRule;
+use crate::store::{StoreResult, now_ms};
+use crate::task::{TaskRecord, TaskState};
+
+/// Most queued tasks one snapshot looks at.
+const MAX_SNAPSHOT: usize = 5000;
+
+/// Orders tasks (given newest first, as the store lists them) round-robin between owners,
+/// owners in the order of their oldest task.
+pub fn fair_order(newest_first: Vec<TaskRecord>) -> Vec<TaskRecord> {
+    let mut lanes: Vec<VecDeque<TaskRecord>> = Vec::new();
+    let mut lane_of: HashMap<String, usize> = HashMap::new();
+    let total = newest_first.len();
+    for t in newest_first.into_iter().rev() {
+        let i = *lane_of.entry(t.owner.clone()).or_insert_with(|| {
+            lanes.push(VecDeque::new());
+            lanes.len() - 1
+        });
+        lanes[i].push_back(t);
+    }
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        for lane in &mut lanes {
+            if let Some(t) = lane.pop_front() {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// One task waiting for the rate guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub id: String,
+    pub owner: String,
+    /// 1 = next to leave.
+    pub position: usize,
+    /// Expected wait from now, by the request rules' windows (an estimate: a concurrency rule
+    /// and tasks still to arrive can make it longer).
+    pub eta_ms: u64,
+}
+
+/// One rule and how full it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleUse {
+    pub rule: String,
+    pub used: i64,
+    pub limit: i64,
+}
+
+/// The queue as the Throttle panel shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    /// Tasks waiting for the rate guard, in the order they will leave.
+    pub waiting: Vec<Waiting>,
+    /// Waiting tasks per owner, most first.
+    pub by_owner: Vec<(String, usize)>,
+    /// Tasks waiting out a backoff after an upstream refusal (429, 455, 5xx).
+    pub backed_off: usize,
+    /// Sent, with no answer yet: never resent (see the dispatcher).
+    pub in_doubt: usize,
+    pub rules: Vec<RuleUse>,
+    /// The safety margin added to every window.
+    pub margin_ms: u64,
+    /// Left of the cool-down after KIE's last 429.
+    pub cooldown_ms: Option<u64>,
+    /// How many times KIE answered 429 to a `createTask`.
+    pub rate_limited_total: i64,
+}
+
+impl Lifecycle {
+    /// The rate guard's queue now.
+    pub async fn queue(&self) -> StoreResult<QueueSnapshot> {
+        let store = &self.0.store;
+        let queued = self.in_state(TaskState::Queued, MAX_SNAPSHOT).await?;
+        let now = now_ms();
+        let mut snap = QueueSnapshot { margin_ms: self.0.opts.rate_margin.as_millis() as u64, ..Default::default() };
+        let mut ready = Vec::new();
+        for t in fair_order(queued) {
+            if t.in_doubt() {
+                snap.in_doubt += 1;
+            } else if t.dispatch.next_attempt_ms > now {
+                snap.backed_off += 1;
+            } else if !t.budget_pending {
+                ready.push(t);
+            }
+        }
+        let mut windows = Vec::new();
+        for (rule, scope) in self.guard_scopes() {
+            let used = store.usage(&scope).await?;
+            if let LimitRule::Requests { limit, window } = rule {
+                windows.push(((limit - used).max(0) as usize, limit.max(1) as usize, window + self.0.opts.rate_margin));
+            }
+            snap.rules.push(RuleUse { rule: rule.to_string(), used, limit: scope.limit });
+        }
+        let mut owners: HashMap<String, usize> = HashMap::new();
+        for (i, t) in ready.into_iter().enumerate() {
+            *owners.entry(t.owner.clone()).or_default() += 1;
+            let eta = windows.iter().map(|(free, limit, window)| if i < *free { Duration::ZERO } else { *window * ((i - free) / limit + 1) as u32 }).max().unwrap_or_default();
+            snap.waiting.push(Waiting { id: t.id, owner: t.owner, position: i + 1, eta_ms: eta.as_millis() as u64 });
+        }
+        snap.by_owner = owners.into_iter().collect();
+        snap.by_owner.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        snap.cooldown_ms = self.cooldown_left().await?.map(|d| d.as_millis() as u64);
+        snap.rate_limited_total = store.counter_get(RATE_LIMITED_COUNTER).await?;
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_does_not_starve_a_single_task() {
+        // Newest first, as listed: ana's 5 tasks, then bo's one, then ana's sixth.
+        let mut tasks: Vec<TaskRecord> = (0..5).map(|i| TaskRecord::new(format!("a{i}"), "ana", "p", "m", i)).collect();
+        tasks.push(TaskRecord::new("b0", "bo", "p", "m", 10));
+        tasks.push(TaskRecord::new("a5", "ana", "p", "m", 11));
+        tasks.reverse();
+        let order: Vec<String> = fair_order(tasks).into_iter().map(|t| t.id).collect();
+        assert_eq!(order, ["a0", "b0", "a1", "a2", "a3", "a4", "a5"]);
+    }
+}
