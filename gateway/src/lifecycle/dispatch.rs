@@ -61,6 +61,9 @@ pub struct Round {
 enum Sent {
     /// Dealt with (or not ours to deal with); go on.
     Done,
+    /// Sent after waiting for the rate guard: the queue may have changed meanwhile (a new
+    /// owner's task may now come first), so the round ends and the next one re-reads it.
+    DoneAfterWait,
     /// The rate guard is full for this long: stop the round.
     RateGuardFull(Duration),
 }
@@ -94,8 +97,10 @@ impl Lifecycle {
             }
             let sent = self.send(&t).await;
             self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
-            if let Sent::RateGuardFull(w) = sent? {
-                return Ok(Round { wait: w.min(tick * 4), rate_guard_full: true });
+            match sent? {
+                Sent::Done => {}
+                Sent::DoneAfterWait => return Ok(Round { wait: Duration::ZERO, rate_guard_full: false }),
+                Sent::RateGuardFull(w) => return Ok(Round { wait: w.min(tick * 4), rate_guard_full: true }),
             }
         }
         Ok(Round { wait, rate_guard_full: false })
@@ -105,10 +110,14 @@ impl Lifecycle {
     /// within [`MAX_HOLD`] (so a draining queue loses no time between slots).
     async fn send(&self, t: &TaskRecord) -> StoreResult<Sent> {
         let Some(kie) = self.0.kie.clone() else { return Ok(Sent::Done) };
+        let mut waited = false;
         loop {
             match self.claim_dispatch(t).await? {
                 Ok(()) => break,
-                Err(wait) if wait <= MAX_HOLD => tokio::time::sleep(wait).await,
+                Err(wait) if wait <= MAX_HOLD => {
+                    waited = true;
+                    tokio::time::sleep(wait).await;
+                }
                 Err(wait) => return Ok(Sent::RateGuardFull(wait)),
             }
         }
@@ -134,7 +143,7 @@ impl Lifecycle {
             Ok(kie_id) => self.record_accepted(id, &kie_id).await?,
             Err(e) => self.record_refused(id, &e).await?,
         }
-        Ok(Sent::Done)
+        Ok(if waited { Sent::DoneAfterWait } else { Sent::Done })
     }
 
     /// KIE took the task: remember its id both ways and mark it `submitted`.

@@ -1,0 +1,371 @@
+//! Money and limits over real HTTP against kie-sim on loopback: cost rules that refuse and
+//! hold exactly (1,000 concurrent submissions on three instances on one Redis, and on the
+//! embedded store), alerts, pinned models that follow the user across instances, and the rate
+//! guard's fairness, concurrency rule and 429 back-off.
+
+mod support;
+
+use gateway::Store;
+use gateway::budget;
+use serde_json::{Value, json};
+use server::config::StoreConfig;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn fast() -> kie_sim::Settings {
+    kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 300 }, ..Default::default() }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+/// A kie-sim with `settings` and a Control Room (with `guard`) whose callbacks reach it back.
+async fn console(store: StoreConfig, settings: kie_sim::Settings, guard: &str) -> (Running, kie_sim::Sim) {
+    let (sim_base, sim) = start_sim_with(settings, KEY, 1_000_000.0, None).await;
+    let r = console_on(store, &sim_base, guard).await;
+    (r, sim)
+}
+
+async fn console_on(store: StoreConfig, sim_base: &str, guard: &str) -> Running {
+    let (listener, base) = bind().await;
+    let mut cfg = config(store, Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.rate_guard = gateway::rate_guard::parse_rules(guard).expect("rules");
+    start_on(listener, cfg).await
+}
+
+async fn submit(base: &str, model: &str, project: &str, prompt: &str) -> (u16, Value) {
+    server_fn(base, "submit_task", &form(&[("model", model), ("project", project), ("prompt", prompt)])).await
+}
+
+async fn rows(base: &str) -> Vec<Value> {
+    let (code, list) = server_fn(base, "list_tasks", "limit=100").await;
+    assert_eq!(code, 200, "{list}");
+    list["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until every task listed on `base` has ended; returns the rows.
+async fn all_ended(base: &str, expect: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let r = rows(base).await;
+        if r.len() == expect && r.iter().all(|r| r["terminal"] == true) {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "tasks did not end: {} rows, {:?}", r.len(), r.iter().map(|r| &r["state"]).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn milli(decimal: &Value) -> i64 {
+    (decimal.as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) * 1000.0).round() as i64
+}
+
+#[tokio::test]
+async fn cost_rules_refuse_with_the_numbers_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, _sim) = console(embedded(&dir), fast(), "20/10s").await;
+
+    // Bad rules are refused with what to fix, and set nothing.
+    for (field, value, says) in [("per_day", "abc", "dollar amount"), ("per_day", "-1", "above 0"), ("total", "1e12", "at most")] {
+        let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "trailer"), (field, value)])).await;
+        assert!(code >= 400 && body.to_string().contains(says), "{field}={value}: {code} {body}");
+    }
+    let (_, status) = server_fn(&s.base, "budget_status", "").await;
+    assert_eq!(status["rules"], json!([]), "nothing was set");
+
+    // $0.12 a day for project trailer = 24 credits = three 8-credit images.
+    let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_day", "0.12")])).await;
+    assert_eq!(code, 200, "{body}");
+    for i in 0..3 {
+        let (code, body) = submit(&s.base, "nano-banana-2", "trailer", &format!("shot {i}")).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, refused) = submit(&s.base, "nano-banana-2", "trailer", "one too many").await;
+    let msg = refused.to_string();
+    assert!(code >= 400, "{code} {msg}");
+    for part in ["project trailer — max per rolling 24 h", "$0.12 (24 credits) used of $0.12 (24 credits)", "$0.00 (0 credits) left", "needs $0.04 (8 credits)"] {
+        assert!(msg.contains(part), "the refusal says {part:?}: {msg}");
+    }
+    assert_eq!(rows(&s.base).await.len(), 3, "a refused submission leaves no record");
+    // Another project is not held by this rule.
+    let (code, body) = submit(&s.base, "nano-banana-2", "promo", "elsewhere").await;
+    assert_eq!(code, 200, "{body}");
+
+    // A per-job cap for the team refuses a task bigger than it.
+    let (code, _) = server_fn(&s.base, "set_cost_rule", &form(&[("per_job", "0.02")])).await;
+    assert_eq!(code, 200);
+    let (code, refused) = submit(&s.base, "nano-banana-2", "promo", "too dear").await;
+    let msg = refused.to_string();
+    assert!(code >= 400 && msg.contains("team — max per job") && msg.contains("one job may cost at most $0.02 (4 credits)"), "{code} {msg}");
+    let (code, _) = server_fn(&s.base, "set_cost_rule", "").await;
+    assert_eq!(code, 200, "saving the team rule with no amounts removes it");
+
+    // The meter is at the cap and the 100 % alert was raised once.
+    let ended = all_ended(&s.base, 4).await;
+    let trailer_spent: i64 = ended.iter().filter(|r| r["project"] == "trailer").map(|r| milli(&r["actual_credits"])).sum();
+    let start = Instant::now();
+    let status = loop {
+        let (_, status) = server_fn(&s.base, "budget_status", "").await;
+        if status["alerts"].as_array().is_some_and(|a| !a.is_empty()) || start.elapsed() > Duration::from_secs(10) {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["rules"].as_array().map(Vec::len), Some(1), "{status}");
+    let meter = &status["meters"][0];
+    assert_eq!(meter["percent"], (trailer_spent * 100 / 24_000) as u64, "the meter reads the settled spend: {status}");
+    let alerts = status["alerts"].as_array().expect("alerts");
+    assert_eq!(alerts.len(), 1, "one alert, at the highest level crossed: {status}");
+    assert!(alerts[0][1].as_str().unwrap_or("").contains("100 % reached"), "{status}");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_relay_answers_402_and_failures_release_their_hold() {
+    let prefix = format!("{}:", testkit::unique("budget402"));
+    let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let key = gateway::relay_keys::create(store.as_ref(), "trailer", "batch").await.expect("key");
+    let rule = budget::CostRule { target: budget::Target { project: Some("trailer".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
+    budget::set_rule(store.as_ref(), rule.clone()).await.expect("rule");
+    let create = |prompt: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/kie/api/v1/jobs/createTask", s.base))
+            .bearer_auth(key.text.expose())
+            .json(&json!({"model": "nano-banana-2", "input": {"prompt": prompt}}))
+            .send()
+    };
+    // A failing task holds its 8 credits while it runs, then releases them all.
+    let r = create("sim:fail please").await.expect("post");
+    assert_eq!(r.status(), 200);
+    let refused = create("while the first holds").await.expect("post");
+    assert_eq!(refused.status(), 402, "10 credits cannot hold two 8-credit tasks");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], 402);
+    assert!(body["msg"].as_str().unwrap_or("").contains("max in total"), "{body}");
+    all_ended(&s.base, 1).await;
+    let meters = budget::meters(store.as_ref(), &budget::rules(store.as_ref()).await.expect("rules")).await.expect("meters");
+    assert_eq!(meters[0].used, gateway::Credits::ZERO, "KIE charges no failure; the hold is released");
+    let r = create("now it fits").await.expect("post");
+    assert_eq!(r.status(), 200, "after the release the budget admits again");
+    s.shutdown().await.expect("shutdown");
+}
+
+/// 1,000 submissions at once, spread over `bases`, against a total cap that admits exactly
+/// `k` 8-credit images: exactly `k` are admitted, and once they end the committed spend equals
+/// the sum of their actual costs.
+async fn race(bases: &[String], store: Arc<dyn Store>, project: &str, k: i64) {
+    let rule = budget::CostRule {
+        target: budget::Target { project: Some(project.into()), user: None },
+        total: Some(gateway::Credits::from_credits(8 * k)),
+        ..Default::default()
+    };
+    budget::set_rule(store.as_ref(), rule).await.expect("rule");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let base = bases[i % bases.len()].clone();
+        let project = project.to_string();
+        set.spawn(async move { submit(&base, "nano-banana-2", &project, &format!("race {i}")).await });
+    }
+    let (mut admitted, mut refused) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        let (code, body) = r.expect("join");
+        if code == 200 {
+            admitted += 1;
+        } else {
+            assert!(body.to_string().contains("Refused by the cost rule"), "{code} {body}");
+            refused += 1;
+        }
+    }
+    assert_eq!((admitted, refused), (k, 1000 - k), "exactly k admitted");
+    let q = gateway::task::TaskQuery { project: Some(project.into()), limit: 500, ..Default::default() };
+    let start = Instant::now();
+    let tasks = loop {
+        let tasks = store.task_list(&q).await.expect("list").tasks;
+        if tasks.iter().all(|t| t.state.is_terminal()) {
+            break tasks;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "tasks did not end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(tasks.len() as i64, k, "no refused submission left a record");
+    let actual: i64 = tasks.iter().map(|t| t.actual_cost.unwrap_or_default().milli()).sum();
+    let rules = budget::rules(store.as_ref()).await.expect("rules");
+    let meter = budget::meters(store.as_ref(), &rules).await.expect("meters").pop().expect("meter");
+    assert_eq!(meter.used.milli(), actual, "committed spend = the sum of actual costs");
+    assert!(meter.used <= meter.cap, "spend {} within the cap {}", meter.used, meter.cap);
+}
+
+fn unlimited() -> kie_sim::Settings {
+    kie_sim::Settings { rate_limit: 1_000_000, ..fast() }
+}
+
+#[tokio::test]
+async fn budgets_hold_exactly_under_1000_concurrent_submissions_on_three_instances() {
+    testkit::raise_fd_limit();
+    let prefix = format!("{}:", testkit::unique("budgetrace"));
+    let (sim_base, _sim) = start_sim_with(unlimited(), KEY, 1_000_000.0, None).await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(console_on(redis_store(&prefix), &sim_base, "10000/10s").await);
+    }
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    race(&bases, store, "race", 37).await;
+    for s in servers {
+        s.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test]
+async fn budgets_hold_exactly_under_1000_concurrent_submissions_on_the_embedded_store() {
+    testkit::raise_fd_limit();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, _sim) = console(embedded(&dir), unlimited(), "10000/10s").await;
+    // The embedded store is one process's: read it through the running server's own handle.
+    let (code, _) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "race"), ("total", "0.185")])).await;
+    assert_eq!(code, 200);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let base = s.base.clone();
+        set.spawn(async move { submit(&base, "nano-banana-2", "race", &format!("race {i}")).await.0 });
+    }
+    let mut admitted = 0;
+    while let Some(code) = set.join_next().await {
+        admitted += usize::from(code.expect("join") == 200);
+    }
+    assert_eq!(admitted, 4, "$0.185 = 37 credits admits exactly four 8-credit images");
+    let ended = all_ended(&s.base, 4).await;
+    let actual: i64 = ended.iter().map(|r| milli(&r["actual_credits"])).sum();
+    let (_, status) = server_fn(&s.base, "budget_status", "").await;
+    let used = status["meters"][0]["used"].as_str().expect("used").to_string();
+    let expected = format!("${:.2} ({} credits)", actual as f64 / 1000.0 * 0.005, gateway::Credits(actual));
+    assert_eq!(used, expected, "committed spend = the sum of actual costs");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn pins_follow_the_user_across_instances() {
+    let prefix = format!("{}:", testkit::unique("pins"));
+    let (a, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
+    let b = console_on(redis_store(&prefix), "http://127.0.0.1:9", "20/10s").await;
+    let (code, pins) = server_fn(&a.base, "set_pin", &form(&[("model", "veo3"), ("pinned", "true")])).await;
+    assert_eq!((code, pins.clone()), (200, json!(["veo3"])), "{pins}");
+    let (_, market) = server_fn(&b.base, "list_models", "").await;
+    let pinned: Vec<&str> = market["models"].as_array().expect("models").iter().filter(|m| m["pinned"] == true).filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(pinned, ["veo3"], "the other instance sees the pin");
+    let (code, body) = server_fn(&b.base, "set_pin", &form(&[("model", "no-such-model"), ("pinned", "true")])).await;
+    assert!(code >= 400 && body.to_string().contains("not in the catalog"), "{body}");
+    let (code, pins) = server_fn(&b.base, "set_pin", &form(&[("model", "veo3"), ("pinned", "false")])).await;
+    assert_eq!((code, pins), (200, json!([])));
+    a.shutdown().await.expect("shutdown");
+    b.shutdown().await.expect("shutdown");
+}
+
+/// Relay keys give tasks distinct owners (`key:<name>`).
+async fn relay_create(base: &str, key: &str, prompt: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/kie/api/v1/jobs/createTask"))
+        .bearer_auth(key)
+        .json(&json!({"model": "nano-banana-2", "input": {"prompt": prompt}}))
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_burst_from_one_owner_does_not_starve_another() {
+    let prefix = format!("{}:", testkit::unique("fair"));
+    let (s, sim) = console(redis_store(&prefix), unlimited(), "4/1s").await;
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let burst = gateway::relay_keys::create(store.as_ref(), "p", "burst").await.expect("key");
+    let single = gateway::relay_keys::create(store.as_ref(), "p", "single").await.expect("key");
+    for i in 0..24 {
+        assert_eq!(relay_create(&s.base, burst.text.expose(), &format!("burst {i}")).await, 200);
+    }
+    let arrived_ms = gateway::store::now_ms();
+    assert_eq!(relay_create(&s.base, single.text.expose(), "the single task").await, 200);
+    // While the burst drains, the Throttle panel shows the queue in fair order.
+    let (_, throttle) = server_fn(&s.base, "throttle_status", "").await;
+    assert!(throttle["depth"].as_u64().unwrap_or(0) > 4, "{throttle}");
+    let start = Instant::now();
+    let order: Vec<(u64, String)> = loop {
+        let w = sim.world();
+        let sent: Vec<(u64, String)> = w
+            .log
+            .iter()
+            .filter(|e| e.path.ends_with("createTask") && e.code == 200)
+            .filter_map(|e| e.task_id.as_ref().and_then(|id| w.tasks.get(id)).map(|t| (e.at_ms, t.param.clone())))
+            .collect();
+        if sent.len() == 25 {
+            break sent;
+        }
+        drop(w);
+        assert!(start.elapsed() < Duration::from_secs(30), "only {} sent", sent.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let at = order.iter().position(|(_, p)| p.contains("the single task")).expect("sent");
+    let overtaken = order[..at].iter().filter(|(t, _)| *t >= arrived_ms).count();
+    // Of the burst's tasks still queued when it arrived, at most the one already waiting for
+    // the next slot (and one in a round already under way) leave before it — not all of them.
+    let queued_then = order.iter().filter(|(t, _)| *t >= arrived_ms).count() - 1;
+    assert!(overtaken <= 2, "the single task was overtaken by {overtaken} of the {queued_then} burst tasks queued when it arrived");
+    assert!(queued_then >= 8, "the burst was still queued when the single task arrived ({queued_then} left)");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_concurrency_rule_caps_tasks_running_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 200, queuing_ms: 200, generating_ms: 800 }, ..Default::default() };
+    let (s, _sim) = console(embedded(&dir), slow, "20/10s, concurrent:2").await;
+    for i in 0..6 {
+        assert_eq!(submit(&s.base, "nano-banana-2", "p", &format!("c {i}")).await.0, 200);
+    }
+    let start = Instant::now();
+    let mut most = 0;
+    loop {
+        let r = rows(&s.base).await;
+        let running = r.iter().filter(|r| !(r["state"] == "queued" || r["terminal"] == true)).count();
+        most = most.max(running);
+        if r.iter().all(|r| r["terminal"] == true) {
+            assert!(r.iter().all(|r| r["state"] == "success"), "{r:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "tasks did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(most, 2, "at most two ran at once, and two did");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_429_from_kie_backs_off_every_instance_and_is_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Someone else uses the same account: KIE admits only 2 per 10 s, the guard thinks 20.
+    let tight = kie_sim::Settings { rate_limit: 2, ..fast() };
+    let (s, _sim) = console(embedded(&dir), tight, "20/10s").await;
+    for i in 0..4 {
+        assert_eq!(submit(&s.base, "nano-banana-2", "p", &format!("r {i}")).await.0, 200);
+    }
+    let start = Instant::now();
+    let throttle = loop {
+        let (_, t) = server_fn(&s.base, "throttle_status", "").await;
+        if t["rate_limited_total"].as_i64().unwrap_or(0) >= 1 {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no 429 seen: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(throttle["backed_off"].as_u64().unwrap_or(0) >= 1, "{throttle}");
+    let (_, review) = server_fn(&s.base, "review_tasks", "").await;
+    let labels: Vec<&str> = review["rows"].as_array().expect("rows").iter().filter_map(|r| r["fail_class"].as_str()).collect();
+    assert!(labels.contains(&"Rate limited — backed off"), "{review}");
+    s.shutdown().await.expect("shutdown");
+}
