@@ -110,17 +110,22 @@ impl Lifecycle {
     /// within [`MAX_HOLD`] (so a draining queue loses no time between slots).
     async fn send(&self, t: &TaskRecord) -> StoreResult<Sent> {
         let Some(kie) = self.0.kie.clone() else { return Ok(Sent::Done) };
+        // The round's list may be stale: another instance may have sent this task since.
+        match self.0.store.task_get(&t.id).await? {
+            Some(now) if now.version == t.version => {}
+            _ => return Ok(Sent::Done),
+        }
         let mut waited = false;
-        loop {
+        let holds = loop {
             match self.claim_dispatch(t).await? {
-                Ok(()) => break,
+                Ok(holds) => break holds,
                 Err(wait) if wait <= MAX_HOLD => {
                     waited = true;
                     tokio::time::sleep(wait).await;
                 }
                 Err(wait) => return Ok(Sent::RateGuardFull(wait)),
             }
-        }
+        };
         let id = t.id.as_str();
         let marked = self
             .modify(id, |t| {
@@ -134,7 +139,7 @@ impl Lifecycle {
             })
             .await?;
         let Some(task) = marked else {
-            self.release_running(id).await?;
+            self.give_back(&holds).await?;
             return Ok(Sent::Done);
         };
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));

@@ -69,8 +69,9 @@ impl Lifecycle {
     }
 
     /// Claims every rule for `task`, or says how long until the first that is full would
-    /// fit; a refused claim gives back what it took.
-    pub(super) async fn claim_dispatch(&self, task: &TaskRecord) -> StoreResult<Result<(), Duration>> {
+    /// fit; a refused claim gives back what it took. On success, returns the holds taken, for
+    /// [`Lifecycle::give_back`] if the task turns out not to need them.
+    pub(super) async fn claim_dispatch(&self, task: &TaskRecord) -> StoreResult<Result<Vec<String>, Duration>> {
         if let Some(wait) = self.cooldown_left().await? {
             return Ok(Err(wait));
         }
@@ -93,15 +94,21 @@ impl Lifecycle {
                 ReserveOutcome::Reserved => taken.push(id),
                 ReserveOutcome::AlreadyHeld => {}
                 ReserveOutcome::Refused(r) => {
-                    for id in taken {
-                        store.settle(&id, 0).await?;
-                    }
+                    self.give_back(&taken).await?;
                     let wait = r.retry_after.unwrap_or(CONCURRENT_RETRY);
                     return Ok(Err(wait.max(Duration::from_millis(1))));
                 }
             }
         }
-        Ok(Ok(()))
+        Ok(Ok(taken))
+    }
+
+    /// Returns claimed slots unused (the task was not sent after all).
+    pub(super) async fn give_back(&self, holds: &[String]) -> StoreResult<()> {
+        for id in holds {
+            self.0.store.settle(id, 0).await?;
+        }
+        Ok(())
     }
 
     /// The task no longer runs upstream: its concurrency slot is free again.
