@@ -38,17 +38,6 @@ fn kie_error(code: i64, msg: &str) -> Response {
     kie_answer(code, msg, Value::Null)
 }
 
-/// KIE's code for a refused submission.
-pub fn submit_error_code(e: &SubmitError) -> i64 {
-    match e {
-        SubmitError::UnknownModel(_) | SubmitError::NotFound(_) => 404,
-        SubmitError::Invalid(_) => 422,
-        SubmitError::NotRetryable(..) => 409,
-        SubmitError::OverBudget(_) => 402,
-        SubmitError::NotConfigured | SubmitError::Store(_) => 503,
-    }
-}
-
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -97,7 +86,7 @@ async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     match state.lifecycle.submit(submission).await {
         Ok(t) => kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id })),
-        Err(e) => kie_error(submit_error_code(&e), &e.public_message()),
+        Err(e) => kie_error(i64::from(e.code()), &e.public_message()),
     }
 }
 

@@ -369,3 +369,22 @@ async fn a_429_from_kie_backs_off_every_instance_and_is_shown() {
     assert!(labels.contains(&"Rate limited — backed off"), "{review}");
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_token_rule_holds_back_what_does_not_fit_its_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 60 estimated tokens a minute; each of these inputs is about 40 (4 characters a token).
+    let (s, sim) = console(embedded(&dir), fast(), "20/10s, tokens:60/1m").await;
+    let prompt = "a long prompt that fills most of the token window: ".repeat(2);
+    for _ in 0..2 {
+        assert_eq!(submit(&s.base, "nano-banana-2", "p", &prompt).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = sim.world().log.iter().filter(|e| e.path.ends_with("createTask") && e.code == 200).count();
+    assert_eq!(sent, 1, "the second task does not fit the token window this minute");
+    let r = rows(&s.base).await;
+    let waiting: Vec<&Value> = r.iter().filter(|r| r["state"] == "queued").collect();
+    assert_eq!(waiting.len(), 1, "{r:?}");
+    assert!(waiting[0]["queue"].as_str().unwrap_or("").contains("#1 in the rate guard's queue"), "{:?}", waiting[0]);
+    s.shutdown().await.expect("shutdown");
+}

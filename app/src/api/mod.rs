@@ -140,8 +140,12 @@ pub(crate) mod server_side {
         Ok(TaskList { rows, next: page.next })
     }
 
-    /// The message a person sees for a refused submission.
+    /// The message a person sees for a refused submission, with KIE's matching status (422 bad
+    /// input, 402 over budget, …) instead of a bare 500.
     pub fn submit_error(e: SubmitError) -> ServerFnError {
+        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+            opts.set_status(http::StatusCode::from_u16(e.code()).unwrap_or(http::StatusCode::UNPROCESSABLE_ENTITY));
+        }
         ServerFnError::new(e.public_message())
     }
 

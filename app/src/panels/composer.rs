@@ -83,6 +83,8 @@ pub fn Composer() -> impl IntoView {
                 })}
             </Suspense>
             <label>"Project "<input name="project" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
+            // Read from the Market's resource: inside Suspense so the server renders them too.
+            <Suspense fallback=|| ()>
             {move || selected().and_then(|m| m.priced_by.clone().map(|field| {
                 let choices = m.choices.clone();
                 view! {
@@ -103,11 +105,14 @@ pub fn Composer() -> impl IntoView {
             {move || selected().filter(|m| m.required.iter().any(|f| f == "image_urls")).map(|_| view! {
                 <label>"Image URL "<input type="url" name="image_url" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
             })}
+            </Suspense>
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" rows="2" maxlength="5000"
                 prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
-            <span class="estimate" data-testid="composer-estimate">
-                {move || selected().and_then(|m| m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)))}
-            </span>
+            <Suspense fallback=|| ()>
+                <span class="estimate" data-testid="composer-estimate">
+                    {move || selected().and_then(|m| m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)))}
+                </span>
+            </Suspense>
             <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
                 {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
             </button>

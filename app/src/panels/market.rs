@@ -56,7 +56,7 @@ fn title_case(s: &str) -> String {
 }
 
 /// The star that pins or unpins a model.
-pub fn pin_button(m: &ModelOption) -> impl IntoView + use<> {
+pub fn pin_button(m: &ModelOption) -> AnyView {
     let market = market();
     let (id, pinned) = (m.id.clone(), m.pinned);
     let label = if pinned { format!("Unpin {id}") } else { format!("Pin {id}") };
@@ -66,6 +66,7 @@ pub fn pin_button(m: &ModelOption) -> impl IntoView + use<> {
             {if pinned { "★" } else { "☆" }}
         </button>
     }
+    .into_any()
 }
 
 #[component]
@@ -115,7 +116,7 @@ pub fn MarketPanel() -> impl IntoView {
                                 <ul class="models">
                                     {in_cat.into_iter().map(|m| model_row(m, open)).collect_view()}
                                 </ul>
-                            })
+                            }.into_any())
                         }).collect_view().into_any()
                     }
                 })}
@@ -125,7 +126,7 @@ pub fn MarketPanel() -> impl IntoView {
     }
 }
 
-fn model_row(m: ModelOption, open: RwSignal<Option<String>>) -> impl IntoView {
+fn model_row(m: ModelOption, open: RwSignal<Option<String>>) -> AnyView {
     let id = m.id.clone();
     let is_open = {
         let id = id.clone();
@@ -148,10 +149,11 @@ fn model_row(m: ModelOption, open: RwSignal<Option<String>>) -> impl IntoView {
             {move || is_open.get().then(|| model_page(detail.clone()))}
         </li>
     }
+    .into_any()
 }
 
 /// A model's page: its inputs, its price table and a calculator.
-fn model_page(m: ModelOption) -> impl IntoView {
+fn model_page(m: ModelOption) -> AnyView {
     let choice = RwSignal::new(m.choices.first().cloned().unwrap_or_default());
     let mode = RwSignal::new("std".to_string());
     let count = RwSignal::new(1u32);
@@ -196,4 +198,5 @@ fn model_page(m: ModelOption) -> impl IntoView {
             </div>
         </div>
     }
+    .into_any()
 }

@@ -60,6 +60,18 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
+    /// KIE's code for this refusal (KIE's codes are HTTP statuses): what the relay answers and
+    /// the status a browser's request gets.
+    pub fn code(&self) -> u16 {
+        match self {
+            SubmitError::UnknownModel(_) | SubmitError::NotFound(_) => 404,
+            SubmitError::Invalid(_) => 422,
+            SubmitError::NotRetryable(..) => 409,
+            SubmitError::OverBudget(_) => 402,
+            SubmitError::NotConfigured | SubmitError::Store(_) => 503,
+        }
+    }
+
     /// What the person or program that submitted is told: the error itself, except a store
     /// failure, which is logged here and not shown.
     pub fn public_message(&self) -> String {
