@@ -12,41 +12,15 @@
 //! - utilisation: the ideal drain time of N tasks at 20 per 10 s, (N/20 − 1) × 10 s, over the
 //!   measured time from the first admission to the last (the goal: at least 99 %).
 
-use server::config::{Config, KeySource, Secret, StoreConfig};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod support;
 
-const KEY: &str = "bench-upstream-key";
+use std::time::{Duration, Instant};
+use support::KEY;
 const LIMIT: usize = 20;
 const WINDOW_MS: u64 = 10_000;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn console(sim: &str, prefix: &str, margin: Duration) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let cfg = Config {
-        site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        site_root: "target/site".into(),
-        kie_base_url: sim.parse().expect("url"),
-        public_url: Some(base.parse().expect("url")),
-        store: StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() },
-        kie_key: Some((Secret::new(KEY), KeySource::Environment)),
-        webhook_hmac_key: None,
-        simulate: false,
-        rate_guard: vec![gateway::rate_guard::KIE_DEFAULT],
-        rate_margin: margin,
-        alert_webhook: None,
-        give_up_after: Duration::from_secs(3600),
-    };
-    tokio::spawn(server::run(listener, cfg, std::future::pending()));
-    let http = reqwest::Client::new();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    base
 }
 
 #[tokio::main]
@@ -64,7 +38,7 @@ async fn main() {
     let prefix = format!("{}:", testkit::unique("guardbench"));
     let mut bases = Vec::new();
     for _ in 0..3 {
-        bases.push(console(&sim_base, &prefix, margin).await);
+        bases.push(support::console(&sim_base, &prefix, vec![gateway::rate_guard::KIE_DEFAULT], margin).await);
     }
     eprintln!("submitting {tasks} tasks to 3 instances (margin {} ms)…", margin.as_millis());
     let http = reqwest::Client::new();

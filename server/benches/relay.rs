@@ -9,14 +9,15 @@
 //! 2. Callback → browser: from the moment a KIE callback is sent to the moment the task's
 //!    `success` event arrives on an SSE connection, with 1 and with 1,000 connections open.
 
+mod support;
+
 use serde_json::{Value, json};
-use server::config::{Config, KeySource, Secret, StoreConfig};
-use std::net::SocketAddr;
+use server::config::StoreConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::sse::SseClient;
 
-const KEY: &str = "bench-upstream-key";
+use support::KEY;
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -72,28 +73,8 @@ async fn start_sim(settings: kie_sim::Settings) -> (String, kie_sim::Sim) {
 }
 
 async fn start_console(sim: &str, prefix: &str, rate_limit: i64) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let cfg = Config {
-        site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        site_root: "target/site".into(),
-        kie_base_url: sim.parse().expect("url"),
-        public_url: Some(base.parse().expect("url")),
-        store: StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() },
-        kie_key: Some((Secret::new(KEY), KeySource::Environment)),
-        webhook_hmac_key: None,
-        simulate: false,
-        rate_guard: vec![gateway::rate_guard::LimitRule::Requests { limit: rate_limit, window: Duration::from_secs(10) }],
-        rate_margin: Duration::from_millis(50),
-        alert_webhook: None,
-        give_up_after: Duration::from_secs(3600),
-    };
-    tokio::spawn(server::run(listener, cfg, std::future::pending()));
-    let http = reqwest::Client::new();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    base
+    let rule = gateway::rate_guard::LimitRule::Requests { limit: rate_limit, window: Duration::from_secs(10) };
+    support::console(sim, prefix, vec![rule], Duration::from_millis(50)).await
 }
 
 async fn relay_key(prefix: &str) -> String {

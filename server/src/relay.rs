@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::AppState;
-use gateway::lifecycle::{SubmitError, Submission};
+use gateway::lifecycle::Submission;
 use gateway::relay::{envelope, record_info};
 use gateway::relay_keys::{self, RelayKey, RelayKeyError};
 
