@@ -47,9 +47,9 @@ impl fmt::Display for LimitRule {
 pub fn span(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if d.subsec_millis() != 0 || s < 60 || s % 60 != 0 => format!("{} s", d.as_secs_f64()),
-        _ if s % 86_400 == 0 => format!("{} d", s / 86_400),
-        _ if s % 3600 == 0 => format!("{} h", s / 3600),
+        _ if d.subsec_millis() != 0 || s < 60 || !s.is_multiple_of(60) => format!("{} s", d.as_secs_f64()),
+        _ if s.is_multiple_of(86_400) => format!("{} d", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{} h", s / 3600),
         _ => format!("{} min", s / 60),
     }
 }

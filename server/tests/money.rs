@@ -296,17 +296,17 @@ async fn a_burst_from_one_owner_does_not_starve_another() {
     assert!(throttle["depth"].as_u64().unwrap_or(0) > 4, "{throttle}");
     let start = Instant::now();
     let order: Vec<(u64, String)> = loop {
-        let w = sim.world();
-        let sent: Vec<(u64, String)> = w
-            .log
-            .iter()
-            .filter(|e| e.path.ends_with("createTask") && e.code == 200)
-            .filter_map(|e| e.task_id.as_ref().and_then(|id| w.tasks.get(id)).map(|t| (e.at_ms, t.param.clone())))
-            .collect();
+        let sent: Vec<(u64, String)> = {
+            let w = sim.world();
+            w.log
+                .iter()
+                .filter(|e| e.path.ends_with("createTask") && e.code == 200)
+                .filter_map(|e| e.task_id.as_ref().and_then(|id| w.tasks.get(id)).map(|t| (e.at_ms, t.param.clone())))
+                .collect()
+        };
         if sent.len() == 25 {
             break sent;
         }
-        drop(w);
         assert!(start.elapsed() < Duration::from_secs(30), "only {} sent", sent.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

@@ -267,7 +267,7 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
     rows.extend(server_side::stuck(&ctx).await?);
-    rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     rows.truncate(MAX_ROWS);
     Ok(TaskList { rows, next: None })
 }
