@@ -388,3 +388,41 @@ async fn a_token_rule_holds_back_what_does_not_fit_its_window() {
     assert!(waiting[0]["queue"].as_str().unwrap_or("").contains("#1 in the rate guard's queue"), "{:?}", waiting[0]);
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_start() {
+    // Two records written budget-pending by an instance that then died (aged past the grace
+    // period), under a 10-credit total: the first is reserved and runs, the second is refused
+    // and ends "Over budget"; neither is lost, neither is counted twice.
+    let prefix = format!("{}:", testkit::unique("pending"));
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
+    budget::set_rule(store.as_ref(), rule).await.expect("rule");
+    let aged = gateway::store::now_ms() - 60_000;
+    for (i, id) in ["cr_cut_off_a", "cr_cut_off_b"].into_iter().enumerate() {
+        let mut t = gateway::TaskRecord::new(id, "console", "p", "nano-banana-2", aged + i as u64);
+        t.input = json!({"prompt": format!("cut off {i}")});
+        t.estimated_cost = gateway::Credits::from_credits(8);
+        t.callback_token = format!("token{i}");
+        t.budget_pending = true;
+        assert!(store.task_insert(&t).await.expect("insert"));
+    }
+    let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
+    let start = Instant::now();
+    let (a, b) = loop {
+        let a = store.task_get("cr_cut_off_a").await.expect("get").expect("a");
+        let b = store.task_get("cr_cut_off_b").await.expect("get").expect("b");
+        if a.state.is_terminal() && b.state.is_terminal() {
+            break (a, b);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "not resolved: {:?} {:?}", a.state, b.state);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(a.state, gateway::TaskState::Success, "the first fits and runs");
+    assert_eq!(b.state, gateway::TaskState::Fail);
+    assert_eq!(b.fail_class, Some(gateway::task::FailClass::Budget));
+    assert!(b.fail_msg.as_deref().unwrap_or("").contains("max in total"), "{:?}", b.fail_msg);
+    let meters = budget::meters(store.as_ref(), &budget::rules(store.as_ref()).await.expect("rules")).await.expect("meters");
+    assert_eq!(meters[0].used, a.actual_cost.expect("cost"), "only the task that ran is counted, once");
+    s.shutdown().await.expect("shutdown");
+}
