@@ -312,10 +312,11 @@ async fn a_burst_from_one_owner_does_not_starve_another() {
     };
     let at = order.iter().position(|(_, p)| p.contains("the single task")).expect("sent");
     let overtaken = order[..at].iter().filter(|(t, _)| *t >= arrived_ms).count();
-    // Of the burst's tasks still queued when it arrived, at most the one already waiting for
-    // the next slot (and one in a round already under way) leave before it — not all of them.
+    // Of the burst's tasks still queued when it arrived, at most those of the round already
+    // under way leave before it — the one waiting for the next slot and the slots that free
+    // with it, one window's worth (4) — not the whole burst.
     let queued_then = order.iter().filter(|(t, _)| *t >= arrived_ms).count() - 1;
-    assert!(overtaken <= 2, "the single task was overtaken by {overtaken} of the {queued_then} burst tasks queued when it arrived");
+    assert!(overtaken <= 1 + 4, "the single task was overtaken by {overtaken} of the {queued_then} burst tasks queued when it arrived");
     assert!(queued_then >= 8, "the burst was still queued when the single task arrived ({queued_then} left)");
     s.shutdown().await.expect("shutdown");
 }
@@ -373,9 +374,10 @@ async fn a_429_from_kie_backs_off_every_instance_and_is_shown() {
 #[tokio::test]
 async fn a_token_rule_holds_back_what_does_not_fit_its_window() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // 60 estimated tokens a minute; each of these inputs is about 40 (4 characters a token).
+    // 60 estimated tokens a minute; each of these inputs is about 42 (168 characters of JSON,
+    // 4 characters a token), so two do not fit.
     let (s, sim) = console(embedded(&dir), fast(), "20/10s, tokens:60/1m").await;
-    let prompt = "a long prompt that fills most of the token window: ".repeat(2);
+    let prompt = "a long prompt that fills most of the token window: ".repeat(3);
     for _ in 0..2 {
         assert_eq!(submit(&s.base, "nano-banana-2", "p", &prompt).await.0, 200);
     }

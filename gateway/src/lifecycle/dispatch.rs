@@ -25,6 +25,9 @@ const MAX_ROUND: usize = 1000;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A claimed task is this instance's for this long (longer than a `createTask` can take).
 const CLAIM_TTL: Duration = Duration::from_secs(90);
+/// How long one round works from one reading of the queue before reading it again, so that
+/// fairness holds when sends are slow (KIE slow to answer) as well as when the guard is full.
+const REREAD_AFTER: Duration = Duration::from_secs(1);
 /// How long every instance holds off after KIE answers 429.
 const COOLDOWN_AFTER_429: Duration = Duration::from_secs(2);
 /// Longest the dispatcher holds a claimed task waiting for the rate guard's next slot.
@@ -77,6 +80,7 @@ impl Lifecycle {
             return Ok(Round { wait: tick * 4, rate_guard_full: false });
         }
         let mut wait = tick;
+        let listed = tokio::time::Instant::now();
         let queued = self.in_state(TaskState::Queued, MAX_ROUND).await?;
         for t in super::queue::fair_order(queued) {
             if t.budget_pending {
@@ -98,6 +102,8 @@ impl Lifecycle {
             let sent = self.send(&t).await;
             self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
             match sent? {
+                // A list older than this may miss a newcomer who should go next: read it again.
+                Sent::Done if listed.elapsed() >= REREAD_AFTER => return Ok(Round { wait: Duration::ZERO, rate_guard_full: false }),
                 Sent::Done => {}
                 Sent::DoneAfterWait => return Ok(Round { wait: Duration::ZERO, rate_guard_full: false }),
                 Sent::RateGuardFull(w) => return Ok(Round { wait: w.min(tick * 4), rate_guard_full: true }),
