@@ -81,8 +81,7 @@ impl Lifecycle {
         }
         let mut wait = tick;
         let listed = tokio::time::Instant::now();
-        let queued = self.in_state(TaskState::Queued, MAX_ROUND).await?;
-        for t in super::queue::fair_order(queued) {
+        for t in self.fair_queue(MAX_ROUND).await? {
             if t.budget_pending {
                 self.resolve_budget_pending(&t).await?;
                 continue;
@@ -148,6 +147,7 @@ impl Lifecycle {
             self.give_back(&holds).await?;
             return Ok(Sent::Done);
         };
+        self.note_served(&task.owner).await?;
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
         let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
         match answer {

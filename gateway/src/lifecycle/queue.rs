@@ -2,7 +2,10 @@
 //! the Task Monitor show of it (depth, each task's place and expected wait).
 //!
 //! Fairness: round-robin between owners, oldest first within each, so one person's burst of
-//! 500 tasks delays another person's single task by at most one slot per other owner.
+//! 500 tasks delays another person's single task by at most one slot per other owner. The
+//! rotation lives in the store (when each owner was last served), so it carries from one
+//! dispatch round to the next and holds across instances: the owner served longest ago goes
+//! first.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -18,9 +21,19 @@ use crate::task::{TaskRecord, TaskState};
 /// Most queued tasks one snapshot looks at.
 const MAX_SNAPSHOT: usize = 5000;
 
-/// Orders tasks (given newest first, as the store lists them) round-robin between owners,
-/// owners in the order of their oldest task.
-pub fn fair_order(newest_first: Vec<TaskRecord>) -> Vec<TaskRecord> {
+/// Most owners whose last service is read for one ordering (the rest count as never served).
+const MAX_OWNERS_READ: usize = 64;
+/// How long an owner's last service is remembered.
+const SERVED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn served_key(owner: &str) -> String {
+    format!("rate:served:{owner}")
+}
+
+/// Orders tasks (given newest first, as the store lists them) round-robin between owners: the
+/// owner served longest ago (`served`: Unix ms; absent = never) first, ties in the order of
+/// each owner's oldest task; oldest first within each owner.
+pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>) -> Vec<TaskRecord> {
     let mut lanes: Vec<VecDeque<TaskRecord>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
     let total = newest_first.len();
@@ -31,6 +44,8 @@ pub fn fair_order(newest_first: Vec<TaskRecord>) -> Vec<TaskRecord> {
         });
         lanes[i].push_back(t);
     }
+    // Stable: among owners served at the same time (or never), the one waiting longest first.
+    lanes.sort_by_key(|lane| lane.front().map_or(0, |t| served.get(&t.owner).copied().unwrap_or(0)));
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
         for lane in &mut lanes {
@@ -83,14 +98,35 @@ pub struct QueueSnapshot {
 }
 
 impl Lifecycle {
+    /// Queued tasks (up to about `cap`) in the order they leave.
+    pub(super) async fn fair_queue(&self, cap: usize) -> StoreResult<Vec<TaskRecord>> {
+        let queued = self.in_state(TaskState::Queued, cap).await?;
+        let mut served = HashMap::new();
+        for t in &queued {
+            if served.len() >= MAX_OWNERS_READ {
+                break;
+            }
+            if !served.contains_key(&t.owner) {
+                let at = self.0.store.kv_get(&served_key(&t.owner)).await?.and_then(|b| String::from_utf8(b).ok()?.parse().ok());
+                served.insert(t.owner.clone(), at.unwrap_or(0));
+            }
+        }
+        Ok(fair_order(queued, &served))
+    }
+
+    /// Notes that `owner` was just served, moving them to the back of the rotation.
+    pub(super) async fn note_served(&self, owner: &str) -> StoreResult<()> {
+        self.0.store.kv_set(&served_key(owner), now_ms().to_string().as_bytes(), Some(SERVED_TTL)).await
+    }
+
     /// The rate guard's queue now.
     pub async fn queue(&self) -> StoreResult<QueueSnapshot> {
         let store = &self.0.store;
-        let queued = self.in_state(TaskState::Queued, MAX_SNAPSHOT).await?;
+        let queued = self.fair_queue(MAX_SNAPSHOT).await?;
         let now = now_ms();
         let mut snap = QueueSnapshot { margin_ms: self.0.opts.rate_margin.as_millis() as u64, ..Default::default() };
         let mut ready = Vec::new();
-        for t in fair_order(queued) {
+        for t in queued {
             if t.in_doubt() {
                 snap.in_doubt += 1;
             } else if t.dispatch.next_attempt_ms > now {
@@ -132,7 +168,11 @@ mod tests {
         tasks.push(TaskRecord::new("b0", "bo", "p", "m", 10));
         tasks.push(TaskRecord::new("a5", "ana", "p", "m", 11));
         tasks.reverse();
-        let order: Vec<String> = fair_order(tasks).into_iter().map(|t| t.id).collect();
+        let order: Vec<String> = fair_order(tasks.clone(), &HashMap::new()).into_iter().map(|t| t.id).collect();
         assert_eq!(order, ["a0", "b0", "a1", "a2", "a3", "a4", "a5"]);
+        // Once ana has been served, bo goes first: the rotation carries across rounds.
+        let served = HashMap::from([("ana".to_string(), 500)]);
+        let order: Vec<String> = fair_order(tasks, &served).into_iter().map(|t| t.id).collect();
+        assert_eq!(order, ["b0", "a0", "a1", "a2", "a3", "a4", "a5"]);
     }
 }
