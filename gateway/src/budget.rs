@@ -134,6 +134,29 @@ pub fn usd_cap(what: &str, usd: f64) -> Result<Credits, BudgetError> {
     Credits::from_usd(usd).ok_or_else(|| BudgetError::Invalid(format!("{what} is not a usable amount")))
 }
 
+impl CostRule {
+    /// A rule from caps in US dollars as a person gives them — per job, per day, total, each
+    /// with the name they gave it (for the error) — for the project and user named (trimmed;
+    /// empty or absent means any).
+    pub fn in_usd(project: Option<String>, user: Option<String>, caps: [(&str, Option<f64>); 3], by: &str) -> Result<CostRule, BudgetError> {
+        let name = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let [per_job, per_day, total] = caps.map(|(what, usd)| usd.map(|v| usd_cap(what, v)).transpose());
+        Ok(CostRule {
+            target: Target { project: name(project), user: name(user) },
+            per_job: per_job?,
+            per_day: per_day?,
+            total: total?,
+            updated_by: by.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// Whether it caps anything (a rule without caps is removed).
+    pub fn has_caps(&self) -> bool {
+        self.per_job.is_some() || self.per_day.is_some() || self.total.is_some()
+    }
+}
+
 /// Every rule, team first, then projects and people by name.
 pub async fn rules(store: &dyn Store) -> StoreResult<Vec<CostRule>> {
     let mut rules: Vec<CostRule> = read_doc(store, RULES_KEY).await?;
@@ -152,7 +175,7 @@ pub async fn set_rule(store: &dyn Store, mut rule: CostRule) -> Result<Option<Co
     rule.updated_ms = now_ms();
     edit_doc(store, RULES_KEY, |rules: &mut Vec<CostRule>| {
         let before = rules.iter().position(|r| r.target == rule.target).map(|i| rules.remove(i));
-        if rule.per_job.is_some() || rule.per_day.is_some() || rule.total.is_some() {
+        if rule.has_caps() {
             if rules.len() >= MAX_RULES {
                 return Err(BudgetError::Invalid(format!("at most {MAX_RULES} cost rules; remove some first")));
             }
@@ -242,12 +265,16 @@ impl Meter {
     }
 }
 
+async fn meter(store: &dyn Store, rule: &CostRule, kind: CapKind, scope: &Scope) -> StoreResult<Meter> {
+    Ok(Meter { target: rule.target.clone(), kind, used: Credits(store.usage(scope).await?), cap: Credits(scope.limit) })
+}
+
 /// The spend meters of every day and total cap, read from the store's scopes.
 pub async fn meters(store: &dyn Store, rules: &[CostRule]) -> StoreResult<Vec<Meter>> {
     let mut out = Vec::new();
     for r in rules {
         for (kind, scope) in r.scopes() {
-            out.push(Meter { target: r.target.clone(), kind, used: Credits(store.usage(&scope).await?), cap: Credits(scope.limit) });
+            out.push(meter(store, r, kind, &scope).await?);
         }
     }
     Ok(out)
@@ -278,7 +305,7 @@ pub async fn check_alerts(store: &dyn Store, rules: &[CostRule], owner: &str, pr
     let mut raised = Vec::new();
     for r in rules.iter().filter(|r| r.target.applies_to(owner, project)) {
         for (kind, scope) in r.scopes() {
-            let meter = Meter { target: r.target.clone(), kind, used: Credits(store.usage(&scope).await?), cap: Credits(scope.limit) };
+            let meter = meter(store, r, kind, &scope).await?;
             let Some(level) = ALERT_LEVELS.iter().rev().copied().find(|l| meter.percent() >= u32::from(*l)) else { continue };
             // Once per window: a day alert for 24 h, a total alert per cap value.
             let claim = format!("{}:alert:{}:{level}", scope.key, scope.limit);

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use crate::config::{BudgetCommand, Command, Config, KeyCommand};
 use crate::{ServerError, open_store};
-use gateway::budget::{self, CostRule, Target, money, usd_cap};
+use gateway::budget::{self, CostRule, money};
 use gateway::relay_keys;
 
 /// Runs one administration command, writing to `out`.
@@ -58,20 +58,12 @@ fn cap_text(c: Option<gateway::Credits>) -> String {
 pub async fn budget_command(config: &Config, cmd: BudgetCommand, out: &mut dyn Write) -> Result<(), ServerError> {
     let store = open_store(&config.store).await?;
     let fail = |e: budget::BudgetError| ServerError::Store(e.to_string());
-    let cap = |what: &str, usd: Option<f64>| usd.map(|v| usd_cap(what, v)).transpose().map_err(fail);
     match cmd {
         BudgetCommand::Set { project, user, per_job, per_day, total } => {
-            let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-            let rule = CostRule {
-                target: Target { project: clean(project), user: clean(user) },
-                per_job: cap("--per-job", per_job)?,
-                per_day: cap("--per-day", per_day)?,
-                total: cap("--total", total)?,
-                updated_by: "cli".into(),
-                ..Default::default()
-            };
+            let caps = [("--per-job", per_job), ("--per-day", per_day), ("--total", total)];
+            let rule = CostRule::in_usd(project, user, caps, "cli").map_err(fail)?;
             let label = rule.target.label();
-            let removed = rule.per_job.is_none() && rule.per_day.is_none() && rule.total.is_none();
+            let removed = !rule.has_caps();
             let before = budget::set_rule(store.as_ref(), rule.clone()).await.map_err(fail)?;
             if removed {
                 writeln!(out, "{}", if before.is_some() { format!("Removed the cost rule for {label}.") } else { format!("There was no cost rule for {label}.") })?;

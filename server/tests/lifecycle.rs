@@ -452,17 +452,10 @@ async fn two_instances_on_one_redis_see_each_others_tasks_live() {
 #[tokio::test]
 async fn relay_keys_from_the_cli_open_the_relay_until_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bin = env!("CARGO_BIN_EXE_control-room");
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.path())
-            .output()
-            .expect("run control-room");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (code, out, err) = cli(dir.path(), args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
     };
     let created = cli(&["key", "create", "--project", "trailer", "--name", "render farm"]);
     let text = created.lines().find_map(|l| l.strip_prefix("key:")).map(str::trim).expect("the key is printed").to_string();

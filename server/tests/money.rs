@@ -444,16 +444,7 @@ async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_sta
 #[tokio::test]
 async fn the_budget_cli_sets_shows_and_removes_rules() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.path())
-            .output()
-            .expect("run control-room");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let cli = |args: &[&str]| cli(dir.path(), args);
     let (code, out, err) = cli(&["budget", "set", "--project", "trailer", "--per-day", "25", "--total", "400"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("per rolling 24 h $25.00 (5000 credits), total $400.00 (80000 credits)"), "{out}");

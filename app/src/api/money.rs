@@ -110,20 +110,13 @@ mod server_side {
 
     /// A rule from the Budget panel's form: empty fields are "no cap".
     pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>, by: &str) -> Result<CostRule, ServerFnError> {
-        let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let dollars = |what: &str, v: Option<String>| -> Result<Option<Credits>, ServerFnError> {
-            let Some(v) = text(v) else { return Ok(None) };
-            let n: f64 = v.trim_start_matches('$').parse().map_err(|_| ServerFnError::new(format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
-            budget::usd_cap(what, n).map(Some).map_err(|e| ServerFnError::new(e.to_string()))
+        let dollars = |what: &'static str, v: Option<String>| -> Result<(&'static str, Option<f64>), ServerFnError> {
+            let Some(v) = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else { return Ok((what, None)) };
+            let n = v.trim_start_matches('$').parse().map_err(|_| ServerFnError::new(format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
+            Ok((what, Some(n)))
         };
-        Ok(CostRule {
-            target: budget::Target { project: text(project), user: text(user) },
-            per_job: dollars("Max spend per job", per_job)?,
-            per_day: dollars("Max spend per day", per_day)?,
-            total: dollars("Max spend per project", total)?,
-            updated_by: by.to_string(),
-            ..Default::default()
-        })
+        let caps = [dollars("Max spend per job", per_job)?, dollars("Max spend per day", per_day)?, dollars("Max spend per project", total)?];
+        CostRule::in_usd(project, user, caps, by).map_err(|e| ServerFnError::new(e.to_string()))
     }
 }
 

@@ -50,10 +50,6 @@ impl Lifecycle {
             .collect()
     }
 
-    fn scopes_of(&self, kind: fn(&LimitRule) -> bool) -> Vec<Scope> {
-        self.guard_scopes().into_iter().filter(|(r, _)| kind(r)).map(|(_, s)| s).collect()
-    }
-
     /// How long the guard still cools down after a 429 (`None`: it does not).
     pub async fn cooldown_left(&self) -> StoreResult<Option<Duration>> {
         let until = self.0.store.kv_get(COOLDOWN_KEY).await?.and_then(|b| String::from_utf8(b).ok()?.parse::<u64>().ok());
@@ -77,10 +73,20 @@ impl Lifecycle {
         }
         let store = &self.0.store;
         let mut taken: Vec<String> = Vec::new();
-        let steps: [(Vec<Scope>, String, i64); 3] = [
-            (self.scopes_of(|r| matches!(r, LimitRule::Concurrent { .. })), running_hold(&task.id), 1),
-            (self.scopes_of(|r| matches!(r, LimitRule::Requests { .. })), format!("rate:{}", random_hex(8)), 1),
-            (self.scopes_of(|r| matches!(r, LimitRule::Tokens { .. })), format!("tokens:{}", random_hex(8)), estimate_tokens(&task.input)),
+        // One reservation per kind, each with its own hold: a running slot lasts until the
+        // task ends, a window slot until the window passes.
+        let (mut running, mut requests, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
+        for (rule, scope) in self.guard_scopes() {
+            match rule {
+                LimitRule::Concurrent { .. } => running.push(scope),
+                LimitRule::Requests { .. } => requests.push(scope),
+                LimitRule::Tokens { .. } => tokens.push(scope),
+            }
+        }
+        let steps = [
+            (running, running_hold(&task.id), 1),
+            (requests, format!("rate:{}", random_hex(8)), 1),
+            (tokens, format!("tokens:{}", random_hex(8)), estimate_tokens(&task.input)),
         ];
         for (scopes, id, amount) in steps {
             if scopes.is_empty() {

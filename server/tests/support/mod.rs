@@ -92,6 +92,19 @@ pub async fn server_fn(base: &str, name: &str, form: &str) -> (u16, serde_json::
 
 
 
+/// Runs `control-room ARGS` against the embedded store in `data_dir`, with nothing else in its
+/// environment: (exit code, stdout, stderr).
+pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .output()
+        .expect("run control-room");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub fn embedded(dir: &tempfile::TempDir) -> StoreConfig {
     StoreConfig::Embedded { dir: dir.path().to_path_buf() }
 }
