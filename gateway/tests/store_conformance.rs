@@ -55,6 +55,8 @@ conformance!(
     oversized_and_empty_input_is_refused_and_writes_nothing,
     counters_are_exact_under_200_racing_adds,
     counter_ttl_starts_with_the_counter,
+    log_is_numbered_paged_newest_first_and_bounded,
+    racing_log_appends_get_distinct_numbers,
     reservation_is_all_or_nothing_across_scopes,
     reservation_is_idempotent_and_settles_once,
     racing_reservations_admit_exactly_the_limit,
@@ -248,6 +250,39 @@ mod cases {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(b.store.counter_get("alerts").await.unwrap(), 0, "the window ended 300 ms after its first add");
         assert_eq!(b.store.counter_add("alerts", 1, Some(Duration::from_millis(300))).await.unwrap(), 1);
+    }
+
+    pub async fn log_is_numbered_paged_newest_first_and_bounded(b: Backend) {
+        for i in 1..=7u64 {
+            let entry = format!("entry {i} | with a bar");
+            assert_eq!(b.store.log_append("audit", entry.as_bytes(), 5).await.unwrap(), i);
+        }
+        let page = b.peer.log_read("audit", None, 3).await.unwrap();
+        let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![7, 6, 5], "newest first");
+        assert_eq!(page[0].data, b"entry 7 | with a bar".to_vec(), "the entry comes back byte for byte");
+        let rest = b.store.log_read("audit", Some(5), 10).await.unwrap();
+        let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![4, 3], "only the newest 5 are kept; the page continues below 5");
+        assert!(b.store.log_read("other", None, 10).await.unwrap().is_empty(), "logs are separate");
+        assert!(matches!(b.store.log_read("audit", None, 0).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.log_append("audit", b"x", 0).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.log_read("audit", None, 100).await.unwrap().len(), 5, "refused appends wrote nothing");
+    }
+
+    pub async fn racing_log_appends_get_distinct_numbers(b: Backend) {
+        let mut handles = Vec::new();
+        for i in 0..100 {
+            let s = if i % 2 == 0 { b.store.clone() } else { b.peer.clone() };
+            handles.push(tokio::spawn(async move { s.log_append("race", format!("{i}").as_bytes(), 1000).await.unwrap() }));
+        }
+        let mut seqs = Vec::new();
+        for h in handles {
+            seqs.push(h.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=100).collect::<Vec<u64>>(), "none lost, none doubled");
+        assert_eq!(b.store.log_read("race", None, 1000).await.unwrap().len(), 100);
     }
 
     pub async fn reservation_is_all_or_nothing_across_scopes(b: Backend) {

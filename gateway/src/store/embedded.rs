@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::{EventStream, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use super::{EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
@@ -33,6 +33,10 @@ const WINDOW_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("win
 const WINDOW_SUMS: TableDefinition<&str, i64> = TableDefinition::new("window_sums");
 /// reservation id → (expires at ms or 0, hold JSON).
 const HOLDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("holds");
+/// (log, sequence number) → entry.
+const LOGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("logs");
+/// log → its last sequence number.
+const LOG_SEQ: TableDefinition<&str, u64> = TableDefinition::new("log_seq");
 /// lease name → (holder, expires at ms).
 const LEASES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("leases");
 
@@ -104,6 +108,8 @@ impl EmbeddedStore {
             tx.open_table(WINDOW_SUMS)?;
             tx.open_table(HOLDS)?;
             tx.open_table(LEASES)?;
+            tx.open_table(LOGS)?;
+            tx.open_table(LOG_SEQ)?;
             Ok(())
         })?;
         store.purge_expired_sync()?;
@@ -455,6 +461,44 @@ impl Store for EmbeddedStore {
         let key = key.to_string();
         self.read(move |tx| {
             live_counter(&tx.open_table(COUNTERS)?, &key, now_ms())
+        })
+        .await
+    }
+
+    async fn log_append(&self, log: &str, entry: &[u8], keep: usize) -> StoreResult<u64> {
+        check::log(log, keep)?;
+        check::value(entry)?;
+        let (log, entry) = (log.to_string(), entry.to_vec());
+        self.write(move |tx| {
+            let mut seqs = tx.open_table(LOG_SEQ)?;
+            let seq = seqs.get(log.as_str())?.map_or(0, |g| g.value()) + 1;
+            seqs.insert(log.as_str(), seq)?;
+            let mut logs = tx.open_table(LOGS)?;
+            logs.insert((log.as_str(), seq), entry.as_slice())?;
+            // Drop what is beyond the bound (at most a few per append once the log is full).
+            if let Some(cut) = seq.checked_sub(keep as u64) {
+                let old: Vec<u64> = logs.range((log.as_str(), 0)..=(log.as_str(), cut))?.map(|r| r.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+                for s in old {
+                    logs.remove((log.as_str(), s))?;
+                }
+            }
+            Ok(seq)
+        })
+        .await
+    }
+
+    async fn log_read(&self, log: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<LogEntry>> {
+        check::log(log, limit)?;
+        let log = log.to_string();
+        self.read(move |tx| {
+            let logs = tx.open_table(LOGS)?;
+            let end = before.unwrap_or(u64::MAX);
+            let mut out = Vec::new();
+            for r in logs.range((log.as_str(), 0)..(log.as_str(), end))?.rev().take(limit.min(MAX_LOG_PAGE)) {
+                let (k, v) = r?;
+                out.push(LogEntry { seq: k.value().1, data: v.value().to_vec() });
+            }
+            Ok(out)
         })
         .await
     }

@@ -15,6 +15,8 @@
 //!   scopes, each a running total or a sliding window; this one primitive carries budgets
 //!   (per job, per day, per project), the rate guard's request windows, concurrency slots and
 //!   token-per-minute limits;
+//! - **append-only logs** ([`Store::log_append`]): numbered entries, newest kept up to a
+//!   bound, never edited (the audit log);
 //! - **leases** so that background work runs once across instances;
 //! - **publish/subscribe** for live events.
 //!
@@ -103,6 +105,16 @@ pub enum ReserveOutcome {
     Refused(Refusal),
 }
 
+/// One entry of an append-only log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub data: Vec<u8>,
+}
+
+/// Most entries one [`Store::log_read`] returns.
+pub const MAX_LOG_PAGE: usize = 1000;
+
 /// A message from a subscription.
 pub type EventStream = BoxStream<'static, Vec<u8>>;
 
@@ -167,6 +179,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// What a scope holds now (a window counts only its live entries).
     async fn usage(&self, scope: &Scope) -> StoreResult<i64>;
+
+    // ---- append-only logs --------------------------------------------------------------
+
+    /// Appends `entry` to `log` and returns its sequence number (1, 2, 3… per log, never
+    /// reused). Entries are never changed; only the oldest beyond `keep` are dropped.
+    async fn log_append(&self, log: &str, entry: &[u8], keep: usize) -> StoreResult<u64>;
+
+    /// Up to `limit` entries of `log` with a sequence number below `before` (all if `None`),
+    /// newest first.
+    async fn log_read(&self, log: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<LogEntry>>;
 
     // ---- leases ------------------------------------------------------------------------
 
@@ -252,6 +274,14 @@ pub(crate) mod check {
         }
         if t.version == 0 {
             return Err(StoreError::Invalid("task version starts at 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn log(log: &str, limit_or_keep: usize) -> StoreResult<()> {
+        key(log)?;
+        if limit_or_keep == 0 {
+            return Err(StoreError::Invalid("a log page or bound must be at least 1".into()));
         }
         Ok(())
     }

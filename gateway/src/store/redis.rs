@@ -8,6 +8,8 @@
 //! - `w:<key>` sorted set (score = time in ms), `wa:<key>` hash (member → amount) and
 //!   `ws:<key>` (their running sum): a window; a reservation costs O(entries that aged out)
 //! - `h:<id>` a reservation hold: its amount and the scopes it touched
+//! - `lg:<log>` sorted set (score = sequence number, member = `<seq>|<entry>`) and
+//!   `lgs:<log>` its last sequence number: an append-only log
 //! - channel `ev:<channel>` for events
 //!
 //! Every step that touches more than one key, or reads then writes, is a Lua script, so it is
@@ -21,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EventStream, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use super::{EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
@@ -206,6 +208,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+/// Lua: append to a log and drop what is beyond the bound.
+/// KEYS: log, sequence. ARGV: entry, keep. Returns the new sequence number.
+const LOG_APPEND: &str = r#"
+local seq = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+return seq
+"#;
+
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
 struct Scripts {
     task_insert: Script,
@@ -217,6 +228,7 @@ struct Scripts {
     counter_add: Script,
     lease_acquire: Script,
     lease_release: Script,
+    log_append: Script,
 }
 
 impl Scripts {
@@ -232,6 +244,7 @@ impl Scripts {
             counter_add: Script::new(COUNTER_ADD),
             lease_acquire: Script::new(LEASE_ACQUIRE),
             lease_release: Script::new(LEASE_RELEASE),
+            log_append: Script::new(LOG_APPEND),
         }
     }
 }
@@ -454,6 +467,45 @@ impl Store for RedisStore {
         check::key(key)?;
         let v: Option<i64> = self.conn().get(self.k("c", key)).await.map_err(unavailable)?;
         Ok(v.unwrap_or(0))
+    }
+
+    async fn log_append(&self, log: &str, entry: &[u8], keep: usize) -> StoreResult<u64> {
+        check::log(log, keep)?;
+        check::value(entry)?;
+        self.scripts
+            .log_append
+            .key(self.k("lg", log))
+            .key(self.k("lgs", log))
+            .arg(entry)
+            .arg(keep)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn log_read(&self, log: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<LogEntry>> {
+        check::log(log, limit)?;
+        let max = before.map_or("+inf".to_string(), |b| format!("({b}"));
+        let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(self.k("lg", log))
+            .arg(max)
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.min(MAX_LOG_PAGE))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        members
+            .into_iter()
+            .map(|m| {
+                let bar = m.iter().position(|b| *b == b'|').ok_or_else(|| StoreError::Corrupt(format!("log {log}: entry without a number")))?;
+                let seq = std::str::from_utf8(&m[..bar]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| StoreError::Corrupt(format!("log {log}: bad number")))?;
+                Ok(LogEntry { seq, data: m[bar + 1..].to_vec() })
+            })
+            .collect()
     }
 
     async fn reserve(&self, req: &ReserveRequest) -> StoreResult<ReserveOutcome> {
