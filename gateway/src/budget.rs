@@ -17,6 +17,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::accounts::{Actor, Role};
+use crate::audit;
 use crate::credits::Credits;
 use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, edit_doc, now_ms, read_doc};
 
@@ -122,6 +124,9 @@ pub enum BudgetError {
     /// A submission a rule does not allow; nothing was reserved.
     #[error("{0}")]
     Refused(String),
+    /// The person's role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -138,7 +143,7 @@ impl CostRule {
     /// A rule from caps in US dollars as a person gives them — per job, per day, total, each
     /// with the name they gave it (for the error) — for the project and user named (trimmed;
     /// empty or absent means any).
-    pub fn in_usd(project: Option<String>, user: Option<String>, caps: [(&str, Option<f64>); 3], by: &str) -> Result<CostRule, BudgetError> {
+    pub fn in_usd(project: Option<String>, user: Option<String>, caps: [(&str, Option<f64>); 3]) -> Result<CostRule, BudgetError> {
         let name = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let [per_job, per_day, total] = caps.map(|(what, usd)| usd.map(|v| usd_cap(what, v)).transpose());
         Ok(CostRule {
@@ -146,9 +151,14 @@ impl CostRule {
             per_job: per_job?,
             per_day: per_day?,
             total: total?,
-            updated_by: by.to_string(),
             ..Default::default()
         })
+    }
+
+    /// "per job $1.00 (200 credits) · per 24 h — · total —", for the audit log and the CLI.
+    pub fn caps_text(&self) -> String {
+        let cap = |c: Option<Credits>| c.map_or("—".into(), money);
+        format!("per job {} · per 24 h {} · total {}", cap(self.per_job), cap(self.per_day), cap(self.total))
     }
 
     /// Whether it caps anything (a rule without caps is removed).
@@ -164,16 +174,19 @@ pub async fn rules(store: &dyn Store) -> StoreResult<Vec<CostRule>> {
     Ok(rules)
 }
 
-/// Sets (or, with no cap at all, removes) the rule for `rule.target`. Returns what was there
-/// before, for the record.
-pub async fn set_rule(store: &dyn Store, mut rule: CostRule) -> Result<Option<CostRule>, BudgetError> {
+/// Sets (or, with no cap at all, removes) the rule for `rule.target`, as `by` (an admin), and
+/// records it in the audit log. Returns what was there before.
+pub async fn set_rule(store: &dyn Store, by: &Actor, mut rule: CostRule) -> Result<Option<CostRule>, BudgetError> {
+    by.require(Role::Admin).map_err(|e| BudgetError::Forbidden(e.to_string()))?;
     for name in [&rule.target.project, &rule.target.user].into_iter().flatten() {
         if name.len() > 128 || name.trim().is_empty() || name.chars().any(char::is_control) {
             return Err(BudgetError::Invalid("a project or user name must be 1–128 printable characters".into()));
         }
     }
     rule.updated_ms = now_ms();
-    edit_doc(store, RULES_KEY, |rules: &mut Vec<CostRule>| {
+    rule.updated_by = by.who.clone();
+    let (target, after) = (rule.target.label(), rule.has_caps().then(|| rule.caps_text()));
+    let before = edit_doc(store, RULES_KEY, |rules: &mut Vec<CostRule>| {
         let before = rules.iter().position(|r| r.target == rule.target).map(|i| rules.remove(i));
         if rule.has_caps() {
             if rules.len() >= MAX_RULES {
@@ -183,7 +196,10 @@ pub async fn set_rule(store: &dyn Store, mut rule: CostRule) -> Result<Option<Co
         }
         Ok(before)
     })
-    .await
+    .await?;
+    let action = if after.is_some() { "cost rule set" } else { "cost rule removed" };
+    audit::record(store, by, action, &target, before.as_ref().map(CostRule::caps_text), after).await?;
+    Ok(before)
 }
 
 /// Whether any rule applies to `owner` in `project`.

@@ -2,13 +2,17 @@
 //! app reach it through plain Rust calls, so it is tested and benchmarked without a socket.
 //!
 //! Map of the crate:
+//! - [`accounts`] — people, roles (viewer < producer < admin), argon2 passwords, [`accounts::Actor`].
+//! - [`sessions`] — browser sessions in the store: idle and absolute expiry, sign-in with
+//!   attempt limits, sign out everywhere.
+//! - [`audit`] — the append-only audit log: who changed what, when, from where; search, CSV.
 //! - [`credits`] — [`Credits`], KIE's unit of money held exactly (milli-credits), and USD.
 //! - [`task`] — [`TaskRecord`], [`TaskState`], listing queries and pages: what a task is.
 //! - [`secret`] — [`Secret`], a string that never prints; `random_hex` for ids, tokens, keys.
 //! - [`kie`] — the KIE client: wire types, typed errors, callback signatures, one adapter per
 //!   API family.
-//! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, leases,
-//!   publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`].
+//! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, append-only
+//!   logs, leases, publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`].
 //! - [`catalog`] — the models the Control Room accepts, their inputs and price rules.
 //! - [`budget`] — cost rules: per job, per rolling day and in total, for the team, a project
 //!   or a person; reservations at submit, settlement when a task ends, alerts.
@@ -23,6 +27,8 @@
 //!
 //! See `docs/architecture.md` for the data flow of a task and where a change goes.
 
+pub mod accounts;
+pub mod audit;
 pub mod budget;
 pub mod catalog;
 pub mod credits;
@@ -34,6 +40,7 @@ pub mod rate_guard;
 pub mod relay;
 pub mod relay_keys;
 pub mod secret;
+pub mod sessions;
 pub mod store;
 pub mod task;
 

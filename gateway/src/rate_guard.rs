@@ -109,6 +109,20 @@ pub fn parse_rules(text: &str) -> Result<Vec<LimitRule>, String> {
     Ok(rules)
 }
 
+/// Records the rate guard's rules in the audit log when an instance starts with rules other
+/// than the last ones recorded (the rules are configuration: `RATE_GUARD`). Returns the rules
+/// before the change, if they changed.
+pub async fn note_config(store: &dyn crate::Store, rules: &[LimitRule]) -> crate::StoreResult<Option<String>> {
+    let now = rules.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let changed = crate::store::edit_doc(store, "rateguard:config", |last: &mut Option<String>| {
+        Ok::<_, crate::StoreError>(if last.as_deref() == Some(now.as_str()) { None } else { Some(last.replace(now.clone())) })
+    })
+    .await?;
+    let Some(before) = changed else { return Ok(None) };
+    crate::audit::append(store, "system", "instance start (RATE_GUARD)", "rate guard changed", "rate guard", before.clone(), Some(now)).await?;
+    Ok(Some(before.unwrap_or_default()))
+}
+
 /// The input tokens a task is counted as by a token rule: about four characters a token.
 pub fn estimate_tokens(input: &serde_json::Value) -> i64 {
     let chars = serde_json::to_string(input).map(|s| s.chars().count()).unwrap_or(0);

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::accounts::{Actor, Role};
+use crate::audit;
 use crate::secret::{hex, random_hex};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -60,6 +62,8 @@ pub enum RelayKeyError {
     /// Wrong, malformed or revoked: one answer for all, so a caller learns nothing.
     #[error("You do not have access permissions")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,8 +96,9 @@ async fn put(store: &dyn Store, key: &RelayKey) -> Result<(), RelayKeyError> {
     Ok(store.kv_set(&record_key(&key.id), &bytes, None).await?)
 }
 
-/// Creates a key for `project`, labelled `name`.
-pub async fn create(store: &dyn Store, project: &str, name: &str) -> Result<NewKey, RelayKeyError> {
+/// Creates a key for `project`, labelled `name`, as `by` (an admin); recorded in the audit log.
+pub async fn create(store: &dyn Store, by: &Actor, project: &str, name: &str) -> Result<NewKey, RelayKeyError> {
+    by.require(Role::Admin).map_err(|e| RelayKeyError::Forbidden(e.to_string()))?;
     check_label("the project", project)?;
     check_label("the name", name)?;
     let id = random_hex(6);
@@ -119,6 +124,7 @@ pub async fn create(store: &dyn Store, project: &str, name: &str) -> Result<NewK
         Ok(())
     })
     .await?;
+    audit::record(store, by, "relay key created", &key.id, None, Some(format!("{} · project {}", key.name, key.project))).await?;
     Ok(NewKey { key, text: crate::Secret::new(text) })
 }
 
@@ -135,12 +141,18 @@ pub async fn list(store: &dyn Store) -> Result<Vec<RelayKey>, RelayKeyError> {
     Ok(out)
 }
 
-/// Revokes a key at once (every instance reads the record per request).
-pub async fn revoke(store: &dyn Store, id: &str) -> Result<RelayKey, RelayKeyError> {
+/// Revokes a key at once (every instance reads the record per request), as `by` (an admin);
+/// recorded in the audit log.
+pub async fn revoke(store: &dyn Store, by: &Actor, id: &str) -> Result<RelayKey, RelayKeyError> {
+    by.require(Role::Admin).map_err(|e| RelayKeyError::Forbidden(e.to_string()))?;
+    if id.is_empty() || id.len() > 32 {
+        return Err(RelayKeyError::NotFound(id.to_string()));
+    }
     let mut key = get(store, id).await?.ok_or_else(|| RelayKeyError::NotFound(id.to_string()))?;
     if key.revoked_ms.is_none() {
         key.revoked_ms = Some(now_ms());
         put(store, &key).await?;
+        audit::record(store, by, "relay key revoked", &key.id, Some(format!("{} · project {} · live", key.name, key.project)), Some("revoked".into())).await?;
     }
     Ok(key)
 }

@@ -55,6 +55,9 @@ pub enum SubmitError {
     /// A cost rule does not allow it; the message names the rule, the spend and the need.
     #[error("{0}")]
     OverBudget(String),
+    /// The person's role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +71,7 @@ impl SubmitError {
             SubmitError::Invalid(_) => 422,
             SubmitError::NotRetryable(..) => 409,
             SubmitError::OverBudget(_) => 402,
+            SubmitError::Forbidden(_) => 403,
             SubmitError::NotConfigured | SubmitError::Store(_) => 503,
         }
     }
@@ -165,7 +169,7 @@ impl Lifecycle {
                     }
                     return Err(match e {
                         BudgetError::Refused(msg) => SubmitError::OverBudget(msg),
-                        BudgetError::Invalid(msg) => SubmitError::Invalid(msg),
+                        BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => SubmitError::Invalid(msg),
                         BudgetError::Store(e) => SubmitError::Store(e),
                     });
                 }
@@ -243,13 +247,18 @@ impl Lifecycle {
         });
     }
 
-    /// Re-submits a failed or expired task as a new task linked to it.
-    pub async fn retry(&self, id: &str, owner: &str) -> Result<TaskRecord, SubmitError> {
+    /// Re-submits a failed or expired task as a new task linked to it, owned by `by` (a
+    /// producer or admin); recorded in the audit log.
+    pub async fn retry(&self, id: &str, by: &crate::accounts::Actor) -> Result<TaskRecord, SubmitError> {
+        by.require(crate::accounts::Role::Producer).map_err(|e| SubmitError::Forbidden(e.to_string()))?;
         let old = self.0.store.task_get(id).await?.ok_or_else(|| SubmitError::NotFound(id.to_string()))?;
         if !matches!(old.state, crate::TaskState::Fail | crate::TaskState::Expired) {
             return Err(SubmitError::NotRetryable(old.id, old.state.to_string()));
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
-        self.submit(Submission { owner: owner.to_string(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id) }).await
+        let old_id = old.id.clone();
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id) }).await?;
+        crate::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
+        Ok(new)
     }
 }

@@ -1,0 +1,189 @@
+//! Sessions: who a browser is, kept in the shared store so that any instance accepts a session
+//! and signing out holds everywhere at once.
+//!
+//! - A session token is 256 random bits, given to the browser once (in a cookie); the store
+//!   keeps only its SHA-256, with the user, the user's session generation, and when it was
+//!   opened and last seen.
+//! - It ends after [`SessionPolicy::idle`] without use, after [`SessionPolicy::absolute`] in
+//!   any case, when its user signs out, and when the user's generation moves on (sign out
+//!   everywhere, disabled, password reset). Role changes hold at the next request: the role is
+//!   read from the user, not from the session.
+//! - [`sign_in`] opens a new session on every sign-in (the old one, if any, is closed: the
+//!   token rotates) and slows brute force: failures are counted per account and per client
+//!   address in the store, and past the limits sign-in is refused for a while.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use crate::accounts::{self, Actor, User};
+use crate::audit;
+use crate::secret::{Secret, hex, random_hex};
+use crate::store::{Store, StoreError, StoreResult, now_ms};
+
+/// Failed sign-ins counted per account and per address within [`ATTEMPT_WINDOW`].
+pub const MAX_FAILS_PER_ACCOUNT: i64 = 5;
+pub const MAX_FAILS_PER_ADDRESS: i64 = 20;
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Most characters of a token the server looks at (anything longer is not one of ours).
+const MAX_TOKEN: usize = 128;
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Ends after this long without a request.
+    pub idle: Duration,
+    /// Ends this long after sign-in, however busy.
+    pub absolute: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy { idle: Duration::from_secs(2 * 3600), absolute: Duration::from_secs(24 * 3600) }
+    }
+}
+
+impl SessionPolicy {
+    /// How often `seen_ms` is written at most (a tenth of the idle time, at most a minute).
+    fn touch_every(&self) -> u64 {
+        (self.idle.as_millis() as u64 / 10).min(60_000)
+    }
+}
+
+/// One session as stored (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub user: String,
+    pub generation: u64,
+    pub created_ms: u64,
+    pub seen_ms: u64,
+    pub from: String,
+}
+
+fn key(token: &str) -> String {
+    format!("session:{}", hex(&Sha256::digest(token.as_bytes())))
+}
+
+fn ttl(policy: &SessionPolicy, s: &Session, now: u64) -> Option<Duration> {
+    let absolute_end = s.created_ms.saturating_add(policy.absolute.as_millis() as u64);
+    let idle_end = now.saturating_add(policy.idle.as_millis() as u64);
+    let end = absolute_end.min(idle_end);
+    (end > now).then(|| Duration::from_millis(end - now))
+}
+
+async fn put(store: &dyn Store, token: &str, s: &Session, policy: &SessionPolicy) -> StoreResult<bool> {
+    let Some(ttl) = ttl(policy, s, now_ms()) else { return Ok(false) };
+    let bytes = serde_json::to_vec(s).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    store.kv_set(&key(token), &bytes, Some(ttl)).await?;
+    Ok(true)
+}
+
+/// Opens a session for `user`; the token is for the cookie and nowhere else.
+pub async fn open(store: &dyn Store, user: &User, from: &str, policy: &SessionPolicy) -> StoreResult<Secret> {
+    let token = random_hex(32);
+    let now = now_ms();
+    let s = Session { user: user.email.clone(), generation: user.session_gen, created_ms: now, seen_ms: now, from: from.to_string() };
+    put(store, &token, &s, policy).await?;
+    Ok(Secret::new(token))
+}
+
+/// The user a token stands for now, or `None` (unknown, expired, signed out, disabled).
+pub async fn resolve(store: &dyn Store, token: &str, policy: &SessionPolicy) -> Result<Option<User>, accounts::AccountError> {
+    if token.is_empty() || token.len() > MAX_TOKEN {
+        return Ok(None);
+    }
+    let k = key(token);
+    let Some(raw) = store.kv_get(&k).await? else { return Ok(None) };
+    let Ok(mut s) = serde_json::from_slice::<Session>(&raw) else {
+        store.kv_delete(&k).await?;
+        return Ok(None);
+    };
+    let now = now_ms();
+    let idle_over = now.saturating_sub(s.seen_ms) >= policy.idle.as_millis() as u64;
+    let absolute_over = now.saturating_sub(s.created_ms) >= policy.absolute.as_millis() as u64;
+    let user = accounts::get(store, &s.user).await?.filter(|u| !u.disabled && u.session_gen == s.generation);
+    if idle_over || absolute_over || user.is_none() {
+        store.kv_delete(&k).await?;
+        return Ok(None);
+    }
+    if now.saturating_sub(s.seen_ms) >= policy.touch_every() {
+        s.seen_ms = now;
+        put(store, token, &s, policy).await?;
+    }
+    Ok(user)
+}
+
+/// Ends one session (sign out). Harmless if it has ended already.
+pub async fn close(store: &dyn Store, token: &str) -> StoreResult<()> {
+    if !token.is_empty() && token.len() <= MAX_TOKEN {
+        store.kv_delete(&key(token)).await?;
+    }
+    Ok(())
+}
+
+/// Why a sign-in did not open a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// One answer for an unknown email, a wrong password and a disabled account.
+    #[error("Wrong email or password.")]
+    Refused,
+    #[error("Too many failed sign-ins; try again in {} minutes.", .0.as_secs().div_ceil(60))]
+    Throttled(Duration),
+    #[error(transparent)]
+    Account(#[from] accounts::AccountError),
+}
+
+impl From<StoreError> for SignInError {
+    fn from(e: StoreError) -> Self {
+        SignInError::Account(e.into())
+    }
+}
+
+fn fails_key(kind: &str, who: &str) -> String {
+    format!("signin:fails:{kind}:{}", hex(&Sha256::digest(who.as_bytes())))
+}
+
+/// Checks the password and opens a new session, closing `previous` (rotation). Every attempt,
+/// failed or not, is in the audit log with the address it came from.
+pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
+    let email_key = email.trim().to_ascii_lowercase();
+    let account = fails_key("account", &email_key);
+    let address = fails_key("address", from);
+    let (a, b) = tokio::join!(store.counter_get(&account), store.counter_get(&address));
+    if a? >= MAX_FAILS_PER_ACCOUNT || b? >= MAX_FAILS_PER_ADDRESS {
+        audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("too many attempts".into())).await?;
+        return Err(SignInError::Throttled(ATTEMPT_WINDOW));
+    }
+    let Some(user) = accounts::verify(store, email, password).await? else {
+        let (a, b) = tokio::join!(store.counter_add(&account, 1, Some(ATTEMPT_WINDOW)), store.counter_add(&address, 1, Some(ATTEMPT_WINDOW)));
+        a?;
+        b?;
+        audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("wrong email or password".into())).await?;
+        return Err(SignInError::Refused);
+    };
+    if let Some(old) = previous {
+        close(store, old).await?;
+    }
+    // A success clears the account's failures (the address keeps its count).
+    let fails = store.counter_get(&account).await?;
+    if fails > 0 {
+        store.counter_add(&account, -fails, None).await?;
+    }
+    let token = open(store, &user, from, policy).await?;
+    audit::record(store, &Actor::user(&user, from), "sign-in", &user.email, None, Some(user.role.to_string())).await?;
+    Ok((token, user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_the_nearer_of_idle_and_absolute_ends() {
+        let p = SessionPolicy { idle: Duration::from_secs(60), absolute: Duration::from_secs(100) };
+        let s = Session { user: "a@b".into(), generation: 1, created_ms: 1_000_000, seen_ms: 1_000_000, from: "x".into() };
+        assert_eq!(ttl(&p, &s, 1_000_000), Some(Duration::from_secs(60)));
+        assert_eq!(ttl(&p, &s, 1_050_000), Some(Duration::from_secs(50)), "absolute end is nearer");
+        assert_eq!(ttl(&p, &s, 1_100_000), None, "over");
+    }
+}
