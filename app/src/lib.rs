@@ -7,13 +7,15 @@
 //!   server provides and call the gateway core.
 //! - [`live`] — the live event stream (`/events`, an `EventSource` in the browser) that
 //!   every panel reads through context.
-//! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures)
-//!   plus the shared panel frame.
+//! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures,
+//!   then the admins' 12 Team and 13 Audit) plus the shared panel frame.
+//! - [`signin`] — the sign-in page (a plain form: it works before the WASM loads).
 //! - [`shell`] / [`App`] — the HTML document and the page: header, status strip, panel grid.
 
 pub mod api;
 pub mod live;
 pub mod panels;
+pub mod signin;
 pub mod view;
 
 use leptos::prelude::*;
@@ -21,10 +23,32 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::StaticSegment;
 use leptos_router::components::{Route, Router, Routes};
 
-use crate::view::{ConsoleStatus, Upstream};
+use crate::view::{ConsoleStatus, Me, Upstream};
 
 /// The console status, shared by every panel through context.
 pub type StatusResource = Resource<Result<ConsoleStatus, ServerFnError>>;
+/// The signed-in person, shared through context: panels show what their role allows.
+pub type MeResource = Resource<Result<Me, ServerFnError>>;
+
+/// The signed-in person's resource (read it inside a `Suspense`).
+pub fn me() -> MeResource {
+    expect_context::<MeResource>()
+}
+
+/// Renders `allowed` if the signed-in person passes `test`, else `other` (inside a Suspense,
+/// so the server renders the same).
+pub fn when_role<A: IntoView + 'static, B: IntoView + 'static>(
+    test: fn(&Me) -> bool,
+    allowed: impl Fn() -> A + Send + Sync + 'static,
+    other: impl Fn() -> B + Send + Sync + 'static,
+) -> impl IntoView {
+    let me = me();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || me.get().map(|r| if r.as_ref().is_ok_and(test) { allowed().into_any() } else { other().into_any() })}
+        </Suspense>
+    }
+}
 
 /// The HTML document the server sends.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -56,6 +80,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                 <Route path=StaticSegment("") view=ControlRoom/>
+                <Route path=StaticSegment("signin") view=signin::SignIn/>
             </Routes>
         </Router>
     }
@@ -69,6 +94,8 @@ fn ControlRoom() -> impl IntoView {
     // The status (ledger meters included) reloads when a task ends.
     let status: StatusResource = Resource::new(move || live.ended.get(), |_| api::load_console_status());
     provide_context(status);
+    let me: MeResource = Resource::new(|| (), |_| api::whoami());
+    provide_context(me);
     panels::market::Market::provide();
 
     // Hydration marker for the end-to-end suite: effects run only in the browser, after
@@ -87,6 +114,9 @@ fn ControlRoom() -> impl IntoView {
                 <span class="brand-sub">"Video Creation Studio"</span>
             </div>
             <div class="crumb">"Control Room · Generation Gateway"</div>
+            <Suspense fallback=|| ()>
+                {move || me.get().and_then(Result::ok).map(user_bar)}
+            </Suspense>
             <div class="title-row">
                 <h1>"KIE Control Room"</h1>
                 <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
@@ -112,8 +142,23 @@ fn ControlRoom() -> impl IntoView {
             <panels::ledger::LedgerPanel/>
             <panels::monitor::MonitorPanel/>
             <panels::failures::FailuresPanel/>
+            {when_role(Me::is_admin, || view! { <panels::team::TeamPanel/><panels::audit::AuditPanel/> }, || ())}
         </main>
         <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
+    }
+}
+
+/// Who is signed in, their role, and the sign-out forms (plain posts: they work without WASM).
+fn user_bar(me: Me) -> impl IntoView {
+    let role = me.role.clone();
+    view! {
+        <div class="user-bar" data-testid="user-bar" data-role=role>
+            <span class="user-name">{me.name}</span>
+            <span class="muted">" · "{me.email}" · "</span>
+            <span class="badge badge-off" data-testid="user-role">{me.role}</span>
+            <form method="post" action="/auth/signout" class="inline"><button type="submit" class="link" data-testid="sign-out">"Sign out"</button></form>
+            <form method="post" action="/auth/signout-all" class="inline"><button type="submit" class="link" data-testid="sign-out-all">"Sign out everywhere"</button></form>
+        </div>
     }
 }
 

@@ -1,6 +1,7 @@
 //! View types: plain serde structs shared by the server (which fills them from real records
-//! and configuration) and the browser (which renders them). Nothing secret ever goes in here:
-//! these structs are what crosses the wire.
+//! and configuration) and the browser (which renders them). These structs are what crosses the
+//! wire: no KIE key, password or session token ever goes in here. The one secret that does is
+//! a relay key at its creation ([`NewRelayKey`]), shown once to the admin who made it.
 
 use serde::{Deserialize, Serialize};
 
@@ -280,4 +281,75 @@ pub struct Submitted {
 pub struct TaskList {
     pub rows: Vec<TaskRow>,
     pub next: Option<String>,
+}
+
+/// The signed-in person, as the page needs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub name: String,
+    /// "viewer", "producer" or "admin".
+    pub role: String,
+}
+
+impl Me {
+    pub fn can_produce(&self) -> bool {
+        self.role == "producer" || self.role == "admin"
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// One user in the Team panel (never a password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    /// UTC, RFC 3339.
+    pub created: String,
+}
+
+/// One relay key in the vault panel (never the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayKeyRow {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    /// Times in UTC, RFC 3339.
+    pub created: String,
+    pub last_used: Option<String>,
+    pub revoked: Option<String>,
+}
+
+/// A relay key just created: the only time its text is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRelayKey {
+    pub row: RelayKeyRow,
+    pub key: String,
+    pub webhook_secret: String,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub seq: u64,
+    /// UTC, RFC 3339.
+    pub at: String,
+    pub who: String,
+    pub from: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A page of the audit log, newest first; `next` continues it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub rows: Vec<AuditRow>,
+    pub next: Option<u64>,
 }

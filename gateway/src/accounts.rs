@@ -154,9 +154,14 @@ fn check_password(p: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
+/// Password hashes computed at once, at most: each takes 19 MiB and tens of milliseconds on
+/// purpose, so a flood of sign-ins queues here instead of exhausting memory.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// argon2id hash of `password` (on the blocking pool: it takes tens of milliseconds on purpose).
 pub async fn hash_password(password: &str) -> Result<String, AccountError> {
     use argon2::password_hash::{PasswordHasher, SaltString};
+    let _slot = HASHING.acquire().await.map_err(|e| AccountError::Invalid(e.to_string()))?;
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
@@ -174,6 +179,7 @@ pub async fn hash_password(password: &str) -> Result<String, AccountError> {
 /// Whether `password` matches `hash` (false for a malformed hash).
 async fn password_matches(password: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let Ok(_slot) = HASHING.acquire().await else { return false };
     let (password, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())

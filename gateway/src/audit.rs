@@ -135,7 +135,7 @@ fn field(s: &str) -> String {
 }
 
 /// `ms` since the epoch as an RFC 3339 UTC time, to the second.
-fn utc(ms: u64) -> String {
+pub fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Days to a civil date (Howard Hinnant's algorithm).

@@ -79,7 +79,7 @@ async fn start_console(sim: &str, prefix: &str, rate_limit: i64) -> String {
 
 async fn relay_key(prefix: &str) -> String {
     let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }).await.expect("store");
-    gateway::relay_keys::create(store.as_ref(), "bench", "bench").await.expect("key").text.expose().to_string()
+    gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "bench", "bench").await.expect("key").text.expose().to_string()
 }
 
 fn create_body(i: usize) -> Value {

@@ -1,21 +1,83 @@
 //! Administration commands against the configured store (Redis, or the embedded store when
 //! no server holds it):
 //! - `control-room key create|list|revoke`: relay keys; a new key is printed once;
-//! - `control-room budget set|show`: cost rules in US dollars, with their spend meters.
+//! - `control-room budget set|show`: cost rules in US dollars, with their spend meters;
+//! - `control-room user add|list|set-role|disable|enable|reset-password`: people and roles;
+//!   passwords are read from standard input, never from flags.
+//!
+//! Changes are made as the command line's [`Actor`] and recorded in the audit log as `cli`.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
-use crate::config::{BudgetCommand, Command, Config, KeyCommand};
+use crate::config::{BudgetCommand, Command, Config, KeyCommand, UserCommand};
 use crate::{ServerError, open_store};
+use gateway::accounts::{self, Actor, Role};
 use gateway::budget::{self, CostRule, money};
 use gateway::relay_keys;
 
-/// Runs one administration command, writing to `out`.
-pub async fn command(config: &Config, cmd: Command, out: &mut dyn Write) -> Result<(), ServerError> {
+/// Runs one administration command, reading passwords from `input` and writing to `out`.
+pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {
     match cmd {
         Command::Key(cmd) => key_command(config, cmd, out).await,
         Command::Budget(cmd) => budget_command(config, cmd, out).await,
+        Command::User(cmd) => user_command(config, cmd, input, out).await,
     }
+}
+
+/// One line from `input`, without its line ending: a password.
+fn read_password(input: &mut dyn BufRead) -> Result<String, ServerError> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(ServerError::Store("give the password on standard input (one line), e.g. `read -rs P; echo \"$P\" | control-room user add …`".into()));
+    }
+    Ok(password)
+}
+
+/// Runs one user command, writing to `out`.
+pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {
+    let store = open_store(&config.store).await?;
+    let store = store.as_ref();
+    let fail = |e: accounts::AccountError| ServerError::Store(e.to_string());
+    let role = |r: &str| r.parse::<Role>().map_err(fail);
+    let by = Actor::cli();
+    match cmd {
+        UserCommand::Add { email, role: r, name } => {
+            let role = role(&r)?;
+            let password = read_password(input)?;
+            let u = accounts::add(store, &by, &email, &name, role, &password).await.map_err(fail)?;
+            writeln!(out, "Added {} ({}) as {}.", u.email, u.name, u.role)?;
+        }
+        UserCommand::List => {
+            let users = accounts::list(store).await.map_err(fail)?;
+            if users.is_empty() {
+                writeln!(out, "No users yet. Add the first admin: control-room user add EMAIL --role admin (password on standard input).")?;
+            }
+            writeln!(out, "{:<32} {:<24} {:<9} {}", "EMAIL", "NAME", "ROLE", "STATE")?;
+            for u in users {
+                writeln!(out, "{:<32} {:<24} {:<9} {}", u.email, u.name, u.role, if u.disabled { "disabled" } else { "active" })?;
+            }
+        }
+        UserCommand::SetRole { email, role: r } => {
+            let u = accounts::set_role(store, &by, &email, role(&r)?).await.map_err(fail)?;
+            writeln!(out, "{} is now {}.", u.email, u.role)?;
+        }
+        UserCommand::Disable { email } => {
+            let u = accounts::set_disabled(store, &by, &email, true).await.map_err(fail)?;
+            writeln!(out, "Disabled {}; their sessions have ended.", u.email)?;
+        }
+        UserCommand::Enable { email } => {
+            let u = accounts::set_disabled(store, &by, &email, false).await.map_err(fail)?;
+            writeln!(out, "Enabled {}.", u.email)?;
+        }
+        UserCommand::ResetPassword { email } => {
+            let password = read_password(input)?;
+            let u = accounts::reset_password(store, &by, &email, &password).await.map_err(fail)?;
+            writeln!(out, "New password set for {}; their sessions have ended.", u.email)?;
+        }
+    }
+    Ok(())
 }
 
 fn when(ms: Option<u64>) -> String {
@@ -28,7 +90,7 @@ pub async fn key_command(config: &Config, cmd: KeyCommand, out: &mut dyn Write) 
     let fail = |e: relay_keys::RelayKeyError| ServerError::Store(e.to_string());
     match cmd {
         KeyCommand::Create { project, name } => {
-            let new = relay_keys::create(store.as_ref(), &project, &name).await.map_err(fail)?;
+            let new = relay_keys::create(store.as_ref(), &Actor::cli(), &project, &name).await.map_err(fail)?;
             writeln!(out, "Relay key {} for project {:?} ({}).", new.key.id, new.key.project, new.key.name)?;
             writeln!(out, "key:            {}", new.text.expose())?;
             writeln!(out, "webhook secret: {}", new.key.webhook_secret)?;
@@ -43,7 +105,7 @@ pub async fn key_command(config: &Config, cmd: KeyCommand, out: &mut dyn Write) 
             writeln!(out, "(times are Unix seconds)")?;
         }
         KeyCommand::Revoke { id } => {
-            let k = relay_keys::revoke(store.as_ref(), id.trim()).await.map_err(fail)?;
+            let k = relay_keys::revoke(store.as_ref(), &Actor::cli(), id.trim()).await.map_err(fail)?;
             writeln!(out, "Revoked relay key {} ({}, project {}).", k.id, k.name, k.project)?;
         }
     }
@@ -61,14 +123,14 @@ pub async fn budget_command(config: &Config, cmd: BudgetCommand, out: &mut dyn W
     match cmd {
         BudgetCommand::Set { project, user, per_job, per_day, total } => {
             let caps = [("--per-job", per_job), ("--per-day", per_day), ("--total", total)];
-            let rule = CostRule::in_usd(project, user, caps, "cli").map_err(fail)?;
+            let rule = CostRule::in_usd(project, user, caps).map_err(fail)?;
             let label = rule.target.label();
             let removed = !rule.has_caps();
-            let before = budget::set_rule(store.as_ref(), rule.clone()).await.map_err(fail)?;
+            let before = budget::set_rule(store.as_ref(), &Actor::cli(), rule.clone()).await.map_err(fail)?;
             if removed {
                 writeln!(out, "{}", if before.is_some() { format!("Removed the cost rule for {label}.") } else { format!("There was no cost rule for {label}.") })?;
             } else {
-                writeln!(out, "Cost rule for {label}: per job {}, per rolling 24 h {}, total {}.", cap_text(rule.per_job), cap_text(rule.per_day), cap_text(rule.total))?;
+                writeln!(out, "Cost rule for {label}: {}.", rule.caps_text())?;
             }
         }
         BudgetCommand::Show => {

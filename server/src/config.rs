@@ -77,6 +77,12 @@ pub struct Cli {
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
     pub give_up_minutes: u64,
+    /// A browser session ends after this many minutes without a request.
+    #[arg(long, env = "SESSION_IDLE_MINUTES", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    pub session_idle_minutes: u64,
+    /// A browser session ends this many hours after sign-in, however busy.
+    #[arg(long, env = "SESSION_MAX_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=2_160))]
+    pub session_max_hours: u64,
     /// Administration commands; without one, the console serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -91,6 +97,33 @@ pub enum Command {
     /// Cost rules: caps in US dollars per job, per rolling 24 hours and in total.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// People who sign in to the console, and their roles.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input (one line), never from a flag.
+    Add {
+        email: String,
+        /// admin, producer or viewer.
+        #[arg(long, default_value = "producer")]
+        role: String,
+        /// Display name (default: the part of the email before @).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List users (email, name, role, state).
+    List,
+    /// Change a user's role (admin, producer or viewer).
+    SetRole { email: String, role: String },
+    /// Disable a user: their sessions end at once and they cannot sign in.
+    Disable { email: String },
+    /// Enable a disabled user again.
+    Enable { email: String },
+    /// Set a new password, read from standard input; the user's sessions end.
+    ResetPassword { email: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -162,6 +195,7 @@ pub struct Config {
     pub rate_margin: std::time::Duration,
     pub alert_webhook: Option<Url>,
     pub give_up_after: std::time::Duration,
+    pub sessions: gateway::sessions::SessionPolicy,
 }
 
 /// A configuration mistake, said in one line.
@@ -270,7 +304,16 @@ impl Config {
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
+            sessions: gateway::sessions::SessionPolicy {
+                idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
+                absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
+            },
         })
+    }
+
+    /// Whether browsers reach the console over https (session cookies are then `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url.as_ref().is_some_and(|u| u.scheme() == "https")
     }
 
     /// The public URL as a string without a trailing slash.

@@ -8,7 +8,9 @@
 //! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys).
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
-//! - [`admin`] — `control-room key …` commands.
+//! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
+//!   sign-in and sign-out forms, the audit log's CSV export.
+//! - [`admin`] — `control-room key|budget|user …` commands.
 //! - [`Upstream`] — where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`router`] — every route: health, the Leptos page and server functions, static files.
 //! - [`run`] — serve on a given listener until `shutdown` resolves (tests use port 0).
@@ -16,6 +18,7 @@
 //! Handlers stay thin: parse, call the gateway core, map its typed error to a status.
 
 pub mod admin;
+pub mod auth;
 pub mod callbacks;
 pub mod config;
 pub mod health;
@@ -117,6 +120,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// When this instance last recorded each relay key's use.
     pub key_use: Arc<gateway::relay_keys::LastUse>,
+    /// Sessions and the origin check.
+    pub auth: auth::AuthConfig,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -178,8 +183,10 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/callbacks/kie/{token}", post(callbacks::kie_callback))
         .route("/events", get(live::events))
         .merge(relay::routes())
+        .merge(auth::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -193,6 +200,21 @@ pub fn load_catalog() -> Result<Catalog, ServerError> {
             Catalog::parse(&text).map_err(|e| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {path}: {e}"))))
         }
         None => Ok(Catalog::builtin()),
+    }
+}
+
+/// Start-up notes: the rate guard's rules in the audit log if they changed, and how to add the
+/// first admin when nobody can sign in yet.
+async fn note_start(store: &dyn Store, config: &Config) {
+    if let Err(e) = gateway::rate_guard::note_config(store, &config.rate_guard).await {
+        tracing::warn!(error = %e, "cannot record the rate guard's rules in the audit log");
+    }
+    match gateway::accounts::any(store).await {
+        Ok(false) => tracing::warn!(
+            "no user can sign in yet: add the first admin with `control-room user add EMAIL --role admin` (password on standard input)"
+        ),
+        Ok(true) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the users"),
     }
 }
 
@@ -230,7 +252,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let workers = lifecycle.spawn_workers();
     let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, key_use: Arc::default() };
+    let auth = auth::AuthConfig {
+        policy: config.sessions,
+        secure: config.https(),
+        public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
+    };
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, key_use: Arc::default(), auth };
+    note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
         store = store.backend(),
@@ -243,7 +271,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    axum::serve(listener, router(state, console)).with_graceful_shutdown(shutdown).await?;
+    let service = router(state, console).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     // Let go of the store (the embedded one is a file another process may open next).
     workers.stop().await;
     hub.stop().await;

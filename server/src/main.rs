@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         if let Some(cmd) = command {
-            return match server::admin::command(&config, cmd, &mut std::io::stdout()).await {
+            return match server::admin::command(&config, cmd, &mut std::io::stdin().lock(), &mut std::io::stdout()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("control-room: {e}");

@@ -145,8 +145,10 @@ async fn readiness_fails_when_redis_goes_away_and_health_does_not() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("unavailable"));
     assert_eq!(get(&format!("{}/healthz", s.base)).await.0, 200);
-    let (_, page) = get(&format!("{}/", s.base)).await;
-    assert!(page.contains("unreachable"), "the page says the store is unreachable instead of showing zeros");
+    // Without the store no session can be checked: the page says so instead of showing zeros.
+    let (code, page) = get(&format!("{}/", s.base)).await;
+    assert_eq!(code, 503, "{page}");
+    assert!(page.contains("store is unavailable"), "{page}");
     s.shutdown().await.expect("shutdown");
 }
 

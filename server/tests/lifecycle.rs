@@ -67,7 +67,7 @@ struct Sse(testkit::sse::SseClient);
 
 impl Sse {
     async fn open(base: &str, after: Option<u64>) -> Sse {
-        Sse(testkit::sse::SseClient::open(&reqwest::Client::new(), base, after).await)
+        Sse(testkit::sse::SseClient::open(&client_as(base, ADMIN).await, base, after).await)
     }
 
     /// Events (id, kind, data) until `done` holds for what was read.
@@ -182,8 +182,8 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     let prefix = format!("{}:", testkit::unique("relay"));
     let (s, sim) = harness(redis_store(&prefix), None).await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let key = gateway::relay_keys::create(store.as_ref(), "trailer", "render farm").await.expect("key");
-    let other = gateway::relay_keys::create(store.as_ref(), "promo", "promo batch").await.expect("key");
+    let key = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "trailer", "render farm").await.expect("key");
+    let other = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "promo", "promo batch").await.expect("key");
     let http = reqwest::Client::new();
     let kie = |path: &str| format!("{}/kie/api/v1/{path}", s.base);
     let (hook, mut calls) = callback_sink().await;
@@ -264,7 +264,7 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     assert_eq!(store.task_counts().await.expect("counts").total, before, "refusals wrote nothing");
 
     // A revoked key is refused at once.
-    gateway::relay_keys::revoke(store.as_ref(), &key.key.id).await.expect("revoke");
+    gateway::relay_keys::revoke(store.as_ref(), &gateway::accounts::Actor::cli(), &key.key.id).await.expect("revoke");
     let revoked = info(id.clone(), good_key).await;
     assert_eq!(revoked.status(), 401);
     assert_eq!(accepted_creates(&sim), 1);

@@ -129,9 +129,9 @@ async fn the_relay_answers_402_and_failures_release_their_hold() {
     let prefix = format!("{}:", testkit::unique("budget402"));
     let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let key = gateway::relay_keys::create(store.as_ref(), "trailer", "batch").await.expect("key");
+    let key = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "trailer", "batch").await.expect("key");
     let rule = budget::CostRule { target: budget::Target { project: Some("trailer".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
-    budget::set_rule(store.as_ref(), rule.clone()).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule.clone()).await.expect("rule");
     let create = |prompt: &str| {
         reqwest::Client::new()
             .post(format!("{}/kie/api/v1/jobs/createTask", s.base))
@@ -164,7 +164,7 @@ async fn race(bases: &[String], store: Arc<dyn Store>, project: &str, k: i64) {
         total: Some(gateway::Credits::from_credits(8 * k)),
         ..Default::default()
     };
-    budget::set_rule(store.as_ref(), rule).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule).await.expect("rule");
     let mut set = tokio::task::JoinSet::new();
     for i in 0..1000 {
         let base = bases[i % bases.len()].clone();
@@ -284,8 +284,8 @@ async fn a_burst_from_one_owner_does_not_starve_another() {
     let prefix = format!("{}:", testkit::unique("fair"));
     let (s, sim) = console(redis_store(&prefix), unlimited(), "4/1s").await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let burst = gateway::relay_keys::create(store.as_ref(), "p", "burst").await.expect("key");
-    let single = gateway::relay_keys::create(store.as_ref(), "p", "single").await.expect("key");
+    let burst = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "p", "burst").await.expect("key");
+    let single = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "p", "single").await.expect("key");
     for i in 0..24 {
         assert_eq!(relay_create(&s.base, burst.text.expose(), &format!("burst {i}")).await, 200);
     }
@@ -411,7 +411,7 @@ async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_sta
     let prefix = format!("{}:", testkit::unique("pending"));
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
     let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
-    budget::set_rule(store.as_ref(), rule).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule).await.expect("rule");
     let aged = gateway::store::now_ms() - 60_000;
     for (i, id) in ["cr_cut_off_a", "cr_cut_off_b"].into_iter().enumerate() {
         let mut t = gateway::TaskRecord::new(id, "console", "p", "nano-banana-2", aged + i as u64);
@@ -447,7 +447,7 @@ async fn the_budget_cli_sets_shows_and_removes_rules() {
     let cli = |args: &[&str]| cli(dir.path(), args);
     let (code, out, err) = cli(&["budget", "set", "--project", "trailer", "--per-day", "25", "--total", "400"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("per rolling 24 h $25.00 (5000 credits), total $400.00 (80000 credits)"), "{out}");
+    assert!(out.contains("per 24 h $25.00 (5000 credits) · total $400.00 (80000 credits)"), "{out}");
     let (code, _, err) = cli(&["budget", "set", "--project", "trailer", "--per-day=-3"]);
     assert_ne!(code, Some(0), "a negative cap is refused");
     assert!(err.contains("--per-day must be a dollar amount above 0"), "{err}");

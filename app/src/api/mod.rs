@@ -2,13 +2,21 @@
 //! gateway core, and maps the result to a view type. On the browser side these compile to
 //! HTTP calls.
 //!
+//! Every server function first asks [`server_side::signed_in`] for the person and the role it
+//! needs (viewer to read, producer to submit, retry and pin, admin for users, keys and rules);
+//! the server's guard has already resolved the session. A refusal is a 401 or 403 with a
+//! sentence, never a 500.
+//!
 //! Here: console status, tasks (list, submit, retry, review). [`money`]: the Market, pins and
-//! cost rules. [`throttle`]: the rate guard.
+//! cost rules. [`throttle`]: the rate guard. [`team`]: who am I, users, relay keys, the audit
+//! log.
 
 pub mod money;
+pub mod team;
 pub mod throttle;
 
-pub use money::{CONSOLE_USER, budget_status, list_models, set_cost_rule, set_pin};
+pub use money::{budget_status, list_models, set_cost_rule, set_pin};
+pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};
 pub use throttle::throttle_status;
 
 use leptos::prelude::*;
@@ -25,6 +33,7 @@ pub(crate) mod server_side {
     use gateway::kie::{KieClient, KieError};
     use gateway::lifecycle::SubmitError;
     use gateway::task::{TaskQuery, TaskState};
+    pub use gateway::accounts::{Actor, Role};
     use gateway::{Credits, Lifecycle, Store};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -95,6 +104,26 @@ pub(crate) mod server_side {
         use_context::<ConsoleContext>().ok_or_else(|| ServerFnError::new("console context missing (server misconfigured)"))
     }
 
+    /// An error with this HTTP status (instead of server functions' default 500).
+    pub fn refuse(status: u16, msg: impl Into<String>) -> ServerFnError {
+        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+            opts.set_status(http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST));
+        }
+        ServerFnError::new(msg.into())
+    }
+
+    /// The console and the signed-in person, if their role allows `need`: else 401 (no
+    /// session) or 403 (role), each with a sentence.
+    pub fn signed_in(need: Role) -> Result<(ConsoleContext, Actor), ServerFnError> {
+        let ctx = context()?;
+        let actor = use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<Actor>().cloned());
+        let Some(actor) = actor else { return Err(refuse(401, "Sign in first.")) };
+        if !actor.role.allows(need) {
+            return Err(refuse(403, format!("This needs the {need} role; you are signed in as {} ({}).", actor.who, actor.role)));
+        }
+        Ok((ctx, actor))
+    }
+
     pub async fn status(ctx: &ConsoleContext) -> ConsoleStatus {
         let (store, ledger) = match ledger(ctx.store.as_ref()).await {
             Ok(l) => (StoreView { backend: ctx.store.backend().into(), reachable: true, error: None }, Some(l)),
@@ -143,10 +172,7 @@ pub(crate) mod server_side {
     /// The message a person sees for a refused submission, with KIE's matching status (422 bad
     /// input, 402 over budget, …) instead of a bare 500.
     pub fn submit_error(e: SubmitError) -> ServerFnError {
-        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
-            opts.set_status(http::StatusCode::from_u16(e.code()).unwrap_or(http::StatusCode::UNPROCESSABLE_ENTITY));
-        }
-        ServerFnError::new(e.public_message())
+        refuse(e.code(), e.public_message())
     }
 
     /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
@@ -184,7 +210,7 @@ pub use server_side::ConsoleContext;
 /// Connection, key vault, store and ledger meters in one call.
 #[server(endpoint = "console_status")]
 pub async fn load_console_status() -> Result<ConsoleStatus, ServerFnError> {
-    let ctx = server_side::context()?;
+    let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
     Ok(server_side::status(&ctx).await)
 }
 
@@ -200,7 +226,7 @@ pub struct TaskFilter {
 /// Newest tasks first, filtered; `after` continues a previous page.
 #[server(endpoint = "list_tasks")]
 pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
-    let ctx = server_side::context()?;
+    let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
     let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);
     let query = gateway::task::TaskQuery {
@@ -227,7 +253,7 @@ pub async fn submit_task(
     mode: Option<String>,
     image_url: Option<String>,
 ) -> Result<Submitted, ServerFnError> {
-    let ctx = server_side::context()?;
+    let (ctx, actor) = server_side::signed_in(server_side::Role::Producer)?;
     let mut input = serde_json::Map::new();
     if !prompt.trim().is_empty() {
         input.insert("prompt".into(), prompt.into());
@@ -243,16 +269,16 @@ pub async fn submit_task(
     if let Some(u) = option(image_url) {
         input.insert("image_urls".into(), serde_json::json!([u]));
     }
-    let submission = gateway::lifecycle::Submission { owner: CONSOLE_USER.into(), project, model, input: input.into(), relay_callback: None, retry_of: None };
+    let submission = gateway::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
-/// Re-submits a failed or expired task as a new task linked to it.
+/// Re-submits a failed or expired task as a new task linked to it, owned by the person.
 #[server(endpoint = "retry_task")]
 pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
-    let ctx = server_side::context()?;
-    let t = ctx.lifecycle.retry(id.trim(), CONSOLE_USER).await.map_err(server_side::submit_error)?;
+    let (ctx, actor) = server_side::signed_in(server_side::Role::Producer)?;
+    let t = ctx.lifecycle.retry(id.trim(), &actor).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
@@ -260,7 +286,7 @@ pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
 /// after a 429/455/5xx, or in doubt), newest first.
 #[server(endpoint = "review_tasks")]
 pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
-    let ctx = server_side::context()?;
+    let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
     let mut rows = Vec::new();
     for state in [gateway::TaskState::Fail, gateway::TaskState::Expired] {
         let q = gateway::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };

@@ -4,10 +4,8 @@
 use leptos::prelude::*;
 
 use crate::view::{BudgetView, MarketView};
-
-/// The person the console acts for. Until accounts land (issue 6) every browser is the one
-/// "console" user: its pins and its submissions.
-pub const CONSOLE_USER: &str = "console";
+#[cfg(feature = "ssr")]
+use crate::api::server_side::{Role, signed_in};
 
 #[cfg(feature = "ssr")]
 mod server_side {
@@ -109,34 +107,34 @@ mod server_side {
     }
 
     /// A rule from the Budget panel's form: empty fields are "no cap".
-    pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>, by: &str) -> Result<CostRule, ServerFnError> {
+    pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>) -> Result<CostRule, ServerFnError> {
         let dollars = |what: &'static str, v: Option<String>| -> Result<(&'static str, Option<f64>), ServerFnError> {
             let Some(v) = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else { return Ok((what, None)) };
             let n = v.trim_start_matches('$').parse().map_err(|_| ServerFnError::new(format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
             Ok((what, Some(n)))
         };
         let caps = [dollars("Max spend per job", per_job)?, dollars("Max spend per day", per_day)?, dollars("Max spend per project", total)?];
-        CostRule::in_usd(project, user, caps, by).map_err(|e| ServerFnError::new(e.to_string()))
+        CostRule::in_usd(project, user, caps).map_err(|e| ServerFnError::new(e.to_string()))
     }
 }
 
 /// Every model with its prices; the person's pinned models are marked.
 #[server(endpoint = "list_models")]
 pub async fn list_models() -> Result<MarketView, ServerFnError> {
-    let ctx = crate::api::server_side::context()?;
-    let pins = gateway::pins::list(ctx.store.as_ref(), CONSOLE_USER).await.map_err(crate::api::server_side::store_error)?;
-    Ok(server_side::market(&ctx, &pins, CONSOLE_USER))
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let pins = gateway::pins::list(ctx.store.as_ref(), &actor.who).await.map_err(crate::api::server_side::store_error)?;
+    Ok(server_side::market(&ctx, &pins, &actor.who))
 }
 
 /// Pins or unpins a model for the person; returns their pins.
 #[server(endpoint = "set_pin")]
 pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerFnError> {
-    let ctx = crate::api::server_side::context()?;
+    let (ctx, actor) = signed_in(Role::Producer)?;
     let model = model.trim();
     if ctx.lifecycle.catalog().get(model).is_none() {
         return Err(ServerFnError::new(format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
     }
-    gateway::pins::set(ctx.store.as_ref(), CONSOLE_USER, model, pinned).await.map_err(|e| match e {
+    gateway::pins::set(ctx.store.as_ref(), &actor.who, model, pinned).await.map_err(|e| match e {
         gateway::StoreError::Invalid(msg) => ServerFnError::new(msg),
         other => crate::api::server_side::store_error(other),
     })
@@ -145,7 +143,7 @@ pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerF
 /// Cost rules, their spend meters and recent alerts.
 #[server(endpoint = "budget_status")]
 pub async fn budget_status() -> Result<BudgetView, ServerFnError> {
-    let ctx = crate::api::server_side::context()?;
+    let (ctx, _) = signed_in(Role::Viewer)?;
     server_side::budget_view(&ctx).await
 }
 
@@ -159,11 +157,11 @@ pub async fn set_cost_rule(
     per_day: Option<String>,
     total: Option<String>,
 ) -> Result<BudgetView, ServerFnError> {
-    let ctx = crate::api::server_side::context()?;
-    let rule = server_side::rule_from_form(project, user, per_job, per_day, total, CONSOLE_USER)?;
-    gateway::budget::set_rule(ctx.store.as_ref(), rule).await.map_err(|e| match e {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let rule = server_side::rule_from_form(project, user, per_job, per_day, total)?;
+    gateway::budget::set_rule(ctx.store.as_ref(), &actor, rule).await.map_err(|e| match e {
         gateway::budget::BudgetError::Store(e) => crate::api::server_side::store_error(e),
-        other => ServerFnError::new(other.to_string()),
+        other => crate::api::server_side::refuse(422, other.to_string()),
     })?;
     server_side::budget_view(&ctx).await
 }

@@ -28,7 +28,7 @@ pub(crate) fn view_of(q: gateway::lifecycle::queue::QueueSnapshot) -> ThrottleVi
 /// The rate guard now.
 #[server(endpoint = "throttle_status")]
 pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
-    let ctx = crate::api::server_side::context()?;
+    let (ctx, _) = crate::api::server_side::signed_in(crate::api::server_side::Role::Viewer)?;
     let q = ctx.lifecycle.queue().await.map_err(crate::api::server_side::store_error)?;
     Ok(view_of(q))
 }

@@ -57,6 +57,7 @@ pub fn BudgetPanel() -> impl IntoView {
                     Ok(b) => rules_view(b).into_any(),
                 })}
             </Suspense>
+            {crate::when_role(crate::view::Me::is_admin, move || view! {
             <form class="rule-form" on:submit=on_submit data-testid="budget-form">
                 {fields.iter().map(|(sig, name, label, kind)| {
                     let sig = *sig;
@@ -73,6 +74,7 @@ pub fn BudgetPanel() -> impl IntoView {
                     Err(e) => view! { <p class="error" data-testid="budget-error">{e.to_string().trim_start_matches("error running server function: ").to_string()}</p> }.into_any(),
                 })}
             </form>
+            }, || view! { <p class="muted" data-testid="budget-read-only">"Only admins set cost rules."</p> })}
             <p class="fine">
                 "Each submission's estimate is reserved against every rule that applies in one atomic step, across all instances; a submission that would break one is refused before it reaches KIE. When a task ends its actual cost is kept and the rest released; a failure releases all. Saving with no amounts removes the rule."
             </p>

@@ -113,9 +113,11 @@ pub fn Composer() -> impl IntoView {
                     {move || selected().and_then(|m| m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)))}
                 </span>
             </Suspense>
-            <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
-                {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
-            </button>
+            {crate::when_role(crate::view::Me::can_produce, move || view! {
+                <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
+                    {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
+                </button>
+            }, || view! { <p class="muted" data-testid="composer-read-only">"Read-only: viewers see every task but cannot submit."</p> })}
             {outcome}
         </form>
     }

@@ -13,6 +13,7 @@ use crate::live::live;
 pub fn FailuresPanel() -> impl IntoView {
     let live = live();
     let tasks = Resource::new(move || (live.ended.get(), live.resets.get()), |_| review_tasks());
+    let me = crate::me();
     let retry = Action::new(|id: &String| {
         let id = id.clone();
         async move { retry_task(id).await }
@@ -28,7 +29,7 @@ pub fn FailuresPanel() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || tasks.get().map(|r| match r {
                     Ok(l) if l.rows.is_empty() => view! { <p class="empty" data-testid="review-empty">"Nothing to review: no failed or expired tasks."</p> }.into_any(),
-                    Ok(l) => view! {
+                    Ok(l) => { let can_retry = me.get().and_then(Result::ok).is_some_and(|m| m.can_produce()); view! {
                         <ul class="review" data-testid="review-list">
                             {l.rows.into_iter().map(|t| {
                                 let id = t.id.clone();
@@ -41,9 +42,11 @@ pub fn FailuresPanel() -> impl IntoView {
                                             {t.fail_code.clone().map(|c| format!("failCode {c} · "))}
                                             {t.fail_msg.clone().unwrap_or_default()}
                                         </div>
-                                        {if retryable {
+                                        {if retryable && can_retry {
                                             view! { <button type="button" data-testid="retry" disabled=move || retry.pending().get()
                                                 on:click=move |_| { retry.dispatch(id.clone()); }>"Retry"</button> }.into_any()
+                                        } else if retryable {
+                                            view! { <div class="muted small">"Producers and admins can retry it."</div> }.into_any()
                                         } else {
                                             view! { <div class="muted small">{t.note.clone().unwrap_or_default()}" — retried automatically"</div> }.into_any()
                                         }}
@@ -51,7 +54,7 @@ pub fn FailuresPanel() -> impl IntoView {
                                 }
                             }).collect_view()}
                         </ul>
-                    }.into_any(),
+                    }.into_any() }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 })}
             </Suspense>

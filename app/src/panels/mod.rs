@@ -4,6 +4,7 @@
 //! server functions. A panel whose feature has not landed yet says what it will do; it never
 //! shows invented numbers.
 
+pub mod audit;
 pub mod budget;
 pub mod composer;
 pub mod delivery;
@@ -15,6 +16,7 @@ pub mod monitor;
 pub mod pinned;
 pub mod retention;
 pub mod secret;
+pub mod team;
 pub mod throttle;
 
 use leptos::prelude::*;
@@ -83,4 +85,10 @@ pub fn with_status<V: IntoView + 'static>(f: impl Fn(&ConsoleStatus) -> V + Send
             })}
         </Suspense>
     }
+}
+
+/// The time of day of `ms` since the epoch, UTC, as `HH:MM:SS`.
+pub fn clock(ms: u64) -> String {
+    let s = ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
 }

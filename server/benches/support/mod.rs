@@ -25,6 +25,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         rate_margin,
         alert_webhook: None,
         give_up_after: Duration::from_secs(3600),
+        sessions: gateway::sessions::SessionPolicy::default(),
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();

@@ -39,6 +39,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         rate_margin: Duration::from_millis(50),
         alert_webhook: None,
         give_up_after: Duration::from_secs(3600),
+        sessions: gateway::sessions::SessionPolicy::default(),
     }
 }
 
@@ -54,8 +55,9 @@ pub async fn start(cfg: Config) -> Running {
     start_on(listener, cfg).await
 }
 
-/// Serves `cfg` on `listener`; returns once the server answers.
+/// Serves `cfg` on `listener` (with the test users in its store); returns once it answers.
 pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running {
+    seed_users(&cfg.store).await;
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(server::run(listener, cfg, async move {
@@ -71,37 +73,142 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running
     Running { base, stop: Some(tx), done }
 }
 
+/// The test users, one per role, all with [`PASSWORD`].
+pub const ADMIN: &str = "admin@studio.test";
+pub const PRODUCER: &str = "producer@studio.test";
+pub const VIEWER: &str = "viewer@studio.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Adds the test users to the store if they are not there yet (before a server holds it).
+pub async fn seed_users(store: &StoreConfig) {
+    use gateway::accounts::{self, Actor, Role};
+    let s = server::open_store(store).await.expect("open store to seed users");
+    for (email, role) in [(ADMIN, Role::Admin), (PRODUCER, Role::Producer), (VIEWER, Role::Viewer)] {
+        if accounts::get(s.as_ref(), email).await.expect("read users").is_none() {
+            match accounts::add(s.as_ref(), &Actor::cli(), email, "", role, PASSWORD).await {
+                Ok(_) | Err(accounts::AccountError::Exists(_)) => {}
+                Err(e) => panic!("seed {email}: {e}"),
+            }
+        }
+    }
+}
+
+/// The scheme, host and port of a URL (the console's origin).
+pub fn origin_of(url: &str) -> String {
+    let u = url::Url::parse(url).expect("url");
+    format!("{}://{}:{}", u.scheme(), u.host_str().expect("host"), u.port_or_known_default().expect("port"))
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Signs in through the form; `Ok(token)` from the session cookie, `Err(location)` when the
+/// server sent the browser back to the sign-in page instead.
+pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, String> {
+    let r = no_redirects()
+        .post(format!("{base}/auth/signin"))
+        .header("origin", base)
+        .form(&[("email", email), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .expect("POST /auth/signin");
+    assert_eq!(r.status().as_u16(), 303, "sign-in answers with a redirect");
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let token = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{}=", server::auth::COOKIE)).map(|rest| rest.split(';').next().unwrap_or_default().to_string()))
+        .filter(|t| !t.is_empty());
+    token.ok_or(location)
+}
+
+static SESSIONS: std::sync::LazyLock<tokio::sync::Mutex<std::collections::HashMap<(String, String), String>>> = std::sync::LazyLock::new(Default::default);
+
+/// A session of `email` on the console at `base` (signed in once, then reused by every
+/// caller; concurrent callers wait for the one sign-in).
+pub async fn session(base: &str, email: &str) -> String {
+    let key = (origin_of(base), email.to_string());
+    let mut sessions = SESSIONS.lock().await;
+    if let Some(t) = sessions.get(&key) {
+        return t.clone();
+    }
+    let token = sign_in(base, email, PASSWORD).await.unwrap_or_else(|loc| panic!("{email} could not sign in at {base}: sent to {loc}"));
+    sessions.insert(key, token.clone());
+    token
+}
+
+pub fn cookie(token: &str) -> String {
+    format!("{}={token}", server::auth::COOKIE)
+}
+
+/// A client that sends `email`'s session and this console's origin with every request.
+pub async fn client_as(base: &str, email: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie(&session(base, email).await).parse().expect("cookie"));
+    headers.insert("origin", origin_of(base).parse().expect("origin"));
+    reqwest::Client::builder().default_headers(headers).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// GET as the admin: (status, body).
 pub async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.expect("GET");
+    let r = client_as(&origin_of(url), ADMIN).await.get(url).send().await.expect("GET");
     (r.status().as_u16(), r.text().await.expect("body"))
 }
 
-/// Calls a server function the way the browser does (form-encoded POST).
+/// GET with no session: (status, body).
+pub async fn get_anon(url: &str) -> (u16, String) {
+    let r = no_redirects().get(url).send().await.expect("GET");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// Calls a server function as the admin, the way the browser does (form-encoded POST).
 pub async fn server_fn(base: &str, name: &str, form: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
+    let token = session(base, ADMIN).await;
+    server_fn_as(base, Some(&token), name, form).await
+}
+
+/// Calls a server function with this session token (or none), from this console's origin.
+pub async fn server_fn_as(base: &str, token: Option<&str>, name: &str, form: &str) -> (u16, serde_json::Value) {
+    let mut req = no_redirects()
         .post(format!("{base}/api/{name}"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_string())
-        .send()
-        .await
-        .expect("POST");
+        .header("origin", origin_of(base))
+        .body(form.to_string());
+    if let Some(t) = token {
+        req = req.header("cookie", cookie(t));
+    }
+    let r = req.send().await.expect("POST");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
-
-
 /// Runs `control-room ARGS` against the embedded store in `data_dir`, with nothing else in its
 /// environment: (exit code, stdout, stderr).
 pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
+    cli_with_input(data_dir, args, "")
+}
+
+/// [`cli`] with `input` on standard input (a password).
+pub fn cli_with_input(data_dir: &std::path::Path, args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATA_DIR", data_dir)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run control-room");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("control-room output");
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -1,0 +1,154 @@
+//! Server functions of the team: who am I (every role), users and relay keys (admin), the audit
+//! log (admin). Thin: check the role, call the gateway core, map to view types.
+
+use leptos::prelude::*;
+
+use crate::view::{AuditView, Me, NewRelayKey, RelayKeyRow, UserRow};
+
+#[cfg(feature = "ssr")]
+mod server_side {
+    use super::*;
+    use crate::api::server_side::{refuse, store_error};
+    use crate::view::AuditRow;
+    use gateway::accounts::{AccountError, User};
+    use gateway::audit::{AuditEntry, utc};
+    use gateway::relay_keys::{RelayKey, RelayKeyError};
+
+    pub fn account_error(e: AccountError) -> ServerFnError {
+        match e {
+            AccountError::Store(e) => store_error(e),
+            AccountError::NotFound(_) => refuse(404, e.to_string()),
+            AccountError::Exists(_) | AccountError::LastAdmin(_) => refuse(409, e.to_string()),
+            AccountError::Forbidden(_) => refuse(403, e.to_string()),
+            AccountError::Invalid(_) => refuse(422, e.to_string()),
+        }
+    }
+
+    pub fn key_error(e: RelayKeyError) -> ServerFnError {
+        match e {
+            RelayKeyError::Store(e) => store_error(e),
+            RelayKeyError::NotFound(_) => refuse(404, e.to_string()),
+            RelayKeyError::Forbidden(_) | RelayKeyError::Unauthorized => refuse(403, e.to_string()),
+            RelayKeyError::Invalid(_) => refuse(422, e.to_string()),
+        }
+    }
+
+    pub fn user_row(u: User) -> UserRow {
+        UserRow { email: u.email, name: u.name, role: u.role.to_string(), disabled: u.disabled, created: utc(u.created_ms) }
+    }
+
+    pub fn key_row(k: RelayKey) -> RelayKeyRow {
+        RelayKeyRow { id: k.id, name: k.name, project: k.project, created: utc(k.created_ms), last_used: k.last_used_ms.map(utc), revoked: k.revoked_ms.map(utc) }
+    }
+
+    pub fn audit_row(e: AuditEntry) -> AuditRow {
+        AuditRow { seq: e.seq, at: utc(e.at_ms), who: e.who, from: e.from, action: e.action, target: e.target, before: e.before, after: e.after }
+    }
+
+    pub fn role(r: &str) -> Result<gateway::accounts::Role, ServerFnError> {
+        r.parse().map_err(account_error)
+    }
+}
+
+#[cfg(feature = "ssr")]
+use crate::api::server_side::{Role, signed_in};
+
+/// The signed-in person.
+#[server(endpoint = "whoami")]
+pub async fn whoami() -> Result<Me, ServerFnError> {
+    let (_, actor) = signed_in(Role::Viewer)?;
+    Ok(Me { email: actor.who, name: actor.name, role: actor.role.to_string() })
+}
+
+/// Every user (admin).
+#[server(endpoint = "list_users")]
+pub async fn list_users() -> Result<Vec<UserRow>, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Admin)?;
+    let users = gateway::accounts::list(ctx.store.as_ref()).await.map_err(server_side::account_error)?;
+    Ok(users.into_iter().map(server_side::user_row).collect())
+}
+
+/// Adds a user (admin); they sign in with this password.
+#[server(endpoint = "add_user")]
+pub async fn add_user(email: String, name: String, role: String, password: String) -> Result<UserRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let role = server_side::role(&role)?;
+    let u = gateway::accounts::add(ctx.store.as_ref(), &actor, &email, &name, role, &password).await.map_err(server_side::account_error)?;
+    Ok(server_side::user_row(u))
+}
+
+/// Changes a user's role (admin); it holds from their next request.
+#[server(endpoint = "set_user_role")]
+pub async fn set_user_role(email: String, role: String) -> Result<UserRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let role = server_side::role(&role)?;
+    let u = gateway::accounts::set_role(ctx.store.as_ref(), &actor, &email, role).await.map_err(server_side::account_error)?;
+    Ok(server_side::user_row(u))
+}
+
+/// Disables (their sessions end) or enables a user (admin).
+#[server(endpoint = "set_user_disabled")]
+pub async fn set_user_disabled(email: String, disabled: bool) -> Result<UserRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let u = gateway::accounts::set_disabled(ctx.store.as_ref(), &actor, &email, disabled).await.map_err(server_side::account_error)?;
+    Ok(server_side::user_row(u))
+}
+
+/// Sets a new password for a user (admin); their sessions end.
+#[server(endpoint = "reset_user_password")]
+pub async fn reset_user_password(email: String, password: String) -> Result<UserRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let u = gateway::accounts::reset_password(ctx.store.as_ref(), &actor, &email, &password).await.map_err(server_side::account_error)?;
+    Ok(server_side::user_row(u))
+}
+
+/// Ends every session of a user on every instance (admin, or anyone for themselves).
+#[server(endpoint = "end_user_sessions")]
+pub async fn end_user_sessions(email: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    gateway::accounts::end_sessions(ctx.store.as_ref(), &actor, &email).await.map_err(server_side::account_error)
+}
+
+/// Every relay key (admin), newest first.
+#[server(endpoint = "list_relay_keys")]
+pub async fn list_relay_keys() -> Result<Vec<RelayKeyRow>, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Admin)?;
+    let keys = gateway::relay_keys::list(ctx.store.as_ref()).await.map_err(server_side::key_error)?;
+    Ok(keys.into_iter().map(server_side::key_row).collect())
+}
+
+/// Creates a relay key (admin); its text is in this answer and nowhere else, ever.
+#[server(endpoint = "create_relay_key")]
+pub async fn create_relay_key(project: String, name: String) -> Result<NewRelayKey, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let new = gateway::relay_keys::create(ctx.store.as_ref(), &actor, &project, &name).await.map_err(server_side::key_error)?;
+    let webhook_secret = new.key.webhook_secret.clone();
+    Ok(NewRelayKey { key: new.text.expose().to_string(), webhook_secret, row: server_side::key_row(new.key) })
+}
+
+/// Revokes a relay key at once, on every instance (admin).
+#[server(endpoint = "revoke_relay_key")]
+pub async fn revoke_relay_key(id: String) -> Result<RelayKeyRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let k = gateway::relay_keys::revoke(ctx.store.as_ref(), &actor, id.trim()).await.map_err(server_side::key_error)?;
+    Ok(server_side::key_row(k))
+}
+
+/// A page of the audit log (admin), newest first, filtered.
+#[server(endpoint = "audit_log")]
+pub async fn audit_log(#[server(default)] filter: AuditQuery, before: Option<u64>) -> Result<AuditView, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Admin)?;
+    let clip = |v: Option<String>| v.map(|s| s.trim().chars().take(200).collect::<String>()).filter(|s| !s.is_empty());
+    let f = gateway::audit::AuditFilter { who: clip(filter.who), action: clip(filter.action), text: clip(filter.text), since_ms: None };
+    let page = gateway::audit::search(ctx.store.as_ref(), &f, before, 100).await.map_err(crate::api::server_side::store_error)?;
+    Ok(AuditView { rows: page.entries.into_iter().map(server_side::audit_row).collect(), next: page.next_before })
+}
+
+/// The Audit panel's filter: all optional, all must match, case-insensitive.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditQuery {
+    pub who: Option<String>,
+    pub action: Option<String>,
+    /// Anywhere in the target, before or after.
+    pub text: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! The sign-in page: a plain HTML form posted to `/auth/signin`, so it works before (and
+//! without) the WASM bundle. The server answers with a redirect: to the page asked for, or back
+//! here with `?error=` naming what went wrong.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+/// What each `?error=` code says to the person.
+fn message(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "refused" => ("error", "Wrong email or password."),
+        "throttled" => ("error", "Too many failed sign-ins from this account or address; wait 15 minutes and try again."),
+        "unavailable" => ("error", "The console's store is unavailable; try again shortly."),
+        "signed-out" => ("ok", "You are signed out."),
+        "signed-out-everywhere" => ("ok", "You are signed out on every browser and device."),
+        _ => return None,
+    })
+}
+
+#[component]
+pub fn SignIn() -> impl IntoView {
+    let query = use_query_map();
+    let note = move || {
+        query.with(|q| q.get("error")).and_then(|c| message(&c)).map(|(class, text)| view! { <p class=class role="status" data-testid="signin-message">{text}</p> })
+    };
+    let next = move || query.with(|q| q.get("next")).filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    view! {
+        <Title text="Sign in · KIE Control Room"/>
+        <main class="signin">
+            <div class="brand">
+                <span class="brand-mark">"BROAD|CAST"</span>
+                <span class="brand-sub">"Video Creation Studio"</span>
+            </div>
+            <h1>"KIE Control Room"</h1>
+            {note}
+            <form method="post" action="/auth/signin" class="signin-form" data-testid="signin-form">
+                <label>"Email "<input type="email" name="email" autocomplete="username" required=true maxlength="254" data-testid="signin-email"/></label>
+                <label>"Password "<input type="password" name="password" autocomplete="current-password" required=true maxlength="256" data-testid="signin-password"/></label>
+                <input type="hidden" name="next" value=next/>
+                <button type="submit" data-testid="signin-submit">"Sign in"</button>
+            </form>
+            <p class="fine">"Accounts are made by an admin (Team panel) or on the server: "<code>"control-room user add EMAIL --role admin"</code>"."</p>
+        </main>
+    }
+}
