@@ -25,10 +25,6 @@ async fn harness(store: StoreConfig, hmac: Option<&str>) -> (Running, kie_sim::S
     (start_on(listener, cfg).await, sim)
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
 async fn submit(base: &str, model: &str, prompt: &str) -> String {
     let (code, body) = server_fn(base, "submit_task", &form(&[("model", model), ("project", "trailer"), ("prompt", prompt)])).await;
     assert_eq!(code, 200, "{body}");

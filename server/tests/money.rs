@@ -17,10 +17,6 @@ fn fast() -> kie_sim::Settings {
     kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 300 }, ..Default::default() }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
 /// A kie-sim with `settings` and a Control Room (with `guard`) whose callbacks reach it back.
 async fn console(store: StoreConfig, settings: kie_sim::Settings, guard: &str) -> (Running, kie_sim::Sim) {
     let (sim_base, sim) = start_sim_with(settings, KEY, 1_000_000.0, None).await;

@@ -73,6 +73,11 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running
     Running { base, stop: Some(tx), done }
 }
 
+/// A form body from pairs.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
 /// The test users, one per role, all with [`PASSWORD`].
 pub const ADMIN: &str = "admin@studio.test";
 pub const PRODUCER: &str = "producer@studio.test";
