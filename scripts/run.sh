@@ -14,4 +14,17 @@ if [ -f .env ]; then
 fi
 cargo leptos build --release
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-target/site}"
+# Nobody can sign in on a new store: ask for the first admin here (at a terminal), or say how.
+users="$(./target/release/control-room user list)"
+if grep -q '^No users yet' <<<"$users"; then
+  if [ -t 0 ]; then
+    echo "No one can sign in yet. Create the first admin (the password is not echoed)."
+    read -rp "Admin email: " admin_email
+    read -rsp "Password (10+ characters): " admin_password; echo
+    printf '%s\n' "$admin_password" | ./target/release/control-room user add "$admin_email" --role admin
+    unset admin_password
+  else
+    echo "No one can sign in yet: run  control-room user add EMAIL --role admin  (password on standard input)." >&2
+  fi
+fi
 exec ./target/release/control-room "$@"

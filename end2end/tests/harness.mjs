@@ -1,6 +1,6 @@
 // Starts a real control-room server (the release binary) on a free loopback port, and a real
 // Chromium (Debian's /usr/bin/chromium) through playwright-core. Never downloads a browser.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,11 +24,26 @@ export function freePort() {
   });
 }
 
+/** The people every test server starts with (added on the command line, as an operator would). */
+export const ADMIN = 'admin@e2e.test';
+export const VIEWER = 'viewer@e2e.test';
+export const PASSWORD = 'correct horse battery staple';
+const bin = join(root, 'target', 'release', 'control-room');
+
+/** `control-room user add EMAIL --role ROLE` against `dataDir`, the password on stdin. */
+function addUser(dataDir, email, role) {
+  const r = spawnSync(bin, ['user', 'add', email, '--role', role], {
+    env: { PATH: process.env.PATH, DATA_DIR: dataDir }, input: `${PASSWORD}\n`, encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`user add ${email}: ${r.stderr}`);
+}
+
 /** Starts the server with `env` added; resolves once /healthz answers. */
 export async function startServer(env = {}, args = []) {
   const port = await freePort();
-  const bin = join(root, 'target', 'release', 'control-room');
   const dataDir = mkdtempSync(join(tmpdir(), 'cr-e2e-'));
+  addUser(dataDir, ADMIN, 'admin');
+  addUser(dataDir, VIEWER, 'viewer');
   const logs = [];
   const child = spawn(bin, args, {
     cwd: root,
@@ -74,14 +89,26 @@ export async function launchBrowser() {
   });
 }
 
-/** Opens `url` and waits for the WASM bundle to hydrate the page; collects console errors. */
-export async function openHydrated(browser, url, viewport = { width: 1280, height: 900 }) {
+/** Signs in on the sign-in page `url` redirects to, as a person would; lands back on `url`. */
+export async function signIn(page, url, email, password = PASSWORD) {
+  await page.goto(url);
+  await page.waitForSelector('[data-testid="signin-form"]');
+  await page.fill('[data-testid="signin-email"]', email);
+  await page.fill('[data-testid="signin-password"]', password);
+  await Promise.all([page.waitForURL((u) => !u.pathname.startsWith('/signin'), { timeout: 10_000 }), page.click('[data-testid="signin-submit"]')]);
+}
+
+/**
+ * Opens `url` signed in as `email` (the admin unless told) in a new browser context, and
+ * waits for the WASM bundle to hydrate the page; collects console errors.
+ */
+export async function openHydrated(browser, url, viewport = { width: 1280, height: 900 }, email = ADMIN, password = PASSWORD) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(url);
+  await signIn(page, url, email, password);
   await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
   return { context, page, errors };
 }

@@ -1,0 +1,93 @@
+// Teams in a real Chromium: an admin adds a producer in the Team panel; the producer signs in
+// in a second browser context; each sees the other's task arrive live. A viewer sees no submit
+// button, and a server function called directly as the viewer is refused.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { ADMIN, VIEWER, artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { await browser?.close(); });
+
+const PRODUCER = 'nina@e2e.test';
+const PRODUCER_PASSWORD = 'nina has a long password';
+
+/** Submits from the composer; returns the new task's id. */
+async function compose(page, prompt) {
+  await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
+  await page.fill('[data-testid="composer-project"]', 'team');
+  await page.fill('[data-testid="composer-prompt"]', prompt);
+  await page.click('[data-testid="composer-submit"]');
+  await page.waitForSelector('[data-testid="submit-result"] code', { timeout: 10_000 });
+  return (await page.textContent('[data-testid="submit-result"] code')).trim();
+}
+
+test('an admin adds a producer; each sees the other\'s task live; a viewer cannot submit', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const admin = await openHydrated(browser, server.base + '/');
+    assert.equal(await admin.page.getAttribute('[data-testid="user-bar"]', 'data-role'), 'admin');
+    await admin.page.fill('[data-testid="team-email"]', PRODUCER);
+    await admin.page.fill('[data-testid="team-name"]', 'Nina');
+    await admin.page.selectOption('[data-testid="team-role"]', 'producer');
+    await admin.page.fill('[data-testid="team-password"]', PRODUCER_PASSWORD);
+    await admin.page.click('[data-testid="team-add-submit"]');
+    assert.match(await admin.page.textContent('[data-testid="team-result"]', { timeout: 10_000 }), /Added nina@e2e\.test as producer/);
+    await admin.page.waitForSelector(`[data-testid="team-list"] tr[data-user="${PRODUCER}"]`);
+
+    const producer = await openHydrated(browser, server.base + '/', undefined, PRODUCER, PRODUCER_PASSWORD);
+    assert.equal(await producer.page.getAttribute('[data-testid="user-bar"]', 'data-role'), 'producer');
+    assert.equal(await producer.page.$('[data-panel="12"]'), null, 'the Team panel is for admins');
+    for (const p of [admin.page, producer.page]) {
+      await p.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    }
+
+    const byProducer = await compose(producer.page, 'the producer\'s shot');
+    const row = `tr[data-task="${byProducer}"]`;
+    await admin.page.waitForSelector(row, { timeout: 10_000 });
+    assert.match(await admin.page.textContent(row), /nina@e2e\.test/, 'the admin sees who submitted it');
+    const byAdmin = await compose(admin.page, 'the admin\'s shot');
+    await producer.page.waitForSelector(`tr[data-task="${byAdmin}"]`, { timeout: 10_000 });
+    assert.match(await producer.page.textContent(`tr[data-task="${byAdmin}"]`), /admin@e2e\.test/);
+    // Both follow the producer's task to its end without a reload.
+    for (const p of [admin.page, producer.page]) {
+      await p.waitForSelector(`${row}[data-state="success"]`, { timeout: 40_000 });
+    }
+    // The admin's audit log recorded the new producer and the sign-ins.
+    await admin.page.reload();
+    await admin.page.waitForSelector('body[data-hydrated="true"]');
+    const audit = await admin.page.textContent('[data-testid="audit-list"]');
+    assert.match(audit, /user added/);
+    assert.match(audit, /nina@e2e\.test/);
+    await admin.page.screenshot({ path: join(artifacts, 'team-admin.png'), fullPage: true });
+
+    const viewer = await openHydrated(browser, server.base + '/', undefined, VIEWER);
+    assert.equal(await viewer.page.$('[data-testid="composer-submit"]'), null, 'no submit button for a viewer');
+    assert.match(await viewer.page.textContent('[data-testid="composer-read-only"]'), /viewers see every task but cannot submit/);
+    await viewer.page.waitForSelector(`tr[data-task="${byProducer}"]`, { timeout: 10_000 });
+    // Calling the server function directly, with the viewer's own session, is refused.
+    const refused = await viewer.page.evaluate(async () => {
+      const r = await fetch('/api/submit_task', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'model=google%2Fimagen4-fast&project=team&prompt=sneaky',
+      });
+      return { status: r.status, text: await r.text() };
+    });
+    assert.equal(refused.status, 403);
+    assert.match(refused.text, /needs the producer role/);
+    const tasks = await viewer.page.evaluate(async () => (await fetch('/api/list_tasks', {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'limit=100',
+    })).json());
+    assert.equal(tasks.rows.filter((r) => r.input_summary?.includes?.('sneaky')).length, 0);
+    assert.equal(tasks.rows.length, 2, 'nothing was added by the refused call');
+
+    for (const s of [admin, producer, viewer]) {
+      assert.deepEqual(s.errors.filter((e) => !/403|Forbidden/.test(e)), [], 'no console errors');
+      await s.context.close();
+    }
+  } finally {
+    await server.stop();
+  }
+});
