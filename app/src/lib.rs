@@ -35,18 +35,20 @@ pub fn me() -> MeResource {
     expect_context::<MeResource>()
 }
 
-/// Renders `allowed` if the signed-in person passes `test`, else `other` (inside a Suspense,
-/// so the server renders the same).
+/// Renders `allowed` if the signed-in person passes `test`, else `other`. Rendered in the
+/// browser only, once the page has hydrated: what a role may see is then built fresh instead
+/// of hydrated (panels with their own resources and forms, mounted inside a resolved Suspense,
+/// did not hydrate in order). The server checks every call anyway; this only hides controls.
 pub fn when_role<A: IntoView + 'static, B: IntoView + 'static>(
     test: fn(&Me) -> bool,
     allowed: impl Fn() -> A + Send + Sync + 'static,
     other: impl Fn() -> B + Send + Sync + 'static,
 ) -> impl IntoView {
     let me = me();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || me.get().map(|r| if r.as_ref().is_ok_and(test) { allowed().into_any() } else { other().into_any() })}
-        </Suspense>
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    move || {
+        hydrated.get().then(|| me.get()).flatten().map(|r| if r.as_ref().is_ok_and(test) { allowed().into_any() } else { other().into_any() })
     }
 }
 

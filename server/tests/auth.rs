@@ -130,8 +130,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
     }
     let events = client_as(base, VIEWER).await.get(format!("{base}/events")).send().await.expect("GET /events");
     assert_eq!(events.status().as_u16(), 200, "a viewer follows the live stream");
-    let r = reqwest::Client::new().post(format!("{base}/auth/signout-all")).header("origin", base.as_str()).send().await.expect("POST");
-    assert_eq!(r.status().as_u16(), 401, "sign out everywhere needs a session");
+    assert_eq!(post_form(base, "/auth/signout-all", None, &[]).await.status().as_u16(), 401, "sign out everywhere needs a session");
     s.0.shutdown().await.expect("shutdown");
 }
 
@@ -172,22 +171,12 @@ async fn a_relay_key_reads_only_its_own_projects_tasks() {
 async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let mut cfg = config(redis_store(&format!("{}:", testkit::unique("sessions"))), None);
     cfg.sessions = gateway::sessions::SessionPolicy { idle: Duration::from_millis(1500), absolute: Duration::from_secs(4) };
-    let store = cfg.store.clone();
     let s = start(cfg).await;
     let base = &s.base;
     let alive = |t: String| async move { server_fn_as(base, Some(&t), "whoami", "").await.0 };
 
     // The cookie: HttpOnly, SameSite=Lax, Secure (PUBLIC_URL is https in this config).
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(format!("{base}/auth/signin"))
-        .header("origin", base.as_str())
-        .form(&[("email", PRODUCER), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign in");
+    let r = post_form(base, "/auth/signin", None, &[("email", PRODUCER), ("password", PASSWORD)]).await;
     let set_cookie = r.headers()["set-cookie"].to_str().expect("cookie").to_string();
     for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(set_cookie.contains(attr), "{attr} in {set_cookie}");
@@ -195,17 +184,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
 
     // Rotation: signing in again while holding a session gives a new token and ends the old.
     let first = sign_in(base, PRODUCER, PASSWORD).await.expect("sign in");
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(format!("{base}/auth/signin"))
-        .header("origin", base.as_str())
-        .header("cookie", cookie(&first))
-        .form(&[("email", PRODUCER), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign in again");
+    let r = post_form(base, "/auth/signin", Some(&first), &[("email", PRODUCER), ("password", PASSWORD)]).await;
     let second = r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().unwrap_or_default().trim_start_matches("cr_session=").to_string();
     assert_ne!(first, second, "a new session id on sign-in");
     assert_eq!(alive(first.clone()).await, 401, "the session signed in over is gone");
@@ -231,16 +210,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
 
     // Sign out everywhere: two browsers, one signs out everywhere, both are out.
     let (a, b) = (sign_in(base, PRODUCER, PASSWORD).await.expect("a"), sign_in(base, PRODUCER, PASSWORD).await.expect("b"));
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(format!("{base}/auth/signout-all"))
-        .header("origin", base.as_str())
-        .header("cookie", cookie(&a))
-        .send()
-        .await
-        .expect("sign out everywhere");
+    let r = post_form(base, "/auth/signout-all", Some(&a), &[]).await;
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["set-cookie"].to_str().expect("cookie").contains("Max-Age=0"), "the cookie is cleared");
     assert_eq!((alive(a).await, alive(b).await), (401, 401), "both browsers are signed out");
@@ -299,7 +269,6 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let text = csv.text().await.expect("csv body");
     assert!(text.starts_with("seq,time_utc,who,from,action,target,before,after\r\n"));
     assert_eq!(text.lines().count(), refused.len() + 1, "one line per matching entry: {text}");
-    drop(store);
     s.shutdown().await.expect("shutdown");
 }
 
@@ -333,16 +302,7 @@ async fn on_the_embedded_store_a_session_survives_a_restart_and_sign_out_does_no
     let dir = tempfile::tempdir().expect("tempdir");
     let s = start(config(embedded(&dir), None)).await;
     let (kept, ended) = (sign_in(&s.base, VIEWER, PASSWORD).await.expect("a"), sign_in(&s.base, VIEWER, PASSWORD).await.expect("b"));
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(format!("{}/auth/signout", s.base))
-        .header("origin", s.base.as_str())
-        .header("cookie", cookie(&ended))
-        .send()
-        .await
-        .expect("sign out");
+    let r = post_form(&s.base, "/auth/signout", Some(&ended), &[]).await;
     assert_eq!(r.status().as_u16(), 303);
     s.shutdown().await.expect("shutdown");
     let s = start(config(embedded(&dir), None)).await;

@@ -17,7 +17,11 @@ pub fn AuditPanel() -> impl IntoView {
     let applied = RwSignal::new(AuditQuery::default());
     let before = RwSignal::new(None::<u64>);
     let refresh = RwSignal::new(0u32);
-    let page = Resource::new(move || (applied.get(), before.get(), refresh.get()), |(q, b, _)| audit_log(q, b));
+    // Loaded in the browser only (see the Team panel).
+    let page = LocalResource::new(move || {
+        refresh.track();
+        audit_log(applied.get(), before.get())
+    });
     let opt = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     let on_filter = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

@@ -27,9 +27,9 @@ pub fn FailuresPanel() -> impl IntoView {
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             })}
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || tasks.get().map(|r| match r {
+                {move || { let me = me.get(); tasks.get().map(|r| match r {
                     Ok(l) if l.rows.is_empty() => view! { <p class="empty" data-testid="review-empty">"Nothing to review: no failed or expired tasks."</p> }.into_any(),
-                    Ok(l) => { let can_retry = me.get().and_then(Result::ok).is_some_and(|m| m.can_produce()); view! {
+                    Ok(l) => { let can_retry = me.clone().and_then(Result::ok).is_some_and(|m| m.can_produce()); view! {
                         <ul class="review" data-testid="review-list">
                             {l.rows.into_iter().map(|t| {
                                 let id = t.id.clone();
@@ -56,7 +56,7 @@ pub fn FailuresPanel() -> impl IntoView {
                         </ul>
                     }.into_any() }
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                })}
+                }) }}
             </Suspense>
         </Panel>
     }

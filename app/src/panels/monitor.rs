@@ -82,7 +82,7 @@ pub fn MonitorPanel() -> impl IntoView {
                 </select>
                 <input type="search" placeholder="Model" aria-label="Model" on:change=set(|f| &mut f.model)/>
                 <input type="search" placeholder="Project" aria-label="Project" on:change=set(|f| &mut f.project)/>
-                <input type="search" placeholder="Owner" aria-label="Owner" on:change=set(|f| &mut f.owner)/>
+                <input type="search" placeholder="Person (email or key:label)" aria-label="Person" on:change=set(|f| &mut f.owner)/>
             </div>
             <Suspense fallback=|| view! { <p class="muted">"Loading tasks…"</p> }>
                 {move || match tasks.get() {

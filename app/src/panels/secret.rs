@@ -74,7 +74,11 @@ fn RelayKeys() -> impl IntoView {
             }
         }
     });
-    let keys = Resource::new(move || change.version().get(), |_| list_relay_keys());
+    // Loaded in the browser only (see the Team panel).
+    let keys = LocalResource::new(move || {
+        change.version().track();
+        list_relay_keys()
+    });
     let (project, name) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let on_create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

@@ -51,7 +51,12 @@ pub fn said(e: &ServerFnError) -> String {
 #[component]
 pub fn TeamPanel() -> impl IntoView {
     let change = Action::new(|c: &Change| apply(c.clone()));
-    let users = Resource::new(move || change.version().get(), |_| list_users());
+    // Loaded in the browser only: this panel is mounted once the person is known to be an
+    // admin, inside a Suspense, where a server-rendered resource would not hydrate in order.
+    let users = LocalResource::new(move || {
+        change.version().track();
+        list_users()
+    });
     let (email, name, role, password) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new("producer".to_string()), RwSignal::new(String::new()));
     let on_add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

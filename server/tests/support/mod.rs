@@ -111,13 +111,7 @@ fn no_redirects() -> reqwest::Client {
 /// Signs in through the form; `Ok(token)` from the session cookie, `Err(location)` when the
 /// server sent the browser back to the sign-in page instead.
 pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, String> {
-    let r = no_redirects()
-        .post(format!("{base}/auth/signin"))
-        .header("origin", base)
-        .form(&[("email", email), ("password", password), ("next", "/")])
-        .send()
-        .await
-        .expect("POST /auth/signin");
+    let r = post_form(base, "/auth/signin", None, &[("email", email), ("password", password), ("next", "/")]).await;
     assert_eq!(r.status().as_u16(), 303, "sign-in answers with a redirect");
     let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let token = r
@@ -128,6 +122,16 @@ pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, 
         .find_map(|c| c.strip_prefix(&format!("{}=", server::auth::COOKIE)).map(|rest| rest.split(';').next().unwrap_or_default().to_string()))
         .filter(|t| !t.is_empty());
     token.ok_or(location)
+}
+
+/// A browser-style form POST to `path` (from this console's origin, with `token`'s session if
+/// given), redirects not followed.
+pub async fn post_form(base: &str, path: &str, token: Option<&str>, pairs: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = no_redirects().post(format!("{base}{path}")).header("origin", base).form(pairs);
+    if let Some(t) = token {
+        req = req.header("cookie", cookie(t));
+    }
+    req.send().await.expect("POST")
 }
 
 static SESSIONS: std::sync::LazyLock<tokio::sync::Mutex<std::collections::HashMap<(String, String), String>>> = std::sync::LazyLock::new(Default::default);
