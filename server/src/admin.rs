@@ -54,7 +54,7 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
             if users.is_empty() {
                 writeln!(out, "No users yet. Add the first admin: control-room user add EMAIL --role admin (password on standard input).")?;
             }
-            writeln!(out, "{:<32} {:<24} {:<9} {}", "EMAIL", "NAME", "ROLE", "STATE")?;
+            writeln!(out, "{:<32} {:<24} {:<9} STATE", "EMAIL", "NAME", "ROLE")?;
             for u in users {
                 writeln!(out, "{:<32} {:<24} {:<9} {}", u.email, u.name, u.role, if u.disabled { "disabled" } else { "active" })?;
             }
