@@ -210,10 +210,18 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
 
     // Sign out everywhere: two browsers, one signs out everywhere, both are out.
     let (a, b) = (sign_in(base, PRODUCER, PASSWORD).await.expect("a"), sign_in(base, PRODUCER, PASSWORD).await.expect("b"));
+    let mut live = reqwest::Client::new().get(format!("{base}/events")).header("cookie", cookie(&b)).send().await.expect("GET /events");
+    assert_eq!(live.status().as_u16(), 200);
     let r = post_form(base, "/auth/signout-all", Some(&a), &[]).await;
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["set-cookie"].to_str().expect("cookie").contains("Max-Age=0"), "the cookie is cleared");
     assert_eq!((alive(a).await, alive(b).await), (401, 401), "both browsers are signed out");
+    // The open live stream of the other browser ends too (it rechecks its session).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = live.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream of a signed-out session was closed");
 
     // A cross-site POST with a valid session is refused and changes nothing.
     let admin = sign_in(base, ADMIN, PASSWORD).await.expect("admin");
