@@ -145,16 +145,7 @@ async fn a_relay_key_reads_only_its_own_projects_tasks() {
         keys.push(k["key"].as_str().expect("key shown once").to_string());
     }
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/kie/api/v1/jobs/createTask"))
-        .bearer_auth(&keys[1])
-        .json(&serde_json::json!({"model": "google/imagen4", "input": {"prompt": "beta only"}}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let created = post_kie(&format!("{base}/kie/api/v1/jobs/createTask"), &keys[1], &serde_json::json!({"model": "google/imagen4", "input": {"prompt": "beta only"}})).await;
     let id = created["data"]["taskId"].as_str().expect("task id");
     let read = |key: String| {
         let http = http.clone();

@@ -375,16 +375,8 @@ async fn a_restart_in_the_middle_of_submission_loses_nothing_and_sends_nothing_t
         store.task_insert(&never).await.expect("insert");
         store.kv_set(&format!("cbtoken:{}", never.callback_token), b"cr_never_sent", None).await.expect("token");
 
-        let created: Value = reqwest::Client::new()
-            .post(format!("{sim_base}/api/v1/jobs/createTask"))
-            .bearer_auth(KEY)
-            .json(&json!({"model": "google/imagen4-fast", "callBackUrl": format!("{base}/callbacks/kie/{token}"), "input": {"prompt": "sent, then the crash"}}))
-            .send()
-            .await
-            .expect("create")
-            .json()
-            .await
-            .expect("json");
+        let body = json!({"model": "google/imagen4-fast", "callBackUrl": format!("{base}/callbacks/kie/{token}"), "input": {"prompt": "sent, then the crash"}});
+        let created = post_kie(&format!("{sim_base}/api/v1/jobs/createTask"), KEY, &body).await;
         assert_eq!(created["code"], 200);
         let mut doubt = TaskRecord::new("cr_in_doubt", "ana", "trailer", "google/imagen4-fast", gateway::store::now_ms());
         doubt.input = json!({"prompt": "sent, then the crash"});

@@ -124,6 +124,12 @@ pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, 
     token.ok_or(location)
 }
 
+/// A KIE-style JSON POST with a bearer key (to KIE's paths on kie-sim or the relay): the
+/// answer's envelope.
+pub async fn post_kie(url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new().post(url).bearer_auth(key).json(body).send().await.expect("POST").json().await.expect("json")
+}
+
 /// A browser-style form POST to `path` (from this console's origin, with `token`'s session if
 /// given), redirects not followed.
 pub async fn post_form(base: &str, path: &str, token: Option<&str>, pairs: &[(&str, &str)]) -> reqwest::Response {
