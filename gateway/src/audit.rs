@@ -128,6 +128,22 @@ pub async fn search(store: &dyn Store, filter: &AuditFilter, before: Option<u64>
     }
 }
 
+/// Every entry matching `filter`, newest first, at most `max` (for an export).
+pub async fn export(store: &dyn Store, filter: &AuditFilter, max: usize) -> StoreResult<Vec<AuditEntry>> {
+    let mut entries = Vec::new();
+    let mut before = None;
+    loop {
+        let page = search(store, filter, before, MAX_LOG_PAGE).await?;
+        entries.extend(page.entries);
+        match page.next_before {
+            Some(b) if entries.len() < max => before = Some(b),
+            _ => break,
+        }
+    }
+    entries.truncate(max);
+    Ok(entries)
+}
+
 /// One CSV field: quoted, and defused so that a spreadsheet does not run it as a formula.
 fn field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };

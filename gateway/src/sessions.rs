@@ -150,7 +150,8 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str,
     let account = fails_key("account", &email_key);
     let address = fails_key("address", from);
     let (a, b) = tokio::join!(store.counter_get(&account), store.counter_get(&address));
-    if a? >= MAX_FAILS_PER_ACCOUNT || b? >= MAX_FAILS_PER_ADDRESS {
+    let account_fails = a?;
+    if account_fails >= MAX_FAILS_PER_ACCOUNT || b? >= MAX_FAILS_PER_ADDRESS {
         audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("too many attempts".into())).await?;
         return Err(SignInError::Throttled(ATTEMPT_WINDOW));
     }
@@ -165,9 +166,8 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str,
         close(store, old).await?;
     }
     // A success clears the account's failures (the address keeps its count).
-    let fails = store.counter_get(&account).await?;
-    if fails > 0 {
-        store.counter_add(&account, -fails, None).await?;
+    if account_fails > 0 {
+        store.counter_add(&account, -account_fails, None).await?;
     }
     let token = open(store, &user, from, policy).await?;
     audit::record(store, &Actor::user(&user, from), "sign-in", &user.email, None, Some(user.role.to_string())).await?;

@@ -26,7 +26,6 @@ use crate::AppState;
 use gateway::accounts::{self, Actor, Role};
 use gateway::audit::{self, AuditFilter};
 use gateway::sessions::{self, SessionPolicy, SignInError};
-use gateway::Store;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "cr_session";
@@ -226,25 +225,13 @@ async fn audit_csv(State(state): State<AppState>, actor: Extension<Actor>, Query
     if actor.require(Role::Admin).is_err() {
         return plain(StatusCode::FORBIDDEN, "The audit log is for admins.");
     }
-    let store: &dyn Store = state.store.as_ref();
-    let mut entries = Vec::new();
-    let mut before = None;
-    loop {
-        match audit::search(store, &filter, before, 1000).await {
-            Ok(page) => {
-                entries.extend(page.entries);
-                match page.next_before {
-                    Some(b) if entries.len() < MAX_EXPORT => before = Some(b),
-                    _ => break,
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the audit log");
-                return plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.");
-            }
+    let entries = match audit::export(state.store.as_ref(), &filter, MAX_EXPORT).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the audit log");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.");
         }
-    }
-    entries.truncate(MAX_EXPORT);
+    };
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -4,8 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::Panel;
-use super::team::said;
+use super::{Panel, said};
 use crate::api::audit_log;
 use crate::api::team::AuditQuery;
 use crate::view::AuditRow;
@@ -17,7 +16,7 @@ pub fn AuditPanel() -> impl IntoView {
     let applied = RwSignal::new(AuditQuery::default());
     let before = RwSignal::new(None::<u64>);
     let refresh = RwSignal::new(0u32);
-    // Loaded in the browser only (see the Team panel).
+    // Loaded in the browser: this panel is built there, for admins only (see `when_role`).
     let page = LocalResource::new(move || {
         refresh.track();
         audit_log(applied.get(), before.get())

@@ -71,7 +71,7 @@ pub fn BudgetPanel() -> impl IntoView {
                 <button type="submit" data-testid="budget-save" disabled=move || save.pending().get()>"Save rule"</button>
                 {move || save.value().get().map(|r| match r {
                     Ok(_) => view! { <p class="ok">"Rule saved."</p> }.into_any(),
-                    Err(e) => view! { <p class="error" data-testid="budget-error">{e.to_string().trim_start_matches("error running server function: ").to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" data-testid="budget-error">{super::said(&e)}</p> }.into_any(),
                 })}
             </form>
             }, || view! { <p class="muted" data-testid="budget-read-only">"Only admins set cost rules."</p> })}

@@ -53,7 +53,7 @@ pub fn Composer() -> impl IntoView {
     let outcome = move || {
         submit.value().get().map(|r| match r {
             Ok(s) => view! { <p class="ok" data-testid="submit-result">"Submitted "<code>{s.id}</code>" · estimate "{s.estimated_credits}" credits"</p> }.into_any(),
-            Err(e) => view! { <p class="error" data-testid="submit-error">{e.to_string().trim_start_matches("error running server function: ").to_string()}</p> }.into_any(),
+            Err(e) => view! { <p class="error" data-testid="submit-error">{super::said(&e)}</p> }.into_any(),
         })
     };
     view! {

@@ -56,6 +56,11 @@ pub fn badge(kind: &'static str, text: impl Into<String>) -> impl IntoView {
     view! { <span class=format!("badge badge-{kind}")>{text}</span> }
 }
 
+/// A server function's error as the person should read it (without the framework's prefix).
+pub fn said(e: &ServerFnError) -> String {
+    e.to_string().trim_start_matches("error running server function: ").to_string()
+}
+
 /// A labelled fill bar: a spend meter, a rate guard rule.
 pub fn fill_bar(testid: &'static str, label: String, percent: u32, detail: String) -> impl IntoView {
     let full = percent >= 100;

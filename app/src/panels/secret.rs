@@ -4,8 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::team::said;
-use super::{Panel, badge, with_status};
+use super::{Panel, badge, said, with_status};
 use crate::api::{create_relay_key, list_relay_keys, revoke_relay_key};
 use crate::view::{ConsoleStatus, Me, NewRelayKey, RelayKeyRow};
 
@@ -74,7 +73,7 @@ fn RelayKeys() -> impl IntoView {
             }
         }
     });
-    // Loaded in the browser only (see the Team panel).
+    // Loaded in the browser: this list is built there, for admins only (see `when_role`).
     let keys = LocalResource::new(move || {
         change.version().track();
         list_relay_keys()

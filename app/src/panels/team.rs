@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, badge};
+use super::{Panel, badge, said};
 use crate::api::{add_user, end_user_sessions, list_users, reset_user_password, set_user_disabled, set_user_role};
 use crate::view::UserRow;
 
@@ -43,16 +43,10 @@ async fn apply(c: Change) -> Result<String, ServerFnError> {
     })
 }
 
-/// A server function's error without the framework's prefix.
-pub fn said(e: &ServerFnError) -> String {
-    e.to_string().trim_start_matches("error running server function: ").to_string()
-}
-
 #[component]
 pub fn TeamPanel() -> impl IntoView {
     let change = Action::new(|c: &Change| apply(c.clone()));
-    // Loaded in the browser only: this panel is mounted once the person is known to be an
-    // admin, inside a Suspense, where a server-rendered resource would not hydrate in order.
+    // Loaded in the browser: this panel is built there, for admins only (see `when_role`).
     let users = LocalResource::new(move || {
         change.version().track();
         list_users()
