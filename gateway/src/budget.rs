@@ -12,7 +12,9 @@
 //! idempotent, so a repeat callback or a second instance cannot count it twice.
 //!
 //! Crossing 80 %, 90 % or 100 % of a day or total cap raises an alert once per window (for a
-//! day rule: once per 24 h; for a total: once per cap value), kept for the Budget panel.
+//! day rule: once per 24 h; for a total: once per cap value), kept for the Budget panel. The
+//! meters are checked again when a task settles, since KIE's actual charge can be above the
+//! estimate; an actual charge above a per-job cap raises its own alert (once per task).
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub const MAX_CAP_USD: f64 = 10_000_000.0;
 /// The alert levels, in percent of a cap.
 pub const ALERT_LEVELS: [u8; 3] = [80, 90, 100];
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// How long a task's hold (and its per-job alert claim) is kept at most.
+pub const HOLD_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Who a rule applies to. Both `None`: the whole team.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -238,7 +242,9 @@ pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner
         id: hold_id(task_id),
         amount: estimate.milli(),
         scopes: labelled.iter().map(|(_, _, s)| s.clone()).collect(),
-        hold_ttl: None,
+        // Settled when the task ends (within the give-up time); the TTL only keeps a hold
+        // whose task vanished from staying forever.
+        hold_ttl: Some(HOLD_TTL),
     };
     match store.reserve(&req).await? {
         ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
@@ -302,16 +308,55 @@ pub struct Alert {
     pub at_ms: u64,
     pub target: Target,
     pub kind: CapKind,
-    /// 80, 90 or 100.
+    /// 80, 90 or 100 (for a per-job cap that KIE's actual charge passed: 100).
     pub level: u8,
     pub used: Credits,
     pub cap: Credits,
+    /// For a per-job cap: the task whose actual cost passed it.
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 impl Alert {
     pub fn message(&self) -> String {
-        format!("{} — {}: {} % reached ({} of {}).", self.target.label(), self.kind.label(), self.level, money(self.used), money(self.cap))
+        match &self.task {
+            Some(task) => format!(
+                "{} — {}: task {task} cost {} at KIE, over the cap of {} (estimated lower at submit).",
+                self.target.label(),
+                self.kind.label(),
+                money(self.used),
+                money(self.cap)
+            ),
+            None => format!("{} — {}: {} % reached ({} of {}).", self.target.label(), self.kind.label(), self.level, money(self.used), money(self.cap)),
+        }
     }
+}
+
+async fn keep_alert(store: &dyn Store, alert: &Alert) -> StoreResult<()> {
+    edit_doc(store, ALERTS_KEY, |list: &mut Vec<Alert>| {
+        list.insert(0, alert.clone());
+        list.truncate(MAX_ALERTS);
+        Ok::<_, StoreError>(())
+    })
+    .await
+}
+
+/// After a task settled at `actual`: every per-job cap that applies and that the actual
+/// charge passed (KIE charged more than the estimate the cap let through) raises an alert,
+/// once per task and rule.
+pub async fn check_overrun(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, actual: Credits) -> StoreResult<Vec<Alert>> {
+    let mut raised = Vec::new();
+    for r in rules.iter().filter(|r| r.target.applies_to(owner, project)) {
+        let Some(cap) = r.per_job.filter(|cap| actual > *cap) else { continue };
+        let claim = format!("budget:perjob:{}:alert:{task_id}", r.target.slug());
+        if !store.kv_set_nx(&claim, b"1", Some(HOLD_TTL)).await? {
+            continue;
+        }
+        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind: CapKind::PerJob, level: 100, used: actual, cap, task: Some(task_id.to_string()) };
+        keep_alert(store, &alert).await?;
+        raised.push(alert);
+    }
+    Ok(raised)
 }
 
 /// Raises the alerts that the meters of the rules applying to `owner` in `project` have
@@ -329,13 +374,8 @@ pub async fn check_alerts(store: &dyn Store, rules: &[CostRule], owner: &str, pr
             if !store.kv_set_nx(&claim, b"1", ttl).await? {
                 continue;
             }
-            let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level, used: meter.used, cap: meter.cap };
-            edit_doc(store, ALERTS_KEY, |list: &mut Vec<Alert>| {
-                list.insert(0, alert.clone());
-                list.truncate(MAX_ALERTS);
-                Ok::<_, StoreError>(())
-            })
-            .await?;
+            let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level, used: meter.used, cap: meter.cap, task: None };
+            keep_alert(store, &alert).await?;
             raised.push(alert);
         }
     }

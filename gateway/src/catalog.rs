@@ -17,6 +17,8 @@ pub const BUILTIN: &str = include_str!("../../catalog/models.json");
 pub const MAX_PROMPT_CHARS: usize = 5000;
 /// Largest `input` object accepted, as JSON bytes.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+/// Largest price of one catalog entry (per task, or per 5 s of video).
+pub const MAX_PRICE_CREDITS: f64 = 100_000.0;
 
 /// How a model is priced, in credits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,9 +29,23 @@ pub enum PriceRule {
     Resolution(HashMap<String, f64>),
     /// By `input.quality` (`basic`, `high`).
     Quality(HashMap<String, f64>),
-    /// Per started 5 seconds of `input.duration`, by `input.mode` (`std` default, `pro`).
-    Duration { std_per_5s: f64, pro_per_5s: f64 },
+    /// Per started 5 seconds of `input.duration` (one of `seconds`), by `input.mode` (`std`
+    /// default, `pro`).
+    Duration {
+        std_per_5s: f64,
+        pro_per_5s: f64,
+        /// The durations the model takes, in seconds.
+        #[serde(default = "default_seconds")]
+        seconds: Vec<u32>,
+    },
 }
+
+fn default_seconds() -> Vec<u32> {
+    vec![5, 10]
+}
+
+/// The modes a duration price knows.
+pub const MODES: [&str; 2] = ["std", "pro"];
 
 impl PriceRule {
     /// The input field the price depends on, if any.
@@ -39,6 +55,19 @@ impl PriceRule {
             PriceRule::Resolution(_) => Some("resolution"),
             PriceRule::Quality(_) => Some("quality"),
             PriceRule::Duration { .. } => Some("duration"),
+        }
+    }
+
+    /// The values the priced field may take, in order (empty for a flat price).
+    pub fn choices(&self) -> Vec<String> {
+        match self {
+            PriceRule::Flat(_) => Vec::new(),
+            PriceRule::Resolution(t) | PriceRule::Quality(t) => {
+                let mut keys: Vec<String> = t.keys().cloned().collect();
+                keys.sort();
+                keys
+            }
+            PriceRule::Duration { seconds, .. } => seconds.iter().map(u32::to_string).collect(),
         }
     }
 }
@@ -61,28 +90,54 @@ pub struct Model {
 }
 
 impl Model {
-    /// The credits this input costs under the model's rule (the estimate reserved at submit).
-    pub fn estimate(&self, input: &Value) -> Credits {
-        let text = |f: &str| input.get(f).and_then(Value::as_str);
-        let pick = |table: &HashMap<String, f64>, given: Option<&str>, default: &str| {
-            let by_key = |k: &str| table.iter().find(|(name, _)| name.eq_ignore_ascii_case(k)).map(|(_, v)| *v);
-            given.and_then(by_key).or_else(|| by_key(default)).unwrap_or_else(|| table.values().copied().fold(0.0, f64::max))
-        };
+    /// The credits this input costs under the model's rule (the estimate reserved at
+    /// submit). Every input the price depends on must be one of the catalog's choices;
+    /// otherwise the error names the field and the values allowed. Never zero: the catalog
+    /// refuses zero prices.
+    pub fn estimate(&self, input: &Value) -> Result<Credits, String> {
         let credits = match &self.price {
             PriceRule::Flat(c) => *c,
-            PriceRule::Resolution(t) => pick(t, text("resolution"), "1K"),
-            PriceRule::Quality(t) => pick(t, text("quality"), "basic"),
-            PriceRule::Duration { std_per_5s, pro_per_5s } => {
+            PriceRule::Resolution(t) => pick(t, input, "resolution", "1K", &self.price)?,
+            PriceRule::Quality(t) => pick(t, input, "quality", "basic", &self.price)?,
+            PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
+                let allowed = || format!("input.duration must be one of {} (seconds)", join(&self.price.choices()));
                 let secs = match input.get("duration") {
-                    Some(Value::String(s)) => s.trim().parse().unwrap_or(5.0),
-                    Some(Value::Number(n)) => n.as_f64().unwrap_or(5.0),
-                    _ => 5.0,
+                    None | Some(Value::Null) => seconds.iter().copied().min().ok_or_else(allowed)?,
+                    Some(Value::String(s)) => s.trim().parse::<u32>().map_err(|_| allowed())?,
+                    Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(allowed)?,
+                    Some(_) => return Err(allowed()),
                 };
-                let units = (secs / 5.0_f64).ceil().max(1.0);
-                units * if text("mode") == Some("pro") { *pro_per_5s } else { *std_per_5s }
+                if !seconds.contains(&secs) {
+                    return Err(allowed());
+                }
+                let pro = match input.get("mode") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::String(m)) if m.eq_ignore_ascii_case("std") => false,
+                    Some(Value::String(m)) if m.eq_ignore_ascii_case("pro") => true,
+                    Some(_) => return Err(format!("input.mode must be one of {}", MODES.join(", "))),
+                };
+                f64::from(secs.div_ceil(5).max(1)) * if pro { *pro_per_5s } else { *std_per_5s }
             }
         };
-        Credits::from_decimal(credits).unwrap_or(Credits::ZERO)
+        match Credits::from_decimal(credits) {
+            Some(c) if c > Credits::ZERO => Ok(c),
+            _ => Err(format!("{} has no usable price for this input", self.id)),
+        }
+    }
+}
+
+fn join(v: &[String]) -> String {
+    v.join(", ")
+}
+
+/// The price of `input.<field>` in `table` (case-insensitive); absent means `default` (or the
+/// dearest entry when the table has no such key, so an estimate never falls short).
+fn pick(table: &HashMap<String, f64>, input: &Value, field: &str, default: &str, rule: &PriceRule) -> Result<f64, String> {
+    let by_key = |k: &str| table.iter().find(|(name, _)| name.eq_ignore_ascii_case(k.trim())).map(|(_, v)| *v);
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(by_key(default).unwrap_or_else(|| table.values().copied().fold(0.0, f64::max))),
+        Some(Value::String(s)) => by_key(s).ok_or_else(|| format!("input.{field} must be one of {}", join(&rule.choices()))),
+        Some(_) => Err(format!("input.{field} must be one of {}", join(&rule.choices()))),
     }
 }
 
@@ -116,13 +171,18 @@ impl Catalog {
             if !seen.insert(m.id.as_str()) {
                 return Err(format!("catalog: model {} is listed twice", m.id));
             }
+            // Prices are positive and bounded, so every estimate is above zero and far from
+            // any overflow.
+            let price = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_PRICE_CREDITS;
             let ok = match &m.price {
-                PriceRule::Flat(c) => *c >= 0.0,
-                PriceRule::Resolution(t) | PriceRule::Quality(t) => !t.is_empty() && t.values().all(|v| *v >= 0.0),
-                PriceRule::Duration { std_per_5s, pro_per_5s } => *std_per_5s >= 0.0 && *pro_per_5s >= 0.0,
+                PriceRule::Flat(c) => price(*c),
+                PriceRule::Resolution(t) | PriceRule::Quality(t) => !t.is_empty() && t.values().all(|v| price(*v)),
+                PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
+                    price(*std_per_5s) && price(*pro_per_5s) && !seconds.is_empty() && seconds.iter().all(|s| (1..=3600).contains(s))
+                }
             };
             if !ok {
-                return Err(format!("catalog: model {} has an empty or negative price", m.id));
+                return Err(format!("catalog: model {} needs prices above 0 and at most {MAX_PRICE_CREDITS} credits (and durations of 1–3600 s)", m.id));
             }
         }
         Ok(Catalog { prices_taken: file.prices_taken, models: file.models })
@@ -154,11 +214,26 @@ mod tests {
     fn builtin_catalog_parses_and_prices_follow_the_seeds() {
         let c = Catalog::parse(BUILTIN).unwrap();
         let kling = c.get("kling-2.6/text-to-video").unwrap();
-        assert_eq!(kling.estimate(&json!({"duration": "10"})), Credits::from_credits(40));
-        assert_eq!(kling.estimate(&json!({"duration": "5", "mode": "pro"})), Credits::from_credits(35));
-        assert_eq!(c.get("flux-2/pro-text-to-image").unwrap().estimate(&json!({"resolution": "2K"})), Credits::from_credits(7));
-        assert_eq!(c.get("seedream/4.5-text-to-image").unwrap().estimate(&json!({})), Credits::from_credits(5));
+        assert_eq!(kling.estimate(&json!({"duration": "10"})), Ok(Credits::from_credits(40)));
+        assert_eq!(kling.estimate(&json!({"duration": 10})), Ok(Credits::from_credits(40)));
+        assert_eq!(kling.estimate(&json!({"duration": "5", "mode": "pro"})), Ok(Credits::from_credits(35)));
+        assert_eq!(c.get("flux-2/pro-text-to-image").unwrap().estimate(&json!({"resolution": "2K"})), Ok(Credits::from_credits(7)));
+        assert_eq!(c.get("seedream/4.5-text-to-image").unwrap().estimate(&json!({})), Ok(Credits::from_credits(5)));
         assert!(c.get("no/such-model").is_none());
+    }
+
+    #[test]
+    fn a_priced_input_outside_the_choices_is_refused_with_the_choices() {
+        let c = Catalog::builtin();
+        let kling = c.get("kling-2.6/text-to-video").unwrap();
+        for bad in [json!("inf"), json!("1e300"), json!(-5), json!(7.5), json!("5; x"), json!({"a": 1}), json!("NaN"), json!(2305843009213690u64), json!(15), json!([5])] {
+            let err = kling.estimate(&json!({"duration": bad})).expect_err(&bad.to_string());
+            assert!(err.contains("5, 10"), "{bad}: {err}");
+        }
+        assert!(kling.estimate(&json!({"duration": "5", "mode": "turbo"})).unwrap_err().contains("std, pro"));
+        let flux = c.get("flux-2/pro-text-to-image").unwrap();
+        assert!(flux.estimate(&json!({"resolution": "8K"})).unwrap_err().contains("1K, 2K"));
+        assert!(flux.estimate(&json!({"resolution": 2})).is_err());
     }
 
     #[test]
@@ -169,6 +244,8 @@ mod tests {
         assert!(Catalog::parse(dup).unwrap_err().contains("listed twice"));
         let neg = r#"{"prices_taken":"x","models":[{"id":"b","category":"image","provider":"p","purpose":"q","price":{"flat":-1}}]}"#;
         assert!(Catalog::parse(neg).unwrap_err().contains("model b"));
+        let zero = r#"{"prices_taken":"x","models":[{"id":"z","category":"image","provider":"p","purpose":"q","price":{"flat":0}}]}"#;
+        assert!(Catalog::parse(zero).unwrap_err().contains("model z"));
         let rule = r#"{"prices_taken":"x","models":[{"id":"c","category":"image","provider":"p","purpose":"q","price":{"per_moon":1}}]}"#;
         assert!(Catalog::parse(rule).is_err());
     }

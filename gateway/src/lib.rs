@@ -35,6 +35,7 @@ pub mod credits;
 pub mod events;
 pub mod kie;
 pub mod lifecycle;
+pub mod outbound;
 pub mod pins;
 pub mod rate_guard;
 pub mod relay;

@@ -71,11 +71,27 @@ fn ttl(policy: &SessionPolicy, s: &Session, now: u64) -> Option<Duration> {
     (end > now).then(|| Duration::from_millis(end - now))
 }
 
-async fn put(store: &dyn Store, token: &str, s: &Session, policy: &SessionPolicy) -> StoreResult<bool> {
+/// Writes a session: a new one (`fresh`), or an update of one that must still exist, so a
+/// touch racing a sign-out cannot bring the session back.
+async fn put(store: &dyn Store, token: &str, s: &Session, policy: &SessionPolicy, fresh: bool) -> StoreResult<bool> {
     let Some(ttl) = ttl(policy, s, now_ms()) else { return Ok(false) };
     let bytes = serde_json::to_vec(s).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    store.kv_set(&key(token), &bytes, Some(ttl)).await?;
-    Ok(true)
+    if fresh {
+        store.kv_set(&key(token), &bytes, Some(ttl)).await?;
+        Ok(true)
+    } else {
+        store.kv_replace(&key(token), &bytes, Some(ttl)).await
+    }
+}
+
+/// Whether a request counts as activity (it keeps the session from idling out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// A person's request.
+    Activity,
+    /// A check made on the person's behalf (an open live stream rechecking its session):
+    /// it does not keep the session alive.
+    Check,
 }
 
 /// Opens a session for `user`; the token is for the cookie and nowhere else.
@@ -83,12 +99,12 @@ pub async fn open(store: &dyn Store, user: &User, from: &str, policy: &SessionPo
     let token = random_hex(32);
     let now = now_ms();
     let s = Session { user: user.email.clone(), generation: user.session_gen, created_ms: now, seen_ms: now, from: from.to_string() };
-    put(store, &token, &s, policy).await?;
+    put(store, &token, &s, policy, true).await?;
     Ok(Secret::new(token))
 }
 
 /// The user a token stands for now, or `None` (unknown, expired, signed out, disabled).
-pub async fn resolve(store: &dyn Store, token: &str, policy: &SessionPolicy) -> Result<Option<User>, accounts::AccountError> {
+pub async fn resolve(store: &dyn Store, token: &str, policy: &SessionPolicy, used: Use) -> Result<Option<User>, accounts::AccountError> {
     if token.is_empty() || token.len() > MAX_TOKEN {
         return Ok(None);
     }
@@ -106,9 +122,12 @@ pub async fn resolve(store: &dyn Store, token: &str, policy: &SessionPolicy) -> 
         store.kv_delete(&k).await?;
         return Ok(None);
     }
-    if now.saturating_sub(s.seen_ms) >= policy.touch_every() {
+    if used == Use::Activity && now.saturating_sub(s.seen_ms) >= policy.touch_every() {
         s.seen_ms = now;
-        put(store, token, &s, policy).await?;
+        if !put(store, token, &s, policy, false).await? {
+            // Signed out (or expired) between the read and the touch.
+            return Ok(None);
+        }
     }
     Ok(user)
 }
@@ -143,32 +162,49 @@ fn fails_key(kind: &str, who: &str) -> String {
     format!("signin:fails:{kind}:{}", hex(&Sha256::digest(who.as_bytes())))
 }
 
-/// Checks the password and opens a new session, closing `previous` (rotation). Every attempt,
-/// failed or not, is in the audit log with the address it came from.
+/// Counts one attempt against a limit before the password is checked, so that a burst of
+/// concurrent attempts is throttled too (the check and the count are one atomic step).
+/// Returns the count with this attempt.
+async fn count_attempt(store: &dyn Store, key: &str) -> StoreResult<i64> {
+    store.counter_add(key, 1, Some(ATTEMPT_WINDOW)).await
+}
+
+/// Records a throttled sign-in once per window and account or address: a flood is one entry
+/// (with the count so far), so it cannot push real entries out of the bounded log.
+async fn audit_throttled(store: &dyn Store, email_key: &str, from: &str, counter: &str, count: i64) -> StoreResult<()> {
+    if store.kv_set_nx(&format!("{counter}:audited"), b"1", Some(ATTEMPT_WINDOW)).await? {
+        let detail = format!("too many attempts ({count} in this 15-minute window; further refusals in it are counted, not logged)");
+        audit::append(store, email_key, from, "sign-in refused", email_key, None, Some(detail)).await?;
+    }
+    Ok(())
+}
+
+/// Checks the password and opens a new session, closing `previous` (rotation). Every attempt
+/// is counted before the password is checked; failures and successes are in the audit log
+/// with the address they came from, throttled attempts once per window.
 pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
     let email_key = email.trim().to_ascii_lowercase();
     let account = fails_key("account", &email_key);
     let address = fails_key("address", from);
-    let (a, b) = tokio::join!(store.counter_get(&account), store.counter_get(&address));
-    let account_fails = a?;
-    if account_fails >= MAX_FAILS_PER_ACCOUNT || b? >= MAX_FAILS_PER_ADDRESS {
-        audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("too many attempts".into())).await?;
+    let (a, b) = tokio::join!(count_attempt(store, &account), count_attempt(store, &address));
+    let (account_count, address_count) = (a?, b?);
+    if account_count > MAX_FAILS_PER_ACCOUNT || address_count > MAX_FAILS_PER_ADDRESS {
+        let (counter, count) = if account_count > MAX_FAILS_PER_ACCOUNT { (&account, account_count) } else { (&address, address_count) };
+        audit_throttled(store, &email_key, from, counter, count).await?;
         return Err(SignInError::Throttled(ATTEMPT_WINDOW));
     }
     let Some(user) = accounts::verify(store, email, password).await? else {
-        let (a, b) = tokio::join!(store.counter_add(&account, 1, Some(ATTEMPT_WINDOW)), store.counter_add(&address, 1, Some(ATTEMPT_WINDOW)));
-        a?;
-        b?;
         audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("wrong email or password".into())).await?;
         return Err(SignInError::Refused);
     };
     if let Some(old) = previous {
         close(store, old).await?;
     }
-    // A success clears the account's failures (the address keeps its count).
-    if account_fails > 0 {
-        store.counter_add(&account, -account_fails, None).await?;
-    }
+    // A success clears the account's count, and is taken off the address's (which counts
+    // only failures).
+    let (a, b) = tokio::join!(store.counter_add(&account, -account_count, None), store.counter_add(&address, -1, None));
+    a?;
+    b?;
     let token = open(store, &user, from, policy).await?;
     audit::record(store, &Actor::user(&user, from), "sign-in", &user.email, None, Some(user.role.to_string())).await?;
     Ok((token, user))

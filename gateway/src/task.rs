@@ -316,7 +316,7 @@ pub mod index {
 /// Largest page a listing returns; larger requests are clamped.
 pub const MAX_PAGE: usize = 200;
 
-/// A listing request: newest first, optional filters (all must match), cursor pagination.
+/// A listing request: newest first (or oldest first), optional filters (all must match), cursor pagination.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskQuery {
     pub state: Option<TaskState>,
@@ -326,6 +326,9 @@ pub struct TaskQuery {
     /// Only tasks with a relay callback still to deliver.
     #[serde(default)]
     pub delivery_pending: bool,
+    /// Oldest first instead (the workers' scans, which must reach every record).
+    #[serde(default)]
+    pub oldest_first: bool,
     /// Continue after this cursor (the `next` of a previous page).
     pub after: Option<String>,
     /// Page size, 1..=MAX_PAGE (0 means the default of 50).

@@ -121,7 +121,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let token = cookie_token(req.headers());
     let user = match &token {
-        Some(t) => sessions::resolve(state.store.as_ref(), t, &state.auth.policy).await,
+        Some(t) => sessions::resolve(state.store.as_ref(), t, &state.auth.policy, sessions::Use::Activity).await,
         None => Ok(None),
     };
     match user {
@@ -173,8 +173,12 @@ pub struct SignInForm {
 }
 
 /// Only a path on this console (never `//host` or a full URL): no open redirect.
+/// `next` if it is a plain path on this console, else `/`: it must start with one `/`, and
+/// have no `\\`, no `//` and no control character anywhere (browsers drop tabs and newlines
+/// from URLs, so `/\t/evil.example` would become `//evil.example`, another site).
 fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") && next.len() <= 512 { next } else { "/" }
+    let plain = next.starts_with('/') && !next.contains("//") && !next.contains('\\') && !next.chars().any(char::is_control) && next.len() <= 512;
+    if plain { next } else { "/" }
 }
 
 async fn sign_in(State(state): State<AppState>, Extension(from): Extension<ClientAddress>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
@@ -270,7 +274,7 @@ mod tests {
     #[test]
     fn next_is_a_local_path_only() {
         assert_eq!(local_path("/?panel=3"), "/?panel=3");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", ""] {
+        for bad in ["//evil.example", "https://evil.example", "/\\evil", "", "/\t/evil.example", "/\n/evil.example", "/a//evil", "/x\\y", "/\u{7f}/evil"] {
             assert_eq!(local_path(bad), "/");
         }
     }

@@ -73,6 +73,14 @@ pub struct Cli {
     /// Budget alerts (80, 90, 100 % of a cost rule) are POSTed here as JSON.
     #[arg(long, env = "ALERT_WEBHOOK_URL")]
     pub alert_webhook_url: Option<String>,
+    /// Private destinations that relay callbacks, webhooks and downloads may reach anyway
+    /// (by default only public addresses are): comma-separated host, host:port or CIDR.
+    #[arg(long, env = "OUTBOUND_ALLOW", default_value = "")]
+    pub outbound_allow: String,
+    /// Start on a Redis that keeps nothing on disk (no AOF, no RDB). Without it such a Redis
+    /// is refused: it is the system of record (budgets, tasks, holds).
+    #[arg(long, env = "REDIS_ALLOW_EPHEMERAL")]
+    pub redis_allow_ephemeral: bool,
     /// A task with no result this many minutes after KIE took it ends `expired` (callback
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
@@ -194,6 +202,10 @@ pub struct Config {
     pub rate_guard: Vec<gateway::rate_guard::LimitRule>,
     pub rate_margin: std::time::Duration,
     pub alert_webhook: Option<Url>,
+    /// `OUTBOUND_ALLOW`.
+    pub outbound: gateway::outbound::OutboundPolicy,
+    /// `REDIS_ALLOW_EPHEMERAL`.
+    pub redis_allow_ephemeral: bool,
     pub give_up_after: std::time::Duration,
     pub sessions: gateway::sessions::SessionPolicy,
 }
@@ -303,6 +315,8 @@ impl Config {
             rate_guard: gateway::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
+            outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
+            redis_allow_ephemeral: cli.redis_allow_ephemeral,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
             sessions: gateway::sessions::SessionPolicy {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
@@ -375,6 +389,8 @@ mod tests {
         assert_eq!(cfg.rate_guard.len(), 2);
         let (_d, c) = tmp_cli(&["--rate-guard", "20 per 10s"]);
         assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("bad rule").0.starts_with("RATE_GUARD"));
+        let (_d, c) = tmp_cli(&["--outbound-allow", "10.0.0.0/40"]);
+        assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("bad allow").0.contains("OUTBOUND_ALLOW"));
         let (_d, c) = tmp_cli(&["--alert-webhook-url", "not a url"]);
         assert!(Config::from_cli(c, &Vars(HashMap::new())).expect_err("bad url").0.contains("ALERT_WEBHOOK_URL"));
     }

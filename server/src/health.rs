@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the store answers too).
+//! `GET /healthz` (the process answers) and `GET /readyz` (the store answers too, and has not
+//! lost its data while this instance ran).
 
 use axum::Json;
 use axum::extract::State;
@@ -6,13 +7,17 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use gateway::Store;
+use gateway::{Lifecycle, Store};
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, Json<Value>) {
+pub async fn readyz(State(store): State<Arc<dyn Store>>, State(lifecycle): State<Lifecycle>) -> (StatusCode, Json<Value>) {
+    if lifecycle.halted() {
+        let error = "the store lost its data (its epoch is gone): restore it and restart this instance";
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": store.backend(), "error": error})));
+    }
     match store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": store.backend()}))),
         Err(e) => {

@@ -127,10 +127,7 @@ pub struct AppState {
 /// Opens the configured store, with a one-line error that says what to fix.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerError> {
     match config {
-        StoreConfig::Redis { url, prefix } => match RedisStore::connect(url, prefix).await {
-            Ok(s) => Ok(Arc::new(s)),
-            Err(e) => Err(ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url)))),
-        },
+        StoreConfig::Redis { url, prefix } => Ok(Arc::new(connect_redis(url, prefix).await?)),
         StoreConfig::Embedded { dir } => {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
@@ -138,6 +135,36 @@ pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerEr
                 .map_err(|e| ServerError::Store(e.to_string()))?
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| ServerError::Store(format!("cannot open the embedded store: {e}")))
+        }
+    }
+}
+
+async fn connect_redis(url: &str, prefix: &str) -> Result<RedisStore, ServerError> {
+    RedisStore::connect(url, prefix).await.map_err(|e| ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url))))
+}
+
+/// Redis is the system of record: a server that keeps nothing on disk is refused (unless
+/// `REDIS_ALLOW_EPHEMERAL`), one with snapshots only is warned about.
+async fn check_redis_persistence(config: &Config) -> Result<(), ServerError> {
+    let StoreConfig::Redis { url, prefix } = &config.store else { return Ok(()) };
+    let redis = connect_redis(url, prefix).await?;
+    match redis.persistence().await {
+        Some(p) if p.aof => Ok(()),
+        Some(p) if p.rdb => {
+            tracing::warn!("Redis at {} keeps RDB snapshots only: a crash loses what came after the last one (budgets, tasks). Set appendonly yes.", redis_display(url));
+            Ok(())
+        }
+        Some(_) if config.redis_allow_ephemeral => {
+            tracing::warn!("Redis at {} keeps nothing on disk; REDIS_ALLOW_EPHEMERAL is set, so starting anyway: a Redis restart loses every budget, task and hold.", redis_display(url));
+            Ok(())
+        }
+        Some(_) => Err(ServerError::Store(format!(
+            "Redis at {} keeps nothing on disk (appendonly no, no save points): it is the Control Room's system of record. Set `appendonly yes` (redis-server --appendonly yes, or CONFIG SET appendonly yes), or set REDIS_ALLOW_EPHEMERAL=1 to accept losing everything when it restarts.",
+            redis_display(url)
+        ))),
+        None => {
+            tracing::warn!("Redis at {} does not answer CONFIG GET: cannot check that it persists (it must run with appendonly yes).", redis_display(url));
+            Ok(())
         }
     }
 }
@@ -221,7 +248,12 @@ async fn note_start(store: &dyn Store, config: &Config) {
 /// Serves the console on `listener` until `shutdown` resolves, then drains open requests.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let catalog = Arc::new(load_catalog()?);
+    check_redis_persistence(&config).await?;
     let store = open_store(&config.store).await?;
+    let (epoch, fresh) = gateway::store::epoch::claim(store.as_ref()).await.map_err(|e| ServerError::Store(format!("cannot read the store's epoch: {e}")))?;
+    if fresh {
+        tracing::info!(store = store.backend(), "a new store: its epoch is written now");
+    }
     let addr = listener.local_addr()?;
     let (upstream, _simulator) = if config.simulate {
         if config.kie_key.is_some() {
@@ -245,6 +277,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         rate_rules: config.rate_guard.clone(),
         rate_margin: config.rate_margin,
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
+        outbound: config.outbound.clone(),
+        epoch: Some(epoch),
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);
@@ -267,6 +301,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         callbacks = console.callback_base.is_some(),
         "KIE Control Room listening on http://{addr}"
     );
+    if !config.outbound.is_strict() {
+        tracing::info!("OUTBOUND_ALLOW is set: relay callbacks and webhooks may reach the private destinations it lists");
+    }
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

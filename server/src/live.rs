@@ -46,7 +46,7 @@ async fn session_ended(state: AppState, token: Option<SessionToken>, every: Dura
     let Some(token) = token else { return std::future::pending().await };
     loop {
         tokio::time::sleep(every).await;
-        if let Ok(None) = gateway::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy).await {
+        if let Ok(None) = gateway::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy, gateway::sessions::Use::Check).await {
             return;
         }
     }

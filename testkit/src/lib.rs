@@ -2,7 +2,9 @@
 //!
 //! - [`redis_url`] — a real Redis: `TEST_REDIS_URL` if set, else a private `redis-server`
 //!   started once per test binary on a free loopback port (and stopped when the binary exits).
-//! - [`RedisServer`] — a private `redis-server` a test owns (and can stop) by itself.
+//! - [`RedisServer`] — a private `redis-server` a test owns (and can stop, crash and
+//!   restart) by itself. Every `redis-server` started here runs with the append-only file
+//!   on, as production must.
 //! - [`sse::SseClient`] — a reader of the console's live event stream over HTTP.
 //! - [`unique`] — a process-unique name, for key prefixes and temporary records, so tests
 //!   share one Redis without seeing each other.
@@ -38,10 +40,8 @@ fn spawn_private_redis() -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let dir = scratch_dir(&format!("redis-{port}"));
+        let mut cmd = redis_command(port, &dir);
         // SAFETY: prctl is async-signal-safe and touches only the child's own state.
         unsafe {
             use std::os::unix::process::CommandExt;
@@ -76,19 +76,44 @@ pub fn unique(label: &str) -> String {
     format!("{label}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A `redis-server` owned by one test: stopped when dropped (or by [`RedisServer::stop`]).
+/// A fresh folder under the system's temporary folder, for one test's files.
+pub fn scratch_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("cr-{label}")));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// `redis-server` as production should run it: the append-only file on (every write logged
+/// before it is answered; fsync every second), no RDB snapshots, in `dir`, on loopback.
+fn redis_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// A `redis-server` owned by one test (AOF on, its own folder): stopped when dropped (or by
+/// [`RedisServer::stop`]); [`RedisServer::kill`] and [`RedisServer::restart`] crash it and
+/// bring it back on the same port from its append-only file.
 pub struct RedisServer {
     child: std::process::Child,
     pub port: u16,
+    dir: std::path::PathBuf,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let dir = scratch_dir(&format!("redis-{port}"));
+        let child = Self::spawn(port, &dir);
+        RedisServer { child, port, dir }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        let child = redis_command(port, dir)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -96,22 +121,34 @@ impl RedisServer {
             assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer { child, port }
+        child
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub fn stop(&mut self) {
+    /// SIGKILL: the server dies at once, as in a crash (what it answered is in its AOF).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and folder, from its append-only file.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, &self.dir);
+    }
+
+    pub fn stop(&mut self) {
+        self.kill();
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -176,6 +176,21 @@ pub(crate) mod server_side {
     }
 
     /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
+    /// Tasks KIE charged more than a per-job cap allows (their alerts name them).
+    pub async fn over_cap(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+        let mut rows = Vec::new();
+        for alert in gateway::budget::alerts(ctx.store.as_ref()).await.map_err(store_error)? {
+            let Some(task) = alert.task.as_ref().filter(|id| !rows.iter().any(|r: &TaskRow| &r.id == *id)) else { continue };
+            if let Some(t) = ctx.store.task_get(task).await.map_err(store_error)? {
+                let mut row = TaskRow::from(t);
+                row.fail_class = Some("Cost over the per-job cap".into());
+                row.fail_msg = Some(alert.message());
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
     pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
         let q = TaskQuery { state: Some(TaskState::Queued), limit: super::MAX_ROWS, ..Default::default() };
         let page = ctx.store.task_list(&q).await.map_err(store_error)?;
@@ -293,6 +308,7 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
     rows.extend(server_side::stuck(&ctx).await?);
+    rows.extend(server_side::over_cap(&ctx).await?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     rows.truncate(MAX_ROWS);
     Ok(TaskList { rows, next: None })

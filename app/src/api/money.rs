@@ -30,23 +30,16 @@ mod server_side {
         if let Some(mode) = mode {
             input.insert("mode".into(), json!(mode));
         }
-        let c = m.estimate(&input.into());
+        // Every point is one of the catalog's own choices, so it has a price.
+        let c = m.estimate(&input.into()).unwrap_or(Credits::ZERO);
         PricePoint { choice: choice.map(str::to_string), mode: mode.map(str::to_string), credits: c.to_string(), usd: usd(c) }
     }
 
     fn option(m: &Model, pinned: bool) -> ModelOption {
-        let choices: Vec<String> = match &m.price {
-            PriceRule::Flat(_) => Vec::new(),
-            PriceRule::Resolution(t) | PriceRule::Quality(t) => {
-                let mut keys: Vec<String> = t.keys().cloned().collect();
-                keys.sort();
-                keys
-            }
-            PriceRule::Duration { .. } => vec!["5".into(), "10".into()],
-        };
+        let choices = m.price.choices();
         let prices = match &m.price {
             PriceRule::Flat(_) => vec![point(m, None, None)],
-            PriceRule::Duration { .. } => choices.iter().flat_map(|c| ["std", "pro"].map(|mode| point(m, Some(c), Some(mode)))).collect(),
+            PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
             _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
         };
         ModelOption {

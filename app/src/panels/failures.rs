@@ -1,7 +1,7 @@
 //! 11 · Failures — failed and expired tasks, classified (rate limited, insufficient credits,
 //! content policy, upstream error, callback lost, result expired) with KIE's failCode and
-//! failMsg, when and who, and Retry (a new task linked to the old one). Reloads live when a
-//! task ends.
+//! failMsg, when and who, and Retry (a new task linked to the old one); tasks KIE charged
+//! above a per-job cap. Reloads live when a task ends.
 
 use leptos::prelude::*;
 
@@ -47,6 +47,8 @@ pub fn FailuresPanel() -> impl IntoView {
                                                 on:click=move |_| { retry.dispatch(id.clone()); }>"Retry"</button> }.into_any()
                                         } else if retryable {
                                             view! { <div class="muted small">"Producers and admins can retry it."</div> }.into_any()
+                                        } else if t.state == "success" {
+                                            view! { <div class="muted small">"Succeeded; KIE's charge stands and counts against the rules."</div> }.into_any()
                                         } else {
                                             view! { <div class="muted small">{t.note.clone().unwrap_or_default()}" — retried automatically"</div> }.into_any()
                                         }}

@@ -1,7 +1,7 @@
 //! The HTTP client for KIE: reqwest with timeouts, connection reuse and a User-Agent. Every
 //! answer is classified from the body `code` into [`KieError`]. Reads retry transient failures
-//! with exponential backoff and jitter; a `createTask` is resent only when the connection was
-//! refused before anything was sent, so one intent never becomes two tasks.
+//! with exponential backoff and jitter (credit, download-url); `createTask` and `recordInfo` are
+//! single attempts, because each spends a slot of a KIE limit that the caller claims first.
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -19,8 +19,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Whole-request timeout.
     pub timeout: Duration,
-    /// Attempts for reads (status, credit, download-url), and for a create whose connection
-    /// was refused.
+    /// Attempts for the reads that spend no rate slot (credit, download-url).
     pub attempts: u32,
     /// First backoff; doubled per attempt, with up to 50 % jitter.
     pub backoff: Duration,
@@ -90,7 +89,12 @@ impl KieClient {
         let env: Envelope<Value> = match serde_json::from_slice(&bytes) {
             Ok(env) => env,
             Err(e) => {
-                // No envelope: fall back on the HTTP status, else report the unreadable body.
+                // No envelope: a 5xx came from something in front of KIE (a gateway, a proxy),
+                // which may have passed the request on; a 4xx falls back on the HTTP status;
+                // else the body is unreadable.
+                if status >= 500 {
+                    return Err(KieError::Gateway { status, detail: snippet(&bytes) });
+                }
                 if status >= 400 {
                     return Err(KieError::from_code(i64::from(status), Some(snippet(&bytes))));
                 }
@@ -139,22 +143,22 @@ impl KieClient {
         }
     }
 
-    /// Creates a task; returns KIE's task id. Resent only if the connection was refused.
+    /// Creates a task; returns KIE's task id. One attempt: every `createTask` spends a slot
+    /// of KIE's 20-per-10 s limit, so a resend (after a refused connection) is the caller's,
+    /// with a new slot from the rate guard.
     pub async fn create_task(&self, family: &dyn ApiFamily, model: &str, input: &Value, callback_url: Option<&str>) -> Result<String, KieError> {
         let url = self.url(family.create_path())?;
         let body = family.create_body(model, input, callback_url);
-        let data = self
-            .retrying(KieError::create_never_reached, || self.send(self.http.post(url.clone()).json(&body)))
-            .await?;
+        let data = self.send(self.http.post(url).json(&body)).await?;
         family.parse_created(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 
-    /// A task's status (recordInfo for the Market family).
+    /// A task's status (recordInfo for the Market family). One attempt: every call counts
+    /// against KIE's 10-per-second limit, so the caller claims a slot for each and retries on
+    /// its own schedule.
     pub async fn status(&self, family: &dyn ApiFamily, task_id: &str) -> Result<UpstreamStatus, KieError> {
         let url = self.url(family.status_path())?;
-        let data = self
-            .retrying(KieError::is_transient_read, || self.send(self.http.get(url.clone()).query(&[("taskId", task_id)])))
-            .await?;
+        let data = self.send(self.http.get(url).query(&[("taskId", task_id)])).await?;
         family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 

@@ -38,6 +38,10 @@ pub enum KieError {
     /// 505: the feature is disabled.
     #[error("feature disabled at KIE (505): {0}")]
     FeatureDisabled(String),
+    /// An HTTP 5xx without KIE's envelope: something in front of KIE failed, after the
+    /// request may have reached KIE (a `createTask` is then in doubt, never resent).
+    #[error("a gateway in front of KIE failed (HTTP {status}): {detail}")]
+    Gateway { status: u16, detail: String },
     /// No answer in time.
     #[error("KIE did not answer within {0:?}")]
     Timeout(Duration),
@@ -96,6 +100,7 @@ impl KieError {
             KieError::RateLimited(_)
                 | KieError::Maintenance(_)
                 | KieError::Upstream { .. }
+                | KieError::Gateway { .. }
                 | KieError::Timeout(_)
                 | KieError::Connect(_)
                 | KieError::Transport(_)

@@ -59,10 +59,15 @@ impl Lifecycle {
                 _ => st.credits.unwrap_or(Credits::ZERO), // KIE does not charge failures
             };
             if next == TaskState::Success {
-                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: None };
+                // The hold only makes a repeat count once; a repeat after 30 days cannot come
+                // (terminal states are final), so it need not stay forever.
+                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::budget::HOLD_TTL) };
                 self.0.store.reserve(&req).await?;
             }
-            self.release_holds(id, spent).await?;
+            if self.release_holds(id, spent).await? && spent > Credits::ZERO {
+                // KIE's charge may be above the estimate: the meters moved, check them again.
+                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((id.to_string(), spent)));
+            }
         }
         let now = now_ms();
         let changed = self
@@ -114,9 +119,11 @@ impl Lifecycle {
 
     /// A task ended: its cost-rule hold becomes what it spent (nothing releases it all), and
     /// its concurrency slot is free. Both are idempotent.
-    pub(super) async fn release_holds(&self, id: &str, spent: Credits) -> StoreResult<()> {
-        crate::budget::settle(self.0.store.as_ref(), id, spent).await?;
-        self.release_running(id).await
+    /// Returns whether a cost-rule hold was settled by this call (so alerts are checked once).
+    pub(super) async fn release_holds(&self, id: &str, spent: Credits) -> StoreResult<bool> {
+        let settled = crate::budget::settle(self.0.store.as_ref(), id, spent).await?;
+        self.release_running(id).await?;
+        Ok(settled)
     }
 
     /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile. Its

@@ -4,9 +4,20 @@
 //!
 //! Pending deliveries sit in a store index, so a restart resumes them; each is claimed with a
 //! lease, so two instances never send one twice at once; a failed one is retried with
-//! backoff ([`MAX_ATTEMPTS`] in all) and its last error is kept on the task.
+//! backoff ([`MAX_ATTEMPTS`] in all) and its last error is kept on the task. Every request
+//! goes through the vetted outbound client ([`crate::outbound`]); one the policy refuses is
+//! given up at once (sending it again cannot help).
+//!
+//! Deliveries run concurrently: at most [`PER_DESTINATION`] at once to one `host:port` and
+//! [`IN_FLIGHT`] in all, so one slow or dead receiver cannot hold up another project's
+//! callbacks. The index is read oldest first, page by page, so every pending delivery is
+//! reached however many there are.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use super::{Lifecycle, backoff};
 use crate::kie::signature;
@@ -18,6 +29,48 @@ use crate::task::{TaskQuery, TaskRecord};
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: u32 = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Deliveries in flight at once to one destination (`host:port`).
+pub const PER_DESTINATION: usize = 4;
+/// Deliveries in flight at once from this instance.
+pub const IN_FLIGHT: usize = 64;
+/// Pending deliveries looked at per round (the rest wait for the next round).
+const MAX_ROUND: usize = 2000;
+/// How long one instance holds a delivery: longer than one attempt can take.
+const DELIVERY_LEASE: Duration = Duration::from_secs(60);
+
+/// This instance's deliveries under way.
+pub(super) struct Deliveries {
+    in_flight: Mutex<HashSet<String>>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    all: Arc<Semaphore>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries { in_flight: Mutex::default(), per_destination: Mutex::default(), all: Arc::new(Semaphore::new(IN_FLIGHT)) }
+    }
+}
+
+impl Deliveries {
+    fn destination(&self, url: &str) -> Arc<Semaphore> {
+        let dest = url::Url::parse(url).ok().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))).unwrap_or_default();
+        let mut map = self.per_destination.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget idle destinations so the map stays small.
+        if map.len() > 1024 {
+            map.retain(|_, s| s.available_permits() < PER_DESTINATION);
+        }
+        map.entry(dest).or_insert_with(|| Arc::new(Semaphore::new(PER_DESTINATION))).clone()
+    }
+
+    /// Marks `id` as under way here; `false` if it already is.
+    fn start(&self, id: &str) -> bool {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string())
+    }
+
+    fn finish(&self, id: &str) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
 
 pub(super) async fn run(lc: Lifecycle) {
     loop {
@@ -32,46 +85,82 @@ pub(super) async fn run(lc: Lifecycle) {
 }
 
 impl Lifecycle {
-    /// Sends every due relay callback once.
+    /// Starts every due relay callback that has room at its destination; returns without
+    /// waiting for them.
     pub async fn delivery_round(&self) -> StoreResult<()> {
-        let q = TaskQuery { delivery_pending: true, limit: crate::task::MAX_PAGE, ..Default::default() };
-        for t in self.0.store.task_list(&q).await?.tasks {
-            let Some(cb) = &t.relay_callback else { continue };
-            if cb.next_attempt_ms > now_ms() {
-                continue;
-            }
-            let lease = format!("deliver:{}", t.id);
-            if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, Duration::from_secs(30)).await? {
-                continue;
-            }
-            // Re-read under the lease: another instance may have delivered it meanwhile.
-            if let Some(fresh) = self.0.store.task_get(&t.id).await?
-                && fresh.delivery_pending()
-            {
-                let result = self.deliver(&fresh).await;
-                self.record_delivery(&fresh.id, result).await?;
-            }
-            self.0.store.lease_release(&lease, &self.0.opts.instance).await?;
+        if self.halted() {
+            return Ok(());
         }
+        let mut q = TaskQuery { delivery_pending: true, oldest_first: true, limit: crate::task::MAX_PAGE, ..Default::default() };
+        let mut looked = 0;
+        loop {
+            let page = self.0.store.task_list(&q).await?;
+            looked += page.tasks.len();
+            for t in page.tasks {
+                self.start_delivery(t).await?;
+            }
+            match page.next {
+                Some(next) if looked < MAX_ROUND => q.after = Some(next),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn start_delivery(&self, t: TaskRecord) -> StoreResult<()> {
+        let Some(cb) = &t.relay_callback else { return Ok(()) };
+        if cb.next_attempt_ms > now_ms() {
+            return Ok(());
+        }
+        let deliveries = &self.0.deliveries;
+        let Ok(dest) = deliveries.destination(&cb.url).try_acquire_owned() else { return Ok(()) };
+        let Ok(slot) = deliveries.all.clone().try_acquire_owned() else { return Ok(()) };
+        if !deliveries.start(&t.id) {
+            return Ok(());
+        }
+        let lease = format!("deliver:{}", t.id);
+        if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, DELIVERY_LEASE).await? {
+            deliveries.finish(&t.id);
+            return Ok(());
+        }
+        let lc = self.clone();
+        tokio::spawn(async move {
+            let _permits = (dest, slot);
+            if let Err(e) = lc.deliver_once(&t.id).await {
+                tracing::warn!(task = %t.id, error = %e, "relay callback: store error; will retry");
+            }
+            let _ = lc.0.store.lease_release(&lease, &lc.0.opts.instance).await;
+            lc.0.deliveries.finish(&t.id);
+        });
         Ok(())
     }
 
-    async fn deliver(&self, t: &TaskRecord) -> Result<(), String> {
+    /// One attempt for a task whose delivery this instance holds.
+    async fn deliver_once(&self, id: &str) -> StoreResult<()> {
+        // Re-read under the lease: another instance may have delivered it meanwhile.
+        let Some(fresh) = self.0.store.task_get(id).await?.filter(TaskRecord::delivery_pending) else { return Ok(()) };
+        let result = self.deliver(&fresh).await;
+        self.record_delivery(id, result).await
+    }
+
+    async fn deliver(&self, t: &TaskRecord) -> Result<(), Failure> {
         let Some(cb) = &t.relay_callback else { return Ok(()) };
-        let key = relay_keys::find(self.0.store.as_ref(), &cb.key_id).await.map_err(|e| e.to_string())?;
+        let key = relay_keys::find(self.0.store.as_ref(), &cb.key_id).await.map_err(|e| Failure::Retry(e.to_string()))?;
         let ts = (now_ms() / 1000).to_string();
-        let mut req = self.0.http.post(&cb.url).json(&relay::callback_body(t)).header("X-Webhook-Timestamp", &ts);
+        let body = relay::callback_body(t).to_string();
+        let mut headers = vec![("X-Webhook-Timestamp", ts.clone())];
         if let Some(key) = key {
-            req = req.header("X-Webhook-Signature", signature::sign(key.webhook_secret.as_bytes(), &t.id, &ts));
+            headers.push(("X-Webhook-Signature", signature::sign(key.webhook_secret.as_bytes(), &t.id, &ts)));
         }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("the client answered HTTP {}", r.status().as_u16())),
-            Err(e) => Err(format!("cannot reach the client: {}", e.without_url())),
+        match self.0.outbound.post_json(&cb.url, body.as_bytes(), &headers).await {
+            Ok(a) if a.is_success() => Ok(()),
+            Ok(a) if (300..400).contains(&a.status) => Err(Failure::Retry(format!("the client answered HTTP {} (a redirect; redirects are not followed)", a.status))),
+            Ok(a) => Err(Failure::Retry(format!("the client answered HTTP {}", a.status))),
+            Err(e) if e.is_refusal() => Err(Failure::Final(format!("callBackUrl refused: {e}"))),
+            Err(e) => Err(Failure::Retry(format!("cannot reach the client: {e}"))),
         }
     }
 
-    async fn record_delivery(&self, id: &str, result: Result<(), String>) -> StoreResult<()> {
+    async fn record_delivery(&self, id: &str, result: Result<(), Failure>) -> StoreResult<()> {
         self.modify(id, |t| {
             let Some(cb) = t.relay_callback.as_mut().filter(|c| c.pending()) else { return false };
             cb.attempts += 1;
@@ -80,7 +169,11 @@ impl Lifecycle {
                     cb.delivered = true;
                     cb.last_error = None;
                 }
-                Err(e) => {
+                Err(Failure::Final(e)) => {
+                    cb.last_error = Some(e.clone());
+                    cb.gave_up = true;
+                }
+                Err(Failure::Retry(e)) => {
                     cb.last_error = Some(e.clone());
                     if cb.attempts >= MAX_ATTEMPTS {
                         cb.gave_up = true;
@@ -92,9 +185,17 @@ impl Lifecycle {
             true
         })
         .await?;
-        if let Err(e) = result {
+        if let Err(Failure::Retry(e) | Failure::Final(e)) = result {
             tracing::warn!(task = %id, error = %e, "relay callback not delivered");
         }
         Ok(())
     }
+}
+
+/// Why one attempt did not deliver.
+enum Failure {
+    /// Worth another attempt later.
+    Retry(String),
+    /// Another attempt cannot help (the policy refuses the URL).
+    Final(String),
 }

@@ -8,9 +8,12 @@
 //!   and charge twice); KIE's callback, which carries the task's token, resolves it, or the
 //!   give-up time ends it as `expired`.
 //!
-//! `createTask` errors: 429, 455, 5xx and refused connections mean KIE did not take the task,
-//! so it waits and is retried with backoff, its note saying why; 401/402/404/422 and other
-//! refusals fail it with the reason; a timeout or a broken connection leaves it in doubt.
+//! `createTask` errors: 429, 455, 5xx in KIE's envelope and refused connections mean KIE did
+//! not take the task, so it waits and is retried with backoff (each resend claims a new rate
+//! slot), its note saying why, up to [`MAX_SEND_ATTEMPTS`] or the give-up time; 401/402/404/422
+//! and other refusals fail it with the reason; a timeout, a broken connection or a 5xx without
+//! KIE's envelope (a gateway in front of KIE failed after the request may have passed) leaves
+//! it in doubt.
 
 use std::time::Duration;
 
@@ -21,6 +24,9 @@ use crate::task::{FailClass, TaskRecord, TaskState};
 
 /// Most queued tasks looked at in one round.
 const MAX_ROUND: usize = 1000;
+/// Attempts at `createTask` before a task KIE keeps refusing (429, 455, 5xx, refused
+/// connections) fails; it also fails once it has waited the give-up time.
+pub const MAX_SEND_ATTEMPTS: u32 = 10;
 /// Longest wait between retries of one task.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A claimed task is this instance's for this long (longer than a `createTask` can take).
@@ -76,7 +82,7 @@ impl Lifecycle {
     /// full for longer than [`MAX_HOLD`].
     pub async fn dispatch_round(&self) -> StoreResult<Round> {
         let tick = self.0.opts.tick;
-        if self.0.kie.is_none() {
+        if self.0.kie.is_none() || self.halted() {
             return Ok(Round { wait: tick * 4, rate_guard_full: false });
         }
         let mut wait = tick;
@@ -147,9 +153,9 @@ impl Lifecycle {
             self.give_back(&holds).await?;
             return Ok(Sent::Done);
         };
-        self.note_served(&task.owner).await?;
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
         let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
+        self.note_served(&task.owner).await?;
         match answer {
             Ok(kie_id) => self.record_accepted(id, &kie_id).await?,
             Err(e) => self.record_refused(id, &e).await?,
@@ -182,8 +188,12 @@ impl Lifecycle {
 
     async fn record_refused(&self, id: &str, e: &KieError) -> StoreResult<()> {
         let now = now_ms();
-        let retryable = e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. });
-        let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. });
+        let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. } | KieError::Gateway { .. });
+        let Some(current) = self.0.store.task_get(id).await? else { return Ok(()) };
+        // Refusals KIE may not repeat are retried, but not forever.
+        let waited = now.saturating_sub(current.created_ms);
+        let persistent = current.dispatch.attempts >= MAX_SEND_ATTEMPTS || waited > self.0.opts.give_up_after.as_millis() as u64;
+        let retryable = (e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. })) && !persistent;
         tracing::warn!(task = %id, error = %e, retryable, in_doubt, "createTask did not succeed");
         if matches!(e, KieError::RateLimited(_)) {
             // Someone else spends the same account's limit: every instance holds off.
@@ -216,7 +226,11 @@ impl Lifecycle {
             } else {
                 t.state = TaskState::Fail;
                 t.fail_code = e.code().map(|c| c.to_string());
-                t.fail_msg = Some(e.to_string());
+                t.fail_msg = Some(if persistent && e.is_transient() {
+                    format!("{e} — gave up after {} attempts over {} min", t.dispatch.attempts, waited / 60_000)
+                } else {
+                    e.to_string()
+                });
                 t.fail_class = Some(class_of_error(e));
                 t.finished_ms = Some(now);
                 t.note = None;

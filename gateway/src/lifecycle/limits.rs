@@ -127,7 +127,10 @@ impl Lifecycle {
 
     /// Waits (up to `max_wait`) for one `recordInfo` slot. `false` if none came in time.
     pub async fn claim_record_info(&self, max_wait: Duration) -> StoreResult<bool> {
-        let scope = Scope { key: RECORD_INFO_WINDOW.into(), limit: self.0.opts.record_info_per_sec, window: Some(Duration::from_secs(1)) };
+        // Widened by the safety margin like the request windows: KIE's second and ours are
+        // not the same second. Every caller (poller, callback confirmation, any instance)
+        // claims here, one slot per call.
+        let scope = Scope { key: RECORD_INFO_WINDOW.into(), limit: self.0.opts.record_info_per_sec, window: Some(Duration::from_secs(1) + self.0.opts.rate_margin) };
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let req = ReserveRequest { id: format!("{RECORD_INFO_WINDOW}:{}", random_hex(8)), amount: 1, scopes: vec![scope.clone()], hold_ttl: scope.window };

@@ -69,12 +69,17 @@ pub struct LifecycleOptions {
     pub rate_margin: Duration,
     /// `ALERT_WEBHOOK_URL`: budget alerts are POSTed here as JSON.
     pub alert_webhook: Option<String>,
+    /// `OUTBOUND_ALLOW`: the private destinations relay callbacks and webhooks may reach.
+    pub outbound: crate::outbound::OutboundPolicy,
     /// `recordInfo` calls per second across all instances (KIE: 10).
     pub record_info_per_sec: i64,
     /// How often the workers look for work they were not woken for.
     pub tick: Duration,
     /// This instance's name in leases.
     pub instance: String,
+    /// The store's epoch this instance started with ([`crate::store::epoch`]): if it
+    /// vanishes while running, every worker stops and submissions are refused.
+    pub epoch: Option<String>,
 }
 
 impl Default for LifecycleOptions {
@@ -86,9 +91,11 @@ impl Default for LifecycleOptions {
             rate_rules: vec![crate::rate_guard::KIE_DEFAULT],
             rate_margin: DEFAULT_RATE_MARGIN,
             alert_webhook: None,
+            outbound: crate::outbound::OutboundPolicy::strict(),
             record_info_per_sec: 10,
             tick: Duration::from_millis(500),
             instance: format!("instance-{}", crate::secret::random_hex(4)),
+            epoch: None,
         }
     }
 }
@@ -101,8 +108,11 @@ struct Inner {
     opts: LifecycleOptions,
     wake_dispatcher: Notify,
     wake_delivery: Notify,
-    /// For the relay's callbacks to its clients.
-    http: reqwest::Client,
+    /// Every request a user or a setting can aim: relay callbacks, the alert webhook.
+    outbound: crate::outbound::Outbound,
+    deliveries: delivery::Deliveries,
+    /// Set when the store lost its epoch (wiped): nothing is dispatched, polled or delivered.
+    halted: std::sync::atomic::AtomicBool,
 }
 
 /// The lifecycle of every task; cheap to clone.
@@ -112,12 +122,7 @@ pub struct Lifecycle(Arc<Inner>);
 impl Lifecycle {
     /// `kie` is `None` when no key is configured: tasks are refused with "Not configured".
     pub fn new(store: Arc<dyn Store>, kie: Option<KieClient>, catalog: Arc<Catalog>, opts: LifecycleOptions) -> Lifecycle {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kie-control-room/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .unwrap_or_default();
+        let outbound = crate::outbound::Outbound::new(opts.outbound.clone(), Default::default());
         Lifecycle(Arc::new(Inner {
             store,
             kie,
@@ -126,7 +131,9 @@ impl Lifecycle {
             opts,
             wake_dispatcher: Notify::new(),
             wake_delivery: Notify::new(),
-            http,
+            outbound,
+            deliveries: Default::default(),
+            halted: Default::default(),
         }))
     }
 
@@ -140,6 +147,30 @@ impl Lifecycle {
 
     pub fn options(&self) -> &LifecycleOptions {
         &self.0.opts
+    }
+
+    /// Whether the store was found wiped while this instance ran (it then acts on nothing).
+    pub fn halted(&self) -> bool {
+        self.0.halted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Checks the store's epoch; on loss, halts this instance's workers (until a restart).
+    pub async fn check_epoch(&self) -> StoreResult<bool> {
+        let Some(epoch) = &self.0.opts.epoch else { return Ok(true) };
+        if self.halted() {
+            return Ok(false);
+        }
+        let holds = crate::store::epoch::holds(self.0.store.as_ref(), epoch).await?;
+        if !holds {
+            self.0.halted.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                backend = self.0.store.backend(),
+                "THE STORE LOST ITS DATA: its epoch is gone (wiped, or a Redis without persistence restarted). \
+                 This instance stops dispatching, polling and delivering and reports not ready; budgets and tasks \
+                 cannot be trusted. Restore the store (Redis with appendonly yes) and restart."
+            );
+        }
+        Ok(holds)
     }
 
     /// Whether tasks can reach an upstream at all.
@@ -158,16 +189,18 @@ impl Lifecycle {
         }
     }
 
-    /// Tasks in `state`, newest first, up to about `cap` (whole pages).
-    pub(crate) async fn in_state(&self, state: crate::TaskState, cap: usize) -> StoreResult<Vec<TaskRecord>> {
+    /// Tasks in `state`, oldest first, from just after `after` (the start if `None`), up to
+    /// about `cap` (whole pages). Also returns where the next scan goes on: `None` when this
+    /// one reached the end, so a scan that keeps its cursor reaches every record in turn.
+    pub(crate) async fn scan_state(&self, state: crate::TaskState, after: Option<String>, cap: usize) -> StoreResult<(Vec<TaskRecord>, Option<String>)> {
         let mut out = Vec::new();
-        let mut q = crate::task::TaskQuery { state: Some(state), limit: crate::task::MAX_PAGE, ..Default::default() };
+        let mut q = crate::task::TaskQuery { state: Some(state), oldest_first: true, after, limit: crate::task::MAX_PAGE, ..Default::default() };
         loop {
             let page = self.0.store.task_list(&q).await?;
             out.extend(page.tasks);
             match page.next {
                 Some(next) if out.len() < cap => q.after = Some(next),
-                _ => return Ok(out),
+                next => return Ok((out, next)),
             }
         }
     }
@@ -207,8 +240,21 @@ impl Lifecycle {
             tokio::spawn(dispatch::run(self.clone())),
             tokio::spawn(poller::run(self.clone())),
             tokio::spawn(delivery::run(self.clone())),
+            tokio::spawn(watch_epoch(self.clone())),
         ];
         Workers(handles)
+    }
+}
+
+/// How often the store's epoch is checked.
+const EPOCH_CHECK: Duration = Duration::from_secs(2);
+
+async fn watch_epoch(lc: Lifecycle) {
+    while lc.0.opts.epoch.is_some() && !lc.halted() {
+        if let Err(e) = lc.check_epoch().await {
+            tracing::debug!(error = %e, "cannot check the store's epoch; trying again");
+        }
+        tokio::time::sleep(EPOCH_CHECK).await;
     }
 }
 

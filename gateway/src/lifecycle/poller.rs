@@ -33,9 +33,17 @@ pub fn poll_interval(age_ms: u64) -> Duration {
     Duration::from_millis(fastrand::u64(lo..=hi))
 }
 
+/// What the poller remembers between rounds (only while it holds the lease).
+#[derive(Debug, Default)]
+pub struct PollState {
+    /// Next poll per task (Unix ms); a task without an entry is due.
+    next: HashMap<String, u64>,
+    /// Where each state's scan goes on, so a backlog larger than one round is reached in turn.
+    cursors: HashMap<TaskState, String>,
+}
+
 pub(super) async fn run(lc: Lifecycle) {
-    // Next poll per task; kept by the lease holder only (a new holder starts afresh).
-    let mut next: HashMap<String, u64> = HashMap::new();
+    let mut state = PollState::default();
     let mut last_sweep = tokio::time::Instant::now() - SWEEP_EVERY;
     loop {
         match lc.0.store.lease_acquire(LEASE, &lc.0.opts.instance, lc.poller_lease_ttl()).await {
@@ -44,11 +52,11 @@ pub(super) async fn run(lc: Lifecycle) {
                 if sweep {
                     last_sweep = tokio::time::Instant::now();
                 }
-                if let Err(e) = lc.poll_round(&mut next, sweep).await {
+                if let Err(e) = lc.poll_round(&mut state, sweep).await {
                     tracing::warn!(error = %e, "poller: store error; retrying");
                 }
             }
-            Ok(false) => next.clear(),
+            Ok(false) => state = PollState::default(),
             Err(e) => tracing::warn!(error = %e, "poller: cannot take its lease"),
         }
         tokio::time::sleep(lc.0.opts.tick).await;
@@ -62,23 +70,30 @@ impl Lifecycle {
     }
 
     /// One round: poll the due tasks, give up on overdue ones; with `sweep`, also on queued
-    /// tasks in doubt.
-    pub async fn poll_round(&self, next: &mut HashMap<String, u64>, sweep: bool) -> StoreResult<()> {
+    /// tasks in doubt. Each state is read oldest first from where the last round stopped.
+    pub async fn poll_round(&self, ps: &mut PollState, sweep: bool) -> StoreResult<()> {
+        if self.halted() {
+            return Ok(());
+        }
         let give_up = self.0.opts.give_up_after.as_millis() as u64;
         let lease_ttl = self.poller_lease_ttl();
-        let mut seen = std::collections::HashSet::new();
         let states: &[TaskState] = if sweep {
             &[TaskState::Queued, TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
         } else {
             &[TaskState::Submitted, TaskState::Waiting, TaskState::Queuing, TaskState::Generating]
         };
         for &state in states {
-            for t in self.in_state(state, MAX_PER_STATE).await? {
-                seen.insert(t.id.clone());
+            let (tasks, cursor) = self.scan_state(state, ps.cursors.remove(&state), MAX_PER_STATE).await?;
+            if let Some(c) = cursor {
+                ps.cursors.insert(state, c);
+            }
+            for t in tasks {
                 let now = now_ms();
                 if state == TaskState::Queued {
-                    // Only tasks in doubt are the poller's: give up on them in time.
-                    if t.in_doubt() && now.saturating_sub(t.created_ms) > give_up {
+                    // Only tasks in doubt are the poller's: give up on them in time, counted
+                    // from when createTask left (the queue's wait does not count).
+                    let sent = t.dispatch.sending_since_ms.unwrap_or(t.created_ms);
+                    if t.in_doubt() && now.saturating_sub(sent) > give_up {
                         let why = "Lost: createTask had no answer and KIE never called back".to_string();
                         self.expire(&t.id, FailClass::CallbackLost, why).await?;
                     }
@@ -89,7 +104,7 @@ impl Lifecycle {
                 let age = now.saturating_sub(submitted);
                 let overdue = age > give_up;
                 let quiet_since = t.upstream_seen_ms.unwrap_or(submitted);
-                let due = overdue || next.get(&t.id).is_none_or(|at| now >= *at);
+                let due = overdue || ps.next.get(&t.id).is_none_or(|at| now >= *at);
                 if !due || now.saturating_sub(quiet_since) < 1_000 && !overdue {
                     continue;
                 }
@@ -98,7 +113,7 @@ impl Lifecycle {
                     return Ok(());
                 }
                 self.poll_one(&t, &kie_id).await?;
-                next.insert(t.id.clone(), now_ms() + poll_interval(age).as_millis() as u64);
+                ps.next.insert(t.id.clone(), now_ms() + poll_interval(age).as_millis() as u64);
                 if overdue && let Some(t) = self.0.store.task_get(&t.id).await?
                     && !t.state.is_terminal()
                 {
@@ -107,7 +122,9 @@ impl Lifecycle {
                 }
             }
         }
-        next.retain(|id, _| seen.contains(id));
+        // Entries long past due belong to tasks that ended (or are due anyway): forget them.
+        let now = now_ms();
+        ps.next.retain(|_, at| at.saturating_add(120_000) > now);
         Ok(())
     }
 

@@ -98,9 +98,16 @@ pub struct QueueSnapshot {
 }
 
 impl Lifecycle {
-    /// Queued tasks (up to about `cap`) in the order they leave.
+    /// Queued tasks in the order they leave: the oldest (up to about `cap`), so the queue
+    /// drains from its far end at any depth, and the newest page, so an owner who just
+    /// arrived behind a deep backlog takes their turn in the rotation at once.
     pub(super) async fn fair_queue(&self, cap: usize) -> StoreResult<Vec<TaskRecord>> {
-        let queued = self.in_state(TaskState::Queued, cap).await?;
+        let (mut queued, _) = self.scan_state(TaskState::Queued, None, cap).await?;
+        let newest = crate::task::TaskQuery { state: Some(TaskState::Queued), limit: crate::task::MAX_PAGE, ..Default::default() };
+        let seen: std::collections::HashSet<String> = queued.iter().map(|t| t.id.clone()).collect();
+        queued.extend(self.0.store.task_list(&newest).await?.tasks.into_iter().filter(|t| !seen.contains(&t.id)));
+        // `fair_order` takes them newest first, as the store lists them.
+        queued.sort_by_key(|t| std::cmp::Reverse(t.index_member()));
         let mut served = HashMap::new();
         for t in &queued {
             if served.len() >= MAX_OWNERS_READ {

@@ -127,6 +127,8 @@ impl Lifecycle {
                 return Err(invalid(format!("{} needs input.{field}", model.id)));
             }
         }
+        // An input the price depends on must be one of the catalog's choices.
+        model.estimate(&s.input).map_err(SubmitError::Invalid)?;
         if let Some((url, _)) = &s.relay_callback {
             let parsed = url::Url::parse(url).map_err(|_| invalid("callBackUrl must be an absolute http(s) URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") || url.len() > MAX_CALLBACK_URL {
@@ -141,11 +143,18 @@ impl Lifecycle {
         if !self.configured() {
             return Err(SubmitError::NotConfigured);
         }
+        if self.halted() {
+            return Err(SubmitError::Store(StoreError::Unavailable("the store lost its data (epoch gone); this instance accepts nothing until it is restored".into())));
+        }
         self.validate(&s)?;
+        if let Some((url, _)) = &s.relay_callback {
+            // Checked again at every send: what a name resolves to may change.
+            self.0.outbound.check(url).await.map_err(|e| invalid(format!("callBackUrl refused: {e}")))?;
+        }
         let now = now_ms();
         let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.clone()))?;
         let mut t = TaskRecord::new(format!("cr_{}", random_hex(10)), s.owner.trim(), s.project.trim(), &s.model, now);
-        t.estimated_cost = model.estimate(&s.input);
+        t.estimated_cost = model.estimate(&s.input).map_err(SubmitError::Invalid)?;
         t.input = s.input;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
@@ -174,7 +183,7 @@ impl Lifecycle {
                     });
                 }
             }
-            self.raise_alerts(t.owner.clone(), t.project.clone());
+            self.raise_alerts(t.owner.clone(), t.project.clone(), None);
         } else {
             self.announce(&t).await;
         }
@@ -222,14 +231,20 @@ impl Lifecycle {
 
     /// Raises any budget alerts the new spend crossed, in the background: recorded in the
     /// store for the Budget panel, logged, and POSTed to the alert webhook if one is set.
-    fn raise_alerts(&self, owner: String, project: String) {
+    /// `settled`: a task that just settled at its actual cost (per-job caps are checked too).
+    pub(super) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits)>) {
         let lc = self.clone();
         tokio::spawn(async move {
             let store = lc.0.store.as_ref();
-            let raised = match budget::rules(store).await {
-                Ok(rules) => budget::check_alerts(store, &rules, &owner, &project).await,
-                Err(e) => Err(e),
-            };
+            let raised = async {
+                let rules = budget::rules(store).await?;
+                let mut raised = budget::check_alerts(store, &rules, &owner, &project).await?;
+                if let Some((task, actual)) = &settled {
+                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual).await?);
+                }
+                Ok::<_, StoreError>(raised)
+            }
+            .await;
             let raised = match raised {
                 Ok(r) => r,
                 Err(e) => return tracing::warn!(error = %e, "cannot check budget alerts"),
@@ -237,11 +252,11 @@ impl Lifecycle {
             for alert in raised {
                 tracing::warn!(alert = %alert.message(), "budget alert");
                 let Some(url) = &lc.0.opts.alert_webhook else { continue };
-                let body = serde_json::json!({ "alert": alert.message(), "detail": alert });
-                match lc.0.http.post(url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => tracing::warn!(status = %r.status(), "the alert webhook refused a budget alert"),
-                    Err(e) => tracing::warn!(error = %e, "cannot reach the alert webhook"),
+                let body = serde_json::json!({ "alert": alert.message(), "detail": alert }).to_string();
+                match lc.0.outbound.post_json(url, body.as_bytes(), &[]).await {
+                    Ok(r) if r.is_success() => {}
+                    Ok(r) => tracing::warn!(status = r.status, "the alert webhook refused a budget alert"),
+                    Err(e) => tracing::warn!(error = %e, "cannot deliver a budget alert to the alert webhook"),
                 }
             }
         });

@@ -10,6 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -45,6 +46,8 @@ const EVENT_BUFFER: usize = 4096;
 /// Most index entries one listing examines before it returns a short page with a cursor.
 const LIST_SCAN_CAP: usize = 10_000;
 const DB_FILE: &str = "control-room.redb";
+/// How often expired rows are purged while the store is open.
+const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// What a hold remembers so that [`Store::settle`] can undo or adjust it.
 #[derive(Serialize, Deserialize)]
@@ -65,6 +68,8 @@ struct HoldScope {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>>,
+    /// When expired rows were last purged (Unix ms).
+    last_purge: Arc<AtomicU64>,
 }
 
 fn fail(e: impl std::fmt::Display) -> StoreError {
@@ -96,7 +101,7 @@ impl EmbeddedStore {
             )),
             other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
-        let store = EmbeddedStore { db: Arc::new(db), channels: Arc::default() };
+        let store = EmbeddedStore { db: Arc::new(db), channels: Arc::default(), last_purge: Arc::new(AtomicU64::new(now_ms())) };
         store.write_sync(|tx| {
             // Create every table up front so that readers never meet a missing one.
             tx.open_table(TASKS)?;
@@ -120,7 +125,23 @@ impl EmbeddedStore {
         let tx = self.db.begin_write().map_err(fail)?;
         let out = f(&tx)?;
         tx.commit().map_err(fail)?;
+        self.purge_if_due();
         Ok(out)
+    }
+
+    /// While running, expired rows are purged every [`PURGE_EVERY`], after a write (one
+    /// writer wins the turn; the others go on).
+    fn purge_if_due(&self) {
+        let now = now_ms();
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < PURGE_EVERY.as_millis() as u64
+            || self.last_purge.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.purge_expired_sync() {
+            tracing::warn!(error = %e, "embedded store: cannot purge expired rows; will try again");
+        }
     }
 
     /// Runs a write transaction on the blocking pool. An `Err` from `f` aborts it: nothing is
@@ -147,16 +168,18 @@ impl EmbeddedStore {
     }
 
     /// Drops expired key/values, counters, holds and leases (they are already invisible;
-    /// this reclaims the space). Runs at open.
+    /// this reclaims the space). Runs at open and every [`PURGE_EVERY`] while running.
     fn purge_expired_sync(&self) -> StoreResult<()> {
         let now = now_ms();
-        self.write_sync(move |tx| {
+        let tx = self.db.begin_write().map_err(fail)?;
+        {
+            let tx = &tx;
             tx.open_table(KV)?.retain(|_, (exp, _)| live(exp, now))?;
             tx.open_table(COUNTERS)?.retain(|_, (_, exp)| live(exp, now))?;
             tx.open_table(HOLDS)?.retain(|_, (exp, _)| live(exp, now))?;
             tx.open_table(LEASES)?.retain(|_, (_, exp)| exp > now)?;
-            Ok(())
-        })
+        }
+        tx.commit().map_err(fail)
     }
 }
 
@@ -354,13 +377,17 @@ impl Store for EmbeddedStore {
             let tasks = tx.open_table(TASKS)?;
             let driving = query.driving_index();
             let want = query.page_size();
-            let lower = (driving.as_str(), "");
-            let rows = match &query.after {
-                Some(c) => idx.range(lower..(driving.as_str(), c.as_str()))?,
-                None => idx.range(lower..=(driving.as_str(), "\u{10FFFF}"))?,
+            use std::ops::Bound::{Excluded, Included};
+            let (first, last) = ((driving.as_str(), ""), (driving.as_str(), "\u{10FFFF}"));
+            let after = query.after.as_deref().map(|c| (driving.as_str(), c));
+            let rows: Box<dyn Iterator<Item = _>> = match (query.oldest_first, after) {
+                (true, Some(c)) => Box::new(idx.range((Excluded(c), Included(last)))?),
+                (true, None) => Box::new(idx.range((Included(first), Included(last)))?),
+                (false, Some(c)) => Box::new(idx.range((Included(first), Excluded(c)))?.rev()),
+                (false, None) => Box::new(idx.range((Included(first), Included(last)))?.rev()),
             };
             let mut page = TaskPage::default();
-            for (scanned, row) in rows.rev().enumerate() {
+            for (scanned, row) in rows.enumerate() {
                 let (k, _) = row?;
                 let (_, member) = k.value();
                 let id = member.split_once('|').map_or(member, |(_, id)| id);
@@ -430,6 +457,23 @@ impl Store for EmbeddedStore {
             let mut t = tx.open_table(KV)?;
             let now = now_ms();
             if t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) {
+                return Ok(false);
+            }
+            t.insert(key.as_str(), (exp, value.as_slice()))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn kv_replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
+        self.write(move |tx| {
+            let mut t = tx.open_table(KV)?;
+            let now = now_ms();
+            if !t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) {
                 return Ok(false);
             }
             t.insert(key.as_str(), (exp, value.as_slice()))?;
@@ -519,9 +563,12 @@ impl Store for EmbeddedStore {
                     Some(w) => window_prune(tx, &s.key, w.as_millis() as u64, now)?,
                     None => counter_value(tx, &s.key, now)?,
                 };
-                if used + req.amount > s.limit {
+                // Checked: a sum past i64 (impossible within MAX_AMOUNT) refuses, never wraps.
+                let after = used.checked_add(req.amount);
+                if after.is_none_or(|a| a > s.limit) {
+                    let need = after.map_or(i64::MAX, |a| a - s.limit);
                     let retry_after = match s.window {
-                        Some(w) if req.amount <= s.limit => window_retry(tx, &s.key, w.as_millis() as u64, used + req.amount - s.limit, now)?,
+                        Some(w) if req.amount <= s.limit => window_retry(tx, &s.key, w.as_millis() as u64, need, now)?,
                         _ => None,
                     };
                     // Refused: no claim is written; only the pruning of aged-out window
@@ -553,9 +600,7 @@ impl Store for EmbeddedStore {
 
     async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool> {
         check::key(id)?;
-        if actual < 0 {
-            return Err(StoreError::Invalid("settled amount must not be negative".into()));
-        }
+        check::amount("settled amount", actual)?;
         let id = id.to_string();
         self.write(move |tx| {
             let now = now_ms();

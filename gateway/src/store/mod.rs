@@ -27,7 +27,7 @@ mod embedded;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use redis::RedisStore;
+pub use redis::{Persistence, RedisStore};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -40,6 +40,10 @@ use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most scopes one reservation may touch.
 pub const MAX_SCOPES: usize = 16;
+/// Largest amount one reservation or settlement may carry (2^46, about 7·10^13 — $350 M in
+/// milli-credits). Every sum stays exact on both backends (Redis' Lua counts in doubles,
+/// exact to 2^53) and far from `i64` overflow.
+pub const MAX_AMOUNT: i64 = 1 << 46;
 
 /// What can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +161,9 @@ pub trait Store: Send + Sync + 'static {
     async fn kv_set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
     /// Sets only if absent (or expired). `Ok(true)` if this call set it.
     async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool>;
+    /// Sets only if present (and live): an update that must not bring back what another
+    /// request just deleted (a session touched while it is signed out). `Ok(true)` if set.
+    async fn kv_replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool>;
     /// `Ok(true)` if something was deleted.
     async fn kv_delete(&self, key: &str) -> StoreResult<bool>;
 
@@ -278,6 +285,14 @@ pub(crate) mod check {
         Ok(())
     }
 
+    /// An amount of a reservation or settlement: 0..=[`MAX_AMOUNT`].
+    pub fn amount(what: &str, v: i64) -> StoreResult<()> {
+        if !(0..=MAX_AMOUNT).contains(&v) {
+            return Err(StoreError::Invalid(format!("{what} must be 0..={MAX_AMOUNT}, got {v}")));
+        }
+        Ok(())
+    }
+
     pub fn log(log: &str, limit_or_keep: usize) -> StoreResult<()> {
         key(log)?;
         if limit_or_keep == 0 {
@@ -288,14 +303,15 @@ pub(crate) mod check {
 
     pub fn reserve(req: &ReserveRequest) -> StoreResult<()> {
         key(&req.id)?;
-        if req.amount < 0 {
-            return Err(StoreError::Invalid("reservation amount must not be negative".into()));
-        }
+        amount("reservation amount", req.amount)?;
         if req.scopes.is_empty() || req.scopes.len() > MAX_SCOPES {
             return Err(StoreError::Invalid(format!("a reservation needs 1..={MAX_SCOPES} scopes")));
         }
         for s in &req.scopes {
             key(&s.key)?;
+            if s.limit < 0 {
+                return Err(StoreError::Invalid(format!("scope {} has a negative limit", s.key)));
+            }
             if s.window.is_some_and(|w| w.as_millis() == 0) {
                 return Err(StoreError::Invalid("a window must be at least 1 ms".into()));
             }
@@ -306,6 +322,29 @@ pub(crate) mod check {
             }
         }
         ttl(req.hold_ttl)
+    }
+}
+
+/// The store's epoch: a random id written once, when a deployment first starts on an empty
+/// store. Every instance remembers the epoch it started with; if the key vanishes while it
+/// runs (the store was wiped, or a Redis without persistence restarted), the instance stops
+/// acting on it rather than start over silently with empty budgets and no tasks.
+pub mod epoch {
+    use super::{Store, StoreResult};
+
+    const KEY: &str = "epoch";
+
+    /// The epoch, written now if the store has none. Returns it, and whether it was written.
+    pub async fn claim(store: &dyn Store) -> StoreResult<(String, bool)> {
+        let mine = crate::secret::random_hex(8);
+        let fresh = store.kv_set_nx(KEY, mine.as_bytes(), None).await?;
+        let now = store.kv_get(KEY).await?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or(mine);
+        Ok((now, fresh))
+    }
+
+    /// Whether the store still carries `expected`.
+    pub async fn holds(store: &dyn Store, expected: &str) -> StoreResult<bool> {
+        Ok(store.kv_get(KEY).await?.is_some_and(|b| b == expected.as_bytes()))
     }
 }
 

@@ -249,6 +249,15 @@ impl Scripts {
     }
 }
 
+/// What a Redis server keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// The append-only file is on: every write is logged (what the Control Room needs).
+    pub aof: bool,
+    /// RDB snapshots are on: a crash loses what came after the last snapshot.
+    pub rdb: bool,
+}
+
 /// The Redis-backed [`Store`].
 #[derive(Clone)]
 pub struct RedisStore {
@@ -278,6 +287,19 @@ impl RedisStore {
         let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// What the server keeps on disk (`CONFIG GET appendonly` and `save`). `None` when the
+    /// server does not say (managed services often disable `CONFIG`).
+    pub async fn persistence(&self) -> Option<Persistence> {
+        let mut conn = self.conn();
+        let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).to_owned();
+        let aof: Vec<String> = get("appendonly").query_async(&mut conn).await.ok()?;
+        let save: Vec<String> = get("save").query_async(&mut conn).await.ok()?;
+        Some(Persistence {
+            aof: aof.get(1).is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            rdb: save.get(1).is_some_and(|v| !v.trim().is_empty()),
+        })
     }
 
     fn k(&self, kind: &str, key: &str) -> String {
@@ -357,17 +379,19 @@ impl Store for RedisStore {
         let want = query.page_size();
         let zkey = self.k("ti", &query.driving_index());
         let mut conn = self.conn();
-        let mut upper = match &query.after {
+        // The open end of the scan: newest first reads down from `+`, oldest first up from `-`.
+        let mut from = match &query.after {
             Some(c) => format!("({c}"),
-            None => "+".to_string(),
+            None => if query.oldest_first { "-" } else { "+" }.to_string(),
         };
+        let (command, to) = if query.oldest_first { ("ZRANGEBYLEX", "+") } else { ("ZREVRANGEBYLEX", "-") };
         let mut page = TaskPage::default();
         let mut scanned = 0;
         loop {
-            let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+            let members: Vec<String> = redis::cmd(command)
                 .arg(&zkey)
-                .arg(&upper)
-                .arg("-")
+                .arg(&from)
+                .arg(to)
                 .arg("LIMIT")
                 .arg(0)
                 .arg(LIST_BATCH)
@@ -400,7 +424,7 @@ impl Store for RedisStore {
             if members.len() < LIST_BATCH {
                 return Ok(page);
             }
-            upper = format!("({}", members[members.len() - 1]);
+            from = format!("({}", members[members.len() - 1]);
         }
     }
 
@@ -437,6 +461,19 @@ impl Store for RedisStore {
         check::ttl(ttl)?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.k("kv", key)).arg(value).arg("NX");
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(ms(t));
+        }
+        let set: Option<String> = cmd.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn kv_replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.k("kv", key)).arg(value).arg("XX");
         if let Some(t) = ttl {
             cmd.arg("PX").arg(ms(t));
         }
@@ -535,9 +572,7 @@ impl Store for RedisStore {
 
     async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool> {
         check::key(id)?;
-        if actual < 0 {
-            return Err(StoreError::Invalid("settled amount must not be negative".into()));
-        }
+        check::amount("settled amount", actual)?;
         let n: i64 = self
             .scripts
             .settle

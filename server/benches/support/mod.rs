@@ -24,6 +24,9 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         rate_guard,
         rate_margin,
         alert_webhook: None,
+        // Tests' receivers listen on loopback.
+        outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
+        redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
         sessions: gateway::sessions::SessionPolicy::default(),
     };

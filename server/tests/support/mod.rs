@@ -38,6 +38,9 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         rate_guard: vec![gateway::rate_guard::KIE_DEFAULT],
         rate_margin: Duration::from_millis(50),
         alert_webhook: None,
+        // Tests' receivers listen on loopback.
+        outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
+        redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
         sessions: gateway::sessions::SessionPolicy::default(),
     }
