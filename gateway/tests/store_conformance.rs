@@ -66,6 +66,9 @@ conformance!(
     leases_have_one_holder_and_expire,
     racing_lease_has_one_winner,
     events_reach_subscribers_in_order_across_instances,
+    oldest_first_listing_reaches_every_record_in_order,
+    kv_replace_sets_only_what_exists,
+    amounts_past_the_bound_are_refused_and_sums_stay_exact,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -177,6 +180,69 @@ mod cases {
         // Oversized pages are clamped.
         let big = TaskQuery { limit: 10_000, ..Default::default() };
         assert_eq!(b.store.task_list(&big).await.unwrap().tasks.len(), 120.min(gateway::task::MAX_PAGE));
+    }
+
+    pub async fn oldest_first_listing_reaches_every_record_in_order(b: Backend) {
+        // Deeper than any one scan of the workers (1,000) and than a page (200).
+        let n = 1_100u64;
+        for i in 0..n {
+            let mut t = task(&format!("q{i:04}"), "p", if i % 3 == 0 { "ana" } else { "ben" }, "m", 50_000 + i);
+            if i % 10 == 0 {
+                t.state = TaskState::Success;
+            }
+            assert!(b.store.task_insert(&t).await.unwrap());
+        }
+        let mut seen = Vec::new();
+        let mut q = TaskQuery { state: Some(TaskState::Queued), oldest_first: true, limit: 200, ..Default::default() };
+        loop {
+            let page = b.store.task_list(&q).await.unwrap();
+            seen.extend(page.tasks.iter().map(|t| t.created_ms));
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        let want: Vec<u64> = (0..n).filter(|i| i % 10 != 0).map(|i| 50_000 + i).collect();
+        assert_eq!(seen, want, "oldest first, every queued record once, none missing");
+        // The first page oldest first is the far end of a newest-first listing.
+        let first = b.store.task_list(&TaskQuery { oldest_first: true, limit: 3, ..Default::default() }).await.unwrap();
+        assert_eq!(first.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["q0000", "q0001", "q0002"]);
+    }
+
+    pub async fn kv_replace_sets_only_what_exists(b: Backend) {
+        assert!(!b.store.kv_replace("s", b"touched", Some(Duration::from_secs(5))).await.unwrap(), "absent: nothing set");
+        assert_eq!(b.store.kv_get("s").await.unwrap(), None);
+        b.store.kv_set("s", b"open", Some(Duration::from_secs(5))).await.unwrap();
+        assert!(b.peer.kv_replace("s", b"touched", Some(Duration::from_secs(5))).await.unwrap());
+        assert_eq!(b.store.kv_get("s").await.unwrap().as_deref(), Some(&b"touched"[..]));
+        assert!(b.store.kv_delete("s").await.unwrap());
+        assert!(!b.peer.kv_replace("s", b"again", Some(Duration::from_secs(5))).await.unwrap(), "a deleted key is not brought back");
+        assert_eq!(b.store.kv_get("s").await.unwrap(), None);
+        b.store.kv_set("gone", b"x", Some(Duration::from_millis(50))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!b.store.kv_replace("gone", b"y", None).await.unwrap(), "an expired key is not brought back");
+        assert_eq!(b.store.kv_get("gone").await.unwrap(), None);
+    }
+
+    pub async fn amounts_past_the_bound_are_refused_and_sums_stay_exact(b: Backend) {
+        use gateway::store::MAX_AMOUNT;
+        for amount in [MAX_AMOUNT + 1, i64::MAX, -1, i64::MIN] {
+            assert!(matches!(b.store.reserve(&req("big", amount, vec![scope("total", i64::MAX)])).await, Err(StoreError::Invalid(_))), "{amount}");
+        }
+        assert!(matches!(b.store.reserve(&req("neg", 1, vec![scope("total", -5)])).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.usage(&scope("total", i64::MAX)).await.unwrap(), 0, "a refused request writes nothing");
+        // The largest amounts add up exactly, and a cap holds at its edge.
+        for i in 0..3 {
+            assert_eq!(b.store.reserve(&req(&format!("max{i}"), MAX_AMOUNT, vec![scope("total", i64::MAX)])).await.unwrap(), ReserveOutcome::Reserved);
+        }
+        assert_eq!(b.store.usage(&scope("total", i64::MAX)).await.unwrap(), 3 * MAX_AMOUNT);
+        assert!(matches!(b.store.settle("max0", MAX_AMOUNT + 1).await, Err(StoreError::Invalid(_))));
+        assert!(b.store.settle("max0", MAX_AMOUNT - 1).await.unwrap());
+        assert_eq!(b.store.usage(&scope("total", i64::MAX)).await.unwrap(), 3 * MAX_AMOUNT - 1);
+        let cap = 2 * MAX_AMOUNT;
+        assert_eq!(b.store.reserve(&req("c1", MAX_AMOUNT, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(b.store.reserve(&req("c2", MAX_AMOUNT, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Reserved);
+        assert!(matches!(b.store.reserve(&req("c3", 1, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Refused(r) if r.used == cap && r.limit == cap));
     }
 
     pub async fn task_counts_follow_states(b: Backend) {
@@ -445,6 +511,22 @@ mod cases {
 /// Embedded only: what was written survives a restart, and a second process is refused.
 mod embedded_only {
     use super::*;
+
+    #[tokio::test]
+    async fn expired_rows_are_purged_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open_with(dir.path(), Duration::from_millis(100)).unwrap();
+        for i in 0..50 {
+            s.kv_set(&format!("replay:{i}"), b"x", Some(Duration::from_millis(20))).await.unwrap();
+        }
+        s.kv_set("keep", b"v", None).await.unwrap();
+        assert_eq!(s.kv_rows().await.unwrap(), 51);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Any write gives the purge its turn; nothing else is needed.
+        s.counter_add("tick", 1, None).await.unwrap();
+        assert_eq!(s.kv_rows().await.unwrap(), 1, "expired rows are gone from the file, not only invisible");
+        assert_eq!(s.kv_get("keep").await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
 
     #[tokio::test]
     async fn everything_survives_a_restart() {

@@ -54,7 +54,8 @@ fn take_due(sim: &Sim) -> (Vec<Outgoing>, Duration) {
         let Some(Reverse((_, id))) = w.due.pop() else { break };
         let Some(data) = w.record_json(&id) else { continue };
         let faults = crate::world::World::task_fault_for(&w, &id);
-        if faults.drop_callback {
+        let chance = |percent: u8| percent > 0 && fastrand::u8(0..100) < percent;
+        if faults.drop_callback || chance(faults.drop_callback_percent) {
             w.record("CALLBACK", "(dropped)", 0, Some(id), Some("fault: drop".into()));
             continue;
         }
@@ -73,7 +74,7 @@ fn take_due(sim: &Sim) -> (Vec<Outgoing>, Duration) {
             url,
             body,
             delay: Duration::from_millis(faults.callback_delay_ms + jitter),
-            copies: if faults.duplicate_callback { 2 } else { 1 },
+            copies: if faults.duplicate_callback || chance(faults.duplicate_callback_percent) { 2 } else { 1 },
             wrong_signature: faults.wrong_signature,
             retries: w.settings.callback_retries,
             timeout: Duration::from_millis(w.settings.callback_timeout_ms),

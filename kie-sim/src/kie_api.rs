@@ -99,7 +99,9 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         return refuse(&mut w, code, msg);
     }
     let (limit, span) = (w.settings.rate_limit, Duration::from_millis(w.settings.rate_window_ms));
-    let price_milli = (prices::price(model, &input) * 1000.0).round() as i64;
+    // KIE's real charge can differ from any published price: `charge_percent` scales it.
+    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    let price_milli = (prices::price(model, &input) * 10.0 * percent).round() as i64;
     let Some(acct) = w.accounts.get_mut(&key) else { return refuse(&mut w, 401, "You do not have access permissions") };
     if !World::admit(&mut acct.creates, limit, span) {
         return refuse(&mut w, 429, "Too many requests: at most 20 new generation requests per 10 seconds; this one was rejected");
@@ -142,6 +144,14 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         w.due.push(std::cmp::Reverse((due, id.clone())));
     }
     w.insert_task(task);
+    if w.faults.gateway_error_count > 0 {
+        // The task exists and is charged; only the answer is lost behind a failing gateway.
+        w.faults.gateway_error_count -= 1;
+        w.record("POST", PATH, 502, Some(id.clone()), Some("fault: bare 502 after creating".into()));
+        drop(w);
+        sim.wake_dispatcher();
+        return (axum::http::StatusCode::BAD_GATEWAY, "<html><body>502 Bad Gateway</body></html>").into_response();
+    }
     w.record("POST", PATH, 200, Some(id.clone()), None);
     drop(w);
     sim.wake_dispatcher();

@@ -122,6 +122,17 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Send error bodies with HTTP 200 (KIE sometimes does: clients must read the body code).
     pub errors_as_http_200: bool,
+    /// Charge this percentage of the model's price (KIE's `creditsConsumed` is the truth; a
+    /// catalog's estimate can be off). `None`: 100.
+    pub charge_percent: Option<u32>,
+    /// Answer the next `gateway_error_count` createTask calls with a bare HTTP 502 and no
+    /// KIE envelope, as a failing gateway in front of KIE would — after creating the task
+    /// (the request got through; only the answer was lost).
+    pub gateway_error_count: u32,
+    /// Drop this share (0–100) of callbacks, chosen at random per task.
+    pub drop_callback_percent: u8,
+    /// Send this share (0–100) of callbacks twice, chosen at random per task.
+    pub duplicate_callback_percent: u8,
 }
 
 impl Faults {

@@ -70,6 +70,7 @@ pub struct EmbeddedStore {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>>,
     /// When expired rows were last purged (Unix ms).
     last_purge: Arc<AtomicU64>,
+    purge_every: Duration,
 }
 
 fn fail(e: impl std::fmt::Display) -> StoreError {
@@ -92,6 +93,11 @@ impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`. Fails clearly if the directory cannot be
     /// written or another process holds the database.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with(dir, PURGE_EVERY)
+    }
+
+    /// [`EmbeddedStore::open`] with expired rows purged every `purge_every` while running.
+    pub fn open_with(dir: &Path, purge_every: Duration) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|e| match e {
@@ -101,7 +107,7 @@ impl EmbeddedStore {
             )),
             other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
-        let store = EmbeddedStore { db: Arc::new(db), channels: Arc::default(), last_purge: Arc::new(AtomicU64::new(now_ms())) };
+        let store = EmbeddedStore { db: Arc::new(db), channels: Arc::default(), last_purge: Arc::new(AtomicU64::new(now_ms())), purge_every };
         store.write_sync(|tx| {
             // Create every table up front so that readers never meet a missing one.
             tx.open_table(TASKS)?;
@@ -129,12 +135,12 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// While running, expired rows are purged every [`PURGE_EVERY`], after a write (one
+    /// While running, expired rows are purged every `purge_every` (10 minutes), after a write (one
     /// writer wins the turn; the others go on).
     fn purge_if_due(&self) {
         let now = now_ms();
         let last = self.last_purge.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < PURGE_EVERY.as_millis() as u64
+        if now.saturating_sub(last) < self.purge_every.as_millis() as u64
             || self.last_purge.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
         {
             return;
@@ -165,6 +171,11 @@ impl EmbeddedStore {
         })
         .await
         .map_err(fail)?
+    }
+
+    /// Rows in the key/value table, live or expired but not yet purged (diagnostics, tests).
+    pub async fn kv_rows(&self) -> StoreResult<u64> {
+        self.read(|tx| Ok(tx.open_table(KV)?.len()?)).await
     }
 
     /// Drops expired key/values, counters, holds and leases (they are already invisible;

@@ -1,0 +1,279 @@
+//! The lifecycle's workers under depth and faults, against kie-sim over real HTTP and a real
+//! Redis: dispatch from the oldest at any depth, the give-up counted from the send, retries
+//! that end, an ambiguous answer left in doubt and never resent, one rate slot per attempt,
+//! relay callbacks that a dead receiver cannot hold up, and one `recordInfo` window for every
+//! caller on every instance.
+
+use gateway::kie::{ClientOptions, KieClient};
+use gateway::lifecycle::poller::PollState;
+use gateway::outbound::OutboundPolicy;
+use gateway::store::Scope;
+use gateway::task::{TaskQuery, TaskState};
+use gateway::{Lifecycle, LifecycleOptions, RedisStore, Secret, Store, TaskRecord};
+use kie_sim::{Schedule, Settings, Sim};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEY: &str = "lifecycle-test-key";
+
+async fn sim(settings: Settings) -> (Sim, String) {
+    let sim = Sim::new(settings);
+    sim.add_account(KEY, 1_000_000.0, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(listener, std::future::pending()));
+    (sim, base)
+}
+
+fn fast() -> Settings {
+    Settings { schedule: Schedule { waiting_ms: 200, queuing_ms: 200, generating_ms: 400 }, ..Default::default() }
+}
+
+async fn redis() -> Arc<dyn Store> {
+    Arc::new(RedisStore::connect(&testkit::redis_url(), &format!("{}:", testkit::unique("lc"))).await.unwrap())
+}
+
+fn lifecycle(store: Arc<dyn Store>, base: &str, opts: LifecycleOptions) -> Lifecycle {
+    let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() }).unwrap();
+    Lifecycle::new(store, Some(kie), Arc::new(gateway::catalog::Catalog::builtin()), opts)
+}
+
+fn opts() -> LifecycleOptions {
+    LifecycleOptions { outbound: OutboundPolicy::parse("127.0.0.1").unwrap(), tick: Duration::from_millis(100), ..Default::default() }
+}
+
+async fn submit(lc: &Lifecycle, owner: &str, prompt: &str) -> TaskRecord {
+    let s = gateway::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None };
+    lc.submit(s).await.unwrap()
+}
+
+async fn get(store: &Arc<dyn Store>, id: &str) -> TaskRecord {
+    store.task_get(id).await.unwrap().unwrap()
+}
+
+async fn sim_log(base: &str) -> Vec<Value> {
+    let log: Value = reqwest::get(format!("{base}/_sim/log?limit=100000")).await.unwrap().json().await.unwrap();
+    log["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_drains_from_its_oldest_task_at_any_depth() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &base, opts());
+    let mut all = Vec::new();
+    for i in 0..1_100 {
+        all.push(submit(&lc, "ana", &format!("shot {i}")).await);
+    }
+    all.sort_by_key(|t| t.index_member());
+    lc.dispatch_round().await.unwrap();
+    let mut sent = Vec::new();
+    for t in &all {
+        if get(&store, &t.id).await.state != TaskState::Queued {
+            sent.push(t.id.clone());
+        }
+    }
+    let oldest: Vec<String> = all[..20].iter().map(|t| t.id.clone()).collect();
+    assert_eq!(sent, oldest, "the first window sends the 20 oldest of 1,100 queued tasks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_doubt_gives_up_from_the_send_and_a_bare_502_is_never_resent() {
+    let (sim, base) = sim(fast()).await;
+    sim.world().faults.gateway_error_count = 1;
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &base, LifecycleOptions { give_up_after: Duration::from_secs(2), ..opts() });
+    let t = submit(&lc, "ana", "behind a failing gateway").await;
+    // It waited in the queue far longer than the give-up time before it left.
+    let mut old = get(&store, &t.id).await;
+    old.created_ms -= 3_600_000;
+    store.task_update(&old).await.unwrap();
+    lc.dispatch_round().await.unwrap();
+    let t = get(&store, &t.id).await;
+    assert!(t.in_doubt(), "a 502 without KIE's envelope may hide a created task: in doubt ({:?})", t.note);
+    assert_eq!(t.dispatch.attempts, 1);
+    // The sweep does not give up yet: the give-up counts from the send, not from the queue.
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+    assert_eq!(get(&store, &t.id).await.state, TaskState::Queued, "not expired: it left {} ms ago", gateway::store::now_ms() - t.dispatch.sending_since_ms.unwrap());
+    for _ in 0..3 {
+        lc.dispatch_round().await.unwrap();
+    }
+    let creates = sim_log(&base).await.into_iter().filter(|e| e["path"] == "/api/v1/jobs/createTask").count();
+    assert_eq!(creates, 1, "never resent");
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+    let t = get(&store, &t.id).await;
+    assert_eq!(t.state, TaskState::Expired, "given up 2 s after the send");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_kie_keeps_giving_end_in_a_failure_that_says_so() {
+    let (sim, base) = sim(fast()).await;
+    {
+        let mut w = sim.world();
+        w.faults.create_error_code = Some(455);
+        w.faults.create_error_count = 1_000;
+    }
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &base, LifecycleOptions { give_up_after: Duration::from_secs(1), ..opts() });
+    let t = submit(&lc, "ana", "during maintenance").await;
+    lc.dispatch_round().await.unwrap();
+    let first = get(&store, &t.id).await;
+    assert_eq!(first.state, TaskState::Queued, "a 455 is retried: {:?}", first.note);
+    assert!(first.dispatch.next_attempt_ms > gateway::store::now_ms(), "with a backoff");
+    tokio::time::sleep(Duration::from_millis(first.dispatch.next_attempt_ms.saturating_sub(gateway::store::now_ms()) + 100)).await;
+    lc.dispatch_round().await.unwrap();
+    let t = get(&store, &t.id).await;
+    assert_eq!(t.state, TaskState::Fail, "past the give-up time a refusal fails the task: {:?}", t.note);
+    let msg = t.fail_msg.unwrap_or_default();
+    assert!(msg.contains("455") && msg.contains("gave up after 2 attempts"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_connection_is_resent_only_with_a_new_rate_slot() {
+    // Nothing listens there: every attempt is refused before reaching anyone.
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port());
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &closed, opts());
+    let window = || Scope { key: "rate:kie:requests:10000".into(), limit: 20, window: Some(Duration::from_millis(10_050)) };
+    let t = submit(&lc, "ana", "nobody home").await;
+    lc.dispatch_round().await.unwrap();
+    let after_one = get(&store, &t.id).await;
+    assert_eq!((after_one.dispatch.attempts, store.usage(&window()).await.unwrap()), (1, 1), "one attempt, one slot");
+    tokio::time::sleep(Duration::from_millis(after_one.dispatch.next_attempt_ms.saturating_sub(gateway::store::now_ms()) + 100)).await;
+    lc.dispatch_round().await.unwrap();
+    let after_two = get(&store, &t.id).await;
+    assert_eq!((after_two.dispatch.attempts, store.usage(&window()).await.unwrap()), (2, 2), "the resend took its own slot");
+}
+
+/// A receiver that accepts connections and never answers.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    url
+}
+
+/// A receiver that answers 200 and reports each body it got.
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+/// A task that ended with a relay callback still to deliver to `url`.
+async fn ended_with_callback(lc: &Lifecycle, store: &Arc<dyn Store>, url: &str, n: u64) -> String {
+    let s = gateway::lifecycle::Submission {
+        owner: "key:farm".into(),
+        project: "p".into(),
+        model: "google/imagen4-fast".into(),
+        input: json!({"prompt": format!("delivery {n}")}),
+        relay_callback: Some((url.to_string(), "no-such-key".into())),
+        retry_of: None,
+    };
+    let t = lc.submit(s).await.unwrap();
+    let mut t = get(store, &t.id).await;
+    t.state = TaskState::Success;
+    t.finished_ms = Some(gateway::store::now_ms());
+    store.task_update(&t).await.unwrap();
+    t.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_receiver_does_not_hold_up_another_projects_callbacks() {
+    let (_sim, base) = sim(fast()).await;
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &base, opts());
+    let dead = black_hole().await;
+    for n in 0..12 {
+        ended_with_callback(&lc, &store, &dead, n).await;
+    }
+    let (good, mut got) = receiver().await;
+    let id = ended_with_callback(&lc, &store, &good, 99).await;
+    let started = std::time::Instant::now();
+    lc.delivery_round().await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(3), got.recv()).await.expect("delivered while the dead receiver hangs").unwrap();
+    assert_eq!(body["data"]["taskId"], id.as_str());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The good one is recorded delivered; the dead receiver's are still pending, none given up.
+    let mut pending = usize::MAX;
+    for _ in 0..40 {
+        pending = store.task_list(&TaskQuery { delivery_pending: true, limit: 200, ..Default::default() }).await.unwrap().tasks.len();
+        if pending == 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_record_info_of_every_instance_shares_one_window() {
+    let (_sim, base) = sim(Settings { schedule: Schedule { waiting_ms: 1_500, queuing_ms: 1_500, generating_ms: 3_000 }, ..Default::default() }).await;
+    let store = redis().await;
+    let lcs: Vec<Lifecycle> = (0..3).map(|_| lifecycle(store.clone(), &base, opts())).collect();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(submit(&lcs[i % 3], "ana", &format!("followed {i}")).await);
+    }
+    lcs[0].dispatch_round().await.unwrap();
+    let ids: Vec<(String, String)> = {
+        let mut v = Vec::new();
+        for t in &tasks {
+            let t = get(&store, &t.id).await;
+            v.push((t.callback_token.clone(), t.kie_task_id.clone().expect("sent")));
+        }
+        v
+    };
+    // For 4 s: the poller on one instance, and every task's "callback" arriving at the other
+    // two over and over (as duplicates and lost-then-retried callbacks do).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut jobs = Vec::new();
+    let poller = lcs[0].clone();
+    jobs.push(tokio::spawn(async move {
+        let mut ps = PollState::default();
+        while tokio::time::Instant::now() < deadline {
+            poller.poll_round(&mut ps, false).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }));
+    for lc in &lcs[1..] {
+        for (token, kie_id) in ids.clone() {
+            let lc = lc.clone();
+            jobs.push(tokio::spawn(async move {
+                let body = json!({"code": 200, "msg": "ok", "data": {"taskId": kie_id, "state": "success"}}).to_string();
+                while tokio::time::Instant::now() < deadline {
+                    let _ = lc.on_callback(&token, None, None, body.as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+    }
+    for j in jobs {
+        j.await.unwrap();
+    }
+    let reads: Vec<u64> = sim_log(&base).await.into_iter().filter(|e| e["path"] == "/api/v1/jobs/recordInfo").map(|e| e["at_ms"].as_u64().unwrap()).collect();
+    let limited = sim_log(&base).await.into_iter().filter(|e| e["path"] == "/api/v1/jobs/recordInfo" && e["code"] == 429).count();
+    assert!(reads.len() > 20, "the test made them ask: {}", reads.len());
+    assert_eq!(limited, 0, "KIE never answered 429 to recordInfo");
+    let busiest = reads.iter().map(|&start| reads.iter().filter(|&&t| t >= start && t < start + 1_000).count()).max().unwrap_or(0);
+    assert!(busiest <= 10, "at most 10 recordInfo in any second, by KIE's clock: {busiest}");
+}
