@@ -86,8 +86,12 @@ pub fn scratch_dir(label: &str) -> std::path::PathBuf {
 /// `redis-server` as production should run it: the append-only file on (every write logged
 /// before it is answered; fsync every second), no RDB snapshots, in `dir`, on loopback.
 fn redis_command(port: u16, dir: &std::path::Path) -> Command {
+    redis_command_with(port, dir, true)
+}
+
+fn redis_command_with(port: u16, dir: &std::path::Path, aof: bool) -> Command {
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", if aof { "yes" } else { "no" }, "--appendfsync", "everysec"])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -102,18 +106,29 @@ pub struct RedisServer {
     child: std::process::Child,
     pub port: u16,
     dir: std::path::PathBuf,
+    aof: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = free_port();
-        let dir = scratch_dir(&format!("redis-{port}"));
-        let child = Self::spawn(port, &dir);
-        RedisServer { child, port, dir }
+        Self::start_with(true)
     }
 
-    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
-        let child = redis_command(port, dir)
+    /// One that keeps nothing on disk, as a misconfigured production Redis would (to test
+    /// that the console refuses it).
+    pub fn start_ephemeral() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    fn start_with(aof: bool) -> RedisServer {
+        let port = free_port();
+        let dir = scratch_dir(&format!("redis-{port}"));
+        let child = Self::spawn(port, &dir, aof);
+        RedisServer { child, port, dir, aof }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path, aof: bool) -> std::process::Child {
+        let child = redis_command_with(port, dir, aof)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -137,7 +152,7 @@ impl RedisServer {
     /// Starts it again on the same port and folder, from its append-only file.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(self.port, &self.dir);
+        self.child = Self::spawn(self.port, &self.dir, self.aof);
     }
 
     pub fn stop(&mut self) {

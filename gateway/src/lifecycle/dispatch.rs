@@ -27,6 +27,8 @@ const MAX_ROUND: usize = 1000;
 /// Attempts at `createTask` before a task KIE keeps refusing (429, 455, 5xx, refused
 /// connections) fails; it also fails once it has waited the give-up time.
 pub const MAX_SEND_ATTEMPTS: u32 = 10;
+/// How often recording KIE's answer is tried while the store does not answer (about 2 min).
+const RECORD_TRIES: u32 = 30;
 /// Longest wait between retries of one task.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A claimed task is this instance's for this long (longer than a `createTask` can take).
@@ -40,7 +42,7 @@ const COOLDOWN_AFTER_429: Duration = Duration::from_secs(2);
 const MAX_HOLD: Duration = Duration::from_secs(2);
 
 pub(super) async fn run(lc: Lifecycle) {
-    loop {
+    while !lc.stopping() {
         match lc.dispatch_round().await {
             // The rate guard is full: new submissions cannot go sooner, so only time wakes it.
             Ok(Round { wait, rate_guard_full: true }) => tokio::time::sleep(wait).await,
@@ -88,6 +90,9 @@ impl Lifecycle {
         let mut wait = tick;
         let listed = tokio::time::Instant::now();
         for t in self.fair_queue(MAX_ROUND).await? {
+            if self.stopping() {
+                break;
+            }
             if t.budget_pending {
                 self.resolve_budget_pending(&t).await?;
                 continue;
@@ -155,11 +160,25 @@ impl Lifecycle {
         };
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
         let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
-        self.note_served(&task.owner).await?;
-        match answer {
-            Ok(kie_id) => self.record_accepted(id, &kie_id).await?,
-            Err(e) => self.record_refused(id, &e).await?,
+        // KIE's answer is known only here: keep trying to record it while the store is out
+        // (a Redis restart), rather than leave a task KIE took in doubt.
+        let mut tries = 0u32;
+        loop {
+            let recorded = match &answer {
+                Ok(kie_id) => self.record_accepted(id, kie_id).await,
+                Err(e) => self.record_refused(id, e).await,
+            };
+            match recorded {
+                Ok(()) => break,
+                Err(e) if tries < RECORD_TRIES => {
+                    tries += 1;
+                    tracing::warn!(task = %id, error = %e, "cannot record KIE's answer yet; trying again");
+                    tokio::time::sleep(backoff(Duration::from_millis(200), tries, Duration::from_secs(5))).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        self.note_served(&task.owner).await?;
         Ok(if waited { Sent::DoneAfterWait } else { Sent::Done })
     }
 

@@ -113,6 +113,9 @@ struct Inner {
     deliveries: delivery::Deliveries,
     /// Set when the store lost its epoch (wiped): nothing is dispatched, polled or delivered.
     halted: std::sync::atomic::AtomicBool,
+    /// Set when the workers are asked to stop: the dispatcher finishes the send under way
+    /// (and records KIE's answer) instead of being cut off in the middle of it.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The lifecycle of every task; cheap to clone.
@@ -134,6 +137,7 @@ impl Lifecycle {
             outbound,
             deliveries: Default::default(),
             halted: Default::default(),
+            stopping: Default::default(),
         }))
     }
 
@@ -236,15 +240,23 @@ impl Lifecycle {
 
     /// Starts the dispatcher, poller and delivery workers; they stop when the handle drops.
     pub fn spawn_workers(&self) -> Workers {
+        self.0.stopping.store(false, std::sync::atomic::Ordering::Relaxed);
         let handles = vec![
-            tokio::spawn(dispatch::run(self.clone())),
             tokio::spawn(poller::run(self.clone())),
             tokio::spawn(delivery::run(self.clone())),
             tokio::spawn(watch_epoch(self.clone())),
         ];
-        Workers(handles)
+        Workers { lifecycle: self.clone(), dispatcher: Some(tokio::spawn(dispatch::run(self.clone()))), others: handles }
+    }
+
+    /// Whether the workers were asked to stop.
+    pub(crate) fn stopping(&self) -> bool {
+        self.0.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// How long a stop waits for the dispatcher to finish the send under way.
+const DISPATCH_DRAIN: Duration = Duration::from_secs(10);
 
 /// How often the store's epoch is checked.
 const EPOCH_CHECK: Duration = Duration::from_secs(2);
@@ -259,12 +271,26 @@ async fn watch_epoch(lc: Lifecycle) {
 }
 
 /// The background workers of one instance; dropping this stops them.
-pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
+pub struct Workers {
+    lifecycle: Lifecycle,
+    dispatcher: Option<tokio::task::JoinHandle<()>>,
+    others: Vec<tokio::task::JoinHandle<()>>,
+}
 
 impl Workers {
-    /// Stops every worker and waits until each has let go of what it held.
+    /// Stops every worker and waits until each has let go of what it held. The dispatcher
+    /// first finishes the `createTask` under way and records its answer (at most
+    /// [`DISPATCH_DRAIN`]), so a restart leaves no task in doubt that need not be.
     pub async fn stop(mut self) {
-        for h in std::mem::take(&mut self.0) {
+        self.lifecycle.0.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.lifecycle.0.wake_dispatcher.notify_one();
+        if let Some(mut d) = self.dispatcher.take()
+            && tokio::time::timeout(DISPATCH_DRAIN, &mut d).await.is_err()
+        {
+            d.abort();
+            let _ = d.await;
+        }
+        for h in std::mem::take(&mut self.others) {
             h.abort();
             let _ = h.await;
         }
@@ -273,7 +299,7 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for h in &self.0 {
+        for h in self.dispatcher.iter().chain(&self.others) {
             h.abort();
         }
     }
