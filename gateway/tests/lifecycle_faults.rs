@@ -277,3 +277,34 @@ async fn every_record_info_of_every_instance_shares_one_window() {
     let busiest = reads.iter().map(|&start| reads.iter().filter(|&&t| t >= start && t < start + 1_000).count()).max().unwrap_or(0);
     assert!(busiest <= 10, "at most 10 recordInfo in any second, by KIE's clock: {busiest}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ended_tasks_past_their_retention_are_deleted_and_nothing_else() {
+    let (_sim, base) = sim(fast()).await;
+    let store = redis().await;
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let lc = lifecycle(store.clone(), &base, LifecycleOptions { task_retention: Some(week), ..opts() });
+    let day = 24 * 3600 * 1000;
+    let now = gateway::store::now_ms();
+    // (created, ended, state, callback pending) → kept?
+    let cases = [
+        ("old-ended", now - 11 * day, Some(now - 10 * day), TaskState::Success, false, false),
+        ("old-failed", now - 9 * day, Some(now - 8 * day), TaskState::Fail, false, false),
+        ("recent-ended", now - 2 * day, Some(now - day), TaskState::Success, false, true),
+        ("old-running", now - 10 * day, None, TaskState::Generating, false, true),
+        ("old-undelivered", now - 10 * day, Some(now - 9 * day), TaskState::Success, true, true),
+    ];
+    for (id, created, ended, state, pending, _) in cases {
+        let mut t = TaskRecord::new(id, "ana", "p", "google/imagen4-fast", created);
+        t.state = state;
+        t.finished_ms = ended;
+        if pending {
+            t.relay_callback = Some(gateway::task::RelayCallback { url: "http://127.0.0.1:9/hook".into(), key_id: "k".into(), ..Default::default() });
+        }
+        assert!(store.task_insert(&t).await.unwrap());
+    }
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+    for (id, .., kept) in cases {
+        assert_eq!(store.task_get(id).await.unwrap().is_some(), kept, "{id}");
+    }
+}

@@ -279,6 +279,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
+
+        /// Whatever `next` holds, the browser is sent to `/` or to a plain path of this
+        /// console: one leading `/`, no `//`, no `\\`, no control character.
+        #[test]
+        fn next_never_leaves_the_console(next in "(/|\\\\|\\PC|[\\t\\n\\r\\x00\\x7f]|%09|//){0,12}") {
+            let p = local_path(&next);
+            proptest::prop_assert!(p == "/" || (p.starts_with('/') && !p.contains("//") && !p.contains('\\') && !p.chars().any(char::is_control)), "{next:?} -> {p:?}");
+            let resolved = url::Url::parse("https://console.example.test/").and_then(|b| b.join(&p.replace(['\t', '\n', '\r'], ""))).map(|u| u.host_str().map(str::to_string));
+            proptest::prop_assert_eq!(resolved, Ok(Some("console.example.test".to_string())), "{:?} leaves the console", next);
+        }
+
+        /// The sign-in form parses any body without a panic, and what it parses is bounded
+        /// by the handler's checks.
+        #[test]
+        fn the_sign_in_form_parses_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = serde_urlencoded::from_bytes::<SignInForm>(&body);
+        }
+    }
+
     #[test]
     fn cookie_is_found_among_others() {
         let h = headers(&[(header::COOKIE, "a=1; cr_session=abc123; b=2")]);

@@ -85,6 +85,9 @@ pub struct Cli {
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
     pub give_up_minutes: u64,
+    /// Ended tasks are deleted this many days after they ended (0: kept for good).
+    #[arg(long, env = "TASK_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    pub task_retention_days: u64,
     /// A browser session ends after this many minutes without a request.
     #[arg(long, env = "SESSION_IDLE_MINUTES", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub session_idle_minutes: u64,
@@ -207,6 +210,8 @@ pub struct Config {
     /// `REDIS_ALLOW_EPHEMERAL`.
     pub redis_allow_ephemeral: bool,
     pub give_up_after: std::time::Duration,
+    /// `TASK_RETENTION_DAYS` (`None`: kept for good).
+    pub task_retention: Option<std::time::Duration>,
     pub sessions: gateway::sessions::SessionPolicy,
 }
 
@@ -318,6 +323,7 @@ impl Config {
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
             redis_allow_ephemeral: cli.redis_allow_ephemeral,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
+            task_retention: (cli.task_retention_days > 0).then(|| std::time::Duration::from_secs(cli.task_retention_days * 24 * 3600)),
             sessions: gateway::sessions::SessionPolicy {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),

@@ -279,6 +279,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         outbound: config.outbound.clone(),
         epoch: Some(epoch),
+        task_retention: config.task_retention,
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);

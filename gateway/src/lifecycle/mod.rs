@@ -77,6 +77,9 @@ pub struct LifecycleOptions {
     pub tick: Duration,
     /// This instance's name in leases.
     pub instance: String,
+    /// `TASK_RETENTION_DAYS`: ended tasks are deleted this long after they ended (`None`:
+    /// kept for good). A task whose relay callback is still to deliver is kept.
+    pub task_retention: Option<Duration>,
     /// The store's epoch this instance started with ([`crate::store::epoch`]): if it
     /// vanishes while running, every worker stops and submissions are refused.
     pub epoch: Option<String>,
@@ -96,6 +99,7 @@ impl Default for LifecycleOptions {
             tick: Duration::from_millis(500),
             instance: format!("instance-{}", crate::secret::random_hex(4)),
             epoch: None,
+            task_retention: None,
         }
     }
 }

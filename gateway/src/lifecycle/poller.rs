@@ -2,6 +2,8 @@
 //! schedule (every 2–3 s for the first 30 s, 5–10 s until 2 minutes, then 15–30 s), and ends
 //! tasks that passed the give-up time as `expired`.
 //!
+//! With `TASK_RETENTION_DAYS` set, its sweep also deletes ended tasks past their retention.
+//!
 //! One instance polls at a time (the `poller` lease), so no task is polled twice; its calls
 //! and the callbacks' confirmations share one `recordInfo` window in the store, so all
 //! instances together stay under KIE's 10 per second. It polls on the schedule whether or not
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use super::Lifecycle;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{FailClass, TaskRecord, TaskState};
+use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
 
 const LEASE: &str = "poller";
 /// How often queued tasks are checked for a submission in doubt past the give-up time (a
@@ -40,6 +42,8 @@ pub struct PollState {
     next: HashMap<String, u64>,
     /// Where each state's scan goes on, so a backlog larger than one round is reached in turn.
     cursors: HashMap<TaskState, String>,
+    /// Where the retention sweep goes on.
+    purge_cursor: Option<String>,
 }
 
 pub(super) async fn run(lc: Lifecycle) {
@@ -125,6 +129,30 @@ impl Lifecycle {
         // Entries long past due belong to tasks that ended (or are due anyway): forget them.
         let now = now_ms();
         ps.next.retain(|_, at| at.saturating_add(120_000) > now);
+        if sweep {
+            self.purge_ended(ps).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes ended tasks past `TASK_RETENTION_DAYS`, oldest first, a page per sweep (its
+    /// cursor carries on from sweep to sweep, so every record is reached in turn).
+    async fn purge_ended(&self, ps: &mut PollState) -> StoreResult<()> {
+        let Some(keep) = self.0.opts.task_retention else { return Ok(()) };
+        let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
+        let q = TaskQuery { oldest_first: true, after: ps.purge_cursor.take(), limit: crate::task::MAX_PAGE, ..Default::default() };
+        let page = self.0.store.task_list(&q).await?;
+        for t in &page.tasks {
+            if t.created_ms >= cutoff {
+                // Everything after this one is younger still: start again from the oldest.
+                return Ok(());
+            }
+            let ended_long_ago = t.state.is_terminal() && t.finished_ms.unwrap_or(t.updated_ms) < cutoff && !t.delivery_pending();
+            if ended_long_ago && self.0.store.task_delete(&t.id, t.version).await? {
+                tracing::debug!(task = %t.id, "ended task past its retention deleted");
+            }
+        }
+        ps.purge_cursor = page.next;
         Ok(())
     }
 

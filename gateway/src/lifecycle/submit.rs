@@ -5,7 +5,9 @@
 //!
 //! With cost rules, the record is written *budget pending* (the dispatcher leaves it alone)
 //! before the reservation, then cleared, so a crash between any two steps is resolved:
-//! - refused: the record is deleted, so a refused submission leaves nothing;
+//! - refused, or the store failed: the record is deleted (retried for a few seconds), so a
+//!   refused submission leaves nothing; if it cannot be deleted the caller is told the task
+//!   may still run ([`SubmitError::InDoubt`]) rather than "nothing was recorded";
 //! - the instance stopped before finishing: the dispatcher, seeing a pending record older
 //!   than [`PENDING_GRACE`], reserves again (idempotent, keyed by the task) and clears it, or
 //!   fails it as "Over budget".
@@ -21,6 +23,9 @@ use crate::task::{FailClass, RelayCallback, TaskRecord, TaskState};
 
 /// How old a budget-pending record must be before the dispatcher takes it as abandoned.
 pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Attempts at taking back a submission the store failed half-way (every 250 ms).
+const TAKE_BACK_TRIES: u32 = 12;
 
 /// Longest relay `callBackUrl` accepted.
 pub const MAX_CALLBACK_URL: usize = 2048;
@@ -60,6 +65,11 @@ pub enum SubmitError {
     Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store failed after the record was written and the record could not be taken
+    /// back: the task may still run (the dispatcher resolves it). Look it up before
+    /// submitting again.
+    #[error("The store failed while task {0} was being submitted, and the task may still run: look it up (recordInfo) before submitting it again.")]
+    InDoubt(String),
 }
 
 impl SubmitError {
@@ -72,7 +82,7 @@ impl SubmitError {
             SubmitError::NotRetryable(..) => 409,
             SubmitError::OverBudget(_) => 402,
             SubmitError::Forbidden(_) => 403,
-            SubmitError::NotConfigured | SubmitError::Store(_) => 503,
+            SubmitError::NotConfigured | SubmitError::Store(_) | SubmitError::InDoubt(_) => 503,
         }
     }
 
@@ -169,17 +179,21 @@ impl Lifecycle {
             return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into());
         }
         if t.budget_pending {
-            match budget::reserve(self.0.store.as_ref(), &rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
-                Ok(()) => t = self.clear_budget_pending(&t.id).await?.unwrap_or(t),
+            // From here the record exists: a refusal or a store failure takes it back, and if
+            // even that cannot be done the caller is told the task may still run.
+            let reserved = match budget::reserve(self.0.store.as_ref(), &rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
+                Ok(()) => self.clear_budget_pending(&t.id).await.map_err(SubmitError::Store),
+                Err(BudgetError::Refused(msg)) => Err(SubmitError::OverBudget(msg)),
+                Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => Err(SubmitError::Invalid(msg)),
+                Err(BudgetError::Store(e)) => Err(SubmitError::Store(e)),
+            };
+            match reserved {
+                Ok(cleared) => t = cleared.unwrap_or(t),
                 Err(e) => {
-                    // Take the submission back; if even that fails, the dispatcher resolves it.
-                    if self.0.store.task_delete(&t.id, t.version).await.unwrap_or(false) {
-                        let _ = self.0.store.kv_delete(&token_key(&t.callback_token)).await;
-                    }
+                    let taken_back = self.take_back(&t).await;
                     return Err(match e {
-                        BudgetError::Refused(msg) => SubmitError::OverBudget(msg),
-                        BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => SubmitError::Invalid(msg),
-                        BudgetError::Store(e) => SubmitError::Store(e),
+                        SubmitError::Store(_) if !taken_back => SubmitError::InDoubt(t.id),
+                        other => other,
                     });
                 }
             }
@@ -190,6 +204,31 @@ impl Lifecycle {
         tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %t.owner, "task recorded");
         self.0.wake_dispatcher.notify_one();
         Ok(t)
+    }
+
+    /// Takes back a submission that was written but not admitted: deletes the record (at the
+    /// version written, so a record the dispatcher already moved on is left alone), then
+    /// releases any hold it took. Tried for a few seconds, so a store that blinks (a Redis
+    /// restart) does not leave it behind. `true` if it is gone.
+    async fn take_back(&self, t: &TaskRecord) -> bool {
+        for attempt in 0..TAKE_BACK_TRIES {
+            let gone = async {
+                let gone = self.0.store.task_delete(&t.id, t.version).await? || self.0.store.task_get(&t.id).await?.is_none();
+                if gone {
+                    // Only once the record is gone: a task that may still run keeps its hold.
+                    budget::settle(self.0.store.as_ref(), &t.id, crate::Credits::ZERO).await?;
+                    let _ = self.0.store.kv_delete(&token_key(&t.callback_token)).await;
+                }
+                Ok::<_, StoreError>(gone)
+            }
+            .await;
+            match gone {
+                Ok(gone) => return gone,
+                Err(e) => tracing::warn!(task = %t.id, error = %e, attempt, "cannot take back a refused submission yet"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        false
     }
 
     async fn clear_budget_pending(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {

@@ -28,6 +28,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
         redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
+        task_retention: None,
         sessions: gateway::sessions::SessionPolicy::default(),
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));

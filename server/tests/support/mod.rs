@@ -42,6 +42,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
         redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
+        task_retention: None,
         sessions: gateway::sessions::SessionPolicy::default(),
     }
 }
