@@ -11,8 +11,12 @@
 //! - [`secret`] — [`Secret`], a string that never prints; `random_hex` for ids, tokens, keys.
 //! - [`kie`] — the KIE client: wire types, typed errors, callback signatures, one adapter per
 //!   API family.
+//! - [`outbound`] — the one vetted client for every request a user or a setting can aim
+//!   (relay callbacks, webhooks): public addresses only (`OUTBOUND_ALLOW` for exceptions),
+//!   pinned to the vetted address, no redirects, bounded.
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, append-only
-//!   logs, leases, publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`].
+//!   logs, leases, publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`];
+//!   the store's epoch, which tells a wiped store from a new one.
 //! - [`catalog`] — the models the Control Room accepts, their inputs and price rules.
 //! - [`budget`] — cost rules: per job, per rolling day and in total, for the team, a project
 //!   or a person; reservations at submit, settlement when a task ends, alerts.
