@@ -40,7 +40,24 @@ pub struct TaskEvent {
 }
 
 fn log_key(seq: u64) -> String {
-    format!("events:log:{seq}")
+    format!("{LOG_PREFIX}{seq}")
+}
+
+/// Where each event is kept for replay: `events:log:<seq>`.
+const LOG_PREFIX: &str = "events:log:";
+
+/// A task's new state as a numbered announcement, for [`Store::task_create`], which writes
+/// the record and announces it in one step. The message is exactly a [`TaskEvent`].
+pub fn announcement(task: &TaskRecord) -> StoreResult<crate::store::Announcement> {
+    let json = serde_json::to_string(task).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
+    Ok(crate::store::Announcement {
+        seq_key: SEQ_KEY.into(),
+        log_prefix: LOG_PREFIX.into(),
+        keep: REPLAY_TTL,
+        channel: CHANNEL.into(),
+        before: "{\"seq\":".into(),
+        after: format!(",\"task\":{json}}}"),
+    })
 }
 
 /// Numbers, keeps and publishes a task's new state.

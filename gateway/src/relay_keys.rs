@@ -4,9 +4,13 @@
 //! bits, so a fast hash is enough; passwords, which are not random, get argon2 elsewhere), its
 //! label and project, and a separate webhook secret that signs the relay's callbacks to the
 //! key's clients the way KIE signs its own. The key itself is shown once, at creation.
+//!
+//! The relay authenticates through a [`KeyCache`]: checked keys stay in memory while their
+//! instance hears revocations; a revocation reaches every instance's cache at once.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use crate::accounts::{Actor, Role};
 use crate::audit;
@@ -141,7 +145,8 @@ pub async fn list(store: &dyn Store) -> Result<Vec<RelayKey>, RelayKeyError> {
     Ok(out)
 }
 
-/// Revokes a key at once (every instance reads the record per request), as `by` (an admin);
+/// Revokes a key at once (the record, then a message that drops it from every instance's
+/// [`KeyCache`]), as `by` (an admin);
 /// recorded in the audit log.
 pub async fn revoke(store: &dyn Store, by: &Actor, id: &str) -> Result<RelayKey, RelayKeyError> {
     by.require(Role::Admin).map_err(|e| RelayKeyError::Forbidden(e.to_string()))?;
@@ -152,6 +157,9 @@ pub async fn revoke(store: &dyn Store, by: &Actor, id: &str) -> Result<RelayKey,
     if key.revoked_ms.is_none() {
         key.revoked_ms = Some(now_ms());
         put(store, &key).await?;
+        // Every instance's cache drops it now (and a cache that cannot hear this caches
+        // nothing).
+        store.publish(REVOKED_CHANNEL, key.id.as_bytes()).await?;
         audit::record(store, by, "relay key revoked", &key.id, Some(format!("{} · project {} · live", key.name, key.project)), Some("revoked".into())).await?;
     }
     Ok(key)
@@ -179,27 +187,150 @@ impl LastUse {
     }
 }
 
-/// The live key this text opens, or [`RelayKeyError::Unauthorized`]. Reads the key's record
-/// every time, so a revocation holds at once on every instance.
-pub async fn authenticate(store: &dyn Store, last_use: &LastUse, text: &str) -> Result<RelayKey, RelayKeyError> {
+/// The channel on which a revocation is announced to every instance's [`KeyCache`].
+const REVOKED_CHANNEL: &str = "relay-keys:revoked";
+/// How long a cached key is trusted without hearing anything (a safety net under the
+/// revocation messages, not the way revocations arrive).
+const CACHE_FOR_MS: u64 = 30_000;
+/// Most keys one instance caches.
+const MAX_CACHED: usize = MAX_KEYS * 2;
+
+/// The keys this instance has checked, so that a relay request does not read the store to
+/// authenticate. A revocation is published to every instance and drops the key from every
+/// cache at once; while this instance is not subscribed (starting, or the store dropped the
+/// subscription) nothing is cached and every request reads the store.
+pub struct KeyCache {
+    store: Arc<dyn Store>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (RelayKey, u64)>>,
+    /// Whether revocations are being heard.
+    listening: std::sync::atomic::AtomicBool,
+    last_use: LastUse,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl KeyCache {
+    /// A cache that follows revocations through the store's publish/subscribe.
+    pub async fn start(store: Arc<dyn Store>) -> Arc<KeyCache> {
+        let cache = Arc::new(KeyCache {
+            store,
+            entries: Default::default(),
+            listening: Default::default(),
+            last_use: LastUse::default(),
+            task: Default::default(),
+        });
+        let weak = Arc::downgrade(&cache);
+        let handle = tokio::spawn(async move {
+            loop {
+                let Some(cache) = weak.upgrade() else { return };
+                let stream = cache.store.subscribe(REVOKED_CHANNEL).await;
+                drop(cache);
+                match stream {
+                    Ok(mut stream) => {
+                        if let Some(c) = weak.upgrade() {
+                            c.listening.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        while let Some(id) = futures::StreamExt::next(&mut stream).await {
+                            let Some(c) = weak.upgrade() else { return };
+                            c.forget(&String::from_utf8_lossy(&id));
+                        }
+                        tracing::warn!("relay key revocations: subscription ended; resubscribing");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "relay key revocations: cannot subscribe; retrying"),
+                }
+                // Deaf: cache nothing until the subscription is back.
+                if let Some(c) = weak.upgrade() {
+                    c.listening.store(false, std::sync::atomic::Ordering::SeqCst);
+                    c.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        *cache.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        cache
+    }
+
+    /// Stops following revocations (and caching).
+    pub fn stop(&self) {
+        self.listening.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.abort();
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    fn cached(&self, id: &str, now: u64) -> Option<RelayKey> {
+        if !self.listening.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(id).filter(|(_, at)| now.saturating_sub(*at) < CACHE_FOR_MS).map(|(k, _)| k.clone())
+    }
+
+    fn keep(&self, key: &RelayKey, now: u64) {
+        if !self.listening.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_CACHED {
+            entries.clear();
+        }
+        entries.insert(key.id.clone(), (key.clone(), now));
+    }
+
+    /// The live key this text opens, or [`RelayKeyError::Unauthorized`]: its record (from
+    /// the cache, else the store), its hash checked in constant time, not revoked.
+    pub async fn authenticate(&self, text: &str) -> Result<RelayKey, RelayKeyError> {
+        let id = key_id(text)?;
+        let now = now_ms();
+        let key = match self.cached(id, now) {
+            Some(k) => k,
+            None => {
+                let k = get(self.store.as_ref(), id).await?.ok_or(RelayKeyError::Unauthorized)?;
+                if k.revoked_ms.is_none() {
+                    self.keep(&k, now);
+                }
+                k
+            }
+        };
+        check_text(&key, text)?;
+        note_use(self.store.as_ref(), &self.last_use, id, now).await;
+        Ok(key)
+    }
+}
+
+impl Drop for KeyCache {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn key_id(text: &str) -> Result<&str, RelayKeyError> {
     let id = text.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')).map(|(id, _)| id).ok_or(RelayKeyError::Unauthorized)?;
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(RelayKeyError::Unauthorized);
     }
-    let key = get(store, id).await?.ok_or(RelayKeyError::Unauthorized)?;
+    Ok(id)
+}
+
+fn check_text(key: &RelayKey, text: &str) -> Result<(), RelayKeyError> {
     if !constant_time_eq(key.hash.as_bytes(), hash(text).as_bytes()) || key.revoked_ms.is_some() {
         return Err(RelayKeyError::Unauthorized);
     }
+    Ok(())
+}
+
+async fn note_use(store: &dyn Store, last_use: &LastUse, id: &str, now: u64) {
     // Last use lives in its own entry so that it never races a revocation of the record;
     // written at most once a minute per key and instance. Best effort: bookkeeping never
     // refuses a valid key.
-    let now = now_ms();
     if last_use.due(id, now)
         && let Err(e) = store.kv_set(&used_key(id), now.to_string().as_bytes(), None).await
     {
         tracing::warn!(error = %e, "cannot record a relay key's last use");
     }
-    Ok(key)
 }
 
 /// The key a task's relay callback is signed with.

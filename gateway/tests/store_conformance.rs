@@ -69,6 +69,7 @@ conformance!(
     oldest_first_listing_reaches_every_record_in_order,
     kv_replace_sets_only_what_exists,
     amounts_past_the_bound_are_refused_and_sums_stay_exact,
+    task_create_writes_record_lookups_and_a_numbered_event_at_once,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -243,6 +244,45 @@ mod cases {
         assert_eq!(b.store.reserve(&req("c1", MAX_AMOUNT, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Reserved);
         assert_eq!(b.store.reserve(&req("c2", MAX_AMOUNT, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Reserved);
         assert!(matches!(b.store.reserve(&req("c3", 1, vec![scope("cap", cap)])).await.unwrap(), ReserveOutcome::Refused(r) if r.used == cap && r.limit == cap));
+    }
+
+    pub async fn task_create_writes_record_lookups_and_a_numbered_event_at_once(b: Backend) {
+        use gateway::store::{Announcement, Lookup};
+        let mut sub = b.peer.subscribe("created").await.unwrap();
+        let announce = |id: &str| Announcement {
+            seq_key: "created:seq".into(),
+            log_prefix: "created:log:".into(),
+            keep: Duration::from_secs(60),
+            channel: "created".into(),
+            before: "{\"n\":".into(),
+            after: format!(",\"id\":\"{id}\"}}"),
+        };
+        b.store.counter_add("created:seq", 41, None).await.unwrap();
+        let t = task("made", "p", "o", "m", 5);
+        let lookup = Lookup { key: "token:abc".into(), value: b"made".to_vec(), ttl: Some(Duration::from_secs(60)) };
+        assert_eq!(b.store.task_create(&t, &[lookup.clone()], Some(&announce("made"))).await.unwrap(), Some(42));
+        assert_eq!(b.peer.task_get("made").await.unwrap().map(|t| t.version), Some(1));
+        assert_eq!(b.peer.kv_get("token:abc").await.unwrap().as_deref(), Some(&b"made"[..]));
+        assert_eq!(b.peer.kv_get("created:log:42").await.unwrap().as_deref(), Some(&br#"{"n":42,"id":"made"}"#[..]));
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+        assert_eq!(got, br#"{"n":42,"id":"made"}"#);
+        let listed = b.store.task_list(&TaskQuery { state: Some(TaskState::Queued), ..Default::default() }).await.unwrap();
+        assert_eq!(listed.tasks.len(), 1, "indexed");
+        // The same id again changes nothing: no lookup, no number, no message.
+        let other = Lookup { key: "token:def".into(), value: b"x".to_vec(), ttl: None };
+        assert_eq!(b.store.task_create(&t, &[other], Some(&announce("again"))).await.unwrap(), None);
+        assert_eq!(b.store.kv_get("token:def").await.unwrap(), None);
+        assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
+        assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "nothing published");
+        // Without an announcement: the record and lookups only.
+        assert_eq!(b.store.task_create(&task("quiet", "p", "o", "m", 6), &[], None).await.unwrap(), Some(0));
+        assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
+        let mut bad = task("bad|id", "p", "o", "m", 7);
+        assert!(matches!(b.store.task_create(&bad, &[], None).await, Err(StoreError::Invalid(_))));
+        bad.id = "big".into();
+        let huge = Lookup { key: "k".into(), value: vec![0; gateway::store::MAX_VALUE_BYTES + 1], ttl: None };
+        assert!(matches!(b.store.task_create(&bad, &[huge], None).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.store.task_get("big").await.unwrap(), None, "refused: nothing written");
     }
 
     pub async fn task_counts_follow_states(b: Backend) {

@@ -118,8 +118,8 @@ pub struct AppState {
     /// Turns `true` when the server begins to shut down: endless responses (live events) end
     /// then, so a graceful shutdown does not wait on open browsers.
     pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// When this instance last recorded each relay key's use.
-    pub key_use: Arc<gateway::relay_keys::LastUse>,
+    /// Relay keys checked on this instance (revocations heard from every instance).
+    pub keys: Arc<gateway::relay_keys::KeyCache>,
     /// Sessions and the origin check.
     pub auth: auth::AuthConfig,
 }
@@ -292,7 +292,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         secure: config.https(),
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
     };
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, key_use: Arc::default(), auth };
+    let keys = gateway::relay_keys::KeyCache::start(store.clone()).await;
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth };
     note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
@@ -314,6 +315,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     // Let go of the store (the embedded one is a file another process may open next).
     workers.stop().await;
     hub.stop().await;
+    keys.stop();
     tracing::info!("shut down cleanly");
     Ok(())
 }

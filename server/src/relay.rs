@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::AppState;
 use gateway::lifecycle::Submission;
 use gateway::relay::{envelope, record_info};
-use gateway::relay_keys::{self, RelayKey, RelayKeyError};
+use gateway::relay_keys::{RelayKey, RelayKeyError};
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
@@ -45,7 +45,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey,
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .unwrap_or("");
-    match relay_keys::authenticate(state.lifecycle.store().as_ref(), &state.key_use, presented).await {
+    match state.keys.authenticate(presented).await {
         Ok(key) => Ok(key),
         Err(RelayKeyError::Store(e)) => {
             tracing::error!(error = %e, "relay: cannot check a key");

@@ -272,3 +272,29 @@ async fn a_store_wiped_while_running_stops_the_console_loudly() {
     assert_eq!(sim.world().log.iter().filter(|e| e.path == "/api/v1/jobs/createTask").count(), 0);
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_relay_key_is_refused_at_once_on_every_instance() {
+    let prefix = format!("{}:", testkit::unique("revoke"));
+    let (a, _sim, store) = console(&prefix, "").await;
+    let (b, _sim_b, _) = console(&prefix, "").await;
+    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
+    let read = |base: String| {
+        let text = key.text.expose().to_string();
+        async move {
+            let r = reqwest::Client::new().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=cr_nothing")).bearer_auth(text).send().await.expect("GET");
+            r.status().as_u16()
+        }
+    };
+    // Both instances have checked (and cached) the key.
+    for _ in 0..3 {
+        assert_eq!(read(a.base.clone()).await, 404, "a good key, an unknown task");
+        assert_eq!(read(b.base.clone()).await, 404);
+    }
+    gateway::relay_keys::revoke(store.as_ref(), &Actor::cli(), &key.key.id).await.expect("revoke");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(read(a.base.clone()).await, 401, "refused at once on instance a");
+    assert_eq!(read(b.base.clone()).await, 401, "and on instance b");
+    a.shutdown().await.expect("shutdown");
+    b.shutdown().await.expect("shutdown");
+}

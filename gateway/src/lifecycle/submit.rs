@@ -172,10 +172,11 @@ impl Lifecycle {
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
         let rules = budget::rules(self.0.store.as_ref()).await?;
         t.budget_pending = budget::governs(&rules, &t.owner, &t.project);
-        // The token's lookup first: a record never exists without it; a crash in between
-        // leaves only an orphan lookup that expires.
-        self.0.store.kv_set(&token_key(&t.callback_token), t.id.as_bytes(), Some(LOOKUP_TTL)).await?;
-        if !self.0.store.task_insert(&t).await? {
+        // The record, its callback token's lookup and (unless a cost rule still has to admit
+        // it) its live event: one atomic step, one round trip on Redis.
+        let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
+        let announce = if t.budget_pending { None } else { Some(crate::events::announcement(&t)?) };
+        if self.0.store.task_create(&t, &[token], announce.as_ref()).await?.is_none() {
             return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into());
         }
         if t.budget_pending {
@@ -198,8 +199,6 @@ impl Lifecycle {
                 }
             }
             self.raise_alerts(t.owner.clone(), t.project.clone(), None);
-        } else {
-            self.announce(&t).await;
         }
         tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %t.owner, "task recorded");
         self.0.wake_dispatcher.notify_one();

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::{EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use super::{Announcement, EventStream, LogEntry, Lookup, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
@@ -325,6 +325,39 @@ impl Store for EmbeddedStore {
             Ok(true)
         })
         .await
+    }
+
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
+        check::create(task, lookups, announce)?;
+        let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let (task, lookups, announce) = (task.clone(), lookups.to_vec(), announce.cloned());
+        let written = self
+            .write(move |tx| {
+                let mut tasks = tx.open_table(TASKS)?;
+                if tasks.get(task.id.as_str())?.is_some() {
+                    return Ok(None);
+                }
+                tasks.insert(task.id.as_str(), json.as_slice())?;
+                drop(tasks);
+                index_add(tx, &task)?;
+                let mut kv = tx.open_table(KV)?;
+                for l in &lookups {
+                    kv.insert(l.key.as_str(), (deadline(l.ttl), l.value.as_slice()))?;
+                }
+                let Some(a) = announce else { return Ok(Some((0, None))) };
+                drop(kv);
+                let seq = counter_bump(tx, &a.seq_key, 1, 0, now_ms())? as u64;
+                let msg = a.message(seq);
+                tx.open_table(KV)?.insert(format!("{}{seq}", a.log_prefix).as_str(), (deadline(Some(a.keep)), msg.as_slice()))?;
+                Ok(Some((seq, Some((a.channel, msg)))))
+            })
+            .await?;
+        let Some((seq, message)) = written else { return Ok(None) };
+        // Published once committed, as on Redis (a subscriber never sees an unwritten task).
+        if let Some((channel, msg)) = message {
+            self.publish(&channel, &msg).await?;
+        }
+        Ok(Some(seq))
     }
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {

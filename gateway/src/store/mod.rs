@@ -116,6 +116,34 @@ pub struct LogEntry {
     pub data: Vec<u8>,
 }
 
+/// A key/value entry written with a task by [`Store::task_create`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub ttl: Option<Duration>,
+}
+
+/// A message numbered by a counter as it is written: `{before}{n}{after}`, where `n` is the
+/// counter `seq_key` moved on by one; kept as the key/value entry `{log_prefix}{n}` for
+/// `keep` and published on `channel` (live events use this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub seq_key: String,
+    pub log_prefix: String,
+    pub keep: Duration,
+    pub channel: String,
+    pub before: String,
+    pub after: String,
+}
+
+impl Announcement {
+    /// The message with its number.
+    pub fn message(&self, seq: u64) -> Vec<u8> {
+        format!("{}{seq}{}", self.before, self.after).into_bytes()
+    }
+}
+
 /// Most entries one [`Store::log_read`] returns.
 pub const MAX_LOG_PAGE: usize = 1000;
 
@@ -137,6 +165,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a new record (write-ahead). `Ok(false)` if a task with this id exists already,
     /// in which case nothing changes.
     async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool>;
+
+    /// [`Store::task_insert`], the `lookups` (key/value entries with their TTLs) and a
+    /// numbered [`Announcement`], all in one atomic step: one round trip on Redis, one
+    /// transaction on the embedded store. The hot path of a submission. Returns
+    /// `Ok(Some(seq))` (the announcement's number; 0 without one) if the task was inserted,
+    /// `Ok(None)` if a task with this id exists already (then nothing changes).
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>>;
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>>;
 
@@ -289,6 +324,23 @@ pub(crate) mod check {
     pub fn amount(what: &str, v: i64) -> StoreResult<()> {
         if !(0..=MAX_AMOUNT).contains(&v) {
             return Err(StoreError::Invalid(format!("{what} must be 0..={MAX_AMOUNT}, got {v}")));
+        }
+        Ok(())
+    }
+
+    pub fn create(t: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<()> {
+        task(t)?;
+        for l in lookups {
+            key(&l.key)?;
+            value(&l.value)?;
+            ttl(l.ttl)?;
+        }
+        if let Some(a) = announce {
+            key(&a.seq_key)?;
+            key(&a.channel)?;
+            key(&format!("{}{}", a.log_prefix, u64::MAX))?;
+            value(&a.message(u64::MAX))?;
+            ttl(Some(a.keep))?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use super::{Announcement, EventStream, LogEntry, Lookup, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
@@ -42,6 +42,32 @@ for i = 2, #KEYS do
 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[3], 'm', ARGV[2], 'i', table.concat(idx, '\n'))
 return 1
+"#;
+
+/// Lua: `task_create` — TASK_INSERT, then lookups, then a numbered announcement.
+/// KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key.
+/// ARGV: json, member, version, n, m, (value, ttl ms or 0)×m, announce (0/1), before, after,
+/// keep ms, log key prefix, channel. Returns -1 if the task exists, else the number (0: none).
+const TASK_CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n, m = tonumber(ARGV[4]), tonumber(ARGV[5])
+local idx = {}
+for i = 2, 1 + n do
+  redis.call('ZADD', KEYS[i], 0, ARGV[2])
+  idx[#idx + 1] = KEYS[i]
+end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[3], 'm', ARGV[2], 'i', table.concat(idx, '\n'))
+for j = 1, m do
+  local ttl = tonumber(ARGV[5 + 2 * j])
+  if ttl > 0 then redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j], 'PX', ttl) else redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j]) end
+end
+local a = 6 + 2 * m
+if ARGV[a] ~= '1' then return 0 end
+local seq = redis.call('INCRBY', KEYS[2 + n + m], 1)
+local msg = ARGV[a + 1] .. seq .. ARGV[a + 2]
+redis.call('SET', ARGV[a + 4] .. seq, msg, 'PX', ARGV[a + 3])
+redis.call('PUBLISH', ARGV[a + 5], msg)
+return seq
 "#;
 
 /// Lua: compare-and-set a task, moving its index entries.
@@ -220,6 +246,7 @@ return seq
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
 struct Scripts {
     task_insert: Script,
+    task_create: Script,
     task_update: Script,
     task_delete: Script,
     reserve: Script,
@@ -236,6 +263,7 @@ impl Scripts {
         let with_lib = |body: &str| Script::new(&format!("{WINDOW_LIB}\n{body}"));
         Scripts {
             task_insert: Script::new(TASK_INSERT),
+            task_create: Script::new(TASK_CREATE),
             task_update: Script::new(TASK_UPDATE),
             task_delete: Script::new(TASK_DELETE),
             reserve: with_lib(RESERVE),
@@ -347,6 +375,30 @@ impl Store for RedisStore {
         inv.arg(json).arg(task.index_member()).arg(task.version);
         let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
         Ok(n == 1)
+    }
+
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
+        check::create(task, lookups, announce)?;
+        let json = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let index_keys = task.index_keys();
+        let mut inv = self.scripts.task_create.key(self.k("t", &task.id));
+        for i in &index_keys {
+            inv.key(self.k("ti", i));
+        }
+        for l in lookups {
+            inv.key(self.k("kv", &l.key));
+        }
+        inv.key(self.k("c", announce.map_or("-", |a| a.seq_key.as_str())));
+        inv.arg(json).arg(task.index_member()).arg(task.version).arg(index_keys.len()).arg(lookups.len());
+        for l in lookups {
+            inv.arg(l.value.as_slice()).arg(l.ttl.map_or(0, ms));
+        }
+        match announce {
+            Some(a) => inv.arg(1).arg(&a.before).arg(&a.after).arg(ms(a.keep)).arg(self.k("kv", &a.log_prefix)).arg(self.k("ev", &a.channel)),
+            None => inv.arg(0).arg("").arg("").arg(0).arg("").arg(""),
+        };
+        let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(u64::try_from(n).ok())
     }
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
