@@ -63,6 +63,8 @@ pub async fn start(cfg: Config) -> Running {
 pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running {
     seed_users(&cfg.store).await;
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+    // A port can come back for a later server: its sessions are not this one's.
+    SESSIONS.lock().await.retain(|(origin, _), _| *origin != origin_of(&base));
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(server::run(listener, cfg, async move {
         let _ = rx.await;
