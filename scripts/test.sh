@@ -23,3 +23,14 @@ export LEAK_CANARY="kie-LEAKCANARY-5e1f0c9a7b3d2e4f6a8b"
 KIE_API_KEY="$LEAK_CANARY" cargo leptos build --release
 step "end-to-end (Playwright + /usr/bin/chromium)"
 (cd end2end && node --test tests/)
+# Benchmarks are not run in full here, but each must still build and run: a few iterations
+# each (BENCH_SMOKE=1), checking that it completes and its figures are sane.
+step "benchmarks: each one compiled and run briefly (BENCH_SMOKE=1)"
+export BENCH_SMOKE=1
+cargo bench --no-run -p gateway -p kie-sim -p server
+for bench in "gateway store" "gateway sign_in" "kie-sim create" "server relay" "server rate_guard"; do
+  set -- $bench
+  cargo bench -q -p "$1" --bench "$2"
+done
+scripts/bench-relay.sh
+echo "benchmarks: 6 passed, 0 failed"

@@ -1,8 +1,9 @@
 //! Store benchmark: operations per second on both backends, side by side.
 //!
-//!     cargo bench -p gateway --bench store            # uses TEST_REDIS_URL or a private redis-server
+//!     cargo bench -p gateway --bench store            # uses TEST_REDIS_URL or a private redis-server (AOF on)
+//!     BENCH_SMOKE=1 cargo bench -p gateway --bench store   # a tenth of a second per row: does it run?
 //!
-//! For each backend and each operation it runs `CONCURRENCY` tasks for `SECONDS` and counts
+//! For each backend and each operation it runs 1 and 32 tasks for 3 seconds and counts
 //! completed operations; latencies are per operation (p50/p99). The output is a Markdown table
 //! for docs/benchmarks.md.
 
@@ -13,13 +14,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const SECONDS: f64 = 3.0;
+/// Seconds per row (`BENCH_SMOKE=1`: a tenth of a second, to prove it runs).
+fn seconds() -> f64 {
+    if std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0") { 0.1 } else { 3.0 }
+}
 static NEXT: AtomicU64 = AtomicU64::new(1_000);
 
 type Op = Arc<dyn Fn(Arc<dyn Store>, u64) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 async fn measure(store: Arc<dyn Store>, concurrency: usize, op: Op) -> (f64, Duration, Duration) {
-    let deadline = Instant::now() + Duration::from_secs_f64(SECONDS);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds());
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..concurrency {
@@ -96,6 +100,7 @@ async fn main() {
             }
             for concurrency in [1, 32] {
                 let (rate, p50, p99) = measure(store.clone(), concurrency, op.clone()).await;
+                assert!(rate > 0.0 && p50 > Duration::ZERO && p99 >= p50, "{name} on {backend}: no figures");
                 println!("| {name} | {backend} | {concurrency} | {rate:.0} | {p50:.2?} | {p99:.2?} |");
             }
         }

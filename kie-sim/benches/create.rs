@@ -1,6 +1,6 @@
 //! How fast kie-sim answers createTask on loopback (it must never be a benchmark's bottleneck).
 //!
-//!     cargo bench -p kie-sim --bench create
+//!     cargo bench -p kie-sim --bench create        # BENCH_SMOKE=1: a tenth of a second per row
 //!
 //! The rate limit is lifted and the balance made ample, so every request does the full work
 //! (auth, validation, pricing, task record, log entry). 1 and 64 concurrent clients, 3 s each.
@@ -17,12 +17,15 @@ async fn main() {
     let url = format!("http://{}/api/v1/jobs/createTask", listener.local_addr().expect("addr"));
     tokio::spawn(sim.clone().serve(listener, std::future::pending()));
     let body = serde_json::json!({"model": "google/imagen4", "input": {"prompt": "a lighthouse at dusk"}}).to_string();
+    // BENCH_SMOKE=1: a tenth of a second per row, to prove it runs.
+    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let run_for = if smoke { Duration::from_millis(100) } else { Duration::from_secs(3) };
     println!("| clients | createTask/s | p50 | p99 |");
     println!("|---:|---:|---:|---:|");
     for clients in [1usize, 64] {
         let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("client");
         let done = Arc::new(AtomicU64::new(0));
-        let end = Instant::now() + Duration::from_secs(3);
+        let end = Instant::now() + run_for;
         let start = Instant::now();
         let mut workers = Vec::new();
         for _ in 0..clients {
@@ -46,6 +49,7 @@ async fn main() {
         }
         lat.sort();
         let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+        assert!(rate > 0.0 && !lat.is_empty(), "no createTask measured");
         let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
         println!("| {clients} | {rate:.0} | {:.2?} | {:.2?} |", p(0.5), p(0.99));
     }

@@ -1,6 +1,7 @@
 //! Relay overhead and callback → browser latency, measured side by side in one run.
 //!
-//! `cargo bench -p server --bench relay` — a private redis-server, kie-sim and the Control
+//! `cargo bench -p server --bench relay` (`BENCH_SMOKE=1` for a few iterations) — a private
+//! redis-server (AOF on), kie-sim and the Control
 //! Room all on this machine's loopback, in this process (the client too), so every figure
 //! shares the same two cores. Prints Markdown for `docs/benchmarks.md`.
 //!
@@ -102,8 +103,9 @@ async fn relay_overhead(out: &mut String) {
     let relay_id: Value = http.post(format!("{console}/kie/api/v1/jobs/createTask")).bearer_auth(&key).json(&create_body(0)).send().await.expect("c").json().await.expect("j");
     let relay_id = relay_id["data"]["taskId"].as_str().expect("id").to_string();
 
+    let runs: &[(usize, usize)] = if support::smoke() { &[(1, 20), (8, 5)] } else { &[(1, 1000), (200, 25)] };
     out.push_str("| call | clients | requests | direct p50 ms | relay p50 ms | added p50 ms | direct p99 ms | relay p99 ms | added p99 ms | direct req/s | relay req/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (clients, each) in [(1usize, 1000usize), (200, 25)] {
+    for &(clients, each) in runs {
         for call in ["createTask", "recordInfo"] {
             let mut cols = Vec::new();
             for (base, auth, id) in [(sim.clone(), KEY.to_string(), direct_id.clone()), (format!("{console}/kie"), key.clone(), relay_id.clone())] {
@@ -125,6 +127,7 @@ async fn relay_overhead(out: &mut String) {
                 cols.push(stats);
             }
             let (d, r) = (&cols[0], &cols[1]);
+            assert!(d.per_sec > 0.0 && r.per_sec > 0.0 && r.p50 > Duration::ZERO, "{call}: no figures");
             let added = |a: Duration, b: Duration| if b > a { ms(b - a) } else { format!("−{}", ms(a - b)) };
             out.push_str(&format!(
                 "| {call} | {clients} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
@@ -151,18 +154,20 @@ async fn callback_to_browser(out: &mut String) {
     let prefix = format!("{}:", testkit::unique("bench-cb"));
     let console = start_console(&sim_base, &prefix, 100_000).await;
     let key = relay_key(&prefix).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(2048).build().expect("client");
+    // The live stream is for signed-in people.
+    let http = support::admin_client(&console, &prefix).await;
+    let (sizes, samples): (&[usize], usize) = if support::smoke() { (&[1, 10], 5) } else { (&[1, 1000], 150) };
 
     out.push_str("\n| SSE connections open | samples | p50 ms | p99 ms | max ms |\n|---:|---:|---:|---:|---:|\n");
     let mut extra: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    for connections in [1usize, 1000] {
+    for &connections in sizes {
         while extra.len() + 1 < connections {
             let mut c = SseClient::open(&http, &console, None).await;
             extra.push(tokio::spawn(async move { while c.next(Duration::from_secs(3600)).await.is_some() {} }));
         }
         let mut sse = SseClient::open(&http, &console, None).await;
         let mut lat = Vec::new();
-        for i in 0..150 {
+        for i in 0..samples {
             let created: Value = http.post(format!("{console}/kie/api/v1/jobs/createTask")).bearer_auth(&key).json(&create_body(i)).send().await.expect("c").json().await.expect("j");
             let id = created["data"]["taskId"].as_str().expect("id").to_string();
             // Wait until KIE (the simulator) has the task.
@@ -199,6 +204,7 @@ async fn callback_to_browser(out: &mut String) {
             }
         }
         lat.sort();
+        assert!(!lat.is_empty(), "no callback made the change with {connections} connections");
         out.push_str(&format!("| {connections} | {} | {} | {} | {} |\n", lat.len(), ms(pct(&lat, 0.5)), ms(pct(&lat, 0.99)), ms(*lat.last().expect("samples"))));
         eprintln!("callback → SSE with {connections} connections done");
     }

@@ -173,6 +173,24 @@ impl EmbeddedStore {
         .map_err(fail)?
     }
 
+    /// Sets `key` only if a live value is there (`present`) or is not (`!present`).
+    async fn kv_set_if(&self, key: &str, value: &[u8], ttl: Option<Duration>, present: bool) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
+        self.write(move |tx| {
+            let mut t = tx.open_table(KV)?;
+            let now = now_ms();
+            if t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) != present {
+                return Ok(false);
+            }
+            t.insert(key.as_str(), (exp, value.as_slice()))?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Rows in the key/value table, live or expired but not yet purged (diagnostics, tests).
     pub async fn kv_rows(&self) -> StoreResult<u64> {
         self.read(|tx| Ok(tx.open_table(KV)?.len()?)).await
@@ -493,37 +511,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
-        check::key(key)?;
-        check::value(value)?;
-        check::ttl(ttl)?;
-        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
-        self.write(move |tx| {
-            let mut t = tx.open_table(KV)?;
-            let now = now_ms();
-            if t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) {
-                return Ok(false);
-            }
-            t.insert(key.as_str(), (exp, value.as_slice()))?;
-            Ok(true)
-        })
-        .await
+        self.kv_set_if(key, value, ttl, false).await
     }
 
     async fn kv_replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
-        check::key(key)?;
-        check::value(value)?;
-        check::ttl(ttl)?;
-        let (key, value, exp) = (key.to_string(), value.to_vec(), deadline(ttl));
-        self.write(move |tx| {
-            let mut t = tx.open_table(KV)?;
-            let now = now_ms();
-            if !t.get(key.as_str())?.is_some_and(|g| live(g.value().0, now)) {
-                return Ok(false);
-            }
-            t.insert(key.as_str(), (exp, value.as_slice()))?;
-            Ok(true)
-        })
-        .await
+        self.kv_set_if(key, value, ttl, true).await
     }
 
     async fn kv_delete(&self, key: &str) -> StoreResult<bool> {

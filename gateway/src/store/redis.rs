@@ -330,6 +330,20 @@ impl RedisStore {
         })
     }
 
+    /// `SET key value NX|XX [PX ttl]`: `true` if it was set.
+    async fn set_if(&self, key: &str, value: &[u8], ttl: Option<Duration>, condition: &str) -> StoreResult<bool> {
+        check::key(key)?;
+        check::value(value)?;
+        check::ttl(ttl)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.k("kv", key)).arg(value).arg(condition);
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(ms(t));
+        }
+        let set: Option<String> = cmd.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
     fn k(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.prefix)
     }
@@ -508,29 +522,11 @@ impl Store for RedisStore {
     }
 
     async fn kv_set_nx(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
-        check::key(key)?;
-        check::value(value)?;
-        check::ttl(ttl)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.k("kv", key)).arg(value).arg("NX");
-        if let Some(t) = ttl {
-            cmd.arg("PX").arg(ms(t));
-        }
-        let set: Option<String> = cmd.query_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(set.is_some())
+        self.set_if(key, value, ttl, "NX").await
     }
 
     async fn kv_replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
-        check::key(key)?;
-        check::value(value)?;
-        check::ttl(ttl)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.k("kv", key)).arg(value).arg("XX");
-        if let Some(t) = ttl {
-            cmd.arg("PX").arg(ms(t));
-        }
-        let set: Option<String> = cmd.query_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(set.is_some())
+        self.set_if(key, value, ttl, "XX").await
     }
 
     async fn kv_delete(&self, key: &str) -> StoreResult<bool> {

@@ -1,5 +1,5 @@
-//! What the server's benchmarks share: a Control Room on a free loopback port, on the Redis at
-//! `REDIS_URL`, in front of a kie-sim.
+//! What the server's benchmarks share: a Control Room on a free loopback port, on a private
+//! `redis-server` (AOF on; `TEST_REDIS_URL` to use another), in front of a kie-sim; a signed-in client for it; the smoke mode.
 
 use server::config::{Config, KeySource, Secret, StoreConfig};
 use std::net::SocketAddr;
@@ -37,4 +37,34 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     base
+}
+
+/// `BENCH_SMOKE=1`: a few iterations only, so the test command proves every benchmark still
+/// runs and its figures are sane (full runs stay on demand).
+pub fn smoke() -> bool {
+    std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A client signed in to the console at `base` as a new admin (added to its store under
+/// `prefix`), sending the console's origin like a browser, so that server functions and the
+/// live stream answer it.
+pub async fn admin_client(base: &str, prefix: &str) -> reqwest::Client {
+    use gateway::accounts::{self, Actor, Role};
+    const PASSWORD: &str = "bench password, long enough";
+    let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }).await.expect("store");
+    let email = format!("{}@bench.test", testkit::unique("admin"));
+    accounts::add(store.as_ref(), &Actor::cli(), &email, "", Role::Admin, PASSWORD).await.expect("add the bench admin");
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let r = plain.post(format!("{base}/auth/signin")).header("origin", base).form(&[("email", email.as_str()), ("password", PASSWORD), ("next", "/")]).send().await.expect("sign in");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.split(';').next().filter(|kv| kv.starts_with(&format!("{}=", server::auth::COOKIE))).map(str::to_string))
+        .unwrap_or_else(|| panic!("the bench admin could not sign in: {:?}", r.headers().get("location")));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().expect("cookie"));
+    headers.insert("origin", base.parse().expect("origin"));
+    reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(2048).build().expect("client")
 }

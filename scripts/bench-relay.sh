@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The relay's overhead, measured side by side by a load generator in its own process: wrk
+# (Debian's, installed when missing) against kie-sim directly and through the Control Room's
+# relay, 1 and 32 connections, createTask and recordInfo. Everything runs on this machine's
+# loopback: a private redis-server (append-only file on, as production), kie-sim with its
+# limits lifted, one control-room on that Redis with RATE_GUARD=100000/10s.
+#
+#   scripts/bench-relay.sh            # 8 s per row; prints a Markdown table for docs/benchmarks.md
+#   SECONDS_PER_ROW=3 scripts/bench-relay.sh
+#   BENCH_SMOKE=1 scripts/bench-relay.sh   # 1 s per row: does it run, are the figures sane?
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+row_secs="${SECONDS_PER_ROW:-8}"
+if [ -n "${BENCH_SMOKE:-}" ] && [ "${BENCH_SMOKE}" != 0 ]; then row_secs=1; fi
+
+say() { printf '\033[1;36m[bench-relay]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[bench-relay]\033[0m %s\n' "$*" >&2; exit 1; }
+
+if ! command -v wrk >/dev/null; then
+  command -v apt-get >/dev/null || die "wrk is missing; install it with your package manager"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing wrk (Debian)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >/dev/null
+fi
+command -v redis-server >/dev/null || die "redis-server is missing (scripts/setup.sh test installs it)"
+
+say "building control-room and kie-sim (release)"
+# The server exactly as cargo-leptos builds it (so neither build invalidates the other).
+cargo build --release -q -p server --bin control-room --no-default-features --features ssr
+cargo build --release -q -p kie-sim --bin kie-sim
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { # port
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "nothing listens on 127.0.0.1:$1"
+}
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+sim_port="$(free_port)"
+sim_key="bench-upstream-key"
+./target/release/kie-sim --addr "127.0.0.1:$sim_port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 >"$work/sim.log" 2>&1 &
+pids+=($!)
+wait_port "$sim_port"
+sim="http://127.0.0.1:$sim_port"
+
+cr_port="$(free_port)"
+export REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim"
+RATE_GUARD="100000/10s" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" DATA_DIR="$work/data" RUST_LOG=warn \
+  ./target/release/control-room >"$work/control-room.log" 2>&1 &
+pids+=($!)
+wait_port "$cr_port"
+relay="http://127.0.0.1:$cr_port/kie"
+relay_key="$(./target/release/control-room key create --project bench --name wrk | awk '/^key:/ {print $2}')"
+[ -n "$relay_key" ] || die "could not create a relay key"
+
+body='{"model":"google/imagen4-fast","input":{"prompt":"a lighthouse at dusk"}}'
+task_id() { # base key
+  curl -fsS -H "Authorization: Bearer $2" -H 'content-type: application/json' -d "$body" "$1/api/v1/jobs/createTask" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["taskId"])'
+}
+direct_task="$(task_id "$sim" "$sim_key")"
+relay_task="$(task_id "$relay" "$relay_key")"
+
+cat >"$work/create.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+# µs from wrk's "50%  103.00us" style figures.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /[0-9]s$/) print n * 1000000; else print n }'; }
+run() { # connections url key [script]
+  local threads=1
+  [ "$1" -gt 1 ] && threads=2
+  local args=(-t "$threads" -c "$1" -d "${row_secs}s" --latency -H "Authorization: Bearer $3")
+  [ -n "${4:-}" ] && args+=(-s "$4")
+  local out
+  out="$(wrk "${args[@]}" "$2")"
+  grep -q 'Non-2xx' <<<"$out" && die "non-2xx answers from $2: $(grep 'Non-2xx' <<<"$out")"
+  local p50 p99 rps
+  p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
+  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+  rps="$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")"
+  echo "$(to_us "$p50") $(to_us "$p99") $rps"
+}
+
+say "measuring: ${row_secs} s per row, wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+echo "| call | connections | direct p50 µs | relay p50 µs | added p50 µs | direct p99 µs | relay p99 µs | added p99 µs | direct req/s | relay req/s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for conns in 1 32; do
+  for call in recordInfo createTask; do
+    if [ "$call" = createTask ]; then
+      read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/createTask" "$sim_key" "$work/create.lua")"
+      read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/createTask" "$relay_key" "$work/create.lua")"
+    else
+      read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/recordInfo?taskId=$direct_task" "$sim_key")"
+      read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/recordInfo?taskId=$relay_task" "$relay_key")"
+    fi
+    awk -v c="$call" -v n="$conns" -v a="$dp50" -v b="$rp50" -v d="$dp99" -v e="$rp99" -v f="$drps" -v g="$rrps" \
+      'BEGIN { if (a <= 0 || b <= 0 || f <= 0 || g <= 0) exit 1;
+               printf "| %s | %d | %.0f | %.0f | %+.0f | %.0f | %.0f | %+.0f | %d | %d |\n", c, n, a, b, b - a, d, e, e - d, f, g }' \
+      || die "$call x$conns: no figures"
+  done
+done
+say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(date -u +%Y-%m-%d)"
