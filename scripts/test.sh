@@ -24,13 +24,15 @@ KIE_API_KEY="$LEAK_CANARY" cargo leptos build --release
 step "end-to-end (Playwright + /usr/bin/chromium)"
 (cd end2end && node --test tests/)
 # Benchmarks are not run in full here, but each must still build and run: a few iterations
-# each (BENCH_SMOKE=1), checking that it completes and its figures are sane.
+# each (BENCH_SMOKE=1), checking that it completes and its figures are sane. The in-process
+# ones are built with the test profile (their figures are not the point here, and it reuses
+# the test build); the wrk one uses the release binaries built above.
 step "benchmarks: each one compiled and run briefly (BENCH_SMOKE=1)"
 export BENCH_SMOKE=1
-cargo bench --no-run -p gateway -p kie-sim -p server
+cargo bench --profile dev --no-run --benches -p gateway -p kie-sim -p server
 for bench in "gateway store" "gateway sign_in" "kie-sim create" "server relay" "server rate_guard"; do
   set -- $bench
-  cargo bench -q -p "$1" --bench "$2"
+  cargo bench --profile dev -q -p "$1" --bench "$2"
 done
 scripts/bench-relay.sh
 echo "benchmarks: 6 passed, 0 failed"
