@@ -260,7 +260,7 @@ mod cases {
         b.store.counter_add("created:seq", 41, None).await.unwrap();
         let t = task("made", "p", "o", "m", 5);
         let lookup = Lookup { key: "token:abc".into(), value: b"made".to_vec(), ttl: Some(Duration::from_secs(60)) };
-        assert_eq!(b.store.task_create(&t, &[lookup.clone()], Some(&announce("made"))).await.unwrap(), Some(42));
+        assert_eq!(b.store.task_create(&t, &[lookup], Some(&announce("made"))).await.unwrap(), Some(42));
         assert_eq!(b.peer.task_get("made").await.unwrap().map(|t| t.version), Some(1));
         assert_eq!(b.peer.kv_get("token:abc").await.unwrap().as_deref(), Some(&b"made"[..]));
         assert_eq!(b.peer.kv_get("created:log:42").await.unwrap().as_deref(), Some(&br#"{"n":42,"id":"made"}"#[..]));

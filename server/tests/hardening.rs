@@ -232,7 +232,7 @@ async fn redis_without_persistence_is_refused_unless_allowed() {
     let redis = testkit::RedisServer::start_ephemeral();
     let store = StoreConfig::Redis { url: redis.url(), prefix: "eph:".into() };
     let (listener, _) = bind().await;
-    let err = server::run(listener, config(store.clone(), None), std::future::pending()).await.err().expect("refused");
+    let err = server::run(listener, config(store.clone(), None), std::future::pending()).await.expect_err("refused");
     let msg = err.to_string();
     assert!(msg.contains("keeps nothing on disk") && msg.contains("appendonly yes") && msg.contains("REDIS_ALLOW_EPHEMERAL"), "{msg}");
     let mut cfg = config(store, None);
