@@ -109,8 +109,8 @@ pub fn check_project(p: &str) -> Result<(), SubmitError> {
 }
 
 impl Lifecycle {
-    /// Checks a submission against the catalog and the size limits.
-    fn validate(&self, s: &Submission) -> Result<(), SubmitError> {
+    /// Checks a submission against the catalog and the size limits; returns its estimate.
+    fn validate(&self, s: &Submission) -> Result<crate::Credits, SubmitError> {
         check_project(&s.project)?;
         let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.chars().take(100).collect()))?;
         let Value::Object(input) = &s.input else { return Err(invalid("input must be a JSON object of the model's fields")) };
@@ -138,14 +138,14 @@ impl Lifecycle {
             }
         }
         // An input the price depends on must be one of the catalog's choices.
-        model.estimate(&s.input).map_err(SubmitError::Invalid)?;
+        let estimate = model.estimate(&s.input).map_err(SubmitError::Invalid)?;
         if let Some((url, _)) = &s.relay_callback {
             let parsed = url::Url::parse(url).map_err(|_| invalid("callBackUrl must be an absolute http(s) URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") || url.len() > MAX_CALLBACK_URL {
                 return Err(invalid(format!("callBackUrl must be an http(s) URL of at most {MAX_CALLBACK_URL} characters")));
             }
         }
-        Ok(())
+        Ok(estimate)
     }
 
     /// Records a new task (state `queued`) and wakes the dispatcher. Returns the record.
@@ -156,15 +156,14 @@ impl Lifecycle {
         if self.halted() {
             return Err(SubmitError::Store(StoreError::Unavailable("the store lost its data (epoch gone); this instance accepts nothing until it is restored".into())));
         }
-        self.validate(&s)?;
+        let estimate = self.validate(&s)?;
         if let Some((url, _)) = &s.relay_callback {
             // Checked again at every send: what a name resolves to may change.
             self.0.outbound.check(url).await.map_err(|e| invalid(format!("callBackUrl refused: {e}")))?;
         }
         let now = now_ms();
-        let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.clone()))?;
         let mut t = TaskRecord::new(format!("cr_{}", random_hex(10)), s.owner.trim(), s.project.trim(), &s.model, now);
-        t.estimated_cost = model.estimate(&s.input).map_err(SubmitError::Invalid)?;
+        t.estimated_cost = estimate;
         t.input = s.input;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;

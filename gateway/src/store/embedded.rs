@@ -328,23 +328,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
-        check::task(task)?;
-        let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let task = task.clone();
-        self.write(move |tx| {
-            let mut tasks = tx.open_table(TASKS)?;
-            if tasks.get(task.id.as_str())?.is_some() {
-                return Ok(false);
-            }
-            tasks.insert(task.id.as_str(), json.as_slice())?;
-            drop(tasks);
-            index_add(tx, &task)?;
-            Ok(true)
-        })
-        .await
-    }
-
     async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
         check::create(task, lookups, announce)?;
         let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;

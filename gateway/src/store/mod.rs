@@ -164,7 +164,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a new record (write-ahead). `Ok(false)` if a task with this id exists already,
     /// in which case nothing changes.
-    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool>;
+    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
+        Ok(self.task_create(task, &[], None).await?.is_some())
+    }
 
     /// [`Store::task_insert`], the `lookups` (key/value entries with their TTLs) and a
     /// numbered [`Announcement`], all in one atomic step: one round trip on Redis, one

@@ -31,20 +31,8 @@ const LIST_BATCH: usize = 256;
 /// Most index members one listing examines before it returns a short page with a cursor.
 const LIST_SCAN_CAP: usize = 10_000;
 
-/// Lua: insert a task if absent and add it to its indexes.
-/// KEYS: task key, index keys…  ARGV: json, member, version
-const TASK_INSERT: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local idx = {}
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], 0, ARGV[2])
-  idx[#idx + 1] = KEYS[i]
-end
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[3], 'm', ARGV[2], 'i', table.concat(idx, '\n'))
-return 1
-"#;
-
-/// Lua: `task_create` — TASK_INSERT, then lookups, then a numbered announcement.
+/// Lua: `task_create` — insert a task if absent and add it to its indexes, then the lookups,
+/// then a numbered announcement (`task_insert` is this with neither).
 /// KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key.
 /// ARGV: json, member, version, n, m, (value, ttl ms or 0)×m, announce (0/1), before, after,
 /// keep ms, log key prefix, channel. Returns -1 if the task exists, else the number (0: none).
@@ -245,7 +233,6 @@ return seq
 
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
 struct Scripts {
-    task_insert: Script,
     task_create: Script,
     task_update: Script,
     task_delete: Script,
@@ -262,7 +249,6 @@ impl Scripts {
     fn new() -> Self {
         let with_lib = |body: &str| Script::new(&format!("{WINDOW_LIB}\n{body}"));
         Scripts {
-            task_insert: Script::new(TASK_INSERT),
             task_create: Script::new(TASK_CREATE),
             task_update: Script::new(TASK_UPDATE),
             task_delete: Script::new(TASK_DELETE),
@@ -377,18 +363,6 @@ impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let pong: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(unavailable)?;
         if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("redis answered {pong:?} to PING"))) }
-    }
-
-    async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
-        check::task(task)?;
-        let json = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut inv = self.scripts.task_insert.key(self.k("t", &task.id));
-        for i in task.index_keys() {
-            inv.key(self.k("ti", &i));
-        }
-        inv.arg(json).arg(task.index_member()).arg(task.version);
-        let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(n == 1)
     }
 
     async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
