@@ -8,21 +8,33 @@ scripts/setup.sh test
 
 # Each crate on its own: `ssr` and `hydrate` must never be on together in one build.
 step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }
+# Every suite has a time limit far above what it takes (a few minutes), so a test that hangs
+# fails the run with its suite named instead of holding it until CI gives up. The whole
+# process group goes (cargo and the test binary it runs).
+bounded() {
+  local limit="$1"; shift
+  local rc=0
+  timeout --kill-after=30s "$limit" "$@" || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    printf '\033[1;31m[test]\033[0m still running after %s, stopped: %s\n' "$limit" "$*" >&2
+  fi
+  return "$rc"
+}
 step "gateway core: store conformance (Redis and embedded), KIE client against kie-sim, parser properties"
-cargo test -p gateway
+bounded 20m cargo test -p gateway
 step "kie-sim (the KIE simulator)"
-cargo test -p kie-sim
+bounded 20m cargo test -p kie-sim
 step "app (ssr)"
-cargo test -p app --features ssr
+bounded 20m cargo test -p app --features ssr
 step "server (HTTP on loopback)"
-cargo test -p server
+bounded 20m cargo test -p server
 step "release build (server + WASM bundle) for the end-to-end suite"
 # Built with a canary KIE key in its environment: the end-to-end suite scans the bundle for it,
 # so a key compiled in (env!, option_env!, a build script) would be caught.
 export LEAK_CANARY="kie-LEAKCANARY-5e1f0c9a7b3d2e4f6a8b"
 KIE_API_KEY="$LEAK_CANARY" cargo leptos build --release
 step "end-to-end (Playwright + /usr/bin/chromium)"
-(cd end2end && node --test tests/)
+(cd end2end && bounded 15m node --test tests/)
 # Benchmarks are not run in full here, but each must still build and run: a few iterations
 # each (BENCH_SMOKE=1), checking that it completes and its figures are sane. The in-process
 # ones are built with the test profile (their figures are not the point here, and it reuses
@@ -32,7 +44,7 @@ export BENCH_SMOKE=1
 cargo bench --profile dev --no-run --benches -p gateway -p kie-sim -p server
 for bench in "gateway store" "gateway sign_in" "kie-sim create" "server relay" "server rate_guard"; do
   set -- $bench
-  cargo bench --profile dev -q -p "$1" --bench "$2"
+  bounded 10m cargo bench --profile dev -q -p "$1" --bench "$2"
 done
-scripts/bench-relay.sh
+bounded 15m scripts/bench-relay.sh
 echo "benchmarks: 6 passed, 0 failed"

@@ -31,7 +31,7 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -246,6 +246,9 @@ async fn note_start(store: &dyn Store, config: &Config) {
 }
 
 /// Serves the console on `listener` until `shutdown` resolves, then drains open requests.
+/// How long open connections may take to finish once shutdown has begun.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let catalog = Arc::new(load_catalog()?);
     check_redis_persistence(&config).await?;
@@ -306,12 +309,28 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     if !config.outbound.is_strict() {
         tracing::info!("OUTBOUND_ALLOW is set: relay callbacks and webhooks may reach the private destinations it lists");
     }
+    let (told_tx, told) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        let _ = told_tx.send(());
     };
     let service = router(state, console).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown).into_future();
+    tokio::pin!(serve);
+    // Open connections get SHUTDOWN_GRACE to finish (live streams end at once on `stopping`);
+    // a client that never finishes its request does not keep the console from stopping.
+    let grace = async move {
+        if told.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = &mut serve => served?,
+        () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; closing them"),
+    }
     // Let go of the store (the embedded one is a file another process may open next).
     workers.stop().await;
     hub.stop().await;

@@ -116,7 +116,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         let url = format!("{base}{path}");
         async move { get_anon(&url).await }
     };
-    let page = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client").get(format!("{base}/")).send().await.expect("GET /");
+    let page = http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client").get(format!("{base}/")).send().await.expect("GET /");
     assert_eq!(page.status().as_u16(), 303, "a page without a session sends the browser to sign in");
     assert_eq!(page.headers()["location"], "/signin?next=%2F");
     let (code, signin) = anon("/signin").await;
@@ -144,7 +144,7 @@ async fn a_relay_key_reads_only_its_own_projects_tasks() {
         assert_eq!(code, 200, "{k}");
         keys.push(k["key"].as_str().expect("key shown once").to_string());
     }
-    let http = reqwest::Client::new();
+    let http = http();
     let created = post_kie(&format!("{base}/kie/api/v1/jobs/createTask"), &keys[1], &serde_json::json!({"model": "google/imagen4", "input": {"prompt": "beta only"}})).await;
     let id = created["data"]["taskId"].as_str().expect("task id");
     let read = |key: String| {
@@ -201,7 +201,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
 
     // Sign out everywhere: two browsers, one signs out everywhere, both are out.
     let (a, b) = (sign_in(base, PRODUCER, PASSWORD).await.expect("a"), sign_in(base, PRODUCER, PASSWORD).await.expect("b"));
-    let mut live = reqwest::Client::new().get(format!("{base}/events")).header("cookie", cookie(&b)).send().await.expect("GET /events");
+    let mut live = http().get(format!("{base}/events")).header("cookie", cookie(&b)).send().await.expect("GET /events");
     assert_eq!(live.status().as_u16(), 200);
     let r = post_form(base, "/auth/signout-all", Some(&a), &[]).await;
     assert_eq!(r.status().as_u16(), 303);
@@ -217,7 +217,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     // A cross-site POST with a valid session is refused and changes nothing.
     let admin = sign_in(base, ADMIN, PASSWORD).await.expect("admin");
     for origin in [Some("https://evil.example"), None] {
-        let mut req = reqwest::Client::new()
+        let mut req = http()
             .post(format!("{base}/api/set_cost_rule"))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("cookie", cookie(&admin))
@@ -263,7 +263,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let (_, filtered) = server_fn_as(base, Some(&admin), "audit_log", &form(&[("filter[action]", "refused")])).await;
     let refused = filtered["rows"].as_array().expect("rows");
     assert!(refused.len() >= 6 && refused.iter().all(|r| r["action"] == "sign-in refused"), "{filtered}");
-    let csv = reqwest::Client::new().get(format!("{base}/audit.csv?action=refused")).header("cookie", cookie(&admin)).send().await.expect("csv");
+    let csv = http().get(format!("{base}/audit.csv?action=refused")).header("cookie", cookie(&admin)).send().await.expect("csv");
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let text = csv.text().await.expect("csv body");
     assert!(text.starts_with("seq,time_utc,who,from,action,target,before,after\r\n"));

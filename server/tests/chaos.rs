@@ -37,7 +37,7 @@ async fn submit(base: &str, key: &str, n: usize) -> (u16, Option<String>) {
     let body = json!({"model": "google/imagen4-fast", "input": {"prompt": format!("chaos shot {n}")}});
     let start = Instant::now();
     loop {
-        let r = reqwest::Client::new().post(&url).bearer_auth(key).json(&body).timeout(Duration::from_secs(10)).send().await;
+        let r = http().post(&url).bearer_auth(key).json(&body).timeout(Duration::from_secs(10)).send().await;
         if let Ok(r) = r {
             let env: serde_json::Value = r.json().await.unwrap_or_default();
             let code = env["code"].as_u64().unwrap_or(0) as u16;

@@ -282,7 +282,7 @@ async fn a_revoked_relay_key_is_refused_at_once_on_every_instance() {
     let read = |base: String| {
         let text = key.text.expose().to_string();
         async move {
-            let r = reqwest::Client::new().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=cr_nothing")).bearer_auth(text).send().await.expect("GET");
+            let r = http().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=cr_nothing")).bearer_auth(text).send().await.expect("GET");
             r.status().as_u16()
         }
     };

@@ -83,7 +83,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
     let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let http = http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "control-room did not start");

@@ -180,7 +180,7 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
     let key = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "trailer", "render farm").await.expect("key");
     let other = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "promo", "promo batch").await.expect("key");
-    let http = reqwest::Client::new();
+    let http = http();
     let kie = |path: &str| format!("{}/kie/api/v1/{path}", s.base);
     let (hook, mut calls) = callback_sink().await;
 
@@ -287,7 +287,7 @@ async fn dropped_duplicated_reordered_and_forged_callbacks() {
     let (_, status) = server_fn(&s.base, "console_status", "").await;
     assert_eq!(status["ledger"]["credits_consumed"], "12", "three tasks at 4 credits, each counted once: {status}");
 
-    let unknown = reqwest::Client::new().post(format!("{}/callbacks/kie/{}", s.base, "0".repeat(32))).json(&json!({"code": 200, "data": {"taskId": "x", "state": "success"}})).send().await.expect("post");
+    let unknown = http().post(format!("{}/callbacks/kie/{}", s.base, "0".repeat(32))).json(&json!({"code": 200, "data": {"taskId": "x", "state": "success"}})).send().await.expect("post");
     assert_eq!(unknown.status(), 404, "an unknown token changes nothing");
     s.shutdown().await.expect("shutdown");
 }
@@ -304,7 +304,7 @@ async fn forged_and_replayed_callbacks_change_nothing() {
     let kie_id = t.kie_task_id.clone().expect("kie id");
     let url = format!("{}/callbacks/kie/{}", s.base, t.callback_token);
     let forged = json!({"code": 200, "msg": "ok", "data": {"taskId": kie_id, "state": "success", "resultJson": "{\"resultUrls\":[\"https://evil.example/x.png\"]}"}});
-    let http = reqwest::Client::new();
+    let http = http();
     let now = (gateway::store::now_ms() / 1000).to_string();
 
     let unsigned = http.post(&url).json(&forged).send().await.expect("post");
@@ -454,7 +454,7 @@ async fn relay_keys_from_the_cli_open_the_relay_until_revoked() {
     assert!(!listed.contains(&text), "the key itself is never listed");
 
     let relay = |base: String, key: String| async move {
-        reqwest::Client::new().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=nope")).bearer_auth(key).send().await.expect("get").status().as_u16()
+        http().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId=nope")).bearer_auth(key).send().await.expect("get").status().as_u16()
     };
     let s = start(config(embedded(&dir), Some(KEY))).await;
     assert_eq!(relay(s.base.clone(), text.clone()).await, 404, "the key opens the relay (the task is unknown)");

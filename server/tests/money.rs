@@ -129,7 +129,7 @@ async fn the_relay_answers_402_and_failures_release_their_hold() {
     let rule = budget::CostRule { target: budget::Target { project: Some("trailer".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
     budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule.clone()).await.expect("rule");
     let create = |prompt: &str| {
-        reqwest::Client::new()
+        http()
             .post(format!("{}/kie/api/v1/jobs/createTask", s.base))
             .bearer_auth(key.text.expose())
             .json(&json!({"model": "nano-banana-2", "input": {"prompt": prompt}}))
@@ -264,7 +264,7 @@ async fn pins_follow_the_user_across_instances() {
 
 /// Relay keys give tasks distinct owners (`key:<name>`).
 async fn relay_create(base: &str, key: &str, prompt: &str) -> u16 {
-    reqwest::Client::new()
+    http()
         .post(format!("{base}/kie/api/v1/jobs/createTask"))
         .bearer_auth(key)
         .json(&json!({"model": "nano-banana-2", "input": {"prompt": prompt}}))
@@ -285,7 +285,7 @@ async fn a_burst_from_one_owner_does_not_starve_another() {
     for i in 0..24 {
         assert_eq!(relay_create(&s.base, burst.text.expose(), &format!("burst {i}")).await, 200);
     }
-    let single_id: Value = reqwest::Client::new()
+    let single_id: Value = http()
         .post(format!("{}/kie/api/v1/jobs/createTask", s.base))
         .bearer_auth(single.text.expose())
         .json(&json!({"model": "nano-banana-2", "input": {"prompt": "the single task"}}))

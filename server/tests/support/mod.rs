@@ -9,6 +9,23 @@ use tokio::sync::oneshot;
 
 pub const KEY: &str = "kie-test-key-7f3a9c1e5d";
 
+/// The longest any test request may take: a console that stops answering fails the test at the
+/// request that waited, instead of hanging the run.
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a server may take to shut down before the test fails.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A client builder with [`REQUEST_LIMIT`]: every test client starts from it.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(REQUEST_LIMIT)
+}
+
+/// A client with [`REQUEST_LIMIT`] that follows redirects.
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("client")
+}
+
 pub struct Running {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
@@ -20,7 +37,10 @@ impl Running {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        self.done.await.expect("server task")
+        tokio::time::timeout(SHUTDOWN_LIMIT, self.done)
+            .await
+            .unwrap_or_else(|_| panic!("the server did not shut down within {SHUTDOWN_LIMIT:?}"))
+            .expect("server task")
     }
 }
 
@@ -69,7 +89,7 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running
     let done = tokio::spawn(server::run(listener, cfg, async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::new();
+    let client = http();
     for _ in 0..200 {
         if client.get(format!("{base}/healthz")).send().await.is_ok() {
             break;
@@ -111,7 +131,7 @@ pub fn origin_of(url: &str) -> String {
 }
 
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 /// Signs in through the form; `Ok(token)` from the session cookie, `Err(location)` when the
@@ -133,7 +153,7 @@ pub async fn sign_in(base: &str, email: &str, password: &str) -> Result<String, 
 /// A KIE-style JSON POST with a bearer key (to KIE's paths on kie-sim or the relay): the
 /// answer's envelope.
 pub async fn post_kie(url: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
-    reqwest::Client::new().post(url).bearer_auth(key).json(body).send().await.expect("POST").json().await.expect("json")
+    http().post(url).bearer_auth(key).json(body).send().await.expect("POST").json().await.expect("json")
 }
 
 /// A browser-style form POST to `path` (from this console's origin, with `token`'s session if
@@ -170,7 +190,7 @@ pub async fn client_as(base: &str, email: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", cookie(&session(base, email).await).parse().expect("cookie"));
     headers.insert("origin", origin_of(base).parse().expect("origin"));
-    reqwest::Client::builder().default_headers(headers).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    http_builder().default_headers(headers).redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
 /// GET as the admin: (status, body).
