@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::accounts::{Actor, Role};
 use crate::audit;
 use crate::credits::Credits;
-use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, edit_doc, now_ms, read_doc};
+use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, Unchanged, edit_doc, now_ms, read_doc};
 
 /// The stored list of rules.
 const RULES_KEY: &str = "costrules";
@@ -173,9 +173,25 @@ impl CostRule {
 
 /// Every rule, team first, then projects and people by name.
 pub async fn rules(store: &dyn Store) -> StoreResult<Vec<CostRule>> {
-    let mut rules: Vec<CostRule> = read_doc(store, RULES_KEY).await?;
+    Ok(rules_read(store).await?.rules)
+}
+
+/// The cost rules as read, with the condition that they are still the stored ones.
+#[derive(Debug, Clone)]
+pub struct RulesRead {
+    pub rules: Vec<CostRule>,
+    pub unchanged: Unchanged,
+}
+
+/// [`rules`] with the condition under which a decision made from them still holds.
+pub async fn rules_read(store: &dyn Store) -> StoreResult<RulesRead> {
+    let raw = store.kv_get(RULES_KEY).await?;
+    let mut rules: Vec<CostRule> = match &raw {
+        Some(b) => serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(format!("{RULES_KEY}: {e}")))?,
+        None => Vec::new(),
+    };
     rules.sort_by(|a, b| (&a.target.project, &a.target.user).cmp(&(&b.target.project, &b.target.user)));
-    Ok(rules)
+    Ok(RulesRead { rules, unchanged: Unchanged::of(RULES_KEY, raw.as_deref()) })
 }
 
 /// Sets (or, with no cap at all, removes) the rule for `rule.target`, as `by` (an admin), and

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::accounts::{Actor, Role};
 use crate::audit;
 use crate::secret::{hex, random_hex};
+use crate::store::watched::{self, Watched};
 use crate::store::{Store, StoreError, now_ms};
 
 const PREFIX: &str = "kcr_";
@@ -159,7 +160,7 @@ pub async fn revoke(store: &dyn Store, by: &Actor, id: &str) -> Result<RelayKey,
         put(store, &key).await?;
         // Every instance's cache drops it now (and a cache that cannot hear this caches
         // nothing).
-        store.publish(REVOKED_CHANNEL, key.id.as_bytes()).await?;
+        watched::announce(store, REVOKED_CHANNEL, &key.id).await?;
         audit::record(store, by, "relay key revoked", &key.id, Some(format!("{} · project {} · live", key.name, key.project)), Some("revoked".into())).await?;
     }
     Ok(key)
@@ -191,112 +192,45 @@ impl LastUse {
 const REVOKED_CHANNEL: &str = "relay-keys:revoked";
 /// How long a cached key is trusted without hearing anything (a safety net under the
 /// revocation messages, not the way revocations arrive).
-const CACHE_FOR_MS: u64 = 30_000;
-/// Most keys one instance caches.
-const MAX_CACHED: usize = MAX_KEYS * 2;
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The keys this instance has checked, so that a relay request does not read the store to
 /// authenticate. A revocation is published to every instance and drops the key from every
 /// cache at once; while this instance is not subscribed (starting, or the store dropped the
-/// subscription) nothing is cached and every request reads the store.
+/// subscription) nothing is cached and every request reads the store (see
+/// [`crate::store::watched`]).
 pub struct KeyCache {
     store: Arc<dyn Store>,
-    entries: std::sync::Mutex<std::collections::HashMap<String, (RelayKey, u64)>>,
-    /// Whether revocations are being heard.
-    listening: std::sync::atomic::AtomicBool,
+    keys: Arc<Watched<RelayKey>>,
     last_use: LastUse,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl KeyCache {
     /// A cache that follows revocations through the store's publish/subscribe.
-    pub async fn start(store: Arc<dyn Store>) -> Arc<KeyCache> {
-        let cache = Arc::new(KeyCache {
-            store,
-            entries: Default::default(),
-            listening: Default::default(),
-            last_use: LastUse::default(),
-            task: Default::default(),
-        });
-        let weak = Arc::downgrade(&cache);
-        let handle = tokio::spawn(async move {
-            loop {
-                let Some(cache) = weak.upgrade() else { return };
-                let stream = cache.store.subscribe(REVOKED_CHANNEL).await;
-                drop(cache);
-                match stream {
-                    Ok(mut stream) => {
-                        if let Some(c) = weak.upgrade() {
-                            c.listening.store(true, std::sync::atomic::Ordering::SeqCst);
-                        }
-                        while let Some(id) = futures::StreamExt::next(&mut stream).await {
-                            let Some(c) = weak.upgrade() else { return };
-                            c.forget(&String::from_utf8_lossy(&id));
-                        }
-                        tracing::warn!("relay key revocations: subscription ended; resubscribing");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "relay key revocations: cannot subscribe; retrying"),
-                }
-                // Deaf: cache nothing until the subscription is back.
-                if let Some(c) = weak.upgrade() {
-                    c.listening.store(false, std::sync::atomic::Ordering::SeqCst);
-                    c.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        });
-        *cache.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-        cache
+    pub fn start(store: Arc<dyn Store>) -> KeyCache {
+        let keys = Watched::new(store.clone(), CACHE_FOR, MAX_KEYS * 2);
+        keys.follow(REVOKED_CHANNEL);
+        KeyCache { store, keys, last_use: LastUse::default() }
     }
 
     /// Stops following revocations (and caching).
     pub fn stop(&self) {
-        self.listening.store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Some(h) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            h.abort();
-        }
+        self.keys.stop();
     }
 
-    fn forget(&self, id: &str) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-    }
-
-    fn cached(&self, id: &str, now: u64) -> Option<RelayKey> {
-        if !self.listening.load(std::sync::atomic::Ordering::SeqCst) {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(id).filter(|(_, at)| now.saturating_sub(*at) < CACHE_FOR_MS).map(|(k, _)| k.clone())
-    }
-
-    fn keep(&self, key: &RelayKey, now: u64) {
-        if !self.listening.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_CACHED {
-            entries.clear();
-        }
-        entries.insert(key.id.clone(), (key.clone(), now));
+    /// Whether revocations are being heard (so checked keys are cached).
+    pub fn listening(&self) -> bool {
+        self.keys.listening()
     }
 
     /// The live key this text opens, or [`RelayKeyError::Unauthorized`]: its record (from
     /// the cache, else the store), its hash checked in constant time, not revoked.
     pub async fn authenticate(&self, text: &str) -> Result<RelayKey, RelayKeyError> {
         let id = key_id(text)?;
-        let now = now_ms();
-        let key = match self.cached(id, now) {
-            Some(k) => k,
-            None => {
-                let k = get(self.store.as_ref(), id).await?.ok_or(RelayKeyError::Unauthorized)?;
-                if k.revoked_ms.is_none() {
-                    self.keep(&k, now);
-                }
-                k
-            }
-        };
+        let store = self.store.as_ref();
+        let key = self.keys.get(id, || get(store, id), |k| k.revoked_ms.is_none()).await?.ok_or(RelayKeyError::Unauthorized)?;
         check_text(&key, text)?;
-        note_use(self.store.as_ref(), &self.last_use, id, now).await;
+        note_use(store, &self.last_use, id, now_ms()).await;
         Ok(key)
     }
 }

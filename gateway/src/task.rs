@@ -265,6 +265,12 @@ impl TaskRecord {
         self.state.is_terminal() && self.relay_callback.as_ref().is_some_and(RelayCallback::pending)
     }
 
+    /// Ended with nothing left to deliver: nothing changes the record any more except its
+    /// deletion past retention (announced; see `Lifecycle::find`).
+    pub fn settled(&self) -> bool {
+        self.state.is_terminal() && !self.delivery_pending()
+    }
+
     /// Sent to KIE with no answer recorded (see [`Dispatch::sending_since_ms`]).
     pub fn in_doubt(&self) -> bool {
         self.state == TaskState::Queued && self.dispatch.sending_since_ms.is_some()

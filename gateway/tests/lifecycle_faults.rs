@@ -303,8 +303,74 @@ async fn ended_tasks_past_their_retention_are_deleted_and_nothing_else() {
         }
         assert!(store.task_insert(&t).await.unwrap());
     }
+    // Another instance has answered a settled task, and keeps it in memory.
+    let other = lifecycle(store.clone(), &base, opts());
+    let workers = other.spawn_workers();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(other.find("old-ended").await.unwrap().is_some());
     lc.poll_round(&mut PollState::default(), true).await.unwrap();
     for (id, .., kept) in cases {
         assert_eq!(store.task_get(id).await.unwrap().is_some(), kept, "{id}");
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(other.find("old-ended").await.unwrap().is_none(), "the deletion reached the other instance's memory");
+    workers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settled_task_is_answered_from_memory_and_an_unsettled_one_never_is() {
+    let (_sim, base) = sim(fast()).await;
+    let store = redis().await;
+    let lc = lifecycle(store.clone(), &base, opts());
+    let workers = lc.spawn_workers();
+    let mut running = TaskRecord::new("still-running", "ana", "p", "google/imagen4-fast", 1);
+    running.state = TaskState::Generating;
+    let mut done = TaskRecord::new("done", "ana", "p", "google/imagen4-fast", 1);
+    done.state = TaskState::Success;
+    for t in [&running, &done] {
+        assert!(store.task_insert(t).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in ["still-running", "done"] {
+        assert!(lc.find(id).await.unwrap().is_some());
+    }
+    // Deleted behind the lifecycle's back, with no announcement: only the settled one is
+    // still answered (from memory); the running one is read from the store every time.
+    for t in [&running, &done] {
+        assert!(store.task_delete(&t.id, t.version).await.unwrap());
+    }
+    assert!(lc.find("still-running").await.unwrap().is_none());
+    assert_eq!(lc.find("done").await.unwrap().map(|t| t.state), Some(TaskState::Success));
+    // Once the workers stop, nothing is answered from memory.
+    workers.stop().await;
+    assert!(lc.find("done").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instance() {
+    use gateway::budget::{self, CostRule, Target};
+    use gateway::lifecycle::{SubmitError, Submission};
+    let (_sim, base) = sim(fast()).await;
+    let store = redis().await;
+    // Two instances: `a` has judged (and kept) the rules of an empty rule book.
+    let (a, b) = (lifecycle(store.clone(), &base, opts()), lifecycle(store.clone(), &base, opts()));
+    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None };
+    let free = a.submit(job("promo")).await.expect("no rules yet");
+    assert!(!free.budget_pending);
+    // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).
+    let cap = CostRule { target: Target { project: Some("promo".into()), user: None }, per_job: Some(gateway::Credits::from_credits(1)), ..Default::default() };
+    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), cap).await.unwrap();
+    for lc in [&a, &b] {
+        match lc.submit(job("promo")).await {
+            Err(SubmitError::OverBudget(msg)) => assert!(msg.contains("per job"), "{msg}"),
+            other => panic!("the new rule must refuse at once on every instance: {other:?}"),
+        }
+    }
+    // Removed again (no caps): both admit at once.
+    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), CostRule { target: Target { project: Some("promo".into()), user: None }, ..Default::default() }).await.unwrap();
+    for lc in [&a, &b] {
+        lc.submit(job("promo")).await.expect("admitted once the rule is gone");
+    }
+    let listed = store.task_list(&TaskQuery { project: Some("promo".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(listed.tasks.len(), 3, "the refused submissions left no record");
 }

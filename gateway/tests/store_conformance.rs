@@ -3,7 +3,7 @@
 //! directory. A backend passes only if it behaves exactly like the other.
 
 use futures::StreamExt;
-use gateway::store::{ReserveOutcome, ReserveRequest, Scope, StoreError};
+use gateway::store::{Created, ReserveOutcome, ReserveRequest, Scope, StoreError};
 use gateway::task::{TaskQuery, TaskRecord, TaskState};
 use gateway::{Credits, EmbeddedStore, RedisStore, Store};
 use std::sync::Arc;
@@ -70,6 +70,7 @@ conformance!(
     kv_replace_sets_only_what_exists,
     amounts_past_the_bound_are_refused_and_sums_stay_exact,
     task_create_writes_record_lookups_and_a_numbered_event_at_once,
+    task_create_is_taken_only_while_its_condition_holds,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -260,7 +261,7 @@ mod cases {
         b.store.counter_add("created:seq", 41, None).await.unwrap();
         let t = task("made", "p", "o", "m", 5);
         let lookup = Lookup { key: "token:abc".into(), value: b"made".to_vec(), ttl: Some(Duration::from_secs(60)) };
-        assert_eq!(b.store.task_create(&t, &[lookup], Some(&announce("made"))).await.unwrap(), Some(42));
+        assert_eq!(b.store.task_create(&t, &[lookup], Some(&announce("made")), None).await.unwrap(), Created::Inserted(42));
         assert_eq!(b.peer.task_get("made").await.unwrap().map(|t| t.version), Some(1));
         assert_eq!(b.peer.kv_get("token:abc").await.unwrap().as_deref(), Some(&b"made"[..]));
         assert_eq!(b.peer.kv_get("created:log:42").await.unwrap().as_deref(), Some(&br#"{"n":42,"id":"made"}"#[..]));
@@ -270,19 +271,46 @@ mod cases {
         assert_eq!(listed.tasks.len(), 1, "indexed");
         // The same id again changes nothing: no lookup, no number, no message.
         let other = Lookup { key: "token:def".into(), value: b"x".to_vec(), ttl: None };
-        assert_eq!(b.store.task_create(&t, &[other], Some(&announce("again"))).await.unwrap(), None);
+        assert_eq!(b.store.task_create(&t, &[other], Some(&announce("again")), None).await.unwrap(), Created::Exists);
         assert_eq!(b.store.kv_get("token:def").await.unwrap(), None);
         assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
         assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "nothing published");
         // Without an announcement: the record and lookups only.
-        assert_eq!(b.store.task_create(&task("quiet", "p", "o", "m", 6), &[], None).await.unwrap(), Some(0));
+        assert_eq!(b.store.task_create(&task("quiet", "p", "o", "m", 6), &[], None, None).await.unwrap(), Created::Inserted(0));
         assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
         let mut bad = task("bad|id", "p", "o", "m", 7);
-        assert!(matches!(b.store.task_create(&bad, &[], None).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_create(&bad, &[], None, None).await, Err(StoreError::Invalid(_))));
         bad.id = "big".into();
         let huge = Lookup { key: "k".into(), value: vec![0; gateway::store::MAX_VALUE_BYTES + 1], ttl: None };
-        assert!(matches!(b.store.task_create(&bad, &[huge], None).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_create(&bad, &[huge], None, None).await, Err(StoreError::Invalid(_))));
         assert_eq!(b.store.task_get("big").await.unwrap(), None, "refused: nothing written");
+    }
+
+    pub async fn task_create_is_taken_only_while_its_condition_holds(b: Backend) {
+        use gateway::store::{Lookup, Unchanged};
+        let lookup = || Lookup { key: "cond:token".into(), value: b"x".to_vec(), ttl: None };
+        // Absent, as read: holds until something is written there (by another instance).
+        let absent = Unchanged::of("cond:rules", None);
+        assert_eq!(b.store.task_create(&task("k1", "p", "o", "m", 1), &[], None, Some(&absent)).await.unwrap(), Created::Inserted(0));
+        b.peer.kv_set("cond:rules", b"[1]", None).await.unwrap();
+        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &[lookup()], None, Some(&absent)).await.unwrap(), Created::Changed);
+        assert_eq!(b.store.task_get("k2").await.unwrap(), None, "nothing written");
+        assert_eq!(b.store.kv_get("cond:token").await.unwrap(), None, "not even the lookup");
+        // A value, as read: holds while the value is byte for byte the same.
+        let read = Unchanged::of("cond:rules", Some(b"[1]"));
+        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &[lookup()], None, Some(&read)).await.unwrap(), Created::Inserted(0));
+        b.peer.kv_set("cond:rules", b"[1,2]", None).await.unwrap();
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&read)).await.unwrap(), Created::Changed);
+        b.peer.kv_delete("cond:rules").await.unwrap();
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&read)).await.unwrap(), Created::Changed, "gone is a change");
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&absent)).await.unwrap(), Created::Inserted(0));
+        // An expired value is no value.
+        b.peer.kv_set("cond:short", b"v", Some(Duration::from_millis(50))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let short = Unchanged::of("cond:short", None);
+        assert_eq!(b.store.task_create(&task("k4", "p", "o", "m", 4), &[], None, Some(&short)).await.unwrap(), Created::Inserted(0));
+        let bent = Unchanged { key: "cond:rules".into(), sha1: Some("not hex".into()) };
+        assert!(matches!(b.store.task_create(&task("k5", "p", "o", "m", 5), &[], None, Some(&bent)).await, Err(StoreError::Invalid(_))));
     }
 
     pub async fn task_counts_follow_states(b: Backend) {

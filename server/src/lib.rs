@@ -295,7 +295,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         secure: config.https(),
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
     };
-    let keys = gateway::relay_keys::KeyCache::start(store.clone()).await;
+    let keys = Arc::new(gateway::relay_keys::KeyCache::start(store.clone()));
     let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth };
     note_start(store.as_ref(), &config).await;
     tracing::info!(

@@ -39,6 +39,7 @@ use crate::Secret;
 use crate::catalog::Catalog;
 use crate::events;
 use crate::kie::{ApiFamily, KieClient, MarketJobs};
+use crate::store::watched::Watched;
 use crate::store::{Scope, Store, StoreError, StoreResult, now_ms};
 use crate::task::TaskRecord;
 
@@ -120,7 +121,18 @@ struct Inner {
     /// Set when the workers are asked to stop: the dispatcher finishes the send under way
     /// (and records KIE's answer) instead of being cut off in the middle of it.
     stopping: std::sync::atomic::AtomicBool,
+    /// The cost rules last read, with their condition (see `submit`).
+    cost_rules: std::sync::Mutex<Option<Arc<crate::budget::RulesRead>>>,
+    /// Records nothing changes any more (see [`TaskRecord::settled`]), for `recordInfo`.
+    settled: Arc<Watched<TaskRecord>>,
 }
+
+/// Where a change to a settled record (its deletion) is announced to every instance.
+const SETTLED_CHANNEL: &str = "tasks:settled-changed";
+/// How long a settled record is answered from memory, at most.
+const SETTLED_KEEP: Duration = Duration::from_secs(60);
+/// Most settled records an instance keeps in memory.
+const SETTLED_MAX: usize = 4096;
 
 /// The lifecycle of every task; cheap to clone.
 #[derive(Clone)]
@@ -130,6 +142,7 @@ impl Lifecycle {
     /// `kie` is `None` when no key is configured: tasks are refused with "Not configured".
     pub fn new(store: Arc<dyn Store>, kie: Option<KieClient>, catalog: Arc<Catalog>, opts: LifecycleOptions) -> Lifecycle {
         let outbound = crate::outbound::Outbound::new(opts.outbound.clone(), Default::default());
+        let store_for_cache = store.clone();
         Lifecycle(Arc::new(Inner {
             store,
             kie,
@@ -142,6 +155,8 @@ impl Lifecycle {
             deliveries: Default::default(),
             halted: Default::default(),
             stopping: Default::default(),
+            cost_rules: Default::default(),
+            settled: Watched::new(store_for_cache, SETTLED_KEEP, SETTLED_MAX),
         }))
     }
 
@@ -187,7 +202,13 @@ impl Lifecycle {
     }
 
     /// Reads a task by the Control Room's id or by KIE's task id.
+    /// A settled task (ended, nothing left to deliver) is answered from memory while its
+    /// instance hears changes to settled records; a deletion is announced to every instance.
     pub async fn find(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+        self.0.settled.get(id, || self.find_in_store(id), TaskRecord::settled).await
+    }
+
+    async fn find_in_store(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
         if let Some(t) = self.0.store.task_get(id).await? {
             return Ok(Some(t));
         }
@@ -245,6 +266,7 @@ impl Lifecycle {
     /// Starts the dispatcher, poller and delivery workers; they stop when the handle drops.
     pub fn spawn_workers(&self) -> Workers {
         self.0.stopping.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.0.settled.follow(SETTLED_CHANNEL);
         let handles = vec![
             tokio::spawn(poller::run(self.clone())),
             tokio::spawn(delivery::run(self.clone())),
@@ -287,6 +309,7 @@ impl Workers {
     /// [`DISPATCH_DRAIN`]), so a restart leaves no task in doubt that need not be.
     pub async fn stop(mut self) {
         self.lifecycle.0.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.lifecycle.0.settled.stop();
         self.lifecycle.0.wake_dispatcher.notify_one();
         if let Some(mut d) = self.dispatcher.take()
             && tokio::time::timeout(DISPATCH_DRAIN, &mut d).await.is_err()

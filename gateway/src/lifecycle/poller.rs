@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Lifecycle;
-use crate::store::{StoreResult, now_ms};
+use crate::store::{StoreResult, now_ms, watched};
 use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
 
 const LEASE: &str = "poller";
@@ -142,17 +142,25 @@ impl Lifecycle {
         let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
         let q = TaskQuery { oldest_first: true, after: ps.purge_cursor.take(), limit: crate::task::MAX_PAGE, ..Default::default() };
         let page = self.0.store.task_list(&q).await?;
+        let mut deleted = 0;
         for t in &page.tasks {
             if t.created_ms >= cutoff {
                 // Everything after this one is younger still: start again from the oldest.
-                return Ok(());
+                break;
             }
-            let ended_long_ago = t.state.is_terminal() && t.finished_ms.unwrap_or(t.updated_ms) < cutoff && !t.delivery_pending();
+            let ended_long_ago = t.settled() && t.finished_ms.unwrap_or(t.updated_ms) < cutoff;
             if ended_long_ago && self.0.store.task_delete(&t.id, t.version).await? {
                 tracing::debug!(task = %t.id, "ended task past its retention deleted");
+                deleted += 1;
             }
         }
-        ps.purge_cursor = page.next;
+        if deleted > 0 {
+            // Settled records are kept in memory by every instance (under our id and KIE's).
+            watched::announce(self.0.store.as_ref(), super::SETTLED_CHANNEL, watched::ALL).await?;
+        }
+        if page.tasks.last().is_some_and(|t| t.created_ms < cutoff) {
+            ps.purge_cursor = page.next;
+        }
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use super::{LOOKUP_TTL, Lifecycle, token_key};
 use crate::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
 use crate::secret::random_hex;
 use crate::budget::{self, BudgetError};
-use crate::store::{StoreError, now_ms};
+use crate::store::{Created, StoreError, now_ms};
 use crate::task::{FailClass, RelayCallback, TaskRecord, TaskState};
 
 /// How old a budget-pending record must be before the dispatcher takes it as abandoned.
@@ -26,6 +26,9 @@ pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Attempts at taking back a submission the store failed half-way (every 250 ms).
 const TAKE_BACK_TRIES: u32 = 12;
+
+/// Times a submission is judged again when the cost rules changed under it.
+const RULE_CHANGE_TRIES: u32 = 3;
 
 /// Longest relay `callBackUrl` accepted.
 pub const MAX_CALLBACK_URL: usize = 2048;
@@ -148,6 +151,20 @@ impl Lifecycle {
         Ok(estimate)
     }
 
+    /// The cost rules, from memory unless `fresh` (or nothing was read yet). A submission
+    /// states the ones it used to [`Store::task_create`](crate::store::Store::task_create),
+    /// which refuses if they changed, so a rule set on any instance holds from the next
+    /// submission on, everywhere.
+    async fn cost_rules(&self, fresh: bool) -> Result<std::sync::Arc<budget::RulesRead>, StoreError> {
+        let cache = &self.0.cost_rules;
+        if !fresh && let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(r);
+        }
+        let read = std::sync::Arc::new(budget::rules_read(self.0.store.as_ref()).await?);
+        *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
+        Ok(read)
+    }
+
     /// Records a new task (state `queued`) and wakes the dispatcher. Returns the record.
     pub async fn submit(&self, s: Submission) -> Result<TaskRecord, SubmitError> {
         if !self.configured() {
@@ -169,19 +186,30 @@ impl Lifecycle {
         t.retry_of = s.retry_of;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
-        let rules = budget::rules(self.0.store.as_ref()).await?;
-        t.budget_pending = budget::governs(&rules, &t.owner, &t.project);
         // The record, its callback token's lookup and (unless a cost rule still has to admit
-        // it) its live event: one atomic step, one round trip on Redis.
+        // it) its live event: one atomic step, one round trip on Redis, taken only if the cost
+        // rules it was judged under (kept in memory) are still the stored ones.
         let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
-        let announce = if t.budget_pending { None } else { Some(crate::events::announcement(&t)?) };
-        if self.0.store.task_create(&t, &[token], announce.as_ref()).await?.is_none() {
-            return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into());
+        let mut judged = self.cost_rules(false).await?;
+        let mut tries = 0;
+        loop {
+            t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
+            let announce = if t.budget_pending { None } else { Some(crate::events::announcement(&t)?) };
+            match self.0.store.task_create(&t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
+                Created::Inserted(_) => break,
+                Created::Exists => return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into()),
+                Created::Changed if tries < RULE_CHANGE_TRIES => {
+                    tries += 1;
+                    judged = self.cost_rules(true).await?;
+                }
+                Created::Changed => return Err(StoreError::Unavailable("the cost rules kept changing while this task was submitted; nothing was recorded".into()).into()),
+            }
         }
+        let rules = &judged.rules;
         if t.budget_pending {
             // From here the record exists: a refusal or a store failure takes it back, and if
             // even that cannot be done the caller is told the task may still run.
-            let reserved = match budget::reserve(self.0.store.as_ref(), &rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
+            let reserved = match budget::reserve(self.0.store.as_ref(), rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
                 Ok(()) => self.clear_budget_pending(&t.id).await.map_err(SubmitError::Store),
                 Err(BudgetError::Refused(msg)) => Err(SubmitError::OverBudget(msg)),
                 Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => Err(SubmitError::Invalid(msg)),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::{Announcement, EventStream, LogEntry, Lookup, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
@@ -328,15 +328,23 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
-        check::create(task, lookups, announce)?;
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created> {
+        check::create(task, lookups, announce, unchanged)?;
         let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let (task, lookups, announce) = (task.clone(), lookups.to_vec(), announce.cloned());
+        let (task, lookups, announce, unchanged) = (task.clone(), lookups.to_vec(), announce.cloned(), unchanged.cloned());
         let written = self
             .write(move |tx| {
+                if let Some(u) = unchanged {
+                    let now = now_ms();
+                    let kv = tx.open_table(KV)?;
+                    let current = kv.get(u.key.as_str())?.filter(|g| live(g.value().0, now)).map(|g| g.value().1.to_vec());
+                    if Unchanged::of(&u.key, current.as_deref()) != u {
+                        return Ok(Err(Created::Changed));
+                    }
+                }
                 let mut tasks = tx.open_table(TASKS)?;
                 if tasks.get(task.id.as_str())?.is_some() {
-                    return Ok(None);
+                    return Ok(Err(Created::Exists));
                 }
                 tasks.insert(task.id.as_str(), json.as_slice())?;
                 drop(tasks);
@@ -345,20 +353,23 @@ impl Store for EmbeddedStore {
                 for l in &lookups {
                     kv.insert(l.key.as_str(), (deadline(l.ttl), l.value.as_slice()))?;
                 }
-                let Some(a) = announce else { return Ok(Some((0, None))) };
+                let Some(a) = announce else { return Ok(Ok((0, None))) };
                 drop(kv);
                 let seq = counter_bump(tx, &a.seq_key, 1, 0, now_ms())? as u64;
                 let msg = a.message(seq);
                 tx.open_table(KV)?.insert(format!("{}{seq}", a.log_prefix).as_str(), (deadline(Some(a.keep)), msg.as_slice()))?;
-                Ok(Some((seq, Some((a.channel, msg)))))
+                Ok(Ok((seq, Some((a.channel, msg)))))
             })
             .await?;
-        let Some((seq, message)) = written else { return Ok(None) };
+        let (seq, message) = match written {
+            Ok(w) => w,
+            Err(nothing) => return Ok(nothing),
+        };
         // Published once committed, as on Redis (a subscriber never sees an unwritten task).
         if let Some((channel, msg)) = message {
             self.publish(&channel, &msg).await?;
         }
-        Ok(Some(seq))
+        Ok(Created::Inserted(seq))
     }
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {

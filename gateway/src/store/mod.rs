@@ -25,6 +25,7 @@
 
 mod embedded;
 mod redis;
+pub mod watched;
 
 pub use embedded::EmbeddedStore;
 pub use redis::{Persistence, RedisStore};
@@ -124,6 +125,36 @@ pub struct Lookup {
     pub ttl: Option<Duration>,
 }
 
+/// A condition for [`Store::task_create`]: the key/value entry `key` still holds what the
+/// caller read from it (compared by SHA-1), or still holds nothing. A submission states the
+/// cost rules it was judged under this way, so that it can keep them in memory and still
+/// never be recorded under rules that changed meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchanged {
+    pub key: String,
+    /// Lowercase hex SHA-1 of the value read; `None` if there was none.
+    pub sha1: Option<String>,
+}
+
+impl Unchanged {
+    /// The condition that `key` still holds `value` (as read).
+    pub fn of(key: &str, value: Option<&[u8]>) -> Unchanged {
+        use sha1::Digest;
+        Unchanged { key: key.to_string(), sha1: value.map(|v| crate::secret::hex(&sha1::Sha1::digest(v))) }
+    }
+}
+
+/// What [`Store::task_create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// Inserted, with its announcement's number (0 without one).
+    Inserted(u64),
+    /// A task with this id exists already; nothing changed.
+    Exists,
+    /// The [`Unchanged`] condition no longer held; nothing changed.
+    Changed,
+}
+
 /// A message numbered by a counter as it is written: `{before}{n}{after}`, where `n` is the
 /// counter `seq_key` moved on by one; kept as the key/value entry `{log_prefix}{n}` for
 /// `keep` and published on `channel` (live events use this).
@@ -165,15 +196,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a new record (write-ahead). `Ok(false)` if a task with this id exists already,
     /// in which case nothing changes.
     async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
-        Ok(self.task_create(task, &[], None).await?.is_some())
+        Ok(self.task_create(task, &[], None, None).await? == Created::Inserted(0))
     }
 
     /// [`Store::task_insert`], the `lookups` (key/value entries with their TTLs) and a
     /// numbered [`Announcement`], all in one atomic step: one round trip on Redis, one
-    /// transaction on the embedded store. The hot path of a submission. Returns
-    /// `Ok(Some(seq))` (the announcement's number; 0 without one) if the task was inserted,
-    /// `Ok(None)` if a task with this id exists already (then nothing changes).
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>>;
+    /// transaction on the embedded store. The hot path of a submission. Taken only while
+    /// `unchanged` holds (if given); see [`Created`] for the outcomes.
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created>;
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>>;
 
@@ -330,8 +360,14 @@ pub(crate) mod check {
         Ok(())
     }
 
-    pub fn create(t: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<()> {
+    pub fn create(t: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<()> {
         task(t)?;
+        if let Some(u) = unchanged {
+            key(&u.key)?;
+            if u.sha1.as_ref().is_some_and(|h| h.len() != 40 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(StoreError::Invalid("a SHA-1 is 40 hex digits".into()));
+            }
+        }
         for l in lookups {
             key(&l.key)?;
             value(&l.value)?;

@@ -23,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Announcement, EventStream, LogEntry, Lookup, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
@@ -31,14 +31,27 @@ const LIST_BATCH: usize = 256;
 /// Most index members one listing examines before it returns a short page with a cursor.
 const LIST_SCAN_CAP: usize = 10_000;
 
-/// Lua: `task_create` — insert a task if absent and add it to its indexes, then the lookups,
-/// then a numbered announcement (`task_insert` is this with neither).
-/// KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key.
+/// Lua: `task_create` — unless the condition failed or the task exists, insert it and add it
+/// to its indexes, then the lookups, then a numbered announcement (`task_insert` is this with
+/// none of them).
+/// KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key, the
+/// condition's key.
 /// ARGV: json, member, version, n, m, (value, ttl ms or 0)×m, announce (0/1), before, after,
-/// keep ms, log key prefix, channel. Returns -1 if the task exists, else the number (0: none).
+/// keep ms, log key prefix, channel, condition ('' none, '-' absent, else the SHA-1).
+/// Returns -2 if the condition failed, -1 if the task exists, else the number (0: none).
 const TASK_CREATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local n, m = tonumber(ARGV[4]), tonumber(ARGV[5])
+local a = 6 + 2 * m
+local cond = ARGV[a + 6]
+if cond ~= '' then
+  local cur = redis.call('GET', KEYS[3 + n + m])
+  if cond == '-' then
+    if cur then return -2 end
+  elseif not cur or redis.sha1hex(cur) ~= cond then
+    return -2
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local idx = {}
 for i = 2, 1 + n do
   redis.call('ZADD', KEYS[i], 0, ARGV[2])
@@ -49,7 +62,6 @@ for j = 1, m do
   local ttl = tonumber(ARGV[5 + 2 * j])
   if ttl > 0 then redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j], 'PX', ttl) else redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j]) end
 end
-local a = 6 + 2 * m
 if ARGV[a] ~= '1' then return 0 end
 local seq = redis.call('INCRBY', KEYS[2 + n + m], 1)
 local msg = ARGV[a + 1] .. seq .. ARGV[a + 2]
@@ -365,8 +377,8 @@ impl Store for RedisStore {
         if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("redis answered {pong:?} to PING"))) }
     }
 
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>) -> StoreResult<Option<u64>> {
-        check::create(task, lookups, announce)?;
+    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created> {
+        check::create(task, lookups, announce, unchanged)?;
         let json = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let index_keys = task.index_keys();
         let mut inv = self.scripts.task_create.key(self.k("t", &task.id));
@@ -377,6 +389,7 @@ impl Store for RedisStore {
             inv.key(self.k("kv", &l.key));
         }
         inv.key(self.k("c", announce.map_or("-", |a| a.seq_key.as_str())));
+        inv.key(self.k("kv", unchanged.map_or("-", |u| u.key.as_str())));
         inv.arg(json).arg(task.index_member()).arg(task.version).arg(index_keys.len()).arg(lookups.len());
         for l in lookups {
             inv.arg(l.value.as_slice()).arg(l.ttl.map_or(0, ms));
@@ -385,8 +398,13 @@ impl Store for RedisStore {
             Some(a) => inv.arg(1).arg(&a.before).arg(&a.after).arg(ms(a.keep)).arg(self.k("kv", &a.log_prefix)).arg(self.k("ev", &a.channel)),
             None => inv.arg(0).arg("").arg("").arg(0).arg("").arg(""),
         };
+        inv.arg(unchanged.map_or("", |u| u.sha1.as_deref().unwrap_or("-")));
         let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(u64::try_from(n).ok())
+        Ok(match n {
+            -2 => Created::Changed,
+            -1 => Created::Exists,
+            n => Created::Inserted(u64::try_from(n).unwrap_or(0)),
+        })
     }
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
