@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The relay's overhead, measured side by side by a load generator in its own process: wrk
 # (Debian's, installed when missing) against kie-sim directly and through the Control Room's
-# relay, 1 and 32 connections, createTask and recordInfo. Everything runs on this machine's
-# loopback: a private redis-server (append-only file on, as production), kie-sim with its
-# limits lifted, one control-room on that Redis with RATE_GUARD=100000/10s.
+# relay, 1 and 32 connections, createTask and recordInfo (of a task in flight and of one that
+# has ended), on each store. Everything runs on this machine's loopback: a private
+# redis-server (append-only file on, as production), kie-sim with its limits lifted, a
+# control-room with RATE_GUARD=100000/10s on that Redis, then one on the embedded store.
 #
 #   scripts/bench-relay.sh            # 8 s per row; prints a Markdown table for docs/benchmarks.md
 #   SECONDS_PER_ROW=3 scripts/bench-relay.sh
@@ -62,23 +63,39 @@ pids+=($!)
 wait_port "$sim_port"
 sim="http://127.0.0.1:$sim_port"
 
-cr_port="$(free_port)"
-export REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim"
-RATE_GUARD="100000/10s" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" DATA_DIR="$work/data" RUST_LOG=warn \
-  ./target/release/control-room >"$work/control-room.log" 2>&1 &
-pids+=($!)
-wait_port "$cr_port"
-relay="http://127.0.0.1:$cr_port/kie"
-relay_key="$(./target/release/control-room key create --project bench --name wrk | awk '/^key:/ {print $2}')"
-[ -n "$relay_key" ] || die "could not create a relay key"
+# One control-room per store: Redis (the private server above) and the embedded one. Its
+# relay key is made first (the embedded store is one process's at a time).
+export KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" RUST_LOG=warn
+start_console() { # store; sets cr_port, relay_key, cr_pid
+  local env=(DATA_DIR="$work/data-$1")
+  cr_port="$(free_port)"
+  [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
+  relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name wrk | awk '/^key:/ {print $2}')"
+  [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
+  env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
+  cr_pid=$!
+  pids+=("$cr_pid")
+  wait_port "$cr_port"
+}
 
 body='{"model":"google/imagen4-fast","input":{"prompt":"a lighthouse at dusk"}}'
 task_id() { # base key
   curl -fsS -H "Authorization: Bearer $2" -H 'content-type: application/json' -d "$body" "$1/api/v1/jobs/createTask" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["taskId"])'
 }
-direct_task="$(task_id "$sim" "$sim_key")"
-relay_task="$(task_id "$relay" "$relay_key")"
+state_of() { # base key task
+  curl -fsS -H "Authorization: Bearer $2" "$1/api/v1/jobs/recordInfo?taskId=$3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["state"])'
+}
+# A task that has ended (its record settled), for the "ended" rows.
+ended_task() { # base key
+  local id
+  id="$(task_id "$1" "$2")"
+  for _ in $(seq 1 300); do
+    [ "$(state_of "$1" "$2" "$id")" = success ] && { echo "$id"; return; }
+    sleep 0.2
+  done
+  die "task $id did not end within 60 s at $1"
+}
 
 cat >"$work/create.lua" <<EOF
 wrk.method = "POST"
@@ -104,21 +121,36 @@ run() { # connections url key [script]
 }
 
 say "measuring: ${row_secs} s per row, wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-echo "| call | connections | direct p50 µs | relay p50 µs | added p50 µs | direct p99 µs | relay p99 µs | added p99 µs | direct req/s | relay req/s |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for conns in 1 32; do
-  for call in recordInfo createTask; do
-    if [ "$call" = createTask ]; then
-      read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/createTask" "$sim_key" "$work/create.lua")"
-      read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/createTask" "$relay_key" "$work/create.lua")"
-    else
-      read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/recordInfo?taskId=$direct_task" "$sim_key")"
-      read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/recordInfo?taskId=$relay_task" "$relay_key")"
-    fi
-    awk -v c="$call" -v n="$conns" -v a="$dp50" -v b="$rp50" -v d="$dp99" -v e="$rp99" -v f="$drps" -v g="$rrps" \
-      'BEGIN { if (a <= 0 || b <= 0 || f <= 0 || g <= 0) exit 1;
-               printf "| %s | %d | %.0f | %.0f | %+.0f | %.0f | %.0f | %+.0f | %d | %d |\n", c, n, a, b, b - a, d, e, e - d, f, g }' \
-      || die "$call x$conns: no figures"
+echo "| store | call | connections | direct p50 µs | relay p50 µs | added p50 µs | direct p99 µs | relay p99 µs | added p99 µs | direct req/s | relay req/s |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for store in redis embedded; do
+  start_console "$store"
+  relay="http://127.0.0.1:$cr_port/kie"
+  direct_ended="$(ended_task "$sim" "$sim_key")"
+  relay_ended="$(ended_task "$relay" "$relay_key")"
+  for conns in 1 32; do
+    for call in "recordInfo (running)" "recordInfo (ended)" createTask; do
+      case "$call" in
+        createTask)
+          read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/createTask" "$sim_key" "$work/create.lua")"
+          read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/createTask" "$relay_key" "$work/create.lua")" ;;
+        "recordInfo (running)")
+          # Fresh tasks: kie-sim's schedule (9 s) outlasts the row, so both stay in flight.
+          direct_task="$(task_id "$sim" "$sim_key")"
+          read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/recordInfo?taskId=$direct_task" "$sim_key")"
+          relay_task="$(task_id "$relay" "$relay_key")"
+          read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/recordInfo?taskId=$relay_task" "$relay_key")"
+          [ "$(state_of "$relay" "$relay_key" "$relay_task")" != success ] || say "note: the running task ended during its row" ;;
+        *)
+          read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/recordInfo?taskId=$direct_ended" "$sim_key")"
+          read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/recordInfo?taskId=$relay_ended" "$relay_key")" ;;
+      esac
+      awk -v s="$store" -v c="$call" -v n="$conns" -v a="$dp50" -v b="$rp50" -v d="$dp99" -v e="$rp99" -v f="$drps" -v g="$rrps" \
+        'BEGIN { if (a <= 0 || b <= 0 || f <= 0 || g <= 0) exit 1;
+                 printf "| %s | %s | %d | %.0f | %.0f | %+.0f | %.0f | %.0f | %+.0f | %d | %d |\n", s, c, n, a, b, b - a, d, e, e - d, f, g }' \
+        || die "$store $call x$conns: no figures"
+    done
   done
+  kill "$cr_pid"; wait "$cr_pid" 2>/dev/null || true
 done
 say "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB; $(date -u +%Y-%m-%d)"

@@ -96,6 +96,16 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// How logs name this actor: `user:` and a digest of the email (logs carry no email), or
+    /// `cli`.
+    pub fn log_id(&self) -> String {
+        use sha2::Digest;
+        if self.who == "cli" {
+            return "cli".into();
+        }
+        format!("user:{}", &crate::secret::hex(&sha2::Sha256::digest(self.who.as_bytes()))[..12])
+    }
+
     /// The operator at the server's command line (full rights: they hold the data).
     pub fn cli() -> Actor {
         Actor { who: "cli".into(), name: "Command line".into(), role: Role::Admin, from: "local shell".into() }

@@ -89,6 +89,15 @@ pub enum CapKind {
 }
 
 impl CapKind {
+    /// Its name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            CapKind::PerJob => "per_job",
+            CapKind::PerDay => "per_day",
+            CapKind::Total => "total",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             CapKind::PerJob => "max per job",
@@ -125,9 +134,9 @@ pub enum BudgetError {
     /// A rule that cannot be set; nothing changed.
     #[error("{0}")]
     Invalid(String),
-    /// A submission a rule does not allow; nothing was reserved.
+    /// A submission a rule does not allow (which kind of cap refused it); nothing was reserved.
     #[error("{0}")]
-    Refused(String),
+    Refused(String, CapKind),
     /// The person's role does not allow it.
     #[error("{0}")]
     Forbidden(String),
@@ -247,7 +256,7 @@ pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner
                 CapKind::PerJob.label(),
                 money(estimate),
                 money(cap)
-            )));
+            ), CapKind::PerJob));
         }
     }
     let labelled: Vec<(&CostRule, CapKind, Scope)> = applicable.iter().flat_map(|r| r.scopes().map(move |(k, s)| (*r, k, s))).collect();
@@ -276,7 +285,7 @@ pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner
                 money(cap),
                 money(Credits((cap.0 - used.0).max(0))),
                 money(estimate)
-            )))
+            ), *kind))
         }
     }
 }

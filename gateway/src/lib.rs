@@ -39,6 +39,7 @@ pub mod credits;
 pub mod events;
 pub mod kie;
 pub mod lifecycle;
+pub mod metrics;
 pub mod outbound;
 pub mod pins;
 pub mod rate_guard;

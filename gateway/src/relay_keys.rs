@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::accounts::{Actor, Role};
 use crate::audit;
-use crate::secret::{hex, random_hex};
+use crate::secret::{constant_time_eq, hex, random_hex};
 use crate::store::watched::{self, Watched};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -270,8 +270,4 @@ async fn note_use(store: &dyn Store, last_use: &LastUse, id: &str, now: u64) {
 /// The key a task's relay callback is signed with.
 pub async fn find(store: &dyn Store, id: &str) -> Result<Option<RelayKey>, RelayKeyError> {
     get(store, id).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

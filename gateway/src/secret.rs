@@ -29,6 +29,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Whether `a` equals `b`, taking as long whichever byte differs (for secrets).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -58,7 +58,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Paths anyone may reach; each guards itself where it must (relay keys, callback tokens).
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/signin" | "/auth/signin" | "/favicon.svg")
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg")
         || path.starts_with("/pkg/")
         || path.starts_with("/callbacks/kie/")
         || path.starts_with("/kie/")
@@ -126,7 +126,9 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     };
     match user {
         Ok(Some(user)) => {
-            req.extensions_mut().insert(Actor::user(&user, &from));
+            let actor = Actor::user(&user, &from);
+            tracing::Span::current().record("actor", actor.log_id());
+            req.extensions_mut().insert(actor);
             if let Some(t) = token {
                 req.extensions_mut().insert(SessionToken(t.into()));
             }

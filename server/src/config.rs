@@ -213,6 +213,8 @@ pub struct Config {
     /// `TASK_RETENTION_DAYS` (`None`: kept for good).
     pub task_retention: Option<std::time::Duration>,
     pub sessions: gateway::sessions::SessionPolicy,
+    /// `METRICS_TOKEN`: `/metrics` asks for it as a bearer token (`None`: open).
+    pub metrics_token: Option<Secret>,
 }
 
 /// A configuration mistake, said in one line.
@@ -328,6 +330,7 @@ impl Config {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
             },
+            metrics_token: secret_var(env, "METRICS_TOKEN")?,
         })
     }
 

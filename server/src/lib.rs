@@ -23,6 +23,7 @@ pub mod callbacks;
 pub mod config;
 pub mod health;
 pub mod live;
+pub mod metrics;
 pub mod relay;
 pub mod simulator;
 
@@ -35,7 +36,9 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::LatencyUnit;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use app::api::ConsoleContext;
 use app::view::{KeyView, Upstream as UpstreamView};
@@ -43,6 +46,7 @@ use config::{Config, StoreConfig, redis_display};
 use gateway::catalog::Catalog;
 use gateway::events::EventHub;
 use gateway::kie::{ClientOptions, KieClient};
+use gateway::metrics::Metrics;
 use gateway::{EmbeddedStore, Lifecycle, LifecycleOptions, RedisStore, Secret, Store};
 use std::time::Duration;
 
@@ -70,9 +74,9 @@ impl Upstream {
     }
 
     /// A client for this upstream with the given request timeout and attempts for reads.
-    pub fn client(&self, timeout: Duration, attempts: u32) -> Option<KieClient> {
+    pub fn client(&self, timeout: Duration, attempts: u32, metrics: &Arc<Metrics>) -> Option<KieClient> {
         let (base, key) = self.endpoint()?;
-        let opts = ClientOptions { timeout, connect_timeout: timeout.min(Duration::from_secs(5)), attempts, ..Default::default() };
+        let opts = ClientOptions { timeout, connect_timeout: timeout.min(Duration::from_secs(5)), attempts, metrics: Some(metrics.clone()), ..Default::default() };
         match KieClient::new(base.clone(), key.clone(), opts) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -122,6 +126,8 @@ pub struct AppState {
     pub keys: Arc<gateway::relay_keys::KeyCache>,
     /// Sessions and the origin check.
     pub auth: auth::AuthConfig,
+    /// `METRICS_TOKEN`.
+    pub metrics_token: Option<gateway::Secret>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -177,6 +183,7 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         (None, _) => KeyView { configured: false, source: None, fingerprint: None },
     };
     let callback_base = lifecycle.options().public_base.clone();
+    let probe_client = upstream.client(Duration::from_secs(5), 1, &lifecycle.options().metrics);
     ConsoleContext {
         store,
         lifecycle,
@@ -184,7 +191,7 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         key,
         callback_base,
         callback_signed: config.webhook_hmac_key.is_some(),
-        probe_client: upstream.client(Duration::from_secs(5), 1),
+        probe_client,
         probe_cache: Arc::default(),
     }
 }
@@ -209,14 +216,26 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/callbacks/kie/{token}", post(callbacks::kie_callback))
         .route("/events", get(live::events))
-        .merge(relay::routes())
+        .route("/metrics", get(metrics::metrics))
+        .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// One span per request: its id (also the `X-Request-Id` answered), method and route (the
+/// route's pattern, never the path itself: a callback's path carries its token). The actor and
+/// the task are recorded on it once known.
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+    tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route, actor = tracing::field::Empty, task = tracing::field::Empty)
 }
 
 /// The catalog: `CATALOG_FILE` if set, else the one compiled in.
@@ -272,7 +291,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let public_base = config.public_base().or_else(|| {
         matches!(upstream, Upstream::Simulator { .. }).then(|| format!("http://127.0.0.1:{}", addr.port()))
     });
-    let kie = upstream.client(Duration::from_secs(30), 3);
+    let metrics = Arc::new(Metrics::new());
+    let kie = upstream.client(Duration::from_secs(30), 3, &metrics);
     let options = LifecycleOptions {
         public_base,
         webhook_hmac: config.webhook_hmac_key.clone(),
@@ -283,6 +303,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         outbound: config.outbound.clone(),
         epoch: Some(epoch),
         task_retention: config.task_retention,
+        metrics,
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);
@@ -296,7 +317,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
     };
     let keys = Arc::new(gateway::relay_keys::KeyCache::start(store.clone()));
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth };
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth, metrics_token: config.metrics_token.clone() };
     note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
@@ -306,6 +327,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         callbacks = console.callback_base.is_some(),
         "KIE Control Room listening on http://{addr}"
     );
+    if config.metrics_token.is_none() {
+        tracing::info!("/metrics is open to anyone who reaches http://{addr} (set METRICS_TOKEN to require a bearer token)");
+    }
     if !config.outbound.is_strict() {
         tracing::info!("OUTBOUND_ALLOW is set: relay callbacks and webhooks may reach the private destinations it lists");
     }

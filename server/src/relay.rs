@@ -46,7 +46,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey,
         .map(str::trim)
         .unwrap_or("");
     match state.keys.authenticate(presented).await {
-        Ok(key) => Ok(key),
+        Ok(key) => {
+            tracing::Span::current().record("actor", format!("key:{}", key.id));
+            Ok(key)
+        }
         Err(RelayKeyError::Store(e)) => {
             tracing::error!(error = %e, "relay: cannot check a key");
             Err(kie_error(503, "The Control Room's store is unavailable; try again shortly"))
@@ -85,7 +88,10 @@ async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: By
         retry_of: None,
     };
     match state.lifecycle.submit(submission).await {
-        Ok(t) => kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id })),
+        Ok(t) => {
+            tracing::Span::current().record("task", t.id.as_str());
+            kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id }))
+        }
         Err(e) => kie_error(i64::from(e.code()), &e.public_message()),
     }
 }

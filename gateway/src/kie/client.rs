@@ -13,6 +13,8 @@ use super::wire::{Envelope, credit_balance};
 use crate::credits::Credits;
 use crate::secret::Secret;
 
+const CREDIT_PATH: &str = "/api/v1/chat/credit";
+
 /// Tunables; the defaults suit KIE.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -25,6 +27,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Largest response body read.
     pub max_body: usize,
+    /// Where each call's latency is counted, by endpoint.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +39,7 @@ impl Default for ClientOptions {
             attempts: 3,
             backoff: Duration::from_millis(250),
             max_body: 4 << 20,
+            metrics: None,
         }
     }
 }
@@ -81,8 +86,18 @@ impl KieClient {
         self.base.join(path).map_err(|e| KieError::Transport(format!("bad path {path}: {e}")))
     }
 
-    /// Sends one request and classifies the answer. Never includes the key in an error.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
+    /// Sends one request to `path` and classifies the answer, timed. Never includes the key
+    /// in an error.
+    async fn send(&self, path: &str, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
+        let started = Instant::now();
+        let answer = self.send_untimed(req).await;
+        if let Some(m) = &self.opts.metrics {
+            m.kie_call(path.rsplit('/').next().unwrap_or(path), started.elapsed());
+        }
+        answer
+    }
+
+    async fn send_untimed(&self, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
         let resp = req.bearer_auth(self.key.expose()).send().await.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
         let bytes = read_capped(resp, self.opts.max_body).await.map_err(|e| self.transport(e))?;
@@ -149,7 +164,7 @@ impl KieClient {
     pub async fn create_task(&self, family: &dyn ApiFamily, model: &str, input: &Value, callback_url: Option<&str>) -> Result<String, KieError> {
         let url = self.url(family.create_path())?;
         let body = family.create_body(model, input, callback_url);
-        let data = self.send(self.http.post(url).json(&body)).await?;
+        let data = self.send(family.create_path(), self.http.post(url).json(&body)).await?;
         family.parse_created(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 
@@ -158,35 +173,48 @@ impl KieClient {
     /// its own schedule.
     pub async fn status(&self, family: &dyn ApiFamily, task_id: &str) -> Result<UpstreamStatus, KieError> {
         let url = self.url(family.status_path())?;
-        let data = self.send(self.http.get(url).query(&[("taskId", task_id)])).await?;
+        let data = self.send(family.status_path(), self.http.get(url).query(&[("taskId", task_id)])).await?;
         family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 
     /// The account's credit balance.
     pub async fn credit(&self) -> Result<Credits, KieError> {
-        let url = self.url("/api/v1/chat/credit")?;
-        let data = self.retrying(KieError::is_transient_read, || self.send(self.http.get(url.clone()))).await?;
-        credit_balance(&data).ok_or_else(|| KieError::Decode { status: 200, detail: format!("credit balance is not a number: {data}") })
+        let url = self.url(CREDIT_PATH)?;
+        let data = self.retrying(KieError::is_transient_read, || self.send(CREDIT_PATH, self.http.get(url.clone()))).await?;
+        let balance = credit_balance(&data).ok_or_else(|| KieError::Decode { status: 200, detail: format!("credit balance is not a number: {data}") })?;
+        self.note_balance(balance);
+        Ok(balance)
+    }
+
+    /// KIE's answered balance, for the metrics.
+    fn note_balance(&self, balance: Credits) {
+        if let Some(m) = &self.opts.metrics {
+            m.balance(balance);
+        }
     }
 
     /// A temporary (20 minute) download link for a KIE result URL.
     pub async fn download_url(&self, result_url: &str) -> Result<String, KieError> {
-        let url = self.url("/api/v1/common/download-url")?;
+        let path = "/api/v1/common/download-url";
+        let url = self.url(path)?;
         let body = serde_json::json!({ "url": result_url });
-        let data = self.retrying(KieError::is_transient_read, || self.send(self.http.post(url.clone()).json(&body))).await?;
+        let data = self.retrying(KieError::is_transient_read, || self.send(path, self.http.post(url.clone()).json(&body))).await?;
         data.as_str().map(str::to_string).ok_or_else(|| KieError::Decode { status: 200, detail: "download-url data is not a string".into() })
     }
 
     /// One credit call, timed: reachable or not, latency, balance.
     pub async fn probe(&self) -> Probe {
         let start = Instant::now();
-        let url = match self.url("/api/v1/chat/credit") {
+        let url = match self.url(CREDIT_PATH) {
             Ok(u) => u,
             Err(e) => return Probe { latency: start.elapsed(), balance: Err(e) },
         };
-        let balance = self.send(self.http.get(url)).await.and_then(|data| {
+        let balance = self.send(CREDIT_PATH, self.http.get(url)).await.and_then(|data| {
             credit_balance(&data).ok_or_else(|| KieError::Decode { status: 200, detail: "credit balance is not a number".into() })
         });
+        if let Ok(b) = &balance {
+            self.note_balance(*b);
+        }
         Probe { latency: start.elapsed(), balance }
     }
 }

@@ -50,6 +50,21 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(3);
 impl Lifecycle {
     /// Handles one callback. `timestamp` and `signature` are the `X-Webhook-*` headers.
     pub async fn on_callback(&self, token: &str, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<CallbackOutcome, CallbackError> {
+        let done = self.handle_callback(token, timestamp, signature, body).await;
+        let result = match &done {
+            Ok(CallbackOutcome::Applied) => "applied",
+            Ok(CallbackOutcome::Unchanged | CallbackOutcome::AlreadyFinal) => "duplicate",
+            Ok(CallbackOutcome::Deferred) => "deferred",
+            Err(CallbackError::UnknownToken) => "unknown_token",
+            Err(CallbackError::BadBody(_)) => "bad_body",
+            Err(CallbackError::BadSignature(_) | CallbackError::WrongTask) => "forged",
+            Err(CallbackError::Store(_)) => "store_error",
+        };
+        self.0.opts.metrics.callback(result);
+        done
+    }
+
+    async fn handle_callback(&self, token: &str, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<CallbackOutcome, CallbackError> {
         if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CallbackError::UnknownToken);
         }

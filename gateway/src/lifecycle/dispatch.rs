@@ -214,7 +214,11 @@ impl Lifecycle {
         let persistent = current.dispatch.attempts >= MAX_SEND_ATTEMPTS || waited > self.0.opts.give_up_after.as_millis() as u64;
         let retryable = (e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. })) && !persistent;
         tracing::warn!(task = %id, error = %e, retryable, in_doubt, "createTask did not succeed");
+        if retryable && !in_doubt {
+            self.0.opts.metrics.dispatch_backoff();
+        }
         if matches!(e, KieError::RateLimited(_)) {
+            self.0.opts.metrics.kie_rate_limited();
             // Someone else spends the same account's limit: every instance holds off.
             self.cool_down(COOLDOWN_AFTER_429).await?;
         }

@@ -84,6 +84,8 @@ pub struct LifecycleOptions {
     /// The store's epoch this instance started with ([`crate::store::epoch`]): if it
     /// vanishes while running, every worker stops and submissions are refused.
     pub epoch: Option<String>,
+    /// Where this instance counts what it does (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for LifecycleOptions {
@@ -101,6 +103,7 @@ impl Default for LifecycleOptions {
             instance: format!("instance-{}", crate::secret::random_hex(4)),
             epoch: None,
             task_retention: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -240,12 +243,17 @@ impl Lifecycle {
     pub async fn modify(&self, id: &str, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
         for _ in 0..64 {
             let Some(mut t) = self.0.store.task_get(id).await? else { return Ok(None) };
+            let was_final = t.state.is_terminal();
             if !change(&mut t) {
                 return Ok(None);
             }
             t.updated_ms = now_ms();
             if let Some(v) = self.0.store.task_update(&t).await? {
                 t.version = v;
+                if !was_final && t.state.is_terminal() {
+                    // Counted by the one instance whose write ended it.
+                    self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
+                }
                 self.announce(&t).await;
                 if t.delivery_pending() {
                     self.0.wake_delivery.notify_one();

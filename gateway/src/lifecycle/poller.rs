@@ -170,7 +170,9 @@ impl Lifecycle {
         if !self.claim_record_info(Duration::from_secs(5)).await? {
             return Ok(());
         }
-        match kie.status(self.0.family.as_ref(), kie_id).await {
+        let answer = kie.status(self.0.family.as_ref(), kie_id).await;
+        self.0.opts.metrics.poller_call(answer.is_ok());
+        match answer {
             Ok(st) => {
                 self.apply_upstream_state(&t.id, &st).await?;
             }

@@ -89,6 +89,18 @@ impl SubmitError {
         }
     }
 
+    /// Its reason in the metrics.
+    pub fn refusal(&self) -> crate::metrics::Refusal {
+        use crate::metrics::Refusal;
+        match self {
+            SubmitError::UnknownModel(_) | SubmitError::Invalid(_) | SubmitError::NotFound(_) | SubmitError::NotRetryable(..) => Refusal::Validation,
+            SubmitError::OverBudget(_) => Refusal::Budget,
+            SubmitError::Forbidden(_) => Refusal::Forbidden,
+            SubmitError::NotConfigured => Refusal::NotConfigured,
+            SubmitError::Store(_) | SubmitError::InDoubt(_) => Refusal::Store,
+        }
+    }
+
     /// What the person or program that submitted is told: the error itself, except a store
     /// failure, which is logged here and not shown.
     pub fn public_message(&self) -> String {
@@ -167,6 +179,16 @@ impl Lifecycle {
 
     /// Records a new task (state `queued`) and wakes the dispatcher. Returns the record.
     pub async fn submit(&self, s: Submission) -> Result<TaskRecord, SubmitError> {
+        let done = self.record_submission(s).await;
+        let metrics = &self.0.opts.metrics;
+        match &done {
+            Ok(t) => metrics.submitted(&t.model, &t.project, t.estimated_cost),
+            Err(e) => metrics.refused(e.refusal()),
+        }
+        done
+    }
+
+    async fn record_submission(&self, s: Submission) -> Result<TaskRecord, SubmitError> {
         if !self.configured() {
             return Err(SubmitError::NotConfigured);
         }
@@ -211,7 +233,10 @@ impl Lifecycle {
             // even that cannot be done the caller is told the task may still run.
             let reserved = match budget::reserve(self.0.store.as_ref(), rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
                 Ok(()) => self.clear_budget_pending(&t.id).await.map_err(SubmitError::Store),
-                Err(BudgetError::Refused(msg)) => Err(SubmitError::OverBudget(msg)),
+                Err(BudgetError::Refused(msg, kind)) => {
+                    self.0.opts.metrics.budget_refused(kind);
+                    Err(SubmitError::OverBudget(msg))
+                }
                 Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => Err(SubmitError::Invalid(msg)),
                 Err(BudgetError::Store(e)) => Err(SubmitError::Store(e)),
             };

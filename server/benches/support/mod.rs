@@ -30,6 +30,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
         sessions: gateway::sessions::SessionPolicy::default(),
+        metrics_token: None,
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();

@@ -64,6 +64,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
         sessions: gateway::sessions::SessionPolicy::default(),
+        metrics_token: None,
     }
 }
 

@@ -1,0 +1,293 @@
+//! What an operator's Prometheus reads: this instance's counters and histograms, and gauges of
+//! the state every instance shares, in the OpenMetrics or the Prometheus text format.
+//!
+//! Counters are per process: each instance counts what *it* did, so Prometheus' `sum` over
+//! instances is the deployment's total and nothing is counted twice. The gauges marked
+//! *shared* (tasks by state, the oldest queued task's age) are read from the store at scrape
+//! time and carry the same value on every instance: take `max`, not `sum`.
+//!
+//! Labels are bounded: a catalog model, a project name (validated), and fixed words
+//! (outcome, reason, route…). Never a task id, a key, an email or a person's id.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use crate::budget::CapKind;
+use crate::credits::Credits;
+use crate::store::{Store, StoreResult, now_ms};
+use crate::task::{TaskQuery, TaskState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelProject {
+    model: String,
+    project: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelOutcome {
+    model: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rule {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Endpoint {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+type Seconds = Family<Endpoint, Histogram, fn() -> Histogram>;
+
+/// Request latencies: 0.5 ms to about 8 s.
+fn latency_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Why a submission was refused (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Budget,
+    Validation,
+    NotConfigured,
+    Forbidden,
+    Store,
+}
+
+impl Refusal {
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::Budget => "budget",
+            Refusal::Validation => "validation",
+            Refusal::NotConfigured => "not_configured",
+            Refusal::Forbidden => "forbidden",
+            Refusal::Store => "store",
+        }
+    }
+}
+
+/// The metrics of one instance; cheap to share (`Arc`).
+pub struct Metrics {
+    registry: Registry,
+    submitted: Family<ModelProject, Counter>,
+    refused: Family<Reason, Counter>,
+    ended: Family<ModelOutcome, Counter>,
+    estimated: Family<ModelProject, Counter<f64, AtomicU64>>,
+    charged: Family<ModelProject, Counter<f64, AtomicU64>>,
+    budget_refusals: Family<Rule, Counter>,
+    kie_rate_limited: Counter,
+    dispatch_backoffs: Counter,
+    callbacks: Family<Outcome, Counter>,
+    poller_calls: Family<Outcome, Counter>,
+    kie_latency: Seconds,
+    relay_requests: Family<RouteStatus, Counter>,
+    relay_latency: Family<Route, Histogram, fn() -> Histogram>,
+    sse_clients: Gauge,
+    tasks: Family<State, Gauge>,
+    oldest_queued: Gauge<f64, AtomicU64>,
+    balance: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("control_room");
+        let m = Metrics {
+            submitted: Family::default(),
+            refused: Family::default(),
+            ended: Family::default(),
+            estimated: Family::default(),
+            charged: Family::default(),
+            budget_refusals: Family::default(),
+            kie_rate_limited: Counter::default(),
+            dispatch_backoffs: Counter::default(),
+            callbacks: Family::default(),
+            poller_calls: Family::default(),
+            kie_latency: Family::new_with_constructor(latency_buckets),
+            relay_requests: Family::default(),
+            relay_latency: Family::new_with_constructor(latency_buckets),
+            sse_clients: Gauge::default(),
+            tasks: Family::default(),
+            oldest_queued: Gauge::default(),
+            balance: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let build: Family<Version, Gauge> = Family::default();
+        build.get_or_create(&Version { version: env!("CARGO_PKG_VERSION").into() }).set(1);
+        registry.register("build_info", "The running version (value 1)", build);
+        registry.register("tasks_submitted", "Tasks recorded by this instance", m.submitted.clone());
+        registry.register("submissions_refused", "Submissions refused by this instance, by reason; nothing was recorded", m.refused.clone());
+        registry.register("tasks_ended", "Tasks this instance saw end, by outcome (success, fail, expired)", m.ended.clone());
+        registry.register("credits_estimated", "Credits estimated for the tasks this instance recorded", m.estimated.clone());
+        registry.register("credits_charged", "Credits KIE charged for the tasks this instance saw end", m.charged.clone());
+        registry.register("budget_refusals", "Submissions a cost rule refused, by the kind of cap", m.budget_refusals.clone());
+        registry.register("kie_rate_limited", "createTask calls KIE answered with 429", m.kie_rate_limited.clone());
+        registry.register("dispatch_backoffs", "Times the dispatcher backed off from KIE", m.dispatch_backoffs.clone());
+        registry.register("callbacks_received", "KIE callbacks by result (applied, duplicate, deferred, forged, unknown_token, bad_body, store_error)", m.callbacks.clone());
+        registry.register("poller_calls", "recordInfo calls the poller made, by outcome", m.poller_calls.clone());
+        registry.register("kie_request_duration_seconds", "KIE API call latency, by endpoint", m.kie_latency.clone());
+        registry.register("relay_requests", "Relay API requests, by route and status", m.relay_requests.clone());
+        registry.register("relay_request_duration_seconds", "Relay API request latency, by route", m.relay_latency.clone());
+        registry.register("sse_clients", "Live event streams open on this instance", m.sse_clients.clone());
+        registry.register("tasks", "Tasks on record by state (shared: the same on every instance)", m.tasks.clone());
+        registry.register("queue_oldest_age_seconds", "Age of the oldest task waiting for the rate guard (shared)", m.oldest_queued.clone());
+        registry.register("kie_balance_credits", "KIE's last answered credit balance (shared account; absent until KIE answered)", m.balance.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn submitted(&self, model: &str, project: &str, estimate: Credits) {
+        let l = ModelProject { model: model.into(), project: project.into() };
+        self.submitted.get_or_create(&l).inc();
+        self.estimated.get_or_create(&l).inc_by(estimate.as_f64());
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        self.refused.get_or_create(&Reason { reason: why.name().into() }).inc();
+    }
+
+    pub fn budget_refused(&self, kind: CapKind) {
+        self.budget_refusals.get_or_create(&Rule { rule: kind.name().into() }).inc();
+    }
+
+    /// A task this instance moved to a final state, with what KIE charged.
+    pub fn ended(&self, model: &str, project: &str, state: TaskState, charged: Option<Credits>) {
+        self.ended.get_or_create(&ModelOutcome { model: model.into(), outcome: state.as_str().into() }).inc();
+        if let Some(c) = charged.filter(|c| *c > Credits::ZERO) {
+            self.charged.get_or_create(&ModelProject { model: model.into(), project: project.into() }).inc_by(c.as_f64());
+        }
+    }
+
+    pub fn kie_rate_limited(&self) {
+        self.kie_rate_limited.inc();
+    }
+
+    pub fn dispatch_backoff(&self) {
+        self.dispatch_backoffs.inc();
+    }
+
+    /// A callback's result: applied, duplicate, deferred, forged, unknown_token, bad_body.
+    pub fn callback(&self, result: &'static str) {
+        self.callbacks.get_or_create(&Outcome { outcome: result.into() }).inc();
+    }
+
+    pub fn poller_call(&self, ok: bool) {
+        self.poller_calls.get_or_create(&Outcome { outcome: if ok { "ok" } else { "error" }.into() }).inc();
+    }
+
+    /// A KIE call to `endpoint` (its path's last part: createTask, recordInfo, credit…).
+    pub fn kie_call(&self, endpoint: &str, took: Duration) {
+        self.kie_latency.get_or_create(&Endpoint { endpoint: endpoint.into() }).observe(took.as_secs_f64());
+    }
+
+    /// A relay request (`route` one of the relay's own paths, or "other").
+    pub fn relay_request(&self, route: &str, status: u16, took: Duration) {
+        self.relay_requests.get_or_create(&RouteStatus { route: route.into(), status: status.to_string() }).inc();
+        self.relay_latency.get_or_create(&Route { route: route.into() }).observe(took.as_secs_f64());
+    }
+
+    /// Live event streams open on this instance now.
+    pub fn set_sse_clients(&self, n: usize) {
+        self.sse_clients.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// KIE's balance, from a real answer.
+    pub fn balance(&self, credits: Credits) {
+        self.balance.set(credits.as_f64());
+    }
+
+    /// Reads the shared gauges from the store (at scrape time).
+    pub async fn refresh_shared(&self, store: &dyn Store) -> StoreResult<()> {
+        let counts = store.task_counts().await?;
+        for state in TaskState::ALL {
+            self.tasks.get_or_create(&State { state: state.as_str().into() }).set(counts.get(state) as i64);
+        }
+        let q = TaskQuery { state: Some(TaskState::Queued), oldest_first: true, limit: 1, ..Default::default() };
+        let oldest = store.task_list(&q).await?.tasks.first().map(|t| now_ms().saturating_sub(t.created_ms));
+        self.oldest_queued.set(oldest.map_or(0.0, |ms| ms as f64 / 1000.0));
+        Ok(())
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn openmetrics(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The Prometheus text format (0.0.4): OpenMetrics without `# EOF` and `# UNIT`, with a
+    /// counter's family named as its samples are (`…_total`).
+    pub fn prometheus_text(&self) -> String {
+        let om = self.openmetrics();
+        let mut out = String::with_capacity(om.len());
+        let mut counters = std::collections::HashSet::new();
+        for line in om.lines() {
+            if let Some(name) = line.strip_prefix("# TYPE ").and_then(|r| r.strip_suffix(" counter")) {
+                counters.insert(name.to_string());
+            }
+        }
+        for line in om.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# TYPE ", "# HELP "].iter().find_map(|p| {
+                let rest = line.strip_prefix(p)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! `/metrics` over real HTTP, against kie-sim and a real Redis: after a known sequence (three
+//! tasks through the relay, one refused, one 429 from KIE, a forged and an unknown callback)
+//! the counters and histogram counts are exactly what happened; the token is enforced; no
+//! label carries an id, a key, a token or an email.
+
+mod support;
+
+use gateway::accounts::Actor;
+use gateway::Secret;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::*;
+
+const HMAC: &str = "metrics-webhook-hmac-key";
+const TOKEN: &str = "scrape-token-3b9d";
+const MODEL: &str = "google/imagen4-fast";
+
+/// The value of the sample `name{labels}` (labels as written, in order), if present.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() { format!("{name} ") } else { format!("{name}{{{labels}}} ") };
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+async fn scrape(base: &str, token: Option<&str>, accept: Option<&str>) -> (u16, String, String) {
+    let mut req = http().get(format!("{base}/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    let r = req.send().await.expect("GET /metrics");
+    let status = r.status().as_u16();
+    let ctype = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (status, ctype, r.text().await.expect("body"))
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what} did not happen within {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_exactly_what_happened_and_name_no_one() {
+    let settings = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 300 }, ..Default::default() };
+    let (sim_base, sim) = start_sim_with(settings, KEY, 10_000.0, Some(HMAC)).await;
+    // KIE refuses the first createTask with 429; the dispatcher backs off and sends it again.
+    sim.world().faults.create_error_code = Some(429);
+    sim.world().faults.create_error_count = 1;
+    let prefix = format!("{}:", testkit::unique("metrics"));
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.webhook_hmac_key = Some(Secret::new(HMAC));
+    cfg.metrics_token = Some(Secret::new(TOKEN));
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+
+    // The token is enforced, and the sign-in page never stands in front.
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, _, body) = scrape(&s.base, token, None).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+    }
+
+    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "metrics", "farm").await.expect("key");
+    let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = post_kie(&create, key.text.expose(), &json!({"model": MODEL, "input": {"prompt": format!("shot {i}")}})).await;
+        assert_eq!(body["code"], 200, "{body}");
+        ids.push(body["data"]["taskId"].as_str().expect("id").to_string());
+    }
+    let refused = post_kie(&create, key.text.expose(), &json!({"model": "no/such-model", "input": {"prompt": "x"}})).await;
+    assert_eq!(refused["code"], 404, "{refused}");
+
+    // A callback with a real token and a forged signature, and one with a token nobody has.
+    let token = store.task_get(&ids[0]).await.expect("get").expect("task").callback_token;
+    let callback = |path: String| {
+        http()
+            .post(format!("{}/callbacks/kie/{path}", s.base))
+            .header("x-webhook-timestamp", (gateway::store::now_ms() / 1000).to_string())
+            .header("x-webhook-signature", "Zm9yZ2Vk")
+            .json(&json!({"code": 200, "data": {"taskId": "kie-forged", "state": "success"}}))
+            .send()
+    };
+    assert!(callback(token.clone()).await.expect("post").status().is_client_error());
+    assert!(callback("0".repeat(32)).await.expect("post").status().is_client_error());
+
+    wait_until("every task ended", 60, || {
+        let (store, ids) = (store.clone(), ids.clone());
+        async move {
+            for id in &ids {
+                if !store.task_get(id).await.expect("get").is_some_and(|t| t.state == gateway::TaskState::Success) {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+
+    let (status, ctype, text) = scrape(&s.base, Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert!(!text.contains("# EOF"), "the Prometheus text format has no EOF marker");
+    let mp = format!("model=\"{MODEL}\",project=\"metrics\"");
+    let tasks = store.task_list(&gateway::task::TaskQuery { project: Some("metrics".into()), ..Default::default() }).await.expect("list").tasks;
+    let charged: f64 = tasks.iter().filter_map(|t| t.actual_cost).map(|c| c.as_f64()).sum();
+    let estimated: f64 = tasks.iter().map(|t| t.estimated_cost.as_f64()).sum();
+    assert!(charged > 0.0);
+    let expect = [
+        ("control_room_tasks_submitted_total", mp.clone(), 3.0),
+        ("control_room_submissions_refused_total", "reason=\"validation\"".into(), 1.0),
+        ("control_room_tasks_ended_total", format!("model=\"{MODEL}\",outcome=\"success\""), 3.0),
+        ("control_room_credits_charged_total", mp.clone(), charged),
+        ("control_room_credits_estimated_total", mp.clone(), estimated),
+        ("control_room_kie_rate_limited_total", String::new(), 1.0),
+        ("control_room_dispatch_backoffs_total", String::new(), 1.0),
+        ("control_room_callbacks_received_total", "outcome=\"forged\"".into(), 1.0),
+        ("control_room_callbacks_received_total", "outcome=\"unknown_token\"".into(), 1.0),
+        ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"200\"".into(), 3.0),
+        ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"404\"".into(), 1.0),
+        ("control_room_relay_request_duration_seconds_count", "route=\"/kie/api/v1/jobs/createTask\"".into(), 4.0),
+        // Three sends that KIE took and the one it answered 429.
+        ("control_room_kie_request_duration_seconds_count", "endpoint=\"createTask\"".into(), 4.0),
+        ("control_room_tasks", "state=\"success\"".into(), 3.0),
+        ("control_room_tasks", "state=\"queued\"".into(), 0.0),
+        ("control_room_sse_clients", String::new(), 0.0),
+        ("control_room_build_info", format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0),
+    ];
+    for (name, labels, value) in &expect {
+        let got = sample(&text, name, labels).unwrap_or_else(|| panic!("{name}{{{labels}}} missing from:\n{text}"));
+        assert!((got - value).abs() < 1e-6, "{name}{{{labels}}} = {got}, expected {value}");
+    }
+    assert!(text.contains("# TYPE control_room_tasks_submitted_total counter"), "counters are named as their samples");
+    assert!(text.contains("# TYPE control_room_relay_request_duration_seconds histogram"));
+
+    // OpenMetrics when asked for.
+    let (status, ctype, om) = scrape(&s.base, Some(TOKEN), Some("application/openmetrics-text;version=1.0.0")).await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert!(om.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
+    assert_eq!(sample(&om, "control_room_tasks_submitted_total", &mp), Some(3.0));
+
+    // No label names anyone or anything: no task id, key, token or email.
+    for (what, secret) in [("relay key", key.text.expose().to_string()), ("key id", key.key.id.clone()), ("KIE key", KEY.into()), ("callback token", token), ("HMAC key", HMAC.into()), ("metrics token", TOKEN.into())]
+        .into_iter()
+        .chain(ids.iter().map(|id| ("task id", id.clone())))
+    {
+        assert!(!text.contains(&secret) && !om.contains(&secret), "the {what} is in /metrics");
+    }
+    assert!(!text.contains('@'), "no email in /metrics");
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn without_a_token_metrics_are_open_and_requests_carry_an_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), None)).await;
+    let (status, _, text) = scrape(&s.base, None, None).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(sample(&text, "control_room_tasks", "state=\"queued\""), Some(0.0));
+    // Every answer carries a request id; one the client sent is kept.
+    let r = http().get(format!("{}/healthz", s.base)).send().await.expect("GET");
+    let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id:?}");
+    let r = http().get(format!("{}/healthz", s.base)).header("x-request-id", "trace-me-42").send().await.expect("GET");
+    assert_eq!(r.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-42"));
+    s.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn json_logs_give_each_request_its_id_route_status_and_latency_and_no_token() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = testkit::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", dir.path())
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run control-room");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the console listens", 20, || {
+        let url = format!("{base}/healthz");
+        async move { http().get(url).send().await.is_ok() }
+    })
+    .await;
+    let token = "ab".repeat(16);
+    let r = http().post(format!("{base}/callbacks/kie/{token}")).header("x-request-id", "log-me-1").json(&json!({"code": 200})).send().await.expect("POST");
+    assert_eq!(r.status().as_u16(), 404, "an unknown callback token");
+    // SIGTERM: a clean stop, then the log ends.
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
+    let _ = child.wait();
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))).collect();
+    let answered = events
+        .iter()
+        .find(|e| e["span"]["request_id"] == "log-me-1" && e.get("status").is_some())
+        .unwrap_or_else(|| panic!("no response event for the request:\n{}", lines.join("\n")));
+    assert_eq!(answered["span"]["route"], "/callbacks/kie/{token}");
+    assert_eq!(answered["span"]["method"], "POST");
+    assert_eq!(answered["status"], 404);
+    assert!(answered.get("latency").is_some(), "{answered}");
+    assert!(!lines.iter().any(|l| l.contains(&token)), "the callback token reached the log");
+}
