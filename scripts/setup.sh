@@ -67,8 +67,20 @@ npm_install() { # dir
 }
 npm_install tools
 
-# --- End-to-end suite ------------------------------------------------------------------------
+# --- End-to-end suite and the alert rules' checker ------------------------------------------
 if [ "$mode" = test ]; then
   npm_install end2end   # playwright-core only: it drives /usr/bin/chromium, downloads no browser
+  # promtool, from Debian's prometheus package, unpacked under tools/ (installing the package
+  # would also start a Prometheus server the tests do not need).
+  if [ ! -x tools/promtool/usr/bin/promtool ] && ! command -v promtool >/dev/null; then
+    command -v apt-get >/dev/null || die "promtool is missing; install Prometheus' promtool with your package manager."
+    say "unpacking promtool (Debian's prometheus package) into tools/promtool"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) \
+      || { apt-get update -qq && (cd "$tmp" && apt-get download prometheus >/dev/null); } \
+      || die "cannot download Debian's prometheus package (for promtool)"
+    dpkg -x "$tmp"/prometheus_*.deb tools/promtool
+    rm -rf "$tmp"
+  fi
 fi
 say "ready ($mode)"

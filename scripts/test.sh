@@ -28,6 +28,8 @@ step "app (ssr)"
 bounded 20m cargo test -p app --features ssr
 step "server (HTTP on loopback)"
 bounded 20m cargo test -p server
+step "deploy: alert rules (promtool check and unit tests) and the dashboard's queries"
+bounded 5m scripts/check-deploy.sh
 step "release build (server + WASM bundle) for the end-to-end suite"
 # Built with a canary KIE key in its environment: the end-to-end suite scans the bundle for it,
 # so a key compiled in (env!, option_env!, a build script) would be caught.

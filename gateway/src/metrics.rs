@@ -83,6 +83,9 @@ fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+/// What a callback achieved (the `outcome` label of `callbacks_received_total`).
+pub const CALLBACK_OUTCOMES: [&str; 7] = ["applied", "duplicate", "deferred", "forged", "unknown_token", "bad_body", "store_error"];
+
 /// Why a submission was refused (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -173,7 +176,7 @@ impl Metrics {
         registry.register("budget_refusals", "Submissions a cost rule refused, by the kind of cap", m.budget_refusals.clone());
         registry.register("kie_rate_limited", "createTask calls KIE answered with 429", m.kie_rate_limited.clone());
         registry.register("dispatch_backoffs", "Times the dispatcher backed off from KIE", m.dispatch_backoffs.clone());
-        registry.register("callbacks_received", "KIE callbacks by result (applied, duplicate, deferred, forged, unknown_token, bad_body, store_error)", m.callbacks.clone());
+        registry.register("callbacks_received", "KIE callbacks by outcome (applied, duplicate, deferred, forged, unknown_token, bad_body, store_error)", m.callbacks.clone());
         registry.register("poller_calls", "recordInfo calls the poller made, by outcome", m.poller_calls.clone());
         registry.register("kie_request_duration_seconds", "KIE API call latency, by endpoint", m.kie_latency.clone());
         registry.register("relay_requests", "Relay API requests, by route and status", m.relay_requests.clone());
@@ -182,6 +185,20 @@ impl Metrics {
         registry.register("tasks", "Tasks on record by state (shared: the same on every instance)", m.tasks.clone());
         registry.register("queue_oldest_age_seconds", "Age of the oldest task waiting for the rate guard (shared)", m.oldest_queued.clone());
         registry.register("kie_balance_credits", "KIE's last answered credit balance (shared account; absent until KIE answered)", m.balance.clone());
+        // Series with fixed label words exist from the start at 0, so that a rate over them
+        // is 0 rather than "no data" and a dashboard finds them before the first event.
+        for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store] {
+            m.refused.get_or_create(&Reason { reason: why.name().into() });
+        }
+        for kind in [CapKind::PerJob, CapKind::PerDay, CapKind::Total] {
+            m.budget_refusals.get_or_create(&Rule { rule: kind.name().into() });
+        }
+        for outcome in CALLBACK_OUTCOMES {
+            m.callbacks.get_or_create(&Outcome { outcome: outcome.into() });
+        }
+        for outcome in ["ok", "error"] {
+            m.poller_calls.get_or_create(&Outcome { outcome: outcome.into() });
+        }
         Metrics { registry, ..m }
     }
 
@@ -215,7 +232,7 @@ impl Metrics {
         self.dispatch_backoffs.inc();
     }
 
-    /// A callback's result: applied, duplicate, deferred, forged, unknown_token, bad_body.
+    /// A callback's result, one of [`CALLBACK_OUTCOMES`].
     pub fn callback(&self, result: &'static str) {
         self.callbacks.get_or_create(&Outcome { outcome: result.into() }).inc();
     }

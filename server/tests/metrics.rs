@@ -1,5 +1,6 @@
 //! `/metrics` over real HTTP, against kie-sim and a real Redis: after a known sequence (three
-//! tasks through the relay, one refused, one 429 from KIE, a forged and an unknown callback)
+//! tasks through the relay, one refused by validation and one by a cost rule, one 429 from
+//! KIE, a forged and an unknown callback)
 //! the counters and histogram counts are exactly what happened; the token is enforced; no
 //! label carries an id, a key, a token or an email.
 
@@ -76,6 +77,16 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     }
     let refused = post_kie(&create, key.text.expose(), &json!({"model": "no/such-model", "input": {"prompt": "x"}})).await;
     assert_eq!(refused["code"], 404, "{refused}");
+    // A project whose cost rule caps one job below this model's price.
+    let cap = gateway::budget::CostRule {
+        target: gateway::budget::Target { project: Some("capped".into()), user: None },
+        per_job: Some(gateway::Credits::from_credits(1)),
+        ..Default::default()
+    };
+    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), cap).await.expect("rule");
+    let capped = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "capped", "farm").await.expect("key");
+    let over = post_kie(&create, capped.text.expose(), &json!({"model": MODEL, "input": {"prompt": "x"}})).await;
+    assert_eq!(over["code"], 402, "{over}");
 
     // A callback with a real token and a forged signature, and one with a token nobody has.
     let token = store.task_get(&ids[0]).await.expect("get").expect("task").callback_token;
@@ -124,7 +135,10 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
         ("control_room_callbacks_received_total", "outcome=\"unknown_token\"".into(), 1.0),
         ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"200\"".into(), 3.0),
         ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"404\"".into(), 1.0),
-        ("control_room_relay_request_duration_seconds_count", "route=\"/kie/api/v1/jobs/createTask\"".into(), 4.0),
+        ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"402\"".into(), 1.0),
+        ("control_room_relay_request_duration_seconds_count", "route=\"/kie/api/v1/jobs/createTask\"".into(), 5.0),
+        ("control_room_submissions_refused_total", "reason=\"budget\"".into(), 1.0),
+        ("control_room_budget_refusals_total", "rule=\"per_job\"".into(), 1.0),
         // Three sends that KIE took and the one it answered 429.
         ("control_room_kie_request_duration_seconds_count", "endpoint=\"createTask\"".into(), 4.0),
         ("control_room_tasks", "state=\"success\"".into(), 3.0),
@@ -149,11 +163,26 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     // No label names anyone or anything: no task id, key, token or email.
     for (what, secret) in [("relay key", key.text.expose().to_string()), ("key id", key.key.id.clone()), ("KIE key", KEY.into()), ("callback token", token), ("HMAC key", HMAC.into()), ("metrics token", TOKEN.into())]
         .into_iter()
+        .chain([("capped key", capped.text.expose().to_string())])
         .chain(ids.iter().map(|id| ("task id", id.clone())))
     {
         assert!(!text.contains(&secret) && !om.contains(&secret), "the {what} is in /metrics");
     }
     assert!(!text.contains('@'), "no email in /metrics");
+
+    // Every metric the dashboard and the alert rules read is one this console exports.
+    let families: std::collections::HashSet<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    for file in ["../deploy/grafana/control-room.json", "../deploy/prometheus/alerts.yml"] {
+        let body = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut named = 0;
+        for (at, _) in body.match_indices("control_room_") {
+            let name: String = body[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let family = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name);
+            assert!(families.contains(family) || families.contains(name.as_str()), "{file} reads {name}, which /metrics does not export");
+            named += 1;
+        }
+        assert!(named >= 5, "{file} names the console's metrics");
+    }
     s.shutdown().await.expect("shutdown");
 }
 
