@@ -16,8 +16,7 @@ cd "$(dirname "$0")/.."
 row_secs="${SECONDS_PER_ROW:-8}"
 if [ -n "${BENCH_SMOKE:-}" ] && [ "${BENCH_SMOKE}" != 0 ]; then row_secs=1; fi
 
-say() { printf '\033[1;36m[bench-relay]\033[0m %s\n' "$*" >&2; }
-die() { printf '\033[1;31m[bench-relay]\033[0m %s\n' "$*" >&2; exit 1; }
+. scripts/loopback.sh
 
 if ! command -v wrk >/dev/null; then
   command -v apt-get >/dev/null || die "wrk is missing; install it with your package manager"
@@ -28,55 +27,14 @@ if ! command -v wrk >/dev/null; then
 fi
 command -v redis-server >/dev/null || die "redis-server is missing (scripts/setup.sh test installs it)"
 
-say "building control-room and kie-sim (release)"
-# The server exactly as cargo-leptos builds it (so neither build invalidates the other).
-cargo build --release -q -p server --bin control-room --no-default-features --features ssr
-cargo build --release -q -p kie-sim --bin kie-sim
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() { # port
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  die "nothing listens on 127.0.0.1:$1"
-}
+build_release
 
 redis_port="$(free_port)"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
 wait_port "$redis_port"
 
-sim_port="$(free_port)"
-sim_key="bench-upstream-key"
-./target/release/kie-sim --addr "127.0.0.1:$sim_port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 >"$work/sim.log" 2>&1 &
-pids+=($!)
-wait_port "$sim_port"
-sim="http://127.0.0.1:$sim_port"
-
-# One control-room per store: Redis (the private server above) and the embedded one. Its
-# relay key is made first (the embedded store is one process's at a time).
-export KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" RUST_LOG=warn
-start_console() { # store; sets cr_port, relay_key, cr_pid
-  local env=(DATA_DIR="$work/data-$1")
-  cr_port="$(free_port)"
-  [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
-  relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name wrk | awk '/^key:/ {print $2}')"
-  [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
-  env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
-  cr_pid=$!
-  pids+=("$cr_pid")
-  wait_port "$cr_port"
-}
+start_sim
 
 body='{"model":"google/imagen4-fast","input":{"prompt":"a lighthouse at dusk"}}'
 task_id() { # base key

@@ -30,6 +30,8 @@ command -v npm >/dev/null || apt_missing+=(npm)
 if [ "$mode" = test ]; then
   command -v redis-server >/dev/null || apt_missing+=(redis-server)
   [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+  command -v python3 >/dev/null || apt_missing+=(python3)
+  python3 -m venv --help >/dev/null 2>&1 || apt_missing+=(python3-venv)
 fi
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || die "missing: ${apt_missing[*]} — install them with your package manager."
@@ -70,6 +72,14 @@ npm_install tools
 # --- End-to-end suite and the alert rules' checker ------------------------------------------
 if [ "$mode" = test ]; then
   npm_install end2end   # playwright-core only: it drives /usr/bin/chromium, downloads no browser
+  # The relay API's checkers (PyPI, pinned in tools/requirements-test.txt), in their own venv.
+  # (Any pinned line missing from the venv's `pip freeze` means: install.)
+  installed="$(tools/venv/bin/python -m pip freeze 2>/dev/null || true)"
+  if grep -vxF -f <(printf '%s\n' "$installed") tools/requirements-test.txt >/dev/null; then
+    say "installing schemathesis and openapi-spec-validator (PyPI) in tools/venv"
+    python3 -m venv tools/venv
+    tools/venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
+  fi
   # promtool, from Debian's prometheus package, unpacked under tools/ (installing the package
   # would also start a Prometheus server the tests do not need).
   if [ ! -x tools/promtool/usr/bin/promtool ] && ! command -v promtool >/dev/null; then

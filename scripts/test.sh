@@ -35,6 +35,8 @@ step "release build (server + WASM bundle) for the end-to-end suite"
 # so a key compiled in (env!, option_env!, a build script) would be caught.
 export LEAK_CANARY="kie-LEAKCANARY-5e1f0c9a7b3d2e4f6a8b"
 KIE_API_KEY="$LEAK_CANARY" cargo leptos build --release
+step "relay API: its OpenAPI description validated, and schemathesis against the relay on loopback"
+bounded 10m scripts/check-relay-api.sh
 step "end-to-end (Playwright + /usr/bin/chromium)"
 (cd end2end && bounded 15m node --test tests/)
 # Benchmarks are not run in full here, but each must still build and run: a few iterations

@@ -7,6 +7,7 @@
 //! - `GET /kie/api/v1/jobs/recordInfo?taskId=` — from the store, never an upstream call;
 //!   KIE's own task id is accepted too. A key sees only its project's tasks.
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
+//! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -21,11 +22,22 @@ use gateway::lifecycle::Submission;
 use gateway::relay::{envelope, record_info};
 use gateway::relay_keys::{RelayKey, RelayKeyError};
 
+/// Every relay path, in the order `openapi.json` describes them.
+pub const PATHS: [&str; 4] = [CREATE_TASK, RECORD_INFO, CREDIT, OPENAPI];
+const CREATE_TASK: &str = "/kie/api/v1/jobs/createTask";
+const RECORD_INFO: &str = "/kie/api/v1/jobs/recordInfo";
+const CREDIT: &str = "/kie/api/v1/chat/credit";
+const OPENAPI: &str = "/kie/openapi.json";
+
+/// The relay's OpenAPI 3.1 description (checked against [`PATHS`] and served at [`OPENAPI`]).
+pub const OPENAPI_DOC: &str = include_str!("openapi.json");
+
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/kie/api/v1/jobs/createTask", post(create_task))
-        .route("/kie/api/v1/jobs/recordInfo", get(record_info_route))
-        .route("/kie/api/v1/chat/credit", get(credit))
+        .route(CREATE_TASK, post(create_task))
+        .route(RECORD_INFO, get(record_info_route))
+        .route(CREDIT, get(credit))
+        .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOC) }))
 }
 
 /// A KIE envelope with a mirroring HTTP status.

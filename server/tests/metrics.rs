@@ -243,3 +243,30 @@ async fn json_logs_give_each_request_its_id_route_status_and_latency_and_no_toke
     assert!(answered.get("latency").is_some(), "{answered}");
     assert!(!lines.iter().any(|l| l.contains(&token)), "the callback token reached the log");
 }
+
+#[tokio::test]
+async fn the_relay_is_described_path_for_path_and_the_description_is_served() {
+    let doc: serde_json::Value = serde_json::from_str(server::relay::OPENAPI_DOC).expect("openapi.json is JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let described: Vec<&str> = doc["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    let mut routes = server::relay::PATHS.to_vec();
+    routes.sort_unstable();
+    let mut sorted = described.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, routes, "every relay route is described, and nothing else");
+    // Every operation documents its refusals in KIE's envelope.
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            assert!(op["responses"]["200"].is_object(), "{method} {path}: 200 described");
+            if path != "/kie/openapi.json" {
+                assert!(op["responses"]["401"].is_object(), "{method} {path}: 401 described");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start(config(embedded(&dir), None)).await;
+    let r = http().get(format!("{}/kie/openapi.json", s.base)).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 200, "served with no key or session");
+    assert_eq!(r.text().await.expect("body"), server::relay::OPENAPI_DOC);
+    s.shutdown().await.expect("shutdown");
+}

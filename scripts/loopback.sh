@@ -1,0 +1,55 @@
+# Sourced by the scripts that start the console's processes on this machine's loopback
+# (bench-relay.sh, check-relay-api.sh): ports, waiting for a listener, stopping what started.
+say() { printf '\033[1;36m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+die() { printf '\033[1;31m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { # port
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "nothing listens on 127.0.0.1:$1"
+}
+
+# The server exactly as cargo-leptos builds it (so neither build invalidates the other), and kie-sim.
+build_release() {
+  say "building control-room and kie-sim (release)"
+  cargo build --release -q -p server --bin control-room --no-default-features --features ssr
+  cargo build --release -q -p kie-sim --bin kie-sim
+}
+
+# kie-sim with its limits lifted; sets sim (its base URL) and sim_key.
+start_sim() {
+  local port
+  port="$(free_port)"
+  sim_key="loopback-upstream-key"
+  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 >"$work/sim.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+  sim="http://127.0.0.1:$port"
+}
+
+# A control-room on `store` (redis: on $redis_port; embedded: its own DATA_DIR) against the
+# kie-sim, with a relay key for project `bench` made first (the embedded store is one
+# process's at a time); sets cr_port, relay_key and cr_pid.
+start_console() { # store
+  local env=(DATA_DIR="$work/data-$1" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" RUST_LOG=warn)
+  cr_port="$(free_port)"
+  [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
+  relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
+  [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
+  env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
+  cr_pid=$!
+  pids+=("$cr_pid")
+  wait_port "$cr_port"
+}
