@@ -67,6 +67,21 @@ struct RouteStatus {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendOperation {
+    backend: String,
+    operation: String,
+}
+
+/// A cap's owner, without naming a person: scope `team`, `project` or `person` (a person's
+/// rule is shown under its project, or none, and the fullest one wins).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Cap {
+    scope: String,
+    project: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: String,
 }
@@ -85,6 +100,11 @@ fn latency_buckets() -> Histogram {
 
 /// What a callback achieved (the `outcome` label of `callbacks_received_total`).
 pub const CALLBACK_OUTCOMES: [&str; 7] = ["applied", "duplicate", "deferred", "forged", "unknown_token", "bad_body", "store_error"];
+
+/// Store operations: 50 µs to about 1.6 s.
+fn store_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
 
 /// Why a submission was refused (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +145,10 @@ pub struct Metrics {
     relay_requests: Family<RouteStatus, Counter>,
     relay_latency: Family<Route, Histogram, fn() -> Histogram>,
     sse_clients: Gauge,
+    store_latency: Family<BackendOperation, Histogram, fn() -> Histogram>,
     tasks: Family<State, Gauge>,
+    budget_used: Family<Cap, Gauge<f64, AtomicU64>>,
+    store_up: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     balance: Gauge<f64, AtomicU64>,
 }
@@ -160,7 +183,10 @@ impl Metrics {
             relay_requests: Family::default(),
             relay_latency: Family::new_with_constructor(latency_buckets),
             sse_clients: Gauge::default(),
+            store_latency: Family::new_with_constructor(store_buckets),
             tasks: Family::default(),
+            budget_used: Family::default(),
+            store_up: Gauge::default(),
             oldest_queued: Gauge::default(),
             balance: Gauge::default(),
             registry: Registry::default(),
@@ -182,22 +208,25 @@ impl Metrics {
         registry.register("relay_requests", "Relay API requests, by route and status", m.relay_requests.clone());
         registry.register("relay_request_duration_seconds", "Relay API request latency, by route", m.relay_latency.clone());
         registry.register("sse_clients", "Live event streams open on this instance", m.sse_clients.clone());
+        registry.register("store_operation_duration_seconds", "Store operation latency, by backend and operation", m.store_latency.clone());
         registry.register("tasks", "Tasks on record by state (shared: the same on every instance)", m.tasks.clone());
+        registry.register("budget_used_ratio", "Spend over cap of each day and total cost rule (shared)", m.budget_used.clone());
+        registry.register("store_up", "Whether this instance could read the store at the last scrape (1) or not (0)", m.store_up.clone());
         registry.register("queue_oldest_age_seconds", "Age of the oldest task waiting for the rate guard (shared)", m.oldest_queued.clone());
         registry.register("kie_balance_credits", "KIE's last answered credit balance (shared account; absent until KIE answered)", m.balance.clone());
         // Series with fixed label words exist from the start at 0, so that a rate over them
         // is 0 rather than "no data" and a dashboard finds them before the first event.
         for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store] {
-            m.refused.get_or_create(&Reason { reason: why.name().into() });
+            let _ = m.refused.get_or_create(&Reason { reason: why.name().into() });
         }
         for kind in [CapKind::PerJob, CapKind::PerDay, CapKind::Total] {
-            m.budget_refusals.get_or_create(&Rule { rule: kind.name().into() });
+            let _ = m.budget_refusals.get_or_create(&Rule { rule: kind.name().into() });
         }
         for outcome in CALLBACK_OUTCOMES {
-            m.callbacks.get_or_create(&Outcome { outcome: outcome.into() });
+            let _ = m.callbacks.get_or_create(&Outcome { outcome: outcome.into() });
         }
         for outcome in ["ok", "error"] {
-            m.poller_calls.get_or_create(&Outcome { outcome: outcome.into() });
+            let _ = m.poller_calls.get_or_create(&Outcome { outcome: outcome.into() });
         }
         Metrics { registry, ..m }
     }
@@ -252,6 +281,11 @@ impl Metrics {
         self.relay_latency.get_or_create(&Route { route: route.into() }).observe(took.as_secs_f64());
     }
 
+    /// One store operation (`operation`: the store trait's method name).
+    pub fn store_op(&self, backend: &str, operation: &str, took: Duration) {
+        self.store_latency.get_or_create(&BackendOperation { backend: backend.into(), operation: operation.into() }).observe(took.as_secs_f64());
+    }
+
     /// Live event streams open on this instance now.
     pub fn set_sse_clients(&self, n: usize) {
         self.sse_clients.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -262,8 +296,29 @@ impl Metrics {
         self.balance.set(credits.as_f64());
     }
 
-    /// Reads the shared gauges from the store (at scrape time).
+    /// Reads the shared gauges from the store (at scrape time); `store_up` says whether it could.
     pub async fn refresh_shared(&self, store: &dyn Store) -> StoreResult<()> {
+        let read = self.read_shared(store).await;
+        self.store_up.set(i64::from(read.is_ok()));
+        read
+    }
+
+    async fn read_shared(&self, store: &dyn Store) -> StoreResult<()> {
+        let rules = crate::budget::rules(store).await?;
+        let meters = crate::budget::meters(store, &rules).await?;
+        let mut fill: std::collections::HashMap<Cap, f64> = std::collections::HashMap::new();
+        for m in &meters {
+            let scope = if m.target.user.is_some() { "person" } else if m.target.project.is_some() { "project" } else { "team" };
+            let cap = Cap { scope: scope.into(), project: m.target.project.clone().unwrap_or_default(), rule: m.kind.name().into() };
+            let ratio = if m.cap.0 > 0 { m.used.0.max(0) as f64 / m.cap.0 as f64 } else { 0.0 };
+            let e = fill.entry(cap).or_default();
+            *e = e.max(ratio);
+        }
+        // Rules come and go: no series outlives its rule.
+        self.budget_used.clear();
+        for (cap, ratio) in fill {
+            self.budget_used.get_or_create(&cap).set(ratio);
+        }
         let counts = store.task_counts().await?;
         for state in TaskState::ALL {
             self.tasks.get_or_create(&State { state: state.as_str().into() }).set(counts.get(state) as i64);

@@ -271,7 +271,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let catalog = Arc::new(load_catalog()?);
     check_redis_persistence(&config).await?;
-    let store = open_store(&config.store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = gateway::store::metered::Metered::wrap(open_store(&config.store).await?, metrics.clone());
     let (epoch, fresh) = gateway::store::epoch::claim(store.as_ref()).await.map_err(|e| ServerError::Store(format!("cannot read the store's epoch: {e}")))?;
     if fresh {
         tracing::info!(store = store.backend(), "a new store: its epoch is written now");
@@ -291,7 +292,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let public_base = config.public_base().or_else(|| {
         matches!(upstream, Upstream::Simulator { .. }).then(|| format!("http://127.0.0.1:{}", addr.port()))
     });
-    let metrics = Arc::new(Metrics::new());
     let kie = upstream.client(Duration::from_secs(30), 3, &metrics);
     let options = LifecycleOptions {
         public_base,

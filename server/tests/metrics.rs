@@ -67,6 +67,13 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
         assert_eq!(status, 401, "{token:?}: {body}");
     }
 
+    // The project's total cap: its fill is a shared gauge.
+    let total = gateway::budget::CostRule {
+        target: gateway::budget::Target { project: Some("metrics".into()), user: None },
+        total: Some(gateway::Credits::from_credits(10_000)),
+        ..Default::default()
+    };
+    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), total).await.expect("rule");
     let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "metrics", "farm").await.expect("key");
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     let mut ids = Vec::new();
@@ -144,6 +151,12 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
         ("control_room_tasks", "state=\"success\"".into(), 3.0),
         ("control_room_tasks", "state=\"queued\"".into(), 0.0),
         ("control_room_sse_clients", String::new(), 0.0),
+        ("control_room_store_up", String::new(), 1.0),
+        ("control_room_budget_used_ratio", "scope=\"project\",project=\"metrics\",rule=\"total\"".into(), charged / 10_000.0),
+        // Each relayed record is one store step: three, and the capped project's twice (first
+        // under the rules this instance had in memory, which the store found changed, then
+        // under the new rule, which refused it).
+        ("control_room_store_operation_duration_seconds_count", "backend=\"redis\",operation=\"task_create\"".into(), 5.0),
         ("control_room_build_info", format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0),
     ];
     for (name, labels, value) in &expect {

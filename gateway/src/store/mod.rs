@@ -24,6 +24,7 @@
 //! both backends.
 
 mod embedded;
+pub mod metered;
 mod redis;
 pub mod watched;
 
