@@ -16,7 +16,8 @@
 //!   pinned to the vetted address, no redirects, bounded.
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, append-only
 //!   logs, leases, publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`];
-//!   the store's epoch, which tells a wiped store from a new one.
+//!   the store's epoch, which tells a wiped store from a new one; `store::watched`, caches every
+//!   instance drops at once on an announced change; `store::metered`, a store that times itself.
 //! - [`catalog`] — the models the Control Room accepts, their inputs and price rules.
 //! - [`budget`] — cost rules: per job, per rolling day and in total, for the team, a project
 //!   or a person; reservations at submit, settlement when a task ends, alerts.
@@ -28,6 +29,7 @@
 //! - [`events`] — live task events through the store, numbered and replayable.
 //! - [`relay_keys`] — the keys programs use on the relay API (stored hashed).
 //! - [`relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.
+//! - [`metrics`] — what Prometheus reads: per-instance counters and histograms, shared gauges.
 //!
 //! See `docs/architecture.md` for the data flow of a task and where a change goes.
 

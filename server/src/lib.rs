@@ -5,14 +5,18 @@
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`open_store`] — Redis when `REDIS_URL` is set, else the embedded store under `DATA_DIR`.
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
-//! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys).
+//! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys), described in
+//!   `openapi.json`.
+//! - [`metrics`] — `GET /metrics` (Prometheus / OpenMetrics, `METRICS_TOKEN`) and the relay's
+//!   request counter.
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
 //! - [`admin`] — `control-room key|budget|user …` commands.
 //! - [`Upstream`] — where KIE calls go (KIE, the simulator, or nowhere).
-//! - [`router`] — every route: health, the Leptos page and server functions, static files.
+//! - [`router`] — every route: health, the Leptos page and server functions, static files;
+//!   a span per request with its `X-Request-Id`.
 //! - [`run`] — serve on a given listener until `shutdown` resolves (tests use port 0).
 //!
 //! Handlers stay thin: parse, call the gateway core, map its typed error to a status.

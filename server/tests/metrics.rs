@@ -112,7 +112,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
         let (store, ids) = (store.clone(), ids.clone());
         async move {
             for id in &ids {
-                if !store.task_get(id).await.expect("get").is_some_and(|t| t.state == gateway::TaskState::Success) {
+                if store.task_get(id).await.expect("get").is_none_or(|t| t.state != gateway::TaskState::Success) {
                     return false;
                 }
             }
