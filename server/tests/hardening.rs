@@ -58,14 +58,6 @@ fn port_of(url: &str) -> u16 {
     url::Url::parse(url).expect("url").port().expect("port")
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(secs), "{what} did not happen within {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callback_urls_into_the_network_are_refused_and_redirects_not_followed() {
     // The one receiver this deployment may call back on loopback.

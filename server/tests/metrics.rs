@@ -9,7 +9,6 @@ mod support;
 use gateway::accounts::Actor;
 use gateway::Secret;
 use serde_json::json;
-use std::time::{Duration, Instant};
 use support::*;
 
 const HMAC: &str = "metrics-webhook-hmac-key";
@@ -34,14 +33,6 @@ async fn scrape(base: &str, token: Option<&str>, accept: Option<&str>) -> (u16, 
     let status = r.status().as_u16();
     let ctype = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     (status, ctype, r.text().await.expect("body"))
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(secs), "{what} did not happen within {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

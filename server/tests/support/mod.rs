@@ -100,6 +100,15 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running
     Running { base, stop: Some(tx), done }
 }
 
+/// Waits until `check` holds, polling every 100 ms; fails the test after `secs`.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what} did not happen within {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A form body from pairs.
 pub fn form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
