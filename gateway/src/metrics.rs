@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crate::budget::CapKind;
 use crate::credits::Credits;
-use crate::store::{Store, StoreResult, now_ms};
+use crate::rate_guard::LimitRule;
+use crate::store::{Scope, Store, StoreResult, now_ms};
 use crate::task::{TaskQuery, TaskState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -148,6 +149,7 @@ pub struct Metrics {
     store_latency: Family<BackendOperation, Histogram, fn() -> Histogram>,
     tasks: Family<State, Gauge>,
     budget_used: Family<Cap, Gauge<f64, AtomicU64>>,
+    guard_used: Family<Rule, Gauge<f64, AtomicU64>>,
     store_up: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     balance: Gauge<f64, AtomicU64>,
@@ -186,6 +188,7 @@ impl Metrics {
             store_latency: Family::new_with_constructor(store_buckets),
             tasks: Family::default(),
             budget_used: Family::default(),
+            guard_used: Family::default(),
             store_up: Gauge::default(),
             oldest_queued: Gauge::default(),
             balance: Gauge::default(),
@@ -211,6 +214,7 @@ impl Metrics {
         registry.register("store_operation_duration_seconds", "Store operation latency, by backend and operation", m.store_latency.clone());
         registry.register("tasks", "Tasks on record by state (shared: the same on every instance)", m.tasks.clone());
         registry.register("budget_used_ratio", "Spend over cap of each day and total cost rule (shared)", m.budget_used.clone());
+        registry.register("rate_guard_used_ratio", "Each rate guard rule's window (or running tasks) over its limit (shared)", m.guard_used.clone());
         registry.register("store_up", "Whether this instance could read the store at the last scrape (1) or not (0)", m.store_up.clone());
         registry.register("queue_oldest_age_seconds", "Age of the oldest task waiting for the rate guard (shared)", m.oldest_queued.clone());
         registry.register("kie_balance_credits", "KIE's last answered credit balance (shared account; absent until KIE answered)", m.balance.clone());
@@ -296,14 +300,20 @@ impl Metrics {
         self.balance.set(credits.as_f64());
     }
 
-    /// Reads the shared gauges from the store (at scrape time); `store_up` says whether it could.
-    pub async fn refresh_shared(&self, store: &dyn Store) -> StoreResult<()> {
-        let read = self.read_shared(store).await;
+    /// Reads the shared gauges from the store (at scrape time), with the rate guard's rules and
+    /// their scopes; `store_up` says whether it could.
+    pub async fn refresh_shared(&self, store: &dyn Store, guard: &[(LimitRule, Scope)]) -> StoreResult<()> {
+        let read = self.read_shared(store, guard).await;
         self.store_up.set(i64::from(read.is_ok()));
         read
     }
 
-    async fn read_shared(&self, store: &dyn Store) -> StoreResult<()> {
+    async fn read_shared(&self, store: &dyn Store, guard: &[(LimitRule, Scope)]) -> StoreResult<()> {
+        for (rule, scope) in guard {
+            let used = store.usage(scope).await?;
+            let ratio = if scope.limit > 0 { used.max(0) as f64 / scope.limit as f64 } else { 0.0 };
+            self.guard_used.get_or_create(&Rule { rule: rule.to_string() }).set(ratio);
+        }
         let rules = crate::budget::rules(store).await?;
         let meters = crate::budget::meters(store, &rules).await?;
         let mut fill: std::collections::HashMap<Cap, f64> = std::collections::HashMap::new();

@@ -23,7 +23,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     }
     let m = state.lifecycle.options().metrics.clone();
     m.set_sse_clients(state.hub.listeners());
-    if let Err(e) = m.refresh_shared(state.store.as_ref()).await {
+    if let Err(e) = m.refresh_shared(state.store.as_ref(), &state.lifecycle.guard_scopes()).await {
         // The instance's own counters are still worth reading; the shared gauges keep their
         // last value, and readiness says the store is away.
         tracing::warn!(error = %e, "metrics: cannot read the shared gauges from the store");

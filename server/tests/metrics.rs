@@ -9,6 +9,7 @@ mod support;
 use gateway::accounts::Actor;
 use gateway::Secret;
 use serde_json::json;
+use std::time::Duration;
 use support::*;
 
 const HMAC: &str = "metrics-webhook-hmac-key";
@@ -112,7 +113,14 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     })
     .await;
 
+    // The rate guard's window (KIE's 20 per 10 s) as the store holds it, before and after the
+    // scrape: the gauge reads the same scope (it only empties from here: nothing more is sent).
+    let window = gateway::store::Scope { key: "rate:kie:requests:10000".into(), limit: 20, window: Some(Duration::from_millis(10_050)) };
+    let before = store.usage(&window).await.expect("usage");
     let (status, ctype, text) = scrape(&s.base, Some(TOKEN), None).await;
+    let after = store.usage(&window).await.expect("usage");
+    let fill = sample(&text, "control_room_rate_guard_used_ratio", "rule=\"20 requests / 10 s\"").expect("the rate guard's fill") * 20.0;
+    assert!(before >= 3 && (after as f64..=before as f64).contains(&fill.round()), "window fill {fill} of 20, the store says {before} then {after}");
     assert_eq!(status, 200);
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     assert!(!text.contains("# EOF"), "the Prometheus text format has no EOF marker");
