@@ -6,8 +6,8 @@
 //! On the embedded store in a temporary directory, so the figures are the hashing and the
 //! store's few writes, not a network. Output: Markdown lines for docs/benchmarks.md.
 
-use gateway::accounts::{self, Actor, Role};
-use gateway::sessions::{self, SessionPolicy};
+use gateway::team::accounts::{self, Actor, Role};
+use gateway::team::sessions::{self, SessionPolicy};
 use gateway::{EmbeddedStore, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

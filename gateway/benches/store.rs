@@ -8,7 +8,7 @@
 //! for docs/benchmarks.md.
 
 use gateway::store::{ReserveRequest, Scope};
-use gateway::task::TaskRecord;
+use gateway::tasks::task::TaskRecord;
 use gateway::{EmbeddedStore, RedisStore, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,11 +18,11 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::budget::CapKind;
-use crate::credits::Credits;
-use crate::rate_guard::LimitRule;
+use crate::money::budget::CapKind;
+use crate::money::credits::Credits;
+use crate::tasks::rate_guard::LimitRule;
 use crate::store::{Scope, Store, StoreResult, now_ms};
-use crate::task::{TaskQuery, TaskState};
+use crate::tasks::task::{TaskQuery, TaskState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelProject {
@@ -314,8 +314,8 @@ impl Metrics {
             let ratio = if scope.limit > 0 { used.max(0) as f64 / scope.limit as f64 } else { 0.0 };
             self.guard_used.get_or_create(&Rule { rule: rule.to_string() }).set(ratio);
         }
-        let rules = crate::budget::rules(store).await?;
-        let meters = crate::budget::meters(store, &rules).await?;
+        let rules = crate::money::budget::rules(store).await?;
+        let meters = crate::money::budget::meters(store, &rules).await?;
         let mut fill: std::collections::HashMap<Cap, f64> = std::collections::HashMap::new();
         for m in &meters {
             let scope = if m.target.user.is_some() { "person" } else if m.target.project.is_some() { "project" } else { "team" };

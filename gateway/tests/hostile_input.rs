@@ -5,7 +5,7 @@
 //! `PROPTEST_CASES` sets how many cases run (the test command runs the default; set it higher
 //! for a longer run on demand).
 
-use gateway::catalog::Catalog;
+use gateway::money::catalog::Catalog;
 use gateway::store::{MAX_AMOUNT, ReserveOutcome, ReserveRequest, Scope, StoreError};
 use gateway::{Credits, EmbeddedStore, RedisStore, Store};
 use proptest::prelude::*;

@@ -5,10 +5,10 @@
 //! caller on every instance.
 
 use gateway::kie::{ClientOptions, KieClient};
-use gateway::lifecycle::poller::PollState;
+use gateway::tasks::lifecycle::poller::PollState;
 use gateway::outbound::OutboundPolicy;
 use gateway::store::Scope;
-use gateway::task::{TaskQuery, TaskState};
+use gateway::tasks::task::{TaskQuery, TaskState};
 use gateway::{Lifecycle, LifecycleOptions, RedisStore, Secret, Store, TaskRecord};
 use kie_sim::{Schedule, Settings, Sim};
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ async fn redis() -> Arc<dyn Store> {
 
 fn lifecycle(store: Arc<dyn Store>, base: &str, opts: LifecycleOptions) -> Lifecycle {
     let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() }).unwrap();
-    Lifecycle::new(store, Some(kie), Arc::new(gateway::catalog::Catalog::builtin()), opts)
+    Lifecycle::new(store, Some(kie), Arc::new(gateway::money::catalog::Catalog::builtin()), opts)
 }
 
 fn opts() -> LifecycleOptions {
@@ -44,7 +44,7 @@ fn opts() -> LifecycleOptions {
 }
 
 async fn submit(lc: &Lifecycle, owner: &str, prompt: &str) -> TaskRecord {
-    let s = gateway::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None };
+    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None };
     lc.submit(s).await.unwrap()
 }
 
@@ -181,7 +181,7 @@ async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
 
 /// A task that ended with a relay callback still to deliver to `url`.
 async fn ended_with_callback(lc: &Lifecycle, store: &Arc<dyn Store>, url: &str, n: u64) -> String {
-    let s = gateway::lifecycle::Submission {
+    let s = gateway::tasks::lifecycle::Submission {
         owner: "key:farm".into(),
         project: "p".into(),
         model: "google/imagen4-fast".into(),
@@ -299,7 +299,7 @@ async fn ended_tasks_past_their_retention_are_deleted_and_nothing_else() {
         t.state = state;
         t.finished_ms = ended;
         if pending {
-            t.relay_callback = Some(gateway::task::RelayCallback { url: "http://127.0.0.1:9/hook".into(), key_id: "k".into(), ..Default::default() });
+            t.relay_callback = Some(gateway::tasks::task::RelayCallback { url: "http://127.0.0.1:9/hook".into(), key_id: "k".into(), ..Default::default() });
         }
         assert!(store.task_insert(&t).await.unwrap());
     }
@@ -348,8 +348,8 @@ async fn a_settled_task_is_answered_from_memory_and_an_unsettled_one_never_is() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instance() {
-    use gateway::budget::{self, CostRule, Target};
-    use gateway::lifecycle::{SubmitError, Submission};
+    use gateway::money::budget::{self, CostRule, Target};
+    use gateway::tasks::lifecycle::{SubmitError, Submission};
     let (_sim, base) = sim(fast()).await;
     let store = redis().await;
     // Two instances: `a` has judged (and kept) the rules of an empty rule book.
@@ -359,7 +359,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     assert!(!free.budget_pending);
     // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).
     let cap = CostRule { target: Target { project: Some("promo".into()), user: None }, per_job: Some(gateway::Credits::from_credits(1)), ..Default::default() };
-    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), cap).await.unwrap();
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), cap).await.unwrap();
     for lc in [&a, &b] {
         match lc.submit(job("promo")).await {
             Err(SubmitError::OverBudget(msg)) => assert!(msg.contains("per job"), "{msg}"),
@@ -367,7 +367,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
         }
     }
     // Removed again (no caps): both admit at once.
-    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), CostRule { target: Target { project: Some("promo".into()), user: None }, ..Default::default() }).await.unwrap();
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), CostRule { target: Target { project: Some("promo".into()), user: None }, ..Default::default() }).await.unwrap();
     for lc in [&a, &b] {
         lc.submit(job("promo")).await.expect("admitted once the rule is gone");
     }

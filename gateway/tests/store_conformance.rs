@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use gateway::store::{Created, ReserveOutcome, ReserveRequest, Scope, StoreError};
-use gateway::task::{TaskQuery, TaskRecord, TaskState};
+use gateway::tasks::task::{TaskQuery, TaskRecord, TaskState};
 use gateway::{Credits, EmbeddedStore, RedisStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,7 +181,7 @@ mod cases {
 
         // Oversized pages are clamped.
         let big = TaskQuery { limit: 10_000, ..Default::default() };
-        assert_eq!(b.store.task_list(&big).await.unwrap().tasks.len(), 120.min(gateway::task::MAX_PAGE));
+        assert_eq!(b.store.task_list(&big).await.unwrap().tasks.len(), 120.min(gateway::tasks::task::MAX_PAGE));
     }
 
     pub async fn oldest_first_listing_reaches_every_record_in_order(b: Backend) {

@@ -41,7 +41,7 @@ async fn main() {
     let prefix = format!("{}:", testkit::unique("guardbench"));
     let mut bases = Vec::new();
     for _ in 0..3 {
-        bases.push(support::console(&sim_base, &prefix, vec![gateway::rate_guard::KIE_DEFAULT], margin).await);
+        bases.push(support::console(&sim_base, &prefix, vec![gateway::tasks::rate_guard::KIE_DEFAULT], margin).await);
     }
     eprintln!("submitting {tasks} tasks to 3 instances (margin {} ms)…", margin.as_millis());
     let mut clients = Vec::new();

@@ -74,13 +74,13 @@ async fn start_sim(settings: kie_sim::Settings) -> (String, kie_sim::Sim) {
 }
 
 async fn start_console(sim: &str, prefix: &str, rate_limit: i64) -> String {
-    let rule = gateway::rate_guard::LimitRule::Requests { limit: rate_limit, window: Duration::from_secs(10) };
+    let rule = gateway::tasks::rate_guard::LimitRule::Requests { limit: rate_limit, window: Duration::from_secs(10) };
     support::console(sim, prefix, vec![rule], Duration::from_millis(50)).await
 }
 
 async fn relay_key(prefix: &str) -> String {
     let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }).await.expect("store");
-    gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "bench", "bench").await.expect("key").text.expose().to_string()
+    gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key").text.expose().to_string()
 }
 
 fn create_body(i: usize) -> Value {

@@ -11,9 +11,9 @@ use std::io::{BufRead, Write};
 
 use crate::config::{BudgetCommand, Command, Config, KeyCommand, UserCommand};
 use crate::{ServerError, open_store};
-use gateway::accounts::{self, Actor, Role};
-use gateway::budget::{self, CostRule, money};
-use gateway::relay_keys;
+use gateway::team::accounts::{self, Actor, Role};
+use gateway::money::budget::{self, CostRule, money};
+use gateway::team::relay_keys;
 
 /// Runs one administration command, reading passwords from `input` and writing to `out`.
 pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {

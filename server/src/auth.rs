@@ -23,9 +23,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::AppState;
-use gateway::accounts::{self, Actor, Role};
-use gateway::audit::{self, AuditFilter};
-use gateway::sessions::{self, SessionPolicy, SignInError};
+use gateway::team::accounts::{self, Actor, Role};
+use gateway::team::audit::{self, AuditFilter};
+use gateway::team::sessions::{self, SessionPolicy, SignInError};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "cr_session";

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
-use gateway::lifecycle::{CallbackError, CallbackOutcome};
+use gateway::tasks::lifecycle::{CallbackError, CallbackOutcome};
 
 pub async fn kie_callback(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

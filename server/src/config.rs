@@ -202,7 +202,7 @@ pub struct Config {
     pub webhook_hmac_key: Option<Secret>,
     /// Use the in-process simulator instead of `kie_base_url` and `kie_key`.
     pub simulate: bool,
-    pub rate_guard: Vec<gateway::rate_guard::LimitRule>,
+    pub rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>,
     pub rate_margin: std::time::Duration,
     pub alert_webhook: Option<Url>,
     /// `OUTBOUND_ALLOW`.
@@ -212,7 +212,7 @@ pub struct Config {
     pub give_up_after: std::time::Duration,
     /// `TASK_RETENTION_DAYS` (`None`: kept for good).
     pub task_retention: Option<std::time::Duration>,
-    pub sessions: gateway::sessions::SessionPolicy,
+    pub sessions: gateway::team::sessions::SessionPolicy,
     /// `METRICS_TOKEN`: `/metrics` asks for it as a bearer token (`None`: open).
     pub metrics_token: Option<Secret>,
 }
@@ -319,14 +319,14 @@ impl Config {
             kie_key: kie_key(env)?,
             webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
             simulate: cli.simulate,
-            rate_guard: gateway::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
+            rate_guard: gateway::tasks::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
             redis_allow_ephemeral: cli.redis_allow_ephemeral,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
             task_retention: (cli.task_retention_days > 0).then(|| std::time::Duration::from_secs(cli.task_retention_days * 24 * 3600)),
-            sessions: gateway::sessions::SessionPolicy {
+            sessions: gateway::team::sessions::SessionPolicy {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
             },

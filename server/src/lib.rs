@@ -47,8 +47,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 use app::view::{KeyView, Upstream as UpstreamView};
 use config::{Config, StoreConfig, redis_display};
-use gateway::catalog::Catalog;
-use gateway::events::EventHub;
+use gateway::money::catalog::Catalog;
+use gateway::tasks::events::EventHub;
 use gateway::kie::{ClientOptions, KieClient};
 use gateway::metrics::Metrics;
 use gateway::{EmbeddedStore, Lifecycle, LifecycleOptions, RedisStore, Secret, Store};
@@ -127,7 +127,7 @@ pub struct AppState {
     /// then, so a graceful shutdown does not wait on open browsers.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Relay keys checked on this instance (revocations heard from every instance).
-    pub keys: Arc<gateway::relay_keys::KeyCache>,
+    pub keys: Arc<gateway::team::relay_keys::KeyCache>,
     /// Sessions and the origin check.
     pub auth: auth::AuthConfig,
     /// `METRICS_TOKEN`.
@@ -256,10 +256,10 @@ pub fn load_catalog() -> Result<Catalog, ServerError> {
 /// Start-up notes: the rate guard's rules in the audit log if they changed, and how to add the
 /// first admin when nobody can sign in yet.
 async fn note_start(store: &dyn Store, config: &Config) {
-    if let Err(e) = gateway::rate_guard::note_config(store, &config.rate_guard).await {
+    if let Err(e) = gateway::tasks::rate_guard::note_config(store, &config.rate_guard).await {
         tracing::warn!(error = %e, "cannot record the rate guard's rules in the audit log");
     }
-    match gateway::accounts::any(store).await {
+    match gateway::team::accounts::any(store).await {
         Ok(false) => tracing::warn!(
             "no user can sign in yet: add the first admin with `control-room user add EMAIL --role admin` (password on standard input)"
         ),
@@ -320,7 +320,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         secure: config.https(),
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
     };
-    let keys = Arc::new(gateway::relay_keys::KeyCache::start(store.clone()));
+    let keys = Arc::new(gateway::team::relay_keys::KeyCache::start(store.clone()));
     let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth, metrics_token: config.metrics_token.clone() };
     note_start(store.as_ref(), &config).await;
     tracing::info!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::AppState;
 use crate::auth::SessionToken;
 use axum::Extension;
-use gateway::events::Feed;
+use gateway::tasks::events::Feed;
 
 fn last_seen(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
     let from_header = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
@@ -46,7 +46,7 @@ async fn session_ended(state: AppState, token: Option<SessionToken>, every: Dura
     let Some(token) = token else { return std::future::pending().await };
     loop {
         tokio::time::sleep(every).await;
-        if let Ok(None) = gateway::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy, gateway::sessions::Use::Check).await {
+        if let Ok(None) = gateway::team::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy, gateway::team::sessions::Use::Check).await {
             return;
         }
     }

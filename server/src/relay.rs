@@ -18,9 +18,9 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::AppState;
-use gateway::lifecycle::Submission;
-use gateway::relay::{envelope, record_info};
-use gateway::relay_keys::{RelayKey, RelayKeyError};
+use gateway::tasks::lifecycle::Submission;
+use gateway::tasks::relay::{envelope, record_info};
+use gateway::team::relay_keys::{RelayKey, RelayKeyError};
 
 /// Every relay path, in the order `openapi.json` describes them.
 pub const PATHS: [&str; 4] = [CREATE_TASK, RECORD_INFO, CREDIT, OPENAPI];

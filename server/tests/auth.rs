@@ -5,7 +5,7 @@
 
 mod support;
 
-use gateway::accounts::Role;
+use gateway::team::accounts::Role;
 use serde_json::Value;
 use server::config::StoreConfig;
 use std::time::Duration;
@@ -161,7 +161,7 @@ async fn a_relay_key_reads_only_its_own_projects_tasks() {
 #[tokio::test]
 async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let mut cfg = config(redis_store(&format!("{}:", testkit::unique("sessions"))), None);
-    cfg.sessions = gateway::sessions::SessionPolicy { idle: Duration::from_millis(1500), absolute: Duration::from_secs(4) };
+    cfg.sessions = gateway::team::sessions::SessionPolicy { idle: Duration::from_millis(1500), absolute: Duration::from_secs(4) };
     let s = start(cfg).await;
     let base = &s.base;
     let alive = |t: String| async move { server_fn_as(base, Some(&t), "whoami", "").await.0 };
@@ -233,7 +233,7 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     assert_eq!(budget["rules"], Value::Array(vec![]), "no rule was set by the refused requests");
 
     // Sign-in attempts are limited per account: after 5 failures even the right password waits.
-    for _ in 0..gateway::sessions::MAX_FAILS_PER_ACCOUNT {
+    for _ in 0..gateway::team::sessions::MAX_FAILS_PER_ACCOUNT {
         assert_eq!(sign_in(base, VIEWER, "wrong password!").await, Err("/signin?error=refused&next=%2F".into()));
     }
     assert_eq!(sign_in(base, VIEWER, PASSWORD).await, Err("/signin?error=throttled&next=%2F".into()), "the right password now waits");

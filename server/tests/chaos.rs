@@ -6,8 +6,8 @@
 
 mod support;
 
-use gateway::accounts::Actor;
-use gateway::budget::CostRule;
+use gateway::team::accounts::Actor;
+use gateway::money::budget::CostRule;
 use gateway::{Credits, Store, TaskState};
 use serde_json::json;
 use server::config::StoreConfig;
@@ -71,8 +71,8 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
     let store: Arc<dyn Store> = server::open_store(&store_cfg).await.expect("store");
     let cap = Credits::from_credits(4 * CAP_TASKS);
     let rule = CostRule { total: Some(cap), ..Default::default() };
-    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("rule");
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "chaos", "burst").await.expect("key");
+    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("rule");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "chaos", "burst").await.expect("key");
     let key = key.text.expose().to_string();
 
     // The burst, alternating between the instances.
@@ -106,7 +106,7 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
     // Every task on record: the ones admitted, and any the store cut off half-way that the
     // dispatcher resolved (admitted under the cap or failed "Over budget").
     let mut admitted = Vec::new();
-    let mut q = gateway::task::TaskQuery { limit: 200, ..Default::default() };
+    let mut q = gateway::tasks::task::TaskQuery { limit: 200, ..Default::default() };
     loop {
         let page = store.task_list(&q).await.expect("list");
         admitted.extend(page.tasks.iter().map(|t| t.id.clone()));
@@ -133,7 +133,7 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
         assert!(start.elapsed() < Duration::from_secs(120), "not ended after 120 s: {stuck:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let over_budget = ended.values().filter(|t| t.fail_class == Some(gateway::task::FailClass::Budget)).count();
+    let over_budget = ended.values().filter(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Budget)).count();
     assert_eq!((admitted.len() - over_budget) as i64, CAP_TASKS, "the cap admitted exactly {CAP_TASKS} (refused {refused}, in doubt {in_doubt})");
 
     // None sent twice: one KIE task per Control Room task (its callback token is unique).
@@ -157,8 +157,8 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
     // Caps exact: the meter holds what KIE charged for the tasks that succeeded, and nothing
     // is held for the tasks that did not.
     let charged: i64 = succeeded.iter().map(|t| t.actual_cost.expect("actual cost").milli()).sum();
-    let rules = gateway::budget::rules(store.as_ref()).await.expect("rules");
-    let meters = gateway::budget::meters(store.as_ref(), &rules).await.expect("meters");
+    let rules = gateway::money::budget::rules(store.as_ref()).await.expect("rules");
+    let meters = gateway::money::budget::meters(store.as_ref(), &rules).await.expect("meters");
     assert_eq!(meters[0].used.milli(), charged, "the meter equals KIE's charges");
     assert!(meters[0].used <= cap);
     let sim_charged: i64 = {

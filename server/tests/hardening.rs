@@ -5,8 +5,8 @@
 
 mod support;
 
-use gateway::accounts::Actor;
-use gateway::budget::CostRule;
+use gateway::team::accounts::Actor;
+use gateway::money::budget::CostRule;
 use serde_json::{Value, json};
 use server::config::StoreConfig;
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ async fn callback_urls_into_the_network_are_refused_and_redirects_not_followed()
     let (redirector, mut redirector_hits) = receiver(307, Some(evil_target.clone())).await;
     let prefix = format!("{}:", testkit::unique("ssrf"));
     let (s, _sim, store) = console(&prefix, &format!("127.0.0.1:{}", port_of(&redirector))).await;
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     let redis_port = url::Url::parse(&testkit::redis_url()).expect("url").port().expect("port");
     for target in [
@@ -109,7 +109,7 @@ async fn callback_urls_into_the_network_are_refused_and_redirects_not_followed()
 async fn priced_inputs_outside_the_catalog_are_refused_with_the_choices() {
     let prefix = format!("{}:", testkit::unique("price"));
     let (s, sim, store) = console(&prefix, "").await;
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     for duration in [json!("inf"), json!("1e300"), json!(-5), json!(7.5), json!("5; x"), json!({"s": 5}), json!("NaN"), json!(2305843009213690u64)] {
         let body = post_kie(&create, key.text.expose(), &json!({"model": "kling-2.6/text-to-video", "input": {"prompt": "a kite", "duration": duration}})).await;
@@ -131,11 +131,11 @@ async fn a_charge_above_the_estimate_raises_the_alerts_it_crosses() {
     // KIE charges three times the catalog's price (imagen4-fast: 4 credits → 12).
     sim.world().faults.charge_percent = Some(300);
     let rule = CostRule::in_usd(Some("trailer".into()), None, [("per job", Some(0.03)), ("per day", Some(0.05)), ("total", None)]).expect("rule");
-    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("set rule");
+    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("set rule");
     let (code, body) = server_fn(&s.base, "submit_task", &form(&[("model", "google/imagen4-fast"), ("project", "trailer"), ("prompt", "dear")])).await;
     assert_eq!(code, 200, "estimated at 4 credits, inside both caps: {body}");
     let id = body["id"].as_str().expect("id").to_string();
-    assert!(gateway::budget::alerts(store.as_ref()).await.expect("alerts").is_empty(), "4 of 10 credits: no alert yet");
+    assert!(gateway::money::budget::alerts(store.as_ref()).await.expect("alerts").is_empty(), "4 of 10 credits: no alert yet");
     wait_until("the task succeeded and settled", 30, || {
         let store = store.clone();
         let id = id.clone();
@@ -144,20 +144,20 @@ async fn a_charge_above_the_estimate_raises_the_alerts_it_crosses() {
     .await;
     wait_until("the alerts were raised", 10, || {
         let store = store.clone();
-        async move { gateway::budget::alerts(store.as_ref()).await.expect("alerts").len() >= 2 }
+        async move { gateway::money::budget::alerts(store.as_ref()).await.expect("alerts").len() >= 2 }
     })
     .await;
-    let alerts = gateway::budget::alerts(store.as_ref()).await.expect("alerts");
-    let day = alerts.iter().find(|a| a.kind == gateway::budget::CapKind::PerDay).expect("day alert");
+    let alerts = gateway::money::budget::alerts(store.as_ref()).await.expect("alerts");
+    let day = alerts.iter().find(|a| a.kind == gateway::money::budget::CapKind::PerDay).expect("day alert");
     assert_eq!((day.level, day.used, day.cap), (100, gateway::Credits::from_credits(12), gateway::Credits::from_credits(10)), "the actual charge passed the day cap");
-    let job = alerts.iter().find(|a| a.kind == gateway::budget::CapKind::PerJob).expect("per-job alert");
+    let job = alerts.iter().find(|a| a.kind == gateway::money::budget::CapKind::PerJob).expect("per-job alert");
     assert_eq!((job.task.as_deref(), job.used, job.cap), (Some(id.as_str()), gateway::Credits::from_credits(12), gateway::Credits::from_credits(6)));
     // The Error Review names it.
     let (_, review) = server_fn(&s.base, "review_tasks", "").await;
     let row = review["rows"].as_array().expect("rows").iter().find(|r| r["id"] == id.as_str()).cloned().expect("in the Error Review");
     assert_eq!(row["fail_class"], "Cost over the per-job cap", "{row}");
-    let rules = gateway::budget::rules(store.as_ref()).await.expect("rules");
-    let used = gateway::budget::meters(store.as_ref(), &rules).await.expect("meters")[0].used;
+    let rules = gateway::money::budget::rules(store.as_ref()).await.expect("rules");
+    let used = gateway::money::budget::meters(store.as_ref(), &rules).await.expect("meters")[0].used;
     assert_eq!(used, gateway::Credits::from_credits(12), "the day meter holds KIE's charge");
     s.shutdown().await.expect("shutdown");
 }
@@ -185,8 +185,8 @@ async fn a_burst_of_wrong_passwords_is_throttled_and_logged_once() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!((refused, throttled), (gateway::sessions::MAX_FAILS_PER_ACCOUNT as usize, 25), "only 5 passwords were checked");
-    let log = gateway::audit::search(store.as_ref(), &Default::default(), None, 1000).await.expect("audit");
+    assert_eq!((refused, throttled), (gateway::team::sessions::MAX_FAILS_PER_ACCOUNT as usize, 25), "only 5 passwords were checked");
+    let log = gateway::team::audit::search(store.as_ref(), &Default::default(), None, 1000).await.expect("audit");
     let entries: Vec<_> = log.entries.iter().filter(|e| e.action == "sign-in refused").collect();
     assert_eq!(entries.len(), 6, "5 wrong passwords and one entry for the throttled flood: {entries:?}");
     assert!(entries.iter().any(|e| e.after.as_deref().is_some_and(|a| a.contains("too many attempts"))));
@@ -196,9 +196,9 @@ async fn a_burst_of_wrong_passwords_is_throttled_and_logged_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_streams_rechecks_do_not_keep_an_idle_session_alive() {
-    use gateway::sessions::{self, SessionPolicy, Use};
+    use gateway::team::sessions::{self, SessionPolicy, Use};
     let store = server::open_store(&redis_store(&format!("{}:", testkit::unique("idle")))).await.expect("store");
-    let user = gateway::accounts::add(store.as_ref(), &Actor::cli(), "idle@studio.test", "", gateway::accounts::Role::Viewer, PASSWORD).await.expect("user");
+    let user = gateway::team::accounts::add(store.as_ref(), &Actor::cli(), "idle@studio.test", "", gateway::team::accounts::Role::Viewer, PASSWORD).await.expect("user");
     let policy = SessionPolicy { idle: Duration::from_millis(1_500), absolute: Duration::from_secs(60) };
     let token = sessions::open(store.as_ref(), &user, "127.0.0.1", &policy).await.expect("open");
     // Checks only, for longer than the idle time: the session ends.
@@ -238,7 +238,7 @@ async fn redis_without_persistence_is_refused_unless_allowed() {
 async fn a_store_wiped_while_running_stops_the_console_loudly() {
     let prefix = format!("{}:", testkit::unique("wipe"));
     let (s, sim, store) = console(&prefix, "").await;
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
     assert_eq!(get_anon(&format!("{}/readyz", s.base)).await.0, 200);
     // Everything under the prefix vanishes (FLUSHDB, a Redis restarted without its data).
     let client = redis::Client::open(testkit::redis_url()).expect("client");
@@ -256,7 +256,7 @@ async fn a_store_wiped_while_running_stops_the_console_loudly() {
     // Someone starts writing into the empty store again (a new relay key): the console
     // accepts nothing on it and sends nothing to KIE.
     drop(key);
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm again").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm again").await.expect("key");
     let body = post_kie(&format!("{}/kie/api/v1/jobs/createTask", s.base), key.text.expose(), &json!({"model": "google/imagen4-fast", "input": {"prompt": "x"}})).await;
     assert_eq!(body["code"], 503, "{body}");
     assert_eq!(tasks_on_record(store.as_ref()).await, 0);
@@ -270,7 +270,7 @@ async fn a_revoked_relay_key_is_refused_at_once_on_every_instance() {
     let prefix = format!("{}:", testkit::unique("revoke"));
     let (a, _sim, store) = console(&prefix, "").await;
     let (b, _sim_b, _) = console(&prefix, "").await;
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "farm").await.expect("key");
     let read = |base: String| {
         let text = key.text.expose().to_string();
         async move {
@@ -283,7 +283,7 @@ async fn a_revoked_relay_key_is_refused_at_once_on_every_instance() {
         assert_eq!(read(a.base.clone()).await, 404, "a good key, an unknown task");
         assert_eq!(read(b.base.clone()).await, 404);
     }
-    gateway::relay_keys::revoke(store.as_ref(), &Actor::cli(), &key.key.id).await.expect("revoke");
+    gateway::team::relay_keys::revoke(store.as_ref(), &Actor::cli(), &key.key.id).await.expect("revoke");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(read(a.base.clone()).await, 401, "refused at once on instance a");
     assert_eq!(read(b.base.clone()).await, 401, "and on instance b");

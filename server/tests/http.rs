@@ -2,7 +2,7 @@
 //! server functions, on both stores; two instances sharing one Redis; the key never in a
 //! response; bad configuration refused with one clear line.
 
-use gateway::task::TaskRecord;
+use gateway::tasks::task::TaskRecord;
 use gateway::Credits;
 use server::config::{Secret, StoreConfig};
 
@@ -96,7 +96,7 @@ async fn records_show_up_in_the_monitor_and_the_meters() {
         let charge = gateway::store::ReserveRequest {
             id: "ledger:task-x".into(),
             amount: 12_500,
-            scopes: vec![gateway::lifecycle::credits_consumed_scope()],
+            scopes: vec![gateway::tasks::lifecycle::credits_consumed_scope()],
             hold_ttl: None,
         };
         store.reserve(&charge).await.expect("ledger");

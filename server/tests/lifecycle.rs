@@ -178,8 +178,8 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     let prefix = format!("{}:", testkit::unique("relay"));
     let (s, sim) = harness(redis_store(&prefix), None).await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let key = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "trailer", "render farm").await.expect("key");
-    let other = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "promo", "promo batch").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "render farm").await.expect("key");
+    let other = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "promo", "promo batch").await.expect("key");
     let http = http();
     let kie = |path: &str| format!("{}/kie/api/v1/{path}", s.base);
     let (hook, mut calls) = callback_sink().await;
@@ -260,7 +260,7 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     assert_eq!(store.task_counts().await.expect("counts").total, before, "refusals wrote nothing");
 
     // A revoked key is refused at once.
-    gateway::relay_keys::revoke(store.as_ref(), &gateway::accounts::Actor::cli(), &key.key.id).await.expect("revoke");
+    gateway::team::relay_keys::revoke(store.as_ref(), &gateway::team::accounts::Actor::cli(), &key.key.id).await.expect("revoke");
     let revoked = info(id.clone(), good_key).await;
     assert_eq!(revoked.status(), 401);
     assert_eq!(accepted_creates(&sim), 1);
@@ -359,7 +359,7 @@ async fn upstream_errors_on_create_wait_and_retry_or_fail_with_the_reason() {
 
 #[tokio::test]
 async fn a_restart_in_the_middle_of_submission_loses_nothing_and_sends_nothing_twice() {
-    use gateway::task::TaskRecord;
+    use gateway::tasks::task::TaskRecord;
     let dir = tempfile::tempdir().expect("tempdir");
     let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
     let (listener, base) = bind().await;

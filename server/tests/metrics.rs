@@ -6,7 +6,7 @@
 
 mod support;
 
-use gateway::accounts::Actor;
+use gateway::team::accounts::Actor;
 use gateway::Secret;
 use serde_json::json;
 use std::time::Duration;
@@ -60,13 +60,13 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     }
 
     // The project's total cap: its fill is a shared gauge.
-    let total = gateway::budget::CostRule {
-        target: gateway::budget::Target { project: Some("metrics".into()), user: None },
+    let total = gateway::money::budget::CostRule {
+        target: gateway::money::budget::Target { project: Some("metrics".into()), user: None },
         total: Some(gateway::Credits::from_credits(10_000)),
         ..Default::default()
     };
-    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), total).await.expect("rule");
-    let key = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "metrics", "farm").await.expect("key");
+    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), total).await.expect("rule");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "metrics", "farm").await.expect("key");
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -77,13 +77,13 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     let refused = post_kie(&create, key.text.expose(), &json!({"model": "no/such-model", "input": {"prompt": "x"}})).await;
     assert_eq!(refused["code"], 404, "{refused}");
     // A project whose cost rule caps one job below this model's price.
-    let cap = gateway::budget::CostRule {
-        target: gateway::budget::Target { project: Some("capped".into()), user: None },
+    let cap = gateway::money::budget::CostRule {
+        target: gateway::money::budget::Target { project: Some("capped".into()), user: None },
         per_job: Some(gateway::Credits::from_credits(1)),
         ..Default::default()
     };
-    gateway::budget::set_rule(store.as_ref(), &Actor::cli(), cap).await.expect("rule");
-    let capped = gateway::relay_keys::create(store.as_ref(), &Actor::cli(), "capped", "farm").await.expect("key");
+    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), cap).await.expect("rule");
+    let capped = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "capped", "farm").await.expect("key");
     let over = post_kie(&create, capped.text.expose(), &json!({"model": MODEL, "input": {"prompt": "x"}})).await;
     assert_eq!(over["code"], 402, "{over}");
 
@@ -125,7 +125,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     assert!(!text.contains("# EOF"), "the Prometheus text format has no EOF marker");
     let mp = format!("model=\"{MODEL}\",project=\"metrics\"");
-    let tasks = store.task_list(&gateway::task::TaskQuery { project: Some("metrics".into()), ..Default::default() }).await.expect("list").tasks;
+    let tasks = store.task_list(&gateway::tasks::task::TaskQuery { project: Some("metrics".into()), ..Default::default() }).await.expect("list").tasks;
     let charged: f64 = tasks.iter().filter_map(|t| t.actual_cost).map(|c| c.as_f64()).sum();
     let estimated: f64 = tasks.iter().map(|t| t.estimated_cost.as_f64()).sum();
     assert!(charged > 0.0);

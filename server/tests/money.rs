@@ -6,7 +6,7 @@
 mod support;
 
 use gateway::Store;
-use gateway::budget;
+use gateway::money::budget;
 use serde_json::{Value, json};
 use server::config::StoreConfig;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ async fn console_on(store: StoreConfig, sim_base: &str, guard: &str) -> Running 
     let mut cfg = config(store, Some(KEY));
     cfg.kie_base_url = sim_base.parse().expect("url");
     cfg.public_url = Some(base.parse().expect("url"));
-    cfg.rate_guard = gateway::rate_guard::parse_rules(guard).expect("rules");
+    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules(guard).expect("rules");
     start_on(listener, cfg).await
 }
 
@@ -125,9 +125,9 @@ async fn the_relay_answers_402_and_failures_release_their_hold() {
     let prefix = format!("{}:", testkit::unique("budget402"));
     let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let key = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "trailer", "batch").await.expect("key");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "batch").await.expect("key");
     let rule = budget::CostRule { target: budget::Target { project: Some("trailer".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
-    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule.clone()).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule.clone()).await.expect("rule");
     let create = |prompt: &str| {
         http()
             .post(format!("{}/kie/api/v1/jobs/createTask", s.base))
@@ -160,7 +160,7 @@ async fn race(bases: &[String], store: Arc<dyn Store>, project: &str, k: i64) {
         total: Some(gateway::Credits::from_credits(8 * k)),
         ..Default::default()
     };
-    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("rule");
     let mut set = tokio::task::JoinSet::new();
     for i in 0..1000 {
         let base = bases[i % bases.len()].clone();
@@ -178,7 +178,7 @@ async fn race(bases: &[String], store: Arc<dyn Store>, project: &str, k: i64) {
         }
     }
     assert_eq!((admitted, refused), (k, 1000 - k), "exactly k admitted");
-    let q = gateway::task::TaskQuery { project: Some(project.into()), limit: 500, ..Default::default() };
+    let q = gateway::tasks::task::TaskQuery { project: Some(project.into()), limit: 500, ..Default::default() };
     let start = Instant::now();
     let tasks = loop {
         let tasks = store.task_list(&q).await.expect("list").tasks;
@@ -280,8 +280,8 @@ async fn a_burst_from_one_owner_does_not_starve_another() {
     let prefix = format!("{}:", testkit::unique("fair"));
     let (s, sim) = console(redis_store(&prefix), unlimited(), "4/1s").await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let burst = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "p", "burst").await.expect("key");
-    let single = gateway::relay_keys::create(store.as_ref(), &gateway::accounts::Actor::cli(), "p", "single").await.expect("key");
+    let burst = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "p", "burst").await.expect("key");
+    let single = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "p", "single").await.expect("key");
     for i in 0..24 {
         assert_eq!(relay_create(&s.base, burst.text.expose(), &format!("burst {i}")).await, 200);
     }
@@ -407,7 +407,7 @@ async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_sta
     let prefix = format!("{}:", testkit::unique("pending"));
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
     let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
-    budget::set_rule(store.as_ref(), &gateway::accounts::Actor::cli(), rule).await.expect("rule");
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("rule");
     let aged = gateway::store::now_ms() - 60_000;
     for (i, id) in ["cr_cut_off_a", "cr_cut_off_b"].into_iter().enumerate() {
         let mut t = gateway::TaskRecord::new(id, "console", "p", "nano-banana-2", aged + i as u64);
@@ -430,7 +430,7 @@ async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_sta
     };
     assert_eq!(a.state, gateway::TaskState::Success, "the first fits and runs");
     assert_eq!(b.state, gateway::TaskState::Fail);
-    assert_eq!(b.fail_class, Some(gateway::task::FailClass::Budget));
+    assert_eq!(b.fail_class, Some(gateway::tasks::task::FailClass::Budget));
     assert!(b.fail_msg.as_deref().unwrap_or("").contains("max in total"), "{:?}", b.fail_msg);
     let meters = budget::meters(store.as_ref(), &budget::rules(store.as_ref()).await.expect("rules")).await.expect("meters");
     assert_eq!(meters[0].used, a.actual_cost.expect("cost"), "only the task that ran is counted, once");

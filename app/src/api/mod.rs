@@ -31,9 +31,9 @@ pub(crate) mod server_side {
     use super::*;
     use crate::view::{GatewayView, KeyView, LedgerView, StoreView, TaskRow, Upstream};
     use gateway::kie::{KieClient, KieError};
-    use gateway::lifecycle::SubmitError;
-    use gateway::task::{TaskQuery, TaskState};
-    pub use gateway::accounts::{Actor, Role};
+    use gateway::tasks::lifecycle::SubmitError;
+    use gateway::tasks::task::{TaskQuery, TaskState};
+    pub use gateway::team::accounts::{Actor, Role};
     use gateway::{Credits, Lifecycle, Store};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -145,7 +145,7 @@ pub(crate) mod server_side {
 
     async fn ledger(store: &dyn Store) -> gateway::StoreResult<LedgerView> {
         let counts = store.task_counts().await?;
-        let consumed = Credits(store.usage(&gateway::lifecycle::credits_consumed_scope()).await?);
+        let consumed = Credits(store.usage(&gateway::tasks::lifecycle::credits_consumed_scope()).await?);
         Ok(LedgerView {
             tasks_on_record: counts.total,
             in_flight: counts.in_flight(),
@@ -179,7 +179,7 @@ pub(crate) mod server_side {
     /// Tasks KIE charged more than a per-job cap allows (their alerts name them).
     pub async fn over_cap(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
         let mut rows = Vec::new();
-        for alert in gateway::budget::alerts(ctx.store.as_ref()).await.map_err(store_error)? {
+        for alert in gateway::money::budget::alerts(ctx.store.as_ref()).await.map_err(store_error)? {
             let Some(task) = alert.task.as_ref().filter(|id| !rows.iter().any(|r: &TaskRow| &r.id == *id)) else { continue };
             if let Some(t) = ctx.store.task_get(task).await.map_err(store_error)? {
                 let mut row = TaskRow::from(t);
@@ -244,7 +244,7 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
     let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
     let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);
-    let query = gateway::task::TaskQuery {
+    let query = gateway::tasks::task::TaskQuery {
         state,
         model: text(filter.model),
         project: text(filter.project),
@@ -284,7 +284,7 @@ pub async fn submit_task(
     if let Some(u) = option(image_url) {
         input.insert("image_urls".into(), serde_json::json!([u]));
     }
-    let submission = gateway::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
@@ -304,7 +304,7 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
     let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
     let mut rows = Vec::new();
     for state in [gateway::TaskState::Fail, gateway::TaskState::Expired] {
-        let q = gateway::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
+        let q = gateway::tasks::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
     rows.extend(server_side::stuck(&ctx).await?);

@@ -13,8 +13,8 @@ mod server_side {
     use crate::api::server_side::{ConsoleContext, store_error};
     use crate::view::{MeterView, ModelOption, PricePoint, RuleView};
     use gateway::Credits;
-    use gateway::budget::{self, CostRule};
-    use gateway::catalog::{Model, PriceRule};
+    use gateway::money::budget::{self, CostRule};
+    use gateway::money::catalog::{Model, PriceRule};
     use serde_json::json;
 
     fn usd(c: Credits) -> String {
@@ -39,7 +39,7 @@ mod server_side {
         let choices = m.price.choices();
         let prices = match &m.price {
             PriceRule::Flat(_) => vec![point(m, None, None)],
-            PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
+            PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::money::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
             _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
         };
         ModelOption {
@@ -115,7 +115,7 @@ mod server_side {
 #[server(endpoint = "list_models")]
 pub async fn list_models() -> Result<MarketView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
-    let pins = gateway::pins::list(ctx.store.as_ref(), &actor.who).await.map_err(crate::api::server_side::store_error)?;
+    let pins = gateway::team::pins::list(ctx.store.as_ref(), &actor.who).await.map_err(crate::api::server_side::store_error)?;
     Ok(server_side::market(&ctx, &pins, &actor.who))
 }
 
@@ -127,7 +127,7 @@ pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerF
     if ctx.lifecycle.catalog().get(model).is_none() {
         return Err(ServerFnError::new(format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
     }
-    gateway::pins::set(ctx.store.as_ref(), &actor.who, model, pinned).await.map_err(|e| match e {
+    gateway::team::pins::set(ctx.store.as_ref(), &actor.who, model, pinned).await.map_err(|e| match e {
         gateway::StoreError::Invalid(msg) => ServerFnError::new(msg),
         other => crate::api::server_side::store_error(other),
     })
@@ -152,8 +152,8 @@ pub async fn set_cost_rule(
 ) -> Result<BudgetView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
     let rule = server_side::rule_from_form(project, user, per_job, per_day, total)?;
-    gateway::budget::set_rule(ctx.store.as_ref(), &actor, rule).await.map_err(|e| match e {
-        gateway::budget::BudgetError::Store(e) => crate::api::server_side::store_error(e),
+    gateway::money::budget::set_rule(ctx.store.as_ref(), &actor, rule).await.map_err(|e| match e {
+        gateway::money::budget::BudgetError::Store(e) => crate::api::server_side::store_error(e),
         other => crate::api::server_side::refuse(422, other.to_string()),
     })?;
     server_side::budget_view(&ctx).await

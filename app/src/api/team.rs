@@ -10,9 +10,9 @@ mod server_side {
     use super::*;
     use crate::api::server_side::{refuse, store_error};
     use crate::view::AuditRow;
-    use gateway::accounts::{AccountError, User};
-    use gateway::audit::{AuditEntry, utc};
-    use gateway::relay_keys::{RelayKey, RelayKeyError};
+    use gateway::team::accounts::{AccountError, User};
+    use gateway::team::audit::{AuditEntry, utc};
+    use gateway::team::relay_keys::{RelayKey, RelayKeyError};
 
     pub fn account_error(e: AccountError) -> ServerFnError {
         match e {
@@ -45,7 +45,7 @@ mod server_side {
         AuditRow { seq: e.seq, at: utc(e.at_ms), who: e.who, from: e.from, action: e.action, target: e.target, before: e.before, after: e.after }
     }
 
-    pub fn role(r: &str) -> Result<gateway::accounts::Role, ServerFnError> {
+    pub fn role(r: &str) -> Result<gateway::team::accounts::Role, ServerFnError> {
         r.parse().map_err(account_error)
     }
 }
@@ -64,7 +64,7 @@ pub async fn whoami() -> Result<Me, ServerFnError> {
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserRow>, ServerFnError> {
     let (ctx, _) = signed_in(Role::Admin)?;
-    let users = gateway::accounts::list(ctx.store.as_ref()).await.map_err(server_side::account_error)?;
+    let users = gateway::team::accounts::list(ctx.store.as_ref()).await.map_err(server_side::account_error)?;
     Ok(users.into_iter().map(server_side::user_row).collect())
 }
 
@@ -73,7 +73,7 @@ pub async fn list_users() -> Result<Vec<UserRow>, ServerFnError> {
 pub async fn add_user(email: String, name: String, role: String, password: String) -> Result<UserRow, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
     let role = server_side::role(&role)?;
-    let u = gateway::accounts::add(ctx.store.as_ref(), &actor, &email, &name, role, &password).await.map_err(server_side::account_error)?;
+    let u = gateway::team::accounts::add(ctx.store.as_ref(), &actor, &email, &name, role, &password).await.map_err(server_side::account_error)?;
     Ok(server_side::user_row(u))
 }
 
@@ -82,7 +82,7 @@ pub async fn add_user(email: String, name: String, role: String, password: Strin
 pub async fn set_user_role(email: String, role: String) -> Result<UserRow, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
     let role = server_side::role(&role)?;
-    let u = gateway::accounts::set_role(ctx.store.as_ref(), &actor, &email, role).await.map_err(server_side::account_error)?;
+    let u = gateway::team::accounts::set_role(ctx.store.as_ref(), &actor, &email, role).await.map_err(server_side::account_error)?;
     Ok(server_side::user_row(u))
 }
 
@@ -90,7 +90,7 @@ pub async fn set_user_role(email: String, role: String) -> Result<UserRow, Serve
 #[server(endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(email: String, disabled: bool) -> Result<UserRow, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let u = gateway::accounts::set_disabled(ctx.store.as_ref(), &actor, &email, disabled).await.map_err(server_side::account_error)?;
+    let u = gateway::team::accounts::set_disabled(ctx.store.as_ref(), &actor, &email, disabled).await.map_err(server_side::account_error)?;
     Ok(server_side::user_row(u))
 }
 
@@ -98,7 +98,7 @@ pub async fn set_user_disabled(email: String, disabled: bool) -> Result<UserRow,
 #[server(endpoint = "reset_user_password")]
 pub async fn reset_user_password(email: String, password: String) -> Result<UserRow, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let u = gateway::accounts::reset_password(ctx.store.as_ref(), &actor, &email, &password).await.map_err(server_side::account_error)?;
+    let u = gateway::team::accounts::reset_password(ctx.store.as_ref(), &actor, &email, &password).await.map_err(server_side::account_error)?;
     Ok(server_side::user_row(u))
 }
 
@@ -106,14 +106,14 @@ pub async fn reset_user_password(email: String, password: String) -> Result<User
 #[server(endpoint = "end_user_sessions")]
 pub async fn end_user_sessions(email: String) -> Result<(), ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
-    gateway::accounts::end_sessions(ctx.store.as_ref(), &actor, &email).await.map_err(server_side::account_error)
+    gateway::team::accounts::end_sessions(ctx.store.as_ref(), &actor, &email).await.map_err(server_side::account_error)
 }
 
 /// Every relay key (admin), newest first.
 #[server(endpoint = "list_relay_keys")]
 pub async fn list_relay_keys() -> Result<Vec<RelayKeyRow>, ServerFnError> {
     let (ctx, _) = signed_in(Role::Admin)?;
-    let keys = gateway::relay_keys::list(ctx.store.as_ref()).await.map_err(server_side::key_error)?;
+    let keys = gateway::team::relay_keys::list(ctx.store.as_ref()).await.map_err(server_side::key_error)?;
     Ok(keys.into_iter().map(server_side::key_row).collect())
 }
 
@@ -121,7 +121,7 @@ pub async fn list_relay_keys() -> Result<Vec<RelayKeyRow>, ServerFnError> {
 #[server(endpoint = "create_relay_key")]
 pub async fn create_relay_key(project: String, name: String) -> Result<NewRelayKey, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let new = gateway::relay_keys::create(ctx.store.as_ref(), &actor, &project, &name).await.map_err(server_side::key_error)?;
+    let new = gateway::team::relay_keys::create(ctx.store.as_ref(), &actor, &project, &name).await.map_err(server_side::key_error)?;
     let webhook_secret = new.key.webhook_secret.clone();
     Ok(NewRelayKey { key: new.text.expose().to_string(), webhook_secret, row: server_side::key_row(new.key) })
 }
@@ -130,7 +130,7 @@ pub async fn create_relay_key(project: String, name: String) -> Result<NewRelayK
 #[server(endpoint = "revoke_relay_key")]
 pub async fn revoke_relay_key(id: String) -> Result<RelayKeyRow, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let k = gateway::relay_keys::revoke(ctx.store.as_ref(), &actor, id.trim()).await.map_err(server_side::key_error)?;
+    let k = gateway::team::relay_keys::revoke(ctx.store.as_ref(), &actor, id.trim()).await.map_err(server_side::key_error)?;
     Ok(server_side::key_row(k))
 }
 
@@ -139,8 +139,8 @@ pub async fn revoke_relay_key(id: String) -> Result<RelayKeyRow, ServerFnError> 
 pub async fn audit_log(#[server(default)] filter: AuditQuery, before: Option<u64>) -> Result<AuditView, ServerFnError> {
     let (ctx, _) = signed_in(Role::Admin)?;
     let clip = |v: Option<String>| v.map(|s| s.trim().chars().take(200).collect::<String>()).filter(|s| !s.is_empty());
-    let f = gateway::audit::AuditFilter { who: clip(filter.who), action: clip(filter.action), text: clip(filter.text), since_ms: None };
-    let page = gateway::audit::search(ctx.store.as_ref(), &f, before, 100).await.map_err(crate::api::server_side::store_error)?;
+    let f = gateway::team::audit::AuditFilter { who: clip(filter.who), action: clip(filter.action), text: clip(filter.text), since_ms: None };
+    let page = gateway::team::audit::search(ctx.store.as_ref(), &f, before, 100).await.map_err(crate::api::server_side::store_error)?;
     Ok(AuditView { rows: page.entries.into_iter().map(server_side::audit_row).collect(), next: page.next_before })
 }
 

@@ -9,7 +9,7 @@ use crate::view::ThrottleView;
 const NEXT_SHOWN: usize = 8;
 
 #[cfg(feature = "ssr")]
-pub(crate) fn view_of(q: gateway::lifecycle::queue::QueueSnapshot) -> ThrottleView {
+pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot) -> ThrottleView {
     use crate::view::GuardRuleView;
     ThrottleView {
         rules: q.rules.into_iter().map(|r| GuardRuleView { rule: r.rule, used: r.used, limit: r.limit }).collect(),

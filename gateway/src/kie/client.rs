@@ -10,7 +10,7 @@ use url::Url;
 use super::error::KieError;
 use super::family::{ApiFamily, UpstreamStatus};
 use super::wire::{Envelope, credit_balance};
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 use crate::secret::Secret;
 
 const CREDIT_PATH: &str = "/api/v1/chat/credit";

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::wire::{CreateTaskData, CreateTaskRequest, Envelope, KieState, RecordInfo};
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 
 /// Where a task stands upstream, whatever the family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

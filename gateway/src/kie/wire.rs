@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 
 /// KIE's envelope: `{"code": …, "msg": …, "data": …}`. The body `code` is the truth; the HTTP
 /// status may say 200 for an error.

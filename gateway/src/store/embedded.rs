@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
-use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
+use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");

@@ -10,7 +10,7 @@ use super::{
     Announcement, Created, EventStream, LogEntry, Lookup, ReserveOutcome, ReserveRequest, Scope, Store, StoreResult, Unchanged,
 };
 use crate::metrics::Metrics;
-use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
+use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
 
 /// `inner`, timed.
 pub struct Metered {

@@ -7,7 +7,7 @@
 //!   write is a durable transaction, so a restart loses nothing) and an in-process broadcast.
 //!
 //! What it holds, by kind:
-//! - **task records** with indexes by state, project, owner, model and time ([`crate::task`]),
+//! - **task records** with indexes by state, project, owner, model and time ([`crate::tasks::task`]),
 //!   written with optimistic concurrency (a stale version is refused);
 //! - **key/value with TTL** (sessions, lookups such as KIE task id → task, favorites);
 //! - **counters with expiry** (alert windows, attempt limits);
@@ -36,7 +36,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
+use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
 
 /// Largest value the store accepts for one key/value entry or event (1 MiB).
 pub const MAX_VALUE_BYTES: usize = 1 << 20;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
-use crate::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
+use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
 const LIST_BATCH: usize = 256;

@@ -9,7 +9,7 @@ pub const KEY: &str = "bench-upstream-key";
 
 /// Starts a console in this process with these rate guard rules and margin; its base URL once
 /// it answers.
-pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guard::LimitRule>, rate_margin: Duration) -> String {
+pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let cfg = Config {
@@ -29,7 +29,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::rate_guar
         redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
-        sessions: gateway::sessions::SessionPolicy::default(),
+        sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
@@ -50,7 +50,7 @@ pub fn smoke() -> bool {
 /// `prefix`), sending the console's origin like a browser, so that server functions and the
 /// live stream answer it.
 pub async fn admin_client(base: &str, prefix: &str) -> reqwest::Client {
-    use gateway::accounts::{self, Actor, Role};
+    use gateway::team::accounts::{self, Actor, Role};
     const PASSWORD: &str = "bench password, long enough";
     let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }).await.expect("store");
     let email = format!("{}@bench.test", testkit::unique("admin"));

@@ -55,7 +55,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
         webhook_hmac_key: None,
         simulate: false,
-        rate_guard: vec![gateway::rate_guard::KIE_DEFAULT],
+        rate_guard: vec![gateway::tasks::rate_guard::KIE_DEFAULT],
         rate_margin: Duration::from_millis(50),
         alert_webhook: None,
         // Tests' receivers listen on loopback.
@@ -63,7 +63,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         redis_allow_ephemeral: false,
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
-        sessions: gateway::sessions::SessionPolicy::default(),
+        sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
     }
 }
@@ -122,7 +122,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Adds the test users to the store if they are not there yet (before a server holds it).
 pub async fn seed_users(store: &StoreConfig) {
-    use gateway::accounts::{self, Actor, Role};
+    use gateway::team::accounts::{self, Actor, Role};
     let s = server::open_store(store).await.expect("open store to seed users");
     for (email, role) in [(ADMIN, Role::Admin), (PRODUCER, Role::Producer), (VIEWER, Role::Viewer)] {
         if accounts::get(s.as_ref(), email).await.expect("read users").is_none() {

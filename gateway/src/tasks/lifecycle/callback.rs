@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{LOOKUP_TTL, Lifecycle, kie_id_key, token_key};
 use crate::kie::signature::{self, DEFAULT_REPLAY_WINDOW, SignatureError};
 use crate::store::{StoreError, now_ms};
-use crate::task::TaskRecord;
+use crate::tasks::task::TaskRecord;
 
 /// What a callback achieved.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 
 /// The catalog that ships with the Control Room.
-pub const BUILTIN: &str = include_str!("../../catalog/models.json");
+pub const BUILTIN: &str = include_str!("../../../catalog/models.json");
 
 /// Longest prompt accepted (characters). KIE's models cap prompts in the low thousands.
 pub const MAX_PROMPT_CHARS: usize = 5000;

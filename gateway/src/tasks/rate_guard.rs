@@ -119,7 +119,7 @@ pub async fn note_config(store: &dyn crate::Store, rules: &[LimitRule]) -> crate
     })
     .await?;
     let Some(before) = changed else { return Ok(None) };
-    crate::audit::append(store, "system", "instance start (RATE_GUARD)", "rate guard changed", "rate guard", before.clone(), Some(now)).await?;
+    crate::team::audit::append(store, "system", "instance start (RATE_GUARD)", "rate guard changed", "rate guard", before.clone(), Some(now)).await?;
     Ok(Some(before.unwrap_or_default()))
 }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Actor;
+use crate::team::accounts::Actor;
 use crate::store::{MAX_LOG_PAGE, Store, StoreError, StoreResult, now_ms};
 
 const LOG: &str = "audit";

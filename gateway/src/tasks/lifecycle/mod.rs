@@ -36,12 +36,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::Secret;
-use crate::catalog::Catalog;
-use crate::events;
+use crate::money::catalog::Catalog;
+use crate::tasks::events;
 use crate::kie::{ApiFamily, KieClient, MarketJobs};
 use crate::store::watched::Watched;
 use crate::store::{Scope, Store, StoreError, StoreResult, now_ms};
-use crate::task::TaskRecord;
+use crate::tasks::task::TaskRecord;
 
 pub use callback::{CallbackError, CallbackOutcome};
 pub use submit::{SubmitError, Submission};
@@ -65,7 +65,7 @@ pub struct LifecycleOptions {
     /// A task with no result this long after it was submitted ends `expired` (callback lost).
     pub give_up_after: Duration,
     /// The rate guard's rules, held across all instances (KIE: 20 new tasks per 10 s).
-    pub rate_rules: Vec<crate::rate_guard::LimitRule>,
+    pub rate_rules: Vec<crate::tasks::rate_guard::LimitRule>,
     /// Added to every rate window, so jitter between the guard and KIE cannot overfill KIE's.
     pub rate_margin: Duration,
     /// `ALERT_WEBHOOK_URL`: budget alerts are POSTed here as JSON.
@@ -94,7 +94,7 @@ impl Default for LifecycleOptions {
             public_base: None,
             webhook_hmac: None,
             give_up_after: Duration::from_secs(60 * 60),
-            rate_rules: vec![crate::rate_guard::KIE_DEFAULT],
+            rate_rules: vec![crate::tasks::rate_guard::KIE_DEFAULT],
             rate_margin: DEFAULT_RATE_MARGIN,
             alert_webhook: None,
             outbound: crate::outbound::OutboundPolicy::strict(),
@@ -125,7 +125,7 @@ struct Inner {
     /// (and records KIE's answer) instead of being cut off in the middle of it.
     stopping: std::sync::atomic::AtomicBool,
     /// The cost rules last read, with their condition (see `submit`).
-    cost_rules: std::sync::Mutex<Option<Arc<crate::budget::RulesRead>>>,
+    cost_rules: std::sync::Mutex<Option<Arc<crate::money::budget::RulesRead>>>,
     /// Records nothing changes any more (see [`TaskRecord::settled`]), for `recordInfo`.
     settled: Arc<Watched<TaskRecord>>,
 }
@@ -226,7 +226,7 @@ impl Lifecycle {
     /// one reached the end, so a scan that keeps its cursor reaches every record in turn.
     pub(crate) async fn scan_state(&self, state: crate::TaskState, after: Option<String>, cap: usize) -> StoreResult<(Vec<TaskRecord>, Option<String>)> {
         let mut out = Vec::new();
-        let mut q = crate::task::TaskQuery { state: Some(state), oldest_first: true, after, limit: crate::task::MAX_PAGE, ..Default::default() };
+        let mut q = crate::tasks::task::TaskQuery { state: Some(state), oldest_first: true, after, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         loop {
             let page = self.0.store.task_list(&q).await?;
             out.extend(page.tasks);

@@ -21,10 +21,10 @@ use tokio::sync::Semaphore;
 
 use super::{Lifecycle, backoff};
 use crate::kie::signature;
-use crate::relay;
-use crate::relay_keys;
+use crate::tasks::relay;
+use crate::team::relay_keys;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{TaskQuery, TaskRecord};
+use crate::tasks::task::{TaskQuery, TaskRecord};
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -91,7 +91,7 @@ impl Lifecycle {
         if self.halted() {
             return Ok(());
         }
-        let mut q = TaskQuery { delivery_pending: true, oldest_first: true, limit: crate::task::MAX_PAGE, ..Default::default() };
+        let mut q = TaskQuery { delivery_pending: true, oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let mut looked = 0;
         loop {
             let page = self.0.store.task_list(&q).await?;

@@ -19,9 +19,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::accounts::{Actor, Role};
-use crate::audit;
-use crate::credits::Credits;
+use crate::team::accounts::{Actor, Role};
+use crate::team::audit;
+use crate::money::credits::Credits;
 use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, Unchanged, edit_doc, now_ms, read_doc};
 
 /// The stored list of rules.

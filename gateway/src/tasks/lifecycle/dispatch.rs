@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
 use crate::kie::KieError;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{FailClass, TaskRecord, TaskState};
 
 /// Most queued tasks looked at in one round.
 const MAX_ROUND: usize = 1000;
@@ -226,7 +226,7 @@ impl Lifecycle {
             // Not running upstream: its concurrency slot is free, and a failure spends nothing.
             self.release_running(id).await?;
             if !retryable {
-                crate::budget::settle(self.0.store.as_ref(), id, crate::Credits::ZERO).await?;
+                crate::money::budget::settle(self.0.store.as_ref(), id, crate::Credits::ZERO).await?;
             }
         }
         self.modify(id, |t| {

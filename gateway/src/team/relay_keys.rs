@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::accounts::{Actor, Role};
-use crate::audit;
+use crate::team::accounts::{Actor, Role};
+use crate::team::audit;
 use crate::secret::{constant_time_eq, hex, random_hex};
 use crate::store::watched::{self, Watched};
 use crate::store::{Store, StoreError, now_ms};
@@ -86,7 +86,7 @@ fn hash(text: &str) -> String {
 }
 
 fn check_label(what: &str, v: &str) -> Result<(), RelayKeyError> {
-    if crate::task::valid_name(v) { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be {}", crate::task::NAME_RULE))) }
+    if crate::tasks::task::valid_name(v) { Ok(()) } else { Err(RelayKeyError::Invalid(format!("{what} must be {}", crate::tasks::task::NAME_RULE))) }
 }
 
 async fn get(store: &dyn Store, id: &str) -> Result<Option<RelayKey>, RelayKeyError> {

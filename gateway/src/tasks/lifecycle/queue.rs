@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Lifecycle;
 use super::limits::RATE_LIMITED_COUNTER;
-use crate::rate_guard::LimitRule;
+use crate::tasks::rate_guard::LimitRule;
 use crate::store::{StoreResult, now_ms};
-use crate::task::{TaskRecord, TaskState};
+use crate::tasks::task::{TaskRecord, TaskState};
 
 /// Most queued tasks one snapshot looks at.
 const MAX_SNAPSHOT: usize = 5000;
@@ -103,7 +103,7 @@ impl Lifecycle {
     /// arrived behind a deep backlog takes their turn in the rotation at once.
     pub(super) async fn fair_queue(&self, cap: usize) -> StoreResult<Vec<TaskRecord>> {
         let (mut queued, _) = self.scan_state(TaskState::Queued, None, cap).await?;
-        let newest = crate::task::TaskQuery { state: Some(TaskState::Queued), limit: crate::task::MAX_PAGE, ..Default::default() };
+        let newest = crate::tasks::task::TaskQuery { state: Some(TaskState::Queued), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let seen: std::collections::HashSet<String> = queued.iter().map(|t| t.id.clone()).collect();
         queued.extend(self.0.store.task_list(&newest).await?.tasks.into_iter().filter(|t| !seen.contains(&t.id)));
         // `fair_order` takes them newest first, as the store lists them.

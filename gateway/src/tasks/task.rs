@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 
 /// Where a task stands. The first two are the Control Room's own (before KIE knows the task);
 /// `Waiting`, `Queuing` and `Generating` mirror KIE's `state`; the last three are terminal.

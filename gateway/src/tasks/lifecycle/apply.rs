@@ -5,10 +5,10 @@
 //! charged enter the ledger under the task's id, so counting them twice is impossible.
 
 use super::{Lifecycle, credits_consumed_scope};
-use crate::credits::Credits;
+use crate::money::credits::Credits;
 use crate::kie::{UpstreamState, UpstreamStatus};
 use crate::store::{ReserveRequest, StoreResult, now_ms};
-use crate::task::{FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{FailClass, TaskRecord, TaskState};
 
 /// Position in the lifecycle; a task never moves to a lower one.
 fn rank(s: TaskState) -> u8 {
@@ -61,7 +61,7 @@ impl Lifecycle {
             if next == TaskState::Success {
                 // The hold only makes a repeat count once; a repeat after 30 days cannot come
                 // (terminal states are final), so it need not stay forever.
-                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::budget::HOLD_TTL) };
+                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::money::budget::HOLD_TTL) };
                 self.0.store.reserve(&req).await?;
             }
             if self.release_holds(id, spent).await? && spent > Credits::ZERO {
@@ -121,7 +121,7 @@ impl Lifecycle {
     /// its concurrency slot is free. Both are idempotent.
     /// Returns whether a cost-rule hold was settled by this call (so alerts are checked once).
     pub(super) async fn release_holds(&self, id: &str, spent: Credits) -> StoreResult<bool> {
-        let settled = crate::budget::settle(self.0.store.as_ref(), id, spent).await?;
+        let settled = crate::money::budget::settle(self.0.store.as_ref(), id, spent).await?;
         self.release_running(id).await?;
         Ok(settled)
     }

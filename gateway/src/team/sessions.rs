@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::accounts::{self, Actor, User};
-use crate::audit;
+use crate::team::accounts::{self, Actor, User};
+use crate::team::audit;
 use crate::secret::{Secret, hex, random_hex};
 use crate::store::{Store, StoreError, StoreResult, now_ms};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreResult};
-use crate::task::TaskRecord;
+use crate::tasks::task::TaskRecord;
 
 /// The pub/sub channel of task events.
 pub const CHANNEL: &str = "tasks";

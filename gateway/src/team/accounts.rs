@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::audit;
+use crate::team::audit;
 use crate::store::{Store, StoreError, edit_doc, now_ms, read_doc};
 
 /// The document holding every user.

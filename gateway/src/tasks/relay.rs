@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::task::{TaskRecord, TaskState};
+use crate::tasks::task::{TaskRecord, TaskState};
 
 /// KIE's envelope.
 pub fn envelope(code: i64, msg: &str, data: Value) -> Value {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::Lifecycle;
 use crate::store::{StoreResult, now_ms, watched};
-use crate::task::{FailClass, TaskQuery, TaskRecord, TaskState};
+use crate::tasks::task::{FailClass, TaskQuery, TaskRecord, TaskState};
 
 const LEASE: &str = "poller";
 /// How often queued tasks are checked for a submission in doubt past the give-up time (a
@@ -140,7 +140,7 @@ impl Lifecycle {
     async fn purge_ended(&self, ps: &mut PollState) -> StoreResult<()> {
         let Some(keep) = self.0.opts.task_retention else { return Ok(()) };
         let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
-        let q = TaskQuery { oldest_first: true, after: ps.purge_cursor.take(), limit: crate::task::MAX_PAGE, ..Default::default() };
+        let q = TaskQuery { oldest_first: true, after: ps.purge_cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let page = self.0.store.task_list(&q).await?;
         let mut deleted = 0;
         for t in &page.tasks {

@@ -1,6 +1,6 @@
 //! The rate guard and KIE's status-read limit, held across every instance through the store.
 //!
-//! Before a task leaves, the dispatcher claims every rule of [`crate::rate_guard`] for it:
+//! Before a task leaves, the dispatcher claims every rule of [`crate::tasks::rate_guard`] for it:
 //! a slot in each request window, a running slot for a concurrency rule (held until the task
 //! ends), its estimated tokens in each token window. Windows are widened by the configured
 //! safety margin, so network jitter between two instances cannot put 21 requests into KIE's
@@ -13,10 +13,10 @@
 use std::time::Duration;
 
 use super::Lifecycle;
-use crate::rate_guard::{LimitRule, estimate_tokens};
+use crate::tasks::rate_guard::{LimitRule, estimate_tokens};
 use crate::secret::random_hex;
 use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult, now_ms};
-use crate::task::TaskRecord;
+use crate::tasks::task::TaskRecord;
 
 /// The window every instance's `recordInfo` calls count against.
 pub const RECORD_INFO_WINDOW: &str = "rate:kie:recordinfo";

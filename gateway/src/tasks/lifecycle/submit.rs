@@ -15,11 +15,11 @@
 use serde_json::Value;
 
 use super::{LOOKUP_TTL, Lifecycle, token_key};
-use crate::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
+use crate::money::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
 use crate::secret::random_hex;
-use crate::budget::{self, BudgetError};
+use crate::money::budget::{self, BudgetError};
 use crate::store::{Created, StoreError, now_ms};
-use crate::task::{FailClass, RelayCallback, TaskRecord, TaskState};
+use crate::tasks::task::{FailClass, RelayCallback, TaskRecord, TaskState};
 
 /// How old a budget-pending record must be before the dispatcher takes it as abandoned.
 pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -118,9 +118,9 @@ fn invalid(msg: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(msg.into())
 }
 
-/// A project name (see [`crate::task::valid_name`]).
+/// A project name (see [`crate::tasks::task::valid_name`]).
 pub fn check_project(p: &str) -> Result<(), SubmitError> {
-    if crate::task::valid_name(p) { Ok(()) } else { Err(invalid(format!("project must be {}", crate::task::NAME_RULE))) }
+    if crate::tasks::task::valid_name(p) { Ok(()) } else { Err(invalid(format!("project must be {}", crate::tasks::task::NAME_RULE))) }
 }
 
 impl Lifecycle {
@@ -216,7 +216,7 @@ impl Lifecycle {
         let mut tries = 0;
         loop {
             t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
-            let announce = if t.budget_pending { None } else { Some(crate::events::announcement(&t)?) };
+            let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(&t)?) };
             match self.0.store.task_create(&t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
                 Created::Inserted(_) => break,
                 Created::Exists => return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into()),
@@ -354,8 +354,8 @@ impl Lifecycle {
 
     /// Re-submits a failed or expired task as a new task linked to it, owned by `by` (a
     /// producer or admin); recorded in the audit log.
-    pub async fn retry(&self, id: &str, by: &crate::accounts::Actor) -> Result<TaskRecord, SubmitError> {
-        by.require(crate::accounts::Role::Producer).map_err(|e| SubmitError::Forbidden(e.to_string()))?;
+    pub async fn retry(&self, id: &str, by: &crate::team::accounts::Actor) -> Result<TaskRecord, SubmitError> {
+        by.require(crate::team::accounts::Role::Producer).map_err(|e| SubmitError::Forbidden(e.to_string()))?;
         let old = self.0.store.task_get(id).await?.ok_or_else(|| SubmitError::NotFound(id.to_string()))?;
         if !matches!(old.state, crate::TaskState::Fail | crate::TaskState::Expired) {
             return Err(SubmitError::NotRetryable(old.id, old.state.to_string()));
@@ -363,7 +363,7 @@ impl Lifecycle {
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
         let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id) }).await?;
-        crate::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
+        crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
         Ok(new)
     }
 }
