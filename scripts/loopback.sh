@@ -21,10 +21,12 @@ wait_port() { # port
   die "nothing listens on 127.0.0.1:$1"
 }
 
-# The server exactly as cargo-leptos builds it (so neither build invalidates the other), and kie-sim.
+# The server exactly as cargo-leptos builds it, and kie-sim. Its features and LEPTOS_OUTPUT_NAME
+# (read at compile time: it names the WASM file the page loads) must be cargo-leptos's, or this
+# build would replace the binary `cargo leptos build` made with one whose page cannot hydrate.
 build_release() {
   say "building control-room and kie-sim (release)"
-  cargo build --release -q -p server --bin control-room --no-default-features --features ssr
+  LEPTOS_OUTPUT_NAME=control-room cargo build --release -q -p server --bin control-room --no-default-features --features ssr
   cargo build --release -q -p kie-sim --bin kie-sim
 }
 
