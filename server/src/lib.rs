@@ -7,6 +7,7 @@
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
 //! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys), described in
 //!   `openapi.json`.
+//! - [`relay_docs`] — `GET /kie/docs`, the relay's OpenAPI document as a page.
 //! - [`metrics`] — `GET /metrics` (Prometheus / OpenMetrics, `METRICS_TOKEN`) and the relay's
 //!   request counter.
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod relay;
+pub mod relay_docs;
 pub mod simulator;
 
 use axum::Router;

@@ -7,7 +7,8 @@
 //! - `GET /kie/api/v1/jobs/recordInfo?taskId=` — from the store, never an upstream call;
 //!   KIE's own task id is accepted too. A key sees only its project's tasks.
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
-//! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone.
+//! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone; `GET /kie/docs`
+//!   the same as a page.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use gateway::tasks::lifecycle::Submission;
 use gateway::tasks::relay::{envelope, record_info};
 use gateway::team::relay_keys::{RelayKey, RelayKeyError};
 
-/// Every relay path, in the order `openapi.json` describes them.
+/// Every relay path `openapi.json` describes (and `/kie/docs`, its page).
 pub const PATHS: [&str; 4] = [CREATE_TASK, RECORD_INFO, CREDIT, OPENAPI];
 const CREATE_TASK: &str = "/kie/api/v1/jobs/createTask";
 const RECORD_INFO: &str = "/kie/api/v1/jobs/recordInfo";
@@ -38,6 +39,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route(RECORD_INFO, get(record_info_route))
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOC) }))
+        .route("/kie/docs", get(crate::relay_docs::docs))
 }
 
 /// A KIE envelope with a mirroring HTTP status.

@@ -280,5 +280,14 @@ async fn the_relay_is_described_path_for_path_and_the_description_is_served() {
     let r = http().get(format!("{}/kie/openapi.json", s.base)).send().await.expect("GET");
     assert_eq!(r.status().as_u16(), 200, "served with no key or session");
     assert_eq!(r.text().await.expect("body"), server::relay::OPENAPI_DOC);
+    // And as a page: every operation, its body fields and its answers.
+    let r = http().get(format!("{}/kie/docs", s.base)).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let page = r.text().await.expect("body");
+    for text in ["<code>/kie/api/v1/jobs/createTask</code>", "<code>/kie/api/v1/jobs/recordInfo</code>", "<code>/kie/api/v1/chat/credit</code>", "<code>callBackUrl</code>", "<code>taskId</code>", "<td>402</td>"] {
+        assert!(page.contains(text), "/kie/docs lacks {text}");
+    }
+    assert!(!page.contains("<script"), "a page without scripts");
     s.shutdown().await.expect("shutdown");
 }
