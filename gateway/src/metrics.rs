@@ -140,6 +140,7 @@ pub struct Metrics {
     budget_refusals: Family<Rule, Counter>,
     kie_rate_limited: Counter,
     dispatch_backoffs: Counter,
+    in_doubt: Counter,
     callbacks: Family<Outcome, Counter>,
     poller_calls: Family<Outcome, Counter>,
     kie_latency: Seconds,
@@ -179,6 +180,7 @@ impl Metrics {
             budget_refusals: Family::default(),
             kie_rate_limited: Counter::default(),
             dispatch_backoffs: Counter::default(),
+            in_doubt: Counter::default(),
             callbacks: Family::default(),
             poller_calls: Family::default(),
             kie_latency: Family::new_with_constructor(latency_buckets),
@@ -205,6 +207,7 @@ impl Metrics {
         registry.register("budget_refusals", "Submissions a cost rule refused, by the kind of cap", m.budget_refusals.clone());
         registry.register("kie_rate_limited", "createTask calls KIE answered with 429", m.kie_rate_limited.clone());
         registry.register("dispatch_backoffs", "Times the dispatcher backed off from KIE", m.dispatch_backoffs.clone());
+        registry.register("dispatch_in_doubt", "createTask sends left in doubt (no answer that says whether KIE took the task; never resent)", m.in_doubt.clone());
         registry.register("callbacks_received", "KIE callbacks by outcome (applied, duplicate, deferred, forged, unknown_token, bad_body, store_error)", m.callbacks.clone());
         registry.register("poller_calls", "recordInfo calls the poller made, by outcome", m.poller_calls.clone());
         registry.register("kie_request_duration_seconds", "KIE API call latency, by endpoint", m.kie_latency.clone());
@@ -263,6 +266,10 @@ impl Metrics {
 
     pub fn dispatch_backoff(&self) {
         self.dispatch_backoffs.inc();
+    }
+
+    pub fn dispatch_in_doubt(&self) {
+        self.in_doubt.inc();
     }
 
     /// A callback's result, one of [`CALLBACK_OUTCOMES`].

@@ -93,6 +93,9 @@ async fn in_doubt_gives_up_from_the_send_and_a_bare_502_is_never_resent() {
     let t = get(&store, &t.id).await;
     assert!(t.in_doubt(), "a 502 without KIE's envelope may hide a created task: in doubt ({:?})", t.note);
     assert_eq!(t.dispatch.attempts, 1);
+    let metrics = lc.options().metrics.openmetrics();
+    assert!(metrics.lines().any(|l| l == "control_room_dispatch_in_doubt_total 1"), "counted once as in doubt:\n{metrics}");
+    assert!(metrics.lines().any(|l| l == "control_room_dispatch_backoffs_total 0"), "and not as a backoff");
     // The sweep does not give up yet: the give-up counts from the send, not from the queue.
     lc.poll_round(&mut PollState::default(), true).await.unwrap();
     assert_eq!(get(&store, &t.id).await.state, TaskState::Queued, "not expired: it left {} ms ago", gateway::store::now_ms() - t.dispatch.sending_since_ms.unwrap());

@@ -137,6 +137,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
         ("control_room_credits_estimated_total", mp.clone(), estimated),
         ("control_room_kie_rate_limited_total", String::new(), 1.0),
         ("control_room_dispatch_backoffs_total", String::new(), 1.0),
+        ("control_room_dispatch_in_doubt_total", String::new(), 0.0),
         ("control_room_callbacks_received_total", "outcome=\"forged\"".into(), 1.0),
         ("control_room_callbacks_received_total", "outcome=\"unknown_token\"".into(), 1.0),
         ("control_room_relay_requests_total", "route=\"/kie/api/v1/jobs/createTask\",status=\"200\"".into(), 3.0),

@@ -214,7 +214,9 @@ impl Lifecycle {
         let persistent = current.dispatch.attempts >= MAX_SEND_ATTEMPTS || waited > self.0.opts.give_up_after.as_millis() as u64;
         let retryable = (e.create_never_reached() || matches!(e, KieError::RateLimited(_) | KieError::Maintenance(_) | KieError::Upstream { .. })) && !persistent;
         tracing::warn!(task = %id, error = %e, retryable, in_doubt, "createTask did not succeed");
-        if retryable && !in_doubt {
+        if in_doubt {
+            self.0.opts.metrics.dispatch_in_doubt();
+        } else if retryable {
             self.0.opts.metrics.dispatch_backoff();
         }
         if matches!(e, KieError::RateLimited(_)) {
