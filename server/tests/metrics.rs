@@ -7,7 +7,8 @@
 mod support;
 
 use gateway::team::accounts::Actor;
-use gateway::Secret;
+use gateway::money::budget::{CostRule, Target};
+use gateway::{Credits, Secret};
 use serde_json::json;
 use std::time::Duration;
 use support::*;
@@ -36,6 +37,13 @@ async fn scrape(base: &str, token: Option<&str>, accept: Option<&str>) -> (u16, 
     (status, ctype, r.text().await.expect("body"))
 }
 
+/// Sets `rule`'s caps on `project` (from the command line) and makes a relay key for it.
+async fn project_with_rule(store: &dyn gateway::Store, project: &str, mut rule: CostRule) -> gateway::team::relay_keys::NewKey {
+    rule.target = Target { project: Some(project.into()), user: None };
+    gateway::money::budget::set_rule(store, &Actor::cli(), rule).await.expect("rule");
+    gateway::team::relay_keys::create(store, &Actor::cli(), project, "farm").await.expect("key")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_exactly_what_happened_and_name_no_one() {
     let settings = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 300 }, ..Default::default() };
@@ -60,13 +68,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     }
 
     // The project's total cap: its fill is a shared gauge.
-    let total = gateway::money::budget::CostRule {
-        target: gateway::money::budget::Target { project: Some("metrics".into()), user: None },
-        total: Some(gateway::Credits::from_credits(10_000)),
-        ..Default::default()
-    };
-    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), total).await.expect("rule");
-    let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "metrics", "farm").await.expect("key");
+    let key = project_with_rule(store.as_ref(), "metrics", CostRule { total: Some(Credits::from_credits(10_000)), ..Default::default() }).await;
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -77,13 +79,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     let refused = post_kie(&create, key.text.expose(), &json!({"model": "no/such-model", "input": {"prompt": "x"}})).await;
     assert_eq!(refused["code"], 404, "{refused}");
     // A project whose cost rule caps one job below this model's price.
-    let cap = gateway::money::budget::CostRule {
-        target: gateway::money::budget::Target { project: Some("capped".into()), user: None },
-        per_job: Some(gateway::Credits::from_credits(1)),
-        ..Default::default()
-    };
-    gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), cap).await.expect("rule");
-    let capped = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "capped", "farm").await.expect("key");
+    let capped = project_with_rule(store.as_ref(), "capped", CostRule { per_job: Some(Credits::from_credits(1)), ..Default::default() }).await;
     let over = post_kie(&create, capped.text.expose(), &json!({"model": MODEL, "input": {"prompt": "x"}})).await;
     assert_eq!(over["code"], 402, "{over}");
 
