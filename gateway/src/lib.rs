@@ -23,6 +23,9 @@
 //!   - [`team::audit`] — the append-only audit log: who changed what, when, from where;
 //!   - [`team::relay_keys`] — the keys programs use on the relay API (stored hashed);
 //!   - [`team::pins`] — each person's pinned models.
+//! - [`library`] — the results' copies before KIE deletes them: the archive plan on each
+//!   task, the archiver (by lease, deadline first, through the outbound policy), signed
+//!   links, content sniffing; kept in an `object_store` (a folder or an S3 bucket).
 //! - [`store`] — the [`Store`] trait (tasks, key/value, counters, reservations, append-only
 //!   logs, leases, publish/subscribe) and its two backends, [`RedisStore`] and [`EmbeddedStore`];
 //!   the store's epoch, which tells a wiped store from a new one; `store::watched`, caches every
@@ -38,6 +41,7 @@
 //! See `docs/architecture.md` for the data flow of a task and where a change goes.
 
 pub mod kie;
+pub mod library;
 pub mod metrics;
 pub mod money;
 pub mod outbound;

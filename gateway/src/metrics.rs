@@ -102,6 +102,9 @@ fn latency_buckets() -> Histogram {
 /// What a callback achieved (the `outcome` label of `callbacks_received_total`).
 pub const CALLBACK_OUTCOMES: [&str; 7] = ["applied", "duplicate", "deferred", "forged", "unknown_token", "bad_body", "store_error"];
 
+/// What a try at copying a result came to (the `outcome` label of `library_assets_total`).
+pub const LIBRARY_OUTCOMES: [&str; 5] = ["archived", "retry", "full", "expired", "failed"];
+
 /// Store operations: 50 µs to about 1.6 s.
 fn store_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 16))
@@ -143,6 +146,7 @@ pub struct Metrics {
     in_doubt: Counter,
     callbacks: Family<Outcome, Counter>,
     poller_calls: Family<Outcome, Counter>,
+    library_assets: Family<Outcome, Counter>,
     kie_latency: Seconds,
     relay_requests: Family<RouteStatus, Counter>,
     relay_latency: Family<Route, Histogram, fn() -> Histogram>,
@@ -183,6 +187,7 @@ impl Metrics {
             in_doubt: Counter::default(),
             callbacks: Family::default(),
             poller_calls: Family::default(),
+            library_assets: Family::default(),
             kie_latency: Family::new_with_constructor(latency_buckets),
             relay_requests: Family::default(),
             relay_latency: Family::new_with_constructor(latency_buckets),
@@ -210,6 +215,7 @@ impl Metrics {
         registry.register("dispatch_in_doubt", "createTask sends left in doubt (no answer that says whether KIE took the task; never resent)", m.in_doubt.clone());
         registry.register("callbacks_received", "KIE callbacks by outcome (applied, duplicate, deferred, forged, unknown_token, bad_body, store_error)", m.callbacks.clone());
         registry.register("poller_calls", "recordInfo calls the poller made, by outcome", m.poller_calls.clone());
+        registry.register("library_assets", "Tries to copy a result into the Library, by outcome (archived, retry, full, expired, failed)", m.library_assets.clone());
         registry.register("kie_request_duration_seconds", "KIE API call latency, by endpoint", m.kie_latency.clone());
         registry.register("relay_requests", "Relay API requests, by route and status", m.relay_requests.clone());
         registry.register("relay_request_duration_seconds", "Relay API request latency, by route", m.relay_latency.clone());
@@ -231,6 +237,9 @@ impl Metrics {
         }
         for outcome in CALLBACK_OUTCOMES {
             let _ = m.callbacks.get_or_create(&Outcome { outcome: outcome.into() });
+        }
+        for outcome in LIBRARY_OUTCOMES {
+            let _ = m.library_assets.get_or_create(&Outcome { outcome: outcome.into() });
         }
         for outcome in ["ok", "error"] {
             let _ = m.poller_calls.get_or_create(&Outcome { outcome: outcome.into() });
@@ -275,6 +284,11 @@ impl Metrics {
     /// A callback's result, one of [`CALLBACK_OUTCOMES`].
     pub fn callback(&self, result: &'static str) {
         self.callbacks.get_or_create(&Outcome { outcome: result.into() }).inc();
+    }
+
+    /// A try at copying a result, one of [`LIBRARY_OUTCOMES`].
+    pub fn library_asset(&self, outcome: &'static str) {
+        self.library_assets.get_or_create(&Outcome { outcome: outcome.into() }).inc();
     }
 
     pub fn poller_call(&self, ok: bool) {

@@ -311,6 +311,17 @@ impl Outbound {
         self.exchange(req).await
     }
 
+    /// GETs `url` after vetting it; the body is read by the caller as it arrives (downloads
+    /// into the Library). A 3xx is answered as it is, never followed.
+    pub async fn get_streamed(&self, url: &str) -> Result<Streamed, OutboundError> {
+        let vetted = self.check(url).await?;
+        let client = self.client_for(&vetted)?;
+        let timeout = self.opts.timeout;
+        let resp = client.get(vetted.url.clone()).send().await.map_err(|e| transport(e, timeout))?;
+        let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
+        Ok(Streamed { status: resp.status().as_u16(), location, timeout, resp })
+    }
+
     /// A client that connects only to the vetted addresses and follows no redirect.
     fn client_for(&self, vetted: &Vetted) -> Result<reqwest::Client, OutboundError> {
         let mut b = reqwest::Client::builder()
@@ -328,7 +339,7 @@ impl Outbound {
 
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Answer, OutboundError> {
         let timeout = self.opts.timeout;
-        let map = move |e: reqwest::Error| if e.is_timeout() { OutboundError::Timeout(timeout) } else { OutboundError::Transport(e.without_url().to_string()) };
+        let map = move |e: reqwest::Error| transport(e, timeout);
         let mut resp = req.send().await.map_err(map)?;
         let status = resp.status().as_u16();
         let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect());
@@ -341,6 +352,31 @@ impl Outbound {
             }
         }
         Ok(Answer { status, location, body })
+    }
+}
+
+fn transport(e: reqwest::Error, timeout: Duration) -> OutboundError {
+    if e.is_timeout() { OutboundError::Timeout(timeout) } else { OutboundError::Transport(e.without_url().to_string()) }
+}
+
+/// An answer whose body is read piece by piece ([`Outbound::get_streamed`]).
+pub struct Streamed {
+    pub status: u16,
+    /// `Location` of a 3xx, which is never followed.
+    pub location: Option<String>,
+    timeout: Duration,
+    resp: reqwest::Response,
+}
+
+impl Streamed {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, OutboundError> {
+        self.resp.chunk().await.map_err(|e| transport(e, self.timeout))
+    }
+
+    /// The length the answer announced, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.resp.content_length()
     }
 }
 

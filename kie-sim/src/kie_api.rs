@@ -210,7 +210,15 @@ pub async fn download_url(State(sim): State<Sim>, headers: HeaderMap, body: Byte
     let mut w = sim.world();
     let url = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("url").and_then(Value::as_str).map(str::to_string));
     let files = format!("{}/files/", w.base_url);
+    let now = w.clock.now_ms();
+    let retention = w.settings.retention_ms;
+    // The task a result URL names, and whether its file still exists.
+    let deleted = url.as_deref().and_then(|u| u.strip_prefix(&files)).and_then(|rest| rest.split('/').next()).and_then(|id| w.tasks.get(id)).is_some_and(|t| now > w.completion_ms(t) + retention);
     match url {
+        Some(_) if deleted => {
+            w.record("POST", PATH, 404, None, None);
+            kie(404, "The file has expired and was deleted", None, as_200)
+        }
         Some(u) if u.starts_with(&files) => {
             let expires = w.clock.now_ms() + 20 * 60 * 1000;
             w.record("POST", PATH, 200, None, None);
@@ -230,14 +238,22 @@ pub async fn file(State(sim): State<Sim>, Path((task_id, name)): Path<(String, S
     let retention = w.settings.retention_ms;
     let state = w.state_of(&task_id, now);
     let Some(task) = w.tasks.get(&task_id) else { return StatusCode::NOT_FOUND.into_response() };
-    let link_expired = q.get("expires").and_then(|e| e.parse::<u64>().ok()).is_some_and(|e| now > e);
+    let link_expired = match q.get("expires") {
+        Some(e) => e.parse::<u64>().map_or(true, |e| now > e),
+        // The result's own link, which may lapse before the file is deleted.
+        None => w.settings.result_link_ms.is_some_and(|l| now > w.completion_ms(task) + l),
+    };
+    const PATH: &str = "/files";
     if state != Some("success") || name != format!("0.{}", task.kind.extension()) || link_expired {
+        w.record("GET", PATH, 404, Some(task_id), None);
         return StatusCode::NOT_FOUND.into_response();
     }
     if now > w.completion_ms(task) + retention {
+        w.record("GET", PATH, 404, Some(task_id), None);
         return (StatusCode::NOT_FOUND, "This file has expired and was deleted").into_response();
     }
     let (kind, seed) = (task.kind, task.seed);
+    w.record("GET", PATH, 200, Some(task_id), None);
     drop(w);
     ([(header::CONTENT_TYPE, kind.content_type())], crate::media::render(kind, seed)).into_response()
 }

@@ -80,6 +80,10 @@ pub struct Settings {
     pub schedule: Schedule,
     /// How long result media stays downloadable, in simulated ms (KIE: 14 days).
     pub retention_ms: u64,
+    /// How long a result's own link works, in simulated ms (a copy of KIE's docs says result
+    /// URLs "typically expire after 24 hours"); after it only a `download-url` link (20
+    /// minutes) fetches the file, until the retention runs out. `None`: the whole retention.
+    pub result_link_ms: Option<u64>,
     /// Callback attempts after the first (KIE: 3) and the per-attempt timeout (KIE: 15 s).
     pub callback_retries: u32,
     pub callback_timeout_ms: u64,
@@ -93,6 +97,7 @@ impl Default for Settings {
             record_info_per_sec: 10,
             schedule: Schedule::default(),
             retention_ms: 14 * 24 * 3_600 * 1_000,
+            result_link_ms: None,
             callback_retries: 3,
             callback_timeout_ms: 15_000,
         }

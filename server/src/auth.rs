@@ -116,7 +116,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let from = client_address(&req);
     req.extensions_mut().insert(ClientAddress(from.as_str().into()));
-    if public(&path) {
+    if public(&path) || crate::library::presents_link(&path, req.uri().query()) {
         return next.run(req).await;
     }
     let token = cookie_token(req.headers());
@@ -134,7 +134,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             }
             next.run(req).await
         }
-        Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && path != "/audit.csv" => {
+        Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && path != "/audit.csv" && !path.starts_with("/library/") => {
             Redirect::to(&format!("/signin?next={}", url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())).into_response()
         }
         Ok(None) => plain(StatusCode::UNAUTHORIZED, "Sign in first: this needs a session (POST /auth/signin)."),

@@ -94,6 +94,31 @@ pub struct Cli {
     /// A browser session ends this many hours after sign-in, however busy.
     #[arg(long, env = "SESSION_MAX_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=2_160))]
     pub session_max_hours: u64,
+    /// Where results are kept before KIE deletes them: `file:///path` or `s3://bucket/prefix`
+    /// (credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT, AWS_ALLOW_HTTP). Default: file://<DATA_DIR>/library. `off`: no Library.
+    #[arg(long, env = "LIBRARY_URL")]
+    pub library_url: Option<String>,
+    /// KIE deletes results this many days after a task ends.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub retention_days: u64,
+    /// The Library's copy must exist this many days before KIE deletes (the deadline).
+    #[arg(long, env = "RETENTION_BUFFER_DAYS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=364))]
+    pub retention_buffer_days: u64,
+    /// A result larger than this (MB) is not archived (the task says so).
+    #[arg(long, env = "LIBRARY_MAX_ASSET_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub library_max_asset_mb: u64,
+    /// The Library's quota in GB (10^9 bytes; decimals allowed). Past it nothing more is
+    /// archived and panel 07 says so. 0: no quota.
+    #[arg(long, env = "LIBRARY_MAX_GB", default_value = "0")]
+    pub library_max_gb: String,
+    /// Signed Library links are valid this many hours (at least; rounded up to the hour).
+    #[arg(long, env = "LIBRARY_LINK_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8_760))]
+    pub library_link_hours: u64,
+    /// The https hosts results are downloaded from (KIE's result hosts; `.suffix` admits
+    /// subdomains). KIE_BASE_URL's own host is always admitted (the simulator serves there).
+    #[arg(long, env = "LIBRARY_SOURCE_HOSTS", default_value = gateway::library::KIE_RESULT_HOSTS)]
+    pub library_source_hosts: String,
     /// Administration commands; without one, the console serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -182,6 +207,60 @@ pub enum KeyCommand {
     },
 }
 
+/// The Library's settings (`LIBRARY_*`, `RETENTION_*`).
+#[derive(Debug, Clone)]
+pub struct LibrarySettings {
+    pub url: Url,
+    pub terms: gateway::library::asset::Terms,
+    pub max_asset_bytes: u64,
+    pub quota_bytes: Option<u64>,
+    pub link_ttl: std::time::Duration,
+    pub source_hosts: String,
+}
+
+impl LibrarySettings {
+    /// `LIBRARY_URL` as shown to people: no user, password or query.
+    pub fn display(&self) -> String {
+        let mut u = self.url.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_query(None);
+        u.to_string()
+    }
+}
+
+fn library_settings(cli: &Cli) -> Result<Option<LibrarySettings>, ConfigError> {
+    let raw = cli.library_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    if raw == Some("off") {
+        return Ok(None);
+    }
+    let url = match raw {
+        Some(u) => Url::parse(u).map_err(|e| ConfigError(format!("LIBRARY_URL is not a valid URL ({u:?}): {e}")))?,
+        None => {
+            let dir = std::path::absolute(cli.data_dir.join("library")).map_err(|e| ConfigError(format!("DATA_DIR {}: {e}", cli.data_dir.display())))?;
+            Url::from_directory_path(&dir).map_err(|_| ConfigError(format!("DATA_DIR {} cannot be written as a file:// URL", dir.display())))?
+        }
+    };
+    if !matches!(url.scheme(), "file" | "s3") {
+        return Err(ConfigError(format!("LIBRARY_URL must be file:///path or s3://bucket/prefix (or off), got {}://", url.scheme())));
+    }
+    if cli.retention_buffer_days >= cli.retention_days {
+        return Err(ConfigError(format!("RETENTION_BUFFER_DAYS ({}) must be less than RETENTION_DAYS ({})", cli.retention_buffer_days, cli.retention_days)));
+    }
+    let gb: f64 = cli.library_max_gb.trim().parse().ok().filter(|g: &f64| g.is_finite() && *g >= 0.0 && *g <= 1e7).ok_or_else(|| {
+        ConfigError(format!("LIBRARY_MAX_GB must be a number of GB from 0 (no quota) to 10000000, got {:?}", cli.library_max_gb))
+    })?;
+    const DAY: u64 = 24 * 3600 * 1000;
+    Ok(Some(LibrarySettings {
+        url,
+        terms: gateway::library::asset::Terms { retention_ms: cli.retention_days * DAY, buffer_ms: cli.retention_buffer_days * DAY },
+        max_asset_bytes: cli.library_max_asset_mb << 20,
+        quota_bytes: (gb > 0.0).then(|| (gb * 1e9).round().max(1.0) as u64),
+        link_ttl: std::time::Duration::from_secs(cli.library_link_hours * 3600),
+        source_hosts: cli.library_source_hosts.clone(),
+    }))
+}
+
 /// Where shared state lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
@@ -215,6 +294,8 @@ pub struct Config {
     pub sessions: gateway::team::sessions::SessionPolicy,
     /// `METRICS_TOKEN`: `/metrics` asks for it as a bearer token (`None`: open).
     pub metrics_token: Option<Secret>,
+    /// The Library (`None`: `LIBRARY_URL=off`, nothing is archived).
+    pub library: Option<LibrarySettings>,
 }
 
 /// A configuration mistake, said in one line.
@@ -292,6 +373,7 @@ impl Config {
     /// Validates the command line and the environment.
     pub fn from_cli(cli: Cli, env: &dyn Env) -> Result<Config, ConfigError> {
         let kie_base_url = http_url("KIE_BASE_URL", &cli.kie_base_url)?;
+        let library = library_settings(&cli)?;
         let public_url = cli
             .public_url
             .filter(|u| !u.trim().is_empty())
@@ -331,6 +413,7 @@ impl Config {
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
             },
             metrics_token: secret_var(env, "METRICS_TOKEN")?,
+            library,
         })
     }
 

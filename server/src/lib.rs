@@ -11,6 +11,8 @@
 //! - [`metrics`] — `GET /metrics` (Prometheus / OpenMetrics, `METRICS_TOKEN`) and the relay's
 //!   request counter.
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
+//! - [`library`] — `GET /library/{task}/{n}`: a result's Library copy (signed in, or a signed
+//!   link), with ranges, `ETag` and long caching; [`open_library`] builds it from the config.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
@@ -27,6 +29,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod config;
 pub mod health;
+pub mod library;
 pub mod live;
 pub mod metrics;
 pub mod relay;
@@ -53,6 +56,7 @@ use gateway::money::catalog::Catalog;
 use gateway::tasks::events::EventHub;
 use gateway::kie::{ClientOptions, KieClient};
 use gateway::metrics::Metrics;
+use gateway::library::{Library, LibraryConfig, Sources};
 use gateway::{EmbeddedStore, Lifecycle, LifecycleOptions, RedisStore, Secret, Store};
 use std::time::Duration;
 
@@ -134,6 +138,8 @@ pub struct AppState {
     pub auth: auth::AuthConfig,
     /// `METRICS_TOKEN`.
     pub metrics_token: Option<gateway::Secret>,
+    /// The Library (`None`: `LIBRARY_URL=off`).
+    pub library: Option<Library>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -182,7 +188,7 @@ async fn check_redis_persistence(config: &Config) -> Result<(), ServerError> {
 }
 
 /// What the UI may know about this deployment (no secret in it).
-pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Store>, lifecycle: Lifecycle) -> ConsoleContext {
+pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Store>, lifecycle: Lifecycle, library: Option<Library>) -> ConsoleContext {
     let key = match (&config.kie_key, upstream) {
         (_, Upstream::Simulator { key, .. }) => KeyView { configured: true, source: Some("simulator (generated)".into()), fingerprint: Some(key.fingerprint()) },
         (Some((secret, source)), _) => KeyView { configured: true, source: Some(source.as_str().into()), fingerprint: Some(secret.fingerprint()) },
@@ -199,6 +205,7 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         callback_signed: config.webhook_hmac_key.is_some(),
         probe_client,
         probe_cache: Arc::default(),
+        library,
     }
 }
 
@@ -223,6 +230,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/callbacks/kie/{token}", post(callbacks::kie_callback))
         .route("/events", get(live::events))
         .route("/metrics", get(metrics::metrics))
+        .route("/library/{task}/{n}", get(library::asset))
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
@@ -253,6 +261,27 @@ pub fn load_catalog() -> Result<Catalog, ServerError> {
         }
         None => Ok(Catalog::builtin()),
     }
+}
+
+/// The Library from `LIBRARY_*` (`None`: off). Downloads go through the outbound policy with
+/// the upstream's own host admitted (the simulator serves its files there).
+pub fn open_library(config: &Config, upstream: &Upstream, lifecycle: &Lifecycle) -> Result<Option<Library>, ServerError> {
+    let Some(l) = &config.library else { return Ok(None) };
+    let aws: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).collect();
+    let objects = gateway::library::open_objects(&l.url, aws.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| ServerError::Config(config::ConfigError(e)))?;
+    let kie_base = upstream.endpoint().map(|(b, _)| b.clone());
+    let policy = match &kie_base {
+        Some(b) => config.outbound.clone().also_allowing(b),
+        None => config.outbound.clone(),
+    };
+    let cfg = LibraryConfig {
+        url: l.display(),
+        max_asset_bytes: l.max_asset_bytes,
+        quota_bytes: l.quota_bytes,
+        sources: Sources::new(&l.source_hosts, kie_base.as_ref()),
+        ..Default::default()
+    };
+    Ok(Some(Library::new(objects, cfg, lifecycle.clone(), policy)))
 }
 
 /// Start-up notes: the rate guard's rules in the audit log if they changed, and how to add the
@@ -299,6 +328,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         matches!(upstream, Upstream::Simulator { .. }).then(|| format!("http://127.0.0.1:{}", addr.port()))
     });
     let kie = upstream.client(Duration::from_secs(30), 3, &metrics);
+    let library_links = match &config.library {
+        Some(l) => Some(
+            gateway::library::links::LinkSigner::load(store.as_ref(), public_base.as_deref(), l.link_ttl)
+                .await
+                .map_err(|e| ServerError::Store(format!("cannot read the Library's link key: {e}")))?,
+        ),
+        None => None,
+    };
     let options = LifecycleOptions {
         public_base,
         webhook_hmac: config.webhook_hmac_key.clone(),
@@ -310,12 +347,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         epoch: Some(epoch),
         task_retention: config.task_retention,
         metrics,
+        archive: config.library.as_ref().map(|l| l.terms),
+        library_links,
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);
+    let library = open_library(&config, &upstream, &lifecycle)?;
+    if let Some(l) = &library {
+        let _ = l.check().await;
+    }
     let hub = EventHub::start(store.clone()).await.map_err(|e| ServerError::Store(format!("cannot subscribe to live events: {e}")))?;
     let workers = lifecycle.spawn_workers();
-    let console = console_context(&config, &upstream, store.clone(), lifecycle.clone());
+    let archiver = library.as_ref().map(Library::spawn);
+    let console = console_context(&config, &upstream, store.clone(), lifecycle.clone(), library.clone());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let auth = auth::AuthConfig {
         policy: config.sessions,
@@ -323,7 +367,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
     };
     let keys = Arc::new(gateway::team::relay_keys::KeyCache::start(store.clone()));
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth, metrics_token: config.metrics_token.clone() };
+    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth, metrics_token: config.metrics_token.clone(), library };
     note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
@@ -362,6 +406,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; closing them"),
     }
     // Let go of the store (the embedded one is a file another process may open next).
+    if let Some(a) = archiver {
+        // A download cut off here leaves only a temporary file: the asset stays pending.
+        a.abort();
+        let _ = a.await;
+    }
     workers.stop().await;
     hub.stop().await;
     keys.stop();

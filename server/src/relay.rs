@@ -134,7 +134,7 @@ async fn record_info_route(State(state): State<AppState>, headers: HeaderMap, Ra
     };
     match found {
         // Another project's task reads exactly like a missing one.
-        Ok(Some(t)) if t.project == key.project => kie_answer(200, "success", record_info(&t)),
+        Ok(Some(t)) if t.project == key.project => kie_answer(200, "success", record_info(&t, state.lifecycle.options().library_links.as_ref())),
         Ok(_) => kie_error(404, "No task with this taskId"),
         Err(e) => {
             tracing::error!(error = %e, "relay: recordInfo store read failed");

@@ -54,6 +54,8 @@ pub(crate) mod server_side {
         /// A client for the Gateway panel's probe (short timeout), when there is an upstream.
         pub probe_client: Option<KieClient>,
         pub probe_cache: Arc<Mutex<Option<(Instant, GatewayView)>>>,
+        /// The Library (`None`: LIBRARY_URL=off).
+        pub library: Option<gateway::library::Library>,
     }
 
     impl ConsoleContext {

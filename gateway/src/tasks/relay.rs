@@ -2,9 +2,12 @@
 //! existing KIE client reads the relay's answers and callbacks unchanged. Plain JSON, no I/O.
 //!
 //! The Control Room's task id stands in for KIE's; a task still queued here reads `waiting`.
+//! Once every result of a task is in the Library, `resultJson.resultUrls` are signed Library
+//! links (absolute, from `PUBLIC_URL`) and KIE's originals move to `resultJson.kieResultUrls`.
 
 use serde_json::{Value, json};
 
+use crate::library::links::LinkSigner;
 use crate::tasks::task::{TaskRecord, TaskState};
 
 /// KIE's envelope.
@@ -23,10 +26,23 @@ pub fn kie_state(s: TaskState) -> &'static str {
     }
 }
 
-/// `recordInfo`'s `data` for a task.
-pub fn record_info(t: &TaskRecord) -> Value {
+/// `resultJson` for a task that succeeded: Library links once every result is archived (and
+/// `links` can sign them), else KIE's own URLs.
+pub fn result_json(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
+    match (links, &t.archive) {
+        (Some(signer), Some(a)) if a.complete() => {
+            let now_s = crate::store::now_ms() / 1000;
+            let ours: Vec<String> = (0..a.assets.len()).map(|n| signer.link(&t.id, n, now_s)).collect();
+            json!({ "resultUrls": ours, "kieResultUrls": t.result_urls })
+        }
+        _ => json!({ "resultUrls": t.result_urls }),
+    }
+}
+
+/// `recordInfo`'s `data` for a task (see [`result_json`] for its result links).
+pub fn record_info(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
     let param = json!({ "model": t.model, "input": t.input }).to_string();
-    let result_json = if t.state == TaskState::Success { json!({ "resultUrls": t.result_urls }).to_string() } else { String::new() };
+    let result_json = if t.state == TaskState::Success { result_json(t, links).to_string() } else { String::new() };
     let (fail_code, fail_msg) = match t.state {
         TaskState::Fail => (t.fail_code.clone().unwrap_or_else(|| "500".into()), t.fail_msg.clone().unwrap_or_default()),
         TaskState::Expired => ("504".into(), t.fail_msg.clone().unwrap_or_else(|| "expired".into())),
@@ -49,10 +65,10 @@ pub fn record_info(t: &TaskRecord) -> Value {
 }
 
 /// The callback KIE would send for an ended task: code 200 on success, 501 otherwise.
-pub fn callback_body(t: &TaskRecord) -> Value {
+pub fn callback_body(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
     if t.state == TaskState::Success {
-        envelope(200, "Playground task completed successfully.", record_info(t))
+        envelope(200, "Playground task completed successfully.", record_info(t, links))
     } else {
-        envelope(501, "Playground task failed.", record_info(t))
+        envelope(501, "Playground task failed.", record_info(t, links))
     }
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::library::asset::Archive;
 use crate::money::credits::Credits;
 
 /// Where a task stands. The first two are the Control Room's own (before KIE knows the task);
@@ -142,6 +143,9 @@ pub struct TaskRecord {
     /// the submitting instance died before finishing, resolves it (see `lifecycle::submit`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub budget_pending: bool,
+    /// The results' Library copies (set when the task succeeds; see [`crate::library`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Archive>,
 }
 
 /// What the dispatcher knows of sending a task to KIE.
@@ -242,6 +246,7 @@ impl TaskRecord {
             relay_callback: None,
             retry_of: None,
             budget_pending: false,
+            archive: None,
         }
     }
 
@@ -257,6 +262,15 @@ impl TaskRecord {
         if self.delivery_pending() {
             keys.push(index::DELIVERY_PENDING.to_string());
         }
+        if self.archive_pending() {
+            keys.push(index::ARCHIVE_PENDING.to_string());
+        }
+        if self.archive.as_ref().is_some_and(Archive::holds_any) {
+            keys.push(index::LIBRARY.to_string());
+        }
+        if self.result_lost() {
+            keys.push(index::RESULT_LOST.to_string());
+        }
         keys
     }
 
@@ -265,10 +279,21 @@ impl TaskRecord {
         self.state.is_terminal() && self.relay_callback.as_ref().is_some_and(RelayCallback::pending)
     }
 
-    /// Ended with nothing left to deliver: nothing changes the record any more except its
-    /// deletion past retention (announced; see `Lifecycle::find`).
+    /// Succeeded, with a result still to copy into the Library.
+    pub fn archive_pending(&self) -> bool {
+        self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::pending)
+    }
+
+    /// Succeeded, but a result was gone before the Library had it (Result expired).
+    pub fn result_lost(&self) -> bool {
+        self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::lost)
+    }
+
+    /// Ended with nothing left to deliver or archive: nothing changes the record any more
+    /// except an admin's deletion of its Library copies or its deletion past retention (both
+    /// announced; see `Lifecycle::find`).
     pub fn settled(&self) -> bool {
-        self.state.is_terminal() && !self.delivery_pending()
+        self.state.is_terminal() && !self.delivery_pending() && !self.archive_pending()
     }
 
     /// Sent to KIE with no answer recorded (see [`Dispatch::sending_since_ms`]).
@@ -300,6 +325,12 @@ pub mod index {
     pub const ALL: &str = "all";
     /// Ended tasks whose relay callback is still to deliver.
     pub const DELIVERY_PENDING: &str = "delivery:pending";
+    /// Succeeded tasks with a result still to copy into the Library.
+    pub const ARCHIVE_PENDING: &str = "archive:pending";
+    /// Tasks with at least one result in the Library.
+    pub const LIBRARY: &str = "library";
+    /// Succeeded tasks with a result that was gone before it was copied.
+    pub const RESULT_LOST: &str = "result:lost";
 
     pub fn state(s: TaskState) -> String {
         format!("state:{}", s.as_str())
@@ -332,6 +363,9 @@ pub struct TaskQuery {
     /// Only tasks with a relay callback still to deliver.
     #[serde(default)]
     pub delivery_pending: bool,
+    /// Only tasks in one of the Library's indexes.
+    #[serde(default)]
+    pub library: Option<LibraryFilter>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -354,6 +388,8 @@ impl TaskQuery {
     pub fn driving_index(&self) -> String {
         if self.delivery_pending {
             index::DELIVERY_PENDING.to_string()
+        } else if let Some(l) = self.library {
+            l.index().to_string()
         } else if let Some(s) = self.state {
             index::state(s)
         } else if let Some(o) = &self.owner {
@@ -371,9 +407,40 @@ impl TaskQuery {
     pub fn matches(&self, t: &TaskRecord) -> bool {
         self.state.is_none_or(|s| s == t.state)
             && (!self.delivery_pending || t.delivery_pending())
+            && self.library.is_none_or(|l| l.matches(t))
             && self.project.as_deref().is_none_or(|p| p == t.project)
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)
+    }
+}
+
+/// The Library's views of the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LibraryFilter {
+    /// A result still to copy ([`TaskRecord::archive_pending`]).
+    Pending,
+    /// Some result in the Library.
+    Holding,
+    /// A result gone before it was copied ([`TaskRecord::result_lost`]).
+    Lost,
+}
+
+impl LibraryFilter {
+    pub fn index(self) -> &'static str {
+        match self {
+            LibraryFilter::Pending => index::ARCHIVE_PENDING,
+            LibraryFilter::Holding => index::LIBRARY,
+            LibraryFilter::Lost => index::RESULT_LOST,
+        }
+    }
+
+    pub fn matches(self, t: &TaskRecord) -> bool {
+        match self {
+            LibraryFilter::Pending => t.archive_pending(),
+            LibraryFilter::Holding => t.archive.as_ref().is_some_and(Archive::holds_any),
+            LibraryFilter::Lost => t.result_lost(),
+        }
     }
 }
 

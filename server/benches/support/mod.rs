@@ -31,6 +31,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
         task_retention: None,
         sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
+        library: None,
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();

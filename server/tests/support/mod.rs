@@ -65,6 +65,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         task_retention: None,
         sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
+        library: None,
     }
 }
 

@@ -97,6 +97,12 @@ impl Lifecycle {
                         t.result_urls = st.result_urls.clone();
                         t.actual_cost = Some(st.credits.unwrap_or(t.estimated_cost));
                         t.finished_ms = Some(now);
+                        // Archived at once; the terms only set the deadline.
+                        if let Some(terms) = &self.0.opts.archive
+                            && !t.result_urls.is_empty()
+                        {
+                            t.archive = Some(crate::library::asset::Archive::plan(&t.result_urls, now, terms));
+                        }
                     }
                     TaskState::Fail => {
                         t.fail_code = st.fail_code.clone();

@@ -86,6 +86,11 @@ pub struct LifecycleOptions {
     pub epoch: Option<String>,
     /// Where this instance counts what it does (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// KIE's retention and the buffer before it: a task that succeeds gets an archive plan
+    /// (its results are copied into the Library). `None`: no Library, nothing is copied.
+    pub archive: Option<crate::library::asset::Terms>,
+    /// Signs Library links (the relay's `resultUrls` once archived, and its callbacks).
+    pub library_links: Option<crate::library::links::LinkSigner>,
 }
 
 impl Default for LifecycleOptions {
@@ -104,6 +109,8 @@ impl Default for LifecycleOptions {
             epoch: None,
             task_retention: None,
             metrics: Default::default(),
+            archive: None,
+            library_links: None,
         }
     }
 }
@@ -116,6 +123,7 @@ struct Inner {
     opts: LifecycleOptions,
     wake_dispatcher: Notify,
     wake_delivery: Notify,
+    wake_archiver: Notify,
     /// Every request a user or a setting can aim: relay callbacks, the alert webhook.
     outbound: crate::outbound::Outbound,
     deliveries: delivery::Deliveries,
@@ -154,6 +162,7 @@ impl Lifecycle {
             opts,
             wake_dispatcher: Notify::new(),
             wake_delivery: Notify::new(),
+            wake_archiver: Notify::new(),
             outbound,
             deliveries: Default::default(),
             halted: Default::default(),
@@ -258,6 +267,9 @@ impl Lifecycle {
                 if t.delivery_pending() {
                     self.0.wake_delivery.notify_one();
                 }
+                if t.archive_pending() {
+                    self.0.wake_archiver.notify_one();
+                }
                 return Ok(Some(t));
             }
         }
@@ -281,6 +293,22 @@ impl Lifecycle {
             tokio::spawn(watch_epoch(self.clone())),
         ];
         Workers { lifecycle: self.clone(), dispatcher: Some(tokio::spawn(dispatch::run(self.clone()))), others: handles }
+    }
+
+    /// Woken when a task has results to copy (the Library's archiver waits on it).
+    pub fn archive_wakeup(&self) -> &Notify {
+        &self.0.wake_archiver
+    }
+
+    /// The KIE client, if a key is configured (the archiver renews lapsed links with it).
+    pub fn kie(&self) -> Option<&KieClient> {
+        self.0.kie.as_ref()
+    }
+
+    /// Announces that settled records changed (every instance drops its copies of `ids`, or
+    /// of all with [`watched::ALL`]).
+    pub async fn announce_settled_change(&self, id: &str) -> StoreResult<()> {
+        crate::store::watched::announce(self.0.store.as_ref(), SETTLED_CHANNEL, id).await
     }
 
     /// Whether the workers were asked to stop.

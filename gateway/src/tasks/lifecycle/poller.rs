@@ -148,7 +148,10 @@ impl Lifecycle {
                 // Everything after this one is younger still: start again from the oldest.
                 break;
             }
-            let ended_long_ago = t.settled() && t.finished_ms.unwrap_or(t.updated_ms) < cutoff;
+            // A task whose results are in the Library stays: its record is their index (an
+            // admin deletes a project's copies first to let it go).
+            let in_library = t.archive.as_ref().is_some_and(crate::library::asset::Archive::holds_any);
+            let ended_long_ago = t.settled() && !in_library && t.finished_ms.unwrap_or(t.updated_ms) < cutoff;
             if ended_long_ago && self.0.store.task_delete(&t.id, t.version).await? {
                 tracing::debug!(task = %t.id, "ended task past its retention deleted");
                 deleted += 1;

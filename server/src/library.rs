@@ -1,0 +1,161 @@
+//! `GET /library/{task}/{n}`: asset `n` of a task from the Library.
+//!
+//! Who may read it: anyone signed in (viewer and above; the auth guard resolved the session),
+//! or anyone holding a signed link (`?exp=…&sig=…`, see `gateway::library::links`), which the
+//! guard lets through to be checked here. A tampered or expired link is refused (403).
+//!
+//! The answer: `Content-Type` as sniffed when archived, `Content-Length`, `ETag` (the
+//! SHA-256), `Accept-Ranges: bytes` and one range per request (206 / 416), `If-None-Match`
+//! (304), and long caching: the bytes under a name never change.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Deserialize;
+
+use crate::AppState;
+use gateway::library::LibraryError;
+use gateway::library::links::LinkError;
+use gateway::team::accounts::Actor;
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    exp: Option<u64>,
+    sig: Option<String>,
+}
+
+fn refuse(status: StatusCode, msg: &str) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
+}
+
+/// Whether a request to `path` with `query` presents a signed Library link (the guard lets it
+/// through; [`asset`] checks it).
+pub fn presents_link(path: &str, query: Option<&str>) -> bool {
+    path.starts_with("/library/") && query.is_some_and(|q| q.split('&').any(|p| p.starts_with("sig=")))
+}
+
+/// One `bytes=` range of a `len`-byte object: `Ok(None)` for the whole (no header, or several
+/// ranges, which this server answers in full), `Err` when it cannot be satisfied.
+fn byte_range(headers: &HeaderMap, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let Some(spec) = spec.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end && start < len => start..end.min(len - 1) + 1,
+        (Ok(start), Err(_)) if b.is_empty() && start < len => start..len,
+        (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => len.saturating_sub(suffix)..len,
+        _ => return Err(()),
+    };
+    Ok(Some(range))
+}
+
+pub async fn asset(
+    State(state): State<AppState>,
+    Path((task, n)): Path<(String, usize)>,
+    Query(link): Query<LinkQuery>,
+    actor: Option<Extension<Actor>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(library) = &state.library else { return refuse(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).") };
+    let now_s = gateway::store::now_ms() / 1000;
+    let signed_until = match (&link.exp, &link.sig, &state.lifecycle.options().library_links) {
+        (Some(exp), Some(sig), Some(signer)) => match signer.verify(&task, n, *exp, sig, now_s) {
+            Ok(()) => Some(*exp),
+            Err(e @ (LinkError::Expired | LinkError::Invalid)) => return refuse(StatusCode::FORBIDDEN, &e.to_string()),
+        },
+        _ if actor.is_some() => None,
+        _ => return refuse(StatusCode::FORBIDDEN, "This Library link is not valid: it needs both exp and sig, or a signed-in session."),
+    };
+    let found = match library.find(&task, n).await {
+        Ok(f) => f,
+        Err(LibraryError::NotFound) => return refuse(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
+        Err(e) => {
+            tracing::error!(error = %e, "library: cannot read an asset");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.");
+        }
+    };
+    let len = found.asset.bytes.unwrap_or(0);
+    let etag = format!("\"{}\"", found.asset.sha256.as_deref().unwrap_or_default());
+    let cache = match signed_until {
+        Some(exp) => format!("public, max-age={}, immutable", exp.saturating_sub(now_s)),
+        None => "private, max-age=31536000, immutable".to_string(),
+    };
+    let mut out = HeaderMap::new();
+    let mut put = |name: header::HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.insert(name, v);
+        }
+    };
+    put(header::ETAG, &etag);
+    put(header::CACHE_CONTROL, &cache);
+    put(header::ACCEPT_RANGES, "bytes");
+    put(header::CONTENT_TYPE, found.asset.content_type.as_deref().unwrap_or("application/octet-stream"));
+    put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    put(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'");
+    put(header::CONTENT_DISPOSITION, &format!("inline; filename=\"{}-{}\"", found.task.id, n));
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+    let range = match byte_range(&headers, len) {
+        Ok(r) => r,
+        Err(()) => {
+            put(header::CONTENT_RANGE, &format!("bytes */{len}"));
+            return (StatusCode::RANGE_NOT_SATISFIABLE, out, "The requested range is outside the asset.").into_response();
+        }
+    };
+    let (status, length) = match &range {
+        Some(r) => {
+            put(header::CONTENT_RANGE, &format!("bytes {}-{}/{len}", r.start, r.end - 1));
+            (StatusCode::PARTIAL_CONTENT, r.end - r.start)
+        }
+        None => (StatusCode::OK, len),
+    };
+    put(header::CONTENT_LENGTH, &length.to_string());
+    match library.read(&found, range).await {
+        Ok(stream) => (status, out, Body::from_stream(stream)).into_response(),
+        Err(LibraryError::NotFound) => refuse(StatusCode::NOT_FOUND, "This asset is recorded but missing from this console's Library; an operator has been told."),
+        Err(e) => {
+            tracing::error!(error = %e, "library: cannot read an asset");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        byte_range(&h, len)
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(range("bytes=90-200", 100), Ok(Some(90..100)));
+        assert_eq!(range("bytes=50-", 100), Ok(Some(50..100)));
+        assert_eq!(range("bytes=-10", 100), Ok(Some(90..100)));
+        assert_eq!(range("bytes=-500", 100), Ok(Some(0..100)));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None), "several ranges: the whole");
+        assert_eq!(range("items=0-1", 100), Ok(None));
+        for bad in ["bytes=100-", "bytes=5-2", "bytes=-0", "bytes=x-y", "bytes=200-300"] {
+            assert_eq!(range(bad, 100), Err(()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_library_paths_with_a_signature_pass_the_guard() {
+        assert!(presents_link("/library/t/0", Some("exp=1&sig=abc")));
+        assert!(!presents_link("/library/t/0", Some("exp=1")));
+        assert!(!presents_link("/library/t/0", None));
+        assert!(!presents_link("/api/x", Some("sig=abc")));
+    }
+}
