@@ -1,5 +1,5 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store answers too, and has not
-//! lost its data while this instance ran).
+//! lost its data while this instance ran; and how its Library is).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,19 +7,32 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+use gateway::library::Library;
 use gateway::{Lifecycle, Store};
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(State(store): State<Arc<dyn Store>>, State(lifecycle): State<Lifecycle>) -> (StatusCode, Json<Value>) {
+/// The Library's word for `/readyz` (it does not make the instance unready: the others still
+/// archive, and everything else works; panel 07 and the log say what to fix).
+fn library(library: &Option<Library>) -> Value {
+    match library {
+        None => json!("off"),
+        Some(l) => match l.problem() {
+            None => json!("ready"),
+            Some(p) => json!({ "problem": p }),
+        },
+    }
+}
+
+pub async fn readyz(State(store): State<Arc<dyn Store>>, State(lifecycle): State<Lifecycle>, State(lib): State<Option<Library>>) -> (StatusCode, Json<Value>) {
     if lifecycle.halted() {
         let error = "the store lost its data (its epoch is gone): restore it and restart this instance";
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": store.backend(), "error": error})));
     }
     match store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": store.backend()}))),
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": store.backend(), "library": library(&lib)}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": store.backend(), "error": e.to_string()})))
