@@ -20,28 +20,35 @@ pub struct Live {
     pub resets: RwSignal<u64>,
     /// Bumped whenever a task reaches a terminal state.
     pub ended: RwSignal<u64>,
+    /// Bumped whenever a task's Library copies move (archived, expired, deleted).
+    pub library: RwSignal<u64>,
     /// Whether the stream is open.
     pub connected: RwSignal<bool>,
 }
 
 impl Live {
     pub fn new() -> Live {
-        Live { rows: RwSignal::new(HashMap::new()), resets: RwSignal::new(0), ended: RwSignal::new(0), connected: RwSignal::new(false) }
+        Live { rows: RwSignal::new(HashMap::new()), resets: RwSignal::new(0), ended: RwSignal::new(0), library: RwSignal::new(0), connected: RwSignal::new(false) }
     }
 
     /// Takes one task row from the stream (ignoring one older than what is held).
     pub fn take(&self, row: TaskRow) {
         let ended = row.terminal;
         let mut newer = false;
+        let mut copies_moved = false;
         self.rows.update(|rows| match rows.get(&row.id) {
             Some(held) if held.version >= row.version => {}
-            _ => {
+            held => {
                 newer = true;
+                copies_moved = held.map_or(row.archive.is_some(), |h| h.archive != row.archive || h.library != row.library);
                 rows.insert(row.id.clone(), row);
             }
         });
         if newer && ended {
             self.ended.update(|n| *n += 1);
+        }
+        if copies_moved {
+            self.library.update(|n| *n += 1);
         }
     }
 

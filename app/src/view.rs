@@ -107,6 +107,65 @@ pub struct TaskRow {
     pub retry_of: Option<String>,
     /// While it waits for the rate guard: its place and expected wait ("#3 · ≈ 10 s").
     pub queue: Option<String>,
+    /// The Library's copies of its results (`/library/<task>/<n>`, signed-in paths), in
+    /// result order; empty until archived.
+    #[serde(default)]
+    pub library: Vec<String>,
+    /// Where its Library copies stand: "In Library", "Archiving 1/2", "Result expired",
+    /// "Not archived", "Deleted from Library"; `None` when nothing is to be copied.
+    #[serde(default)]
+    pub archive: Option<String>,
+}
+
+/// Panel 07: the retention guard's state, from the store's records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LibraryView {
+    /// `None`: LIBRARY_URL=off.
+    pub url: Option<String>,
+    /// Why this instance cannot use its Library.
+    pub problem: Option<String>,
+    pub retention_days: u64,
+    pub buffer_days: u64,
+    pub assets: i64,
+    pub bytes: i64,
+    pub quota_bytes: Option<u64>,
+    pub pending_tasks: usize,
+    pub pending_assets: usize,
+    pub overdue: usize,
+    pub nearest_deadline_ms: Option<u64>,
+    pub lost_tasks: usize,
+    pub failing: usize,
+    pub last_error: Option<String>,
+    /// The counts of pending and lost tasks are lower bounds (bounded scans).
+    pub capped: bool,
+    /// The server's clock when this was read (for "in 11 d").
+    pub now_ms: u64,
+}
+
+impl LibraryView {
+    /// Share of the quota used, in whole percent.
+    pub fn quota_percent(&self) -> Option<u64> {
+        self.quota_bytes.filter(|q| *q > 0).map(|q| (self.bytes.max(0) as u64).saturating_mul(100) / q)
+    }
+}
+
+/// One Library copy, for the Library listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibraryItem {
+    pub task_id: String,
+    pub index: usize,
+    pub model: String,
+    pub project: String,
+    pub owner: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub archived_ms: u64,
+    /// For signed-in people (`/library/<task>/<n>`).
+    pub path: String,
+    /// A signed link that works with no other credential until it expires.
+    pub link: String,
+    pub link_expires_s: u64,
 }
 
 impl TaskRow {
@@ -126,6 +185,22 @@ impl TaskRow {
 #[cfg(feature = "ssr")]
 impl From<gateway::TaskRecord> for TaskRow {
     fn from(t: gateway::TaskRecord) -> TaskRow {
+        use gateway::library::asset::AssetState;
+        let library = t.archive.iter().flat_map(|a| a.assets.iter().enumerate()).filter(|(_, x)| x.state == AssetState::Archived).map(|(n, _)| gateway::library::links::unsigned_path(&t.id, n)).collect();
+        let archive = t.archive.as_ref().map(|a| {
+            let count = |s: AssetState| a.assets.iter().filter(|x| x.state == s).count();
+            if a.lost() {
+                "Result expired".to_string()
+            } else if a.pending() {
+                format!("Archiving {}/{}", count(AssetState::Archived), a.assets.len())
+            } else if a.complete() {
+                "In Library".to_string()
+            } else if count(AssetState::Deleted) > 0 {
+                "Deleted from Library".to_string()
+            } else {
+                "Not archived".to_string()
+            }
+        });
         let prompt = t.input.get("prompt").and_then(|p| p.as_str()).map(|p| {
             let short: String = p.chars().take(80).collect();
             if short.len() < p.len() { format!("{short}…") } else { short }
@@ -152,6 +227,8 @@ impl From<gateway::TaskRecord> for TaskRow {
             prompt,
             retry_of: t.retry_of,
             queue: None,
+            library,
+            archive,
         }
     }
 }

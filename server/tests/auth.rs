@@ -53,6 +53,7 @@ async fn harness(store: StoreConfig) -> (Running, kie_sim::Sim) {
     let mut cfg = config(store, Some(KEY));
     cfg.kie_base_url = sim_base.parse().expect("url");
     cfg.public_url = Some(base.parse().expect("url"));
+    cfg.library = Some(library("library-auth"));
     (start_on(listener, cfg).await, sim)
 }
 
@@ -69,6 +70,9 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("list_models", String::new(), Role::Viewer),
         ("budget_status", String::new(), Role::Viewer),
         ("throttle_status", String::new(), Role::Viewer),
+        ("library_status", String::new(), Role::Viewer),
+        ("library_items", form(&[("project", "")]), Role::Viewer),
+        ("delete_library_project", form(&[("project", "matrix")]), Role::Admin),
         ("whoami", String::new(), Role::Viewer),
         ("submit_task", form(&[("model", "google/imagen4"), ("project", "matrix"), ("prompt", "a red kite")]), Role::Producer),
         ("retry_task", form(&[("id", "no-such-task")]), Role::Producer),

@@ -5,23 +5,12 @@
 mod support;
 
 use serde_json::{Value, json};
-use server::config::{LibrarySettings, StoreConfig};
+use server::config::StoreConfig;
 use std::time::Duration;
 use support::*;
 
 fn fast() -> kie_sim::Settings {
     kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }
-}
-
-fn settings(dir: &std::path::Path) -> LibrarySettings {
-    LibrarySettings {
-        url: url::Url::from_directory_path(dir).expect("url"),
-        terms: Default::default(),
-        max_asset_bytes: 64 << 20,
-        quota_bytes: None,
-        link_ttl: Duration::from_secs(24 * 3600),
-        source_hosts: gateway::library::KIE_RESULT_HOSTS.into(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -33,7 +22,7 @@ async fn a_result_is_served_from_the_library_with_signed_links_and_the_relay_ans
     let mut cfg = config(store_cfg.clone(), Some(KEY));
     cfg.kie_base_url = sim_base.parse().expect("url");
     cfg.public_url = Some(base.parse().expect("url"));
-    cfg.library = Some(settings(&testkit::scratch_dir("library-http")));
+    cfg.library = Some(library("library-http"));
     let s = start_on(listener, cfg).await;
     let (_, ready) = get_anon(&format!("{base}/readyz")).await;
     assert_eq!(serde_json::from_str::<Value>(&ready).unwrap()["library"], "ready", "{ready}");

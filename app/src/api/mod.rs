@@ -11,6 +11,7 @@
 //! cost rules. [`throttle`]: the rate guard. [`team`]: who am I, users, relay keys, the audit
 //! log.
 
+pub mod library;
 pub mod money;
 pub mod team;
 pub mod throttle;
@@ -18,6 +19,7 @@ pub mod throttle;
 pub use money::{budget_status, list_models, set_cost_rule, set_pin};
 pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};
 pub use throttle::throttle_status;
+pub use library::{delete_library_project, library_items, library_status};
 
 use leptos::prelude::*;
 
@@ -309,6 +311,9 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
         let q = gateway::tasks::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
+    // Succeeded, but a result was gone before the Library had it: Result expired.
+    let lost = gateway::tasks::task::TaskQuery { library: Some(gateway::tasks::task::LibraryFilter::Lost), limit: MAX_ROWS, ..Default::default() };
+    rows.extend(server_side::list(&ctx, lost).await?.rows);
     rows.extend(server_side::stuck(&ctx).await?);
     rows.extend(server_side::over_cap(&ctx).await?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));

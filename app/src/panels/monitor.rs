@@ -146,8 +146,15 @@ fn age(now: u64, then: u64) -> String {
 }
 
 /// An image, a video or an audio player for a result URL, by its extension.
-pub fn preview(url: String) -> impl IntoView {
-    let lower = url.to_ascii_lowercase();
+pub fn preview(url: String) -> AnyView {
+    let named = url.clone();
+    preview_from(url, &named)
+}
+
+/// [`preview`] of `src`, its kind told by `named`'s extension (a Library copy is served from
+/// a path without one; KIE's URL of the same result has it).
+pub fn preview_from(url: String, named: &str) -> AnyView {
+    let lower = named.to_ascii_lowercase();
     let path = lower.split('?').next().unwrap_or_default().to_string();
     let href = url.clone();
     if [".png", ".jpg", ".jpeg", ".webp", ".gif"].iter().any(|e| path.ends_with(e)) {
@@ -170,7 +177,10 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
                 {rows.into_iter().map(|t| {
                     let created = t.created_ms;
                     let step = t.step();
-                    let result = (t.state == "success").then(|| t.result_urls.first().cloned()).flatten();
+                    // The Library's copy once it exists (it outlives KIE's), else KIE's URL.
+                    let kie = t.result_urls.first().cloned().unwrap_or_default();
+                    let result = (t.state == "success").then(|| t.library.first().cloned().or_else(|| t.result_urls.first().cloned())).flatten();
+                    let archive = t.archive.clone();
                     view! {
                         <tr data-task=t.id.clone() data-state=t.state.clone()>
                             <td><code>{t.id.clone()}</code>
@@ -189,7 +199,12 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
                             </td>
                             <td>{move || age(now.get(), created)}</td>
                             <td data-testid="task-cost">{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
-                            <td>{result.map(preview)}</td>
+                            <td>{result.map(|src| preview_from(src, &kie))}
+                                {archive.map(|a| {
+                                    let class = if a == "In Library" { "ok small" } else if a == "Result expired" { "error small" } else { "muted small" };
+                                    view! { <div class=class data-testid="task-archive">{a}</div> }
+                                })}
+                            </td>
                         </tr>
                     }
                 }).collect_view()}

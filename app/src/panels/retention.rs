@@ -1,20 +1,159 @@
-//! 07 · Retention — downloading results before KIE deletes them (14 days).
+//! 07 · Retention — every result copied into the Library before KIE deletes it (14 days), and
+//! the Library itself: copies by project with previews from the Library's copy, download and
+//! signed links; an admin can delete a project's copies. Live: refetched when a task's copies
+//! move (archived, expired, deleted).
 
 use leptos::prelude::*;
 
-use super::{Panel, badge};
+use super::{Panel, badge, said};
+use crate::api::{delete_library_project, library_items, library_status};
+use crate::live::live;
+use crate::view::{LibraryItem, LibraryView};
+
+/// `1.4 MB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
+}
+
+/// `11 d 4 h`, `3 h`, `overdue`.
+fn until(now_ms: u64, then_ms: u64) -> String {
+    if then_ms <= now_ms {
+        return "overdue".into();
+    }
+    let h = (then_ms - now_ms) / 3_600_000;
+    if h >= 24 { format!("in {} d {} h", h / 24, h % 24) } else { format!("in {h} h") }
+}
+
+fn status_badge(v: &LibraryView) -> AnyView {
+    match (&v.url, &v.problem, v.quota_percent()) {
+        (None, _, _) => badge("off", "Off").into_any(),
+        (_, Some(_), _) => badge("err", "Problem").into_any(),
+        (_, _, Some(p)) if p >= 100 => badge("err", "Library full").into_any(),
+        _ if v.lost_tasks > 0 => badge("warn", format!("{} expired", v.lost_tasks)).into_any(),
+        _ if v.pending_assets > 0 => badge("info", format!("{} archiving", v.pending_assets)).into_any(),
+        _ => badge("ok", "Active").into_any(),
+    }
+}
+
+fn facts(v: LibraryView) -> AnyView {
+    let Some(url) = v.url.clone() else {
+        return view! { <p class="muted" data-testid="library-off">"The Library is off (LIBRARY_URL=off): results stay on KIE's servers and are gone after its retention."</p> }.into_any();
+    };
+    let plus = if v.capped { "+" } else { "" };
+    let quota = v.quota_bytes.map(|q| {
+        let p = v.quota_percent().unwrap_or(0);
+        let class = if p >= 90 { "error" } else if p >= 80 { "warn" } else { "muted" };
+        view! {
+            <dt>"Quota"</dt>
+            <dd class=class data-testid="library-quota">{format!("{} of {} ({p} %)", size(v.bytes.max(0) as u64), size(q))}
+                {(p >= 80).then(|| view! { <div class="small">{if p >= 100 { "Full: nothing more is archived until the quota is raised (LIBRARY_MAX_GB) or a project's copies are deleted." } else { "Nearly full: raise LIBRARY_MAX_GB or delete a project's copies." }}</div> })}
+            </dd>
+        }
+    });
+    view! {
+        {v.problem.clone().map(|p| view! { <p class="error" data-testid="library-problem">{p}</p> })}
+        <dl class="kv" data-testid="library-status">
+            <dt>"Library"</dt><dd><code>{url}</code></dd>
+            <dt>"Retention"</dt><dd>{format!("KIE deletes after {} days; copies due {} days before", v.retention_days, v.buffer_days)}</dd>
+            <dt>"In Library"</dt><dd data-testid="library-archived">{format!("{} assets · {}", v.assets, size(v.bytes.max(0) as u64))}</dd>
+            <dt>"Archiving"</dt><dd data-testid="library-pending">{format!("{}{plus} assets of {}{plus} tasks", v.pending_assets, v.pending_tasks)}
+                {(v.overdue > 0).then(|| view! { <span class="error">{format!(" · {} past the deadline", v.overdue)}</span> })}</dd>
+            <dt>"Nearest deadline"</dt><dd>{v.nearest_deadline_ms.map_or("none pending".to_string(), |d| until(v.now_ms, d))}</dd>
+            <dt>"Result expired"</dt><dd data-testid="library-lost">{format!("{}{plus} tasks", v.lost_tasks)}</dd>
+            {quota}
+        </dl>
+        {v.last_error.clone().map(|e| view! { <p class="warn small" data-testid="library-last-error">{format!("{} retrying · last: {e}", v.failing)}</p> })}
+    }
+    .into_any()
+}
+
+/// An image, a video or an audio player for a Library copy, by its sniffed type.
+pub fn library_preview(path: String, content_type: &str) -> AnyView {
+    if content_type.starts_with("image/") {
+        view! { <img class="thumb" src=path alt="Library copy" loading="lazy"/> }.into_any()
+    } else if content_type.starts_with("video/") {
+        view! { <video class="thumb" src=path controls=true preload="metadata" data-testid="library-video"></video> }.into_any()
+    } else if content_type.starts_with("audio/") {
+        view! { <audio src=path controls=true preload="none"></audio> }.into_any()
+    } else {
+        view! { <span class="muted">{content_type.to_string()}</span> }.into_any()
+    }
+}
+
+fn item(i: LibraryItem) -> impl IntoView {
+    let name = format!("{}-{}", i.task_id, i.index);
+    view! {
+        <li class="library-item" data-task=i.task_id.clone() data-testid="library-item">
+            {library_preview(i.path.clone(), &i.content_type)}
+            <div>
+                <code>{i.task_id.clone()}</code>" · "{i.model.clone()}" · "{i.project.clone()}
+                <div class="muted small">{format!("{} · {} · sha256 {}…", i.content_type, size(i.bytes), i.sha256.chars().take(12).collect::<String>())}</div>
+                <a href=i.path.clone() download=name data-testid="library-download">"Download"</a>
+                <label class="small">" Signed link "
+                    <input type="text" readonly=true value=i.link.clone() size="28" aria-label="Signed link, works without signing in" data-testid="library-link"/>
+                </label>
+            </div>
+        </li>
+    }
+}
 
 #[component]
 pub fn RetentionPanel() -> impl IntoView {
+    let live = live();
+    let status = Resource::new(move || (live.library.get(), live.ended.get(), live.resets.get()), |_| library_status());
+    let project = RwSignal::new(String::new());
+    let deleted = RwSignal::new(0u64);
+    let items = Resource::new(move || (live.library.get(), live.resets.get(), project.get(), deleted.get()), |(_, _, p, _)| library_items(p));
+    let delete = Action::new(move |p: &String| {
+        let p = p.clone();
+        async move {
+            let r = delete_library_project(p).await;
+            deleted.update(|n| *n += 1);
+            r
+        }
+    });
+    let doomed = RwSignal::new(String::new());
+    let badge_view = move || status.get().map(|r| r.map_or_else(|_| badge("err", "Unavailable").into_any(), |v| status_badge(&v)));
     view! {
-        <Panel number="07" kicker="Retention" title="Asset Retention Guard" badge=badge("off", "Not active")>
-            <dl class="kv">
-                <dt>"Retention window"</dt><dd>"~14 days — KIE deletes generated media after this"</dd>
-                <dt>"Download buffer"</dt><dd>"2 days before expiry"</dd>
-            </dl>
-            <p class="fine">
-                "Finished results will be pulled into the Library before they expire; downloaded assets flip to In Library and survive past KIE's deletion."
-            </p>
+        <Panel number="07" kicker="Retention" title="Asset Retention Guard" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || status.get().map(|r| match r {
+                    Ok(v) => facts(v),
+                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
+                })}
+            </Suspense>
+            <h3>"Library"</h3>
+            <label class="small">"Project "
+                <input type="search" placeholder="all projects" data-testid="library-project"
+                    on:change=move |ev| project.set(event_target_value(&ev))/>
+            </label>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || items.get().map(|r| match r {
+                    Ok(list) if list.is_empty() => view! { <p class="empty" data-testid="library-empty">"No copies yet: results land here as soon as their tasks succeed."</p> }.into_any(),
+                    Ok(list) => view! { <ul class="library" data-testid="library-list">{list.into_iter().map(item).collect_view()}</ul> }.into_any(),
+                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
+                })}
+            </Suspense>
+            {crate::when_role(crate::view::Me::is_admin, move || view! {
+                <form class="inline" data-testid="library-delete" on:submit=move |ev| {
+                    ev.prevent_default();
+                    delete.dispatch(doomed.get_untracked());
+                }>
+                    <label class="small">"Delete a project's copies "
+                        <input type="text" required=true placeholder="project" bind:value=doomed/>
+                    </label>
+                    <button type="submit" class="danger" disabled=move || delete.pending().get()>"Delete copies"</button>
+                    {move || delete.value().get().map(|r| match r {
+                        Ok(n) => view! { <span class="ok small" data-testid="library-deleted">{format!(" {n} copies deleted (audited)")}</span> }.into_any(),
+                        Err(e) => view! { <span class="error small">{said(&e)}</span> }.into_any(),
+                    })}
+                </form>
+            }, || ())}
         </Panel>
     }
 }

@@ -69,6 +69,18 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
     }
 }
 
+/// Library settings with a folder of its own under the scratch directory.
+pub fn library(label: &str) -> server::config::LibrarySettings {
+    server::config::LibrarySettings {
+        url: url::Url::from_directory_path(testkit::scratch_dir(label)).expect("url"),
+        terms: Default::default(),
+        max_asset_bytes: 64 << 20,
+        quota_bytes: None,
+        link_ttl: Duration::from_secs(24 * 3600),
+        source_hosts: gateway::library::KIE_RESULT_HOSTS.into(),
+    }
+}
+
 /// A listener on a free loopback port and its base URL (to know the address before start).
 pub async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,0 +1,97 @@
+//! Server functions of the Retention panel (07) and its Library listing. Thin: read the
+//! Library's state and copies from the core, map them to view types.
+
+use leptos::prelude::*;
+
+use crate::view::{LibraryItem, LibraryView};
+#[cfg(feature = "ssr")]
+use crate::api::server_side::{Role, refuse, signed_in, store_error};
+
+/// How many tasks' copies the listing shows.
+#[cfg(feature = "ssr")]
+const LISTED: usize = 48;
+
+/// The retention guard's state (viewer and above).
+#[server(endpoint = "library_status")]
+pub async fn library_status() -> Result<LibraryView, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let Some(lib) = &ctx.library else { return Ok(LibraryView::default()) };
+    let s = lib.status().await.map_err(store_error)?;
+    let terms = ctx.lifecycle.options().archive.unwrap_or_default();
+    const DAY: u64 = 24 * 3600 * 1000;
+    Ok(LibraryView {
+        url: Some(s.url),
+        problem: s.problem,
+        retention_days: terms.retention_ms / DAY,
+        buffer_days: terms.buffer_ms / DAY,
+        assets: s.assets,
+        bytes: s.bytes,
+        quota_bytes: s.quota_bytes,
+        pending_tasks: s.pending_tasks,
+        pending_assets: s.pending_assets,
+        overdue: s.overdue,
+        nearest_deadline_ms: s.nearest_deadline_ms,
+        lost_tasks: s.lost_tasks,
+        failing: s.failing,
+        last_error: s.last_error,
+        capped: s.capped,
+        now_ms: gateway::store::now_ms(),
+    })
+}
+
+/// The newest copies in the Library, of one project or all (viewer and above).
+#[server(endpoint = "library_items")]
+pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFnError> {
+    use gateway::library::asset::AssetState;
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let Some(lib) = &ctx.library else { return Ok(Vec::new()) };
+    let project = Some(project.trim()).filter(|p| !p.is_empty());
+    if project.is_some_and(|p| !gateway::tasks::task::valid_name(p)) {
+        return Err(refuse(422, format!("A project name is {}.", gateway::tasks::task::NAME_RULE)));
+    }
+    let page = lib.list(project, None, LISTED).await.map_err(store_error)?;
+    let signer = ctx.lifecycle.options().library_links.clone();
+    let now_s = gateway::store::now_ms() / 1000;
+    let mut items = Vec::new();
+    for t in page.tasks {
+        let Some(a) = &t.archive else { continue };
+        for (n, x) in a.assets.iter().enumerate().filter(|(_, x)| x.state == AssetState::Archived) {
+            let path = gateway::library::links::unsigned_path(&t.id, n);
+            let (link, link_expires_s) = match &signer {
+                Some(s) => (s.link(&t.id, n, now_s), s.expiry(now_s)),
+                None => (path.clone(), 0),
+            };
+            items.push(LibraryItem {
+                task_id: t.id.clone(),
+                index: n,
+                model: t.model.clone(),
+                project: t.project.clone(),
+                owner: t.owner.clone(),
+                content_type: x.content_type.clone().unwrap_or_default(),
+                bytes: x.bytes.unwrap_or(0),
+                sha256: x.sha256.clone().unwrap_or_default(),
+                archived_ms: x.archived_ms.unwrap_or(0),
+                path,
+                link,
+                link_expires_s,
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// Deletes every Library copy of a project (admin; audited). Returns how many were deleted.
+#[server(endpoint = "delete_library_project")]
+pub async fn delete_library_project(project: String) -> Result<usize, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let Some(lib) = &ctx.library else { return Err(refuse(409, "The Library is off on this console (LIBRARY_URL=off).")) };
+    let project = project.trim();
+    if !gateway::tasks::task::valid_name(project) {
+        return Err(refuse(422, format!("A project name is {}.", gateway::tasks::task::NAME_RULE)));
+    }
+    lib.delete_project(&actor, project).await.map_err(|e| match e {
+        gateway::library::LibraryError::Forbidden(e) => refuse(403, e.to_string()),
+        gateway::library::LibraryError::Store(e) => store_error(e),
+        other => refuse(503, other.to_string()),
+    })
+}
