@@ -94,3 +94,46 @@ test('a failing task appears in the Error Review and Retry submits a linked task
     await server.stop();
   }
 });
+
+test('a result flips to In Library and plays from the Library copy, live', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    const id = await compose(page, 'bytedance/seedance-2', 'a paper boat on a canal');
+    await watchStates(page, id, 'success');
+    // Archived at once after it succeeds; the row says so without a reload.
+    await page.waitForSelector(`tr[data-task="${id}"] [data-testid="task-archive"]:has-text("In Library")`, { timeout: 20_000 });
+    const video = `tr[data-task="${id}"] video.thumb`;
+    await page.waitForFunction((sel) => {
+      const v = document.querySelector(sel);
+      return v && new URL(v.currentSrc || v.src).pathname.startsWith('/library/') && v.readyState >= 1 && v.duration > 0;
+    }, video, { timeout: 15_000 });
+    // It plays (muted, so autoplay rules allow it) from the Library's copy.
+    const played = await page.$eval(video, async (v) => {
+      v.muted = true;
+      await v.play();
+      await new Promise((r) => setTimeout(r, 400));
+      return { time: v.currentTime, src: new URL(v.currentSrc).pathname };
+    });
+    assert.ok(played.time > 0, `the video advanced: ${JSON.stringify(played)}`);
+    assert.equal(played.src, `/library/${id}/0`);
+
+    // Panel 07 lists it with its player, and its signed link works with no session at all.
+    const item = page.locator(`[data-panel="07"] [data-testid="library-item"][data-task="${id}"]`);
+    await item.waitFor({ timeout: 10_000 });
+    assert.equal(await item.locator('[data-testid="library-video"]').count(), 1);
+    const link = await item.locator('[data-testid="library-link"]').inputValue();
+    assert.match(link, new RegExp(`/library/${id}/0\\?exp=\\d+&sig=`));
+    const anon = await fetch(new URL(link, server.base));
+    assert.equal(anon.status, 200);
+    assert.equal(anon.headers.get('content-type'), 'video/mp4');
+    assert.equal((await fetch(`${server.base}/library/${id}/0`)).status, 401, 'the plain path needs a session');
+    await page.waitForFunction(() => /1 assets/.test(document.querySelector('[data-testid="library-archived"]')?.textContent ?? ''), null, { timeout: 10_000 });
+    assert.deepEqual(errors, [], 'no console errors');
+    await page.locator('[data-panel="07"]').screenshot({ path: join(artifacts, 'library.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});

@@ -68,14 +68,6 @@ async fn get(store: &Arc<dyn Store>, id: &str) -> TaskRecord {
     store.task_get(id).await.unwrap().unwrap()
 }
 
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
-    let start = std::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(secs), "{what} did not happen within {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The first asset's state.
 async fn asset_state(store: &Arc<dyn Store>, id: &str) -> Option<AssetState> {
     get(store, id).await.archive.and_then(|a| a.assets.first().map(|x| x.state))
@@ -189,30 +181,6 @@ async fn two_instances_on_one_redis_share_one_library_and_download_each_result_o
     assert_eq!(other.problem().as_deref(), Some(err.as_str()));
 }
 
-/// A source on loopback standing in for KIE's result host: `/slow/<n>` sends `n` bytes slowly
-/// (a download that can be cut off), `/bytes/<n>` at once, `/redirect` answers 302 to an internal address, `/png`
-/// a small PNG.
-async fn source() -> String {
-    use axum::routing::get;
-    async fn slow(axum::extract::Path(n): axum::extract::Path<usize>) -> axum::response::Response {
-        let chunks = futures::stream::iter(0..n.div_ceil(1000)).then(|_| async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1000]))
-        });
-        axum::response::Response::new(axum::body::Body::from_stream(chunks))
-    }
-    let app = axum::Router::new()
-        .route("/slow/{n}", get(slow))
-        .route("/bytes/{n}", get(|axum::extract::Path(n): axum::extract::Path<usize>| async move { vec![7u8; n] }))
-        .route("/redirect", get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://169.254.169.254/latest/meta-data/")]) }))
-        .route("/png", get(|| async { b"\x89PNG\r\n\x1a\n-not-really-a-png".to_vec() }))
-        .route("/big", get(|| async { vec![1u8; 3 << 20] }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
-}
-
 /// A succeeded task written straight to the store, with these result URLs.
 async fn succeeded(store: &Arc<dyn Store>, project: &str, urls: &[String]) -> TaskRecord {
     let now = now_ms();
@@ -227,7 +195,7 @@ async fn succeeded(store: &Arc<dyn Store>, project: &str, urls: &[String]) -> Ta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_download_cut_off_leaves_nothing_visible_and_the_next_instance_finishes_it() {
-    let src = source().await;
+    let src = testkit::result_host().await;
     let store = redis().await;
     let lc = lifecycle(store.clone(), &src);
     let dir = testkit::scratch_dir("library-crash");
@@ -274,7 +242,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redirects_private_addresses_foreign_hosts_and_oversize_results_are_refused() {
-    let src = source().await;
+    let src = testkit::result_host().await;
     let store = redis().await;
     let lc = lifecycle(store.clone(), &src);
     let lib = library(folder(&testkit::scratch_dir("library-refuse")), &lc, &src, |c| {
@@ -343,7 +311,7 @@ async fn a_lapsed_link_is_renewed_through_download_url_and_a_deleted_result_is_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_quota_refuses_past_its_cap_and_an_admin_deletes_a_projects_copies() {
-    let src = source().await;
+    let src = testkit::result_host().await;
     let store = redis().await;
     let lc = lifecycle(store.clone(), &src);
     let lib = library(folder(&testkit::scratch_dir("library-quota")), &lc, &src, |c| c.quota_bytes = Some(150_000));
@@ -373,45 +341,13 @@ async fn the_quota_refuses_past_its_cap_and_an_admin_deletes_a_projects_copies()
     assert!(audit.entries.iter().any(|e| e.action == "library.delete_project" && e.target == "trailer" && e.who == "a@studio.test"), "audited");
 }
 
-/// moto's S3 server (PyPI, installed by scripts/setup.sh into tools/venv) on a free port.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    async fn start() -> S3Server {
-        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/moto_server");
-        assert!(bin.exists(), "{} is missing: run scripts/setup.sh test (it installs moto[server] from tools/requirements-test.txt)", bin.display());
-        let port = testkit::free_port();
-        let child = std::process::Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let s = S3Server { child, endpoint };
-        wait_for("moto_server answers", 30, || async { reqwest::get(format!("{}/", s.endpoint)).await.is_ok() }).await;
-        s
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_library_on_an_s3_compatible_server_archives_serves_ranges_and_resumes() {
-    let s3 = S3Server::start().await;
-    let bucket = testkit::unique("bucket").to_lowercase().replace(['_', ':'], "-");
-    assert!(reqwest::Client::new().put(format!("{}/{bucket}", s3.endpoint)).send().await.unwrap().status().is_success(), "bucket created");
-    let aws = [("AWS_ENDPOINT", s3.endpoint.as_str()), ("AWS_ALLOW_HTTP", "true"), ("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
+    let s3 = testkit::S3Server::start();
+    let bucket = s3.bucket("bucket").await;
+    let aws = s3.aws();
     let objects = gateway::library::open_objects(&format!("s3://{bucket}/studio/library").parse().unwrap(), aws).unwrap();
-    let src = source().await;
+    let src = testkit::result_host().await;
     let store = redis().await;
     let lc = lifecycle(store.clone(), &src);
     let lib = library(objects.clone(), &lc, &src, |_| {});

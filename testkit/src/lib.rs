@@ -6,6 +6,8 @@
 //!   restart) by itself. Every `redis-server` started here runs with the append-only file
 //!   on, as production must.
 //! - [`sse::SseClient`] — a reader of the console's live event stream over HTTP.
+//! - [`S3Server`] — moto's S3-compatible server on a free port; [`result_host`] — a loopback
+//!   stand-in for KIE's result host.
 //! - [`unique`] — a process-unique name, for key prefixes and temporary records, so tests
 //!   share one Redis without seeing each other.
 
@@ -164,6 +166,82 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback stand-in for KIE's result host, for the Library's tests and benchmark:
+/// `/bytes/<n>` answers `n` bytes at once, `/slow/<n>` sends them a kilobyte every 20 ms (a
+/// download that can be cut off), `/redirect` answers 302 to the cloud metadata address,
+/// `/png` a few bytes that begin like a PNG, `/big` 3 MiB. Returns its base URL.
+pub async fn result_host() -> String {
+    use axum::extract::Path;
+    use axum::routing::get;
+    use futures::StreamExt;
+    async fn slow(Path(n): Path<usize>) -> axum::response::Response {
+        let chunks = futures::stream::iter(0..n.div_ceil(1000)).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![7u8; 1000]))
+        });
+        axum::response::Response::new(axum::body::Body::from_stream(chunks))
+    }
+    let app = axum::Router::new()
+        .route("/slow/{n}", get(slow))
+        .route("/bytes/{n}", get(|Path(n): Path<usize>| async move { vec![7u8; n] }))
+        .route("/redirect", get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://169.254.169.254/latest/meta-data/")]) }))
+        .route("/png", get(|| async { b"\x89PNG\r\n\x1a\n-not-really-a-png".to_vec() }))
+        .route("/big", get(|| async { vec![1u8; 3 << 20] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// An S3-compatible server owned by one test: moto's server mode (PyPI `moto[server]`,
+/// installed by `scripts/setup.sh test` into `tools/venv`) on a free loopback port; stopped
+/// when dropped. It keeps objects in memory, which is all a test needs; it speaks S3's HTTP
+/// API (SigV4, multipart uploads, ranges, copies), so the client under test is the real one.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/moto_server");
+        assert!(bin.exists(), "{} is missing: run scripts/setup.sh test (it installs moto[server], pinned in tools/requirements-test.txt)", bin.display());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Server { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Creates a bucket (moto accepts any credentials) and returns its name.
+    pub async fn bucket(&self, label: &str) -> String {
+        let name = unique(label).to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let r = reqwest::Client::new().put(format!("{}/{name}", self.endpoint)).send().await.expect("create bucket");
+        assert!(r.status().is_success(), "creating bucket {name}: {}", r.status());
+        name
+    }
+
+    /// The `AWS_*` settings that point an S3 client at this server.
+    pub fn aws(&self) -> [(&'static str, &str); 5] {
+        [("AWS_ENDPOINT", self.endpoint.as_str()), ("AWS_ALLOW_HTTP", "true"), ("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
