@@ -72,11 +72,12 @@ npm_install tools
 # --- End-to-end suite and the alert rules' checker ------------------------------------------
 if [ "$mode" = test ]; then
   npm_install end2end   # playwright-core only: it drives /usr/bin/chromium, downloads no browser
-  # The relay API's checkers (PyPI, pinned in tools/requirements-test.txt), in their own venv.
-  # (Any pinned line missing from the venv's `pip freeze` means: install.)
+  # The relay API's checkers and the S3-compatible test server (PyPI, pinned in
+  # tools/requirements-test.txt), in their own venv.
+  # (Any pinned line missing from the venv's `pip freeze`, which lists no extras, means: install.)
   installed="$(tools/venv/bin/python -m pip freeze 2>/dev/null || true)"
-  if grep -vxF -f <(printf '%s\n' "$installed") tools/requirements-test.txt >/dev/null; then
-    say "installing schemathesis and openapi-spec-validator (PyPI) in tools/venv"
+  if sed 's/\[[^]]*\]//' tools/requirements-test.txt | grep -vxF -f <(printf '%s\n' "$installed") >/dev/null; then
+    say "installing schemathesis, openapi-spec-validator and moto (PyPI) in tools/venv"
     python3 -m venv tools/venv
     tools/venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
   fi
