@@ -7,7 +7,7 @@ use gateway::library::asset::{Archive, AssetState, Terms};
 use gateway::library::{Library, LibraryConfig, Sources};
 use gateway::outbound::OutboundPolicy;
 use gateway::store::now_ms;
-use gateway::tasks::task::{FailClass, LibraryFilter, TaskQuery, TaskState};
+use gateway::tasks::task::{FailClass, Mark, TaskQuery, TaskState};
 use gateway::team::accounts::{Actor, Role};
 use gateway::{Lifecycle, LifecycleOptions, RedisStore, Secret, Store, TaskRecord};
 use kie_sim::{Schedule, Settings, Sim};
@@ -302,7 +302,7 @@ async fn a_lapsed_link_is_renewed_through_download_url_and_a_deleted_result_is_r
     assert_eq!(t.state, TaskState::Success, "KIE did the work (and charged for it)");
     assert_eq!(t.fail_class, Some(FailClass::ResultExpired));
     assert!(t.fail_msg.as_deref().unwrap().contains("download-url"), "{:?}", t.fail_msg);
-    let lost = store.task_list(&TaskQuery { library: Some(LibraryFilter::Lost), ..Default::default() }).await.unwrap();
+    let lost = store.task_list(&TaskQuery { mark: Some(Mark::ResultLost), ..Default::default() }).await.unwrap();
     assert_eq!(lost.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![gone.id.as_str()], "the Error Review finds it");
     let log: Value = reqwest::get(format!("{base}/_sim/log?limit=100000")).await.unwrap().json().await.unwrap();
     let renewals = log["entries"].as_array().unwrap().iter().filter(|e| e["path"] == "/api/v1/common/download-url").count();

@@ -2,6 +2,7 @@
 //! no server holds it):
 //! - `control-room key create|list|revoke`: relay keys; a new key is printed once;
 //! - `control-room budget set|show`: cost rules in US dollars, with their spend meters;
+//! - `control-room receipts export --project P [--format json|csv] [--from --to]`: a receipt;
 //! - `control-room user add|list|set-role|disable|enable|reset-password`: people and roles;
 //!   passwords are read from standard input, never from flags.
 //!
@@ -9,7 +10,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::config::{BudgetCommand, Command, Config, KeyCommand, UserCommand};
+use crate::config::{BudgetCommand, Command, Config, KeyCommand, ReceiptsCommand, UserCommand};
 use crate::{ServerError, open_store};
 use gateway::team::accounts::{self, Actor, Role};
 use gateway::money::budget::{self, CostRule, money};
@@ -21,7 +22,27 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::Key(cmd) => key_command(config, cmd, out).await,
         Command::Budget(cmd) => budget_command(config, cmd, out).await,
         Command::User(cmd) => user_command(config, cmd, input, out).await,
+        Command::Receipts(cmd) => receipts_command(config, cmd, out).await,
     }
+}
+
+/// Runs one receipts command, writing to `out`.
+pub async fn receipts_command(config: &Config, cmd: ReceiptsCommand, out: &mut dyn Write) -> Result<(), ServerError> {
+    let store = open_store(&config.store).await?;
+    match cmd {
+        ReceiptsCommand::Export { project, format, from, to } => {
+            let base = config.public_base();
+            let r = gateway::money::receipts::receipt(store.as_ref(), project.trim(), from.as_deref(), to.as_deref(), base.as_deref())
+                .await
+                .map_err(|e| ServerError::Store(e.to_string()))?;
+            match format.as_str() {
+                "json" => writeln!(out, "{}", serde_json::to_string_pretty(&r).map_err(|e| ServerError::Store(e.to_string()))?)?,
+                "csv" => write!(out, "{}", gateway::money::receipts::csv(&r))?,
+                other => return Err(ServerError::Store(format!("--format must be json or csv, not {other}"))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One line from `input`, without its line ending: a password.

@@ -119,6 +119,10 @@ pub struct Cli {
     /// subdomains). KIE_BASE_URL's own host is always admitted (the simulator serves there).
     #[arg(long, env = "LIBRARY_SOURCE_HOSTS", default_value = gateway::library::KIE_RESULT_HOSTS)]
     pub library_source_hosts: String,
+    /// Every receipt line, when its task ends, is POSTed here as JSON (at least once, signed
+    /// with RECEIPT_SYNC_SECRET, through the outbound policy).
+    #[arg(long, env = "RECEIPT_SYNC_URL")]
+    pub receipt_sync_url: Option<String>,
     /// Administration commands; without one, the console serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -133,9 +137,30 @@ pub enum Command {
     /// Cost rules: caps in US dollars per job, per rolling 24 hours and in total.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Receipts: one per production, in KIE's actual credits.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
     /// People who sign in to the console, and their roles.
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ReceiptsCommand {
+    /// Print a project's receipt (every ended task a line) as JSON or CSV.
+    Export {
+        #[arg(long)]
+        project: String,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// First day (UTC, YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (UTC, YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -261,6 +286,14 @@ fn library_settings(cli: &Cli) -> Result<Option<LibrarySettings>, ConfigError> {
     }))
 }
 
+fn receipt_sync(url: Option<&str>, env: &dyn Env) -> Result<Option<gateway::money::receipt_sync::SyncTarget>, ConfigError> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    let url = http_url("RECEIPT_SYNC_URL", url)?;
+    let secret = secret_var(env, "RECEIPT_SYNC_SECRET")?
+        .ok_or_else(|| ConfigError("RECEIPT_SYNC_URL is set but RECEIPT_SYNC_SECRET is not: receipt lines are always signed (X-Receipt-Signature)".into()))?;
+    Ok(Some(gateway::money::receipt_sync::SyncTarget { url: url.to_string(), secret }))
+}
+
 /// Where shared state lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
@@ -296,6 +329,8 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     /// The Library (`None`: `LIBRARY_URL=off`, nothing is archived).
     pub library: Option<LibrarySettings>,
+    /// `RECEIPT_SYNC_URL` with `RECEIPT_SYNC_SECRET`.
+    pub receipt_sync: Option<gateway::money::receipt_sync::SyncTarget>,
 }
 
 /// A configuration mistake, said in one line.
@@ -414,6 +449,7 @@ impl Config {
             },
             metrics_token: secret_var(env, "METRICS_TOKEN")?,
             library,
+            receipt_sync: receipt_sync(cli.receipt_sync_url.as_deref(), env)?,
         })
     }
 

@@ -13,6 +13,7 @@
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
 //! - [`library`] — `GET /library/{task}/{n}`: a result's Library copy (signed in, or a signed
 //!   link), with ranges, `ETag` and long caching; [`open_library`] builds it from the config.
+//! - [`receipts`] — `GET /receipts.json` and `/receipts.csv`: a project's receipt.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
@@ -32,6 +33,7 @@ pub mod health;
 pub mod library;
 pub mod live;
 pub mod metrics;
+pub mod receipts;
 pub mod relay;
 pub mod relay_docs;
 pub mod simulator;
@@ -231,6 +233,8 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/events", get(live::events))
         .route("/metrics", get(metrics::metrics))
         .route("/library/{task}/{n}", get(library::asset))
+        .route("/receipts.json", get(receipts::json))
+        .route("/receipts.csv", get(receipts::csv))
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
@@ -349,6 +353,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics,
         archive: config.library.as_ref().map(|l| l.terms),
         library_links,
+        receipt_sync: config.receipt_sync.clone(),
         ..Default::default()
     };
     let lifecycle = Lifecycle::new(store.clone(), kie.clone(), catalog, options);

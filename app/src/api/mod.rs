@@ -312,7 +312,7 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
         rows.extend(server_side::list(&ctx, q).await?.rows);
     }
     // Succeeded, but a result was gone before the Library had it: Result expired.
-    let lost = gateway::tasks::task::TaskQuery { library: Some(gateway::tasks::task::LibraryFilter::Lost), limit: MAX_ROWS, ..Default::default() };
+    let lost = gateway::tasks::task::TaskQuery { mark: Some(gateway::tasks::task::Mark::ResultLost), limit: MAX_ROWS, ..Default::default() };
     rows.extend(server_side::list(&ctx, lost).await?.rows);
     rows.extend(server_side::stuck(&ctx).await?);
     rows.extend(server_side::over_cap(&ctx).await?);

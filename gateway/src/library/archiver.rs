@@ -30,7 +30,7 @@ use std::time::Duration;
 use super::asset::AssetState;
 use super::{Library, asset_path, bytes_hold, bytes_scope, count_hold, count_scope, sniff};
 use crate::store::{ReserveOutcome, ReserveRequest, StoreResult, now_ms};
-use crate::tasks::task::{FailClass, LibraryFilter, TaskQuery, TaskRecord};
+use crate::tasks::task::{FailClass, Mark, TaskQuery, TaskRecord};
 
 /// How long a task's lease lasts without renewal.
 const LEASE: Duration = Duration::from_secs(120);
@@ -105,7 +105,7 @@ impl Library {
     /// One round: the due tasks of the next stretch of the pending index, nearest deadline
     /// first, `concurrency` at a time.
     pub async fn round(&self, cursor: &mut Option<String>) -> StoreResult<()> {
-        let mut q = TaskQuery { library: Some(LibraryFilter::Pending), oldest_first: true, after: cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+        let mut q = TaskQuery { mark: Some(Mark::ArchivePending), oldest_first: true, after: cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let mut due = Vec::new();
         let now = now_ms();
         loop {

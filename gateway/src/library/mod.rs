@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock};
 use url::Url;
 
 use crate::store::{Scope, Store, StoreError, StoreResult};
-use crate::tasks::task::{LibraryFilter, TaskQuery, TaskRecord};
+use crate::tasks::task::{Mark, TaskQuery, TaskRecord};
 use crate::team::accounts::{AccountError, Actor, Role};
 use crate::{Lifecycle, TaskState};
 use asset::{Asset, AssetState};
@@ -300,7 +300,7 @@ impl Library {
             Err(object_store::Error::NotFound { .. }) => {
                 // A new Library: adopted when the deployment is new, or when no task holds a
                 // copy yet (an upgrade, or a first start stopped before the marker was written).
-                let holding = TaskQuery { library: Some(LibraryFilter::Holding), limit: 1, ..Default::default() };
+                let holding = TaskQuery { mark: Some(Mark::InLibrary), limit: 1, ..Default::default() };
                 let empty = self.store().task_list(&holding).await.map_err(store_err)?.tasks.is_empty();
                 if fresh || empty {
                     self.0.objects.put(&marker, id.into()).await.map_err(|e| cannot("written", e))?;
@@ -342,7 +342,7 @@ impl Library {
     pub async fn status(&self) -> StoreResult<LibraryStatus> {
         let now = crate::store::now_ms();
         let mut s = LibraryStatus { url: self.0.cfg.url.clone(), problem: self.problem(), quota_bytes: self.0.cfg.quota_bytes, ..Default::default() };
-        let (pending, capped_p) = self.scan(LibraryFilter::Pending, STATUS_SCAN).await?;
+        let (pending, capped_p) = self.scan(Mark::ArchivePending, STATUS_SCAN).await?;
         for t in &pending {
             let Some(a) = &t.archive else { continue };
             let waiting = a.assets.iter().filter(|x| x.state == AssetState::Pending);
@@ -361,7 +361,7 @@ impl Library {
             }
         }
         s.pending_tasks = pending.len();
-        let (lost, capped_l) = self.scan(LibraryFilter::Lost, STATUS_SCAN).await?;
+        let (lost, capped_l) = self.scan(Mark::ResultLost, STATUS_SCAN).await?;
         s.lost_tasks = lost.len();
         s.capped = capped_p || capped_l;
         s.bytes = self.store().usage(&bytes_scope(None)).await?;
@@ -370,9 +370,9 @@ impl Library {
     }
 
     /// Tasks in one Library index, oldest first, up to `cap`; and whether there were more.
-    pub(crate) async fn scan(&self, filter: LibraryFilter, cap: usize) -> StoreResult<(Vec<TaskRecord>, bool)> {
+    pub(crate) async fn scan(&self, filter: Mark, cap: usize) -> StoreResult<(Vec<TaskRecord>, bool)> {
         let mut out = Vec::new();
-        let mut q = TaskQuery { library: Some(filter), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+        let mut q = TaskQuery { mark: Some(filter), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         loop {
             let page = self.store().task_list(&q).await?;
             out.extend(page.tasks);
@@ -386,7 +386,7 @@ impl Library {
 
     /// The Library's listing: tasks holding copies, newest first, optionally of one project.
     pub async fn list(&self, project: Option<&str>, after: Option<String>, limit: usize) -> StoreResult<crate::tasks::task::TaskPage> {
-        let q = TaskQuery { library: Some(LibraryFilter::Holding), project: project.map(str::to_string), after, limit, ..Default::default() };
+        let q = TaskQuery { mark: Some(Mark::InLibrary), project: project.map(str::to_string), after, limit, ..Default::default() };
         self.store().task_list(&q).await
     }
 

@@ -146,6 +146,23 @@ pub struct TaskRecord {
     /// The results' Library copies (set when the task succeeds; see [`crate::library`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<Archive>,
+    /// Counted in the receipts' totals (`money::receipts`), once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
+    /// Its receipt line's delivery to `RECEIPT_SYNC_URL` (set when it ends, if configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_sync: Option<ReceiptSync>,
+}
+
+/// How a receipt line's delivery to `RECEIPT_SYNC_URL` goes (at least once, until a 2xx).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptSync {
+    pub delivered: bool,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    /// The receiver's last answer: its status, or why there was none.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
 }
 
 /// What the dispatcher knows of sending a task to KIE.
@@ -247,6 +264,8 @@ impl TaskRecord {
             retry_of: None,
             budget_pending: false,
             archive: None,
+            folded: false,
+            receipt_sync: None,
         }
     }
 
@@ -271,6 +290,12 @@ impl TaskRecord {
         if self.result_lost() {
             keys.push(index::RESULT_LOST.to_string());
         }
+        if self.fold_pending() {
+            keys.push(index::RECEIPT_FOLD.to_string());
+        }
+        if self.sync_pending() {
+            keys.push(index::RECEIPT_SYNC.to_string());
+        }
         keys
     }
 
@@ -284,6 +309,16 @@ impl TaskRecord {
         self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::pending)
     }
 
+    /// Ended, not yet counted in the receipts' totals (see `money::receipts`).
+    pub fn fold_pending(&self) -> bool {
+        self.state.is_terminal() && !self.folded
+    }
+
+    /// Folded, with its receipt line still to deliver to `RECEIPT_SYNC_URL`.
+    pub fn sync_pending(&self) -> bool {
+        self.state.is_terminal() && self.folded && self.receipt_sync.as_ref().is_some_and(|s| !s.delivered)
+    }
+
     /// Succeeded, but a result was gone before the Library had it (Result expired).
     pub fn result_lost(&self) -> bool {
         self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::lost)
@@ -293,7 +328,7 @@ impl TaskRecord {
     /// except an admin's deletion of its Library copies or its deletion past retention (both
     /// announced; see `Lifecycle::find`).
     pub fn settled(&self) -> bool {
-        self.state.is_terminal() && !self.delivery_pending() && !self.archive_pending()
+        self.state.is_terminal() && !self.delivery_pending() && !self.archive_pending() && !self.fold_pending() && !self.sync_pending()
     }
 
     /// Sent to KIE with no answer recorded (see [`Dispatch::sending_since_ms`]).
@@ -331,6 +366,10 @@ pub mod index {
     pub const LIBRARY: &str = "library";
     /// Succeeded tasks with a result that was gone before it was copied.
     pub const RESULT_LOST: &str = "result:lost";
+    /// Ended tasks not yet folded into the receipts.
+    pub const RECEIPT_FOLD: &str = "receipt:fold";
+    /// Folded tasks whose receipt line is still to sync (`RECEIPT_SYNC_URL`).
+    pub const RECEIPT_SYNC: &str = "receipt:sync";
 
     pub fn state(s: TaskState) -> String {
         format!("state:{}", s.as_str())
@@ -363,9 +402,9 @@ pub struct TaskQuery {
     /// Only tasks with a relay callback still to deliver.
     #[serde(default)]
     pub delivery_pending: bool,
-    /// Only tasks in one of the Library's indexes.
+    /// Only tasks in one of the workers' indexes (Library, receipts).
     #[serde(default)]
-    pub library: Option<LibraryFilter>,
+    pub mark: Option<Mark>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -388,8 +427,8 @@ impl TaskQuery {
     pub fn driving_index(&self) -> String {
         if self.delivery_pending {
             index::DELIVERY_PENDING.to_string()
-        } else if let Some(l) = self.library {
-            l.index().to_string()
+        } else if let Some(m) = self.mark {
+            m.index().to_string()
         } else if let Some(s) = self.state {
             index::state(s)
         } else if let Some(o) = &self.owner {
@@ -407,39 +446,47 @@ impl TaskQuery {
     pub fn matches(&self, t: &TaskRecord) -> bool {
         self.state.is_none_or(|s| s == t.state)
             && (!self.delivery_pending || t.delivery_pending())
-            && self.library.is_none_or(|l| l.matches(t))
+            && self.mark.is_none_or(|m| m.matches(t))
             && self.project.as_deref().is_none_or(|p| p == t.project)
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)
     }
 }
 
-/// The Library's views of the tasks.
+/// The indexes the workers and their panels read (beside state, project, owner, model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LibraryFilter {
+pub enum Mark {
     /// A result still to copy ([`TaskRecord::archive_pending`]).
-    Pending,
+    ArchivePending,
     /// Some result in the Library.
-    Holding,
+    InLibrary,
     /// A result gone before it was copied ([`TaskRecord::result_lost`]).
-    Lost,
+    ResultLost,
+    /// Ended, not yet folded into the receipts ([`TaskRecord::fold_pending`]).
+    ReceiptFold,
+    /// Folded, its receipt line still to sync ([`TaskRecord::sync_pending`]).
+    ReceiptSync,
 }
 
-impl LibraryFilter {
+impl Mark {
     pub fn index(self) -> &'static str {
         match self {
-            LibraryFilter::Pending => index::ARCHIVE_PENDING,
-            LibraryFilter::Holding => index::LIBRARY,
-            LibraryFilter::Lost => index::RESULT_LOST,
+            Mark::ArchivePending => index::ARCHIVE_PENDING,
+            Mark::InLibrary => index::LIBRARY,
+            Mark::ResultLost => index::RESULT_LOST,
+            Mark::ReceiptFold => index::RECEIPT_FOLD,
+            Mark::ReceiptSync => index::RECEIPT_SYNC,
         }
     }
 
     pub fn matches(self, t: &TaskRecord) -> bool {
         match self {
-            LibraryFilter::Pending => t.archive_pending(),
-            LibraryFilter::Holding => t.archive.as_ref().is_some_and(Archive::holds_any),
-            LibraryFilter::Lost => t.result_lost(),
+            Mark::ArchivePending => t.archive_pending(),
+            Mark::InLibrary => t.archive.as_ref().is_some_and(Archive::holds_any),
+            Mark::ResultLost => t.result_lost(),
+            Mark::ReceiptFold => t.fold_pending(),
+            Mark::ReceiptSync => t.sync_pending(),
         }
     }
 }

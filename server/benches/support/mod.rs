@@ -32,6 +32,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
         sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
         library: None,
+        receipt_sync: None,
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();

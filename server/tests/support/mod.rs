@@ -66,6 +66,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         sessions: gateway::team::sessions::SessionPolicy::default(),
         metrics_token: None,
         library: None,
+        receipt_sync: None,
     }
 }
 
@@ -258,12 +259,18 @@ pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, S
 
 /// [`cli`] with `input` on standard input (a password).
 pub fn cli_with_input(data_dir: &std::path::Path, args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    cli_with(data_dir, args, input, &[])
+}
+
+/// [`cli_with_input`] with more environment variables.
+pub fn cli_with(data_dir: &std::path::Path, args: &[&str], input: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_control-room"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATA_DIR", data_dir)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -91,6 +91,8 @@ pub struct LifecycleOptions {
     pub archive: Option<crate::library::asset::Terms>,
     /// Signs Library links (the relay's `resultUrls` once archived, and its callbacks).
     pub library_links: Option<crate::library::links::LinkSigner>,
+    /// `RECEIPT_SYNC_URL` and `RECEIPT_SYNC_SECRET`: every receipt line is delivered there.
+    pub receipt_sync: Option<crate::money::receipt_sync::SyncTarget>,
 }
 
 impl Default for LifecycleOptions {
@@ -111,6 +113,7 @@ impl Default for LifecycleOptions {
             metrics: Default::default(),
             archive: None,
             library_links: None,
+            receipt_sync: None,
         }
     }
 }
@@ -124,6 +127,8 @@ struct Inner {
     wake_dispatcher: Notify,
     wake_delivery: Notify,
     wake_archiver: Notify,
+    wake_folder: Notify,
+    wake_sync: Notify,
     /// Every request a user or a setting can aim: relay callbacks, the alert webhook.
     outbound: crate::outbound::Outbound,
     deliveries: delivery::Deliveries,
@@ -163,6 +168,8 @@ impl Lifecycle {
             wake_dispatcher: Notify::new(),
             wake_delivery: Notify::new(),
             wake_archiver: Notify::new(),
+            wake_folder: Notify::new(),
+            wake_sync: Notify::new(),
             outbound,
             deliveries: Default::default(),
             halted: Default::default(),
@@ -256,12 +263,22 @@ impl Lifecycle {
             if !change(&mut t) {
                 return Ok(None);
             }
+            if !was_final && t.state.is_terminal() && self.0.opts.receipt_sync.is_some() && t.receipt_sync.is_none() {
+                // Its receipt line is to be synced once it is folded (in the same write).
+                t.receipt_sync = Some(Default::default());
+            }
             t.updated_ms = now_ms();
             if let Some(v) = self.0.store.task_update(&t).await? {
                 t.version = v;
                 if !was_final && t.state.is_terminal() {
                     // Counted by the one instance whose write ended it.
                     self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
+                }
+                if t.fold_pending() {
+                    self.0.wake_folder.notify_one();
+                }
+                if t.sync_pending() {
+                    self.0.wake_sync.notify_one();
                 }
                 self.announce(&t).await;
                 if t.delivery_pending() {
@@ -291,8 +308,25 @@ impl Lifecycle {
             tokio::spawn(poller::run(self.clone())),
             tokio::spawn(delivery::run(self.clone())),
             tokio::spawn(watch_epoch(self.clone())),
+            tokio::spawn(crate::money::receipts::run(self.clone())),
+            tokio::spawn(crate::money::receipt_sync::run(self.clone())),
         ];
         Workers { lifecycle: self.clone(), dispatcher: Some(tokio::spawn(dispatch::run(self.clone()))), others: handles }
+    }
+
+    /// Woken when a task ended (the receipts' folder waits on it).
+    pub fn fold_wakeup(&self) -> &Notify {
+        &self.0.wake_folder
+    }
+
+    /// Woken when a receipt line is ready to sync.
+    pub fn sync_wakeup(&self) -> &Notify {
+        &self.0.wake_sync
+    }
+
+    /// The vetted outbound client (relay callbacks, webhooks, receipt sync).
+    pub fn outbound(&self) -> &crate::outbound::Outbound {
+        &self.0.outbound
     }
 
     /// Woken when a task has results to copy (the Library's archiver waits on it).

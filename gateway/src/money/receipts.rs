@@ -1,0 +1,438 @@
+//! Receipts: one per production (project), in KIE's **actual** credits (`creditsConsumed`,
+//! never the estimate; 1 credit = $0.005), with a line per ended task.
+//!
+//! - **Folding** (incremental, exact): a task that ends enters the `receipt:fold` index. The
+//!   folder ([`fold_round`], every instance) counts it into running totals — by project, day,
+//!   model, owner, and their pairs — with reservations keyed by the task (`receipt:<task>`,
+//!   `receipt-n:<task>`, `receipt-e:<task>`), then marks the record `folded`. A crash between
+//!   the two repeats only reservations that are already held (nothing counts twice); a
+//!   duplicate callback cannot end a task twice. Records that ended before receipts existed are
+//!   found by a one-time scan of the ended states (oldest first, with a cursor).
+//! - **Reading** ([`receipt`]): the totals come from those running totals (a day range sums
+//!   its days); the lines are the project's ended tasks, newest first, at most [`MAX_LINES`].
+//!   Failed and expired tasks are lines with cost 0 (KIE does not charge failures).
+//! - [`csv`] writes a receipt one row per line (formula cells defused).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::Lifecycle;
+use crate::money::credits::Credits;
+use crate::store::{ReserveRequest, Scope, Store, StoreResult};
+use crate::tasks::task::{Mark, TaskQuery, TaskRecord, TaskState};
+
+/// Most lines one receipt lists (the totals always cover everything).
+pub const MAX_LINES: usize = 100_000;
+/// Most days a date range may span.
+pub const MAX_DAYS: u64 = 366;
+/// How long a fold's idempotency holds are kept: far past the moment the record says folded.
+const HOLD: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Ended tasks folded per round.
+const ROUND: usize = 1000;
+/// The store key that says the one-time scan of tasks ended before receipts is done.
+const BACKFILLED: &str = "receipts:backfilled";
+
+/// The day (UTC, `YYYY-MM-DD`) of a Unix-ms time.
+pub fn day(ms: u64) -> String {
+    crate::team::audit::utc(ms)[..10].to_string()
+}
+
+/// What a running total counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// KIE's actual charge, in milli-credits.
+    Charged,
+    /// The catalog's estimate, in milli-credits.
+    Estimated,
+    /// Ended tasks.
+    Tasks,
+}
+
+impl Total {
+    fn tag(self) -> &'static str {
+        match self {
+            Total::Charged => "c",
+            Total::Estimated => "e",
+            Total::Tasks => "n",
+        }
+    }
+}
+
+/// What a running total is broken down by (`None` fields: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slice<'a> {
+    pub project: Option<&'a str>,
+    pub day: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub owner: Option<&'a str>,
+}
+
+/// The running total `what` of `slice`.
+pub fn scope(what: Total, s: &Slice<'_>) -> Scope {
+    let mut key = format!("receipt:{}", what.tag());
+    for (tag, v) in [("p", s.project), ("d", s.day), ("m", s.model), ("o", s.owner)] {
+        if let Some(v) = v {
+            key.push_str(&format!(":{tag}={v}"));
+        }
+    }
+    Scope { key, limit: crate::store::MAX_AMOUNT, window: None }
+}
+
+/// KIE's actual charge for an ended task (0 for a failure: KIE does not charge them).
+pub fn charged(t: &TaskRecord) -> Credits {
+    match t.state {
+        TaskState::Success => t.actual_cost.unwrap_or(Credits::ZERO),
+        _ => Credits::ZERO,
+    }
+}
+
+/// Counts an ended task into every running total it belongs to. Idempotent (keyed by task).
+pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
+    let d = day(t.finished_ms.unwrap_or(t.updated_ms));
+    let p = Some(t.project.as_str());
+    let cuts = [
+        Slice::default(),
+        Slice { project: p, ..Default::default() },
+        Slice { day: Some(&d), ..Default::default() },
+        Slice { model: Some(&t.model), ..Default::default() },
+        Slice { owner: Some(&t.owner), ..Default::default() },
+        Slice { project: p, day: Some(&d), ..Default::default() },
+        Slice { project: p, model: Some(&t.model), ..Default::default() },
+        Slice { project: p, owner: Some(&t.owner), ..Default::default() },
+    ];
+    for (what, hold, amount) in [
+        (Total::Charged, "receipt", charged(t).milli()),
+        (Total::Estimated, "receipt-e", t.estimated_cost.milli()),
+        (Total::Tasks, "receipt-n", 1),
+    ] {
+        let req = ReserveRequest { id: format!("{hold}:{}", t.id), amount: amount.max(0), scopes: cuts.iter().map(|s| scope(what, s)).collect(), hold_ttl: Some(HOLD) };
+        store.reserve(&req).await?;
+    }
+    Ok(())
+}
+
+/// What the folder did in one round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub tasks: usize,
+}
+
+/// Folds ended tasks not yet folded: the `receipt:fold` index, then (once per deployment)
+/// the tasks that ended before receipts existed. Returns how many were folded.
+pub async fn fold_round(lc: &Lifecycle, backfill: &mut Option<Backfill>) -> StoreResult<Folded> {
+    let store = lc.store().as_ref();
+    let mut done = Folded::default();
+    let q = TaskQuery { mark: Some(Mark::ReceiptFold), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+    let mut q = q;
+    loop {
+        let page = store.task_list(&q).await?;
+        for t in &page.tasks {
+            done.tasks += usize::from(fold_one(lc, t).await?);
+        }
+        match page.next {
+            Some(next) if done.tasks < ROUND => q.after = Some(next),
+            _ => break,
+        }
+    }
+    if backfill.is_none() && store.kv_get(BACKFILLED).await?.is_none() {
+        *backfill = Some(Backfill::default());
+    }
+    if let Some(b) = backfill.as_mut()
+        && !b.done
+    {
+        done.tasks += b.step(lc).await?;
+        if b.done {
+            store.kv_set(BACKFILLED, b"1", None).await?;
+        }
+    }
+    Ok(done)
+}
+
+async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
+    if !t.fold_pending() {
+        return Ok(false);
+    }
+    fold(lc.store().as_ref(), t).await?;
+    Ok(lc
+        .modify(&t.id, |t| {
+            if !t.fold_pending() {
+                return false;
+            }
+            t.folded = true;
+            true
+        })
+        .await?
+        .is_some())
+}
+
+/// The one-time scan of tasks that ended before receipts existed (they are in no fold index).
+#[derive(Debug, Default)]
+pub struct Backfill {
+    state: usize,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl Backfill {
+    const STATES: [TaskState; 3] = [TaskState::Success, TaskState::Fail, TaskState::Expired];
+
+    async fn step(&mut self, lc: &Lifecycle) -> StoreResult<usize> {
+        let Some(&state) = Self::STATES.get(self.state) else {
+            self.done = true;
+            return Ok(0);
+        };
+        let q = TaskQuery { state: Some(state), oldest_first: true, after: self.cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+        let page = lc.store().task_list(&q).await?;
+        let mut n = 0;
+        for t in &page.tasks {
+            n += usize::from(fold_one(lc, t).await?);
+        }
+        match page.next {
+            Some(next) => self.cursor = Some(next),
+            None => self.state += 1,
+        }
+        Ok(n)
+    }
+}
+
+pub(crate) async fn run(lc: Lifecycle) {
+    let mut backfill = None;
+    loop {
+        if !lc.halted() {
+            match fold_round(&lc, &mut backfill).await {
+                Ok(f) if f.tasks > 0 => tracing::debug!(folded = f.tasks, "receipts: tasks folded"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "receipts: cannot fold; retrying"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = lc.fold_wakeup().notified() => {}
+        }
+    }
+}
+
+/// One line of a receipt: one ended task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Line {
+    pub task_id: String,
+    pub kie_task_id: Option<String>,
+    pub model: String,
+    pub project: String,
+    /// A person's email or `key:<id>` for a relay key.
+    pub owner: String,
+    pub state: String,
+    /// Decimal credits.
+    pub estimated_credits: String,
+    pub credits: String,
+    pub cost_usd: f64,
+    /// The Library's copies once archived (absolute, from `PUBLIC_URL`), else KIE's URLs.
+    pub exports: Vec<String>,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+/// A task's line. `base` is `PUBLIC_URL` (Library paths are absolute with it).
+pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
+    let base = base.unwrap_or("").trim_end_matches('/');
+    let exports = match &t.archive {
+        Some(a) if !a.assets.is_empty() && a.assets.iter().all(|x| x.state != crate::library::asset::AssetState::Expired) => {
+            (0..a.assets.len()).map(|n| format!("{base}{}", crate::library::links::unsigned_path(&t.id, n))).collect()
+        }
+        _ => t.result_urls.clone(),
+    };
+    let c = charged(t);
+    Line {
+        task_id: t.id.clone(),
+        kie_task_id: t.kie_task_id.clone(),
+        model: t.model.clone(),
+        project: t.project.clone(),
+        owner: t.owner.clone(),
+        state: t.state.as_str().to_string(),
+        estimated_credits: t.estimated_cost.to_string(),
+        credits: c.to_string(),
+        cost_usd: c.usd(),
+        exports,
+        created_ms: t.created_ms,
+        finished_ms: t.finished_ms,
+    }
+}
+
+/// One production's receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub project: String,
+    /// The day range (UTC, inclusive), if one was asked for.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// KIE's actual charge, decimal credits (from the folded totals).
+    pub credits: String,
+    pub cost_usd: f64,
+    pub estimated_credits: String,
+    pub tasks: i64,
+    pub task_ids: Vec<String>,
+    pub kie_task_ids: Vec<String>,
+    /// The models used.
+    pub routes: Vec<String>,
+    pub exports: Vec<String>,
+    pub lines: Vec<Line>,
+    /// More lines than [`MAX_LINES`]: the list stops there (the totals do not).
+    pub truncated: bool,
+}
+
+/// Why a receipt cannot be made as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
+
+/// `YYYY-MM-DD` → Unix ms at its start (UTC).
+pub fn parse_day(s: &str) -> Option<u64> {
+    let mut it = s.trim().splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Civil date to days (Howard Hinnant's algorithm), checked by the round trip.
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = u64::try_from(days).ok()?.checked_mul(86_400_000)?;
+    (day(ms) == s.trim()).then_some(ms)
+}
+
+/// The receipt of `project`, optionally for the days `from..=to` (UTC, `YYYY-MM-DD`).
+pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: Option<&str>, base: Option<&str>) -> Result<Receipt, ReceiptError> {
+    if !crate::tasks::task::valid_name(project) {
+        return Err(ReceiptError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
+    }
+    let bad = |which: &str, v: &str| ReceiptError::Invalid(format!("{which} must be a date YYYY-MM-DD, got {v:?}"));
+    let from_ms = from.map(|f| parse_day(f).ok_or_else(|| bad("from", f))).transpose()?;
+    let to_ms = to.map(|t| parse_day(t).ok_or_else(|| bad("to", t))).transpose()?;
+    let range = match (from_ms, to_ms) {
+        (None, None) => None,
+        (f, t) => {
+            let f = f.unwrap_or(t.unwrap_or(0).saturating_sub((MAX_DAYS - 1) * 86_400_000));
+            let t = t.unwrap_or(crate::store::now_ms() / 86_400_000 * 86_400_000);
+            if t < f {
+                return Err(ReceiptError::Invalid("to is before from".into()));
+            }
+            if (t - f) / 86_400_000 >= MAX_DAYS {
+                return Err(ReceiptError::Invalid(format!("a range spans at most {MAX_DAYS} days")));
+            }
+            Some((f, t))
+        }
+    };
+    // Totals from the folded running totals: the project's, or the sum of its days.
+    let total = |what: Total| async move {
+        match range {
+            None => store.usage(&scope(what, &Slice { project: Some(project), ..Default::default() })).await,
+            Some((f, t)) => {
+                let mut sum = 0i64;
+                let mut d = f;
+                while d <= t {
+                    let name = day(d);
+                    sum += store.usage(&scope(what, &Slice { project: Some(project), day: Some(&name), ..Default::default() })).await?;
+                    d += 86_400_000;
+                }
+                Ok(sum)
+            }
+        }
+    };
+    let charged = Credits(total(Total::Charged).await?);
+    let estimated = Credits(total(Total::Estimated).await?);
+    let tasks = total(Total::Tasks).await?;
+    // Lines: the project's ended tasks, newest first.
+    let mut lines = Vec::new();
+    let mut truncated = false;
+    let mut q = TaskQuery { project: Some(project.to_string()), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+    'pages: loop {
+        let page = store.task_list(&q).await?;
+        for t in page.tasks.iter().filter(|t| t.folded) {
+            let at = t.finished_ms.unwrap_or(t.updated_ms);
+            if range.is_some_and(|(f, to)| at < f || at >= to + 86_400_000) {
+                continue;
+            }
+            if lines.len() == MAX_LINES {
+                truncated = true;
+                break 'pages;
+            }
+            lines.push(line(t, base));
+        }
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    let mut routes: Vec<String> = lines.iter().map(|l| l.model.clone()).collect();
+    routes.sort();
+    routes.dedup();
+    Ok(Receipt {
+        project: project.to_string(),
+        from: from.map(|s| s.trim().to_string()),
+        to: to.map(|s| s.trim().to_string()),
+        credits: charged.to_string(),
+        cost_usd: charged.usd(),
+        estimated_credits: estimated.to_string(),
+        tasks,
+        task_ids: lines.iter().map(|l| l.task_id.clone()).collect(),
+        kie_task_ids: lines.iter().filter_map(|l| l.kie_task_id.clone()).collect(),
+        routes,
+        exports: lines.iter().flat_map(|l| l.exports.iter().cloned()).collect(),
+        lines,
+        truncated,
+    })
+}
+
+/// The receipt as CSV: one row per line, times in UTC, formula cells defused.
+pub fn csv(r: &Receipt) -> String {
+    let mut out = String::from("task_id,kie_task_id,project,model,owner,state,estimated_credits,credits,cost_usd,exports,created_utc,finished_utc\r\n");
+    for l in &r.lines {
+        let row = [
+            l.task_id.clone(),
+            l.kie_task_id.clone().unwrap_or_default(),
+            l.project.clone(),
+            l.model.clone(),
+            l.owner.clone(),
+            l.state.clone(),
+            l.estimated_credits.clone(),
+            l.credits.clone(),
+            format!("{:.4}", l.cost_usd),
+            l.exports.join(" "),
+            crate::team::audit::utc(l.created_ms),
+            l.finished_ms.map(crate::team::audit::utc).unwrap_or_default(),
+        ];
+        out.push_str(&row.iter().map(|f| crate::team::audit::field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_parse_and_print_alike() {
+        assert_eq!(parse_day("1970-01-01"), Some(0));
+        assert_eq!(parse_day("2026-12-01").map(day).as_deref(), Some("2026-12-01"));
+        assert_eq!(parse_day("2000-02-29").map(day).as_deref(), Some("2000-02-29"));
+        for bad in ["2026-02-30", "2026-13-01", "26-1-1", "x", "", "2026-1-1", "1969-12-31"] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_name_their_slice() {
+        assert_eq!(scope(Total::Charged, &Slice::default()).key, "receipt:c");
+        assert_eq!(scope(Total::Tasks, &Slice { project: Some("trailer"), day: Some("2026-12-01"), ..Default::default() }).key, "receipt:n:p=trailer:d=2026-12-01");
+    }
+}
