@@ -418,7 +418,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     }
     workers.stop().await;
     hub.stop().await;
-    keys.stop();
+    keys.stop_and_wait().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

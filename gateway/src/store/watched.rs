@@ -73,6 +73,18 @@ impl<V: Clone + Send + 'static> Watched<V> {
         }
     }
 
+    /// [`Watched::stop`], then waits until the listening task is gone (with it, its
+    /// subscription and what it holds of the store: the embedded store's file can be opened
+    /// again as soon as this returns).
+    pub async fn stop_and_wait(&self) {
+        self.set_listening(false);
+        let handle = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
     /// Whether changes are being heard (and values cached).
     pub fn listening(&self) -> bool {
         self.lock().listening

@@ -218,6 +218,11 @@ impl KeyCache {
         self.keys.stop();
     }
 
+    /// Stops hearing revocations and waits until the listener let go of the store.
+    pub async fn stop_and_wait(&self) {
+        self.keys.stop_and_wait().await;
+    }
+
     /// Whether revocations are being heard (so checked keys are cached).
     pub fn listening(&self) -> bool {
         self.keys.listening()

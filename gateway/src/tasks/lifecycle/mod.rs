@@ -379,7 +379,7 @@ impl Workers {
     /// [`DISPATCH_DRAIN`]), so a restart leaves no task in doubt that need not be.
     pub async fn stop(mut self) {
         self.lifecycle.0.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.lifecycle.0.settled.stop();
+        self.lifecycle.0.settled.stop_and_wait().await;
         self.lifecycle.0.wake_dispatcher.notify_one();
         if let Some(mut d) = self.dispatcher.take()
             && tokio::time::timeout(DISPATCH_DRAIN, &mut d).await.is_err()
