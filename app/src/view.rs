@@ -117,6 +117,47 @@ pub struct TaskRow {
     pub archive: Option<String>,
 }
 
+/// One row of a spend breakdown (a project, a model, an owner or a day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpendRow {
+    pub label: String,
+    /// KIE's actual charge, decimal credits.
+    pub charged: String,
+    pub estimated: String,
+    pub usd: String,
+    pub tasks: i64,
+    /// How far KIE's charge is from the estimate, in whole percent (`None`: nothing estimated).
+    pub off_by_percent: Option<i64>,
+}
+
+/// Panel 09: receipts, reconciliation, sync and runway — from the folded records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptsReport {
+    pub total: Option<SpendRow>,
+    pub projects: Vec<SpendRow>,
+    pub models: Vec<SpendRow>,
+    pub owners: Vec<SpendRow>,
+    pub days: Vec<SpendRow>,
+    /// `None`: RECEIPT_SYNC_URL is not set.
+    pub sync: Option<SyncView>,
+    /// Days KIE's balance lasts at the last 7 days' burn (`None`: no balance, or no burn).
+    pub runway_days: Option<f64>,
+    /// RUNWAY_ALERT_DAYS.
+    pub runway_alert_days: u64,
+    /// Warnings about prepaid credits expiring (CREDITS_EXPIRE_ON), or the runway.
+    pub warnings: Vec<String>,
+}
+
+/// How the receipt sync stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncView {
+    pub pending: usize,
+    pub failing: usize,
+    pub synced: i64,
+    pub last_error: Option<String>,
+    pub capped: bool,
+}
+
 /// Panel 07: the retention guard's state, from the store's records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LibraryView {

@@ -123,6 +123,12 @@ pub struct Cli {
     /// with RECEIPT_SYNC_SECRET, through the outbound policy).
     #[arg(long, env = "RECEIPT_SYNC_URL")]
     pub receipt_sync_url: Option<String>,
+    /// Panel 09 warns when KIE's balance lasts fewer days than this at the last 7 days' burn.
+    #[arg(long, env = "RUNWAY_ALERT_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub runway_alert_days: u64,
+    /// The day (UTC, YYYY-MM-DD) prepaid credits expire: warned 14 and 3 days ahead.
+    #[arg(long, env = "CREDITS_EXPIRE_ON")]
+    pub credits_expire_on: Option<String>,
     /// Administration commands; without one, the console serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -331,6 +337,10 @@ pub struct Config {
     pub library: Option<LibrarySettings>,
     /// `RECEIPT_SYNC_URL` with `RECEIPT_SYNC_SECRET`.
     pub receipt_sync: Option<gateway::money::receipt_sync::SyncTarget>,
+    /// `RUNWAY_ALERT_DAYS`.
+    pub runway_alert_days: u64,
+    /// `CREDITS_EXPIRE_ON`, checked to be a day.
+    pub credits_expire_on: Option<String>,
 }
 
 /// A configuration mistake, said in one line.
@@ -450,6 +460,12 @@ impl Config {
             metrics_token: secret_var(env, "METRICS_TOKEN")?,
             library,
             receipt_sync: receipt_sync(cli.receipt_sync_url.as_deref(), env)?,
+            runway_alert_days: cli.runway_alert_days,
+            credits_expire_on: match cli.credits_expire_on.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+                Some(d) if gateway::money::receipts::parse_day(d).is_some() => Some(d.to_string()),
+                Some(d) => return Err(ConfigError(format!("CREDITS_EXPIRE_ON must be a day YYYY-MM-DD, got {d:?}"))),
+                None => None,
+            },
         })
     }
 

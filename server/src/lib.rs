@@ -14,6 +14,7 @@
 //! - [`library`] — `GET /library/{task}/{n}`: a result's Library copy (signed in, or a signed
 //!   link), with ranges, `ETag` and long caching; [`open_library`] builds it from the config.
 //! - [`receipts`] — `GET /receipts.json` and `/receipts.csv`: a project's receipt.
+//! - [`spend`] — `GET /spend.svg` and `/spend.csv`: spend by day, model, project or owner.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
@@ -37,6 +38,7 @@ pub mod receipts;
 pub mod relay;
 pub mod relay_docs;
 pub mod simulator;
+pub mod spend;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -208,6 +210,8 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         probe_client,
         probe_cache: Arc::default(),
         library,
+        runway_alert_days: config.runway_alert_days,
+        credits_expire_on: config.credits_expire_on.clone(),
     }
 }
 
@@ -235,6 +239,8 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/library/{task}/{n}", get(library::asset))
         .route("/receipts.json", get(receipts::json))
         .route("/receipts.csv", get(receipts::csv))
+        .route("/spend.svg", get(spend::chart))
+        .route("/spend.csv", get(spend::table))
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))

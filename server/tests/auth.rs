@@ -71,6 +71,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("budget_status", String::new(), Role::Viewer),
         ("throttle_status", String::new(), Role::Viewer),
         ("library_status", String::new(), Role::Viewer),
+        ("ledger_report", String::new(), Role::Viewer),
         ("library_items", form(&[("project", "")]), Role::Viewer),
         ("delete_library_project", form(&[("project", "matrix")]), Role::Admin),
         ("whoami", String::new(), Role::Viewer),
@@ -127,6 +128,11 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
     assert!(code == 200 && signin.contains("signin-form"), "the sign-in page is public");
     assert_eq!(anon("/events").await.0, 401, "the live stream needs a session");
     assert_eq!(anon("/audit.csv").await.0, 401);
+    for path in ["/receipts.json?project=matrix", "/receipts.csv?project=matrix", "/spend.svg?by=day", "/spend.csv?by=model", "/library/x/0"] {
+        assert_eq!(anon(path).await.0, 401, "{path} needs a session");
+        let r = client_as(base, VIEWER).await.get(format!("{base}{path}")).send().await.expect("GET");
+        assert!(!matches!(r.status().as_u16(), 401 | 403), "a viewer reads {path}: {}", r.status());
+    }
     assert_eq!(anon("/pkg/no-such-file.js").await.0, 404, "the static bundle is public (and missing files are 404)");
     for (who, expected) in [(VIEWER, 403), (PRODUCER, 403), (ADMIN, 200)] {
         let r = client_as(base, who).await.get(format!("{base}/audit.csv")).send().await.expect("GET /audit.csv");

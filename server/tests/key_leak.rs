@@ -92,7 +92,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
     let mut t = Transcript::default();
 
     // Anonymous: pages, routes and refusals.
-    for path in ["/", "/signin", "/signin?error=refused", "/healthz", "/readyz", "/metrics", "/no/such/page", "/events", "/audit.csv", "/pkg/control-room.js", "/api/console_status"] {
+    for path in ["/", "/signin", "/signin?error=refused", "/healthz", "/readyz", "/metrics", "/no/such/page", "/events", "/audit.csv", "/receipts.json?project=leak", "/receipts.csv?project=leak", "/spend.svg?by=day", "/spend.csv?by=owner", "/pkg/control-room.js", "/api/console_status"] {
         let r = http.get(format!("{base}{path}")).send().await.expect("GET");
         t.take(&format!("anonymous GET {path}"), r).await;
     }
@@ -113,6 +113,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("budget_status", String::new()),
         ("throttle_status", String::new()),
         ("library_status", String::new()),
+        ("ledger_report", String::new()),
         ("library_items", form(&[("project", "")])),
         ("library_items", form(&[("project", "bad project!")])),
         ("delete_library_project", form(&[("project", "leak")])),

@@ -67,7 +67,11 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     cfg.kie_base_url = sim_base.parse().unwrap();
     cfg.public_url = Some(base.parse().unwrap());
     cfg.library = Some(library("receipts-lib"));
+    // Prepaid credits that expire in 10 days: panel 09 warns.
+    cfg.credits_expire_on = Some(gateway::money::receipts::day(gateway::store::now_ms() + 10 * 86_400_000 + 3_600_000));
     let s = start_on(listener, cfg).await;
+    let (_, empty) = get(&format!("{base}/spend.svg?by=project")).await;
+    assert!(empty.starts_with("<svg") && empty.contains("No spend folded yet"), "an empty ledger's chart renders");
     let mut ids = Vec::new();
     for (project, prompt) in [("trailer", "a dune at noon"), ("trailer", "a dune at dusk"), ("trailer", "sim:fail this one"), ("teaser", "a red kite")] {
         ids.push((project, submit(&base, project, prompt).await));
@@ -127,6 +131,25 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
         assert!(body.contains(says), "{q}: {body}");
     }
     assert_eq!(get_anon(&format!("{base}/receipts.csv?project=trailer")).await.0, 401, "signed in only");
+
+    // The spend in pictures and in figures, from the same folded totals.
+    let (code, chart) = get(&format!("{base}/spend.svg?by=project")).await;
+    assert_eq!(code, 200);
+    assert!(chart.contains("<title>trailer: 6 credits (estimated 12), 3 tasks</title>"), "{chart}");
+    assert!(chart.contains("<title>teaser: 3 credits (estimated 4), 1 tasks</title>"));
+    let (_, table) = get(&format!("{base}/spend.csv?by=project")).await;
+    assert_eq!(table, "project,charged_credits,estimated_credits,tasks\r\n\"trailer\",6,12,3\r\n\"teaser\",3,4,1\r\n");
+    assert_eq!(get(&format!("{base}/spend.svg?by=nonsense")).await.0, 400);
+    let (code, report) = server_fn(&base, "ledger_report", "").await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["total"]["charged"], "9");
+    let model = report["models"].as_array().unwrap().iter().find(|m| m["label"] == "google/imagen4-fast").expect("by model");
+    assert_eq!((model["estimated"].as_str(), model["charged"].as_str(), model["off_by_percent"].as_i64()), (Some("16"), Some("9"), Some(-43)), "the reconciliation: KIE charged less than estimated");
+    let today_row = report["days"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((today_row["label"].as_str(), today_row["tasks"].as_i64()), (Some(today.as_str()), Some(4)));
+    let runway = report["runway_days"].as_f64().expect("a runway: the simulator answered a balance and credits were spent");
+    assert!(runway > 1000.0, "10,000 credits at 9 a week's day lasts long: {runway}");
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("within 10 days")), "{report}");
     s.shutdown().await.unwrap();
 
     // The CLI prints the same receipt (the server is stopped: one process per DATA_DIR).

@@ -11,6 +11,7 @@
 //! cost rules. [`throttle`]: the rate guard. [`team`]: who am I, users, relay keys, the audit
 //! log.
 
+pub mod ledger;
 pub mod library;
 pub mod money;
 pub mod team;
@@ -19,6 +20,7 @@ pub mod throttle;
 pub use money::{budget_status, list_models, set_cost_rule, set_pin};
 pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};
 pub use throttle::throttle_status;
+pub use ledger::ledger_report;
 pub use library::{delete_library_project, library_items, library_status};
 
 use leptos::prelude::*;
@@ -58,6 +60,10 @@ pub(crate) mod server_side {
         pub probe_cache: Arc<Mutex<Option<(Instant, GatewayView)>>>,
         /// The Library (`None`: LIBRARY_URL=off).
         pub library: Option<gateway::library::Library>,
+        /// `RUNWAY_ALERT_DAYS`.
+        pub runway_alert_days: u64,
+        /// `CREDITS_EXPIRE_ON` (UTC day): prepaid credits expire then.
+        pub credits_expire_on: Option<String>,
     }
 
     impl ConsoleContext {

@@ -1,35 +1,128 @@
-//! 09 · Ledger — receipt sync: finished tasks folded into Broad|Cast receipts.
+//! 09 · Ledger — receipts per production in KIE's actual credits, the spend in pictures
+//! (charts drawn on the server, `/spend.svg`), the estimate against KIE's charge by model, the
+//! receipt sync, and the runway. Refetched live when a task ends (and when it is folded).
 
 use leptos::prelude::*;
 
-use super::{Panel, with_status};
-use crate::view::ConsoleStatus;
+use super::{Panel, badge, said};
+use crate::api::ledger_report;
+use crate::live::live;
+use crate::view::{ReceiptsReport, SpendRow};
 
-#[component]
-pub fn LedgerPanel() -> impl IntoView {
-    view! {
-        <Panel number="09" kicker="Ledger" title="Receipt Sync" badge=with_status(to_sync)>
-            <p>"Fold finished gateway tasks into Broad|Cast receipts so every production has one accountable record — task IDs, cost, and exported assets."</p>
-            <table class="mapping">
-                <caption>"Field mapping"</caption>
-                <tbody>
-                    <tr><td><code>"KieTask.taskId"</code></td><td>"→"</td><td><code>"receipt.kieTaskIds[]"</code></td></tr>
-                    <tr><td><code>"KieTask.creditsUsed"</code></td><td>"→"</td><td><code>"receipt.costUsd"</code></td></tr>
-                    <tr><td><code>"KieTask.resultUrl"</code></td><td>"→"</td><td><code>"receipt.exports[]"</code></td></tr>
-                    <tr><td><code>"KieTask.model"</code></td><td>"→"</td><td><code>"receipt.route"</code></td></tr>
-                </tbody>
-            </table>
-            {with_status(|s| {
-                let done = s.ledger.as_ref().map_or(0, |l| l.succeeded);
-                (done == 0).then(|| view! { <p class="empty">"No completed tasks to mirror yet."</p> })
-            })}
-        </Panel>
+fn sync_badge(r: &ReceiptsReport) -> AnyView {
+    match &r.sync {
+        None => badge("off", "Sync off").into_any(),
+        Some(s) if s.failing > 0 => badge("warn", format!("{}{} to sync · {} failing", s.pending, if s.capped { "+" } else { "" }, s.failing)).into_any(),
+        Some(s) => badge("info", format!("{}{} to sync", s.pending, if s.capped { "+" } else { "" })).into_any(),
     }
 }
 
-fn to_sync(s: &ConsoleStatus) -> impl IntoView + use<> {
-    match &s.ledger {
-        Some(l) => super::badge("info", format!("{} to sync", l.succeeded)).into_any(),
-        None => super::badge("bad", "Store unreadable").into_any(),
+fn projects(rows: Vec<SpendRow>) -> AnyView {
+    if rows.is_empty() {
+        return view! { <p class="empty" data-testid="receipts-empty">"No ended tasks folded yet: receipts appear as tasks end."</p> }.into_any();
+    }
+    let link = |p: &str, ext: &str| format!("/receipts.{ext}?project={}", p.replace('%', "%25").replace(' ', "%20").replace('&', "%26"));
+    view! {
+        <table class="tasks receipts" data-testid="receipts">
+            <caption>"Receipts by production (KIE's charges)"</caption>
+            <thead><tr><th>"Project"</th><th>"Tasks"</th><th>"Credits"</th><th>"USD"</th><th>"Export"</th></tr></thead>
+            <tbody>
+                {rows.into_iter().map(|r| view! {
+                    <tr data-project=r.label.clone()>
+                        <td>{r.label.clone()}</td><td>{r.tasks}</td><td data-testid="receipt-credits">{r.charged.clone()}</td><td>{r.usd.clone()}</td>
+                        <td><a href=link(&r.label, "csv") download="" data-testid="receipt-csv">"CSV"</a>" · "<a href=link(&r.label, "json") target="_blank" rel="noopener">"JSON"</a></td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+fn reconciliation(rows: Vec<SpendRow>) -> impl IntoView {
+    let differ: Vec<SpendRow> = rows.into_iter().filter(|r| r.off_by_percent.is_some_and(|p| p != 0)).collect();
+    (!differ.is_empty()).then(|| view! {
+        <table class="tasks" data-testid="reconciliation">
+            <caption>"Estimate against KIE's charge, where they differ"</caption>
+            <thead><tr><th>"Model"</th><th>"Estimated"</th><th>"Charged"</th><th>"Off by"</th></tr></thead>
+            <tbody>
+                {differ.into_iter().map(|r| view! {
+                    <tr><td>{r.label}</td><td>{r.estimated}</td><td>{r.charged}</td><td>{r.off_by_percent.map(|p| format!("{p:+} %"))}</td></tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    })
+}
+
+/// The rows a chart draws, as a table for screen readers.
+fn chart_table(by: &str, rows: &[SpendRow]) -> AnyView {
+    let rows: Vec<SpendRow> = rows.iter().filter(|r| r.tasks > 0).cloned().collect();
+    view! {
+        <table class="sr-only" data-testid="chart-table">
+            <caption>{format!("Spend by {by}")}</caption>
+            <thead><tr><th>{by.to_string()}</th><th>"Credits"</th><th>"Tasks"</th></tr></thead>
+            <tbody>{rows.into_iter().map(|r| view! { <tr><td>{r.label}</td><td>{r.charged}</td><td>{r.tasks}</td></tr> }).collect_view()}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn LedgerPanel() -> impl IntoView {
+    let live = live();
+    let report = Resource::new(move || (live.ended.get(), live.resets.get()), |_| ledger_report());
+    let by = RwSignal::new("day".to_string());
+    let badge_view = move || report.get().map(|r| r.map_or_else(|_| badge("err", "Unavailable").into_any(), |r| sync_badge(&r)));
+    view! {
+        <Panel number="09" kicker="Ledger" title="Receipts & Spend" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || report.get().map(|r| match r {
+                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
+                    Ok(r) => {
+                        let total = r.total.clone();
+                        let runway = r.runway_days;
+                        let alert = r.runway_alert_days;
+                        let sync = r.sync.clone();
+                        let rows = match by.get().as_str() {
+                            "model" => r.models.clone(),
+                            "project" => r.projects.clone(),
+                            "owner" => r.owners.clone(),
+                            _ => r.days.clone(),
+                        };
+                        let version = live.ended.get();
+                        let table = chart_table(&by.get(), &rows);
+                        view! {
+                            {r.warnings.iter().map(|w| view! { <p class="warn" data-testid="ledger-warning">{w.clone()}</p> }).collect_view()}
+                            <dl class="kv" data-testid="ledger-totals">
+                                <dt>"KIE charged"</dt><dd>{total.as_ref().map(|t| format!("{} credits · {} · {} tasks", t.charged, t.usd, t.tasks))}</dd>
+                                <dt>"Estimated"</dt><dd>{total.as_ref().map(|t| format!("{} credits", t.estimated))}</dd>
+                                <dt>"Runway"</dt><dd data-testid="runway" class=if runway.is_some_and(|d| d < alert as f64) { "error" } else { "" }>
+                                    {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| format!("≈ {d:.1} days at the last 7 days' burn"))}</dd>
+                                <dt>"Receipt sync"</dt><dd data-testid="sync-status">{match &sync {
+                                    None => "off (RECEIPT_SYNC_URL not set)".to_string(),
+                                    Some(s) => format!("{}{} to sync · {} synced · {} failing", s.pending, if s.capped { "+" } else { "" }, s.synced, s.failing),
+                                }}</dd>
+                            </dl>
+                            {sync.and_then(|s| s.last_error).map(|e| view! { <p class="warn small" data-testid="sync-last-error">"Receiver's last answer: "{e}</p> })}
+                            {projects(r.projects.clone())}
+                            {reconciliation(r.models.clone())}
+                            <div class="chart">
+                                <label class="small">"Spend by "
+                                    <select data-testid="chart-by" on:change=move |ev| by.set(event_target_value(&ev))>
+                                        <option value="day" selected=true>"day (30 days)"</option>
+                                        <option value="model">"model"</option>
+                                        <option value="project">"project"</option>
+                                        <option value="owner">"person or key"</option>
+                                    </select>
+                                </label>
+                                " "<a class="small" href=move || format!("/spend.csv?by={}", by.get()) download="">"CSV"</a>
+                                <img data-testid="spend-chart" src=format!("/spend.svg?by={}&v={version}", by.get()) alt=format!("Spend by {} — the figures are in the table that follows", by.get()) width="640" height="220"/>
+                                {table}
+                            </div>
+                        }.into_any()
+                    }
+                })}
+            </Suspense>
+        </Panel>
     }
 }

@@ -12,6 +12,7 @@
 //! - Every request goes through the outbound policy (`crate::outbound`).
 
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -34,6 +35,53 @@ const IN_FLIGHT: usize = 8;
 const ROUND: usize = 2000;
 const LEASE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(1800);
+
+/// Lines delivered, in all.
+pub fn synced_scope() -> crate::store::Scope {
+    crate::store::Scope { key: "receipt:synced".into(), limit: crate::store::MAX_AMOUNT, window: None }
+}
+
+/// Panel 09's view of the sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Lines waiting (at most [`ROUND`] counted; `capped` then).
+    pub pending: usize,
+    /// Of those, lines the receiver refused or did not answer at least once.
+    pub failing: usize,
+    /// The receiver's latest answer to a refused line.
+    pub last_error: Option<String>,
+    pub synced: i64,
+    pub capped: bool,
+}
+
+/// How the sync stands, from the `receipt:sync` index (bounded) and the delivered count.
+pub async fn status(store: &dyn crate::Store) -> StoreResult<SyncStatus> {
+    let mut s = SyncStatus { synced: store.usage(&synced_scope()).await?, ..Default::default() };
+    let mut q = TaskQuery { mark: Some(Mark::ReceiptSync), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
+    let mut latest = 0u64;
+    loop {
+        let page = store.task_list(&q).await?;
+        for t in &page.tasks {
+            s.pending += 1;
+            if let Some(r) = t.receipt_sync.as_ref().filter(|r| r.attempts > 0) {
+                s.failing += 1;
+                if t.updated_ms >= latest {
+                    latest = t.updated_ms;
+                    s.last_error = r.last_error.clone();
+                }
+            }
+        }
+        match page.next {
+            Some(next) if s.pending < ROUND => q.after = Some(next),
+            Some(_) => {
+                s.capped = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(s)
+}
 
 /// `X-Receipt-Signature` for a body.
 pub fn signature(secret: &Secret, body: &[u8]) -> String {
@@ -127,6 +175,11 @@ async fn send(lc: &Lifecycle, target: &SyncTarget, t: &TaskRecord) -> StoreResul
         true
     })
     .await?;
+    if ok {
+        // Counted once per task, whoever delivered it (panel 09's "synced").
+        let req = crate::store::ReserveRequest { id: format!("receipt-synced:{}", t.id), amount: 1, scopes: vec![synced_scope()], hold_ttl: Some(Duration::from_secs(90 * 24 * 3600)) };
+        store.reserve(&req).await?;
+    }
     store.lease_release(&lease, &holder).await?;
     if !ok {
         tracing::info!(task = %t.id, error = ?error, "receipt sync: not taken; will retry");

@@ -78,6 +78,146 @@ pub fn scope(what: Total, s: &Slice<'_>) -> Scope {
     Scope { key, limit: crate::store::MAX_AMOUNT, window: None }
 }
 
+/// The store key of the names the receipts have seen (projects, models, owners).
+const DIRECTORY: &str = "receipts:directory";
+/// Most names kept per kind (the charts show the largest; totals cover everything).
+pub const MAX_NAMES: usize = 1000;
+
+/// The projects, models and owners folded so far, for the breakdowns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    pub projects: std::collections::BTreeSet<String>,
+    pub models: std::collections::BTreeSet<String>,
+    pub owners: std::collections::BTreeSet<String>,
+}
+
+impl Directory {
+    fn knows(&self, t: &TaskRecord) -> bool {
+        self.projects.contains(&t.project) && self.models.contains(&t.model) && self.owners.contains(&t.owner)
+    }
+}
+
+pub async fn directory(store: &dyn Store) -> StoreResult<Directory> {
+    crate::store::read_doc(store, DIRECTORY).await
+}
+
+/// Adds a task's names to the directory (under a lease; only when one is new).
+async fn note_names(store: &dyn Store, known: &std::sync::Mutex<Directory>, t: &TaskRecord) -> StoreResult<()> {
+    if known.lock().unwrap_or_else(|e| e.into_inner()).knows(t) {
+        return Ok(());
+    }
+    let now = crate::store::edit_doc(store, DIRECTORY, |d: &mut Directory| {
+        for (set, name) in [(&mut d.projects, &t.project), (&mut d.models, &t.model), (&mut d.owners, &t.owner)] {
+            if set.len() < MAX_NAMES {
+                set.insert(name.clone());
+            }
+        }
+        Ok::<_, crate::StoreError>(d.clone())
+    })
+    .await?;
+    *known.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    Ok(())
+}
+
+/// What spend is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    /// The last 30 days (UTC), oldest first.
+    Day,
+    Model,
+    Project,
+    /// A person or a relay key.
+    Owner,
+}
+
+impl By {
+    pub fn parse(s: &str) -> Option<By> {
+        match s {
+            "day" => Some(By::Day),
+            "model" => Some(By::Model),
+            "project" => Some(By::Project),
+            "owner" => Some(By::Owner),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Day => "day",
+            By::Model => "model",
+            By::Project => "project",
+            By::Owner => "owner",
+        }
+    }
+}
+
+/// One bar of a breakdown: KIE's charge and the estimate, and the tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    pub label: String,
+    pub charged: Credits,
+    pub estimated: Credits,
+    pub tasks: i64,
+}
+
+/// Days a breakdown by day covers.
+pub const DAYS_SHOWN: u64 = 30;
+
+/// Spend broken down `by`, from the folded totals (by day: the last 30 days, oldest first;
+/// else largest first).
+pub async fn spend(store: &dyn Store, by: By) -> StoreResult<Vec<Bar>> {
+    let dir = if by == By::Day { Directory::default() } else { directory(store).await? };
+    let labels: Vec<String> = match by {
+        By::Day => {
+            let today = crate::store::now_ms() / 86_400_000;
+            (0..DAYS_SHOWN).rev().map(|back| day((today - back) * 86_400_000)).collect()
+        }
+        By::Model => dir.models.into_iter().collect(),
+        By::Project => dir.projects.into_iter().collect(),
+        By::Owner => dir.owners.into_iter().collect(),
+    };
+    let mut bars = Vec::with_capacity(labels.len());
+    for label in labels {
+        let slice = match by {
+            By::Day => Slice { day: Some(&label), ..Default::default() },
+            By::Model => Slice { model: Some(&label), ..Default::default() },
+            By::Project => Slice { project: Some(&label), ..Default::default() },
+            By::Owner => Slice { owner: Some(&label), ..Default::default() },
+        };
+        let charged = Credits(store.usage(&scope(Total::Charged, &slice)).await?);
+        let estimated = Credits(store.usage(&scope(Total::Estimated, &slice)).await?);
+        let tasks = store.usage(&scope(Total::Tasks, &slice)).await?;
+        bars.push(Bar { label, charged, estimated, tasks });
+    }
+    if by != By::Day {
+        bars.sort_by(|a, b| b.charged.cmp(&a.charged).then(a.label.cmp(&b.label)));
+    }
+    Ok(bars)
+}
+
+/// Everything folded: KIE's charge, the estimate, and the tasks.
+pub async fn totals(store: &dyn Store) -> StoreResult<Bar> {
+    let all = Slice::default();
+    Ok(Bar {
+        label: "all".into(),
+        charged: Credits(store.usage(&scope(Total::Charged, &all)).await?),
+        estimated: Credits(store.usage(&scope(Total::Estimated, &all)).await?),
+        tasks: store.usage(&scope(Total::Tasks, &all)).await?,
+    })
+}
+
+/// The runway: at the last 7 days' burn (KIE's charges), how many days `balance` lasts.
+/// `None` when nothing was spent in those days.
+pub async fn runway_days(store: &dyn Store, balance: Credits) -> StoreResult<Option<f64>> {
+    let today = crate::store::now_ms() / 86_400_000;
+    let mut week = 0i64;
+    for back in 0..7 {
+        week += store.usage(&scope(Total::Charged, &Slice { day: Some(&day((today - back) * 86_400_000)), ..Default::default() })).await?;
+    }
+    Ok((week > 0).then(|| balance.0.max(0) as f64 / (week as f64 / 7.0)))
+}
+
 /// KIE's actual charge for an ended task (0 for a failure: KIE does not charge them).
 pub fn charged(t: &TaskRecord) -> Credits {
     match t.state {
@@ -153,6 +293,7 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
         return Ok(false);
     }
     fold(lc.store().as_ref(), t).await?;
+    note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
     Ok(lc
         .modify(&t.id, |t| {
             if !t.fold_pending() {

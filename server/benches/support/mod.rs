@@ -33,6 +33,8 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
         metrics_token: None,
         library: None,
         receipt_sync: None,
+        runway_alert_days: 7,
+        credits_expire_on: None,
     };
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();

@@ -67,6 +67,8 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         metrics_token: None,
         library: None,
         receipt_sync: None,
+        runway_alert_days: 7,
+        credits_expire_on: None,
     }
 }
 

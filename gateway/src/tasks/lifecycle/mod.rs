@@ -129,6 +129,8 @@ struct Inner {
     wake_archiver: Notify,
     wake_folder: Notify,
     wake_sync: Notify,
+    /// The receipts' directory as this instance last saw it (see `money::receipts`).
+    receipt_names: std::sync::Mutex<crate::money::receipts::Directory>,
     /// Every request a user or a setting can aim: relay callbacks, the alert webhook.
     outbound: crate::outbound::Outbound,
     deliveries: delivery::Deliveries,
@@ -170,6 +172,7 @@ impl Lifecycle {
             wake_archiver: Notify::new(),
             wake_folder: Notify::new(),
             wake_sync: Notify::new(),
+            receipt_names: Default::default(),
             outbound,
             deliveries: Default::default(),
             halted: Default::default(),
@@ -317,6 +320,11 @@ impl Lifecycle {
     /// Woken when a task ended (the receipts' folder waits on it).
     pub fn fold_wakeup(&self) -> &Notify {
         &self.0.wake_folder
+    }
+
+    /// The receipts' directory as this instance last saw it.
+    pub fn receipt_names(&self) -> &std::sync::Mutex<crate::money::receipts::Directory> {
+        &self.0.receipt_names
     }
 
     /// Woken when a receipt line is ready to sync.

@@ -1,0 +1,50 @@
+//! Server function of the Ledger panel (09): receipts by project, estimate against KIE's
+//! charge by model, spend by person or key and by day, the receipt sync, the runway. Thin:
+//! the figures are the folded totals of `gateway::money::receipts`.
+
+use leptos::prelude::*;
+
+use crate::view::ReceiptsReport;
+
+#[cfg(feature = "ssr")]
+fn row(b: gateway::money::receipts::Bar) -> crate::view::SpendRow {
+    let off = (b.estimated.0 > 0).then(|| (b.charged.0 - b.estimated.0) * 100 / b.estimated.0);
+    crate::view::SpendRow { label: b.label, charged: b.charged.to_string(), estimated: b.estimated.to_string(), usd: format!("${:.2}", b.charged.usd()), tasks: b.tasks, off_by_percent: off }
+}
+
+/// Panel 09's report (viewer and above).
+#[server(endpoint = "ledger_report")]
+pub async fn ledger_report() -> Result<ReceiptsReport, ServerFnError> {
+    use crate::api::server_side::{Role, signed_in, store_error};
+    use gateway::money::receipts::{self, By};
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let store = ctx.store.as_ref();
+    let mut report = ReceiptsReport { total: Some(row(receipts::totals(store).await.map_err(store_error)?)), runway_alert_days: ctx.runway_alert_days, ..Default::default() };
+    for (by, into) in [(By::Project, &mut report.projects), (By::Model, &mut report.models), (By::Owner, &mut report.owners), (By::Day, &mut report.days)] {
+        *into = receipts::spend(store, by).await.map_err(store_error)?.into_iter().map(row).collect();
+    }
+    if ctx.lifecycle.options().receipt_sync.is_some() {
+        let s = gateway::money::receipt_sync::status(store).await.map_err(store_error)?;
+        report.sync = Some(crate::view::SyncView { pending: s.pending, failing: s.failing, synced: s.synced, last_error: s.last_error, capped: s.capped });
+    }
+    // The balance KIE last answered (the Gateway panel's probe), at the last week's burn.
+    let balance = ctx.gateway().await.and_then(|g| g.balance).and_then(|b| b.parse::<f64>().ok()).and_then(gateway::Credits::from_decimal);
+    if let Some(b) = balance {
+        report.runway_days = receipts::runway_days(store, b).await.map_err(store_error)?;
+    }
+    if let Some(d) = report.runway_days.filter(|d| *d < ctx.runway_alert_days as f64) {
+        report.warnings.push(format!("At the last 7 days' burn KIE's balance lasts about {d:.1} days (RUNWAY_ALERT_DAYS is {}): top up.", ctx.runway_alert_days));
+    }
+    if let Some(day) = &ctx.credits_expire_on
+        && let Some(at) = receipts::parse_day(day)
+    {
+        let left = at.saturating_sub(gateway::store::now_ms()).div_ceil(86_400_000);
+        if at <= gateway::store::now_ms() {
+            report.warnings.push(format!("Prepaid credits expired on {day} (CREDITS_EXPIRE_ON)."));
+        } else if left <= 14 {
+            let how = if left <= 3 { "in" } else { "within" };
+            report.warnings.push(format!("Prepaid credits expire {how} {left} days, on {day} (CREDITS_EXPIRE_ON): spend or renew them."));
+        }
+    }
+    Ok(report)
+}

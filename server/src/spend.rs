@@ -1,0 +1,168 @@
+//! `GET /spend.svg?by=day|model|project|owner` and `/spend.csv?by=…` (viewer and above): the
+//! spend in KIE's actual credits from the folded receipts, as a chart drawn here (no chart
+//! code reaches the browser) and as the same figures in CSV. The day chart draws the team's
+//! per-day cap, the project chart each project's total cap, as lines.
+
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::fmt::Write;
+
+use crate::AppState;
+use gateway::Credits;
+use gateway::money::budget;
+use gateway::money::receipts::{self, Bar, By};
+use gateway::team::accounts::{Actor, Role};
+
+#[derive(Deserialize)]
+pub struct SpendQuery {
+    #[serde(default)]
+    by: String,
+}
+
+/// Bars a chart draws at most (the largest; the CSV has them all).
+const MAX_BARS: usize = 24;
+
+fn plain(status: StatusCode, msg: &str) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
+}
+
+async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery) -> Result<(By, Vec<Bar>), Response> {
+    if actor.require(Role::Viewer).is_err() {
+        return Err(plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
+    }
+    let Some(by) = By::parse(q.by.trim()) else { return Err(plain(StatusCode::BAD_REQUEST, "Say what to break spend down by: ?by=day, model, project or owner.")) };
+    receipts::spend(state.store.as_ref(), by).await.map(|b| (by, b)).map_err(|e| {
+        tracing::error!(error = %e, "cannot read the spend");
+        plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
+    })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// The caps to draw: (bar label or "" for every bar, cap, what it is).
+async fn caps(state: &AppState, by: By) -> Vec<(String, Credits, String)> {
+    let rules = budget::rules(state.store.as_ref()).await.unwrap_or_default();
+    match by {
+        By::Day => rules.iter().filter(|r| r.target.project.is_none() && r.target.user.is_none()).filter_map(|r| r.per_day.map(|c| (String::new(), c, "team per-day cap (rolling 24 h)".to_string()))).collect(),
+        By::Project => rules.iter().filter(|r| r.target.user.is_none()).filter_map(|r| Some((r.target.project.clone()?, r.total?, "total cap".to_string()))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A bar chart of KIE's charges, with its figures in `<title>`s and a caption for readers.
+pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
+    let shown: Vec<&Bar> = bars.iter().take(MAX_BARS).collect();
+    let (w, h, left, bottom, top) = (640.0, 220.0, 52.0, 46.0, 16.0);
+    let max_bar = shown.iter().map(|b| b.charged.0).max().unwrap_or(0);
+    let max_cap = caps.iter().map(|c| c.1.0).max().unwrap_or(0);
+    let max = max_bar.max(max_cap).max(1) as f64;
+    let plot_h = h - bottom - top;
+    let slot = (w - left - 8.0) / shown.len().max(1) as f64;
+    let y = |v: i64| top + plot_h - plot_h * v as f64 / max;
+    let title = match by {
+        By::Day => "Spend per day, last 30 days (KIE's charges, credits)",
+        By::Model => "Spend by model (KIE's charges, credits)",
+        By::Project => "Spend by project (KIE's charges, credits)",
+        By::Owner => "Spend by person or relay key (KIE's charges, credits)",
+    };
+    let mut out = String::new();
+    let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="10">"##);
+    let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, escape(title), shown.len(), Credits(max_bar));
+    let _ = write!(out, r##"<rect width="{w}" height="{h}" fill="#0e131b"/>"##);
+    for frac in [0.0, 0.5, 1.0] {
+        let v = (max * frac) as i64;
+        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#243044"/><text x="{}" y="{:.1}" fill="#8a97ab" text-anchor="end">{}</text>"##, w - 8.0, y(v), y(v), left - 4.0, y(v) + 3.0, Credits(v));
+    }
+    if shown.is_empty() || max_bar == 0 {
+        let _ = write!(out, r##"<text x="{}" y="{}" fill="#8a97ab" text-anchor="middle">No spend folded yet</text>"##, w / 2.0, top + plot_h / 2.0);
+    }
+    for (i, b) in shown.iter().enumerate() {
+        let x = left + slot * i as f64 + slot * 0.15;
+        let bw = (slot * 0.7).max(1.0);
+        let top_y = y(b.charged.0);
+        let label = escape(&b.label);
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="{top_y:.1}" width="{bw:.1}" height="{:.1}" fill="#3fb6a8"><title>{label}: {} credits (estimated {}), {} tasks</title></rect>"##,
+            (top + plot_h - top_y).max(0.0),
+            b.charged,
+            b.estimated,
+            b.tasks
+        );
+        let every = if by == By::Day { 5 } else { 1 };
+        if i % every == 0 || i + 1 == shown.len() {
+            let short: String = if by == By::Day { b.label.chars().skip(5).collect() } else { b.label.chars().take(14).collect() };
+            let (lx, ly) = (x + bw / 2.0, h - bottom + 12.0);
+            let _ = write!(out, r##"<text x="{lx:.1}" y="{ly:.1}" fill="#8a97ab" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})">{}</text>"##, escape(&short));
+        }
+        for (_, cap, what) in caps.iter().filter(|c| c.0 == b.label) {
+            let cy = y(cap.0);
+            let _ = write!(out, r##"<line x1="{:.1}" x2="{:.1}" y1="{cy:.1}" y2="{cy:.1}" stroke="#e0a43a" stroke-width="2"><title>{label}: {what} {cap} credits</title></line>"##, x - 2.0, x + bw + 2.0);
+        }
+    }
+    for (_, cap, what) in caps.iter().filter(|c| c.0.is_empty()) {
+        let cy = y(cap.0);
+        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{cy:.1}" y2="{cy:.1}" stroke="#e0a43a" stroke-dasharray="5 4"/><text x="{}" y="{:.1}" fill="#e0a43a" text-anchor="end">{} {cap}</text>"##, w - 8.0, w - 10.0, cy - 4.0, escape(what));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
+    match bars(&state, &actor, &q).await {
+        Ok((by, bars)) => {
+            let caps = caps(&state, by).await;
+            ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], svg(by, &bars, &caps)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// The chart's figures as CSV (label, KIE's charge, the estimate, tasks).
+pub fn csv(by: By, bars: &[Bar]) -> String {
+    let mut out = format!("{},charged_credits,estimated_credits,tasks\r\n", by.as_str());
+    for b in bars {
+        let label = if b.label.starts_with(['=', '+', '-', '@']) { format!("'{}", b.label) } else { b.label.clone() };
+        let _ = write!(out, "\"{}\",{},{},{}\r\n", label.replace('"', "\"\""), b.charged, b.estimated, b.tasks);
+    }
+    out
+}
+
+pub async fn table(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
+    match bars(&state, &actor, &q).await {
+        Ok((by, bars)) => {
+            let disposition = format!("attachment; filename=\"spend-by-{}.csv\"", by.as_str());
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], csv(by, &bars)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(label: &str, c: i64) -> Bar {
+        Bar { label: label.into(), charged: Credits(c), estimated: Credits(c + 500), tasks: 1 }
+    }
+
+    #[test]
+    fn an_empty_and_a_busy_chart_render_and_escape_their_labels() {
+        let empty = svg(By::Model, &[], &[]);
+        assert!(empty.starts_with("<svg") && empty.ends_with("</svg>") && empty.contains("No spend folded yet"));
+        let busy: Vec<Bar> = (0..40).map(|i| bar(&format!("<model & {i}>"), i * 1000)).collect();
+        let s = svg(By::Model, &busy, &[]);
+        assert_eq!(s.matches("<rect x=").count(), MAX_BARS, "the largest {MAX_BARS} bars");
+        assert!(!s.contains("<model"), "labels are escaped");
+        assert!(s.contains("&lt;model &amp; 1&gt;: 1 credits (estimated 1.5), 1 tasks"));
+        let day = svg(By::Day, &[bar("2026-12-01", 4000)], &[(String::new(), Credits(10_000), "team per-day cap (rolling 24 h)".into())]);
+        assert!(day.contains("stroke-dasharray") && day.contains("team per-day cap (rolling 24 h) 10"), "the cap is drawn");
+        let rows = csv(By::Project, &[bar("=cmd", 2000)]);
+        assert_eq!(rows, "project,charged_credits,estimated_credits,tasks\r\n\"'=cmd\",2,2.5,1\r\n");
+    }
+}
