@@ -27,6 +27,7 @@ export function freePort() {
 /** The people every test server starts with (added on the command line, as an operator would). */
 export const ADMIN = 'admin@e2e.test';
 export const VIEWER = 'viewer@e2e.test';
+export const MAKER = 'maker@e2e.test';
 export const PASSWORD = 'correct horse battery staple';
 const bin = join(root, 'target', 'release', 'control-room');
 
@@ -44,6 +45,7 @@ export async function startServer(env = {}, args = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'cr-e2e-'));
   addUser(dataDir, ADMIN, 'admin');
   addUser(dataDir, VIEWER, 'viewer');
+  addUser(dataDir, MAKER, 'producer');
   const logs = [];
   const child = spawn(bin, args, {
     cwd: root,

@@ -4,8 +4,9 @@
 // reload; the Market's calculator and the composer's estimate price the exact inputs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
+import { MAKER, artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launchBrowser(); });
@@ -76,6 +77,52 @@ test('a model pinned in the Market comes first in the composer after a reload', 
     await page.waitForSelector('[data-testid="pinned-list"] li[data-model="veo3"]');
     assert.deepEqual(errors, [], 'no console errors');
     await page.screenshot({ path: join(artifacts, 'pinned.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a producer runs tasks in two projects, exports the receipt CSV from panel 09 and sees the chart move', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/', { width: 1280, height: 900 }, MAKER);
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    const ledger = page.locator('[data-panel="09"]');
+    await ledger.locator('[data-testid="chart-by"]').selectOption('project');
+    const chart = async () => page.$eval('[data-panel="09"] [data-testid="spend-chart"]', async (img) => (await fetch(img.src)).text());
+    assert.match(await chart(), /No spend folded yet/, 'the chart starts empty');
+
+    const ids = {};
+    for (const project of ['alpha', 'beta']) {
+      await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
+      await page.fill('[data-testid="composer-project"]', project);
+      ids[project] = (await submit(page, `a ${project} frame`)).ok;
+      assert.ok(ids[project], `submitted in ${project}`);
+    }
+    // Both end and are folded; panel 09 lists a receipt for each production, live.
+    for (const project of ['alpha', 'beta']) {
+      await ledger.locator(`[data-testid="receipts"] tr[data-project="${project}"]`).waitFor({ timeout: 40_000 });
+    }
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-panel="09"] [data-testid="receipt-credits"]')].map((c) => c.textContent.trim()).join(',') === '4,4', null, { timeout: 20_000 });
+    // The chart moved: a bar per production, with KIE's figures.
+    await page.waitForFunction(async () => {
+      const img = document.querySelector('[data-panel="09"] [data-testid="spend-chart"]');
+      const svg = await (await fetch(img.src)).text();
+      return svg.includes('<title>alpha: 4 credits') && svg.includes('<title>beta: 4 credits');
+    }, null, { timeout: 20_000 });
+    assert.equal(await ledger.locator('[data-testid="chart-table"] tbody tr').count(), 2, 'the chart reads as a table too');
+
+    // The receipt CSV of one production, downloaded from the panel, holds only its task.
+    const [download] = await Promise.all([page.waitForEvent('download'), ledger.locator('tr[data-project="alpha"] [data-testid="receipt-csv"]').click()]);
+    assert.equal(download.suggestedFilename(), 'receipt-alpha.csv');
+    const csv = readFileSync(await download.path(), 'utf8');
+    const rows = csv.trim().split('\r\n');
+    assert.equal(rows.length, 2, `a header and one line: ${csv}`);
+    assert.ok(rows[1].startsWith(`"${ids.alpha}"`), rows[1]);
+    assert.ok(rows[1].includes('"alpha"') && !csv.includes(ids.beta), 'projects never mixed');
+    assert.deepEqual(errors, [], 'no console errors');
+    await ledger.screenshot({ path: join(artifacts, 'ledger.png') });
     await context.close();
   } finally {
     await server.stop();

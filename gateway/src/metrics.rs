@@ -158,6 +158,10 @@ pub struct Metrics {
     store_up: Gauge,
     oldest_queued: Gauge<f64, AtomicU64>,
     balance: Gauge<f64, AtomicU64>,
+    /// Whether KIE answered a balance yet (the runway needs one).
+    balance_known: std::sync::atomic::AtomicBool,
+    runway: Gauge<f64, AtomicU64>,
+    runway_alert: Gauge,
 }
 
 impl Default for Metrics {
@@ -199,6 +203,9 @@ impl Metrics {
             store_up: Gauge::default(),
             oldest_queued: Gauge::default(),
             balance: Gauge::default(),
+            balance_known: Default::default(),
+            runway: Gauge::default(),
+            runway_alert: Gauge::default(),
             registry: Registry::default(),
         };
         let build: Family<Version, Gauge> = Family::default();
@@ -227,6 +234,8 @@ impl Metrics {
         registry.register("store_up", "Whether this instance could read the store at the last scrape (1) or not (0)", m.store_up.clone());
         registry.register("queue_oldest_age_seconds", "Age of the oldest task waiting for the rate guard (shared)", m.oldest_queued.clone());
         registry.register("kie_balance_credits", "KIE's last answered credit balance (shared account; absent until KIE answered)", m.balance.clone());
+        registry.register("runway_days", "Days KIE's balance lasts at the last 7 days' burn, from the receipts (+Inf: nothing spent; NaN until KIE answered a balance; shared)", m.runway.clone());
+        registry.register("runway_alert_days", "RUNWAY_ALERT_DAYS: the runway alert fires below this", m.runway_alert.clone());
         // Series with fixed label words exist from the start at 0, so that a rate over them
         // is 0 rather than "no data" and a dashboard finds them before the first event.
         for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store] {
@@ -244,6 +253,8 @@ impl Metrics {
         for outcome in ["ok", "error"] {
             let _ = m.poller_calls.get_or_create(&Outcome { outcome: outcome.into() });
         }
+        // Unknown until KIE answers a balance: NaN, never a runway of 0 that would alert.
+        m.runway.set(f64::NAN);
         Metrics { registry, ..m }
     }
 
@@ -319,6 +330,12 @@ impl Metrics {
     /// KIE's balance, from a real answer.
     pub fn balance(&self, credits: Credits) {
         self.balance.set(credits.as_f64());
+        self.balance_known.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `RUNWAY_ALERT_DAYS`, exported for the alert rule.
+    pub fn set_runway_alert_days(&self, days: u64) {
+        self.runway_alert.set(i64::try_from(days).unwrap_or(i64::MAX));
     }
 
     /// Reads the shared gauges from the store (at scrape time), with the rate guard's rules and
@@ -357,6 +374,12 @@ impl Metrics {
         let q = TaskQuery { state: Some(TaskState::Queued), oldest_first: true, limit: 1, ..Default::default() };
         let oldest = store.task_list(&q).await?.tasks.first().map(|t| now_ms().saturating_sub(t.created_ms));
         self.oldest_queued.set(oldest.map_or(0.0, |ms| ms as f64 / 1000.0));
+        if self.balance_known.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(balance) = Credits::from_decimal(self.balance.get())
+        {
+            let days = crate::money::receipts::runway_days(store, balance).await?;
+            self.runway.set(days.unwrap_or(f64::INFINITY));
+        }
         Ok(())
     }
 

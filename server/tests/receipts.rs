@@ -70,6 +70,9 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     // Prepaid credits that expire in 10 days: panel 09 warns.
     cfg.credits_expire_on = Some(gateway::money::receipts::day(gateway::store::now_ms() + 10 * 86_400_000 + 3_600_000));
     let s = start_on(listener, cfg).await;
+    let runway_of = |text: &str| text.lines().find_map(|l| l.strip_prefix("control_room_runway_days ")).map(|v| v.trim().to_string());
+    let (_, metrics) = get_anon(&format!("{base}/metrics")).await;
+    assert_eq!(runway_of(&metrics).as_deref(), Some("NaN"), "no runway before KIE answered a balance");
     let (_, empty) = get(&format!("{base}/spend.svg?by=project")).await;
     assert!(empty.starts_with("<svg") && empty.contains("No spend folded yet"), "an empty ledger's chart renders");
     let mut ids = Vec::new();
@@ -149,6 +152,10 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     assert_eq!((today_row["label"].as_str(), today_row["tasks"].as_i64()), (Some(today.as_str()), Some(4)));
     let runway = report["runway_days"].as_f64().expect("a runway: the simulator answered a balance and credits were spent");
     assert!(runway > 1000.0, "10,000 credits at 9 a week's day lasts long: {runway}");
+    let (_, metrics) = get_anon(&format!("{base}/metrics")).await;
+    let exported: f64 = runway_of(&metrics).expect("runway exported").parse().expect("a number");
+    assert!((exported - runway).abs() / runway < 0.01, "the gauge is the panel's figure: {exported} vs {runway}");
+    assert!(metrics.contains("control_room_runway_alert_days 7"));
     assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("within 10 days")), "{report}");
     s.shutdown().await.unwrap();
 

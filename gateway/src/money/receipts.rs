@@ -262,13 +262,10 @@ pub struct Folded {
 pub async fn fold_round(lc: &Lifecycle, backfill: &mut Option<Backfill>) -> StoreResult<Folded> {
     let store = lc.store().as_ref();
     let mut done = Folded::default();
-    let q = TaskQuery { mark: Some(Mark::ReceiptFold), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
-    let mut q = q;
+    let mut q = TaskQuery { mark: Some(Mark::ReceiptFold), oldest_first: true, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
     loop {
         let page = store.task_list(&q).await?;
-        for t in &page.tasks {
-            done.tasks += usize::from(fold_one(lc, t).await?);
-        }
+        done.tasks += fold_all(lc, &page.tasks).await?;
         match page.next {
             Some(next) if done.tasks < ROUND => q.after = Some(next),
             _ => break,
@@ -286,6 +283,24 @@ pub async fn fold_round(lc: &Lifecycle, backfill: &mut Option<Backfill>) -> Stor
         }
     }
     Ok(done)
+}
+
+/// Tasks folded at once (each is a few store round trips).
+const IN_FLIGHT: usize = 16;
+
+/// Folds `tasks`, [`IN_FLIGHT`] at a time; how many this call folded.
+async fn fold_all(lc: &Lifecycle, tasks: &[TaskRecord]) -> StoreResult<usize> {
+    use futures::StreamExt;
+    let folds = tasks.iter().cloned().map(|t| {
+        let lc = lc.clone();
+        async move { fold_one(&lc, &t).await }
+    });
+    let results: Vec<StoreResult<bool>> = futures::stream::iter(folds).buffer_unordered(IN_FLIGHT).collect().await;
+    let mut n = 0;
+    for r in results {
+        n += usize::from(r?);
+    }
+    Ok(n)
 }
 
 async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
@@ -324,10 +339,7 @@ impl Backfill {
         };
         let q = TaskQuery { state: Some(state), oldest_first: true, after: self.cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let page = lc.store().task_list(&q).await?;
-        let mut n = 0;
-        for t in &page.tasks {
-            n += usize::from(fold_one(lc, t).await?);
-        }
+        let n = fold_all(lc, &page.tasks).await?;
         match page.next {
             Some(next) => self.cursor = Some(next),
             None => self.state += 1,
