@@ -37,7 +37,7 @@ use url::Url;
 use crate::store::{Scope, Store, StoreError, StoreResult};
 use crate::tasks::task::{Mark, TaskQuery, TaskRecord};
 use crate::team::accounts::{AccountError, Actor, Role};
-use crate::{Lifecycle, TaskState};
+use crate::Lifecycle;
 use asset::{Asset, AssetState};
 
 /// The store key naming this deployment's Library (its marker must say the same).
@@ -445,11 +445,6 @@ impl Library {
     /// Starts this instance's archiver; it stops when the handle is dropped or aborted.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(archiver::run(self.clone()))
-    }
-
-    /// Whether a task is one the Library will copy (succeeded, with results).
-    pub fn copies(t: &TaskRecord) -> bool {
-        t.state == TaskState::Success && t.archive.is_some()
     }
 }
 

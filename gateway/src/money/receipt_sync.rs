@@ -3,9 +3,9 @@
 //!
 //! - `Idempotency-Key: <Control Room task id>`, and `X-Receipt-Signature` =
 //!   base64(HMAC-SHA256(`RECEIPT_SYNC_SECRET`, raw body)). The body is the same every time
-//!   for the same task (it depends only on the ended record: exports are the Library's
-//!   unsigned paths once the task has an archive plan), so a receiver can dedupe on the key
-//!   and check the signature on any attempt.
+//!   for the same task: a line is sent once its results' copies have settled (archived, or
+//!   gone), so its exports no longer change; a receiver can dedupe on the key and check the
+//!   signature on any attempt.
 //! - Pending lines sit in the `receipt:sync` index, so a restart resumes them; each is taken
 //!   by lease, so two instances never send one at once; a refusal or silence backs off (2 s
 //!   doubling to 30 min) and the receiver's last answer is kept on the task for panel 09.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::Lifecycle;
+use crate::library::asset::AssetState;
 use crate::money::credits::Credits;
 use crate::store::{ReserveRequest, Scope, Store, StoreResult};
 use crate::tasks::task::{Mark, TaskQuery, TaskRecord, TaskState};
@@ -380,7 +381,7 @@ pub struct Line {
     pub estimated_credits: String,
     pub credits: String,
     pub cost_usd: f64,
-    /// The Library's copies once archived (absolute, from `PUBLIC_URL`), else KIE's URLs.
+    /// Per result: the Library's copy once archived (absolute, from `PUBLIC_URL`), else KIE's URL.
     pub exports: Vec<String>,
     pub created_ms: u64,
     pub finished_ms: Option<u64>,
@@ -389,12 +390,17 @@ pub struct Line {
 /// A task's line. `base` is `PUBLIC_URL` (Library paths are absolute with it).
 pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
     let base = base.unwrap_or("").trim_end_matches('/');
-    let exports = match &t.archive {
-        Some(a) if !a.assets.is_empty() && a.assets.iter().all(|x| x.state != crate::library::asset::AssetState::Expired) => {
-            (0..a.assets.len()).map(|n| format!("{base}{}", crate::library::links::unsigned_path(&t.id, n))).collect()
-        }
-        _ => t.result_urls.clone(),
-    };
+    // Per result: the Library's copy once it is there (or was, if an admin deleted it),
+    // else KIE's own URL.
+    let exports = t
+        .result_urls
+        .iter()
+        .enumerate()
+        .map(|(n, kie)| match t.archive.as_ref().and_then(|a| a.assets.get(n)).map(|x| x.state) {
+            Some(AssetState::Archived | AssetState::Deleted) => format!("{base}{}", crate::library::links::unsigned_path(&t.id, n)),
+            _ => kie.clone(),
+        })
+        .collect();
     let c = charged(t);
     Line {
         task_id: t.id.clone(),

@@ -314,9 +314,10 @@ impl TaskRecord {
         self.state.is_terminal() && !self.folded
     }
 
-    /// Folded, with its receipt line still to deliver to `RECEIPT_SYNC_URL`.
+    /// Folded, with its receipt line still to deliver to `RECEIPT_SYNC_URL`. A line waits
+    /// for its results' copies to settle, so that its exports (and so its body) are final.
     pub fn sync_pending(&self) -> bool {
-        self.state.is_terminal() && self.folded && self.receipt_sync.as_ref().is_some_and(|s| !s.delivered)
+        self.state.is_terminal() && self.folded && !self.archive_pending() && self.receipt_sync.as_ref().is_some_and(|s| !s.delivered)
     }
 
     /// Succeeded, but a result was gone before the Library had it (Result expired).
