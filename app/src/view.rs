@@ -69,6 +69,11 @@ pub struct ConsoleStatus {
     pub key: KeyView,
     /// `None` when there is no upstream to probe (no key, no simulator).
     pub gateway: Option<GatewayView>,
+    /// Days KIE's balance lasts at the last 7 days' burn (receipts); `None`: no balance or burn.
+    #[serde(default)]
+    pub runway_days: Option<f64>,
+    #[serde(default)]
+    pub runway_alert_days: u64,
     pub store: StoreView,
     /// `None` when the store could not be read: the meters then show nothing, not zeros.
     pub ledger: Option<LedgerView>,
@@ -146,6 +151,19 @@ pub struct ReceiptsReport {
     pub runway_alert_days: u64,
     /// Warnings about prepaid credits expiring (CREDITS_EXPIRE_ON), or the runway.
     pub warnings: Vec<String>,
+    /// KIE's balance against the receipts since the first balance read (`None`: no balance).
+    pub drift: Option<DriftView>,
+}
+
+/// [`ReceiptsReport::drift`]: decimal credits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftView {
+    /// The day (UTC) of the starting point.
+    pub since: String,
+    pub balance_fell: String,
+    pub accounted: String,
+    pub drift: String,
+    pub zero: bool,
 }
 
 /// How the receipt sync stands.

@@ -75,6 +75,10 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     assert_eq!(runway_of(&metrics).as_deref(), Some("NaN"), "no runway before KIE answered a balance");
     let (_, empty) = get(&format!("{base}/spend.svg?by=project")).await;
     assert!(empty.starts_with("<svg") && empty.contains("No spend folded yet"), "an empty ledger's chart renders");
+    // The first balance read is the drift's starting point.
+    let (code, first) = server_fn(&base, "ledger_report", "").await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["drift"]["drift"], "0");
     let mut ids = Vec::new();
     for (project, prompt) in [("trailer", "a dune at noon"), ("trailer", "a dune at dusk"), ("trailer", "sim:fail this one"), ("teaser", "a red kite")] {
         ids.push((project, submit(&base, project, prompt).await));
@@ -157,6 +161,19 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     assert!((exported - runway).abs() / runway < 0.01, "the gauge is the panel's figure: {exported} vs {runway}");
     assert!(metrics.contains("control_room_runway_alert_days 7"));
     assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("within 10 days")), "{report}");
+    // Once the Gateway's probe reads the balance again (every 5 s at most): it fell by what
+    // the receipts hold.
+    wait_until("KIE's balance fell by what the receipts hold", 20, || async {
+        let d = server_fn(&base, "ledger_report", "").await.1["drift"].clone();
+        (d["balance_fell"].as_str(), d["accounted"].as_str(), d["drift"].as_str()) == (Some("9"), Some("9"), Some("0"))
+    })
+    .await;
+    // Spend this console did not see (another tool on the same key) shows as drift.
+    sim.world().accounts.get_mut(KEY).expect("account").balance_milli -= 5_000;
+    wait_until("the drift shows spend the console did not see", 20, || async {
+        server_fn(&base, "ledger_report", "").await.1["drift"]["drift"] == "5"
+    })
+    .await;
     s.shutdown().await.unwrap();
 
     // The CLI prints the same receipt (the server is stopped: one process per DATA_DIR).

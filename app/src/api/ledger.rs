@@ -31,6 +31,8 @@ pub async fn ledger_report() -> Result<ReceiptsReport, ServerFnError> {
     let balance = ctx.gateway().await.and_then(|g| g.balance).and_then(|b| b.parse::<f64>().ok()).and_then(gateway::Credits::from_decimal);
     if let Some(b) = balance {
         report.runway_days = receipts::runway_days(store, b).await.map_err(store_error)?;
+        let d = receipts::drift(store, b).await.map_err(store_error)?;
+        report.drift = Some(crate::view::DriftView { since: receipts::day(d.since_ms), balance_fell: d.balance_fell.to_string(), accounted: d.accounted.to_string(), drift: d.drift.to_string(), zero: d.drift.0 == 0 });
     }
     if let Some(d) = report.runway_days.filter(|d| *d < ctx.runway_alert_days as f64) {
         report.warnings.push(format!("At the last 7 days' burn KIE's balance lasts about {d:.1} days (RUNWAY_ALERT_DAYS is {}): top up.", ctx.runway_alert_days));

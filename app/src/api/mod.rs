@@ -142,10 +142,19 @@ pub(crate) mod server_side {
                 (StoreView { backend: ctx.store.backend().into(), reachable: false, error: Some(e.to_string()) }, None)
             }
         };
+        let gateway = ctx.gateway().await;
+        // The runway needs a balance KIE answered and a week's burn from the receipts.
+        let balance = gateway.as_ref().and_then(|g| g.balance.as_deref()).and_then(|b| b.parse::<f64>().ok()).and_then(Credits::from_decimal);
+        let runway_days = match balance {
+            Some(b) => gateway::money::receipts::runway_days(ctx.store.as_ref(), b).await.unwrap_or_default(),
+            None => None,
+        };
         ConsoleStatus {
             upstream: ctx.upstream.clone(),
             key: ctx.key.clone(),
-            gateway: ctx.gateway().await,
+            gateway,
+            runway_days,
+            runway_alert_days: ctx.runway_alert_days,
             store,
             ledger,
             callback_base: ctx.callback_base.clone(),

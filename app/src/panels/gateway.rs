@@ -56,6 +56,11 @@ fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {
             {balance.map(|b| view! {
                 <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{b}</strong><span class="muted">" credits"</span></p>
             })}
+            {s.runway_days.map(|d| {
+                let short = d < s.runway_alert_days as f64;
+                let text = if d >= 10.0 { format!("≈ {d:.0} days of runway at the last 7 days' burn") } else { format!("≈ {d:.1} days of runway at the last 7 days' burn") };
+                view! { <p class=if short { "conn-runway bad" } else { "conn-runway muted" } data-testid="gateway-runway">{text}{short.then_some(" — top up")}</p> }
+            })}
             <p class=if s.store.reachable { "conn-store ok" } else { "conn-store bad" }>{store}</p>
         </div>
     }

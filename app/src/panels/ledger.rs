@@ -98,6 +98,13 @@ pub fn LedgerPanel() -> impl IntoView {
                                 <dt>"Estimated"</dt><dd>{total.as_ref().map(|t| format!("{} credits", t.estimated))}</dd>
                                 <dt>"Runway"</dt><dd data-testid="runway" class=if runway.is_some_and(|d| d < alert as f64) { "error" } else { "" }>
                                     {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| if d >= 10.0 { format!("≈ {d:.0} days at the last 7 days' burn") } else { format!("≈ {d:.1} days at the last 7 days' burn") })}</dd>
+                                {r.drift.clone().map(|d| view! {
+                                    <dt>"Against KIE"</dt>
+                                    <dd data-testid="drift" class=if d.zero { "" } else { "warn" }>
+                                        {format!("since {}: KIE's balance fell {} credits, the receipts account for {} — drift {}", d.since, d.balance_fell, d.accounted, d.drift)}
+                                        {(!d.zero).then_some(" (spend this console did not see, a charge still being folded, or — below 0 — a top-up)")}
+                                    </dd>
+                                })}
                                 <dt>"Receipt sync"</dt><dd data-testid="sync-status">{match &sync {
                                     None => "off (RECEIPT_SYNC_URL not set)".to_string(),
                                     Some(s) => format!("{}{} to sync · {} synced · {} failing", s.pending, if s.capped { "+" } else { "" }, s.synced, s.failing),

@@ -219,6 +219,39 @@ pub async fn runway_days(store: &dyn Store, balance: Credits) -> StoreResult<Opt
     Ok((week > 0).then(|| balance.0.max(0) as f64 / (week as f64 / 7.0)))
 }
 
+/// The store key of the drift's starting point.
+const BASELINE: &str = "receipts:baseline";
+
+/// KIE's balance against the receipts since a starting point: what KIE's balance fell by,
+/// what the receipts account for, and the difference (spend this console did not see, or —
+/// negative — a top-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    pub since_ms: u64,
+    pub balance_fell: Credits,
+    pub accounted: Credits,
+    pub drift: Credits,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Baseline {
+    balance: i64,
+    charged: i64,
+    at_ms: u64,
+}
+
+/// The drift between KIE's balance (as it answered now) and the receipts, since the first
+/// balance this deployment read (that one is kept as the starting point).
+pub async fn drift(store: &dyn Store, balance: Credits) -> StoreResult<Drift> {
+    let charged = store.usage(&scope(Total::Charged, &Slice::default())).await?;
+    let mine = serde_json::to_vec(&Baseline { balance: balance.0, charged, at_ms: crate::store::now_ms() }).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
+    store.kv_set_nx(BASELINE, &mine, None).await?;
+    let raw = store.kv_get(BASELINE).await?.unwrap_or(mine);
+    let base: Baseline = serde_json::from_slice(&raw).map_err(|e| crate::StoreError::Corrupt(format!("{BASELINE}: {e}")))?;
+    let (fell, accounted) = (base.balance - balance.0, charged - base.charged);
+    Ok(Drift { since_ms: base.at_ms, balance_fell: Credits(fell), accounted: Credits(accounted), drift: Credits(fell - accounted) })
+}
+
 /// KIE's actual charge for an ended task (0 for a failure: KIE does not charge them).
 pub fn charged(t: &TaskRecord) -> Credits {
     match t.state {
