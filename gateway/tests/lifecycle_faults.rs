@@ -301,6 +301,8 @@ async fn ended_tasks_past_their_retention_are_deleted_and_nothing_else() {
         let mut t = TaskRecord::new(id, "ana", "p", "google/imagen4-fast", created);
         t.state = state;
         t.finished_ms = ended;
+        // Ended tasks are in the receipts already (an unfolded one is kept until it is).
+        t.folded = state.is_terminal();
         if pending {
             t.relay_callback = Some(gateway::tasks::task::RelayCallback { url: "http://127.0.0.1:9/hook".into(), key_id: "k".into(), ..Default::default() });
         }
@@ -330,6 +332,8 @@ async fn a_settled_task_is_answered_from_memory_and_an_unsettled_one_never_is() 
     running.state = TaskState::Generating;
     let mut done = TaskRecord::new("done", "ana", "p", "google/imagen4-fast", 1);
     done.state = TaskState::Success;
+    // Ended, and already in the receipts: nothing is left to change it.
+    done.folded = true;
     for t in [&running, &done] {
         assert!(store.task_insert(t).await.unwrap());
     }
