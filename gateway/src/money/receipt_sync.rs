@@ -33,7 +33,9 @@ pub struct SyncTarget {
 const IN_FLIGHT: usize = 8;
 /// Pending lines looked at per round.
 const ROUND: usize = 2000;
-const LEASE: Duration = Duration::from_secs(60);
+/// How long one instance holds a line: longer than one attempt (the outbound client gives up
+/// after 15 s), short enough that a line cut off by a crash is taken over soon.
+const LEASE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(1800);
 
 /// Lines delivered, in all.

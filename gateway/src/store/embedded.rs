@@ -89,6 +89,9 @@ fn decode_task(raw: &[u8]) -> StoreResult<TaskRecord> {
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("task record: {e}")))
 }
 
+/// How long opening waits for a holder that is letting go of the database.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`. Fails clearly if the directory cannot be
     /// written or another process holds the database.
@@ -100,7 +103,16 @@ impl EmbeddedStore {
     pub fn open_with(dir: &Path, purge_every: Duration) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
+        // A holder that is letting go (its last operations finishing on the blocking pool, as
+        // in a restart within one process) gets a moment before the file counts as taken.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let opened = loop {
+            match Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
+                other => break other,
+            }
+        };
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
                 "{} is in use by another process (run one instance per DATA_DIR, or set REDIS_URL)",
                 path.display()
