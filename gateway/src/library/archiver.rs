@@ -45,6 +45,8 @@ const TEMP_AGE: Duration = Duration::from_secs(3600);
 /// How often temporary files are swept, and how many at most per sweep.
 const TEMP_SWEEP: Duration = Duration::from_secs(600);
 const TEMP_SWEEP_MAX: usize = 1000;
+/// How often a Library with a problem is checked again.
+const RECHECK: Duration = Duration::from_secs(60);
 /// Upload parts (S3 needs at least 5 MiB per part but the last).
 const PART: usize = 8 << 20;
 
@@ -81,9 +83,16 @@ pub(super) async fn run(lib: Library) {
     let lc = lib.0.lifecycle.clone();
     let mut cursor: Option<String> = None;
     let mut swept: Option<tokio::time::Instant> = None;
+    let mut checked = tokio::time::Instant::now();
     loop {
         if lc.stopping() {
             return;
+        }
+        // A Library that could not be used (the store or the bucket away at start) is checked
+        // again every minute, so it comes back without a restart.
+        if lib.problem().is_some() && checked.elapsed() >= RECHECK {
+            checked = tokio::time::Instant::now();
+            let _ = lib.check().await;
         }
         if !lc.halted() && lib.problem().is_none() {
             if let Err(e) = lib.round(&mut cursor).await {
