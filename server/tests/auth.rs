@@ -77,6 +77,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("whoami", String::new(), Role::Viewer),
         ("submit_task", form(&[("model", "google/imagen4"), ("project", "matrix"), ("prompt", "a red kite")]), Role::Producer),
         ("retry_task", form(&[("id", "no-such-task")]), Role::Producer),
+        ("cancel_task", form(&[("id", "no-such-task")]), Role::Producer),
         ("set_pin", form(&[("model", "veo3"), ("pinned", "true")]), Role::Producer),
         ("set_cost_rule", form(&[("project", "matrix"), ("per_day", "50")]), Role::Admin),
         ("list_users", String::new(), Role::Admin),

@@ -122,6 +122,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("submit_task", form(&[("model", "no/such-model"), ("project", "leak"), ("prompt", "x")])),
         ("submit_task", form(&[("model", "google/imagen4"), ("project", "bad project name!"), ("prompt", "x")])),
         ("retry_task", form(&[("id", "nope")])),
+        ("cancel_task", form(&[("id", "nope")])),
         ("set_pin", form(&[("model", "veo3"), ("pinned", "true")])),
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "-1")])),
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "100")])),

@@ -316,6 +316,17 @@ pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
+/// Cancels a task still queued here (before it reached KIE): its owner, or an admin.
+#[server(endpoint = "cancel_task")]
+pub async fn cancel_task(id: String) -> Result<String, ServerFnError> {
+    let (ctx, actor) = server_side::signed_in(server_side::Role::Producer)?;
+    match ctx.lifecycle.cancel(id.trim(), &actor).await {
+        Ok(t) => Ok(t.id),
+        Err(gateway::tasks::lifecycle::cancel::CancelError::Store(e)) => Err(server_side::store_error(e)),
+        Err(e) => Err(server_side::refuse(e.code(), e.to_string())),
+    }
+}
+
 /// The Error Review: failed and expired tasks, and queued ones that are stuck (backed off
 /// after a 429/455/5xx, or in doubt), newest first.
 #[server(endpoint = "review_tasks")]

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::Panel;
 use super::composer::Composer;
-use crate::api::{TaskFilter, list_tasks};
+use crate::api::{TaskFilter, cancel_task, list_tasks};
 use crate::live::live;
 use crate::view::TaskRow;
 
@@ -65,6 +65,12 @@ pub fn MonitorPanel() -> impl IntoView {
         }
     };
 
+    let me = crate::me();
+    // Cancel (a task still queued here): the row flips live once it ends.
+    let cancel = Action::new(|id: &String| {
+        let id = id.clone();
+        async move { cancel_task(id).await }
+    });
     view! {
         <Panel number="10" kicker="Monitor" title="Task Monitor" class="wide"
             badge=view! {
@@ -75,6 +81,7 @@ pub fn MonitorPanel() -> impl IntoView {
                 <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="monitor-count">{count}</span></Suspense>
             }>
             <Composer/>
+            {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks">
                 <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
                     <option value="">"Any state"</option>
@@ -93,7 +100,8 @@ pub fn MonitorPanel() -> impl IntoView {
                             let text = if filter.get() == TaskFilter::default() { "No tasks on record yet." } else { "No tasks match these filters." };
                             view! { <p class="empty" data-testid="monitor-empty">{text}</p> }.into_any()
                         } else {
-                            task_table(rows, now).into_any()
+                            let can = me.get().and_then(Result::ok).is_some_and(|m| m.can_produce());
+                            task_table(rows, now, can.then_some(cancel)).into_any()
                         }}
                         <div class="pager">
                             <button type="button" disabled=move || cursors.with(Vec::is_empty) on:click=move |_| {
@@ -169,7 +177,8 @@ pub fn preview_from(url: String, named: &str) -> AnyView {
 }
 
 /// A table of task rows.
-pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
+/// `cancel`: offer Cancel on tasks still queued here (the server checks who may).
+pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, cancel: Option<Action<String, Result<String, ServerFnError>>>) -> impl IntoView {
     view! {
         <table class="tasks" data-testid="task-table">
             <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
@@ -196,6 +205,11 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>) -> impl IntoView {
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
                                 {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
+                                {cancel.filter(|_| t.state == "queued").map(|a| {
+                                    let id = t.id.clone();
+                                    view! { <button type="button" class="small" data-testid="cancel" title="Cancel before it reaches KIE (KIE has no cancel once it has the task)"
+                                        disabled=move || a.pending().get() on:click=move |_| { a.dispatch(id.clone()); }>"Cancel"</button> }
+                                })}
                             </td>
                             <td>{move || age(now.get(), created)}</td>
                             <td data-testid="task-cost">{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>

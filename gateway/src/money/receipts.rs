@@ -342,6 +342,9 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
         return Ok(false);
     }
     fold(lc.store().as_ref(), t).await?;
+    // Every ended task's holds are settled by now, except where an instance stopped between
+    // a task's end and its settlement (a cancel): settling again is harmless.
+    lc.settle_ended(&t.id, charged(t)).await?;
     note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
     Ok(lc
         .modify(&t.id, |t| {

@@ -217,6 +217,8 @@ pub enum FailClass {
     ResultExpired,
     /// A cost rule refused it (only for a submission whose instance stopped half-way).
     Budget,
+    /// Cancelled here before it reached KIE.
+    Cancelled,
 }
 
 impl FailClass {
@@ -230,6 +232,7 @@ impl FailClass {
             FailClass::CallbackLost => "Callback lost",
             FailClass::ResultExpired => "Result expired",
             FailClass::Budget => "Over budget",
+            FailClass::Cancelled => "Cancelled",
         }
     }
 }

@@ -132,6 +132,11 @@ impl Lifecycle {
         Ok(settled)
     }
 
+    /// Settles an ended task's holds at what it cost (idempotent: a no-op when they are).
+    pub(crate) async fn settle_ended(&self, id: &str, spent: Credits) -> StoreResult<()> {
+        self.release_holds(id, spent).await.map(|_| ())
+    }
+
     /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile. Its
     /// holds are released: KIE charges nothing it never finished for us.
     pub async fn expire(&self, id: &str, class: FailClass, why: String) -> StoreResult<Option<TaskRecord>> {

@@ -12,6 +12,7 @@
 //!   dispatcher; Retry.
 //! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
 //! - [`apply`] — the one idempotent step that applies an upstream state to a task.
+//! - [`cancel`] — ending a task still queued here, before it reaches KIE.
 //! - [`callback`] — KIE's callbacks: token, signature, confirmation with `recordInfo`.
 //! - [`poller`] — the fallback poller and the give-up sweep.
 //! - [`delivery`] — the relay's own callbacks to its clients.
@@ -24,6 +25,7 @@
 
 pub mod apply;
 pub mod callback;
+pub mod cancel;
 pub mod delivery;
 pub mod dispatch;
 pub mod limits;

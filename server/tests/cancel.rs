@@ -1,0 +1,103 @@
+//! Cancel: a task still queued here ends `fail` ("cancelled"), its cost-rule hold released,
+//! audited, and the relay's recordInfo says so; a task KIE has, or one that ended, is refused
+//! with 409 and a reason; only its owner or an admin may cancel it.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn fast() -> kie_sim::Settings {
+    kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_task_is_cancelled_with_its_hold_released_and_a_sent_one_is_refused() {
+    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let prefix = format!("{}:", testkit::unique("cancel"));
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().unwrap();
+    cfg.public_url = Some(base.parse().unwrap());
+    // One new task a minute: the second submission waits in the queue, here.
+    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").unwrap();
+    let s = start_on(listener, cfg).await;
+    let (code, _) = server_fn(&base, "set_cost_rule", &form(&[("project", "trailer"), ("per_day", "50")])).await;
+    assert_eq!(code, 200);
+    let producer = session(&base, PRODUCER).await;
+    let submit = |prompt: &'static str| {
+        let (base, producer) = (base.clone(), producer.clone());
+        async move {
+            let (code, body) = server_fn_as(&base, Some(&producer), "submit_task", &form(&[("model", "google/imagen4-fast"), ("project", "trailer"), ("prompt", prompt)])).await;
+            assert_eq!(code, 200, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let first = submit("sent at once").await;
+    let second = submit("waits for the rate guard").await;
+    let store = server::open_store(&redis_store(&prefix)).await.unwrap();
+    let used = || async {
+        let rules = gateway::money::budget::rules(store.as_ref()).await.unwrap();
+        gateway::money::budget::meters(store.as_ref(), &rules).await.unwrap()[0].used
+    };
+    assert_eq!(used().await, gateway::Credits::from_credits(8), "both estimates held");
+    wait_until("the first task reached KIE", 20, || async { store.task_get(&first).await.unwrap().unwrap().kie_task_id.is_some() }).await;
+
+    // Someone else's task: a viewer and another producer may not; the first is KIE's already.
+    let viewer = session(&base, VIEWER).await;
+    assert_eq!(server_fn_as(&base, Some(&viewer), "cancel_task", &form(&[("id", &second)])).await.0, 403);
+    let (code, body) = server_fn_as(&base, Some(&producer), "cancel_task", &form(&[("id", &first)])).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.as_str().unwrap_or_default().contains("KIE has no cancel"), "{body}");
+    assert_eq!(server_fn_as(&base, Some(&producer), "cancel_task", &form(&[("id", "no-such-task")])).await.0, 404);
+
+    let (code, body) = server_fn_as(&base, Some(&producer), "cancel_task", &form(&[("id", &second)])).await;
+    assert_eq!(code, 200, "{body}");
+    let t = store.task_get(&second).await.unwrap().unwrap();
+    assert_eq!((t.state, t.fail_class), (gateway::TaskState::Fail, Some(gateway::tasks::task::FailClass::Cancelled)));
+    assert!(t.fail_msg.as_deref().unwrap().contains(&format!("cancelled by {PRODUCER}")));
+    assert!(t.kie_task_id.is_none(), "it never reached KIE");
+    // Its hold is released: only the first task's estimate (or KIE's charge) remains.
+    assert_eq!(used().await, gateway::Credits::from_credits(4));
+    let (code, body) = server_fn_as(&base, Some(&producer), "cancel_task", &form(&[("id", &second)])).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.as_str().unwrap_or_default().contains("already ended"), "{body}");
+    let (_, audit) = server_fn(&base, "audit_log", "").await;
+    assert!(audit.to_string().contains("task cancelled"), "audited: {audit}");
+    // The dispatcher never sends it: after the rate window it is still not at KIE.
+    let (_, review) = server_fn(&base, "review_tasks", "").await;
+    assert!(review["rows"].as_array().unwrap().iter().any(|r| r["id"] == second.as_str() && r["fail_class"] == "Cancelled"), "{review}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_clients_queued_task_cancelled_by_an_admin_reads_fail_cancelled() {
+    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let prefix = format!("{}:", testkit::unique("cancel-relay"));
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().unwrap();
+    cfg.public_url = Some(base.parse().unwrap());
+    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").unwrap();
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&redis_store(&prefix)).await.unwrap();
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.unwrap();
+    let create = |prompt: &'static str| {
+        let (base, text) = (base.clone(), key.text.expose().to_string());
+        async move {
+            let body: Value = http().post(format!("{base}/kie/api/v1/jobs/createTask")).bearer_auth(text).json(&json!({"model": "google/imagen4-fast", "input": {"prompt": prompt}})).send().await.unwrap().json().await.unwrap();
+            body["data"]["taskId"].as_str().unwrap().to_string()
+        }
+    };
+    let _first = create("first").await;
+    let second = create("second").await;
+    // A producer cannot cancel a relay key's task; an admin can.
+    let producer = session(&base, PRODUCER).await;
+    assert_eq!(server_fn_as(&base, Some(&producer), "cancel_task", &form(&[("id", &second)])).await.0, 403);
+    let (code, body) = server_fn(&base, "cancel_task", &form(&[("id", &second)])).await;
+    assert_eq!(code, 200, "{body}");
+    let info: Value = http().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId={second}")).bearer_auth(key.text.expose()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["data"]["state"], "fail");
+    assert!(info["data"]["failMsg"].as_str().unwrap().starts_with("cancelled"), "{info}");
+    s.shutdown().await.unwrap();
+}
