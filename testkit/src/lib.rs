@@ -41,21 +41,40 @@ pub fn redis_url() -> String {
 fn spawn_private_redis() -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let port = free_port();
-        let dir = scratch_dir(&format!("redis-{port}"));
-        let mut cmd = redis_command(port, &dir);
-        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn();
-        let _ = tx.send(child.map(|_| port).map_err(|e| e.to_string()));
-        loop {
-            std::thread::park();
+        let started = (|| {
+            // A port can be taken between the check and the server's bind (another run on
+            // this machine): then this redis-server exits, and another port is tried.
+            for _ in 0..5 {
+                let port = free_port();
+                let dir = scratch_dir(&format!("redis-{port}"));
+                let mut cmd = redis_command(port, &dir);
+                // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+                if listening(&mut child, port, Duration::from_secs(10)) {
+                    return Ok((child, port));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Err("redis-server did not start on any of 5 free ports".to_string())
+        })();
+        match started {
+            Ok((_child, port)) => {
+                let _ = tx.send(Ok(port));
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
         }
     });
     let port = match rx.recv() {
@@ -63,12 +82,25 @@ fn spawn_private_redis() -> String {
         Ok(Err(e)) => panic!("cannot start redis-server ({e}); install it (apt-get install redis-server) or set TEST_REDIS_URL"),
         Err(e) => panic!("redis-server starter thread died: {e}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// Waits (`within` at most) until `child` listens on `port`; `false` if it exited first (the
+/// port was taken) or never listened. What answers must be this child: it is checked alive
+/// after the port answers.
+fn listening(child: &mut std::process::Child, port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+            return matches!(child.try_wait(), Ok(None));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    format!("redis://127.0.0.1:{port}/")
+    false
 }
 
 /// A name unique within this machine's test runs: process id, time and a counter.
@@ -123,22 +155,32 @@ impl RedisServer {
     }
 
     fn start_with(aof: bool) -> RedisServer {
-        let port = free_port();
-        let dir = scratch_dir(&format!("redis-{port}"));
-        let child = Self::spawn(port, &dir, aof);
-        RedisServer { child, port, dir, aof }
+        // A free port can be taken before the server binds it (another run on this machine).
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = scratch_dir(&format!("redis-{port}"));
+            if let Some(child) = Self::try_spawn(port, &dir, aof) {
+                return RedisServer { child, port, dir, aof };
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    fn try_spawn(port: u16, dir: &std::path::Path, aof: bool) -> Option<std::process::Child> {
+        let mut child = redis_command_with(port, dir, aof)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)"));
+        if listening(&mut child, port, Duration::from_secs(10)) {
+            Some(child)
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
     }
 
     fn spawn(port: u16, dir: &std::path::Path, aof: bool) -> std::process::Child {
-        let child = redis_command_with(port, dir, aof)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
+        Self::try_spawn(port, dir, aof).unwrap_or_else(|| panic!("redis-server did not come back on port {port} within 10 s (is the port taken?)"))
     }
 
     pub fn url(&self) -> String {
@@ -209,19 +251,21 @@ impl S3Server {
     pub fn start() -> S3Server {
         let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/moto_server");
         assert!(bin.exists(), "{} is missing: run scripts/setup.sh test (it installs moto[server], pinned in tools/requirements-test.txt)", bin.display());
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            if listening(&mut child, port, Duration::from_secs(30)) {
+                return S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        S3Server { child, endpoint: format!("http://127.0.0.1:{port}") }
+        panic!("moto_server did not start on any of 5 free ports");
     }
 
     /// Creates a bucket (moto accepts any credentials) and returns its name.
