@@ -74,7 +74,7 @@ pub fn LedgerPanel() -> impl IntoView {
     let by = RwSignal::new("day".to_string());
     let badge_view = move || report.get().map(|r| r.map_or_else(|_| badge("err", "Unavailable").into_any(), |r| sync_badge(&r)));
     view! {
-        <Panel number="09" kicker="Ledger" title="Receipts & Spend" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
+        <Panel number="09" kicker="Ledger" title="Receipt Sync" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || report.get().map(|r| match r {
                     Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
