@@ -101,7 +101,8 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn plain(status: StatusCode, msg: &str) -> Response {
+/// A plain-text answer that no cache keeps (refusals and errors).
+pub(crate) fn plain(status: StatusCode, msg: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
 }
 

@@ -16,6 +16,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::plain;
 use gateway::library::LibraryError;
 use gateway::library::links::LinkError;
 use gateway::team::accounts::Actor;
@@ -24,10 +25,6 @@ use gateway::team::accounts::Actor;
 pub struct LinkQuery {
     exp: Option<u64>,
     sig: Option<String>,
-}
-
-fn refuse(status: StatusCode, msg: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
 }
 
 /// Whether a request to `path` with `query` presents a signed Library link (the guard lets it
@@ -62,22 +59,22 @@ pub async fn asset(
     actor: Option<Extension<Actor>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(library) = &state.library else { return refuse(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).") };
+    let Some(library) = &state.library else { return plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).") };
     let now_s = gateway::store::now_ms() / 1000;
     let signed_until = match (&link.exp, &link.sig, &state.lifecycle.options().library_links) {
         (Some(exp), Some(sig), Some(signer)) => match signer.verify(&task, n, *exp, sig, now_s) {
             Ok(()) => Some(*exp),
-            Err(e @ (LinkError::Expired | LinkError::Invalid)) => return refuse(StatusCode::FORBIDDEN, &e.to_string()),
+            Err(e @ (LinkError::Expired | LinkError::Invalid)) => return plain(StatusCode::FORBIDDEN, &e.to_string()),
         },
         _ if actor.is_some() => None,
-        _ => return refuse(StatusCode::FORBIDDEN, "This Library link is not valid: it needs both exp and sig, or a signed-in session."),
+        _ => return plain(StatusCode::FORBIDDEN, "This Library link is not valid: it needs both exp and sig, or a signed-in session."),
     };
     let found = match library.find(&task, n).await {
         Ok(f) => f,
-        Err(LibraryError::NotFound) => return refuse(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
+        Err(LibraryError::NotFound) => return plain(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
         Err(e) => {
             tracing::error!(error = %e, "library: cannot read an asset");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.");
         }
     };
     let len = found.asset.bytes.unwrap_or(0);
@@ -119,10 +116,10 @@ pub async fn asset(
     put(header::CONTENT_LENGTH, &length.to_string());
     match library.read(&found, range).await {
         Ok(stream) => (status, out, Body::from_stream(stream)).into_response(),
-        Err(LibraryError::NotFound) => refuse(StatusCode::NOT_FOUND, "This asset is recorded but missing from this console's Library; an operator has been told."),
+        Err(LibraryError::NotFound) => plain(StatusCode::NOT_FOUND, "This asset is recorded but missing from this console's Library; an operator has been told."),
         Err(e) => {
             tracing::error!(error = %e, "library: cannot read an asset");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.")
+            plain(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.")
         }
     }
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::plain;
 use gateway::money::receipts::{self, Receipt, ReceiptError};
 use gateway::team::accounts::{Actor, Role};
 
@@ -18,10 +19,6 @@ pub struct ReceiptQuery {
     project: String,
     from: Option<String>,
     to: Option<String>,
-}
-
-fn plain(status: StatusCode, msg: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
 }
 
 async fn read(state: &AppState, actor: &Actor, q: &ReceiptQuery) -> Result<Receipt, Response> {

@@ -9,8 +9,9 @@ use std::fmt::Write;
 
 use crate::relay::OPENAPI_DOC;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// Text made safe inside HTML or SVG markup and quoted attributes.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// The type of a schema in a word or two (`string`, `object`, `number | null`, a `$ref`'s name).

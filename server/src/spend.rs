@@ -11,6 +11,8 @@ use serde::Deserialize;
 use std::fmt::Write;
 
 use crate::AppState;
+use crate::auth::plain;
+use crate::relay_docs::esc;
 use gateway::Credits;
 use gateway::money::budget;
 use gateway::money::receipts::{self, Bar, By};
@@ -25,10 +27,6 @@ pub struct SpendQuery {
 /// Bars a chart draws at most (the largest; the CSV has them all).
 const MAX_BARS: usize = 24;
 
-fn plain(status: StatusCode, msg: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
-}
-
 async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery) -> Result<(By, Vec<Bar>), Response> {
     if actor.require(Role::Viewer).is_err() {
         return Err(plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
@@ -38,10 +36,6 @@ async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery) -> Result<(By, Ve
         tracing::error!(error = %e, "cannot read the spend");
         plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
     })
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// The caps to draw: (bar label or "" for every bar, cap, what it is).
@@ -72,7 +66,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     };
     let mut out = String::new();
     let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="10">"##);
-    let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, escape(title), shown.len(), Credits(max_bar));
+    let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, esc(title), shown.len(), Credits(max_bar));
     let _ = write!(out, r##"<rect width="{w}" height="{h}" fill="#0e131b"/>"##);
     for frac in [0.0, 0.5, 1.0] {
         let v = (max * frac) as i64;
@@ -85,7 +79,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
         let x = left + slot * i as f64 + slot * 0.15;
         let bw = (slot * 0.7).max(1.0);
         let top_y = y(b.charged.0);
-        let label = escape(&b.label);
+        let label = esc(&b.label);
         let _ = write!(
             out,
             r##"<rect x="{x:.1}" y="{top_y:.1}" width="{bw:.1}" height="{:.1}" fill="#3fb6a8"><title>{label}: {} credits (estimated {}), {} tasks</title></rect>"##,
@@ -98,7 +92,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
         if i % every == 0 || i + 1 == shown.len() {
             let short: String = if by == By::Day { b.label.chars().skip(5).collect() } else { b.label.chars().take(14).collect() };
             let (lx, ly) = (x + bw / 2.0, h - bottom + 12.0);
-            let _ = write!(out, r##"<text x="{lx:.1}" y="{ly:.1}" fill="#8a97ab" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})">{}</text>"##, escape(&short));
+            let _ = write!(out, r##"<text x="{lx:.1}" y="{ly:.1}" fill="#8a97ab" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})">{}</text>"##, esc(&short));
         }
         for (_, cap, what) in caps.iter().filter(|c| c.0 == b.label) {
             let cy = y(cap.0);
@@ -107,7 +101,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     }
     for (_, cap, what) in caps.iter().filter(|c| c.0.is_empty()) {
         let cy = y(cap.0);
-        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{cy:.1}" y2="{cy:.1}" stroke="#e0a43a" stroke-dasharray="5 4"/><text x="{}" y="{:.1}" fill="#e0a43a" text-anchor="end">{} {cap}</text>"##, w - 8.0, w - 10.0, cy - 4.0, escape(what));
+        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{cy:.1}" y2="{cy:.1}" stroke="#e0a43a" stroke-dasharray="5 4"/><text x="{}" y="{:.1}" fill="#e0a43a" text-anchor="end">{} {cap}</text>"##, w - 8.0, w - 10.0, cy - 4.0, esc(what));
     }
     out.push_str("</svg>");
     out
@@ -127,8 +121,7 @@ pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query
 pub fn csv(by: By, bars: &[Bar]) -> String {
     let mut out = format!("{},charged_credits,estimated_credits,tasks\r\n", by.as_str());
     for b in bars {
-        let label = if b.label.starts_with(['=', '+', '-', '@']) { format!("'{}", b.label) } else { b.label.clone() };
-        let _ = write!(out, "\"{}\",{},{},{}\r\n", label.replace('"', "\"\""), b.charged, b.estimated, b.tasks);
+        let _ = write!(out, "{},{},{},{}\r\n", gateway::team::audit::field(&b.label), b.charged, b.estimated, b.tasks);
     }
     out
 }

@@ -11,17 +11,23 @@ fn fast() -> kie_sim::Settings {
     kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_queued_task_is_cancelled_with_its_hold_released_and_a_sent_one_is_refused() {
-    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let prefix = format!("{}:", testkit::unique("cancel"));
+/// A console on kie-sim admitting one new task a minute, so a second submission waits in the
+/// queue here; its Redis prefix.
+async fn harness(label: &str) -> (Running, kie_sim::Sim, String) {
+    let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let prefix = format!("{}:", testkit::unique(label));
     let (listener, base) = bind().await;
     let mut cfg = config(redis_store(&prefix), Some(KEY));
     cfg.kie_base_url = sim_base.parse().unwrap();
     cfg.public_url = Some(base.parse().unwrap());
-    // One new task a minute: the second submission waits in the queue, here.
     cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").unwrap();
-    let s = start_on(listener, cfg).await;
+    (start_on(listener, cfg).await, sim, prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_task_is_cancelled_with_its_hold_released_and_a_sent_one_is_refused() {
+    let (s, _sim, prefix) = harness("cancel").await;
+    let base = s.base.clone();
     let (code, _) = server_fn(&base, "set_cost_rule", &form(&[("project", "trailer"), ("per_day", "50")])).await;
     assert_eq!(code, 200);
     let producer = session(&base, PRODUCER).await;
@@ -72,14 +78,8 @@ async fn a_queued_task_is_cancelled_with_its_hold_released_and_a_sent_one_is_ref
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_clients_queued_task_cancelled_by_an_admin_reads_fail_cancelled() {
-    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let prefix = format!("{}:", testkit::unique("cancel-relay"));
-    let (listener, base) = bind().await;
-    let mut cfg = config(redis_store(&prefix), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().unwrap();
-    cfg.public_url = Some(base.parse().unwrap());
-    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").unwrap();
-    let s = start_on(listener, cfg).await;
+    let (s, _sim, prefix) = harness("cancel-relay").await;
+    let base = s.base.clone();
     let store = server::open_store(&redis_store(&prefix)).await.unwrap();
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.unwrap();
     let create = |prompt: &'static str| {

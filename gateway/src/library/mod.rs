@@ -345,15 +345,10 @@ impl Library {
         let (pending, capped_p) = self.scan(Mark::ArchivePending, STATUS_SCAN).await?;
         for t in &pending {
             let Some(a) = &t.archive else { continue };
-            let waiting = a.assets.iter().filter(|x| x.state == AssetState::Pending);
-            for x in waiting {
+            for x in a.assets.iter().filter(|x| x.state == AssetState::Pending) {
                 s.pending_assets += 1;
-                if x.last_error.is_some() {
-                    s.failing += 1;
-                }
-            }
-            if a.deadline_ms < now {
-                s.overdue += a.assets.iter().filter(|x| x.state == AssetState::Pending).count();
+                s.failing += usize::from(x.last_error.is_some());
+                s.overdue += usize::from(a.deadline_ms < now);
             }
             s.nearest_deadline_ms = Some(s.nearest_deadline_ms.map_or(a.deadline_ms, |d| d.min(a.deadline_ms)));
             if let Some(e) = a.assets.iter().filter_map(|x| x.last_error.clone()).next() {

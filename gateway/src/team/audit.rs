@@ -145,7 +145,7 @@ pub async fn export(store: &dyn Store, filter: &AuditFilter, max: usize) -> Stor
 }
 
 /// One CSV field: quoted, and defused so that a spreadsheet does not run it as a formula.
-pub(crate) fn field(s: &str) -> String {
+pub fn field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
