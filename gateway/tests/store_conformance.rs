@@ -585,11 +585,13 @@ mod embedded_only {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open_with(dir.path(), Duration::from_millis(100)).unwrap();
         for i in 0..50 {
-            s.kv_set(&format!("replay:{i}"), b"x", Some(Duration::from_millis(20))).await.unwrap();
+            // Long enough that all 50 are written and counted before any expires, even on a
+            // loaded machine (20 ms was not).
+            s.kv_set(&format!("replay:{i}"), b"x", Some(Duration::from_millis(1500))).await.unwrap();
         }
         s.kv_set("keep", b"v", None).await.unwrap();
         assert_eq!(s.kv_rows().await.unwrap(), 51);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
         // Any write gives the purge its turn; nothing else is needed.
         s.counter_add("tick", 1, None).await.unwrap();
         assert_eq!(s.kv_rows().await.unwrap(), 1, "expired rows are gone from the file, not only invisible");
