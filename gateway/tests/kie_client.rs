@@ -84,7 +84,7 @@ async fn a_task_lives_from_create_to_a_downloaded_png_and_is_charged() {
 async fn a_failed_generation_is_not_charged() {
     let up = start(fast()).await;
     let c = client(&up.base, KEY);
-    let id = c.create_task(&MarketJobs, "veo3", &json!({"prompt": "sim:fail a storm"}), None).await.unwrap();
+    let id = c.create_task(&MarketJobs, "bytedance/seedance-2", &json!({"prompt": "sim:fail a storm"}), None).await.unwrap();
     let st = wait_for(&c, &id, UpstreamState::Fail).await;
     assert_eq!(st.fail_code.as_deref(), Some("500"));
     assert!(st.fail_msg.is_some());
@@ -92,8 +92,8 @@ async fn a_failed_generation_is_not_charged() {
     assert_eq!(c.credit().await.unwrap(), Credits::from_credits(1_000), "held credits come back");
 
     // Refunded even when nobody polls the failed task.
-    let _unwatched = c.create_task(&MarketJobs, "veo3", &json!({"prompt": "sim:fail again"}), None).await.unwrap();
-    assert_eq!(c.credit().await.unwrap(), Credits::from_credits(880), "held while running");
+    let _unwatched = c.create_task(&MarketJobs, "bytedance/seedance-2", &json!({"prompt": "sim:fail again"}), None).await.unwrap();
+    assert_eq!(c.credit().await.unwrap(), Credits::from_credits(910), "held while running");
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(c.credit().await.unwrap(), Credits::from_credits(1_000), "refunded once its time passed, unobserved");
 }
@@ -107,19 +107,21 @@ async fn every_refusal_is_classified_from_the_body_code() {
     assert!(matches!(err, KieError::Auth(_)), "{err:?}");
     assert!(!err.to_string().contains("not-a-key"), "errors never carry the key");
     assert!(matches!(c.create_task(&MarketJobs, "no/such-model", &image(), None).await, Err(KieError::NotFound(_))));
+    assert!(matches!(c.create_task(&MarketJobs, "veo3", &image(), None).await, Err(KieError::NotFound(_))), "Veo lives on its own API, not the jobs API");
     assert!(matches!(c.create_task(&MarketJobs, "seedream/4.5-edit", &image(), None).await, Err(KieError::Validation(_))), "edit needs image_urls");
     let long = json!({"prompt": "x".repeat(5_001)});
     assert!(matches!(c.create_task(&MarketJobs, "google/imagen4", &long, None).await, Err(KieError::Validation(_))));
     assert!(matches!(c.status(&MarketJobs, "").await, Err(KieError::BadRequest(_))));
     assert!(matches!(c.status(&MarketJobs, "task_unknown").await, Err(KieError::NotFound(_))));
     up.sim.world().accounts.get_mut(KEY).unwrap().balance_milli = 5_000;
-    assert!(matches!(c.create_task(&MarketJobs, "veo3", &image(), None).await, Err(KieError::InsufficientCredits(_))));
+    assert!(matches!(c.create_task(&MarketJobs, "bytedance/seedance-2", &image(), None).await, Err(KieError::InsufficientCredits(_))));
     assert_eq!(c.credit().await.unwrap(), Credits::from_credits(5), "a refused create changes nothing");
 
     // The same refusals wrapped in HTTP 200 are still refusals.
     put(&up.base, "/_sim/faults", json!({"errors_as_http_200": true})).await;
     assert!(matches!(wrong.credit().await, Err(KieError::Auth(_))));
     assert!(matches!(c.create_task(&MarketJobs, "no/such-model", &image(), None).await, Err(KieError::NotFound(_))));
+    assert!(matches!(c.create_task(&MarketJobs, "veo3", &image(), None).await, Err(KieError::NotFound(_))), "Veo lives on its own API, not the jobs API");
 }
 
 #[tokio::test]

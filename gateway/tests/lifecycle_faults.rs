@@ -44,7 +44,7 @@ fn opts() -> LifecycleOptions {
 }
 
 async fn submit(lc: &Lifecycle, owner: &str, prompt: &str) -> TaskRecord {
-    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None };
+    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None };
     lc.submit(s).await.unwrap()
 }
 
@@ -191,6 +191,7 @@ async fn ended_with_callback(lc: &Lifecycle, store: &Arc<dyn Store>, url: &str, 
         input: json!({"prompt": format!("delivery {n}")}),
         relay_callback: Some((url.to_string(), "no-such-key".into())),
         retry_of: None,
+        rerun_of: None,
     };
     let t = lc.submit(s).await.unwrap();
     let mut t = get(store, &t.id).await;
@@ -361,7 +362,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     let store = redis().await;
     // Two instances: `a` has judged (and kept) the rules of an empty rule book.
     let (a, b) = (lifecycle(store.clone(), &base, opts()), lifecycle(store.clone(), &base, opts()));
-    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None };
+    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None, rerun_of: None };
     let free = a.submit(job("promo")).await.expect("no rules yet");
     assert!(!free.budget_pending);
     // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).

@@ -1,5 +1,6 @@
 //! Callback delivery, the way KIE describes it: a POST of the recordInfo object in KIE's
-//! envelope (code 200 or 501) to the task's `callBackUrl` when it ends, optional signature
+//! envelope (code 200 or 501) to the task's `callBackUrl` when it ends (a model-specific
+//! family's task sends its own bodies: [`crate::families`]), optional signature
 //! headers, a 15-second timeout, and up to 3 retries. Faults: drop, delay, duplicate, reorder,
 //! wrong signature.
 
@@ -18,7 +19,8 @@ use crate::world::epoch_ms;
 struct Outgoing {
     task_id: String,
     url: String,
-    body: Value,
+    /// Sent in order (Suno calls back three times).
+    bodies: Vec<Value>,
     hmac_key: Option<String>,
     delay: Duration,
     copies: u32,
@@ -59,20 +61,24 @@ fn take_due(sim: &Sim) -> (Vec<Outgoing>, Duration) {
             w.record("CALLBACK", "(dropped)", 0, Some(id), Some("fault: drop".into()));
             continue;
         }
+        let bodies = if w.tasks.get(&id).is_some_and(|t| t.family != "market") {
+            w.family_callbacks(&id)
+        } else {
+            let ok = data["state"] == "success";
+            vec![json!({
+                "code": if ok { 200 } else { 501 },
+                "msg": if ok { "Playground task completed successfully." } else { "Playground task failed." },
+                "data": data,
+            })]
+        };
         let Some(task) = w.tasks.get(&id) else { continue };
         let Some(url) = task.callback_url.clone() else { continue };
-        let ok = data["state"] == "success";
-        let body = json!({
-            "code": if ok { 200 } else { 501 },
-            "msg": if ok { "Playground task completed successfully." } else { "Playground task failed." },
-            "data": data,
-        });
         let jitter = if faults.reorder_window_ms > 0 { fastrand::u64(0..=faults.reorder_window_ms) } else { 0 };
         ready.push(Outgoing {
             hmac_key: w.accounts.get(&task.key).and_then(|a| a.hmac_key.clone()),
             task_id: id,
             url,
-            body,
+            bodies,
             delay: Duration::from_millis(faults.callback_delay_ms + jitter),
             copies: if faults.duplicate_callback || chance(faults.duplicate_callback_percent) { 2 } else { 1 },
             wrong_signature: faults.wrong_signature,
@@ -97,11 +103,11 @@ async fn deliver(sim: Sim, http: reqwest::Client, out: Outgoing) {
     if !out.delay.is_zero() {
         tokio::time::sleep(out.delay).await;
     }
-    for _ in 0..out.copies {
+    for body in (0..out.copies).flat_map(|_| out.bodies.iter()) {
         let mut attempt = 0;
         loop {
             let ts = (epoch_ms() / 1000).to_string();
-            let mut req = http.post(&out.url).timeout(out.timeout).json(&out.body);
+            let mut req = http.post(&out.url).timeout(out.timeout).json(body);
             if let Some(key) = &out.hmac_key {
                 let key = if out.wrong_signature { "not-the-webhook-key" } else { key.as_str() };
                 req = req.header("X-Webhook-Timestamp", &ts).header("X-Webhook-Signature", sign(key, &out.task_id, &ts));

@@ -19,7 +19,7 @@ const MAX_PROMPT: usize = 5_000;
 
 /// KIE's envelope with a body code; HTTP status mirrors the code unless the run says to wrap
 /// errors in 200.
-fn kie(code: i64, msg: &str, data: Option<Value>, as_200: bool) -> Response {
+pub(crate) fn kie(code: i64, msg: &str, data: Option<Value>, as_200: bool) -> Response {
     let status = if as_200 || code == 200 { StatusCode::OK } else { StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) };
     let mut body = json!({ "code": code, "msg": msg });
     if let Some(d) = data {
@@ -34,7 +34,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Applies the run's `slow_ms`, then checks the key. `Err` is the 401 to send.
-async fn authorise(sim: &Sim, headers: &HeaderMap, path: &str) -> Result<(String, bool), Response> {
+pub(crate) async fn authorise(sim: &Sim, headers: &HeaderMap, path: &str) -> Result<(String, bool), Response> {
     let (slow, as_200) = {
         let w = sim.world();
         (w.faults.slow_ms, w.faults.errors_as_http_200)
@@ -86,6 +86,44 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
         Some(_) => return refuse(&mut w, 422, "callBackUrl must be an http(s) URL"),
     };
+    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    let new = NewTask {
+        path: PATH,
+        model: model_id.to_string(),
+        kind: model.kind,
+        price_milli: (prices::price(model, &input) * 10.0 * percent).round() as i64,
+        prompt: input.get("prompt").and_then(Value::as_str).unwrap_or("").to_string(),
+        param: req.to_string(),
+        callback_url,
+        family: "market",
+        results: 1,
+    };
+    admit(&sim, w, key, as_200, new)
+}
+
+/// A create request that passed its family's checks.
+pub(crate) struct NewTask {
+    pub path: &'static str,
+    pub model: String,
+    pub kind: crate::media::MediaKind,
+    /// What it costs, after any `charge_percent` fault.
+    pub price_milli: i64,
+    pub prompt: String,
+    /// The request as sent, echoed in `param` / `paramJson`.
+    pub param: String,
+    pub callback_url: Option<String>,
+    pub family: &'static str,
+    /// How many result files it makes (Suno: two songs).
+    pub results: usize,
+}
+
+/// The part of every family's create that KIE shares: injected faults, the account's
+/// 20-per-10 s window (across families), the balance, the task and its callback.
+pub(crate) fn admit(sim: &Sim, mut w: std::sync::MutexGuard<'_, World>, key: String, as_200: bool, new: NewTask) -> Response {
+    let refuse = |w: &mut World, code: i64, msg: &str| {
+        w.record("POST", new.path, code, None, Some(msg.to_string()));
+        kie(code, msg, None, as_200)
+    };
     // Injected upstream errors (500, 455…) for the next N creates.
     if let Some(code) = w.faults.create_error_code.filter(|_| w.faults.create_error_count > 0) {
         w.faults.create_error_count -= 1;
@@ -99,9 +137,7 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         return refuse(&mut w, code, msg);
     }
     let (limit, span) = (w.settings.rate_limit, Duration::from_millis(w.settings.rate_window_ms));
-    // KIE's real charge can differ from any published price: `charge_percent` scales it.
-    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
-    let price_milli = (prices::price(model, &input) * 10.0 * percent).round() as i64;
+    let price_milli = new.price_milli;
     let Some(acct) = w.accounts.get_mut(&key) else { return refuse(&mut w, 401, "You do not have access permissions") };
     if !World::admit(&mut acct.creates, limit, span) {
         return refuse(&mut w, 429, "Too many requests: at most 20 new generation requests per 10 seconds; this one was rejected");
@@ -115,13 +151,12 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
 
     w.next_task += 1;
     let now = w.clock.now_ms();
-    let slug = model_id.rsplit('/').next().unwrap_or(model_id).replace(['.', ' '], "-");
+    let slug = new.model.rsplit('/').next().unwrap_or(&new.model).replace(['.', ' '], "-");
     let id = format!("task_{slug}_{now}{:05}", w.next_task % 100_000);
-    let prompt = input.get("prompt").and_then(Value::as_str).unwrap_or("");
     let faults = World::task_fault_for(&w, &id);
-    let fail = if faults.fail_generation || prompt.contains("sim:fail") {
+    let fail = if faults.fail_generation || new.prompt.contains("sim:fail") {
         Some(("500".to_string(), "Internal error during generation".to_string()))
-    } else if prompt.contains("sim:policy") {
+    } else if new.prompt.contains("sim:policy") {
         Some(("400".to_string(), "Your prompt was flagged by the content policy".to_string()))
     } else {
         None
@@ -129,17 +164,20 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
     let task = crate::world::Task {
         id: id.clone(),
         key,
-        model: model_id.to_string(),
-        kind: model.kind,
-        param: req.to_string(),
-        callback_url: callback_url.clone(),
+        model: new.model,
+        kind: new.kind,
+        param: new.param,
+        callback_url: new.callback_url.clone(),
         created_ms: now,
         price_milli,
         fail,
         seed: w.next_task.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         settled: false,
+        family: new.family,
+        results: new.results,
+        status_calls: Default::default(),
     };
-    if callback_url.is_some() {
+    if new.callback_url.is_some() {
         let due = w.completion_ms(&task);
         w.due.push(std::cmp::Reverse((due, id.clone())));
     }
@@ -147,15 +185,16 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
     if w.faults.gateway_error_count > 0 {
         // The task exists and is charged; only the answer is lost behind a failing gateway.
         w.faults.gateway_error_count -= 1;
-        w.record("POST", PATH, 502, Some(id.clone()), Some("fault: bare 502 after creating".into()));
+        w.record("POST", new.path, 502, Some(id.clone()), Some("fault: bare 502 after creating".into()));
         drop(w);
         sim.wake_dispatcher();
         return (axum::http::StatusCode::BAD_GATEWAY, "<html><body>502 Bad Gateway</body></html>").into_response();
     }
-    w.record("POST", PATH, 200, Some(id.clone()), None);
+    w.record("POST", new.path, 200, Some(id.clone()), None);
     drop(w);
     sim.wake_dispatcher();
-    kie(200, "success", Some(json!({ "taskId": id, "recordId": id })), false)
+    let data = if new.family == "market" { json!({ "taskId": id, "recordId": id }) } else { json!({ "taskId": id }) };
+    kie(200, "success", Some(data), false)
 }
 
 pub async fn record_info(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -244,7 +283,8 @@ pub async fn file(State(sim): State<Sim>, Path((task_id, name)): Path<(String, S
         None => w.settings.result_link_ms.is_some_and(|l| now > w.completion_ms(task) + l),
     };
     const PATH: &str = "/files";
-    if state != Some("success") || name != format!("0.{}", task.kind.extension()) || link_expired {
+    let named = (0..task.results).any(|n| name == format!("{n}.{}", task.kind.extension()));
+    if state != Some("success") || !named || link_expired {
         w.record("GET", PATH, 404, Some(task_id), None);
         return StatusCode::NOT_FOUND.into_response();
     }

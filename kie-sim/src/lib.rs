@@ -6,6 +6,7 @@
 //! Map of the crate:
 //! - [`world`] — accounts, tasks, limits, faults, the (speedable) clock, the request log.
 //! - [`kie_api`] — KIE's paths: createTask, recordInfo, chat/credit, common/download-url, files.
+//! - [`families`] — the model-specific APIs: Veo, Suno, Runway, 4o Image, Flux Kontext.
 //! - [`callbacks`] — callback delivery with signatures, retries and faults.
 //! - [`control`] — the test control API under `/_sim/`.
 //! - [`prices`] — credits per model from the seeds. [`media`] — real PNG/WAV/MP4 results.
@@ -19,12 +20,14 @@
 
 pub mod callbacks;
 pub mod control;
+pub mod families;
 pub mod kie_api;
 pub mod media;
 pub mod prices;
 pub mod world;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::{get, post, put};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,7 +66,13 @@ impl Sim {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new();
+        for fam in &families::FAMILIES {
+            router = router
+                .route(fam.create, post(move |State(sim): State<Sim>, headers, body| families::create(fam, sim, headers, body)))
+                .route(fam.status, get(move |State(sim): State<Sim>, headers, q| families::status(fam, sim, headers, q)));
+        }
+        router
             .route("/api/v1/jobs/createTask", post(kie_api::create_task))
             .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))
             .route("/api/v1/chat/credit", get(kie_api::credit))

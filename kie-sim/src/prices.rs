@@ -62,7 +62,6 @@ pub const MODELS: &[Model] = &[
     m("kling-2.6/image-to-video", Video, Duration { std_per_5s: 20.0, pro_per_5s: 35.0 }, true),
     m("kling/v2-1-master-text-to-video", Video, Duration { std_per_5s: 100.0, pro_per_5s: 100.0 }, false),
     m("bytedance/seedance-2", Video, Flat(90.0), false),
-    m("veo3", Video, Flat(120.0), false),
     m("elevenlabs/text-to-speech-multilingual-v2", Audio, Flat(6.0), false),
 ];
 

@@ -178,6 +178,12 @@ pub struct Task {
     pub seed: u64,
     /// Settled: charged (success) or refunded (fail).
     pub settled: bool,
+    /// Its API family: "market", "veo", "suno", "runway", "gpt4o_image", "flux_kontext".
+    pub family: &'static str,
+    /// How many result files it makes.
+    pub results: usize,
+    /// Real instants of its status calls in the last second (Suno and 4o allow 3 per task).
+    pub status_calls: VecDeque<Instant>,
 }
 
 /// One line of the request log.

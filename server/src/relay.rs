@@ -6,6 +6,12 @@
 //!   Control Room's task id (the dispatcher sends it when the rate guard allows).
 //! - `GET /kie/api/v1/jobs/recordInfo?taskId=` — from the store, never an upstream call;
 //!   KIE's own task id is accepted too. A key sees only its project's tasks.
+//! - The model-specific families, at KIE's own paths and in their own shapes, with the same
+//!   keys, cost rules, rate guard and callbacks: Veo (`/kie/api/v1/veo/generate`,
+//!   `/kie/api/v1/veo/record-info`), Suno (`/kie/api/v1/generate`, `…/generate/record-info`),
+//!   Runway (`/kie/api/v1/runway/generate`, `…/runway/record-detail`), 4o Image
+//!   (`/kie/api/v1/gpt4o-image/…`) and Flux Kontext (`/kie/api/v1/flux/kontext/…`). A request
+//!   the family would refuse is refused here with 422 and never sent.
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
 //! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone; `GET /kie/docs`
 //!   the same as a page.
@@ -20,23 +26,32 @@ use serde_json::Value;
 
 use crate::AppState;
 use gateway::tasks::lifecycle::Submission;
-use gateway::tasks::relay::{envelope, record_info};
+use gateway::kie::Family;
+use gateway::tasks::relay::{envelope, status_data};
 use gateway::team::relay_keys::{RelayKey, RelayKeyError};
 
-/// Every relay path `openapi.json` describes (and `/kie/docs`, its page).
-pub const PATHS: [&str; 4] = [CREATE_TASK, RECORD_INFO, CREDIT, OPENAPI];
-const CREATE_TASK: &str = "/kie/api/v1/jobs/createTask";
-const RECORD_INFO: &str = "/kie/api/v1/jobs/recordInfo";
+/// Every relay path `openapi.json` describes (and `/kie/docs`, its page): each family's create
+/// and status paths under `/kie`, the credit call and the description itself.
+pub fn paths() -> Vec<String> {
+    let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
+    out.extend([CREDIT.to_string(), OPENAPI.to_string()]);
+    out
+}
 const CREDIT: &str = "/kie/api/v1/chat/credit";
 const OPENAPI: &str = "/kie/openapi.json";
 
-/// The relay's OpenAPI 3.1 description (checked against [`PATHS`] and served at [`OPENAPI`]).
+/// The relay's OpenAPI 3.1 description (checked against [`paths`] and served at [`OPENAPI`]).
 pub const OPENAPI_DOC: &str = include_str!("openapi.json");
 
 pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route(CREATE_TASK, post(create_task))
-        .route(RECORD_INFO, get(record_info_route))
+    let mut router = axum::Router::new();
+    for family in Family::ALL {
+        let api = family.adapter();
+        router = router
+            .route(&format!("/kie{}", api.create_path()), post(move |state, headers, body| create_task(family, state, headers, body)))
+            .route(&format!("/kie{}", api.status_path()), get(move |state, headers, query| status(family, state, headers, query)));
+    }
+    router
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOC) }))
         .route("/kie/docs", get(crate::relay_docs::docs))
@@ -72,7 +87,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey,
     }
 }
 
-async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// A create call of any family: Market's `{model, input, callBackUrl}`, or a family's fields
+/// sent flat with `model` (or the family's default, or its one model) and `callBackUrl`.
+async fn create_task(family: Family, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let key = match authenticate(&state, &headers).await {
         Ok(k) => k,
         Err(r) => return r,
@@ -86,31 +103,56 @@ async fn create_task(State(state): State<AppState>, headers: HeaderMap, body: By
         Ok(_) => return kie_error(422, "The request body must be a JSON object with model and input"),
         Err(e) => return kie_error(400, &format!("The request body is not valid JSON: {e}")),
     };
-    let Some(model) = req.get("model").and_then(Value::as_str) else { return kie_error(422, "model is required (a string)") };
+    let model = match req.get("model") {
+        None | Some(Value::Null) if !family.is_market() => None,
+        Some(Value::String(m)) => Some(m.as_str()),
+        _ => return kie_error(422, "model is required (a string)"),
+    };
     let callback = match req.get("callBackUrl") {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) if u.trim().is_empty() => None,
         Some(Value::String(u)) => Some((u.trim().to_string(), key.id.clone())),
         Some(_) => return kie_error(422, "callBackUrl must be a string"),
     };
+    let catalog = state.lifecycle.catalog();
+    let (model, input) = if family.is_market() {
+        (model.unwrap_or_default().to_string(), req.get("input").cloned().unwrap_or(Value::Null))
+    } else {
+        let Some(m) = catalog.by_upstream(family, model) else {
+            return kie_error(if model.is_none() && family.takes_model() { 422 } else { 404 }, if model.is_none() && family.takes_model() { "model is required" } else { "The model name you specified is not supported" });
+        };
+        let mut fields = req.as_object().cloned().unwrap_or_default();
+        fields.remove("model");
+        fields.remove("callBackUrl");
+        (m.id.clone(), Value::Object(fields))
+    };
+    if let Some(m) = catalog.get(&model)
+        && m.family != family
+    {
+        return kie_error(404, &format!("The model name you specified is not supported on this API: {} lives on KIE's {} API", m.id, m.family.name()));
+    }
     let submission = Submission {
         owner: key.owner(),
         project: key.project.clone(),
-        model: model.to_string(),
-        input: req.get("input").cloned().unwrap_or(Value::Null),
+        model,
+        input,
         relay_callback: callback,
         retry_of: None,
+        rerun_of: None,
     };
     match state.lifecycle.submit(submission).await {
         Ok(t) => {
             tracing::Span::current().record("task", t.id.as_str());
-            kie_answer(200, "success", serde_json::json!({ "taskId": t.id, "recordId": t.id }))
+            let data = if family.is_market() { serde_json::json!({ "taskId": t.id, "recordId": t.id }) } else { serde_json::json!({ "taskId": t.id }) };
+            kie_answer(200, "success", data)
         }
         Err(e) => kie_error(i64::from(e.code()), &e.public_message()),
     }
 }
 
-async fn record_info_route(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+/// A status call of any family (Market's `recordInfo`), answered from the record in the
+/// family's shape. A task of another family reads like a missing one.
+async fn status(family: Family, State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let task_id = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "taskId")
         .map(|(_, v)| v.into_owned())
@@ -134,7 +176,10 @@ async fn record_info_route(State(state): State<AppState>, headers: HeaderMap, Ra
     };
     match found {
         // Another project's task reads exactly like a missing one.
-        Ok(Some(t)) if t.project == key.project => kie_answer(200, "success", record_info(&t, state.lifecycle.options().library_links.as_ref())),
+        Ok(Some(t)) if t.project == key.project && t.family == family => {
+            let model = state.lifecycle.catalog().get(&t.model).map_or(t.model.as_str(), |m| m.upstream_name()).to_string();
+            kie_answer(200, "success", status_data(&t, &model, state.lifecycle.options().library_links.as_ref()))
+        }
         Ok(_) => kie_error(404, "No task with this taskId"),
         Err(e) => {
             tracing::error!(error = %e, "relay: recordInfo store read failed");

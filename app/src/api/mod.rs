@@ -303,7 +303,7 @@ pub async fn submit_task(
     if let Some(u) = option(image_url) {
         input.insert("image_urls".into(), serde_json::json!([u]));
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: None };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }

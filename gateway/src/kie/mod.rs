@@ -3,7 +3,8 @@
 //! - [`wire`] — serde types of KIE's JSON, tolerant of every documented variant.
 //! - [`error`] — [`KieError`], classified from the body code.
 //! - [`client`] — [`KieClient`]: reqwest, timeouts, safe retries.
-//! - [`family`] — one [`ApiFamily`] adapter per KIE API family ([`MarketJobs`] first).
+//! - [`family`] — one [`ApiFamily`] adapter per KIE API family: Market jobs, Veo, Suno,
+//!   Runway, 4o Image, Flux Kontext ([`Family`] names them).
 //! - [`signature`] — callback signature verification.
 
 pub mod client;
@@ -14,4 +15,4 @@ pub mod wire;
 
 pub use client::{ClientOptions, KieClient, Probe};
 pub use error::KieError;
-pub use family::{ApiFamily, MarketJobs, UpstreamState, UpstreamStatus};
+pub use family::{ApiFamily, Family, MarketJobs, UpstreamState, UpstreamStatus};

@@ -236,6 +236,12 @@ pub fn governs(rules: &[CostRule], owner: &str, project: &str) -> bool {
     rules.iter().any(|r| r.target.applies_to(owner, project))
 }
 
+/// The lowest per-job cap of the rules that apply to `owner` in `project`: what a task of a
+/// model with no known price reserves.
+pub fn per_job_cap(rules: &[CostRule], owner: &str, project: &str) -> Option<Credits> {
+    rules.iter().filter(|r| r.target.applies_to(owner, project)).filter_map(|r| r.per_job).min()
+}
+
 fn hold_id(task_id: &str) -> String {
     format!("budget:{task_id}")
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
+use crate::kie::Family;
 use crate::money::credits::Credits;
 
 /// The catalog that ships with the Control Room.
@@ -38,6 +39,9 @@ pub enum PriceRule {
         #[serde(default = "default_seconds")]
         seconds: Vec<u32>,
     },
+    /// No source gives this model's price. A task of it needs an explicit per-job cap (a cost
+    /// rule that governs its submitter), and that cap is what it reserves.
+    Unknown,
 }
 
 fn default_seconds() -> Vec<u32> {
@@ -51,7 +55,7 @@ impl PriceRule {
     /// The input field the price depends on, if any.
     pub fn priced_by(&self) -> Option<&'static str> {
         match self {
-            PriceRule::Flat(_) => None,
+            PriceRule::Flat(_) | PriceRule::Unknown => None,
             PriceRule::Resolution(_) => Some("resolution"),
             PriceRule::Quality(_) => Some("quality"),
             PriceRule::Duration { .. } => Some("duration"),
@@ -61,7 +65,7 @@ impl PriceRule {
     /// The values the priced field may take, in order (empty for a flat price).
     pub fn choices(&self) -> Vec<String> {
         match self {
-            PriceRule::Flat(_) => Vec::new(),
+            PriceRule::Flat(_) | PriceRule::Unknown => Vec::new(),
             PriceRule::Resolution(t) | PriceRule::Quality(t) => {
                 let mut keys: Vec<String> = t.keys().cloned().collect();
                 keys.sort();
@@ -87,9 +91,94 @@ pub struct Model {
     #[serde(default)]
     pub required: Vec<String>,
     pub price: PriceRule,
+    /// The KIE API it lives on (default: the Market jobs API).
+    #[serde(default)]
+    pub family: Family,
+    /// The name the family's API knows it by, when it is not `id` (Suno's `V4_5`).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// The inputs the composer offers beyond the prompt and the priced choice.
+    #[serde(default)]
+    pub fields: Vec<Field>,
+}
+
+/// One input the composer offers for a model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// The input's name on the wire (`aspectRatio`, `customMode`).
+    pub name: String,
+    #[serde(default)]
+    pub kind: FieldKind,
+    /// For a choice: the values allowed, the first being the default.
+    #[serde(default)]
+    pub choices: Vec<String>,
+    /// For a flag: its default.
+    #[serde(default)]
+    pub default: Option<bool>,
+}
+
+/// How a field is entered and sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    /// Free text, sent as a string.
+    #[default]
+    Text,
+    /// One of `choices`, sent as a string.
+    Choice,
+    /// One of `choices`, sent as a number.
+    Number,
+    /// true or false.
+    Flag,
+    /// One URL, sent as a one-element list.
+    Urls,
+    /// One URL, sent as a string.
+    Url,
+}
+
+impl Field {
+    /// The JSON value of `raw` as entered in the composer, or why it does not fit.
+    pub fn value(&self, raw: &str) -> Result<Option<Value>, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let chosen = || {
+            if self.choices.is_empty() || self.choices.iter().any(|c| c == raw) { Ok(()) } else { Err(format!("{} must be one of {}", self.name, self.choices.join(", "))) }
+        };
+        Ok(Some(match self.kind {
+            FieldKind::Text => Value::String(raw.chars().take(MAX_PROMPT_CHARS).collect()),
+            FieldKind::Choice => {
+                chosen()?;
+                Value::String(raw.into())
+            }
+            FieldKind::Number => {
+                chosen()?;
+                Value::from(raw.parse::<i64>().map_err(|_| format!("{} must be a whole number", self.name))?)
+            }
+            FieldKind::Flag => Value::Bool(match raw {
+                "true" | "on" | "yes" => true,
+                "false" | "off" | "no" => false,
+                _ => return Err(format!("{} must be true or false", self.name)),
+            }),
+            FieldKind::Urls => Value::Array(vec![Value::String(raw.into())]),
+            FieldKind::Url => Value::String(raw.into()),
+        }))
+    }
 }
 
 impl Model {
+    /// The name the model's API knows it by.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Whether a source gives its price.
+    pub fn price_known(&self) -> bool {
+        self.price != PriceRule::Unknown
+    }
+
     /// The credits this input costs under the model's rule (the estimate reserved at
     /// submit). Every input the price depends on must be one of the catalog's choices;
     /// otherwise the error names the field and the values allowed. Never zero: the catalog
@@ -97,6 +186,7 @@ impl Model {
     pub fn estimate(&self, input: &Value) -> Result<Credits, String> {
         let credits = match &self.price {
             PriceRule::Flat(c) => *c,
+            PriceRule::Unknown => return Err(format!("{} has no known price: a task of it needs a per-job cap (a cost rule in the Budget panel) to submit", self.id)),
             PriceRule::Resolution(t) => pick(t, input, "resolution", "1K", &self.price)?,
             PriceRule::Quality(t) => pick(t, input, "quality", "basic", &self.price)?,
             PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
@@ -175,6 +265,7 @@ impl Catalog {
             // any overflow.
             let price = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_PRICE_CREDITS;
             let ok = match &m.price {
+                PriceRule::Unknown => true,
                 PriceRule::Flat(c) => price(*c),
                 PriceRule::Resolution(t) | PriceRule::Quality(t) => !t.is_empty() && t.values().all(|v| price(*v)),
                 PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
@@ -183,6 +274,14 @@ impl Catalog {
             };
             if !ok {
                 return Err(format!("catalog: model {} needs prices above 0 and at most {MAX_PRICE_CREDITS} credits (and durations of 1–3600 s)", m.id));
+            }
+        }
+        for m in &file.models {
+            for f in &m.fields {
+                let choice = matches!(f.kind, FieldKind::Choice | FieldKind::Number);
+                if f.name.trim().is_empty() || choice == f.choices.is_empty() {
+                    return Err(format!("catalog: model {} has a field without a name, or choices where they do not belong", m.id));
+                }
             }
         }
         Ok(Catalog { prices_taken: file.prices_taken, models: file.models })
@@ -202,6 +301,19 @@ impl Catalog {
 
     pub fn models(&self) -> &[Model] {
         &self.models
+    }
+
+    /// The model a family's create body names (`model`, or the family's default; for a family
+    /// that takes no model name, its one model).
+    pub fn by_upstream(&self, family: Family, name: Option<&str>) -> Option<&Model> {
+        let name = name.or(family.default_model());
+        let mut of_family = self.models.iter().filter(|m| m.family == family);
+        if family.takes_model() {
+            let name = name?;
+            of_family.find(|m| m.upstream_name() == name)
+        } else {
+            of_family.next()
+        }
     }
 }
 

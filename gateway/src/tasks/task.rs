@@ -139,6 +139,12 @@ pub struct TaskRecord {
     /// The task this one retries (Error Review's Retry).
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// The ended task this one re-runs with edited inputs (the Monitor's "Re-run with edits").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    /// The KIE API it is sent to (from the catalog when it was submitted).
+    #[serde(default, skip_serializing_if = "crate::kie::Family::is_market")]
+    pub family: crate::kie::Family,
     /// Written, but its cost rules not yet reserved: the dispatcher leaves it alone, and if
     /// the submitting instance died before finishing, resolves it (see `lifecycle::submit`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -265,6 +271,8 @@ impl TaskRecord {
             finished_ms: None,
             relay_callback: None,
             retry_of: None,
+            rerun_of: None,
+            family: Default::default(),
             budget_pending: false,
             archive: None,
             folded: false,

@@ -73,7 +73,7 @@ impl Lifecycle {
             None => return Err(CallbackError::UnknownToken),
         };
         let task = self.0.store.task_get(&id).await?.ok_or(CallbackError::UnknownToken)?;
-        let hint = self.0.family.parse_callback(body).map_err(CallbackError::BadBody)?;
+        let hint = task.family.adapter().parse_callback(body).map_err(CallbackError::BadBody)?;
         if let Some(key) = &self.0.opts.webhook_hmac {
             signature::verify(key.expose().as_bytes(), &hint.task_id, timestamp, signature, now_ms() / 1000, DEFAULT_REPLAY_WINDOW)?;
         }
@@ -82,6 +82,11 @@ impl Lifecycle {
         }
         if task.kie_task_id.as_deref().is_some_and(|k| k != hint.task_id) {
             return Err(CallbackError::WrongTask);
+        }
+        if !hint.state.is_terminal() {
+            // Progress (Suno's `text` and `first`): nothing ends on it, and confirming each
+            // would spend the family's record-info budget (3/s per task); the poller follows.
+            return Ok(CallbackOutcome::Deferred);
         }
         let lease = format!("callback:{id}");
         if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, CALLBACK_LEASE).await? {
@@ -99,7 +104,7 @@ impl Lifecycle {
             tracing::info!(task = %task.id, "callback: recordInfo budget spent; the poller will confirm");
             return Ok(CallbackOutcome::Deferred);
         }
-        let status = match kie.status(self.0.family.as_ref(), kie_id).await {
+        let status = match kie.status(task.family.adapter(), kie_id).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(task = %task.id, error = %e, "callback: cannot confirm with recordInfo; the poller will");

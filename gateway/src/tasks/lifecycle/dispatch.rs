@@ -159,7 +159,10 @@ impl Lifecycle {
             return Ok(Sent::Done);
         };
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
-        let answer = kie.create_task(self.0.family.as_ref(), &task.model, &task.input, callback.as_deref()).await;
+        // The family's own name for the model (Suno's `V4_5`), from the catalog; a model gone
+        // from the catalog since is sent by its id.
+        let upstream = self.0.catalog.get(&task.model).map_or(task.model.as_str(), |m| m.upstream_name());
+        let answer = kie.create_task(task.family.adapter(), upstream, &task.input, callback.as_deref()).await;
         // KIE's answer is known only here: keep trying to record it while the store is out
         // (a Redis restart), rather than leave a task KIE took in doubt.
         let mut tries = 0u32;

@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 use crate::Secret;
 use crate::money::catalog::Catalog;
 use crate::tasks::events;
-use crate::kie::{ApiFamily, KieClient, MarketJobs};
+use crate::kie::KieClient;
 use crate::store::watched::Watched;
 use crate::store::{Scope, Store, StoreError, StoreResult, now_ms};
 use crate::tasks::task::TaskRecord;
@@ -123,7 +123,6 @@ impl Default for LifecycleOptions {
 struct Inner {
     store: Arc<dyn Store>,
     kie: Option<KieClient>,
-    family: Arc<dyn ApiFamily>,
     catalog: Arc<Catalog>,
     opts: LifecycleOptions,
     wake_dispatcher: Notify,
@@ -166,7 +165,6 @@ impl Lifecycle {
         Lifecycle(Arc::new(Inner {
             store,
             kie,
-            family: Arc::new(MarketJobs),
             catalog,
             opts,
             wake_dispatcher: Notify::new(),

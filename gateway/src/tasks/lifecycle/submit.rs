@@ -45,6 +45,9 @@ pub struct Submission {
     /// A relay client's `callBackUrl`, with the id of the key that signs it.
     pub relay_callback: Option<(String, String)>,
     pub retry_of: Option<String>,
+    /// The ended task this one re-runs with edited inputs (checked: it must exist, have
+    /// ended, and be in the same project).
+    pub rerun_of: Option<String>,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -125,7 +128,7 @@ pub fn check_project(p: &str) -> Result<(), SubmitError> {
 
 impl Lifecycle {
     /// Checks a submission against the catalog and the size limits; returns its estimate.
-    fn validate(&self, s: &Submission) -> Result<crate::Credits, SubmitError> {
+    fn validate(&self, s: &Submission) -> Result<(crate::kie::Family, Option<crate::Credits>), SubmitError> {
         check_project(&s.project)?;
         let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.chars().take(100).collect()))?;
         let Value::Object(input) = &s.input else { return Err(invalid("input must be a JSON object of the model's fields")) };
@@ -152,15 +155,17 @@ impl Lifecycle {
                 return Err(invalid(format!("{} needs input.{field}", model.id)));
             }
         }
-        // An input the price depends on must be one of the catalog's choices.
-        let estimate = model.estimate(&s.input).map_err(SubmitError::Invalid)?;
+        model.family.adapter().check_input(input).map_err(|e| invalid(format!("{}: {e}", model.id)))?;
+        // An input the price depends on must be one of the catalog's choices. A model whose
+        // price is unknown reserves its per-job cap instead (see `record_submission`).
+        let estimate = if model.price_known() { Some(model.estimate(&s.input).map_err(SubmitError::Invalid)?) } else { None };
         if let Some((url, _)) = &s.relay_callback {
             let parsed = url::Url::parse(url).map_err(|_| invalid("callBackUrl must be an absolute http(s) URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") || url.len() > MAX_CALLBACK_URL {
                 return Err(invalid(format!("callBackUrl must be an http(s) URL of at most {MAX_CALLBACK_URL} characters")));
             }
         }
-        Ok(estimate)
+        Ok((model.family, estimate))
     }
 
     /// The cost rules, from memory unless `fresh` (or nothing was read yet). A submission
@@ -195,15 +200,24 @@ impl Lifecycle {
         if self.halted() {
             return Err(SubmitError::Store(StoreError::Unavailable("the store lost its data (epoch gone); this instance accepts nothing until it is restored".into())));
         }
-        let estimate = self.validate(&s)?;
+        let (family, estimate) = self.validate(&s)?;
+        if let Some(original) = &s.rerun_of {
+            let found = self.0.store.task_get(original).await?;
+            match found {
+                Some(o) if o.project == s.project.trim() && o.state.is_terminal() => {}
+                Some(o) if !o.state.is_terminal() => return Err(invalid(format!("{original} has not ended; re-run a task once it has"))),
+                _ => return Err(SubmitError::NotFound(original.chars().take(64).collect())),
+            }
+        }
         if let Some((url, _)) = &s.relay_callback {
             // Checked again at every send: what a name resolves to may change.
             self.0.outbound.check(url).await.map_err(|e| invalid(format!("callBackUrl refused: {e}")))?;
         }
         let now = now_ms();
         let mut t = TaskRecord::new(format!("cr_{}", random_hex(10)), s.owner.trim(), s.project.trim(), &s.model, now);
-        t.estimated_cost = estimate;
+        t.family = family;
         t.input = s.input;
+        t.rerun_of = s.rerun_of;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
         t.note = Some("Waiting for the rate guard".into());
@@ -215,6 +229,12 @@ impl Lifecycle {
         let mut judged = self.cost_rules(false).await?;
         let mut tries = 0;
         loop {
+            t.estimated_cost = match estimate {
+                Some(e) => e,
+                None => budget::per_job_cap(&judged.rules, &t.owner, &t.project).ok_or_else(|| {
+                    invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model))
+                })?,
+            };
             t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
             let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(&t)?) };
             match self.0.store.task_create(&t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
@@ -362,7 +382,7 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id) }).await?;
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), rerun_of: None }).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
         Ok(new)
     }

@@ -1,58 +1,10 @@
-//! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
-//! Suno, Runway…) with their own paths and status shapes. Each family is one [`ApiFamily`]
-//! adapter that maps its shapes to one [`UpstreamStatus`], so the task lifecycle never forks.
+//! The Market jobs API (most models): `POST /api/v1/jobs/createTask {model, callBackUrl,
+//! input}`, `GET /api/v1/jobs/recordInfo`; callbacks carry the recordInfo object.
 
 use serde_json::Value;
 
-use super::wire::{CreateTaskData, CreateTaskRequest, Envelope, KieState, RecordInfo};
-use crate::money::credits::Credits;
-
-/// Where a task stands upstream, whatever the family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamState {
-    Waiting,
-    Queuing,
-    Generating,
-    Success,
-    Fail,
-}
-
-impl UpstreamState {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, UpstreamState::Success | UpstreamState::Fail)
-    }
-}
-
-/// One status answer (recordInfo or callback), normalised.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamStatus {
-    pub task_id: String,
-    pub state: UpstreamState,
-    pub result_urls: Vec<String>,
-    pub fail_code: Option<String>,
-    pub fail_msg: Option<String>,
-    /// What KIE charged, when it says.
-    pub credits: Option<Credits>,
-    /// The `callBackUrl` the task was created with (from `param`), when KIE says: it proves
-    /// which of our records an upstream task belongs to.
-    pub callback_url: Option<String>,
-}
-
-/// One KIE API family.
-pub trait ApiFamily: Send + Sync + 'static {
-    /// A short name for logs ("market").
-    fn name(&self) -> &'static str;
-    fn create_path(&self) -> &'static str;
-    /// Queried with `?taskId=`.
-    fn status_path(&self) -> &'static str;
-    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value;
-    /// The task id from a successful create's `data`.
-    fn parse_created(&self, data: Value) -> Result<String, String>;
-    /// A status from a successful status call's `data`.
-    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String>;
-    /// A status from a callback body (the whole envelope).
-    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String>;
-}
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus};
+use crate::kie::wire::{CreateTaskData, CreateTaskRequest, Envelope, KieState, RecordInfo};
 
 /// The Market jobs API: `POST /api/v1/jobs/createTask`, `GET /api/v1/jobs/recordInfo`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,8 +37,8 @@ impl MarketJobs {
 }
 
 impl ApiFamily for MarketJobs {
-    fn name(&self) -> &'static str {
-        "market"
+    fn family(&self) -> Family {
+        Family::Market
     }
     fn create_path(&self) -> &'static str {
         "/api/v1/jobs/createTask"

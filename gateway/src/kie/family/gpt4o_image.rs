@@ -1,0 +1,64 @@
+//! 4o Image: `POST /api/v1/gpt4o-image/generate` (`size` 1:1 | 3:2 | 2:3 required, `prompt`,
+//! `filesUrl`, `nVariants` 1 | 2 | 4…; no model field), `GET /api/v1/gpt4o-image/record-info`
+//! (≤ 3/s per task) with `status` (or `successFlag`), `progress` and `response.resultUrls`;
+//! callbacks carry `data.info.result_urls`.
+
+use serde_json::{Map, Value};
+
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_envelope, echoed_callback, from_callback_code, one_of, success_flag, task_id_of, urls, with_error};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gpt4oImage;
+
+pub const SIZES: [&str; 3] = ["1:1", "3:2", "2:3"];
+
+impl ApiFamily for Gpt4oImage {
+    fn family(&self) -> Family {
+        Family::Gpt4oImage
+    }
+    fn create_path(&self) -> &'static str {
+        "/api/v1/gpt4o-image/generate"
+    }
+    fn status_path(&self) -> &'static str {
+        "/api/v1/gpt4o-image/record-info"
+    }
+    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        super::flat_body(None, input, callback_url)
+    }
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
+        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
+        let state = match data.get("status").and_then(Value::as_str) {
+            Some("SUCCESS") => UpstreamState::Success,
+            Some("CREATE_TASK_FAILED" | "GENERATE_FAILED") => UpstreamState::Fail,
+            Some("GENERATING") => UpstreamState::Generating,
+            _ => success_flag(&data).ok_or("record-info has neither status nor successFlag")?,
+        };
+        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        st.result_urls = urls(data.pointer("/response/resultUrls"));
+        st.callback_url = echoed_callback(data.get("paramJson"));
+        Ok(st)
+    }
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
+        let (code, msg, data) = callback_envelope(body)?;
+        let id = task_id_of(&data).ok_or("callback has no taskId")?;
+        let mut st = from_callback_code(id, code, msg);
+        st.result_urls = urls(data.pointer("/info/result_urls"));
+        Ok(st)
+    }
+    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+        if input.get("size").and_then(Value::as_str).is_none() {
+            return Err(format!("size is required: one of {}", SIZES.join(", ")));
+        }
+        one_of(input, "size", &SIZES)?;
+        match input.get("nVariants") {
+            None | Some(Value::Null) => {}
+            Some(v) if [1, 2, 4].iter().any(|n| v.as_i64() == Some(*n) || v.as_str() == Some(&n.to_string())) => {}
+            Some(_) => return Err("nVariants must be 1, 2 or 4".into()),
+        }
+        match input.get("filesUrl") {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Array(a)) if a.len() <= 5 && a.iter().all(Value::is_string) => Ok(()),
+            Some(_) => Err("filesUrl must be a list of at most 5 image URLs".into()),
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
+//! Suno, Runway, 4o Image, Flux Kontext) with their own paths, bodies and status shapes. Each
+//! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
+//! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
+//! and the callback handler ask that family's adapter.
+//!
+//! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
+//! [`flux_kontext`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! families and `errorCode`/`errorMessage` are here.
+
+pub mod flux_kontext;
+pub mod gpt4o_image;
+pub mod market;
+pub mod runway;
+pub mod suno;
+pub mod veo;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::money::credits::Credits;
+pub use market::MarketJobs;
+
+/// Where a task stands upstream, whatever the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamState {
+    Waiting,
+    Queuing,
+    Generating,
+    Success,
+    Fail,
+}
+
+impl UpstreamState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, UpstreamState::Success | UpstreamState::Fail)
+    }
+}
+
+/// One status answer (recordInfo or callback), normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamStatus {
+    pub task_id: String,
+    pub state: UpstreamState,
+    pub result_urls: Vec<String>,
+    pub fail_code: Option<String>,
+    pub fail_msg: Option<String>,
+    /// What KIE charged, when it says (the Market API does; the other families do not).
+    pub credits: Option<Credits>,
+    /// The `callBackUrl` the task was created with (from `param`/`paramJson`), when KIE says:
+    /// it proves which of our records an upstream task belongs to.
+    pub callback_url: Option<String>,
+}
+
+impl UpstreamStatus {
+    fn new(task_id: String, state: UpstreamState) -> UpstreamStatus {
+        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None }
+    }
+}
+
+/// One KIE API family.
+pub trait ApiFamily: Send + Sync + 'static {
+    fn family(&self) -> Family;
+    fn create_path(&self) -> &'static str;
+    /// Queried with `?taskId=`.
+    fn status_path(&self) -> &'static str;
+    /// The create request's body. `model` is the family's own model name (ignored by the
+    /// families that take none); `input` the task's fields.
+    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value;
+    /// The task id from a successful create's `data`.
+    fn parse_created(&self, data: Value) -> Result<String, String> {
+        task_id_of(&data).ok_or_else(|| "the answer has no taskId".to_string())
+    }
+    /// A status from a successful status call's `data`.
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String>;
+    /// A status from a callback body (the whole envelope). Only a hint: KIE does not sign the
+    /// body, so the lifecycle confirms it with [`ApiFamily::parse_status`] first.
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String>;
+    /// The family's own rules on the fields (beyond the catalog's `required`), checked before
+    /// anything is recorded, so a request KIE would refuse with 422 is never sent.
+    fn check_input(&self, _input: &Map<String, Value>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Which API a model lives on (the catalog's `family`, recorded on every task).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    #[default]
+    Market,
+    Veo,
+    Suno,
+    Runway,
+    Gpt4oImage,
+    FluxKontext,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext];
+
+    /// The adapter that speaks this family's API.
+    pub fn adapter(self) -> &'static dyn ApiFamily {
+        match self {
+            Family::Market => &MarketJobs,
+            Family::Veo => &veo::Veo,
+            Family::Suno => &suno::Suno,
+            Family::Runway => &runway::Runway,
+            Family::Gpt4oImage => &gpt4o_image::Gpt4oImage,
+            Family::FluxKontext => &flux_kontext::FluxKontext,
+        }
+    }
+
+    /// Its name in the catalog, logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Market => "market",
+            Family::Veo => "veo",
+            Family::Suno => "suno",
+            Family::Runway => "runway",
+            Family::Gpt4oImage => "gpt4o_image",
+            Family::FluxKontext => "flux_kontext",
+        }
+    }
+
+    pub fn is_market(&self) -> bool {
+        *self == Family::Market
+    }
+
+    /// Whether the family's create body names a model (`model`); Runway and 4o Image do not.
+    pub fn takes_model(self) -> bool {
+        !matches!(self, Family::Runway | Family::Gpt4oImage)
+    }
+
+    /// The model a create body means when it names none, as KIE's docs give it.
+    pub fn default_model(self) -> Option<&'static str> {
+        match self {
+            Family::Veo => Some("veo3_fast"),
+            Family::FluxKontext => Some("flux-kontext-pro"),
+            _ => None,
+        }
+    }
+}
+
+/// `data.taskId` (or `task_id`) as a string.
+pub(crate) fn task_id_of(data: &Value) -> Option<String> {
+    data.get("taskId").or_else(|| data.get("task_id")).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// A callback's envelope: its code, message and `data` object.
+pub(crate) fn callback_envelope(body: &[u8]) -> Result<(i64, Option<String>, Value), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let code = v.get("code").and_then(Value::as_i64).ok_or("callback has no code")?;
+    let msg = text(v.get("msg").or_else(|| v.get("message")));
+    let data = v.get("data").cloned().filter(Value::is_object).ok_or("callback has no data")?;
+    Ok((code, msg, data))
+}
+
+/// A text field KIE writes loosely (null, "", a string, a number).
+pub(crate) fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// A list of URL strings at `v` (anything else ignored).
+pub(crate) fn urls(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// `callBackUrl` from a request echoed as a JSON string (`param`, `paramJson`) or object.
+pub(crate) fn echoed_callback(v: Option<&Value>) -> Option<String> {
+    let req = match v? {
+        Value::String(s) => serde_json::from_str::<Value>(s).ok()?,
+        other => other.clone(),
+    };
+    req.get("callBackUrl").and_then(Value::as_str).map(str::to_string)
+}
+
+/// The body of the families that send their fields flat: the task's fields, the model (for
+/// families that take one) and `callBackUrl`.
+pub(crate) fn flat_body(model: Option<&str>, input: &Value, callback_url: Option<&str>) -> Value {
+    let mut body = input.as_object().cloned().unwrap_or_default();
+    if let Some(m) = model {
+        body.insert("model".into(), m.into());
+    }
+    match callback_url {
+        Some(u) => body.insert("callBackUrl".into(), u.into()),
+        None => body.remove("callBackUrl"),
+    };
+    Value::Object(body)
+}
+
+/// The `successFlag` families (Veo, Flux Kontext, 4o Image): 0 generating, 1 success, 2 failed,
+/// 3 generation failed.
+pub(crate) fn success_flag(data: &Value) -> Option<UpstreamState> {
+    let flag = match data.get("successFlag")? {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(match flag {
+        0 => UpstreamState::Generating,
+        1 => UpstreamState::Success,
+        2 | 3 => UpstreamState::Fail,
+        _ => UpstreamState::Waiting,
+    })
+}
+
+/// `errorCode` / `errorMessage` inside `data`, set on a failed status.
+pub(crate) fn with_error(mut st: UpstreamStatus, data: &Value) -> UpstreamStatus {
+    if st.state == UpstreamState::Fail {
+        st.fail_code = text(data.get("errorCode")).or_else(|| text(data.get("failCode")));
+        st.fail_msg = text(data.get("errorMessage")).or_else(|| text(data.get("failMsg")));
+    }
+    st
+}
+
+/// A callback's state from its envelope code: 200 success, anything else a failure with the
+/// code and message.
+pub(crate) fn from_callback_code(task_id: String, code: i64, msg: Option<String>) -> UpstreamStatus {
+    if code == 200 {
+        UpstreamStatus::new(task_id, UpstreamState::Success)
+    } else {
+        UpstreamStatus { fail_code: Some(code.to_string()), fail_msg: msg, ..UpstreamStatus::new(task_id, UpstreamState::Fail) }
+    }
+}
+
+/// A string field that must be one of `allowed` when present.
+pub(crate) fn one_of(input: &Map<String, Value>, field: &str, allowed: &[&str]) -> Result<(), String> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+        Some(_) => Err(format!("{field} must be one of {}", allowed.join(", "))),
+    }
+}
+
+/// A boolean field, when present.
+pub(crate) fn boolean(input: &Map<String, Value>, field: &str) -> Result<Option<bool>, String> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("{field} must be true or false")),
+    }
+}
+
+/// A non-empty string field, when present.
+pub(crate) fn filled(input: &Map<String, Value>, field: &str) -> bool {
+    input.get(field).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())
+}

@@ -1,0 +1,72 @@
+//! Runway: `POST /api/v1/runway/generate` (`prompt`, `imageUrl`, `duration` 5 | 10, `quality`
+//! 720p | 1080p, 1080p not with 10 s, `aspectRatio`, `waterMark`; no model field), `GET
+//! /api/v1/runway/record-detail` with `state` and `videoInfo.videoUrl` (`expireFlag` 1 once the
+//! media lapsed: the Library's copy then finds it gone, as for any lapsed result); callbacks
+//! carry `data.video_url`.
+
+use serde_json::{Map, Value};
+
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_envelope, from_callback_code, one_of, task_id_of, text, with_error};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Runway;
+
+pub const QUALITIES: [&str; 2] = ["720p", "1080p"];
+pub const ASPECT_RATIOS: [&str; 5] = ["16:9", "4:3", "1:1", "3:4", "9:16"];
+
+/// `duration` as seconds, whether sent as a number or a string.
+fn seconds(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl ApiFamily for Runway {
+    fn family(&self) -> Family {
+        Family::Runway
+    }
+    fn create_path(&self) -> &'static str {
+        "/api/v1/runway/generate"
+    }
+    fn status_path(&self) -> &'static str {
+        "/api/v1/runway/record-detail"
+    }
+    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        super::flat_body(None, input, callback_url)
+    }
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
+        let id = task_id_of(&data).ok_or("record-detail has no taskId")?;
+        let state = match data.get("state").and_then(Value::as_str).ok_or("record-detail has no state")? {
+            "success" => UpstreamState::Success,
+            "fail" | "failed" => UpstreamState::Fail,
+            "generating" => UpstreamState::Generating,
+            "queueing" | "queuing" => UpstreamState::Queuing,
+            _ => UpstreamState::Waiting,
+        };
+        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        st.result_urls = text(data.pointer("/videoInfo/videoUrl")).into_iter().collect();
+        st.callback_url = super::echoed_callback(data.get("generateParam"));
+        Ok(st)
+    }
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
+        let (code, msg, data) = callback_envelope(body)?;
+        let id = task_id_of(&data).ok_or("callback has no task_id")?;
+        let mut st = from_callback_code(id, code, msg);
+        st.result_urls = text(data.get("video_url")).into_iter().collect();
+        Ok(st)
+    }
+    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+        one_of(input, "quality", &QUALITIES)?;
+        one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
+        let secs = match input.get("duration") {
+            None | Some(Value::Null) => None,
+            v => Some(seconds(v).filter(|s| [5, 10].contains(s)).ok_or("duration must be 5 or 10 (seconds)")?),
+        };
+        if secs == Some(10) && input.get("quality").and_then(Value::as_str) == Some("1080p") {
+            return Err("Runway makes 1080p only for 5-second videos: pick 720p or 5 s".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Suno: `POST /api/v1/generate` (`prompt`, `customMode`, `instrumental`, `model`, `style`,
+//! `title`…), `GET /api/v1/generate/record-info` (≤ 3/s per task) with `status` PENDING →
+//! TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS or a failure, and `response.sunoData[].audioUrl`.
+//! KIE calls back several times per task (`callbackType` text, first, complete, error), in
+//! snake_case with `task_id`: the first two are progress, only `complete` or `error` ends it.
+
+use serde_json::{Map, Value};
+
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, boolean, callback_envelope, echoed_callback, filled, task_id_of, text, with_error};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Suno;
+
+/// Suno's failure states.
+pub const FAILURES: [&str; 4] = ["CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION", "SENSITIVE_WORD_ERROR"];
+
+fn audio_urls(tracks: Option<&Value>, field: &str) -> Vec<String> {
+    tracks.and_then(Value::as_array).map(|a| a.iter().filter_map(|t| text(t.get(field))).collect()).unwrap_or_default()
+}
+
+impl ApiFamily for Suno {
+    fn family(&self) -> Family {
+        Family::Suno
+    }
+    fn create_path(&self) -> &'static str {
+        "/api/v1/generate"
+    }
+    fn status_path(&self) -> &'static str {
+        "/api/v1/generate/record-info"
+    }
+    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        super::flat_body(Some(model), input, callback_url)
+    }
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
+        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
+        let status = data.get("status").and_then(Value::as_str).ok_or("record-info has no status")?;
+        let state = match status {
+            "SUCCESS" => UpstreamState::Success,
+            s if FAILURES.contains(&s) => UpstreamState::Fail,
+            "TEXT_SUCCESS" | "FIRST_SUCCESS" => UpstreamState::Generating,
+            _ => UpstreamState::Waiting,
+        };
+        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        if st.state == UpstreamState::Fail && st.fail_code.is_none() {
+            st.fail_code = Some(if status == "SENSITIVE_WORD_ERROR" { "400".into() } else { "500".into() });
+            st.fail_msg = st.fail_msg.or_else(|| Some(status.to_string()));
+        }
+        if st.state == UpstreamState::Success {
+            st.result_urls = audio_urls(data.pointer("/response/sunoData"), "audioUrl");
+        }
+        st.callback_url = echoed_callback(data.get("param"));
+        Ok(st)
+    }
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
+        let (code, msg, data) = callback_envelope(body)?;
+        let id = task_id_of(&data).ok_or("callback has no task_id")?;
+        let kind = data.get("callbackType").and_then(Value::as_str).unwrap_or("");
+        let state = match (code, kind) {
+            (200, "complete") => UpstreamState::Success,
+            (200, "text" | "first") => UpstreamState::Generating,
+            _ => UpstreamState::Fail,
+        };
+        let mut st = UpstreamStatus::new(id, state);
+        if state == UpstreamState::Fail {
+            st.fail_code = Some(code.to_string());
+            st.fail_msg = msg;
+        } else {
+            st.result_urls = audio_urls(data.get("data"), "audio_url");
+        }
+        Ok(st)
+    }
+    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+        let custom = boolean(input, "customMode")?.ok_or("customMode is required (true or false)")?;
+        let instrumental = boolean(input, "instrumental")?.ok_or("instrumental is required (true or false)")?;
+        if custom {
+            if !filled(input, "style") || !filled(input, "title") {
+                return Err("custom mode needs a style and a title".into());
+            }
+            if !instrumental && !filled(input, "prompt") {
+                return Err("custom mode with vocals needs the lyrics as prompt".into());
+            }
+        } else if !filled(input, "prompt") {
+            return Err("prompt is required (a description of the song) unless customMode is true".into());
+        }
+        Ok(())
+    }
+}

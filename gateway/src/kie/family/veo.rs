@@ -1,0 +1,60 @@
+//! Veo 3.1: `POST /api/v1/veo/generate` with the fields flat (`prompt`, `model` veo3 |
+//! veo3_fast, `aspectRatio`, `generationType`, `imageUrls`…), `GET /api/v1/veo/record-info`
+//! with `successFlag` and `response.resultUrls`; callbacks carry `data.info.resultUrls`.
+
+use serde_json::{Map, Value};
+
+use super::{ApiFamily, Family, UpstreamStatus, callback_envelope, echoed_callback, from_callback_code, one_of, success_flag, task_id_of, urls, with_error};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Veo;
+
+pub const GENERATION_TYPES: [&str; 3] = ["TEXT_2_VIDEO", "FIRST_AND_LAST_FRAMES_2_VIDEO", "REFERENCE_2_VIDEO"];
+pub const ASPECT_RATIOS: [&str; 3] = ["16:9", "9:16", "Auto"];
+
+impl ApiFamily for Veo {
+    fn family(&self) -> Family {
+        Family::Veo
+    }
+    fn create_path(&self) -> &'static str {
+        "/api/v1/veo/generate"
+    }
+    fn status_path(&self) -> &'static str {
+        "/api/v1/veo/record-info"
+    }
+    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        let mut body = super::flat_body(Some(model), input, callback_url);
+        // The docs spell it both ways; the documented English form is sent.
+        if let Some(obj) = body.as_object_mut()
+            && let Some(v) = obj.remove("aspect_ratio")
+        {
+            obj.entry("aspectRatio").or_insert(v);
+        }
+        body
+    }
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
+        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
+        let state = success_flag(&data).ok_or("record-info has no successFlag")?;
+        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        st.result_urls = urls(data.pointer("/response/resultUrls"));
+        st.callback_url = echoed_callback(data.get("paramJson"));
+        Ok(st)
+    }
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
+        let (code, msg, data) = callback_envelope(body)?;
+        let id = task_id_of(&data).ok_or("callback has no taskId")?;
+        let mut st = from_callback_code(id, code, msg);
+        st.result_urls = urls(data.pointer("/info/resultUrls"));
+        Ok(st)
+    }
+    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+        one_of(input, "generationType", &GENERATION_TYPES)?;
+        one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
+        one_of(input, "aspect_ratio", &ASPECT_RATIOS)?;
+        match input.get("imageUrls") {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Array(a)) if a.len() <= 2 && a.iter().all(Value::is_string) => Ok(()),
+            Some(_) => Err("imageUrls must be a list of one or two image URLs".into()),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! KIE's model-specific APIs, each in its own JSON as KIE's docs show it (not as the Control
+//! Room's client reads it): Veo 3.1, Suno, Runway, 4o Image and Flux Kontext. Every family
+//! shares the Market API's account, its 20-per-10 s create window, balance, faults and clock;
+//! only the paths, the request fields and the status and callback shapes differ.
+//!
+//! | family | create | status |
+//! |---|---|---|
+//! | veo | `/api/v1/veo/generate` | `/api/v1/veo/record-info` (`successFlag`) |
+//! | suno | `/api/v1/generate` | `/api/v1/generate/record-info` (`status`, ≤ 3/s per task) |
+//! | runway | `/api/v1/runway/generate` | `/api/v1/runway/record-detail` (`state`) |
+//! | gpt4o_image | `/api/v1/gpt4o-image/generate` | `/api/v1/gpt4o-image/record-info` (≤ 3/s per task) |
+//! | flux_kontext | `/api/v1/flux/kontext/generate` | `/api/v1/flux/kontext/record-info` |
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::Sim;
+use crate::kie_api::{NewTask, admit, authorise, kie};
+use crate::media::MediaKind;
+use crate::world::World;
+
+/// One family's paths.
+pub struct FamilyApi {
+    pub name: &'static str,
+    pub create: &'static str,
+    pub status: &'static str,
+    /// Status calls allowed per task per second (`None`: only the account's 10/s).
+    pub per_task_per_sec: Option<u32>,
+}
+
+pub const FAMILIES: [FamilyApi; 5] = [
+    FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
+    FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
+    FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
+    FamilyApi { name: "gpt4o_image", create: "/api/v1/gpt4o-image/generate", status: "/api/v1/gpt4o-image/record-info", per_task_per_sec: Some(3) },
+    FamilyApi { name: "flux_kontext", create: "/api/v1/flux/kontext/generate", status: "/api/v1/flux/kontext/record-info", per_task_per_sec: None },
+];
+
+pub fn family(name: &str) -> Option<&'static FamilyApi> {
+    FAMILIES.iter().find(|f| f.name == name)
+}
+
+fn s<'a>(req: &'a Value, field: &str) -> Option<&'a str> {
+    req.get(field).and_then(Value::as_str).filter(|v| !v.trim().is_empty())
+}
+
+/// What KIE would refuse (422) before creating, and otherwise the task's model, kind,
+/// price (credits) and number of results.
+fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), String> {
+    match fam {
+        "veo" => {
+            s(req, "prompt").ok_or("prompt is required")?;
+            let model = s(req, "model").unwrap_or("veo3_fast");
+            let price = match model {
+                "veo3" => 120.0,
+                "veo3_fast" => 60.0,
+                _ => return Err("model must be veo3 or veo3_fast".into()),
+            };
+            Ok((model.into(), MediaKind::Video, price, 1))
+        }
+        "suno" => {
+            let custom = req.get("customMode").and_then(Value::as_bool).ok_or("customMode is required")?;
+            let instrumental = req.get("instrumental").and_then(Value::as_bool).ok_or("instrumental is required")?;
+            if custom && (s(req, "style").is_none() || s(req, "title").is_none()) {
+                return Err("style and title are required in custom mode".into());
+            }
+            if (!custom || !instrumental) && s(req, "prompt").is_none() {
+                return Err("prompt is required".into());
+            }
+            let model = s(req, "model").ok_or("model is required")?;
+            if !["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"].contains(&model) {
+                return Err("model must be one of V3_5, V4, V4_5, V4_5PLUS, V5".into());
+            }
+            Ok((model.into(), MediaKind::Audio, 20.0, 2))
+        }
+        "runway" => {
+            s(req, "prompt").ok_or("prompt is required")?;
+            let secs = match req.get("duration") {
+                None => 5,
+                Some(v) => v.as_i64().or_else(|| v.as_str().and_then(|t| t.parse().ok())).filter(|d| [5, 10].contains(d)).ok_or("duration must be 5 or 10")?,
+            };
+            let quality = s(req, "quality").unwrap_or("720p");
+            if !["720p", "1080p"].contains(&quality) {
+                return Err("quality must be 720p or 1080p".into());
+            }
+            if quality == "1080p" && secs == 10 {
+                return Err("1080p is not available for 10-second videos".into());
+            }
+            Ok(("runway".into(), MediaKind::Video, if secs == 10 { 220.0 } else { 110.0 }, 1))
+        }
+        "gpt4o_image" => {
+            let size = s(req, "size").ok_or("size is required")?;
+            if !["1:1", "3:2", "2:3"].contains(&size) {
+                return Err("size must be 1:1, 3:2 or 2:3".into());
+            }
+            if s(req, "prompt").is_none() && req.get("filesUrl").is_none() {
+                return Err("prompt or filesUrl is required".into());
+            }
+            let n = req.get("nVariants").map_or(Some(1), Value::as_u64).filter(|n| [1, 2, 4].contains(n)).ok_or("nVariants must be 1, 2 or 4")?;
+            Ok(("gpt4o-image".into(), MediaKind::Image, 6.0 * n as f64, n as usize))
+        }
+        "flux_kontext" => {
+            s(req, "prompt").ok_or("prompt is required")?;
+            let model = s(req, "model").unwrap_or("flux-kontext-pro");
+            let price = match model {
+                "flux-kontext-pro" => 5.0,
+                "flux-kontext-max" => 10.0,
+                _ => return Err("model must be flux-kontext-pro or flux-kontext-max".into()),
+            };
+            Ok((model.into(), MediaKind::Image, price, 1))
+        }
+        _ => Err("unknown API".into()),
+    }
+}
+
+/// `POST <family create path>`.
+pub async fn create(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
+    let (key, as_200) = match authorise(&sim, &headers, fam.create).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut w = sim.world();
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            w.record("POST", fam.create, 422, None, None);
+            return kie(422, "Request body must be a JSON object", None, as_200);
+        }
+    };
+    let (model, kind, price, results) = match check(fam.name, &req) {
+        Ok(c) => c,
+        Err(msg) => {
+            w.record("POST", fam.create, 422, None, Some(msg.clone()));
+            return kie(422, &msg, None, as_200);
+        }
+    };
+    if s(&req, "prompt").is_some_and(|p| p.chars().count() > 5000) {
+        w.record("POST", fam.create, 422, None, None);
+        return kie(422, "prompt is too long (max 5000 characters)", None, as_200);
+    }
+    let callback_url = match req.get("callBackUrl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
+        Some(_) => {
+            w.record("POST", fam.create, 422, None, None);
+            return kie(422, "callBackUrl must be an http(s) URL", None, as_200);
+        }
+    };
+    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    let new = NewTask {
+        path: fam.create,
+        model,
+        kind,
+        price_milli: (price * 10.0 * percent).round() as i64,
+        prompt: s(&req, "prompt").unwrap_or("").to_string(),
+        param: req.to_string(),
+        callback_url,
+        family: fam.name,
+        results,
+    };
+    admit(&sim, w, key, as_200, new)
+}
+
+/// `GET <family status path>?taskId=`.
+pub async fn status(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, q: Query<HashMap<String, String>>) -> Response {
+    let (key, as_200) = match authorise(&sim, &headers, fam.status).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut w = sim.world();
+    let per_sec = w.settings.record_info_per_sec;
+    if !w.accounts.get_mut(&key).is_some_and(|a| World::admit(&mut a.record_infos, per_sec, Duration::from_secs(1))) {
+        w.record("GET", fam.status, 429, None, None);
+        return kie(429, "Too many requests: at most 10 status requests per second", None, as_200);
+    }
+    let Some(id) = q.get("taskId").filter(|t| !t.is_empty()).cloned() else {
+        w.record("GET", fam.status, 400, None, None);
+        return kie(400, "taskId parameter is required", None, as_200);
+    };
+    let owned = w.tasks.get(&id).is_some_and(|t| t.key == key && t.family == fam.name);
+    if let (true, Some(limit)) = (owned, fam.per_task_per_sec)
+        && let Some(t) = w.tasks.get_mut(&id)
+        && !World::admit(&mut t.status_calls, limit, Duration::from_secs(1))
+    {
+        w.record("GET", fam.status, 429, Some(id), None);
+        return kie(429, "Too many requests: at most 3 status requests per second for one task", None, as_200);
+    }
+    match owned.then(|| w.family_json(&id)).flatten() {
+        Some(d) => {
+            w.record("GET", fam.status, 200, Some(id), None);
+            kie(200, "success", Some(d), false)
+        }
+        None => {
+            w.record("GET", fam.status, 404, Some(id), None);
+            kie(404, "Task not found", None, as_200)
+        }
+    }
+}
+
+impl World {
+    /// The task's result file URLs.
+    pub fn result_urls(&self, id: &str) -> Vec<String> {
+        let Some(t) = self.tasks.get(id) else { return Vec::new() };
+        (0..t.results).map(|n| format!("{}/files/{}/{n}.{}", self.base_url, t.id, t.kind.extension())).collect()
+    }
+
+    /// A family task's status `data` at the current simulated time, in its family's shape.
+    pub fn family_json(&mut self, id: &str) -> Option<Value> {
+        let now = self.clock.now_ms();
+        let state = self.state_of(id, now)?;
+        let urls = if state == "success" { self.result_urls(id) } else { Vec::new() };
+        let t = self.tasks.get(id)?;
+        let done = matches!(state, "success" | "fail");
+        let complete = done.then(|| self.completion_ms(t));
+        let fail = t.fail.clone().filter(|_| state == "fail");
+        let (code, msg) = fail.clone().map_or((Value::Null, Value::Null), |(c, m)| (c.into(), m.into()));
+        let policy = fail.as_ref().is_some_and(|(c, _)| c == "400");
+        let flag = match state {
+            "success" => 1,
+            "fail" if policy => 2,
+            "fail" => 3,
+            _ => 0,
+        };
+        Some(match t.family {
+            "veo" => json!({
+                "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "response": if urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": urls, "originUrls": [], "resolution": "720p" }) },
+                "successFlag": flag, "errorCode": code, "errorMessage": msg, "fallbackFlag": false,
+            }),
+            "flux_kontext" => json!({
+                "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "response": urls.first().map(|u| json!({ "originImageUrl": u, "resultImageUrl": u })),
+                "successFlag": flag, "errorCode": code, "errorMessage": msg,
+            }),
+            "gpt4o_image" => json!({
+                "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "response": if urls.is_empty() { Value::Null } else { json!({ "resultUrls": urls }) },
+                "successFlag": flag,
+                "status": match state { "success" => "SUCCESS", "fail" => "GENERATE_FAILED", _ => "GENERATING" },
+                "progress": match state { "success" => "1.00", "generating" => "0.50", _ => "0.00" },
+                "errorCode": code, "errorMessage": msg,
+            }),
+            "suno" => {
+                let status = match state {
+                    "success" => "SUCCESS",
+                    "fail" if policy => "SENSITIVE_WORD_ERROR",
+                    "fail" => "GENERATE_AUDIO_FAILED",
+                    "generating" => "FIRST_SUCCESS",
+                    "queuing" => "TEXT_SUCCESS",
+                    _ => "PENDING",
+                };
+                let tracks: Vec<Value> = urls
+                    .iter()
+                    .enumerate()
+                    .map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audioUrl": u, "streamAudioUrl": u, "imageUrl": null, "title": "sim", "tags": "sim", "modelName": t.model, "duration": 2.0 }))
+                    .collect();
+                json!({
+                    "taskId": t.id, "parentMusicId": "", "param": t.param, "status": status, "type": "GENERATE",
+                    "response": { "taskId": t.id, "sunoData": tracks },
+                    "errorCode": code, "errorMessage": msg,
+                })
+            }
+            "runway" => json!({
+                "taskId": t.id, "parentTaskId": "",
+                // As the docs show it: the prompt and image, not the callback.
+                "generateParam": serde_json::from_str::<Value>(&t.param).map(|p| json!({ "prompt": p["prompt"], "imageUrl": p.get("imageUrl"), "expandPrompt": false })).unwrap_or(Value::Null),
+                "state": match state { "waiting" => "wait", "queuing" => "queueing", s => s },
+                "generateTime": complete,
+                "videoInfo": urls.first().map(|u| json!({ "videoId": t.id, "taskId": t.id, "videoUrl": u, "imageUrl": null })),
+                "failCode": code, "failMsg": msg, "expireFlag": 0,
+            }),
+            _ => return None,
+        })
+    }
+
+    /// The callbacks KIE sends when a family task ends, in order (Suno sends `text`, `first`,
+    /// then `complete`; a failure sends one `error`).
+    pub fn family_callbacks(&mut self, id: &str) -> Vec<Value> {
+        // Also settles the task's charge, as any look at it does.
+        if self.family_json(id).is_none() {
+            return Vec::new();
+        }
+        let urls = self.result_urls(id);
+        let Some(t) = self.tasks.get(id) else { return Vec::new() };
+        let failed = t.fail.is_some();
+        let (code, msg) = match &t.fail {
+            Some((c, m)) => (c.parse::<i64>().unwrap_or(500), m.clone()),
+            None => (200, "success".to_string()),
+        };
+        let envelope = |data: Value| json!({ "code": code, "msg": msg, "data": data });
+        match t.family {
+            "veo" => vec![envelope(json!({ "taskId": t.id, "info": { "resultUrls": urls, "originUrls": [], "resolution": "720p" }, "fallbackFlag": false, "promptJson": t.param }))],
+            "flux_kontext" => vec![envelope(json!({ "taskId": t.id, "info": { "originImageUrl": urls.first(), "resultImageUrl": urls.first() } }))],
+            "gpt4o_image" => vec![envelope(json!({ "taskId": t.id, "info": { "result_urls": urls } }))],
+            "runway" => vec![envelope(json!({ "task_id": t.id, "video_id": t.id, "video_url": urls.first(), "image_url": null }))],
+            "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
+            "suno" => {
+                let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();
+                let stage = |kind: &str, tracks: Vec<Value>| json!({ "code": 200, "msg": "success", "data": { "callbackType": kind, "task_id": t.id, "data": tracks } });
+                vec![stage("text", Vec::new()), stage("first", tracks[..1.min(tracks.len())].to_vec()), stage("complete", tracks)]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
