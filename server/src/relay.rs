@@ -129,7 +129,7 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
     if let Some(m) = catalog.get(&model)
         && m.family != family
     {
-        return kie_error(404, &format!("The model name you specified is not supported on this API: {} lives on KIE's {} API", m.id, m.family.name()));
+        return kie_error(404, &format!("The model name you specified is not supported on this API: {} is on KIE's {} API, POST /kie{}", m.id, m.family.name(), m.family.adapter().create_path()));
     }
     let submission = Submission {
         owner: key.owner(),

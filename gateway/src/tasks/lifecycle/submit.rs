@@ -229,11 +229,17 @@ impl Lifecycle {
         let mut judged = self.cost_rules(false).await?;
         let mut tries = 0;
         loop {
-            t.estimated_cost = match estimate {
-                Some(e) => e,
-                None => budget::per_job_cap(&judged.rules, &t.owner, &t.project).ok_or_else(|| {
-                    invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model))
-                })?,
+            t.estimated_cost = match (estimate, budget::per_job_cap(&judged.rules, &t.owner, &t.project)) {
+                (Some(e), _) | (None, Some(e)) => e,
+                // The rules in memory may be older than a cap just set: read them once more.
+                (None, None) if tries < RULE_CHANGE_TRIES => {
+                    tries = RULE_CHANGE_TRIES;
+                    judged = self.cost_rules(true).await?;
+                    continue;
+                }
+                (None, None) => {
+                    return Err(invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model)));
+                }
             };
             t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
             let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(&t)?) };

@@ -1,0 +1,285 @@
+//! KIE's model-specific families through the relay and the lifecycle, against kie-sim over
+//! real HTTP: a third-party-shaped client of each family at KIE's own paths under `/kie`,
+//! answered in the family's own shape with the Control Room's task id, called back in the
+//! family's shape, results in the Library; what the family refuses is refused here (422) and
+//! never sent; a model with no known price needs a per-job cap; a mixed burst stays inside
+//! KIE's one account window; callbacks dropped, duplicated and forged resolve once.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+const HMAC: &str = "family-hook-key";
+
+fn fast() -> kie_sim::Settings {
+    kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }
+}
+
+struct Harness {
+    s: Running,
+    sim: kie_sim::Sim,
+    store: std::sync::Arc<dyn gateway::store::Store>,
+    key: String,
+    webhook_secret: String,
+}
+
+async fn harness(label: &str, library_on: bool) -> Harness {
+    let (sim_base, sim) = start_sim_with(fast(), KEY, 100_000.0, Some(HMAC)).await;
+    let store_cfg = redis_store(&format!("{}:", testkit::unique(label)));
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().unwrap();
+    cfg.public_url = Some(base.parse().unwrap());
+    cfg.webhook_hmac_key = Some(gateway::Secret::new(HMAC));
+    if library_on {
+        cfg.library = Some(library(label));
+    }
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&store_cfg).await.unwrap();
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "family client").await.unwrap();
+    Harness { s, sim, store, key: key.text.expose().to_string(), webhook_secret: key.key.webhook_secret.clone() }
+}
+
+/// The relay's callbacks: (headers, body) of each.
+async fn sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Value)>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let (listener, base) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("{base}/hook"), rx)
+}
+
+/// A family as its own client sees it: create path, body, status path, and where its
+/// finished answer keeps the result URLs.
+struct Client {
+    name: &'static str,
+    create: &'static str,
+    status: &'static str,
+    body: Value,
+    done: fn(&Value) -> bool,
+    urls: fn(&Value) -> Vec<String>,
+    callback_urls: fn(&Value) -> Vec<String>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn clients() -> Vec<Client> {
+    vec![
+        Client {
+            name: "veo",
+            create: "/kie/api/v1/veo/generate",
+            status: "/kie/api/v1/veo/record-info",
+            body: json!({"prompt": "a lighthouse at dusk", "model": "veo3", "aspectRatio": "16:9"}),
+            done: |d| d["successFlag"] == 1,
+            urls: |d| strings(&d["response"]["resultUrls"]),
+            callback_urls: |d| strings(&d["info"]["resultUrls"]),
+        },
+        Client {
+            name: "suno",
+            create: "/kie/api/v1/generate",
+            status: "/kie/api/v1/generate/record-info",
+            body: json!({"prompt": "a calm ambient bed", "customMode": false, "instrumental": true, "model": "V4"}),
+            done: |d| d["status"] == "SUCCESS",
+            urls: |d| d["response"]["sunoData"].as_array().map(|a| a.iter().filter_map(|t| t["audioUrl"].as_str().map(str::to_string)).collect()).unwrap_or_default(),
+            callback_urls: |d| d["data"].as_array().map(|a| a.iter().filter_map(|t| t["audio_url"].as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        },
+        Client {
+            name: "runway",
+            create: "/kie/api/v1/runway/generate",
+            status: "/kie/api/v1/runway/record-detail",
+            body: json!({"prompt": "harbour b-roll", "duration": 5, "quality": "720p", "aspectRatio": "16:9"}),
+            done: |d| d["state"] == "success",
+            urls: |d| d["videoInfo"]["videoUrl"].as_str().map(str::to_string).into_iter().collect(),
+            callback_urls: |d| d["video_url"].as_str().map(str::to_string).into_iter().collect(),
+        },
+    ]
+}
+
+async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
+    let r = http().get(format!("{}{path}", h.s.base)).query(&[("taskId", id)]).bearer_auth(&h.key).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_familys_own_client_is_relayed_called_back_and_archived() {
+    let h = harness("families-relay", true).await;
+    let (hook, mut calls) = sink().await;
+    for c in clients() {
+        let mut body = c.body.clone();
+        body["callBackUrl"] = json!(hook);
+        let r = http().post(format!("{}{}", h.s.base, c.create)).bearer_auth(&h.key).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", c.name);
+        let created: Value = r.json().await.unwrap();
+        let id = created["data"]["taskId"].as_str().expect("taskId").to_string();
+        assert!(id.starts_with("cr_"), "{}: the Control Room's task id: {created}", c.name);
+        let task = h.store.task_get(&id).await.unwrap().expect("recorded");
+        assert_eq!(task.family.name(), c.name);
+
+        // Followed to the end; then, once archived, the family's own result fields carry
+        // signed Library links.
+        wait_until(&format!("{} archived", c.name), 60, || async {
+            let (_, s) = status_of(&h, c.status, &id).await;
+            (c.done)(&s["data"]) && h.store.task_get(&id).await.unwrap().is_some_and(|t| t.archive.as_ref().is_some_and(|a| a.complete()))
+        })
+        .await;
+        let (code, answer) = status_of(&h, c.status, &id).await;
+        assert_eq!((code, answer["code"].clone()), (200, json!(200)), "{}: {answer}", c.name);
+        assert_eq!(answer["data"]["taskId"], id.as_str());
+        let urls = (c.urls)(&answer["data"]);
+        assert!(!urls.is_empty() && urls.iter().all(|u| u.starts_with(&format!("{}/library/{id}/", h.s.base))), "{}: {answer}", c.name);
+        let kie = h.store.task_get(&id).await.unwrap().unwrap().result_urls;
+        for (ours, theirs) in urls.iter().zip(&kie) {
+            let a = http().get(ours).send().await.unwrap().bytes().await.unwrap();
+            let b = reqwest::get(theirs).await.unwrap().bytes().await.unwrap();
+            assert!(!a.is_empty() && a == b, "{}: the Library's copy is KIE's file, byte for byte", c.name);
+        }
+        // Another family's path does not know it.
+        let other = if c.name == "veo" { "/kie/api/v1/generate/record-info" } else { "/kie/api/v1/veo/record-info" };
+        assert_eq!(status_of(&h, other, &id).await.0, 404, "{}", c.name);
+
+        // The callback, in the family's shape, signed with the key's secret.
+        let (headers, cb) = loop {
+            let (headers, cb) = tokio::time::timeout(Duration::from_secs(30), calls.recv()).await.expect("callback in time").expect("callback");
+            if cb["data"]["taskId"] == id.as_str() || cb["data"]["task_id"] == id.as_str() {
+                break (headers, cb);
+            }
+        };
+        assert_eq!(cb["code"], 200, "{}: {cb}", c.name);
+        assert!(!(c.callback_urls)(&cb["data"]).is_empty(), "{}: {cb}", c.name);
+        if c.name == "suno" {
+            assert_eq!(cb["data"]["callbackType"], "complete");
+        }
+        let (ts, sig) = (headers["x-webhook-timestamp"].to_str().unwrap(), headers["x-webhook-signature"].to_str().unwrap());
+        gateway::kie::signature::verify(h.webhook_secret.as_bytes(), &id, Some(ts), Some(sig), gateway::store::now_ms() / 1000, Duration::from_secs(300)).expect("signed");
+    }
+    h.s.shutdown().await.unwrap();
+}
+
+fn creates(sim: &kie_sim::Sim) -> Vec<(u64, &'static str, i64)> {
+    let w = sim.world();
+    w.log
+        .iter()
+        .filter(|e| e.method == "POST")
+        .filter_map(|e| {
+            let family = ["/api/v1/jobs/createTask", "/api/v1/veo/generate", "/api/v1/generate", "/api/v1/runway/generate", "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate"].into_iter().find(|p| *p == e.path)?;
+            Some((e.at_ms, family, e.code))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_family_refuses_is_refused_here_and_never_sent() {
+    let h = harness("families-refuse", false).await;
+    let post = |path: &'static str, body: Value| {
+        let (base, key) = (h.s.base.clone(), h.key.clone());
+        async move {
+            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let cases = [
+        ("/kie/api/v1/veo/generate", json!({"model": "veo3", "aspectRatio": "16:9"}), 422, "prompt"),
+        ("/kie/api/v1/veo/generate", json!({"model": "veo4", "prompt": "x"}), 404, "not supported"),
+        ("/kie/api/v1/veo/generate", json!({"model": "google/imagen4", "prompt": "x"}), 404, "not supported"),
+        ("/kie/api/v1/generate", json!({"model": "V4", "prompt": "x"}), 422, "customMode"),
+        ("/kie/api/v1/generate", json!({"model": "V4", "prompt": "x", "customMode": false}), 422, "instrumental"),
+        ("/kie/api/v1/generate", json!({"prompt": "x", "customMode": false, "instrumental": true}), 422, "model is required"),
+        ("/kie/api/v1/generate", json!({"model": "V4", "customMode": true, "instrumental": true}), 422, "style and a title"),
+        ("/kie/api/v1/runway/generate", json!({"prompt": "x", "duration": 10, "quality": "1080p"}), 422, "1080p"),
+        ("/kie/api/v1/gpt4o-image/generate", json!({"prompt": "x"}), 422, "needs input.size"),
+        ("/kie/api/v1/jobs/createTask", json!({"model": "veo3", "input": {"prompt": "x"}}), 404, "POST /kie/api/v1/veo/generate"),
+        // No price is known for Veo fast: without a per-job cap it cannot be held to a budget.
+        ("/kie/api/v1/veo/generate", json!({"model": "veo3_fast", "prompt": "x"}), 422, "per-job cap"),
+    ];
+    for (path, body, code, says) in cases {
+        let (status, answer) = post(path, body.clone()).await;
+        assert_eq!((status, answer["code"].as_i64()), (code, Some(i64::from(code))), "{path} {body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{path} {body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, 0, "nothing was recorded");
+    assert!(creates(&h.sim).is_empty(), "nothing was sent");
+
+    // With a per-job cap, Veo fast may run, and that cap is what it holds.
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "0.5")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (status, answer) = post("/kie/api/v1/veo/generate", json!({"model": "veo3_fast", "prompt": "x"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let t = h.store.task_get(answer["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((t.model.as_str(), t.estimated_cost), ("veo3_fast", gateway::Credits::from_credits(100)), "$0.50 = 100 credits held");
+    wait_until("sent to Veo's API", 20, || async { creates(&h.sim).iter().any(|c| c.1 == "/api/v1/veo/generate" && c.2 == 200) }).await;
+    h.s.shutdown().await.unwrap();
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    let (_, text) = get_anon(&format!("{base}/metrics")).await;
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_burst_stays_inside_one_account_window_and_callback_faults_resolve_once() {
+    let h = harness("families-burst", false).await;
+    // Callbacks: some duplicated, some dropped, some forged — every task still ends once.
+    {
+        let mut w = h.sim.world();
+        w.faults.duplicate_callback_percent = 40;
+        w.faults.drop_callback_percent = 30;
+    }
+    let bodies = [
+        ("/kie/api/v1/jobs/createTask", json!({"model": "google/imagen4-fast", "input": {"prompt": "still"}})),
+        ("/kie/api/v1/veo/generate", json!({"model": "veo3", "prompt": "shot"})),
+        ("/kie/api/v1/generate", json!({"model": "V4", "prompt": "bed", "customMode": false, "instrumental": true})),
+    ];
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let (path, body) = &bodies[n % 3];
+        let answer = post_kie(&format!("{}{path}", h.s.base), &h.key, body).await;
+        assert_eq!(answer["code"], 200, "{answer}");
+        ids.push(answer["data"]["taskId"].as_str().unwrap().to_string());
+        if n == 20 {
+            h.sim.world().faults.wrong_signature = true;
+        }
+    }
+    wait_until("every task ended", 90, || async {
+        let mut all = true;
+        for id in &ids {
+            all &= h.store.task_get(id).await.unwrap().is_some_and(|t| t.state.is_terminal());
+        }
+        all
+    })
+    .await;
+    let mut total = 0i64;
+    for id in &ids {
+        let t = h.store.task_get(id).await.unwrap().unwrap();
+        assert_eq!(t.state, gateway::TaskState::Success, "{id}: {:?}", t.fail_msg);
+        total += t.actual_cost.unwrap().milli();
+    }
+    let sent = creates(&h.sim);
+    assert_eq!(sent.iter().filter(|c| c.2 == 429).count(), 0, "no upstream 429: {sent:?}");
+    assert_eq!(sent.iter().filter(|c| c.2 == 200).count(), 30, "each task sent once");
+    for (at, _, _) in &sent {
+        let in_window = sent.iter().filter(|(t, _, code)| *code == 200 && *t >= *at && *t < at + 10_000).count();
+        assert!(in_window <= 20, "{in_window} new tasks within 10 s of {at}");
+    }
+    let families: std::collections::HashSet<&str> = sent.iter().map(|c| c.1).collect();
+    assert_eq!(families.len(), 3, "{families:?}");
+    // The ledger counted each task once, whatever the callbacks did.
+    let (_, status) = server_fn(&h.s.base, "console_status", "").await;
+    assert_eq!(status["ledger"]["credits_consumed"], gateway::Credits(total).to_string(), "{status}");
+    assert!(metric(&h.s.base, "control_room_callbacks_received_total{outcome=\"forged\"}").await >= 1.0, "forged callbacks were refused");
+    assert!(metric(&h.s.base, "control_room_callbacks_received_total{outcome=\"applied\"}").await >= 1.0);
+    h.s.shutdown().await.unwrap();
+}
