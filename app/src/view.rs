@@ -110,6 +110,8 @@ pub struct TaskRow {
     /// The first words of the prompt.
     pub prompt: Option<String>,
     pub retry_of: Option<String>,
+    #[serde(default)]
+    pub rerun_of: Option<String>,
     /// While it waits for the rate guard: its place and expected wait ("#3 · ≈ 10 s").
     pub queue: Option<String>,
     /// The Library's copies of its results (`/library/<task>/<n>`, signed-in paths), in
@@ -285,6 +287,7 @@ impl From<gateway::TaskRecord> for TaskRow {
             result_urls: t.result_urls,
             prompt,
             retry_of: t.retry_of,
+            rerun_of: t.rerun_of,
             queue: None,
             library,
             archive,
@@ -320,6 +323,48 @@ pub struct ModelOption {
     pub prices: Vec<PricePoint>,
     /// Pinned by the person looking.
     pub pinned: bool,
+    /// The KIE API it lives on ("market", "veo", "suno"…).
+    pub family: String,
+    /// Its inputs beyond the prompt and the priced choice.
+    pub fields: Vec<FieldOption>,
+    /// Whether a source gives its price (if not, a per-job cap is what a task holds).
+    pub price_known: bool,
+}
+
+/// One input of a model as the composer offers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldOption {
+    pub name: String,
+    /// "text", "choice", "number", "flag", "url" or "urls".
+    pub kind: String,
+    pub choices: Vec<String>,
+    pub default: Option<bool>,
+}
+
+impl FieldOption {
+    /// The value shown before anyone changes it: the first choice, the flag's default, or
+    /// nothing for free text.
+    pub fn initial(&self) -> String {
+        match self.kind.as_str() {
+            "flag" => self.default.unwrap_or(false).to_string(),
+            _ => self.choices.first().cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// An ended task's inputs, to open in the composer ("Re-run with edits").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    /// The task it re-runs.
+    pub of: String,
+    pub model: String,
+    pub project: String,
+    pub prompt: String,
+    pub choice: Option<String>,
+    pub mode: Option<String>,
+    pub image_url: Option<String>,
+    /// The model's other fields, as the composer writes them.
+    pub fields: Vec<(String, String)>,
 }
 
 impl ModelOption {

@@ -42,24 +42,6 @@ async fn harness(label: &str, library_on: bool) -> Harness {
     Harness { s, sim, store, key: key.text.expose().to_string(), webhook_secret: key.key.webhook_secret.clone() }
 }
 
-/// The relay's callbacks: (headers, body) of each.
-async fn sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Value)>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send((headers, body));
-                "ok"
-            }
-        }),
-    );
-    let (listener, base) = bind().await;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("{base}/hook"), rx)
-}
-
 /// A family as its own client sees it: create path, body, status path, and where its
 /// finished answer keeps the result URLs.
 struct Client {
@@ -116,7 +98,7 @@ async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_familys_own_client_is_relayed_called_back_and_archived() {
     let h = harness("families-relay", true).await;
-    let (hook, mut calls) = sink().await;
+    let (hook, mut calls) = callback_sink().await;
     for c in clients() {
         let mut body = c.body.clone();
         body["callBackUrl"] = json!(hook);

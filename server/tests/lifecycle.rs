@@ -155,24 +155,6 @@ async fn bad_submissions_are_refused_and_write_nothing() {
     s.shutdown().await.expect("shutdown");
 }
 
-/// A receiver for the relay's callbacks: (headers, body) of each.
-async fn callback_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Value)>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send((headers, body));
-                "ok"
-            }
-        }),
-    );
-    let (listener, base) = bind().await;
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("{base}/hook"), rx)
-}
-
 #[tokio::test]
 async fn relay_path_answers_like_kie_and_calls_the_client_back() {
     let prefix = format!("{}:", testkit::unique("relay"));

@@ -194,6 +194,55 @@ pub(crate) mod server_side {
         refuse(e.code(), e.public_message())
     }
 
+    /// Most composer fields a submission may carry, and their JSON's size.
+    const MAX_FIELDS: usize = 32;
+    const MAX_FIELDS_BYTES: usize = 16 * 1024;
+
+    /// The composer's `fields` (a JSON object of strings) into `input`, each checked and
+    /// typed by the model's catalog entry; a field the model does not take is refused.
+    pub fn model_fields(m: &gateway::money::catalog::Model, raw: &str, input: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), ServerFnError> {
+        let bad = |msg: String| refuse(422, msg);
+        if raw.len() > MAX_FIELDS_BYTES {
+            return Err(bad(format!("fields are {} bytes; the limit is {MAX_FIELDS_BYTES}", raw.len())));
+        }
+        let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).map_err(|_| bad("fields must be a JSON object of strings".into()))?;
+        if given.len() > MAX_FIELDS {
+            return Err(bad(format!("at most {MAX_FIELDS} fields")));
+        }
+        for (name, value) in given {
+            let field = m.fields.iter().find(|f| f.name == name).ok_or_else(|| bad(format!("{} takes no field {}", m.id, name.chars().take(64).collect::<String>())))?;
+            let text = value.as_str().ok_or_else(|| bad(format!("{name} must be given as text")))?;
+            if let Some(v) = field.value(text).map_err(bad)? {
+                input.insert(name, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// An ended task's inputs as the composer enters them.
+    pub fn draft(catalog: &gateway::money::catalog::Catalog, t: gateway::TaskRecord) -> crate::view::Draft {
+        let entry = catalog.get(&t.model);
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a.first().and_then(|u| u.as_str()).unwrap_or_default().to_string(),
+            other => other.to_string(),
+        };
+        let get = |k: &str| t.input.get(k).filter(|v| !v.is_null()).map(text);
+        let fields = entry
+            .map(|m| m.fields.iter().filter_map(|f| t.input.get(&f.name).filter(|v| !v.is_null()).map(|v| (f.name.clone(), text(v)))).collect())
+            .unwrap_or_default();
+        crate::view::Draft {
+            of: t.id.clone(),
+            model: t.model.clone(),
+            project: t.project.clone(),
+            prompt: get("prompt").unwrap_or_default(),
+            choice: entry.and_then(|m| m.price.priced_by()).and_then(get),
+            mode: get("mode"),
+            image_url: get("image_urls"),
+            fields,
+        }
+    }
+
     /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
     /// Tasks KIE charged more than a per-job cap allows (their alerts name them).
     pub async fn over_cap(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
@@ -277,8 +326,10 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
 
 /// Submits a task from the composer. `choice` is the value of the model's priced-by field
 /// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
-/// that need an image.
+/// that need an image; `fields` is a JSON object of the model's other fields as entered
+/// (checked against the catalog); `rerun_of` links a re-run with edits to its original.
 #[server(endpoint = "submit_task")]
+#[allow(clippy::too_many_arguments)]
 pub async fn submit_task(
     model: String,
     project: String,
@@ -286,6 +337,8 @@ pub async fn submit_task(
     choice: Option<String>,
     mode: Option<String>,
     image_url: Option<String>,
+    #[server(default)] fields: Option<String>,
+    #[server(default)] rerun_of: Option<String>,
 ) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = server_side::signed_in(server_side::Role::Producer)?;
     let mut input = serde_json::Map::new();
@@ -293,7 +346,8 @@ pub async fn submit_task(
         input.insert("prompt".into(), prompt.into());
     }
     let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let priced_by = ctx.lifecycle.catalog().get(&model).and_then(|m| m.price.priced_by());
+    let entry = ctx.lifecycle.catalog().get(&model);
+    let priced_by = entry.and_then(|m| m.price.priced_by());
     if let (Some(field), Some(v)) = (priced_by, option(choice)) {
         input.insert(field.into(), v.into());
     }
@@ -303,9 +357,23 @@ pub async fn submit_task(
     if let Some(u) = option(image_url) {
         input.insert("image_urls".into(), serde_json::json!([u]));
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: None };
+    if let (Some(m), Some(raw)) = (entry, option(fields)) {
+        server_side::model_fields(m, &raw, &mut input)?;
+    }
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of) };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
+}
+
+/// An ended task's inputs, for the composer to open ("Re-run with edits").
+#[server(endpoint = "rerun_draft")]
+pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError> {
+    let (ctx, _) = server_side::signed_in(server_side::Role::Producer)?;
+    let t = ctx.lifecycle.find(id.trim()).await.map_err(server_side::store_error)?.ok_or_else(|| server_side::refuse(404, format!("No task {}.", id.trim())))?;
+    if !t.state.is_terminal() {
+        return Err(server_side::refuse(409, format!("{} has not ended; re-run it once it has.", t.id)));
+    }
+    Ok(server_side::draft(ctx.lifecycle.catalog(), t))
 }
 
 /// Re-submits a failed or expired task as a new task linked to it, owned by the person.

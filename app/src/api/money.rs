@@ -11,7 +11,7 @@ use crate::api::server_side::{Role, signed_in};
 mod server_side {
     use super::*;
     use crate::api::server_side::{ConsoleContext, store_error};
-    use crate::view::{MeterView, ModelOption, PricePoint, RuleView};
+    use crate::view::{FieldOption, MeterView, ModelOption, PricePoint, RuleView};
     use gateway::Credits;
     use gateway::money::budget::{self, CostRule};
     use gateway::money::catalog::{Model, PriceRule};
@@ -38,6 +38,7 @@ mod server_side {
     fn option(m: &Model, pinned: bool) -> ModelOption {
         let choices = m.price.choices();
         let prices = match &m.price {
+            PriceRule::Unknown => Vec::new(),
             PriceRule::Flat(_) => vec![point(m, None, None)],
             PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::money::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
             _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
@@ -52,6 +53,13 @@ mod server_side {
             choices,
             prices,
             pinned,
+            family: m.family.name().to_string(),
+            fields: m
+                .fields
+                .iter()
+                .map(|f| FieldOption { name: f.name.clone(), kind: f.kind.name().to_string(), choices: f.choices.clone(), default: f.default })
+                .collect(),
+            price_known: m.price_known(),
         }
     }
 

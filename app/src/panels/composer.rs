@@ -1,12 +1,16 @@
-//! The composer: pick a model, write the prompt, set the model's main inputs and the project,
-//! submit. Shown at the top of the Task Monitor; the task then appears below it, live. Pinned
-//! models come first; the estimate for the exact inputs shows before submitting.
+//! The composer: pick a model, write the prompt, set the model's inputs (its priced choice and
+//! its family's own fields: Veo's aspect ratio, Suno's custom mode…) and the project, submit.
+//! Shown at the top of the Task Monitor; the task then appears below it, live. Pinned models
+//! come first; the estimate for the exact inputs shows before submitting. "Re-run with edits"
+//! in the Monitor opens an ended task here with its inputs filled.
 
 use leptos::prelude::*;
 
 use super::market::{CATEGORIES, market};
+use std::collections::BTreeMap;
+
 use crate::api::submit_task;
-use crate::view::ModelOption;
+use crate::view::{Draft, FieldOption, ModelOption};
 
 #[derive(Clone)]
 struct Form {
@@ -16,10 +20,15 @@ struct Form {
     choice: Option<String>,
     mode: Option<String>,
     image_url: Option<String>,
+    fields: Option<String>,
+    rerun_of: Option<String>,
 }
 
+/// The Monitor's "Re-run with edits": its answer is a draft to open here.
+pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
+
 #[component]
-pub fn Composer() -> impl IntoView {
+pub fn Composer(rerun: Rerun) -> impl IntoView {
     let market = market();
     let models = market.data;
     let model = RwSignal::new(String::new());
@@ -28,9 +37,25 @@ pub fn Composer() -> impl IntoView {
     let choice = RwSignal::new(String::new());
     let mode = RwSignal::new("std".to_string());
     let image_url = RwSignal::new(String::new());
+    // The model's own fields as entered, by name; unset ones show their initial value.
+    let fields = RwSignal::new(BTreeMap::<String, String>::new());
+    let rerun_of = RwSignal::new(None::<String>);
     let submit = Action::new(|f: &Form| {
         let f = f.clone();
-        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url).await }
+        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of).await }
+    });
+    // A draft from "Re-run with edits" fills the form.
+    Effect::new(move |_| {
+        if let Some(Ok(d)) = rerun.value().get() {
+            model.set(d.model);
+            project.set(d.project);
+            prompt.set(d.prompt);
+            choice.set(d.choice.unwrap_or_default());
+            mode.set(d.mode.unwrap_or_else(|| "std".into()));
+            image_url.set(d.image_url.unwrap_or_default());
+            fields.set(d.fields.into_iter().collect());
+            rerun_of.set(Some(d.of));
+        }
     });
     let selected = move || -> Option<ModelOption> {
         let list = market.models()?;
@@ -48,6 +73,18 @@ pub fn Composer() -> impl IntoView {
             choice: opt(choice.get_untracked()).or_else(|| m.choices.first().cloned()),
             mode: (m.priced_by.as_deref() == Some("duration")).then(|| mode.get_untracked()),
             image_url: m.required.iter().any(|f| f == "image_urls").then(|| image_url.get_untracked()).and_then(opt),
+            fields: (!m.fields.is_empty()).then(|| {
+                let set = fields.get_untracked();
+                let values: serde_json::Map<String, serde_json::Value> = m
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), set.get(&f.name).cloned().unwrap_or_else(|| f.initial())))
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                serde_json::Value::Object(values).to_string()
+            }),
+            rerun_of: rerun_of.get_untracked(),
         });
     };
     let outcome = move || {
@@ -63,7 +100,7 @@ pub fn Composer() -> impl IntoView {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     Ok(market_view) => { let list = market_view.models; view! {
                         <label>"Model "
-                            <select name="model" data-testid="composer-model" on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); }>
+                            <select name="model" data-testid="composer-model" prop:value=move || model.get() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
                                 {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
                                     <optgroup label="pinned">
                                         {list.iter().filter(|m| m.pinned).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
@@ -105,14 +142,24 @@ pub fn Composer() -> impl IntoView {
             {move || selected().filter(|m| m.required.iter().any(|f| f == "image_urls")).map(|_| view! {
                 <label>"Image URL "<input type="url" name="image_url" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
             })}
+            {move || selected().map(|m| m.fields.into_iter().map(|f| field_input(f, fields)).collect_view())}
             </Suspense>
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" rows="2" maxlength="5000"
                 prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
             <Suspense fallback=|| ()>
                 <span class="estimate" data-testid="composer-estimate">
-                    {move || selected().and_then(|m| m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)))}
+                    {move || selected().and_then(|m| if m.price_known {
+                        m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd))
+                    } else {
+                        Some("Price unknown: the per-job cap of your cost rules is held".to_string())
+                    })}
                 </span>
             </Suspense>
+            {move || rerun_of.get().map(|of| view! {
+                <p class="muted small" data-testid="composer-rerun">"Re-run of "<code>{of}</code>" with edits · "
+                    <button type="button" class="small" on:click=move |_| rerun_of.set(None)>"Submit as a new task instead"</button></p>
+            })}
+            {move || rerun.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error">{super::said(&e)}</p> })}
             {crate::when_role(crate::view::Me::can_produce, move || view! {
                 <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
                     {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
@@ -120,6 +167,44 @@ pub fn Composer() -> impl IntoView {
             }, || view! { <p class="muted" data-testid="composer-read-only">"Read-only: viewers see every task but cannot submit."</p> })}
             {outcome}
         </form>
+    }
+}
+
+/// One of a model's own fields: a list for choices, a box for flags, a text box otherwise.
+fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> AnyView {
+    let name = f.name.clone();
+    let initial = f.initial();
+    let value = {
+        let name = name.clone();
+        move || fields.with(|m| m.get(&name).cloned()).unwrap_or_else(|| initial.clone())
+    };
+    let set = {
+        let name = name.clone();
+        move |v: String| fields.update(|m| {
+            m.insert(name.clone(), v);
+        })
+    };
+    match f.kind.as_str() {
+        "choice" | "number" => view! {
+            <label>{name.clone()}" "
+                <select name=name.clone() data-field=name.clone() prop:value=value on:change=move |ev| set(event_target_value(&ev))>
+                    {f.choices.iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view()}
+                </select>
+            </label>
+        }
+        .into_any(),
+        "flag" => view! {
+            <label><input type="checkbox" name=name.clone() data-field=name.clone() prop:checked=move || value() == "true"
+                on:change=move |ev| set(event_target_checked(&ev).to_string())/>" "{name.clone()}</label>
+        }
+        .into_any(),
+        kind => {
+            let input_type = if kind == "text" { "text" } else { "url" };
+            view! {
+                <label>{name.clone()}" "<input type=input_type name=name.clone() data-field=name.clone() maxlength="2000" prop:value=value on:input=move |ev| set(event_target_value(&ev))/></label>
+            }
+            .into_any()
+        }
     }
 }
 

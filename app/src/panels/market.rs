@@ -132,7 +132,7 @@ fn model_row(m: ModelOption, open: RwSignal<Option<String>>) -> AnyView {
         let id = id.clone();
         Signal::derive(move || open.get().as_deref() == Some(id.as_str()))
     };
-    let from = m.from_price().map(|p| format!("{}{} cr · {}", if m.prices.len() > 1 { "from " } else { "" }, p.credits, p.usd)).unwrap_or_default();
+    let from = m.from_price().map(|p| format!("{}{} cr · {}", if m.prices.len() > 1 { "from " } else { "" }, p.credits, p.usd)).unwrap_or_else(|| "price unknown".into());
     let toggle = {
         let id = id.clone();
         move |_| open.update(|o| *o = if o.as_deref() == Some(id.as_str()) { None } else { Some(id.clone()) })
@@ -170,6 +170,8 @@ fn model_page(m: ModelOption) -> AnyView {
         <div class="model-detail" data-testid="model-detail">
             <div><span class="muted">"Inputs required: "</span>{m.required.join(", ")}</div>
             {m.priced_by.clone().map(|f| view! { <div><span class="muted">"Priced by: "</span>{f}</div> })}
+            {(!m.price_known).then(|| view! { <div class="muted">"No source gives this model's price: a task of it needs a per-job cap (Budget panel), and holds that cap."</div> })}
+            {(m.family != "market").then(|| view! { <div><span class="muted">"API: "</span>{m.family.clone()}</div> })}
             <table class="prices">
                 <tbody>
                     {m.prices.iter().map(|p| view! {

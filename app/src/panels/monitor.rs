@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::Panel;
 use super::composer::Composer;
-use crate::api::{TaskFilter, cancel_task, list_tasks};
+use crate::api::{TaskFilter, cancel_task, list_tasks, rerun_draft};
 use crate::live::live;
 use crate::view::TaskRow;
 
@@ -71,6 +71,11 @@ pub fn MonitorPanel() -> impl IntoView {
         let id = id.clone();
         async move { cancel_task(id).await }
     });
+    // Re-run with edits: the ended task's inputs open in the composer above.
+    let rerun = Action::new(|id: &String| {
+        let id = id.clone();
+        async move { rerun_draft(id).await }
+    });
     view! {
         <Panel number="10" kicker="Monitor" title="Task Monitor" class="wide"
             badge=view! {
@@ -80,7 +85,7 @@ pub fn MonitorPanel() -> impl IntoView {
                 " "
                 <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="monitor-count">{count}</span></Suspense>
             }>
-            <Composer/>
+            <Composer rerun=rerun/>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks">
                 <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
@@ -101,7 +106,7 @@ pub fn MonitorPanel() -> impl IntoView {
                             view! { <p class="empty" data-testid="monitor-empty">{text}</p> }.into_any()
                         } else {
                             let can = me.get().and_then(Result::ok).is_some_and(|m| m.can_produce());
-                            task_table(rows, now, can.then_some(cancel)).into_any()
+                            task_table(rows, now, can.then_some((cancel, rerun))).into_any()
                         }}
                         <div class="pager">
                             <button type="button" disabled=move || cursors.with(Vec::is_empty) on:click=move |_| {
@@ -177,8 +182,9 @@ pub fn preview_from(url: String, named: &str) -> AnyView {
 }
 
 /// A table of task rows.
-/// `cancel`: offer Cancel on tasks still queued here (the server checks who may).
-pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, cancel: Option<Action<String, Result<String, ServerFnError>>>) -> impl IntoView {
+/// `actions`: offer Cancel on tasks still queued here and "Re-run with edits" on ended ones
+/// (the server checks who may).
+pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
         <table class="tasks" data-testid="task-table">
             <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
@@ -195,6 +201,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, cancel: Option<Action<
                             <td><code>{t.id.clone()}</code>
                                 {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
+                                {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}
                             </td>
                             <td>{t.model.clone()}</td>
                             <td>{t.project.clone()}</td>
@@ -205,7 +212,12 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, cancel: Option<Action<
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
                                 {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
-                                {cancel.filter(|_| t.state == "queued").map(|a| {
+                                {actions.filter(|_| t.terminal).map(|(_, r)| {
+                                    let id = t.id.clone();
+                                    view! { <button type="button" class="small" data-testid="rerun" title="Open this task in the composer with its inputs, to change and submit"
+                                        on:click=move |_| { r.dispatch(id.clone()); }>"Re-run with edits"</button> }
+                                })}
+                                {actions.map(|(c, _)| c).filter(|_| t.state == "queued").map(|a| {
                                     let id = t.id.clone();
                                     view! { <button type="button" class="small" data-testid="cancel" title="Cancel before it reaches KIE (KIE has no cancel once it has the task)"
                                         disabled=move || a.pending().get() on:click=move |_| { a.dispatch(id.clone()); }>"Cancel"</button> }

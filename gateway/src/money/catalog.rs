@@ -137,6 +137,20 @@ pub enum FieldKind {
     Url,
 }
 
+impl FieldKind {
+    /// Its name in the catalog.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldKind::Text => "text",
+            FieldKind::Choice => "choice",
+            FieldKind::Number => "number",
+            FieldKind::Flag => "flag",
+            FieldKind::Urls => "urls",
+            FieldKind::Url => "url",
+        }
+    }
+}
+
 impl Field {
     /// The JSON value of `raw` as entered in the composer, or why it does not fit.
     pub fn value(&self, raw: &str) -> Result<Option<Value>, String> {

@@ -35,25 +35,15 @@ pub fn kie_state(s: TaskState) -> &'static str {
 /// `resultJson` for a task that succeeded: Library links once every result is archived (and
 /// `links` can sign them), else KIE's own URLs.
 pub fn result_json(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
-    match (links, &t.archive) {
-        (Some(signer), Some(a)) if a.complete() => {
-            let now_s = crate::store::now_ms() / 1000;
-            let ours: Vec<String> = (0..a.assets.len()).map(|n| signer.link(&t.id, n, now_s)).collect();
-            json!({ "resultUrls": ours, "kieResultUrls": t.result_urls })
-        }
-        _ => json!({ "resultUrls": t.result_urls }),
-    }
+    let (urls, kie) = results(t, links);
+    if kie.is_empty() { json!({ "resultUrls": urls }) } else { json!({ "resultUrls": urls, "kieResultUrls": kie }) }
 }
 
 /// `recordInfo`'s `data` for a task (see [`result_json`] for its result links).
 pub fn record_info(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
     let param = json!({ "model": t.model, "input": t.input }).to_string();
     let result_json = if t.state == TaskState::Success { result_json(t, links).to_string() } else { String::new() };
-    let (fail_code, fail_msg) = match t.state {
-        TaskState::Fail => (t.fail_code.clone().unwrap_or_else(|| "500".into()), t.fail_msg.clone().unwrap_or_default()),
-        TaskState::Expired => ("504".into(), t.fail_msg.clone().unwrap_or_else(|| "expired".into())),
-        _ => (String::new(), String::new()),
-    };
+    let (fail_code, fail_msg) = failure(t);
     json!({
         "taskId": t.id,
         "model": t.model,

@@ -307,3 +307,21 @@ pub async fn start_sim_with(settings: kie_sim::Settings, account_key: &str, bala
     tokio::spawn(sim.clone().serve(listener, std::future::pending()));
     (base, sim)
 }
+
+/// A receiver for the relay's callbacks: (headers, body) of each.
+pub async fn callback_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, serde_json::Value)>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<serde_json::Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let (listener, base) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("{base}/hook"), rx)
+}

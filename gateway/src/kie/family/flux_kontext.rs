@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApiFamily, Family, UpstreamStatus, callback_envelope, echoed_callback, from_callback_code, one_of, success_flag, task_id_of, text, with_error};
+use super::{ApiFamily, Family, UpstreamStatus, callback_hint, echoed_callback, one_of, status_with, success_flag, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FluxKontext;
@@ -26,17 +26,13 @@ impl ApiFamily for FluxKontext {
         super::flat_body(Some(model), input, callback_url)
     }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
-        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
-        let state = success_flag(&data).ok_or("record-info has no successFlag")?;
-        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        let mut st = status_with(&data, success_flag(&data))?;
         st.result_urls = text(data.pointer("/response/resultImageUrl")).into_iter().collect();
         st.callback_url = echoed_callback(data.get("paramJson"));
         Ok(st)
     }
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
-        let (code, msg, data) = callback_envelope(body)?;
-        let id = task_id_of(&data).ok_or("callback has no taskId")?;
-        let mut st = from_callback_code(id, code, msg);
+        let (mut st, data) = callback_hint(body)?;
         st.result_urls = text(data.pointer("/info/resultImageUrl")).into_iter().collect();
         Ok(st)
     }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_envelope, echoed_callback, from_callback_code, one_of, success_flag, task_id_of, urls, with_error};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gpt4oImage;
@@ -26,22 +26,19 @@ impl ApiFamily for Gpt4oImage {
         super::flat_body(None, input, callback_url)
     }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
-        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
         let state = match data.get("status").and_then(Value::as_str) {
-            Some("SUCCESS") => UpstreamState::Success,
-            Some("CREATE_TASK_FAILED" | "GENERATE_FAILED") => UpstreamState::Fail,
-            Some("GENERATING") => UpstreamState::Generating,
-            _ => success_flag(&data).ok_or("record-info has neither status nor successFlag")?,
+            Some("SUCCESS") => Some(UpstreamState::Success),
+            Some("CREATE_TASK_FAILED" | "GENERATE_FAILED") => Some(UpstreamState::Fail),
+            Some("GENERATING") => Some(UpstreamState::Generating),
+            _ => success_flag(&data),
         };
-        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        let mut st = status_with(&data, state)?;
         st.result_urls = urls(data.pointer("/response/resultUrls"));
         st.callback_url = echoed_callback(data.get("paramJson"));
         Ok(st)
     }
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
-        let (code, msg, data) = callback_envelope(body)?;
-        let id = task_id_of(&data).ok_or("callback has no taskId")?;
-        let mut st = from_callback_code(id, code, msg);
+        let (mut st, data) = callback_hint(body)?;
         st.result_urls = urls(data.pointer("/info/result_urls"));
         Ok(st)
     }

@@ -219,6 +219,21 @@ pub(crate) fn with_error(mut st: UpstreamStatus, data: &Value) -> UpstreamStatus
     st
 }
 
+/// A callback's hint (its envelope code: 200 success, else a failure with the code and
+/// message) and its `data`, for the families whose callbacks end a task in one call.
+pub(crate) fn callback_hint(body: &[u8]) -> Result<(UpstreamStatus, Value), String> {
+    let (code, msg, data) = callback_envelope(body)?;
+    let id = task_id_of(&data).ok_or("callback has no task id")?;
+    Ok((from_callback_code(id, code, msg), data))
+}
+
+/// A status of a family that answers `state` words or flags: its id, `state` and errors.
+pub(crate) fn status_with(data: &Value, state: Option<UpstreamState>) -> Result<UpstreamStatus, String> {
+    let id = task_id_of(data).ok_or("the status has no taskId")?;
+    let state = state.ok_or("the status has no state this client knows (successFlag, status or state)")?;
+    Ok(with_error(UpstreamStatus::new(id, state), data))
+}
+
 /// A callback's state from its envelope code: 200 success, anything else a failure with the
 /// code and message.
 pub(crate) fn from_callback_code(task_id: String, code: i64, msg: Option<String>) -> UpstreamStatus {

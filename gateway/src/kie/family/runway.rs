@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_envelope, from_callback_code, one_of, task_id_of, text, with_error};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_hint, one_of, status_with, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Runway;
@@ -37,23 +37,20 @@ impl ApiFamily for Runway {
         super::flat_body(None, input, callback_url)
     }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
-        let id = task_id_of(&data).ok_or("record-detail has no taskId")?;
-        let state = match data.get("state").and_then(Value::as_str).ok_or("record-detail has no state")? {
+        let state = data.get("state").and_then(Value::as_str).map(|s| match s {
             "success" => UpstreamState::Success,
             "fail" | "failed" => UpstreamState::Fail,
             "generating" => UpstreamState::Generating,
             "queueing" | "queuing" => UpstreamState::Queuing,
             _ => UpstreamState::Waiting,
-        };
-        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        });
+        let mut st = status_with(&data, state)?;
         st.result_urls = text(data.pointer("/videoInfo/videoUrl")).into_iter().collect();
         st.callback_url = super::echoed_callback(data.get("generateParam"));
         Ok(st)
     }
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
-        let (code, msg, data) = callback_envelope(body)?;
-        let id = task_id_of(&data).ok_or("callback has no task_id")?;
-        let mut st = from_callback_code(id, code, msg);
+        let (mut st, data) = callback_hint(body)?;
         st.result_urls = text(data.get("video_url")).into_iter().collect();
         Ok(st)
     }

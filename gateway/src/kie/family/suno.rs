@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, boolean, callback_envelope, echoed_callback, filled, task_id_of, text, with_error};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, boolean, callback_envelope, echoed_callback, filled, status_with, task_id_of, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Suno;
@@ -32,15 +32,15 @@ impl ApiFamily for Suno {
         super::flat_body(Some(model), input, callback_url)
     }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
-        let id = task_id_of(&data).ok_or("record-info has no taskId")?;
-        let status = data.get("status").and_then(Value::as_str).ok_or("record-info has no status")?;
+        let status = data.get("status").and_then(Value::as_str).unwrap_or_default();
         let state = match status {
-            "SUCCESS" => UpstreamState::Success,
-            s if FAILURES.contains(&s) => UpstreamState::Fail,
-            "TEXT_SUCCESS" | "FIRST_SUCCESS" => UpstreamState::Generating,
-            _ => UpstreamState::Waiting,
+            "" => None,
+            "SUCCESS" => Some(UpstreamState::Success),
+            s if FAILURES.contains(&s) => Some(UpstreamState::Fail),
+            "TEXT_SUCCESS" | "FIRST_SUCCESS" => Some(UpstreamState::Generating),
+            _ => Some(UpstreamState::Waiting),
         };
-        let mut st = with_error(UpstreamStatus::new(id, state), &data);
+        let mut st = status_with(&data, state)?;
         if st.state == UpstreamState::Fail && st.fail_code.is_none() {
             st.fail_code = Some(if status == "SENSITIVE_WORD_ERROR" { "400".into() } else { "500".into() });
             st.fail_msg = st.fail_msg.or_else(|| Some(status.to_string()));

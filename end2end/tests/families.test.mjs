@@ -1,0 +1,117 @@
+// KIE's model-specific families from the console, in a real Chromium in --simulate mode: a
+// Veo task and a Suno task from the composer with their own inputs, played in the Task
+// Monitor; a task still queued here cancelled from the console; an ended task re-run with an
+// edited prompt, linked to its original.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, openHydrated, startServer } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { await browser?.close(); });
+
+/** Fills the composer for `model` (its own fields via `fields`) and submits; returns the id. */
+async function compose(page, model, prompt, fields = async () => {}) {
+  await page.selectOption('[data-testid="composer-model"]', model);
+  await page.fill('[data-testid="composer-project"]', 'e2e');
+  await fields();
+  await page.fill('[data-testid="composer-prompt"]', prompt);
+  const before = await page.locator('[data-testid="submit-result"] code').textContent().catch(() => null);
+  await page.click('[data-testid="composer-submit"]');
+  await page.waitForFunction((prev) => {
+    const c = document.querySelector('[data-testid="submit-result"] code');
+    const e = document.querySelector('[data-testid="submit-error"]');
+    if (e) throw new Error(e.textContent);
+    return c && c.textContent !== prev;
+  }, before, { timeout: 10_000 });
+  return (await page.textContent('[data-testid="submit-result"] code')).trim();
+}
+
+async function ended(page, id, state = 'success') {
+  await page.waitForSelector(`tr[data-task="${id}"][data-state="${state}"]`, { timeout: 40_000 });
+}
+
+/** Plays a row's media element (muted) and returns how far it got. */
+async function play(page, selector) {
+  await page.waitForSelector(selector, { timeout: 15_000 });
+  return page.$eval(selector, async (m) => {
+    m.muted = true;
+    m.preload = 'auto';
+    if (m.readyState < 1) {
+      m.load();
+      await new Promise((r, j) => { m.onloadedmetadata = r; m.onerror = () => j(new Error('media error')); setTimeout(r, 5000); });
+    }
+    await m.play();
+    await new Promise((r) => setTimeout(r, 400));
+    return { time: m.currentTime, src: m.currentSrc };
+  });
+}
+
+test('a Veo task and a Suno task from the composer play in the Monitor; a re-run with edits links to its original', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+
+    // Veo: its own inputs (aspect ratio, generation type) are offered and sent.
+    const veo = await compose(page, 'veo3', 'a lighthouse at dusk, waves', async () => {
+      await page.selectOption('[data-testid="composer"] select[data-field="aspectRatio"]', '9:16');
+    });
+    assert.equal(await page.locator('[data-testid="composer"] select[data-field="generationType"]').count(), 1);
+    await ended(page, veo);
+    const video = await play(page, `tr[data-task="${veo}"] video.thumb`);
+    assert.ok(video.time > 0, `the Veo video played: ${JSON.stringify(video)}`);
+
+    // Suno: custom mode off, instrumental on; its first song plays.
+    const suno = await compose(page, 'suno/V4', 'a calm ambient bed for a trailer', async () => {
+      await page.check('[data-testid="composer"] input[data-field="instrumental"]');
+    });
+    await ended(page, suno);
+    const audio = await play(page, `tr[data-task="${suno}"] audio`);
+    assert.ok(audio.time > 0, `the Suno song played: ${JSON.stringify(audio)}`);
+
+    // Suno without a style in custom mode is refused before anything is sent, with why.
+    await page.selectOption('[data-testid="composer-model"]', 'suno/V4');
+    await page.check('[data-testid="composer"] input[data-field="customMode"]');
+    await page.fill('[data-testid="composer-prompt"]', 'lyrics');
+    await page.click('[data-testid="composer-submit"]');
+    await page.waitForSelector('[data-testid="submit-error"]:has-text("style and a title")', { timeout: 10_000 });
+
+    // Re-run the Veo task with an edited prompt: the composer opens with its inputs.
+    await page.click(`tr[data-task="${veo}"] [data-testid="rerun"]`);
+    await page.waitForSelector(`[data-testid="composer-rerun"]:has-text("${veo}")`, { timeout: 10_000 });
+    assert.equal(await page.inputValue('[data-testid="composer-model"]'), 'veo3');
+    assert.equal(await page.inputValue('[data-testid="composer-prompt"]'), 'a lighthouse at dusk, waves');
+    assert.equal(await page.inputValue('[data-testid="composer"] select[data-field="aspectRatio"]'), '9:16', 'its fields are filled too');
+    await page.fill('[data-testid="composer-prompt"]', 'a lighthouse at dawn, calm sea');
+    const before = await page.textContent('[data-testid="submit-result"] code');
+    await page.click('[data-testid="composer-submit"]');
+    await page.waitForFunction((prev) => document.querySelector('[data-testid="submit-result"] code')?.textContent !== prev, before, { timeout: 10_000 });
+    const rerun = (await page.textContent('[data-testid="submit-result"] code')).trim();
+    await page.waitForSelector(`tr[data-task="${rerun}"] [data-testid="rerun-of"]:has-text("${veo}")`, { timeout: 10_000 });
+    assert.match(await page.textContent(`tr[data-task="${rerun}"]`), /at dawn/);
+    assert.deepEqual(errors, [], 'no console errors');
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a task still queued here is cancelled from the console', async () => {
+  // One new task a minute: the second waits here, in the queue.
+  const server = await startServer({ RATE_GUARD: '1/60s' }, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    await compose(page, 'google/imagen4-fast', 'sent at once');
+    const queued = await compose(page, 'google/imagen4-fast', 'waits for the rate guard');
+    await page.waitForSelector(`tr[data-task="${queued}"][data-state="queued"] [data-testid="cancel"]`, { timeout: 10_000 });
+    await page.click(`tr[data-task="${queued}"] [data-testid="cancel"]`);
+    await page.waitForSelector(`tr[data-task="${queued}"][data-state="fail"]`, { timeout: 10_000 });
+    assert.match(await page.textContent(`tr[data-task="${queued}"]`), /[Cc]ancel/);
+    assert.deepEqual(errors, [], 'no console errors');
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
