@@ -69,6 +69,8 @@ proptest! {
                         prop_assert!(ok, "{}: priced {field} = {given:?}, not one of {choices:?}", m.id);
                     }
                 }
+                // A model no source prices is refused for every input (a per-job cap stands in).
+                Err(msg) if !m.price_known() => prop_assert!(msg.contains("no known price"), "{}: {msg}", m.id),
                 Err(msg) => prop_assert!(msg.contains("must be one of") || msg.contains("no usable price"), "{}: {msg}", m.id),
             }
         }
