@@ -87,6 +87,24 @@ fn clients() -> Vec<Client> {
             urls: |d| d["videoInfo"]["videoUrl"].as_str().map(str::to_string).into_iter().collect(),
             callback_urls: |d| d["video_url"].as_str().map(str::to_string).into_iter().collect(),
         },
+        Client {
+            name: "gpt4o_image",
+            create: "/kie/api/v1/gpt4o-image/generate",
+            status: "/kie/api/v1/gpt4o-image/record-info",
+            body: json!({"prompt": "a festival poster", "size": "2:3", "nVariants": 2}),
+            done: |d| d["status"] == "SUCCESS" && d["successFlag"] == 1,
+            urls: |d| strings(&d["response"]["resultUrls"]),
+            callback_urls: |d| strings(&d["info"]["result_urls"]),
+        },
+        Client {
+            name: "flux_kontext",
+            create: "/kie/api/v1/flux/kontext/generate",
+            status: "/kie/api/v1/flux/kontext/record-info",
+            body: json!({"prompt": "make it night", "model": "flux-kontext-max", "aspectRatio": "16:9"}),
+            done: |d| d["successFlag"] == 1,
+            urls: |d| d["response"]["resultImageUrl"].as_str().map(str::to_string).into_iter().collect(),
+            callback_urls: |d| d["info"]["resultImageUrl"].as_str().map(str::to_string).into_iter().collect(),
+        },
     ]
 }
 
@@ -99,6 +117,9 @@ async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
 async fn each_familys_own_client_is_relayed_called_back_and_archived() {
     let h = harness("families-relay", true).await;
     let (hook, mut calls) = callback_sink().await;
+    // 4o Image and Flux Kontext have no known price: a per-job cap lets them run.
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
+    assert_eq!(code, 200, "{body}");
     for c in clients() {
         let mut body = c.body.clone();
         body["callBackUrl"] = json!(hook);
