@@ -7,14 +7,16 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-fn fast() -> kie_sim::Settings {
-    kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }
+/// The task KIE takes stays running (half a minute), so it is still KIE's when the test tries
+/// to cancel it, however loaded the machine.
+fn slow() -> kie_sim::Settings {
+    kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 30_000 }, ..Default::default() }
 }
 
 /// A console on kie-sim admitting one new task a minute, so a second submission waits in the
 /// queue here; its Redis prefix.
 async fn harness(label: &str) -> (Running, kie_sim::Sim, String) {
-    let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let (sim_base, sim) = start_sim_with(slow(), KEY, 10_000.0, None).await;
     let prefix = format!("{}:", testkit::unique(label));
     let (listener, base) = bind().await;
     let mut cfg = config(redis_store(&prefix), Some(KEY));
