@@ -84,13 +84,14 @@ test('a Veo task and a Suno task from the composer play in the Monitor; a re-run
     assert.equal(await page.inputValue('[data-testid="composer-prompt"]'), 'a lighthouse at dusk, waves');
     assert.equal(await page.inputValue('[data-testid="composer"] select[data-field="aspectRatio"]'), '9:16', 'its fields are filled too');
     await page.fill('[data-testid="composer-prompt"]', 'a lighthouse at dawn, calm sea');
-    const before = await page.textContent('[data-testid="submit-result"] code');
+    // The last outcome shown was the refusal above: wait for a submission's.
     await page.click('[data-testid="composer-submit"]');
-    await page.waitForFunction((prev) => document.querySelector('[data-testid="submit-result"] code')?.textContent !== prev, before, { timeout: 10_000 });
+    await page.waitForSelector('[data-testid="submit-result"] code', { timeout: 10_000 });
     const rerun = (await page.textContent('[data-testid="submit-result"] code')).trim();
     await page.waitForSelector(`tr[data-task="${rerun}"] [data-testid="rerun-of"]:has-text("${veo}")`, { timeout: 10_000 });
     assert.match(await page.textContent(`tr[data-task="${rerun}"]`), /at dawn/);
-    assert.deepEqual(errors, [], 'no console errors');
+    // The one refusal above (422) is the browser's only complaint.
+    assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), [], 'no other console errors');
     await context.close();
   } finally {
     await server.stop();
