@@ -100,7 +100,7 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                     Ok(market_view) => { let list = market_view.models; view! {
                         <label>"Model "
-                            <select name="model" data-testid="composer-model" prop:value=move || model.get() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
+                            <select name="model" data-testid="composer-model" prop:value=move || selected().map(|m| m.id).unwrap_or_default() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
                                 {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
                                     <optgroup label="pinned">
                                         {list.iter().filter(|m| m.pinned).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
