@@ -329,6 +329,8 @@ pub struct ModelOption {
     pub fields: Vec<FieldOption>,
     /// Whether a source gives its price (if not, a per-job cap is what a task holds).
     pub price_known: bool,
+    /// A price by the input's length ("12 cr per 1,000 characters of text"), when it has one.
+    pub rate: Option<String>,
 }
 
 /// One input of a model as the composer offers it.

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use gateway::kie::{ApiFamily, ClientOptions, Family, KieClient, KieError, UpstreamState, UpstreamStatus};
+use gateway::kie::{ClientOptions, Family, KieClient, KieError, UpstreamState, UpstreamStatus};
 use gateway::Secret;
 use kie_sim::{Schedule, Settings, Sim};
 use serde_json::{Value, json};

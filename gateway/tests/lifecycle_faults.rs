@@ -382,3 +382,33 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     let listed = store.task_list(&TaskQuery { project: Some("promo".into()), ..Default::default() }).await.unwrap();
     assert_eq!(listed.tasks.len(), 3, "the refused submissions left no record");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_character_and_per_second_prices_estimate_from_the_input_and_settle_from_the_result() {
+    let (_sim, base) = sim(fast()).await;
+    let store = redis().await;
+    let catalog = r#"{"prices_taken":"test","models":[
+        {"id":"elevenlabs/text-to-speech-multilingual-v2","category":"audio","provider":"ElevenLabs","purpose":"tts","required":["text"],"price":{"per_1k_chars":{"credits":12}}},
+        {"id":"suno/V4","family":"suno","upstream_model":"V4","category":"audio","provider":"Suno","purpose":"music","required":["customMode","instrumental"],"price":{"per_second":{"credits":0.5,"estimate_seconds":120}}}]}"#;
+    let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() }).unwrap();
+    let lc = Lifecycle::new(store.clone(), Some(kie), Arc::new(gateway::money::catalog::Catalog::parse(catalog).unwrap()), opts());
+    let job = |model: &str, input: Value| gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: "p".into(), model: model.into(), input, relay_callback: None, retry_of: None, rerun_of: None };
+    let tts = lc.submit(job("elevenlabs/text-to-speech-multilingual-v2", json!({"text": "x".repeat(500)}))).await.unwrap();
+    assert_eq!(tts.estimated_cost, gateway::Credits::from_credits(6), "500 characters at 12 per 1,000");
+    let song = lc.submit(job("suno/V4", json!({"prompt": "a calm bed", "customMode": false, "instrumental": true}))).await.unwrap();
+    assert_eq!(song.estimated_cost, gateway::Credits::from_credits(60), "120 s estimated at 0.5 a second");
+    lc.dispatch_round().await.unwrap();
+    let mut ps = PollState::default();
+    for _ in 0..60 {
+        if get(&store, &tts.id).await.state.is_terminal() && get(&store, &song.id).await.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        lc.poll_round(&mut ps, true).await.unwrap();
+    }
+    let (tts, song) = (get(&store, &tts.id).await, get(&store, &song.id).await);
+    assert_eq!((tts.state, song.state), (TaskState::Success, TaskState::Success));
+    assert_eq!(tts.actual_cost, Some(gateway::Credits::from_credits(6)), "KIE's own charge (creditsConsumed) when it says");
+    assert_eq!(song.result_urls.len(), 2);
+    assert_eq!(song.actual_cost, Some(gateway::Credits::from_credits(2)), "two 2-second songs at 0.5 a second: Suno reports no charge, its durations are counted");
+}

@@ -38,7 +38,7 @@ mod server_side {
     fn option(m: &Model, pinned: bool) -> ModelOption {
         let choices = m.price.choices();
         let prices = match &m.price {
-            PriceRule::Unknown => Vec::new(),
+            PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => Vec::new(),
             PriceRule::Flat(_) => vec![point(m, None, None)],
             PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::money::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
             _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
@@ -60,6 +60,13 @@ mod server_side {
                 .map(|f| FieldOption { name: f.name.clone(), kind: f.kind.name().to_string(), choices: f.choices.clone(), default: f.default })
                 .collect(),
             price_known: m.price_known(),
+            rate: match &m.price {
+                PriceRule::PerChars { credits, field } => Some(format!("{credits} cr per 1,000 characters of {field}")),
+                PriceRule::PerSecond { credits, estimate_seconds, field } => {
+                    Some(format!("{credits} cr per second made (estimated at {} until KIE says)", field.as_ref().map_or(format!("{estimate_seconds} s"), |f| format!("input.{f}, else {estimate_seconds} s"))))
+                }
+                _ => None,
+            },
         }
     }
 

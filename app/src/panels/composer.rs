@@ -149,7 +149,7 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
             <Suspense fallback=|| ()>
                 <span class="estimate" data-testid="composer-estimate">
                     {move || selected().and_then(|m| if m.price_known {
-                        m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd))
+                        m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)).or(m.rate.map(|r| format!("Priced at {r}")))
                     } else {
                         Some("Price unknown: the per-job cap of your cost rules is held".to_string())
                     })}

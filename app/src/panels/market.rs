@@ -132,7 +132,7 @@ fn model_row(m: ModelOption, open: RwSignal<Option<String>>) -> AnyView {
         let id = id.clone();
         Signal::derive(move || open.get().as_deref() == Some(id.as_str()))
     };
-    let from = m.from_price().map(|p| format!("{}{} cr · {}", if m.prices.len() > 1 { "from " } else { "" }, p.credits, p.usd)).unwrap_or_else(|| "price unknown".into());
+    let from = m.from_price().map(|p| format!("{}{} cr · {}", if m.prices.len() > 1 { "from " } else { "" }, p.credits, p.usd)).or_else(|| m.rate.clone()).unwrap_or_else(|| "price unknown".into());
     let toggle = {
         let id = id.clone();
         move |_| open.update(|o| *o = if o.as_deref() == Some(id.as_str()) { None } else { Some(id.clone()) })

@@ -39,9 +39,30 @@ pub enum PriceRule {
         #[serde(default = "default_seconds")]
         seconds: Vec<u32>,
     },
+    /// Per 1,000 characters of `input.<field>` (text-to-speech), pro-rated to the character.
+    #[serde(rename = "per_1k_chars")]
+    PerChars {
+        credits: f64,
+        /// The text that is priced (default `text`; `prompt` when that is absent).
+        #[serde(default = "default_text_field")]
+        field: String,
+    },
+    /// Per second of what is made (music, speech). The estimate is `input.<field>` seconds
+    /// when given, else `estimate_seconds`; what the task is counted at is KIE's charge if it
+    /// says, else the seconds the results last (Suno reports each song's `duration`).
+    PerSecond {
+        credits: f64,
+        estimate_seconds: u32,
+        #[serde(default)]
+        field: Option<String>,
+    },
     /// No source gives this model's price. A task of it needs an explicit per-job cap (a cost
     /// rule that governs its submitter), and that cap is what it reserves.
     Unknown,
+}
+
+fn default_text_field() -> String {
+    "text".into()
 }
 
 fn default_seconds() -> Vec<u32> {
@@ -55,7 +76,7 @@ impl PriceRule {
     /// The input field the price depends on, if any.
     pub fn priced_by(&self) -> Option<&'static str> {
         match self {
-            PriceRule::Flat(_) | PriceRule::Unknown => None,
+            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => None,
             PriceRule::Resolution(_) => Some("resolution"),
             PriceRule::Quality(_) => Some("quality"),
             PriceRule::Duration { .. } => Some("duration"),
@@ -65,7 +86,7 @@ impl PriceRule {
     /// The values the priced field may take, in order (empty for a flat price).
     pub fn choices(&self) -> Vec<String> {
         match self {
-            PriceRule::Flat(_) | PriceRule::Unknown => Vec::new(),
+            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => Vec::new(),
             PriceRule::Resolution(t) | PriceRule::Quality(t) => {
                 let mut keys: Vec<String> = t.keys().cloned().collect();
                 keys.sort();
@@ -188,6 +209,15 @@ impl Model {
         self.upstream_model.as_deref().unwrap_or(&self.id)
     }
 
+    /// What a task that made `seconds` of media cost, for a per-second price (`None`
+    /// otherwise, or when it cannot be had).
+    pub fn cost_of_seconds(&self, seconds: f64) -> Option<Credits> {
+        match &self.price {
+            PriceRule::PerSecond { credits, .. } if seconds.is_finite() && seconds > 0.0 && seconds <= 24.0 * 3600.0 => Credits::from_decimal(seconds * credits),
+            _ => None,
+        }
+    }
+
     /// Whether a source gives its price.
     pub fn price_known(&self) -> bool {
         self.price != PriceRule::Unknown
@@ -201,6 +231,25 @@ impl Model {
         let credits = match &self.price {
             PriceRule::Flat(c) => *c,
             PriceRule::Unknown => return Err(format!("{} has no known price: a task of it needs a per-job cap (a cost rule in the Budget panel) to submit", self.id)),
+            PriceRule::PerChars { credits, field } => {
+                let text = input.get(field.as_str()).or_else(|| input.get("prompt")).and_then(Value::as_str).unwrap_or_default();
+                let chars = text.chars().count();
+                if chars == 0 {
+                    return Err(format!("{} is priced per character of input.{field}, which is empty", self.id));
+                }
+                chars as f64 * credits / 1000.0
+            }
+            PriceRule::PerSecond { credits, estimate_seconds, field } => {
+                let secs = match field.as_deref().and_then(|f| input.get(f)) {
+                    None | Some(Value::Null) => f64::from(*estimate_seconds),
+                    Some(v) => v
+                        .as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                        .filter(|s: &f64| s.is_finite() && (1.0..=3600.0).contains(s))
+                        .ok_or_else(|| format!("input.{} must be 1–3600 seconds", field.as_deref().unwrap_or_default()))?,
+                };
+                secs * credits
+            }
             PriceRule::Resolution(t) => pick(t, input, "resolution", "1K", &self.price)?,
             PriceRule::Quality(t) => pick(t, input, "quality", "basic", &self.price)?,
             PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
@@ -281,6 +330,8 @@ impl Catalog {
             let ok = match &m.price {
                 PriceRule::Unknown => true,
                 PriceRule::Flat(c) => price(*c),
+                PriceRule::PerChars { credits, field } => price(*credits) && !field.trim().is_empty(),
+                PriceRule::PerSecond { credits, estimate_seconds, .. } => price(*credits) && (1..=3600).contains(estimate_seconds),
                 PriceRule::Resolution(t) | PriceRule::Quality(t) => !t.is_empty() && t.values().all(|v| price(*v)),
                 PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {
                     price(*std_per_5s) && price(*pro_per_5s) && !seconds.is_empty() && seconds.iter().all(|s| (1..=3600).contains(s))
@@ -360,6 +411,29 @@ mod tests {
         let flux = c.get("flux-2/pro-text-to-image").unwrap();
         assert!(flux.estimate(&json!({"resolution": "8K"})).unwrap_err().contains("1K, 2K"));
         assert!(flux.estimate(&json!({"resolution": 2})).is_err());
+    }
+
+    #[test]
+    fn per_character_and_per_second_prices_follow_the_input_and_the_result() {
+        let text = r#"{"prices_taken":"x","models":[
+            {"id":"tts","category":"audio","provider":"p","purpose":"q","price":{"per_1k_chars":{"credits":12}}},
+            {"id":"song","category":"audio","provider":"p","purpose":"q","price":{"per_second":{"credits":0.25,"estimate_seconds":120,"field":"duration"}}}]}"#;
+        let c = Catalog::parse(text).unwrap();
+        let tts = c.get("tts").unwrap();
+        assert_eq!(tts.estimate(&json!({"text": "a".repeat(250)})), Ok(Credits::from_credits(3)), "250 chars at 12 per 1,000");
+        assert_eq!(tts.estimate(&json!({"prompt": "é".repeat(1000)})), Ok(Credits::from_credits(12)), "characters, not bytes; prompt when text is absent");
+        assert!(tts.estimate(&json!({"text": ""})).unwrap_err().contains("empty"));
+        let song = c.get("song").unwrap();
+        assert_eq!(song.estimate(&json!({})), Ok(Credits::from_credits(30)), "120 s by default");
+        assert_eq!(song.estimate(&json!({"duration": "40"})), Ok(Credits::from_credits(10)));
+        for bad in [json!(0), json!(-3), json!("forever"), json!(1e9)] {
+            assert!(song.estimate(&json!({"duration": bad})).is_err(), "{bad}");
+        }
+        assert_eq!(song.cost_of_seconds(95.5), Credits::from_decimal(23.875));
+        assert_eq!(song.cost_of_seconds(f64::NAN), None);
+        assert_eq!(tts.cost_of_seconds(10.0), None);
+        let zero = r#"{"prices_taken":"x","models":[{"id":"s","category":"audio","provider":"p","purpose":"q","price":{"per_second":{"credits":1,"estimate_seconds":0}}}]}"#;
+        assert!(Catalog::parse(zero).unwrap_err().contains("model s"));
     }
 
     #[test]

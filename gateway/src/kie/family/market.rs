@@ -32,6 +32,7 @@ impl MarketJobs {
             state,
             fail_code: info.fail_code,
             fail_msg: info.fail_msg,
+            media_seconds: None,
         }
     }
 }

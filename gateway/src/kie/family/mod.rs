@@ -50,11 +50,14 @@ pub struct UpstreamStatus {
     /// The `callBackUrl` the task was created with (from `param`/`paramJson`), when KIE says:
     /// it proves which of our records an upstream task belongs to.
     pub callback_url: Option<String>,
+    /// How long the results last, in seconds, when KIE says (Suno's `duration`): what a
+    /// per-second price counts when KIE does not say what it charged.
+    pub media_seconds: Option<f64>,
 }
 
 impl UpstreamStatus {
     fn new(task_id: String, state: UpstreamState) -> UpstreamStatus {
-        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None }
+        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None }
     }
 }
 

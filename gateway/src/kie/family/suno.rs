@@ -46,7 +46,9 @@ impl ApiFamily for Suno {
             st.fail_msg = st.fail_msg.or_else(|| Some(status.to_string()));
         }
         if st.state == UpstreamState::Success {
-            st.result_urls = audio_urls(data.pointer("/response/sunoData"), "audioUrl");
+            let tracks = data.pointer("/response/sunoData");
+            st.result_urls = audio_urls(tracks, "audioUrl");
+            st.media_seconds = tracks.and_then(Value::as_array).map(|a| a.iter().filter_map(|t| t.get("duration").and_then(Value::as_f64)).sum::<f64>()).filter(|s| *s > 0.0);
         }
         st.callback_url = echoed_callback(data.get("param"));
         Ok(st)

@@ -55,7 +55,7 @@ impl Lifecycle {
             // Money first, keyed by the task, before the record says it ended: a crash between
             // the two and a second apply count it once (see the module doc).
             let spent = match next {
-                TaskState::Success => st.credits.unwrap_or(t.estimated_cost),
+                TaskState::Success => self.charged(&t, st),
                 _ => st.credits.unwrap_or(Credits::ZERO), // KIE does not charge failures
             };
             if next == TaskState::Success {
@@ -95,7 +95,7 @@ impl Lifecycle {
                 match next {
                     TaskState::Success => {
                         t.result_urls = st.result_urls.clone();
-                        t.actual_cost = Some(st.credits.unwrap_or(t.estimated_cost));
+                        t.actual_cost = Some(self.charged(t, st));
                         t.finished_ms = Some(now);
                         // Archived at once; the terms only set the deadline.
                         if let Some(terms) = &self.0.opts.archive
@@ -121,6 +121,13 @@ impl Lifecycle {
             tracing::info!(task = %t.id, state = %t.state, "task state applied");
         }
         Ok(changed)
+    }
+
+    /// What a task that succeeded cost: KIE's charge when it says; else, for a per-second
+    /// price, the seconds its results last; else its estimate.
+    fn charged(&self, t: &TaskRecord, st: &UpstreamStatus) -> Credits {
+        let by_seconds = || st.media_seconds.and_then(|s| self.0.catalog.get(&t.model)?.cost_of_seconds(s));
+        st.credits.or_else(by_seconds).unwrap_or(t.estimated_cost)
     }
 
     /// A task ended: its cost-rule hold becomes what it spent (nothing releases it all), and
