@@ -23,6 +23,8 @@
 //!   - [`team::audit`] — the append-only audit log: who changed what, when, from where;
 //!   - [`team::relay_keys`] — the keys programs use on the relay API (stored hashed);
 //!   - [`team::pins`] — each person's pinned models.
+//! - [`chat`] — language models: chat completions admitted under the cost rules and the rate
+//!   guard's chat limits, counted from KIE's `usage` (or an estimate), recorded like tasks.
 //! - [`library`] — the results' copies before KIE deletes them: the archive plan on each
 //!   task, the archiver (by lease, deadline first, through the outbound policy), signed
 //!   links, content sniffing; kept in an `object_store` (a folder or an S3 bucket).
@@ -40,6 +42,7 @@
 //!
 //! See `docs/architecture.md` for the data flow of a task and where a change goes.
 
+pub mod chat;
 pub mod kie;
 pub mod library;
 pub mod metrics;

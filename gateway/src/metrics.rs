@@ -37,6 +37,17 @@ struct ModelOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelDirection {
+    model: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: String,
 }
@@ -114,6 +125,8 @@ fn store_buckets() -> Histogram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     Budget,
+    /// A chat call the rate guard's chat limits could not admit in time.
+    RateLimited,
     Validation,
     NotConfigured,
     Forbidden,
@@ -124,6 +137,7 @@ impl Refusal {
     fn name(self) -> &'static str {
         match self {
             Refusal::Budget => "budget",
+            Refusal::RateLimited => "rate_limited",
             Refusal::Validation => "validation",
             Refusal::NotConfigured => "not_configured",
             Refusal::Forbidden => "forbidden",
@@ -137,6 +151,9 @@ pub struct Metrics {
     registry: Registry,
     submitted: Family<ModelProject, Counter>,
     refused: Family<Reason, Counter>,
+    chat_calls: Family<ModelOutcome, Counter>,
+    chat_tokens: Family<ModelDirection, Counter>,
+    chat_credits: Family<ModelLabel, Counter<f64, AtomicU64>>,
     ended: Family<ModelOutcome, Counter>,
     estimated: Family<ModelProject, Counter<f64, AtomicU64>>,
     charged: Family<ModelProject, Counter<f64, AtomicU64>>,
@@ -182,6 +199,9 @@ impl Metrics {
         let m = Metrics {
             submitted: Family::default(),
             refused: Family::default(),
+            chat_calls: Family::default(),
+            chat_tokens: Family::default(),
+            chat_credits: Family::default(),
             ended: Family::default(),
             estimated: Family::default(),
             charged: Family::default(),
@@ -212,6 +232,9 @@ impl Metrics {
         build.get_or_create(&Version { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("build_info", "The running version (value 1)", build);
         registry.register("tasks_submitted", "Tasks recorded by this instance", m.submitted.clone());
+        registry.register("chat_calls", "Language model calls this instance relayed, by model and outcome (answered, failed, cancelled)", m.chat_calls.clone());
+        registry.register("chat_tokens", "Tokens of the language model calls this instance relayed, by model and direction (prompt, completion)", m.chat_tokens.clone());
+        registry.register("chat_credits", "Credits counted for the language model calls this instance relayed", m.chat_credits.clone());
         registry.register("submissions_refused", "Submissions refused by this instance, by reason; nothing was recorded", m.refused.clone());
         registry.register("tasks_ended", "Tasks this instance saw end, by outcome (success, fail, expired)", m.ended.clone());
         registry.register("credits_estimated", "Credits estimated for the tasks this instance recorded", m.estimated.clone());
@@ -262,6 +285,15 @@ impl Metrics {
         let l = ModelProject { model: model.into(), project: project.into() };
         self.submitted.get_or_create(&l).inc();
         self.estimated.get_or_create(&l).inc_by(estimate.as_f64());
+    }
+
+    /// A chat call ended: its outcome, tokens and cost.
+    pub fn chat_call(&self, model: &str, outcome: &str, prompt: u64, completion: u64, cost: Credits) {
+        self.chat_calls.get_or_create(&ModelOutcome { model: model.into(), outcome: outcome.into() }).inc();
+        for (direction, n) in [("prompt", prompt), ("completion", completion)] {
+            self.chat_tokens.get_or_create(&ModelDirection { model: model.into(), direction: direction.into() }).inc_by(n);
+        }
+        self.chat_credits.get_or_create(&ModelLabel { model: model.into() }).inc_by(cost.as_f64());
     }
 
     pub fn refused(&self, why: Refusal) {

@@ -124,6 +124,7 @@ pub async fn reset(State(sim): State<Sim>) -> StatusCode {
     for a in w.accounts.values_mut() {
         a.creates = VecDeque::new();
         a.record_infos = VecDeque::new();
+        a.chats = VecDeque::new();
     }
     StatusCode::NO_CONTENT
 }
@@ -134,5 +135,6 @@ pub fn account(balance: f64, hmac_key: Option<&str>) -> Account {
         hmac_key: hmac_key.map(str::to_string),
         creates: VecDeque::new(),
         record_infos: VecDeque::new(),
+        chats: VecDeque::new(),
     }
 }

@@ -87,6 +87,12 @@ pub struct Settings {
     /// Callback attempts after the first (KIE: 3) and the per-attempt timeout (KIE: 15 s).
     pub callback_retries: u32,
     pub callback_timeout_ms: u64,
+    /// Chat completions: requests and tokens (prompt + completion) per key per minute; over
+    /// either, HTTP 429 like any OpenAI-style API.
+    pub chat_requests_per_min: u32,
+    pub chat_tokens_per_min: u32,
+    /// Real ms between the chunks of a streamed answer.
+    pub chat_chunk_ms: u64,
 }
 
 impl Default for Settings {
@@ -100,6 +106,9 @@ impl Default for Settings {
             result_link_ms: None,
             callback_retries: 3,
             callback_timeout_ms: 15_000,
+            chat_requests_per_min: 600,
+            chat_tokens_per_min: 1_000_000,
+            chat_chunk_ms: 40,
         }
     }
 }
@@ -163,6 +172,8 @@ pub struct Account {
     /// Real instants of admitted createTask calls inside the current window.
     pub creates: VecDeque<Instant>,
     pub record_infos: VecDeque<Instant>,
+    /// Chat calls and their tokens in the last minute (real time).
+    pub chats: VecDeque<(Instant, u32)>,
 }
 
 pub struct Task {

@@ -66,6 +66,13 @@ pub struct Cli {
     /// `requests:500/1m`, `concurrent:5`, `tokens:64000/1m`, several separated by commas.
     #[arg(long, env = "RATE_GUARD", default_value = "20/10s")]
     pub rate_guard: String,
+    /// The language models' limits, across all instances: concurrent calls, requests and
+    /// tokens per window (`unlimited` drops a rule, `none` keeps none).
+    #[arg(long, env = "RATE_GUARD_CHAT", default_value = gateway::tasks::rate_guard::CHAT_DEFAULT)]
+    pub rate_guard_chat: String,
+    /// A model catalog to use instead of the built-in one (same format; checked at start).
+    #[arg(long, env = "CATALOG_FILE")]
+    pub catalog_file: Option<PathBuf>,
     /// Safety margin in milliseconds added to every rate window, so that jitter between this
     /// console and KIE cannot overfill KIE's window.
     #[arg(long, env = "RATE_MARGIN_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
@@ -321,6 +328,10 @@ pub struct Config {
     /// Use the in-process simulator instead of `kie_base_url` and `kie_key`.
     pub simulate: bool,
     pub rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>,
+    /// `RATE_GUARD_CHAT`.
+    pub chat_rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>,
+    /// `CATALOG_FILE` (`None`: the built-in catalog).
+    pub catalog_file: Option<PathBuf>,
     pub rate_margin: std::time::Duration,
     pub alert_webhook: Option<Url>,
     /// `OUTBOUND_ALLOW`.
@@ -447,6 +458,8 @@ impl Config {
             webhook_hmac_key: secret_var(env, "KIE_WEBHOOK_HMAC_KEY")?,
             simulate: cli.simulate,
             rate_guard: gateway::tasks::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
+            chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(&cli.rate_guard_chat).map_err(|e| ConfigError(format!("RATE_GUARD_CHAT: {e}")))?,
+            catalog_file: cli.catalog_file.filter(|p| !p.as_os_str().is_empty()),
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,

@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod auth;
 pub mod callbacks;
+pub mod chat;
 pub mod config;
 pub mod health;
 pub mod library;
@@ -263,11 +264,12 @@ fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
 }
 
 /// The catalog: `CATALOG_FILE` if set, else the one compiled in.
-pub fn load_catalog() -> Result<Catalog, ServerError> {
-    match std::env::var("CATALOG_FILE").ok().filter(|f| !f.trim().is_empty()) {
+pub fn load_catalog(file: Option<&std::path::Path>) -> Result<Catalog, ServerError> {
+    match file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {path}: {e}"))))?;
-            Catalog::parse(&text).map_err(|e| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {path}: {e}"))))
+            let bad = |e: String| ServerError::Config(config::ConfigError(format!("CATALOG_FILE {}: {e}", path.display())));
+            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            Catalog::parse(&text).map_err(bad)
         }
         None => Ok(Catalog::builtin()),
     }
@@ -314,7 +316,7 @@ async fn note_start(store: &dyn Store, config: &Config) {
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-    let catalog = Arc::new(load_catalog()?);
+    let catalog = Arc::new(load_catalog(config.catalog_file.as_deref())?);
     check_redis_persistence(&config).await?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_runway_alert_days(config.runway_alert_days);
@@ -352,6 +354,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         webhook_hmac: config.webhook_hmac_key.clone(),
         give_up_after: config.give_up_after,
         rate_rules: config.rate_guard.clone(),
+        chat_rules: config.chat_rate_guard.clone(),
         rate_margin: config.rate_margin,
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         outbound: config.outbound.clone(),

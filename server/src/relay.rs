@@ -12,6 +12,8 @@
 //!   Runway (`/kie/api/v1/runway/generate`, `…/runway/record-detail`), 4o Image
 //!   (`/kie/api/v1/gpt4o-image/…`) and Flux Kontext (`/kie/api/v1/flux/kontext/…`). A request
 //!   the family would refuse is refused here with 422 and never sent.
+//! - `POST /kie/<model>/v1/chat/completions` — a language model, relayed byte for byte and
+//!   streamed as it arrives ([`crate::chat`]).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
 //! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone; `GET /kie/docs`
 //!   the same as a page.
@@ -34,10 +36,11 @@ use gateway::team::relay_keys::{RelayKey, RelayKeyError};
 /// and status paths under `/kie`, the credit call and the description itself.
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
-    out.extend([CREDIT.to_string(), OPENAPI.to_string()]);
+    out.extend([CHAT.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
     out
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
+const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const OPENAPI: &str = "/kie/openapi.json";
 
 /// The relay's OpenAPI 3.1 description (checked against [`paths`] and served at [`OPENAPI`]).
@@ -52,6 +55,7 @@ pub fn routes() -> axum::Router<AppState> {
             .route(&format!("/kie{}", api.status_path()), get(move |state, headers, query| status(family, state, headers, query)));
     }
     router
+        .route(CHAT, post(crate::chat::completions))
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOC) }))
         .route("/kie/docs", get(crate::relay_docs::docs))
@@ -63,11 +67,11 @@ pub fn kie_answer(code: i64, msg: &str, data: Value) -> Response {
     (status, Json(envelope(code, msg, data))).into_response()
 }
 
-fn kie_error(code: i64, msg: &str) -> Response {
+pub(crate) fn kie_error(code: i64, msg: &str) -> Response {
     kie_answer(code, msg, Value::Null)
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
+pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -38,7 +38,7 @@ mod server_side {
     fn option(m: &Model, pinned: bool) -> ModelOption {
         let choices = m.price.choices();
         let prices = match &m.price {
-            PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => Vec::new(),
+            PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } | PriceRule::PerTokens { .. } => Vec::new(),
             PriceRule::Flat(_) => vec![point(m, None, None)],
             PriceRule::Duration { .. } => choices.iter().flat_map(|c| gateway::money::catalog::MODES.map(|mode| point(m, Some(c), Some(mode)))).collect(),
             _ => choices.iter().map(|c| point(m, Some(c), None)).collect(),
@@ -62,6 +62,7 @@ mod server_side {
             price_known: m.price_known(),
             rate: match &m.price {
                 PriceRule::PerChars { credits, field } => Some(format!("{credits} cr per 1,000 characters of {field}")),
+                PriceRule::PerTokens { input, output } => Some(format!("{input} cr per 1M input tokens, {output} per 1M output")),
                 PriceRule::PerSecond { credits, estimate_seconds, field } => {
                     Some(format!("{credits} cr per second made (estimated at {} until KIE says)", field.as_ref().map_or(format!("{estimate_seconds} s"), |f| format!("input.{f}, else {estimate_seconds} s"))))
                 }

@@ -103,10 +103,10 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
                             <select name="model" data-testid="composer-model" prop:value=move || selected().map(|m| m.id).unwrap_or_default() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
                                 {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
                                     <optgroup label="pinned">
-                                        {list.iter().filter(|m| m.pinned).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
+                                        {list.iter().filter(|m| m.pinned && m.category != LANGUAGE).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
                                     </optgroup>
                                 })}
-                                {CATEGORIES.into_iter().map(|cat| {
+                                {CATEGORIES.into_iter().filter(|c| *c != LANGUAGE).map(|cat| {
                                     let in_cat: Vec<_> = list.iter().filter(|m| m.category == cat && !m.pinned).cloned().collect();
                                     (!in_cat.is_empty()).then(|| view! {
                                         <optgroup label=cat>
@@ -208,10 +208,14 @@ fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> An
     }
 }
 
-/// Pinned models first (in pin order as listed), then the rest by category.
+/// Language models draft prompts; they are not tasks.
+const LANGUAGE: &str = "language";
+
+/// Pinned models first (in pin order as listed), then the rest by category; no language
+/// models.
 fn ordered(list: &[ModelOption]) -> Vec<ModelOption> {
-    let mut out: Vec<ModelOption> = list.iter().filter(|m| m.pinned).cloned().collect();
-    for cat in CATEGORIES {
+    let mut out: Vec<ModelOption> = list.iter().filter(|m| m.pinned && m.category != LANGUAGE).cloned().collect();
+    for cat in CATEGORIES.into_iter().filter(|c| *c != LANGUAGE) {
         out.extend(list.iter().filter(|m| !m.pinned && m.category == cat).cloned());
     }
     out

@@ -177,6 +177,29 @@ impl KieClient {
         family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 
+    /// Starts one chat completion (`POST /<model>/v1/chat/completions`) with `body` as the
+    /// client sent it, and returns KIE's response as it begins, to be relayed as it arrives
+    /// (dropping it cancels the call). `model` must be a catalog id. One attempt: a retry is
+    /// the client's. `timeout` bounds the whole answer, a stream included.
+    pub async fn chat(&self, model: &str, body: bytes::Bytes, timeout: Duration) -> Result<reqwest::Response, KieError> {
+        let url = self.url(&format!("/{model}/v1/chat/completions"))?;
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .bearer_auth(self.key.expose())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e));
+        if let Some(m) = &self.opts.metrics {
+            m.kie_call("chat/completions", started.elapsed());
+        }
+        resp
+    }
+
     /// The account's credit balance.
     pub async fn credit(&self) -> Result<Credits, KieError> {
         let url = self.url(CREDIT_PATH)?;

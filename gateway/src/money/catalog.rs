@@ -56,6 +56,9 @@ pub enum PriceRule {
         #[serde(default)]
         field: Option<String>,
     },
+    /// A language model: credits per million input and output tokens.
+    #[serde(rename = "per_1m_tokens")]
+    PerTokens { input: f64, output: f64 },
     /// No source gives this model's price. A task of it needs an explicit per-job cap (a cost
     /// rule that governs its submitter), and that cap is what it reserves.
     Unknown,
@@ -76,7 +79,7 @@ impl PriceRule {
     /// The input field the price depends on, if any.
     pub fn priced_by(&self) -> Option<&'static str> {
         match self {
-            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => None,
+            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } | PriceRule::PerTokens { .. } => None,
             PriceRule::Resolution(_) => Some("resolution"),
             PriceRule::Quality(_) => Some("quality"),
             PriceRule::Duration { .. } => Some("duration"),
@@ -86,7 +89,7 @@ impl PriceRule {
     /// The values the priced field may take, in order (empty for a flat price).
     pub fn choices(&self) -> Vec<String> {
         match self {
-            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } => Vec::new(),
+            PriceRule::Flat(_) | PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } | PriceRule::PerTokens { .. } => Vec::new(),
             PriceRule::Resolution(t) | PriceRule::Quality(t) => {
                 let mut keys: Vec<String> = t.keys().cloned().collect();
                 keys.sort();
@@ -121,7 +124,15 @@ pub struct Model {
     /// The inputs the composer offers beyond the prompt and the priced choice.
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// A language model's answer length when a call sets no `max_tokens` (what its estimate
+    /// counts; default [`DEFAULT_OUTPUT_TOKENS`]).
+    #[serde(default)]
+    pub output_tokens: Option<u32>,
 }
+
+/// What a chat call's estimate counts for its answer when neither the call nor the catalog
+/// says.
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 1024;
 
 /// One input the composer offers for a model.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -218,6 +229,19 @@ impl Model {
         }
     }
 
+    /// A language model (its calls are chat completions, not tasks).
+    pub fn is_chat(&self) -> bool {
+        self.category == "language"
+    }
+
+    /// What a chat call of these tokens costs under a per-token price (`None`: unknown).
+    pub fn chat_cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<Credits> {
+        match &self.price {
+            PriceRule::PerTokens { input, output } => Credits::from_decimal((prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1_000_000.0),
+            _ => None,
+        }
+    }
+
     /// Whether a source gives its price.
     pub fn price_known(&self) -> bool {
         self.price != PriceRule::Unknown
@@ -230,6 +254,7 @@ impl Model {
     pub fn estimate(&self, input: &Value) -> Result<Credits, String> {
         let credits = match &self.price {
             PriceRule::Flat(c) => *c,
+            PriceRule::PerTokens { .. } => return Err(format!("{} is a language model: call it through /kie/{}/v1/chat/completions (or Draft in the composer)", self.id, self.id)),
             PriceRule::Unknown => return Err(format!("{} has no known price: a task of it needs a per-job cap (a cost rule in the Budget panel) to submit", self.id)),
             PriceRule::PerChars { credits, field } => {
                 let text = input.get(field.as_str()).or_else(|| input.get("prompt")).and_then(Value::as_str).unwrap_or_default();
@@ -331,6 +356,7 @@ impl Catalog {
                 PriceRule::Unknown => true,
                 PriceRule::Flat(c) => price(*c),
                 PriceRule::PerChars { credits, field } => price(*credits) && !field.trim().is_empty(),
+                PriceRule::PerTokens { input, output } => price(*input) && price(*output),
                 PriceRule::PerSecond { credits, estimate_seconds, .. } => price(*credits) && (1..=3600).contains(estimate_seconds),
                 PriceRule::Resolution(t) | PriceRule::Quality(t) => !t.is_empty() && t.values().all(|v| price(*v)),
                 PriceRule::Duration { std_per_5s, pro_per_5s, seconds } => {

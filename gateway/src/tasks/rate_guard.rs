@@ -109,6 +109,23 @@ pub fn parse_rules(text: &str) -> Result<Vec<LimitRule>, String> {
     Ok(rules)
 }
 
+/// The language models' default limits, in seed 003's shape (concurrency, RPM, TPM).
+pub const CHAT_DEFAULT: &str = "concurrent:50,requests:200/1m,tokens:2000000/1m";
+
+/// The language models' rules (`RATE_GUARD_CHAT`): as [`parse_rules`], and a limit may be
+/// `unlimited` (that rule is then not kept), so `tokens:unlimited/1d` reads as seed 003 does.
+/// `none` keeps no rule at all.
+pub fn parse_chat_rules(text: &str) -> Result<Vec<LimitRule>, String> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let kept: Vec<&str> = text.split(',').filter(|p| !p.trim().is_empty()).filter(|p| !p.contains("unlimited")).collect();
+    if kept.is_empty() {
+        return Ok(Vec::new());
+    }
+    parse_rules(&kept.join(","))
+}
+
 /// Records the rate guard's rules in the audit log when an instance starts with rules other
 /// than the last ones recorded (the rules are configuration: `RATE_GUARD`). Returns the rules
 /// before the change, if they changed.
@@ -145,6 +162,15 @@ mod tests {
             ]
         );
         assert_eq!("requests:100/1d".parse::<LimitRule>().unwrap(), LimitRule::Requests { limit: 100, window: Duration::from_secs(86_400) });
+    }
+
+    #[test]
+    fn chat_rules_read_seed_003s_shape() {
+        let rules = parse_chat_rules("concurrent:50,requests:200/1m,tokens:2000000/1m,tokens:unlimited/1d").unwrap();
+        assert_eq!(rules.len(), 3, "the unlimited rule is not kept");
+        assert_eq!(parse_chat_rules(CHAT_DEFAULT).unwrap(), rules);
+        assert!(parse_chat_rules("none").unwrap().is_empty());
+        assert!(parse_chat_rules("tokens:lots/1m").is_err());
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub struct TaskRecord {
     /// The ended task this one re-runs with edited inputs (the Monitor's "Re-run with edits").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// A language model's call (a chat completion, not a task): its tokens and timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatUsage>,
     /// The KIE API it is sent to (from the catalog when it was submitted).
     #[serde(default, skip_serializing_if = "crate::kie::Family::is_market")]
     pub family: crate::kie::Family,
@@ -158,6 +161,19 @@ pub struct TaskRecord {
     /// Its receipt line's delivery to `RECEIPT_SYNC_URL` (set when it ends, if configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_sync: Option<ReceiptSync>,
+}
+
+/// One chat completion's tokens and timing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// The counts are this console's estimate (KIE's answer gave no `usage`).
+    pub estimated: bool,
+    pub streamed: bool,
+    /// From the call to KIE's first byte, and to its last.
+    pub first_byte_ms: Option<u64>,
+    pub latency_ms: Option<u64>,
 }
 
 /// How a receipt line's delivery to `RECEIPT_SYNC_URL` goes (at least once, until a 2xx).
@@ -272,6 +288,7 @@ impl TaskRecord {
             relay_callback: None,
             retry_of: None,
             rerun_of: None,
+            chat: None,
             family: Default::default(),
             budget_pending: false,
             archive: None,

@@ -56,6 +56,8 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         webhook_hmac_key: None,
         simulate: false,
         rate_guard: vec![gateway::tasks::rate_guard::KIE_DEFAULT],
+        chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(gateway::tasks::rate_guard::CHAT_DEFAULT).expect("rules"),
+        catalog_file: None,
         rate_margin: Duration::from_millis(50),
         alert_webhook: None,
         // Tests' receivers listen on loopback.

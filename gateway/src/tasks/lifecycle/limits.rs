@@ -27,6 +27,13 @@ pub const RATE_LIMITED_COUNTER: &str = "rate:kie:429";
 /// How long a full concurrency rule waits before looking again.
 const CONCURRENT_RETRY: Duration = Duration::from_millis(250);
 
+/// The hold ids of one claim: its running slot, its request-window slot, its tokens.
+pub(crate) struct Holds {
+    pub running: String,
+    pub requests: String,
+    pub tokens: String,
+}
+
 fn running_hold(task_id: &str) -> String {
     format!("running:{task_id}")
 }
@@ -34,16 +41,23 @@ fn running_hold(task_id: &str) -> String {
 impl Lifecycle {
     /// Each rule with the store scope it is held in (windows widened by the safety margin).
     pub fn guard_scopes(&self) -> Vec<(LimitRule, Scope)> {
+        self.scopes_of(&self.0.opts.rate_rules, "rate:kie")
+    }
+
+    /// The language models' rules (`RATE_GUARD_CHAT`) with their scopes.
+    pub fn chat_scopes(&self) -> Vec<(LimitRule, Scope)> {
+        self.scopes_of(&self.0.opts.chat_rules, "rate:chat")
+    }
+
+    fn scopes_of(&self, rules: &[LimitRule], prefix: &str) -> Vec<(LimitRule, Scope)> {
         let margin = self.0.opts.rate_margin;
-        self.0
-            .opts
-            .rate_rules
+        rules
             .iter()
             .map(|r| {
                 let scope = match *r {
-                    LimitRule::Requests { limit, window } => Scope { key: format!("rate:kie:requests:{}", window.as_millis()), limit, window: Some(window + margin) },
-                    LimitRule::Tokens { limit, window } => Scope { key: format!("rate:kie:tokens:{}", window.as_millis()), limit, window: Some(window + margin) },
-                    LimitRule::Concurrent { limit } => Scope { key: "rate:kie:running".into(), limit, window: None },
+                    LimitRule::Requests { limit, window } => Scope { key: format!("{prefix}:requests:{}", window.as_millis()), limit, window: Some(window + margin) },
+                    LimitRule::Tokens { limit, window } => Scope { key: format!("{prefix}:tokens:{}", window.as_millis()), limit, window: Some(window + margin) },
+                    LimitRule::Concurrent { limit } => Scope { key: format!("{prefix}:running"), limit, window: None },
                 };
                 (*r, scope)
             })
@@ -71,23 +85,27 @@ impl Lifecycle {
         if let Some(wait) = self.cooldown_left().await? {
             return Ok(Err(wait));
         }
+        let ids = Holds { running: running_hold(&task.id), requests: format!("rate:{}", random_hex(8)), tokens: format!("tokens:{}", random_hex(8)) };
+        self.claim_rules(self.guard_scopes(), ids, estimate_tokens(&task.input)).await
+    }
+
+    /// Claims every one of `rules` under the hold ids given (`tokens` of each token window),
+    /// or says how long until the first that is full would fit; a refused claim gives back
+    /// what it took. Returns the holds taken.
+    pub(crate) async fn claim_rules(&self, rules: Vec<(LimitRule, Scope)>, ids: Holds, tokens: i64) -> StoreResult<Result<Vec<String>, Duration>> {
         let store = &self.0.store;
         let mut taken: Vec<String> = Vec::new();
         // One reservation per kind, each with its own hold: a running slot lasts until the
         // task ends, a window slot until the window passes.
-        let (mut running, mut requests, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
-        for (rule, scope) in self.guard_scopes() {
+        let (mut running, mut requests, mut token_scopes) = (Vec::new(), Vec::new(), Vec::new());
+        for (rule, scope) in rules {
             match rule {
                 LimitRule::Concurrent { .. } => running.push(scope),
                 LimitRule::Requests { .. } => requests.push(scope),
-                LimitRule::Tokens { .. } => tokens.push(scope),
+                LimitRule::Tokens { .. } => token_scopes.push(scope),
             }
         }
-        let steps = [
-            (running, running_hold(&task.id), 1),
-            (requests, format!("rate:{}", random_hex(8)), 1),
-            (tokens, format!("tokens:{}", random_hex(8)), estimate_tokens(&task.input)),
-        ];
+        let steps = [(running, ids.running, 1), (requests, ids.requests, 1), (token_scopes, ids.tokens, tokens)];
         for (scopes, id, amount) in steps {
             if scopes.is_empty() {
                 continue;
@@ -110,7 +128,7 @@ impl Lifecycle {
     }
 
     /// Returns claimed slots unused (the task was not sent after all).
-    pub(super) async fn give_back(&self, holds: &[String]) -> StoreResult<()> {
+    pub(crate) async fn give_back(&self, holds: &[String]) -> StoreResult<()> {
         for id in holds {
             self.0.store.settle(id, 0).await?;
         }

@@ -68,6 +68,9 @@ pub struct LifecycleOptions {
     pub give_up_after: Duration,
     /// The rate guard's rules, held across all instances (KIE: 20 new tasks per 10 s).
     pub rate_rules: Vec<crate::tasks::rate_guard::LimitRule>,
+    /// `RATE_GUARD_CHAT`: the language models' limits (requests, concurrent calls, tokens per
+    /// window), held across all instances.
+    pub chat_rules: Vec<crate::tasks::rate_guard::LimitRule>,
     /// Added to every rate window, so jitter between the guard and KIE cannot overfill KIE's.
     pub rate_margin: Duration,
     /// `ALERT_WEBHOOK_URL`: budget alerts are POSTed here as JSON.
@@ -104,6 +107,7 @@ impl Default for LifecycleOptions {
             webhook_hmac: None,
             give_up_after: Duration::from_secs(60 * 60),
             rate_rules: vec![crate::tasks::rate_guard::KIE_DEFAULT],
+            chat_rules: crate::tasks::rate_guard::parse_chat_rules(crate::tasks::rate_guard::CHAT_DEFAULT).unwrap_or_default(),
             rate_margin: DEFAULT_RATE_MARGIN,
             alert_webhook: None,
             outbound: crate::outbound::OutboundPolicy::strict(),

@@ -103,6 +103,12 @@ impl Lifecycle {
                     }
                     continue;
                 }
+                if t.chat.is_some() {
+                    // A chat call is its instance's, not KIE's to poll; one whose instance
+                    // stopped mid-call is ended here once it is long overdue.
+                    self.chat_abandoned(&t).await?;
+                    continue;
+                }
                 let Some(kie_id) = t.kie_task_id.clone() else { continue };
                 let submitted = t.submitted_ms.unwrap_or(t.created_ms);
                 let age = now.saturating_sub(submitted);

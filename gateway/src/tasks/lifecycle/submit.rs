@@ -131,6 +131,9 @@ impl Lifecycle {
     fn validate(&self, s: &Submission) -> Result<(crate::kie::Family, Option<crate::Credits>), SubmitError> {
         check_project(&s.project)?;
         let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.chars().take(100).collect()))?;
+        if model.is_chat() {
+            return Err(invalid(format!("{} is a language model: call it through /kie/{}/v1/chat/completions, or Draft with it in the composer", model.id, model.id)));
+        }
         let Value::Object(input) = &s.input else { return Err(invalid("input must be a JSON object of the model's fields")) };
         let size = serde_json::to_vec(&s.input).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_INPUT_BYTES {
@@ -172,7 +175,7 @@ impl Lifecycle {
     /// states the ones it used to [`Store::task_create`](crate::store::Store::task_create),
     /// which refuses if they changed, so a rule set on any instance holds from the next
     /// submission on, everywhere.
-    async fn cost_rules(&self, fresh: bool) -> Result<std::sync::Arc<budget::RulesRead>, StoreError> {
+    pub(crate) async fn cost_rules(&self, fresh: bool) -> Result<std::sync::Arc<budget::RulesRead>, StoreError> {
         let cache = &self.0.cost_rules;
         if !fresh && let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(r);
@@ -348,7 +351,7 @@ impl Lifecycle {
     /// Raises any budget alerts the new spend crossed, in the background: recorded in the
     /// store for the Budget panel, logged, and POSTed to the alert webhook if one is set.
     /// `settled`: a task that just settled at its actual cost (per-job caps are checked too).
-    pub(super) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits)>) {
+    pub(crate) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits)>) {
         let lc = self.clone();
         tokio::spawn(async move {
             let store = lc.0.store.as_ref();

@@ -1,0 +1,296 @@
+//! One chat call, from admission to what it really used.
+//!
+//! [`Lifecycle::chat_begin`] admits a call or refuses it before anything is sent:
+//! - the model must be a language model of the catalog (else 404, in KIE's words), the body a
+//!   JSON object with `messages` (else 422);
+//! - its estimate is the prompt's tokens (about four characters a token) plus `max_tokens`
+//!   (or the model's `output_tokens`, or [`DEFAULT_OUTPUT_TOKENS`]), priced per million
+//!   tokens; a model with no known price holds the per-job cap that governs the caller;
+//! - the rate guard's chat rules (`RATE_GUARD_CHAT`: requests and tokens per window,
+//!   concurrent calls) are claimed through the store, waiting at most [`CHAT_WAIT`] (else 429
+//!   with how long to wait), so the console never causes an upstream 429;
+//! - the cost rules reserve the estimate (else 402);
+//! - a write-ahead record (state `generating`, `chat` set) is written and announced.
+//!
+//! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`, or the estimate of what
+//! arrived, marked estimated): money first (the ledger, keyed by the call, then the cost
+//! rules' hold settled to the actual cost), then the token window's hold settled to the real
+//! tokens and the concurrency slot freed, then the record. A record whose instance stopped
+//! mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+use crate::money::budget::{self, BudgetError};
+use crate::money::catalog::DEFAULT_OUTPUT_TOKENS;
+use crate::money::credits::Credits;
+use crate::secret::random_hex;
+use crate::store::{ReserveRequest, StoreError, StoreResult, now_ms};
+use crate::tasks::lifecycle::limits::Holds;
+use crate::tasks::lifecycle::{Lifecycle, credits_consumed_scope};
+use crate::tasks::task::{ChatUsage, FailClass, TaskRecord, TaskState};
+
+use super::usage::estimate_prompt_tokens;
+
+/// Longest a call waits for the rate guard before it is refused with 429.
+pub const CHAT_WAIT: Duration = Duration::from_secs(5);
+/// A call still recorded as running this long after it began was cut off by a stop.
+pub const CHAT_ABANDONED: Duration = Duration::from_secs(15 * 60);
+/// Largest `max_tokens` accepted.
+pub const MAX_OUTPUT_TOKENS: u64 = 1_000_000;
+/// Characters of the last user message kept on the record (what the Monitor shows).
+const PROMPT_SHOWN: usize = 300;
+
+/// A call to admit.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// Who asks: a person, or `key:<label>`.
+    pub owner: String,
+    pub project: String,
+    pub model: String,
+    /// The body as the client sent it (relayed unchanged).
+    pub body: Value,
+}
+
+/// An admitted call: what [`Lifecycle::chat_end`] needs.
+#[derive(Debug)]
+pub struct ChatTicket {
+    pub id: String,
+    pub model: String,
+    pub streamed: bool,
+    pub estimated_cost: Credits,
+    started: Instant,
+    prompt_estimate: u64,
+    holds: Vec<String>,
+    tokens_hold: String,
+    running_hold: String,
+}
+
+impl ChatTicket {
+    /// Milliseconds since the call was admitted.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatOutcome {
+    /// KIE answered in full.
+    Answered,
+    /// KIE refused or failed (its HTTP status and what it said).
+    Failed(u16, String),
+    /// The client went away before the end; the upstream request was dropped with it.
+    Cancelled,
+}
+
+/// What a call used.
+#[derive(Debug, Clone)]
+pub struct ChatEnd {
+    pub outcome: ChatOutcome,
+    /// KIE's `usage` (prompt, completion), when it gave one.
+    pub usage: Option<(u64, u64)>,
+    /// The answer's characters as they arrived (for the estimate when there is no `usage`).
+    pub answer_chars: usize,
+    pub first_byte_ms: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("The model name you specified is not supported")]
+    UnknownModel,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Not configured: no KIE key is set, so no language model can be called.")]
+    NotConfigured,
+    #[error("{0}")]
+    OverBudget(String),
+    #[error("The rate guard's chat limits are full: try again in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ChatError {
+    /// The HTTP status (KIE's codes are HTTP statuses).
+    pub fn code(&self) -> u16 {
+        match self {
+            ChatError::UnknownModel => 404,
+            ChatError::Invalid(_) => 422,
+            ChatError::OverBudget(_) => 402,
+            ChatError::RateLimited(_) => 429,
+            ChatError::NotConfigured | ChatError::Store(_) => 503,
+        }
+    }
+
+    /// What the caller is told (a store failure is logged, not shown).
+    pub fn public_message(&self) -> String {
+        match self {
+            ChatError::Store(e) => {
+                tracing::error!(error = %e, "chat call failed in the store");
+                "The Control Room's store is unavailable; nothing was sent. Try again shortly.".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
+    pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
+        if !self.configured() {
+            return Err(ChatError::NotConfigured);
+        }
+        crate::tasks::lifecycle::submit::check_project(&req.project).map_err(|e| ChatError::Invalid(e.to_string()))?;
+        let model = self.catalog().get(&req.model).filter(|m| m.is_chat()).ok_or(ChatError::UnknownModel)?;
+        let messages = req.body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
+        let out = match req.body.get("max_tokens").or_else(|| req.body.get("max_completion_tokens")) {
+            None | Some(Value::Null) => u64::from(model.output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS)),
+            Some(v) => v.as_u64().filter(|n| (1..=MAX_OUTPUT_TOKENS).contains(n)).ok_or_else(|| ChatError::Invalid(format!("max_tokens must be 1 to {MAX_OUTPUT_TOKENS}")))?,
+        };
+        let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let prompt = estimate_prompt_tokens(&req.body);
+        let rules = self.cost_rules(true).await?;
+        let estimate = match model.chat_cost(prompt, out) {
+            Some(c) => c.max(Credits(1)),
+            None => budget::per_job_cap(&rules.rules, &req.owner, &req.project)
+                .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?,
+        };
+        let id = format!("chat_{}", random_hex(10));
+        // The rate guard first: a call it refuses holds no money.
+        let (running_hold, tokens_hold) = (format!("chat-running:{id}"), format!("chat-tokens:{id}"));
+        let ids = || Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
+        let deadline = Instant::now() + CHAT_WAIT;
+        let holds = loop {
+            match self.claim_rules(self.chat_scopes(), ids(), (prompt + out) as i64).await? {
+                Ok(holds) => break holds,
+                Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    self.options().metrics.refused(crate::metrics::Refusal::RateLimited);
+                    return Err(ChatError::RateLimited(wait));
+                }
+            }
+        };
+        let store = self.store().as_ref();
+        let refused = |e: ChatError| async {
+            self.give_back(&holds).await?;
+            Err::<ChatTicket, ChatError>(e)
+        };
+        match budget::reserve(store, &rules.rules, &id, &req.owner, &req.project, estimate).await {
+            Ok(()) => {}
+            Err(BudgetError::Refused(msg, kind)) => {
+                self.options().metrics.budget_refused(kind);
+                return refused(ChatError::OverBudget(msg)).await;
+            }
+            Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => return refused(ChatError::Invalid(msg)).await,
+            Err(BudgetError::Store(e)) => return refused(ChatError::Store(e)).await,
+        }
+        let now = now_ms();
+        let mut t = TaskRecord::new(id.clone(), req.owner.trim(), req.project.trim(), &model.id, now);
+        let last_user = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or_default();
+        t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": messages.len(), "max_tokens": out, "stream": streamed });
+        t.state = TaskState::Generating;
+        t.submitted_ms = Some(now);
+        t.estimated_cost = estimate;
+        t.chat = Some(ChatUsage { streamed, ..Default::default() });
+        t.note = Some("Chat call in progress".into());
+        let announce = crate::tasks::events::announcement(&t)?;
+        if let Err(e) = store.task_create(&t, &[], Some(&announce), None).await {
+            budget::settle(store, &id, Credits::ZERO).await.ok();
+            return refused(ChatError::Store(e)).await;
+        }
+        Ok(ChatTicket { id, model: model.id.clone(), streamed, estimated_cost: estimate, started: Instant::now(), prompt_estimate: prompt, holds, tokens_hold, running_hold })
+    }
+
+    /// Ends an admitted call at what it used (see the module doc). Returns the record.
+    pub async fn chat_end(&self, ticket: ChatTicket, end: ChatEnd) -> StoreResult<Option<TaskRecord>> {
+        let (prompt, completion, estimated) = match end.usage {
+            Some((p, c)) => (p, c, false),
+            None => (ticket.prompt_estimate, super::usage::tokens_of_chars(end.answer_chars), true),
+        };
+        let answered = !matches!(end.outcome, ChatOutcome::Failed(..));
+        let model = self.catalog().get(&ticket.model);
+        // A refused call costs nothing; an answer (even a cut one) what its tokens cost, or, for
+        // a model with no known price, the cap it held.
+        let spent = if answered { model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost) } else { Credits::ZERO };
+        let store = self.store().as_ref();
+        let ledger = ReserveRequest { id: format!("ledger:{}", ticket.id), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(budget::HOLD_TTL) };
+        store.reserve(&ledger).await?;
+        let settled = budget::settle(store, &ticket.id, spent).await?;
+        for hold in &ticket.holds {
+            let keep = if *hold == ticket.tokens_hold { (prompt + completion) as i64 } else if *hold == ticket.running_hold { 0 } else { continue };
+            store.settle(hold, keep).await?;
+        }
+        let latency = ticket.elapsed_ms();
+        let now = now_ms();
+        let outcome = end.outcome.clone();
+        let record = self
+            .modify(&ticket.id, |t| {
+                if t.state.is_terminal() {
+                    return false;
+                }
+                t.chat = Some(ChatUsage { prompt_tokens: prompt, completion_tokens: completion, estimated, streamed: ticket.streamed, first_byte_ms: end.first_byte_ms, latency_ms: Some(latency) });
+                t.actual_cost = Some(spent);
+                t.finished_ms = Some(now);
+                t.note = None;
+                match &outcome {
+                    ChatOutcome::Answered => t.state = TaskState::Success,
+                    ChatOutcome::Failed(code, msg) => {
+                        t.state = TaskState::Fail;
+                        t.fail_code = Some(code.to_string());
+                        t.fail_msg = Some(msg.chars().take(500).collect());
+                        t.fail_class = Some(crate::tasks::lifecycle::apply::class_of_fail_code(Some(&code.to_string())));
+                    }
+                    ChatOutcome::Cancelled => {
+                        t.state = TaskState::Fail;
+                        t.fail_class = Some(FailClass::Cancelled);
+                        t.fail_code = Some("499".into());
+                        t.fail_msg = Some("The client went away before the answer ended; the call to KIE was dropped".into());
+                    }
+                }
+                true
+            })
+            .await?;
+        let word = match end.outcome {
+            ChatOutcome::Answered => "answered",
+            ChatOutcome::Failed(..) => "failed",
+            ChatOutcome::Cancelled => "cancelled",
+        };
+        self.options().metrics.chat_call(&ticket.model, word, prompt, completion, spent);
+        if let Some(t) = &record {
+            tracing::info!(call = %t.id, model = %t.model, outcome = word, prompt, completion, estimated, "chat call ended");
+            if settled && spent > Credits::ZERO {
+                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((t.id.clone(), spent)));
+            }
+        }
+        Ok(record)
+    }
+
+    /// Ends a call whose instance stopped mid-call (found by the poller): counted at its
+    /// estimate, since what KIE charged cannot be known.
+    pub(crate) async fn chat_abandoned(&self, t: &TaskRecord) -> StoreResult<()> {
+        if now_ms().saturating_sub(t.created_ms) < CHAT_ABANDONED.as_millis() as u64 {
+            return Ok(());
+        }
+        let store = self.store().as_ref();
+        let ledger = ReserveRequest { id: format!("ledger:{}", t.id), amount: t.estimated_cost.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(budget::HOLD_TTL) };
+        store.reserve(&ledger).await?;
+        budget::settle(store, &t.id, t.estimated_cost).await?;
+        store.settle(&format!("chat-running:{}", t.id), 0).await?;
+        let now = now_ms();
+        self.modify(&t.id, |t| {
+            if t.state.is_terminal() {
+                return false;
+            }
+            t.state = TaskState::Expired;
+            t.fail_class = Some(FailClass::CallbackLost);
+            t.fail_msg = Some("The instance serving this chat call stopped before it ended; counted at its estimate".into());
+            t.actual_cost = Some(t.estimated_cost);
+            t.finished_ms = Some(now);
+            t.note = None;
+            true
+        })
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! Language models: KIE's chat completions (`POST /<model>/v1/chat/completions`), called
+//! synchronously, plain or streamed. They are not tasks, but each call is held to the same
+//! money and limits and recorded like one, so it shows in the Task Monitor (kind "chat"), the
+//! receipts and the metrics.
+//!
+//! - [`call`] — a call's life: admit (catalog, size, estimate, the rate guard's chat rules with
+//!   a bounded wait, the cost rules, a write-ahead record), then end it at what it really used.
+//! - [`usage`] — the tokens an answer reports (`usage`, the last chunk when streamed), or this
+//!   console's estimate when it reports none.
+
+pub mod call;
+pub mod usage;
+
+pub use call::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket};
+pub use usage::{StreamScan, estimate_prompt_tokens};

@@ -1,0 +1,137 @@
+//! KIE's language models: `POST /<model>/v1/chat/completions`, OpenAI's shape, answered at
+//! once or streamed as Server-Sent Events (`data: {chunk}` lines, `data: [DONE]` last), as
+//! `KIE-API.md` describes. Usage (`prompt_tokens`, `completion_tokens`, `total_tokens`) comes
+//! with the answer, or in the last chunk, except from `gemini-2.5-flash`, which reports none.
+//! Each key may make `chat_requests_per_min` calls and spend `chat_tokens_per_min` tokens a
+//! minute; past either it answers HTTP 429 with `Retry-After`. A streamed answer whose reader
+//! goes away stops there, and the log says so ("cancelled after N chunks").
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+use crate::Sim;
+use crate::kie_api::{authorise, kie};
+
+/// The chat models served, and whether each reports usage.
+pub const MODELS: [(&str, bool); 4] = [("gemini-3-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false)];
+
+/// About four characters a token, as the answer's usage counts them.
+fn tokens(text: &str) -> u32 {
+    (text.chars().count() as u32).div_ceil(4).max(1)
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
+        _ => String::new(),
+    }
+}
+
+/// What the model answers: a rewrite of the last user message, word by word.
+fn answer(messages: &[Value], max_tokens: Option<u64>) -> Vec<String> {
+    let last = messages.iter().rev().find(|m| m["role"] == "user").map(|m| text_of(&m["content"])).unwrap_or_default();
+    let mut words: Vec<String> = format!("Draft: {} — cinematic, golden light, slow push-in.", last.trim()).split_whitespace().map(|w| format!("{w} ")).collect();
+    if let Some(max) = max_tokens {
+        words.truncate(max.max(1) as usize);
+    }
+    words
+}
+
+pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = format!("/{model}/v1/chat/completions");
+    let (key, _) = match authorise(&sim, &headers, "/chat/completions").await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let Some(&(_, reports_usage)) = MODELS.iter().find(|(m, _)| *m == model) else {
+        sim.world().record("CHAT", &path, 404, None, None);
+        return kie(404, "The model name you specified is not supported", None, false);
+    };
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return kie(422, "The request body must be a JSON object", None, false),
+    };
+    let Some(messages) = req.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+        sim.world().record("CHAT", &path, 422, None, None);
+        return kie(422, "messages is required", None, false);
+    };
+    let prompt_tokens: u32 = messages.iter().map(|m| tokens(&text_of(&m["content"]))).sum();
+    let words = answer(messages, req.get("max_tokens").and_then(Value::as_u64));
+    let completion_tokens = words.len() as u32;
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let (chunk_ms, admitted) = {
+        let mut w = sim.world();
+        let (rpm, tpm) = (w.settings.chat_requests_per_min, w.settings.chat_tokens_per_min);
+        let chunk_ms = w.settings.chat_chunk_ms;
+        let Some(acct) = w.accounts.get_mut(&key) else { return kie(401, "You do not have access permissions", None, false) };
+        let now = Instant::now();
+        while acct.chats.front().is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60)) {
+            acct.chats.pop_front();
+        }
+        let spent: u32 = acct.chats.iter().map(|(_, n)| n).sum();
+        let admitted = (acct.chats.len() as u32) < rpm && spent + prompt_tokens + completion_tokens <= tpm;
+        if admitted {
+            acct.chats.push_back((now, prompt_tokens + completion_tokens));
+        }
+        w.record("CHAT", &path, if admitted { 200 } else { 429 }, None, Some(if stream { "stream".into() } else { "plain".into() }));
+        (chunk_ms, admitted)
+    };
+    if !admitted {
+        let body = json!({ "error": { "message": "Rate limit reached for requests or tokens per minute", "type": "rate_limit_error", "code": 429 } });
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], axum::Json(body)).into_response();
+    }
+    let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
+    let created = crate::world::epoch_ms() / 1000;
+    let usage = json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens });
+    if !stream {
+        let mut body = json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": words.concat().trim_end() }, "finish_reason": "stop" }],
+        });
+        if reports_usage {
+            body["usage"] = usage;
+        }
+        return axum::Json(body).into_response();
+    }
+    let chunk = |delta: Value, finish: Value| json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+    let mut events: Vec<String> = vec![chunk(json!({ "role": "assistant" }), Value::Null).to_string()];
+    events.extend(words.iter().map(|w| chunk(json!({ "content": w }), Value::Null).to_string()));
+    let mut last = chunk(json!({}), json!("stop"));
+    if reports_usage {
+        last["usage"] = usage;
+    }
+    events.push(last.to_string());
+    events.push("[DONE]".into());
+    let total = events.len();
+    // Sent one event at a time; a reader that goes away stops the stream (and is logged).
+    let guard = Sent { sim: sim.clone(), path, sent: 0, total };
+    let stream = futures::stream::unfold((events.into_iter(), guard, true), move |(mut events, mut guard, first)| async move {
+        let event = events.next()?;
+        if !first {
+            tokio::time::sleep(Duration::from_millis(chunk_ms)).await;
+        }
+        guard.sent += 1;
+        Some((Ok::<_, std::io::Error>(Bytes::from(format!("data: {event}\n\n"))), (events, guard, false)))
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream)).into_response()
+}
+
+/// Counts a stream's events; logs one that stopped before its end (its reader went away).
+struct Sent {
+    sim: Sim,
+    path: String,
+    sent: usize,
+    total: usize,
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        let detail = if self.sent < self.total { format!("cancelled after {} chunks", self.sent) } else { "stream done".into() };
+        self.sim.world().record("CHAT", &self.path, 0, None, Some(detail));
+    }
+}

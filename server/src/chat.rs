@@ -1,0 +1,170 @@
+//! The relay's chat completions: `POST /kie/<model>/v1/chat/completions` with a relay key,
+//! the body KIE takes and KIE's answer back, byte for byte. `"stream": true` is passed on
+//! chunk by chunk as it arrives (no buffering); the client going away drops the upstream
+//! request with it. Thin: authenticate, parse, admit through the core (catalog, estimate,
+//! the rate guard's chat limits, cost rules: 404/422/429/402 before anything is sent), relay,
+//! and end the call at what KIE's `usage` says it used.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::AppState;
+use crate::relay::{authenticate, kie_error};
+use gateway::Lifecycle;
+use gateway::chat::usage::{answer_chars, usage_of};
+use gateway::chat::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, StreamScan};
+
+/// Longest a call may take, a stream included.
+const CHAT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest answer read whole (not streamed).
+const MAX_ANSWER: usize = 8 << 20;
+
+pub async fn completions(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match authenticate(&state, &headers).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return kie_error(422, "The request body must be a JSON object with messages"),
+        Err(e) => return kie_error(400, &format!("The request body is not valid JSON: {e}")),
+    };
+    let lc = state.lifecycle.clone();
+    let ticket = match lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model: model.clone(), body: req }).await {
+        Ok(t) => t,
+        Err(e) => {
+            let mut r = kie_error(i64::from(e.code()), &e.public_message());
+            if let ChatError::RateLimited(wait) = e
+                && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+            {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    };
+    tracing::Span::current().record("task", ticket.id.as_str());
+    let Some(kie) = state.kie.clone() else {
+        end(&lc, ticket, failed(503, "no KIE key"), None).await;
+        return kie_error(503, "Not configured: the Control Room has no KIE key");
+    };
+    let upstream = match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "chat: KIE could not be reached");
+            end(&lc, ticket, failed(502, &e.to_string()), None).await;
+            return kie_error(502, &format!("KIE did not answer the chat call: {e}"));
+        }
+    };
+    let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = upstream.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let first_byte = Some(ticket.elapsed_ms());
+    let with_type = |mut r: Response| {
+        if let Some(t) = &content_type {
+            r.headers_mut().insert(header::CONTENT_TYPE, t.clone());
+        }
+        r
+    };
+    if !status.is_success() || !ticket.streamed {
+        let bytes = match read_capped(upstream, MAX_ANSWER).await {
+            Ok(b) => b,
+            Err(e) => {
+                end(&lc, ticket, failed(502, &e), first_byte).await;
+                return kie_error(502, &format!("KIE's answer was cut off: {e}"));
+            }
+        };
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
+        let used = ChatEnd { outcome, usage: usage_of(&answer), answer_chars: answer_chars(&answer), first_byte_ms: first_byte };
+        if let Err(e) = lc.chat_end(ticket, used).await {
+            tracing::error!(error = %e, "chat: the call's end could not be recorded");
+        }
+        return with_type((status, bytes).into_response());
+    }
+    // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
+    let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
+    let chunks = futures::stream::unfold((upstream.bytes_stream(), relay), |(mut upstream, mut relay)| async move {
+        match upstream.next().await {
+            Some(Ok(chunk)) => {
+                relay.scan.feed(&chunk);
+                Some((Ok::<_, std::io::Error>(chunk), (upstream, relay)))
+            }
+            Some(Err(e)) => {
+                relay.finish(failed(502, &format!("the stream from KIE broke: {}", e.without_url()))).await;
+                Some((Err(std::io::Error::other("the stream from KIE broke")), (upstream, relay)))
+            }
+            None => {
+                relay.finish(ChatOutcome::Answered).await;
+                None
+            }
+        }
+    });
+    let mut r = with_type(Response::new(Body::from_stream(chunks)));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+fn failed(code: u16, msg: &str) -> ChatOutcome {
+    ChatOutcome::Failed(code, msg.to_string())
+}
+
+async fn end(lc: &Lifecycle, ticket: ChatTicket, outcome: ChatOutcome, first_byte_ms: Option<u64>) {
+    if let Err(e) = lc.chat_end(ticket, ChatEnd { outcome, usage: None, answer_chars: 0, first_byte_ms }).await {
+        tracing::error!(error = %e, "chat: the call's end could not be recorded");
+    }
+}
+
+/// A stream being relayed. Ended once: when KIE's stream ends, or, if the client goes away
+/// first (the body is dropped), as cancelled — with what arrived until then.
+struct Relay {
+    lc: Lifecycle,
+    ticket: Option<ChatTicket>,
+    scan: StreamScan,
+    first_byte: Option<u64>,
+}
+
+impl Relay {
+    fn end_of(&mut self, outcome: ChatOutcome) -> Option<(ChatTicket, ChatEnd)> {
+        let ticket = self.ticket.take()?;
+        Some((ticket, ChatEnd { outcome, usage: self.scan.usage, answer_chars: self.scan.chars, first_byte_ms: self.first_byte }))
+    }
+
+    async fn finish(&mut self, outcome: ChatOutcome) {
+        if let Some((ticket, used)) = self.end_of(outcome)
+            && let Err(e) = self.lc.chat_end(ticket, used).await
+        {
+            tracing::error!(error = %e, "chat: the call's end could not be recorded");
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The client read `[DONE]` and left before the stream's end was polled: answered.
+        let outcome = if self.scan.done { ChatOutcome::Answered } else { ChatOutcome::Cancelled };
+        if let Some((ticket, used)) = self.end_of(outcome) {
+            let lc = self.lc.clone();
+            tokio::spawn(async move {
+                if let Err(e) = lc.chat_end(ticket, used).await {
+                    tracing::error!(error = %e, "chat: the call's end could not be recorded");
+                }
+            });
+        }
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.without_url().to_string())? {
+        if out.len() + chunk.len() > max {
+            return Err(format!("the answer is over {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}

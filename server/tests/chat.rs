@@ -1,0 +1,274 @@
+//! Language models through the relay, over real HTTP on loopback: plain and streamed calls
+//! relayed byte for byte (the stream measured to arrive chunk by chunk), the `openai` Python
+//! package pointed at the relay, usage recorded and cost settled from it, a cap refusing a call
+//! before it is sent (402), a tokens-per-minute rule held across two instances with no
+//! upstream 429, a client that goes away cancelling the upstream call, and the key in no
+//! answer.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A catalog with token prices for the tests (the built-in one has none: no source gives
+/// them).
+fn priced_catalog() -> std::path::PathBuf {
+    let dir = testkit::scratch_dir("chat-catalog");
+    let path = dir.join("models.json");
+    let text = json!({"prices_taken": "test", "models": [
+        {"id": "gemini-3-flash", "category": "language", "provider": "Google", "purpose": "test", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}, "output_tokens": 200},
+        {"id": "gemini-2.5-flash", "category": "language", "provider": "Google", "purpose": "test (no usage reported)", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}},
+        {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
+    ]});
+    std::fs::write(&path, text.to_string()).unwrap();
+    path
+}
+
+struct Console {
+    s: Running,
+    key: String,
+    store: Arc<dyn gateway::store::Store>,
+}
+
+async fn console(upstream: &str, store_cfg: gateway_store::StoreCfg, chat_rules: &str) -> Console {
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = upstream.parse().unwrap();
+    cfg.public_url = Some(base.parse().unwrap());
+    cfg.catalog_file = Some(priced_catalog());
+    cfg.chat_rate_guard = gateway::tasks::rate_guard::parse_chat_rules(chat_rules).unwrap();
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&store_cfg).await.unwrap();
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "scripts", "writers room").await.unwrap();
+    Console { s, key: key.text.expose().to_string(), store }
+}
+
+mod gateway_store {
+    pub type StoreCfg = server::config::StoreConfig;
+}
+
+/// An upstream that answers one fixed body, or a fixed stream with a pause between chunks,
+/// and counts its calls: to show the relay passes KIE's bytes on unchanged and as they come.
+const PLAIN: &str = r#"{"id":"chatcmpl-fixed","object":"chat.completion","created":1,"model":"gemini-3-flash","choices":[{"index":0,"message":{"role":"assistant","content":"A lighthouse at dusk."},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}"#;
+const CHUNKS: [&str; 5] = [
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A light\"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"house at dusk.\"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\n\n",
+    "data: [DONE]\n\n",
+];
+const PAUSE: Duration = Duration::from_millis(400);
+
+async fn fixed_upstream() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/{model}/v1/chat/completions",
+        axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let seen = s2.clone();
+            async move {
+                assert_eq!(headers["authorization"], format!("Bearer {KEY}"), "the KIE key goes upstream, not the relay key");
+                let stream = body["stream"] == true;
+                seen.lock().unwrap().push(body);
+                if !stream {
+                    return ([("content-type", "application/json")], PLAIN).into_response();
+                }
+                let chunks = futures::stream::iter(CHUNKS.iter().enumerate()).then(|(n, c)| async move {
+                    if n > 0 {
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(c.as_bytes()))
+                });
+                ([("content-type", "text/event-stream")], axum::body::Body::from_stream(chunks)).into_response()
+            }
+        }),
+    );
+    let (listener, base) = bind().await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+
+use axum::response::IntoResponse;
+use futures::StreamExt;
+
+fn chat_url(c: &Console, model: &str) -> String {
+    format!("{}/kie/{model}/v1/chat/completions", c.s.base)
+}
+
+fn ask(stream: bool) -> Value {
+    json!({"messages": [{"role": "system", "content": "You write shot prompts."}, {"role": "user", "content": "a lighthouse"}], "stream": stream, "max_tokens": 50})
+}
+
+async fn record(c: &Console, id_prefix: &str) -> gateway::TaskRecord {
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+    page.tasks.into_iter().find(|t| t.id.starts_with(id_prefix) && t.state.is_terminal()).expect("an ended chat record")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_and_streamed_calls_are_relayed_byte_for_byte_and_the_stream_as_it_arrives() {
+    let (upstream, seen) = fixed_upstream().await;
+    let c = console(&upstream, redis_store(&format!("{}:", testkit::unique("chat-bytes"))), "none").await;
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().await.unwrap(), PLAIN, "KIE's answer, byte for byte");
+    assert_eq!(seen.lock().unwrap()[0], ask(false), "the client's body, unchanged");
+    let t = record(&c, "chat_").await;
+    let usage = t.chat.clone().unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.estimated), (11, 5, false), "KIE's usage");
+    // 11 × 1000 + 5 × 4000 per million tokens = 0.031 credits.
+    assert_eq!(t.actual_cost, Some(gateway::Credits(31)));
+    assert_eq!((t.state, t.owner.as_str(), t.project.as_str()), (gateway::TaskState::Success, "key:writers room", "scripts"));
+
+    // Streamed: each chunk reaches the client when KIE sends it, not at the end.
+    let started = Instant::now();
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(true)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = Vec::new();
+    let mut arrivals = Vec::new();
+    let mut stream = r.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+        arrivals.push(started.elapsed());
+    }
+    assert_eq!(String::from_utf8(body).unwrap(), CHUNKS.concat(), "the stream, byte for byte");
+    let total = PAUSE * (CHUNKS.len() as u32 - 1);
+    assert!(arrivals[0] < total / 2, "the first chunk came at {:?}, before KIE's stream was half done ({total:?}): {arrivals:?}", arrivals[0]);
+    assert!(arrivals.len() >= 3, "it came in pieces: {arrivals:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let streamed = page.tasks.iter().find(|t| t.chat.as_ref().is_some_and(|u| u.streamed)).expect("the streamed call is on record");
+    assert_eq!(streamed.state, gateway::TaskState::Success);
+    assert_eq!(streamed.chat.as_ref().map(|u| (u.prompt_tokens, u.completion_tokens)), Some((11, 5)), "usage from the last chunk");
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cap_refuses_a_call_before_it_is_sent_and_bad_calls_say_what_to_fix() {
+    let (upstream, seen) = fixed_upstream().await;
+    let c = console(&upstream, redis_store(&format!("{}:", testkit::unique("chat-cap"))), "none").await;
+    // The estimate: (about 8 prompt tokens × 1000 + 50 × 4000) per million ≈ 0.21 credits.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("per_job", "0.0005")])).await;
+    assert_eq!(code, 200, "{body}");
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
+    assert_eq!(r.status(), 402);
+    let refusal: Value = r.json().await.unwrap();
+    assert!(refusal["msg"].as_str().unwrap().contains("one job may cost at most"), "{refusal}");
+    let cases = [
+        ("no-such-model", ask(false), 404, "not supported"),
+        ("veo3", ask(false), 404, "not supported"),
+        ("gemini-3-flash", json!({"stream": false}), 422, "messages is required"),
+        ("gemini-3-flash", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), 422, "max_tokens"),
+    ];
+    for (model, body, code, says) in cases {
+        let r = http().post(chat_url(&c, model)).bearer_auth(&c.key).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{model} {body}");
+        let answer: Value = r.json().await.unwrap();
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{model}: {answer}");
+    }
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth("kcr_wrong").json(&ask(false)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(seen.lock().unwrap().is_empty(), "nothing reached KIE");
+    assert_eq!(c.store.task_counts().await.unwrap().total, 0, "nothing was recorded");
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tokens_per_minute_rule_holds_across_two_instances_with_no_upstream_429() {
+    let (sim_base, sim) = start_sim_with(kie_sim::Settings { chat_tokens_per_min: 400, ..Default::default() }, KEY, 10_000.0, None).await;
+    let prefix = format!("{}:", testkit::unique("chat-tpm"));
+    // Each call is estimated at its prompt (~8 tokens) plus max_tokens (50): 300 a minute fit 5.
+    let a = console(&sim_base, redis_store(&prefix), "tokens:300/1m").await;
+    let b = console(&sim_base, redis_store(&prefix), "tokens:300/1m").await;
+    let mut calls = Vec::new();
+    for n in 0..12 {
+        let c = if n % 2 == 0 { &a } else { &b };
+        let (url, key) = (chat_url(c, "gemini-3-flash"), c.key.clone());
+        calls.push(tokio::spawn(async move {
+            let r = http().post(url).bearer_auth(key).json(&ask(false)).send().await.unwrap();
+            (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+        }));
+    }
+    let mut answered = 0;
+    let mut refused = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            (200, _) => answered += 1,
+            (429, Some(after)) => {
+                assert!(after.parse::<u64>().unwrap() >= 1);
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(answered >= 5 && refused >= 1, "answered {answered}, refused {refused}");
+    let log = sim.world().log.clone();
+    let upstream_429 = log.iter().filter(|e| e.method == "CHAT" && e.code == 429).count();
+    assert_eq!(upstream_429, 0, "the console caused no upstream 429");
+    let sent = log.iter().filter(|e| e.method == "CHAT" && e.code == 200).count();
+    assert_eq!(sent, answered, "only admitted calls were sent");
+    a.s.shutdown().await.unwrap();
+    b.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_cancels_the_upstream_call_and_an_answer_without_usage_is_estimated() {
+    let (sim_base, sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 250, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-cancel"))), "concurrent:2").await;
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(true)).send().await.unwrap();
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(stream);
+    wait_until("kie-sim saw the stream cancelled", 10, || async { sim.world().log.iter().any(|e| e.method == "CHAT" && e.detail.as_deref().is_some_and(|d| d.starts_with("cancelled after"))) }).await;
+    wait_until("the call is on record as cancelled", 10, || async {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+        page.tasks.iter().any(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Cancelled))
+    })
+    .await;
+    // Its concurrency slot is free again: two more calls run at once.
+    for _ in 0..2 {
+        let r = http().post(chat_url(&c, "gemini-2.5-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let answer: Value = r.json().await.unwrap();
+        assert!(answer.get("usage").is_none(), "this model reports no usage");
+        assert!(!answer.to_string().contains(KEY));
+    }
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let estimated = page.tasks.iter().find(|t| t.model == "gemini-2.5-flash").unwrap();
+    let usage = estimated.chat.clone().unwrap();
+    assert!(usage.estimated && usage.prompt_tokens > 0 && usage.completion_tokens > 0, "{usage:?}");
+    // Counted in the ledger and the metrics.
+    let (_, status) = server_fn(&c.s.base, "console_status", "").await;
+    assert_ne!(status["ledger"]["credits_consumed"], "0", "{status}");
+    let (_, metrics) = get_anon(&format!("{}/metrics", c.s.base)).await;
+    assert!(metrics.lines().any(|l| l.starts_with("control_room_chat_calls_total{") && l.contains("outcome=\"cancelled\"")), "{metrics}");
+    assert!(!metrics.contains(KEY));
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openai_python_client_works_against_the_relay_unchanged() {
+    let (sim_base, _sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-openai"))), "requests:100/1m").await;
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
+    assert!(python.exists(), "tools/venv is made by scripts/setup.sh test");
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
+plain = client.chat.completions.create(model="gemini-3-flash", messages=[{"role": "user", "content": "a lighthouse"}], max_tokens=20)
+parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gemini-3-flash", messages=[{"role": "user", "content": "a harbour"}], stream=True) if c.choices]
+print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usage.total_tokens, "streamed": "".join(parts)}))
+"#;
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(format!("{}/kie/gemini-3-flash/v1", c.s.base)).arg(&c.key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
+    assert!(got["usage"].as_u64().unwrap() > 0);
+    assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
+    c.s.shutdown().await.unwrap();
+}
