@@ -112,6 +112,10 @@ pub struct TaskRow {
     pub retry_of: Option<String>,
     #[serde(default)]
     pub rerun_of: Option<String>,
+    /// For a language model's call (kind "chat"): its tokens, "11 → 5 tokens" (estimated
+    /// ones say so). `None` for a task.
+    #[serde(default)]
+    pub chat: Option<String>,
     /// While it waits for the rate guard: its place and expected wait ("#3 · ≈ 10 s").
     pub queue: Option<String>,
     /// The Library's copies of its results (`/library/<task>/<n>`, signed-in paths), in
@@ -288,6 +292,10 @@ impl From<gateway::TaskRecord> for TaskRow {
             prompt,
             retry_of: t.retry_of,
             rerun_of: t.rerun_of,
+            chat: t.chat.map(|u| {
+                let est = if u.estimated { " (estimated)" } else { "" };
+                format!("chat · {} → {} tokens{est}", u.prompt_tokens, u.completion_tokens)
+            }),
             queue: None,
             library,
             archive,
@@ -352,6 +360,14 @@ impl FieldOption {
             _ => self.choices.first().cloned().unwrap_or_default(),
         }
     }
+}
+
+/// A draft by a language model, started: where to read it (`/draft/<token>`, once) and what
+/// it is estimated at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraftStart {
+    pub token: String,
+    pub estimate: String,
 }
 
 /// An ended task's inputs, to open in the composer ("Re-run with edits").

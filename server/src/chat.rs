@@ -87,15 +87,50 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
     let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
-    let chunks = futures::stream::unfold((upstream.bytes_stream(), relay), |(mut upstream, mut relay)| async move {
+    let mut r = with_type(Response::new(stream_through(relay, upstream, Relayed::Bytes)));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// What the client of a stream is given.
+#[derive(Clone, Copy, PartialEq)]
+enum Relayed {
+    /// KIE's bytes, unchanged (the relay).
+    Bytes,
+    /// The answer's text only, as `data: "<json string>"` events and `event: done` at the end
+    /// (the composer's draft).
+    Text,
+}
+
+fn stream_through(relay: Relay, upstream: reqwest::Response, relayed: Relayed) -> Body {
+    let chunks = futures::stream::unfold((upstream.bytes_stream(), relay, false), move |(mut upstream, mut relay, ended)| async move {
+        if ended {
+            return None;
+        }
         match upstream.next().await {
             Some(Ok(chunk)) => {
                 relay.scan.feed(&chunk);
-                Some((Ok::<_, std::io::Error>(chunk), (upstream, relay)))
+                let out = match relayed {
+                    Relayed::Bytes => chunk,
+                    Relayed::Text => {
+                        let text = relay.scan.take_text();
+                        let mut out = if text.is_empty() { String::new() } else { format!("data: {}\n\n", Value::String(text)) };
+                        if relay.scan.done {
+                            out.push_str("event: done\ndata: {}\n\n");
+                        }
+                        Bytes::from(out)
+                    }
+                };
+                Some((Ok::<_, std::io::Error>(out), (upstream, relay, false)))
             }
             Some(Err(e)) => {
                 relay.finish(failed(502, &format!("the stream from KIE broke: {}", e.without_url()))).await;
-                Some((Err(std::io::Error::other("the stream from KIE broke")), (upstream, relay)))
+                let out = match relayed {
+                    Relayed::Bytes => Err(std::io::Error::other("the stream from KIE broke")),
+                    Relayed::Text => Ok(Bytes::from_static(b"event: failed\ndata: \"The stream from KIE broke off\"\n\n")),
+                };
+                Some((out, (upstream, relay, true)))
             }
             None => {
                 relay.finish(ChatOutcome::Answered).await;
@@ -103,9 +138,63 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
             }
         }
     });
-    let mut r = with_type(Response::new(Body::from_stream(chunks)));
+    Body::from_stream(chunks)
+}
+
+/// A draft started by the composer (`start_draft`): the token names it, once, for the
+/// person who started it.
+pub const DRAFT_PREFIX: &str = "draft:";
+
+/// `GET /draft/{token}`: the composer's draft, streamed as Server-Sent Events of text.
+pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, actor: Option<axum::Extension<gateway::team::accounts::Actor>>) -> Response {
+    let event = |kind: &str, msg: &str| {
+        let body = format!("event: {kind}\ndata: {}\n\n", Value::String(msg.to_string()));
+        ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+    };
+    let Some(axum::Extension(actor)) = actor else { return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response() };
+    let key = format!("{DRAFT_PREFIX}{token}");
+    let store = state.lifecycle.store();
+    let gone = || (StatusCode::NOT_FOUND, "No such draft (each draft link works once, for a minute, for the person who started it).").into_response();
+    let found = match store.kv_get(&key).await {
+        Ok(found) => found.filter(|_| token.len() == 32).and_then(|v| serde_json::from_slice::<ChatRequest>(&v).ok()),
+        Err(e) => {
+            tracing::error!(error = %e, "draft: store read failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.").into_response();
+        }
+    };
+    // Someone else's draft reads like a missing one and is left alone; its owner takes it
+    // once (whoever deletes it first).
+    let Some(req) = found.filter(|r| r.owner == actor.who) else { return gone() };
+    if !store.kv_delete(&key).await.unwrap_or(false) {
+        return gone();
+    }
+    let lc = state.lifecycle.clone();
+    let body = Bytes::from(req.body.to_string());
+    let ticket = match lc.chat_begin(req).await {
+        Ok(t) => t,
+        Err(e) => return event("failed", &e.public_message()),
+    };
+    let Some(kie) = state.kie.clone() else {
+        end(&lc, ticket, failed(503, "no KIE key"), None).await;
+        return event("failed", "Not configured: the Control Room has no KIE key");
+    };
+    let upstream = match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => {
+            let status = r.status().as_u16();
+            end(&lc, ticket, failed(status, "KIE refused the draft"), None).await;
+            return event("failed", &format!("KIE refused the draft ({status})"));
+        }
+        Err(e) => {
+            end(&lc, ticket, failed(502, &e.to_string()), None).await;
+            return event("failed", &format!("KIE did not answer: {e}"));
+        }
+    };
+    let first_byte = Some(ticket.elapsed_ms());
+    let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
+    let mut r = Response::new(stream_through(relay, upstream, Relayed::Text));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
 

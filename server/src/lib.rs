@@ -236,6 +236,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/callbacks/kie/{token}", post(callbacks::kie_callback))
         .route("/events", get(live::events))
+        .route("/draft/{token}", get(chat::draft))
         .route("/metrics", get(metrics::metrics))
         .route("/library/{task}/{n}", get(library::asset))
         .route("/receipts.json", get(receipts::json))

@@ -272,3 +272,38 @@ print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usag
     assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
     c.s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_composers_draft_streams_text_once_for_the_person_who_started_it() {
+    let (sim_base, _sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 20, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-draft"))), "none").await;
+    let producer = session(&c.s.base, PRODUCER).await;
+    let start = |who: String| {
+        let base = c.s.base.clone();
+        async move { server_fn_as(&base, Some(&who), "start_draft", &form(&[("model", "gemini-3-flash"), ("project", "trailer"), ("prompt", "a lighthouse in a storm"), ("for_model", "veo3")])).await }
+    };
+    let (code, started) = start(producer.clone()).await;
+    assert_eq!(code, 200, "{started}");
+    assert!(started["estimate"].as_str().unwrap().starts_with("estimate "), "{started}");
+    let token = started["token"].as_str().unwrap().to_string();
+    let url = format!("{}/draft/{token}", c.s.base);
+    // Someone else cannot read it (and does not use it up).
+    let viewer = session(&c.s.base, VIEWER).await;
+    assert_eq!(http().get(&url).header("cookie", cookie(&viewer)).send().await.unwrap().status(), 404);
+    let r = http().get(&url).header("cookie", cookie(&producer)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let events = r.text().await.unwrap();
+    let text: String = events.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<String>(d).ok()).collect();
+    assert!(text.contains("a lighthouse in a storm"), "the model's answer, as text: {events}");
+    assert!(events.contains("event: done"), "{events}");
+    assert!(!events.contains("chat.completion.chunk"), "text only, not KIE's chunks");
+    assert_eq!(http().get(&url).header("cookie", cookie(&producer)).send().await.unwrap().status(), 404, "a draft is read once");
+    // Recorded like any chat call, for the person, in the project.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = record(&c, "chat_").await;
+    assert_eq!((t.owner.as_str(), t.project.as_str(), t.state), (PRODUCER, "trailer", gateway::TaskState::Success));
+    // A viewer cannot start one.
+    assert_eq!(start(viewer).await.0, 403);
+    c.s.shutdown().await.unwrap();
+}

@@ -365,6 +365,30 @@ pub async fn submit_task(
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
+/// Starts a draft of the prompt by a language model (`model`, of the Language category) for a
+/// task of `for_model`: checks and estimates it, and returns a one-time token the browser
+/// reads the draft from, streamed (`GET /draft/<token>`, within a minute). The call itself is
+/// admitted, held to the cost rules and recorded like any chat call when it starts.
+#[server(endpoint = "start_draft")]
+pub async fn start_draft(model: String, project: String, prompt: String, for_model: String) -> Result<crate::view::DraftStart, ServerFnError> {
+    let (ctx, actor) = server_side::signed_in(server_side::Role::Producer)?;
+    if prompt.chars().count() > gateway::money::catalog::MAX_PROMPT_CHARS {
+        return Err(server_side::refuse(422, format!("the prompt is over {} characters", gateway::money::catalog::MAX_PROMPT_CHARS)));
+    }
+    let idea = if prompt.trim().is_empty() { "something striking".to_string() } else { prompt.trim().to_string() };
+    let system = format!(
+        "You write generation prompts for {}. Rewrite the producer's idea as one vivid prompt: subject, action, camera, light, style. Under 80 words. Answer with the prompt only.",
+        for_model.chars().take(100).collect::<String>()
+    );
+    let body = serde_json::json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": idea }], "stream": true, "max_tokens": 200 });
+    let (estimate, _, _) = ctx.lifecycle.chat_estimate(&actor.who, project.trim(), &model, &body).await.map_err(|e| server_side::refuse(e.code(), e.public_message()))?;
+    let token = gateway::secret::random_hex(16);
+    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, body };
+    let bytes = serde_json::to_vec(&req).map_err(|e| server_side::refuse(500, e.to_string()))?;
+    ctx.store.kv_set(&format!("draft:{token}"), &bytes, Some(std::time::Duration::from_secs(60))).await.map_err(server_side::store_error)?;
+    Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
+}
+
 /// An ended task's inputs, for the composer to open ("Re-run with edits").
 #[server(endpoint = "rerun_draft")]
 pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError> {

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use super::market::{CATEGORIES, market};
 use std::collections::BTreeMap;
 
-use crate::api::submit_task;
+use crate::api::{start_draft, submit_task};
 use crate::view::{Draft, FieldOption, ModelOption};
 
 #[derive(Clone)]
@@ -43,6 +43,21 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
     let submit = Action::new(|f: &Form| {
         let f = f.clone();
         async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of).await }
+    });
+    // "Draft with": a language model rewrites the prompt, streamed into the box.
+    let draft_model = RwSignal::new(String::new());
+    let draft_status = RwSignal::new(None::<String>);
+    let draft = Action::new(|args: &(String, String, String, String)| {
+        let (model, project, prompt, for_model) = args.clone();
+        async move { start_draft(model, project, prompt, for_model).await }
+    });
+    Effect::new(move |_| match draft.value().get() {
+        Some(Ok(start)) => {
+            draft_status.set(Some(format!("Drafting… {}", start.estimate)));
+            read_draft(start.token, prompt, draft_status, start.estimate);
+        }
+        Some(Err(e)) => draft_status.set(Some(super::said(&e))),
+        None => {}
     });
     // A draft from "Re-run with edits" fills the form.
     Effect::new(move |_| {
@@ -147,6 +162,26 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" rows="2" maxlength="5000"
                 prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
             <Suspense fallback=|| ()>
+                {move || market.models().map(|list| {
+                    let language: Vec<ModelOption> = list.into_iter().filter(|m| m.category == LANGUAGE).collect();
+                    let first = language.first().map(|m| m.id.clone()).unwrap_or_default();
+                    (!language.is_empty()).then(|| view! {
+                        <span class="draft">
+                            <select aria-label="Language model" data-testid="draft-model" on:change=move |ev| draft_model.set(event_target_value(&ev))>
+                                {language.iter().map(|m| view! { <option value=m.id.clone() title=m.rate.clone().unwrap_or_else(|| "price unknown: a per-job cap is held".into())>{m.id.clone()}</option> }).collect_view()}
+                            </select>
+                            <button type="button" class="small" data-testid="draft" disabled=move || draft.pending().get()
+                                on:click=move |_| {
+                                    let model = Some(draft_model.get_untracked()).filter(|m| !m.is_empty()).unwrap_or_else(|| first.clone());
+                                    let for_model = selected().map(|m| m.id).unwrap_or_default();
+                                    draft.dispatch((model, project.get_untracked(), prompt.get_untracked(), for_model));
+                                }>"Draft with it"</button>
+                        </span>
+                    })
+                })}
+            </Suspense>
+            {move || draft_status.get().map(|s| view! { <p class="muted small" data-testid="draft-status">{s}</p> })}
+            <Suspense fallback=|| ()>
                 <span class="estimate" data-testid="composer-estimate">
                     {move || selected().and_then(|m| if m.price_known {
                         m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)).or(m.rate.map(|r| format!("Priced at {r}")))
@@ -168,6 +203,45 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
             {outcome}
         </form>
     }
+}
+
+/// Reads a started draft (`/draft/<token>`, Server-Sent Events of text) into the prompt box
+/// as it arrives (in the browser; nothing on the server).
+fn read_draft(token: String, prompt: RwSignal<String>, status: RwSignal<Option<String>>, estimate: String) {
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(async move {
+        use futures::StreamExt;
+        use gloo_net::eventsource::futures::EventSource;
+        let Ok(mut es) = EventSource::new(&format!("/draft/{token}")) else {
+            status.set(Some("The draft could not be opened.".into()));
+            return;
+        };
+        let (Ok(text), Ok(done), Ok(failed)) = (es.subscribe("message"), es.subscribe("done"), es.subscribe("failed")) else { return };
+        let mut events = futures::stream::select(futures::stream::select(text, done), failed);
+        let mut first = true;
+        while let Some(Ok((kind, msg))) = events.next().await {
+            let data: String = msg.data().as_string().and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+            match kind.as_str() {
+                "message" => {
+                    if std::mem::take(&mut first) {
+                        prompt.set(String::new());
+                    }
+                    prompt.update(|p| p.push_str(&data));
+                }
+                "done" => {
+                    status.set(Some(format!("Drafted · {estimate}")));
+                    break;
+                }
+                _ => {
+                    status.set(Some(data));
+                    break;
+                }
+            }
+        }
+        es.close();
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (token, prompt, status, estimate);
 }
 
 /// One of a model's own fields: a list for choices, a box for flags, a text box otherwise.

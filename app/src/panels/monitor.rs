@@ -203,7 +203,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
                                 {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}
                             </td>
-                            <td>{t.model.clone()}</td>
+                            <td>{t.model.clone()}{t.chat.clone().map(|c| view! { <div class="muted small" data-testid="task-chat">{c}</div> })}</td>
                             <td>{t.project.clone()}</td>
                             <td>{t.owner.clone()}</td>
                             <td>
@@ -212,7 +212,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
                                 {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
-                                {actions.filter(|_| t.terminal).map(|(_, r)| {
+                                {actions.filter(|_| t.terminal && t.chat.is_none()).map(|(_, r)| {
                                     let id = t.id.clone();
                                     view! { <button type="button" class="small" data-testid="rerun" title="Open this task in the composer with its inputs, to change and submit"
                                         on:click=move |_| { r.dispatch(id.clone()); }>"Re-run with edits"</button> }

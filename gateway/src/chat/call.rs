@@ -42,7 +42,7 @@ pub const MAX_OUTPUT_TOKENS: u64 = 1_000_000;
 const PROMPT_SHOWN: usize = 300;
 
 /// A call to admit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChatRequest {
     /// Who asks: a person, or `key:<label>`.
     pub owner: String,
@@ -136,26 +136,38 @@ impl ChatError {
 }
 
 impl Lifecycle {
-    /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
-    pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
+    /// What a call would be estimated at (credits, prompt tokens, answer tokens), or why it
+    /// would be refused before anything is held: the composer shows it before a draft.
+    pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<(Credits, u64, u64), ChatError> {
         if !self.configured() {
             return Err(ChatError::NotConfigured);
         }
-        crate::tasks::lifecycle::submit::check_project(&req.project).map_err(|e| ChatError::Invalid(e.to_string()))?;
-        let model = self.catalog().get(&req.model).filter(|m| m.is_chat()).ok_or(ChatError::UnknownModel)?;
-        let messages = req.body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
-        let out = match req.body.get("max_tokens").or_else(|| req.body.get("max_completion_tokens")) {
+        crate::tasks::lifecycle::submit::check_project(project).map_err(|e| ChatError::Invalid(e.to_string()))?;
+        let model = self.catalog().get(model).filter(|m| m.is_chat()).ok_or(ChatError::UnknownModel)?;
+        body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
+        let out = match body.get("max_tokens").or_else(|| body.get("max_completion_tokens")) {
             None | Some(Value::Null) => u64::from(model.output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS)),
             Some(v) => v.as_u64().filter(|n| (1..=MAX_OUTPUT_TOKENS).contains(n)).ok_or_else(|| ChatError::Invalid(format!("max_tokens must be 1 to {MAX_OUTPUT_TOKENS}")))?,
         };
-        let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let prompt = estimate_prompt_tokens(&req.body);
-        let rules = self.cost_rules(true).await?;
+        let prompt = estimate_prompt_tokens(body);
         let estimate = match model.chat_cost(prompt, out) {
             Some(c) => c.max(Credits(1)),
-            None => budget::per_job_cap(&rules.rules, &req.owner, &req.project)
-                .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?,
+            None => {
+                let rules = self.cost_rules(true).await?;
+                budget::per_job_cap(&rules.rules, owner, project)
+                    .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?
+            }
         };
+        Ok((estimate, prompt, out))
+    }
+
+    /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
+    pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
+        let (estimate, prompt, out) = self.chat_estimate(&req.owner, &req.project, &req.model, &req.body).await?;
+        let rules = self.cost_rules(true).await?;
+        let model = self.catalog().get(&req.model).ok_or(ChatError::UnknownModel)?;
+        let messages = req.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+        let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let id = format!("chat_{}", random_hex(10));
         // The rate guard first: a call it refuses holds no money.
         let (running_hold, tokens_hold) = (format!("chat-running:{id}"), format!("chat-tokens:{id}"));

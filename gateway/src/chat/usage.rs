@@ -47,6 +47,8 @@ pub struct StreamScan {
     pub usage: Option<(u64, u64)>,
     pub chars: usize,
     pub done: bool,
+    /// The answer's text that arrived since [`StreamScan::take_text`] was last called.
+    text: String,
 }
 
 impl StreamScan {
@@ -80,8 +82,18 @@ impl StreamScan {
             self.usage = Some(u);
         }
         if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            self.chars += choices.iter().map(|c| text_of(&c["delta"]["content"])).sum::<usize>();
+            for c in choices {
+                if let Some(t) = c["delta"]["content"].as_str() {
+                    self.chars += t.chars().count();
+                    self.text.push_str(t);
+                }
+            }
         }
+    }
+
+    /// The answer's text that arrived since the last call.
+    pub fn take_text(&mut self) -> String {
+        std::mem::take(&mut self.text)
     }
 }
 
@@ -106,6 +118,8 @@ mod tests {
                 scan.feed(piece);
             }
             assert_eq!((scan.usage, scan.chars, scan.done), (Some((12, 3)), 11, true), "split every {split}");
+            assert_eq!(scan.take_text(), "Hello wörld");
+            assert_eq!(scan.take_text(), "", "taken once");
         }
         let mut partial = StreamScan::default();
         partial.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\ndata: {\"cho");

@@ -150,6 +150,11 @@ impl Lifecycle {
             }
             snap.rules.push(RuleUse { rule: rule.to_string(), used, limit: scope.limit });
         }
+        // The language models' windows, shown beside the tasks' (they hold no queue).
+        for (rule, scope) in self.chat_scopes() {
+            let used = store.usage(&scope).await?;
+            snap.rules.push(RuleUse { rule: format!("chat: {rule}"), used, limit: scope.limit });
+        }
         let mut owners: HashMap<String, usize> = HashMap::new();
         for (i, t) in ready.into_iter().enumerate() {
             *owners.entry(t.owner.clone()).or_default() += 1;
