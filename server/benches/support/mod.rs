@@ -10,9 +10,14 @@ pub const KEY: &str = "bench-upstream-key";
 /// Starts a console in this process with these rate guard rules and margin; its base URL once
 /// it answers.
 pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration) -> String {
+    console_with(sim, prefix, rate_guard, rate_margin, |_| {}).await
+}
+
+/// [`console`], with the configuration changed by `change` first.
+pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration, change: impl FnOnce(&mut Config)) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let cfg = Config {
+    let mut cfg = Config {
         site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         site_root: "target/site".into(),
         kie_base_url: sim.parse().expect("url"),
@@ -22,6 +27,8 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
         webhook_hmac_key: None,
         simulate: false,
         rate_guard,
+        chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(gateway::tasks::rate_guard::CHAT_DEFAULT).expect("rules"),
+        catalog_file: None,
         rate_margin,
         alert_webhook: None,
         // Tests' receivers listen on loopback.
@@ -36,6 +43,7 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
         runway_alert_days: 7,
         credits_expire_on: None,
     };
+    change(&mut cfg);
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
