@@ -78,6 +78,8 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("submit_task", form(&[("model", "google/imagen4"), ("project", "matrix"), ("prompt", "a red kite")]), Role::Producer),
         ("retry_task", form(&[("id", "no-such-task")]), Role::Producer),
         ("cancel_task", form(&[("id", "no-such-task")]), Role::Producer),
+        ("rerun_draft", form(&[("id", "no-such-task")]), Role::Producer),
+        ("start_draft", form(&[("model", "gemini-3-flash"), ("project", "matrix"), ("prompt", "a kite"), ("for_model", "veo3")]), Role::Producer),
         ("set_pin", form(&[("model", "veo3"), ("pinned", "true")]), Role::Producer),
         ("set_cost_rule", form(&[("project", "matrix"), ("per_day", "50")]), Role::Admin),
         ("list_users", String::new(), Role::Admin),
@@ -129,6 +131,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
     assert!(code == 200 && signin.contains("signin-form"), "the sign-in page is public");
     assert_eq!(anon("/events").await.0, 401, "the live stream needs a session");
     assert_eq!(anon("/audit.csv").await.0, 401);
+    assert_eq!(anon("/draft/0123456789abcdef0123456789abcdef").await.0, 401, "a draft needs a session");
     for path in ["/receipts.json?project=matrix", "/receipts.csv?project=matrix", "/spend.svg?by=day", "/spend.csv?by=model", "/library/x/0"] {
         assert_eq!(anon(path).await.0, 401, "{path} needs a session");
         let r = client_as(base, VIEWER).await.get(format!("{base}{path}")).send().await.expect("GET");
