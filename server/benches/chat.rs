@@ -9,6 +9,7 @@
 //! production. kie-sim answers at once (`chat_chunk_ms` 0): what is measured is what the relay
 //! adds. Prints Markdown for `docs/benchmarks.md`.
 
+#[allow(dead_code)]
 mod support;
 
 use futures::StreamExt;

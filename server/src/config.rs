@@ -70,6 +70,10 @@ pub struct Cli {
     /// tokens per window (`unlimited` drops a rule, `none` keeps none).
     #[arg(long, env = "RATE_GUARD_CHAT", default_value = gateway::tasks::rate_guard::CHAT_DEFAULT)]
     pub rate_guard_chat: String,
+    /// One language model's own limits besides the shared ones, held apart:
+    /// `gemini-3-pro=concurrent:5,requests:60/1m;gemini-3-flash=tokens:100000/1m`.
+    #[arg(long, env = "RATE_GUARD_CHAT_MODELS", default_value = "")]
+    pub rate_guard_chat_models: String,
     /// A model catalog to use instead of the built-in one (same format; checked at start).
     #[arg(long, env = "CATALOG_FILE")]
     pub catalog_file: Option<PathBuf>,
@@ -330,6 +334,8 @@ pub struct Config {
     pub rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>,
     /// `RATE_GUARD_CHAT`.
     pub chat_rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>,
+    /// `RATE_GUARD_CHAT_MODELS`.
+    pub chat_model_rate_guard: Vec<(String, Vec<gateway::tasks::rate_guard::LimitRule>)>,
     /// `CATALOG_FILE` (`None`: the built-in catalog).
     pub catalog_file: Option<PathBuf>,
     pub rate_margin: std::time::Duration,
@@ -459,6 +465,7 @@ impl Config {
             simulate: cli.simulate,
             rate_guard: gateway::tasks::rate_guard::parse_rules(&cli.rate_guard).map_err(|e| ConfigError(format!("RATE_GUARD: {e}")))?,
             chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(&cli.rate_guard_chat).map_err(|e| ConfigError(format!("RATE_GUARD_CHAT: {e}")))?,
+            chat_model_rate_guard: gateway::tasks::rate_guard::parse_chat_model_rules(&cli.rate_guard_chat_models).map_err(|e| ConfigError(format!("RATE_GUARD_CHAT_MODELS: {e}")))?,
             catalog_file: cli.catalog_file.filter(|p| !p.as_os_str().is_empty()),
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,

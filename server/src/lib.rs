@@ -356,6 +356,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         give_up_after: config.give_up_after,
         rate_rules: config.rate_guard.clone(),
         chat_rules: config.chat_rate_guard.clone(),
+        chat_model_rules: config.chat_model_rate_guard.clone(),
         rate_margin: config.rate_margin,
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         outbound: config.outbound.clone(),

@@ -33,12 +33,17 @@ struct Console {
 }
 
 async fn console(upstream: &str, store_cfg: gateway_store::StoreCfg, chat_rules: &str) -> Console {
+    console_with(upstream, store_cfg, chat_rules, "").await
+}
+
+async fn console_with(upstream: &str, store_cfg: gateway_store::StoreCfg, chat_rules: &str, per_model: &str) -> Console {
     let (listener, base) = bind().await;
     let mut cfg = config(store_cfg.clone(), Some(KEY));
     cfg.kie_base_url = upstream.parse().unwrap();
     cfg.public_url = Some(base.parse().unwrap());
     cfg.catalog_file = Some(priced_catalog());
     cfg.chat_rate_guard = gateway::tasks::rate_guard::parse_chat_rules(chat_rules).unwrap();
+    cfg.chat_model_rate_guard = gateway::tasks::rate_guard::parse_chat_model_rules(per_model).unwrap();
     let s = start_on(listener, cfg).await;
     let store = server::open_store(&store_cfg).await.unwrap();
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "scripts", "writers room").await.unwrap();
@@ -305,5 +310,29 @@ async fn the_composers_draft_streams_text_once_for_the_person_who_started_it() {
     assert_eq!((t.owner.as_str(), t.project.as_str(), t.state), (PRODUCER, "trailer", gateway::TaskState::Success));
     // A viewer cannot start one.
     assert_eq!(start(viewer).await.0, 403);
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_models_own_rule_holds_only_that_model_and_shows_in_the_throttle_panel() {
+    let (sim_base, _sim) = start_sim_with(kie_sim::Settings::default(), KEY, 10_000.0, None).await;
+    let c = console_with(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-model"))), "none", "gemini-3-flash=requests:2/1m").await;
+    let call = |model: &'static str| {
+        let (url, key) = (chat_url(&c, model), c.key.clone());
+        async move { http().post(url).bearer_auth(key).json(&ask(false)).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!((call("gemini-3-flash").await, call("gemini-3-flash").await), (200, 200));
+    // Its window frees in about a minute, longer than a call may wait: refused at once, with
+    // when to come back.
+    let started = Instant::now();
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
+    assert_eq!(r.status(), 429, "its own window is full");
+    let after: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((50..=61).contains(&after), "Retry-After {after}");
+    assert!(started.elapsed() < Duration::from_secs(4), "no pointless wait");
+    assert_eq!(call("gemini-2.5-flash").await, 200, "another model is not held by it");
+    let (_, throttle) = server_fn(&c.s.base, "throttle_status", "").await;
+    let rule = throttle["rules"].as_array().unwrap().iter().find(|r| r["rule"].as_str().unwrap_or("").starts_with("chat gemini-3-flash:")).cloned().expect("the model's rule is shown");
+    assert_eq!((rule["used"].as_i64(), rule["limit"].as_i64()), (Some(2), Some(2)), "{rule}");
     c.s.shutdown().await.unwrap();
 }

@@ -174,7 +174,7 @@ impl Lifecycle {
         let ids = || Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
         let deadline = Instant::now() + CHAT_WAIT;
         let holds = loop {
-            match self.claim_rules(self.chat_scopes(), ids(), (prompt + out) as i64).await? {
+            match self.claim_rules(self.chat_scopes(&model.id), ids(), (prompt + out) as i64).await? {
                 Ok(holds) => break holds,
                 Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
                 Err(wait) => {

@@ -126,6 +126,30 @@ pub fn parse_chat_rules(text: &str) -> Result<Vec<LimitRule>, String> {
     parse_rules(&kept.join(","))
 }
 
+/// Longest model name a per-model rule may name.
+const MAX_MODEL_NAME: usize = 100;
+
+/// Per-model chat rules (`RATE_GUARD_CHAT_MODELS`): `model=rules;model=rules`, each `rules`
+/// as [`parse_chat_rules`], e.g. `gemini-3-pro=concurrent:5,requests:60/1m`.
+pub fn parse_chat_model_rules(text: &str) -> Result<Vec<(String, Vec<LimitRule>)>, String> {
+    let mut out: Vec<(String, Vec<LimitRule>)> = Vec::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (model, rules) = part.split_once('=').ok_or_else(|| format!("{part:?} must be model=rules, like gemini-3-pro=concurrent:5"))?;
+        let model = model.trim();
+        if model.is_empty() || model.len() > MAX_MODEL_NAME || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)) {
+            return Err(format!("{model:?} is not a model name"));
+        }
+        if out.iter().any(|(m, _)| m == model) {
+            return Err(format!("{model} is named twice"));
+        }
+        out.push((model.to_string(), parse_chat_rules(rules).map_err(|e| format!("{model}: {e}"))?));
+    }
+    if out.len() > MAX_RULES * 4 {
+        return Err(format!("at most {} models", MAX_RULES * 4));
+    }
+    Ok(out)
+}
+
 /// Records the rate guard's rules in the audit log when an instance starts with rules other
 /// than the last ones recorded (the rules are configuration: `RATE_GUARD`). Returns the rules
 /// before the change, if they changed.
@@ -171,6 +195,13 @@ mod tests {
         assert_eq!(parse_chat_rules(CHAT_DEFAULT).unwrap(), rules);
         assert!(parse_chat_rules("none").unwrap().is_empty());
         assert!(parse_chat_rules("tokens:lots/1m").is_err());
+        let per_model = parse_chat_model_rules("gemini-3-pro=concurrent:5,requests:60/1m; gemini-3-flash=tokens:100000/1m").unwrap();
+        assert_eq!(per_model.len(), 2);
+        assert_eq!(per_model[0], ("gemini-3-pro".to_string(), vec![LimitRule::Concurrent { limit: 5 }, LimitRule::Requests { limit: 60, window: Duration::from_secs(60) }]));
+        for bad in ["gemini", "=concurrent:5", "a b=concurrent:5", "x=concurrent:5;x=concurrent:6", "x=bursts:3"] {
+            assert!(parse_chat_model_rules(bad).is_err(), "{bad}");
+        }
+        assert!(parse_chat_model_rules("").unwrap().is_empty());
     }
 
     #[test]

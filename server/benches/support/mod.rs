@@ -28,6 +28,7 @@ pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::task
         simulate: false,
         rate_guard,
         chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(gateway::tasks::rate_guard::CHAT_DEFAULT).expect("rules"),
+        chat_model_rate_guard: Vec::new(),
         catalog_file: None,
         rate_margin,
         alert_webhook: None,

@@ -57,6 +57,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         simulate: false,
         rate_guard: vec![gateway::tasks::rate_guard::KIE_DEFAULT],
         chat_rate_guard: gateway::tasks::rate_guard::parse_chat_rules(gateway::tasks::rate_guard::CHAT_DEFAULT).expect("rules"),
+        chat_model_rate_guard: Vec::new(),
         catalog_file: None,
         rate_margin: Duration::from_millis(50),
         alert_webhook: None,

@@ -44,9 +44,19 @@ impl Lifecycle {
         self.scopes_of(&self.0.opts.rate_rules, "rate:kie")
     }
 
-    /// The language models' rules (`RATE_GUARD_CHAT`) with their scopes.
-    pub fn chat_scopes(&self) -> Vec<(LimitRule, Scope)> {
-        self.scopes_of(&self.0.opts.chat_rules, "rate:chat")
+    /// The language models' rules with their scopes: the shared ones (`RATE_GUARD_CHAT`,
+    /// `None`), then each model's own (`RATE_GUARD_CHAT_MODELS`), held apart.
+    pub fn chat_rule_sets(&self) -> Vec<(Option<&str>, Vec<(LimitRule, Scope)>)> {
+        let mut sets = vec![(None, self.scopes_of(&self.0.opts.chat_rules, "rate:chat"))];
+        for (m, rules) in &self.0.opts.chat_model_rules {
+            sets.push((Some(m.as_str()), self.scopes_of(rules, &format!("rate:chat:model:{m}"))));
+        }
+        sets
+    }
+
+    /// What a call of `model` claims: the shared rules and its own.
+    pub fn chat_scopes(&self, model: &str) -> Vec<(LimitRule, Scope)> {
+        self.chat_rule_sets().into_iter().filter(|(m, _)| m.is_none_or(|m| m == model)).flat_map(|(_, scopes)| scopes).collect()
     }
 
     fn scopes_of(&self, rules: &[LimitRule], prefix: &str) -> Vec<(LimitRule, Scope)> {

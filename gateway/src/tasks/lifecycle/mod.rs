@@ -71,6 +71,8 @@ pub struct LifecycleOptions {
     /// `RATE_GUARD_CHAT`: the language models' limits (requests, concurrent calls, tokens per
     /// window), held across all instances.
     pub chat_rules: Vec<crate::tasks::rate_guard::LimitRule>,
+    /// `RATE_GUARD_CHAT_MODELS`: rules of one model each, besides the shared ones.
+    pub chat_model_rules: Vec<(String, Vec<crate::tasks::rate_guard::LimitRule>)>,
     /// Added to every rate window, so jitter between the guard and KIE cannot overfill KIE's.
     pub rate_margin: Duration,
     /// `ALERT_WEBHOOK_URL`: budget alerts are POSTed here as JSON.
@@ -108,6 +110,7 @@ impl Default for LifecycleOptions {
             give_up_after: Duration::from_secs(60 * 60),
             rate_rules: vec![crate::tasks::rate_guard::KIE_DEFAULT],
             chat_rules: crate::tasks::rate_guard::parse_chat_rules(crate::tasks::rate_guard::CHAT_DEFAULT).unwrap_or_default(),
+            chat_model_rules: Vec::new(),
             rate_margin: DEFAULT_RATE_MARGIN,
             alert_webhook: None,
             outbound: crate::outbound::OutboundPolicy::strict(),

@@ -151,9 +151,12 @@ impl Lifecycle {
             snap.rules.push(RuleUse { rule: rule.to_string(), used, limit: scope.limit });
         }
         // The language models' windows, shown beside the tasks' (they hold no queue).
-        for (rule, scope) in self.chat_scopes() {
-            let used = store.usage(&scope).await?;
-            snap.rules.push(RuleUse { rule: format!("chat: {rule}"), used, limit: scope.limit });
+        for (model, scopes) in self.chat_rule_sets() {
+            for (rule, scope) in scopes {
+                let used = store.usage(&scope).await?;
+                let label = model.map_or_else(|| format!("chat: {rule}"), |m| format!("chat {m}: {rule}"));
+                snap.rules.push(RuleUse { rule: label, used, limit: scope.limit });
+            }
         }
         let mut owners: HashMap<String, usize> = HashMap::new();
         for (i, t) in ready.into_iter().enumerate() {
