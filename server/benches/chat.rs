@@ -3,8 +3,9 @@
 //!
 //! `cargo bench -p server --bench chat` (`BENCH_SMOKE=1` for a few iterations) — a private
 //! redis-server (AOF on), kie-sim and the Control Room on this machine's loopback, in this
-//! process (the client too). The console runs with the default `RATE_GUARD_CHAT` (concurrent,
-//! requests and tokens per minute: three claims in the store per call) and a catalog with
+//! process (the client too). The console runs with `RATE_GUARD_CHAT`'s three kinds of rule
+//! (concurrent, requests and tokens per minute: three claims in the store per call, with limits
+//! the run does not reach) and a catalog with
 //! token prices, so each call is estimated, held to the cost rules, recorded and settled as in
 //! production. kie-sim answers at once (`chat_chunk_ms` 0): what is measured is what the relay
 //! adds. Prints Markdown for `docs/benchmarks.md`.
@@ -62,7 +63,12 @@ async fn main() {
     let text = json!({"prices_taken": "bench", "models": [{"id": "gemini-3-flash", "category": "language", "provider": "Google", "purpose": "bench", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}}]});
     std::fs::write(&catalog, text.to_string()).expect("catalog");
     let prefix = format!("{}:", testkit::unique("bench-chat"));
-    let base = support::console_with(&sim_base, &prefix, vec![gateway::tasks::rate_guard::KIE_DEFAULT], Duration::from_millis(50), |c| c.catalog_file = Some(catalog)).await;
+    let base = support::console_with(&sim_base, &prefix, vec![gateway::tasks::rate_guard::KIE_DEFAULT], Duration::from_millis(50), |c| {
+        c.catalog_file = Some(catalog);
+        // The default kinds of rule (three claims per call), with room for the whole run.
+        c.chat_rate_guard = gateway::tasks::rate_guard::parse_chat_rules("concurrent:50,requests:1000000/1m,tokens:1000000000/1m").expect("rules");
+    })
+    .await;
     let store = server::open_store(&server::config::StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.clone() }).await.expect("store");
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key");
     let http = reqwest::Client::new();
