@@ -48,17 +48,9 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
         }
     };
     tracing::Span::current().record("task", ticket.id.as_str());
-    let Some(kie) = state.kie.clone() else {
-        end(&lc, ticket, failed(503, "no KIE key"), None).await;
-        return kie_error(503, "Not configured: the Control Room has no KIE key");
-    };
-    let upstream = match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "chat: KIE could not be reached");
-            end(&lc, ticket, failed(502, &e.to_string()), None).await;
-            return kie_error(502, &format!("KIE did not answer the chat call: {e}"));
-        }
+    let (ticket, upstream) = match send(&state, ticket, body).await {
+        Ok(sent) => sent,
+        Err((code, msg)) => return kie_error(i64::from(code), &msg),
     };
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = upstream.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
@@ -79,10 +71,7 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
         };
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
-        let used = ChatEnd { outcome, usage: usage_of(&answer), answer_chars: answer_chars(&answer), first_byte_ms: first_byte };
-        if let Err(e) = lc.chat_end(ticket, used).await {
-            tracing::error!(error = %e, "chat: the call's end could not be recorded");
-        }
+        record_end(&lc, ticket, ChatEnd { outcome, usage: usage_of(&answer), answer_chars: answer_chars(&answer), first_byte_ms: first_byte }).await;
         return with_type((status, bytes).into_response());
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
@@ -141,10 +130,6 @@ fn stream_through(relay: Relay, upstream: reqwest::Response, relayed: Relayed) -
     Body::from_stream(chunks)
 }
 
-/// A draft started by the composer (`start_draft`): the token names it, once, for the
-/// person who started it.
-pub const DRAFT_PREFIX: &str = "draft:";
-
 /// `GET /draft/{token}`: the composer's draft, streamed as Server-Sent Events of text.
 pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, actor: Option<axum::Extension<gateway::team::accounts::Actor>>) -> Response {
     let event = |kind: &str, msg: &str| {
@@ -152,7 +137,7 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
         ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
     };
     let Some(axum::Extension(actor)) = actor else { return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response() };
-    let key = format!("{DRAFT_PREFIX}{token}");
+    let key = gateway::chat::draft_key(&token);
     let store = state.lifecycle.store();
     let gone = || (StatusCode::NOT_FOUND, "No such draft (each draft link works once, for a minute, for the person who started it).").into_response();
     let found = match store.kv_get(&key).await {
@@ -174,21 +159,14 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
         Ok(t) => t,
         Err(e) => return event("failed", &e.public_message()),
     };
-    let Some(kie) = state.kie.clone() else {
-        end(&lc, ticket, failed(503, "no KIE key"), None).await;
-        return event("failed", "Not configured: the Control Room has no KIE key");
-    };
-    let upstream = match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
-        Ok(r) if r.status().is_success() => r,
-        Ok(r) => {
+    let (ticket, upstream) = match send(&state, ticket, body).await {
+        Ok((ticket, r)) if !r.status().is_success() => {
             let status = r.status().as_u16();
             end(&lc, ticket, failed(status, "KIE refused the draft"), None).await;
             return event("failed", &format!("KIE refused the draft ({status})"));
         }
-        Err(e) => {
-            end(&lc, ticket, failed(502, &e.to_string()), None).await;
-            return event("failed", &format!("KIE did not answer: {e}"));
-        }
+        Ok(sent) => sent,
+        Err((_, msg)) => return event("failed", &msg),
     };
     let first_byte = Some(ticket.elapsed_ms());
     let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
@@ -198,12 +176,36 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
     r
 }
 
+/// Sends an admitted call to KIE. With no key, or no answer, the call is ended as failed and
+/// the status and message to tell the client are returned.
+async fn send(state: &AppState, ticket: ChatTicket, body: Bytes) -> Result<(ChatTicket, reqwest::Response), (u16, String)> {
+    let lc = &state.lifecycle;
+    let Some(kie) = &state.kie else {
+        end(lc, ticket, failed(503, "no KIE key"), None).await;
+        return Err((503, "Not configured: the Control Room has no KIE key".into()));
+    };
+    match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
+        Ok(r) => Ok((ticket, r)),
+        Err(e) => {
+            tracing::warn!(error = %e, "chat: KIE could not be reached");
+            end(lc, ticket, failed(502, &e.to_string()), None).await;
+            Err((502, format!("KIE did not answer the chat call: {e}")))
+        }
+    }
+}
+
 fn failed(code: u16, msg: &str) -> ChatOutcome {
     ChatOutcome::Failed(code, msg.to_string())
 }
 
+/// Ends a call that sent nothing back to count.
 async fn end(lc: &Lifecycle, ticket: ChatTicket, outcome: ChatOutcome, first_byte_ms: Option<u64>) {
-    if let Err(e) = lc.chat_end(ticket, ChatEnd { outcome, usage: None, answer_chars: 0, first_byte_ms }).await {
+    record_end(lc, ticket, ChatEnd { outcome, usage: None, answer_chars: 0, first_byte_ms }).await;
+}
+
+/// Ends a call at what it used; a store failure is logged (the poller ends it later).
+async fn record_end(lc: &Lifecycle, ticket: ChatTicket, used: ChatEnd) {
+    if let Err(e) = lc.chat_end(ticket, used).await {
         tracing::error!(error = %e, "chat: the call's end could not be recorded");
     }
 }
@@ -224,10 +226,8 @@ impl Relay {
     }
 
     async fn finish(&mut self, outcome: ChatOutcome) {
-        if let Some((ticket, used)) = self.end_of(outcome)
-            && let Err(e) = self.lc.chat_end(ticket, used).await
-        {
-            tracing::error!(error = %e, "chat: the call's end could not be recorded");
+        if let Some((ticket, used)) = self.end_of(outcome) {
+            record_end(&self.lc, ticket, used).await;
         }
     }
 }
@@ -238,11 +238,7 @@ impl Drop for Relay {
         let outcome = if self.scan.done { ChatOutcome::Answered } else { ChatOutcome::Cancelled };
         if let Some((ticket, used)) = self.end_of(outcome) {
             let lc = self.lc.clone();
-            tokio::spawn(async move {
-                if let Err(e) = lc.chat_end(ticket, used).await {
-                    tracing::error!(error = %e, "chat: the call's end could not be recorded");
-                }
-            });
+            tokio::spawn(async move { record_end(&lc, ticket, used).await });
         }
     }
 }

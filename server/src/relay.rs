@@ -123,8 +123,10 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
         (model.unwrap_or_default().to_string(), req.get("input").cloned().unwrap_or(Value::Null))
     } else {
         let Some(m) = catalog.by_upstream(family, model) else {
-            return kie_error(if model.is_none() && family.takes_model() { 422 } else { 404 }, if model.is_none() && family.takes_model() { "model is required" } else { "The model name you specified is not supported" });
+            let (code, msg) = if model.is_none() && family.takes_model() { (422, "model is required") } else { (404, "The model name you specified is not supported") };
+            return kie_error(code, msg);
         };
+        // The family's fields are the body itself, less the model and the callback.
         let mut fields = req.as_object().cloned().unwrap_or_default();
         fields.remove("model");
         fields.remove("callBackUrl");

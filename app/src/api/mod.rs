@@ -385,7 +385,7 @@ pub async fn start_draft(model: String, project: String, prompt: String, for_mod
     let token = gateway::secret::random_hex(16);
     let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, body };
     let bytes = serde_json::to_vec(&req).map_err(|e| server_side::refuse(500, e.to_string()))?;
-    ctx.store.kv_set(&format!("draft:{token}"), &bytes, Some(std::time::Duration::from_secs(60))).await.map_err(server_side::store_error)?;
+    ctx.store.kv_set(&gateway::chat::draft_key(&token), &bytes, Some(std::time::Duration::from_secs(60))).await.map_err(server_side::store_error)?;
     Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
 }
 

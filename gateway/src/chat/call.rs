@@ -22,12 +22,12 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 use crate::money::budget::{self, BudgetError};
-use crate::money::catalog::DEFAULT_OUTPUT_TOKENS;
+use crate::money::catalog::{DEFAULT_OUTPUT_TOKENS, Model};
 use crate::money::credits::Credits;
 use crate::secret::random_hex;
-use crate::store::{ReserveRequest, StoreError, StoreResult, now_ms};
+use crate::store::{StoreError, StoreResult, now_ms};
 use crate::tasks::lifecycle::limits::Holds;
-use crate::tasks::lifecycle::{Lifecycle, credits_consumed_scope};
+use crate::tasks::lifecycle::{Lifecycle, count_in_ledger};
 use crate::tasks::task::{ChatUsage, FailClass, TaskRecord, TaskState};
 
 use super::usage::estimate_prompt_tokens;
@@ -38,6 +38,16 @@ pub const CHAT_WAIT: Duration = Duration::from_secs(5);
 pub const CHAT_ABANDONED: Duration = Duration::from_secs(15 * 60);
 /// Largest `max_tokens` accepted.
 pub const MAX_OUTPUT_TOKENS: u64 = 1_000_000;
+/// A call's concurrency slot.
+fn running_hold(id: &str) -> String {
+    format!("chat-running:{id}")
+}
+
+/// Where a composer's draft waits to be read (`start_draft`, then `GET /draft/<token>`).
+pub fn draft_key(token: &str) -> String {
+    format!("draft:{token}")
+}
+
 /// Characters of the last user message kept on the record (what the Monitor shows).
 const PROMPT_SHOWN: usize = 300;
 
@@ -139,6 +149,12 @@ impl Lifecycle {
     /// What a call would be estimated at (credits, prompt tokens, answer tokens), or why it
     /// would be refused before anything is held: the composer shows it before a draft.
     pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<(Credits, u64, u64), ChatError> {
+        let rules = self.cost_rules(true).await?;
+        self.estimate_under(&rules.rules, owner, project, model, body).map(|(_, estimate)| estimate)
+    }
+
+    /// [`Lifecycle::chat_estimate`] under these cost rules, with the model.
+    fn estimate_under(&self, rules: &[budget::CostRule], owner: &str, project: &str, model: &str, body: &Value) -> Result<(&Model, (Credits, u64, u64)), ChatError> {
         if !self.configured() {
             return Err(ChatError::NotConfigured);
         }
@@ -152,25 +168,21 @@ impl Lifecycle {
         let prompt = estimate_prompt_tokens(body);
         let estimate = match model.chat_cost(prompt, out) {
             Some(c) => c.max(Credits(1)),
-            None => {
-                let rules = self.cost_rules(true).await?;
-                budget::per_job_cap(&rules.rules, owner, project)
-                    .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?
-            }
+            None => budget::per_job_cap(rules, owner, project)
+                .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?,
         };
-        Ok((estimate, prompt, out))
+        Ok((model, (estimate, prompt, out)))
     }
 
     /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
     pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
-        let (estimate, prompt, out) = self.chat_estimate(&req.owner, &req.project, &req.model, &req.body).await?;
         let rules = self.cost_rules(true).await?;
-        let model = self.catalog().get(&req.model).ok_or(ChatError::UnknownModel)?;
-        let messages = req.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+        let (model, (estimate, prompt, out)) = self.estimate_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body)?;
+        let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let id = format!("chat_{}", random_hex(10));
         // The rate guard first: a call it refuses holds no money.
-        let (running_hold, tokens_hold) = (format!("chat-running:{id}"), format!("chat-tokens:{id}"));
+        let (running_hold, tokens_hold) = (running_hold(&id), format!("chat-tokens:{id}"));
         let ids = || Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
         let deadline = Instant::now() + CHAT_WAIT;
         let holds = loop {
@@ -226,8 +238,7 @@ impl Lifecycle {
         // a model with no known price, the cap it held.
         let spent = if answered { model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost) } else { Credits::ZERO };
         let store = self.store().as_ref();
-        let ledger = ReserveRequest { id: format!("ledger:{}", ticket.id), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(budget::HOLD_TTL) };
-        store.reserve(&ledger).await?;
+        count_in_ledger(store, &ticket.id, spent).await?;
         let settled = budget::settle(store, &ticket.id, spent).await?;
         for hold in &ticket.holds {
             let keep = if *hold == ticket.tokens_hold { (prompt + completion) as i64 } else if *hold == ticket.running_hold { 0 } else { continue };
@@ -285,10 +296,9 @@ impl Lifecycle {
             return Ok(());
         }
         let store = self.store().as_ref();
-        let ledger = ReserveRequest { id: format!("ledger:{}", t.id), amount: t.estimated_cost.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(budget::HOLD_TTL) };
-        store.reserve(&ledger).await?;
+        count_in_ledger(store, &t.id, t.estimated_cost).await?;
         budget::settle(store, &t.id, t.estimated_cost).await?;
-        store.settle(&format!("chat-running:{}", t.id), 0).await?;
+        store.settle(&running_hold(&t.id), 0).await?;
         let now = now_ms();
         self.modify(&t.id, |t| {
             if t.state.is_terminal() {

@@ -11,5 +11,5 @@
 pub mod call;
 pub mod usage;
 
-pub use call::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket};
+pub use call::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, draft_key};
 pub use usage::{StreamScan, estimate_prompt_tokens};

@@ -4,10 +4,10 @@
 //! success | fail), terminal states are final, and a repeat changes nothing. Credits KIE
 //! charged enter the ledger under the task's id, so counting them twice is impossible.
 
-use super::{Lifecycle, credits_consumed_scope};
+use super::{Lifecycle, count_in_ledger};
 use crate::money::credits::Credits;
 use crate::kie::{UpstreamState, UpstreamStatus};
-use crate::store::{ReserveRequest, StoreResult, now_ms};
+use crate::store::{StoreResult, now_ms};
 use crate::tasks::task::{FailClass, TaskRecord, TaskState};
 
 /// Position in the lifecycle; a task never moves to a lower one.
@@ -61,8 +61,7 @@ impl Lifecycle {
             if next == TaskState::Success {
                 // The hold only makes a repeat count once; a repeat after 30 days cannot come
                 // (terminal states are final), so it need not stay forever.
-                let req = ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::money::budget::HOLD_TTL) };
-                self.0.store.reserve(&req).await?;
+                count_in_ledger(self.0.store.as_ref(), id, spent).await?;
             }
             if self.release_holds(id, spent).await? && spent > Credits::ZERO {
                 // KIE's charge may be above the estimate: the meters moved, check them again.

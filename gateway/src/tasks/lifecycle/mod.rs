@@ -53,6 +53,13 @@ pub fn credits_consumed_scope() -> Scope {
     Scope { key: "ledger:credits_consumed".into(), limit: i64::MAX, window: None }
 }
 
+/// Counts what a task or chat call cost in the ledger's running total, once: the hold is
+/// keyed by it, so a repeat (a second apply, a crash between two steps) finds it held.
+pub(crate) async fn count_in_ledger(store: &dyn Store, id: &str, spent: crate::Credits) -> StoreResult<()> {
+    let req = crate::store::ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::money::budget::HOLD_TTL) };
+    store.reserve(&req).await.map(|_| ())
+}
+
 /// The rate guard's default safety margin (see [`LifecycleOptions::rate_margin`]).
 pub const DEFAULT_RATE_MARGIN: Duration = Duration::from_millis(50);
 
