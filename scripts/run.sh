@@ -12,7 +12,7 @@ if [ -f .env ]; then
   . ./.env
   set +a
 fi
-cargo leptos build --release
+cargo leptos build --release --precompress
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-target/site}"
 # Nobody can sign in on a new store: ask for the first admin here (at a terminal), or say how.
 users="$(./target/release/control-room user list)"

@@ -1,59 +1,42 @@
 //! The KIE Control Room's UI, compiled twice: to the server (`ssr`, renders HTML and runs the
-//! server functions) and to WASM (`hydrate`, takes over that HTML in the browser).
+//! server functions) and to WASM (`hydrate`, Leptos islands: only the islands' code ships and
+//! only they are hydrated in the browser).
 //!
 //! Map of the crate:
 //! - [`view`] — plain serde view types shared by both sides (nothing secret in them).
 //! - [`api`] — server functions; on the server they read the [`api::ConsoleContext`] the
 //!   server provides and call the gateway core.
-//! - [`live`] — the live event stream (`/events`, an `EventSource` in the browser) that
-//!   every panel reads through context.
+//! - [`live`] — the live event stream (`/events`, an `EventSource` in the browser) and the
+//!   [`live::Console`] island that owns it and wraps the page.
+//! - [`enhance`] — in that island: reloads the server-rendered panels on live events and
+//!   sends their forms in the background.
 //! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures,
-//!   then the admins' 12 Team and 13 Audit) plus the shared panel frame.
-//! - [`signin`] — the sign-in page (a plain form: it works before the WASM loads).
-//! - [`shell`] / [`App`] — the HTML document and the page: header, status strip, panel grid.
+//!   then the admins' 12 Team and 13 Audit), the status strip, and the shared panel frame.
+//!   Every panel is rendered on the server only; the Task Monitor and its composer are the
+//!   one other island.
+//! - [`signin`] — the sign-in page (a plain form: it loads no bundle at all).
+//! - [`shell`] / [`App`] — the HTML document and the page: masthead, status strip, sections.
 
 pub mod api;
+pub mod enhance;
 pub mod live;
 pub mod panels;
 pub mod signin;
 pub mod view;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
+use leptos_meta::{MetaTags, Title, provide_meta_context};
+use leptos_router::{SsrMode, StaticSegment};
 use leptos_router::components::{Route, Router, Routes};
 
+use crate::panels::{PanelId, deferred};
 use crate::view::{ConsoleStatus, Me, Upstream};
 
-/// The console status, shared by every panel through context.
-pub type StatusResource = Resource<Result<ConsoleStatus, ServerFnError>>;
-/// The signed-in person, shared through context: panels show what their role allows.
-pub type MeResource = Resource<Result<Me, ServerFnError>>;
-
-/// The signed-in person's resource (read it inside a `Suspense`).
-pub fn me() -> MeResource {
-    expect_context::<MeResource>()
-}
-
-/// Renders `allowed` if the signed-in person passes `test`, else `other`. Rendered in the
-/// browser only, once the page has hydrated: what a role may see is then built fresh instead
-/// of hydrated (panels with their own resources and forms, mounted inside a resolved Suspense,
-/// did not hydrate in order). The server checks every call anyway; this only hides controls.
-pub fn when_role<A: IntoView + 'static, B: IntoView + 'static>(
-    test: fn(&Me) -> bool,
-    allowed: impl Fn() -> A + Send + Sync + 'static,
-    other: impl Fn() -> B + Send + Sync + 'static,
-) -> impl IntoView {
-    let me = me();
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
-    move || {
-        hydrated.get().then(|| me.get()).flatten().map(|r| if r.as_ref().is_ok_and(test) { allowed().into_any() } else { other().into_any() })
-    }
-}
-
-/// The HTML document the server sends.
+/// The HTML document the server sends. Only the console loads the bundle (the sign-in page
+/// is a plain form and needs none of it); the stylesheet and the bundle have hashed names.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let console = console_page();
+    let css = assets::stylesheet(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -62,8 +45,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
-                <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <link rel="stylesheet" href=css/>
+                {console.then(|| view! { <AutoReload options=options.clone()/><HydrationScripts options islands=true/> })}
                 <MetaTags/>
             </head>
             <body>
@@ -73,80 +56,149 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Whether this request is for the console page (the one page with islands).
+fn console_page() -> bool {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<http::request::Parts>().is_none_or(|p| p.uri.path() == "/")
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        true
+    }
+}
+
+/// The stylesheet's URL: `/pkg/control-room.<hash>.css` when cargo-leptos hashed the files
+/// (it writes the hashes beside the server binary), else `/pkg/control-room.css`.
+pub mod assets {
+    use leptos::prelude::LeptosOptions;
+
+    pub fn stylesheet(options: &LeptosOptions) -> String {
+        #[cfg(feature = "ssr")]
+        {
+            static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            HREF.get_or_init(|| {
+                let hash = options.hash_files.then(|| hash_of("css", options)).flatten();
+                match hash {
+                    Some(h) => format!("/{}/{}.{h}.css", options.site_pkg_dir, options.output_name),
+                    None => format!("/{}/{}.css", options.site_pkg_dir, options.output_name),
+                }
+            })
+            .clone()
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
+        }
+    }
+
+    /// The hash of one kind of file (`css`, `js`, `wasm`) in the hash file.
+    #[cfg(feature = "ssr")]
+    pub fn hash_of(kind: &str, options: &LeptosOptions) -> Option<String> {
+        let dir = std::env::current_exe().ok()?.parent()?.to_path_buf();
+        let text = std::fs::read_to_string(dir.join(options.hash_file.as_ref())).ok()?;
+        text.lines().filter_map(|l| l.split_once(':')).find(|(k, _)| k.trim() == kind).map(|(_, h)| h.trim().to_string())
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/control-room.css"/>
         <Title text="KIE Control Room"/>
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=ControlRoom/>
+                // In order: the HTML streams top to bottom and is whole without JavaScript (no
+                // placeholders swapped in by script).
+                <Route path=StaticSegment("") view=ControlRoom ssr=SsrMode::InOrder/>
                 <Route path=StaticSegment("signin") view=signin::SignIn/>
             </Routes>
         </Router>
     }
 }
 
-/// The Control Room page: the header, then the eleven numbered panels.
+/// The sections of the page, in order: (anchor, name).
+const SECTIONS: [(&str, &str); 4] = [("operate", "Operate"), ("money", "Money"), ("library", "Library"), ("team", "Team")];
+
+/// The Control Room page: the masthead, the status strip, then the numbered panels in four
+/// sections (operate · money · library · team). Everything here is rendered on the server;
+/// the [`live::Console`] island around it keeps it live, and the Task Monitor is an island.
 #[component]
 fn ControlRoom() -> impl IntoView {
-    let live = live::Live::new();
-    provide_context(live);
-    // The status (ledger meters included) reloads when a task ends.
-    let status: StatusResource = Resource::new(move || live.ended.get(), |_| api::load_console_status());
-    provide_context(status);
-    let me: MeResource = Resource::new(|| (), |_| api::whoami());
-    provide_context(me);
-    panels::market::Market::provide();
-
-    // Hydration marker for the end-to-end suite: effects run only in the browser, after
-    // hydration has attached every handler.
-    Effect::new(move |_| {
-        live::start(live);
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
-
     view! {
-        <header class="masthead">
-            <div class="brand">
-                <span class="brand-mark">"BROAD|CAST"</span>
-                <span class="brand-sub">"Video Creation Studio"</span>
-            </div>
-            <div class="crumb">"Control Room · Generation Gateway"</div>
-            <Suspense fallback=|| ()>
-                {move || me.get().and_then(Result::ok).map(user_bar)}
-            </Suspense>
-            <div class="title-row">
-                <h1>"KIE Control Room"</h1>
-                <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
-                    {move || status.get().map(|s| upstream_badge(s.ok().as_ref()))}
+        <live::Console>
+            <a class="skip" href="#monitor">"Skip to the Task Monitor"</a>
+            <header class="masthead">
+                <div class="brand">
+                    <span class="brand-mark">"BROAD|CAST"</span>
+                    <span class="brand-sub">"Control Room · Generation Gateway"</span>
+                </div>
+                <div class="title-row">
+                    <h1>"KIE Control Room"</h1>
+                    <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
+                        {Suspend::new(async move { upstream_badge(api::load_console_status().await.ok().as_ref()) })}
+                    </Suspense>
+                </div>
+                <nav class="sections" aria-label="Sections">
+                    {SECTIONS.map(|(id, name)| view! { <a href=format!("#{id}")>{name}</a> }).collect_view()}
+                </nav>
+                <Suspense fallback=|| ()>
+                    {Suspend::new(async move { panels::me().await.map(user_bar) })}
                 </Suspense>
-            </div>
-            <p class="tagline">
-                "The generation gateway, run like an operations console — connection, keys, models, budgets, tasks, and receipts in one accountable surface."
-            </p>
-            <Suspense fallback=|| ()>
-                {move || status.get().and_then(Result::ok).and_then(|s| simulator_banner(&s))}
-            </Suspense>
-        </header>
-        <main class="grid">
-            <panels::gateway::GatewayPanel/>
-            <panels::secret::SecretPanel/>
-            <panels::market::MarketPanel/>
-            <panels::pinned::PinnedPanel/>
-            <panels::budget::BudgetPanel/>
-            <panels::throttle::ThrottlePanel/>
-            <panels::retention::RetentionPanel/>
-            <panels::delivery::DeliveryPanel/>
-            <panels::ledger::LedgerPanel/>
-            <panels::monitor::MonitorPanel/>
-            <panels::failures::FailuresPanel/>
-            {when_role(Me::is_admin, || view! { <panels::team::TeamPanel/><panels::audit::AuditPanel/> }, || ())}
-        </main>
-        <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
+                <Suspense fallback=|| ()>
+                    {Suspend::new(async move { api::load_console_status().await.ok().and_then(|s| simulator_banner(&s)) })}
+                </Suspense>
+            </header>
+            {deferred(PanelId::Status)}
+            <main>
+                <section class="section" id="operate" aria-labelledby="operate-head">
+                    <h2 class="section-head" id="operate-head">"Operate"</h2>
+                    <div class="operate">
+                        <Suspense fallback=|| view! { <section class="panel monitor loading" id="monitor"><p class="muted">"Loading the Task Monitor…"</p></section> }>
+                            {Suspend::new(async move {
+                                let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
+                                let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
+                                let first = api::list_tasks(Default::default(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
+                                view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first/> }
+                            })}
+                        </Suspense>
+                        <div class="side">
+                            {deferred(PanelId::Gateway)}
+                            {deferred(PanelId::Throttle)}
+                            {deferred(PanelId::Failures)}
+                        </div>
+                    </div>
+                </section>
+                <section class="section" id="money" aria-labelledby="money-head">
+                    <h2 class="section-head" id="money-head">"Money"</h2>
+                    <div class="grid">
+                        {deferred(PanelId::Market)}
+                        {deferred(PanelId::Pinned)}
+                        {deferred(PanelId::Budget)}
+                        {deferred(PanelId::Ledger)}
+                    </div>
+                </section>
+                <section class="section" id="library" aria-labelledby="library-head">
+                    <h2 class="section-head" id="library-head">"Library"</h2>
+                    <div class="grid">
+                        {deferred(PanelId::Retention)}
+                        {deferred(PanelId::Delivery)}
+                    </div>
+                </section>
+                <section class="section" id="team" aria-labelledby="team-head">
+                    <h2 class="section-head" id="team-head">"Team"</h2>
+                    <div class="grid">
+                        {deferred(PanelId::Secret)}
+                        <Suspense fallback=|| ()>
+                            {Suspend::new(async move {
+                                panels::me().await.filter(Me::is_admin).map(|_| view! { {deferred(PanelId::Team)}{deferred(PanelId::Audit)} })
+                            })}
+                        </Suspense>
+                    </div>
+                </section>
+            </main>
+            <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
+        </live::Console>
     }
 }
 

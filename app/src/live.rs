@@ -1,6 +1,7 @@
-//! The live feed: one `EventSource` per page (gloo-net, in the browser only) on `/events`.
-//! Every panel reads it through context ([`Live`]): the Task Monitor merges the latest row of
-//! each task, the Error Review and the ledger refetch when a task ends.
+//! The live feed: one `EventSource` per page (gloo-net, in the browser only) on `/events`,
+//! owned by the [`Console`] island that wraps the page. The Task Monitor island inside it reads
+//! it through context ([`Live`]) and merges the latest row of each task; the server-rendered
+//! panels are reloaded by [`crate::enhance`] when an event names one of their triggers.
 //!
 //! The browser's `EventSource` reconnects by itself and sends `Last-Event-ID`, so the server
 //! replays what was missed; if the connection is closed for good, the feed reopens it with
@@ -66,6 +67,25 @@ impl Default for Live {
 
 pub fn live() -> Live {
     expect_context::<Live>()
+}
+
+/// The page's outer island: owns the live feed, provides it to the islands inside, and runs
+/// the panels' reloads and forms ([`crate::enhance`]). Its children (every panel) are rendered
+/// on the server.
+#[island]
+pub fn Console(children: Children) -> impl IntoView {
+    let live = Live::new();
+    provide_context(live);
+    // Effects run only in the browser, once the islands have hydrated: the end-to-end suite
+    // waits for this marker.
+    Effect::new(move |_| {
+        start(live);
+        crate::enhance::start(live);
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    children()
 }
 
 /// Starts the feed (in the browser; nothing on the server).

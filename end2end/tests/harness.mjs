@@ -114,3 +114,16 @@ export async function openHydrated(browser, url, viewport = { width: 1280, heigh
   await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
   return { context, page, errors };
 }
+
+/** A session cookie for `email`, signed in over HTTP (so the browser's cache stays cold). */
+export async function sessionCookie(base, email = ADMIN) {
+  const r = await fetch(`${base}/auth/signin`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
+    body: new URLSearchParams({ email, password: PASSWORD, next: '/' }).toString(),
+  });
+  const cookie = (r.headers.getSetCookie?.() ?? [r.headers.get('set-cookie')]).find((c) => c?.startsWith('cr_session='));
+  if (!cookie) throw new Error(`sign-in refused (${r.status})`);
+  const [name, value] = cookie.split(';')[0].split('=');
+  return { name, value, url: base };
+}

@@ -135,7 +135,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             }
             next.run(req).await
         }
-        Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && !path.ends_with(".csv") && !path.ends_with(".json") && !path.ends_with(".svg") && !path.starts_with("/library/") && !path.starts_with("/draft/") => {
+        Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && !path.ends_with(".csv") && !path.ends_with(".json") && !path.ends_with(".svg") && !path.starts_with("/library/") && !path.starts_with("/draft/") && !path.starts_with("/panel/") => {
             Redirect::to(&format!("/signin?next={}", url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())).into_response()
         }
         Ok(None) => plain(StatusCode::UNAUTHORIZED, "Sign in first: this needs a session (POST /auth/signin)."),

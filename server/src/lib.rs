@@ -27,6 +27,7 @@
 //! Handlers stay thin: parse, call the gateway core, map its typed error to a status.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod callbacks;
 pub mod chat;
@@ -35,6 +36,7 @@ pub mod health;
 pub mod library;
 pub mod live;
 pub mod metrics;
+pub mod panels;
 pub mod receipts;
 pub mod relay;
 pub mod relay_docs;
@@ -49,7 +51,9 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use axum::http::{HeaderValue, header};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -219,6 +223,7 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("control-room")
+        .hash_files(assets::hashed())
         .site_root(config.site_root.to_string_lossy().to_string())
         .site_pkg_dir("pkg")
         .site_addr(config.site_addr)
@@ -230,6 +235,7 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 pub fn router(state: AppState, console: ConsoleContext) -> Router {
     let routes = generate_route_list(app::App);
     let shell_options = state.leptos_options.clone();
+    let panels = panels::routes(console.clone());
     let context = move || leptos::prelude::provide_context(console.clone());
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -245,9 +251,14 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/spend.csv", get(spend::table))
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
+        .merge(panels)
+        .merge(assets::routes(&state.leptos_options))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        // Pages and answers no cache may keep without asking again (the bundle and the
+        // Library's files set their own).
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
         .layer(PropagateRequestIdLayer::x_request_id())

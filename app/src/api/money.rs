@@ -119,11 +119,11 @@ mod server_side {
     pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>) -> Result<CostRule, ServerFnError> {
         let dollars = |what: &'static str, v: Option<String>| -> Result<(&'static str, Option<f64>), ServerFnError> {
             let Some(v) = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else { return Ok((what, None)) };
-            let n = v.trim_start_matches('$').parse().map_err(|_| ServerFnError::new(format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
+            let n = v.trim_start_matches('$').parse().map_err(|_| crate::api::server_side::refuse(400, format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
             Ok((what, Some(n)))
         };
         let caps = [dollars("Max spend per job", per_job)?, dollars("Max spend per day", per_day)?, dollars("Max spend per project", total)?];
-        CostRule::in_usd(project, user, caps).map_err(|e| ServerFnError::new(e.to_string()))
+        CostRule::in_usd(project, user, caps).map_err(|e| crate::api::server_side::refuse(400, e.to_string()))
     }
 }
 
@@ -141,10 +141,10 @@ pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerF
     let (ctx, actor) = signed_in(Role::Producer)?;
     let model = model.trim();
     if ctx.lifecycle.catalog().get(model).is_none() {
-        return Err(ServerFnError::new(format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
+        return Err(crate::api::server_side::refuse(400, format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
     }
     gateway::team::pins::set(ctx.store.as_ref(), &actor.who, model, pinned).await.map_err(|e| match e {
-        gateway::StoreError::Invalid(msg) => ServerFnError::new(msg),
+        gateway::StoreError::Invalid(msg) => crate::api::server_side::refuse(400, msg),
         other => crate::api::server_side::store_error(other),
     })
 }

@@ -4,65 +4,50 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, said};
+use super::{Fields, Panel, PanelId, field, field_owned};
 use crate::api::audit_log;
 use crate::api::team::AuditQuery;
 use crate::view::AuditRow;
 
-#[component]
-pub fn AuditPanel() -> impl IntoView {
-    let (who, action, text) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
-    // The filter in force and the page's start (None: newest), changed by the form and paging.
-    let applied = RwSignal::new(AuditQuery::default());
-    let before = RwSignal::new(None::<u64>);
-    let refresh = RwSignal::new(0u32);
-    // Loaded in the browser: this panel is built there, for admins only (see `when_role`).
-    let page = LocalResource::new(move || {
-        refresh.track();
-        audit_log(applied.get(), before.get())
-    });
-    let opt = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-    let on_filter = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        applied.set(AuditQuery { who: opt(who.get_untracked()), action: opt(action.get_untracked()), text: opt(text.get_untracked()) });
-        before.set(None);
-        refresh.update(|n| *n += 1);
-    };
-    let csv_href = move || {
-        let q = applied.get();
-        let pairs: Vec<String> = [("who", q.who), ("action", q.action), ("text", q.text)]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_encode(&v))))
-            .collect();
-        if pairs.is_empty() { "/audit.csv".to_string() } else { format!("/audit.csv?{}", pairs.join("&")) }
-    };
+pub async fn render(query: Fields) -> AnyView {
+    let filter = AuditQuery { who: field_owned(&query, "who"), action: field_owned(&query, "action"), text: field_owned(&query, "text") };
+    let before = field(&query, "before").and_then(|b| b.parse::<u64>().ok());
+    let pairs: Vec<String> = [("who", &filter.who), ("action", &filter.action), ("text", &filter.text)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", query_encode(v))))
+        .collect();
+    let csv_href = if pairs.is_empty() { "/audit.csv".to_string() } else { format!("/audit.csv?{}", pairs.join("&")) };
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (who, action, text) = (value(&filter.who), value(&filter.action), value(&filter.text));
+    let page = audit_log(filter, before).await;
     view! {
-        <Panel number="13" kicker="Audit" title="Audit Log" badge=super::badge("off", "Append-only") class="wide">
-            <form class="rule-form" on:submit=on_filter data-testid="audit-filter">
-                <label>"Who "<input maxlength="200" data-testid="audit-who" prop:value=who on:input=move |ev| who.set(event_target_value(&ev))/></label>
-                <label>"Action "<input maxlength="200" placeholder="sign-in, role changed…" prop:value=action on:input=move |ev| action.set(event_target_value(&ev))/></label>
-                <label>"Text "<input maxlength="200" prop:value=text on:input=move |ev| text.set(event_target_value(&ev))/></label>
+        <Panel id=PanelId::Audit number="13" kicker="Audit" title="Audit Log" badge=super::badge("off", "Append-only") class="wide">
+            <form class="rule-form" method="get" action="/" data-filter="audit" data-testid="audit-filter">
+                <label>"Who "<input name="who" maxlength="200" data-testid="audit-who" value=who/></label>
+                <label>"Action "<input name="action" maxlength="200" placeholder="sign-in, role changed…" value=action/></label>
+                <label>"Text "<input name="text" maxlength="200" value=text/></label>
                 <button type="submit">"Filter"</button>
                 <a class="button" href=csv_href data-testid="audit-csv" download="control-room-audit.csv">"Export CSV"</a>
-            </form>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || page.get().map(|r| match r {
+                {match page {
                     Ok(p) if p.rows.is_empty() => view! { <p class="empty">"No entries match."</p> }.into_any(),
                     Ok(p) => view! {
-                        <table class="tasks" data-testid="audit-list">
-                            <thead><tr><th>"When (UTC)"</th><th>"Who"</th><th>"From"</th><th>"Action"</th><th>"Target"</th><th>"Before → after"</th></tr></thead>
-                            <tbody>{p.rows.into_iter().map(row).collect_view()}</tbody>
-                        </table>
-                        {p.next.map(|n| view! { <button type="button" on:click=move |_| before.set(Some(n))>"Older →"</button> })}
+                        <div class="table-wrap">
+                            <table class="tasks" data-testid="audit-list">
+                                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"From"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Before → after"</th></tr></thead>
+                                <tbody>{p.rows.into_iter().map(row).collect_view()}</tbody>
+                            </table>
+                        </div>
+                        {p.next.map(|n| view! { <button type="submit" name="before" value=n.to_string()>"Older →"</button> })}
                     }.into_any(),
-                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
-                })}
-            </Suspense>
+                    Err(e) => super::unavailable(&e),
+                }}
+            </form>
         </Panel>
     }
+    .into_any()
 }
 
-fn row(e: AuditRow) -> impl IntoView {
+fn row(e: AuditRow) -> impl IntoView + use<> {
     let change = match (&e.before, &e.after) {
         (None, None) => String::new(),
         (b, a) => format!("{} → {}", b.as_deref().unwrap_or("—"), a.as_deref().unwrap_or("—")),

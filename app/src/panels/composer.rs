@@ -4,9 +4,10 @@
 //! come first; the estimate for the exact inputs shows before submitting. "Re-run with edits"
 //! in the Monitor opens an ended task here with its inputs filled.
 
+use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
 
-use super::market::{CATEGORIES, market};
+use super::market::CATEGORIES;
 use std::collections::BTreeMap;
 
 use crate::api::{start_draft, submit_task};
@@ -27,10 +28,11 @@ struct Form {
 /// The Monitor's "Re-run with edits": its answer is a draft to open here.
 pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
 
+/// The composer, given the Market's models (pinned flags of the person looking) and whether
+/// the person may submit.
 #[component]
-pub fn Composer(rerun: Rerun) -> impl IntoView {
-    let market = market();
-    let models = market.data;
+pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> impl IntoView {
+    let models = StoredValue::new(models);
     let model = RwSignal::new(String::new());
     let project = RwSignal::new("default".to_string());
     let prompt = RwSignal::new(String::new());
@@ -73,9 +75,8 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
         }
     });
     let selected = move || -> Option<ModelOption> {
-        let list = market.models()?;
         let id = model.get();
-        list.iter().find(|m| m.id == id).cloned().or_else(|| ordered(&list).into_iter().next())
+        models.with_value(|list| list.iter().find(|m| m.id == id).cloned().or_else(|| ordered(list).into_iter().next()))
     };
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -104,39 +105,32 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
     };
     let outcome = move || {
         submit.value().get().map(|r| match r {
-            Ok(s) => view! { <p class="ok" data-testid="submit-result">"Submitted "<code>{s.id}</code>" · estimate "{s.estimated_credits}" credits"</p> }.into_any(),
-            Err(e) => view! { <p class="error" data-testid="submit-error">{super::said(&e)}</p> }.into_any(),
+            Ok(s) => Either::Left(view! { <p class="ok" data-testid="submit-result">"Submitted "<code>{s.id}</code>" · estimate "{s.estimated_credits}" credits"</p> }),
+            Err(e) => Either::Right(view! { <p class="error" data-testid="submit-error">{super::said(&e)}</p> }),
         })
     };
     view! {
         <form class="composer" on:submit=on_submit data-testid="composer">
-            <Suspense fallback=|| view! { <span class="muted">"Loading models…"</span> }>
-                {move || models.get().map(|r| match r {
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    Ok(market_view) => { let list = market_view.models; view! {
-                        <label>"Model "
-                            <select name="model" data-testid="composer-model" prop:value=move || selected().map(|m| m.id).unwrap_or_default() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
-                                {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
-                                    <optgroup label="pinned">
-                                        {list.iter().filter(|m| m.pinned && m.category != LANGUAGE).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
-                                    </optgroup>
-                                })}
-                                {CATEGORIES.into_iter().filter(|c| *c != LANGUAGE).map(|cat| {
-                                    let in_cat: Vec<_> = list.iter().filter(|m| m.category == cat && !m.pinned).cloned().collect();
-                                    (!in_cat.is_empty()).then(|| view! {
-                                        <optgroup label=cat>
-                                            {in_cat.into_iter().map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
-                                        </optgroup>
-                                    })
-                                }).collect_view()}
-                            </select>
-                        </label>
-                    }.into_any() }
-                })}
-            </Suspense>
+            {models.with_value(|list| { let list = list.clone(); view! {
+                <label>"Model "
+                    <select name="model" data-testid="composer-model" prop:value=move || selected().map(|m| m.id).unwrap_or_default() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
+                        {ordered(&list).into_iter().next().filter(|m| m.pinned).map(|_| view! {
+                            <optgroup label="pinned">
+                                {list.iter().filter(|m| m.pinned && m.category != LANGUAGE).map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
+                            </optgroup>
+                        })}
+                        {CATEGORIES.into_iter().filter(|c| *c != LANGUAGE).map(|cat| {
+                            let in_cat: Vec<_> = list.iter().filter(|m| m.category == cat && !m.pinned).cloned().collect();
+                            (!in_cat.is_empty()).then(|| view! {
+                                <optgroup label=cat>
+                                    {in_cat.into_iter().map(|m| view! { <option value=m.id.clone() title=m.purpose.clone()>{m.id.clone()}</option> }).collect_view()}
+                                </optgroup>
+                            })
+                        }).collect_view()}
+                    </select>
+                </label>
+            } })}
             <label>"Project "<input name="project" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
-            // Read from the Market's resource: inside Suspense so the server renders them too.
-            <Suspense fallback=|| ()>
             {move || selected().and_then(|m| m.priced_by.clone().map(|field| {
                 let choices = m.choices.clone();
                 view! {
@@ -158,12 +152,10 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
                 <label>"Image URL "<input type="url" name="image_url" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
             })}
             {move || selected().map(|m| m.fields.into_iter().map(|f| field_input(f, fields)).collect_view())}
-            </Suspense>
-            <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" rows="2" maxlength="5000"
+            <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" aria-label="Prompt" rows="2" maxlength="5000"
                 prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
-            <Suspense fallback=|| ()>
-                {move || market.models().map(|list| {
-                    let language: Vec<ModelOption> = list.into_iter().filter(|m| m.category == LANGUAGE).collect();
+            {models.with_value(|list| {
+                    let language: Vec<ModelOption> = list.iter().filter(|m| m.category == LANGUAGE).cloned().collect();
                     let first = language.first().map(|m| m.id.clone()).unwrap_or_default();
                     (!language.is_empty()).then(|| view! {
                         <span class="draft">
@@ -178,10 +170,8 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
                                 }>"Draft with it"</button>
                         </span>
                     })
-                })}
-            </Suspense>
+            })}
             {move || draft_status.get().map(|s| view! { <p class="muted small" data-testid="draft-status">{s}</p> })}
-            <Suspense fallback=|| ()>
                 <span class="estimate" data-testid="composer-estimate">
                     {move || selected().and_then(|m| if m.price_known {
                         m.price_for(&choice.get(), &mode.get()).map(|p| format!("Estimate {} credits · {}", p.credits, p.usd)).or(m.rate.map(|r| format!("Priced at {r}")))
@@ -189,17 +179,20 @@ pub fn Composer(rerun: Rerun) -> impl IntoView {
                         Some("Price unknown: the per-job cap of your cost rules is held".to_string())
                     })}
                 </span>
-            </Suspense>
             {move || rerun_of.get().map(|of| view! {
                 <p class="muted small" data-testid="composer-rerun">"Re-run of "<code>{of}</code>" with edits · "
                     <button type="button" class="small" on:click=move |_| rerun_of.set(None)>"Submit as a new task instead"</button></p>
             })}
             {move || rerun.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error">{super::said(&e)}</p> })}
-            {crate::when_role(crate::view::Me::can_produce, move || view! {
-                <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
-                    {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
-                </button>
-            }, || view! { <p class="muted" data-testid="composer-read-only">"Read-only: viewers see every task but cannot submit."</p> })}
+            {if can_produce {
+                Either::Left(view! {
+                    <button type="submit" data-testid="composer-submit" disabled=move || submit.pending().get()>
+                        {move || if submit.pending().get() { "Submitting…" } else { "Submit task" }}
+                    </button>
+                })
+            } else {
+                Either::Right(view! { <p class="muted" data-testid="composer-read-only">"Read-only: viewers see every task but cannot submit."</p> })
+            }}
             {outcome}
         </form>
     }
@@ -245,7 +238,7 @@ fn read_draft(token: String, prompt: RwSignal<String>, status: RwSignal<Option<S
 }
 
 /// One of a model's own fields: a list for choices, a box for flags, a text box otherwise.
-fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> AnyView {
+fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> impl IntoView {
     let name = f.name.clone();
     let initial = f.initial();
     let value = {
@@ -259,25 +252,22 @@ fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> An
         })
     };
     match f.kind.as_str() {
-        "choice" | "number" => view! {
+        "choice" | "number" => EitherOf3::A(view! {
             <label>{name.clone()}" "
                 <select name=name.clone() data-field=name.clone() prop:value=value on:change=move |ev| set(event_target_value(&ev))>
                     {f.choices.iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view()}
                 </select>
             </label>
-        }
-        .into_any(),
-        "flag" => view! {
+        }),
+        "flag" => EitherOf3::B(view! {
             <label><input type="checkbox" name=name.clone() data-field=name.clone() prop:checked=move || value() == "true"
                 on:change=move |ev| set(event_target_checked(&ev).to_string())/>" "{name.clone()}</label>
-        }
-        .into_any(),
+        }),
         kind => {
             let input_type = if kind == "text" { "text" } else { "url" };
-            view! {
+            EitherOf3::C(view! {
                 <label>{name.clone()}" "<input type=input_type name=name.clone() data-field=name.clone() maxlength="2000" prop:value=value on:input=move |ev| set(event_target_value(&ev))/></label>
-            }
-            .into_any()
+            })
         }
     }
 }

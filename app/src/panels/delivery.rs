@@ -2,18 +2,22 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, badge, with_status};
+use super::{Panel, PanelId, badge};
 use crate::view::ConsoleStatus;
 
-#[component]
-pub fn DeliveryPanel() -> impl IntoView {
+pub async fn render() -> AnyView {
+    let status = crate::api::load_console_status().await;
     view! {
-        <Panel number="08" kicker="Delivery" title="Callback / Webhook Manager" badge=badge("info", "Async")>
+        <Panel id=PanelId::Delivery number="08" kicker="Delivery" title="Callback / Webhook Manager" badge=badge("info", "Async")>
             <p>"A task returns a task id immediately — HTTP 200 is not a result. KIE calls this endpoint when generation ends; every callback is confirmed with recordInfo before it is trusted, and duplicates or late ones change nothing."</p>
-            {with_status(endpoint)}
+            {match status {
+                Ok(s) => endpoint(&s).into_any(),
+                Err(e) => super::unavailable(&e),
+            }}
             <p class="fine">"The fallback poller follows every running task on KIE's documented schedule (2–3 s, then 5–10 s, then 15–30 s), so a missed callback delays a result, never loses it."</p>
         </Panel>
     }
+    .into_any()
 }
 
 fn endpoint(s: &ConsoleStatus) -> impl IntoView + use<> {

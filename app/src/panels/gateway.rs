@@ -1,25 +1,37 @@
-//! 01 · Gateway — connection status and the ledger meters.
+//! 01 · Gateway — connection status and the ledger meters (reloaded as tasks move).
 
 use leptos::prelude::*;
 
-use super::{Panel, with_status};
+use super::{Panel, PanelId};
 use crate::view::{ConsoleStatus, Upstream};
 
-#[component]
-pub fn GatewayPanel() -> impl IntoView {
-    view! {
-        <Panel number="01" kicker="Gateway" title="Connection Status" badge=with_status(|s| crate::upstream_badge(Some(s))) class="wide">
-            {with_status(connection)}
+pub async fn render() -> AnyView {
+    let status = crate::api::load_console_status().await;
+    let badge = match &status {
+        Ok(s) => crate::upstream_badge(Some(s)).into_any(),
+        Err(_) => crate::upstream_badge(None).into_any(),
+    };
+    let body = match status {
+        Err(e) => super::unavailable(&e),
+        Ok(s) => view! {
+            {connection(&s)}
             <div class="meters-head">
                 <span>"Ledger meters"</span>
-                {with_status(|s| view! { <span class="muted">{meters_note(s)}</span> })}
+                <span class="muted">{meters_note(&s)}</span>
             </div>
-            {with_status(meters)}
+            {meters(&s)}
+        }
+        .into_any(),
+    };
+    view! {
+        <Panel id=PanelId::Gateway number="01" kicker="Gateway" title="Connection Status" badge=badge refresh="ended rows tick5">
+            {body}
             <p class="fine">
                 "Meters read the Control Room's own task records; latency and balance come from the upstream's own answer to chat/credit, re-checked every 5 s at most — nothing is shown until it answers."
             </p>
         </Panel>
     }
+    .into_any()
 }
 
 fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {

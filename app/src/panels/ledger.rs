@@ -4,16 +4,15 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, badge, said};
+use super::{Fields, Panel, PanelId, badge, field};
 use crate::api::ledger_report;
-use crate::live::live;
 use crate::view::{ReceiptsReport, SpendRow};
 
 fn sync_badge(r: &ReceiptsReport) -> AnyView {
     match &r.sync {
-        None => badge("off", "Sync off").into_any(),
-        Some(s) if s.failing > 0 => badge("warn", format!("{}{} to sync · {} failing", s.pending, if s.capped { "+" } else { "" }, s.failing)).into_any(),
-        Some(s) => badge("info", format!("{}{} to sync", s.pending, if s.capped { "+" } else { "" })).into_any(),
+        None => badge("off", "Sync off"),
+        Some(s) if s.failing > 0 => badge("warn", format!("{}{} to sync · {} failing", s.pending, if s.capped { "+" } else { "" }, s.failing)),
+        Some(s) => badge("info", format!("{}{} to sync", s.pending, if s.capped { "+" } else { "" })),
     }
 }
 
@@ -39,7 +38,7 @@ fn projects(rows: Vec<SpendRow>) -> AnyView {
     .into_any()
 }
 
-fn reconciliation(rows: Vec<SpendRow>) -> impl IntoView {
+fn reconciliation(rows: Vec<SpendRow>) -> impl IntoView + use<> {
     let differ: Vec<SpendRow> = rows.into_iter().filter(|r| r.off_by_percent.is_some_and(|p| p != 0)).collect();
     (!differ.is_empty()).then(|| view! {
         <table class="tasks" data-testid="reconciliation">
@@ -67,30 +66,28 @@ fn chart_table(by: &str, rows: &[SpendRow]) -> AnyView {
     .into_any()
 }
 
-#[component]
-pub fn LedgerPanel() -> impl IntoView {
-    let live = live();
-    let report = Resource::new(move || (live.ended.get(), live.resets.get()), |_| ledger_report());
-    let by = RwSignal::new("day".to_string());
-    let badge_view = move || report.get().map(|r| r.map_or_else(|_| badge("err", "Unavailable").into_any(), |r| sync_badge(&r)));
-    view! {
-        <Panel number="09" kicker="Ledger" title="Receipt Sync" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || report.get().map(|r| match r {
-                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
-                    Ok(r) => {
+pub async fn render(query: Fields) -> AnyView {
+    let report = ledger_report().await;
+    let by = match field(&query, "by") {
+        Some(b @ ("model" | "project" | "owner")) => b.to_string(),
+        _ => "day".to_string(),
+    };
+    let head = report.as_ref().map_or_else(|_| badge("err", "Unavailable"), sync_badge);
+    let body = match report {
+        Err(e) => super::unavailable(&e),
+        Ok(r) => {
                         let total = r.total.clone();
                         let runway = r.runway_days;
                         let alert = r.runway_alert_days;
                         let sync = r.sync.clone();
-                        let rows = match by.get().as_str() {
+                        let rows = match by.as_str() {
                             "model" => r.models.clone(),
                             "project" => r.projects.clone(),
                             "owner" => r.owners.clone(),
                             _ => r.days.clone(),
                         };
-                        let version = live.ended.get();
-                        let table = chart_table(&by.get(), &rows);
+                        let version = total.as_ref().map_or(0, |t| t.tasks);
+                        let table = chart_table(&by, &rows);
                         view! {
                             {r.warnings.iter().map(|w| view! { <p class="warn" data-testid="ledger-warning">{w.clone()}</p> }).collect_view()}
                             <dl class="kv" data-testid="ledger-totals">
@@ -114,22 +111,24 @@ pub fn LedgerPanel() -> impl IntoView {
                             {projects(r.projects.clone())}
                             {reconciliation(r.models.clone())}
                             <div class="chart">
-                                <label class="small">"Spend by "
-                                    <select data-testid="chart-by" on:change=move |ev| by.set(event_target_value(&ev))>
-                                        <option value="day" selected=true>"day (30 days)"</option>
-                                        <option value="model">"model"</option>
-                                        <option value="project">"project"</option>
-                                        <option value="owner">"person or key"</option>
-                                    </select>
-                                </label>
-                                " "<a class="small" href=move || format!("/spend.csv?by={}", by.get()) download="">"CSV"</a>
-                                <img data-testid="spend-chart" src=format!("/spend.svg?by={}&v={version}", by.get()) alt=format!("Spend by {} — the figures are in the table that follows", by.get()) width="640" height="220"/>
+                                <form method="get" action="/" data-filter="ledger" class="inline">
+                                    <label class="small">"Spend by "
+                                        <select name="by" data-testid="chart-by">
+                                            {[("day", "day (30 days)"), ("model", "model"), ("project", "project"), ("owner", "person or key")].map(|(v, t)| view! { <option value=v selected=by == v>{t}</option> }).collect_view()}
+                                        </select>
+                                    </label>
+                                </form>
+                                " "<a class="small" href=format!("/spend.csv?by={by}") download="">"CSV"</a>
+                                <img data-testid="spend-chart" src=format!("/spend.svg?by={by}&v={version}") alt=format!("Spend by {by} — the figures are in the table that follows") width="640" height="220"/>
                                 {table}
                             </div>
                         }.into_any()
-                    }
-                })}
-            </Suspense>
+        }
+    };
+    view! {
+        <Panel id=PanelId::Ledger number="09" kicker="Ledger" title="Receipt Sync" badge=head refresh="ended" class="wide">
+            {body}
         </Panel>
     }
+    .into_any()
 }

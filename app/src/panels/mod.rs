@@ -1,8 +1,16 @@
-//! The eleven numbered panels of the Control Room, one module each, and the frame they share.
+//! The numbered panels of the Control Room, one module each, and the frame they share.
 //!
-//! Panels read the console status from context ([`crate::StatusResource`]) or call their own
-//! server functions. A panel whose feature has not landed yet says what it will do; it never
-//! shows invented numbers.
+//! Every panel but the Task Monitor is rendered on the server only and ships no code to the
+//! browser. Each module has `render(query, flash)`: it reads what it shows (through the same
+//! server functions the API serves, so the same role checks apply) and returns the whole
+//! panel. The page renders it inside a `Suspense`; `GET /panel/<slug>` renders it again on its
+//! own, and the live console ([`crate::live::Console`]) swaps it in when a live event names one
+//! of its triggers (`data-refresh`) or its filter form changes (`form[data-filter]`). A panel
+//! with changes to make also has `act(form)`: `POST /panel/<slug>` runs it and answers the
+//! panel with the outcome at its top (the `flash`). So a new panel costs the bundle nothing.
+//!
+//! The Task Monitor and its composer ([`monitor`], [`composer`]) are an island: they hold
+//! state in the browser (live rows, filters, the form being written).
 
 pub mod audit;
 pub mod budget;
@@ -16,49 +24,215 @@ pub mod monitor;
 pub mod pinned;
 pub mod retention;
 pub mod secret;
+pub mod status;
 pub mod team;
 pub mod throttle;
 
 use leptos::prelude::*;
 
-use crate::StatusResource;
-use crate::view::ConsoleStatus;
+/// A panel's filter values or a form's fields, as the browser sent them (bounded by the
+/// server: at most [`MAX_FIELDS`] pairs).
+pub type Fields = Vec<(String, String)>;
 
-/// The frame every panel shares: number, kicker, title, a badge, and the body.
+/// Most pairs one query or form may carry.
+pub const MAX_FIELDS: usize = 32;
+
+/// The value of `name` in `f`, trimmed; `None` if absent or blank.
+pub fn field<'a>(f: &'a Fields, name: &str) -> Option<&'a str> {
+    f.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// [`field`], owned.
+pub fn field_owned(f: &Fields, name: &str) -> Option<String> {
+    field(f, name).map(str::to_string)
+}
+
+/// The server-rendered panels, by the slug of their URL (`/panel/<slug>`, `/#<slug>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelId {
+    Status,
+    Gateway,
+    Secret,
+    Market,
+    Pinned,
+    Budget,
+    Throttle,
+    Retention,
+    Delivery,
+    Ledger,
+    Failures,
+    Team,
+    Audit,
+}
+
+impl PanelId {
+    pub const ALL: [PanelId; 13] = [
+        PanelId::Status,
+        PanelId::Gateway,
+        PanelId::Secret,
+        PanelId::Market,
+        PanelId::Pinned,
+        PanelId::Budget,
+        PanelId::Throttle,
+        PanelId::Retention,
+        PanelId::Delivery,
+        PanelId::Ledger,
+        PanelId::Failures,
+        PanelId::Team,
+        PanelId::Audit,
+    ];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            PanelId::Status => "status",
+            PanelId::Gateway => "gateway",
+            PanelId::Secret => "secret",
+            PanelId::Market => "market",
+            PanelId::Pinned => "pinned",
+            PanelId::Budget => "budget",
+            PanelId::Throttle => "throttle",
+            PanelId::Retention => "retention",
+            PanelId::Delivery => "delivery",
+            PanelId::Ledger => "ledger",
+            PanelId::Failures => "failures",
+            PanelId::Team => "people",
+            PanelId::Audit => "audit",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<PanelId> {
+        PanelId::ALL.into_iter().find(|p| p.slug() == slug)
+    }
+}
+
+/// What a panel's `act` answers: the outcome to show at its top, and the other panels the
+/// change moves (the browser reloads them too).
+pub struct Acted {
+    pub flash: AnyView,
+    pub also: &'static [PanelId],
+}
+
+impl Acted {
+    fn new(flash: AnyView) -> Acted {
+        Acted { flash, also: &[] }
+    }
+
+    /// The outcome of a server function: `ok(value)` on success, its error otherwise.
+    fn of<T>(r: Result<T, ServerFnError>, ok: impl FnOnce(T) -> AnyView, testid: &'static str) -> Acted {
+        Acted::new(match r {
+            Ok(v) => ok(v),
+            Err(e) => view! { <p class="error" role="alert" data-testid=testid>{said(&e)}</p> }.into_any(),
+        })
+    }
+
+    fn also(mut self, also: &'static [PanelId]) -> Acted {
+        self.also = also;
+        self
+    }
+}
+
+/// Renders panel `id` with the browser's `query` and, after a change, its outcome.
+pub async fn render(id: PanelId, query: Fields, flash: Option<AnyView>) -> AnyView {
+    match id {
+        PanelId::Status => status::render().await,
+        PanelId::Gateway => gateway::render().await,
+        PanelId::Secret => secret::render(flash).await,
+        PanelId::Market => market::render(query, flash).await,
+        PanelId::Pinned => pinned::render().await,
+        PanelId::Budget => budget::render(flash).await,
+        PanelId::Throttle => throttle::render().await,
+        PanelId::Retention => retention::render(query, flash).await,
+        PanelId::Delivery => delivery::render().await,
+        PanelId::Ledger => ledger::render(query).await,
+        PanelId::Failures => failures::render(flash).await,
+        PanelId::Team => team::render(flash).await,
+        PanelId::Audit => audit::render(query).await,
+    }
+}
+
+/// Runs the change a panel's form asked for (`None`: this panel has no forms).
+pub async fn act(id: PanelId, form: Fields) -> Option<Acted> {
+    Some(match id {
+        PanelId::Secret => secret::act(form).await,
+        PanelId::Market => market::act(form).await,
+        PanelId::Pinned => market::act(form).await,
+        PanelId::Budget => budget::act(form).await,
+        PanelId::Retention => retention::act(form).await,
+        PanelId::Failures => failures::act(form).await,
+        PanelId::Team => team::act(form).await,
+        _ => return None,
+    })
+}
+
+/// The page's placeholder for panel `id` while the server reads it (streamed in its place).
+pub fn deferred(id: PanelId) -> impl IntoView {
+    view! {
+        <Suspense fallback=move || view! { <section class="panel loading" id=id.slug() data-src=id.slug()><p class="muted">"Loading…"</p></section> }>
+            {Suspend::new(async move { render(id, Vec::new(), None).await })}
+        </Suspense>
+    }
+}
+
+/// The frame every panel shares: number, kicker, title, a badge, and the body. `id` names it
+/// (its deep link and its URL); `refresh` lists the live events that reload it: `ended` (a
+/// task ended), `rows` (a task changed), `library` (copies moved), `tick2`/`tick5` (every 2 or
+/// 5 s). A reset of the live stream reloads every panel.
 #[component]
 pub fn Panel<B: IntoView + 'static>(
-    /// "01" … "11".
+    id: PanelId,
+    /// "01" … "13".
     number: &'static str,
     /// The one-word kicker after the number ("Gateway", "Secret", …).
     kicker: &'static str,
     title: &'static str,
     badge: B,
+    #[prop(optional)]
+    refresh: &'static str,
     /// Extra CSS class, e.g. `wide`.
     #[prop(optional)]
     class: &'static str,
+    /// A change's outcome, shown first.
+    #[prop(default = None)]
+    flash: Option<AnyView>,
     children: Children,
 ) -> impl IntoView {
     view! {
-        <section class=format!("panel {class}") data-panel=number aria-label=title>
+        <section class=format!("panel {class}") id=id.slug() data-panel=number data-src=id.slug() data-refresh=refresh aria-labelledby=format!("{}-title", id.slug())>
             <header class="panel-head">
                 <span class="panel-num">{number}" · "{kicker}</span>
-                <h2>{title}</h2>
+                <h2 id=format!("{}-title", id.slug())>{title}</h2>
                 <div class="panel-badge">{badge}</div>
             </header>
-            <div class="panel-body">{children()}</div>
+            <div class="panel-body">{flash.map(|f| view! { <div class="flash" data-flash="">{f}</div> })}{children()}</div>
         </section>
     }
 }
 
+/// A form that makes a change in panel `id`: posted to `/panel/<slug>` (the live console sends
+/// it in the background and swaps the answer in; without WASM it is a plain post).
+pub fn act_form(id: PanelId) -> String {
+    format!("/panel/{}", id.slug())
+}
+
 /// A static badge.
-pub fn badge(kind: &'static str, text: impl Into<String>) -> impl IntoView {
+pub fn badge(kind: &'static str, text: impl Into<String>) -> AnyView {
     let text: String = text.into();
-    view! { <span class=format!("badge badge-{kind}")>{text}</span> }
+    view! { <span class=format!("badge badge-{kind}")>{text}</span> }.into_any()
 }
 
 /// A server function's error as the person should read it (without the framework's prefix).
 pub fn said(e: &ServerFnError) -> String {
     e.to_string().trim_start_matches("error running server function: ").to_string()
+}
+
+/// A success note at a panel's top.
+pub fn ok_note(testid: &'static str, text: String) -> AnyView {
+    view! { <p class="ok" role="status" data-testid=testid>{text}</p> }.into_any()
+}
+
+/// An error read from the store or the server, in place of a panel's body.
+pub fn unavailable(e: &ServerFnError) -> AnyView {
+    view! { <p class="error">{said(e)}</p> }.into_any()
 }
 
 /// A labelled fill bar: a spend meter, a rate guard rule.
@@ -67,28 +241,9 @@ pub fn fill_bar(testid: &'static str, label: String, percent: u32, detail: Strin
     view! {
         <div class="spend" data-testid=testid data-percent=percent.to_string()>
             <div class="spend-label">{label}</div>
-            <div class="bar"><span style=format!("width:{}%", percent.min(100)) class:full=full></span></div>
+            <div class="bar" role="meter" aria-valuemin="0" aria-valuemax="100" aria-valuenow=percent.min(100).to_string() aria-label="fill"><span style=format!("width:{}%", percent.min(100)) class:full=full></span></div>
             <div class="muted">{detail}</div>
         </div>
-    }
-}
-
-/// The shared console status resource.
-pub fn status() -> StatusResource {
-    expect_context::<StatusResource>()
-}
-
-/// Renders `f(status)` once the status is known: "Checking" until then, an honest error if it
-/// could not be read.
-pub fn with_status<V: IntoView + 'static>(f: impl Fn(&ConsoleStatus) -> V + Send + Sync + Copy + 'static) -> impl IntoView {
-    let status = status();
-    view! {
-        <Suspense fallback=|| view! { <span class="muted">"Checking…"</span> }>
-            {move || status.get().map(|r| match r {
-                Ok(s) => f(&s).into_any(),
-                Err(e) => view! { <span class="error">"Status unavailable: " {e.to_string()}</span> }.into_any(),
-            })}
-        </Suspense>
     }
 }
 
@@ -96,4 +251,9 @@ pub fn with_status<V: IntoView + 'static>(f: impl Fn(&ConsoleStatus) -> V + Send
 pub fn clock(ms: u64) -> String {
     let s = ms / 1000 % 86_400;
     format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// The signed-in person (`None`: not signed in, or the store failed).
+pub async fn me() -> Option<crate::view::Me> {
+    crate::api::whoami().await.ok()
 }

@@ -2,16 +2,16 @@
 //! the event stream (no reload): state, progress, age, cost, and the result when done.
 //! The composer above the table submits new tasks.
 
+use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 
-use super::Panel;
 use super::composer::Composer;
 use crate::api::{TaskFilter, cancel_task, list_tasks, rerun_draft};
 use crate::live::live;
-use crate::view::TaskRow;
+use crate::view::{ModelOption, TaskList, TaskRow};
 
 /// Rows per page in the monitor.
-const PAGE: usize = 25;
+pub const PAGE: usize = 25;
 const STATES: [&str; 8] = ["queued", "submitted", "waiting", "queuing", "generating", "success", "fail", "expired"];
 
 /// Whether a live row belongs in the listing under `f`.
@@ -20,14 +20,39 @@ fn passes(f: &TaskFilter, r: &TaskRow) -> bool {
     eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
 }
 
-#[component]
-pub fn MonitorPanel() -> impl IntoView {
+/// The Task Monitor with its composer: an island (hydrated in the browser), given the Market's
+/// models, whether the person may submit, and the first page of tasks as the server read it. It
+/// reads the live rows of the [`crate::live::Console`] island it sits in; a filter, a page or a
+/// reset of the live stream reads the list again (no resource and no `Suspense` in the browser:
+/// the page arrives with its rows).
+#[island]
+pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<TaskList, String>) -> impl IntoView {
     let live = live();
     let filter = RwSignal::new(TaskFilter::default());
     // Cursors of the pages before this one (empty: the first page, which live rows join).
     let cursors = RwSignal::new(Vec::<Option<String>>::new());
     let after = RwSignal::new(None::<String>);
-    let tasks = Resource::new(move || (filter.get(), after.get(), live.resets.get()), |(f, a, _)| list_tasks(f, a, PAGE));
+    let tasks = RwSignal::new(first);
+    // Each read is numbered: an answer older than the latest read is dropped.
+    let reads = StoredValue::new(0u32);
+    let read = move || {
+        let (f, a) = (filter.get_untracked(), after.get_untracked());
+        let n = reads.with_value(|n| n.wrapping_add(1));
+        reads.set_value(n);
+        leptos::task::spawn_local(async move {
+            let answer = list_tasks(f, a, PAGE).await.map_err(|e| super::said(&e));
+            if reads.get_value() == n {
+                tasks.set(answer);
+            }
+        });
+    };
+    Effect::new(move |prev: Option<u64>| {
+        let n = live.resets.get();
+        if prev.is_some() {
+            read();
+        }
+        n
+    });
     // The clock for ages: 0 until the browser has hydrated (so server and browser agree).
     let now = RwSignal::new(0u64);
     Effect::new(move |_| {
@@ -40,7 +65,7 @@ pub fn MonitorPanel() -> impl IntoView {
 
     // The listing with every live change merged in.
     let rows = move || {
-        let listed = tasks.get()?.ok()?;
+        let listed = tasks.get().ok()?;
         let held = live.rows.get();
         let f = filter.get();
         let mut rows: Vec<TaskRow> = listed.rows.iter().map(|r| match held.get(&r.id) {
@@ -62,10 +87,10 @@ pub fn MonitorPanel() -> impl IntoView {
             filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
             after.set(None);
             cursors.set(Vec::new());
+            read();
         }
     };
 
-    let me = crate::me();
     // Cancel (a task still queued here): the row flips live once it ends.
     let cancel = Action::new(|id: &String| {
         let id = id.clone();
@@ -77,15 +102,20 @@ pub fn MonitorPanel() -> impl IntoView {
         async move { rerun_draft(id).await }
     });
     view! {
-        <Panel number="10" kicker="Monitor" title="Task Monitor" class="wide"
-            badge=view! {
+        <section class="panel monitor" id="monitor" data-panel="10" aria-labelledby="monitor-title">
+            <header class="panel-head">
+                <span class="panel-num">"10 · Monitor"</span>
+                <h2 id="monitor-title">"Task Monitor"</h2>
+                <div class="panel-badge">
                 <span class=move || if live.connected.get() { "badge badge-ok" } else { "badge badge-wait" } data-testid="live-badge">
                     {move || if live.connected.get() { "Live" } else { "Connecting" }}
                 </span>
                 " "
-                <Suspense fallback=|| super::badge("wait", "Loading")><span class="badge badge-info" data-testid="monitor-count">{count}</span></Suspense>
-            }>
-            <Composer rerun=rerun/>
+                <span class="badge badge-info" data-testid="monitor-count">{count}</span>
+                </div>
+            </header>
+            <div class="panel-body">
+            <Composer rerun=rerun models=models can_produce=can_produce/>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks">
                 <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
@@ -96,35 +126,34 @@ pub fn MonitorPanel() -> impl IntoView {
                 <input type="search" placeholder="Project" aria-label="Project" on:change=set(|f| &mut f.project)/>
                 <input type="search" placeholder="Person (email or key:label)" aria-label="Person" on:change=set(|f| &mut f.owner)/>
             </div>
-            <Suspense fallback=|| view! { <p class="muted">"Loading tasks…"</p> }>
-                {move || match tasks.get() {
-                    None => None,
-                    Some(Err(e)) => Some(view! { <p class="error">{e.to_string()}</p> }.into_any()),
-                    Some(Ok(_)) => rows().map(|(rows, next)| view! {
+                {move || match tasks.with(|t| t.as_ref().err().cloned()) {
+                    Some(e) => Some(Either::Left(view! { <p class="error">{e}</p> })),
+                    None => rows().map(|(rows, next)| view! {
                         {if rows.is_empty() {
                             let text = if filter.get() == TaskFilter::default() { "No tasks on record yet." } else { "No tasks match these filters." };
-                            view! { <p class="empty" data-testid="monitor-empty">{text}</p> }.into_any()
+                            Either::Left(view! { <p class="empty" data-testid="monitor-empty">{text}</p> })
                         } else {
-                            let can = me.get().and_then(Result::ok).is_some_and(|m| m.can_produce());
-                            task_table(rows, now, can.then_some((cancel, rerun))).into_any()
+                            Either::Right(task_table(rows, now, can_produce.then_some((cancel, rerun))))
                         }}
                         <div class="pager">
                             <button type="button" disabled=move || cursors.with(Vec::is_empty) on:click=move |_| {
                                 let prev = cursors.try_update(|c| c.pop()).flatten().flatten();
                                 after.set(prev);
+                                read();
                             }>"← Newer"</button>
                             <button type="button" data-testid="older" disabled=next.is_none() on:click={
                                 let next = next.clone();
                                 move |_| {
                                     cursors.update(|c| c.push(after.get_untracked()));
                                     after.set(next.clone());
+                                    read();
                                 }
                             }>"Older →"</button>
                         </div>
-                    }.into_any()),
+                    }).map(Either::Right),
                 }}
-            </Suspense>
-        </Panel>
+            </div>
+        </section>
     }
 }
 
@@ -158,26 +187,20 @@ fn age(now: u64, then: u64) -> String {
     }
 }
 
-/// An image, a video or an audio player for a result URL, by its extension.
-pub fn preview(url: String) -> AnyView {
-    let named = url.clone();
-    preview_from(url, &named)
-}
-
 /// [`preview`] of `src`, its kind told by `named`'s extension (a Library copy is served from
 /// a path without one; KIE's URL of the same result has it).
-pub fn preview_from(url: String, named: &str) -> AnyView {
+pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
     let lower = named.to_ascii_lowercase();
     let path = lower.split('?').next().unwrap_or_default().to_string();
     let href = url.clone();
     if [".png", ".jpg", ".jpeg", ".webp", ".gif"].iter().any(|e| path.ends_with(e)) {
-        view! { <a href=href target="_blank" rel="noopener"><img class="thumb" src=url alt="result" loading="lazy"/></a> }.into_any()
+        EitherOf4::A(view! { <a href=href target="_blank" rel="noopener"><img class="thumb" src=url alt="result" loading="lazy"/></a> })
     } else if [".mp4", ".webm", ".mov"].iter().any(|e| path.ends_with(e)) {
-        view! { <video class="thumb" src=url controls=true preload="metadata"></video> }.into_any()
+        EitherOf4::B(view! { <video class="thumb" src=url controls=true preload="metadata"></video> })
     } else if [".wav", ".mp3", ".ogg", ".m4a"].iter().any(|e| path.ends_with(e)) {
-        view! { <audio src=url controls=true preload="none"></audio> }.into_any()
+        EitherOf4::C(view! { <audio src=url controls=true preload="none"></audio> })
     } else {
-        view! { <a href=href target="_blank" rel="noopener">"result"</a> }.into_any()
+        EitherOf4::D(view! { <a href=href target="_blank" rel="noopener">"result"</a> })
     }
 }
 
@@ -186,7 +209,7 @@ pub fn preview_from(url: String, named: &str) -> AnyView {
 /// (the server checks who may).
 pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
-        <table class="tasks" data-testid="task-table">
+        <div class="table-wrap"><table class="tasks" data-testid="task-table">
             <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|t| {
@@ -235,6 +258,6 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                     }
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     }
 }

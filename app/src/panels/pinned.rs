@@ -1,40 +1,42 @@
 //! 04 · Pinned — the person's pinned models, kept in the shared store so they follow them
-//! across browsers and instances; the composer lists them first.
+//! across browsers and instances; the composer lists them first. Unpinning posts to this
+//! panel and re-renders the Market too.
 
 use leptos::prelude::*;
 
-use super::market::{market, pin_button};
-use super::{Panel, badge};
+use super::market::pin_button;
+use super::{Panel, PanelId, badge};
+use crate::api::list_models;
 
-#[component]
-pub fn PinnedPanel() -> impl IntoView {
-    let market = market();
-    let pinned = move || market.models().map(|ms| ms.into_iter().filter(|m| m.pinned).collect::<Vec<_>>());
-    let head = move || match pinned() {
-        Some(p) => badge(if p.is_empty() { "off" } else { "info" }, format!("{} pinned", p.len())).into_any(),
-        None => badge("wait", "Loading").into_any(),
+pub async fn render() -> AnyView {
+    let pinned = list_models().await.map(|m| m.models.into_iter().filter(|m| m.pinned).collect::<Vec<_>>());
+    let head = match &pinned {
+        Ok(p) => badge(if p.is_empty() { "off" } else { "info" }, format!("{} pinned", p.len())),
+        Err(_) => badge("bad", "Unavailable"),
+    };
+    let body = match pinned {
+        Err(e) => super::unavailable(&e),
+        Ok(list) if list.is_empty() => view! { <p class="empty">"No pinned models. Pin one with ☆ in the Market."</p> }.into_any(),
+        Ok(list) => view! {
+            <form method="post" action=super::act_form(PanelId::Pinned)>
+                <ul class="pins" data-testid="pinned-list">
+                    {list.into_iter().map(|m| view! {
+                        <li data-model=m.id.clone()>
+                            <span class="model-name">{m.id.clone()}</span>
+                            <span class="muted">{m.provider.clone()}</span>
+                            {pin_button(&m, PanelId::Pinned)}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </form>
+        }
+        .into_any(),
     };
     view! {
-        <Panel number="04" kicker="Pinned" title="Favorite Models" badge=view! { <Suspense fallback=|| ()>{head}</Suspense> }>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || pinned().map(|list| {
-                    if list.is_empty() {
-                        return view! { <p class="empty">"No pinned models. Pin one with ☆ in the Market."</p> }.into_any();
-                    }
-                    view! {
-                        <ul class="pins" data-testid="pinned-list">
-                            {list.into_iter().map(|m| view! {
-                                <li data-model=m.id.clone()>
-                                    <span class="model-name">{m.id.clone()}</span>
-                                    <span class="muted">{m.provider.clone()}</span>
-                                    {pin_button(&m)}
-                                </li>
-                            }).collect_view()}
-                        </ul>
-                    }.into_any()
-                })}
-            </Suspense>
+        <Panel id=PanelId::Pinned number="04" kicker="Pinned" title="Favorite Models" badge=head>
+            {body}
             <p class="fine">"Pins follow you across browsers and instances; the composer lists them first."</p>
         </Panel>
     }
+    .into_any()
 }

@@ -5,9 +5,8 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, badge, said};
+use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned};
 use crate::api::{delete_library_project, library_items, library_status};
-use crate::live::live;
 use crate::view::{LibraryItem, LibraryView};
 
 /// `1.4 MB`.
@@ -31,12 +30,12 @@ fn until(now_ms: u64, then_ms: u64) -> String {
 
 fn status_badge(v: &LibraryView) -> AnyView {
     match (&v.url, &v.problem, v.quota_percent()) {
-        (None, _, _) => badge("off", "Off").into_any(),
-        (_, Some(_), _) => badge("err", "Problem").into_any(),
-        (_, _, Some(p)) if p >= 100 => badge("err", "Library full").into_any(),
-        _ if v.lost_tasks > 0 => badge("warn", format!("{} expired", v.lost_tasks)).into_any(),
-        _ if v.pending_assets > 0 => badge("info", format!("{} archiving", v.pending_assets)).into_any(),
-        _ => badge("ok", "Active").into_any(),
+        (None, _, _) => badge("off", "Off"),
+        (_, Some(_), _) => badge("err", "Problem"),
+        (_, _, Some(p)) if p >= 100 => badge("err", "Library full"),
+        _ if v.lost_tasks > 0 => badge("warn", format!("{} expired", v.lost_tasks)),
+        _ if v.pending_assets > 0 => badge("info", format!("{} archiving", v.pending_assets)),
+        _ => badge("ok", "Active"),
     }
 }
 
@@ -85,7 +84,7 @@ pub fn library_preview(path: String, content_type: &str) -> AnyView {
     }
 }
 
-fn item(i: LibraryItem) -> impl IntoView {
+fn item(i: LibraryItem) -> impl IntoView + use<> {
     let name = format!("{}-{}", i.task_id, i.index);
     view! {
         <li class="library-item" data-task=i.task_id.clone() data-testid="library-item">
@@ -102,58 +101,44 @@ fn item(i: LibraryItem) -> impl IntoView {
     }
 }
 
-#[component]
-pub fn RetentionPanel() -> impl IntoView {
-    let live = live();
-    let status = Resource::new(move || (live.library.get(), live.ended.get(), live.resets.get()), |_| library_status());
-    let project = RwSignal::new(String::new());
-    let deleted = RwSignal::new(0u64);
-    let items = Resource::new(move || (live.library.get(), live.resets.get(), project.get(), deleted.get()), |(_, _, p, _)| library_items(p));
-    let delete = Action::new(move |p: &String| {
-        let p = p.clone();
-        async move {
-            let r = delete_library_project(p).await;
-            deleted.update(|n| *n += 1);
-            r
-        }
-    });
-    let doomed = RwSignal::new(String::new());
-    let badge_view = move || status.get().map(|r| r.map_or_else(|_| badge("err", "Unavailable").into_any(), |v| status_badge(&v)));
+pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
+    let project = field_owned(&query, "project").unwrap_or_default();
+    let status = library_status().await;
+    let items = library_items(project.clone()).await;
+    let admin = super::me().await.is_some_and(|m| m.is_admin());
+    let head = status.as_ref().map_or_else(|_| badge("err", "Unavailable"), status_badge);
     view! {
-        <Panel number="07" kicker="Retention" title="Asset Retention Guard" badge=view! { <Suspense fallback=|| badge("wait", "Loading")>{badge_view}</Suspense> }>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || status.get().map(|r| match r {
-                    Ok(v) => facts(v),
-                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
-                })}
-            </Suspense>
+        <Panel id=PanelId::Retention number="07" kicker="Retention" title="Asset Retention Guard" badge=head refresh="library ended" flash=flash>
+            {match status {
+                Ok(v) => facts(v),
+                Err(e) => super::unavailable(&e),
+            }}
             <h3>"Library"</h3>
-            <label class="small">"Project "
-                <input type="search" placeholder="all projects" data-testid="library-project"
-                    on:change=move |ev| project.set(event_target_value(&ev))/>
-            </label>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || items.get().map(|r| match r {
-                    Ok(list) if list.is_empty() => view! { <p class="empty" data-testid="library-empty">"No copies yet: results land here as soon as their tasks succeed."</p> }.into_any(),
-                    Ok(list) => view! { <ul class="library" data-testid="library-list">{list.into_iter().map(item).collect_view()}</ul> }.into_any(),
-                    Err(e) => view! { <p class="error">{said(&e)}</p> }.into_any(),
-                })}
-            </Suspense>
-            {crate::when_role(crate::view::Me::is_admin, move || view! {
-                <form class="inline" data-testid="library-delete" on:submit=move |ev| {
-                    ev.prevent_default();
-                    delete.dispatch(doomed.get_untracked());
-                }>
+            <form method="get" action="/" data-filter="retention">
+                <label class="small">"Project "
+                    <input type="search" name="project" value=project placeholder="all projects" data-testid="library-project"/>
+                </label>
+            </form>
+            {match items {
+                Ok(list) if list.is_empty() => view! { <p class="empty" data-testid="library-empty">"No copies yet: results land here as soon as their tasks succeed."</p> }.into_any(),
+                Ok(list) => view! { <ul class="library" data-testid="library-list">{list.into_iter().map(item).collect_view()}</ul> }.into_any(),
+                Err(e) => super::unavailable(&e),
+            }}
+            {admin.then(|| view! {
+                <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="library-delete">
                     <label class="small">"Delete a project's copies "
-                        <input type="text" required=true placeholder="project" bind:value=doomed/>
+                        <input type="text" name="delete" required=true placeholder="project"/>
                     </label>
-                    <button type="submit" class="danger" disabled=move || delete.pending().get()>"Delete copies"</button>
-                    {move || delete.value().get().map(|r| match r {
-                        Ok(n) => view! { <span class="ok small" data-testid="library-deleted">{format!(" {n} copies deleted (audited)")}</span> }.into_any(),
-                        Err(e) => view! { <span class="error small">{said(&e)}</span> }.into_any(),
-                    })}
+                    <button type="submit" class="danger">"Delete copies"</button>
                 </form>
-            }, || ())}
+            })}
         </Panel>
     }
+    .into_any()
+}
+
+/// `delete=<project>` (admins; audited).
+pub async fn act(form: Fields) -> Acted {
+    let project = field_owned(&form, "delete").unwrap_or_default();
+    Acted::of(delete_library_project(project).await, |n| super::ok_note("library-deleted", format!("{n} copies deleted (audited)")), "library-error")
 }

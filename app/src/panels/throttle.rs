@@ -1,49 +1,40 @@
 //! 06 · Throttle — the rate guard: its rules and how full each is, the queue of tasks waiting
 //! for it (depth, per person, the next to leave and their expected wait), and KIE's 429s.
-//! Read from the store every two seconds and whenever a task changes.
+//! Read from the store every two seconds and whenever a task changes (rendered on the server).
 
 use leptos::prelude::*;
 
-use super::{Panel, badge, fill_bar};
+use super::{Panel, PanelId, badge, fill_bar};
 use crate::api::throttle_status;
-use crate::live::live;
 use crate::view::ThrottleView;
 
 fn secs(ms: u64) -> String {
     format!("{} s", ms.div_ceil(1000))
 }
 
-#[component]
-pub fn ThrottlePanel() -> impl IntoView {
-    let live = live();
-    let tick = RwSignal::new(0u64);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || tick.update(|n| *n += 1), std::time::Duration::from_secs(2));
-    });
-    let data = Resource::new(move || (tick.get(), live.rows.with(|r| r.len()), live.ended.get()), |_| throttle_status());
-    let head = move || match data.get() {
-        Some(Ok(t)) if t.cooldown_ms.is_some() => badge("bad", "Cooling down after a 429").into_any(),
-        Some(Ok(t)) if t.depth > 0 => badge("wait", format!("{} queued", t.depth)).into_any(),
-        Some(Ok(_)) => badge("ok", "Enforced").into_any(),
-        Some(Err(_)) => badge("bad", "Store unreadable").into_any(),
-        None => badge("wait", "Loading").into_any(),
+pub async fn render() -> AnyView {
+    let data = throttle_status().await;
+    let head = match &data {
+        Ok(t) if t.cooldown_ms.is_some() => badge("bad", "Cooling down after a 429"),
+        Ok(t) if t.depth > 0 => badge("wait", format!("{} queued", t.depth)),
+        Ok(_) => badge("ok", "Enforced"),
+        Err(_) => badge("bad", "Store unreadable"),
     };
     view! {
-        <Panel number="06" kicker="Throttle" title="Rate Guard" badge=view! { <Suspense fallback=|| ()>{head}</Suspense> }>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || data.get().map(|r| match r {
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    Ok(t) => guard_view(t).into_any(),
-                })}
-            </Suspense>
+        <Panel id=PanelId::Throttle number="06" kicker="Throttle" title="Rate Guard" badge=head refresh="rows ended tick2">
+            {match data {
+                Err(e) => super::unavailable(&e),
+                Ok(t) => guard_view(t).into_any(),
+            }}
             <p class="fine">
                 "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between people — and drain as the window allows."
             </p>
         </Panel>
     }
+    .into_any()
 }
 
-fn guard_view(t: ThrottleView) -> impl IntoView {
+fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
     view! {
         {t.rules.into_iter().map(|r| {
             let pct = if r.limit > 0 { (r.used.max(0) * 100 / r.limit).min(100) as u32 } else { 0 };

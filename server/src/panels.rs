@@ -1,0 +1,142 @@
+//! One server-rendered panel at a time, for the live console (see `app::enhance`):
+//!
+//! - `GET /panel/<slug>?<filter>`: the panel as the page renders it, with the filter form's
+//!   values (a search, an open model page…).
+//! - `POST /panel/<slug>` (a form, URL-encoded): the change the form asks for, through the same
+//!   server functions the API serves (and their role checks), then the panel with the outcome
+//!   at its top. `X-Refresh` names the other panels the change moved. A refusal keeps its
+//!   status (401, 403, 400…). A post from a browser without WASM gets the panel on a page of
+//!   its own, with a link back.
+//!
+//! Both need a session (the guard answers 401 without one). Queries and forms are bounded:
+//! at most 32 fields of at most 5,000 characters, 64 KiB in all.
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::Extension;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::*;
+use leptos::reactive::computed::ScopedFuture;
+use leptos::reactive::owner::Owner;
+
+use crate::AppState;
+use app::api::ConsoleContext;
+use app::panels::{Fields, MAX_FIELDS, PanelId};
+
+/// Largest form a panel takes.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Longest value of one field.
+const MAX_VALUE_CHARS: usize = 5_000;
+
+pub fn routes(console: ConsoleContext) -> Router<AppState> {
+    Router::new().route("/panel/{slug}", get(show).post(change)).layer(Extension(console))
+}
+
+fn refuse(status: StatusCode, msg: &str) -> Response {
+    crate::auth::plain(status, msg)
+}
+
+/// URL-encoded pairs, within the bounds.
+fn fields(encoded: &[u8]) -> Result<Fields, Response> {
+    let mut out = Fields::new();
+    for (k, v) in url::form_urlencoded::parse(encoded) {
+        if out.len() == MAX_FIELDS {
+            return Err(refuse(StatusCode::BAD_REQUEST, "Too many fields: a panel takes at most 32."));
+        }
+        if v.chars().count() > MAX_VALUE_CHARS || k.len() > 64 {
+            return Err(refuse(StatusCode::BAD_REQUEST, "A field is too long: names up to 64 characters, values up to 5,000."));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+fn panel(slug: &str) -> Result<PanelId, Response> {
+    PanelId::from_slug(slug).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such panel."))
+}
+
+async fn show(Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Response {
+    let id = match panel(&slug) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let query = match fields(req.uri().query().unwrap_or_default().as_bytes()) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (parts, _) = req.into_parts();
+    render(console, parts, id, query, false).await.into_response()
+}
+
+async fn change(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Response {
+    let id = match panel(&slug) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let fragment = req.headers().contains_key("x-fragment");
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "The form is larger than 64 KiB.");
+    };
+    let form = match fields(&bytes) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let rendered = render(console, parts, id, form, true).await;
+    if fragment {
+        return rendered.into_response();
+    }
+    // Without WASM: the panel on a page of its own.
+    let Rendered { status, html, .. } = rendered;
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{slug}\">Back to the console</a></p></body></html>",
+        app::assets::stylesheet(&state.leptos_options)
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response()
+}
+
+struct Rendered {
+    status: StatusCode,
+    html: String,
+    also: Vec<&'static str>,
+}
+
+impl IntoResponse for Rendered {
+    fn into_response(self) -> Response {
+        let mut r = Response::new(Body::from(self.html));
+        *r.status_mut() = self.status;
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(&self.also.join(",")) {
+            h.insert("x-refresh", v);
+        }
+        r
+    }
+}
+
+/// Runs the panel's change (`post`) and renders it, in a reactive owner that holds what the
+/// server functions read: the console, the request (its actor) and the response options.
+async fn render(console: ConsoleContext, parts: axum::http::request::Parts, id: PanelId, fields: Fields, post: bool) -> Rendered {
+    let owner = Owner::new();
+    let response = leptos_axum::ResponseOptions::default();
+    let work = owner.with(|| {
+        provide_context(console);
+        provide_context(parts);
+        provide_context(response.clone());
+        ScopedFuture::new(async move {
+            let acted = if post { app::panels::act(id, fields.clone()).await } else { None };
+            let refused = post && acted.is_none();
+            let also: Vec<&'static str> = acted.as_ref().map(|a| a.also.iter().map(|p| p.slug()).collect()).unwrap_or_default();
+            let html = app::panels::render(id, fields, acted.map(|a| a.flash)).await.to_html();
+            (html, also, refused)
+        })
+    });
+    let (html, also, refused) = work.await;
+    let status = if refused { StatusCode::METHOD_NOT_ALLOWED } else { response.0.read().map(|r| r.status).ok().flatten().unwrap_or(StatusCode::OK) };
+    drop(owner);
+    Rendered { status, html, also }
+}

@@ -1,0 +1,123 @@
+//! The server-rendered panels over real HTTP (embedded store): `GET /panel/<slug>` renders one
+//! panel for whoever asks, by their role; `POST /panel/<slug>` makes the change through the
+//! same server functions (and role checks) as the API and answers the panel with the outcome;
+//! bad input gets a 4xx that says what to fix and changes nothing; the page and the bundle are
+//! cached as they should be.
+
+mod support;
+
+use support::*;
+
+async fn console() -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listener, _) = bind().await;
+    (start_on(listener, config(embedded(&dir), None)).await, dir)
+}
+
+/// A fragment POST as `email`: (status, `X-Refresh`, body).
+async fn post_panel(base: &str, email: &str, slug: &str, pairs: &[(&str, &str)]) -> (u16, String, String) {
+    let r = client_as(base, email).await.post(format!("{base}/panel/{slug}")).header("x-fragment", "1").form(pairs).send().await.expect("POST");
+    let status = r.status().as_u16();
+    let also = r.headers().get("x-refresh").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (status, also, r.text().await.expect("body"))
+}
+
+async fn get_as(base: &str, email: &str, path: &str) -> (u16, String) {
+    let r = client_as(base, email).await.get(format!("{base}{path}")).send().await.expect("GET");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_panel_renders_for_its_reader_by_role_and_refuses_strangers() {
+    let (server, _dir) = console().await;
+    let base = &server.base;
+    let (status, _) = get_anon(&format!("{base}/panel/budget")).await;
+    assert_eq!(status, 401, "no session, no panel (and no redirect: the browser's reload asks)");
+
+    let (status, html) = get_as(base, VIEWER, "/panel/budget").await;
+    assert_eq!(status, 200);
+    assert!(html.starts_with("<section") && html.contains(r#"data-src="budget""#), "{html}");
+    assert!(html.contains("Only admins set cost rules"), "a viewer reads the rules but gets no form");
+    assert!(!html.contains(r#"data-testid="budget-form""#));
+    let (_, html) = get_as(base, ADMIN, "/panel/budget").await;
+    assert!(html.contains(r#"data-testid="budget-form""#), "an admin gets the form");
+
+    assert_eq!(get_as(base, PRODUCER, "/panel/people").await.0, 403, "the Team panel is for admins");
+    assert_eq!(get_as(base, ADMIN, "/panel/people").await.0, 200);
+    assert_eq!(get_as(base, ADMIN, "/panel/no-such-panel").await.0, 404);
+
+    // The Market's query is the filter form's values.
+    let (_, html) = get_as(base, VIEWER, "/panel/market?q=veo&open=veo3&count=3").await;
+    assert!(html.contains(r#"data-model="veo3""#) && !html.contains(r#"data-model="google/imagen4-fast""#), "the search filters");
+    assert!(html.contains("3 × 120 cr = 360 credits · $1.80"), "the open model page prices the inputs");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_change_goes_through_the_role_check_and_bad_input_changes_nothing() {
+    let (server, _dir) = console().await;
+    let base = &server.base;
+    let rules = |html: &str| html.matches(r#"class="rule""#).count();
+
+    // A viewer's post is refused with the role it needs; no rule appears.
+    let (status, _, html) = post_panel(base, VIEWER, "budget", &[("project", "trailer"), ("per_day", "5")]).await;
+    assert_eq!(status, 403);
+    assert!(html.contains("This needs the admin role"), "{html}");
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 0);
+
+    // An amount that is not one: a 4xx that says what to fix, and still no rule.
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "five")]).await;
+    assert!((400..500).contains(&status), "{status}: {html}");
+    assert!(html.contains(r#"data-testid="budget-error""#), "{html}");
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 0);
+
+    // The admin's rule is saved; the status strip is named for a reload.
+    let (status, also, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "5")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(also, "status");
+    assert!(html.contains("Rule saved.") && rules(&html) == 1, "{html}");
+
+    // A pin re-renders the Market and names the Pinned panel.
+    let (status, also, html) = post_panel(base, PRODUCER, "market", &[("q", "veo"), ("pin", "on:veo3")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(also, "market,pinned");
+    assert!(html.contains("Pinned veo3.") && html.contains(r#"aria-pressed="true""#), "{html}");
+    assert!(get_as(base, PRODUCER, "/panel/pinned").await.1.contains(r#"data-model="veo3""#));
+    let (status, _, _) = post_panel(base, PRODUCER, "market", &[("pin", "on:no/such-model")]).await;
+    assert!((400..500).contains(&status), "an unknown model is refused");
+
+    // Panels without changes, too many fields, and a cross-site post.
+    assert_eq!(post_panel(base, ADMIN, "delivery", &[("x", "y")]).await.0, 405);
+    let many: Vec<(String, String)> = (0..40).map(|i| (format!("f{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(post_panel(base, ADMIN, "budget", &many).await.0, 400);
+    let long = "x".repeat(6_000);
+    assert_eq!(get_as(base, ADMIN, &format!("/panel/market?q={long}")).await.0, 400);
+    let forged = http().post(format!("{base}/panel/budget")).header("cookie", cookie(&session(base, ADMIN).await)).form(&[("project", "evil"), ("per_day", "1")]).send().await.expect("POST");
+    assert_eq!(forged.status().as_u16(), 403, "no Origin: refused as cross-site");
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 1, "nothing changed by the refused posts");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn without_wasm_a_post_answers_a_page_with_the_outcome_and_the_page_is_not_cached() {
+    let (server, _dir) = console().await;
+    let base = &server.base;
+    let r = client_as(base, ADMIN).await.post(format!("{base}/panel/secret")).form(&[("do", "create"), ("project", "promo"), ("name", "render farm")]).send().await.expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "a page with a new key is never cached");
+    let page = r.text().await.expect("body");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains(r#"href="/#secret""#), "a page of its own with a way back");
+    assert!(page.contains(r#"data-testid="relay-key-created""#) && page.contains(r#"<code class="once">"#), "the new key is shown once: {page}");
+
+    let r = client_as(base, ADMIN).await.get(format!("{base}/")).send().await.expect("GET");
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-cache"), "the console page is revalidated");
+    let page = r.text().await.expect("body");
+    for id in ["operate", "money", "library", "team", "monitor", "status", "gateway", "budget", "people", "audit"] {
+        assert!(page.contains(&format!(r#"id="{id}""#)), "the page has the anchor #{id}");
+    }
+    let signin = http().get(format!("{base}/signin")).send().await.expect("GET").text().await.expect("body");
+    assert!(!signin.contains(".wasm") && !signin.contains("control-room.js"), "the sign-in page loads no bundle");
+    assert!(signin.contains("/pkg/control-room.css"), "only the stylesheet");
+    server.shutdown().await.expect("shutdown");
+}
