@@ -76,14 +76,29 @@ pub fn live() -> Live {
 pub fn Console(children: Children) -> impl IntoView {
     let live = Live::new();
     provide_context(live);
-    // Effects run only in the browser, once the islands have hydrated: the end-to-end suite
-    // waits for this marker.
+    // Effects run only in the browser. The islands inside this one hydrate after it, one
+    // microtask apart; the feed starts on the next task, once they all have, so that no live
+    // value changes under a view still being hydrated. The end-to-end suite waits for the
+    // marker.
+    let owner = Owner::current();
     Effect::new(move |_| {
-        start(live);
-        crate::enhance::start(live);
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
+        let owner = owner.clone();
+        set_timeout(
+            move || {
+                let go = || {
+                    start(live);
+                    crate::enhance::start(live);
+                };
+                match &owner {
+                    Some(o) => o.with(go),
+                    None => go(),
+                }
+                if let Some(body) = document().body() {
+                    let _ = body.set_attribute("data-hydrated", "true");
+                }
+            },
+            std::time::Duration::ZERO,
+        );
     });
     children()
 }

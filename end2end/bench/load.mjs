@@ -33,9 +33,11 @@ async function load(context, path, throttle) {
   let bundle = 0;
   let all = 0;
   page.on('requestfinished', async (req) => {
-    const { responseBodySize } = await req.sizes();
-    all += responseBodySize;
-    if (/\.(js|wasm|css)$/.test(new URL(req.url()).pathname)) bundle += responseBodySize;
+    try {
+      const { responseBodySize } = await req.sizes();
+      all += responseBodySize;
+      if (/\.(js|wasm|css)$/.test(new URL(req.url()).pathname)) bundle += responseBodySize;
+    } catch { /* the page closed first */ }
   });
   await page.goto(server.base + path, { waitUntil: 'load', timeout: 120_000 });
   if (path === '/') await page.waitForFunction(() => window.__interactive !== undefined, null, { timeout: 120_000 });

@@ -22,16 +22,18 @@ pub async fn render(query: Fields) -> AnyView {
     let page = audit_log(filter, before).await;
     view! {
         <Panel id=PanelId::Audit number="13" kicker="Audit" title="Audit Log" badge=super::badge("off", "Append-only") class="wide">
-            <form class="rule-form" method="get" action="/" data-filter="audit" data-testid="audit-filter">
-                <label>"Who "<input name="who" maxlength="200" data-testid="audit-who" value=who/></label>
-                <label>"Action "<input name="action" maxlength="200" placeholder="sign-in, role changed…" value=action/></label>
-                <label>"Text "<input name="text" maxlength="200" value=text/></label>
-                <button type="submit">"Filter"</button>
-                <a class="button" href=csv_href data-testid="audit-csv" download="control-room-audit.csv">"Export CSV"</a>
+            <form method="get" action="/" data-filter="audit" data-testid="audit-filter">
+                <div class="rule-form">
+                    <label>"Who "<input name="who" maxlength="200" data-testid="audit-who" value=who/></label>
+                    <label>"Action "<input name="action" maxlength="200" placeholder="sign-in, role changed…" value=action/></label>
+                    <label>"Text "<input name="text" maxlength="200" value=text/></label>
+                    <button type="submit">"Filter"</button>
+                    <a class="button" href=csv_href data-testid="audit-csv" download="control-room-audit.csv">"Export CSV"</a>
+                </div>
                 {match page {
                     Ok(p) if p.rows.is_empty() => view! { <p class="empty">"No entries match."</p> }.into_any(),
                     Ok(p) => view! {
-                        <div class="table-wrap">
+                        <div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries">
                             <table class="tasks" data-testid="audit-list">
                                 <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"From"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Before → after"</th></tr></thead>
                                 <tbody>{p.rows.into_iter().map(row).collect_view()}</tbody>

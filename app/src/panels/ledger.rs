@@ -22,7 +22,7 @@ fn projects(rows: Vec<SpendRow>) -> AnyView {
     }
     let link = |p: &str, ext: &str| format!("/receipts.{ext}?project={}", p.replace('%', "%25").replace(' ', "%20").replace('&', "%26"));
     view! {
-        <table class="tasks receipts" data-testid="receipts">
+        <div class="table-wrap" tabindex="0" role="region" aria-label="Receipts"><table class="tasks receipts" data-testid="receipts">
             <caption>"Receipts by production (KIE's charges)"</caption>
             <thead><tr><th>"Project"</th><th>"Tasks"</th><th>"Credits"</th><th>"USD"</th><th>"Export"</th></tr></thead>
             <tbody>
@@ -33,7 +33,7 @@ fn projects(rows: Vec<SpendRow>) -> AnyView {
                     </tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     }
     .into_any()
 }
@@ -41,7 +41,7 @@ fn projects(rows: Vec<SpendRow>) -> AnyView {
 fn reconciliation(rows: Vec<SpendRow>) -> impl IntoView + use<> {
     let differ: Vec<SpendRow> = rows.into_iter().filter(|r| r.off_by_percent.is_some_and(|p| p != 0)).collect();
     (!differ.is_empty()).then(|| view! {
-        <table class="tasks" data-testid="reconciliation">
+        <div class="table-wrap" tabindex="0" role="region" aria-label="Reconciliation"><table class="tasks" data-testid="reconciliation">
             <caption>"Estimate against KIE's charge, where they differ"</caption>
             <thead><tr><th>"Model"</th><th>"Estimated"</th><th>"Charged"</th><th>"Off by"</th></tr></thead>
             <tbody>
@@ -49,7 +49,7 @@ fn reconciliation(rows: Vec<SpendRow>) -> impl IntoView + use<> {
                     <tr><td>{r.label}</td><td>{r.estimated}</td><td>{r.charged}</td><td>{r.off_by_percent.map(|p| format!("{p:+} %"))}</td></tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></div>
     })
 }
 
@@ -126,7 +126,7 @@ pub async fn render(query: Fields) -> AnyView {
         }
     };
     view! {
-        <Panel id=PanelId::Ledger number="09" kicker="Ledger" title="Receipt Sync" badge=head refresh="ended" class="wide">
+        <Panel id=PanelId::Ledger number="09" kicker="Ledger" title="Receipt Sync" badge=head refresh="ended">
             {body}
         </Panel>
     }

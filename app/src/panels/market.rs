@@ -64,7 +64,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
                 let groups = CATEGORIES.into_iter().map(|c| (title_case(c), shown.iter().filter(|m| m.category == c && !m.pinned).cloned().collect::<Vec<_>>()));
                 let groups = std::iter::once(("Pinned".to_string(), pinned)).chain(groups).filter(|(_, ms)| !ms.is_empty());
                 view! {
-                    <div class="models-scroll" tabindex="0" aria-label="Models">
+                    <div class="models-scroll" tabindex="0" role="region" aria-label="Models">
                         {groups.map(|(name, ms)| view! {
                             <h3 class="cat-head">{name}" · "{ms.len()}</h3>
                             <ul class="models">{ms.into_iter().map(|m| model_row(m, open.as_deref(), &query)).collect_view()}</ul>
@@ -128,7 +128,7 @@ fn model_page(m: &ModelOption, query: &Fields) -> AnyView {
             {m.priced_by.clone().map(|f| view! { <div><span class="muted">"Priced by: "</span>{f}</div> })}
             {(!m.price_known).then(|| view! { <div class="muted">"No source gives this model's price: a task of it needs a per-job cap (Budget panel), and holds that cap."</div> })}
             {(m.family != "market").then(|| view! { <div><span class="muted">"API: "</span>{m.family.clone()}</div> })}
-            <div class="table-wrap">
+            <div class="table-wrap" tabindex="0" role="region" aria-label="Prices">
                 <table class="prices">
                     <thead><tr><th scope="col">"Inputs"</th><th scope="col">"Credits"</th><th scope="col">"USD"</th></tr></thead>
                     <tbody>

@@ -209,7 +209,7 @@ pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
 /// (the server checks who may).
 pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
-        <div class="table-wrap"><table class="tasks" data-testid="task-table">
+        <div class="table-wrap" tabindex="0" role="region" aria-label="Tasks"><table class="tasks" data-testid="task-table">
             <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|t| {

@@ -16,7 +16,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         <Panel id=PanelId::Team number="12" kicker="Team" title="People and Roles" badge=head class="wide" flash=flash>
             {match users {
                 Ok(list) => view! {
-                    <div class="table-wrap">
+                    <div class="table-wrap" tabindex="0" role="region" aria-label="People">
                         <table class="tasks" data-testid="team-list">
                             <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"State"</th><th scope="col">"Since"</th><th scope="col">"Changes"</th></tr></thead>
                             <tbody>{list.into_iter().map(user_row).collect_view()}</tbody>
