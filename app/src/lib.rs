@@ -131,7 +131,7 @@ fn ControlRoom() -> impl IntoView {
             <header class="masthead">
                 <div class="brand">
                     <span class="brand-mark">"BROAD|CAST"</span>
-                    <span class="brand-sub">"Control Room · Generation Gateway"</span>
+                    <span class="brand-sub">"Video Creation Studio · Control Room · Generation Gateway"</span>
                 </div>
                 <div class="title-row">
                     <h1>"KIE Control Room"</h1>
@@ -151,54 +151,54 @@ fn ControlRoom() -> impl IntoView {
             </header>
             {deferred(PanelId::Status)}
             <main>
-                <section class="section" id="operate" aria-labelledby="operate-head">
-                    <h2 class="section-head" id="operate-head">"Operate"</h2>
-                    <div class="operate">
-                        <Suspense fallback=|| view! { <section class="panel monitor loading" id="monitor"><p class="muted">"Loading the Task Monitor…"</p></section> }>
-                            {Suspend::new(async move {
-                                let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
-                                let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
-                                let first = api::list_tasks(Default::default(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
-                                view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first/> }
-                            })}
-                        </Suspense>
-                        <div class="side">
-                            {deferred(PanelId::Gateway)}
-                            {deferred(PanelId::Throttle)}
-                            {deferred(PanelId::Failures)}
-                        </div>
+                <Section id="operate" name="Operate" class="operate">
+                    <Suspense fallback=|| view! { <section class="panel monitor loading" id="monitor"><p class="muted">"Loading the Task Monitor…"</p></section> }>
+                        {Suspend::new(async move {
+                            let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
+                            let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
+                            let first = api::list_tasks(Default::default(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
+                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first/> }
+                        })}
+                    </Suspense>
+                    <div class="side">
+                        {deferred(PanelId::Gateway)}
+                        {deferred(PanelId::Throttle)}
+                        {deferred(PanelId::Failures)}
                     </div>
-                </section>
-                <section class="section" id="money" aria-labelledby="money-head">
-                    <h2 class="section-head" id="money-head">"Money"</h2>
-                    <div class="grid">
-                        {deferred(PanelId::Market)}
-                        {deferred(PanelId::Pinned)}
-                        {deferred(PanelId::Budget)}
-                        {deferred(PanelId::Ledger)}
-                    </div>
-                </section>
-                <section class="section" id="library" aria-labelledby="library-head">
-                    <h2 class="section-head" id="library-head">"Library"</h2>
-                    <div class="grid">
-                        {deferred(PanelId::Retention)}
-                        {deferred(PanelId::Delivery)}
-                    </div>
-                </section>
-                <section class="section" id="team" aria-labelledby="team-head">
-                    <h2 class="section-head" id="team-head">"Team"</h2>
-                    <div class="grid">
-                        {deferred(PanelId::Secret)}
-                        <Suspense fallback=|| ()>
-                            {Suspend::new(async move {
-                                panels::me().await.filter(Me::is_admin).map(|_| view! { {deferred(PanelId::Team)}{deferred(PanelId::Audit)} })
-                            })}
-                        </Suspense>
-                    </div>
-                </section>
+                </Section>
+                <Section id="money" name="Money">
+                    {deferred(PanelId::Market)}
+                    {deferred(PanelId::Pinned)}
+                    {deferred(PanelId::Budget)}
+                    {deferred(PanelId::Ledger)}
+                </Section>
+                <Section id="library" name="Library">
+                    {deferred(PanelId::Retention)}
+                    {deferred(PanelId::Delivery)}
+                </Section>
+                <Section id="team" name="Team">
+                    {deferred(PanelId::Secret)}
+                    <Suspense fallback=|| ()>
+                        {Suspend::new(async move {
+                            panels::me().await.filter(Me::is_admin).map(|_| view! { {deferred(PanelId::Team)}{deferred(PanelId::Audit)} })
+                        })}
+                    </Suspense>
+                </Section>
             </main>
             <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
         </live::Console>
+    }
+}
+
+/// One of the page's sections (operate · money · library · team): its heading, its anchor, and
+/// its panels laid out by `class` (`grid` unless told).
+#[component]
+fn Section(id: &'static str, name: &'static str, #[prop(default = "grid")] class: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <section class="section" id=id aria-labelledby=format!("{id}-head")>
+            <h2 class="section-head" id=format!("{id}-head")>{name}</h2>
+            <div class=class>{children()}</div>
+        </section>
     }
 }
 
