@@ -34,7 +34,8 @@ async function load(context, path, throttle) {
   let all = 0;
   page.on('requestfinished', async (req) => {
     try {
-      const { responseBodySize } = await req.sizes();
+      // -1: served from the cache, nothing on the wire.
+      const responseBodySize = Math.max(0, (await req.sizes()).responseBodySize);
       all += responseBodySize;
       if (/\.(js|wasm|css)$/.test(new URL(req.url()).pathname)) bundle += responseBodySize;
     } catch { /* the page closed first */ }

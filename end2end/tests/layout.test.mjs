@@ -68,6 +68,7 @@ test('a cold signed-in load of the console stays under 200 KB of JS + WASM + CSS
     }
     const html = responses.find((r) => r.type === 'document');
     assert.equal(html.headers['cache-control'], 'no-cache', 'the page itself is revalidated');
+    assert.equal(html.headers['content-encoding'], 'br', 'the page is compressed too');
     // gzip for a client without brotli, and the plain file for one with neither.
     const wasm = bundle.find((r) => r.url.endsWith('.wasm')).url;
     const gz = await fetch(wasm, { headers: { 'accept-encoding': 'gzip' } });

@@ -2,7 +2,7 @@
 //! `cargo leptos build --release --precompress`) chosen by the request's `Accept-Encoding`,
 //! and, when cargo-leptos hashed their names (`hash.txt` beside the binary), cached for a
 //! year as immutable: a new build has new names. Unhashed (a dev build), or missing, they are
-//! revalidated.
+//! revalidated. Pages and panels (HTML) are compressed on the fly.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -19,6 +19,11 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// where Leptos reads it).
 pub fn hashed() -> bool {
     std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("hash.txt"))).is_some_and(|f| f.is_file())
+}
+
+/// What [`tower_http::compression`] compresses: HTML (the page, the panels) and nothing else.
+pub fn html_only(_: axum::http::StatusCode, _: axum::http::Version, headers: &axum::http::HeaderMap, _: &axum::http::Extensions) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"))
 }
 
 pub fn routes(options: &LeptosOptions) -> Router<AppState> {
