@@ -53,6 +53,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use axum::http::{HeaderValue, header};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::LatencyUnit;
@@ -262,7 +263,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         // Pages and panels compressed as the browser asks (the bundle is precompressed; the live
         // stream, media and everything else pass as they are).
-        .layer(CompressionLayer::new().compress_when(assets::html_only))
+        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(4)).compress_when(assets::html_only))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
         .layer(PropagateRequestIdLayer::x_request_id())
