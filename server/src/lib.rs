@@ -238,7 +238,10 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
     let routes = generate_route_list(app::App);
     let shell_options = state.leptos_options.clone();
     let panels = panels::routes(console.clone());
-    let context = move || leptos::prelude::provide_context(console.clone());
+    let context = move || {
+        leptos::prelude::provide_context(console.clone());
+        leptos::prelude::provide_context(app::api::StatusMemo::default());
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

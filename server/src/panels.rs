@@ -127,6 +127,7 @@ async fn render(console: ConsoleContext, parts: axum::http::request::Parts, id: 
         provide_context(console);
         provide_context(parts);
         provide_context(response.clone());
+        provide_context(app::api::StatusMemo::default());
         ScopedFuture::new(async move {
             let acted = if post { app::panels::act(id, fields.clone()).await } else { None };
             let refused = post && acted.is_none();

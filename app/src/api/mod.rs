@@ -42,6 +42,11 @@ pub(crate) mod server_side {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    /// The console status read for this request, shared by every panel it renders (the
+    /// server provides a new one per request).
+    #[derive(Clone, Default)]
+    pub struct StatusMemo(pub Arc<tokio::sync::OnceCell<ConsoleStatus>>);
+
     /// How long one probe answer is reused, so many open consoles do not hammer KIE.
     const PROBE_TTL: Duration = Duration::from_secs(5);
 
@@ -288,13 +293,18 @@ pub(crate) mod server_side {
 }
 
 #[cfg(feature = "ssr")]
-pub use server_side::ConsoleContext;
+pub use server_side::{ConsoleContext, StatusMemo};
 
 /// Connection, key vault, store and ledger meters in one call.
 #[server(endpoint = "console_status")]
 pub async fn load_console_status() -> Result<ConsoleStatus, ServerFnError> {
     let (ctx, _) = server_side::signed_in(server_side::Role::Viewer)?;
-    Ok(server_side::status(&ctx).await)
+    // One page render asks for it from several panels (masthead, strip, Gateway, Vault,
+    // Delivery): read once per request.
+    match use_context::<server_side::StatusMemo>() {
+        Some(memo) => Ok(memo.0.get_or_init(|| server_side::status(&ctx)).await.clone()),
+        None => Ok(server_side::status(&ctx).await),
+    }
 }
 
 /// Filters of the Task Monitor (all optional; all must match).
