@@ -131,6 +131,8 @@ pub enum Refusal {
     NotConfigured,
     Forbidden,
     Store,
+    /// A task over the owner's queue quota (`QUEUE_MAX_PER_OWNER`).
+    QueueFull,
 }
 
 impl Refusal {
@@ -142,6 +144,7 @@ impl Refusal {
             Refusal::NotConfigured => "not_configured",
             Refusal::Forbidden => "forbidden",
             Refusal::Store => "store",
+            Refusal::QueueFull => "queue_full",
         }
     }
 }
@@ -261,7 +264,7 @@ impl Metrics {
         registry.register("runway_alert_days", "RUNWAY_ALERT_DAYS: the runway alert fires below this", m.runway_alert.clone());
         // Series with fixed label words exist from the start at 0, so that a rate over them
         // is 0 rather than "no data" and a dashboard finds them before the first event.
-        for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store] {
+        for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store, Refusal::QueueFull] {
             let _ = m.refused.get_or_create(&Reason { reason: why.name().into() });
         }
         for kind in [CapKind::PerJob, CapKind::PerDay, CapKind::Total] {

@@ -5,6 +5,12 @@
 //! Each key may make `chat_requests_per_min` calls and spend `chat_tokens_per_min` tokens a
 //! minute; past either it answers HTTP 429 with `Retry-After`. A streamed answer whose reader
 //! goes away stops there, and the log says so ("cancelled after N chunks").
+//!
+//! The answer stops at the smaller of `max_tokens` and `max_completion_tokens` (each token a
+//! word); `Settings::chat_answer_tokens` makes a model write long answers, and
+//! `chat_first_byte_ms` makes it slow to start. Each admitted call is logged with the tokens
+//! it generates (`"plain usage P+C"`, `"stream usage P+C"`), what KIE would bill, whether or
+//! not the caller stays to read it.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -32,10 +38,14 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-/// What the model answers: a rewrite of the last user message, word by word.
-fn answer(messages: &[Value], max_tokens: Option<u64>) -> Vec<String> {
+/// What the model answers: a rewrite of the last user message, word by word (or `long` words),
+/// stopped at `max_tokens`.
+fn answer(messages: &[Value], max_tokens: Option<u64>, long: Option<u32>) -> Vec<String> {
     let last = messages.iter().rev().find(|m| m["role"] == "user").map(|m| text_of(&m["content"])).unwrap_or_default();
-    let mut words: Vec<String> = format!("Draft: {} — cinematic, golden light, slow push-in.", last.trim()).split_whitespace().map(|w| format!("{w} ")).collect();
+    let mut words: Vec<String> = match long {
+        Some(n) => (0..n).map(|i| format!("w{i} ")).collect(),
+        None => format!("Draft: {} — cinematic, golden light, slow push-in.", last.trim()).split_whitespace().map(|w| format!("{w} ")).collect(),
+    };
     if let Some(max) = max_tokens {
         words.truncate(max.max(1) as usize);
     }
@@ -61,13 +71,14 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
         return kie(422, "messages is required", None, false);
     };
     let prompt_tokens: u32 = messages.iter().map(|m| tokens(&text_of(&m["content"]))).sum();
-    let words = answer(messages, req.get("max_tokens").and_then(Value::as_u64));
-    let completion_tokens = words.len() as u32;
+    let limit = ["max_tokens", "max_completion_tokens"].iter().filter_map(|f| req.get(*f).and_then(Value::as_u64)).min();
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let (chunk_ms, admitted) = {
+    let (chunk_ms, first_byte_ms, words, admitted) = {
         let mut w = sim.world();
         let (rpm, tpm) = (w.settings.chat_requests_per_min, w.settings.chat_tokens_per_min);
-        let chunk_ms = w.settings.chat_chunk_ms;
+        let (chunk_ms, first_byte_ms) = (w.settings.chat_chunk_ms, w.settings.chat_first_byte_ms);
+        let words = answer(messages, limit, w.settings.chat_answer_tokens);
+        let completion_tokens = words.len() as u32;
         let Some(acct) = w.accounts.get_mut(&key) else { return kie(401, "You do not have access permissions", None, false) };
         let now = Instant::now();
         while acct.chats.front().is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60)) {
@@ -78,9 +89,12 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
         if admitted {
             acct.chats.push_back((now, prompt_tokens + completion_tokens));
         }
-        w.record("CHAT", &path, if admitted { 200 } else { 429 }, None, Some(if stream { "stream".into() } else { "plain".into() }));
-        (chunk_ms, admitted)
+        let kind = if stream { "stream" } else { "plain" };
+        let detail = if admitted { format!("{kind} usage {prompt_tokens}+{completion_tokens}") } else { kind.to_string() };
+        w.record("CHAT", &path, if admitted { 200 } else { 429 }, None, Some(detail));
+        (chunk_ms, first_byte_ms, words, admitted)
     };
+    let completion_tokens = words.len() as u32;
     if !admitted {
         let body = json!({ "error": { "message": "Rate limit reached for requests or tokens per minute", "type": "rate_limit_error", "code": 429 } });
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], axum::Json(body)).into_response();
@@ -88,6 +102,9 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
     let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
     let created = crate::world::epoch_ms() / 1000;
     let usage = json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens });
+    if !stream && first_byte_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(first_byte_ms)).await;
+    }
     if !stream {
         let mut body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -112,9 +129,7 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
     let guard = Sent { sim: sim.clone(), path, sent: 0, total };
     let stream = futures::stream::unfold((events.into_iter(), guard, true), move |(mut events, mut guard, first)| async move {
         let event = events.next()?;
-        if !first {
-            tokio::time::sleep(Duration::from_millis(chunk_ms)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(if first { first_byte_ms } else { chunk_ms })).await;
         guard.sent += 1;
         Some((Ok::<_, std::io::Error>(Bytes::from(format!("data: {event}\n\n"))), (events, guard, false)))
     });

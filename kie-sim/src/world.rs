@@ -93,6 +93,11 @@ pub struct Settings {
     pub chat_tokens_per_min: u32,
     /// Real ms between the chunks of a streamed answer.
     pub chat_chunk_ms: u64,
+    /// Real ms before the first byte of an answer (plain or streamed).
+    pub chat_first_byte_ms: u64,
+    /// When set, a model writes this many tokens unless the call's `max_tokens` /
+    /// `max_completion_tokens` stops it sooner (a long answer); unset, it rewrites the prompt.
+    pub chat_answer_tokens: Option<u32>,
 }
 
 impl Default for Settings {
@@ -109,6 +114,8 @@ impl Default for Settings {
             chat_requests_per_min: 600,
             chat_tokens_per_min: 1_000_000,
             chat_chunk_ms: 40,
+            chat_first_byte_ms: 0,
+            chat_answer_tokens: None,
         }
     }
 }

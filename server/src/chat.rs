@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use crate::AppState;
-use crate::relay::{authenticate, kie_error};
+use crate::relay::{authenticate, kie_error, kie_error_retry};
 use gateway::Lifecycle;
 use gateway::chat::usage::{answer_chars, usage_of};
 use gateway::chat::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, StreamScan};
@@ -38,49 +38,55 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
     let ticket = match lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model: model.clone(), body: req }).await {
         Ok(t) => t,
         Err(e) => {
-            let mut r = kie_error(i64::from(e.code()), &e.public_message());
-            if let ChatError::RateLimited(wait) = e
-                && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
-            {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return r;
+            let wait = if let ChatError::RateLimited(wait) = e { Some(wait) } else { None };
+            return kie_error_retry(i64::from(e.code()), &e.public_message(), wait);
         }
     };
     tracing::Span::current().record("task", ticket.id.as_str());
-    let (ticket, upstream) = match send(&state, ticket, body).await {
-        Ok(sent) => sent,
+    let clamped = ticket.clamped.clone().and_then(|c| HeaderValue::from_str(&c).ok());
+    // From here the call is ended however this handler ends: dropped (the client went away)
+    // before the answer is whole, it is ended as cancelled in the background.
+    let mut call = Relay::new(lc, ticket);
+    let upstream = match send(&state, &mut call).await {
+        Ok(r) => r,
         Err((code, msg)) => return kie_error(i64::from(code), &msg),
     };
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = upstream.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    let first_byte = Some(ticket.elapsed_ms());
-    let with_type = |mut r: Response| {
+    call.first_byte = call.ticket.as_ref().map(ChatTicket::elapsed_ms);
+    let streamed = call.ticket.as_ref().is_some_and(|t| t.streamed);
+    let dress = |mut r: Response| {
         if let Some(t) = &content_type {
             r.headers_mut().insert(header::CONTENT_TYPE, t.clone());
         }
+        if let Some(c) = &clamped {
+            r.headers_mut().insert(CLAMPED, c.clone());
+        }
         r
     };
-    if !status.is_success() || !ticket.streamed {
+    if !status.is_success() || !streamed {
         let bytes = match read_capped(upstream, MAX_ANSWER).await {
             Ok(b) => b,
             Err(e) => {
-                end(&lc, ticket, failed(502, &e), first_byte).await;
+                call.finish(failed(502, &e)).await;
                 return kie_error(502, &format!("KIE's answer was cut off: {e}"));
             }
         };
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
-        record_end(&lc, ticket, ChatEnd { outcome, usage: usage_of(&answer), answer_chars: answer_chars(&answer), first_byte_ms: first_byte }).await;
-        return with_type((status, bytes).into_response());
+        (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
+        call.finish(outcome).await;
+        return dress((status, bytes).into_response());
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
-    let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
-    let mut r = with_type(Response::new(stream_through(relay, upstream, Relayed::Bytes)));
+    let mut r = dress(Response::new(stream_through(call, upstream, Relayed::Bytes)));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
+
+/// Names the answer limit this console sent when it is below the one the caller asked for.
+const CLAMPED: &str = "x-control-room-clamped";
 
 /// What the client of a stream is given.
 #[derive(Clone, Copy, PartialEq)]
@@ -154,41 +160,40 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
         return gone();
     }
     let lc = state.lifecycle.clone();
-    let body = Bytes::from(req.body.to_string());
     let ticket = match lc.chat_begin(req).await {
         Ok(t) => t,
         Err(e) => return event("failed", &e.public_message()),
     };
-    let (ticket, upstream) = match send(&state, ticket, body).await {
-        Ok((ticket, r)) if !r.status().is_success() => {
+    let mut call = Relay::new(lc, ticket);
+    let upstream = match send(&state, &mut call).await {
+        Ok(r) if !r.status().is_success() => {
             let status = r.status().as_u16();
-            end(&lc, ticket, failed(status, "KIE refused the draft"), None).await;
+            call.finish(failed(status, "KIE refused the draft")).await;
             return event("failed", &format!("KIE refused the draft ({status})"));
         }
-        Ok(sent) => sent,
+        Ok(r) => r,
         Err((_, msg)) => return event("failed", &msg),
     };
-    let first_byte = Some(ticket.elapsed_ms());
-    let relay = Relay { lc: lc.clone(), ticket: Some(ticket), scan: StreamScan::default(), first_byte };
-    let mut r = Response::new(stream_through(relay, upstream, Relayed::Text));
+    call.first_byte = call.ticket.as_ref().map(ChatTicket::elapsed_ms);
+    let mut r = Response::new(stream_through(call, upstream, Relayed::Text));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
-/// Sends an admitted call to KIE. With no key, or no answer, the call is ended as failed and
-/// the status and message to tell the client are returned.
-async fn send(state: &AppState, ticket: ChatTicket, body: Bytes) -> Result<(ChatTicket, reqwest::Response), (u16, String)> {
-    let lc = &state.lifecycle;
+/// Sends an admitted call to KIE, with the body the core decided. With no key, or no answer,
+/// the call is ended as failed and the status and message to tell the client are returned.
+async fn send(state: &AppState, call: &mut Relay) -> Result<reqwest::Response, (u16, String)> {
+    let Some(ticket) = &call.ticket else { return Err((500, "the call has ended already".into())) };
     let Some(kie) = &state.kie else {
-        end(lc, ticket, failed(503, "no KIE key"), None).await;
+        call.finish(failed(503, "no KIE key")).await;
         return Err((503, "Not configured: the Control Room has no KIE key".into()));
     };
-    match kie.chat(&ticket.model, body, CHAT_TIMEOUT).await {
-        Ok(r) => Ok((ticket, r)),
+    match kie.chat(&ticket.model, ticket.body.clone(), CHAT_TIMEOUT).await {
+        Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(error = %e, "chat: KIE could not be reached");
-            end(lc, ticket, failed(502, &e.to_string()), None).await;
+            call.finish(failed(502, &e.to_string())).await;
             Err((502, format!("KIE did not answer the chat call: {e}")))
         }
     }
@@ -198,11 +203,6 @@ fn failed(code: u16, msg: &str) -> ChatOutcome {
     ChatOutcome::Failed(code, msg.to_string())
 }
 
-/// Ends a call that sent nothing back to count.
-async fn end(lc: &Lifecycle, ticket: ChatTicket, outcome: ChatOutcome, first_byte_ms: Option<u64>) {
-    record_end(lc, ticket, ChatEnd { outcome, usage: None, answer_chars: 0, first_byte_ms }).await;
-}
-
 /// Ends a call at what it used; a store failure is logged (the poller ends it later).
 async fn record_end(lc: &Lifecycle, ticket: ChatTicket, used: ChatEnd) {
     if let Err(e) = lc.chat_end(ticket, used).await {
@@ -210,8 +210,10 @@ async fn record_end(lc: &Lifecycle, ticket: ChatTicket, used: ChatEnd) {
     }
 }
 
-/// A stream being relayed. Ended once: when KIE's stream ends, or, if the client goes away
-/// first (the body is dropped), as cancelled — with what arrived until then.
+/// A call from its admission to its end, ended exactly once: when KIE's answer ends (or
+/// fails), or — if the client goes away first and this is dropped, before the first byte or
+/// mid-stream — as cancelled, at once in the background, with what arrived until then
+/// (KIE's usage if it came, else the whole hold): its slot is free within moments.
 struct Relay {
     lc: Lifecycle,
     ticket: Option<ChatTicket>,
@@ -220,6 +222,10 @@ struct Relay {
 }
 
 impl Relay {
+    fn new(lc: Lifecycle, ticket: ChatTicket) -> Self {
+        Relay { lc, ticket: Some(ticket), scan: StreamScan::default(), first_byte: None }
+    }
+
     fn end_of(&mut self, outcome: ChatOutcome) -> Option<(ChatTicket, ChatEnd)> {
         let ticket = self.ticket.take()?;
         Some((ticket, ChatEnd { outcome, usage: self.scan.usage, answer_chars: self.scan.chars, first_byte_ms: self.first_byte }))

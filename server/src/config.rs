@@ -81,6 +81,10 @@ pub struct Cli {
     /// console and KIE cannot overfill KIE's window.
     #[arg(long, env = "RATE_MARGIN_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub rate_margin_ms: u64,
+    /// Most tasks one owner (a person, or a relay key) may have waiting to be sent; a create
+    /// beyond it is refused with KIE's 429 and nothing is recorded. 0: no limit.
+    #[arg(long, env = "QUEUE_MAX_PER_OWNER", default_value_t = gateway::tasks::lifecycle::quota::DEFAULT_QUEUE_MAX_PER_OWNER, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub queue_max_per_owner: u32,
     /// Budget alerts (80, 90, 100 % of a cost rule) are POSTed here as JSON.
     #[arg(long, env = "ALERT_WEBHOOK_URL")]
     pub alert_webhook_url: Option<String>,
@@ -339,6 +343,8 @@ pub struct Config {
     /// `CATALOG_FILE` (`None`: the built-in catalog).
     pub catalog_file: Option<PathBuf>,
     pub rate_margin: std::time::Duration,
+    /// `QUEUE_MAX_PER_OWNER` (0: no limit).
+    pub queue_max_per_owner: u32,
     pub alert_webhook: Option<Url>,
     /// `OUTBOUND_ALLOW`.
     pub outbound: gateway::outbound::OutboundPolicy,
@@ -468,6 +474,7 @@ impl Config {
             chat_model_rate_guard: gateway::tasks::rate_guard::parse_chat_model_rules(&cli.rate_guard_chat_models).map_err(|e| ConfigError(format!("RATE_GUARD_CHAT_MODELS: {e}")))?,
             catalog_file: cli.catalog_file.filter(|p| !p.as_os_str().is_empty()),
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
+            queue_max_per_owner: cli.queue_max_per_owner,
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
             redis_allow_ephemeral: cli.redis_allow_ephemeral,

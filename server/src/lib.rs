@@ -377,6 +377,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         chat_rules: config.chat_rate_guard.clone(),
         chat_model_rules: config.chat_model_rate_guard.clone(),
         rate_margin: config.rate_margin,
+        queue_max_per_owner: config.queue_max_per_owner,
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         outbound: config.outbound.clone(),
         epoch: Some(epoch),

@@ -71,6 +71,17 @@ pub(crate) fn kie_error(code: i64, msg: &str) -> Response {
     kie_answer(code, msg, Value::Null)
 }
 
+/// A refusal that waiting cures: KIE's envelope with `Retry-After` (whole seconds, at least 1).
+pub(crate) fn kie_error_retry(code: i64, msg: &str, wait: Option<std::time::Duration>) -> Response {
+    let mut r = kie_error(code, msg);
+    if let Some(wait) = wait
+        && let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs_f64().ceil().max(1.0).to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -152,7 +163,7 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
             let data = if family.is_market() { serde_json::json!({ "taskId": t.id, "recordId": t.id }) } else { serde_json::json!({ "taskId": t.id }) };
             kie_answer(200, "success", data)
         }
-        Err(e) => kie_error(i64::from(e.code()), &e.public_message()),
+        Err(e) => kie_error_retry(i64::from(e.code()), &e.public_message(), e.retry_after()),
     }
 }
 

@@ -3,17 +3,19 @@
 //! [`Lifecycle::chat_begin`] admits a call or refuses it before anything is sent:
 //! - the model must be a language model of the catalog (else 404, in KIE's words), the body a
 //!   JSON object with `messages` (else 422);
-//! - its estimate is the prompt's tokens (about four characters a token) plus `max_tokens`
-//!   (or the model's `output_tokens`, or [`DEFAULT_OUTPUT_TOKENS`]), priced per million
-//!   tokens; a model with no known price holds the per-job cap that governs the caller;
+//! - the console decides the answer's limit and sends it ([`limit`]): what is asked for, lowered
+//!   to what the lowest per-job cap affords; the call holds the worst case of what is sent
+//!   (the prompt's upper bound plus `n` answers at that limit); a model with no known price
+//!   holds the per-job cap that governs the caller and is sent at most its own limit;
 //! - the rate guard's chat rules (`RATE_GUARD_CHAT`: requests and tokens per window,
 //!   concurrent calls) are claimed through the store, waiting at most [`CHAT_WAIT`] (else 429
 //!   with how long to wait), so the console never causes an upstream 429;
 //! - the cost rules reserve the estimate (else 402);
 //! - a write-ahead record (state `generating`, `chat` set) is written and announced.
 //!
-//! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`, or the estimate of what
-//! arrived, marked estimated): money first (the ledger, keyed by the call, then the cost
+//! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
+//! about four characters a token, marked estimated — or, for a call the client left before its
+//! end, the whole hold, since KIE bills what it generated): money first (the ledger, keyed by the call, then the cost
 //! rules' hold settled to the actual cost), then the token window's hold settled to the real
 //! tokens and the concurrency slot freed, then the record. A record whose instance stopped
 //! mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
@@ -22,7 +24,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 use crate::money::budget::{self, BudgetError};
-use crate::money::catalog::{DEFAULT_OUTPUT_TOKENS, Model};
+use crate::money::catalog::Model;
 use crate::money::credits::Credits;
 use crate::secret::random_hex;
 use crate::store::{StoreError, StoreResult, now_ms};
@@ -30,14 +32,13 @@ use crate::tasks::lifecycle::limits::Holds;
 use crate::tasks::lifecycle::{Lifecycle, count_in_ledger};
 use crate::tasks::task::{ChatUsage, FailClass, TaskRecord, TaskState};
 
+use super::limit::{self, Decision};
 use super::usage::estimate_prompt_tokens;
 
 /// Longest a call waits for the rate guard before it is refused with 429.
 pub const CHAT_WAIT: Duration = Duration::from_secs(5);
 /// A call still recorded as running this long after it began was cut off by a stop.
 pub const CHAT_ABANDONED: Duration = Duration::from_secs(15 * 60);
-/// Largest `max_tokens` accepted.
-pub const MAX_OUTPUT_TOKENS: u64 = 1_000_000;
 /// A call's concurrency slot.
 fn running_hold(id: &str) -> String {
     format!("chat-running:{id}")
@@ -54,11 +55,24 @@ const PROMPT_SHOWN: usize = 300;
 /// A call to admit.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChatRequest {
-    /// Who asks: a person, or `key:<label>`.
+    /// Who asks: a person, or `key:<id>` for a relay key.
     pub owner: String,
     pub project: String,
     pub model: String,
     /// The body as the client sent it (relayed unchanged).
+    pub body: Value,
+}
+
+/// What a call would hold and be sent with (see [`limit`]).
+#[derive(Debug, Clone)]
+pub struct ChatPlan {
+    /// What it holds.
+    pub estimate: Credits,
+    /// The prompt's tokens at about four characters a token (what is counted when KIE reports
+    /// no usage).
+    pub prompt_estimate: u64,
+    pub decision: Decision,
+    /// The body as it would be sent.
     pub body: Value,
 }
 
@@ -68,7 +82,13 @@ pub struct ChatTicket {
     pub id: String,
     pub model: String,
     pub streamed: bool,
+    /// What the call holds: the worst case of what is sent (or, with no known price, the
+    /// per-job cap).
     pub estimated_cost: Credits,
+    /// `field=limit` when the answer's limit sent is below the one asked for.
+    pub clamped: Option<String>,
+    /// The body to send: the caller's, with the limit this console decided.
+    pub body: bytes::Bytes,
     started: Instant,
     prompt_estimate: u64,
     holds: Vec<String>,
@@ -146,38 +166,52 @@ impl ChatError {
 }
 
 impl Lifecycle {
-    /// What a call would be estimated at (credits, prompt tokens, answer tokens), or why it
-    /// would be refused before anything is held: the composer shows it before a draft.
-    pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<(Credits, u64, u64), ChatError> {
+    /// What a call would be held at, and the limit it would be sent with, or why it would be
+    /// refused before anything is held: the composer shows it before a draft.
+    pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<ChatPlan, ChatError> {
         let rules = self.cost_rules(true).await?;
-        self.estimate_under(&rules.rules, owner, project, model, body).map(|(_, estimate)| estimate)
+        self.plan_under(&rules.rules, owner, project, model, body).map(|(_, plan)| plan)
     }
 
-    /// [`Lifecycle::chat_estimate`] under these cost rules, with the model.
-    fn estimate_under(&self, rules: &[budget::CostRule], owner: &str, project: &str, model: &str, body: &Value) -> Result<(&Model, (Credits, u64, u64)), ChatError> {
+    /// [`Lifecycle::chat_estimate`] under these cost rules, with the model (see [`limit`]).
+    fn plan_under(&self, rules: &[budget::CostRule], owner: &str, project: &str, model: &str, body: &Value) -> Result<(&Model, ChatPlan), ChatError> {
         if !self.configured() {
             return Err(ChatError::NotConfigured);
         }
         crate::tasks::lifecycle::submit::check_project(project).map_err(|e| ChatError::Invalid(e.to_string()))?;
         let model = self.catalog().get(model).filter(|m| m.is_chat()).ok_or(ChatError::UnknownModel)?;
         body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
-        let out = match body.get("max_tokens").or_else(|| body.get("max_completion_tokens")) {
-            None | Some(Value::Null) => u64::from(model.output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS)),
-            Some(v) => v.as_u64().filter(|n| (1..=MAX_OUTPUT_TOKENS).contains(n)).ok_or_else(|| ChatError::Invalid(format!("max_tokens must be 1 to {MAX_OUTPUT_TOKENS}")))?,
+        let ask = limit::read(body, &model.id).map_err(ChatError::Invalid)?;
+        let cap = budget::per_job_cap(rules, owner, project);
+        let decision = limit::decide(model, ask, limit::prompt_bound(body), cap).map_err(|too| {
+            ChatError::OverBudget(format!(
+                "Refused by a per-job cost rule: this prompt with the shortest answer may cost {}; one job may cost at most {}. Shorten the prompt or raise the cap.",
+                budget::money(too.least),
+                budget::money(too.cap)
+            ))
+        })?;
+        let estimate = match (decision.worst_case, cap) {
+            (Some(c), _) | (None, Some(c)) => c,
+            (None, None) => return Err(ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id))),
         };
-        let prompt = estimate_prompt_tokens(body);
-        let estimate = match model.chat_cost(prompt, out) {
-            Some(c) => c.max(Credits(1)),
-            None => budget::per_job_cap(rules, owner, project)
-                .ok_or_else(|| ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id)))?,
-        };
-        Ok((model, (estimate, prompt, out)))
+        let sent = limit::rewrite(body, &decision);
+        Ok((model, ChatPlan { estimate, prompt_estimate: estimate_prompt_tokens(body), decision, body: sent }))
     }
 
     /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
     pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
         let rules = self.cost_rules(true).await?;
-        let (model, (estimate, prompt, out)) = self.estimate_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body)?;
+        let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body) {
+            Ok(p) => p,
+            Err(e) => {
+                if matches!(e, ChatError::OverBudget(_)) {
+                    self.options().metrics.budget_refused(budget::CapKind::PerJob);
+                }
+                return Err(e);
+            }
+        };
+        let ChatPlan { estimate, prompt_estimate: prompt, decision, body } = plan;
+        let out = decision.limit * decision.ask.n;
         let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let id = format!("chat_{}", random_hex(10));
@@ -212,7 +246,7 @@ impl Lifecycle {
         let now = now_ms();
         let mut t = TaskRecord::new(id.clone(), req.owner.trim(), req.project.trim(), &model.id, now);
         let last_user = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or_default();
-        t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": messages.len(), "max_tokens": out, "stream": streamed });
+        t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": messages.len(), "max_tokens": decision.limit, "n": decision.ask.n, "stream": streamed });
         t.state = TaskState::Generating;
         t.submitted_ms = Some(now);
         t.estimated_cost = estimate;
@@ -223,7 +257,8 @@ impl Lifecycle {
             budget::settle(store, &id, Credits::ZERO).await.ok();
             return refused(ChatError::Store(e)).await;
         }
-        Ok(ChatTicket { id, model: model.id.clone(), streamed, estimated_cost: estimate, started: Instant::now(), prompt_estimate: prompt, holds, tokens_hold, running_hold })
+        let body = serde_json::to_vec(&body).map_err(|e| ChatError::Invalid(e.to_string()))?.into();
+        Ok(ChatTicket { id, model: model.id.clone(), streamed, estimated_cost: estimate, clamped: decision.clamped, body, started: Instant::now(), prompt_estimate: prompt, holds, tokens_hold, running_hold })
     }
 
     /// Ends an admitted call at what it used (see the module doc). Returns the record.
@@ -232,11 +267,15 @@ impl Lifecycle {
             Some((p, c)) => (p, c, false),
             None => (ticket.prompt_estimate, super::usage::tokens_of_chars(end.answer_chars), true),
         };
-        let answered = !matches!(end.outcome, ChatOutcome::Failed(..));
         let model = self.catalog().get(&ticket.model);
-        // A refused call costs nothing; an answer (even a cut one) what its tokens cost, or, for
-        // a model with no known price, the cap it held.
-        let spent = if answered { model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost) } else { Credits::ZERO };
+        // A refused call costs nothing. An answer costs what its tokens cost (for a model with
+        // no known price, the cap it held). A call the client left before KIE's usage arrived
+        // was still generated, and billed, at KIE: it counts its whole hold, never less.
+        let spent = match (&end.outcome, end.usage) {
+            (ChatOutcome::Failed(..), _) => Credits::ZERO,
+            (ChatOutcome::Cancelled, None) => ticket.estimated_cost,
+            _ => model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost),
+        };
         let store = self.store().as_ref();
         count_in_ledger(store, &ticket.id, spent).await?;
         let settled = budget::settle(store, &ticket.id, spent).await?;

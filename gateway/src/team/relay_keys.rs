@@ -46,9 +46,11 @@ pub struct RelayKey {
 }
 
 impl RelayKey {
-    /// The owner name tasks submitted with this key carry.
+    /// The owner tasks submitted with this key carry: `key:<id>`, so two keys with the same
+    /// label are two owners (a cost rule, a queue quota and the fair queue's turn each name
+    /// one key), and a label can be changed without moving anything.
     pub fn owner(&self) -> String {
-        format!("key:{}", self.name)
+        format!("key:{}", self.id)
     }
 }
 

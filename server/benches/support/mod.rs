@@ -31,6 +31,9 @@ pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::task
         chat_model_rate_guard: Vec::new(),
         catalog_file: None,
         rate_margin,
+        // The benchmarks send thousands of tasks from one key: no queue quota, so every
+        // answer measured is a task recorded, not a 429.
+        queue_max_per_owner: 0,
         alert_webhook: None,
         // Tests' receivers listen on loopback.
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),

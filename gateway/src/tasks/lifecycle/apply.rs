@@ -135,6 +135,7 @@ impl Lifecycle {
     pub(super) async fn release_holds(&self, id: &str, spent: Credits) -> StoreResult<bool> {
         let settled = crate::money::budget::settle(self.0.store.as_ref(), id, spent).await?;
         self.release_running(id).await?;
+        self.free_queue_place(id).await?;
         Ok(settled)
     }
 

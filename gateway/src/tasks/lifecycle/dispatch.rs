@@ -158,6 +158,8 @@ impl Lifecycle {
             self.give_back(&holds).await?;
             return Ok(Sent::Done);
         };
+        // It has left the queue: its owner's place is free for the next task.
+        self.free_queue_place(id).await?;
         let callback = self.0.opts.public_base.as_ref().map(|b| format!("{}/callbacks/kie/{}", b.trim_end_matches('/'), task.callback_token));
         // The family's own name for the model (Suno's `V4_5`), from the catalog; a model gone
         // from the catalog since is sent by its id.

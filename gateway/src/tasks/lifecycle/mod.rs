@@ -19,6 +19,7 @@
 //! - [`limits`] — the rate guard's claims (request windows, concurrency, tokens) and the
 //!   `recordInfo` window, held across every instance; the cool-down after a 429.
 //! - [`queue`] — the fair order tasks leave in, and the queue the Throttle panel shows.
+//! - [`quota`] — how many tasks one owner may have waiting (`QUEUE_MAX_PER_OWNER`).
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
 //! and is published as a live event; work shared between instances is claimed with leases.
@@ -31,6 +32,7 @@ pub mod dispatch;
 pub mod limits;
 pub mod poller;
 pub mod queue;
+pub mod quota;
 pub mod submit;
 
 use std::sync::Arc;
@@ -107,6 +109,8 @@ pub struct LifecycleOptions {
     pub library_links: Option<crate::library::links::LinkSigner>,
     /// `RECEIPT_SYNC_URL` and `RECEIPT_SYNC_SECRET`: every receipt line is delivered there.
     pub receipt_sync: Option<crate::money::receipt_sync::SyncTarget>,
+    /// `QUEUE_MAX_PER_OWNER`: most tasks one owner may have waiting to be sent (0: no limit).
+    pub queue_max_per_owner: u32,
 }
 
 impl Default for LifecycleOptions {
@@ -130,6 +134,7 @@ impl Default for LifecycleOptions {
             archive: None,
             library_links: None,
             receipt_sync: None,
+            queue_max_per_owner: quota::DEFAULT_QUEUE_MAX_PER_OWNER,
         }
     }
 }

@@ -36,7 +36,7 @@ pub const MAX_CALLBACK_URL: usize = 2048;
 /// One request to run a model.
 #[derive(Debug, Clone)]
 pub struct Submission {
-    /// Who asks: a person, or `key:<label>` for a relay key.
+    /// Who asks: a person, or `key:<id>` for a relay key.
     pub owner: String,
     pub project: String,
     pub model: String,
@@ -69,6 +69,9 @@ pub enum SubmitError {
     /// The person's role does not allow it.
     #[error("{0}")]
     Forbidden(String),
+    /// The owner has as many tasks waiting as the queue quota allows (`QUEUE_MAX_PER_OWNER`).
+    #[error("Rate limited: {waiting} of your tasks are already waiting to be sent (the most one owner may queue is {max}); try again in {} s.", retry_after.as_secs().max(1))]
+    QueueFull { waiting: i64, max: u32, retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The store failed after the record was written and the record could not be taken
@@ -88,6 +91,7 @@ impl SubmitError {
             SubmitError::NotRetryable(..) => 409,
             SubmitError::OverBudget(_) => 402,
             SubmitError::Forbidden(_) => 403,
+            SubmitError::QueueFull { .. } => 429,
             SubmitError::NotConfigured | SubmitError::Store(_) | SubmitError::InDoubt(_) => 503,
         }
     }
@@ -99,8 +103,17 @@ impl SubmitError {
             SubmitError::UnknownModel(_) | SubmitError::Invalid(_) | SubmitError::NotFound(_) | SubmitError::NotRetryable(..) => Refusal::Validation,
             SubmitError::OverBudget(_) => Refusal::Budget,
             SubmitError::Forbidden(_) => Refusal::Forbidden,
+            SubmitError::QueueFull { .. } => Refusal::QueueFull,
             SubmitError::NotConfigured => Refusal::NotConfigured,
             SubmitError::Store(_) | SubmitError::InDoubt(_) => Refusal::Store,
+        }
+    }
+
+    /// How long to wait before trying again, when waiting helps (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SubmitError::QueueFull { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -225,37 +238,19 @@ impl Lifecycle {
         t.retry_of = s.retry_of;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
-        // The record, its callback token's lookup and (unless a cost rule still has to admit
-        // it) its live event: one atomic step, one round trip on Redis, taken only if the cost
-        // rules it was judged under (kept in memory) are still the stored ones.
         let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
-        let mut judged = self.cost_rules(false).await?;
-        let mut tries = 0;
-        loop {
-            t.estimated_cost = match (estimate, budget::per_job_cap(&judged.rules, &t.owner, &t.project)) {
-                (Some(e), _) | (None, Some(e)) => e,
-                // The rules in memory may be older than a cap just set: read them once more.
-                (None, None) if tries < RULE_CHANGE_TRIES => {
-                    tries = RULE_CHANGE_TRIES;
-                    judged = self.cost_rules(true).await?;
-                    continue;
+        // Its place in the owner's queue first (refused: nothing recorded), given back if the
+        // record is not written.
+        self.take_queue_place(&t.owner, &t.id).await?;
+        let judged = match self.write_record(&mut t, token, estimate).await {
+            Ok(judged) => judged,
+            Err(e) => {
+                if let Err(free) = self.free_queue_place(&t.id).await {
+                    tracing::warn!(task = %t.id, error = %free, "cannot give a queue place back; it ages out");
                 }
-                (None, None) => {
-                    return Err(invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model)));
-                }
-            };
-            t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
-            let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(&t)?) };
-            match self.0.store.task_create(&t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
-                Created::Inserted(_) => break,
-                Created::Exists => return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into()),
-                Created::Changed if tries < RULE_CHANGE_TRIES => {
-                    tries += 1;
-                    judged = self.cost_rules(true).await?;
-                }
-                Created::Changed => return Err(StoreError::Unavailable("the cost rules kept changing while this task was submitted; nothing was recorded".into()).into()),
+                return Err(e);
             }
-        }
+        };
         let rules = &judged.rules;
         if t.budget_pending {
             // From here the record exists: a refusal or a store failure takes it back, and if
@@ -286,6 +281,40 @@ impl Lifecycle {
         Ok(t)
     }
 
+    /// Writes the record, its callback token's lookup and (unless a cost rule still has to
+    /// admit it) its live event: one atomic step, one round trip on Redis, taken only if the
+    /// cost rules it was judged under (kept in memory) are still the stored ones. Returns
+    /// those rules.
+    async fn write_record(&self, t: &mut TaskRecord, token: crate::store::Lookup, estimate: Option<crate::Credits>) -> Result<std::sync::Arc<budget::RulesRead>, SubmitError> {
+        let mut judged = self.cost_rules(false).await?;
+        let mut tries = 0;
+        loop {
+            t.estimated_cost = match (estimate, budget::per_job_cap(&judged.rules, &t.owner, &t.project)) {
+                (Some(e), _) | (None, Some(e)) => e,
+                // The rules in memory may be older than a cap just set: read them once more.
+                (None, None) if tries < RULE_CHANGE_TRIES => {
+                    tries = RULE_CHANGE_TRIES;
+                    judged = self.cost_rules(true).await?;
+                    continue;
+                }
+                (None, None) => {
+                    return Err(invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model)));
+                }
+            };
+            t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
+            let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(t)?) };
+            match self.0.store.task_create(t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
+                Created::Inserted(_) => return Ok(judged),
+                Created::Exists => return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into()),
+                Created::Changed if tries < RULE_CHANGE_TRIES => {
+                    tries += 1;
+                    judged = self.cost_rules(true).await?;
+                }
+                Created::Changed => return Err(StoreError::Unavailable("the cost rules kept changing while this task was submitted; nothing was recorded".into()).into()),
+            }
+        }
+    }
+
     /// Takes back a submission that was written but not admitted: deletes the record (at the
     /// version written, so a record the dispatcher already moved on is left alone), then
     /// releases any hold it took. Tried for a few seconds, so a store that blinks (a Redis
@@ -297,6 +326,7 @@ impl Lifecycle {
                 if gone {
                     // Only once the record is gone: a task that may still run keeps its hold.
                     budget::settle(self.0.store.as_ref(), &t.id, crate::Credits::ZERO).await?;
+                    self.free_queue_place(&t.id).await?;
                     let _ = self.0.store.kv_delete(&token_key(&t.callback_token)).await;
                 }
                 Ok::<_, StoreError>(gone)

@@ -1,0 +1,62 @@
+//! The queue quota: how many tasks one owner (a person, or a relay key `key:<id>`) may have
+//! waiting here to be sent (`QUEUE_MAX_PER_OWNER`, default [`DEFAULT_QUEUE_MAX_PER_OWNER`]).
+//!
+//! A place in the queue is a reservation of 1 against the owner's scope, keyed by the task,
+//! taken in one atomic store step before the record is written, so the quota holds across
+//! every instance: a create beyond it is refused (KIE's 429, with `Retry-After`) and nothing
+//! is recorded. The place is given back when the task leaves the queue — marked sending to
+//! KIE, cancelled, failed, or taken back — and settling is idempotent, so a repeat is a
+//! no-op. The scope is a window of [`PLACE_LIFE`]: a place whose task was never written (the
+//! instance stopped between the two steps) ages out instead of counting for ever.
+
+use std::time::Duration;
+
+use super::Lifecycle;
+use super::submit::SubmitError;
+use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult};
+
+/// `QUEUE_MAX_PER_OWNER`'s default.
+pub const DEFAULT_QUEUE_MAX_PER_OWNER: u32 = 1000;
+/// How long a place is counted at most (far longer than a full queue takes to drain at
+/// KIE's rate: 1,000 tasks leave in about 8 minutes at 20 per 10 s).
+pub const PLACE_LIFE: Duration = Duration::from_secs(6 * 3600);
+
+fn place_id(task_id: &str) -> String {
+    format!("queue-place:{task_id}")
+}
+
+/// The owner's scope.
+pub fn owner_scope(owner: &str, limit: u32) -> Scope {
+    Scope { key: format!("queue:owner:{owner}"), limit: i64::from(limit), window: Some(PLACE_LIFE) }
+}
+
+impl Lifecycle {
+    /// Takes a place in the queue for `task_id`, or refuses with how long to wait. No quota
+    /// (`0`): nothing to take.
+    pub(super) async fn take_queue_place(&self, owner: &str, task_id: &str) -> Result<(), SubmitError> {
+        let max = self.0.opts.queue_max_per_owner;
+        if max == 0 {
+            return Ok(());
+        }
+        let req = ReserveRequest { id: place_id(task_id), amount: 1, scopes: vec![owner_scope(owner, max)], hold_ttl: Some(PLACE_LIFE) };
+        match self.0.store.reserve(&req).await? {
+            ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
+            ReserveOutcome::Refused(r) => Err(SubmitError::QueueFull { waiting: r.used, max, retry_after: self.place_frees_in() }),
+        }
+    }
+
+    /// Gives a task's place back (it left the queue); harmless when there is none.
+    pub(crate) async fn free_queue_place(&self, task_id: &str) -> StoreResult<()> {
+        self.0.store.settle(&place_id(task_id), 0).await.map(|_| ())
+    }
+
+    /// When a full owner may try again: a place frees when one of their tasks is sent, which
+    /// the fair queue does at least once per window of the first request rule.
+    fn place_frees_in(&self) -> Duration {
+        let window = self.0.opts.rate_rules.iter().find_map(|r| match r {
+            crate::tasks::rate_guard::LimitRule::Requests { window, .. } => Some(*window),
+            _ => None,
+        });
+        window.unwrap_or(Duration::from_secs(10)) + self.0.opts.rate_margin
+    }
+}
