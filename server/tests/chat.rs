@@ -29,6 +29,8 @@ fn priced_catalog() -> std::path::PathBuf {
 struct Console {
     s: Running,
     key: String,
+    /// The owner its calls carry (`key:<id>`).
+    owner: String,
     store: Arc<dyn gateway::store::Store>,
 }
 
@@ -47,7 +49,7 @@ async fn console_with(upstream: &str, store_cfg: gateway_store::StoreCfg, chat_r
     let s = start_on(listener, cfg).await;
     let store = server::open_store(&store_cfg).await.unwrap();
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "scripts", "writers room").await.unwrap();
-    Console { s, key: key.text.expose().to_string(), store }
+    Console { s, key: key.text.expose().to_string(), owner: key.key.owner(), store }
 }
 
 mod gateway_store {
@@ -118,14 +120,16 @@ async fn plain_and_streamed_calls_are_relayed_byte_for_byte_and_the_stream_as_it
     let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
+    assert!(r.headers().get("x-control-room-clamped").is_none(), "no cap: nothing lowered");
     assert_eq!(r.text().await.unwrap(), PLAIN, "KIE's answer, byte for byte");
-    assert_eq!(seen.lock().unwrap()[0], ask(false), "the client's body, unchanged");
+    assert_eq!(seen.lock().unwrap()[0], ask(false), "the client's body, with the limit it asked for (no cap lowered it)");
     let t = record(&c, "chat_").await;
     let usage = t.chat.clone().unwrap();
     assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.estimated), (11, 5, false), "KIE's usage");
     // 11 × 1000 + 5 × 4000 per million tokens = 0.031 credits.
     assert_eq!(t.actual_cost, Some(gateway::Credits(31)));
-    assert_eq!((t.state, t.owner.as_str(), t.project.as_str()), (gateway::TaskState::Success, "key:writers room", "scripts"));
+    assert_eq!((t.state, t.owner.as_str(), t.project.as_str()), (gateway::TaskState::Success, c.owner.as_str(), "scripts"));
+    assert!(c.owner.starts_with("key:") && !c.owner.contains("writers room"), "a key's owner is its id: {}", c.owner);
 
     // Streamed: each chunk reaches the client when KIE sends it, not at the end.
     let started = Instant::now();
@@ -155,8 +159,9 @@ async fn plain_and_streamed_calls_are_relayed_byte_for_byte_and_the_stream_as_it
 async fn a_cap_refuses_a_call_before_it_is_sent_and_bad_calls_say_what_to_fix() {
     let (upstream, seen) = fixed_upstream().await;
     let c = console(&upstream, redis_store(&format!("{}:", testkit::unique("chat-cap"))), "none").await;
-    // The estimate: (about 8 prompt tokens × 1000 + 50 × 4000) per million ≈ 0.21 credits.
-    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("per_job", "0.0005")])).await;
+    // The prompt alone may cost up to its ~95 bytes × 1000 per million ≈ 0.095 credits: a cap
+    // of 0.04 credits affords no answer at all.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("per_job", "0.0002")])).await;
     assert_eq!(code, 200, "{body}");
     let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
     assert_eq!(r.status(), 402);
@@ -234,6 +239,12 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_an_answer_without
         page.tasks.iter().any(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Cancelled))
     })
     .await;
+    // KIE generated (and bills) what it streamed before the client left, and no usage came:
+    // the call counts its whole hold, never 0.
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let cancelled = page.tasks.iter().find(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Cancelled)).unwrap();
+    assert!(cancelled.estimated_cost > gateway::Credits::ZERO);
+    assert_eq!(cancelled.actual_cost, Some(cancelled.estimated_cost), "counted at its hold");
     // Its concurrency slot is free again: two more calls run at once.
     for _ in 0..2 {
         let r = http().post(chat_url(&c, "gemini-2.5-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
@@ -334,5 +345,157 @@ async fn a_models_own_rule_holds_only_that_model_and_shows_in_the_throttle_panel
     let (_, throttle) = server_fn(&c.s.base, "throttle_status", "").await;
     let rule = throttle["rules"].as_array().unwrap().iter().find(|r| r["rule"].as_str().unwrap_or("").starts_with("chat gemini-3-flash:")).cloned().expect("the model's rule is shown");
     assert_eq!((rule["used"].as_i64(), rule["limit"].as_i64()), (Some(2), Some(2)), "{rule}");
+    c.s.shutdown().await.unwrap();
+}
+
+/// What kie-sim logged it generated for each chat call it admitted, in order: (prompt,
+/// completion) tokens — what KIE bills.
+fn sim_usage(sim: &kie_sim::Sim) -> Vec<(i64, i64)> {
+    sim.world()
+        .log
+        .iter()
+        .filter(|e| e.method == "CHAT")
+        .filter_map(|e| {
+            let (p, c) = e.detail.as_deref()?.split_once(" usage ")?.1.split_once('+')?;
+            Some((p.parse().ok()?, c.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The test catalog's gemini-3-flash price (1,000 and 4,000 credits per million tokens) in
+/// milli-credits: what KIE would bill for these tokens.
+fn billed(usage: (i64, i64)) -> i64 {
+    usage.0 + 4 * usage.1
+}
+
+fn long_answers() -> kie_sim::Settings {
+    kie_sim::Settings { chat_answer_tokens: Some(20_000), chat_chunk_ms: 0, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_job_cap_holds_against_what_kie_bills_with_every_limit_field_plain_and_streamed() {
+    let (sim_base, sim) = start_sim_with(long_answers(), KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-perjob"))), "none").await;
+    // One credit a job ($0.005): about 230 answer tokens after the prompt.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("per_job", "0.005")])).await;
+    assert_eq!(code, 200, "{body}");
+    let cap = 1000;
+    let huge = json!(100_000);
+    let variants: [(&str, Vec<(&str, Value)>); 6] = [
+        ("absent", vec![]),
+        ("null", vec![("max_tokens", Value::Null), ("max_completion_tokens", Value::Null)]),
+        ("huge max_tokens", vec![("max_tokens", huge.clone())]),
+        ("huge max_completion_tokens", vec![("max_completion_tokens", huge.clone())]),
+        ("both huge", vec![("max_tokens", huge.clone()), ("max_completion_tokens", json!(900_000))]),
+        ("two answers", vec![("max_completion_tokens", huge.clone()), ("n", json!(2))]),
+    ];
+    for stream in [false, true] {
+        for (name, fields) in &variants {
+            let mut body = json!({"messages": [{"role": "user", "content": "write the whole screenplay"}], "stream": stream});
+            for (k, v) in fields {
+                body[*k] = v.clone();
+            }
+            let before = sim_usage(&sim).len();
+            let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{name} stream={stream}");
+            let clamped = r.headers().get("x-control-room-clamped").map(|v| v.to_str().unwrap().to_string());
+            let _ = r.bytes().await.unwrap();
+            let usage = sim_usage(&sim);
+            assert_eq!(usage.len(), before + 1, "{name}: one call reached KIE");
+            let bill = billed(usage[before]);
+            assert!(bill > 0 && bill <= cap, "{name} stream={stream}: KIE billed {bill} milli-credits under a cap of {cap}");
+            if name.contains("huge") || name.contains("two") {
+                let said = clamped.unwrap_or_else(|| panic!("{name}: the clamp is said"));
+                let field = if name.contains("huge max_tokens") || name.contains("both") { "max_tokens=" } else { "max_completion_tokens=" };
+                assert!(said.starts_with(field), "{name}: {said}");
+            }
+        }
+    }
+    // Settled at what KIE's usage says, never above the cap.
+    wait_until("every call ended", 10, || async {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+        page.tasks.len() == 12 && page.tasks.iter().all(|t| t.state.is_terminal())
+    })
+    .await;
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+    for t in &page.tasks {
+        let actual = t.actual_cost.expect("settled").0;
+        assert!(actual > 0 && actual <= cap && t.estimated_cost.0 <= cap, "{}: held {:?}, counted {actual}", t.id, t.estimated_cost);
+    }
+    // What cannot be priced, or a model other than the path's, is refused before anything is sent.
+    let sent = sim_usage(&sim).len();
+    for (body, says) in [
+        (json!({"messages": [{"role": "user", "content": "x"}], "model": "gemini-3-pro"}), "path's model"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "enabled", "budget_tokens": 100000}}), "thinking cannot be priced"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": -1}), "max_completion_tokens must be"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "n": 50}), "n must be"),
+    ] {
+        let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{body}: {answer}");
+    }
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&json!({"messages": [{"role": "user", "content": "x"}], "model": "gemini-3-flash"})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the path's own model may be named");
+    assert_eq!(sim_usage(&sim).len(), sent + 1, "only the good call was sent");
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_total_cap_refuses_what_it_cannot_afford_and_kies_bill_stays_inside_it() {
+    let (sim_base, sim) = start_sim_with(long_answers(), KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-total"))), "none").await;
+    // Four credits in total and no per-job cap: a call that may write 100,000 tokens (400
+    // credits) cannot be afforded, so none is sent.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("total", "0.02")])).await;
+    assert_eq!(code, 200, "{body}");
+    let long = |stream: bool| json!({"messages": [{"role": "user", "content": "write it all"}], "max_completion_tokens": 100_000, "stream": stream});
+    let calls = |n: usize| {
+        let (url, key) = (chat_url(&c, "gemini-3-flash"), c.key.clone());
+        futures::future::join_all((0..n).map(move |i| {
+            let (url, key, body) = (url.clone(), key.clone(), long(i % 2 == 1));
+            async move {
+                let r = http().post(url).bearer_auth(key).json(&body).send().await.unwrap();
+                let code = r.status().as_u16();
+                let _ = r.bytes().await;
+                code
+            }
+        }))
+    };
+    let codes = calls(8).await;
+    assert!(codes.iter().all(|c| *c == 402), "{codes:?}");
+    assert!(sim_usage(&sim).is_empty(), "nothing reached KIE");
+    // With a per-job cap of one credit as well, each call is clamped to what it affords and
+    // the total lets at most four through: what KIE bills stays inside the total.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("project", "scripts"), ("per_job", "0.005"), ("total", "0.02")])).await;
+    assert_eq!(code, 200, "{body}");
+    let codes = calls(8).await;
+    let answered = codes.iter().filter(|c| **c == 200).count();
+    assert!((1..=4).contains(&answered) && codes.iter().all(|c| *c == 200 || *c == 402), "{codes:?}");
+    let bills: i64 = sim_usage(&sim).into_iter().map(billed).sum();
+    assert!(bills <= 4000, "KIE billed {bills} milli-credits under a total cap of 4,000");
+    assert_eq!(sim_usage(&sim).len(), answered);
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_abandoned_before_its_first_byte_frees_its_slot_at_once_and_is_paid_for() {
+    let (sim_base, sim) = start_sim_with(kie_sim::Settings { chat_first_byte_ms: 2_000, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-abandon"))), "concurrent:1").await;
+    let impatient = http_builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let gone = impatient.post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await;
+    assert!(gone.is_err(), "the client gave up before KIE's first byte");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // One call at a time: the next is admitted at once, not after the abandoned call's slot
+    // times out (a call waits 5 s at most for a slot, then 429).
+    let started = Instant::now();
+    let r = http().post(chat_url(&c, "gemini-3-flash")).bearer_auth(&c.key).json(&ask(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the abandoned call's slot was freed");
+    assert!(started.elapsed() < Duration::from_secs(4), "it did not wait for the slot: {:?}", started.elapsed());
+    assert_eq!(sim_usage(&sim).len(), 2, "both calls reached KIE, and KIE bills both");
+    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let abandoned = page.tasks.iter().find(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Cancelled)).expect("the abandoned call ended as cancelled");
+    assert!(abandoned.estimated_cost > gateway::Credits::ZERO);
+    assert_eq!(abandoned.actual_cost, Some(abandoned.estimated_cost), "no usage came: counted at its hold, never 0");
     c.s.shutdown().await.unwrap();
 }

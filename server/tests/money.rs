@@ -455,3 +455,62 @@ async fn the_budget_cli_sets_shows_and_removes_rules() {
     let (_, shown, _) = cli(&["budget", "show"]);
     assert!(shown.contains("No cost rules"), "{shown}");
 }
+
+#[tokio::test]
+async fn an_owner_over_the_queue_quota_gets_kies_429_with_nothing_recorded_on_either_instance() {
+    let prefix = format!("{}:", testkit::unique("quota"));
+    let (sim_base, sim) = start_sim_with(unlimited(), KEY, 1_000_000.0, None).await;
+    // Two instances on one Redis, a quota of 3 per owner, and one task a minute: once the
+    // first task has left, the others wait.
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let (listener, base) = bind().await;
+        let mut cfg = config(redis_store(&prefix), Some(KEY));
+        cfg.kie_base_url = sim_base.parse().expect("url");
+        cfg.public_url = Some(base.parse().expect("url"));
+        cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").expect("rules");
+        cfg.queue_max_per_owner = 3;
+        servers.push(start_on(listener, cfg).await);
+    }
+    let (a, b) = (&servers[0], &servers[1]);
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let cli = gateway::team::accounts::Actor::cli();
+    let farm = gateway::team::relay_keys::create(store.as_ref(), &cli, "p", "farm").await.expect("key");
+    // Another key with the same label: another owner, with a quota of its own.
+    let twin = gateway::team::relay_keys::create(store.as_ref(), &cli, "p", "farm").await.expect("key");
+    let create = |base: &str, key: &str, prompt: &str| {
+        let (url, key, body) = (format!("{base}/kie/api/v1/jobs/createTask"), key.to_string(), json!({"model": "nano-banana-2", "input": {"prompt": prompt}}));
+        async move { http().post(url).bearer_auth(key).json(&body).send().await.expect("post") }
+    };
+    assert_eq!(create(&a.base, farm.text.expose(), "first").await.status(), 200);
+    wait_until("the first task left for KIE", 10, || async { sim.world().log.iter().any(|e| e.path.ends_with("createTask") && e.code == 200) }).await;
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        let r = create(if i % 2 == 0 { &b.base } else { &a.base }, farm.text.expose(), &format!("waiting {i}")).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        waiting.push(v["data"]["taskId"].as_str().expect("id").to_string());
+    }
+    let before = store.task_counts().await.expect("counts").total;
+    for s in [a, b] {
+        let r = create(&s.base, farm.text.expose(), "one too many").await;
+        assert_eq!(r.status(), 429, "over the quota on {}", s.base);
+        let after: u64 = r.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+        assert!((1..=61).contains(&after), "Retry-After {after}");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["code"], 429, "KIE's envelope: {v}");
+        assert!(v["msg"].as_str().unwrap_or("").contains("3 of your tasks are already waiting"), "{v}");
+    }
+    assert_eq!(store.task_counts().await.expect("counts").total, before, "nothing was recorded");
+    assert_eq!(create(&b.base, twin.text.expose(), "the twin's").await.status(), 200, "a key with the same label is another owner");
+    // A waiting task cancelled gives its place back.
+    let (code, said) = server_fn(&a.base, "cancel_task", &form(&[("id", &waiting[0])])).await;
+    assert_eq!(code, 200, "{said}");
+    assert_eq!(create(&b.base, farm.text.expose(), "in its place").await.status(), 200);
+    assert_eq!(create(&a.base, farm.text.expose(), "over again").await.status(), 429);
+    let (_, metrics) = get_anon(&format!("{}/metrics", a.base)).await;
+    assert!(metrics.lines().any(|l| l.starts_with("control_room_submissions_refused_total{reason=\"queue_full\"} ") && !l.ends_with(" 0")), "{metrics}");
+    for s in servers {
+        s.shutdown().await.expect("shutdown");
+    }
+}
