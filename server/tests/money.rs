@@ -514,3 +514,50 @@ async fn an_owner_over_the_queue_quota_gets_kies_429_with_nothing_recorded_on_ei
         s.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test]
+async fn a_task_kie_completes_after_the_give_up_is_taken_and_charged_never_at_zero() {
+    let prefix = format!("{}:", testkit::unique("late"));
+    // KIE takes 4 s; the console gives up after 1.5 s (callback lost), then KIE finishes and
+    // calls back.
+    let settings = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 4_000 }, ..unlimited() };
+    let (sim_base, sim) = start_sim_with(settings, KEY, 1_000_000.0, None).await;
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.give_up_after = Duration::from_millis(1_500);
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "late"), ("total", "10")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, submitted) = submit(&s.base, "nano-banana-2", "late", "a slow lighthouse").await;
+    assert_eq!(code, 200, "{submitted}");
+    let id = submitted["id"].as_str().expect("id").to_string();
+    let total_used = || {
+        let store = store.clone();
+        async move {
+            let rules = budget::rules(store.as_ref()).await.expect("rules");
+            budget::meters(store.as_ref(), &rules).await.expect("meters").into_iter().find(|m| m.kind == budget::CapKind::Total).expect("the total").used
+        }
+    };
+    wait_until("the console gave up on it", 15, || async { store.task_get(&id).await.expect("get").is_some_and(|t| t.state == gateway::TaskState::Expired) }).await;
+    assert_eq!(total_used().await, gateway::Credits::ZERO, "the give-up released its hold");
+    wait_until("KIE's late completion was taken", 20, || async { store.task_get(&id).await.expect("get").is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let t = store.task_get(&id).await.expect("get").expect("task");
+    let kie_charge = {
+        let w = sim.world();
+        let kie_id = t.kie_task_id.as_deref().expect("KIE's id");
+        w.tasks.get(kie_id).expect("at KIE").price_milli
+    };
+    assert!(t.completed_late && t.fail_class.is_none() && !t.result_urls.is_empty(), "{t:?}");
+    assert_eq!(t.actual_cost, Some(gateway::Credits(kie_charge)), "counted at KIE's charge");
+    assert!(kie_charge > 0);
+    assert_eq!(total_used().await, gateway::Credits(kie_charge), "the cost rule counts what KIE charged");
+    wait_until("folded into the receipt", 10, || async { store.task_get(&id).await.expect("get").is_some_and(|t| t.folded) }).await;
+    let receipt = gateway::money::receipts::receipt(store.as_ref(), "late", None, None, None).await.expect("receipt");
+    assert_eq!(receipt.credits, gateway::Credits(kie_charge).to_string(), "the receipt counts it once, at KIE's charge");
+    let line = receipt.lines.iter().find(|l| l.task_id == id).expect("its line");
+    assert!(line.completed_after_give_up && line.state == "success", "{line:?}");
+    s.shutdown().await.expect("shutdown");
+}

@@ -296,6 +296,19 @@ pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner
     }
 }
 
+/// Counts a charge KIE made after the task's hold was released (it completed after this
+/// console gave up on it): against every day and total cap that applies, over the cap if need
+/// be — it was spent, and the caps then close at once — keyed by the task, so a repeat counts
+/// once. `true` if it was counted by this call.
+pub async fn charge_after(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, actual: Credits) -> StoreResult<bool> {
+    let scopes: Vec<Scope> = rules.iter().filter(|r| r.target.applies_to(owner, project)).flat_map(CostRule::scopes).map(|(_, s)| Scope { limit: i64::MAX, ..s }).collect();
+    if scopes.is_empty() || actual <= Credits::ZERO {
+        return Ok(false);
+    }
+    let req = ReserveRequest { id: format!("budget-late:{task_id}"), amount: actual.milli(), scopes, hold_ttl: Some(HOLD_TTL) };
+    Ok(store.reserve(&req).await? == ReserveOutcome::Reserved)
+}
+
 /// Ends a task's hold: `actual` stays counted (the estimate is replaced by it), zero releases
 /// everything. `false` if there was no hold (no rule applied, or settled already).
 pub async fn settle(store: &dyn Store, task_id: &str, actual: Credits) -> StoreResult<bool> {

@@ -158,7 +158,10 @@ async fn send(lc: &Lifecycle, target: &SyncTarget, t: &TaskRecord) -> StoreResul
         return Ok(false);
     };
     let body = body(&t, lc.options().public_base.as_deref());
-    let headers = [("Idempotency-Key", t.id.clone()), ("X-Receipt-Signature", signature(&target.secret, &body))];
+    // A task KIE completed after the give-up is a second line, the one that counts: a key of
+    // its own, so a receiver that kept the first does not drop it.
+    let key = if t.completed_late { format!("{}.late", t.id) } else { t.id.clone() };
+    let headers = [("Idempotency-Key", key), ("X-Receipt-Signature", signature(&target.secret, &body))];
     let answer = lc.outbound().post_json(&target.url, &body, &headers).await;
     let (ok, status, error) = match &answer {
         Ok(a) if a.is_success() => (true, Some(a.status), None),

@@ -274,11 +274,19 @@ pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
         Slice { project: p, model: Some(&t.model), ..Default::default() },
         Slice { project: p, owner: Some(&t.owner), ..Default::default() },
     ];
+    // A task completed after the give-up may have been folded once already as expired (at
+    // 0): its charge is counted under a key of its own, and its first fold's at 0 — so it
+    // counts once whether or not that first fold happened.
+    let (first, late) = if t.completed_late { (0, charged(t).milli()) } else { (charged(t).milli(), 0) };
     for (what, hold, amount) in [
-        (Total::Charged, "receipt", charged(t).milli()),
+        (Total::Charged, "receipt", first),
+        (Total::Charged, "receipt-late", late),
         (Total::Estimated, "receipt-e", t.estimated_cost.milli()),
         (Total::Tasks, "receipt-n", 1),
     ] {
+        if hold == "receipt-late" && !t.completed_late {
+            continue;
+        }
         let req = ReserveRequest { id: format!("{hold}:{}", t.id), amount: amount.max(0), scopes: cuts.iter().map(|s| scope(what, s)).collect(), hold_ttl: Some(HOLD) };
         store.reserve(&req).await?;
     }
@@ -421,6 +429,9 @@ pub struct Line {
     pub exports: Vec<String>,
     pub created_ms: u64,
     pub finished_ms: Option<u64>,
+    /// KIE finished it after this console had given up on it (it was `expired` first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completed_after_give_up: bool,
 }
 
 /// A task's line. `base` is `PUBLIC_URL` (Library paths are absolute with it).
@@ -451,6 +462,7 @@ pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
         exports,
         created_ms: t.created_ms,
         finished_ms: t.finished_ms,
+        completed_after_give_up: t.completed_late,
     }
 }
 

@@ -161,6 +161,10 @@ pub struct TaskRecord {
     /// Its receipt line's delivery to `RECEIPT_SYNC_URL` (set when it ends, if configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_sync: Option<ReceiptSync>,
+    /// KIE completed it after this console had given up on it (it had ended `expired`,
+    /// callback lost): KIE charged it, so it was taken as KIE ended it and counted then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completed_late: bool,
 }
 
 /// One chat completion's tokens and timing.
@@ -294,6 +298,7 @@ impl TaskRecord {
             archive: None,
             folded: false,
             receipt_sync: None,
+            completed_late: false,
         }
     }
 
@@ -335,6 +340,12 @@ impl TaskRecord {
     /// Succeeded, with a result still to copy into the Library.
     pub fn archive_pending(&self) -> bool {
         self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::pending)
+    }
+
+    /// Ended `expired` because this console gave up waiting (callback lost): KIE may still
+    /// complete it, and if it does, that completion is taken (see `lifecycle::apply`).
+    pub fn given_up(&self) -> bool {
+        self.state == TaskState::Expired && self.fail_class == Some(FailClass::CallbackLost) && self.chat.is_none()
     }
 
     /// Ended, not yet counted in the receipts' totals (see `money::receipts`).

@@ -3,6 +3,15 @@
 //! Idempotent and order-proof: a state only moves forward (waiting → queuing → generating →
 //! success | fail), terminal states are final, and a repeat changes nothing. Credits KIE
 //! charged enter the ledger under the task's id, so counting them twice is impossible.
+//!
+//! One terminal state gives way: `expired` because this console gave up waiting (callback
+//! lost). KIE may still finish such a task, and charges it if it does, so KIE's confirmed
+//! end is taken: the task becomes `success` (its results archived) or `fail`, marked
+//! *completed after give-up*, and counted at KIE's charge — in the ledger, the cost rules
+//! (whose hold the give-up had released: the charge is counted again, over the cap if need
+//! be, since it was spent), the receipts and their sync. The give-up writes the record before
+//! it releases the hold, so whichever of the two steps comes first, a success is never
+//! settled at 0.
 
 use super::{Lifecycle, count_in_ledger};
 use crate::money::credits::Credits;
@@ -50,7 +59,7 @@ impl Lifecycle {
         let next = task_state(st.state);
         if next.is_terminal()
             && let Some(t) = self.0.store.task_get(id).await?
-            && !t.state.is_terminal()
+            && (!t.state.is_terminal() || t.given_up())
         {
             // Money first, keyed by the task, before the record says it ended: a crash between
             // the two and a second apply count it once (see the module doc).
@@ -63,15 +72,35 @@ impl Lifecycle {
                 // (terminal states are final), so it need not stay forever.
                 count_in_ledger(self.0.store.as_ref(), id, spent).await?;
             }
-            if self.release_holds(id, spent).await? && spent > Credits::ZERO {
+            let mut settled = self.release_holds(id, spent).await?;
+            if !settled && spent > Credits::ZERO && (t.given_up() || self.0.store.task_get(id).await?.is_some_and(|now| now.given_up())) {
+                // The give-up released the hold before KIE's charge was known.
+                let store = self.0.store.as_ref();
+                let rules = crate::money::budget::rules(store).await?;
+                settled = crate::money::budget::charge_after(store, &rules, id, &t.owner, &t.project, spent).await?;
+            }
+            if settled && spent > Credits::ZERO {
                 // KIE's charge may be above the estimate: the meters moved, check them again.
                 self.raise_alerts(t.owner.clone(), t.project.clone(), Some((id.to_string(), spent)));
             }
         }
         let now = now_ms();
+        let mut late = false;
         let changed = self
             .modify(id, |t| {
-                if t.state.is_terminal() {
+                late = t.given_up() && next.is_terminal();
+                if late {
+                    t.completed_late = true;
+                    t.state = TaskState::Generating; // moved on below, as any end is
+                    t.fail_class = None;
+                    t.fail_msg = None;
+                    t.finished_ms = None;
+                    // Counted again in the receipts (at KIE's charge) and synced again.
+                    t.folded = false;
+                    if t.receipt_sync.is_some() {
+                        t.receipt_sync = Some(Default::default());
+                    }
+                } else if t.state.is_terminal() {
                     return false;
                 }
                 let mut changed = false;
@@ -90,7 +119,7 @@ impl Lifecycle {
                     return changed;
                 }
                 t.state = next;
-                t.note = None;
+                t.note = t.completed_late.then(|| "Completed after give-up: KIE finished it after this console stopped waiting, and charged it".to_string());
                 match next {
                     TaskState::Success => {
                         t.result_urls = st.result_urls.clone();
@@ -117,7 +146,11 @@ impl Lifecycle {
             })
             .await?;
         if let Some(t) = &changed {
-            tracing::info!(task = %t.id, state = %t.state, "task state applied");
+            tracing::info!(task = %t.id, state = %t.state, late, "task state applied");
+            if late {
+                // Its first end (expired) was counted by the give-up; this one is KIE's.
+                self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
+            }
         }
         Ok(changed)
     }
@@ -145,13 +178,14 @@ impl Lifecycle {
     }
 
     /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile. Its
-    /// holds are released: KIE charges nothing it never finished for us.
+    /// holds are released: KIE charges nothing it never finished for us (and if KIE finishes
+    /// it later after all, that end is taken and charged: see the module doc).
+    /// The record is written first and the holds released after, and only by the call that
+    /// ended it: a completion applied in between settled the hold at KIE's charge, and this
+    /// then finds nothing to release (a crash in between: the receipts' folder settles it).
     pub async fn expire(&self, id: &str, class: FailClass, why: String) -> StoreResult<Option<TaskRecord>> {
-        if self.0.store.task_get(id).await?.is_some_and(|t| !t.state.is_terminal()) {
-            self.release_holds(id, Credits::ZERO).await?;
-        }
         let now = now_ms();
-        self.modify(id, |t| {
+        let ended = self.modify(id, |t| {
             if t.state.is_terminal() {
                 return false;
             }
@@ -163,6 +197,10 @@ impl Lifecycle {
             t.note = None;
             true
         })
-        .await
+        .await?;
+        if ended.is_some() {
+            self.release_holds(id, Credits::ZERO).await?;
+        }
+        Ok(ended)
     }
 }

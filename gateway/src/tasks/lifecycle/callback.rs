@@ -77,7 +77,8 @@ impl Lifecycle {
         if let Some(key) = &self.0.opts.webhook_hmac {
             signature::verify(key.expose().as_bytes(), &hint.task_id, timestamp, signature, now_ms() / 1000, DEFAULT_REPLAY_WINDOW)?;
         }
-        if task.state.is_terminal() {
+        // A task this console gave up on may still be finished, and charged, by KIE.
+        if task.state.is_terminal() && !task.given_up() {
             return Ok(CallbackOutcome::AlreadyFinal);
         }
         if task.kie_task_id.as_deref().is_some_and(|k| k != hint.task_id) {
