@@ -61,7 +61,8 @@ async fn sim_log(base: &str) -> Vec<Value> {
 async fn the_queue_drains_from_its_oldest_task_at_any_depth() {
     let (_sim, base) = sim(Settings::default()).await;
     let store = redis().await;
-    let lc = lifecycle(store.clone(), &base, opts());
+    // One owner's 1,100 tasks: more than the default queue quota allows.
+    let lc = lifecycle(store.clone(), &base, LifecycleOptions { queue_max_per_owner: 0, ..opts() });
     let mut all = Vec::new();
     for i in 0..1_100 {
         all.push(submit(&lc, "ana", &format!("shot {i}")).await);
@@ -411,4 +412,54 @@ async fn per_character_and_per_second_prices_estimate_from_the_input_and_settle_
     assert_eq!(tts.actual_cost, Some(gateway::Credits::from_credits(6)), "KIE's own charge (creditsConsumed) when it says");
     assert_eq!(song.result_urls.len(), 2);
     assert_eq!(song.actual_cost, Some(gateway::Credits::from_credits(2)), "two 2-second songs at 0.5 a second: Suno reports no charge, its durations are counted");
+}
+
+/// The give-up and KIE's success racing, in every order the scheduler finds: each task ends
+/// `success` at KIE's charge, and the cost rule counts exactly what KIE charged — a success is
+/// never settled at 0, and nothing is counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_give_up_racing_kies_success_never_settles_it_at_zero() {
+    use gateway::kie::{UpstreamState, UpstreamStatus};
+    use gateway::money::budget;
+    let store = redis().await;
+    // No worker runs: the test drives the two steps itself.
+    let lc = lifecycle(store.clone(), "http://127.0.0.1:9", opts());
+    let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10_000)), ..Default::default() };
+    budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.unwrap();
+    let charge = gateway::Credits::from_credits(3);
+    let mut races = Vec::new();
+    for i in 0..60 {
+        let t = submit(&lc, "ana", &format!("race {i}")).await;
+        let kie_id = format!("kie-race-{i}");
+        lc.modify(&t.id, |t| {
+            t.state = TaskState::Generating;
+            t.kie_task_id = Some(kie_id.clone());
+            true
+        })
+        .await
+        .unwrap();
+        let st = UpstreamStatus { task_id: kie_id, state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: Some(charge), callback_url: None, media_seconds: None };
+        let lc = lc.clone();
+        races.push(tokio::spawn(async move {
+            let (a, b) = (lc.clone(), lc.clone());
+            let id = t.id.clone();
+            let give_up = tokio::spawn(async move { a.expire(&id, gateway::tasks::task::FailClass::CallbackLost, "gave up".into()).await.unwrap() });
+            let applied = b.apply_upstream_state(&t.id, &st).await.unwrap();
+            give_up.await.unwrap();
+            // KIE's callback may come twice: the repeat changes nothing.
+            b.apply_upstream_state(&t.id, &st).await.unwrap();
+            (t.id, applied.is_some())
+        }));
+    }
+    let mut ids = Vec::new();
+    for r in races {
+        ids.push(r.await.unwrap().0);
+    }
+    for id in &ids {
+        let t = get(&store, id).await;
+        assert_eq!((t.state, t.actual_cost), (TaskState::Success, Some(charge)), "{id}: {t:?}");
+    }
+    let rules = budget::rules(store.as_ref()).await.unwrap();
+    let used = budget::meters(store.as_ref(), &rules).await.unwrap().pop().unwrap().used;
+    assert_eq!(used, gateway::Credits(charge.milli() * ids.len() as i64), "the cap counts every charge once");
 }
