@@ -71,6 +71,7 @@ conformance!(
     amounts_past_the_bound_are_refused_and_sums_stay_exact,
     task_create_writes_record_lookups_and_a_numbered_event_at_once,
     task_create_is_taken_only_while_its_condition_holds,
+    an_owners_lane_holds_their_queued_tasks_oldest_first,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -90,6 +91,30 @@ fn req(id: &str, amount: i64, scopes: Vec<Scope>) -> ReserveRequest {
 
 mod cases {
     use super::*;
+
+    /// The fair queue's lanes: `(Queued, owner)` reads that owner's queued tasks only, oldest
+    /// first, at any depth, and a task leaves its lane when it leaves the queue.
+    pub async fn an_owners_lane_holds_their_queued_tasks_oldest_first(b: Backend) {
+        for i in 0..260u64 {
+            let owner = if i % 10 == 3 { "bo" } else { "key:7f3a9c" };
+            b.store.task_insert(&task(&format!("t{i:03}"), "p", owner, "m", 1_000 + i)).await.unwrap();
+        }
+        let lane = |owner: &str, after: Option<String>| TaskQuery { state: Some(TaskState::Queued), owner: Some(owner.into()), oldest_first: true, after, limit: 200, ..Default::default() };
+        let first = b.peer.task_list(&lane("key:7f3a9c", None)).await.unwrap();
+        let rest = b.peer.task_list(&lane("key:7f3a9c", first.next.clone())).await.unwrap();
+        let ids: Vec<String> = first.tasks.iter().chain(&rest.tasks).map(|t| t.id.clone()).collect();
+        let expected: Vec<String> = (0..260u64).filter(|i| i % 10 != 3).map(|i| format!("t{i:03}")).collect();
+        assert_eq!(ids, expected, "the key's lane, oldest first, across pages, and nobody else's");
+        let bo = b.store.task_list(&lane("bo", None)).await.unwrap().tasks;
+        assert_eq!(bo.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["t003", "t013", "t023", "t033", "t043", "t053", "t063", "t073", "t083", "t093", "t103", "t113", "t123", "t133", "t143", "t153", "t163", "t173", "t183", "t193", "t203", "t213", "t223", "t233", "t243", "t253"]);
+        // Sent: out of the lane.
+        let mut sent = bo[0].clone();
+        sent.state = TaskState::Submitted;
+        b.store.task_update(&sent).await.unwrap().unwrap();
+        let bo = b.peer.task_list(&lane("bo", None)).await.unwrap().tasks;
+        assert_eq!(bo.first().map(|t| t.id.as_str()), Some("t013"));
+        assert_eq!(bo.len(), 25);
+    }
 
     pub async fn task_insert_is_write_once(b: Backend) {
         let t = task("t1", "trailer", "ana", "nano-banana-2", 1_000);

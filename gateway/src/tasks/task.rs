@@ -311,6 +311,9 @@ impl TaskRecord {
             index::owner(&self.owner),
             index::model(&self.model),
         ];
+        if self.state == TaskState::Queued {
+            keys.push(index::queued_by(&self.owner));
+        }
         if self.delivery_pending() {
             keys.push(index::DELIVERY_PENDING.to_string());
         }
@@ -423,6 +426,10 @@ pub mod index {
     pub fn model(m: &str) -> String {
         format!("model:{m}")
     }
+    /// One owner's queued tasks: their lane in the fair queue.
+    pub fn queued_by(o: &str) -> String {
+        format!("queued-by:{o}")
+    }
     /// Zero-padded so that lexical order is numeric order for any date before the year 2286.
     pub fn member(created_ms: u64, id: &str) -> String {
         format!("{created_ms:013}|{id}")
@@ -469,6 +476,8 @@ impl TaskQuery {
             index::DELIVERY_PENDING.to_string()
         } else if let Some(m) = self.mark {
             m.index().to_string()
+        } else if let (Some(TaskState::Queued), Some(o)) = (self.state, &self.owner) {
+            index::queued_by(o)
         } else if let Some(s) = self.state {
             index::state(s)
         } else if let Some(o) = &self.owner {

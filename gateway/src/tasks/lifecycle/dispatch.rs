@@ -1,8 +1,9 @@
 //! The dispatcher: sends queued tasks to KIE in fair order (round-robin between owners,
 //! oldest first within each), as fast as the rate guard allows.
 //!
-//! Runs in every instance. A task is claimed with a lease, marked *sending* (compare-and-set)
-//! before `createTask` leaves, and its answer recorded after. So after a crash:
+//! Runs in every instance. A task is claimed with its owner's lease (one instance at a time
+//! sends an owner's tasks, so they leave in the order they came), marked *sending*
+//! (compare-and-set) before `createTask` leaves, and its answer recorded after. So after a crash:
 //! - a task marked queued but not sending was never sent: it is sent now;
 //! - a task marked sending with no KIE id is *in doubt*: it is never resent (a resend could run
 //!   and charge twice); KIE's callback, which carries the task's token, resolves it, or the
@@ -89,9 +90,15 @@ impl Lifecycle {
         }
         let mut wait = tick;
         let listed = tokio::time::Instant::now();
+        // Owners another instance is sending for: the rest of their lane waits for it, so an
+        // owner's tasks never overtake each other.
+        let mut busy = std::collections::HashSet::new();
         for t in self.fair_queue(MAX_ROUND).await? {
             if self.stopping() {
                 break;
+            }
+            if busy.contains(&t.owner) {
+                continue;
             }
             if t.budget_pending {
                 self.resolve_budget_pending(&t).await?;
@@ -105,8 +112,10 @@ impl Lifecycle {
                 wait = wait.min(Duration::from_millis(t.dispatch.next_attempt_ms - now));
                 continue;
             }
-            let lease = format!("dispatch:{}", t.id);
+            // One instance at a time sends an owner's tasks, so they reach KIE in order.
+            let lease = format!("dispatch:owner:{}", t.owner);
             if !self.0.store.lease_acquire(&lease, &self.0.opts.instance, CLAIM_TTL).await? {
+                busy.insert(t.owner.clone());
                 continue;
             }
             let sent = self.send(&t).await;

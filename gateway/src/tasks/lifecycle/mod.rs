@@ -163,6 +163,8 @@ struct Inner {
     cost_rules: std::sync::Mutex<Option<Arc<crate::money::budget::RulesRead>>>,
     /// Records nothing changes any more (see [`TaskRecord::settled`]), for `recordInfo`.
     settled: Arc<Watched<TaskRecord>>,
+    /// The owners with queued work, as this instance knows them (see [`queue`]).
+    lanes: std::sync::Mutex<queue::Lanes>,
 }
 
 /// Where a change to a settled record (its deletion) is announced to every instance.
@@ -198,6 +200,7 @@ impl Lifecycle {
             stopping: Default::default(),
             cost_rules: Default::default(),
             settled: Watched::new(store_for_cache, SETTLED_KEEP, SETTLED_MAX),
+            lanes: Default::default(),
         }))
     }
 
@@ -263,8 +266,13 @@ impl Lifecycle {
     /// about `cap` (whole pages). Also returns where the next scan goes on: `None` when this
     /// one reached the end, so a scan that keeps its cursor reaches every record in turn.
     pub(crate) async fn scan_state(&self, state: crate::TaskState, after: Option<String>, cap: usize) -> StoreResult<(Vec<TaskRecord>, Option<String>)> {
+        self.scan(crate::tasks::task::TaskQuery { state: Some(state), oldest_first: true, after, limit: crate::tasks::task::MAX_PAGE, ..Default::default() }, cap).await
+    }
+
+    /// The records `q` names, page after page, up to about `cap` (whole pages); also where the
+    /// next scan goes on (`None`: this one reached the end).
+    pub(crate) async fn scan(&self, mut q: crate::tasks::task::TaskQuery, cap: usize) -> StoreResult<(Vec<TaskRecord>, Option<String>)> {
         let mut out = Vec::new();
-        let mut q = crate::tasks::task::TaskQuery { state: Some(state), oldest_first: true, after, limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         loop {
             let page = self.0.store.task_list(&q).await?;
             out.extend(page.tasks);

@@ -6,6 +6,15 @@
 //! rotation lives in the store (when each owner was last served), so it carries from one
 //! dispatch round to the next and holds across instances: the owner served longest ago goes
 //! first.
+//!
+//! At any depth: each owner's queued tasks are a lane of their own (the store's
+//! `queued-by:<owner>` index, oldest first), so a round reads the head of every lane, not the
+//! whole queue. The owners with queued work ([`Lanes`]) are known to every instance from the
+//! arrivals log (each submission appends its owner once its record is written), from the
+//! queue's oldest and newest pages each round, and — at start, or if the log moved on past
+//! what an instance read — from one scan of the whole queue. An owner leaves the rotation when
+//! their lane is read empty. One instance at a time sends an owner's tasks (a lease per
+//! owner), so an owner's tasks reach KIE in the order they came.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -20,6 +29,16 @@ use crate::tasks::task::{TaskRecord, TaskState};
 
 /// Most queued tasks one snapshot looks at.
 const MAX_SNAPSHOT: usize = 5000;
+/// Where each submission's owner is appended once its record is written.
+const ARRIVALS: &str = "queue:arrivals";
+/// Arrivals kept (an instance further behind than this scans the queue instead).
+const ARRIVALS_KEPT: usize = 10_000;
+/// Arrivals read per page.
+const ARRIVALS_PAGE: usize = 500;
+/// The head of each lane read per round (at least; more when few owners wait).
+const LANE_HEAD: usize = 20;
+/// Most tasks in doubt a lane's read passes over to reach its head.
+const LANE_IN_DOUBT_READ: usize = 1000;
 
 /// Most owners whose last service is read for one ordering (the rest count as never served).
 const MAX_OWNERS_READ: usize = 64;
@@ -97,17 +116,120 @@ pub struct QueueSnapshot {
     pub rate_limited_total: i64,
 }
 
+/// The owners with queued work, as this instance knows them (see the module doc).
+#[derive(Debug, Default)]
+pub(crate) struct Lanes {
+    owners: std::collections::BTreeSet<String>,
+    /// The last arrival read.
+    cursor: u64,
+    /// The whole queue was scanned once (at start, or after falling behind the log).
+    scanned: bool,
+}
+
 impl Lifecycle {
-    /// Queued tasks in the order they leave: the oldest (up to about `cap`), so the queue
-    /// drains from its far end at any depth, and the newest page, so an owner who just
-    /// arrived behind a deep backlog takes their turn in the rotation at once.
+    /// Notes that `owner` has a task queued (its record is written): every instance's
+    /// dispatcher puts them in the rotation. A failure is logged: the queue's pages and the
+    /// next scan find the task anyway.
+    pub(super) async fn note_arrival(&self, owner: &str) {
+        if let Err(e) = self.0.store.log_append(ARRIVALS, owner.as_bytes(), ARRIVALS_KEPT).await {
+            tracing::warn!(error = %e, "cannot note a queue arrival; the dispatcher's scans will find it");
+        }
+    }
+
+    /// The owners with queued work: those known, with every arrival since the last call (or,
+    /// if the log moved past it, a scan of the whole queue, oldest first, at any depth).
+    async fn queued_owners(&self) -> StoreResult<Vec<String>> {
+        let (cursor, scanned) = {
+            let lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            (lanes.cursor, lanes.scanned)
+        };
+        let mut found = Vec::new();
+        let mut newest = None;
+        let mut before = None;
+        let mut behind = !scanned;
+        'read: loop {
+            let page = self.0.store.log_read(ARRIVALS, before, ARRIVALS_PAGE).await?;
+            for e in &page {
+                newest = newest.max(Some(e.seq));
+                if e.seq <= cursor {
+                    break 'read;
+                }
+                found.push(String::from_utf8_lossy(&e.data).into_owned());
+            }
+            match page.last() {
+                Some(last) if page.len() == ARRIVALS_PAGE && last.seq > 1 => before = Some(last.seq),
+                // The log's start: anything older than what it keeps was dropped.
+                Some(last) => {
+                    behind |= cursor + 1 < last.seq && cursor > 0;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if behind {
+            let mut after = None;
+            loop {
+                let (tasks, next) = self.scan_state(TaskState::Queued, after, crate::tasks::task::MAX_PAGE * 10).await?;
+                found.extend(tasks.into_iter().map(|t| t.owner));
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        let mut lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.owners.extend(found);
+        lanes.cursor = lanes.cursor.max(newest.unwrap_or(cursor));
+        lanes.scanned = true;
+        Ok(lanes.owners.iter().cloned().collect())
+    }
+
+    /// Queued tasks in the order they leave, about `cap` of them: the head of every owner's
+    /// lane (see the module doc), plus the queue's oldest and newest pages, so an owner this
+    /// instance has not heard of yet is in the rotation at once.
     pub(super) async fn fair_queue(&self, cap: usize) -> StoreResult<Vec<TaskRecord>> {
-        let (mut queued, _) = self.scan_state(TaskState::Queued, None, cap).await?;
-        let newest = crate::tasks::task::TaskQuery { state: Some(TaskState::Queued), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
-        let seen: std::collections::HashSet<String> = queued.iter().map(|t| t.id.clone()).collect();
-        queued.extend(self.0.store.task_list(&newest).await?.tasks.into_iter().filter(|t| !seen.contains(&t.id)));
-        // `fair_order` takes them newest first, as the store lists them.
+        use crate::tasks::task::{MAX_PAGE, TaskQuery};
+        let store = &self.0.store;
+        let mut owners = self.queued_owners().await?;
+        let page = |oldest_first| TaskQuery { state: Some(TaskState::Queued), oldest_first, limit: MAX_PAGE, ..Default::default() };
+        let mut queued = store.task_list(&page(true)).await?.tasks;
+        queued.extend(store.task_list(&page(false)).await?.tasks);
+        for t in &queued {
+            if !owners.contains(&t.owner) {
+                owners.push(t.owner.clone());
+            }
+        }
+        let head = (cap / owners.len().max(1)).max(LANE_HEAD);
+        let mut empty = Vec::new();
+        for owner in &owners {
+            // The lane's head: `head` tasks that can be sent, read past any in doubt (never
+            // sent again, they may stay for the give-up time), at most a few pages.
+            let mut lane = TaskQuery { state: Some(TaskState::Queued), owner: Some(owner.clone()), oldest_first: true, limit: MAX_PAGE, ..Default::default() };
+            let (mut read, mut sendable) = (0, 0);
+            loop {
+                let page = store.task_list(&lane).await?;
+                read += page.tasks.len();
+                sendable += page.tasks.iter().filter(|t| !t.in_doubt()).count();
+                queued.extend(page.tasks);
+                match page.next {
+                    Some(next) if sendable < head && read < head + LANE_IN_DOUBT_READ => lane.after = Some(next),
+                    _ => break,
+                }
+            }
+            if read == 0 {
+                empty.push(owner.clone());
+            }
+        }
+        {
+            let mut lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            lanes.owners.extend(owners.iter().cloned());
+            for owner in &empty {
+                lanes.owners.remove(owner);
+            }
+        }
+        // `fair_order` takes them newest first, as the store lists them; each once.
         queued.sort_by_key(|t| std::cmp::Reverse(t.index_member()));
+        queued.dedup_by(|a, b| a.id == b.id);
         let mut served = HashMap::new();
         for t in &queued {
             if served.len() >= MAX_OWNERS_READ {

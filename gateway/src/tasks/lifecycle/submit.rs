@@ -251,6 +251,8 @@ impl Lifecycle {
                 return Err(e);
             }
         };
+        // In the rotation of every instance's dispatcher.
+        self.note_arrival(&t.owner).await;
         let rules = &judged.rules;
         if t.budget_pending {
             // From here the record exists: a refusal or a store failure takes it back, and if
