@@ -461,11 +461,22 @@ pub struct ThrottleView {
     pub drain_ms: u64,
     /// The next few tasks to leave: (task id, owner, expected wait ms).
     pub next: Vec<(String, String, u64)>,
-    pub by_owner: Vec<(String, usize)>,
+    /// The queue by owner, most waiting first.
+    pub by_owner: Vec<OwnerQueueView>,
     pub backed_off: usize,
     pub in_doubt: usize,
     pub cooldown_ms: Option<u64>,
     pub rate_limited_total: i64,
+}
+
+/// One owner's share of the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerQueueView {
+    pub owner: String,
+    pub waiting: usize,
+    pub oldest_age_ms: u64,
+    /// Of the next window's sends, how many are theirs.
+    pub next_window: usize,
 }
 
 /// What a submission from the console answered.

@@ -503,6 +503,12 @@ async fn an_owner_over_the_queue_quota_gets_kies_429_with_nothing_recorded_on_ei
     }
     assert_eq!(store.task_counts().await.expect("counts").total, before, "nothing was recorded");
     assert_eq!(create(&b.base, twin.text.expose(), "the twin's").await.status(), 200, "a key with the same label is another owner");
+    // The Throttle panel's queue by owner: the farm's three and the twin's one; the twin, never
+    // served yet, has the next window's one send (the farm was served last).
+    let (_, throttle) = server_fn(&a.base, "throttle_status", "").await;
+    let lanes: Vec<(String, u64, u64)> = throttle["by_owner"].as_array().expect("by owner").iter().map(|o| (o["owner"].as_str().unwrap_or("").to_string(), o["waiting"].as_u64().unwrap_or(0), o["next_window"].as_u64().unwrap_or(9))).collect();
+    assert_eq!(lanes, vec![(farm.key.owner(), 3, 0), (twin.key.owner(), 1, 1)], "{throttle}");
+    assert!(throttle["by_owner"][0]["oldest_age_ms"].as_u64().unwrap_or(0) > 0, "{throttle}");
     // A waiting task cancelled gives its place back.
     let (code, said) = server_fn(&a.base, "cancel_task", &form(&[("id", &waiting[0])])).await;
     assert_eq!(code, 200, "{said}");

@@ -10,14 +10,14 @@ const NEXT_SHOWN: usize = 8;
 
 #[cfg(feature = "ssr")]
 pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot) -> ThrottleView {
-    use crate::view::GuardRuleView;
+    use crate::view::{GuardRuleView, OwnerQueueView};
     ThrottleView {
         rules: q.rules.into_iter().map(|r| GuardRuleView { rule: r.rule, used: r.used, limit: r.limit }).collect(),
         margin_ms: q.margin_ms,
         depth: q.waiting.len(),
         drain_ms: q.waiting.last().map_or(0, |w| w.eta_ms),
         next: q.waiting.iter().take(NEXT_SHOWN).map(|w| (w.id.clone(), w.owner.clone(), w.eta_ms)).collect(),
-        by_owner: q.by_owner,
+        by_owner: q.by_owner.into_iter().map(|l| OwnerQueueView { owner: l.owner, waiting: l.waiting, oldest_age_ms: l.oldest_age_ms, next_window: l.next_window }).collect(),
         backed_off: q.backed_off,
         in_doubt: q.in_doubt,
         cooldown_ms: q.cooldown_ms,

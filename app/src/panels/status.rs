@@ -40,7 +40,11 @@ fn queue(t: &Result<ThrottleView, ServerFnError>) -> impl IntoView + use<> {
     let value = match t {
         Ok(t) => {
             let fill = t.rules.iter().filter(|r| r.limit > 0).map(|r| r.used.max(0) * 100 / r.limit).max().unwrap_or(0).min(100);
-            text(format!("{} queued · guard {fill} %", t.depth))
+            let owners = match t.by_owner.len() {
+                0 | 1 => String::new(),
+                n => format!(" ({n} owners)"),
+            };
+            text(format!("{} queued{owners} · guard {fill} %", t.depth))
         }
         Err(_) => text("unavailable"),
     };

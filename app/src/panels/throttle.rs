@@ -1,5 +1,6 @@
 //! 06 · Throttle — the rate guard: its rules and how full each is, the queue of tasks waiting
-//! for it (depth, per person, the next to leave and their expected wait), and KIE's 429s.
+//! for it (depth; by owner: waiting, oldest, their part of the next window; the next to leave
+//! and their expected wait), and KIE's 429s.
 //! Read from the store every two seconds and whenever a task changes (rendered on the server).
 
 use leptos::prelude::*;
@@ -7,6 +8,9 @@ use leptos::prelude::*;
 use super::{Panel, PanelId, badge, fill_bar};
 use crate::api::throttle_status;
 use crate::view::ThrottleView;
+
+/// Owners listed (most waiting first).
+const OWNERS_SHOWN: usize = 12;
 
 fn secs(ms: u64) -> String {
     format!("{} s", ms.div_ceil(1000))
@@ -27,7 +31,7 @@ pub async fn render() -> AnyView {
                 Ok(t) => guard_view(t).into_any(),
             }}
             <p class="fine">
-                "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between people — and drain as the window allows."
+                "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each — and drain as the window allows."
             </p>
         </Panel>
     }
@@ -52,7 +56,16 @@ fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
             </ol>
         })}
         {(!t.by_owner.is_empty()).then(|| view! {
-            <p class="muted">"Waiting per person: "{t.by_owner.iter().map(|(o, n)| format!("{o} {n}")).collect::<Vec<_>>().join(" · ")}</p>
+            <div class="table-wrap" tabindex="0" role="region" aria-label="The queue by owner">
+                <table class="tasks" data-testid="queue-owners">
+                    <thead><tr><th scope="col">"Owner"</th><th scope="col">"Waiting"</th><th scope="col">"Oldest"</th><th scope="col">"Next window"</th></tr></thead>
+                    <tbody>
+                        {t.by_owner.into_iter().take(OWNERS_SHOWN).map(|o| view! {
+                            <tr><td>{o.owner}</td><td>{o.waiting}</td><td>{secs(o.oldest_age_ms)}</td><td>{o.next_window}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
         })}
         {t.cooldown_ms.map(|ms| view! { <p class="warn">"KIE answered 429: every instance holds off for "{secs(ms)}"."</p> })}
         <p class="muted">"Safety margin "{t.margin_ms}" ms · in doubt "{t.in_doubt}</p>

@@ -88,6 +88,19 @@ pub struct Waiting {
     pub eta_ms: u64,
 }
 
+/// One owner's lane as the Throttle panel shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerLane {
+    pub owner: String,
+    /// Tasks waiting for the rate guard.
+    pub waiting: usize,
+    /// How long their oldest has waited.
+    pub oldest_age_ms: u64,
+    /// How many of the next window's sends are theirs, in the fair order (an owner alone gets
+    /// the whole window).
+    pub next_window: usize,
+}
+
 /// One rule and how full it is now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleUse {
@@ -101,8 +114,8 @@ pub struct RuleUse {
 pub struct QueueSnapshot {
     /// Tasks waiting for the rate guard, in the order they will leave.
     pub waiting: Vec<Waiting>,
-    /// Waiting tasks per owner, most first.
-    pub by_owner: Vec<(String, usize)>,
+    /// The queue by owner, most waiting first.
+    pub by_owner: Vec<OwnerLane>,
     /// Tasks waiting out a backoff after an upstream refusal (429, 455, 5xx).
     pub backed_off: usize,
     /// Sent, with no answer yet: never resent (see the dispatcher).
@@ -280,14 +293,19 @@ impl Lifecycle {
                 snap.rules.push(RuleUse { rule: label, used, limit: scope.limit });
             }
         }
-        let mut owners: HashMap<String, usize> = HashMap::new();
+        // The next window's sends: the first rule's limit (the tightest is what KIE enforces).
+        let window_sends = windows.iter().map(|(_, limit, _)| *limit).min().unwrap_or(usize::MAX);
+        let mut owners: HashMap<String, OwnerLane> = HashMap::new();
         for (i, t) in ready.into_iter().enumerate() {
-            *owners.entry(t.owner.clone()).or_default() += 1;
+            let lane = owners.entry(t.owner.clone()).or_insert_with(|| OwnerLane { owner: t.owner.clone(), waiting: 0, oldest_age_ms: 0, next_window: 0 });
+            lane.waiting += 1;
+            lane.oldest_age_ms = lane.oldest_age_ms.max(now.saturating_sub(t.created_ms));
+            lane.next_window += usize::from(i < window_sends);
             let eta = windows.iter().map(|(free, limit, window)| if i < *free { Duration::ZERO } else { *window * ((i - free) / limit + 1) as u32 }).max().unwrap_or_default();
             snap.waiting.push(Waiting { id: t.id, owner: t.owner, position: i + 1, eta_ms: eta.as_millis() as u64 });
         }
-        snap.by_owner = owners.into_iter().collect();
-        snap.by_owner.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        snap.by_owner = owners.into_values().collect();
+        snap.by_owner.sort_by(|a, b| b.waiting.cmp(&a.waiting).then_with(|| a.owner.cmp(&b.owner)));
         snap.cooldown_ms = self.cooldown_left().await?.map(|d| d.as_millis() as u64);
         snap.rate_limited_total = store.counter_get(RATE_LIMITED_COUNTER).await?;
         Ok(snap)
