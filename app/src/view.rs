@@ -159,6 +159,9 @@ pub struct ReceiptsReport {
     pub warnings: Vec<String>,
     /// KIE's balance against the receipts since the first balance read (`None`: no balance).
     pub drift: Option<DriftView>,
+    /// Of KIE's charges, the decimal credits counted at the estimate (KIE said nothing to
+    /// count them from).
+    pub at_estimate: String,
 }
 
 /// [`ReceiptsReport::drift`]: decimal credits.

@@ -157,6 +157,7 @@ pub struct Metrics {
     chat_calls: Family<ModelOutcome, Counter>,
     chat_tokens: Family<ModelDirection, Counter>,
     chat_credits: Family<ModelLabel, Counter<f64, AtomicU64>>,
+    charge_overruns: Family<ModelLabel, Counter>,
     ended: Family<ModelOutcome, Counter>,
     estimated: Family<ModelProject, Counter<f64, AtomicU64>>,
     charged: Family<ModelProject, Counter<f64, AtomicU64>>,
@@ -205,6 +206,7 @@ impl Metrics {
             chat_calls: Family::default(),
             chat_tokens: Family::default(),
             chat_credits: Family::default(),
+            charge_overruns: Family::default(),
             ended: Family::default(),
             estimated: Family::default(),
             charged: Family::default(),
@@ -238,6 +240,7 @@ impl Metrics {
         registry.register("chat_calls", "Language model calls this instance relayed, by model and outcome (answered, failed, cancelled)", m.chat_calls.clone());
         registry.register("chat_tokens", "Tokens of the language model calls this instance relayed, by model and direction (prompt, completion)", m.chat_tokens.clone());
         registry.register("chat_credits", "Credits counted for the language model calls this instance relayed", m.chat_credits.clone());
+        registry.register("charge_overruns", "Tasks KIE charged more than they held (KIE's price above the catalog's): the cost rules count the real charge", m.charge_overruns.clone());
         registry.register("submissions_refused", "Submissions refused by this instance, by reason; nothing was recorded", m.refused.clone());
         registry.register("tasks_ended", "Tasks this instance saw end, by outcome (success, fail, expired)", m.ended.clone());
         registry.register("credits_estimated", "Credits estimated for the tasks this instance recorded", m.estimated.clone());
@@ -305,6 +308,11 @@ impl Metrics {
 
     pub fn budget_refused(&self, kind: CapKind) {
         self.budget_refusals.get_or_create(&Rule { rule: kind.name().into() }).inc();
+    }
+
+    /// A task KIE charged more than it held.
+    pub fn charge_overrun(&self, model: &str) {
+        self.charge_overruns.get_or_create(&ModelLabel { model: model.into() }).inc();
     }
 
     /// A task this instance moved to a final state, with what KIE charged.

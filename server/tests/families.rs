@@ -145,7 +145,10 @@ async fn each_familys_own_client_is_relayed_called_back_and_archived() {
         assert_eq!(answer["data"]["taskId"], id.as_str());
         let urls = (c.urls)(&answer["data"]);
         assert!(!urls.is_empty() && urls.iter().all(|u| u.starts_with(&format!("{}/library/{id}/", h.s.base))), "{}: {answer}", c.name);
-        let kie = h.store.task_get(&id).await.unwrap().unwrap().result_urls;
+        let ended = h.store.task_get(&id).await.unwrap().unwrap();
+        // These families do not say what KIE charged: counted at the estimate, and said so.
+        assert_eq!(ended.charge_basis, Some(gateway::tasks::task::ChargeBasis::Estimate), "{}", c.name);
+        let kie = ended.result_urls;
         for (ours, theirs) in urls.iter().zip(&kie) {
             let a = http().get(ours).send().await.unwrap().bytes().await.unwrap();
             let b = reqwest::get(theirs).await.unwrap().bytes().await.unwrap();
@@ -170,6 +173,12 @@ async fn each_familys_own_client_is_relayed_called_back_and_archived() {
         let (ts, sig) = (headers["x-webhook-timestamp"].to_str().unwrap(), headers["x-webhook-signature"].to_str().unwrap());
         gateway::kie::signature::verify(h.webhook_secret.as_bytes(), &id, Some(ts), Some(sig), gateway::store::now_ms() / 1000, Duration::from_secs(300)).expect("signed");
     }
+    // The Ledger says how much of the spend rests on estimates.
+    wait_until("the charges folded, at the estimate", 20, || async {
+        let (_, ledger) = server_fn(&h.s.base, "ledger_report", "").await;
+        ledger["at_estimate"].as_str().is_some_and(|c| c != "0" && c == ledger["total"]["charged"].as_str().unwrap_or(""))
+    })
+    .await;
     h.s.shutdown().await.unwrap();
 }
 

@@ -567,3 +567,42 @@ async fn a_task_kie_completes_after_the_give_up_is_taken_and_charged_never_at_ze
     assert!(line.completed_after_give_up && line.state == "success", "{line:?}");
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_charge_above_the_hold_is_counted_alerted_and_closes_the_cap() {
+    let prefix = format!("{}:", testkit::unique("overrun"));
+    let (sim_base, _sim) = start_sim_with(unlimited(), KEY, 1_000_000.0, None).await;
+    // This catalog says nano-banana-2 costs 1 credit; KIE (kie-sim, the seeds' price) charges
+    // more.
+    let catalog = testkit::scratch_dir("overrun-catalog").join("models.json");
+    let models = json!({"prices_taken": "test", "models": [{"id": "nano-banana-2", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 1}}]});
+    std::fs::write(&catalog, models.to_string()).expect("catalog");
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.catalog_file = Some(catalog);
+    let s = start_on(listener, cfg).await;
+    // One credit a job, three in total.
+    let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "over"), ("per_job", "0.005"), ("total", "0.015")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, first) = submit(&s.base, "nano-banana-2", "over", "a lighthouse").await;
+    assert_eq!(code, 200, "{first}");
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let id = first["id"].as_str().expect("id").to_string();
+    wait_until("it ended", 20, || async { store.task_get(&id).await.expect("get").is_some_and(|t| t.state.is_terminal()) }).await;
+    let t = store.task_get(&id).await.expect("get").expect("task");
+    let charged = t.actual_cost.expect("charged");
+    assert!(charged > t.estimated_cost && charged > gateway::Credits::from_credits(3), "KIE charged {charged} for a hold of {}", t.estimated_cost);
+    // The total counts the real charge: the cap is closed for the next task.
+    let rules = budget::rules(store.as_ref()).await.expect("rules");
+    let total = budget::meters(store.as_ref(), &rules).await.expect("meters").into_iter().find(|m| m.kind == budget::CapKind::Total).expect("total");
+    assert_eq!(total.used, charged);
+    let (code, refused) = submit(&s.base, "nano-banana-2", "over", "another").await;
+    assert_eq!(code, 402, "{refused}");
+    // Alerted: the per-job cap's overrun (panel 05, the webhook) and the metric.
+    wait_until("the overrun alert", 10, || async { budget::alerts(store.as_ref()).await.expect("alerts").iter().any(|a| a.task.as_deref() == Some(id.as_str())) }).await;
+    let (_, metrics) = get_anon(&format!("{}/metrics", s.base)).await;
+    assert!(metrics.lines().any(|l| l.starts_with("control_room_charge_overruns_total{model=\"nano-banana-2\"} 1")), "{metrics}");
+    s.shutdown().await.expect("shutdown");
+}

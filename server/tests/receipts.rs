@@ -100,6 +100,8 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     sorted.sort();
     assert_eq!(sorted, vec!["0", "3", "3"], "{trailer}");
     assert!(lines.iter().all(|l| l["estimatedCredits"] == "4"), "the estimate stays beside it");
+    // The Market API says what KIE charged: each charged line says it rests on that.
+    assert!(lines.iter().all(|l| if l["credits"] == "0" { l.get("chargeBasis").is_none() } else { l["chargeBasis"] == "reported" }), "{trailer}");
     let failed = lines.iter().find(|l| l["state"] == "fail").expect("the failed task is a line");
     assert_eq!((failed["credits"].as_str(), failed["costUsd"].as_f64()), (Some("0"), Some(0.0)));
     assert_eq!(trailer["credits"], "6", "the folded total equals its lines");

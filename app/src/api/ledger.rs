@@ -20,6 +20,7 @@ pub async fn ledger_report() -> Result<ReceiptsReport, ServerFnError> {
     let (ctx, _) = signed_in(Role::Viewer)?;
     let store = ctx.store.as_ref();
     let mut report = ReceiptsReport { total: Some(row(receipts::totals(store).await.map_err(store_error)?)), runway_alert_days: ctx.runway_alert_days, ..Default::default() };
+    report.at_estimate = receipts::counted_at_estimate(store).await.map_err(store_error)?.to_string();
     for (by, into) in [(By::Project, &mut report.projects), (By::Model, &mut report.models), (By::Owner, &mut report.owners), (By::Day, &mut report.days)] {
         *into = receipts::spend(store, by).await.map_err(store_error)?.into_iter().map(row).collect();
     }

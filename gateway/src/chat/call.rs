@@ -30,7 +30,7 @@ use crate::secret::random_hex;
 use crate::store::{StoreError, StoreResult, now_ms};
 use crate::tasks::lifecycle::limits::Holds;
 use crate::tasks::lifecycle::{Lifecycle, count_in_ledger};
-use crate::tasks::task::{ChatUsage, FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{ChargeBasis, ChatUsage, FailClass, TaskRecord, TaskState};
 
 use super::limit::{self, Decision};
 use super::usage::estimate_prompt_tokens;
@@ -276,6 +276,8 @@ impl Lifecycle {
             (ChatOutcome::Cancelled, None) => ticket.estimated_cost,
             _ => model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost),
         };
+        let priced = model.is_some_and(|m| m.chat_cost(0, 0).is_some());
+        let basis = if !estimated && priced { ChargeBasis::Measured } else { ChargeBasis::Estimate };
         let store = self.store().as_ref();
         count_in_ledger(store, &ticket.id, spent).await?;
         let settled = budget::settle(store, &ticket.id, spent).await?;
@@ -293,6 +295,7 @@ impl Lifecycle {
                 }
                 t.chat = Some(ChatUsage { prompt_tokens: prompt, completion_tokens: completion, estimated, streamed: ticket.streamed, first_byte_ms: end.first_byte_ms, latency_ms: Some(latency) });
                 t.actual_cost = Some(spent);
+                t.charge_basis = (spent > Credits::ZERO).then_some(basis);
                 t.finished_ms = Some(now);
                 t.note = None;
                 match &outcome {
@@ -347,6 +350,7 @@ impl Lifecycle {
             t.fail_class = Some(FailClass::CallbackLost);
             t.fail_msg = Some("The instance serving this chat call stopped before it ended; counted at its estimate".into());
             t.actual_cost = Some(t.estimated_cost);
+            t.charge_basis = Some(ChargeBasis::Estimate);
             t.finished_ms = Some(now);
             t.note = None;
             true

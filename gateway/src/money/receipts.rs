@@ -47,6 +47,8 @@ pub enum Total {
     Estimated,
     /// Ended tasks.
     Tasks,
+    /// Of the charge, what was counted at the estimate (KIE said nothing to count it from).
+    AtEstimate,
 }
 
 impl Total {
@@ -55,6 +57,7 @@ impl Total {
             Total::Charged => "c",
             Total::Estimated => "e",
             Total::Tasks => "n",
+            Total::AtEstimate => "x",
         }
     }
 }
@@ -260,6 +263,17 @@ pub fn charged(t: &TaskRecord) -> Credits {
     }
 }
 
+/// The part of a task's charge counted at its estimate.
+fn at_estimate(t: &TaskRecord) -> Credits {
+    if t.charge_basis == Some(crate::tasks::task::ChargeBasis::Estimate) { charged(t) } else { Credits::ZERO }
+}
+
+/// Of everything folded, the credits counted at the estimate: KIE said nothing to count
+/// them from (the Ledger says so).
+pub async fn counted_at_estimate(store: &dyn Store) -> StoreResult<Credits> {
+    Ok(Credits(store.usage(&scope(Total::AtEstimate, &Slice::default())).await?))
+}
+
 /// Counts an ended task into every running total it belongs to. Idempotent (keyed by task).
 pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
     let d = day(t.finished_ms.unwrap_or(t.updated_ms));
@@ -283,8 +297,9 @@ pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
         (Total::Charged, "receipt-late", late),
         (Total::Estimated, "receipt-e", t.estimated_cost.milli()),
         (Total::Tasks, "receipt-n", 1),
+        (Total::AtEstimate, "receipt-x", at_estimate(t).milli()),
     ] {
-        if hold == "receipt-late" && !t.completed_late {
+        if (hold == "receipt-late" && !t.completed_late) || (what == Total::AtEstimate && amount == 0) {
             continue;
         }
         let req = ReserveRequest { id: format!("{hold}:{}", t.id), amount: amount.max(0), scopes: cuts.iter().map(|s| scope(what, s)).collect(), hold_ttl: Some(HOLD) };
@@ -429,6 +444,10 @@ pub struct Line {
     pub exports: Vec<String>,
     pub created_ms: u64,
     pub finished_ms: Option<u64>,
+    /// What `credits` rests on: `reported` (KIE said), `measured` (seconds or tokens KIE
+    /// reported, at the catalog's price) or `estimate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_basis: Option<String>,
     /// KIE finished it after this console had given up on it (it was `expired` first).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub completed_after_give_up: bool,
@@ -462,6 +481,7 @@ pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
         exports,
         created_ms: t.created_ms,
         finished_ms: t.finished_ms,
+        charge_basis: t.charge_basis.filter(|_| c > Credits::ZERO).map(|b| b.as_str().to_string()),
         completed_after_give_up: t.completed_late,
     }
 }

@@ -161,10 +161,37 @@ pub struct TaskRecord {
     /// Its receipt line's delivery to `RECEIPT_SYNC_URL` (set when it ends, if configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_sync: Option<ReceiptSync>,
+    /// What its `actual_cost` rests on (set when it ends at a cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_basis: Option<ChargeBasis>,
     /// KIE completed it after this console had given up on it (it had ended `expired`,
     /// callback lost): KIE charged it, so it was taken as KIE ended it and counted then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub completed_late: bool,
+}
+
+/// What a task's counted cost rests on: the Ledger says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeBasis {
+    /// KIE said what it charged (`creditsConsumed`).
+    Reported,
+    /// Measured from what KIE reported — the seconds its results last, a language model's
+    /// tokens — at the catalog's price.
+    Measured,
+    /// KIE said nothing it could be counted from: the estimate (or, for a price no source
+    /// gives, the per-job cap it held).
+    Estimate,
+}
+
+impl ChargeBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeBasis::Reported => "reported",
+            ChargeBasis::Measured => "measured",
+            ChargeBasis::Estimate => "estimate",
+        }
+    }
 }
 
 /// One chat completion's tokens and timing.
@@ -299,6 +326,7 @@ impl TaskRecord {
             folded: false,
             receipt_sync: None,
             completed_late: false,
+            charge_basis: None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::{Lifecycle, count_in_ledger};
 use crate::money::credits::Credits;
 use crate::kie::{UpstreamState, UpstreamStatus};
 use crate::store::{StoreResult, now_ms};
-use crate::tasks::task::{FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{ChargeBasis, FailClass, TaskRecord, TaskState};
 
 /// Position in the lifecycle; a task never moves to a lower one.
 fn rank(s: TaskState) -> u8 {
@@ -64,7 +64,7 @@ impl Lifecycle {
             // Money first, keyed by the task, before the record says it ended: a crash between
             // the two and a second apply count it once (see the module doc).
             let spent = match next {
-                TaskState::Success => self.charged(&t, st),
+                TaskState::Success => self.charged(&t, st).0,
                 _ => st.credits.unwrap_or(Credits::ZERO), // KIE does not charge failures
             };
             if next == TaskState::Success {
@@ -78,6 +78,12 @@ impl Lifecycle {
                 let store = self.0.store.as_ref();
                 let rules = crate::money::budget::rules(store).await?;
                 settled = crate::money::budget::charge_after(store, &rules, id, &t.owner, &t.project, spent).await?;
+            }
+            if spent > t.estimated_cost && t.chat.is_none() {
+                // KIE's price moved above the catalog's: counted at the real charge (the caps
+                // close on it), alerted, and said in the log and the metrics.
+                tracing::warn!(task = %id, model = %t.model, held = %t.estimated_cost, charged = %spent, "KIE charged more than the task held; update the catalog's price");
+                self.0.opts.metrics.charge_overrun(&t.model);
             }
             if settled && spent > Credits::ZERO {
                 // KIE's charge may be above the estimate: the meters moved, check them again.
@@ -123,7 +129,9 @@ impl Lifecycle {
                 match next {
                     TaskState::Success => {
                         t.result_urls = st.result_urls.clone();
-                        t.actual_cost = Some(self.charged(t, st));
+                        let (cost, basis) = self.charged(t, st);
+                        t.actual_cost = Some(cost);
+                        t.charge_basis = Some(basis);
                         t.finished_ms = Some(now);
                         // Archived at once; the terms only set the deadline.
                         if let Some(terms) = &self.0.opts.archive
@@ -155,11 +163,15 @@ impl Lifecycle {
         Ok(changed)
     }
 
-    /// What a task that succeeded cost: KIE's charge when it says; else, for a per-second
-    /// price, the seconds its results last; else its estimate.
-    fn charged(&self, t: &TaskRecord, st: &UpstreamStatus) -> Credits {
+    /// What a task that succeeded cost, and what that rests on: KIE's charge when it says;
+    /// else, for a per-second price, the seconds its results last; else its estimate.
+    fn charged(&self, t: &TaskRecord, st: &UpstreamStatus) -> (Credits, ChargeBasis) {
         let by_seconds = || st.media_seconds.and_then(|s| self.0.catalog.get(&t.model)?.cost_of_seconds(s));
-        st.credits.or_else(by_seconds).unwrap_or(t.estimated_cost)
+        match (st.credits, by_seconds()) {
+            (Some(c), _) => (c, ChargeBasis::Reported),
+            (None, Some(c)) => (c, ChargeBasis::Measured),
+            (None, None) => (t.estimated_cost, ChargeBasis::Estimate),
+        }
     }
 
     /// A task ended: its cost-rule hold becomes what it spent (nothing releases it all), and
