@@ -216,6 +216,9 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
         ("/kie/api/v1/runway/generate", json!({"prompt": "x", "duration": 10, "quality": "1080p"}), 422, "1080p"),
         ("/kie/api/v1/gpt4o-image/generate", json!({"prompt": "x"}), 422, "needs input.size"),
         ("/kie/api/v1/jobs/createTask", json!({"model": "veo3", "input": {"prompt": "x"}}), 404, "POST /kie/api/v1/veo/generate"),
+        // More results than the price counts: never sent unpriced.
+        ("/kie/api/v1/jobs/createTask", json!({"model": "google/imagen4", "input": {"prompt": "x", "num_images": 4}}), 422, "input.num_images changes what KIE charges"),
+        ("/kie/api/v1/jobs/createTask", json!({"model": "bytedance/seedance-2", "input": {"prompt": "x", "duration": 10}}), 422, "input.duration"),
         // No price is known for Veo fast: without a per-job cap it cannot be held to a budget.
         ("/kie/api/v1/veo/generate", json!({"model": "veo3_fast", "prompt": "x"}), 422, "per-job cap"),
     ];

@@ -130,6 +130,12 @@ pub struct Model {
     pub output_tokens: Option<u32>,
 }
 
+/// Input fields that ask KIE for more — more results, longer media — and so multiply what a
+/// task costs (see [`Model::check_multipliers`]).
+pub const MULTIPLIERS: [&str; 15] = [
+    "n", "num_images", "numImages", "number_of_images", "numberOfImages", "max_images", "num_outputs", "numOutputs", "batch_size", "batchSize", "nVariants", "n_variants", "variants", "duration", "n_frames",
+];
+
 /// What a chat call's estimate counts for its answer when neither the call nor the catalog
 /// says.
 pub const DEFAULT_OUTPUT_TOKENS: u32 = 1024;
@@ -240,6 +246,26 @@ impl Model {
             PriceRule::PerTokens { input, output } => Credits::from_decimal((prompt_tokens as f64 * input + completion_tokens as f64 * output) / 1_000_000.0),
             _ => None,
         }
+    }
+
+    /// Refuses an input that would make KIE charge more than this model's price counts: a
+    /// field of [`MULTIPLIERS`] that the price does not read and the model's `fields` do not
+    /// offer (a count of 1 passes). Names the field.
+    pub fn check_multipliers(&self, input: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+        let read = |name: &str| match &self.price {
+            PriceRule::PerChars { field, .. } => field == name,
+            PriceRule::PerSecond { field, .. } => field.as_deref() == Some(name),
+            other => other.priced_by() == Some(name),
+        };
+        for name in MULTIPLIERS {
+            let Some(v) = input.get(name).filter(|v| !v.is_null()) else { continue };
+            let one = v.as_u64() == Some(1) || v.as_str() == Some("1");
+            if read(name) || self.fields.iter().any(|f| f.name == name) || (one && name != "duration") {
+                continue;
+            }
+            return Err(format!("input.{name} changes what KIE charges, and this catalog's price for {} does not count it: leave it out (or price the model by it in the catalog)", self.id));
+        }
+        Ok(())
     }
 
     /// Whether a source gives its price.
@@ -412,6 +438,25 @@ impl Catalog {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_input_that_multiplies_the_cost_is_priced_or_refused() {
+        let c = Catalog::parse(BUILTIN).unwrap();
+        let check = |id: &str, input: serde_json::Value| c.get(id).unwrap().check_multipliers(input.as_object().unwrap());
+        // A flat price counts one image: more are refused, naming the field; one passes.
+        let e = check("google/imagen4", json!({"prompt": "x", "num_images": 4})).unwrap_err();
+        assert!(e.starts_with("input.num_images "), "{e}");
+        assert!(check("google/imagen4", json!({"prompt": "x", "n": 1, "num_images": "1"})).is_ok());
+        assert!(check("nano-banana-2", json!({"prompt": "x", "n": 3})).is_err());
+        // A duration a flat price does not count is refused; one the price reads passes.
+        assert!(check("bytedance/seedance-2", json!({"prompt": "x", "duration": 10})).is_err());
+        assert!(check("kling-2.6/text-to-video", json!({"prompt": "x", "duration": 10})).is_ok());
+        // What a model's own fields offer is the catalog's decision (Runway's one figure, 4o's
+        // variants held at the per-job cap).
+        assert!(check("runway/gen4", json!({"prompt": "x", "duration": 10})).is_ok());
+        assert!(check("gpt4o-image", json!({"prompt": "x", "nVariants": 4})).is_ok());
+        assert!(check("google/imagen4", json!({"prompt": "x", "num_images": null})).is_ok());
+    }
 
     #[test]
     fn builtin_catalog_parses_and_prices_follow_the_seeds() {

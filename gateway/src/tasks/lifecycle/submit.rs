@@ -172,6 +172,7 @@ impl Lifecycle {
             }
         }
         model.family.adapter().check_input(input).map_err(|e| invalid(format!("{}: {e}", model.id)))?;
+        model.check_multipliers(input).map_err(invalid)?;
         // An input the price depends on must be one of the catalog's choices. A model whose
         // price is unknown reserves its per-job cap instead (see `record_submission`).
         let estimate = if model.price_known() { Some(model.estimate(&s.input).map_err(SubmitError::Invalid)?) } else { None };
