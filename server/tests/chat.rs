@@ -497,5 +497,11 @@ async fn a_call_abandoned_before_its_first_byte_frees_its_slot_at_once_and_is_pa
     let abandoned = page.tasks.iter().find(|t| t.fail_class == Some(gateway::tasks::task::FailClass::Cancelled)).expect("the abandoned call ended as cancelled");
     assert!(abandoned.estimated_cost > gateway::Credits::ZERO);
     assert_eq!(abandoned.actual_cost, Some(abandoned.estimated_cost), "no usage came: counted at its hold, never 0");
+    // Counted in the receipts too.
+    let id = abandoned.id.clone();
+    wait_until("the abandoned call folded", 10, || async { c.store.task_get(&id).await.unwrap().is_some_and(|t| t.folded) }).await;
+    let receipt = gateway::money::receipts::receipt(c.store.as_ref(), "scripts", None, None, None).await.unwrap();
+    let line = receipt.lines.iter().find(|l| l.task_id == id).expect("its line");
+    assert_eq!((line.state.as_str(), line.credits.clone(), line.charge_basis.as_deref()), ("fail", abandoned.estimated_cost.to_string(), Some("estimate")));
     c.s.shutdown().await.unwrap();
 }

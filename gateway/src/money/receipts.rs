@@ -10,7 +10,8 @@
 //!   found by a one-time scan of the ended states (oldest first, with a cursor).
 //! - **Reading** ([`receipt`]): the totals come from those running totals (a day range sums
 //!   its days); the lines are the project's ended tasks, newest first, at most [`MAX_LINES`].
-//!   Failed and expired tasks are lines with cost 0 (KIE does not charge failures).
+//!   Failed and expired tasks are lines with cost 0 (KIE does not charge failures), except a
+//!   language model's call its client left: KIE generated it, and it is a line at its cost.
 //! - [`csv`] writes a receipt one row per line (formula cells defused).
 
 use serde::{Deserialize, Serialize};
@@ -255,12 +256,11 @@ pub async fn drift(store: &dyn Store, balance: Credits) -> StoreResult<Drift> {
     Ok(Drift { since_ms: base.at_ms, balance_fell: Credits(fell), accounted: Credits(accounted), drift: Credits(fell - accounted) })
 }
 
-/// KIE's actual charge for an ended task (0 for a failure: KIE does not charge them).
+/// What an ended task is counted at: what it cost when it ended (the cost rules settled the
+/// same). 0 for a failure KIE did not charge and for anything that never ran; a language
+/// model's call its client left is charged (KIE generated it).
 pub fn charged(t: &TaskRecord) -> Credits {
-    match t.state {
-        TaskState::Success => t.actual_cost.unwrap_or(Credits::ZERO),
-        _ => Credits::ZERO,
-    }
+    if t.state.is_terminal() { t.actual_cost.unwrap_or(Credits::ZERO).max(Credits::ZERO) } else { Credits::ZERO }
 }
 
 /// The part of a task's charge counted at its estimate.
