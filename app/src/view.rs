@@ -470,6 +470,9 @@ pub struct ThrottleView {
     pub in_doubt: usize,
     pub cooldown_ms: Option<u64>,
     pub rate_limited_total: i64,
+    /// Projects with a fair share of their own: (project, "weight 3 · at most 200 waiting
+    /// per owner").
+    pub shares: Vec<(String, String)>,
 }
 
 /// One owner's share of the queue.

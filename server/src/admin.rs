@@ -3,6 +3,8 @@
 //! - `control-room key create|list|revoke`: relay keys; a new key is printed once;
 //! - `control-room budget set|show`: cost rules in US dollars, with their spend meters;
 //! - `control-room receipts export --project P [--format json|csv] [--from --to]`: a receipt;
+//! - `control-room queue share --project P --weight N [--max-queued N]`, `queue shares`: the
+//!   queue's fair shares;
 //! - `control-room user add|list|set-role|disable|enable|reset-password`: people and roles;
 //!   passwords are read from standard input, never from flags.
 //!
@@ -10,7 +12,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::config::{BudgetCommand, Command, Config, KeyCommand, ReceiptsCommand, UserCommand};
+use crate::config::{BudgetCommand, Command, Config, KeyCommand, QueueCommand, ReceiptsCommand, UserCommand};
 use crate::{ServerError, open_store};
 use gateway::team::accounts::{self, Actor, Role};
 use gateway::money::budget::{self, CostRule, money};
@@ -23,7 +25,33 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::Budget(cmd) => budget_command(config, cmd, out).await,
         Command::User(cmd) => user_command(config, cmd, input, out).await,
         Command::Receipts(cmd) => receipts_command(config, cmd, out).await,
+        Command::Queue(cmd) => queue_command(config, cmd, out).await,
     }
+}
+
+/// Runs one queue command, writing to `out`.
+pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Write) -> Result<(), ServerError> {
+    use gateway::tasks::fair_share;
+    let store = open_store(&config.store).await?;
+    match cmd {
+        QueueCommand::Share { project, weight, max_queued } => {
+            fair_share::set(store.as_ref(), &Actor::cli(), &project, weight, max_queued).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            match fair_share::shares(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?.into_iter().find(|s| s.project == project.trim()) {
+                Some(s) => writeln!(out, "Project {}: {}.", s.project, s.text())?,
+                None => writeln!(out, "Project {}: the default share (weight 1, QUEUE_MAX_PER_OWNER waiting per owner).", project.trim())?,
+            }
+        }
+        QueueCommand::Shares => {
+            let shares = fair_share::shares(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            if shares.is_empty() {
+                writeln!(out, "Every project has the default share (weight 1, QUEUE_MAX_PER_OWNER waiting per owner).")?;
+            }
+            for s in shares {
+                writeln!(out, "{}: {} (set by {})", s.project, s.text(), s.updated_by)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one receipts command, writing to `out`.

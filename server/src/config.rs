@@ -161,9 +161,30 @@ pub enum Command {
     /// Receipts: one per production, in KIE's actual credits.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
+    /// The queue's fair shares: a project's weight in the rotation and its queue quota.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// People who sign in to the console, and their roles.
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Set a project's share: its owners send up to WEIGHT tasks per turn of the rotation,
+    /// and each may have MAX_QUEUED waiting. Weight 1 with no quota removes the share.
+    Share {
+        #[arg(long)]
+        project: String,
+        /// 1 to 100.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Each owner's queue quota in the project (default: QUEUE_MAX_PER_OWNER).
+        #[arg(long)]
+        max_queued: Option<u32>,
+    },
+    /// List the projects' shares.
+    Shares,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -129,6 +129,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("set_pin", form(&[("model", "veo3"), ("pinned", "true")])),
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "-1")])),
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "100")])),
+        ("set_fair_share", form(&[("project", "leak"), ("weight", "0")])),
         ("list_users", String::new()),
         ("add_user", form(&[("email", "p@studio.test"), ("name", "P"), ("role", "producer"), ("password", "short")])),
         ("list_relay_keys", String::new()),

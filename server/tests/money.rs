@@ -606,3 +606,33 @@ async fn a_charge_above_the_hold_is_counted_alerted_and_closes_the_cap() {
     assert!(metrics.lines().any(|l| l.starts_with("control_room_charge_overruns_total{model=\"nano-banana-2\"} 1")), "{metrics}");
     s.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_projects_share_sets_its_owners_queue_quota() {
+    let prefix = format!("{}:", testkit::unique("share-quota"));
+    let (sim_base, sim) = start_sim_with(unlimited(), KEY, 1_000_000.0, None).await;
+    let (listener, base) = bind().await;
+    let mut cfg = config(redis_store(&prefix), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").expect("rules");
+    cfg.queue_max_per_owner = 1;
+    let s = start_on(listener, cfg).await;
+    // Project "feature": each owner may have 3 waiting (the default here is 1).
+    let (code, said) = server_fn(&s.base, "set_fair_share", &form(&[("project", "feature"), ("weight", "2"), ("max_queued", "3")])).await;
+    assert_eq!(code, 200, "{said}");
+    let (code, _) = submit(&s.base, "nano-banana-2", "feature", "leaves at once").await;
+    assert_eq!(code, 200);
+    wait_until("the first task left", 10, || async { sim.world().log.iter().any(|e| e.path.ends_with("createTask") && e.code == 200) }).await;
+    for i in 0..3 {
+        let (code, body) = submit(&s.base, "nano-banana-2", "feature", &format!("waits {i}")).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, body) = submit(&s.base, "nano-banana-2", "feature", "one too many").await;
+    assert_eq!(code, 429, "{body}");
+    assert!(body.to_string().contains("the most one owner may queue is 3"), "{body}");
+    // Another project keeps the default of 1.
+    assert_eq!(submit(&s.base, "nano-banana-2", "other", "its one").await.0, 200);
+    assert_eq!(submit(&s.base, "nano-banana-2", "other", "its second").await.0, 429);
+    s.shutdown().await.expect("shutdown");
+}

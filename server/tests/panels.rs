@@ -121,3 +121,45 @@ async fn without_wasm_a_post_answers_a_page_with_the_outcome_and_the_page_is_not
     assert!(signin.contains("/pkg/control-room.css"), "only the stylesheet");
     server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_projects_fair_share_is_set_by_an_admin_in_panel_06_audited_and_refused_to_others() {
+    let (server, _dir) = console().await;
+    let base = &server.base;
+    let (status, _, html) = post_panel(base, PRODUCER, "throttle", &[("project", "feature"), ("weight", "3")]).await;
+    assert_eq!(status, 403, "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "0")]).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("weight must be a whole number from 1 to 100"), "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "3"), ("max_queued", "")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Share saved for project feature") && html.contains("weight 3"), "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "3"), ("max_queued", "40")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("weight 3 · at most 40 waiting per owner"), "{html}");
+    // Read-only for everyone else, and audited.
+    let (_, html) = get_as(base, VIEWER, "/panel/throttle").await;
+    assert!(html.contains("weight 3 · at most 40 waiting per owner") && !html.contains("share-form"), "{html}");
+    let (_, log) = server_fn(base, "audit_log", "").await;
+    let entries = log.to_string();
+    assert!(entries.contains("fair share set") && entries.contains("project feature"), "{entries}");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn the_cli_sets_and_lists_fair_shares() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = cli(dir.path(), &["queue", "share", "--project", "promo", "--weight", "4", "--max-queued", "50"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.trim(), "Project promo: weight 4 · at most 50 waiting per owner.");
+    let (code, out, _) = cli(dir.path(), &["queue", "shares"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("promo: weight 4 · at most 50 waiting per owner (set by cli)"), "{out}");
+    let (code, _, err) = cli(dir.path(), &["queue", "share", "--project", "promo", "--weight", "101"]);
+    assert_ne!(code, Some(0), "a weight over 100 is refused");
+    assert!(err.contains("weight must be a whole number from 1 to 100"), "{err}");
+    let (_, out, _) = cli(dir.path(), &["queue", "share", "--project", "promo"]);
+    assert!(out.contains("the default share"), "weight 1 with no quota removes it: {out}");
+    let (_, out, _) = cli(dir.path(), &["queue", "shares"]);
+    assert!(out.starts_with("Every project has the default share"), "{out}");
+}

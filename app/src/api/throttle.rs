@@ -1,4 +1,5 @@
-//! Server function of the Throttle panel (06): the rate guard's rules, queue and 429s.
+//! Server functions of the Throttle panel (06): the rate guard's rules, queue and 429s, and
+//! the projects' fair shares (admins set them).
 
 use leptos::prelude::*;
 
@@ -9,7 +10,7 @@ use crate::view::ThrottleView;
 const NEXT_SHOWN: usize = 8;
 
 #[cfg(feature = "ssr")]
-pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot) -> ThrottleView {
+pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>) -> ThrottleView {
     use crate::view::{GuardRuleView, OwnerQueueView};
     ThrottleView {
         rules: q.rules.into_iter().map(|r| GuardRuleView { rule: r.rule, used: r.used, limit: r.limit }).collect(),
@@ -22,6 +23,7 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot) -> Thr
         in_doubt: q.in_doubt,
         cooldown_ms: q.cooldown_ms,
         rate_limited_total: q.rate_limited_total,
+        shares: shares.into_iter().map(|s| (s.project.clone(), s.text())).collect(),
     }
 }
 
@@ -30,5 +32,26 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot) -> Thr
 pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
     let (ctx, _) = crate::api::server_side::signed_in(crate::api::server_side::Role::Viewer)?;
     let q = ctx.lifecycle.queue().await.map_err(crate::api::server_side::store_error)?;
-    Ok(view_of(q))
+    let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::server_side::store_error)?;
+    Ok(view_of(q, shares))
+}
+
+/// Sets a project's fair share (admins): `weight` 1–100 sends per turn of the rotation, and
+/// `max_queued` (empty: `QUEUE_MAX_PER_OWNER`) tasks waiting per owner. Audited.
+#[server(endpoint = "set_fair_share")]
+pub async fn set_fair_share(project: String, weight: String, max_queued: Option<String>) -> Result<String, ServerFnError> {
+    use crate::api::server_side::{Role, refuse, signed_in, store_error};
+    use gateway::tasks::fair_share::{self, ShareError};
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let number = |name: &str, v: &str| v.trim().parse::<u32>().map_err(|_| refuse(400, format!("{name} must be a whole number")));
+    let weight = number("weight", &weight)?;
+    let max_queued = max_queued.filter(|m| !m.trim().is_empty()).map(|m| number("the queue quota", &m)).transpose()?;
+    fair_share::set(ctx.store.as_ref(), &actor, &project, weight, max_queued).await.map_err(|e| match e {
+        ShareError::Store(e) => store_error(e),
+        ShareError::Forbidden(m) => refuse(403, m),
+        ShareError::Invalid(m) => refuse(400, m),
+    })?;
+    // Here at once; the other instances within a few seconds.
+    ctx.lifecycle.forget_fair_shares();
+    Ok(project.trim().to_string())
 }

@@ -5,8 +5,8 @@
 
 use leptos::prelude::*;
 
-use super::{Panel, PanelId, badge, fill_bar};
-use crate::api::throttle_status;
+use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, fill_bar};
+use crate::api::{set_fair_share, throttle_status};
 use crate::view::ThrottleView;
 
 /// Owners listed (most waiting first).
@@ -16,8 +16,9 @@ fn secs(ms: u64) -> String {
     format!("{} s", ms.div_ceil(1000))
 }
 
-pub async fn render() -> AnyView {
+pub async fn render(flash: Option<AnyView>) -> AnyView {
     let data = throttle_status().await;
+    let admin = super::me().await.is_some_and(|m| m.is_admin());
     let head = match &data {
         Ok(t) if t.cooldown_ms.is_some() => badge("bad", "Cooling down after a 429"),
         Ok(t) if t.depth > 0 => badge("wait", format!("{} queued", t.depth)),
@@ -25,13 +26,21 @@ pub async fn render() -> AnyView {
         Err(_) => badge("bad", "Store unreadable"),
     };
     view! {
-        <Panel id=PanelId::Throttle number="06" kicker="Throttle" title="Rate Guard" badge=head refresh="rows ended tick2">
+        <Panel id=PanelId::Throttle number="06" kicker="Throttle" title="Rate Guard" badge=head refresh="rows ended tick2" flash=flash>
             {match data {
                 Err(e) => super::unavailable(&e),
                 Ok(t) => guard_view(t).into_any(),
             }}
+            {admin.then(|| view! {
+                <form class="rule-form" method="post" action=act_form(PanelId::Throttle) data-testid="share-form">
+                    <label>"Project"<input name="project" type="text" required="" data-testid="share-project"/></label>
+                    <label>"Weight (sends per turn)"<input name="weight" type="number" min="1" max="100" step="1" value="1" data-testid="share-weight"/></label>
+                    <label>"Max waiting per owner (empty: default)"<input name="max_queued" type="number" min="1" step="1" data-testid="share-max"/></label>
+                    <button type="submit" data-testid="share-save">"Save share"</button>
+                </form>
+            })}
             <p class="fine">
-                "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each — and drain as the window allows."
+                "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each, a project's weight sends more per turn — and drain as the window allows."
             </p>
         </Panel>
     }
@@ -68,6 +77,18 @@ fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
             </div>
         })}
         {t.cooldown_ms.map(|ms| view! { <p class="warn">"KIE answered 429: every instance holds off for "{secs(ms)}"."</p> })}
+        {(!t.shares.is_empty()).then(|| view! {
+            <ul class="rules" data-testid="shares">
+                {t.shares.into_iter().map(|(project, text)| view! { <li class="rule"><div class="rule-name">"project "{project}</div><div class="muted">{text}</div></li> }).collect_view()}
+            </ul>
+        })}
         <p class="muted">"Safety margin "{t.margin_ms}" ms · in doubt "{t.in_doubt}</p>
     }
+}
+
+/// Saves a project's fair share (admins; the server function checks).
+pub async fn act(form: Fields) -> Acted {
+    let get = |n: &str| field_owned(&form, n);
+    let r = set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued")).await;
+    Acted::of(r, |p| super::ok_note("share-saved", format!("Share saved for project {p}.")), "share-error").also(&[PanelId::Status])
 }

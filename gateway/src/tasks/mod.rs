@@ -1,7 +1,9 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
-//! guard it keeps to), its live events, and its KIE-shaped form for the relay.
+//! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
+//! form for the relay.
 
 pub mod events;
+pub mod fair_share;
 pub mod lifecycle;
 pub mod rate_guard;
 pub mod relay;

@@ -165,6 +165,8 @@ struct Inner {
     settled: Arc<Watched<TaskRecord>>,
     /// The owners with queued work, as this instance knows them (see [`queue`]).
     lanes: std::sync::Mutex<queue::Lanes>,
+    /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
+    shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tasks::fair_share::Share>>)>>,
 }
 
 /// Where a change to a settled record (its deletion) is announced to every instance.
@@ -201,6 +203,7 @@ impl Lifecycle {
             cost_rules: Default::default(),
             settled: Watched::new(store_for_cache, SETTLED_KEEP, SETTLED_MAX),
             lanes: Default::default(),
+            shares: Default::default(),
         }))
     }
 
@@ -281,6 +284,23 @@ impl Lifecycle {
                 next => return Ok((out, next)),
             }
         }
+    }
+
+    /// The fair shares, read from the store at most every [`crate::tasks::fair_share::CACHE_FOR`].
+    pub(crate) async fn fair_shares(&self) -> StoreResult<Arc<Vec<crate::tasks::fair_share::Share>>> {
+        if let Some((at, s)) = self.0.shares.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            && at.elapsed() < crate::tasks::fair_share::CACHE_FOR
+        {
+            return Ok(s);
+        }
+        let read = Arc::new(crate::tasks::fair_share::shares(self.0.store.as_ref()).await?);
+        *self.0.shares.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), read.clone()));
+        Ok(read)
+    }
+
+    /// Drops the fair shares read, so the next use reads them (after a change made here).
+    pub fn forget_fair_shares(&self) {
+        *self.0.shares.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Applies `change` to the stored record with compare-and-set, re-reading on conflict;

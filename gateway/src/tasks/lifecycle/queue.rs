@@ -51,8 +51,9 @@ fn served_key(owner: &str) -> String {
 
 /// Orders tasks (given newest first, as the store lists them) round-robin between owners: the
 /// owner served longest ago (`served`: Unix ms; absent = never) first, ties in the order of
-/// each owner's oldest task; oldest first within each owner.
-pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>) -> Vec<TaskRecord> {
+/// each owner's oldest task; oldest first within each owner, up to `weight` of the owner's
+/// next task (its project's share, at least 1) per turn.
+pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>, weight: impl Fn(&TaskRecord) -> u32) -> Vec<TaskRecord> {
     let mut lanes: Vec<VecDeque<TaskRecord>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
     let total = newest_first.len();
@@ -68,8 +69,12 @@ pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>) 
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
         for lane in &mut lanes {
-            if let Some(t) = lane.pop_front() {
-                out.push(t);
+            let turn = lane.front().map_or(0, |t| weight(t).max(1));
+            for _ in 0..turn {
+                match lane.pop_front() {
+                    Some(t) => out.push(t),
+                    None => break,
+                }
             }
         }
     }
@@ -253,7 +258,8 @@ impl Lifecycle {
                 served.insert(t.owner.clone(), at.unwrap_or(0));
             }
         }
-        Ok(fair_order(queued, &served))
+        let shares = self.fair_shares().await?;
+        Ok(fair_order(queued, &served, |t| crate::tasks::fair_share::weight_of(&shares, &t.project)))
     }
 
     /// Notes that `owner` was just served, moving them to the back of the rotation.
@@ -323,11 +329,22 @@ mod tests {
         tasks.push(TaskRecord::new("b0", "bo", "p", "m", 10));
         tasks.push(TaskRecord::new("a5", "ana", "p", "m", 11));
         tasks.reverse();
-        let order: Vec<String> = fair_order(tasks.clone(), &HashMap::new()).into_iter().map(|t| t.id).collect();
+        let order: Vec<String> = fair_order(tasks.clone(), &HashMap::new(), |_| 1).into_iter().map(|t| t.id).collect();
         assert_eq!(order, ["a0", "b0", "a1", "a2", "a3", "a4", "a5"]);
         // Once ana has been served, bo goes first: the rotation carries across rounds.
         let served = HashMap::from([("ana".to_string(), 500)]);
-        let order: Vec<String> = fair_order(tasks, &served).into_iter().map(|t| t.id).collect();
+        let order: Vec<String> = fair_order(tasks, &served, |_| 1).into_iter().map(|t| t.id).collect();
         assert_eq!(order, ["b0", "a0", "a1", "a2", "a3", "a4", "a5"]);
+    }
+
+    #[test]
+    fn a_projects_weight_gives_its_owners_more_sends_per_turn() {
+        // Newest first: ana's 6 in "feature" (weight 3), bo's 4 in "promo" (weight 1).
+        let mut tasks: Vec<TaskRecord> = (0..6).map(|i| TaskRecord::new(format!("a{i}"), "ana", "feature", "m", i)).collect();
+        tasks.extend((0..4).map(|i| TaskRecord::new(format!("b{i}"), "bo", "promo", "m", 100 + i)));
+        tasks.reverse();
+        let weight = |t: &TaskRecord| if t.project == "feature" { 3 } else { 1 };
+        let order: Vec<String> = fair_order(tasks, &HashMap::new(), weight).into_iter().map(|t| t.id).collect();
+        assert_eq!(order, ["a0", "a1", "a2", "b0", "a3", "a4", "a5", "b1", "b2", "b3"]);
     }
 }

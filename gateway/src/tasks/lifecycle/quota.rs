@@ -1,5 +1,6 @@
 //! The queue quota: how many tasks one owner (a person, or a relay key `key:<id>`) may have
-//! waiting here to be sent (`QUEUE_MAX_PER_OWNER`, default [`DEFAULT_QUEUE_MAX_PER_OWNER`]).
+//! waiting here to be sent (`QUEUE_MAX_PER_OWNER`, default [`DEFAULT_QUEUE_MAX_PER_OWNER`];
+//! a project's fair share may set its own, see [`crate::tasks::fair_share`]).
 //!
 //! A place in the queue is a reservation of 1 against the owner's scope, keyed by the task,
 //! taken in one atomic store step before the record is written, so the quota holds across
@@ -25,20 +26,29 @@ fn place_id(task_id: &str) -> String {
     format!("queue-place:{task_id}")
 }
 
-/// The owner's scope.
-pub fn owner_scope(owner: &str, limit: u32) -> Scope {
-    Scope { key: format!("queue:owner:{owner}"), limit: i64::from(limit), window: Some(PLACE_LIFE) }
+/// The owner's scope: all their tasks, or — in a project whose share sets its own quota — their
+/// tasks in that project (which then do not count against the first).
+pub fn owner_scope(owner: &str, project: Option<&str>, limit: u32) -> Scope {
+    let key = match project {
+        None => format!("queue:owner:{owner}"),
+        Some(p) => format!("queue:owner:{owner}|project:{p}"),
+    };
+    Scope { key, limit: i64::from(limit), window: Some(PLACE_LIFE) }
 }
 
 impl Lifecycle {
     /// Takes a place in the queue for `task_id`, or refuses with how long to wait. No quota
     /// (`0`): nothing to take.
-    pub(super) async fn take_queue_place(&self, owner: &str, task_id: &str) -> Result<(), SubmitError> {
-        let max = self.0.opts.queue_max_per_owner;
+    pub(super) async fn take_queue_place(&self, owner: &str, project: &str, task_id: &str) -> Result<(), SubmitError> {
+        let own = crate::tasks::fair_share::own_quota(&self.fair_shares().await?, project);
+        let (max, scope) = match own {
+            Some(max) => (max, owner_scope(owner, Some(project), max)),
+            None => (self.0.opts.queue_max_per_owner, owner_scope(owner, None, self.0.opts.queue_max_per_owner)),
+        };
         if max == 0 {
             return Ok(());
         }
-        let req = ReserveRequest { id: place_id(task_id), amount: 1, scopes: vec![owner_scope(owner, max)], hold_ttl: Some(PLACE_LIFE) };
+        let req = ReserveRequest { id: place_id(task_id), amount: 1, scopes: vec![scope], hold_ttl: Some(PLACE_LIFE) };
         match self.0.store.reserve(&req).await? {
             ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
             ReserveOutcome::Refused(r) => Err(SubmitError::QueueFull { waiting: r.used, max, retry_after: self.place_frees_in() }),

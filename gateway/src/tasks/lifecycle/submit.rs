@@ -242,7 +242,7 @@ impl Lifecycle {
         let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
         // Its place in the owner's queue first (refused: nothing recorded), given back if the
         // record is not written.
-        self.take_queue_place(&t.owner, &t.id).await?;
+        self.take_queue_place(&t.owner, &t.project, &t.id).await?;
         let judged = match self.write_record(&mut t, token, estimate).await {
             Ok(judged) => judged,
             Err(e) => {
