@@ -25,11 +25,17 @@ async fn console(store: StoreConfig, settings: kie_sim::Settings, guard: &str) -
 }
 
 async fn console_on(store: StoreConfig, sim_base: &str, guard: &str) -> Running {
+    console_with(store, sim_base, guard, |_| {}).await
+}
+
+/// [`console_on`], with the configuration changed by `change` first.
+async fn console_with(store: StoreConfig, sim_base: &str, guard: &str, change: impl FnOnce(&mut server::config::Config)) -> Running {
     let (listener, base) = bind().await;
     let mut cfg = config(store, Some(KEY));
     cfg.kie_base_url = sim_base.parse().expect("url");
     cfg.public_url = Some(base.parse().expect("url"));
     cfg.rate_guard = gateway::tasks::rate_guard::parse_rules(guard).expect("rules");
+    change(&mut cfg);
     start_on(listener, cfg).await
 }
 
@@ -464,13 +470,7 @@ async fn an_owner_over_the_queue_quota_gets_kies_429_with_nothing_recorded_on_ei
     // first task has left, the others wait.
     let mut servers = Vec::new();
     for _ in 0..2 {
-        let (listener, base) = bind().await;
-        let mut cfg = config(redis_store(&prefix), Some(KEY));
-        cfg.kie_base_url = sim_base.parse().expect("url");
-        cfg.public_url = Some(base.parse().expect("url"));
-        cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").expect("rules");
-        cfg.queue_max_per_owner = 3;
-        servers.push(start_on(listener, cfg).await);
+        servers.push(console_with(redis_store(&prefix), &sim_base, "1/60s", |c| c.queue_max_per_owner = 3).await);
     }
     let (a, b) = (&servers[0], &servers[1]);
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
@@ -528,12 +528,7 @@ async fn a_task_kie_completes_after_the_give_up_is_taken_and_charged_never_at_ze
     // calls back.
     let settings = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 4_000 }, ..unlimited() };
     let (sim_base, sim) = start_sim_with(settings, KEY, 1_000_000.0, None).await;
-    let (listener, base) = bind().await;
-    let mut cfg = config(redis_store(&prefix), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().expect("url");
-    cfg.public_url = Some(base.parse().expect("url"));
-    cfg.give_up_after = Duration::from_millis(1_500);
-    let s = start_on(listener, cfg).await;
+    let s = console_with(redis_store(&prefix), &sim_base, "20/10s", |c| c.give_up_after = Duration::from_millis(1_500)).await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
     let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "late"), ("total", "10")])).await;
     assert_eq!(code, 200, "{body}");
@@ -577,12 +572,7 @@ async fn a_charge_above_the_hold_is_counted_alerted_and_closes_the_cap() {
     let catalog = testkit::scratch_dir("overrun-catalog").join("models.json");
     let models = json!({"prices_taken": "test", "models": [{"id": "nano-banana-2", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 1}}]});
     std::fs::write(&catalog, models.to_string()).expect("catalog");
-    let (listener, base) = bind().await;
-    let mut cfg = config(redis_store(&prefix), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().expect("url");
-    cfg.public_url = Some(base.parse().expect("url"));
-    cfg.catalog_file = Some(catalog);
-    let s = start_on(listener, cfg).await;
+    let s = console_with(redis_store(&prefix), &sim_base, "20/10s", |c| c.catalog_file = Some(catalog)).await;
     // One credit a job, three in total.
     let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "over"), ("per_job", "0.005"), ("total", "0.015")])).await;
     assert_eq!(code, 200, "{body}");
@@ -611,13 +601,7 @@ async fn a_charge_above_the_hold_is_counted_alerted_and_closes_the_cap() {
 async fn a_projects_share_sets_its_owners_queue_quota() {
     let prefix = format!("{}:", testkit::unique("share-quota"));
     let (sim_base, sim) = start_sim_with(unlimited(), KEY, 1_000_000.0, None).await;
-    let (listener, base) = bind().await;
-    let mut cfg = config(redis_store(&prefix), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().expect("url");
-    cfg.public_url = Some(base.parse().expect("url"));
-    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/60s").expect("rules");
-    cfg.queue_max_per_owner = 1;
-    let s = start_on(listener, cfg).await;
+    let s = console_with(redis_store(&prefix), &sim_base, "1/60s", |c| c.queue_max_per_owner = 1).await;
     // Project "feature": each owner may have 3 waiting (the default here is 1).
     let (code, said) = server_fn(&s.base, "set_fair_share", &form(&[("project", "feature"), ("weight", "2"), ("max_queued", "3")])).await;
     assert_eq!(code, 200, "{said}");
