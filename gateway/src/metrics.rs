@@ -310,6 +310,14 @@ impl Metrics {
         self.budget_refusals.get_or_create(&Rule { rule: kind.name().into() }).inc();
     }
 
+    /// The catalog's task models: their per-model series that alerts read exist from the
+    /// start at 0 (a rate over them is 0, not "no data").
+    pub fn know_models<'a>(&self, models: impl Iterator<Item = &'a str>) {
+        for model in models {
+            let _ = self.charge_overruns.get_or_create(&ModelLabel { model: model.into() });
+        }
+    }
+
     /// A task KIE charged more than it held.
     pub fn charge_overrun(&self, model: &str) {
         self.charge_overruns.get_or_create(&ModelLabel { model: model.into() }).inc();

@@ -340,6 +340,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     check_redis_persistence(&config).await?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_runway_alert_days(config.runway_alert_days);
+    metrics.know_models(catalog.models().iter().filter(|m| !m.is_chat()).map(|m| m.id.as_str()));
     let store = gateway::store::metered::Metered::wrap(open_store(&config.store).await?, metrics.clone());
     let (epoch, fresh) = gateway::store::epoch::claim(store.as_ref()).await.map_err(|e| ServerError::Store(format!("cannot read the store's epoch: {e}")))?;
     if fresh {
