@@ -31,13 +31,17 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 Err(e) => super::unavailable(&e),
                 Ok(t) => guard_view(t).into_any(),
             }}
+            // Folded away: a share is set rarely, and the panel is read all day.
             {admin.then(|| view! {
-                <form class="rule-form" method="post" action=act_form(PanelId::Throttle) data-testid="share-form">
-                    <label>"Project"<input name="project" type="text" required="" data-testid="share-project"/></label>
-                    <label>"Weight (sends per turn)"<input name="weight" type="number" min="1" max="100" step="1" value="1" data-testid="share-weight"/></label>
-                    <label>"Max waiting per owner (empty: default)"<input name="max_queued" type="number" min="1" step="1" data-testid="share-max"/></label>
-                    <button type="submit" data-testid="share-save">"Save share"</button>
-                </form>
+                <details class="share">
+                    <summary>"A project's fair share"</summary>
+                    <form class="rule-form" method="post" action=act_form(PanelId::Throttle) data-testid="share-form">
+                        <label>"Project"<input name="project" type="text" required="" data-testid="share-project"/></label>
+                        <label>"Weight (sends per turn)"<input name="weight" type="number" min="1" max="100" step="1" value="1" data-testid="share-weight"/></label>
+                        <label>"Max waiting per owner (empty: default)"<input name="max_queued" type="number" min="1" step="1" data-testid="share-max"/></label>
+                        <button type="submit" data-testid="share-save">"Save share"</button>
+                    </form>
+                </details>
             })}
             <p class="fine">
                 "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each, a project's weight sends more per turn — and drain as the window allows."
