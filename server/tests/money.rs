@@ -592,8 +592,19 @@ async fn a_charge_above_the_hold_is_counted_alerted_and_closes_the_cap() {
     assert_eq!(code, 402, "{refused}");
     // Alerted: the per-job cap's overrun (panel 05, the webhook) and the metric.
     wait_until("the overrun alert", 10, || async { budget::alerts(store.as_ref()).await.expect("alerts").iter().any(|a| a.task.as_deref() == Some(id.as_str())) }).await;
+    // Under a rule with no per-job cap the overrun is still an alert (panel 05, the webhook),
+    // naming what the task held.
+    let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("project", "over-total"), ("total", "1")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, second) = submit(&s.base, "nano-banana-2", "over-total", "a second lighthouse").await;
+    assert_eq!(code, 200, "{second}");
+    let second = second["id"].as_str().expect("id").to_string();
+    wait_until("the hold's overrun alert", 20, || async {
+        budget::alerts(store.as_ref()).await.expect("alerts").iter().any(|a| a.task.as_deref() == Some(second.as_str()) && a.held == Some(gateway::Credits::from_credits(1)) && a.message().contains("above the $0.01 (1 credits) it held"))
+    })
+    .await;
     let (_, metrics) = get_anon(&format!("{}/metrics", s.base)).await;
-    assert!(metrics.lines().any(|l| l.starts_with("control_room_charge_overruns_total{model=\"nano-banana-2\"} 1")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("control_room_charge_overruns_total{model=\"nano-banana-2\"} 2")), "{metrics}");
     s.shutdown().await.expect("shutdown");
 }
 

@@ -325,7 +325,7 @@ impl Lifecycle {
         if let Some(t) = &record {
             tracing::info!(call = %t.id, model = %t.model, outcome = word, prompt, completion, estimated, "chat call ended");
             if settled && spent > Credits::ZERO {
-                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((t.id.clone(), spent)));
+                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((t.id.clone(), spent, t.estimated_cost)));
             }
         }
         Ok(record)

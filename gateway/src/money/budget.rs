@@ -359,19 +359,28 @@ pub struct Alert {
     /// For a per-job cap: the task whose actual cost passed it.
     #[serde(default)]
     pub task: Option<String>,
+    /// For a charge above its hold (KIE's price above the catalog's): what the task held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Credits>,
 }
 
 impl Alert {
     pub fn message(&self) -> String {
-        match &self.task {
-            Some(task) => format!(
+        match (&self.task, self.held) {
+            (Some(task), Some(held)) => format!(
+                "{}: task {task} cost {} at KIE, above the {} it held (KIE's price is above the catalog's); it counts as charged — update the catalog's price.",
+                self.target.label(),
+                money(self.used),
+                money(held)
+            ),
+            (Some(task), None) => format!(
                 "{} — {}: task {task} cost {} at KIE, over the cap of {} (estimated lower at submit).",
                 self.target.label(),
                 self.kind.label(),
                 money(self.used),
                 money(self.cap)
             ),
-            None => format!("{} — {}: {} % reached ({} of {}).", self.target.label(), self.kind.label(), self.level, money(self.used), money(self.cap)),
+            (None, _) => format!("{} — {}: {} % reached ({} of {}).", self.target.label(), self.kind.label(), self.level, money(self.used), money(self.cap)),
         }
     }
 }
@@ -388,15 +397,26 @@ async fn keep_alert(store: &dyn Store, alert: &Alert) -> StoreResult<()> {
 /// After a task settled at `actual`: every per-job cap that applies and that the actual
 /// charge passed (KIE charged more than the estimate the cap let through) raises an alert,
 /// once per task and rule.
-pub async fn check_overrun(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, actual: Credits) -> StoreResult<Vec<Alert>> {
+pub async fn check_overrun(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, actual: Credits, held: Credits) -> StoreResult<Vec<Alert>> {
     let mut raised = Vec::new();
-    for r in rules.iter().filter(|r| r.target.applies_to(owner, project)) {
+    let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
+    for r in &applicable {
         let Some(cap) = r.per_job.filter(|cap| actual > *cap) else { continue };
         let claim = format!("budget:perjob:{}:alert:{task_id}", r.target.slug());
         if !store.kv_set_nx(&claim, b"1", Some(HOLD_TTL)).await? {
             continue;
         }
-        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind: CapKind::PerJob, level: 100, used: actual, cap, task: Some(task_id.to_string()) };
+        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind: CapKind::PerJob, level: 100, used: actual, cap, task: Some(task_id.to_string()), held: None };
+        keep_alert(store, &alert).await?;
+        raised.push(alert);
+    }
+    // Above its hold but no per-job cap said so: the rule that governs it says it, once.
+    if let Some(r) = applicable.first().filter(|_| actual > held && raised.is_empty())
+        && store.kv_set_nx(&format!("budget:overrun:alert:{task_id}"), b"1", Some(HOLD_TTL)).await?
+    {
+        let kind = if r.total.is_some() { CapKind::Total } else if r.per_day.is_some() { CapKind::PerDay } else { CapKind::PerJob };
+        let cap = r.total.or(r.per_day).or(r.per_job).unwrap_or(held);
+        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level: 100, used: actual, cap, task: Some(task_id.to_string()), held: Some(held) };
         keep_alert(store, &alert).await?;
         raised.push(alert);
     }
@@ -418,7 +438,7 @@ pub async fn check_alerts(store: &dyn Store, rules: &[CostRule], owner: &str, pr
             if !store.kv_set_nx(&claim, b"1", ttl).await? {
                 continue;
             }
-            let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level, used: meter.used, cap: meter.cap, task: None };
+            let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level, used: meter.used, cap: meter.cap, task: None, held: None };
             keep_alert(store, &alert).await?;
             raised.push(alert);
         }

@@ -87,7 +87,7 @@ impl Lifecycle {
             }
             if settled && spent > Credits::ZERO {
                 // KIE's charge may be above the estimate: the meters moved, check them again.
-                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((id.to_string(), spent)));
+                self.raise_alerts(t.owner.clone(), t.project.clone(), Some((id.to_string(), spent, t.estimated_cost)));
             }
         }
         let now = now_ms();

@@ -383,16 +383,17 @@ impl Lifecycle {
 
     /// Raises any budget alerts the new spend crossed, in the background: recorded in the
     /// store for the Budget panel, logged, and POSTed to the alert webhook if one is set.
-    /// `settled`: a task that just settled at its actual cost (per-job caps are checked too).
-    pub(crate) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits)>) {
+    /// `settled`: a task that just settled at its actual cost, with what it held (per-job caps
+    /// and a charge above the hold are checked too).
+    pub(crate) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits, crate::Credits)>) {
         let lc = self.clone();
         tokio::spawn(async move {
             let store = lc.0.store.as_ref();
             let raised = async {
                 let rules = budget::rules(store).await?;
                 let mut raised = budget::check_alerts(store, &rules, &owner, &project).await?;
-                if let Some((task, actual)) = &settled {
-                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual).await?);
+                if let Some((task, actual, held)) = &settled {
+                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual, *held).await?);
                 }
                 Ok::<_, StoreError>(raised)
             }
