@@ -1,9 +1,11 @@
 //! The relay's chat completions: `POST /kie/<model>/v1/chat/completions` with a relay key,
-//! the body KIE takes and KIE's answer back, byte for byte. `"stream": true` is passed on
-//! chunk by chunk as it arrives (no buffering); the client going away drops the upstream
-//! request with it. Thin: authenticate, parse, admit through the core (catalog, estimate,
-//! the rate guard's chat limits, cost rules: 404/422/429/402 before anything is sent), relay,
-//! and end the call at what KIE's `usage` says it used.
+//! the body KIE takes (sent with the answer's limit the core decided, and
+//! `X-Control-Room-Clamped` when that is below the one asked for) and KIE's answer back, byte
+//! for byte. `"stream": true` is passed on chunk by chunk as it arrives (no buffering); the
+//! client going away drops the upstream request with it. Thin: authenticate, parse, admit
+//! through the core (catalog, the limit and its worst case, the rate guard's chat limits, cost
+//! rules: 404/422/429/402 before anything is sent), relay, and end the call — however the
+//! handler ends ([`Relay`]) — at what KIE's `usage` says it used.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};

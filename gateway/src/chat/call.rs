@@ -15,8 +15,9 @@
 //!
 //! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
 //! about four characters a token, marked estimated — or, for a call the client left before its
-//! end, the whole hold, since KIE bills what it generated): money first (the ledger, keyed by the call, then the cost
-//! rules' hold settled to the actual cost), then the token window's hold settled to the real
+//! end, the whole hold, since KIE bills what it generated): money first (the ledger, keyed by
+//! the call, then the cost rules' hold settled to the actual cost), then the token window's
+//! hold settled to the real
 //! tokens and the concurrency slot freed, then the record. A record whose instance stopped
 //! mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
 
@@ -211,6 +212,8 @@ impl Lifecycle {
             }
         };
         let ChatPlan { estimate, prompt_estimate: prompt, decision, body } = plan;
+        // Before anything is held: a body that cannot be written leaves nothing behind.
+        let body: bytes::Bytes = serde_json::to_vec(&body).map_err(|e| ChatError::Invalid(e.to_string()))?.into();
         let out = decision.limit * decision.ask.n;
         let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
@@ -257,7 +260,6 @@ impl Lifecycle {
             budget::settle(store, &id, Credits::ZERO).await.ok();
             return refused(ChatError::Store(e)).await;
         }
-        let body = serde_json::to_vec(&body).map_err(|e| ChatError::Invalid(e.to_string()))?.into();
         Ok(ChatTicket { id, model: model.id.clone(), streamed, estimated_cost: estimate, clamped: decision.clamped, body, started: Instant::now(), prompt_estimate: prompt, holds, tokens_hold, running_hold })
     }
 

@@ -79,12 +79,6 @@ impl Lifecycle {
                 let rules = crate::money::budget::rules(store).await?;
                 settled = crate::money::budget::charge_after(store, &rules, id, &t.owner, &t.project, spent).await?;
             }
-            if spent > t.estimated_cost && t.chat.is_none() {
-                // KIE's price moved above the catalog's: counted at the real charge (the caps
-                // close on it), alerted, and said in the log and the metrics.
-                tracing::warn!(task = %id, model = %t.model, held = %t.estimated_cost, charged = %spent, "KIE charged more than the task held; update the catalog's price");
-                self.0.opts.metrics.charge_overrun(&t.model);
-            }
             if settled && spent > Credits::ZERO {
                 // KIE's charge may be above the estimate: the meters moved, check them again.
                 self.raise_alerts(t.owner.clone(), t.project.clone(), Some((id.to_string(), spent, t.estimated_cost)));
@@ -155,6 +149,12 @@ impl Lifecycle {
             .await?;
         if let Some(t) = &changed {
             tracing::info!(task = %t.id, state = %t.state, late, "task state applied");
+            if t.state == TaskState::Success && t.actual_cost.is_some_and(|c| c > t.estimated_cost) {
+                // KIE's price moved above the catalog's: counted at the real charge (the caps
+                // closed on it above), alerted, and said here once — by the write that ended it.
+                tracing::warn!(task = %t.id, model = %t.model, held = %t.estimated_cost, charged = ?t.actual_cost, "KIE charged more than the task held; update the catalog's price");
+                self.0.opts.metrics.charge_overrun(&t.model);
+            }
             if late {
                 // Its first end (expired) was counted by the give-up; this one is KIE's.
                 self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
