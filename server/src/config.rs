@@ -60,7 +60,7 @@ pub struct Cli {
     pub data_dir: PathBuf,
     /// Run against the bundled KIE simulator (started in process on a free port, with a
     /// generated key) instead of KIE. Every screen then says "Simulator".
-    #[arg(long, env = "CONTROL_ROOM_SIMULATE")]
+    #[arg(long, env = "CONTROL_ROOM_SIMULATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub simulate: bool,
     /// The rate guard's rules, across all instances: `20/10s` (KIE: 20 new tasks per 10 s),
     /// `requests:500/1m`, `concurrent:5`, `tokens:64000/1m`, several separated by commas.
@@ -94,7 +94,7 @@ pub struct Cli {
     pub outbound_allow: String,
     /// Start on a Redis that keeps nothing on disk (no AOF, no RDB). Without it such a Redis
     /// is refused: it is the system of record (budgets, tasks, holds).
-    #[arg(long, env = "REDIS_ALLOW_EPHEMERAL")]
+    #[arg(long, env = "REDIS_ALLOW_EPHEMERAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub redis_allow_ephemeral: bool,
     /// A task with no result this many minutes after KIE took it ends `expired` (callback
     /// lost, polling gave up).

@@ -183,6 +183,33 @@ fn bad_configuration_exits_2_with_one_clear_line() {
     }
 }
 
+/// The boolean settings take what people write in an environment (`REDIS_ALLOW_EPHEMERAL=1`,
+/// as the README writes it, once stopped every command), and refuse anything else by name.
+#[test]
+fn boolean_settings_take_what_people_write_in_an_environment() {
+    let bin = env!("CARGO_BIN_EXE_control-room");
+    let run = |value: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new(bin)
+            .args(["key", "list"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.path())
+            .env("REDIS_ALLOW_EPHEMERAL", value)
+            .env("CONTROL_ROOM_SIMULATE", value)
+            .output()
+            .expect("run control-room");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for value in ["1", "0", "yes", "no", "on", "off", "true", "false", "TRUE"] {
+        let (code, stderr) = run(value);
+        assert_eq!(code, Some(0), "{value}: {stderr}");
+    }
+    let (code, stderr) = run("maybe");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("invalid value 'maybe'") && stderr.contains("not a boolean"), "{stderr}");
+}
+
 /// Standard base64, for the leak check (no dependency for one line).
 fn encode_b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
