@@ -38,6 +38,8 @@ pub struct AuthConfig {
     pub secure: bool,
     /// `host[:port]` of PUBLIC_URL, accepted as an origin besides the request's own `Host`.
     pub public_authority: Option<String>,
+    /// `TRUSTED_PROXIES`: whose forwarding headers name the client.
+    pub trusted_proxies: Arc<crate::edge::client_address::TrustedProxies>,
 }
 
 /// The client's address as the guard saw it (for the audit log and attempt limits).
@@ -84,8 +86,13 @@ fn same_origin(headers: &HeaderMap, config: &AuthConfig) -> bool {
     host == Some(claimed.as_str()) || config.public_authority.as_deref() == Some(claimed.as_str())
 }
 
-fn client_address(req: &Request) -> String {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
+fn client_address(req: &Request, proxies: &crate::edge::client_address::TrustedProxies) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(
+            || "unknown".into(),
+            |c| proxies.client(c.0.ip(), req.headers()).to_string(),
+        )
 }
 
 /// The session cookie's value, if the request has one.
@@ -115,8 +122,9 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         tracing::warn!(%path, "refused a cross-site request");
         return plain(StatusCode::FORBIDDEN, "Cross-site request refused: this console accepts changes only from its own pages.");
     }
-    let from = client_address(&req);
-    req.extensions_mut().insert(ClientAddress(from.as_str().into()));
+    let from = client_address(&req, &state.auth.trusted_proxies);
+    req.extensions_mut()
+        .insert(ClientAddress(from.as_str().into()));
     if public(&path) || crate::library::presents_link(&path, req.uri().query()) {
         return next.run(req).await;
     }
@@ -193,11 +201,15 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
     }
     match sessions::sign_in(state.store.as_ref(), &form.email, &form.password, &from, previous.as_deref(), &state.auth.policy).await {
         Ok((token, user)) => {
-            tracing::info!(user = %user.email, %from, "signed in");
-            see_other(local_path(&form.next), Some(session_cookie(Some(token.expose()), &state.auth)))
+            tracing::info!(actor = %Actor::user(&user, &from).log_id(), %from, "signed in");
+            see_other(
+                local_path(&form.next),
+                Some(session_cookie(Some(token.expose()), &state.auth)),
+            )
         }
         Err(SignInError::Refused) => back("refused"),
         Err(SignInError::Throttled(_)) => back("throttled"),
+        Err(SignInError::SlowDown(_)) => back("slow-down"),
         Err(SignInError::Account(e)) => {
             tracing::error!(error = %e, "sign-in failed in the store");
             back("unavailable")
@@ -264,11 +276,28 @@ mod tests {
 
     #[test]
     fn origin_must_be_this_console() {
-        let cfg = AuthConfig { policy: SessionPolicy::default(), secure: true, public_authority: Some("console.example.test".into()) };
-        let own = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://127.0.0.1:3000")]);
-        let public = headers(&[(header::HOST, "10.0.0.5:3000"), (header::ORIGIN, "https://console.example.test")]);
-        let evil = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "https://evil.example")]);
-        let referer = headers(&[(header::HOST, "127.0.0.1:3000"), (header::REFERER, "http://127.0.0.1:3000/signin")]);
+        let cfg = AuthConfig {
+            policy: SessionPolicy::default(),
+            secure: true,
+            public_authority: Some("console.example.test".into()),
+            trusted_proxies: Default::default(),
+        };
+        let own = headers(&[
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "http://127.0.0.1:3000"),
+        ]);
+        let public = headers(&[
+            (header::HOST, "10.0.0.5:3000"),
+            (header::ORIGIN, "https://console.example.test"),
+        ]);
+        let evil = headers(&[
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "https://evil.example"),
+        ]);
+        let referer = headers(&[
+            (header::HOST, "127.0.0.1:3000"),
+            (header::REFERER, "http://127.0.0.1:3000/signin"),
+        ]);
         let none = headers(&[(header::HOST, "127.0.0.1:3000")]);
         assert!(same_origin(&own, &cfg) && same_origin(&public, &cfg) && same_origin(&referer, &cfg));
         assert!(!same_origin(&evil, &cfg) && !same_origin(&none, &cfg));

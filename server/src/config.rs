@@ -144,6 +144,15 @@ pub struct Cli {
     /// The day (UTC, YYYY-MM-DD) prepaid credits expire: warned 14 and 3 days ahead.
     #[arg(long, env = "CREDITS_EXPIRE_ON")]
     pub credits_expire_on: Option<String>,
+    /// Most connections served at once; more wait until one closes. 0: half the process's
+    /// open-file limit (raised to its hard limit at start), at least 64 and at most 65,536.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_connections: u32,
+    /// The reverse proxies in front of the console (addresses or CIDRs, comma-separated):
+    /// X-Forwarded-For and Forwarded are believed from these only, and the client is the
+    /// first address in them that is not one of these. Empty: the peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// Administration commands; without one, the console serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -375,8 +384,12 @@ pub struct Config {
     /// `TASK_RETENTION_DAYS` (`None`: kept for good).
     pub task_retention: Option<std::time::Duration>,
     pub sessions: gateway::team::sessions::SessionPolicy,
-    /// `METRICS_TOKEN`: `/metrics` asks for it as a bearer token (`None`: open).
-    pub metrics_token: Option<Secret>,
+    /// `METRICS_TOKEN`: who may read `/metrics` (and `/readyz`'s details).
+    pub metrics: MetricsAccess,
+    /// `MAX_CONNECTIONS` (0: from the file limit).
+    pub max_connections: u32,
+    /// `TRUSTED_PROXIES`.
+    pub trusted_proxies: crate::edge::client_address::TrustedProxies,
     /// The Library (`None`: `LIBRARY_URL=off`, nothing is archived).
     pub library: Option<LibrarySettings>,
     /// `RECEIPT_SYNC_URL` with `RECEIPT_SYNC_SECRET`.
@@ -385,6 +398,49 @@ pub struct Config {
     pub runway_alert_days: u64,
     /// `CREDITS_EXPIRE_ON`, checked to be a day.
     pub credits_expire_on: Option<String>,
+}
+
+/// Who may read `/metrics` and `/readyz`'s details.
+#[derive(Debug, Clone)]
+pub enum MetricsAccess {
+    /// `METRICS_TOKEN` unset: nobody (the start-up log says how to open it).
+    Closed,
+    /// `METRICS_TOKEN=open`: whoever reaches the listen address.
+    Open,
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(Secret),
+}
+
+impl MetricsAccess {
+    fn from_env(env: &dyn Env) -> Result<MetricsAccess, ConfigError> {
+        Ok(match secret_var(env, "METRICS_TOKEN")? {
+            None => MetricsAccess::Closed,
+            Some(t) if t.expose().eq_ignore_ascii_case("open") => MetricsAccess::Open,
+            Some(t) if t.expose().len() < 16 => {
+                return Err(ConfigError("METRICS_TOKEN must be at least 16 characters (or `open` to serve /metrics to anyone)".into()));
+            }
+            Some(t) => MetricsAccess::Token(t),
+        })
+    }
+
+    /// Whether a request with these headers may read.
+    pub fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
+        match self {
+            MetricsAccess::Closed => false,
+            MetricsAccess::Open => true,
+            MetricsAccess::Token(token) => {
+                let presented = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                gateway::secret::constant_time_eq(
+                    presented.trim().as_bytes(),
+                    token.expose().as_bytes(),
+                )
+            }
+        }
+    }
 }
 
 /// A configuration mistake, said in one line.
@@ -505,7 +561,12 @@ impl Config {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
             },
-            metrics_token: secret_var(env, "METRICS_TOKEN")?,
+            metrics: MetricsAccess::from_env(env)?,
+            max_connections: cli.max_connections,
+            trusted_proxies: crate::edge::client_address::TrustedProxies::parse(
+                &cli.trusted_proxies,
+            )
+            .map_err(|e| ConfigError(format!("TRUSTED_PROXIES: {e}")))?,
             library,
             receipt_sync: receipt_sync(cli.receipt_sync_url.as_deref(), env)?,
             runway_alert_days: cli.runway_alert_days,

@@ -1,12 +1,14 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store answers too, and has not
-//! lost its data while this instance ran; and how its Library is).
+//! lost its data while this instance ran; and how its Library is). `/readyz` says ready or
+//! not to anyone; what is wrong only to whoever may read `/metrics` (`METRICS_TOKEN`).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+use crate::AppState;
 use gateway::library::Library;
 use gateway::{Lifecycle, Store};
 
@@ -26,16 +28,42 @@ fn library(library: &Option<Library>) -> Value {
     }
 }
 
-pub async fn readyz(State(store): State<Arc<dyn Store>>, State(lifecycle): State<Lifecycle>, State(lib): State<Option<Library>>) -> (StatusCode, Json<Value>) {
+pub async fn readyz(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    let (status, details) = readiness(&state.store, &state.lifecycle, &state.library).await;
+    if state.metrics_access.allows(&headers) {
+        (status, Json(details))
+    } else {
+        (status, Json(json!({"status": details["status"]})))
+    }
+}
+
+async fn readiness(
+    store: &Arc<dyn Store>,
+    lifecycle: &Lifecycle,
+    lib: &Option<Library>,
+) -> (StatusCode, Value) {
     if lifecycle.halted() {
-        let error = "the store lost its data (its epoch is gone): restore it and restart this instance";
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": store.backend(), "error": error})));
+        let error =
+            "the store lost its data (its epoch is gone): restore it and restart this instance";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "store": store.backend(), "error": error}),
+        );
     }
     match store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": store.backend(), "library": library(&lib)}))),
+        Ok(()) => (
+            StatusCode::OK,
+            json!({"status": "ready", "store": store.backend(), "library": library(lib)}),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": store.backend(), "error": e.to_string()})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "unavailable", "store": store.backend(), "error": e.to_string()}),
+            )
         }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Map of the crate:
 //! - [`config`] — flags and environment, validated up front; secrets held in [`config::Secret`].
+//! - [`edge`] — what is accepted from the network before a handler runs: connections, body
+//!   sizes and deadlines, the client's address behind trusted proxies.
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`open_store`] — Redis when `REDIS_URL` is set, else the embedded store under `DATA_DIR`.
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
@@ -32,6 +34,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod chat;
 pub mod config;
+pub mod edge;
 pub mod health;
 pub mod library;
 pub mod live;
@@ -48,11 +51,10 @@ use axum::extract::FromRef;
 use axum::routing::{get, post};
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use axum::http::{HeaderValue, header};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -117,9 +119,6 @@ impl Upstream {
     }
 }
 
-/// Largest request body the server reads (server functions and, later, the relay API).
-pub const MAX_BODY_BYTES: usize = 1 << 20;
-
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -148,9 +147,11 @@ pub struct AppState {
     /// Sessions and the origin check.
     pub auth: auth::AuthConfig,
     /// `METRICS_TOKEN`.
-    pub metrics_token: Option<gateway::Secret>,
+    pub metrics_access: config::MetricsAccess,
     /// The Library (`None`: `LIBRARY_URL=off`).
     pub library: Option<Library>,
+    /// Who holds how many live streams here.
+    pub live: Arc<live::LiveSlots>,
 }
 
 /// Opens the configured store, with a one-line error that says what to fix.
@@ -172,12 +173,24 @@ async fn connect_redis(url: &str, prefix: &str) -> Result<RedisStore, ServerErro
     RedisStore::connect(url, prefix).await.map_err(|e| ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url))))
 }
 
-/// Redis is the system of record: a server that keeps nothing on disk is refused (unless
-/// `REDIS_ALLOW_EPHEMERAL`), one with snapshots only is warned about.
+/// Redis is the system of record: a server that keeps nothing on disk, or that deletes keys
+/// when full (`maxmemory-policy` other than `noeviction`), is refused (unless
+/// `REDIS_ALLOW_EPHEMERAL`); one with snapshots only is warned about.
 async fn check_redis_persistence(config: &Config) -> Result<(), ServerError> {
     let StoreConfig::Redis { url, prefix } = &config.store else { return Ok(()) };
     let redis = connect_redis(url, prefix).await?;
-    match redis.persistence().await {
+    let persistence = redis.persistence().await;
+    if let Some(p) = &persistence
+        && p.evicts()
+        && !config.redis_allow_ephemeral
+    {
+        return Err(ServerError::Store(format!(
+            "Redis at {} runs with maxmemory-policy {}: when full it deletes keys (budgets, holds, tasks), and it is the Control Room's system of record. Set `maxmemory-policy noeviction` (CONFIG SET maxmemory-policy noeviction), or set REDIS_ALLOW_EPHEMERAL=1 to accept losing data.",
+            redis_display(url),
+            p.eviction
+        )));
+    }
+    match persistence {
         Some(p) if p.aof => Ok(()),
         Some(p) if p.rdb => {
             tracing::warn!("Redis at {} keeps RDB snapshots only: a crash loses what came after the last one (budgets, tasks). Set appendonly yes.", redis_display(url));
@@ -267,7 +280,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         // Pages and panels compressed as the browser asks (the bundle is precompressed; the live
         // stream, media and everything else pass as they are).
         .layer(CompressionLayer::new().quality(CompressionLevel::Precise(4)).compress_when(assets::html_only))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(edge::limits::bound))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -403,9 +416,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         policy: config.sessions,
         secure: config.https(),
         public_authority: config.public_url.as_ref().and_then(|u| u.host_str().map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     };
     let keys = Arc::new(gateway::team::relay_keys::KeyCache::start(store.clone()));
-    let state = AppState { leptos_options: leptos_options(&config), store: store.clone(), lifecycle, hub: hub.clone(), kie, stopping, keys: keys.clone(), auth, metrics_token: config.metrics_token.clone(), library };
+    let state = AppState {
+        leptos_options: leptos_options(&config),
+        store: store.clone(),
+        lifecycle,
+        hub: hub.clone(),
+        kie,
+        stopping,
+        keys: keys.clone(),
+        auth,
+        metrics_access: config.metrics.clone(),
+        library,
+        live: Arc::default(),
+    };
     note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
@@ -415,34 +441,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         callbacks = console.callback_base.is_some(),
         "KIE Control Room listening on http://{addr}"
     );
-    if config.metrics_token.is_none() {
-        tracing::info!("/metrics is open to anyone who reaches http://{addr} (set METRICS_TOKEN to require a bearer token)");
+    match &config.metrics {
+        config::MetricsAccess::Closed => tracing::info!("/metrics is closed: set METRICS_TOKEN to a token Prometheus sends as a bearer token (or METRICS_TOKEN=open to serve it to anyone)"),
+        config::MetricsAccess::Open => tracing::info!("/metrics is open to anyone who reaches http://{addr} (METRICS_TOKEN=open)"),
+        config::MetricsAccess::Token(_) => {}
     }
     if !config.outbound.is_strict() {
         tracing::info!("OUTBOUND_ALLOW is set: relay callbacks and webhooks may reach the private destinations it lists");
     }
-    let (told_tx, told) = tokio::sync::oneshot::channel::<()>();
+    let limits = edge::connections::ConnectionLimits::new(config.max_connections, SHUTDOWN_GRACE);
+    tracing::info!(max_connections = limits.max, "serving up to {} connections at once (MAX_CONNECTIONS)", limits.max);
     let shutdown = async move {
         shutdown.await;
+        // Live streams end at once; other requests get the grace period.
         let _ = stop_tx.send(true);
-        let _ = told_tx.send(());
     };
-    let service = router(state, console).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown).into_future();
-    tokio::pin!(serve);
-    // Open connections get SHUTDOWN_GRACE to finish (live streams end at once on `stopping`);
-    // a client that never finishes its request does not keep the console from stopping.
-    let grace = async move {
-        if told.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = &mut serve => served?,
-        () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; closing them"),
-    }
+    edge::connections::serve(listener, router(state, console), limits, shutdown).await;
     // Let go of the store (the embedded one is a file another process may open next).
     if let Some(a) = archiver {
         // A download cut off here leaves only a temporary file: the asset stays pending.

@@ -3,6 +3,12 @@
 //! what it missed. Event `task` carries a task row; `reset` tells the client to reload.
 //! The stream ends when the server shuts down and when its session ends (signed out here or
 //! elsewhere, disabled, expired): the session is checked again every few seconds.
+//!
+//! Bounds: [`PER_SESSION`] streams per session and [`PER_PERSON`] per person on an instance
+//! (more get 429), [`MAX_LIVE_CLIENTS`] in all; a replay on reconnect of at most
+//! [`gateway::tasks::events::MAX_REPLAY_BYTES`]; and a reader too slow for the feed falls
+//! behind the instance's one bounded buffer and is told to reload, so no reader holds memory
+//! that grows with the feed.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,6 +22,7 @@ use crate::AppState;
 use crate::auth::SessionToken;
 use axum::Extension;
 use gateway::tasks::events::Feed;
+use gateway::team::accounts::Actor;
 
 fn last_seen(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
     let from_header = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
@@ -39,6 +46,60 @@ const SESSION_RECHECK: Duration = Duration::from_secs(10);
 
 /// Most live connections one instance serves; more get 503 (and the browser retries).
 pub const MAX_LIVE_CLIENTS: usize = 10_000;
+/// Most live streams one session holds on an instance (a tab each).
+pub const PER_SESSION: usize = 8;
+/// Most live streams one person holds on an instance, over all their sessions.
+pub const PER_PERSON: usize = 16;
+
+/// Who holds how many live streams on this instance.
+#[derive(Default)]
+pub struct LiveSlots(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One stream's places, given back when it ends.
+pub struct Slot {
+    slots: std::sync::Arc<LiveSlots>,
+    keys: [String; 2],
+}
+
+impl LiveSlots {
+    /// A place for a stream of `session` by `person`, if both are under their caps.
+    pub fn take(self: &std::sync::Arc<Self>, session: &str, person: &str) -> Option<Slot> {
+        let keys = [format!("session:{session}"), format!("person:{person}")];
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = |k: &str| held.get(k).copied().unwrap_or(0);
+        if count(&keys[0]) >= PER_SESSION || count(&keys[1]) >= PER_PERSON {
+            return None;
+        }
+        for k in &keys {
+            *held.entry(k.clone()).or_default() += 1;
+        }
+        Some(Slot {
+            slots: self.clone(),
+            keys,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for k in &self.keys {
+            if let Some(n) = held.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(k);
+                }
+            }
+        }
+    }
+}
 
 /// Resolves once the session behind `token` no longer opens (checked every `every`); a store
 /// hiccup is not taken as a sign-out.
@@ -52,11 +113,35 @@ async fn session_ended(state: AppState, token: Option<SessionToken>, every: Dura
     }
 }
 
-pub async fn events(State(state): State<AppState>, token: Option<Extension<SessionToken>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn events(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    token: Option<Extension<SessionToken>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if state.hub.listeners() >= MAX_LIVE_CLIENTS {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many live connections to this instance; retry shortly").into_response();
     }
-    let listener = match state.hub.listen(last_seen(&headers, query.as_deref())).await {
+    let session = token.as_ref().map_or_else(String::new, |t| {
+        gateway::secret::hex(&<sha2::Sha256 as sha2::Digest>::digest(t.0.0.as_bytes()))
+    });
+    let Some(slot) = state.live.take(&session, &actor.who) else {
+        let msg = format!(
+            "too many live streams: at most {PER_SESSION} per session and {PER_PERSON} per person; close a tab"
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "30")],
+            msg,
+        )
+            .into_response();
+    };
+    let listener = match state
+        .hub
+        .listen(last_seen(&headers, query.as_deref()))
+        .await
+    {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "live events: store unavailable");
@@ -66,12 +151,19 @@ pub async fn events(State(state): State<AppState>, token: Option<Extension<Sessi
     let mut stopping = state.stopping.clone();
     let every = (state.auth.policy.idle / 2).min(SESSION_RECHECK);
     let ended = session_ended(state.clone(), token.map(|Extension(t)| t), every);
-    let stream = futures::stream::unfold(listener, |mut l| async move { l.next().await.map(|f| (Ok::<_, Infallible>(to_event(f)), l)) })
-        .take_until(async move {
-            tokio::select! {
-                _ = stopping.wait_for(|stop| *stop) => {}
-                () = ended => {}
-            }
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+    // The slot lives as long as the stream.
+    let stream = futures::stream::unfold((listener, slot), |(mut l, slot)| async move {
+        l.next()
+            .await
+            .map(|f| (Ok::<_, Infallible>(to_event(f)), (l, slot)))
+    })
+    .take_until(async move {
+        tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => {}
+            () = ended => {}
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }

@@ -1,5 +1,6 @@
-//! `GET /metrics` for Prometheus, never behind the sign-in page: open on the listen address,
-//! or (with `METRICS_TOKEN`) for `Authorization: Bearer <token>` only. The Prometheus text
+//! `GET /metrics` for Prometheus, never behind the sign-in page: for `Authorization: Bearer
+//! <METRICS_TOKEN>` only, closed while `METRICS_TOKEN` is unset, open to anyone with
+//! `METRICS_TOKEN=open`. The Prometheus text
 //! format, or OpenMetrics when the scraper asks for it. Also the relay's request counter and
 //! latency, measured around every `/kie` route.
 
@@ -10,16 +11,25 @@ use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 use crate::AppState;
+use crate::config::MetricsAccess;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.metrics_token {
-        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        if !gateway::secret::constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "/metrics needs Authorization: Bearer <METRICS_TOKEN>").into_response();
-        }
+    if !state.metrics_access.allows(&headers) {
+        let msg = match state.metrics_access {
+            MetricsAccess::Closed => {
+                "/metrics is closed: set METRICS_TOKEN and send it as Authorization: Bearer <token> (or METRICS_TOKEN=open to serve it to anyone)"
+            }
+            _ => "/metrics needs Authorization: Bearer <METRICS_TOKEN>",
+        };
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            msg,
+        )
+            .into_response();
     }
     let m = state.lifecycle.options().metrics.clone();
     m.set_sse_clients(state.hub.listeners());

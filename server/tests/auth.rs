@@ -247,9 +247,13 @@ async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let (_, budget) = server_fn_as(base, Some(&admin), "budget_status", "").await;
     assert_eq!(budget["rules"], Value::Array(vec![]), "no rule was set by the refused requests");
 
-    // Sign-in attempts are limited per account: after 5 failures even the right password waits.
-    for _ in 0..gateway::team::sessions::MAX_FAILS_PER_ACCOUNT {
-        assert_eq!(sign_in(base, VIEWER, "wrong password!").await, Err("/signin?error=refused&next=%2F".into()));
+    // Sign-in attempts are limited per account and address: after 5 failures from this
+    // address even the right password waits here.
+    for _ in 0..gateway::team::sessions::MAX_FAILS_PER_ACCOUNT_ADDRESS {
+        assert_eq!(
+            sign_in(base, VIEWER, "wrong password!").await,
+            Err("/signin?error=refused&next=%2F".into())
+        );
     }
     assert_eq!(sign_in(base, VIEWER, PASSWORD).await, Err("/signin?error=throttled&next=%2F".into()), "the right password now waits");
     assert!(sign_in(base, PRODUCER, PASSWORD).await.is_ok(), "another account from the same address still signs in (5 < 20)");

@@ -73,7 +73,10 @@ async fn bad_input_to_a_server_function_is_a_clear_error() {
     assert!((400..600).contains(&code) && code != 200, "refused: {code}");
     assert!(body.to_string().contains("unknown task state"), "{body}");
     // Oversized bodies are cut off before any handler reads them.
-    let huge = format!("limit=5&after={}", "x".repeat(server::MAX_BODY_BYTES + 10));
+    let huge = format!(
+        "limit=5&after={}",
+        "x".repeat(server::edge::limits::body_limit("/api/list_tasks") + 10)
+    );
     let (code, _) = server_fn(&s.base, "list_tasks", &huge).await;
     assert_eq!(code, 413);
     s.shutdown().await.expect("shutdown");

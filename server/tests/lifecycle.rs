@@ -237,7 +237,15 @@ async fn relay_path_answers_like_kie_and_calls_the_client_back() {
         assert_eq!(body["code"], want, "KIE's envelope: {body}");
         assert!(body["msg"].as_str().unwrap_or("").contains(says), "{body}");
     }
-    let oversized = post(format!("{{\"model\":\"x\",\"input\":{{\"prompt\":\"{}\"}}}}", "y".repeat(server::MAX_BODY_BYTES)), "application/json", good_key.clone()).await;
+    let oversized = post(
+        format!(
+            "{{\"model\":\"x\",\"input\":{{\"prompt\":\"{}\"}}}}",
+            "y".repeat(server::edge::limits::body_limit("/kie/"))
+        ),
+        "application/json",
+        good_key.clone(),
+    )
+    .await;
     assert_eq!(oversized.0, 413);
     assert_eq!(store.task_counts().await.expect("counts").total, before, "refusals wrote nothing");
 

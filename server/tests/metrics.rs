@@ -57,7 +57,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     cfg.kie_base_url = sim_base.parse().expect("url");
     cfg.public_url = Some(base.parse().expect("url"));
     cfg.webhook_hmac_key = Some(Secret::new(HMAC));
-    cfg.metrics_token = Some(Secret::new(TOKEN));
+    cfg.metrics = server::config::MetricsAccess::Token(Secret::new(TOKEN));
     let s = start_on(listener, cfg).await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
 

@@ -276,12 +276,22 @@ impl Scripts {
 }
 
 /// What a Redis server keeps on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persistence {
     /// The append-only file is on: every write is logged (what the Control Room needs).
     pub aof: bool,
     /// RDB snapshots are on: a crash loses what came after the last snapshot.
     pub rdb: bool,
+    /// `maxmemory-policy`: anything but `noeviction` lets Redis delete keys (budgets, holds,
+    /// tasks) when it is full.
+    pub eviction: String,
+}
+
+impl Persistence {
+    /// Whether Redis may delete keys on its own when it reaches `maxmemory`.
+    pub fn evicts(&self) -> bool {
+        !self.eviction.eq_ignore_ascii_case("noeviction")
+    }
 }
 
 /// The Redis-backed [`Store`].
@@ -315,16 +325,22 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// What the server keeps on disk (`CONFIG GET appendonly` and `save`). `None` when the
+    /// What the server keeps on disk (`CONFIG GET appendonly` and `save`) and whether it
+    /// deletes keys when full (`maxmemory-policy`). `None` when the
     /// server does not say (managed services often disable `CONFIG`).
     pub async fn persistence(&self) -> Option<Persistence> {
         let mut conn = self.conn();
         let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).to_owned();
         let aof: Vec<String> = get("appendonly").query_async(&mut conn).await.ok()?;
         let save: Vec<String> = get("save").query_async(&mut conn).await.ok()?;
+        let policy: Vec<String> = get("maxmemory-policy").query_async(&mut conn).await.ok()?;
         Some(Persistence {
             aof: aof.get(1).is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             rdb: save.get(1).is_some_and(|v| !v.trim().is_empty()),
+            eviction: policy
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "noeviction".into()),
         })
     }
 

@@ -25,6 +25,9 @@ const SEQ_KEY: &str = "events:seq";
 pub const REPLAY_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most events replayed to one reconnecting client; a longer gap resets it.
 pub const MAX_REPLAY: u64 = 1000;
+/// Most bytes of events replayed to one reconnecting client (records with long prompts or
+/// many results); a larger gap resets it, and it reloads what it shows.
+pub const MAX_REPLAY_BYTES: usize = 256 << 10;
 /// Events buffered per local listener before it is reset.
 const LOCAL_BUFFER: usize = 4096;
 
@@ -152,7 +155,8 @@ impl EventHub {
         let _ = self.tx.send(e);
     }
 
-    /// Events after `after` from the replay log; `None` if the gap is too long to replay.
+    /// Events after `after` from the replay log; `None` if the gap is too long to replay
+    /// (more than [`MAX_REPLAY`] events or [`MAX_REPLAY_BYTES`]).
     pub async fn replay(&self, after: u64) -> StoreResult<Option<Vec<TaskEvent>>> {
         let current = self.current_seq().await?;
         if current <= after {
@@ -162,10 +166,15 @@ impl EventHub {
             return Ok(None);
         }
         let mut out = Vec::new();
+        let mut bytes_read = 0;
         for seq in after + 1..=current {
             match self.store.kv_get(&log_key(seq)).await? {
+                Some(bytes) if bytes_read + bytes.len() > MAX_REPLAY_BYTES => return Ok(None),
                 Some(bytes) => match serde_json::from_slice(&bytes) {
-                    Ok(e) => out.push(e),
+                    Ok(e) => {
+                        bytes_read += bytes.len();
+                        out.push(e);
+                    }
                     Err(_) => return Ok(None),
                 },
                 // Numbered but not yet written (a publisher between its two steps) is still

@@ -9,8 +9,10 @@
 //!   everywhere, disabled, password reset). Role changes hold at the next request: the role is
 //!   read from the user, not from the session.
 //! - [`sign_in`] opens a new session on every sign-in (the old one, if any, is closed: the
-//!   token rotates) and slows brute force: failures are counted per account and per client
-//!   address in the store, and past the limits sign-in is refused for a while.
+//!   token rotates) and slows brute force: attempts are counted in the store per account and
+//!   client address, per address and per account. Past the first two limits that address is
+//!   refused for a while (never the rightful user elsewhere); past the account's much higher
+//!   ceiling each attempt waits for the one before, except from addresses it signed in from.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,10 +23,27 @@ use crate::team::audit;
 use crate::secret::{Secret, hex, random_hex};
 use crate::store::{Store, StoreError, StoreResult, now_ms};
 
-/// Failed sign-ins counted per account and per address within [`ATTEMPT_WINDOW`].
-pub const MAX_FAILS_PER_ACCOUNT: i64 = 5;
+/// Sign-in attempts counted within [`ATTEMPT_WINDOW`], past which sign-in is refused for the
+/// rest of the window: per account from one address (a guesser at one account), and per
+/// address over every account (a guesser at many). The rightful user at another address is
+/// not held back by either.
+pub const MAX_FAILS_PER_ACCOUNT_ADDRESS: i64 = 5;
 pub const MAX_FAILS_PER_ADDRESS: i64 = 20;
+/// Attempts at one account from every address past which each further attempt must wait for
+/// the one before (a guess spread over many addresses): one per [`account_delay`], growing
+/// with the attempts, never a lock. Addresses the account signed in from before are exempt.
+pub const ACCOUNT_CEILING: i64 = 100;
 pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long an address the account signed in from stays known.
+const KNOWN_ADDRESS: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The wait between attempts at an account `count` attempts into the window: 1 s past the
+/// ceiling, doubling every further 100 attempts, at most a minute.
+pub fn account_delay(count: i64) -> Duration {
+    let over = (count - ACCOUNT_CEILING).max(0) / ACCOUNT_CEILING;
+    Duration::from_secs(1u64 << over.min(6)).min(Duration::from_secs(60))
+}
+
 /// Most characters of a token the server looks at (anything longer is not one of ours).
 const MAX_TOKEN: usize = 128;
 
@@ -148,6 +167,9 @@ pub enum SignInError {
     Refused,
     #[error("Too many failed sign-ins; try again in {} minutes.", .0.as_secs().div_ceil(60))]
     Throttled(Duration),
+    /// The account is under a spread-out guess: one attempt per this long.
+    #[error("This account is being guessed at; try again in {} seconds.", .0.as_secs().max(1))]
+    SlowDown(Duration),
     #[error(transparent)]
     Account(#[from] accounts::AccountError),
 }
@@ -158,8 +180,13 @@ impl From<StoreError> for SignInError {
     }
 }
 
+fn digest(who: &str) -> String {
+    hex(&Sha256::digest(who.as_bytes()))
+}
+
+/// A throttle counter: what it counts attempts by, digested (no email or address in a key).
 fn fails_key(kind: &str, who: &str) -> String {
-    format!("signin:fails:{kind}:{}", hex(&Sha256::digest(who.as_bytes())))
+    format!("signin:fails:{kind}:{}", digest(who))
 }
 
 /// Counts one attempt against a limit before the password is checked, so that a burst of
@@ -169,42 +196,132 @@ async fn count_attempt(store: &dyn Store, key: &str) -> StoreResult<i64> {
     store.counter_add(key, 1, Some(ATTEMPT_WINDOW)).await
 }
 
-/// Records a throttled sign-in once per window and account or address: a flood is one entry
-/// (with the count so far), so it cannot push real entries out of the bounded log.
-async fn audit_throttled(store: &dyn Store, email_key: &str, from: &str, counter: &str, count: i64) -> StoreResult<()> {
-    if store.kv_set_nx(&format!("{counter}:audited"), b"1", Some(ATTEMPT_WINDOW)).await? {
-        let detail = format!("too many attempts ({count} in this 15-minute window; further refusals in it are counted, not logged)");
-        audit::append(store, email_key, from, "sign-in refused", email_key, None, Some(detail)).await?;
+/// Records a throttled sign-in once per window and counter: a flood is one entry (with the
+/// count so far), so it cannot push real entries out of the log or its view.
+async fn audit_throttled(
+    store: &dyn Store,
+    email_key: &str,
+    from: &str,
+    counter: &str,
+    count: i64,
+) -> StoreResult<()> {
+    if store
+        .kv_set_nx(&format!("{counter}:audited"), b"1", Some(ATTEMPT_WINDOW))
+        .await?
+    {
+        let detail = format!(
+            "too many attempts ({count} in this 15-minute window; further refusals in it are counted, not logged)"
+        );
+        audit::append(
+            store,
+            email_key,
+            from,
+            "sign-in refused",
+            email_key,
+            None,
+            Some(detail),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records a wrong password in aggregate: an address's failures in a window are entries at
+/// the 1st, 10th, 100th… failure, each with the count, so a flood from one address is a few
+/// entries, not one per guess.
+async fn audit_failure(store: &dyn Store, email_key: &str, from: &str) -> StoreResult<()> {
+    let failures = store
+        .counter_add(&fails_key("failed", from), 1, Some(ATTEMPT_WINDOW))
+        .await?;
+    let milestone = failures == 1 || (failures >= 10 && 10i64.pow(failures.ilog10()) == failures);
+    if milestone {
+        let detail = if failures == 1 {
+            "wrong email or password (further failures from this address in this 15-minute window are counted: an entry at the 10th, the 100th…)".to_string()
+        } else {
+            format!(
+                "wrong email or password: {failures} failures from this address in this 15-minute window"
+            )
+        };
+        audit::append(
+            store,
+            email_key,
+            from,
+            "sign-in refused",
+            email_key,
+            None,
+            Some(detail),
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Checks the password and opens a new session, closing `previous` (rotation). Every attempt
-/// is counted before the password is checked; failures and successes are in the audit log
-/// with the address they came from, throttled attempts once per window.
-pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
+/// is counted before the password is checked (per account and address, per address, per
+/// account); failures are in the audit log in aggregate, successes each with the address.
+pub async fn sign_in(
+    store: &dyn Store,
+    email: &str,
+    password: &str,
+    from: &str,
+    previous: Option<&str>,
+    policy: &SessionPolicy,
+) -> Result<(Secret, User), SignInError> {
     let email_key = email.trim().to_ascii_lowercase();
-    let account = fails_key("account", &email_key);
+    let pair = fails_key("account-address", &format!("{email_key}\n{from}"));
     let address = fails_key("address", from);
-    let (a, b) = tokio::join!(count_attempt(store, &account), count_attempt(store, &address));
-    let (account_count, address_count) = (a?, b?);
-    if account_count > MAX_FAILS_PER_ACCOUNT || address_count > MAX_FAILS_PER_ADDRESS {
-        let (counter, count) = if account_count > MAX_FAILS_PER_ACCOUNT { (&account, account_count) } else { (&address, address_count) };
+    let account = fails_key("account", &email_key);
+    let known = format!("signin:known:{}", digest(&format!("{email_key}\n{from}")));
+    let (a, b, c) = tokio::join!(
+        count_attempt(store, &pair),
+        count_attempt(store, &address),
+        count_attempt(store, &account)
+    );
+    let (pair_count, address_count, account_count) = (a?, b?, c?);
+    let refused = if pair_count > MAX_FAILS_PER_ACCOUNT_ADDRESS {
+        Some((&pair, pair_count))
+    } else if address_count > MAX_FAILS_PER_ADDRESS {
+        Some((&address, address_count))
+    } else {
+        None
+    };
+    if let Some((counter, count)) = refused {
         audit_throttled(store, &email_key, from, counter, count).await?;
         return Err(SignInError::Throttled(ATTEMPT_WINDOW));
     }
+    if account_count > ACCOUNT_CEILING && store.kv_get(&known).await?.is_none() {
+        let delay = account_delay(account_count);
+        if !store
+            .kv_set_nx(
+                &format!("signin:gate:{}", digest(&email_key)),
+                b"1",
+                Some(delay),
+            )
+            .await?
+        {
+            audit_throttled(store, &email_key, from, &account, account_count).await?;
+            return Err(SignInError::SlowDown(delay));
+        }
+    }
     let Some(user) = accounts::verify(store, email, password).await? else {
-        audit::append(store, &email_key, from, "sign-in refused", &email_key, None, Some("wrong email or password".into())).await?;
+        audit_failure(store, &email_key, from).await?;
         return Err(SignInError::Refused);
     };
     if let Some(old) = previous {
         close(store, old).await?;
     }
-    // A success clears the account's count, and is taken off the address's (which counts
-    // only failures).
-    let (a, b) = tokio::join!(store.counter_add(&account, -account_count, None), store.counter_add(&address, -1, None));
+    // A success clears the count from this address, takes this attempt off the others
+    // (which count failures), and makes the address known.
+    let (a, b, c, d) = tokio::join!(
+        store.counter_add(&pair, -pair_count, None),
+        store.counter_add(&address, -1, None),
+        store.counter_add(&account, -1, None),
+        store.kv_set(&known, b"1", Some(KNOWN_ADDRESS)),
+    );
     a?;
     b?;
+    c?;
+    d?;
     let token = open(store, &user, from, policy).await?;
     audit::record(store, &Actor::user(&user, from), "sign-in", &user.email, None, Some(user.role.to_string())).await?;
     Ok((token, user))
@@ -213,6 +330,17 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_delay_grows_and_stops_at_a_minute() {
+        assert_eq!(account_delay(ACCOUNT_CEILING + 1), Duration::from_secs(1));
+        assert_eq!(
+            account_delay(ACCOUNT_CEILING * 2 + 1),
+            Duration::from_secs(2)
+        );
+        assert_eq!(account_delay(ACCOUNT_CEILING * 5), Duration::from_secs(16));
+        assert_eq!(account_delay(i64::MAX), Duration::from_secs(60));
+    }
 
     #[test]
     fn ttl_is_the_nearer_of_idle_and_absolute_ends() {

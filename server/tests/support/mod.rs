@@ -68,7 +68,10 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
         sessions: gateway::team::sessions::SessionPolicy::default(),
-        metrics_token: None,
+        // The tests scrape /metrics as an operator who opened it would.
+        metrics: server::config::MetricsAccess::Open,
+        max_connections: 0,
+        trusted_proxies: Default::default(),
         library: None,
         receipt_sync: None,
         runway_alert_days: 7,
