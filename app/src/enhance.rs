@@ -14,7 +14,8 @@
 //!   panels the change moved. Without WASM the same forms are plain posts.
 //! - `data-autosubmit` on a list sends its form when it changes.
 //!
-//! Reloads of one panel never pile up (one in flight, at most one more after it), an answer
+//! Reloads of one panel never pile up (one in flight, at most one more after it, and live
+//! reloads at most one a second, however busy the feed), an answer
 //! older than a later change is dropped, a change's outcome stays shown through live reloads,
 //! and the focused field keeps its focus and caret across a swap.
 
@@ -60,7 +61,13 @@ mod browser {
         generation: u32,
         /// Bumped by every keystroke in a search box (its reload waits for a pause).
         typed: u32,
+        /// When the last live reload was sent (ms since the epoch).
+        refreshed_ms: f64,
     }
+
+    /// Live reloads of one panel start at least this far apart: a burst of events (a hundred
+    /// tasks ending in a second) costs each console one reload per panel per second.
+    pub const REFRESH_EVERY_MS: f64 = 1000.0;
 
     thread_local! {
         static PANELS: RefCell<HashMap<String, PanelState>> = RefCell::new(HashMap::new());
@@ -233,6 +240,13 @@ mod browser {
         };
         let refresh = matches!(ask, Ask::Refresh);
         loop {
+            if refresh {
+                let wait = with_state(&slug, |s| s.refreshed_ms + REFRESH_EVERY_MS - web_sys::js_sys::Date::now());
+                if wait > 0.0 {
+                    crate::live::browser::sleep_ms(wait.ceil() as u64).await;
+                }
+                with_state(&slug, |s| s.refreshed_ms = web_sys::js_sys::Date::now());
+            }
             let Some(panel) = document().get_element_by_id(&slug) else { break };
             let request = match &ask {
                 Ask::Refresh => gloo_net::http::Request::get(&format!("/panel/{slug}?{}", encode(&filter_pairs(&panel)))).build(),
@@ -254,11 +268,12 @@ mod browser {
             }
             let also = answer.headers().get("x-refresh").unwrap_or_default();
             let Ok(html) = answer.text().await else { break };
-            if refresh && with_state(&slug, |s| std::mem::take(&mut s.again)) {
-                continue;
-            }
             if with_state(&slug, |s| s.generation) == generation && html.trim_start().starts_with('<') {
                 swap(&slug, &html, refresh);
+            }
+            // Asked for again meanwhile: once more, after the pause.
+            if refresh && with_state(&slug, |s| std::mem::take(&mut s.again)) {
+                continue;
             }
             for other in also.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != slug) {
                 leptos::task::spawn_local(load(other.to_string(), Ask::Refresh));

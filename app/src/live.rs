@@ -112,7 +112,7 @@ pub fn start(live: Live) {
 }
 
 #[cfg(feature = "hydrate")]
-mod browser {
+pub(crate) mod browser {
     use super::*;
     use futures::StreamExt;
     use gloo_net::eventsource::futures::EventSource;
@@ -151,7 +151,7 @@ mod browser {
     }
 
     /// Waits `ms` (Leptos' `set_timeout` and a oneshot channel).
-    async fn sleep_ms(ms: u64) {
+    pub(crate) async fn sleep_ms(ms: u64) {
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
         set_timeout(move || { let _ = tx.send(()); }, std::time::Duration::from_millis(ms));
         let _ = rx.await;
