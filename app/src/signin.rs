@@ -10,18 +10,9 @@ use leptos_router::hooks::use_query_map;
 fn message(code: &str) -> Option<(&'static str, &'static str)> {
     Some(match code {
         "refused" => ("error", "Wrong email or password."),
-        "throttled" => (
-            "error",
-            "Too many failed sign-ins from this address; wait 15 minutes and try again.",
-        ),
-        "slow-down" => (
-            "error",
-            "This account is under a flood of failed sign-ins from many addresses; each attempt must wait for the one before. Try again in a minute.",
-        ),
-        "unavailable" => (
-            "error",
-            "The console's store is unavailable; try again shortly.",
-        ),
+        "throttled" => ("error", "Too many failed sign-ins from this address; wait 15 minutes and try again."),
+        "slow-down" => ("error", "This account is under a flood of failed sign-ins from many addresses; each attempt must wait for the one before. Try again in a minute."),
+        "unavailable" => ("error", "The console's store is unavailable; try again shortly."),
         "signed-out" => ("ok", "You are signed out."),
         "signed-out-everywhere" => ("ok", "You are signed out on every browser and device."),
         _ => return None,

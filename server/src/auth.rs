@@ -87,12 +87,7 @@ fn same_origin(headers: &HeaderMap, config: &AuthConfig) -> bool {
 }
 
 fn client_address(req: &Request, proxies: &crate::edge::client_address::TrustedProxies) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(
-            || "unknown".into(),
-            |c| proxies.client(c.0.ip(), req.headers()).to_string(),
-        )
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| proxies.client(c.0.ip(), req.headers()).to_string())
 }
 
 /// The session cookie's value, if the request has one.
@@ -123,8 +118,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         return plain(StatusCode::FORBIDDEN, "Cross-site request refused: this console accepts changes only from its own pages.");
     }
     let from = client_address(&req, &state.auth.trusted_proxies);
-    req.extensions_mut()
-        .insert(ClientAddress(from.as_str().into()));
+    req.extensions_mut().insert(ClientAddress(from.as_str().into()));
     if public(&path) || crate::library::presents_link(&path, req.uri().query()) {
         return next.run(req).await;
     }
@@ -202,10 +196,7 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
     match sessions::sign_in(state.store.as_ref(), &form.email, &form.password, &from, previous.as_deref(), &state.auth.policy).await {
         Ok((token, user)) => {
             tracing::info!(actor = %Actor::user(&user, &from).log_id(), %from, "signed in");
-            see_other(
-                local_path(&form.next),
-                Some(session_cookie(Some(token.expose()), &state.auth)),
-            )
+            see_other(local_path(&form.next), Some(session_cookie(Some(token.expose()), &state.auth)))
         }
         Err(SignInError::Refused) => back("refused"),
         Err(SignInError::Throttled(_)) => back("throttled"),
@@ -276,28 +267,11 @@ mod tests {
 
     #[test]
     fn origin_must_be_this_console() {
-        let cfg = AuthConfig {
-            policy: SessionPolicy::default(),
-            secure: true,
-            public_authority: Some("console.example.test".into()),
-            trusted_proxies: Default::default(),
-        };
-        let own = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "http://127.0.0.1:3000"),
-        ]);
-        let public = headers(&[
-            (header::HOST, "10.0.0.5:3000"),
-            (header::ORIGIN, "https://console.example.test"),
-        ]);
-        let evil = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "https://evil.example"),
-        ]);
-        let referer = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::REFERER, "http://127.0.0.1:3000/signin"),
-        ]);
+        let cfg = AuthConfig { policy: SessionPolicy::default(), secure: true, public_authority: Some("console.example.test".into()), trusted_proxies: Default::default() };
+        let own = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://127.0.0.1:3000")]);
+        let public = headers(&[(header::HOST, "10.0.0.5:3000"), (header::ORIGIN, "https://console.example.test")]);
+        let evil = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "https://evil.example")]);
+        let referer = headers(&[(header::HOST, "127.0.0.1:3000"), (header::REFERER, "http://127.0.0.1:3000/signin")]);
         let none = headers(&[(header::HOST, "127.0.0.1:3000")]);
         assert!(same_origin(&own, &cfg) && same_origin(&public, &cfg) && same_origin(&referer, &cfg));
         assert!(!same_origin(&evil, &cfg) && !same_origin(&none, &cfg));

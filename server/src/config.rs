@@ -429,15 +429,8 @@ impl MetricsAccess {
             MetricsAccess::Closed => false,
             MetricsAccess::Open => true,
             MetricsAccess::Token(token) => {
-                let presented = headers
-                    .get(axum::http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap_or("");
-                gateway::secret::constant_time_eq(
-                    presented.trim().as_bytes(),
-                    token.expose().as_bytes(),
-                )
+                let presented = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+                gateway::secret::constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes())
             }
         }
     }
@@ -563,10 +556,7 @@ impl Config {
             },
             metrics: MetricsAccess::from_env(env)?,
             max_connections: cli.max_connections,
-            trusted_proxies: crate::edge::client_address::TrustedProxies::parse(
-                &cli.trusted_proxies,
-            )
-            .map_err(|e| ConfigError(format!("TRUSTED_PROXIES: {e}")))?,
+            trusted_proxies: crate::edge::client_address::TrustedProxies::parse(&cli.trusted_proxies).map_err(|e| ConfigError(format!("TRUSTED_PROXIES: {e}")))?,
             library,
             receipt_sync: receipt_sync(cli.receipt_sync_url.as_deref(), env)?,
             runway_alert_days: cli.runway_alert_days,

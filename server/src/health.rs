@@ -28,10 +28,7 @@ fn library(library: &Option<Library>) -> Value {
     }
 }
 
-pub async fn readyz(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> (StatusCode, Json<Value>) {
+pub async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let (status, details) = readiness(&state.store, &state.lifecycle, &state.library).await;
     if state.metrics_access.allows(&headers) {
         (status, Json(details))
@@ -40,30 +37,16 @@ pub async fn readyz(
     }
 }
 
-async fn readiness(
-    store: &Arc<dyn Store>,
-    lifecycle: &Lifecycle,
-    lib: &Option<Library>,
-) -> (StatusCode, Value) {
+async fn readiness(store: &Arc<dyn Store>, lifecycle: &Lifecycle, lib: &Option<Library>) -> (StatusCode, Value) {
     if lifecycle.halted() {
-        let error =
-            "the store lost its data (its epoch is gone): restore it and restart this instance";
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "store": store.backend(), "error": error}),
-        );
+        let error = "the store lost its data (its epoch is gone): restore it and restart this instance";
+        return (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "store": store.backend(), "error": error}));
     }
     match store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            json!({"status": "ready", "store": store.backend(), "library": library(lib)}),
-        ),
+        Ok(()) => (StatusCode::OK, json!({"status": "ready", "store": store.backend(), "library": library(lib)})),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "unavailable", "store": store.backend(), "error": e.to_string()}),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "store": store.backend(), "error": e.to_string()}))
         }
     }
 }

@@ -19,17 +19,10 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.metrics_access.allows(&headers) {
         let msg = match state.metrics_access {
-            MetricsAccess::Closed => {
-                "/metrics is closed: set METRICS_TOKEN and send it as Authorization: Bearer <token> (or METRICS_TOKEN=open to serve it to anyone)"
-            }
+            MetricsAccess::Closed => "/metrics is closed: set METRICS_TOKEN and send it as Authorization: Bearer <token> (or METRICS_TOKEN=open to serve it to anyone)",
             _ => "/metrics needs Authorization: Bearer <METRICS_TOKEN>",
         };
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            msg,
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], msg).into_response();
     }
     let m = state.lifecycle.options().metrics.clone();
     m.set_sse_clients(state.hub.listeners());

@@ -337,10 +337,7 @@ impl RedisStore {
         Some(Persistence {
             aof: aof.get(1).is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             rdb: save.get(1).is_some_and(|v| !v.trim().is_empty()),
-            eviction: policy
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| "noeviction".into()),
+            eviction: policy.get(1).cloned().unwrap_or_else(|| "noeviction".into()),
         })
     }
 

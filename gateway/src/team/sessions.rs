@@ -196,32 +196,16 @@ async fn count_attempt(store: &dyn Store, key: &str) -> StoreResult<i64> {
     store.counter_add(key, 1, Some(ATTEMPT_WINDOW)).await
 }
 
+/// A refused sign-in in the audit log.
+async fn audit_refused(store: &dyn Store, email_key: &str, from: &str, detail: String) -> StoreResult<()> {
+    audit::append(store, email_key, from, "sign-in refused", email_key, None, Some(detail)).await
+}
+
 /// Records a throttled sign-in once per window and counter: a flood is one entry (with the
 /// count so far), so it cannot push real entries out of the log or its view.
-async fn audit_throttled(
-    store: &dyn Store,
-    email_key: &str,
-    from: &str,
-    counter: &str,
-    count: i64,
-) -> StoreResult<()> {
-    if store
-        .kv_set_nx(&format!("{counter}:audited"), b"1", Some(ATTEMPT_WINDOW))
-        .await?
-    {
-        let detail = format!(
-            "too many attempts ({count} in this 15-minute window; further refusals in it are counted, not logged)"
-        );
-        audit::append(
-            store,
-            email_key,
-            from,
-            "sign-in refused",
-            email_key,
-            None,
-            Some(detail),
-        )
-        .await?;
+async fn audit_throttled(store: &dyn Store, email_key: &str, from: &str, counter: &str, count: i64) -> StoreResult<()> {
+    if store.kv_set_nx(&format!("{counter}:audited"), b"1", Some(ATTEMPT_WINDOW)).await? {
+        audit_refused(store, email_key, from, format!("too many attempts ({count} in this 15-minute window; further refusals in it are counted, not logged)")).await?;
     }
     Ok(())
 }
@@ -230,53 +214,25 @@ async fn audit_throttled(
 /// the 1st, 10th, 100th… failure, each with the count, so a flood from one address is a few
 /// entries, not one per guess.
 async fn audit_failure(store: &dyn Store, email_key: &str, from: &str) -> StoreResult<()> {
-    let failures = store
-        .counter_add(&fails_key("failed", from), 1, Some(ATTEMPT_WINDOW))
-        .await?;
-    let milestone = failures == 1 || (failures >= 10 && 10i64.pow(failures.ilog10()) == failures);
-    if milestone {
-        let detail = if failures == 1 {
-            "wrong email or password (further failures from this address in this 15-minute window are counted: an entry at the 10th, the 100th…)".to_string()
-        } else {
-            format!(
-                "wrong email or password: {failures} failures from this address in this 15-minute window"
-            )
-        };
-        audit::append(
-            store,
-            email_key,
-            from,
-            "sign-in refused",
-            email_key,
-            None,
-            Some(detail),
-        )
-        .await?;
-    }
-    Ok(())
+    let failures = store.counter_add(&fails_key("failed", from), 1, Some(ATTEMPT_WINDOW)).await?;
+    let detail = match failures {
+        1 => "wrong email or password (further failures from this address in this 15-minute window are counted: an entry at the 10th, the 100th…)".to_string(),
+        n if n >= 10 && 10i64.pow(n.ilog10()) == n => format!("wrong email or password: {n} failures from this address in this 15-minute window"),
+        _ => return Ok(()),
+    };
+    audit_refused(store, email_key, from, detail).await
 }
 
 /// Checks the password and opens a new session, closing `previous` (rotation). Every attempt
 /// is counted before the password is checked (per account and address, per address, per
 /// account); failures are in the audit log in aggregate, successes each with the address.
-pub async fn sign_in(
-    store: &dyn Store,
-    email: &str,
-    password: &str,
-    from: &str,
-    previous: Option<&str>,
-    policy: &SessionPolicy,
-) -> Result<(Secret, User), SignInError> {
+pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
     let email_key = email.trim().to_ascii_lowercase();
     let pair = fails_key("account-address", &format!("{email_key}\n{from}"));
     let address = fails_key("address", from);
     let account = fails_key("account", &email_key);
     let known = format!("signin:known:{}", digest(&format!("{email_key}\n{from}")));
-    let (a, b, c) = tokio::join!(
-        count_attempt(store, &pair),
-        count_attempt(store, &address),
-        count_attempt(store, &account)
-    );
+    let (a, b, c) = tokio::join!(count_attempt(store, &pair), count_attempt(store, &address), count_attempt(store, &account));
     let (pair_count, address_count, account_count) = (a?, b?, c?);
     let refused = if pair_count > MAX_FAILS_PER_ACCOUNT_ADDRESS {
         Some((&pair, pair_count))
@@ -291,14 +247,7 @@ pub async fn sign_in(
     }
     if account_count > ACCOUNT_CEILING && store.kv_get(&known).await?.is_none() {
         let delay = account_delay(account_count);
-        if !store
-            .kv_set_nx(
-                &format!("signin:gate:{}", digest(&email_key)),
-                b"1",
-                Some(delay),
-            )
-            .await?
-        {
+        if !store.kv_set_nx(&format!("signin:gate:{}", digest(&email_key)), b"1", Some(delay)).await? {
             audit_throttled(store, &email_key, from, &account, account_count).await?;
             return Err(SignInError::SlowDown(delay));
         }
@@ -334,10 +283,7 @@ mod tests {
     #[test]
     fn the_account_delay_grows_and_stops_at_a_minute() {
         assert_eq!(account_delay(ACCOUNT_CEILING + 1), Duration::from_secs(1));
-        assert_eq!(
-            account_delay(ACCOUNT_CEILING * 2 + 1),
-            Duration::from_secs(2)
-        );
+        assert_eq!(account_delay(ACCOUNT_CEILING * 2 + 1), Duration::from_secs(2));
         assert_eq!(account_delay(ACCOUNT_CEILING * 5), Duration::from_secs(16));
         assert_eq!(account_delay(i64::MAX), Duration::from_secs(60));
     }
