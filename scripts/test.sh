@@ -46,10 +46,10 @@ step "end-to-end (Playwright + /usr/bin/chromium)"
 step "benchmarks: each one compiled and run briefly (BENCH_SMOKE=1)"
 export BENCH_SMOKE=1
 cargo bench --profile dev --no-run --benches -p gateway -p kie-sim -p server
-for bench in "gateway store" "gateway sign_in" "gateway library" "gateway receipts" "kie-sim create" "server relay" "server rate_guard" "server chat"; do
+for bench in "gateway store" "gateway sign_in" "gateway library" "gateway receipts" "kie-sim create" "server relay" "server rate_guard" "server chat" "server scale"; do
   set -- $bench
   bounded 10m cargo bench --profile dev -q -p "$1" --bench "$2"
 done
 bounded 15m scripts/bench-relay.sh
 (cd end2end && bounded 10m node bench/load.mjs)
-echo "benchmarks: 10 passed, 0 failed"
+echo "benchmarks: 11 passed, 0 failed"

@@ -13,16 +13,15 @@ pub async fn console(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::ra
     console_with(sim, prefix, rate_guard, rate_margin, |_| {}).await
 }
 
-/// [`console`], with the configuration changed by `change` first.
-pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration, change: impl FnOnce(&mut Config)) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut cfg = Config {
+/// The benchmarks' configuration: `store`, KIE at `kie_base` with [`KEY`], this console at
+/// `public`.
+pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration) -> Config {
+    Config {
         site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         site_root: "target/site".into(),
-        kie_base_url: sim.parse().expect("url"),
-        public_url: Some(base.parse().expect("url")),
-        store: StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() },
+        kie_base_url: kie_base.parse().expect("url"),
+        public_url: Some(public.parse().expect("url")),
+        store,
         kie_key: Some((Secret::new(KEY), KeySource::Environment)),
         webhook_hmac_key: None,
         simulate: false,
@@ -48,7 +47,14 @@ pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::task
         receipt_sync: None,
         runway_alert_days: 7,
         credits_expire_on: None,
-    };
+    }
+}
+
+/// [`console`], with the configuration changed by `change` first.
+pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration, change: impl FnOnce(&mut Config)) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut cfg = config(StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }, sim, &base, rate_guard, rate_margin);
     change(&mut cfg);
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     let http = reqwest::Client::new();
@@ -64,17 +70,24 @@ pub fn smoke() -> bool {
     std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The password of the benchmarks' admins.
+pub const ADMIN_PASSWORD: &str = "bench password, long enough";
+
 /// A client signed in to the console at `base` as a new admin (added to its store under
 /// `prefix`), sending the console's origin like a browser, so that server functions and the
 /// live stream answer it.
 pub async fn admin_client(base: &str, prefix: &str) -> reqwest::Client {
     use gateway::team::accounts::{self, Actor, Role};
-    const PASSWORD: &str = "bench password, long enough";
     let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }).await.expect("store");
     let email = format!("{}@bench.test", testkit::unique("admin"));
-    accounts::add(store.as_ref(), &Actor::cli(), &email, "", Role::Admin, PASSWORD).await.expect("add the bench admin");
+    accounts::add(store.as_ref(), &Actor::cli(), &email, "", Role::Admin, ADMIN_PASSWORD).await.expect("add the bench admin");
+    signed_in(base, &email).await
+}
+
+/// A client signed in to the console at `base` as `email` (with [`ADMIN_PASSWORD`]).
+pub async fn signed_in(base: &str, email: &str) -> reqwest::Client {
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let r = plain.post(format!("{base}/auth/signin")).header("origin", base).form(&[("email", email.as_str()), ("password", PASSWORD), ("next", "/")]).send().await.expect("sign in");
+    let r = plain.post(format!("{base}/auth/signin")).header("origin", base).form(&[("email", email), ("password", ADMIN_PASSWORD), ("next", "/")]).send().await.expect("sign in");
     let cookie = r
         .headers()
         .get_all("set-cookie")
