@@ -643,6 +643,32 @@ mod embedded_only {
     }
 
     #[tokio::test]
+    async fn task_counts_are_kept_and_a_store_from_before_them_is_counted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            for i in 0..30u64 {
+                s.task_insert(&task(&format!("t{i}"), "p", "o", "m", 100 + i)).await.unwrap();
+            }
+            let mut t = s.task_get("t3").await.unwrap().unwrap();
+            t.state = TaskState::Success;
+            s.task_update(&t).await.unwrap();
+            let t = s.task_get("t4").await.unwrap().unwrap();
+            assert!(s.task_delete("t4", t.version).await.unwrap());
+        }
+        // The file as an older console left it: tasks and their index, no counts.
+        {
+            let db = redb::Database::create(dir.path().join("control-room.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            assert!(tx.delete_table(redb::TableDefinition::<&str, u64>::new("index_sizes")).unwrap(), "the counts were kept");
+            tx.commit().unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let counts = s.task_counts().await.unwrap();
+        assert_eq!((counts.total, counts.get(TaskState::Queued), counts.get(TaskState::Success)), (29, 28, 1));
+    }
+
+    #[tokio::test]
     async fn a_data_dir_in_use_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let _first = EmbeddedStore::open(dir.path()).unwrap();

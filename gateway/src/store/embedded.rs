@@ -22,6 +22,12 @@ use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState,
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// (index, member) → (). Members sort by creation time then id.
 const TASK_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("task_index");
+/// index → how many members it has, kept with the index in the same transactions, so that
+/// counting tasks (the strip, the Status panel, `/metrics`) is one read whatever the history.
+/// [`SIZES_BUILT`] in it says the counts cover every index (a store from before them is
+/// counted once, at open).
+const INDEX_SIZES: TableDefinition<&str, u64> = TableDefinition::new("index_sizes");
+const SIZES_BUILT: &str = "\u{0}built";
 /// key → (expires at ms or 0, value).
 const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
 /// key → (value, expires at ms or 0).
@@ -124,6 +130,7 @@ impl EmbeddedStore {
             // Create every table up front so that readers never meet a missing one.
             tx.open_table(TASKS)?;
             tx.open_table(TASK_INDEX)?;
+            tx.open_table(INDEX_SIZES)?;
             tx.open_table(KV)?;
             tx.open_table(COUNTERS)?;
             tx.open_table(WINDOWS)?;
@@ -135,6 +142,7 @@ impl EmbeddedStore {
             tx.open_table(LOG_SEQ)?;
             Ok(())
         })?;
+        store.write_sync(build_index_sizes)?;
         store.purge_expired_sync()?;
         Ok(store)
     }
@@ -240,22 +248,61 @@ impl From<redb::StorageError> for StoreError {
     }
 }
 
-/// Inserts a task's index entries.
+/// Inserts a task's index entries (and counts the new ones).
 fn index_add(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
     let mut idx = tx.open_table(TASK_INDEX)?;
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
     let member = t.index_member();
     for key in t.index_keys() {
-        idx.insert((key.as_str(), member.as_str()), ())?;
+        if idx.insert((key.as_str(), member.as_str()), ())?.is_none() {
+            resize(&mut sizes, &key, 1)?;
+        }
     }
     Ok(())
 }
 
 fn index_remove(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
     let mut idx = tx.open_table(TASK_INDEX)?;
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
     let member = t.index_member();
     for key in t.index_keys() {
-        idx.remove((key.as_str(), member.as_str()))?;
+        if idx.remove((key.as_str(), member.as_str()))?.is_some() {
+            resize(&mut sizes, &key, -1)?;
+        }
     }
+    Ok(())
+}
+
+/// Moves an index's member count by `delta` (an index with none has no row).
+fn resize(sizes: &mut redb::Table<&str, u64>, key: &str, delta: i64) -> StoreResult<()> {
+    let now = sizes.get(key)?.map_or(0, |g| g.value());
+    match now.saturating_add_signed(delta) {
+        0 => {
+            sizes.remove(key)?;
+        }
+        n => {
+            sizes.insert(key, n)?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts every index once, for a store written before the counts were kept.
+fn build_index_sizes(tx: &WriteTransaction) -> StoreResult<()> {
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
+    if sizes.get(SIZES_BUILT)?.is_some() {
+        return Ok(());
+    }
+    let mut counted: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let idx = tx.open_table(TASK_INDEX)?;
+    for row in idx.iter()? {
+        let (k, _) = row?;
+        *counted.entry(k.value().0.to_string()).or_default() += 1;
+    }
+    for (key, n) in counted {
+        sizes.insert(key.as_str(), n)?;
+    }
+    sizes.insert(SIZES_BUILT, 1)?;
     Ok(())
 }
 
@@ -477,10 +524,8 @@ impl Store for EmbeddedStore {
 
     async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.read(|tx| {
-            let idx = tx.open_table(TASK_INDEX)?;
-            let count = |name: &str| -> StoreResult<u64> {
-                Ok(idx.range((name, "")..=(name, "\u{10FFFF}"))?.count() as u64)
-            };
+            let sizes = tx.open_table(INDEX_SIZES)?;
+            let count = |name: &str| -> StoreResult<u64> { Ok(sizes.get(name)?.map_or(0, |g| g.value())) };
             let total = tx.open_table(TASKS)?.len()?;
             let mut by_state = Vec::with_capacity(TaskState::ALL.len());
             for s in TaskState::ALL {
