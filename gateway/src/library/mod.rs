@@ -402,7 +402,7 @@ impl Library {
             }
         }
         crate::team::audit::record(self.store(), actor, "library.delete_project", project, None, Some(format!("{deleted} assets deleted"))).await?;
-        tracing::info!(project, deleted, by = %actor.who, "Library copies of a project deleted");
+        tracing::info!(project, deleted, by = %actor.log_id(), "Library copies of a project deleted");
         Ok(deleted)
     }
 

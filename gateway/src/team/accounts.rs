@@ -95,15 +95,20 @@ pub struct Actor {
     pub from: String,
 }
 
+/// How logs name a person or an owner: `user:` and a digest of the email (logs carry no
+/// email); `cli` and relay keys (`key:<id>`, not secret) as they are.
+pub fn log_name(who: &str) -> String {
+    use sha2::Digest;
+    if who == "cli" || who.starts_with("key:") {
+        return who.to_string();
+    }
+    format!("user:{}", &crate::secret::hex(&sha2::Sha256::digest(who.as_bytes()))[..12])
+}
+
 impl Actor {
-    /// How logs name this actor: `user:` and a digest of the email (logs carry no email), or
-    /// `cli`.
+    /// How logs name this actor (see [`log_name`]).
     pub fn log_id(&self) -> String {
-        use sha2::Digest;
-        if self.who == "cli" {
-            return "cli".into();
-        }
-        format!("user:{}", &crate::secret::hex(&sha2::Sha256::digest(self.who.as_bytes()))[..12])
+        log_name(&self.who)
     }
 
     /// The operator at the server's command line (full rights: they hold the data).

@@ -84,7 +84,7 @@ impl Lifecycle {
         };
         self.release_holds(id, Credits::ZERO).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task cancelled", id, Some(TaskState::Queued.to_string()), Some(why)).await?;
-        tracing::info!(task = %id, by = %by.who, "task cancelled before it reached KIE");
+        tracing::info!(task = %id, by = %by.log_id(), "task cancelled before it reached KIE");
         Ok(done)
     }
 }

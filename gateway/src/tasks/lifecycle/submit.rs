@@ -279,7 +279,7 @@ impl Lifecycle {
             }
             self.raise_alerts(t.owner.clone(), t.project.clone(), None);
         }
-        tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %t.owner, "task recorded");
+        tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %crate::team::accounts::log_name(&t.owner), "task recorded");
         self.0.wake_dispatcher.notify_one();
         Ok(t)
     }
