@@ -145,7 +145,9 @@ pub struct SpendRow {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReceiptsReport {
     pub total: Option<SpendRow>,
+    /// The largest projects (`more_projects` others are not listed).
     pub projects: Vec<SpendRow>,
+    pub more_projects: usize,
     pub models: Vec<SpendRow>,
     pub owners: Vec<SpendRow>,
     pub days: Vec<SpendRow>,

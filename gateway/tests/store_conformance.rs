@@ -72,6 +72,7 @@ conformance!(
     task_create_writes_record_lookups_and_a_numbered_event_at_once,
     task_create_is_taken_only_while_its_condition_holds,
     an_owners_lane_holds_their_queued_tasks_oldest_first,
+    usage_many_reads_each_scope_as_usage_does_in_one_call,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -91,6 +92,23 @@ fn req(id: &str, amount: i64, scopes: Vec<Scope>) -> ReserveRequest {
 
 mod cases {
     use super::*;
+
+    /// `usage_many`: running totals and windows alike, in order, a scope never touched at 0;
+    /// a batch past the bound is refused.
+    pub async fn usage_many_reads_each_scope_as_usage_does_in_one_call(b: Backend) {
+        let window = Scope { key: "w".into(), limit: 10, window: Some(Duration::from_secs(60)) };
+        b.store.reserve(&req("r1", 3, vec![scope("a", 100), window.clone()])).await.unwrap();
+        b.store.reserve(&req("r2", 5, vec![scope("b", 100)])).await.unwrap();
+        let scopes = vec![scope("b", 100), window.clone(), scope("never", 1), scope("a", 100)];
+        let many = b.peer.usage_many(&scopes).await.unwrap();
+        assert_eq!(many, vec![5, 3, 0, 3]);
+        for (s, got) in scopes.iter().zip(&many) {
+            assert_eq!(b.store.usage(s).await.unwrap(), *got, "{}", s.key);
+        }
+        assert_eq!(b.store.usage_many(&[]).await.unwrap(), Vec::<i64>::new());
+        let too_many: Vec<Scope> = (0..=gateway::store::MAX_USAGE_BATCH).map(|i| scope(&format!("s{i}"), 1)).collect();
+        assert!(matches!(b.store.usage_many(&too_many).await, Err(StoreError::Invalid(_))));
+    }
 
     /// The fair queue's lanes: `(Queued, owner)` reads that owner's queued tasks only, oldest
     /// first, at any depth, and a task leaves its lane when it leaves the queue.

@@ -27,12 +27,13 @@ pub struct SpendQuery {
 /// Bars a chart draws at most (the largest; the CSV has them all).
 const MAX_BARS: usize = 24;
 
-async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery) -> Result<(By, Vec<Bar>), Response> {
+/// The largest `top` bars of the breakdown asked for.
+async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Result<(By, Vec<Bar>), Response> {
     if actor.require(Role::Viewer).is_err() {
         return Err(plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
     }
     let Some(by) = By::parse(q.by.trim()) else { return Err(plain(StatusCode::BAD_REQUEST, "Say what to break spend down by: ?by=day, model, project or owner.")) };
-    receipts::spend(state.store.as_ref(), by).await.map(|b| (by, b)).map_err(|e| {
+    receipts::spend(state.store.as_ref(), by, top).await.map(|s| (by, s.bars)).map_err(|e| {
         tracing::error!(error = %e, "cannot read the spend");
         plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
     })
@@ -108,7 +109,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
 }
 
 pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
-    match bars(&state, &actor, &q).await {
+    match bars(&state, &actor, &q, MAX_BARS).await {
         Ok((by, bars)) => {
             let caps = caps(&state, by).await;
             ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], svg(by, &bars, &caps)).into_response()
@@ -127,7 +128,7 @@ pub fn csv(by: By, bars: &[Bar]) -> String {
 }
 
 pub async fn table(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
-    match bars(&state, &actor, &q).await {
+    match bars(&state, &actor, &q, receipts::MAX_NAMES).await {
         Ok((by, bars)) => {
             let disposition = format!("attachment; filename=\"spend-by-{}.csv\"", by.as_str());
             ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], csv(by, &bars)).into_response()

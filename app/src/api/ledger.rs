@@ -12,17 +12,30 @@ fn row(b: gateway::money::receipts::Bar) -> crate::view::SpendRow {
     crate::view::SpendRow { label: b.label, charged: b.charged.to_string(), estimated: b.estimated.to_string(), usd: format!("${:.2}", b.charged.usd()), tasks: b.tasks, off_by_percent: off }
 }
 
-/// Panel 09's report (viewer and above).
+/// Projects the receipts table lists (the largest; every project's receipt is one link away).
+pub const PROJECTS_SHOWN: usize = 25;
+/// Bars the chart draws (the largest; its CSV has them all).
+pub const BARS_SHOWN: usize = 24;
+
+/// Panel 09's report (viewer and above), with the chart's breakdown `by` (day, model, project
+/// or owner). It reads what the panel shows: a few store reads whatever the history.
 #[server(endpoint = "ledger_report")]
-pub async fn ledger_report() -> Result<ReceiptsReport, ServerFnError> {
+pub async fn ledger_report(#[server(default)] by: String) -> Result<ReceiptsReport, ServerFnError> {
     use crate::api::server_side::{Role, signed_in, store_error};
     use gateway::money::receipts::{self, By};
     let (ctx, _) = signed_in(Role::Viewer)?;
     let store = ctx.store.as_ref();
     let mut report = ReceiptsReport { total: Some(row(receipts::totals(store).await.map_err(store_error)?)), runway_alert_days: ctx.runway_alert_days, ..Default::default() };
     report.at_estimate = receipts::counted_at_estimate(store).await.map_err(store_error)?.to_string();
-    for (by, into) in [(By::Project, &mut report.projects), (By::Model, &mut report.models), (By::Owner, &mut report.owners), (By::Day, &mut report.days)] {
-        *into = receipts::spend(store, by).await.map_err(store_error)?.into_iter().map(row).collect();
+    let projects = receipts::spend(store, By::Project, PROJECTS_SHOWN).await.map_err(store_error)?;
+    report.more_projects = projects.labels.saturating_sub(projects.bars.len());
+    report.projects = projects.bars.into_iter().map(row).collect();
+    // Every model: the reconciliation lists those whose estimate was off.
+    report.models = receipts::spend(store, By::Model, receipts::MAX_NAMES).await.map_err(store_error)?.bars.into_iter().map(row).collect();
+    match By::parse(&by) {
+        Some(By::Owner) => report.owners = receipts::spend(store, By::Owner, BARS_SHOWN).await.map_err(store_error)?.bars.into_iter().map(row).collect(),
+        Some(By::Model | By::Project) => {}
+        _ => report.days = receipts::spend(store, By::Day, BARS_SHOWN).await.map_err(store_error)?.bars.into_iter().map(row).collect(),
     }
     if ctx.lifecycle.options().receipt_sync.is_some() {
         let s = gateway::money::receipt_sync::status(store).await.map_err(store_error)?;

@@ -67,11 +67,11 @@ fn chart_table(by: &str, rows: &[SpendRow]) -> AnyView {
 }
 
 pub async fn render(query: Fields) -> AnyView {
-    let report = ledger_report().await;
     let by = match field(&query, "by") {
         Some(b @ ("model" | "project" | "owner")) => b.to_string(),
         _ => "day".to_string(),
     };
+    let report = ledger_report(by.clone()).await;
     let head = report.as_ref().map_or_else(|_| badge("err", "Unavailable"), sync_badge);
     let body = match report {
         Err(e) => super::unavailable(&e),
@@ -111,6 +111,7 @@ pub async fn render(query: Fields) -> AnyView {
                             </dl>
                             {sync.and_then(|s| s.last_error).map(|e| view! { <p class="warn small" data-testid="sync-last-error">"Receiver's last answer: "{e}</p> })}
                             {projects(r.projects.clone())}
+                            {(r.more_projects > 0).then(|| view! { <p class="muted small" data-testid="more-projects">{format!("…and {} smaller projects: each has its receipt at /receipts.csv?project=NAME, and the chart's CSV by project lists them all.", r.more_projects)}</p> })}
                             {reconciliation(r.models.clone())}
                             <div class="chart">
                                 <form method="get" action="/" data-filter="ledger" class="inline">

@@ -169,9 +169,18 @@ pub struct Bar {
 /// Days a breakdown by day covers.
 pub const DAYS_SHOWN: u64 = 30;
 
-/// Spend broken down `by`, from the folded totals (by day: the last 30 days, oldest first;
-/// else largest first).
-pub async fn spend(store: &dyn Store, by: By) -> StoreResult<Vec<Bar>> {
+/// A breakdown of spend: its bars, and how many labels it has in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub bars: Vec<Bar>,
+    pub labels: usize,
+}
+
+/// Spend broken down `by`, from the folded totals: by day the last 30 days, oldest first;
+/// else the `top` largest, largest first. Two store reads whatever the history: every
+/// label's charge at once ([`Store::usage_many`]), then the estimate and the tasks of the
+/// bars kept.
+pub async fn spend(store: &dyn Store, by: By, top: usize) -> StoreResult<Spend> {
     let dir = if by == By::Day { Directory::default() } else { directory(store).await? };
     let labels: Vec<String> = match by {
         By::Day => {
@@ -182,23 +191,28 @@ pub async fn spend(store: &dyn Store, by: By) -> StoreResult<Vec<Bar>> {
         By::Project => dir.projects.into_iter().collect(),
         By::Owner => dir.owners.into_iter().collect(),
     };
-    let mut bars = Vec::with_capacity(labels.len());
-    for label in labels {
-        let slice = match by {
-            By::Day => Slice { day: Some(&label), ..Default::default() },
-            By::Model => Slice { model: Some(&label), ..Default::default() },
-            By::Project => Slice { project: Some(&label), ..Default::default() },
-            By::Owner => Slice { owner: Some(&label), ..Default::default() },
-        };
-        let charged = Credits(store.usage(&scope(Total::Charged, &slice)).await?);
-        let estimated = Credits(store.usage(&scope(Total::Estimated, &slice)).await?);
-        let tasks = store.usage(&scope(Total::Tasks, &slice)).await?;
-        bars.push(Bar { label, charged, estimated, tasks });
-    }
+    let slices: Vec<Slice<'_>> = labels
+        .iter()
+        .map(|label| {
+            let l = Some(label.as_str());
+            match by {
+                By::Day => Slice { day: l, ..Default::default() },
+                By::Model => Slice { model: l, ..Default::default() },
+                By::Project => Slice { project: l, ..Default::default() },
+                By::Owner => Slice { owner: l, ..Default::default() },
+            }
+        })
+        .collect();
+    let charged = store.usage_many(&slices.iter().map(|s| scope(Total::Charged, s)).collect::<Vec<_>>()).await?;
+    let mut kept: Vec<usize> = (0..labels.len()).collect();
     if by != By::Day {
-        bars.sort_by(|a, b| b.charged.cmp(&a.charged).then(a.label.cmp(&b.label)));
+        kept.sort_by(|&a, &b| charged[b].cmp(&charged[a]).then(labels[a].cmp(&labels[b])));
+        kept.truncate(top);
     }
-    Ok(bars)
+    let rest: Vec<Scope> = kept.iter().flat_map(|&i| [scope(Total::Estimated, &slices[i]), scope(Total::Tasks, &slices[i])]).collect();
+    let rest = store.usage_many(&rest).await?;
+    let bars = kept.iter().zip(rest.chunks(2)).map(|(&i, r)| Bar { label: labels[i].clone(), charged: Credits(charged[i]), estimated: Credits(r[0]), tasks: r[1] }).collect();
+    Ok(Spend { bars, labels: labels.len() })
 }
 
 /// Everything folded: KIE's charge, the estimate, and the tasks.

@@ -725,23 +725,32 @@ impl Store for EmbeddedStore {
     }
 
     async fn usage(&self, scope: &Scope) -> StoreResult<i64> {
-        check::key(&scope.key)?;
-        let scope = scope.clone();
+        Ok(self.usage_many(std::slice::from_ref(scope)).await?.first().copied().unwrap_or(0))
+    }
+
+    async fn usage_many(&self, scopes: &[Scope]) -> StoreResult<Vec<i64>> {
+        check::usage_batch(scopes)?;
+        let scopes = scopes.to_vec();
         self.read(move |tx| {
             let now = now_ms();
-            match scope.window {
-                Some(w) => {
-                    // The running sum, less entries that aged out but are not pruned yet.
-                    let cutoff = now.saturating_sub(w.as_millis() as u64);
-                    let key = scope.key.as_str();
-                    let mut sum = tx.open_table(WINDOW_SUMS)?.get(key)?.map_or(0, |g| g.value());
-                    for row in tx.open_table(WINDOWS)?.range((key, 0u64, "")..=(key, cutoff, "\u{10FFFF}"))? {
-                        sum -= row?.1.value();
+            let (sums, windows, counters) = (tx.open_table(WINDOW_SUMS)?, tx.open_table(WINDOWS)?, tx.open_table(COUNTERS)?);
+            let mut out = Vec::with_capacity(scopes.len());
+            for scope in &scopes {
+                out.push(match scope.window {
+                    Some(w) => {
+                        // The running sum, less entries that aged out but are not pruned yet.
+                        let cutoff = now.saturating_sub(w.as_millis() as u64);
+                        let key = scope.key.as_str();
+                        let mut sum = sums.get(key)?.map_or(0, |g| g.value());
+                        for row in windows.range((key, 0u64, "")..=(key, cutoff, "\u{10FFFF}"))? {
+                            sum -= row?.1.value();
+                        }
+                        sum
                     }
-                    Ok(sum)
-                }
-                None => live_counter(&tx.open_table(COUNTERS)?, &scope.key, now),
+                    None => live_counter(&counters, &scope.key, now)?,
+                });
             }
+            Ok(out)
         })
         .await
     }

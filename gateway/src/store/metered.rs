@@ -64,6 +64,7 @@ timed_store! {
     reserve(req: &ReserveRequest) -> StoreResult<ReserveOutcome>;
     settle(id: &str, actual: i64) -> StoreResult<bool>;
     usage(scope: &Scope) -> StoreResult<i64>;
+    usage_many(scopes: &[Scope]) -> StoreResult<Vec<i64>>;
     log_append(log: &str, entry: &[u8], keep: usize) -> StoreResult<u64>;
     log_read(log: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<LogEntry>>;
     lease_acquire(name: &str, holder: &str, ttl: Duration) -> StoreResult<bool>;

@@ -178,6 +178,8 @@ impl Announcement {
 
 /// Most entries one [`Store::log_read`] returns.
 pub const MAX_LOG_PAGE: usize = 1000;
+/// Most scopes one [`Store::usage_many`] reads.
+pub const MAX_USAGE_BATCH: usize = 4096;
 
 /// A message from a subscription.
 pub type EventStream = BoxStream<'static, Vec<u8>>;
@@ -254,6 +256,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// What a scope holds now (a window counts only its live entries).
     async fn usage(&self, scope: &Scope) -> StoreResult<i64>;
+
+    /// [`Store::usage`] of up to [`MAX_USAGE_BATCH`] scopes, in order, in one round trip
+    /// (the Ledger reads a breakdown's hundreds of running totals at once).
+    async fn usage_many(&self, scopes: &[Scope]) -> StoreResult<Vec<i64>> {
+        check::usage_batch(scopes)?;
+        let mut out = Vec::with_capacity(scopes.len());
+        for s in scopes {
+            out.push(self.usage(s).await?);
+        }
+        Ok(out)
+    }
 
     // ---- append-only logs --------------------------------------------------------------
 
@@ -351,6 +364,14 @@ pub(crate) mod check {
             return Err(StoreError::Invalid("task version starts at 1".into()));
         }
         Ok(())
+    }
+
+    /// A batch of [`Store::usage_many`]: at most [`MAX_USAGE_BATCH`] scopes, each key valid.
+    pub fn usage_batch(scopes: &[Scope]) -> StoreResult<()> {
+        if scopes.len() > MAX_USAGE_BATCH {
+            return Err(StoreError::Invalid(format!("at most {MAX_USAGE_BATCH} scopes in one read, got {}", scopes.len())));
+        }
+        scopes.iter().try_for_each(|s| key(&s.key))
     }
 
     /// An amount of a reservation or settlement: 0..=[`MAX_AMOUNT`].

@@ -659,6 +659,27 @@ impl Store for RedisStore {
         }
     }
 
+    async fn usage_many(&self, scopes: &[Scope]) -> StoreResult<Vec<i64>> {
+        check::usage_batch(scopes)?;
+        // Running totals (no window) are plain keys: one pipelined read for all of them; a
+        // window is read by its script, one at a time.
+        let mut pipe = redis::pipe();
+        for s in scopes.iter().filter(|s| s.window.is_none()) {
+            let [main, _, _] = self.scope_keys(s);
+            pipe.get(main);
+        }
+        let totals: Vec<Option<i64>> = if scopes.iter().any(|s| s.window.is_none()) { pipe.query_async(&mut self.conn()).await.map_err(unavailable)? } else { Vec::new() };
+        let mut totals = totals.into_iter();
+        let mut out = Vec::with_capacity(scopes.len());
+        for s in scopes {
+            out.push(match s.window {
+                None => totals.next().flatten().unwrap_or(0),
+                Some(_) => self.usage(s).await?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
         check::key(name)?;
         check::key(holder)?;
