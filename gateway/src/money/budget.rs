@@ -335,13 +335,15 @@ async fn meter(store: &dyn Store, rule: &CostRule, kind: CapKind, scope: &Scope)
     Ok(Meter { target: rule.target.clone(), kind, used: Credits(store.usage(scope).await?), cap: Credits(scope.limit) })
 }
 
-/// The spend meters of every day and total cap, read from the store's scopes.
+/// The spend meters of every day and total cap, read from the store's scopes (all of them
+/// in one read per [`crate::store::MAX_USAGE_BATCH`]).
 pub async fn meters(store: &dyn Store, rules: &[CostRule]) -> StoreResult<Vec<Meter>> {
-    let mut out = Vec::new();
-    for r in rules {
-        for (kind, scope) in r.scopes() {
-            out.push(meter(store, r, kind, &scope).await?);
-        }
+    let caps: Vec<(&CostRule, CapKind, Scope)> = rules.iter().flat_map(|r| r.scopes().into_iter().map(move |(kind, scope)| (r, kind, scope))).collect();
+    let mut out = Vec::with_capacity(caps.len());
+    for chunk in caps.chunks(crate::store::MAX_USAGE_BATCH) {
+        let scopes: Vec<Scope> = chunk.iter().map(|(_, _, s)| s.clone()).collect();
+        let used = store.usage_many(&scopes).await?;
+        out.extend(chunk.iter().zip(used).map(|((r, kind, scope), used)| Meter { target: r.target.clone(), kind: *kind, used: Credits(used), cap: Credits(scope.limit) }));
     }
     Ok(out)
 }

@@ -661,23 +661,28 @@ impl Store for RedisStore {
 
     async fn usage_many(&self, scopes: &[Scope]) -> StoreResult<Vec<i64>> {
         check::usage_batch(scopes)?;
-        // Running totals (no window) are plain keys: one pipelined read for all of them; a
-        // window is read by its script, one at a time.
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline: a running total is a plain read, a window its script (loaded first in
+        // the same pipeline: a pipelined script is not loaded on demand).
         let mut pipe = redis::pipe();
-        for s in scopes.iter().filter(|s| s.window.is_none()) {
-            let [main, _, _] = self.scope_keys(s);
-            pipe.get(main);
+        if scopes.iter().any(|s| s.window.is_some()) {
+            pipe.load_script(&self.scripts.window_usage).ignore();
         }
-        let totals: Vec<Option<i64>> = if scopes.iter().any(|s| s.window.is_none()) { pipe.query_async(&mut self.conn()).await.map_err(unavailable)? } else { Vec::new() };
-        let mut totals = totals.into_iter();
-        let mut out = Vec::with_capacity(scopes.len());
         for s in scopes {
-            out.push(match s.window {
-                None => totals.next().flatten().unwrap_or(0),
-                Some(_) => self.usage(s).await?,
-            });
+            let [main, aux, sum] = self.scope_keys(s);
+            match s.window {
+                None => {
+                    pipe.get(main);
+                }
+                Some(w) => {
+                    pipe.invoke_script(self.scripts.window_usage.key(main).key(aux).key(sum).arg(ms(w).max(1)));
+                }
+            }
         }
-        Ok(out)
+        let got: Vec<Option<i64>> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(got.into_iter().map(|v| v.unwrap_or(0)).collect())
     }
 
     async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
