@@ -29,10 +29,7 @@ command -v redis-server >/dev/null || die "redis-server is missing (scripts/setu
 
 build_release
 
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
-wait_port "$redis_port"
+start_redis
 
 start_sim
 

@@ -30,6 +30,14 @@ build_release() {
   cargo build --release -q -p kie-sim --bin kie-sim
 }
 
+# A private redis-server run as production should (append-only file on); sets redis_port.
+start_redis() {
+  redis_port="$(free_port)"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  wait_port "$redis_port"
+}
+
 # kie-sim with its limits lifted; sets sim (its base URL) and sim_key.
 start_sim() {
   local port

@@ -24,10 +24,7 @@ command -v redis-cli >/dev/null || die "redis-cli is missing (scripts/setup.sh t
 
 build_release
 
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
-wait_port "$redis_port"
+start_redis
 
 # kie-sim as KIE is: 20 new tasks per 10 s, results after its usual schedule, callbacks.
 port="$(free_port)"
