@@ -398,8 +398,8 @@ impl Metrics {
     }
 
     async fn read_shared(&self, store: &dyn Store, guard: &[(LimitRule, Scope)]) -> StoreResult<()> {
-        for (rule, scope) in guard {
-            let used = store.usage(scope).await?;
+        let scopes: Vec<Scope> = guard.iter().map(|(_, s)| s.clone()).collect();
+        for ((rule, scope), used) in guard.iter().zip(store.usage_many(&scopes).await?) {
             let ratio = if scope.limit > 0 { used.max(0) as f64 / scope.limit as f64 } else { 0.0 };
             self.guard_used.get_or_create(&Rule { rule: rule.to_string() }).set(ratio);
         }

@@ -230,10 +230,9 @@ pub async fn totals(store: &dyn Store) -> StoreResult<Bar> {
 /// `None` when nothing was spent in those days.
 pub async fn runway_days(store: &dyn Store, balance: Credits) -> StoreResult<Option<f64>> {
     let today = crate::store::now_ms() / 86_400_000;
-    let mut week = 0i64;
-    for back in 0..7 {
-        week += store.usage(&scope(Total::Charged, &Slice { day: Some(&day((today - back) * 86_400_000)), ..Default::default() })).await?;
-    }
+    let days: Vec<String> = (0..7).map(|back| day((today - back) * 86_400_000)).collect();
+    let scopes: Vec<Scope> = days.iter().map(|d| scope(Total::Charged, &Slice { day: Some(d), ..Default::default() })).collect();
+    let week: i64 = store.usage_many(&scopes).await?.iter().sum();
     Ok((week > 0).then(|| balance.0.max(0) as f64 / (week as f64 / 7.0)))
 }
 
