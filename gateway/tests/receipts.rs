@@ -71,3 +71,43 @@ async fn a_breakdown_reads_its_largest_bars_in_two_reads_embedded() {
     let dir = tempfile::tempdir().expect("tempdir");
     check(Arc::new(EmbeddedStore::open(dir.path()).expect("embedded"))).await;
 }
+
+/// A receipt's lines page by page: every folded line once, newest first, at any length; a day
+/// range keeps its days only; and the receipt lists the same lines.
+#[tokio::test]
+async fn a_receipts_lines_come_a_page_at_a_time_each_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("embedded");
+    let day_ms = 86_400_000u64;
+    let today = gateway::store::now_ms() / day_ms * day_ms;
+    for i in 0..450u64 {
+        // Three days: 150 tasks ended on each.
+        let ended = today - (i % 3) * day_ms + 1_000;
+        let mut t = TaskRecord::new(format!("line-{i:03}"), "owner", "long", "veo3", ended - 500 + i);
+        t.state = TaskState::Success;
+        t.actual_cost = Some(Credits::from_credits(1));
+        t.finished_ms = Some(ended);
+        t.folded = true;
+        receipts::fold(&store, &t).await.expect("fold");
+        store.task_insert(&t).await.expect("insert");
+    }
+    let mut pages = receipts::LinePages::new("long", None, None, None).expect("pages");
+    let (mut ids, mut count) = (Vec::new(), 0);
+    while let Some(page) = pages.next(&store).await.expect("page") {
+        assert!(page.len() <= gateway::tasks::task::MAX_PAGE);
+        count += 1;
+        ids.extend(page.into_iter().map(|l| l.task_id));
+    }
+    assert!(count >= 3, "450 lines take several pages: {count}");
+    assert_eq!(ids.len(), 450);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 450, "each line once");
+    let yesterday = receipts::day(today - day_ms);
+    let r = receipts::receipt(&store, "long", Some(&yesterday), Some(&yesterday), None).await.expect("one day");
+    assert_eq!((r.lines.len(), r.tasks), (150, 150), "a day's lines and its folded count agree");
+    let all = receipts::receipt(&store, "long", None, None, None).await.expect("all");
+    assert_eq!(all.lines.iter().map(|l| l.task_id.clone()).collect::<Vec<_>>(), ids, "the receipt lists what the pages give, in order");
+    assert!(receipts::LinePages::new("no/such", None, None, None).is_err(), "a malformed project is refused");
+}

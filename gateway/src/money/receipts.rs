@@ -549,16 +549,59 @@ pub fn parse_day(s: &str) -> Option<u64> {
     (day(ms) == s.trim()).then_some(ms)
 }
 
-/// The receipt of `project`, optionally for the days `from..=to` (UTC, `YYYY-MM-DD`).
-pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: Option<&str>, base: Option<&str>) -> Result<Receipt, ReceiptError> {
+/// A receipt's lines, a page at a time, newest first: what [`receipt`] lists and what a
+/// streamed CSV export writes (its memory is a page, whatever the project's history).
+#[derive(Debug, Clone)]
+pub struct LinePages {
+    query: TaskQuery,
+    range: Option<(u64, u64)>,
+    base: Option<String>,
+    done: bool,
+}
+
+impl LinePages {
+    /// The lines of `project`, optionally for the days `from..=to` (UTC, `YYYY-MM-DD`);
+    /// `base` is `PUBLIC_URL`. Refused with a sentence if the project or a day is malformed.
+    pub fn new(project: &str, from: Option<&str>, to: Option<&str>, base: Option<&str>) -> Result<LinePages, ReceiptError> {
+        let range = request(project, from, to)?;
+        Ok(LinePages { query: TaskQuery { project: Some(project.to_string()), limit: crate::tasks::task::MAX_PAGE, ..Default::default() }, range, base: base.map(str::to_string), done: false })
+    }
+
+    /// The next page of lines (possibly empty when a page held none in the range); `None`
+    /// once every line was given.
+    pub async fn next(&mut self, store: &dyn Store) -> StoreResult<Option<Vec<Line>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = store.task_list(&self.query).await?;
+        let lines = page
+            .tasks
+            .iter()
+            .filter(|t| t.folded)
+            .filter(|t| {
+                let at = t.finished_ms.unwrap_or(t.updated_ms);
+                !self.range.is_some_and(|(f, to)| at < f || at >= to + 86_400_000)
+            })
+            .map(|t| line(t, self.base.as_deref()))
+            .collect();
+        match page.next {
+            Some(next) => self.query.after = Some(next),
+            None => self.done = true,
+        }
+        Ok(Some(lines))
+    }
+}
+
+/// Checks a receipt's request: the project's name and the day range (`None`: everything).
+fn request(project: &str, from: Option<&str>, to: Option<&str>) -> Result<Option<(u64, u64)>, ReceiptError> {
     if !crate::tasks::task::valid_name(project) {
         return Err(ReceiptError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
     }
     let bad = |which: &str, v: &str| ReceiptError::Invalid(format!("{which} must be a date YYYY-MM-DD, got {v:?}"));
     let from_ms = from.map(|f| parse_day(f).ok_or_else(|| bad("from", f))).transpose()?;
     let to_ms = to.map(|t| parse_day(t).ok_or_else(|| bad("to", t))).transpose()?;
-    let range = match (from_ms, to_ms) {
-        (None, None) => None,
+    match (from_ms, to_ms) {
+        (None, None) => Ok(None),
         (f, t) => {
             let f = f.unwrap_or(t.unwrap_or(0).saturating_sub((MAX_DAYS - 1) * 86_400_000));
             let t = t.unwrap_or(crate::store::now_ms() / 86_400_000 * 86_400_000);
@@ -568,48 +611,43 @@ pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: O
             if (t - f) / 86_400_000 >= MAX_DAYS {
                 return Err(ReceiptError::Invalid(format!("a range spans at most {MAX_DAYS} days")));
             }
-            Some((f, t))
+            Ok(Some((f, t)))
         }
-    };
+    }
+}
+
+/// The receipt of `project`, optionally for the days `from..=to` (UTC, `YYYY-MM-DD`).
+pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: Option<&str>, base: Option<&str>) -> Result<Receipt, ReceiptError> {
+    let mut pages = LinePages::new(project, from, to, base)?;
+    let range = pages.range;
     // Totals from the folded running totals: the project's, or the sum of its days.
-    let total = |what: Total| async move {
-        match range {
-            None => store.usage(&scope(what, &Slice { project: Some(project), ..Default::default() })).await,
-            Some((f, t)) => {
-                let mut sum = 0i64;
-                let mut d = f;
-                while d <= t {
-                    let name = day(d);
-                    sum += store.usage(&scope(what, &Slice { project: Some(project), day: Some(&name), ..Default::default() })).await?;
-                    d += 86_400_000;
-                }
-                Ok(sum)
-            }
-        }
+    let days: Vec<String> = match range {
+        None => Vec::new(),
+        Some((f, t)) => (0..=(t - f) / 86_400_000).map(|n| day(f + n * 86_400_000)).collect(),
     };
-    let charged = Credits(total(Total::Charged).await?);
-    let estimated = Credits(total(Total::Estimated).await?);
-    let tasks = total(Total::Tasks).await?;
+    let cuts: Vec<Slice<'_>> = if days.is_empty() {
+        vec![Slice { project: Some(project), ..Default::default() }]
+    } else {
+        days.iter().map(|d| Slice { project: Some(project), day: Some(d.as_str()), ..Default::default() }).collect()
+    };
+    let mut totals = [0i64; 3];
+    for (k, what) in [Total::Charged, Total::Estimated, Total::Tasks].into_iter().enumerate() {
+        totals[k] = store.usage_many(&cuts.iter().map(|c| scope(what, c)).collect::<Vec<_>>()).await?.iter().sum();
+    }
+    let (charged, estimated, tasks) = (Credits(totals[0]), Credits(totals[1]), totals[2]);
     // Lines: the project's ended tasks, newest first.
     let mut lines = Vec::new();
     let mut truncated = false;
-    let mut q = TaskQuery { project: Some(project.to_string()), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
-    'pages: loop {
-        let page = store.task_list(&q).await?;
-        for t in page.tasks.iter().filter(|t| t.folded) {
-            let at = t.finished_ms.unwrap_or(t.updated_ms);
-            if range.is_some_and(|(f, to)| at < f || at >= to + 86_400_000) {
-                continue;
-            }
+    while let Some(page) = pages.next(store).await? {
+        for l in page {
             if lines.len() == MAX_LINES {
                 truncated = true;
-                break 'pages;
+                break;
             }
-            lines.push(line(t, base));
+            lines.push(l);
         }
-        match page.next {
-            Some(next) => q.after = Some(next),
-            None => break,
+        if truncated {
+            break;
         }
     }
     let mut routes: Vec<String> = lines.iter().map(|l| l.model.clone()).collect();
@@ -632,10 +670,18 @@ pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: O
     })
 }
 
+/// The header row of a receipt's CSV.
+pub const CSV_HEADER: &str = "task_id,kie_task_id,project,model,owner,state,estimated_credits,credits,cost_usd,exports,created_utc,finished_utc\r\n";
+
 /// The receipt as CSV: one row per line, times in UTC, formula cells defused.
 pub fn csv(r: &Receipt) -> String {
-    let mut out = String::from("task_id,kie_task_id,project,model,owner,state,estimated_credits,credits,cost_usd,exports,created_utc,finished_utc\r\n");
-    for l in &r.lines {
+    format!("{CSV_HEADER}{}", csv_rows(&r.lines))
+}
+
+/// CSV rows of `lines` (no header), as [`csv`] writes them.
+pub fn csv_rows(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for l in lines {
         let row = [
             l.task_id.clone(),
             l.kie_task_id.clone().unwrap_or_default(),
