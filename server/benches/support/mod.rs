@@ -1,5 +1,6 @@
 //! What the server's benchmarks share: a Control Room on a free loopback port, on a private
 //! `redis-server` (AOF on; `TEST_REDIS_URL` to use another), in front of a kie-sim; a signed-in client for it; the smoke mode.
+#![allow(dead_code)]
 
 use server::config::{Config, KeySource, Secret, StoreConfig};
 use std::net::SocketAddr;
