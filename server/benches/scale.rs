@@ -95,10 +95,7 @@ async fn round(store: StoreConfig) -> BTreeMap<String, (Duration, f64)> {
     let server = tokio::spawn(server::run(listener, cfg, async move {
         let _ = stopped.await;
     }));
-    let plain = reqwest::Client::new();
-    while plain.get(format!("{base}/healthz")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::answers(&base).await;
     let http = support::signed_in(&base, ADMIN).await;
     // What a scrape itself costs (the fewest of a few).
     let mut scrape_cost = f64::MAX;

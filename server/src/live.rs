@@ -123,9 +123,7 @@ pub async fn events(
     if state.hub.listeners() >= MAX_LIVE_CLIENTS {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many live connections to this instance; retry shortly").into_response();
     }
-    let session = token.as_ref().map_or_else(String::new, |t| {
-        gateway::secret::hex(&<sha2::Sha256 as sha2::Digest>::digest(t.0.0.as_bytes()))
-    });
+    let session = token.as_ref().map_or_else(String::new, |t| gateway::team::sessions::digest(&t.0.0));
     let Some(slot) = state.live.take(&session, &actor.who) else {
         let msg = format!(
             "too many live streams: at most {PER_SESSION} per session and {PER_PERSON} per person; close a tab"

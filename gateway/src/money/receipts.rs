@@ -630,11 +630,10 @@ pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: O
     } else {
         days.iter().map(|d| Slice { project: Some(project), day: Some(d.as_str()), ..Default::default() }).collect()
     };
-    let mut totals = [0i64; 3];
-    for (k, what) in [Total::Charged, Total::Estimated, Total::Tasks].into_iter().enumerate() {
-        totals[k] = store.usage_many(&cuts.iter().map(|c| scope(what, c)).collect::<Vec<_>>()).await?.iter().sum();
-    }
-    let (charged, estimated, tasks) = (Credits(totals[0]), Credits(totals[1]), totals[2]);
+    let whats = [Total::Charged, Total::Estimated, Total::Tasks];
+    let read = store.usage_many(&whats.iter().flat_map(|w| cuts.iter().map(|c| scope(*w, c))).collect::<Vec<_>>()).await?;
+    let sum = |k: usize| read[k * cuts.len()..(k + 1) * cuts.len()].iter().sum::<i64>();
+    let (charged, estimated, tasks) = (Credits(sum(0)), Credits(sum(1)), sum(2));
     // Lines: the project's ended tasks, newest first.
     let mut lines = Vec::new();
     let mut truncated = false;

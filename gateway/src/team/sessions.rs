@@ -80,7 +80,7 @@ pub struct Session {
 }
 
 fn key(token: &str) -> String {
-    format!("session:{}", hex(&Sha256::digest(token.as_bytes())))
+    format!("session:{}", digest(token))
 }
 
 fn ttl(policy: &SessionPolicy, s: &Session, now: u64) -> Option<Duration> {
@@ -180,7 +180,9 @@ impl From<StoreError> for SignInError {
     }
 }
 
-fn digest(who: &str) -> String {
+/// SHA-256 in hex: how the store names a session (never its token), and the throttle's
+/// counters their account and address.
+pub fn digest(who: &str) -> String {
     hex(&Sha256::digest(who.as_bytes()))
 }
 

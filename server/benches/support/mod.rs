@@ -58,11 +58,16 @@ pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::task
     let mut cfg = config(StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into() }, sim, &base, rate_guard, rate_margin);
     change(&mut cfg);
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
+    answers(&base).await;
+    base
+}
+
+/// Returns once the console at `base` answers `/healthz`.
+pub async fn answers(base: &str) {
     let http = reqwest::Client::new();
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    base
 }
 
 /// `BENCH_SMOKE=1`: a few iterations only, so the test command proves every benchmark still

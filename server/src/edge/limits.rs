@@ -72,12 +72,10 @@ pub async fn bound(req: Request, next: Next) -> Response {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, msg)
         };
     }
-    let req = req.map(|body| {
-        Body::new(Deadline::new(
-            http_body_util::Limited::new(body, limit),
-            BODY_DEADLINE,
-        ))
-    });
+    // A request with a body (declared, or chunked) reads it under the limit and the deadline;
+    // one without (most GETs) costs no timer.
+    let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let req = if has_body { req.map(|body| Body::new(Deadline::new(http_body_util::Limited::new(body, limit), BODY_DEADLINE))) } else { req };
     if exempt {
         return next.run(req).await;
     }
