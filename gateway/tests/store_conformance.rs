@@ -3,7 +3,7 @@
 //! directory. A backend passes only if it behaves exactly like the other.
 
 use futures::StreamExt;
-use gateway::store::{Created, ReserveOutcome, ReserveRequest, Scope, StoreError};
+use gateway::store::{CreateWith, Created, ReserveOutcome, ReserveRequest, Scope, StoreError};
 use gateway::tasks::task::{TaskQuery, TaskRecord, TaskState};
 use gateway::{Credits, EmbeddedStore, RedisStore, Store};
 use std::sync::Arc;
@@ -71,6 +71,7 @@ conformance!(
     amounts_past_the_bound_are_refused_and_sums_stay_exact,
     task_create_writes_record_lookups_and_a_numbered_event_at_once,
     task_create_is_taken_only_while_its_condition_holds,
+    task_create_takes_every_hold_and_its_log_line_or_nothing,
     an_owners_lane_holds_their_queued_tasks_oldest_first,
     usage_many_reads_each_scope_as_usage_does_in_one_call,
 );
@@ -304,7 +305,7 @@ mod cases {
         b.store.counter_add("created:seq", 41, None).await.unwrap();
         let t = task("made", "p", "o", "m", 5);
         let lookup = Lookup { key: "token:abc".into(), value: b"made".to_vec(), ttl: Some(Duration::from_secs(60)) };
-        assert_eq!(b.store.task_create(&t, &[lookup], Some(&announce("made")), None).await.unwrap(), Created::Inserted(42));
+        assert_eq!(b.store.task_create(&t, &CreateWith { lookups: &[lookup], announce: Some(&announce("made")), ..Default::default() }).await.unwrap(), Created::Inserted(42));
         assert_eq!(b.peer.task_get("made").await.unwrap().map(|t| t.version), Some(1));
         assert_eq!(b.peer.kv_get("token:abc").await.unwrap().as_deref(), Some(&b"made"[..]));
         assert_eq!(b.peer.kv_get("created:log:42").await.unwrap().as_deref(), Some(&br#"{"n":42,"id":"made"}"#[..]));
@@ -314,19 +315,67 @@ mod cases {
         assert_eq!(listed.tasks.len(), 1, "indexed");
         // The same id again changes nothing: no lookup, no number, no message.
         let other = Lookup { key: "token:def".into(), value: b"x".to_vec(), ttl: None };
-        assert_eq!(b.store.task_create(&t, &[other], Some(&announce("again")), None).await.unwrap(), Created::Exists);
+        assert_eq!(b.store.task_create(&t, &CreateWith { lookups: &[other], announce: Some(&announce("again")), ..Default::default() }).await.unwrap(), Created::Exists);
         assert_eq!(b.store.kv_get("token:def").await.unwrap(), None);
         assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
         assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "nothing published");
         // Without an announcement: the record and lookups only.
-        assert_eq!(b.store.task_create(&task("quiet", "p", "o", "m", 6), &[], None, None).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.store.task_create(&task("quiet", "p", "o", "m", 6), &CreateWith::default()).await.unwrap(), Created::Inserted(0));
         assert_eq!(b.store.counter_get("created:seq").await.unwrap(), 42);
         let mut bad = task("bad|id", "p", "o", "m", 7);
-        assert!(matches!(b.store.task_create(&bad, &[], None, None).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_create(&bad, &CreateWith::default()).await, Err(StoreError::Invalid(_))));
         bad.id = "big".into();
         let huge = Lookup { key: "k".into(), value: vec![0; gateway::store::MAX_VALUE_BYTES + 1], ttl: None };
-        assert!(matches!(b.store.task_create(&bad, &[huge], None, None).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_create(&bad, &CreateWith { lookups: &[huge], ..Default::default() }).await, Err(StoreError::Invalid(_))));
         assert_eq!(b.store.task_get("big").await.unwrap(), None, "refused: nothing written");
+    }
+
+    pub async fn task_create_takes_every_hold_and_its_log_line_or_nothing(b: Backend) {
+        use gateway::store::LogLine;
+        let window = Scope { key: "adm:rate".into(), limit: 1, window: Some(Duration::from_secs(10)) };
+        let place = |id: &str| req(id, 1, vec![scope("adm:queue", 2)]);
+        let rate = |id: &str| ReserveRequest { hold_ttl: Some(Duration::from_secs(10)), ..req(id, 1, vec![window.clone()]) };
+        let line = |who: &'static str| Some(LogLine { log: "adm:arrivals", entry: who.as_bytes(), keep: 10 });
+        let h1 = [place("p1"), rate("r1")];
+        let made = b.store.task_create(&task("a1", "p", "o", "m", 1), &CreateWith { holds: &h1, log: line("ana"), ..Default::default() }).await.unwrap();
+        assert_eq!(made, Created::Inserted(0));
+        assert_eq!(b.peer.usage(&scope("adm:queue", 2)).await.unwrap(), 1, "the place is taken");
+        assert_eq!(b.peer.usage(&window).await.unwrap(), 1, "the window slot is taken");
+        let logged = b.peer.log_read("adm:arrivals", None, 10).await.unwrap();
+        assert_eq!(logged.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), vec![b"ana".to_vec()]);
+        // The second hold does not fit: nothing is written, not even the first hold or the line.
+        let h2 = [place("p2"), rate("r2")];
+        match b.store.task_create(&task("a2", "p", "o", "m", 2), &CreateWith { holds: &h2, log: line("ben"), ..Default::default() }).await.unwrap() {
+            Created::Refused(1, r) => {
+                assert_eq!((r.scope, r.key.as_str(), r.used, r.limit), (0, "adm:rate", 1, 1));
+                assert!(r.retry_after.is_some_and(|w| w <= Duration::from_secs(10)), "how long until it fits: {:?}", r.retry_after);
+            }
+            other => panic!("the rate hold should refuse: {other:?}"),
+        }
+        assert_eq!(b.peer.task_get("a2").await.unwrap(), None, "no record");
+        assert_eq!(b.peer.usage(&scope("adm:queue", 2)).await.unwrap(), 1, "the place was not taken");
+        assert!(!b.peer.settle("p2", 0).await.unwrap(), "no hold p2");
+        assert_eq!(b.peer.log_read("adm:arrivals", None, 10).await.unwrap().len(), 1, "no line");
+        // A hold already held is left as it is (not counted twice); the others are taken.
+        let h3 = [place("p1"), place("p3")];
+        assert!(matches!(b.store.task_create(&task("a3", "p", "o", "m", 3), &CreateWith { holds: &h3, ..Default::default() }).await, Err(StoreError::Invalid(_))), "one scope in two holds is refused");
+        let h3 = [place("p1")];
+        assert_eq!(b.store.task_create(&task("a3", "p", "o", "m", 3), &CreateWith { holds: &h3, ..Default::default() }).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.peer.usage(&scope("adm:queue", 2)).await.unwrap(), 1, "p1 counted once");
+        // A task that exists takes no hold.
+        let h4 = [place("p4")];
+        assert_eq!(b.store.task_create(&task("a1", "p", "o", "m", 1), &CreateWith { holds: &h4, log: line("cy"), ..Default::default() }).await.unwrap(), Created::Exists);
+        assert_eq!(b.peer.usage(&scope("adm:queue", 2)).await.unwrap(), 1);
+        assert_eq!(b.peer.log_read("adm:arrivals", None, 10).await.unwrap().len(), 1);
+        // Holds taken with a record settle like any other.
+        assert!(b.peer.settle("p1", 0).await.unwrap());
+        assert_eq!(b.peer.usage(&scope("adm:queue", 2)).await.unwrap(), 0);
+        assert!(b.peer.settle("r1", 0).await.unwrap());
+        assert_eq!(b.peer.usage(&window).await.unwrap(), 0);
+        // A bad hold is refused before anything is written.
+        let bad = [req("neg", -1, vec![scope("adm:queue", 2)])];
+        assert!(matches!(b.store.task_create(&task("a5", "p", "o", "m", 5), &CreateWith { holds: &bad, ..Default::default() }).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.peer.task_get("a5").await.unwrap(), None);
     }
 
     pub async fn task_create_is_taken_only_while_its_condition_holds(b: Backend) {
@@ -334,26 +383,26 @@ mod cases {
         let lookup = || Lookup { key: "cond:token".into(), value: b"x".to_vec(), ttl: None };
         // Absent, as read: holds until something is written there (by another instance).
         let absent = Unchanged::of("cond:rules", None);
-        assert_eq!(b.store.task_create(&task("k1", "p", "o", "m", 1), &[], None, Some(&absent)).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.store.task_create(&task("k1", "p", "o", "m", 1), &CreateWith { unchanged: Some(&absent), ..Default::default() }).await.unwrap(), Created::Inserted(0));
         b.peer.kv_set("cond:rules", b"[1]", None).await.unwrap();
-        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &[lookup()], None, Some(&absent)).await.unwrap(), Created::Changed);
+        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &CreateWith { lookups: &[lookup()], unchanged: Some(&absent), ..Default::default() }).await.unwrap(), Created::Changed);
         assert_eq!(b.store.task_get("k2").await.unwrap(), None, "nothing written");
         assert_eq!(b.store.kv_get("cond:token").await.unwrap(), None, "not even the lookup");
         // A value, as read: holds while the value is byte for byte the same.
         let read = Unchanged::of("cond:rules", Some(b"[1]"));
-        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &[lookup()], None, Some(&read)).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.store.task_create(&task("k2", "p", "o", "m", 2), &CreateWith { lookups: &[lookup()], unchanged: Some(&read), ..Default::default() }).await.unwrap(), Created::Inserted(0));
         b.peer.kv_set("cond:rules", b"[1,2]", None).await.unwrap();
-        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&read)).await.unwrap(), Created::Changed);
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &CreateWith { unchanged: Some(&read), ..Default::default() }).await.unwrap(), Created::Changed);
         b.peer.kv_delete("cond:rules").await.unwrap();
-        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&read)).await.unwrap(), Created::Changed, "gone is a change");
-        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &[], None, Some(&absent)).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &CreateWith { unchanged: Some(&read), ..Default::default() }).await.unwrap(), Created::Changed, "gone is a change");
+        assert_eq!(b.store.task_create(&task("k3", "p", "o", "m", 3), &CreateWith { unchanged: Some(&absent), ..Default::default() }).await.unwrap(), Created::Inserted(0));
         // An expired value is no value.
         b.peer.kv_set("cond:short", b"v", Some(Duration::from_millis(50))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
         let short = Unchanged::of("cond:short", None);
-        assert_eq!(b.store.task_create(&task("k4", "p", "o", "m", 4), &[], None, Some(&short)).await.unwrap(), Created::Inserted(0));
+        assert_eq!(b.store.task_create(&task("k4", "p", "o", "m", 4), &CreateWith { unchanged: Some(&short), ..Default::default() }).await.unwrap(), Created::Inserted(0));
         let bent = Unchanged { key: "cond:rules".into(), sha1: Some("not hex".into()) };
-        assert!(matches!(b.store.task_create(&task("k5", "p", "o", "m", 5), &[], None, Some(&bent)).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_create(&task("k5", "p", "o", "m", 5), &CreateWith { unchanged: Some(&bent), ..Default::default() }).await, Err(StoreError::Invalid(_))));
     }
 
     pub async fn task_counts_follow_states(b: Backend) {

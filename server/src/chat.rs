@@ -4,8 +4,9 @@
 //! for byte. `"stream": true` is passed on chunk by chunk as it arrives (no buffering); the
 //! client going away drops the upstream request with it. Thin: authenticate, parse, admit
 //! through the core (catalog, the limit and its worst case, the rate guard's chat limits, cost
-//! rules: 404/422/429/402 before anything is sent), relay, and end the call — however the
-//! handler ends ([`Relay`]) — at what KIE's `usage` says it used.
+//! rules: 404/422/429/402 before anything is sent, in one store round trip), relay, and end
+//! the call — however the handler ends ([`Relay`]) — at what KIE's `usage` says it used, off
+//! the response path.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -70,14 +71,14 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
         let bytes = match read_capped(upstream, MAX_ANSWER).await {
             Ok(b) => b,
             Err(e) => {
-                call.finish(failed(502, &e)).await;
+                call.finish(failed(502, &e));
                 return kie_error(502, &format!("KIE's answer was cut off: {e}"));
             }
         };
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
         (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
-        call.finish(outcome).await;
+        call.finish(outcome);
         return dress((status, bytes).into_response());
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
@@ -122,7 +123,7 @@ fn stream_through(relay: Relay, upstream: reqwest::Response, relayed: Relayed) -
                 Some((Ok::<_, std::io::Error>(out), (upstream, relay, false)))
             }
             Some(Err(e)) => {
-                relay.finish(failed(502, &format!("the stream from KIE broke: {}", e.without_url()))).await;
+                relay.finish(failed(502, &format!("the stream from KIE broke: {}", e.without_url())));
                 let out = match relayed {
                     Relayed::Bytes => Err(std::io::Error::other("the stream from KIE broke")),
                     Relayed::Text => Ok(Bytes::from_static(b"event: failed\ndata: \"The stream from KIE broke off\"\n\n")),
@@ -130,7 +131,7 @@ fn stream_through(relay: Relay, upstream: reqwest::Response, relayed: Relayed) -
                 Some((out, (upstream, relay, true)))
             }
             None => {
-                relay.finish(ChatOutcome::Answered).await;
+                relay.finish(ChatOutcome::Answered);
                 None
             }
         }
@@ -170,7 +171,7 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
     let upstream = match send(&state, &mut call).await {
         Ok(r) if !r.status().is_success() => {
             let status = r.status().as_u16();
-            call.finish(failed(status, "KIE refused the draft")).await;
+            call.finish(failed(status, "KIE refused the draft"));
             return event("failed", &format!("KIE refused the draft ({status})"));
         }
         Ok(r) => r,
@@ -188,14 +189,14 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
 async fn send(state: &AppState, call: &mut Relay) -> Result<reqwest::Response, (u16, String)> {
     let Some(ticket) = &call.ticket else { return Err((500, "the call has ended already".into())) };
     let Some(kie) = &state.kie else {
-        call.finish(failed(503, "no KIE key")).await;
+        call.finish(failed(503, "no KIE key"));
         return Err((503, "Not configured: the Control Room has no KIE key".into()));
     };
     match kie.chat(&ticket.model, ticket.body.clone(), CHAT_TIMEOUT).await {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(error = %e, "chat: KIE could not be reached");
-            call.finish(failed(502, &e.to_string())).await;
+            call.finish(failed(502, &e.to_string()));
             Err((502, format!("KIE did not answer the chat call: {e}")))
         }
     }
@@ -205,17 +206,10 @@ fn failed(code: u16, msg: &str) -> ChatOutcome {
     ChatOutcome::Failed(code, msg.to_string())
 }
 
-/// Ends a call at what it used; a store failure is logged (the poller ends it later).
-async fn record_end(lc: &Lifecycle, ticket: ChatTicket, used: ChatEnd) {
-    if let Err(e) = lc.chat_end(ticket, used).await {
-        tracing::error!(error = %e, "chat: the call's end could not be recorded");
-    }
-}
-
-/// A call from its admission to its end, ended exactly once: when KIE's answer ends (or
-/// fails), or — if the client goes away first and this is dropped, before the first byte or
-/// mid-stream — as cancelled, at once in the background, with what arrived until then
-/// (KIE's usage if it came, else the whole hold): its slot is free within moments.
+/// A call from its admission to its end, ended exactly once, in the background: when KIE's
+/// answer ends (or fails), or — if the client goes away first and this is dropped, before the
+/// first byte or mid-stream — as cancelled, with what arrived until then (KIE's usage if it
+/// came, else the whole hold): its slot is free within moments.
 struct Relay {
     lc: Lifecycle,
     ticket: Option<ChatTicket>,
@@ -233,9 +227,10 @@ impl Relay {
         Some((ticket, ChatEnd { outcome, usage: self.scan.usage, answer_chars: self.scan.chars, first_byte_ms: self.first_byte }))
     }
 
-    async fn finish(&mut self, outcome: ChatOutcome) {
+    /// Ends the call once, in the background (off the response path).
+    fn finish(&mut self, outcome: ChatOutcome) {
         if let Some((ticket, used)) = self.end_of(outcome) {
-            record_end(&self.lc, ticket, used).await;
+            self.lc.chat_end_later(ticket, used);
         }
     }
 }
@@ -243,11 +238,7 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         // The client read `[DONE]` and left before the stream's end was polled: answered.
-        let outcome = if self.scan.done { ChatOutcome::Answered } else { ChatOutcome::Cancelled };
-        if let Some((ticket, used)) = self.end_of(outcome) {
-            let lc = self.lc.clone();
-            tokio::spawn(async move { record_end(&lc, ticket, used).await });
-        }
+        self.finish(if self.scan.done { ChatOutcome::Answered } else { ChatOutcome::Cancelled });
     }
 }
 

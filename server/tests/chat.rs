@@ -108,9 +108,18 @@ fn ask(stream: bool) -> Value {
     json!({"messages": [{"role": "system", "content": "You write shot prompts."}, {"role": "user", "content": "a lighthouse"}], "stream": stream, "max_tokens": 50})
 }
 
+/// The newest ended record whose id starts so (a call is ended just after its answer is
+/// handed over, off the response path: waited for, a few seconds at most).
 async fn record(c: &Console, id_prefix: &str) -> gateway::TaskRecord {
-    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
-    page.tasks.into_iter().find(|t| t.id.starts_with(id_prefix) && t.state.is_terminal()).expect("an ended chat record")
+    let started = Instant::now();
+    loop {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+        if let Some(t) = page.tasks.into_iter().find(|t| t.id.starts_with(id_prefix) && t.state.is_terminal()) {
+            return t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no ended chat record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -253,8 +262,13 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_an_answer_without
         assert!(answer.get("usage").is_none(), "this model reports no usage");
         assert!(!answer.to_string().contains(KEY));
     }
-    let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
-    let estimated = page.tasks.iter().find(|t| t.model == "gemini-2.5-flash").unwrap();
+    // Ended just after the answer was handed over (off the response path).
+    let ended = || async {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+        page.tasks.into_iter().filter(|t| t.model == "gemini-2.5-flash" && t.state.is_terminal()).collect::<Vec<_>>()
+    };
+    wait_until("both answered calls ended", 5, || async { ended().await.len() == 2 }).await;
+    let estimated = ended().await.remove(0);
     let usage = estimated.chat.clone().unwrap();
     assert!(usage.estimated && usage.prompt_tokens > 0 && usage.completion_tokens > 0, "{usage:?}");
     // Counted in the ledger and the metrics.

@@ -8,34 +8,41 @@
 //!   (the prompt's upper bound plus `n` answers at that limit); a model with no known price
 //!   holds the per-job cap that governs the caller and is sent at most its own limit;
 //! - the rate guard's chat rules (`RATE_GUARD_CHAT`: requests and tokens per window,
-//!   concurrent calls) are claimed through the store, waiting at most [`CHAT_WAIT`] (else 429
-//!   with how long to wait), so the console never causes an upstream 429;
-//! - the cost rules reserve the estimate (else 402);
-//! - a write-ahead record (state `generating`, `chat` set) is written and announced.
+//!   concurrent calls), the cost rules' hold of the estimate and a write-ahead record (state
+//!   `generating`, `chat` set) with its live event are taken in one atomic store step, one
+//!   round trip on Redis, under the cost rules kept in memory (the step is refused if they
+//!   changed, and judged again): a full rule waits at most [`CHAT_WAIT`] (else 429 with how
+//!   long to wait), so the console never causes an upstream 429; a cost rule refuses with
+//!   402; either way nothing is held.
 //!
 //! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
 //! about four characters a token, marked estimated — or, for a call the client left before its
-//! end, the whole hold, since KIE bills what it generated): money first (the ledger, keyed by
-//! the call, then the cost rules' hold settled to the actual cost), then the token window's
-//! hold settled to the real
-//! tokens and the concurrency slot freed, then the record. A record whose instance stopped
-//! mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
+//! end, the whole hold, since KIE bills what it generated): the concurrency slot freed, then
+//! the money (the ledger, keyed by the call, then the cost rules' hold settled to the actual
+//! cost), then the token window's hold settled to the real tokens, then the record. The relay
+//! ends a call off the response path ([`Lifecycle::chat_end_later`]). A record whose instance
+//! stopped mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-use crate::money::budget::{self, BudgetError};
+use crate::money::budget::{self, BudgetError, CostHold};
 use crate::money::catalog::Model;
 use crate::money::credits::Credits;
 use crate::secret::random_hex;
-use crate::store::{StoreError, StoreResult, now_ms};
-use crate::tasks::lifecycle::limits::Holds;
+use crate::store::{CreateWith, Created, StoreError, StoreResult, now_ms};
+use crate::tasks::lifecycle::limits::{Holds, rule_holds, wait_for};
 use crate::tasks::lifecycle::{Lifecycle, count_in_ledger};
 use crate::tasks::task::{ChargeBasis, ChatUsage, FailClass, TaskRecord, TaskState};
 
 use super::limit::{self, Decision};
 use super::usage::estimate_prompt_tokens;
 
+/// Times a call is judged again when the cost rules changed under it.
+const RULE_CHANGE_TRIES: u32 = 3;
 /// Longest a call waits for the rate guard before it is refused with 429.
 pub const CHAT_WAIT: Duration = Duration::from_secs(5);
 /// A call still recorded as running this long after it began was cut off by a stop.
@@ -201,53 +208,88 @@ impl Lifecycle {
 
     /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
     pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
-        let rules = self.cost_rules(true).await?;
-        let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body) {
-            Ok(p) => p,
-            Err(e) => {
-                if matches!(e, ChatError::OverBudget(_)) {
-                    self.options().metrics.budget_refused(budget::CapKind::PerJob);
-                }
-                return Err(e);
-            }
-        };
-        let ChatPlan { estimate, prompt_estimate: prompt, decision, body } = plan;
-        // Before anything is held: a body that cannot be written leaves nothing behind.
-        let body: bytes::Bytes = serde_json::to_vec(&body).map_err(|e| ChatError::Invalid(e.to_string()))?.into();
-        let out = decision.limit * decision.ask.n;
-        let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let mut rules = self.cost_rules(false).await?;
         let id = format!("chat_{}", random_hex(10));
-        // The rate guard first: a call it refuses holds no money.
         let (running_hold, tokens_hold) = (running_hold(&id), format!("chat-tokens:{id}"));
-        let ids = || Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
         let deadline = Instant::now() + CHAT_WAIT;
-        let holds = loop {
-            match self.claim_rules(self.chat_scopes(&model.id), ids(), (prompt + out) as i64).await? {
-                Ok(holds) => break holds,
-                Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
-                Err(wait) => {
-                    self.options().metrics.refused(crate::metrics::Refusal::RateLimited);
-                    return Err(ChatError::RateLimited(wait));
+        let mut tries = 0;
+        loop {
+            let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body) {
+                Ok(p) => p,
+                Err(e) => {
+                    if matches!(e, ChatError::OverBudget(_)) {
+                        self.options().metrics.budget_refused(budget::CapKind::PerJob);
+                    }
+                    return Err(e);
                 }
+            };
+            let ChatPlan { estimate, prompt_estimate: prompt, decision, body } = plan;
+            // Before anything is held: a body that cannot be written leaves nothing behind.
+            let body: bytes::Bytes = serde_json::to_vec(&body).map_err(|e| ChatError::Invalid(e.to_string()))?.into();
+            let out = decision.limit * decision.ask.n;
+            let streamed = req.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+            // The rate guard's chat rules, then the cost rules: taken with the record, or none.
+            let ids = Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
+            let mut holds = rule_holds(self.chat_scopes(&model.id), ids, (prompt + out) as i64);
+            let rate_holds = holds.len();
+            let cost = CostHold::plan(&rules.rules, &id, &req.owner, &req.project, estimate).map_err(|e| self.chat_over_budget(e))?;
+            holds.extend(cost.request.clone());
+            let t = self.chat_record(&id, &req, &model.id, &decision, estimate, streamed);
+            let announce = crate::tasks::events::announcement(&t)?;
+            let with = CreateWith { announce: Some(&announce), unchanged: Some(&rules.unchanged), holds: &holds, ..Default::default() };
+            let ticket = || ChatTicket {
+                id: id.clone(),
+                model: model.id.clone(),
+                streamed,
+                estimated_cost: estimate,
+                clamped: decision.clamped.clone(),
+                body: body.clone(),
+                started: Instant::now(),
+                prompt_estimate: prompt,
+                holds: holds[..rate_holds].iter().map(|h| h.id.clone()).collect(),
+                tokens_hold: tokens_hold.clone(),
+                running_hold: running_hold.clone(),
+            };
+            let created = match self.store().task_create(&t, &with).await {
+                Ok(c) => c,
+                // The step may have been taken before the store failed: the record says.
+                Err(e) => {
+                    return match self.store().task_get(&id).await {
+                        Ok(Some(_)) => Ok(ticket()),
+                        Ok(None) => Err(ChatError::Store(e)),
+                        Err(_) => {
+                            self.end_unsent(ticket());
+                            Err(ChatError::Store(e))
+                        }
+                    };
+                }
+            };
+            match created {
+                Created::Inserted(_) => return Ok(ticket()),
+                Created::Exists => return Err(ChatError::Store(StoreError::Invalid(format!("call id {id} already exists")))),
+                Created::Refused(i, r) if i < rate_holds => {
+                    let wait = wait_for(&r);
+                    if Instant::now() + wait > deadline {
+                        self.options().metrics.refused(crate::metrics::Refusal::RateLimited);
+                        return Err(ChatError::RateLimited(wait));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Created::Refused(_, r) => return Err(self.chat_over_budget(cost.refused(&r))),
+                Created::Changed if tries < RULE_CHANGE_TRIES => {
+                    tries += 1;
+                    rules = self.cost_rules(true).await?;
+                }
+                Created::Changed => return Err(ChatError::Store(StoreError::Unavailable("the cost rules kept changing while this call was admitted; nothing was sent".into()))),
             }
-        };
-        let store = self.store().as_ref();
-        let refused = |e: ChatError| async {
-            self.give_back(&holds).await?;
-            Err::<ChatTicket, ChatError>(e)
-        };
-        match budget::reserve(store, &rules.rules, &id, &req.owner, &req.project, estimate).await {
-            Ok(()) => {}
-            Err(BudgetError::Refused(msg, kind)) => {
-                self.options().metrics.budget_refused(kind);
-                return refused(ChatError::OverBudget(msg)).await;
-            }
-            Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => return refused(ChatError::Invalid(msg)).await,
-            Err(BudgetError::Store(e)) => return refused(ChatError::Store(e)).await,
         }
+    }
+
+    /// The write-ahead record of a call (state `generating`, `chat` set).
+    fn chat_record(&self, id: &str, req: &ChatRequest, model: &str, decision: &Decision, estimate: Credits, streamed: bool) -> TaskRecord {
         let now = now_ms();
-        let mut t = TaskRecord::new(id.clone(), req.owner.trim(), req.project.trim(), &model.id, now);
+        let mut t = TaskRecord::new(id.to_string(), req.owner.trim(), req.project.trim(), model, now);
+        let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let last_user = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or_default();
         t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": messages.len(), "max_tokens": decision.limit, "n": decision.ask.n, "stream": streamed });
         t.state = TaskState::Generating;
@@ -255,12 +297,58 @@ impl Lifecycle {
         t.estimated_cost = estimate;
         t.chat = Some(ChatUsage { streamed, ..Default::default() });
         t.note = Some("Chat call in progress".into());
-        let announce = crate::tasks::events::announcement(&t)?;
-        if let Err(e) = store.task_create(&t, &[], Some(&announce), None).await {
-            budget::settle(store, &id, Credits::ZERO).await.ok();
-            return refused(ChatError::Store(e)).await;
+        t
+    }
+
+    /// A cost rule's refusal, counted.
+    fn chat_over_budget(&self, e: BudgetError) -> ChatError {
+        match e {
+            BudgetError::Refused(msg, kind) => {
+                self.options().metrics.budget_refused(kind);
+                ChatError::OverBudget(msg)
+            }
+            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => ChatError::Invalid(msg),
+            BudgetError::Store(e) => ChatError::Store(e),
         }
-        Ok(ChatTicket { id, model: model.id.clone(), streamed, estimated_cost: estimate, clamped: decision.clamped, body, started: Instant::now(), prompt_estimate: prompt, holds, tokens_hold, running_hold })
+    }
+
+    /// A call that may have been recorded, but whose admission could not be confirmed, is
+    /// not sent: ended as failed at no cost once the store answers again (tried for a few
+    /// minutes; after that the poller ends it as abandoned).
+    fn end_unsent(&self, ticket: ChatTicket) {
+        let lc = self.clone();
+        tokio::spawn(async move {
+            let end = ChatEnd { outcome: ChatOutcome::Failed(503, "The store failed while the call was admitted; it was not sent".into()), usage: Some((0, 0)), answer_chars: 0, first_byte_ms: None };
+            let mut ticket = Some(ticket);
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let Some(t) = ticket.take() else { return };
+                match lc.store().task_get(&t.id).await {
+                    Ok(None) => return,
+                    Ok(Some(_)) => {
+                        if let Err(e) = lc.chat_end(t, end.clone()).await {
+                            tracing::warn!(error = %e, "cannot end an unsent chat call yet");
+                        }
+                        return;
+                    }
+                    Err(_) => ticket = Some(t),
+                }
+            }
+        });
+    }
+
+    /// [`Lifecycle::chat_end`] off the response path: recorded in the background once the
+    /// answer is handed over (a store failure is logged; the poller ends the call later). A
+    /// stopping instance waits for these ([`crate::tasks::lifecycle::Workers::stop`]).
+    pub fn chat_end_later(&self, ticket: ChatTicket, end: ChatEnd) {
+        let lc = self.clone();
+        let pending = self.chat_ends().enter();
+        tokio::spawn(async move {
+            if let Err(e) = lc.chat_end(ticket, end).await {
+                tracing::error!(error = %e, "chat: the call's end could not be recorded; the poller ends it");
+            }
+            drop(pending);
+        });
     }
 
     /// Ends an admitted call at what it used (see the module doc). Returns the record.
@@ -281,11 +369,14 @@ impl Lifecycle {
         let priced = model.is_some_and(|m| m.chat_cost(0, 0).is_some());
         let basis = if !estimated && priced { ChargeBasis::Measured } else { ChargeBasis::Estimate };
         let store = self.store().as_ref();
+        // The concurrency slot first, so a call waiting for it goes at once; then the money.
+        if ticket.holds.contains(&ticket.running_hold) {
+            store.settle(&ticket.running_hold, 0).await?;
+        }
         count_in_ledger(store, &ticket.id, spent).await?;
         let settled = budget::settle(store, &ticket.id, spent).await?;
-        for hold in &ticket.holds {
-            let keep = if *hold == ticket.tokens_hold { (prompt + completion) as i64 } else if *hold == ticket.running_hold { 0 } else { continue };
-            store.settle(hold, keep).await?;
+        if ticket.holds.contains(&ticket.tokens_hold) {
+            store.settle(&ticket.tokens_hold, (prompt + completion) as i64).await?;
         }
         let latency = ticket.elapsed_ms();
         let now = now_ms();
@@ -359,5 +450,41 @@ impl Lifecycle {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// Chat calls whose end is being recorded in the background.
+#[derive(Default)]
+pub struct EndsInFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One end in flight, counted until it is dropped.
+pub struct EndInFlight(std::sync::Arc<EndsInFlight>);
+
+impl EndsInFlight {
+    pub fn enter(self: &std::sync::Arc<Self>) -> EndInFlight {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        EndInFlight(self.clone())
+    }
+
+    /// Waits until no end is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let woken = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+impl Drop for EndInFlight {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }

@@ -14,5 +14,5 @@ pub mod call;
 pub mod limit;
 pub mod usage;
 
-pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, draft_key};
+pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, EndsInFlight, draft_key};
 pub use usage::{StreamScan, estimate_prompt_tokens};

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::team::accounts::{Actor, Role};
 use crate::team::audit;
 use crate::money::credits::Credits;
-use crate::store::{ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, Unchanged, edit_doc, now_ms, read_doc};
+use crate::store::{Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, Unchanged, edit_doc, now_ms, read_doc};
 
 /// The stored list of rules.
 const RULES_KEY: &str = "costrules";
@@ -246,53 +246,78 @@ fn hold_id(task_id: &str) -> String {
     format!("budget:{task_id}")
 }
 
+/// The hold a task's estimate takes under the cost rules that govern its owner in its project:
+/// one reservation against each day and total cap, held under the task's id. Decided in
+/// memory ([`CostHold::plan`]), taken by [`reserve`] or with the record itself
+/// ([`crate::store::CreateWith::holds`]).
+#[derive(Debug, Clone)]
+pub struct CostHold {
+    /// `None` when no day or total cap applies (nothing to hold).
+    pub request: Option<ReserveRequest>,
+    /// Each scope's rule and cap kind, in the request's order (for a refusal's words).
+    labels: Vec<(String, CapKind)>,
+    estimate: Credits,
+}
+
+impl CostHold {
+    /// Checks `estimate` against every per-job cap that applies (a refusal names the rule, the
+    /// estimate and the cap) and plans the hold.
+    pub fn plan(rules: &[CostRule], task_id: &str, owner: &str, project: &str, estimate: Credits) -> Result<CostHold, BudgetError> {
+        let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
+        for r in &applicable {
+            if let Some(cap) = r.per_job
+                && estimate > cap
+            {
+                return Err(BudgetError::Refused(format!(
+                    "Refused by the cost rule \"{} — {}\": this task is estimated at {}; one job may cost at most {}.",
+                    r.target.label(),
+                    CapKind::PerJob.label(),
+                    money(estimate),
+                    money(cap)
+                ), CapKind::PerJob));
+            }
+        }
+        let (labels, scopes): (Vec<_>, Vec<_>) = applicable.iter().flat_map(|r| r.scopes().map(move |(k, s)| ((r.target.label(), k), s))).unzip();
+        let request = (!scopes.is_empty()).then(|| ReserveRequest {
+            id: hold_id(task_id),
+            amount: estimate.milli(),
+            scopes,
+            // Settled when the task ends (within the give-up time); the TTL only keeps a hold
+            // whose task vanished from staying forever.
+            hold_ttl: Some(HOLD_TTL),
+        });
+        Ok(CostHold { request, labels, estimate })
+    }
+
+    /// What the store's refusal of this hold means: the rule, what is used, what is left and
+    /// what the task needs.
+    pub fn refused(&self, refusal: &Refusal) -> BudgetError {
+        let Some((rule, kind)) = self.labels.get(refusal.scope) else {
+            return BudgetError::Store(StoreError::Corrupt("a refusal named a scope the hold does not have".into()));
+        };
+        let (used, cap) = (Credits(refusal.used), Credits(refusal.limit));
+        let when = if *kind == CapKind::PerDay { " in the last 24 h" } else { "" };
+        BudgetError::Refused(format!(
+            "Refused by the cost rule \"{rule} — {}\": {} used of {}{when}, {} left; this task needs {}.",
+            kind.label(),
+            money(used),
+            money(cap),
+            money(Credits((cap.0 - used.0).max(0))),
+            money(self.estimate)
+        ), *kind)
+    }
+}
+
 /// Checks `estimate` against every rule that applies to `owner` in `project` and reserves it
-/// against each day and total cap in one atomic step, held under the task's id. A refusal
-/// names the rule, what is used, what is left and what the task needs; nothing is held then.
-/// Reserving again for the same task changes nothing.
+/// ([`CostHold`]) in one atomic step. A refusal names the rule, what is used, what is left
+/// and what the task needs; nothing is held then. Reserving again for the same task changes
+/// nothing.
 pub async fn reserve(store: &dyn Store, rules: &[CostRule], task_id: &str, owner: &str, project: &str, estimate: Credits) -> Result<(), BudgetError> {
-    let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
-    for r in &applicable {
-        if let Some(cap) = r.per_job
-            && estimate > cap
-        {
-            return Err(BudgetError::Refused(format!(
-                "Refused by the cost rule \"{} — {}\": this task is estimated at {}; one job may cost at most {}.",
-                r.target.label(),
-                CapKind::PerJob.label(),
-                money(estimate),
-                money(cap)
-            ), CapKind::PerJob));
-        }
-    }
-    let labelled: Vec<(&CostRule, CapKind, Scope)> = applicable.iter().flat_map(|r| r.scopes().map(move |(k, s)| (*r, k, s))).collect();
-    if labelled.is_empty() {
-        return Ok(());
-    }
-    let req = ReserveRequest {
-        id: hold_id(task_id),
-        amount: estimate.milli(),
-        scopes: labelled.iter().map(|(_, _, s)| s.clone()).collect(),
-        // Settled when the task ends (within the give-up time); the TTL only keeps a hold
-        // whose task vanished from staying forever.
-        hold_ttl: Some(HOLD_TTL),
-    };
-    match store.reserve(&req).await? {
+    let hold = CostHold::plan(rules, task_id, owner, project, estimate)?;
+    let Some(req) = &hold.request else { return Ok(()) };
+    match store.reserve(req).await? {
         ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
-        ReserveOutcome::Refused(refusal) => {
-            let (rule, kind, _) = labelled.get(refusal.scope).ok_or_else(|| StoreError::Corrupt("reserve named a scope it was not given".into()))?;
-            let (used, cap) = (Credits(refusal.used), Credits(refusal.limit));
-            let when = if *kind == CapKind::PerDay { " in the last 24 h" } else { "" };
-            Err(BudgetError::Refused(format!(
-                "Refused by the cost rule \"{} — {}\": {} used of {}{when}, {} left; this task needs {}.",
-                rule.target.label(),
-                kind.label(),
-                money(used),
-                money(cap),
-                money(Credits((cap.0 - used.0).max(0))),
-                money(estimate)
-            ), *kind))
-        }
+        ReserveOutcome::Refused(refusal) => Err(hold.refused(&refusal)),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use super::{Created, CreateWith, EventStream, LogEntry, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
@@ -373,6 +373,78 @@ fn counter_bump(tx: &WriteTransaction, key: &str, delta: i64, new_expiry: u64, n
     Ok(value)
 }
 
+/// Whether a reservation fits now (see [`Store::reserve`]).
+enum Fit {
+    /// A hold with its id exists already.
+    Held,
+    Fits,
+    Refused(Refusal),
+}
+
+/// Checks every scope of `req` (pruning what aged out of its windows, which changes no live
+/// sum) without claiming anything.
+fn hold_fit(tx: &WriteTransaction, req: &ReserveRequest, now: u64) -> StoreResult<Fit> {
+    if tx.open_table(HOLDS)?.get(req.id.as_str())?.is_some_and(|g| live(g.value().0, now)) {
+        return Ok(Fit::Held);
+    }
+    for (i, s) in req.scopes.iter().enumerate() {
+        let used = match s.window {
+            Some(w) => window_prune(tx, &s.key, w.as_millis() as u64, now)?,
+            None => counter_value(tx, &s.key, now)?,
+        };
+        // Checked: a sum past i64 (impossible within MAX_AMOUNT) refuses, never wraps.
+        let after = used.checked_add(req.amount);
+        if after.is_none_or(|a| a > s.limit) {
+            let need = after.map_or(i64::MAX, |a| a - s.limit);
+            let retry_after = match s.window {
+                Some(w) if req.amount <= s.limit => window_retry(tx, &s.key, w.as_millis() as u64, need, now)?,
+                _ => None,
+            };
+            return Ok(Fit::Refused(Refusal { scope: i, key: s.key.clone(), used, limit: s.limit, retry_after }));
+        }
+    }
+    Ok(Fit::Fits)
+}
+
+/// Claims `req` in every scope and keeps the hold (after [`hold_fit`] said it fits).
+fn hold_take(tx: &WriteTransaction, req: &ReserveRequest, now: u64) -> StoreResult<()> {
+    let mut hold = Hold { amount: req.amount, scopes: Vec::with_capacity(req.scopes.len()) };
+    for s in &req.scopes {
+        match s.window {
+            Some(w) => {
+                tx.open_table(WINDOWS)?.insert((s.key.as_str(), now, req.id.as_str()), req.amount)?;
+                tx.open_table(WINDOW_IDS)?.insert((s.key.as_str(), req.id.as_str()), now)?;
+                window_add(tx, &s.key, req.amount)?;
+                hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: w.as_millis() as u64 });
+            }
+            None => {
+                counter_bump(tx, &s.key, req.amount, 0, now)?;
+                hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: 0 });
+            }
+        }
+    }
+    let json = serde_json::to_vec(&hold).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    tx.open_table(HOLDS)?.insert(req.id.as_str(), (deadline(req.hold_ttl), json.as_slice()))?;
+    Ok(())
+}
+
+/// Appends to a log and drops what is beyond its bound; returns the entry's number.
+fn log_add(tx: &WriteTransaction, log: &str, entry: &[u8], keep: usize) -> StoreResult<u64> {
+    let mut seqs = tx.open_table(LOG_SEQ)?;
+    let seq = seqs.get(log)?.map_or(0, |g| g.value()) + 1;
+    seqs.insert(log, seq)?;
+    let mut logs = tx.open_table(LOGS)?;
+    logs.insert((log, seq), entry)?;
+    // Drop what is beyond the bound (at most a few per append once the log is full).
+    if let Some(cut) = seq.checked_sub(keep as u64) {
+        let old: Vec<u64> = logs.range((log, 0)..=(log, cut))?.map(|r| r.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+        for s in old {
+            logs.remove((log, s))?;
+        }
+    }
+    Ok(seq)
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     fn backend(&self) -> &'static str {
@@ -387,34 +459,51 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created> {
-        check::create(task, lookups, announce, unchanged)?;
+    async fn task_create(&self, task: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<Created> {
+        check::create(task, with)?;
         let json = serde_json::to_vec(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let (task, lookups, announce, unchanged) = (task.clone(), lookups.to_vec(), announce.cloned(), unchanged.cloned());
+        let task = task.clone();
+        let (lookups, announce, unchanged, holds) = (with.lookups.to_vec(), with.announce.cloned(), with.unchanged.cloned(), with.holds.to_vec());
+        let line = with.log.map(|l| (l.log.to_string(), l.entry.to_vec(), l.keep));
         let written = self
             .write(move |tx| {
+                let now = now_ms();
                 if let Some(u) = unchanged {
-                    let now = now_ms();
                     let kv = tx.open_table(KV)?;
                     let current = kv.get(u.key.as_str())?.filter(|g| live(g.value().0, now)).map(|g| g.value().1.to_vec());
                     if Unchanged::of(&u.key, current.as_deref()) != u {
                         return Ok(Err(Created::Changed));
                     }
                 }
-                let mut tasks = tx.open_table(TASKS)?;
-                if tasks.get(task.id.as_str())?.is_some() {
+                if tx.open_table(TASKS)?.get(task.id.as_str())?.is_some() {
                     return Ok(Err(Created::Exists));
                 }
-                tasks.insert(task.id.as_str(), json.as_slice())?;
-                drop(tasks);
+                // Every hold must fit before anything is claimed (only window pruning, which
+                // changes no live sum, is committed on a refusal).
+                let mut take = Vec::with_capacity(holds.len());
+                for (i, h) in holds.iter().enumerate() {
+                    match hold_fit(tx, h, now)? {
+                        Fit::Held => {}
+                        Fit::Fits => take.push(h),
+                        Fit::Refused(r) => return Ok(Err(Created::Refused(i, r))),
+                    }
+                }
+                for h in take {
+                    hold_take(tx, h, now)?;
+                }
+                tx.open_table(TASKS)?.insert(task.id.as_str(), json.as_slice())?;
                 index_add(tx, &task)?;
-                let mut kv = tx.open_table(KV)?;
-                for l in &lookups {
-                    kv.insert(l.key.as_str(), (deadline(l.ttl), l.value.as_slice()))?;
+                {
+                    let mut kv = tx.open_table(KV)?;
+                    for l in &lookups {
+                        kv.insert(l.key.as_str(), (deadline(l.ttl), l.value.as_slice()))?;
+                    }
+                }
+                if let Some((log, entry, keep)) = &line {
+                    log_add(tx, log, entry, *keep)?;
                 }
                 let Some(a) = announce else { return Ok(Ok((0, None))) };
-                drop(kv);
-                let seq = counter_bump(tx, &a.seq_key, 1, 0, now_ms())? as u64;
+                let seq = counter_bump(tx, &a.seq_key, 1, 0, now)? as u64;
                 let msg = a.message(seq);
                 tx.open_table(KV)?.insert(format!("{}{seq}", a.log_prefix).as_str(), (deadline(Some(a.keep)), msg.as_slice()))?;
                 Ok(Ok((seq, Some((a.channel, msg)))))
@@ -600,22 +689,7 @@ impl Store for EmbeddedStore {
         check::log(log, keep)?;
         check::value(entry)?;
         let (log, entry) = (log.to_string(), entry.to_vec());
-        self.write(move |tx| {
-            let mut seqs = tx.open_table(LOG_SEQ)?;
-            let seq = seqs.get(log.as_str())?.map_or(0, |g| g.value()) + 1;
-            seqs.insert(log.as_str(), seq)?;
-            let mut logs = tx.open_table(LOGS)?;
-            logs.insert((log.as_str(), seq), entry.as_slice())?;
-            // Drop what is beyond the bound (at most a few per append once the log is full).
-            if let Some(cut) = seq.checked_sub(keep as u64) {
-                let old: Vec<u64> = logs.range((log.as_str(), 0)..=(log.as_str(), cut))?.map(|r| r.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
-                for s in old {
-                    logs.remove((log.as_str(), s))?;
-                }
-            }
-            Ok(seq)
-        })
-        .await
+        self.write(move |tx| log_add(tx, &log, &entry, keep)).await
     }
 
     async fn log_read(&self, log: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<LogEntry>> {
@@ -639,48 +713,14 @@ impl Store for EmbeddedStore {
         let req = req.clone();
         self.write(move |tx| {
             let now = now_ms();
-            {
-                let holds = tx.open_table(HOLDS)?;
-                if holds.get(req.id.as_str())?.is_some_and(|g| live(g.value().0, now)) {
-                    return Ok(ReserveOutcome::AlreadyHeld);
+            Ok(match hold_fit(tx, &req, now)? {
+                Fit::Held => ReserveOutcome::AlreadyHeld,
+                Fit::Refused(r) => ReserveOutcome::Refused(r),
+                Fit::Fits => {
+                    hold_take(tx, &req, now)?;
+                    ReserveOutcome::Reserved
                 }
-            }
-            for (i, s) in req.scopes.iter().enumerate() {
-                let used = match s.window {
-                    Some(w) => window_prune(tx, &s.key, w.as_millis() as u64, now)?,
-                    None => counter_value(tx, &s.key, now)?,
-                };
-                // Checked: a sum past i64 (impossible within MAX_AMOUNT) refuses, never wraps.
-                let after = used.checked_add(req.amount);
-                if after.is_none_or(|a| a > s.limit) {
-                    let need = after.map_or(i64::MAX, |a| a - s.limit);
-                    let retry_after = match s.window {
-                        Some(w) if req.amount <= s.limit => window_retry(tx, &s.key, w.as_millis() as u64, need, now)?,
-                        _ => None,
-                    };
-                    // Refused: no claim is written; only the pruning of aged-out window
-                    // entries above is committed, which changes no live sum.
-                    return Ok(ReserveOutcome::Refused(Refusal { scope: i, key: s.key.clone(), used, limit: s.limit, retry_after }));
-                }
-            }
-            let mut hold = Hold { amount: req.amount, scopes: Vec::with_capacity(req.scopes.len()) };
-            for s in &req.scopes {
-                match s.window {
-                    Some(w) => {
-                        tx.open_table(WINDOWS)?.insert((s.key.as_str(), now, req.id.as_str()), req.amount)?;
-                        tx.open_table(WINDOW_IDS)?.insert((s.key.as_str(), req.id.as_str()), now)?;
-                        window_add(tx, &s.key, req.amount)?;
-                        hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: w.as_millis() as u64 });
-                    }
-                    None => {
-                        counter_bump(tx, &s.key, req.amount, 0, now)?;
-                        hold.scopes.push(HoldScope { key: s.key.clone(), window_ms: 0 });
-                    }
-                }
-            }
-            let json = serde_json::to_vec(&hold).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            tx.open_table(HOLDS)?.insert(req.id.as_str(), (deadline(req.hold_ttl), json.as_slice()))?;
-            Ok(ReserveOutcome::Reserved)
+            })
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    Announcement, Created, EventStream, LogEntry, Lookup, ReserveOutcome, ReserveRequest, Scope, Store, StoreResult, Unchanged,
+    CreateWith, Created, EventStream, LogEntry, ReserveOutcome, ReserveRequest, Scope, Store, StoreResult,
 };
 use crate::metrics::Metrics;
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
@@ -48,7 +48,7 @@ macro_rules! timed_store {
 timed_store! {
     ping() -> StoreResult<()>;
     task_insert(task: &TaskRecord) -> StoreResult<bool>;
-    task_create(task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created>;
+    task_create(task: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<Created>;
     task_get(id: &str) -> StoreResult<Option<TaskRecord>>;
     task_update(task: &TaskRecord) -> StoreResult<Option<u64>>;
     task_delete(id: &str, version: u64) -> StoreResult<bool>;

@@ -42,6 +42,8 @@ use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most scopes one reservation may touch.
 pub const MAX_SCOPES: usize = 16;
+/// Most holds one [`Store::task_create`] takes.
+pub const MAX_HOLDS: usize = 8;
 /// Largest amount one reservation or settlement may carry (2^46, about 7·10^13 — $350 M in
 /// milli-credits). Every sum stays exact on both backends (Redis' Lua counts in doubles,
 /// exact to 2^53) and far from `i64` overflow.
@@ -145,8 +147,34 @@ impl Unchanged {
     }
 }
 
+/// What [`Store::task_create`] writes with a new record, all in the same atomic step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateWith<'a> {
+    /// Key/value entries, with their TTLs (a callback token's lookup).
+    pub lookups: &'a [Lookup],
+    /// The record's live event.
+    pub announce: Option<&'a Announcement>,
+    /// Taken only while this holds (the cost rules the task was judged under).
+    pub unchanged: Option<&'a Unchanged>,
+    /// Reservations that must all fit for the record to be written: a queue place, the rate
+    /// guard's slots, the cost rules' hold. Each is taken as [`Store::reserve`] would (one
+    /// already held is left as it is); if any would be refused, nothing is written. No scope
+    /// may appear in two of them.
+    pub holds: &'a [ReserveRequest],
+    /// An entry appended to a log once the record is written (the queue's arrivals).
+    pub log: Option<LogLine<'a>>,
+}
+
+/// An entry for [`Store::log_append`], written by [`Store::task_create`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogLine<'a> {
+    pub log: &'a str,
+    pub entry: &'a [u8],
+    pub keep: usize,
+}
+
 /// What [`Store::task_create`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     /// Inserted, with its announcement's number (0 without one).
     Inserted(u64),
@@ -154,6 +182,8 @@ pub enum Created {
     Exists,
     /// The [`Unchanged`] condition no longer held; nothing changed.
     Changed,
+    /// The hold at this index of [`CreateWith::holds`] would be refused; nothing changed.
+    Refused(usize, Refusal),
 }
 
 /// A message numbered by a counter as it is written: `{before}{n}{after}`, where `n` is the
@@ -199,14 +229,15 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a new record (write-ahead). `Ok(false)` if a task with this id exists already,
     /// in which case nothing changes.
     async fn task_insert(&self, task: &TaskRecord) -> StoreResult<bool> {
-        Ok(self.task_create(task, &[], None, None).await? == Created::Inserted(0))
+        Ok(self.task_create(task, &CreateWith::default()).await? == Created::Inserted(0))
     }
 
-    /// [`Store::task_insert`], the `lookups` (key/value entries with their TTLs) and a
-    /// numbered [`Announcement`], all in one atomic step: one round trip on Redis, one
-    /// transaction on the embedded store. The hot path of a submission. Taken only while
-    /// `unchanged` holds (if given); see [`Created`] for the outcomes.
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created>;
+    /// [`Store::task_insert`] with everything a submission writes ([`CreateWith`]: lookups,
+    /// a numbered [`Announcement`], the holds that admit it, a log entry), all in one atomic
+    /// step: one round trip on Redis, one transaction on the embedded store. The hot path of
+    /// a submission and of a chat call. Taken only while `unchanged` holds (if given) and
+    /// every hold fits; see [`Created`] for the outcomes.
+    async fn task_create(&self, task: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<Created>;
 
     async fn task_get(&self, id: &str) -> StoreResult<Option<TaskRecord>>;
 
@@ -382,8 +413,25 @@ pub(crate) mod check {
         Ok(())
     }
 
-    pub fn create(t: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<()> {
+    pub fn create(t: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<()> {
+        let CreateWith { lookups, announce, unchanged, holds, log: line } = *with;
         task(t)?;
+        if holds.len() > MAX_HOLDS {
+            return Err(StoreError::Invalid(format!("at most {MAX_HOLDS} holds with one record, got {}", holds.len())));
+        }
+        for (i, h) in holds.iter().enumerate() {
+            reserve(h)?;
+            if holds[..i].iter().any(|g| g.id == h.id) {
+                return Err(StoreError::Invalid(format!("hold {} appears twice", h.id)));
+            }
+            if let Some(s) = h.scopes.iter().find(|s| holds[..i].iter().flat_map(|g| &g.scopes).any(|o| o.key == s.key)) {
+                return Err(StoreError::Invalid(format!("scope {} appears in two holds", s.key)));
+            }
+        }
+        if let Some(l) = line {
+            log(l.log, l.keep)?;
+            value(l.entry)?;
+        }
         if let Some(u) = unchanged {
             key(&u.key)?;
             if u.sha1.as_ref().is_some_and(|h| h.len() != 40 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {

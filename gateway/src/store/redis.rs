@@ -23,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Announcement, Created, EventStream, LogEntry, Lookup, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use super::{Created, CreateWith, EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
@@ -31,14 +31,17 @@ const LIST_BATCH: usize = 256;
 /// Most index members one listing examines before it returns a short page with a cursor.
 const LIST_SCAN_CAP: usize = 10_000;
 
-/// Lua: `task_create` — unless the condition failed or the task exists, insert it and add it
-/// to its indexes, then the lookups, then a numbered announcement (`task_insert` is this with
-/// none of them).
+/// Lua: `task_create` — unless the condition failed, the task exists or a hold does not fit,
+/// take the holds, insert the task and add it to its indexes, then the lookups, the log entry
+/// and a numbered announcement (`task_insert` is this with none of them).
 /// KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key, the
-/// condition's key.
+/// condition's key, per hold (its key, 3 per scope), the log's key and its sequence key.
 /// ARGV: json, member, version, n, m, (value, ttl ms or 0)×m, announce (0/1), before, after,
-/// keep ms, log key prefix, channel, condition ('' none, '-' absent, else the SHA-1).
-/// Returns -2 if the condition failed, -1 if the task exists, else the number (0: none).
+/// keep ms, log key prefix, channel, condition ('' none, '-' absent, else the SHA-1), the
+/// number of holds, per hold (id, amount, ttl ms, scopes, (limit, window ms)×scopes), log
+/// (0/1), entry, keep.
+/// Returns {-2} if the condition failed, {-1} if the task exists, {-3, hold, scope, used,
+/// limit, retry ms or -1} if a hold does not fit, else {the announcement's number (0: none)}.
 const TASK_CREATE: &str = r#"
 local n, m = tonumber(ARGV[4]), tonumber(ARGV[5])
 local a = 6 + 2 * m
@@ -46,12 +49,26 @@ local cond = ARGV[a + 6]
 if cond ~= '' then
   local cur = redis.call('GET', KEYS[3 + n + m])
   if cond == '-' then
-    if cur then return -2 end
+    if cur then return {-2} end
   elseif not cur or redis.sha1hex(cur) ~= cond then
-    return -2
+    return {-2}
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+local k, g = 4 + n + m, a + 8
+local take = {}
+local now = 0
+if tonumber(ARGV[a + 7]) > 0 then now = now_ms() end
+for i = 1, tonumber(ARGV[a + 7]) do
+  local scopes = tonumber(ARGV[g + 3])
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    local refused = hold_fit(k, g, now)
+    if refused then return {-3, i - 1, refused[1], refused[2], refused[3], refused[4]} end
+    take[#take + 1] = {k, g}
+  end
+  k, g = k + 1 + 3 * scopes, g + 4 + 2 * scopes
+end
+for _, h in ipairs(take) do hold_take(h[1], h[2], now) end
 local idx = {}
 for i = 2, 1 + n do
   redis.call('ZADD', KEYS[i], 0, ARGV[2])
@@ -62,12 +79,13 @@ for j = 1, m do
   local ttl = tonumber(ARGV[5 + 2 * j])
   if ttl > 0 then redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j], 'PX', ttl) else redis.call('SET', KEYS[1 + n + j], ARGV[4 + 2 * j]) end
 end
-if ARGV[a] ~= '1' then return 0 end
+if ARGV[g] == '1' then log_add(KEYS[k], KEYS[k + 1], ARGV[g + 1], ARGV[g + 2]) end
+if ARGV[a] ~= '1' then return {0} end
 local seq = redis.call('INCRBY', KEYS[2 + n + m], 1)
 local msg = ARGV[a + 1] .. seq .. ARGV[a + 2]
 redis.call('SET', ARGV[a + 4] .. seq, msg, 'PX', ARGV[a + 3])
 redis.call('PUBLISH', ARGV[a + 5], msg)
-return seq
+return {seq}
 "#;
 
 /// Lua: compare-and-set a task, moving its index entries.
@@ -102,8 +120,9 @@ redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// Lua helpers shared by the reservation scripts: the server clock and a window's live sum.
-const WINDOW_LIB: &str = r#"
+/// Lua helpers shared by the scripts: the server clock, a window's live sum, a hold's check
+/// and claim, a log's append.
+const LUA_LIB: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -123,6 +142,62 @@ local function window_sum(main, aux, sum, win, now)
   end
   return tonumber(redis.call('GET', sum) or '0')
 end
+-- A hold's arguments start at KEYS[k] (the hold's key, then main, aux and sum per scope) and
+-- ARGV[g] (id, amount, hold ttl ms or 0, scopes, then limit and window ms or 0 per scope).
+-- Whether it fits: nil, or {scope index from 0, used, limit, retry ms or -1}.
+local function hold_fit(k, g, now)
+  local amount, n = tonumber(ARGV[g + 1]), tonumber(ARGV[g + 3])
+  for i = 1, n do
+    local main, aux, sum = KEYS[k + 3 * i - 2], KEYS[k + 3 * i - 1], KEYS[k + 3 * i]
+    local limit, win = tonumber(ARGV[g + 2 + 2 * i]), tonumber(ARGV[g + 3 + 2 * i])
+    local used
+    if win > 0 then used = window_sum(main, aux, sum, win, now) else used = tonumber(redis.call('GET', main) or '0') end
+    if used + amount > limit then
+      local retry = -1
+      if win > 0 and amount <= limit then
+        local need, freed = used + amount - limit, 0
+        local entries = redis.call('ZRANGE', main, 0, -1, 'WITHSCORES')
+        for j = 1, #entries, 2 do
+          freed = freed + tonumber(redis.call('HGET', aux, entries[j]) or '0')
+          if freed >= need then retry = tonumber(entries[j + 1]) + win - now; break end
+        end
+      end
+      return {i - 1, used, limit, retry}
+    end
+  end
+  return nil
+end
+-- Claims a hold that fits in every scope and keeps it (what settling it needs).
+local function hold_take(k, g, now)
+  local id, amount, hold_ttl, n = ARGV[g], tonumber(ARGV[g + 1]), tonumber(ARGV[g + 2]), tonumber(ARGV[g + 3])
+  local lines = {tostring(amount)}
+  for i = 1, n do
+    local main, aux, sum, win = KEYS[k + 3 * i - 2], KEYS[k + 3 * i - 1], KEYS[k + 3 * i], tonumber(ARGV[g + 3 + 2 * i])
+    if win > 0 then
+      redis.call('ZADD', main, now, id)
+      redis.call('HSET', aux, id, amount)
+      redis.call('INCRBY', sum, amount)
+      redis.call('PEXPIRE', main, win)
+      redis.call('PEXPIRE', aux, win)
+      redis.call('PEXPIRE', sum, win)
+    else
+      redis.call('INCRBY', main, amount)
+    end
+    lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. sum .. '\t' .. win
+  end
+  if hold_ttl > 0 then
+    redis.call('SET', KEYS[k], table.concat(lines, '\n'), 'PX', hold_ttl)
+  else
+    redis.call('SET', KEYS[k], table.concat(lines, '\n'))
+  end
+end
+-- Appends to a log and drops what is beyond the bound; returns the new sequence number.
+local function log_add(log, seqkey, entry, keep)
+  local seq = redis.call('INCR', seqkey)
+  redis.call('ZADD', log, seq, seq .. '|' .. entry)
+  redis.call('ZREMRANGEBYRANK', log, 0, -(tonumber(keep) + 1))
+  return seq
+end
 "#;
 
 /// Lua: all-or-nothing reservation.
@@ -130,47 +205,11 @@ end
 /// ARGV: id, amount, hold ttl ms (0 = none), n, then per scope (limit, window ms or 0)
 /// Returns {0} reserved, {1} already held, {2, scope index, used, limit, retry ms or -1}.
 const RESERVE: &str = r#"
-local id, amount, hold_ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
 local now = now_ms()
-for i = 1, n do
-  local main, aux, sum = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
-  local limit, win = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
-  local used
-  if win > 0 then used = window_sum(main, aux, sum, win, now) else used = tonumber(redis.call('GET', main) or '0') end
-  if used + amount > limit then
-    local retry = -1
-    if win > 0 and amount <= limit then
-      local need, freed = used + amount - limit, 0
-      local entries = redis.call('ZRANGE', main, 0, -1, 'WITHSCORES')
-      for j = 1, #entries, 2 do
-        freed = freed + tonumber(redis.call('HGET', aux, entries[j]) or '0')
-        if freed >= need then retry = tonumber(entries[j + 1]) + win - now; break end
-      end
-    end
-    return {2, i - 1, used, limit, retry}
-  end
-end
-local lines = {tostring(amount)}
-for i = 1, n do
-  local main, aux, sum, win = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1], tonumber(ARGV[4 + 2 * i])
-  if win > 0 then
-    redis.call('ZADD', main, now, id)
-    redis.call('HSET', aux, id, amount)
-    redis.call('INCRBY', sum, amount)
-    redis.call('PEXPIRE', main, win)
-    redis.call('PEXPIRE', aux, win)
-    redis.call('PEXPIRE', sum, win)
-  else
-    redis.call('INCRBY', main, amount)
-  end
-  lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. sum .. '\t' .. win
-end
-if hold_ttl > 0 then
-  redis.call('SET', KEYS[1], table.concat(lines, '\n'), 'PX', hold_ttl)
-else
-  redis.call('SET', KEYS[1], table.concat(lines, '\n'))
-end
+local refused = hold_fit(1, 1, now)
+if refused then return {2, refused[1], refused[2], refused[3], refused[4]} end
+hold_take(1, 1, now)
 return {0}
 "#;
 
@@ -237,10 +276,7 @@ return 0
 /// Lua: append to a log and drop what is beyond the bound.
 /// KEYS: log, sequence. ARGV: entry, keep. Returns the new sequence number.
 const LOG_APPEND: &str = r#"
-local seq = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-return seq
+return log_add(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 "#;
 
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
@@ -259,9 +295,9 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Self {
-        let with_lib = |body: &str| Script::new(&format!("{WINDOW_LIB}\n{body}"));
+        let with_lib = |body: &str| Script::new(&format!("{LUA_LIB}\n{body}"));
         Scripts {
-            task_create: Script::new(TASK_CREATE),
+            task_create: with_lib(TASK_CREATE),
             task_update: Script::new(TASK_UPDATE),
             task_delete: Script::new(TASK_DELETE),
             reserve: with_lib(RESERVE),
@@ -270,7 +306,7 @@ impl Scripts {
             counter_add: Script::new(COUNTER_ADD),
             lease_acquire: Script::new(LEASE_ACQUIRE),
             lease_release: Script::new(LEASE_RELEASE),
-            log_append: Script::new(LOG_APPEND),
+            log_append: with_lib(LOG_APPEND),
         }
     }
 }
@@ -374,9 +410,34 @@ impl RedisStore {
         }
     }
 
+    /// A hold's keys for the Lua library's `hold_fit`/`hold_take`: its own, then each scope's.
+    fn hold_keys(&self, inv: &mut redis::ScriptInvocation<'_>, req: &ReserveRequest) {
+        inv.key(self.k("h", &req.id));
+        for s in &req.scopes {
+            let [main, aux, sum] = self.scope_keys(s);
+            inv.key(main).key(aux).key(sum);
+        }
+    }
+
     fn decode(raw: &str) -> StoreResult<TaskRecord> {
         serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("task record: {e}")))
     }
+}
+
+/// A hold's arguments for the Lua library's `hold_fit`/`hold_take`.
+fn hold_args(inv: &mut redis::ScriptInvocation<'_>, req: &ReserveRequest) {
+    inv.arg(&req.id).arg(req.amount).arg(req.hold_ttl.map_or(0, ms)).arg(req.scopes.len());
+    for s in &req.scopes {
+        inv.arg(s.limit).arg(s.window.map_or(0, ms));
+    }
+}
+
+/// A refusal as `hold_fit` reports it: scope index, used, limit, retry ms or -1.
+fn refusal(req: &ReserveRequest, answer: &[i64]) -> StoreResult<Refusal> {
+    let [i, used, limit, retry] = answer else { return Err(StoreError::Corrupt(format!("a refusal reads {answer:?}"))) };
+    let scope = usize::try_from(*i).ok().filter(|i| *i < req.scopes.len()).ok_or_else(|| StoreError::Corrupt("a refusal's scope index".into()))?;
+    let retry_after = (*retry >= 0).then(|| Duration::from_millis(*retry as u64));
+    Ok(Refusal { scope, key: req.scopes[scope].key.clone(), used: *used, limit: *limit, retry_after })
 }
 
 #[async_trait]
@@ -390,8 +451,9 @@ impl Store for RedisStore {
         if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("redis answered {pong:?} to PING"))) }
     }
 
-    async fn task_create(&self, task: &TaskRecord, lookups: &[Lookup], announce: Option<&Announcement>, unchanged: Option<&Unchanged>) -> StoreResult<Created> {
-        check::create(task, lookups, announce, unchanged)?;
+    async fn task_create(&self, task: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<Created> {
+        check::create(task, with)?;
+        let CreateWith { lookups, announce, unchanged, holds, log } = *with;
         let json = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let index_keys = task.index_keys();
         let mut inv = self.scripts.task_create.key(self.k("t", &task.id));
@@ -403,6 +465,10 @@ impl Store for RedisStore {
         }
         inv.key(self.k("c", announce.map_or("-", |a| a.seq_key.as_str())));
         inv.key(self.k("kv", unchanged.map_or("-", |u| u.key.as_str())));
+        for h in holds {
+            self.hold_keys(&mut inv, h);
+        }
+        inv.key(self.k("lg", log.map_or("-", |l| l.log))).key(self.k("lgs", log.map_or("-", |l| l.log)));
         inv.arg(json).arg(task.index_member()).arg(task.version).arg(index_keys.len()).arg(lookups.len());
         for l in lookups {
             inv.arg(l.value.as_slice()).arg(l.ttl.map_or(0, ms));
@@ -412,11 +478,24 @@ impl Store for RedisStore {
             None => inv.arg(0).arg("").arg("").arg(0).arg("").arg(""),
         };
         inv.arg(unchanged.map_or("", |u| u.sha1.as_deref().unwrap_or("-")));
-        let n: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(match n {
-            -2 => Created::Changed,
-            -1 => Created::Exists,
-            n => Created::Inserted(u64::try_from(n).unwrap_or(0)),
+        inv.arg(holds.len());
+        for h in holds {
+            hold_args(&mut inv, h);
+        }
+        match log {
+            Some(l) => inv.arg(1).arg(l.entry).arg(l.keep),
+            None => inv.arg(0).arg("").arg(0),
+        };
+        let r: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(match r.as_slice() {
+            [-2] => Created::Changed,
+            [-1] => Created::Exists,
+            [-3, hold, rest @ ..] => {
+                let hold = usize::try_from(*hold).ok().filter(|h| *h < holds.len()).ok_or_else(|| StoreError::Corrupt("task_create: hold index".into()))?;
+                Created::Refused(hold, refusal(&holds[hold], rest)?)
+            }
+            [n] => Created::Inserted(u64::try_from(*n).unwrap_or(0)),
+            other => return Err(StoreError::Corrupt(format!("task_create script answered {other:?}"))),
         })
     }
 
@@ -600,25 +679,14 @@ impl Store for RedisStore {
 
     async fn reserve(&self, req: &ReserveRequest) -> StoreResult<ReserveOutcome> {
         check::reserve(req)?;
-        let mut inv = self.scripts.reserve.key(self.k("h", &req.id));
-        for s in &req.scopes {
-            let [main, aux, sum] = self.scope_keys(s);
-            inv.key(main).key(aux).key(sum);
-        }
-        inv.arg(&req.id).arg(req.amount).arg(req.hold_ttl.map_or(0, ms)).arg(req.scopes.len());
-        for s in &req.scopes {
-            inv.arg(s.limit).arg(s.window.map_or(0, ms));
-        }
+        let mut inv = self.scripts.reserve.prepare_invoke();
+        self.hold_keys(&mut inv, req);
+        hold_args(&mut inv, req);
         let r: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
         match r.as_slice() {
             [0] => Ok(ReserveOutcome::Reserved),
             [1] => Ok(ReserveOutcome::AlreadyHeld),
-            [2, i, used, limit, retry] => {
-                let scope = usize::try_from(*i).map_err(|_| StoreError::Corrupt("reserve: scope index".into()))?;
-                let key = req.scopes.get(scope).map(|s| s.key.clone()).unwrap_or_default();
-                let retry_after = (*retry >= 0).then(|| Duration::from_millis(*retry as u64));
-                Ok(ReserveOutcome::Refused(Refusal { scope, key, used: *used, limit: *limit, retry_after }))
-            }
+            [2, rest @ ..] => Ok(ReserveOutcome::Refused(refusal(req, rest)?)),
             other => Err(StoreError::Corrupt(format!("reserve script answered {other:?}"))),
         }
     }

@@ -38,6 +38,35 @@ fn running_hold(task_id: &str) -> String {
     format!("running:{task_id}")
 }
 
+/// The reservations that claim every one of `rules` under the hold ids given (`tokens` of
+/// each token window): one per kind, each with its own hold, since a running slot lasts until
+/// the task ends and a window slot until the window passes.
+pub(crate) fn rule_holds(rules: Vec<(LimitRule, Scope)>, ids: Holds, tokens: i64) -> Vec<ReserveRequest> {
+    let (mut running, mut requests, mut token_scopes) = (Vec::new(), Vec::new(), Vec::new());
+    for (rule, scope) in rules {
+        match rule {
+            LimitRule::Concurrent { .. } => running.push(scope),
+            LimitRule::Requests { .. } => requests.push(scope),
+            LimitRule::Tokens { .. } => token_scopes.push(scope),
+        }
+    }
+    [(running, ids.running, 1), (requests, ids.requests, 1), (token_scopes, ids.tokens, tokens)]
+        .into_iter()
+        .filter(|(scopes, _, _)| !scopes.is_empty())
+        .map(|(scopes, id, amount)| {
+            // A task larger than a whole window is counted as filling it, so it still goes.
+            let amount = scopes.iter().map(|s| s.limit).fold(amount, i64::min);
+            let hold_ttl = scopes.iter().filter_map(|s| s.window).max();
+            ReserveRequest { id, amount, scopes, hold_ttl }
+        })
+        .collect()
+}
+
+/// How long until a refused rule would fit (a full concurrency rule: look again shortly).
+pub(crate) fn wait_for(refusal: &crate::store::Refusal) -> Duration {
+    refusal.retry_after.unwrap_or(CONCURRENT_RETRY).max(Duration::from_millis(1))
+}
+
 impl Lifecycle {
     /// Each rule with the store scope it is held in (windows widened by the safety margin).
     pub fn guard_scopes(&self) -> Vec<(LimitRule, Scope)> {
@@ -103,34 +132,14 @@ impl Lifecycle {
     /// or says how long until the first that is full would fit; a refused claim gives back
     /// what it took. Returns the holds taken.
     pub(crate) async fn claim_rules(&self, rules: Vec<(LimitRule, Scope)>, ids: Holds, tokens: i64) -> StoreResult<Result<Vec<String>, Duration>> {
-        let store = &self.0.store;
         let mut taken: Vec<String> = Vec::new();
-        // One reservation per kind, each with its own hold: a running slot lasts until the
-        // task ends, a window slot until the window passes.
-        let (mut running, mut requests, mut token_scopes) = (Vec::new(), Vec::new(), Vec::new());
-        for (rule, scope) in rules {
-            match rule {
-                LimitRule::Concurrent { .. } => running.push(scope),
-                LimitRule::Requests { .. } => requests.push(scope),
-                LimitRule::Tokens { .. } => token_scopes.push(scope),
-            }
-        }
-        let steps = [(running, ids.running, 1), (requests, ids.requests, 1), (token_scopes, ids.tokens, tokens)];
-        for (scopes, id, amount) in steps {
-            if scopes.is_empty() {
-                continue;
-            }
-            // A task larger than a whole window is counted as filling it, so it still goes.
-            let amount = scopes.iter().map(|s| s.limit).fold(amount, i64::min);
-            let hold_ttl = scopes.iter().filter_map(|s| s.window).max();
-            let req = ReserveRequest { id: id.clone(), amount, scopes, hold_ttl };
-            match store.reserve(&req).await? {
-                ReserveOutcome::Reserved => taken.push(id),
+        for req in rule_holds(rules, ids, tokens) {
+            match self.0.store.reserve(&req).await? {
+                ReserveOutcome::Reserved => taken.push(req.id),
                 ReserveOutcome::AlreadyHeld => {}
                 ReserveOutcome::Refused(r) => {
                     self.give_back(&taken).await?;
-                    let wait = r.retry_after.unwrap_or(CONCURRENT_RETRY);
-                    return Ok(Err(wait.max(Duration::from_millis(1))));
+                    return Ok(Err(wait_for(&r)));
                 }
             }
         }

@@ -167,6 +167,8 @@ struct Inner {
     lanes: std::sync::Mutex<queue::Lanes>,
     /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
     shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tasks::fair_share::Share>>)>>,
+    /// Chat calls being ended in the background (a stop waits for them).
+    chat_ends: Arc<crate::chat::EndsInFlight>,
 }
 
 /// Where a change to a settled record (its deletion) is announced to every instance.
@@ -204,6 +206,7 @@ impl Lifecycle {
             settled: Watched::new(store_for_cache, SETTLED_KEEP, SETTLED_MAX),
             lanes: Default::default(),
             shares: Default::default(),
+            chat_ends: Default::default(),
         }))
     }
 
@@ -400,6 +403,11 @@ impl Lifecycle {
         crate::store::watched::announce(self.0.store.as_ref(), SETTLED_CHANNEL, id).await
     }
 
+    /// Chat calls being ended in the background.
+    pub(crate) fn chat_ends(&self) -> &Arc<crate::chat::EndsInFlight> {
+        &self.0.chat_ends
+    }
+
     /// Whether the workers were asked to stop.
     pub(crate) fn stopping(&self) -> bool {
         self.0.stopping.load(std::sync::atomic::Ordering::Relaxed)
@@ -435,6 +443,10 @@ impl Workers {
     pub async fn stop(mut self) {
         self.lifecycle.0.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         self.lifecycle.0.settled.stop_and_wait().await;
+        // Chat calls answered just before the stop are counted now, not by the poller later.
+        if tokio::time::timeout(DISPATCH_DRAIN, self.lifecycle.0.chat_ends.idle()).await.is_err() {
+            tracing::warn!("chat calls still being ended at the stop; the poller ends them");
+        }
         self.lifecycle.0.wake_dispatcher.notify_one();
         if let Some(mut d) = self.dispatcher.take()
             && tokio::time::timeout(DISPATCH_DRAIN, &mut d).await.is_err()

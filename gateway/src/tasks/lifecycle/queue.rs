@@ -30,9 +30,9 @@ use crate::tasks::task::{TaskRecord, TaskState};
 /// Most queued tasks one snapshot looks at.
 const MAX_SNAPSHOT: usize = 5000;
 /// Where each submission's owner is appended once its record is written.
-const ARRIVALS: &str = "queue:arrivals";
+pub(super) const ARRIVALS: &str = "queue:arrivals";
 /// Arrivals kept (an instance further behind than this scans the queue instead).
-const ARRIVALS_KEPT: usize = 10_000;
+pub(super) const ARRIVALS_KEPT: usize = 10_000;
 /// Arrivals read per page.
 const ARRIVALS_PAGE: usize = 500;
 /// The head of each lane read per round (at least; more when few owners wait).
@@ -145,15 +145,6 @@ pub(crate) struct Lanes {
 }
 
 impl Lifecycle {
-    /// Notes that `owner` has a task queued (its record is written): every instance's
-    /// dispatcher puts them in the rotation. A failure is logged: the queue's pages and the
-    /// next scan find the task anyway.
-    pub(super) async fn note_arrival(&self, owner: &str) {
-        if let Err(e) = self.0.store.log_append(ARRIVALS, owner.as_bytes(), ARRIVALS_KEPT).await {
-            tracing::warn!(error = %e, "cannot note a queue arrival; the dispatcher's scans will find it");
-        }
-    }
-
     /// The owners with queued work: those known, with every arrival since the last call (or,
     /// if the log moved past it, a scan of the whole queue, oldest first, at any depth).
     async fn queued_owners(&self) -> StoreResult<Vec<String>> {

@@ -3,18 +3,18 @@
 //! a project's fair share may set its own, see [`crate::tasks::fair_share`]).
 //!
 //! A place in the queue is a reservation of 1 against the owner's scope, keyed by the task,
-//! taken in one atomic store step before the record is written, so the quota holds across
-//! every instance: a create beyond it is refused (KIE's 429, with `Retry-After`) and nothing
-//! is recorded. The place is given back when the task leaves the queue — marked sending to
-//! KIE, cancelled, failed, or taken back — and settling is idempotent, so a repeat is a
-//! no-op. The scope is a window of [`PLACE_LIFE`]: a place whose task was never written (the
-//! instance stopped between the two steps) ages out instead of counting for ever.
+//! taken in the same atomic store step as the record, so the quota holds across every
+//! instance: a create beyond it is refused (KIE's 429, with `Retry-After`) and nothing is
+//! recorded. The place is given back when the task leaves the queue — marked sending to KIE,
+//! cancelled or failed — and settling is idempotent, so a repeat is a no-op. The scope is a
+//! window of [`PLACE_LIFE`]: a place that is never given back (its instance stopped as the
+//! task left the queue) ages out instead of counting for ever.
 
 use std::time::Duration;
 
 use super::Lifecycle;
 use super::submit::SubmitError;
-use crate::store::{ReserveOutcome, ReserveRequest, Scope, StoreResult};
+use crate::store::{Refusal, ReserveRequest, Scope, StoreResult};
 
 /// `QUEUE_MAX_PER_OWNER`'s default.
 pub const DEFAULT_QUEUE_MAX_PER_OWNER: u32 = 1000;
@@ -36,23 +36,27 @@ pub fn owner_scope(owner: &str, project: Option<&str>, limit: u32) -> Scope {
     Scope { key, limit: i64::from(limit), window: Some(PLACE_LIFE) }
 }
 
+/// A task's place in its owner's queue: the hold written with its record.
+pub(super) struct QueuePlace {
+    pub request: ReserveRequest,
+    /// The quota it counts against.
+    max: u32,
+}
+
 impl Lifecycle {
-    /// Takes a place in the queue for `task_id`, or refuses with how long to wait. No quota
-    /// (`0`): nothing to take.
-    pub(super) async fn take_queue_place(&self, owner: &str, project: &str, task_id: &str) -> Result<(), SubmitError> {
+    /// The place in the queue `task_id` takes; `None` with no quota (`0`).
+    pub(super) async fn queue_place(&self, owner: &str, project: &str, task_id: &str) -> StoreResult<Option<QueuePlace>> {
         let own = crate::tasks::fair_share::own_quota(&self.fair_shares().await?, project);
         let (max, scope) = match own {
             Some(max) => (max, owner_scope(owner, Some(project), max)),
             None => (self.0.opts.queue_max_per_owner, owner_scope(owner, None, self.0.opts.queue_max_per_owner)),
         };
-        if max == 0 {
-            return Ok(());
-        }
-        let req = ReserveRequest { id: place_id(task_id), amount: 1, scopes: vec![scope], hold_ttl: Some(PLACE_LIFE) };
-        match self.0.store.reserve(&req).await? {
-            ReserveOutcome::Reserved | ReserveOutcome::AlreadyHeld => Ok(()),
-            ReserveOutcome::Refused(r) => Err(SubmitError::QueueFull { waiting: r.used, max, retry_after: self.place_frees_in() }),
-        }
+        Ok((max > 0).then(|| QueuePlace { request: ReserveRequest { id: place_id(task_id), amount: 1, scopes: vec![scope], hold_ttl: Some(PLACE_LIFE) }, max }))
+    }
+
+    /// The refusal of a place: how many wait, and how long until one frees.
+    pub(super) fn queue_full(&self, place: &QueuePlace, refusal: &Refusal) -> SubmitError {
+        SubmitError::QueueFull { waiting: refusal.used, max: place.max, retry_after: self.place_frees_in() }
     }
 
     /// Gives a task's place back (it left the queue); harmless when there is none.

@@ -1,31 +1,28 @@
-//! Submitting a task: validate, write the record (write-ahead, state `queued`), reserve its
-//! estimate under the cost rules, wake the dispatcher. Nothing reaches KIE here, so the caller
-//! gets its task id at once; the dispatcher sends it when the rate guard allows. Retry
-//! re-submits a failed task as a new task linked to the old one.
+//! Submitting a task: validate, then one atomic store step — its place in the owner's queue,
+//! the hold of its estimate under the cost rules, the record (write-ahead, state `queued`),
+//! its callback token's lookup, its arrival in the queue's log and its live event — and wake
+//! the dispatcher. Nothing reaches KIE here, so the caller gets its task id at once; the
+//! dispatcher sends it when the rate guard allows. Retry re-submits a failed task as a new
+//! task linked to the old one.
 //!
-//! With cost rules, the record is written *budget pending* (the dispatcher leaves it alone)
-//! before the reservation, then cleared, so a crash between any two steps is resolved:
-//! - refused, or the store failed: the record is deleted (retried for a few seconds), so a
-//!   refused submission leaves nothing; if it cannot be deleted the caller is told the task
-//!   may still run ([`SubmitError::InDoubt`]) rather than "nothing was recorded";
-//! - the instance stopped before finishing: the dispatcher, seeing a pending record older
-//!   than [`PENDING_GRACE`], reserves again (idempotent, keyed by the task) and clears it, or
-//!   fails it as "Over budget".
+//! The step is taken only under the cost rules it was judged by (kept in memory, stated to the
+//! store as a condition), and only if every hold fits: a refusal writes nothing. If the store
+//! fails, the record is looked up: found, the task was admitted whole; absent, nothing was
+//! recorded; if even that cannot be read, the caller is told the task may still run
+//! ([`SubmitError::InDoubt`]). A record written *budget pending* by an older version (the
+//! record, then the hold) is still resolved by the dispatcher after [`PENDING_GRACE`].
 
 use serde_json::Value;
 
 use super::{LOOKUP_TTL, Lifecycle, token_key};
+use crate::money::budget::{self, BudgetError, CostHold};
 use crate::money::catalog::{MAX_INPUT_BYTES, MAX_PROMPT_CHARS};
 use crate::secret::random_hex;
-use crate::money::budget::{self, BudgetError};
-use crate::store::{Created, StoreError, now_ms};
+use crate::store::{CreateWith, Created, LogLine, ReserveRequest, StoreError, now_ms};
 use crate::tasks::task::{FailClass, RelayCallback, TaskRecord, TaskState};
 
 /// How old a budget-pending record must be before the dispatcher takes it as abandoned.
 pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Attempts at taking back a submission the store failed half-way (every 250 ms).
-const TAKE_BACK_TRIES: u32 = 12;
 
 /// Times a submission is judged again when the cost rules changed under it.
 const RULE_CHANGE_TRIES: u32 = 3;
@@ -239,44 +236,8 @@ impl Lifecycle {
         t.retry_of = s.retry_of;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
-        let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
-        // Its place in the owner's queue first (refused: nothing recorded), given back if the
-        // record is not written.
-        self.take_queue_place(&t.owner, &t.project, &t.id).await?;
-        let judged = match self.write_record(&mut t, token, estimate).await {
-            Ok(judged) => judged,
-            Err(e) => {
-                if let Err(free) = self.free_queue_place(&t.id).await {
-                    tracing::warn!(task = %t.id, error = %free, "cannot give a queue place back; it ages out");
-                }
-                return Err(e);
-            }
-        };
-        // In the rotation of every instance's dispatcher.
-        self.note_arrival(&t.owner).await;
-        let rules = &judged.rules;
-        if t.budget_pending {
-            // From here the record exists: a refusal or a store failure takes it back, and if
-            // even that cannot be done the caller is told the task may still run.
-            let reserved = match budget::reserve(self.0.store.as_ref(), rules, &t.id, &t.owner, &t.project, t.estimated_cost).await {
-                Ok(()) => self.clear_budget_pending(&t.id).await.map_err(SubmitError::Store),
-                Err(BudgetError::Refused(msg, kind)) => {
-                    self.0.opts.metrics.budget_refused(kind);
-                    Err(SubmitError::OverBudget(msg))
-                }
-                Err(BudgetError::Invalid(msg) | BudgetError::Forbidden(msg)) => Err(SubmitError::Invalid(msg)),
-                Err(BudgetError::Store(e)) => Err(SubmitError::Store(e)),
-            };
-            match reserved {
-                Ok(cleared) => t = cleared.unwrap_or(t),
-                Err(e) => {
-                    let taken_back = self.take_back(&t).await;
-                    return Err(match e {
-                        SubmitError::Store(_) if !taken_back => SubmitError::InDoubt(t.id),
-                        other => other,
-                    });
-                }
-            }
+        let governed = self.write_record(&mut t, estimate).await?;
+        if governed {
             self.raise_alerts(t.owner.clone(), t.project.clone(), None);
         }
         tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %crate::team::accounts::log_name(&t.owner), "task recorded");
@@ -284,11 +245,13 @@ impl Lifecycle {
         Ok(t)
     }
 
-    /// Writes the record, its callback token's lookup and (unless a cost rule still has to
-    /// admit it) its live event: one atomic step, one round trip on Redis, taken only if the
-    /// cost rules it was judged under (kept in memory) are still the stored ones. Returns
-    /// those rules.
-    async fn write_record(&self, t: &mut TaskRecord, token: crate::store::Lookup, estimate: Option<crate::Credits>) -> Result<std::sync::Arc<budget::RulesRead>, SubmitError> {
+    /// Writes the record with everything that admits it (see the module doc): one atomic
+    /// step, one round trip on Redis, taken only if the cost rules it was judged under (kept
+    /// in memory) are still the stored ones. Returns whether a cost rule governs it.
+    async fn write_record(&self, t: &mut TaskRecord, estimate: Option<crate::Credits>) -> Result<bool, SubmitError> {
+        let token = crate::store::Lookup { key: token_key(&t.callback_token), value: t.id.as_bytes().to_vec(), ttl: Some(LOOKUP_TTL) };
+        let place = self.queue_place(&t.owner, &t.project, &t.id).await?;
+        let arrival = LogLine { log: super::queue::ARRIVALS, entry: t.owner.as_bytes(), keep: super::queue::ARRIVALS_KEPT };
         let mut judged = self.cost_rules(false).await?;
         let mut tries = 0;
         loop {
@@ -304,11 +267,30 @@ impl Lifecycle {
                     return Err(invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model)));
                 }
             };
-            t.budget_pending = budget::governs(&judged.rules, &t.owner, &t.project);
-            let announce = if t.budget_pending { None } else { Some(crate::tasks::events::announcement(t)?) };
-            match self.0.store.task_create(t, std::slice::from_ref(&token), announce.as_ref(), Some(&judged.unchanged)).await? {
-                Created::Inserted(_) => return Ok(judged),
+            let cost = CostHold::plan(&judged.rules, &t.id, &t.owner, &t.project, t.estimated_cost).map_err(|e| self.over_budget(e))?;
+            let holds: Vec<ReserveRequest> = place.iter().map(|p| p.request.clone()).chain(cost.request.clone()).collect();
+            let announce = crate::tasks::events::announcement(t)?;
+            let with = CreateWith { lookups: std::slice::from_ref(&token), announce: Some(&announce), unchanged: Some(&judged.unchanged), holds: &holds, log: Some(arrival) };
+            let created = match self.0.store.task_create(t, &with).await {
+                Ok(c) => c,
+                // The step may have been taken before the store failed: the record says.
+                Err(e) => {
+                    return match self.0.store.task_get(&t.id).await {
+                        Ok(Some(_)) => Ok(budget::governs(&judged.rules, &t.owner, &t.project)),
+                        Ok(None) => Err(SubmitError::Store(e)),
+                        Err(_) => Err(SubmitError::InDoubt(t.id.clone())),
+                    };
+                }
+            };
+            match created {
+                Created::Inserted(_) => return Ok(budget::governs(&judged.rules, &t.owner, &t.project)),
                 Created::Exists => return Err(StoreError::Invalid(format!("task id {} already exists", t.id)).into()),
+                Created::Refused(i, r) => {
+                    return Err(match place.as_ref().filter(|_| i == 0) {
+                        Some(place) => self.queue_full(place, &r),
+                        None => self.over_budget(cost.refused(&r)),
+                    });
+                }
                 Created::Changed if tries < RULE_CHANGE_TRIES => {
                     tries += 1;
                     judged = self.cost_rules(true).await?;
@@ -318,30 +300,16 @@ impl Lifecycle {
         }
     }
 
-    /// Takes back a submission that was written but not admitted: deletes the record (at the
-    /// version written, so a record the dispatcher already moved on is left alone), then
-    /// releases any hold it took. Tried for a few seconds, so a store that blinks (a Redis
-    /// restart) does not leave it behind. `true` if it is gone.
-    async fn take_back(&self, t: &TaskRecord) -> bool {
-        for attempt in 0..TAKE_BACK_TRIES {
-            let gone = async {
-                let gone = self.0.store.task_delete(&t.id, t.version).await? || self.0.store.task_get(&t.id).await?.is_none();
-                if gone {
-                    // Only once the record is gone: a task that may still run keeps its hold.
-                    budget::settle(self.0.store.as_ref(), &t.id, crate::Credits::ZERO).await?;
-                    self.free_queue_place(&t.id).await?;
-                    let _ = self.0.store.kv_delete(&token_key(&t.callback_token)).await;
-                }
-                Ok::<_, StoreError>(gone)
+    /// A cost rule's refusal, counted.
+    fn over_budget(&self, e: BudgetError) -> SubmitError {
+        match e {
+            BudgetError::Refused(msg, kind) => {
+                self.0.opts.metrics.budget_refused(kind);
+                SubmitError::OverBudget(msg)
             }
-            .await;
-            match gone {
-                Ok(gone) => return gone,
-                Err(e) => tracing::warn!(task = %t.id, error = %e, attempt, "cannot take back a refused submission yet"),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => SubmitError::Invalid(msg),
+            BudgetError::Store(e) => SubmitError::Store(e),
         }
-        false
     }
 
     async fn clear_budget_pending(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
