@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The relay's overhead, measured side by side by a load generator in its own process: wrk
 # (Debian's, installed when missing) against kie-sim directly and through the Control Room's
-# relay, 1 and 32 connections, createTask and recordInfo (of a task in flight and of one that
-# has ended), on each store. Everything runs on this machine's loopback: a private
-# redis-server (append-only file on, as production), kie-sim with its limits lifted, a
-# control-room with RATE_GUARD=100000/10s on that Redis, then one on the embedded store.
+# relay, 1 and 32 connections, createTask, recordInfo (of a task in flight and of one that
+# has ended) and a plain chat completion, on each store. Everything runs on this machine's
+# loopback: a private redis-server (append-only file on, as production), kie-sim with its limits lifted, a
+# control-room with RATE_GUARD=100000/10s and a total cost rule on that Redis, then one on the
+# embedded store.
 #
 #   scripts/bench-relay.sh            # 8 s per row; prints a Markdown table for docs/benchmarks.md
 #   SECONDS_PER_ROW=3 scripts/bench-relay.sh
@@ -17,6 +18,8 @@ row_secs="${SECONDS_PER_ROW:-8}"
 if [ -n "${BENCH_SMOKE:-}" ] && [ "${BENCH_SMOKE}" != 0 ]; then row_secs=1; fi
 
 . scripts/loopback.sh
+# A studio runs with caps: a total cost rule on the bench project, far above what a run spends.
+export COST_RULE_USD=100000000
 
 if ! command -v wrk >/dev/null; then
   command -v apt-get >/dev/null || die "wrk is missing; install it with your package manager"
@@ -57,6 +60,15 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 EOF
+# A plain chat completion: the relay admits it (catalog, the answer's limit, the rate guard's
+# chat rules, the cost rules, the write-ahead record) in one store step and ends it after the
+# answer is handed over.
+chat_model="gemini-3-flash"
+cat >"$work/chat.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"messages":[{"role":"user","content":"a lighthouse at dusk, slow push in"}],"max_tokens":64}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
 
 # µs from wrk's "50%  103.00us" style figures.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /[0-9]s$/) print n * 1000000; else print n }'; }
@@ -84,8 +96,11 @@ for store in redis embedded; do
   direct_ended="$(ended_task "$sim" "$sim_key")"
   relay_ended="$(ended_task "$relay" "$relay_key")"
   for conns in 1 32; do
-    for call in "recordInfo (running)" "recordInfo (ended)" createTask; do
+    for call in "recordInfo (running)" "recordInfo (ended)" createTask "chat (plain)"; do
       case "$call" in
+        "chat (plain)")
+          read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/$chat_model/v1/chat/completions" "$sim_key" "$work/chat.lua")"
+          read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/$chat_model/v1/chat/completions" "$relay_key" "$work/chat.lua")" ;;
         createTask)
           read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/api/v1/jobs/createTask" "$sim_key" "$work/create.lua")"
           read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/api/v1/jobs/createTask" "$relay_key" "$work/create.lua")" ;;

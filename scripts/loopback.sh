@@ -43,7 +43,7 @@ start_sim() {
   local port
   port="$(free_port)"
   sim_key="loopback-upstream-key"
-  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 >"$work/sim.log" 2>&1 &
+  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 --chat-requests-per-min 4000000000 --chat-tokens-per-min 4000000000 >"$work/sim.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
   sim="http://127.0.0.1:$port"
@@ -55,11 +55,18 @@ start_sim() {
 start_console() { # store
   # A queue quota far above what the benchmarks queue from one key: the quota's reservation is
   # on the path measured, and no answer measured is a 429.
-  local env=(DATA_DIR="$work/data-$1" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" QUEUE_MAX_PER_OWNER=1000000 RUST_LOG=warn)
+  # The language models' rules are kept (their claims are on the path measured), far above
+  # what a run sends.
+  local env=(DATA_DIR="$work/data-$1" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" QUEUE_MAX_PER_OWNER=1000000 RUST_LOG=warn
+    RATE_GUARD_CHAT="concurrent:100000,requests:100000000/1m,tokens:1000000000000/1m")
   cr_port="$(free_port)"
   [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
   relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
   [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
+  # With COST_RULE_USD set, a total cap on project `bench` (its hold is then on the path).
+  if [ -n "${COST_RULE_USD:-}" ]; then
+    env "${env[@]}" ./target/release/control-room budget set --project bench --total "$COST_RULE_USD" >/dev/null || die "could not set the cost rule ($1 store)"
+  fi
   env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
   cr_pid=$!
   pids+=("$cr_pid")

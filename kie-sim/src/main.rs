@@ -29,13 +29,26 @@ struct Cli {
     /// recordInfo requests per key per second.
     #[arg(long, default_value_t = 10)]
     record_info_per_sec: u32,
+    /// Chat completions per key per minute.
+    #[arg(long, default_value_t = 600)]
+    chat_requests_per_min: u32,
+    /// Chat tokens (prompt + completion) per key per minute.
+    #[arg(long, default_value_t = 1_000_000)]
+    chat_tokens_per_min: u32,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let cli = Cli::parse();
-    let settings = kie_sim::Settings { rate_limit: cli.rate_limit, rate_window_ms: cli.rate_window_ms, record_info_per_sec: cli.record_info_per_sec, ..Default::default() };
+    let settings = kie_sim::Settings {
+        rate_limit: cli.rate_limit,
+        rate_window_ms: cli.rate_window_ms,
+        record_info_per_sec: cli.record_info_per_sec,
+        chat_requests_per_min: cli.chat_requests_per_min,
+        chat_tokens_per_min: cli.chat_tokens_per_min,
+        ..Default::default()
+    };
     let sim = kie_sim::Sim::new(settings);
     sim.add_account(&cli.key, cli.balance, cli.hmac_key.as_deref());
     sim.world().clock.set_speed(cli.speed.max(1e-3));
