@@ -111,3 +111,84 @@ async fn a_receipts_lines_come_a_page_at_a_time_each_once() {
     assert_eq!(all.lines.iter().map(|l| l.task_id.clone()).collect::<Vec<_>>(), ids, "the receipt lists what the pages give, in order");
     assert!(receipts::LinePages::new("no/such", None, None, None).is_err(), "a malformed project is refused");
 }
+
+/// Folded tasks of project `busy`: 600 ended five days ago, 4 yesterday, on `store`.
+async fn busy_history(store: &dyn Store) -> (u64, u64) {
+    let day_ms = 86_400_000u64;
+    let today = gateway::store::now_ms() / day_ms * day_ms;
+    for i in 0..604u64 {
+        let ended = if i < 600 { today - 5 * day_ms } else { today - day_ms } + 1_000 + i;
+        let mut t = TaskRecord::new(format!("busy-{i:03}"), "owner", "busy", "veo3", ended - 500);
+        t.state = TaskState::Success;
+        t.actual_cost = Some(Credits::from_credits(1));
+        t.finished_ms = Some(ended);
+        t.folded = true;
+        receipts::fold(store, &t).await.expect("fold");
+        store.task_insert(&t).await.expect("insert");
+    }
+    (today, day_ms)
+}
+
+/// The receipt of `from..=to` with how many task listings it took.
+async fn range(store: &Arc<dyn Store>, metrics: &gateway::metrics::Metrics, from: u64, to: u64) -> (usize, f64) {
+    let before = ops(metrics, "task_list");
+    let r = receipts::receipt(store.as_ref(), "busy", Some(&receipts::day(from)), Some(&receipts::day(to)), None).await.expect("receipt");
+    assert_eq!(r.lines.len() as i64, r.tasks, "the lines and the folded count agree");
+    (r.lines.len(), ops(metrics, "task_list") - before)
+}
+
+/// Runs the folder's rounds until its one-time scans are done.
+async fn until_scans_done(store: &Arc<dyn Store>) {
+    let lc = gateway::Lifecycle::new(store.clone(), None, Arc::new(gateway::money::catalog::Catalog::builtin()), Default::default());
+    let mut backfill = None;
+    for _ in 0..100 {
+        receipts::fold_round(&lc, &mut backfill).await.expect("round");
+        if store.kv_get("receipts:day-indexed").await.expect("marker").is_some() {
+            return;
+        }
+    }
+    panic!("the one-time scans did not end");
+}
+
+/// A day range reads its days' indexes: a day of 4 lines costs one listing, whatever else
+/// the project holds; before the upgrade's one-time scan has indexed every folded task, the
+/// same receipt comes from the project's history, line for line.
+async fn range_reads(inner: Arc<dyn Store>, unindex: impl AsyncFnOnce(u64)) {
+    let metrics = Arc::new(gateway::metrics::Metrics::new());
+    let store = Metered::wrap(inner, metrics.clone());
+    let (today, day_ms) = busy_history(store.as_ref()).await;
+    // As a store written before day indexes: the old day's entries gone, no marker.
+    unindex(today - 5 * day_ms).await;
+    let (lines, listings) = range(&store, &metrics, today - day_ms, today - day_ms).await;
+    assert_eq!(lines, 4);
+    assert!(listings >= 4.0, "before the scan: the project's history, page by page ({listings})");
+    let (old, _) = range(&store, &metrics, today - 5 * day_ms, today - 5 * day_ms).await;
+    assert_eq!(old, 600, "found without its index");
+    until_scans_done(&store).await;
+    let (lines, listings) = range(&store, &metrics, today - day_ms, today - day_ms).await;
+    assert_eq!((lines, listings), (4, 1.0), "one day: one listing of its own index");
+    let (week, listings) = range(&store, &metrics, today - 6 * day_ms, today).await;
+    assert_eq!(week, 604, "every line of the week, each once");
+    assert!((9.0..=10.0).contains(&listings), "a listing a day, and the busy day's further pages: {listings}");
+}
+
+#[tokio::test]
+async fn a_day_range_reads_its_days_index_on_redis() {
+    let prefix = format!("{}:", testkit::unique("days"));
+    let store = Arc::new(RedisStore::connect(&testkit::redis_url(), &prefix).await.expect("redis"));
+    let raw = redis::Client::open(testkit::redis_url()).expect("client");
+    range_reads(store, async |old_day| {
+        let mut c = raw.get_multiplexed_async_connection().await.expect("connection");
+        let key = format!("{prefix}ti:{}", gateway::tasks::task::index::receipt_day("busy", &receipts::day(old_day)));
+        let gone: i64 = redis::cmd("DEL").arg(&key).query_async(&mut c).await.expect("del");
+        assert_eq!(gone, 1, "the old day had an index ({key})");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_day_range_reads_its_days_index_embedded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The embedded store cannot lose an index entry from outside: only the reads are checked.
+    range_reads(Arc::new(EmbeddedStore::open(dir.path()).expect("embedded")), async |_| {}).await;
+}

@@ -6,10 +6,13 @@
 //!   model, owner, and their pairs — with reservations keyed by the task (`receipt:<task>`,
 //!   `receipt-n:<task>`, `receipt-e:<task>`), then marks the record `folded`. A crash between
 //!   the two repeats only reservations that are already held (nothing counts twice); a
-//!   duplicate callback cannot end a task twice. Records that ended before receipts existed are
-//!   found by a one-time scan of the ended states (oldest first, with a cursor).
-//! - **Reading** ([`receipt`]): the totals come from those running totals (a day range sums
-//!   its days); the lines are the project's ended tasks, newest first, at most [`MAX_LINES`].
+//!   duplicate callback cannot end a task twice. A folded task is in its project's index for
+//!   the day it ended ([`TaskRecord::receipt_day`]). Records that ended before receipts (or
+//!   before the day indexes) existed are found by one-time scans of the ended states (oldest
+//!   first, with a cursor, each marked done in the store).
+//! - **Reading** ([`receipt`], [`LinePages`]): the totals come from those running totals (a
+//!   day range sums its days); the lines are the project's ended tasks, newest first, at most
+//!   [`MAX_LINES`] — for a day range, read from each day's index.
 //!   Failed and expired tasks are lines with cost 0 (KIE does not charge failures), except a
 //!   language model's call its client left: KIE generated it, and it is a line at its cost.
 //! - [`csv`] writes a receipt one row per line (formula cells defused).
@@ -341,15 +344,17 @@ pub async fn fold_round(lc: &Lifecycle, backfill: &mut Option<Backfill>) -> Stor
             _ => break,
         }
     }
-    if backfill.is_none() && store.kv_get(BACKFILLED).await?.is_none() {
-        *backfill = Some(Backfill::default());
-    }
-    if let Some(b) = backfill.as_mut()
-        && !b.done
-    {
-        done.tasks += b.step(lc).await?;
-        if b.done {
-            store.kv_set(BACKFILLED, b"1", None).await?;
+    // The one-time scans, one after the other: each page a round, each marked done in the
+    // store when it has reached the last record.
+    let b = match backfill {
+        Some(b) => b,
+        None => backfill.insert(Backfill::first(store).await?),
+    };
+    if let Some(job) = b.job {
+        done.tasks += b.step(lc, job).await?;
+        if b.job != Some(job) {
+            store.kv_set(job.marker(), b"1", None).await?;
+            *b = Backfill::first(store).await?;
         }
     }
     Ok(done)
@@ -394,25 +399,71 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
         .is_some())
 }
 
-/// The one-time scan of tasks that ended before receipts existed (they are in no fold index).
+/// A one-time scan of every ended task, oldest first, with a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Tasks that ended before receipts existed are in no fold index: fold them.
+    Fold,
+    /// Tasks folded before receipts had day indexes: write them once more, so they enter
+    /// their day's index ([`TaskRecord::receipt_day`]).
+    DayIndex,
+}
+
+impl Job {
+    const ALL: [Job; 2] = [Job::Fold, Job::DayIndex];
+
+    /// The store key that says the scan is done.
+    fn marker(self) -> &'static str {
+        match self {
+            Job::Fold => BACKFILLED,
+            Job::DayIndex => DAY_INDEXED,
+        }
+    }
+}
+
+/// The store key that says every folded task is in its day's index.
+const DAY_INDEXED: &str = "receipts:day-indexed";
+
+/// Where the one-time scans stand.
 #[derive(Debug, Default)]
 pub struct Backfill {
+    /// The scan under way (`None`: all done).
+    job: Option<Job>,
     state: usize,
     cursor: Option<String>,
-    done: bool,
 }
 
 impl Backfill {
     const STATES: [TaskState; 3] = [TaskState::Success, TaskState::Fail, TaskState::Expired];
 
-    async fn step(&mut self, lc: &Lifecycle) -> StoreResult<usize> {
+    /// The first scan not yet marked done.
+    async fn first(store: &dyn Store) -> StoreResult<Backfill> {
+        for job in Job::ALL {
+            if store.kv_get(job.marker()).await?.is_none() {
+                return Ok(Backfill { job: Some(job), ..Default::default() });
+            }
+        }
+        Ok(Backfill::default())
+    }
+
+    async fn step(&mut self, lc: &Lifecycle, job: Job) -> StoreResult<usize> {
         let Some(&state) = Self::STATES.get(self.state) else {
-            self.done = true;
+            self.job = None;
             return Ok(0);
         };
         let q = TaskQuery { state: Some(state), oldest_first: true, after: self.cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let page = lc.store().task_list(&q).await?;
-        let n = fold_all(lc, &page.tasks).await?;
+        let n = match job {
+            Job::Fold => fold_all(lc, &page.tasks).await?,
+            Job::DayIndex => {
+                for t in page.tasks.iter().filter(|t| t.receipt_day().is_some()) {
+                    // The same record, written again: its index entries are written with it (a
+                    // record changed meanwhile was written by that change, and is left alone).
+                    lc.store().task_update(t).await?;
+                }
+                0
+            }
+        };
         match page.next {
             Some(next) => self.cursor = Some(next),
             None => self.state += 1,
@@ -549,13 +600,19 @@ pub fn parse_day(s: &str) -> Option<u64> {
     (day(ms) == s.trim()).then_some(ms)
 }
 
-/// A receipt's lines, a page at a time, newest first: what [`receipt`] lists and what a
-/// streamed CSV export writes (its memory is a page, whatever the project's history).
+/// A receipt's lines, a page at a time, newest first (the JSON receipt and the streamed CSV
+/// share it). Without a range: the project's ended tasks, folded. With one, once every folded
+/// task is in its day's index: each day of the range, newest first, read from that day's
+/// index, so what a range costs is its lines and its days, whatever the project's history;
+/// until then (an upgrade's one-time scan under way), the project's tasks filtered by day.
 #[derive(Debug, Clone)]
 pub struct LinePages {
     query: TaskQuery,
     range: Option<(u64, u64)>,
     base: Option<String>,
+    /// The range's days still to read, oldest first (popped from the end), once the day
+    /// indexes are known to be whole.
+    days: Option<Vec<String>>,
     done: bool,
 }
 
@@ -564,7 +621,7 @@ impl LinePages {
     /// `base` is `PUBLIC_URL`. Refused with a sentence if the project or a day is malformed.
     pub fn new(project: &str, from: Option<&str>, to: Option<&str>, base: Option<&str>) -> Result<LinePages, ReceiptError> {
         let range = request(project, from, to)?;
-        Ok(LinePages { query: TaskQuery { project: Some(project.to_string()), limit: crate::tasks::task::MAX_PAGE, ..Default::default() }, range, base: base.map(str::to_string), done: false })
+        Ok(LinePages { query: TaskQuery { project: Some(project.to_string()), limit: crate::tasks::task::MAX_PAGE, ..Default::default() }, range, base: base.map(str::to_string), days: None, done: false })
     }
 
     /// The next page of lines (possibly empty when a page held none in the range); `None`
@@ -572,6 +629,14 @@ impl LinePages {
     pub async fn next(&mut self, store: &dyn Store) -> StoreResult<Option<Vec<Line>>> {
         if self.done {
             return Ok(None);
+        }
+        if let Some((from, to)) = self.range
+            && self.days.is_none()
+            && store.kv_get(DAY_INDEXED).await?.is_some()
+        {
+            let mut days = range_days(from, to);
+            self.query.receipt_day = days.pop();
+            self.days = Some(days);
         }
         let page = store.task_list(&self.query).await?;
         let lines = page
@@ -584,12 +649,21 @@ impl LinePages {
             })
             .map(|t| line(t, self.base.as_deref()))
             .collect();
-        match page.next {
-            Some(next) => self.query.after = Some(next),
-            None => self.done = true,
+        match (page.next, self.days.as_mut()) {
+            (Some(next), _) => self.query.after = Some(next),
+            (None, Some(days)) if !days.is_empty() => {
+                self.query.receipt_day = days.pop();
+                self.query.after = None;
+            }
+            (None, _) => self.done = true,
         }
         Ok(Some(lines))
     }
+}
+
+/// The days `from..=to` (Unix ms of their starts), oldest first.
+fn range_days(from: u64, to: u64) -> Vec<String> {
+    (0..=(to - from) / 86_400_000).map(|n| day(from + n * 86_400_000)).collect()
 }
 
 /// Checks a receipt's request: the project's name and the day range (`None`: everything).
@@ -621,10 +695,7 @@ pub async fn receipt(store: &dyn Store, project: &str, from: Option<&str>, to: O
     let mut pages = LinePages::new(project, from, to, base)?;
     let range = pages.range;
     // Totals from the folded running totals: the project's, or the sum of its days.
-    let days: Vec<String> = match range {
-        None => Vec::new(),
-        Some((f, t)) => (0..=(t - f) / 86_400_000).map(|n| day(f + n * 86_400_000)).collect(),
-    };
+    let days: Vec<String> = range.map(|(f, t)| range_days(f, t)).unwrap_or_default();
     let cuts: Vec<Slice<'_>> = if days.is_empty() {
         vec![Slice { project: Some(project), ..Default::default() }]
     } else {

@@ -360,7 +360,16 @@ impl TaskRecord {
         if self.sync_pending() {
             keys.push(index::RECEIPT_SYNC.to_string());
         }
+        if let Some(day) = self.receipt_day() {
+            keys.push(index::receipt_day(&self.project, &day));
+        }
         keys
+    }
+
+    /// The UTC day (`YYYY-MM-DD`) whose receipt lists this task: the day it ended, once it is
+    /// folded into the receipts.
+    pub fn receipt_day(&self) -> Option<String> {
+        (self.folded && self.state.is_terminal()).then(|| crate::money::receipts::day(self.finished_ms.unwrap_or(self.updated_ms)))
     }
 
     /// Ended, with a relay client's callback still to deliver.
@@ -454,6 +463,10 @@ pub mod index {
     pub fn model(m: &str) -> String {
         format!("model:{m}")
     }
+    /// One project's receipt lines of one day (see [`super::TaskRecord::receipt_day`]).
+    pub fn receipt_day(project: &str, day: &str) -> String {
+        format!("receipt-day:{project}|{day}")
+    }
     /// One owner's queued tasks: their lane in the fair queue.
     pub fn queued_by(o: &str) -> String {
         format!("queued-by:{o}")
@@ -480,6 +493,10 @@ pub struct TaskQuery {
     /// Only tasks in one of the workers' indexes (Library, receipts).
     #[serde(default)]
     pub mark: Option<Mark>,
+    /// Only the receipt lines of this UTC day (`YYYY-MM-DD`; with `project`, read from that
+    /// day's index).
+    #[serde(default)]
+    pub receipt_day: Option<String>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -500,7 +517,9 @@ impl TaskQuery {
 
     /// The most selective index for this query; the other filters are checked per record.
     pub fn driving_index(&self) -> String {
-        if self.delivery_pending {
+        if let (Some(d), Some(p)) = (&self.receipt_day, &self.project) {
+            index::receipt_day(p, d)
+        } else if self.delivery_pending {
             index::DELIVERY_PENDING.to_string()
         } else if let Some(m) = self.mark {
             m.index().to_string()
@@ -527,6 +546,7 @@ impl TaskQuery {
             && self.project.as_deref().is_none_or(|p| p == t.project)
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)
+            && self.receipt_day.as_ref().is_none_or(|d| t.receipt_day().as_ref() == Some(d))
     }
 }
 
