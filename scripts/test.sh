@@ -46,10 +46,17 @@ step "end-to-end (Playwright + /usr/bin/chromium)"
 step "benchmarks: each one compiled and run briefly (BENCH_SMOKE=1)"
 export BENCH_SMOKE=1
 cargo bench --profile dev --no-run --benches -p gateway -p kie-sim -p server
-for bench in "gateway store" "gateway sign_in" "gateway library" "gateway receipts" "kie-sim create" "server relay" "server rate_guard" "server chat" "server scale"; do
-  set -- $bench
-  bounded 10m cargo bench --profile dev -q -p "$1" --bench "$2"
+# Every bench target the crates declare runs; a failure stops the script, so the count says
+# how many ran to the end.
+ran=0
+for pkg in gateway kie-sim server; do
+  for bench in $(sed -n '/^\[\[bench\]\]/,/^name/ s/^name = "\(.*\)"/\1/p' "$pkg/Cargo.toml"); do
+    bounded 10m cargo bench --profile dev -q -p "$pkg" --bench "$bench"
+    ran=$((ran + 1))
+  done
 done
 bounded 15m scripts/bench-relay.sh
+ran=$((ran + 1))
 (cd end2end && bounded 10m node bench/load.mjs)
-echo "benchmarks: 11 passed, 0 failed"
+ran=$((ran + 1))
+echo "benchmarks: $ran ran to the end"

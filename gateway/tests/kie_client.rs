@@ -165,13 +165,21 @@ async fn record_info_is_limited_to_10_per_second_per_key() {
     let up = start(fast()).await;
     let c = client(&up.base, KEY);
     let id = c.create_task(&MarketJobs, "google/imagen4", &image(), None).await.unwrap();
-    let mut limited = 0;
-    for _ in 0..12 {
+    let started = std::time::Instant::now();
+    let mut limited = Vec::new();
+    for n in 0..12 {
         if let Err(KieError::RateLimited(_)) = c.status(&MarketJobs, &id).await {
-            limited += 1;
+            limited.push(n);
         }
     }
-    assert!(limited >= 2, "only 10 of 12 fit in one second ({limited} limited)");
+    // Twelve reads on loopback take milliseconds: all inside one second, so the first ten
+    // pass and the last two are refused. (Should the machine stall past the second, the window
+    // slides and fewer are refused; that is not what this checks.)
+    if started.elapsed() < std::time::Duration::from_millis(900) {
+        assert_eq!(limited, vec![10, 11], "10 of 12 fit in one second");
+    } else {
+        assert!(limited.iter().all(|n| *n >= 10), "the first ten always fit: {limited:?}");
+    }
 }
 
 #[tokio::test]

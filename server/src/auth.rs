@@ -298,11 +298,18 @@ mod tests {
             proptest::prop_assert_eq!(resolved, Ok(Some("console.example.test".to_string())), "{:?} leaves the console", next);
         }
 
-        /// The sign-in form parses any body without a panic, and what it parses is bounded
-        /// by the handler's checks.
+        /// The sign-in form parses any body without a panic, and whatever `next` it carries
+        /// (up to 600 characters), the browser is sent back to a path of at most 512 bytes on
+        /// this console.
         #[test]
-        fn the_sign_in_form_parses_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        fn the_sign_in_form_parses_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), next in "\\PC{0,600}") {
             let _ = serde_urlencoded::from_bytes::<SignInForm>(&body);
+            let encoded = format!("email=a&password=b&next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+            let form = serde_urlencoded::from_str::<SignInForm>(&encoded);
+            proptest::prop_assert!(form.is_ok(), "a well-formed form parses");
+            let back = form.map(|f| local_path(&f.next).to_string()).unwrap_or_default();
+            proptest::prop_assert!(back.starts_with('/') && back.len() <= 512, "{next:?} -> {back:?}");
+            proptest::prop_assert!(back == "/" || back == next, "a path is kept whole or replaced by /");
         }
     }
 
