@@ -1,0 +1,5 @@
+-- Lua: take or renew a lease. KEYS: lease. ARGV: holder, ttl ms.
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

@@ -1,0 +1,77 @@
+-- Lua helpers shared by the scripts: the server clock, a window's live sum, a hold's check
+-- and claim, a log's append.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- A window is three keys: main (member -> time), aux (member -> amount) and sum (the running
+-- total of aux). Drops entries at or before now - win and returns the live sum.
+local function window_sum(main, aux, sum, win, now)
+  local old = redis.call('ZRANGEBYSCORE', main, '-inf', now - win)
+  if #old > 0 then
+    local gone = 0
+    for _, m in ipairs(old) do
+      gone = gone + tonumber(redis.call('HGET', aux, m) or '0')
+      redis.call('HDEL', aux, m)
+    end
+    redis.call('ZREMRANGEBYSCORE', main, '-inf', now - win)
+    if gone ~= 0 then redis.call('DECRBY', sum, gone) end
+  end
+  return tonumber(redis.call('GET', sum) or '0')
+end
+-- A hold's arguments start at KEYS[k] (the hold's key, then main, aux and sum per scope) and
+-- ARGV[g] (id, amount, hold ttl ms or 0, scopes, then limit and window ms or 0 per scope).
+-- Whether it fits: nil, or {scope index from 0, used, limit, retry ms or -1}.
+local function hold_fit(k, g, now)
+  local amount, n = tonumber(ARGV[g + 1]), tonumber(ARGV[g + 3])
+  for i = 1, n do
+    local main, aux, sum = KEYS[k + 3 * i - 2], KEYS[k + 3 * i - 1], KEYS[k + 3 * i]
+    local limit, win = tonumber(ARGV[g + 2 + 2 * i]), tonumber(ARGV[g + 3 + 2 * i])
+    local used
+    if win > 0 then used = window_sum(main, aux, sum, win, now) else used = tonumber(redis.call('GET', main) or '0') end
+    if used + amount > limit then
+      local retry = -1
+      if win > 0 and amount <= limit then
+        local need, freed = used + amount - limit, 0
+        local entries = redis.call('ZRANGE', main, 0, -1, 'WITHSCORES')
+        for j = 1, #entries, 2 do
+          freed = freed + tonumber(redis.call('HGET', aux, entries[j]) or '0')
+          if freed >= need then retry = tonumber(entries[j + 1]) + win - now; break end
+        end
+      end
+      return {i - 1, used, limit, retry}
+    end
+  end
+  return nil
+end
+-- Claims a hold that fits in every scope and keeps it (what settling it needs).
+local function hold_take(k, g, now)
+  local id, amount, hold_ttl, n = ARGV[g], tonumber(ARGV[g + 1]), tonumber(ARGV[g + 2]), tonumber(ARGV[g + 3])
+  local lines = {tostring(amount)}
+  for i = 1, n do
+    local main, aux, sum, win = KEYS[k + 3 * i - 2], KEYS[k + 3 * i - 1], KEYS[k + 3 * i], tonumber(ARGV[g + 3 + 2 * i])
+    if win > 0 then
+      redis.call('ZADD', main, now, id)
+      redis.call('HSET', aux, id, amount)
+      redis.call('INCRBY', sum, amount)
+      redis.call('PEXPIRE', main, win)
+      redis.call('PEXPIRE', aux, win)
+      redis.call('PEXPIRE', sum, win)
+    else
+      redis.call('INCRBY', main, amount)
+    end
+    lines[#lines + 1] = main .. '\t' .. aux .. '\t' .. sum .. '\t' .. win
+  end
+  if hold_ttl > 0 then
+    redis.call('SET', KEYS[k], table.concat(lines, '\n'), 'PX', hold_ttl)
+  else
+    redis.call('SET', KEYS[k], table.concat(lines, '\n'))
+  end
+end
+-- Appends to a log and drops what is beyond the bound; returns the new sequence number.
+local function log_add(log, seqkey, entry, keep)
+  local seq = redis.call('INCR', seqkey)
+  redis.call('ZADD', log, seq, seq .. '|' .. entry)
+  redis.call('ZREMRANGEBYRANK', log, 0, -(tonumber(keep) + 1))
+  return seq
+end
