@@ -146,22 +146,15 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
         ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
     };
     let Some(axum::Extension(actor)) = actor else { return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response() };
-    let key = gateway::chat::draft_key(&token);
-    let store = state.lifecycle.store();
     let gone = || (StatusCode::NOT_FOUND, "No such draft (each draft link works once, for a minute, for the person who started it).").into_response();
-    let found = match store.kv_get(&key).await {
-        Ok(found) => found.filter(|_| token.len() == 32).and_then(|v| serde_json::from_slice::<ChatRequest>(&v).ok()),
+    let req = match state.lifecycle.take_draft(&token, &actor.who).await {
+        Ok(Some(req)) => req,
+        Ok(None) => return gone(),
         Err(e) => {
             tracing::error!(error = %e, "draft: store read failed");
             return (StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.").into_response();
         }
     };
-    // Someone else's draft reads like a missing one and is left alone; its owner takes it
-    // once (whoever deletes it first).
-    let Some(req) = found.filter(|r| r.owner == actor.who) else { return gone() };
-    if !store.kv_delete(&key).await.unwrap_or(false) {
-        return gone();
-    }
     let lc = state.lifecycle.clone();
     let ticket = match lc.chat_begin(req).await {
         Ok(t) => t,

@@ -391,11 +391,8 @@ pub async fn start_draft(model: String, project: String, prompt: String, for_mod
         for_model.chars().take(100).collect::<String>()
     );
     let body = serde_json::json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": idea }], "stream": true, "max_tokens": 200 });
-    let estimate = ctx.lifecycle.chat_estimate(&actor.who, project.trim(), &model, &body).await.map_err(|e| server_side::refuse(e.code(), e.public_message()))?.estimate;
-    let token = gateway::secret::random_hex(16);
     let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, body };
-    let bytes = serde_json::to_vec(&req).map_err(|e| server_side::refuse(500, e.to_string()))?;
-    ctx.store.kv_set(&gateway::chat::draft_key(&token), &bytes, Some(std::time::Duration::from_secs(60))).await.map_err(server_side::store_error)?;
+    let (token, estimate) = ctx.lifecycle.start_draft(req).await.map_err(|e| server_side::refuse(e.code(), e.public_message()))?;
     Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
 }
 

@@ -52,11 +52,6 @@ fn running_hold(id: &str) -> String {
     format!("chat-running:{id}")
 }
 
-/// Where a composer's draft waits to be read (`start_draft`, then `GET /draft/<token>`).
-pub fn draft_key(token: &str) -> String {
-    format!("draft:{token}")
-}
-
 /// Characters of the last user message kept on the record (what the Monitor shows).
 const PROMPT_SHOWN: usize = 300;
 

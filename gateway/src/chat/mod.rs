@@ -5,14 +5,17 @@
 //!
 //! - [`call`] — a call's life: admit (catalog, size, estimate, the rate guard's chat rules with
 //!   a bounded wait, the cost rules, a write-ahead record), then end it at what it really used.
+//! - [`draft`] — the composer's drafts: a call kept for a minute under a one-time token, taken
+//!   once by the person who started it.
 //! - [`limit`] — the answer's limit, decided here and sent, so a call can never cost more than
 //!   it holds (the fields read, the ones refused, clamping under a per-job cap).
 //! - [`usage`] — the tokens an answer reports (`usage`, the last chunk when streamed), or this
 //!   console's estimate when it reports none.
 
 pub mod call;
+pub mod draft;
 pub mod limit;
 pub mod usage;
 
-pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, EndsInFlight, draft_key};
+pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, EndsInFlight};
 pub use usage::{StreamScan, estimate_prompt_tokens};
