@@ -1,7 +1,16 @@
 //! The team: people and their roles, browser sessions, relay keys for programs, pinned
 //! models, and the audit log of who changed what.
+//!
+//! - [`accounts`] — the people: roles, passwords, the one users document.
+//! - [`actor`] — who does something ([`actor::Actor`]), what their role allows, how logs
+//!   name them.
+//! - [`sessions`] — browser sign-in, throttled per account and address.
+//! - [`relay_keys`] — keys for programs, each bound to one project.
+//! - [`pins`] — models pinned for the team.
+//! - [`audit`] — the append-only log of who changed what.
 
 pub mod accounts;
+pub mod actor;
 pub mod audit;
 pub mod pins;
 pub mod relay_keys;
