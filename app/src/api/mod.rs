@@ -272,11 +272,10 @@ pub(crate) mod server_side {
             .into_iter()
             .filter(|t| t.dispatch.attempts > 0 && t.note.is_some())
             .map(|t| {
-                let label = match t.note.as_deref().unwrap_or("") {
-                    n if n.starts_with("Rate limited") => "Rate limited — backed off",
-                    n if n.starts_with("No answer to createTask") => "In doubt — waiting for KIE's callback",
-                    _ => "Upstream error — retrying",
-                };
+                use gateway::tasks::task::HeldBack;
+                // A record from before the reason was kept: in doubt is still told by its state.
+                let held = t.dispatch.held_back.unwrap_or(if t.in_doubt() { HeldBack::InDoubt } else { HeldBack::UpstreamError });
+                let label = held.label();
                 let mut row = TaskRow::from(t);
                 row.fail_class = Some(label.into());
                 row

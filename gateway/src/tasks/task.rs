@@ -229,6 +229,32 @@ pub struct Dispatch {
     /// with no KIE task id, the task is *in doubt*: KIE may have it. It is never resent; the
     /// callback (which carries the task's token) or the give-up time resolves it.
     pub sending_since_ms: Option<u64>,
+    /// Why it is still queued after an attempt (the Error Review's "stuck" list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<HeldBack>,
+}
+
+/// Why a task that was sent is queued again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldBack {
+    /// KIE answered 429: backed off.
+    RateLimited,
+    /// No answer that says whether KIE took it: waiting for its callback, never resent.
+    InDoubt,
+    /// Another refusal worth retrying (455, 5xx in KIE's envelope, connection refused).
+    UpstreamError,
+}
+
+impl HeldBack {
+    /// What the Error Review says of it.
+    pub fn label(self) -> &'static str {
+        match self {
+            HeldBack::RateLimited => "Rate limited — backed off",
+            HeldBack::InDoubt => "In doubt — waiting for KIE's callback",
+            HeldBack::UpstreamError => "Upstream error — retrying",
+        }
+    }
 }
 
 /// A relay client's `callBackUrl` and how its delivery goes.

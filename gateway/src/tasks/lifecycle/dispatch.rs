@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
 use crate::kie::KieError;
 use crate::store::{StoreResult, now_ms};
-use crate::tasks::task::{FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{FailClass, HeldBack, TaskRecord, TaskState};
 
 /// Most queued tasks looked at in one round.
 const MAX_ROUND: usize = 1000;
@@ -251,16 +251,18 @@ impl Lifecycle {
             }
             if in_doubt {
                 t.note = Some(format!("No answer to createTask ({e}). In doubt: waiting for KIE's callback; never resent, so it cannot run twice"));
+                t.dispatch.held_back = Some(HeldBack::InDoubt);
                 return true;
             }
             t.dispatch.sending_since_ms = None;
             if retryable {
                 let wait = backoff(Duration::from_secs(2), t.dispatch.attempts, MAX_BACKOFF);
                 t.dispatch.next_attempt_ms = now + wait.as_millis() as u64;
-                let why = match e {
-                    KieError::RateLimited(_) => "Rate limited — backed off".to_string(),
-                    other => other.to_string(),
+                let (held, why) = match e {
+                    KieError::RateLimited(_) => (HeldBack::RateLimited, HeldBack::RateLimited.label().to_string()),
+                    other => (HeldBack::UpstreamError, other.to_string()),
                 };
+                t.dispatch.held_back = Some(held);
                 t.note = Some(format!("{why}; retry {} in {:.0} s", t.dispatch.attempts + 1, wait.as_secs_f64().ceil()));
             } else {
                 t.state = TaskState::Fail;
