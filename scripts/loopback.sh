@@ -58,7 +58,7 @@ start_console() { # store
   # The language models' rules are kept (their claims are on the path measured), far above
   # what a run sends.
   local env=(DATA_DIR="$work/data-$1" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" QUEUE_MAX_PER_OWNER=1000000 RUST_LOG=warn
-    RATE_GUARD_CHAT="concurrent:100000,requests:100000000/1m,tokens:1000000000000/1m")
+    RATE_GUARD_CHAT="concurrent:100000,requests:1000000000/1m,tokens:1000000000/1m")
   cr_port="$(free_port)"
   [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
   relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
