@@ -6,8 +6,8 @@
 //! process (the client too). The console runs with `RATE_GUARD_CHAT`'s three kinds of rule
 //! (concurrent, requests and tokens per minute: three claims in the store per call, with limits
 //! the run does not reach) and a catalog with
-//! token prices, so each call is estimated, held to the cost rules, recorded and settled as in
-//! production. kie-sim answers at once (`chat_chunk_ms` 0): what is measured is what the relay
+//! token prices and a total cost rule on the project, so each call is estimated, held to the
+//! cost rules, recorded and settled as in production. kie-sim answers at once (`chat_chunk_ms` 0): what is measured is what the relay
 //! adds. Prints Markdown for `docs/benchmarks.md`.
 
 #[allow(dead_code)]
@@ -71,6 +71,9 @@ async fn main() {
     .await;
     let store = server::open_store(&server::config::StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.clone() }).await.expect("store");
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key");
+    // A studio runs with caps: a total cost rule on the project, far above what the run spends.
+    let rule = gateway::money::budget::CostRule { target: gateway::money::budget::Target { project: Some("bench".into()), user: None }, total: Some(gateway::Credits::from_credits(1_000_000_000)), ..Default::default() };
+    gateway::money::budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("cost rule");
     let http = reqwest::Client::new();
     let direct = format!("{sim_base}/gemini-3-flash/v1/chat/completions");
     let relayed = format!("{base}/kie/gemini-3-flash/v1/chat/completions");
@@ -89,6 +92,14 @@ async fn main() {
         }
         assert!(pct(&rf, 0.5) >= pct(&df, 0.5) / 10, "sane figures");
     }
-    let page = store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.expect("list");
-    assert!(page.tasks.iter().all(|t| t.chat.is_some() && t.state == gateway::TaskState::Success), "every relayed call recorded and ended");
+    // Each call is ended just after its answer is handed over: the last ones within moments.
+    let started = Instant::now();
+    loop {
+        let page = store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.expect("list");
+        if page.tasks.iter().all(|t| t.chat.is_some() && t.state == gateway::TaskState::Success) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "every relayed call recorded and ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
