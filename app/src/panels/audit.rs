@@ -21,7 +21,7 @@ pub async fn render(query: Fields) -> AnyView {
     let (who, action, text) = (value(&filter.who), value(&filter.action), value(&filter.text));
     let page = audit_log(filter, before).await;
     view! {
-        <Panel id=PanelId::Audit number="13" kicker="Audit" title="Audit Log" badge=super::badge("off", "Append-only") class="wide">
+        <Panel id=PanelId::Audit badge=super::badge("off", "Append-only") class="wide">
             <form method="get" action="/" data-filter="audit" data-testid="audit-filter">
                 <div class="rule-form">
                     <label>"Who "<input name="who" maxlength="200" data-testid="audit-who" value=who/></label>

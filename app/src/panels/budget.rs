@@ -29,7 +29,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
     };
     view! {
         // Spend moves when a task is submitted (reserved) and when one ends (settled).
-        <Panel id=PanelId::Budget number="05" kicker="Budget" title="Cost Rules" badge=head refresh="ended rows" flash=flash>
+        <Panel id=PanelId::Budget badge=head refresh="ended rows" flash=flash>
             {match data {
                 Err(e) => super::unavailable(&e),
                 Ok(b) => rules_view(b).into_any(),

@@ -8,7 +8,7 @@ use crate::view::ConsoleStatus;
 pub async fn render() -> AnyView {
     let status = crate::api::load_console_status().await;
     view! {
-        <Panel id=PanelId::Delivery number="08" kicker="Delivery" title="Callback / Webhook Manager" badge=badge("info", "Async")>
+        <Panel id=PanelId::Delivery badge=badge("info", "Async")>
             <p>"A task returns a task id immediately — HTTP 200 is not a result. KIE calls this endpoint when generation ends; every callback is confirmed with recordInfo before it is trusted, and duplicates or late ones change nothing."</p>
             {match status {
                 Ok(s) => endpoint(&s).into_any(),

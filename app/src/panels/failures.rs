@@ -46,7 +46,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         .into_any(),
     };
     view! {
-        <Panel id=PanelId::Failures number="11" kicker="Failures" title="Error Review" refresh="ended" flash=flash
+        <Panel id=PanelId::Failures refresh="ended" flash=flash
             badge=view! { <span class="badge badge-info" data-testid="review-count">{count}</span> }>
             {body}
         </Panel>

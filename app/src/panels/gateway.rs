@@ -24,7 +24,7 @@ pub async fn render() -> AnyView {
         .into_any(),
     };
     view! {
-        <Panel id=PanelId::Gateway number="01" kicker="Gateway" title="Connection Status" badge=badge refresh="ended rows tick5">
+        <Panel id=PanelId::Gateway badge=badge refresh="ended rows tick5">
             {body}
             <p class="fine">
                 "Meters read the Control Room's own task records; latency and balance come from the upstream's own answer to chat/credit, re-checked every 5 s at most — nothing is shown until it answers."

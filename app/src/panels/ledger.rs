@@ -129,7 +129,7 @@ pub async fn render(query: Fields) -> AnyView {
         }
     };
     view! {
-        <Panel id=PanelId::Ledger number="09" kicker="Ledger" title="Receipt Sync" badge=head refresh="ended">
+        <Panel id=PanelId::Ledger badge=head refresh="ended">
             {body}
         </Panel>
     }

@@ -76,7 +76,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
         }
     };
     view! {
-        <Panel id=PanelId::Market number="03" kicker="Market" title="Model Market" badge=head flash=flash>
+        <Panel id=PanelId::Market badge=head flash=flash>
             <form class="market-tools" method="get" action="/" data-filter="market">
                 // The form's first button: what Enter in the search box presses.
                 <button type="submit" class="sr-only">"Search"</button>

@@ -82,27 +82,48 @@ impl PanelId {
         PanelId::Audit,
     ];
 
-    pub fn slug(self) -> &'static str {
+    /// Its slug and heading, in one place: a new panel is a variant, a line here, its arm in
+    /// [`render`] (and [`act`] if it has forms), and its module.
+    fn spec(self) -> (&'static str, Heading) {
         match self {
-            PanelId::Status => "status",
-            PanelId::Gateway => "gateway",
-            PanelId::Secret => "secret",
-            PanelId::Market => "market",
-            PanelId::Pinned => "pinned",
-            PanelId::Budget => "budget",
-            PanelId::Throttle => "throttle",
-            PanelId::Retention => "retention",
-            PanelId::Delivery => "delivery",
-            PanelId::Ledger => "ledger",
-            PanelId::Failures => "failures",
-            PanelId::Team => "people",
-            PanelId::Audit => "audit",
+            PanelId::Status => ("status", Heading { number: "", kicker: "Status", title: "Status" }),
+            PanelId::Gateway => ("gateway", Heading { number: "01", kicker: "Gateway", title: "Connection Status" }),
+            PanelId::Secret => ("secret", Heading { number: "02", kicker: "Secret", title: "API Key Vault" }),
+            PanelId::Market => ("market", Heading { number: "03", kicker: "Market", title: "Model Market" }),
+            PanelId::Pinned => ("pinned", Heading { number: "04", kicker: "Pinned", title: "Favorite Models" }),
+            PanelId::Budget => ("budget", Heading { number: "05", kicker: "Budget", title: "Cost Rules" }),
+            PanelId::Throttle => ("throttle", Heading { number: "06", kicker: "Throttle", title: "Rate Guard" }),
+            PanelId::Retention => ("retention", Heading { number: "07", kicker: "Retention", title: "Asset Retention Guard" }),
+            PanelId::Delivery => ("delivery", Heading { number: "08", kicker: "Delivery", title: "Callback / Webhook Manager" }),
+            PanelId::Ledger => ("ledger", Heading { number: "09", kicker: "Ledger", title: "Receipt Sync" }),
+            PanelId::Failures => ("failures", Heading { number: "11", kicker: "Failures", title: "Error Review" }),
+            PanelId::Team => ("people", Heading { number: "12", kicker: "Team", title: "People and Roles" }),
+            PanelId::Audit => ("audit", Heading { number: "13", kicker: "Audit", title: "Audit Log" }),
         }
+    }
+
+    /// Its URL's last part (`/panel/<slug>`, `/#<slug>`).
+    pub fn slug(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// Its number, kicker and title.
+    pub fn heading(self) -> Heading {
+        self.spec().1
     }
 
     pub fn from_slug(slug: &str) -> Option<PanelId> {
         PanelId::ALL.into_iter().find(|p| p.slug() == slug)
     }
+}
+
+/// What the frame shows of a panel: "09 · Ledger", then its title (the status strip has no
+/// number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heading {
+    pub number: &'static str,
+    pub kicker: &'static str,
+    pub title: &'static str,
 }
 
 /// What a panel's `act` answers: the outcome to show at its top, and the other panels the
@@ -174,18 +195,13 @@ pub fn deferred(id: PanelId) -> impl IntoView {
     }
 }
 
-/// The frame every panel shares: number, kicker, title, a badge, and the body. `id` names it
-/// (its deep link and its URL); `refresh` lists the live events that reload it: `ended` (a
+/// The frame every panel shares: number, kicker and title (from `id`'s [`Heading`]), a badge,
+/// and the body. `id` names it (its deep link and its URL); `refresh` lists the live events that reload it: `ended` (a
 /// task ended), `rows` (a task changed), `library` (copies moved), `tick2`/`tick5` (every 2 or
 /// 5 s). A reset of the live stream reloads every panel.
 #[component]
 pub fn Panel<B: IntoView + 'static>(
     id: PanelId,
-    /// "01" … "13".
-    number: &'static str,
-    /// The one-word kicker after the number ("Gateway", "Secret", …).
-    kicker: &'static str,
-    title: &'static str,
     badge: B,
     #[prop(optional)]
     refresh: &'static str,
@@ -197,6 +213,7 @@ pub fn Panel<B: IntoView + 'static>(
     flash: Option<AnyView>,
     children: Children,
 ) -> impl IntoView {
+    let Heading { number, kicker, title } = id.heading();
     view! {
         <section class=format!("panel {class}") id=id.slug() data-panel=number data-src=id.slug() data-refresh=refresh aria-labelledby=format!("{}-title", id.slug())>
             <header class="panel-head">

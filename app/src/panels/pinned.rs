@@ -33,7 +33,7 @@ pub async fn render() -> AnyView {
         .into_any(),
     };
     view! {
-        <Panel id=PanelId::Pinned number="04" kicker="Pinned" title="Favorite Models" badge=head>
+        <Panel id=PanelId::Pinned badge=head>
             {body}
             <p class="fine">"Pins follow you across browsers and instances; the composer lists them first."</p>
         </Panel>

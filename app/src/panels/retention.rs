@@ -108,7 +108,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     let admin = super::me().await.is_some_and(|m| m.is_admin());
     let head = status.as_ref().map_or_else(|_| badge("err", "Unavailable"), status_badge);
     view! {
-        <Panel id=PanelId::Retention number="07" kicker="Retention" title="Asset Retention Guard" badge=head refresh="library ended" flash=flash>
+        <Panel id=PanelId::Retention badge=head refresh="library ended" flash=flash>
             {match status {
                 Ok(v) => facts(v),
                 Err(e) => super::unavailable(&e),

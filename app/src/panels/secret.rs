@@ -18,7 +18,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         None => badge("bad", "Unavailable"),
     };
     view! {
-        <Panel id=PanelId::Secret number="02" kicker="Secret" title="API Key Vault" badge=vault_badge flash=flash>
+        <Panel id=PanelId::Secret badge=vault_badge flash=flash>
             <div class="vault">
                 <div class="vault-name">"KIE_API_KEY"</div>
                 <div class="muted">"Server-managed environment secret"</div>

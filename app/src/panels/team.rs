@@ -13,7 +13,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
     let users = list_users().await;
     let head = users.as_ref().map_or_else(|_| badge("bad", "Unreadable"), |u| badge("ok", format!("{} people", u.len())));
     view! {
-        <Panel id=PanelId::Team number="12" kicker="Team" title="People and Roles" badge=head class="wide" flash=flash>
+        <Panel id=PanelId::Team badge=head class="wide" flash=flash>
             {match users {
                 Ok(list) => view! {
                     <div class="table-wrap" tabindex="0" role="region" aria-label="People">

@@ -26,7 +26,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         Err(_) => badge("bad", "Store unreadable"),
     };
     view! {
-        <Panel id=PanelId::Throttle number="06" kicker="Throttle" title="Rate Guard" badge=head refresh="rows ended tick2" flash=flash>
+        <Panel id=PanelId::Throttle badge=head refresh="rows ended tick2" flash=flash>
             {match data {
                 Err(e) => super::unavailable(&e),
                 Ok(t) => guard_view(t).into_any(),
