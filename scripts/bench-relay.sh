@@ -19,7 +19,7 @@ if [ -n "${BENCH_SMOKE:-}" ] && [ "${BENCH_SMOKE}" != 0 ]; then row_secs=1; fi
 
 . scripts/loopback.sh
 # A studio runs with caps: a total cost rule on the bench project, far above what a run spends.
-export COST_RULE_USD=100000000
+export COST_RULE_USD=10000000
 
 if ! command -v wrk >/dev/null; then
   command -v apt-get >/dev/null || die "wrk is missing; install it with your package manager"
