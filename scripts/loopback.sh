@@ -63,9 +63,10 @@ start_console() { # store
   [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
   relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
   [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
-  # With COST_RULE_USD set, a total cap on project `bench` (its hold is then on the path).
+  # With COST_RULE_USD set, a total cap on project `bench` (its hold is then on the path) and
+  # a per-job cap of $1 (what a language model without a known price holds and is sent under).
   if [ -n "${COST_RULE_USD:-}" ]; then
-    env "${env[@]}" ./target/release/control-room budget set --project bench --total "$COST_RULE_USD" >/dev/null || die "could not set the cost rule ($1 store)"
+    env "${env[@]}" ./target/release/control-room budget set --project bench --per-job 1 --total "$COST_RULE_USD" >/dev/null || die "could not set the cost rule ($1 store)"
   fi
   env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
   cr_pid=$!
