@@ -72,6 +72,7 @@ conformance!(
     task_create_writes_record_lookups_and_a_numbered_event_at_once,
     task_create_is_taken_only_while_its_condition_holds,
     task_create_takes_every_hold_and_its_log_line_or_nothing,
+    task_update_with_settles_and_counts_with_the_record_or_nothing,
     an_owners_lane_holds_their_queued_tasks_oldest_first,
     usage_many_reads_each_scope_as_usage_does_in_one_call,
 );
@@ -376,6 +377,46 @@ mod cases {
         let bad = [req("neg", -1, vec![scope("adm:queue", 2)])];
         assert!(matches!(b.store.task_create(&task("a5", "p", "o", "m", 5), &CreateWith { holds: &bad, ..Default::default() }).await, Err(StoreError::Invalid(_))));
         assert_eq!(b.peer.task_get("a5").await.unwrap(), None);
+    }
+
+    pub async fn task_update_with_settles_and_counts_with_the_record_or_nothing(b: Backend) {
+        use gateway::store::UpdateWith;
+        let window = Scope { key: "end:tokens".into(), limit: 100, window: Some(Duration::from_secs(60)) };
+        b.store.task_insert(&task("call", "p", "o", "m", 1)).await.unwrap();
+        let tokens = ReserveRequest { hold_ttl: Some(Duration::from_secs(60)), ..req("tokens:call", 10, vec![window.clone()]) };
+        assert_eq!(b.store.reserve(&tokens).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(b.store.reserve(&req("running:call", 1, vec![scope("end:running", 5)])).await.unwrap(), ReserveOutcome::Reserved);
+        assert_eq!(b.store.reserve(&req("other", 2, vec![scope("end:other", 5)])).await.unwrap(), ReserveOutcome::Reserved);
+        let ledger = |id: &str| req(id, 7, vec![scope("end:ledger", 1)]);
+        let mut t = b.store.task_get("call").await.unwrap().unwrap();
+        t.state = TaskState::Success;
+        // A stale version changes nothing: no settlement, no charge.
+        let mut stale = t.clone();
+        stale.version = 9;
+        let with = UpdateWith { settles: &[("other", 0)], charges: &[ledger("ledger:stale")] };
+        assert_eq!(b.store.task_update_with(&stale, &with).await.unwrap(), None);
+        assert_eq!(b.peer.usage(&scope("end:other", 5)).await.unwrap(), 2, "not settled");
+        assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 0, "not counted");
+        // The version matches: the record, its settlements and its charge, at once.
+        let settles = [("tokens:call", 4), ("running:call", 0), ("never-held", 3)];
+        let charges = [ledger("ledger:call")];
+        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges }).await.unwrap(), Some(2));
+        assert_eq!(b.peer.task_get("call").await.unwrap().map(|t| (t.state, t.version)), Some((TaskState::Success, 2)));
+        assert_eq!(b.peer.usage(&window).await.unwrap(), 4, "the window holds what was used");
+        assert_eq!(b.peer.usage(&scope("end:running", 5)).await.unwrap(), 0, "the slot is free");
+        assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 7, "counted past its limit: it was spent");
+        let listed = b.store.task_list(&TaskQuery { state: Some(TaskState::Success), ..Default::default() }).await.unwrap();
+        assert_eq!(listed.tasks.len(), 1, "indexed under its new state");
+        // A charge already counted is not counted twice; settled holds are gone.
+        t.version = 2;
+        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges }).await.unwrap(), Some(3));
+        assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 7);
+        assert_eq!(b.peer.usage(&window).await.unwrap(), 4);
+        assert!(b.peer.settle("other", 0).await.unwrap(), "an unrelated hold is untouched");
+        // Bad input is refused before anything is written.
+        t.version = 3;
+        assert!(matches!(b.store.task_update_with(&t, &UpdateWith { settles: &[("bad", -1)], charges: &[] }).await, Err(StoreError::Invalid(_))));
+        assert_eq!(b.peer.task_get("call").await.unwrap().map(|t| t.version), Some(3));
     }
 
     pub async fn task_create_is_taken_only_while_its_condition_holds(b: Backend) {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use super::{Created, CreateWith, EventStream, LogEntry, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
+use super::{Created, CreateWith, UpdateWith, EventStream, LogEntry, Unchanged, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check, now_ms};
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// id → record JSON.
@@ -381,10 +381,15 @@ enum Fit {
     Refused(Refusal),
 }
 
+/// Whether a live hold `id` exists.
+fn hold_exists(tx: &WriteTransaction, id: &str, now: u64) -> StoreResult<bool> {
+    Ok(tx.open_table(HOLDS)?.get(id)?.is_some_and(|g| live(g.value().0, now)))
+}
+
 /// Checks every scope of `req` (pruning what aged out of its windows, which changes no live
 /// sum) without claiming anything.
 fn hold_fit(tx: &WriteTransaction, req: &ReserveRequest, now: u64) -> StoreResult<Fit> {
-    if tx.open_table(HOLDS)?.get(req.id.as_str())?.is_some_and(|g| live(g.value().0, now)) {
+    if hold_exists(tx, &req.id, now)? {
         return Ok(Fit::Held);
     }
     for (i, s) in req.scopes.iter().enumerate() {
@@ -426,6 +431,39 @@ fn hold_take(tx: &WriteTransaction, req: &ReserveRequest, now: u64) -> StoreResu
     let json = serde_json::to_vec(&hold).map_err(|e| StoreError::Invalid(e.to_string()))?;
     tx.open_table(HOLDS)?.insert(req.id.as_str(), (deadline(req.hold_ttl), json.as_slice()))?;
     Ok(())
+}
+
+/// Settles the hold `id` to `actual` (see [`Store::settle`]); `false` if there was none.
+fn hold_settle(tx: &WriteTransaction, id: &str, actual: i64, now: u64) -> StoreResult<bool> {
+    let hold: Hold = {
+        let mut holds = tx.open_table(HOLDS)?;
+        let Some(g) = holds.remove(id)? else { return Ok(false) };
+        let (exp, raw) = g.value();
+        if !live(exp, now) {
+            return Ok(false);
+        }
+        serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("hold: {e}")))?
+    };
+    for s in &hold.scopes {
+        if s.window_ms > 0 {
+            let mut ids = tx.open_table(WINDOW_IDS)?;
+            let Some(ts) = ids.get((s.key.as_str(), id))?.map(|g| g.value()) else { continue };
+            let mut windows = tx.open_table(WINDOWS)?;
+            let held = if actual == 0 {
+                ids.remove((s.key.as_str(), id))?;
+                windows.remove((s.key.as_str(), ts, id))?.map(|g| g.value())
+            } else {
+                windows.insert((s.key.as_str(), ts, id), actual)?.map(|g| g.value())
+            };
+            drop((ids, windows));
+            if let Some(held) = held {
+                window_add(tx, &s.key, actual - held)?;
+            }
+        } else {
+            counter_bump(tx, &s.key, actual - hold.amount, 0, now)?;
+        }
+    }
+    Ok(true)
 }
 
 /// Appends to a log and drops what is beyond its bound; returns the entry's number.
@@ -531,11 +569,13 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>> {
-        check::task(task)?;
+    async fn task_update_with(&self, task: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<Option<u64>> {
+        check::update(task, with)?;
         let mut next = task.clone();
         next.version = task.version + 1;
         let json = serde_json::to_vec(&next).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let settles: Vec<(String, i64)> = with.settles.iter().map(|(id, a)| (id.to_string(), *a)).collect();
+        let charges = with.charges.to_vec();
         self.write(move |tx| {
             let mut tasks = tx.open_table(TASKS)?;
             let old = match tasks.get(next.id.as_str())? {
@@ -549,6 +589,15 @@ impl Store for EmbeddedStore {
             drop(tasks);
             index_remove(tx, &old)?;
             index_add(tx, &next)?;
+            let now = now_ms();
+            for (id, actual) in &settles {
+                hold_settle(tx, id, *actual, now)?;
+            }
+            for c in &charges {
+                if !hold_exists(tx, &c.id, now)? {
+                    hold_take(tx, c, now)?;
+                }
+            }
             Ok(Some(next.version))
         })
         .await
@@ -729,39 +778,7 @@ impl Store for EmbeddedStore {
         check::key(id)?;
         check::amount("settled amount", actual)?;
         let id = id.to_string();
-        self.write(move |tx| {
-            let now = now_ms();
-            let hold: Hold = {
-                let mut holds = tx.open_table(HOLDS)?;
-                let Some(g) = holds.remove(id.as_str())? else { return Ok(false) };
-                let (exp, raw) = g.value();
-                if !live(exp, now) {
-                    return Ok(false);
-                }
-                serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("hold: {e}")))?
-            };
-            for s in &hold.scopes {
-                if s.window_ms > 0 {
-                    let mut ids = tx.open_table(WINDOW_IDS)?;
-                    let Some(ts) = ids.get((s.key.as_str(), id.as_str()))?.map(|g| g.value()) else { continue };
-                    let mut windows = tx.open_table(WINDOWS)?;
-                    let held = if actual == 0 {
-                        ids.remove((s.key.as_str(), id.as_str()))?;
-                        windows.remove((s.key.as_str(), ts, id.as_str()))?.map(|g| g.value())
-                    } else {
-                        windows.insert((s.key.as_str(), ts, id.as_str()), actual)?.map(|g| g.value())
-                    };
-                    drop((ids, windows));
-                    if let Some(held) = held {
-                        window_add(tx, &s.key, actual - held)?;
-                    }
-                } else {
-                    counter_bump(tx, &s.key, actual - hold.amount, 0, now)?;
-                }
-            }
-            Ok(true)
-        })
-        .await
+        self.write(move |tx| hold_settle(tx, &id, actual, now_ms())).await
     }
 
     async fn usage(&self, scope: &Scope) -> StoreResult<i64> {

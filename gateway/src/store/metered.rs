@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
-    CreateWith, Created, EventStream, LogEntry, ReserveOutcome, ReserveRequest, Scope, Store, StoreResult,
+    CreateWith, Created, EventStream, LogEntry, ReserveOutcome, ReserveRequest, Scope, Store, StoreResult, UpdateWith,
 };
 use crate::metrics::Metrics;
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord};
@@ -51,6 +51,7 @@ timed_store! {
     task_create(task: &TaskRecord, with: &CreateWith<'_>) -> StoreResult<Created>;
     task_get(id: &str) -> StoreResult<Option<TaskRecord>>;
     task_update(task: &TaskRecord) -> StoreResult<Option<u64>>;
+    task_update_with(task: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<Option<u64>>;
     task_delete(id: &str, version: u64) -> StoreResult<bool>;
     task_list(query: &TaskQuery) -> StoreResult<TaskPage>;
     task_counts() -> StoreResult<TaskCounts>;

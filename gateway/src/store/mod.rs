@@ -165,6 +165,16 @@ pub struct CreateWith<'a> {
     pub log: Option<LogLine<'a>>,
 }
 
+/// What [`Store::task_update_with`] does with a record's new version, in the same atomic step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpdateWith<'a> {
+    /// Holds settled (id, actual), as [`Store::settle`] would: a missing one is skipped.
+    pub settles: &'a [(&'a str, i64)],
+    /// Charges counted, as [`Store::reserve`] would take them but whatever their scopes'
+    /// limits (what was spent is counted): one already held is left as it is.
+    pub charges: &'a [ReserveRequest],
+}
+
 /// An entry for [`Store::log_append`], written by [`Store::task_create`].
 #[derive(Debug, Clone, Copy)]
 pub struct LogLine<'a> {
@@ -244,7 +254,14 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a record if the stored version equals `task.version`; the stored copy gets
     /// `version + 1`, which is returned. `Ok(None)` on a version conflict or a missing task:
     /// nothing changes and the caller re-reads.
-    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>>;
+    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>> {
+        self.task_update_with(task, &UpdateWith::default()).await
+    }
+
+    /// [`Store::task_update`] with the holds a change settles and the charges it counts
+    /// ([`UpdateWith`]), all in one atomic step, taken only if the version matches: one round
+    /// trip on Redis, one transaction on the embedded store (the end of a chat call).
+    async fn task_update_with(&self, task: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<Option<u64>>;
 
     /// Removes a record and its index entries if the stored version equals `version`.
     /// `Ok(false)` on a version conflict or a missing task: nothing changes. Used only to take
@@ -451,6 +468,18 @@ pub(crate) mod check {
             ttl(Some(a.keep))?;
         }
         Ok(())
+    }
+
+    pub fn update(t: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<()> {
+        task(t)?;
+        if with.settles.len() > MAX_HOLDS || with.charges.len() > MAX_HOLDS {
+            return Err(StoreError::Invalid(format!("at most {MAX_HOLDS} settlements and {MAX_HOLDS} charges with one record")));
+        }
+        for (id, actual) in with.settles {
+            key(id)?;
+            amount("settled amount", *actual)?;
+        }
+        with.charges.iter().try_for_each(reserve)
     }
 
     pub fn log(log: &str, limit_or_keep: usize) -> StoreResult<()> {

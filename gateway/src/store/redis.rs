@@ -23,7 +23,7 @@ use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Created, CreateWith, EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
+use super::{Created, CreateWith, UpdateWith, EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
 /// How many index members a listing reads per round trip while filtering.
@@ -65,10 +65,10 @@ impl Scripts {
         let with_lib = |body: &str| Script::new(&format!("{LUA_LIB}\n{body}"));
         Scripts {
             task_create: with_lib(TASK_CREATE),
-            task_update: Script::new(TASK_UPDATE),
+            task_update: with_lib(TASK_UPDATE),
             task_delete: Script::new(TASK_DELETE),
             reserve: with_lib(RESERVE),
-            settle: Script::new(SETTLE),
+            settle: with_lib(SETTLE),
             window_usage: with_lib(WINDOW_USAGE),
             counter_add: Script::new(COUNTER_ADD),
             lease_acquire: Script::new(LEASE_ACQUIRE),
@@ -272,16 +272,30 @@ impl Store for RedisStore {
         raw.map(|r| Self::decode(&r)).transpose()
     }
 
-    async fn task_update(&self, task: &TaskRecord) -> StoreResult<Option<u64>> {
-        check::task(task)?;
+    async fn task_update_with(&self, task: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<Option<u64>> {
+        check::update(task, with)?;
         let mut next = task.clone();
         next.version = task.version + 1;
         let json = serde_json::to_string(&next).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let index_keys = next.index_keys();
         let mut inv = self.scripts.task_update.key(self.k("t", &task.id));
-        for i in next.index_keys() {
-            inv.key(self.k("ti", &i));
+        for i in &index_keys {
+            inv.key(self.k("ti", i));
         }
-        inv.arg(json).arg(next.index_member()).arg(task.version);
+        for (id, _) in with.settles {
+            inv.key(self.k("h", id));
+        }
+        for c in with.charges {
+            self.hold_keys(&mut inv, c);
+        }
+        inv.arg(json).arg(next.index_member()).arg(task.version).arg(index_keys.len()).arg(with.settles.len());
+        for (id, actual) in with.settles {
+            inv.arg(*id).arg(*actual);
+        }
+        inv.arg(with.charges.len());
+        for c in with.charges {
+            hold_args(&mut inv, c);
+        }
         let v: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
         Ok((v > 0).then_some(v as u64))
     }

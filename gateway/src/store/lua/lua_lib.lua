@@ -1,5 +1,5 @@
--- Lua helpers shared by the scripts: the server clock, a window's live sum, a hold's check
--- and claim, a log's append.
+-- Lua helpers shared by the scripts: the server clock, a window's live sum, a hold's check,
+-- claim and settlement, a log's append.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -74,4 +74,34 @@ local function log_add(log, seqkey, entry, keep)
   redis.call('ZADD', log, seq, seq .. '|' .. entry)
   redis.call('ZREMRANGEBYRANK', log, 0, -(tonumber(keep) + 1))
   return seq
+end
+-- Settles the hold at `key` (id `id`) to `actual`: each scope it touched moves by actual - amount
+-- (0 releases it). Returns 1 if settled, 0 if there was no hold.
+local function hold_settle(key, id, actual)
+  local h = redis.call('GET', key)
+  if not h then return 0 end
+  local amount = nil
+  for line in string.gmatch(h, '[^\n]+') do
+    if not amount then
+      amount = tonumber(line)
+    else
+      local main, aux, sum, win = string.match(line, '^(.-)\t(.-)\t(.-)\t(%d+)$')
+      if tonumber(win) > 0 then
+        local held = redis.call('HGET', aux, id)
+        if held then
+          if actual == 0 then
+            redis.call('ZREM', main, id)
+            redis.call('HDEL', aux, id)
+          else
+            redis.call('HSET', aux, id, actual)
+          end
+          redis.call('INCRBY', sum, actual - tonumber(held))
+        end
+      else
+        redis.call('INCRBY', main, actual - amount)
+      end
+    end
+  end
+  redis.call('DEL', key)
+  return 1
 end

@@ -1,14 +1,34 @@
--- Lua: compare-and-set a task, moving its index entries.
--- KEYS: task key, new index keys…  ARGV: json (with the new version), member, expected version
+-- Lua: compare-and-set a task, moving its index entries; with it, in the same step, holds
+-- settled and charges counted (`task_update` is this with none of them).
+-- KEYS: task key, new index keys… (n), per settlement its hold key, per charge (its hold
+-- key, 3 per scope).
+-- ARGV: json (with the new version), member, expected version, n, settlements, (id,
+-- actual)×settlements, charges, per charge (id, amount, ttl ms, scopes, (limit, window
+-- ms)×scopes).
 -- Returns the new version, 0 on conflict, -1 if missing.
 local cur = redis.call('HMGET', KEYS[1], 'v', 'm', 'i')
 if not cur[1] then return -1 end
 if cur[1] ~= ARGV[3] then return 0 end
+local n, s = tonumber(ARGV[4]), tonumber(ARGV[5])
+local k, g = 2 + n, 6
+for _ = 1, s do
+  hold_settle(KEYS[k], ARGV[g], tonumber(ARGV[g + 1]))
+  k, g = k + 1, g + 2
+end
+local c = tonumber(ARGV[g])
+g = g + 1
+local now = 0
+if c > 0 then now = now_ms() end
+for _ = 1, c do
+  local scopes = tonumber(ARGV[g + 3])
+  if redis.call('EXISTS', KEYS[k]) == 0 then hold_take(k, g, now) end
+  k, g = k + 1 + 3 * scopes, g + 4 + 2 * scopes
+end
 if cur[3] and cur[3] ~= '' then
-  for k in string.gmatch(cur[3], '[^\n]+') do redis.call('ZREM', k, cur[2]) end
+  for key in string.gmatch(cur[3], '[^\n]+') do redis.call('ZREM', key, cur[2]) end
 end
 local idx = {}
-for i = 2, #KEYS do
+for i = 2, 1 + n do
   redis.call('ZADD', KEYS[i], 0, ARGV[2])
   idx[#idx + 1] = KEYS[i]
 end
