@@ -17,10 +17,11 @@
 //!
 //! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
 //! about four characters a token, marked estimated — or, for a call the client left before its
-//! end, the whole hold, since KIE bills what it generated): the concurrency slot freed, then
-//! the money (the ledger, keyed by the call, then the cost rules' hold settled to the actual
-//! cost), then the token window's hold settled to the real tokens, then the record. The relay
-//! ends a call off the response path ([`Lifecycle::chat_end_later`]). A record whose instance
+//! end, the whole hold, since KIE bills what it generated), in one store step with the
+//! record's compare-and-set ([`crate::store::UpdateWith`]): the concurrency slot freed, the
+//! spend counted in the ledger (keyed by the call), the cost rules' hold settled to the actual
+//! cost, the token window's hold settled to the real tokens. The relay ends a call off the
+//! response path ([`Lifecycle::chat_end_later`]). A record whose instance
 //! stopped mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +34,7 @@ use crate::money::budget::{self, BudgetError, CostHold};
 use crate::money::catalog::Model;
 use crate::money::credits::Credits;
 use crate::secret::random_hex;
-use crate::store::{CreateWith, Created, StoreError, StoreResult, now_ms};
+use crate::store::{CreateWith, Created, StoreError, StoreResult, UpdateWith, now_ms};
 use crate::tasks::lifecycle::limits::{Holds, rule_holds, wait_for};
 use crate::tasks::lifecycle::{Lifecycle, count_in_ledger};
 use crate::tasks::task::{ChargeBasis, ChatUsage, FailClass, TaskRecord, TaskState};
@@ -363,21 +364,24 @@ impl Lifecycle {
         };
         let priced = model.is_some_and(|m| m.chat_cost(0, 0).is_some());
         let basis = if !estimated && priced { ChargeBasis::Measured } else { ChargeBasis::Estimate };
-        let store = self.store().as_ref();
-        // The concurrency slot first, so a call waiting for it goes at once; then the money.
+        // One write: the record ended, the concurrency slot freed, the spend counted in the
+        // ledger (keyed by the call), the cost rules' hold and the tokens window's hold
+        // settled to what was used.
+        let budget_hold = budget::hold_id(&ticket.id);
+        let used_tokens = (prompt + completion) as i64;
+        let mut settles: Vec<(&str, i64)> = vec![(budget_hold.as_str(), spent.milli().max(0))];
         if ticket.holds.contains(&ticket.running_hold) {
-            store.settle(&ticket.running_hold, 0).await?;
+            settles.push((ticket.running_hold.as_str(), 0));
         }
-        count_in_ledger(store, &ticket.id, spent).await?;
-        let settled = budget::settle(store, &ticket.id, spent).await?;
         if ticket.holds.contains(&ticket.tokens_hold) {
-            store.settle(&ticket.tokens_hold, (prompt + completion) as i64).await?;
+            settles.push((ticket.tokens_hold.as_str(), used_tokens));
         }
+        let charges = [crate::tasks::lifecycle::ledger_charge(&ticket.id, spent)];
         let latency = ticket.elapsed_ms();
         let now = now_ms();
         let outcome = end.outcome.clone();
         let record = self
-            .modify(&ticket.id, |t| {
+            .modify_with(&ticket.id, &UpdateWith { settles: &settles, charges: &charges }, |t| {
                 if t.state.is_terminal() {
                     return false;
                 }
@@ -404,6 +408,16 @@ impl Lifecycle {
                 true
             })
             .await?;
+        if record.is_none() {
+            // Ended already (the poller took it as abandoned, counting its estimate): only its
+            // rate holds are left to give back.
+            let store = self.store().as_ref();
+            for (hold, keep) in [(&ticket.running_hold, 0), (&ticket.tokens_hold, used_tokens)] {
+                if ticket.holds.contains(hold) {
+                    store.settle(hold, keep).await?;
+                }
+            }
+        }
         let word = match end.outcome {
             ChatOutcome::Answered => "answered",
             ChatOutcome::Failed(..) => "failed",
@@ -412,7 +426,7 @@ impl Lifecycle {
         self.options().metrics.chat_call(&ticket.model, word, prompt, completion, spent);
         if let Some(t) = &record {
             tracing::info!(call = %t.id, model = %t.model, outcome = word, prompt, completion, estimated, "chat call ended");
-            if settled && spent > Credits::ZERO {
+            if spent > Credits::ZERO && budget::governs(&self.cost_rules(false).await?.rules, &t.owner, &t.project) {
                 self.raise_alerts(t.owner.clone(), t.project.clone(), Some((t.id.clone(), spent, t.estimated_cost)));
             }
         }

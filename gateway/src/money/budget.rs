@@ -242,7 +242,8 @@ pub fn per_job_cap(rules: &[CostRule], owner: &str, project: &str) -> Option<Cre
     rules.iter().filter(|r| r.target.applies_to(owner, project)).filter_map(|r| r.per_job).min()
 }
 
-fn hold_id(task_id: &str) -> String {
+/// The id of a task's hold under the cost rules.
+pub(crate) fn hold_id(task_id: &str) -> String {
     format!("budget:{task_id}")
 }
 

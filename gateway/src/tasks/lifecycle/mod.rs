@@ -58,8 +58,12 @@ pub fn credits_consumed_scope() -> Scope {
 /// Counts what a task or chat call cost in the ledger's running total, once: the hold is
 /// keyed by it, so a repeat (a second apply, a crash between two steps) finds it held.
 pub(crate) async fn count_in_ledger(store: &dyn Store, id: &str, spent: crate::Credits) -> StoreResult<()> {
-    let req = crate::store::ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::money::budget::HOLD_TTL) };
-    store.reserve(&req).await.map(|_| ())
+    store.reserve(&ledger_charge(id, spent)).await.map(|_| ())
+}
+
+/// The ledger's count of what task `id` spent, keyed by the task (counted once).
+pub(crate) fn ledger_charge(id: &str, spent: crate::Credits) -> crate::store::ReserveRequest {
+    crate::store::ReserveRequest { id: format!("ledger:{id}"), amount: spent.milli(), scopes: vec![credits_consumed_scope()], hold_ttl: Some(crate::money::budget::HOLD_TTL) }
 }
 
 /// The rate guard's default safety margin (see [`LifecycleOptions::rate_margin`]).
@@ -309,7 +313,14 @@ impl Lifecycle {
     /// Applies `change` to the stored record with compare-and-set, re-reading on conflict;
     /// `change` returns `false` to leave the record as it is. A change is published as a live
     /// event. Returns the new record if one was written.
-    pub async fn modify(&self, id: &str, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
+    pub async fn modify(&self, id: &str, change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
+        self.modify_with(id, &crate::store::UpdateWith::default(), change).await
+    }
+
+    /// [`Lifecycle::modify`], settling holds and counting charges in the same write
+    /// ([`crate::store::UpdateWith`]): all of it, or — when `change` leaves the record as it
+    /// is — none of it.
+    pub async fn modify_with(&self, id: &str, with: &crate::store::UpdateWith<'_>, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
         for _ in 0..64 {
             let Some(mut t) = self.0.store.task_get(id).await? else { return Ok(None) };
             let was_final = t.state.is_terminal();
@@ -321,7 +332,7 @@ impl Lifecycle {
                 t.receipt_sync = Some(Default::default());
             }
             t.updated_ms = now_ms();
-            if let Some(v) = self.0.store.task_update(&t).await? {
+            if let Some(v) = self.0.store.task_update_with(&t, with).await? {
                 t.version = v;
                 if !was_final && t.state.is_terminal() {
                     // Counted by the one instance whose write ended it.
