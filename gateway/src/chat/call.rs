@@ -205,6 +205,9 @@ impl Lifecycle {
     /// Admits a chat call (see the module doc) or says why not; nothing is sent either way.
     pub async fn chat_begin(&self, req: ChatRequest) -> Result<ChatTicket, ChatError> {
         let mut rules = self.cost_rules(false).await?;
+        // Whether `rules` was read for this call: a refusal decided from the rules in memory
+        // is confirmed against the stored ones first (a cap may have been lifted).
+        let mut fresh = false;
         let id = format!("chat_{}", random_hex(10));
         let (running_hold, tokens_hold) = (running_hold(&id), format!("chat-tokens:{id}"));
         let deadline = Instant::now() + CHAT_WAIT;
@@ -212,6 +215,10 @@ impl Lifecycle {
         loop {
             let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body) {
                 Ok(p) => p,
+                Err(ChatError::OverBudget(_) | ChatError::Invalid(_)) if !fresh => {
+                    (rules, fresh) = (self.cost_rules(true).await?, true);
+                    continue;
+                }
                 Err(e) => {
                     if matches!(e, ChatError::OverBudget(_)) {
                         self.options().metrics.budget_refused(budget::CapKind::PerJob);
@@ -228,7 +235,14 @@ impl Lifecycle {
             let ids = Holds { running: running_hold.clone(), requests: format!("chat-rate:{}", random_hex(8)), tokens: tokens_hold.clone() };
             let mut holds = rule_holds(self.chat_scopes(&model.id), ids, (prompt + out) as i64);
             let rate_holds = holds.len();
-            let cost = CostHold::plan(&rules.rules, &id, &req.owner, &req.project, estimate).map_err(|e| self.chat_over_budget(e))?;
+            let cost = match CostHold::plan(&rules.rules, &id, &req.owner, &req.project, estimate) {
+                Ok(cost) => cost,
+                Err(_) if !fresh => {
+                    (rules, fresh) = (self.cost_rules(true).await?, true);
+                    continue;
+                }
+                Err(e) => return Err(self.chat_over_budget(e)),
+            };
             holds.extend(cost.request.clone());
             let t = self.chat_record(&id, &req, &model.id, &decision, estimate, streamed);
             let announce = crate::tasks::events::announcement(&t)?;
@@ -274,7 +288,7 @@ impl Lifecycle {
                 Created::Refused(_, r) => return Err(self.chat_over_budget(cost.refused(&r))),
                 Created::Changed if tries < RULE_CHANGE_TRIES => {
                     tries += 1;
-                    rules = self.cost_rules(true).await?;
+                    (rules, fresh) = (self.cost_rules(true).await?, true);
                 }
                 Created::Changed => return Err(ChatError::Store(StoreError::Unavailable("the cost rules kept changing while this call was admitted; nothing was sent".into()))),
             }

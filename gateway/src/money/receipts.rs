@@ -292,6 +292,14 @@ pub async fn counted_at_estimate(store: &dyn Store) -> StoreResult<Credits> {
 
 /// Counts an ended task into every running total it belongs to. Idempotent (keyed by task).
 pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
+    for req in fold_charges(t) {
+        store.reserve(&req).await?;
+    }
+    Ok(())
+}
+
+/// The reservations [`fold`] takes for `t`, keyed by the task.
+fn fold_charges(t: &TaskRecord) -> Vec<ReserveRequest> {
     let d = day(t.finished_ms.unwrap_or(t.updated_ms));
     let p = Some(t.project.as_str());
     let cuts = [
@@ -308,20 +316,17 @@ pub async fn fold(store: &dyn Store, t: &TaskRecord) -> StoreResult<()> {
     // 0): its charge is counted under a key of its own, and its first fold's at 0 — so it
     // counts once whether or not that first fold happened.
     let (first, late) = if t.completed_late { (0, charged(t).milli()) } else { (charged(t).milli(), 0) };
-    for (what, hold, amount) in [
+    [
         (Total::Charged, "receipt", first),
         (Total::Charged, "receipt-late", late),
         (Total::Estimated, "receipt-e", t.estimated_cost.milli()),
         (Total::Tasks, "receipt-n", 1),
         (Total::AtEstimate, "receipt-x", at_estimate(t).milli()),
-    ] {
-        if (hold == "receipt-late" && !t.completed_late) || (what == Total::AtEstimate && amount == 0) {
-            continue;
-        }
-        let req = ReserveRequest { id: format!("{hold}:{}", t.id), amount: amount.max(0), scopes: cuts.iter().map(|s| scope(what, s)).collect(), hold_ttl: Some(HOLD) };
-        store.reserve(&req).await?;
-    }
-    Ok(())
+    ]
+    .into_iter()
+    .filter(|(what, hold, amount)| !((*hold == "receipt-late" && !t.completed_late) || (*what == Total::AtEstimate && *amount == 0)))
+    .map(|(what, hold, amount)| ReserveRequest { id: format!("{hold}:{}", t.id), amount: amount.max(0), scopes: cuts.iter().map(|s| scope(what, s)).collect(), hold_ttl: Some(HOLD) })
+    .collect()
 }
 
 /// What the folder did in one round.
@@ -382,13 +387,15 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
     if !t.fold_pending() {
         return Ok(false);
     }
-    fold(lc.store().as_ref(), t).await?;
-    // Every ended task's holds are settled by now, except where an instance stopped between
-    // a task's end and its settlement (a cancel): settling again is harmless.
-    lc.settle_ended(&t.id, charged(t)).await?;
     note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
+    // One write: the running totals counted (keyed by the task), its holds settled — every
+    // ended task's are by now, except where an instance stopped between a task's end and its
+    // settlement (a cancel), and settling again is harmless — and the record marked folded.
+    let settles = lc.ended_settlements(&t.id, charged(t));
+    let settles: Vec<(&str, i64)> = settles.iter().map(|(id, a)| (id.as_str(), *a)).collect();
+    let charges = fold_charges(t);
     Ok(lc
-        .modify(&t.id, |t| {
+        .modify_with(&t.id, &crate::store::UpdateWith { settles: &settles, charges: &charges }, |t| {
             if !t.fold_pending() {
                 return false;
             }

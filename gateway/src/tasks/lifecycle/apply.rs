@@ -184,9 +184,15 @@ impl Lifecycle {
         Ok(settled)
     }
 
-    /// Settles an ended task's holds at what it cost (idempotent: a no-op when they are).
-    pub(crate) async fn settle_ended(&self, id: &str, spent: Credits) -> StoreResult<()> {
-        self.release_holds(id, spent).await.map(|_| ())
+    /// An ended task's holds settled at what it cost, as settlements to write with the record
+    /// ([`crate::store::UpdateWith::settles`]; idempotent: a no-op when they are): the cost
+    /// rules' hold at what it cost, its concurrency slot and its queue place freed.
+    pub(crate) fn ended_settlements(&self, id: &str, spent: Credits) -> Vec<(String, i64)> {
+        let mut out = vec![(crate::money::budget::hold_id(id), spent.milli().max(0)), (super::quota::place_id(id), 0)];
+        if self.0.opts.rate_rules.iter().any(|r| matches!(r, crate::tasks::rate_guard::LimitRule::Concurrent { .. })) {
+            out.push((super::limits::running_hold(id), 0));
+        }
+        out
     }
 
     /// Ends a task that can no longer be followed (`expired`), unless it ended meanwhile. Its

@@ -34,7 +34,7 @@ pub(crate) struct Holds {
     pub tokens: String,
 }
 
-fn running_hold(task_id: &str) -> String {
+pub(super) fn running_hold(task_id: &str) -> String {
     format!("running:{task_id}")
 }
 

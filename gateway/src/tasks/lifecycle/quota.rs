@@ -22,7 +22,7 @@ pub const DEFAULT_QUEUE_MAX_PER_OWNER: u32 = 1000;
 /// KIE's rate: 1,000 tasks leave in about 8 minutes at 20 per 10 s).
 pub const PLACE_LIFE: Duration = Duration::from_secs(6 * 3600);
 
-fn place_id(task_id: &str) -> String {
+pub(super) fn place_id(task_id: &str) -> String {
     format!("queue-place:{task_id}")
 }
 

@@ -253,21 +253,29 @@ impl Lifecycle {
         let place = self.queue_place(&t.owner, &t.project, &t.id).await?;
         let arrival = LogLine { log: super::queue::ARRIVALS, entry: t.owner.as_bytes(), keep: super::queue::ARRIVALS_KEPT };
         let mut judged = self.cost_rules(false).await?;
+        // Whether `judged` was read for this submission: a refusal decided from the rules in
+        // memory is confirmed against the stored ones first (a cap may have been lifted).
+        let mut fresh = false;
         let mut tries = 0;
         loop {
             t.estimated_cost = match (estimate, budget::per_job_cap(&judged.rules, &t.owner, &t.project)) {
                 (Some(e), _) | (None, Some(e)) => e,
-                // The rules in memory may be older than a cap just set: read them once more.
-                (None, None) if tries < RULE_CHANGE_TRIES => {
-                    tries = RULE_CHANGE_TRIES;
-                    judged = self.cost_rules(true).await?;
+                (None, None) if !fresh => {
+                    (judged, fresh) = (self.cost_rules(true).await?, true);
                     continue;
                 }
                 (None, None) => {
                     return Err(invalid(format!("{} has no known price: set a per-job cap for this project or person (Budget panel) and that cap is what the task may cost", t.model)));
                 }
             };
-            let cost = CostHold::plan(&judged.rules, &t.id, &t.owner, &t.project, t.estimated_cost).map_err(|e| self.over_budget(e))?;
+            let cost = match CostHold::plan(&judged.rules, &t.id, &t.owner, &t.project, t.estimated_cost) {
+                Ok(cost) => cost,
+                Err(_) if !fresh => {
+                    (judged, fresh) = (self.cost_rules(true).await?, true);
+                    continue;
+                }
+                Err(e) => return Err(self.over_budget(e)),
+            };
             let holds: Vec<ReserveRequest> = place.iter().map(|p| p.request.clone()).chain(cost.request.clone()).collect();
             let announce = crate::tasks::events::announcement(t)?;
             let with = CreateWith { lookups: std::slice::from_ref(&token), announce: Some(&announce), unchanged: Some(&judged.unchanged), holds: &holds, log: Some(arrival) };
@@ -293,7 +301,7 @@ impl Lifecycle {
                 }
                 Created::Changed if tries < RULE_CHANGE_TRIES => {
                     tries += 1;
-                    judged = self.cost_rules(true).await?;
+                    (judged, fresh) = (self.cost_rules(true).await?, true);
                 }
                 Created::Changed => return Err(StoreError::Unavailable("the cost rules kept changing while this task was submitted; nothing was recorded".into()).into()),
             }
@@ -358,10 +366,11 @@ impl Lifecycle {
         tokio::spawn(async move {
             let store = lc.0.store.as_ref();
             let raised = async {
-                let rules = budget::rules(store).await?;
-                let mut raised = budget::check_alerts(store, &rules, &owner, &project).await?;
+                // The rules in memory (a change reaches them with the next submission).
+                let rules = lc.cost_rules(false).await?;
+                let mut raised = budget::check_alerts(store, &rules.rules, &owner, &project).await?;
                 if let Some((task, actual, held)) = &settled {
-                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual, *held).await?);
+                    raised.extend(budget::check_overrun(store, &rules.rules, task, &owner, &project, *actual, *held).await?);
                 }
                 Ok::<_, StoreError>(raised)
             }
