@@ -366,11 +366,11 @@ impl Lifecycle {
         tokio::spawn(async move {
             let store = lc.0.store.as_ref();
             let raised = async {
-                // The rules in memory (a change reaches them with the next submission).
-                let rules = lc.cost_rules(false).await?;
-                let mut raised = budget::check_alerts(store, &rules.rules, &owner, &project).await?;
+                // Read fresh: an alert names the rules as they are now.
+                let rules = budget::rules(store).await?;
+                let mut raised = budget::check_alerts(store, &rules, &owner, &project).await?;
                 if let Some((task, actual, held)) = &settled {
-                    raised.extend(budget::check_overrun(store, &rules.rules, task, &owner, &project, *actual, *held).await?);
+                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual, *held).await?);
                 }
                 Ok::<_, StoreError>(raised)
             }
