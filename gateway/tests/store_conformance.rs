@@ -393,15 +393,28 @@ mod cases {
         // A stale version changes nothing: no settlement, no charge.
         let mut stale = t.clone();
         stale.version = 9;
-        let with = UpdateWith { settles: &[("other", 0)], charges: &[ledger("ledger:stale")] };
+        let mut sub = b.peer.subscribe("ended").await.unwrap();
+        let announce = gateway::store::Announcement {
+            seq_key: "ended:seq".into(),
+            log_prefix: "ended:log:".into(),
+            keep: Duration::from_secs(60),
+            channel: "ended".into(),
+            before: "{\"n\":".into(),
+            after: ",\"id\":\"call\"}".into(),
+        };
+        let with = UpdateWith { settles: &[("other", 0)], charges: &[ledger("ledger:stale")], announce: Some(&announce) };
         assert_eq!(b.store.task_update_with(&stale, &with).await.unwrap(), None);
         assert_eq!(b.peer.usage(&scope("end:other", 5)).await.unwrap(), 2, "not settled");
         assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 0, "not counted");
-        // The version matches: the record, its settlements and its charge, at once.
+        assert_eq!(b.peer.counter_get("ended:seq").await.unwrap(), 0, "not announced");
+        // The version matches: the record, its settlements, its charge and its event, at once.
         let settles = [("tokens:call", 4), ("running:call", 0), ("never-held", 3)];
         let charges = [ledger("ledger:call")];
-        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges }).await.unwrap(), Some(2));
+        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges, announce: Some(&announce) }).await.unwrap(), Some(2));
         assert_eq!(b.peer.task_get("call").await.unwrap().map(|t| (t.state, t.version)), Some((TaskState::Success, 2)));
+        assert_eq!(b.peer.kv_get("ended:log:1").await.unwrap().as_deref(), Some(&br#"{"n":1,"id":"call"}"#[..]), "kept for replay");
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+        assert_eq!(got, br#"{"n":1,"id":"call"}"#, "published once written, never for the stale write");
         assert_eq!(b.peer.usage(&window).await.unwrap(), 4, "the window holds what was used");
         assert_eq!(b.peer.usage(&scope("end:running", 5)).await.unwrap(), 0, "the slot is free");
         assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 7, "counted past its limit: it was spent");
@@ -409,13 +422,14 @@ mod cases {
         assert_eq!(listed.tasks.len(), 1, "indexed under its new state");
         // A charge already counted is not counted twice; settled holds are gone.
         t.version = 2;
-        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges }).await.unwrap(), Some(3));
+        assert_eq!(b.store.task_update_with(&t, &UpdateWith { settles: &settles, charges: &charges, announce: None }).await.unwrap(), Some(3));
+        assert_eq!(b.peer.counter_get("ended:seq").await.unwrap(), 1, "announced only when asked");
         assert_eq!(b.peer.usage(&scope("end:ledger", 1)).await.unwrap(), 7);
         assert_eq!(b.peer.usage(&window).await.unwrap(), 4);
         assert!(b.peer.settle("other", 0).await.unwrap(), "an unrelated hold is untouched");
         // Bad input is refused before anything is written.
         t.version = 3;
-        assert!(matches!(b.store.task_update_with(&t, &UpdateWith { settles: &[("bad", -1)], charges: &[] }).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(b.store.task_update_with(&t, &UpdateWith { settles: &[("bad", -1)], ..Default::default() }).await, Err(StoreError::Invalid(_))));
         assert_eq!(b.peer.task_get("call").await.unwrap().map(|t| t.version), Some(3));
     }
 

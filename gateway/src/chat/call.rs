@@ -18,10 +18,11 @@
 //! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
 //! about four characters a token, marked estimated — or, for a call the client left before its
 //! end, the whole hold, since KIE bills what it generated), in one store step with the
-//! record's compare-and-set ([`crate::store::UpdateWith`]): the concurrency slot freed, the
-//! spend counted in the ledger (keyed by the call), the cost rules' hold settled to the actual
-//! cost, the token window's hold settled to the real tokens. The relay ends a call off the
-//! response path ([`Lifecycle::chat_end_later`]). A record whose instance
+//! record's compare-and-set ([`crate::store::UpdateWith`]), written over the record as admitted
+//! (kept on the ticket: no read): the concurrency slot freed, the spend counted in the ledger
+//! (keyed by the call), the cost rules' hold settled to the actual cost, the token window's
+//! hold settled to the real tokens, the call folded into the receipts and its live event. The
+//! relay ends a call off the response path ([`Lifecycle::chat_end_later`]). A record whose instance
 //! stopped mid-call is ended by the poller after [`CHAT_ABANDONED`], counted at its estimate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 use crate::money::budget::{self, BudgetError, CostHold};
+use crate::money::receipts;
 use crate::money::catalog::Model;
 use crate::money::credits::Credits;
 use crate::secret::random_hex;
@@ -98,6 +100,8 @@ pub struct ChatTicket {
     holds: Vec<String>,
     tokens_hold: String,
     running_hold: String,
+    /// The record as admitted: its end is written over it without a read.
+    record: TaskRecord,
 }
 
 impl ChatTicket {
@@ -259,6 +263,7 @@ impl Lifecycle {
                 holds: holds[..rate_holds].iter().map(|h| h.id.clone()).collect(),
                 tokens_hold: tokens_hold.clone(),
                 running_hold: running_hold.clone(),
+                record: t.clone(),
             };
             let created = match self.store().task_create(&t, &with).await {
                 Ok(c) => c,
@@ -378,9 +383,6 @@ impl Lifecycle {
         };
         let priced = model.is_some_and(|m| m.chat_cost(0, 0).is_some());
         let basis = if !estimated && priced { ChargeBasis::Measured } else { ChargeBasis::Estimate };
-        // One write: the record ended, the concurrency slot freed, the spend counted in the
-        // ledger (keyed by the call), the cost rules' hold and the tokens window's hold
-        // settled to what was used.
         let budget_hold = budget::hold_id(&ticket.id);
         let used_tokens = (prompt + completion) as i64;
         let mut settles: Vec<(&str, i64)> = vec![(budget_hold.as_str(), spent.milli().max(0))];
@@ -390,38 +392,44 @@ impl Lifecycle {
         if ticket.holds.contains(&ticket.tokens_hold) {
             settles.push((ticket.tokens_hold.as_str(), used_tokens));
         }
-        let charges = [crate::tasks::lifecycle::ledger_charge(&ticket.id, spent)];
         let latency = ticket.elapsed_ms();
         let now = now_ms();
-        let outcome = end.outcome.clone();
-        let record = self
-            .modify_with(&ticket.id, &UpdateWith { settles: &settles, charges: &charges }, |t| {
-                if t.state.is_terminal() {
-                    return false;
+        let end_call = |t: &mut TaskRecord| {
+            if t.state.is_terminal() {
+                return false;
+            }
+            t.chat = Some(ChatUsage { prompt_tokens: prompt, completion_tokens: completion, estimated, streamed: ticket.streamed, first_byte_ms: end.first_byte_ms, latency_ms: Some(latency) });
+            t.actual_cost = Some(spent);
+            t.charge_basis = (spent > Credits::ZERO).then_some(basis);
+            t.finished_ms = Some(now);
+            t.note = None;
+            match &end.outcome {
+                ChatOutcome::Answered => t.state = TaskState::Success,
+                ChatOutcome::Failed(code, msg) => {
+                    t.state = TaskState::Fail;
+                    t.fail_code = Some(code.to_string());
+                    t.fail_msg = Some(msg.chars().take(500).collect());
+                    t.fail_class = Some(crate::tasks::lifecycle::apply::class_of_fail_code(Some(&code.to_string())));
                 }
-                t.chat = Some(ChatUsage { prompt_tokens: prompt, completion_tokens: completion, estimated, streamed: ticket.streamed, first_byte_ms: end.first_byte_ms, latency_ms: Some(latency) });
-                t.actual_cost = Some(spent);
-                t.charge_basis = (spent > Credits::ZERO).then_some(basis);
-                t.finished_ms = Some(now);
-                t.note = None;
-                match &outcome {
-                    ChatOutcome::Answered => t.state = TaskState::Success,
-                    ChatOutcome::Failed(code, msg) => {
-                        t.state = TaskState::Fail;
-                        t.fail_code = Some(code.to_string());
-                        t.fail_msg = Some(msg.chars().take(500).collect());
-                        t.fail_class = Some(crate::tasks::lifecycle::apply::class_of_fail_code(Some(&code.to_string())));
-                    }
-                    ChatOutcome::Cancelled => {
-                        t.state = TaskState::Fail;
-                        t.fail_class = Some(FailClass::Cancelled);
-                        t.fail_code = Some("499".into());
-                        t.fail_msg = Some("The client went away before the answer ended; the call to KIE was dropped".into());
-                    }
+                ChatOutcome::Cancelled => {
+                    t.state = TaskState::Fail;
+                    t.fail_class = Some(FailClass::Cancelled);
+                    t.fail_code = Some("499".into());
+                    t.fail_msg = Some("The client went away before the answer ended; the call to KIE was dropped".into());
                 }
-                true
-            })
-            .await?;
+            }
+            true
+        };
+        // One write over the record as admitted (no read): the call ended and folded into the
+        // receipts, the concurrency slot freed, the spend counted in the ledger (keyed by the
+        // call), the cost rules' hold and the tokens window's hold settled to what was used,
+        // and its live event.
+        let mut ended = ticket.record.clone();
+        end_call(&mut ended);
+        let mut charges = vec![crate::tasks::lifecycle::ledger_charge(&ticket.id, spent)];
+        charges.extend(receipts::fold_in(self, &ended).await?);
+        let with = UpdateWith { settles: &settles, charges: &charges, ..Default::default() };
+        let record = self.modify_from(&ticket.record, &with, |t| end_call(t) && receipts::mark_folded(t)).await?;
         if record.is_none() {
             // Ended already (the poller took it as abandoned, counting its estimate): only its
             // rate holds are left to give back.

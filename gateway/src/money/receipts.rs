@@ -4,8 +4,9 @@
 //! - **Folding** (incremental, exact): a task that ends enters the `receipt:fold` index. The
 //!   folder ([`fold_round`], every instance) counts it into running totals — by project, day,
 //!   model, owner, and their pairs — with reservations keyed by the task (`receipt:<task>`,
-//!   `receipt-n:<task>`, `receipt-e:<task>`), then marks the record `folded`. A crash between
-//!   the two repeats only reservations that are already held (nothing counts twice); a
+//!   `receipt-n:<task>`, `receipt-e:<task>`) and marks the record `folded`, in one store step
+//!   ([`fold_in`], [`mark_folded`]); a chat call is folded by the very write that ends it, so
+//!   it never enters the index. Counting is keyed by the task (nothing counts twice); a
 //!   duplicate callback cannot end a task twice. A folded task is in its project's index for
 //!   the day it ended ([`TaskRecord::receipt_day`]). Records that ended before receipts (or
 //!   before the day indexes) existed are found by one-time scans of the ended states (oldest
@@ -387,23 +388,31 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
     if !t.fold_pending() {
         return Ok(false);
     }
-    note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
     // One write: the running totals counted (keyed by the task), its holds settled — every
     // ended task's are by now, except where an instance stopped between a task's end and its
     // settlement (a cancel), and settling again is harmless — and the record marked folded.
     let settles = lc.ended_settlements(&t.id, charged(t));
     let settles: Vec<(&str, i64)> = settles.iter().map(|(id, a)| (id.as_str(), *a)).collect();
-    let charges = fold_charges(t);
-    Ok(lc
-        .modify_with(&t.id, &crate::store::UpdateWith { settles: &settles, charges: &charges }, |t| {
-            if !t.fold_pending() {
-                return false;
-            }
-            t.folded = true;
-            true
-        })
-        .await?
-        .is_some())
+    let charges = fold_in(lc, t).await?;
+    Ok(lc.modify_from(t, &crate::store::UpdateWith { settles: &settles, charges: &charges, ..Default::default() }, mark_folded).await?.is_some())
+}
+
+/// What folding an ended task adds to the write that marks it folded ([`mark_folded`]): its
+/// names noted for the receipts' filters, and the running totals it counts (charges keyed by
+/// the task, for [`crate::store::UpdateWith::charges`]). The write that ends a chat call folds
+/// it this way; the folder folds every other task.
+pub(crate) async fn fold_in(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<Vec<ReserveRequest>> {
+    note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
+    Ok(fold_charges(t))
+}
+
+/// Marks an ended task folded (`false`: not ended, or folded already).
+pub(crate) fn mark_folded(t: &mut TaskRecord) -> bool {
+    if !t.fold_pending() {
+        return false;
+    }
+    t.folded = true;
+    true
 }
 
 /// A one-time scan of every ended task, oldest first, with a cursor.

@@ -466,6 +466,15 @@ fn hold_settle(tx: &WriteTransaction, id: &str, actual: i64, now: u64) -> StoreR
     Ok(true)
 }
 
+/// Numbers an announcement and keeps it for replay; its number and what to publish once the
+/// transaction is committed (channel, message).
+fn announce_in(tx: &WriteTransaction, a: &super::Announcement, now: u64) -> StoreResult<(u64, (String, Vec<u8>))> {
+    let seq = counter_bump(tx, &a.seq_key, 1, 0, now)? as u64;
+    let msg = a.message(seq);
+    tx.open_table(KV)?.insert(format!("{}{seq}", a.log_prefix).as_str(), (deadline(Some(a.keep)), msg.as_slice()))?;
+    Ok((seq, (a.channel.clone(), msg)))
+}
+
 /// Appends to a log and drops what is beyond its bound; returns the entry's number.
 fn log_add(tx: &WriteTransaction, log: &str, entry: &[u8], keep: usize) -> StoreResult<u64> {
     let mut seqs = tx.open_table(LOG_SEQ)?;
@@ -541,10 +550,8 @@ impl Store for EmbeddedStore {
                     log_add(tx, log, entry, *keep)?;
                 }
                 let Some(a) = announce else { return Ok(Ok((0, None))) };
-                let seq = counter_bump(tx, &a.seq_key, 1, 0, now)? as u64;
-                let msg = a.message(seq);
-                tx.open_table(KV)?.insert(format!("{}{seq}", a.log_prefix).as_str(), (deadline(Some(a.keep)), msg.as_slice()))?;
-                Ok(Ok((seq, Some((a.channel, msg)))))
+                let (seq, message) = announce_in(tx, &a, now)?;
+                Ok(Ok((seq, Some(message))))
             })
             .await?;
         let (seq, message) = match written {
@@ -575,8 +582,8 @@ impl Store for EmbeddedStore {
         next.version = task.version + 1;
         let json = serde_json::to_vec(&next).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let settles: Vec<(String, i64)> = with.settles.iter().map(|(id, a)| (id.to_string(), *a)).collect();
-        let charges = with.charges.to_vec();
-        self.write(move |tx| {
+        let (charges, announce) = (with.charges.to_vec(), with.announce.cloned());
+        let written = self.write(move |tx| {
             let mut tasks = tx.open_table(TASKS)?;
             let old = match tasks.get(next.id.as_str())? {
                 Some(g) => decode_task(g.value())?,
@@ -598,9 +605,16 @@ impl Store for EmbeddedStore {
                     hold_take(tx, c, now)?;
                 }
             }
-            Ok(Some(next.version))
+            let message = announce.map(|a| announce_in(tx, &a, now).map(|(_, m)| m)).transpose()?;
+            Ok(Some((next.version, message)))
         })
-        .await
+        .await?;
+        let Some((version, message)) = written else { return Ok(None) };
+        // Published once committed, as on Redis.
+        if let Some((channel, msg)) = message {
+            self.publish(&channel, &msg).await?;
+        }
+        Ok(Some(version))
     }
 
     async fn task_delete(&self, id: &str, version: u64) -> StoreResult<bool> {

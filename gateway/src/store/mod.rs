@@ -173,6 +173,9 @@ pub struct UpdateWith<'a> {
     /// Charges counted, as [`Store::reserve`] would take them but whatever their scopes'
     /// limits (what was spent is counted): one already held is left as it is.
     pub charges: &'a [ReserveRequest],
+    /// The new version's live event, numbered and published once the write is taken (never
+    /// on a conflict).
+    pub announce: Option<&'a Announcement>,
 }
 
 /// An entry for [`Store::log_append`], written by [`Store::task_create`].
@@ -460,14 +463,7 @@ pub(crate) mod check {
             value(&l.value)?;
             ttl(l.ttl)?;
         }
-        if let Some(a) = announce {
-            key(&a.seq_key)?;
-            key(&a.channel)?;
-            key(&format!("{}{}", a.log_prefix, u64::MAX))?;
-            value(&a.message(u64::MAX))?;
-            ttl(Some(a.keep))?;
-        }
-        Ok(())
+        announce.map_or(Ok(()), announcement)
     }
 
     pub fn update(t: &TaskRecord, with: &UpdateWith<'_>) -> StoreResult<()> {
@@ -479,7 +475,16 @@ pub(crate) mod check {
             key(id)?;
             amount("settled amount", *actual)?;
         }
-        with.charges.iter().try_for_each(reserve)
+        with.charges.iter().try_for_each(reserve)?;
+        with.announce.map_or(Ok(()), announcement)
+    }
+
+    pub fn announcement(a: &Announcement) -> StoreResult<()> {
+        key(&a.seq_key)?;
+        key(&a.channel)?;
+        key(&format!("{}{}", a.log_prefix, u64::MAX))?;
+        value(&a.message(u64::MAX))?;
+        ttl(Some(a.keep))
     }
 
     pub fn log(log: &str, limit_or_keep: usize) -> StoreResult<()> {

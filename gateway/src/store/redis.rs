@@ -177,6 +177,15 @@ impl RedisStore {
         }
     }
 
+    /// An [`Announcement`]'s arguments to a script: announce (0/1), before, after, keep ms,
+    /// the log's key prefix, the channel.
+    fn announce_args(&self, inv: &mut redis::ScriptInvocation<'_>, announce: Option<&super::Announcement>) {
+        match announce {
+            Some(a) => inv.arg(1).arg(&a.before).arg(&a.after).arg(ms(a.keep)).arg(self.k("kv", &a.log_prefix)).arg(self.k("ev", &a.channel)),
+            None => inv.arg(0).arg("").arg("").arg(0).arg("").arg(""),
+        };
+    }
+
     /// A hold's keys for the Lua library's `hold_fit`/`hold_take`: its own, then each scope's.
     fn hold_keys(&self, inv: &mut redis::ScriptInvocation<'_>, req: &ReserveRequest) {
         inv.key(self.k("h", &req.id));
@@ -240,10 +249,7 @@ impl Store for RedisStore {
         for l in lookups {
             inv.arg(l.value.as_slice()).arg(l.ttl.map_or(0, ms));
         }
-        match announce {
-            Some(a) => inv.arg(1).arg(&a.before).arg(&a.after).arg(ms(a.keep)).arg(self.k("kv", &a.log_prefix)).arg(self.k("ev", &a.channel)),
-            None => inv.arg(0).arg("").arg("").arg(0).arg("").arg(""),
-        };
+        self.announce_args(&mut inv, announce);
         inv.arg(unchanged.map_or("", |u| u.sha1.as_deref().unwrap_or("-")));
         inv.arg(holds.len());
         for h in holds {
@@ -288,6 +294,7 @@ impl Store for RedisStore {
         for c in with.charges {
             self.hold_keys(&mut inv, c);
         }
+        inv.key(self.k("c", with.announce.map_or("-", |a| a.seq_key.as_str())));
         inv.arg(json).arg(next.index_member()).arg(task.version).arg(index_keys.len()).arg(with.settles.len());
         for (id, actual) in with.settles {
             inv.arg(*id).arg(*actual);
@@ -296,6 +303,7 @@ impl Store for RedisStore {
         for c in with.charges {
             hold_args(&mut inv, c);
         }
+        self.announce_args(&mut inv, with.announce);
         let v: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
         Ok((v > 0).then_some(v as u64))
     }

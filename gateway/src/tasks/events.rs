@@ -1,8 +1,9 @@
 //! Live task events: every change to a task is published through the store, so a browser on
 //! any instance sees a change made on any other.
 //!
-//! Each event gets a sequence number from a shared counter and is kept for [`REPLAY_TTL`] in
-//! the store, so a client that reconnects with the last id it saw (`Last-Event-ID`) is sent
+//! Each event is written in the same store step as the change it tells of (the record's
+//! create or update: [`announcement`], [`announcement_of_next`]), gets a sequence number from a
+//! shared counter and is kept for [`REPLAY_TTL`] in the store, so a client that reconnects with the last id it saw (`Last-Event-ID`) is sent
 //! what it missed. One subscription per instance feeds every local listener ([`EventHub`]);
 //! a listener too slow to keep up, or a gap too long to replay, gets [`Feed::Reset`] and
 //! reloads its list.
@@ -63,14 +64,14 @@ pub fn announcement(task: &TaskRecord) -> StoreResult<crate::store::Announcement
     })
 }
 
-/// Numbers, keeps and publishes a task's new state.
-pub async fn publish(store: &dyn Store, task: &TaskRecord) -> StoreResult<u64> {
-    let seq = store.counter_add(SEQ_KEY, 1, None).await? as u64;
-    let event = TaskEvent { seq, task: task.clone(), rendered: Default::default() };
-    let bytes = serde_json::to_vec(&event).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
-    store.kv_set(&log_key(seq), &bytes, Some(REPLAY_TTL)).await?;
-    store.publish(CHANNEL, &bytes).await?;
-    Ok(seq)
+/// The announcement of the version a write of `task` gives it (the stored version plus one),
+/// for [`crate::store::UpdateWith::announce`]; refused if the event is too large to keep.
+pub fn announcement_of_next(task: &TaskRecord) -> StoreResult<crate::store::Announcement> {
+    let mut next = task.clone();
+    next.version += 1;
+    let a = announcement(&next)?;
+    crate::store::check::announcement(&a)?;
+    Ok(a)
 }
 
 /// What a listener receives.

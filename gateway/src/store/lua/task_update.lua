@@ -1,10 +1,11 @@
 -- Lua: compare-and-set a task, moving its index entries; with it, in the same step, holds
--- settled and charges counted (`task_update` is this with none of them).
+-- settled, charges counted and the new version announced (`task_update` is this with none of
+-- them).
 -- KEYS: task key, new index keys… (n), per settlement its hold key, per charge (its hold
--- key, 3 per scope).
+-- key, 3 per scope), the announcement's counter key.
 -- ARGV: json (with the new version), member, expected version, n, settlements, (id,
 -- actual)×settlements, charges, per charge (id, amount, ttl ms, scopes, (limit, window
--- ms)×scopes).
+-- ms)×scopes), announce (0/1), before, after, keep ms, log key prefix, channel.
 -- Returns the new version, 0 on conflict, -1 if missing.
 local cur = redis.call('HMGET', KEYS[1], 'v', 'm', 'i')
 if not cur[1] then return -1 end
@@ -34,4 +35,10 @@ for i = 2, 1 + n do
 end
 local v = tonumber(ARGV[3]) + 1
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', tostring(v), 'm', ARGV[2], 'i', table.concat(idx, '\n'))
+if ARGV[g] == '1' then
+  local seq = redis.call('INCRBY', KEYS[k], 1)
+  local msg = ARGV[g + 1] .. seq .. ARGV[g + 2]
+  redis.call('SET', ARGV[g + 4] .. seq, msg, 'PX', ARGV[g + 3])
+  redis.call('PUBLISH', ARGV[g + 5], msg)
+end
 return v

@@ -20,10 +20,12 @@
 //!   `recordInfo` window, held across every instance; the cool-down after a 429.
 //! - [`queue`] — the fair order tasks leave in, and the queue the Throttle panel shows.
 //! - [`quota`] — how many tasks one owner may have waiting (`QUEUE_MAX_PER_OWNER`).
+//! - [`alerts`] — budget alerts after a spend, checked at most once a second per spender.
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
 //! and is published as a live event; work shared between instances is claimed with leases.
 
+pub mod alerts;
 pub mod apply;
 pub mod callback;
 pub mod cancel;
@@ -173,6 +175,8 @@ struct Inner {
     shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tasks::fair_share::Share>>)>>,
     /// Chat calls being ended in the background (a stop waits for them).
     chat_ends: Arc<crate::chat::EndsInFlight>,
+    /// Budget alert checks running ([`alerts`]).
+    alert_checks: alerts::AlertChecks,
 }
 
 /// Where a change to a settled record (its deletion) is announced to every instance.
@@ -211,6 +215,7 @@ impl Lifecycle {
             lanes: Default::default(),
             shares: Default::default(),
             chat_ends: Default::default(),
+            alert_checks: Default::default(),
         }))
     }
 
@@ -327,41 +332,56 @@ impl Lifecycle {
             if !change(&mut t) {
                 return Ok(None);
             }
-            if !was_final && t.state.is_terminal() && self.0.opts.receipt_sync.is_some() && t.receipt_sync.is_none() {
-                // Its receipt line is to be synced once it is folded (in the same write).
-                t.receipt_sync = Some(Default::default());
-            }
-            t.updated_ms = now_ms();
-            if let Some(v) = self.0.store.task_update_with(&t, with).await? {
-                t.version = v;
-                if !was_final && t.state.is_terminal() {
-                    // Counted by the one instance whose write ended it.
-                    self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
-                }
-                if t.fold_pending() {
-                    self.0.wake_folder.notify_one();
-                }
-                if t.sync_pending() {
-                    self.0.wake_sync.notify_one();
-                }
-                self.announce(&t).await;
-                if t.delivery_pending() {
-                    self.0.wake_delivery.notify_one();
-                }
-                if t.archive_pending() {
-                    self.0.wake_archiver.notify_one();
-                }
+            if let Some(t) = self.write(t, was_final, with).await? {
                 return Ok(Some(t));
             }
         }
         Err(StoreError::Unavailable(format!("task {id} kept changing under this update; gave up")))
     }
 
-    /// Publishes a task's new state; a failure is logged, never fatal (the record is written).
-    async fn announce(&self, t: &TaskRecord) {
-        if let Err(e) = events::publish(self.0.store.as_ref(), t).await {
-            tracing::warn!(task = %t.id, error = %e, "cannot publish a task event");
+    /// [`Lifecycle::modify_with`] starting from `known`, the record as this instance last wrote
+    /// or read it: no read when it is still the stored version (a chat call's end, a fold);
+    /// otherwise, or when `change` declines it, as [`Lifecycle::modify_with`].
+    pub(crate) async fn modify_from(&self, known: &TaskRecord, with: &crate::store::UpdateWith<'_>, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
+        let mut t = known.clone();
+        if change(&mut t)
+            && let Some(written) = self.write(t, known.state.is_terminal(), with).await?
+        {
+            return Ok(Some(written));
         }
+        self.modify_with(&known.id, with, change).await
+    }
+
+    /// Writes a changed record over the version it was read at, with `with` and its live
+    /// event in the same step, and wakes the workers it concerns; `None` if that version is
+    /// no longer the stored one (nothing written).
+    pub(crate) async fn write(&self, mut t: TaskRecord, was_final: bool, with: &crate::store::UpdateWith<'_>) -> StoreResult<Option<TaskRecord>> {
+        if !was_final && t.state.is_terminal() && self.0.opts.receipt_sync.is_some() && t.receipt_sync.is_none() {
+            // Its receipt line is to be synced once it is folded (in the same write).
+            t.receipt_sync = Some(Default::default());
+        }
+        t.updated_ms = now_ms();
+        // The event carries the version the write gives; one too large to keep is logged.
+        let announce = events::announcement_of_next(&t).inspect_err(|e| tracing::warn!(task = %t.id, error = %e, "cannot publish a task event")).ok();
+        let Some(v) = self.0.store.task_update_with(&t, &crate::store::UpdateWith { announce: announce.as_ref(), ..*with }).await? else { return Ok(None) };
+        t.version = v;
+        if !was_final && t.state.is_terminal() {
+            // Counted by the one instance whose write ended it.
+            self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
+        }
+        if t.fold_pending() {
+            self.0.wake_folder.notify_one();
+        }
+        if t.sync_pending() {
+            self.0.wake_sync.notify_one();
+        }
+        if t.delivery_pending() {
+            self.0.wake_delivery.notify_one();
+        }
+        if t.archive_pending() {
+            self.0.wake_archiver.notify_one();
+        }
+        Ok(Some(t))
     }
 
     /// Starts the dispatcher, poller and delivery workers; they stop when the handle drops.
@@ -412,6 +432,11 @@ impl Lifecycle {
     /// of all with [`watched::ALL`]).
     pub async fn announce_settled_change(&self, id: &str) -> StoreResult<()> {
         crate::store::watched::announce(self.0.store.as_ref(), SETTLED_CHANNEL, id).await
+    }
+
+    /// Budget alert checks running.
+    pub(crate) fn alert_checks(&self) -> &alerts::AlertChecks {
+        &self.0.alert_checks
     }
 
     /// Chat calls being ended in the background.

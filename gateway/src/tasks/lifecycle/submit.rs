@@ -357,41 +357,6 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Raises any budget alerts the new spend crossed, in the background: recorded in the
-    /// store for the Budget panel, logged, and POSTed to the alert webhook if one is set.
-    /// `settled`: a task that just settled at its actual cost, with what it held (per-job caps
-    /// and a charge above the hold are checked too).
-    pub(crate) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, crate::Credits, crate::Credits)>) {
-        let lc = self.clone();
-        tokio::spawn(async move {
-            let store = lc.0.store.as_ref();
-            let raised = async {
-                // Read fresh: an alert names the rules as they are now.
-                let rules = budget::rules(store).await?;
-                let mut raised = budget::check_alerts(store, &rules, &owner, &project).await?;
-                if let Some((task, actual, held)) = &settled {
-                    raised.extend(budget::check_overrun(store, &rules, task, &owner, &project, *actual, *held).await?);
-                }
-                Ok::<_, StoreError>(raised)
-            }
-            .await;
-            let raised = match raised {
-                Ok(r) => r,
-                Err(e) => return tracing::warn!(error = %e, "cannot check budget alerts"),
-            };
-            for alert in raised {
-                tracing::warn!(alert = %alert.message(), "budget alert");
-                let Some(url) = &lc.0.opts.alert_webhook else { continue };
-                let body = serde_json::json!({ "alert": alert.message(), "detail": alert }).to_string();
-                match lc.0.outbound.post_json(url, body.as_bytes(), &[]).await {
-                    Ok(r) if r.is_success() => {}
-                    Ok(r) => tracing::warn!(status = r.status, "the alert webhook refused a budget alert"),
-                    Err(e) => tracing::warn!(error = %e, "cannot deliver a budget alert to the alert webhook"),
-                }
-            }
-        });
-    }
-
     /// Re-submits a failed or expired task as a new task linked to it, owned by `by` (a
     /// producer or admin); recorded in the audit log.
     pub async fn retry(&self, id: &str, by: &crate::team::accounts::Actor) -> Result<TaskRecord, SubmitError> {
