@@ -2,7 +2,8 @@
 # The relay's overhead, measured side by side by a load generator in its own process: wrk
 # (Debian's, installed when missing) against kie-sim directly and through the Control Room's
 # relay, 1 and 32 connections, createTask, recordInfo (of a task in flight and of one that
-# has ended) and a plain chat completion, on each store. Everything runs on this machine's
+# has ended) and a plain chat completion, on each store; and a streamed chat call's first
+# byte, one client (scripts/first-byte.py). Everything runs on this machine's
 # loopback: a private redis-server (append-only file on, as production), kie-sim with its limits lifted, a
 # control-room with RATE_GUARD=100000/10s and a total cost rule on that Redis, then one on the
 # embedded store.
@@ -97,9 +98,14 @@ for store in redis embedded; do
   relay_ended="$(ended_task "$relay" "$relay_key")"
   # Creates last: the tasks they queue keep the dispatcher, the poller and the folder busy
   # long after their rows, which would weigh on any row measured after them.
-  for call in "chat (plain)" "recordInfo (running)" "recordInfo (ended)" createTask; do
+  for call in "chat (plain)" "chat (stream) first byte" "recordInfo (running)" "recordInfo (ended)" createTask; do
     for conns in 1 32; do
       case "$call" in
+        "chat (stream) first byte")
+          # One client (scripts/first-byte.py): the same way direct and through the relay.
+          [ "$conns" -eq 1 ] || continue
+          read -r dp50 dp99 drps <<<"$(python3 scripts/first-byte.py "$sim/$chat_model/v1/chat/completions" "$sim_key" "$row_secs")"
+          read -r rp50 rp99 rrps <<<"$(python3 scripts/first-byte.py "$relay/$chat_model/v1/chat/completions" "$relay_key" "$row_secs")" ;;
         "chat (plain)")
           read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/$chat_model/v1/chat/completions" "$sim_key" "$work/chat.lua")"
           read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/$chat_model/v1/chat/completions" "$relay_key" "$work/chat.lua")" ;;

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::AppState;
+use crate::error::{Refusal, STORE_DOWN, Shape};
 use gateway::team::accounts::{self, Actor, Role};
 use gateway::team::audit::{self, AuditFilter};
 use gateway::team::sessions::{self, SessionPolicy, SignInError};
@@ -103,11 +104,6 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A plain-text answer that no cache keeps (refusals and errors).
-pub(crate) fn plain(status: StatusCode, msg: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], msg.to_string()).into_response()
-}
-
 /// The middleware: see the module documentation.
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -115,7 +111,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let programmatic = path.starts_with("/kie/") || path.starts_with("/callbacks/kie/");
     if writes && !programmatic && !same_origin(req.headers(), &state.auth) {
         tracing::warn!(%path, "refused a cross-site request");
-        return plain(StatusCode::FORBIDDEN, "Cross-site request refused: this console accepts changes only from its own pages.");
+        return Refusal::plain(StatusCode::FORBIDDEN, "Cross-site request refused: this console accepts changes only from its own pages.").into_response();
     }
     let from = client_address(&req, &state.auth.trusted_proxies);
     req.extensions_mut().insert(ClientAddress(from.as_str().into()));
@@ -140,11 +136,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && !path.ends_with(".csv") && !path.ends_with(".json") && !path.ends_with(".svg") && !path.starts_with("/library/") && !path.starts_with("/draft/") && !path.starts_with("/panel/") => {
             Redirect::to(&format!("/signin?next={}", url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())).into_response()
         }
-        Ok(None) => plain(StatusCode::UNAUTHORIZED, "Sign in first: this needs a session (POST /auth/signin)."),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot check a session");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
-        }
+        Ok(None) => Refusal::plain(StatusCode::UNAUTHORIZED, "Sign in first: this needs a session (POST /auth/signin).").into_response(),
+        Err(e) => Refusal::unavailable(Shape::Plain, "cannot check a session", &e, STORE_DOWN).into_response(),
     }
 }
 
@@ -208,41 +201,27 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
     }
 }
 
-async fn sign_out(State(state): State<AppState>, token: Option<Extension<SessionToken>>) -> Response {
-    if let Some(Extension(t)) = token
-        && let Err(e) = sessions::close(state.store.as_ref(), &t.0).await
-    {
-        tracing::error!(error = %e, "cannot end a session");
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; you are still signed in. Try again shortly.");
+async fn sign_out(State(state): State<AppState>, token: Option<Extension<SessionToken>>) -> Result<Response, Refusal> {
+    if let Some(Extension(t)) = token {
+        sessions::close(state.store.as_ref(), &t.0).await.map_err(|e| Refusal::unavailable(Shape::Plain, "cannot end a session", &e, "The store is unavailable; you are still signed in. Try again shortly."))?;
     }
-    see_other("/signin?error=signed-out", Some(session_cookie(None, &state.auth)))
+    Ok(see_other("/signin?error=signed-out", Some(session_cookie(None, &state.auth))))
 }
 
-async fn sign_out_everywhere(State(state): State<AppState>, actor: Extension<Actor>) -> Response {
-    match accounts::end_sessions(state.store.as_ref(), &actor, &actor.who).await {
-        Ok(()) => see_other("/signin?error=signed-out-everywhere", Some(session_cookie(None, &state.auth))),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot end sessions");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; your sessions are still open. Try again shortly.")
-        }
-    }
+async fn sign_out_everywhere(State(state): State<AppState>, actor: Extension<Actor>) -> Result<Response, Refusal> {
+    accounts::end_sessions(state.store.as_ref(), &actor, &actor.who).await.map_err(|e| Refusal::unavailable(Shape::Plain, "cannot end sessions", &e, "The store is unavailable; your sessions are still open. Try again shortly."))?;
+    Ok(see_other("/signin?error=signed-out-everywhere", Some(session_cookie(None, &state.auth))))
 }
 
 /// Most entries one export holds.
 const MAX_EXPORT: usize = 10_000;
 
-async fn audit_csv(State(state): State<AppState>, actor: Extension<Actor>, Query(filter): Query<AuditFilter>) -> Response {
+async fn audit_csv(State(state): State<AppState>, actor: Extension<Actor>, Query(filter): Query<AuditFilter>) -> Result<Response, Refusal> {
     if actor.require(Role::Admin).is_err() {
-        return plain(StatusCode::FORBIDDEN, "The audit log is for admins.");
+        return Err(Refusal::plain(StatusCode::FORBIDDEN, "The audit log is for admins."));
     }
-    let entries = match audit::export(state.store.as_ref(), &filter, MAX_EXPORT).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the audit log");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.");
-        }
-    };
-    (
+    let entries = audit::export(state.store.as_ref(), &filter, MAX_EXPORT).await.map_err(|e| Refusal::unavailable(Shape::Plain, "cannot read the audit log", &e, STORE_DOWN))?;
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
             (header::CONTENT_DISPOSITION, "attachment; filename=\"control-room-audit.csv\""),
@@ -250,7 +229,7 @@ async fn audit_csv(State(state): State<AppState>, actor: Extension<Actor>, Query
         ],
         audit::csv(&entries),
     )
-        .into_response()
+        .into_response())
 }
 
 #[cfg(test)]

@@ -10,14 +10,14 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 
 use crate::AppState;
-use crate::relay::{authenticate, kie_error, kie_error_retry};
+use crate::error::{Refusal, RelayCaller, STORE_DOWN, Shape};
 use gateway::Lifecycle;
 use gateway::chat::usage::{answer_chars, usage_of};
 use gateway::chat::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, StreamScan};
@@ -27,33 +27,23 @@ const CHAT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest answer read whole (not streamed).
 const MAX_ANSWER: usize = 8 << 20;
 
-pub async fn completions(State(state): State<AppState>, Path(model): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let key = match authenticate(&state, &headers).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
+pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayCaller, Path(model): Path<String>, body: Bytes) -> Result<Response, Refusal> {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return kie_error(422, "The request body must be a JSON object with messages"),
-        Err(e) => return kie_error(400, &format!("The request body is not valid JSON: {e}")),
+        Ok(_) => return Err(Refusal::kie(422, "The request body must be a JSON object with messages")),
+        Err(e) => return Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
     };
     let lc = state.lifecycle.clone();
-    let ticket = match lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model: model.clone(), body: req }).await {
-        Ok(t) => t,
-        Err(e) => {
-            let wait = if let ChatError::RateLimited(wait) = e { Some(wait) } else { None };
-            return kie_error_retry(i64::from(e.code()), &e.public_message(), wait);
-        }
-    };
+    let ticket = lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model: model.clone(), body: req }).await.map_err(|e| {
+        let wait = if let ChatError::RateLimited(wait) = e { Some(wait) } else { None };
+        Refusal::kie(e.code(), e.public_message()).retry_after(wait)
+    })?;
     tracing::Span::current().record("task", ticket.id.as_str());
     let clamped = ticket.clamped.clone().and_then(|c| HeaderValue::from_str(&c).ok());
     // From here the call is ended however this handler ends: dropped (the client went away)
     // before the answer is whole, it is ended as cancelled in the background.
     let mut call = Relay::new(lc, ticket);
-    let upstream = match send(&state, &mut call).await {
-        Ok(r) => r,
-        Err((code, msg)) => return kie_error(i64::from(code), &msg),
-    };
+    let upstream = send(&state, &mut call).await.map_err(|(code, msg)| Refusal::kie(code, msg))?;
     let status = StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = upstream.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
     call.first_byte = call.ticket.as_ref().map(ChatTicket::elapsed_ms);
@@ -72,20 +62,20 @@ pub async fn completions(State(state): State<AppState>, Path(model): Path<String
             Ok(b) => b,
             Err(e) => {
                 call.finish(failed(502, &e));
-                return kie_error(502, &format!("KIE's answer was cut off: {e}"));
+                return Err(Refusal::kie(502, format!("KIE's answer was cut off: {e}")));
             }
         };
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
         (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
         call.finish(outcome);
-        return dress((status, bytes).into_response());
+        return Ok(dress((status, bytes).into_response()));
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
     let mut r = dress(Response::new(stream_through(call, upstream, Relayed::Bytes)));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    Ok(r)
 }
 
 /// Names the answer limit this console sent when it is below the one the caller asked for.
@@ -145,15 +135,11 @@ pub async fn draft(State(state): State<AppState>, Path(token): Path<String>, act
         let body = format!("event: {kind}\ndata: {}\n\n", Value::String(msg.to_string()));
         ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
     };
-    let Some(axum::Extension(actor)) = actor else { return (StatusCode::UNAUTHORIZED, "Sign in first.").into_response() };
-    let gone = || (StatusCode::NOT_FOUND, "No such draft (each draft link works once, for a minute, for the person who started it).").into_response();
+    let Some(axum::Extension(actor)) = actor else { return Refusal::plain(StatusCode::UNAUTHORIZED, "Sign in first.").into_response() };
     let req = match state.lifecycle.take_draft(&token, &actor.who).await {
         Ok(Some(req)) => req,
-        Ok(None) => return gone(),
-        Err(e) => {
-            tracing::error!(error = %e, "draft: store read failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.").into_response();
-        }
+        Ok(None) => return Refusal::plain(StatusCode::NOT_FOUND, "No such draft (each draft link works once, for a minute, for the person who started it).").into_response(),
+        Err(e) => return Refusal::unavailable(Shape::Plain, "draft: store read failed", &e, STORE_DOWN).into_response(),
     };
     let lc = state.lifecycle.clone();
     let ticket = match lc.chat_begin(req).await {

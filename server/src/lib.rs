@@ -4,6 +4,8 @@
 //! - [`config`] — flags and environment, validated up front; secrets held in [`config::Secret`].
 //! - [`edge`] — what is accepted from the network before a handler runs: connections, body
 //!   sizes and deadlines, the client's address behind trusted proxies.
+//! - [`error`] — [`error::Refusal`], every handler's one error type (KIE's envelope on the
+//!   relay, plain text elsewhere), and [`error::RelayCaller`], the relay's extractor for who asks.
 //! - [`health`] — `/healthz` and `/readyz`.
 //! - [`open_store`] — Redis when `REDIS_URL` is set, else the embedded store under `DATA_DIR`.
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
@@ -35,6 +37,7 @@ pub mod callbacks;
 pub mod chat;
 pub mod config;
 pub mod edge;
+pub mod error;
 pub mod health;
 pub mod library;
 pub mod live;

@@ -16,7 +16,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::plain;
+use crate::error::{Refusal, Shape};
 use gateway::library::LibraryError;
 use gateway::library::links::LinkError;
 use gateway::team::accounts::Actor;
@@ -58,25 +58,21 @@ pub async fn asset(
     Query(link): Query<LinkQuery>,
     actor: Option<Extension<Actor>>,
     headers: HeaderMap,
-) -> Response {
-    let Some(library) = &state.library else { return plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).") };
+) -> Result<Response, Refusal> {
+    let Some(library) = &state.library else { return Err(Refusal::plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).")) };
     let now_s = gateway::store::now_ms() / 1000;
     let signed_until = match (&link.exp, &link.sig, &state.lifecycle.options().library_links) {
         (Some(exp), Some(sig), Some(signer)) => match signer.verify(&task, n, *exp, sig, now_s) {
             Ok(()) => Some(*exp),
-            Err(e @ (LinkError::Expired | LinkError::Invalid)) => return plain(StatusCode::FORBIDDEN, &e.to_string()),
+            Err(e @ (LinkError::Expired | LinkError::Invalid)) => return Err(Refusal::plain(StatusCode::FORBIDDEN, e.to_string())),
         },
         _ if actor.is_some() => None,
-        _ => return plain(StatusCode::FORBIDDEN, "This Library link is not valid: it needs both exp and sig, or a signed-in session."),
+        _ => return Err(Refusal::plain(StatusCode::FORBIDDEN, "This Library link is not valid: it needs both exp and sig, or a signed-in session.")),
     };
-    let found = match library.find(&task, n).await {
-        Ok(f) => f,
-        Err(LibraryError::NotFound) => return plain(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
-        Err(e) => {
-            tracing::error!(error = %e, "library: cannot read an asset");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.");
-        }
-    };
+    let found = library.find(&task, n).await.map_err(|e| match e {
+        LibraryError::NotFound => Refusal::plain(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
+        e => unreadable(&e),
+    })?;
     let len = found.asset.bytes.unwrap_or(0);
     let etag = format!("\"{}\"", found.asset.sha256.as_deref().unwrap_or_default());
     let cache = match signed_until {
@@ -97,13 +93,13 @@ pub async fn asset(
     put(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'");
     put(header::CONTENT_DISPOSITION, &format!("inline; filename=\"{}-{}\"", found.task.id, n));
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
-        return (StatusCode::NOT_MODIFIED, out).into_response();
+        return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let range = match byte_range(&headers, len) {
         Ok(r) => r,
         Err(()) => {
             put(header::CONTENT_RANGE, &format!("bytes */{len}"));
-            return (StatusCode::RANGE_NOT_SATISFIABLE, out, "The requested range is outside the asset.").into_response();
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, out, "The requested range is outside the asset.").into_response());
         }
     };
     let (status, length) = match &range {
@@ -115,13 +111,14 @@ pub async fn asset(
     };
     put(header::CONTENT_LENGTH, &length.to_string());
     match library.read(&found, range).await {
-        Ok(stream) => (status, out, Body::from_stream(stream)).into_response(),
-        Err(LibraryError::NotFound) => plain(StatusCode::NOT_FOUND, "This asset is recorded but missing from this console's Library; an operator has been told."),
-        Err(e) => {
-            tracing::error!(error = %e, "library: cannot read an asset");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "The Library cannot be read right now; try again shortly.")
-        }
+        Ok(stream) => Ok((status, out, Body::from_stream(stream)).into_response()),
+        Err(LibraryError::NotFound) => Err(Refusal::plain(StatusCode::NOT_FOUND, "This asset is recorded but missing from this console's Library; an operator has been told.")),
+        Err(e) => Err(unreadable(&e)),
     }
+}
+
+fn unreadable(e: &LibraryError) -> Refusal {
+    Refusal::unavailable(Shape::Plain, "library: cannot read an asset", e, "The Library cannot be read right now; try again shortly.")
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use crate::AppState;
+use crate::error::{Refusal, Shape};
 use crate::auth::SessionToken;
 use axum::Extension;
 use gateway::tasks::events::Feed;
@@ -119,33 +120,22 @@ pub async fn events(
     token: Option<Extension<SessionToken>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, Refusal> {
     if state.hub.listeners() >= MAX_LIVE_CLIENTS {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many live connections to this instance; retry shortly").into_response();
+        return Err(Refusal::plain(StatusCode::SERVICE_UNAVAILABLE, "too many live connections to this instance; retry shortly"));
     }
     let session = token.as_ref().map_or_else(String::new, |t| gateway::team::sessions::digest(&t.0.0));
     let Some(slot) = state.live.take(&session, &actor.who) else {
         let msg = format!(
             "too many live streams: at most {PER_SESSION} per session and {PER_PERSON} per person; close a tab"
         );
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(axum::http::header::RETRY_AFTER, "30")],
-            msg,
-        )
-            .into_response();
+        return Err(Refusal::plain(StatusCode::TOO_MANY_REQUESTS, msg).retry_after(Some(Duration::from_secs(30))));
     };
-    let listener = match state
+    let listener = state
         .hub
         .listen(last_seen(&headers, query.as_deref()))
         .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "live events: store unavailable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "live events are unavailable; the store cannot be read").into_response();
-        }
-    };
+        .map_err(|e| Refusal::unavailable(Shape::Plain, "live events: store unavailable", &e, "live events are unavailable; the store cannot be read"))?;
     let mut stopping = state.stopping.clone();
     let every = (state.auth.policy.idle / 2).min(SESSION_RECHECK);
     let ended = session_ended(state.clone(), token.map(|Extension(t)| t), every);
@@ -161,7 +151,5 @@ pub async fn events(
             () = ended => {}
         }
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }

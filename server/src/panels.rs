@@ -23,6 +23,7 @@ use leptos::reactive::computed::ScopedFuture;
 use leptos::reactive::owner::Owner;
 
 use crate::AppState;
+use crate::error::Refusal;
 use app::api::ConsoleContext;
 use app::panels::{Fields, MAX_FIELDS, PanelId};
 
@@ -35,59 +36,41 @@ pub fn routes(console: ConsoleContext) -> Router<AppState> {
     Router::new().route("/panel/{slug}", get(show).post(change)).layer(Extension(console))
 }
 
-fn refuse(status: StatusCode, msg: &str) -> Response {
-    crate::auth::plain(status, msg)
-}
-
 /// URL-encoded pairs, within the bounds.
-fn fields(encoded: &[u8]) -> Result<Fields, Response> {
+fn fields(encoded: &[u8]) -> Result<Fields, Refusal> {
     let mut out = Fields::new();
     for (k, v) in url::form_urlencoded::parse(encoded) {
         if out.len() == MAX_FIELDS {
-            return Err(refuse(StatusCode::BAD_REQUEST, "Too many fields: a panel takes at most 32."));
+            return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Too many fields: a panel takes at most 32."));
         }
         if v.chars().count() > MAX_VALUE_CHARS || k.len() > 64 {
-            return Err(refuse(StatusCode::BAD_REQUEST, "A field is too long: names up to 64 characters, values up to 5,000."));
+            return Err(Refusal::plain(StatusCode::BAD_REQUEST, "A field is too long: names up to 64 characters, values up to 5,000."));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
     Ok(out)
 }
 
-fn panel(slug: &str) -> Result<PanelId, Response> {
-    PanelId::from_slug(slug).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such panel."))
+fn panel(slug: &str) -> Result<PanelId, Refusal> {
+    PanelId::from_slug(slug).ok_or_else(|| Refusal::plain(StatusCode::NOT_FOUND, "No such panel."))
 }
 
-async fn show(Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Response {
-    let id = match panel(&slug) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let query = match fields(req.uri().query().unwrap_or_default().as_bytes()) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn show(Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Result<Rendered, Refusal> {
+    let id = panel(&slug)?;
+    let query = fields(req.uri().query().unwrap_or_default().as_bytes())?;
     let (parts, _) = req.into_parts();
-    render(console, parts, id, query, false).await.into_response()
+    Ok(render(console, parts, id, query, false).await)
 }
 
-async fn change(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Response {
-    let id = match panel(&slug) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn change(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, Path(slug): Path<String>, req: Request) -> Result<Response, Refusal> {
+    let id = panel(&slug)?;
     let fragment = req.headers().contains_key("x-fragment");
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "The form is larger than 64 KiB.");
-    };
-    let form = match fields(&bytes) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| Refusal::plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is larger than 64 KiB."))?;
+    let form = fields(&bytes)?;
     let rendered = render(console, parts, id, form, true).await;
     if fragment {
-        return rendered.into_response();
+        return Ok(rendered.into_response());
     }
     // Without WASM: the panel on a page of its own.
     let Rendered { status, html, .. } = rendered;
@@ -95,7 +78,7 @@ async fn change(State(state): State<AppState>, Extension(console): Extension<Con
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{slug}\">Back to the console</a></p></body></html>",
         app::assets::stylesheet(&state.leptos_options)
     );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response()
+    Ok((status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response())
 }
 
 struct Rendered {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use futures::StreamExt;
-use crate::auth::plain;
+use crate::error::{Refusal, STORE_DOWN, Shape};
 use gateway::money::receipts::{self, Receipt, ReceiptError};
 use gateway::team::accounts::{Actor, Role};
 
@@ -28,27 +28,24 @@ fn nonempty(v: &Option<String>) -> Option<String> {
 }
 
 /// Who may read, and whether a project was named.
-fn allowed(actor: &Actor, q: &ReceiptQuery) -> Result<(), Response> {
+fn allowed(actor: &Actor, q: &ReceiptQuery) -> Result<(), Refusal> {
     if actor.require(Role::Viewer).is_err() {
-        return Err(plain(StatusCode::FORBIDDEN, "Receipts need a signed-in viewer or above."));
+        return Err(Refusal::plain(StatusCode::FORBIDDEN, "Receipts need a signed-in viewer or above."));
     }
     if q.project.trim().is_empty() {
-        return Err(plain(StatusCode::BAD_REQUEST, "Say which production: ?project=NAME (optional from= and to= as YYYY-MM-DD)."));
+        return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Say which production: ?project=NAME (optional from= and to= as YYYY-MM-DD)."));
     }
     Ok(())
 }
 
-fn refusal(e: ReceiptError) -> Response {
+fn refusal(e: ReceiptError) -> Refusal {
     match e {
-        ReceiptError::Invalid(why) => plain(StatusCode::UNPROCESSABLE_ENTITY, &why),
-        ReceiptError::Store(e) => {
-            tracing::error!(error = %e, "cannot read a receipt");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
-        }
+        ReceiptError::Invalid(why) => Refusal::plain(StatusCode::UNPROCESSABLE_ENTITY, why),
+        ReceiptError::Store(e) => Refusal::unavailable(Shape::Plain, "cannot read a receipt", &e, STORE_DOWN),
     }
 }
 
-async fn read(state: &AppState, actor: &Actor, q: &ReceiptQuery) -> Result<Receipt, Response> {
+async fn read(state: &AppState, actor: &Actor, q: &ReceiptQuery) -> Result<Receipt, Refusal> {
     allowed(actor, q)?;
     let base = state.lifecycle.options().public_base.clone();
     receipts::receipt(state.store.as_ref(), q.project.trim(), nonempty(&q.from).as_deref(), nonempty(&q.to).as_deref(), base.as_deref()).await.map_err(refusal)
@@ -62,26 +59,19 @@ fn filename(project: &str, from: &Option<String>, to: &Option<String>, ext: &str
     format!("attachment; filename=\"receipt-{}{range}.{ext}\"", project.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"))
 }
 
-pub async fn json(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<ReceiptQuery>) -> Response {
-    match read(&state, &actor, &q).await {
-        Ok(r) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(r)).into_response(),
-        Err(resp) => resp,
-    }
+pub async fn json(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<ReceiptQuery>) -> Result<Response, Refusal> {
+    let r = read(&state, &actor, &q).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(r)).into_response())
 }
 
 /// The receipt's lines as CSV, streamed a page at a time (memory is a page, whatever the
 /// project's history; no line limit). A store failure mid-way cuts the download off (the
 /// file then ends without its last line) and is logged.
-pub async fn csv(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<ReceiptQuery>) -> Response {
-    if let Err(refused) = allowed(&actor, &q) {
-        return refused;
-    }
+pub async fn csv(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<ReceiptQuery>) -> Result<Response, Refusal> {
+    allowed(&actor, &q)?;
     let base = state.lifecycle.options().public_base.clone();
     let (from, to) = (nonempty(&q.from), nonempty(&q.to));
-    let pages = match receipts::LinePages::new(q.project.trim(), from.as_deref(), to.as_deref(), base.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return refusal(e),
-    };
+    let pages = receipts::LinePages::new(q.project.trim(), from.as_deref(), to.as_deref(), base.as_deref()).map_err(refusal)?;
     let disposition = filename(q.project.trim(), &from, &to, "csv");
     let store = state.store.clone();
     let rows = futures::stream::unfold(Some(pages), move |pages| {
@@ -99,5 +89,5 @@ pub async fn csv(State(state): State<AppState>, actor: Extension<Actor>, Query(q
         }
     });
     let body = futures::stream::once(async { Ok(axum::body::Bytes::from_static(receipts::CSV_HEADER.as_bytes())) }).chain(rows);
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], axum::body::Body::from_stream(body)).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], axum::body::Body::from_stream(body)).into_response())
 }

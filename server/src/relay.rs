@@ -30,7 +30,7 @@ use crate::AppState;
 use gateway::tasks::lifecycle::Submission;
 use gateway::kie::Family;
 use gateway::tasks::relay::{envelope, status_data};
-use gateway::team::relay_keys::{RelayKey, RelayKeyError};
+use crate::error::{RelayCaller, Refusal, Shape};
 
 /// Every relay path `openapi.json` describes (and `/kie/docs`, its page): each family's create
 /// and status paths under `/kie`, the credit call and the description itself.
@@ -51,8 +51,8 @@ pub fn routes() -> axum::Router<AppState> {
     for family in Family::ALL {
         let api = family.adapter();
         router = router
-            .route(&format!("/kie{}", api.create_path()), post(move |state, headers, body| create_task(family, state, headers, body)))
-            .route(&format!("/kie{}", api.status_path()), get(move |state, headers, query| status(family, state, headers, query)));
+            .route(&format!("/kie{}", api.create_path()), post(move |state, caller, headers, body| create_task(family, state, caller, headers, body)))
+            .route(&format!("/kie{}", api.status_path()), get(move |state, caller, query| status(family, state, caller, query)));
     }
     router
         .route(CHAT, post(crate::chat::completions))
@@ -61,73 +61,39 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/kie/docs", get(crate::relay_docs::docs))
 }
 
-/// A KIE envelope with a mirroring HTTP status.
+/// A KIE envelope with a mirroring HTTP status (a success; refusals are [`Refusal::kie`]).
 pub fn kie_answer(code: i64, msg: &str, data: Value) -> Response {
     let status = StatusCode::from_u16(u16::try_from(code).unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(envelope(code, msg, data))).into_response()
 }
 
-pub(crate) fn kie_error(code: i64, msg: &str) -> Response {
-    kie_answer(code, msg, Value::Null)
-}
-
-/// A refusal that waiting cures: KIE's envelope with `Retry-After` (whole seconds, at least 1).
-pub(crate) fn kie_error_retry(code: i64, msg: &str, wait: Option<std::time::Duration>) -> Response {
-    let mut r = kie_error(code, msg);
-    if let Some(wait) = wait
-        && let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs_f64().ceil().max(1.0).to_string())
-    {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
-}
-
-pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<RelayKey, Response> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .unwrap_or("");
-    match state.keys.authenticate(presented).await {
-        Ok(key) => {
-            tracing::Span::current().record("actor", format!("key:{}", key.id));
-            Ok(key)
-        }
-        Err(RelayKeyError::Store(e)) => {
-            tracing::error!(error = %e, "relay: cannot check a key");
-            Err(kie_error(503, "The Control Room's store is unavailable; try again shortly"))
-        }
-        Err(_) => Err(kie_error(401, "You do not have access permissions")),
-    }
+/// The relay's answer to a store failure (logged, never shown).
+fn store_down(what: &str, e: &dyn std::fmt::Display) -> Refusal {
+    Refusal::unavailable(Shape::Kie, what, e, "The Control Room's store is unavailable; try again shortly")
 }
 
 /// A create call of any family: Market's `{model, input, callBackUrl}`, or a family's fields
 /// sent flat with `model` (or the family's default, or its one model) and `callBackUrl`.
-async fn create_task(family: Family, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let key = match authenticate(&state, &headers).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
+async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(key): RelayCaller, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
     let json_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("application/json"));
     if !json_type {
-        return kie_error(415, "Content-Type must be application/json");
+        return Err(Refusal::kie(415, "Content-Type must be application/json"));
     }
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return kie_error(422, "The request body must be a JSON object with model and input"),
-        Err(e) => return kie_error(400, &format!("The request body is not valid JSON: {e}")),
+        Ok(_) => return Err(Refusal::kie(422, "The request body must be a JSON object with model and input")),
+        Err(e) => return Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
     };
     let model = match req.get("model") {
         None | Some(Value::Null) if !family.is_market() => None,
         Some(Value::String(m)) => Some(m.as_str()),
-        _ => return kie_error(422, "model is required (a string)"),
+        _ => return Err(Refusal::kie(422, "model is required (a string)")),
     };
     let callback = match req.get("callBackUrl") {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) if u.trim().is_empty() => None,
         Some(Value::String(u)) => Some((u.trim().to_string(), key.id.clone())),
-        Some(_) => return kie_error(422, "callBackUrl must be a string"),
+        Some(_) => return Err(Refusal::kie(422, "callBackUrl must be a string")),
     };
     let catalog = state.lifecycle.catalog();
     let (model, input) = if family.is_market() {
@@ -135,7 +101,7 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
     } else {
         let Some(m) = catalog.by_upstream(family, model) else {
             let (code, msg) = if model.is_none() && family.takes_model() { (422, "model is required") } else { (404, "The model name you specified is not supported") };
-            return kie_error(code, msg);
+            return Err(Refusal::kie(code, msg));
         };
         // The family's fields are the body itself, less the model and the callback.
         let mut fields = req.as_object().cloned().unwrap_or_default();
@@ -146,7 +112,7 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
     if let Some(m) = catalog.get(&model)
         && m.family != family
     {
-        return kie_error(404, &format!("The model name you specified is not supported on this API: {} is on KIE's {} API, POST /kie{}", m.id, m.family.name(), m.family.adapter().create_path()));
+        return Err(Refusal::kie(404, format!("The model name you specified is not supported on this API: {} is on KIE's {} API, POST /kie{}", m.id, m.family.name(), m.family.adapter().create_path())));
     }
     let submission = Submission {
         owner: key.owner(),
@@ -157,64 +123,39 @@ async fn create_task(family: Family, State(state): State<AppState>, headers: Hea
         retry_of: None,
         rerun_of: None,
     };
-    match state.lifecycle.submit(submission).await {
-        Ok(t) => {
-            tracing::Span::current().record("task", t.id.as_str());
-            let data = if family.is_market() { serde_json::json!({ "taskId": t.id, "recordId": t.id }) } else { serde_json::json!({ "taskId": t.id }) };
-            kie_answer(200, "success", data)
-        }
-        Err(e) => kie_error_retry(i64::from(e.code()), &e.public_message(), e.retry_after()),
-    }
+    let t = state.lifecycle.submit(submission).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
+    tracing::Span::current().record("task", t.id.as_str());
+    let data = if family.is_market() { serde_json::json!({ "taskId": t.id, "recordId": t.id }) } else { serde_json::json!({ "taskId": t.id }) };
+    Ok(kie_answer(200, "success", data))
 }
 
 /// A status call of any family (Market's `recordInfo`), answered from the record in the
 /// family's shape. A task of another family reads like a missing one.
-async fn status(family: Family, State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn status(family: Family, State(state): State<AppState>, RelayCaller(key): RelayCaller, RawQuery(query): RawQuery) -> Result<Response, Refusal> {
     let task_id = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "taskId")
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.trim().is_empty());
     let task_id = match task_id {
         Some(t) if t.len() <= 128 => t,
-        // A bad key is told so first, whatever else is wrong.
-        other => {
-            if let Err(r) = authenticate(&state, &headers).await {
-                return r;
-            }
-            return if other.is_none() { kie_error(400, "taskId parameter is required") } else { kie_error(422, "taskId is too long") };
-        }
+        None => return Err(Refusal::kie(400, "taskId parameter is required")),
+        Some(_) => return Err(Refusal::kie(422, "taskId is too long")),
     };
-    // The key and the task are read at once (one round trip's wait, not two); nothing about
-    // the task is answered unless the key is good.
-    let (key, found) = tokio::join!(authenticate(&state, &headers), state.lifecycle.find(task_id.trim()));
-    let key = match key {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    match found {
+    match state.lifecycle.find(task_id.trim()).await.map_err(|e| store_down("relay: recordInfo store read failed", &e))? {
         // Another project's task reads exactly like a missing one.
-        Ok(Some(t)) if t.project == key.project && t.family == family => {
+        Some(t) if t.project == key.project && t.family == family => {
             let model = state.lifecycle.catalog().get(&t.model).map_or(t.model.as_str(), |m| m.upstream_name()).to_string();
-            kie_answer(200, "success", status_data(&t, &model, state.lifecycle.options().library_links.as_ref()))
+            Ok(kie_answer(200, "success", status_data(&t, &model, state.lifecycle.options().library_links.as_ref())))
         }
-        Ok(_) => kie_error(404, "No task with this taskId"),
-        Err(e) => {
-            tracing::error!(error = %e, "relay: recordInfo store read failed");
-            kie_error(503, "The Control Room's store is unavailable; try again shortly")
-        }
+        _ => Err(Refusal::kie(404, "No task with this taskId")),
     }
 }
 
-async fn credit(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&state, &headers).await {
-        return r;
-    }
-    let Some(client) = &state.kie else { return kie_error(503, "Not configured: the Control Room has no KIE key") };
-    match client.credit().await {
-        Ok(balance) => kie_answer(200, "success", serde_json::json!(balance.as_f64())),
-        Err(e) => {
-            tracing::warn!(error = %e, "relay: credit call failed");
-            kie_error(e.code().unwrap_or(502), &format!("KIE did not answer the credit call: {e}"))
-        }
-    }
+async fn credit(State(state): State<AppState>, _: RelayCaller) -> Result<Response, Refusal> {
+    let Some(client) = &state.kie else { return Err(Refusal::kie(503, "Not configured: the Control Room has no KIE key")) };
+    let balance = client.credit().await.map_err(|e| {
+        tracing::warn!(error = %e, "relay: credit call failed");
+        Refusal::kie(e.code().map_or(502, |c| u16::try_from(c).unwrap_or(502)), format!("KIE did not answer the credit call: {e}"))
+    })?;
+    Ok(kie_answer(200, "success", serde_json::json!(balance.as_f64())))
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::fmt::Write;
 
 use crate::AppState;
-use crate::auth::plain;
+use crate::error::{Refusal, STORE_DOWN, Shape};
 use crate::relay_docs::esc;
 use gateway::Credits;
 use gateway::money::budget;
@@ -28,15 +28,12 @@ pub struct SpendQuery {
 const MAX_BARS: usize = 24;
 
 /// The largest `top` bars of the breakdown asked for.
-async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Result<(By, Vec<Bar>), Response> {
+async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Result<(By, Vec<Bar>), Refusal> {
     if actor.require(Role::Viewer).is_err() {
-        return Err(plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
+        return Err(Refusal::plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
     }
-    let Some(by) = By::parse(q.by.trim()) else { return Err(plain(StatusCode::BAD_REQUEST, "Say what to break spend down by: ?by=day, model, project or owner.")) };
-    receipts::spend(state.store.as_ref(), by, top).await.map(|s| (by, s.bars)).map_err(|e| {
-        tracing::error!(error = %e, "cannot read the spend");
-        plain(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again shortly.")
-    })
+    let Some(by) = By::parse(q.by.trim()) else { return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Say what to break spend down by: ?by=day, model, project or owner.")) };
+    receipts::spend(state.store.as_ref(), by, top).await.map(|s| (by, s.bars)).map_err(|e| Refusal::unavailable(Shape::Plain, "cannot read the spend", &e, STORE_DOWN))
 }
 
 /// The caps to draw: (bar label or "" for every bar, cap, what it is).
@@ -108,14 +105,10 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     out
 }
 
-pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
-    match bars(&state, &actor, &q, MAX_BARS).await {
-        Ok((by, bars)) => {
-            let caps = caps(&state, by).await;
-            ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], svg(by, &bars, &caps)).into_response()
-        }
-        Err(r) => r,
-    }
+pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Result<Response, Refusal> {
+    let (by, bars) = bars(&state, &actor, &q, MAX_BARS).await?;
+    let caps = caps(&state, by).await;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], svg(by, &bars, &caps)).into_response())
 }
 
 /// The chart's figures as CSV (label, KIE's charge, the estimate, tasks).
@@ -127,14 +120,10 @@ pub fn csv(by: By, bars: &[Bar]) -> String {
     out
 }
 
-pub async fn table(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Response {
-    match bars(&state, &actor, &q, receipts::MAX_NAMES).await {
-        Ok((by, bars)) => {
-            let disposition = format!("attachment; filename=\"spend-by-{}.csv\"", by.as_str());
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], csv(by, &bars)).into_response()
-        }
-        Err(r) => r,
-    }
+pub async fn table(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Result<Response, Refusal> {
+    let (by, bars) = bars(&state, &actor, &q, receipts::MAX_NAMES).await?;
+    let disposition = format!("attachment; filename=\"spend-by-{}.csv\"", by.as_str());
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_string())], csv(by, &bars)).into_response())
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
+use crate::error::{Refusal, Shape};
+
 /// The largest body each route takes: the first prefix that matches decides.
 pub const BODY_LIMITS: &[(&str, usize)] = &[
     // The relay: KIE's JSON bodies, a chat call's messages.
@@ -46,10 +48,6 @@ fn exempt_from_answer_deadline(path: &str) -> bool {
     path == "/events" || path.starts_with("/draft/") || path.starts_with("/kie/")
 }
 
-fn refuse(status: StatusCode, msg: String) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], msg).into_response()
-}
-
 /// The middleware: see the module documentation.
 pub async fn bound(req: Request, next: Next) -> Response {
     let path = req.uri().path();
@@ -66,11 +64,8 @@ pub async fn bound(req: Request, next: Next) -> Response {
             limit >> 10
         );
         // The relay answers in KIE's envelope, as its clients expect.
-        return if path.starts_with("/kie/") {
-            crate::relay::kie_error(413, &msg)
-        } else {
-            refuse(StatusCode::PAYLOAD_TOO_LARGE, msg)
-        };
+        let shape = if path.starts_with("/kie/") { Shape::Kie } else { Shape::Plain };
+        return Refusal::new(shape, StatusCode::PAYLOAD_TOO_LARGE, msg).into_response();
     }
     // A request with a body (declared, or chunked) reads it under the limit and the deadline;
     // one without (most GETs) costs no timer.
@@ -83,10 +78,7 @@ pub async fn bound(req: Request, next: Next) -> Response {
         Ok(answer) => answer,
         Err(_) => {
             tracing::warn!(deadline = ?ANSWER_DEADLINE, "a request took too long to answer; answered 503");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "This took too long to answer; try again shortly.".into(),
-            )
+            Refusal::plain(StatusCode::SERVICE_UNAVAILABLE, "This took too long to answer; try again shortly.").into_response()
         }
     }
 }
