@@ -7,12 +7,14 @@
 //! Library, its result URLs are signed Library links (absolute, from `PUBLIC_URL`) and KIE's
 //! originals move to `kieResultUrls` (`resultJson.kieResultUrls` for Market tasks).
 //!
-//! [`status_data`] and [`callback`] write any family; `model` is the name the family's API
-//! knows the model by (the catalog's `upstream_model`).
+//! [`status_data`] and [`callback`] write any family: what every family's answer is made of
+//! is read once into a [`Written`] (the results, the failure, the request echoed), and the
+//! family's adapter lays it out in its own shape ([`crate::kie::ApiFamily::relay_status`],
+//! [`crate::kie::ApiFamily::relay_callback`]); `model` is the name the family's API knows the
+//! model by (the catalog's `upstream_model`).
 
 use serde_json::{Value, json};
 
-use crate::kie::Family;
 use crate::library::links::LinkSigner;
 use crate::tasks::task::{FailClass, TaskRecord, TaskState};
 
@@ -69,6 +71,73 @@ pub fn callback_body(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
     }
 }
 
+/// A task as the relay writes it, whatever the family: its results, its failure and its
+/// request, read once; each family's adapter lays it out.
+pub struct Written<'a> {
+    pub task: &'a TaskRecord,
+    /// The model's name on the family's API.
+    pub model: &'a str,
+    pub links: Option<&'a LinkSigner>,
+    /// The results a relay client is given (Library links once every result is archived).
+    pub urls: Vec<String>,
+    /// KIE's own result URLs when `urls` are Library links (else empty).
+    pub kie_urls: Vec<String>,
+}
+
+impl<'a> Written<'a> {
+    pub fn new(task: &'a TaskRecord, model: &'a str, links: Option<&'a LinkSigner>) -> Written<'a> {
+        let (urls, kie_urls) = results(task, links);
+        Written { task, model, links, urls, kie_urls }
+    }
+
+    /// The request as the client sent it, echoed (`paramJson`, Suno's `param`).
+    pub fn param(&self) -> String {
+        let t = self.task;
+        let mut req = t.input.as_object().cloned().unwrap_or_default();
+        if t.family.takes_model() {
+            req.insert("model".into(), self.model.into());
+        }
+        if let Some(cb) = &t.relay_callback {
+            req.insert("callBackUrl".into(), cb.url.clone().into());
+        }
+        Value::Object(req).to_string()
+    }
+
+    /// `errorCode` and `errorMessage`: the failure's, or null.
+    pub fn error(&self) -> (Value, Value) {
+        let (code, msg) = failure(self.task);
+        let or_null = |v: String| if v.is_empty() { Value::Null } else { Value::String(v) };
+        (or_null(code), or_null(msg))
+    }
+
+    /// Failed or expired.
+    pub fn failed(&self) -> bool {
+        matches!(self.task.state, TaskState::Fail | TaskState::Expired)
+    }
+
+    /// `successFlag`: 0 running, 1 success, 3 generation failed, 2 any other failure.
+    pub fn success_flag(&self) -> u8 {
+        match self.task.state {
+            TaskState::Success => 1,
+            TaskState::Fail if self.task.fail_class == Some(FailClass::Upstream) => 3,
+            TaskState::Fail | TaskState::Expired => 2,
+            _ => 0,
+        }
+    }
+
+    /// A callback's envelope around `data`: 200 "success", or the failure's code (never 200)
+    /// and message.
+    pub fn callback_envelope(&self, data: Value) -> Value {
+        let (code, msg) = if self.failed() {
+            let (c, m) = failure(self.task);
+            (c.parse::<i64>().ok().filter(|c| *c != 200).unwrap_or(500), if m.is_empty() { "Generation failed".to_string() } else { m })
+        } else {
+            (200, "success".to_string())
+        };
+        envelope(code, &msg, data)
+    }
+}
+
 /// The results a relay client is given, and KIE's own (empty unless the first are Library
 /// links).
 fn results(t: &TaskRecord, links: Option<&LinkSigner>) -> (Vec<String>, Vec<String>) {
@@ -84,18 +153,6 @@ fn results(t: &TaskRecord, links: Option<&LinkSigner>) -> (Vec<String>, Vec<Stri
     }
 }
 
-/// The request as the client sent it, echoed (`paramJson`, Suno's `param`).
-fn param(t: &TaskRecord, model: &str) -> String {
-    let mut req = t.input.as_object().cloned().unwrap_or_default();
-    if t.family.takes_model() {
-        req.insert("model".into(), model.into());
-    }
-    if let Some(cb) = &t.relay_callback {
-        req.insert("callBackUrl".into(), cb.url.clone().into());
-    }
-    Value::Object(req).to_string()
-}
-
 /// The failure as a code and message (cancelled: 499).
 fn failure(t: &TaskRecord) -> (String, String) {
     match t.state {
@@ -105,105 +162,12 @@ fn failure(t: &TaskRecord) -> (String, String) {
     }
 }
 
-fn failed(t: &TaskRecord) -> bool {
-    matches!(t.state, TaskState::Fail | TaskState::Expired)
-}
-
-/// `successFlag`: 0 running, 1 success, 3 generation failed, 2 any other failure.
-fn success_flag(t: &TaskRecord) -> u8 {
-    match t.state {
-        TaskState::Success => 1,
-        TaskState::Fail if t.fail_class == Some(FailClass::Upstream) => 3,
-        TaskState::Fail | TaskState::Expired => 2,
-        _ => 0,
-    }
-}
-
-/// Suno's status word.
-fn suno_status(t: &TaskRecord) -> &'static str {
-    match t.state {
-        TaskState::Success => "SUCCESS",
-        TaskState::Generating => "TEXT_SUCCESS",
-        TaskState::Fail if t.fail_class == Some(FailClass::Policy) => "SENSITIVE_WORD_ERROR",
-        TaskState::Fail if matches!(t.fail_class, Some(FailClass::Cancelled | FailClass::Budget)) => "CREATE_TASK_FAILED",
-        TaskState::Fail | TaskState::Expired => "GENERATE_AUDIO_FAILED",
-        _ => "PENDING",
-    }
-}
-
-/// Suno's tracks, one per result, in record-info's camelCase or the callback's snake_case.
-fn suno_tracks(t: &TaskRecord, urls: &[String], snake: bool) -> Vec<Value> {
-    let title = t.input.get("title").cloned().unwrap_or(Value::Null);
-    urls.iter()
-        .enumerate()
-        .map(|(n, u)| {
-            let id = format!("{}-{n}", t.id);
-            if snake {
-                json!({ "id": id, "audio_url": u, "stream_audio_url": u, "image_url": null, "title": title })
-            } else {
-                json!({ "id": id, "audioUrl": u, "streamAudioUrl": u, "imageUrl": null, "title": title })
-            }
-        })
-        .collect()
-}
-
 /// A status call's `data` for a task, in its family's shape (Market: [`record_info`]).
 pub fn status_data(t: &TaskRecord, model: &str, links: Option<&LinkSigner>) -> Value {
-    let (urls, kie_urls) = results(t, links);
-    let (code, msg) = failure(t);
-    let err = |v: String| if v.is_empty() { Value::Null } else { Value::String(v) };
-    let (error_code, error_message) = (err(code), err(msg));
-    match t.family {
-        Family::Market => record_info(t, links),
-        Family::Veo => json!({
-            "taskId": t.id, "paramJson": param(t, model), "createTime": t.created_ms, "completeTime": t.finished_ms,
-            "successFlag": success_flag(t), "errorCode": error_code, "errorMessage": error_message, "fallbackFlag": false,
-            "response": if urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": urls, "originUrls": [], "kieResultUrls": kie_urls }) },
-        }),
-        Family::FluxKontext => json!({
-            "taskId": t.id, "paramJson": param(t, model), "createTime": t.created_ms, "completeTime": t.finished_ms,
-            "successFlag": success_flag(t), "errorCode": error_code, "errorMessage": error_message,
-            "response": urls.first().map(|u| json!({ "resultImageUrl": u, "originImageUrl": null, "kieResultUrls": kie_urls })),
-        }),
-        Family::Gpt4oImage => json!({
-            "taskId": t.id, "paramJson": param(t, model), "createTime": t.created_ms, "completeTime": t.finished_ms,
-            "successFlag": success_flag(t), "errorCode": error_code, "errorMessage": error_message,
-            "status": match success_flag(t) { 1 => "SUCCESS", 0 => "GENERATING", _ if t.fail_class == Some(FailClass::Upstream) => "GENERATE_FAILED", _ => "CREATE_TASK_FAILED" },
-            "progress": if t.state == TaskState::Success { "1.00" } else { "0.00" },
-            "response": if urls.is_empty() { Value::Null } else { json!({ "resultUrls": urls, "kieResultUrls": kie_urls }) },
-        }),
-        Family::Suno => json!({
-            "taskId": t.id, "param": param(t, model), "status": suno_status(t), "type": "GENERATE",
-            "errorCode": error_code, "errorMessage": error_message,
-            "response": { "taskId": t.id, "sunoData": suno_tracks(t, &urls, false), "kieResultUrls": kie_urls },
-        }),
-        Family::Runway => json!({
-            "taskId": t.id, "state": kie_state(t.state).replace("waiting", "wait").replace("queuing", "queueing"),
-            "generateTime": t.finished_ms, "generateParam": serde_json::from_str::<Value>(&param(t, model)).unwrap_or(Value::Null),
-            "videoInfo": urls.first().map(|u| json!({ "videoId": t.id, "taskId": t.id, "videoUrl": u, "imageUrl": null, "kieResultUrls": kie_urls })),
-            "failCode": error_code, "failMsg": error_message, "expireFlag": 0,
-        }),
-    }
+    t.family.adapter().relay_status(&Written::new(t, model, links))
 }
 
 /// The callback KIE would send for an ended task, in its family's shape.
 pub fn callback(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
-    if t.family == Family::Market {
-        return callback_body(t, links);
-    }
-    let (urls, _) = results(t, links);
-    let (code, msg) = if failed(t) {
-        let (c, m) = failure(t);
-        (c.parse::<i64>().ok().filter(|c| *c != 200).unwrap_or(500), if m.is_empty() { "Generation failed".to_string() } else { m })
-    } else {
-        (200, "success".to_string())
-    };
-    let data = match t.family {
-        Family::Veo => json!({ "taskId": t.id, "info": { "resultUrls": urls, "originUrls": [], "resolution": null }, "fallbackFlag": false }),
-        Family::Suno => json!({ "callbackType": if failed(t) { "error" } else { "complete" }, "task_id": t.id, "data": suno_tracks(t, &urls, true) }),
-        Family::Runway => json!({ "task_id": t.id, "video_id": t.id, "video_url": urls.first(), "image_url": null }),
-        Family::Gpt4oImage => json!({ "taskId": t.id, "info": { "result_urls": urls } }),
-        Family::FluxKontext | Family::Market => json!({ "taskId": t.id, "info": { "resultImageUrl": urls.first(), "originImageUrl": null } }),
-    };
-    envelope(code, &msg, data)
+    t.family.adapter().relay_callback(&Written::new(t, &t.model, links))
 }

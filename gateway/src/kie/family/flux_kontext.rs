@@ -2,9 +2,9 @@
 //! `model` flux-kontext-pro | flux-kontext-max…), `GET /api/v1/flux/kontext/record-info` with
 //! `successFlag` and `response.resultImageUrl`; callbacks carry `data.info.resultImageUrl`.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{ApiFamily, Family, UpstreamStatus, callback_hint, echoed_callback, one_of, status_with, success_flag, text};
+use super::{ApiFamily, Family, UpstreamStatus, Written, callback_hint, echoed_callback, one_of, status_with, success_flag, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FluxKontext;
@@ -39,5 +39,17 @@ impl ApiFamily for FluxKontext {
     fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
         one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         one_of(input, "outputFormat", &OUTPUT_FORMATS)
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        json!({
+            "taskId": t.id, "paramJson": w.param(), "createTime": t.created_ms, "completeTime": t.finished_ms,
+            "successFlag": w.success_flag(), "errorCode": error_code, "errorMessage": error_message,
+            "response": w.urls.first().map(|u| json!({ "resultImageUrl": u, "originImageUrl": null, "kieResultUrls": w.kie_urls })),
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        w.callback_envelope(json!({ "taskId": w.task.id, "info": { "resultImageUrl": w.urls.first(), "originImageUrl": null } }))
     }
 }

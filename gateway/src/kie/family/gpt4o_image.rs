@@ -3,9 +3,10 @@
 //! (≤ 3/s per task) with `status` (or `successFlag`), `progress` and `response.resultUrls`;
 //! callbacks carry `data.info.result_urls`.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
+use crate::tasks::task::{FailClass, TaskState};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gpt4oImage;
@@ -57,5 +58,25 @@ impl ApiFamily for Gpt4oImage {
             Some(Value::Array(a)) if a.len() <= 5 && a.iter().all(Value::is_string) => Ok(()),
             Some(_) => Err("filesUrl must be a list of at most 5 image URLs".into()),
         }
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        let status = match w.success_flag() {
+            1 => "SUCCESS",
+            0 => "GENERATING",
+            _ if t.fail_class == Some(FailClass::Upstream) => "GENERATE_FAILED",
+            _ => "CREATE_TASK_FAILED",
+        };
+        json!({
+            "taskId": t.id, "paramJson": w.param(), "createTime": t.created_ms, "completeTime": t.finished_ms,
+            "successFlag": w.success_flag(), "errorCode": error_code, "errorMessage": error_message,
+            "status": status,
+            "progress": if t.state == TaskState::Success { "1.00" } else { "0.00" },
+            "response": if w.urls.is_empty() { Value::Null } else { json!({ "resultUrls": w.urls, "kieResultUrls": w.kie_urls }) },
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        w.callback_envelope(json!({ "taskId": w.task.id, "info": { "result_urls": w.urls } }))
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written};
 use crate::kie::wire::{CreateTaskData, CreateTaskRequest, Envelope, KieState, RecordInfo};
 
 /// The Market jobs API: `POST /api/v1/jobs/createTask`, `GET /api/v1/jobs/recordInfo`.
@@ -61,5 +61,11 @@ impl ApiFamily for MarketJobs {
         let env: Envelope<RecordInfo> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let info = env.data.ok_or_else(|| "callback has no data".to_string())?;
         Ok(Self::status_from(info))
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        crate::tasks::relay::record_info(w.task, w.links)
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        crate::tasks::relay::callback_body(w.task, w.links)
     }
 }

@@ -2,7 +2,9 @@
 //! Suno, Runway, 4o Image, Flux Kontext) with their own paths, bodies and status shapes. Each
 //! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
 //! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
-//! and the callback handler ask that family's adapter.
+//! and the callback handler ask that family's adapter. The adapter also writes the family's
+//! shapes back for the relay (a status answer, a callback to the client: [`Written`]), so a
+//! family's JSON lives in its one file.
 //!
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
 //! [`flux_kontext`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::money::credits::Credits;
+pub use crate::tasks::relay::Written;
 pub use market::MarketJobs;
 
 /// Where a task stands upstream, whatever the family.
@@ -84,6 +87,12 @@ pub trait ApiFamily: Send + Sync + 'static {
     fn check_input(&self, _input: &Map<String, Value>) -> Result<(), String> {
         Ok(())
     }
+    /// The relay's answer to a status call for a task of this family, in its shape (the
+    /// envelope's `data`).
+    fn relay_status(&self, task: &Written<'_>) -> Value;
+    /// The callback the relay sends its client when a task of this family ends (the whole
+    /// body; most families' is [`Written::callback_envelope`] around their `data`).
+    fn relay_callback(&self, task: &Written<'_>) -> Value;
 }
 
 /// Which API a model lives on (the catalog's `family`, recorded on every task).

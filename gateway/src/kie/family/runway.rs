@@ -4,9 +4,9 @@
 //! media lapsed: the Library's copy then finds it gone, as for any lapsed result); callbacks
 //! carry `data.video_url`.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, callback_hint, one_of, status_with, text};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, callback_hint, one_of, status_with, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Runway;
@@ -65,5 +65,19 @@ impl ApiFamily for Runway {
             return Err("Runway makes 1080p only for 5-second videos: pick 720p or 5 s".into());
         }
         Ok(())
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        json!({
+            "taskId": t.id, "state": crate::tasks::relay::kie_state(t.state).replace("waiting", "wait").replace("queuing", "queueing"),
+            "generateTime": t.finished_ms, "generateParam": serde_json::from_str::<Value>(&w.param()).unwrap_or(Value::Null),
+            "videoInfo": w.urls.first().map(|u| json!({ "videoId": t.id, "taskId": t.id, "videoUrl": u, "imageUrl": null, "kieResultUrls": w.kie_urls })),
+            "failCode": error_code, "failMsg": error_message, "expireFlag": 0,
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        w.callback_envelope(json!({ "task_id": t.id, "video_id": t.id, "video_url": w.urls.first(), "image_url": null }))
     }
 }

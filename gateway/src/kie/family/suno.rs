@@ -4,9 +4,10 @@
 //! KIE calls back several times per task (`callbackType` text, first, complete, error), in
 //! snake_case with `task_id`: the first two are progress, only `complete` or `error` ends it.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, boolean, callback_envelope, echoed_callback, filled, status_with, task_id_of, text};
+use crate::tasks::task::{FailClass, TaskRecord, TaskState};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, boolean, callback_envelope, echoed_callback, filled, status_with, task_id_of, text};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Suno;
@@ -86,4 +87,45 @@ impl ApiFamily for Suno {
         }
         Ok(())
     }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        json!({
+            "taskId": t.id, "param": w.param(), "status": status_word(t), "type": "GENERATE",
+            "errorCode": error_code, "errorMessage": error_message,
+            "response": { "taskId": t.id, "sunoData": tracks(w, false), "kieResultUrls": w.kie_urls },
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        w.callback_envelope(json!({ "callbackType": if w.failed() { "error" } else { "complete" }, "task_id": w.task.id, "data": tracks(w, true) }))
+    }
+}
+
+/// Suno's status word for a task, as the relay writes it.
+fn status_word(t: &TaskRecord) -> &'static str {
+    match t.state {
+        TaskState::Success => "SUCCESS",
+        TaskState::Generating => "TEXT_SUCCESS",
+        TaskState::Fail if t.fail_class == Some(FailClass::Policy) => "SENSITIVE_WORD_ERROR",
+        TaskState::Fail if matches!(t.fail_class, Some(FailClass::Cancelled | FailClass::Budget)) => "CREATE_TASK_FAILED",
+        TaskState::Fail | TaskState::Expired => "GENERATE_AUDIO_FAILED",
+        _ => "PENDING",
+    }
+}
+
+/// Suno's tracks, one per result, in record-info's camelCase or the callback's snake_case.
+fn tracks(w: &Written<'_>, snake: bool) -> Vec<Value> {
+    let title = w.task.input.get("title").cloned().unwrap_or(Value::Null);
+    w.urls
+        .iter()
+        .enumerate()
+        .map(|(n, u)| {
+            let id = format!("{}-{n}", w.task.id);
+            if snake {
+                json!({ "id": id, "audio_url": u, "stream_audio_url": u, "image_url": null, "title": title })
+            } else {
+                json!({ "id": id, "audioUrl": u, "streamAudioUrl": u, "imageUrl": null, "title": title })
+            }
+        })
+        .collect()
 }

@@ -2,9 +2,9 @@
 //! veo3_fast, `aspectRatio`, `generationType`, `imageUrls`…), `GET /api/v1/veo/record-info`
 //! with `successFlag` and `response.resultUrls`; callbacks carry `data.info.resultUrls`.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::{ApiFamily, Family, UpstreamStatus, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
+use super::{ApiFamily, Family, UpstreamStatus, Written, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Veo;
@@ -52,5 +52,17 @@ impl ApiFamily for Veo {
             Some(Value::Array(a)) if a.len() <= 2 && a.iter().all(Value::is_string) => Ok(()),
             Some(_) => Err("imageUrls must be a list of one or two image URLs".into()),
         }
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        json!({
+            "taskId": t.id, "paramJson": w.param(), "createTime": t.created_ms, "completeTime": t.finished_ms,
+            "successFlag": w.success_flag(), "errorCode": error_code, "errorMessage": error_message, "fallbackFlag": false,
+            "response": if w.urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": w.urls, "originUrls": [], "kieResultUrls": w.kie_urls }) },
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        w.callback_envelope(json!({ "taskId": w.task.id, "info": { "resultUrls": w.urls, "originUrls": [], "resolution": null }, "fallbackFlag": false }))
     }
 }
