@@ -149,6 +149,16 @@ pub enum ChatError {
     Store(#[from] StoreError),
 }
 
+impl From<BudgetError> for ChatError {
+    fn from(e: BudgetError) -> ChatError {
+        match e {
+            BudgetError::Refused(msg, _) => ChatError::OverBudget(msg),
+            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => ChatError::Invalid(msg),
+            BudgetError::Store(e) => ChatError::Store(e),
+        }
+    }
+}
+
 impl ChatError {
     /// The HTTP status (KIE's codes are HTTP statuses).
     pub fn code(&self) -> u16 {
@@ -245,7 +255,7 @@ impl Lifecycle {
                     (rules, fresh) = (self.cost_rules(true).await?, true);
                     continue;
                 }
-                Err(e) => return Err(self.chat_over_budget(e)),
+                Err(e) => return Err(self.over_budget(e)),
             };
             holds.extend(cost.request.clone());
             let t = self.chat_record(&id, &req, &model.id, &decision, estimate, streamed);
@@ -290,7 +300,7 @@ impl Lifecycle {
                     }
                     tokio::time::sleep(wait).await;
                 }
-                Created::Refused(_, r) => return Err(self.chat_over_budget(cost.refused(&r))),
+                Created::Refused(_, r) => return Err(self.over_budget(cost.refused(&r))),
                 Created::Changed if tries < RULE_CHANGE_TRIES => {
                     tries += 1;
                     (rules, fresh) = (self.cost_rules(true).await?, true);
@@ -313,18 +323,6 @@ impl Lifecycle {
         t.chat = Some(ChatUsage { streamed, ..Default::default() });
         t.note = Some("Chat call in progress".into());
         t
-    }
-
-    /// A cost rule's refusal, counted.
-    fn chat_over_budget(&self, e: BudgetError) -> ChatError {
-        match e {
-            BudgetError::Refused(msg, kind) => {
-                self.options().metrics.budget_refused(kind);
-                ChatError::OverBudget(msg)
-            }
-            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => ChatError::Invalid(msg),
-            BudgetError::Store(e) => ChatError::Store(e),
-        }
     }
 
     /// A call that may have been recorded, but whose admission could not be confirmed, is

@@ -78,6 +78,16 @@ pub enum SubmitError {
     InDoubt(String),
 }
 
+impl From<BudgetError> for SubmitError {
+    fn from(e: BudgetError) -> SubmitError {
+        match e {
+            BudgetError::Refused(msg, _) => SubmitError::OverBudget(msg),
+            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => SubmitError::Invalid(msg),
+            BudgetError::Store(e) => SubmitError::Store(e),
+        }
+    }
+}
+
 impl SubmitError {
     /// KIE's code for this refusal (KIE's codes are HTTP statuses): what the relay answers and
     /// the status a browser's request gets.
@@ -309,15 +319,13 @@ impl Lifecycle {
     }
 
     /// A cost rule's refusal, counted.
-    fn over_budget(&self, e: BudgetError) -> SubmitError {
-        match e {
-            BudgetError::Refused(msg, kind) => {
-                self.0.opts.metrics.budget_refused(kind);
-                SubmitError::OverBudget(msg)
-            }
-            BudgetError::Invalid(msg) | BudgetError::Forbidden(msg) => SubmitError::Invalid(msg),
-            BudgetError::Store(e) => SubmitError::Store(e),
+    /// A cost rule's refusal, counted (by cap kind), as the caller's error (a task's or a
+    /// chat call's).
+    pub(crate) fn over_budget<E: From<BudgetError>>(&self, e: BudgetError) -> E {
+        if let BudgetError::Refused(_, kind) = &e {
+            self.0.opts.metrics.budget_refused(*kind);
         }
+        E::from(e)
     }
 
     async fn clear_budget_pending(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
