@@ -12,9 +12,9 @@
 //! - [`usage`] — the tokens an answer reports (`usage`, the last chunk when streamed), or this
 //!   console's estimate when it reports none.
 
-pub mod call;
-pub mod draft;
-pub mod limit;
+pub(crate) mod call;
+pub(crate) mod draft;
+pub(crate) mod limit;
 pub mod usage;
 
 pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, EndsInFlight};

@@ -7,9 +7,9 @@
 //!   Runway, 4o Image, Flux Kontext ([`Family`] names them).
 //! - [`signature`] — callback signature verification.
 
-pub mod client;
-pub mod error;
-pub mod family;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod family;
 pub mod signature;
 pub mod wire;
 

@@ -23,10 +23,10 @@
 //! (`library:bytes`, limited by `LIBRARY_MAX_GB`), keyed by asset, so a crash and a retry
 //! count an asset once.
 
-pub mod archiver;
+pub(crate) mod archiver;
 pub mod asset;
 pub mod links;
-pub mod sniff;
+pub(crate) mod sniff;
 
 use futures::StreamExt;
 use object_store::ObjectStore;

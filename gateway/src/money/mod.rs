@@ -4,6 +4,6 @@
 
 pub mod budget;
 pub mod catalog;
-pub mod credits;
+pub(crate) mod credits;
 pub mod receipt_sync;
 pub mod receipts;

@@ -26,7 +26,7 @@
 mod embedded;
 pub mod metered;
 mod redis;
-pub mod watched;
+pub(crate) mod watched;
 
 pub use embedded::EmbeddedStore;
 pub use redis::{Persistence, RedisStore};

@@ -10,7 +10,7 @@
 //! - [`audit`] — the append-only log of who changed what.
 
 pub mod accounts;
-pub mod actor;
+pub(crate) mod actor;
 pub mod audit;
 pub mod pins;
 pub mod relay_keys;

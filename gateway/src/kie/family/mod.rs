@@ -10,12 +10,12 @@
 //! [`flux_kontext`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
-pub mod flux_kontext;
-pub mod gpt4o_image;
-pub mod market;
-pub mod runway;
-pub mod suno;
-pub mod veo;
+pub(crate) mod flux_kontext;
+pub(crate) mod gpt4o_image;
+pub(crate) mod market;
+pub(crate) mod runway;
+pub(crate) mod suno;
+pub(crate) mod veo;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

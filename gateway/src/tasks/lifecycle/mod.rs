@@ -25,17 +25,17 @@
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
 //! and is published as a live event; work shared between instances is claimed with leases.
 
-pub mod alerts;
-pub mod apply;
-pub mod callback;
+pub(crate) mod alerts;
+pub(crate) mod apply;
+pub(crate) mod callback;
 pub mod cancel;
-pub mod delivery;
-pub mod dispatch;
-pub mod limits;
+pub(crate) mod delivery;
+pub(crate) mod dispatch;
+pub(crate) mod limits;
 pub mod poller;
 pub mod queue;
 pub mod quota;
-pub mod submit;
+pub(crate) mod submit;
 
 use std::sync::Arc;
 use std::time::Duration;
