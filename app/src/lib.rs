@@ -18,10 +18,10 @@
 //! - [`shell`] / [`App`] — the HTML document and the page: masthead, status strip, sections.
 
 pub mod api;
-pub mod enhance;
-pub mod live;
+pub(crate) mod enhance;
+pub(crate) mod live;
 pub mod panels;
-pub mod signin;
+pub(crate) mod signin;
 pub mod view;
 
 use leptos::prelude::*;

@@ -31,23 +31,23 @@
 //! Handlers stay thin: parse, call the gateway core, map its typed error to a status.
 
 pub mod admin;
-pub mod assets;
+pub(crate) mod assets;
 pub mod auth;
-pub mod callbacks;
-pub mod chat;
+pub(crate) mod callbacks;
+pub(crate) mod chat;
 pub mod config;
 pub mod edge;
-pub mod error;
-pub mod health;
-pub mod library;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod library;
 pub mod live;
-pub mod metrics;
-pub mod panels;
-pub mod receipts;
+pub(crate) mod metrics;
+pub(crate) mod panels;
+pub(crate) mod receipts;
 pub mod relay;
-pub mod relay_docs;
-pub mod simulator;
-pub mod spend;
+pub(crate) mod relay_docs;
+pub(crate) mod simulator;
+pub(crate) mod spend;
 
 use axum::Router;
 use axum::extract::FromRef;

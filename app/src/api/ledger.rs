@@ -13,9 +13,11 @@ fn row(b: gateway::money::receipts::Bar) -> crate::view::SpendRow {
 }
 
 /// Projects the receipts table lists (the largest; every project's receipt is one link away).
-pub const PROJECTS_SHOWN: usize = 25;
+#[cfg(feature = "ssr")]
+const PROJECTS_SHOWN: usize = 25;
 /// Bars the chart draws (the largest; its CSV has them all).
-pub const BARS_SHOWN: usize = 24;
+#[cfg(feature = "ssr")]
+const BARS_SHOWN: usize = 24;
 
 /// Panel 09's report (viewer and above), with the chart's breakdown `by` (day, model, project
 /// or owner). It reads what the panel shows: a few store reads whatever the history.

@@ -11,11 +11,11 @@
 //! cost rules. [`throttle`]: the rate guard. [`team`]: who am I, users, relay keys, the audit
 //! log.
 
-pub mod ledger;
-pub mod library;
-pub mod money;
-pub mod team;
-pub mod throttle;
+pub(crate) mod ledger;
+pub(crate) mod library;
+pub(crate) mod money;
+pub(crate) mod team;
+pub(crate) mod throttle;
 
 pub use money::{budget_status, list_models, set_cost_rule, set_pin};
 pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};

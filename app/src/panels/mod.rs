@@ -12,21 +12,21 @@
 //! The Task Monitor and its composer ([`monitor`], [`composer`]) are an island: they hold
 //! state in the browser (live rows, filters, the form being written).
 
-pub mod audit;
-pub mod budget;
-pub mod composer;
-pub mod delivery;
-pub mod failures;
-pub mod gateway;
-pub mod ledger;
-pub mod market;
-pub mod monitor;
-pub mod pinned;
-pub mod retention;
-pub mod secret;
-pub mod status;
-pub mod team;
-pub mod throttle;
+pub(crate) mod audit;
+pub(crate) mod budget;
+pub(crate) mod composer;
+pub(crate) mod delivery;
+pub(crate) mod failures;
+pub(crate) mod gateway;
+pub(crate) mod ledger;
+pub(crate) mod market;
+pub(crate) mod monitor;
+pub(crate) mod pinned;
+pub(crate) mod retention;
+pub(crate) mod secret;
+pub(crate) mod status;
+pub(crate) mod team;
+pub(crate) mod throttle;
 
 use leptos::prelude::*;
 
