@@ -19,7 +19,7 @@
 
 pub mod api;
 pub(crate) mod enhance;
-pub(crate) mod live;
+pub mod live;
 pub mod panels;
 pub(crate) mod signin;
 pub mod view;

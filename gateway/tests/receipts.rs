@@ -192,3 +192,49 @@ async fn a_day_range_reads_its_days_index_embedded() {
     // The embedded store cannot lose an index entry from outside: only the reads are checked.
     range_reads(Arc::new(EmbeddedStore::open(dir.path()).expect("embedded")), async |_| {}).await;
 }
+
+/// The one-time scans cover the tasks created before they began, and end while tasks keep
+/// ending: a busy deployment's upgrade does not chase its own new tasks (nor write them again).
+#[tokio::test]
+async fn the_one_time_scans_end_while_tasks_keep_ending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("embedded"));
+    let ended = |id: String, created: u64, folded: bool| {
+        let mut t = TaskRecord::new(id, "owner", "steady", "veo3", created);
+        t.state = TaskState::Success;
+        t.actual_cost = Some(Credits::from_credits(1));
+        t.finished_ms = Some(created + 10);
+        t.folded = folded;
+        t
+    };
+    let past = gateway::store::now_ms() - 3_600_000;
+    for i in 0..300u64 {
+        store.task_insert(&ended(format!("old-{i:03}"), past + i, false)).await.expect("insert");
+    }
+    let lc = gateway::Lifecycle::new(store.clone(), None, Arc::new(gateway::money::catalog::Catalog::builtin()), Default::default());
+    let mut backfill = None;
+    let mut fresh = Vec::new();
+    let mut rounds = 0;
+    while store.kv_get("receipts:day-indexed").await.expect("marker").is_none() {
+        rounds += 1;
+        assert!(rounds <= 40, "the one-time scans did not end while tasks kept ending");
+        receipts::fold_round(&lc, &mut backfill).await.expect("round");
+        // More tasks end, folded by the write that ended them, than a round's page.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        for _ in 0..250 {
+            let t = ended(format!("new-{:05}", fresh.len()), gateway::store::now_ms(), true);
+            receipts::fold(store.as_ref(), &t).await.expect("fold");
+            store.task_insert(&t).await.expect("insert");
+            fresh.push(t.id);
+        }
+    }
+    for i in 0..300u64 {
+        let t = store.task_get(&format!("old-{i:03}")).await.expect("get").expect("old task");
+        assert!(t.folded, "every task from before the scans is folded");
+    }
+    for id in &fresh {
+        assert_eq!(store.task_get(id).await.expect("get").expect("new task").version, 1, "{id}: not written again");
+    }
+    let r = receipts::receipt(store.as_ref(), "steady", None, None, None).await.expect("receipt");
+    assert_eq!(r.tasks as usize, 300 + fresh.len(), "each task counted once");
+}

@@ -354,13 +354,13 @@ pub async fn fold_round(lc: &Lifecycle, backfill: &mut Option<Backfill>) -> Stor
     // store when it has reached the last record.
     let b = match backfill {
         Some(b) => b,
-        None => backfill.insert(Backfill::first(store).await?),
+        None => backfill.insert(Backfill::first(store, crate::store::now_ms()).await?),
     };
     if let Some(job) = b.job {
         done.tasks += b.step(lc, job).await?;
         if b.job != Some(job) {
             store.kv_set(job.marker(), b"1", None).await?;
-            *b = Backfill::first(store).await?;
+            *b = Backfill::first(store, b.until_ms).await?;
         }
     }
     Ok(done)
@@ -447,16 +447,20 @@ pub struct Backfill {
     job: Option<Job>,
     state: usize,
     cursor: Option<String>,
+    /// Only tasks created before the scans began need them (later ones were written by code
+    /// that folds and indexes them), so a scan ends even while tasks keep ending.
+    until_ms: u64,
 }
 
 impl Backfill {
     const STATES: [TaskState; 3] = [TaskState::Success, TaskState::Fail, TaskState::Expired];
 
-    /// The first scan not yet marked done.
-    async fn first(store: &dyn Store) -> StoreResult<Backfill> {
+    /// The first scan not yet marked done, over the tasks created until `until_ms` (when the
+    /// first scan of this process began).
+    async fn first(store: &dyn Store, until_ms: u64) -> StoreResult<Backfill> {
         for job in Job::ALL {
             if store.kv_get(job.marker()).await?.is_none() {
-                return Ok(Backfill { job: Some(job), ..Default::default() });
+                return Ok(Backfill { job: Some(job), until_ms, ..Default::default() });
             }
         }
         Ok(Backfill::default())
@@ -469,10 +473,13 @@ impl Backfill {
         };
         let q = TaskQuery { state: Some(state), oldest_first: true, after: self.cursor.take(), limit: crate::tasks::task::MAX_PAGE, ..Default::default() };
         let page = lc.store().task_list(&q).await?;
+        // Oldest first: the first task created after the scan began ends this state's scan.
+        let past = page.tasks.iter().position(|t| t.created_ms > self.until_ms);
+        let tasks = &page.tasks[..past.unwrap_or(page.tasks.len())];
         let n = match job {
-            Job::Fold => fold_all(lc, &page.tasks).await?,
+            Job::Fold => fold_all(lc, tasks).await?,
             Job::DayIndex => {
-                for t in page.tasks.iter().filter(|t| t.receipt_day().is_some()) {
+                for t in tasks.iter().filter(|t| t.receipt_day().is_some()) {
                     // The same record, written again: its index entries are written with it (a
                     // record changed meanwhile was written by that change, and is left alone).
                     lc.store().task_update(t).await?;
@@ -480,7 +487,7 @@ impl Backfill {
                 0
             }
         };
-        match page.next {
+        match page.next.filter(|_| past.is_none()) {
             Some(next) => self.cursor = Some(next),
             None => self.state += 1,
         }
