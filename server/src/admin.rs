@@ -9,14 +9,141 @@
 //!   passwords are read from standard input, never from flags.
 //!
 //! Changes are made as the command line's [`Actor`] and recorded in the audit log as `cli`.
+//! The commands' grammar ([`Command`], parsed with the serving flags in [`crate::config::Cli`])
+//! is here with what each does.
 
 use std::io::{BufRead, Write};
 
-use crate::config::{BudgetCommand, Command, Config, KeyCommand, QueueCommand, ReceiptsCommand, UserCommand};
+use crate::config::Config;
 use crate::{ServerError, open_store};
 use gateway::team::accounts::{self, Actor, Role};
 use gateway::money::budget::{self, CostRule, money};
 use gateway::team::relay_keys;
+
+/// `control-room <command>`: administration against the configured store.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Relay keys for programs using the KIE-compatible API under /kie.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Cost rules: caps in US dollars per job, per rolling 24 hours and in total.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+    /// Receipts: one per production, in KIE's actual credits.
+    #[command(subcommand)]
+    Receipts(ReceiptsCommand),
+    /// The queue's fair shares: a project's weight in the rotation and its queue quota.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// People who sign in to the console, and their roles.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Set a project's share: its owners send up to WEIGHT tasks per turn of the rotation,
+    /// and each may have MAX_QUEUED waiting. Weight 1 with no quota removes the share.
+    Share {
+        #[arg(long)]
+        project: String,
+        /// 1 to 100.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Each owner's queue quota in the project (default: QUEUE_MAX_PER_OWNER).
+        #[arg(long)]
+        max_queued: Option<u32>,
+    },
+    /// List the projects' shares.
+    Shares,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ReceiptsCommand {
+    /// Print a project's receipt (every ended task a line) as JSON or CSV.
+    Export {
+        #[arg(long)]
+        project: String,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// First day (UTC, YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (UTC, YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input (one line), never from a flag.
+    Add {
+        email: String,
+        /// admin, producer or viewer.
+        #[arg(long, default_value = "producer")]
+        role: String,
+        /// Display name (default: the part of the email before @).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List users (email, name, role, state).
+    List,
+    /// Change a user's role (admin, producer or viewer).
+    SetRole { email: String, role: String },
+    /// Disable a user: their sessions end at once and they cannot sign in.
+    Disable { email: String },
+    /// Enable a disabled user again.
+    Enable { email: String },
+    /// Set a new password, read from standard input; the user's sessions end.
+    ResetPassword { email: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BudgetCommand {
+    /// Set the rule for the team, a project, a user, or a user in a project. Caps not given
+    /// are removed; a rule with no cap is deleted.
+    Set {
+        /// The project the rule holds for (default: every project).
+        #[arg(long)]
+        project: Option<String>,
+        /// The person the rule holds for (default: everyone).
+        #[arg(long)]
+        user: Option<String>,
+        /// Most one job may cost, in USD.
+        #[arg(long)]
+        per_job: Option<f64>,
+        /// Most to spend in any rolling 24 hours, in USD.
+        #[arg(long)]
+        per_day: Option<f64>,
+        /// Most to spend in total, in USD.
+        #[arg(long)]
+        total: Option<f64>,
+    },
+    /// Show every rule with its spend meters and the recent alerts.
+    Show,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; it is printed once (the store keeps only its hash).
+    Create {
+        /// The project tasks submitted with this key belong to.
+        #[arg(long)]
+        project: String,
+        /// A label ("render farm").
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (id, label, project, created, last used, revoked).
+    List,
+    /// Revoke a key at once, on every instance.
+    Revoke {
+        /// The key's id (from `key list`).
+        id: String,
+    },
+}
 
 /// Runs one administration command, reading passwords from `input` and writing to `out`.
 pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {

@@ -22,7 +22,7 @@
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
-//! - [`admin`] — `control-room key|budget|user …` commands.
+//! - [`admin`] — `control-room key|budget|user …` commands: their grammar and what they do.
 //! - [`Upstream`] — where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`router`] — every route: health, the Leptos page and server functions, static files;
 //!   a span per request with its `X-Request-Id`.
