@@ -571,3 +571,19 @@ pub struct AuditView {
     pub rows: Vec<AuditRow>,
     pub next: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_quota_is_a_whole_percent_only_when_there_is_one() {
+        let view = |bytes: i64, quota: Option<u64>| LibraryView { bytes, quota_bytes: quota, ..Default::default() };
+        assert_eq!(view(250, Some(1000)).quota_percent(), Some(25));
+        assert_eq!(view(1999, Some(1000)).quota_percent(), Some(199), "over the quota says so");
+        assert_eq!(view(-5, Some(1000)).quota_percent(), Some(0), "a negative count reads as empty");
+        assert_eq!(view(5, Some(0)).quota_percent(), None, "a zero quota is no quota");
+        assert_eq!(view(5, None).quota_percent(), None);
+        assert_eq!(view(i64::MAX, Some(1)).quota_percent(), Some(u64::MAX), "no wrap-around");
+    }
+}

@@ -174,3 +174,32 @@ pub async fn set_cost_rule(
     })?;
     server_side::budget_view(&ctx).await
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::server_side::rule_from_form;
+
+    fn some(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn the_budget_form_reads_dollars_and_blank_is_no_cap() {
+        let r = rule_from_form(some(" trailer "), None, some("$12.50"), some("  "), some("1000")).expect("a valid form");
+        assert_eq!(r.target.project.as_deref(), Some("trailer"), "trimmed");
+        assert_eq!(r.target.user, None, "absent: anyone");
+        assert_eq!(r.per_job.map(|c| c.usd()), Some(12.5), "a dollar sign is allowed");
+        assert_eq!(r.per_day, None, "blank: no cap");
+        assert_eq!(r.total.map(|c| c.usd()), Some(1000.0));
+    }
+
+    #[test]
+    fn the_budget_form_says_which_field_to_fix() {
+        let e = rule_from_form(None, None, some("twelve"), None, None).expect_err("not a number");
+        assert!(e.to_string().contains("Max spend per job must be a dollar amount"), "{e}");
+        for bad in ["-5", "0", "NaN", "1e30"] {
+            let e = rule_from_form(None, None, None, some(bad), None).expect_err(bad);
+            assert!(e.to_string().contains("Max spend per day"), "{bad}: {e}");
+        }
+    }
+}

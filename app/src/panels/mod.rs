@@ -275,3 +275,38 @@ pub fn clock(ms: u64) -> String {
 pub async fn me() -> Option<crate::view::Me> {
     crate::api::whoami().await.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_panel_has_its_own_slug_and_number() {
+        let (mut slugs, mut numbers) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        for id in PanelId::ALL {
+            assert_eq!(PanelId::from_slug(id.slug()), Some(id), "{id:?} is found by its slug");
+            assert!(slugs.insert(id.slug()), "{id:?}: slug {} used twice", id.slug());
+            let h = id.heading();
+            assert!(!h.title.is_empty() && !h.kicker.is_empty(), "{id:?} is titled");
+            if !h.number.is_empty() {
+                assert!(h.number.len() == 2 && h.number.bytes().all(|b| b.is_ascii_digit()), "{id:?}: number {:?}", h.number);
+                assert!(numbers.insert(h.number), "{id:?}: number {} used twice", h.number);
+            }
+        }
+        assert_eq!(PanelId::from_slug("no-such-panel"), None);
+    }
+
+    #[test]
+    fn a_field_is_trimmed_and_blank_is_absent() {
+        let f: Fields = vec![("a".into(), "  x ".into()), ("b".into(), "   ".into()), ("a".into(), "second".into())];
+        assert_eq!(field(&f, "a"), Some("x"), "the first, trimmed");
+        assert_eq!(field(&f, "b"), None, "blank");
+        assert_eq!(field_owned(&f, "c"), None, "absent");
+    }
+
+    #[test]
+    fn the_clock_is_utc_time_of_day() {
+        assert_eq!(clock(0), "00:00:00");
+        assert_eq!(clock(86_400_000 * 3 + 3_723_999), "01:02:03");
+    }
+}
