@@ -197,8 +197,8 @@ async fn a_day_range_reads_its_days_index_embedded() {
 /// ending: a busy deployment's upgrade does not chase its own new tasks (nor write them again).
 #[tokio::test]
 async fn the_one_time_scans_end_while_tasks_keep_ending() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("embedded"));
+    let prefix = format!("{}:", testkit::unique("scans"));
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&testkit::redis_url(), &prefix).await.expect("redis"));
     let ended = |id: String, created: u64, folded: bool| {
         let mut t = TaskRecord::new(id, "owner", "steady", "veo3", created);
         t.state = TaskState::Success;
