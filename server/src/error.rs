@@ -63,10 +63,6 @@ impl Refusal {
         self.retry_after = wait;
         self
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl IntoResponse for Refusal {

@@ -355,7 +355,7 @@ impl Lifecycle {
     /// Writes a changed record over the version it was read at, with `with` and its live
     /// event in the same step, and wakes the workers it concerns; `None` if that version is
     /// no longer the stored one (nothing written).
-    pub(crate) async fn write(&self, mut t: TaskRecord, was_final: bool, with: &crate::store::UpdateWith<'_>) -> StoreResult<Option<TaskRecord>> {
+    async fn write(&self, mut t: TaskRecord, was_final: bool, with: &crate::store::UpdateWith<'_>) -> StoreResult<Option<TaskRecord>> {
         if !was_final && t.state.is_terminal() && self.0.opts.receipt_sync.is_some() && t.receipt_sync.is_none() {
             // Its receipt line is to be synced once it is folded (in the same write).
             t.receipt_sync = Some(Default::default());
