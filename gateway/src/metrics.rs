@@ -270,7 +270,7 @@ impl Metrics {
         for why in [Refusal::Budget, Refusal::Validation, Refusal::NotConfigured, Refusal::Forbidden, Refusal::Store, Refusal::QueueFull] {
             let _ = m.refused.get_or_create(&Reason { reason: why.name().into() });
         }
-        for kind in [CapKind::PerJob, CapKind::PerDay, CapKind::Total] {
+        for kind in CapKind::ALL {
             let _ = m.budget_refusals.get_or_create(&Rule { rule: kind.name().into() });
         }
         for outcome in CALLBACK_OUTCOMES {

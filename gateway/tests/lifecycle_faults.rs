@@ -367,7 +367,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     let free = a.submit(job("promo")).await.expect("no rules yet");
     assert!(!free.budget_pending);
     // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).
-    let cap = CostRule { target: Target { project: Some("promo".into()), user: None }, per_job: Some(gateway::Credits::from_credits(1)), ..Default::default() };
+    let cap = CostRule::new(Target { project: Some("promo".into()), user: None }, [(budget::CapKind::PerJob, gateway::Credits::from_credits(1))]);
     budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), cap).await.unwrap();
     for lc in [&a, &b] {
         match lc.submit(job("promo")).await {
@@ -424,7 +424,7 @@ async fn a_give_up_racing_kies_success_never_settles_it_at_zero() {
     let store = redis().await;
     // No worker runs: the test drives the two steps itself.
     let lc = lifecycle(store.clone(), "http://127.0.0.1:9", opts());
-    let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10_000)), ..Default::default() };
+    let rule = budget::CostRule::new(budget::Target { project: Some("p".into()), user: None }, [(budget::CapKind::Total, gateway::Credits::from_credits(10_000))]);
     budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.unwrap();
     let charge = gateway::Credits::from_credits(3);
     let mut races = Vec::new();

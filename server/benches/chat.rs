@@ -72,7 +72,7 @@ async fn main() {
     let store = server::open_store(&server::config::StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.clone() }).await.expect("store");
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key");
     // A studio runs with caps: a total cost rule on the project, far above what the run spends.
-    let rule = gateway::money::budget::CostRule { target: gateway::money::budget::Target { project: Some("bench".into()), user: None }, total: Some(gateway::Credits::from_credits(1_000_000_000)), ..Default::default() };
+    let rule = gateway::money::budget::CostRule::new(gateway::money::budget::Target { project: Some("bench".into()), user: None }, [(gateway::money::budget::CapKind::Total, gateway::Credits::from_credits(1_000_000_000))]);
     gateway::money::budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("cost rule");
     let http = reqwest::Client::new();
     let direct = format!("{sim_base}/gemini-3-flash/v1/chat/completions");

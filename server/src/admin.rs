@@ -102,27 +102,52 @@ pub enum UserCommand {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BudgetCommand {
-    /// Set the rule for the team, a project, a user, or a user in a project. Caps not given
-    /// are removed; a rule with no cap is deleted.
+    /// Set the rule for the team, a project, a user, a relay key, or either in a project. Caps
+    /// not given are removed; a rule with no cap is deleted.
     Set {
         /// The project the rule holds for (default: every project).
         #[arg(long)]
         project: Option<String>,
         /// The person the rule holds for (default: everyone).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "key")]
         user: Option<String>,
-        /// Most one job may cost, in USD.
+        /// The relay key (its id) the rule holds for.
         #[arg(long)]
-        per_job: Option<f64>,
-        /// Most to spend in any rolling 24 hours, in USD.
-        #[arg(long)]
-        per_day: Option<f64>,
-        /// Most to spend in total, in USD.
-        #[arg(long)]
-        total: Option<f64>,
+        key: Option<String>,
+        #[command(flatten)]
+        caps: CapFlags,
     },
     /// Show every rule with its spend meters and the recent alerts.
     Show,
+}
+
+/// `--per-job USD`, `--per-day USD`, `--total USD`: one flag per kind of cap, from
+/// [`budget::CapKind::ALL`] (a new kind needs nothing here).
+#[derive(Debug, Clone, Default)]
+pub struct CapFlags(Vec<(budget::CapKind, f64)>);
+
+impl clap::FromArgMatches for CapFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(CapFlags(budget::CapKind::ALL.into_iter().filter_map(|k| m.get_one::<f64>(k.name()).map(|usd| (k, *usd))).collect()))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for CapFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        budget::CapKind::ALL.into_iter().fold(cmd, |cmd, k| {
+            let spec = k.spec();
+            cmd.arg(clap::Arg::new(spec.name).long(spec.flag).value_name("USD").value_parser(clap::value_parser!(f64)).help(spec.help))
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -288,17 +313,15 @@ pub async fn key_command(config: &Config, cmd: KeyCommand, out: &mut dyn Write) 
     Ok(())
 }
 
-fn cap_text(c: Option<gateway::Credits>) -> String {
-    c.map_or("-".into(), money)
-}
-
 /// Runs one budget command, writing to `out`.
 pub async fn budget_command(config: &Config, cmd: BudgetCommand, out: &mut dyn Write) -> Result<(), ServerError> {
     let store = open_store(&config.store).await?;
     let fail = |e: budget::BudgetError| ServerError::Store(e.to_string());
     match cmd {
-        BudgetCommand::Set { project, user, per_job, per_day, total } => {
-            let caps = [("--per-job", per_job), ("--per-day", per_day), ("--total", total)];
+        BudgetCommand::Set { project, user, key, caps } => {
+            let flags: Vec<String> = caps.0.iter().map(|(k, _)| format!("--{}", k.spec().flag)).collect();
+            let caps = caps.0.iter().zip(&flags).map(|((k, usd), flag)| (*k, flag.as_str(), *usd));
+            let user = key.map(|id| relay_keys::owner_of(&id)).or(user);
             let rule = CostRule::in_usd(project, user, caps).map_err(fail)?;
             let label = rule.target.label();
             let removed = !rule.has_caps();
@@ -316,11 +339,14 @@ pub async fn budget_command(config: &Config, cmd: BudgetCommand, out: &mut dyn W
             }
             for r in &rules {
                 writeln!(out, "{} (set by {}):", r.target.label(), r.updated_by)?;
-                writeln!(out, "  per job         {}", cap_text(r.per_job))?;
+                // A summed cap shows its meter; a per-job cap its amount.
                 let meters = budget::meters(store.as_ref(), std::slice::from_ref(r)).await.map_err(|e| ServerError::Store(e.to_string()))?;
-                for m in meters {
-                    let name = if m.kind == budget::CapKind::PerDay { "per 24 h" } else { "total" };
-                    writeln!(out, "  {name:<15} {} used of {} ({} %)", money(m.used), money(m.cap), m.percent())?;
+                for (kind, cap) in r.caps.iter() {
+                    let name = kind.spec().short;
+                    match meters.iter().find(|m| m.kind == kind) {
+                        Some(m) => writeln!(out, "  {name:<15} {} used of {} ({} %)", money(m.used), money(m.cap), m.percent())?,
+                        None => writeln!(out, "  {name:<15} {}", money(cap))?,
+                    }
                 }
             }
             let alerts = budget::alerts(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;

@@ -40,8 +40,8 @@ async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Re
 async fn caps(state: &AppState, by: By) -> Vec<(String, Credits, String)> {
     let rules = budget::rules(state.store.as_ref()).await.unwrap_or_default();
     match by {
-        By::Day => rules.iter().filter(|r| r.target.project.is_none() && r.target.user.is_none()).filter_map(|r| r.per_day.map(|c| (String::new(), c, "team per-day cap (rolling 24 h)".to_string()))).collect(),
-        By::Project => rules.iter().filter(|r| r.target.user.is_none()).filter_map(|r| Some((r.target.project.clone()?, r.total?, "total cap".to_string()))).collect(),
+        By::Day => rules.iter().filter(|r| r.target.project.is_none() && r.target.user.is_none()).filter_map(|r| r.cap(budget::CapKind::PerDay).map(|c| (String::new(), c, "team per-day cap (rolling 24 h)".to_string()))).collect(),
+        By::Project => rules.iter().filter(|r| r.target.user.is_none()).filter_map(|r| Some((r.target.project.clone()?, r.cap(budget::CapKind::Total)?, "total cap".to_string()))).collect(),
         _ => Vec::new(),
     }
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use gateway::team::accounts::Actor;
-use gateway::money::budget::CostRule;
+use gateway::money::budget::{CapKind, CostRule};
 use gateway::{Credits, Store, TaskState};
 use serde_json::json;
 use server::config::StoreConfig;
@@ -70,7 +70,7 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
     let b = instance(&store_cfg, &sim_base, lb, &base_b).await;
     let store: Arc<dyn Store> = server::open_store(&store_cfg).await.expect("store");
     let cap = Credits::from_credits(4 * CAP_TASKS);
-    let rule = CostRule { total: Some(cap), ..Default::default() };
+    let rule = CostRule::new(Default::default(), [(CapKind::Total, cap)]);
     gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("rule");
     let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "chaos", "burst").await.expect("key");
     let key = key.text.expose().to_string();

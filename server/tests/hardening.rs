@@ -6,7 +6,7 @@
 mod support;
 
 use gateway::team::accounts::Actor;
-use gateway::money::budget::CostRule;
+use gateway::money::budget::{CapKind, CostRule};
 use serde_json::{Value, json};
 use server::config::StoreConfig;
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ async fn a_charge_above_the_estimate_raises_the_alerts_it_crosses() {
     let (s, sim, store) = console(&prefix, "").await;
     // KIE charges three times the catalog's price (imagen4-fast: 4 credits → 12).
     sim.world().faults.charge_percent = Some(300);
-    let rule = CostRule::in_usd(Some("trailer".into()), None, [("per job", Some(0.03)), ("per day", Some(0.05)), ("total", None)]).expect("rule");
+    let rule = CostRule::in_usd(Some("trailer".into()), None, [(CapKind::PerJob, "per job", 0.03), (CapKind::PerDay, "per day", 0.05)]).expect("rule");
     gateway::money::budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.expect("set rule");
     let (code, body) = server_fn(&s.base, "submit_task", &form(&[("model", "google/imagen4-fast"), ("project", "trailer"), ("prompt", "dear")])).await;
     assert_eq!(code, 200, "estimated at 4 credits, inside both caps: {body}");

@@ -7,7 +7,7 @@
 mod support;
 
 use gateway::team::accounts::Actor;
-use gateway::money::budget::{CostRule, Target};
+use gateway::money::budget::{CapKind, CostRule, Target};
 use gateway::{Credits, Secret};
 use serde_json::json;
 use std::time::Duration;
@@ -68,7 +68,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     }
 
     // The project's total cap: its fill is a shared gauge.
-    let key = project_with_rule(store.as_ref(), "metrics", CostRule { total: Some(Credits::from_credits(10_000)), ..Default::default() }).await;
+    let key = project_with_rule(store.as_ref(), "metrics", CostRule::new(Target::default(), [(CapKind::Total, Credits::from_credits(10_000))])).await;
     let create = format!("{}/kie/api/v1/jobs/createTask", s.base);
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -79,7 +79,7 @@ async fn metrics_count_exactly_what_happened_and_name_no_one() {
     let refused = post_kie(&create, key.text.expose(), &json!({"model": "no/such-model", "input": {"prompt": "x"}})).await;
     assert_eq!(refused["code"], 404, "{refused}");
     // A project whose cost rule caps one job below this model's price.
-    let capped = project_with_rule(store.as_ref(), "capped", CostRule { per_job: Some(Credits::from_credits(1)), ..Default::default() }).await;
+    let capped = project_with_rule(store.as_ref(), "capped", CostRule::new(Target::default(), [(CapKind::PerJob, Credits::from_credits(1))])).await;
     let over = post_kie(&create, capped.text.expose(), &json!({"model": MODEL, "input": {"prompt": "x"}})).await;
     assert_eq!(over["code"], 402, "{over}");
 

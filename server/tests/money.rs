@@ -132,7 +132,7 @@ async fn the_relay_answers_402_and_failures_release_their_hold() {
     let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "batch").await.expect("key");
-    let rule = budget::CostRule { target: budget::Target { project: Some("trailer".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
+    let rule = budget::CostRule::new(budget::Target { project: Some("trailer".into()), user: None }, [(budget::CapKind::Total, gateway::Credits::from_credits(10))]);
     budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule.clone()).await.expect("rule");
     let create = |prompt: &str| {
         http()
@@ -157,15 +157,34 @@ async fn the_relay_answers_402_and_failures_release_their_hold() {
     s.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test]
+async fn a_rule_can_name_one_relay_key_and_holds_only_its_tasks() {
+    let prefix = format!("{}:", testkit::unique("keyrule"));
+    let (s, _sim) = console(redis_store(&prefix), fast(), "20/10s").await;
+    let store = server::open_store(&redis_store(&prefix)).await.expect("store");
+    let cli = gateway::team::accounts::Actor::cli();
+    let farm = gateway::team::relay_keys::create(store.as_ref(), &cli, "trailer", "farm").await.expect("key");
+    let batch = gateway::team::relay_keys::create(store.as_ref(), &cli, "trailer", "batch").await.expect("key");
+    // Set as a person would in panel 05: the Person field names the key.
+    let who = format!("key:{}", farm.key.id);
+    let (code, body) = server_fn(&s.base, "set_cost_rule", &form(&[("user", who.as_str()), ("per_job", "0.02")])).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["rules"][0]["label"], format!("relay key {}", farm.key.id), "{body}");
+    let url = format!("{}/kie/api/v1/jobs/createTask", s.base);
+    let body = json!({"model": "nano-banana-2", "input": {"prompt": "x"}});
+    let refused = post_kie(&url, farm.text.expose(), &body).await;
+    assert_eq!(refused["code"], 402, "8 credits is above the farm key's $0.02 (4 credits) per job: {refused}");
+    assert!(refused["msg"].as_str().unwrap_or("").contains(&format!("relay key {} — max per job", farm.key.id)), "{refused}");
+    let admitted = post_kie(&url, batch.text.expose(), &body).await;
+    assert_eq!(admitted["code"], 200, "another key of the same project is not held by it: {admitted}");
+    s.shutdown().await.expect("shutdown");
+}
+
 /// 1,000 submissions at once, spread over `bases`, against a total cap that admits exactly
 /// `k` 8-credit images: exactly `k` are admitted, and once they end the committed spend equals
 /// the sum of their actual costs.
 async fn race(bases: &[String], store: Arc<dyn Store>, project: &str, k: i64) {
-    let rule = budget::CostRule {
-        target: budget::Target { project: Some(project.into()), user: None },
-        total: Some(gateway::Credits::from_credits(8 * k)),
-        ..Default::default()
-    };
+    let rule = budget::CostRule::new(budget::Target { project: Some(project.into()), user: None }, [(budget::CapKind::Total, gateway::Credits::from_credits(8 * k))]);
     budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("rule");
     let mut set = tokio::task::JoinSet::new();
     for i in 0..1000 {
@@ -414,7 +433,7 @@ async fn a_submission_cut_off_before_its_reservation_is_resolved_on_the_next_sta
     // and ends "Over budget"; neither is lost, neither is counted twice.
     let prefix = format!("{}:", testkit::unique("pending"));
     let store = server::open_store(&redis_store(&prefix)).await.expect("store");
-    let rule = budget::CostRule { target: budget::Target { project: Some("p".into()), user: None }, total: Some(gateway::Credits::from_credits(10)), ..Default::default() };
+    let rule = budget::CostRule::new(budget::Target { project: Some("p".into()), user: None }, [(budget::CapKind::Total, gateway::Credits::from_credits(10))]);
     budget::set_rule(store.as_ref(), &gateway::team::accounts::Actor::cli(), rule).await.expect("rule");
     let aged = gateway::store::now_ms() - 60_000;
     for (i, id) in ["cr_cut_off_a", "cr_cut_off_b"].into_iter().enumerate() {
@@ -457,6 +476,13 @@ async fn the_budget_cli_sets_shows_and_removes_rules() {
     assert!(err.contains("--per-day must be a dollar amount above 0"), "{err}");
     let (_, shown, _) = cli(&["budget", "show"]);
     assert!(shown.contains("project trailer (set by cli)") && shown.contains("$0.00 (0 credits) used of $25.00 (5000 credits) (0 %)"), "{shown}");
+    let (code, out, err) = cli(&["budget", "set", "--key", "3f2a", "--per-job", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Cost rule for relay key 3f2a: per job $1.00 (200 credits) · per 24 h — · total —"), "{out}");
+    let (code, _, _) = cli(&["budget", "set", "--key", "3f2a", "--user", "ana", "--per-job", "1"]);
+    assert_ne!(code, Some(0), "a rule names a person or a key, not both");
+    let (code, _, _) = cli(&["budget", "set", "--key", "3f2a"]);
+    assert_eq!(code, Some(0));
     let (code, out, _) = cli(&["budget", "set", "--project", "trailer"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("Removed the cost rule for project trailer"), "{out}");

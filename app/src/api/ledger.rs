@@ -23,7 +23,7 @@ const BARS_SHOWN: usize = 24;
 /// or owner). It reads what the panel shows: a few store reads whatever the history.
 #[server(endpoint = "ledger_report")]
 pub async fn ledger_report(#[server(default)] by: String) -> Result<ReceiptsReport, ServerFnError> {
-    use crate::api::server_side::{Role, signed_in, store_error};
+    use crate::api::context::{Role, signed_in, store_error};
     use gateway::money::receipts::{self, By};
     let (ctx, _) = signed_in(Role::Viewer)?;
     let store = ctx.store.as_ref();

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::view::{LibraryItem, LibraryView};
 #[cfg(feature = "ssr")]
-use crate::api::server_side::{Role, refuse, signed_in, store_error};
+use crate::api::context::{Role, refuse, signed_in, store_error};
 
 /// How many tasks' copies the listing shows.
 #[cfg(feature = "ssr")]

@@ -2,18 +2,19 @@
 //! model list. Thin: parse, call the gateway core, map to view types.
 
 use leptos::prelude::*;
+use std::collections::BTreeMap;
 
 use crate::view::{BudgetView, MarketView};
 #[cfg(feature = "ssr")]
-use crate::api::server_side::{Role, signed_in};
+use crate::api::context::{Role, signed_in};
 
 #[cfg(feature = "ssr")]
 mod server_side {
     use super::*;
-    use crate::api::server_side::{ConsoleContext, store_error};
-    use crate::view::{FieldOption, MeterView, ModelOption, PricePoint, RuleView};
+    use crate::api::context::{ConsoleContext, store_error};
+    use crate::view::{CapField, FieldOption, MeterView, ModelOption, PricePoint, RuleView};
     use gateway::Credits;
-    use gateway::money::budget::{self, CostRule};
+    use gateway::money::budget::{self, CapKind, CostRule};
     use gateway::money::catalog::{Model, PriceRule};
     use serde_json::json;
 
@@ -80,25 +81,20 @@ mod server_side {
         }
     }
 
-    fn cap(c: Option<Credits>) -> Option<String> {
-        c.map(budget::money)
-    }
-
     pub async fn budget_view(ctx: &ConsoleContext) -> Result<BudgetView, ServerFnError> {
         let store = ctx.store.as_ref();
         let rules = budget::rules(store).await.map_err(store_error)?;
         let meters = budget::meters(store, &rules).await.map_err(store_error)?;
         let alerts = budget::alerts(store).await.map_err(store_error)?;
         Ok(BudgetView {
+            cap_fields: CapKind::ALL.iter().map(|k| CapField { name: k.name().into(), label: k.spec().field.into() }).collect(),
             rules: rules
                 .iter()
                 .map(|r| RuleView {
                     label: r.target.label(),
                     project: r.target.project.clone(),
                     user: r.target.user.clone(),
-                    per_job: cap(r.per_job),
-                    per_day: cap(r.per_day),
-                    total: cap(r.total),
+                    caps: CapKind::ALL.iter().map(|k| (k.spec().short.to_string(), r.cap(*k).map(budget::money))).collect(),
                     updated_by: r.updated_by.clone(),
                 })
                 .collect(),
@@ -115,15 +111,24 @@ mod server_side {
         })
     }
 
-    /// A rule from the Budget panel's form: empty fields are "no cap".
-    pub fn rule_from_form(project: Option<String>, user: Option<String>, per_job: Option<String>, per_day: Option<String>, total: Option<String>) -> Result<CostRule, ServerFnError> {
-        let dollars = |what: &'static str, v: Option<String>| -> Result<(&'static str, Option<f64>), ServerFnError> {
-            let Some(v) = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else { return Ok((what, None)) };
-            let n = v.trim_start_matches('$').parse().map_err(|_| crate::api::server_side::refuse(400, format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
-            Ok((what, Some(n)))
-        };
-        let caps = [dollars("Max spend per job", per_job)?, dollars("Max spend per day", per_day)?, dollars("Max spend per project", total)?];
-        CostRule::in_usd(project, user, caps).map_err(|e| crate::api::server_side::refuse(400, e.to_string()))
+    /// A rule from the Budget panel's form: each amount field is named by its kind
+    /// (`per_day`), an empty one is "no cap".
+    pub fn rule_from_form(project: Option<String>, user: Option<String>, amounts: &BTreeMap<String, String>) -> Result<CostRule, ServerFnError> {
+        let mut caps = Vec::new();
+        for (name, v) in amounts {
+            let Some(kind) = CapKind::named(name) else {
+                let known: Vec<&str> = CapKind::ALL.iter().map(|k| k.name()).collect();
+                return Err(crate::api::context::refuse(400, format!("there is no cap named {:?}; caps: {}", name.chars().take(40).collect::<String>(), known.join(", "))));
+            };
+            let what = kind.spec().field;
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            let usd = v.trim_start_matches('$').parse().map_err(|_| crate::api::context::refuse(400, format!("{what} must be a dollar amount like 5 or 12.50, got {v:?}")))?;
+            caps.push((kind, what, usd));
+        }
+        CostRule::in_usd(project, user, caps).map_err(|e| crate::api::context::refuse(400, e.to_string()))
     }
 }
 
@@ -131,7 +136,7 @@ mod server_side {
 #[server(endpoint = "list_models")]
 pub async fn list_models() -> Result<MarketView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
-    let pins = gateway::team::pins::list(ctx.store.as_ref(), &actor.who).await.map_err(crate::api::server_side::store_error)?;
+    let pins = gateway::team::pins::list(ctx.store.as_ref(), &actor.who).await.map_err(crate::api::context::store_error)?;
     Ok(server_side::market(&ctx, &pins, &actor.who))
 }
 
@@ -141,11 +146,11 @@ pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerF
     let (ctx, actor) = signed_in(Role::Producer)?;
     let model = model.trim();
     if ctx.lifecycle.catalog().get(model).is_none() {
-        return Err(crate::api::server_side::refuse(400, format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
+        return Err(crate::api::context::refuse(400, format!("{:?} is not in the catalog", model.chars().take(100).collect::<String>())));
     }
     gateway::team::pins::set(ctx.store.as_ref(), &actor.who, model, pinned).await.map_err(|e| match e {
-        gateway::StoreError::Invalid(msg) => crate::api::server_side::refuse(400, msg),
-        other => crate::api::server_side::store_error(other),
+        gateway::StoreError::Invalid(msg) => crate::api::context::refuse(400, msg),
+        other => crate::api::context::store_error(other),
     })
 }
 
@@ -156,21 +161,21 @@ pub async fn budget_status() -> Result<BudgetView, ServerFnError> {
     server_side::budget_view(&ctx).await
 }
 
-/// Sets the rule for a target (empty project and user: the whole team); amounts in USD, an
-/// empty amount is no cap, and no cap at all removes the rule.
+/// Sets the rule for a target (empty project and user: the whole team; a user `key:<id>`: one
+/// relay key); every other field is an amount in USD named by its kind of cap (`per_job`,
+/// `per_day`, `total`), an empty amount is no cap, and no cap at all removes the rule.
 #[server(endpoint = "set_cost_rule")]
 pub async fn set_cost_rule(
     project: Option<String>,
     user: Option<String>,
-    per_job: Option<String>,
-    per_day: Option<String>,
-    total: Option<String>,
+    #[server(flatten)]
+    amounts: BTreeMap<String, String>,
 ) -> Result<BudgetView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let rule = server_side::rule_from_form(project, user, per_job, per_day, total)?;
+    let rule = server_side::rule_from_form(project, user, &amounts)?;
     gateway::money::budget::set_rule(ctx.store.as_ref(), &actor, rule).await.map_err(|e| match e {
-        gateway::money::budget::BudgetError::Store(e) => crate::api::server_side::store_error(e),
-        other => crate::api::server_side::refuse(422, other.to_string()),
+        gateway::money::budget::BudgetError::Store(e) => crate::api::context::store_error(e),
+        other => crate::api::context::refuse(422, other.to_string()),
     })?;
     server_side::budget_view(&ctx).await
 }
@@ -178,28 +183,36 @@ pub async fn set_cost_rule(
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     use super::server_side::rule_from_form;
+    use gateway::money::budget::CapKind;
+    use std::collections::BTreeMap;
 
     fn some(v: &str) -> Option<String> {
         Some(v.to_string())
     }
 
+    fn amounts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
     #[test]
     fn the_budget_form_reads_dollars_and_blank_is_no_cap() {
-        let r = rule_from_form(some(" trailer "), None, some("$12.50"), some("  "), some("1000")).expect("a valid form");
+        let r = rule_from_form(some(" trailer "), None, &amounts(&[("per_job", "$12.50"), ("per_day", "  "), ("total", "1000")])).expect("a valid form");
         assert_eq!(r.target.project.as_deref(), Some("trailer"), "trimmed");
         assert_eq!(r.target.user, None, "absent: anyone");
-        assert_eq!(r.per_job.map(|c| c.usd()), Some(12.5), "a dollar sign is allowed");
-        assert_eq!(r.per_day, None, "blank: no cap");
-        assert_eq!(r.total.map(|c| c.usd()), Some(1000.0));
+        assert_eq!(r.cap(CapKind::PerJob).map(|c| c.usd()), Some(12.5), "a dollar sign is allowed");
+        assert_eq!(r.cap(CapKind::PerDay), None, "blank: no cap");
+        assert_eq!(r.cap(CapKind::Total).map(|c| c.usd()), Some(1000.0));
     }
 
     #[test]
     fn the_budget_form_says_which_field_to_fix() {
-        let e = rule_from_form(None, None, some("twelve"), None, None).expect_err("not a number");
+        let e = rule_from_form(None, None, &amounts(&[("per_job", "twelve")])).expect_err("not a number");
         assert!(e.to_string().contains("Max spend per job must be a dollar amount"), "{e}");
         for bad in ["-5", "0", "NaN", "1e30"] {
-            let e = rule_from_form(None, None, None, some(bad), None).expect_err(bad);
+            let e = rule_from_form(None, None, &amounts(&[("per_day", bad)])).expect_err(bad);
             assert!(e.to_string().contains("Max spend per day"), "{bad}: {e}");
         }
+        let e = rule_from_form(None, None, &amounts(&[("per_week", "5")])).expect_err("no such cap");
+        assert!(e.to_string().contains("no cap named \"per_week\"; caps: per_job, per_day, total"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use crate::view::{AuditView, Me, NewRelayKey, RelayKeyRow, UserRow};
 #[cfg(feature = "ssr")]
 mod server_side {
     use super::*;
-    use crate::api::server_side::{refuse, store_error};
+    use crate::api::context::{refuse, store_error};
     use crate::view::AuditRow;
     use gateway::team::accounts::{AccountError, User};
     use gateway::team::audit::{AuditEntry, utc};
@@ -51,7 +51,7 @@ mod server_side {
 }
 
 #[cfg(feature = "ssr")]
-use crate::api::server_side::{Role, signed_in};
+use crate::api::context::{Role, signed_in};
 
 /// The signed-in person.
 #[server(endpoint = "whoami")]
@@ -140,7 +140,7 @@ pub async fn audit_log(#[server(default)] filter: AuditQuery, before: Option<u64
     let (ctx, _) = signed_in(Role::Admin)?;
     let clip = |v: Option<String>| v.map(|s| s.trim().chars().take(200).collect::<String>()).filter(|s| !s.is_empty());
     let f = gateway::team::audit::AuditFilter { who: clip(filter.who), action: clip(filter.action), text: clip(filter.text), since_ms: None };
-    let page = gateway::team::audit::search(ctx.store.as_ref(), &f, before, 100).await.map_err(crate::api::server_side::store_error)?;
+    let page = gateway::team::audit::search(ctx.store.as_ref(), &f, before, 100).await.map_err(crate::api::context::store_error)?;
     Ok(AuditView { rows: page.entries.into_iter().map(server_side::audit_row).collect(), next: page.next_before })
 }
 

@@ -30,9 +30,9 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares
 /// The rate guard now.
 #[server(endpoint = "throttle_status")]
 pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
-    let (ctx, _) = crate::api::server_side::signed_in(crate::api::server_side::Role::Viewer)?;
-    let q = ctx.lifecycle.queue().await.map_err(crate::api::server_side::store_error)?;
-    let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::server_side::store_error)?;
+    let (ctx, _) = crate::api::context::signed_in(crate::api::context::Role::Viewer)?;
+    let q = ctx.lifecycle.queue().await.map_err(crate::api::context::store_error)?;
+    let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
     Ok(view_of(q, shares))
 }
 
@@ -40,7 +40,7 @@ pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
 /// `max_queued` (empty: `QUEUE_MAX_PER_OWNER`) tasks waiting per owner. Audited.
 #[server(endpoint = "set_fair_share")]
 pub async fn set_fair_share(project: String, weight: String, max_queued: Option<String>) -> Result<String, ServerFnError> {
-    use crate::api::server_side::{Role, refuse, signed_in, store_error};
+    use crate::api::context::{Role, refuse, signed_in, store_error};
     use gateway::tasks::fair_share::{self, ShareError};
     let (ctx, actor) = signed_in(Role::Admin)?;
     let number = |name: &str, v: &str| v.trim().parse::<u32>().map_err(|_| refuse(400, format!("{name} must be a whole number")));

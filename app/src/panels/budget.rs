@@ -8,13 +8,8 @@ use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, fill_ba
 use crate::api::{budget_status, set_cost_rule};
 use crate::view::BudgetView;
 
-const FIELDS: [(&str, &str, &str); 5] = [
-    ("project", "Project (empty: every project)", "text"),
-    ("user", "Person (empty: everyone)", "text"),
-    ("per_job", "Max spend / job, $", "number"),
-    ("per_day", "Max spend / day, $", "number"),
-    ("total", "Max spend / project, $", "number"),
-];
+/// The target's fields; the amounts' fields come with the data, one per kind of cap.
+const TARGET_FIELDS: [(&str, &str); 2] = [("project", "Project (empty: every project)"), ("user", "Person, or key:<id> for a relay key (empty: everyone)")];
 
 pub async fn render(flash: Option<AnyView>) -> AnyView {
     let data = budget_status().await;
@@ -27,6 +22,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         }
         Err(_) => badge("bad", "Store unreadable"),
     };
+    let cap_fields = data.as_ref().map(|b| b.cap_fields.clone()).unwrap_or_default();
     view! {
         // Spend moves when a task is submitted (reserved) and when one ends (settled).
         <Panel id=PanelId::Budget badge=head refresh="ended rows" flash=flash>
@@ -37,8 +33,11 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
             {if admin {
                 view! {
                     <form class="rule-form" method="post" action=act_form(PanelId::Budget) data-testid="budget-form">
-                        {FIELDS.iter().map(|(name, label, kind)| view! {
-                            <label>{*label}<input name=*name type=*kind min="0.01" step="0.01" data-testid=format!("budget-{name}")/></label>
+                        {TARGET_FIELDS.iter().map(|(name, label)| view! {
+                            <label>{*label}<input name=*name type="text" data-testid=format!("budget-{name}")/></label>
+                        }).collect_view()}
+                        {cap_fields.into_iter().map(|f| view! {
+                            <label>{format!("{}, $", f.label)}<input name=f.name.clone() type="number" min="0.01" step="0.01" data-testid=format!("budget-{}", f.name)/></label>
                         }).collect_view()}
                         <button type="submit" data-testid="budget-save">"Save rule"</button>
                     </form>
@@ -56,7 +55,8 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
 
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n);
-    let r = set_cost_rule(get("project"), get("user"), get("per_job"), get("per_day"), get("total")).await;
+    let amounts = form.iter().filter(|(n, _)| !TARGET_FIELDS.iter().any(|(t, _)| t == n)).cloned().collect();
+    let r = set_cost_rule(get("project"), get("user"), amounts).await;
     Acted::of(r, |_| super::ok_note("budget-saved", "Rule saved.".into()), "budget-error").also(&[PanelId::Status])
 }
 
@@ -67,7 +67,7 @@ fn rules_view(b: BudgetView) -> impl IntoView + use<> {
             {b.rules.into_iter().map(|r| view! {
                 <li class="rule">
                     <div class="rule-name">{r.label}</div>
-                    <div class="muted">"per job "{dash(r.per_job)}" · per day "{dash(r.per_day)}" · total "{dash(r.total)}</div>
+                    <div class="muted">{r.caps.into_iter().map(|(kind, cap)| format!("{kind} {}", dash(cap))).collect::<Vec<_>>().join(" · ")}</div>
                 </li>
             }).collect_view()}
         </ul>

@@ -17,6 +17,7 @@
 //! estimate; an actual charge above a per-job cap raises its own alert (once per task).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::team::accounts::{Actor, Role};
@@ -48,14 +49,22 @@ pub struct Target {
 }
 
 impl Target {
-    /// For people: "team", "project trailer", "ana", "ana in project trailer".
+    /// For people: "team", "project trailer", "user ana", "user ana in project trailer",
+    /// "relay key 3f2a…" (a rule for one relay key names its owner, `key:<id>`).
     pub fn label(&self) -> String {
+        let who = |u: &str| u.strip_prefix("key:").map_or_else(|| format!("user {u}"), |id| format!("relay key {id}"));
         match (&self.project, &self.user) {
             (None, None) => "team".into(),
             (Some(p), None) => format!("project {p}"),
-            (None, Some(u)) => format!("user {u}"),
-            (Some(p), Some(u)) => format!("user {u} in project {p}"),
+            (None, Some(u)) => who(u),
+            (Some(p), Some(u)) => format!("{} in project {p}", who(u)),
         }
+    }
+
+    /// The target of a rule for one relay key: the owner its tasks carry
+    /// ([`crate::team::relay_keys::RelayKey::owner`]).
+    pub fn relay_key(id: &str) -> Target {
+        Target { project: None, user: Some(crate::team::relay_keys::owner_of(id)) }
     }
 
     /// For store keys: stable and unambiguous.
@@ -68,59 +77,200 @@ impl Target {
     }
 }
 
-/// One cost rule. Caps are in milli-credits; `None` means no cap of that kind.
+/// One cost rule: whom it governs and its caps (milli-credits; a kind absent is no cap).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostRule {
     pub target: Target,
-    pub per_job: Option<Credits>,
-    pub per_day: Option<Credits>,
-    pub total: Option<Credits>,
+    /// Stored as one field per kind (`"per_day": 1000`), as rules always were.
+    #[serde(flatten)]
+    pub caps: Caps,
     pub updated_ms: u64,
     /// Who set it last.
     pub updated_by: String,
 }
 
-/// The three kinds of cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The kinds of cap. What each one means is its [`CapSpec`], in [`CapKind::spec`]: a new kind
+/// is a variant and its spec here; the Budget panel, its form, the CLI's flags, the metrics
+/// and the store's scopes all read the specs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CapKind {
     PerJob,
     PerDay,
     Total,
 }
 
+/// How a cap holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Each job on its own: its estimate is checked at submit (and its actual charge when it
+    /// ends); nothing is reserved.
+    Job,
+    /// The spend of every job it governs, summed in the store under `budget:<word>:<target>`
+    /// and reserved at submit: over a rolling `window`, or with none, in total.
+    Summed { word: &'static str, window: Option<Duration> },
+}
+
+/// What one kind of cap is called everywhere it shows, and how it holds.
+#[derive(Debug)]
+pub struct CapSpec {
+    /// In stored rules, metrics, form fields and logs: `per_day`.
+    pub name: &'static str,
+    /// The CLI's flag: `per-day` (`--per-day USD`).
+    pub flag: &'static str,
+    /// The CLI's help for that flag.
+    pub help: &'static str,
+    /// In a rule's name and alerts: "max per rolling 24 h".
+    pub label: &'static str,
+    /// In a rule's caps text: "per 24 h".
+    pub short: &'static str,
+    /// The Budget form's field, and what an error about its amount calls it.
+    pub field: &'static str,
+    /// After "used of $x" in a refusal: " in the last 24 h".
+    pub during: &'static str,
+    pub reach: Reach,
+}
+
 impl CapKind {
-    /// Its name in metrics and logs.
-    pub fn name(self) -> &'static str {
+    /// Every kind, in the order they are shown.
+    pub const ALL: [CapKind; 3] = [CapKind::PerJob, CapKind::PerDay, CapKind::Total];
+
+    pub fn spec(self) -> &'static CapSpec {
         match self {
-            CapKind::PerJob => "per_job",
-            CapKind::PerDay => "per_day",
-            CapKind::Total => "total",
+            CapKind::PerJob => &CapSpec {
+                name: "per_job",
+                flag: "per-job",
+                help: "Most one job may cost, in USD",
+                label: "max per job",
+                short: "per job",
+                field: "Max spend per job",
+                during: "",
+                reach: Reach::Job,
+            },
+            CapKind::PerDay => &CapSpec {
+                name: "per_day",
+                flag: "per-day",
+                help: "Most to spend in any rolling 24 hours, in USD",
+                label: "max per rolling 24 h",
+                short: "per 24 h",
+                field: "Max spend per day",
+                during: " in the last 24 h",
+                reach: Reach::Summed { word: "day", window: Some(DAY) },
+            },
+            CapKind::Total => &CapSpec {
+                name: "total",
+                flag: "total",
+                help: "Most to spend in total, in USD",
+                label: "max in total",
+                short: "total",
+                field: "Max spend in total",
+                during: "",
+                reach: Reach::Summed { word: "total", window: None },
+            },
         }
     }
 
+    /// Its name in metrics, forms and logs.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
     pub fn label(self) -> &'static str {
-        match self {
-            CapKind::PerJob => "max per job",
-            CapKind::PerDay => "max per rolling 24 h",
-            CapKind::Total => "max in total",
+        self.spec().label
+    }
+
+    /// The kind a stored field, form field or metric label names.
+    pub fn named(name: &str) -> Option<CapKind> {
+        CapKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A rule's caps, at most one of each kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caps(BTreeMap<CapKind, Credits>);
+
+impl Caps {
+    pub fn get(&self, kind: CapKind) -> Option<Credits> {
+        self.0.get(&kind).copied()
+    }
+
+    /// Sets (`Some`) or removes (`None`) the cap of `kind`.
+    pub fn set(&mut self, kind: CapKind, cap: Option<Credits>) {
+        match cap {
+            Some(c) => self.0.insert(kind, c),
+            None => self.0.remove(&kind),
+        };
+    }
+
+    /// The caps set, in [`CapKind::ALL`]'s order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (CapKind, Credits)> + '_ {
+        self.0.iter().map(|(k, c)| (*k, *c))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(CapKind, Credits)> for Caps {
+    fn from_iter<I: IntoIterator<Item = (CapKind, Credits)>>(caps: I) -> Self {
+        Caps(caps.into_iter().collect())
+    }
+}
+
+impl Serialize for Caps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter().map(|(k, c)| (k.name(), c)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Caps {
+    /// Reads the fields that name a kind (`null`: no cap); any other field is left alone.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Caps;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a cost rule's caps")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Caps, A::Error> {
+                let mut caps = Caps::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    match CapKind::named(&name) {
+                        Some(kind) => caps.set(kind, map.next_value::<Option<Credits>>()?),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(caps)
+            }
         }
+        d.deserialize_map(Fields)
     }
 }
 
 impl CostRule {
-    fn scope(&self, kind: CapKind) -> Option<Scope> {
-        let (cap, window) = match kind {
-            CapKind::PerJob => return None,
-            CapKind::PerDay => (self.per_day?, Some(DAY)),
-            CapKind::Total => (self.total?, None),
-        };
-        let which = if kind == CapKind::PerDay { "day" } else { "total" };
-        Some(Scope { key: format!("budget:{which}:{}", self.target.slug()), limit: cap.milli(), window })
+    /// A rule for `target` with `caps`.
+    pub fn new(target: Target, caps: impl IntoIterator<Item = (CapKind, Credits)>) -> CostRule {
+        CostRule { target, caps: caps.into_iter().collect(), ..Default::default() }
     }
 
-    /// The store scopes this rule reserves against, with their kind.
+    /// Its cap of `kind`, if it has one.
+    pub fn cap(&self, kind: CapKind) -> Option<Credits> {
+        self.caps.get(kind)
+    }
+
+    /// The store scopes this rule reserves against (its summed caps), with their kind.
     fn scopes(&self) -> impl Iterator<Item = (CapKind, Scope)> + '_ {
-        [CapKind::PerDay, CapKind::Total].into_iter().filter_map(|k| self.scope(k).map(|s| (k, s)))
+        self.caps.iter().filter_map(|(kind, cap)| match kind.spec().reach {
+            Reach::Job => None,
+            Reach::Summed { word, window } => Some((kind, Scope { key: format!("budget:{word}:{}", self.target.slug()), limit: cap.milli(), window })),
+        })
+    }
+
+    /// Its caps that hold per job.
+    fn job_caps(&self) -> impl Iterator<Item = (CapKind, Credits)> + '_ {
+        self.caps.iter().filter(|(k, _)| k.spec().reach == Reach::Job)
     }
 }
 
@@ -153,30 +303,24 @@ pub fn usd_cap(what: &str, usd: f64) -> Result<Credits, BudgetError> {
 }
 
 impl CostRule {
-    /// A rule from caps in US dollars as a person gives them — per job, per day, total, each
-    /// with the name they gave it (for the error) — for the project and user named (trimmed;
-    /// empty or absent means any).
-    pub fn in_usd(project: Option<String>, user: Option<String>, caps: [(&str, Option<f64>); 3]) -> Result<CostRule, BudgetError> {
+    /// A rule from caps in US dollars as a person gives them — each with the name they gave
+    /// it, for the error (`--per-day`, "Max spend per day") — for the project and user named
+    /// (trimmed; empty or absent means any).
+    pub fn in_usd<'a>(project: Option<String>, user: Option<String>, caps: impl IntoIterator<Item = (CapKind, &'a str, f64)>) -> Result<CostRule, BudgetError> {
         let name = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let [per_job, per_day, total] = caps.map(|(what, usd)| usd.map(|v| usd_cap(what, v)).transpose());
-        Ok(CostRule {
-            target: Target { project: name(project), user: name(user) },
-            per_job: per_job?,
-            per_day: per_day?,
-            total: total?,
-            ..Default::default()
-        })
+        let caps = caps.into_iter().map(|(kind, what, usd)| Ok((kind, usd_cap(what, usd)?))).collect::<Result<Vec<_>, BudgetError>>()?;
+        Ok(CostRule::new(Target { project: name(project), user: name(user) }, caps))
     }
 
     /// "per job $1.00 (200 credits) · per 24 h — · total —", for the audit log and the CLI.
     pub fn caps_text(&self) -> String {
         let cap = |c: Option<Credits>| c.map_or("—".into(), money);
-        format!("per job {} · per 24 h {} · total {}", cap(self.per_job), cap(self.per_day), cap(self.total))
+        CapKind::ALL.map(|k| format!("{} {}", k.spec().short, cap(self.cap(k)))).join(" · ")
     }
 
     /// Whether it caps anything (a rule without caps is removed).
     pub fn has_caps(&self) -> bool {
-        self.per_job.is_some() || self.per_day.is_some() || self.total.is_some()
+        !self.caps.is_empty()
     }
 }
 
@@ -239,7 +383,7 @@ pub fn governs(rules: &[CostRule], owner: &str, project: &str) -> bool {
 /// The lowest per-job cap of the rules that apply to `owner` in `project`: what a task of a
 /// model with no known price reserves.
 pub fn per_job_cap(rules: &[CostRule], owner: &str, project: &str) -> Option<Credits> {
-    rules.iter().filter(|r| r.target.applies_to(owner, project)).filter_map(|r| r.per_job).min()
+    rules.iter().filter(|r| r.target.applies_to(owner, project)).flat_map(|r| r.job_caps().map(|(_, cap)| cap)).min()
 }
 
 /// The id of a task's hold under the cost rules.
@@ -266,16 +410,14 @@ impl CostHold {
     pub fn plan(rules: &[CostRule], task_id: &str, owner: &str, project: &str, estimate: Credits) -> Result<CostHold, BudgetError> {
         let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
         for r in &applicable {
-            if let Some(cap) = r.per_job
-                && estimate > cap
-            {
+            if let Some((kind, cap)) = r.job_caps().find(|(_, cap)| estimate > *cap) {
                 return Err(BudgetError::Refused(format!(
                     "Refused by the cost rule \"{} — {}\": this task is estimated at {}; one job may cost at most {}.",
                     r.target.label(),
-                    CapKind::PerJob.label(),
+                    kind.label(),
                     money(estimate),
                     money(cap)
-                ), CapKind::PerJob));
+                ), kind));
             }
         }
         let (labels, scopes): (Vec<_>, Vec<_>) = applicable.iter().flat_map(|r| r.scopes().map(move |(k, s)| ((r.target.label(), k), s))).unzip();
@@ -297,12 +439,12 @@ impl CostHold {
             return BudgetError::Store(StoreError::Corrupt("a refusal named a scope the hold does not have".into()));
         };
         let (used, cap) = (Credits(refusal.used), Credits(refusal.limit));
-        let when = if *kind == CapKind::PerDay { " in the last 24 h" } else { "" };
         BudgetError::Refused(format!(
-            "Refused by the cost rule \"{rule} — {}\": {} used of {}{when}, {} left; this task needs {}.",
+            "Refused by the cost rule \"{rule} — {}\": {} used of {}{}, {} left; this task needs {}.",
             kind.label(),
             money(used),
             money(cap),
+            kind.spec().during,
             money(Credits((cap.0 - used.0).max(0))),
             money(self.estimate)
         ), *kind)
@@ -429,12 +571,12 @@ pub async fn check_overrun(store: &dyn Store, rules: &[CostRule], task_id: &str,
     let mut raised = Vec::new();
     let applicable: Vec<&CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).collect();
     for r in &applicable {
-        let Some(cap) = r.per_job.filter(|cap| actual > *cap) else { continue };
+        let Some((kind, cap)) = r.job_caps().find(|(_, cap)| actual > *cap) else { continue };
         let claim = format!("budget:perjob:{}:alert:{task_id}", r.target.slug());
         if !store.kv_set_nx(&claim, b"1", Some(HOLD_TTL)).await? {
             continue;
         }
-        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind: CapKind::PerJob, level: 100, used: actual, cap, task: Some(task_id.to_string()), held: None };
+        let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level: 100, used: actual, cap, task: Some(task_id.to_string()), held: None };
         keep_alert(store, &alert).await?;
         raised.push(alert);
     }
@@ -442,8 +584,8 @@ pub async fn check_overrun(store: &dyn Store, rules: &[CostRule], task_id: &str,
     if let Some(r) = applicable.first().filter(|_| actual > held && raised.is_empty())
         && store.kv_set_nx(&format!("budget:overrun:alert:{task_id}"), b"1", Some(HOLD_TTL)).await?
     {
-        let kind = if r.total.is_some() { CapKind::Total } else if r.per_day.is_some() { CapKind::PerDay } else { CapKind::PerJob };
-        let cap = r.total.or(r.per_day).or(r.per_job).unwrap_or(held);
+        // Its widest cap (the last kind it has): total, else per day, else per job.
+        let (kind, cap) = r.caps.iter().next_back().unwrap_or((CapKind::PerJob, held));
         let alert = Alert { at_ms: now_ms(), target: r.target.clone(), kind, level: 100, used: actual, cap, task: Some(task_id.to_string()), held: Some(held) };
         keep_alert(store, &alert).await?;
         raised.push(alert);
@@ -462,7 +604,7 @@ pub async fn check_alerts(store: &dyn Store, rules: &[CostRule], owner: &str, pr
             let Some(level) = ALERT_LEVELS.iter().rev().copied().find(|l| meter.percent() >= u32::from(*l)) else { continue };
             // Once per window: a day alert for 24 h, a total alert per cap value.
             let claim = format!("{}:alert:{}:{level}", scope.key, scope.limit);
-            let ttl = (kind == CapKind::PerDay).then_some(DAY);
+            let ttl = scope.window;
             if !store.kv_set_nx(&claim, b"1", ttl).await? {
                 continue;
             }
@@ -493,6 +635,36 @@ mod tests {
         assert!(person.applies_to("ana", "trailer") && !person.applies_to("bo", "trailer"));
         assert_ne!(project.slug(), person.slug());
         assert_eq!(person.label(), "user ana in project trailer");
+    }
+
+    #[test]
+    fn rules_stored_before_caps_were_data_read_and_write_the_same_fields() {
+        let stored = r#"{"target":{"project":"trailer","user":null},"per_job":200000,"per_day":null,"total":5000,"updated_ms":7,"updated_by":"ana"}"#;
+        let r: CostRule = serde_json::from_str(stored).expect("an old rule");
+        assert_eq!(r.caps.iter().collect::<Vec<_>>(), vec![(CapKind::PerJob, Credits(200000)), (CapKind::Total, Credits(5000))]);
+        assert_eq!((r.updated_ms, r.updated_by.as_str()), (7, "ana"));
+        let written = serde_json::to_value(&r).expect("json");
+        assert_eq!(written["per_job"], 200000);
+        assert_eq!(written["total"], 5000);
+        assert!(written.get("per_day").is_none(), "no cap: no field");
+        assert_eq!(serde_json::from_value::<CostRule>(written).expect("read back"), r);
+        assert_eq!(r.caps_text(), "per job $1.00 (200 credits) · per 24 h — · total $0.03 (5 credits)");
+    }
+
+    #[test]
+    fn every_kind_of_cap_has_its_own_names_and_a_summed_one_its_own_scope() {
+        for (i, a) in CapKind::ALL.iter().enumerate() {
+            assert_eq!(CapKind::named(a.name()), Some(*a));
+            for b in &CapKind::ALL[i + 1..] {
+                let (x, y) = (a.spec(), b.spec());
+                assert!(x.name != y.name && x.flag != y.flag && x.label != y.label && x.short != y.short && x.field != y.field, "{a:?} and {b:?} share a name");
+            }
+        }
+        let rule = CostRule::new(Target::relay_key("3f2a"), CapKind::ALL.map(|k| (k, Credits(1000))));
+        let keys: Vec<String> = rule.scopes().map(|(_, s)| s.key).collect();
+        assert_eq!(keys, ["budget:day:p=*|u=key:3f2a", "budget:total:p=*|u=key:3f2a"], "per job is checked, never reserved");
+        assert_eq!(rule.target.label(), "relay key 3f2a");
+        assert!(rule.target.applies_to("key:3f2a", "any") && !rule.target.applies_to("ana", "any"));
     }
 
     #[test]

@@ -50,8 +50,13 @@ impl RelayKey {
     /// label are two owners (a cost rule, a queue quota and the fair queue's turn each name
     /// one key), and a label can be changed without moving anything.
     pub fn owner(&self) -> String {
-        format!("key:{}", self.id)
+        owner_of(&self.id)
     }
+}
+
+/// The owner the tasks of the relay key `id` carry (see [`RelayKey::owner`]).
+pub fn owner_of(id: &str) -> String {
+    format!("key:{id}")
 }
 
 /// A key as created: the stored record and the secret text shown once.

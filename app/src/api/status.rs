@@ -1,0 +1,67 @@
+//! The console status (the masthead, the status strip, the Gateway, Key Vault and Delivery
+//! panels): one read per page render.
+
+use leptos::prelude::*;
+
+use crate::view::ConsoleStatus;
+
+#[cfg(feature = "ssr")]
+mod server_side {
+    use super::*;
+    use crate::api::context::ConsoleContext;
+    use crate::view::{LedgerView, StoreView};
+    use gateway::tasks::task::TaskState;
+    use gateway::{Credits, Store};
+
+    pub async fn status(ctx: &ConsoleContext) -> ConsoleStatus {
+        let (store, ledger) = match ledger(ctx.store.as_ref()).await {
+            Ok(l) => (StoreView { backend: ctx.store.backend().into(), reachable: true, error: None }, Some(l)),
+            Err(e) => {
+                tracing::warn!(error = %e, "console status: store unreadable");
+                (StoreView { backend: ctx.store.backend().into(), reachable: false, error: Some(e.to_string()) }, None)
+            }
+        };
+        let gateway = ctx.gateway().await;
+        // The runway needs a balance KIE answered and a week's burn from the receipts.
+        let balance = gateway.as_ref().and_then(|g| g.balance.as_deref()).and_then(|b| b.parse::<f64>().ok()).and_then(Credits::from_decimal);
+        let runway_days = match balance {
+            Some(b) => gateway::money::receipts::runway_days(ctx.store.as_ref(), b).await.unwrap_or_default(),
+            None => None,
+        };
+        ConsoleStatus {
+            upstream: ctx.upstream.clone(),
+            key: ctx.key.clone(),
+            gateway,
+            runway_days,
+            runway_alert_days: ctx.runway_alert_days,
+            store,
+            ledger,
+            callback_base: ctx.callback_base.clone(),
+            callback_signed: ctx.callback_signed,
+        }
+    }
+
+    async fn ledger(store: &dyn Store) -> gateway::StoreResult<LedgerView> {
+        let counts = store.task_counts().await?;
+        let consumed = Credits(store.usage(&gateway::tasks::lifecycle::credits_consumed_scope()).await?);
+        Ok(LedgerView {
+            tasks_on_record: counts.total,
+            in_flight: counts.in_flight(),
+            succeeded: counts.get(TaskState::Success),
+            to_review: counts.get(TaskState::Fail) + counts.get(TaskState::Expired),
+            credits_consumed: consumed.to_string(),
+        })
+    }
+}
+
+/// Connection, key vault, store and ledger meters in one call.
+#[server(endpoint = "console_status")]
+pub async fn load_console_status() -> Result<ConsoleStatus, ServerFnError> {
+    let (ctx, _) = crate::api::context::signed_in(crate::api::context::Role::Viewer)?;
+    // One page render asks for it from several panels (masthead, strip, Gateway, Vault,
+    // Delivery): read once per request.
+    match use_context::<crate::api::context::StatusMemo>() {
+        Some(memo) => Ok(memo.0.get_or_init(|| server_side::status(&ctx)).await.clone()),
+        None => Ok(server_side::status(&ctx).await),
+    }
+}

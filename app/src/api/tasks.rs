@@ -1,0 +1,270 @@
+//! The Task Monitor, the composer and the Error Review: list, submit, draft, re-run, retry,
+//! cancel and review tasks.
+
+use leptos::prelude::*;
+
+use crate::view::{Submitted, TaskList};
+#[cfg(feature = "ssr")]
+use crate::api::context::{Role, refuse, signed_in, store_error};
+
+/// Most rows one call returns.
+pub const MAX_ROWS: usize = 100;
+
+#[cfg(feature = "ssr")]
+mod server_side {
+    use super::*;
+    use crate::api::context::ConsoleContext;
+    use crate::view::TaskRow;
+    use gateway::tasks::lifecycle::SubmitError;
+    use gateway::tasks::task::{TaskQuery, TaskState};
+
+    pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
+        let page = ctx.store.task_list(&query).await.map_err(store_error)?;
+        let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
+        if rows.iter().any(|r| r.state == "queued") {
+            let queue = ctx.lifecycle.queue().await.map_err(store_error)?;
+            for w in queue.waiting {
+                if let Some(r) = rows.iter_mut().find(|r| r.id == w.id) {
+                    r.queue = Some(format!("#{} in the rate guard's queue · ≈ {} s", w.position, w.eta_ms.div_ceil(1000)));
+                }
+            }
+        }
+        Ok(TaskList { rows, next: page.next })
+    }
+
+    /// The message a person sees for a refused submission, with KIE's matching status (422 bad
+    /// input, 402 over budget, …) instead of a bare 500.
+    pub fn submit_error(e: SubmitError) -> ServerFnError {
+        refuse(e.code(), e.public_message())
+    }
+
+    /// Most composer fields a submission may carry, and their JSON's size.
+    const MAX_FIELDS: usize = 32;
+    const MAX_FIELDS_BYTES: usize = 16 * 1024;
+
+    /// The composer's `fields` (a JSON object of strings) into `input`, each checked and
+    /// typed by the model's catalog entry; a field the model does not take is refused.
+    pub fn model_fields(m: &gateway::money::catalog::Model, raw: &str, input: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), ServerFnError> {
+        let bad = |msg: String| refuse(422, msg);
+        if raw.len() > MAX_FIELDS_BYTES {
+            return Err(bad(format!("fields are {} bytes; the limit is {MAX_FIELDS_BYTES}", raw.len())));
+        }
+        let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).map_err(|_| bad("fields must be a JSON object of strings".into()))?;
+        if given.len() > MAX_FIELDS {
+            return Err(bad(format!("at most {MAX_FIELDS} fields")));
+        }
+        for (name, value) in given {
+            let field = m.fields.iter().find(|f| f.name == name).ok_or_else(|| bad(format!("{} takes no field {}", m.id, name.chars().take(64).collect::<String>())))?;
+            let text = value.as_str().ok_or_else(|| bad(format!("{name} must be given as text")))?;
+            if let Some(v) = field.value(text).map_err(bad)? {
+                input.insert(name, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// An ended task's inputs as the composer enters them.
+    pub fn draft(catalog: &gateway::money::catalog::Catalog, t: gateway::TaskRecord) -> crate::view::Draft {
+        let entry = catalog.get(&t.model);
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a.first().and_then(|u| u.as_str()).unwrap_or_default().to_string(),
+            other => other.to_string(),
+        };
+        let get = |k: &str| t.input.get(k).filter(|v| !v.is_null()).map(text);
+        let fields = entry
+            .map(|m| m.fields.iter().filter_map(|f| t.input.get(&f.name).filter(|v| !v.is_null()).map(|v| (f.name.clone(), text(v)))).collect())
+            .unwrap_or_default();
+        crate::view::Draft {
+            of: t.id.clone(),
+            model: t.model.clone(),
+            project: t.project.clone(),
+            prompt: get("prompt").unwrap_or_default(),
+            choice: entry.and_then(|m| m.price.priced_by()).and_then(get),
+            mode: get("mode"),
+            image_url: get("image_urls"),
+            fields,
+        }
+    }
+
+    /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
+    /// Tasks KIE charged more than a per-job cap allows (their alerts name them).
+    pub async fn over_cap(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+        let mut rows = Vec::new();
+        for alert in gateway::money::budget::alerts(ctx.store.as_ref()).await.map_err(store_error)? {
+            let Some(task) = alert.task.as_ref().filter(|id| !rows.iter().any(|r: &TaskRow| &r.id == *id)) else { continue };
+            if let Some(t) = ctx.store.task_get(task).await.map_err(store_error)? {
+                let mut row = TaskRow::from(t);
+                row.fail_class = Some("Cost over the per-job cap".into());
+                row.fail_msg = Some(alert.message());
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+        let q = TaskQuery { state: Some(TaskState::Queued), limit: MAX_ROWS, ..Default::default() };
+        let page = ctx.store.task_list(&q).await.map_err(store_error)?;
+        Ok(page
+            .tasks
+            .into_iter()
+            .filter(|t| t.dispatch.attempts > 0 && t.note.is_some())
+            .map(|t| {
+                use gateway::tasks::task::HeldBack;
+                // A record from before the reason was kept: in doubt is still told by its state.
+                let held = t.dispatch.held_back.unwrap_or(if t.in_doubt() { HeldBack::InDoubt } else { HeldBack::UpstreamError });
+                let label = held.label();
+                let mut row = TaskRow::from(t);
+                row.fail_class = Some(label.into());
+                row
+            })
+            .collect())
+    }
+
+    pub fn parse_state(s: &str) -> Result<TaskState, ServerFnError> {
+        TaskState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ServerFnError::new(format!("unknown task state {s:?}")))
+    }
+}
+
+/// Filters of the Task Monitor (all optional; all must match).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskFilter {
+    pub state: Option<String>,
+    pub model: Option<String>,
+    pub project: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// Newest tasks first, filtered; `after` continues a previous page.
+#[server(endpoint = "list_tasks")]
+pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
+    let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);
+    let query = gateway::tasks::task::TaskQuery {
+        state,
+        model: text(filter.model),
+        project: text(filter.project),
+        owner: text(filter.owner),
+        after: after.filter(|a| a.len() <= 600),
+        limit: limit.clamp(1, MAX_ROWS),
+        ..Default::default()
+    };
+    server_side::list(&ctx, query).await
+}
+
+/// Submits a task from the composer. `choice` is the value of the model's priced-by field
+/// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
+/// that need an image; `fields` is a JSON object of the model's other fields as entered
+/// (checked against the catalog); `rerun_of` links a re-run with edits to its original.
+#[server(endpoint = "submit_task")]
+#[allow(clippy::too_many_arguments)]
+pub async fn submit_task(
+    model: String,
+    project: String,
+    prompt: String,
+    choice: Option<String>,
+    mode: Option<String>,
+    image_url: Option<String>,
+    #[server(default)] fields: Option<String>,
+    #[server(default)] rerun_of: Option<String>,
+) -> Result<Submitted, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let mut input = serde_json::Map::new();
+    if !prompt.trim().is_empty() {
+        input.insert("prompt".into(), prompt.into());
+    }
+    let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let entry = ctx.lifecycle.catalog().get(&model);
+    let priced_by = entry.and_then(|m| m.price.priced_by());
+    if let (Some(field), Some(v)) = (priced_by, option(choice)) {
+        input.insert(field.into(), v.into());
+    }
+    if let Some(m) = option(mode) {
+        input.insert("mode".into(), m.into());
+    }
+    if let Some(u) = option(image_url) {
+        input.insert("image_urls".into(), serde_json::json!([u]));
+    }
+    if let (Some(m), Some(raw)) = (entry, option(fields)) {
+        server_side::model_fields(m, &raw, &mut input)?;
+    }
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of) };
+    let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
+    Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
+}
+
+/// Starts a draft of the prompt by a language model (`model`, of the Language category) for a
+/// task of `for_model`: checks and estimates it, and returns a one-time token the browser
+/// reads the draft from, streamed (`GET /draft/<token>`, within a minute). The call itself is
+/// admitted, held to the cost rules and recorded like any chat call when it starts.
+#[server(endpoint = "start_draft")]
+pub async fn start_draft(model: String, project: String, prompt: String, for_model: String) -> Result<crate::view::DraftStart, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    if prompt.chars().count() > gateway::money::catalog::MAX_PROMPT_CHARS {
+        return Err(refuse(422, format!("the prompt is over {} characters", gateway::money::catalog::MAX_PROMPT_CHARS)));
+    }
+    let idea = if prompt.trim().is_empty() { "something striking".to_string() } else { prompt.trim().to_string() };
+    let system = format!(
+        "You write generation prompts for {}. Rewrite the producer's idea as one vivid prompt: subject, action, camera, light, style. Under 80 words. Answer with the prompt only.",
+        for_model.chars().take(100).collect::<String>()
+    );
+    let body = serde_json::json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": idea }], "stream": true, "max_tokens": 200 });
+    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, body };
+    let (token, estimate) = ctx.lifecycle.start_draft(req).await.map_err(|e| refuse(e.code(), e.public_message()))?;
+    Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
+}
+
+/// An ended task's inputs, for the composer to open ("Re-run with edits").
+#[server(endpoint = "rerun_draft")]
+pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Producer)?;
+    let t = ctx.lifecycle.find(id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
+    if !t.state.is_terminal() {
+        return Err(refuse(409, format!("{} has not ended; re-run it once it has.", t.id)));
+    }
+    Ok(server_side::draft(ctx.lifecycle.catalog(), t))
+}
+
+/// Re-submits a failed or expired task as a new task linked to it, owned by the person.
+#[server(endpoint = "retry_task")]
+pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let t = ctx.lifecycle.retry(id.trim(), &actor).await.map_err(server_side::submit_error)?;
+    Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
+}
+
+/// Cancels a task still queued here (before it reached KIE): its owner, or an admin.
+#[server(endpoint = "cancel_task")]
+pub async fn cancel_task(id: String) -> Result<String, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    match ctx.lifecycle.cancel(id.trim(), &actor).await {
+        Ok(t) => Ok(t.id),
+        Err(gateway::tasks::lifecycle::cancel::CancelError::Store(e)) => Err(store_error(e)),
+        Err(e) => Err(refuse(e.code(), e.to_string())),
+    }
+}
+
+/// The Error Review: failed and expired tasks, and queued ones that are stuck (backed off
+/// after a 429/455/5xx, or in doubt), newest first.
+#[server(endpoint = "review_tasks")]
+pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let mut rows = Vec::new();
+    for state in [gateway::TaskState::Fail, gateway::TaskState::Expired] {
+        let q = gateway::tasks::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
+        rows.extend(server_side::list(&ctx, q).await?.rows);
+    }
+    // Succeeded, but a result was gone before the Library had it: Result expired.
+    let lost = gateway::tasks::task::TaskQuery { mark: Some(gateway::tasks::task::Mark::ResultLost), limit: MAX_ROWS, ..Default::default() };
+    rows.extend(server_side::list(&ctx, lost).await?.rows);
+    rows.extend(server_side::stuck(&ctx).await?);
+    rows.extend(server_side::over_cap(&ctx).await?);
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+    rows.truncate(MAX_ROWS);
+    Ok(TaskList { rows, next: None })
+}

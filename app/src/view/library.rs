@@ -1,0 +1,70 @@
+//! Panel 07, Retention: the Library and its copies.
+
+use serde::{Deserialize, Serialize};
+
+/// Panel 07: the retention guard's state, from the store's records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LibraryView {
+    /// `None`: LIBRARY_URL=off.
+    pub url: Option<String>,
+    /// Why this instance cannot use its Library.
+    pub problem: Option<String>,
+    pub retention_days: u64,
+    pub buffer_days: u64,
+    pub assets: i64,
+    pub bytes: i64,
+    pub quota_bytes: Option<u64>,
+    pub pending_tasks: usize,
+    pub pending_assets: usize,
+    pub overdue: usize,
+    pub nearest_deadline_ms: Option<u64>,
+    pub lost_tasks: usize,
+    pub failing: usize,
+    pub last_error: Option<String>,
+    /// The counts of pending and lost tasks are lower bounds (bounded scans).
+    pub capped: bool,
+    /// The server's clock when this was read (for "in 11 d").
+    pub now_ms: u64,
+}
+
+impl LibraryView {
+    /// Share of the quota used, in whole percent.
+    pub fn quota_percent(&self) -> Option<u64> {
+        self.quota_bytes.filter(|q| *q > 0).map(|q| (self.bytes.max(0) as u64).saturating_mul(100) / q)
+    }
+}
+
+/// One Library copy, for the Library listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibraryItem {
+    pub task_id: String,
+    pub index: usize,
+    pub model: String,
+    pub project: String,
+    pub owner: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub archived_ms: u64,
+    /// For signed-in people (`/library/<task>/<n>`).
+    pub path: String,
+    /// A signed link that works with no other credential until it expires.
+    pub link: String,
+    pub link_expires_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_quota_is_a_whole_percent_only_when_there_is_one() {
+        let view = |bytes: i64, quota: Option<u64>| LibraryView { bytes, quota_bytes: quota, ..Default::default() };
+        assert_eq!(view(250, Some(1000)).quota_percent(), Some(25));
+        assert_eq!(view(1999, Some(1000)).quota_percent(), Some(199), "over the quota says so");
+        assert_eq!(view(-5, Some(1000)).quota_percent(), Some(0), "a negative count reads as empty");
+        assert_eq!(view(5, Some(0)).quota_percent(), None, "a zero quota is no quota");
+        assert_eq!(view(5, None).quota_percent(), None);
+        assert_eq!(view(i64::MAX, Some(1)).quota_percent(), Some(u64::MAX), "no wrap-around");
+    }
+}

@@ -1,0 +1,74 @@
+//! Who is signed in, and the admins' panels: Team (12), the Key Vault (02) and the Audit log (13).
+
+use serde::{Deserialize, Serialize};
+
+/// The signed-in person, as the page needs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub name: String,
+    /// "viewer", "producer" or "admin".
+    pub role: String,
+}
+
+impl Me {
+    pub fn can_produce(&self) -> bool {
+        self.role == "producer" || self.role == "admin"
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+/// One user in the Team panel (never a password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    /// UTC, RFC 3339.
+    pub created: String,
+}
+
+/// One relay key in the vault panel (never the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayKeyRow {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    /// Times in UTC, RFC 3339.
+    pub created: String,
+    pub last_used: Option<String>,
+    pub revoked: Option<String>,
+}
+
+/// A relay key just created: the only time its text is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRelayKey {
+    pub row: RelayKeyRow,
+    pub key: String,
+    pub webhook_secret: String,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub seq: u64,
+    /// UTC, RFC 3339.
+    pub at: String,
+    pub who: String,
+    pub from: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A page of the audit log, newest first; `next` continues it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub rows: Vec<AuditRow>,
+    pub next: Option<u64>,
+}

@@ -1,0 +1,43 @@
+//! Panel 06, Throttle: the rate guard's rules, the queue and its fair shares.
+
+use serde::{Deserialize, Serialize};
+
+/// One rate guard rule and how full it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardRuleView {
+    pub rule: String,
+    pub used: i64,
+    pub limit: i64,
+}
+
+/// The Throttle panel: the rate guard's rules, its queue and KIE's 429s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleView {
+    pub rules: Vec<GuardRuleView>,
+    pub margin_ms: u64,
+    /// Tasks waiting for the guard.
+    pub depth: usize,
+    /// Expected wait of the last task in the queue, ms.
+    pub drain_ms: u64,
+    /// The next few tasks to leave: (task id, owner, expected wait ms).
+    pub next: Vec<(String, String, u64)>,
+    /// The queue by owner, most waiting first.
+    pub by_owner: Vec<OwnerQueueView>,
+    pub backed_off: usize,
+    pub in_doubt: usize,
+    pub cooldown_ms: Option<u64>,
+    pub rate_limited_total: i64,
+    /// Projects with a fair share of their own: (project, "weight 3 · at most 200 waiting
+    /// per owner").
+    pub shares: Vec<(String, String)>,
+}
+
+/// One owner's share of the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerQueueView {
+    pub owner: String,
+    pub waiting: usize,
+    pub oldest_age_ms: u64,
+    /// Of the next window's sends, how many are theirs.
+    pub next_window: usize,
+}
