@@ -67,6 +67,12 @@ fn public(path: &str) -> bool {
         || path.starts_with("/kie/")
 }
 
+/// Paths whose handler accepts a session or a credential of its own (a Library file: a signed
+/// link), and says what is missing when there is neither.
+fn session_optional(path: &str) -> bool {
+    path.starts_with("/library/")
+}
+
 /// `host[:port]` of a URL.
 fn authority(url: &str) -> Option<String> {
     let u = url::Url::parse(url).ok()?;
@@ -115,7 +121,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let from = client_address(&req, &state.auth.trusted_proxies);
     req.extensions_mut().insert(ClientAddress(from.as_str().into()));
-    if public(&path) || crate::library::presents_link(&path, req.uri().query()) {
+    if public(&path) {
         return next.run(req).await;
     }
     let token = cookie_token(req.headers());
@@ -133,6 +139,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             }
             next.run(req).await
         }
+        // Its handler takes a session when there is one, else checks a credential of its own.
+        Ok(None) if session_optional(&path) => next.run(req).await,
         Ok(None) if req.method() == Method::GET && !path.starts_with("/api/") && path != "/events" && !path.ends_with(".csv") && !path.ends_with(".json") && !path.ends_with(".svg") && !path.starts_with("/library/") && !path.starts_with("/draft/") && !path.starts_with("/panel/") => {
             Redirect::to(&format!("/signin?next={}", url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())).into_response()
         }

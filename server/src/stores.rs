@@ -1,0 +1,66 @@
+//! The store: Redis when `REDIS_URL` is set, else the embedded store under `DATA_DIR`; and
+//! Redis's policy (it is the system of record: it must keep what it is given).
+
+use std::sync::Arc;
+
+use gateway::{EmbeddedStore, RedisStore, Store};
+
+use crate::ServerError;
+use crate::config::{Config, StoreConfig, redis_display};
+
+/// Opens the configured store, with a one-line error that says what to fix.
+pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerError> {
+    match config {
+        StoreConfig::Redis { url, prefix } => Ok(Arc::new(connect_redis(url, prefix).await?)),
+        StoreConfig::Embedded { dir } => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+                .await
+                .map_err(|e| ServerError::Store(e.to_string()))?
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| ServerError::Store(format!("cannot open the embedded store: {e}")))
+        }
+    }
+}
+
+async fn connect_redis(url: &str, prefix: &str) -> Result<RedisStore, ServerError> {
+    RedisStore::connect(url, prefix).await.map_err(|e| ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url))))
+}
+
+/// Redis is the system of record: a server that keeps nothing on disk, or that deletes keys
+/// when full (`maxmemory-policy` other than `noeviction`), is refused (unless
+/// `REDIS_ALLOW_EPHEMERAL`); one with snapshots only is warned about.
+pub(crate) async fn check_redis_persistence(config: &Config) -> Result<(), ServerError> {
+    let StoreConfig::Redis { url, prefix } = &config.store else { return Ok(()) };
+    let redis = connect_redis(url, prefix).await?;
+    let persistence = redis.persistence().await;
+    if let Some(p) = &persistence
+        && p.evicts()
+        && !config.redis_allow_ephemeral
+    {
+        return Err(ServerError::Store(format!(
+            "Redis at {} runs with maxmemory-policy {}: when full it deletes keys (budgets, holds, tasks), and it is the Control Room's system of record. Set `maxmemory-policy noeviction` (CONFIG SET maxmemory-policy noeviction), or set REDIS_ALLOW_EPHEMERAL=1 to accept losing data.",
+            redis_display(url),
+            p.eviction
+        )));
+    }
+    match persistence {
+        Some(p) if p.aof => Ok(()),
+        Some(p) if p.rdb => {
+            tracing::warn!("Redis at {} keeps RDB snapshots only: a crash loses what came after the last one (budgets, tasks). Set appendonly yes.", redis_display(url));
+            Ok(())
+        }
+        Some(_) if config.redis_allow_ephemeral => {
+            tracing::warn!("Redis at {} keeps nothing on disk; REDIS_ALLOW_EPHEMERAL is set, so starting anyway: a Redis restart loses every budget, task and hold.", redis_display(url));
+            Ok(())
+        }
+        Some(_) => Err(ServerError::Store(format!(
+            "Redis at {} keeps nothing on disk (appendonly no, no save points): it is the Control Room's system of record. Set `appendonly yes` (redis-server --appendonly yes, or CONFIG SET appendonly yes), or set REDIS_ALLOW_EPHEMERAL=1 to accept losing everything when it restarts.",
+            redis_display(url)
+        ))),
+        None => {
+            tracing::warn!("Redis at {} does not answer CONFIG GET: cannot check that it persists (it must run with appendonly yes).", redis_display(url));
+            Ok(())
+        }
+    }
+}
