@@ -312,7 +312,7 @@ async fn ended_tasks_past_their_retention_are_deleted_and_nothing_else() {
     }
     // Another instance has answered a settled task, and keeps it in memory.
     let other = lifecycle(store.clone(), &base, opts());
-    let workers = other.spawn_workers();
+    let workers = other.spawn_workers(None);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(other.find("old-ended").await.unwrap().is_some());
     lc.poll_round(&mut PollState::default(), true).await.unwrap();
@@ -329,7 +329,7 @@ async fn a_settled_task_is_answered_from_memory_and_an_unsettled_one_never_is() 
     let (_sim, base) = sim(fast()).await;
     let store = redis().await;
     let lc = lifecycle(store.clone(), &base, opts());
-    let workers = lc.spawn_workers();
+    let workers = lc.spawn_workers(None);
     let mut running = TaskRecord::new("still-running", "ana", "p", "google/imagen4-fast", 1);
     running.state = TaskState::Generating;
     let mut done = TaskRecord::new("done", "ana", "p", "google/imagen4-fast", 1);

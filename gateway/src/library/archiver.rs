@@ -79,7 +79,7 @@ struct Downloaded {
     content_type: &'static str,
 }
 
-pub(super) async fn run(lib: Library) {
+pub(crate) async fn run(lib: Library) {
     let lc = lib.0.lifecycle.clone();
     let mut cursor: Option<String> = None;
     let mut swept: Option<tokio::time::Instant> = None;

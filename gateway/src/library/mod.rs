@@ -436,11 +436,6 @@ impl Library {
         self.0.lifecycle.announce_settled_change(id).await?;
         Ok(held.len())
     }
-
-    /// Starts this instance's archiver; it stops when the handle is dropped or aborted.
-    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(archiver::run(self.clone()))
-    }
 }
 
 #[cfg(test)]

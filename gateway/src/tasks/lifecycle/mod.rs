@@ -384,8 +384,10 @@ impl Lifecycle {
         Ok(Some(t))
     }
 
-    /// Starts the dispatcher, poller and delivery workers; they stop when the handle drops.
-    pub fn spawn_workers(&self) -> Workers {
+    /// Starts the dispatcher, poller, delivery, receipts and epoch workers, and the Library's
+    /// archiver when there is a Library (it writes back through this lifecycle, which wakes
+    /// it); they stop with [`Workers::stop`] or when the handle drops.
+    pub fn spawn_workers(&self, library: Option<&crate::library::Library>) -> Workers {
         self.0.stopping.store(false, std::sync::atomic::Ordering::Relaxed);
         self.0.settled.follow(SETTLED_CHANNEL);
         let handles = vec![
@@ -395,6 +397,8 @@ impl Lifecycle {
             tokio::spawn(crate::money::receipts::run(self.clone())),
             tokio::spawn(crate::money::receipt_sync::run(self.clone())),
         ];
+        // A download cut off by a stop leaves only a temporary file: the asset stays pending.
+        let handles = handles.into_iter().chain(library.map(|l| tokio::spawn(crate::library::archiver::run(l.clone())))).collect();
         Workers { lifecycle: self.clone(), dispatcher: Some(tokio::spawn(dispatch::run(self.clone()))), others: handles }
     }
 
