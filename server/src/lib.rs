@@ -103,4 +103,6 @@ pub struct AppState {
     pub library: Option<Library>,
     /// Who holds how many live streams here.
     pub live: Arc<live::LiveSlots>,
+    /// The relay's OpenAPI document for this catalog ([`relay::document`]), made once.
+    pub relay_doc: axum::body::Bytes,
 }

@@ -43,8 +43,47 @@ const CREDIT: &str = "/kie/api/v1/chat/credit";
 const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const OPENAPI: &str = "/kie/openapi.json";
 
-/// The relay's OpenAPI 3.1 description (checked against [`paths`] and served at [`OPENAPI`]).
+/// The relay's OpenAPI 3.1 description as written (checked against [`paths`]); what
+/// [`OPENAPI`] serves is [`document`], which adds this console's catalog to it.
 pub const OPENAPI_DOC: &str = include_str!("openapi.json");
+
+/// The document [`OPENAPI`] serves: [`OPENAPI_DOC`] with what depends on this console's
+/// catalog written in — the Market jobs API's body as one schema per model (its id and its
+/// input, [`gateway::money::catalog::Model::input_schema`]) and the chat path's model as one
+/// of the catalog's language models — so a client, or a fuzzer, knows exactly what is taken.
+pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
+    let Ok(mut doc) = serde_json::from_str::<Value>(OPENAPI_DOC) else { return OPENAPI_DOC.to_string() };
+    let models = catalog.models().iter().filter(|m| m.family == Family::Market);
+    let (chat, tasks): (Vec<_>, Vec<_>) = models.partition(|m| m.is_chat());
+    if let Some(body) = doc.pointer_mut("/paths/~1kie~1api~1v1~1jobs~1createTask/post/requestBody/content/application~1json/schema") {
+        let callback = body["properties"]["callBackUrl"].clone();
+        let one_of: Vec<Value> = tasks
+            .iter()
+            .map(|m| serde_json::json!({"type": "object", "required": ["model", "input"], "properties": {"model": {"const": m.id, "description": m.purpose}, "input": m.input_schema(), "callBackUrl": callback}}))
+            .collect();
+        *body = serde_json::json!({"description": "One of the catalog's models (the Market panel) with its input, as KIE takes it", "oneOf": one_of});
+    }
+    if let Some(model) = doc.pointer_mut("/paths/~1kie~1{model}~1v1~1chat~1completions/post/parameters/0/schema") {
+        model["enum"] = chat.iter().map(|m| Value::from(m.id.as_str())).collect();
+    }
+    // Fields the relay refuses whatever their value: on a family's body, an input that
+    // multiplies the cost and that the body does not name; on a chat call, one it cannot price.
+    let refused_names = |body: &mut Value, names: &[&str]| {
+        let named = |n: &&str| body["properties"].get(*n).is_some();
+        let refused: Vec<&str> = names.iter().filter(|n| !named(n)).copied().collect();
+        body["propertyNames"] = serde_json::json!({"not": {"enum": refused}});
+    };
+    for family in Family::ALL.into_iter().filter(|f| *f != Family::Market) {
+        let pointer = format!("/paths/{}/post/requestBody/content/application~1json/schema", format!("/kie{}", family.adapter().create_path()).replace('~', "~0").replace('/', "~1"));
+        if let Some(body) = doc.pointer_mut(&pointer) {
+            refused_names(body, &gateway::money::catalog::MULTIPLIERS);
+        }
+    }
+    if let Some(body) = doc.pointer_mut("/paths/~1kie~1{model}~1v1~1chat~1completions/post/requestBody/content/application~1json/schema") {
+        refused_names(body, &gateway::chat::UNPRICED);
+    }
+    doc.to_string()
+}
 
 pub fn routes() -> axum::Router<AppState> {
     let mut router = axum::Router::new();
@@ -57,7 +96,7 @@ pub fn routes() -> axum::Router<AppState> {
     router
         .route(CHAT, post(crate::chat::completions))
         .route(CREDIT, get(credit))
-        .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOC) }))
+        .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))
         .route("/kie/docs", get(crate::relay_docs::docs))
 }
 

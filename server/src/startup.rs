@@ -179,6 +179,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics_access: config.metrics.clone(),
         library,
         live: Arc::default(),
+        relay_doc: crate::relay::document(console.lifecycle.catalog()).into(),
     };
     note_start(store.as_ref(), &config).await;
     tracing::info!(

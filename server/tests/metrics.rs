@@ -276,7 +276,29 @@ async fn the_relay_is_described_path_for_path_and_the_description_is_served() {
     let s = start(config(embedded(&dir), None)).await;
     let r = http().get(format!("{}/kie/openapi.json", s.base)).send().await.expect("GET");
     assert_eq!(r.status().as_u16(), 200, "served with no key or session");
-    assert_eq!(r.text().await.expect("body"), server::relay::OPENAPI_DOC);
+    let served: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(served, serde_json::from_str::<serde_json::Value>(&server::relay::document(&gateway::money::catalog::Catalog::builtin())).expect("JSON"));
+    // What the catalog adds: the Market jobs API's body is one schema per task model, each
+    // naming its model and its input's required fields; the chat path names the language models.
+    let catalog = gateway::money::catalog::Catalog::builtin();
+    let market: Vec<&gateway::money::catalog::Model> = catalog.models().iter().filter(|m| m.family == gateway::kie::Family::Market && !m.is_chat()).collect();
+    let one_of = served["paths"]["/kie/api/v1/jobs/createTask"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"].as_array().expect("oneOf").clone();
+    assert_eq!(one_of.len(), market.len());
+    for (schema, m) in one_of.iter().zip(&market) {
+        assert_eq!(schema["properties"]["model"]["const"], m.id.as_str());
+        assert_eq!(schema["properties"]["input"]["required"], serde_json::json!(m.required), "{}", m.id);
+    }
+    let chat_models = served["paths"]["/kie/{model}/v1/chat/completions"]["post"]["parameters"][0]["schema"]["enum"].as_array().expect("enum").len();
+    assert_eq!(chat_models, catalog.models().iter().filter(|m| m.is_chat()).count());
+    // A family's body names the cost multipliers it refuses (Veo takes no `n`; Runway's
+    // `duration` is its own field).
+    let refused = |path: &str| served["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["propertyNames"]["not"]["enum"].clone();
+    assert!(refused("/kie/api/v1/veo/generate").as_array().expect("veo").contains(&serde_json::json!("n")));
+    assert!(!refused("/kie/api/v1/runway/generate").as_array().expect("runway").contains(&serde_json::json!("duration")));
+    // Everything else is the document as written.
+    let written: serde_json::Value = serde_json::from_str(server::relay::OPENAPI_DOC).expect("JSON");
+    assert_eq!(served["paths"]["/kie/api/v1/jobs/recordInfo"], written["paths"]["/kie/api/v1/jobs/recordInfo"]);
+    assert_eq!(served["components"], written["components"]);
     // And as a page: every operation, its body fields and its answers.
     let r = http().get(format!("{}/kie/docs", s.base)).send().await.expect("GET");
     assert_eq!(r.status().as_u16(), 200);

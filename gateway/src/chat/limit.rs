@@ -67,7 +67,7 @@ pub fn read(body: &Value, path_model: &str) -> Result<Ask, String> {
         match body.get(field) {
             None | Some(Value::Null) => {}
             Some(v) => {
-                let n = v.as_u64().filter(|n| (1..=MAX_OUTPUT_TOKENS).contains(n)).ok_or_else(|| format!("{field} must be a whole number from 1 to {MAX_OUTPUT_TOKENS}"))?;
+                let n = whole(v).filter(|n| (1..=MAX_OUTPUT_TOKENS).contains(n)).ok_or_else(|| format!("{field} must be a whole number from 1 to {MAX_OUTPUT_TOKENS}"))?;
                 ask.asked = Some(ask.asked.map_or(n, |a| a.min(n)));
                 used.get_or_insert(field);
             }
@@ -76,7 +76,7 @@ pub fn read(body: &Value, path_model: &str) -> Result<Ask, String> {
     ask.field = used.unwrap_or("max_tokens");
     match body.get("n") {
         None | Some(Value::Null) => {}
-        Some(v) => ask.n = v.as_u64().filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| format!("n must be a whole number from 1 to {MAX_CHOICES}"))?,
+        Some(v) => ask.n = whole(v).filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| format!("n must be a whole number from 1 to {MAX_CHOICES}"))?,
     }
     Ok(ask)
 }
@@ -119,6 +119,11 @@ pub struct TooDear {
     pub cap: Credits,
 }
 
+/// A JSON number with no fraction (`5` or `5.0`, both integers to JSON Schema), as a count.
+fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64).map(|f| f as u64))
+}
+
 /// Decides the limit for `ask` under the lowest per-job cap (`cap`), for this prompt.
 pub fn decide(model: &Model, ask: Ask, prompt_bound: u64, cap: Option<Credits>) -> Result<Decision, TooDear> {
     let default = u64::from(model.output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS));
@@ -152,6 +157,10 @@ pub fn rewrite(body: &Value, d: &Decision) -> Value {
             map.remove(f);
         }
         map.insert(d.ask.field.to_string(), Value::from(d.limit));
+        // `n` as the whole number it was read as (`2.0` is sent as `2`).
+        if map.get("n").is_some_and(|v| !v.is_null()) {
+            map.insert("n".into(), Value::from(d.ask.n));
+        }
     }
     out
 }
@@ -171,7 +180,9 @@ mod tests {
         assert_eq!((ask.field, ask.asked, ask.n), ("max_tokens", Some(500), 1));
         let ask = read(&json!({ "max_completion_tokens": 100000, "n": 3 }), "m").expect("read");
         assert_eq!((ask.field, ask.asked, ask.n), ("max_completion_tokens", Some(100000), 3));
-        for bad in [json!({ "max_tokens": 0 }), json!({ "max_tokens": -5 }), json!({ "max_tokens": "9" }), json!({ "max_completion_tokens": 1e12 }), json!({ "n": 9 }), json!({ "n": 0 })] {
+        let ask = read(&json!({ "max_tokens": 900.0, "n": 2.0 }), "m").expect("JSON Schema's integers include 900.0");
+        assert_eq!((ask.asked, ask.n), (Some(900), 2));
+        for bad in [json!({ "max_tokens": 900.5 }), json!({ "max_tokens": 0 }), json!({ "max_tokens": -5 }), json!({ "max_tokens": "9" }), json!({ "max_completion_tokens": 1e12 }), json!({ "n": 9 }), json!({ "n": 0 })] {
             assert!(read(&bad, "m").is_err(), "{bad}");
         }
         let e = read(&json!({ "thinking": { "budget_tokens": 100000 } }), "m").expect_err("refused");

@@ -268,6 +268,58 @@ impl Model {
         Ok(())
     }
 
+    /// This model's `input` as JSON Schema, for the relay's OpenAPI document: what the
+    /// submission's checks accept — each required field present and not blank, the prompt's
+    /// length, the priced field's choices (and a duration's modes), the composer's fields by
+    /// kind, and none of the [`MULTIPLIERS`] the price does not count. Other fields pass
+    /// through to KIE as they are.
+    pub fn input_schema(&self) -> Value {
+        use serde_json::json;
+        let needed = |f: &str| self.required.iter().any(|r| r == f);
+        let text = |required: bool| if required { json!({"type": "string", "pattern": "\\S", "maxLength": MAX_PROMPT_CHARS}) } else { json!({"type": "string", "maxLength": MAX_PROMPT_CHARS}) };
+        let url = json!({"type": "string", "pattern": "^https://[a-z0-9-]+(\\.[a-z0-9-]+)+/[A-Za-z0-9._/-]*$", "maxLength": 2048});
+        let mut props = serde_json::Map::new();
+        props.insert("prompt".into(), text(needed("prompt")));
+        for f in &self.fields {
+            let schema = match f.kind {
+                FieldKind::Text => text(needed(&f.name)),
+                FieldKind::Choice => json!({"enum": f.choices}),
+                FieldKind::Number => json!({"enum": f.choices.iter().filter_map(|c| c.parse::<f64>().ok()).collect::<Vec<_>>()}),
+                FieldKind::Flag => json!({"type": "boolean"}),
+                FieldKind::Url => url.clone(),
+                FieldKind::Urls => json!({"type": "array", "minItems": u8::from(needed(&f.name)), "maxItems": 5, "items": url}),
+            };
+            props.insert(f.name.clone(), schema);
+        }
+        for r in &self.required {
+            if props.contains_key(r.as_str()) {
+                continue;
+            }
+            let schema = if r.ends_with("urls") { json!({"type": "array", "minItems": 1, "maxItems": 5, "items": url}) } else { text(true) };
+            props.insert(r.clone(), schema);
+        }
+        match &self.price {
+            PriceRule::Resolution(_) | PriceRule::Quality(_) => {
+                props.insert(self.price.priced_by().unwrap_or_default().into(), json!({"enum": self.price.choices()}));
+            }
+            PriceRule::Duration { seconds, .. } => {
+                let both: Vec<Value> = seconds.iter().flat_map(|s| [json!(s), json!(s.to_string())]).collect();
+                props.insert("duration".into(), json!({"enum": both}));
+                props.insert("mode".into(), json!({"enum": MODES}));
+            }
+            PriceRule::PerSecond { field: Some(f), .. } => {
+                props.insert(f.clone(), json!({"type": "integer", "minimum": 1, "maximum": 3600}));
+            }
+            PriceRule::PerChars { field, .. } if !props.contains_key(field.as_str()) => {
+                props.insert(field.clone(), text(false));
+            }
+            _ => {}
+        }
+        let counted = |name: &str| props.contains_key(name);
+        let banned: Vec<&str> = MULTIPLIERS.into_iter().filter(|m| !counted(m)).collect();
+        json!({"type": "object", "required": self.required, "properties": props, "propertyNames": {"not": {"enum": banned}}})
+    }
+
     /// Whether a source gives its price.
     pub fn price_known(&self) -> bool {
         self.price != PriceRule::Unknown

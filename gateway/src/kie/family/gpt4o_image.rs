@@ -50,8 +50,13 @@ impl ApiFamily for Gpt4oImage {
         one_of(input, "size", &SIZES)?;
         match input.get("nVariants") {
             None | Some(Value::Null) => {}
-            Some(v) if [1, 2, 4].iter().any(|n| v.as_i64() == Some(*n) || v.as_str() == Some(&n.to_string())) => {}
-            Some(_) => return Err("nVariants must be 1, 2 or 4".into()),
+            Some(v) if [1, 2, 4].iter().any(|n| v.as_i64() == Some(*n)) => {}
+            Some(_) => return Err("nVariants must be 1, 2 or 4 (a number)".into()),
+        }
+        let prompt = input.get("prompt").and_then(Value::as_str).is_some_and(|p| !p.trim().is_empty());
+        let files = input.get("filesUrl").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if !prompt && !files {
+            return Err("prompt or filesUrl is required: what to make, or the images to work from".into());
         }
         match input.get("filesUrl") {
             None | Some(Value::Null) => Ok(()),
