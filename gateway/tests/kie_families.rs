@@ -117,6 +117,8 @@ async fn what_a_family_refuses_comes_back_classified() {
         (Family::Suno, "V4", json!({"customMode": true, "instrumental": true})),
         (Family::Runway, "", json!({"prompt": "x", "duration": 10, "quality": "1080p"})),
         (Family::Gpt4oImage, "", json!({"prompt": "x"})),
+        (Family::Gpt4oImage, "", json!({"size": "1:1", "prompt": "  "})),
+        (Family::Gpt4oImage, "", json!({"size": "1:1", "prompt": "x", "nVariants": "2"})),
         (Family::FluxKontext, "flux-kontext-ultra", json!({"prompt": "x"})),
     ];
     for (family, model, input) in refused {
