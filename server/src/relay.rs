@@ -53,9 +53,13 @@ pub const OPENAPI_DOC: &str = include_str!("openapi.json");
 /// of the catalog's language models — so a client, or a fuzzer, knows exactly what is taken.
 pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
     let Ok(mut doc) = serde_json::from_str::<Value>(OPENAPI_DOC) else { return OPENAPI_DOC.to_string() };
+    // Where a POST path's parts are in the document (a JSON pointer: `~` and `/` escaped).
+    let post = |path: &str, part: &str| format!("/paths/{}/post/{part}", path.replace('~', "~0").replace('/', "~1"));
+    let body = |path: &str| post(path, "requestBody/content/application~1json/schema");
+    let create = |family: Family| format!("/kie{}", family.adapter().create_path());
     let models = catalog.models().iter().filter(|m| m.family == Family::Market);
     let (chat, tasks): (Vec<_>, Vec<_>) = models.partition(|m| m.is_chat());
-    if let Some(body) = doc.pointer_mut("/paths/~1kie~1api~1v1~1jobs~1createTask/post/requestBody/content/application~1json/schema") {
+    if let Some(body) = doc.pointer_mut(&body(&create(Family::Market))) {
         let callback = body["properties"]["callBackUrl"].clone();
         let one_of: Vec<Value> = tasks
             .iter()
@@ -63,7 +67,7 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
             .collect();
         *body = serde_json::json!({"description": "One of the catalog's models (the Market panel) with its input, as KIE takes it", "oneOf": one_of});
     }
-    if let Some(model) = doc.pointer_mut("/paths/~1kie~1{model}~1v1~1chat~1completions/post/parameters/0/schema") {
+    if let Some(model) = doc.pointer_mut(&post(CHAT, "parameters/0/schema")) {
         model["enum"] = chat.iter().map(|m| Value::from(m.id.as_str())).collect();
     }
     // Fields the relay refuses whatever their value: on a family's body, an input that
@@ -74,12 +78,11 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
         body["propertyNames"] = serde_json::json!({"not": {"enum": refused}});
     };
     for family in Family::ALL.into_iter().filter(|f| *f != Family::Market) {
-        let pointer = format!("/paths/{}/post/requestBody/content/application~1json/schema", format!("/kie{}", family.adapter().create_path()).replace('~', "~0").replace('/', "~1"));
-        if let Some(body) = doc.pointer_mut(&pointer) {
+        if let Some(body) = doc.pointer_mut(&body(&create(family))) {
             refused_names(body, &gateway::money::catalog::MULTIPLIERS);
         }
     }
-    if let Some(body) = doc.pointer_mut("/paths/~1kie~1{model}~1v1~1chat~1completions/post/requestBody/content/application~1json/schema") {
+    if let Some(body) = doc.pointer_mut(&body(CHAT)) {
         refused_names(body, &gateway::chat::UNPRICED);
     }
     doc.to_string()

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::tasks::task::{FailClass, TaskState};
-use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, callback_hint, echoed_callback, one_of, status_with, success_flag, urls};
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, callback_hint, echoed_callback, filled, one_of, status_with, success_flag, urls};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gpt4oImage;
@@ -53,9 +53,8 @@ impl ApiFamily for Gpt4oImage {
             Some(v) if [1, 2, 4].iter().any(|n| v.as_i64() == Some(*n)) => {}
             Some(_) => return Err("nVariants must be 1, 2 or 4 (a number)".into()),
         }
-        let prompt = input.get("prompt").and_then(Value::as_str).is_some_and(|p| !p.trim().is_empty());
         let files = input.get("filesUrl").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-        if !prompt && !files {
+        if !filled(input, "prompt") && !files {
             return Err("prompt or filesUrl is required: what to make, or the images to work from".into());
         }
         match input.get("filesUrl") {
