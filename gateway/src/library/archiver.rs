@@ -79,7 +79,8 @@ struct Downloaded {
     content_type: &'static str,
 }
 
-pub(crate) async fn run(lib: Library) {
+/// Woken by `wake` when a task has results to copy.
+pub(crate) async fn run(lib: Library, wake: std::sync::Arc<tokio::sync::Notify>) {
     let lc = lib.0.lifecycle.clone();
     let mut cursor: Option<String> = None;
     let mut swept: Option<tokio::time::Instant> = None;
@@ -104,7 +105,7 @@ pub(crate) async fn run(lib: Library) {
             }
         }
         tokio::select! {
-            () = lc.archive_wakeup().notified() => {}
+            () = wake.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

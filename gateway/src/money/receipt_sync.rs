@@ -97,7 +97,8 @@ pub fn body(t: &TaskRecord, public_base: Option<&str>) -> Vec<u8> {
     serde_json::to_vec(&super::receipts::line(t, public_base)).unwrap_or_default()
 }
 
-pub(crate) async fn run(lc: Lifecycle) {
+/// Woken by `wake` when a receipt line is ready to sync.
+pub(crate) async fn run(lc: Lifecycle, wake: std::sync::Arc<tokio::sync::Notify>) {
     let Some(target) = lc.options().receipt_sync.clone() else { return };
     loop {
         if !lc.halted()
@@ -107,7 +108,7 @@ pub(crate) async fn run(lc: Lifecycle) {
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = lc.sync_wakeup().notified() => {}
+            () = wake.notified() => {}
         }
     }
 }

@@ -127,7 +127,7 @@ async fn fold_one(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<bool> {
 /// the task, for [`crate::store::UpdateWith::charges`]). The write that ends a chat call folds
 /// it this way; the folder folds every other task.
 pub(crate) async fn fold_in(lc: &Lifecycle, t: &TaskRecord) -> StoreResult<Vec<ReserveRequest>> {
-    note_names(lc.store().as_ref(), lc.receipt_names(), t).await?;
+    note_names(lc.store().as_ref(), &lc.folder().directory, t).await?;
     Ok(fold_charges(t))
 }
 
@@ -220,7 +220,22 @@ impl Backfill {
     }
 }
 
-pub(crate) async fn run(lc: Lifecycle) {
+/// The folder's own state: what wakes it (a task ended), and the receipts' directory as this
+/// instance last saw it (a name already in it is not written again).
+#[derive(Default)]
+pub(crate) struct Folder {
+    wake: tokio::sync::Notify,
+    directory: std::sync::Mutex<super::Directory>,
+}
+
+impl Folder {
+    /// Wakes the folder: a task ended.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+pub(crate) async fn run(lc: Lifecycle, folder: std::sync::Arc<Folder>) {
     let mut backfill = None;
     loop {
         if !lc.halted() {
@@ -232,7 +247,7 @@ pub(crate) async fn run(lc: Lifecycle) {
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = lc.fold_wakeup().notified() => {}
+            () = folder.wake.notified() => {}
         }
     }
 }

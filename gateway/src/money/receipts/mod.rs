@@ -33,7 +33,7 @@ use crate::tasks::task::{TaskQuery, TaskRecord};
 
 pub use export::{CSV_HEADER, csv, csv_rows};
 use fold::DAY_INDEXED;
-pub(crate) use fold::{fold_in, mark_folded, run};
+pub(crate) use fold::{Folder, fold_in, mark_folded, run};
 pub use fold::{Backfill, Folded, fold, fold_round};
 
 /// Most lines one receipt lists (the totals always cover everything).

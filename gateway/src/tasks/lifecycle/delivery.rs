@@ -38,8 +38,9 @@ const MAX_ROUND: usize = 2000;
 /// How long one instance holds a delivery: longer than one attempt can take.
 const DELIVERY_LEASE: Duration = Duration::from_secs(60);
 
-/// This instance's deliveries under way.
+/// The relay callbacks' own state: what wakes them, and this instance's deliveries under way.
 pub(super) struct Deliveries {
+    wake: tokio::sync::Notify,
     in_flight: Mutex<HashSet<String>>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     all: Arc<Semaphore>,
@@ -47,11 +48,16 @@ pub(super) struct Deliveries {
 
 impl Default for Deliveries {
     fn default() -> Self {
-        Deliveries { in_flight: Mutex::default(), per_destination: Mutex::default(), all: Arc::new(Semaphore::new(IN_FLIGHT)) }
+        Deliveries { wake: Default::default(), in_flight: Mutex::default(), per_destination: Mutex::default(), all: Arc::new(Semaphore::new(IN_FLIGHT)) }
     }
 }
 
 impl Deliveries {
+    /// Wakes the worker: a delivery is due.
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     fn destination(&self, url: &str) -> Arc<Semaphore> {
         let dest = url::Url::parse(url).ok().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))).unwrap_or_default();
         let mut map = self.per_destination.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,14 +78,14 @@ impl Deliveries {
     }
 }
 
-pub(super) async fn run(lc: Lifecycle) {
+pub(super) async fn run(lc: Lifecycle, deliveries: Arc<Deliveries>) {
     loop {
         if let Err(e) = lc.delivery_round().await {
             tracing::warn!(error = %e, "relay callbacks: store error; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(lc.0.opts.tick) => {}
-            _ = lc.0.wake_delivery.notified() => {}
+            () = deliveries.wake.notified() => {}
         }
     }
 }

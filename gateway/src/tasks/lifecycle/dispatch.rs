@@ -42,7 +42,7 @@ const COOLDOWN_AFTER_429: Duration = Duration::from_secs(2);
 /// Longest the dispatcher holds a claimed task waiting for the rate guard's next slot.
 const MAX_HOLD: Duration = Duration::from_secs(2);
 
-pub(super) async fn run(lc: Lifecycle) {
+pub(super) async fn run(lc: Lifecycle, queue: std::sync::Arc<super::queue::Queue>) {
     while !lc.stopping() {
         match lc.dispatch_round().await {
             // The rate guard is full: new submissions cannot go sooner, so only time wakes it.
@@ -50,7 +50,7 @@ pub(super) async fn run(lc: Lifecycle) {
             Ok(Round { wait, .. }) => {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = lc.0.wake_dispatcher.notified() => {}
+                    () = queue.woken() => {}
                 }
             }
             Err(e) => {

@@ -145,34 +145,35 @@ impl Default for LifecycleOptions {
     }
 }
 
+/// What every job shares (the store, KIE, the catalog, the options, the vetted outbound
+/// client, the settled records, whether this instance is halted or stopping), and each job's
+/// own state, declared in the job's file and handed to its worker when it starts.
 struct Inner {
     store: Arc<dyn Store>,
     kie: Option<KieClient>,
     catalog: Arc<Catalog>,
     opts: LifecycleOptions,
-    wake_dispatcher: Notify,
-    wake_delivery: Notify,
-    wake_archiver: Notify,
-    wake_folder: Notify,
-    wake_sync: Notify,
-    /// The receipts' directory as this instance last saw it (see `money::receipts`).
-    receipt_names: std::sync::Mutex<crate::money::receipts::Directory>,
     /// Every request a user or a setting can aim: relay callbacks, the alert webhook.
     outbound: crate::outbound::Outbound,
-    deliveries: delivery::Deliveries,
     /// Set when the store lost its epoch (wiped): nothing is dispatched, polled or delivered.
     halted: std::sync::atomic::AtomicBool,
     /// Set when the workers are asked to stop: the dispatcher finishes the send under way
     /// (and records KIE's answer) instead of being cut off in the middle of it.
     stopping: std::sync::atomic::AtomicBool,
-    /// The cost rules last read, with their condition (see `submit`).
-    cost_rules: std::sync::Mutex<Option<Arc<crate::money::budget::RulesRead>>>,
     /// Records nothing changes any more (see [`TaskRecord::settled`]), for `recordInfo`.
     settled: Arc<Watched<TaskRecord>>,
-    /// The owners with queued work, as this instance knows them (see [`queue`]).
-    lanes: std::sync::Mutex<queue::Lanes>,
-    /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
-    shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::tasks::fair_share::Share>>)>>,
+    /// The dispatcher's: its wake-up, the owners' lanes and the fair shares.
+    queue: Arc<queue::Queue>,
+    /// Submissions': the cost rules last read, with their condition.
+    cost_rules: submit::KnownRules,
+    /// The relay callbacks': their wake-up and the deliveries under way.
+    deliveries: Arc<delivery::Deliveries>,
+    /// The receipts' folder: its wake-up and the receipts' directory as last seen.
+    folder: Arc<crate::money::receipts::Folder>,
+    /// The receipt sync's wake-up.
+    sync: Arc<Notify>,
+    /// The Library archiver's wake-up.
+    archive: Arc<Notify>,
     /// Chat calls being ended in the background (a stop waits for them).
     chat_ends: Arc<crate::chat::EndsInFlight>,
     /// Budget alert checks running ([`alerts`]).
@@ -200,20 +201,16 @@ impl Lifecycle {
             kie,
             catalog,
             opts,
-            wake_dispatcher: Notify::new(),
-            wake_delivery: Notify::new(),
-            wake_archiver: Notify::new(),
-            wake_folder: Notify::new(),
-            wake_sync: Notify::new(),
-            receipt_names: Default::default(),
             outbound,
-            deliveries: Default::default(),
             halted: Default::default(),
             stopping: Default::default(),
-            cost_rules: Default::default(),
             settled: Watched::new(store_for_cache, SETTLED_KEEP, SETTLED_MAX),
-            lanes: Default::default(),
-            shares: Default::default(),
+            queue: Default::default(),
+            cost_rules: Default::default(),
+            deliveries: Default::default(),
+            folder: Default::default(),
+            sync: Default::default(),
+            archive: Default::default(),
             chat_ends: Default::default(),
             alert_checks: Default::default(),
         }))
@@ -298,21 +295,9 @@ impl Lifecycle {
         }
     }
 
-    /// The fair shares, read from the store at most every [`crate::tasks::fair_share::CACHE_FOR`].
-    pub(crate) async fn fair_shares(&self) -> StoreResult<Arc<Vec<crate::tasks::fair_share::Share>>> {
-        if let Some((at, s)) = self.0.shares.lock().unwrap_or_else(|e| e.into_inner()).clone()
-            && at.elapsed() < crate::tasks::fair_share::CACHE_FOR
-        {
-            return Ok(s);
-        }
-        let read = Arc::new(crate::tasks::fair_share::shares(self.0.store.as_ref()).await?);
-        *self.0.shares.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), read.clone()));
-        Ok(read)
-    }
-
     /// Drops the fair shares read, so the next use reads them (after a change made here).
     pub fn forget_fair_shares(&self) {
-        *self.0.shares.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.0.queue.forget_shares();
     }
 
     /// Applies `change` to the stored record with compare-and-set, re-reading on conflict;
@@ -370,61 +355,49 @@ impl Lifecycle {
             self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
         }
         if t.fold_pending() {
-            self.0.wake_folder.notify_one();
+            self.0.folder.wake();
         }
         if t.sync_pending() {
-            self.0.wake_sync.notify_one();
+            self.0.sync.notify_one();
         }
         if t.delivery_pending() {
-            self.0.wake_delivery.notify_one();
+            self.0.deliveries.wake();
         }
         if t.archive_pending() {
-            self.0.wake_archiver.notify_one();
+            self.0.archive.notify_one();
         }
         Ok(Some(t))
     }
 
     /// Starts the dispatcher, poller, delivery, receipts and epoch workers, and the Library's
     /// archiver when there is a Library (it writes back through this lifecycle, which wakes
-    /// it); they stop with [`Workers::stop`] or when the handle drops.
+    /// it); they stop with [`Workers::stop`] or when the handle drops. Each worker is handed
+    /// its job's own state; what the jobs share it reaches through the lifecycle.
     pub fn spawn_workers(&self, library: Option<&crate::library::Library>) -> Workers {
-        self.0.stopping.store(false, std::sync::atomic::Ordering::Relaxed);
-        self.0.settled.follow(SETTLED_CHANNEL);
+        let jobs = &self.0;
+        jobs.stopping.store(false, std::sync::atomic::Ordering::Relaxed);
+        jobs.settled.follow(SETTLED_CHANNEL);
         let handles = vec![
             tokio::spawn(poller::run(self.clone())),
-            tokio::spawn(delivery::run(self.clone())),
+            tokio::spawn(delivery::run(self.clone(), jobs.deliveries.clone())),
             tokio::spawn(watch_epoch(self.clone())),
-            tokio::spawn(crate::money::receipts::run(self.clone())),
-            tokio::spawn(crate::money::receipt_sync::run(self.clone())),
+            tokio::spawn(crate::money::receipts::run(self.clone(), jobs.folder.clone())),
+            tokio::spawn(crate::money::receipt_sync::run(self.clone(), jobs.sync.clone())),
         ];
         // A download cut off by a stop leaves only a temporary file: the asset stays pending.
-        let handles = handles.into_iter().chain(library.map(|l| tokio::spawn(crate::library::archiver::run(l.clone())))).collect();
-        Workers { lifecycle: self.clone(), dispatcher: Some(tokio::spawn(dispatch::run(self.clone()))), others: handles }
+        let archiver = library.map(|l| tokio::spawn(crate::library::archiver::run(l.clone(), jobs.archive.clone())));
+        let dispatcher = tokio::spawn(dispatch::run(self.clone(), jobs.queue.clone()));
+        Workers { lifecycle: self.clone(), dispatcher: Some(dispatcher), others: handles.into_iter().chain(archiver).collect() }
     }
 
-    /// Woken when a task ended (the receipts' folder waits on it).
-    pub fn fold_wakeup(&self) -> &Notify {
-        &self.0.wake_folder
-    }
-
-    /// The receipts' directory as this instance last saw it.
-    pub fn receipt_names(&self) -> &std::sync::Mutex<crate::money::receipts::Directory> {
-        &self.0.receipt_names
-    }
-
-    /// Woken when a receipt line is ready to sync.
-    pub fn sync_wakeup(&self) -> &Notify {
-        &self.0.wake_sync
+    /// The receipts' folder's state (a chat call's end folds it in the same write).
+    pub(crate) fn folder(&self) -> &crate::money::receipts::Folder {
+        &self.0.folder
     }
 
     /// The vetted outbound client (relay callbacks, webhooks, receipt sync).
     pub fn outbound(&self) -> &crate::outbound::Outbound {
         &self.0.outbound
-    }
-
-    /// Woken when a task has results to copy (the Library's archiver waits on it).
-    pub fn archive_wakeup(&self) -> &Notify {
-        &self.0.wake_archiver
     }
 
     /// The KIE client, if a key is configured (the archiver renews lapsed links with it).
@@ -487,7 +460,7 @@ impl Workers {
         if tokio::time::timeout(DISPATCH_DRAIN, self.lifecycle.0.chat_ends.idle()).await.is_err() {
             tracing::warn!("chat calls still being ended at the stop; the poller ends them");
         }
-        self.lifecycle.0.wake_dispatcher.notify_one();
+        self.lifecycle.0.queue.wake();
         if let Some(mut d) = self.dispatcher.take()
             && tokio::time::timeout(DISPATCH_DRAIN, &mut d).await.is_err()
         {

@@ -17,6 +17,7 @@
 //! owner), so an owner's tasks reach KIE in the order they came.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::Lifecycle;
 use super::limits::RATE_LIMITED_COUNTER;
 use crate::tasks::rate_guard::LimitRule;
-use crate::store::{StoreResult, now_ms};
+use crate::store::{Store, StoreResult, now_ms};
+use crate::tasks::fair_share::Share;
 use crate::tasks::task::{TaskRecord, TaskState};
 
 /// Most queued tasks one snapshot looks at.
@@ -134,9 +136,52 @@ pub struct QueueSnapshot {
     pub rate_limited_total: i64,
 }
 
+/// The dispatcher's own state: what wakes it, the lanes it reads and the fair shares it
+/// weighs them by (submissions read the shares too, for their owner's quota).
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    wake: tokio::sync::Notify,
+    lanes: std::sync::Mutex<Lanes>,
+    /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
+    shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Share>>)>>,
+}
+
+impl Queue {
+    /// Wakes the dispatcher (a task was queued, or the workers are stopping).
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Queue::wake`] is called.
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The fair shares, read from the store at most every [`crate::tasks::fair_share::CACHE_FOR`].
+    pub(super) async fn shares(&self, store: &dyn Store) -> StoreResult<Arc<Vec<Share>>> {
+        if let Some((at, s)) = self.shares.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            && at.elapsed() < crate::tasks::fair_share::CACHE_FOR
+        {
+            return Ok(s);
+        }
+        let read = Arc::new(crate::tasks::fair_share::shares(store).await?);
+        *self.shares.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), read.clone()));
+        Ok(read)
+    }
+
+    /// Drops the fair shares read, so the next use reads them.
+    pub(super) fn forget_shares(&self) {
+        *self.shares.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The owners with queued work, as this instance knows them (see the module doc).
 #[derive(Debug, Default)]
-pub(crate) struct Lanes {
+struct Lanes {
     owners: std::collections::BTreeSet<String>,
     /// The last arrival read.
     cursor: u64,
@@ -149,7 +194,7 @@ impl Lifecycle {
     /// if the log moved past it, a scan of the whole queue, oldest first, at any depth).
     async fn queued_owners(&self) -> StoreResult<Vec<String>> {
         let (cursor, scanned) = {
-            let lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let lanes = self.0.queue.lanes();
             (lanes.cursor, lanes.scanned)
         };
         let mut found = Vec::new();
@@ -186,7 +231,7 @@ impl Lifecycle {
                 }
             }
         }
-        let mut lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lanes = self.0.queue.lanes();
         lanes.owners.extend(found);
         lanes.cursor = lanes.cursor.max(newest.unwrap_or(cursor));
         lanes.scanned = true;
@@ -230,7 +275,7 @@ impl Lifecycle {
             }
         }
         {
-            let mut lanes = self.0.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lanes = self.0.queue.lanes();
             lanes.owners.extend(owners.iter().cloned());
             for owner in &empty {
                 lanes.owners.remove(owner);
@@ -249,7 +294,7 @@ impl Lifecycle {
                 served.insert(t.owner.clone(), at.unwrap_or(0));
             }
         }
-        let shares = self.fair_shares().await?;
+        let shares = self.0.queue.shares(store.as_ref()).await?;
         Ok(fair_order(queued, &served, |t| crate::tasks::fair_share::weight_of(&shares, &t.project)))
     }
 

@@ -46,7 +46,7 @@ pub(super) struct QueuePlace {
 impl Lifecycle {
     /// The place in the queue `task_id` takes; `None` with no quota (`0`).
     pub(super) async fn queue_place(&self, owner: &str, project: &str, task_id: &str) -> StoreResult<Option<QueuePlace>> {
-        let own = crate::tasks::fair_share::own_quota(&self.fair_shares().await?, project);
+        let own = crate::tasks::fair_share::own_quota(&self.0.queue.shares(self.0.store.as_ref()).await?, project);
         let (max, scope) = match own {
             Some(max) => (max, owner_scope(owner, Some(project), max)),
             None => (self.0.opts.queue_max_per_owner, owner_scope(owner, None, self.0.opts.queue_max_per_owner)),

@@ -142,6 +142,11 @@ fn invalid(msg: impl Into<String>) -> SubmitError {
 }
 
 /// A project name (see [`crate::tasks::task::valid_name`]).
+/// The cost rules this instance last read, with their condition: a submission is judged by
+/// them and states them to the store, which refuses if they changed since.
+#[derive(Default)]
+pub(super) struct KnownRules(std::sync::Mutex<Option<std::sync::Arc<budget::RulesRead>>>);
+
 pub fn check_project(p: &str) -> Result<(), SubmitError> {
     if crate::tasks::task::valid_name(p) { Ok(()) } else { Err(invalid(format!("project must be {}", crate::tasks::task::NAME_RULE))) }
 }
@@ -197,12 +202,12 @@ impl Lifecycle {
     /// which refuses if they changed, so a rule set on any instance holds from the next
     /// submission on, everywhere.
     pub(crate) async fn cost_rules(&self, fresh: bool) -> Result<std::sync::Arc<budget::RulesRead>, StoreError> {
-        let cache = &self.0.cost_rules;
-        if !fresh && let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        let known = &self.0.cost_rules.0;
+        if !fresh && let Some(r) = known.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(r);
         }
         let read = std::sync::Arc::new(budget::rules_read(self.0.store.as_ref()).await?);
-        *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
+        *known.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
         Ok(read)
     }
 
@@ -251,7 +256,7 @@ impl Lifecycle {
             self.raise_alerts(t.owner.clone(), t.project.clone(), None);
         }
         tracing::info!(task = %t.id, model = %t.model, project = %t.project, owner = %crate::team::accounts::log_name(&t.owner), "task recorded");
-        self.0.wake_dispatcher.notify_one();
+        self.0.queue.wake();
         Ok(t)
     }
 
