@@ -1,6 +1,7 @@
 // A task's life in a real Chromium, in --simulate mode: submitted from the composer, followed
 // live in the Task Monitor without a reload, its result shown; a failing task lands in the
-// Error Review and Retry submits a new task linked to it.
+// Error Review and Retry submits a new task linked to it; intake paused from panel 06 holds a
+// new task (the strip says so) until Resume sends it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -132,6 +133,36 @@ test('a result flips to In Library and plays from the Library copy, live', async
     await page.waitForFunction(() => /1 assets/.test(document.querySelector('[data-testid="library-archived"]')?.textContent ?? ''), null, { timeout: 10_000 });
     assert.deepEqual(errors, [], 'no console errors');
     await page.locator('[data-panel="07"]').screenshot({ path: join(artifacts, 'library.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('intake paused from panel 06 holds a new task, the strip says PAUSED, and Resume sends it', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.click('details:has([data-testid="pause-form"]) summary');
+    await page.fill('[data-testid="pause-reason"]', 'grading pass');
+    await page.click('[data-testid="pause-save"]');
+    await page.waitForSelector('[data-testid="pauses"] .muted:has-text("Paused: the team\'s intake is held by")', { timeout: 10_000 });
+    await page.waitForFunction(() => /PAUSED/.test(document.querySelector('[data-testid="strip-queue"]')?.textContent ?? ''), null, { timeout: 10_000 });
+
+    const id = await compose(page, 'google/imagen4-fast', 'held at the door');
+    const reason = page.locator(`tr[data-task="${id}"] [data-testid="task-queue"]`);
+    await reason.waitFor({ timeout: 10_000 });
+    assert.match(await reason.textContent(), /Paused: the team's intake is held by .* \(grading pass\)/);
+    // Two seconds of dispatch rounds: nothing leaves while paused.
+    await page.waitForTimeout(2_000);
+    assert.equal(await page.getAttribute(`tr[data-task="${id}"]`, 'data-state'), 'queued');
+
+    await page.click('[data-testid="pause-resume"]');
+    await page.waitForSelector('[data-testid="pauses"]', { state: 'detached', timeout: 10_000 });
+    await watchStates(page, id, 'success');
+    assert.doesNotMatch(await page.textContent('[data-testid="strip-queue"]'), /PAUSED/);
+    assert.deepEqual(errors, [], 'no console errors');
+    await page.screenshot({ path: join(artifacts, 'pause-resumed.png'), fullPage: true });
     await context.close();
   } finally {
     await server.stop();

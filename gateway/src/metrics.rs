@@ -133,6 +133,8 @@ pub enum Refusal {
     Store,
     /// A task over the owner's queue quota (`QUEUE_MAX_PER_OWNER`).
     QueueFull,
+    /// A task refused while its intake was paused (`QUEUE_PAUSED_INTAKE=refuse`).
+    Paused,
 }
 
 impl Refusal {
@@ -145,6 +147,7 @@ impl Refusal {
             Refusal::Forbidden => "forbidden",
             Refusal::Store => "store",
             Refusal::QueueFull => "queue_full",
+            Refusal::Paused => "paused",
         }
     }
 }

@@ -519,3 +519,112 @@ async fn a_second_owner_is_served_within_rounds_between_two_floods_on_two_instan
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{owner}'s tasks left in the order they came");
     }
 }
+
+fn in_project(owner: &str, project: &str, prompt: &str) -> gateway::tasks::lifecycle::Submission {
+    gateway::tasks::lifecycle::Submission { owner: owner.into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None }
+}
+
+/// The prompts of `tasks` that reached KIE (KIE gave them its id), sorted, and how many
+/// `createTask` calls KIE saw in all.
+async fn sent(store: &Arc<dyn Store>, tasks: &[TaskRecord], base: &str) -> (Vec<String>, usize) {
+    let mut prompts = Vec::new();
+    for t in tasks {
+        if get(store, &t.id).await.kie_task_id.is_some() {
+            prompts.push(t.input["prompt"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    prompts.sort();
+    (prompts, sim_log(base).await.into_iter().filter(|e| e["path"] == "/api/v1/jobs/createTask").count())
+}
+
+/// A pause on intake, set on one instance, holds on every instance and after a restart: the
+/// paused project's queued tasks are never sent (nor given a place), another project's are;
+/// a team pause holds everything; in `refuse` mode a new task is refused with who paused it
+/// and nothing is written; a resume sends them. Only admins pause the team, producers a
+/// project, and each change is audited. On both stores.
+async fn pause_holds(open: impl Fn() -> Arc<dyn Store>, base: &str) {
+    use gateway::tasks::pause;
+    use gateway::team::accounts::{Actor, Role};
+    let (a, b) = (lifecycle(open(), base, opts()), lifecycle(open(), base, opts()));
+    let store = a.store().clone();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        tasks.push(a.submit(in_project("ana", "teaser", &format!("teaser {i}"))).await.unwrap());
+    }
+    let producer = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into() };
+    let viewer = Actor { role: Role::Viewer, ..producer.clone() };
+    assert!(matches!(pause::set(store.as_ref(), &viewer, Some("teaser"), true, None).await, Err(pause::PauseError::Forbidden(_))), "a viewer cannot pause");
+    assert!(matches!(pause::set(store.as_ref(), &producer, None, true, None).await, Err(pause::PauseError::Forbidden(_))), "a producer cannot pause the team");
+    assert!(matches!(pause::set(store.as_ref(), &producer, Some("bad name!"), true, None).await, Err(pause::PauseError::Invalid(_))));
+    assert!(pause::read(store.as_ref()).await.unwrap().is_empty(), "a refused pause wrote nothing");
+    assert!(pause::set(store.as_ref(), &producer, Some("teaser"), true, Some("re-cut")).await.unwrap());
+    assert!(!pause::set(store.as_ref(), &producer, Some("teaser"), true, None).await.unwrap(), "pausing twice changes nothing");
+    tasks.push(b.submit(in_project("bo", "other", "other 0")).await.unwrap());
+    for _ in 0..3 {
+        a.dispatch_round().await.unwrap();
+        b.dispatch_round().await.unwrap();
+    }
+    assert_eq!(sent(&store, &tasks, base).await, (vec!["other 0".to_string()], 1), "only the project not paused was sent, by either instance");
+    let snap = b.queue().await.unwrap();
+    assert_eq!((snap.paused, snap.waiting.len()), (3, 0), "paused tasks get no place and no wait");
+    assert_eq!(snap.pauses.why("teaser").as_deref(), Some("Paused: this project's intake is held by Pia (re-cut)"));
+    // A restart: the pause is in the store, not in an instance's memory.
+    drop((a, b, store));
+    let c = lifecycle(open(), base, opts());
+    let store = c.store().clone();
+    assert!(pause::set(c.store().as_ref(), &Actor::cli(), None, true, None).await.unwrap());
+    tasks.push(c.submit(in_project("bo", "other", "other 1")).await.unwrap());
+    c.dispatch_round().await.unwrap();
+    assert_eq!(sent(&store, &tasks, base).await.1, 1, "the team's pause holds every project after a restart");
+    // Refuse mode: a clear 503 naming the pause, and no record.
+    let strict = lifecycle(open(), base, LifecycleOptions { paused_intake: pause::PausedIntake::Refuse, ..opts() });
+    let on_record = strict.store().task_counts().await.unwrap();
+    let e = strict.submit(in_project("bo", "other", "refused")).await.unwrap_err();
+    assert_eq!(e.code(), 503);
+    assert!(e.to_string().contains("the team's intake is held by Command line"), "{e}");
+    assert_eq!(strict.store().task_counts().await.unwrap(), on_record, "nothing was written");
+    // Resumed: everything held leaves.
+    assert!(pause::set(c.store().as_ref(), &Actor::cli(), None, false, None).await.unwrap());
+    assert!(pause::set(c.store().as_ref(), &producer, Some("teaser"), false, None).await.unwrap());
+    assert!(!pause::set(c.store().as_ref(), &producer, Some("teaser"), false, None).await.unwrap(), "resuming twice changes nothing");
+    for _ in 0..3 {
+        c.dispatch_round().await.unwrap();
+    }
+    let all = ["other 0", "other 1", "teaser 0", "teaser 1", "teaser 2"].map(String::from).to_vec();
+    assert_eq!(sent(&store, &tasks, base).await, (all, 5));
+    let audit = gateway::team::audit::search(c.store().as_ref(), &Default::default(), None, 50).await.unwrap();
+    let actions: Vec<(String, String)> = audit.entries.iter().filter(|e| e.action.starts_with("intake")).map(|e| (e.action.clone(), e.target.clone())).collect();
+    assert_eq!(actions.len(), 4, "two pauses and two resumes, each once: {actions:?}");
+    assert!(actions.contains(&("intake paused".into(), "project teaser".into())) && actions.contains(&("intake resumed".into(), "the team's intake".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_holds_on_every_instance_and_after_a_restart_on_redis() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let url = testkit::redis_url();
+    let prefix = format!("{}:", testkit::unique("pause"));
+    let stores: Vec<Arc<dyn Store>> = futures::future::join_all((0..4).map(|_| RedisStore::connect(&url, &prefix))).await.into_iter().map(|s| Arc::new(s.unwrap()) as Arc<dyn Store>).collect();
+    let next = std::sync::Mutex::new(stores.into_iter());
+    pause_holds(|| next.lock().unwrap().next().unwrap(), &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_holds_after_a_restart_on_the_embedded_store() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // One process holds the file, so its instances share the open store; once every one of
+    // them has stopped, the next opens the file again (a restart).
+    let open: std::sync::Mutex<std::sync::Weak<gateway::EmbeddedStore>> = Default::default();
+    pause_holds(
+        || {
+            let mut held = open.lock().unwrap();
+            held.upgrade().unwrap_or_else(|| {
+                let s = Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap());
+                *held = Arc::downgrade(&s);
+                s
+            })
+        },
+        &base,
+    )
+    .await;
+}

@@ -4,7 +4,7 @@
 //! - `control-room budget set|show`: cost rules in US dollars, with their spend meters;
 //! - `control-room receipts export --project P [--format json|csv] [--from --to]`: a receipt;
 //! - `control-room queue share --project P --weight N [--max-queued N]`, `queue shares`: the
-//!   queue's fair shares;
+//!   queue's fair shares; `queue pause|resume [--project P]`, `queue pauses`: intake held;
 //! - `control-room user add|list|set-role|disable|enable|reset-password`: people and roles;
 //!   passwords are read from standard input, never from flags.
 //!
@@ -32,7 +32,8 @@ pub enum Command {
     /// Receipts: one per production, in KIE's actual credits.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
-    /// The queue's fair shares: a project's weight in the rotation and its queue quota.
+    /// The queue: fair shares (a project's weight in the rotation and its queue quota) and
+    /// pauses on intake.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// People who sign in to the console, and their roles.
@@ -56,6 +57,23 @@ pub enum QueueCommand {
     },
     /// List the projects' shares.
     Shares,
+    /// Pause intake, for the whole team or one project: queued tasks stay queued and none is
+    /// sent to KIE until it is resumed (on every instance, across restarts).
+    Pause {
+        /// Only this project (default: the whole team).
+        #[arg(long)]
+        project: Option<String>,
+        /// Shown to everyone with the pause.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume intake paused with `queue pause` (the same --project).
+    Resume {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List the pauses in force.
+    Pauses,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -183,8 +201,9 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
 
 /// Runs one queue command, writing to `out`.
 pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Write) -> Result<(), ServerError> {
-    use gateway::tasks::fair_share;
+    use gateway::tasks::{fair_share, pause};
     let store = open_store(&config.store).await?;
+    let fail = |e: pause::PauseError| ServerError::Store(e.to_string());
     match cmd {
         QueueCommand::Share { project, weight, max_queued } => {
             fair_share::set(store.as_ref(), &Actor::cli(), &project, weight, max_queued).await.map_err(|e| ServerError::Store(e.to_string()))?;
@@ -200,6 +219,26 @@ pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Wri
             }
             for s in shares {
                 writeln!(out, "{}: {} (set by {})", s.project, s.text(), s.updated_by)?;
+            }
+        }
+        QueueCommand::Pause { project, reason } => {
+            let changed = pause::set(store.as_ref(), &Actor::cli(), project.as_deref(), true, reason.as_deref()).await.map_err(fail)?;
+            let what = project.as_deref().map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
+            writeln!(out, "{what} {}.", if changed { "is paused: nothing of it is sent until `control-room queue resume`" } else { "was already paused" })?;
+        }
+        QueueCommand::Resume { project } => {
+            let changed = pause::set(store.as_ref(), &Actor::cli(), project.as_deref(), false, None).await.map_err(fail)?;
+            let what = project.as_deref().map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
+            writeln!(out, "{what} {}.", if changed { "is resumed" } else { "was not paused" })?;
+        }
+        QueueCommand::Pauses => {
+            let pauses = pause::read(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            if pauses.is_empty() {
+                writeln!(out, "Nothing is paused.")?;
+            }
+            for p in pauses.team.iter().map(|_| "").chain(pauses.projects.keys().map(String::as_str)) {
+                let scope = if p.is_empty() { "team".to_string() } else { format!("project {p}") };
+                writeln!(out, "{scope}: {}", pauses.why(p).unwrap_or_default())?;
             }
         }
     }

@@ -85,6 +85,10 @@ pub struct Cli {
     /// beyond it is refused with KIE's 429 and nothing is recorded. 0: no limit.
     #[arg(long, env = "QUEUE_MAX_PER_OWNER", default_value_t = gateway::tasks::lifecycle::quota::DEFAULT_QUEUE_MAX_PER_OWNER, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub queue_max_per_owner: u32,
+    /// What a task submitted while its intake is paused meets: `queue` (accepted, sent once
+    /// resumed) or `refuse` (503 naming who paused it; nothing is recorded).
+    #[arg(long, env = "QUEUE_PAUSED_INTAKE", default_value = "queue")]
+    pub queue_paused_intake: gateway::tasks::pause::PausedIntake,
     /// Budget alerts (80, 90, 100 % of a cost rule) are POSTed here as JSON.
     #[arg(long, env = "ALERT_WEBHOOK_URL")]
     pub alert_webhook_url: Option<String>,
@@ -250,6 +254,8 @@ pub struct Config {
     pub rate_margin: std::time::Duration,
     /// `QUEUE_MAX_PER_OWNER` (0: no limit).
     pub queue_max_per_owner: u32,
+    /// `QUEUE_PAUSED_INTAKE`.
+    pub queue_paused_intake: gateway::tasks::pause::PausedIntake,
     pub alert_webhook: Option<Url>,
     /// `OUTBOUND_ALLOW`.
     pub outbound: gateway::outbound::OutboundPolicy,
@@ -420,6 +426,7 @@ impl Config {
             catalog_file: cli.catalog_file.filter(|p| !p.as_os_str().is_empty()),
             rate_margin: std::time::Duration::from_millis(cli.rate_margin_ms),
             queue_max_per_owner: cli.queue_max_per_owner,
+            queue_paused_intake: cli.queue_paused_intake,
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
             redis_allow_ephemeral: cli.redis_allow_ephemeral,

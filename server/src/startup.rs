@@ -141,6 +141,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         chat_model_rules: config.chat_model_rate_guard.clone(),
         rate_margin: config.rate_margin,
         queue_max_per_owner: config.queue_max_per_owner,
+        paused_intake: config.queue_paused_intake,
         alert_webhook: config.alert_webhook.as_ref().map(|u| u.to_string()),
         outbound: config.outbound.clone(),
         epoch: Some(epoch),

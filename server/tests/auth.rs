@@ -83,6 +83,8 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("set_pin", form(&[("model", "veo3"), ("pinned", "true")]), Role::Producer),
         ("set_cost_rule", form(&[("project", "matrix"), ("per_day", "50")]), Role::Admin),
         ("set_fair_share", form(&[("project", "matrix"), ("weight", "2")]), Role::Admin),
+        ("set_pause", form(&[("project", "matrix"), ("paused", "false")]), Role::Producer),
+        ("set_pause", form(&[("paused", "false")]), Role::Admin),
         ("list_users", String::new(), Role::Admin),
         ("add_user", form(&[("email", "new@studio.test"), ("name", "New"), ("role", "viewer"), ("password", "another long password")]), Role::Admin),
         ("set_user_role", form(&[("email", "new@studio.test"), ("role", "producer")]), Role::Admin),

@@ -130,6 +130,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "-1")])),
         ("set_cost_rule", form(&[("project", "leak"), ("per_day", "100")])),
         ("set_fair_share", form(&[("project", "leak"), ("weight", "0")])),
+        ("set_pause", form(&[("project", "leak"), ("paused", "false")])),
         ("list_users", String::new()),
         ("add_user", form(&[("email", "p@studio.test"), ("name", "P"), ("role", "producer"), ("password", "short")])),
         ("list_relay_keys", String::new()),

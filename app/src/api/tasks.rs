@@ -28,6 +28,12 @@ mod server_side {
                     r.queue = Some(format!("#{} in the rate guard's queue · ≈ {} s", w.position, w.eta_ms.div_ceil(1000)));
                 }
             }
+            // Held by a pause: no place until it is resumed, and the row says who holds it.
+            for r in rows.iter_mut().filter(|r| r.state == "queued") {
+                if let Some(why) = queue.pauses.why(&r.project) {
+                    r.queue = Some(why);
+                }
+            }
         }
         Ok(TaskList { rows, next: page.next })
     }

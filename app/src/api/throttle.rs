@@ -12,7 +12,12 @@ const NEXT_SHOWN: usize = 8;
 #[cfg(feature = "ssr")]
 pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>) -> ThrottleView {
     use crate::view::{GuardRuleView, OwnerQueueView};
+    let team = q.pauses.team.is_some().then(|| (None, q.pauses.why("").unwrap_or_default()));
+    let projects = q.pauses.projects.keys().filter_map(|p| Some((Some(p.clone()), q.pauses.why(p)?)));
+    let pauses = team.into_iter().chain(projects).collect();
     ThrottleView {
+        paused: q.paused,
+        pauses,
         rules: q.rules.into_iter().map(|r| GuardRuleView { rule: r.rule, used: r.used, limit: r.limit }).collect(),
         margin_ms: q.margin_ms,
         depth: q.waiting.len(),
@@ -54,4 +59,27 @@ pub async fn set_fair_share(project: String, weight: String, max_queued: Option<
     // Here at once; the other instances within a few seconds.
     ctx.lifecycle.forget_fair_shares();
     Ok(project.trim().to_string())
+}
+
+/// Pauses or resumes intake: the team's (`project` empty; admins) or one project's (admins
+/// and producers). While paused, nothing of its queued tasks is sent. Audited. Returns what
+/// was done, in a sentence.
+#[server(endpoint = "set_pause")]
+pub async fn set_pause(project: Option<String>, paused: bool, reason: Option<String>) -> Result<String, ServerFnError> {
+    use crate::api::context::{Role, refuse, signed_in, store_error};
+    use gateway::tasks::pause::{self, PauseError};
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let project = project.filter(|p| !p.trim().is_empty());
+    let changed = pause::set(ctx.store.as_ref(), &actor, project.as_deref(), paused, reason.as_deref()).await.map_err(|e| match e {
+        PauseError::Store(e) => store_error(e),
+        PauseError::Forbidden(m) => refuse(403, m),
+        PauseError::Invalid(m) => refuse(400, m),
+    })?;
+    let what = project.map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
+    Ok(match (paused, changed) {
+        (true, true) => format!("{what} is paused: nothing of it is sent until it is resumed."),
+        (true, false) => format!("{what} was already paused."),
+        (false, true) => format!("{what} is resumed."),
+        (false, false) => format!("{what} was not paused."),
+    })
 }

@@ -44,12 +44,21 @@ fn queue(t: &Result<ThrottleView, ServerFnError>) -> impl IntoView + use<> {
                 0 | 1 => String::new(),
                 n => format!(" ({n} owners)"),
             };
-            text(format!("{} queued{owners} · guard {fill} %", t.depth))
+            let paused = match (t.pauses.iter().any(|(p, _)| p.is_none()), t.pauses.len()) {
+                (true, _) => "PAUSED · ".to_string(),
+                (false, 0) => String::new(),
+                (false, n) => format!("{n} paused · "),
+            };
+            text(format!("{paused}{} queued{owners} · guard {fill} %", t.depth + t.paused))
         }
         Err(_) => text("unavailable"),
     };
-    let warn = t.as_ref().is_ok_and(|t| t.cooldown_ms.is_some());
-    item("#throttle", "Queue · rate guard", "strip-queue", value, if warn { "warn" } else { "" })
+    let class = match t {
+        Ok(t) if !t.pauses.is_empty() => "bad",
+        Ok(t) if t.cooldown_ms.is_some() => "warn",
+        _ => "",
+    };
+    item("#throttle", "Queue · rate guard", "strip-queue", value, class)
 }
 
 /// The fullest per-day cap: what today's spend stands against.

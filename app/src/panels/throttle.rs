@@ -1,12 +1,13 @@
 //! 06 · Throttle — the rate guard: its rules and how full each is, the queue of tasks waiting
 //! for it (depth; by owner: waiting, oldest, their part of the next window; the next to leave
-//! and their expected wait), and KIE's 429s.
+//! and their expected wait), KIE's 429s, and the pauses on intake (producers pause a project,
+//! admins the team; resumed from the same place).
 //! Read from the store every two seconds and whenever a task changes (rendered on the server).
 
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, fill_bar};
-use crate::api::{set_fair_share, throttle_status};
+use crate::api::{set_fair_share, set_pause, throttle_status};
 use crate::view::ThrottleView;
 
 /// Owners listed (most waiting first).
@@ -18,8 +19,11 @@ fn secs(ms: u64) -> String {
 
 pub async fn render(flash: Option<AnyView>) -> AnyView {
     let data = throttle_status().await;
-    let admin = super::me().await.is_some_and(|m| m.is_admin());
+    let me = super::me().await;
+    let admin = me.as_ref().is_some_and(|m| m.is_admin());
+    let producer = me.as_ref().is_some_and(|m| m.can_produce());
     let head = match &data {
+        Ok(t) if t.pauses.iter().any(|(p, _)| p.is_none()) => badge("bad", "Intake paused"),
         Ok(t) if t.cooldown_ms.is_some() => badge("bad", "Cooling down after a 429"),
         Ok(t) if t.depth > 0 => badge("wait", format!("{} queued", t.depth)),
         Ok(_) => badge("ok", "Enforced"),
@@ -29,8 +33,20 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         <Panel id=PanelId::Throttle badge=head refresh="rows ended tick2" flash=flash>
             {match data {
                 Err(e) => super::unavailable(&e),
-                Ok(t) => guard_view(t).into_any(),
+                Ok(t) => guard_view(t, producer).into_any(),
             }}
+            {producer.then(|| view! {
+                <details class="share">
+                    <summary>"Pause intake"</summary>
+                    <form class="rule-form" method="post" action=act_form(PanelId::Throttle) data-testid="pause-form">
+                        <input type="hidden" name="do" value="pause"/>
+                        <label>{if admin { "Project (empty: the whole team)" } else { "Project" }}<input name="project" type="text" required=!admin data-testid="pause-project"/></label>
+                        <label>"Reason (shown to everyone)"<input name="reason" type="text" maxlength="200" data-testid="pause-reason"/></label>
+                        <button type="submit" data-testid="pause-save">"Pause"</button>
+                    </form>
+                    <p class="fine">"Queued tasks stay queued and nothing of theirs is sent to KIE until intake is resumed; new tasks queue behind them (or are refused, if the deployment says so)."</p>
+                </details>
+            })}
             // Folded away: a share is set rarely, and the panel is read all day.
             {admin.then(|| view! {
                 <details class="share">
@@ -51,8 +67,25 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
     .into_any()
 }
 
-fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
+fn guard_view(t: ThrottleView, producer: bool) -> impl IntoView + use<> {
     view! {
+        {(!t.pauses.is_empty()).then(|| view! {
+            <ul class="rules" data-testid="pauses">
+                {t.pauses.into_iter().map(|(project, why)| view! {
+                    <li class="rule warn">
+                        <div class="rule-name">{project.clone().map_or_else(|| "The whole team".to_string(), |p| format!("project {p}"))}</div>
+                        <div class="muted">{why}</div>
+                        {producer.then(|| view! {
+                            <form method="post" action=act_form(PanelId::Throttle)>
+                                <input type="hidden" name="do" value="resume"/>
+                                <input type="hidden" name="project" value=project.unwrap_or_default()/>
+                                <button type="submit" data-testid="pause-resume">"Resume"</button>
+                            </form>
+                        })}
+                    </li>
+                }).collect_view()}
+            </ul>
+        })}
         {t.rules.into_iter().map(|r| {
             let pct = if r.limit > 0 { (r.used.max(0) * 100 / r.limit).min(100) as u32 } else { 0 };
             fill_bar("guard-rule", r.rule, pct, format!("{} of {} in use now", r.used, r.limit))
@@ -61,6 +94,7 @@ fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
             <div class="meter"><div class="meter-value" data-testid="queue-depth">{t.depth}</div><div class="meter-label">"Queued"</div></div>
             <div class="meter"><div class="meter-value">{secs(t.drain_ms)}</div><div class="meter-label">"To drain"</div></div>
             <div class="meter"><div class="meter-value">{t.backed_off}</div><div class="meter-label">"Backed off"</div></div>
+            {(t.paused > 0).then(|| view! { <div class="meter"><div class="meter-value" data-testid="queue-paused">{t.paused}</div><div class="meter-label">"Paused"</div></div> })}
             <div class="meter"><div class="meter-value" data-testid="rate-limited">{t.rate_limited_total}</div><div class="meter-label">"429s from KIE"</div></div>
         </div>
         {(!t.next.is_empty()).then(|| view! {
@@ -90,9 +124,13 @@ fn guard_view(t: ThrottleView) -> impl IntoView + use<> {
     }
 }
 
-/// Saves a project's fair share (admins; the server function checks).
+/// Saves a project's fair share (admins), or pauses or resumes intake (the server functions
+/// check who may).
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n);
-    let r = set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued")).await;
-    Acted::of(r, |p| super::ok_note("share-saved", format!("Share saved for project {p}.")), "share-error").also(&[PanelId::Status])
+    let r = match get("do").as_deref() {
+        Some(op @ ("pause" | "resume")) => set_pause(get("project"), op == "pause", get("reason")).await,
+        _ => set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued")).await.map(|p| format!("Share saved for project {p}.")),
+    };
+    Acted::of(r, |msg| super::ok_note("throttle-done", msg), "throttle-error").also(&[PanelId::Status])
 }

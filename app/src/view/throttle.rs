@@ -30,6 +30,10 @@ pub struct ThrottleView {
     /// Projects with a fair share of their own: (project, "weight 3 · at most 200 waiting
     /// per owner").
     pub shares: Vec<(String, String)>,
+    /// Queued tasks held by a pause.
+    pub paused: usize,
+    /// The pauses in force: (project, or `None` for the team's intake; "Paused: … held by …").
+    pub pauses: Vec<(Option<String>, String)>,
 }
 
 /// One owner's share of the queue.

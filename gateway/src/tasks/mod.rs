@@ -1,10 +1,11 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
-//! form for the relay.
+//! form for the relay; the pauses operators set on intake.
 
 pub mod events;
 pub mod fair_share;
 pub mod lifecycle;
+pub mod pause;
 pub mod rate_guard;
 pub mod relay;
 pub mod task;

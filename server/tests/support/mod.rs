@@ -61,6 +61,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         catalog_file: None,
         rate_margin: Duration::from_millis(50),
         queue_max_per_owner: gateway::tasks::lifecycle::quota::DEFAULT_QUEUE_MAX_PER_OWNER,
+        queue_paused_intake: Default::default(),
         alert_webhook: None,
         // Tests' receivers listen on loopback.
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),

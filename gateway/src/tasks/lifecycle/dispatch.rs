@@ -93,11 +93,12 @@ impl Lifecycle {
         // Owners another instance is sending for: the rest of their lane waits for it, so an
         // owner's tasks never overtake each other.
         let mut busy = std::collections::HashSet::new();
+        let pauses = crate::tasks::pause::read(self.0.store.as_ref()).await?;
         for t in self.fair_queue(MAX_ROUND).await? {
             if self.stopping() {
                 break;
             }
-            if busy.contains(&t.owner) {
+            if busy.contains(&t.owner) || pauses.holding(&t.project).is_some() {
                 continue;
             }
             if t.budget_pending {
@@ -151,6 +152,11 @@ impl Lifecycle {
                 Err(wait) => return Ok(Sent::RateGuardFull(wait)),
             }
         };
+        // A pause written since the round began holds it: nothing starts to KIE while paused.
+        if crate::tasks::pause::read(self.0.store.as_ref()).await?.holding(&t.project).is_some() {
+            self.give_back(&holds).await?;
+            return Ok(Sent::Done);
+        }
         let id = t.id.as_str();
         let marked = self
             .modify(id, |t| {

@@ -117,6 +117,9 @@ pub struct LifecycleOptions {
     pub receipt_sync: Option<crate::money::receipt_sync::SyncTarget>,
     /// `QUEUE_MAX_PER_OWNER`: most tasks one owner may have waiting to be sent (0: no limit).
     pub queue_max_per_owner: u32,
+    /// `QUEUE_PAUSED_INTAKE`: whether a task submitted while its intake is paused is queued
+    /// (the default) or refused ([`crate::tasks::pause`]).
+    pub paused_intake: crate::tasks::pause::PausedIntake,
 }
 
 impl Default for LifecycleOptions {
@@ -141,6 +144,7 @@ impl Default for LifecycleOptions {
             library_links: None,
             receipt_sync: None,
             queue_max_per_owner: quota::DEFAULT_QUEUE_MAX_PER_OWNER,
+            paused_intake: Default::default(),
         }
     }
 }

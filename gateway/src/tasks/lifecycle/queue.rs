@@ -127,6 +127,10 @@ pub struct QueueSnapshot {
     pub backed_off: usize,
     /// Sent, with no answer yet: never resent (see the dispatcher).
     pub in_doubt: usize,
+    /// Held by a pause ([`crate::tasks::pause`]): they get no place and no expected wait.
+    pub paused: usize,
+    /// The pauses in force.
+    pub pauses: crate::tasks::pause::Pauses,
     pub rules: Vec<RuleUse>,
     /// The safety margin added to every window.
     pub margin_ms: u64,
@@ -308,10 +312,13 @@ impl Lifecycle {
         let store = &self.0.store;
         let queued = self.fair_queue(MAX_SNAPSHOT).await?;
         let now = now_ms();
+        let pauses = crate::tasks::pause::read(store.as_ref()).await?;
         let mut snap = QueueSnapshot { margin_ms: self.0.opts.rate_margin.as_millis() as u64, ..Default::default() };
         let mut ready = Vec::new();
         for t in queued {
-            if t.in_doubt() {
+            if pauses.holding(&t.project).is_some() {
+                snap.paused += 1;
+            } else if t.in_doubt() {
                 snap.in_doubt += 1;
             } else if t.dispatch.next_attempt_ms > now {
                 snap.backed_off += 1;
@@ -350,6 +357,7 @@ impl Lifecycle {
         snap.by_owner.sort_by(|a, b| b.waiting.cmp(&a.waiting).then_with(|| a.owner.cmp(&b.owner)));
         snap.cooldown_ms = self.cooldown_left().await?.map(|d| d.as_millis() as u64);
         snap.rate_limited_total = store.counter_get(RATE_LIMITED_COUNTER).await?;
+        snap.pauses = pauses;
         Ok(snap)
     }
 }

@@ -69,6 +69,9 @@ pub enum SubmitError {
     /// The owner has as many tasks waiting as the queue quota allows (`QUEUE_MAX_PER_OWNER`).
     #[error("Rate limited: {waiting} of your tasks are already waiting to be sent (the most one owner may queue is {max}); try again in {} s.", retry_after.as_secs().max(1))]
     QueueFull { waiting: i64, max: u32, retry_after: std::time::Duration },
+    /// Intake is paused for its project and `QUEUE_PAUSED_INTAKE=refuse`; says who paused it.
+    #[error("{0}. New tasks are refused until it is resumed; try again later.")]
+    Paused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The store failed after the record was written and the record could not be taken
@@ -99,7 +102,7 @@ impl SubmitError {
             SubmitError::OverBudget(_) => 402,
             SubmitError::Forbidden(_) => 403,
             SubmitError::QueueFull { .. } => 429,
-            SubmitError::NotConfigured | SubmitError::Store(_) | SubmitError::InDoubt(_) => 503,
+            SubmitError::NotConfigured | SubmitError::Paused(_) | SubmitError::Store(_) | SubmitError::InDoubt(_) => 503,
         }
     }
 
@@ -111,6 +114,7 @@ impl SubmitError {
             SubmitError::OverBudget(_) => Refusal::Budget,
             SubmitError::Forbidden(_) => Refusal::Forbidden,
             SubmitError::QueueFull { .. } => Refusal::QueueFull,
+            SubmitError::Paused(_) => Refusal::Paused,
             SubmitError::NotConfigured => Refusal::NotConfigured,
             SubmitError::Store(_) | SubmitError::InDoubt(_) => Refusal::Store,
         }
@@ -237,6 +241,11 @@ impl Lifecycle {
                 Some(o) if !o.state.is_terminal() => return Err(invalid(format!("{original} has not ended; re-run a task once it has"))),
                 _ => return Err(SubmitError::NotFound(original.chars().take(64).collect())),
             }
+        }
+        if self.0.opts.paused_intake == crate::tasks::pause::PausedIntake::Refuse
+            && let Some(why) = crate::tasks::pause::read(self.0.store.as_ref()).await?.why(s.project.trim())
+        {
+            return Err(SubmitError::Paused(why));
         }
         if let Some((url, _)) = &s.relay_callback {
             // Checked again at every send: what a name resolves to may change.
