@@ -285,3 +285,40 @@ async fn simulate_mode_is_labelled_and_connected() {
     assert!(page.contains("Simulator — requests go to the bundled KIE simulator"), "every screen says Simulator");
     s.shutdown().await.expect("shutdown");
 }
+
+/// `control-room queue pause|pauses|resume` hold and release intake in the store, say what
+/// they did, and a bad `QUEUE_PAUSED_INTAKE` is refused by name.
+#[test]
+fn the_queue_is_paused_and_resumed_from_the_command_line() {
+    let bin = env!("CARGO_BIN_EXE_control-room");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], intake: &str| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATA_DIR", dir.path())
+            .env("QUEUE_PAUSED_INTAKE", intake)
+            .output()
+            .expect("run control-room");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let said = |args: &[&str]| {
+        let (code, out, err) = run(args, "refuse");
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    assert_eq!(said(&["queue", "pauses"]), "Nothing is paused.\n");
+    assert!(said(&["queue", "pause", "--project", "teaser", "--reason", "re-cut"]).starts_with("Project teaser's intake is paused"));
+    assert!(said(&["queue", "pause", "--project", "teaser"]).contains("was already paused"));
+    assert_eq!(said(&["queue", "pauses"]), "project teaser: Paused: this project's intake is held by Command line (re-cut)\n");
+    assert!(said(&["queue", "resume", "--project", "teaser"]).contains("is resumed"));
+    assert_eq!(said(&["queue", "pauses"]), "Nothing is paused.\n");
+    let (code, _, err) = run(&["queue", "pause", "--project", "teaser/cut"], "queue");
+    assert_ne!(code, Some(0), "a bad project name is refused");
+    assert!(err.contains("project must be"), "{err}");
+    let (code, _, err) = run(&["queue", "pauses"], "sometimes");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("QUEUE_PAUSED_INTAKE") || err.contains("queue-paused-intake"), "{err}");
+    assert!(err.contains("use queue or refuse"), "{err}");
+}
