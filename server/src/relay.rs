@@ -5,7 +5,8 @@
 //! - `POST /kie/api/v1/jobs/createTask` — recorded and queued; answers at once with the
 //!   Control Room's task id (the dispatcher sends it when the rate guard allows).
 //! - `GET /kie/api/v1/jobs/recordInfo?taskId=` — from the store, never an upstream call;
-//!   KIE's own task id is accepted too. A key sees only its project's tasks.
+//!   KIE's own task id is accepted too. A key sees only its project's tasks. A task still
+//!   waiting for the rate guard also carries `queuePosition` and `etaSeconds` (every family).
 //! - The model-specific families, at KIE's own paths and in their own shapes, with the same
 //!   keys, cost rules, rate guard and callbacks: Veo (`/kie/api/v1/veo/generate`,
 //!   `/kie/api/v1/veo/record-info`), Suno (`/kie/api/v1/generate`, `…/generate/record-info`),
@@ -187,7 +188,16 @@ async fn status(family: Family, State(state): State<AppState>, RelayCaller(key):
         // Another project's task reads exactly like a missing one.
         Some(t) if t.project == key.project && t.family == family => {
             let model = state.lifecycle.catalog().get(&t.model).map_or(t.model.as_str(), |m| m.upstream_name()).to_string();
-            Ok(kie_answer(200, "success", status_data(&t, &model, state.lifecycle.options().library_links.as_ref())))
+            let mut data = status_data(&t, &model, state.lifecycle.options().library_links.as_ref());
+            // Still here, waiting for the rate guard: where it stands, beside KIE's shape.
+            if t.state == gateway::TaskState::Queued
+                && let Some(w) = state.lifecycle.place(&t.id).await.map_err(|e| store_down("relay: the queue could not be read", &e))?
+                && let Some(fields) = data.as_object_mut()
+            {
+                fields.insert("queuePosition".into(), w.position.into());
+                fields.insert("etaSeconds".into(), w.eta_ms.div_ceil(1000).into());
+            }
+            Ok(kie_answer(200, "success", data))
         }
         _ => Err(Refusal::kie(404, "No task with this taskId")),
     }

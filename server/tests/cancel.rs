@@ -1,6 +1,7 @@
 //! Cancel: a task still queued here ends `fail` ("cancelled"), its cost-rule hold released,
 //! audited, and the relay's recordInfo says so; a task KIE has, or one that ended, is refused
-//! with 409 and a reason; only its owner or an admin may cancel it.
+//! with 409 and a reason; only its owner or an admin may cancel it. A task still waiting tells
+//! the relay its place and expected wait.
 
 mod support;
 
@@ -101,5 +102,49 @@ async fn a_relay_clients_queued_task_cancelled_by_an_admin_reads_fail_cancelled(
     let info: Value = http().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId={second}")).bearer_auth(key.text.expose()).send().await.unwrap().json().await.unwrap();
     assert_eq!(info["data"]["state"], "fail");
     assert!(info["data"]["failMsg"].as_str().unwrap().starts_with("cancelled"), "{info}");
+    s.shutdown().await.unwrap();
+}
+
+/// A task waiting for the rate guard tells the relay where it stands: `queuePosition` in the
+/// order tasks leave and `etaSeconds` by the guard's window (here one send a minute), beside
+/// KIE's shape; one KIE has carries neither, nor does one held by a pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn record_info_says_where_a_queued_task_stands() {
+    let (s, _sim, prefix) = harness("place").await;
+    let base = s.base.clone();
+    let (code, k) = server_fn(&base, "create_relay_key", &form(&[("project", "trailer"), ("name", "farm")])).await;
+    assert_eq!(code, 200, "{k}");
+    let key = k["key"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let created = post_kie(&format!("{base}/kie/api/v1/jobs/createTask"), &key, &json!({"model": "google/imagen4-fast", "input": {"prompt": format!("shot {i}")}})).await;
+        ids.push(created["data"]["taskId"].as_str().unwrap().to_string());
+    }
+    let read = |id: String| {
+        let (base, key) = (base.clone(), key.clone());
+        async move {
+            let r = http().get(format!("{base}/kie/api/v1/jobs/recordInfo?taskId={id}")).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["data"].clone()
+        }
+    };
+    let store = server::open_store(&redis_store(&prefix)).await.unwrap();
+    wait_until("the first task reached KIE", 20, || async { store.task_get(&ids[0]).await.unwrap().unwrap().kie_task_id.is_some() }).await;
+    // A snapshot taken after the first left (at most a second old).
+    tokio::time::sleep(gateway::tasks::lifecycle::queue::SNAPSHOT_FOR).await;
+    assert!(read(ids[0].clone()).await.get("queuePosition").is_none(), "a task KIE has has no place here");
+    for (i, id) in ids[1..].iter().enumerate() {
+        let d = read(id.clone()).await;
+        assert_eq!(d["state"], "waiting", "{d}");
+        assert_eq!(d["queuePosition"], i + 1, "{d}");
+        // The next window opens within a minute of the first send; each later one a minute on.
+        let eta = d["etaSeconds"].as_u64().unwrap();
+        assert!(eta > 60 * i as u64 && eta <= 61 * (i as u64 + 1), "#{} waits ≈ {eta} s: {d}", i + 1);
+    }
+    let (code, said) = server_fn(&base, "set_pause", &form(&[("project", "trailer"), ("paused", "true")])).await;
+    assert_eq!(code, 200, "{said}");
+    tokio::time::sleep(gateway::tasks::lifecycle::queue::SNAPSHOT_FOR).await;
+    let d = read(ids[1].clone()).await;
+    assert!(d.get("queuePosition").is_none() && d["state"] == "waiting", "held by a pause: no place, still waiting: {d}");
     s.shutdown().await.unwrap();
 }

@@ -290,19 +290,8 @@ async fn simulate_mode_is_labelled_and_connected() {
 /// they did, and a bad `QUEUE_PAUSED_INTAKE` is refused by name.
 #[test]
 fn the_queue_is_paused_and_resumed_from_the_command_line() {
-    let bin = env!("CARGO_BIN_EXE_control-room");
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = |args: &[&str], intake: &str| {
-        let out = std::process::Command::new(bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATA_DIR", dir.path())
-            .env("QUEUE_PAUSED_INTAKE", intake)
-            .output()
-            .expect("run control-room");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let run = |args: &[&str], intake: &str| cli_with(dir.path(), args, "", &[("QUEUE_PAUSED_INTAKE", intake)]);
     let said = |args: &[&str]| {
         let (code, out, err) = run(args, "refuse");
         assert_eq!(code, Some(0), "{args:?}: {err}");

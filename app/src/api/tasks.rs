@@ -22,8 +22,8 @@ mod server_side {
         let page = ctx.store.task_list(&query).await.map_err(store_error)?;
         let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
         if rows.iter().any(|r| r.state == "queued") {
-            let queue = ctx.lifecycle.queue().await.map_err(store_error)?;
-            for w in queue.waiting {
+            let queue = ctx.lifecycle.queue_recent().await.map_err(store_error)?;
+            for w in &queue.waiting {
                 if let Some(r) = rows.iter_mut().find(|r| r.id == w.id) {
                     r.queue = Some(format!("#{} in the rate guard's queue · ≈ {} s", w.position, w.eta_ms.div_ceil(1000)));
                 }

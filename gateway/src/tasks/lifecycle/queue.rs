@@ -31,6 +31,8 @@ use crate::tasks::task::{TaskRecord, TaskState};
 
 /// Most queued tasks one snapshot looks at.
 const MAX_SNAPSHOT: usize = 5000;
+/// How old a snapshot a task's place and expected wait are read from, at most.
+pub const SNAPSHOT_FOR: Duration = Duration::from_secs(1);
 /// Where each submission's owner is appended once its record is written.
 pub(super) const ARRIVALS: &str = "queue:arrivals";
 /// Arrivals kept (an instance further behind than this scans the queue instead).
@@ -148,6 +150,9 @@ pub(crate) struct Queue {
     lanes: std::sync::Mutex<Lanes>,
     /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
     shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Share>>)>>,
+    /// The last snapshot of the queue, and when it was taken: places and waits are read
+    /// from it ([`Lifecycle::queue_recent`]), so a read costs no scan of the queue.
+    snapshot: tokio::sync::Mutex<Option<(std::time::Instant, Arc<QueueSnapshot>)>>,
 }
 
 impl Queue {
@@ -305,6 +310,28 @@ impl Lifecycle {
     /// Notes that `owner` was just served, moving them to the back of the rotation.
     pub(super) async fn note_served(&self, owner: &str) -> StoreResult<()> {
         self.0.store.kv_set(&served_key(owner), now_ms().to_string().as_bytes(), Some(SERVED_TTL)).await
+    }
+
+    /// The queue as of at most [`SNAPSHOT_FOR`] ago: taken once per instance for every reader
+    /// in that time (the others wait for it), so what a read costs is bounded however often
+    /// places are asked for.
+    pub async fn queue_recent(&self) -> StoreResult<Arc<QueueSnapshot>> {
+        let mut held = self.0.queue.snapshot.lock().await;
+        if let Some((at, snap)) = held.as_ref()
+            && at.elapsed() < SNAPSHOT_FOR
+        {
+            return Ok(snap.clone());
+        }
+        let snap = Arc::new(self.queue().await?);
+        *held = Some((std::time::Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    /// Where queued task `id` stands: its place in the order tasks leave and its expected
+    /// wait, from [`Lifecycle::queue_recent`]. `None` when it is not waiting for the rate
+    /// guard (sent, ended, backed off, in doubt, held by a pause, or past the snapshot's depth).
+    pub async fn place(&self, id: &str) -> StoreResult<Option<Waiting>> {
+        Ok(self.queue_recent().await?.waiting.iter().find(|w| w.id == id).cloned())
     }
 
     /// The rate guard's queue now.
