@@ -191,7 +191,7 @@ async fn status(family: Family, State(state): State<AppState>, RelayCaller(key):
             let mut data = status_data(&t, &model, state.lifecycle.options().library_links.as_ref());
             // Still here, waiting for the rate guard: where it stands, beside KIE's shape.
             if t.state == gateway::TaskState::Queued
-                && let Some(w) = state.lifecycle.place(&t.id).await.map_err(|e| store_down("relay: the queue could not be read", &e))?
+                && let Some(w) = state.lifecycle.place(&t).await.map_err(|e| store_down("relay: the queue could not be read", &e))?
                 && let Some(fields) = data.as_object_mut()
             {
                 fields.insert("queuePosition".into(), w.position.into());

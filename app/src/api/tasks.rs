@@ -20,9 +20,10 @@ mod server_side {
 
     pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
         let page = ctx.store.task_list(&query).await.map_err(store_error)?;
+        let newest_queued = page.tasks.iter().filter(|t| t.state == TaskState::Queued).map(|t| t.updated_ms).max();
         let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
-        if rows.iter().any(|r| r.state == "queued") {
-            let queue = ctx.lifecycle.queue_recent().await.map_err(store_error)?;
+        if let Some(as_of) = newest_queued {
+            let queue = ctx.lifecycle.queue_as_of(as_of).await.map_err(store_error)?;
             for w in &queue.waiting {
                 if let Some(r) = rows.iter_mut().find(|r| r.id == w.id) {
                     r.queue = Some(format!("#{} in the rate guard's queue · ≈ {} s", w.position, w.eta_ms.div_ceil(1000)));

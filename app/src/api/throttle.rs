@@ -57,7 +57,7 @@ pub async fn set_fair_share(project: String, weight: String, max_queued: Option<
         ShareError::Invalid(m) => refuse(400, m),
     })?;
     // Here at once; the other instances within a few seconds.
-    ctx.lifecycle.forget_fair_shares();
+    ctx.lifecycle.queue_changed();
     Ok(project.trim().to_string())
 }
 
@@ -75,6 +75,7 @@ pub async fn set_pause(project: Option<String>, paused: bool, reason: Option<Str
         PauseError::Forbidden(m) => refuse(403, m),
         PauseError::Invalid(m) => refuse(400, m),
     })?;
+    ctx.lifecycle.queue_changed();
     let what = project.map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
     Ok(match (paused, changed) {
         (true, true) => format!("{what} is paused: nothing of it is sent until it is resumed."),

@@ -299,9 +299,10 @@ impl Lifecycle {
         }
     }
 
-    /// Drops the fair shares read, so the next use reads them (after a change made here).
-    pub fn forget_fair_shares(&self) {
-        self.0.queue.forget_shares();
+    /// Drops what this instance keeps of the queue (the fair shares, its last snapshot), so
+    /// the next use reads them: after a change made here (a share, a pause).
+    pub fn queue_changed(&self) {
+        self.0.queue.forget();
     }
 
     /// Applies `change` to the stored record with compare-and-set, re-reading on conflict;

@@ -150,9 +150,9 @@ pub(crate) struct Queue {
     lanes: std::sync::Mutex<Lanes>,
     /// The fair shares last read, and when (see [`crate::tasks::fair_share`]).
     shares: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Share>>)>>,
-    /// The last snapshot of the queue, and when it was taken: places and waits are read
-    /// from it ([`Lifecycle::queue_recent`]), so a read costs no scan of the queue.
-    snapshot: tokio::sync::Mutex<Option<(std::time::Instant, Arc<QueueSnapshot>)>>,
+    /// The last snapshot of the queue, and when it was begun (Unix ms): places and waits are
+    /// read from it ([`Lifecycle::queue_as_of`]), so a read costs no scan of the queue.
+    snapshot: tokio::sync::Mutex<Option<(u64, Arc<QueueSnapshot>)>>,
 }
 
 impl Queue {
@@ -178,9 +178,12 @@ impl Queue {
         Ok(read)
     }
 
-    /// Drops the fair shares read, so the next use reads them.
-    pub(super) fn forget_shares(&self) {
+    /// Drops the fair shares read and the last snapshot, so the next use reads them.
+    pub(super) fn forget(&self) {
         *self.shares.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Ok(mut snap) = self.snapshot.try_lock() {
+            *snap = None;
+        }
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
@@ -312,26 +315,30 @@ impl Lifecycle {
         self.0.store.kv_set(&served_key(owner), now_ms().to_string().as_bytes(), Some(SERVED_TTL)).await
     }
 
-    /// The queue as of at most [`SNAPSHOT_FOR`] ago: taken once per instance for every reader
-    /// in that time (the others wait for it), so what a read costs is bounded however often
-    /// places are asked for.
-    pub async fn queue_recent(&self) -> StoreResult<Arc<QueueSnapshot>> {
+    /// The queue as of `at_ms` (Unix ms) or later, and at most [`SNAPSHOT_FOR`] old: one
+    /// snapshot per instance serves every reader in that time (the others wait for it), so
+    /// what a read costs is bounded however often places are asked for. A reader passes the
+    /// time of the newest change it shows, so a task just queued is in what it reads.
+    pub async fn queue_as_of(&self, at_ms: u64) -> StoreResult<Arc<QueueSnapshot>> {
         let mut held = self.0.queue.snapshot.lock().await;
-        if let Some((at, snap)) = held.as_ref()
-            && at.elapsed() < SNAPSHOT_FOR
+        let now = now_ms();
+        if let Some((taken, snap)) = held.as_ref()
+            && *taken >= at_ms
+            && now.saturating_sub(*taken) < SNAPSHOT_FOR.as_millis() as u64
         {
             return Ok(snap.clone());
         }
         let snap = Arc::new(self.queue().await?);
-        *held = Some((std::time::Instant::now(), snap.clone()));
+        *held = Some((now, snap.clone()));
         Ok(snap)
     }
 
-    /// Where queued task `id` stands: its place in the order tasks leave and its expected
-    /// wait, from [`Lifecycle::queue_recent`]. `None` when it is not waiting for the rate
-    /// guard (sent, ended, backed off, in doubt, held by a pause, or past the snapshot's depth).
-    pub async fn place(&self, id: &str) -> StoreResult<Option<Waiting>> {
-        Ok(self.queue_recent().await?.waiting.iter().find(|w| w.id == id).cloned())
+    /// Where queued task `t` stands: its place in the order tasks leave and its expected
+    /// wait, from [`Lifecycle::queue_as_of`] its last change. `None` when it is not waiting
+    /// for the rate guard (sent, ended, backed off, in doubt, held by a pause, or past the
+    /// snapshot's depth).
+    pub async fn place(&self, t: &TaskRecord) -> StoreResult<Option<Waiting>> {
+        Ok(self.queue_as_of(t.updated_ms).await?.waiting.iter().find(|w| w.id == t.id).cloned())
     }
 
     /// The rate guard's queue now.
