@@ -44,7 +44,7 @@ fn opts() -> LifecycleOptions {
 }
 
 async fn submit(lc: &Lifecycle, owner: &str, prompt: &str) -> TaskRecord {
-    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None };
+    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
     lc.submit(s).await.unwrap()
 }
 
@@ -193,6 +193,7 @@ async fn ended_with_callback(lc: &Lifecycle, store: &Arc<dyn Store>, url: &str, 
         relay_callback: Some((url.to_string(), "no-such-key".into())),
         retry_of: None,
         rerun_of: None,
+        send_by_ms: None,
     };
     let t = lc.submit(s).await.unwrap();
     let mut t = get(store, &t.id).await;
@@ -363,7 +364,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     let store = redis().await;
     // Two instances: `a` has judged (and kept) the rules of an empty rule book.
     let (a, b) = (lifecycle(store.clone(), &base, opts()), lifecycle(store.clone(), &base, opts()));
-    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None, rerun_of: None };
+    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
     let free = a.submit(job("promo")).await.expect("no rules yet");
     assert!(!free.budget_pending);
     // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).
@@ -393,7 +394,7 @@ async fn per_character_and_per_second_prices_estimate_from_the_input_and_settle_
         {"id":"suno/V4","family":"suno","upstream_model":"V4","category":"audio","provider":"Suno","purpose":"music","required":["customMode","instrumental"],"price":{"per_second":{"credits":0.5,"estimate_seconds":120}}}]}"#;
     let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() }).unwrap();
     let lc = Lifecycle::new(store.clone(), Some(kie), Arc::new(gateway::money::catalog::Catalog::parse(catalog).unwrap()), opts());
-    let job = |model: &str, input: Value| gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: "p".into(), model: model.into(), input, relay_callback: None, retry_of: None, rerun_of: None };
+    let job = |model: &str, input: Value| gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: "p".into(), model: model.into(), input, relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
     let tts = lc.submit(job("elevenlabs/text-to-speech-multilingual-v2", json!({"text": "x".repeat(500)}))).await.unwrap();
     assert_eq!(tts.estimated_cost, gateway::Credits::from_credits(6), "500 characters at 12 per 1,000");
     let song = lc.submit(job("suno/V4", json!({"prompt": "a calm bed", "customMode": false, "instrumental": true}))).await.unwrap();
@@ -521,7 +522,7 @@ async fn a_second_owner_is_served_within_rounds_between_two_floods_on_two_instan
 }
 
 fn in_project(owner: &str, project: &str, prompt: &str) -> gateway::tasks::lifecycle::Submission {
-    gateway::tasks::lifecycle::Submission { owner: owner.into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None }
+    gateway::tasks::lifecycle::Submission { owner: owner.into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None }
 }
 
 /// The prompts of `tasks` that reached KIE (KIE gave them its id), sorted, and how many
@@ -627,4 +628,63 @@ async fn a_pause_holds_after_a_restart_on_the_embedded_store() {
         &base,
     )
     .await;
+}
+
+/// A task not sent by its deadline ends `expired` ("deadline passed in the queue") with its
+/// holds released and nothing sent: found by the poller's sweep however deep it sits (here
+/// held by a pause), and by the dispatcher before it would send it. A deadline behind or more
+/// than a week ahead is refused. On both stores.
+async fn deadlines_end_late_tasks(store: Arc<dyn Store>, base: &str) {
+    use gateway::money::budget::{self, CapKind, CostRule, Target};
+    use gateway::tasks::pause;
+    use gateway::team::accounts::Actor;
+    let lc = lifecycle(store.clone(), base, opts());
+    let rule = CostRule::new(Target { project: Some("late".into()), user: None }, [(CapKind::PerDay, gateway::Credits::from_credits(100))]);
+    budget::set_rule(store.as_ref(), &Actor::cli(), rule).await.unwrap();
+    let held = || async {
+        let rules = budget::rules(store.as_ref()).await.unwrap();
+        budget::meters(store.as_ref(), &rules).await.unwrap()[0].used
+    };
+    let now = gateway::store::now_ms();
+    let job = |prompt: &str, send_by_ms: Option<u64>| gateway::tasks::lifecycle::Submission { send_by_ms, ..in_project("ana", "late", prompt) };
+    for bad in [now - 1, now + 8 * 24 * 3600 * 1000] {
+        let e = lc.submit(job("never", Some(bad))).await.unwrap_err();
+        assert_eq!(e.code(), 422, "{e}");
+        assert!(e.to_string().contains("at most 7 days ahead"), "{e}");
+    }
+    pause::set(store.as_ref(), &Actor::cli(), Some("late"), true, None).await.unwrap();
+    let soon = lc.submit(job("wanted within a second", Some(now + 1_000))).await.unwrap();
+    let whenever = lc.submit(job("no deadline", None)).await.unwrap();
+    assert_eq!(held().await, gateway::Credits::from_credits(8), "both estimates held");
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+    assert_eq!(get(&store, &soon.id).await.state, TaskState::Queued, "not before its deadline");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+    let t = get(&store, &soon.id).await;
+    assert_eq!((t.state, t.fail_class), (TaskState::Expired, Some(gateway::tasks::task::FailClass::DeadlinePassed)));
+    assert!(t.fail_msg.as_deref().unwrap_or_default().starts_with("Deadline passed in the queue"), "{t:?}");
+    assert_eq!((t.actual_cost, t.kie_task_id.as_deref()), (Some(gateway::Credits::ZERO), None), "nothing sent, nothing charged");
+    assert_eq!(held().await, gateway::Credits::from_credits(4), "its hold released; the other's kept");
+    // The dispatcher: resumed, a task already late is ended, not sent; one in time is sent.
+    let late = lc.submit(job("late by the time it could go", Some(gateway::store::now_ms() + 300))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pause::set(store.as_ref(), &Actor::cli(), Some("late"), false, None).await.unwrap();
+    lc.dispatch_round().await.unwrap();
+    let t = get(&store, &late.id).await;
+    assert_eq!((t.state, t.kie_task_id.as_deref()), (TaskState::Expired, None), "{t:?}");
+    assert!(get(&store, &whenever.id).await.kie_task_id.is_some(), "the task with no deadline was sent");
+    assert_eq!(held().await, gateway::Credits::from_credits(4), "only the sent task's estimate is held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deadlines_end_late_tasks_on_redis() {
+    let (_sim, base) = sim(Settings::default()).await;
+    deadlines_end_late_tasks(redis().await, &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deadlines_end_late_tasks_on_the_embedded_store() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    deadlines_end_late_tasks(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap()), &base).await;
 }

@@ -12,7 +12,9 @@
 //!   `/kie/api/v1/veo/record-info`), Suno (`/kie/api/v1/generate`, `…/generate/record-info`),
 //!   Runway (`/kie/api/v1/runway/generate`, `…/runway/record-detail`), 4o Image
 //!   (`/kie/api/v1/gpt4o-image/…`) and Flux Kontext (`/kie/api/v1/flux/kontext/…`). A request
-//!   the family would refuse is refused here with 422 and never sent.
+//!   the family would refuse is refused here with 422 and never sent. Any create may carry
+//!   `X-Control-Room-Send-By` (a UTC time or a wait such as `15m`): not sent by then, the task
+//!   ends `expired` ("deadline passed in the queue") and nothing is charged.
 //! - `POST /kie/<model>/v1/chat/completions` — a language model, relayed byte for byte and
 //!   streamed as it arrives ([`crate::chat`]).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
@@ -28,7 +30,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::AppState;
-use gateway::tasks::lifecycle::Submission;
+use gateway::tasks::lifecycle::{Submission, deadline};
 use gateway::kie::Family;
 use gateway::tasks::relay::{envelope, status_data};
 use crate::error::{RelayCaller, Refusal, Shape};
@@ -43,6 +45,8 @@ pub fn paths() -> Vec<String> {
 const CREDIT: &str = "/kie/api/v1/chat/credit";
 const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const OPENAPI: &str = "/kie/openapi.json";
+/// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
+const SEND_BY: &str = "x-control-room-send-by";
 
 /// The relay's OpenAPI 3.1 description as written (checked against [`paths`]); what
 /// [`OPENAPI`] serves is [`document`], which adds this console's catalog to it.
@@ -157,6 +161,13 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
     {
         return Err(Refusal::kie(404, format!("The model name you specified is not supported on this API: {} is on KIE's {} API, POST /kie{}", m.id, m.family.name(), m.family.adapter().create_path())));
     }
+    let send_by = match headers.get(SEND_BY) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| Refusal::kie(422, format!("{SEND_BY} must be {}", deadline::SEND_BY_RULE)))?;
+            Some(deadline::parse_send_by(v, gateway::store::now_ms()).map_err(|e| Refusal::kie(422, format!("{SEND_BY}: {e}")))?)
+        }
+    };
     let submission = Submission {
         owner: key.owner(),
         project: key.project.clone(),
@@ -165,6 +176,7 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         relay_callback: callback,
         retry_of: None,
         rerun_of: None,
+        send_by_ms: send_by,
     };
     let t = state.lifecycle.submit(submission).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
     tracing::Span::current().record("task", t.id.as_str());

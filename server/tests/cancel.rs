@@ -107,7 +107,8 @@ async fn a_relay_clients_queued_task_cancelled_by_an_admin_reads_fail_cancelled(
 
 /// A task waiting for the rate guard tells the relay where it stands: `queuePosition` in the
 /// order tasks leave and `etaSeconds` by the guard's window (here one send a minute), beside
-/// KIE's shape; one KIE has carries neither, nor does one held by a pause.
+/// KIE's shape; one KIE has carries neither, nor does one held by a pause. A create may set
+/// a deadline (`X-Control-Room-Send-By`), refused with 422 when it cannot be one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn record_info_says_where_a_queued_task_stands() {
     let (s, _sim, prefix) = harness("place").await;
@@ -115,6 +116,19 @@ async fn record_info_says_where_a_queued_task_stands() {
     let (code, k) = server_fn(&base, "create_relay_key", &form(&[("project", "trailer"), ("name", "farm")])).await;
     assert_eq!(code, 200, "{k}");
     let key = k["key"].as_str().unwrap().to_string();
+    // A deadline rides on any create: refused when it cannot be one, kept when it can.
+    let create = |deadline: &'static str| {
+        let (base, key) = (base.clone(), key.clone());
+        async move {
+            let r = http().post(format!("{base}/kie/api/v1/jobs/createTask")).bearer_auth(key).header("x-control-room-send-by", deadline).json(&json!({"model": "google/imagen4-fast", "input": {"prompt": "with a deadline"}})).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for bad in ["yesterday", "0s", "200h", "2020-01-01T00:00:00Z"] {
+        let (code, body) = create(bad).await;
+        assert_eq!((code, body["code"].as_i64()), (422, Some(422)), "{bad}: {body}");
+        assert!(body["msg"].as_str().unwrap().contains("at most 7 days ahead"), "{body}");
+    }
     let mut ids = Vec::new();
     for i in 0..4 {
         let created = post_kie(&format!("{base}/kie/api/v1/jobs/createTask"), &key, &json!({"model": "google/imagen4-fast", "input": {"prompt": format!("shot {i}")}})).await;
@@ -129,6 +143,11 @@ async fn record_info_says_where_a_queued_task_stands() {
         }
     };
     let store = server::open_store(&redis_store(&prefix)).await.unwrap();
+    let (code, body) = create("2h").await;
+    assert_eq!(code, 200, "{body}");
+    let t = store.task_get(body["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
+    let ahead = t.send_by_ms.unwrap() - t.created_ms;
+    assert!((7_190_000..=7_200_000).contains(&ahead), "send by two hours after it was created: {ahead} ms");
     wait_until("the first task reached KIE", 20, || async { store.task_get(&ids[0]).await.unwrap().unwrap().kie_task_id.is_some() }).await;
     // A snapshot taken after the first left (at most a second old).
     tokio::time::sleep(gateway::tasks::lifecycle::queue::SNAPSHOT_FOR).await;

@@ -21,6 +21,7 @@ mod server_side {
     pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
         let page = ctx.store.task_list(&query).await.map_err(store_error)?;
         let newest_queued = page.tasks.iter().filter(|t| t.state == TaskState::Queued).map(|t| t.updated_ms).max();
+        let deadlines: Vec<(String, u64)> = page.tasks.iter().filter(|t| t.state == TaskState::Queued).filter_map(|t| Some((t.id.clone(), t.send_by_ms?))).collect();
         let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
         if let Some(as_of) = newest_queued {
             let queue = ctx.lifecycle.queue_as_of(as_of).await.map_err(store_error)?;
@@ -33,6 +34,15 @@ mod server_side {
             for r in rows.iter_mut().filter(|r| r.state == "queued") {
                 if let Some(why) = queue.pauses.why(&r.project) {
                     r.queue = Some(why);
+                }
+            }
+            for (id, at) in deadlines {
+                if let Some(r) = rows.iter_mut().find(|r| r.id == id) {
+                    let by = format!("send by {} or it ends", gateway::team::audit::utc(at));
+                    r.queue = Some(match r.queue.take() {
+                        Some(q) => format!("{q} · {by}"),
+                        None => by,
+                    });
                 }
             }
         }
@@ -167,7 +177,8 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
 /// Submits a task from the composer. `choice` is the value of the model's priced-by field
 /// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
 /// that need an image; `fields` is a JSON object of the model's other fields as entered
-/// (checked against the catalog); `rerun_of` links a re-run with edits to its original.
+/// (checked against the catalog); `rerun_of` links a re-run with edits to its original;
+/// `send_within` is its deadline (`15m`, or a UTC time): not sent by then, it ends expired.
 #[server(endpoint = "submit_task")]
 #[allow(clippy::too_many_arguments)]
 pub async fn submit_task(
@@ -179,6 +190,7 @@ pub async fn submit_task(
     image_url: Option<String>,
     #[server(default)] fields: Option<String>,
     #[server(default)] rerun_of: Option<String>,
+    #[server(default)] send_within: Option<String>,
 ) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
     let mut input = serde_json::Map::new();
@@ -186,6 +198,7 @@ pub async fn submit_task(
         input.insert("prompt".into(), prompt.into());
     }
     let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let send_by_ms = option(send_within).map(|s| gateway::tasks::lifecycle::deadline::parse_send_by(&s, gateway::store::now_ms())).transpose().map_err(|e| refuse(422, e))?;
     let entry = ctx.lifecycle.catalog().get(&model);
     let priced_by = entry.and_then(|m| m.price.priced_by());
     if let (Some(field), Some(v)) = (priced_by, option(choice)) {
@@ -200,7 +213,7 @@ pub async fn submit_task(
     if let (Some(m), Some(raw)) = (entry, option(fields)) {
         server_side::model_fields(m, &raw, &mut input)?;
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of) };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }

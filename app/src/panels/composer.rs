@@ -23,6 +23,7 @@ struct Form {
     image_url: Option<String>,
     fields: Option<String>,
     rerun_of: Option<String>,
+    send_within: Option<String>,
 }
 
 /// The Monitor's "Re-run with edits": its answer is a draft to open here.
@@ -42,9 +43,10 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
     // The model's own fields as entered, by name; unset ones show their initial value.
     let fields = RwSignal::new(BTreeMap::<String, String>::new());
     let rerun_of = RwSignal::new(None::<String>);
+    let send_within = RwSignal::new(String::new());
     let submit = Action::new(|f: &Form| {
         let f = f.clone();
-        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of).await }
+        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of, f.send_within).await }
     });
     // "Draft with": a language model rewrites the prompt, streamed into the box.
     let draft_model = RwSignal::new(String::new());
@@ -101,6 +103,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
                 serde_json::Value::Object(values).to_string()
             }),
             rerun_of: rerun_of.get_untracked(),
+            send_within: opt(send_within.get_untracked()),
         });
     };
     let outcome = move || {
@@ -131,6 +134,11 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
                 </label>
             } })}
             <label>"Project "<input name="project" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
+            <label title="Not sent to KIE by then, it ends expired and nothing is charged">"Send within "
+                <select name="send_within" data-testid="composer-send-within" on:change=move |ev| send_within.set(event_target_value(&ev))>
+                    {[("", "no deadline"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h")].into_iter().map(|(v, l)| view! { <option value=v>{l}</option> }).collect_view()}
+                </select>
+            </label>
             {move || selected().and_then(|m| m.priced_by.clone().map(|field| {
                 let choices = m.choices.clone();
                 view! {

@@ -142,6 +142,10 @@ pub struct TaskRecord {
     /// The ended task this one re-runs with edited inputs (the Monitor's "Re-run with edits").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// Its deadline (Unix ms): not sent by then, it ends `expired` (see
+    /// [`crate::tasks::lifecycle::deadline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_by_ms: Option<u64>,
     /// A language model's call (a chat completion, not a task): its tokens and timing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatUsage>,
@@ -298,6 +302,8 @@ pub enum FailClass {
     Budget,
     /// Cancelled here before it reached KIE.
     Cancelled,
+    /// Not sent by its deadline ("send by"); ended in the queue, nothing charged.
+    DeadlinePassed,
 }
 
 impl FailClass {
@@ -312,6 +318,7 @@ impl FailClass {
             FailClass::ResultExpired => "Result expired",
             FailClass::Budget => "Over budget",
             FailClass::Cancelled => "Cancelled",
+            FailClass::DeadlinePassed => "Deadline passed",
         }
     }
 }
@@ -345,6 +352,7 @@ impl TaskRecord {
             relay_callback: None,
             retry_of: None,
             rerun_of: None,
+            send_by_ms: None,
             chat: None,
             family: Default::default(),
             budget_pending: false,

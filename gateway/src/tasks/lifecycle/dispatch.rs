@@ -98,7 +98,8 @@ impl Lifecycle {
             if self.stopping() {
                 break;
             }
-            if busy.contains(&t.owner) || pauses.holding(&t.project).is_some() {
+            // A task past its deadline ends even while paused: the queue could not send it.
+            if self.end_past_deadline(&t).await? || busy.contains(&t.owner) || pauses.holding(&t.project).is_some() {
                 continue;
             }
             if t.budget_pending {
@@ -160,7 +161,7 @@ impl Lifecycle {
         let id = t.id.as_str();
         let marked = self
             .modify(id, |t| {
-                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.dispatch.next_attempt_ms > now_ms() {
+                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.dispatch.next_attempt_ms > now_ms() || super::deadline::past_deadline(t, now_ms()) {
                     return false;
                 }
                 t.dispatch.attempts += 1;
@@ -171,6 +172,8 @@ impl Lifecycle {
             .await?;
         let Some(task) = marked else {
             self.give_back(&holds).await?;
+            // Its deadline may have passed while the rate guard held it.
+            self.end_past_deadline(t).await?;
             return Ok(Sent::Done);
         };
         // It has left the queue: its owner's place is free for the next task.

@@ -13,6 +13,7 @@
 //! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
 //! - [`apply`] — the one idempotent step that applies an upstream state to a task.
 //! - [`cancel`] — ending a task still queued here, before it reaches KIE.
+//! - [`deadline`] — ending a task the queue could not send by its deadline.
 //! - [`callback`] — KIE's callbacks: token, signature, confirmation with `recordInfo`.
 //! - [`poller`] — the fallback poller and the give-up sweep.
 //! - [`delivery`] — the relay's own callbacks to its clients.
@@ -29,6 +30,7 @@ pub(crate) mod alerts;
 pub(crate) mod apply;
 pub(crate) mod callback;
 pub mod cancel;
+pub mod deadline;
 pub(crate) mod delivery;
 pub(crate) mod dispatch;
 pub(crate) mod limits;

@@ -94,7 +94,11 @@ impl Lifecycle {
             for t in tasks {
                 let now = now_ms();
                 if state == TaskState::Queued {
-                    // Only tasks in doubt are the poller's: give up on them in time, counted
+                    // A deadline passed deep in a lane the dispatcher has not reached.
+                    if self.end_past_deadline(&t).await? {
+                        continue;
+                    }
+                    // Otherwise only tasks in doubt are the poller's: give up on them in time, counted
                     // from when createTask left (the queue's wait does not count).
                     let sent = t.dispatch.sending_since_ms.unwrap_or(t.created_ms);
                     if t.in_doubt() && now.saturating_sub(sent) > give_up {

@@ -45,6 +45,8 @@ pub struct Submission {
     /// The ended task this one re-runs with edited inputs (checked: it must exist, have
     /// ended, and be in the same project).
     pub rerun_of: Option<String>,
+    /// Its deadline (Unix ms; [`super::deadline`]): checked to be ahead, within a week.
+    pub send_by_ms: Option<u64>,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -191,6 +193,12 @@ impl Lifecycle {
         model.check_multipliers(input).map_err(invalid)?;
         // An input the price depends on must be one of the catalog's choices. A model whose
         // price is unknown reserves its per-job cap instead (see `record_submission`).
+        if let Some(at) = s.send_by_ms {
+            let ahead = at.saturating_sub(now_ms());
+            if ahead == 0 || ahead > super::deadline::MAX_AHEAD.as_millis() as u64 {
+                return Err(invalid(format!("the deadline must be {}", super::deadline::SEND_BY_RULE)));
+            }
+        }
         let estimate = if model.price_known() { Some(model.estimate(&s.input).map_err(SubmitError::Invalid)?) } else { None };
         if let Some((url, _)) = &s.relay_callback {
             let parsed = url::Url::parse(url).map_err(|_| invalid("callBackUrl must be an absolute http(s) URL"))?;
@@ -258,6 +266,7 @@ impl Lifecycle {
         t.rerun_of = s.rerun_of;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
+        t.send_by_ms = s.send_by_ms;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
         let governed = self.write_record(&mut t, estimate).await?;
@@ -389,7 +398,7 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), rerun_of: None }).await?;
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), rerun_of: None, send_by_ms: None }).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
         Ok(new)
     }
