@@ -60,7 +60,7 @@ fn library(objects: Arc<dyn ObjectStore>, lc: &Lifecycle, source: &str, tune: im
 }
 
 async fn submit(lc: &Lifecycle, project: &str) -> TaskRecord {
-    let s = gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "a lighthouse"}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
+    let s = gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "a lighthouse"}), ..Default::default() };
     lc.submit(s).await.unwrap()
 }
 

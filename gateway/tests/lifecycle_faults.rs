@@ -44,7 +44,7 @@ fn opts() -> LifecycleOptions {
 }
 
 async fn submit(lc: &Lifecycle, owner: &str, prompt: &str) -> TaskRecord {
-    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
+    let s = gateway::tasks::lifecycle::Submission { owner: owner.into(), project: "p".into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), ..Default::default() };
     lc.submit(s).await.unwrap()
 }
 
@@ -191,9 +191,7 @@ async fn ended_with_callback(lc: &Lifecycle, store: &Arc<dyn Store>, url: &str, 
         model: "google/imagen4-fast".into(),
         input: json!({"prompt": format!("delivery {n}")}),
         relay_callback: Some((url.to_string(), "no-such-key".into())),
-        retry_of: None,
-        rerun_of: None,
-        send_by_ms: None,
+        ..Default::default()
     };
     let t = lc.submit(s).await.unwrap();
     let mut t = get(store, &t.id).await;
@@ -364,7 +362,7 @@ async fn a_cost_rule_set_anywhere_holds_from_the_next_submission_on_every_instan
     let store = redis().await;
     // Two instances: `a` has judged (and kept) the rules of an empty rule book.
     let (a, b) = (lifecycle(store.clone(), &base, opts()), lifecycle(store.clone(), &base, opts()));
-    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
+    let job = |project: &str| Submission { owner: "ana".into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": "shot"}), ..Default::default() };
     let free = a.submit(job("promo")).await.expect("no rules yet");
     assert!(!free.budget_pending);
     // A per-job cap below the model's price, set from elsewhere (the CLI, another instance).
@@ -394,7 +392,7 @@ async fn per_character_and_per_second_prices_estimate_from_the_input_and_settle_
         {"id":"suno/V4","family":"suno","upstream_model":"V4","category":"audio","provider":"Suno","purpose":"music","required":["customMode","instrumental"],"price":{"per_second":{"credits":0.5,"estimate_seconds":120}}}]}"#;
     let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() }).unwrap();
     let lc = Lifecycle::new(store.clone(), Some(kie), Arc::new(gateway::money::catalog::Catalog::parse(catalog).unwrap()), opts());
-    let job = |model: &str, input: Value| gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: "p".into(), model: model.into(), input, relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None };
+    let job = |model: &str, input: Value| gateway::tasks::lifecycle::Submission { owner: "ana".into(), project: "p".into(), model: model.into(), input, ..Default::default() };
     let tts = lc.submit(job("elevenlabs/text-to-speech-multilingual-v2", json!({"text": "x".repeat(500)}))).await.unwrap();
     assert_eq!(tts.estimated_cost, gateway::Credits::from_credits(6), "500 characters at 12 per 1,000");
     let song = lc.submit(job("suno/V4", json!({"prompt": "a calm bed", "customMode": false, "instrumental": true}))).await.unwrap();
@@ -522,7 +520,7 @@ async fn a_second_owner_is_served_within_rounds_between_two_floods_on_two_instan
 }
 
 fn in_project(owner: &str, project: &str, prompt: &str) -> gateway::tasks::lifecycle::Submission {
-    gateway::tasks::lifecycle::Submission { owner: owner.into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), relay_callback: None, retry_of: None, rerun_of: None, send_by_ms: None }
+    gateway::tasks::lifecycle::Submission { owner: owner.into(), project: project.into(), model: "google/imagen4-fast".into(), input: json!({"prompt": prompt}), ..Default::default() }
 }
 
 /// The prompts of `tasks` that reached KIE (KIE gave them its id), sorted, and how many
@@ -687,4 +685,53 @@ async fn deadlines_end_late_tasks_on_the_embedded_store() {
     let (_sim, base) = sim(Settings::default()).await;
     let dir = tempfile::tempdir().unwrap();
     deadlines_end_late_tasks(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap()), &base).await;
+}
+
+/// A high-priority task goes first among its owner's queued tasks however deep it sits in
+/// their lane (past what a round reads of it), and takes no other owner's turn. On both stores.
+async fn priority_goes_first_within_the_owner(store: Arc<dyn Store>, base: &str) {
+    use gateway::tasks::task::Priority;
+    let rate_rules = gateway::tasks::rate_guard::parse_rules("3/60s").unwrap();
+    let lc = lifecycle(store.clone(), base, LifecycleOptions { rate_rules, ..opts() });
+    gateway::tasks::pause::set(store.as_ref(), &gateway::team::accounts::Actor::cli(), None, true, None).await.unwrap();
+    let mut normal = Vec::new();
+    // Deeper than a round reads an owner's lane (half of its 1,000 with two owners waiting).
+    for i in 0..510 {
+        normal.push(lc.submit(in_project("ana", "p", &format!("normal {i}"))).await.unwrap().id);
+    }
+    let bo = lc.submit(in_project("bo", "p", "bo's only")).await.unwrap().id;
+    let urgent = lc.submit(gateway::tasks::lifecycle::Submission { priority: Priority::High, ..in_project("ana", "p", "urgent") }).await.unwrap();
+    assert_eq!(get(&store, &urgent.id).await.priority, Priority::High, "kept on the record");
+    // Then more than a page of someone else's, so the queue's newest page does not show it.
+    let mut carl = Vec::new();
+    for i in 0..gateway::tasks::task::MAX_PAGE + 10 {
+        carl.push(lc.submit(in_project("carl", "p", &format!("carl {i}"))).await.unwrap().id);
+    }
+    gateway::tasks::pause::set(store.as_ref(), &gateway::team::accounts::Actor::cli(), None, false, None).await.unwrap();
+    let places = lc.queue().await.unwrap().waiting;
+    assert_eq!(places.iter().take(4).map(|w| w.id.as_str()).collect::<Vec<_>>(), [urgent.id.as_str(), bo.as_str(), carl[0].as_str(), normal[0].as_str()], "the queue shows the order it will leave in");
+    lc.dispatch_round().await.unwrap();
+    let mut sent = Vec::new();
+    for id in normal.iter().chain(&carl).chain([&bo, &urgent.id]) {
+        if get(&store, id).await.kie_task_id.is_some() {
+            sent.push(id.clone());
+        }
+    }
+    sent.sort();
+    let mut expected = vec![urgent.id.clone(), bo.clone(), carl[0].clone()];
+    expected.sort();
+    assert_eq!(sent, expected, "the window's three sends: ana's urgent task (511th in her lane), then bo's and carl's turns");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_goes_first_within_the_owner_on_redis() {
+    let (_sim, base) = sim(Settings::default()).await;
+    priority_goes_first_within_the_owner(redis().await, &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_goes_first_within_the_owner_on_the_embedded_store() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    priority_goes_first_within_the_owner(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap()), &base).await;
 }

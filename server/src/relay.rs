@@ -14,7 +14,8 @@
 //!   (`/kie/api/v1/gpt4o-image/…`) and Flux Kontext (`/kie/api/v1/flux/kontext/…`). A request
 //!   the family would refuse is refused here with 422 and never sent. Any create may carry
 //!   `X-Control-Room-Send-By` (a UTC time or a wait such as `15m`): not sent by then, the task
-//!   ends `expired` ("deadline passed in the queue") and nothing is charged.
+//!   ends `expired` ("deadline passed in the queue") and nothing is charged; and
+//!   `X-Control-Room-Priority: high|normal|low`, its place among the key's own queued tasks.
 //! - `POST /kie/<model>/v1/chat/completions` — a language model, relayed byte for byte and
 //!   streamed as it arrives ([`crate::chat`]).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
@@ -47,6 +48,8 @@ const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const OPENAPI: &str = "/kie/openapi.json";
 /// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
 const SEND_BY: &str = "x-control-room-send-by";
+/// A create's priority among its key's queued tasks: `high`, `normal` or `low`.
+const PRIORITY: &str = "x-control-room-priority";
 
 /// The relay's OpenAPI 3.1 description as written (checked against [`paths`]); what
 /// [`OPENAPI`] serves is [`document`], which adds this console's catalog to it.
@@ -168,6 +171,10 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
             Some(deadline::parse_send_by(v, gateway::store::now_ms()).map_err(|e| Refusal::kie(422, format!("{SEND_BY}: {e}")))?)
         }
     };
+    let priority = match headers.get(PRIORITY) {
+        None => Default::default(),
+        Some(v) => v.to_str().map_err(|e| e.to_string()).and_then(str::parse).map_err(|e| Refusal::kie(422, format!("{PRIORITY}: {e}")))?,
+    };
     let submission = Submission {
         owner: key.owner(),
         project: key.project.clone(),
@@ -177,6 +184,7 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         retry_of: None,
         rerun_of: None,
         send_by_ms: send_by,
+        priority,
     };
     let t = state.lifecycle.submit(submission).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
     tracing::Span::current().record("task", t.id.as_str());

@@ -178,7 +178,8 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
 /// (resolution, quality or duration); `mode` is std or pro for video; `image_url` feeds models
 /// that need an image; `fields` is a JSON object of the model's other fields as entered
 /// (checked against the catalog); `rerun_of` links a re-run with edits to its original;
-/// `send_within` is its deadline (`15m`, or a UTC time): not sent by then, it ends expired.
+/// `send_within` is its deadline (`15m`, or a UTC time): not sent by then, it ends expired;
+/// `priority` (`high`, `normal`, `low`) its place among the person's own queued tasks.
 #[server(endpoint = "submit_task")]
 #[allow(clippy::too_many_arguments)]
 pub async fn submit_task(
@@ -191,6 +192,7 @@ pub async fn submit_task(
     #[server(default)] fields: Option<String>,
     #[server(default)] rerun_of: Option<String>,
     #[server(default)] send_within: Option<String>,
+    #[server(default)] priority: Option<String>,
 ) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
     let mut input = serde_json::Map::new();
@@ -198,6 +200,7 @@ pub async fn submit_task(
         input.insert("prompt".into(), prompt.into());
     }
     let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let priority = option(priority).unwrap_or_default().parse().map_err(|e: String| refuse(422, e))?;
     let send_by_ms = option(send_within).map(|s| gateway::tasks::lifecycle::deadline::parse_send_by(&s, gateway::store::now_ms())).transpose().map_err(|e| refuse(422, e))?;
     let entry = ctx.lifecycle.catalog().get(&model);
     let priced_by = entry.and_then(|m| m.price.priced_by());
@@ -213,7 +216,7 @@ pub async fn submit_task(
     if let (Some(m), Some(raw)) = (entry, option(fields)) {
         server_side::model_fields(m, &raw, &mut input)?;
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms, priority };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }

@@ -24,6 +24,7 @@ struct Form {
     fields: Option<String>,
     rerun_of: Option<String>,
     send_within: Option<String>,
+    priority: Option<String>,
 }
 
 /// The Monitor's "Re-run with edits": its answer is a draft to open here.
@@ -44,9 +45,10 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
     let fields = RwSignal::new(BTreeMap::<String, String>::new());
     let rerun_of = RwSignal::new(None::<String>);
     let send_within = RwSignal::new(String::new());
+    let priority = RwSignal::new(String::new());
     let submit = Action::new(|f: &Form| {
         let f = f.clone();
-        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of, f.send_within).await }
+        async move { submit_task(f.model, f.project, f.prompt, f.choice, f.mode, f.image_url, f.fields, f.rerun_of, f.send_within, f.priority).await }
     });
     // "Draft with": a language model rewrites the prompt, streamed into the box.
     let draft_model = RwSignal::new(String::new());
@@ -104,6 +106,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
             }),
             rerun_of: rerun_of.get_untracked(),
             send_within: opt(send_within.get_untracked()),
+            priority: opt(priority.get_untracked()),
         });
     };
     let outcome = move || {
@@ -137,6 +140,11 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
             <label title="Not sent to KIE by then, it ends expired and nothing is charged">"Send within "
                 <select name="send_within" data-testid="composer-send-within" on:change=move |ev| send_within.set(event_target_value(&ev))>
                     {[("", "no deadline"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h")].into_iter().map(|(v, l)| view! { <option value=v>{l}</option> }).collect_view()}
+                </select>
+            </label>
+            <label title="Among your own queued tasks; never ahead of other people's turns">"Priority "
+                <select name="priority" data-testid="composer-priority" on:change=move |ev| priority.set(event_target_value(&ev))>
+                    {["normal", "high", "low"].into_iter().map(|v| view! { <option value=v>{v}</option> }).collect_view()}
                 </select>
             </label>
             {move || selected().and_then(|m| m.priced_by.clone().map(|field| {

@@ -146,6 +146,9 @@ pub struct TaskRecord {
     /// [`crate::tasks::lifecycle::deadline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_by_ms: Option<u64>,
+    /// Its priority among its owner's queued tasks (never ahead of other owners' turns).
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     /// A language model's call (a chat completion, not a task): its tokens and timing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatUsage>,
@@ -353,6 +356,7 @@ impl TaskRecord {
             retry_of: None,
             rerun_of: None,
             send_by_ms: None,
+            priority: Priority::Normal,
             chat: None,
             family: Default::default(),
             budget_pending: false,
@@ -375,6 +379,9 @@ impl TaskRecord {
         ];
         if self.state == TaskState::Queued {
             keys.push(index::queued_by(&self.owner));
+        }
+        if Mark::QueuedHigh.matches(self) {
+            keys.push(index::QUEUED_HIGH.to_string());
         }
         if self.delivery_pending() {
             keys.push(index::DELIVERY_PENDING.to_string());
@@ -484,6 +491,8 @@ pub mod index {
     pub const RECEIPT_FOLD: &str = "receipt:fold";
     /// Folded tasks whose receipt line is still to sync (`RECEIPT_SYNC_URL`).
     pub const RECEIPT_SYNC: &str = "receipt:sync";
+    /// Queued tasks of high priority, however deep in their owner's lane.
+    pub const QUEUED_HIGH: &str = "queued:high";
 
     pub fn state(s: TaskState) -> String {
         format!("state:{}", s.as_str())
@@ -598,6 +607,8 @@ pub enum Mark {
     ReceiptFold,
     /// Folded, its receipt line still to sync ([`TaskRecord::sync_pending`]).
     ReceiptSync,
+    /// Queued, of high priority.
+    QueuedHigh,
 }
 
 impl Mark {
@@ -608,6 +619,7 @@ impl Mark {
             Mark::ResultLost => index::RESULT_LOST,
             Mark::ReceiptFold => index::RECEIPT_FOLD,
             Mark::ReceiptSync => index::RECEIPT_SYNC,
+            Mark::QueuedHigh => index::QUEUED_HIGH,
         }
     }
 
@@ -618,6 +630,45 @@ impl Mark {
             Mark::ResultLost => t.result_lost(),
             Mark::ReceiptFold => t.fold_pending(),
             Mark::ReceiptSync => t.sync_pending(),
+            Mark::QueuedHigh => t.state == TaskState::Queued && t.priority == Priority::High,
+        }
+    }
+}
+
+/// A task's priority among its owner's queued tasks: high ones leave first, low ones last, each
+/// oldest first; the rotation between owners is not changed by it (no owner's high priority
+/// takes another owner's turn).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "high" => Ok(Priority::High),
+            "normal" | "" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            other => Err(format!("priority {other:?} is not one of high, normal, low")),
         }
     }
 }

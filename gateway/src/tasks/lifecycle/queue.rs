@@ -55,8 +55,8 @@ fn served_key(owner: &str) -> String {
 
 /// Orders tasks (given newest first, as the store lists them) round-robin between owners: the
 /// owner served longest ago (`served`: Unix ms; absent = never) first, ties in the order of
-/// each owner's oldest task; oldest first within each owner, up to `weight` of the owner's
-/// next task (its project's share, at least 1) per turn.
+/// each owner's oldest task; within each owner by priority, then oldest first, up to `weight`
+/// of the owner's next task (its project's share, at least 1) per turn.
 pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>, weight: impl Fn(&TaskRecord) -> u32) -> Vec<TaskRecord> {
     let mut lanes: Vec<VecDeque<TaskRecord>> = Vec::new();
     let mut lane_of: HashMap<String, usize> = HashMap::new();
@@ -67,6 +67,10 @@ pub fn fair_order(newest_first: Vec<TaskRecord>, served: &HashMap<String, u64>, 
             lanes.len() - 1
         });
         lanes[i].push_back(t);
+    }
+    // Within an owner's lane: high priority first, low last, each oldest first (a stable sort).
+    for lane in &mut lanes {
+        lane.make_contiguous().sort_by_key(|t| t.priority);
     }
     // Stable: among owners served at the same time (or never), the one waiting longest first.
     lanes.sort_by_key(|lane| lane.front().map_or(0, |t| served.get(&t.owner).copied().unwrap_or(0)));
@@ -260,6 +264,9 @@ impl Lifecycle {
         let page = |oldest_first| TaskQuery { state: Some(TaskState::Queued), oldest_first, limit: MAX_PAGE, ..Default::default() };
         let mut queued = store.task_list(&page(true)).await?.tasks;
         queued.extend(store.task_list(&page(false)).await?.tasks);
+        // High-priority tasks however deep in their lanes: each goes first in its owner's.
+        let high = TaskQuery { mark: Some(crate::tasks::task::Mark::QueuedHigh), oldest_first: true, limit: MAX_PAGE, ..Default::default() };
+        queued.extend(store.task_list(&high).await?.tasks);
         for t in &queued {
             if !owners.contains(&t.owner) {
                 owners.push(t.owner.clone());
@@ -413,6 +420,17 @@ mod tests {
         let served = HashMap::from([("ana".to_string(), 500)]);
         let order: Vec<String> = fair_order(tasks, &served, |_| 1).into_iter().map(|t| t.id).collect();
         assert_eq!(order, ["b0", "a0", "a1", "a2", "a3", "a4", "a5"]);
+    }
+
+    #[test]
+    fn priority_orders_an_owners_own_tasks_and_never_takes_another_owners_turn() {
+        use crate::tasks::task::Priority;
+        let task = |id: &str, owner: &str, at: u64, p: Priority| TaskRecord { priority: p, ..TaskRecord::new(id, owner, "p", "m", at) };
+        // Oldest first: ana's a0 (low), a1, a2 (high), a3 (high); bo's b0 in between.
+        let mut tasks = vec![task("a0", "ana", 0, Priority::Low), task("a1", "ana", 1, Priority::Normal), task("b0", "bo", 2, Priority::Normal), task("a2", "ana", 3, Priority::High), task("a3", "ana", 4, Priority::High)];
+        tasks.reverse();
+        let order: Vec<String> = fair_order(tasks, &HashMap::new(), |_| 1).into_iter().map(|t| t.id).collect();
+        assert_eq!(order, ["a2", "b0", "a3", "a1", "a0"]);
     }
 
     #[test]

@@ -31,7 +31,7 @@ const RULE_CHANGE_TRIES: u32 = 3;
 pub const MAX_CALLBACK_URL: usize = 2048;
 
 /// One request to run a model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Submission {
     /// Who asks: a person, or `key:<id>` for a relay key.
     pub owner: String,
@@ -47,6 +47,8 @@ pub struct Submission {
     pub rerun_of: Option<String>,
     /// Its deadline (Unix ms; [`super::deadline`]): checked to be ahead, within a week.
     pub send_by_ms: Option<u64>,
+    /// Its priority among its owner's queued tasks.
+    pub priority: crate::tasks::task::Priority,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -267,6 +269,7 @@ impl Lifecycle {
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
         t.send_by_ms = s.send_by_ms;
+        t.priority = s.priority;
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
         let governed = self.write_record(&mut t, estimate).await?;
@@ -398,7 +401,7 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), rerun_of: None, send_by_ms: None }).await?;
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: old.priority, ..Default::default() }).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
         Ok(new)
     }
