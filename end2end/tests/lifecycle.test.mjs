@@ -150,6 +150,9 @@ test('intake paused from panel 06 holds a new task, the strip says PAUSED, and R
     await page.waitForFunction(() => /PAUSED/.test(document.querySelector('[data-testid="strip-queue"]')?.textContent ?? ''), null, { timeout: 10_000 });
 
     const id = await compose(page, 'google/imagen4-fast', 'held at the door');
+    // The listing says why a queued task waits (a live row joins it at the next read).
+    await page.reload();
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
     const reason = page.locator(`tr[data-task="${id}"] [data-testid="task-queue"]`);
     await reason.waitFor({ timeout: 10_000 });
     assert.match(await reason.textContent(), /Paused: the team's intake is held by .* \(grading pass\)/);
