@@ -203,7 +203,7 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
 pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Write) -> Result<(), ServerError> {
     use gateway::tasks::{fair_share, pause};
     let store = open_store(&config.store).await?;
-    let fail = |e: pause::PauseError| ServerError::Store(e.to_string());
+    let fail = |e: gateway::tasks::QueueSettingError| ServerError::Store(e.to_string());
     match cmd {
         QueueCommand::Share { project, weight, max_queued } => {
             fair_share::set(store.as_ref(), &Actor::cli(), &project, weight, max_queued).await.map_err(|e| ServerError::Store(e.to_string()))?;

@@ -32,6 +32,18 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares
     }
 }
 
+/// A refused change to how the queue runs, as its status: 400, 403, or the store's.
+#[cfg(feature = "ssr")]
+fn setting_error(e: gateway::tasks::QueueSettingError) -> ServerFnError {
+    use crate::api::context::{refuse, store_error};
+    use gateway::tasks::QueueSettingError;
+    match e {
+        QueueSettingError::Store(e) => store_error(e),
+        QueueSettingError::Forbidden(m) => refuse(403, m),
+        QueueSettingError::Invalid(m) => refuse(400, m),
+    }
+}
+
 /// The rate guard now.
 #[server(endpoint = "throttle_status")]
 pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
@@ -45,17 +57,13 @@ pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
 /// `max_queued` (empty: `QUEUE_MAX_PER_OWNER`) tasks waiting per owner. Audited.
 #[server(endpoint = "set_fair_share")]
 pub async fn set_fair_share(project: String, weight: String, max_queued: Option<String>) -> Result<String, ServerFnError> {
-    use crate::api::context::{Role, refuse, signed_in, store_error};
-    use gateway::tasks::fair_share::{self, ShareError};
+    use crate::api::context::{Role, refuse, signed_in};
+    use gateway::tasks::fair_share;
     let (ctx, actor) = signed_in(Role::Admin)?;
     let number = |name: &str, v: &str| v.trim().parse::<u32>().map_err(|_| refuse(400, format!("{name} must be a whole number")));
     let weight = number("weight", &weight)?;
     let max_queued = max_queued.filter(|m| !m.trim().is_empty()).map(|m| number("the queue quota", &m)).transpose()?;
-    fair_share::set(ctx.store.as_ref(), &actor, &project, weight, max_queued).await.map_err(|e| match e {
-        ShareError::Store(e) => store_error(e),
-        ShareError::Forbidden(m) => refuse(403, m),
-        ShareError::Invalid(m) => refuse(400, m),
-    })?;
+    fair_share::set(ctx.store.as_ref(), &actor, &project, weight, max_queued).await.map_err(setting_error)?;
     // Here at once; the other instances within a few seconds.
     ctx.lifecycle.queue_changed();
     Ok(project.trim().to_string())
@@ -66,15 +74,11 @@ pub async fn set_fair_share(project: String, weight: String, max_queued: Option<
 /// was done, in a sentence.
 #[server(endpoint = "set_pause")]
 pub async fn set_pause(project: Option<String>, paused: bool, reason: Option<String>) -> Result<String, ServerFnError> {
-    use crate::api::context::{Role, refuse, signed_in, store_error};
-    use gateway::tasks::pause::{self, PauseError};
+    use crate::api::context::{Role, signed_in};
+    use gateway::tasks::pause;
     let project = project.filter(|p| !p.trim().is_empty());
     let (ctx, actor) = signed_in(if project.is_some() { Role::Producer } else { Role::Admin })?;
-    let changed = pause::set(ctx.store.as_ref(), &actor, project.as_deref(), paused, reason.as_deref()).await.map_err(|e| match e {
-        PauseError::Store(e) => store_error(e),
-        PauseError::Forbidden(m) => refuse(403, m),
-        PauseError::Invalid(m) => refuse(400, m),
-    })?;
+    let changed = pause::set(ctx.store.as_ref(), &actor, project.as_deref(), paused, reason.as_deref()).await.map_err(setting_error)?;
     ctx.lifecycle.queue_changed();
     let what = project.map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
     Ok(match (paused, changed) {

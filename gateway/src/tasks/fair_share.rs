@@ -16,7 +16,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::store::{Store, StoreError, StoreResult, edit_doc, now_ms, read_doc};
+use crate::store::{Store, StoreResult, edit_doc, now_ms, read_doc};
+use crate::tasks::QueueSettingError;
 use crate::team::accounts::{Actor, Role};
 
 const SHARES_KEY: &str = "queue:shares";
@@ -50,16 +51,6 @@ impl Share {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ShareError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Every project's share.
 pub async fn shares(store: &dyn Store) -> StoreResult<Vec<Share>> {
     read_doc(store, SHARES_KEY).await
@@ -78,17 +69,17 @@ pub fn own_quota(shares: &[Share], project: &str) -> Option<u32> {
 
 /// Sets `project`'s share (admin); weight 1 with no quota of its own removes it. Audited.
 /// Returns the share it replaced.
-pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_queued: Option<u32>) -> Result<Option<Share>, ShareError> {
-    by.require(Role::Admin).map_err(|e| ShareError::Forbidden(e.to_string()))?;
+pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_queued: Option<u32>) -> Result<Option<Share>, QueueSettingError> {
+    by.require(Role::Admin).map_err(|e| QueueSettingError::Forbidden(e.to_string()))?;
     let project = project.trim();
     if !crate::tasks::task::valid_name(project) {
-        return Err(ShareError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
+        return Err(QueueSettingError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
     }
     if !(1..=MAX_WEIGHT).contains(&weight) {
-        return Err(ShareError::Invalid(format!("weight must be a whole number from 1 to {MAX_WEIGHT}")));
+        return Err(QueueSettingError::Invalid(format!("weight must be a whole number from 1 to {MAX_WEIGHT}")));
     }
     if max_queued.is_some_and(|m| !(1..=MAX_QUEUED).contains(&m)) {
-        return Err(ShareError::Invalid(format!("the queue quota must be a whole number from 1 to {MAX_QUEUED}")));
+        return Err(QueueSettingError::Invalid(format!("the queue quota must be a whole number from 1 to {MAX_QUEUED}")));
     }
     let share = Share { project: project.to_string(), weight, max_queued, updated_ms: now_ms(), updated_by: by.who.clone() };
     let keep = weight != 1 || max_queued.is_some();
@@ -97,7 +88,7 @@ pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_
         let before = all.iter().position(|s| s.project == project).map(|i| all.remove(i));
         if keep {
             if all.len() >= MAX_SHARES {
-                return Err(ShareError::Invalid(format!("at most {MAX_SHARES} projects have a share of their own; remove some first")));
+                return Err(QueueSettingError::Invalid(format!("at most {MAX_SHARES} projects have a share of their own; remove some first")));
             }
             all.push(share);
         }

@@ -9,3 +9,15 @@ pub mod pause;
 pub mod rate_guard;
 pub mod relay;
 pub mod task;
+
+/// Why a change to how the queue runs (a project's fair share, a pause) was refused; nothing
+/// was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueSettingError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}

@@ -10,7 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError, StoreResult, edit_doc, now_ms, read_doc};
+use crate::store::{Store, StoreResult, edit_doc, now_ms, read_doc};
+use crate::tasks::QueueSettingError;
 use crate::team::accounts::{Actor, Role};
 
 const PAUSES_KEY: &str = "queue:pauses";
@@ -89,16 +90,6 @@ impl std::str::FromStr for PausedIntake {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PauseError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Every pause in force, read from the store.
 pub async fn read(store: &dyn Store) -> StoreResult<Pauses> {
     read_doc(store, PAUSES_KEY).await
@@ -107,17 +98,17 @@ pub async fn read(store: &dyn Store) -> StoreResult<Pauses> {
 /// Pauses (`paused`) or resumes the team's intake (`project` `None`: admins) or one project's
 /// (admins and producers). Audited. Returns whether anything changed (pausing what is paused
 /// keeps the first pause; resuming what is not paused changes nothing).
-pub async fn set(store: &dyn Store, by: &Actor, project: Option<&str>, paused: bool, reason: Option<&str>) -> Result<bool, PauseError> {
+pub async fn set(store: &dyn Store, by: &Actor, project: Option<&str>, paused: bool, reason: Option<&str>) -> Result<bool, QueueSettingError> {
     let project = project.map(str::trim);
-    by.require(if project.is_some() { Role::Producer } else { Role::Admin }).map_err(|e| PauseError::Forbidden(e.to_string()))?;
+    by.require(if project.is_some() { Role::Producer } else { Role::Admin }).map_err(|e| QueueSettingError::Forbidden(e.to_string()))?;
     if let Some(p) = project
         && !crate::tasks::task::valid_name(p)
     {
-        return Err(PauseError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
+        return Err(QueueSettingError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
     }
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > MAX_REASON || r.chars().any(char::is_control)) {
-        return Err(PauseError::Invalid(format!("the reason must be one line of at most {MAX_REASON} characters")));
+        return Err(QueueSettingError::Invalid(format!("the reason must be one line of at most {MAX_REASON} characters")));
     }
     let pause = Pause { by: by.who.clone(), name: by.name.clone(), at_ms: now_ms(), reason: reason.map(str::to_string) };
     let changed = edit_doc(store, PAUSES_KEY, |all: &mut Pauses| {
@@ -127,7 +118,7 @@ pub async fn set(store: &dyn Store, by: &Actor, project: Option<&str>, paused: b
         };
         match (project, paused && !was, !paused && was) {
             (Some(_), true, _) if all.projects.len() >= MAX_PAUSED_PROJECTS => {
-                return Err(PauseError::Invalid(format!("at most {MAX_PAUSED_PROJECTS} projects can be paused one by one; pause the team instead")));
+                return Err(QueueSettingError::Invalid(format!("at most {MAX_PAUSED_PROJECTS} projects can be paused one by one; pause the team instead")));
             }
             (None, true, _) => all.team = Some(pause.clone()),
             (Some(p), true, _) => drop(all.projects.insert(p.to_string(), pause.clone())),
