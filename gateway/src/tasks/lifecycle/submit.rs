@@ -149,12 +149,12 @@ fn invalid(msg: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(msg.into())
 }
 
-/// A project name (see [`crate::tasks::task::valid_name`]).
 /// The cost rules this instance last read, with their condition: a submission is judged by
 /// them and states them to the store, which refuses if they changed since.
 #[derive(Default)]
 pub(super) struct KnownRules(std::sync::Mutex<Option<std::sync::Arc<budget::RulesRead>>>);
 
+/// A project name (see [`crate::tasks::task::valid_name`]).
 pub fn check_project(p: &str) -> Result<(), SubmitError> {
     if crate::tasks::task::valid_name(p) { Ok(()) } else { Err(invalid(format!("project must be {}", crate::tasks::task::NAME_RULE))) }
 }
@@ -193,14 +193,14 @@ impl Lifecycle {
         }
         model.family.adapter().check_input(input).map_err(|e| invalid(format!("{}: {e}", model.id)))?;
         model.check_multipliers(input).map_err(invalid)?;
-        // An input the price depends on must be one of the catalog's choices. A model whose
-        // price is unknown reserves its per-job cap instead (see `record_submission`).
         if let Some(at) = s.send_by_ms {
             let ahead = at.saturating_sub(now_ms());
             if ahead == 0 || ahead > super::deadline::MAX_AHEAD.as_millis() as u64 {
                 return Err(invalid(format!("the deadline must be {}", super::deadline::SEND_BY_RULE)));
             }
         }
+        // An input the price depends on must be one of the catalog's choices. A model whose
+        // price is unknown reserves its per-job cap instead (see `record_submission`).
         let estimate = if model.price_known() { Some(model.estimate(&s.input).map_err(SubmitError::Invalid)?) } else { None };
         if let Some((url, _)) = &s.relay_callback {
             let parsed = url::Url::parse(url).map_err(|_| invalid("callBackUrl must be an absolute http(s) URL"))?;
