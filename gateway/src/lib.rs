@@ -5,9 +5,12 @@
 //! - [`tasks`] — what a task is and its whole life:
 //!   - [`tasks::task`] — [`TaskRecord`], [`TaskState`], listing queries and pages;
 //!   - [`tasks::lifecycle`] — [`Lifecycle`]: submit, dispatcher, callbacks, fallback poller,
-//!     relay callbacks, KIE's limits; the one idempotent `apply_upstream_state`;
+//!     relay callbacks, KIE's limits, the queue's order, places and deadlines; the one
+//!     idempotent `apply_upstream_state`; each worker's own state in its own file;
 //!   - [`tasks::rate_guard`] — the rate guard's limit kinds (requests per window, concurrent
 //!     tasks, tokens per window) as configuration;
+//!   - [`tasks::fair_share`] and [`tasks::pause`] — how operators run the queue: a project's
+//!     weight and quota, and pauses on intake (team or project), each audited;
 //!   - [`tasks::events`] — live task events through the store, numbered and replayable;
 //!   - [`tasks::relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.
 //! - [`money`] — what things cost and who may spend it:
