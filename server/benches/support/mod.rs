@@ -34,6 +34,7 @@ pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<
         // The benchmarks send thousands of tasks from one key: no queue quota, so every
         // answer measured is a task recorded, not a 429.
         queue_max_per_owner: 0,
+        queue_paused_intake: Default::default(),
         alert_webhook: None,
         // Tests' receivers listen on loopback.
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
