@@ -67,8 +67,10 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     cfg.kie_base_url = sim_base.parse().unwrap();
     cfg.public_url = Some(base.parse().unwrap());
     cfg.library = Some(library("receipts-lib"));
-    // Prepaid credits that expire in 10 days: panel 09 warns.
-    cfg.credits_expire_on = Some(gateway::money::receipts::day(gateway::store::now_ms() + 10 * 86_400_000 + 3_600_000));
+    // Prepaid credits that expire on the day ten days from today: panel 09 warns. Counted from
+    // the start of today, so the run's time of day (even an hour before midnight) cannot make it 11.
+    let today_start = gateway::store::now_ms() / 86_400_000 * 86_400_000;
+    cfg.credits_expire_on = Some(gateway::money::receipts::day(today_start + 10 * 86_400_000));
     let s = start_on(listener, cfg).await;
     let runway_of = |text: &str| text.lines().find_map(|l| l.strip_prefix("control_room_runway_days ")).map(|v| v.trim().to_string());
     let (_, metrics) = get_anon(&format!("{base}/metrics")).await;
