@@ -1,6 +1,7 @@
 // A task's life in a real Chromium, in --simulate mode: submitted from the composer, followed
 // live in the Task Monitor without a reload, its result shown; a failing task lands in the
-// Error Review and Retry submits a new task linked to it; intake paused from panel 06 holds a
+// Error Review, grouped, and Retry submits a new task linked to it (a group retry takes each
+// chain's latest once; Resolved takes one off the review), its story on a page of its own; intake paused from panel 06 holds a
 // new task (the strip says so) until Resume sends it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,7 +71,7 @@ test('a task submitted from the composer moves through its states live and shows
   }
 });
 
-test('a failing task appears in the Error Review and Retry submits a linked task', async () => {
+test('a failing task appears in the Error Review: Retry, a group retry, Resolved, and its story', async () => {
   const server = await startServer({}, ['--simulate']);
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
@@ -88,6 +89,34 @@ test('a failing task appears in the Error Review and Retry submits a linked task
     const row = page.locator(`tr[data-task="${retried}"]`);
     await row.waitFor({ timeout: 10_000 });
     assert.match(await row.textContent(), new RegExp(`retry of ${id}`));
+    // The retry fails too (the same prompt): one group of two, the first noted as retried.
+    await watchStates(page, retried, 'fail');
+    const group = page.locator('[data-panel="11"] [data-testid="review-group"][data-class="Upstream error"][data-model="google/imagen4-fast"]');
+    await page.waitForFunction(() => document.querySelector('[data-panel="11"] [data-testid="review-group-count"]')?.textContent.trim() === '2', null, { timeout: 10_000 });
+    assert.match(await group.locator(`li[data-task="${id}"]`).textContent(), new RegExp(`Retried as ${retried}`));
+    // Retry the group: only the latest of the chain, once.
+    await group.locator('[data-testid="retry-group"]').click();
+    await page.waitForSelector('[data-testid="retry-group-result"]', { timeout: 10_000 });
+    assert.equal((await page.textContent('[data-testid="retry-group-result"]')).trim(), 'Retried 1 of 1.');
+    // That retry fails as well, and joins the group (live) before the count is read.
+    await page.waitForFunction(() => document.querySelector('[data-panel="11"] [data-testid="review-group-count"]')?.textContent.trim() === '3', null, { timeout: 20_000 });
+    // Resolve the first by hand: it leaves the review and the count drops.
+    const count = async () => Number((await page.textContent('[data-testid="review-count"]')).match(/\d+/)[0]);
+    const was = await count();
+    await page.locator(`[data-panel="11"] li[data-task="${id}"] [data-testid="resolve"]`).click();
+    await page.waitForSelector('[data-testid="resolve-result"]', { timeout: 10_000 });
+    assert.equal(await page.locator(`[data-panel="11"] li[data-task="${id}"]`).count(), 0, 'it left the review');
+    assert.equal(await count(), was - 1, 'and the count');
+    // Its story, server-rendered on its own page: every step, in order.
+    const story = await context.newPage();
+    await story.goto(`${server.base}/tasks/${id}`);
+    const steps = await story.locator('[data-testid="story-beat"]').allTextContents();
+    const kinds = await story.locator('[data-testid="story-beat"]').evaluateAll((li) => li.map((l) => l.dataset.kind));
+    assert.deepEqual(kinds.slice(0, 3), ['submitted', 'sent', 'state'], steps.join('\n'));
+    assert.ok(steps.some((t) => /Failed: Upstream error/.test(t)), steps.join('\n'));
+    assert.ok(steps.some((t) => t.includes(`Retried as ${retried}`)), steps.join('\n'));
+    assert.ok(steps.some((t) => /Resolved: marked resolved/.test(t)), steps.join('\n'));
+    await story.screenshot({ path: join(artifacts, 'task-story.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no console errors');
     await page.screenshot({ path: join(artifacts, 'task-retry.png'), fullPage: true });
     await context.close();

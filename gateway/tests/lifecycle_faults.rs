@@ -443,10 +443,10 @@ async fn a_give_up_racing_kies_success_never_settles_it_at_zero() {
             let (a, b) = (lc.clone(), lc.clone());
             let id = t.id.clone();
             let give_up = tokio::spawn(async move { a.expire(&id, gateway::tasks::task::FailClass::CallbackLost, "gave up".into()).await.unwrap() });
-            let applied = b.apply_upstream_state(&t.id, &st).await.unwrap();
+            let applied = b.apply_upstream_state(&t.id, &st, gateway::tasks::story::Via::Poll).await.unwrap();
             give_up.await.unwrap();
             // KIE's callback may come twice: the repeat changes nothing.
-            b.apply_upstream_state(&t.id, &st).await.unwrap();
+            b.apply_upstream_state(&t.id, &st, gateway::tasks::story::Via::Poll).await.unwrap();
             (t.id, applied.is_some())
         }));
     }
@@ -749,4 +749,185 @@ async fn priority_goes_first_within_the_owner_on_the_embedded_store() {
     let (_sim, base) = sim(Settings::default()).await;
     let dir = tempfile::tempdir().unwrap();
     priority_goes_first_within_the_owner(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap()), &base).await;
+}
+
+/// A task's story on `store`: sent and in doubt (KIE created it, the answer was lost), a forged
+/// callback refused, KIE's real callback resolving it, and a duplicate — exactly those steps,
+/// in that order, each with its time and instance, read back from the store.
+async fn a_story_tells_exactly_what_happened(store: Arc<dyn Store>) {
+    let (sim, base) = sim(fast()).await;
+    sim.world().faults.gateway_error_count = 1;
+    let hmac = "story-webhook-key";
+    let lc = lifecycle(store.clone(), &base, LifecycleOptions { public_base: Some("http://127.0.0.1:9".into()), webhook_hmac: Some(Secret::new(hmac)), ..opts() });
+    let t = submit(&lc, "ana", "a story in doubt").await;
+    lc.dispatch_round().await.unwrap();
+    assert!(get(&store, &t.id).await.in_doubt(), "the bare 502 left it in doubt");
+    let kie_id = sim_log(&base).await.into_iter().find(|e| e["path"] == "/api/v1/jobs/createTask").and_then(|e| e["task_id"].as_str().map(str::to_string)).expect("KIE created it");
+    // KIE finishes it (0.8 s); its callback is heard only through on_callback here.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let body = json!({"code": 200, "msg": "ok", "data": {"taskId": kie_id, "state": "success"}}).to_string();
+    let ts = (gateway::store::now_ms() / 1000).to_string();
+    let good = gateway::kie::signature::sign(hmac.as_bytes(), &kie_id, &ts);
+    let forged = gateway::kie::signature::sign(b"not-the-key", &kie_id, &ts);
+    assert!(lc.on_callback(&t.callback_token, Some(&ts), Some(&forged), body.as_bytes()).await.is_err(), "forged: refused");
+    lc.on_callback(&t.callback_token, Some(&ts), Some(&good), body.as_bytes()).await.unwrap();
+    lc.on_callback(&t.callback_token, Some(&ts), Some(&good), body.as_bytes()).await.unwrap();
+    lc.on_callback(&t.callback_token, Some(&ts), Some(&good), body.as_bytes()).await.unwrap();
+    let t = get(&store, &t.id).await;
+    assert_eq!(t.state, TaskState::Success);
+    let beats: Vec<(&str, &str, u32)> = t.story.beats.iter().map(|b| (b.kind.as_str(), b.text.as_str(), b.times)).collect();
+    let kinds: Vec<&str> = beats.iter().map(|b| b.0).collect();
+    assert_eq!(kinds, ["submitted", "sent", "refused", "callback", "state", "callback"], "{beats:#?}");
+    assert!(beats[0].1.starts_with("Submitted by ana in the console; holds "), "{}", beats[0].1);
+    assert_eq!(beats[1].1, "Sent to KIE (createTask, attempt 1)");
+    assert!(beats[2].1.starts_with("No answer to createTask") && beats[2].1.contains("In doubt"), "{}", beats[2].1);
+    assert_eq!((beats[3].1, beats[3].2), ("Forged callback refused: its signature does not match", 1));
+    assert!(beats[4].1.starts_with("Succeeded with 1 result(s); charged ") && beats[4].1.ends_with("from KIE's callback, confirmed with recordInfo; the send in doubt is resolved"), "{}", beats[4].1);
+    assert_eq!((beats[5].1, beats[5].2), ("Duplicate callback from KIE: nothing changed", 2), "two duplicates, one beat");
+    let instance = &lc.options().instance;
+    assert!(t.story.beats.iter().all(|b| &b.instance == instance && b.at_ms >= t.created_ms), "each with its instance and time");
+    assert!(t.story.beats.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "in time order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_story_tells_exactly_what_happened_on_redis() {
+    a_story_tells_exactly_what_happened(redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_story_tells_exactly_what_happened_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    a_story_tells_exactly_what_happened(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
+/// Sends what is queued, waits for KIE's ends (0.8 s in `fast()`), and polls them in.
+async fn send_and_follow(lc: &Lifecycle) {
+    lc.dispatch_round().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    lc.poll_round(&mut PollState::default(), true).await.unwrap();
+}
+
+async fn to_review(store: &Arc<dyn Store>) -> (u64, Vec<String>) {
+    let q = TaskQuery { mark: Some(gateway::tasks::task::Mark::ToReview), limit: 100, ..Default::default() };
+    let listed = store.task_list(&q).await.unwrap().tasks.into_iter().map(|t| t.id).collect();
+    (store.task_counts().await.unwrap().to_review, listed)
+}
+
+/// The Error Review on `store`: failures count and list until resolved — by a retry that
+/// succeeds (the whole retry chain leaves), or by a producer's hand (audited); a second
+/// resolution and a viewer's are refused.
+async fn the_review_keeps_failures_until_resolved(store: Arc<dyn Store>) {
+    use gateway::kie::{UpstreamState, UpstreamStatus};
+    use gateway::tasks::lifecycle::review::ReviewError;
+    use gateway::team::accounts::{Actor, Role};
+    let (_sim, base) = sim(fast()).await;
+    let lc = lifecycle(store.clone(), &base, opts());
+    let pia = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into() };
+    let viewer = Actor { role: Role::Viewer, who: "vic@studio.test".into(), ..pia.clone() };
+    let a = submit(&lc, "ana", "sim:fail first").await;
+    let b = submit(&lc, "ana", "sim:fail second").await;
+    send_and_follow(&lc).await;
+    assert_eq!(get(&store, &a.id).await.state, TaskState::Fail);
+    let (count, mut listed) = to_review(&store).await;
+    listed.sort();
+    let mut both = vec![a.id.clone(), b.id.clone()];
+    both.sort();
+    assert_eq!((count, listed), (2, both), "two failures to review");
+    // A retry that fails too: three to review, each retry noted on what it retried.
+    let a1 = lc.retry(&a.id, &pia).await.unwrap();
+    assert_eq!(get(&store, &a.id).await.retried_as.as_deref(), Some(a1.id.as_str()));
+    send_and_follow(&lc).await;
+    assert_eq!(get(&store, &a1.id).await.state, TaskState::Fail);
+    assert_eq!(to_review(&store).await.0, 3);
+    // Its retry succeeds: the chain leaves the review.
+    let a2 = lc.retry(&a1.id, &pia).await.unwrap();
+    let st = UpstreamStatus { task_id: "kie-a2".into(), state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None };
+    lc.apply_upstream_state(&a2.id, &st, gateway::tasks::story::Via::Poll).await.unwrap();
+    assert_eq!(to_review(&store).await, (1, vec![b.id.clone()]), "only the other failure is left");
+    let first = get(&store, &a.id).await;
+    let how = format!("retried as {}, which succeeded", a2.id);
+    assert_eq!(first.resolved.as_ref().map(|r| (r.by.as_str(), r.how.as_str())), Some(("pia@studio.test", how.as_str())), "resolved up the chain");
+    assert!(first.story.beats.iter().any(|b| b.text == format!("Resolved: {how} (by pia@studio.test)")), "and its story says so");
+    // By hand: a viewer may not; a producer may, once; it is audited.
+    assert!(matches!(lc.resolve(&b.id, &viewer).await, Err(ReviewError::Forbidden(_))));
+    assert_eq!(to_review(&store).await.0, 1, "the refusal changed nothing");
+    lc.resolve(&b.id, &pia).await.unwrap();
+    assert_eq!(to_review(&store).await, (0, vec![]), "nothing left to review");
+    let again = lc.resolve(&b.id, &pia).await;
+    assert!(matches!(&again, Err(e) if e.code() == 409), "{again:?}");
+    assert!(matches!(lc.resolve(&a2.id, &pia).await, Err(ReviewError::NotToReview(..))), "a success is not to review");
+    assert!(matches!(lc.resolve("cr_nosuchtask", &pia).await, Err(ReviewError::NotFound(_))));
+    let audit = gateway::team::audit::search(store.as_ref(), &Default::default(), None, 50).await.unwrap();
+    assert_eq!(audit.entries.iter().filter(|e| e.action == "failure resolved").map(|e| e.target.as_str()).collect::<Vec<_>>(), vec![b.id.as_str()], "audited once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_review_keeps_failures_until_resolved_on_redis() {
+    the_review_keeps_failures_until_resolved(redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_review_keeps_failures_until_resolved_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    the_review_keeps_failures_until_resolved(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
+fn failed(id: &str, at: u64) -> TaskRecord {
+    TaskRecord { state: TaskState::Fail, ..TaskRecord::new(id, "ana", "p", "m", at) }
+}
+
+/// A store written before the review's index was kept: its failures are all to review after
+/// the upgrade (the index is built once, at connect), and a resolution is not undone by it.
+#[tokio::test]
+async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_redis() {
+    let prefix = format!("{}:", testkit::unique("seed"));
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    for (n, id) in ["cr_old1", "cr_old2"].iter().enumerate() {
+        store.task_create(&failed(id, 1_000 + n as u64), &Default::default()).await.unwrap();
+    }
+    // As before the upgrade: no index, no mark that it was built.
+    let mut raw = redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}ti:review")).arg(format!("{prefix}kv:store:seeded:review")).query_async(&mut raw).await.unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 0);
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 2, "built at connect");
+    let mut t = store.task_get("cr_old1").await.unwrap().unwrap();
+    t.resolved = Some(gateway::tasks::task::Resolved { by: "pia".into(), at_ms: 2_000, how: "marked resolved".into() });
+    store.task_update(&t).await.unwrap().unwrap();
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 1, "built once: a later connect does not bring a resolved one back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = gateway::EmbeddedStore::open(dir.path()).unwrap();
+        store.task_create(&failed("cr_old1", 1_000), &Default::default()).await.unwrap();
+    }
+    // As before the upgrade: the index's rows, its count and the mark that it was built, gone.
+    {
+        let path = dir.path().join("control-room.redb");
+        // The store lets go of its file once its last operation on the blocking pool ends.
+        let db = loop {
+            match redb::Database::open(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => tokio::time::sleep(Duration::from_millis(25)).await,
+                other => break other.unwrap(),
+            }
+        };
+        let tx = db.begin_write().unwrap();
+        {
+            let mut idx = tx.open_table(redb::TableDefinition::<(&str, &str), ()>::new("task_index")).unwrap();
+            let member = failed("cr_old1", 1_000).index_member();
+            assert!(idx.remove(("review", member.as_str())).unwrap().is_some(), "the failure was in the review's index");
+            let mut sizes = tx.open_table(redb::TableDefinition::<&str, u64>::new("index_sizes")).unwrap();
+            sizes.remove("review").unwrap();
+            assert!(sizes.remove("\u{0}review-seeded").unwrap().is_some());
+        }
+        tx.commit().unwrap();
+    }
+    let store = gateway::EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 1, "built at open");
+    let q = TaskQuery { mark: Some(gateway::tasks::task::Mark::ToReview), limit: 10, ..Default::default() };
+    assert_eq!(store.task_list(&q).await.unwrap().tasks.len(), 1, "and listed");
 }

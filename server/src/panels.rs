@@ -8,7 +8,9 @@
 //!   status (401, 403, 400…). A post from a browser without WASM gets the panel on a page of
 //!   its own, with a link back.
 //!
-//! Both need a session (the guard answers 401 without one). Queries and forms are bounded:
+//! - `GET /tasks/<id>`: a task's story ([`PanelId::Story`]) on a page of its own.
+//!
+//! All need a session (the guard answers 401 without one; a page without one is sent to sign in). Queries and forms are bounded:
 //! at most 32 fields of at most 5,000 characters, 64 KiB in all.
 
 use axum::body::Body;
@@ -33,7 +35,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 const MAX_VALUE_CHARS: usize = 5_000;
 
 pub fn routes(console: ConsoleContext) -> Router<AppState> {
-    Router::new().route("/panel/{slug}", get(show).post(change)).layer(Extension(console))
+    Router::new().route("/panel/{slug}", get(show).post(change)).route("/tasks/{id}", get(story)).layer(Extension(console))
 }
 
 /// URL-encoded pairs, within the bounds.
@@ -73,12 +75,24 @@ async fn change(State(state): State<AppState>, Extension(console): Extension<Con
         return Ok(rendered.into_response());
     }
     // Without WASM: the panel on a page of its own.
+    Ok(own_page(&state, rendered, &slug))
+}
+
+/// `GET /tasks/<id>`: a task's story (by the Control Room's id or KIE's) on a page of its own.
+async fn story(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, Path(id): Path<String>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let rendered = render(console, parts, PanelId::Story, vec![("task".into(), id)], false).await;
+    own_page(&state, rendered, "monitor")
+}
+
+/// A rendered panel on a page of its own, with a link back to the console at `#{back}`.
+fn own_page(state: &AppState, rendered: Rendered, back: &str) -> Response {
     let Rendered { status, html, .. } = rendered;
     let page = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{slug}\">Back to the console</a></p></body></html>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{back}\">Back to the console</a></p></body></html>",
         app::assets::stylesheet(&state.leptos_options)
     );
-    Ok((status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response())
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response()
 }
 
 struct Rendered {

@@ -67,6 +67,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("console_status", String::new(), Role::Viewer),
         ("list_tasks", "limit=5".into(), Role::Viewer),
         ("review_tasks", String::new(), Role::Viewer),
+        ("task_story", form(&[("id", "no-such-task")]), Role::Viewer),
         ("list_models", String::new(), Role::Viewer),
         ("budget_status", String::new(), Role::Viewer),
         ("throttle_status", String::new(), Role::Viewer),
@@ -135,7 +136,9 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
     assert_eq!(anon("/events").await.0, 401, "the live stream needs a session");
     assert_eq!(anon("/audit.csv").await.0, 401);
     assert_eq!(anon("/draft/0123456789abcdef0123456789abcdef").await.0, 401, "a draft needs a session");
-    for path in ["/receipts.json?project=matrix", "/receipts.csv?project=matrix", "/spend.svg?by=day", "/spend.csv?by=model", "/library/x/0"] {
+    let story = http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client").get(format!("{base}/tasks/cr_x")).send().await.expect("GET /tasks/cr_x");
+    assert_eq!((story.status().as_u16(), story.headers()["location"].to_str().ok()), (303, Some("/signin?next=%2Ftasks%2Fcr_x")), "a task's story page sends the browser to sign in");
+    for path in ["/receipts.json?project=matrix", "/receipts.csv?project=matrix", "/spend.svg?by=day", "/spend.csv?by=model", "/library/x/0", "/panel/story?task=cr_x"] {
         assert_eq!(anon(path).await.0, 401, "{path} needs a session");
         let r = client_as(base, VIEWER).await.get(format!("{base}{path}")).send().await.expect("GET");
         assert!(!matches!(r.status().as_u16(), 401 | 403), "a viewer reads {path}: {}", r.status());

@@ -109,6 +109,8 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("list_tasks", "limit=20".into()),
         ("list_tasks", "filter[state]=nonsense&limit=5".into()),
         ("review_tasks", String::new()),
+        ("task_story", form(&[("id", "nope")])),
+        ("task_story", form(&[("id", "bad id <script>")])),
         ("list_models", String::new()),
         ("budget_status", String::new()),
         ("throttle_status", String::new()),

@@ -118,6 +118,14 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     })
     .await;
     let trailer = receipt(&base, "trailer").await;
+    // One task's story, on a page of its own: each step it took, archived and folded too.
+    let (code, story) = get(&format!("{base}/tasks/{}", ids[3].1)).await;
+    assert_eq!(code, 200, "{story}");
+    for step in ["Submitted by ", "Sent to KIE (createTask, attempt 1)", "KIE accepted it as ", "Succeeded with 1 result(s); charged 3 credits (reported)", "Result 1 copied to the Library: ", "Counted in the receipts: 3 credits"] {
+        assert!(story.contains(step), "the story tells {step:?}: {story}");
+    }
+    assert_eq!(get(&format!("{base}/tasks/cr_nosuchtask")).await.0, 404, "an unknown task: 404");
+    assert_eq!(get(&format!("{base}/tasks/bad%20id")).await.0, 400, "an id that cannot be one: 400");
 
     // CSV: the same lines, the same figures.
     let (code, csv) = get(&format!("{base}/receipts.csv?project=trailer")).await;
@@ -220,13 +228,16 @@ async fn receipt_sync_delivers_every_line_signed_through_refusals_and_a_restart(
     s.shutdown().await.unwrap();
     let (listener, base2) = bind().await;
     let s = start_on(listener, make(&base)).await;
-    let _ = base2;
     wait_until("every line delivered after the restart", 120, || async {
         let all = seen.lock().unwrap().clone();
         ids.iter().all(|id| all.iter().any(|(k, _, _, st)| k == id && *st == 200))
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each task's story tells the refusals and the delivery (read on the restarted console).
+    let (code, story) = get(&format!("{base2}/tasks/{}", ids[0])).await;
+    assert_eq!(code, 200, "{story}");
+    assert!(story.contains("Receipt sync not taken (HTTP ") && story.contains("Receipt line synced (attempt "), "{story}");
     let all = seen.lock().unwrap().clone();
     let mut by_key: HashMap<String, Vec<(String, String, u16)>> = HashMap::new();
     for (k, body, sig, st) in all {

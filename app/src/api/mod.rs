@@ -29,7 +29,7 @@ pub use throttle::{set_fair_share, set_pause, throttle_status};
 pub use ledger::ledger_report;
 pub use library::{delete_library_project, library_items, library_status};
 pub use status::load_console_status;
-pub use tasks::{MAX_ROWS, TaskFilter, cancel_task, list_tasks, rerun_draft, retry_task, review_tasks, start_draft, submit_task};
+pub use tasks::{MAX_ROWS, TaskFilter, cancel_task, list_tasks, rerun_draft, resolve_failure, retry_failures, retry_task, review_board, review_tasks, start_draft, submit_task, task_story};
 
 #[cfg(feature = "ssr")]
 pub use context::{ConsoleContext, StatusMemo};

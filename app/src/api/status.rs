@@ -48,7 +48,7 @@ mod server_side {
             tasks_on_record: counts.total,
             in_flight: counts.in_flight(),
             succeeded: counts.get(TaskState::Success),
-            to_review: counts.get(TaskState::Fail) + counts.get(TaskState::Expired),
+            to_review: counts.to_review,
             credits_consumed: consumed.to_string(),
         })
     }

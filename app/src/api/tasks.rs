@@ -120,6 +120,12 @@ mod server_side {
         Ok(rows)
     }
 
+    /// The newest failures still to review.
+    pub async fn to_review(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+        let q = TaskQuery { mark: Some(gateway::tasks::task::Mark::ToReview), limit: MAX_ROWS, ..Default::default() };
+        Ok(list(ctx, q).await?.rows)
+    }
+
     pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
         let q = TaskQuery { state: Some(TaskState::Queued), limit: MAX_ROWS, ..Default::default() };
         let page = ctx.store.task_list(&q).await.map_err(store_error)?;
@@ -253,12 +259,66 @@ pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError
     Ok(server_side::draft(ctx.lifecycle.catalog(), t))
 }
 
+/// One task's whole story (by the Control Room's id or KIE's): its steps, input and costs.
+#[server(endpoint = "task_story")]
+pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let id = id.trim();
+    if id.is_empty() || id.len() > 200 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+        return Err(refuse(400, "Name a task by its id (cr_…) or KIE's task id."));
+    }
+    let t = ctx.lifecycle.find(id).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {id}.")))?;
+    Ok(t.into())
+}
+
 /// Re-submits a failed or expired task as a new task linked to it, owned by the person.
 #[server(endpoint = "retry_task")]
 pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
     let t = ctx.lifecycle.retry(id.trim(), &actor).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
+}
+
+/// Panel 11: the failures to review grouped by class and model, with how many there are in
+/// all, and the tasks that wait.
+#[server(endpoint = "review_board")]
+pub async fn review_board() -> Result<crate::view::ReviewBoard, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Viewer)?;
+    let to_review = ctx.store.task_counts().await.map_err(store_error)?.to_review;
+    let rows = server_side::to_review(&ctx).await?;
+    let mut waiting = server_side::stuck(&ctx).await?;
+    waiting.extend(server_side::over_cap(&ctx).await?);
+    Ok(crate::view::ReviewBoard::group(to_review, rows, waiting, gateway::store::now_ms()))
+}
+
+/// Marks a failure resolved: it leaves the Error Review (audited). Producers and admins.
+#[server(endpoint = "resolve_failure")]
+pub async fn resolve_failure(id: String) -> Result<String, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    match ctx.lifecycle.resolve(id.trim(), &actor).await {
+        Ok(t) => Ok(t.id),
+        Err(gateway::tasks::lifecycle::review::ReviewError::Store(e)) => Err(store_error(e)),
+        Err(e) => Err(refuse(e.code(), e.to_string())),
+    }
+}
+
+/// Retries one Error Review group — the failures to review of fail class `class` (its label,
+/// as the review shows it) and `model` — each once: a failure already retried is left to its
+/// retry. Each goes through the same checks as one retry; the first refusal stops the rest.
+#[server(endpoint = "retry_failures")]
+pub async fn retry_failures(class: String, model: String) -> Result<crate::view::RetriedGroup, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let ids: Vec<String> = server_side::to_review(&ctx)
+        .await?
+        .into_iter()
+        .filter(|r| matches!(r.state.as_str(), "fail" | "expired") && r.retried_as.is_none() && r.model == model.trim() && r.fail_class.as_deref() == Some(class.trim()))
+        .map(|r| r.id)
+        .collect();
+    if ids.is_empty() {
+        return Err(refuse(409, format!("Nothing in {} · {} is left to retry: each was retried already, or resolved.", class.trim(), model.trim())));
+    }
+    let done = ctx.lifecycle.retry_many(&ids, &actor).await;
+    Ok(crate::view::RetriedGroup { retried: done.retried.into_iter().map(|(_, t)| t.id).collect(), of: ids.len(), stopped: done.stopped.map(|e| e.public_message()) })
 }
 
 /// Cancels a task still queued here (before it reached KIE): its owner, or an admin.
@@ -272,19 +332,13 @@ pub async fn cancel_task(id: String) -> Result<String, ServerFnError> {
     }
 }
 
-/// The Error Review: failed and expired tasks, and queued ones that are stuck (backed off
-/// after a 429/455/5xx, or in doubt), newest first.
+/// The Error Review: failures still to review (failed, expired, or a result gone before the
+/// Library had it; not resolved), and queued tasks that are stuck (backed off after a
+/// 429/455/5xx, or in doubt), newest first.
 #[server(endpoint = "review_tasks")]
 pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
     let (ctx, _) = signed_in(Role::Viewer)?;
-    let mut rows = Vec::new();
-    for state in [gateway::TaskState::Fail, gateway::TaskState::Expired] {
-        let q = gateway::tasks::task::TaskQuery { state: Some(state), limit: MAX_ROWS, ..Default::default() };
-        rows.extend(server_side::list(&ctx, q).await?.rows);
-    }
-    // Succeeded, but a result was gone before the Library had it: Result expired.
-    let lost = gateway::tasks::task::TaskQuery { mark: Some(gateway::tasks::task::Mark::ResultLost), limit: MAX_ROWS, ..Default::default() };
-    rows.extend(server_side::list(&ctx, lost).await?.rows);
+    let mut rows = server_side::to_review(&ctx).await?;
     rows.extend(server_side::stuck(&ctx).await?);
     rows.extend(server_side::over_cap(&ctx).await?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));

@@ -25,6 +25,7 @@ pub(crate) mod pinned;
 pub(crate) mod retention;
 pub(crate) mod secret;
 pub(crate) mod status;
+pub(crate) mod story;
 pub(crate) mod team;
 pub(crate) mod throttle;
 
@@ -63,10 +64,12 @@ pub enum PanelId {
     Failures,
     Team,
     Audit,
+    /// One task's story (`/tasks/<id>`): not on the page, opened from a task.
+    Story,
 }
 
 impl PanelId {
-    pub const ALL: [PanelId; 13] = [
+    pub const ALL: [PanelId; 14] = [
         PanelId::Status,
         PanelId::Gateway,
         PanelId::Secret,
@@ -80,6 +83,7 @@ impl PanelId {
         PanelId::Failures,
         PanelId::Team,
         PanelId::Audit,
+        PanelId::Story,
     ];
 
     /// Its slug and heading, in one place: a new panel is a variant, a line here, its arm in
@@ -99,6 +103,7 @@ impl PanelId {
             PanelId::Failures => ("failures", Heading { number: "11", kicker: "Failures", title: "Error Review" }),
             PanelId::Team => ("people", Heading { number: "12", kicker: "Team", title: "People and Roles" }),
             PanelId::Audit => ("audit", Heading { number: "13", kicker: "Audit", title: "Audit Log" }),
+            PanelId::Story => ("story", Heading { number: "", kicker: "Task", title: "Task Story" }),
         }
     }
 
@@ -168,6 +173,7 @@ pub async fn render(id: PanelId, query: Fields, flash: Option<AnyView>) -> AnyVi
         PanelId::Failures => failures::render(flash).await,
         PanelId::Team => team::render(flash).await,
         PanelId::Audit => audit::render(query).await,
+        PanelId::Story => story::render(query).await,
     }
 }
 

@@ -221,7 +221,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                     let archive = t.archive.clone();
                     view! {
                         <tr data-task=t.id.clone() data-state=t.state.clone()>
-                            <td><code>{t.id.clone()}</code>
+                            <td><a href=format!("/tasks/{}", t.id) target="_blank" data-testid="task-story" title="Its whole story: every step, when and where"><code>{t.id.clone()}</code></a>
                                 {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
                                 {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}

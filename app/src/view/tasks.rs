@@ -29,6 +29,9 @@ pub struct TaskRow {
     /// The first words of the prompt.
     pub prompt: Option<String>,
     pub retry_of: Option<String>,
+    /// The task that retries this failure, once someone retried it.
+    #[serde(default)]
+    pub retried_as: Option<String>,
     #[serde(default)]
     pub rerun_of: Option<String>,
     /// For a language model's call (kind "chat"): its tokens, "11 → 5 tokens" (estimated
@@ -105,6 +108,7 @@ impl From<gateway::TaskRecord> for TaskRow {
             result_urls: t.result_urls,
             prompt,
             retry_of: t.retry_of,
+            retried_as: t.retried_as,
             rerun_of: t.rerun_of,
             chat: t.chat.map(|u| {
                 let est = if u.estimated { " (estimated)" } else { "" };
@@ -147,9 +151,131 @@ pub struct Submitted {
     pub estimated_credits: String,
 }
 
+/// The Error Review as panel 11 shows it: failures to review grouped by class and model, and
+/// the tasks that wait (stuck in the queue, charged over a cap).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReviewBoard {
+    /// Every failure still to review (the strip's count), shown or not.
+    pub to_review: u64,
+    /// The newest of them (at most 100), grouped; the largest group first.
+    pub groups: Vec<ReviewGroup>,
+    /// Queued tasks that are stuck, and tasks charged over a per-job cap.
+    pub waiting: Vec<TaskRow>,
+}
+
+/// Failures of one class and one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewGroup {
+    /// The class's label ("Rate limited", "Callback lost"…).
+    pub class: String,
+    pub model: String,
+    /// Newest first.
+    pub rows: Vec<TaskRow>,
+    /// How many a bulk retry would take (not retried yet), and what they are estimated at.
+    pub retryable: usize,
+    pub retry_credits: String,
+    /// When they failed over the last 24 hours, one bar per hour (oldest first): ▁…█.
+    pub spark: String,
+}
+
+#[cfg(feature = "ssr")]
+impl ReviewBoard {
+    /// Groups `rows` (failures to review, newest first) as of `now_ms`.
+    pub fn group(to_review: u64, rows: Vec<TaskRow>, waiting: Vec<TaskRow>, now_ms: u64) -> ReviewBoard {
+        let mut groups: Vec<ReviewGroup> = Vec::new();
+        for r in rows {
+            let class = r.fail_class.clone().or_else(|| r.archive.clone()).unwrap_or_else(|| r.state.clone());
+            match groups.iter_mut().find(|g| g.class == class && g.model == r.model) {
+                Some(g) => g.rows.push(r),
+                None => groups.push(ReviewGroup { class, model: r.model.clone(), rows: vec![r], retryable: 0, retry_credits: String::new(), spark: String::new() }),
+            }
+        }
+        for g in &mut groups {
+            let retryable: Vec<&TaskRow> = g.rows.iter().filter(|r| matches!(r.state.as_str(), "fail" | "expired") && r.retried_as.is_none()).collect();
+            g.retryable = retryable.len();
+            let milli: i64 = retryable.iter().filter_map(|r| gateway::Credits::from_decimal(r.estimated_credits.parse().ok()?)).map(|c| c.milli()).sum();
+            g.retry_credits = gateway::Credits(milli).to_string();
+            g.spark = sparkline(g.rows.iter().map(|r| r.finished_ms.unwrap_or(r.updated_ms)), now_ms);
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.rows.len()));
+        ReviewBoard { to_review, groups, waiting }
+    }
+}
+
+/// One bar per hour of the 24 before `now_ms`, oldest first, as high as that hour's count
+/// against the busiest hour's.
+#[cfg(feature = "ssr")]
+fn sparkline(times: impl Iterator<Item = u64>, now_ms: u64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let mut hours = [0u32; 24];
+    for at in times {
+        let ago = now_ms.saturating_sub(at) / 3_600_000;
+        if ago < 24 {
+            hours[23 - ago as usize] += 1;
+        }
+    }
+    let top = hours.iter().copied().max().unwrap_or(0).max(1);
+    hours.iter().map(|&n| if n == 0 { ' ' } else { BARS[(n * 7 / top) as usize] }).collect()
+}
+
+/// What a bulk retry of one Error Review group did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetriedGroup {
+    /// The new tasks.
+    pub retried: Vec<String>,
+    /// How many the group held to retry.
+    pub of: usize,
+    /// Why it stopped before the end (a cost rule, the queue's quota…).
+    pub stopped: Option<String>,
+}
+
 /// One page of task rows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskList {
     pub rows: Vec<TaskRow>,
     pub next: Option<String>,
+}
+
+/// One task's whole story: the Monitor's Story drawer and `GET /tasks/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStory {
+    pub row: TaskRow,
+    /// The input as it was sent to KIE, pretty JSON (cut past [`STORY_INPUT_CHARS`]).
+    pub input: String,
+    /// What its cost rests on: "reported", "measured" or "estimate".
+    pub charge_basis: Option<String>,
+    pub beats: Vec<BeatRow>,
+    /// Beats dropped to keep the story bounded (the oldest after the first).
+    pub dropped: u32,
+}
+
+/// Most characters of a task's input a story shows.
+pub const STORY_INPUT_CHARS: usize = 8_000;
+
+/// One step of a task's story.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeatRow {
+    /// UTC, RFC 3339.
+    pub at: String,
+    pub instance: String,
+    pub kind: String,
+    pub text: String,
+    /// Times it happened in a row (1 for most).
+    pub times: u32,
+}
+
+#[cfg(feature = "ssr")]
+impl From<gateway::TaskRecord> for TaskStory {
+    fn from(mut t: gateway::TaskRecord) -> TaskStory {
+        let story = std::mem::take(&mut t.story);
+        let beats = story
+            .beats
+            .into_iter()
+            .map(|b| BeatRow { at: gateway::team::audit::utc(b.at_ms), instance: b.instance, kind: b.kind.as_str().to_string(), text: b.text, times: b.times })
+            .collect();
+        let pretty = serde_json::to_string_pretty(&t.input).unwrap_or_default();
+        let input = if pretty.chars().count() > STORY_INPUT_CHARS { pretty.chars().take(STORY_INPUT_CHARS).chain(['…']).collect() } else { pretty };
+        let charge_basis = t.charge_basis.map(|b| b.as_str().to_string());
+        TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped }
+    }
 }

@@ -28,6 +28,8 @@ const TASK_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("task
 /// counted once, at open).
 const INDEX_SIZES: TableDefinition<&str, u64> = TableDefinition::new("index_sizes");
 const SIZES_BUILT: &str = "\u{0}built";
+/// In [`INDEX_SIZES`]: the Error Review's index was built (see [`seed_review`]).
+const REVIEW_SEEDED: &str = "\u{0}review-seeded";
 /// key → (expires at ms or 0, value).
 const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
 /// key → (value, expires at ms or 0).
@@ -143,6 +145,7 @@ impl EmbeddedStore {
             Ok(())
         })?;
         store.write_sync(build_index_sizes)?;
+        store.write_sync(seed_review)?;
         store.purge_expired_sync()?;
         Ok(store)
     }
@@ -303,6 +306,29 @@ fn build_index_sizes(tx: &WriteTransaction) -> StoreResult<()> {
         sizes.insert(key.as_str(), n)?;
     }
     sizes.insert(SIZES_BUILT, 1)?;
+    Ok(())
+}
+
+/// Builds the Error Review's index once in a store written before it was kept: every failure
+/// on record then is still to review.
+fn seed_review(tx: &WriteTransaction) -> StoreResult<()> {
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
+    if sizes.get(REVIEW_SEEDED)?.is_some() {
+        return Ok(());
+    }
+    let mut idx = tx.open_table(TASK_INDEX)?;
+    let mut members = Vec::new();
+    for seed in index::TO_REVIEW_SEEDS {
+        for row in idx.range((seed, "")..=(seed, "\u{10FFFF}"))? {
+            members.push(row?.0.value().1.to_string());
+        }
+    }
+    for m in members {
+        if idx.insert((index::TO_REVIEW, m.as_str()), ())?.is_none() {
+            resize(&mut sizes, index::TO_REVIEW, 1)?;
+        }
+    }
+    sizes.insert(REVIEW_SEEDED, 1)?;
     Ok(())
 }
 
@@ -683,7 +709,7 @@ impl Store for EmbeddedStore {
             for s in TaskState::ALL {
                 by_state.push((s, count(&index::state(s))?));
             }
-            Ok(TaskCounts { total, by_state })
+            Ok(TaskCounts { total, by_state, to_review: count(index::TO_REVIEW)? })
         })
         .await
     }

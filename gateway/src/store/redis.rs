@@ -125,7 +125,24 @@ impl RedisStore {
         let conn = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
         let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
         store.ping().await?;
+        store.seed_review().await?;
         Ok(store)
+    }
+
+    /// Builds the Error Review's index once in a store written before it was kept: every
+    /// failure on record then is still to review. The first instance to connect does it.
+    async fn seed_review(&self) -> StoreResult<()> {
+        if !self.set_if("store:seeded:review", b"1", None, "NX").await? {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZUNIONSTORE");
+        cmd.arg(self.k("ti", index::TO_REVIEW)).arg(index::TO_REVIEW_SEEDS.len() + 1).arg(self.k("ti", index::TO_REVIEW));
+        for seed in index::TO_REVIEW_SEEDS {
+            cmd.arg(self.k("ti", seed));
+        }
+        cmd.arg("AGGREGATE").arg("MAX");
+        cmd.query_async::<u64>(&mut self.conn()).await.map_err(unavailable)?;
+        Ok(())
     }
 
     /// What the server keeps on disk (`CONFIG GET appendonly` and `save`) and whether it
@@ -373,8 +390,10 @@ impl Store for RedisStore {
         for s in TaskState::ALL {
             pipe.zcard(self.k("ti", &index::state(s)));
         }
+        pipe.zcard(self.k("ti", index::TO_REVIEW));
         let n: Vec<u64> = pipe.query_async(&mut self.conn()).await.map_err(unavailable)?;
-        Ok(TaskCounts { total: n[0], by_state: TaskState::ALL.iter().copied().zip(n[1..].iter().copied()).collect() })
+        let states = TaskState::ALL.len();
+        Ok(TaskCounts { total: n[0], by_state: TaskState::ALL.iter().copied().zip(n[1..=states].iter().copied()).collect(), to_review: n[states + 1] })
     }
 
     async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -32,7 +32,8 @@ pub const MAX_REPLAY_BYTES: usize = 256 << 10;
 /// Events buffered per local listener before it is reset.
 const LOCAL_BUFFER: usize = 4096;
 
-/// One change to a task: its whole new record.
+/// One change to a task: its whole new record but its story (read with the task: a live event
+/// tells the change, not the whole story again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEvent {
     pub seq: u64,
@@ -53,7 +54,8 @@ const LOG_PREFIX: &str = "events:log:";
 /// A task's new state as a numbered announcement, for [`Store::task_create`], which writes
 /// the record and announces it in one step. The message is exactly a [`TaskEvent`].
 pub fn announcement(task: &TaskRecord) -> StoreResult<crate::store::Announcement> {
-    let json = serde_json::to_string(task).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
+    let json = if task.story.is_empty() { serde_json::to_string(task) } else { serde_json::to_string(&TaskRecord { story: Default::default(), ..task.clone() }) };
+    let json = json.map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
     Ok(crate::store::Announcement {
         seq_key: SEQ_KEY.into(),
         log_prefix: LOG_PREFIX.into(),
@@ -67,8 +69,7 @@ pub fn announcement(task: &TaskRecord) -> StoreResult<crate::store::Announcement
 /// The announcement of the version a write of `task` gives it (the stored version plus one),
 /// for [`crate::store::UpdateWith::announce`]; refused if the event is too large to keep.
 pub fn announcement_of_next(task: &TaskRecord) -> StoreResult<crate::store::Announcement> {
-    let mut next = task.clone();
-    next.version += 1;
+    let next = TaskRecord { version: task.version + 1, story: Default::default(), ..task.clone() };
     let a = announcement(&next)?;
     crate::store::check::announcement(&a)?;
     Ok(a)

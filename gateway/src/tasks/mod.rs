@@ -1,6 +1,6 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
-//! form for the relay; the pauses operators set on intake.
+//! form for the relay; the pauses operators set on intake; its story, step by step.
 
 pub mod events;
 pub mod fair_share;
@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod pause;
 pub mod rate_guard;
 pub mod relay;
+pub mod story;
 pub mod task;
 
 /// Why a change to how the queue runs (a project's fair share, a pause) was refused; nothing

@@ -175,6 +175,25 @@ pub struct TaskRecord {
     /// callback lost): KIE charged it, so it was taken as KIE ended it and counted then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub completed_late: bool,
+    /// The task that retries this one (the latest), once someone retried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_as: Option<String>,
+    /// A failure taken off the Error Review: its retry succeeded, or someone marked it resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolved>,
+    /// Its story: each step with its time and instance, bounded (see [`crate::tasks::story`]).
+    #[serde(default, skip_serializing_if = "crate::tasks::story::Story::is_empty")]
+    pub story: crate::tasks::story::Story,
+}
+
+/// How a failure left the Error Review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// Who: the person who marked it, or who retried it.
+    pub by: String,
+    pub at_ms: u64,
+    /// In words: "retried as cr_…, which succeeded", "marked resolved".
+    pub how: String,
 }
 
 /// What a task's counted cost rests on: the Ledger says which.
@@ -365,6 +384,9 @@ impl TaskRecord {
             receipt_sync: None,
             completed_late: false,
             charge_basis: None,
+            retried_as: None,
+            resolved: None,
+            story: Default::default(),
         }
     }
 
@@ -404,7 +426,16 @@ impl TaskRecord {
         if let Some(day) = self.receipt_day() {
             keys.push(index::receipt_day(&self.project, &day));
         }
+        if self.to_review() {
+            keys.push(index::TO_REVIEW.to_string());
+        }
         keys
+    }
+
+    /// For the Error Review: it failed or expired, or a result was gone before the Library
+    /// had it, and neither a retry that succeeded nor a person has resolved it.
+    pub fn to_review(&self) -> bool {
+        (matches!(self.state, TaskState::Fail | TaskState::Expired) || self.result_lost()) && self.resolved.is_none()
     }
 
     /// The UTC day (`YYYY-MM-DD`) whose receipt lists this task: the day it ended, once it is
@@ -493,6 +524,11 @@ pub mod index {
     pub const RECEIPT_SYNC: &str = "receipt:sync";
     /// Queued tasks of high priority, however deep in their owner's lane.
     pub const QUEUED_HIGH: &str = "queued:high";
+    /// Failures still to review ([`super::TaskRecord::to_review`]).
+    pub const TO_REVIEW: &str = "review";
+    /// What [`TO_REVIEW`] was first built from, in a store written before it was kept: every
+    /// failure then was still to review (see each backend's open).
+    pub const TO_REVIEW_SEEDS: [&str; 3] = ["state:fail", "state:expired", RESULT_LOST];
 
     pub fn state(s: TaskState) -> String {
         format!("state:{}", s.as_str())
@@ -609,6 +645,8 @@ pub enum Mark {
     ReceiptSync,
     /// Queued, of high priority.
     QueuedHigh,
+    /// A failure still to review ([`TaskRecord::to_review`]).
+    ToReview,
 }
 
 impl Mark {
@@ -620,6 +658,7 @@ impl Mark {
             Mark::ReceiptFold => index::RECEIPT_FOLD,
             Mark::ReceiptSync => index::RECEIPT_SYNC,
             Mark::QueuedHigh => index::QUEUED_HIGH,
+            Mark::ToReview => index::TO_REVIEW,
         }
     }
 
@@ -631,6 +670,7 @@ impl Mark {
             Mark::ReceiptFold => t.fold_pending(),
             Mark::ReceiptSync => t.sync_pending(),
             Mark::QueuedHigh => t.state == TaskState::Queued && t.priority == Priority::High,
+            Mark::ToReview => t.to_review(),
         }
     }
 }
@@ -686,6 +726,9 @@ pub struct TaskPage {
 pub struct TaskCounts {
     pub total: u64,
     pub by_state: Vec<(TaskState, u64)>,
+    /// Failures still to review ([`index::TO_REVIEW`]).
+    #[serde(default)]
+    pub to_review: u64,
 }
 
 impl TaskCounts {

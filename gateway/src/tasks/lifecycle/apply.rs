@@ -17,6 +17,7 @@ use super::{Lifecycle, count_in_ledger};
 use crate::money::credits::Credits;
 use crate::kie::{UpstreamState, UpstreamStatus};
 use crate::store::{StoreResult, now_ms};
+use crate::tasks::story::Via;
 use crate::tasks::task::{ChargeBasis, FailClass, TaskRecord, TaskState};
 
 /// Position in the lifecycle; a task never moves to a lower one.
@@ -53,9 +54,10 @@ pub fn class_of_fail_code(code: Option<&str>) -> FailClass {
 }
 
 impl Lifecycle {
-    /// Applies a *confirmed* upstream status to task `id`. Returns the new record if anything
-    /// changed; `None` for a repeat, a step backwards or a task already final.
-    pub async fn apply_upstream_state(&self, id: &str, st: &UpstreamStatus) -> StoreResult<Option<TaskRecord>> {
+    /// Applies a *confirmed* upstream status to task `id`, heard `via` a callback or a poll
+    /// (its story says which). Returns the new record if anything changed; `None` for a
+    /// repeat, a step backwards or a task already final.
+    pub async fn apply_upstream_state(&self, id: &str, st: &UpstreamStatus, via: Via) -> StoreResult<Option<TaskRecord>> {
         let next = task_state(st.state);
         if next.is_terminal()
             && let Some(t) = self.0.store.task_get(id).await?
@@ -119,6 +121,7 @@ impl Lifecycle {
                     return changed;
                 }
                 t.state = next;
+                t.story.via = Some(via);
                 t.note = t.completed_late.then(|| "Completed after give-up: KIE finished it after this console stopped waiting, and charged it".to_string());
                 match next {
                     TaskState::Success => {
@@ -158,6 +161,9 @@ impl Lifecycle {
             if late {
                 // Its first end (expired) was counted by the give-up; this one is KIE's.
                 self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
+            }
+            if t.state == TaskState::Success && t.retry_of.is_some() {
+                self.resolve_retried(t).await?;
             }
         }
         Ok(changed)

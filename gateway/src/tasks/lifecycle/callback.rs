@@ -6,12 +6,14 @@
 //! Duplicates and out-of-order callbacks are harmless (see [`super::apply`]); one instance
 //! at a time acts on a task's callback (a lease), and one that finds the lease taken, the
 //! `recordInfo` budget spent or KIE unreachable leaves the task to the fallback poller.
+//! A duplicate or a forged callback for a known token is told in the task's story.
 
 use std::time::Duration;
 
 use super::{LOOKUP_TTL, Lifecycle, kie_id_key, token_key};
 use crate::kie::signature::{self, DEFAULT_REPLAY_WINDOW, SignatureError};
 use crate::store::{StoreError, now_ms};
+use crate::tasks::story::{BeatKind, Via};
 use crate::tasks::task::TaskRecord;
 
 /// What a callback achieved.
@@ -61,7 +63,35 @@ impl Lifecycle {
             Err(CallbackError::Store(_)) => "store_error",
         };
         self.0.opts.metrics.callback(result);
+        let heard = match &done {
+            Ok(CallbackOutcome::Unchanged | CallbackOutcome::AlreadyFinal) => Some("Duplicate callback from KIE: nothing changed"),
+            Err(CallbackError::BadSignature(_)) => Some("Forged callback refused: its signature does not match"),
+            Err(CallbackError::WrongTask) => Some("Forged callback refused: it names a task that is not this one"),
+            _ => None,
+        };
+        if let Some(text) = heard
+            && let Err(e) = self.tell_callback(token, text).await
+        {
+            tracing::warn!(error = %e, "cannot tell a callback in its task's story");
+        }
         done
+    }
+
+    /// A callback that changed nothing, in its task's story: one beat, counted when repeated
+    /// (the other callbacks are told by the change they make).
+    async fn tell_callback(&self, token: &str, text: &str) -> Result<(), StoreError> {
+        let Some(id) = self.0.store.kv_get(&token_key(token)).await? else { return Ok(()) };
+        let id = String::from_utf8_lossy(&id).into_owned();
+        let (now, instance) = (now_ms(), &self.0.opts.instance);
+        let told = self.modify(&id, |t| {
+            t.story.push(now, instance, BeatKind::Callback, text);
+            true
+        });
+        if told.await?.is_some_and(|t| t.settled()) {
+            // Instances answer a settled task from memory: they read it again.
+            self.announce_settled_change(&id).await?;
+        }
+        Ok(())
     }
 
     async fn handle_callback(&self, token: &str, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<CallbackOutcome, CallbackError> {
@@ -121,7 +151,7 @@ impl Lifecycle {
             }
             self.0.store.kv_set(&kie_id_key(kie_id), task.id.as_bytes(), Some(LOOKUP_TTL)).await?;
         }
-        Ok(match self.apply_upstream_state(&task.id, &status).await? {
+        Ok(match self.apply_upstream_state(&task.id, &status, Via::Callback).await? {
             Some(_) => CallbackOutcome::Applied,
             None => CallbackOutcome::Unchanged,
         })

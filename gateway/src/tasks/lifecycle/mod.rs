@@ -37,6 +37,7 @@ pub(crate) mod limits;
 pub mod poller;
 pub mod queue;
 pub mod quota;
+pub mod review;
 pub(crate) mod submit;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use crate::tasks::events;
 use crate::kie::KieClient;
 use crate::store::watched::Watched;
 use crate::store::{Scope, Store, StoreError, StoreResult, now_ms};
+use crate::tasks::story::Before;
 use crate::tasks::task::TaskRecord;
 
 pub use callback::{CallbackError, CallbackOutcome};
@@ -320,11 +322,11 @@ impl Lifecycle {
     pub async fn modify_with(&self, id: &str, with: &crate::store::UpdateWith<'_>, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
         for _ in 0..64 {
             let Some(mut t) = self.0.store.task_get(id).await? else { return Ok(None) };
-            let was_final = t.state.is_terminal();
+            let before = Before::of(&t);
             if !change(&mut t) {
                 return Ok(None);
             }
-            if let Some(t) = self.write(t, was_final, with).await? {
+            if let Some(t) = self.write(t, &before, with).await? {
                 return Ok(Some(t));
             }
         }
@@ -337,22 +339,26 @@ impl Lifecycle {
     pub(crate) async fn modify_from(&self, known: &TaskRecord, with: &crate::store::UpdateWith<'_>, mut change: impl FnMut(&mut TaskRecord) -> bool) -> StoreResult<Option<TaskRecord>> {
         let mut t = known.clone();
         if change(&mut t)
-            && let Some(written) = self.write(t, known.state.is_terminal(), with).await?
+            && let Some(written) = self.write(t, &Before::of(known), with).await?
         {
             return Ok(Some(written));
         }
         self.modify_with(&known.id, with, change).await
     }
 
-    /// Writes a changed record over the version it was read at, with `with` and its live
-    /// event in the same step, and wakes the workers it concerns; `None` if that version is
-    /// no longer the stored one (nothing written).
-    async fn write(&self, mut t: TaskRecord, was_final: bool, with: &crate::store::UpdateWith<'_>) -> StoreResult<Option<TaskRecord>> {
+    /// Writes a changed record over the version it was read at (`before` is what the change
+    /// found), with `with`, its live event and its story's new beats in the same step, and
+    /// wakes the workers it concerns; `None` if that version is no longer the stored one
+    /// (nothing written).
+    async fn write(&self, mut t: TaskRecord, before: &Before, with: &crate::store::UpdateWith<'_>) -> StoreResult<Option<TaskRecord>> {
+        let was_final = before.state.is_terminal();
         if !was_final && t.state.is_terminal() && self.0.opts.receipt_sync.is_some() && t.receipt_sync.is_none() {
             // Its receipt line is to be synced once it is folded (in the same write).
             t.receipt_sync = Some(Default::default());
         }
-        t.updated_ms = now_ms();
+        let now = now_ms();
+        t.updated_ms = now;
+        crate::tasks::story::tell(before, &mut t, &self.0.opts.instance, now);
         // The event carries the version the write gives; one too large to keep is logged.
         let announce = events::announcement_of_next(&t).inspect_err(|e| tracing::warn!(task = %t.id, error = %e, "cannot publish a task event")).ok();
         let Some(v) = self.0.store.task_update_with(&t, &crate::store::UpdateWith { announce: announce.as_ref(), ..*with }).await? else { return Ok(None) };

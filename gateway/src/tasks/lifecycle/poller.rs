@@ -187,7 +187,7 @@ impl Lifecycle {
         self.0.opts.metrics.poller_call(answer.is_ok());
         match answer {
             Ok(st) => {
-                self.apply_upstream_state(&t.id, &st).await?;
+                self.apply_upstream_state(&t.id, &st, crate::tasks::story::Via::Poll).await?;
             }
             Err(e) => tracing::info!(task = %t.id, error = %e, "poll: recordInfo failed; will ask again"),
         }

@@ -313,6 +313,9 @@ impl Lifecycle {
                 Err(e) => return Err(self.over_budget(e)),
             };
             let holds: Vec<ReserveRequest> = place.iter().map(|p| p.request.clone()).chain(cost.request.clone()).collect();
+            let begun = crate::tasks::story::submitted(t, budget::governs(&judged.rules, &t.owner, &t.project));
+            t.story = Default::default();
+            t.story.push(t.created_ms, &self.0.opts.instance, crate::tasks::story::BeatKind::Submitted, begun);
             let announce = crate::tasks::events::announcement(t)?;
             let with = CreateWith { lookups: std::slice::from_ref(&token), announce: Some(&announce), unchanged: Some(&judged.unchanged), holds: &holds, log: Some(arrival) };
             let created = match self.0.store.task_create(t, &with).await {
@@ -402,6 +405,8 @@ impl Lifecycle {
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
         let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: old.priority, ..Default::default() }).await?;
+        // Noted on the failure (the review shows it; a bulk retry skips it).
+        self.modify(&old_id, |t| t.retried_as.replace(new.id.clone()).as_ref() != Some(&new.id)).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
         Ok(new)
     }
