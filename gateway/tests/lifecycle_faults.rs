@@ -931,3 +931,110 @@ async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_the_
     let q = TaskQuery { mark: Some(gateway::tasks::task::Mark::ToReview), limit: 10, ..Default::default() };
     assert_eq!(store.task_list(&q).await.unwrap().tasks.len(), 1, "and listed");
 }
+
+/// A bulk cancel of 500 queued tasks of one project (and 40 of another it must not touch): the
+/// preview's count is what it does, a producer may not cancel others' tasks, and after two
+/// pages the instance stops; a new one (a restart) goes on from the last page written and
+/// ends it. Started once in the audit, each cancel audited. On both stores.
+async fn a_bulk_cancel_does_what_it_previewed_across_a_restart(open: impl Fn() -> Arc<dyn Store>, base: &str) {
+    use gateway::tasks::bulk::{self, BulkAction, BulkFilter, BulkState, FilterWords};
+    use gateway::team::accounts::{Actor, Role};
+    let a = lifecycle(open(), base, LifecycleOptions { queue_max_per_owner: 0, ..opts() });
+    let store = a.store().clone();
+    for i in 0..500 {
+        a.submit(in_project(if i % 2 == 0 { "ana" } else { "bo" }, "teaser", &format!("teaser {i}"))).await.unwrap();
+    }
+    for i in 0..40 {
+        a.submit(in_project("ana", "trailer", &format!("trailer {i}"))).await.unwrap();
+    }
+    let words = FilterWords { project: Some("teaser"), ..Default::default() };
+    let filter = BulkFilter::from_words(&words, gateway::store::now_ms()).unwrap();
+    let preview = bulk::preview(store.as_ref(), BulkAction::Cancel, &filter).await.unwrap();
+    let each = get(&store, &a.submit(in_project("cy", "elsewhere", "priced")).await.unwrap().id).await.estimated_cost;
+    assert_eq!((preview.count, preview.estimate, preview.more), (500, gateway::Credits(each.milli() * 500), false), "the preview counts the project's queued tasks and their estimates");
+    assert!(matches!(BulkFilter::from_words(&FilterWords { since: Some("yesterday"), ..Default::default() }, 0), Err(bulk::BulkError::Invalid(_))), "a time it cannot read is refused");
+    assert!(matches!(bulk::preview(store.as_ref(), BulkAction::Retry, &BulkFilter { state: Some(TaskState::Queued), ..filter.clone() }).await, Err(bulk::BulkError::Invalid(_))), "a retry of queued tasks is refused");
+    // A producer's job: the others' tasks are refused one by one, counted, with why.
+    let pia = Actor { who: "ana".into(), name: "Ana".into(), role: Role::Producer, from: "test".into() };
+    let viewer = Actor { role: Role::Viewer, ..pia.clone() };
+    assert!(matches!(bulk::start(store.as_ref(), BulkAction::Cancel, filter.clone(), &viewer).await, Err(bulk::BulkError::Forbidden(_))));
+    let admin = Actor { who: "root@studio.test".into(), name: "Root".into(), role: Role::Admin, from: "test".into() };
+    let job = bulk::start(store.as_ref(), BulkAction::Cancel, filter.clone(), &admin).await.unwrap();
+    assert_eq!((job.preview.count, job.state), (500, BulkState::Running));
+    assert!(a.bulk_round().await.unwrap(), "a page, and more to go");
+    assert!(a.bulk_round().await.unwrap());
+    let halfway = bulk::jobs(store.as_ref()).await.unwrap().into_iter().find(|j| j.id == job.id).unwrap();
+    assert_eq!((halfway.done, halfway.refused), (100, 0), "two pages of 50 written");
+    // A restart: the next instance goes on from the last page written.
+    drop((a, store));
+    let b = lifecycle(open(), base, opts());
+    let store = b.store().clone();
+    while b.bulk_round().await.unwrap() {}
+    let done = bulk::jobs(store.as_ref()).await.unwrap().into_iter().find(|j| j.id == job.id).unwrap();
+    assert_eq!((done.state, done.done, done.refused, done.percent()), (BulkState::Done, 500, 0, 100), "what it previewed, once: {done:?}");
+    assert_eq!((count(&store, "teaser", TaskState::Fail).await, count(&store, "teaser", TaskState::Queued).await), (500, 0));
+    assert_eq!(count(&store, "trailer", TaskState::Queued).await, 40, "the other project untouched");
+    let audited = |action: &'static str| {
+        let store = store.clone();
+        async move {
+            let f = gateway::team::audit::AuditFilter { action: Some(action.into()), ..Default::default() };
+            gateway::team::audit::search(store.as_ref(), &f, None, 1000).await.unwrap().entries.len()
+        }
+    };
+    assert_eq!((audited("bulk action started").await, audited("task cancelled").await), (1, 500), "started once, each cancel audited");
+    // A producer's own job: only their own tasks are cancelled; the rest refused, with why.
+    let own = bulk::start(store.as_ref(), BulkAction::Cancel, BulkFilter { project: Some("trailer".into()), ..Default::default() }, &pia).await.unwrap();
+    assert_eq!(own.preview.count, 40);
+    while b.bulk_round().await.unwrap() {}
+    let own = bulk::jobs(store.as_ref()).await.unwrap().into_iter().find(|j| j.id == own.id).unwrap();
+    assert_eq!((own.done, own.refused), (40, 0), "ana's own 40: {own:?}");
+    let theirs = bulk::start(store.as_ref(), BulkAction::Cancel, BulkFilter { project: Some("elsewhere".into()), ..Default::default() }, &pia).await.unwrap();
+    while b.bulk_round().await.unwrap() {}
+    let theirs = bulk::jobs(store.as_ref()).await.unwrap().into_iter().find(|j| j.id == theirs.id).unwrap();
+    assert_eq!((theirs.done, theirs.refused, theirs.state), (0, 1, BulkState::Done), "cy's task is refused to ana: {theirs:?}");
+    assert!(theirs.reason.as_deref().is_some_and(|r| r.contains("only its owner or an admin")), "{theirs:?}");
+    assert!(matches!(bulk::start(store.as_ref(), BulkAction::Cancel, filter, &admin).await, Err(bulk::BulkError::Nothing(..))), "nothing left to cancel");
+}
+
+/// How many of `project`'s tasks are in `state`, page by page.
+async fn count(store: &Arc<dyn Store>, project: &str, state: TaskState) -> usize {
+    let mut q = TaskQuery { project: Some(project.into()), state: Some(state), limit: 200, ..Default::default() };
+    let mut n = 0;
+    loop {
+        let page = store.task_list(&q).await.unwrap();
+        n += page.tasks.len();
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_cancel_does_what_it_previewed_across_a_restart_on_redis() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let url = testkit::redis_url();
+    let prefix = format!("{}:", testkit::unique("bulk"));
+    let stores: Vec<Arc<dyn Store>> = futures::future::join_all((0..2).map(|_| RedisStore::connect(&url, &prefix))).await.into_iter().map(|s| Arc::new(s.unwrap()) as Arc<dyn Store>).collect();
+    let next = std::sync::Mutex::new(stores.into_iter());
+    a_bulk_cancel_does_what_it_previewed_across_a_restart(|| next.lock().unwrap().next().unwrap(), &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_cancel_does_what_it_previewed_across_a_restart_on_the_embedded_store() {
+    let (_sim, base) = sim(Settings::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let open: std::sync::Mutex<std::sync::Weak<gateway::EmbeddedStore>> = Default::default();
+    a_bulk_cancel_does_what_it_previewed_across_a_restart(
+        || {
+            let mut held = open.lock().unwrap();
+            held.upgrade().unwrap_or_else(|| {
+                let s = Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap());
+                *held = Arc::downgrade(&s);
+                s
+            })
+        },
+        &base,
+    )
+    .await;
+}

@@ -32,8 +32,8 @@ pub enum Command {
     /// Receipts: one per production, in KIE's actual credits.
     #[command(subcommand)]
     Receipts(ReceiptsCommand),
-    /// The queue: fair shares (a project's weight in the rotation and its queue quota) and
-    /// pauses on intake.
+    /// The queue: fair shares (a project's weight in the rotation and its queue quota),
+    /// pauses on intake, and bulk actions.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// People who sign in to the console, and their roles.
@@ -74,6 +74,36 @@ pub enum QueueCommand {
     },
     /// List the pauses in force.
     Pauses,
+    /// Cancel or retry every task a filter selects: shows how many and what they are
+    /// estimated at; with --run, starts it (the running console does it, a page at a time).
+    Bulk {
+        /// cancel (queued tasks) or retry (failed or expired ones).
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// A person's email or key:<id>.
+        #[arg(long)]
+        owner: Option<String>,
+        /// A failure class (rate_limited, upstream, callback_lost…).
+        #[arg(long)]
+        class: Option<String>,
+        /// YYYY-MM-DD (UTC), or a time ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// YYYY-MM-DD (UTC): created before that day.
+        #[arg(long)]
+        until: Option<String>,
+        /// Start it (without: only the preview).
+        #[arg(long)]
+        run: bool,
+    },
+    /// List the bulk actions and where each stands.
+    BulkJobs,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -230,6 +260,36 @@ pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Wri
             let changed = pause::set(store.as_ref(), &Actor::cli(), project.as_deref(), false, None).await.map_err(fail)?;
             let what = project.as_deref().map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
             writeln!(out, "{what} {}.", if changed { "is resumed" } else { "was not paused" })?;
+        }
+        QueueCommand::Bulk { action, state, project, model, owner, class, since, until, run } => {
+            use gateway::tasks::bulk::{self, BulkAction, BulkFilter, FilterWords};
+            let bad = |e: bulk::BulkError| ServerError::Store(e.to_string());
+            let action = action.parse::<BulkAction>().map_err(ServerError::Store)?;
+            let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), since: since.as_deref(), until: until.as_deref() };
+            let filter = BulkFilter::from_words(&words, gateway::store::now_ms()).map_err(bad)?;
+            let what = filter.describe();
+            let (p, job) = if run {
+                let job = bulk::start(store.as_ref(), action, filter, &Actor::cli()).await.map_err(bad)?;
+                (job.preview.clone(), Some(job.id))
+            } else {
+                (bulk::preview(store.as_ref(), action, &filter).await.map_err(bad)?, None)
+            };
+            let more = if p.more { " (more match: the oldest are taken)" } else { "" };
+            writeln!(out, "{} {} tasks ({what}): estimated {} credits{more}.", action.as_str(), p.count, p.estimate)?;
+            match job {
+                Some(id) => writeln!(out, "Started {id}: the console does it a page at a time (`control-room queue bulk-jobs`).")?,
+                None => writeln!(out, "Nothing done: add --run to start it.")?,
+            }
+        }
+        QueueCommand::BulkJobs => {
+            let jobs = gateway::tasks::bulk::jobs(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;
+            if jobs.is_empty() {
+                writeln!(out, "No bulk actions.")?;
+            }
+            for j in jobs {
+                let why = j.reason.as_deref().map(|r| format!(" · {r}")).unwrap_or_default();
+                writeln!(out, "{} {} ({}) by {}: {:?}, {} done, {} refused of {}{why}", j.id, j.action.as_str(), j.filter.describe(), j.by_name, j.state, j.done, j.refused, j.preview.count)?;
+            }
         }
         QueueCommand::Pauses => {
             let pauses = pause::read(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?;

@@ -172,3 +172,61 @@ async fn record_info_says_where_a_queued_task_stands() {
     assert!(d.get("queuePosition").is_none() && d["state"] == "waiting", "held by a pause: no place, still waiting: {d}");
     s.shutdown().await.unwrap();
 }
+
+/// Panel 06's bulk cancel over HTTP: a preview that does nothing and says how many and what
+/// they cost, then the run, followed to its end in the panel's list; a bad action or time and a
+/// viewer are refused with a 4xx, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_cancel_from_panel_06_is_previewed_then_run_to_its_end() {
+    let (s, _sim, _) = harness("bulk-panel").await;
+    let base = s.base.clone();
+    let (code, said) = server_fn(&base, "set_pause", &form(&[("project", "promo"), ("paused", "true")])).await;
+    assert_eq!(code, 200, "{said}");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (code, body) = server_fn(&base, "submit_task", &form(&[("model", "google/imagen4-fast"), ("project", "promo"), ("prompt", &format!("held {i}"))])).await;
+        assert_eq!(code, 200, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let post = |who: &'static str, pairs: Vec<(&'static str, &'static str)>| {
+        let base = base.clone();
+        async move {
+            let r = client_as(&base, who).await.post(format!("{base}/panel/throttle")).header("x-fragment", "1").form(&pairs).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let filter = vec![("do", "bulk"), ("action", "cancel"), ("project", "promo")];
+    let (code, html) = post(ADMIN, filter.clone()).await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("Cancel 3 tasks (project promo): estimated 12 credits.") && html.contains(r#"data-testid="bulk-run""#), "{html}");
+    let (_, tasks) = server_fn(&base, "list_tasks", "filter[project]=promo&limit=10").await;
+    assert!(tasks["rows"].as_array().unwrap().iter().all(|r| r["state"] == "queued"), "a preview does nothing: {tasks}");
+    for (pairs, status, says) in [
+        (vec![("do", "bulk"), ("action", "explode")], 422, "unknown bulk action"),
+        (vec![("do", "bulk"), ("action", "cancel"), ("since", "soon")], 422, "since must be a UTC day"),
+        (vec![("do", "bulk"), ("action", "retry"), ("state", "queued")], 422, "retry takes only failed or expired tasks"),
+    ] {
+        let (code, html) = post(ADMIN, pairs).await;
+        assert_eq!(code, status, "{html}");
+        assert!(html.contains(says), "{says}: {html}");
+    }
+    assert_eq!(post(VIEWER, filter.clone()).await.0, 403, "a viewer may not");
+    let mut run = filter.clone();
+    run.push(("run", "1"));
+    let (code, html) = post(ADMIN, run).await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("Started bulk_"), "{html}");
+    wait_until("the bulk cancel ended", 20, || async {
+        let (_, t) = server_fn(&base, "throttle_status", "").await;
+        t["bulk"][0]["state"] == "done" && t["bulk"][0]["done"] == 3
+    })
+    .await;
+    let (_, tasks) = server_fn(&base, "list_tasks", "filter[project]=promo&limit=10").await;
+    assert!(tasks["rows"].as_array().unwrap().iter().all(|r| r["state"] == "fail" && r["fail_class"] == "Cancelled"), "{tasks}");
+    let (_, html) = client_as(&base, VIEWER).await.get(format!("{base}/panel/throttle")).send().await.map(|r| (r.status(), r)).unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="bulk-job" data-state="done""#) && html.contains("3 done, 0 refused of 3"), "the panel follows it: {html}");
+    let (_, audit) = server_fn(&base, "audit_log", "").await;
+    assert!(audit.to_string().contains("bulk action started"), "{audit}");
+    s.shutdown().await.unwrap();
+}

@@ -311,3 +311,39 @@ fn the_queue_is_paused_and_resumed_from_the_command_line() {
     assert!(err.contains("QUEUE_PAUSED_INTAKE") || err.contains("queue-paused-intake"), "{err}");
     assert!(err.contains("use queue or refuse"), "{err}");
 }
+
+#[test]
+fn a_bulk_action_is_previewed_started_and_listed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_path_buf();
+    // Two queued tasks of project teaser, written straight to the store (the CLI opens it).
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+        let store = gateway::EmbeddedStore::open(&data).expect("store");
+        for (n, id) in ["cr_bulk1", "cr_bulk2"].iter().enumerate() {
+            let mut t = gateway::TaskRecord::new(*id, "ana", "teaser", "google/imagen4-fast", 1_000 + n as u64);
+            t.estimated_cost = gateway::Credits::from_credits(4);
+            gateway::Store::task_create(&store, &t, &Default::default()).await.expect("create");
+        }
+    });
+    let said = |args: &[&str]| {
+        let (code, out, err) = cli(dir.path(), args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    assert_eq!(said(&["queue", "bulk-jobs"]), "No bulk actions.\n");
+    assert_eq!(said(&["queue", "bulk", "--action", "cancel", "--project", "teaser"]), "cancel 2 tasks (project teaser): estimated 8 credits.\nNothing done: add --run to start it.\n");
+    assert_eq!(said(&["queue", "bulk-jobs"]), "No bulk actions.\n", "a preview starts nothing");
+    let started = said(&["queue", "bulk", "--action", "cancel", "--project", "teaser", "--run"]);
+    assert!(started.contains("Started bulk_"), "{started}");
+    let jobs = said(&["queue", "bulk-jobs"]);
+    assert!(jobs.contains("cancel (project teaser) by Command line: Running, 0 done, 0 refused of 2"), "the console does it: {jobs}");
+    for (args, says) in [
+        (&["queue", "bulk", "--action", "explode"][..], "unknown bulk action"),
+        (&["queue", "bulk", "--action", "retry", "--since", "soon"][..], "since must be a UTC day"),
+        (&["queue", "bulk", "--action", "cancel", "--project", "nobody", "--run"][..], "Nothing to cancel: no task matches project nobody."),
+    ] {
+        let (code, _, err) = cli(dir.path(), args);
+        assert_ne!(code, Some(0), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

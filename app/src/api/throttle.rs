@@ -10,7 +10,7 @@ use crate::view::ThrottleView;
 const NEXT_SHOWN: usize = 8;
 
 #[cfg(feature = "ssr")]
-pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>) -> ThrottleView {
+pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>, bulk: Vec<gateway::tasks::bulk::BulkJob>) -> ThrottleView {
     use crate::view::{GuardRuleView, OwnerQueueView};
     let team = q.pauses.team.is_some().then(|| (None, q.pauses.why("").unwrap_or_default()));
     let projects = q.pauses.projects.keys().filter_map(|p| Some((Some(p.clone()), q.pauses.why(p)?)));
@@ -29,6 +29,7 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares
         cooldown_ms: q.cooldown_ms,
         rate_limited_total: q.rate_limited_total,
         shares: shares.into_iter().map(|s| (s.project.clone(), s.text())).collect(),
+        bulk: bulk.into_iter().map(Into::into).collect(),
     }
 }
 
@@ -50,7 +51,8 @@ pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
     let (ctx, _) = crate::api::context::signed_in(crate::api::context::Role::Viewer)?;
     let q = ctx.lifecycle.queue().await.map_err(crate::api::context::store_error)?;
     let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
-    Ok(view_of(q, shares))
+    let bulk = gateway::tasks::bulk::jobs(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
+    Ok(view_of(q, shares, bulk))
 }
 
 /// Sets a project's fair share (admins): `weight` 1–100 sends per turn of the rotation, and
@@ -67,6 +69,44 @@ pub async fn set_fair_share(project: String, weight: String, max_queued: Option<
     // Here at once; the other instances within a few seconds.
     ctx.lifecycle.queue_changed();
     Ok(project.trim().to_string())
+}
+
+/// Previews (`run` false) or starts (`run` true) a bulk action — `action` `cancel` or `retry`
+/// — on the tasks the filter selects: `state`, `model`, `project`, `owner`, `class` (a failure
+/// class), `since` (`YYYY-MM-DD` or `24h` ago), `until` (`YYYY-MM-DD`). Producers and admins;
+/// each task then goes through the same checks as one action. Audited when started.
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "bulk_action")]
+pub async fn bulk_action(
+    action: String,
+    #[server(default)] state: Option<String>,
+    #[server(default)] model: Option<String>,
+    #[server(default)] project: Option<String>,
+    #[server(default)] owner: Option<String>,
+    #[server(default)] class: Option<String>,
+    #[server(default)] since: Option<String>,
+    #[server(default)] until: Option<String>,
+    #[server(default)] run: bool,
+) -> Result<crate::view::BulkView, ServerFnError> {
+    use crate::api::context::{Role, refuse, signed_in, store_error};
+    use gateway::tasks::bulk::{self, BulkError, FilterWords};
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let fail = |e: BulkError| match e {
+        BulkError::Store(e) => store_error(e),
+        e => refuse(e.code(), e.to_string()),
+    };
+    let action = action.parse::<bulk::BulkAction>().map_err(|e| refuse(422, e))?;
+    let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), since: since.as_deref(), until: until.as_deref() };
+    let filter = bulk::BulkFilter::from_words(&words, gateway::store::now_ms()).map_err(fail)?;
+    let what = filter.describe();
+    let (preview, job) = if run {
+        let job = bulk::start(ctx.store.as_ref(), action, filter, &actor).await.map_err(fail)?;
+        ctx.lifecycle.bulk_started();
+        (job.preview.clone(), Some(job.into()))
+    } else {
+        (bulk::preview(ctx.store.as_ref(), action, &filter).await.map_err(fail)?, None)
+    };
+    Ok(crate::view::BulkView { action: action.as_str().into(), what, count: preview.count, estimate: preview.estimate.to_string(), more: preview.more, job })
 }
 
 /// Pauses or resumes intake: the team's (`project` empty; admins) or one project's (admins

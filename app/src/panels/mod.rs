@@ -223,7 +223,7 @@ pub fn Panel<B: IntoView + 'static>(
     view! {
         <section class=format!("panel {class}") id=id.slug() data-panel=number data-src=id.slug() data-refresh=refresh aria-labelledby=format!("{}-title", id.slug())>
             <header class="panel-head">
-                <span class="panel-num">{number}" · "{kicker}</span>
+                <span class="panel-num">{if number.is_empty() { kicker.to_string() } else { format!("{number} · {kicker}") }}</span>
                 <h2 id=format!("{}-title", id.slug())>{title}</h2>
                 <div class="panel-badge">{badge}</div>
             </header>

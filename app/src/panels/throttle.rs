@@ -1,14 +1,27 @@
 //! 06 · Throttle — the rate guard: its rules and how full each is, the queue of tasks waiting
 //! for it (depth; by owner: waiting, oldest, their part of the next window; the next to leave
 //! and their expected wait), KIE's 429s, and the pauses on intake (producers pause a project,
-//! admins the team; resumed from the same place).
+//! admins the team; resumed from the same place), and bulk actions: cancel or retry every task a
+//! filter selects, previewed first (how many, what they are estimated at), then run in pages
+//! with a progress bar each.
 //! Read from the store every two seconds and whenever a task changes (rendered on the server).
 
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, fill_bar};
-use crate::api::{set_fair_share, set_pause, throttle_status};
-use crate::view::ThrottleView;
+use crate::api::{bulk_action, set_fair_share, set_pause, throttle_status};
+use crate::view::{BulkJobView, BulkView, ThrottleView};
+
+/// The bulk form's filter fields: (name, label, placeholder).
+const BULK_FIELDS: [(&str, &str, &str); 7] = [
+    ("state", "State", "queued, fail, expired"),
+    ("project", "Project", ""),
+    ("model", "Model", ""),
+    ("owner", "Owner", "an email or key:<id>"),
+    ("class", "Failure class", "rate_limited, upstream…"),
+    ("since", "Since (UTC)", "2026-12-01 or 24h"),
+    ("until", "Until (UTC)", "2026-12-03"),
+];
 
 /// Owners listed (most waiting first).
 const OWNERS_SHOWN: usize = 12;
@@ -45,6 +58,23 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                         <button type="submit" data-testid="pause-save">"Pause"</button>
                     </form>
                     <p class="fine">"Queued tasks stay queued and nothing of theirs is sent to KIE until intake is resumed; new tasks queue behind them (or are refused, if the deployment says so)."</p>
+                </details>
+            })}
+            {producer.then(|| view! {
+                <details class="share">
+                    <summary>"Bulk cancel or retry"</summary>
+                    <form class="rule-form" method="post" action=act_form(PanelId::Throttle) data-testid="bulk-form">
+                        <input type="hidden" name="do" value="bulk"/>
+                        <label>"Action"<select name="action" data-testid="bulk-action">
+                            <option value="cancel">"Cancel queued tasks"</option>
+                            <option value="retry">"Retry failed or expired tasks"</option>
+                        </select></label>
+                        {BULK_FIELDS.into_iter().map(|(name, label, hint)| view! {
+                            <label>{label}<input name=name type="text" maxlength="200" placeholder=hint data-testid=format!("bulk-{name}")/></label>
+                        }).collect_view()}
+                        <button type="submit" data-testid="bulk-preview">"Preview"</button>
+                    </form>
+                    <p class="fine">"A preview says how many tasks the action takes and what they are estimated at; nothing is done until you run it. Each task then goes through the same checks as one Cancel or Retry (roles, cost rules, audit), in pages, and a restart picks the job up where it was."</p>
                 </details>
             })}
             // Folded away: a share is set rarely, and the panel is read all day.
@@ -120,7 +150,38 @@ fn guard_view(t: ThrottleView, producer: bool) -> impl IntoView + use<> {
                 {t.shares.into_iter().map(|(project, text)| view! { <li class="rule"><div class="rule-name">"project "{project}</div><div class="muted">{text}</div></li> }).collect_view()}
             </ul>
         })}
+        {(!t.bulk.is_empty()).then(|| view! {
+            <ul class="rules" data-testid="bulk-jobs">{t.bulk.into_iter().map(bulk_job).collect_view()}</ul>
+        })}
         <p class="muted">"Safety margin "{t.margin_ms}" ms · in doubt "{t.in_doubt}</p>
+    }
+}
+
+fn bulk_job(j: BulkJobView) -> impl IntoView + use<> {
+    let label = format!("{} · {} ({}) · by {} at {}", j.id, j.action, j.what, j.by, j.started.replace('T', " "));
+    let mut detail = format!("{} done, {} refused of {} · {}", j.done, j.refused, j.of, j.state);
+    if let Some(why) = &j.reason {
+        detail += &format!(" · {why}");
+    }
+    view! { <li data-testid="bulk-job" data-state=j.state.clone()>{fill_bar("bulk-progress", label, j.percent, detail)}</li> }
+}
+
+/// A bulk action's preview, with the form that runs it (the same fields), or the job started.
+fn bulk_outcome(b: BulkView, form: Fields) -> AnyView {
+    let verb = if b.action == "cancel" { "Cancel" } else { "Retry" };
+    let more = if b.more { " (more match: the oldest are taken)" } else { "" };
+    let sentence = format!("{verb} {} tasks ({}): estimated {} credits{more}.", b.count, b.what, b.estimate);
+    match b.job {
+        Some(j) => view! { <p class="ok" role="status" data-testid="bulk-started">{format!("Started {}: {sentence}", j.id)}</p> }.into_any(),
+        None => view! {
+            <form method="post" action=act_form(PanelId::Throttle) class="ok" data-testid="bulk-preview-result">
+                <span data-testid="bulk-preview-text">{sentence}</span>" "
+                {form.into_iter().filter(|(k, _)| k != "run").map(|(k, v)| view! { <input type="hidden" name=k value=v/> }).collect_view()}
+                <input type="hidden" name="run" value="1"/>
+                {(b.count > 0).then(|| view! { <button type="submit" data-testid="bulk-run">{format!("{verb} {}", b.count)}</button> })}
+            </form>
+        }
+        .into_any(),
     }
 }
 
@@ -128,6 +189,12 @@ fn guard_view(t: ThrottleView, producer: bool) -> impl IntoView + use<> {
 /// check who may).
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n);
+    if get("do").as_deref() == Some("bulk") {
+        let run = get("run").as_deref() == Some("1");
+        let r = bulk_action(get("action").unwrap_or_default(), get("state"), get("model"), get("project"), get("owner"), get("class"), get("since"), get("until"), run).await;
+        let echo = form.clone();
+        return Acted::of(r, move |b| bulk_outcome(b, echo), "bulk-error").also(&[PanelId::Status]);
+    }
     let r = match get("do").as_deref() {
         Some(op @ ("pause" | "resume")) => set_pause(get("project"), op == "pause", get("reason")).await,
         _ => set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued")).await.map(|p| format!("Share saved for project {p}.")),

@@ -34,6 +34,69 @@ pub struct ThrottleView {
     pub paused: usize,
     /// The pauses in force: (project, or `None` for the team's intake; "Paused: … held by …").
     pub pauses: Vec<(Option<String>, String)>,
+    /// Bulk actions kept, newest first.
+    #[serde(default)]
+    pub bulk: Vec<BulkJobView>,
+}
+
+/// A bulk action's preview (what it would take) and, once started, its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkView {
+    /// "cancel" or "retry".
+    pub action: String,
+    /// The filter in words.
+    pub what: String,
+    pub count: u32,
+    /// Their estimates added up, in credits.
+    pub estimate: String,
+    /// More match than one action takes (it takes the oldest).
+    pub more: bool,
+    pub job: Option<BulkJobView>,
+}
+
+/// A bulk action's job: where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkJobView {
+    pub id: String,
+    pub action: String,
+    pub what: String,
+    pub by: String,
+    /// "running", "done" or "stopped".
+    pub state: String,
+    pub done: u32,
+    pub refused: u32,
+    /// The previewed count.
+    pub of: u32,
+    pub percent: u32,
+    /// Why some were refused, or why it stopped.
+    pub reason: Option<String>,
+    /// UTC, RFC 3339.
+    pub started: String,
+}
+
+#[cfg(feature = "ssr")]
+impl From<gateway::tasks::bulk::BulkJob> for BulkJobView {
+    fn from(j: gateway::tasks::bulk::BulkJob) -> BulkJobView {
+        use gateway::tasks::bulk::BulkState;
+        let state = match j.state {
+            BulkState::Running => "running",
+            BulkState::Done => "done",
+            BulkState::Stopped => "stopped",
+        };
+        BulkJobView {
+            percent: j.percent(),
+            what: j.filter.describe(),
+            action: j.action.as_str().into(),
+            by: j.by_name.clone(),
+            state: state.into(),
+            done: j.done,
+            refused: j.refused,
+            of: j.preview.count,
+            reason: j.reason,
+            started: gateway::team::audit::utc(j.created_ms),
+            id: j.id,
+        }
+    }
 }
 
 /// One owner's share of the queue.

@@ -1,7 +1,9 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
-//! form for the relay; the pauses operators set on intake; its story, step by step.
+//! form for the relay; the pauses operators set on intake and their bulk actions; its story,
+//! step by step.
 
+pub mod bulk;
 pub mod events;
 pub mod fair_share;
 pub mod lifecycle;

@@ -329,6 +329,19 @@ pub enum FailClass {
 }
 
 impl FailClass {
+    pub const ALL: [FailClass; 10] = [
+        FailClass::RateLimited,
+        FailClass::InsufficientCredits,
+        FailClass::Policy,
+        FailClass::Upstream,
+        FailClass::Auth,
+        FailClass::CallbackLost,
+        FailClass::ResultExpired,
+        FailClass::Budget,
+        FailClass::Cancelled,
+        FailClass::DeadlinePassed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             FailClass::RateLimited => "Rate limited",

@@ -28,6 +28,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod apply;
+pub(crate) mod bulk;
 pub(crate) mod callback;
 pub mod cancel;
 pub mod deadline;
@@ -180,6 +181,8 @@ struct Inner {
     folder: Arc<crate::money::receipts::Folder>,
     /// The receipt sync's wake-up.
     sync: Arc<Notify>,
+    /// Wakes the bulk actions' runner (a job started here).
+    bulk: Arc<Notify>,
     /// The Library archiver's wake-up.
     archive: Arc<Notify>,
     /// Chat calls being ended in the background (a stop waits for them).
@@ -218,6 +221,7 @@ impl Lifecycle {
             deliveries: Default::default(),
             folder: Default::default(),
             sync: Default::default(),
+            bulk: Default::default(),
             archive: Default::default(),
             chat_ends: Default::default(),
             alert_checks: Default::default(),
@@ -396,11 +400,18 @@ impl Lifecycle {
             tokio::spawn(watch_epoch(self.clone())),
             tokio::spawn(crate::money::receipts::run(self.clone(), jobs.folder.clone())),
             tokio::spawn(crate::money::receipt_sync::run(self.clone(), jobs.sync.clone())),
+            tokio::spawn(bulk::run(self.clone(), jobs.bulk.clone())),
         ];
         // A download cut off by a stop leaves only a temporary file: the asset stays pending.
         let archiver = library.map(|l| tokio::spawn(crate::library::archiver::run(l.clone(), jobs.archive.clone())));
         let dispatcher = tokio::spawn(dispatch::run(self.clone(), jobs.queue.clone()));
         Workers { lifecycle: self.clone(), dispatcher: Some(dispatcher), others: handles.into_iter().chain(archiver).collect() }
+    }
+
+    /// A bulk action was started here ([`crate::tasks::bulk::start`]): its runner starts at
+    /// once (the other instances' find it within a tick).
+    pub fn bulk_started(&self) {
+        self.0.bulk.notify_one();
     }
 
     /// The receipts' folder's state (a chat call's end folds it in the same write).
