@@ -5,12 +5,15 @@
 //! - [`tasks`] — what a task is and its whole life:
 //!   - [`tasks::task`] — [`TaskRecord`], [`TaskState`], listing queries and pages;
 //!   - [`tasks::lifecycle`] — [`Lifecycle`]: submit, dispatcher, callbacks, fallback poller,
-//!     relay callbacks, KIE's limits, the queue's order, places and deadlines; the one
-//!     idempotent `apply_upstream_state`; each worker's own state in its own file;
+//!     relay callbacks, KIE's limits, the queue's order, places and deadlines, the Error
+//!     Review's resolutions, the bulk actions' runner; the one idempotent
+//!     `apply_upstream_state`; each worker's own state in its own file;
 //!   - [`tasks::rate_guard`] — the rate guard's limit kinds (requests per window, concurrent
 //!     tasks, tokens per window) as configuration;
-//!   - [`tasks::fair_share`] and [`tasks::pause`] — how operators run the queue: a project's
-//!     weight and quota, and pauses on intake (team or project), each audited;
+//!   - [`tasks::fair_share`], [`tasks::pause`] and [`tasks::bulk`] — how operators run the
+//!     queue: a project's weight and quota, pauses on intake (team or project), and bulk
+//!     cancels and retries (previewed, then run as a resumable job), each audited;
+//!   - [`tasks::story`] — a task's story: each step, told on its record in the same write;
 //!   - [`tasks::events`] — live task events through the store, numbered and replayable;
 //!   - [`tasks::relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.
 //! - [`money`] — what things cost and who may spend it:
