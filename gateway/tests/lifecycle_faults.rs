@@ -700,8 +700,24 @@ async fn priority_goes_first_within_the_owner(store: Arc<dyn Store>, base: &str)
         normal.push(lc.submit(in_project("ana", "p", &format!("normal {i}"))).await.unwrap().id);
     }
     let bo = lc.submit(in_project("bo", "p", "bo's only")).await.unwrap().id;
-    let urgent = lc.submit(gateway::tasks::lifecycle::Submission { priority: Priority::High, ..in_project("ana", "p", "urgent") }).await.unwrap();
+    let urgent = lc.submit(gateway::tasks::lifecycle::Submission { priority: Some(Priority::High), ..in_project("ana", "p", "urgent") }).await.unwrap();
     assert_eq!(get(&store, &urgent.id).await.priority, Priority::High, "kept on the record");
+    // A project's default (set with its share) for what names none; a named priority wins.
+    let cli = gateway::team::accounts::Actor::cli();
+    gateway::tasks::fair_share::set(store.as_ref(), &cli, "rush", 1, None, Priority::High).await.unwrap();
+    lc.queue_changed();
+    let (named, unnamed) = (
+        lc.submit(gateway::tasks::lifecycle::Submission { priority: Some(Priority::Low), ..in_project("dee", "rush", "named") }).await.unwrap(),
+        lc.submit(in_project("dee", "rush", "unnamed")).await.unwrap(),
+    );
+    assert_eq!((named.priority, unnamed.priority), (Priority::Low, Priority::High));
+    assert!(unnamed.story.beats[0].text.ends_with("; priority high"), "{:?}", unnamed.story.beats[0]);
+    gateway::tasks::fair_share::set(store.as_ref(), &cli, "rush", 1, None, Priority::Normal).await.unwrap();
+    assert!(gateway::tasks::fair_share::shares(store.as_ref()).await.unwrap().is_empty(), "weight 1, no quota, normal: no share of its own");
+    // Out of the way of the order below.
+    for t in [&named, &unnamed] {
+        lc.cancel(&t.id, &cli).await.unwrap();
+    }
     // Then more than a page of someone else's, so the queue's newest page does not show it.
     let mut carl = Vec::new();
     for i in 0..gateway::tasks::task::MAX_PAGE + 10 {

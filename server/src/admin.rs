@@ -44,7 +44,8 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum QueueCommand {
     /// Set a project's share: its owners send up to WEIGHT tasks per turn of the rotation,
-    /// and each may have MAX_QUEUED waiting. Weight 1 with no quota removes the share.
+    /// each may have MAX_QUEUED waiting, and its tasks naming no priority get PRIORITY. Weight
+    /// 1 with no quota and normal priority removes the share.
     Share {
         #[arg(long)]
         project: String,
@@ -54,6 +55,9 @@ pub enum QueueCommand {
         /// Each owner's queue quota in the project (default: QUEUE_MAX_PER_OWNER).
         #[arg(long)]
         max_queued: Option<u32>,
+        /// Its tasks' priority when they name none: high, normal or low.
+        #[arg(long, default_value = "normal")]
+        priority: String,
     },
     /// List the projects' shares.
     Shares,
@@ -235,8 +239,9 @@ pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Wri
     let store = open_store(&config.store).await?;
     let fail = |e: gateway::tasks::QueueSettingError| ServerError::Store(e.to_string());
     match cmd {
-        QueueCommand::Share { project, weight, max_queued } => {
-            fair_share::set(store.as_ref(), &Actor::cli(), &project, weight, max_queued).await.map_err(|e| ServerError::Store(e.to_string()))?;
+        QueueCommand::Share { project, weight, max_queued, priority } => {
+            let priority = priority.parse().map_err(ServerError::Store)?;
+            fair_share::set(store.as_ref(), &Actor::cli(), &project, weight, max_queued, priority).await.map_err(|e| ServerError::Store(e.to_string()))?;
             match fair_share::shares(store.as_ref()).await.map_err(|e| ServerError::Store(e.to_string()))?.into_iter().find(|s| s.project == project.trim()) {
                 Some(s) => writeln!(out, "Project {}: {}.", s.project, s.text())?,
                 None => writeln!(out, "Project {}: the default share (weight 1, QUEUE_MAX_PER_OWNER waiting per owner).", project.trim())?,

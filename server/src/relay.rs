@@ -172,8 +172,8 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         }
     };
     let priority = match headers.get(PRIORITY) {
-        None => Default::default(),
-        Some(v) => v.to_str().map_err(|e| e.to_string()).and_then(str::parse).map_err(|e| Refusal::kie(422, format!("{PRIORITY}: {e}")))?,
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|e| e.to_string()).and_then(str::parse).map_err(|e| Refusal::kie(422, format!("{PRIORITY}: {e}")))?),
     };
     let submission = Submission {
         owner: key.owner(),

@@ -137,6 +137,12 @@ async fn a_projects_fair_share_is_set_by_an_admin_in_panel_06_audited_and_refuse
     let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "3"), ("max_queued", "40")]).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("weight 3 · at most 40 waiting per owner"), "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "3"), ("max_queued", "40"), ("priority", "urgent")]).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("priority \"urgent\" is not one of high, normal, low"), "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "throttle", &[("project", "feature"), ("weight", "3"), ("max_queued", "40"), ("priority", "high")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("weight 3 · at most 40 waiting per owner · high priority by default"), "{html}");
     // Read-only for everyone else, and audited.
     let (_, html) = get_as(base, VIEWER, "/panel/throttle").await;
     assert!(html.contains("weight 3 · at most 40 waiting per owner") && !html.contains("share-form"), "{html}");

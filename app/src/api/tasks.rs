@@ -206,7 +206,7 @@ pub async fn submit_task(
         input.insert("prompt".into(), prompt.into());
     }
     let option = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let priority = option(priority).unwrap_or_default().parse().map_err(|e: String| refuse(422, e))?;
+    let priority = option(priority).map(|p| p.parse()).transpose().map_err(|e: String| refuse(422, e))?;
     let send_by_ms = option(send_within).map(|s| gateway::tasks::lifecycle::deadline::parse_send_by(&s, gateway::store::now_ms())).transpose().map_err(|e| refuse(422, e))?;
     let entry = ctx.lifecycle.catalog().get(&model);
     let priced_by = entry.and_then(|m| m.price.priced_by());

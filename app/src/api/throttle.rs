@@ -55,17 +55,19 @@ pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
     Ok(view_of(q, shares, bulk))
 }
 
-/// Sets a project's fair share (admins): `weight` 1–100 sends per turn of the rotation, and
-/// `max_queued` (empty: `QUEUE_MAX_PER_OWNER`) tasks waiting per owner. Audited.
+/// Sets a project's fair share (admins): `weight` 1–100 sends per turn of the rotation,
+/// `max_queued` (empty: `QUEUE_MAX_PER_OWNER`) tasks waiting per owner, and `priority`
+/// (`high`, `normal`, `low`; empty: normal) its tasks' priority when they name none. Audited.
 #[server(endpoint = "set_fair_share")]
-pub async fn set_fair_share(project: String, weight: String, max_queued: Option<String>) -> Result<String, ServerFnError> {
+pub async fn set_fair_share(project: String, weight: String, max_queued: Option<String>, #[server(default)] priority: Option<String>) -> Result<String, ServerFnError> {
     use crate::api::context::{Role, refuse, signed_in};
     use gateway::tasks::fair_share;
     let (ctx, actor) = signed_in(Role::Admin)?;
     let number = |name: &str, v: &str| v.trim().parse::<u32>().map_err(|_| refuse(400, format!("{name} must be a whole number")));
     let weight = number("weight", &weight)?;
     let max_queued = max_queued.filter(|m| !m.trim().is_empty()).map(|m| number("the queue quota", &m)).transpose()?;
-    fair_share::set(ctx.store.as_ref(), &actor, &project, weight, max_queued).await.map_err(setting_error)?;
+    let priority = priority.unwrap_or_default().parse().map_err(|e: String| refuse(400, e))?;
+    fair_share::set(ctx.store.as_ref(), &actor, &project, weight, max_queued, priority).await.map_err(setting_error)?;
     // Here at once; the other instances within a few seconds.
     ctx.lifecycle.queue_changed();
     Ok(project.trim().to_string())

@@ -144,7 +144,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
             </label>
             <label title="Among your own queued tasks; never ahead of other people's turns">"Priority "
                 <select name="priority" data-testid="composer-priority" on:change=move |ev| priority.set(event_target_value(&ev))>
-                    {["normal", "high", "low"].into_iter().map(|v| view! { <option value=v>{v}</option> }).collect_view()}
+                    {[("", "project's default"), ("high", "high"), ("normal", "normal"), ("low", "low")].into_iter().map(|(v, l)| view! { <option value=v>{l}</option> }).collect_view()}
                 </select>
             </label>
             {move || selected().and_then(|m| m.priced_by.clone().map(|field| {

@@ -85,6 +85,9 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                         <label>"Project"<input name="project" type="text" required="" data-testid="share-project"/></label>
                         <label>"Weight (sends per turn)"<input name="weight" type="number" min="1" max="100" step="1" value="1" data-testid="share-weight"/></label>
                         <label>"Max waiting per owner (empty: default)"<input name="max_queued" type="number" min="1" step="1" data-testid="share-max"/></label>
+                        <label>"Its tasks' priority when they name none"<select name="priority" data-testid="share-priority">
+                            {["normal", "high", "low"].into_iter().map(|p| view! { <option value=p>{p}</option> }).collect_view()}
+                        </select></label>
                         <button type="submit" data-testid="share-save">"Save share"</button>
                     </form>
                 </details>
@@ -197,7 +200,7 @@ pub async fn act(form: Fields) -> Acted {
     }
     let r = match get("do").as_deref() {
         Some(op @ ("pause" | "resume")) => set_pause(get("project"), op == "pause", get("reason")).await,
-        _ => set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued")).await.map(|p| format!("Share saved for project {p}.")),
+        _ => set_fair_share(get("project").unwrap_or_default(), get("weight").unwrap_or_else(|| "1".into()), get("max_queued"), get("priority")).await.map(|p| format!("Share saved for project {p}.")),
     };
     Acted::of(r, |msg| super::ok_note("throttle-done", msg), "throttle-error").also(&[PanelId::Status])
 }

@@ -8,7 +8,9 @@
 //!   `weight` tasks per turn (weighted round-robin: with weights 3 and 1, three of one
 //!   project's to one of the other's while both wait; either alone still gets the window);
 //! - `max_queued` (1–[`MAX_QUEUED`]): how many tasks each owner may have waiting in it,
-//!   counted apart from their tasks elsewhere (which `QUEUE_MAX_PER_OWNER` bounds).
+//!   counted apart from their tasks elsewhere (which `QUEUE_MAX_PER_OWNER` bounds);
+//! - `priority`: the priority its tasks get when their submission names none (a person's
+//!   or a relay key's own choice wins).
 //!
 //! Shares are one document in the store (edited under a lease), read by every instance at
 //! most [`CACHE_FOR`] after a change.
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use crate::store::{Store, StoreResult, edit_doc, now_ms, read_doc};
 use crate::tasks::QueueSettingError;
+use crate::tasks::task::Priority;
 use crate::team::accounts::{Actor, Role};
 
 const SHARES_KEY: &str = "queue:shares";
@@ -37,17 +40,24 @@ pub struct Share {
     pub weight: u32,
     /// Each owner's queue quota in the project (`None`: `QUEUE_MAX_PER_OWNER`).
     pub max_queued: Option<u32>,
+    /// Its tasks' priority when their submission names none.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     pub updated_ms: u64,
     pub updated_by: String,
 }
 
 impl Share {
-    /// `weight 3 · at most 200 waiting per owner`.
+    /// `weight 3 · at most 200 waiting per owner · high priority by default`.
     pub fn text(&self) -> String {
-        match self.max_queued {
-            Some(m) => format!("weight {} · at most {m} waiting per owner", self.weight),
-            None => format!("weight {}", self.weight),
+        let mut text = format!("weight {}", self.weight);
+        if let Some(m) = self.max_queued {
+            text += &format!(" · at most {m} waiting per owner");
         }
+        if !self.priority.is_normal() {
+            text += &format!(" · {} priority by default", self.priority.as_str());
+        }
+        text
     }
 }
 
@@ -67,9 +77,14 @@ pub fn own_quota(shares: &[Share], project: &str) -> Option<u32> {
     shares.iter().find(|s| s.project == project).and_then(|s| s.max_queued)
 }
 
-/// Sets `project`'s share (admin); weight 1 with no quota of its own removes it. Audited.
-/// Returns the share it replaced.
-pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_queued: Option<u32>) -> Result<Option<Share>, QueueSettingError> {
+/// The priority `project`'s tasks get when their submission names none.
+pub fn default_priority(shares: &[Share], project: &str) -> Priority {
+    shares.iter().find(|s| s.project == project).map_or(Priority::Normal, |s| s.priority)
+}
+
+/// Sets `project`'s share (admin); weight 1 with no quota and no priority of its own removes
+/// it. Audited. Returns the share it replaced.
+pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_queued: Option<u32>, priority: Priority) -> Result<Option<Share>, QueueSettingError> {
     by.require(Role::Admin).map_err(|e| QueueSettingError::Forbidden(e.to_string()))?;
     let project = project.trim();
     if !crate::tasks::task::valid_name(project) {
@@ -81,8 +96,8 @@ pub async fn set(store: &dyn Store, by: &Actor, project: &str, weight: u32, max_
     if max_queued.is_some_and(|m| !(1..=MAX_QUEUED).contains(&m)) {
         return Err(QueueSettingError::Invalid(format!("the queue quota must be a whole number from 1 to {MAX_QUEUED}")));
     }
-    let share = Share { project: project.to_string(), weight, max_queued, updated_ms: now_ms(), updated_by: by.who.clone() };
-    let keep = weight != 1 || max_queued.is_some();
+    let share = Share { project: project.to_string(), weight, max_queued, priority, updated_ms: now_ms(), updated_by: by.who.clone() };
+    let keep = weight != 1 || max_queued.is_some() || !priority.is_normal();
     let after = keep.then(|| share.text());
     let before = edit_doc(store, SHARES_KEY, |all: &mut Vec<Share>| {
         let before = all.iter().position(|s| s.project == project).map(|i| all.remove(i));

@@ -47,8 +47,9 @@ pub struct Submission {
     pub rerun_of: Option<String>,
     /// Its deadline (Unix ms; [`super::deadline`]): checked to be ahead, within a week.
     pub send_by_ms: Option<u64>,
-    /// Its priority among its owner's queued tasks.
-    pub priority: crate::tasks::task::Priority,
+    /// Its priority among its owner's queued tasks (`None`: its project's default, set with
+    /// its fair share; normal when it has none).
+    pub priority: Option<crate::tasks::task::Priority>,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -269,7 +270,10 @@ impl Lifecycle {
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
         t.send_by_ms = s.send_by_ms;
-        t.priority = s.priority;
+        t.priority = match s.priority {
+            Some(p) => p,
+            None => crate::tasks::fair_share::default_priority(&self.0.queue.shares(self.0.store.as_ref()).await?, &t.project),
+        };
         t.note = Some("Waiting for the rate guard".into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
         let governed = self.write_record(&mut t, estimate).await?;
@@ -404,7 +408,7 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: old.priority, ..Default::default() }).await?;
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: Some(old.priority), ..Default::default() }).await?;
         // Noted on the failure (the review shows it; a bulk retry skips it).
         self.modify(&old_id, |t| t.retried_as.replace(new.id.clone()).as_ref() != Some(&new.id)).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
