@@ -125,6 +125,7 @@ const SECTIONS: [(&str, &str); 4] = [("operate", "Operate"), ("money", "Money"),
 /// the [`live::Console`] island around it keeps it live, and the Task Monitor is an island.
 #[component]
 fn ControlRoom() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
     view! {
         <live::Console>
             <a class="skip" href="#monitor">"Skip to the Task Monitor"</a>
@@ -154,10 +155,12 @@ fn ControlRoom() -> impl IntoView {
                 <Section id="operate" name="Operate" class="operate">
                     <Suspense fallback=|| view! { <section class="panel monitor loading" id="monitor"><p class="muted">"Loading the Task Monitor…"</p></section> }>
                         {Suspend::new(async move {
+                            // The Monitor's filter from the page's URL (`/?q=kite&state=fail`).
+                            let initial = panels::monitor::filter_of(&query.get_untracked());
                             let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
                             let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
-                            let first = api::list_tasks(Default::default(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
-                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first/> }
+                            let first = api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
+                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial/> }
                         })}
                     </Suspense>
                     <div class="side">

@@ -125,6 +125,34 @@ test('a failing task appears in the Error Review: Retry, a group retry, Resolved
   }
 });
 
+test('a search typed into the Monitor narrows it live, lives in the URL, and a reload keeps it', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    const kite = await compose(page, 'google/imagen4-fast', 'a red kite over the dunes');
+    const boat = await compose(page, 'google/imagen4-fast', 'a paper boat on a canal');
+    await page.locator(`tr[data-task="${boat}"]`).waitFor({ timeout: 10_000 });
+    await page.fill('[data-testid="filter-q"]', 'KITE dun');
+    await page.waitForFunction(([k, b]) => document.querySelector(`tr[data-task="${k}"]`) && !document.querySelector(`tr[data-task="${b}"]`), [kite, boat], { timeout: 10_000 });
+    assert.equal(new URL(page.url()).searchParams.get('q'), 'KITE dun', 'the search is in the URL');
+    await page.selectOption('[data-testid="filter-state"]', 'success');
+    await watchStates(page, kite, 'success');
+    assert.equal(new URL(page.url()).searchParams.get('state'), 'success');
+    // A reload (or the link shared): the server lists it filtered, the form says so.
+    await page.reload();
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    assert.equal(await page.inputValue('[data-testid="filter-q"]'), 'KITE dun');
+    assert.equal(await page.locator(`tr[data-task="${kite}"]`).count(), 1);
+    assert.equal(await page.locator(`tr[data-task="${boat}"]`).count(), 0);
+    assert.match(await page.textContent('[data-testid="monitor-count"]'), /^1 tasks?$/);
+    assert.deepEqual(errors, [], 'no console errors');
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test('a result flips to In Library and plays from the Library copy, live', async () => {
   const server = await startServer({}, ['--simulate']);
   try {

@@ -75,6 +75,7 @@ conformance!(
     task_update_with_settles_and_counts_with_the_record_or_nothing,
     an_owners_lane_holds_their_queued_tasks_oldest_first,
     usage_many_reads_each_scope_as_usage_does_in_one_call,
+    a_search_finds_tasks_by_the_words_they_start_and_follows_their_changes,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -94,6 +95,52 @@ fn req(id: &str, amount: i64, scopes: Vec<Scope>) -> ReserveRequest {
 
 mod cases {
     use super::*;
+
+    /// Search (`TaskQuery::text`): each word must start a word of the task's ids, model,
+    /// project, owner or prompt, case-insensitive; read from the index of the longest word's
+    /// first letters, so 1,000 other tasks cost a scan of none of them; the index follows a
+    /// task's changes (KIE's id arriving) and forgets what a change took away.
+    pub async fn a_search_finds_tasks_by_the_words_they_start_and_follows_their_changes(b: Backend) {
+        let prompt = |id: &str, p: &str| {
+            let mut t = task(id, "trailer", "ana@studio.test", "google/imagen4-fast", 5_000 + id.len() as u64);
+            t.input = serde_json::json!({"prompt": p});
+            t
+        };
+        for i in 0..1_000u64 {
+            b.store.task_insert(&task(&format!("noise{i:04}"), "teaser", "bo@studio.test", "veo3", 1_000 + i)).await.unwrap();
+        }
+        b.store.task_insert(&prompt("cr_aa01", "A red Kite over the dunes at dusk")).await.unwrap();
+        b.store.task_insert(&prompt("cr_bb02", "kites, kitesurfers and a lighthouse")).await.unwrap();
+        let find = |text: &str| {
+            let q = TaskQuery { text: Some(text.into()), limit: 50, ..Default::default() };
+            let peer = b.peer.clone();
+            async move {
+                let page = peer.task_list(&q).await.unwrap();
+                let mut ids: Vec<String> = page.tasks.into_iter().map(|t| t.id).collect();
+                ids.sort();
+                (ids, page.next)
+            }
+        };
+        assert_eq!(find("kite").await, (vec!["cr_aa01".to_string(), "cr_bb02".to_string()], None), "the start of a word, in any case");
+        assert_eq!(find("KITE red").await.0, vec!["cr_aa01"], "every word must match");
+        assert_eq!(find("dusk imagen4").await.0, vec!["cr_aa01"], "the model's words too");
+        assert_eq!(find("cr_bb02").await.0, vec!["cr_bb02"], "its id");
+        assert_eq!(find("trail lig").await.0, vec!["cr_bb02"], "its project and prompt");
+        assert_eq!(find("ite").await.0, Vec::<String>::new(), "not the middle of a word");
+        assert_eq!(find("kite teaser").await.0, Vec::<String>::new());
+        // KIE's id arrives, a word goes: the index follows.
+        let mut t = b.store.task_get("cr_aa01").await.unwrap().unwrap();
+        t.kie_task_id = Some("task_imagen4_9f8e7d".into());
+        t.state = TaskState::Submitted;
+        t.input = serde_json::json!({"prompt": "A red kite at dawn"});
+        b.store.task_update(&t).await.unwrap().unwrap();
+        assert_eq!(find("9f8e7d").await.0, vec!["cr_aa01"], "KIE's id, once known");
+        assert_eq!(find("dusk").await.0, Vec::<String>::new(), "a word the change took away");
+        assert_eq!(find("dawn kite").await.0, vec!["cr_aa01"]);
+        let q = TaskQuery { text: Some("kite".into()), state: Some(TaskState::Submitted), limit: 50, ..Default::default() };
+        assert_eq!(b.store.task_list(&q).await.unwrap().tasks.len(), 1, "with the other filters");
+        assert_eq!(q.driving_index(), "word:kit", "read from the word's index, not the state's");
+    }
 
     /// `usage_many`: running totals and windows alike, in order, a scope never touched at 0;
     /// a batch past the bound is refused.

@@ -153,13 +153,25 @@ mod server_side {
     }
 }
 
-/// Filters of the Task Monitor (all optional; all must match).
+/// Filters of the Task Monitor (all optional; all must match). The page's URL carries them
+/// by these names (`/?q=kite&state=fail#monitor`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskFilter {
+    /// Search words: each must start a word of the task's id, KIE's id, model, project,
+    /// person or prompt (case-insensitive).
+    #[serde(default)]
+    pub q: Option<String>,
     pub state: Option<String>,
     pub model: Option<String>,
     pub project: Option<String>,
     pub owner: Option<String>,
+}
+
+impl TaskFilter {
+    /// The filter's fields by their URL names.
+    pub fn fields(&mut self) -> [(&'static str, &mut Option<String>); 5] {
+        [("q", &mut self.q), ("state", &mut self.state), ("model", &mut self.model), ("project", &mut self.project), ("owner", &mut self.owner)]
+    }
 }
 
 /// Newest tasks first, filtered; `after` continues a previous page.
@@ -173,6 +185,7 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
         model: text(filter.model),
         project: text(filter.project),
         owner: text(filter.owner),
+        text: text(filter.q),
         after: after.filter(|a| a.len() <= 600),
         limit: limit.clamp(1, MAX_ROWS),
         ..Default::default()

@@ -14,10 +14,46 @@ use crate::view::{ModelOption, TaskList, TaskRow};
 pub const PAGE: usize = 25;
 const STATES: [&str; 8] = ["queued", "submitted", "waiting", "queuing", "generating", "success", "fail", "expired"];
 
-/// Whether a live row belongs in the listing under `f`.
+/// Whether a live row belongs in the listing under `f` (its search as the server reads it:
+/// each word starts a word of the row's ids, model, project, person or prompt).
 fn passes(f: &TaskFilter, r: &TaskRow) -> bool {
     let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.trim().is_empty() || w.trim() == have);
-    eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
+    let words = |s: &str| s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>();
+    let found = f.q.as_deref().is_none_or(|q| {
+        let mine: Vec<String> = [r.id.as_str(), r.kie_task_id.as_deref().unwrap_or(""), &r.model, &r.project, &r.owner, r.prompt.as_deref().unwrap_or("")].into_iter().flat_map(words).collect();
+        words(q).iter().all(|w| mine.iter().any(|m| m.starts_with(w.as_str())))
+    });
+    found && eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
+}
+
+/// The Monitor's filter from a page's query (`?q=kite&state=fail`): blank fields are absent.
+pub fn filter_of(query: &leptos_router::params::ParamsMap) -> TaskFilter {
+    let mut f = TaskFilter::default();
+    for (name, field) in f.fields() {
+        *field = query.get(name).map(|v| v.trim().chars().take(200).collect::<String>()).filter(|v| !v.is_empty());
+    }
+    f
+}
+
+/// Writes `f` into the page's URL (no reload, no history entry), so the view can be
+/// bookmarked and shared.
+fn show_in_url(f: &TaskFilter) {
+    #[cfg(feature = "hydrate")]
+    {
+        let Ok(params) = web_sys::UrlSearchParams::new() else { return };
+        for (name, value) in f.clone().fields() {
+            if let Some(v) = value {
+                params.append(name, v);
+            }
+        }
+        let search: String = params.to_string().into();
+        let url = if search.is_empty() { "/#monitor".to_string() } else { format!("/?{search}#monitor") };
+        if let Ok(h) = window().history() {
+            let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = f;
 }
 
 /// The Task Monitor with its composer: an island (hydrated in the browser), given the Market's
@@ -26,9 +62,10 @@ fn passes(f: &TaskFilter, r: &TaskRow) -> bool {
 /// reset of the live stream reads the list again (no resource and no `Suspense` in the browser:
 /// the page arrives with its rows).
 #[island]
-pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<TaskList, String>) -> impl IntoView {
+pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<TaskList, String>, initial: TaskFilter) -> impl IntoView {
     let live = live();
-    let filter = RwSignal::new(TaskFilter::default());
+    let shown = initial.clone();
+    let filter = RwSignal::new(initial);
     // Cursors of the pages before this one (empty: the first page, which live rows join).
     let cursors = RwSignal::new(Vec::<Option<String>>::new());
     let after = RwSignal::new(None::<String>);
@@ -85,11 +122,13 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
         move |ev: leptos::ev::Event| {
             let v = event_target_value(&ev);
             filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
+            filter.with_untracked(show_in_url);
             after.set(None);
             cursors.set(Vec::new());
             read();
         }
     };
+    let value = move |v: &Option<String>| v.clone().unwrap_or_default();
 
     // Cancel (a task still queued here): the row flips live once it ends.
     let cancel = Action::new(|id: &String| {
@@ -118,13 +157,14 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
             <Composer rerun=rerun models=models can_produce=can_produce/>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks">
+                <input type="search" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q) on:input=set(|f| &mut f.q)/>
                 <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
                     <option value="">"Any state"</option>
-                    {STATES.iter().map(|s| view! { <option value=*s>{*s}</option> }).collect_view()}
+                    {STATES.iter().map(|s| view! { <option value=*s selected=shown.state.as_deref() == Some(*s)>{*s}</option> }).collect_view()}
                 </select>
-                <input type="search" placeholder="Model" aria-label="Model" on:change=set(|f| &mut f.model)/>
-                <input type="search" placeholder="Project" aria-label="Project" on:change=set(|f| &mut f.project)/>
-                <input type="search" placeholder="Person (email or key:label)" aria-label="Person" on:change=set(|f| &mut f.owner)/>
+                <input type="search" placeholder="Model" aria-label="Model" value=value(&shown.model) on:change=set(|f| &mut f.model)/>
+                <input type="search" placeholder="Project" aria-label="Project" value=value(&shown.project) on:change=set(|f| &mut f.project)/>
+                <input type="search" placeholder="Person (email or key:label)" aria-label="Person" value=value(&shown.owner) on:change=set(|f| &mut f.owner)/>
             </div>
                 {move || match tasks.with(|t| t.as_ref().err().cloned()) {
                     Some(e) => Some(Either::Left(view! { <p class="error">{e}</p> })),

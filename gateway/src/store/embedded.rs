@@ -264,6 +264,31 @@ fn index_add(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
     Ok(())
 }
 
+/// Moves a record's index entries from `old` to `new`: those it no longer has are removed, and
+/// those it has are inserted (a no-op for the ones already there, so an entry a version before
+/// this one did not write is written now); all of them move if its member changed.
+fn index_move(tx: &WriteTransaction, old: &TaskRecord, new: &TaskRecord) -> StoreResult<()> {
+    let (was, is) = (old.index_member(), new.index_member());
+    if was != is {
+        index_remove(tx, old)?;
+        return index_add(tx, new);
+    }
+    let (before, after) = (old.index_keys(), new.index_keys());
+    let mut idx = tx.open_table(TASK_INDEX)?;
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
+    for key in before.iter().filter(|k| !after.contains(k)) {
+        if idx.remove((key.as_str(), was.as_str()))?.is_some() {
+            resize(&mut sizes, key, -1)?;
+        }
+    }
+    for key in &after {
+        if idx.insert((key.as_str(), is.as_str()), ())?.is_none() {
+            resize(&mut sizes, key, 1)?;
+        }
+    }
+    Ok(())
+}
+
 fn index_remove(tx: &WriteTransaction, t: &TaskRecord) -> StoreResult<()> {
     let mut idx = tx.open_table(TASK_INDEX)?;
     let mut sizes = tx.open_table(INDEX_SIZES)?;
@@ -620,8 +645,7 @@ impl Store for EmbeddedStore {
             }
             tasks.insert(next.id.as_str(), json.as_slice())?;
             drop(tasks);
-            index_remove(tx, &old)?;
-            index_add(tx, &next)?;
+            index_move(tx, &old, &next)?;
             let now = now_ms();
             for (id, actual) in &settles {
                 hold_settle(tx, id, *actual, now)?;

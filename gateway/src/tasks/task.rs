@@ -442,7 +442,30 @@ impl TaskRecord {
         if self.to_review() {
             keys.push(index::TO_REVIEW.to_string());
         }
+        for w in self.search_words() {
+            let key = index::word(&w);
+            if w.chars().count() >= index::WORD_PREFIX && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
         keys
+    }
+
+    /// The words a search finds this task by, lowercased: its id's and KIE's, its model's,
+    /// project's and owner's, then its prompt's (at most [`MAX_SEARCH_WORDS`] in all).
+    pub fn search_words(&self) -> Vec<String> {
+        let prompt = self.input.get("prompt").and_then(|p| p.as_str()).unwrap_or("");
+        let fields = [self.id.as_str(), self.kie_task_id.as_deref().unwrap_or(""), &self.model, &self.project, &self.owner, prompt];
+        let mut out: Vec<String> = Vec::new();
+        for w in fields.into_iter().flat_map(search_words) {
+            if out.len() == MAX_SEARCH_WORDS {
+                break;
+            }
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+        out
     }
 
     /// For the Error Review: it failed or expired, or a result was gone before the Library
@@ -559,6 +582,13 @@ pub mod index {
     pub fn receipt_day(project: &str, day: &str) -> String {
         format!("receipt-day:{project}|{day}")
     }
+    /// Tasks with a search word starting with `word`'s first [`WORD_PREFIX`] letters.
+    pub fn word(word: &str) -> String {
+        let prefix: String = word.chars().take(WORD_PREFIX).collect();
+        format!("word:{prefix}")
+    }
+    /// Letters of a word's prefix its index is named by.
+    pub const WORD_PREFIX: usize = 3;
     /// One owner's queued tasks: their lane in the fair queue.
     pub fn queued_by(o: &str) -> String {
         format!("queued-by:{o}")
@@ -567,6 +597,16 @@ pub mod index {
     pub fn member(created_ms: u64, id: &str) -> String {
         format!("{created_ms:013}|{id}")
     }
+}
+
+/// Most words of one task a search knows it by.
+pub const MAX_SEARCH_WORDS: usize = 48;
+/// Longest word a search indexes (a longer one is cut).
+const MAX_WORD_CHARS: usize = 40;
+
+/// The words of `text` a search reads: runs of letters and digits, lowercased.
+pub fn search_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.chars().take(MAX_WORD_CHARS).flat_map(char::to_lowercase).collect())
 }
 
 /// Largest page a listing returns; larger requests are clamped.
@@ -589,6 +629,10 @@ pub struct TaskQuery {
     /// day's index).
     #[serde(default)]
     pub receipt_day: Option<String>,
+    /// Words every match has a word starting with (its ids, model, project, owner, prompt:
+    /// [`TaskRecord::search_words`]); read from the index of the longest one's first letters.
+    #[serde(default)]
+    pub text: Option<String>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -615,6 +659,8 @@ impl TaskQuery {
             index::DELIVERY_PENDING.to_string()
         } else if let Some(m) = self.mark {
             m.index().to_string()
+        } else if let Some(w) = self.text.as_deref().and_then(|t| search_words(t).filter(|w| w.chars().count() >= index::WORD_PREFIX).max_by_key(|w| w.chars().count())) {
+            index::word(&w)
         } else if let (Some(TaskState::Queued), Some(o)) = (self.state, &self.owner) {
             index::queued_by(o)
         } else if let Some(s) = self.state {
@@ -639,6 +685,10 @@ impl TaskQuery {
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)
             && self.receipt_day.as_ref().is_none_or(|d| t.receipt_day().as_ref() == Some(d))
+            && self.text.as_deref().is_none_or(|q| {
+                let mine = t.search_words();
+                search_words(q).all(|w| mine.iter().any(|m| m.starts_with(&w)))
+            })
     }
 }
 
