@@ -611,21 +611,22 @@ async fn a_pause_holds_on_every_instance_and_after_a_restart_on_redis() {
 async fn a_pause_holds_after_a_restart_on_the_embedded_store() {
     let (_sim, base) = sim(Settings::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    // One process holds the file, so its instances share the open store; once every one of
-    // them has stopped, the next opens the file again (a restart).
+    pause_holds(embedded_instances(dir.path()), &base).await;
+}
+
+/// Instances of one embedded store in `dir`: one process holds the file, so the instances
+/// share the open store; once every one of them has stopped, the next opens the file again
+/// (a restart).
+fn embedded_instances(dir: &std::path::Path) -> impl Fn() -> Arc<dyn Store> + '_ {
     let open: std::sync::Mutex<std::sync::Weak<gateway::EmbeddedStore>> = Default::default();
-    pause_holds(
-        || {
-            let mut held = open.lock().unwrap();
-            held.upgrade().unwrap_or_else(|| {
-                let s = Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap());
-                *held = Arc::downgrade(&s);
-                s
-            })
-        },
-        &base,
-    )
-    .await;
+    move || {
+        let mut held = open.lock().unwrap();
+        held.upgrade().unwrap_or_else(|| {
+            let s = Arc::new(gateway::EmbeddedStore::open(dir).unwrap());
+            *held = Arc::downgrade(&s);
+            s
+        })
+    }
 }
 
 /// A task not sent by its deadline ends `expired` ("deadline passed in the queue") with its
@@ -957,6 +958,7 @@ async fn a_bulk_cancel_does_what_it_previewed_across_a_restart(open: impl Fn() -
     use gateway::team::accounts::{Actor, Role};
     let a = lifecycle(open(), base, LifecycleOptions { queue_max_per_owner: 0, ..opts() });
     let store = a.store().clone();
+    let made = gateway::store::now_ms();
     for i in 0..500 {
         a.submit(in_project(if i % 2 == 0 { "ana" } else { "bo" }, "teaser", &format!("teaser {i}"))).await.unwrap();
     }
@@ -969,6 +971,13 @@ async fn a_bulk_cancel_does_what_it_previewed_across_a_restart(open: impl Fn() -
     let each = get(&store, &a.submit(in_project("cy", "elsewhere", "priced")).await.unwrap().id).await.estimated_cost;
     assert_eq!((preview.count, preview.estimate, preview.more), (500, gateway::Credits(each.milli() * 500), false), "the preview counts the project's queued tasks and their estimates");
     assert!(matches!(BulkFilter::from_words(&FilterWords { since: Some("yesterday"), ..Default::default() }, 0), Err(bulk::BulkError::Invalid(_))), "a time it cannot read is refused");
+    // A time range: the scan starts at `since` and stops at `until`.
+    let now = gateway::store::now_ms();
+    let recent = BulkFilter::from_words(&FilterWords { project: Some("teaser"), since: Some("1h"), ..Default::default() }, now).unwrap();
+    assert_eq!(bulk::preview(store.as_ref(), BulkAction::Cancel, &recent).await.unwrap().count, 500, "all made within the hour");
+    let today = gateway::money::receipts::day(made);
+    let before_today = BulkFilter::from_words(&FilterWords { project: Some("teaser"), until: Some(&today), ..Default::default() }, now).unwrap();
+    assert_eq!(bulk::preview(store.as_ref(), BulkAction::Cancel, &before_today).await.unwrap().count, 0, "none made before the day they were made");
     assert!(matches!(bulk::preview(store.as_ref(), BulkAction::Retry, &BulkFilter { state: Some(TaskState::Queued), ..filter.clone() }).await, Err(bulk::BulkError::Invalid(_))), "a retry of queued tasks is refused");
     // A producer's job: the others' tasks are refused one by one, counted, with why.
     let pia = Actor { who: "ana".into(), name: "Ana".into(), role: Role::Producer, from: "test".into() };
@@ -1040,17 +1049,5 @@ async fn a_bulk_cancel_does_what_it_previewed_across_a_restart_on_redis() {
 async fn a_bulk_cancel_does_what_it_previewed_across_a_restart_on_the_embedded_store() {
     let (_sim, base) = sim(Settings::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let open: std::sync::Mutex<std::sync::Weak<gateway::EmbeddedStore>> = Default::default();
-    a_bulk_cancel_does_what_it_previewed_across_a_restart(
-        || {
-            let mut held = open.lock().unwrap();
-            held.upgrade().unwrap_or_else(|| {
-                let s = Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap());
-                *held = Arc::downgrade(&s);
-                s
-            })
-        },
-        &base,
-    )
-    .await;
+    a_bulk_cancel_does_what_it_previewed_across_a_restart(embedded_instances(dir.path()), &base).await;
 }

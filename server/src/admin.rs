@@ -39,6 +39,18 @@ pub enum Command {
     /// People who sign in to the console, and their roles.
     #[command(subcommand)]
     User(UserCommand),
+    /// One task: where it stands (its place and wait in the queue) and its story.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TaskCommand {
+    /// Its state, place and expected wait while queued, costs, and every step of its story.
+    Show {
+        /// The Control Room's id (cr_…) or KIE's task id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -230,7 +242,41 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::User(cmd) => user_command(config, cmd, input, out).await,
         Command::Receipts(cmd) => receipts_command(config, cmd, out).await,
         Command::Queue(cmd) => queue_command(config, cmd, out).await,
+        Command::Task(TaskCommand::Show { id }) => task_show(config, &id, out).await,
     }
+}
+
+/// `task show`: read through a lifecycle of this configuration's rate guard (no KIE client:
+/// nothing is sent), so the place and wait are the queue's own.
+async fn task_show(config: &Config, id: &str, out: &mut dyn Write) -> Result<(), ServerError> {
+    let store = open_store(&config.store).await?;
+    let options = gateway::LifecycleOptions { rate_rules: config.rate_guard.clone(), rate_margin: config.rate_margin, queue_max_per_owner: config.queue_max_per_owner, ..Default::default() };
+    let catalog = std::sync::Arc::new(gateway::money::catalog::Catalog::builtin());
+    let lc = gateway::Lifecycle::new(store, None, catalog, options);
+    let fail = |e: gateway::StoreError| ServerError::Store(e.to_string());
+    let t = lc.find(id.trim()).await.map_err(fail)?.ok_or_else(|| ServerError::Store(format!("No task {}.", id.trim())))?;
+    writeln!(out, "{} · {} · project {} · {}", t.id, t.model, t.project, t.owner)?;
+    let waits = match lc.place(&t).await.map_err(fail)? {
+        Some(w) => format!(" — #{} in the rate guard's queue, ≈ {} s", w.position, w.eta_ms.div_ceil(1000)),
+        None => t.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default(),
+    };
+    writeln!(out, "state: {}{waits}", t.state)?;
+    if let Some(why) = &t.fail_msg {
+        writeln!(out, "why: {why}")?;
+    }
+    let charged = t.actual_cost.map(|c| format!("; charged {c}{}", t.charge_basis.map(|b| format!(" ({})", b.as_str())).unwrap_or_default())).unwrap_or_default();
+    writeln!(out, "cost: estimate {} credits{charged}", t.estimated_cost)?;
+    if let Some(k) = &t.kie_task_id {
+        writeln!(out, "KIE's task id: {k}")?;
+    }
+    if t.story.dropped > 0 {
+        writeln!(out, "… {} earlier steps dropped", t.story.dropped)?;
+    }
+    for b in &t.story.beats {
+        let times = if b.times > 1 { format!(" ×{}", b.times) } else { String::new() };
+        writeln!(out, "{}  {:<9}  {}{times}  · {}", gateway::team::audit::utc(b.at_ms), b.kind.as_str(), b.text, b.instance)?;
+    }
+    Ok(())
 }
 
 /// Runs one queue command, writing to `out`.

@@ -347,3 +347,28 @@ fn a_bulk_action_is_previewed_started_and_listed_from_the_command_line() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_tasks_place_and_story_are_shown_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_path_buf();
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+        let store = gateway::EmbeddedStore::open(&data).expect("store");
+        for (n, id) in ["cr_first1", "cr_second2"].iter().enumerate() {
+            let mut t = TaskRecord::new(*id, "ana", "teaser", "google/imagen4-fast", 1_000 + n as u64);
+            t.estimated_cost = Credits::from_credits(4);
+            t.story.push(1_000, "instance-test", gateway::tasks::story::BeatKind::Submitted, "Submitted by ana in the console");
+            gateway::Store::task_create(&store, &t, &Default::default()).await.expect("create");
+        }
+    });
+    let (code, out, err) = cli(dir.path(), &["task", "show", "cr_second2"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "cr_second2 · google/imagen4-fast · project teaser · ana");
+    assert!(lines[1].starts_with("state: queued — #2 in the rate guard's queue"), "behind the older one: {out}");
+    assert_eq!(lines[2], "cost: estimate 4 credits");
+    assert_eq!(lines[3], "1970-01-01T00:00:01Z  submitted  Submitted by ana in the console  · instance-test");
+    let (code, _, err) = cli(dir.path(), &["task", "show", "cr_nosuch"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("No task cr_nosuch."), "{err}");
+}

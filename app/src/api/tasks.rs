@@ -324,7 +324,7 @@ pub async fn retry_failures(class: String, model: String) -> Result<crate::view:
     let ids: Vec<String> = server_side::to_review(&ctx)
         .await?
         .into_iter()
-        .filter(|r| matches!(r.state.as_str(), "fail" | "expired") && r.retried_as.is_none() && r.model == model.trim() && r.fail_class.as_deref() == Some(class.trim()))
+        .filter(|r| r.retryable() && r.model == model.trim() && r.fail_class.as_deref() == Some(class.trim()))
         .map(|r| r.id)
         .collect();
     if ids.is_empty() {

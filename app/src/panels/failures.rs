@@ -63,7 +63,7 @@ fn group(g: ReviewGroup, can_act: bool) -> impl IntoView + use<> {
 }
 
 fn item(t: TaskRow, can_act: bool) -> impl IntoView + use<> {
-    let retryable = (t.state == "fail" || t.state == "expired") && t.retried_as.is_none();
+    let retryable = t.retryable();
     let when = t.finished_ms.map(|ms| format!("{} UTC · ", super::clock(ms)));
     let action = if let Some(new) = &t.retried_as {
         view! {

@@ -14,16 +14,11 @@ use crate::view::{ModelOption, TaskList, TaskRow};
 pub const PAGE: usize = 25;
 const STATES: [&str; 8] = ["queued", "submitted", "waiting", "queuing", "generating", "success", "fail", "expired"];
 
-/// Whether a live row belongs in the listing under `f` (its search as the server reads it:
-/// each word starts a word of the row's ids, model, project, person or prompt).
+/// Whether a live row belongs in the listing under `f` (a search is the server's to read: while
+/// one is on, only the rows it listed are followed live — see `rows` in [`TaskMonitor`]).
 fn passes(f: &TaskFilter, r: &TaskRow) -> bool {
     let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.trim().is_empty() || w.trim() == have);
-    let words = |s: &str| s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>();
-    let found = f.q.as_deref().is_none_or(|q| {
-        let mine: Vec<String> = [r.id.as_str(), r.kie_task_id.as_deref().unwrap_or(""), &r.model, &r.project, &r.owner, r.prompt.as_deref().unwrap_or("")].into_iter().flat_map(words).collect();
-        words(q).iter().all(|w| mine.iter().any(|m| m.starts_with(w.as_str())))
-    });
-    found && eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
+    eq(&f.state, &r.state) && eq(&f.model, &r.model) && eq(&f.project, &r.project) && eq(&f.owner, &r.owner)
 }
 
 /// The Monitor's filter from a page's query (`?q=kite&state=fail`): blank fields are absent.
@@ -109,7 +104,8 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
             Some(l) if l.version > r.version => l.clone(),
             _ => r.clone(),
         }).filter(|r| passes(&f, r)).collect();
-        if after.get().is_none() {
+        // New tasks join the first page live, unless a search is on (the server reads it).
+        if after.get().is_none() && f.q.is_none() {
             let newest = listed.rows.iter().map(|r| r.created_ms).min().unwrap_or(0);
             let fresh = held.values().filter(|l| passes(&f, l) && !listed.rows.iter().any(|r| r.id == l.id) && (l.created_ms >= newest || listed.next.is_none()));
             rows.extend(fresh.cloned());

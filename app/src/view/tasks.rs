@@ -51,6 +51,11 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// A failure the Error Review offers to retry: failed or expired, not retried yet.
+    pub fn retryable(&self) -> bool {
+        matches!(self.state.as_str(), "fail" | "expired") && self.retried_as.is_none()
+    }
+
     /// Steps done of the lifecycle (queued 1 … ended 6), for the progress bar.
     pub fn step(&self) -> u8 {
         match self.state.as_str() {
@@ -191,7 +196,7 @@ impl ReviewBoard {
             }
         }
         for g in &mut groups {
-            let retryable: Vec<&TaskRow> = g.rows.iter().filter(|r| matches!(r.state.as_str(), "fail" | "expired") && r.retried_as.is_none()).collect();
+            let retryable: Vec<&TaskRow> = g.rows.iter().filter(|r| r.retryable()).collect();
             g.retryable = retryable.len();
             let milli: i64 = retryable.iter().filter_map(|r| gateway::Credits::from_decimal(r.estimated_credits.parse().ok()?)).map(|c| c.milli()).sum();
             g.retry_credits = gateway::Credits(milli).to_string();

@@ -433,7 +433,6 @@ impl Library {
             self.store().settle(&bytes_hold(id, *i), 0).await?;
             self.store().settle(&count_hold(id, *i), 0).await?;
         }
-        self.0.lifecycle.announce_settled_change(id).await?;
         Ok(held.len())
     }
 }

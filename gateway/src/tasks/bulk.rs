@@ -3,7 +3,8 @@
 //!
 //! - **Preview** ([`preview`]): how many tasks the action would take and what
 //!   they are estimated at — the exact count, read from the filter's index (at most
-//!   [`MAX_BULK`]; beyond that it says so and the job stops there).
+//!   [`MAX_BULK`], and at most [`MAX_PREVIEW_PAGES`] bounded pages of the index read, from
+//!   `since` on; beyond either it says so and the job stops there).
 //! - **Job** ([`start`]): stored in the store's `bulk:jobs` document with the
 //!   preview it was started from, who started it and where it stands (a cursor and counts).
 //!   It takes only tasks created before it started, oldest first, so a quiet queue ends with
@@ -27,6 +28,9 @@ use crate::team::accounts::{Actor, Role};
 const JOBS_KEY: &str = "bulk:jobs";
 /// Most tasks one bulk action takes.
 pub const MAX_BULK: u32 = 5_000;
+/// Most pages of its index one preview reads (each a bounded scan): a filter that reaches
+/// wider says so ("more"), and the job stops where the preview did.
+pub const MAX_PREVIEW_PAGES: usize = 400;
 /// Jobs kept in the list (the oldest finished ones go first).
 pub const MAX_JOBS: usize = 20;
 /// Tasks one page of a job reads.
@@ -141,6 +145,17 @@ impl BulkFilter {
         };
         let until_ms = some(w.until).map(|v| day("until", &v)).transpose()?;
         Ok(BulkFilter { state, model: some(w.model), project: some(w.project), owner: some(w.owner), class, since_ms, until_ms })
+    }
+
+    /// Where a scan starts: just before `since` when the filter has one (oldest first).
+    pub(crate) fn start(&self) -> Option<String> {
+        self.since_ms.map(|s| crate::tasks::task::index::member(s, ""))
+    }
+
+    /// Whether a scan, oldest first, is past everything the filter can take: tasks created
+    /// from `until` or from `created_before` on.
+    pub(crate) fn past(&self, t: &TaskRecord, created_before: u64) -> bool {
+        t.created_ms >= created_before || self.until_ms.is_some_and(|u| t.created_ms >= u)
     }
 
     pub(crate) fn query(&self, action: BulkAction, after: Option<String>) -> TaskQuery {
@@ -298,10 +313,16 @@ pub async fn preview(store: &dyn Store, action: BulkAction, filter: &BulkFilter)
     filter.check(action)?;
     let before = now_ms() + 1;
     let mut preview = BulkPreview::default();
-    let mut after = None;
-    loop {
+    let mut after = filter.start();
+    for _ in 0..MAX_PREVIEW_PAGES {
         let page = store.task_list(&filter.query(action, after)).await?;
-        for t in page.tasks.iter().filter(|t| filter.matches(t, before) && action.applies(t)) {
+        for t in &page.tasks {
+            if filter.past(t, before) {
+                return Ok(preview);
+            }
+            if !(filter.matches(t, before) && action.applies(t)) {
+                continue;
+            }
             if preview.count == MAX_BULK {
                 preview.more = true;
                 return Ok(preview);
@@ -314,6 +335,8 @@ pub async fn preview(store: &dyn Store, action: BulkAction, filter: &BulkFilter)
             None => return Ok(preview),
         }
     }
+    preview.more = true;
+    Ok(preview)
 }
 
 /// Starts `action` on what `filter` selects now, as `by` (a producer or admin): the job is

@@ -165,6 +165,8 @@ fn bounded_instance(instance: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Before {
     pub state: TaskState,
+    /// It was settled ([`TaskRecord::settled`]): instances answer it from memory.
+    pub settled: bool,
     attempts: u32,
     sending: bool,
     held_back: Option<HeldBack>,
@@ -181,6 +183,7 @@ impl Before {
     pub fn of(t: &TaskRecord) -> Before {
         Before {
             state: t.state,
+            settled: t.settled(),
             attempts: t.dispatch.attempts,
             sending: t.dispatch.sending_since_ms.is_some(),
             held_back: t.dispatch.held_back,

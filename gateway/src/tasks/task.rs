@@ -512,9 +512,9 @@ impl TaskRecord {
         self.state == TaskState::Success && self.archive.as_ref().is_some_and(Archive::lost)
     }
 
-    /// Ended with nothing left to deliver or archive: nothing changes the record any more
-    /// except an admin's deletion of its Library copies or its deletion past retention (both
-    /// announced; see `Lifecycle::find`).
+    /// Ended with nothing left to deliver or archive: its state no longer changes. What still
+    /// may — a step of its story, a retry or resolution noted, its Library copies deleted, its
+    /// deletion past retention — is announced to every instance (see `Lifecycle::find`).
     pub fn settled(&self) -> bool {
         self.state.is_terminal() && !self.delivery_pending() && !self.archive_pending() && !self.fold_pending() && !self.sync_pending()
     }

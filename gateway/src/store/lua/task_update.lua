@@ -25,20 +25,20 @@ for _ = 1, c do
   if redis.call('EXISTS', KEYS[k]) == 0 then hold_take(k, g, now) end
   k, g = k + 1 + 3 * scopes, g + 4 + 2 * scopes
 end
--- Only the index entries that change move (a record keeps most of its keys from one version
--- to the next); a new member (its creation time changed) moves them all.
+-- The entries of the keys the record no longer has are removed (all of them if its member
+-- changed); every key it has is written (a no-op where the entry is there, and an entry lost
+-- or never written is written now).
 local same = cur[2] == ARGV[2]
-local new, old = {}, {}
+local new = {}
 for i = 2, 1 + n do new[KEYS[i]] = true end
 if cur[3] and cur[3] ~= '' then
   for key in string.gmatch(cur[3], '[^\n]+') do
-    old[key] = true
     if not (same and new[key]) then redis.call('ZREM', key, cur[2]) end
   end
 end
 local idx = {}
 for i = 2, 1 + n do
-  if not (same and old[KEYS[i]]) then redis.call('ZADD', KEYS[i], 0, ARGV[2]) end
+  redis.call('ZADD', KEYS[i], 0, ARGV[2])
   idx[#idx + 1] = KEYS[i]
 end
 local v = tonumber(ARGV[3]) + 1

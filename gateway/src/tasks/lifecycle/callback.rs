@@ -83,14 +83,11 @@ impl Lifecycle {
         let Some(id) = self.0.store.kv_get(&token_key(token)).await? else { return Ok(()) };
         let id = String::from_utf8_lossy(&id).into_owned();
         let (now, instance) = (now_ms(), &self.0.opts.instance);
-        let told = self.modify(&id, |t| {
+        self.modify(&id, |t| {
             t.story.push(now, instance, BeatKind::Callback, text);
             true
-        });
-        if told.await?.is_some_and(|t| t.settled()) {
-            // Instances answer a settled task from memory: they read it again.
-            self.announce_settled_change(&id).await?;
-        }
+        })
+        .await?;
         Ok(())
     }
 

@@ -191,7 +191,7 @@ struct Inner {
     alert_checks: alerts::AlertChecks,
 }
 
-/// Where a change to a settled record (its deletion) is announced to every instance.
+/// Where a change to a settled record (a write, its deletion) is announced to every instance.
 const SETTLED_CHANNEL: &str = "tasks:settled-changed";
 /// How long a settled record is answered from memory, at most.
 const SETTLED_KEEP: Duration = Duration::from_secs(60);
@@ -367,6 +367,10 @@ impl Lifecycle {
         let announce = events::announcement_of_next(&t).inspect_err(|e| tracing::warn!(task = %t.id, error = %e, "cannot publish a task event")).ok();
         let Some(v) = self.0.store.task_update_with(&t, &crate::store::UpdateWith { announce: announce.as_ref(), ..*with }).await? else { return Ok(None) };
         t.version = v;
+        if before.settled {
+            // Instances answer a settled record from memory: they read it again.
+            self.announce_settled_change(&t.id).await?;
+        }
         if !was_final && t.state.is_terminal() {
             // Counted by the one instance whose write ended it.
             self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
