@@ -136,9 +136,11 @@ test('a search typed into the Monitor narrows it live, lives in the URL, and a r
     await page.fill('[data-testid="filter-q"]', 'KITE dun');
     await page.waitForFunction(([k, b]) => document.querySelector(`tr[data-task="${k}"]`) && !document.querySelector(`tr[data-task="${b}"]`), [kite, boat], { timeout: 10_000 });
     assert.equal(new URL(page.url()).searchParams.get('q'), 'KITE dun', 'the search is in the URL');
-    await page.selectOption('[data-testid="filter-state"]', 'success');
+    // A row the search found follows its task live.
     await watchStates(page, kite, 'success');
-    assert.equal(new URL(page.url()).searchParams.get('state'), 'success');
+    await page.selectOption('[data-testid="filter-state"]', 'success');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('state') === 'success', null, { timeout: 10_000 });
+    await page.locator(`tr[data-task="${kite}"]`).waitFor({ timeout: 10_000 });
     // A reload (or the link shared): the server lists it filtered, the form says so.
     await page.reload();
     await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
