@@ -162,8 +162,13 @@ impl Lifecycle {
                 // Its first end (expired) was counted by the give-up; this one is KIE's.
                 self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);
             }
-            if t.state == TaskState::Success && t.retry_of.is_some() {
-                self.resolve_retried(t).await?;
+            if t.state == TaskState::Success
+                && t.retry_of.is_some()
+                && let Err(e) = self.resolve_retried(t).await
+            {
+                // The state is applied; the failures it retried stay to review (a person can
+                // resolve them).
+                tracing::warn!(task = %t.id, error = %e, "cannot resolve the failures this retry retried");
             }
         }
         Ok(changed)
