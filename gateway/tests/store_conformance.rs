@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use gateway::store::{CreateWith, Created, ReserveOutcome, ReserveRequest, Scope, StoreError};
-use gateway::tasks::task::{TaskQuery, TaskRecord, TaskState};
+use gateway::tasks::task::{TaskQuery, TaskRecord, TaskState, index};
 use gateway::{Credits, EmbeddedStore, RedisStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -519,6 +519,20 @@ mod cases {
         assert_eq!(counts.get(TaskState::Queued), 5);
         assert_eq!(counts.get(TaskState::Success), 1);
         assert_eq!(counts.in_flight(), 5);
+        // Any index counted without reading it: a batch's, by state, as it moves.
+        let keys = [index::batch("b1"), index::batch_state("b1", TaskState::Queued), index::batch_state("b1", TaskState::Success), index::batch("none")].map(String::from).to_vec();
+        for id in ["c1", "c2"] {
+            let mut t = b.store.task_get(id).await.unwrap().unwrap();
+            t.batch = Some("b1".into());
+            b.store.task_update(&t).await.unwrap();
+        }
+        assert_eq!(b.peer.index_counts(&keys).await.unwrap(), vec![2, 2, 0, 0]);
+        let mut t = b.store.task_get("c2").await.unwrap().unwrap();
+        t.state = TaskState::Success;
+        b.store.task_update(&t).await.unwrap();
+        assert_eq!(b.peer.index_counts(&keys).await.unwrap(), vec![2, 1, 1, 0]);
+        let too_many = vec![index::ALL.to_string(); gateway::store::MAX_INDEX_COUNTS + 1];
+        assert!(matches!(b.store.index_counts(&too_many).await, Err(StoreError::Invalid(_))));
     }
 
     pub async fn kv_set_get_nx_delete_and_ttl(b: Backend) {

@@ -738,6 +738,16 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn index_counts(&self, keys: &[String]) -> StoreResult<Vec<u64>> {
+        check::index_counts(keys)?;
+        let keys = keys.to_vec();
+        self.read(move |tx| {
+            let sizes = tx.open_table(INDEX_SIZES)?;
+            keys.iter().map(|k| Ok(sizes.get(k.as_str())?.map_or(0, |g| g.value()))).collect()
+        })
+        .await
+    }
+
     async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         check::key(key)?;
         let key = key.to_string();

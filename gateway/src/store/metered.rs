@@ -55,6 +55,7 @@ timed_store! {
     task_delete(id: &str, version: u64) -> StoreResult<bool>;
     task_list(query: &TaskQuery) -> StoreResult<TaskPage>;
     task_counts() -> StoreResult<TaskCounts>;
+    index_counts(keys: &[String]) -> StoreResult<Vec<u64>>;
     kv_get(key: &str) -> StoreResult<Option<Vec<u8>>>;
     kv_set(key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()>;
     kv_set_nx(key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<bool>;

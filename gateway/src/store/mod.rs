@@ -223,6 +223,8 @@ impl Announcement {
 pub const MAX_LOG_PAGE: usize = 1000;
 /// Most scopes one [`Store::usage_many`] reads.
 pub const MAX_USAGE_BATCH: usize = 4096;
+/// Most indexes one [`Store::index_counts`] counts.
+pub const MAX_INDEX_COUNTS: usize = 64;
 
 /// A message from a subscription.
 pub type EventStream = BoxStream<'static, Vec<u8>>;
@@ -275,6 +277,10 @@ pub trait Store: Send + Sync + 'static {
     async fn task_list(&self, query: &TaskQuery) -> StoreResult<TaskPage>;
 
     async fn task_counts(&self) -> StoreResult<TaskCounts>;
+
+    /// How many tasks each of up to [`MAX_INDEX_COUNTS`] indexes holds, in order, in one
+    /// read (a batch's progress by state), without reading them.
+    async fn index_counts(&self, keys: &[String]) -> StoreResult<Vec<u64>>;
 
     // ---- key/value ---------------------------------------------------------------------
 
@@ -423,6 +429,14 @@ pub(crate) mod check {
             return Err(StoreError::Invalid(format!("at most {MAX_USAGE_BATCH} scopes in one read, got {}", scopes.len())));
         }
         scopes.iter().try_for_each(|s| key(&s.key))
+    }
+
+    /// A read of [`Store::index_counts`]: at most [`MAX_INDEX_COUNTS`] keys, each valid.
+    pub fn index_counts(keys: &[String]) -> StoreResult<()> {
+        if keys.len() > MAX_INDEX_COUNTS {
+            return Err(StoreError::Invalid(format!("at most {MAX_INDEX_COUNTS} indexes in one count, got {}", keys.len())));
+        }
+        keys.iter().try_for_each(|k| key(k))
     }
 
     /// An amount of a reservation or settlement: 0..=[`MAX_AMOUNT`].

@@ -396,6 +396,18 @@ impl Store for RedisStore {
         Ok(TaskCounts { total: n[0], by_state: TaskState::ALL.iter().copied().zip(n[1..=states].iter().copied()).collect(), to_review: n[states + 1] })
     }
 
+    async fn index_counts(&self, keys: &[String]) -> StoreResult<Vec<u64>> {
+        check::index_counts(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.zcard(self.k("ti", k));
+        }
+        pipe.query_async(&mut self.conn()).await.map_err(unavailable)
+    }
+
     async fn kv_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         check::key(key)?;
         self.conn().get(self.k("kv", key)).await.map_err(unavailable)

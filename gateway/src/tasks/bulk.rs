@@ -88,6 +88,9 @@ pub struct BulkFilter {
     pub owner: Option<String>,
     #[serde(default)]
     pub class: Option<FailClass>,
+    /// A batch's name ([`crate::tasks::batch`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     /// Created at or after (Unix ms).
     #[serde(default)]
     pub since_ms: Option<u64>,
@@ -106,6 +109,7 @@ pub struct FilterWords<'a> {
     pub owner: Option<&'a str>,
     /// A failure class: its name (`rate_limited`) or its label ("Rate limited").
     pub class: Option<&'a str>,
+    pub batch: Option<&'a str>,
     /// `YYYY-MM-DD` (UTC, from that day's start), or `<n>h` / `<n>d` ago.
     pub since: Option<&'a str>,
     /// `YYYY-MM-DD` (UTC): before that day.
@@ -144,7 +148,7 @@ impl BulkFilter {
             }
         };
         let until_ms = some(w.until).map(|v| day("until", &v)).transpose()?;
-        Ok(BulkFilter { state, model: some(w.model), project: some(w.project), owner: some(w.owner), class, since_ms, until_ms })
+        Ok(BulkFilter { state, model: some(w.model), project: some(w.project), owner: some(w.owner), class, batch: some(w.batch), since_ms, until_ms })
     }
 
     /// Where a scan starts: just before `since` when the filter has one (oldest first).
@@ -164,7 +168,7 @@ impl BulkFilter {
             BulkAction::Cancel => Some(TaskState::Queued),
             BulkAction::Retry => None,
         });
-        TaskQuery { state, model: self.model.clone(), project: self.project.clone(), owner: self.owner.clone(), oldest_first: true, after, limit: PAGE, ..Default::default() }
+        TaskQuery { state, model: self.model.clone(), project: self.project.clone(), owner: self.owner.clone(), batch: self.batch.clone(), oldest_first: true, after, limit: PAGE, ..Default::default() }
     }
 
     pub(crate) fn matches(&self, t: &TaskRecord, created_before: u64) -> bool {
@@ -183,7 +187,7 @@ impl BulkFilter {
         if let Some(c) = self.class {
             parts.push(c.label().to_lowercase());
         }
-        for (what, v) in [("project", &self.project), ("model", &self.model), ("owner", &self.owner)] {
+        for (what, v) in [("batch", &self.batch), ("project", &self.project), ("model", &self.model), ("owner", &self.owner)] {
             if let Some(v) = v {
                 parts.push(format!("{what} {v}"));
             }

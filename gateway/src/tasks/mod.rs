@@ -3,6 +3,7 @@
 //! form for the relay; the pauses operators set on intake and their bulk actions; its story,
 //! step by step.
 
+pub mod batch;
 pub mod bulk;
 pub mod events;
 pub mod fair_share;

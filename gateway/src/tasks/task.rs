@@ -184,6 +184,13 @@ pub struct TaskRecord {
     /// Its story: each step with its time and instance, bounded (see [`crate::tasks::story`]).
     #[serde(default, skip_serializing_if = "crate::tasks::story::Story::is_empty")]
     pub story: crate::tasks::story::Story,
+    /// The named batch it belongs to ([`crate::tasks::batch`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// Waiting for its batch to be admitted whole: the dispatcher does not send it (see
+    /// `lifecycle::batch`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gated: bool,
 }
 
 /// How a failure left the Error Review.
@@ -400,6 +407,8 @@ impl TaskRecord {
             retried_as: None,
             resolved: None,
             story: Default::default(),
+            batch: None,
+            gated: false,
         }
     }
 
@@ -441,6 +450,10 @@ impl TaskRecord {
         }
         if self.to_review() {
             keys.push(index::TO_REVIEW.to_string());
+        }
+        if let Some(b) = &self.batch {
+            keys.push(index::batch(b));
+            keys.push(index::batch_state(b, self.state));
         }
         for w in self.search_words() {
             let key = index::word(&w);
@@ -589,6 +602,14 @@ pub mod index {
     }
     /// Letters of a word's prefix its index is named by.
     pub const WORD_PREFIX: usize = 3;
+    /// One batch's tasks.
+    pub fn batch(name: &str) -> String {
+        format!("batch:{name}")
+    }
+    /// One batch's tasks in one state (its progress, counted without reading them).
+    pub fn batch_state(name: &str, s: TaskState) -> String {
+        format!("batch-state:{name}|{}", s.as_str())
+    }
     /// One owner's queued tasks: their lane in the fair queue.
     pub fn queued_by(o: &str) -> String {
         format!("queued-by:{o}")
@@ -633,6 +654,9 @@ pub struct TaskQuery {
     /// [`TaskRecord::search_words`]); read from the index of the longest one's first letters.
     #[serde(default)]
     pub text: Option<String>,
+    /// Only the tasks of this batch.
+    #[serde(default)]
+    pub batch: Option<String>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -659,6 +683,8 @@ impl TaskQuery {
             index::DELIVERY_PENDING.to_string()
         } else if let Some(m) = self.mark {
             m.index().to_string()
+        } else if let Some(b) = &self.batch {
+            index::batch(b)
         } else if let Some(w) = self.text.as_deref().and_then(|t| search_words(t).filter(|w| w.chars().count() >= index::WORD_PREFIX).max_by_key(|w| w.chars().count())) {
             index::word(&w)
         } else if let (Some(TaskState::Queued), Some(o)) = (self.state, &self.owner) {
@@ -684,6 +710,7 @@ impl TaskQuery {
             && self.project.as_deref().is_none_or(|p| p == t.project)
             && self.owner.as_deref().is_none_or(|o| o == t.owner)
             && self.model.as_deref().is_none_or(|m| m == t.model)
+            && self.batch.as_ref().is_none_or(|b| t.batch.as_ref() == Some(b))
             && self.receipt_day.as_ref().is_none_or(|d| t.receipt_day().as_ref() == Some(d))
             && self.text.as_deref().is_none_or(|q| {
                 let mine = t.search_words();

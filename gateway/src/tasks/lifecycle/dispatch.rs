@@ -106,6 +106,10 @@ impl Lifecycle {
                 self.resolve_budget_pending(&t).await?;
                 continue;
             }
+            if t.gated {
+                self.resolve_gate(&t).await?;
+                continue;
+            }
             if t.in_doubt() {
                 continue;
             }
@@ -161,7 +165,7 @@ impl Lifecycle {
         let id = t.id.as_str();
         let marked = self
             .modify(id, |t| {
-                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.dispatch.next_attempt_ms > now_ms() || super::deadline::past_deadline(t, now_ms()) {
+                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.gated || t.dispatch.next_attempt_ms > now_ms() || super::deadline::past_deadline(t, now_ms()) {
                     return false;
                 }
                 t.dispatch.attempts += 1;

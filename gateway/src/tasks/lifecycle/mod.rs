@@ -28,6 +28,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod apply;
+pub mod batch;
 pub(crate) mod bulk;
 pub(crate) mod callback;
 pub mod cancel;
@@ -189,6 +190,8 @@ struct Inner {
     chat_ends: Arc<crate::chat::EndsInFlight>,
     /// Budget alert checks running ([`alerts`]).
     alert_checks: alerts::AlertChecks,
+    /// The relay's open batches this instance listed.
+    open_batches: batch::OpenBatches,
 }
 
 /// Where a change to a settled record (a write, its deletion) is announced to every instance.
@@ -225,6 +228,7 @@ impl Lifecycle {
             archive: Default::default(),
             chat_ends: Default::default(),
             alert_checks: Default::default(),
+            open_batches: Default::default(),
         }))
     }
 

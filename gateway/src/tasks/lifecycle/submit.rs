@@ -50,6 +50,10 @@ pub struct Submission {
     /// Its priority among its owner's queued tasks (`None`: its project's default, set with
     /// its fair share; normal when it has none).
     pub priority: Option<crate::tasks::task::Priority>,
+    /// The named batch it joins ([`crate::tasks::batch`]).
+    pub batch: Option<String>,
+    /// Held back until its batch is admitted whole (see [`super::batch`]).
+    pub gated: bool,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -146,7 +150,7 @@ impl SubmitError {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> SubmitError {
+pub(super) fn invalid(msg: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(msg.into())
 }
 
@@ -162,7 +166,7 @@ pub fn check_project(p: &str) -> Result<(), SubmitError> {
 
 impl Lifecycle {
     /// Checks a submission against the catalog and the size limits; returns its estimate.
-    fn validate(&self, s: &Submission) -> Result<(crate::kie::Family, Option<crate::Credits>), SubmitError> {
+    pub(super) fn validate(&self, s: &Submission) -> Result<(crate::kie::Family, Option<crate::Credits>), SubmitError> {
         check_project(&s.project)?;
         let model = self.0.catalog.get(&s.model).ok_or_else(|| SubmitError::UnknownModel(s.model.chars().take(100).collect()))?;
         if model.is_chat() {
@@ -270,6 +274,8 @@ impl Lifecycle {
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
         t.send_by_ms = s.send_by_ms;
+        t.batch = s.batch;
+        t.gated = s.gated;
         t.priority = match s.priority {
             Some(p) => p,
             None => crate::tasks::fair_share::default_priority(&self.0.queue.shares(self.0.store.as_ref()).await?, &t.project),
