@@ -5,6 +5,8 @@
 //! - `control-room receipts export --project P [--format json|csv] [--from --to]`: a receipt;
 //! - `control-room queue share --project P --weight N [--max-queued N]`, `queue shares`: the
 //!   queue's fair shares; `queue pause|resume [--project P]`, `queue pauses`: intake held;
+//! - `control-room batch submit --file F --name N --project P --model M [--csv]`, `batch list`:
+//!   a batch admitted whole or not at all, and where each stands;
 //! - `control-room user add|list|set-role|disable|enable|reset-password`: people and roles;
 //!   passwords are read from standard input, never from flags.
 //!
@@ -12,7 +14,7 @@
 //! The commands' grammar ([`Command`], parsed with the serving flags in [`crate::config::Cli`])
 //! is here with what each does.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use crate::config::Config;
 use crate::{ServerError, open_store};
@@ -42,6 +44,41 @@ pub enum Command {
     /// One task: where it stands (its place and wait in the queue) and its story.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Batches: many tasks submitted as one, admitted whole or not at all.
+    #[command(subcommand)]
+    Batch(BatchCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BatchCommand {
+    /// Submit a file of prompts (one a line) or a CSV (--csv: a header of the model's fields,
+    /// then a row a task) as one named batch: every task is admitted, or none (a cost rule or
+    /// the queue quota that would refuse one refuses the batch). Needs the console's KIE key
+    /// (the running console sends the tasks). With --preview, only says what it would submit.
+    Submit {
+        /// The rows: a path, or - for standard input.
+        #[arg(long)]
+        file: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        model: String,
+        /// The file is a CSV with a header (else one prompt a line).
+        #[arg(long)]
+        csv: bool,
+        /// Tasks per row, 1–10.
+        #[arg(long, default_value_t = 1)]
+        variants: u32,
+        /// high, normal or low (default: the project's).
+        #[arg(long)]
+        priority: Option<String>,
+        #[arg(long)]
+        preview: bool,
+    },
+    /// The newest batches and where each stands.
+    List,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -108,6 +145,9 @@ pub enum QueueCommand {
         /// A failure class (rate_limited, upstream, callback_lost…).
         #[arg(long)]
         class: Option<String>,
+        /// A batch's name.
+        #[arg(long)]
+        batch: Option<String>,
         /// YYYY-MM-DD (UTC), or a time ago (24h, 7d).
         #[arg(long)]
         since: Option<String>,
@@ -243,7 +283,57 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::Receipts(cmd) => receipts_command(config, cmd, out).await,
         Command::Queue(cmd) => queue_command(config, cmd, out).await,
         Command::Task(TaskCommand::Show { id }) => task_show(config, &id, out).await,
+        Command::Batch(cmd) => batch_command(config, cmd, input, out).await,
     }
+}
+
+/// `batch submit|list`: a batch is written through a lifecycle of this configuration (its
+/// KIE key, queue quota and intake policy), whose workers do not run here: the console's
+/// dispatcher sends the tasks.
+async fn batch_command(config: &Config, cmd: BatchCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {
+    use gateway::tasks::batch::{self, RowsFormat};
+    use gateway::tasks::lifecycle::batch::BatchRequest;
+    let store = open_store(&config.store).await?;
+    let fail = |e: gateway::StoreError| ServerError::Store(e.to_string());
+    match cmd {
+        BatchCommand::Submit { file, name, project, model, csv, variants, priority, preview } => {
+            let mut rows = String::new();
+            let bound = batch::MAX_ROWS_BYTES as u64 + 1;
+            if file == "-" {
+                input.take(bound).read_to_string(&mut rows)?;
+            } else {
+                std::fs::File::open(&file).map_err(|e| ServerError::Store(format!("cannot read {file}: {e}")))?.take(bound).read_to_string(&mut rows)?;
+            }
+            let priority = priority.map(|p| p.parse()).transpose().map_err(ServerError::Store)?;
+            let format = if csv { RowsFormat::Csv } else { RowsFormat::Prompts };
+            let request = BatchRequest { name, owner: Actor::cli().who, project, model, format, rows, variants, priority, ..Default::default() };
+            let metrics = std::sync::Arc::new(gateway::metrics::Metrics::new());
+            let kie = crate::upstream::Upstream::from_config(config).client(std::time::Duration::from_secs(30), 3, &metrics);
+            let options = gateway::LifecycleOptions { rate_rules: config.rate_guard.clone(), rate_margin: config.rate_margin, queue_max_per_owner: config.queue_max_per_owner, paused_intake: config.queue_paused_intake, ..Default::default() };
+            let lc = gateway::Lifecycle::new(store, kie, std::sync::Arc::new(crate::load_catalog(config.catalog_file.as_deref())?), options);
+            let refused = |e: gateway::tasks::lifecycle::SubmitError| ServerError::Store(e.public_message());
+            let (tasks, estimate) = lc.plan_batch(&request).map_err(refused)?;
+            if preview {
+                writeln!(out, "Batch {}: {} tasks of {}, estimated {} credits (${:.2}) together. Nothing submitted: leave out --preview to submit it.", request.name.trim(), tasks.len(), request.model, estimate, estimate.usd())?;
+                return Ok(());
+            }
+            let b = lc.submit_batch(request).await.map_err(refused)?;
+            writeln!(out, "Batch {} admitted: {} tasks queued, estimated {} credits (${:.2}). The console sends them; `control-room batch list` shows how far they are.", b.name, b.tasks, b.estimate, b.estimate.usd())?;
+        }
+        BatchCommand::List => {
+            let listed = batch::list(store.as_ref()).await.map_err(fail)?;
+            if listed.batches.is_empty() {
+                writeln!(out, "No batches.")?;
+            }
+            for b in listed.batches.into_iter().take(20) {
+                let p = batch::progress(store.as_ref(), b).await.map_err(fail)?;
+                let b = &p.batch;
+                let why = b.why.as_deref().map(|w| format!(" · {w}")).unwrap_or_default();
+                writeln!(out, "{} · {} · project {} · {:?}: {} · estimated {} credits{why}", b.name, b.model, b.project, b.state, p.line(), b.estimate)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `task show`: read through a lifecycle of this configuration's rate guard (no KIE client:
@@ -312,11 +402,11 @@ pub async fn queue_command(config: &Config, cmd: QueueCommand, out: &mut dyn Wri
             let what = project.as_deref().map_or("The team's intake".to_string(), |p| format!("Project {}'s intake", p.trim()));
             writeln!(out, "{what} {}.", if changed { "is resumed" } else { "was not paused" })?;
         }
-        QueueCommand::Bulk { action, state, project, model, owner, class, since, until, run } => {
+        QueueCommand::Bulk { action, state, project, model, owner, class, batch, since, until, run } => {
             use gateway::tasks::bulk::{self, BulkAction, BulkFilter, FilterWords};
             let bad = |e: bulk::BulkError| ServerError::Store(e.to_string());
             let action = action.parse::<BulkAction>().map_err(ServerError::Store)?;
-            let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), since: since.as_deref(), until: until.as_deref() };
+            let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), batch: batch.as_deref(), since: since.as_deref(), until: until.as_deref() };
             let filter = BulkFilter::from_words(&words, gateway::store::now_ms()).map_err(bad)?;
             let what = filter.describe();
             let (p, job) = if run {

@@ -18,6 +18,7 @@
 //! - [`callbacks`] — `POST /callbacks/kie/{token}`, KIE's callbacks.
 //! - [`library`] — `GET /library/{task}/{n}`: a result's Library copy (signed in, or a signed
 //!   link), with ranges, `ETag` and long caching; [`open_library`] builds it from the config.
+//! - [`batches`] — `GET /batches/{name}/zip`: a batch's Library copies as one streamed zip.
 //! - [`receipts`] — `GET /receipts.json` and `/receipts.csv`: a project's receipt.
 //! - [`spend`] — `GET /spend.svg` and `/spend.csv`: spend by day, model, project or owner.
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
@@ -36,6 +37,7 @@
 pub mod admin;
 pub(crate) mod assets;
 pub mod auth;
+pub(crate) mod batches;
 pub(crate) mod callbacks;
 pub(crate) mod chat;
 pub mod config;

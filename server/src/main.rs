@@ -3,23 +3,26 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use server::config::{Cli, Config, ProcessEnv};
 
 fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A command's output is standard output (for scripts); its log goes to standard error.
+    let writer = || if command.is_some() { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(std::io::stdout) };
     // LOG_FORMAT=json: one JSON object per line, with the request's span (its id, route,
     // actor and task) on every event logged while serving it.
     match std::env::var("LOG_FORMAT").unwrap_or_default().trim() {
-        "" | "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        "json" => tracing_subscriber::fmt().json().flatten_event(true).with_current_span(true).with_span_list(false).with_env_filter(filter).init(),
+        "" | "text" => tracing_subscriber::fmt().with_writer(writer()).with_env_filter(filter).init(),
+        "json" => tracing_subscriber::fmt().json().flatten_event(true).with_current_span(true).with_span_list(false).with_writer(writer()).with_env_filter(filter).init(),
         other => {
             eprintln!("control-room: LOG_FORMAT must be json or text, got {other:?}");
             return ExitCode::from(2);
         }
     }
-    let mut cli = Cli::parse();
-    let command = cli.command.take();
     let config = match Config::from_cli(cli, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {

@@ -33,6 +33,10 @@ use app::panels::{Fields, MAX_FIELDS, PanelId};
 const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Longest value of one field.
 const MAX_VALUE_CHARS: usize = 5_000;
+/// Largest form of panel 06, whose batch form carries a batch's rows.
+const MAX_BATCH_FORM_BYTES: usize = 512 * 1024;
+/// Longest batch's rows (one field of panel 06's batch form).
+const MAX_ROWS_CHARS: usize = 400_000;
 
 pub fn routes(console: ConsoleContext) -> Router<AppState> {
     Router::new().route("/panel/{slug}", get(show).post(change)).route("/tasks/{id}", get(story)).layer(Extension(console))
@@ -45,8 +49,9 @@ fn fields(encoded: &[u8]) -> Result<Fields, Refusal> {
         if out.len() == MAX_FIELDS {
             return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Too many fields: a panel takes at most 32."));
         }
-        if v.chars().count() > MAX_VALUE_CHARS || k.len() > 64 {
-            return Err(Refusal::plain(StatusCode::BAD_REQUEST, "A field is too long: names up to 64 characters, values up to 5,000."));
+        let most = if k == "rows" { MAX_ROWS_CHARS } else { MAX_VALUE_CHARS };
+        if v.chars().count() > most || k.len() > 64 {
+            return Err(Refusal::plain(StatusCode::BAD_REQUEST, "A field is too long: names up to 64 characters, values up to 5,000 (a batch's rows up to 400,000)."));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -68,7 +73,8 @@ async fn change(State(state): State<AppState>, Extension(console): Extension<Con
     let id = panel(&slug)?;
     let fragment = req.headers().contains_key("x-fragment");
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| Refusal::plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is larger than 64 KiB."))?;
+    let most = if id == PanelId::Throttle { MAX_BATCH_FORM_BYTES } else { MAX_FORM_BYTES };
+    let bytes = axum::body::to_bytes(body, most).await.map_err(|_| Refusal::plain(StatusCode::PAYLOAD_TOO_LARGE, format!("The form is larger than {} KiB.", most >> 10)))?;
     let form = fields(&bytes)?;
     let rendered = render(console, parts, id, form, true).await;
     if fragment {

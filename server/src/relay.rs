@@ -15,7 +15,9 @@
 //!   the family would refuse is refused here with 422 and never sent. Any create may carry
 //!   `X-Control-Room-Send-By` (a UTC time or a wait such as `15m`): not sent by then, the task
 //!   ends `expired` ("deadline passed in the queue") and nothing is charged; and
-//!   `X-Control-Room-Priority: high|normal|low`, its place among the key's own queued tasks.
+//!   `X-Control-Room-Priority: high|normal|low`, its place among the key's own queued tasks;
+//!   and `X-Control-Room-Batch: <name>`, the named batch it joins (its progress, bulk retry
+//!   and cancel, and zip of results go by that name; see `gateway::tasks::batch`).
 //! - `POST /kie/<model>/v1/chat/completions` — a language model, relayed byte for byte and
 //!   streamed as it arrives ([`crate::chat`]).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
@@ -50,6 +52,8 @@ const OPENAPI: &str = "/kie/openapi.json";
 const SEND_BY: &str = "x-control-room-send-by";
 /// A create's priority among its key's queued tasks: `high`, `normal` or `low`.
 const PRIORITY: &str = "x-control-room-priority";
+/// A relay task's batch (see the module doc).
+const BATCH: &str = "x-control-room-batch";
 
 /// The relay's OpenAPI 3.1 description as written (checked against [`paths`]); what
 /// [`OPENAPI`] serves is [`document`], which adds this console's catalog to it.
@@ -175,16 +179,24 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         None => None,
         Some(v) => Some(v.to_str().map_err(|e| e.to_string()).and_then(str::parse).map_err(|e| Refusal::kie(422, format!("{PRIORITY}: {e}")))?),
     };
+    let batch = match headers.get(BATCH) {
+        None => None,
+        Some(v) => {
+            let name = v.to_str().map(str::trim).map_err(|_| Refusal::kie(422, format!("{BATCH} must be a batch's name")))?.to_string();
+            state.lifecycle.join_open_batch(&name, &key.owner(), &key.project, &model).await.map_err(|e| Refusal::kie(e.code(), format!("{BATCH}: {}", e.public_message())))?;
+            Some(name)
+        }
+    };
     let submission = Submission {
         owner: key.owner(),
         project: key.project.clone(),
         model,
         input,
         relay_callback: callback,
-        retry_of: None,
-        rerun_of: None,
         send_by_ms: send_by,
         priority,
+        batch,
+        ..Default::default()
     };
     let t = state.lifecycle.submit(submission).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
     tracing::Span::current().record("task", t.id.as_str());

@@ -17,7 +17,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 
 use crate::config::Config;
-use crate::{AppState, assets, auth, callbacks, chat, edge, health, library, live, metrics, panels, receipts, relay, spend};
+use crate::{AppState, assets, auth, batches, callbacks, chat, edge, health, library, live, metrics, panels, receipts, relay, spend};
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -47,6 +47,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/draft/{token}", get(chat::draft))
         .route("/metrics", get(metrics::metrics))
         .route("/library/{task}/{n}", get(library::asset))
+        .route("/batches/{name}/zip", get(batches::zip))
         .route("/receipts.json", get(receipts::json))
         .route("/receipts.csv", get(receipts::csv))
         .route("/spend.svg", get(spend::chart))

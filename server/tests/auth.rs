@@ -72,6 +72,7 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
         ("resolve_failure", form(&[("id", "no-such-task")]), Role::Producer),
         ("retry_failures", form(&[("class", "Upstream error"), ("model", "google/imagen4")]), Role::Producer),
         ("bulk_action", form(&[("action", "cancel"), ("project", "matrix")]), Role::Producer),
+        ("submit_batch", form(&[("name", "matrix"), ("project", "matrix"), ("model", "google/imagen4"), ("rows", "a kite\na boat")]), Role::Producer),
         ("list_models", String::new(), Role::Viewer),
         ("budget_status", String::new(), Role::Viewer),
         ("throttle_status", String::new(), Role::Viewer),

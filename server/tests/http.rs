@@ -349,6 +349,39 @@ fn a_bulk_action_is_previewed_started_and_listed_from_the_command_line() {
 }
 
 #[test]
+fn a_batch_is_previewed_submitted_and_listed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = dir.path().join("prompts.csv");
+    let csv: String = std::iter::once("prompt,seed\n".to_string()).chain((0..20).map(|i| format!("\"shot {i}, wide\",{i}\n"))).collect();
+    std::fs::write(&rows, csv).expect("write the CSV");
+    let file = rows.to_str().expect("path");
+    let key = [("KIE_API_KEY", "kie-cli-batch-test")];
+    let said = |args: &[&str]| {
+        let (code, out, err) = cli_with(dir.path(), args, "", &key);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    let submit = ["batch", "submit", "--file", file, "--csv", "--name", "stills", "--project", "teaser", "--model", "google/imagen4-fast"];
+    let preview = said(&[&submit[..], &["--preview"]].concat());
+    assert_eq!(preview, "Batch stills: 20 tasks of google/imagen4-fast, estimated 80 credits ($0.40) together. Nothing submitted: leave out --preview to submit it.\n");
+    assert_eq!(said(&["batch", "list"]), "No batches.\n", "a preview writes nothing");
+    let admitted = said(&submit);
+    assert!(admitted.starts_with("Batch stills admitted: 20 tasks queued, estimated 80 credits ($0.40)."), "{admitted}");
+    assert_eq!(said(&["batch", "list"]), "stills · google/imagen4-fast · project teaser · Admitted: 0/20 done · 20 to go · estimated 80 credits\n");
+    assert!(said(&["queue", "bulk", "--action", "cancel", "--batch", "stills"]).starts_with("cancel 20 tasks (batch stills)"), "a bulk action by batch");
+    for (args, env, says) in [
+        (&submit[..], &key[..], "exists"),
+        (&["batch", "submit", "--file", file, "--name", "other", "--project", "teaser", "--model", "google/imagen4-fast", "--variants", "11"][..], &key[..], "variants must be 1–10"),
+        (&["batch", "submit", "--file", "/nonexistent.csv", "--name", "x", "--project", "teaser", "--model", "google/imagen4-fast"][..], &key[..], "cannot read /nonexistent.csv"),
+        (&["batch", "submit", "--file", file, "--csv", "--name", "keyless", "--project", "teaser", "--model", "google/imagen4-fast"][..], &[][..], "Not configured"),
+    ] {
+        let (code, _, err) = cli_with(dir.path(), args, "", env);
+        assert_ne!(code, Some(0), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn a_tasks_place_and_story_are_shown_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();

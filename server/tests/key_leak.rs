@@ -116,6 +116,8 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
         ("retry_failures", form(&[("class", "Upstream error"), ("model", "nope")])),
         ("bulk_action", form(&[("action", "cancel"), ("project", "leak")])),
         ("bulk_action", form(&[("action", "retry"), ("since", "whenever")])),
+        ("submit_batch", form(&[("name", "leak"), ("project", "leak"), ("model", "google/imagen4-fast"), ("rows", "a kite"), ("run", "true")])),
+        ("submit_batch", form(&[("name", "bad name!"), ("project", "leak"), ("model", "nope"), ("rows", "")])),
         ("list_models", String::new()),
         ("budget_status", String::new()),
         ("throttle_status", String::new()),

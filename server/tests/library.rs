@@ -4,6 +4,7 @@
 
 mod support;
 
+use gateway::tasks::task::TaskQuery;
 use serde_json::{Value, json};
 use server::config::StoreConfig;
 use std::time::Duration;
@@ -132,4 +133,76 @@ async fn library_settings_are_checked_at_start() {
         let err = parse(&all).expect_err(&format!("{args:?}"));
         assert!(err.to_string().contains(says), "{args:?}: {err}");
     }
+}
+
+/// A batch from panel 06 (previewed, then admitted whole), a relay task joining an open batch
+/// by its header (and refused the console batch's name), the batch's progress on the panel,
+/// and its Library copies downloaded as one zip with its index — to a signed-in person only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_submitted_from_the_panel_followed_and_downloaded_as_one_zip() {
+    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("batchzip")) };
+    seed_users(&store_cfg).await;
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.library = Some(library("library-batch"));
+    let s = start_on(listener, cfg).await;
+    let producer = session(&base, PRODUCER).await;
+    let csv = "prompt,seed\n\"a kite, red\",1\na boat,2\na gull,3\n";
+    let fields = [("do", "batch"), ("name", "stills"), ("project", "trailer"), ("model", "google/imagen4-fast"), ("format", "csv"), ("rows", csv), ("variants", "2")];
+    let page = post_form(&base, "/panel/throttle", Some(&producer), &fields).await.text().await.unwrap();
+    assert!(page.contains("Batch stills: 6 tasks, estimated 24 credits ($0.12) together."), "the preview: {page}");
+    let viewer = session(&base, VIEWER).await;
+    let refused = post_form(&base, "/panel/throttle", Some(&viewer), &[&fields[..], &[("run", "1")]].concat()).await.text().await.unwrap();
+    assert!(refused.contains("needs the producer role"), "{refused}");
+    let page = post_form(&base, "/panel/throttle", Some(&producer), &[&fields[..], &[("run", "1")]].concat()).await.text().await.unwrap();
+    assert!(page.contains("Batch stills admitted: 6 tasks queued, estimated 24 credits ($0.12)."), "{page}");
+
+    // The relay: a console batch's name is refused; a new name is an open batch.
+    let store = server::open_store(&store_cfg).await.expect("store");
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.expect("key");
+    let create = |batch: &'static str| {
+        http().post(format!("{base}/kie/api/v1/jobs/createTask")).bearer_auth(key.text.expose()).header("x-control-room-batch", batch).json(&json!({"model": "google/imagen4-fast", "input": {"prompt": "a lighthouse"}})).send()
+    };
+    let r: Value = create("stills").await.unwrap().json().await.unwrap();
+    assert_eq!(r["code"], 422, "{r}");
+    assert!(r["msg"].as_str().unwrap_or_default().contains("names a batch submitted from the console"), "{r}");
+    let r: Value = create("farm-night").await.unwrap().json().await.unwrap();
+    assert_eq!(r["code"], 200, "{r}");
+    let tasks = |name: &'static str| {
+        let store = store.clone();
+        async move { store.task_list(&TaskQuery { batch: Some(name.into()), limit: 100, ..Default::default() }).await.unwrap().tasks }
+    };
+    assert_eq!(tasks("farm-night").await.len(), 1);
+
+    // Followed to the end: all six in the Library, the panel at 100 %.
+    wait_until("the batch's results are in the Library", 60, || async { tasks("stills").await.iter().all(|t| t.archive.as_ref().is_some_and(|a| a.assets.iter().all(|x| x.state == gateway::library::asset::AssetState::Archived))) }).await;
+    let panel = client_as(&base, VIEWER).await.get(format!("{base}/panel/throttle")).send().await.unwrap().text().await.unwrap();
+    assert!(panel.contains("6/6 done") && panel.contains(r#"data-testid="batch-progress" data-percent="100""#), "{panel}");
+
+    // One zip: every Library copy byte for byte, and the batch's index.
+    let viewer_http = client_as(&base, VIEWER).await;
+    let r = viewer_http.get(format!("{base}/batches/stills/zip")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("stills.zip"));
+    let bytes = r.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a readable zip");
+    assert_eq!(zip.len(), 7, "six results and batch.csv");
+    for t in tasks("stills").await {
+        let name = format!("{}-0.png", t.id);
+        let mut inside = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(&name).unwrap_or_else(|_| panic!("{name} in the zip")), &mut inside).unwrap();
+        let copy = viewer_http.get(format!("{base}/library/{}/0", t.id)).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(inside, copy.to_vec(), "{name} is the Library's copy");
+    }
+    let mut index = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("batch.csv").unwrap(), &mut index).unwrap();
+    assert_eq!(index.lines().count(), 7, "a header and a line a task: {index}");
+    assert!(index.contains("\"a kite, red\""), "{index}");
+    assert_ne!(get_anon(&format!("{base}/batches/stills/zip")).await.0, 200, "not without a session");
+    assert_eq!(viewer_http.get(format!("{base}/batches/nope/zip")).send().await.unwrap().status(), 404);
+    s.shutdown().await.expect("clean stop");
 }

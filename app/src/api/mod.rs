@@ -10,9 +10,10 @@
 //! One file per panel (or group of panels that share their data), beside what they start
 //! from: `context` (server side: the [`ConsoleContext`], who asks, refusals), [`status`]
 //! (console status), [`tasks`] (list, submit, retry, review), [`money`] (the Market, pins and
-//! cost rules), [`throttle`] (the rate guard), [`team`] (who am I, users, relay keys, the
+//! cost rules), [`throttle`] (the rate guard), [`batches`] (a batch submitted whole, and its progress), [`team`] (who am I, users, relay keys, the
 //! audit log), [`ledger`] (receipts and spend) and [`library`] (panel 07).
 
+pub(crate) mod batches;
 #[cfg(feature = "ssr")]
 pub(crate) mod context;
 pub(crate) mod ledger;
@@ -25,6 +26,7 @@ pub(crate) mod throttle;
 
 pub use money::{budget_status, list_models, set_cost_rule, set_pin};
 pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};
+pub use batches::submit_batch;
 pub use throttle::{bulk_action, set_fair_share, set_pause, throttle_status};
 pub use ledger::ledger_report;
 pub use library::{delete_library_project, library_items, library_status};

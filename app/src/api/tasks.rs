@@ -235,7 +235,7 @@ pub async fn submit_task(
     if let (Some(m), Some(raw)) = (entry, option(fields)) {
         server_side::model_fields(m, &raw, &mut input)?;
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms, priority };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms, priority, ..Default::default() };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }

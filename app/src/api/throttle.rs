@@ -10,7 +10,7 @@ use crate::view::ThrottleView;
 const NEXT_SHOWN: usize = 8;
 
 #[cfg(feature = "ssr")]
-pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>, bulk: Vec<gateway::tasks::bulk::BulkJob>) -> ThrottleView {
+pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares: Vec<gateway::tasks::fair_share::Share>, bulk: Vec<gateway::tasks::bulk::BulkJob>, batches: Vec<crate::view::BatchView>) -> ThrottleView {
     use crate::view::{GuardRuleView, OwnerQueueView};
     let team = q.pauses.team.is_some().then(|| (None, q.pauses.why("").unwrap_or_default()));
     let projects = q.pauses.projects.keys().filter_map(|p| Some((Some(p.clone()), q.pauses.why(p)?)));
@@ -30,6 +30,7 @@ pub(crate) fn view_of(q: gateway::tasks::lifecycle::queue::QueueSnapshot, shares
         rate_limited_total: q.rate_limited_total,
         shares: shares.into_iter().map(|s| (s.project.clone(), s.text())).collect(),
         bulk: bulk.into_iter().map(Into::into).collect(),
+        batches,
     }
 }
 
@@ -52,7 +53,8 @@ pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
     let q = ctx.lifecycle.queue().await.map_err(crate::api::context::store_error)?;
     let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
     let bulk = gateway::tasks::bulk::jobs(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
-    Ok(view_of(q, shares, bulk))
+    let batches = crate::api::batches::batch_views(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
+    Ok(view_of(q, shares, bulk, batches))
 }
 
 /// Sets a project's fair share (admins): `weight` 1–100 sends per turn of the rotation,
@@ -75,7 +77,7 @@ pub async fn set_fair_share(project: String, weight: String, max_queued: Option<
 
 /// Previews (`run` false) or starts (`run` true) a bulk action — `action` `cancel` or `retry`
 /// — on the tasks the filter selects: `state`, `model`, `project`, `owner`, `class` (a failure
-/// class), `since` (`YYYY-MM-DD` or `24h` ago), `until` (`YYYY-MM-DD`). Producers and admins;
+/// class), `batch` (a batch's name), `since` (`YYYY-MM-DD` or `24h` ago), `until` (`YYYY-MM-DD`). Producers and admins;
 /// each task then goes through the same checks as one action. Audited when started.
 #[allow(clippy::too_many_arguments)]
 #[server(endpoint = "bulk_action")]
@@ -86,6 +88,7 @@ pub async fn bulk_action(
     #[server(default)] project: Option<String>,
     #[server(default)] owner: Option<String>,
     #[server(default)] class: Option<String>,
+    #[server(default)] batch: Option<String>,
     #[server(default)] since: Option<String>,
     #[server(default)] until: Option<String>,
     #[server(default)] run: bool,
@@ -98,7 +101,7 @@ pub async fn bulk_action(
         e => refuse(e.code(), e.to_string()),
     };
     let action = action.parse::<bulk::BulkAction>().map_err(|e| refuse(422, e))?;
-    let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), since: since.as_deref(), until: until.as_deref() };
+    let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), batch: batch.as_deref(), since: since.as_deref(), until: until.as_deref() };
     let filter = bulk::BulkFilter::from_words(&words, gateway::store::now_ms()).map_err(fail)?;
     let what = filter.describe();
     let (preview, job) = if run {

@@ -13,6 +13,7 @@
 //! state in the browser (live rows, filters, the form being written).
 
 pub(crate) mod audit;
+pub(crate) mod batches;
 pub(crate) mod budget;
 pub(crate) mod composer;
 pub(crate) mod delivery;

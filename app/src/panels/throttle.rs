@@ -3,7 +3,8 @@
 //! and their expected wait), KIE's 429s, and the pauses on intake (producers pause a project,
 //! admins the team; resumed from the same place), and bulk actions: cancel or retry every task a
 //! filter selects, previewed first (how many, what they are estimated at), then run in pages
-//! with a progress bar each.
+//! with a progress bar each; and batches ([`super::batches`]): submitted whole, with their
+//! progress.
 //! Read from the store every two seconds and whenever a task changes (rendered on the server).
 
 use leptos::prelude::*;
@@ -13,8 +14,9 @@ use crate::api::{bulk_action, set_fair_share, set_pause, throttle_status};
 use crate::view::{BulkJobView, BulkView, ThrottleView};
 
 /// The bulk form's filter fields: (name, label, placeholder).
-const BULK_FIELDS: [(&str, &str, &str); 7] = [
+const BULK_FIELDS: [(&str, &str, &str); 8] = [
     ("state", "State", "queued, fail, expired"),
+    ("batch", "Batch", "a batch's name"),
     ("project", "Project", ""),
     ("model", "Model", ""),
     ("owner", "Owner", "an email or key:<id>"),
@@ -46,7 +48,10 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
         <Panel id=PanelId::Throttle badge=head refresh="rows ended tick2" flash=flash>
             {match data {
                 Err(e) => super::unavailable(&e),
-                Ok(t) => guard_view(t, producer).into_any(),
+                Ok(mut t) => {
+                    let batches = std::mem::take(&mut t.batches);
+                    view! { {guard_view(t, producer)} {super::batches::list(batches, producer)} }.into_any()
+                }
             }}
             {producer.then(|| view! {
                 <details class="share">
@@ -60,6 +65,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                     <p class="fine">"Queued tasks stay queued and nothing of theirs is sent to KIE until intake is resumed; new tasks queue behind them (or are refused, if the deployment says so)."</p>
                 </details>
             })}
+            {producer.then(super::batches::form)}
             {producer.then(|| view! {
                 <details class="share">
                     <summary>"Bulk cancel or retry"</summary>
@@ -192,9 +198,12 @@ fn bulk_outcome(b: BulkView, form: Fields) -> AnyView {
 /// check who may).
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n);
+    if get("do").as_deref() == Some("batch") {
+        return super::batches::act(form).await;
+    }
     if get("do").as_deref() == Some("bulk") {
         let run = get("run").as_deref() == Some("1");
-        let r = bulk_action(get("action").unwrap_or_default(), get("state"), get("model"), get("project"), get("owner"), get("class"), get("since"), get("until"), run).await;
+        let r = bulk_action(get("action").unwrap_or_default(), get("state"), get("model"), get("project"), get("owner"), get("class"), get("batch"), get("since"), get("until"), run).await;
         let echo = form.clone();
         return Acted::of(r, move |b| bulk_outcome(b, echo), "bulk-error").also(&[PanelId::Status]);
     }

@@ -37,6 +37,9 @@ pub struct ThrottleView {
     /// Bulk actions kept, newest first.
     #[serde(default)]
     pub bulk: Vec<BulkJobView>,
+    /// The newest batches and where each stands.
+    #[serde(default)]
+    pub batches: Vec<BatchView>,
 }
 
 /// A bulk action's preview (what it would take) and, once started, its job.
@@ -107,4 +110,35 @@ pub struct OwnerQueueView {
     pub oldest_age_ms: u64,
     /// Of the next window's sends, how many are theirs.
     pub next_window: usize,
+}
+
+/// A batch and where it stands (panel 06).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    pub name: String,
+    pub project: String,
+    pub model: String,
+    pub owner: String,
+    /// admitting, admitted, refused or open (a relay client's).
+    pub state: String,
+    pub why: Option<String>,
+    /// "312/500 done · 4 failed · 184 to go".
+    pub line: String,
+    /// Ended tasks, in percent of its tasks.
+    pub percent: u32,
+    pub failed: u64,
+    pub queued: u64,
+    /// Its estimate when submitted, in credits and dollars ("" for an open batch).
+    pub estimate: String,
+    pub created: String,
+}
+
+/// A batch's preview (what it would submit) or, once run, its admission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSubmitted {
+    pub name: String,
+    pub tasks: usize,
+    /// Credits and dollars: "80 credits ($0.40)".
+    pub estimate: String,
+    pub admitted: bool,
 }

@@ -27,6 +27,8 @@ pub const BODY_LIMITS: &[(&str, usize)] = &[
     ("/callbacks/", 256 << 10),
     // Server functions: a prompt with its settings.
     ("/api/", 256 << 10),
+    // Panel 06's forms: a batch's rows (a list of prompts or a CSV).
+    ("/panel/throttle", 512 << 10),
     // Panels' forms, sign-in, everything else.
     ("", 64 << 10),
 ];
@@ -144,7 +146,8 @@ mod tests {
         assert_eq!(body_limit("/kie/api/v1/jobs/createTask"), 1 << 20);
         assert_eq!(body_limit("/callbacks/kie/abc"), 256 << 10);
         assert_eq!(body_limit("/api/submit_task"), 256 << 10);
-        assert_eq!(body_limit("/panel/throttle"), 64 << 10);
+        assert_eq!(body_limit("/panel/budget"), 64 << 10);
+        assert_eq!(body_limit("/panel/throttle"), 512 << 10, "a batch's rows");
         assert_eq!(body_limit("/auth/signin"), 64 << 10);
     }
 }
