@@ -2,7 +2,8 @@
 // live in the Task Monitor without a reload, its result shown; a failing task lands in the
 // Error Review, grouped, and Retry submits a new task linked to it (a group retry takes each
 // chain's latest once; Resolved takes one off the review), its story on a page of its own; intake paused from panel 06 holds a
-// new task (the strip says so) until Resume sends it.
+// new task (the strip says so) until Resume sends it; a batch of 20 from a CSV, previewed,
+// admitted whole and followed to 20/20 on panel 06.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -58,6 +59,9 @@ test('a task submitted from the composer moves through its states live and shows
     await page.waitForFunction((sel) => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0; },
       `tr[data-task="${id}"] img.thumb`, { timeout: 10_000 });
     assert.equal((await page.textContent(`tr[data-task="${id}"] [data-testid="task-cost"]`)).trim(), '4', 'the cost KIE charged (4 credits)');
+    assert.equal((await page.textContent(`tr[data-task="${id}"] [data-testid="task-usd"]`)).trim(), '$0.02 charged', 'in dollars, marked charged');
+    assert.match(await page.textContent(`tr[data-task="${id}"] [data-testid="task-kie-id"]`), /\S+/, "KIE's task id, to copy");
+    assert.match(await page.getAttribute(`tr[data-task="${id}"] [data-testid="task-started"]`, 'title'), /^\d\d:\d\d:\d\d UTC$/, 'UTC on hover');
     // The Gateway's ledger meters count it, from the records, without a reload.
     await page.waitForFunction(() => {
       const values = [...document.querySelectorAll('[data-testid="ledger-meters"] .meter-value')].map((v) => v.textContent.trim());
@@ -225,6 +229,42 @@ test('intake paused from panel 06 holds a new task, the strip says PAUSED, and R
     assert.doesNotMatch(await page.textContent('[data-testid="strip-queue"]'), /PAUSED/);
     assert.deepEqual(errors, [], 'no console errors');
     await page.screenshot({ path: join(artifacts, 'pause-resumed.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a batch of 20 from a CSV is previewed, admitted whole and followed to the end on panel 06', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.click('details:has([data-testid="batch-form"]) summary');
+    await page.fill('[data-testid="batch-name"]', 'e2e-stills');
+    await page.fill('[data-testid="batch-project"]', 'e2e');
+    await page.fill('[data-testid="batch-model"]', 'google/imagen4-fast');
+    await page.selectOption('[data-testid="batch-format"]', 'csv');
+    const csv = ['prompt,seed', ...Array.from({ length: 20 }, (_, i) => `"frame ${i}, wide",${i}`)].join('\n');
+    await page.fill('[data-testid="batch-rows"]', csv);
+    await page.click('[data-testid="batch-preview"]');
+    const preview = page.locator('[data-testid="batch-preview-text"]');
+    await preview.waitFor({ timeout: 10_000 });
+    assert.equal((await preview.textContent()).trim(), 'Batch e2e-stills: 20 tasks, estimated 80 credits ($0.40) together.');
+    await page.click('[data-testid="batch-run"]');
+    const admitted = page.locator('[data-testid="batch-admitted"]');
+    await admitted.waitFor({ timeout: 10_000 });
+    assert.match(await admitted.textContent(), /20 tasks queued, estimated 80 credits \(\$0\.40\)/);
+    // Its progress, live on the panel: every task ends, all of them done.
+    const bar = '[data-testid="batch"][data-batch="e2e-stills"] [data-testid="batch-progress"]';
+    await page.waitForFunction((sel) => document.querySelector(sel)?.getAttribute('data-percent') === '100', bar, { timeout: 60_000 });
+    assert.match(await page.textContent(bar), /20\/20 done · estimated 80 credits \(\$0\.40\)/);
+    // The Monitor shows the batch's tasks, and what the listed page costs.
+    await page.reload();
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.match(await page.textContent('[data-testid="monitor-total"]'), /^\d+ credits \(\$\d+\.\d\d\)$/);
+    assert.ok(await page.locator('[data-testid="batch-zip"]').first().isVisible(), 'its zip to download');
+    assert.deepEqual(errors, [], 'no console errors');
+    await page.screenshot({ path: join(artifacts, 'batch-done.png'), fullPage: true });
     await context.close();
   } finally {
     await server.stop();

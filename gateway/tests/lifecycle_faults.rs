@@ -1145,3 +1145,21 @@ async fn a_batch_is_admitted_whole_or_not_at_all_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     a_batch_is_admitted_whole_or_not_at_all(Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap()), &base).await;
 }
+
+/// A model's typical time at KIE: shown once it has enough successes, their average; a model
+/// with none has none. On both stores.
+#[tokio::test]
+async fn a_models_typical_time_is_the_average_of_its_successes() {
+    use gateway::tasks::typical;
+    let dir = tempfile::tempdir().unwrap();
+    let stores: [Arc<dyn Store>; 2] = [redis().await, Arc::new(gateway::EmbeddedStore::open(dir.path()).unwrap())];
+    for store in stores {
+        let models = ["veo3".to_string(), "google/imagen4-fast".to_string()];
+        for took in [10_000, 20_000] {
+            typical::record(store.as_ref(), "veo3", took).await.unwrap();
+        }
+        assert_eq!(typical::read(store.as_ref(), &models).await.unwrap(), vec![], "two successes are not enough to say");
+        typical::record(store.as_ref(), "veo3", 60_000).await.unwrap();
+        assert_eq!(typical::read(store.as_ref(), &models).await.unwrap(), vec![("veo3".to_string(), 30_000)]);
+    }
+}

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::view::{BatchSubmitted, BatchView};
+use crate::view::BatchSubmitted;
 
 /// Batches the panel shows (the newest).
 #[cfg(feature = "ssr")]
@@ -16,7 +16,7 @@ fn credits_and_usd(c: gateway::Credits) -> String {
 
 /// The newest batches, each counted by state from the store's indexes.
 #[cfg(feature = "ssr")]
-pub(crate) async fn batch_views(store: &dyn gateway::Store) -> Result<Vec<BatchView>, gateway::StoreError> {
+pub(crate) async fn batch_views(store: &dyn gateway::Store) -> Result<Vec<crate::view::BatchView>, gateway::StoreError> {
     use gateway::tasks::batch::{self, BatchState};
     use gateway::TaskState;
     let listed = batch::list(store).await?.batches.into_iter().take(BATCHES_SHOWN);
@@ -24,7 +24,7 @@ pub(crate) async fn batch_views(store: &dyn gateway::Store) -> Result<Vec<BatchV
     for b in listed {
         let p = batch::progress(store, b).await?;
         let b = &p.batch;
-        out.push(BatchView {
+        out.push(crate::view::BatchView {
             name: b.name.clone(),
             project: b.project.clone(),
             model: b.model.clone(),

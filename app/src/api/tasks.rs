@@ -22,6 +22,12 @@ mod server_side {
         let page = ctx.store.task_list(&query).await.map_err(store_error)?;
         let newest_queued = page.tasks.iter().filter(|t| t.state == TaskState::Queued).map(|t| t.updated_ms).max();
         let deadlines: Vec<(String, u64)> = page.tasks.iter().filter(|t| t.state == TaskState::Queued).filter_map(|t| Some((t.id.clone(), t.send_by_ms?))).collect();
+        let total = gateway::Credits(page.tasks.iter().map(|t| t.actual_cost.unwrap_or(t.estimated_cost).0).sum());
+        // Every model on the page (a queued task reaches KIE while it is shown).
+        let mut models: Vec<String> = page.tasks.iter().filter(|t| !t.state.is_terminal()).map(|t| t.model.clone()).collect();
+        models.sort();
+        models.dedup();
+        let typical = gateway::tasks::typical::read(ctx.store.as_ref(), &models).await.map_err(store_error)?;
         let mut rows: Vec<TaskRow> = page.tasks.into_iter().map(TaskRow::from).collect();
         if let Some(as_of) = newest_queued {
             let queue = ctx.lifecycle.queue_as_of(as_of).await.map_err(store_error)?;
@@ -46,7 +52,7 @@ mod server_side {
                 }
             }
         }
-        Ok(TaskList { rows, next: page.next })
+        Ok(TaskList { rows, next: page.next, typical, total: format!("{total} credits (${:.2})", total.usd()) })
     }
 
     /// The message a person sees for a refused submission, with KIE's matching status (422 bad
@@ -356,5 +362,5 @@ pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
     rows.extend(server_side::over_cap(&ctx).await?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     rows.truncate(MAX_ROWS);
-    Ok(TaskList { rows, next: None })
+    Ok(TaskList { rows, next: None, ..Default::default() })
 }

@@ -114,6 +114,7 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
         Some((rows, listed.next.clone()))
     };
     let count = move || rows().map(|(r, next)| if next.is_some() { format!("{}+ tasks", r.len()) } else { format!("{} tasks", r.len()) });
+    let listed = move |f: fn(&TaskList) -> String| move || tasks.with(|t| t.as_ref().map(f).unwrap_or_default());
     let set = move |field: fn(&mut TaskFilter) -> &mut Option<String>| {
         move |ev: leptos::ev::Event| {
             let v = event_target_value(&ev);
@@ -147,6 +148,8 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
                 </span>
                 " "
                 <span class="badge badge-info" data-testid="monitor-count">{count}</span>
+                " "
+                <span class="badge" data-testid="monitor-total" title="The listed page's cost: charged where KIE said, else estimated">{listed(|t| t.total.clone())}</span>
                 </div>
             </header>
             <div class="panel-body">
@@ -169,7 +172,8 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
                             let text = if filter.get() == TaskFilter::default() { "No tasks on record yet." } else { "No tasks match these filters." };
                             Either::Left(view! { <p class="empty" data-testid="monitor-empty">{text}</p> })
                         } else {
-                            Either::Right(task_table(rows, now, can_produce.then_some((cancel, rerun))))
+                            let typical = tasks.with(|t| t.as_ref().map(|t| t.typical.clone()).unwrap_or_default());
+                            Either::Right(task_table(rows, now, typical, can_produce.then_some((cancel, rerun))))
                         }}
                         <div class="pager">
                             <button type="button" disabled=move || cursors.with(Vec::is_empty) on:click=move |_| {
@@ -215,12 +219,34 @@ fn age(now: u64, then: u64) -> String {
     if now == 0 || then == 0 {
         return "—".into();
     }
-    let s = now.saturating_sub(then) / 1000;
+    span(now.saturating_sub(then))
+}
+
+/// A duration in words: "12 s", "4 min", "3 h".
+fn span(ms: u64) -> String {
+    let s = ms / 1000;
     match s {
         0..60 => format!("{s} s"),
         60..3600 => format!("{} min", s / 60),
         _ => format!("{} h", s / 3600),
     }
+}
+
+/// `ms`'s time of day in UTC, "HH:MM:SS".
+fn utc_clock(ms: u64) -> String {
+    let s = ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `ms`'s time of day in the viewer's time zone once the browser has hydrated (`now` > 0),
+/// in UTC before (so server and browser render the same first).
+fn local_clock(now: u64, ms: u64) -> String {
+    #[cfg(feature = "hydrate")]
+    if now > 0 {
+        return leptos::web_sys::js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)).to_locale_time_string("default").into();
+    }
+    let _ = now;
+    utc_clock(ms)
 }
 
 /// [`preview`] of `src`, its kind told by `named`'s extension (a Library copy is served from
@@ -243,13 +269,16 @@ pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
 /// A table of task rows.
 /// `actions`: offer Cancel on tasks still queued here and "Re-run with edits" on ended ones
 /// (the server checks who may).
-pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
+/// `typical`: how long each model typically takes at KIE (ms), set against a task there.
+pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, u64)>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
         <div class="table-wrap" tabindex="0" role="region" aria-label="Tasks"><table class="tasks" data-testid="task-table">
-            <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Age"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
+            <thead><tr><th>"Task"</th><th>"Model"</th><th>"Project"</th><th>"Owner"</th><th>"State"</th><th>"Started"</th><th>"Cost (cr)"</th><th>"Result"</th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|t| {
-                    let created = t.created_ms;
+                    let (created, since, finished) = (t.created_ms, t.state_since_ms, t.finished_ms);
+                    // At KIE (sent, not ended): set against the model's typical time.
+                    let usual = typical.iter().find(|(m, _)| *m == t.model && !t.terminal && t.kie_task_id.is_some()).map(|(_, ms)| format!("typically {}", span(*ms)));
                     let step = t.step();
                     // The Library's copy once it exists (it outlives KIE's), else KIE's URL.
                     let kie = t.result_urls.first().cloned().unwrap_or_default();
@@ -261,6 +290,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                                 {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
                                 {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}
+                                {t.kie_task_id.clone().map(|k| view! { <div class="muted small">"KIE "<code class="copy" title="KIE's task id: click to select it" data-testid="task-kie-id">{k}</code></div> })}
                             </td>
                             <td>{t.model.clone()}{t.chat.clone().map(|c| view! { <div class="muted small" data-testid="task-chat">{c}</div> })}</td>
                             <td>{t.project.clone()}</td>
@@ -268,6 +298,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                             <td>
                                 <span class=format!("state state-{}", t.state) data-testid="task-state">{t.state.clone()}</span>
                                 <progress max="6" value=step.to_string() aria-label="progress"></progress>
+                                {(!t.terminal).then(|| view! { <div class="muted small" data-testid="task-in-state">"for "{move || age(now.get(), since)}{usual.map(|u| format!(" · {u}"))}</div> })}
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
                                 {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}
                                 {t.fail_msg.clone().map(|m| view! { <div class="error small">{m}</div> })}
@@ -282,8 +313,15 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, actions: Option<(Actio
                                         disabled=move || a.pending().get() on:click=move |_| { a.dispatch(id.clone()); }>"Cancel"</button> }
                                 })}
                             </td>
-                            <td>{move || age(now.get(), created)}</td>
-                            <td data-testid="task-cost">{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</td>
+                            <td><time title=format!("{} UTC", utc_clock(created)) data-testid="task-started">{move || local_clock(now.get(), created)}</time>
+                                <div class="muted small">{move || match finished {
+                                    Some(f) => format!("ended {}", local_clock(now.get(), f)),
+                                    None => format!("{} ago", age(now.get(), created)),
+                                }}</div>
+                            </td>
+                            <td title=if t.actual_credits.is_some() { "charged by KIE" } else { "estimate" }><span data-testid="task-cost">{t.actual_credits.clone().unwrap_or_else(|| format!("~{}", t.estimated_credits))}</span>
+                                <div class="muted small" data-testid="task-usd">{t.usd.clone()}{if t.actual_credits.is_some() { " charged" } else { " est." }}</div>
+                            </td>
                             <td>{result.map(|src| preview_from(src, &kie))}
                                 {archive.map(|a| {
                                     let class = if a == "In Library" { "ok small" } else if a == "Result expired" { "error small" } else { "muted small" };

@@ -48,6 +48,12 @@ pub struct TaskRow {
     /// "Not archived", "Deleted from Library"; `None` when nothing is to be copied.
     #[serde(default)]
     pub archive: Option<String>,
+    /// When it entered its state (its story's last move), Unix ms.
+    #[serde(default)]
+    pub state_since_ms: u64,
+    /// Its cost in dollars ("$0.02"): what KIE charged once it has, else the estimate.
+    #[serde(default)]
+    pub usd: String,
 }
 
 impl TaskRow {
@@ -88,6 +94,9 @@ impl From<gateway::TaskRecord> for TaskRow {
                 "Not archived".to_string()
             }
         });
+        use gateway::tasks::story::BeatKind;
+        let state_since_ms = t.story.beats.iter().rev().find(|b| matches!(b.kind, BeatKind::State | BeatKind::Submitted)).map_or(t.created_ms, |b| b.at_ms);
+        let usd = format!("${:.2}", t.actual_cost.unwrap_or(t.estimated_cost).usd());
         let prompt = t.input.get("prompt").and_then(|p| p.as_str()).map(|p| {
             let short: String = p.chars().take(80).collect();
             if short.len() < p.len() { format!("{short}…") } else { short }
@@ -122,6 +131,8 @@ impl From<gateway::TaskRecord> for TaskRow {
             queue: None,
             library,
             archive,
+            state_since_ms,
+            usd,
         }
     }
 }
@@ -239,6 +250,13 @@ pub struct RetriedGroup {
 pub struct TaskList {
     pub rows: Vec<TaskRow>,
     pub next: Option<String>,
+    /// How long each model on the page typically takes at KIE, ms (see
+    /// `gateway::tasks::typical`): a task at KIE is set against it.
+    #[serde(default)]
+    pub typical: Vec<(String, u64)>,
+    /// The page's cost: "100 credits ($0.50)", charged where KIE said, else estimated.
+    #[serde(default)]
+    pub total: String,
 }
 
 /// One task's whole story: the Monitor's Story drawer and `GET /tasks/<id>`.

@@ -1,7 +1,7 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
-//! form for the relay; the pauses operators set on intake and their bulk actions; its story,
-//! step by step.
+//! form for the relay; the pauses operators set on intake and their bulk actions; batches; its
+//! story, step by step; how long each model typically takes.
 
 pub mod batch;
 pub mod bulk;
@@ -13,6 +13,7 @@ pub mod rate_guard;
 pub mod relay;
 pub mod story;
 pub mod task;
+pub mod typical;
 
 /// Why a change to how the queue runs (a project's fair share, a pause) was refused; nothing
 /// was changed.

@@ -158,6 +158,12 @@ impl Lifecycle {
                 tracing::warn!(task = %t.id, model = %t.model, held = %t.estimated_cost, charged = ?t.actual_cost, "KIE charged more than the task held; update the catalog's price");
                 self.0.opts.metrics.charge_overrun(&t.model);
             }
+            if t.state == TaskState::Success
+                && let Some(took) = t.submitted_ms.map(|s| t.finished_ms.unwrap_or(t.updated_ms).saturating_sub(s))
+                && let Err(e) = crate::tasks::typical::record(self.0.store.as_ref(), &t.model, took).await
+            {
+                tracing::warn!(task = %t.id, error = %e, "cannot count the model's typical time");
+            }
             if late {
                 // Its first end (expired) was counted by the give-up; this one is KIE's.
                 self.0.opts.metrics.ended(&t.model, &t.project, t.state, t.actual_cost);

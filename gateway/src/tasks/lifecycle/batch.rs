@@ -183,7 +183,15 @@ impl Lifecycle {
     }
 
     async fn lift_gate(&self, id: &str) -> StoreResult<()> {
-        self.modify(id, |t| std::mem::take(&mut t.gated)).await.map(|_| ())
+        self.modify(id, |t| {
+            let lifted = std::mem::take(&mut t.gated) && t.state == TaskState::Queued;
+            if lifted {
+                t.note = Some("Waiting for the rate guard".into());
+            }
+            lifted
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Ends a gated task that will not run: holds and queue place given back in the same

@@ -280,7 +280,7 @@ impl Lifecycle {
             Some(p) => p,
             None => crate::tasks::fair_share::default_priority(&self.0.queue.shares(self.0.store.as_ref()).await?, &t.project),
         };
-        t.note = Some("Waiting for the rate guard".into());
+        t.note = Some(if t.gated { "Held until its batch is admitted whole" } else { "Waiting for the rate guard" }.into());
         t.relay_callback = s.relay_callback.map(|(url, key_id)| RelayCallback { url, key_id, ..Default::default() });
         let governed = self.write_record(&mut t, estimate).await?;
         if governed {
