@@ -6,13 +6,16 @@
 //!   - [`tasks::task`] — [`TaskRecord`], [`TaskState`], listing queries and pages;
 //!   - [`tasks::lifecycle`] — [`Lifecycle`]: submit, dispatcher, callbacks, fallback poller,
 //!     relay callbacks, KIE's limits, the queue's order, places and deadlines, the Error
-//!     Review's resolutions, the bulk actions' runner; the one idempotent
+//!     Review's resolutions, the bulk actions' runner, a batch admitted whole; the one idempotent
 //!     `apply_upstream_state`; each worker's own state in its own file;
 //!   - [`tasks::rate_guard`] — the rate guard's limit kinds (requests per window, concurrent
 //!     tasks, tokens per window) as configuration;
 //!   - [`tasks::fair_share`], [`tasks::pause`] and [`tasks::bulk`] — how operators run the
 //!     queue: a project's weight and quota, pauses on intake (team or project), and bulk
 //!     cancels and retries (previewed, then run as a resumable job), each audited;
+//!   - [`tasks::batch`] — a batch: its rows (prompts or a CSV) × variants, the list of
+//!     batches, its progress counted from its indexes;
+//!   - [`tasks::typical`] — how long each model typically takes at KIE;
 //!   - [`tasks::story`] — a task's story: each step, told on its record in the same write;
 //!   - [`tasks::events`] — live task events through the store, numbered and replayable;
 //!   - [`tasks::relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.

@@ -96,7 +96,9 @@ impl Lifecycle {
         }
         let listed = Batch { name: name.clone(), project: r.project.trim().to_string(), owner: r.owner.trim().to_string(), model: r.model.clone(), created_ms: now_ms(), tasks: n as u32, estimate, state: BatchState::Admitting, why: None };
         let admitted = async {
-            if !batch::add(store, listed.clone()).await? {
+            // A name an earlier batch's tasks still carry would count them in this one's progress.
+            let earlier = store.index_counts(&[crate::tasks::task::index::batch(&name)]).await?[0] > 0;
+            if earlier || !batch::add(store, listed.clone()).await? {
                 return Err(invalid(format!("a batch named {name:?} exists; name this one differently")));
             }
             let mut written: Vec<TaskRecord> = Vec::with_capacity(n);
