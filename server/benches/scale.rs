@@ -1,6 +1,7 @@
 //! Reads against a year of history (issue 27): what the console page, each panel, a scrape of
-//! `/metrics`, a small project's receipt and the live stream's first byte cost at 1,000,
-//! 20,000 and 100,000 ended tasks, on Redis and on the embedded store, side by side.
+//! `/metrics`, a small project's receipt, a search in the Monitor and the live stream's first
+//! byte cost at 1,000, 20,000 and 100,000 ended tasks, on Redis and on the embedded store,
+//! side by side.
 //!
 //!     cargo bench -p server --bench scale                  # 1,000 / 20,000 / 100,000
 //!     BENCH_SMOKE=1 cargo bench -p server --bench scale    # 100 / 400: does it run?
@@ -109,6 +110,10 @@ async fn round(store: StoreConfig) -> BTreeMap<String, (Duration, f64)> {
         reads.push((format!("panel {}", p.slug()), format!("/panel/{}", p.slug()), false));
     }
     reads.push(("receipt of a 20-task project".into(), "/receipts.json?project=small".into(), false));
+    // A search in the Monitor, as the page lists it: a word a third of the tasks have, and
+    // one only 20 have.
+    reads.push(("search \"veo3\" (console page)".into(), "/?q=veo3".into(), false));
+    reads.push(("search \"small\" (console page)".into(), "/?q=small".into(), false));
     reads.push(("/events first byte".into(), "/events".into(), true));
     let mut out = BTreeMap::new();
     for (label, url, first_byte) in reads {

@@ -118,10 +118,12 @@ async fn each_route_takes_the_body_that_fits_it_and_no_more() {
     };
     let over = |prefix: &str| server::edge::limits::body_limit(prefix) + 1;
     assert_eq!(
-        post("/panel/throttle", over("/panel/")).await.0,
+        post("/panel/budget", over("/panel/")).await.0,
         413,
         "a panel's form: 64 KiB"
     );
+    assert_eq!(post("/panel/throttle", over("/panel/throttle")).await.0, 413, "panel 06's, with a batch's rows: 512 KiB");
+    assert_ne!(post("/panel/throttle", over("/panel/")).await.0, 413, "a batch's rows over 64 KiB are read");
     assert_eq!(post("/auth/signin", over("/auth/")).await.0, 413);
     assert_eq!(
         post(
