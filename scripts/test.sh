@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets up whatever is missing and runs every test: unit, integration (real Redis, real HTTP on
-# loopback) per crate, then the end-to-end suite in Debian's Chromium against the release build.
+# loopback) in one build, then the end-to-end suite in Debian's Chromium against the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 . scripts/env.sh
 
-# Each crate on its own: `ssr` and `hydrate` must never be on together in one build.
+# `ssr` and `hydrate` must never be on together in one build: `frontend` (hydrate) is left out
+# of the tests' build.
 step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }
 # Every suite has a time limit far above what it takes (a few minutes), so a test that hangs
 # fails the run with its suite named instead of holding it until CI gives up. The whole
@@ -20,14 +21,10 @@ bounded() {
   fi
   return "$rc"
 }
-step "gateway core: store conformance (Redis and embedded), KIE client against kie-sim, parser properties"
-bounded 20m cargo test -p gateway
-step "kie-sim (the KIE simulator)"
-bounded 20m cargo test -p kie-sim
-step "app (ssr)"
-bounded 20m cargo test -p app --features ssr
-step "server (HTTP on loopback)"
-bounded 20m cargo test -p server
+# One build for every crate's tests (`app` with `ssr`; the WASM, with `hydrate`, is built apart
+# below): each dependency is compiled once, with the features all of them need.
+step "gateway core (store conformance on Redis and embedded, KIE client against kie-sim, parser properties), kie-sim, app (ssr), server (HTTP on loopback)"
+bounded 40m cargo test -p gateway -p kie-sim -p app -p server --features app/ssr
 step "deploy: alert rules (promtool check and unit tests) and the dashboard's queries"
 bounded 5m scripts/check-deploy.sh
 step "release build (server + WASM bundle) for the end-to-end suite"

@@ -204,9 +204,9 @@ impl BulkFilter {
     /// Checks the filter's fields; a retry never takes a state that cannot be retried, nor a
     /// cancel one that cannot be cancelled.
     fn check(&self, action: BulkAction) -> Result<(), BulkError> {
-        for v in [&self.model, &self.project, &self.owner].into_iter().flatten() {
+        for v in [&self.model, &self.project, &self.owner, &self.batch].into_iter().flatten() {
             if v.trim().is_empty() || v.len() > 200 {
-                return Err(BulkError::Invalid("a model, project or owner is 1 to 200 characters".into()));
+                return Err(BulkError::Invalid("a model, project, owner or batch is 1 to 200 characters".into()));
             }
         }
         if let (Some(s), Some(u)) = (self.since_ms, self.until_ms)

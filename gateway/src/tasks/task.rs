@@ -412,6 +412,18 @@ impl TaskRecord {
         }
     }
 
+    /// Ends it here, before it reached KIE: `fail`, class *Cancelled*, KIE's 499, `why`,
+    /// nothing charged.
+    pub fn end_unsent(&mut self, why: &str, now_ms: u64) {
+        self.state = TaskState::Fail;
+        self.fail_class = Some(FailClass::Cancelled);
+        self.fail_code = Some("499".into());
+        self.fail_msg = Some(why.to_string());
+        self.actual_cost = Some(Credits::ZERO);
+        self.finished_ms = Some(now_ms);
+        self.note = None;
+    }
+
     /// The index keys this record belongs to (shared by both store backends, so they agree).
     pub fn index_keys(&self) -> Vec<String> {
         let mut keys = vec![

@@ -25,7 +25,7 @@ use super::submit::{Submission, SubmitError, invalid};
 use crate::money::credits::Credits;
 use crate::store::{StoreResult, UpdateWith, now_ms};
 use crate::tasks::batch::{self, Batch, BatchState, RowsFormat};
-use crate::tasks::task::{FailClass, Priority, Resolved, TaskRecord, TaskState};
+use crate::tasks::task::{Priority, Resolved, TaskRecord, TaskState};
 
 /// How long an admission holds its batch's lease (a crash frees it after this).
 const ADMIT_LEASE: Duration = Duration::from_secs(600);
@@ -207,13 +207,7 @@ impl Lifecycle {
                 return false;
             }
             t.gated = false;
-            t.state = TaskState::Fail;
-            t.fail_class = Some(FailClass::Cancelled);
-            t.fail_code = Some("499".into());
-            t.fail_msg = Some(why.to_string());
-            t.actual_cost = Some(Credits::ZERO);
-            t.finished_ms = Some(now);
-            t.note = None;
+            t.end_unsent(why, now);
             t.resolved = Some(Resolved { by: "batch".into(), at_ms: now, how: "its batch was refused as a whole".into() });
             true
         })

@@ -11,7 +11,7 @@
 use super::Lifecycle;
 use crate::money::credits::Credits;
 use crate::store::now_ms;
-use crate::tasks::task::{FailClass, TaskRecord, TaskState};
+use crate::tasks::task::{TaskRecord, TaskState};
 use crate::team::accounts::{Actor, Role};
 
 /// Why a task could not be cancelled.
@@ -67,13 +67,7 @@ impl Lifecycle {
                 if !cancellable(t) {
                     return false;
                 }
-                t.state = TaskState::Fail;
-                t.fail_class = Some(FailClass::Cancelled);
-                t.fail_code = Some("499".into());
-                t.fail_msg = Some(why.clone());
-                t.actual_cost = Some(Credits::ZERO);
-                t.finished_ms = Some(now);
-                t.note = None;
+                t.end_unsent(&why, now);
                 true
             })
             .await?;
