@@ -250,18 +250,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prompts_and_csv_become_inputs_times_variants() {
+    fn prompts_and_csv_become_inputs_times_variants() -> Result<(), String> {
         let base = Map::from_iter([("aspectRatio".to_string(), Value::from("16:9"))]);
-        let got = inputs(&base, RowsFormat::Prompts, "a kite\n\n  a boat \n", 2).unwrap();
+        let got = inputs(&base, RowsFormat::Prompts, "a kite\n\n  a boat \n", 2)?;
         assert_eq!(got.len(), 4);
         assert_eq!(got[2]["prompt"], "a boat");
         assert_eq!(got[2]["aspectRatio"], "16:9");
         let csv = "prompt,aspectRatio,seed\n\"a kite, red\",9:16,42\nplain,,\n";
-        let got = inputs(&base, RowsFormat::Csv, csv, 1).unwrap();
+        let got = inputs(&base, RowsFormat::Csv, csv, 1)?;
         assert_eq!(got[0]["prompt"], "a kite, red");
         assert_eq!(got[0]["aspectRatio"], "9:16");
         assert_eq!(got[0]["seed"], 42);
         assert_eq!(got[1]["aspectRatio"], "16:9", "an empty cell leaves the base value");
+        Ok(())
     }
 
     #[test]
