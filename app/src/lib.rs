@@ -188,6 +188,8 @@ fn ControlRoom() -> impl IntoView {
                     </Suspense>
                 </Section>
             </main>
+            // A task's story, opened beside the Monitor by a row's Story button.
+            <aside class="drawer-dock" aria-label="Task story">{panels::story::closed()}</aside>
             <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
         </live::Console>
     }

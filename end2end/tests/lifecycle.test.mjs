@@ -1,7 +1,8 @@
 // A task's life in a real Chromium, in --simulate mode: submitted from the composer, followed
 // live in the Task Monitor without a reload, its result shown; a failing task lands in the
 // Error Review, grouped, and Retry submits a new task linked to it (a group retry takes each
-// chain's latest once; Resolved takes one off the review), its story on a page of its own; intake paused from panel 06 holds a
+// chain's latest once; Resolved takes one off the review), its story on a page of its own; a search, the counts
+// by state and a task's story in the drawer beside the Monitor; intake paused from panel 06 holds a
 // new task (the strip says so) until Resume sends it; a batch of 20 from a CSV, previewed,
 // admitted whole and followed to 20/20 on panel 06.
 import { test, before, after } from 'node:test';
@@ -129,7 +130,7 @@ test('a failing task appears in the Error Review: Retry, a group retry, Resolved
   }
 });
 
-test('a search typed into the Monitor narrows it live, lives in the URL, and a reload keeps it', async () => {
+test('a search typed into the Monitor narrows it live, lives in the URL and a reload keeps it; counts by state narrow it; a story opens in the drawer', async () => {
   const server = await startServer({}, ['--simulate']);
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
@@ -152,6 +153,27 @@ test('a search typed into the Monitor narrows it live, lives in the URL, and a r
     assert.equal(await page.locator(`tr[data-task="${kite}"]`).count(), 1);
     assert.equal(await page.locator(`tr[data-task="${boat}"]`).count(), 0);
     assert.match(await page.textContent('[data-testid="monitor-count"]'), /^1 tasks?$/);
+    // Without a search: the counts by state, each narrowing the list to its state.
+    await page.fill('[data-testid="filter-q"]', '');
+    await page.selectOption('[data-testid="filter-state"]', '');
+    await watchStates(page, boat, 'success');
+    const chip = page.locator('[data-testid="monitor-facets"] button[data-state="success"]');
+    await page.waitForFunction(() => /^success \d+$/.test(document.querySelector('[data-testid="monitor-facets"] button[data-state="success"]')?.textContent ?? ''), null, { timeout: 10_000 });
+    const successes = Number((await chip.textContent()).split(' ')[1]);
+    assert.ok(successes >= 2, `both succeeded: ${successes}`);
+    await chip.click();
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('state') === 'success', null, { timeout: 10_000 });
+    assert.equal(await chip.getAttribute('aria-pressed'), 'true');
+    assert.equal(await page.textContent('[data-testid="monitor-count"]'), `${successes} tasks`, 'the count is the state\'s');
+    // A task's story in the drawer beside the list, closed again.
+    await page.click(`tr[data-task="${kite}"] [data-testid="story-open"]`);
+    await page.waitForSelector('#story:not([hidden]) [data-testid="story-id"]', { timeout: 10_000 });
+    assert.equal(await page.textContent('#story [data-testid="story-id"]'), kite);
+    const kinds = await page.locator('#story [data-testid="story-beat"]').evaluateAll((li) => li.map((l) => l.dataset.kind));
+    assert.ok(kinds.includes('submitted') && kinds.length >= 3, `its steps: ${kinds}`);
+    await page.screenshot({ path: join(artifacts, 'story-drawer.png') });
+    await page.click('[data-testid="story-close"]');
+    await page.waitForSelector('#story[hidden]', { state: 'attached', timeout: 10_000 });
     assert.deepEqual(errors, [], 'no console errors');
     await context.close();
   } finally {

@@ -16,6 +16,7 @@
 //!   - [`tasks::batch`] — a batch: its rows (prompts or a CSV) × variants, the list of
 //!     batches, its progress counted from its indexes;
 //!   - [`tasks::typical`] — how long each model typically takes at KIE;
+//!   - [`tasks::facets`] — a filter's tasks counted by state from the store's indexes;
 //!   - [`tasks::story`] — a task's story: each step, told on its record in the same write;
 //!   - [`tasks::events`] — live task events through the store, numbered and replayable;
 //!   - [`tasks::relay`] — a task written in KIE's JSON shape, for the relay API and its callbacks.

@@ -949,6 +949,74 @@ async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_the_
     assert_eq!(store.task_list(&q).await.unwrap().tasks.len(), 1, "and listed");
 }
 
+/// A store written before the counts by state of each project, person and model were kept:
+/// they are built once, at connect, from what is on record.
+#[tokio::test]
+async fn a_store_from_before_the_counts_by_state_has_them_built_on_redis() {
+    let prefix = format!("{}:", testkit::unique("facets"));
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    for (n, id) in ["cr_old1", "cr_old2"].iter().enumerate() {
+        store.task_create(&failed(id, 1_000 + n as u64), &Default::default()).await.unwrap();
+    }
+    store.task_create(&TaskRecord::new("cr_old3", "ben", "p", "m", 1_100), &Default::default()).await.unwrap();
+    // As before the upgrade: none of them, and no mark that they were built.
+    let mut raw = redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}ti:*-state:*")).query_async(&mut raw).await.unwrap();
+    assert_eq!(keys.len(), 6, "project, person and model, in fail and in queued: {keys:?}");
+    let _: () = redis::cmd("DEL").arg(&keys).arg(format!("{prefix}kv:store:seeded:facets")).query_async(&mut raw).await.unwrap();
+    let counts = |store: RedisStore| async move {
+        let mut out = Vec::new();
+        for q in [TaskQuery { project: Some("p".into()), ..Default::default() }, TaskQuery { owner: Some("ana".into()), ..Default::default() }, TaskQuery { model: Some("m".into()), ..Default::default() }] {
+            let c = gateway::tasks::facets::count(&store, &q).await.unwrap().unwrap();
+            out.push((c.get(TaskState::Fail), c.get(TaskState::Queued)));
+        }
+        out
+    };
+    assert_eq!(counts(store).await, [(0, 0); 3], "gone");
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    assert_eq!(counts(store).await, [(2, 1), (2, 0), (2, 1)], "built at connect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_the_counts_by_state_has_them_built_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = gateway::EmbeddedStore::open(dir.path()).unwrap();
+        store.task_create(&failed("cr_old1", 1_000), &Default::default()).await.unwrap();
+        store.task_create(&TaskRecord::new("cr_old2", "ana", "p", "m", 1_100), &Default::default()).await.unwrap();
+    }
+    {
+        let path = dir.path().join("control-room.redb");
+        let db = loop {
+            match redb::Database::open(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => tokio::time::sleep(Duration::from_millis(25)).await,
+                other => break other.unwrap(),
+            }
+        };
+        let tx = db.begin_write().unwrap();
+        {
+            let mut idx = tx.open_table(redb::TableDefinition::<(&str, &str), ()>::new("task_index")).unwrap();
+            let mut sizes = tx.open_table(redb::TableDefinition::<&str, u64>::new("index_sizes")).unwrap();
+            for t in [failed("cr_old1", 1_000), TaskRecord::new("cr_old2", "ana", "p", "m", 1_100)] {
+                for dimension in gateway::tasks::task::index::FACETS {
+                    let value = match dimension { "project" => &t.project, "owner" => &t.owner, _ => &t.model };
+                    let key = gateway::tasks::task::index::facet(dimension, value, t.state);
+                    assert!(idx.remove((key.as_str(), t.index_member().as_str())).unwrap().is_some(), "{key} was kept");
+                    sizes.remove(key.as_str()).unwrap();
+                }
+            }
+            assert!(sizes.remove("\u{0}facets-seeded").unwrap().is_some());
+        }
+        tx.commit().unwrap();
+    }
+    let store = gateway::EmbeddedStore::open(dir.path()).unwrap();
+    let q = TaskQuery { owner: Some("ana".into()), ..Default::default() };
+    let c = gateway::tasks::facets::count(&store, &q).await.unwrap().unwrap();
+    assert_eq!((c.get(TaskState::Fail), c.get(TaskState::Queued)), (1, 1), "built at open");
+    let q = TaskQuery { state: Some(TaskState::Fail), project: Some("p".into()), ..Default::default() };
+    assert_eq!(store.task_list(&q).await.unwrap().tasks.len(), 1, "and listed from them");
+}
+
 /// A bulk cancel of 500 queued tasks of one project (and 40 of another it must not touch): the
 /// preview's count is what it does, a producer may not cancel others' tasks, and after two
 /// pages the instance stops; a new one (a restart) goes on from the last page written and

@@ -76,6 +76,8 @@ conformance!(
     an_owners_lane_holds_their_queued_tasks_oldest_first,
     usage_many_reads_each_scope_as_usage_does_in_one_call,
     a_search_finds_tasks_by_the_words_they_start_and_follows_their_changes,
+    counts_by_state_follow_each_project_person_and_model,
+    a_time_and_cost_range_bounds_the_listing_and_its_pages,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -505,6 +507,74 @@ mod cases {
         assert_eq!(b.store.task_create(&task("k4", "p", "o", "m", 4), &CreateWith { unchanged: Some(&short), ..Default::default() }).await.unwrap(), Created::Inserted(0));
         let bent = Unchanged { key: "cond:rules".into(), sha1: Some("not hex".into()) };
         assert!(matches!(b.store.task_create(&task("k5", "p", "o", "m", 5), &CreateWith { unchanged: Some(&bent), ..Default::default() }).await, Err(StoreError::Invalid(_))));
+    }
+
+    /// The Monitor's counts by state for one project, person or model, as tasks are written,
+    /// move and are deleted, read through the other instance; a filter they cannot count has
+    /// none.
+    pub async fn counts_by_state_follow_each_project_person_and_model(b: Backend) {
+        use gateway::tasks::facets::count;
+        for (i, (p, o, m)) in [("teaser", "ana", "veo3"), ("teaser", "ben", "veo3"), ("trailer", "ana", "kling"), ("teaser", "ana", "kling")].into_iter().enumerate() {
+            b.store.task_insert(&task(&format!("f{i}"), p, o, m, 200 + i as u64)).await.unwrap();
+        }
+        let counted = |project: Option<&str>, owner: Option<&str>, model: Option<&str>| {
+            let q = TaskQuery { project: project.map(Into::into), owner: owner.map(Into::into), model: model.map(Into::into), ..Default::default() };
+            let peer = b.peer.clone();
+            async move { count(peer.as_ref(), &q).await.unwrap().map(|c| (c.get(TaskState::Queued), c.get(TaskState::Success), c.total())) }
+        };
+        assert_eq!(counted(Some("teaser"), None, None).await, Some((3, 0, 3)));
+        assert_eq!(counted(None, Some("ana"), None).await, Some((3, 0, 3)));
+        assert_eq!(counted(None, None, Some("kling")).await, Some((2, 0, 2)));
+        assert_eq!(counted(None, None, None).await, Some((4, 0, 4)), "the team's");
+        let mut t = b.store.task_get("f3").await.unwrap().unwrap();
+        t.state = TaskState::Success;
+        let version = b.store.task_update(&t).await.unwrap().unwrap();
+        assert_eq!(counted(Some("teaser"), None, None).await, Some((2, 1, 3)));
+        assert_eq!(counted(None, Some("ana"), None).await, Some((2, 1, 3)));
+        assert_eq!(counted(None, None, Some("kling")).await, Some((1, 1, 2)));
+        assert_eq!(counted(None, Some("ben"), None).await, Some((1, 0, 1)));
+        assert!(b.store.task_delete("f3", version).await.unwrap());
+        assert_eq!(counted(Some("teaser"), None, None).await, Some((2, 0, 2)), "deleted, uncounted");
+        assert_eq!(counted(Some("nobody's"), None, None).await, Some((0, 0, 0)));
+        assert_eq!(counted(Some("teaser"), None, Some("veo3")).await, None, "two dimensions are not counted");
+        // The listing of a project in a state is read from that count's index.
+        let q = TaskQuery { project: Some("teaser".into()), state: Some(TaskState::Queued), ..Default::default() };
+        assert_eq!(q.driving_index(), index::facet("project", "teaser", TaskState::Queued));
+        let ids: Vec<String> = b.peer.task_list(&q).await.unwrap().tasks.into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["f1", "f0"]);
+    }
+
+    /// Created from / before and a cost range: only those tasks, newest first, paged by cursor
+    /// within the range; an empty range lists nothing.
+    pub async fn a_time_and_cost_range_bounds_the_listing_and_its_pages(b: Backend) {
+        for i in 0..8u64 {
+            let mut t = task(&format!("r{i}"), "p", "o", "m", 1_000 + i * 10);
+            t.estimated_cost = Credits::from_credits(i as i64);
+            if i == 5 {
+                t.actual_cost = Some(Credits::from_credits(50));
+            }
+            b.store.task_insert(&t).await.unwrap();
+        }
+        let list = |q: TaskQuery| {
+            let peer = b.peer.clone();
+            async move {
+                let page = peer.task_list(&q).await.unwrap();
+                (page.tasks.into_iter().map(|t| t.id).collect::<Vec<_>>(), page.next)
+            }
+        };
+        let range = TaskQuery { created_from_ms: Some(1_020), created_before_ms: Some(1_060), limit: 2, ..Default::default() };
+        let (first, next) = list(range.clone()).await;
+        assert_eq!(first, ["r5", "r4"]);
+        let (second, _) = list(TaskQuery { after: next, ..range.clone() }).await;
+        assert_eq!(second, ["r3", "r2"], "the next page stays in the range");
+        let (old, _) = list(TaskQuery { oldest_first: true, limit: 10, ..range.clone() }).await;
+        assert_eq!(old, ["r2", "r3", "r4", "r5"], "oldest first too");
+        let (indexed, _) = list(TaskQuery { project: Some("p".into()), limit: 10, ..range.clone() }).await;
+        assert_eq!(indexed, ["r5", "r4", "r3", "r2"], "on any index");
+        let (cost, _) = list(TaskQuery { cost_min: Some(Credits::from_credits(3)), cost_max: Some(Credits::from_credits(6)), limit: 10, ..Default::default() }).await;
+        assert_eq!(cost, ["r6", "r4", "r3"], "r5's charge of 50 is its cost, not its estimate");
+        let (none, next) = list(TaskQuery { created_from_ms: Some(1_050), created_before_ms: Some(1_050), ..Default::default() }).await;
+        assert!(none.is_empty() && next.is_none(), "an empty range");
     }
 
     pub async fn task_counts_follow_states(b: Backend) {

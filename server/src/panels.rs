@@ -8,7 +8,7 @@
 //!   status (401, 403, 400…). A post from a browser without WASM gets the panel on a page of
 //!   its own, with a link back.
 //!
-//! - `GET /tasks/<id>`: a task's story ([`PanelId::Story`]) on a page of its own.
+//! - `GET /tasks/<id>` (or `/tasks?task=<id>`): a task's story ([`PanelId::Story`]) on a page of its own.
 //!
 //! All need a session (the guard answers 401 without one; a page without one is sent to sign in). Queries and forms are bounded:
 //! at most 32 fields of at most 5,000 characters, 64 KiB in all.
@@ -39,7 +39,7 @@ const MAX_BATCH_FORM_BYTES: usize = 512 * 1024;
 const MAX_ROWS_CHARS: usize = 400_000;
 
 pub fn routes(console: ConsoleContext) -> Router<AppState> {
-    Router::new().route("/panel/{slug}", get(show).post(change)).route("/tasks/{id}", get(story)).layer(Extension(console))
+    Router::new().route("/panel/{slug}", get(show).post(change)).route("/tasks/{id}", get(story)).route("/tasks", get(story_asked)).layer(Extension(console))
 }
 
 /// URL-encoded pairs, within the bounds.
@@ -89,6 +89,14 @@ async fn story(State(state): State<AppState>, Extension(console): Extension<Cons
     let (parts, _) = req.into_parts();
     let rendered = render(console, parts, PanelId::Story, vec![("task".into(), id)], false).await;
     own_page(&state, rendered, "monitor")
+}
+
+/// `GET /tasks?task=<id>`: the same page, as the Monitor's Story buttons open it without WASM.
+async fn story_asked(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, req: Request) -> Result<Response, Refusal> {
+    let query = fields(req.uri().query().unwrap_or_default().as_bytes())?;
+    let (parts, _) = req.into_parts();
+    let rendered = render(console, parts, PanelId::Story, query, false).await;
+    Ok(own_page(&state, rendered, "monitor"))
 }
 
 /// A rendered panel on a page of its own, with a link back to the console at `#{back}`.

@@ -143,6 +143,9 @@ async fn every_server_function_and_route_checks_the_session_and_the_role() {
     assert_eq!(anon("/draft/0123456789abcdef0123456789abcdef").await.0, 401, "a draft needs a session");
     let story = http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client").get(format!("{base}/tasks/cr_x")).send().await.expect("GET /tasks/cr_x");
     assert_eq!((story.status().as_u16(), story.headers()["location"].to_str().ok()), (303, Some("/signin?next=%2Ftasks%2Fcr_x")), "a task's story page sends the browser to sign in");
+    let asked = http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client").get(format!("{base}/tasks?task=cr_x")).send().await.expect("GET /tasks?task=cr_x");
+    assert_eq!(asked.status().as_u16(), 303, "so does the drawer's page without WASM");
+    assert_eq!(client_as(base, VIEWER).await.get(format!("{base}/tasks?task=cr_x")).send().await.expect("GET").status().as_u16(), 404, "a viewer reads it: no such task");
     for path in ["/receipts.json?project=matrix", "/receipts.csv?project=matrix", "/spend.svg?by=day", "/spend.csv?by=model", "/library/x/0", "/panel/story?task=cr_x"] {
         assert_eq!(anon(path).await.0, 401, "{path} needs a session");
         let r = client_as(base, VIEWER).await.get(format!("{base}{path}")).send().await.expect("GET");

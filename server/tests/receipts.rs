@@ -126,6 +126,50 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     }
     assert_eq!(get(&format!("{base}/tasks/cr_nosuchtask")).await.0, 404, "an unknown task: 404");
     assert_eq!(get(&format!("{base}/tasks/bad%20id")).await.0, 400, "an id that cannot be one: 400");
+    // The same story as the Monitor's drawer reads it (and as its buttons open it without WASM).
+    let (code, drawer) = get(&format!("{base}/panel/story?task={}", ids[3].1)).await;
+    assert_eq!(code, 200, "{drawer}");
+    assert!(drawer.contains("id=\"story-drawer\"") && drawer.contains(&format!("name=\"task\" value=\"{}\"", ids[3].1)) && drawer.contains("Counted in the receipts: 3 credits"), "{drawer}");
+    assert!(drawer.contains("data-testid=\"story-close\"") && drawer.contains("data-refresh=\"rows\""), "closed by a button, kept live: {drawer}");
+    let (_, closed) = get(&format!("{base}/panel/story?task=")).await;
+    assert!(closed.contains("id=\"story\"") && closed.contains(" hidden") && !closed.contains("Steps"), "closed: {closed}");
+    let (code, asked) = get(&format!("{base}/tasks?task={}", ids[3].1)).await;
+    assert_eq!(code, 200);
+    assert!(asked.contains("Counted in the receipts: 3 credits") && asked.contains("Back to the console"), "{asked}");
+
+    // The Monitor's filters: counts by state where the store keeps them, a cost range, a time
+    // range and "mine" (the admin submitted all four).
+    let listed = |filter: String| {
+        let base = base.clone();
+        async move {
+            let (code, list) = server_fn(&base, "list_tasks", &format!("{filter}&limit=10")).await;
+            assert_eq!(code, 200, "{filter}: {list}");
+            let ids: Vec<String> = list["rows"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+            (ids, list["matches"].as_u64(), list["states"].clone())
+        }
+    };
+    let (rows, matches, states) = listed("filter[project]=trailer".into()).await;
+    assert_eq!((rows.len(), matches), (3, Some(3)));
+    assert_eq!(states.as_array().unwrap().iter().filter(|s| s[1] != 0).cloned().collect::<Vec<_>>(), vec![json!(["success", 2]), json!(["fail", 1])], "{states}");
+    let (_, matches, _) = listed("filter[project]=trailer&filter[state]=success".into()).await;
+    assert_eq!(matches, Some(2), "the state's own count");
+    let (rows, matches, _) = listed("filter[min]=1".into()).await;
+    assert_eq!((rows.len(), matches), (3, None), "charged 3 each, the failure 0: a range is not counted");
+    let (rows, _, _) = listed("filter[min]=1&filter[project]=trailer".into()).await;
+    assert_eq!(rows.len(), 2);
+    let (rows, matches, _) = listed("filter[mine]=1".into()).await;
+    assert_eq!((rows.len(), matches), (4, Some(4)), "the admin's own");
+    let now = gateway::store::now_ms();
+    let (yesterday, tomorrow) = (gateway::money::receipts::day(now - 86_400_000), gateway::money::receipts::day(now + 86_400_000));
+    let (rows, _, _) = listed(format!("filter[from]={yesterday}&filter[to]={tomorrow}")).await;
+    assert_eq!(rows.len(), 4);
+    let (rows, _, _) = listed(format!("filter[to]={yesterday}")).await;
+    assert!(rows.is_empty(), "nothing before today");
+    for (bad, says) in [("filter[from]=yesterday", "from must be a UTC day"), ("filter[max]=-2", "max must be a number of credits")] {
+        let (code, body) = server_fn(&base, "list_tasks", &format!("{bad}&limit=5")).await;
+        assert_eq!(code, 422, "{bad}: {body}");
+        assert!(body.to_string().contains(says), "{bad}: {body}");
+    }
 
     // CSV: the same lines, the same figures.
     let (code, csv) = get(&format!("{base}/receipts.csv?project=trailer")).await;

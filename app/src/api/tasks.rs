@@ -52,7 +52,15 @@ mod server_side {
                 }
             }
         }
-        Ok(TaskList { rows, next: page.next, typical, total: format!("{total} credits (${:.2})", total.usd()) })
+        let counts = gateway::tasks::facets::count(ctx.store.as_ref(), &query).await.map_err(store_error)?;
+        Ok(TaskList {
+            rows,
+            next: page.next,
+            typical,
+            total: format!("{total} credits (${:.2})", total.usd()),
+            matches: counts.as_ref().map(|c| c.matching(&query)),
+            states: counts.map(|c| c.0.into_iter().map(|(s, n)| (s.as_str().to_string(), n)).collect()).unwrap_or_default(),
+        })
     }
 
     /// The message a person sees for a refused submission, with KIE's matching status (422 bad
@@ -171,27 +179,70 @@ pub struct TaskFilter {
     pub model: Option<String>,
     pub project: Option<String>,
     pub owner: Option<String>,
+    /// Only the asking person's own tasks (any value but blank).
+    #[serde(default)]
+    pub mine: Option<String>,
+    /// Created on or after this UTC day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Created on or before this UTC day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Costing at least this many credits (KIE's charge once known, else the estimate).
+    #[serde(default)]
+    pub min: Option<String>,
+    /// Costing at most this many credits.
+    #[serde(default)]
+    pub max: Option<String>,
 }
 
 impl TaskFilter {
     /// The filter's fields by their URL names.
-    pub fn fields(&mut self) -> [(&'static str, &mut Option<String>); 5] {
-        [("q", &mut self.q), ("state", &mut self.state), ("model", &mut self.model), ("project", &mut self.project), ("owner", &mut self.owner)]
+    pub fn fields(&mut self) -> [(&'static str, &mut Option<String>); 10] {
+        [
+            ("q", &mut self.q),
+            ("state", &mut self.state),
+            ("model", &mut self.model),
+            ("project", &mut self.project),
+            ("owner", &mut self.owner),
+            ("mine", &mut self.mine),
+            ("from", &mut self.from),
+            ("to", &mut self.to),
+            ("min", &mut self.min),
+            ("max", &mut self.max),
+        ]
+    }
+
+    /// The first filter only the server can apply (a search, "mine", a time or cost range):
+    /// while one is on, new tasks do not join the listing live.
+    pub fn only_server_reads(&self) -> Option<&'static str> {
+        [("q", &self.q), ("mine", &self.mine), ("from", &self.from), ("to", &self.to), ("min", &self.min), ("max", &self.max)].into_iter().find(|(_, v)| v.is_some()).map(|(n, _)| n)
     }
 }
 
 /// Newest tasks first, filtered; `after` continues a previous page.
 #[server(endpoint = "list_tasks")]
 pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<String>, limit: usize) -> Result<TaskList, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Viewer)?;
+    let (ctx, actor) = signed_in(Role::Viewer)?;
     let state = filter.state.as_deref().filter(|s| !s.is_empty()).map(server_side::parse_state).transpose()?;
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s.len() <= 200);
+    let day = |what: &str, v: Option<String>| text(v).map(|d| gateway::money::receipts::parse_day(&d).ok_or_else(|| refuse(422, format!("{what} must be a UTC day, YYYY-MM-DD (got {d:?})")))).transpose();
+    let credits = |what: &str, v: Option<String>| {
+        text(v).map(|c| c.parse::<f64>().ok().filter(|n| *n >= 0.0).and_then(gateway::Credits::from_decimal).ok_or_else(|| refuse(422, format!("{what} must be a number of credits, 0 or more (got {c:?})")))).transpose()
+    };
+    let (from, to) = (day("from", filter.from)?, day("to", filter.to)?);
+    let (cost_min, cost_max) = (credits("min", filter.min)?, credits("max", filter.max)?);
     let query = gateway::tasks::task::TaskQuery {
         state,
         model: text(filter.model),
         project: text(filter.project),
-        owner: text(filter.owner),
+        owner: if text(filter.mine).is_some() { Some(actor.who) } else { text(filter.owner) },
         text: text(filter.q),
+        // `to` is a whole day: up to the next one's start.
+        created_from_ms: from,
+        created_before_ms: to.map(|t| t + 86_400_000),
+        cost_min,
+        cost_max,
         after: after.filter(|a| a.len() <= 600),
         limit: limit.clamp(1, MAX_ROWS),
         ..Default::default()

@@ -104,8 +104,9 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
             Some(l) if l.version > r.version => l.clone(),
             _ => r.clone(),
         }).filter(|r| passes(&f, r)).collect();
-        // New tasks join the first page live, unless a search is on (the server reads it).
-        if after.get().is_none() && f.q.is_none() {
+        // New tasks join the first page live, unless a search or a range is on (the server
+        // reads those).
+        if after.get().is_none() && f.only_server_reads().is_none() {
             let newest = listed.rows.iter().map(|r| r.created_ms).min().unwrap_or(0);
             let fresh = held.values().filter(|l| passes(&f, l) && !listed.rows.iter().any(|r| r.id == l.id) && (l.created_ms >= newest || listed.next.is_none()));
             rows.extend(fresh.cloned());
@@ -113,18 +114,28 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
         rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| b.id.cmp(&a.id)));
         Some((rows, listed.next.clone()))
     };
-    let count = move || rows().map(|(r, next)| if next.is_some() { format!("{}+ tasks", r.len()) } else { format!("{} tasks", r.len()) });
-    let listed = move |f: fn(&TaskList) -> String| move || tasks.with(|t| t.as_ref().map(f).unwrap_or_default());
-    let set = move |field: fn(&mut TaskFilter) -> &mut Option<String>| {
-        move |ev: leptos::ev::Event| {
-            let v = event_target_value(&ev);
-            filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
-            filter.with_untracked(show_in_url);
-            after.set(None);
-            cursors.set(Vec::new());
-            read();
-        }
+    // The count of matches where the store keeps it (as of the read), else what is listed.
+    let count = move || {
+        let counted = tasks.with(|t| t.as_ref().ok().and_then(|t| t.matches));
+        rows().map(|(r, next)| match (counted, next) {
+            (Some(n), _) => format!("{n} tasks"),
+            (None, Some(_)) => format!("{}+ tasks", r.len()),
+            (None, None) => format!("{} tasks", r.len()),
+        })
     };
+    let listed = move |f: fn(&TaskList) -> String| move || tasks.with(|t| t.as_ref().map(f).unwrap_or_default());
+    // A filter's field set to `v` (blank: cleared): back to the first page, read again.
+    let apply = move |field: fn(&mut TaskFilter) -> &mut Option<String>, v: String| {
+        filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
+        filter.with_untracked(show_in_url);
+        after.set(None);
+        cursors.set(Vec::new());
+        read();
+    };
+    let set = move |field: fn(&mut TaskFilter) -> &mut Option<String>| move |ev: leptos::ev::Event| apply(field, event_target_value(&ev));
+    // The counts by state for the filter, each a button that narrows to it (or back).
+    let states = move || tasks.with(|t| t.as_ref().map(|t| t.states.clone()).unwrap_or_default());
+    let chosen = move |s: &str| filter.with(|f| f.state.as_deref() == Some(s));
     let value = move |v: &Option<String>| v.clone().unwrap_or_default();
 
     // Cancel (a task still queued here): the row flips live once it ends.
@@ -159,11 +170,28 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
                 <input type="search" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q) on:input=set(|f| &mut f.q)/>
                 <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
                     <option value="">"Any state"</option>
-                    {STATES.iter().map(|s| view! { <option value=*s selected=shown.state.as_deref() == Some(*s)>{*s}</option> }).collect_view()}
+                    {STATES.iter().map(|s| view! { <option value=*s selected=move || chosen(s)>{*s}</option> }).collect_view()}
                 </select>
                 <input type="search" placeholder="Model" aria-label="Model" value=value(&shown.model) on:change=set(|f| &mut f.model)/>
                 <input type="search" placeholder="Project" aria-label="Project" value=value(&shown.project) on:change=set(|f| &mut f.project)/>
                 <input type="search" placeholder="Person (email or key:label)" aria-label="Person" value=value(&shown.owner) on:change=set(|f| &mut f.owner)/>
+                <label class="small"><input type="checkbox" data-testid="filter-mine" checked=shown.mine.is_some()
+                    on:change=move |ev| apply(|f| &mut f.mine, if event_target_checked(&ev) { "1".into() } else { String::new() })/>" Mine"</label>
+                <details class="more-filters" open=[&shown.from, &shown.to, &shown.min, &shown.max].iter().any(|v| v.is_some())>
+                    <summary class="small">"Time and cost"</summary>
+                    <label class="small">"From "<input type="date" data-testid="filter-from" value=value(&shown.from) on:change=set(|f| &mut f.from)/></label>
+                    <label class="small">"to "<input type="date" data-testid="filter-to" value=value(&shown.to) on:change=set(|f| &mut f.to)/>" (UTC days)"</label>
+                    <label class="small">"Credits "<input type="number" min="0" step="any" placeholder="min" data-testid="filter-min" value=value(&shown.min) on:change=set(|f| &mut f.min)/></label>
+                    <label class="small">"to "<input type="number" min="0" step="any" placeholder="max" data-testid="filter-max" value=value(&shown.max) on:change=set(|f| &mut f.max)/></label>
+                </details>
+            </div>
+            <div class="facets" role="group" aria-label="Tasks by state" data-testid="monitor-facets">
+                {move || states().into_iter().filter(|(s, n)| *n > 0 || chosen(s)).map(|(s, n)| {
+                    let on = chosen(&s);
+                    let label = format!("{s} {n}");
+                    view! { <button type="button" class="chip" aria-pressed=on.to_string() data-state=s.clone()
+                        on:click=move |_| apply(|f| &mut f.state, if on { String::new() } else { s.clone() })>{label}</button> }
+                }).collect_view()}
             </div>
                 {move || match tasks.with(|t| t.as_ref().err().cloned()) {
                     Some(e) => Some(Either::Left(view! { <p class="error">{e}</p> })),
@@ -286,7 +314,8 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, 
                     let archive = t.archive.clone();
                     view! {
                         <tr data-task=t.id.clone() data-state=t.state.clone()>
-                            <td><a href=format!("/tasks/{}", t.id) target="_blank" data-testid="task-story" title="Its whole story: every step, when and where"><code>{t.id.clone()}</code></a>
+                            <td><a href=format!("/tasks/{}", t.id) target="_blank" data-testid="task-story" title="Its whole story on a page of its own"><code>{t.id.clone()}</code></a>
+                                " "<button type="submit" form=super::story::DRAWER_FORM name="task" value=t.id.clone() class="small" data-testid="story-open" title="Its whole story beside the list: every step, when and where">"Story"</button>
                                 {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
                                 {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}

@@ -1,7 +1,12 @@
 //! Task story — one task's whole life, server-rendered: every step with its time (UTC) and
 //! the instance that took it, the input as sent, what it cost and where its results are
-//! kept. Opened from a task's id in the Monitor or the Error Review (`/tasks/<id>`), or as
-//! `/panel/story?task=<id>`.
+//! kept. Opened as a drawer beside the Task Monitor (each row's Story button), on a page of
+//! its own (`/tasks/<id>`, from a task's id), or as `/panel/story?task=<id>`.
+//!
+//! The drawer is this panel, closed (hidden, empty) until a Story button — `form=`
+//! [`DRAWER_FORM`], `name=task` — submits its form: the console then reads
+//! `/panel/story?task=<id>` and swaps it in, and reloads it while tasks change. Without WASM
+//! the same buttons open `/tasks?task=<id>`.
 
 use leptos::prelude::*;
 
@@ -9,20 +14,27 @@ use super::{Fields, Panel, PanelId, field_owned};
 use crate::api::task_story;
 use crate::view::{BeatRow, TaskStory};
 
+/// The id of the drawer's form, which the Monitor's Story buttons name.
+pub const DRAWER_FORM: &str = "story-drawer";
+
 pub async fn render(query: Fields) -> AnyView {
-    let Some(id) = field_owned(&query, "task") else {
-        return view! {
-            <Panel id=PanelId::Story badge=super::badge("off", "No task")>
-                <p class="empty">"Name a task: open its id in the Task Monitor, or go to /tasks/<id>."</p>
-            </Panel>
-        }
-        .into_any();
-    };
-    let body = match task_story(id).await {
+    let Some(id) = field_owned(&query, "task") else { return closed() };
+    let body = match task_story(id.clone()).await {
         Ok(s) => story(s).into_any(),
         Err(e) => super::unavailable(&e),
     };
-    view! { <Panel id=PanelId::Story badge=super::badge("info", "Every step") class="wide">{body}</Panel> }.into_any()
+    let close = view! { <button type="submit" form=DRAWER_FORM name="task" value="" class="small" data-testid="story-close" title="Close the story">"Close"</button> };
+    view! { <Panel id=PanelId::Story badge=close class="wide" refresh="rows">{drawer_form(id)}{body}</Panel> }.into_any()
+}
+
+/// The drawer closed: on the console's page until a Story button opens it.
+pub fn closed() -> AnyView {
+    view! { <section class="panel" id="story" data-src="story" hidden>{drawer_form(String::new())}</section> }.into_any()
+}
+
+/// The drawer's form: the task it shows, kept through live reloads.
+fn drawer_form(task: String) -> impl IntoView {
+    view! { <form id=DRAWER_FORM data-filter="" action="/tasks" method="get"><input type="hidden" name="task" value=task/></form> }
 }
 
 fn story(s: TaskStory) -> impl IntoView {

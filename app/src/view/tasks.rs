@@ -257,6 +257,13 @@ pub struct TaskList {
     /// The page's cost: "100 credits ($0.50)", charged where KIE said, else estimated.
     #[serde(default)]
     pub total: String,
+    /// How many tasks the filter matches in all, where the store counts it (see
+    /// `gateway::tasks::facets`); `None` for a search or a range.
+    #[serde(default)]
+    pub matches: Option<u64>,
+    /// The filter's tasks by state (its own state aside), where the store counts them.
+    #[serde(default)]
+    pub states: Vec<(String, u64)>,
 }
 
 /// One task's whole story: the Monitor's Story drawer and `GET /tasks/<id>`.

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,9 @@ const INDEX_SIZES: TableDefinition<&str, u64> = TableDefinition::new("index_size
 const SIZES_BUILT: &str = "\u{0}built";
 /// In [`INDEX_SIZES`]: the Error Review's index was built (see [`seed_review`]).
 const REVIEW_SEEDED: &str = "\u{0}review-seeded";
+/// In [`INDEX_SIZES`]: the per-state indexes of projects, people and models were built (see
+/// [`seed_facets`]).
+const FACETS_SEEDED: &str = "\u{0}facets-seeded";
 /// key → (expires at ms or 0, value).
 const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
 /// key → (value, expires at ms or 0).
@@ -146,6 +150,7 @@ impl EmbeddedStore {
         })?;
         store.write_sync(build_index_sizes)?;
         store.write_sync(seed_review)?;
+        store.write_sync(seed_facets)?;
         store.purge_expired_sync()?;
         Ok(store)
     }
@@ -354,6 +359,43 @@ fn seed_review(tx: &WriteTransaction) -> StoreResult<()> {
         }
     }
     sizes.insert(REVIEW_SEEDED, 1)?;
+    Ok(())
+}
+
+/// Builds the per-state indexes of each project, person and model ([`index::facet`]) once in
+/// a store written before they were kept, from the dimensions' and the states' own indexes
+/// (in the one write transaction, so no write comes between).
+fn seed_facets(tx: &WriteTransaction) -> StoreResult<()> {
+    let mut sizes = tx.open_table(INDEX_SIZES)?;
+    if sizes.get(FACETS_SEEDED)?.is_some() {
+        return Ok(());
+    }
+    let mut idx = tx.open_table(TASK_INDEX)?;
+    let mut state_of: HashMap<String, TaskState> = HashMap::new();
+    for s in TaskState::ALL {
+        let key = index::state(s);
+        for row in idx.range((key.as_str(), "")..=(key.as_str(), "\u{10FFFF}"))? {
+            state_of.insert(row?.0.value().1.to_string(), s);
+        }
+    }
+    let mut rows = Vec::new();
+    for dimension in index::FACETS {
+        // Every index named `<dimension>:<value>`: `;` is the character after `:`.
+        let (from, to) = (format!("{dimension}:"), format!("{dimension};"));
+        for row in idx.range((from.as_str(), "")..(to.as_str(), ""))? {
+            let (k, _) = row?;
+            let (key, member) = k.value();
+            if let (Some(value), Some(s)) = (key.strip_prefix(&from), state_of.get(member)) {
+                rows.push((index::facet(dimension, value, *s), member.to_string()));
+            }
+        }
+    }
+    for (key, member) in rows {
+        if idx.insert((key.as_str(), member.as_str()), ())?.is_none() {
+            resize(&mut sizes, &key, 1)?;
+        }
+    }
+    sizes.insert(FACETS_SEEDED, 1)?;
     Ok(())
 }
 
@@ -694,16 +736,18 @@ impl Store for EmbeddedStore {
             let tasks = tx.open_table(TASKS)?;
             let driving = query.driving_index();
             let want = query.page_size();
-            use std::ops::Bound::{Excluded, Included};
-            let (first, last) = ((driving.as_str(), ""), (driving.as_str(), "\u{10FFFF}"));
-            let after = query.after.as_deref().map(|c| (driving.as_str(), c));
-            let rows: Box<dyn Iterator<Item = _>> = match (query.oldest_first, after) {
-                (true, Some(c)) => Box::new(idx.range((Excluded(c), Included(last)))?),
-                (true, None) => Box::new(idx.range((Included(first), Included(last)))?),
-                (false, Some(c)) => Box::new(idx.range((Included(first), Excluded(c)))?.rev()),
-                (false, None) => Box::new(idx.range((Included(first), Included(last)))?.rev()),
-            };
             let mut page = TaskPage::default();
+            let Some((low, high)) = query.member_range() else { return Ok(page) };
+            // Within the driving index's rows: an open end is its first or last member.
+            fn row<'a>(driving: &'a str, b: &'a Bound<String>, open: &'static str) -> Bound<(&'a str, &'a str)> {
+                match b {
+                    Bound::Included(m) => Bound::Included((driving, m.as_str())),
+                    Bound::Excluded(m) => Bound::Excluded((driving, m.as_str())),
+                    Bound::Unbounded => Bound::Included((driving, open)),
+                }
+            }
+            let range = idx.range((row(&driving, &low, ""), row(&driving, &high, "\u{10FFFF}")))?;
+            let rows: Box<dyn Iterator<Item = _>> = if query.oldest_first { Box::new(range) } else { Box::new(range.rev()) };
             for (scanned, row) in rows.enumerate() {
                 let (k, _) = row?;
                 let (_, member) = k.value();

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +127,40 @@ impl RedisStore {
         let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
         store.ping().await?;
         store.seed_review().await?;
+        store.seed_facets().await?;
         Ok(store)
+    }
+
+    /// Builds the per-state indexes of each project, person and model ([`index::facet`]) once
+    /// in a store written before they were kept: each is the intersection of the dimension's
+    /// index and a state's, taken whole by `ZINTERSTORE` (so a write meanwhile is either in
+    /// it or keeps it itself). Marked done only once all are built: a crash midway builds
+    /// them again at the next connect.
+    async fn seed_facets(&self) -> StoreResult<()> {
+        const SEEDED: &str = "store:seeded:facets";
+        if self.kv_get(SEEDED).await?.is_some() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let glob: String = self.prefix.chars().flat_map(|c| if "*?[]\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+        for dimension in index::FACETS {
+            let head = self.k("ti", &format!("{dimension}:"));
+            let mut keys: Vec<String> = Vec::new();
+            let mut found = conn.scan_match::<_, String>(format!("{glob}ti:{dimension}:*")).await.map_err(unavailable)?;
+            while let Some(key) = found.next().await {
+                keys.push(key.map_err(unavailable)?);
+            }
+            drop(found);
+            for key in keys {
+                let Some(value) = key.strip_prefix(&head) else { continue };
+                let mut pipe = redis::pipe();
+                for s in TaskState::ALL {
+                    pipe.cmd("ZINTERSTORE").arg(self.k("ti", &index::facet(dimension, value, s))).arg(2).arg(&key).arg(self.k("ti", &index::state(s))).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
+            }
+        }
+        self.kv_set(SEEDED, b"1", None).await
     }
 
     /// Builds the Error Review's index once in a store written before it was kept: every
@@ -335,19 +369,21 @@ impl Store for RedisStore {
         let want = query.page_size();
         let zkey = self.k("ti", &query.driving_index());
         let mut conn = self.conn();
-        // The open end of the scan: newest first reads down from `+`, oldest first up from `-`.
-        let mut from = match &query.after {
-            Some(c) => format!("({c}"),
-            None => if query.oldest_first { "-" } else { "+" }.to_string(),
-        };
-        let (command, to) = if query.oldest_first { ("ZRANGEBYLEX", "+") } else { ("ZREVRANGEBYLEX", "-") };
         let mut page = TaskPage::default();
+        let Some((low, high)) = query.member_range() else { return Ok(page) };
+        // Newest first reads down from the high end, oldest first up from the low one.
+        let lex = |b: Bound<String>, open: &str| match b {
+            Bound::Included(m) => format!("[{m}"),
+            Bound::Excluded(m) => format!("({m}"),
+            Bound::Unbounded => open.to_string(),
+        };
+        let (command, mut from, to) = if query.oldest_first { ("ZRANGEBYLEX", lex(low, "-"), lex(high, "+")) } else { ("ZREVRANGEBYLEX", lex(high, "+"), lex(low, "-")) };
         let mut scanned = 0;
         loop {
             let members: Vec<String> = redis::cmd(command)
                 .arg(&zkey)
                 .arg(&from)
-                .arg(to)
+                .arg(&to)
                 .arg("LIMIT")
                 .arg(0)
                 .arg(LIST_BATCH)

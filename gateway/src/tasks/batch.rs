@@ -238,11 +238,9 @@ impl Progress {
 
 /// Progress of `b`, counted from the indexes of its tasks by state.
 pub async fn progress(store: &dyn Store, b: Batch) -> StoreResult<Progress> {
-    use crate::tasks::task::index;
-    let mut keys = vec![index::batch(&b.name)];
-    keys.extend(TaskState::ALL.iter().map(|s| index::batch_state(&b.name, *s)));
-    let n = store.index_counts(&keys).await?;
-    Ok(Progress { batch: b, total: n[0], by_state: TaskState::ALL.iter().copied().zip(n[1..].iter().copied()).collect() })
+    let q = crate::tasks::task::TaskQuery { batch: Some(b.name.clone()), ..Default::default() };
+    let counts = crate::tasks::facets::count(store, &q).await?.unwrap_or_default();
+    Ok(Progress { batch: b, total: counts.total(), by_state: counts.0 })
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Tasks: the record, its life from submission to a result (the lifecycle and the rate
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
 //! form for the relay; the pauses operators set on intake and their bulk actions; batches; its
-//! story, step by step; how long each model typically takes.
+//! story, step by step; how long each model typically takes; its counts by state for a filter.
 
 pub mod batch;
 pub mod bulk;
 pub mod events;
+pub mod facets;
 pub mod fair_share;
 pub mod lifecycle;
 pub mod pause;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::ops::Bound;
 
 use crate::library::asset::Archive;
 use crate::money::credits::Credits;
@@ -433,6 +434,9 @@ impl TaskRecord {
             index::owner(&self.owner),
             index::model(&self.model),
         ];
+        for (dimension, value) in index::FACETS.into_iter().zip([&self.project, &self.owner, &self.model]) {
+            keys.push(index::facet(dimension, value, self.state));
+        }
         if self.state == TaskState::Queued {
             keys.push(index::queued_by(&self.owner));
         }
@@ -620,8 +624,15 @@ pub mod index {
     }
     /// One batch's tasks in one state (its progress, counted without reading them).
     pub fn batch_state(name: &str, s: TaskState) -> String {
-        format!("batch-state:{name}|{}", s.as_str())
+        facet("batch", name, s)
     }
+    /// The tasks of one project, person, model or batch (`dimension`) in one state: the
+    /// Monitor's counts per state for that filter, read without reading the tasks.
+    pub fn facet(dimension: &str, value: &str, s: TaskState) -> String {
+        format!("{dimension}-state:{value}|{}", s.as_str())
+    }
+    /// The dimensions kept by state ([`facet`]) beside a batch's.
+    pub const FACETS: [&str; 3] = ["project", "owner", "model"];
     /// One owner's queued tasks: their lane in the fair queue.
     pub fn queued_by(o: &str) -> String {
         format!("queued-by:{o}")
@@ -669,6 +680,18 @@ pub struct TaskQuery {
     /// Only the tasks of this batch.
     #[serde(default)]
     pub batch: Option<String>,
+    /// Only tasks created at or after this time (ms): the scan starts or stops there.
+    #[serde(default)]
+    pub created_from_ms: Option<u64>,
+    /// Only tasks created before this time (ms).
+    #[serde(default)]
+    pub created_before_ms: Option<u64>,
+    /// Only tasks whose cost (KIE's charge once known, else the estimate) is at least this.
+    #[serde(default)]
+    pub cost_min: Option<Credits>,
+    /// … and at most this.
+    #[serde(default)]
+    pub cost_max: Option<Credits>,
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
@@ -696,11 +719,13 @@ impl TaskQuery {
         } else if let Some(m) = self.mark {
             m.index().to_string()
         } else if let Some(b) = &self.batch {
-            index::batch(b)
+            self.state.map_or_else(|| index::batch(b), |s| index::batch_state(b, s))
         } else if let Some(w) = self.text.as_deref().and_then(|t| search_words(t).filter(|w| w.chars().count() >= index::WORD_PREFIX).max_by_key(|w| w.chars().count())) {
             index::word(&w)
         } else if let (Some(TaskState::Queued), Some(o)) = (self.state, &self.owner) {
             index::queued_by(o)
+        } else if let (Some(s), Some((dimension, value))) = (self.state, self.dimension()) {
+            index::facet(dimension, value, s)
         } else if let Some(s) = self.state {
             index::state(s)
         } else if let Some(o) = &self.owner {
@@ -714,9 +739,44 @@ impl TaskQuery {
         }
     }
 
+    /// The one project, person or model this query is narrowed to, when it is narrowed by
+    /// exactly one of them (and by nothing else [`index::facet`] does not count by state).
+    pub fn dimension(&self) -> Option<(&'static str, &str)> {
+        let mut set = index::FACETS.into_iter().zip([&self.project, &self.owner, &self.model]).filter_map(|(d, v)| Some((d, v.as_deref()?)));
+        let one = set.next();
+        if set.next().is_some() {
+            return None;
+        }
+        one
+    }
+
+    /// The index members a scan stays within, `(low, high)`: the created-time range and, past
+    /// the cursor, the side the scan has not read. `None` when no member can be in it.
+    pub fn member_range(&self) -> Option<(Bound<String>, Bound<String>)> {
+        let mut low = self.created_from_ms.map_or(Bound::Unbounded, |ms| Bound::Included(format!("{ms:013}")));
+        let mut high = self.created_before_ms.map_or(Bound::Unbounded, |ms| Bound::Excluded(format!("{ms:013}")));
+        if let Some(c) = &self.after {
+            let past = Bound::Excluded(c.clone());
+            if self.oldest_first {
+                low = tighter(low, past, true);
+            } else {
+                high = tighter(high, past, false);
+            }
+        }
+        match (&low, &high) {
+            (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) if l >= h => None,
+            _ => Some((low, high)),
+        }
+    }
+
     /// Whether a record passes every filter.
     pub fn matches(&self, t: &TaskRecord) -> bool {
-        self.state.is_none_or(|s| s == t.state)
+        let cost = t.actual_cost.unwrap_or(t.estimated_cost);
+        self.created_from_ms.is_none_or(|ms| t.created_ms >= ms)
+            && self.created_before_ms.is_none_or(|ms| t.created_ms < ms)
+            && self.cost_min.is_none_or(|c| cost >= c)
+            && self.cost_max.is_none_or(|c| cost <= c)
+            && self.state.is_none_or(|s| s == t.state)
             && (!self.delivery_pending || t.delivery_pending())
             && self.mark.is_none_or(|m| m.matches(t))
             && self.project.as_deref().is_none_or(|p| p == t.project)
@@ -728,6 +788,20 @@ impl TaskQuery {
                 let mine = t.search_words();
                 search_words(q).all(|w| mine.iter().any(|m| m.starts_with(&w)))
             })
+    }
+}
+
+/// Of two bounds on the same side, the one that lets fewer members through (`low`: the
+/// greater; else the smaller); an open bound lets every member through.
+fn tighter(a: Bound<String>, b: Bound<String>, low: bool) -> Bound<String> {
+    let value = |x: &Bound<String>| match x {
+        Bound::Included(v) | Bound::Excluded(v) => Some(v.clone()),
+        Bound::Unbounded => None,
+    };
+    match (value(&a), value(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => if (x < y) == low { b } else { a },
     }
 }
 
