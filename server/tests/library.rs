@@ -97,6 +97,31 @@ async fn a_result_is_served_from_the_library_with_signed_links_and_the_relay_ans
     assert_eq!(r.bytes().await.unwrap(), kie_bytes);
     assert_eq!(viewer.get(format!("{base}/library/{id}/5")).send().await.unwrap().status(), 404);
     assert_eq!(viewer.get(format!("{base}/library/no-such-task/0")).send().await.unwrap().status(), 404);
+
+    // Deleting the project's copies: first what it deletes, then the project's name typed.
+    let admin = client_as(&base, ADMIN).await;
+    let delete = |pairs: Vec<(&'static str, &'static str)>| {
+        let (admin, url) = (admin.clone(), format!("{base}/panel/retention"));
+        async move {
+            let r = admin.post(url).header("x-fragment", "1").form(&pairs).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, html) = delete(vec![("do", "review"), ("project", "trailer")]).await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("Delete 1 file, ") && html.contains(" of project trailer?") && html.contains(r#"data-testid="confirm-typed""#), "{html}");
+    for (typed, what) in [("trailr", "misspelt"), ("", "not typed")] {
+        let (code, html) = delete(vec![("do", "delete"), ("project", "trailer"), ("confirm", typed)]).await;
+        assert_eq!(code, 422, "{what}: {html}");
+        assert!(html.contains("Type the project's name, trailer, to confirm"), "{html}");
+    }
+    let (_, html) = delete(vec![("do", "cancel"), ("project", "trailer"), ("confirm", "trailer")]).await;
+    assert!(html.contains("Cancelled"), "{html}");
+    assert_eq!(viewer.get(&plain).send().await.unwrap().status(), 200, "nothing deleted yet");
+    let (code, html) = delete(vec![("do", "delete"), ("project", "trailer"), ("confirm", "trailer")]).await;
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("1 copies deleted (audited)"), "{html}");
+    assert_ne!(viewer.get(&plain).send().await.unwrap().status(), 200, "deleted");
     s.shutdown().await.expect("clean stop");
 }
 

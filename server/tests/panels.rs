@@ -99,6 +99,63 @@ async fn a_change_goes_through_the_role_check_and_bad_input_changes_nothing() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// Nothing destructive on one click: a cost rule's Delete and an admin's demotion ask first
+/// and say what they will do; Cancel (or an unconfirmed post) changes nothing; a rule with no
+/// amount is refused instead of removed; a role changes with its Save; the last admin stays.
+#[tokio::test]
+async fn a_destructive_change_asks_first_and_cancel_changes_nothing() {
+    let (server, _dir) = console().await;
+    let base = &server.base;
+    let rules = |html: &str| html.matches(r#"class="rule""#).count();
+    let budget = || async { get_as(base, ADMIN, "/panel/budget").await.1 };
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "5"), ("do", "save")]).await;
+    assert_eq!(status, 200, "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", " "), ("do", "save")]).await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("Give at least one amount for project trailer"), "{html}");
+    let page = budget().await;
+    assert_eq!(rules(&page), 1, "a blank save removes nothing");
+    assert!(page.contains(r#"data-testid="budget-edit""#) && page.contains(r#"value="5.00""#), "its Edit is filled with its amounts: {page}");
+
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("label", "project trailer"), ("do", "delete-ask")]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Delete the cost rule for project trailer?") && html.contains(r#"data-testid="confirm-yes""#), "{html}");
+    assert_eq!(rules(&html), 1, "asked, not done");
+    let (_, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "cancel")]).await;
+    assert!(html.contains("Cancelled: nothing was changed.") && rules(&html) == 1, "{html}");
+    let (_, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("do", "delete")]).await;
+    assert_eq!(rules(&html), 1, "a delete without its confirmation is cancelled");
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Rule deleted.") && rules(&html) == 0, "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
+    assert_eq!(status, 404);
+    assert!(html.contains("There is no cost rule for project trailer."), "{html}");
+
+    // Roles: no list that saves on change; a Save; demoting an admin asks first.
+    let people = get_as(base, ADMIN, "/panel/people").await.1;
+    assert!(!people.contains("data-autosubmit") && people.contains(r#"data-testid="user-role-save""#), "{people}");
+    let role_of = |email: &'static str| async move {
+        let (_, users) = server_fn(base, "list_users", "").await;
+        users.as_array().expect("users").iter().find(|u| u["email"] == email).map(|u| u["role"].as_str().unwrap_or_default().to_string())
+    };
+    let (status, _, html) = post_panel(base, ADMIN, "people", &[("do", "add"), ("email", "boss@studio.test"), ("name", "Boss"), ("role", "admin"), ("password", "a long enough password")]).await;
+    assert_eq!(status, 200, "{html}");
+    let (status, _, html) = post_panel(base, ADMIN, "people", &[("email", "boss@studio.test"), ("role", "viewer"), ("do", "role")]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Demote boss@studio.test from admin to viewer?"), "{html}");
+    assert_eq!(role_of("boss@studio.test").await.as_deref(), Some("admin"), "asked, not done");
+    let (_, _, html) = post_panel(base, ADMIN, "people", &[("email", "boss@studio.test"), ("role", "viewer"), ("confirm", "yes"), ("do", "role")]).await;
+    assert!(html.contains("boss@studio.test is now viewer."), "{html}");
+    assert_eq!(role_of("boss@studio.test").await.as_deref(), Some("viewer"));
+    let (_, _, html) = post_panel(base, ADMIN, "people", &[("email", PRODUCER), ("role", "viewer"), ("do", "role")]).await;
+    assert!(html.contains(&format!("{PRODUCER} is now viewer.")), "no question for a producer: {html}");
+    let (status, _, html) = post_panel(base, ADMIN, "people", &[("email", ADMIN), ("role", "producer"), ("confirm", "yes"), ("do", "role")]).await;
+    assert!((400..500).contains(&status) && html.contains("last active admin"), "{status}: {html}");
+    assert_eq!(role_of(ADMIN).await.as_deref(), Some("admin"));
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn without_wasm_a_post_answers_a_page_with_the_outcome_and_the_page_is_not_cached() {
     let (server, _dir) = console().await;

@@ -80,14 +80,34 @@ pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFn
     Ok(items)
 }
 
-/// Deletes every Library copy of a project (admin; audited). Returns how many were deleted.
-#[server(endpoint = "delete_library_project")]
-pub async fn delete_library_project(project: String) -> Result<usize, ServerFnError> {
+/// The Library and a checked project name, for an admin.
+#[cfg(feature = "ssr")]
+fn library_of_project(project: &str) -> Result<(gateway::library::Library, gateway::team::accounts::Actor), ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
-    let Some(lib) = &ctx.library else { return Err(refuse(409, "The Library is off on this console (LIBRARY_URL=off).")) };
-    let project = project.trim();
+    let Some(lib) = ctx.library.clone() else { return Err(refuse(409, "The Library is off on this console (LIBRARY_URL=off).")) };
     if !gateway::tasks::task::valid_name(project) {
         return Err(refuse(422, format!("A project name is {}.", gateway::tasks::task::NAME_RULE)));
+    }
+    Ok((lib, actor))
+}
+
+/// What deleting a project's Library copies would delete (admin): files and bytes.
+#[server(endpoint = "library_project_copies")]
+pub async fn library_project_copies(project: String) -> Result<crate::view::ProjectCopies, ServerFnError> {
+    let project = project.trim();
+    let (lib, _) = library_of_project(project)?;
+    let c = lib.project_copies(project).await.map_err(store_error)?;
+    Ok(crate::view::ProjectCopies { project: project.to_string(), files: c.files, bytes: c.bytes })
+}
+
+/// Deletes every Library copy of a project (admin; audited) once `confirm` repeats the
+/// project's name. Returns how many were deleted.
+#[server(endpoint = "delete_library_project")]
+pub async fn delete_library_project(project: String, #[server(default)] confirm: Option<String>) -> Result<usize, ServerFnError> {
+    let project = project.trim();
+    let (lib, actor) = library_of_project(project)?;
+    if confirm.as_deref().map(str::trim) != Some(project) {
+        return Err(refuse(422, format!("Type the project's name, {project}, to confirm: its copies are deleted for good.")));
     }
     lib.delete_project(&actor, project).await.map_err(|e| match e {
         gateway::library::LibraryError::Forbidden(e) => refuse(403, e.to_string()),

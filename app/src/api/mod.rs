@@ -24,12 +24,12 @@ pub(crate) mod tasks;
 pub(crate) mod team;
 pub(crate) mod throttle;
 
-pub use money::{budget_status, list_models, set_cost_rule, set_pin};
+pub use money::{budget_status, list_models, delete_cost_rule, set_cost_rule, set_pin};
 pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, whoami};
 pub use batches::submit_batch;
 pub use throttle::{bulk_action, set_fair_share, set_pause, throttle_status};
 pub use ledger::ledger_report;
-pub use library::{delete_library_project, library_items, library_status};
+pub use library::{delete_library_project, library_items, library_project_copies, library_status};
 pub use status::load_console_status;
 pub use tasks::{MAX_ROWS, TaskFilter, cancel_task, list_tasks, rerun_draft, resolve_failure, retry_failures, retry_task, review_board, review_tasks, start_draft, submit_task, task_story};
 

@@ -81,6 +81,14 @@ mod server_side {
         }
     }
 
+    /// Sets (or, with no caps, removes) a rule; returns what was there before.
+    pub async fn save_rule(ctx: &ConsoleContext, actor: &gateway::team::accounts::Actor, rule: CostRule) -> Result<Option<CostRule>, ServerFnError> {
+        budget::set_rule(ctx.store.as_ref(), actor, rule).await.map_err(|e| match e {
+            budget::BudgetError::Store(e) => store_error(e),
+            other => crate::api::context::refuse(422, other.to_string()),
+        })
+    }
+
     pub async fn budget_view(ctx: &ConsoleContext) -> Result<BudgetView, ServerFnError> {
         let store = ctx.store.as_ref();
         let rules = budget::rules(store).await.map_err(store_error)?;
@@ -95,6 +103,7 @@ mod server_side {
                     project: r.target.project.clone(),
                     user: r.target.user.clone(),
                     caps: CapKind::ALL.iter().map(|k| (k.spec().short.to_string(), r.cap(*k).map(budget::money))).collect(),
+                    amounts: CapKind::ALL.iter().filter_map(|k| Some((k.name().to_string(), format!("{:.2}", r.cap(*k)?.usd())))).collect(),
                     updated_by: r.updated_by.clone(),
                 })
                 .collect(),
@@ -173,10 +182,23 @@ pub async fn set_cost_rule(
 ) -> Result<BudgetView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Admin)?;
     let rule = server_side::rule_from_form(project, user, &amounts)?;
-    gateway::money::budget::set_rule(ctx.store.as_ref(), &actor, rule).await.map_err(|e| match e {
-        gateway::money::budget::BudgetError::Store(e) => crate::api::context::store_error(e),
-        other => crate::api::context::refuse(422, other.to_string()),
-    })?;
+    if !rule.has_caps() {
+        return Err(crate::api::context::refuse(422, format!("Give at least one amount for {} (a blank one is no cap of that kind); to remove a rule, use its Delete.", rule.target.label())));
+    }
+    server_side::save_rule(&ctx, &actor, rule).await?;
+    server_side::budget_view(&ctx).await
+}
+
+/// Removes the rule for a target (admins; audited): what the Budget panel's Delete does once
+/// confirmed.
+#[server(endpoint = "delete_cost_rule")]
+pub async fn delete_cost_rule(project: Option<String>, user: Option<String>) -> Result<BudgetView, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let rule = server_side::rule_from_form(project, user, &BTreeMap::new())?;
+    let label = rule.target.label();
+    if server_side::save_rule(&ctx, &actor, rule).await?.is_none() {
+        return Err(crate::api::context::refuse(404, format!("There is no cost rule for {label}.")));
+    }
     server_side::budget_view(&ctx).await
 }
 

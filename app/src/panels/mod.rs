@@ -239,6 +239,42 @@ pub fn act_form(id: PanelId) -> String {
     format!("/panel/{}", id.slug())
 }
 
+/// How a destructive change is confirmed in [`confirm`].
+pub enum Confirm<'a> {
+    /// One more press of the button.
+    Press,
+    /// Typing this name (for the largest changes).
+    Typing(&'a str),
+}
+
+/// The question a destructive change asks before it is made (in the panel's outcome): what it
+/// will do, the fields it carries, and two buttons — `do=<action>` makes it, `do=cancel` does
+/// nothing. Only the pressed button's `do` is sent, with or without WASM.
+pub fn confirm(id: PanelId, question: String, carry: Vec<(&'static str, String)>, how: Confirm<'_>, action: &'static str, button: String) -> AnyView {
+    let typed = match how {
+        Confirm::Typing(name) => view! {
+            <label class="small">{format!("Type {name} to confirm ")}<input type="text" name="confirm" required=true autocomplete="off" data-testid="confirm-typed"/></label>
+        }
+        .into_any(),
+        Confirm::Press => view! { <input type="hidden" name="confirm" value="yes"/> }.into_any(),
+    };
+    view! {
+        <form class="confirm" method="post" action=act_form(id) data-testid="confirm">
+            <p class="warn" role="alert" data-testid="confirm-question">{question}</p>
+            {carry.into_iter().map(|(name, value)| view! { <input type="hidden" name=name value=value/> }).collect_view()}
+            {typed}
+            " "<button type="submit" class="danger" name="do" value=action data-testid="confirm-yes">{button}</button>
+            " "<button type="submit" name="do" value="cancel" formnovalidate=true data-testid="confirm-cancel">"Cancel"</button>
+        </form>
+    }
+    .into_any()
+}
+
+/// The outcome of a Cancel on a [`confirm`] question.
+pub fn cancelled() -> Acted {
+    Acted::new(ok_note("cancelled", "Cancelled: nothing was changed.".into()))
+}
+
 /// A static badge.
 pub fn badge(kind: &'static str, text: impl Into<String>) -> AnyView {
     let text: String = text.into();

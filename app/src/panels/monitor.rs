@@ -124,18 +124,26 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
         })
     };
     let listed = move |f: fn(&TaskList) -> String| move || tasks.with(|t| t.as_ref().map(f).unwrap_or_default());
-    // A filter's field set to `v` (blank: cleared): back to the first page, read again.
-    let apply = move |field: fn(&mut TaskFilter) -> &mut Option<String>, v: String| {
-        filter.update(|f| *field(f) = Some(v).filter(|s| !s.trim().is_empty()));
+    // One handler for every filter field, by its name (the search as it is typed, the others
+    // once changed): the field set (blank: cleared), back to the first page, read again.
+    let changed = move |ev: leptos::ev::Event| {
+        let Some(name) = event_target::<leptos::web_sys::Element>(&ev).get_attribute("name") else { return };
+        if (name == "q") != (ev.type_() == "input") {
+            return;
+        }
+        let v = if name == "mine" { if event_target_checked(&ev) { "1".into() } else { String::new() } } else { event_target_value(&ev) };
+        filter.update(|f| {
+            if let Some((_, field)) = f.fields().into_iter().find(|(n, _)| *n == name) {
+                *field = Some(v).filter(|s| !s.trim().is_empty());
+            }
+        });
         filter.with_untracked(show_in_url);
         after.set(None);
         cursors.set(Vec::new());
         read();
     };
-    let set = move |field: fn(&mut TaskFilter) -> &mut Option<String>| move |ev: leptos::ev::Event| apply(field, event_target_value(&ev));
-    // The counts by state for the filter, each a button that narrows to it (or back).
-    let states = move || tasks.with(|t| t.as_ref().map(|t| t.states.clone()).unwrap_or_default());
-    let chosen = move |s: &str| filter.with(|f| f.state.as_deref() == Some(s));
+    // The filter's tasks by state, where the store counts them: "success 412 · fail 20".
+    let states = move || tasks.with(|t| t.as_ref().ok().and_then(|t| t.states.clone()));
     let value = move |v: &Option<String>| v.clone().unwrap_or_default();
 
     // Cancel (a task still queued here): the row flips live once it ends.
@@ -166,33 +174,25 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
             <div class="panel-body">
             <Composer rerun=rerun models=models can_produce=can_produce/>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
-            <div class="filters" role="group" aria-label="Filter tasks">
-                <input type="search" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q) on:input=set(|f| &mut f.q)/>
-                <select aria-label="State" data-testid="filter-state" on:change=set(|f| &mut f.state)>
+            <div class="filters" role="group" aria-label="Filter tasks" on:input=changed on:change=changed>
+                <input type="search" name="q" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q)/>
+                <select name="state" aria-label="State" data-testid="filter-state">
                     <option value="">"Any state"</option>
-                    {STATES.iter().map(|s| view! { <option value=*s selected=move || chosen(s)>{*s}</option> }).collect_view()}
+                    {STATES.iter().map(|s| view! { <option value=*s selected=shown.state.as_deref() == Some(*s)>{*s}</option> }).collect_view()}
                 </select>
-                <input type="search" placeholder="Model" aria-label="Model" value=value(&shown.model) on:change=set(|f| &mut f.model)/>
-                <input type="search" placeholder="Project" aria-label="Project" value=value(&shown.project) on:change=set(|f| &mut f.project)/>
-                <input type="search" placeholder="Person (email or key:label)" aria-label="Person" value=value(&shown.owner) on:change=set(|f| &mut f.owner)/>
-                <label class="small"><input type="checkbox" data-testid="filter-mine" checked=shown.mine.is_some()
-                    on:change=move |ev| apply(|f| &mut f.mine, if event_target_checked(&ev) { "1".into() } else { String::new() })/>" Mine"</label>
+                <input type="search" name="model" placeholder="Model" aria-label="Model" value=value(&shown.model)/>
+                <input type="search" name="project" placeholder="Project" aria-label="Project" value=value(&shown.project)/>
+                <input type="search" name="owner" placeholder="Person (email or key:label)" aria-label="Person" value=value(&shown.owner)/>
+                <label class="small"><input type="checkbox" name="mine" checked=shown.mine.is_some()/>" Mine"</label>
                 <details class="more-filters" open=[&shown.from, &shown.to, &shown.min, &shown.max].iter().any(|v| v.is_some())>
                     <summary class="small">"Time and cost"</summary>
-                    <label class="small">"From "<input type="date" data-testid="filter-from" value=value(&shown.from) on:change=set(|f| &mut f.from)/></label>
-                    <label class="small">"to "<input type="date" data-testid="filter-to" value=value(&shown.to) on:change=set(|f| &mut f.to)/>" (UTC days)"</label>
-                    <label class="small">"Credits "<input type="number" min="0" step="any" placeholder="min" data-testid="filter-min" value=value(&shown.min) on:change=set(|f| &mut f.min)/></label>
-                    <label class="small">"to "<input type="number" min="0" step="any" placeholder="max" data-testid="filter-max" value=value(&shown.max) on:change=set(|f| &mut f.max)/></label>
+                    <label class="small">"From "<input type="date" name="from" value=value(&shown.from)/></label>
+                    <label class="small">"to "<input type="date" name="to" value=value(&shown.to)/>" (UTC days)"</label>
+                    <label class="small">"Credits "<input type="number" name="min" min="0" step="any" placeholder="min" value=value(&shown.min)/></label>
+                    <label class="small">"to "<input type="number" name="max" min="0" step="any" placeholder="max" value=value(&shown.max)/></label>
                 </details>
             </div>
-            <div class="facets" role="group" aria-label="Tasks by state" data-testid="monitor-facets">
-                {move || states().into_iter().filter(|(s, n)| *n > 0 || chosen(s)).map(|(s, n)| {
-                    let on = chosen(&s);
-                    let label = format!("{s} {n}");
-                    view! { <button type="button" class="chip" aria-pressed=on.to_string() data-state=s.clone()
-                        on:click=move |_| apply(|f| &mut f.state, if on { String::new() } else { s.clone() })>{label}</button> }
-                }).collect_view()}
-            </div>
+            <p class="muted small" data-testid="monitor-facets">{states}</p>
                 {move || match tasks.with(|t| t.as_ref().err().cloned()) {
                     Some(e) => Some(Either::Left(view! { <p class="error">{e}</p> })),
                     None => rows().map(|(rows, next)| view! {
@@ -315,7 +315,7 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, 
                     view! {
                         <tr data-task=t.id.clone() data-state=t.state.clone()>
                             <td><a href=format!("/tasks/{}", t.id) target="_blank" data-testid="task-story" title="Its whole story on a page of its own"><code>{t.id.clone()}</code></a>
-                                " "<button type="submit" form=super::story::DRAWER_FORM name="task" value=t.id.clone() class="small" data-testid="story-open" title="Its whole story beside the list: every step, when and where">"Story"</button>
+                                " "<button type="submit" form=super::story::DRAWER_FORM name="task" value=t.id.clone() class="small" data-testid="story-open" title="Its whole story, beside the list">"Story"</button>
                                 {t.prompt.clone().map(|p| view! { <div class="muted small">{p}</div> })}
                                 {t.retry_of.clone().map(|r| view! { <div class="muted small">"retry of "{r}</div> })}
                                 {t.rerun_of.clone().map(|r| view! { <div class="muted small" data-testid="rerun-of">"re-run of "{r}</div> })}

@@ -1,12 +1,13 @@
 //! 07 · Retention — every result copied into the Library before KIE deletes it (14 days), and
 //! the Library itself: copies by project with previews from the Library's copy, download and
-//! signed links; an admin can delete a project's copies. Live: refetched when a task's copies
+//! signed links; an admin can delete a project's copies, shown first how many files and bytes
+//! that is and confirmed by typing the project's name. Live: refetched when a task's copies
 //! move (archived, expired, deleted).
 
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned};
-use crate::api::{delete_library_project, library_items, library_status};
+use crate::api::{delete_library_project, library_items, library_project_copies, library_status};
 use crate::view::{LibraryItem, LibraryView};
 
 /// `1.4 MB`.
@@ -127,9 +128,9 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
             {admin.then(|| view! {
                 <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="library-delete">
                     <label class="small">"Delete a project's copies "
-                        <input type="text" name="delete" required=true placeholder="project"/>
+                        <input type="text" name="project" required=true placeholder="project"/>
                     </label>
-                    <button type="submit" class="danger">"Delete copies"</button>
+                    <button type="submit" name="do" value="review">"Review deletion…"</button>
                 </form>
             })}
         </Panel>
@@ -137,8 +138,26 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     .into_any()
 }
 
-/// `delete=<project>` (admins; audited).
+/// `do` = review (what deleting `project`'s copies would delete, and the typed confirmation it
+/// needs), delete (with `confirm` repeating the name; admins; audited) or cancel.
 pub async fn act(form: Fields) -> Acted {
-    let project = field_owned(&form, "delete").unwrap_or_default();
-    Acted::of(delete_library_project(project).await, |n| super::ok_note("library-deleted", format!("{n} copies deleted (audited)")), "library-error")
+    let project = field_owned(&form, "project").unwrap_or_default();
+    match field_owned(&form, "do").as_deref() {
+        Some("review") => Acted::of(library_project_copies(project).await, review, "library-error"),
+        Some("delete") => {
+            let confirm = field_owned(&form, "confirm");
+            Acted::of(delete_library_project(project, confirm).await, |n| super::ok_note("library-deleted", format!("{n} copies deleted (audited)")), "library-error")
+        }
+        _ => super::cancelled(),
+    }
+}
+
+/// "Delete 412 files, 38.20 GB, of project teaser?" with its typed confirmation.
+fn review(c: crate::view::ProjectCopies) -> AnyView {
+    if c.files == 0 {
+        return super::ok_note("library-nothing", format!("Project {} has no copies in the Library: nothing to delete.", c.project));
+    }
+    let files = if c.files == 1 { "1 file".to_string() } else { format!("{} files", c.files) };
+    let question = format!("Delete {files}, {}, of project {}? They are gone for good (KIE may have deleted its own already).", size(c.bytes), c.project);
+    super::confirm(PanelId::Retention, question, vec![("project", c.project.clone())], super::Confirm::Typing(&c.project), "delete", format!("Delete {files}"))
 }

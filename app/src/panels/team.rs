@@ -1,7 +1,7 @@
 //! 12 · Team (admins) — who can sign in and with which role: add a person, change a role,
 //! disable or enable, set a new password, end someone's sessions. Every change is in the audit
 //! log; a change that would leave no active admin is refused. Each row is a form of its own
-//! (posted to this panel); the role list sends its form when it changes.
+//! (posted to this panel); a role changes with its Save, and demoting an admin asks first.
 
 use leptos::prelude::*;
 
@@ -50,9 +50,10 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
             <td>{u.email.clone()}</td>
             <td>{u.name.clone()}</td>
             <td>
-                <select name="role" form=form.clone() aria-label=format!("Role of {}", u.email) data-testid="user-role-select" data-autosubmit="">
+                <select name="role" form=form.clone() aria-label=format!("Role of {}", u.email) data-testid="user-role-select">
                     {["viewer", "producer", "admin"].map(|r| view! { <option value=r selected=u.role == r>{r}</option> }).collect_view()}
                 </select>
+                " "<button type="submit" class="link" form=form.clone() name="do" value="role" data-testid="user-role-save">"Save role"</button>
             </td>
             <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}</td>
             <td class="muted small">{u.created.clone()}</td>
@@ -71,18 +72,30 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
     }
 }
 
-/// `do` = add, role (the role list's own submit), enable, disable, end or password.
+/// `do` = add, role (its Save; demoting an admin asks first), enable, disable, end, password
+/// or cancel.
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n).unwrap_or_default();
     let email = get("email");
     let r = match get("do").as_str() {
+        "role" if get("confirm") != "yes" && get("role") != "admin" && is_admin(&email).await => {
+            let question = format!("Demote {email} from admin to {}? They can no longer manage people, relay keys or cost rules (from their next request).", get("role"));
+            return Acted::new(super::confirm(PanelId::Team, question, vec![("email", email.clone()), ("role", get("role"))], super::Confirm::Press, "role", format!("Demote to {}", get("role"))));
+        }
+        "role" => set_user_role(email, get("role")).await.map(|u| format!("{} is now {}.", u.email, u.role)),
+        "cancel" => return super::cancelled(),
         "add" => add_user(email, get("name"), get("role"), get("password")).await.map(|u| format!("Added {} as {}.", u.email, u.role)),
         "disable" | "enable" => set_user_disabled(email, get("do") == "disable")
             .await
             .map(|u| format!("{} is {}.", u.email, if u.disabled { "disabled; their sessions have ended" } else { "enabled" })),
         "end" => end_user_sessions(email.clone()).await.map(|_| format!("Every session of {email} has ended.")),
         "password" => reset_user_password(email, get("password")).await.map(|u| format!("New password set for {}; their sessions have ended.", u.email)),
-        _ => set_user_role(email, get("role")).await.map(|u| format!("{} is now {}.", u.email, u.role)),
+        other => Err(ServerFnError::new(format!("unknown change {:?}", other.chars().take(32).collect::<String>()))),
     };
     Acted::of(r, |msg| ok_note("team-result", msg), "team-error").also(&[PanelId::Audit])
+}
+
+/// Whether `email` is an admin now (a demotion asks first).
+async fn is_admin(email: &str) -> bool {
+    list_users().await.is_ok_and(|users| users.iter().any(|u| u.email == email && u.role == "admin"))
 }

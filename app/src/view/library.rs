@@ -34,6 +34,14 @@ impl LibraryView {
     }
 }
 
+/// What deleting a project's copies would delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectCopies {
+    pub project: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
 /// One Library copy, for the Library listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LibraryItem {

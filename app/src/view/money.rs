@@ -94,6 +94,9 @@ pub struct RuleView {
     pub user: Option<String>,
     /// Every kind of cap, in order: ("per 24 h", its amount or `None`).
     pub caps: Vec<(String, Option<String>)>,
+    /// The caps it has as its edit form takes them: (`per_day`, dollars `"12.50"`).
+    #[serde(default)]
+    pub amounts: Vec<(String, String)>,
     pub updated_by: String,
 }
 

@@ -261,9 +261,10 @@ pub struct TaskList {
     /// `gateway::tasks::facets`); `None` for a search or a range.
     #[serde(default)]
     pub matches: Option<u64>,
-    /// The filter's tasks by state (its own state aside), where the store counts them.
+    /// The filter's tasks by state (its own state aside), where the store counts them: "By
+    /// state: success 412 · fail 20".
     #[serde(default)]
-    pub states: Vec<(String, u64)>,
+    pub states: Option<String>,
 }
 
 /// One task's whole story: the Monitor's Story drawer and `GET /tasks/<id>`.

@@ -161,6 +161,13 @@ pub enum LibraryError {
     Objects(String),
 }
 
+/// A project's copies in the Library: what deleting them deletes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectCopies {
+    pub files: usize,
+    pub bytes: u64,
+}
+
 /// An asset found for serving.
 pub struct Found {
     pub task: TaskRecord,
@@ -383,6 +390,24 @@ impl Library {
     pub async fn list(&self, project: Option<&str>, after: Option<String>, limit: usize) -> StoreResult<crate::tasks::task::TaskPage> {
         let q = TaskQuery { mark: Some(Mark::InLibrary), project: project.map(str::to_string), after, limit, ..Default::default() };
         self.store().task_list(&q).await
+    }
+
+    /// What deleting `project`'s copies would delete: how many files and their bytes (read
+    /// page by page from the Library's index, as the deletion itself reads it).
+    pub async fn project_copies(&self, project: &str) -> StoreResult<ProjectCopies> {
+        let mut copies = ProjectCopies::default();
+        let mut after = None;
+        loop {
+            let page = self.list(Some(project), after.take(), crate::tasks::task::MAX_PAGE).await?;
+            for a in page.tasks.iter().flat_map(|t| t.archive.iter().flat_map(|a| a.assets.iter())).filter(|a| a.state == AssetState::Archived) {
+                copies.files += 1;
+                copies.bytes += a.bytes.unwrap_or(0);
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(copies),
+            }
+        }
     }
 
     /// Deletes every Library copy of `project`'s tasks (admin; audited). Returns how many
