@@ -1,6 +1,6 @@
 // Money and limits in a real Chromium, in --simulate mode: a per-day cost rule set in the
 // Budget panel refuses the submission that would break it, with the rule's numbers, and its
-// meter stands at the cap; a model pinned in the Market is first in the composer after a
+// meter stands at the cap, and its Delete asks first (Cancel keeps it); a model pinned in the Market is first in the composer after a
 // reload; the Market's calculator and the composer's estimate price the exact inputs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,6 +51,17 @@ test('a per-day rule set in the Budget panel refuses the task that would break i
     // The refusal itself is a 402 answer, which Chromium logs; nothing else may be.
     assert.deepEqual(errors.filter((e) => !/status of 402/.test(e)), [], 'no other console errors');
     await page.screenshot({ path: join(artifacts, 'budget-refusal.png'), fullPage: true });
+    // Deleting the rule asks first; Cancel keeps it; the second answer deletes it.
+    const rule = '[data-testid="budget-rules"] .rule-name:has-text("project e2e")';
+    await page.click('[data-testid="budget-delete"]');
+    await page.waitForSelector('[data-panel="05"] [data-testid="confirm-question"]:has-text("Delete the cost rule for project e2e?")', { timeout: 10_000 });
+    await page.click('[data-panel="05"] [data-testid="confirm-cancel"]');
+    await page.waitForSelector('[data-panel="05"] [data-testid="cancelled"]', { timeout: 10_000 });
+    assert.equal(await page.locator(rule).count(), 1, 'cancelled: the rule stays');
+    await page.click('[data-testid="budget-delete"]');
+    await page.click('[data-panel="05"] [data-testid="confirm-yes"]');
+    await page.waitForSelector('[data-panel="05"] [data-testid="budget-saved"]:has-text("Rule deleted.")', { timeout: 10_000 });
+    assert.equal(await page.locator(rule).count(), 0, 'deleted once confirmed');
     await context.close();
   } finally {
     await server.stop();

@@ -893,6 +893,18 @@ fn failed(id: &str, at: u64) -> TaskRecord {
     TaskRecord { state: TaskState::Fail, ..TaskRecord::new(id, "ana", "p", "m", at) }
 }
 
+/// The embedded store's file in `dir`, opened directly (to make it look older) once the store
+/// has let go of it: that is when its last operation on the blocking pool ends.
+async fn closed_redb(dir: &std::path::Path) -> redb::Database {
+    let path = dir.join("control-room.redb");
+    loop {
+        match redb::Database::open(&path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => tokio::time::sleep(Duration::from_millis(25)).await,
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// A store written before the review's index was kept: its failures are all to review after
 /// the upgrade (the index is built once, at connect), and a resolution is not undone by it.
 #[tokio::test]
@@ -924,14 +936,7 @@ async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_the_
     }
     // As before the upgrade: the index's rows, its count and the mark that it was built, gone.
     {
-        let path = dir.path().join("control-room.redb");
-        // The store lets go of its file once its last operation on the blocking pool ends.
-        let db = loop {
-            match redb::Database::open(&path) {
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) => tokio::time::sleep(Duration::from_millis(25)).await,
-                other => break other.unwrap(),
-            }
-        };
+        let db = closed_redb(dir.path()).await;
         let tx = db.begin_write().unwrap();
         {
             let mut idx = tx.open_table(redb::TableDefinition::<(&str, &str), ()>::new("task_index")).unwrap();
@@ -986,13 +991,7 @@ async fn a_store_from_before_the_counts_by_state_has_them_built_on_the_embedded_
         store.task_create(&TaskRecord::new("cr_old2", "ana", "p", "m", 1_100), &Default::default()).await.unwrap();
     }
     {
-        let path = dir.path().join("control-room.redb");
-        let db = loop {
-            match redb::Database::open(&path) {
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) => tokio::time::sleep(Duration::from_millis(25)).await,
-                other => break other.unwrap(),
-            }
-        };
+        let db = closed_redb(dir.path()).await;
         let tx = db.begin_write().unwrap();
         {
             let mut idx = tx.open_table(redb::TableDefinition::<(&str, &str), ()>::new("task_index")).unwrap();
