@@ -30,7 +30,7 @@ pub fn form() -> impl IntoView {
                 </select></label>
                 <button type="submit" data-testid="batch-preview">"Preview"</button>
             </form>
-            <p class="fine">"A preview says how many tasks the batch makes and what they are estimated at together; nothing is queued until you submit it. It is then admitted whole or not at all: if a cost rule or the queue's quota would refuse any of its tasks, it refuses the batch, and nothing of it is sent. Up to 1,000 tasks; larger lists go through the CLI (control-room batch submit)."</p>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"A preview says how many tasks the batch makes and what they are estimated at together; nothing is queued until you submit it. It is then admitted whole or not at all: if a cost rule or the queue's quota would refuse any of its tasks, it refuses the batch, and nothing of it is sent. Up to 1,000 tasks; larger lists go through the CLI (control-room batch submit)."</p></details>
         </details>
     }
 }

@@ -44,9 +44,9 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
             } else {
                 view! { <p class="muted" data-testid="budget-read-only">"Only admins set cost rules."</p> }.into_any()
             }}
-            <p class="fine">
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">
                 "Each submission's estimate is reserved against every rule that applies in one atomic step, across all instances; a submission that would break one is refused before it reaches KIE. When a task ends its actual cost is kept and the rest released; a failure releases all. A blank amount is no cap of that kind; a rule needs one at least, and Delete removes it."
-            </p>
+            </p></details>
         </Panel>
     }
     .into_any()

@@ -14,7 +14,7 @@ pub async fn render() -> AnyView {
                 Ok(s) => endpoint(&s).into_any(),
                 Err(e) => super::unavailable(&e),
             }}
-            <p class="fine">"The fallback poller follows every running task on KIE's documented schedule (2–3 s, then 5–10 s, then 15–30 s), so a missed callback delays a result, never loses it."</p>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"The fallback poller follows every running task on KIE's documented schedule (2–3 s, then 5–10 s, then 15–30 s), so a missed callback delays a result, never loses it."</p></details>
         </Panel>
     }
     .into_any()

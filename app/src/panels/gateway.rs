@@ -26,9 +26,9 @@ pub async fn render() -> AnyView {
     view! {
         <Panel id=PanelId::Gateway badge=badge refresh="ended rows tick5">
             {body}
-            <p class="fine">
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">
                 "Meters read the Control Room's own task records; latency and balance come from the upstream's own answer to chat/credit, re-checked every 5 s at most — nothing is shown until it answers."
-            </p>
+            </p></details>
         </Panel>
     }
     .into_any()

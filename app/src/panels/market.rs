@@ -88,7 +88,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
                 {open.clone().map(|o| view! { <input type="hidden" name="open" value=o/> })}
                 {list}
             </form>
-            <p class="fine">"Credits per task as KIE lists them; 1 credit = $0.005. Operators change prices without a rebuild: edit the catalog file named by CATALOG_FILE and restart."</p>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Credits per task as KIE lists them; 1 credit = $0.005. Operators change prices without a rebuild: edit the catalog file named by CATALOG_FILE and restart."</p></details>
         </Panel>
     }
     .into_any()

@@ -35,7 +35,7 @@ pub async fn render() -> AnyView {
     view! {
         <Panel id=PanelId::Pinned badge=head>
             {body}
-            <p class="fine">"Pins follow you across browsers and instances; the composer lists them first."</p>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Pins follow you across browsers and instances; the composer lists them first."</p></details>
         </Panel>
     }
     .into_any()

@@ -25,9 +25,9 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 <div class="vault-mask">"•••• •••• •••• ••••" <span class="muted">" hidden"</span></div>
                 {status.as_ref().map(details)}
             </div>
-            <p class="fine">
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">
                 "Keys never touch the browser. The gateway secret is set as a backend environment variable by an operator and is never entered, echoed, or stored on this page."
-            </p>
+            </p></details>
             {keys.map(relay_keys)}
         </Panel>
     }

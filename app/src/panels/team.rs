@@ -37,7 +37,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 <label>"Password "<input type="password" name="password" required=true minlength="10" maxlength="256" autocomplete="new-password" data-testid="team-password"/></label>
                 <button type="submit" data-testid="team-add-submit">"Add person"</button>
             </form>
-            <p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A role change holds from the person's next request."</p>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A role change holds from the person's next request."</p></details>
         </Panel>
     }
     .into_any()

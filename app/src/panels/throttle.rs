@@ -62,7 +62,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                         <label>"Reason (shown to everyone)"<input name="reason" type="text" maxlength="200" data-testid="pause-reason"/></label>
                         <button type="submit" data-testid="pause-save">"Pause"</button>
                     </form>
-                    <p class="fine">"Queued tasks stay queued and nothing of theirs is sent to KIE until intake is resumed; new tasks queue behind them (or are refused, if the deployment says so)."</p>
+                    <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Queued tasks stay queued and nothing of theirs is sent to KIE until intake is resumed; new tasks queue behind them (or are refused, if the deployment says so)."</p></details>
                 </details>
             })}
             {producer.then(super::batches::form)}
@@ -80,7 +80,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                         }).collect_view()}
                         <button type="submit" data-testid="bulk-preview">"Preview"</button>
                     </form>
-                    <p class="fine">"A preview says how many tasks the action takes and what they are estimated at; nothing is done until you run it. Each task then goes through the same checks as one Cancel or Retry (roles, cost rules, audit), in pages, and a restart picks the job up where it was."</p>
+                    <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"A preview says how many tasks the action takes and what they are estimated at; nothing is done until you run it. Each task then goes through the same checks as one Cancel or Retry (roles, cost rules, audit), in pages, and a restart picks the job up where it was."</p></details>
                 </details>
             })}
             // Folded away: a share is set rarely, and the panel is read all day.
@@ -98,9 +98,9 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                     </form>
                 </details>
             })}
-            <p class="fine">
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">
                 "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each, a project's weight sends more per turn — and drain as the window allows."
-            </p>
+            </p></details>
         </Panel>
     }
     .into_any()
