@@ -103,8 +103,12 @@ async fn cost_rules_refuse_with_the_numbers_and_write_nothing() {
     let (code, refused) = submit(&s.base, "nano-banana-2", "promo", "too dear").await;
     let msg = refused.to_string();
     assert!(code >= 400 && msg.contains("team — max per job") && msg.contains("one job may cost at most $0.02 (4 credits)"), "{code} {msg}");
-    let (code, _) = server_fn(&s.base, "set_cost_rule", "").await;
-    assert_eq!(code, 200, "saving the team rule with no amounts removes it");
+    let (code, body) = server_fn(&s.base, "set_cost_rule", "").await;
+    assert_eq!(code, 422, "a rule with no amounts is refused, not removed: {body}");
+    let (code, _) = server_fn(&s.base, "delete_cost_rule", "").await;
+    assert_eq!(code, 200, "deleting the team rule removes it");
+    let (code, _) = server_fn(&s.base, "delete_cost_rule", "").await;
+    assert_eq!(code, 404, "and then there is none");
 
     // The meter is at the cap and the 100 % alert was raised once.
     let ended = all_ended(&s.base, 4).await;
