@@ -27,9 +27,10 @@ pub async fn render(query: Fields) -> AnyView {
     view! { <Panel id=PanelId::Story badge=close class="wide" refresh="rows">{drawer_form(id)}{body}</Panel> }.into_any()
 }
 
-/// The drawer closed: on the console's page until a Story button opens it.
+/// The drawer closed: on the console's page until a Story button opens it (not yet a panel:
+/// no heading, nothing shown).
 pub fn closed() -> AnyView {
-    view! { <section class="panel" id="story" data-src="story" hidden>{drawer_form(String::new())}</section> }.into_any()
+    view! { <section class="drawer" id="story" data-src="story" hidden>{drawer_form(String::new())}</section> }.into_any()
 }
 
 /// The drawer's form: the task it shows, kept through live reloads.
