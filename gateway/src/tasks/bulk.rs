@@ -151,24 +151,27 @@ impl BulkFilter {
         Ok(BulkFilter { state, model: some(w.model), project: some(w.project), owner: some(w.owner), class, batch: some(w.batch), since_ms, until_ms })
     }
 
-    /// Where a scan starts: just before `since` when the filter has one (oldest first).
-    pub(crate) fn start(&self) -> Option<String> {
-        self.since_ms.map(|s| crate::tasks::task::index::member(s, ""))
-    }
-
-    /// Whether a scan, oldest first, is past everything the filter can take: tasks created
-    /// from `until` or from `created_before` on.
-    pub(crate) fn past(&self, t: &TaskRecord, created_before: u64) -> bool {
-        t.created_ms >= created_before || self.until_ms.is_some_and(|u| t.created_ms >= u)
-    }
-
-    pub(crate) fn query(&self, action: BulkAction, after: Option<String>) -> TaskQuery {
+    /// The scan, oldest first, of tasks created from `since` and before both `until` and
+    /// `created_before` (the index's own range: it starts and ends there), after the cursor.
+    pub(crate) fn query(&self, action: BulkAction, after: Option<String>, created_before: u64) -> TaskQuery {
         // The action's own state drives the scan when the filter names none.
         let state = self.state.or(match action {
             BulkAction::Cancel => Some(TaskState::Queued),
             BulkAction::Retry => None,
         });
-        TaskQuery { state, model: self.model.clone(), project: self.project.clone(), owner: self.owner.clone(), batch: self.batch.clone(), oldest_first: true, after, limit: PAGE, ..Default::default() }
+        TaskQuery {
+            state,
+            model: self.model.clone(),
+            project: self.project.clone(),
+            owner: self.owner.clone(),
+            batch: self.batch.clone(),
+            created_from_ms: self.since_ms,
+            created_before_ms: Some(self.until_ms.map_or(created_before, |u| u.min(created_before))),
+            oldest_first: true,
+            after,
+            limit: PAGE,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn matches(&self, t: &TaskRecord, created_before: u64) -> bool {
@@ -317,13 +320,10 @@ pub async fn preview(store: &dyn Store, action: BulkAction, filter: &BulkFilter)
     filter.check(action)?;
     let before = now_ms() + 1;
     let mut preview = BulkPreview::default();
-    let mut after = filter.start();
+    let mut after = None;
     for _ in 0..MAX_PREVIEW_PAGES {
-        let page = store.task_list(&filter.query(action, after)).await?;
+        let page = store.task_list(&filter.query(action, after, before)).await?;
         for t in &page.tasks {
-            if filter.past(t, before) {
-                return Ok(preview);
-            }
             if !(filter.matches(t, before) && action.applies(t)) {
                 continue;
             }

@@ -58,8 +58,7 @@ impl Lifecycle {
 
     /// Acts on one page of `job` and writes where it stands; `true` if it goes on.
     async fn bulk_page(&self, mut job: BulkJob) -> StoreResult<bool> {
-        let from = job.cursor.clone().or_else(|| job.filter.start());
-        let page = self.0.store.task_list(&job.filter.query(job.action, from)).await?;
+        let page = self.0.store.task_list(&job.filter.query(job.action, job.cursor.clone(), job.created_ms)).await?;
         let by = job.actor();
         let mut stop = None;
         for t in page.tasks.iter().filter(|t| job.filter.matches(t, job.created_ms) && job.action.applies(t)) {
@@ -90,8 +89,8 @@ impl Lifecycle {
                 }
             }
         }
-        // Done once it took what it previewed, or its scan is past what it may take.
-        let reached = job.done + job.refused >= job.preview.count || page.tasks.iter().any(|t| job.filter.past(t, job.created_ms));
+        // Done once it took what it previewed, or its scan reached the end of its range.
+        let reached = job.done + job.refused >= job.preview.count;
         job.cursor = page.next.clone();
         if let Some(why) = stop {
             job.state = BulkState::Stopped;
