@@ -964,22 +964,45 @@ async fn a_store_from_before_the_counts_by_state_has_them_built_on_redis() {
         store.task_create(&failed(id, 1_000 + n as u64), &Default::default()).await.unwrap();
     }
     store.task_create(&TaskRecord::new("cr_old3", "ben", "p", "m", 1_100), &Default::default()).await.unwrap();
-    // As before the upgrade: none of them, and no mark that they were built.
+    // As before the upgrade: none of them, no record's list of index keys names them, and no
+    // mark that they were built.
     let mut raw = redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}ti:*-state:*")).query_async(&mut raw).await.unwrap();
     assert_eq!(keys.len(), 6, "project, person and model, in fail and in queued: {keys:?}");
     let _: () = redis::cmd("DEL").arg(&keys).arg(format!("{prefix}kv:store:seeded:facets")).query_async(&mut raw).await.unwrap();
-    let counts = |store: RedisStore| async move {
-        let mut out = Vec::new();
-        for q in [TaskQuery { project: Some("p".into()), ..Default::default() }, TaskQuery { owner: Some("ana".into()), ..Default::default() }, TaskQuery { model: Some("m".into()), ..Default::default() }] {
-            let c = gateway::tasks::facets::count(&store, &q).await.unwrap().unwrap();
-            out.push((c.get(TaskState::Fail), c.get(TaskState::Queued)));
+    for id in ["cr_old1", "cr_old2", "cr_old3"] {
+        let list: String = redis::cmd("HGET").arg(format!("{prefix}t:{id}")).arg("i").query_async(&mut raw).await.unwrap();
+        let old: Vec<&str> = list.lines().filter(|k| !k.contains("-state:")).collect();
+        assert_eq!(list.lines().count() - old.len(), 3, "{id} named its three");
+        let _: () = redis::cmd("HSET").arg(format!("{prefix}t:{id}")).arg("i").arg(old.join("\n")).query_async(&mut raw).await.unwrap();
+    }
+    let counts = |store: &RedisStore| {
+        let store = store.clone();
+        async move {
+            let mut out = Vec::new();
+            for q in [TaskQuery { project: Some("p".into()), ..Default::default() }, TaskQuery { owner: Some("ana".into()), ..Default::default() }, TaskQuery { model: Some("m".into()), ..Default::default() }] {
+                let c = gateway::tasks::facets::count(&store, &q).await.unwrap().unwrap();
+                out.push((c.get(TaskState::Fail), c.get(TaskState::Queued)));
+            }
+            out
         }
-        out
     };
-    assert_eq!(counts(store).await, [(0, 0); 3], "gone");
+    assert_eq!(counts(&store).await, [(0, 0); 3], "gone");
     let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
-    assert_eq!(counts(store).await, [(2, 1), (2, 0), (2, 1)], "built at connect");
+    assert_eq!(counts(&store).await, [(2, 1), (2, 0), (2, 1)], "built at connect");
+    // A seeded record's next write moves it out of its old state's counts.
+    let mut t = store.task_get("cr_old3").await.unwrap().unwrap();
+    t.state = TaskState::Fail;
+    assert!(store.task_update(&t).await.unwrap().is_some());
+    assert_eq!(counts(&store).await, [(3, 0), (2, 0), (3, 0)], "moved from queued to fail");
+    let stale: Vec<String> = redis::cmd("ZRANGE").arg(format!("{prefix}ti:{}", gateway::tasks::task::index::facet("project", "p", TaskState::Queued))).arg(0).arg(-1).query_async(&mut raw).await.unwrap();
+    assert!(stale.is_empty(), "nothing left in queued: {stale:?}");
+    // Seeding again (a crash before the mark) changes nothing.
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}kv:store:seeded:facets")).query_async(&mut raw).await.unwrap();
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    assert_eq!(counts(&store).await, [(3, 0), (2, 0), (3, 0)], "seeded twice");
+    let list: String = redis::cmd("HGET").arg(format!("{prefix}t:cr_old1")).arg("i").query_async(&mut raw).await.unwrap();
+    assert_eq!(list.lines().filter(|k| k.contains("-state:")).count(), 3, "named once each: {list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

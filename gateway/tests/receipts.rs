@@ -182,6 +182,24 @@ async fn a_day_range_reads_its_days_index_on_redis() {
         let key = format!("{prefix}ti:{}", gateway::tasks::task::index::receipt_day("busy", &receipts::day(old_day)));
         let gone: i64 = redis::cmd("DEL").arg(&key).query_async(&mut c).await.expect("del");
         assert_eq!(gone, 1, "the old day had an index ({key})");
+        // Nor does any record's list of its index keys name it.
+        let strip = redis::Script::new(
+            "local n = 0
+             for _, t in ipairs(KEYS) do
+               local kept = {}
+               for k in string.gmatch(redis.call('HGET', t, 'i'), '[^\\n]+') do
+                 if k == ARGV[1] then n = n + 1 else kept[#kept + 1] = k end
+               end
+               redis.call('HSET', t, 'i', table.concat(kept, '\\n'))
+             end
+             return n",
+        );
+        let mut inv = strip.prepare_invoke();
+        for i in 0..600 {
+            inv.key(format!("{prefix}t:busy-{i:03}"));
+        }
+        let named: i64 = inv.arg(&key).invoke_async(&mut c).await.expect("strip");
+        assert_eq!(named, 600, "each of the old day's records named it");
     })
     .await;
 }

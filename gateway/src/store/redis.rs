@@ -46,6 +46,7 @@ const COUNTER_ADD: &str = include_str!("lua/counter_add.lua");
 const LEASE_ACQUIRE: &str = include_str!("lua/lease_acquire.lua");
 const LEASE_RELEASE: &str = include_str!("lua/lease_release.lua");
 const LOG_APPEND: &str = include_str!("lua/log_append.lua");
+const INDEX_NOTE: &str = include_str!("lua/index_note.lua");
 
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
 struct Scripts {
@@ -59,6 +60,7 @@ struct Scripts {
     lease_acquire: Script,
     lease_release: Script,
     log_append: Script,
+    index_note: Script,
 }
 
 impl Scripts {
@@ -75,6 +77,7 @@ impl Scripts {
             lease_acquire: Script::new(LEASE_ACQUIRE),
             lease_release: Script::new(LEASE_RELEASE),
             log_append: with_lib(LOG_APPEND),
+            index_note: Script::new(INDEX_NOTE),
         }
     }
 }
@@ -132,12 +135,15 @@ impl RedisStore {
     }
 
     /// Builds the per-state indexes of each project, person and model ([`index::facet`]) once
-    /// in a store written before they were kept: each is the intersection of the dimension's
-    /// index and a state's, taken whole by `ZINTERSTORE` (so a write meanwhile is either in
-    /// it or keeps it itself). Marked done only once all are built: a crash midway builds
-    /// them again at the next connect.
+    /// in a store written before they were kept: a page at a time of each dimension's index,
+    /// each record added to the index of its state as its own list of index keys names it, and
+    /// that index added to the list (so the record's next write moves it: a page is one atomic
+    /// step, and a record written meanwhile by this code has it already). Marked done only once
+    /// all are built: a crash midway builds them again at the next connect (each step is a
+    /// no-op on what it did).
     async fn seed_facets(&self) -> StoreResult<()> {
         const SEEDED: &str = "store:seeded:facets";
+        const PAGE: usize = 500;
         if self.kv_get(SEEDED).await?.is_some() {
             return Ok(());
         }
@@ -153,11 +159,18 @@ impl RedisStore {
             drop(found);
             for key in keys {
                 let Some(value) = key.strip_prefix(&head) else { continue };
-                let mut pipe = redis::pipe();
-                for s in TaskState::ALL {
-                    pipe.cmd("ZINTERSTORE").arg(self.k("ti", &index::facet(dimension, value, s))).arg(2).arg(&key).arg(self.k("ti", &index::state(s))).ignore();
+                let mut after = "-".to_string();
+                loop {
+                    let mut inv = self.scripts.index_note.key(&key);
+                    for s in TaskState::ALL {
+                        inv.key(self.k("ti", &index::state(s))).key(self.k("ti", &index::facet(dimension, value, s)));
+                    }
+                    let last: String = inv.arg(&after).arg(PAGE).arg(self.k("t", "")).invoke_async(&mut conn).await.map_err(unavailable)?;
+                    if last.is_empty() {
+                        break;
+                    }
+                    after = format!("({last}");
                 }
-                pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
             }
         }
         self.kv_set(SEEDED, b"1", None).await
@@ -237,12 +250,17 @@ impl RedisStore {
         };
     }
 
-    /// A hold's keys for the Lua library's `hold_fit`/`hold_take`: its own, then each scope's.
+    /// A hold's keys for the Lua library's `hold_fit`/`hold_take`: its own, then each scope's
+    /// (a window's three, a counter's one).
     fn hold_keys(&self, inv: &mut redis::ScriptInvocation<'_>, req: &ReserveRequest) {
         inv.key(self.k("h", &req.id));
         for s in &req.scopes {
-            let [main, aux, sum] = self.scope_keys(s);
-            inv.key(main).key(aux).key(sum);
+            if s.window.is_some() {
+                let [main, aux, sum] = self.scope_keys(s);
+                inv.key(main).key(aux).key(sum);
+            } else {
+                inv.key(self.k("c", &s.key));
+            }
         }
     }
 

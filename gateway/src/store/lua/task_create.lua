@@ -2,7 +2,8 @@
 -- take the holds, insert the task and add it to its indexes, then the lookups, the log entry
 -- and a numbered announcement (`task_insert` is this with none of them).
 -- KEYS: task key, index keys… (n), lookup keys… (m), the announcement's counter key, the
--- condition's key, per hold (its key, 3 per scope), the log's key and its sequence key.
+-- condition's key, per hold (its key, then a window's 3 keys or a counter's 1 per scope),
+-- the log's key and its sequence key.
 -- ARGV: json, member, version, n, m, (value, ttl ms or 0)×m, announce (0/1), before, after,
 -- keep ms, log key prefix, channel, condition ('' none, '-' absent, else the SHA-1), the
 -- number of holds, per hold (id, amount, ttl ms, scopes, (limit, window ms)×scopes), log
@@ -32,7 +33,7 @@ for i = 1, tonumber(ARGV[a + 7]) do
     if refused then return {-3, i - 1, refused[1], refused[2], refused[3], refused[4]} end
     take[#take + 1] = {k, g}
   end
-  k, g = k + 1 + 3 * scopes, g + 4 + 2 * scopes
+  k, g = k + hold_width(g), g + 4 + 2 * scopes
 end
 for _, h in ipairs(take) do hold_take(h[1], h[2], now) end
 local idx = {}

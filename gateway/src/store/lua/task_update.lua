@@ -2,7 +2,7 @@
 -- settled, charges counted and the new version announced (`task_update` is this with none of
 -- them).
 -- KEYS: task key, new index keys… (n), per settlement its hold key, per charge (its hold
--- key, 3 per scope), the announcement's counter key.
+-- key, then a window's 3 keys or a counter's 1 per scope), the announcement's counter key.
 -- ARGV: json (with the new version), member, expected version, n, settlements, (id,
 -- actual)×settlements, charges, per charge (id, amount, ttl ms, scopes, (limit, window
 -- ms)×scopes), announce (0/1), before, after, keep ms, log key prefix, channel.
@@ -23,22 +23,23 @@ if c > 0 then now = now_ms() end
 for _ = 1, c do
   local scopes = tonumber(ARGV[g + 3])
   if redis.call('EXISTS', KEYS[k]) == 0 then hold_take(k, g, now) end
-  k, g = k + 1 + 3 * scopes, g + 4 + 2 * scopes
+  k, g = k + hold_width(g), g + 4 + 2 * scopes
 end
--- The entries of the keys the record no longer has are removed (all of them if its member
--- changed); every key it has is written (a no-op where the entry is there, and an entry lost
--- or never written is written now).
+-- The record's list of its index keys (`i`) names exactly the entries written with it: the
+-- keys it no longer has lose their entries (all of them if its member changed), the new ones
+-- gain theirs, and those it keeps are left as they are.
 local same = cur[2] == ARGV[2]
 local new = {}
 for i = 2, 1 + n do new[KEYS[i]] = true end
+local had = {}
 if cur[3] and cur[3] ~= '' then
   for key in string.gmatch(cur[3], '[^\n]+') do
-    if not (same and new[key]) then redis.call('ZREM', key, cur[2]) end
+    if same and new[key] then had[key] = true else redis.call('ZREM', key, cur[2]) end
   end
 end
 local idx = {}
 for i = 2, 1 + n do
-  redis.call('ZADD', KEYS[i], 0, ARGV[2])
+  if not had[KEYS[i]] then redis.call('ZADD', KEYS[i], 0, ARGV[2]) end
   idx[#idx + 1] = KEYS[i]
 end
 local v = tonumber(ARGV[3]) + 1
