@@ -11,6 +11,8 @@
 #   scripts/bench-relay.sh            # 8 s per row; prints a Markdown table for docs/benchmarks.md
 #   SECONDS_PER_ROW=3 scripts/bench-relay.sh
 #   BENCH_SMOKE=1 scripts/bench-relay.sh   # 1 s per row: does it run, are the figures sane?
+#   BENCH_STORES=redis BENCH_CALLS=chat scripts/bench-relay.sh   # only the rows whose store
+#                                     # is listed and whose call's name contains a listed word
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -91,7 +93,7 @@ run() { # connections url key [script]
 say "measuring: ${row_secs} s per row, wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
 echo "| store | call | connections | direct p50 µs | relay p50 µs | added p50 µs | direct p99 µs | relay p99 µs | added p99 µs | direct req/s | relay req/s |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-for store in redis embedded; do
+for store in ${BENCH_STORES:-redis embedded}; do
   start_console "$store"
   relay="http://127.0.0.1:$cr_port/kie"
   direct_ended="$(ended_task "$sim" "$sim_key")"
@@ -99,6 +101,11 @@ for store in redis embedded; do
   # Creates last: the tasks they queue keep the dispatcher, the poller and the folder busy
   # long after their rows, which would weigh on any row measured after them.
   for call in "chat (plain)" "chat (stream) first byte" "recordInfo (running)" "recordInfo (ended)" createTask; do
+    if [ -n "${BENCH_CALLS:-}" ]; then
+      wanted=""
+      for w in $BENCH_CALLS; do [[ "$call" == *"$w"* ]] && wanted=1; done
+      [ -n "$wanted" ] || continue
+    fi
     for conns in 1 32; do
       case "$call" in
         "chat (stream) first byte")

@@ -75,6 +75,13 @@ pub fn announcement_of_next(task: &TaskRecord) -> StoreResult<crate::store::Anno
     Ok(a)
 }
 
+/// An announced event's number, read from its head as [`announcement`] writes it.
+fn seq_of(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// What a listener receives.
 #[derive(Debug, Clone)]
 pub enum Feed {
@@ -145,6 +152,14 @@ impl EventHub {
     }
 
     fn pass_on(&self, bytes: &[u8]) {
+        // With no listener on this instance, only the number is kept (where a resubscription
+        // replays from): the record is not read for nobody.
+        if self.tx.receiver_count() == 0
+            && let Some(seq) = seq_of(bytes)
+        {
+            self.last_seq.fetch_max(seq, Ordering::Relaxed);
+            return;
+        }
         match serde_json::from_slice::<TaskEvent>(bytes) {
             Ok(e) => self.send(Arc::new(e)),
             Err(e) => tracing::warn!(error = %e, "unreadable live event ignored"),
@@ -234,5 +249,20 @@ impl Listener {
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_number_is_read_from_its_head() {
+        let a = announcement(&TaskRecord::new("cr_1".to_string(), "ana", "p", "m", 1)).expect("an announcement");
+        let message = format!("{}{}{}", a.before, 4021, a.after);
+        assert_eq!(seq_of(message.as_bytes()), Some(4021));
+        assert_eq!(serde_json::from_str::<TaskEvent>(&message).map(|e| e.seq).ok(), Some(4021), "the same number as the whole event's");
+        assert_eq!(seq_of(b"{\"task\":{},\"seq\":3}"), None, "another shape is read whole");
+        assert_eq!(seq_of(b"{\"seq\":}"), None);
     }
 }
