@@ -954,6 +954,31 @@ async fn a_store_from_before_the_review_index_has_its_failures_to_review_on_the_
     assert_eq!(store.task_list(&q).await.unwrap().tasks.len(), 1, "and listed");
 }
 
+/// A hold taken before a counter's line was its key alone (`key\tkey\tkey\t0`) still settles
+/// every scope it touched, beside a window's.
+#[tokio::test]
+async fn a_hold_written_in_the_older_form_still_settles_on_redis() {
+    let prefix = format!("{}:", testkit::unique("oldhold"));
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    let scopes = vec![
+        Scope { key: "budget:a".into(), limit: 1_000, window: None },
+        Scope { key: "budget:b".into(), limit: 1_000, window: None },
+        Scope { key: "rate:w".into(), limit: 1_000, window: Some(Duration::from_secs(60)) },
+    ];
+    let req = gateway::store::ReserveRequest { id: "old-1".into(), amount: 300, scopes: scopes.clone(), hold_ttl: None };
+    assert_eq!(store.reserve(&req).await.unwrap(), gateway::store::ReserveOutcome::Reserved);
+    let mut raw = redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let held: String = redis::cmd("GET").arg(format!("{prefix}h:old-1")).query_async(&mut raw).await.unwrap();
+    let lines: Vec<&str> = held.lines().collect();
+    assert_eq!(lines[..3], ["300", &format!("{prefix}c:budget:a"), &format!("{prefix}c:budget:b")], "a counter is one key: {held}");
+    let older: Vec<String> = lines.iter().map(|l| if l.starts_with(&format!("{prefix}c:")) { format!("{l}\t{l}\t{l}\t0") } else { l.to_string() }).collect();
+    let _: () = redis::cmd("SET").arg(format!("{prefix}h:old-1")).arg(older.join("\n")).query_async(&mut raw).await.unwrap();
+    assert!(store.settle("old-1", 120).await.unwrap());
+    for s in &scopes {
+        assert_eq!(store.usage(s).await.unwrap(), 120, "{} moved to what was used", s.key);
+    }
+}
+
 /// A store written before the counts by state of each project, person and model were kept:
 /// they are built once, at connect, from what is on record.
 #[tokio::test]
