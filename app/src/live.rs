@@ -118,6 +118,10 @@ pub(crate) mod browser {
     use gloo_net::eventsource::futures::EventSource;
 
     pub async fn run(live: Live) {
+        // The viewer's time zone (minutes east of UTC), for the times the server writes.
+        let east = -(leptos::web_sys::js_sys::Date::new_0().get_timezone_offset() as i32);
+        let cookie = format!("tz={east}; path=/; max-age=31536000; samesite=lax");
+        let _ = leptos::web_sys::js_sys::Reflect::set(&document(), &"cookie".into(), &cookie.into());
         let mut last: Option<u64> = None;
         loop {
             let url = match last {

@@ -60,6 +60,12 @@ test('an admin adds a producer; each sees the other\'s task live; a viewer canno
     const audit = await admin.page.textContent('[data-testid="audit-list"]');
     assert.match(audit, /user added/);
     assert.match(audit, /nina@e2e\.test/);
+    // Its times as every panel shows them: how long ago, the exact UTC time on hover; and the
+    // console has told the server the viewer's time zone for older ones.
+    const when = admin.page.locator('[data-testid="audit-list"] time').first();
+    assert.match(await when.textContent(), /^(just now|\d+ min ago)$/);
+    assert.match(await when.getAttribute('title'), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    assert.match(await admin.page.evaluate(() => document.cookie), /(^|; )tz=-?\d+(;|$)/);
     await admin.page.screenshot({ path: join(artifacts, 'team-admin.png'), fullPage: true });
 
     const viewer = await openHydrated(browser, server.base + '/', undefined, VIEWER);

@@ -9,7 +9,7 @@ import { artifacts, launchBrowser, openHydrated, root, startServer } from './har
 // The eleven panels of the screen, then the admins' two (Team, Audit).
 const PANELS = ['01', '02', '03', '04', '05', '06', '07', '08', '09', '10', '11', '12', '13'];
 const TITLES = ['Connection Status', 'API Key Vault', 'Model Market', 'Favorite Models', 'Cost Rules', 'Rate Guard',
-  'Asset Retention Guard', 'Callback / Webhook Manager', 'Receipt Sync', 'Task Monitor', 'Error Review',
+  'Library', 'Callback / Webhook Manager', 'Ledger', 'Task Monitor', 'Error Review',
   'People and Roles', 'Audit Log'];
 
 let browser;

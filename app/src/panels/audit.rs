@@ -35,7 +35,7 @@ pub async fn render(query: Fields) -> AnyView {
                     Ok(p) => view! {
                         <div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries">
                             <table class="tasks" data-testid="audit-list">
-                                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"From"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Before → after"</th></tr></thead>
+                                <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"From"</th><th scope="col">"Action"</th><th scope="col">"Target"</th><th scope="col">"Before → after"</th></tr></thead>
                                 <tbody>{p.rows.into_iter().map(row).collect_view()}</tbody>
                             </table>
                         </div>
@@ -57,7 +57,7 @@ fn row(e: AuditRow) -> impl IntoView + use<> {
     let action = e.action.clone();
     view! {
         <tr data-action=action>
-            <td class="small">{e.at}</td><td>{e.who}</td><td class="muted small">{e.from}</td>
+            <td class="small">{super::when(&e.at)}</td><td>{e.who}</td><td class="muted small">{e.from}</td>
             <td>{e.action}</td><td>{e.target}</td><td class="small">{change}</td>
         </tr>
     }

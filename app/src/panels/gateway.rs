@@ -66,7 +66,7 @@ fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {
             <div class="conn-title" data-testid="connection-title">{headline}</div>
             <p class=if failed { "conn-detail bad" } else { "conn-detail" } data-testid="connection-detail">{detail}</p>
             {balance.map(|b| view! {
-                <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{b}</strong><span class="muted">" credits"</span></p>
+                <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{super::grouped(&b)}</strong><span class="muted">" credits"</span></p>
             })}
             {s.runway_days.map(|d| {
                 let short = d < s.runway_alert_days as f64;
@@ -102,8 +102,8 @@ fn meters(s: &ConsoleStatus) -> impl IntoView + use<> {
     };
     view! {
         <div class="meters" data-testid="ledger-meters">
-            {meter(l.tasks_on_record.to_string(), "Tasks on record", "none yet", l.tasks_on_record > 0)}
-            {meter(l.credits_consumed.clone(), "Credits consumed", "no usage yet", l.credits_consumed != "0")}
+            {meter(super::grouped(&l.tasks_on_record.to_string()), "Tasks on record", "none yet", l.tasks_on_record > 0)}
+            {meter(super::grouped(&l.credits_consumed), "Credits consumed", "no usage yet", l.credits_consumed != "0")}
             {meter(l.in_flight.to_string(), "In flight", "nothing running", l.in_flight > 0)}
         </div>
     }

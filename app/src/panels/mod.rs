@@ -98,9 +98,9 @@ impl PanelId {
             PanelId::Pinned => ("pinned", Heading { number: "04", kicker: "Pinned", title: "Favorite Models" }),
             PanelId::Budget => ("budget", Heading { number: "05", kicker: "Budget", title: "Cost Rules" }),
             PanelId::Throttle => ("throttle", Heading { number: "06", kicker: "Throttle", title: "Rate Guard" }),
-            PanelId::Retention => ("retention", Heading { number: "07", kicker: "Retention", title: "Asset Retention Guard" }),
+            PanelId::Retention => ("retention", Heading { number: "07", kicker: "Retention", title: "Library" }),
             PanelId::Delivery => ("delivery", Heading { number: "08", kicker: "Delivery", title: "Callback / Webhook Manager" }),
-            PanelId::Ledger => ("ledger", Heading { number: "09", kicker: "Ledger", title: "Receipt Sync" }),
+            PanelId::Ledger => ("ledger", Heading { number: "09", kicker: "Receipts", title: "Ledger" }),
             PanelId::Failures => ("failures", Heading { number: "11", kicker: "Failures", title: "Error Review" }),
             PanelId::Team => ("people", Heading { number: "12", kicker: "Team", title: "People and Roles" }),
             PanelId::Audit => ("audit", Heading { number: "13", kicker: "Audit", title: "Audit Log" }),
@@ -281,6 +281,75 @@ pub fn badge(kind: &'static str, text: impl Into<String>) -> AnyView {
     view! { <span class=format!("badge badge-{kind}")>{text}</span> }.into_any()
 }
 
+/// A number as the screen shows it, with thousands separators: `2000000.5` → `2,000,000.5`
+/// (anything else is returned as it is).
+pub fn grouped(number: &str) -> String {
+    let (sign, rest) = number.strip_prefix('-').map_or(("", number), |r| ("-", r));
+    let (whole, frac) = rest.split_once('.').map_or((rest, None), |(w, f)| (w, Some(f)));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.is_some_and(|f| !f.bytes().all(|b| b.is_ascii_digit())) {
+        return number.to_string();
+    }
+    let mut out = String::from(sign);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A moment as every panel shows it, from its RFC 3339 UTC text: within the last day how long
+/// ago ("4 min ago"), before that its date and time in the viewer's time zone (the `tz` cookie
+/// the console sets; marked UTC until it has), and the exact UTC time on hover.
+pub fn when(utc: &str) -> AnyView {
+    let (shown, hover) = moment(utc);
+    view! { <time datetime=utc.to_string() title=hover>{shown}</time> }.into_any()
+}
+
+/// What [`when`] shows and what it shows on hover.
+#[cfg(feature = "ssr")]
+fn moment(utc: &str) -> (String, String) {
+    moment_at(utc, ::gateway::store::now_ms(), viewer_offset())
+}
+
+/// [`moment`] at `now`, for a viewer `offset` minutes east of UTC.
+#[cfg(feature = "ssr")]
+fn moment_at(utc: &str, now: u64, offset: Option<i32>) -> (String, String) {
+    use ::gateway::team::audit;
+    let Some(ms) = audit::utc_ms(utc) else { return (utc.to_string(), String::new()) };
+    let minute = |rfc: &str| rfc[..16].replace('T', " ");
+    let hover = format!("{} UTC", utc[..19].replace('T', " "));
+    let shown = match now.checked_sub(ms).map(|d| d / 1000) {
+        Some(0..60) => "just now".to_string(),
+        Some(s @ 60..3600) => format!("{} min ago", s / 60),
+        Some(s @ 3600..86_400) => format!("{} h ago", s / 3600),
+        _ => match offset {
+            Some(minutes) => minute(&audit::utc(ms.saturating_add_signed(i64::from(minutes) * 60_000))),
+            None => format!("{} UTC", minute(utc)),
+        },
+    };
+    (shown, hover)
+}
+
+#[cfg(not(feature = "ssr"))]
+fn moment(utc: &str) -> (String, String) {
+    (utc.replace('T', " "), String::new())
+}
+
+/// The viewer's time zone in minutes east of UTC, from the `tz` cookie the console sets.
+#[cfg(feature = "ssr")]
+fn viewer_offset() -> Option<i32> {
+    let parts = use_context::<http::request::Parts>()?;
+    let cookies = parts.headers.get_all(http::header::COOKIE);
+    let offset = cookies.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix("tz=")?.parse::<i32>().ok());
+    offset.filter(|m| (-840..=840).contains(m))
+}
+
 /// A server function's error as the person should read it (without the framework's prefix).
 pub fn said(e: &ServerFnError) -> String {
     e.to_string().trim_start_matches("error running server function: ").to_string()
@@ -324,6 +393,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_get_thousands_separators() {
+        for (n, shown) in [("0", "0"), ("999", "999"), ("1000", "1,000"), ("2000000", "2,000,000"), ("-12345.678", "-12,345.678"), ("72.62", "72.62"), ("n/a", "n/a"), ("1e9", "1e9"), ("", "")] {
+            assert_eq!(grouped(n), shown, "{n}");
+        }
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_moment_is_how_long_ago_within_a_day_else_the_viewers_date_and_time() {
+        let at = "2026-12-02T10:31:05Z";
+        let ms = ::gateway::team::audit::utc_ms(at).expect("a time");
+        let hover = "2026-12-02 10:31:05 UTC".to_string();
+        for (after_s, offset, shown) in [
+            (30, None, "just now"),
+            (5 * 60 + 10, Some(60), "5 min ago"),
+            (3 * 3600, None, "3 h ago"),
+            (2 * 86_400, None, "2026-12-02 10:31 UTC"),
+            (2 * 86_400, Some(60), "2026-12-02 11:31"),
+            (2 * 86_400, Some(-600), "2026-12-02 00:31"),
+        ] {
+            assert_eq!(moment_at(at, ms + after_s * 1000, offset), (shown.to_string(), hover.clone()), "{after_s} s later at {offset:?}");
+        }
+        assert_eq!(moment_at("yesterday", ms, None), ("yesterday".to_string(), String::new()), "an unreadable time is shown as it is");
+    }
+
+    #[test]
     fn every_panel_has_its_own_slug_and_number() {
         let (mut slugs, mut numbers) = (std::collections::HashSet::new(), std::collections::HashSet::new());
         for id in PanelId::ALL {
@@ -353,3 +448,4 @@ mod tests {
         assert_eq!(clock(86_400_000 * 3 + 3_723_999), "01:02:03");
     }
 }
+

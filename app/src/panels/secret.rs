@@ -83,8 +83,8 @@ fn key_row(k: RelayKeyRow) -> impl IntoView {
             <code>{k.id.clone()}</code>" · "{k.name.clone()}" · project "{k.project.clone()}
             " "{if live { badge("ok", "live") } else { badge("bad", "revoked") }}
             <div class="muted small">
-                "created "{k.created.clone()}" · last used "{k.last_used.clone().unwrap_or_else(|| "never".into())}
-                {k.revoked.clone().map(|r| format!(" · revoked {r}"))}
+                "created "{super::when(&k.created)}" · last used "{k.last_used.as_deref().map_or_else(|| "never".into_any(), super::when)}
+                {k.revoked.as_deref().map(|r| view! { " · revoked "{super::when(r)} })}
             </div>
             {live.then(|| view! {
                 <form method="post" action=act_form(PanelId::Secret) class="inline">

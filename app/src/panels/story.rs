@@ -75,7 +75,7 @@ fn beat(b: BeatRow) -> impl IntoView + use<> {
     let kind = b.kind.clone();
     view! {
         <li data-kind=kind data-testid="story-beat">
-            <time datetime=b.at.clone() class="small">{b.at.replace('T', " ")}</time>" "
+            <span class="small">{super::when(&b.at)}</span>" "
             <span class="badge badge-off small">{b.kind}</span>" "
             <span>{b.text}{times}</span>
             <span class="muted small">" · "{b.instance}</span>

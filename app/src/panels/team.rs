@@ -56,7 +56,7 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
                 " "<button type="submit" class="link" form=form.clone() name="do" value="role" data-testid="user-role-save">"Save role"</button>
             </td>
             <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}</td>
-            <td class="muted small">{u.created.clone()}</td>
+            <td class="muted small">{super::when(&u.created)}</td>
             <td>
                 <form id=form method="post" action=act_form(PanelId::Team) class="inline">
                     <input type="hidden" name="email" value=u.email.clone()/>

@@ -167,6 +167,29 @@ pub fn utc(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// [`utc`]'s text back to ms since the epoch (`None` if it is not in that form).
+pub fn utc_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || [b[4], b[7], b[10], b[13], b[16], b[19]] != *b"--T::Z" {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    // A civil date to days (Howard Hinnant's algorithm, the inverse of `utc`'s).
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from((days * 86_400 + h * 3600 + m * 60 + s) * 1000).ok()
+}
+
 /// RFC 4180 CSV with a header row; times in UTC (RFC 3339).
 pub fn csv(entries: &[AuditEntry]) -> String {
     let mut out = String::from("seq,time_utc,who,from,action,target,before,after\r\n");
@@ -210,6 +233,12 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_795_305_600_000 + 3_723_000), "2026-11-22T01:02:03Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        for ms in [0, 951_782_400_000, 1_795_305_600_000 + 3_723_000, 4_102_444_799_000] {
+            assert_eq!(utc_ms(&utc(ms)), Some(ms), "{}", utc(ms));
+        }
+        for bad in ["", "2026-11-22 01:02:03Z", "2026-13-01T00:00:00Z", "2026-11-22T24:00:00Z", "1969-12-31T23:59:59Z", "2026-11-22T01:02:03"] {
+            assert_eq!(utc_ms(bad), None, "{bad}");
+        }
     }
 
     #[test]
