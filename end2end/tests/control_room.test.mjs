@@ -99,7 +99,7 @@ test('with --simulate the Gateway panel is connected to the simulator and shows 
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
     assert.match(await page.textContent('[data-testid="connection-title"]'), /KIE simulator · 127\.0\.0\.1:\d+/);
-    assert.equal(await page.textContent('[data-testid="credit-balance"]'), '10000');
+    assert.equal(await page.textContent('[data-testid="credit-balance"]'), '10,000', 'with thousands separators');
     assert.match(await page.textContent('[data-testid="connection-detail"]'), /Answered chat\/credit in \d+\.\d ms/);
     assert.match(await page.textContent('header.masthead'), /Simulator — requests go to the bundled KIE simulator/);
     assert.equal((await page.textContent('h1 + [data-testid="connection-badge"], .title-row [data-testid="connection-badge"]')).trim(), 'Simulator');

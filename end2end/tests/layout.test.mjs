@@ -199,7 +199,7 @@ test('the status strip stays in view and links to its panels; sections and panel
     assert.ok(budget >= strip.bottom - 1 && budget < 400, `the Budget panel is at ${budget}px (the strip ends at ${strip.bottom}px)`);
     assert.equal(strip.top, 0, 'the strip sticks to the top');
     assert.match(await page.textContent('[data-testid="strip-connection"]'), /Simulator/);
-    assert.match(await page.textContent('[data-testid="strip-balance"]'), /^10000$/);
+    assert.match(await page.textContent('[data-testid="strip-balance"]'), /^10,000$/);
     const links = await page.$$eval('nav.status-strip a', (as) => as.map((a) => a.getAttribute('href')));
     for (const href of links) assert.equal(await page.locator(href).count(), 1, `${href} names a panel`);
     for (const s of ['operate', 'money', 'library', 'team']) assert.equal(await page.locator(`nav.sections a[href="#${s}"]`).count(), 1);
