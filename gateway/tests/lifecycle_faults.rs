@@ -979,6 +979,43 @@ async fn a_hold_written_in_the_older_form_still_settles_on_redis() {
     }
 }
 
+/// A store whose Error Review was seeded before its records named it in their lists of index
+/// keys: a failure resolved then stayed counted. At connect each entry is made to agree.
+#[tokio::test]
+async fn an_error_review_seeded_without_the_records_lists_is_repaired_on_redis() {
+    let prefix = format!("{}:", testkit::unique("review"));
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    for (n, id) in ["cr_a", "cr_b", "cr_c"].iter().enumerate() {
+        store.task_create(&failed(id, 1_000 + n as u64), &Default::default()).await.unwrap();
+    }
+    let mut raw = redis::Client::open(testkit::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let review = format!("{prefix}ti:{}", gateway::tasks::task::index::TO_REVIEW);
+    for id in ["cr_a", "cr_b", "cr_c"] {
+        let list: String = redis::cmd("HGET").arg(format!("{prefix}t:{id}")).arg("i").query_async(&mut raw).await.unwrap();
+        let older: Vec<&str> = list.lines().filter(|k| *k != review).collect();
+        assert_eq!(older.len() + 1, list.lines().count(), "{id} named the review");
+        let _: () = redis::cmd("HSET").arg(format!("{prefix}t:{id}")).arg("i").arg(older.join("\n")).query_async(&mut raw).await.unwrap();
+    }
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}kv:store:seeded:review-listed")).query_async(&mut raw).await.unwrap();
+    // Resolved as before the repair: the entry stays, and so does the count.
+    let resolve = |mut t: TaskRecord| {
+        t.resolved = Some(gateway::tasks::task::Resolved { by: "ana".into(), at_ms: 2_000, how: "marked resolved".into() });
+        t
+    };
+    let b = store.task_get("cr_b").await.unwrap().unwrap();
+    assert!(store.task_update(&resolve(b)).await.unwrap().is_some());
+    // And one record gone from under its entry.
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}t:cr_c")).query_async(&mut raw).await.unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 3, "counted as before the repair");
+    let store = RedisStore::connect(&testkit::redis_url(), &prefix).await.unwrap();
+    assert_eq!(store.task_counts().await.unwrap().to_review, 1, "the resolved one and the gone one leave it");
+    let a = store.task_get("cr_a").await.unwrap().unwrap();
+    assert!(store.task_update(&resolve(a)).await.unwrap().is_some());
+    assert_eq!(store.task_counts().await.unwrap().to_review, 0, "resolving the other now takes it off");
+    let marked: Option<String> = redis::cmd("GET").arg(format!("{prefix}kv:store:seeded:review-listed")).query_async(&mut raw).await.unwrap();
+    assert!(marked.is_some(), "done once");
+}
+
 /// A store written before the counts by state of each project, person and model were kept:
 /// they are built once, at connect, from what is on record.
 #[tokio::test]

@@ -47,6 +47,7 @@ const LEASE_ACQUIRE: &str = include_str!("lua/lease_acquire.lua");
 const LEASE_RELEASE: &str = include_str!("lua/lease_release.lua");
 const LOG_APPEND: &str = include_str!("lua/log_append.lua");
 const INDEX_NOTE: &str = include_str!("lua/index_note.lua");
+const INDEX_FIX: &str = include_str!("lua/index_fix.lua");
 
 /// The scripts, compiled once (redis-rs sends EVALSHA and loads on NOSCRIPT).
 struct Scripts {
@@ -61,6 +62,7 @@ struct Scripts {
     lease_release: Script,
     log_append: Script,
     index_note: Script,
+    index_fix: Script,
 }
 
 impl Scripts {
@@ -78,6 +80,7 @@ impl Scripts {
             lease_release: Script::new(LEASE_RELEASE),
             log_append: with_lib(LOG_APPEND),
             index_note: Script::new(INDEX_NOTE),
+            index_fix: Script::new(INDEX_FIX),
         }
     }
 }
@@ -130,6 +133,7 @@ impl RedisStore {
         let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
         store.ping().await?;
         store.seed_review().await?;
+        store.list_review().await?;
         store.seed_facets().await?;
         Ok(store)
     }
@@ -174,6 +178,46 @@ impl RedisStore {
             }
         }
         self.kv_set(SEEDED, b"1", None).await
+    }
+
+    /// Makes the Error Review's index and its records' lists of index keys agree, once: the
+    /// seed below added failures to the index without naming it in their lists, so resolving
+    /// one left its entry (and the count) behind. Each entry a record does not name is named
+    /// by it if it is still to review, else removed; a record written meanwhile is read again.
+    async fn list_review(&self) -> StoreResult<()> {
+        const DONE: &str = "store:seeded:review-listed";
+        const PAGE: usize = 500;
+        if self.kv_get(DONE).await?.is_some() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let key = self.k("ti", index::TO_REVIEW);
+        let (mut after, mut left) = ("-".to_string(), false);
+        loop {
+            let page: Vec<String> = redis::cmd("ZRANGEBYLEX").arg(&key).arg(&after).arg("+").arg("LIMIT").arg(0).arg(PAGE).query_async(&mut conn).await.map_err(unavailable)?;
+            for member in &page {
+                let id = member.split_once('|').map_or(member.as_str(), |(_, id)| id);
+                let mut agreed = false;
+                for _ in 0..10 {
+                    let (version, keep) = self.task_get(id).await?.map_or((0, false), |t| (t.version, t.to_review()));
+                    let done: i64 = self.scripts.index_fix.key(&key).key(self.k("t", id)).arg(member).arg(version).arg(i32::from(keep)).invoke_async(&mut conn).await.map_err(unavailable)?;
+                    if done >= 0 {
+                        agreed = true;
+                        break;
+                    }
+                }
+                // A record that kept changing is left for the next connect.
+                left |= !agreed;
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = format!("({last}"),
+                _ => break,
+            }
+        }
+        if left {
+            return Ok(());
+        }
+        self.kv_set(DONE, b"1", None).await
     }
 
     /// Builds the Error Review's index once in a store written before it was kept: every
