@@ -751,7 +751,7 @@ impl Store for EmbeddedStore {
             for (scanned, row) in rows.enumerate() {
                 let (k, _) = row?;
                 let (_, member) = k.value();
-                let id = member.split_once('|').map_or(member, |(_, id)| id);
+                let id = index::id_of(member);
                 if let Some(raw) = tasks.get(id)? {
                     let t = decode_task(raw.value())?;
                     if query.matches(&t) {

@@ -31,6 +31,8 @@ use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState,
 const LIST_BATCH: usize = 256;
 /// Most index members one listing examines before it returns a short page with a cursor.
 const LIST_SCAN_CAP: usize = 10_000;
+/// Index members a one-time seed or repair at connect takes in one step.
+const SEED_PAGE: usize = 500;
 
 // The Lua scripts, one file each under `lua/` with its keys, arguments and answer described
 // at its top. `lua_lib.lua` (the server clock, a window's live sum, a hold's check and claim,
@@ -147,7 +149,6 @@ impl RedisStore {
     /// no-op on what it did).
     async fn seed_facets(&self) -> StoreResult<()> {
         const SEEDED: &str = "store:seeded:facets";
-        const PAGE: usize = 500;
         if self.kv_get(SEEDED).await?.is_some() {
             return Ok(());
         }
@@ -169,7 +170,7 @@ impl RedisStore {
                     for s in TaskState::ALL {
                         inv.key(self.k("ti", &index::state(s))).key(self.k("ti", &index::facet(dimension, value, s)));
                     }
-                    let last: String = inv.arg(&after).arg(PAGE).arg(self.k("t", "")).invoke_async(&mut conn).await.map_err(unavailable)?;
+                    let last: String = inv.arg(&after).arg(SEED_PAGE).arg(self.k("t", "")).invoke_async(&mut conn).await.map_err(unavailable)?;
                     if last.is_empty() {
                         break;
                     }
@@ -186,7 +187,6 @@ impl RedisStore {
     /// by it if it is still to review, else removed; a record written meanwhile is read again.
     async fn list_review(&self) -> StoreResult<()> {
         const DONE: &str = "store:seeded:review-listed";
-        const PAGE: usize = 500;
         if self.kv_get(DONE).await?.is_some() {
             return Ok(());
         }
@@ -194,9 +194,9 @@ impl RedisStore {
         let key = self.k("ti", index::TO_REVIEW);
         let (mut after, mut left) = ("-".to_string(), false);
         loop {
-            let page: Vec<String> = redis::cmd("ZRANGEBYLEX").arg(&key).arg(&after).arg("+").arg("LIMIT").arg(0).arg(PAGE).query_async(&mut conn).await.map_err(unavailable)?;
+            let page: Vec<String> = redis::cmd("ZRANGEBYLEX").arg(&key).arg(&after).arg("+").arg("LIMIT").arg(0).arg(SEED_PAGE).query_async(&mut conn).await.map_err(unavailable)?;
             for member in &page {
-                let id = member.split_once('|').map_or(member.as_str(), |(_, id)| id);
+                let id = index::id_of(member);
                 let mut agreed = false;
                 for _ in 0..10 {
                     let (version, keep) = self.task_get(id).await?.map_or((0, false), |t| (t.version, t.to_review()));
@@ -210,7 +210,7 @@ impl RedisStore {
                 left |= !agreed;
             }
             match page.last() {
-                Some(last) if page.len() == PAGE => after = format!("({last}"),
+                Some(last) if page.len() == SEED_PAGE => after = format!("({last}"),
                 _ => break,
             }
         }
@@ -457,7 +457,7 @@ impl Store for RedisStore {
             }
             let mut pipe = redis::pipe();
             for m in &members {
-                let id = m.split_once('|').map_or(m.as_str(), |(_, id)| id);
+                let id = index::id_of(m);
                 pipe.hget(self.k("t", id), "d");
             }
             let raws: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;

@@ -641,6 +641,11 @@ pub mod index {
     pub fn member(created_ms: u64, id: &str) -> String {
         format!("{created_ms:013}|{id}")
     }
+
+    /// The task id of an index member ([`member`]'s second part).
+    pub fn id_of(member: &str) -> &str {
+        member.split_once('|').map_or(member, |(_, id)| id)
+    }
 }
 
 /// Most words of one task a search knows it by.
