@@ -21,7 +21,7 @@ local function window_sum(main, aux, sum, win, now)
 end
 -- A hold's arguments start at KEYS[k] (the hold's key, then per scope: a window's main, aux
 -- and sum, a counter's one key) and ARGV[g] (id, amount, hold ttl ms or 0, scopes, then limit
--- and window ms or 0 per scope). Calls `f(main, aux, sum, limit, win)` per scope until it
+-- and window ms or 0 per scope). Calls `f(i, main, aux, sum, limit, win)` per scope until it
 -- returns something, which is returned; else returns nil.
 local function hold_scopes(k, g, f)
   local key = k + 1
