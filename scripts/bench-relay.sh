@@ -3,7 +3,8 @@
 # (Debian's, installed when missing) against kie-sim directly and through the Control Room's
 # relay, 1 and 32 connections, createTask, recordInfo (of a task in flight and of one that
 # has ended) and a plain chat completion, on each store; and a streamed chat call's first
-# byte, one client (scripts/first-byte.py). Everything runs on this machine's
+# byte, one client (scripts/first-byte.py) that reads each answer to its end, and one that
+# hangs up at the first event. Everything runs on this machine's
 # loopback: a private redis-server (append-only file on, as production), kie-sim with its limits lifted, a
 # control-room with RATE_GUARD=100000/10s and a total cost rule on that Redis, then one on the
 # embedded store.
@@ -37,7 +38,8 @@ build_release
 
 start_redis
 
-start_sim
+# Streamed answers a chunk a millisecond: a whole answer in ~15 ms, so a row reads hundreds.
+start_sim --chat-chunk-ms 1
 
 body='{"model":"google/imagen4-fast","input":{"prompt":"a lighthouse at dusk"}}'
 task_id() { # base key
@@ -100,7 +102,7 @@ for store in ${BENCH_STORES:-redis embedded}; do
   relay_ended="$(ended_task "$relay" "$relay_key")"
   # Creates last: the tasks they queue keep the dispatcher, the poller and the folder busy
   # long after their rows, which would weigh on any row measured after them.
-  for call in "chat (plain)" "chat (stream) first byte" "recordInfo (running)" "recordInfo (ended)" createTask; do
+  for call in "chat (plain)" "chat (stream) first byte" "chat (stream) first byte, client leaves" "recordInfo (running)" "recordInfo (ended)" createTask; do
     if [ -n "${BENCH_CALLS:-}" ]; then
       wanted=""
       for w in $BENCH_CALLS; do [[ "$call" == *"$w"* ]] && wanted=1; done
@@ -108,11 +110,13 @@ for store in ${BENCH_STORES:-redis embedded}; do
     fi
     for conns in 1 32; do
       case "$call" in
-        "chat (stream) first byte")
-          # One client (scripts/first-byte.py): the same way direct and through the relay.
+        "chat (stream) first byte"*)
+          # One client (scripts/first-byte.py): the same way direct and through the relay;
+          # it reads each answer to its end, or hangs up at the first event.
           [ "$conns" -eq 1 ] || continue
-          read -r dp50 dp99 drps <<<"$(python3 scripts/first-byte.py "$sim/$chat_model/v1/chat/completions" "$sim_key" "$row_secs")"
-          read -r rp50 rp99 rrps <<<"$(python3 scripts/first-byte.py "$relay/$chat_model/v1/chat/completions" "$relay_key" "$row_secs")" ;;
+          mode=read; [[ "$call" == *leaves ]] && mode=leave
+          read -r dp50 dp99 drps <<<"$(python3 scripts/first-byte.py "$sim/$chat_model/v1/chat/completions" "$sim_key" "$row_secs" "$mode")"
+          read -r rp50 rp99 rrps <<<"$(python3 scripts/first-byte.py "$relay/$chat_model/v1/chat/completions" "$relay_key" "$row_secs" "$mode")" ;;
         "chat (plain)")
           read -r dp50 dp99 drps <<<"$(run "$conns" "$sim/$chat_model/v1/chat/completions" "$sim_key" "$work/chat.lua")"
           read -r rp50 rp99 rrps <<<"$(run "$conns" "$relay/$chat_model/v1/chat/completions" "$relay_key" "$work/chat.lua")" ;;

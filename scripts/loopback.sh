@@ -38,12 +38,13 @@ start_redis() {
   wait_port "$redis_port"
 }
 
-# kie-sim with its limits lifted; sets sim (its base URL) and sim_key.
+# kie-sim with its limits lifted (and any further flags given); sets sim (its base URL) and
+# sim_key.
 start_sim() {
   local port
   port="$(free_port)"
   sim_key="loopback-upstream-key"
-  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 --chat-requests-per-min 4000000000 --chat-tokens-per-min 4000000000 >"$work/sim.log" 2>&1 &
+  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 --chat-requests-per-min 4000000000 --chat-tokens-per-min 4000000000 "$@" >"$work/sim.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
   sim="http://127.0.0.1:$port"

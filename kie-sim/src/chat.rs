@@ -129,7 +129,11 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
     let guard = Sent { sim: sim.clone(), path, sent: 0, total };
     let stream = futures::stream::unfold((events.into_iter(), guard, true), move |(mut events, mut guard, first)| async move {
         let event = events.next()?;
-        tokio::time::sleep(Duration::from_millis(if first { first_byte_ms } else { chunk_ms })).await;
+        // No wait at all for 0 (a timer of 0 ms still waits for the timer's next millisecond).
+        let wait = if first { first_byte_ms } else { chunk_ms };
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
         guard.sent += 1;
         Some((Ok::<_, std::io::Error>(Bytes::from(format!("data: {event}\n\n"))), (events, guard, false)))
     });

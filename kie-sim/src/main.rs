@@ -35,6 +35,9 @@ struct Cli {
     /// Chat tokens (prompt + completion) per key per minute.
     #[arg(long, default_value_t = 1_000_000)]
     chat_tokens_per_min: u32,
+    /// Real ms between the chunks of a streamed chat answer.
+    #[arg(long, default_value_t = 40)]
+    chat_chunk_ms: u64,
 }
 
 #[tokio::main]
@@ -47,6 +50,7 @@ async fn main() -> std::process::ExitCode {
         record_info_per_sec: cli.record_info_per_sec,
         chat_requests_per_min: cli.chat_requests_per_min,
         chat_tokens_per_min: cli.chat_tokens_per_min,
+        chat_chunk_ms: cli.chat_chunk_ms,
         ..Default::default()
     };
     let sim = kie_sim::Sim::new(settings);

@@ -7,6 +7,12 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use server::config::{Cli, Config, ProcessEnv};
 
+/// mimalloc instead of the system's allocator: a relayed call allocates and frees many small
+/// buffers across threads, where glibc's malloc spent ~15 % of the console's CPU
+/// (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let command = cli.command.take();

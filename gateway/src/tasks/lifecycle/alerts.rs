@@ -57,23 +57,18 @@ impl Lifecycle {
     /// Raises any budget alerts the new spend crossed, in the background (see the module doc).
     /// `settled`: a task that just settled at its actual cost, with what it held.
     pub(crate) fn raise_alerts(&self, owner: String, project: String, settled: Option<(String, Credits, Credits)>) {
-        if let Some((task, actual, held)) = settled {
+        // Only a charge above its hold or above a per-job cap (as last read; none read yet:
+        // checked) can raise one; the rules are read fresh to say which.
+        let over_cap = |actual: Credits| self.known_cost_rules().is_none_or(|r| budget::per_job_cap(&r.rules, &owner, &project).is_some_and(|cap| actual > cap));
+        if let Some((task, actual, held)) = settled.filter(|(_, actual, held)| actual > held || over_cap(*actual)) {
             let lc = self.clone();
             let (owner, project) = (owner.clone(), project.clone());
             tokio::spawn(async move {
-                // Only a charge above its hold or above a per-job cap (as last read) can raise
-                // one; the rules are read fresh to say which.
-                let over_cap = match lc.cost_rules(false).await {
-                    Ok(r) => budget::per_job_cap(&r.rules, &owner, &project).is_some_and(|cap| actual > cap),
-                    Err(_) => true,
-                };
-                if actual > held || over_cap {
-                    lc.send_alerts(async {
-                        let rules = budget::rules(lc.store().as_ref()).await?;
-                        budget::check_overrun(lc.store().as_ref(), &rules, &task, &owner, &project, actual, held).await
-                    })
-                    .await;
-                }
+                lc.send_alerts(async {
+                    let rules = budget::rules(lc.store().as_ref()).await?;
+                    budget::check_overrun(lc.store().as_ref(), &rules, &task, &owner, &project, actual, held).await
+                })
+                .await;
             });
         }
         let key = (owner, project);

@@ -221,13 +221,18 @@ impl Lifecycle {
     /// which refuses if they changed, so a rule set on any instance holds from the next
     /// submission on, everywhere.
     pub(crate) async fn cost_rules(&self, fresh: bool) -> Result<std::sync::Arc<budget::RulesRead>, StoreError> {
-        let known = &self.0.cost_rules.0;
-        if !fresh && let Some(r) = known.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if !fresh && let Some(r) = self.known_cost_rules() {
             return Ok(r);
         }
+        let known = &self.0.cost_rules.0;
         let read = std::sync::Arc::new(budget::rules_read(self.0.store.as_ref()).await?);
         *known.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
         Ok(read)
+    }
+
+    /// The cost rules as last read, if they were.
+    pub(crate) fn known_cost_rules(&self) -> Option<std::sync::Arc<budget::RulesRead>> {
+        self.0.cost_rules.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Records a new task (state `queued`) and wakes the dispatcher. Returns the record.
