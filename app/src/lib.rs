@@ -167,6 +167,7 @@ fn ControlRoom() -> impl IntoView {
                         {deferred(PanelId::Gateway)}
                         {deferred(PanelId::Throttle)}
                         {deferred(PanelId::Failures)}
+                        {panels::monitor::legend()}
                     </div>
                 </Section>
                 <Section id="money" name="Money">

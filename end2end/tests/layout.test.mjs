@@ -2,7 +2,7 @@
 // release build: what a cold load transfers (JS + WASM + CSS, compressed, under the budget) and
 // how it is cached; the sign-in page without the bundle; the Task Monitor and the composer above
 // the fold at 1440×900, the page about four screens tall; no control or table out of its panel
-// and no sideways scrolling at 1440×900 and 390×844; no word broken mid-word; deep links and
+// and no sideways scrolling at 1440×900 and 390×844; no word broken mid-word; no text under 12 px; deep links and
 // the keyboard; and axe-core's WCAG 2 A/AA rules. Positions are read from the DOM.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,8 +25,8 @@ after(async () => { await browser?.close(); });
  * Loads `path` in a fresh context (empty cache) and sums what came over the wire, by kind:
  * every response's encoded body size as Chromium counted it.
  */
-async function coldLoad(base, path, { viewport = { width: 1440, height: 900 }, cookie } = {}) {
-  const context = await browser.newContext({ viewport });
+async function coldLoad(base, path, { viewport = { width: 1440, height: 900 }, cookie, colorScheme = 'dark' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme });
   if (cookie) await context.addCookies([cookie]);
   const page = await context.newPage();
   const errors = [];
@@ -132,6 +132,23 @@ async function spills(page) {
   });
 }
 
+/** axe-core's WCAG 2 A/AA rules on the page as it is: the violations found, one line each. */
+async function axeViolations(page) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  assert.ok(result.passes.length >= 20, `axe ran its rules (${result.passes.length} passed)`);
+  return result.violations.map((v) => `${v.id} (${v.nodes.length}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+}
+
+/** Visible text set under 12 px: every element with a text node of its own, by its computed size. */
+async function smallText(page) {
+  return page.evaluate(() => [...document.querySelectorAll('body *')]
+    .filter((el) => el.offsetParent !== null && [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()))
+    .filter((el) => parseFloat(getComputedStyle(el).fontSize) < 12)
+    .map((el) => `<${el.tagName.toLowerCase()} class="${el.className}"> ${getComputedStyle(el).fontSize}: ${el.textContent.trim().slice(0, 30)}`)
+    .slice(0, 10));
+}
+
 /** Words broken across lines: a one-word element (a state, a badge, a header cell) with more than one line box. */
 async function brokenWords(page) {
   return page.evaluate(() => [...document.querySelectorAll('.state, .badge, th, .strip-value, .model-price')]
@@ -140,7 +157,7 @@ async function brokenWords(page) {
 }
 
 for (const size of [{ width: 1440, height: 900 }, { width: 390, height: 844 }]) {
-  test(`at ${size.width}×${size.height}: nothing spills out of its panel, no word breaks mid-word, axe finds nothing`, async () => {
+  test(`at ${size.width}×${size.height}: nothing spills out of its panel, no word breaks mid-word, no text under 12 px, axe finds nothing`, async () => {
     const server = await startServer({}, ['--simulate']);
     try {
       const cookie = await sessionCookie(server.base);
@@ -159,6 +176,7 @@ for (const size of [{ width: 1440, height: 900 }, { width: 390, height: 844 }]) 
       assert.deepEqual(out, [], 'controls inside their panels');
       assert.ok(sideways <= 0, `the page scrolls sideways by ${sideways}px`);
       assert.deepEqual(await brokenWords(page), [], 'no word broken across lines');
+      assert.deepEqual(await smallText(page), [], 'no text under 12 px');
 
       const height = await page.evaluate(() => document.documentElement.scrollHeight);
       console.log(`${size.width}×${size.height}: the page is ${height}px tall (${(height / size.height).toFixed(1)} screens)`);
@@ -169,13 +187,13 @@ for (const size of [{ width: 1440, height: 900 }, { width: 390, height: 844 }]) 
         assert.ok(monitor < 300, `the Task Monitor starts ${monitor}px down`);
         assert.ok(submit < size.height, `the composer's Submit is at ${submit}px, below the fold`);
         assert.ok(height <= 4 * size.height, `the page is ${height}px, over four screens`);
+        // The spend chart is drawn 480 wide with 13 px text: shown at least 443 wide, its text
+        // stays at 12 px or more.
+        const chart = await page.$eval('[data-testid="spend-chart"]', (el) => el.getBoundingClientRect().width);
+        assert.ok(chart * 13 / 480 >= 12, `the spend chart is ${chart}px wide: its text is under 12 px`);
       }
 
-      await page.addScriptTag({ content: axeSource });
-      const result = await page.evaluate(async () => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-      const found = result.violations.map((v) => `${v.id} (${v.nodes.length}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
-      assert.ok(result.passes.length >= 20, `axe ran its rules (${result.passes.length} passed)`);
-      assert.deepEqual(found, [], 'axe-core WCAG 2 A/AA');
+      assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA');
 
       assert.deepEqual(errors, []);
       await page.evaluate(() => window.scrollTo(0, 0));
@@ -186,6 +204,33 @@ for (const size of [{ width: 1440, height: 900 }, { width: 390, height: 844 }]) 
     }
   });
 }
+
+test('on a light system setting the console is light, and axe still finds nothing', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const cookie = await sessionCookie(server.base);
+    const { context, page, errors } = await coldLoad(server.base, '/', { cookie, colorScheme: 'light' });
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
+    await page.fill('[data-testid="composer-prompt"]', 'a light test card');
+    await page.click('[data-testid="composer-submit"]');
+    await page.waitForSelector('tr[data-task][data-state="success"]', { timeout: 40_000 });
+    // The page, a panel and a field are light; the text on them dark.
+    const shades = await page.evaluate(() => {
+      const lum = (c) => { const [r, g, b] = c.match(/[\d.]+/g).map(Number); return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; };
+      const of = (sel, prop) => lum(getComputedStyle(document.querySelector(sel))[prop]);
+      return { page: of('body', 'backgroundColor'), panel: of('section.panel', 'backgroundColor'), field: of('[data-testid="composer-prompt"]', 'backgroundColor'), ink: of('body', 'color') };
+    });
+    for (const k of ['page', 'panel', 'field']) assert.ok(shades[k] > 0.85, `the ${k} is light (${shades[k].toFixed(2)})`);
+    assert.ok(shades.ink < 0.2, `the text is dark (${shades.ink.toFixed(2)})`);
+    assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA, colour contrast included');
+    assert.deepEqual(errors, []);
+    await page.screenshot({ path: join(artifacts, 'console-light.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
 
 test('the status strip stays in view and links to its panels; sections and panels have deep links; the keyboard reaches the monitor first', async () => {
   const server = await startServer({}, ['--simulate']);

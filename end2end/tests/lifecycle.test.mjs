@@ -159,7 +159,7 @@ test('a search typed into the Monitor narrows it live, lives in the URL and a re
     await watchStates(page, boat, 'success');
     await page.selectOption('[data-testid="filter-state"]', 'success');
     await page.waitForFunction(() => {
-      const counted = /success (\d+)/.exec(document.querySelector('[data-testid="monitor-facets"]')?.textContent ?? '');
+      const counted = /done (\d+)/.exec(document.querySelector('[data-testid="monitor-facets"]')?.textContent ?? '');
       return counted && Number(counted[1]) >= 2 && document.querySelector('[data-testid="monitor-count"]')?.textContent === `${counted[1]} tasks`;
     }, null, { timeout: 10_000 });
     // A task's story in the drawer beside the list, closed again.

@@ -49,7 +49,7 @@ async fn caps(state: &AppState, by: By) -> Vec<(String, Credits, String)> {
 /// A bar chart of KIE's charges, with its figures in `<title>`s and a caption for readers.
 pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     let shown: Vec<&Bar> = bars.iter().take(MAX_BARS).collect();
-    let (w, h, left, bottom, top) = (640.0, 220.0, 52.0, 46.0, 16.0);
+    let (w, h, left, bottom, top) = (480.0, 240.0, 60.0, 56.0, 16.0);
     let max_bar = shown.iter().map(|b| b.charged.0).max().unwrap_or(0);
     let max_cap = caps.iter().map(|c| c.1.0).max().unwrap_or(0);
     let max = max_bar.max(max_cap).max(1) as f64;
@@ -63,15 +63,17 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
         By::Owner => "Spend by person or relay key (KIE's charges, credits)",
     };
     let mut out = String::new();
-    let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="10">"##);
+    let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="13">"##);
+    // The same chart on a light system setting (the page follows it too).
+    out.push_str("<style>@media (prefers-color-scheme:light){.bg{fill:#eef1f5}.gr{stroke:#d3d9e1}.ax{fill:#4f5b69}}</style>");
     let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, esc(title), shown.len(), Credits(max_bar));
-    let _ = write!(out, r##"<rect width="{w}" height="{h}" fill="#0e131b"/>"##);
+    let _ = write!(out, r##"<rect class="bg" width="{w}" height="{h}" fill="#0e131b"/>"##);
     for frac in [0.0, 0.5, 1.0] {
         let v = (max * frac) as i64;
-        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#243044"/><text x="{}" y="{:.1}" fill="#8a97ab" text-anchor="end">{}</text>"##, w - 8.0, y(v), y(v), left - 4.0, y(v) + 3.0, Credits(v));
+        let _ = write!(out, r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#243044" class="gr"/><text class="ax" x="{}" y="{:.1}" fill="#8a97ab" text-anchor="end">{}</text>"##, w - 8.0, y(v), y(v), left - 4.0, y(v) + 4.0, Credits(v));
     }
     if shown.is_empty() || max_bar == 0 {
-        let _ = write!(out, r##"<text x="{}" y="{}" fill="#8a97ab" text-anchor="middle">No spend folded yet</text>"##, w / 2.0, top + plot_h / 2.0);
+        let _ = write!(out, r##"<text class="ax" x="{}" y="{}" fill="#8a97ab" text-anchor="middle">No spend folded yet</text>"##, w / 2.0, top + plot_h / 2.0);
     }
     for (i, b) in shown.iter().enumerate() {
         let x = left + slot * i as f64 + slot * 0.15;
@@ -89,8 +91,8 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
         let every = if by == By::Day { 5 } else { 1 };
         if i % every == 0 || i + 1 == shown.len() {
             let short: String = if by == By::Day { b.label.chars().skip(5).collect() } else { b.label.chars().take(14).collect() };
-            let (lx, ly) = (x + bw / 2.0, h - bottom + 12.0);
-            let _ = write!(out, r##"<text x="{lx:.1}" y="{ly:.1}" fill="#8a97ab" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})">{}</text>"##, esc(&short));
+            let (lx, ly) = (x + bw / 2.0, h - bottom + 14.0);
+            let _ = write!(out, r##"<text class="ax" x="{lx:.1}" y="{ly:.1}" fill="#8a97ab" text-anchor="end" transform="rotate(-35 {lx:.1} {ly:.1})">{}</text>"##, esc(&short));
         }
         for (_, cap, what) in caps.iter().filter(|c| c.0 == b.label) {
             let cy = y(cap.0);

@@ -150,7 +150,7 @@ async fn receipts_carry_kies_charges_per_project_and_json_csv_and_cli_agree() {
     };
     let (rows, matches, states) = listed("filter[project]=trailer".into()).await;
     assert_eq!((rows.len(), matches), (3, Some(3)));
-    assert_eq!(states, json!("By state: success 2 · fail 1"));
+    assert_eq!(states, json!("By state: done 2 · failed 1"));
     let (_, matches, _) = listed("filter[project]=trailer&filter[state]=success".into()).await;
     assert_eq!(matches, Some(2), "the state's own count");
     let (rows, matches, _) = listed("filter[min]=1".into()).await;

@@ -59,7 +59,7 @@ mod server_side {
             typical,
             total: format!("{total} credits (${:.2})", total.usd()),
             matches: counts.as_ref().map(|c| c.matching(&query)),
-            states: counts.map(|c| c.0.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.as_str())).collect::<Vec<_>>().join(" · ")).filter(|t| !t.is_empty()).map(|t| format!("By state: {t}")),
+            states: counts.map(|c| c.0.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", crate::view::state_said(s.as_str()))).collect::<Vec<_>>().join(" · ")).filter(|t| !t.is_empty()).map(|t| format!("By state: {t}")),
         })
     }
 

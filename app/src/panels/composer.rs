@@ -175,9 +175,9 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
                     let first = language.first().map(|m| m.id.clone()).unwrap_or_default();
                     (!language.is_empty()).then(|| view! {
                         <span class="draft">
-                            <select aria-label="Language model" data-testid="draft-model" on:change=move |ev| draft_model.set(event_target_value(&ev))>
+                            <label>"Draft the prompt with"<select data-testid="draft-model" on:change=move |ev| draft_model.set(event_target_value(&ev))>
                                 {language.iter().map(|m| view! { <option value=m.id.clone() title=m.rate.clone().unwrap_or_else(|| "price unknown: a per-job cap is held".into())>{m.id.clone()}</option> }).collect_view()}
-                            </select>
+                            </select></label>
                             <button type="button" class="small" data-testid="draft" disabled=move || draft.pending().get()
                                 on:click=move |_| {
                                     let model = Some(draft_model.get_untracked()).filter(|m| !m.is_empty()).unwrap_or_else(|| first.clone());

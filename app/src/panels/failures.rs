@@ -88,7 +88,7 @@ fn item(t: TaskRow, can_act: bool) -> impl IntoView + use<> {
     };
     view! {
         <li data-task=t.id.clone()>
-            <span class="state state-fail">{t.fail_class.clone().or_else(|| t.archive.clone()).unwrap_or_else(|| t.state.clone())}</span>
+            <span class="state state-fail">{t.fail_class.clone().or_else(|| t.archive.clone()).unwrap_or_else(|| crate::view::state_said(&t.state).to_string())}</span>
             " "<a href=format!("/tasks/{}", t.id) data-testid="review-story"><code>{t.id.clone()}</code></a>" · "{t.model.clone()}" · "{t.owner.clone()}" · "{t.project.clone()}
             <div class="muted">
                 {when}

@@ -81,10 +81,10 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
                 // The form's first button: what Enter in the search box presses.
                 <button type="submit" class="sr-only">"Search"</button>
                 <input type="search" name="q" value=field(&query, "q").unwrap_or_default().to_string() placeholder="Search models, providers, uses" aria-label="Search models" data-testid="market-search"/>
-                <select name="cat" aria-label="Category" data-testid="market-category">
-                    <option value="">"All categories"</option>
+                <label class="small">"Category "<select name="cat" data-testid="market-category">
+                    <option value="">"all"</option>
                     {CATEGORIES.map(|c| view! { <option value=c selected=cat == c>{title_case(c)}</option> }).collect_view()}
-                </select>
+                </select></label>
                 {open.clone().map(|o| view! { <input type="hidden" name="open" value=o/> })}
                 {list}
             </form>
@@ -144,14 +144,14 @@ fn model_page(m: &ModelOption, query: &Fields) -> AnyView {
             </div>
             <div class="calculator">
                 {(!m.choices.is_empty()).then(|| view! {
-                    <select name="choice" aria-label="Choice">
+                    <label>{m.priced_by.clone().unwrap_or_else(|| "Choice".into())}" "<select name="choice">
                         {m.choices.iter().map(|c| view! { <option value=c.clone() selected=*c == choice>{c.clone()}</option> }).collect_view()}
-                    </select>
+                    </select></label>
                 })}
                 {duration.then(|| view! {
-                    <select name="mode" aria-label="Mode">
+                    <label>"mode "<select name="mode">
                         <option value="std" selected=mode == "std">"std"</option><option value="pro" selected=mode == "pro">"pro"</option>
-                    </select>
+                    </select></label>
                 })}
                 <label>"× "<input type="number" name="count" min="1" max="1000" aria-label="How many tasks" value=count.to_string()/></label>
                 <strong data-testid="calc-estimate">{estimate}</strong>

@@ -8,11 +8,10 @@ use leptos::prelude::*;
 use super::composer::Composer;
 use crate::api::{TaskFilter, cancel_task, list_tasks, rerun_draft};
 use crate::live::live;
-use crate::view::{ModelOption, TaskList, TaskRow};
+use crate::view::{ModelOption, STATE_WORDS, TaskList, TaskRow, state_said};
 
 /// Rows per page in the monitor.
 pub const PAGE: usize = 25;
-const STATES: [&str; 8] = ["queued", "submitted", "waiting", "queuing", "generating", "success", "fail", "expired"];
 
 /// Whether a live row belongs in the listing under `f` (a search is the server's to read: while
 /// one is on, only the rows it listed are followed live — see `rows` in [`TaskMonitor`]).
@@ -142,7 +141,7 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
         cursors.set(Vec::new());
         read();
     };
-    // The filter's tasks by state, where the store counts them: "success 412 · fail 20".
+    // The filter's tasks by state, where the store counts them: "done 412 · failed 20".
     let states = move || tasks.with(|t| t.as_ref().ok().and_then(|t| t.states.clone()));
     let value = move |v: &Option<String>| v.clone().unwrap_or_default();
 
@@ -176,10 +175,10 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks" on:input=changed on:change=changed>
                 <input type="search" name="q" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q)/>
-                <select name="state" aria-label="State" data-testid="filter-state">
-                    <option value="">"Any state"</option>
-                    {STATES.iter().map(|s| view! { <option value=*s selected=shown.state.as_deref() == Some(*s)>{*s}</option> }).collect_view()}
-                </select>
+                <label class="small">"State "<select name="state" data-testid="filter-state">
+                    <option value="">"any"</option>
+                    {STATE_WORDS.iter().map(|(s, said)| view! { <option value=*s selected=shown.state.as_deref() == Some(*s)>{*said}</option> }).collect_view()}
+                </select></label>
                 <input type="search" name="model" placeholder="Model" aria-label="Model" value=value(&shown.model)/>
                 <input type="search" name="project" placeholder="Project" aria-label="Project" value=value(&shown.project)/>
                 <input type="search" name="owner" placeholder="Person (email or key:label)" aria-label="Person" value=value(&shown.owner)/>
@@ -297,6 +296,21 @@ pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
 /// A table of task rows.
 /// `actions`: offer Cancel on tasks still queued here and "Re-run with edits" on ended ones
 /// (the server checks who may).
+/// The states' legend beside the Monitor: each one's words and what it means (rendered on the
+/// server only).
+pub fn legend() -> impl IntoView {
+    view! {
+        <details class="legend" data-testid="state-legend">
+            <summary>"What the states mean"</summary>
+            <dl class="kv">
+                {STATE_WORDS.iter().zip(crate::view::STATE_MEANINGS).map(|((name, said), meaning)| view! {
+                    <dt class=format!("state state-{name}")>{*said}</dt><dd>{meaning}</dd>
+                }).collect_view()}
+            </dl>
+        </details>
+    }
+}
+
 /// `typical`: how long each model typically takes at KIE (ms), set against a task there.
 pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, u64)>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
@@ -325,8 +339,8 @@ pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, 
                             <td>{t.project.clone()}</td>
                             <td>{t.owner.clone()}</td>
                             <td>
-                                <span class=format!("state state-{}", t.state) data-testid="task-state">{t.state.clone()}</span>
-                                <progress max="6" value=step.to_string() aria-label="progress"></progress>
+                                <span class=format!("state state-{}", t.state) data-testid="task-state">{state_said(&t.state).to_string()}</span>
+                                <progress max="6" value=step.to_string() aria-label=format!("Progress of {}", t.id)></progress>
                                 {(!t.terminal).then(|| view! { <div class="muted small" data-testid="task-in-state">"for "{move || age(now.get(), since)}{usual.map(|u| format!(" · {u}"))}</div> })}
                                 {t.note.clone().map(|n| view! { <div class="muted small">{n}</div> })}
                                 {t.queue.clone().map(|q| view! { <div class="muted small" data-testid="task-queue">{q}</div> })}

@@ -53,7 +53,7 @@ fn story(s: TaskStory) -> impl IntoView {
             <dt>"KIE's task id"</dt><dd><code data-testid="story-kie-id">{t.kie_task_id.clone().unwrap_or_else(|| "not yet".into())}</code></dd>
             <dt>"Model"</dt><dd>{t.model.clone()}</dd>
             <dt>"Project · owner"</dt><dd>{t.project.clone()}" · "{t.owner.clone()}</dd>
-            <dt>"State"</dt><dd><span class=format!("state state-{}", t.state) data-testid="story-state">{t.state.clone()}</span>
+            <dt>"State"</dt><dd><span class=format!("state state-{}", t.state) data-testid="story-state">{crate::view::state_said(&t.state).to_string()}</span>
                 {t.fail_msg.clone().map(|m| view! { " "<span class="error small">{m}</span> })}</dd>
             <dt>"Cost"</dt><dd data-testid="story-cost">{cost}</dd>
             <dt>"Library"</dt><dd>

@@ -2,6 +2,37 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The states as a person reads them, one vocabulary for the Monitor's rows, its filter, its
+/// counts and its legend: (the state's name on the wire, its words). KIE's own states read
+/// "at KIE: …"; ours say where the task is here.
+pub const STATE_WORDS: [(&str, &str); 8] = [
+    ("queued", "in our queue"),
+    ("submitted", "at KIE: accepted"),
+    ("waiting", "at KIE: waiting"),
+    ("queuing", "at KIE: in its queue"),
+    ("generating", "at KIE: generating"),
+    ("success", "done"),
+    ("fail", "failed"),
+    ("expired", "expired"),
+];
+
+/// What each state means, in [`STATE_WORDS`]' order (the Monitor's legend).
+pub const STATE_MEANINGS: [&str; 8] = [
+    "Recorded here and waiting for the rate guard's turn: nothing is sent to KIE yet, and it can still be cancelled.",
+    "KIE took it and gave it a task id.",
+    "KIE has it and has not started it.",
+    "Waiting in KIE's own queue.",
+    "KIE is making it.",
+    "Finished: its results are copied into the Library.",
+    "Ended without a result (KIE refused or failed it, or it was cancelled); the Failures panel says why.",
+    "No result in time: its deadline passed before it was sent, or its callback never came and polling gave up.",
+];
+
+/// A state's words (see [`STATE_WORDS`]); an unknown name as it is.
+pub fn state_said(state: &str) -> &str {
+    STATE_WORDS.iter().find(|(name, _)| *name == state).map_or(state, |(_, said)| said)
+}
+
 /// One row of the Task Monitor or the Error Review.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRow {
