@@ -49,7 +49,7 @@ async fn caps(state: &AppState, by: By) -> Vec<(String, Credits, String)> {
 /// A bar chart of KIE's charges, with its figures in `<title>`s and a caption for readers.
 pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     let shown: Vec<&Bar> = bars.iter().take(MAX_BARS).collect();
-    let (w, h, left, bottom, top) = (480.0, 240.0, 60.0, 56.0, 16.0);
+    let (w, h, left, bottom, top) = (300.0, 180.0, 56.0, 52.0, 16.0);
     let max_bar = shown.iter().map(|b| b.charged.0).max().unwrap_or(0);
     let max_cap = caps.iter().map(|c| c.1.0).max().unwrap_or(0);
     let max = max_bar.max(max_cap).max(1) as f64;
@@ -63,7 +63,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
         By::Owner => "Spend by person or relay key (KIE's charges, credits)",
     };
     let mut out = String::new();
-    let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="13">"##);
+    let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="12">"##);
     // The same chart on a light system setting (the page follows it too).
     out.push_str("<style>@media (prefers-color-scheme:light){.bg{fill:#eef1f5}.gr{stroke:#d3d9e1}.ax{fill:#4f5b69}}</style>");
     let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, esc(title), shown.len(), Credits(max_bar));
@@ -88,7 +88,8 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
             b.estimated,
             b.tasks
         );
-        let every = if by == By::Day { 5 } else { 1 };
+        // A label every few bars where they would overlap (12 px text at -35°).
+        let every = if by == By::Day { 5 } else { (20.0 / slot).ceil().max(1.0) as usize };
         if i % every == 0 || i + 1 == shown.len() {
             let short: String = if by == By::Day { b.label.chars().skip(5).collect() } else { b.label.chars().take(14).collect() };
             let (lx, ly) = (x + bw / 2.0, h - bottom + 14.0);

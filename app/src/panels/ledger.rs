@@ -126,7 +126,7 @@ pub async fn render(query: Fields) -> AnyView {
                                     </label>
                                 </form>
                                 " "<a class="small" href=format!("/spend.csv?by={by}") download="">"CSV"</a>
-                                <img data-testid="spend-chart" src=format!("/spend.svg?by={by}&v={version}") alt=format!("Spend by {by} — the figures are in the table that follows") width="480" height="240"/>
+                                <img data-testid="spend-chart" src=format!("/spend.svg?by={by}&v={version}") alt=format!("Spend by {by} — the figures are in the table that follows") width="300" height="180"/>
                                 {table}
                             </div>
                         }.into_any()
