@@ -341,3 +341,21 @@ impl From<gateway::TaskRecord> for TaskStory {
         TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped }
     }
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_has_words_and_a_meaning_in_lifecycle_order() {
+        let names: Vec<&str> = gateway::TaskState::ALL.iter().map(|s| s.as_str()).collect();
+        let worded: Vec<&str> = STATE_WORDS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(worded, names, "one line of words per state, in the lifecycle's order (the legend zips them with STATE_MEANINGS)");
+        assert_eq!(state_said("queued"), "in our queue");
+        assert_eq!(state_said("waiting"), "at KIE: waiting");
+        assert_eq!(state_said("no-such-state"), "no-such-state", "an unknown name is shown as it is");
+        let said: std::collections::HashSet<&str> = STATE_WORDS.iter().map(|(_, s)| *s).collect();
+        assert_eq!(said.len(), STATE_WORDS.len(), "no two states read the same");
+        assert!(STATE_MEANINGS.iter().all(|m| m.len() > 10 && m.ends_with('.')));
+    }
+}
