@@ -30,9 +30,10 @@ test('without a key the page hydrates, shows all eleven panels (and the admin\'s
     assert.match(await page.textContent('[data-panel="01"]'), /0 while disconnected/);
     assert.match(await page.textContent('[data-panel="02"]'), /Not configured/);
     assert.match(await page.textContent('[data-panel="10"]'), /No tasks on record yet/);
-    // The stylesheet applied: panels sit on the dark theme.
+    // The stylesheet applied: the page follows the system's setting, light in this context
+    // (Playwright's default; the dark theme is checked in layout.test.mjs).
     const bg = await page.$eval('body', (b) => getComputedStyle(b).backgroundColor);
-    assert.equal(bg, 'rgb(11, 14, 19)');
+    assert.equal(bg, 'rgb(243, 245, 248)');
     assert.deepEqual(errors, [], 'no console errors (hydration mismatches would show here)');
     await page.screenshot({ path: join(artifacts, 'control-room-1280.png'), fullPage: true });
     await context.close();

@@ -132,11 +132,14 @@ async function spills(page) {
   });
 }
 
-/** axe-core's WCAG 2 A/AA rules on the page as it is: the violations found, one line each. */
-async function axeViolations(page) {
+/**
+ * axe-core's WCAG 2 A/AA rules on the page as it is: the violations found, one line each
+ * (having checked that at least `minPasses` rules ran and passed: a small page has fewer).
+ */
+async function axeViolations(page, minPasses = 20) {
   await page.addScriptTag({ content: axeSource });
   const result = await page.evaluate(async () => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  assert.ok(result.passes.length >= 20, `axe ran its rules (${result.passes.length} passed)`);
+  assert.ok(result.passes.length >= minPasses, `axe ran its rules (${result.passes.length} passed)`);
   return result.violations.map((v) => `${v.id} (${v.nodes.length}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
 }
 
@@ -228,6 +231,31 @@ test('on a light system setting the console is light, and axe still finds nothin
     assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA, colour contrast included');
     assert.deepEqual(errors, []);
     await page.screenshot({ path: join(artifacts, 'console-light.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('axe finds nothing on the sign-in page, nor on a task\'s story page', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const signin = await coldLoad(server.base, '/signin');
+    await signin.page.waitForLoadState('networkidle');
+    assert.deepEqual(await axeViolations(signin.page, 8), [], 'axe-core WCAG 2 A/AA on the sign-in page');
+    await signin.context.close();
+    const cookie = await sessionCookie(server.base);
+    const { context, page, errors } = await coldLoad(server.base, '/', { cookie });
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
+    await page.fill('[data-testid="composer-prompt"]', 'a story to read');
+    await page.click('[data-testid="composer-submit"]');
+    const row = await page.waitForSelector('tr[data-task][data-state="success"]', { timeout: 40_000 });
+    const id = await row.getAttribute('data-task');
+    await page.goto(`${server.base}/tasks/${id}`);
+    assert.match(await page.textContent('[data-testid="story-state"]'), /^done$/, 'the story says the state in words');
+    assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA on a task\'s story');
+    assert.deepEqual(errors, []);
     await context.close();
   } finally {
     await server.stop();

@@ -103,7 +103,7 @@ async fn story_asked(State(state): State<AppState>, Extension(console): Extensio
 fn own_page(state: &AppState, rendered: Rendered, back: &str) -> Response {
     let Rendered { status, html, .. } = rendered;
     let page = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{back}\">Back to the console</a></p></body></html>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{back}\">Back to the console</a></p></body></html>",
         app::assets::stylesheet(&state.leptos_options)
     );
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response()
