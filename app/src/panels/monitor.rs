@@ -293,9 +293,6 @@ pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
     }
 }
 
-/// A table of task rows.
-/// `actions`: offer Cancel on tasks still queued here and "Re-run with edits" on ended ones
-/// (the server checks who may).
 /// The states' legend beside the Monitor: each one's words and what it means (rendered on the
 /// server only).
 pub fn legend() -> impl IntoView {
@@ -311,6 +308,9 @@ pub fn legend() -> impl IntoView {
     }
 }
 
+/// A table of task rows.
+/// `actions`: offer Cancel on tasks still queued here and "Re-run with edits" on ended ones
+/// (the server checks who may).
 /// `typical`: how long each model typically takes at KIE (ms), set against a task there.
 pub fn task_table(rows: Vec<TaskRow>, now: RwSignal<u64>, typical: Vec<(String, u64)>, actions: Option<(Action<String, Result<String, ServerFnError>>, super::composer::Rerun)>) -> impl IntoView {
     view! {
