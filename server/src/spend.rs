@@ -64,7 +64,8 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
     };
     let mut out = String::new();
     let _ = write!(out, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-labelledby="t d" font-family="ui-monospace,monospace" font-size="12">"##);
-    // The same chart on a light system setting (the page follows it too).
+    // The same chart on a light system setting (the page follows it too). An image cannot read
+    // the page's CSS variables: these are the light theme's --well, --panel-edge and --muted.
     out.push_str("<style>@media (prefers-color-scheme:light){.bg{fill:#eef1f5}.gr{stroke:#d3d9e1}.ax{fill:#4f5b69}}</style>");
     let _ = write!(out, r##"<title id="t">{}</title><desc id="d">{} bars; the largest {} credits.</desc>"##, esc(title), shown.len(), Credits(max_bar));
     let _ = write!(out, r##"<rect class="bg" width="{w}" height="{h}" fill="#0e131b"/>"##);

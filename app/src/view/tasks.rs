@@ -16,7 +16,8 @@ pub const STATE_WORDS: [(&str, &str); 8] = [
     ("expired", "expired"),
 ];
 
-/// What each state means, in [`STATE_WORDS`]' order (the Monitor's legend).
+/// What each state means, in [`STATE_WORDS`]' order (the Monitor's legend). Kept apart from the
+/// words: the Monitor's island reads only those, so the bundle does not carry these.
 pub const STATE_MEANINGS: [&str; 8] = [
     "Recorded here and waiting for the rate guard's turn: nothing is sent to KIE yet, and it can still be cancelled.",
     "KIE took it and gave it a task id.",
