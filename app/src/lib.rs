@@ -10,6 +10,7 @@
 //!   [`live::Console`] island that owns it and wraps the page.
 //! - [`enhance`] — in that island: reloads the server-rendered panels on live events and
 //!   sends their forms in the background.
+//! - [`keys`] — in that island too: the keyboard shortcuts, and their list under "?".
 //! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures,
 //!   then the admins' 12 Team and 13 Audit), the status strip, and the shared panel frame.
 //!   Every panel is rendered on the server only; the Task Monitor and its composer are the
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub(crate) mod enhance;
+pub(crate) mod keys;
 pub mod live;
 pub mod panels;
 pub(crate) mod signin;
@@ -56,11 +58,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Whether this request is for the console page (the one page with islands).
+/// Whether this request is for a page of the console (the pages with islands: the Control
+/// Room and its settings).
 fn console_page() -> bool {
     #[cfg(feature = "ssr")]
     {
-        use_context::<http::request::Parts>().is_none_or(|p| p.uri.path() == "/")
+        use_context::<http::request::Parts>().is_none_or(|p| matches!(p.uri.path(), "/" | "/settings"))
     }
     #[cfg(not(feature = "ssr"))]
     {
@@ -111,45 +114,28 @@ pub fn App() -> impl IntoView {
                 // In order: the HTML streams top to bottom and is whole without JavaScript (no
                 // placeholders swapped in by script).
                 <Route path=StaticSegment("") view=ControlRoom ssr=SsrMode::InOrder/>
+                <Route path=StaticSegment("settings") view=Settings ssr=SsrMode::InOrder/>
                 <Route path=StaticSegment("signin") view=signin::SignIn/>
             </Routes>
         </Router>
     }
 }
 
-/// The sections of the page, in order: (anchor, name).
+/// The sections of the page, in order: (anchor, name). Team is shown to admins only.
 const SECTIONS: [(&str, &str); 4] = [("operate", "Operate"), ("money", "Money"), ("library", "Library"), ("team", "Team")];
 
 /// The Control Room page: the masthead, the status strip, then the numbered panels in four
 /// sections (operate · money · library · team). Everything here is rendered on the server;
 /// the [`live::Console`] island around it keeps it live, and the Task Monitor is an island.
+/// What is set once and rarely changed (the key vault, cost rules, callbacks) is on
+/// [`Settings`], not here.
 #[component]
 fn ControlRoom() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     view! {
         <live::Console>
             <a class="skip" href="#monitor">"Skip to the Task Monitor"</a>
-            <header class="masthead">
-                <div class="brand">
-                    <span class="brand-mark">"BROAD|CAST"</span>
-                    <span class="brand-sub">"Video Creation Studio · Control Room · Generation Gateway"</span>
-                </div>
-                <div class="title-row">
-                    <h1>"KIE Control Room"</h1>
-                    <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
-                        {Suspend::new(async move { upstream_badge(api::load_console_status().await.ok().as_ref()) })}
-                    </Suspense>
-                </div>
-                <nav class="sections" aria-label="Sections">
-                    {SECTIONS.map(|(id, name)| view! { <a href=format!("#{id}")>{name}</a> }).collect_view()}
-                </nav>
-                <Suspense fallback=|| ()>
-                    {Suspend::new(async move { panels::me().await.map(user_bar) })}
-                </Suspense>
-                <Suspense fallback=|| ()>
-                    {Suspend::new(async move { api::load_console_status().await.ok().and_then(|s| simulator_banner(&s)) })}
-                </Suspense>
-            </header>
+            <Masthead here=""/>
             {deferred(PanelId::Status)}
             <main>
                 <Section id="operate" name="Operate" class="operate">
@@ -159,14 +145,14 @@ fn ControlRoom() -> impl IntoView {
                             let initial = panels::monitor::filter_of(&query.get_untracked());
                             let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
                             let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
-                            let first = api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e));
+                            let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
                             view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial/> }
                         })}
                     </Suspense>
                     <div class="side">
+                        {deferred(PanelId::Failures)}
                         {deferred(PanelId::Gateway)}
                         {deferred(PanelId::Throttle)}
-                        {deferred(PanelId::Failures)}
                         {panels::monitor::legend()}
                     </div>
                 </Section>
@@ -178,21 +164,91 @@ fn ControlRoom() -> impl IntoView {
                 </Section>
                 <Section id="library" name="Library">
                     {deferred(PanelId::Retention)}
-                    {deferred(PanelId::Delivery)}
                 </Section>
-                <Section id="team" name="Team">
-                    {deferred(PanelId::Secret)}
-                    <Suspense fallback=|| ()>
-                        {Suspend::new(async move {
-                            panels::me().await.filter(Me::is_admin).map(|_| view! { {deferred(PanelId::Team)}{deferred(PanelId::Audit)} })
-                        })}
-                    </Suspense>
-                </Section>
+                <Suspense fallback=|| ()>
+                    {Suspend::new(async move {
+                        panels::me().await.filter(Me::is_admin).map(|_| view! {
+                            <Section id="team" name="Team">{deferred(PanelId::Team)}{deferred(PanelId::Audit)}</Section>
+                        })
+                    })}
+                </Suspense>
             </main>
             // A task's story, opened beside the Monitor by a row's Story button.
             <aside class="drawer-dock" aria-label="Task story">{panels::story::closed()}</aside>
-            <footer class="foot">"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</footer>
+            <Footer/>
         </live::Console>
+    }
+}
+
+/// The settings page (`/settings`): what is set up once and then left alone — the key vault and
+/// relay keys (02), the cost rules (05), and where KIE's callbacks arrive (08). Live and
+/// enhanced like the Control Room, through the same panels.
+#[component]
+fn Settings() -> impl IntoView {
+    view! {
+        <live::Console>
+            <a class="skip" href="#settings">"Skip to the settings"</a>
+            <Masthead here="settings"/>
+            <main>
+                <Section id="settings" name="Settings">
+                    {deferred(PanelId::Secret)}
+                    {deferred(PanelId::Rules)}
+                    {deferred(PanelId::Delivery)}
+                </Section>
+            </main>
+            <Footer/>
+        </live::Console>
+    }
+}
+
+/// The masthead of both pages: brand, title and connection, the sections' links (on the
+/// settings page they lead back to the Control Room), who is signed in, and the simulator's
+/// banner. `here`: the page's own link ("" for the Control Room).
+#[component]
+fn Masthead(here: &'static str) -> impl IntoView {
+    let back = if here.is_empty() { "" } else { "/" };
+    view! {
+        <header class="masthead">
+            <div class="brand">
+                <span class="brand-mark">"BROAD|CAST"</span>
+                <span class="brand-sub">"Video Creation Studio · Control Room · Generation Gateway"</span>
+            </div>
+            <div class="title-row">
+                <h1>"KIE Control Room"</h1>
+                <Suspense fallback=|| view! { <span class="badge badge-wait">"Checking"</span> }>
+                    {Suspend::new(async move { upstream_badge(api::load_console_status().await.ok().as_ref()) })}
+                </Suspense>
+            </div>
+            <Suspense fallback=|| ()>
+                {Suspend::new(async move {
+                    let admin = panels::me().await.is_some_and(|m| m.is_admin());
+                    view! {
+                        <nav class="sections" aria-label="Sections">
+                            {SECTIONS.iter().filter(|(id, _)| admin || *id != "team").map(|(id, name)| view! { <a href=format!("{back}#{id}")>{*name}</a> }).collect_view()}
+                            <a href="/settings" aria-current=(here == "settings").then_some("page") data-testid="settings-link">"Settings"</a>
+                            <a href="#keys" class="keys-link" title="Keyboard shortcuts" aria-label="Keyboard shortcuts">"?"</a>
+                        </nav>
+                    }
+                })}
+            </Suspense>
+            <Suspense fallback=|| ()>
+                {Suspend::new(async move { panels::me().await.map(user_bar) })}
+            </Suspense>
+            <Suspense fallback=|| ()>
+                {Suspend::new(async move { api::load_console_status().await.ok().and_then(|s| simulator_banner(&s)) })}
+            </Suspense>
+        </header>
+    }
+}
+
+/// The foot of both pages: the keyboard shortcuts (`?`) and what the console promises.
+#[component]
+fn Footer() -> impl IntoView {
+    view! {
+        <footer class="foot">
+            {keys::list()}
+            <p>"KIE Control Room · keys stay on the server · every number here comes from a record or an upstream answer"</p>
+        </footer>
     }
 }
 

@@ -88,6 +88,7 @@ pub fn Console(children: Children) -> impl IntoView {
                 let go = || {
                     start(live);
                     crate::enhance::start(live);
+                    crate::keys::start();
                 };
                 match &owner {
                     Some(o) => o.with(go),
@@ -141,7 +142,8 @@ pub(crate) mod browser {
                     match kind.as_str() {
                         "reset" => live.reset(),
                         _ => {
-                            if let Some(row) = msg.data().as_string().and_then(|d| serde_json::from_str::<TaskRow>(&d).ok()) {
+                            // Read from bytes, as the server functions' answers are: one decoder of rows in the bundle.
+                            if let Some(row) = msg.data().as_string().and_then(|d| serde_json::from_slice::<TaskRow>(d.as_bytes()).ok()) {
                                 live.take(row);
                             }
                         }

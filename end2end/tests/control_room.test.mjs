@@ -1,22 +1,22 @@
-// The Control Room page in a real Chromium: it loads, hydrates, shows the eleven panels and
-// honest empty states, and keeps the key off the page.
+// The Control Room and its settings in a real Chromium: they load, hydrate, show every panel
+// and honest empty states, and keep the key off the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { artifacts, launchBrowser, openHydrated, root, startServer } from './harness.mjs';
 
-// The eleven panels of the screen, then the admins' two (Team, Audit).
-const PANELS = ['01', '02', '03', '04', '05', '06', '07', '08', '09', '10', '11', '12', '13'];
-const TITLES = ['Connection Status', 'API Key Vault', 'Model Market', 'Favorite Models', 'Cost Rules', 'Rate Guard',
-  'Library', 'Callback / Webhook Manager', 'Ledger', 'Task Monitor', 'Error Review',
-  'People and Roles', 'Audit Log'];
+// The daily page's numbered panels, then the admins' two (Team, Audit); and the settings'.
+const PANELS = ['01', '03', '04', '05', '06', '07', '09', '10', '11', '12', '13'];
+const TITLES = ['Connection Status', 'Model Market', 'Favorite Models', 'Spend Against Caps', 'Rate Guard',
+  'Library', 'Ledger', 'Task Monitor', 'Error Review', 'People and Roles', 'Audit Log'];
+const SETTINGS = [['secret', 'API Key Vault'], ['rules', 'Cost Rules'], ['delivery', 'Callback / Webhook Manager']];
 
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
 
-test('without a key the page hydrates, shows all eleven panels (and the admin\'s two) and says Not configured', async () => {
+test('without a key the pages hydrate, show every panel in its section (settings apart) and say Not configured', async () => {
   const server = await startServer();
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
@@ -28,7 +28,6 @@ test('without a key the page hydrates, shows all eleven panels (and the admin\'s
     assert.equal(await page.textContent('[data-testid="connection-title"]'), 'Not configured');
     assert.match(await page.textContent('header.masthead'), /BROAD\|CAST/);
     assert.match(await page.textContent('[data-panel="01"]'), /0 while disconnected/);
-    assert.match(await page.textContent('[data-panel="02"]'), /Not configured/);
     assert.match(await page.textContent('[data-panel="10"]'), /No tasks on record yet/);
     // The stylesheet applied: the page follows the system's setting, light in this context
     // (Playwright's default; the dark theme is checked in layout.test.mjs).
@@ -36,6 +35,12 @@ test('without a key the page hydrates, shows all eleven panels (and the admin\'s
     assert.equal(bg, 'rgb(243, 245, 248)');
     assert.deepEqual(errors, [], 'no console errors (hydration mismatches would show here)');
     await page.screenshot({ path: join(artifacts, 'control-room-1280.png'), fullPage: true });
+    // What is set once is on its own page, one link away.
+    await Promise.all([page.waitForURL((u) => u.pathname === '/settings'), page.click('[data-testid="settings-link"]')]);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.deepEqual(await page.$$eval('section.panel', (els) => els.map((e) => [e.id, e.querySelector('h2').textContent.trim()])), SETTINGS);
+    assert.match(await page.textContent('[data-panel="02"]'), /Not configured/);
+    assert.deepEqual(errors, [], 'no console errors on the settings either');
     await context.close();
   } finally {
     await server.stop();
@@ -65,13 +70,16 @@ const leaks = (text) => forms.filter((f) => text.includes(f));
 test('with a key the vault shows a fingerprint, and the key is on no page, bundle or log', async () => {
   const server = await startServer({ KIE_API_KEY: key });
   try {
-    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    const { context, page, errors } = await openHydrated(browser, server.base + '/settings');
     assert.match(await page.textContent('[data-panel="02"]'), /Configured/);
+    assert.match(await page.textContent('[data-panel="02"]'), /Fingerprint\s*[0-9a-f]{8}/);
+    assert.match(await page.textContent('[data-testid="vault-verified"]'), /failed at \d\d:\d\d:\d\d \(UTC\)/, 'the last verification is the probe\'s own');
+    assert.deepEqual(leaks(await page.content()), [], 'key in the hydrated settings');
+    await page.goto(server.base + '/');
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
     // No upstream answers on loopback port 9: the panel says so instead of showing numbers.
     assert.match(await page.textContent('[data-testid="connection-detail"]'), /Cannot reach 127\.0\.0\.1/);
     assert.equal(await page.$('[data-testid="credit-balance"]'), null);
-    assert.match(await page.textContent('[data-panel="02"]'), /Fingerprint\s*[0-9a-f]{8}/);
-    assert.match(await page.textContent('[data-testid="vault-verified"]'), /failed at \d\d:\d\d:\d\d \(UTC\)/, 'the last verification is the probe\'s own');
     assert.deepEqual(leaks(await page.content()), [], 'key in the hydrated page');
     const assets = await page.$$eval('link[href^="/pkg/"]', (ls) => [...new Set(ls.map((l) => l.getAttribute('href')))]);
     assert.equal(assets.length, 3, `the page names its script, WASM and stylesheet: ${assets}`);

@@ -101,20 +101,24 @@ test('the sign-in page loads no bundle, stays under 60 KB and signs in without W
     await p.fill('[data-testid="signin-email"]', ADMIN);
     await p.fill('[data-testid="signin-password"]', PASSWORD);
     await Promise.all([p.waitForURL((u) => u.pathname === '/'), p.click('[data-testid="signin-submit"]')]);
-    await p.waitForSelector('[data-panel="05"] [data-testid="budget-form"]');
+    await p.waitForSelector('[data-panel="05"] [data-testid="budget-meter"], [data-panel="05"] [data-testid="budget-none"]');
     assert.match(await p.textContent('[data-panel="01"]'), /KIE simulator/, 'panels are rendered on the server');
+    await Promise.all([p.waitForURL((u) => u.pathname === '/settings'), p.click('[data-testid="settings-link"]')]);
+    await p.waitForSelector('#rules [data-testid="budget-form"]');
     await noJs.close();
   } finally {
     await server.stop();
   }
 });
 
-/** Elements that stick out of their panel (outside any scrolling wrapper), and the page's sideways overflow. */
+/** Elements that stick out of their panel (outside any scrolling wrapper, or a panel that scrolls), and the page's sideways overflow. */
 async function spills(page) {
   return page.evaluate(() => {
     const scrolls = (el) => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(el).overflowX);
     const out = [];
     for (const panel of document.querySelectorAll('section.panel, nav.status-strip')) {
+      // A panel that scrolls sideways itself (the strip on a phone) holds what it has.
+      if (scrolls(panel)) continue;
       const box = panel.getBoundingClientRect();
       for (const el of panel.querySelectorAll('*')) {
         let clipped = false;
@@ -166,11 +170,29 @@ for (const size of [{ width: 1440, height: 900 }, { width: 390, height: 844 }]) 
       const cookie = await sessionCookie(server.base);
       const { context, page, errors } = await coldLoad(server.base, '/', { viewport: size, cookie });
       await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+      const phone = size.width < 720;
+      // On a phone the composer is behind its button, and the Monitor comes before it.
+      assert.equal(await page.isVisible('[data-testid="composer-prompt"]'), !phone, 'the composer is open on a wide screen only');
+      if (phone) await page.click('[data-testid="compose-open"]');
       // A task on record, so the monitor's table is there to be measured.
       await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
       await page.fill('[data-testid="composer-prompt"]', 'a test card with colour bars, wide enough to wrap');
       await page.click('[data-testid="composer-submit"]');
       await page.waitForSelector('tr[data-task][data-state="success"]', { timeout: 40_000 });
+      if (phone) {
+        // The first screen of a phone shows a task (a card, not a table to scroll sideways),
+        // and the strip stays in view however far the page is scrolled.
+        await page.reload();
+        await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+        await page.evaluate(() => window.scrollTo(0, 0));
+        const row = await page.$eval('tr[data-task]', (el) => el.getBoundingClientRect());
+        assert.ok(row.top < size.height - 40, `the first task is at ${row.top}px, below the phone's first screen`);
+        assert.ok(row.right <= size.width, `the task's card ends at ${row.right}px, wider than the screen`);
+        await page.screenshot({ path: join(artifacts, 'console-390-first.png') });
+        await page.evaluate(() => window.scrollTo(0, 3000));
+        assert.equal(await page.$eval('nav.status-strip', (el) => el.getBoundingClientRect().top), 0, 'the strip sticks to the top');
+        await page.evaluate(() => window.scrollTo(0, 0));
+      }
       // And a model page open in the Market.
       await page.click('[data-panel="03"] li[data-model="veo3"] .model-name');
       await page.waitForSelector('[data-panel="03"] li[data-model="veo3"] [data-testid="calc-estimate"]');
@@ -237,7 +259,7 @@ test('on a light system setting the console is light, and axe still finds nothin
   }
 });
 
-test('axe finds nothing on the sign-in page, nor on a task\'s story page', async () => {
+test('axe finds nothing on the sign-in page, a task\'s story page or the settings', async () => {
   const server = await startServer({}, ['--simulate']);
   try {
     const signin = await coldLoad(server.base, '/signin');
@@ -255,6 +277,10 @@ test('axe finds nothing on the sign-in page, nor on a task\'s story page', async
     await page.goto(`${server.base}/tasks/${id}`);
     assert.match(await page.textContent('[data-testid="story-state"]'), /^done$/, 'the story says the state in words');
     assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA on a task\'s story');
+    await page.goto(`${server.base}/settings`);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    await page.waitForSelector('#rules [data-testid="budget-form"]');
+    assert.deepEqual(await axeViolations(page), [], 'axe-core WCAG 2 A/AA on the settings');
     assert.deepEqual(errors, []);
     await context.close();
   } finally {
@@ -291,6 +317,68 @@ test('the status strip stays in view and links to its panels; sections and panel
     await page.click('[data-testid="composer-submit"]');
     await page.waitForFunction(() => document.querySelector('[data-testid="strip-in-flight"] .strip-value')?.textContent.trim() === '1', null, { timeout: 15_000 });
     await page.waitForFunction(() => document.querySelector('[data-testid="strip-in-flight"] .strip-value')?.textContent.trim() === '0', null, { timeout: 40_000 });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+/** Presses Tab until `selector` has the focus (at most `most` times); false if it never does. */
+async function tabTo(page, selector, most = 60) {
+  for (let i = 0; i < most; i += 1) {
+    if (await page.evaluate((sel) => document.activeElement?.matches(sel) ?? false, selector)) return true;
+    await page.keyboard.press('Tab');
+  }
+  return false;
+}
+
+test('by keyboard alone: sign in, send a task, search, open its story and retry it; "?" lists the shortcuts', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${server.base}/signin`);
+    assert.ok(await tabTo(page, '[data-testid="signin-email"]'), 'Tab reaches the email');
+    await page.keyboard.type(ADMIN);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(PASSWORD);
+    await Promise.all([page.waitForURL((u) => u.pathname === '/'), page.keyboard.press('Enter')]);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+
+    // A task that will fail, written and sent from the keyboard (Ctrl+Enter in the prompt).
+    assert.ok(await tabTo(page, '[data-testid="composer-prompt"]'), 'Tab reaches the prompt');
+    await page.keyboard.type('sim:fail by keyboard');
+    await page.keyboard.press('Control+Enter');
+    const id = (await (await page.waitForSelector('[data-testid="submit-result"] code', { timeout: 10_000 })).textContent()).trim();
+    await page.waitForSelector(`tr[data-task="${id}"][data-state="fail"]`, { timeout: 40_000 });
+
+    // "/" searches; Esc leaves the box; "j" reaches the first row; Enter opens its story.
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('/');
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'filter-q', '"/" focuses the search');
+    await page.keyboard.type('by keyboard');
+    await page.waitForFunction((id) => [...document.querySelectorAll('#monitor tr[data-task]')].map((r) => r.dataset.task).join() === id, id, { timeout: 10_000 });
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('j');
+    assert.equal(await page.evaluate(() => document.activeElement.closest('tr')?.dataset.task), id, '"j" focuses the first task');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#story [data-testid="story-state"]', { timeout: 10_000 });
+    assert.match(await page.textContent('#story [data-testid="story-state"]'), /^failed$/);
+
+    // "r" retries it: a new task, linked to this one.
+    await page.keyboard.press('r');
+    const retried = await page.waitForSelector('#failures [data-testid="retry-result"]', { timeout: 10_000 });
+    assert.match(await retried.textContent(), /^Retried as cr_/);
+
+    // "?" opens the list of shortcuts, and again closes it.
+    await page.keyboard.press('?');
+    assert.ok(await page.isVisible('#keys'), 'the shortcuts are listed');
+    assert.match(await page.textContent('#keys'), /j \/ k/);
+    await page.keyboard.press('?');
+    assert.ok(!(await page.isVisible('#keys')), 'and hidden again');
+    assert.deepEqual(errors, []);
     await context.close();
   } finally {
     await server.stop();

@@ -1,6 +1,6 @@
-// Money and limits in a real Chromium, in --simulate mode: a per-day cost rule set in the
-// Budget panel refuses the submission that would break it, with the rule's numbers, and its
-// meter stands at the cap, and its Delete asks first (Cancel keeps it); a model pinned in the Market is first in the composer after a
+// Money and limits in a real Chromium, in --simulate mode: a per-day cost rule set in
+// Settings refuses the submission that would break it, with the rule's numbers, and its
+// meter on the Control Room stands at the cap, and its Delete asks first (Cancel keeps it); a model pinned in the Market is first in the composer after a
 // reload; the Market's calculator and the composer's estimate price the exact inputs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,15 +24,22 @@ async function submit(page, prompt) {
   return error ? { error: (await error.textContent()).trim() } : { ok: (await page.textContent('[data-testid="submit-result"] code')).trim() };
 }
 
-test('a per-day rule set in the Budget panel refuses the task that would break it', async () => {
+/** Follows the link `selector` to another page of the console and waits for it to hydrate. */
+async function follow(page, selector) {
+  await Promise.all([page.waitForNavigation(), page.click(selector)]);
+  await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+}
+
+test('a per-day rule set in Settings refuses the task that would break it', async () => {
   const server = await startServer({}, ['--simulate']);
   try {
-    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    const { context, page, errors } = await openHydrated(browser, server.base + '/settings');
     // $0.06 a day for project e2e: 12 credits, three 4-credit images.
     await page.fill('[data-testid="budget-project"]', 'e2e');
     await page.fill('[data-testid="budget-per_day"]', '0.06');
     await page.click('[data-testid="budget-save"]');
     await page.waitForSelector('[data-testid="budget-rules"] .rule-name:has-text("project e2e")', { timeout: 10_000 });
+    await follow(page, 'nav.sections a[href="/#operate"]');
 
     await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
     await page.fill('[data-testid="composer-project"]', 'e2e');
@@ -52,15 +59,16 @@ test('a per-day rule set in the Budget panel refuses the task that would break i
     assert.deepEqual(errors.filter((e) => !/status of 402/.test(e)), [], 'no other console errors');
     await page.screenshot({ path: join(artifacts, 'budget-refusal.png'), fullPage: true });
     // Deleting the rule asks first; Cancel keeps it; the second answer deletes it.
+    await follow(page, '[data-testid="budget-edit-link"]');
     const rule = '[data-testid="budget-rules"] .rule-name:has-text("project e2e")';
     await page.click('[data-testid="budget-delete"]');
-    await page.waitForSelector('[data-panel="05"] [data-testid="confirm-question"]:has-text("Delete the cost rule for project e2e?")', { timeout: 10_000 });
-    await page.click('[data-panel="05"] [data-testid="confirm-cancel"]');
-    await page.waitForSelector('[data-panel="05"] [data-testid="cancelled"]', { timeout: 10_000 });
+    await page.waitForSelector('#rules [data-testid="confirm-question"]:has-text("Delete the cost rule for project e2e?")', { timeout: 10_000 });
+    await page.click('#rules [data-testid="confirm-cancel"]');
+    await page.waitForSelector('#rules [data-testid="cancelled"]', { timeout: 10_000 });
     assert.equal(await page.locator(rule).count(), 1, 'cancelled: the rule stays');
     await page.click('[data-testid="budget-delete"]');
-    await page.click('[data-panel="05"] [data-testid="confirm-yes"]');
-    await page.waitForSelector('[data-panel="05"] [data-testid="budget-saved"]:has-text("Rule deleted.")', { timeout: 10_000 });
+    await page.click('#rules [data-testid="confirm-yes"]');
+    await page.waitForSelector('#rules [data-testid="budget-saved"]:has-text("Rule deleted.")', { timeout: 10_000 });
     assert.equal(await page.locator(rule).count(), 0, 'deleted once confirmed');
     await context.close();
   } finally {

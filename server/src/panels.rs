@@ -81,14 +81,14 @@ async fn change(State(state): State<AppState>, Extension(console): Extension<Con
         return Ok(rendered.into_response());
     }
     // Without WASM: the panel on a page of its own.
-    Ok(own_page(&state, rendered, &slug))
+    Ok(own_page(&state, rendered, &format!("{}#{slug}", id.page())))
 }
 
 /// `GET /tasks/<id>`: a task's story (by the Control Room's id or KIE's) on a page of its own.
 async fn story(State(state): State<AppState>, Extension(console): Extension<ConsoleContext>, Path(id): Path<String>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let rendered = render(console, parts, PanelId::Story, vec![("task".into(), id)], false).await;
-    own_page(&state, rendered, "monitor")
+    own_page(&state, rendered, "/#monitor")
 }
 
 /// `GET /tasks?task=<id>`: the same page, as the Monitor's Story buttons open it without WASM.
@@ -96,14 +96,14 @@ async fn story_asked(State(state): State<AppState>, Extension(console): Extensio
     let query = fields(req.uri().query().unwrap_or_default().as_bytes())?;
     let (parts, _) = req.into_parts();
     let rendered = render(console, parts, PanelId::Story, query, false).await;
-    Ok(own_page(&state, rendered, "monitor"))
+    Ok(own_page(&state, rendered, "/#monitor"))
 }
 
-/// A rendered panel on a page of its own, with a link back to the console at `#{back}`.
+/// A rendered panel on a page of its own, with a link `back` to where it sits on the console.
 fn own_page(state: &AppState, rendered: Rendered, back: &str) -> Response {
     let Rendered { status, html, .. } = rendered;
     let page = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"/#{back}\">Back to the console</a></p></body></html>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>KIE Control Room</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"grid single\">{html}</main><p class=\"foot\"><a href=\"{back}\">Back to the console</a></p></body></html>",
         app::assets::stylesheet(&state.leptos_options)
     );
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], page).into_response()

@@ -198,7 +198,7 @@ async fn a_bulk_cancel_from_panel_06_is_previewed_then_run_to_its_end() {
     let filter = vec![("do", "bulk"), ("action", "cancel"), ("project", "promo")];
     let (code, html) = post(ADMIN, filter.clone()).await;
     assert_eq!(code, 200, "{html}");
-    assert!(html.contains("Cancel 3 tasks (project promo): estimated 12 credits.") && html.contains(r#"data-testid="bulk-run""#), "{html}");
+    assert!(html.contains("Cancel 3 tasks (project promo): estimated 12 credits ($0.060).") && html.contains(r#"data-testid="bulk-run""#), "{html}");
     let (_, tasks) = server_fn(&base, "list_tasks", "filter[project]=promo&limit=10").await;
     assert!(tasks["rows"].as_array().unwrap().iter().all(|r| r["state"] == "queued"), "a preview does nothing: {tasks}");
     for (pairs, status, says) in [

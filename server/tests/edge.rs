@@ -118,7 +118,7 @@ async fn each_route_takes_the_body_that_fits_it_and_no_more() {
     };
     let over = |prefix: &str| server::edge::limits::body_limit(prefix) + 1;
     assert_eq!(
-        post("/panel/budget", over("/panel/")).await.0,
+        post("/panel/rules", over("/panel/")).await.0,
         413,
         "a panel's form: 64 KiB"
     );

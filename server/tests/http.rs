@@ -49,16 +49,17 @@ async fn a_configured_key_shows_as_a_fingerprint_and_never_itself() {
     let fingerprint = Secret::new(KEY).fingerprint();
 
     let (_, page) = get(&format!("{}/", s.base)).await;
+    let (_, settings) = get(&format!("{}/settings", s.base)).await;
     let (_, status) = server_fn(&s.base, "console_status", "").await;
     let (_, tasks) = server_fn(&s.base, "list_tasks", "limit=5").await;
     let (_, bad) = server_fn(&s.base, "list_tasks", "filter[state]=nonsense&limit=5").await;
     let (_, missing) = get(&format!("{}/no/such/page", s.base)).await;
-    assert!(page.contains(&fingerprint), "vault shows the fingerprint");
+    assert!(settings.contains(&fingerprint), "the vault, on the settings, shows the fingerprint");
     assert_eq!(status["key"]["source"], "environment");
     assert_eq!(status["upstream"]["Kie"]["host"], "127.0.0.1", "{status}");
 
     let b64 = encode_b64(KEY.as_bytes());
-    for (what, body) in [("page", page), ("status", status.to_string()), ("tasks", tasks.to_string()), ("error", bad.to_string()), ("404", missing)] {
+    for (what, body) in [("page", page), ("settings", settings), ("status", status.to_string()), ("tasks", tasks.to_string()), ("error", bad.to_string()), ("404", missing)] {
         assert!(!body.contains(KEY), "the key leaked into the {what}");
         assert!(!body.contains(&b64), "the key (base64) leaked into the {what}");
     }

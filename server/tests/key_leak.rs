@@ -92,7 +92,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
     let mut t = Transcript::default();
 
     // Anonymous: pages, routes and refusals.
-    for path in ["/", "/signin", "/signin?error=refused", "/healthz", "/readyz", "/metrics", "/no/such/page", "/events", "/audit.csv", "/receipts.json?project=leak", "/receipts.csv?project=leak", "/spend.svg?by=day", "/spend.csv?by=owner", "/pkg/control-room.js", "/api/console_status"] {
+    for path in ["/", "/settings", "/signin", "/signin?error=refused", "/healthz", "/readyz", "/metrics", "/no/such/page", "/events", "/audit.csv", "/receipts.json?project=leak", "/receipts.csv?project=leak", "/spend.svg?by=day", "/spend.csv?by=owner", "/pkg/control-room.js", "/api/console_status"] {
         let r = http.get(format!("{base}{path}")).send().await.expect("GET");
         t.take(&format!("anonymous GET {path}"), r).await;
     }
@@ -164,7 +164,7 @@ async fn the_kie_key_appears_in_no_response_and_no_log_line() {
                 .expect("POST");
             t.take(&format!("{who} {name}({body})"), r).await;
         }
-        for path in ["/", "/audit.csv", "/no/such/page"] {
+        for path in ["/", "/settings", "/audit.csv", "/no/such/page"] {
             let r = http.get(format!("{base}{path}")).header("cookie", cookie(token)).send().await.expect("GET");
             t.take(&format!("{who} GET {path}"), r).await;
         }

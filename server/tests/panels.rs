@@ -31,15 +31,15 @@ async fn get_as(base: &str, email: &str, path: &str) -> (u16, String) {
 async fn a_panel_renders_for_its_reader_by_role_and_refuses_strangers() {
     let (server, _dir) = console().await;
     let base = &server.base;
-    let (status, _) = get_anon(&format!("{base}/panel/budget")).await;
+    let (status, _) = get_anon(&format!("{base}/panel/rules")).await;
     assert_eq!(status, 401, "no session, no panel (and no redirect: the browser's reload asks)");
 
-    let (status, html) = get_as(base, VIEWER, "/panel/budget").await;
+    let (status, html) = get_as(base, VIEWER, "/panel/rules").await;
     assert_eq!(status, 200);
-    assert!(html.starts_with("<section") && html.contains(r#"data-src="budget""#), "{html}");
+    assert!(html.starts_with("<section") && html.contains(r#"data-src="rules""#), "{html}");
     assert!(html.contains("Only admins set cost rules"), "a viewer reads the rules but gets no form");
     assert!(!html.contains(r#"data-testid="budget-form""#));
-    let (_, html) = get_as(base, ADMIN, "/panel/budget").await;
+    let (_, html) = get_as(base, ADMIN, "/panel/rules").await;
     assert!(html.contains(r#"data-testid="budget-form""#), "an admin gets the form");
 
     assert_eq!(get_as(base, PRODUCER, "/panel/people").await.0, 403, "the Team panel is for admins");
@@ -60,21 +60,21 @@ async fn a_change_goes_through_the_role_check_and_bad_input_changes_nothing() {
     let rules = |html: &str| html.matches(r#"class="rule""#).count();
 
     // A viewer's post is refused with the role it needs; no rule appears.
-    let (status, _, html) = post_panel(base, VIEWER, "budget", &[("project", "trailer"), ("per_day", "5")]).await;
+    let (status, _, html) = post_panel(base, VIEWER, "rules", &[("project", "trailer"), ("per_day", "5")]).await;
     assert_eq!(status, 403);
     assert!(html.contains("This needs the admin role"), "{html}");
-    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 0);
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/rules").await.1), 0);
 
     // An amount that is not one: a 4xx that says what to fix, and still no rule.
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "five")]).await;
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("per_day", "five")]).await;
     assert!((400..500).contains(&status), "{status}: {html}");
     assert!(html.contains(r#"data-testid="budget-error""#), "{html}");
-    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 0);
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/rules").await.1), 0);
 
     // The admin's rule is saved; the status strip is named for a reload.
-    let (status, also, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "5")]).await;
+    let (status, also, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("per_day", "5")]).await;
     assert_eq!(status, 200, "{html}");
-    assert_eq!(also, "status");
+    assert_eq!(also, "status,budget", "the strip and the meters move with a rule");
     assert!(html.contains("Rule saved.") && rules(&html) == 1, "{html}");
 
     // A pin re-renders the Market and names the Pinned panel.
@@ -90,12 +90,12 @@ async fn a_change_goes_through_the_role_check_and_bad_input_changes_nothing() {
     assert_eq!(post_panel(base, ADMIN, "delivery", &[("x", "y")]).await.0, 405);
     let many: Vec<(String, String)> = (0..40).map(|i| (format!("f{i}"), "v".into())).collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_eq!(post_panel(base, ADMIN, "budget", &many).await.0, 400);
+    assert_eq!(post_panel(base, ADMIN, "rules", &many).await.0, 400);
     let long = "x".repeat(6_000);
     assert_eq!(get_as(base, ADMIN, &format!("/panel/market?q={long}")).await.0, 400);
-    let forged = http().post(format!("{base}/panel/budget")).header("cookie", cookie(&session(base, ADMIN).await)).form(&[("project", "evil"), ("per_day", "1")]).send().await.expect("POST");
+    let forged = http().post(format!("{base}/panel/rules")).header("cookie", cookie(&session(base, ADMIN).await)).form(&[("project", "evil"), ("per_day", "1")]).send().await.expect("POST");
     assert_eq!(forged.status().as_u16(), 403, "no Origin: refused as cross-site");
-    assert_eq!(rules(&get_as(base, ADMIN, "/panel/budget").await.1), 1, "nothing changed by the refused posts");
+    assert_eq!(rules(&get_as(base, ADMIN, "/panel/rules").await.1), 1, "nothing changed by the refused posts");
     server.shutdown().await.expect("shutdown");
 }
 
@@ -107,28 +107,28 @@ async fn a_destructive_change_asks_first_and_cancel_changes_nothing() {
     let (server, _dir) = console().await;
     let base = &server.base;
     let rules = |html: &str| html.matches(r#"class="rule""#).count();
-    let budget = || async { get_as(base, ADMIN, "/panel/budget").await.1 };
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", "5"), ("do", "save")]).await;
+    let budget = || async { get_as(base, ADMIN, "/panel/rules").await.1 };
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("per_day", "5"), ("do", "save")]).await;
     assert_eq!(status, 200, "{html}");
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("per_day", " "), ("do", "save")]).await;
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("per_day", " "), ("do", "save")]).await;
     assert_eq!(status, 422, "{html}");
     assert!(html.contains("Give at least one amount for project trailer"), "{html}");
     let page = budget().await;
     assert_eq!(rules(&page), 1, "a blank save removes nothing");
     assert!(page.contains(r#"data-testid="budget-edit""#) && page.contains(r#"value="5.00""#), "its Edit is filled with its amounts: {page}");
 
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("label", "project trailer"), ("do", "delete-ask")]).await;
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("label", "project trailer"), ("do", "delete-ask")]).await;
     assert_eq!(status, 200);
     assert!(html.contains("Delete the cost rule for project trailer?") && html.contains(r#"data-testid="confirm-yes""#), "{html}");
     assert_eq!(rules(&html), 1, "asked, not done");
-    let (_, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "cancel")]).await;
+    let (_, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("confirm", "yes"), ("do", "cancel")]).await;
     assert!(html.contains("Cancelled: nothing was changed.") && rules(&html) == 1, "{html}");
-    let (_, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("do", "delete")]).await;
+    let (_, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("do", "delete")]).await;
     assert_eq!(rules(&html), 1, "a delete without its confirmation is cancelled");
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Rule deleted.") && rules(&html) == 0, "{html}");
-    let (status, _, html) = post_panel(base, ADMIN, "budget", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
+    let (status, _, html) = post_panel(base, ADMIN, "rules", &[("project", "trailer"), ("confirm", "yes"), ("do", "delete")]).await;
     assert_eq!(status, 404);
     assert!(html.contains("There is no cost rule for project trailer."), "{html}");
 
@@ -164,7 +164,7 @@ async fn without_wasm_a_post_answers_a_page_with_the_outcome_and_the_page_is_not
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "a page with a new key is never cached");
     let page = r.text().await.expect("body");
-    assert!(page.starts_with("<!DOCTYPE html>") && page.contains(r#"href="/#secret""#), "a page of its own with a way back");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains(r#"href="/settings#secret""#), "a page of its own with a way back to its page");
     assert!(page.contains(r#"data-testid="relay-key-created""#) && page.contains(r#"<code class="once">"#), "the new key is shown once: {page}");
 
     let r = client_as(base, ADMIN).await.get(format!("{base}/")).send().await.expect("GET");
@@ -173,6 +173,15 @@ async fn without_wasm_a_post_answers_a_page_with_the_outcome_and_the_page_is_not
     for id in ["operate", "money", "library", "team", "monitor", "status", "gateway", "budget", "people", "audit"] {
         assert!(page.contains(&format!(r#"id="{id}""#)), "the page has the anchor #{id}");
     }
+    // What is set once is on the settings page, not on the daily one.
+    let settings = client_as(base, ADMIN).await.get(format!("{base}/settings")).send().await.expect("GET").text().await.expect("body");
+    for id in ["secret", "rules", "delivery"] {
+        assert!(settings.contains(&format!(r#"id="{id}""#)), "settings have #{id}");
+        assert!(!page.contains(&format!(r#"id="{id}""#)), "the console does not have #{id}");
+    }
+    assert!(settings.contains(r#"href="/#operate""#) && page.contains(r#"href="/settings""#), "each page links to the other");
+    let viewer = client_as(base, VIEWER).await.get(format!("{base}/")).send().await.expect("GET").text().await.expect("body");
+    assert!(viewer.contains(r#"id="monitor""#) && !viewer.contains(r#"id="team""#) && !viewer.contains(r##"href="#team""##), "a viewer gets no Team section");
     let signin = http().get(format!("{base}/signin")).send().await.expect("GET").text().await.expect("body");
     assert!(!signin.contains(".wasm") && !signin.contains("control-room.js"), "the sign-in page loads no bundle");
     assert!(signin.contains("/pkg/control-room.css"), "only the stylesheet");

@@ -18,11 +18,6 @@ mod server_side {
     use gateway::money::catalog::{Model, PriceRule};
     use serde_json::json;
 
-    fn usd(c: Credits) -> String {
-        let v = c.usd();
-        if v != 0.0 && v.abs() < 0.1 { format!("${v:.3}") } else { format!("${v:.2}") }
-    }
-
     fn point(m: &Model, choice: Option<&str>, mode: Option<&str>) -> PricePoint {
         let mut input = serde_json::Map::new();
         if let (Some(field), Some(c)) = (m.price.priced_by(), choice) {
@@ -33,7 +28,7 @@ mod server_side {
         }
         // Every point is one of the catalog's own choices, so it has a price.
         let c = m.estimate(&input.into()).unwrap_or(Credits::ZERO);
-        PricePoint { choice: choice.map(str::to_string), mode: mode.map(str::to_string), credits: c.to_string(), usd: usd(c) }
+        PricePoint { choice: choice.map(str::to_string), mode: mode.map(str::to_string), credits: c.to_string(), usd: c.dollars() }
     }
 
     fn option(m: &Model, pinned: bool) -> ModelOption {

@@ -47,7 +47,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
 fn group(g: ReviewGroup, can_act: bool) -> impl IntoView + use<> {
     let value = format!("{}\u{1f}{}", g.class, g.model);
     let retry = (can_act && g.retryable > 0).then(|| {
-        view! { <button type="submit" name="retry_group" value=value data-testid="retry-group">{format!("Retry {} ({} credits)", g.retryable, g.retry_credits)}</button> }
+        view! { <button type="submit" name="retry_group" value=value data-testid="retry-group">{format!("Retry {} ({})", g.retryable, super::credits(&g.retry_credits))}</button> }
     });
     view! {
         <details class="review-group" data-testid="review-group" data-class=g.class.clone() data-model=g.model.clone() open>

@@ -66,11 +66,11 @@ fn connection(s: &ConsoleStatus) -> impl IntoView + use<> {
             <div class="conn-title" data-testid="connection-title">{headline}</div>
             <p class=if failed { "conn-detail bad" } else { "conn-detail" } data-testid="connection-detail">{detail}</p>
             {balance.map(|b| view! {
-                <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{super::grouped(&b)}</strong><span class="muted">" credits"</span></p>
+                <p class="conn-balance"><span class="muted">"Credit balance "</span><strong data-testid="credit-balance">{super::grouped(&b)}</strong><span class="muted">{format!(" credits ({})", super::dollars(&b).unwrap_or_default())}</span></p>
             })}
             {s.runway_days.map(|d| {
                 let short = d < s.runway_alert_days as f64;
-                let text = if d >= 10.0 { format!("≈ {d:.0} days of runway at the last 7 days' burn") } else { format!("≈ {d:.1} days of runway at the last 7 days' burn") };
+                let text = format!("{} of runway at the last 7 days' burn", super::runway(d));
                 view! { <p class=if short { "conn-runway bad" } else { "conn-runway muted" } data-testid="gateway-runway">{text}{short.then_some(" — top up")}</p> }
             })}
             <p class=if s.store.reachable { "conn-store ok" } else { "conn-store bad" }>{store}</p>
@@ -91,20 +91,22 @@ fn meters(s: &ConsoleStatus) -> impl IntoView + use<> {
     let Some(l) = s.ledger.clone() else {
         return view! { <p class="error">"The store could not be read, so no meters are shown."</p> }.into_any();
     };
-    let meter = |value: String, label: &'static str, empty: &'static str, nonzero: bool| {
+    let meter = |value: String, label: &'static str, sub: String| {
         view! {
             <div class="meter">
                 <div class="meter-value">{value}</div>
                 <div class="meter-label">{label}</div>
-                <div class="meter-sub">{if nonzero { "" } else { empty }}</div>
+                <div class="meter-sub">{sub}</div>
             </div>
         }
     };
+    let unless = |nonzero: bool, empty: &str| if nonzero { String::new() } else { empty.to_string() };
+    let spent = if l.credits_consumed == "0" { "no usage yet".to_string() } else { super::dollars(&l.credits_consumed).unwrap_or_default() };
     view! {
         <div class="meters" data-testid="ledger-meters">
-            {meter(super::grouped(&l.tasks_on_record.to_string()), "Tasks on record", "none yet", l.tasks_on_record > 0)}
-            {meter(super::grouped(&l.credits_consumed), "Credits consumed", "no usage yet", l.credits_consumed != "0")}
-            {meter(l.in_flight.to_string(), "In flight", "nothing running", l.in_flight > 0)}
+            {meter(super::grouped(&l.tasks_on_record.to_string()), "Tasks on record", unless(l.tasks_on_record > 0, "none yet"))}
+            {meter(super::grouped(&l.credits_consumed), "Credits consumed", spent)}
+            {meter(l.in_flight.to_string(), "In flight", unless(l.in_flight > 0, "nothing running"))}
         </div>
     }
     .into_any()

@@ -94,13 +94,9 @@ pub async fn render(query: Fields) -> AnyView {
                                 <dt>"KIE charged"</dt><dd>{total.as_ref().map(|t| format!("{} credits · {} · {} tasks", super::grouped(&t.charged), t.usd, super::grouped(&t.tasks.to_string())))}
                                     {(!r.at_estimate.is_empty() && r.at_estimate != "0").then(|| view! { <span class="muted" data-testid="at-estimate">{format!(" — of which {} credits counted at the estimate (KIE said nothing to count them from)", r.at_estimate)}</span> })}
                                 </dd>
-                                <dt>"Estimated"</dt><dd>{total.as_ref().map(|t| format!("{} credits", super::grouped(&t.estimated)))}</dd>
+                                <dt>"Estimated"</dt><dd>{total.as_ref().map(|t| super::credits(&t.estimated))}</dd>
                                 <dt>"Runway"</dt><dd data-testid="runway" class=if runway.is_some_and(|d| d < alert as f64) { "error" } else { "" }>
-                                    {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| match d {
-                                        d if d > 365.0 => "over a year at the last 7 days' burn".to_string(),
-                                        d if d >= 10.0 => format!("≈ {d:.0} days at the last 7 days' burn"),
-                                        d => format!("≈ {d:.1} days at the last 7 days' burn"),
-                                    })}</dd>
+                                    {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| format!("{} at the last 7 days' burn", super::runway(d)))}</dd>
                                 {r.drift.clone().map(|d| view! {
                                     <dt>"Against KIE"</dt>
                                     <dd data-testid="drift" class=if d.zero { "" } else { "warn" }>

@@ -24,6 +24,7 @@ pub(crate) mod market;
 pub(crate) mod monitor;
 pub(crate) mod pinned;
 pub(crate) mod retention;
+pub(crate) mod rules;
 pub(crate) mod secret;
 pub(crate) mod status;
 pub(crate) mod story;
@@ -58,6 +59,8 @@ pub enum PanelId {
     Market,
     Pinned,
     Budget,
+    /// The cost rules themselves (on the settings page; [`PanelId::Budget`] shows their meters).
+    Rules,
     Throttle,
     Retention,
     Delivery,
@@ -70,13 +73,14 @@ pub enum PanelId {
 }
 
 impl PanelId {
-    pub const ALL: [PanelId; 14] = [
+    pub const ALL: [PanelId; 15] = [
         PanelId::Status,
         PanelId::Gateway,
         PanelId::Secret,
         PanelId::Market,
         PanelId::Pinned,
         PanelId::Budget,
+        PanelId::Rules,
         PanelId::Throttle,
         PanelId::Retention,
         PanelId::Delivery,
@@ -96,7 +100,8 @@ impl PanelId {
             PanelId::Secret => ("secret", Heading { number: "02", kicker: "Secret", title: "API Key Vault" }),
             PanelId::Market => ("market", Heading { number: "03", kicker: "Market", title: "Model Market" }),
             PanelId::Pinned => ("pinned", Heading { number: "04", kicker: "Pinned", title: "Favorite Models" }),
-            PanelId::Budget => ("budget", Heading { number: "05", kicker: "Budget", title: "Cost Rules" }),
+            PanelId::Budget => ("budget", Heading { number: "05", kicker: "Budget", title: "Spend Against Caps" }),
+            PanelId::Rules => ("rules", Heading { number: "", kicker: "Settings · Budget", title: "Cost Rules" }),
             PanelId::Throttle => ("throttle", Heading { number: "06", kicker: "Throttle", title: "Rate Guard" }),
             PanelId::Retention => ("retention", Heading { number: "07", kicker: "Retention", title: "Library" }),
             PanelId::Delivery => ("delivery", Heading { number: "08", kicker: "Delivery", title: "Callback / Webhook Manager" }),
@@ -116,6 +121,15 @@ impl PanelId {
     /// Its number, kicker and title.
     pub fn heading(self) -> Heading {
         self.spec().1
+    }
+
+    /// The page it is on: the settings page for what is set once (the key vault, the cost
+    /// rules, callbacks), else the Control Room.
+    pub fn page(self) -> &'static str {
+        match self {
+            PanelId::Secret | PanelId::Rules | PanelId::Delivery => "/settings",
+            _ => "/",
+        }
     }
 
     pub fn from_slug(slug: &str) -> Option<PanelId> {
@@ -166,7 +180,8 @@ pub async fn render(id: PanelId, query: Fields, flash: Option<AnyView>) -> AnyVi
         PanelId::Secret => secret::render(flash).await,
         PanelId::Market => market::render(query, flash).await,
         PanelId::Pinned => pinned::render().await,
-        PanelId::Budget => budget::render(flash).await,
+        PanelId::Budget => budget::render().await,
+        PanelId::Rules => rules::render(flash).await,
         PanelId::Throttle => throttle::render(flash).await,
         PanelId::Retention => retention::render(query, flash).await,
         PanelId::Delivery => delivery::render().await,
@@ -184,7 +199,7 @@ pub async fn act(id: PanelId, form: Fields) -> Option<Acted> {
         PanelId::Secret => secret::act(form).await,
         PanelId::Market => market::act(form).await,
         PanelId::Pinned => market::act(form).await,
-        PanelId::Budget => budget::act(form).await,
+        PanelId::Rules => rules::act(form).await,
         PanelId::Throttle => throttle::act(form).await,
         PanelId::Retention => retention::act(form).await,
         PanelId::Failures => failures::act(form).await,
@@ -303,6 +318,36 @@ pub fn grouped(number: &str) -> String {
     out
 }
 
+/// Credits as every panel shows them, with their dollars beside: `9,996 credits ($49.98)`
+/// (text that is not an amount is shown as it is).
+pub fn credits(amount: &str) -> String {
+    match dollars(amount) {
+        Some(usd) => format!("{} credits ({usd})", grouped(amount)),
+        None => amount.to_string(),
+    }
+}
+
+/// The dollars of a credit amount written as a decimal (`None`: not one).
+#[cfg(feature = "ssr")]
+pub fn dollars(amount: &str) -> Option<String> {
+    let c: f64 = amount.trim().parse().ok()?;
+    Some(::gateway::Credits::from_decimal(c)?.dollars())
+}
+
+#[cfg(not(feature = "ssr"))]
+pub fn dollars(_: &str) -> Option<String> {
+    None
+}
+
+/// A runway of `days` as every panel shows it: `≈ 4.5 days`, `≈ 12 days`, then `over a year`.
+pub fn runway(days: f64) -> String {
+    match days {
+        d if d > 365.0 => "over a year".to_string(),
+        d if d >= 10.0 => format!("≈ {d:.0} days"),
+        d => format!("≈ {d:.1} days"),
+    }
+}
+
 /// A moment as every panel shows it, from its RFC 3339 UTC text: within the last day how long
 /// ago ("4 min ago"), before that its date and time in the viewer's time zone (the `tz` cookie
 /// the console sets; marked UTC until it has), and the exact UTC time on hover.
@@ -397,6 +442,21 @@ mod tests {
         for (n, shown) in [("0", "0"), ("999", "999"), ("1000", "1,000"), ("2000000", "2,000,000"), ("-12345.678", "-12,345.678"), ("72.62", "72.62"), ("n/a", "n/a"), ("1e9", "1e9"), ("", "")] {
             assert_eq!(grouped(n), shown, "{n}");
         }
+    }
+
+    #[test]
+    fn a_runway_is_in_days_up_to_a_year() {
+        assert_eq!(runway(4.54), "≈ 4.5 days");
+        assert_eq!(runway(12.4), "≈ 12 days");
+        assert_eq!(runway(17_493.0), "over a year");
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn credits_come_with_their_dollars() {
+        assert_eq!(credits("9996"), "9,996 credits ($49.98)");
+        assert_eq!(credits("4"), "4 credits ($0.020)");
+        assert_eq!(credits("n/a"), "n/a");
     }
 
     #[cfg(feature = "ssr")]

@@ -50,14 +50,24 @@ fn show_in_url(f: &TaskFilter) {
     let _ = f;
 }
 
+/// The first page of tasks as the [`TaskMonitor`] takes it: the JSON of the server's read.
+/// The island decodes it from bytes, as it does the server functions' answers and the live
+/// rows, so the bundle carries one decoder of task rows (a prop decoded as a `TaskList` would
+/// add a second, ~4 KB compressed).
+pub fn first_page(read: &Result<TaskList, String>) -> String {
+    serde_json::to_string(read).unwrap_or_else(|e| format!("{{\"Err\":{:?}}}", e.to_string()))
+}
+
 /// The Task Monitor with its composer: an island (hydrated in the browser), given the Market's
-/// models, whether the person may submit, and the first page of tasks as the server read it. It
+/// models, whether the person may submit, and the first page of tasks as the server read it
+/// ([`first_page`]). It
 /// reads the live rows of the [`crate::live::Console`] island it sits in; a filter, a page or a
 /// reset of the live stream reads the list again (no resource and no `Suspense` in the browser:
 /// the page arrives with its rows).
 #[island]
-pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<TaskList, String>, initial: TaskFilter) -> impl IntoView {
+pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, initial: TaskFilter) -> impl IntoView {
     let live = live();
+    let first: Result<TaskList, String> = serde_json::from_slice(first.as_bytes()).unwrap_or_else(|e| Err(e.to_string()));
     let shown = initial.clone();
     let filter = RwSignal::new(initial);
     // Cursors of the pages before this one (empty: the first page, which live rows join).
@@ -171,7 +181,11 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: Result<Ta
                 </div>
             </header>
             <div class="panel-body">
-            <Composer rerun=rerun models=models can_produce=can_produce/>
+            // Behind a button on a phone (the tasks come first); always open on a wide screen.
+            <details class="compose">
+                <summary data-testid="compose-open">"New task"</summary>
+                <Composer rerun=rerun models=models can_produce=can_produce/>
+            </details>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks" on:input=changed on:change=changed>
                 <input type="search" name="q" placeholder="Search: prompt, id, model, project, person" aria-label="Search" maxlength="200" data-testid="filter-q" value=value(&shown.q)/>
@@ -293,17 +307,18 @@ pub fn preview_from(url: String, named: &str) -> impl IntoView + use<> {
     }
 }
 
-/// The states' legend beside the Monitor: each one's words and what it means (rendered on the
-/// server only).
+/// The states' legend beside the Monitor: each one's words and what it means, and how an
+/// estimate differs from a charge (rendered on the server only).
 pub fn legend() -> impl IntoView {
     view! {
         <details class="legend" data-testid="state-legend">
-            <summary>"What the states mean"</summary>
+            <summary>"What the states and costs mean"</summary>
             <dl class="kv">
                 {STATE_WORDS.iter().zip(crate::view::STATE_MEANINGS).map(|((name, said), meaning)| view! {
                     <dt class=format!("state state-{name}")>{*said}</dt><dd>{meaning}</dd>
                 }).collect_view()}
             </dl>
+            <p class="fine">"Cost: "<strong>"~4"</strong>" (marked est.) is the estimate, reserved against the cost rules when the task is submitted; a plain "<strong>"4"</strong>" (marked charged) is what KIE charged once it ended, and the rest of the reservation is released. Dollars are at KIE's rate, 200 credits = $1."</p>
         </details>
     }
 }

@@ -30,8 +30,8 @@ fn connection(s: &Result<ConsoleStatus, ServerFnError>) -> impl IntoView + use<>
     let runway = ok.and_then(|s| s.runway_days.map(|d| (d, d < s.runway_alert_days as f64)));
     let value = view! {
         {crate::upstream_badge(ok)}
-        {balance.map(|b| view! { " "<strong data-testid="strip-balance">{super::grouped(&b)}</strong>" cr" })}
-        {runway.map(|(d, short)| view! { <span class=if short { "error" } else { "muted" }>{if d >= 10.0 { format!(" · ≈ {d:.0} d") } else { format!(" · ≈ {d:.1} d") }}</span> })}
+        {balance.map(|b| view! { " "<strong data-testid="strip-balance">{super::grouped(&b)}</strong>{format!(" cr ({})", super::dollars(&b).unwrap_or_default())} })}
+        {runway.map(|(d, short)| view! { <span class=if short { "error" } else { "muted" } title="Runway at the last 7 days' burn">{format!(" · {}", super::runway(d))}</span> })}
     };
     item("#gateway", "Connection · balance", "strip-connection", value.into_any(), "")
 }

@@ -41,9 +41,9 @@ fn drawer_form(task: String) -> impl IntoView {
 fn story(s: TaskStory) -> impl IntoView {
     let t = s.row;
     let cost = match (&t.actual_credits, &s.charge_basis) {
-        (Some(c), Some(b)) => format!("{c} credits charged ({b}); estimate {}", t.estimated_credits),
-        (Some(c), None) => format!("{c} credits; estimate {}", t.estimated_credits),
-        (None, _) => format!("estimate {} credits, held until it ends", t.estimated_credits),
+        (Some(c), Some(b)) => format!("{} charged ({b}); estimated {}", super::credits(c), super::credits(&t.estimated_credits)),
+        (Some(c), None) => format!("{} charged; estimated {}", super::credits(c), super::credits(&t.estimated_credits)),
+        (None, _) => format!("estimated {}, held until it ends", super::credits(&t.estimated_credits)),
     };
     let dropped = (s.dropped > 0).then(|| view! { <li class="muted small">{format!("… {} earlier steps dropped (a story keeps its first step and its latest)", s.dropped)}</li> });
     let beats = s.beats.into_iter().map(beat).collect_view();

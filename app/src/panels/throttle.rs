@@ -179,7 +179,7 @@ fn bulk_job(j: BulkJobView) -> impl IntoView + use<> {
 fn bulk_outcome(b: BulkView, form: Fields) -> AnyView {
     let verb = if b.action == "cancel" { "Cancel" } else { "Retry" };
     let more = if b.more { " (more match: the oldest are taken)" } else { "" };
-    let sentence = format!("{verb} {} tasks ({}): estimated {} credits{more}.", b.count, b.what, b.estimate);
+    let sentence = format!("{verb} {} tasks ({}): estimated {}{more}.", b.count, b.what, super::credits(&b.estimate));
     match b.job {
         Some(j) => view! { <p class="ok" role="status" data-testid="bulk-started">{format!("Started {}: {sentence}", j.id)}</p> }.into_any(),
         None => view! {

@@ -48,6 +48,13 @@ impl Credits {
     pub fn usd(self) -> f64 {
         self.as_f64() * USD_PER_CREDIT
     }
+
+    /// Its dollars as the screen shows them: `$49.98`, and a tenth of a cent under $0.10
+    /// (`$0.020`, so one cheap image is not shown as `$0.02` or `$0.00`).
+    pub fn dollars(self) -> String {
+        let v = self.usd();
+        if v != 0.0 && v.abs() < 0.1 { format!("${v:.3}") } else { format!("${v:.2}") }
+    }
 }
 
 impl fmt::Display for Credits {
@@ -68,6 +75,13 @@ impl fmt::Display for Credits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollars_keep_a_tenth_of_a_cent_under_ten_cents() {
+        assert_eq!(Credits::from_credits(4).dollars(), "$0.020");
+        assert_eq!(Credits::from_credits(9_996).dollars(), "$49.98");
+        assert_eq!(Credits::ZERO.dollars(), "$0.00");
+    }
 
     #[test]
     fn decimal_round_trip_and_display() {
