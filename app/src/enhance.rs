@@ -132,6 +132,12 @@ mod browser {
 
     fn on_submit(ev: web_sys::SubmitEvent) {
         let Some(form) = ev.target().and_then(|t| t.dyn_into::<HtmlFormElement>().ok()) else { return };
+        // The notifications' switch is a form too (one listener for both).
+        if form.get_attribute("data-notify").is_some() {
+            ev.prevent_default();
+            crate::notify::toggle();
+            return;
+        }
         let Some(slug) = panel_of(&form) else { return };
         ev.prevent_default();
         let submitter = ev.submitter();
@@ -295,6 +301,7 @@ mod browser {
         });
         let flash = keep_flash.then(|| old.query_selector("[data-flash]").ok().flatten()).flatten();
         old.set_outer_html(html);
+        crate::notify::panel_swapped(slug);
         let Some(new) = document().get_element_by_id(slug) else { return };
         if let Some(flash) = flash
             && new.query_selector("[data-flash]").ok().flatten().is_none()

@@ -11,6 +11,7 @@
 //! - [`enhance`] — in that island: reloads the server-rendered panels on live events and
 //!   sends their forms in the background.
 //! - [`keys`] — in that island too: the keyboard shortcuts, and their list under "?".
+//! - [`notify`] — and the browser notifications a person opts into (my tasks, cost alerts).
 //! - [`panels`] — one module per numbered panel of the Control Room (01 Gateway … 11 Failures,
 //!   then the admins' 12 Team and 13 Audit), the status strip, and the shared panel frame.
 //!   Every panel is rendered on the server only; the Task Monitor and its composer are the
@@ -21,6 +22,7 @@
 pub mod api;
 pub(crate) mod enhance;
 pub(crate) mod keys;
+pub(crate) mod notify;
 pub mod live;
 pub mod panels;
 pub(crate) mod signin;
@@ -266,12 +268,14 @@ fn Section(id: &'static str, name: &'static str, #[prop(default = "grid")] class
 
 /// Who is signed in, their role, and the sign-out forms (plain posts: they work without WASM).
 fn user_bar(me: Me) -> impl IntoView {
-    let role = me.role.clone();
+    let (role, email) = (me.role.clone(), me.email.clone());
     view! {
-        <div class="user-bar" data-testid="user-bar" data-role=role>
+        <div class="user-bar" data-testid="user-bar" data-role=role data-email=email>
             <span class="user-name">{me.name}</span>
             <span class="muted">" · "{me.email}" · "</span>
             <span class="badge badge-off" data-testid="user-role">{me.role}</span>
+            // Shown by the console once the browser proves it can notify (`crate::notify`).
+            <form class="inline" data-notify="" hidden><button type="submit" class="link" data-testid="notify">"Notify me"</button></form>
             <form method="post" action="/auth/signout" class="inline"><button type="submit" class="link" data-testid="sign-out">"Sign out"</button></form>
             <form method="post" action="/auth/signout-all" class="inline"><button type="submit" class="link" data-testid="sign-out-all">"Sign out everywhere"</button></form>
         </div>

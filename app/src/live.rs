@@ -41,6 +41,9 @@ impl Live {
             Some(held) if held.version >= row.version => {}
             held => {
                 newer = true;
+                if ended {
+                    crate::notify::task_ended(&row);
+                }
                 copies_moved = held.map_or(row.archive.is_some(), |h| h.archive != row.archive || h.library != row.library);
                 rows.insert(row.id.clone(), row);
             }
@@ -89,6 +92,7 @@ pub fn Console(children: Children) -> impl IntoView {
                     start(live);
                     crate::enhance::start(live);
                     crate::keys::start();
+                    crate::notify::start();
                 };
                 match &owner {
                     Some(o) => o.with(go),

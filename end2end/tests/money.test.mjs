@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MAKER, artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
+import { ADMIN, MAKER, artifacts, launchBrowser, openHydrated, signIn, startServer } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launchBrowser(); });
@@ -142,6 +142,58 @@ test('a producer runs tasks in two projects, exports the receipt CSV from panel 
     assert.ok(rows[1].includes('"alpha"') && !csv.includes(ids.beta), 'projects never mixed');
     assert.deepEqual(errors, [], 'no console errors');
     await ledger.screenshot({ path: join(artifacts, 'ledger.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a person who asks is notified by the browser when their task ends and when a cap passes 80 %', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(['notifications'], { origin: server.base });
+    // The page's own Notification, watched: every notification it shows is written down.
+    await context.addInitScript(() => {
+      const Real = window.Notification;
+      window.told = [];
+      window.Notification = class extends Real {
+        constructor(title, options) { super(title, options); window.told.push(title); }
+      };
+    });
+    const page = await context.newPage();
+    await signIn(page, server.base + '/settings', ADMIN);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    // $0.05 a day for project notify: 10 credits, so two 4-credit images pass 80 %.
+    await page.fill('[data-testid="budget-project"]', 'notify');
+    await page.fill('[data-testid="budget-per_day"]', '0.05');
+    await page.click('[data-testid="budget-save"]');
+    await page.waitForSelector('#rules [data-testid="budget-saved"]', { timeout: 10_000 });
+    await follow(page, 'nav.sections a[href="/#operate"]');
+
+    const notify = page.locator('[data-testid="notify"]');
+    assert.equal(await notify.textContent(), 'Notify me', 'off until asked');
+    await notify.click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="notify"]').getAttribute('aria-pressed') === 'true', null, { timeout: 5_000 });
+    await page.selectOption('[data-testid="composer-model"]', 'google/imagen4-fast');
+    await page.fill('[data-testid="composer-project"]', 'notify');
+    const ids = [];
+    for (const n of [1, 2]) {
+      const r = await submit(page, `notified ${n}`);
+      assert.ok(r.ok, JSON.stringify(r));
+      ids.push(r.ok);
+    }
+    await page.waitForFunction((ids) => ids.every((id) => window.told.some((t) => t.startsWith('Task done · ' + id))), ids, { timeout: 40_000 });
+    await page.waitForFunction(() => window.told.some((t) => t.startsWith('Cost rule alert · project notify') && t.includes('80 % reached')), null, { timeout: 20_000 });
+    // Switched off, nothing more is told.
+    await notify.click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="notify"]').textContent === 'Notify me', null, { timeout: 5_000 });
+    const told = await page.evaluate(() => window.told.length);
+    await page.fill('[data-testid="composer-project"]', 'elsewhere');
+    const r = await submit(page, 'not notified');
+    assert.ok(r.ok, JSON.stringify(r));
+    await page.waitForSelector(`tr[data-task="${r.ok}"][data-state="success"]`, { timeout: 40_000 });
+    assert.equal(await page.evaluate(() => window.told.length), told, 'off means off');
     await context.close();
   } finally {
     await server.stop();

@@ -95,14 +95,15 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> im
             image_url: m.required.iter().any(|f| f == "image_urls").then(|| image_url.get_untracked()).and_then(opt),
             fields: (!m.fields.is_empty()).then(|| {
                 let set = fields.get_untracked();
-                let values: serde_json::Map<String, serde_json::Value> = m
+                // A JSON object of strings (a map, not a `serde_json::Value`: its code is
+                // not in the bundle).
+                let values: BTreeMap<String, String> = m
                     .fields
                     .iter()
                     .map(|f| (f.name.clone(), set.get(&f.name).cloned().unwrap_or_else(|| f.initial())))
                     .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
                     .collect();
-                serde_json::Value::Object(values).to_string()
+                serde_json::to_string(&values).unwrap_or_default()
             }),
             rerun_of: rerun_of.get_untracked(),
             send_within: opt(send_within.get_untracked()),
