@@ -98,7 +98,7 @@ pub async fn render(query: Fields) -> AnyView {
                                 <dt>"Runway"</dt><dd data-testid="runway" class=if runway.is_some_and(|d| d < alert as f64) { "error" } else { "" }>
                                     {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| format!("{} at the last 7 days' burn", super::runway(d)))}</dd>
                                 {r.drift.clone().map(|d| view! {
-                                    <dt>"Against KIE"</dt>
+                                    <dt title="Drift: how far KIE's own balance moved from what these receipts account for">"Against KIE"</dt>
                                     <dd data-testid="drift" class=if d.zero { "" } else { "warn" }>
                                         {format!("since {}: KIE's balance fell {} credits, the receipts account for {} — drift {}", d.since, d.balance_fell, d.accounted, d.drift)}
                                         {(!d.zero).then_some(" (spend this console did not see, a charge still being folded, or — below 0 — a top-up)")}

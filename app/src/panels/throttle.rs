@@ -100,6 +100,8 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
             })}
             <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">
                 "One limit for every instance: at most N new tasks in any sliding window (plus the safety margin), shared through the store; the rest queue in fair order — round-robin between owners (people and relay keys), oldest first within each, a project's weight sends more per turn — and drain as the window allows."
+            </p><p class="fine">
+                "Backed off: KIE did not take the task (a 429, a server error, no answer), so it waits and is sent again, each time after a longer pause. In doubt: the task was on its way to KIE when an instance stopped, so no one knows whether KIE has it; it is never sent twice (that could charge twice): KIE's callback settles it, or it expires at its give-up time. Safety margin: added to every window, so instances whose clocks are a little apart never let one task too many into KIE's window."
             </p></details>
         </Panel>
     }
@@ -132,7 +134,7 @@ fn guard_view(t: ThrottleView, producer: bool) -> impl IntoView + use<> {
         <div class="meters">
             <div class="meter"><div class="meter-value" data-testid="queue-depth">{t.depth}</div><div class="meter-label">"Queued"</div></div>
             <div class="meter"><div class="meter-value">{secs(t.drain_ms)}</div><div class="meter-label">"To drain"</div></div>
-            <div class="meter"><div class="meter-value">{t.backed_off}</div><div class="meter-label">"Backed off"</div></div>
+            <div class="meter" title="KIE did not take these (a 429, a 5xx, no answer): each waits and is sent again, with a growing pause"><div class="meter-value">{t.backed_off}</div><div class="meter-label">"Backed off"</div></div>
             {(t.paused > 0).then(|| view! { <div class="meter"><div class="meter-value" data-testid="queue-paused">{t.paused}</div><div class="meter-label">"Paused"</div></div> })}
             <div class="meter"><div class="meter-value" data-testid="rate-limited">{t.rate_limited_total}</div><div class="meter-label">"429s from KIE"</div></div>
         </div>
