@@ -1,6 +1,8 @@
 // Teams in a real Chromium: an admin adds a producer in the Team panel; the producer signs in
 // in a second browser context; each sees the other's task arrive live. A viewer sees no submit
-// button, and a server function called directly as the viewer is refused.
+// button, and a server function called directly as the viewer is refused. Nothing destructive
+// happens on one click: a role needs its Save, an admin's demotion and a Library deletion ask
+// first (with what they will do), and Cancel changes nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -93,6 +95,53 @@ test('an admin adds a producer; each sees the other\'s task live; a viewer canno
       assert.deepEqual(s.errors.filter((e) => !/403|Forbidden/.test(e)), [], 'no console errors');
       await s.context.close();
     }
+  } finally {
+    await server.stop();
+  }
+});
+
+test('nothing destructive on one click: a role changes with its Save, an admin\'s demotion and the Library\'s delete ask first, and Cancel changes nothing', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    // A copy in the Library, in project team.
+    const id = await compose(page, 'a still to keep');
+    await page.waitForSelector(`tr[data-task="${id}"] [data-testid="task-archive"]:has-text("In Library")`, { timeout: 40_000 });
+
+    // A role picked is not saved until its Save is pressed.
+    const makerRole = '#people tr[data-user="maker@e2e.test"] [data-testid="user-role-select"]';
+    await page.selectOption(makerRole, 'viewer');
+    await page.waitForTimeout(1500);
+    const roleOnServer = async (email) => page.evaluate(async (email) => {
+      const html = await (await fetch('/panel/people')).text();
+      const row = new DOMParser().parseFromString(html, 'text/html').querySelector(`tr[data-user="${email}"] option[selected]`);
+      return row?.value;
+    }, email);
+    assert.equal(await roleOnServer('maker@e2e.test'), 'producer', 'a pick alone changes nothing');
+    await page.selectOption(makerRole, 'viewer');
+    await page.click('#people tr[data-user="maker@e2e.test"] [data-testid="user-role-save"]');
+    await page.waitForSelector('#people [data-testid="team-result"]:has-text("maker@e2e.test is now viewer.")', { timeout: 10_000 });
+    assert.equal(await roleOnServer('maker@e2e.test'), 'viewer');
+
+    // Demoting the (only) admin asks first, and Cancel keeps the role.
+    const adminRole = `#people tr[data-user="${ADMIN}"] [data-testid="user-role-select"]`;
+    await page.selectOption(adminRole, 'producer');
+    await page.click(`#people tr[data-user="${ADMIN}"] [data-testid="user-role-save"]`);
+    await page.waitForSelector(`#people [data-testid="confirm-question"]:has-text("Demote ${ADMIN} from admin to producer?")`, { timeout: 10_000 });
+    await page.click('#people [data-testid="confirm-cancel"]');
+    await page.waitForSelector('#people [data-testid="cancelled"]', { timeout: 10_000 });
+    assert.equal(await roleOnServer(ADMIN), 'admin', 'cancelled: still an admin');
+
+    // Deleting a project's copies says how many files and bytes first; Cancel deletes nothing.
+    await page.fill('[data-testid="library-delete"] input[name="project"]', 'team');
+    await page.click('[data-testid="library-delete"] button[value="review"]');
+    const question = await page.waitForSelector('#retention [data-testid="confirm-question"]', { timeout: 10_000 });
+    assert.match(await question.textContent(), /^Delete 1 file, [\d.]+ [KM]?B, of project team\?/);
+    await page.click('#retention [data-testid="confirm-cancel"]');
+    await page.waitForSelector('#retention [data-testid="cancelled"]', { timeout: 10_000 });
+    assert.match(await page.textContent('[data-testid="library-archived"]'), /^1 assets/, 'the copy is still there');
+    assert.deepEqual(errors, []);
+    await context.close();
   } finally {
     await server.stop();
   }
