@@ -47,6 +47,9 @@ pub enum Command {
     /// Batches: many tasks submitted as one, admitted whole or not at all.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// The MCP server on standard input and output, for a desktop agent: relayed to a running
+    /// console's /mcp (CONTROL_ROOM_URL) with a relay key (CONTROL_ROOM_KEY).
+    Mcp(crate::mcp::bridge::McpArgs),
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -284,6 +287,8 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::Queue(cmd) => queue_command(config, cmd, out).await,
         Command::Task(TaskCommand::Show { id }) => task_show(config, &id, out).await,
         Command::Batch(cmd) => batch_command(config, cmd, input, out).await,
+        // Needs no configuration of its own: `main` runs it before reading any.
+        Command::Mcp(args) => crate::mcp::bridge::run(args).await.map_err(ServerError::Store),
     }
 }
 

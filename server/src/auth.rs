@@ -65,6 +65,8 @@ fn public(path: &str) -> bool {
         || path.starts_with("/pkg/")
         || path.starts_with("/callbacks/kie/")
         || path.starts_with("/kie/")
+        // A relay key, checked by its own guard.
+        || path == crate::mcp::PATH
 }
 
 /// Paths whose handler accepts a session or a credential of its own (a Library file: a signed
@@ -114,7 +116,7 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let programmatic = path.starts_with("/kie/") || path.starts_with("/callbacks/kie/");
+    let programmatic = path.starts_with("/kie/") || path.starts_with("/callbacks/kie/") || path == crate::mcp::PATH;
     if writes && !programmatic && !same_origin(req.headers(), &state.auth) {
         tracing::warn!(%path, "refused a cross-site request");
         return Refusal::plain(StatusCode::FORBIDDEN, "Cross-site request refused: this console accepts changes only from its own pages.").into_response();

@@ -58,17 +58,7 @@ pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayC
         r
     };
     if !status.is_success() || !streamed {
-        let bytes = match read_capped(upstream, MAX_ANSWER).await {
-            Ok(b) => b,
-            Err(e) => {
-                call.finish(failed(502, &e));
-                return Err(Refusal::kie(502, format!("KIE's answer was cut off: {e}")));
-            }
-        };
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
-        (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
-        call.finish(outcome);
+        let bytes = read_whole(&mut call, upstream).await.map_err(|e| Refusal::kie(502, e))?;
         return Ok(dress((status, bytes).into_response()));
     }
     // Streamed: each chunk goes on as it comes; the scan reads usage on the way.
@@ -76,6 +66,43 @@ pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayC
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(r)
+}
+
+/// Reads KIE's whole (unstreamed) answer and ends the call at what it says it used; an answer
+/// cut off ends it failed, and the error says so.
+async fn read_whole(call: &mut Relay, upstream: reqwest::Response) -> Result<Vec<u8>, String> {
+    let status = upstream.status();
+    let bytes = match read_capped(upstream, MAX_ANSWER).await {
+        Ok(b) => b,
+        Err(e) => {
+            call.finish(failed(502, &e));
+            return Err(format!("KIE's answer was cut off: {e}"));
+        }
+    };
+    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
+    (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
+    call.finish(outcome);
+    Ok(bytes)
+}
+
+/// A language model's whole answer for a caller inside the console (the MCP server's chat
+/// tool): admitted, sent, counted and ended exactly as a relay call is, never streamed.
+/// Refused (before anything is sent) or failed: KIE's code and what to tell the caller.
+pub(crate) async fn answer(state: &AppState, mut req: ChatRequest) -> Result<Value, (u16, String)> {
+    if let Some(body) = req.body.as_object_mut() {
+        body.insert("stream".into(), Value::Bool(false));
+    }
+    let lc = state.lifecycle.clone();
+    let ticket = lc.chat_begin(req).await.map_err(|e| (e.code(), e.public_message()))?;
+    let mut call = Relay::new(lc, ticket);
+    let upstream = send(state, &mut call).await?;
+    let status = upstream.status().as_u16();
+    let bytes = read_whole(&mut call, upstream).await.map_err(|e| (502, e))?;
+    if !(200..300).contains(&status) {
+        return Err((status, format!("KIE refused the call ({status}): {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)]))));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| (502, format!("KIE's answer is not JSON: {e}")))
 }
 
 /// Names the answer limit this console sent when it is below the one the caller asked for.

@@ -12,6 +12,8 @@
 //! - [`simulator`] — `--simulate`: kie-sim in process, on a free loopback port.
 //! - [`relay`] — the KIE-compatible relay API under `/kie` (relay keys), described in
 //!   `openapi.json`.
+//! - [`mcp`] — the Model Context Protocol server for agents at `/mcp` (relay keys), and
+//!   `control-room mcp`, the same on standard input and output.
 //! - [`relay_docs`] — `GET /kie/docs`, the relay's OpenAPI document as a page.
 //! - [`metrics`] — `GET /metrics` (Prometheus / OpenMetrics, `METRICS_TOKEN`) and the relay's
 //!   request counter.
@@ -46,6 +48,7 @@ pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod library;
 pub mod live;
+pub mod mcp;
 pub(crate) mod metrics;
 pub(crate) mod panels;
 pub(crate) mod receipts;

@@ -29,6 +29,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // The MCP bridge is a client of a running console: it reads no configuration of its own.
+    if let Some(server::admin::Command::Mcp(args)) = command.clone() {
+        let done = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(server::mcp::bridge::run(args)));
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("control-room mcp: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::from_cli(cli, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {

@@ -17,7 +17,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 
 use crate::config::Config;
-use crate::{AppState, assets, auth, batches, callbacks, chat, edge, health, library, live, metrics, panels, receipts, relay, spend};
+use crate::{AppState, assets, auth, batches, callbacks, chat, edge, health, library, live, mcp, metrics, panels, receipts, relay, spend};
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -53,6 +53,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/spend.svg", get(spend::chart))
         .route("/spend.csv", get(spend::table))
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
+        .merge(mcp::routes(&state).route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .merge(panels)
         .merge(assets::routes(&state.leptos_options))

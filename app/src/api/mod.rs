@@ -35,3 +35,5 @@ pub use tasks::{MAX_ROWS, TaskFilter, cancel_task, list_tasks, rerun_draft, reso
 
 #[cfg(feature = "ssr")]
 pub use context::{ConsoleContext, StatusMemo};
+#[cfg(feature = "ssr")]
+pub use money::model_option;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::view::{BudgetView, MarketView};
 #[cfg(feature = "ssr")]
+pub use server_side::option as model_option;
+#[cfg(feature = "ssr")]
 use crate::api::context::{Role, signed_in};
 
 #[cfg(feature = "ssr")]
@@ -31,7 +33,8 @@ mod server_side {
         PricePoint { choice: choice.map(str::to_string), mode: mode.map(str::to_string), credits: c.to_string(), usd: c.dollars() }
     }
 
-    fn option(m: &Model, pinned: bool) -> ModelOption {
+    /// A model as the Market lists it: its prices at each choice, its fields, its rate.
+    pub fn option(m: &Model, pinned: bool) -> ModelOption {
         let choices = m.price.choices();
         let prices = match &m.price {
             PriceRule::Unknown | PriceRule::PerChars { .. } | PriceRule::PerSecond { .. } | PriceRule::PerTokens { .. } => Vec::new(),

@@ -516,6 +516,43 @@ pub async fn meters(store: &dyn Store, rules: &[CostRule]) -> StoreResult<Vec<Me
     Ok(out)
 }
 
+/// One cap that governs a caller, as it stands: a per-job cap (no spend to meter), or a day or
+/// total cap with its spend so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub target: Target,
+    pub kind: CapKind,
+    pub cap: Credits,
+    /// `None` for a per-job cap.
+    pub used: Option<Credits>,
+}
+
+impl Standing {
+    /// What one more job may cost under this cap: the cap itself per job, else what is left.
+    pub fn left(&self) -> Credits {
+        self.used.map_or(self.cap, |used| Credits((self.cap.0 - used.0).max(0)))
+    }
+
+    /// "project trailer — max per rolling 24 h: $1.20 (240 credits) used of $5.00 (1000
+    /// credits), $3.80 (760 credits) left".
+    pub fn describe(&self) -> String {
+        let rule = format!("{} — {}", self.target.label(), self.kind.label());
+        match self.used {
+            None => format!("{rule}: one job may cost at most {}", money(self.cap)),
+            Some(used) => format!("{rule}: {} used of {}{}, {} left", money(used), money(self.cap), self.kind.spec().during, money(self.left())),
+        }
+    }
+}
+
+/// Every cap of the rules that govern `owner` in `project`, with the spend of the summed ones
+/// (read in one batch): what an agent or a program is told it may still spend.
+pub async fn standing(store: &dyn Store, rules: &[CostRule], owner: &str, project: &str) -> StoreResult<Vec<Standing>> {
+    let applicable: Vec<CostRule> = rules.iter().filter(|r| r.target.applies_to(owner, project)).cloned().collect();
+    let mut out: Vec<Standing> = applicable.iter().flat_map(|r| r.job_caps().map(|(kind, cap)| Standing { target: r.target.clone(), kind, cap, used: None })).collect();
+    out.extend(meters(store, &applicable).await?.into_iter().map(|m| Standing { target: m.target, kind: m.kind, cap: m.cap, used: Some(m.used) }));
+    Ok(out)
+}
+
 /// A cap crossed a level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {

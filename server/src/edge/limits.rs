@@ -7,7 +7,7 @@
 //!   read, the request is refused and its connection closed.
 //! - **A deadline for the answer's head** ([`ANSWER_DEADLINE`]): a handler that has not
 //!   answered by then is answered 503 (a store that hangs does not hold connections for
-//!   ever). Live streams and the relay are exempt: their answers start at once or wait on KIE
+//!   ever). Live streams, the relay and the MCP server (a `wait` answers when its task ends) are exempt: their answers start at once or wait on KIE
 //!   under the KIE client's own timeouts.
 
 use axum::body::Body;
@@ -23,6 +23,8 @@ use crate::error::{Refusal, Shape};
 pub const BODY_LIMITS: &[(&str, usize)] = &[
     // The relay: KIE's JSON bodies, a chat call's messages.
     ("/kie/", 1 << 20),
+    // The MCP server: a tool call's arguments (a model's input).
+    ("/mcp", 1 << 20),
     // KIE's callbacks: a task's record with its result URLs.
     ("/callbacks/", 256 << 10),
     // Server functions: a prompt with its settings.
@@ -47,7 +49,7 @@ pub fn body_limit(path: &str) -> usize {
 
 /// Routes whose answers may take longer than [`ANSWER_DEADLINE`] to start, or never end.
 fn exempt_from_answer_deadline(path: &str) -> bool {
-    path == "/events" || path.starts_with("/draft/") || path.starts_with("/kie/")
+    path == "/events" || path.starts_with("/draft/") || path.starts_with("/kie/") || path == crate::mcp::PATH
 }
 
 /// The middleware: see the module documentation.

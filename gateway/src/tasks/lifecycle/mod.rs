@@ -21,6 +21,7 @@
 //!   `recordInfo` window, held across every instance; the cool-down after a 429.
 //! - [`queue`] — the fair order tasks leave in, and the queue the Throttle panel shows.
 //! - [`quota`] — how many tasks one owner may have waiting (`QUEUE_MAX_PER_OWNER`).
+//! - [`quote`] — a submission priced without submitting it, and the cap that would refuse it.
 //! - [`alerts`] — budget alerts after a spend, checked at most once a second per spender.
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
@@ -39,6 +40,7 @@ pub(crate) mod limits;
 pub mod poller;
 pub mod queue;
 pub mod quota;
+pub mod quote;
 pub mod review;
 pub(crate) mod submit;
 
@@ -56,6 +58,7 @@ use crate::tasks::story::Before;
 use crate::tasks::task::TaskRecord;
 
 pub use callback::{CallbackError, CallbackOutcome};
+pub use quote::Quote;
 pub use submit::{SubmitError, Submission};
 
 /// The ledger's running total of credits KIE charged for finished tasks (milli-credits).
