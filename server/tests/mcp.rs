@@ -21,12 +21,29 @@ fn fast() -> kie_sim::Settings {
 }
 
 async fn instance(store: &StoreConfig, sim_base: &str) -> Running {
+    start_on_with(store, sim_base, |_| {}).await
+}
+
+async fn start_on_with(store: &StoreConfig, sim_base: &str, adjust: impl FnOnce(&mut server::config::Config)) -> Running {
     let (listener, base) = bind().await;
     let mut cfg = config(store.clone(), Some(KEY));
     cfg.kie_base_url = sim_base.parse().unwrap();
     cfg.public_url = Some(base.parse().unwrap());
     cfg.library = Some(library("mcp"));
+    adjust(&mut cfg);
     start_on(listener, cfg).await
+}
+
+/// The built-in catalog's image model and a priced language model; one task sent an hour.
+fn one_an_hour_with_chat(cfg: &mut server::config::Config) {
+    let path = testkit::scratch_dir("mcp-catalog").join("models.json");
+    let text = json!({"prices_taken": "test", "models": [
+        {"id": "gemini-3-flash", "category": "language", "provider": "Google", "purpose": "test", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}, "output_tokens": 200},
+        {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
+    ]});
+    std::fs::write(&path, text.to_string()).unwrap();
+    cfg.catalog_file = Some(path);
+    cfg.rate_guard = gateway::tasks::rate_guard::parse_rules("1/1h").unwrap();
 }
 
 /// A relay key of project `project` whose total cap fits an image (4 credits) and one Veo
@@ -147,8 +164,8 @@ async fn rpc(base: &str, key: Option<&str>, session: Option<&str>, message: Valu
 async fn mcp_needs_a_relay_key_and_a_session_is_served_by_any_instance_to_its_own_key_only() {
     let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
     let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("mcp-sessions")) };
-    let a = instance(&store_cfg, &sim_base).await;
-    let b = instance(&store_cfg, &sim_base).await;
+    let a = start_on_with(&store_cfg, &sim_base, one_an_hour_with_chat).await;
+    let b = start_on_with(&store_cfg, &sim_base, one_an_hour_with_chat).await;
     let store = server::open_store(&store_cfg).await.unwrap();
     let key = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "agent").await.unwrap();
     let other = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "trailer", "someone else").await.unwrap();
@@ -183,6 +200,50 @@ async fn mcp_needs_a_relay_key_and_a_session_is_served_by_any_instance_to_its_ow
     }
     let (status, _, _) = rpc(&a.base, Some(&key), Some("not-a-session"), list.clone()).await;
     assert_eq!(status, 404);
+
+    // A language model, through the same admission as the relay's chat calls.
+    let call = |id: u64, name: &str, arguments: Value| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+    let (_, _, answer) = rpc(&b.base, Some(&key), Some(&session), call(3, "chat", json!({"model": "gemini-3-flash", "messages": [{"role": "user", "content": "a lighthouse in a storm"}], "max_tokens": 50}))).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert!(answer["result"]["content"][0]["text"].as_str().unwrap().contains("a lighthouse in a storm"), "{answer}");
+    let chats = store.task_list(&gateway::tasks::task::TaskQuery { model: Some("gemini-3-flash".into()), ..Default::default() }).await.unwrap().tasks;
+    assert_eq!(chats.len(), 1, "the call is recorded like the relay's");
+    let chat_id = chats[0].id.clone();
+    wait_until("the chat call is charged from KIE's usage", 10, || async { store.task_get(&chat_id).await.unwrap().is_some_and(|t| t.actual_cost.is_some_and(|c| c > Credits::ZERO)) }).await;
+
+    // One task an hour: the first is sent, the second waits and is cancelled by the agent,
+    // which the audit log tells with where it came from.
+    let generate = |id: u64| call(id, "generate", json!({"model": "google/imagen4-fast", "input": {"prompt": "a harbour"}}));
+    let (_, _, first) = rpc(&a.base, Some(&key), Some(&session), generate(4)).await;
+    assert_eq!(first["result"]["isError"], false, "{first}");
+    let (_, _, second) = rpc(&a.base, Some(&key), Some(&session), generate(5)).await;
+    let waiting: Value = serde_json::from_str(second["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let waiting = waiting["task_id"].as_str().unwrap().to_string();
+    let (_, _, cancelled) = rpc(&b.base, Some(&key), Some(&session), call(6, "cancel", json!({"task_id": waiting}))).await;
+    assert_eq!(cancelled["result"]["isError"], false, "{cancelled}");
+    let t = store.task_get(&waiting).await.unwrap().unwrap();
+    assert_eq!(t.state, TaskState::Fail, "cancelled before it reached KIE");
+    let log = gateway::team::audit::search(store.as_ref(), &Default::default(), None, 50).await.unwrap();
+    let by_mcp: Vec<&str> = log.entries.iter().filter(|e| e.from.ends_with(" via mcp")).map(|e| e.action.as_str()).collect();
+    assert!(by_mcp.contains(&"task cancelled") && by_mcp.contains(&"mcp session opened"), "{by_mcp:?}");
+    // Another project's task reads like a missing one.
+    let elsewhere = gateway::team::relay_keys::create(store.as_ref(), &Actor::cli(), "teaser", "elsewhere").await.unwrap();
+    let elsewhere = elsewhere.text.expose().to_string();
+    let (_, theirs, _) = rpc(&a.base, Some(&elsewhere), None, init.clone()).await;
+    let (_, _, not_yours) = rpc(&a.base, Some(&elsewhere), theirs.as_deref(), call(7, "status", json!({"task_id": waiting}))).await;
+    assert_eq!(not_yours["result"]["isError"], true, "{not_yours}");
+    assert!(not_yours["result"]["content"][0]["text"].as_str().unwrap().starts_with(&format!("No task {waiting} in project teaser")), "{not_yours}");
+
+    // The MCP Inspector (npm) in its CLI mode lists the same tools.
+    let inspector = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/node_modules/.bin/mcp-inspector");
+    let out = std::process::Command::new(inspector)
+        .env("MCP_CATALOG_PATH", testkit::scratch_dir("mcp-inspector").join("catalog.json"))
+        .args(["--cli", &format!("{}/mcp", a.base), "--method", "tools/list", "--header", &format!("Authorization: Bearer {key}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["tools"].as_array().map(Vec::len), Some(10), "{listed}");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }

@@ -39,6 +39,11 @@ pub const IDLE: Duration = Duration::from_secs(10 * 60);
 /// The header that names a session.
 const SESSION: &str = "mcp-session-id";
 
+/// Where an agent's change came from, as the audit log says it: its address, via MCP.
+pub(crate) fn via(address: &str) -> String {
+    format!("{address} via mcp")
+}
+
 /// Who is asking, put on the request by [`admit`] for the tools to read.
 #[derive(Clone)]
 pub(crate) struct Caller(pub RelayKey);
@@ -111,15 +116,22 @@ async fn admit(State(admit): State<Admit>, mut req: Request, next: Next) -> Resp
         }
         None => {}
     }
-    let key_id = key.id.clone();
+    let (owner, key_id) = (key.owner(), key.id.clone());
+    let from = req.extensions().get::<crate::auth::ClientAddress>().map_or_else(|| "unknown".to_string(), |a| a.0.to_string());
     req.extensions_mut().insert(Caller(key));
     let answer = next.run(req).await;
-    // A new session: it belongs to the key that opened it.
+    // A new session: it belongs to the key that opened it, and the audit log says who opened it.
     if session.is_none()
         && let Some(id) = answer.headers().get(SESSION).and_then(|v| v.to_str().ok())
-        && let Err(e) = sessions::bind(state.store.as_ref(), id, &key_id).await
     {
-        return Refusal::unavailable(Shape::Plain, "mcp: cannot record a session", &e, STORE_DOWN).into_response();
+        let store = state.store.as_ref();
+        let recorded = match sessions::bind(store, id, &key_id).await {
+            Ok(()) => gateway::team::audit::append(store, &owner, &via(&from), "mcp session opened", &owner, None, None).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            return Refusal::unavailable(Shape::Plain, "mcp: cannot record a session", &e, STORE_DOWN).into_response();
+        }
     }
     answer
 }

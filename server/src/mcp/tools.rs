@@ -169,6 +169,12 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Result<RelayKey, ErrorData> {
         .ok_or_else(|| ErrorData::invalid_request("this request carries no relay key", None))
 }
 
+/// Who asks, as the audit log names them: the key's owner, from its address, via MCP.
+fn actor(key: &RelayKey, ctx: &RequestContext<RoleServer>) -> Actor {
+    let from = ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<crate::auth::ClientAddress>()).map_or("unknown", |a| &a.0);
+    Actor { who: key.owner(), name: key.name.clone(), role: Role::Producer, from: super::via(from) }
+}
+
 /// A store failure, logged here and told without its detail.
 fn store_down(e: impl std::fmt::Display) -> ErrorData {
     tracing::error!(error = %e, "mcp: store failed");
@@ -501,7 +507,7 @@ impl ControlRoomMcp {
         if self.own_task(&key, &args.task_id).await?.is_none() {
             return Ok(refused(format!("No task {} in project {}.", args.task_id, key.project)));
         }
-        let by = Actor { who: key.owner(), name: key.name.clone(), role: Role::Producer, from: "mcp".into() };
+        let by = actor(&key, &ctx);
         Ok(match self.state.lifecycle.cancel(args.task_id.trim(), &by).await {
             Ok(t) => answer(self.view(&t, &ctx)),
             Err(gateway::tasks::lifecycle::cancel::CancelError::Store(e)) => return Err(store_down(e)),
