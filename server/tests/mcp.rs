@@ -87,6 +87,8 @@ fn check_agent(seen: &Value, base: &str, label: &str) {
         assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{label} {name}: progress never goes back: {steps:?}");
     }
     assert_eq!(seen["made"]["clip"]["wait"]["charged"]["credits"], 120.0, "{label}");
+    let clip = seen["made"]["clip"]["task_id"].as_str().unwrap();
+    assert_eq!(seen["updated"], json!([format!("control-room://task/{clip}")]), "{label}: the subscription told the clip's end, once");
     let asset = &seen["asset"];
     assert_eq!(asset["info"]["content_type"], "image/png", "{label}");
     assert_eq!(asset["kinds"], json!(["text", "image"]), "{label}: a small image also comes as image content");

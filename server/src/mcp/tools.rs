@@ -363,11 +363,15 @@ impl ControlRoomMcp {
             if ended_at.is_none() && t.state.is_terminal() {
                 ended_at = Some(Instant::now());
             }
-            if told != Some((t.state, t.archive.as_ref().is_some_and(|a| a.pending()))) {
-                told = Some((t.state, t.archive.as_ref().is_some_and(|a| a.pending())));
+            let copying = t.archive.as_ref().is_some_and(|a| a.pending());
+            if told != Some((t.state, copying)) {
+                told = Some((t.state, copying));
                 if let Some(token) = &progress {
                     let step = step_of(t.state);
-                    let msg = format!("{} {}", t.id, t.note.clone().unwrap_or_else(|| t.state.as_str().to_string()));
+                    let msg = match (t.state, copying) {
+                        (TaskState::Success, true) => format!("{}: success; copying its results to the Library", t.id),
+                        (s, _) => format!("{}: {}", t.id, t.note.clone().filter(|_| !s.is_terminal()).unwrap_or_else(|| s.as_str().to_string())),
+                    };
                     let _ = ctx.peer.notify_progress(ProgressNotificationParam::new(token.clone(), step).with_total(STEPS).with_message(msg)).await;
                 }
             }

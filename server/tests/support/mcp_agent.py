@@ -5,7 +5,7 @@
 
 Over streamable HTTP (the key as a bearer token), or over stdio (`control-room mcp`, which
 relays to the console). It lists the tools, estimates, generates an image and a Veo clip,
-waits for each with progress, fetches the Library link, is refused by a cap, reads its budget,
+waits for each with progress (and is told when the watched clip ends), fetches the Library link, is refused by a cap, reads its budget,
 searches the Library and reads resources; it prints one JSON object of what it saw, which the
 Rust test checks.
 """
@@ -28,6 +28,16 @@ def json_of(result):
     return json.loads(result.content[0].text)
 
 
+updated = []
+
+
+async def on_message(message):
+    """Records the resource updates the server sends (a watched task ended)."""
+    inner = getattr(message, "root", message)
+    if getattr(inner, "method", None) == "notifications/resources/updated":
+        updated.append(str(inner.params.uri))
+
+
 async def run(session: ClientSession, base: str):
     seen = {}
     await session.initialize()
@@ -46,6 +56,8 @@ async def run(session: ClientSession, base: str):
         gen = await session.call_tool("generate", {"model": model, "input": {"prompt": f"a lighthouse at dusk ({name})"}})
         assert not gen.is_error, text_of(gen)
         task_id = json_of(gen)["task_id"]
+        if name == "clip":
+            await session.subscribe_resource(f"control-room://task/{task_id}")
         progress = []
 
         async def on_progress(p, total, message, progress=progress):
@@ -55,6 +67,11 @@ async def run(session: ClientSession, base: str):
         assert not done.is_error, text_of(done)
         made[name] = {"task_id": task_id, "wait": json_of(done), "progress": progress}
     seen["made"] = made
+    for _ in range(50):
+        if updated:
+            break
+        await asyncio.sleep(0.1)
+    seen["updated"] = updated
 
     image = made["image"]["task_id"]
     asset = await session.call_tool("get_asset", {"task_id": image, "n": 0})
@@ -90,13 +107,13 @@ async def main():
         base, key = sys.argv[2], sys.argv[3]
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
             async with streamable_http_client(f"{base}/mcp", http_client=http) as (read, write):
-                async with ClientSession(read, write) as session:
+                async with ClientSession(read, write, message_handler=on_message) as session:
                     seen = await run(session, base)
     else:
         binary, base, key = sys.argv[2], sys.argv[3], sys.argv[4]
         params = StdioServerParameters(command=binary, args=["mcp"], env={"CONTROL_ROOM_URL": base, "CONTROL_ROOM_KEY": key})
         async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, message_handler=on_message) as session:
                 seen = await run(session, base)
     print(json.dumps(seen))
 
