@@ -80,6 +80,15 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header ("" without one).
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map_or("", str::trim)
+}
+
 /// Who calls the relay: the relay key of the request's `Authorization: Bearer …`, checked
 /// (401 in KIE's words for a missing, unknown or revoked key; 503 when the store cannot say).
 pub struct RelayCaller(pub RelayKey);
@@ -88,14 +97,7 @@ impl FromRequestParts<AppState> for RelayCaller {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<RelayCaller, Refusal> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .unwrap_or("");
-        match state.keys.authenticate(presented).await {
+        match state.keys.authenticate(bearer(&parts.headers)).await {
             Ok(key) => {
                 tracing::Span::current().record("actor", format!("key:{}", key.id));
                 Ok(RelayCaller(key))

@@ -86,14 +86,7 @@ struct Admit {
 /// as for a session that ended: the client starts a new one), room for a new session.
 async fn admit(State(admit): State<Admit>, mut req: Request, next: Next) -> Response {
     let state = &admit.app;
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .unwrap_or("");
-    let key = match state.keys.authenticate(presented).await {
+    let key = match state.keys.authenticate(crate::error::bearer(req.headers())).await {
         Ok(key) => key,
         Err(RelayKeyError::Store(e)) => return Refusal::unavailable(Shape::Plain, "mcp: cannot check a key", &e, STORE_DOWN).into_response(),
         Err(_) => {

@@ -265,6 +265,16 @@ impl ControlRoomMcp {
         v
     }
 
+    /// A queued task's place and wait, added to its answer (a wait not known is left out).
+    async fn place(&self, t: &TaskRecord, v: &mut Value) {
+        if t.state == TaskState::Queued
+            && let Ok(Some(w)) = self.state.lifecycle.place(t).await
+        {
+            v["queue_position"] = w.position.into();
+            v["eta_seconds"] = w.eta_ms.div_ceil(1000).into();
+        }
+    }
+
     /// Whether `wait` is done with `t`: it ended, and a success's Library copies are made (or
     /// cannot be), or the grace for them is over.
     fn settled(&self, t: &TaskRecord, ended_at: Option<Instant>) -> bool {
@@ -335,10 +345,7 @@ impl ControlRoomMcp {
             Ok(t) => {
                 tracing::info!(task = %t.id, key = %key.id, "mcp: task submitted");
                 let mut v = json!({"task_id": t.id, "state": t.state.as_str(), "estimate": credits(t.estimated_cost), "next": "call wait with this task_id"});
-                if let Ok(Some(w)) = self.state.lifecycle.place(&t).await {
-                    v["queue_position"] = w.position.into();
-                    v["eta_seconds"] = w.eta_ms.div_ceil(1000).into();
-                }
+                self.place(&t, &mut v).await;
                 Ok(answer(v))
             }
             Err(e @ SubmitError::OverBudget(_)) => Ok(refused(format!("{}{}", e.public_message(), self.left_for(&key).await))),
@@ -408,12 +415,7 @@ impl ControlRoomMcp {
         Ok(match self.own_task(&key, &args.task_id).await? {
             Some(t) => {
                 let mut v = self.view(&t, &ctx);
-                if t.state == TaskState::Queued
-                    && let Ok(Some(w)) = self.state.lifecycle.place(&t).await
-                {
-                    v["queue_position"] = w.position.into();
-                    v["eta_seconds"] = w.eta_ms.div_ceil(1000).into();
-                }
+                self.place(&t, &mut v).await;
                 answer(v)
             }
             None => refused(format!("No task {} in project {}.", args.task_id, key.project)),
