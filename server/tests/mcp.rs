@@ -246,6 +246,12 @@ async fn mcp_needs_a_relay_key_and_a_session_is_served_by_any_instance_to_its_ow
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["tools"].as_array().map(Vec::len), Some(10), "{listed}");
+
+    // Counted with the relay's requests, under their own route.
+    let (_, metrics) = get_anon(&format!("{}/metrics", a.base)).await;
+    for status in ["200", "401", "404"] {
+        assert!(metrics.contains(&format!("relay_requests_total{{route=\"/mcp\",status=\"{status}\"}}")), "{status}: {}", metrics.lines().filter(|l| l.contains("/mcp")).collect::<Vec<_>>().join("\n"));
+    }
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
