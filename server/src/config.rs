@@ -100,6 +100,21 @@ pub struct Cli {
     /// is refused: it is the system of record (budgets, tasks, holds).
     #[arg(long, env = "REDIS_ALLOW_EPHEMERAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub redis_allow_ephemeral: bool,
+    /// A Redis whose configuration cannot be read (a managed Redis refusing CONFIG GET): you
+    /// vouch that it keeps what it is given (AOF) and never evicts keys. Without it the console
+    /// starts anyway and says what it could not verify.
+    #[arg(long, env = "REDIS_ASSUME_PERSISTENT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis_assume_persistent: bool,
+    /// For a rediss:// Redis: a PEM file of the CA to trust instead of the system's roots.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// For a rediss:// Redis that asks for client certificates (mutual TLS): this client's
+    /// certificate (PEM), with REDIS_CLIENT_KEY_FILE.
+    #[arg(long, env = "REDIS_CLIENT_CERT_FILE")]
+    pub redis_client_cert_file: Option<PathBuf>,
+    /// The key of REDIS_CLIENT_CERT_FILE (PEM).
+    #[arg(long, env = "REDIS_CLIENT_KEY_FILE")]
+    pub redis_client_key_file: Option<PathBuf>,
     /// A task with no result this many minutes after KIE took it ends `expired` (callback
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
@@ -227,7 +242,8 @@ fn receipt_sync(url: Option<&str>, env: &dyn Env) -> Result<Option<gateway::mone
 /// Where shared state lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
-    Redis { url: String, prefix: String },
+    /// `tls`: certificates for a `rediss://` URL beyond the system's roots.
+    Redis { url: String, prefix: String, tls: gateway::store::RedisTls },
     Embedded { dir: PathBuf },
 }
 
@@ -261,6 +277,8 @@ pub struct Config {
     pub outbound: gateway::outbound::OutboundPolicy,
     /// `REDIS_ALLOW_EPHEMERAL`.
     pub redis_allow_ephemeral: bool,
+    /// `REDIS_ASSUME_PERSISTENT`.
+    pub redis_assume_persistent: bool,
     pub give_up_after: std::time::Duration,
     /// `TASK_RETENTION_DAYS` (`None`: kept for good).
     pub task_retention: Option<std::time::Duration>,
@@ -344,6 +362,26 @@ fn http_url(name: &str, raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// The certificates `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE`
+/// name, read and checked to be PEM (the TLS handshake says the rest).
+fn redis_tls(cli: &Cli) -> Result<gateway::store::RedisTls, ConfigError> {
+    let pem = |name: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = path.as_ref().filter(|p| !p.as_os_str().is_empty()) else { return Ok(None) };
+        let bytes = std::fs::read(path).map_err(|e| ConfigError(format!("{name} {}: cannot read it: {}", path.display(), e.kind())))?;
+        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(ConfigError(format!("{name} {}: not a PEM file (no -----BEGIN line)", path.display())));
+        }
+        Ok(Some(bytes))
+    };
+    let ca = pem("REDIS_CA_FILE", &cli.redis_ca_file)?;
+    let client = match (pem("REDIS_CLIENT_CERT_FILE", &cli.redis_client_cert_file)?, pem("REDIS_CLIENT_KEY_FILE", &cli.redis_client_key_file)?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(ConfigError("set REDIS_CLIENT_CERT_FILE and REDIS_CLIENT_KEY_FILE together (mutual TLS needs both)".into())),
+    };
+    Ok(gateway::store::RedisTls { ca, client })
+}
+
 fn secret_var(env: &dyn Env, name: &str) -> Result<Option<Secret>, ConfigError> {
     match env.var(name) {
         None => Ok(None),
@@ -404,7 +442,11 @@ impl Config {
                 if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
                     return Err(ConfigError(format!("REDIS_URL must start with redis:// or rediss://, got {}://", parsed.scheme())));
                 }
-                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix }
+                let tls = redis_tls(&cli)?;
+                if tls != gateway::store::RedisTls::default() && parsed.scheme() != "rediss" {
+                    return Err(ConfigError("REDIS_CA_FILE and REDIS_CLIENT_CERT_FILE are for TLS: REDIS_URL must start with rediss://".into()));
+                }
+                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix.clone(), tls }
             }
             None => {
                 writable_dir(&cli.data_dir)?;
@@ -430,6 +472,7 @@ impl Config {
             alert_webhook: cli.alert_webhook_url.filter(|u| !u.trim().is_empty()).map(|u| http_url("ALERT_WEBHOOK_URL", &u)).transpose()?,
             outbound: gateway::outbound::OutboundPolicy::parse(&cli.outbound_allow).map_err(ConfigError)?,
             redis_allow_ephemeral: cli.redis_allow_ephemeral,
+            redis_assume_persistent: cli.redis_assume_persistent,
             give_up_after: std::time::Duration::from_secs(cli.give_up_minutes * 60),
             task_retention: (cli.task_retention_days > 0).then(|| std::time::Duration::from_secs(cli.task_retention_days * 24 * 3600)),
             sessions: gateway::team::sessions::SessionPolicy {
@@ -553,6 +596,23 @@ mod tests {
         let (_d, c) = tmp_cli(&[]);
         let vars = Vars(HashMap::from([("KIE_API_KEY", "  ".to_string())]));
         assert!(Config::from_cli(c, &vars).expect_err("empty").0.contains("empty"));
+    }
+
+    #[test]
+    fn redis_certificates_are_read_checked_and_only_for_tls() {
+        let (d, _) = tmp_cli(&[]);
+        let pem = d.path().join("ca.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        let not_pem = d.path().join("ca.der");
+        std::fs::write(&not_pem, [0x30, 0x82, 0x01]).unwrap();
+        let (pem, not_pem) = (pem.to_str().unwrap(), not_pem.to_str().unwrap());
+        let err = |args: &[&str]| Config::from_cli(tmp_cli(args).1, &Vars(HashMap::new())).expect_err("refused").0;
+        let ok = Config::from_cli(tmp_cli(&["--redis-url", "rediss://u:p@cache:6380/", "--redis-ca-file", pem]).1, &Vars(HashMap::new())).expect("valid");
+        assert!(matches!(&ok.store, StoreConfig::Redis { tls, .. } if tls.ca.as_deref().is_some_and(|c| c.starts_with(b"-----BEGIN")) && tls.client.is_none()));
+        assert!(err(&["--redis-url", "redis://cache:6379/", "--redis-ca-file", pem]).contains("rediss://"), "a CA for a plain connection");
+        assert!(err(&["--redis-url", "rediss://cache:6380/", "--redis-ca-file", not_pem]).contains("not a PEM file"));
+        assert!(err(&["--redis-url", "rediss://cache:6380/", "--redis-ca-file", "/nonexistent/ca.pem"]).contains("REDIS_CA_FILE /nonexistent/ca.pem: cannot read it"));
+        assert!(err(&["--redis-url", "rediss://cache:6380/", "--redis-client-cert-file", pem]).contains("together"), "a certificate without its key");
     }
 
     #[test]

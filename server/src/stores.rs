@@ -11,7 +11,7 @@ use crate::config::{Config, StoreConfig, redis_display};
 /// Opens the configured store, with a one-line error that says what to fix.
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerError> {
     match config {
-        StoreConfig::Redis { url, prefix } => Ok(Arc::new(connect_redis(url, prefix).await?)),
+        StoreConfig::Redis { url, prefix, tls } => Ok(Arc::new(connect_redis(url, prefix, tls).await?)),
         StoreConfig::Embedded { dir } => {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
@@ -23,16 +23,16 @@ pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, ServerEr
     }
 }
 
-async fn connect_redis(url: &str, prefix: &str) -> Result<RedisStore, ServerError> {
-    RedisStore::connect(url, prefix).await.map_err(|e| ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url))))
+async fn connect_redis(url: &str, prefix: &str, tls: &gateway::store::RedisTls) -> Result<RedisStore, ServerError> {
+    RedisStore::connect_with(url, prefix, tls).await.map_err(|e| ServerError::Store(format!("cannot use Redis at {}: {e}", redis_display(url))))
 }
 
 /// Redis is the system of record: a server that keeps nothing on disk, or that deletes keys
 /// when full (`maxmemory-policy` other than `noeviction`), is refused (unless
 /// `REDIS_ALLOW_EPHEMERAL`); one with snapshots only is warned about.
 pub(crate) async fn check_redis_persistence(config: &Config) -> Result<(), ServerError> {
-    let StoreConfig::Redis { url, prefix } = &config.store else { return Ok(()) };
-    let redis = connect_redis(url, prefix).await?;
+    let StoreConfig::Redis { url, prefix, tls } = &config.store else { return Ok(()) };
+    let redis = connect_redis(url, prefix, tls).await?;
     let persistence = redis.persistence().await;
     if let Some(p) = &persistence
         && p.evicts()
@@ -58,8 +58,15 @@ pub(crate) async fn check_redis_persistence(config: &Config) -> Result<(), Serve
             "Redis at {} keeps nothing on disk (appendonly no, no save points): it is the Control Room's system of record. Set `appendonly yes` (redis-server --appendonly yes, or CONFIG SET appendonly yes), or set REDIS_ALLOW_EPHEMERAL=1 to accept losing everything when it restarts.",
             redis_display(url)
         ))),
+        None if config.redis_assume_persistent => {
+            tracing::info!("Redis at {} does not answer CONFIG GET (a managed Redis); REDIS_ASSUME_PERSISTENT is set: its operator vouches that it keeps what it is given and never evicts keys.", redis_display(url));
+            Ok(())
+        }
         None => {
-            tracing::warn!("Redis at {} does not answer CONFIG GET: cannot check that it persists (it must run with appendonly yes).", redis_display(url));
+            tracing::warn!(
+                "Redis at {} does not answer CONFIG GET (a managed Redis, or a user without +config): could not verify that it persists (appendonly yes) nor that it never evicts keys (maxmemory-policy noeviction). Starting anyway; make sure of both, then set REDIS_ASSUME_PERSISTENT=1 to say so.",
+                redis_display(url)
+            );
             Ok(())
         }
     }

@@ -29,7 +29,7 @@ mod redis;
 pub(crate) mod watched;
 
 pub use embedded::EmbeddedStore;
-pub use redis::{Persistence, RedisStore};
+pub use redis::{Persistence, RedisStore, RedisTls};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -123,10 +123,50 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
+/// Certificates for a `rediss://` Redis beyond the system's roots: a private CA, and a client
+/// certificate for mutual TLS (PEM, as read from `REDIS_CA_FILE`, `REDIS_CLIENT_CERT_FILE` and
+/// `REDIS_CLIENT_KEY_FILE`). Its `Debug` shows which are set, never their bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// Trusted instead of the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// The client's certificate and key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls").field("ca", &self.ca.is_some()).field("client", &self.client.is_some()).finish()
+    }
+}
+
+impl RedisTls {
+    fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.client.is_none()
+    }
+}
+
 impl RedisStore {
     /// Connects and checks the server answers. `prefix` namespaces every key and channel.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Invalid(format!("REDIS_URL: {e}")))?;
+        Self::connect_with(url, prefix, &RedisTls::default()).await
+    }
+
+    /// [`RedisStore::connect`], with certificates for a `rediss://` URL (see [`RedisTls`]).
+    pub async fn connect_with(url: &str, prefix: &str, tls: &RedisTls) -> StoreResult<Self> {
+        let invalid = |e: redis::RedisError| StoreError::Invalid(format!("REDIS_URL: {e}"));
+        let client = if tls.is_empty() {
+            redis::Client::open(url).map_err(invalid)?
+        } else {
+            if !url.starts_with("rediss://") {
+                return Err(StoreError::Invalid("REDIS_CA_FILE and REDIS_CLIENT_CERT_FILE apply to TLS only: REDIS_URL must start with rediss://".into()));
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: tls.client.clone().map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
+                root_cert: tls.ca.clone(),
+            };
+            redis::Client::build_with_tls(url, certificates).map_err(invalid)?
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(5)))

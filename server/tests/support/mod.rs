@@ -66,6 +66,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         // Tests' receivers listen on loopback.
         outbound: gateway::outbound::OutboundPolicy::parse("127.0.0.1").expect("allow"),
         redis_allow_ephemeral: false,
+        redis_assume_persistent: false,
         give_up_after: Duration::from_secs(3600),
         task_retention: None,
         sessions: gateway::team::sessions::SessionPolicy::default(),
@@ -298,7 +299,7 @@ pub fn embedded(dir: &tempfile::TempDir) -> StoreConfig {
 }
 
 pub fn redis_store(prefix: &str) -> StoreConfig {
-    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string() }
+    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string(), tls: Default::default() }
 }
 
 /// A kie-sim on a free loopback port with one account; its base URL.
