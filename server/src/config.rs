@@ -431,6 +431,8 @@ impl Config {
     pub fn from_cli(cli: Cli, env: &dyn Env) -> Result<Config, ConfigError> {
         let kie_base_url = http_url("KIE_BASE_URL", &cli.kie_base_url)?;
         let library = library_settings(&cli)?;
+        // Read before any of `cli` is moved out.
+        let tls = redis_tls(&cli)?;
         let public_url = cli
             .public_url
             .filter(|u| !u.trim().is_empty())
@@ -442,11 +444,10 @@ impl Config {
                 if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
                     return Err(ConfigError(format!("REDIS_URL must start with redis:// or rediss://, got {}://", parsed.scheme())));
                 }
-                let tls = redis_tls(&cli)?;
                 if tls != gateway::store::RedisTls::default() && parsed.scheme() != "rediss" {
                     return Err(ConfigError("REDIS_CA_FILE and REDIS_CLIENT_CERT_FILE are for TLS: REDIS_URL must start with rediss://".into()));
                 }
-                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix.clone(), tls }
+                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix, tls }
             }
             None => {
                 writable_dir(&cli.data_dir)?;
