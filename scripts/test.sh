@@ -8,7 +8,8 @@ scripts/setup.sh test
 
 # `ssr` and `hydrate` must never be on together in one build: `frontend` (hydrate) is left out
 # of the tests' build.
-step() { printf '\n\033[1;36m[test]\033[0m %s\n' "$*"; }
+# Each step says how long the run has taken so far (minutes:seconds), to see where time goes.
+step() { printf '\n\033[1;36m[test]\033[0m (%d:%02d) %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 # Every suite has a time limit far above what it takes (a few minutes), so a test that hangs
 # fails the run with its suite named instead of holding it until CI gives up. The whole
 # process group goes (cargo and the test binary it runs).
@@ -57,3 +58,4 @@ ran=$((ran + 1))
 (cd end2end && bounded 10m node bench/load.mjs)
 ran=$((ran + 1))
 echo "benchmarks: $ran ran to the end"
+step "done"
