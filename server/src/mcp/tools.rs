@@ -248,19 +248,20 @@ impl ControlRoomMcp {
             "estimate": credits(t.estimated_cost),
             "created_ms": t.created_ms,
         });
-        let fields = v.as_object_mut().expect("an object");
-        if let Some(c) = t.actual_cost {
-            fields.insert("charged".into(), credits(c));
-        }
-        if let Some(note) = &t.note {
-            fields.insert("note".into(), note.clone().into());
-        }
-        if matches!(t.state, TaskState::Fail | TaskState::Expired) {
-            fields.insert("failure".into(), json!({"code": t.fail_code, "message": t.fail_msg}));
-        }
-        if t.state == TaskState::Success {
-            fields.insert("results".into(), json!(t.result_urls));
-            fields.insert("library".into(), Value::Array(library));
+        if let Value::Object(fields) = &mut v {
+            if let Some(c) = t.actual_cost {
+                fields.insert("charged".into(), credits(c));
+            }
+            if let Some(note) = &t.note {
+                fields.insert("note".into(), note.clone().into());
+            }
+            if matches!(t.state, TaskState::Fail | TaskState::Expired) {
+                fields.insert("failure".into(), json!({"code": t.fail_code, "message": t.fail_msg}));
+            }
+            if t.state == TaskState::Success {
+                fields.insert("results".into(), json!(t.result_urls));
+                fields.insert("library".into(), Value::Array(library));
+            }
         }
         v
     }
