@@ -21,10 +21,19 @@ wait_port() { # port
   die "nothing listens on 127.0.0.1:$1"
 }
 
+# The binaries run: the release build's by default. The test command points
+# CONTROL_ROOM_BIN_DIR at the binaries its one test build already made (the same code, compiled
+# once), and nothing is built here then.
+bin_dir="${CONTROL_ROOM_BIN_DIR:-target/release}"
+
 # The server exactly as cargo-leptos builds it, and kie-sim. Its features and LEPTOS_OUTPUT_NAME
 # (read at compile time: it names the WASM file the page loads) must be cargo-leptos's, or this
 # build would replace the binary `cargo leptos build` made with one whose page cannot hydrate.
 build_release() {
+  if [ -n "${CONTROL_ROOM_BIN_DIR:-}" ]; then
+    [ -x "$bin_dir/control-room" ] && [ -x "$bin_dir/kie-sim" ] || die "CONTROL_ROOM_BIN_DIR=$bin_dir has no control-room and kie-sim"
+    return
+  fi
   say "building control-room and kie-sim (release)"
   LEPTOS_OUTPUT_NAME=control-room cargo build --release -q -p server --bin control-room --no-default-features --features ssr
   cargo build --release -q -p kie-sim --bin kie-sim
@@ -44,7 +53,7 @@ start_sim() {
   local port
   port="$(free_port)"
   sim_key="loopback-upstream-key"
-  ./target/release/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 --chat-requests-per-min 4000000000 --chat-tokens-per-min 4000000000 "$@" >"$work/sim.log" 2>&1 &
+  "$bin_dir"/kie-sim --addr "127.0.0.1:$port" --key "$sim_key" --balance 1e12 --rate-limit 4000000000 --record-info-per-sec 4000000000 --chat-requests-per-min 4000000000 --chat-tokens-per-min 4000000000 "$@" >"$work/sim.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
   sim="http://127.0.0.1:$port"
@@ -62,14 +71,14 @@ start_console() { # store
     RATE_GUARD_CHAT="concurrent:100000,requests:1000000000/1m,tokens:1000000000/1m")
   cr_port="$(free_port)"
   [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
-  relay_key="$(env "${env[@]}" ./target/release/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
+  relay_key="$(env "${env[@]}" "$bin_dir"/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
   [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
   # With COST_RULE_USD set, a total cap on project `bench` (its hold is then on the path) and
   # a per-job cap of $1 (what a language model without a known price holds and is sent under).
   if [ -n "${COST_RULE_USD:-}" ]; then
-    env "${env[@]}" ./target/release/control-room budget set --project bench --per-job 1 --total "$COST_RULE_USD" >/dev/null || die "could not set the cost rule ($1 store)"
+    env "${env[@]}" "$bin_dir"/control-room budget set --project bench --per-job 1 --total "$COST_RULE_USD" >/dev/null || die "could not set the cost rule ($1 store)"
   fi
-  env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" ./target/release/control-room >"$work/control-room-$1.log" 2>&1 &
+  env "${env[@]}" LEPTOS_SITE_ADDR="127.0.0.1:$cr_port" "$bin_dir"/control-room >"$work/control-room-$1.log" 2>&1 &
   cr_pid=$!
   pids+=("$cr_pid")
   wait_port "$cr_port"

@@ -1,4 +1,4 @@
-// Starts a real control-room server (the release binary) on a free loopback port, and a real
+// Starts a real control-room server on a free loopback port, and a real
 // Chromium (Debian's /usr/bin/chromium) through playwright-core. Never downloads a browser.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync } from 'node:fs';
@@ -29,7 +29,10 @@ export const ADMIN = 'admin@e2e.test';
 export const VIEWER = 'viewer@e2e.test';
 export const MAKER = 'maker@e2e.test';
 export const PASSWORD = 'correct horse battery staple';
-const bin = join(root, 'target', 'release', 'control-room');
+// The release binary by default; the test command points CONTROL_ROOM_BIN_DIR at the one its
+// test build made (the same code, not compiled a second time). Either serves the release
+// build's site (WASM, JS, CSS) from target/site, with the hash file copied beside it.
+const bin = join(resolve(root, process.env.CONTROL_ROOM_BIN_DIR || join('target', 'release')), 'control-room');
 
 /** `control-room user add EMAIL --role ROLE` against `dataDir`, the password on stdin. */
 function addUser(dataDir, email, role) {
