@@ -14,6 +14,9 @@
 #   BENCH_SMOKE=1 scripts/bench-relay.sh   # 1 s per row: does it run, are the figures sane?
 #   BENCH_STORES=redis BENCH_CALLS=chat scripts/bench-relay.sh   # only the rows whose store
 #                                     # is listed and whose call's name contains a listed word
+#   BENCH_STORES="redis redis+replica" BENCH_CALLS=createTask scripts/bench-relay.sh
+#                                     # what waiting for a replica (WAIT) adds to a create
+#                                     # (list redis first: once the replica runs, it waits too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

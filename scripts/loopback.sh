@@ -47,6 +47,22 @@ start_redis() {
   wait_port "$redis_port"
 }
 
+# A replica of that redis-server (append-only file on too), in sync before this returns: the
+# `redis+replica` store's writes that decide money and sends wait for it (WAIT).
+start_replica() {
+  local port
+  port="$(free_port)"
+  mkdir -p "$work/replica"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir "$work/replica" --replicaof 127.0.0.1 "$redis_port" >"$work/replica.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+  for _ in $(seq 1 200); do
+    redis-cli -p "$port" info replication | grep -q 'master_link_status:up' && return 0
+    sleep 0.1
+  done
+  die "the replica on port $port did not sync with the primary"
+}
+
 # kie-sim with its limits lifted (and any further flags given); sets sim (its base URL) and
 # sim_key.
 start_sim() {
@@ -59,7 +75,8 @@ start_sim() {
   sim="http://127.0.0.1:$port"
 }
 
-# A control-room on `store` (redis: on $redis_port; embedded: its own DATA_DIR) against the
+# A control-room on `store` (redis: on $redis_port; redis+replica: the same with a replica
+# started beside it that every money and send write waits for; embedded: its own DATA_DIR) against the
 # kie-sim, with a relay key for project `bench` made first (the embedded store is one
 # process's at a time); sets cr_port, relay_key and cr_pid.
 start_console() { # store
@@ -70,7 +87,12 @@ start_console() { # store
   local env=(DATA_DIR="$work/data-$1" KIE_API_KEY="$sim_key" KIE_BASE_URL="$sim" RATE_GUARD="100000/10s" QUEUE_MAX_PER_OWNER=1000000 RUST_LOG=warn
     RATE_GUARD_CHAT="concurrent:100000,requests:1000000000/1m,tokens:1000000000/1m")
   cr_port="$(free_port)"
-  [ "$1" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:")
+  case "$1" in
+    redis) env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench:") ;;
+    redis+replica)
+      [ -n "${replica_started:-}" ] || { start_replica; replica_started=1; }
+      env+=(REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="bench-replica:" REDIS_MIN_REPLICAS_ACKS=1) ;;
+  esac
   relay_key="$(env "${env[@]}" "$bin_dir"/control-room key create --project bench --name loopback | awk '/^key:/ {print $2}')"
   [ -n "$relay_key" ] || die "could not create a relay key ($1 store)"
   # With COST_RULE_USD set, a total cap on project `bench` (its hold is then on the path) and

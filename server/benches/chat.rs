@@ -69,7 +69,7 @@ async fn main() {
         c.chat_rate_guard = gateway::tasks::rate_guard::parse_chat_rules("concurrent:50,requests:1000000/1m,tokens:1000000000/1m").expect("rules");
     })
     .await;
-    let store = server::open_store(&server::config::StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.clone(), tls: Default::default() }).await.expect("store");
+    let store = server::open_store(&server::config::StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.clone(), options: Default::default() }).await.expect("store");
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key");
     // A studio runs with caps: a total cost rule on the project, far above what the run spends.
     let rule = gateway::money::budget::CostRule::new(gateway::money::budget::Target { project: Some("bench".into()), user: None }, [(gateway::money::budget::CapKind::Total, gateway::Credits::from_credits(1_000_000_000))]);

@@ -79,7 +79,7 @@ async fn start_console(sim: &str, prefix: &str, rate_limit: i64) -> String {
 }
 
 async fn relay_key(prefix: &str) -> String {
-    let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), tls: Default::default() }).await.expect("store");
+    let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), options: Default::default() }).await.expect("store");
     gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "bench", "bench").await.expect("key").text.expose().to_string()
 }
 

@@ -159,7 +159,7 @@ fn table(label: &str, rows: &[(usize, BTreeMap<String, (Duration, f64)>)]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let redis_prefix = format!("{}:", testkit::unique("scale"));
-    let redis = store_rows("redis", || StoreConfig::Redis { url: testkit::redis_url(), prefix: redis_prefix.clone(), tls: Default::default() }).await;
+    let redis = store_rows("redis", || StoreConfig::Redis { url: testkit::redis_url(), prefix: redis_prefix.clone(), options: Default::default() }).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     let embedded = store_rows("embedded", || StoreConfig::Embedded { dir: path.clone() }).await;

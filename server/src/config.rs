@@ -115,6 +115,23 @@ pub struct Cli {
     /// The key of REDIS_CLIENT_CERT_FILE (PEM).
     #[arg(long, env = "REDIS_CLIENT_KEY_FILE")]
     pub redis_client_key_file: Option<PathBuf>,
+    /// Sentinels that name the primary, `host:port,host:port,…` (with REDIS_SENTINEL_SERVICE):
+    /// every instance follows a failover. REDIS_URL then gives only the data nodes' user,
+    /// password, database and TLS (its host is not used).
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The master's name the Sentinels know it by.
+    #[arg(long, env = "REDIS_SENTINEL_SERVICE")]
+    pub redis_sentinel_service: Option<String>,
+    /// How many replicas must acknowledge a write that decides money or a send (the
+    /// write-ahead before a send, a reservation, a settlement, a task's change of state)
+    /// before it counts as done. Unset: 1 when the primary reports a replica, else 0.
+    #[arg(long, env = "REDIS_MIN_REPLICAS_ACKS", value_parser = clap::value_parser!(u32).range(0..=8))]
+    pub redis_min_replicas_acks: Option<u32>,
+    /// How long such a write waits for them (milliseconds); past it the write counts as not
+    /// done (a create answers 503 rather than risk a double send).
+    #[arg(long, env = "REDIS_REPLICA_ACK_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=4000))]
+    pub redis_replica_ack_timeout_ms: u64,
     /// A task with no result this many minutes after KIE took it ends `expired` (callback
     /// lost, polling gave up).
     #[arg(long, env = "TASK_GIVE_UP_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_080))]
@@ -242,8 +259,9 @@ fn receipt_sync(url: Option<&str>, env: &dyn Env) -> Result<Option<gateway::mone
 /// Where shared state lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
-    /// `tls`: certificates for a `rediss://` URL beyond the system's roots.
-    Redis { url: String, prefix: String, tls: gateway::store::RedisTls },
+    /// `options`: certificates for a `rediss://` URL beyond the system's roots, the Sentinels
+    /// that name the primary, and the replicas a write that decides money or a send waits for.
+    Redis { url: String, prefix: String, options: gateway::store::RedisOptions },
     Embedded { dir: PathBuf },
 }
 
@@ -382,6 +400,40 @@ fn redis_tls(cli: &Cli) -> Result<gateway::store::RedisTls, ConfigError> {
     Ok(gateway::store::RedisTls { ca, client })
 }
 
+/// `REDIS_SENTINELS`, `REDIS_SENTINEL_SERVICE` and the Sentinels' password
+/// (`REDIS_SENTINEL_PASSWORD` or `REDIS_SENTINEL_PASSWORD_FILE`), checked together.
+fn redis_sentinel(cli: &Cli, env: &dyn Env) -> Result<Option<gateway::store::SentinelSettings>, ConfigError> {
+    let list = cli.redis_sentinels.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let service = cli.redis_sentinel_service.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let password = match (secret_var(env, "REDIS_SENTINEL_PASSWORD")?, env.var("REDIS_SENTINEL_PASSWORD_FILE").filter(|f| !f.trim().is_empty())) {
+        (Some(_), Some(_)) => return Err(ConfigError("set REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE, not both".into())),
+        (Some(p), None) => Some(p.expose().to_string()),
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError(format!("REDIS_SENTINEL_PASSWORD_FILE {path}: cannot read it: {}", e.kind())))?;
+            if raw.trim().is_empty() {
+                return Err(ConfigError(format!("REDIS_SENTINEL_PASSWORD_FILE {path} is empty")));
+            }
+            Some(raw.trim().to_string())
+        }
+        (None, None) => None,
+    };
+    match (list, service) {
+        (None, None) if password.is_none() => Ok(None),
+        (Some(list), Some(service)) => {
+            if cli.redis_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                return Err(ConfigError("REDIS_SENTINELS needs REDIS_URL too (it gives the data nodes' user, password, database and TLS; e.g. redis://:password@primary/0)".into()));
+            }
+            let sentinels = gateway::store::parse_sentinels(list).map_err(|e| ConfigError(format!("REDIS_SENTINELS: {e}")))?;
+            if sentinels.is_empty() {
+                return Err(ConfigError("REDIS_SENTINELS names no Sentinel: give host:port,host:port,…".into()));
+            }
+            Ok(Some(gateway::store::SentinelSettings { sentinels, service: service.to_string(), password }))
+        }
+        (Some(_), None) => Err(ConfigError("REDIS_SENTINELS is set but REDIS_SENTINEL_SERVICE is not: give the master's name the Sentinels know it by".into())),
+        _ => Err(ConfigError("REDIS_SENTINEL_SERVICE and REDIS_SENTINEL_PASSWORD apply with REDIS_SENTINELS only: give the Sentinels' host:port list".into())),
+    }
+}
+
 fn secret_var(env: &dyn Env, name: &str) -> Result<Option<Secret>, ConfigError> {
     match env.var(name) {
         None => Ok(None),
@@ -433,6 +485,8 @@ impl Config {
         let library = library_settings(&cli)?;
         // Read before any of `cli` is moved out.
         let tls = redis_tls(&cli)?;
+        let sentinel = redis_sentinel(&cli, env)?;
+        let acks = gateway::store::ReplicaAcks { min: cli.redis_min_replicas_acks, timeout: std::time::Duration::from_millis(cli.redis_replica_ack_timeout_ms) };
         let public_url = cli
             .public_url
             .filter(|u| !u.trim().is_empty())
@@ -447,7 +501,7 @@ impl Config {
                 if tls != gateway::store::RedisTls::default() && parsed.scheme() != "rediss" {
                     return Err(ConfigError("REDIS_CA_FILE and REDIS_CLIENT_CERT_FILE are for TLS: REDIS_URL must start with rediss://".into()));
                 }
-                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix, tls }
+                StoreConfig::Redis { url: url.trim().to_string(), prefix: cli.redis_prefix, options: gateway::store::RedisOptions { tls, sentinel, acks } }
             }
             None => {
                 writable_dir(&cli.data_dir)?;
@@ -552,6 +606,32 @@ mod tests {
     }
 
     #[test]
+    fn sentinels_are_parsed_checked_together_and_their_password_never_printed() {
+        let err = |args: &[&str], vars: &[(&'static str, &str)]| {
+            let (_d, c) = tmp_cli(args);
+            Config::from_cli(c, &Vars(vars.iter().map(|(k, v)| (*k, v.to_string())).collect())).expect_err("refused").0
+        };
+        let (_d, c) = tmp_cli(&["--redis-url", "redis://:pw@ignored/2", "--redis-sentinels", "10.0.0.1:26379, [::1]:26380", "--redis-sentinel-service", "studio", "--redis-min-replicas-acks", "1"]);
+        let cfg = Config::from_cli(c, &Vars(HashMap::from([("REDIS_SENTINEL_PASSWORD", "sentinel-s3cret".to_string())]))).expect("valid");
+        let StoreConfig::Redis { options, .. } = &cfg.store else { panic!("redis") };
+        let sentinel = options.sentinel.as_ref().expect("sentinels");
+        assert_eq!(sentinel.sentinels, vec![("10.0.0.1".to_string(), 26379), ("::1".to_string(), 26380)]);
+        assert_eq!((sentinel.service.as_str(), sentinel.password.as_deref()), ("studio", Some("sentinel-s3cret")));
+        assert_eq!(options.acks.min, Some(1));
+        assert!(!format!("{cfg:?}").contains("sentinel-s3cret"), "Debug must not print the Sentinels' password");
+
+        assert!(err(&["--redis-url", "redis://x/", "--redis-sentinels", "10.0.0.1:26379"], &[]).contains("REDIS_SENTINEL_SERVICE"));
+        assert!(err(&["--redis-url", "redis://x/", "--redis-sentinel-service", "studio"], &[]).contains("REDIS_SENTINELS"));
+        assert!(err(&["--redis-sentinels", "10.0.0.1:26379", "--redis-sentinel-service", "studio"], &[]).contains("REDIS_URL"));
+        assert!(err(&["--redis-url", "redis://x/", "--redis-sentinels", "10.0.0.1", "--redis-sentinel-service", "s"], &[]).contains("not host:port"));
+        assert!(err(&["--redis-url", "redis://x/", "--redis-sentinels", "h:99999", "--redis-sentinel-service", "s"], &[]).contains("port"));
+        assert!(err(&["--redis-url", "redis://x/", "--redis-sentinels", " , ", "--redis-sentinel-service", "s"], &[]).contains("names no Sentinel"));
+        assert!(err(&["--redis-url", "redis://x/"], &[("REDIS_SENTINEL_PASSWORD", "p")]).contains("REDIS_SENTINELS"));
+        assert!(Cli::try_parse_from(["control-room", "--redis-replica-ack-timeout-ms", "9000"]).is_err(), "a wait longer than a call's own timeout");
+        assert!(Cli::try_parse_from(["control-room", "--redis-min-replicas-acks", "-1"]).is_err());
+    }
+
+    #[test]
     fn rate_guard_rules_are_parsed_and_bad_ones_named() {
         let (_d, c) = tmp_cli(&["--rate-guard", "20/10s,concurrent:3"]);
         let cfg = Config::from_cli(c, &Vars(HashMap::new())).expect("valid");
@@ -609,7 +689,7 @@ mod tests {
         let (pem, not_pem) = (pem.to_str().unwrap(), not_pem.to_str().unwrap());
         let err = |args: &[&str]| Config::from_cli(tmp_cli(args).1, &Vars(HashMap::new())).expect_err("refused").0;
         let ok = Config::from_cli(tmp_cli(&["--redis-url", "rediss://u:p@cache:6380/", "--redis-ca-file", pem]).1, &Vars(HashMap::new())).expect("valid");
-        assert!(matches!(&ok.store, StoreConfig::Redis { tls, .. } if tls.ca.as_deref().is_some_and(|c| c.starts_with(b"-----BEGIN")) && tls.client.is_none()));
+        assert!(matches!(&ok.store, StoreConfig::Redis { options: gateway::store::RedisOptions { tls, .. }, .. } if tls.ca.as_deref().is_some_and(|c| c.starts_with(b"-----BEGIN")) && tls.client.is_none()));
         assert!(err(&["--redis-url", "redis://cache:6379/", "--redis-ca-file", pem]).contains("rediss://"), "a CA for a plain connection");
         assert!(err(&["--redis-url", "rediss://cache:6380/", "--redis-ca-file", not_pem]).contains("not a PEM file"));
         assert!(err(&["--redis-url", "rediss://cache:6380/", "--redis-ca-file", "/nonexistent/ca.pem"]).contains("REDIS_CA_FILE /nonexistent/ca.pem: cannot read it"));

@@ -42,6 +42,10 @@ async fn readiness(store: &Arc<dyn Store>, lifecycle: &Lifecycle, lib: &Option<L
         let error = "the store lost its data (its epoch is gone): restore it and restart this instance";
         return (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "store": store.backend(), "error": error}));
     }
+    if store.failing_over() {
+        let error = "store failing over: the Redis primary is gone and the Sentinels have not named a new one yet";
+        return (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "failing over", "store": store.backend(), "error": error}));
+    }
     match store.ping().await {
         Ok(()) => (StatusCode::OK, json!({"status": "ready", "store": store.backend(), "library": library(lib)})),
         Err(e) => {

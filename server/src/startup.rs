@@ -17,7 +17,7 @@ use gateway::{Lifecycle, LifecycleOptions, Store};
 
 use crate::config::{self, Config};
 use crate::routes::{leptos_options, router};
-use crate::stores::{check_redis_persistence, open_store};
+use crate::stores::open_checked;
 use crate::upstream::Upstream;
 use crate::{AppState, ServerError, auth, edge, simulator};
 
@@ -99,11 +99,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let catalog = Arc::new(load_catalog(config.catalog_file.as_deref())?);
-    check_redis_persistence(&config).await?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_runway_alert_days(config.runway_alert_days);
     metrics.know_models(catalog.models().iter().filter(|m| !m.is_chat()).map(|m| m.id.as_str()));
-    let store = gateway::store::metered::Metered::wrap(open_store(&config.store).await?, metrics.clone());
+    let store = gateway::store::metered::Metered::wrap(open_checked(&config).await?, metrics.clone());
     let (epoch, fresh) = gateway::store::epoch::claim(store.as_ref()).await.map_err(|e| ServerError::Store(format!("cannot read the store's epoch: {e}")))?;
     if fresh {
         tracing::info!(store = store.backend(), "a new store: its epoch is written now");

@@ -56,7 +56,7 @@ async fn submit(base: &str, key: &str, n: usize) -> (u16, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothing() {
     let mut redis = testkit::RedisServer::start();
-    let store_cfg = StoreConfig::Redis { url: redis.url(), prefix: "chaos:".into(), tls: Default::default() };
+    let store_cfg = StoreConfig::Redis { url: redis.url(), prefix: "chaos:".into(), options: Default::default() };
     let settings = kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 300, queuing_ms: 300, generating_ms: 600 }, ..Default::default() };
     let (sim_base, sim) = start_sim_with(settings, KEY, 100_000.0, None).await;
     {

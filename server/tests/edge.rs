@@ -436,7 +436,7 @@ async fn a_redis_that_evicts_keys_is_refused() {
         server::config::StoreConfig::Redis {
             url: redis.url(),
             prefix: "evict:".into(),
-            tls: Default::default(),
+            options: Default::default(),
         },
         None,
     );

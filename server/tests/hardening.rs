@@ -253,7 +253,7 @@ async fn a_live_streams_rechecks_do_not_keep_an_idle_session_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_without_persistence_is_refused_unless_allowed() {
     let redis = testkit::RedisServer::start_ephemeral();
-    let store = StoreConfig::Redis { url: redis.url(), prefix: "eph:".into(), tls: Default::default() };
+    let store = StoreConfig::Redis { url: redis.url(), prefix: "eph:".into(), options: Default::default() };
     let (listener, _) = bind().await;
     let err = server::run(listener, config(store.clone(), None), std::future::pending()).await.expect_err("refused");
     let msg = err.to_string();

@@ -146,7 +146,7 @@ async fn two_instances_on_one_redis_act_as_one() {
 #[tokio::test]
 async fn readiness_fails_when_redis_goes_away_and_health_does_not() {
     let mut redis = testkit::RedisServer::start();
-    let s = start(config(StoreConfig::Redis { url: redis.url(), prefix: "r:".into(), tls: Default::default() }, None)).await;
+    let s = start(config(StoreConfig::Redis { url: redis.url(), prefix: "r:".into(), options: Default::default() }, None)).await;
     assert_eq!(get(&format!("{}/readyz", s.base)).await.0, 200);
     redis.stop();
     let (code, body) = get(&format!("{}/readyz", s.base)).await;

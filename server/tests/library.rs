@@ -18,7 +18,7 @@ fn fast() -> kie_sim::Settings {
 async fn a_result_is_served_from_the_library_with_signed_links_and_the_relay_answers_them() {
     let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
     let prefix = format!("{}:", testkit::unique("libhttp"));
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix, tls: Default::default() };
+    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix, options: Default::default() };
     let (listener, base) = bind().await;
     let mut cfg = config(store_cfg.clone(), Some(KEY));
     cfg.kie_base_url = sim_base.parse().expect("url");
@@ -166,7 +166,7 @@ async fn library_settings_are_checked_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_is_submitted_from_the_panel_followed_and_downloaded_as_one_zip() {
     let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("batchzip")), tls: Default::default() };
+    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("batchzip")), options: Default::default() };
     seed_users(&store_cfg).await;
     let (listener, base) = bind().await;
     let mut cfg = config(store_cfg.clone(), Some(KEY));

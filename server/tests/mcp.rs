@@ -113,7 +113,7 @@ fn check_agent(seen: &Value, base: &str, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_generates_waits_and_is_refused_by_a_cap_through_the_python_sdk_over_http_and_stdio() {
     let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("mcp")), tls: Default::default() };
+    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("mcp")), options: Default::default() };
     let s = instance(&store_cfg, &sim_base).await;
     let store = server::open_store(&store_cfg).await.unwrap();
 
@@ -165,7 +165,7 @@ async fn rpc(base: &str, key: Option<&str>, session: Option<&str>, message: Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mcp_needs_a_relay_key_and_a_session_is_served_by_any_instance_to_its_own_key_only() {
     let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("mcp-sessions")), tls: Default::default() };
+    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix: format!("{}:", testkit::unique("mcp-sessions")), options: Default::default() };
     let a = start_on_with(&store_cfg, &sim_base, one_an_hour_with_chat).await;
     let b = start_on_with(&store_cfg, &sim_base, one_an_hour_with_chat).await;
     let store = server::open_store(&store_cfg).await.unwrap();

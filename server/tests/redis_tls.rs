@@ -101,7 +101,7 @@ impl Drop for TlsRedis {
 }
 
 fn store_config(redis: &TlsRedis, ca: Option<Vec<u8>>, client: Option<(Vec<u8>, Vec<u8>)>) -> StoreConfig {
-    StoreConfig::Redis { url: redis.url(), prefix: format!("{}:", testkit::unique("tls")), tls: gateway::store::RedisTls { ca, client } }
+    StoreConfig::Redis { url: redis.url(), prefix: format!("{}:", testkit::unique("tls")), options: gateway::store::RedisOptions { tls: gateway::store::RedisTls { ca, client }, ..Default::default() } }
 }
 
 async fn refusal(cfg: &StoreConfig) -> String {
@@ -133,8 +133,8 @@ async fn the_console_runs_on_a_tls_only_managed_redis_and_a_wrong_ca_is_refused_
     let s = start_on(listener, console).await;
     let (status, ready) = get_anon(&format!("{base}/readyz")).await;
     assert_eq!(status, 200, "{ready}");
-    let StoreConfig::Redis { url, prefix, tls } = &cfg else { unreachable!() };
-    let redis_store = gateway::RedisStore::connect_with(url, prefix, tls).await.unwrap();
+    let StoreConfig::Redis { url, prefix, options } = &cfg else { unreachable!() };
+    let redis_store = gateway::RedisStore::connect_opts(url, prefix, options).await.unwrap();
     assert_eq!(redis_store.persistence().await, None, "CONFIG is denied to this user, as a managed Redis denies it: the console started anyway");
     let store = server::open_store(&cfg).await.unwrap();
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "over tls").await.unwrap();

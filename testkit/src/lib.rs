@@ -141,6 +141,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: std::path::PathBuf,
     aof: bool,
+    /// Further arguments, kept for a restart (`--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -154,20 +156,30 @@ impl RedisServer {
         Self::start_with(false)
     }
 
+    /// A replica of the server on `primary_port` (AOF on too), as a Sentinel deployment runs.
+    pub fn start_replica_of(primary_port: u16) -> RedisServer {
+        Self::start_full(true, vec!["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()])
+    }
+
     fn start_with(aof: bool) -> RedisServer {
+        Self::start_full(aof, Vec::new())
+    }
+
+    fn start_full(aof: bool, extra: Vec<String>) -> RedisServer {
         // A free port can be taken before the server binds it (another run on this machine).
         for _ in 0..5 {
             let port = free_port();
             let dir = scratch_dir(&format!("redis-{port}"));
-            if let Some(child) = Self::try_spawn(port, &dir, aof) {
-                return RedisServer { child, port, dir, aof };
+            if let Some(child) = Self::try_spawn(port, &dir, aof, &extra) {
+                return RedisServer { child, port, dir, aof, extra };
             }
         }
         panic!("redis-server did not start on any of 5 free ports");
     }
 
-    fn try_spawn(port: u16, dir: &std::path::Path, aof: bool) -> Option<std::process::Child> {
+    fn try_spawn(port: u16, dir: &std::path::Path, aof: bool, extra: &[String]) -> Option<std::process::Child> {
         let mut child = redis_command_with(port, dir, aof)
+            .args(extra)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)"));
         if listening(&mut child, port, Duration::from_secs(10)) {
@@ -179,8 +191,8 @@ impl RedisServer {
         }
     }
 
-    fn spawn(port: u16, dir: &std::path::Path, aof: bool) -> std::process::Child {
-        Self::try_spawn(port, dir, aof).unwrap_or_else(|| panic!("redis-server did not come back on port {port} within 10 s (is the port taken?)"))
+    fn spawn(port: u16, dir: &std::path::Path, aof: bool, extra: &[String]) -> std::process::Child {
+        Self::try_spawn(port, dir, aof, extra).unwrap_or_else(|| panic!("redis-server did not come back on port {port} within 10 s (is the port taken?)"))
     }
 
     pub fn url(&self) -> String {
@@ -196,7 +208,7 @@ impl RedisServer {
     /// Starts it again on the same port and folder, from its append-only file.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(self.port, &self.dir, self.aof);
+        self.child = Self::spawn(self.port, &self.dir, self.aof, &self.extra);
     }
 
     pub fn stop(&mut self) {
@@ -207,6 +219,53 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Sentinel (`redis-server --sentinel`, Debian's) on loopback watching the primary on
+/// `primary_port` as `service`, with a quorum of `quorum`: it calls the primary down after
+/// `down_ms` without an answer. Stopped when dropped.
+pub struct SentinelServer {
+    child: std::process::Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl SentinelServer {
+    pub fn start(service: &str, primary_port: u16, quorum: u32, down_ms: u64) -> SentinelServer {
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = scratch_dir(&format!("sentinel-{port}"));
+            // Sentinel rewrites its file as it learns the replicas and the other Sentinels.
+            let conf = dir.join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\nsentinel down-after-milliseconds {service} {down_ms}\nsentinel failover-timeout {service} {}\nsentinel parallel-syncs {service} 1\n",
+                dir.display(),
+                (down_ms * 3).max(3000)
+            );
+            std::fs::write(&conf, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+            let mut child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start redis-server --sentinel ({e}); install redis-server (it carries Sentinel)"));
+            if listening(&mut child, port, Duration::from_secs(10)) {
+                return SentinelServer { child, port, dir };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server --sentinel did not start on any of 5 free ports");
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -14,13 +14,14 @@ mod server_side {
     use gateway::{Credits, Store};
 
     pub async fn status(ctx: &ConsoleContext) -> ConsoleStatus {
-        let (store, ledger) = match ledger(ctx.store.as_ref()).await {
-            Ok(l) => (StoreView { backend: ctx.store.backend().into(), reachable: true, error: None }, Some(l)),
+        let (mut store, ledger) = match ledger(ctx.store.as_ref()).await {
+            Ok(l) => (StoreView { backend: ctx.store.backend().into(), reachable: true, error: None, failing_over: false }, Some(l)),
             Err(e) => {
                 tracing::warn!(error = %e, "console status: store unreadable");
-                (StoreView { backend: ctx.store.backend().into(), reachable: false, error: Some(e.to_string()) }, None)
+                (StoreView { backend: ctx.store.backend().into(), reachable: false, error: Some(e.to_string()), failing_over: false }, None)
             }
         };
+        store.failing_over = ctx.store.failing_over();
         let gateway = ctx.gateway().await;
         // The runway needs a balance KIE answered and a week's burn from the receipts.
         let balance = gateway.as_ref().and_then(|g| g.balance.as_deref()).and_then(|b| b.parse::<f64>().ok()).and_then(Credits::from_decimal);

@@ -28,10 +28,16 @@ fn connection(s: &Result<ConsoleStatus, ServerFnError>) -> impl IntoView + use<>
     let ok = s.as_ref().ok();
     let balance = ok.and_then(|s| s.gateway.as_ref()).and_then(|g| g.balance.clone());
     let runway = ok.and_then(|s| s.runway_days.map(|d| (d, d < s.runway_alert_days as f64)));
+    let store = ok.and_then(|s| match (&s.store.failing_over, s.store.reachable) {
+        (true, _) => Some("store failing over"),
+        (false, false) => Some("store unreachable"),
+        _ => None,
+    });
     let value = view! {
         {crate::upstream_badge(ok)}
         {balance.map(|b| view! { " "<strong data-testid="strip-balance">{super::grouped(&b)}</strong>{format!(" cr ({})", super::dollars(&b).unwrap_or_default())} })}
         {runway.map(|(d, short)| view! { <span class=if short { "error" } else { "muted" } title="Runway at the last 7 days' burn">{format!(" · {}", super::runway(d))}</span> })}
+        {store.map(|s| view! { <span class="error" data-testid="strip-store">{format!(" · {s}")}</span> })}
     };
     item("#gateway", "Connection · balance", "strip-connection", value.into_any(), "")
 }

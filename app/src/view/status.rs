@@ -31,6 +31,9 @@ pub struct StoreView {
     pub reachable: bool,
     /// Why it is not reachable (no secrets: host and error kind only).
     pub error: Option<String>,
+    /// Redis lost its primary and the Sentinels have not named a new one yet.
+    #[serde(default)]
+    pub failing_over: bool,
 }
 
 /// Ledger meters, read from the Control Room's own task records.

@@ -33,6 +33,9 @@ macro_rules! timed_store {
             fn backend(&self) -> &'static str {
                 self.inner.backend()
             }
+            fn failing_over(&self) -> bool {
+                self.inner.failing_over()
+            }
             $(
                 async fn $name(&self, $($arg: $ty),*) -> $out {
                     let started = Instant::now();

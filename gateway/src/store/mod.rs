@@ -25,11 +25,13 @@
 
 mod embedded;
 pub mod metered;
+mod primary;
 mod redis;
 pub(crate) mod watched;
 
 pub use embedded::EmbeddedStore;
-pub use redis::{Persistence, RedisStore, RedisTls};
+pub use primary::{FAILOVER_PATIENCE, ReplicaAcks, SentinelSettings, parse_sentinels};
+pub use redis::{Persistence, RedisOptions, RedisStore, RedisTls};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -61,6 +63,11 @@ pub enum StoreError {
     /// The request itself is wrong (empty key, oversized value, too many scopes).
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// A write that decides money or a send reached the primary, but not enough replicas
+    /// acknowledged it in time (`REDIS_MIN_REPLICAS_ACKS`): a failover now could lose it, so
+    /// its caller treats it as not done.
+    #[error("store unavailable: the write was not acknowledged by a replica: {0}")]
+    Unreplicated(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -238,6 +245,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Round trip to the backend (readiness).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether the backend lost its primary and is looking for the new one (a Redis
+    /// Sentinel failover): calls fail or wait meanwhile, and `/readyz` says so.
+    fn failing_over(&self) -> bool {
+        false
+    }
 
     // ---- tasks -------------------------------------------------------------------------
 

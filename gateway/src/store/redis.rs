@@ -18,12 +18,12 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::primary::{self, Primary, PrimaryConn, ReplicaAcks, SentinelSettings};
 use super::{Created, CreateWith, UpdateWith, EventStream, LogEntry, MAX_LOG_PAGE, Refusal, ReserveOutcome, ReserveRequest, Scope, Store, StoreError, StoreResult, check};
 use crate::tasks::task::{TaskCounts, TaskPage, TaskQuery, TaskRecord, TaskState, index};
 
@@ -109,8 +109,7 @@ impl Persistence {
 /// The Redis-backed [`Store`].
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    primary: Arc<Primary>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
 }
@@ -146,6 +145,18 @@ impl RedisTls {
     }
 }
 
+/// How to reach Redis beyond its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Certificates for a `rediss://` URL.
+    pub tls: RedisTls,
+    /// Sentinels that name the primary (`REDIS_URL` then gives only the data nodes' user,
+    /// password, database and TLS).
+    pub sentinel: Option<SentinelSettings>,
+    /// The replicas a write that decides money or a send waits for.
+    pub acks: ReplicaAcks,
+}
+
 impl RedisStore {
     /// Connects and checks the server answers. `prefix` namespaces every key and channel.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
@@ -154,9 +165,16 @@ impl RedisStore {
 
     /// [`RedisStore::connect`], with certificates for a `rediss://` URL (see [`RedisTls`]).
     pub async fn connect_with(url: &str, prefix: &str, tls: &RedisTls) -> StoreResult<Self> {
+        Self::connect_opts(url, prefix, &RedisOptions { tls: tls.clone(), ..RedisOptions::default() }).await
+    }
+
+    /// [`RedisStore::connect`] with every option: certificates, Sentinels, and the replicas a
+    /// write that decides money or a send waits for.
+    pub async fn connect_opts(url: &str, prefix: &str, opts: &RedisOptions) -> StoreResult<Self> {
         let invalid = |e: redis::RedisError| StoreError::Invalid(format!("REDIS_URL: {e}"));
-        let client = if tls.is_empty() {
-            redis::Client::open(url).map_err(invalid)?
+        let tls = &opts.tls;
+        let (client, certificates) = if tls.is_empty() {
+            (redis::Client::open(url).map_err(invalid)?, None)
         } else {
             if !url.starts_with("rediss://") {
                 return Err(StoreError::Invalid("REDIS_CA_FILE and REDIS_CLIENT_CERT_FILE apply to TLS only: REDIS_URL must start with rediss://".into()));
@@ -165,14 +183,10 @@ impl RedisStore {
                 client_tls: tls.client.clone().map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
                 root_cert: tls.ca.clone(),
             };
-            redis::Client::build_with_tls(url, certificates).map_err(invalid)?
+            (redis::Client::build_with_tls(url, certificates.clone()).map_err(invalid)?, Some(certificates))
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
-        let store = RedisStore { client, conn, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
+        let primary = Primary::connect(client, certificates, opts.sentinel.as_ref(), opts.acks).await?;
+        let store = RedisStore { primary, prefix: prefix.into(), scripts: Arc::new(Scripts::new()) };
         store.ping().await?;
         store.seed_review().await?;
         store.list_review().await?;
@@ -310,8 +324,24 @@ impl RedisStore {
         format!("{}{kind}:{key}", self.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    fn conn(&self) -> PrimaryConn {
+        self.primary.conn()
+    }
+
+    /// A write that decides money or a send: acknowledged by the replicas (see
+    /// [`primary::durable`]).
+    async fn durable<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> StoreResult<T> {
+        primary::durable(&self.primary, inv).await
+    }
+
+    /// Counts up each time another node becomes the primary (after a Sentinel failover).
+    pub fn failovers(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.primary.generations()
+    }
+
+    /// The primary's `host:port`.
+    pub fn primary_addr(&self) -> String {
+        self.primary.node().addr.clone()
     }
 
     /// A scope's keys: (main, aux, sum) for a window; a counter uses only the first.
@@ -375,7 +405,14 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn failing_over(&self) -> bool {
+        self.primary.failing_over()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
+        if self.failing_over() {
+            return Err(StoreError::Unavailable("store failing over: no Redis primary yet".into()));
+        }
         let pong: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(unavailable)?;
         if pong == "PONG" { Ok(()) } else { Err(StoreError::Unavailable(format!("redis answered {pong:?} to PING"))) }
     }
@@ -412,7 +449,7 @@ impl Store for RedisStore {
             Some(l) => inv.arg(1).arg(l.entry).arg(l.keep),
             None => inv.arg(0).arg("").arg(0),
         };
-        let r: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        let r: Vec<i64> = self.durable(&inv).await?;
         Ok(match r.as_slice() {
             [-2] => Created::Changed,
             [-1] => Created::Exists,
@@ -457,13 +494,13 @@ impl Store for RedisStore {
             hold_args(&mut inv, c);
         }
         self.announce_args(&mut inv, with.announce);
-        let v: i64 = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        let v: i64 = self.durable(&inv).await?;
         Ok((v > 0).then_some(v as u64))
     }
 
     async fn task_delete(&self, id: &str, version: u64) -> StoreResult<bool> {
         check::key(id)?;
-        let n: i64 = self.scripts.task_delete.key(self.k("t", id)).arg(version).invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        let n: i64 = self.durable(self.scripts.task_delete.key(self.k("t", id)).arg(version)).await?;
         Ok(n == 1)
     }
 
@@ -640,7 +677,7 @@ impl Store for RedisStore {
         let mut inv = self.scripts.reserve.prepare_invoke();
         self.hold_keys(&mut inv, req);
         hold_args(&mut inv, req);
-        let r: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(unavailable)?;
+        let r: Vec<i64> = self.durable(&inv).await?;
         match r.as_slice() {
             [0] => Ok(ReserveOutcome::Reserved),
             [1] => Ok(ReserveOutcome::AlreadyHeld),
@@ -652,15 +689,7 @@ impl Store for RedisStore {
     async fn settle(&self, id: &str, actual: i64) -> StoreResult<bool> {
         check::key(id)?;
         check::amount("settled amount", actual)?;
-        let n: i64 = self
-            .scripts
-            .settle
-            .key(self.k("h", id))
-            .arg(id)
-            .arg(actual)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+        let n: i64 = self.durable(self.scripts.settle.key(self.k("h", id)).arg(id).arg(actual)).await?;
         Ok(n == 1)
     }
 
@@ -749,7 +778,14 @@ impl Store for RedisStore {
 
     async fn subscribe(&self, channel: &str) -> StoreResult<EventStream> {
         check::key(channel)?;
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(unavailable)?;
+        let node = self.primary.node();
+        let mut pubsub = match node.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                self.primary.failed(&node, &e).await;
+                return Err(unavailable(e));
+            }
+        };
         pubsub.subscribe(self.k("ev", channel)).await.map_err(unavailable)?;
         Ok(pubsub.into_on_message().map(|m| m.get_payload_bytes().to_vec()).boxed())
     }

@@ -57,7 +57,7 @@ pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<
 pub async fn console_with(sim: &str, prefix: &str, rate_guard: Vec<gateway::tasks::rate_guard::LimitRule>, rate_margin: Duration, change: impl FnOnce(&mut Config)) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let mut cfg = config(StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), tls: Default::default() }, sim, &base, rate_guard, rate_margin);
+    let mut cfg = config(StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), options: Default::default() }, sim, &base, rate_guard, rate_margin);
     change(&mut cfg);
     tokio::spawn(server::run(listener, cfg, std::future::pending()));
     answers(&base).await;
@@ -86,7 +86,7 @@ pub const ADMIN_PASSWORD: &str = "bench password, long enough";
 /// live stream answer it.
 pub async fn admin_client(base: &str, prefix: &str) -> reqwest::Client {
     use gateway::team::accounts::{self, Actor, Role};
-    let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), tls: Default::default() }).await.expect("store");
+    let store = server::open_store(&StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.into(), options: Default::default() }).await.expect("store");
     let email = format!("{}@bench.test", testkit::unique("admin"));
     accounts::add(store.as_ref(), &Actor::cli(), &email, "", Role::Admin, ADMIN_PASSWORD).await.expect("add the bench admin");
     signed_in(base, &email).await

@@ -299,7 +299,7 @@ pub fn embedded(dir: &tempfile::TempDir) -> StoreConfig {
 }
 
 pub fn redis_store(prefix: &str) -> StoreConfig {
-    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string(), tls: Default::default() }
+    StoreConfig::Redis { url: testkit::redis_url(), prefix: prefix.to_string(), options: Default::default() }
 }
 
 /// A kie-sim on a free loopback port with one account; its base URL.

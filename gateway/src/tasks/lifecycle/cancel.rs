@@ -48,6 +48,21 @@ fn cancellable(t: &TaskRecord) -> bool {
 }
 
 impl Lifecycle {
+    /// Ends a task whose record no replica acknowledged (see [`crate::StoreError::Unreplicated`])
+    /// before it can be sent, its holds released in the same write: its submitter was told it
+    /// was not accepted. Best effort (the store is in trouble): a failure is logged, and a
+    /// write that reached only the primary has still ended it there.
+    pub(super) async fn withdraw_unstored(&self, id: &str) {
+        let why = "not accepted: the store could not confirm a replica has it (submit again)";
+        let owned = self.ended_settlements(id, Credits::ZERO);
+        let settles: Vec<(&str, i64)> = owned.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let now = now_ms();
+        let ended = self.modify_with(id, &crate::store::UpdateWith { settles: &settles, ..Default::default() }, |t| cancellable(t) && { t.end_unsent(why, now); true }).await;
+        if let Err(e) = ended {
+            tracing::warn!(task = %id, error = %e, "a task no replica has may not be ended on every node; the dispatcher sends nothing whose write-ahead is unconfirmed");
+        }
+    }
+
     /// Cancels task `id` if it has not reached KIE. A producer cancels their own tasks; an
     /// admin anyone's (a relay key's too).
     pub async fn cancel(&self, id: &str, by: &Actor) -> Result<TaskRecord, CancelError> {

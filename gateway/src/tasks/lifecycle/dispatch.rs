@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::{LOOKUP_TTL, Lifecycle, backoff, kie_id_key};
 use crate::kie::KieError;
-use crate::store::{StoreResult, now_ms};
+use crate::store::{StoreError, StoreResult, now_ms};
 use crate::tasks::task::{FailClass, HeldBack, TaskRecord, TaskState};
 
 /// Most queued tasks looked at in one round.
@@ -163,17 +163,27 @@ impl Lifecycle {
             return Ok(Sent::Done);
         }
         let id = t.id.as_str();
-        let marked = self
-            .modify(id, |t| {
-                if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.gated || t.dispatch.next_attempt_ms > now_ms() || super::deadline::past_deadline(t, now_ms()) {
-                    return false;
-                }
-                t.dispatch.attempts += 1;
-                t.dispatch.sending_since_ms = Some(now_ms());
-                t.note = Some("Sending to KIE".into());
-                true
-            })
-            .await?;
+        let mark = now_ms();
+        let marked = self.modify(id, |t| {
+            if t.state != TaskState::Queued || t.in_doubt() || t.budget_pending || t.gated || t.dispatch.next_attempt_ms > now_ms() || super::deadline::past_deadline(t, now_ms()) {
+                return false;
+            }
+            t.dispatch.attempts += 1;
+            t.dispatch.sending_since_ms = Some(mark);
+            t.note = Some("Sending to KIE".into());
+            true
+        });
+        let marked = match marked.await {
+            Ok(m) => m,
+            // The write-ahead is on no replica: a failover could lose it and another instance
+            // send the task again. Nothing is sent on it; the mark is taken back.
+            Err(e @ StoreError::Unreplicated(_)) => {
+                self.unmark_sending(id, mark).await;
+                self.give_back(&holds).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let Some(task) = marked else {
             self.give_back(&holds).await?;
             // Its deadline may have passed while the rate guard held it.
@@ -207,6 +217,26 @@ impl Lifecycle {
         }
         self.note_served(&task.owner).await?;
         Ok(if waited { Sent::DoneAfterWait } else { Sent::Done })
+    }
+
+    /// Takes back a *sending* mark no replica acknowledged (nothing was sent on it), so the
+    /// task is sent once the store can confirm its write-ahead. Best effort: a mark left
+    /// behind makes the task in doubt, which is never sent twice.
+    async fn unmark_sending(&self, id: &str, mark: u64) {
+        let undone = self
+            .modify(id, |t| {
+                if t.state != TaskState::Queued || t.dispatch.sending_since_ms != Some(mark) {
+                    return false;
+                }
+                t.dispatch.sending_since_ms = None;
+                t.dispatch.attempts = t.dispatch.attempts.saturating_sub(1);
+                t.note = Some("Waiting: the store could not confirm a replica has it".into());
+                true
+            })
+            .await;
+        if let Err(e) = undone {
+            tracing::warn!(task = %id, error = %e, "cannot take back an unconfirmed sending mark yet");
+        }
     }
 
     /// KIE took the task: remember its id both ways and mark it `submitted`.

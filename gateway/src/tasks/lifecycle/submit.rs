@@ -141,6 +141,10 @@ impl SubmitError {
     /// failure, which is logged here and not shown.
     pub fn public_message(&self) -> String {
         match self {
+            SubmitError::Store(inner @ StoreError::Unreplicated(_)) => {
+                tracing::error!(error = %inner, "submission not confirmed by a replica");
+                "The task store could not confirm that a replica has the task, so it was not accepted and will not be sent. Try again shortly.".into()
+            }
             SubmitError::Store(inner) => {
                 tracing::error!(error = %inner, "submission failed in the store");
                 "The task store is unavailable; nothing was recorded. Try again shortly.".into()
@@ -335,6 +339,12 @@ impl Lifecycle {
             let with = CreateWith { lookups: std::slice::from_ref(&token), announce: Some(&announce), unchanged: Some(&judged.unchanged), holds: &holds, log: Some(arrival) };
             let created = match self.0.store.task_create(t, &with).await {
                 Ok(c) => c,
+                // On the primary but on no replica: a failover could lose it, so it is not
+                // accepted, and it is ended so that it is never sent (the caller may submit again).
+                Err(e @ StoreError::Unreplicated(_)) => {
+                    self.withdraw_unstored(&t.id).await;
+                    return Err(SubmitError::Store(e));
+                }
                 // The step may have been taken before the store failed: the record says.
                 Err(e) => {
                     return match self.0.store.task_get(&t.id).await {
