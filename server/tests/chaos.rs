@@ -9,7 +9,6 @@ mod support;
 use gateway::team::accounts::Actor;
 use gateway::money::budget::{CapKind, CostRule};
 use gateway::{Credits, Store, TaskState};
-use serde_json::json;
 use server::config::StoreConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,30 +26,6 @@ async fn instance(store: &StoreConfig, sim_base: &str, listener: tokio::net::Tcp
     // Past this, a task in doubt whose callback was lost ends `expired`: short, so the run ends.
     cfg.give_up_after = Duration::from_secs(45);
     start_on(listener, cfg).await
-}
-
-/// Submits through the relay until it answers (a store outage answers 503, meaning nothing
-/// was recorded: try again, as a client would). A 503 that says the task may still run is
-/// an answer too: it is not resubmitted.
-async fn submit(base: &str, key: &str, n: usize) -> (u16, Option<String>) {
-    let url = format!("{base}/kie/api/v1/jobs/createTask");
-    let body = json!({"model": "google/imagen4-fast", "input": {"prompt": format!("chaos shot {n}")}});
-    let start = Instant::now();
-    loop {
-        let r = http().post(&url).bearer_auth(key).json(&body).timeout(Duration::from_secs(10)).send().await;
-        if let Ok(r) = r {
-            let env: serde_json::Value = r.json().await.unwrap_or_default();
-            let code = env["code"].as_u64().unwrap_or(0) as u16;
-            if code == 503 && env["msg"].as_str().is_some_and(|m| m.contains("may still run")) {
-                return (code, None);
-            }
-            if code != 503 && code != 0 {
-                return (code, env["data"]["taskId"].as_str().map(str::to_string));
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "task {n}: the relay never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,7 +56,7 @@ async fn redis_killed_and_an_instance_restarted_mid_burst_lose_and_double_nothin
     for n in 0..SUBMITTED {
         let base = if n % 2 == 0 { base_a.clone() } else { base_b.clone() };
         let key = key.clone();
-        handles.push(tokio::spawn(async move { submit(&base, &key, n).await }));
+        handles.push(tokio::spawn(async move { submit_until_answered(&base, &key, &format!("chaos shot {n}")).await }));
         tokio::time::sleep(Duration::from_millis(40)).await;
         if n == SUBMITTED / 3 {
             redis.kill();

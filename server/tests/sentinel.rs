@@ -57,29 +57,6 @@ async fn replicating(replica: u16, primary: u16, sentinels: &[SentinelServer]) {
     }
 }
 
-/// Submits through the relay until it answers: a 503 (the store failing over, nothing
-/// recorded) is tried again, as a client would; one that says the task may still run is an
-/// answer (not resubmitted). `(code, task id)`.
-async fn submit(base: &str, key: &str, label: &str) -> (u16, Option<String>) {
-    let url = format!("{base}/kie/api/v1/jobs/createTask");
-    let body = json!({"model": "google/imagen4-fast", "input": {"prompt": format!("failover shot {label}")}});
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http().post(&url).bearer_auth(key).json(&body).timeout(Duration::from_secs(20)).send().await {
-            let env: serde_json::Value = r.json().await.unwrap_or_default();
-            let code = env["code"].as_u64().unwrap_or(0) as u16;
-            if code == 503 && env["msg"].as_str().is_some_and(|m| m.contains("may still run")) {
-                return (code, None);
-            }
-            if code != 503 && code != 0 {
-                return (code, env["data"]["taskId"].as_str().map(str::to_string));
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{label}: the relay never answered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// What `/readyz` answered, polled every 100 ms on each instance while a failover runs.
 fn watch_readiness(bases: Vec<String>) -> (Arc<Mutex<Vec<(Instant, u16, String)>>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -117,7 +94,7 @@ async fn burst_through_a_failover(c: &Cluster, round: &str, kill: impl FnOnce())
         let base = c.bases[n % 2].clone();
         let key = c.key.clone();
         let label = format!("{round}-{n}");
-        handles.push(tokio::spawn(async move { submit(&base, &key, &label).await }));
+        handles.push(tokio::spawn(async move { submit_until_answered(&base, &key, &format!("failover shot {label}")).await }));
         tokio::time::sleep(Duration::from_millis(50)).await;
         if started.elapsed() >= Duration::from_secs(1)
             && let Some(k) = kill.take()
@@ -128,7 +105,7 @@ async fn burst_through_a_failover(c: &Cluster, round: &str, kill: impl FnOnce())
     }
     let killed_at = killed_at.expect("the primary was killed mid-burst");
     // A new task is accepted within 30 s of the kill.
-    let (code, after) = submit(&c.bases[0], &c.key, &format!("{round}-after")).await;
+    let (code, after) = submit_until_answered(&c.bases[0], &c.key, &format!("failover shot {round}-after")).await;
     assert_eq!(code, 200);
     let accepted_after = killed_at.elapsed();
     assert!(accepted_after < Duration::from_secs(30), "a new task took {accepted_after:?} after the kill");

@@ -334,3 +334,26 @@ pub async fn callback_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<(a
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("{base}/hook"), rx)
 }
+
+/// Submits an image task through the relay until it answers: a 503 (a store outage or a
+/// failover: nothing recorded) is tried again, as a client would; one that says the task may
+/// still run is an answer too (not resubmitted). `(code, task id)`; gives up after 60 s.
+pub async fn submit_until_answered(base: &str, key: &str, prompt: &str) -> (u16, Option<String>) {
+    let url = format!("{base}/kie/api/v1/jobs/createTask");
+    let body = serde_json::json!({"model": "google/imagen4-fast", "input": {"prompt": prompt}});
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = http().post(&url).bearer_auth(key).json(&body).timeout(Duration::from_secs(20)).send().await {
+            let env: serde_json::Value = r.json().await.unwrap_or_default();
+            let code = env["code"].as_u64().unwrap_or(0) as u16;
+            if code == 503 && env["msg"].as_str().is_some_and(|m| m.contains("may still run")) {
+                return (code, None);
+            }
+            if code != 503 && code != 0 {
+                return (code, env["data"]["taskId"].as_str().map(str::to_string));
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{prompt}: the relay never answered");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
