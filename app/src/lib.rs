@@ -196,6 +196,7 @@ fn Settings() -> impl IntoView {
                     {deferred(PanelId::Secret)}
                     {deferred(PanelId::Rules)}
                     {deferred(PanelId::Delivery)}
+                    {deferred(PanelId::TwoStep)}
                 </Section>
             </main>
             <Footer/>

@@ -13,6 +13,7 @@ fn message(code: &str) -> Option<(&'static str, &'static str)> {
         "throttled" => ("error", "Too many failed sign-ins from this address; wait 15 minutes and try again."),
         "slow-down" => ("error", "This account is under a flood of failed sign-ins from many addresses; each attempt must wait for the one before. Try again in a minute."),
         "unavailable" => ("error", "The console's store is unavailable; try again shortly."),
+        "code" => ("error", "This account has two-step sign-in on: enter your email and password again with the six-digit code from your authenticator app (or a recovery code)."),
         "signed-out" => ("ok", "You are signed out."),
         "signed-out-everywhere" => ("ok", "You are signed out on every browser and device."),
         _ => return None,
@@ -38,6 +39,7 @@ pub fn SignIn() -> impl IntoView {
             <form method="post" action="/auth/signin" class="signin-form" data-testid="signin-form">
                 <label>"Email "<input type="email" name="email" autocomplete="username" required=true maxlength="254" data-testid="signin-email"/></label>
                 <label>"Password "<input type="password" name="password" autocomplete="current-password" required=true maxlength="256" data-testid="signin-password"/></label>
+                <label>"Code "<span class="muted">"(if two-step sign-in is on)"</span><input name="code" autocomplete="one-time-code" maxlength="32" spellcheck="false" data-testid="signin-code"/></label>
                 <input type="hidden" name="next" value=next/>
                 <button type="submit" data-testid="signin-submit">"Sign in"</button>
             </form>

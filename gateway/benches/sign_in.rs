@@ -47,7 +47,7 @@ async fn main() {
                     let t = Instant::now();
                     // Each from its own address, so the per-address limit is not what is measured.
                     let from = format!("10.0.{i}.{round}");
-                    sessions::sign_in(store.as_ref(), &format!("u{i}@bench.test"), password, &from, None, &policy).await.expect("sign in");
+                    sessions::sign_in(store.as_ref(), &format!("u{i}@bench.test"), password, "", &from, None, &policy).await.expect("sign in");
                     lat.push(t.elapsed());
                 }
                 lat

@@ -205,6 +205,9 @@ pub enum UserCommand {
     Enable { email: String },
     /// Set a new password, read from standard input; the user's sessions end.
     ResetPassword { email: String },
+    /// Turn off a user's two-step sign-in (a lost device): their password alone opens the
+    /// account until they set it up again.
+    TwoStepOff { email: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -521,6 +524,10 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
             let password = read_password(input)?;
             let u = accounts::reset_password(store, &by, &email, &password).await.map_err(fail)?;
             writeln!(out, "New password set for {}; their sessions have ended.", u.email)?;
+        }
+        UserCommand::TwoStepOff { email } => {
+            gateway::team::second_factor::turn_off(store, &by, &email, None).await.map_err(fail)?;
+            writeln!(out, "Two-step sign-in is off for {email}.")?;
         }
     }
     Ok(())

@@ -176,6 +176,9 @@ pub struct SignInForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// Two-step sign-in's code (or a recovery code), when the account has it on.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     next: String,
 }
@@ -193,10 +196,10 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
     let from = from.0.to_string();
     let previous = cookie_token(&headers);
     let back = |code: &str| see_other(&format!("/signin?error={code}&next={}", url::form_urlencoded::byte_serialize(local_path(&form.next).as_bytes()).collect::<String>()), None);
-    if form.email.len() > 254 || form.password.len() > 1024 {
+    if form.email.len() > 254 || form.password.len() > 1024 || form.code.len() > 64 {
         return back("refused");
     }
-    match sessions::sign_in(state.store.as_ref(), &form.email, &form.password, &from, previous.as_deref(), &state.auth.policy).await {
+    match sessions::sign_in(state.store.as_ref(), &form.email, &form.password, &form.code, &from, previous.as_deref(), &state.auth.policy).await {
         Ok((token, user)) => {
             tracing::info!(actor = %Actor::user(&user, &from).log_id(), %from, "signed in");
             see_other(local_path(&form.next), Some(session_cookie(Some(token.expose()), &state.auth)))
@@ -204,6 +207,7 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
         Err(SignInError::Refused) => back("refused"),
         Err(SignInError::Throttled(_)) => back("throttled"),
         Err(SignInError::SlowDown(_)) => back("slow-down"),
+        Err(SignInError::CodeNeeded) => back("code"),
         Err(SignInError::Account(e)) => {
             tracing::error!(error = %e, "sign-in failed in the store");
             back("unavailable")

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::view::{AuditView, Me, NewRelayKey, RelayKeyRow, UserRow};
+use crate::view::{AuditView, Me, NewRelayKey, RelayKeyRow, TwoStepSetup, TwoStepView, UserRow};
 
 #[cfg(feature = "ssr")]
 mod server_side {
@@ -34,7 +34,7 @@ mod server_side {
     }
 
     pub fn user_row(u: User) -> UserRow {
-        UserRow { email: u.email, name: u.name, role: u.role.to_string(), disabled: u.disabled, created: utc(u.created_ms) }
+        UserRow { two_step: u.second_factor.is_some(), email: u.email, name: u.name, role: u.role.to_string(), disabled: u.disabled, created: utc(u.created_ms) }
     }
 
     pub fn key_row(k: RelayKey) -> RelayKeyRow {
@@ -107,6 +107,41 @@ pub async fn reset_user_password(email: String, password: String) -> Result<User
 pub async fn end_user_sessions(email: String) -> Result<(), ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
     gateway::team::accounts::end_sessions(ctx.store.as_ref(), &actor, &email).await.map_err(server_side::account_error)
+}
+
+/// The signed-in person's two-step sign-in.
+#[server(endpoint = "two_step_status")]
+pub async fn two_step_status() -> Result<TwoStepView, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let user = gateway::team::accounts::get(ctx.store.as_ref(), &actor.who).await.map_err(server_side::account_error)?;
+    let sf = user.and_then(|u| u.second_factor);
+    Ok(TwoStepView { since: sf.as_ref().map(|s| gateway::team::audit::utc(s.since_ms)), recovery_left: sf.map_or(0, |s| s.recovery_left()) })
+}
+
+/// Starts two-step sign-in's set-up for the signed-in person: a new secret, as text and as a
+/// QR code, waiting 10 minutes for its first code.
+#[server(endpoint = "two_step_begin")]
+pub async fn two_step_begin() -> Result<TwoStepSetup, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let e = gateway::team::second_factor::begin(ctx.store.as_ref(), &actor).await.map_err(server_side::account_error)?;
+    let qr = qrcode::QrCode::new(e.uri.as_bytes()).map_err(|err| ServerFnError::new(format!("cannot draw the QR code: {err}")))?;
+    let qr_svg = qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build();
+    Ok(TwoStepSetup { secret: e.secret, qr_svg })
+}
+
+/// Finishes the set-up with a code from the app; answers the recovery codes (shown once).
+#[server(endpoint = "two_step_confirm")]
+pub async fn two_step_confirm(code: String) -> Result<Vec<String>, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    gateway::team::second_factor::confirm(ctx.store.as_ref(), &actor, &code).await.map_err(server_side::account_error)
+}
+
+/// Turns two-step sign-in off: the person themselves with a code, or an admin for anyone
+/// (`code` then unused).
+#[server(endpoint = "two_step_off")]
+pub async fn two_step_off(email: String, code: String) -> Result<(), ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    gateway::team::second_factor::turn_off(ctx.store.as_ref(), &actor, &email, Some(&code)).await.map_err(server_side::account_error)
 }
 
 /// Every relay key (admin), newest first.

@@ -30,6 +30,7 @@ pub(crate) mod status;
 pub(crate) mod story;
 pub(crate) mod team;
 pub(crate) mod throttle;
+pub(crate) mod two_step;
 
 use leptos::prelude::*;
 
@@ -67,13 +68,15 @@ pub enum PanelId {
     Ledger,
     Failures,
     Team,
+    /// Two-step sign-in of the signed-in person (on the settings page).
+    TwoStep,
     Audit,
     /// One task's story (`/tasks/<id>`): not on the page, opened from a task.
     Story,
 }
 
 impl PanelId {
-    pub const ALL: [PanelId; 15] = [
+    pub const ALL: [PanelId; 16] = [
         PanelId::Status,
         PanelId::Gateway,
         PanelId::Secret,
@@ -87,6 +90,7 @@ impl PanelId {
         PanelId::Ledger,
         PanelId::Failures,
         PanelId::Team,
+        PanelId::TwoStep,
         PanelId::Audit,
         PanelId::Story,
     ];
@@ -108,6 +112,7 @@ impl PanelId {
             PanelId::Ledger => ("ledger", Heading { number: "09", kicker: "Receipts", title: "Ledger" }),
             PanelId::Failures => ("failures", Heading { number: "11", kicker: "Failures", title: "Error Review" }),
             PanelId::Team => ("people", Heading { number: "12", kicker: "Team", title: "People and Roles" }),
+            PanelId::TwoStep => ("two-step", Heading { number: "", kicker: "Settings · You", title: "Two-Step Sign-In" }),
             PanelId::Audit => ("audit", Heading { number: "13", kicker: "Audit", title: "Audit Log" }),
             PanelId::Story => ("story", Heading { number: "", kicker: "Task", title: "Task Story" }),
         }
@@ -127,7 +132,7 @@ impl PanelId {
     /// rules, callbacks), else the Control Room.
     pub fn page(self) -> &'static str {
         match self {
-            PanelId::Secret | PanelId::Rules | PanelId::Delivery => "/settings",
+            PanelId::Secret | PanelId::Rules | PanelId::Delivery | PanelId::TwoStep => "/settings",
             _ => "/",
         }
     }
@@ -188,6 +193,7 @@ pub async fn render(id: PanelId, query: Fields, flash: Option<AnyView>) -> AnyVi
         PanelId::Ledger => ledger::render(query).await,
         PanelId::Failures => failures::render(flash).await,
         PanelId::Team => team::render(flash).await,
+        PanelId::TwoStep => two_step::render(flash).await,
         PanelId::Audit => audit::render(query).await,
         PanelId::Story => story::render(query).await,
     }
@@ -204,6 +210,7 @@ pub async fn act(id: PanelId, form: Fields) -> Option<Acted> {
         PanelId::Retention => retention::act(form).await,
         PanelId::Failures => failures::act(form).await,
         PanelId::Team => team::act(form).await,
+        PanelId::TwoStep => two_step::act(form).await,
         _ => return None,
     })
 }

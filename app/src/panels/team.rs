@@ -1,12 +1,13 @@
 //! 12 · Team (admins) — who can sign in and with which role: add a person, change a role,
-//! disable or enable, set a new password, end someone's sessions. Every change is in the audit
+//! disable or enable, set a new password, end someone's sessions, turn off someone's two-step
+//! sign-in (a lost device). Every change is in the audit
 //! log; a change that would leave no active admin is refused. Each row is a form of its own
 //! (posted to this panel); a role changes with its Save, and demoting an admin asks first.
 
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, ok_note};
-use crate::api::{add_user, end_user_sessions, list_users, reset_user_password, set_user_disabled, set_user_role};
+use crate::api::{add_user, end_user_sessions, list_users, reset_user_password, set_user_disabled, set_user_role, two_step_off};
 use crate::view::UserRow;
 
 pub async fn render(flash: Option<AnyView>) -> AnyView {
@@ -55,7 +56,7 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
                 </select>
                 " "<button type="submit" class="link" form=form.clone() name="do" value="role" data-testid="user-role-save">"Save role"</button>
             </td>
-            <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}</td>
+            <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}{u.two_step.then(|| view! { " "{badge("ok", "two-step")} })}</td>
             <td class="muted small">{super::when(&u.created)}</td>
             <td>
                 <form id=form method="post" action=act_form(PanelId::Team) class="inline">
@@ -66,14 +67,15 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
                     " "
                     <input type="password" name="password" placeholder="new password" minlength="10" maxlength="256" autocomplete="new-password" class="small-input" aria-label=format!("New password for {}", u.email)/>
                     <button type="submit" class="link" name="do" value="password">"Set password"</button>
+                    {u.two_step.then(|| view! { " "<button type="submit" class="link" name="do" value="two-step-off" data-testid="user-two-step-off">"Turn two-step off"</button> })}
                 </form>
             </td>
         </tr>
     }
 }
 
-/// `do` = add, role (its Save; demoting an admin asks first), enable, disable, end, password
-/// or cancel.
+/// `do` = add, role (its Save; demoting an admin asks first), enable, disable, end, password,
+/// two-step-off (for someone who lost their device) or cancel.
 pub async fn act(form: Fields) -> Acted {
     let get = |n: &str| field_owned(&form, n).unwrap_or_default();
     let email = get("email");
@@ -90,6 +92,7 @@ pub async fn act(form: Fields) -> Acted {
             .map(|u| format!("{} is {}.", u.email, if u.disabled { "disabled; their sessions have ended" } else { "enabled" })),
         "end" => end_user_sessions(email.clone()).await.map(|_| format!("Every session of {email} has ended.")),
         "password" => reset_user_password(email, get("password")).await.map(|u| format!("New password set for {}; their sessions have ended.", u.email)),
+        "two-step-off" => two_step_off(email.clone(), String::new()).await.map(|()| format!("Two-step sign-in is off for {email}: their password alone opens the account until they set it up again.")),
         other => Err(ServerFnError::new(format!("unknown change {:?}", other.chars().take(32).collect::<String>()))),
     };
     Acted::of(r, |msg| ok_note("team-result", msg), "team-error").also(&[PanelId::Audit])

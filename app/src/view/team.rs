@@ -30,6 +30,25 @@ pub struct UserRow {
     pub disabled: bool,
     /// UTC, RFC 3339.
     pub created: String,
+    /// Two-step sign-in is on.
+    #[serde(default)]
+    pub two_step: bool,
+}
+
+/// The signed-in person's two-step sign-in (never its secret once enrolled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwoStepView {
+    /// On since (UTC, RFC 3339), or off.
+    pub since: Option<String>,
+    pub recovery_left: usize,
+}
+
+/// A set-up waiting for its first code: shown once, as text and as a QR code (an SVG drawn on
+/// the server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwoStepSetup {
+    pub secret: String,
+    pub qr_svg: String,
 }
 
 /// One relay key in the vault panel (never the key).

@@ -76,12 +76,17 @@ impl Default for ReplicaAcks {
     }
 }
 
+/// Connections for the writes followed by `WAIT`: a `WAIT` holds the connection it is sent on
+/// until the replicas answer, so several let writes wait side by side.
+const DURABLE_CONNECTIONS: usize = 4;
+
 /// One primary, as found: its client (for pub/sub), a shared connection for everything, and
-/// one for the writes followed by `WAIT` (a `WAIT` holds the connection it is sent on).
+/// a few for the writes followed by `WAIT`, taken in turn.
 pub(super) struct Node {
     pub client: redis::Client,
     conn: ConnectionManager,
-    durable: ConnectionManager,
+    durable: Vec<ConnectionManager>,
+    next_durable: std::sync::atomic::AtomicUsize,
     /// `host:port`, for messages.
     pub addr: String,
     /// Which node this is, counting from 0 at connect: a call that failed on node `n` asks
@@ -176,7 +181,7 @@ impl Primary {
 
     /// A connection for any call.
     pub(super) fn conn(self: &Arc<Self>) -> PrimaryConn {
-        PrimaryConn { primary: self.clone(), node: self.node(), durable: false }
+        PrimaryConn { primary: self.clone(), node: self.node(), durable: None }
     }
 
     /// Whether a call found no primary and none has been found since.
@@ -247,8 +252,11 @@ async fn ping(node: &Node) -> bool {
 async fn open_node(client: redis::Client, generation: u64) -> StoreResult<Node> {
     let unavailable = |e: RedisError| StoreError::Unavailable(format!("redis: {e}"));
     let conn = client.get_connection_manager_with_config(manager_config()).await.map_err(unavailable)?;
-    let durable = client.get_connection_manager_with_config(manager_config()).await.map_err(unavailable)?;
-    Ok(Node { addr: addr_of(&client), client, conn, durable, generation })
+    let mut durable = Vec::with_capacity(DURABLE_CONNECTIONS);
+    for _ in 0..DURABLE_CONNECTIONS {
+        durable.push(client.get_connection_manager_with_config(manager_config()).await.map_err(unavailable)?);
+    }
+    Ok(Node { addr: addr_of(&client), client, conn, durable, next_durable: Default::default(), generation })
 }
 
 /// A Sentinel client whose data-node connections carry `REDIS_URL`'s user, password,
@@ -327,16 +335,27 @@ async fn watch_switches(primary: Weak<Primary>) {
     }
 }
 
-/// A connection to the current primary that follows it (see the module's docs).
+impl Node {
+    /// The next of the connections for writes followed by `WAIT`.
+    fn durable(&self) -> usize {
+        self.next_durable.fetch_add(1, Ordering::Relaxed) % self.durable.len()
+    }
+}
+
+/// A connection to the current primary that follows it (see the module's docs); `durable`:
+/// one of the node's connections for writes followed by `WAIT` (by its index).
 pub(super) struct PrimaryConn {
     primary: Arc<Primary>,
     node: Arc<Node>,
-    durable: bool,
+    durable: Option<usize>,
 }
 
 impl PrimaryConn {
     fn manager(&self) -> ConnectionManager {
-        if self.durable { self.node.durable.clone() } else { self.node.conn.clone() }
+        match self.durable {
+            Some(i) => self.node.durable[i % self.node.durable.len()].clone(),
+            None => self.node.conn.clone(),
+        }
     }
 
     /// After `e` on the current node: the next node to try, if the call may be sent again.
@@ -390,12 +409,17 @@ pub(super) async fn durable<T: FromRedisValue>(primary: &Arc<Primary>, inv: &Scr
     if wanted == 0 {
         return inv.invoke_async(&mut primary.conn()).await.map_err(unavailable);
     }
-    let mut conn = PrimaryConn { primary: primary.clone(), node: primary.node(), durable: true };
+    let node = primary.node();
+    let slot = node.durable();
+    let mut conn = PrimaryConn { primary: primary.clone(), node, durable: Some(slot) };
     let answer: T = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-    let node = conn.node.clone();
+    // The WAIT goes on the very connection the write went on (after a failover mid-call, the
+    // new node's).
+    let mut written_on = conn.manager();
+    let addr = conn.node.addr.clone();
     let timeout = primary.acks.timeout;
-    let acked: u32 = redis::cmd("WAIT").arg(wanted).arg(timeout.as_millis() as u64).query_async(&mut node.durable.clone()).await.map_err(|e| {
-        StoreError::Unreplicated(format!("the primary at {} did not say whether a replica has the write ({e})", node.addr))
+    let acked: u32 = redis::cmd("WAIT").arg(wanted).arg(timeout.as_millis() as u64).query_async(&mut written_on).await.map_err(|e| {
+        StoreError::Unreplicated(format!("the primary at {addr} did not say whether a replica has the write ({e})"))
     })?;
     if acked < wanted {
         return Err(StoreError::Unreplicated(format!("{acked} of {wanted} replica(s) acknowledged the write within {} ms", timeout.as_millis())));

@@ -40,6 +40,9 @@ pub struct User {
     pub updated_ms: u64,
     /// Sessions opened under an older generation are no longer accepted.
     pub session_gen: u64,
+    /// Two-step sign-in, when it is on ([`super::second_factor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<super::second_factor::SecondFactor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +187,19 @@ async fn change_user(
     Ok((before, after))
 }
 
+/// Applies `change` to one user's record as one step (no audit: its caller records what it
+/// means), answering what `change` answers.
+pub(crate) async fn edit<T>(store: &dyn Store, email: &str, change: impl FnOnce(&mut User) -> Result<T, AccountError>) -> Result<T, AccountError> {
+    let email = normalize_email(email)?;
+    edit_doc(store, USERS_KEY, |users: &mut Users| {
+        let user = users.get_mut(&email).ok_or_else(|| AccountError::NotFound(email.clone()))?;
+        let out = change(user)?;
+        user.updated_ms = now_ms();
+        Ok::<_, AccountError>(out)
+    })
+    .await
+}
+
 /// Adds a user. `by` must be an admin.
 pub async fn add(store: &dyn Store, by: &Actor, email: &str, name: &str, role: Role, password: &str) -> Result<User, AccountError> {
     by.require(Role::Admin)?;
@@ -192,7 +208,7 @@ pub async fn add(store: &dyn Store, by: &Actor, email: &str, name: &str, role: R
     let name = check_name(&name)?;
     check_password(password)?;
     let now = now_ms();
-    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1 };
+    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None };
     let stored = user.clone();
     edit_doc(store, USERS_KEY, |users: &mut Users| {
         if users.contains_key(&email) {

@@ -5,6 +5,7 @@
 //! - [`actor`] — who does something ([`actor::Actor`]), what their role allows, how logs
 //!   name them.
 //! - [`sessions`] — browser sign-in, throttled per account and address.
+//! - [`second_factor`] — two-step sign-in for password accounts (TOTP, recovery codes).
 //! - [`relay_keys`] — keys for programs, each bound to one project.
 //! - [`pins`] — models pinned for the team.
 //! - [`audit`] — the append-only log of who changed what.
@@ -14,4 +15,5 @@ pub(crate) mod actor;
 pub mod audit;
 pub mod pins;
 pub mod relay_keys;
+pub mod second_factor;
 pub mod sessions;

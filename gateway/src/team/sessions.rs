@@ -170,6 +170,9 @@ pub enum SignInError {
     /// The account is under a spread-out guess: one attempt per this long.
     #[error("This account is being guessed at; try again in {} seconds.", .0.as_secs().max(1))]
     SlowDown(Duration),
+    /// The password was right and the account has two-step sign-in on: the code is missing.
+    #[error("Enter the six-digit code from your authenticator app, or a recovery code.")]
+    CodeNeeded,
     #[error(transparent)]
     Account(#[from] accounts::AccountError),
 }
@@ -228,7 +231,7 @@ async fn audit_failure(store: &dyn Store, email_key: &str, from: &str) -> StoreR
 /// Checks the password and opens a new session, closing `previous` (rotation). Every attempt
 /// is counted before the password is checked (per account and address, per address, per
 /// account); failures are in the audit log in aggregate, successes each with the address.
-pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
+pub async fn sign_in(store: &dyn Store, email: &str, password: &str, code: &str, from: &str, previous: Option<&str>, policy: &SessionPolicy) -> Result<(Secret, User), SignInError> {
     let email_key = email.trim().to_ascii_lowercase();
     let pair = fails_key("account-address", &format!("{email_key}\n{from}"));
     let address = fails_key("address", from);
@@ -258,6 +261,17 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, from: &str,
         audit_failure(store, &email_key, from).await?;
         return Err(SignInError::Refused);
     };
+    // Two-step sign-in: with no code, the form asks for one (nothing counted: the password was
+    // right); a wrong code counts as a failed sign-in.
+    if user.second_factor.is_some() {
+        if code.trim().is_empty() {
+            return Err(SignInError::CodeNeeded);
+        }
+        if !super::second_factor::pass(store, &user.email, code).await? {
+            audit_failure(store, &email_key, from).await?;
+            return Err(SignInError::Refused);
+        }
+    }
     if let Some(old) = previous {
         close(store, old).await?;
     }
