@@ -14,6 +14,7 @@ fn message(code: &str) -> Option<(&'static str, &'static str)> {
         "slow-down" => ("error", "This account is under a flood of failed sign-ins from many addresses; each attempt must wait for the one before. Try again in a minute."),
         "unavailable" => ("error", "The console's store is unavailable; try again shortly."),
         "code" => ("error", "This account has two-step sign-in on: enter your email and password again with the six-digit code from your authenticator app (or a recovery code)."),
+        "enrol-expired" => ("error", "The set-up of two-step sign-in has expired (it lasts 10 minutes): sign in again to start over."),
         "signed-out" => ("ok", "You are signed out."),
         "signed-out-everywhere" => ("ok", "You are signed out on every browser and device."),
         _ => return None,

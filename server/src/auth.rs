@@ -59,9 +59,10 @@ pub fn routes() -> Router<AppState> {
         .route("/audit.csv", get(audit_csv))
 }
 
-/// Paths anyone may reach; each guards itself where it must (relay keys, callback tokens).
+/// Paths anyone may reach; each guards itself where it must (relay keys, callback tokens, an
+/// enrolment ticket).
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg")
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg" | crate::enrol::PATH)
         || path.starts_with("/pkg/")
         || path.starts_with("/callbacks/kie/")
         || path.starts_with("/kie/")
@@ -208,6 +209,7 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
         Err(SignInError::Throttled(_)) => back("throttled"),
         Err(SignInError::SlowDown(_)) => back("slow-down"),
         Err(SignInError::CodeNeeded) => back("code"),
+        Err(SignInError::MustEnrol(ticket)) => see_other(crate::enrol::PATH, Some(crate::enrol::ticket_cookie(Some(ticket.expose()), &state.auth))),
         Err(SignInError::Account(e)) => {
             tracing::error!(error = %e, "sign-in failed in the store");
             back("unavailable")

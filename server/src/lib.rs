@@ -26,6 +26,8 @@
 //! - [`live`] — `GET /events`, live task events (SSE) with resume.
 //! - [`auth`] — who is asking: the session guard on every route, cross-site refusal,
 //!   sign-in and sign-out forms, the audit log's CSV export.
+//! - [`enrol`] — `/auth/enrol`: setting up two-step sign-in before a first session, when the
+//!   team requires it.
 //! - [`admin`] — `control-room key|budget|user …` commands: their grammar and what they do.
 //! - [`upstream`] — [`Upstream`]: where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`routes`] — [`router`]: every route (health, the Leptos page and server functions,
@@ -44,6 +46,7 @@ pub(crate) mod callbacks;
 pub(crate) mod chat;
 pub mod config;
 pub mod edge;
+pub(crate) mod enrol;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod library;

@@ -17,7 +17,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 
 use crate::config::Config;
-use crate::{AppState, assets, auth, batches, callbacks, chat, edge, health, library, live, mcp, metrics, panels, receipts, relay, spend};
+use crate::{AppState, assets, auth, batches, callbacks, chat, edge, enrol, health, library, live, mcp, metrics, panels, receipts, relay, spend};
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -55,6 +55,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .merge(relay::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(mcp::routes(&state).route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
+        .merge(enrol::routes())
         .merge(panels)
         .merge(assets::routes(&state.leptos_options))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))

@@ -129,3 +129,74 @@ async fn two_step_sign_in_is_set_up_used_once_per_code_and_turned_off() {
         assert!(actions.contains(&a), "{a} audited: {actions:?}");
     }
 }
+
+/// A form POST to the enrolment page with its ticket, as the browser sends it.
+async fn post_enrol(base: &str, ticket: &str, code: &str) -> String {
+    no_redirects().post(format!("{base}/auth/enrol")).header("origin", base).header("cookie", format!("cr_enrol={ticket}")).form(&[("code", code)]).send().await.expect("POST").text().await.expect("body")
+}
+
+/// The `cr_enrol` cookie a response sets, if any.
+fn enrol_ticket(r: &reqwest::Response) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| c.strip_prefix("cr_enrol=").map(|rest| rest.split(';').next().unwrap_or_default().to_string())).filter(|t| !t.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_that_requires_two_step_sign_in_sets_it_up_before_the_first_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = embedded(&dir);
+    seed_users(&store).await;
+    let (listener, base) = bind().await;
+    let running = start_on(listener, config(store.clone(), None)).await;
+    let admin = sign_in(&base, ADMIN, PASSWORD).await.expect("admin");
+
+    // Only an admin sets the rule.
+    let viewer = sign_in(&base, VIEWER, PASSWORD).await.expect("viewer");
+    let (code, _) = server_fn_as(&base, Some(&viewer), "require_two_step", &form(&[("on", "true")])).await;
+    assert_eq!(code, 403, "a viewer cannot require it");
+    let team = post_form(&base, "/panel/people", Some(&admin), &[("do", "two-step-rule"), ("on", "true")]).await.text().await.expect("body");
+    assert!(testid_text(&team, "team-result").is_some_and(|t| t.contains("now required")), "{team}");
+    assert!(team.contains("Stop requiring it"), "the panel shows the rule");
+
+    // A right password gives no session but a ticket to set it up; a wrong one gives neither.
+    let wrong = post_form(&base, "/auth/signin", None, &[("email", VIEWER), ("password", "not the password"), ("next", "/")]).await;
+    assert!(enrol_ticket(&wrong).is_none(), "no ticket for a wrong password");
+    let r = post_form(&base, "/auth/signin", None, &[("email", VIEWER), ("password", PASSWORD), ("next", "/")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers().get("location").and_then(|v| v.to_str().ok()), Some("/auth/enrol"));
+    assert!(!r.headers().get_all("set-cookie").iter().any(|v| v.to_str().is_ok_and(|c| c.starts_with(&format!("{}=", server::auth::COOKIE)) && !c.contains("Max-Age=0"))), "no session before it is set up");
+    let ticket = enrol_ticket(&r).expect("an enrolment ticket");
+    let with_ticket = |path: &str| http().get(format!("{base}{path}")).header("cookie", format!("cr_enrol={ticket}"));
+    let page = with_ticket("/auth/enrol").send().await.expect("GET").text().await.expect("body");
+    assert!(page.contains("<svg"), "a QR code drawn on the server");
+    let secret = testid_text(&page, "enrol-secret").expect("the secret as text");
+    // The ticket opens nothing else.
+    let elsewhere = with_ticket("/").send().await.expect("GET /");
+    assert!(elsewhere.url().path().starts_with("/signin") || elsewhere.status().as_u16() == 401, "a ticket is not a session: {}", elsewhere.url());
+
+    // A wrong code is refused; the app's code turns it on and shows the recovery codes once.
+    let refused = post_enrol(&base, &ticket, "000000").await;
+    assert!(testid_text(&refused, "enrol-error").is_some_and(|e| e.contains("does not match")), "{refused}");
+    let page = with_ticket("/auth/enrol").send().await.expect("GET").text().await.expect("body");
+    let secret = testid_text(&page, "enrol-secret").unwrap_or(secret);
+    let done = post_enrol(&base, &ticket, &app_code(&secret, now())).await;
+    let codes = testid_text(&done, "enrol-recovery").expect("recovery codes");
+    assert_eq!(codes.split_whitespace().count(), 10, "{codes}");
+
+    // The ticket is spent: the page sends the browser back to sign in.
+    let spent = http().get(format!("{base}/auth/enrol")).header("cookie", format!("cr_enrol={ticket}")).send().await.expect("GET");
+    assert!(spent.url().as_str().ends_with("/signin?error=enrol-expired"), "{}", spent.url());
+    let none = http().get(format!("{base}/auth/enrol")).send().await.expect("GET");
+    assert!(none.url().as_str().ends_with("/signin?error=enrol-expired"), "no ticket: {}", none.url());
+
+    // From now on: password and code.
+    assert_eq!(sign_in_with(&base, VIEWER, "").await.expect_err("asks"), "/signin?error=code&next=%2F");
+    sign_in_with(&base, VIEWER, &app_code(&secret, now() + 30)).await.expect("password and the app's code");
+
+    // Stopping the rule: a password alone again for whoever has none.
+    post_form(&base, "/panel/people", Some(&admin), &[("do", "two-step-rule"), ("on", "false")]).await;
+    sign_in_with(&base, PRODUCER, "").await.expect("optional again");
+    running.shutdown().await.expect("shutdown");
+    let s = server::open_store(&store).await.expect("store");
+    let log = gateway::team::audit::export(s.as_ref(), &Default::default(), 200).await.expect("audit");
+    assert!(log.iter().any(|e| e.action == "two-step sign-in requirement"), "the rule audited");
+}

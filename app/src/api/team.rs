@@ -109,6 +109,13 @@ pub async fn end_user_sessions(email: String) -> Result<(), ServerFnError> {
     gateway::team::accounts::end_sessions(ctx.store.as_ref(), &actor, &email).await.map_err(server_side::account_error)
 }
 
+/// `text` as a QR code, an SVG drawn on the server (two-step sign-in's `otpauth://` address).
+#[cfg(feature = "ssr")]
+pub fn qr_svg(text: &str) -> Result<String, String> {
+    let qr = qrcode::QrCode::new(text.as_bytes()).map_err(|e| format!("cannot draw the QR code: {e}"))?;
+    Ok(qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build())
+}
+
 /// The signed-in person's two-step sign-in.
 #[server(endpoint = "two_step_status")]
 pub async fn two_step_status() -> Result<TwoStepView, ServerFnError> {
@@ -124,8 +131,7 @@ pub async fn two_step_status() -> Result<TwoStepView, ServerFnError> {
 pub async fn two_step_begin() -> Result<TwoStepSetup, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
     let e = gateway::team::second_factor::begin(ctx.store.as_ref(), &actor).await.map_err(server_side::account_error)?;
-    let qr = qrcode::QrCode::new(e.uri.as_bytes()).map_err(|err| ServerFnError::new(format!("cannot draw the QR code: {err}")))?;
-    let qr_svg = qr.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build();
+    let qr_svg = qr_svg(&e.uri).map_err(ServerFnError::new)?;
     Ok(TwoStepSetup { secret: e.secret, qr_svg })
 }
 
@@ -142,6 +148,20 @@ pub async fn two_step_confirm(code: String) -> Result<Vec<String>, ServerFnError
 pub async fn two_step_off(email: String, code: String) -> Result<(), ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
     gateway::team::second_factor::turn_off(ctx.store.as_ref(), &actor, &email, Some(&code)).await.map_err(server_side::account_error)
+}
+
+/// Whether the team requires two-step sign-in of every password account (admin).
+#[server(endpoint = "two_step_required")]
+pub async fn two_step_required() -> Result<bool, ServerFnError> {
+    let (ctx, _) = signed_in(Role::Admin)?;
+    gateway::team::second_factor::required(ctx.store.as_ref()).await.map_err(server_side::account_error)
+}
+
+/// Requires two-step sign-in of every password account, or stops requiring it (admin).
+#[server(endpoint = "require_two_step")]
+pub async fn require_two_step(on: bool) -> Result<(), ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    gateway::team::second_factor::set_required(ctx.store.as_ref(), &actor, on).await.map_err(server_side::account_error)
 }
 
 /// Every relay key (admin), newest first.

@@ -7,11 +7,12 @@
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, ok_note};
-use crate::api::{add_user, end_user_sessions, list_users, reset_user_password, set_user_disabled, set_user_role, two_step_off};
+use crate::api::{add_user, end_user_sessions, list_users, require_two_step, reset_user_password, set_user_disabled, set_user_role, two_step_off, two_step_required};
 use crate::view::UserRow;
 
 pub async fn render(flash: Option<AnyView>) -> AnyView {
-    let users = list_users().await;
+    let (users, required) = futures::join!(list_users(), two_step_required());
+    let required = required.unwrap_or(false);
     let head = users.as_ref().map_or_else(|_| badge("bad", "Unreadable"), |u| badge("ok", format!("{} people", u.len())));
     view! {
         <Panel id=PanelId::Team badge=head class="wide" flash=flash>
@@ -37,6 +38,12 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 </label>
                 <label>"Password "<input type="password" name="password" required=true minlength="10" maxlength="256" autocomplete="new-password" data-testid="team-password"/></label>
                 <button type="submit" data-testid="team-add-submit">"Add person"</button>
+            </form>
+            <form class="rule-form" method="post" action=act_form(PanelId::Team) data-testid="team-two-step-rule">
+                <input type="hidden" name="do" value="two-step-rule"/>
+                <input type="hidden" name="on" value=if required { "false" } else { "true" }/>
+                <span>{if required { "Two-step sign-in is required of everyone with a password." } else { "Two-step sign-in is each person's choice." }}</span>
+                <button type="submit" data-testid="team-two-step-rule-submit">{if required { "Stop requiring it" } else { "Require it of everyone" }}</button>
             </form>
             <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A role change holds from the person's next request."</p></details>
         </Panel>
@@ -92,6 +99,10 @@ pub async fn act(form: Fields) -> Acted {
             .map(|u| format!("{} is {}.", u.email, if u.disabled { "disabled; their sessions have ended" } else { "enabled" })),
         "end" => end_user_sessions(email.clone()).await.map(|_| format!("Every session of {email} has ended.")),
         "password" => reset_user_password(email, get("password")).await.map(|u| format!("New password set for {}; their sessions have ended.", u.email)),
+        "two-step-rule" => {
+            let on = get("on") == "true";
+            require_two_step(on).await.map(|()| if on { "Two-step sign-in is now required: whoever has none sets it up at their next sign-in.".to_string() } else { "Two-step sign-in is each person's choice again.".to_string() })
+        }
         "two-step-off" => two_step_off(email.clone(), String::new()).await.map(|()| format!("Two-step sign-in is off for {email}: their password alone opens the account until they set it up again.")),
         other => Err(ServerFnError::new(format!("unknown change {:?}", other.chars().take(32).collect::<String>()))),
     };

@@ -26,6 +26,10 @@ use crate::store::{Store, now_ms};
 pub const ISSUER: &str = "KIE Control Room";
 /// How long a secret waits for its first code before enrolment must begin again.
 const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
+/// Where the team's rule lives: present, every password account must have two-step sign-in.
+const REQUIRED_KEY: &str = "team:two-step-required";
+/// How long an enrolment ticket (a right password on an account that must enrol) lasts.
+const TICKET_TTL: Duration = Duration::from_secs(10 * 60);
 /// Recovery codes given at enrolment.
 const RECOVERY_CODES: usize = 10;
 const STEP_SECS: u64 = 30;
@@ -181,6 +185,55 @@ pub(crate) async fn pass(store: &dyn Store, email: &str, code: &str) -> Result<b
         Ok(true)
     })
     .await
+}
+
+/// Whether the team requires two-step sign-in of every password account.
+pub async fn required(store: &dyn Store) -> Result<bool, AccountError> {
+    Ok(store.kv_get(REQUIRED_KEY).await?.is_some())
+}
+
+/// Requires two-step sign-in of every password account, or stops requiring it (admins).
+/// Someone without it who signs in with the right password is then taken to set it up
+/// ([`ticket`]) before they get a session.
+pub async fn set_required(store: &dyn Store, by: &Actor, on: bool) -> Result<(), AccountError> {
+    by.require(Role::Admin)?;
+    let before = required(store).await?;
+    if on {
+        store.kv_set(REQUIRED_KEY, b"1", None).await?;
+    } else {
+        store.kv_delete(REQUIRED_KEY).await?;
+    }
+    let word = |b: bool| if b { "required" } else { "optional" }.to_string();
+    audit::record(store, by, "two-step sign-in requirement", "team", Some(word(before)), Some(word(on))).await?;
+    Ok(())
+}
+
+fn ticket_key(ticket: &str) -> String {
+    format!("second-factor:ticket:{}", crate::secret::hex(&Sha256::digest(ticket.as_bytes())))
+}
+
+/// A ticket for `email` to set up two-step sign-in before it may sign in (its password was
+/// right; the team requires it): good for 10 minutes, for enrolment only.
+pub(crate) async fn ticket(store: &dyn Store, email: &str) -> Result<crate::Secret, AccountError> {
+    let t = crate::secret::random_hex(32);
+    store.kv_set(&ticket_key(&t), email.as_bytes(), Some(TICKET_TTL)).await?;
+    Ok(crate::Secret::new(t))
+}
+
+/// The person a ticket from [`ticket`] was given to, while it lasts (and they exist, enabled).
+pub async fn ticket_holder(store: &dyn Store, ticket: &str) -> Result<Option<accounts::User>, AccountError> {
+    if ticket.is_empty() || ticket.len() > 128 {
+        return Ok(None);
+    }
+    let Some(email) = store.kv_get(&ticket_key(ticket)).await? else { return Ok(None) };
+    let email = String::from_utf8_lossy(&email).to_string();
+    Ok(accounts::get(store, &email).await?.filter(|u| !u.disabled))
+}
+
+/// Ends a ticket (enrolment done).
+pub async fn end_ticket(store: &dyn Store, ticket: &str) -> Result<(), AccountError> {
+    store.kv_delete(&ticket_key(ticket)).await?;
+    Ok(())
 }
 
 /// Turns two-step sign-in off for `email`: the person themselves with a code (`code`), or an

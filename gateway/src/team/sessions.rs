@@ -173,6 +173,10 @@ pub enum SignInError {
     /// The password was right and the account has two-step sign-in on: the code is missing.
     #[error("Enter the six-digit code from your authenticator app, or a recovery code.")]
     CodeNeeded,
+    /// The password was right, the team requires two-step sign-in and this account has none:
+    /// no session, but a ticket to set it up first (10 minutes).
+    #[error("Set up two-step sign-in first: the team requires it.")]
+    MustEnrol(Secret),
     #[error(transparent)]
     Account(#[from] accounts::AccountError),
 }
@@ -271,6 +275,8 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, code: &str,
             audit_failure(store, &email_key, from).await?;
             return Err(SignInError::Refused);
         }
+    } else if super::second_factor::required(store).await? {
+        return Err(SignInError::MustEnrol(super::second_factor::ticket(store, &user.email).await?));
     }
     if let Some(old) = previous {
         close(store, old).await?;

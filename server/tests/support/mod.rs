@@ -165,7 +165,7 @@ pub fn origin_of(url: &str) -> String {
     format!("{}://{}:{}", u.scheme(), u.host_str().expect("host"), u.port_or_known_default().expect("port"))
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     http_builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
