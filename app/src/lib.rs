@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub mod live;
 pub mod panels;
 pub(crate) mod signin;
+pub use signin::SignInOptions;
 pub mod view;
 
 use leptos::prelude::*;

@@ -208,6 +208,13 @@ pub enum UserCommand {
     /// Turn off a user's two-step sign-in (a lost device): their password alone opens the
     /// account until they set it up again.
     TwoStepOff { email: String },
+    /// Let an admin sign in with a password when `PASSWORD_SIGNIN=off` (the way in when the
+    /// identity provider is down); `--off` takes it back.
+    BreakGlass {
+        email: String,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -505,7 +512,10 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
             }
             writeln!(out, "{:<32} {:<24} {:<9} STATE", "EMAIL", "NAME", "ROLE")?;
             for u in users {
-                writeln!(out, "{:<32} {:<24} {:<9} {}", u.email, u.name, u.role, if u.disabled { "disabled" } else { "active" })?;
+                let mut state = vec![if u.disabled { "disabled" } else { "active" }];
+                state.extend(u.federated.is_some().then_some("single sign-on"));
+                state.extend(u.break_glass.then_some("break-glass"));
+                writeln!(out, "{:<32} {:<24} {:<9} {}", u.email, u.name, u.role, state.join(", "))?;
             }
         }
         UserCommand::SetRole { email, role: r } => {
@@ -528,6 +538,11 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
         UserCommand::TwoStepOff { email } => {
             gateway::team::second_factor::turn_off(store, &by, &email, None).await.map_err(fail)?;
             writeln!(out, "Two-step sign-in is off for {email}.")?;
+        }
+        UserCommand::BreakGlass { email, off } => {
+            let u = accounts::set_break_glass(store, &by, &email, !off).await.map_err(fail)?;
+            let what = if u.break_glass { "may sign in with a password even when PASSWORD_SIGNIN=off" } else { "is no longer break-glass" };
+            writeln!(out, "{} {what}.", u.email)?;
         }
     }
     Ok(())

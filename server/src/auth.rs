@@ -62,7 +62,7 @@ pub fn routes() -> Router<AppState> {
 /// Paths anyone may reach; each guards itself where it must (relay keys, callback tokens, an
 /// enrolment ticket).
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg" | crate::enrol::PATH)
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg" | crate::enrol::PATH | crate::single_sign_on::START | crate::single_sign_on::CALLBACK)
         || path.starts_with("/pkg/")
         || path.starts_with("/callbacks/kie/")
         || path.starts_with("/kie/")
@@ -153,7 +153,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 }
 
 /// The `Set-Cookie` value for a session token (`None`: clear it).
-fn session_cookie(token: Option<&str>, config: &AuthConfig) -> HeaderValue {
+pub(crate) fn session_cookie(token: Option<&str>, config: &AuthConfig) -> HeaderValue {
     let (value, max_age) = match token {
         Some(t) => (t, config.policy.absolute.as_secs()),
         None => ("", 0),
@@ -162,7 +162,7 @@ fn session_cookie(token: Option<&str>, config: &AuthConfig) -> HeaderValue {
     HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")).unwrap_or(HeaderValue::from_static("cr_session=; Max-Age=0"))
 }
 
-fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
     let mut r = Redirect::to(location).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(c) = cookie {
@@ -188,7 +188,7 @@ pub struct SignInForm {
 /// `next` if it is a plain path on this console, else `/`: it must start with one `/`, and
 /// have no `\\`, no `//` and no control character anywhere (browsers drop tabs and newlines
 /// from URLs, so `/\t/evil.example` would become `//evil.example`, another site).
-fn local_path(next: &str) -> &str {
+pub(crate) fn local_path(next: &str) -> &str {
     let plain = next.starts_with('/') && !next.contains("//") && !next.contains('\\') && !next.chars().any(char::is_control) && next.len() <= 512;
     if plain { next } else { "/" }
 }
@@ -209,6 +209,7 @@ async fn sign_in(State(state): State<AppState>, Extension(from): Extension<Clien
         Err(SignInError::Throttled(_)) => back("throttled"),
         Err(SignInError::SlowDown(_)) => back("slow-down"),
         Err(SignInError::CodeNeeded) => back("code"),
+        Err(SignInError::PasswordsOff) => back("passwords-off"),
         Err(SignInError::MustEnrol(ticket)) => see_other(crate::enrol::PATH, Some(crate::enrol::ticket_cookie(Some(ticket.expose()), &state.auth))),
         Err(SignInError::Account(e)) => {
             tracing::error!(error = %e, "sign-in failed in the store");

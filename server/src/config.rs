@@ -180,6 +180,39 @@ pub struct Cli {
     /// The day (UTC, YYYY-MM-DD) prepaid credits expire: warned 14 and 3 days ahead.
     #[arg(long, env = "CREDITS_EXPIRE_ON")]
     pub credits_expire_on: Option<String>,
+    /// Single sign-on: the OpenID provider's issuer URL (its discovery document is
+    /// ISSUER/.well-known/openid-configuration). Needs PUBLIC_URL, OIDC_CLIENT_ID and
+    /// OIDC_CLIENT_SECRET (or OIDC_CLIENT_SECRET_FILE); the redirect URI to register at the
+    /// provider is PUBLIC_URL/auth/oidc/callback.
+    #[arg(long, env = "OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The name on the sign-in page's button ("Sign in with …").
+    #[arg(long, env = "OIDC_PROVIDER_NAME", default_value = "single sign-on")]
+    pub oidc_provider_name: String,
+    /// Email domains whose people may enter (comma-separated; the `email` claim, verified).
+    #[arg(long, env = "OIDC_ALLOWED_DOMAINS", default_value = "")]
+    pub oidc_allowed_domains: String,
+    /// Groups (the role claim) whose members may enter (comma-separated).
+    #[arg(long, env = "OIDC_ALLOWED_GROUPS", default_value = "")]
+    pub oidc_allowed_groups: String,
+    /// The ID token's claim that lists a person's groups.
+    #[arg(long, env = "OIDC_ROLE_CLAIM", default_value = "groups")]
+    pub oidc_role_claim: String,
+    /// Groups whose members are admins here (comma-separated).
+    #[arg(long, env = "OIDC_ADMIN_GROUPS", default_value = "")]
+    pub oidc_admin_groups: String,
+    /// Groups whose members are producers here; everyone else who may enter is a viewer.
+    #[arg(long, env = "OIDC_PRODUCER_GROUPS", default_value = "")]
+    pub oidc_producer_groups: String,
+    /// Scopes asked for, besides `openid` (space- or comma-separated).
+    #[arg(long, env = "OIDC_SCOPES", default_value = "email profile")]
+    pub oidc_scopes: String,
+    /// `off`: only break-glass admins (`control-room user break-glass EMAIL`) may sign in with
+    /// a password; everyone else through single sign-on.
+    #[arg(long, env = "PASSWORD_SIGNIN", default_value = "on", value_parser = ["on", "off"])]
+    pub password_signin: String,
     /// Most connections served at once; more wait until one closes. 0: half the process's
     /// open-file limit (raised to its hard limit at start), at least 64 and at most 65,536.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
@@ -315,6 +348,23 @@ pub struct Config {
     pub runway_alert_days: u64,
     /// `CREDITS_EXPIRE_ON`, checked to be a day.
     pub credits_expire_on: Option<String>,
+    /// `OIDC_*`: single sign-on, when configured.
+    pub single_sign_on: Option<SingleSignOnSettings>,
+}
+
+/// Single sign-on through the team's OpenID provider (`OIDC_*`).
+#[derive(Debug, Clone)]
+pub struct SingleSignOnSettings {
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// PUBLIC_URL/auth/oidc/callback.
+    pub redirect: Url,
+    pub provider_name: String,
+    pub role_claim: String,
+    /// Beyond `openid`.
+    pub scopes: Vec<String>,
+    pub admission: gateway::team::single_sign_on::Admission,
 }
 
 /// Who may read `/metrics` and `/readyz`'s details.
@@ -405,18 +455,7 @@ fn redis_tls(cli: &Cli) -> Result<gateway::store::RedisTls, ConfigError> {
 fn redis_sentinel(cli: &Cli, env: &dyn Env) -> Result<Option<gateway::store::SentinelSettings>, ConfigError> {
     let list = cli.redis_sentinels.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let service = cli.redis_sentinel_service.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let password = match (secret_var(env, "REDIS_SENTINEL_PASSWORD")?, env.var("REDIS_SENTINEL_PASSWORD_FILE").filter(|f| !f.trim().is_empty())) {
-        (Some(_), Some(_)) => return Err(ConfigError("set REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE, not both".into())),
-        (Some(p), None) => Some(p.expose().to_string()),
-        (None, Some(path)) => {
-            let raw = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError(format!("REDIS_SENTINEL_PASSWORD_FILE {path}: cannot read it: {}", e.kind())))?;
-            if raw.trim().is_empty() {
-                return Err(ConfigError(format!("REDIS_SENTINEL_PASSWORD_FILE {path} is empty")));
-            }
-            Some(raw.trim().to_string())
-        }
-        (None, None) => None,
-    };
+    let password = secret_or_file(env, "REDIS_SENTINEL_PASSWORD")?.map(|p| p.expose().to_string());
     match (list, service) {
         (None, None) if password.is_none() => Ok(None),
         (Some(list), Some(service)) => {
@@ -432,6 +471,65 @@ fn redis_sentinel(cli: &Cli, env: &dyn Env) -> Result<Option<gateway::store::Sen
         (Some(_), None) => Err(ConfigError("REDIS_SENTINELS is set but REDIS_SENTINEL_SERVICE is not: give the master's name the Sentinels know it by".into())),
         _ => Err(ConfigError("REDIS_SENTINEL_SERVICE and REDIS_SENTINEL_PASSWORD apply with REDIS_SENTINELS only: give the Sentinels' host:port list".into())),
     }
+}
+
+/// A secret given as `NAME` or as a file named by `NAME_FILE` (not both).
+fn secret_or_file(env: &dyn Env, name: &str) -> Result<Option<Secret>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    match (secret_var(env, name)?, env.var(&file_var).filter(|f| !f.trim().is_empty())) {
+        (Some(_), Some(_)) => Err(ConfigError(format!("set {name} or {file_var}, not both"))),
+        (Some(p), None) => Ok(Some(p)),
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError(format!("{file_var} {path}: cannot read it: {}", e.kind())))?;
+            if raw.trim().is_empty() {
+                return Err(ConfigError(format!("{file_var} {path} is empty")));
+            }
+            Ok(Some(Secret::new(raw.trim())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn list(raw: &str) -> Vec<String> {
+    raw.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// `OIDC_*`, checked together: all or nothing, with PUBLIC_URL and a rule of who may enter.
+fn single_sign_on(cli: &Cli, env: &dyn Env, public_url: Option<&Url>) -> Result<Option<SingleSignOnSettings>, ConfigError> {
+    let issuer = cli.oidc_issuer.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let client_id = cli.oidc_client_id.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let secret = secret_or_file(env, "OIDC_CLIENT_SECRET")?;
+    let (issuer, client_id, client_secret) = match (issuer, client_id, secret) {
+        (None, None, None) => return Ok(None),
+        (Some(i), Some(c), Some(s)) => (i, c, s),
+        _ => return Err(ConfigError("single sign-on needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or OIDC_CLIENT_SECRET_FILE) together".into())),
+    };
+    let issuer = http_url("OIDC_ISSUER", issuer)?;
+    if issuer.scheme() != "https" && !issuer.host_str().is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())) {
+        return Err(ConfigError("OIDC_ISSUER must be https:// (http is accepted on loopback only, for tests)".into()));
+    }
+    let public_url = public_url.ok_or_else(|| ConfigError("single sign-on needs PUBLIC_URL: the provider sends people back to PUBLIC_URL/auth/oidc/callback".into()))?;
+    let redirect = Url::parse(&format!("{}/auth/oidc/callback", public_url.as_str().trim_end_matches('/'))).map_err(|e| ConfigError(format!("PUBLIC_URL: {e}")))?;
+    let admission = gateway::team::single_sign_on::Admission {
+        allowed_domains: list(&cli.oidc_allowed_domains).into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+        allowed_groups: list(&cli.oidc_allowed_groups),
+        admin_groups: list(&cli.oidc_admin_groups),
+        producer_groups: list(&cli.oidc_producer_groups),
+    };
+    if admission.is_open() {
+        return Err(ConfigError("single sign-on needs OIDC_ALLOWED_DOMAINS or OIDC_ALLOWED_GROUPS: an identity provider may vouch for more people than the team".into()));
+    }
+    let role_claim = cli.oidc_role_claim.trim();
+    if role_claim.is_empty() || role_claim.len() > 64 {
+        return Err(ConfigError("OIDC_ROLE_CLAIM must be a claim's name (1–64 characters)".into()));
+    }
+    let name = cli.oidc_provider_name.trim();
+    if name.is_empty() || name.chars().count() > 40 || name.chars().any(char::is_control) {
+        return Err(ConfigError("OIDC_PROVIDER_NAME must be 1–40 printable characters".into()));
+    }
+    let scopes = list(&cli.oidc_scopes).into_iter().filter(|s| s != "openid").collect();
+    Ok(Some(SingleSignOnSettings { issuer, client_id: client_id.to_string(), client_secret, redirect, provider_name: name.to_string(), role_claim: role_claim.to_string(), scopes, admission }))
 }
 
 fn secret_var(env: &dyn Env, name: &str) -> Result<Option<Secret>, ConfigError> {
@@ -489,9 +587,19 @@ impl Config {
         let acks = gateway::store::ReplicaAcks { min: cli.redis_min_replicas_acks, timeout: std::time::Duration::from_millis(cli.redis_replica_ack_timeout_ms) };
         let public_url = cli
             .public_url
+            .as_deref()
             .filter(|u| !u.trim().is_empty())
             .map(|u| http_url("PUBLIC_URL", u.trim().trim_end_matches('/')))
             .transpose()?;
+        let single_sign_on = single_sign_on(&cli, env, public_url.as_ref())?;
+        let passwords = if cli.password_signin == "off" {
+            if single_sign_on.is_none() {
+                return Err(ConfigError("PASSWORD_SIGNIN=off needs single sign-on (OIDC_ISSUER …): otherwise only break-glass admins could sign in".into()));
+            }
+            gateway::team::sessions::PasswordSignIn::BreakGlassOnly
+        } else {
+            gateway::team::sessions::PasswordSignIn::Everyone
+        };
         let store = match cli.redis_url.filter(|u| !u.trim().is_empty()) {
             Some(url) => {
                 let parsed = Url::parse(url.trim()).map_err(|e| ConfigError(format!("REDIS_URL is not a valid URL: {e}")))?;
@@ -533,6 +641,7 @@ impl Config {
             sessions: gateway::team::sessions::SessionPolicy {
                 idle: std::time::Duration::from_secs(cli.session_idle_minutes * 60),
                 absolute: std::time::Duration::from_secs(cli.session_max_hours * 3600),
+                passwords,
             },
             metrics: MetricsAccess::from_env(env)?,
             max_connections: cli.max_connections,
@@ -545,6 +654,7 @@ impl Config {
                 Some(d) => return Err(ConfigError(format!("CREDITS_EXPIRE_ON must be a day YYYY-MM-DD, got {d:?}"))),
                 None => None,
             },
+            single_sign_on,
         })
     }
 
@@ -629,6 +739,32 @@ mod tests {
         assert!(err(&["--redis-url", "redis://x/"], &[("REDIS_SENTINEL_PASSWORD", "p")]).contains("REDIS_SENTINELS"));
         assert!(Cli::try_parse_from(["control-room", "--redis-replica-ack-timeout-ms", "9000"]).is_err(), "a wait longer than a call's own timeout");
         assert!(Cli::try_parse_from(["control-room", "--redis-min-replicas-acks", "-1"]).is_err());
+    }
+
+    #[test]
+    fn single_sign_on_is_all_or_nothing_needs_a_rule_of_who_enters_and_hides_its_secret() {
+        let run = |args: &[&str], vars: &[(&'static str, &str)]| {
+            let (_d, c) = tmp_cli(args);
+            Config::from_cli(c, &Vars(vars.iter().map(|(k, v)| (*k, v.to_string())).collect()))
+        };
+        let full = ["--public-url", "https://cr.studio.test", "--oidc-issuer", "https://id.studio.test/realms/s", "--oidc-client-id", "cr", "--oidc-allowed-domains", "Studio.test, other.test", "--oidc-admin-groups", "a,b"];
+        let cfg = run(&full, &[("OIDC_CLIENT_SECRET", "oidc-s3cret")]).expect("valid");
+        let sso = cfg.single_sign_on.as_ref().expect("configured");
+        assert_eq!(sso.redirect.as_str(), "https://cr.studio.test/auth/oidc/callback");
+        assert_eq!(sso.admission.allowed_domains, vec!["studio.test", "other.test"]);
+        assert_eq!(sso.admission.admin_groups, vec!["a", "b"]);
+        assert_eq!(sso.scopes, vec!["email", "profile"]);
+        assert!(!format!("{cfg:?}").contains("oidc-s3cret"), "Debug must not print the client secret");
+
+        let err = |args: &[&str], vars: &[(&'static str, &str)]| run(args, vars).expect_err("refused").0;
+        assert!(err(&full, &[]).contains("OIDC_CLIENT_SECRET"), "all or nothing");
+        assert!(err(&full[2..], &[("OIDC_CLIENT_SECRET", "s")]).contains("PUBLIC_URL"));
+        assert!(err(&full[..6], &[("OIDC_CLIENT_SECRET", "s")]).contains("OIDC_ALLOWED_DOMAINS or OIDC_ALLOWED_GROUPS"), "nobody-may-enter rule missing");
+        let plain = ["--public-url", "https://cr.studio.test", "--oidc-issuer", "http://id.studio.test", "--oidc-client-id", "cr", "--oidc-allowed-domains", "studio.test"];
+        assert!(err(&plain, &[("OIDC_CLIENT_SECRET", "s")]).contains("https"), "http only on loopback");
+        assert!(err(&["--password-signin", "off"], &[]).contains("PASSWORD_SIGNIN=off needs single sign-on"));
+        assert!(Cli::try_parse_from(["control-room", "--password-signin", "maybe"]).is_err());
+        assert_eq!(run(&["--password-signin", "on"], &[]).expect("on").sessions.passwords, gateway::team::sessions::PasswordSignIn::Everyone);
     }
 
     #[test]

@@ -28,6 +28,8 @@
 //!   sign-in and sign-out forms, the audit log's CSV export.
 //! - [`enrol`] — `/auth/enrol`: setting up two-step sign-in before a first session, when the
 //!   team requires it.
+//! - [`single_sign_on`] — `/auth/oidc/start` and `/callback`: sign-in through the team's
+//!   OpenID provider (code flow, PKCE, the ID token checked), the core deciding who enters.
 //! - [`admin`] — `control-room key|budget|user …` commands: their grammar and what they do.
 //! - [`upstream`] — [`Upstream`]: where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`routes`] — [`router`]: every route (health, the Leptos page and server functions,
@@ -47,6 +49,7 @@ pub(crate) mod chat;
 pub mod config;
 pub mod edge;
 pub(crate) mod enrol;
+pub mod single_sign_on;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod library;
@@ -113,4 +116,6 @@ pub struct AppState {
     pub live: Arc<live::LiveSlots>,
     /// The relay's OpenAPI document for this catalog ([`relay::document`]), made once.
     pub relay_doc: axum::body::Bytes,
+    /// The team's identity provider (`None`: single sign-on is not configured).
+    pub single_sign_on: Option<Arc<single_sign_on::SingleSignOn>>,
 }

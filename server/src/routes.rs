@@ -17,7 +17,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 
 use crate::config::Config;
-use crate::{AppState, assets, auth, batches, callbacks, chat, edge, enrol, health, library, live, mcp, metrics, panels, receipts, relay, spend};
+use crate::{AppState, assets, auth, batches, callbacks, chat, edge, enrol, health, library, live, mcp, metrics, panels, receipts, relay, single_sign_on, spend};
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -56,6 +56,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .merge(mcp::routes(&state).route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::relay_requests)))
         .merge(auth::routes())
         .merge(enrol::routes())
+        .merge(single_sign_on::routes())
         .merge(panels)
         .merge(assets::routes(&state.leptos_options))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))

@@ -42,6 +42,10 @@ pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Stor
         library,
         runway_alert_days: config.runway_alert_days,
         credits_expire_on: config.credits_expire_on.clone(),
+        sign_in: app::SignInOptions {
+            provider: config.single_sign_on.as_ref().map(|s| s.provider_name.clone()),
+            passwords: config.sessions.passwords == gateway::team::sessions::PasswordSignIn::Everyone,
+        },
     }
 }
 
@@ -167,6 +171,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
     };
     let keys = Arc::new(gateway::team::relay_keys::KeyCache::start(store.clone()));
+    let single_sign_on = config
+        .single_sign_on
+        .clone()
+        .map(|s| crate::single_sign_on::SingleSignOn::new(s).map(Arc::new))
+        .transpose()
+        .map_err(|e| ServerError::Config(config::ConfigError(e)))?;
     let state = AppState {
         leptos_options: leptos_options(&config),
         store: store.clone(),
@@ -180,6 +190,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         library,
         live: Arc::default(),
         relay_doc: crate::relay::document(console.lifecycle.catalog()).into(),
+        single_sign_on,
     };
     note_start(store.as_ref(), &config).await;
     tracing::info!(

@@ -191,7 +191,7 @@ async fn a_relay_key_reads_only_its_own_projects_tasks() {
 #[tokio::test]
 async fn sessions_rotate_expire_end_everywhere_and_refuse_cross_site_posts() {
     let mut cfg = config(redis_store(&format!("{}:", testkit::unique("sessions"))), None);
-    cfg.sessions = gateway::team::sessions::SessionPolicy { idle: Duration::from_millis(1500), absolute: Duration::from_secs(4) };
+    cfg.sessions = gateway::team::sessions::SessionPolicy { idle: Duration::from_millis(1500), absolute: Duration::from_secs(4), ..Default::default() };
     let s = start(cfg).await;
     let base = &s.base;
     let alive = |t: String| async move { server_fn_as(base, Some(&t), "whoami", "").await.0 };

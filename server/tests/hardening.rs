@@ -230,7 +230,7 @@ async fn a_live_streams_rechecks_do_not_keep_an_idle_session_alive() {
     use gateway::team::sessions::{self, SessionPolicy, Use};
     let store = server::open_store(&redis_store(&format!("{}:", testkit::unique("idle")))).await.expect("store");
     let user = gateway::team::accounts::add(store.as_ref(), &Actor::cli(), "idle@studio.test", "", gateway::team::accounts::Role::Viewer, PASSWORD).await.expect("user");
-    let policy = SessionPolicy { idle: Duration::from_millis(1_500), absolute: Duration::from_secs(60) };
+    let policy = SessionPolicy { idle: Duration::from_millis(1_500), absolute: Duration::from_secs(60), ..Default::default() };
     let token = sessions::open(store.as_ref(), &user, "127.0.0.1", &policy).await.expect("open");
     // Checks only, for longer than the idle time: the session ends.
     let start = Instant::now();

@@ -39,6 +39,8 @@ pub struct ConsoleContext {
     pub runway_alert_days: u64,
     /// `CREDITS_EXPIRE_ON` (UTC day): prepaid credits expire then.
     pub credits_expire_on: Option<String>,
+    /// How the sign-in page offers to sign in.
+    pub sign_in: crate::SignInOptions,
 }
 
 impl ConsoleContext {

@@ -20,7 +20,7 @@ use crate::store::{Store, StoreError, edit_doc, now_ms, read_doc};
 pub use super::actor::{Actor, Role, log_name};
 
 /// The document holding every user.
-const USERS_KEY: &str = "users";
+pub(super) const USERS_KEY: &str = "users";
 /// Most users a deployment holds (the document stays small enough to read per request).
 pub const MAX_USERS: usize = 200;
 pub const MIN_PASSWORD: usize = 10;
@@ -43,6 +43,14 @@ pub struct User {
     /// Two-step sign-in, when it is on ([`super::second_factor`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_factor: Option<super::second_factor::SecondFactor>,
+    /// The identity provider's person this account belongs to, once they signed in with
+    /// single sign-on ([`super::single_sign_on`]); an account made that way has no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<super::single_sign_on::Federated>,
+    /// With `PASSWORD_SIGNIN=off`, only such admins (set by the command line) may still use
+    /// a password: the way in when the identity provider is down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +69,7 @@ pub enum AccountError {
     Store(#[from] StoreError),
 }
 
-type Users = BTreeMap<String, User>;
+pub(super) type Users = BTreeMap<String, User>;
 
 /// The canonical form of an email, or why it is not one.
 pub fn normalize_email(email: &str) -> Result<String, AccountError> {
@@ -72,7 +80,7 @@ pub fn normalize_email(email: &str) -> Result<String, AccountError> {
     if ok { Ok(e) } else { Err(AccountError::Invalid(format!("{:?} is not an email address", email.trim()))) }
 }
 
-fn check_name(name: &str) -> Result<String, AccountError> {
+pub(super) fn check_name(name: &str) -> Result<String, AccountError> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 80 || n.chars().any(char::is_control) {
         return Err(AccountError::Invalid("a display name must be 1–80 printable characters".into()));
@@ -155,7 +163,7 @@ pub async fn verify(store: &dyn Store, email: &str, password: &str) -> Result<Op
     Ok(user.filter(|u| ok && !u.disabled))
 }
 
-fn active_admins(users: &Users) -> usize {
+pub(super) fn active_admins(users: &Users) -> usize {
     users.values().filter(|u| u.role == Role::Admin && !u.disabled).count()
 }
 
@@ -208,7 +216,7 @@ pub async fn add(store: &dyn Store, by: &Actor, email: &str, name: &str, role: R
     let name = check_name(&name)?;
     check_password(password)?;
     let now = now_ms();
-    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None };
+    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: None, break_glass: false };
     let stored = user.clone();
     edit_doc(store, USERS_KEY, |users: &mut Users| {
         if users.contains_key(&email) {
@@ -244,6 +252,20 @@ pub async fn set_disabled(store: &dyn Store, by: &Actor, email: &str, disabled: 
         }
         Ok(())
     }, |u| if u.disabled { "disabled".into() } else { "active".into() })
+    .await?;
+    Ok(after)
+}
+
+/// Marks an admin as break-glass (or no longer): with `PASSWORD_SIGNIN=off`, only they may
+/// still sign in with a password. Only admins can be.
+pub async fn set_break_glass(store: &dyn Store, by: &Actor, email: &str, on: bool) -> Result<User, AccountError> {
+    let (_, after) = change_user(store, by, email, "break-glass access", |u| {
+        if on && (u.role != Role::Admin || u.password_hash.is_empty()) {
+            return Err(AccountError::Invalid(format!("{} must be an admin with a password to be break-glass", u.email)));
+        }
+        u.break_glass = on;
+        Ok(())
+    }, |u| if u.break_glass { "break-glass".into() } else { "none".into() })
     .await?;
     Ok(after)
 }

@@ -6,6 +6,8 @@
 //!   name them.
 //! - [`sessions`] — browser sign-in, throttled per account and address.
 //! - [`second_factor`] — two-step sign-in for password accounts (TOTP, recovery codes).
+//! - [`single_sign_on`] — who an identity provider's person may be here (domains, groups,
+//!   role) and their session, the account made on first sign-in.
 //! - [`relay_keys`] — keys for programs, each bound to one project.
 //! - [`pins`] — models pinned for the team.
 //! - [`audit`] — the append-only log of who changed what.
@@ -17,3 +19,4 @@ pub mod pins;
 pub mod relay_keys;
 pub mod second_factor;
 pub mod sessions;
+pub mod single_sign_on;

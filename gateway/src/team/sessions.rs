@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use crate::team::accounts::{self, Actor, User};
+use crate::team::accounts::{self, Actor, Role, User};
 use crate::team::audit;
 use crate::secret::{Secret, hex, random_hex};
 use crate::store::{Store, StoreError, StoreResult, now_ms};
@@ -54,11 +54,24 @@ pub struct SessionPolicy {
     pub idle: Duration,
     /// Ends this long after sign-in, however busy.
     pub absolute: Duration,
+    /// Who may sign in with a password (`PASSWORD_SIGNIN`).
+    pub passwords: PasswordSignIn,
+}
+
+/// Who may sign in with a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordSignIn {
+    /// Everyone with a password (the default).
+    #[default]
+    Everyone,
+    /// Only break-glass admins (`control-room user break-glass EMAIL`): the team signs in
+    /// through its identity provider (`PASSWORD_SIGNIN=off`).
+    BreakGlassOnly,
 }
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        SessionPolicy { idle: Duration::from_secs(2 * 3600), absolute: Duration::from_secs(24 * 3600) }
+        SessionPolicy { idle: Duration::from_secs(2 * 3600), absolute: Duration::from_secs(24 * 3600), passwords: PasswordSignIn::Everyone }
     }
 }
 
@@ -177,6 +190,10 @@ pub enum SignInError {
     /// no session, but a ticket to set it up first (10 minutes).
     #[error("Set up two-step sign-in first: the team requires it.")]
     MustEnrol(Secret),
+    /// Passwords are off (`PASSWORD_SIGNIN=off`) and this is no break-glass account: the
+    /// answer for any password, right or wrong.
+    #[error("Sign in with the team's identity provider: passwords are off here.")]
+    PasswordsOff,
     #[error(transparent)]
     Account(#[from] accounts::AccountError),
 }
@@ -261,6 +278,10 @@ pub async fn sign_in(store: &dyn Store, email: &str, password: &str, code: &str,
             return Err(SignInError::SlowDown(delay));
         }
     }
+    if policy.passwords == PasswordSignIn::BreakGlassOnly && !accounts::get(store, &email_key).await?.is_some_and(|u| u.break_glass && u.role == Role::Admin) {
+        audit_refused(store, &email_key, from, "password sign-in is off (PASSWORD_SIGNIN=off) and this is no break-glass admin".into()).await?;
+        return Err(SignInError::PasswordsOff);
+    }
     let Some(user) = accounts::verify(store, email, password).await? else {
         audit_failure(store, &email_key, from).await?;
         return Err(SignInError::Refused);
@@ -312,7 +333,7 @@ mod tests {
 
     #[test]
     fn ttl_is_the_nearer_of_idle_and_absolute_ends() {
-        let p = SessionPolicy { idle: Duration::from_secs(60), absolute: Duration::from_secs(100) };
+        let p = SessionPolicy { idle: Duration::from_secs(60), absolute: Duration::from_secs(100), ..Default::default() };
         let s = Session { user: "a@b".into(), generation: 1, created_ms: 1_000_000, seen_ms: 1_000_000, from: "x".into() };
         assert_eq!(ttl(&p, &s, 1_000_000), Some(Duration::from_secs(60)));
         assert_eq!(ttl(&p, &s, 1_050_000), Some(Duration::from_secs(50)), "absolute end is nearer");

@@ -50,6 +50,7 @@ pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<
         receipt_sync: None,
         runway_alert_days: 7,
         credits_expire_on: None,
+        single_sign_on: None,
     }
 }
 

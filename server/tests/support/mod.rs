@@ -78,6 +78,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         receipt_sync: None,
         runway_alert_days: 7,
         credits_expire_on: None,
+        single_sign_on: None,
     }
 }
 
