@@ -42,9 +42,9 @@ function addUser(dataDir, email, role) {
   if (r.status !== 0) throw new Error(`user add ${email}: ${r.stderr}`);
 }
 
-/** Starts the server with `env` added; resolves once /healthz answers. */
-export async function startServer(env = {}, args = []) {
-  const port = await freePort();
+/** Starts the server with `env` added (on `port` if given); resolves once /healthz answers. */
+export async function startServer(env = {}, args = [], port = undefined) {
+  port ??= await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'cr-e2e-'));
   addUser(dataDir, ADMIN, 'admin');
   addUser(dataDir, VIEWER, 'viewer');

@@ -214,17 +214,17 @@ fn claims_error(e: &ClaimsVerificationError) -> String {
 }
 
 /// The role claim's values, read from the (already verified) token's payload: a list of
-/// strings or one string; anything else is no group.
-fn role_claim(jwt: &str, claim: &str) -> Vec<String> {
+/// strings or one string (anything else is no group); `None` when the token has no such claim.
+fn role_claim(jwt: &str, claim: &str) -> Option<Vec<String>> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok());
     let value: Option<serde_json::Value> = payload.and_then(|p| serde_json::from_slice(&p).ok());
     let keep = |s: &str| (!s.is_empty() && s.len() <= MAX_GROUP_LEN).then(|| s.to_string());
-    match value.as_ref().and_then(|v| v.get(claim)) {
-        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|i| i.as_str().and_then(keep)).take(MAX_GROUPS).collect(),
-        Some(serde_json::Value::String(s)) => keep(s).into_iter().collect(),
+    Some(match value.as_ref()?.get(claim)? {
+        serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().and_then(keep)).take(MAX_GROUPS).collect(),
+        serde_json::Value::String(s) => keep(s).into_iter().collect(),
         _ => Vec::new(),
-    }
+    })
 }
 
 pub fn routes() -> Router<AppState> {
@@ -358,11 +358,12 @@ mod tests {
 
     #[test]
     fn the_role_claim_is_a_list_or_one_string_and_nothing_else() {
-        assert_eq!(role_claim(&jwt(serde_json::json!({"groups": ["a", "b", 3, ""]})), "groups"), vec!["a", "b"]);
-        assert_eq!(role_claim(&jwt(serde_json::json!({"roles": "admins"})), "roles"), vec!["admins"]);
-        assert!(role_claim(&jwt(serde_json::json!({"groups": {"a": 1}})), "groups").is_empty());
-        assert!(role_claim("not a token", "groups").is_empty());
+        assert_eq!(role_claim(&jwt(serde_json::json!({"groups": ["a", "b", 3, ""]})), "groups"), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(role_claim(&jwt(serde_json::json!({"roles": "admins"})), "roles"), Some(vec!["admins".to_string()]));
+        assert_eq!(role_claim(&jwt(serde_json::json!({"groups": {"a": 1}})), "groups"), Some(vec![]));
+        assert_eq!(role_claim(&jwt(serde_json::json!({"sub": "x"})), "groups"), None, "no claim");
+        assert_eq!(role_claim("not a token", "groups"), None);
         let many: Vec<String> = (0..1000).map(|i| format!("g{i}")).collect();
-        assert_eq!(role_claim(&jwt(serde_json::json!({ "groups": many })), "groups").len(), MAX_GROUPS);
+        assert_eq!(role_claim(&jwt(serde_json::json!({ "groups": many })), "groups").map(|g| g.len()), Some(MAX_GROUPS));
     }
 }

@@ -8,7 +8,7 @@
 //!   (`OIDC_ALLOWED_DOMAINS`) and/or a member of an allowed group (`OIDC_ALLOWED_GROUPS`);
 //! - **as what**: admin or producer when one of their groups (the role claim) is listed for
 //!   it, else viewer — at every sign-in, so a change of group at the provider holds from the
-//!   next one;
+//!   next one; a token without the claim leaves the role to the Team panel (new: viewer);
 //! - **the account**: made just in time on a first sign-in (no password), bound to the
 //!   provider's subject; an existing account of the same email is bound on its first single
 //!   sign-on. Disabled here still wins, and another subject claiming a bound email is refused.
@@ -53,8 +53,9 @@ pub struct Identity {
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
-    /// The role claim's values (`groups` by default).
-    pub groups: Vec<String>,
+    /// The role claim's values (`groups` by default); `None` when the token has no such claim
+    /// (Google's, say): roles are then the Team panel's to set.
+    pub groups: Option<Vec<String>>,
 }
 
 /// Why someone the provider vouched for may not enter.
@@ -91,8 +92,9 @@ impl Admission {
         self.allowed_domains.is_empty() && self.allowed_groups.is_empty()
     }
 
-    /// The email `identity` may enter with and its role here, or why not.
-    pub fn admit(&self, identity: &Identity) -> Result<(String, Role), Refusal> {
+    /// The email `identity` may enter with and its role here (`None`: the token has no role
+    /// claim, the role is left as it is), or why not.
+    pub fn admit(&self, identity: &Identity) -> Result<(String, Option<Role>), Refusal> {
         let email = identity.email.as_deref().ok_or(Refusal::NoEmail)?;
         let email = accounts::normalize_email(email).map_err(|_| Refusal::NoEmail)?;
         if !identity.email_verified {
@@ -102,17 +104,19 @@ impl Admission {
         if !self.allowed_domains.is_empty() && !self.allowed_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
             return Err(Refusal::DomainNotAllowed(domain));
         }
-        let member = |list: &[String]| identity.groups.iter().any(|g| list.contains(g));
+        let member = |list: &[String]| identity.groups.iter().flatten().any(|g| list.contains(g));
         if !self.allowed_groups.is_empty() && !member(&self.allowed_groups) {
             return Err(Refusal::NotInGroup);
         }
-        let role = if member(&self.admin_groups) {
-            Role::Admin
-        } else if member(&self.producer_groups) {
-            Role::Producer
-        } else {
-            Role::Viewer
-        };
+        let role = identity.groups.as_ref().map(|_| {
+            if member(&self.admin_groups) {
+                Role::Admin
+            } else if member(&self.producer_groups) {
+                Role::Producer
+            } else {
+                Role::Viewer
+            }
+        });
         Ok((email, role))
     }
 }
@@ -145,7 +149,7 @@ pub async fn sign_in(store: &dyn Store, admission: &Admission, identity: &Identi
                 if users.len() >= accounts::MAX_USERS {
                     return Err(Refusal::Full);
                 }
-                let user = User { email: email.clone(), name: name.clone(), role, password_hash: String::new(), disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: Some(federated.clone()), break_glass: false };
+                let user = User { email: email.clone(), name: name.clone(), role: role.unwrap_or(Role::Viewer), password_hash: String::new(), disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: Some(federated.clone()), break_glass: false };
                 users.insert(email.clone(), user);
                 Change::Created
             }
@@ -155,13 +159,13 @@ pub async fn sign_in(store: &dyn Store, admission: &Admission, identity: &Identi
                 }
                 let change = match &user.federated {
                     Some(f) if *f != federated => return Err(Refusal::OtherSubject),
-                    Some(_) if user.role != role => Change::Role(user.role),
+                    Some(_) if role.is_some_and(|r| r != user.role) => Change::Role(user.role),
                     Some(_) => Change::None,
                     None => Change::Bound,
                 };
                 if !matches!(change, Change::None) {
                     user.federated = Some(federated.clone());
-                    user.role = role;
+                    user.role = role.unwrap_or(user.role);
                     user.updated_ms = now;
                 }
                 change
@@ -199,7 +203,7 @@ mod tests {
     use super::*;
 
     fn person(email: &str, verified: bool, groups: &[&str]) -> Identity {
-        Identity { issuer: "https://id.example".into(), subject: "s1".into(), email: Some(email.into()), email_verified: verified, name: None, groups: groups.iter().map(|g| g.to_string()).collect() }
+        Identity { issuer: "https://id.example".into(), subject: "s1".into(), email: Some(email.into()), email_verified: verified, name: None, groups: Some(groups.iter().map(|g| g.to_string()).collect()) }
     }
 
     fn team() -> Admission {
@@ -209,10 +213,12 @@ mod tests {
     #[test]
     fn roles_follow_groups_and_everyone_else_is_a_viewer() {
         let t = team();
-        assert_eq!(t.admit(&person("Ada@Studio.test", true, &["x", "cr-admins"])).expect("in").1, Role::Admin);
-        assert_eq!(t.admit(&person("pat@studio.test", true, &["cr-producers"])).expect("in").1, Role::Producer);
+        assert_eq!(t.admit(&person("Ada@Studio.test", true, &["x", "cr-admins"])).expect("in").1, Some(Role::Admin));
+        assert_eq!(t.admit(&person("pat@studio.test", true, &["cr-producers"])).expect("in").1, Some(Role::Producer));
         let (email, role) = t.admit(&person("vic@studio.test", true, &[])).expect("in");
-        assert_eq!((email.as_str(), role), ("vic@studio.test", Role::Viewer));
+        assert_eq!((email.as_str(), role), ("vic@studio.test", Some(Role::Viewer)));
+        let no_claim = Identity { groups: None, ..person("gil@studio.test", true, &[]) };
+        assert_eq!(t.admit(&no_claim).expect("in").1, None, "no role claim: the role is left to the Team panel");
     }
 
     #[test]
@@ -224,6 +230,7 @@ mod tests {
         let groups_only = Admission { allowed_domains: vec![], allowed_groups: vec!["staff".into()], ..team() };
         assert!(matches!(groups_only.admit(&person("a@any.test", true, &["other"])), Err(Refusal::NotInGroup)));
         assert!(groups_only.admit(&person("a@any.test", true, &["staff"])).is_ok());
+        assert!(matches!(groups_only.admit(&Identity { groups: None, ..person("a@any.test", true, &[]) }), Err(Refusal::NotInGroup)));
         assert!(Admission::default().is_open() && !team().is_open());
     }
 }
