@@ -47,9 +47,37 @@ pub enum Command {
     /// Batches: many tasks submitted as one, admitted whole or not at all.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Share links: one project's Library, read-only, for people without an account.
+    #[command(subcommand)]
+    Share(ShareCommand),
     /// The MCP server on standard input and output, for a desktop agent: relayed to a running
     /// console's /mcp (CONTROL_ROOM_URL) with a relay key (CONTROL_ROOM_KEY).
     Mcp(crate::mcp::bridge::McpArgs),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ShareCommand {
+    /// Make a link to a project's Library; prints it once (from PUBLIC_URL).
+    Create {
+        #[arg(long)]
+        project: String,
+        /// How long it works: 1–90 days.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Ask for a password, read from standard input (one line).
+        #[arg(long)]
+        password: bool,
+        /// Also show the project's receipt totals.
+        #[arg(long)]
+        receipts: bool,
+    },
+    /// List links (id, project, made by, until, password, uses, state).
+    List,
+    /// End a link at once.
+    Revoke {
+        /// The link's id (from `share list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -297,6 +325,7 @@ pub async fn command(config: &Config, cmd: Command, input: &mut dyn BufRead, out
         Command::Queue(cmd) => queue_command(config, cmd, out).await,
         Command::Task(TaskCommand::Show { id }) => task_show(config, &id, out).await,
         Command::Batch(cmd) => batch_command(config, cmd, input, out).await,
+        Command::Share(cmd) => share_command(config, cmd, input, out).await,
         // Needs no configuration of its own: `main` runs it before reading any.
         Command::Mcp(args) => crate::mcp::bridge::run(args).await.map_err(ServerError::Store),
     }
@@ -475,6 +504,41 @@ pub async fn receipts_command(config: &Config, cmd: ReceiptsCommand, out: &mut d
                 "csv" => write!(out, "{}", gateway::money::receipts::csv(&r))?,
                 other => return Err(ServerError::Store(format!("--format must be json or csv, not {other}"))),
             }
+        }
+    }
+    Ok(())
+}
+
+/// `share create|list|revoke`.
+async fn share_command(config: &Config, cmd: ShareCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), ServerError> {
+    use gateway::team::share_links::{self, NewLink};
+    let store = open_store(&config.store).await?;
+    let fail = |e: share_links::ShareError| ServerError::Store(e.to_string());
+    match cmd {
+        ShareCommand::Create { project, days, password, receipts } => {
+            let password = if password { Some(read_password(input)?) } else { None };
+            let new = NewLink { project: &project, days, password: password.as_deref(), receipts };
+            let (token, link) = share_links::create(store.as_ref(), &Actor::cli(), &new).await.map_err(fail)?;
+            let path = format!("{}{}", crate::share::PREFIX, token.expose());
+            match config.public_base() {
+                Some(base) => writeln!(out, "{base}{path}")?,
+                None => writeln!(out, "{path}   (set PUBLIC_URL to print the whole address)")?,
+            }
+            writeln!(out, "Share link {} for project {:?} until {} (UTC){}. Shown once: the store keeps only its hash.", link.id, link.project, gateway::money::receipts::day(link.expires_ms), if link.password_hash.is_some() { ", with a password" } else { "" })?;
+        }
+        ShareCommand::List => {
+            let links = share_links::list(store.as_ref(), &Actor::cli()).await.map_err(fail)?;
+            writeln!(out, "{:<13} {:<24} {:<28} {:<11} {:<9} {:>6} STATE", "ID", "PROJECT", "MADE BY", "UNTIL", "PASSWORD", "USES")?;
+            let now = gateway::store::now_ms();
+            for l in links {
+                let state = if l.link.revoked_ms.is_some() { "revoked" } else if l.link.live(now) { "live" } else { "expired" };
+                let until = gateway::money::receipts::day(l.link.expires_ms);
+                writeln!(out, "{:<13} {:<24} {:<28} {:<11} {:<9} {:>6} {state}", l.link.id, l.link.project, l.link.created_by, until, if l.link.password_hash.is_some() { "yes" } else { "no" }, l.uses)?;
+            }
+        }
+        ShareCommand::Revoke { id } => {
+            let link = share_links::revoke(store.as_ref(), &Actor::cli(), &id).await.map_err(fail)?;
+            writeln!(out, "Share link {} of {:?} is revoked: it opens nothing from now on.", link.id, link.project)?;
         }
     }
     Ok(())

@@ -60,12 +60,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Paths anyone may reach; each guards itself where it must (relay keys, callback tokens, an
-/// enrolment ticket).
+/// enrolment ticket, a share link).
 fn public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/signin" | "/auth/signin" | "/favicon.svg" | crate::enrol::PATH | crate::single_sign_on::START | crate::single_sign_on::CALLBACK)
         || path.starts_with("/pkg/")
         || path.starts_with("/callbacks/kie/")
         || path.starts_with("/kie/")
+        // A share link's token, checked by its own page.
+        || path.starts_with(crate::share::PREFIX)
         // A relay key, checked by its own guard.
         || path == crate::mcp::PATH
 }

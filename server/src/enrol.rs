@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{AuthConfig, ClientAddress};
 use crate::error::{Refusal, STORE_DOWN, Shape};
+use crate::plain_page::escape;
 use gateway::team::accounts::{AccountError, Actor, User};
 use gateway::team::second_factor;
 
@@ -38,14 +39,11 @@ pub fn ticket_cookie(ticket: Option<&str>, config: &AuthConfig) -> HeaderValue {
     HeaderValue::from_str(&format!("{COOKIE}={value}; Path={PATH}; HttpOnly; SameSite=Strict; Max-Age={age}{secure}")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn ticket_of(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|c| c.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string)).filter(|t| !t.is_empty())
-}
 
 /// The ticket's holder, or where to send the browser instead.
 async fn holder(state: &AppState, headers: &HeaderMap) -> Result<(String, User), Response> {
     let back = || Redirect::to("/signin?error=enrol-expired").into_response();
-    let Some(ticket) = ticket_of(headers) else { return Err(back()) };
+    let Some(ticket) = crate::plain_page::cookie(headers, COOKIE) else { return Err(back()) };
     match second_factor::ticket_holder(state.store.as_ref(), &ticket).await {
         Ok(Some(user)) => Ok((ticket, user)),
         Ok(None) => Err(back()),
@@ -60,16 +58,8 @@ fn failed(e: AccountError) -> Response {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn page(state: &AppState, body: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"robots\" content=\"noindex\"><title>Set up two-step sign-in · KIE Control Room</title><link rel=\"stylesheet\" href=\"{}\"></head><body><main class=\"signin\"><h1>KIE Control Room</h1>{body}</main></body></html>",
-        app::assets::stylesheet(&state.leptos_options)
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
+    crate::plain_page::page(&state.leptos_options, "Set up two-step sign-in", "signin", &format!("<h1>KIE Control Room</h1>{body}"))
 }
 
 async fn show(State(state): State<AppState>, Extension(from): Extension<ClientAddress>, headers: HeaderMap) -> Response {

@@ -30,6 +30,8 @@
 //!   team requires it.
 //! - [`single_sign_on`] — `/auth/oidc/start` and `/callback`: sign-in through the team's
 //!   OpenID provider (code flow, PKCE, the ID token checked), the core deciding who enters.
+//! - [`share`] — `/share/{token}`: a share link's page, one project's Library for someone
+//!   without an account; [`plain_page`] — the script-free pages' frame.
 //! - [`admin`] — `control-room key|budget|user …` commands: their grammar and what they do.
 //! - [`upstream`] — [`Upstream`]: where KIE calls go (KIE, the simulator, or nowhere).
 //! - [`routes`] — [`router`]: every route (health, the Leptos page and server functions,
@@ -49,6 +51,8 @@ pub(crate) mod chat;
 pub mod config;
 pub mod edge;
 pub(crate) mod enrol;
+pub(crate) mod plain_page;
+pub(crate) mod share;
 pub mod single_sign_on;
 pub(crate) mod error;
 pub(crate) mod health;

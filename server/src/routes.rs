@@ -17,7 +17,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use app::api::ConsoleContext;
 
 use crate::config::Config;
-use crate::{AppState, assets, auth, batches, callbacks, chat, edge, enrol, health, library, live, mcp, metrics, panels, receipts, relay, single_sign_on, spend};
+use crate::{AppState, assets, auth, batches, callbacks, chat, edge, enrol, health, library, live, mcp, metrics, panels, receipts, relay, share, single_sign_on, spend};
 
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
@@ -57,6 +57,7 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .merge(auth::routes())
         .merge(enrol::routes())
         .merge(single_sign_on::routes())
+        .merge(share::routes())
         .merge(panels)
         .merge(assets::routes(&state.leptos_options))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(shell_options.clone()))

@@ -242,9 +242,6 @@ fn state_cookie(state: Option<&str>, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&format!("{STATE_COOKIE}={value}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={age}{secure}")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn state_of(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|c| c.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{STATE_COOKIE}=")).map(str::to_string)).filter(|s| !s.is_empty() && s.len() <= 128)
-}
 
 fn back(code: &str) -> Response {
     see_other(&format!("/signin?error={code}"), None)
@@ -319,7 +316,7 @@ async fn finish(state: &AppState, sso: &Arc<SingleSignOn>, from: &str, headers: 
     if q.code.is_empty() || q.code.len() > 2048 || q.state.is_empty() || q.state.len() > 128 {
         return Err(failure("sso-state", "a callback without a code and state"));
     }
-    if state_of(headers).as_deref() != Some(q.state.as_str()) {
+    if crate::plain_page::cookie(headers, STATE_COOKIE).as_deref() != Some(q.state.as_str()) {
         return Err(failure("sso-state", "the callback's state is not the one this browser started"));
     }
     let pending = take_pending(state, &q.state).await.map_err(|e| failure("unavailable", format!("the store: {e}")))?.ok_or_else(|| failure("sso-state", "the callback's state is unknown, expired or already used"))?;

@@ -115,3 +115,55 @@ pub async fn delete_library_project(project: String, #[server(default)] confirm:
         other => refuse(503, other.to_string()),
     })
 }
+
+#[cfg(feature = "ssr")]
+fn share_error(e: gateway::team::share_links::ShareError) -> ServerFnError {
+    use gateway::team::share_links::ShareError;
+    match e {
+        ShareError::Account(a) => crate::api::team::server_side::account_error(a),
+        ShareError::NotFound => refuse(404, "No such share link."),
+        other => refuse(422, other.to_string()),
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn share_row(l: gateway::team::share_links::ShareLink, uses: i64) -> crate::view::ShareLinkRow {
+    let state = if l.revoked_ms.is_some() { "revoked" } else if l.live(gateway::store::now_ms()) { "live" } else { "expired" };
+    crate::view::ShareLinkRow {
+        id: l.id,
+        project: l.project,
+        created_by: l.created_by,
+        until: gateway::money::receipts::day(l.expires_ms),
+        password: l.password_hash.is_some(),
+        receipts: l.receipts,
+        uses,
+        state: state.into(),
+    }
+}
+
+/// Makes a share link to a project's Library (producers and admins; audited); its address
+/// is in this answer only.
+#[server(endpoint = "create_share_link")]
+pub async fn create_share_link(project: String, days: u32, #[server(default)] password: String, #[server(default)] receipts: bool) -> Result<crate::view::NewShareLink, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let new = gateway::team::share_links::NewLink { project: &project, days, password: Some(password.as_str()).filter(|p| !p.is_empty()), receipts };
+    let (token, link) = gateway::team::share_links::create(ctx.store.as_ref(), &actor, &new).await.map_err(share_error)?;
+    let url = format!("{}/share/{}", ctx.callback_base.as_deref().unwrap_or_default(), token.expose());
+    Ok(crate::view::NewShareLink { url, row: share_row(link, 0) })
+}
+
+/// Every share link, newest first (producers and admins).
+#[server(endpoint = "list_share_links")]
+pub async fn list_share_links() -> Result<Vec<crate::view::ShareLinkRow>, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let links = gateway::team::share_links::list(ctx.store.as_ref(), &actor).await.map_err(share_error)?;
+    Ok(links.into_iter().map(|l| share_row(l.link, l.uses)).collect())
+}
+
+/// Ends a share link at once (admins, or the producer who made it; audited).
+#[server(endpoint = "revoke_share_link")]
+pub async fn revoke_share_link(id: String) -> Result<crate::view::ShareLinkRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let link = gateway::team::share_links::revoke(ctx.store.as_ref(), &actor, &id).await.map_err(share_error)?;
+    Ok(share_row(link, 0))
+}

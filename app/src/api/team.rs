@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use crate::view::{AuditView, Me, NewRelayKey, RelayKeyRow, TwoStepSetup, TwoStepView, UserRow};
 
 #[cfg(feature = "ssr")]
-mod server_side {
+pub(crate) mod server_side {
     use super::*;
     use crate::api::context::{refuse, store_error};
     use crate::view::AuditRow;

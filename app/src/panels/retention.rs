@@ -7,8 +7,8 @@
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned};
-use crate::api::{delete_library_project, library_items, library_project_copies, library_status};
-use crate::view::{LibraryItem, LibraryView};
+use crate::api::{create_share_link, delete_library_project, library_items, library_project_copies, library_status, list_share_links, revoke_share_link};
+use crate::view::{LibraryItem, LibraryView, ShareLinkRow};
 
 /// `1.4 MB`.
 pub fn size(bytes: u64) -> String {
@@ -106,7 +106,9 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     let project = field_owned(&query, "project").unwrap_or_default();
     let status = library_status().await;
     let items = library_items(project.clone()).await;
-    let admin = super::me().await.is_some_and(|m| m.is_admin());
+    let me = super::me().await;
+    let admin = me.as_ref().is_some_and(|m| m.is_admin());
+    let shares = if me.as_ref().is_some_and(|m| m.can_produce()) { Some(list_share_links().await) } else { None };
     let head = status.as_ref().map_or_else(|_| badge("err", "Unavailable"), status_badge);
     view! {
         <Panel id=PanelId::Retention badge=head refresh="library ended" flash=flash>
@@ -125,6 +127,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
                 Ok(list) => view! { <ul class="library" data-testid="library-list">{list.into_iter().map(item).collect_view()}</ul> }.into_any(),
                 Err(e) => super::unavailable(&e),
             }}
+            {shares.map(share_links)}
             {admin.then(|| view! {
                 <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="library-delete">
                     <label class="small">"Delete a project's copies "
@@ -138,11 +141,69 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     .into_any()
 }
 
+/// Share links: the form that makes one, and the links made so far with their uses.
+fn share_links(links: Result<Vec<ShareLinkRow>, ServerFnError>) -> AnyView {
+    let rows = match links {
+        Ok(list) if list.is_empty() => view! { <p class="muted small">"No share links yet."</p> }.into_any(),
+        Ok(list) => view! {
+            <table class="compact" data-testid="share-links">
+                <thead><tr><th>"Link"</th><th>"Project"</th><th>"Until"</th><th>"Uses"</th><th>"State"</th><th></th></tr></thead>
+                <tbody>{list.into_iter().map(|l| {
+                    let live = l.state == "live";
+                    view! {
+                        <tr data-share=l.id.clone()>
+                            <td><code>{l.id.clone()}</code>{l.password.then_some(" · password")}{l.receipts.then_some(" · receipts")}</td>
+                            <td>{l.project.clone()}</td><td>{l.until.clone()}</td><td>{l.uses}</td><td>{l.state.clone()}</td>
+                            <td>{live.then(|| view! {
+                                <form class="inline" method="post" action=act_form(PanelId::Retention)>
+                                    <input type="hidden" name="id" value=l.id.clone()/>
+                                    <button type="submit" class="link" name="do" value="share-revoke">"Revoke"</button>
+                                </form>
+                            })}</td>
+                        </tr>
+                    }
+                }).collect_view()}</tbody>
+            </table>
+        }.into_any(),
+        Err(e) => super::unavailable(&e),
+    };
+    view! {
+        <h3>"Share a production"</h3>
+        <p class="muted small">"A read-only page of one project's Library for a client: no account, no other page, up to 90 days, optionally with a password."</p>
+        <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="share-create">
+            <input type="hidden" name="do" value="share"/>
+            <label class="small">"Project "<input type="text" name="project" required=true maxlength="64" data-testid="share-project"/></label>
+            <label class="small">" Days "<input type="number" name="days" min="1" max="90" value="14" required=true/></label>
+            <label class="small">" Password "<input type="password" name="password" minlength="10" maxlength="256" autocomplete="new-password" placeholder="optional"/></label>
+            <label class="small">" "<input type="checkbox" name="receipts" value="true"/>" receipt totals"</label>
+            <button type="submit" data-testid="share-create-submit">"Make link"</button>
+        </form>
+        {rows}
+    }
+    .into_any()
+}
+
 /// `do` = review (what deleting `project`'s copies would delete, and the typed confirmation it
-/// needs), delete (with `confirm` repeating the name; admins; audited) or cancel.
+/// needs), delete (with `confirm` repeating the name; admins; audited), share (make a share
+/// link), share-revoke, or cancel.
 pub async fn act(form: Fields) -> Acted {
     let project = field_owned(&form, "project").unwrap_or_default();
     match field_owned(&form, "do").as_deref() {
+        Some("share") => {
+            let days = field_owned(&form, "days").and_then(|d| d.trim().parse().ok()).unwrap_or(0);
+            let password = field_owned(&form, "password").unwrap_or_default();
+            let receipts = field_owned(&form, "receipts").as_deref() == Some("true");
+            Acted::of(create_share_link(project, days, password, receipts).await, |n| view! {
+                <div class="ok" role="status" data-testid="share-made">
+                    <p>{format!("Share link {} for {} until {}. Copy it now: it is not shown again.", n.row.id, n.row.project, n.row.until)}</p>
+                    <input type="text" readonly=true value=n.url size="60" aria-label="The share link" data-testid="share-url"/>
+                </div>
+            }.into_any(), "share-error")
+        }
+        Some("share-revoke") => {
+            let id = field_owned(&form, "id").unwrap_or_default();
+            Acted::of(revoke_share_link(id).await, |l| super::ok_note("share-revoked", format!("Share link {} of {} is revoked.", l.id, l.project)), "share-error")
+        }
         Some("review") => Acted::of(library_project_copies(project).await, review, "library-error"),
         Some("delete") => {
             let confirm = field_owned(&form, "confirm");

@@ -76,3 +76,25 @@ mod tests {
         assert_eq!(view(i64::MAX, Some(1)).quota_percent(), Some(u64::MAX), "no wrap-around");
     }
 }
+
+/// A share link as panel 07 lists it (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareLinkRow {
+    pub id: String,
+    pub project: String,
+    pub created_by: String,
+    /// `YYYY-MM-DD` (UTC) it ends.
+    pub until: String,
+    pub password: bool,
+    pub receipts: bool,
+    pub uses: i64,
+    /// `live`, `revoked` or `expired`.
+    pub state: String,
+}
+
+/// A share link just made: its address, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewShareLink {
+    pub url: String,
+    pub row: ShareLinkRow,
+}

@@ -119,7 +119,7 @@ pub async fn hash_password(password: &str) -> Result<String, AccountError> {
 }
 
 /// Whether `password` matches `hash` (false for a malformed hash).
-async fn password_matches(password: &str, hash: &str) -> bool {
+pub(super) async fn password_matches(password: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     let Ok(_slot) = HASHING.acquire().await else { return false };
     let (password, hash) = (password.to_string(), hash.to_string());

@@ -9,6 +9,7 @@
 //! - [`single_sign_on`] — who an identity provider's person may be here (domains, groups,
 //!   role) and their session, the account made on first sign-in.
 //! - [`relay_keys`] — keys for programs, each bound to one project.
+//! - [`share_links`] — read-only links to one project's Library for people without an account.
 //! - [`pins`] — models pinned for the team.
 //! - [`audit`] — the append-only log of who changed what.
 
@@ -19,4 +20,5 @@ pub mod pins;
 pub mod relay_keys;
 pub mod second_factor;
 pub mod sessions;
+pub mod share_links;
 pub mod single_sign_on;

@@ -224,12 +224,20 @@ pub async fn spend(store: &dyn Store, by: By, top: usize) -> StoreResult<Spend> 
 
 /// Everything folded: KIE's charge, the estimate, and the tasks.
 pub async fn totals(store: &dyn Store) -> StoreResult<Bar> {
-    let all = Slice::default();
+    totals_of(store, "all", &Slice::default()).await
+}
+
+/// One project's folded totals (a share link's page).
+pub async fn project_totals(store: &dyn Store, project: &str) -> StoreResult<Bar> {
+    totals_of(store, project, &Slice { project: Some(project), ..Default::default() }).await
+}
+
+async fn totals_of(store: &dyn Store, label: &str, slice: &Slice<'_>) -> StoreResult<Bar> {
     Ok(Bar {
-        label: "all".into(),
-        charged: Credits(store.usage(&scope(Total::Charged, &all)).await?),
-        estimated: Credits(store.usage(&scope(Total::Estimated, &all)).await?),
-        tasks: store.usage(&scope(Total::Tasks, &all)).await?,
+        label: label.into(),
+        charged: Credits(store.usage(&scope(Total::Charged, slice)).await?),
+        estimated: Credits(store.usage(&scope(Total::Estimated, slice)).await?),
+        tasks: store.usage(&scope(Total::Tasks, slice)).await?,
     })
 }
 
