@@ -238,7 +238,7 @@ async fn a_write_no_replica_acknowledged_is_not_accepted_and_nothing_is_sent() {
     let store_cfg = StoreConfig::Redis {
         url: primary.url(),
         prefix: format!("{}:", testkit::unique("acks")),
-        options: RedisOptions { acks: gateway::store::ReplicaAcks { min: Some(1), timeout: Duration::from_millis(200) }, ..Default::default() },
+        options: RedisOptions { acks: gateway::store::ReplicaAcks { min: Some(1), timeout: Duration::from_millis(1000) }, ..Default::default() },
     };
     let (sim_base, sim) = start_sim_with(kie_sim::Settings { schedule: kie_sim::Schedule { waiting_ms: 100, queuing_ms: 100, generating_ms: 200 }, ..Default::default() }, KEY, 1_000.0, None).await;
     let (listener, base) = bind().await;
@@ -265,6 +265,8 @@ async fn a_write_no_replica_acknowledged_is_not_accepted_and_nothing_is_sent() {
     // A replica follows: the same create is accepted and runs.
     let replica = RedisServer::start_replica_of(primary.port);
     wait_until("the replica is in sync", 30, || async { redis_info(replica.port, "replication").await.contains("master_link_status:up") }).await;
+    // And the primary counts it (what WAIT waits on), not only the replica itself.
+    wait_until("the primary sees its replica online", 30, || async { redis_info(primary.port, "replication").await.contains("state=online") }).await;
     let accepted = post_kie(&format!("{base}/kie/api/v1/jobs/createTask"), &key, &body).await;
     assert_eq!(accepted["code"], 200, "{accepted}");
     let id = accepted["data"]["taskId"].as_str().expect("id").to_string();
