@@ -16,6 +16,7 @@ fn message(code: &str) -> Option<(&'static str, &'static str)> {
         "code" => ("error", "This account has two-step sign-in on: enter your email and password again with the six-digit code from your authenticator app (or a recovery code)."),
         "enrol-expired" => ("error", "The set-up of two-step sign-in has expired (it lasts 10 minutes): sign in again to start over."),
         "passwords-off" => ("error", "Passwords are off here: sign in with the team's identity provider."),
+        "sso-throttled" => ("error", "Too many sign-ins were started from this address; wait 10 minutes and try again."),
         "sso-off" => ("error", "Single sign-on is not set up on this console."),
         "sso-unreachable" => ("error", "The identity provider cannot be reached; try again shortly, or ask an admin."),
         "sso-denied" => ("error", "The identity provider did not sign you in (cancelled or refused)."),

@@ -10,7 +10,7 @@ import { artifacts, launchBrowser, openHydrated, root, startServer } from './har
 const PANELS = ['01', '03', '04', '05', '06', '07', '09', '10', '11', '12', '13'];
 const TITLES = ['Connection Status', 'Model Market', 'Favorite Models', 'Spend Against Caps', 'Rate Guard',
   'Library', 'Ledger', 'Task Monitor', 'Error Review', 'People and Roles', 'Audit Log'];
-const SETTINGS = [['secret', 'API Key Vault'], ['rules', 'Cost Rules'], ['delivery', 'Callback / Webhook Manager']];
+const SETTINGS = [['secret', 'API Key Vault'], ['rules', 'Cost Rules'], ['delivery', 'Callback / Webhook Manager'], ['two-step', 'Two-Step Sign-In']];
 
 let browser;
 before(async () => { browser = await launchBrowser(); });

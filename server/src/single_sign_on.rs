@@ -4,7 +4,8 @@
 //! - `GET /auth/oidc/start?next=/path`: a fresh `state`, `nonce` and PKCE verifier, kept in the
 //!   store for 10 minutes under the state's digest (any instance may get the callback), the
 //!   state also in a cookie scoped to `/auth/oidc` (so a callback only completes in the browser
-//!   that started it); then off to the provider.
+//!   that started it); then off to the provider. At most 20 starts per client address and
+//!   5,000 in all per 10 minutes, so nobody can fill the store with started sign-ins.
 //! - `GET /auth/oidc/callback?code&state`: the state must match the cookie and be taken from
 //!   the store once (a replayed state finds nothing); the code is exchanged with the verifier;
 //!   the ID token's signature is checked against the provider's JWKS (fetched at discovery,
@@ -84,10 +85,18 @@ struct Pending {
 struct Failure {
     code: &'static str,
     detail: String,
+    /// Whether the audit log records it: only failures of a sign-in this browser really
+    /// started (its state taken), so a stranger's forged callbacks cannot flood the log.
+    audit: bool,
 }
 
 fn failure(code: &'static str, detail: impl Into<String>) -> Failure {
-    Failure { code, detail: detail.into() }
+    Failure { code, detail: detail.into(), audit: true }
+}
+
+/// A callback refused before its state was taken: logged, not audited.
+fn stray(code: &'static str, detail: &str) -> Failure {
+    Failure { code, detail: detail.into(), audit: false }
 }
 
 impl SingleSignOn {
@@ -253,8 +262,30 @@ struct StartQuery {
     next: String,
 }
 
-async fn start(State(state): State<AppState>, Query(q): Query<StartQuery>) -> Response {
+/// Sign-ins started per client address, and by everyone, in [`PENDING_TTL`]: each keeps a
+/// record until its callback or its end, so a stranger cannot fill the store with them.
+const STARTS_PER_ADDRESS: i64 = 20;
+const STARTS_IN_ALL: i64 = 5_000;
+
+/// Counts a start against both limits: whether it may go on.
+async fn may_start(state: &AppState, from: &str) -> Result<bool, gateway::store::StoreError> {
+    let mine = state.store.counter_add(&format!("oidc:starts:{}", gateway::team::sessions::digest(from)), 1, Some(PENDING_TTL)).await?;
+    if mine > STARTS_PER_ADDRESS {
+        return Ok(false);
+    }
+    Ok(state.store.counter_add("oidc:starts:all", 1, Some(PENDING_TTL)).await? <= STARTS_IN_ALL)
+}
+
+async fn start(State(state): State<AppState>, Extension(from): Extension<ClientAddress>, Query(q): Query<StartQuery>) -> Response {
     let Some(sso) = state.single_sign_on.clone() else { return back("sso-off") };
+    match may_start(&state, &from.0).await {
+        Ok(true) => {}
+        Ok(false) => return back("sso-throttled"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot count a started single sign-on");
+            return back("unavailable");
+        }
+    }
     let (url, csrf, mut pending) = match sso.start().await {
         Ok(v) => v,
         Err(f) => {
@@ -301,7 +332,9 @@ async fn callback(State(state): State<AppState>, Extension(from): Extension<Clie
         Ok(r) => r,
         Err(f) => {
             tracing::warn!(%from, code = f.code, detail = %f.detail, "single sign-on refused");
-            let _ = audit::append(state.store.as_ref(), "(single sign-on)", &from, "sign-in refused", "single sign-on", None, Some(f.detail)).await;
+            if f.audit {
+                let _ = audit::append(state.store.as_ref(), "(single sign-on)", &from, "sign-in refused", "single sign-on", None, Some(f.detail)).await;
+            }
             back(f.code)
         }
     };
@@ -310,16 +343,16 @@ async fn callback(State(state): State<AppState>, Extension(from): Extension<Clie
 }
 
 async fn finish(state: &AppState, sso: &Arc<SingleSignOn>, from: &str, headers: &HeaderMap, q: &CallbackQuery) -> Result<Response, Failure> {
+    if crate::plain_page::cookie(headers, STATE_COOKIE).as_deref() != Some(q.state.as_str()) || q.state.is_empty() {
+        return Err(stray("sso-state", "the callback's state is not the one this browser started"));
+    }
+    let pending = take_pending(state, &q.state).await.map_err(|e| stray("unavailable", &format!("the store: {e}")))?.ok_or_else(|| stray("sso-state", "the callback's state is unknown, expired or already used"))?;
     if !q.error.is_empty() {
         return Err(failure("sso-denied", format!("the provider answered {:?}", q.error.chars().take(64).collect::<String>())));
     }
-    if q.code.is_empty() || q.code.len() > 2048 || q.state.is_empty() || q.state.len() > 128 {
-        return Err(failure("sso-state", "a callback without a code and state"));
+    if q.code.is_empty() || q.code.len() > 2048 {
+        return Err(failure("sso-failed", "the provider's callback has no code"));
     }
-    if crate::plain_page::cookie(headers, STATE_COOKIE).as_deref() != Some(q.state.as_str()) {
-        return Err(failure("sso-state", "the callback's state is not the one this browser started"));
-    }
-    let pending = take_pending(state, &q.state).await.map_err(|e| failure("unavailable", format!("the store: {e}")))?.ok_or_else(|| failure("sso-state", "the callback's state is unknown, expired or already used"))?;
     let identity = sso.identity(&q.code, &pending).await?;
     let previous = crate::auth::cookie_token(headers);
     match core::sign_in(state.store.as_ref(), &sso.settings.admission, &identity, from, previous.as_deref(), &state.auth.policy).await {

@@ -206,6 +206,7 @@ async fn people_sign_in_through_the_teams_openid_provider_and_only_the_right_one
     let log = gateway::team::audit::export(s.as_ref(), &Default::default(), 500).await.expect("audit");
     let said = |needle: &str| log.iter().any(|e| e.after.as_deref().unwrap_or_default().contains(needle));
     assert!(said("audience is not this console's OIDC_CLIENT_ID"), "the wrong audience audited");
+    assert!(!said("not the one this browser started") && !said("already used"), "stray callbacks are logged, not audited (a stranger cannot flood the log)");
     assert!(said("it has expired"), "the expired token audited");
     assert!(said("domain \"elsewhere.test\" is not allowed"), "the domain audited");
     assert!(log.iter().any(|e| e.action == "role changed" && e.target == "vic@studio.test"), "role changes audited");
@@ -236,5 +237,12 @@ async fn with_passwords_off_only_a_break_glass_admin_uses_one() {
     let page = http().get(format!("{base}/signin")).send().await.expect("GET").text().await.expect("body");
     assert!(page.contains("break-glass admins only"), "the page says so");
     sso(&base, &browser(), "pat@studio.test").await.expect("single sign-on still works");
+    // Started sign-ins are limited per address: a stranger cannot fill the store with them.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let r = no_redirects().get(format!("{base}/auth/oidc/start")).send().await.expect("start");
+        last = location(&r).unwrap_or_default();
+    }
+    assert_eq!(last, "/signin?error=sso-throttled", "the 21st start from one address is refused");
     running.shutdown().await.expect("shutdown");
 }

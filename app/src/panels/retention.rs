@@ -168,7 +168,7 @@ fn share_links(links: Result<Vec<ShareLinkRow>, ServerFnError>) -> AnyView {
         Err(e) => super::unavailable(&e),
     };
     view! {
-        <h3>"Share a production"</h3>
+        <details class="share-links" data-testid="share-section"><summary>"Share a production…"</summary>
         <p class="muted small">"A read-only page of one project's Library for a client: no account, no other page, up to 90 days, optionally with a password."</p>
         <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="share-create">
             <input type="hidden" name="do" value="share"/>
@@ -179,6 +179,7 @@ fn share_links(links: Result<Vec<ShareLinkRow>, ServerFnError>) -> AnyView {
             <button type="submit" data-testid="share-create-submit">"Make link"</button>
         </form>
         {rows}
+        </details>
     }
     .into_any()
 }

@@ -39,11 +39,11 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 <label>"Password "<input type="password" name="password" required=true minlength="10" maxlength="256" autocomplete="new-password" data-testid="team-password"/></label>
                 <button type="submit" data-testid="team-add-submit">"Add person"</button>
             </form>
-            <form class="rule-form" method="post" action=act_form(PanelId::Team) data-testid="team-two-step-rule">
+            <form class="inline small" method="post" action=act_form(PanelId::Team) data-testid="team-two-step-rule">
                 <input type="hidden" name="do" value="two-step-rule"/>
                 <input type="hidden" name="on" value=if required { "false" } else { "true" }/>
-                <span>{if required { "Two-step sign-in is required of everyone with a password." } else { "Two-step sign-in is each person's choice." }}</span>
-                <button type="submit" data-testid="team-two-step-rule-submit">{if required { "Stop requiring it" } else { "Require it of everyone" }}</button>
+                {if required { "Two-step sign-in: required of everyone with a password. " } else { "Two-step sign-in: each person's choice. " }}
+                <button type="submit" class="link" data-testid="team-two-step-rule-submit">{if required { "Stop requiring it" } else { "Require it of everyone" }}</button>
             </form>
             <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A role change holds from the person's next request."</p></details>
         </Panel>
