@@ -531,7 +531,7 @@ async fn share_command(config: &Config, cmd: ShareCommand, input: &mut dyn BufRe
             writeln!(out, "{:<13} {:<24} {:<28} {:<11} {:<9} {:>6} STATE", "ID", "PROJECT", "MADE BY", "UNTIL", "PASSWORD", "USES")?;
             let now = gateway::store::now_ms();
             for l in links {
-                let state = if l.link.revoked_ms.is_some() { "revoked" } else if l.link.live(now) { "live" } else { "expired" };
+                let state = l.link.state(now);
                 let until = gateway::money::receipts::day(l.link.expires_ms);
                 writeln!(out, "{:<13} {:<24} {:<28} {:<11} {:<9} {:>6} {state}", l.link.id, l.link.project, l.link.created_by, until, if l.link.password_hash.is_some() { "yes" } else { "no" }, l.uses)?;
             }

@@ -34,9 +34,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The `Set-Cookie` value for a ticket (`None`: clear it).
 pub fn ticket_cookie(ticket: Option<&str>, config: &AuthConfig) -> HeaderValue {
-    let secure = if config.secure { "; Secure" } else { "" };
-    let (value, age) = ticket.map_or(("", 0), |t| (t, 600));
-    HeaderValue::from_str(&format!("{COOKIE}={value}; Path={PATH}; HttpOnly; SameSite=Strict; Max-Age={age}{secure}")).unwrap_or_else(|_| HeaderValue::from_static(""))
+    crate::plain_page::scoped_cookie(COOKIE, ticket, PATH, second_factor::TICKET_TTL, "Strict", config.secure)
 }
 
 

@@ -1,8 +1,8 @@
 //! Pages written without Leptos, for the routes that stand outside the console (setting up
 //! two-step sign-in, a share link's page): the console's stylesheet, `noindex`, no script,
-//! never cached; and the two helpers they share.
+//! never cached; and the helpers they share (escaping, reading and setting their cookies).
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use leptos::config::LeptosOptions;
 
@@ -26,4 +26,12 @@ pub fn page(options: &LeptosOptions, title: &str, class: &str, body: &str) -> Re
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     let prefix = format!("{name}=");
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|c| c.split(';')).find_map(|c| c.trim().strip_prefix(&prefix).map(str::to_string)).filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// A `Set-Cookie` value for a cookie that only `path` sees: `HttpOnly`, `SameSite=same_site`,
+/// `Secure` when `secure`; `value` `None` clears it.
+pub fn scoped_cookie(name: &str, value: Option<&str>, path: &str, max_age: std::time::Duration, same_site: &str, secure: bool) -> HeaderValue {
+    let (value, age) = value.map_or(("", 0), |v| (v, max_age.as_secs()));
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={age}{secure}")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

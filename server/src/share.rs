@@ -99,12 +99,9 @@ async fn unlock(State(state): State<AppState>, Path(token): Path<String>, Form(f
     let Some(token) = plain_token(&token) else { return refused(&state, ShareError::NotFound) };
     match share_links::unlock(state.store.as_ref(), token, &form.password).await {
         Ok(pass) => {
-            let secure = if state.auth.secure { "; Secure" } else { "" };
-            let value = format!("{PASS_COOKIE}={}; Path={PREFIX}{token}; HttpOnly; SameSite=Strict; Max-Age={}{secure}", pass.expose(), share_links::PASS_TTL.as_secs());
-            let mut r = Redirect::to(&format!("{PREFIX}{token}")).into_response();
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
+            let path = format!("{PREFIX}{token}");
+            let mut r = Redirect::to(&path).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, crate::plain_page::scoped_cookie(PASS_COOKIE, Some(pass.expose()), &path, share_links::PASS_TTL, "Strict", state.auth.secure));
             guarded(r, StatusCode::SEE_OTHER)
         }
         Err(e @ (ShareError::WrongPassword | ShareError::Throttled)) => guarded(password_form(&state, token, Some(&e.to_string())), StatusCode::UNPROCESSABLE_ENTITY),
@@ -112,11 +109,10 @@ async fn unlock(State(state): State<AppState>, Path(token): Path<String>, Form(f
     }
 }
 
-/// The UTC day and minute of `ms`.
+/// The UTC day and minute of `ms` (`2026-12-05 01:56 UTC`).
 fn when(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    format!("{} {:02}:{:02} UTC", gateway::money::receipts::day(days * 86_400_000), rest / 3600, rest % 3600 / 60)
+    let iso = gateway::team::audit::utc(ms);
+    format!("{} UTC", iso.get(..16).unwrap_or(&iso).replace('T', " "))
 }
 
 async fn library_page(state: &AppState, token: &str, link: &ShareLink, after: Option<String>) -> Response {

@@ -245,10 +245,8 @@ fn pending_key(state: &str) -> String {
 }
 
 fn state_cookie(state: Option<&str>, secure: bool) -> HeaderValue {
-    let (value, age) = state.map_or(("", 0), |s| (s, PENDING_TTL.as_secs()));
-    let secure = if secure { "; Secure" } else { "" };
     // Lax: the provider sends the browser back with a top-level GET from its own site.
-    HeaderValue::from_str(&format!("{STATE_COOKIE}={value}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={age}{secure}")).unwrap_or_else(|_| HeaderValue::from_static(""))
+    crate::plain_page::scoped_cookie(STATE_COOKIE, state, "/auth/oidc", PENDING_TTL, "Lax", secure)
 }
 
 

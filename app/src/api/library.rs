@@ -128,7 +128,7 @@ fn share_error(e: gateway::team::share_links::ShareError) -> ServerFnError {
 
 #[cfg(feature = "ssr")]
 fn share_row(l: gateway::team::share_links::ShareLink, uses: i64) -> crate::view::ShareLinkRow {
-    let state = if l.revoked_ms.is_some() { "revoked" } else if l.live(gateway::store::now_ms()) { "live" } else { "expired" };
+    let state = l.state(gateway::store::now_ms());
     crate::view::ShareLinkRow {
         id: l.id,
         project: l.project,

@@ -29,7 +29,7 @@ const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// Where the team's rule lives: present, every password account must have two-step sign-in.
 const REQUIRED_KEY: &str = "team:two-step-required";
 /// How long an enrolment ticket (a right password on an account that must enrol) lasts.
-const TICKET_TTL: Duration = Duration::from_secs(10 * 60);
+pub const TICKET_TTL: Duration = Duration::from_secs(10 * 60);
 /// Recovery codes given at enrolment.
 const RECOVERY_CODES: usize = 10;
 const STEP_SECS: u64 = 30;
@@ -209,7 +209,7 @@ pub async fn set_required(store: &dyn Store, by: &Actor, on: bool) -> Result<(),
 }
 
 fn ticket_key(ticket: &str) -> String {
-    format!("second-factor:ticket:{}", crate::secret::hex(&Sha256::digest(ticket.as_bytes())))
+    format!("second-factor:ticket:{}", super::sessions::digest(ticket))
 }
 
 /// A ticket for `email` to set up two-step sign-in before it may sign in (its password was

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::accounts::{self, AccountError, Actor, Role};
 use super::audit;
+use super::sessions::digest;
 use crate::Secret;
 use crate::secret::random_hex;
 use crate::store::{Store, StoreError, edit_doc, now_ms, read_doc};
@@ -56,6 +57,17 @@ impl ShareLink {
     pub fn live(&self, now: u64) -> bool {
         self.revoked_ms.is_none() && now < self.expires_ms
     }
+
+    /// `live`, `revoked` or `expired` at `now`, as lists show it.
+    pub fn state(&self, now: u64) -> &'static str {
+        if self.revoked_ms.is_some() {
+            "revoked"
+        } else if self.live(now) {
+            "live"
+        } else {
+            "expired"
+        }
+    }
 }
 
 /// A link as listed: with how many times it was opened.
@@ -89,10 +101,6 @@ impl From<StoreError> for ShareError {
     fn from(e: StoreError) -> Self {
         ShareError::Account(e.into())
     }
-}
-
-fn digest(token: &str) -> String {
-    super::sessions::digest(token)
 }
 
 fn uses_key(id: &str) -> String {
@@ -251,5 +259,6 @@ mod tests {
         assert!(link(1_000, None).live(999));
         assert!(!link(1_000, None).live(1_000), "expired at its end");
         assert!(!link(1_000, Some(500)).live(600), "revoked");
+        assert_eq!((link(1_000, None).state(999), link(1_000, None).state(1_000), link(1_000, Some(5)).state(6)), ("live", "expired", "revoked"));
     }
 }
