@@ -111,7 +111,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     let shares = if me.as_ref().is_some_and(|m| m.can_produce()) { Some(list_share_links().await) } else { None };
     let head = status.as_ref().map_or_else(|_| badge("err", "Unavailable"), status_badge);
     view! {
-        <Panel id=PanelId::Retention badge=head refresh="library ended" flash=flash>
+        <Panel id=PanelId::Retention badge=head class="wide" refresh="library ended" flash=flash>
             {match status {
                 Ok(v) => facts(v),
                 Err(e) => super::unavailable(&e),
