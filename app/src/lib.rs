@@ -147,9 +147,12 @@ fn ControlRoom() -> impl IntoView {
                             // The Monitor's filter from the page's URL (`/?q=kite&state=fail`).
                             let initial = panels::monitor::filter_of(&query.get_untracked());
                             let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
-                            let can_produce = panels::me().await.is_some_and(|m| m.can_produce());
+                            let me = panels::me().await;
+                            let can_produce = me.as_ref().is_some_and(Me::can_produce);
+                            // The composer starts in the person's first project (or `default`).
+                            let project = me.and_then(|m| m.projects.into_iter().next()).unwrap_or_else(|| "default".into());
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
-                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial/> }
+                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project/> }
                         })}
                     </Suspense>
                     <div class="side">

@@ -330,9 +330,9 @@ async fn the_quota_refuses_past_its_cap_and_an_admin_deletes_a_projects_copies()
     assert_eq!((status.bytes, status.quota_bytes, status.failing), (100_000, Some(150_000), 1));
     assert!(status.last_error.unwrap().contains("Library full"));
 
-    let viewer = Actor { who: "v@studio.test".into(), name: "V".into(), role: Role::Viewer, from: "test".into() };
+    let viewer = Actor { who: "v@studio.test".into(), name: "V".into(), role: Role::Viewer, from: "test".into(), membership: Default::default() };
     assert!(lib.delete_project(&viewer, "trailer").await.is_err(), "admins only");
-    let admin = Actor { who: "a@studio.test".into(), name: "A".into(), role: Role::Admin, from: "test".into() };
+    let admin = Actor { who: "a@studio.test".into(), name: "A".into(), role: Role::Admin, from: "test".into(), membership: Default::default() };
     assert_eq!(lib.delete_project(&admin, "trailer").await.unwrap(), 1);
     assert_eq!(asset_state(&store, &first.id).await, Some(AssetState::Deleted));
     assert!(lib.find(&first.id, 0).await.is_err(), "no longer served");

@@ -550,7 +550,7 @@ async fn pause_holds(open: impl Fn() -> Arc<dyn Store>, base: &str) {
     for i in 0..3 {
         tasks.push(a.submit(in_project("ana", "teaser", &format!("teaser {i}"))).await.unwrap());
     }
-    let producer = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into() };
+    let producer = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into(), membership: Default::default() };
     let viewer = Actor { role: Role::Viewer, ..producer.clone() };
     assert!(matches!(pause::set(store.as_ref(), &viewer, Some("teaser"), true, None).await, Err(gateway::tasks::QueueSettingError::Forbidden(_))), "a viewer cannot pause");
     assert!(matches!(pause::set(store.as_ref(), &producer, None, true, None).await, Err(gateway::tasks::QueueSettingError::Forbidden(_))), "a producer cannot pause the team");
@@ -839,7 +839,7 @@ async fn the_review_keeps_failures_until_resolved(store: Arc<dyn Store>) {
     use gateway::team::accounts::{Actor, Role};
     let (_sim, base) = sim(fast()).await;
     let lc = lifecycle(store.clone(), &base, opts());
-    let pia = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into() };
+    let pia = Actor { who: "pia@studio.test".into(), name: "Pia".into(), role: Role::Producer, from: "test".into(), membership: Default::default() };
     let viewer = Actor { role: Role::Viewer, who: "vic@studio.test".into(), ..pia.clone() };
     let a = submit(&lc, "ana", "sim:fail first").await;
     let b = submit(&lc, "ana", "sim:fail second").await;
@@ -865,6 +865,10 @@ async fn the_review_keeps_failures_until_resolved(store: Arc<dyn Store>) {
     let how = format!("retried as {}, which succeeded", a2.id);
     assert_eq!(first.resolved.as_ref().map(|r| (r.by.as_str(), r.how.as_str())), Some(("pia@studio.test", how.as_str())), "resolved up the chain");
     assert!(first.story.beats.iter().any(|b| b.text == format!("Resolved: {how} (by pia@studio.test)")), "and its story says so");
+    // Someone limited to another project finds none of this: not found, never forbidden.
+    let outsider = Actor { who: "olga@studio.test".into(), membership: gateway::team::membership::Membership::Only(vec!["other".into()]), ..pia.clone() };
+    assert!(matches!(lc.resolve(&b.id, &outsider).await, Err(ReviewError::NotFound(_))));
+    assert!(matches!(lc.retry(&b.id, &outsider).await, Err(gateway::tasks::lifecycle::SubmitError::NotFound(_))));
     // By hand: a viewer may not; a producer may, once; it is audited.
     assert!(matches!(lc.resolve(&b.id, &viewer).await, Err(ReviewError::Forbidden(_))));
     assert_eq!(to_review(&store).await.0, 1, "the refusal changed nothing");
@@ -1132,10 +1136,10 @@ async fn a_bulk_cancel_does_what_it_previewed_across_a_restart(open: impl Fn() -
     assert_eq!(bulk::preview(store.as_ref(), BulkAction::Cancel, &before_today).await.unwrap().count, 0, "none made before the day they were made");
     assert!(matches!(bulk::preview(store.as_ref(), BulkAction::Retry, &BulkFilter { state: Some(TaskState::Queued), ..filter.clone() }).await, Err(bulk::BulkError::Invalid(_))), "a retry of queued tasks is refused");
     // A producer's job: the others' tasks are refused one by one, counted, with why.
-    let pia = Actor { who: "ana".into(), name: "Ana".into(), role: Role::Producer, from: "test".into() };
+    let pia = Actor { who: "ana".into(), name: "Ana".into(), role: Role::Producer, from: "test".into(), membership: Default::default() };
     let viewer = Actor { role: Role::Viewer, ..pia.clone() };
     assert!(matches!(bulk::start(store.as_ref(), BulkAction::Cancel, filter.clone(), &viewer).await, Err(bulk::BulkError::Forbidden(_))));
-    let admin = Actor { who: "root@studio.test".into(), name: "Root".into(), role: Role::Admin, from: "test".into() };
+    let admin = Actor { who: "root@studio.test".into(), name: "Root".into(), role: Role::Admin, from: "test".into(), membership: Default::default() };
     let job = bulk::start(store.as_ref(), BulkAction::Cancel, filter.clone(), &admin).await.unwrap();
     assert_eq!((job.preview.count, job.state), (500, BulkState::Running));
     assert!(a.bulk_round().await.unwrap(), "a page, and more to go");

@@ -78,6 +78,7 @@ conformance!(
     a_search_finds_tasks_by_the_words_they_start_and_follows_their_changes,
     counts_by_state_follow_each_project_person_and_model,
     a_time_and_cost_range_bounds_the_listing_and_its_pages,
+    a_members_listing_merges_their_projects_and_shows_nothing_else,
 );
 
 fn task(id: &str, project: &str, owner: &str, model: &str, created_ms: u64) -> TaskRecord {
@@ -97,6 +98,58 @@ fn req(id: &str, amount: i64, scopes: Vec<Scope>) -> ReserveRequest {
 
 mod cases {
     use super::*;
+
+    pub async fn a_members_listing_merges_their_projects_and_shows_nothing_else(b: Backend) {
+        use gateway::tasks::visible;
+        use gateway::team::membership::Membership;
+        let project = |i: u64| if i % 2 == 0 { "alpha" } else if i % 5 == 0 { "gamma" } else { "beta" };
+        for i in 0..40u64 {
+            let mut t = task(&format!("m{i:02}"), project(i), "ana", "m", 10_000 + i);
+            if i % 3 == 0 {
+                t.state = TaskState::Success;
+            }
+            assert!(b.store.task_insert(&t).await.unwrap());
+        }
+        let member = Membership::Only(vec!["alpha".into(), "gamma".into()]);
+        let theirs = |oldest_first: bool| {
+            let mut ids: Vec<String> = (0..40u64).filter(|i| project(*i) != "beta").map(|i| format!("m{i:02}")).collect();
+            if !oldest_first {
+                ids.reverse();
+            }
+            ids
+        };
+        for oldest_first in [false, true] {
+            // Pages of 4 cut across both projects' scans: every one of theirs once, in order.
+            let mut q = TaskQuery { oldest_first, limit: 4, ..Default::default() };
+            let mut seen = Vec::new();
+            for _ in 0..40 {
+                let page = visible::list(b.store.as_ref(), &member, &q).await.unwrap();
+                assert!(page.tasks.len() <= 4);
+                seen.extend(page.tasks.into_iter().map(|t| t.id));
+                match page.next {
+                    Some(c) => q.after = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, theirs(oldest_first), "oldest first: {oldest_first}");
+        }
+        // Another project, named: nothing. One of theirs: that one only.
+        let named = |p: &str| TaskQuery { project: Some(p.into()), limit: 100, ..Default::default() };
+        assert!(visible::list(b.store.as_ref(), &member, &named("beta")).await.unwrap().tasks.is_empty());
+        let alpha = visible::list(b.store.as_ref(), &member, &named("alpha")).await.unwrap();
+        assert_eq!(alpha.tasks.len(), 20);
+        assert!(alpha.tasks.iter().all(|t| t.project == "alpha"));
+        // Everyone else's listing is the store's own.
+        let all = visible::list(b.store.as_ref(), &Membership::All, &TaskQuery { limit: 100, ..Default::default() }).await.unwrap();
+        assert_eq!(all.tasks.len(), 40);
+        // Counts by state: their projects' only.
+        let counts = visible::count(b.store.as_ref(), &member, &TaskQuery::default()).await.unwrap().expect("countable");
+        let mine: Vec<u64> = (0..40u64).filter(|i| project(*i) != "beta").collect();
+        assert_eq!(counts.total(), mine.len() as u64);
+        assert_eq!(counts.get(TaskState::Success), mine.iter().filter(|i| *i % 3 == 0).count() as u64);
+        let none = visible::count(b.store.as_ref(), &member, &named("beta")).await.unwrap().expect("countable");
+        assert_eq!(none.total(), 0);
+    }
 
     /// Search (`TaskQuery::text`): each word must start a word of the task's ids, model,
     /// project, owner or prompt, case-insensitive; read from the index of the longest word's

@@ -243,6 +243,17 @@ pub enum UserCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Limit a producer or viewer to some projects (`--set trailer,teaser`): they see and
+    /// touch nothing of the others. `--all` lifts the limit. Without either, shows them.
+    Projects {
+        email: String,
+        /// Comma-separated project names.
+        #[arg(long, conflicts_with = "all")]
+        set: Option<String>,
+        /// Every project again.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -579,7 +590,8 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
                 let mut state = vec![if u.disabled { "disabled" } else { "active" }];
                 state.extend(u.federated.is_some().then_some("single sign-on"));
                 state.extend(u.break_glass.then_some("break-glass"));
-                writeln!(out, "{:<32} {:<24} {:<9} {}", u.email, u.name, u.role, state.join(", "))?;
+                let projects = if u.projects.is_empty() { String::new() } else { format!(", projects {}", u.projects.join(" ")) };
+                writeln!(out, "{:<32} {:<24} {:<9} {}{projects}", u.email, u.name, u.role, state.join(", "))?;
             }
         }
         UserCommand::SetRole { email, role: r } => {
@@ -607,6 +619,16 @@ pub async fn user_command(config: &Config, cmd: UserCommand, input: &mut dyn Buf
             let u = accounts::set_break_glass(store, &by, &email, !off).await.map_err(fail)?;
             let what = if u.break_glass { "may sign in with a password even when PASSWORD_SIGNIN=off" } else { "is no longer break-glass" };
             writeln!(out, "{} {what}.", u.email)?;
+        }
+        UserCommand::Projects { email, set, all } => {
+            let u = match (set, all) {
+                (Some(list), _) => gateway::team::membership::set_projects(store, &by, &email, &list).await.map_err(fail)?,
+                (None, true) => gateway::team::membership::set_projects(store, &by, &email, "").await.map_err(fail)?,
+                (None, false) => accounts::get(store, &email).await.map_err(fail)?.ok_or_else(|| ServerError::Store(format!("no user {email}")))?,
+            };
+            let reach = gateway::team::membership::Membership::of(&u);
+            let note = if u.role == gateway::team::accounts::Role::Admin && !u.projects.is_empty() { " (an admin: the list holds once they are not)" } else { "" };
+            writeln!(out, "{} reaches {reach}{note}.", u.email)?;
         }
     }
     Ok(())

@@ -33,7 +33,8 @@ pub async fn zip(State(state): State<AppState>, Path(name): Path<String>, Extens
     let Some(library) = state.library.clone() else { return Err(Refusal::plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off), so there is nothing to download.")) };
     let store = state.lifecycle.store().clone();
     let listed = batch::list(store.as_ref()).await.map_err(|e| Refusal::unavailable(Shape::Plain, "batches: cannot read the list", &e, "The store is unavailable; try again shortly."))?;
-    if listed.get(&name).is_none() {
+    // A batch of a project outside the person's reach is, for them, not there.
+    if listed.get(&name).is_none_or(|b| !actor.sees(&b.project)) {
         return Err(Refusal::plain(StatusCode::NOT_FOUND, format!("No batch named {name:?}.")));
     }
     let tasks = batch_tasks(store.as_ref(), &name).await.map_err(|e| Refusal::unavailable(Shape::Plain, "batches: cannot read a batch's tasks", &e, "The store is unavailable; try again shortly."))?;

@@ -68,6 +68,11 @@ pub async fn asset(
         LibraryError::NotFound => Refusal::plain(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."),
         e => unreadable(&e),
     })?;
+    // Signed in without a signed link: only an asset of a project the person reaches (another
+    // project's is, for them, not there).
+    if signed_until.is_none() && actor.as_ref().is_some_and(|a| !a.sees(&found.task.project)) {
+        return Err(Refusal::plain(StatusCode::NOT_FOUND, "No such asset in the Library (not archived yet, deleted, or never there)."));
+    }
     let len = found.asset.bytes.unwrap_or(0);
     let etag = format!("\"{}\"", found.asset.sha256.as_deref().unwrap_or_default());
     let cache = match signed_until {

@@ -24,6 +24,7 @@ use crate::auth::SessionToken;
 use axum::Extension;
 use gateway::tasks::events::Feed;
 use gateway::team::accounts::Actor;
+use gateway::team::membership::Membership;
 
 fn last_seen(headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
     let from_header = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
@@ -102,14 +103,17 @@ impl Drop for Slot {
     }
 }
 
-/// Resolves once the session behind `token` no longer opens (checked every `every`); a store
+/// Resolves once the session behind `token` no longer opens, or its person's projects
+/// changed (checked every `every`; the browser reconnects under the new membership); a store
 /// hiccup is not taken as a sign-out.
-async fn session_ended(state: AppState, token: Option<SessionToken>, every: Duration) {
+async fn session_ended(state: AppState, token: Option<SessionToken>, membership: Membership, every: Duration) {
     let Some(token) = token else { return std::future::pending().await };
     loop {
         tokio::time::sleep(every).await;
-        if let Ok(None) = gateway::team::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy, gateway::team::sessions::Use::Check).await {
-            return;
+        match gateway::team::sessions::resolve(state.store.as_ref(), &token.0, &state.auth.policy, gateway::team::sessions::Use::Check).await {
+            Ok(None) => return,
+            Ok(Some(user)) if Membership::of(&user) != membership => return,
+            _ => {}
         }
     }
 }
@@ -138,12 +142,17 @@ pub async fn events(
         .map_err(|e| Refusal::unavailable(Shape::Plain, "live events: store unavailable", &e, "live events are unavailable; the store cannot be read"))?;
     let mut stopping = state.stopping.clone();
     let every = (state.auth.policy.idle / 2).min(SESSION_RECHECK);
-    let ended = session_ended(state.clone(), token.map(|Extension(t)| t), every);
-    // The slot lives as long as the stream.
-    let stream = futures::stream::unfold((listener, slot), |(mut l, slot)| async move {
-        l.next()
-            .await
-            .map(|f| (Ok::<_, Infallible>(to_event(f)), (l, slot)))
+    let membership = actor.membership.clone();
+    let ended = session_ended(state.clone(), token.map(|Extension(t)| t), membership.clone(), every);
+    // The slot lives as long as the stream; a task of a project outside the person's reach
+    // is never sent to them.
+    let stream = futures::stream::unfold((listener, slot, membership), |(mut l, slot, membership)| async move {
+        loop {
+            match l.next().await? {
+                Feed::Event(e) if !membership.sees(&e.task.project) => continue,
+                f => return Some((Ok::<_, Infallible>(to_event(f)), (l, slot, membership))),
+            }
+        }
     })
     .take_until(async move {
         tokio::select! {

@@ -35,6 +35,9 @@ fn allowed(actor: &Actor, q: &ReceiptQuery) -> Result<(), Refusal> {
     if q.project.trim().is_empty() {
         return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Say which production: ?project=NAME (optional from= and to= as YYYY-MM-DD)."));
     }
+    if !actor.sees(q.project.trim()) {
+        return Err(Refusal::plain(StatusCode::NOT_FOUND, "No such production among your projects."));
+    }
     Ok(())
 }
 

@@ -135,7 +135,7 @@ async fn library_page(state: &AppState, token: &str, link: &ShareLink, after: Op
         body.push_str("<p>This console keeps no Library, so there is nothing to show.</p>");
         return page(state, StatusCode::OK, &link.project, &body);
     };
-    let listing = match library.list(Some(&link.project), after, PAGE).await {
+    let listing = match library.list(&gateway::team::membership::Membership::All, Some(&link.project), after, PAGE).await {
         Ok(l) => l,
         Err(e) => return refused(state, ShareError::from(e)),
     };

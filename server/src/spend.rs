@@ -33,12 +33,28 @@ async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Re
         return Err(Refusal::plain(StatusCode::FORBIDDEN, "Spend needs a signed-in viewer or above."));
     }
     let Some(by) = By::parse(q.by.trim()) else { return Err(Refusal::plain(StatusCode::BAD_REQUEST, "Say what to break spend down by: ?by=day, model, project or owner.")) };
-    receipts::spend(state.store.as_ref(), by, top).await.map(|s| (by, s.bars)).map_err(|e| Refusal::unavailable(Shape::Plain, "cannot read the spend", &e, STORE_DOWN))
+    let unreadable = |e: gateway::StoreError| Refusal::unavailable(Shape::Plain, "cannot read the spend", &e, STORE_DOWN);
+    // Someone limited to some projects sees those projects' spend, and no breakdown that
+    // mixes in anyone else's.
+    if let Some(projects) = actor.membership.projects() {
+        if by != By::Project {
+            return Err(Refusal::plain(StatusCode::FORBIDDEN, "Your spend is shown by project: ?by=project."));
+        }
+        let mut bars = Vec::with_capacity(projects.len());
+        for p in projects {
+            bars.push(receipts::project_totals(state.store.as_ref(), p).await.map_err(unreadable)?);
+        }
+        bars.sort_by_key(|b| std::cmp::Reverse(b.charged));
+        bars.truncate(top);
+        return Ok((by, bars));
+    }
+    receipts::spend(state.store.as_ref(), by, top).await.map(|s| (by, s.bars)).map_err(unreadable)
 }
 
 /// The caps to draw: (bar label or "" for every bar, cap, what it is).
-async fn caps(state: &AppState, by: By) -> Vec<(String, Credits, String)> {
-    let rules = budget::rules(state.store.as_ref()).await.unwrap_or_default();
+async fn caps(state: &AppState, actor: &Actor, by: By) -> Vec<(String, Credits, String)> {
+    let mut rules = budget::rules(state.store.as_ref()).await.unwrap_or_default();
+    rules.retain(|r| r.target.seen_by(actor));
     match by {
         By::Day => rules.iter().filter(|r| r.target.project.is_none() && r.target.user.is_none()).filter_map(|r| r.cap(budget::CapKind::PerDay).map(|c| (String::new(), c, "team per-day cap (rolling 24 h)".to_string()))).collect(),
         By::Project => rules.iter().filter(|r| r.target.user.is_none()).filter_map(|r| Some((r.target.project.clone()?, r.cap(budget::CapKind::Total)?, "total cap".to_string()))).collect(),
@@ -111,7 +127,7 @@ pub fn svg(by: By, bars: &[Bar], caps: &[(String, Credits, String)]) -> String {
 
 pub async fn chart(State(state): State<AppState>, actor: Extension<Actor>, Query(q): Query<SpendQuery>) -> Result<Response, Refusal> {
     let (by, bars) = bars(&state, &actor, &q, MAX_BARS).await?;
-    let caps = caps(&state, by).await;
+    let caps = caps(&state, &actor, by).await;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], svg(by, &bars, &caps)).into_response())
 }
 

@@ -16,10 +16,10 @@ fn credits_and_usd(c: gateway::Credits) -> String {
 
 /// The newest batches, each counted by state from the store's indexes.
 #[cfg(feature = "ssr")]
-pub(crate) async fn batch_views(store: &dyn gateway::Store) -> Result<Vec<crate::view::BatchView>, gateway::StoreError> {
+pub(crate) async fn batch_views(store: &dyn gateway::Store, membership: &gateway::team::membership::Membership) -> Result<Vec<crate::view::BatchView>, gateway::StoreError> {
     use gateway::tasks::batch::{self, BatchState};
     use gateway::TaskState;
-    let listed = batch::list(store).await?.batches.into_iter().take(BATCHES_SHOWN);
+    let listed = batch::list(store).await?.batches.into_iter().filter(|b| membership.sees(&b.project)).take(BATCHES_SHOWN);
     let mut out = Vec::new();
     for b in listed {
         let p = batch::progress(store, b).await?;
@@ -62,6 +62,7 @@ pub async fn submit_batch(
     use crate::api::context::{Role, refuse, signed_in};
     use gateway::tasks::lifecycle::batch::BatchRequest;
     let (ctx, actor) = signed_in(Role::Producer)?;
+    actor.membership.admit(project.trim()).map_err(|e| refuse(403, e))?;
     let format = format.unwrap_or_default().parse().map_err(|e: String| refuse(422, e))?;
     let variants = match variants.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => 1,

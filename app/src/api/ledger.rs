@@ -21,12 +21,35 @@ const BARS_SHOWN: usize = 24;
 
 /// Panel 09's report (viewer and above), with the chart's breakdown `by` (day, model, project
 /// or owner). It reads what the panel shows: a few store reads whatever the history.
+/// The Ledger of someone limited to some projects: their projects' receipts and nothing of
+/// the team's (no other project, no breakdown that mixes projects, no balance or runway).
+#[cfg(feature = "ssr")]
+async fn mine(store: &dyn gateway::Store, projects: &[String]) -> gateway::StoreResult<ReceiptsReport> {
+    use gateway::money::receipts;
+    let mut bars = Vec::with_capacity(projects.len());
+    for p in projects {
+        bars.push(receipts::project_totals(store, p).await?);
+    }
+    let total = receipts::Bar {
+        label: "your projects".into(),
+        charged: gateway::Credits(bars.iter().map(|b| b.charged.0).sum()),
+        estimated: gateway::Credits(bars.iter().map(|b| b.estimated.0).sum()),
+        tasks: bars.iter().map(|b| b.tasks).sum(),
+    };
+    bars.sort_by_key(|b| std::cmp::Reverse(b.charged));
+    bars.truncate(PROJECTS_SHOWN);
+    Ok(ReceiptsReport { projects_only: true, total: Some(row(total)), projects: bars.into_iter().map(row).collect(), ..Default::default() })
+}
+
 #[server(endpoint = "ledger_report")]
 pub async fn ledger_report(#[server(default)] by: String) -> Result<ReceiptsReport, ServerFnError> {
     use crate::api::context::{Role, signed_in, store_error};
     use gateway::money::receipts::{self, By};
-    let (ctx, _) = signed_in(Role::Viewer)?;
+    let (ctx, actor) = signed_in(Role::Viewer)?;
     let store = ctx.store.as_ref();
+    if let Some(projects) = actor.membership.projects() {
+        return mine(store, projects).await.map_err(store_error);
+    }
     let mut report = ReceiptsReport { total: Some(row(receipts::totals(store).await.map_err(store_error)?)), runway_alert_days: ctx.runway_alert_days, ..Default::default() };
     report.at_estimate = receipts::counted_at_estimate(store).await.map_err(store_error)?.to_string();
     let projects = receipts::spend(store, By::Project, PROJECTS_SHOWN).await.map_err(store_error)?;

@@ -43,13 +43,13 @@ pub async fn library_status() -> Result<LibraryView, ServerFnError> {
 #[server(endpoint = "library_items")]
 pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFnError> {
     use gateway::library::asset::AssetState;
-    let (ctx, _) = signed_in(Role::Viewer)?;
+    let (ctx, actor) = signed_in(Role::Viewer)?;
     let Some(lib) = &ctx.library else { return Ok(Vec::new()) };
     let project = Some(project.trim()).filter(|p| !p.is_empty());
     if project.is_some_and(|p| !gateway::tasks::task::valid_name(p)) {
         return Err(refuse(422, format!("A project name is {}.", gateway::tasks::task::NAME_RULE)));
     }
-    let page = lib.list(project, None, LISTED).await.map_err(store_error)?;
+    let page = lib.list(&actor.membership, project, None, LISTED).await.map_err(store_error)?;
     let signer = ctx.lifecycle.options().library_links.clone();
     let now_s = gateway::store::now_ms() / 1000;
     let mut items = Vec::new();
@@ -122,6 +122,7 @@ fn share_error(e: gateway::team::share_links::ShareError) -> ServerFnError {
     match e {
         ShareError::Account(a) => crate::api::team::server_side::account_error(a),
         ShareError::NotFound => refuse(404, "No such share link."),
+        ShareError::Outside(why) => refuse(403, why),
         other => refuse(422, other.to_string()),
     }
 }

@@ -25,7 +25,7 @@ pub(crate) mod team;
 pub(crate) mod throttle;
 
 pub use money::{budget_status, list_models, delete_cost_rule, set_cost_rule, set_pin};
-pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_role, require_two_step, two_step_begin, two_step_confirm, two_step_off, two_step_required, two_step_status, whoami};
+pub use team::{add_user, audit_log, create_relay_key, end_user_sessions, list_relay_keys, list_users, reset_user_password, revoke_relay_key, set_user_disabled, set_user_projects, set_user_role, require_two_step, two_step_begin, two_step_confirm, two_step_off, two_step_required, two_step_status, whoami};
 #[cfg(feature = "ssr")]
 pub use team::qr_svg;
 pub use batches::submit_batch;

@@ -87,11 +87,14 @@ mod server_side {
         })
     }
 
-    pub async fn budget_view(ctx: &ConsoleContext) -> Result<BudgetView, ServerFnError> {
+    /// The cost rules, meters and alerts `actor` is shown ([`budget::Target::seen_by`]).
+    pub async fn budget_view(ctx: &ConsoleContext, actor: &gateway::team::accounts::Actor) -> Result<BudgetView, ServerFnError> {
         let store = ctx.store.as_ref();
-        let rules = budget::rules(store).await.map_err(store_error)?;
+        let mut rules = budget::rules(store).await.map_err(store_error)?;
+        rules.retain(|r| r.target.seen_by(actor));
         let meters = budget::meters(store, &rules).await.map_err(store_error)?;
-        let alerts = budget::alerts(store).await.map_err(store_error)?;
+        let mut alerts = budget::alerts(store).await.map_err(store_error)?;
+        alerts.retain(|a| a.target.seen_by(actor));
         Ok(BudgetView {
             cap_fields: CapKind::ALL.iter().map(|k| CapField { name: k.name().into(), label: k.spec().field.into() }).collect(),
             rules: rules
@@ -164,8 +167,8 @@ pub async fn set_pin(model: String, pinned: bool) -> Result<Vec<String>, ServerF
 /// Cost rules, their spend meters and recent alerts.
 #[server(endpoint = "budget_status")]
 pub async fn budget_status() -> Result<BudgetView, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Viewer)?;
-    server_side::budget_view(&ctx).await
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    server_side::budget_view(&ctx, &actor).await
 }
 
 /// Sets the rule for a target (empty project and user: the whole team; a user `key:<id>`: one
@@ -184,7 +187,7 @@ pub async fn set_cost_rule(
         return Err(crate::api::context::refuse(422, format!("Give at least one amount for {} (a blank one is no cap of that kind); to remove a rule, use its Delete.", rule.target.label())));
     }
     server_side::save_rule(&ctx, &actor, rule).await?;
-    server_side::budget_view(&ctx).await
+    server_side::budget_view(&ctx, &actor).await
 }
 
 /// Removes the rule for a target (admins; audited): what the Budget panel's Delete does once
@@ -197,7 +200,7 @@ pub async fn delete_cost_rule(project: Option<String>, user: Option<String>) -> 
     if server_side::save_rule(&ctx, &actor, rule).await?.is_none() {
         return Err(crate::api::context::refuse(404, format!("There is no cost rule for {label}.")));
     }
-    server_side::budget_view(&ctx).await
+    server_side::budget_view(&ctx, &actor).await
 }
 
 #[cfg(all(test, feature = "ssr"))]

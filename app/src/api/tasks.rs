@@ -17,9 +17,12 @@ mod server_side {
     use crate::view::TaskRow;
     use gateway::tasks::lifecycle::SubmitError;
     use gateway::tasks::task::{TaskQuery, TaskState};
+    use gateway::tasks::visible;
+    use gateway::team::membership::Membership;
 
-    pub async fn list(ctx: &ConsoleContext, query: TaskQuery) -> Result<TaskList, ServerFnError> {
-        let page = ctx.store.task_list(&query).await.map_err(store_error)?;
+    /// A page of the tasks `membership` sees, as the Monitor shows them.
+    pub async fn list(ctx: &ConsoleContext, membership: &Membership, query: TaskQuery) -> Result<TaskList, ServerFnError> {
+        let page = visible::list(ctx.store.as_ref(), membership, &query).await.map_err(store_error)?;
         let newest_queued = page.tasks.iter().filter(|t| t.state == TaskState::Queued).map(|t| t.updated_ms).max();
         let deadlines: Vec<(String, u64)> = page.tasks.iter().filter(|t| t.state == TaskState::Queued).filter_map(|t| Some((t.id.clone(), t.send_by_ms?))).collect();
         let total = gateway::Credits(page.tasks.iter().map(|t| t.actual_cost.unwrap_or(t.estimated_cost).0).sum());
@@ -52,7 +55,7 @@ mod server_side {
                 }
             }
         }
-        let counts = gateway::tasks::facets::count(ctx.store.as_ref(), &query).await.map_err(store_error)?;
+        let counts = visible::count(ctx.store.as_ref(), membership, &query).await.map_err(store_error)?;
         Ok(TaskList {
             rows,
             next: page.next,
@@ -120,11 +123,11 @@ mod server_side {
 
     /// Queued tasks that tried and wait (backed off, or in doubt), labelled for the review.
     /// Tasks KIE charged more than a per-job cap allows (their alerts name them).
-    pub async fn over_cap(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+    pub async fn over_cap(ctx: &ConsoleContext, membership: &Membership) -> Result<Vec<TaskRow>, ServerFnError> {
         let mut rows = Vec::new();
         for alert in gateway::money::budget::alerts(ctx.store.as_ref()).await.map_err(store_error)? {
             let Some(task) = alert.task.as_ref().filter(|id| !rows.iter().any(|r: &TaskRow| &r.id == *id)) else { continue };
-            if let Some(t) = ctx.store.task_get(task).await.map_err(store_error)? {
+            if let Some(t) = ctx.store.task_get(task).await.map_err(store_error)?.filter(|t| membership.sees(&t.project)) {
                 let mut row = TaskRow::from(t);
                 row.fail_class = Some("Cost over the per-job cap".into());
                 row.fail_msg = Some(alert.message());
@@ -135,14 +138,14 @@ mod server_side {
     }
 
     /// The newest failures still to review.
-    pub async fn to_review(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+    pub async fn to_review(ctx: &ConsoleContext, membership: &Membership) -> Result<Vec<TaskRow>, ServerFnError> {
         let q = TaskQuery { mark: Some(gateway::tasks::task::Mark::ToReview), limit: MAX_ROWS, ..Default::default() };
-        Ok(list(ctx, q).await?.rows)
+        Ok(list(ctx, membership, q).await?.rows)
     }
 
-    pub async fn stuck(ctx: &ConsoleContext) -> Result<Vec<TaskRow>, ServerFnError> {
+    pub async fn stuck(ctx: &ConsoleContext, membership: &Membership) -> Result<Vec<TaskRow>, ServerFnError> {
         let q = TaskQuery { state: Some(TaskState::Queued), limit: MAX_ROWS, ..Default::default() };
-        let page = ctx.store.task_list(&q).await.map_err(store_error)?;
+        let page = visible::list(ctx.store.as_ref(), membership, &q).await.map_err(store_error)?;
         Ok(page
             .tasks
             .into_iter()
@@ -247,7 +250,7 @@ pub async fn list_tasks(#[server(default)] filter: TaskFilter, after: Option<Str
         limit: limit.clamp(1, MAX_ROWS),
         ..Default::default()
     };
-    server_side::list(&ctx, query).await
+    server_side::list(&ctx, &actor.membership, query).await
 }
 
 /// Submits a task from the composer. `choice` is the value of the model's priced-by field
@@ -271,6 +274,7 @@ pub async fn submit_task(
     #[server(default)] priority: Option<String>,
 ) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
+    actor.membership.admit(project.trim()).map_err(|e| refuse(403, e))?;
     let mut input = serde_json::Map::new();
     if !prompt.trim().is_empty() {
         input.insert("prompt".into(), prompt.into());
@@ -292,7 +296,13 @@ pub async fn submit_task(
     if let (Some(m), Some(raw)) = (entry, option(fields)) {
         server_side::model_fields(m, &raw, &mut input)?;
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of: option(rerun_of), send_by_ms, priority, ..Default::default() };
+    let rerun_of = option(rerun_of);
+    if let Some(of) = &rerun_of
+        && gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, of).await.map_err(store_error)?.is_none()
+    {
+        return Err(refuse(404, format!("No task {}.", of.chars().take(64).collect::<String>())));
+    }
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of, send_by_ms, priority, ..Default::default() };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
@@ -304,6 +314,7 @@ pub async fn submit_task(
 #[server(endpoint = "start_draft")]
 pub async fn start_draft(model: String, project: String, prompt: String, for_model: String) -> Result<crate::view::DraftStart, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
+    actor.membership.admit(project.trim()).map_err(|e| refuse(403, e))?;
     if prompt.chars().count() > gateway::money::catalog::MAX_PROMPT_CHARS {
         return Err(refuse(422, format!("the prompt is over {} characters", gateway::money::catalog::MAX_PROMPT_CHARS)));
     }
@@ -321,8 +332,8 @@ pub async fn start_draft(model: String, project: String, prompt: String, for_mod
 /// An ended task's inputs, for the composer to open ("Re-run with edits").
 #[server(endpoint = "rerun_draft")]
 pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Producer)?;
-    let t = ctx.lifecycle.find(id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let t = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
     if !t.state.is_terminal() {
         return Err(refuse(409, format!("{} has not ended; re-run it once it has.", t.id)));
     }
@@ -332,12 +343,12 @@ pub async fn rerun_draft(id: String) -> Result<crate::view::Draft, ServerFnError
 /// One task's whole story (by the Control Room's id or KIE's): its steps, input and costs.
 #[server(endpoint = "task_story")]
 pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Viewer)?;
+    let (ctx, actor) = signed_in(Role::Viewer)?;
     let id = id.trim();
     if id.is_empty() || id.len() > 200 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
         return Err(refuse(400, "Name a task by its id (cr_…) or KIE's task id."));
     }
-    let t = ctx.lifecycle.find(id).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {id}.")))?;
+    let t = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {id}.")))?;
     Ok(t.into())
 }
 
@@ -353,11 +364,12 @@ pub async fn retry_task(id: String) -> Result<Submitted, ServerFnError> {
 /// all, and the tasks that wait.
 #[server(endpoint = "review_board")]
 pub async fn review_board() -> Result<crate::view::ReviewBoard, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Viewer)?;
-    let to_review = ctx.store.task_counts().await.map_err(store_error)?.to_review;
-    let rows = server_side::to_review(&ctx).await?;
-    let mut waiting = server_side::stuck(&ctx).await?;
-    waiting.extend(server_side::over_cap(&ctx).await?);
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let rows = server_side::to_review(&ctx, &actor.membership).await?;
+    // A person limited to some projects is told of theirs only (the rows, at most a page).
+    let to_review = if actor.membership.is_limited() { rows.len() as u64 } else { ctx.store.task_counts().await.map_err(store_error)?.to_review };
+    let mut waiting = server_side::stuck(&ctx, &actor.membership).await?;
+    waiting.extend(server_side::over_cap(&ctx, &actor.membership).await?);
     Ok(crate::view::ReviewBoard::group(to_review, rows, waiting, gateway::store::now_ms()))
 }
 
@@ -378,7 +390,7 @@ pub async fn resolve_failure(id: String) -> Result<String, ServerFnError> {
 #[server(endpoint = "retry_failures")]
 pub async fn retry_failures(class: String, model: String) -> Result<crate::view::RetriedGroup, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
-    let ids: Vec<String> = server_side::to_review(&ctx)
+    let ids: Vec<String> = server_side::to_review(&ctx, &actor.membership)
         .await?
         .into_iter()
         .filter(|r| r.retryable() && r.model == model.trim() && r.fail_class.as_deref() == Some(class.trim()))
@@ -407,10 +419,10 @@ pub async fn cancel_task(id: String) -> Result<String, ServerFnError> {
 /// 429/455/5xx, or in doubt), newest first.
 #[server(endpoint = "review_tasks")]
 pub async fn review_tasks() -> Result<TaskList, ServerFnError> {
-    let (ctx, _) = signed_in(Role::Viewer)?;
-    let mut rows = server_side::to_review(&ctx).await?;
-    rows.extend(server_side::stuck(&ctx).await?);
-    rows.extend(server_side::over_cap(&ctx).await?);
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let mut rows = server_side::to_review(&ctx, &actor.membership).await?;
+    rows.extend(server_side::stuck(&ctx, &actor.membership).await?);
+    rows.extend(server_side::over_cap(&ctx, &actor.membership).await?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
     rows.truncate(MAX_ROWS);
     Ok(TaskList { rows, next: None, ..Default::default() })

@@ -34,7 +34,7 @@ pub(crate) mod server_side {
     }
 
     pub fn user_row(u: User) -> UserRow {
-        UserRow { two_step: u.second_factor.is_some(), email: u.email, name: u.name, role: u.role.to_string(), disabled: u.disabled, created: utc(u.created_ms) }
+        UserRow { two_step: u.second_factor.is_some(), projects: u.projects, email: u.email, name: u.name, role: u.role.to_string(), disabled: u.disabled, created: utc(u.created_ms) }
     }
 
     pub fn key_row(k: RelayKey) -> RelayKeyRow {
@@ -57,7 +57,8 @@ use crate::api::context::{Role, signed_in};
 #[server(endpoint = "whoami")]
 pub async fn whoami() -> Result<Me, ServerFnError> {
     let (_, actor) = signed_in(Role::Viewer)?;
-    Ok(Me { email: actor.who, name: actor.name, role: actor.role.to_string() })
+    let projects = actor.membership.projects().map(<[String]>::to_vec).unwrap_or_default();
+    Ok(Me { email: actor.who, name: actor.name, role: actor.role.to_string(), projects })
 }
 
 /// Every user (admin).
@@ -83,6 +84,15 @@ pub async fn set_user_role(email: String, role: String) -> Result<UserRow, Serve
     let (ctx, actor) = signed_in(Role::Admin)?;
     let role = server_side::role(&role)?;
     let u = gateway::team::accounts::set_role(ctx.store.as_ref(), &actor, &email, role).await.map_err(server_side::account_error)?;
+    Ok(server_side::user_row(u))
+}
+
+/// Limits a producer or viewer to `projects` (comma-separated; empty: every project), admin
+/// only, audited; it holds from their next request, and their live streams start again.
+#[server(endpoint = "set_user_projects")]
+pub async fn set_user_projects(email: String, projects: String) -> Result<UserRow, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Admin)?;
+    let u = gateway::team::membership::set_projects(ctx.store.as_ref(), &actor, &email, &projects).await.map_err(server_side::account_error)?;
     Ok(server_side::user_row(u))
 }
 

@@ -49,11 +49,20 @@ fn setting_error(e: gateway::tasks::QueueSettingError) -> ServerFnError {
 /// The rate guard now.
 #[server(endpoint = "throttle_status")]
 pub async fn throttle_status() -> Result<ThrottleView, ServerFnError> {
-    let (ctx, _) = crate::api::context::signed_in(crate::api::context::Role::Viewer)?;
-    let q = ctx.lifecycle.queue().await.map_err(crate::api::context::store_error)?;
-    let shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
-    let bulk = gateway::tasks::bulk::jobs(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
-    let batches = crate::api::batches::batch_views(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
+    let (ctx, actor) = crate::api::context::signed_in(crate::api::context::Role::Viewer)?;
+    let mut q = ctx.lifecycle.queue().await.map_err(crate::api::context::store_error)?;
+    let mut shares = gateway::tasks::fair_share::shares(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
+    let mut bulk = gateway::tasks::bulk::jobs(ctx.store.as_ref()).await.map_err(crate::api::context::store_error)?;
+    let batches = crate::api::batches::batch_views(ctx.store.as_ref(), &actor.membership).await.map_err(crate::api::context::store_error)?;
+    if actor.membership.is_limited() {
+        // Someone limited to some projects sees the shared rate guard, their own place in
+        // the queue and their projects' settings, nothing of anyone else's work.
+        q.waiting.retain(|w| w.owner == actor.who);
+        q.by_owner.retain(|l| l.owner == actor.who);
+        q.pauses.projects.retain(|p, _| actor.sees(p));
+        shares.retain(|s| actor.sees(&s.project));
+        bulk.retain(|j| j.filter.project.as_deref().is_some_and(|p| actor.sees(p)));
+    }
     Ok(view_of(q, shares, bulk, batches))
 }
 
@@ -103,6 +112,7 @@ pub async fn bulk_action(
     let action = action.parse::<bulk::BulkAction>().map_err(|e| refuse(422, e))?;
     let words = FilterWords { state: state.as_deref(), model: model.as_deref(), project: project.as_deref(), owner: owner.as_deref(), class: class.as_deref(), batch: batch.as_deref(), since: since.as_deref(), until: until.as_deref() };
     let filter = bulk::BulkFilter::from_words(&words, gateway::store::now_ms()).map_err(fail)?;
+    filter.within(&actor.membership).map_err(fail)?;
     let what = filter.describe();
     let (preview, job) = if run {
         let job = bulk::start(ctx.store.as_ref(), action, filter, &actor).await.map_err(fail)?;

@@ -33,10 +33,10 @@ pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
 /// The composer, given the Market's models (pinned flags of the person looking) and whether
 /// the person may submit.
 #[component]
-pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool) -> impl IntoView {
+pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String) -> impl IntoView {
     let models = StoredValue::new(models);
     let model = RwSignal::new(String::new());
-    let project = RwSignal::new("default".to_string());
+    let project = RwSignal::new(project);
     let prompt = RwSignal::new(String::new());
     let choice = RwSignal::new(String::new());
     let mode = RwSignal::new("std".to_string());

@@ -76,6 +76,8 @@ pub async fn render(query: Fields) -> AnyView {
     let body = match report {
         Err(e) => super::unavailable(&e),
         Ok(r) => {
+                        let by = if r.projects_only { "project".to_string() } else { by.clone() };
+                        let team = !r.projects_only;
                         let total = r.total.clone();
                         let runway = r.runway_days;
                         let alert = r.runway_alert_days;
@@ -95,8 +97,10 @@ pub async fn render(query: Fields) -> AnyView {
                                     {(!r.at_estimate.is_empty() && r.at_estimate != "0").then(|| view! { <span class="muted" data-testid="at-estimate">{format!(" — of which {} credits counted at the estimate (KIE said nothing to count them from)", r.at_estimate)}</span> })}
                                 </dd>
                                 <dt>"Estimated"</dt><dd>{total.as_ref().map(|t| super::credits(&t.estimated))}</dd>
+                                {team.then(|| view! {
                                 <dt>"Runway"</dt><dd data-testid="runway" class=if runway.is_some_and(|d| d < alert as f64) { "error" } else { "" }>
                                     {runway.map_or("no burn in the last 7 days, or no balance yet".to_string(), |d| format!("{} at the last 7 days' burn", super::runway(d)))}</dd>
+                                })}
                                 {r.drift.clone().map(|d| view! {
                                     <dt title="Drift: how far KIE's own balance moved from what these receipts account for">"Against KIE"</dt>
                                     <dd data-testid="drift" class=if d.zero { "" } else { "warn" }>
@@ -104,17 +108,17 @@ pub async fn render(query: Fields) -> AnyView {
                                         {(!d.zero).then_some(" (spend this console did not see, a charge still being folded, or — below 0 — a top-up)")}
                                     </dd>
                                 })}
-                                <dt>"Receipt sync"</dt><dd data-testid="sync-status">{match &sync {
+                                {team.then(|| view! { <dt>"Receipt sync"</dt><dd data-testid="sync-status">{match &sync {
                                     None => "off (RECEIPT_SYNC_URL not set)".to_string(),
                                     Some(s) => format!("{}{} to sync · {} synced · {} failing", s.pending, if s.capped { "+" } else { "" }, s.synced, s.failing),
-                                }}</dd>
+                                }}</dd> })}
                             </dl>
                             {sync.and_then(|s| s.last_error).map(|e| view! { <p class="warn small" data-testid="sync-last-error">"Receiver's last answer: "{e}</p> })}
                             {projects(r.projects.clone())}
                             {(r.more_projects > 0).then(|| view! { <p class="muted small" data-testid="more-projects">{format!("…and {} smaller projects: each has its receipt at /receipts.csv?project=NAME, and the chart's CSV by project lists them all.", r.more_projects)}</p> })}
                             {reconciliation(r.models.clone())}
                             <div class="chart">
-                                <form method="get" action="/" data-filter="ledger" class="inline">
+                                <form method="get" action="/" data-filter="ledger" class="inline" hidden=r.projects_only>
                                     <label class="small">"Spend by "
                                         <select name="by" data-testid="chart-by">
                                             {[("day", "day (30 days)"), ("model", "model"), ("project", "project"), ("owner", "person or key")].map(|(v, t)| view! { <option value=v selected=by == v>{t}</option> }).collect_view()}

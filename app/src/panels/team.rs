@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned, ok_note};
-use crate::api::{add_user, end_user_sessions, list_users, require_two_step, reset_user_password, set_user_disabled, set_user_role, two_step_off, two_step_required};
+use crate::api::{add_user, end_user_sessions, list_users, require_two_step, reset_user_password, set_user_disabled, set_user_projects, set_user_role, two_step_off, two_step_required};
 use crate::view::UserRow;
 
 pub async fn render(flash: Option<AnyView>) -> AnyView {
@@ -20,7 +20,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 Ok(list) => view! {
                     <div class="table-wrap" tabindex="0" role="region" aria-label="People">
                         <table class="tasks" data-testid="team-list">
-                            <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"State"</th><th scope="col">"Since"</th><th scope="col">"Changes"</th></tr></thead>
+                            <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col" title="A producer or viewer limited to some projects sees and touches nothing of the others; empty: every project (admins always)">"Projects"</th><th scope="col">"State"</th><th scope="col">"Since"</th><th scope="col">"Changes"</th></tr></thead>
                             <tbody>{list.into_iter().map(user_row).collect_view()}</tbody>
                         </table>
                     </div>
@@ -45,7 +45,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 {if required { "Two-step sign-in: required of everyone with a password. " } else { "Two-step sign-in: each person's choice. " }}
                 <button type="submit" class="link" data-testid="team-two-step-rule-submit">{if required { "Stop requiring it" } else { "Require it of everyone" }}</button>
             </form>
-            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A role change holds from the person's next request."</p></details>
+            <details class="help"><summary title="What this is and how it works">"?"</summary><p class="fine">"Viewers read everything of the team; producers also compose, submit, retry and pin models; admins also manage people, relay keys and cost rules. A producer or viewer given projects sees and touches only those (their tasks, Library, receipts, rules); with none, every project. A change holds from the person's next request."</p></details>
         </Panel>
     }
     .into_any()
@@ -62,6 +62,10 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
                     {["viewer", "producer", "admin"].map(|r| view! { <option value=r selected=u.role == r>{r}</option> }).collect_view()}
                 </select>
                 " "<button type="submit" class="link" form=form.clone() name="do" value="role" data-testid="user-role-save">"Save role"</button>
+            </td>
+            <td>
+                <input name="projects" form=form.clone() value=u.projects.join(", ") placeholder="all" maxlength="2000" class="small-input" aria-label=format!("Projects of {} (comma-separated; empty: all)", u.email) data-testid="user-projects"/>
+                " "<button type="submit" class="link" form=form.clone() name="do" value="projects" data-testid="user-projects-save">"Save"</button>
             </td>
             <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}{u.two_step.then(|| view! { " "{badge("ok", "two-step")} })}</td>
             <td class="muted small">{super::when(&u.created)}</td>
@@ -92,6 +96,10 @@ pub async fn act(form: Fields) -> Acted {
             return Acted::new(super::confirm(PanelId::Team, question, vec![("email", email.clone()), ("role", get("role"))], super::Confirm::Press, "role", format!("Demote to {}", get("role"))));
         }
         "role" => set_user_role(email, get("role")).await.map(|u| format!("{} is now {}.", u.email, u.role)),
+        "projects" => set_user_projects(email, get("projects")).await.map(|u| match u.projects.is_empty() {
+            true => format!("{} reaches every project.", u.email),
+            false => format!("{} now sees only {}.", u.email, u.projects.join(", ")),
+        }),
         "cancel" => return super::cancelled(),
         "add" => add_user(email, get("name"), get("role"), get("password")).await.map(|u| format!("Added {} as {}.", u.email, u.role)),
         "disable" | "enable" => set_user_disabled(email, get("do") == "disable")

@@ -18,6 +18,9 @@ pub struct SpendRow {
 /// Panel 09: receipts, reconciliation, sync and runway — from the folded records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReceiptsReport {
+    /// For someone limited to some projects: only their projects, no team-wide figures.
+    #[serde(default)]
+    pub projects_only: bool,
     pub total: Option<SpendRow>,
     /// The largest projects (`more_projects` others are not listed).
     pub projects: Vec<SpendRow>,

@@ -9,6 +9,9 @@ pub struct Me {
     pub name: String,
     /// "viewer", "producer" or "admin".
     pub role: String,
+    /// The projects they are limited to (empty: every project).
+    #[serde(default)]
+    pub projects: Vec<String>,
 }
 
 impl Me {
@@ -33,6 +36,9 @@ pub struct UserRow {
     /// Two-step sign-in is on.
     #[serde(default)]
     pub two_step: bool,
+    /// The projects they are limited to (empty: every project).
+    #[serde(default)]
+    pub projects: Vec<String>,
 }
 
 /// The signed-in person's two-step sign-in (never its secret once enrolled).

@@ -36,6 +36,7 @@ use url::Url;
 
 use crate::store::{Scope, Store, StoreError, StoreResult};
 use crate::tasks::task::{Mark, TaskQuery, TaskRecord};
+use crate::team::membership::Membership;
 use crate::team::accounts::{AccountError, Actor, Role};
 use crate::Lifecycle;
 use asset::{Asset, AssetState};
@@ -387,9 +388,9 @@ impl Library {
     }
 
     /// The Library's listing: tasks holding copies, newest first, optionally of one project.
-    pub async fn list(&self, project: Option<&str>, after: Option<String>, limit: usize) -> StoreResult<crate::tasks::task::TaskPage> {
+    pub async fn list(&self, membership: &Membership, project: Option<&str>, after: Option<String>, limit: usize) -> StoreResult<crate::tasks::task::TaskPage> {
         let q = TaskQuery { mark: Some(Mark::InLibrary), project: project.map(str::to_string), after, limit, ..Default::default() };
-        self.store().task_list(&q).await
+        crate::tasks::visible::list(self.store(), membership, &q).await
     }
 
     /// What deleting `project`'s copies would delete: how many files and their bytes (read
@@ -398,7 +399,7 @@ impl Library {
         let mut copies = ProjectCopies::default();
         let mut after = None;
         loop {
-            let page = self.list(Some(project), after.take(), crate::tasks::task::MAX_PAGE).await?;
+            let page = self.list(&Membership::All, Some(project), after.take(), crate::tasks::task::MAX_PAGE).await?;
             for a in page.tasks.iter().flat_map(|t| t.archive.iter().flat_map(|a| a.assets.iter())).filter(|a| a.state == AssetState::Archived) {
                 copies.files += 1;
                 copies.bytes += a.bytes.unwrap_or(0);
@@ -417,7 +418,7 @@ impl Library {
         let mut deleted = 0;
         let mut after = None;
         loop {
-            let page = self.list(Some(project), after.take(), crate::tasks::task::MAX_PAGE).await?;
+            let page = self.list(&Membership::All, Some(project), after.take(), crate::tasks::task::MAX_PAGE).await?;
             for t in &page.tasks {
                 deleted += self.delete_task_assets(&t.id).await?;
             }

@@ -49,6 +49,12 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether `actor` is shown this rule, its meters and alerts: everyone who reaches every
+    /// project is; someone limited to some projects sees their projects' rules and their own.
+    pub fn seen_by(&self, actor: &Actor) -> bool {
+        !actor.membership.is_limited() || self.project.as_deref().map_or(self.user.as_deref() == Some(actor.who.as_str()), |p| actor.sees(p))
+    }
+
     /// For people: "team", "project trailer", "user ana", "user ana in project trailer",
     /// "relay key 3f2a…" (a rule for one relay key names its owner, `key:<id>`).
     pub fn label(&self) -> String {

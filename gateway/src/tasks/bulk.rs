@@ -117,6 +117,16 @@ pub struct FilterWords<'a> {
 }
 
 impl BulkFilter {
+    /// `Ok` when everything it can select is within `membership`: a person limited to some
+    /// projects names one of them.
+    pub fn within(&self, membership: &crate::team::membership::Membership) -> Result<(), BulkError> {
+        if !membership.is_limited() {
+            return Ok(());
+        }
+        let Some(p) = self.project.as_deref() else { return Err(BulkError::Forbidden(format!("Name one of your projects ({membership}) for a bulk action."))) };
+        membership.admit(p).map_err(BulkError::Forbidden)
+    }
+
     /// Reads `w`, each field checked, saying what to fix.
     pub fn from_words(w: &FilterWords<'_>, now_ms: u64) -> Result<BulkFilter, BulkError> {
         let some = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
@@ -260,6 +270,9 @@ pub struct BulkJob {
     pub by_name: String,
     pub role: Role,
     pub from: String,
+    /// The projects they reached then (a limited person's job acts only within them).
+    #[serde(default)]
+    pub membership: crate::team::membership::Membership,
     pub created_ms: u64,
     pub preview: BulkPreview,
     pub state: BulkState,
@@ -274,7 +287,7 @@ pub struct BulkJob {
 
 impl BulkJob {
     pub(crate) fn actor(&self) -> Actor {
-        Actor { who: self.by.clone(), name: self.by_name.clone(), role: self.role, from: self.from.clone() }
+        Actor { who: self.by.clone(), name: self.by_name.clone(), role: self.role, from: self.from.clone(), membership: self.membership.clone() }
     }
 
     /// Done and refused, against the preview (for a progress bar).
@@ -347,6 +360,7 @@ pub async fn preview(store: &dyn Store, action: BulkAction, filter: &BulkFilter)
 /// stored with its preview and audited, and the runners take it (see the module doc).
 pub async fn start(store: &dyn Store, action: BulkAction, filter: BulkFilter, by: &Actor) -> Result<BulkJob, BulkError> {
     by.require(Role::Producer).map_err(|e| BulkError::Forbidden(e.to_string()))?;
+    filter.within(&by.membership)?;
     let preview = preview(store, action, &filter).await?;
     if preview.count == 0 {
         return Err(BulkError::Nothing(action.as_str(), filter.describe()));
@@ -359,6 +373,7 @@ pub async fn start(store: &dyn Store, action: BulkAction, filter: BulkFilter, by
         by_name: by.name.clone(),
         role: by.role,
         from: by.from.clone(),
+        membership: by.membership.clone(),
         created_ms: now_ms(),
         preview,
         state: BulkState::Running,

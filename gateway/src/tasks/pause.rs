@@ -106,6 +106,9 @@ pub async fn set(store: &dyn Store, by: &Actor, project: Option<&str>, paused: b
     {
         return Err(QueueSettingError::Invalid(format!("project must be {}", crate::tasks::task::NAME_RULE)));
     }
+    if let Some(p) = project {
+        by.membership.admit(p).map_err(QueueSettingError::Forbidden)?;
+    }
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > MAX_REASON || r.chars().any(char::is_control)) {
         return Err(QueueSettingError::Invalid(format!("the reason must be one line of at most {MAX_REASON} characters")));

@@ -51,6 +51,10 @@ pub struct User {
     /// a password: the way in when the identity provider is down.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub break_glass: bool,
+    /// The projects a producer or viewer is limited to (empty: every project;
+    /// [`super::membership`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +173,7 @@ pub(super) fn active_admins(users: &Users) -> usize {
 
 /// Applies `change` to one user under the lease and records it; refuses a change that would
 /// leave no active admin. Returns (before, after).
-async fn change_user(
+pub(crate) async fn change_user(
     store: &dyn Store,
     by: &Actor,
     email: &str,
@@ -216,7 +220,7 @@ pub async fn add(store: &dyn Store, by: &Actor, email: &str, name: &str, role: R
     let name = check_name(&name)?;
     check_password(password)?;
     let now = now_ms();
-    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: None, break_glass: false };
+    let user = User { email: email.clone(), name, role, password_hash: hash_password(password).await?, disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: None, break_glass: false, projects: Vec::new() };
     let stored = user.clone();
     edit_doc(store, USERS_KEY, |users: &mut Users| {
         if users.contains_key(&email) {

@@ -59,6 +59,8 @@ pub struct Actor {
     pub role: Role,
     /// The client's address, or `local shell`.
     pub from: String,
+    /// The projects they reach ([`super::membership`]).
+    pub membership: super::membership::Membership,
 }
 
 /// How logs name a person or an owner: `user:` and a digest of the email (logs carry no
@@ -79,11 +81,16 @@ impl Actor {
 
     /// The operator at the server's command line (full rights: they hold the data).
     pub fn cli() -> Actor {
-        Actor { who: "cli".into(), name: "Command line".into(), role: Role::Admin, from: "local shell".into() }
+        Actor { who: "cli".into(), name: "Command line".into(), role: Role::Admin, from: "local shell".into(), membership: super::membership::Membership::All }
     }
 
     pub fn user(u: &User, from: &str) -> Actor {
-        Actor { who: u.email.clone(), name: u.name.clone(), role: u.role, from: from.to_string() }
+        Actor { who: u.email.clone(), name: u.name.clone(), role: u.role, from: from.to_string(), membership: super::membership::Membership::of(u) }
+    }
+
+    /// Whether a task or asset of `project` is theirs to see.
+    pub fn sees(&self, project: &str) -> bool {
+        self.membership.sees(project)
     }
 
     /// `Ok` if this actor's role allows `need`.

@@ -8,6 +8,8 @@
 //! - [`second_factor`] — two-step sign-in for password accounts (TOTP, recovery codes).
 //! - [`single_sign_on`] — who an identity provider's person may be here (domains, groups,
 //!   role) and their session, the account made on first sign-in.
+//! - [`membership`] — the projects a person is limited to ([`membership::Membership`]), the one
+//!   check every read makes.
 //! - [`relay_keys`] — keys for programs, each bound to one project.
 //! - [`share_links`] — read-only links to one project's Library for people without an account.
 //! - [`pins`] — models pinned for the team.
@@ -16,6 +18,7 @@
 pub mod accounts;
 pub(crate) mod actor;
 pub mod audit;
+pub mod membership;
 pub mod pins;
 pub mod relay_keys;
 pub mod second_factor;

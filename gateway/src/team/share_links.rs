@@ -93,6 +93,9 @@ pub enum ShareError {
     WrongPassword,
     #[error("too many wrong passwords for this link; try again in 15 minutes")]
     Throttled,
+    /// A project outside the person's reach ([`crate::team::membership`]).
+    #[error("{0}")]
+    Outside(String),
     #[error(transparent)]
     Account(#[from] AccountError),
 }
@@ -123,6 +126,7 @@ pub async fn create(store: &dyn Store, by: &Actor, new: &NewLink<'_>) -> Result<
     if !crate::tasks::task::valid_name(project) {
         return Err(ShareError::Invalid(format!("the project must be {}", crate::tasks::task::NAME_RULE)));
     }
+    by.membership.admit(project).map_err(ShareError::Outside)?;
     if !(1..=MAX_DAYS).contains(&new.days) {
         return Err(ShareError::Invalid(format!("a share link lasts 1–{MAX_DAYS} days")));
     }
@@ -169,7 +173,7 @@ pub async fn list(store: &dyn Store, by: &Actor) -> Result<Vec<Listed>, ShareErr
     by.require(Role::Producer)?;
     let links: Links = read_doc(store, LINKS_KEY).await?;
     let mut out = Vec::with_capacity(links.len());
-    for link in links.into_values() {
+    for link in links.into_values().filter(|l| by.sees(&l.project)) {
         let uses = store.counter_get(&uses_key(&link.id)).await?;
         out.push(Listed { link, uses });
     }
@@ -182,7 +186,7 @@ pub async fn revoke(store: &dyn Store, by: &Actor, id: &str) -> Result<ShareLink
     by.require(Role::Producer)?;
     let now = now_ms();
     let link = edit_doc(store, LINKS_KEY, |links: &mut Links| {
-        let link = links.values_mut().find(|l| l.id == id.trim()).ok_or(ShareError::NotFound)?;
+        let link = links.values_mut().find(|l| l.id == id.trim() && by.sees(&l.project)).ok_or(ShareError::NotFound)?;
         if by.role != Role::Admin && link.created_by != by.who {
             return Err(ShareError::Account(AccountError::Forbidden(Role::Admin)));
         }

@@ -149,7 +149,7 @@ pub async fn sign_in(store: &dyn Store, admission: &Admission, identity: &Identi
                 if users.len() >= accounts::MAX_USERS {
                     return Err(Refusal::Full);
                 }
-                let user = User { email: email.clone(), name: name.clone(), role: role.unwrap_or(Role::Viewer), password_hash: String::new(), disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: Some(federated.clone()), break_glass: false };
+                let user = User { email: email.clone(), name: name.clone(), role: role.unwrap_or(Role::Viewer), password_hash: String::new(), disabled: false, created_ms: now, updated_ms: now, session_gen: 1, second_factor: None, federated: Some(federated.clone()), break_glass: false, projects: Vec::new() };
                 users.insert(email.clone(), user);
                 Change::Created
             }

@@ -172,7 +172,7 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Result<RelayKey, ErrorData> {
 /// Who asks, as the audit log names them: the key's owner, from its address, via MCP.
 fn actor(key: &RelayKey, ctx: &RequestContext<RoleServer>) -> Actor {
     let from = ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<crate::auth::ClientAddress>()).map_or("unknown", |a| &a.0);
-    Actor { who: key.owner(), name: key.name.clone(), role: Role::Producer, from: super::via(from) }
+    Actor { who: key.owner(), name: key.name.clone(), role: Role::Producer, from: super::via(from), membership: gateway::team::membership::Membership::Only(vec![key.project.clone()]) }
 }
 
 /// A store failure, logged here and told without its detail.

@@ -67,7 +67,7 @@ impl Lifecycle {
     /// admin anyone's (a relay key's too).
     pub async fn cancel(&self, id: &str, by: &Actor) -> Result<TaskRecord, CancelError> {
         by.require(Role::Producer).map_err(|e| CancelError::Forbidden(e.to_string()))?;
-        let t = self.0.store.task_get(id).await?.ok_or_else(|| CancelError::NotFound(id.to_string()))?;
+        let t = self.0.store.task_get(id).await?.filter(|t| by.sees(&t.project)).ok_or_else(|| CancelError::NotFound(id.to_string()))?;
         if t.owner != by.who {
             by.require(Role::Admin).map_err(|_| CancelError::Forbidden(format!("task {id} is {}'s; only its owner or an admin can cancel it", t.owner)))?;
         }

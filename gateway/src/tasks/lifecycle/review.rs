@@ -57,9 +57,9 @@ impl Lifecycle {
         by.require(Role::Producer).map_err(|e| ReviewError::Forbidden(e.to_string()))?;
         let how = "marked resolved".to_string();
         let resolved = Resolved { by: by.who.clone(), at_ms: now_ms(), how: how.clone() };
-        let done = self.modify(id, |t| t.to_review() && t.resolved.replace(resolved.clone()).is_none()).await?;
+        let done = self.modify(id, |t| by.sees(&t.project) && t.to_review() && t.resolved.replace(resolved.clone()).is_none()).await?;
         let Some(done) = done else {
-            return Err(match self.0.store.task_get(id).await? {
+            return Err(match self.0.store.task_get(id).await?.filter(|t| by.sees(&t.project)) {
                 None => ReviewError::NotFound(id.chars().take(64).collect()),
                 Some(t) => ReviewError::NotToReview(t.id, t.resolved.map_or_else(|| t.state.to_string(), |r| r.how)),
             });

@@ -423,7 +423,7 @@ impl Lifecycle {
     /// producer or admin); recorded in the audit log.
     pub async fn retry(&self, id: &str, by: &crate::team::accounts::Actor) -> Result<TaskRecord, SubmitError> {
         by.require(crate::team::accounts::Role::Producer).map_err(|e| SubmitError::Forbidden(e.to_string()))?;
-        let old = self.0.store.task_get(id).await?.ok_or_else(|| SubmitError::NotFound(id.to_string()))?;
+        let old = self.0.store.task_get(id).await?.filter(|t| by.sees(&t.project)).ok_or_else(|| SubmitError::NotFound(id.to_string()))?;
         if !matches!(old.state, crate::TaskState::Fail | crate::TaskState::Expired) {
             return Err(SubmitError::NotRetryable(old.id, old.state.to_string()));
         }
