@@ -324,6 +324,19 @@ async fn the_user_cli_adds_lists_and_changes_people_with_the_password_on_stdin()
     assert!(err.contains("last active admin"), "{err}");
     let (_, list, _) = cli(dir.path(), &["user", "list"]);
     assert!(list.contains("chief@studio.test") && list.contains("admin") && list.contains("active") && !list.contains("short@"), "{list}");
+    // A producer limited to two projects, shown in the list; a bad name changes nothing; --all lifts it.
+    let (code, _, err) = cli_with_input(dir.path(), &["user", "add", "fay@studio.test", "--role", "producer"], "a long freelancer password\n");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(dir.path(), &["user", "projects", "fay@studio.test", "--set", "teaser, trailer"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("fay@studio.test reaches teaser, trailer."), "{out}");
+    let (code, _, err) = cli(dir.path(), &["user", "projects", "fay@studio.test", "--set", "ok, no/slash"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not a project name"), "{err}");
+    let (_, list, _) = cli(dir.path(), &["user", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("fay@studio.test") && l.ends_with("projects teaser trailer")), "{list}");
+    let (_, out, _) = cli(dir.path(), &["user", "projects", "fay@studio.test", "--all"]);
+    assert!(out.contains("fay@studio.test reaches all projects."), "{out}");
     // The password set on stdin signs in.
     let cfg = config(embedded(&dir), None);
     let s = start(cfg).await;
