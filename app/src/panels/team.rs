@@ -20,7 +20,7 @@ pub async fn render(flash: Option<AnyView>) -> AnyView {
                 Ok(list) => view! {
                     <div class="table-wrap" tabindex="0" role="region" aria-label="People">
                         <table class="tasks" data-testid="team-list">
-                            <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col" title="A producer or viewer limited to some projects sees and touches nothing of the others; empty: every project (admins always)">"Projects"</th><th scope="col">"State"</th><th scope="col">"Since"</th><th scope="col">"Changes"</th></tr></thead>
+                            <thead><tr><th scope="col">"Email"</th><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col" title="A producer or viewer limited to some projects sees and touches nothing of the others; empty: every project (admins always)">"Projects"</th><th scope="col">"State"</th><th scope="col">"Changes"</th></tr></thead>
                             <tbody>{list.into_iter().map(user_row).collect_view()}</tbody>
                         </table>
                     </div>
@@ -55,7 +55,7 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
     let form = format!("user-{}", u.email);
     view! {
         <tr data-user=u.email.clone()>
-            <td>{u.email.clone()}</td>
+            <td title=format!("added {}", u.created)>{u.email.clone()}</td>
             <td>{u.name.clone()}</td>
             <td>
                 <select name="role" form=form.clone() aria-label=format!("Role of {}", u.email) data-testid="user-role-select">
@@ -64,11 +64,10 @@ fn user_row(u: UserRow) -> impl IntoView + use<> {
                 " "<button type="submit" class="link" form=form.clone() name="do" value="role" data-testid="user-role-save">"Save role"</button>
             </td>
             <td>
-                <input name="projects" form=form.clone() value=u.projects.join(", ") placeholder="all" maxlength="2000" class="small-input" aria-label=format!("Projects of {} (comma-separated; empty: all)", u.email) data-testid="user-projects"/>
+                <input name="projects" form=form.clone() value=u.projects.join(", ") placeholder="all" maxlength="2000" class="projects-input" aria-label=format!("Projects of {} (comma-separated; empty: all)", u.email) data-testid="user-projects"/>
                 " "<button type="submit" class="link" form=form.clone() name="do" value="projects" data-testid="user-projects-save">"Save"</button>
             </td>
             <td>{if u.disabled { badge("bad", "disabled") } else { badge("ok", "active") }}{u.two_step.then(|| view! { " "{badge("ok", "two-step")} })}</td>
-            <td class="muted small">{super::when(&u.created)}</td>
             <td>
                 <form id=form method="post" action=act_form(PanelId::Team) class="inline">
                     <input type="hidden" name="email" value=u.email.clone()/>
