@@ -150,9 +150,14 @@ fn ControlRoom() -> impl IntoView {
                             let me = panels::me().await;
                             let can_produce = me.as_ref().is_some_and(Me::can_produce);
                             // The composer starts in the person's first project (or `default`).
-                            let project = me.and_then(|m| m.projects.into_iter().next()).unwrap_or_else(|| "default".into());
+                            let mine = me.map(|m| m.projects).unwrap_or_default();
+                            let project = mine.first().cloned().unwrap_or_else(|| "default".into());
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
-                            view! { <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project/> }
+                            view! {
+                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project/>
+                                // The projects a limited person may work in, offered by the composer's project field.
+                                <datalist id="my-projects">{mine.into_iter().map(|p| view! { <option value=p/> }).collect_view()}</datalist>
+                            }
                         })}
                     </Suspense>
                     <div class="side">

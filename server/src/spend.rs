@@ -40,11 +40,7 @@ async fn bars(state: &AppState, actor: &Actor, q: &SpendQuery, top: usize) -> Re
         if by != By::Project {
             return Err(Refusal::plain(StatusCode::FORBIDDEN, "Your spend is shown by project: ?by=project."));
         }
-        let mut bars = Vec::with_capacity(projects.len());
-        for p in projects {
-            bars.push(receipts::project_totals(state.store.as_ref(), p).await.map_err(unreadable)?);
-        }
-        bars.sort_by_key(|b| std::cmp::Reverse(b.charged));
+        let mut bars = receipts::each_project_totals(state.store.as_ref(), projects).await.map_err(unreadable)?;
         bars.truncate(top);
         return Ok((by, bars));
     }

@@ -8,7 +8,6 @@
 mod support;
 
 use serde_json::json;
-use server::config::StoreConfig;
 use support::*;
 
 fn fast() -> kie_sim::Settings {
@@ -37,17 +36,8 @@ impl Secret {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn someone_limited_to_one_project_finds_nothing_of_another_anywhere() {
-    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let prefix = format!("{}:", testkit::unique("members"));
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix, options: Default::default() };
-    seed_users(&store_cfg).await;
-    let (listener, base) = bind().await;
-    let mut cfg = config(store_cfg.clone(), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().expect("url");
-    cfg.public_url = Some(base.parse().expect("url"));
-    cfg.library = Some(library("membership"));
-    let running = start_on(listener, cfg).await;
-    let store = server::open_store(&store_cfg).await.expect("store");
+    let (running, store, _sim) = start_with_library("members", fast()).await;
+    let base = running.base.clone();
     let cli = gateway::team::accounts::Actor::cli();
 
     // A result in each project, and a failure to review in kestrel-9.

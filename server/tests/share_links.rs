@@ -7,7 +7,6 @@
 mod support;
 
 use serde_json::json;
-use server::config::StoreConfig;
 use support::*;
 
 fn fast() -> kie_sim::Settings {
@@ -25,17 +24,8 @@ fn value_of(html: &str, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_share_link_shows_one_projects_library_to_someone_without_an_account_and_nothing_else() {
-    let (sim_base, _sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
-    let prefix = format!("{}:", testkit::unique("share"));
-    let store_cfg = StoreConfig::Redis { url: testkit::redis_url(), prefix, options: Default::default() };
-    seed_users(&store_cfg).await;
-    let (listener, base) = bind().await;
-    let mut cfg = config(store_cfg.clone(), Some(KEY));
-    cfg.kie_base_url = sim_base.parse().expect("url");
-    cfg.public_url = Some(base.parse().expect("url"));
-    cfg.library = Some(library("share-links"));
-    let running = start_on(listener, cfg).await;
-    let store = server::open_store(&store_cfg).await.expect("store");
+    let (running, store, _sim) = start_with_library("share", fast()).await;
+    let base = running.base.clone();
 
     // One result in each of two projects, archived in the Library.
     let mut ids = Vec::new();

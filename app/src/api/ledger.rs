@@ -26,17 +26,13 @@ const BARS_SHOWN: usize = 24;
 #[cfg(feature = "ssr")]
 async fn mine(store: &dyn gateway::Store, projects: &[String]) -> gateway::StoreResult<ReceiptsReport> {
     use gateway::money::receipts;
-    let mut bars = Vec::with_capacity(projects.len());
-    for p in projects {
-        bars.push(receipts::project_totals(store, p).await?);
-    }
+    let mut bars = receipts::each_project_totals(store, projects).await?;
     let total = receipts::Bar {
         label: "your projects".into(),
         charged: gateway::Credits(bars.iter().map(|b| b.charged.0).sum()),
         estimated: gateway::Credits(bars.iter().map(|b| b.estimated.0).sum()),
         tasks: bars.iter().map(|b| b.tasks).sum(),
     };
-    bars.sort_by_key(|b| std::cmp::Reverse(b.charged));
     bars.truncate(PROJECTS_SHOWN);
     Ok(ReceiptsReport { projects_only: true, total: Some(row(total)), projects: bars.into_iter().map(row).collect(), ..Default::default() })
 }

@@ -60,10 +60,7 @@ mod server_side {
         let counts = gateway::tasks::visible::count(store, membership, &TaskQuery::default()).await?.unwrap_or_default();
         let review = TaskQuery { mark: Some(Mark::ToReview), limit: gateway::tasks::task::MAX_PAGE, ..Default::default() };
         let to_review = gateway::tasks::visible::list(store, membership, &review).await?.tasks.len() as u64;
-        let mut consumed = Credits::ZERO;
-        for p in projects {
-            consumed = Credits(consumed.0 + gateway::money::receipts::project_totals(store, p).await?.charged.0);
-        }
+        let consumed = Credits(gateway::money::receipts::each_project_totals(store, projects).await?.iter().map(|b| b.charged.0).sum());
         Ok(LedgerView {
             tasks_on_record: counts.total(),
             in_flight: TaskState::ALL.into_iter().filter(|s| !s.is_terminal()).map(|s| counts.get(s)).sum(),

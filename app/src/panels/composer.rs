@@ -137,7 +137,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, proje
                     </select>
                 </label>
             } })}
-            <label>"Project "<input name="project" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
+            <label>"Project "<input name="project" list="my-projects" data-testid="composer-project" prop:value=project on:input=move |ev| project.set(event_target_value(&ev)) maxlength="64" required=true/></label>
             <label title="Not sent to KIE by then, it ends expired and nothing is charged">"Send within "
                 <select name="send_within" data-testid="composer-send-within" on:change=move |ev| send_within.set(event_target_value(&ev))>
                     {[("", "no deadline"), ("5m", "5 min"), ("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h")].into_iter().map(|(v, l)| view! { <option value=v>{l}</option> }).collect_view()}

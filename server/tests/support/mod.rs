@@ -126,6 +126,22 @@ pub async fn start_on(listener: tokio::net::TcpListener, cfg: Config) -> Running
     Running { base, stop: Some(tx), done }
 }
 
+/// A console on a Redis prefix of its own that sends to the simulator (run with `settings`),
+/// keeps results in a Library named after `label` and has its own address as `PUBLIC_URL`:
+/// the server, a handle on its store, and the simulator (keep it alive).
+pub async fn start_with_library(label: &str, settings: kie_sim::Settings) -> (Running, std::sync::Arc<dyn gateway::Store>, kie_sim::Sim) {
+    let (sim_base, sim) = start_sim_with(settings, KEY, 10_000.0, None).await;
+    let store_cfg = redis_store(&format!("{}:", testkit::unique(label)));
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.library = Some(library(label));
+    let running = start_on(listener, cfg).await;
+    let store = server::open_store(&store_cfg).await.expect("store");
+    (running, store, sim)
+}
+
 /// Waits until `check` holds, polling every 100 ms; fails the test after `secs`.
 pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
     let start = std::time::Instant::now();

@@ -232,6 +232,17 @@ pub async fn project_totals(store: &dyn Store, project: &str) -> StoreResult<Bar
     totals_of(store, project, &Slice { project: Some(project), ..Default::default() }).await
 }
 
+/// Each of `projects`' totals, the largest charge first (what someone limited to these projects
+/// is shown of the spend).
+pub async fn each_project_totals(store: &dyn Store, projects: &[String]) -> StoreResult<Vec<Bar>> {
+    let mut bars = Vec::with_capacity(projects.len());
+    for p in projects {
+        bars.push(project_totals(store, p).await?);
+    }
+    bars.sort_by_key(|b| std::cmp::Reverse(b.charged));
+    Ok(bars)
+}
+
 async fn totals_of(store: &dyn Store, label: &str, slice: &Slice<'_>) -> StoreResult<Bar> {
     Ok(Bar {
         label: label.into(),
