@@ -77,7 +77,7 @@ if [ "$mode" = test ]; then
   # (Any pinned line missing from the venv's `pip freeze`, which lists no extras, means: install.)
   installed="$(tools/venv/bin/python -m pip freeze 2>/dev/null || true)"
   if sed 's/\[[^]]*\]//' tools/requirements-test.txt | grep -vxF -f <(printf '%s\n' "$installed") >/dev/null; then
-    say "installing schemathesis, openapi-spec-validator, moto, openai and mcp (PyPI) in tools/venv"
+    say "installing schemathesis, openapi-spec-validator, moto, openai, anthropic and mcp (PyPI) in tools/venv"
     python3 -m venv tools/venv
     tools/venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
   fi

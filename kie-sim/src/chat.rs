@@ -1,4 +1,5 @@
-//! KIE's language models: `POST /<model>/v1/chat/completions`, OpenAI's shape, answered at
+//! KIE's language models: `POST /<model>/v1/chat/completions`, OpenAI's shape (and Claude's
+//! Messages API, `POST /claude/v1/messages`, Anthropic's shape: [`messages`]), answered at
 //! once or streamed as Server-Sent Events (`data: {chunk}` lines, `data: [DONE]` last), as
 //! `KIE-API.md` describes. Usage (`prompt_tokens`, `completion_tokens`, `total_tokens`) comes
 //! with the answer, or in the last chunk, except from `gemini-2.5-flash`, which reports none.
@@ -24,6 +25,8 @@ use crate::kie_api::{authorise, kie};
 
 /// The chat models served, and whether each reports usage.
 pub const MODELS: [(&str, bool); 4] = [("gemini-3-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false)];
+/// The Claude models the Messages API serves (each reports usage).
+pub const CLAUDE: [&str; 2] = ["claude-sonnet-4-5", "claude-haiku-4-5"];
 
 /// About four characters a token, as the answer's usage counts them.
 fn tokens(text: &str) -> u32 {
@@ -52,6 +55,55 @@ fn answer(messages: &[Value], max_tokens: Option<u64>, long: Option<u32>) -> Vec
     words
 }
 
+/// What an admitted call writes, and how it is paced.
+struct Admitted {
+    words: Vec<String>,
+    chunk_ms: u64,
+    first_byte_ms: u64,
+}
+
+/// The key's chat limits: logs the call (`"plain usage P+C"`) and admits it, or `None` when
+/// its requests or tokens a minute are spent (logged as a 429).
+fn admit(sim: &Sim, key: &str, path: &str, stream: bool, messages: &[Value], prompt_tokens: u32, limit: Option<u64>) -> Option<Admitted> {
+    let mut w = sim.world();
+    let (rpm, tpm) = (w.settings.chat_requests_per_min, w.settings.chat_tokens_per_min);
+    let (chunk_ms, first_byte_ms) = (w.settings.chat_chunk_ms, w.settings.chat_first_byte_ms);
+    let words = answer(messages, limit, w.settings.chat_answer_tokens);
+    let completion_tokens = words.len() as u32;
+    let acct = w.accounts.get_mut(key)?;
+    let now = Instant::now();
+    while acct.chats.front().is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60)) {
+        acct.chats.pop_front();
+    }
+    let spent: u32 = acct.chats.iter().map(|(_, n)| n).sum();
+    let admitted = (acct.chats.len() as u32) < rpm && spent + prompt_tokens + completion_tokens <= tpm;
+    if admitted {
+        acct.chats.push_back((now, prompt_tokens + completion_tokens));
+    }
+    let kind = if stream { "stream" } else { "plain" };
+    let detail = if admitted { format!("{kind} usage {prompt_tokens}+{completion_tokens}") } else { kind.to_string() };
+    w.record("CHAT", path, if admitted { 200 } else { 429 }, None, Some(detail));
+    admitted.then_some(Admitted { words, chunk_ms, first_byte_ms })
+}
+
+/// `events` (each one SSE block's text) sent one at a time, the first after `first_byte_ms`,
+/// the rest `chunk_ms` apart; a reader that goes away stops the stream (and is logged).
+fn event_stream(sim: &Sim, path: String, events: Vec<String>, first_byte_ms: u64, chunk_ms: u64) -> Response {
+    let total = events.len();
+    let guard = Sent { sim: sim.clone(), path, sent: 0, total };
+    let stream = futures::stream::unfold((events.into_iter(), guard, true), move |(mut events, mut guard, first)| async move {
+        let event = events.next()?;
+        // No wait at all for 0 (a timer of 0 ms still waits for the timer's next millisecond).
+        let wait = if first { first_byte_ms } else { chunk_ms };
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        guard.sent += 1;
+        Some((Ok::<_, std::io::Error>(Bytes::from(event)), (events, guard, false)))
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream)).into_response()
+}
+
 pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let path = format!("/{model}/v1/chat/completions");
     let (key, _) = match authorise(&sim, &headers, "/chat/completions").await {
@@ -73,39 +125,18 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
     let prompt_tokens: u32 = messages.iter().map(|m| tokens(&text_of(&m["content"]))).sum();
     let limit = ["max_tokens", "max_completion_tokens"].iter().filter_map(|f| req.get(*f).and_then(Value::as_u64)).min();
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let (chunk_ms, first_byte_ms, words, admitted) = {
-        let mut w = sim.world();
-        let (rpm, tpm) = (w.settings.chat_requests_per_min, w.settings.chat_tokens_per_min);
-        let (chunk_ms, first_byte_ms) = (w.settings.chat_chunk_ms, w.settings.chat_first_byte_ms);
-        let words = answer(messages, limit, w.settings.chat_answer_tokens);
-        let completion_tokens = words.len() as u32;
-        let Some(acct) = w.accounts.get_mut(&key) else { return kie(401, "You do not have access permissions", None, false) };
-        let now = Instant::now();
-        while acct.chats.front().is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60)) {
-            acct.chats.pop_front();
-        }
-        let spent: u32 = acct.chats.iter().map(|(_, n)| n).sum();
-        let admitted = (acct.chats.len() as u32) < rpm && spent + prompt_tokens + completion_tokens <= tpm;
-        if admitted {
-            acct.chats.push_back((now, prompt_tokens + completion_tokens));
-        }
-        let kind = if stream { "stream" } else { "plain" };
-        let detail = if admitted { format!("{kind} usage {prompt_tokens}+{completion_tokens}") } else { kind.to_string() };
-        w.record("CHAT", &path, if admitted { 200 } else { 429 }, None, Some(detail));
-        (chunk_ms, first_byte_ms, words, admitted)
-    };
-    let completion_tokens = words.len() as u32;
-    if !admitted {
+    let Some(Admitted { words, chunk_ms, first_byte_ms }) = admit(&sim, &key, &path, stream, messages, prompt_tokens, limit) else {
         let body = json!({ "error": { "message": "Rate limit reached for requests or tokens per minute", "type": "rate_limit_error", "code": 429 } });
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], axum::Json(body)).into_response();
-    }
+    };
+    let completion_tokens = words.len() as u32;
     let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
     let created = crate::world::epoch_ms() / 1000;
     let usage = json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens });
-    if !stream && first_byte_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(first_byte_ms)).await;
-    }
     if !stream {
+        if first_byte_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(first_byte_ms)).await;
+        }
         let mut body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{ "index": 0, "message": { "role": "assistant", "content": words.concat().trim_end() }, "finish_reason": "stop" }],
@@ -116,28 +147,74 @@ pub async fn completions(State(sim): State<Sim>, Path(model): Path<String>, head
         return axum::Json(body).into_response();
     }
     let chunk = |delta: Value, finish: Value| json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
-    let mut events: Vec<String> = vec![chunk(json!({ "role": "assistant" }), Value::Null).to_string()];
-    events.extend(words.iter().map(|w| chunk(json!({ "content": w }), Value::Null).to_string()));
+    let mut events: Vec<Value> = vec![chunk(json!({ "role": "assistant" }), Value::Null)];
+    events.extend(words.iter().map(|w| chunk(json!({ "content": w }), Value::Null)));
     let mut last = chunk(json!({}), json!("stop"));
     if reports_usage {
         last["usage"] = usage;
     }
-    events.push(last.to_string());
-    events.push("[DONE]".into());
-    let total = events.len();
-    // Sent one event at a time; a reader that goes away stops the stream (and is logged).
-    let guard = Sent { sim: sim.clone(), path, sent: 0, total };
-    let stream = futures::stream::unfold((events.into_iter(), guard, true), move |(mut events, mut guard, first)| async move {
-        let event = events.next()?;
-        // No wait at all for 0 (a timer of 0 ms still waits for the timer's next millisecond).
-        let wait = if first { first_byte_ms } else { chunk_ms };
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+    events.push(last);
+    let mut blocks: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    blocks.push("data: [DONE]\n\n".into());
+    event_stream(&sim, path, blocks, first_byte_ms, chunk_ms)
+}
+
+/// Claude's Messages API: `POST /claude/v1/messages`, Anthropic's shape — the model in the
+/// body, `max_tokens` required, `system` apart from the messages; usage as `input_tokens` /
+/// `output_tokens`; streamed as Anthropic's named events. Errors are Anthropic's
+/// (`{"type": "error", "error": {"type", "message"}}`).
+pub async fn messages(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = "/claude/v1/messages".to_string();
+    let (key, _) = match authorise(&sim, &headers, "/claude/v1/messages").await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let error = |status: StatusCode, kind: &str, message: &str| (status, axum::Json(json!({ "type": "error", "error": { "type": kind, "message": message } }))).into_response();
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else { return error(StatusCode::BAD_REQUEST, "invalid_request_error", "The request body is not valid JSON") };
+    let model = req.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !CLAUDE.contains(&model.as_str()) {
+        sim.world().record("CHAT", &path, 404, None, None);
+        return error(StatusCode::NOT_FOUND, "not_found_error", &format!("model: {model}"));
+    }
+    let Some(messages) = req.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+        sim.world().record("CHAT", &path, 400, None, None);
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "messages: at least one message is required");
+    };
+    let Some(limit) = req.get("max_tokens").and_then(Value::as_u64).filter(|n| *n >= 1) else {
+        sim.world().record("CHAT", &path, 400, None, None);
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "max_tokens: Field required");
+    };
+    let system = req.get("system").map_or(0, |s| tokens(&text_of(s)));
+    let prompt_tokens: u32 = system + messages.iter().map(|m| tokens(&text_of(&m["content"]))).sum::<u32>();
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let Some(Admitted { words, chunk_ms, first_byte_ms }) = admit(&sim, &key, &path, stream, messages, prompt_tokens, Some(limit)) else {
+        return error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "Rate limit reached for requests or tokens per minute");
+    };
+    let output_tokens = words.len() as u32;
+    let id = format!("msg_{:016x}", fastrand::u64(..));
+    let stop = if output_tokens as u64 >= limit { "max_tokens" } else { "end_turn" };
+    if !stream {
+        if first_byte_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(first_byte_ms)).await;
         }
-        guard.sent += 1;
-        Some((Ok::<_, std::io::Error>(Bytes::from(format!("data: {event}\n\n"))), (events, guard, false)))
-    });
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream)).into_response()
+        return axum::Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{ "type": "text", "text": words.concat().trim_end() }],
+            "stop_reason": stop, "stop_sequence": null,
+            "usage": { "input_tokens": prompt_tokens, "output_tokens": output_tokens },
+        }))
+        .into_response();
+    }
+    let event = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
+    let mut events = vec![
+        event("message_start", json!({ "type": "message_start", "message": { "id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": { "input_tokens": prompt_tokens, "output_tokens": 1 } } })),
+        event("content_block_start", json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } })),
+    ];
+    events.extend(words.iter().map(|w| event("content_block_delta", json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": w } }))));
+    events.push(event("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+    events.push(event("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": output_tokens } })));
+    events.push(event("message_stop", json!({ "type": "message_stop" })));
+    event_stream(&sim, path, events, first_byte_ms, chunk_ms)
 }
 
 /// Counts a stream's events; logs one that stopped before its end (its reader went away).

@@ -7,7 +7,7 @@
 //! - [`world`] — accounts, tasks, limits, faults, the (speedable) clock, the request log.
 //! - [`kie_api`] — KIE's paths: createTask, recordInfo, chat/credit, common/download-url, files.
 //! - [`families`] — the model-specific APIs: Veo, Suno, Runway, 4o Image, Flux Kontext.
-//! - [`chat`] — the language models' chat completions, plain and streamed.
+//! - [`chat`] — the language models' chat completions and Claude's Messages API, plain and streamed.
 //! - [`callbacks`] — callback delivery with signatures, retries and faults.
 //! - [`control`] — the test control API under `/_sim/`.
 //! - [`prices`] — credits per model from the seeds. [`media`] — real PNG/WAV/MP4 results.
@@ -79,6 +79,7 @@ impl Sim {
             .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))
             .route("/api/v1/chat/credit", get(kie_api::credit))
             .route("/{model}/v1/chat/completions", post(chat::completions))
+            .route("/claude/v1/messages", post(chat::messages))
             .route("/api/v1/common/download-url", post(kie_api::download_url))
             .route("/files/{task}/{name}", get(kie_api::file))
             .route("/_sim/accounts", post(control::put_account))

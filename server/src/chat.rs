@@ -1,4 +1,5 @@
-//! The relay's chat completions: `POST /kie/<model>/v1/chat/completions` with a relay key,
+//! The relay's language models: chat completions (`POST /kie/<model>/v1/chat/completions`)
+//! and Claude's Messages API (`POST /kie/claude/v1/messages`), with a relay key,
 //! the body KIE takes (sent with the answer's limit the core decided, and
 //! `X-Control-Room-Clamped` when that is below the one asked for) and KIE's answer back, byte
 //! for byte. `"stream": true` is passed on chunk by chunk as it arrives (no buffering); the
@@ -21,20 +22,40 @@ use crate::error::{Refusal, RelayCaller, STORE_DOWN, Shape};
 use gateway::Lifecycle;
 use gateway::chat::usage::{answer_chars, usage_of};
 use gateway::chat::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, StreamScan};
+use gateway::money::catalog::ChatApi;
 
 /// Longest a call may take, a stream included.
 const CHAT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest answer read whole (not streamed).
 const MAX_ANSWER: usize = 8 << 20;
 
+/// `POST /kie/<model>/v1/chat/completions`: OpenAI's shape, the model in the path.
 pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayCaller, Path(model): Path<String>, body: Bytes) -> Result<Response, Refusal> {
-    let req: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Err(Refusal::kie(422, "The request body must be a JSON object with messages")),
-        Err(e) => return Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
-    };
+    let req = object(&body)?;
+    relay(state, key, model, ChatApi::Completions, req).await
+}
+
+/// `POST /kie/claude/v1/messages`: Claude's Messages API (Anthropic's shape, the model in the
+/// body; Anthropic's clients send the key as `x-api-key`, taken like a bearer).
+pub async fn messages(State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
+    let req = object(&body)?;
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, "model is required: one of the catalog's Claude models")) };
+    relay(state, key, model, ChatApi::Messages, req).await
+}
+
+/// The body, which must be a JSON object.
+fn object(body: &[u8]) -> Result<Value, Refusal> {
+    match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Refusal::kie(422, "The request body must be a JSON object with messages")),
+        Err(e) => Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
+    }
+}
+
+/// Admits, sends and relays one call of `model` through `api`.
+async fn relay(state: AppState, key: gateway::team::relay_keys::RelayKey, model: String, api: ChatApi, req: Value) -> Result<Response, Refusal> {
     let lc = state.lifecycle.clone();
-    let ticket = lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model: model.clone(), body: req }).await.map_err(|e| {
+    let ticket = lc.chat_begin(ChatRequest { owner: key.owner(), project: key.project.clone(), model, api, body: req }).await.map_err(|e| {
         let wait = if let ChatError::RateLimited(wait) = e { Some(wait) } else { None };
         Refusal::kie(e.code(), e.public_message()).retry_after(wait)
     })?;
@@ -198,7 +219,7 @@ async fn send(state: &AppState, call: &mut Relay) -> Result<reqwest::Response, (
         call.finish(failed(503, "no KIE key"));
         return Err((503, "Not configured: the Control Room has no KIE key".into()));
     };
-    match kie.chat(&ticket.model, ticket.body.clone(), CHAT_TIMEOUT).await {
+    match kie.chat(&ticket.model, ticket.api, ticket.body.clone(), CHAT_TIMEOUT).await {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(error = %e, "chat: KIE could not be reached");

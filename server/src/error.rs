@@ -89,7 +89,17 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
         .map_or("", str::trim)
 }
 
-/// Who calls the relay: the relay key of the request's `Authorization: Bearer …`, checked
+/// The relay key a request carries: `Authorization: Bearer …`, or `x-api-key` as Anthropic's
+/// clients send it.
+fn relay_key(headers: &axum::http::HeaderMap) -> &str {
+    match bearer(headers) {
+        "" => headers.get("x-api-key").and_then(|v| v.to_str().ok()).map_or("", str::trim),
+        key => key,
+    }
+}
+
+/// Who calls the relay: the relay key of the request's `Authorization: Bearer …` (or
+/// `x-api-key`), checked
 /// (401 in KIE's words for a missing, unknown or revoked key; 503 when the store cannot say).
 pub struct RelayCaller(pub RelayKey);
 
@@ -97,7 +107,7 @@ impl FromRequestParts<AppState> for RelayCaller {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<RelayCaller, Refusal> {
-        match state.keys.authenticate(bearer(&parts.headers)).await {
+        match state.keys.authenticate(relay_key(&parts.headers)).await {
             Ok(key) => {
                 tracing::Span::current().record("actor", format!("key:{}", key.id));
                 Ok(RelayCaller(key))

@@ -20,6 +20,8 @@
 //!   and cancel, and zip of results go by that name; see `gateway::tasks::batch`).
 //! - `POST /kie/<model>/v1/chat/completions` — a language model, relayed byte for byte and
 //!   streamed as it arrives ([`crate::chat`]).
+//! - `POST /kie/claude/v1/messages` — Claude's Messages API (Anthropic's shape), the same way;
+//!   the key may come as `x-api-key`, as Anthropic's clients send it.
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
 //! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone; `GET /kie/docs`
 //!   the same as a page.
@@ -42,11 +44,12 @@ use crate::error::{RelayCaller, Refusal, Shape};
 /// and status paths under `/kie`, the credit call and the description itself.
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
-    out.extend([CHAT.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
+    out.extend([CHAT.to_string(), MESSAGES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
     out
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
 const CHAT: &str = "/kie/{model}/v1/chat/completions";
+const MESSAGES: &str = "/kie/claude/v1/messages";
 const OPENAPI: &str = "/kie/openapi.json";
 /// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
 const SEND_BY: &str = "x-control-room-send-by";
@@ -71,6 +74,7 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
     let create = |family: Family| format!("/kie{}", family.adapter().create_path());
     let models = catalog.models().iter().filter(|m| m.family == Family::Market);
     let (chat, tasks): (Vec<_>, Vec<_>) = models.partition(|m| m.is_chat());
+    let (claude, chat): (Vec<_>, Vec<_>) = chat.into_iter().partition(|m| m.api == gateway::money::catalog::ChatApi::Messages);
     if let Some(body) = doc.pointer_mut(&body(&create(Family::Market))) {
         let callback = body["properties"]["callBackUrl"].clone();
         let one_of: Vec<Value> = tasks
@@ -81,6 +85,9 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
     }
     if let Some(model) = doc.pointer_mut(&post(CHAT, "parameters/0/schema")) {
         model["enum"] = chat.iter().map(|m| Value::from(m.id.as_str())).collect();
+    }
+    if let Some(model) = doc.pointer_mut(&format!("{}/properties/model", body(MESSAGES))) {
+        model["enum"] = claude.iter().map(|m| Value::from(m.id.as_str())).collect();
     }
     // Fields the relay refuses whatever their value: on a family's body, an input that
     // multiplies the cost and that the body does not name; on a chat call, one it cannot price.
@@ -94,8 +101,10 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
             refused_names(body, &gateway::money::catalog::MULTIPLIERS);
         }
     }
-    if let Some(body) = doc.pointer_mut(&body(CHAT)) {
-        refused_names(body, &gateway::chat::UNPRICED);
+    for path in [CHAT, MESSAGES] {
+        if let Some(body) = doc.pointer_mut(&body(path)) {
+            refused_names(body, &gateway::chat::UNPRICED);
+        }
     }
     doc.to_string()
 }
@@ -110,6 +119,7 @@ pub fn routes() -> axum::Router<AppState> {
     }
     router
         .route(CHAT, post(crate::chat::completions))
+        .route(MESSAGES, post(crate::chat::messages))
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))
         .route("/kie/docs", get(crate::relay_docs::docs))

@@ -20,6 +20,7 @@ fn priced_catalog() -> std::path::PathBuf {
     let text = json!({"prices_taken": "test", "models": [
         {"id": "gemini-3-flash", "category": "language", "provider": "Google", "purpose": "test", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}, "output_tokens": 200},
         {"id": "gemini-2.5-flash", "category": "language", "provider": "Google", "purpose": "test (no usage reported)", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}},
+        {"id": "claude-sonnet-4-5", "category": "language", "provider": "Anthropic", "purpose": "test (Messages API)", "price": {"per_1m_tokens": {"input": 3000, "output": 15000}}, "output_tokens": 300, "api": "messages"},
         {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
     ]});
     std::fs::write(&path, text.to_string()).unwrap();
@@ -300,6 +301,67 @@ print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usag
     assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
     assert!(got["usage"].as_u64().unwrap() > 0);
     assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
+    c.s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_anthropic_python_client_works_against_the_relay_unchanged() {
+    let (sim_base, _sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-claude"))), "requests:100/1m").await;
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
+    assert!(python.exists(), "tools/venv is made by scripts/setup.sh test");
+    // Anthropic's client as a team would use it: the relay key as its API key (sent as
+    // x-api-key), the console's /kie/claude as its base URL; a plain call and a stream.
+    let script = r#"
+import json, sys
+from anthropic import Anthropic
+client = Anthropic(base_url=sys.argv[1], api_key=sys.argv[2])
+plain = client.messages.create(model="claude-sonnet-4-5", max_tokens=40, system="You write shot prompts.", messages=[{"role": "user", "content": "a lighthouse"}])
+with client.messages.stream(model="claude-sonnet-4-5", max_tokens=40, messages=[{"role": "user", "content": "a harbour"}]) as stream:
+    streamed = "".join(stream.text_stream)
+    final = stream.get_final_message()
+print(json.dumps({"plain": plain.content[0].text, "usage": [plain.usage.input_tokens, plain.usage.output_tokens], "streamed": streamed, "stream_usage": [final.usage.input_tokens, final.usage.output_tokens]}))
+"#;
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(format!("{}/kie/claude", c.s.base)).arg(&c.key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
+    assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
+    // Each call recorded for the key, ended at the tokens KIE reported (not an estimate).
+    let ended = || async {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+        page.tasks.into_iter().filter(|t| t.model == "claude-sonnet-4-5" && t.state == gateway::TaskState::Success).collect::<Vec<_>>()
+    };
+    wait_until("both Claude calls ended", 5, || async { ended().await.len() == 2 }).await;
+    let mut counted: Vec<(u64, u64)> = ended().await.iter().map(|t| t.chat.as_ref().map(|u| { assert!(!u.estimated, "{u:?}"); (u.prompt_tokens, u.completion_tokens) }).unwrap()).collect();
+    counted.sort();
+    let mut reported: Vec<(u64, u64)> = ["usage", "stream_usage"].iter().map(|k| (got[k][0].as_u64().unwrap(), got[k][1].as_u64().unwrap())).collect();
+    reported.sort();
+    assert_eq!(counted, reported, "counted at KIE's usage, streamed or not");
+    assert!(ended().await.iter().all(|t| t.owner == c.owner && t.actual_cost.is_some_and(|a| a > gateway::Credits::ZERO)));
+    // Refused before anything is sent: another API's model on either path, no key, a thinking
+    // budget the console cannot price, no messages.
+    let messages = format!("{}/kie/claude/v1/messages", c.s.base);
+    let post = |url: String, key: Option<String>, body: Value| async move {
+        let mut r = http().post(url).json(&body);
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let key = || Some(c.key.clone());
+    let hello = json!([{"role": "user", "content": "hi"}]);
+    assert_eq!(post(chat_url(&c, "claude-sonnet-4-5"), None, json!({"messages": hello})).await.0, 401, "no key");
+    let r = http().post(chat_url(&c, "claude-sonnet-4-5")).bearer_auth(&c.key).json(&json!({"messages": hello})).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a Claude model is not a chat completions model");
+    assert_eq!(post(messages.clone(), key(), json!({"model": "gemini-3-flash", "max_tokens": 10, "messages": hello})).await.0, 404);
+    assert_eq!(post(messages.clone(), Some("not-a-key".into()), json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": hello})).await.0, 401);
+    let (code, body) = post(messages.clone(), key(), json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "thinking": {"type": "enabled", "budget_tokens": 50}, "messages": hello})).await;
+    assert_eq!(code, 422);
+    assert!(body.contains("thinking"), "{body}");
+    assert_eq!(post(messages.clone(), key(), json!({"model": "claude-sonnet-4-5", "max_tokens": 10})).await.0, 422);
+    assert_eq!(post(messages, key(), json!({"max_tokens": 10, "messages": hello})).await.0, 422, "no model");
     c.s.shutdown().await.unwrap();
 }
 

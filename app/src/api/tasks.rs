@@ -324,7 +324,7 @@ pub async fn start_draft(model: String, project: String, prompt: String, for_mod
         for_model.chars().take(100).collect::<String>()
     );
     let body = serde_json::json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": idea }], "stream": true, "max_tokens": 200 });
-    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, body };
+    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, api: Default::default(), body };
     let (token, estimate) = ctx.lifecycle.start_draft(req).await.map_err(|e| refuse(e.code(), e.public_message()))?;
     Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
 }

@@ -65,6 +65,9 @@ pub struct ChatRequest {
     pub owner: String,
     pub project: String,
     pub model: String,
+    /// The API the caller speaks: a model is admitted only through its own.
+    #[serde(default)]
+    pub api: crate::money::catalog::ChatApi,
     /// The body as the client sent it (relayed unchanged).
     pub body: Value,
 }
@@ -87,6 +90,8 @@ pub struct ChatPlan {
 pub struct ChatTicket {
     pub id: String,
     pub model: String,
+    /// The API it is sent through (its path at KIE).
+    pub api: crate::money::catalog::ChatApi,
     pub streamed: bool,
     /// What the call holds: the worst case of what is sent (or, with no known price, the
     /// per-job cap).
@@ -188,16 +193,16 @@ impl Lifecycle {
     /// refused before anything is held: the composer shows it before a draft.
     pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<ChatPlan, ChatError> {
         let rules = self.cost_rules(true).await?;
-        self.plan_under(&rules.rules, owner, project, model, body).map(|(_, plan)| plan)
+        self.plan_under(&rules.rules, owner, project, model, crate::money::catalog::ChatApi::Completions, body).map(|(_, plan)| plan)
     }
 
     /// [`Lifecycle::chat_estimate`] under these cost rules, with the model (see [`limit`]).
-    fn plan_under(&self, rules: &[budget::CostRule], owner: &str, project: &str, model: &str, body: &Value) -> Result<(&Model, ChatPlan), ChatError> {
+    fn plan_under(&self, rules: &[budget::CostRule], owner: &str, project: &str, model: &str, api: crate::money::catalog::ChatApi, body: &Value) -> Result<(&Model, ChatPlan), ChatError> {
         if !self.configured() {
             return Err(ChatError::NotConfigured);
         }
         crate::tasks::lifecycle::submit::check_project(project).map_err(|e| ChatError::Invalid(e.to_string()))?;
-        let model = self.catalog().get(model).filter(|m| m.is_chat()).ok_or(ChatError::UnknownModel)?;
+        let model = self.catalog().get(model).filter(|m| m.is_chat() && m.api == api).ok_or(ChatError::UnknownModel)?;
         body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
         let ask = limit::read(body, &model.id).map_err(ChatError::Invalid)?;
         let cap = budget::per_job_cap(rules, owner, project);
@@ -227,7 +232,7 @@ impl Lifecycle {
         let deadline = Instant::now() + CHAT_WAIT;
         let mut tries = 0;
         loop {
-            let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, &req.body) {
+            let (model, plan) = match self.plan_under(&rules.rules, &req.owner, &req.project, &req.model, req.api, &req.body) {
                 Ok(p) => p,
                 Err(ChatError::OverBudget(_) | ChatError::Invalid(_)) if !fresh => {
                     (rules, fresh) = (self.cost_rules(true).await?, true);
@@ -264,6 +269,7 @@ impl Lifecycle {
             let ticket = || ChatTicket {
                 id: id.clone(),
                 model: model.id.clone(),
+                api: model.api,
                 streamed,
                 estimated_cost: estimate,
                 clamped: decision.clamped.clone(),

@@ -85,15 +85,15 @@ fn short(v: &Value) -> String {
     v.to_string().chars().take(60).collect()
 }
 
-/// An upper bound of the prompt's tokens: the bytes of the messages (and of `tools` and
-/// `response_format`, which KIE also reads), each media part counted at
-/// [`MEDIA_PART_TOKENS`].
+/// An upper bound of the prompt's tokens: the bytes of the messages (and of `system`,
+/// `tools`, `tool_choice` and `response_format`, which KIE also reads), each media part
+/// counted at [`MEDIA_PART_TOKENS`].
 pub fn prompt_bound(body: &Value) -> u64 {
     let bytes = |k: &str| body.get(k).map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len() as u64));
     let media = body.get("messages").and_then(Value::as_array).map_or(0, |ms| {
         ms.iter().filter_map(|m| m.get("content").and_then(Value::as_array)).flatten().filter(|p| p.get("type").and_then(Value::as_str).is_some_and(|t| t != "text")).count() as u64
     });
-    (bytes("messages") + bytes("tools") + bytes("response_format") + media * MEDIA_PART_TOKENS).max(1)
+    (bytes("messages") + bytes("system") + bytes("tools") + bytes("tool_choice") + bytes("response_format") + media * MEDIA_PART_TOKENS).max(1)
 }
 
 /// The decision for one call: the limit sent, what it may cost at most, and whether the

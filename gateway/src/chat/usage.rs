@@ -1,7 +1,9 @@
 //! The tokens of a chat call. KIE's answer carries OpenAI's `usage` (`prompt_tokens`,
 //! `completion_tokens`) where the model reports it: in the answer, or in the last chunk of a
-//! stream. When it gives none, the console counts about four characters a token (the prompt's
-//! text, and the answer's as it arrived) and marks the counts as estimated.
+//! stream; Claude's Messages API carries Anthropic's (`input_tokens`, `output_tokens`): in the
+//! answer, or streamed as `message_start` (the input) and `message_delta` (the output so far).
+//! When it gives none, the console counts about four characters a token (the prompt's text,
+//! and the answer's as it arrived) and marks the counts as estimated.
 
 use serde_json::Value;
 
@@ -21,21 +23,34 @@ fn text_of(content: &Value) -> usize {
     }
 }
 
-/// The prompt's tokens as this console estimates them: its messages' text.
+/// The prompt's tokens as this console estimates them: its messages' text (and a Messages
+/// call's `system`).
 pub fn estimate_prompt_tokens(body: &Value) -> u64 {
     let chars = body.get("messages").and_then(Value::as_array).map(|m| m.iter().map(|m| text_of(&m["content"])).sum()).unwrap_or(0);
-    tokens_of_chars(chars).max(1)
+    tokens_of_chars(chars + body.get("system").map_or(0, text_of)).max(1)
+}
+
+/// Tokens in and out of a `usage` object, in OpenAI's words or Anthropic's.
+fn tokens_in_out(u: &Value) -> (Option<u64>, Option<u64>) {
+    let first = |names: [&str; 2]| names.iter().find_map(|n| u.get(*n).and_then(Value::as_u64));
+    (first(["prompt_tokens", "input_tokens"]), first(["completion_tokens", "output_tokens"]))
 }
 
 /// `usage` as (prompt, completion) tokens, when an answer or chunk has it.
 pub fn usage_of(v: &Value) -> Option<(u64, u64)> {
-    let u = v.get("usage")?;
-    Some((u.get("prompt_tokens")?.as_u64()?, u.get("completion_tokens")?.as_u64()?))
+    match tokens_in_out(v.get("usage")?) {
+        (Some(i), Some(o)) => Some((i, o)),
+        _ => None,
+    }
 }
 
-/// The characters of a plain answer's text.
+/// The characters of a plain answer's text: its choices' messages (chat completions) or its
+/// content blocks (Messages).
 pub fn answer_chars(v: &Value) -> usize {
-    v.get("choices").and_then(Value::as_array).map(|c| c.iter().map(|c| text_of(&c["message"]["content"])).sum()).unwrap_or(0)
+    match v.get("choices").and_then(Value::as_array) {
+        Some(c) => c.iter().map(|c| text_of(&c["message"]["content"])).sum(),
+        None => v.get("content").map_or(0, text_of),
+    }
 }
 
 /// Reads a stream as it passes: the last `usage` seen, the answer's characters so far, and
@@ -49,6 +64,8 @@ pub struct StreamScan {
     pub done: bool,
     /// The answer's text that arrived since [`StreamScan::take_text`] was last called.
     text: String,
+    /// A Messages stream's input tokens, from its `message_start`.
+    input: Option<u64>,
 }
 
 impl StreamScan {
@@ -78,16 +95,31 @@ impl StreamScan {
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Value>(data) else { return };
-        if let Some(u) = usage_of(&chunk) {
-            self.usage = Some(u);
-        }
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            for c in choices {
-                if let Some(t) = c["delta"]["content"].as_str() {
-                    self.chars += t.chars().count();
-                    self.text.push_str(t);
+        match chunk.get("type").and_then(Value::as_str) {
+            // Claude's Messages stream: the input counted at the start, the output as it grows.
+            Some("message_start") => self.input = tokens_in_out(&chunk["message"]["usage"]).0,
+            Some("message_delta") => {
+                if let (input, Some(output)) = tokens_in_out(&chunk["usage"]) {
+                    self.usage = Some((input.or(self.input).unwrap_or(0), output));
                 }
             }
+            Some("content_block_delta") => self.add_text(chunk["delta"]["text"].as_str()),
+            Some("message_stop") => self.done = true,
+            _ => {
+                if let Some(u) = usage_of(&chunk) {
+                    self.usage = Some(u);
+                }
+                for c in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
+                    self.add_text(c["delta"]["content"].as_str());
+                }
+            }
+        }
+    }
+
+    fn add_text(&mut self, t: Option<&str>) {
+        if let Some(t) = t {
+            self.chars += t.chars().count();
+            self.text.push_str(t);
         }
     }
 
@@ -124,6 +156,35 @@ mod tests {
         let mut partial = StreamScan::default();
         partial.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\ndata: {\"cho");
         assert_eq!((partial.usage, partial.chars, partial.done), (None, 4, false), "a cut stream: what arrived, no usage");
+    }
+
+    #[test]
+    fn a_claude_messages_stream_gives_its_usage_and_text() {
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello \"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"wörld\"}}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n"
+        );
+        for split in [1, 3, 64, stream.len()] {
+            let mut scan = StreamScan::default();
+            for piece in stream.as_bytes().chunks(split) {
+                scan.feed(piece);
+            }
+            assert_eq!((scan.usage, scan.chars, scan.done), (Some((25, 15)), 11, true), "split every {split}");
+            assert_eq!(scan.take_text(), "Hello wörld");
+        }
+        let plain = json!({"type": "message", "content": [{"type": "text", "text": "twelve chars"}], "usage": {"input_tokens": 9, "output_tokens": 3}});
+        assert_eq!((usage_of(&plain), answer_chars(&plain)), (Some((9, 3)), 12));
+        assert_eq!(estimate_prompt_tokens(&json!({"system": "abcdefgh", "messages": [{"role": "user", "content": "abcd"}]})), 3);
     }
 
     #[test]

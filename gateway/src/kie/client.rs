@@ -181,8 +181,8 @@ impl KieClient {
     /// client sent it, and returns KIE's response as it begins, to be relayed as it arrives
     /// (dropping it cancels the call). `model` must be a catalog id. One attempt: a retry is
     /// the client's. `timeout` bounds the whole answer, a stream included.
-    pub async fn chat(&self, model: &str, body: bytes::Bytes, timeout: Duration) -> Result<reqwest::Response, KieError> {
-        let url = self.url(&format!("/{model}/v1/chat/completions"))?;
+    pub async fn chat(&self, model: &str, api: crate::money::catalog::ChatApi, body: bytes::Bytes, timeout: Duration) -> Result<reqwest::Response, KieError> {
+        let url = self.url(&api.upstream_path(model))?;
         let started = Instant::now();
         let resp = self
             .http
@@ -195,7 +195,7 @@ impl KieClient {
             .await
             .map_err(|e| self.transport(e));
         if let Some(m) = &self.opts.metrics {
-            m.kie_call("chat/completions", started.elapsed());
+            m.kie_call(api.name(), started.elapsed());
         }
         resp
     }

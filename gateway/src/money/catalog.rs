@@ -128,6 +128,39 @@ pub struct Model {
     /// counts; default [`DEFAULT_OUTPUT_TOKENS`]).
     #[serde(default)]
     pub output_tokens: Option<u32>,
+    /// A language model's API: OpenAI's chat completions (the default) or Anthropic's
+    /// Messages (Claude).
+    #[serde(default)]
+    pub api: ChatApi,
+}
+
+/// The API a language model is called through, at KIE and at the relay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatApi {
+    /// `POST /<model>/v1/chat/completions`, OpenAI's shape.
+    #[default]
+    Completions,
+    /// `POST /claude/v1/messages`, Anthropic's shape (the model in the body).
+    Messages,
+}
+
+impl ChatApi {
+    /// KIE's path for a call of `model` through this API.
+    pub fn upstream_path(self, model: &str) -> String {
+        match self {
+            ChatApi::Completions => format!("/{model}/v1/chat/completions"),
+            ChatApi::Messages => "/claude/v1/messages".to_string(),
+        }
+    }
+
+    /// How KIE's metrics and logs name a call of this API.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatApi::Completions => "chat/completions",
+            ChatApi::Messages => "claude/messages",
+        }
+    }
 }
 
 /// Input fields that ask KIE for more — more results, longer media — and so multiply what a

@@ -497,7 +497,7 @@ impl ControlRoomMcp {
         if let Some(n) = args.max_tokens {
             body["max_tokens"] = n.into();
         }
-        let req = gateway::chat::ChatRequest { owner: key.owner(), project: key.project.clone(), model: args.model, body };
+        let req = gateway::chat::ChatRequest { owner: key.owner(), project: key.project.clone(), model: args.model, api: Default::default(), body };
         Ok(match crate::chat::answer(&self.state, req).await {
             Ok(a) => {
                 let text = a.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
