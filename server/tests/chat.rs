@@ -362,6 +362,13 @@ print(json.dumps({"plain": plain.content[0].text, "usage": [plain.usage.input_to
     assert!(body.contains("thinking"), "{body}");
     assert_eq!(post(messages.clone(), key(), json!({"model": "claude-sonnet-4-5", "max_tokens": 10})).await.0, 422);
     assert_eq!(post(messages, key(), json!({"max_tokens": 10, "messages": hello})).await.0, 422, "no model");
+    // The composer drafts with a Claude model too, asked in its own API.
+    let producer = session(&c.s.base, PRODUCER).await;
+    let (code, started) = server_fn_as(&c.s.base, Some(&producer), "start_draft", &form(&[("model", "claude-sonnet-4-5"), ("project", "trailer"), ("prompt", "a harbour at dawn"), ("for_model", "veo3")])).await;
+    assert_eq!(code, 200, "{started}");
+    let draft = http().get(format!("{}/draft/{}", c.s.base, started["token"].as_str().unwrap())).header("cookie", cookie(&producer)).send().await.unwrap().text().await.unwrap();
+    let text: String = draft.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<String>(d).ok()).collect();
+    assert!(text.contains("a harbour at dawn"), "the draft's text: {draft}");
     c.s.shutdown().await.unwrap();
 }
 

@@ -323,8 +323,10 @@ pub async fn start_draft(model: String, project: String, prompt: String, for_mod
         "You write generation prompts for {}. Rewrite the producer's idea as one vivid prompt: subject, action, camera, light, style. Under 80 words. Answer with the prompt only.",
         for_model.chars().take(100).collect::<String>()
     );
-    let body = serde_json::json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": idea }], "stream": true, "max_tokens": 200 });
-    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, api: Default::default(), body };
+    // Asked in the model's own API (chat completions, or Claude's Messages).
+    let api = ctx.lifecycle.catalog().get(&model).map(|m| m.api).unwrap_or_default();
+    let body = api.request(&model, &[("system", &system), ("user", &idea)], Some(200), true);
+    let req = gateway::chat::ChatRequest { owner: actor.who, project: project.trim().to_string(), model, api, body };
     let (token, estimate) = ctx.lifecycle.start_draft(req).await.map_err(|e| refuse(e.code(), e.public_message()))?;
     Ok(crate::view::DraftStart { token, estimate: format!("estimate {} credits", estimate) })
 }

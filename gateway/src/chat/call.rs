@@ -193,7 +193,9 @@ impl Lifecycle {
     /// refused before anything is held: the composer shows it before a draft.
     pub async fn chat_estimate(&self, owner: &str, project: &str, model: &str, body: &Value) -> Result<ChatPlan, ChatError> {
         let rules = self.cost_rules(true).await?;
-        self.plan_under(&rules.rules, owner, project, model, crate::money::catalog::ChatApi::Completions, body).map(|(_, plan)| plan)
+        // In the model's own API: an estimate does not say which path it will be sent by.
+        let api = self.catalog().get(model).map(|m| m.api).unwrap_or_default();
+        self.plan_under(&rules.rules, owner, project, model, api, body).map(|(_, plan)| plan)
     }
 
     /// [`Lifecycle::chat_estimate`] under these cost rules, with the model (see [`limit`]).

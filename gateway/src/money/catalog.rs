@@ -161,6 +161,38 @@ impl ChatApi {
             ChatApi::Messages => "claude/messages",
         }
     }
+
+    /// A request of `model` in this API's shape, from (role, text) turns: `system` turns are
+    /// the Messages API's `system` field, messages in chat completions.
+    pub fn request(self, model: &str, turns: &[(&str, &str)], max_tokens: Option<u64>, stream: bool) -> serde_json::Value {
+        let message = |(role, content): &(&str, &str)| serde_json::json!({"role": role, "content": content});
+        let mut body = match self {
+            ChatApi::Completions => serde_json::json!({"messages": turns.iter().map(message).collect::<Vec<_>>()}),
+            ChatApi::Messages => {
+                let (system, rest): (Vec<_>, Vec<_>) = turns.iter().partition(|(role, _)| *role == "system");
+                let mut b = serde_json::json!({"model": model, "messages": rest.iter().map(|t| message(t)).collect::<Vec<_>>()});
+                if !system.is_empty() {
+                    b["system"] = system.iter().map(|(_, c)| *c).collect::<Vec<_>>().join("\n\n").into();
+                }
+                b
+            }
+        };
+        if let Some(n) = max_tokens {
+            body["max_tokens"] = n.into();
+        }
+        if stream {
+            body["stream"] = true.into();
+        }
+        body
+    }
+
+    /// The text of a whole (unstreamed) answer in this API's shape.
+    pub fn answer_text(self, answer: &serde_json::Value) -> String {
+        match self {
+            ChatApi::Completions => answer.pointer("/choices/0/message/content").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+            ChatApi::Messages => answer.get("content").and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(|b| b.get("text").and_then(serde_json::Value::as_str)).collect(),
+        }
+    }
 }
 
 /// Input fields that ask KIE for more — more results, longer media — and so multiply what a
@@ -522,6 +554,21 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_chat_api_asks_and_answers_in_its_own_shape() {
+        let turns = [("system", "Be brief."), ("user", "a lighthouse")];
+        let completions = ChatApi::Completions.request("gemini-3-flash", &turns, Some(50), true);
+        assert_eq!(completions, json!({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a lighthouse"}], "max_tokens": 50, "stream": true}));
+        let messages = ChatApi::Messages.request("claude-haiku-4-5", &turns, Some(50), false);
+        assert_eq!(messages, json!({"model": "claude-haiku-4-5", "system": "Be brief.", "messages": [{"role": "user", "content": "a lighthouse"}], "max_tokens": 50}));
+        assert_eq!(ChatApi::Messages.upstream_path("claude-haiku-4-5"), "/claude/v1/messages");
+        assert_eq!(ChatApi::Completions.upstream_path("gemini-3-flash"), "/gemini-3-flash/v1/chat/completions");
+        assert_eq!(ChatApi::Completions.answer_text(&json!({"choices": [{"message": {"content": "hi"}}]})), "hi");
+        assert_eq!(ChatApi::Messages.answer_text(&json!({"content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]})), "hi there");
+        let builtin = Catalog::builtin();
+        assert!(builtin.models().iter().any(|m| m.id.contains("claude") && m.api == ChatApi::Messages && m.is_chat()), "the catalog lists Claude");
+    }
     use serde_json::json;
 
     #[test]

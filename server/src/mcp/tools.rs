@@ -493,15 +493,15 @@ impl ControlRoomMcp {
     #[tool(description = "Asks a language model (category language in list_models) and answers with its reply and the tokens it used; held and charged under the same cost rules and rate limits as every other call.")]
     async fn chat(&self, Parameters(args): Parameters<ChatArgs>, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
         let key = caller(&ctx)?;
-        let mut body = json!({"messages": args.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>()});
-        if let Some(n) = args.max_tokens {
-            body["max_tokens"] = n.into();
-        }
-        let req = gateway::chat::ChatRequest { owner: key.owner(), project: key.project.clone(), model: args.model, api: Default::default(), body };
+        // Asked in the model's own API (chat completions, or Claude's Messages).
+        let api = self.state.lifecycle.catalog().get(&args.model).map(|m| m.api).unwrap_or_default();
+        let turns: Vec<(&str, &str)> = args.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+        let body = api.request(&args.model, &turns, args.max_tokens.map(u64::from), false);
+        let req = gateway::chat::ChatRequest { owner: key.owner(), project: key.project.clone(), model: args.model, api, body };
         Ok(match crate::chat::answer(&self.state, req).await {
             Ok(a) => {
-                let text = a.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
-                CallToolResult::success(vec![ContentBlock::text(text.to_string()), ContentBlock::text(json!({"usage": a.get("usage")}).to_string())])
+                let text = api.answer_text(&a);
+                CallToolResult::success(vec![ContentBlock::text(text), ContentBlock::text(json!({"usage": a.get("usage")}).to_string())])
             }
             Err((402, msg)) => refused(format!("{msg}{}", self.left_for(&key).await)),
             Err((_, msg)) => refused(msg),
