@@ -24,7 +24,7 @@ use crate::Sim;
 use crate::kie_api::{authorise, kie};
 
 /// The chat models served, and whether each reports usage.
-pub const MODELS: [(&str, bool); 4] = [("gemini-3-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false)];
+pub const MODELS: [(&str, bool); 6] = [("gemini-3-pro", true), ("gemini-3.1-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false), ("gpt-5-2", true)];
 /// The Claude models the Messages API serves (each reports usage).
 pub const CLAUDE: [&str; 2] = ["claude-sonnet-4-5", "claude-haiku-4-5"];
 

@@ -700,6 +700,10 @@ pub struct TaskQuery {
     /// Oldest first instead (the workers' scans, which must reach every record).
     #[serde(default)]
     pub oldest_first: bool,
+    /// Read from `project`'s index whatever else narrows the query (the other filters checked
+    /// per record): set when that index is the smaller one ([`crate::tasks::visible`]).
+    #[serde(default)]
+    pub by_project: bool,
     /// Continue after this cursor (the `next` of a previous page).
     pub after: Option<String>,
     /// Page size, 1..=MAX_PAGE (0 means the default of 50).
@@ -719,6 +723,8 @@ impl TaskQuery {
     pub fn driving_index(&self) -> String {
         if let (Some(d), Some(p)) = (&self.receipt_day, &self.project) {
             index::receipt_day(p, d)
+        } else if let (true, Some(p)) = (self.by_project, &self.project) {
+            index::project(p)
         } else if self.delivery_pending {
             index::DELIVERY_PENDING.to_string()
         } else if let Some(m) = self.mark {

@@ -29,7 +29,7 @@ pub async fn list(store: &dyn Store, membership: &Membership, query: &TaskQuery)
     // tasks older (newer, oldest first) than what a further scan would still find.
     let mut edge: Option<String> = None;
     for p in projects {
-        let page = store.task_list(&TaskQuery { project: Some(p.clone()), ..query.clone() }).await?;
+        let page = store.task_list(&narrowest(store, TaskQuery { project: Some(p.clone()), ..query.clone() }).await?).await?;
         if let Some(next) = page.next {
             edge = Some(match edge {
                 Some(e) if (e > next) != query.oldest_first => e,
@@ -54,6 +54,19 @@ pub async fn list(store: &dyn Store, membership: &Membership, query: &TaskQuery)
         edge
     };
     Ok(TaskPage { tasks: tasks.into_iter().map(|(_, t)| t).collect(), next })
+}
+
+/// `q` (one project's) read from whichever is smaller: the index it would drive by (a mark's,
+/// a search word's…) or the project's own — so a small project's failures are not looked for
+/// through the whole team's (one count of two indexes decides).
+async fn narrowest(store: &dyn Store, mut q: TaskQuery) -> StoreResult<TaskQuery> {
+    let Some(p) = q.project.clone() else { return Ok(q) };
+    let (driving, own) = (q.driving_index(), index::project(&p));
+    if driving != own {
+        let sizes = store.index_counts(&[driving, own]).await?;
+        q.by_project = sizes.get(1) < sizes.first();
+    }
+    Ok(q)
 }
 
 /// `query`'s tasks that `membership` sees, counted by state (`None` where the store keeps no count
