@@ -281,12 +281,20 @@ async fn a_client_that_goes_away_cancels_the_upstream_call_and_an_answer_without
     c.s.shutdown().await.unwrap();
 }
 
+/// Runs a Python `script` of a vendor's client (from `tools/venv`) against the relay at
+/// `base_url` with the console's relay key; its last line of output, as JSON.
+fn python_client(c: &Console, script: &str, base_url: &str) -> Value {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
+    assert!(python.exists(), "tools/venv is made by scripts/setup.sh test");
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(base_url).arg(&c.key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_openai_python_client_works_against_the_relay_unchanged() {
     let (sim_base, _sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
     let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-openai"))), "requests:100/1m").await;
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
-    assert!(python.exists(), "tools/venv is made by scripts/setup.sh test");
     let script = r#"
 import json, sys
 from openai import OpenAI
@@ -295,9 +303,7 @@ plain = client.chat.completions.create(model="gemini-3-flash", messages=[{"role"
 parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gemini-3-flash", messages=[{"role": "user", "content": "a harbour"}], stream=True) if c.choices]
 print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usage.total_tokens, "streamed": "".join(parts)}))
 "#;
-    let out = std::process::Command::new(python).arg("-c").arg(script).arg(format!("{}/kie/gemini-3-flash/v1", c.s.base)).arg(&c.key).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = python_client(&c, script, &format!("{}/kie/gemini-3-flash/v1", c.s.base));
     assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
     assert!(got["usage"].as_u64().unwrap() > 0);
     assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
@@ -308,8 +314,6 @@ print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usag
 async fn the_anthropic_python_client_works_against_the_relay_unchanged() {
     let (sim_base, _sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
     let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-claude"))), "requests:100/1m").await;
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv/bin/python");
-    assert!(python.exists(), "tools/venv is made by scripts/setup.sh test");
     // Anthropic's client as a team would use it: the relay key as its API key (sent as
     // x-api-key), the console's /kie/claude as its base URL; a plain call and a stream.
     let script = r#"
@@ -322,9 +326,7 @@ with client.messages.stream(model="claude-sonnet-4-5", max_tokens=40, messages=[
     final = stream.get_final_message()
 print(json.dumps({"plain": plain.content[0].text, "usage": [plain.usage.input_tokens, plain.usage.output_tokens], "streamed": streamed, "stream_usage": [final.usage.input_tokens, final.usage.output_tokens]}))
 "#;
-    let out = std::process::Command::new(python).arg("-c").arg(script).arg(format!("{}/kie/claude", c.s.base)).arg(&c.key).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = python_client(&c, script, &format!("{}/kie/claude", c.s.base));
     assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
     assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
     // Each call recorded for the key, ended at the tokens KIE reported (not an estimate).
