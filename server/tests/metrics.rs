@@ -288,8 +288,13 @@ async fn the_relay_is_described_path_for_path_and_the_description_is_served() {
         assert_eq!(schema["properties"]["model"]["const"], m.id.as_str());
         assert_eq!(schema["properties"]["input"]["required"], serde_json::json!(m.required), "{}", m.id);
     }
-    let chat_models = served["paths"]["/kie/{model}/v1/chat/completions"]["post"]["parameters"][0]["schema"]["enum"].as_array().expect("enum").len();
-    assert_eq!(chat_models, catalog.models().iter().filter(|m| m.is_chat()).count());
+    // …and each language-model path its own API's models (chat completions, Claude's Messages).
+    let of_api = |api| catalog.models().iter().filter(|m| m.is_chat() && m.api == api).map(|m| serde_json::json!(m.id)).collect::<Vec<_>>();
+    let chat_models = served["paths"]["/kie/{model}/v1/chat/completions"]["post"]["parameters"][0]["schema"]["enum"].clone();
+    assert_eq!(chat_models, serde_json::json!(of_api(gateway::money::catalog::ChatApi::Completions)));
+    let claude_models = served["paths"]["/kie/claude/v1/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["model"]["enum"].clone();
+    assert_eq!(claude_models, serde_json::json!(of_api(gateway::money::catalog::ChatApi::Messages)));
+    assert!(claude_models.as_array().is_some_and(|m| !m.is_empty()));
     // A family's body names the cost multipliers it refuses (Veo takes no `n`; Runway's
     // `duration` is its own field).
     let refused = |path: &str| served["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["propertyNames"]["not"]["enum"].clone();
