@@ -12,9 +12,14 @@ import os
 import schemathesis
 
 CALLBACK = os.environ["RELAY_CALLBACK_URL"]
+# What KIE is asked to fetch on file-url-upload: a file kie-sim serves on loopback, for the
+# same reason (the outbound policy's own checks are tested in server/tests/inputs.rs).
+FILE_URL = os.environ["RELAY_FILE_URL"]
 
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     if isinstance(case.body, dict) and "callBackUrl" in case.body:
         case.body["callBackUrl"] = CALLBACK
+    if isinstance(case.body, dict) and "fileUrl" in case.body:
+        case.body["fileUrl"] = FILE_URL

@@ -368,3 +368,58 @@ async fn the_library_on_an_s3_compatible_server_archives_serves_ranges_and_resum
     let lib2 = library(gateway::library::open_objects(&format!("s3://{bucket}/studio/library").parse().unwrap(), aws).unwrap(), &lc, &src, |_| {});
     lib2.check().await.expect("the same bucket and prefix");
 }
+
+/// A Library input that cannot be made fetchable: while KIE's upload host does not answer,
+/// the task is held back (its note says why, nothing is sent, no rate slot is spent); once
+/// the copy is gone for good, the task ends unsent and its hold is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_library_input_kie_cannot_get_holds_the_task_back_then_ends_it_unsent() {
+    let (sim, base) = sim(fast()).await;
+    let store = redis().await;
+    // KIE's upload host is a closed port.
+    let kie = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { timeout: Duration::from_secs(3), ..Default::default() })
+        .unwrap()
+        .with_upload_base(format!("http://127.0.0.1:{}", testkit::free_port()).parse().unwrap());
+    let opts = LifecycleOptions { outbound: OutboundPolicy::strict(), tick: Duration::from_millis(100), archive: Some(Terms::default()), ..Default::default() };
+    let lc = Lifecycle::new(store.clone(), Some(kie), Arc::new(gateway::money::catalog::Catalog::builtin()), opts);
+    let dir = testkit::scratch_dir("library-inputs");
+    let lib = library(folder(&dir), &lc, &base, |_| {});
+    let frame = submit(&lc, "p").await;
+    until_succeeded(&lc, &store, &frame.id).await;
+    lib.archive_task(&frame.id).await.unwrap();
+    assert_eq!(asset_state(&store, &frame.id).await, Some(AssetState::Archived));
+    // It ended long enough ago that KIE's own URL is not trusted: the copy must be uploaded.
+    let mut old = get(&store, &frame.id).await;
+    old.finished_ms = Some(now_ms() - 13 * 3600 * 1000);
+    store.task_update(&old).await.unwrap().unwrap();
+
+    let video = gateway::tasks::lifecycle::Submission {
+        owner: "ana".into(),
+        project: "p".into(),
+        model: "kling-2.6/image-to-video".into(),
+        input: json!({"prompt": "the light turns", "image_urls": [format!("control-room://library/{}/0", frame.id)], "duration": "5"}),
+        ..Default::default()
+    };
+    let t = lc.submit(video.clone()).await.unwrap();
+    let creates = || sim.world().tasks.len();
+    let before = creates();
+    lc.dispatch_round().await.unwrap();
+    let held = get(&store, &t.id).await;
+    assert_eq!(held.state, TaskState::Queued);
+    assert!(held.kie_task_id.is_none() && held.dispatch.next_attempt_ms > now_ms(), "held back with a backoff");
+    let note = held.note.clone().unwrap_or_default();
+    assert!(note.starts_with("Its input is not ready for KIE yet (input.image_urls[0]: KIE's upload did not succeed"), "{note}");
+    assert_eq!(creates(), before, "nothing was sent to KIE");
+
+    // Another task names it; then the Library's copy is deleted: it can never be sent.
+    let t2 = lc.submit(video).await.unwrap();
+    lib.delete_project(&Actor::cli(), "p").await.unwrap();
+    lc.dispatch_round().await.unwrap();
+    let ended = get(&store, &t2.id).await;
+    assert_eq!(ended.state, TaskState::Fail);
+    assert_eq!(ended.fail_class, Some(FailClass::Policy));
+    let why = ended.fail_msg.clone().unwrap_or_default();
+    assert!(why.starts_with("not sent: input.image_urls[0]: ") && why.contains("no longer in the Library"), "{why}");
+    assert_eq!(ended.actual_cost, Some(gateway::Credits::ZERO), "nothing charged");
+    assert_eq!(creates(), before, "nothing was sent to KIE");
+}

@@ -121,6 +121,8 @@ pub async fn reset(State(sim): State<Sim>) -> StatusCode {
     w.due.clear();
     w.unsettled.clear();
     w.log.clear();
+    w.uploads.clear();
+    w.upload_order.clear();
     for a in w.accounts.values_mut() {
         a.creates = VecDeque::new();
         a.record_infos = VecDeque::new();

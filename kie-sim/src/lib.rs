@@ -7,6 +7,7 @@
 //! - [`world`] — accounts, tasks, limits, faults, the (speedable) clock, the request log.
 //! - [`kie_api`] — KIE's paths: createTask, recordInfo, chat/credit, common/download-url, files.
 //! - [`families`] — the model-specific APIs: Veo, Suno, Runway, 4o Image, Flux Kontext.
+//! - [`uploads`] — KIE's upload API (stream, base64, URL) and the uploaded files.
 //! - [`chat`] — the language models' chat completions and Claude's Messages API, plain and streamed.
 //! - [`callbacks`] — callback delivery with signatures, retries and faults.
 //! - [`control`] — the test control API under `/_sim/`.
@@ -26,6 +27,7 @@ pub mod families;
 pub mod kie_api;
 pub mod media;
 pub mod prices;
+pub mod uploads;
 pub mod world;
 
 use axum::Router;
@@ -82,6 +84,7 @@ impl Sim {
             .route("/claude/v1/messages", post(chat::messages))
             .route("/api/v1/common/download-url", post(kie_api::download_url))
             .route("/files/{task}/{name}", get(kie_api::file))
+            .route("/uploads/{id}/{name}", get(uploads::file))
             .route("/_sim/accounts", post(control::put_account))
             .route("/_sim/accounts/{key}", get(control::get_account))
             .route("/_sim/accounts/{key}/balance", put(control::set_balance))
@@ -92,6 +95,14 @@ impl Sim {
             .route("/_sim/log", get(control::log))
             .route("/_sim/reset", post(control::reset))
             .layer(tower_http_limit())
+            // Uploads take files (a base64 one a third larger).
+            .merge(
+                Router::new()
+                    .route("/api/file-stream-upload", post(uploads::stream))
+                    .route("/api/file-base64-upload", post(uploads::base64))
+                    .route("/api/file-url-upload", post(uploads::url))
+                    .layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD / 3 * 4 + (1 << 20))),
+            )
             .with_state(self.clone())
     }
 

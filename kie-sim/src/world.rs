@@ -237,6 +237,10 @@ pub struct World {
     pub next_task: u64,
     /// This simulator's own base URL (result files are served from it).
     pub base_url: String,
+    /// Files uploaded through KIE's upload API, by id, and their ids oldest first.
+    pub uploads: HashMap<String, crate::uploads::Upload>,
+    pub upload_order: VecDeque<String>,
+    pub next_upload: u64,
 }
 
 impl World {
@@ -255,6 +259,9 @@ impl World {
             seq: 0,
             next_task: 0,
             base_url: String::new(),
+            uploads: HashMap::new(),
+            upload_order: VecDeque::new(),
+            next_upload: 0,
         }
     }
 

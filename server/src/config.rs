@@ -44,6 +44,14 @@ pub struct Cli {
     /// KIE's API base URL.
     #[arg(long, env = "KIE_BASE_URL", default_value = "https://api.kie.ai")]
     pub kie_base_url: String,
+    /// KIE's upload host (inputs from the Library and the relay's upload calls go there).
+    /// Default: https://kieai.redpandaai.co with KIE's own KIE_BASE_URL, else KIE_BASE_URL
+    /// itself (a simulator or a proxy serves both).
+    #[arg(long, env = "KIE_UPLOAD_BASE_URL")]
+    pub kie_upload_base_url: Option<String>,
+    /// Largest file the relay's upload calls take, in MiB (a base64 body may be a third larger).
+    #[arg(long, env = "UPLOAD_MAX_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048))]
+    pub upload_max_mb: u64,
     /// The URL at which KIE (and browsers) reach this console; callbacks go to
     /// PUBLIC_URL/callbacks/kie/<token>.
     #[arg(long, env = "PUBLIC_URL")]
@@ -304,6 +312,10 @@ pub struct Config {
     pub site_addr: SocketAddr,
     pub site_root: PathBuf,
     pub kie_base_url: Url,
+    /// `KIE_UPLOAD_BASE_URL` (`None`: the client's default for `kie_base_url`).
+    pub kie_upload_base_url: Option<Url>,
+    /// `UPLOAD_MAX_MB`, in bytes.
+    pub upload_max_bytes: u64,
     /// Without a trailing slash.
     pub public_url: Option<Url>,
     pub store: StoreConfig,
@@ -580,6 +592,7 @@ impl Config {
     /// Validates the command line and the environment.
     pub fn from_cli(cli: Cli, env: &dyn Env) -> Result<Config, ConfigError> {
         let kie_base_url = http_url("KIE_BASE_URL", &cli.kie_base_url)?;
+        let kie_upload_base_url = cli.kie_upload_base_url.as_deref().map(|u| http_url("KIE_UPLOAD_BASE_URL", u)).transpose()?;
         let library = library_settings(&cli)?;
         // Read before any of `cli` is moved out.
         let tls = redis_tls(&cli)?;
@@ -620,6 +633,8 @@ impl Config {
             site_addr: cli.site_addr,
             site_root: cli.site_root,
             kie_base_url,
+            kie_upload_base_url,
+            upload_max_bytes: cli.upload_max_mb << 20,
             public_url,
             store,
             kie_key: kie_key(env)?,

@@ -64,6 +64,7 @@ pub(crate) mod panels;
 pub(crate) mod receipts;
 pub mod relay;
 pub(crate) mod relay_docs;
+pub mod relay_uploads;
 pub(crate) mod routes;
 pub(crate) mod simulator;
 pub(crate) mod spend;
@@ -122,4 +123,6 @@ pub struct AppState {
     pub relay_doc: axum::body::Bytes,
     /// The team's identity provider (`None`: single sign-on is not configured).
     pub single_sign_on: Option<Arc<single_sign_on::SingleSignOn>>,
+    /// `UPLOAD_MAX_MB`: the largest file the relay's upload calls take, in bytes.
+    pub upload_max_bytes: u64,
 }

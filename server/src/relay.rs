@@ -23,6 +23,11 @@
 //! - `POST /kie/claude/v1/messages` — Claude's Messages API (Anthropic's shape), the same way;
 //!   the key may come as `x-api-key`, as Anthropic's clients send it.
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
+//! - KIE's upload calls (`/kie/api/file-stream-upload`, `…/file-base64-upload`,
+//!   `…/file-url-upload`), relayed to KIE's upload host ([`crate::relay_uploads`]).
+//! - In any create's URL field, a Library asset may be named (`control-room://library/<task>/<n>`
+//!   or this console's Library link): KIE is sent a URL it can fetch instead
+//!   ([`gateway::library::inputs`]).
 //! - `GET /kie/openapi.json` — this API described (OpenAPI 3.1), for anyone; `GET /kie/docs`
 //!   the same as a page.
 
@@ -45,6 +50,7 @@ use crate::error::{RelayCaller, Refusal, Shape};
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
     out.extend([CHAT.to_string(), MESSAGES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
+    out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
     out
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
@@ -120,6 +126,7 @@ pub fn routes() -> axum::Router<AppState> {
     router
         .route(CHAT, post(crate::chat::completions))
         .route(MESSAGES, post(crate::chat::messages))
+        .merge(crate::relay_uploads::routes())
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))
         .route("/kie/docs", get(crate::relay_docs::docs))

@@ -126,7 +126,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let public_base = config.public_base().or_else(|| {
         matches!(upstream, Upstream::Simulator { .. }).then(|| format!("http://127.0.0.1:{}", addr.port()))
     });
-    let kie = upstream.client(Duration::from_secs(30), 3, &metrics);
+    let kie = upstream.client(Duration::from_secs(30), 3, &metrics).map(|c| match (&config.kie_upload_base_url, &upstream) {
+        (Some(u), Upstream::Kie { .. }) => c.with_upload_base(u.clone()),
+        _ => c,
+    });
     let library_links = match &config.library {
         Some(l) => Some(
             gateway::library::links::LinkSigner::load(store.as_ref(), public_base.as_deref(), l.link_ttl)
@@ -191,6 +194,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         live: Arc::default(),
         relay_doc: crate::relay::document(console.lifecycle.catalog()).into(),
         single_sign_on,
+        upload_max_bytes: config.upload_max_bytes,
     };
     note_start(store.as_ref(), &config).await;
     tracing::info!(

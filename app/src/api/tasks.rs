@@ -302,7 +302,7 @@ pub async fn submit_task(
     {
         return Err(refuse(404, format!("No task {}.", of.chars().take(64).collect::<String>())));
     }
-    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of, send_by_ms, priority, ..Default::default() };
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project, model, input: input.into(), relay_callback: None, retry_of: None, rerun_of, send_by_ms, priority, sees: Some(actor.membership), ..Default::default() };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }

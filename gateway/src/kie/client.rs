@@ -15,6 +15,16 @@ use crate::secret::Secret;
 
 const CREDIT_PATH: &str = "/api/v1/chat/credit";
 
+/// KIE's upload host (`KIE_UPLOAD_BASE_URL`'s default when `KIE_BASE_URL` is KIE's own).
+pub const UPLOAD_BASE: &str = "https://kieai.redpandaai.co";
+/// KIE's three upload calls, on the upload host: a multipart file, a base64 body, a URL KIE
+/// fetches. Each answers `data.downloadUrl`, usable as any model's input for a while.
+pub const UPLOAD_PATHS: [&str; 3] = ["/api/file-stream-upload", "/api/file-base64-upload", "/api/file-url-upload"];
+/// Where the console's own uploads go on KIE's upload host.
+const UPLOAD_FOLDER: &str = "control-room";
+/// Longest one upload may take (a video from the Library): past it, it is tried again later.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(80);
+
 /// Tunables; the defaults suit KIE.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -49,13 +59,15 @@ impl Default for ClientOptions {
 pub struct KieClient {
     http: reqwest::Client,
     base: Url,
+    /// Where uploads go ([`UPLOAD_BASE`], or `base` itself for a simulator or a proxy).
+    upload_base: Url,
     key: Secret,
     opts: ClientOptions,
 }
 
 impl std::fmt::Debug for KieClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KieClient").field("base", &self.base.as_str()).field("key", &self.key).finish()
+        f.debug_struct("KieClient").field("base", &self.base.as_str()).field("upload_base", &self.upload_base.as_str()).field("key", &self.key).finish()
     }
 }
 
@@ -75,7 +87,19 @@ impl KieClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| KieError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        Ok(KieClient { http, base, key, opts })
+        // KIE's API uploads to its own upload host; anything else (the simulator, a proxy)
+        // is taken to serve both.
+        let upload_base = match base.host_str() {
+            Some("api.kie.ai") => Url::parse(UPLOAD_BASE).map_err(|e| KieError::Transport(format!("bad upload base: {e}")))?,
+            _ => base.clone(),
+        };
+        Ok(KieClient { http, base, upload_base, key, opts })
+    }
+
+    /// The same client, uploading to `base` (`KIE_UPLOAD_BASE_URL`).
+    pub fn with_upload_base(mut self, base: Url) -> Self {
+        self.upload_base = base;
+        self
     }
 
     pub fn base(&self) -> &Url {
@@ -200,6 +224,32 @@ impl KieClient {
         resp
     }
 
+    /// Uploads one file to KIE (`file-stream-upload`, multipart) and returns the URL KIE
+    /// serves it at. `len` bytes of `body` are sent; a timeout or a refused connection may be
+    /// tried again (an upload is free and costs no rate slot).
+    pub async fn upload_file(&self, body: reqwest::Body, len: u64, file_name: &str, content_type: &str) -> Result<String, KieError> {
+        let part = reqwest::multipart::Part::stream_with_length(body, len)
+            .file_name(file_name.to_string())
+            .mime_str(content_type)
+            .map_err(|e| KieError::Transport(format!("bad content type {content_type:?}: {e}")))?;
+        let form = reqwest::multipart::Form::new().text("uploadPath", UPLOAD_FOLDER).text("fileName", file_name.to_string()).part("file", part);
+        let path = UPLOAD_PATHS[0];
+        let url = self.upload_base.join(path).map_err(|e| KieError::Transport(format!("bad path {path}: {e}")))?;
+        let data = self.send(path, self.http.post(url).timeout(UPLOAD_TIMEOUT).multipart(form)).await?;
+        uploaded_url(&data).ok_or_else(|| KieError::Decode { status: 200, detail: "the upload's answer has no downloadUrl".into() })
+    }
+
+    /// One of KIE's [`UPLOAD_PATHS`] called with `body` as a client sent it (its content
+    /// type kept: a multipart boundary, or JSON); answers KIE's `data`. For the relay.
+    pub async fn upload_as_sent(&self, path: &str, content_type: &str, body: reqwest::Body) -> Result<Value, KieError> {
+        if !UPLOAD_PATHS.contains(&path) {
+            return Err(KieError::Transport(format!("{path} is not one of KIE's upload calls")));
+        }
+        let url = self.upload_base.join(path).map_err(|e| KieError::Transport(format!("bad path {path}: {e}")))?;
+        let req = self.http.post(url).timeout(UPLOAD_TIMEOUT).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        self.send(path, req).await
+    }
+
     /// The account's credit balance.
     pub async fn credit(&self) -> Result<Credits, KieError> {
         let url = self.url(CREDIT_PATH)?;
@@ -248,6 +298,11 @@ impl KieError {
     fn is_transient_read(&self) -> bool {
         self.is_transient() && !matches!(self, KieError::RateLimited(_))
     }
+}
+
+/// An upload answer's URL: `downloadUrl` (also written `fileUrl`).
+pub fn uploaded_url(data: &Value) -> Option<String> {
+    data.get("downloadUrl").or_else(|| data.get("fileUrl")).and_then(Value::as_str).filter(|u| !u.is_empty()).map(str::to_string)
 }
 
 async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {

@@ -13,6 +13,6 @@ pub(crate) mod family;
 pub mod signature;
 pub mod wire;
 
-pub use client::{ClientOptions, KieClient, Probe};
+pub use client::{ClientOptions, KieClient, Probe, UPLOAD_PATHS, uploaded_url};
 pub use error::KieError;
 pub use family::{ApiFamily, Family, MarketJobs, UpstreamState, UpstreamStatus};

@@ -54,6 +54,11 @@ impl LinkSigner {
         LinkSigner { key: Arc::new(key), base: public_base.unwrap_or("").trim_end_matches('/').to_string(), ttl: ttl.max(Duration::from_secs(60)) }
     }
 
+    /// `PUBLIC_URL` without a trailing slash ("" when links are relative to the console).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// How long a new link is valid (at least; see the module doc).
     pub fn ttl(&self) -> Duration {
         self.ttl

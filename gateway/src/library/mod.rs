@@ -7,6 +7,8 @@
 //! - [`archiver`] — the worker on every instance that copies results by lease, in deadline
 //!   order, with backoff, through the outbound policy, and resumes after a crash;
 //! - [`links`] — signed links (HMAC with a key kept in the store);
+//! - [`inputs`] — assets used as a new task's inputs: recognised at submit, sent to KIE as a
+//!   URL it can fetch (its own while it lives, else an upload of the copy);
 //! - [`sniff`] — a result's content type, read from its bytes.
 //!
 //! Where the copies live is an `object_store` (`LIBRARY_URL`: a local folder, default
@@ -25,6 +27,7 @@
 
 pub(crate) mod archiver;
 pub mod asset;
+pub mod inputs;
 pub mod links;
 pub(crate) mod sniff;
 
@@ -243,6 +246,7 @@ impl Library {
     /// `outbound`: the policy downloads go through (with `KIE_BASE_URL`'s host admitted).
     pub fn new(objects: Arc<dyn ObjectStore>, cfg: LibraryConfig, lifecycle: Lifecycle, outbound: crate::outbound::OutboundPolicy) -> Library {
         let opts = crate::outbound::OutboundOptions { connect_timeout: std::time::Duration::from_secs(10), timeout: std::time::Duration::from_secs(30 * 60), max_body: 0 };
+        lifecycle.attach_library(objects.clone());
         Library(Arc::new(Inner { objects, cfg, lifecycle, outbound: crate::outbound::Outbound::new(outbound, opts), problem: RwLock::new(Some("not checked yet".into())) }))
     }
 

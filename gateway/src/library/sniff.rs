@@ -33,6 +33,26 @@ pub fn content_type(head: &[u8]) -> &'static str {
     }
 }
 
+/// A file name's extension for `content_type` (as [`content_type`] names them), for a copy
+/// sent on under a name (KIE's upload reads the type from it).
+pub fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "audio/wav" => "wav",
+        "audio/mp4" => "m4a",
+        "video/quicktime" => "mov",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        "audio/mpeg" => "mp3",
+        "audio/ogg" => "ogg",
+        "audio/flac" => "flac",
+        _ => "bin",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::content_type;

@@ -293,6 +293,10 @@ pub fn submitted(t: &TaskRecord, governed: bool) -> String {
     if let Some(old) = &t.rerun_of {
         text += &format!(", re-running {old} with edits");
     }
+    if !t.inputs.is_empty() {
+        let from: Vec<String> = t.inputs.iter().map(|i| format!("{} result {}", i.task, i.n)).collect();
+        text += &format!(", made from {} in the Library", from.join(", "));
+    }
     let rules = if governed { "under the cost rules that govern it" } else { "(no cost rule governs it)" };
     text += &format!("; holds {} credits {rules}", t.estimated_cost);
     if t.priority != crate::tasks::task::Priority::Normal {

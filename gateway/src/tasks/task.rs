@@ -143,6 +143,11 @@ pub struct TaskRecord {
     /// The ended task this one re-runs with edited inputs (the Monitor's "Re-run with edits").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// The URL fields of `input` that name Library assets (what this was made from); the
+    /// input keeps their reference form and the dispatcher sends KIE a URL it can fetch
+    /// ([`crate::library::inputs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<crate::library::inputs::LibraryInput>,
     /// Its deadline (Unix ms): not sent by then, it ends `expired` (see
     /// [`crate::tasks::lifecycle::deadline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -395,6 +400,7 @@ impl TaskRecord {
             relay_callback: None,
             retry_of: None,
             rerun_of: None,
+            inputs: Vec::new(),
             send_by_ms: None,
             priority: Priority::Normal,
             chat: None,

@@ -21,6 +21,8 @@ pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<
         site_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         site_root: "target/site".into(),
         kie_base_url: kie_base.parse().expect("url"),
+        kie_upload_base_url: None,
+        upload_max_bytes: 100 << 20,
         public_url: Some(public.parse().expect("url")),
         store,
         kie_key: Some((Secret::new(KEY), KeySource::Environment)),

@@ -21,6 +21,9 @@ use crate::error::{Refusal, Shape};
 
 /// The largest body each route takes: the first prefix that matches decides.
 pub const BODY_LIMITS: &[(&str, usize)] = &[
+    // The relay's uploads: a file (`UPLOAD_MAX_MB` at most 2 GiB, base64 a third more); the
+    // handler holds each to `UPLOAD_MAX_MB`.
+    (UPLOADS, 3 << 30),
     // The relay: KIE's JSON bodies, a chat call's messages.
     ("/kie/", 1 << 20),
     // The MCP server: a tool call's arguments (a model's input).
@@ -36,6 +39,10 @@ pub const BODY_LIMITS: &[(&str, usize)] = &[
 ];
 /// How long a client may take to send a request's body.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(30);
+/// The relay's upload calls, whose bodies are files.
+const UPLOADS: &str = "/kie/api/file-";
+/// How long a client may take to send a file to an upload call.
+pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// How long a handler may take to start its answer (see the module documentation).
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -74,7 +81,8 @@ pub async fn bound(req: Request, next: Next) -> Response {
     // A request with a body (declared, or chunked) reads it under the limit and the deadline;
     // one without (most GETs) costs no timer.
     let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let req = if has_body { req.map(|body| Body::new(Deadline::new(http_body_util::Limited::new(body, limit), BODY_DEADLINE))) } else { req };
+    let within = if path.starts_with(UPLOADS) { UPLOAD_DEADLINE } else { BODY_DEADLINE };
+    let req = if has_body { req.map(|body| Body::new(Deadline::new(http_body_util::Limited::new(body, limit), within))) } else { req };
     if exempt {
         return next.run(req).await;
     }
@@ -90,6 +98,7 @@ pub async fn bound(req: Request, next: Next) -> Response {
 /// A body that fails once its deadline passes.
 struct Deadline<B> {
     inner: B,
+    within: Duration,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -97,6 +106,7 @@ impl<B> Deadline<B> {
     fn new(inner: B, within: Duration) -> Self {
         Deadline {
             inner,
+            within,
             sleep: Box::pin(tokio::time::sleep(within)),
         }
     }
@@ -124,7 +134,7 @@ where
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow(BODY_DEADLINE))))),
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow(self.within))))),
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -146,6 +156,7 @@ mod tests {
     #[test]
     fn each_route_has_the_body_limit_that_fits_it() {
         assert_eq!(body_limit("/kie/api/v1/jobs/createTask"), 1 << 20);
+        assert_eq!(body_limit("/kie/api/file-stream-upload"), 3 << 30);
         assert_eq!(body_limit("/callbacks/kie/abc"), 256 << 10);
         assert_eq!(body_limit("/api/submit_task"), 256 << 10);
         assert_eq!(body_limit("/panel/budget"), 64 << 10);

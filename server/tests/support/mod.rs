@@ -50,6 +50,8 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         site_root: "target/site".into(),
         // Loopback only: a closed port unless a test points it at a kie-sim.
         kie_base_url: format!("http://127.0.0.1:{}", testkit::free_port()).parse().expect("url"),
+        kie_upload_base_url: None,
+        upload_max_bytes: 100 << 20,
         public_url: Some("https://console.example.test".parse().expect("url")),
         store,
         kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),

@@ -3,7 +3,7 @@
 use super::{Line, Receipt};
 
 /// The header row of a receipt's CSV.
-pub const CSV_HEADER: &str = "task_id,kie_task_id,project,model,owner,state,estimated_credits,credits,cost_usd,exports,created_utc,finished_utc\r\n";
+pub const CSV_HEADER: &str = "task_id,kie_task_id,project,model,owner,state,estimated_credits,credits,cost_usd,exports,created_utc,finished_utc,inputs\r\n";
 
 /// The receipt as CSV: one row per line, times in UTC, formula cells defused.
 pub fn csv(r: &Receipt) -> String {
@@ -27,6 +27,7 @@ pub fn csv_rows(lines: &[Line]) -> String {
             l.exports.join(" "),
             crate::team::audit::utc(l.created_ms),
             l.finished_ms.map(crate::team::audit::utc).unwrap_or_default(),
+            l.inputs.join(" "),
         ];
         out.push_str(&row.iter().map(|f| crate::team::audit::field(f)).collect::<Vec<_>>().join(","));
         out.push_str("\r\n");

@@ -339,6 +339,9 @@ pub struct Line {
     /// KIE finished it after this console had given up on it (it was `expired` first).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub completed_after_give_up: bool,
+    /// What it was made from: its inputs from the Library (`control-room://library/<task>/<n>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// A task's line. `base` is `PUBLIC_URL` (Library paths are absolute with it).
@@ -371,6 +374,7 @@ pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
         finished_ms: t.finished_ms,
         charge_basis: t.charge_basis.filter(|_| c > Credits::ZERO).map(|b| b.as_str().to_string()),
         completed_after_give_up: t.completed_late,
+        inputs: t.inputs.iter().map(crate::library::inputs::LibraryInput::reference).collect(),
     }
 }
 

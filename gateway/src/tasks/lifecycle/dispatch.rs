@@ -146,6 +146,19 @@ impl Lifecycle {
             Some(now) if now.version == t.version => {}
             _ => return Ok(Sent::Done),
         }
+        // Inputs from the Library become URLs KIE can fetch before a rate slot is taken (an
+        // upload may take a while).
+        let (input, told) = if t.inputs.is_empty() {
+            (None, Vec::new())
+        } else {
+            match self.input_for_kie(t).await {
+                Ok((input, told)) => (Some(input), told),
+                Err(trouble) => {
+                    self.hold_for_inputs(&t.id, trouble).await?;
+                    return Ok(Sent::Done);
+                }
+            }
+        };
         let mut waited = false;
         let holds = loop {
             match self.claim_dispatch(t).await? {
@@ -171,6 +184,9 @@ impl Lifecycle {
             t.dispatch.attempts += 1;
             t.dispatch.sending_since_ms = Some(mark);
             t.note = Some("Sending to KIE".into());
+            for text in &told {
+                t.story.push(mark, &self.0.opts.instance, crate::tasks::story::BeatKind::Library, text.clone());
+            }
             true
         });
         let marked = match marked.await {
@@ -196,7 +212,7 @@ impl Lifecycle {
         // The family's own name for the model (Suno's `V4_5`), from the catalog; a model gone
         // from the catalog since is sent by its id.
         let upstream = self.0.catalog.get(&task.model).map_or(task.model.as_str(), |m| m.upstream_name());
-        let answer = kie.create_task(task.family.adapter(), upstream, &task.input, callback.as_deref()).await;
+        let answer = kie.create_task(task.family.adapter(), upstream, input.as_ref().unwrap_or(&task.input), callback.as_deref()).await;
         // KIE's answer is known only here: keep trying to record it while the store is out
         // (a Redis restart), rather than leave a task KIE took in doubt.
         let mut tries = 0u32;

@@ -11,6 +11,7 @@
 //! - [`submit`] — validate, write the record, reserve under the cost rules, wake the
 //!   dispatcher; Retry.
 //! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
+//! - [`inputs`] — inputs from the Library: checked at submit, made fetchable by KIE at send.
 //! - [`apply`] — the one idempotent step that applies an upstream state to a task.
 //! - [`cancel`] — ending a task still queued here, before it reaches KIE.
 //! - [`deadline`] — ending a task the queue could not send by its deadline.
@@ -36,6 +37,7 @@ pub mod cancel;
 pub mod deadline;
 pub(crate) mod delivery;
 pub(crate) mod dispatch;
+pub(crate) mod inputs;
 pub(crate) mod limits;
 pub mod poller;
 pub mod queue;
@@ -195,6 +197,9 @@ struct Inner {
     alert_checks: alerts::AlertChecks,
     /// The relay's open batches this instance listed.
     open_batches: batch::OpenBatches,
+    /// The Library's copies, read when one is a task's input ([`inputs`]); set once the
+    /// Library is opened (none: only KIE's own live URLs can be inputs).
+    library_objects: std::sync::OnceLock<Arc<dyn object_store::ObjectStore>>,
 }
 
 /// Where a change to a settled record (a write, its deletion) is announced to every instance.
@@ -232,6 +237,7 @@ impl Lifecycle {
             chat_ends: Default::default(),
             alert_checks: Default::default(),
             open_batches: Default::default(),
+            library_objects: Default::default(),
         }))
     }
 

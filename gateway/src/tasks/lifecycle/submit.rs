@@ -54,6 +54,9 @@ pub struct Submission {
     pub batch: Option<String>,
     /// Held back until its batch is admitted whole (see [`super::batch`]).
     pub gated: bool,
+    /// The projects whose Library assets it may name as inputs (a person's membership;
+    /// `None`: its own project's alone, as for a relay key). A signed link is always usable.
+    pub sees: Option<crate::team::membership::Membership>,
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -258,6 +261,8 @@ impl Lifecycle {
             return Err(SubmitError::Store(StoreError::Unavailable("the store lost its data (epoch gone); this instance accepts nothing until it is restored".into())));
         }
         let (family, estimate) = self.validate(&s)?;
+        let mut s = s;
+        let inputs = self.admit_inputs(&mut s.input, s.sees.as_ref(), s.project.trim()).await?;
         if let Some(original) = &s.rerun_of {
             let found = self.0.store.task_get(original).await?;
             match found {
@@ -279,6 +284,7 @@ impl Lifecycle {
         let mut t = TaskRecord::new(format!("cr_{}", random_hex(10)), s.owner.trim(), s.project.trim(), &s.model, now);
         t.family = family;
         t.input = s.input;
+        t.inputs = inputs;
         t.rerun_of = s.rerun_of;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
@@ -429,7 +435,7 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: Some(old.priority), ..Default::default() }).await?;
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: Some(old.priority), sees: Some(by.membership.clone()), ..Default::default() }).await?;
         // Noted on the failure (the review shows it; a bulk retry skips it).
         self.modify(&old_id, |t| t.retried_as.replace(new.id.clone()).as_ref() != Some(&new.id)).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;

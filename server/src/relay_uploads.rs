@@ -1,0 +1,102 @@
+//! KIE's upload calls through the relay, for relay keys, answered with KIE's answer (its
+//! `data.downloadUrl` is usable as any model's input):
+//!
+//! - `POST /kie/api/file-stream-upload` — multipart (`file`, `uploadPath`, `fileName`),
+//!   streamed to KIE as it arrives;
+//! - `POST /kie/api/file-base64-upload` — JSON (`base64Data`, `uploadPath`, `fileName`);
+//! - `POST /kie/api/file-url-upload` — JSON (`fileUrl`, `uploadPath`, `fileName`): KIE fetches
+//!   `fileUrl`, so it must pass the outbound policy as any URL a user aims does (no private
+//!   targets: KIE must not be made to probe a network, and the console's own address is no
+//!   way around it).
+//!
+//! Bounded by `UPLOAD_MAX_MB` (a base64 body by a third more); sent to KIE's upload host
+//! (`KIE_UPLOAD_BASE_URL`). Uploads cost no credits and no rate slot.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::error::{Refusal, RelayCaller};
+use crate::relay::kie_answer;
+
+/// The relay's paths of KIE's upload calls, with KIE's own.
+pub const PATHS: [(&str, &str); 3] = [
+    ("/kie/api/file-stream-upload", gateway::kie::UPLOAD_PATHS[0]),
+    ("/kie/api/file-base64-upload", gateway::kie::UPLOAD_PATHS[1]),
+    ("/kie/api/file-url-upload", gateway::kie::UPLOAD_PATHS[2]),
+];
+/// Room for a multipart body's boundaries and small fields, or a JSON body's other fields.
+const OVERHEAD: u64 = 64 << 10;
+/// Longest `fileUrl` taken.
+const MAX_FILE_URL: usize = 2048;
+
+pub fn routes() -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    for (ours, theirs) in PATHS {
+        router = router.route(ours, axum::routing::post(move |state, caller, headers, body| upload(theirs, state, caller, headers, body)));
+    }
+    router
+}
+
+/// The largest body `kie_path` takes under `UPLOAD_MAX_MB`.
+fn body_limit(kie_path: &str, max_file: u64) -> u64 {
+    match kie_path {
+        p if p == gateway::kie::UPLOAD_PATHS[0] => max_file + OVERHEAD,
+        p if p == gateway::kie::UPLOAD_PATHS[1] => max_file.div_ceil(3) * 4 + OVERHEAD,
+        _ => OVERHEAD,
+    }
+}
+
+async fn upload(kie_path: &'static str, State(state): State<AppState>, RelayCaller(key): RelayCaller, headers: HeaderMap, body: Body) -> Result<Response, Refusal> {
+    let Some(kie) = &state.kie else { return Err(Refusal::kie(503, "Not configured: the Control Room has no KIE key")) };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let multipart = kie_path == gateway::kie::UPLOAD_PATHS[0];
+    let wanted = if multipart { "multipart/form-data" } else { "application/json" };
+    if !content_type.trim_start().to_ascii_lowercase().starts_with(wanted) {
+        return Err(Refusal::kie(415, format!("Content-Type must be {wanted}")));
+    }
+    let limit = body_limit(kie_path, state.upload_max_bytes);
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || Refusal::kie(413, format!("The upload is larger than this console takes (UPLOAD_MAX_MB = {} MiB per file)", state.upload_max_bytes >> 20));
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    // Set when a streamed body runs past the limit (the upload then fails midway).
+    let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = if multipart {
+        let seen = overran.clone();
+        let chunks = futures::StreamExt::inspect(http_body_util::BodyDataStream::new(limited), move |chunk| {
+            if chunk.as_ref().is_err_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        reqwest::Body::wrap_stream(chunks)
+    } else {
+        let bytes = http_body_util::BodyExt::collect(limited).await.map_err(|e| if e.is::<http_body_util::LengthLimitError>() { too_large() } else { Refusal::kie(400, format!("The request body could not be read: {e}")) })?.to_bytes();
+        let req: Value = serde_json::from_slice(&bytes).map_err(|e| Refusal::kie(400, format!("The request body is not valid JSON: {e}")))?;
+        if !req.is_object() {
+            return Err(Refusal::kie(422, "The request body must be a JSON object"));
+        }
+        if kie_path == gateway::kie::UPLOAD_PATHS[2] {
+            let url = match req.get("fileUrl") {
+                Some(Value::String(u)) if !u.trim().is_empty() && u.len() <= MAX_FILE_URL => u.trim(),
+                _ => return Err(Refusal::kie(422, format!("fileUrl is required: an http(s) URL of at most {MAX_FILE_URL} characters"))),
+            };
+            state.lifecycle.outbound().check(url).await.map_err(|e| Refusal::kie(422, format!("fileUrl refused: {e}")))?;
+        }
+        reqwest::Body::from(bytes)
+    };
+    let data = kie.upload_as_sent(kie_path, &content_type, sent).await.map_err(|e| {
+        if overran.load(std::sync::atomic::Ordering::Relaxed) {
+            return too_large();
+        }
+        tracing::warn!(error = %e, key = %key.id, path = kie_path, "relay: an upload to KIE did not succeed");
+        Refusal::kie(e.code().and_then(|c| u16::try_from(c).ok()).filter(|c| (400..600).contains(c)).unwrap_or(502), format!("KIE's upload did not succeed: {e}"))
+    })?;
+    tracing::info!(key = %key.id, path = kie_path, "relay: a file uploaded to KIE");
+    Ok(kie_answer(200, "File uploaded successfully", data))
+}
