@@ -152,9 +152,11 @@ fn ControlRoom() -> impl IntoView {
                             // The composer starts in the person's first project (or `default`).
                             let mine = me.map(|m| m.projects).unwrap_or_default();
                             let project = mine.first().cloned().unwrap_or_else(|| "default".into());
+                            // "Use as input" in the Library: `/?input=<task>/<n>`.
+                            let input = query.get_untracked().get("input").and_then(|i| panels::retention::input_reference(&i)).unwrap_or_default();
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
                             view! {
-                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project/>
+                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project input=input/>
                                 // The projects a limited person may work in, offered by the composer's project field.
                                 <datalist id="my-projects">{mine.into_iter().map(|p| view! { <option value=p/> }).collect_view()}</datalist>
                             }

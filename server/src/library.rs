@@ -117,6 +117,34 @@ pub async fn asset(
     }
 }
 
+/// `POST /library/upload` (multipart: `project`, then `file`; panel 07's "Add from your
+/// desk"): a producer's file kept in the Library ([`gateway::library::desk`]), bounded by
+/// `UPLOAD_MAX_MB` and `LIBRARY_MAX_ASSET_MB`; then the composer opens with it as the input.
+pub async fn upload(State(state): State<AppState>, actor: Option<Extension<Actor>>, mut form: axum::extract::Multipart) -> Result<Response, Refusal> {
+    let Some(Extension(actor)) = actor else { return Err(Refusal::plain(StatusCode::UNAUTHORIZED, "Sign in first: adding a file needs a session.")) };
+    let Some(library) = &state.library else { return Err(Refusal::plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).")) };
+    let max = state.upload_max_bytes.min(library.config().max_asset_bytes);
+    let unreadable = |e: axum::extract::multipart::MultipartError| Refusal::plain(StatusCode::BAD_REQUEST, format!("The form could not be read: {e}"));
+    let mut project = None;
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("project") => project = Some(field.text().await.map_err(unreadable)?),
+            Some("file") => {
+                let Some(project) = project.take() else { return Err(Refusal::plain(StatusCode::UNPROCESSABLE_ENTITY, "Name the project before the file.")) };
+                let name = field.file_name().unwrap_or("file").to_string();
+                let chunks = futures::StreamExt::map(field, |c| c.map_err(|e| format!("the upload broke off: {e}")));
+                let kept = library.keep_from_desk(&actor, project.trim(), &name, chunks, max).await.map_err(|e| {
+                    Refusal::plain(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), format!("{e}. Nothing was kept."))
+                })?;
+                tracing::Span::current().record("task", kept.id.as_str());
+                return Ok(axum::response::Redirect::to(&format!("/?input={}/0#composer", kept.id)).into_response());
+            }
+            _ => {}
+        }
+    }
+    Err(Refusal::plain(StatusCode::UNPROCESSABLE_ENTITY, "Choose a file to add."))
+}
+
 fn unreadable(e: &LibraryError) -> Refusal {
     Refusal::unavailable(Shape::Plain, "library: cannot read an asset", e, "The Library cannot be read right now; try again shortly.")
 }

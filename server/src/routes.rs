@@ -47,6 +47,8 @@ pub fn router(state: AppState, console: ConsoleContext) -> Router {
         .route("/draft/{token}", get(chat::draft))
         .route("/metrics", get(metrics::metrics))
         .route("/library/{task}/{n}", get(library::asset))
+        // Bounded by the edge and the handler (`UPLOAD_MAX_MB`), not by axum's 2 MB default.
+        .route("/library/upload", post(library::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/batches/{name}/zip", get(batches::zip))
         .route("/receipts.json", get(receipts::json))
         .route("/receipts.csv", get(receipts::csv))

@@ -202,3 +202,69 @@ async fn the_relays_upload_calls_answer_as_kie_does_bounded_and_through_the_outb
     assert_eq!(r.json::<Value>().await.unwrap()["code"], 401);
     s.shutdown().await.unwrap();
 }
+
+/// A multipart form as a browser sends panel 07's "Add from your desk".
+fn desk_form(project: &str, name: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().text("project", project.to_string()).part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_upload_of_the_copy() {
+    let (sim_base, sim) = start_sim_with(fast(), KEY, 10_000.0, None).await;
+    let store_cfg = redis_store(&format!("{}:", testkit::unique("desk")));
+    seed_users(&store_cfg).await;
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.public_url = Some(base.parse().expect("url"));
+    cfg.library = Some(library("desk"));
+    cfg.upload_max_bytes = 1 << 20;
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&store_cfg).await.expect("store");
+    let producer = client_as(&base, PRODUCER).await;
+    let png = kie_sim::media::png(16, 9, [20, 90, 200]);
+
+    // Kept, then the composer opens with it as the input.
+    let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "storyboard frame.png", png.clone())).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let id = to.strip_prefix("/?input=").and_then(|t| t.strip_suffix("/0#composer")).unwrap_or_else(|| panic!("{to}")).to_string();
+    let kept = store.task_get(&id).await.unwrap().expect("its record");
+    assert_eq!((kept.model.as_str(), kept.project.as_str(), kept.owner.as_str(), kept.state), (gateway::library::desk::DESK_MODEL, "trailer", PRODUCER, gateway::TaskState::Success));
+    assert_eq!(kept.actual_cost, Some(gateway::Credits::ZERO));
+    let asset = &kept.archive.as_ref().expect("archive").assets[0];
+    assert_eq!((asset.state, asset.content_type.as_deref(), asset.bytes), (gateway::library::asset::AssetState::Archived, Some("image/png"), Some(png.len() as u64)));
+    let served = producer.get(format!("{base}/library/{id}/0")).send().await.unwrap();
+    assert_eq!(served.bytes().await.unwrap(), png, "the Library serves what was sent");
+    // The page the composer opens on carries the reference.
+    let page = producer.get(format!("{base}{}", to.trim_end_matches("#composer"))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("control-room://library/{id}/0")), "the composer is given the input");
+
+    // As an input: a desk file never was KIE's, so its copy is uploaded to KIE.
+    let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.expect("key");
+    let input = json!({"model": "kling-2.6/image-to-video", "input": {"prompt": "the board comes alive", "image_urls": [format!("control-room://library/{id}/0")], "duration": "5"}});
+    let (code, made) = create(&base, key.text.expose(), input).await;
+    assert_eq!(code, 200, "{made}");
+    let t = sent(store.as_ref(), made["data"]["taskId"].as_str().unwrap()).await;
+    let url = sent_input(&sim, t.kie_task_id.as_deref().expect("sent"))["image_urls"][0].as_str().expect("url").to_string();
+    assert!(url.contains("/uploads/"), "{url}");
+    assert_eq!(http().get(&url).send().await.unwrap().bytes().await.unwrap(), png);
+
+    // Refused, with nothing kept: not media, too large, a viewer, no session, another site.
+    let before = store.task_counts().await.unwrap().total;
+    let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "notes.png", b"just some text, named like an image".to_vec())).send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("not an image, a video or an audio file"));
+    let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "huge.png", [png.clone(), vec![0u8; 1 << 20]].concat())).send().await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413, "larger than UPLOAD_MAX_MB");
+    }
+    let viewer = client_as(&base, VIEWER).await;
+    assert_eq!(viewer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "a.png", png.clone())).send().await.unwrap().status(), 403);
+    assert_eq!(no_redirects().post(format!("{base}/library/upload")).header("origin", &base).multipart(desk_form("trailer", "a.png", png.clone())).send().await.unwrap().status(), 401);
+    let token = session(&base, PRODUCER).await;
+    let cross = no_redirects().post(format!("{base}/library/upload")).header("origin", "https://evil.example").header("cookie", cookie(&token)).multipart(desk_form("trailer", "a.png", png.clone())).send().await.unwrap();
+    assert_eq!(cross.status(), 403, "another site's form");
+    assert_eq!(store.task_counts().await.unwrap().total, before, "nothing of a refused file stays");
+    s.shutdown().await.unwrap();
+}

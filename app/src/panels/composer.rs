@@ -2,7 +2,9 @@
 //! its family's own fields: Veo's aspect ratio, Suno's custom mode…) and the project, submit.
 //! Shown at the top of the Task Monitor; the task then appears below it, live. Pinned models
 //! come first; the estimate for the exact inputs shows before submitting. "Re-run with edits"
-//! in the Monitor opens an ended task here with its inputs filled.
+//! in the Monitor opens an ended task here with its inputs filled; "Use as input" in the
+//! Library (panel 07) opens it with that asset as the image input
+//! (`control-room://library/<task>/<n>`, sent to KIE as a URL it can fetch).
 
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
@@ -33,14 +35,17 @@ pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
 /// The composer, given the Market's models (pinned flags of the person looking) and whether
 /// the person may submit.
 #[component]
-pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String) -> impl IntoView {
+pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String, input: String) -> impl IntoView {
+    // With an input from the Library, the first model that takes an image.
+    let takes_image = |m: &ModelOption| m.required.iter().any(|f| f == "image_urls");
+    let first = if input.is_empty() { None } else { models.iter().find(|m| takes_image(m)).map(|m| m.id.clone()) };
     let models = StoredValue::new(models);
-    let model = RwSignal::new(String::new());
+    let model = RwSignal::new(first.unwrap_or_default());
     let project = RwSignal::new(project);
     let prompt = RwSignal::new(String::new());
     let choice = RwSignal::new(String::new());
     let mode = RwSignal::new("std".to_string());
-    let image_url = RwSignal::new(String::new());
+    let image_url = RwSignal::new(input);
     // The model's own fields as entered, by name; unset ones show their initial value.
     let fields = RwSignal::new(BTreeMap::<String, String>::new());
     let rerun_of = RwSignal::new(None::<String>);
@@ -92,7 +97,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, proje
             prompt: prompt.get_untracked(),
             choice: opt(choice.get_untracked()).or_else(|| m.choices.first().cloned()),
             mode: (m.priced_by.as_deref() == Some("duration")).then(|| mode.get_untracked()),
-            image_url: m.required.iter().any(|f| f == "image_urls").then(|| image_url.get_untracked()).and_then(opt),
+            image_url: takes_image(&m).then(|| image_url.get_untracked()).and_then(opt),
             fields: (!m.fields.is_empty()).then(|| {
                 let set = fields.get_untracked();
                 // A JSON object of strings (a map, not a `serde_json::Value`: its code is
@@ -117,7 +122,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, proje
         })
     };
     view! {
-        <form class="composer" on:submit=on_submit data-testid="composer">
+        <form class="composer" id="composer" on:submit=on_submit data-testid="composer">
             {models.with_value(|list| { let list = list.clone(); view! {
                 <label>"Model "
                     <select name="model" data-testid="composer-model" prop:value=move || selected().map(|m| m.id).unwrap_or_default() on:change=move |ev| { model.set(event_target_value(&ev)); choice.set(String::new()); fields.set(BTreeMap::new()); rerun_of.set(None); }>
@@ -165,8 +170,8 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, proje
                     })}
                 }
             }))}
-            {move || selected().filter(|m| m.required.iter().any(|f| f == "image_urls")).map(|_| view! {
-                <label>"Image URL "<input type="url" name="image_url" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
+            {move || selected().filter(takes_image).map(|_| view! {
+                <label title="A URL, or a Library asset (Use as input in panel 07)">"Image URL "<input type="url" name="image_url" data-testid="composer-image" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
             })}
             {move || selected().map(|m| m.fields.into_iter().map(|f| field_input(f, fields)).collect_view())}
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" aria-label="Prompt" rows="2" maxlength="5000"

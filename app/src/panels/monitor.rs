@@ -65,8 +65,10 @@ pub fn first_page(read: &Result<TaskList, String>) -> String {
 /// reset of the live stream reads the list again (no resource and no `Suspense` in the browser:
 /// the page arrives with its rows).
 #[island]
-pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, initial: TaskFilter, project: String) -> impl IntoView {
+pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, initial: TaskFilter, project: String, input: String) -> impl IntoView {
     let live = live();
+    // Opened with an input from the Library (on a phone it is otherwise folded).
+    let opened = !input.is_empty();
     let first: Result<TaskList, String> = serde_json::from_slice(first.as_bytes()).unwrap_or_else(|e| Err(e.to_string()));
     let shown = initial.clone();
     let filter = RwSignal::new(initial);
@@ -182,9 +184,9 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, i
             </header>
             <div class="panel-body">
             // Behind a button on a phone (the tasks come first); always open on a wide screen.
-            <details class="compose">
+            <details class="compose" open=opened>
                 <summary data-testid="compose-open">"New task"</summary>
-                <Composer rerun=rerun models=models can_produce=can_produce project=project/>
+                <Composer rerun=rerun models=models can_produce=can_produce project=project input=input/>
             </details>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks" on:input=changed on:change=changed>

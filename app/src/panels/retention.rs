@@ -85,15 +85,27 @@ pub fn library_preview(path: String, content_type: &str) -> AnyView {
     }
 }
 
+/// `<task>/<n>` (from "Use as input") as the composer's Library reference; `None` when it
+/// is not one (the submission checks the asset itself).
+pub fn input_reference(at: &str) -> Option<String> {
+    let (task, n) = at.split_once('/')?;
+    let task_ok = !task.is_empty() && task.len() <= 64 && task.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (task_ok && n.parse::<u16>().is_ok_and(|n| n < 1000)).then(|| format!("control-room://library/{task}/{n}"))
+}
+
 fn item(i: LibraryItem) -> impl IntoView + use<> {
     let name = format!("{}-{}", i.task_id, i.index);
+    // An image is offered as the input of a new task (image-to-video, edits).
+    let use_it = i.content_type.starts_with("image/").then(|| view! {
+        <a href=format!("/?input={}/{}#composer", i.task_id, i.index) data-testid="library-use" title="Open the composer with this image as the input">"Use as input"</a>" · "
+    });
     view! {
         <li class="library-item" data-task=i.task_id.clone() data-testid="library-item">
             {library_preview(i.path.clone(), &i.content_type)}
             <div>
                 <code>{i.task_id.clone()}</code>" · "{i.model.clone()}" · "{i.project.clone()}
                 <div class="muted small">{format!("{} · {} · sha256 {}…", i.content_type, size(i.bytes), i.sha256.chars().take(12).collect::<String>())}</div>
-                <a href=i.path.clone() download=name data-testid="library-download">"Download"</a>
+                {use_it}<a href=i.path.clone() download=name data-testid="library-download">"Download"</a>
                 <label class="small">" Signed link "
                     <input type="text" readonly=true value=i.link.clone() size="28" aria-label="Signed link, works without signing in" data-testid="library-link"/>
                 </label>
@@ -108,7 +120,9 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     let items = library_items(project.clone()).await;
     let me = super::me().await;
     let admin = me.as_ref().is_some_and(|m| m.is_admin());
-    let shares = if me.as_ref().is_some_and(|m| m.can_produce()) { Some(list_share_links().await) } else { None };
+    let producer = me.as_ref().is_some_and(|m| m.can_produce());
+    let shares = if producer { Some(list_share_links().await) } else { None };
+    let first_project = me.as_ref().and_then(|m| m.projects.first().cloned()).unwrap_or_else(|| if project.is_empty() { "default".into() } else { project.clone() });
     let head = status.as_ref().map_or_else(|_| badge("err", "Unavailable"), status_badge);
     view! {
         <Panel id=PanelId::Retention badge=head class="wide" refresh="library ended" flash=flash>
@@ -127,6 +141,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
                 Ok(list) => view! { <ul class="library" data-testid="library-list">{list.into_iter().map(item).collect_view()}</ul> }.into_any(),
                 Err(e) => super::unavailable(&e),
             }}
+            {producer.then(|| desk_form(first_project))}
             {shares.map(share_links)}
             {admin.then(|| view! {
                 <form class="inline" method="post" action=act_form(PanelId::Retention) data-testid="library-delete">
@@ -139,6 +154,21 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
         </Panel>
     }
     .into_any()
+}
+
+/// "Add from your desk": a file (drop it on the field, or browse) into a project's Library;
+/// the composer then opens with it as the input. A plain form: no script, no bundle.
+fn desk_form(project: String) -> impl IntoView {
+    view! {
+        <details class="desk" data-testid="desk-section"><summary>"Add from your desk…"</summary>
+        <form class="inline" method="post" action="/library/upload" enctype="multipart/form-data" data-testid="desk-upload">
+            <label class="small">"Project "<input type="text" name="project" required=true maxlength="64" value=project list="my-projects"/></label>
+            <label class="small">" File "<input type="file" name="file" required=true accept="image/*,video/*,audio/*" data-testid="desk-file"/></label>
+            <button type="submit" data-testid="desk-submit">"Add to the Library"</button>
+        </form>
+        <p class="muted small">"An image, a video or an audio file (UPLOAD_MAX_MB at most), kept here for the team and usable as any task's input."</p>
+        </details>
+    }
 }
 
 /// Share links: the form that makes one, and the links made so far with their uses.

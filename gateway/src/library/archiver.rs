@@ -63,7 +63,7 @@ pub enum Outcome {
 }
 
 /// Why a download did not produce a checked temporary copy.
-enum Fetch {
+pub(super) enum Fetch {
     /// The source answered 403/404/410 (or another 4xx): it lapsed.
     Gone(u16),
     /// The policy or the size cap refuses it: sending again cannot help.
@@ -72,11 +72,11 @@ enum Fetch {
 }
 
 /// A complete, checked temporary copy.
-struct Downloaded {
-    tmp: Path,
-    bytes: u64,
-    sha256: String,
-    content_type: &'static str,
+pub(super) struct Downloaded {
+    pub(super) tmp: Path,
+    pub(super) bytes: u64,
+    pub(super) sha256: String,
+    pub(super) content_type: &'static str,
 }
 
 /// Woken by `wake` when a task has results to copy.
@@ -208,7 +208,7 @@ impl Library {
     }
 
     /// Writes what a try came to into the task's record (only while the asset is pending).
-    async fn record(&self, id: &str, n: usize, outcome: &Outcome, renewed: bool) -> StoreResult<Option<TaskRecord>> {
+    pub(super) async fn record(&self, id: &str, n: usize, outcome: &Outcome, renewed: bool) -> StoreResult<Option<TaskRecord>> {
         let now = now_ms();
         self.0
             .lifecycle
@@ -283,8 +283,11 @@ impl Library {
 
     /// Streams `url` into a temporary object, capped, hashed and sniffed; checks its size.
     async fn download(&self, task: &str, n: usize, url: &str) -> Result<Downloaded, Fetch> {
+        if url.starts_with(super::desk::DESK_SOURCE) {
+            return Err(Fetch::Refused("the file's upload from the desk did not finish; add it again".into()));
+        }
         self.0.cfg.sources.admit(url).map_err(Fetch::Refused)?;
-        let mut resp = self.0.outbound.get_streamed(url).await.map_err(|e| if e.is_refusal() { Fetch::Refused(format!("download refused: {e}")) } else { Fetch::Transient(format!("download failed: {e}")) })?;
+        let resp = self.0.outbound.get_streamed(url).await.map_err(|e| if e.is_refusal() { Fetch::Refused(format!("download refused: {e}")) } else { Fetch::Transient(format!("download failed: {e}")) })?;
         match resp.status {
             200..=299 => {}
             s @ 300..=399 => {
@@ -299,15 +302,37 @@ impl Library {
         if resp.content_length().is_some_and(|l| l > max) {
             return Err(too_large());
         }
+        let chunks = futures::stream::unfold(resp, |mut resp| async move {
+            match resp.chunk().await {
+                Ok(Some(c)) => Some((Ok(c), resp)),
+                Ok(None) => None,
+                Err(e) => Some((Err(format!("the download broke off: {e}")), resp)),
+            }
+        });
+        self.write_temp(task, n, chunks, max, too_large).await
+    }
+
+    /// Streams `chunks` into a temporary copy of asset `n` of `task` (`tmp/<task>/<n>.<random>`),
+    /// hashed, sniffed and capped at `max` bytes (past it: `too_large()`), and checks the
+    /// stored size. Nothing counts until [`Library::commit`].
+    pub(super) async fn write_temp(
+        &self,
+        task: &str,
+        n: usize,
+        chunks: impl futures::Stream<Item = Result<bytes::Bytes, String>>,
+        max: u64,
+        too_large: impl Fn() -> Fetch,
+    ) -> Result<Downloaded, Fetch> {
         let objects = &self.0.objects;
         let tmp = Path::from(format!("tmp/{task}/{n}.{}", crate::secret::random_hex(6)));
         let transient = |what: &str, e: &dyn std::fmt::Display| Fetch::Transient(format!("{what}: {e}"));
         let upload = objects.put_multipart(&tmp).await.map_err(|e| transient("cannot write to the Library", &e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let (mut hash, mut size, mut head) = (Sha256::new(), 0u64, Vec::with_capacity(sniff::SNIFF_LEN));
+        let mut chunks = std::pin::pin!(chunks);
         let failure = loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
+            match chunks.next().await {
+                Some(Ok(chunk)) => {
                     size += chunk.len() as u64;
                     if size > max {
                         break Some(too_large());
@@ -320,9 +345,9 @@ impl Library {
                     }
                     w.put(chunk);
                 }
-                Ok(None) if size == 0 => break Some(Fetch::Transient("the source answered an empty body".into())),
-                Ok(None) => break None,
-                Err(e) => break Some(transient("the download broke off", &e)),
+                None if size == 0 => break Some(Fetch::Transient("the source answered an empty body".into())),
+                None => break None,
+                Some(Err(e)) => break Some(Fetch::Transient(e)),
             }
         };
         if let Some(f) = failure {
@@ -343,7 +368,7 @@ impl Library {
     }
 
     /// Counts a checked copy against the quota and gives it its final name.
-    async fn commit(&self, task: &str, n: usize, d: Downloaded) -> Outcome {
+    pub(super) async fn commit(&self, task: &str, n: usize, d: Downloaded) -> Outcome {
         let objects = &self.0.objects;
         let bytes = i64::try_from(d.bytes).unwrap_or(i64::MAX);
         let reserve = |id: String, amount: i64, scope| ReserveRequest { id, amount, scopes: vec![scope], hold_ttl: None };

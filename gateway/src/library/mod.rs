@@ -7,6 +7,7 @@
 //! - [`archiver`] — the worker on every instance that copies results by lease, in deadline
 //!   order, with backoff, through the outbound policy, and resumes after a crash;
 //! - [`links`] — signed links (HMAC with a key kept in the store);
+//! - [`desk`] — files a producer adds from their desk, kept like a task's result;
 //! - [`inputs`] — assets used as a new task's inputs: recognised at submit, sent to KIE as a
 //!   URL it can fetch (its own while it lives, else an upload of the copy);
 //! - [`sniff`] — a result's content type, read from its bytes.
@@ -27,6 +28,7 @@
 
 pub(crate) mod archiver;
 pub mod asset;
+pub mod desk;
 pub mod inputs;
 pub mod links;
 pub(crate) mod sniff;

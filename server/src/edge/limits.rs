@@ -7,7 +7,7 @@
 //!   read, the request is refused and its connection closed.
 //! - **A deadline for the answer's head** ([`ANSWER_DEADLINE`]): a handler that has not
 //!   answered by then is answered 503 (a store that hangs does not hold connections for
-//!   ever). Live streams, the relay and the MCP server (a `wait` answers when its task ends) are exempt: their answers start at once or wait on KIE
+//!   ever). Live streams, the relay, the MCP server (a `wait` answers when its task ends) and the desk upload (its answer waits on the file) are exempt: their answers start at once or wait on KIE
 //!   under the KIE client's own timeouts.
 
 use axum::body::Body;
@@ -23,7 +23,9 @@ use crate::error::{Refusal, Shape};
 pub const BODY_LIMITS: &[(&str, usize)] = &[
     // The relay's uploads: a file (`UPLOAD_MAX_MB` at most 2 GiB, base64 a third more); the
     // handler holds each to `UPLOAD_MAX_MB`.
-    (UPLOADS, 3 << 30),
+    (UPLOADS[0], 3 << 30),
+    // A file from the desk into the Library (held to `UPLOAD_MAX_MB` by its handler).
+    (UPLOADS[1], 3 << 30),
     // The relay: KIE's JSON bodies, a chat call's messages.
     ("/kie/", 1 << 20),
     // The MCP server: a tool call's arguments (a model's input).
@@ -39,8 +41,8 @@ pub const BODY_LIMITS: &[(&str, usize)] = &[
 ];
 /// How long a client may take to send a request's body.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(30);
-/// The relay's upload calls, whose bodies are files.
-const UPLOADS: &str = "/kie/api/file-";
+/// The routes whose bodies are files: the relay's upload calls, the Library's desk upload.
+const UPLOADS: [&str; 2] = ["/kie/api/file-", "/library/upload"];
 /// How long a client may take to send a file to an upload call.
 pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// How long a handler may take to start its answer (see the module documentation).
@@ -56,7 +58,7 @@ pub fn body_limit(path: &str) -> usize {
 
 /// Routes whose answers may take longer than [`ANSWER_DEADLINE`] to start, or never end.
 fn exempt_from_answer_deadline(path: &str) -> bool {
-    path == "/events" || path.starts_with("/draft/") || path.starts_with("/kie/") || path == crate::mcp::PATH
+    path == "/events" || path.starts_with("/draft/") || path.starts_with("/kie/") || path == crate::mcp::PATH || path == UPLOADS[1]
 }
 
 /// The middleware: see the module documentation.
@@ -81,7 +83,7 @@ pub async fn bound(req: Request, next: Next) -> Response {
     // A request with a body (declared, or chunked) reads it under the limit and the deadline;
     // one without (most GETs) costs no timer.
     let has_body = declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let within = if path.starts_with(UPLOADS) { UPLOAD_DEADLINE } else { BODY_DEADLINE };
+    let within = if UPLOADS.iter().any(|u| path.starts_with(u)) { UPLOAD_DEADLINE } else { BODY_DEADLINE };
     let req = if has_body { req.map(|body| Body::new(Deadline::new(http_body_util::Limited::new(body, limit), within))) } else { req };
     if exempt {
         return next.run(req).await;

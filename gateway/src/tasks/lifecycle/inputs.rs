@@ -46,7 +46,8 @@ enum Fetchable<'a> {
 
 /// Where KIE can fetch result `n` of `source` from now, if anywhere.
 fn fetchable(source: &TaskRecord, n: usize, library: bool, now: u64) -> Option<Fetchable<'_>> {
-    let alive = source.finished_ms.is_some_and(|f| now.saturating_sub(f) < KIE_URL_TRUSTED.as_millis() as u64);
+    // A desk file never was KIE's: only its Library copy can be sent.
+    let alive = source.kie_task_id.is_some() && source.finished_ms.is_some_and(|f| now.saturating_sub(f) < KIE_URL_TRUSTED.as_millis() as u64);
     if let Some(url) = source.result_urls.get(n).filter(|_| alive) {
         return Some(Fetchable::Kie(url));
     }
