@@ -12,7 +12,8 @@
 //! - any other form posts to its `action` (or its button's `formaction`): the answer is the
 //!   panel again, with the outcome at its top, swapped in place; `X-Refresh` names other
 //!   panels the change moved. Without WASM the same forms are plain posts.
-//! - `data-autosubmit` on a list sends its form when it changes.
+//! - `data-autosubmit` on a list sends its form when it changes; `data-plain` on a form leaves
+//!   it to the browser (a post that navigates, such as a file from the desk).
 //!
 //! Reloads of one panel never pile up (one in flight, at most one more after it, and live
 //! reloads at most one a second, however busy the feed), an answer
@@ -136,6 +137,10 @@ mod browser {
         if form.get_attribute("data-notify").is_some() {
             ev.prevent_default();
             crate::notify::toggle();
+            return;
+        }
+        // A form that navigates (a file sent from the desk) is the browser's to post.
+        if form.has_attribute("data-plain") {
             return;
         }
         let Some(slug) = panel_of(&form) else { return };

@@ -4,7 +4,8 @@
 // chain's latest once; Resolved takes one off the review), its story on a page of its own; a search, the counts
 // by state and a task's story in the drawer beside the Monitor; intake paused from panel 06 holds a
 // new task (the strip says so) until Resume sends it; a batch of 20 from a CSV, previewed,
-// admitted whole and followed to 20/20 on panel 06.
+// admitted whole and followed to 20/20 on panel 06; an image from the Library, and a file from
+// the desk, as the input of an image-to-video task.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -215,6 +216,59 @@ test('a result flips to In Library and plays from the Library copy, live', async
     await page.waitForFunction(() => /1 assets/.test(document.querySelector('[data-testid="library-archived"]')?.textContent ?? ''), null, { timeout: 10_000 });
     assert.deepEqual(errors, [], 'no console errors');
     await page.locator('[data-panel="07"]').screenshot({ path: join(artifacts, 'library.png') });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+/** A 2×2 PNG (red, green, blue, white), made here as a person's file on their desk. */
+const DESK_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC', 'base64');
+
+test('an image from the Library, and a file from the desk, become the input of an image-to-video task', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    const frame = await compose(page, 'google/imagen4-fast', 'a lighthouse at dusk');
+    await watchStates(page, frame, 'success');
+    await page.waitForSelector(`tr[data-task="${frame}"] [data-testid="task-archive"]:has-text("In Library")`, { timeout: 20_000 });
+    // Panel 07 offers the image as an input: the composer opens with it, on a model that takes one.
+    const item = page.locator(`[data-panel="07"] [data-testid="library-item"][data-task="${frame}"]`);
+    await item.waitFor({ timeout: 10_000 });
+    await Promise.all([page.waitForURL((u) => u.searchParams.get('input') === `${frame}/0`), item.locator('[data-testid="library-use"]').click()]);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.equal(await page.inputValue('[data-testid="composer-image"]'), `control-room://library/${frame}/0`);
+    const model = await page.inputValue('[data-testid="composer-model"]');
+    const video = await compose(page, model, 'the light turns slowly');
+    await watchStates(page, video, 'success');
+    // Its story says what it was made from and how KIE got the image.
+    const story = await context.newPage();
+    await story.goto(`${server.base}/tasks/${video}`);
+    const beats = await story.textContent('[data-testid="story-beats"]');
+    assert.match(beats, new RegExp(`made from ${frame} result 0 in the Library`));
+    assert.match(beats, /input\.image_urls\[0\] \(.+\) sent to KIE as KIE's own result URL/);
+    await story.close();
+
+    // A file from the desk: kept in the Library, then the composer opens with it.
+    await page.goto(server.base + '/');
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    await page.click('[data-testid="desk-section"] summary');
+    await page.fill('[data-testid="desk-upload"] input[name="project"]', 'e2e');
+    await page.setInputFiles('[data-testid="desk-file"]', { name: 'storyboard.png', mimeType: 'image/png', buffer: DESK_PNG });
+    await Promise.all([page.waitForURL((u) => /^cr_[0-9a-f]+\/0$/.test(u.searchParams.get('input') ?? '')), page.click('[data-testid="desk-submit"]')]);
+    const desk = new URL(page.url()).searchParams.get('input').split('/')[0];
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.equal(await page.inputValue('[data-testid="composer-image"]'), `control-room://library/${desk}/0`);
+    const kept = await fetch(`${server.base}/library/${desk}/0`, { headers: { cookie: (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ') } });
+    assert.equal(kept.status, 200);
+    assert.deepEqual(Buffer.from(await kept.arrayBuffer()), DESK_PNG, 'the Library keeps the desk file as it was');
+    const fromDesk = await compose(page, await page.inputValue('[data-testid="composer-model"]'), 'the storyboard comes alive');
+    await watchStates(page, fromDesk, 'success');
+    const check = await context.newPage();
+    await check.goto(`${server.base}/tasks/${fromDesk}`);
+    assert.match(await check.textContent('[data-testid="story-beats"]'), /sent to KIE as an upload of the Library's copy/);
+    assert.deepEqual(errors, [], 'no console errors');
     await context.close();
   } finally {
     await server.stop();

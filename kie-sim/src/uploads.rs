@@ -115,24 +115,23 @@ pub async fn stream(State(sim): State<Sim>, headers: HeaderMap, mut form: Multip
     keep(&sim, PATH, Sent { name, path, content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()), bytes })
 }
 
-/// The JSON body of the base64 and URL calls, with `uploadPath` required.
-fn json_body(body: &[u8]) -> Result<(Value, String), &'static str> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| "The request body must be JSON")?;
-    let path = v.get("uploadPath").and_then(Value::as_str).filter(|p| !p.trim().is_empty()).ok_or("uploadPath is required")?.to_string();
-    Ok((v, path))
+/// The base64 and URL calls' start: the key, then the JSON body with `uploadPath` required;
+/// (the body, `uploadPath`, whether errors are wrapped in 200) or the answer to send.
+async fn json_call(sim: &Sim, headers: &HeaderMap, path: &'static str, body: &[u8]) -> Result<(Value, String, bool), Response> {
+    let (_, as_200) = authorise(sim, headers, path).await?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| refuse(sim, path, 400, "The request body must be JSON", as_200))?;
+    let upload_path = v.get("uploadPath").and_then(Value::as_str).filter(|p| !p.trim().is_empty()).map(str::to_string);
+    let upload_path = upload_path.ok_or_else(|| refuse(sim, path, 400, "uploadPath is required", as_200))?;
+    Ok((v, upload_path, as_200))
 }
 
 /// `POST /api/file-base64-upload`: `base64Data` (plain, or a `data:<type>;base64,` URL),
 /// `uploadPath`, `fileName`.
 pub async fn base64(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
     const PATH: &str = "/api/file-base64-upload";
-    let as_200 = match authorise(&sim, &headers, PATH).await {
-        Ok((_, a)) => a,
-        Err(r) => return r,
-    };
-    let (v, path) = match json_body(&body) {
+    let (v, path, as_200) = match json_call(&sim, &headers, PATH, &body).await {
         Ok(x) => x,
-        Err(msg) => return refuse(&sim, PATH, 400, msg, as_200),
+        Err(r) => return r,
     };
     let Some(data) = v.get("base64Data").and_then(Value::as_str) else { return refuse(&sim, PATH, 400, "base64Data is required", as_200) };
     let (content_type, data) = match data.strip_prefix("data:").and_then(|d| d.split_once(";base64,")) {
@@ -148,13 +147,9 @@ pub async fn base64(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> 
 /// `uploadPath`, `fileName`.
 pub async fn url(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
     const PATH: &str = "/api/file-url-upload";
-    let as_200 = match authorise(&sim, &headers, PATH).await {
-        Ok((_, a)) => a,
-        Err(r) => return r,
-    };
-    let (v, path) = match json_body(&body) {
+    let (v, path, as_200) = match json_call(&sim, &headers, PATH, &body).await {
         Ok(x) => x,
-        Err(msg) => return refuse(&sim, PATH, 400, msg, as_200),
+        Err(r) => return r,
     };
     let Some(url) = v.get("fileUrl").and_then(Value::as_str).map(str::to_string) else { return refuse(&sim, PATH, 400, "fileUrl is required", as_200) };
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none()).build();

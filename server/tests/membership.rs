@@ -154,6 +154,16 @@ async fn someone_limited_to_one_project_finds_nothing_of_another_anywhere() {
         assert_eq!(status, 403, "{name}: {body}");
         assert!(body.to_string().contains(OURS), "{name} names the projects that are theirs: {body}");
     }
+    // kestrel-9's results are not theirs to use as inputs, nor its Library theirs to add to.
+    let reference = format!("control-room://library/{theirs}/0");
+    let (status, body) = server_fn_as(&base, Some(&producer), "submit_task", &form(&[("model", "kling-2.6/image-to-video"), ("project", OURS), ("prompt", "x"), ("choice", "5"), ("mode", "std"), ("image_url", &reference)])).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("that you can use"), "{body}");
+    let png = kie_sim::media::png(4, 4, [1, 2, 3]);
+    let desk = reqwest::multipart::Form::new().text("project", THEIRS).part("file", reqwest::multipart::Part::bytes(png).file_name("frame.png"));
+    let r = as_producer.post(format!("{base}/library/upload")).multipart(desk).send().await.expect("POST");
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.expect("body").contains(OURS), "names the projects that are theirs");
     let (status, body) = server_fn_as(&base, Some(&producer), "submit_task", &form(&[("model", "google/imagen4-fast"), ("project", OURS), ("prompt", "the trailer's second frame")])).await;
     assert_eq!(status, 200, "their own project takes work: {body}");
 

@@ -161,7 +161,7 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
 fn desk_form(project: String) -> impl IntoView {
     view! {
         <details class="desk" data-testid="desk-section"><summary>"Add from your desk…"</summary>
-        <form class="inline" method="post" action="/library/upload" enctype="multipart/form-data" data-testid="desk-upload">
+        <form class="inline" method="post" action="/library/upload" enctype="multipart/form-data" data-plain="" data-testid="desk-upload">
             <label class="small">"Project "<input type="text" name="project" required=true maxlength="64" value=project list="my-projects"/></label>
             <label class="small">" File "<input type="file" name="file" required=true accept="image/*,video/*,audio/*" data-testid="desk-file"/></label>
             <button type="submit" data-testid="desk-submit">"Add to the Library"</button>

@@ -151,7 +151,9 @@ impl From<gateway::TaskRecord> for TaskRow {
             fail_code: t.fail_code,
             fail_msg: t.fail_msg,
             note: t.note,
-            result_urls: t.result_urls,
+            // A file from the desk has no URL a browser could load until its copy is in the
+            // Library (`library` then names it).
+            result_urls: t.result_urls.into_iter().filter(|u| !u.starts_with(gateway::library::desk::DESK_SOURCE)).collect(),
             prompt,
             retry_of: t.retry_of,
             retried_as: t.retried_as,
