@@ -435,7 +435,14 @@ impl Lifecycle {
         }
         let relay_callback = old.relay_callback.map(|c| (c.url, c.key_id));
         let old_id = old.id.clone();
-        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input: old.input, relay_callback, retry_of: Some(old.id), priority: Some(old.priority), sees: Some(by.membership.clone()), ..Default::default() }).await?;
+        // An input given as a signed Library link was a capability: the retry carries it.
+        let mut input = old.input;
+        if let Some(signer) = &self.0.opts.library_links {
+            for i in old.inputs.iter().filter(|i| i.signed) {
+                crate::library::inputs::put(&mut input, &i.field, &signer.path(&i.task, i.n, now_ms() / 1000));
+            }
+        }
+        let new = self.submit(Submission { owner: by.who.clone(), project: old.project, model: old.model, input, relay_callback, retry_of: Some(old.id), priority: Some(old.priority), sees: Some(by.membership.clone()), ..Default::default() }).await?;
         // Noted on the failure (the review shows it; a bulk retry skips it).
         self.modify(&old_id, |t| t.retried_as.replace(new.id.clone()).as_ref() != Some(&new.id)).await?;
         crate::team::audit::record(self.0.store.as_ref(), by, "task retried", &old_id, Some(old.state.to_string()), Some(format!("new task {}", new.id))).await?;
