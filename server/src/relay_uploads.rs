@@ -90,7 +90,8 @@ async fn upload(kie_path: &'static str, State(state): State<AppState>, RelayCall
         }
         reqwest::Body::from(bytes)
     };
-    let data = kie.upload_as_sent(kie_path, &content_type, sent).await.map_err(|e| {
+    // As long as its client may take to send it (the edge's deadline for an upload's body).
+    let data = kie.upload_as_sent(kie_path, &content_type, sent, crate::edge::limits::UPLOAD_DEADLINE).await.map_err(|e| {
         if overran.load(std::sync::atomic::Ordering::Relaxed) {
             return too_large();
         }

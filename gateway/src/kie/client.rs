@@ -240,13 +240,14 @@ impl KieClient {
     }
 
     /// One of KIE's [`UPLOAD_PATHS`] called with `body` as a client sent it (its content
-    /// type kept: a multipart boundary, or JSON); answers KIE's `data`. For the relay.
-    pub async fn upload_as_sent(&self, path: &str, content_type: &str, body: reqwest::Body) -> Result<Value, KieError> {
+    /// type kept: a multipart boundary, or JSON), within `timeout` (a streamed body arrives
+    /// as fast as its client sends it); answers KIE's `data`. For the relay.
+    pub async fn upload_as_sent(&self, path: &str, content_type: &str, body: reqwest::Body, timeout: Duration) -> Result<Value, KieError> {
         if !UPLOAD_PATHS.contains(&path) {
             return Err(KieError::Transport(format!("{path} is not one of KIE's upload calls")));
         }
         let url = self.upload_base.join(path).map_err(|e| KieError::Transport(format!("bad path {path}: {e}")))?;
-        let req = self.http.post(url).timeout(UPLOAD_TIMEOUT).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        let req = self.http.post(url).timeout(timeout).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send(path, req).await
     }
 
