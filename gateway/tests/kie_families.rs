@@ -36,6 +36,7 @@ fn cases() -> Vec<(Family, &'static str, Value, usize)> {
         (Family::Runway, "", json!({"prompt": "b-roll of a harbour", "duration": 5, "quality": "1080p"}), 1),
         (Family::Gpt4oImage, "", json!({"prompt": "a poster", "size": "1:1", "nVariants": 2}), 2),
         (Family::FluxKontext, "flux-kontext-pro", json!({"prompt": "make it night", "aspectRatio": "16:9"}), 1),
+        (Family::Midjourney, "mj_txt2img", json!({"prompt": "a lighthouse, cinematic", "aspectRatio": "16:9", "version": "7", "speed": "fast"}), 4),
     ]
 }
 
@@ -66,7 +67,10 @@ async fn every_family_creates_runs_to_success_and_its_results_download() {
         let sent: Value = serde_json::from_str(&param).unwrap();
         assert_eq!(sent["callBackUrl"], "http://127.0.0.1:9/cb", "{family:?}");
         assert_eq!(sent["prompt"], input["prompt"], "{family:?}: fields are sent flat");
-        assert_eq!(sent.get("model").is_some(), family.takes_model(), "{family:?}: {sent}");
+        assert_eq!(sent.get(api.model_field()).is_some(), family.takes_model(), "{family:?}: {sent}");
+        if family == Family::Midjourney {
+            assert_eq!((sent["taskType"].as_str(), sent.get("model")), (Some(model), None), "Midjourney names its kind as taskType");
+        }
         if family == Family::Veo {
             assert_eq!(sent["aspectRatio"], "16:9", "the documented English spelling is sent");
             assert!(sent.get("aspect_ratio").is_none());
@@ -100,7 +104,7 @@ async fn a_failed_generation_reads_as_a_failure_with_the_familys_code() {
         let id = c.create_task(family.adapter(), model, &input, None).await.unwrap();
         let st = wait_for(&c, family, &id, UpstreamState::Fail).await;
         assert!(st.fail_msg.is_some(), "{family:?}: {st:?}");
-        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage) {
+        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage | Family::Midjourney) {
             assert_eq!(st.fail_code.as_deref(), Some("400"), "{family:?}: errorCode carried through");
         }
     }
@@ -120,6 +124,8 @@ async fn what_a_family_refuses_comes_back_classified() {
         (Family::Gpt4oImage, "", json!({"size": "1:1", "prompt": "  "})),
         (Family::Gpt4oImage, "", json!({"size": "1:1", "prompt": "x", "nVariants": "2"})),
         (Family::FluxKontext, "flux-kontext-ultra", json!({"prompt": "x"})),
+        (Family::Midjourney, "mj_txt2img", json!({"prompt": "x", "speed": "warp"})),
+        (Family::Midjourney, "mj_txt2img", json!({"prompt": "x", "version": "8"})),
     ];
     for (family, model, input) in refused {
         let err = c.create_task(family.adapter(), model, &input, None).await.expect_err(&format!("{family:?} {input}"));
@@ -142,6 +148,8 @@ async fn what_a_family_refuses_comes_back_classified() {
         sim.world().accounts.get_mut(KEY).unwrap().balance_milli = 1;
         assert!(matches!(c.create_task(api, model, &input, None).await, Err(KieError::InsufficientCredits(_))), "{family:?}");
         sim.world().accounts.get_mut(KEY).unwrap().balance_milli = 10_000_000;
+        // Within KIE's 10 status calls a second, counted across the families.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(matches!(c.status(api, "").await, Err(KieError::BadRequest(_))), "{family:?}");
         assert!(matches!(c.status(api, "task_unknown").await, Err(KieError::NotFound(_))), "{family:?}");
         let wrong = KieClient::new(base.parse().unwrap(), Secret::new("wrong"), ClientOptions::default()).unwrap();

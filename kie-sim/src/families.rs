@@ -1,5 +1,5 @@
 //! KIE's model-specific APIs, each in its own JSON as KIE's docs show it (not as the Control
-//! Room's client reads it): Veo 3.1, Suno, Runway, 4o Image and Flux Kontext. Every family
+//! Room's client reads it): Veo 3.1, Suno, Runway, 4o Image, Flux Kontext and Midjourney. Every family
 //! shares the Market API's account, its 20-per-10 s create window, balance, faults and clock;
 //! only the paths, the request fields and the status and callback shapes differ.
 //!
@@ -10,6 +10,7 @@
 //! | runway | `/api/v1/runway/generate` | `/api/v1/runway/record-detail` (`state`) |
 //! | gpt4o_image | `/api/v1/gpt4o-image/generate` | `/api/v1/gpt4o-image/record-info` (≤ 3/s per task) |
 //! | flux_kontext | `/api/v1/flux/kontext/generate` | `/api/v1/flux/kontext/record-info` |
+//! | midjourney | `/api/v1/mj/generate` (`taskType`) | `/api/v1/mj/record-info` (`successFlag`, four images a grid) |
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -33,12 +34,13 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 5] = [
+pub const FAMILIES: [FamilyApi; 6] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
     FamilyApi { name: "gpt4o_image", create: "/api/v1/gpt4o-image/generate", status: "/api/v1/gpt4o-image/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "flux_kontext", create: "/api/v1/flux/kontext/generate", status: "/api/v1/flux/kontext/record-info", per_task_per_sec: None },
+    FamilyApi { name: "midjourney", create: "/api/v1/mj/generate", status: "/api/v1/mj/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -113,6 +115,29 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
                 _ => return Err("model must be flux-kontext-pro or flux-kontext-max".into()),
             };
             Ok((model.into(), MediaKind::Image, price, 1))
+        }
+        "midjourney" => {
+            let task_type = s(req, "taskType").ok_or("taskType is required")?;
+            let (kind, price, results) = match task_type {
+                "mj_txt2img" | "mj_img2img" | "mj_style_reference" | "mj_omni_reference" => (MediaKind::Image, 8.0, 4),
+                "mj_video" => (MediaKind::Video, 60.0, 1),
+                "mj_video_hd" => (MediaKind::Video, 180.0, 1),
+                _ => return Err("taskType must be mj_txt2img, mj_img2img, mj_style_reference, mj_omni_reference, mj_video or mj_video_hd".into()),
+            };
+            s(req, "prompt").ok_or("prompt is required")?;
+            let images = req.get("fileUrls").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) || s(req, "fileUrl").is_some();
+            if task_type != "mj_txt2img" && !images {
+                return Err(format!("fileUrls is required for {task_type}"));
+            }
+            let choice = |field: &str, allowed: &[&str]| match req.get(field) {
+                None | Some(Value::Null) => Ok(()),
+                Some(Value::String(v)) if allowed.contains(&v.as_str()) => Ok(()),
+                Some(_) => Err(format!("{field} must be one of {}", allowed.join(", "))),
+            };
+            choice("aspectRatio", &["1:2", "9:16", "2:3", "3:4", "5:6", "6:5", "4:3", "3:2", "1:1", "16:9", "2:1"])?;
+            choice("version", &["7", "6.1", "6", "5.2", "5.1", "niji6"])?;
+            choice("speed", &["relaxed", "fast", "turbo"])?;
+            Ok((task_type.into(), kind, price, results))
         }
         _ => Err("unknown API".into()),
     }
@@ -274,6 +299,11 @@ impl World {
                 "videoInfo": urls.first().map(|u| json!({ "videoId": t.id, "taskId": t.id, "videoUrl": u, "imageUrl": null })),
                 "failCode": code, "failMsg": msg, "expireFlag": 0,
             }),
+            "midjourney" => json!({
+                "taskId": t.id, "taskType": t.model, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "resultInfoJson": if urls.is_empty() { Value::Null } else { json!({ "resultUrls": urls.iter().map(|u| json!({ "resultUrl": u })).collect::<Vec<_>>() }) },
+                "successFlag": flag, "errorCode": code, "errorMessage": msg,
+            }),
             _ => return None,
         })
     }
@@ -298,6 +328,7 @@ impl World {
             "flux_kontext" => vec![envelope(json!({ "taskId": t.id, "info": { "originImageUrl": urls.first(), "resultImageUrl": urls.first() } }))],
             "gpt4o_image" => vec![envelope(json!({ "taskId": t.id, "info": { "result_urls": urls } }))],
             "runway" => vec![envelope(json!({ "task_id": t.id, "video_id": t.id, "video_url": urls.first(), "image_url": null }))],
+            "midjourney" => vec![envelope(json!({ "taskId": t.id, "taskType": t.model, "resultUrls": urls }))],
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {
                 let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();

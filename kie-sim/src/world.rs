@@ -196,7 +196,7 @@ pub struct Task {
     pub seed: u64,
     /// Settled: charged (success) or refunded (fail).
     pub settled: bool,
-    /// Its API family: "market", "veo", "suno", "runway", "gpt4o_image", "flux_kontext".
+    /// Its API family: "market", "veo", "suno", "runway", "gpt4o_image", "flux_kontext", "midjourney".
     pub family: &'static str,
     /// How many result files it makes.
     pub results: usize,

@@ -11,7 +11,8 @@
 //!   keys, cost rules, rate guard and callbacks: Veo (`/kie/api/v1/veo/generate`,
 //!   `/kie/api/v1/veo/record-info`), Suno (`/kie/api/v1/generate`, `…/generate/record-info`),
 //!   Runway (`/kie/api/v1/runway/generate`, `…/runway/record-detail`), 4o Image
-//!   (`/kie/api/v1/gpt4o-image/…`) and Flux Kontext (`/kie/api/v1/flux/kontext/…`). A request
+//!   (`/kie/api/v1/gpt4o-image/…`), Flux Kontext (`/kie/api/v1/flux/kontext/…`) and Midjourney
+//!   (`/kie/api/v1/mj/generate`, `…/mj/record-info`; the kind of task is its `taskType`). A request
 //!   the family would refuse is refused here with 422 and never sent. Any create may carry
 //!   `X-Control-Room-Send-By` (a UTC time or a wait such as `15m`): not sent by then, the task
 //!   ends `expired` ("deadline passed in the queue") and nothing is charged; and
@@ -155,10 +156,12 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         Ok(_) => return Err(Refusal::kie(422, "The request body must be a JSON object with model and input")),
         Err(e) => return Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
     };
-    let model = match req.get("model") {
+    // Where the body names its model: `model`, or the family's own field (Midjourney's `taskType`).
+    let model_field = family.adapter().model_field();
+    let model = match req.get(model_field) {
         None | Some(Value::Null) if !family.is_market() => None,
         Some(Value::String(m)) => Some(m.as_str()),
-        _ => return Err(Refusal::kie(422, "model is required (a string)")),
+        _ => return Err(Refusal::kie(422, format!("{model_field} is required (a string)"))),
     };
     let callback = match req.get("callBackUrl") {
         None | Some(Value::Null) => None,
@@ -171,12 +174,12 @@ async fn create_task(family: Family, State(state): State<AppState>, RelayCaller(
         (model.unwrap_or_default().to_string(), req.get("input").cloned().unwrap_or(Value::Null))
     } else {
         let Some(m) = catalog.by_upstream(family, model) else {
-            let (code, msg) = if model.is_none() && family.takes_model() { (422, "model is required") } else { (404, "The model name you specified is not supported") };
+            let (code, msg) = if model.is_none() && family.takes_model() { (422, format!("{model_field} is required")) } else { (404, "The model name you specified is not supported".to_string()) };
             return Err(Refusal::kie(code, msg));
         };
         // The family's fields are the body itself, less the model and the callback.
         let mut fields = req.as_object().cloned().unwrap_or_default();
-        fields.remove("model");
+        fields.remove(model_field);
         fields.remove("callBackUrl");
         (m.id.clone(), Value::Object(fields))
     };

@@ -107,6 +107,15 @@ fn clients() -> Vec<Client> {
             urls: |d| d["response"]["resultImageUrl"].as_str().map(str::to_string).into_iter().collect(),
             callback_urls: |d| d["info"]["resultImageUrl"].as_str().map(str::to_string).into_iter().collect(),
         },
+        Client {
+            name: "midjourney",
+            create: "/kie/api/v1/mj/generate",
+            status: "/kie/api/v1/mj/record-info",
+            body: json!({"taskType": "mj_txt2img", "prompt": "a harbour at night, cinematic", "aspectRatio": "16:9", "version": "7", "speed": "fast"}),
+            done: |d| d["successFlag"] == 1,
+            urls: |d| d["resultInfoJson"]["resultUrls"].as_array().map(|a| a.iter().filter_map(|u| u["resultUrl"].as_str().map(str::to_string)).collect()).unwrap_or_default(),
+            callback_urls: |d| strings(&d["resultUrls"]),
+        },
     ]
 }
 
@@ -119,7 +128,7 @@ async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
 async fn each_familys_own_client_is_relayed_called_back_and_archived() {
     let h = harness("families-relay", true).await;
     let (hook, mut calls) = callback_sink().await;
-    // 4o Image and Flux Kontext have no known price: a per-job cap lets them run.
+    // 4o Image, Flux Kontext and Midjourney have no known price: a per-job cap lets them run.
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
     assert_eq!(code, 200, "{body}");
     for c in clients() {
@@ -188,7 +197,7 @@ fn creates(sim: &kie_sim::Sim) -> Vec<(u64, &'static str, i64)> {
         .iter()
         .filter(|e| e.method == "POST")
         .filter_map(|e| {
-            let family = ["/api/v1/jobs/createTask", "/api/v1/veo/generate", "/api/v1/generate", "/api/v1/runway/generate", "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate"].into_iter().find(|p| *p == e.path)?;
+            let family = ["/api/v1/jobs/createTask", "/api/v1/veo/generate", "/api/v1/generate", "/api/v1/runway/generate", "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate", "/api/v1/mj/generate"].into_iter().find(|p| *p == e.path)?;
             Some((e.at_ms, family, e.code))
         })
         .collect()
@@ -215,6 +224,10 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
         ("/kie/api/v1/generate", json!({"model": "V4", "customMode": true, "instrumental": true}), 422, "style and a title"),
         ("/kie/api/v1/runway/generate", json!({"prompt": "x", "duration": 10, "quality": "1080p"}), 422, "1080p"),
         ("/kie/api/v1/gpt4o-image/generate", json!({"prompt": "x"}), 422, "needs input.size"),
+        ("/kie/api/v1/mj/generate", json!({"prompt": "x"}), 422, "taskType is required"),
+        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_img2img", "prompt": "x"}), 422, "needs input.fileUrls"),
+        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_txt2img", "prompt": "x", "speed": "warp"}), 422, "speed must be one of"),
+        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_upscale", "prompt": "x"}), 404, "not supported"),
         ("/kie/api/v1/jobs/createTask", json!({"model": "veo3", "input": {"prompt": "x"}}), 404, "POST /kie/api/v1/veo/generate"),
         // More results than the price counts: never sent unpriced.
         ("/kie/api/v1/jobs/createTask", json!({"model": "google/imagen4", "input": {"prompt": "x", "num_images": 4}}), 422, "input.num_images changes what KIE charges"),

@@ -95,7 +95,7 @@ impl<'a> Written<'a> {
         let t = self.task;
         let mut req = t.input.as_object().cloned().unwrap_or_default();
         if t.family.takes_model() {
-            req.insert("model".into(), self.model.into());
+            req.insert(t.family.adapter().model_field().into(), self.model.into());
         }
         if let Some(cb) = &t.relay_callback {
             req.insert("callBackUrl".into(), cb.url.clone().into());

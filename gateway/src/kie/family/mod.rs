@@ -1,5 +1,5 @@
 //! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
-//! Suno, Runway, 4o Image, Flux Kontext) with their own paths, bodies and status shapes. Each
+//! Suno, Runway, 4o Image, Flux Kontext, Midjourney) with their own paths, bodies and status shapes. Each
 //! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
 //! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
 //! and the callback handler ask that family's adapter. The adapter also writes the family's
@@ -7,12 +7,13 @@
 //! family's JSON lives in its one file.
 //!
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
-//! [`flux_kontext`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! [`flux_kontext`], [`midjourney`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
 pub(crate) mod flux_kontext;
 pub(crate) mod gpt4o_image;
 pub(crate) mod market;
+pub(crate) mod midjourney;
 pub(crate) mod runway;
 pub(crate) mod suno;
 pub(crate) mod veo;
@@ -82,6 +83,10 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// A status from a callback body (the whole envelope). Only a hint: KIE does not sign the
     /// body, so the lifecycle confirms it with [`ApiFamily::parse_status`] first.
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String>;
+    /// The field a create body names its model in (`model`; Midjourney's `taskType`).
+    fn model_field(&self) -> &'static str {
+        "model"
+    }
     /// The family's own rules on the fields (beyond the catalog's `required`), checked before
     /// anything is recorded, so a request KIE would refuse with 422 is never sent.
     fn check_input(&self, _input: &Map<String, Value>) -> Result<(), String> {
@@ -106,10 +111,11 @@ pub enum Family {
     Runway,
     Gpt4oImage,
     FluxKontext,
+    Midjourney,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext];
+    pub const ALL: [Family; 7] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney];
 
     /// The adapter that speaks this family's API.
     pub fn adapter(self) -> &'static dyn ApiFamily {
@@ -120,6 +126,7 @@ impl Family {
             Family::Runway => &runway::Runway,
             Family::Gpt4oImage => &gpt4o_image::Gpt4oImage,
             Family::FluxKontext => &flux_kontext::FluxKontext,
+            Family::Midjourney => &midjourney::Midjourney,
         }
     }
 
@@ -132,6 +139,7 @@ impl Family {
             Family::Runway => "runway",
             Family::Gpt4oImage => "gpt4o_image",
             Family::FluxKontext => "flux_kontext",
+            Family::Midjourney => "midjourney",
         }
     }
 
