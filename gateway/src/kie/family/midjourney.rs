@@ -13,6 +13,7 @@ use super::{ApiFamily, Family, UpstreamStatus, Written, callback_hint, echoed_ca
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Midjourney;
 
+
 pub const ASPECT_RATIOS: [&str; 11] = ["1:2", "9:16", "2:3", "3:4", "5:6", "6:5", "4:3", "3:2", "1:1", "16:9", "2:1"];
 pub const VERSIONS: [&str; 6] = ["7", "6.1", "6", "5.2", "5.1", "niji6"];
 pub const SPEEDS: [&str; 3] = ["relaxed", "fast", "turbo"];
@@ -27,7 +28,8 @@ fn result_urls(v: Option<&Value>) -> Vec<String> {
 fn within(input: &Map<String, Value>, field: &str, range: std::ops::RangeInclusive<i64>) -> Result<(), String> {
     match input.get(field) {
         None | Some(Value::Null) => Ok(()),
-        Some(v) if v.as_i64().is_some_and(|n| range.contains(&n)) => Ok(()),
+        // A whole number, however written (`230` or `230.0`, as JSON Schema's integer allows).
+        Some(v) if v.as_f64().is_some_and(|n| n.fract() == 0.0 && (*range.start() as f64..=*range.end() as f64).contains(&n)) => Ok(()),
         Some(_) => Err(format!("{field} must be a whole number from {} to {}", range.start(), range.end())),
     }
 }
@@ -82,5 +84,19 @@ impl ApiFamily for Midjourney {
     }
     fn relay_callback(&self, w: &Written<'_>) -> Value {
         w.callback_envelope(json!({ "taskId": w.task.id, "taskType": w.model, "resultUrls": w.urls }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn its_numbers_are_whole_and_in_range_however_written() {
+        let check = |v: Value| Midjourney.check_input(json!({ "weirdness": v }).as_object().unwrap());
+        assert!(check(json!(230)).is_ok() && check(json!(230.0)).is_ok() && check(json!(3000)).is_ok());
+        for bad in [json!(230.5), json!(-1), json!(3001), json!("230")] {
+            assert!(check(bad.clone()).unwrap_err().contains("whole number from 0 to 3000"), "{bad}");
+        }
     }
 }
