@@ -26,6 +26,8 @@ export OUTBOUND_ALLOW="127.0.0.1:${sim##*:}"
 export RELAY_CALLBACK_URL="$sim/relay-callback"
 export RELAY_FILE_URL="$sim/_sim/settings"
 COST_RULE_USD=1000000 start_console embedded
+# Follow-ups need a parent task (see scripts/relay_api_hooks.py), made through the relay.
+export RELAY_BASE="http://127.0.0.1:$cr_port/kie" RELAY_KEY="$relay_key"
 say "schemathesis against http://127.0.0.1:$cr_port/kie/openapi.json (${EXAMPLES:-40} examples per operation)"
 SCHEMATHESIS_HOOKS=relay_api_hooks PYTHONPATH=scripts "$venv/bin/schemathesis" run "http://127.0.0.1:$cr_port/kie/openapi.json" \
   -H "Authorization: Bearer $relay_key" \

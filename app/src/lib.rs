@@ -146,7 +146,9 @@ fn ControlRoom() -> impl IntoView {
                         {Suspend::new(async move {
                             // The Monitor's filter from the page's URL (`/?q=kite&state=fail`).
                             let initial = panels::monitor::filter_of(&query.get_untracked());
-                            let models = api::list_models().await.map(|m| m.models).unwrap_or_default();
+                            // Follow-ups start from a result's story, not from the composer.
+                            let mut models = api::list_models().await.map(|m| m.models).unwrap_or_default();
+                            models.retain(|m| !m.is_follow_up());
                             let me = panels::me().await;
                             let can_produce = me.as_ref().is_some_and(Me::can_produce);
                             // The composer starts in the person's first project (or `default`).

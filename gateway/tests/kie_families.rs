@@ -237,3 +237,40 @@ async fn each_familys_callbacks_parse_to_the_state_they_announce() {
         assert!(family.adapter().parse_callback(b"not json").is_err(), "{family:?}");
     }
 }
+
+/// Midjourney's follow-ups: each at its own path, naming the parent's KIE task id and a
+/// result as KIE counts them (upscale from 0, vary from 1), with no `taskType` in the body;
+/// followed at record-info like any Midjourney task; refused by KIE when the parent or the
+/// index is wrong.
+#[tokio::test]
+async fn midjourney_follow_ups_act_on_a_result_of_the_grid_at_their_own_paths() {
+    let (sim, base) = start().await;
+    let c = client(&base);
+    let mj = Family::Midjourney.adapter();
+    let grid = c.create_task(mj, "mj_txt2img", &json!({"prompt": "a lighthouse"}), None).await.unwrap();
+    // Before the grid is done, KIE refuses to act on it.
+    let early = c.create_task(mj, "mj_upscale", &json!({"taskId": grid, "imageIndex": 1}), None).await.unwrap_err();
+    assert!(matches!(early, KieError::Validation(_)), "{early:?}");
+    wait_for(&c, Family::Midjourney, &grid, UpstreamState::Success).await;
+    for (model, path, input, results) in [
+        ("mj_upscale", "/api/v1/mj/generateUpscale", json!({"taskId": grid, "imageIndex": 1}), 1),
+        ("mj_vary", "/api/v1/mj/generateVary", json!({"taskId": grid, "imageIndex": 2}), 4),
+    ] {
+        assert_eq!(mj.create_path_of(model), path);
+        let id = c.create_task(mj, model, &input, Some("http://127.0.0.1:9/cb")).await.unwrap_or_else(|e| panic!("{model}: {e}"));
+        let (param, taken_as) = sim.world().tasks.get(&id).map(|t| (t.param.clone(), t.model.clone())).unwrap();
+        let sent: Value = serde_json::from_str(&param).unwrap();
+        assert_eq!(sent, json!({"taskId": grid, "imageIndex": input["imageIndex"], "callBackUrl": "http://127.0.0.1:9/cb"}), "{model}: its fields flat, no taskType");
+        assert_eq!(taken_as, model, "kie-sim took it at {path}");
+        let st = wait_for(&c, Family::Midjourney, &id, UpstreamState::Success).await;
+        assert_eq!(st.result_urls.len(), results, "{model}");
+    }
+    // An index past the grid, or one counted the other way, is KIE's 422.
+    for (model, index) in [("mj_upscale", 4), ("mj_vary", 0)] {
+        let e = c.create_task(mj, model, &json!({"taskId": grid, "imageIndex": index}), None).await.unwrap_err();
+        assert!(matches!(e, KieError::Validation(_)), "{model} {index}: {e:?}");
+    }
+    // A video extend acts on a video, not on a grid.
+    let e = c.create_task(mj, "mj_video_extend", &json!({"taskId": grid, "index": 0}), None).await.unwrap_err();
+    assert!(matches!(e, KieError::Validation(_)), "{e:?}");
+}

@@ -11,6 +11,10 @@
 //! | gpt4o_image | `/api/v1/gpt4o-image/generate` | `/api/v1/gpt4o-image/record-info` (≤ 3/s per task) |
 //! | flux_kontext | `/api/v1/flux/kontext/generate` | `/api/v1/flux/kontext/record-info` |
 //! | midjourney | `/api/v1/mj/generate` (`taskType`) | `/api/v1/mj/record-info` (`successFlag`, four images a grid) |
+//!
+//! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
+//! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
+//! extend (`index`); their status is their family's.
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -168,13 +172,9 @@ pub async fn create(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, body:
         w.record("POST", fam.create, 422, None, None);
         return kie(422, "prompt is too long (max 5000 characters)", None, as_200);
     }
-    let callback_url = match req.get("callBackUrl") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
-        Some(_) => {
-            w.record("POST", fam.create, 422, None, None);
-            return kie(422, "callBackUrl must be an http(s) URL", None, as_200);
-        }
+    let Ok(callback_url) = callback_of(&req) else {
+        w.record("POST", fam.create, 422, None, None);
+        return kie(422, "callBackUrl must be an http(s) URL", None, as_200);
     };
     let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
     let new = NewTask {
@@ -187,6 +187,98 @@ pub async fn create(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, body:
         callback_url,
         family: fam.name,
         results,
+    };
+    admit(&sim, w, key, as_200, new)
+}
+
+/// A create's `callBackUrl`, if it has one; `Err` when it is not an http(s) URL.
+fn callback_of(req: &Value) -> Result<Option<String>, ()> {
+    match req.get("callBackUrl") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u.clone())),
+        Some(_) => Err(()),
+    }
+}
+
+/// A follow-up on a result of an earlier task, at a path of its own: the body names the
+/// parent's `taskId` (a task of this account and family that succeeded) and, for most, which
+/// of its results.
+pub struct FollowUpApi {
+    pub family: &'static str,
+    pub path: &'static str,
+    /// Its `taskType` in record-info.
+    pub model: &'static str,
+    /// The models (`taskType`s) of the tasks it acts on.
+    pub of: &'static [&'static str],
+    /// The field naming one result of the parent, and the number of its first result.
+    pub index: Option<(&'static str, u64)>,
+    pub kind: MediaKind,
+    pub price: f64,
+    pub results: usize,
+}
+
+const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "mj_omni_reference"];
+
+pub const FOLLOW_UPS: [FollowUpApi; 3] = [
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1 },
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4 },
+    FollowUpApi {
+        family: "midjourney",
+        path: "/api/v1/mj/generateVideoExtend",
+        model: "mj_video_extend",
+        of: &["mj_video", "mj_video_hd"],
+        index: Some(("index", 0)),
+        kind: MediaKind::Video,
+        price: 60.0,
+        results: 1,
+    },
+];
+
+/// `POST <follow-up path>`.
+pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
+    let (key, as_200) = match authorise(&sim, &headers, api.path).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut w = sim.world();
+    let req: Value = serde_json::from_slice(&body).ok().filter(Value::is_object).unwrap_or(Value::Null);
+    let now = w.clock.now_ms();
+    let checked = (|| {
+        let parent = s(&req, "taskId").ok_or("taskId is required")?.to_string();
+        let found = w.tasks.get(&parent).filter(|t| t.key == key && t.family == api.family).map(|t| (t.model.clone(), t.results));
+        let (model, made) = found.ok_or_else(|| format!("task {parent} not found"))?;
+        if !api.of.contains(&model.as_str()) {
+            return Err(format!("{} cannot act on a task of {model}", api.model));
+        }
+        if w.state_of(&parent, now) != Some("success") {
+            return Err(format!("task {parent} has not succeeded"));
+        }
+        if let Some((field, first)) = api.index {
+            let n = req.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{field} is required"))?;
+            if n < first || n >= first + made as u64 {
+                return Err(format!("{field} must be from {first} to {}", first + made as u64 - 1));
+            }
+        }
+        callback_of(&req).map_err(|()| "callBackUrl must be an http(s) URL".to_string())
+    })();
+    let callback_url = match checked {
+        Ok(c) => c,
+        Err(msg) => {
+            w.record("POST", api.path, 422, None, Some(msg.clone()));
+            return kie(422, &msg, None, as_200);
+        }
+    };
+    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    let new = NewTask {
+        path: api.path,
+        model: api.model.into(),
+        kind: api.kind,
+        price_milli: (api.price * 10.0 * percent).round() as i64,
+        prompt: s(&req, "prompt").unwrap_or("").to_string(),
+        param: req.to_string(),
+        callback_url,
+        family: api.family,
+        results: api.results,
     };
     admit(&sim, w, key, as_200, new)
 }

@@ -76,6 +76,9 @@ impl Sim {
                 .route(fam.create, post(move |State(sim): State<Sim>, headers, body| families::create(fam, sim, headers, body)))
                 .route(fam.status, get(move |State(sim): State<Sim>, headers, q| families::status(fam, sim, headers, q)));
         }
+        for api in &families::FOLLOW_UPS {
+            router = router.route(api.path, post(move |State(sim): State<Sim>, headers, body| families::follow_up(api, sim, headers, body)));
+        }
         router
             .route("/api/v1/jobs/createTask", post(kie_api::create_task))
             .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))

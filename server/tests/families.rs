@@ -203,6 +203,82 @@ fn creates(sim: &kie_sim::Sim) -> Vec<(u64, &'static str, i64)> {
         .collect()
 }
 
+/// Midjourney's follow-ups through the relay, as KIE's clients call them: the grid's task id
+/// they were given (the relay's) names the parent, KIE is sent its own id for it, and the new
+/// task is linked to its parent and result. A parent that is not the key's, not done, of
+/// another kind, or an index past the grid is refused here and never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() {
+    let h = harness("families-follow-up", false).await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
+    assert_eq!(code, 200, "{body}");
+    let post = |path: &'static str, key: String, body: Value| {
+        let base = h.s.base.clone();
+        async move {
+            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, made) = post("/kie/api/v1/mj/generate", h.key.clone(), json!({"taskType": "mj_txt2img", "prompt": "four lighthouses"})).await;
+    assert_eq!(status, 200, "{made}");
+    let grid = made["data"]["taskId"].as_str().unwrap().to_string();
+    // Not done yet: nothing to act on.
+    let (status, early) = post("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": grid, "imageIndex": 1})).await;
+    assert_eq!(status, 422, "{early}");
+    assert!(early["msg"].as_str().unwrap().contains("has not succeeded"), "{early}");
+    wait_until("the grid done", 30, || async { status_of(&h, "/kie/api/v1/mj/record-info", &grid).await.1["data"]["successFlag"] == 1 }).await;
+    let grid_kie = h.store.task_get(&grid).await.unwrap().unwrap().kie_task_id.unwrap();
+    let recorded = h.store.task_counts().await.unwrap().total;
+
+    // Refused, naming what to fix; nothing recorded, nothing sent.
+    let other = gateway::team::relay_keys::create(h.store.as_ref(), &gateway::team::accounts::Actor::cli(), "kestrel-9", "another project").await.unwrap();
+    let other = other.text.expose().to_string();
+    for (path, key, body, says) in [
+        ("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": grid, "imageIndex": 4}), "must be from 0 to 3"),
+        ("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": grid}), "needs input.imageIndex"),
+        ("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": grid, "imageIndex": "second"}), "must be a whole number from 0 to 3"),
+        ("/kie/api/v1/mj/generateVary", h.key.clone(), json!({"taskId": grid, "imageIndex": 0}), "must be from 1 to 4"),
+        ("/kie/api/v1/mj/generateVideoExtend", h.key.clone(), json!({"taskId": grid, "index": 0}), "acts on a task of midjourney/image-to-video"),
+        ("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"imageIndex": 1}), "needs input.taskId"),
+        ("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": "cr_nosuchtask", "imageIndex": 1}), "no task cr_nosuchtask"),
+        ("/kie/api/v1/mj/generateUpscale", other, json!({"taskId": grid, "imageIndex": 1}), "that you can use"),
+    ] {
+        let (status, answer) = post(path, key, body.clone()).await;
+        assert_eq!((status, answer["code"].as_i64()), (422, Some(422)), "{path} {body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{path} {body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, recorded, "nothing was recorded");
+
+    // The upscale of the grid's second image (KIE counts it 1), by the relay's id; a variation
+    // of its fourth (KIE counts from 1 there), by KIE's own id of the grid.
+    let (status, up) = post("/kie/api/v1/mj/generateUpscale", h.key.clone(), json!({"taskId": grid, "imageIndex": 1})).await;
+    assert_eq!(status, 200, "{up}");
+    let (status, vary) = post("/kie/api/v1/mj/generateVary", h.key.clone(), json!({"taskId": grid_kie, "imageIndex": 4})).await;
+    assert_eq!(status, 200, "{vary}");
+    for (answer, upstream, n, results) in [(&up, "mj_upscale", 1, 1), (&vary, "mj_vary", 3, 4)] {
+        let id = answer["data"]["taskId"].as_str().unwrap().to_string();
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: grid.clone(), n: Some(n) }), "{upstream}: linked to the grid and its result");
+        assert_eq!(t.input["taskId"], grid.as_str(), "{upstream}: the record names the parent by the console's id");
+        wait_until(&format!("{upstream} done"), 30, || async { status_of(&h, "/kie/api/v1/mj/record-info", &id).await.1["data"]["successFlag"] == 1 }).await;
+        let (_, st) = status_of(&h, "/kie/api/v1/mj/record-info", &id).await;
+        assert_eq!(st["data"]["taskType"], upstream, "{st}");
+        assert_eq!(st["data"]["resultInfoJson"]["resultUrls"].as_array().map(Vec::len), Some(results), "{st}");
+        // KIE was sent its own id of the grid, at the follow-up's own path.
+        let kie_id = h.store.task_get(&id).await.unwrap().unwrap().kie_task_id.unwrap();
+        let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(&kie_id).map(|t| t.param.clone()).unwrap()).unwrap();
+        assert_eq!(sent["taskId"], grid_kie.as_str(), "{upstream}: {sent}");
+        assert!(sent.get("taskType").is_none(), "{upstream}: {sent}");
+        let story = h.store.task_get(&id).await.unwrap().unwrap().story;
+        assert!(story.beats.iter().any(|b| b.text.contains(&format!("a follow-up on {grid} result {n}"))), "{upstream}: {story:?}");
+        assert!(story.beats.iter().any(|b| b.text.contains(&format!("sent to KIE as its id there, {grid_kie}"))), "{upstream}: {story:?}");
+    }
+    let sent: Vec<String> = h.sim.world().log.iter().filter(|e| e.method == "POST" && e.path.starts_with("/api/v1/mj/generate") && e.code == 200).map(|e| e.path.clone()).collect();
+    assert_eq!(sent, ["/api/v1/mj/generate", "/api/v1/mj/generateUpscale", "/api/v1/mj/generateVary"], "each at its own path, once");
+    h.s.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     let h = harness("families-refuse", false).await;
@@ -227,7 +303,8 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
         ("/kie/api/v1/mj/generate", json!({"prompt": "x"}), 422, "taskType is required"),
         ("/kie/api/v1/mj/generate", json!({"taskType": "mj_img2img", "prompt": "x"}), 422, "needs input.fileUrls"),
         ("/kie/api/v1/mj/generate", json!({"taskType": "mj_txt2img", "prompt": "x", "speed": "warp"}), 422, "speed must be one of"),
-        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_upscale", "prompt": "x"}), 404, "not supported"),
+        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_upscale", "prompt": "x"}), 404, "POST /kie/api/v1/mj/generateUpscale"),
+        ("/kie/api/v1/mj/generate", json!({"taskType": "mj_zoom", "prompt": "x"}), 404, "not supported"),
         ("/kie/api/v1/jobs/createTask", json!({"model": "veo3", "input": {"prompt": "x"}}), 404, "POST /kie/api/v1/veo/generate"),
         // More results than the price counts: never sent unpriced.
         ("/kie/api/v1/jobs/createTask", json!({"model": "google/imagen4", "input": {"prompt": "x", "num_images": 4}}), 422, "input.num_images changes what KIE charges"),

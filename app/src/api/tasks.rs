@@ -351,7 +351,39 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
         return Err(refuse(400, "Name a task by its id (cr_…) or KIE's task id."));
     }
     let t = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {id}.")))?;
-    Ok(t.into())
+    // The follow-ups on its results, for a producer, while KIE still has it.
+    let kept = gateway::tasks::lifecycle::follow_up::PARENT_KEPT.as_millis() as u64;
+    let open = actor.role.allows(Role::Producer) && t.state == gateway::TaskState::Success && t.kie_task_id.is_some() && gateway::store::now_ms().saturating_sub(t.finished_ms.unwrap_or(0)) < kept;
+    let follow_ups = if open {
+        let results: Vec<usize> = (0..t.result_urls.len()).collect();
+        let offer = |m: &gateway::money::catalog::Model| {
+            let rule = m.follows.as_ref()?;
+            Some(crate::view::FollowOffer { model: m.id.clone(), action: rule.action.clone(), results: if rule.index.is_some() { results.clone() } else { Vec::new() } })
+        };
+        ctx.lifecycle.catalog().follow_ups_of(&t.model).filter_map(offer).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(crate::view::TaskStory { follow_ups, ..t.into() })
+}
+
+/// Starts follow-up `model` (an upscale…) on the task `id`, on its result `n` (from 0) when
+/// the follow-up acts on one: a new task in the same project, linked to it.
+#[server(endpoint = "follow_up")]
+pub async fn follow_up(id: String, model: String, n: Option<usize>) -> Result<Submitted, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Producer)?;
+    let parent = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
+    let rule = ctx.lifecycle.catalog().get(&model).and_then(|m| m.follows.clone()).ok_or_else(|| refuse(422, format!("{} is not a follow-up in the catalog.", model.chars().take(100).collect::<String>())))?;
+    actor.membership.admit(&parent.project).map_err(|e| refuse(403, e))?;
+    let mut input = serde_json::Map::new();
+    input.insert(gateway::money::catalog::PARENT_FIELD.into(), parent.id.clone().into());
+    if let Some(field) = rule.index {
+        let n = n.ok_or_else(|| refuse(422, "Say which result to act on."))?;
+        input.insert(field, (rule.first + n as u64).into());
+    }
+    let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project: parent.project, model, input: input.into(), sees: Some(actor.membership), ..Default::default() };
+    let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
+    Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })
 }
 
 /// Re-submits a failed or expired task as a new task linked to it, owned by the person.

@@ -195,7 +195,7 @@ pub async fn render(id: PanelId, query: Fields, flash: Option<AnyView>) -> AnyVi
         PanelId::Team => team::render(flash).await,
         PanelId::TwoStep => two_step::render(flash).await,
         PanelId::Audit => audit::render(query).await,
-        PanelId::Story => story::render(query).await,
+        PanelId::Story => story::render(query, flash).await,
     }
 }
 
@@ -211,6 +211,7 @@ pub async fn act(id: PanelId, form: Fields) -> Option<Acted> {
         PanelId::Failures => failures::act(form).await,
         PanelId::Team => team::act(form).await,
         PanelId::TwoStep => two_step::act(form).await,
+        PanelId::Story => story::act(form).await,
         _ => return None,
     })
 }

@@ -7,24 +7,44 @@
 //! [`DRAWER_FORM`], `name=task` — submits its form: the console then reads
 //! `/panel/story?task=<id>` and swaps it in, and reloads it while tasks change. Without WASM
 //! the same buttons open `/tasks?task=<id>`.
+//!
+//! A task that succeeded offers the catalog's follow-ups on its results (Midjourney's Upscale
+//! and Vary on each image of a grid): each button starts one, a new task linked to this one,
+//! and the story says which task it follows.
 
 use leptos::prelude::*;
 
-use super::{Fields, Panel, PanelId, field_owned};
-use crate::api::task_story;
-use crate::view::{BeatRow, TaskStory};
+use super::{Acted, Fields, Panel, PanelId, act_form, field_owned};
+use crate::api::{follow_up, task_story};
+use crate::view::{BeatRow, FollowOffer, TaskStory};
 
 /// The id of the drawer's form, which the Monitor's Story buttons name.
 pub const DRAWER_FORM: &str = "story-drawer";
 
-pub async fn render(query: Fields) -> AnyView {
+pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
     let Some(id) = field_owned(&query, "task") else { return closed() };
     let body = match task_story(id.clone()).await {
         Ok(s) => story(s).into_any(),
         Err(e) => super::unavailable(&e),
     };
     let close = view! { <button type="submit" form=DRAWER_FORM name="task" value="" class="small" data-testid="story-close" title="Close the story">"Close"</button> };
-    view! { <Panel id=PanelId::Story badge=close class="wide" refresh="rows">{drawer_form(id)}{body}</Panel> }.into_any()
+    view! { <Panel id=PanelId::Story badge=close class="wide" refresh="rows" flash=flash>{drawer_form(id)}{body}</Panel> }.into_any()
+}
+
+/// A follow-up started from the story (`follow` = `<model>` or `<model>/<result>`, on the
+/// task `task`): its new task's id, or why not.
+pub async fn act(form: Fields) -> Acted {
+    let task = field_owned(&form, "task").unwrap_or_default();
+    let asked = field_owned(&form, "follow").unwrap_or_default();
+    let (model, n) = match asked.rsplit_once('/').map(|(m, n)| (m, n.parse::<usize>())) {
+        Some((m, Ok(n))) => (m.to_string(), Some(n)),
+        _ => (asked, None),
+    };
+    Acted::of(
+        follow_up(task, model, n).await,
+        |s| view! { <p class="ok" role="status" data-testid="follow-up-result">"Started "<a href=format!("/tasks/{}", s.id) data-testid="follow-up-task"><code>{s.id.clone()}</code></a>{format!(", estimated {} credits; the Monitor follows it", s.estimated_credits)}</p> }.into_any(),
+        "follow-up-error",
+    )
 }
 
 /// The drawer closed: on the console's page until a Story button opens it (not yet a panel:
@@ -47,6 +67,10 @@ fn story(s: TaskStory) -> impl IntoView {
     };
     let dropped = (s.dropped > 0).then(|| view! { <li class="muted small">{format!("… {} earlier steps dropped (a story keeps its first step and its latest)", s.dropped)}</li> });
     let beats = s.beats.into_iter().map(beat).collect_view();
+    let follows = s.follows.map(|(parent, n)| view! {
+        <dt>"Follows"</dt><dd data-testid="story-follows"><a href=format!("/tasks/{parent}")><code>{parent.clone()}</code></a>{n.map(|n| format!(", result {}", n + 1))}</dd>
+    });
+    let follow_ups = (!s.follow_ups.is_empty()).then(|| follow_ups(&t.id, s.follow_ups));
     view! {
         <dl class="story-facts" data-testid="story-facts">
             <dt>"Task"</dt><dd><code data-testid="story-id">{t.id.clone()}</code></dd>
@@ -63,10 +87,35 @@ fn story(s: TaskStory) -> impl IntoView {
                     t.library.iter().enumerate().map(|(n, href)| view! { <a href=href.clone() data-testid="story-library">{format!("Result {} ", n + 1)}</a> }).collect_view().into_any()
                 }}
             </dd>
+            {follows}
+            {follow_ups}
         </dl>
         <h3>"Steps"</h3>
         <ol class="story" data-testid="story-beats">{dropped}{beats}</ol>
         <details><summary>"Input as sent"</summary><pre class="small" data-testid="story-input">{s.input}</pre></details>
+    }
+}
+
+/// The follow-ups on the task's results, each a button that starts one (a form posted to
+/// this panel: no script needed).
+fn follow_ups(task: &str, offers: Vec<FollowOffer>) -> impl IntoView + use<> {
+    let buttons = offers.into_iter().flat_map(|o| {
+        let whole = o.results.is_empty().then_some(None);
+        let each = o.results.into_iter().map(Some);
+        whole.into_iter().chain(each).map(move |n| {
+            let (value, words) = match n {
+                Some(n) => (format!("{}/{n}", o.model), format!("{} {}", o.action, n + 1)),
+                None => (o.model.clone(), o.action.clone()),
+            };
+            view! { <button type="submit" name="follow" value=value class="small" data-testid="follow-up" title=format!("{} (a new task, linked to this one)", o.model)>{words}</button>" " }
+        }).collect::<Vec<_>>()
+    });
+    view! {
+        <dt>"Follow-ups"</dt>
+        <dd><form method="post" action=act_form(PanelId::Story) data-testid="follow-ups">
+            <input type="hidden" name="task" value=task.to_string()/>
+            {buttons.collect_view()}
+        </form></dd>
     }
 }
 

@@ -62,6 +62,12 @@ impl FieldOption {
 }
 
 impl ModelOption {
+    /// A follow-up on an earlier task's result (the catalog requires exactly these to name
+    /// their parent as `taskId`): started from that task's story, not from the composer.
+    pub fn is_follow_up(&self) -> bool {
+        self.required.iter().any(|r| r == "taskId")
+    }
+
     /// The price for this choice and mode (the first price when the choice is not given).
     pub fn price_for(&self, choice: &str, mode: &str) -> Option<&PricePoint> {
         let fits = |p: &&PricePoint| {

@@ -312,6 +312,22 @@ pub struct TaskStory {
     pub beats: Vec<BeatRow>,
     /// Beats dropped to keep the story bounded (the oldest after the first).
     pub dropped: u32,
+    /// The task this follow-up acts on, and which of its results (from 0).
+    pub follows: Option<(String, Option<usize>)>,
+    /// The follow-ups the person may start on its results (none unless it succeeded).
+    pub follow_ups: Vec<FollowOffer>,
+}
+
+/// A follow-up a task's story offers on its results (Midjourney's Upscale on each image of a
+/// grid), from the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowOffer {
+    /// Its catalog model.
+    pub model: String,
+    /// The button's word: "Upscale".
+    pub action: String,
+    /// The results it may act on (from 0); empty: it acts on the whole task.
+    pub results: Vec<usize>,
 }
 
 /// Most characters of a task's input a story shows.
@@ -341,7 +357,8 @@ impl From<gateway::TaskRecord> for TaskStory {
         let pretty = serde_json::to_string_pretty(&t.input).unwrap_or_default();
         let input = if pretty.chars().count() > STORY_INPUT_CHARS { pretty.chars().take(STORY_INPUT_CHARS).chain(['…']).collect() } else { pretty };
         let charge_basis = t.charge_basis.map(|b| b.as_str().to_string());
-        TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped }
+        let follows = t.follows.take().map(|f| (f.task, f.n));
+        TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped, follows, follow_ups: Vec::new() }
     }
 }
 

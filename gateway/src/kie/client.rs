@@ -186,9 +186,9 @@ impl KieClient {
     /// of KIE's 20-per-10 s limit, so a resend (after a refused connection) is the caller's,
     /// with a new slot from the rate guard.
     pub async fn create_task(&self, family: &dyn ApiFamily, model: &str, input: &Value, callback_url: Option<&str>) -> Result<String, KieError> {
-        let url = self.url(family.create_path())?;
-        let body = family.create_body(model, input, callback_url);
-        let data = self.send(family.create_path(), self.http.post(url).json(&body)).await?;
+        let path = family.create_path_of(model);
+        let body = family.body_of(model, input, callback_url);
+        let data = self.send(path, self.http.post(self.url(path)?).json(&body)).await?;
         family.parse_created(data).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 

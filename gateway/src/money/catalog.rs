@@ -132,6 +132,33 @@ pub struct Model {
     /// Messages (Claude).
     #[serde(default)]
     pub api: ChatApi,
+    /// A follow-up: this model acts on a result of an earlier task ([`FollowUp`]).
+    #[serde(default)]
+    pub follows: Option<FollowUp>,
+}
+
+/// The field of a follow-up's input that names the task it acts on, as KIE's follow-up calls
+/// name it (the console's id, or KIE's; KIE is sent its own).
+pub const PARENT_FIELD: &str = "taskId";
+
+/// What makes a model a follow-up: it acts on a result of an earlier task — Midjourney's
+/// upscale or variation of one image of a grid, the extension of a video — at a create path
+/// of its own (the family's [`crate::kie::family::ApiFamily::follow_ups`]), its input naming
+/// that task as [`PARENT_FIELD`] and, when it acts on one result, which one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUp {
+    /// The models whose tasks it acts on.
+    pub of: Vec<String>,
+    /// The input field that names one result of that task, when it acts on one.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// The number KIE gives that task's first result in `index` (Midjourney's upscale counts
+    /// from 0, its variation from 1).
+    #[serde(default)]
+    pub first: u64,
+    /// What the console's button on a result says ("Upscale", "Vary", "Extend").
+    pub action: String,
 }
 
 /// The API a language model is called through, at KIE and at the relay.
@@ -511,6 +538,19 @@ impl Catalog {
             }
         }
         for m in &file.models {
+            if m.follows.is_some() != m.required.iter().any(|r| r == PARENT_FIELD) {
+                return Err(format!("catalog: model {} must require {PARENT_FIELD} if, and only if, it is a follow-up", m.id));
+            }
+            if let Some(rule) = &m.follows {
+                let known = file.models.iter().filter(|p| p.family == m.family && p.follows.is_none());
+                let parents: Vec<&str> = known.map(|p| p.id.as_str()).collect();
+                if rule.of.is_empty() || rule.action.trim().is_empty() || rule.first > 1 || !rule.of.iter().all(|o| parents.contains(&o.as_str())) {
+                    return Err(format!("catalog: follow-up {} must act on models of its own family that are not follow-ups, with an action and a first index of 0 or 1", m.id));
+                }
+                if !m.family.adapter().follow_ups().iter().any(|(name, _)| *name == m.upstream_name()) {
+                    return Err(format!("catalog: follow-up {} is not one KIE's {} API has a path for", m.id, m.family.name()));
+                }
+            }
             for f in &m.fields {
                 let choice = matches!(f.kind, FieldKind::Choice | FieldKind::Number);
                 if f.name.trim().is_empty() || choice == f.choices.is_empty() {
@@ -537,6 +577,11 @@ impl Catalog {
         &self.models
     }
 
+    /// The follow-ups that act on a task of `model` (see [`FollowUp`]).
+    pub fn follow_ups_of<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a Model> + 'a {
+        self.models.iter().filter(move |m| m.follows.as_ref().is_some_and(|f| f.of.iter().any(|o| o == model)))
+    }
+
     /// The model a family's create body names (`model`, or the family's default; for a family
     /// that takes no model name, its one model).
     pub fn by_upstream(&self, family: Family, name: Option<&str>) -> Option<&Model> {
@@ -546,7 +591,7 @@ impl Catalog {
             let name = name?;
             of_family.find(|m| m.upstream_name() == name)
         } else {
-            of_family.next()
+            of_family.find(|m| m.follows.is_none())
         }
     }
 }
@@ -570,6 +615,29 @@ mod tests {
         assert!(builtin.models().iter().any(|m| m.id.contains("claude") && m.api == ChatApi::Messages && m.is_chat()), "the catalog lists Claude");
     }
     use serde_json::json;
+
+    #[test]
+    fn a_follow_up_acts_on_its_own_familys_models_at_a_path_kie_has() {
+        let c = Catalog::builtin();
+        let offered: Vec<&str> = c.follow_ups_of("midjourney/text-to-image").map(|m| m.id.as_str()).collect();
+        assert_eq!(offered, ["midjourney/upscale", "midjourney/vary"]);
+        assert_eq!(c.follow_ups_of("midjourney/image-to-video").map(|m| m.id.as_str()).collect::<Vec<_>>(), ["midjourney/video-extend"]);
+        assert_eq!(c.follow_ups_of("kling-2.6/text-to-video").count(), 0);
+        let grid = r#"{"id": "g", "family": "midjourney", "upstream_model": "mj_txt2img", "category": "image", "provider": "p", "purpose": "p", "price": "unknown"}"#;
+        let parse = |follow_up: &str| Catalog::parse(&format!(r#"{{"prices_taken": "x", "models": [{grid}, {follow_up}]}}"#));
+        let upscale = |of: &str, upstream: &str, required: &str| format!(r#"{{"id": "u", "family": "midjourney", "upstream_model": "{upstream}", "category": "image", "provider": "p", "purpose": "p", "required": {required}, "price": "unknown", "follows": {{"of": {of}, "action": "Upscale"}}}}"#);
+        assert!(parse(&upscale(r#"["g"]"#, "mj_upscale", r#"["taskId"]"#)).is_ok());
+        for (bad, why) in [
+            (upscale(r#"["nowhere"]"#, "mj_upscale", r#"["taskId"]"#), "of its own family"),
+            (upscale(r#"["g"]"#, "mj_zoom", r#"["taskId"]"#), "has a path for"),
+            (upscale(r#"["g"]"#, "mj_upscale", "[]"), "must require taskId"),
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let e = Catalog::parse(&format!(r#"{{"prices_taken": "x", "models": [{}]}}"#, grid.replace(r#""price""#, r#""required": ["taskId"], "price""#))).unwrap_err();
+        assert!(e.contains("if, and only if, it is a follow-up"), "{e}");
+    }
 
     #[test]
     fn an_input_that_multiplies_the_cost_is_priced_or_refused() {

@@ -297,6 +297,12 @@ pub fn submitted(t: &TaskRecord, governed: bool) -> String {
         let from: Vec<String> = t.inputs.iter().map(|i| format!("{} result {}", i.task, i.n)).collect();
         text += &format!(", made from {} in the Library", from.join(", "));
     }
+    if let Some(f) = &t.follows {
+        text += &match f.n {
+            Some(n) => format!(", a follow-up on {} result {n}", f.task),
+            None => format!(", a follow-up on {}", f.task),
+        };
+    }
     let rules = if governed { "under the cost rules that govern it" } else { "(no cost rule governs it)" };
     text += &format!("; holds {} credits {rules}", t.estimated_cost);
     if t.priority != crate::tasks::task::Priority::Normal {

@@ -73,6 +73,16 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// The task a follow-up acts on ([`crate::money::catalog::FollowUp`]): the console's id of
+/// it, and which of its results (counted from 0) when the follow-up acts on one. KIE is sent
+/// that task's own id ([`crate::tasks::lifecycle`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follows {
+    pub task: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+}
+
 /// One generation task as the Control Room records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -148,6 +158,9 @@ pub struct TaskRecord {
     /// ([`crate::library::inputs`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<crate::library::inputs::LibraryInput>,
+    /// The task a follow-up acts on (its parent: an upscale's grid, an extension's video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<Follows>,
     /// Its deadline (Unix ms): not sent by then, it ends `expired` (see
     /// [`crate::tasks::lifecycle::deadline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +414,7 @@ impl TaskRecord {
             retry_of: None,
             rerun_of: None,
             inputs: Vec::new(),
+            follows: None,
             send_by_ms: None,
             priority: Priority::Normal,
             chat: None,

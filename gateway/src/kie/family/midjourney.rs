@@ -2,7 +2,8 @@
 //! `mj_style_reference`, `mj_omni_reference`, `mj_video`, `mj_video_hd`: the catalog's
 //! upstream model), `prompt`, `fileUrls` (the input images), `aspectRatio`, `version`, `speed`,
 //! `stylization`, `weirdness` (each task type is a catalog model, whose `required` names what
-//! it needs: `fileUrls` for all but text-to-image); `GET /api/v1/mj/record-info` with `successFlag` and
+//! it needs: `fileUrls` for all but text-to-image); its follow-ups on a result (upscale,
+//! vary, video extend) at their own paths, each naming the parent's `taskId`; `GET /api/v1/mj/record-info` with `successFlag` and
 //! `resultInfoJson.resultUrls[].resultUrl` (a grid answers four images). Its callbacks carry
 //! `data.resultUrls`. The request names its kind as `taskType`, not `model`.
 
@@ -17,6 +18,10 @@ pub struct Midjourney;
 pub const ASPECT_RATIOS: [&str; 11] = ["1:2", "9:16", "2:3", "3:4", "5:6", "6:5", "4:3", "3:2", "1:1", "16:9", "2:1"];
 pub const VERSIONS: [&str; 6] = ["7", "6.1", "6", "5.2", "5.1", "niji6"];
 pub const SPEEDS: [&str; 3] = ["relaxed", "fast", "turbo"];
+/// Its follow-ups on a result: one image of a grid upscaled (`imageIndex` from 0) or varied
+/// (`imageIndex` from 1, as KIE's pages give them), a video extended (`index`). The names are
+/// the console's own; KIE's record-info answers them as its `taskType`.
+const FOLLOW_UPS: [(&str, &str); 3] = [("mj_upscale", "/api/v1/mj/generateUpscale"), ("mj_vary", "/api/v1/mj/generateVary"), ("mj_video_extend", "/api/v1/mj/generateVideoExtend")];
 
 /// The result URLs of `v`: a list of `{resultUrl}` objects or of strings.
 fn result_urls(v: Option<&Value>) -> Vec<String> {
@@ -46,6 +51,9 @@ impl ApiFamily for Midjourney {
     }
     fn model_field(&self) -> &'static str {
         "taskType"
+    }
+    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+        &FOLLOW_UPS
     }
     fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
         let mut body = super::flat_body(None, input, callback_url);

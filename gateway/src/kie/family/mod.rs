@@ -83,6 +83,22 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// A status from a callback body (the whole envelope). Only a hint: KIE does not sign the
     /// body, so the lifecycle confirms it with [`ApiFamily::parse_status`] first.
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String>;
+    /// KIE's follow-ups on a result of this family (an upscale, a variation, an extension):
+    /// each one's model, as the catalog's `upstream_model` names it, and its own create path.
+    /// A follow-up's body is its fields sent flat — the parent's KIE `taskId`, the result's
+    /// index — with no model; its status is read at [`ApiFamily::status_path`].
+    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    /// Where a task of `model` (the family's own name for it) is created.
+    fn create_path_of(&self, model: &str) -> &'static str {
+        self.follow_ups().iter().find(|(m, _)| *m == model).map_or(self.create_path(), |(_, path)| path)
+    }
+    /// The body a task of `model` is created with: a follow-up's fields sent flat, else
+    /// [`ApiFamily::create_body`].
+    fn body_of(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        if self.follow_ups().iter().any(|(m, _)| *m == model) { flat_body(None, input, callback_url) } else { self.create_body(model, input, callback_url) }
+    }
     /// The field a create body names its model in (`model`; Midjourney's `taskType`).
     fn model_field(&self) -> &'static str {
         "model"

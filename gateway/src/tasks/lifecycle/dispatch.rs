@@ -147,8 +147,8 @@ impl Lifecycle {
             _ => return Ok(Sent::Done),
         }
         // Inputs from the Library become URLs KIE can fetch before a rate slot is taken (an
-        // upload may take a while).
-        let (input, told) = if t.inputs.is_empty() {
+        // upload may take a while); a follow-up's parent becomes KIE's id of it.
+        let (input, told) = if t.inputs.is_empty() && t.follows.is_none() {
             (None, Vec::new())
         } else {
             match self.input_for_kie(t).await {

@@ -24,6 +24,7 @@ use super::Lifecycle;
 use super::submit::{SubmitError, invalid};
 use crate::library::asset::{Asset, AssetState};
 use crate::library::inputs::{self, KIE_URL_TRUSTED, LibraryInput, UPLOAD_REUSED};
+use crate::money::catalog::PARENT_FIELD;
 use crate::store::{StoreResult, now_ms};
 use crate::tasks::task::{FailClass, HeldBack, TaskRecord, TaskState};
 use crate::team::membership::Membership;
@@ -92,10 +93,16 @@ impl Lifecycle {
     }
 
     /// The input to send KIE for `t`: its own, with each Library input replaced by a URL KIE
-    /// can fetch; and, for the story, how each went.
+    /// can fetch and a follow-up's parent by KIE's id of it; and, for the story, how each went.
     pub(super) async fn input_for_kie(&self, t: &TaskRecord) -> Result<(Value, Vec<String>), InputTrouble> {
         let mut input = t.input.clone();
-        let mut told = Vec::with_capacity(t.inputs.len());
+        let mut told = Vec::with_capacity(t.inputs.len() + 1);
+        // A follow-up names its parent by the console's id: KIE knows it by its own.
+        if let (Some(f), Value::Object(fields)) = (&t.follows, &mut input) {
+            let kie_id = self.parent_for_kie(f).await?;
+            told.push(format!("input.{PARENT_FIELD} ({}) sent to KIE as its id there, {kie_id}", f.task));
+            fields.insert(PARENT_FIELD.into(), kie_id.into());
+        }
         for i in &t.inputs {
             let later = |e: &dyn std::fmt::Display| InputTrouble::Later(format!("input.{}: {e}", i.field));
             let gone = || InputTrouble::Never(format!("input.{}: {} result {} is no longer in the Library and KIE's own copy may have lapsed", i.field, i.task, i.n));

@@ -12,6 +12,8 @@
 //!   dispatcher; Retry.
 //! - [`dispatch`] — the worker that sends queued tasks to KIE and records the answer.
 //! - [`inputs`] — inputs from the Library: checked at submit, made fetchable by KIE at send.
+//! - [`follow_up`] — a follow-up's parent (an upscale's grid): checked at submit, sent to KIE
+//!   as KIE's id of it.
 //! - [`apply`] — the one idempotent step that applies an upstream state to a task.
 //! - [`cancel`] — ending a task still queued here, before it reaches KIE.
 //! - [`deadline`] — ending a task the queue could not send by its deadline.
@@ -37,6 +39,7 @@ pub mod cancel;
 pub mod deadline;
 pub(crate) mod delivery;
 pub(crate) mod dispatch;
+pub mod follow_up;
 pub(crate) mod inputs;
 pub(crate) mod limits;
 pub mod poller;

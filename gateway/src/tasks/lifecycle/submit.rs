@@ -263,6 +263,10 @@ impl Lifecycle {
         let (family, estimate) = self.validate(&s)?;
         let mut s = s;
         let inputs = self.admit_inputs(&mut s.input, s.sees.as_ref(), s.project.trim()).await?;
+        let follows = match self.0.catalog.get(&s.model) {
+            Some(model) => self.admit_follow_up(model, &mut s.input, s.sees.as_ref(), s.project.trim()).await?,
+            None => None,
+        };
         if let Some(original) = &s.rerun_of {
             let found = self.0.store.task_get(original).await?;
             match found {
@@ -285,6 +289,7 @@ impl Lifecycle {
         t.family = family;
         t.input = s.input;
         t.inputs = inputs;
+        t.follows = follows;
         t.rerun_of = s.rerun_of;
         t.callback_token = random_hex(16);
         t.retry_of = s.retry_of;
