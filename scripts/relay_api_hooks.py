@@ -7,7 +7,8 @@ run's console allows (RELAY_CALLBACK_URL, kie-sim on loopback): a schema-valid r
 accepted for what it is. The relay's own checks of callback URLs are tested in
 server/tests/hardening.rs and gateway's outbound tests.
 
-A follow-up (Midjourney's upscale, vary, video extend) acts on a task that succeeded: whether
+A follow-up (Midjourney's upscale, vary, video extend; Veo's and Runway's extend) acts on a
+task that succeeded: whether
 a generated taskId names one is this run's state, not the request's shape. So its taskId is
 replaced with a real parent made once through the relay (RELAY_BASE, RELAY_KEY), and a video
 extend's index with 0, the one video kie-sim makes (the relay's refusals of a wrong parent or
@@ -34,6 +35,16 @@ FOLLOW_UPS = {
     "/kie/api/v1/mj/generateUpscale": "mj_txt2img",
     "/kie/api/v1/mj/generateVary": "mj_txt2img",
     "/kie/api/v1/mj/generateVideoExtend": "mj_video",
+    "/kie/api/v1/veo/extend": "veo3",
+    "/kie/api/v1/runway/extend": "runway",
+}
+# How each kind of parent is made and read: its create path, body and status path, and
+# whether its status answer says it succeeded.
+MAKE = {
+    "mj_txt2img": ("/api/v1/mj/generate", {"taskType": "mj_txt2img"}, "/api/v1/mj/record-info", lambda d: d.get("successFlag") == 1),
+    "mj_video": ("/api/v1/mj/generate", {"taskType": "mj_video", "fileUrls": ["https://example.com/frame.png"]}, "/api/v1/mj/record-info", lambda d: d.get("successFlag") == 1),
+    "veo3": ("/api/v1/veo/generate", {"model": "veo3"}, "/api/v1/veo/record-info", lambda d: d.get("successFlag") == 1),
+    "runway": ("/api/v1/runway/generate", {"duration": 5}, "/api/v1/runway/record-detail", lambda d: d.get("state") == "success"),
 }
 PARENTS = {}
 
@@ -45,21 +56,19 @@ def relay(method, path, body=None):
         return json.load(r)
 
 
-def parent(task_type):
-    """A Midjourney task of task_type that succeeded, made once through the relay."""
-    if task_type not in PARENTS:
-        body = {"taskType": task_type, "prompt": "a parent for the follow-ups"}
-        if task_type != "mj_txt2img":
-            body["fileUrls"] = ["https://example.com/frame.png"]
-        task = relay("POST", "/api/v1/mj/generate", body)["data"]["taskId"]
+def parent(kind):
+    """A task of this kind that succeeded, made once through the relay."""
+    if kind not in PARENTS:
+        create, body, status, done = MAKE[kind]
+        task = relay("POST", create, {**body, "prompt": "a parent for the follow-ups"})["data"]["taskId"]
         for _ in range(240):
-            if relay("GET", "/api/v1/mj/record-info?taskId=" + task)["data"].get("successFlag") == 1:
+            if done(relay("GET", status + "?taskId=" + task)["data"]):
                 break
             time.sleep(0.5)
         else:
             raise RuntimeError(f"the parent task {task} did not succeed in 2 minutes")
-        PARENTS[task_type] = task
-    return PARENTS[task_type]
+        PARENTS[kind] = task
+    return PARENTS[kind]
 
 
 @schemathesis.hook

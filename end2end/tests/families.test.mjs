@@ -1,7 +1,8 @@
 // KIE's model-specific families from the console, in a real Chromium in --simulate mode: a
 // Veo task and a Suno task from the composer with their own inputs, played in the Task
 // Monitor; a task still queued here cancelled from the console; an ended task re-run with an
-// edited prompt, linked to its original.
+// edited prompt, linked to its original; a Midjourney grid's second image upscaled from its story,
+// linked to the grid.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, openHydrated, startServer } from './harness.mjs';
@@ -110,6 +111,48 @@ test('a task still queued here is cancelled from the console', async () => {
     await page.click(`tr[data-task="${queued}"] [data-testid="cancel"]`);
     await page.waitForSelector(`tr[data-task="${queued}"][data-state="fail"]`, { timeout: 10_000 });
     assert.match(await page.textContent(`tr[data-task="${queued}"]`), /[Cc]ancel/);
+    assert.deepEqual(errors, [], 'no console errors');
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a Midjourney grid's second image is upscaled from its story, a new task linked to the grid", async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    // Midjourney's price is unknown: a per-job cap is what its tasks hold.
+    const rule = await page.evaluate(async () => (await fetch('/api/set_cost_rule', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'per_job=1' })).status);
+    assert.equal(rule, 200);
+    const grid = await compose(page, 'midjourney/text-to-image', 'four lighthouses in a storm');
+    await ended(page, grid);
+    // Its story, beside the Monitor, offers an upscale and a variation of each of its four images.
+    await page.click(`tr[data-task="${grid}"] [data-testid="story-open"]`);
+    await page.waitForSelector('#story:not([hidden]) [data-testid="follow-ups"]', { timeout: 10_000 });
+    const offered = await page.locator('#story [data-testid="follow-up"]').allTextContents();
+    assert.deepEqual(offered.map((t) => t.trim()), ['Upscale 1', 'Upscale 2', 'Upscale 3', 'Upscale 4', 'Vary 1', 'Vary 2', 'Vary 3', 'Vary 4']);
+    let navigations = 0;
+    page.on('framenavigated', () => { navigations += 1; });
+    await page.click('#story [data-testid="follow-up"]:has-text("Upscale 2")');
+    await page.waitForSelector('#story [data-testid="follow-up-result"] code', { timeout: 10_000 });
+    const upscale = (await page.textContent('#story [data-testid="follow-up-task"] code')).trim();
+    assert.match(upscale, /^cr_[0-9a-f]+$/);
+    assert.equal(navigations, 0, 'started in place, no reload');
+    // The Monitor follows it live to its one image.
+    await ended(page, upscale);
+    assert.equal(await page.textContent(`tr[data-task="${upscale}"] td:nth-child(2)`), 'midjourney/upscale');
+    // Its own story names its parent and result, and how KIE was told which task it acts on.
+    const story = await context.newPage();
+    await story.goto(`${server.base}/tasks/${upscale}`);
+    assert.equal((await story.textContent('[data-testid="story-follows"]')).trim(), `${grid}, result 2`);
+    const beats = await story.textContent('[data-testid="story-beats"]');
+    assert.match(beats, new RegExp(`a follow-up on ${grid} result 1`));
+    assert.match(beats, new RegExp(`input\\.taskId \\(${grid}\\) sent to KIE as its id there, \\S+`));
+    assert.equal(await story.locator('[data-testid="follow-ups"]').count(), 0, 'an upscale offers no follow-ups of its own');
+    assert.match(await story.textContent('[data-testid="story-input"]'), /"imageIndex": 1/);
+    await story.close();
     assert.deepEqual(errors, [], 'no console errors');
     await context.close();
   } finally {

@@ -14,7 +14,7 @@
 //!
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
-//! extend (`index`); their status is their family's.
+//! extend (`index`), Veo's and Runway's extend (a `prompt`); their status is their family's.
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -215,13 +215,15 @@ pub struct FollowUpApi {
     pub kind: MediaKind,
     pub price: f64,
     pub results: usize,
+    /// It says how the result goes on (an extension).
+    pub needs_prompt: bool,
 }
 
 const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "mj_omni_reference"];
 
-pub const FOLLOW_UPS: [FollowUpApi; 3] = [
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1 },
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4 },
+pub const FOLLOW_UPS: [FollowUpApi; 5] = [
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false },
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false },
     FollowUpApi {
         family: "midjourney",
         path: "/api/v1/mj/generateVideoExtend",
@@ -231,7 +233,10 @@ pub const FOLLOW_UPS: [FollowUpApi; 3] = [
         kind: MediaKind::Video,
         price: 60.0,
         results: 1,
+        needs_prompt: false,
     },
+    FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true },
+    FollowUpApi { family: "runway", path: "/api/v1/runway/extend", model: "runway_extend", of: &["runway"], index: None, kind: MediaKind::Video, price: 110.0, results: 1, needs_prompt: true },
 ];
 
 /// `POST <follow-up path>`.
@@ -252,6 +257,9 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         }
         if w.state_of(&parent, now) != Some("success") {
             return Err(format!("task {parent} has not succeeded"));
+        }
+        if api.needs_prompt && s(&req, "prompt").is_none() {
+            return Err("prompt is required".to_string());
         }
         if let Some((field, first)) = api.index {
             let n = req.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{field} is required"))?;

@@ -261,6 +261,7 @@ async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() 
         let t = h.store.task_get(&id).await.unwrap().unwrap();
         assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: grid.clone(), n: Some(n) }), "{upstream}: linked to the grid and its result");
         assert_eq!(t.input["taskId"], grid.as_str(), "{upstream}: the record names the parent by the console's id");
+        assert_eq!(gateway::money::receipts::line(&t, None).inputs, [format!("control-room://library/{grid}/{n}")], "{upstream}: its receipt says what it was made from");
         wait_until(&format!("{upstream} done"), 30, || async { status_of(&h, "/kie/api/v1/mj/record-info", &id).await.1["data"]["successFlag"] == 1 }).await;
         let (_, st) = status_of(&h, "/kie/api/v1/mj/record-info", &id).await;
         assert_eq!(st["data"]["taskType"], upstream, "{st}");
@@ -276,6 +277,56 @@ async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() 
     }
     let sent: Vec<String> = h.sim.world().log.iter().filter(|e| e.method == "POST" && e.path.starts_with("/api/v1/mj/generate") && e.code == 200).map(|e| e.path.clone()).collect();
     assert_eq!(sent, ["/api/v1/mj/generate", "/api/v1/mj/generateUpscale", "/api/v1/mj/generateVary"], "each at its own path, once");
+    h.s.shutdown().await.unwrap();
+}
+
+/// Veo's and Runway's extend: a video made longer, the relay's id of it given, KIE's sent, the
+/// prompt required; a task of another family is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_video_is_extended_through_its_familys_own_extend_path() {
+    let h = harness("families-extend", false).await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
+    assert_eq!(code, 200, "{body}");
+    let post = |path: &'static str, body: Value| {
+        let (base, key) = (h.s.base.clone(), h.key.clone());
+        async move {
+            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let families = [
+        ("/kie/api/v1/veo/generate", json!({"model": "veo3", "prompt": "a harbour at dawn"}), "/kie/api/v1/veo/record-info", "/kie/api/v1/veo/extend", "/api/v1/veo/extend"),
+        ("/kie/api/v1/runway/generate", json!({"prompt": "a harbour at dawn", "duration": 5}), "/kie/api/v1/runway/record-detail", "/kie/api/v1/runway/extend", "/api/v1/runway/extend"),
+    ];
+    let mut parents = Vec::new();
+    for (create, body, status, _, _) in &families {
+        let (code, made) = post(create, body.clone()).await;
+        assert_eq!(code, 200, "{made}");
+        let id = made["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until(&format!("{create} done"), 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+        assert_eq!(status_of(&h, status, &id).await.0, 200);
+        parents.push(id);
+    }
+    for (n, (_, _, status, extend, kie_path)) in families.iter().enumerate() {
+        let (parent, other) = (&parents[n], &parents[1 - n]);
+        for (body, says) in [(json!({"taskId": parent}), "needs input.prompt"), (json!({"taskId": other, "prompt": "on"}), "acts on a task of")] {
+            let (code, answer) = post(extend, body.clone()).await;
+            assert_eq!(code, 422, "{extend} {body}: {answer}");
+            assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{extend} {body}: {answer}");
+        }
+        let (code, made) = post(extend, json!({"taskId": parent, "prompt": "the boats sail out"})).await;
+        assert_eq!(code, 200, "{made}");
+        let id = made["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until(&format!("{extend} done"), 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: parent.clone(), n: None }));
+        assert_eq!(status_of(&h, status, &id).await.0, 200, "answered at its family's status path");
+        let kie_parent = h.store.task_get(parent).await.unwrap().unwrap().kie_task_id.unwrap();
+        let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(t.kie_task_id.as_ref().unwrap()).map(|t| t.param.clone()).unwrap()).unwrap();
+        assert_eq!((sent["taskId"].as_str(), sent["prompt"].as_str()), (Some(kie_parent.as_str()), Some("the boats sail out")), "{sent}");
+        assert!(h.sim.world().log.iter().any(|e| e.path == *kie_path && e.code == 200), "sent to {kie_path}");
+    }
     h.s.shutdown().await.unwrap();
 }
 

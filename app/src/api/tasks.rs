@@ -358,7 +358,8 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
         let results: Vec<usize> = (0..t.result_urls.len()).collect();
         let offer = |m: &gateway::money::catalog::Model| {
             let rule = m.follows.as_ref()?;
-            Some(crate::view::FollowOffer { model: m.id.clone(), action: rule.action.clone(), results: if rule.index.is_some() { results.clone() } else { Vec::new() } })
+            let results = if rule.index.is_some() { results.clone() } else { Vec::new() };
+            Some(crate::view::FollowOffer { model: m.id.clone(), action: rule.action.clone(), results, needs_prompt: m.required.iter().any(|r| r == "prompt") })
         };
         ctx.lifecycle.catalog().follow_ups_of(&t.model).filter_map(offer).collect()
     } else {
@@ -368,9 +369,10 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
 }
 
 /// Starts follow-up `model` (an upscale…) on the task `id`, on its result `n` (from 0) when
-/// the follow-up acts on one: a new task in the same project, linked to it.
+/// the follow-up acts on one, with `prompt` when it takes one (how an extension goes on): a
+/// new task in the same project, linked to it.
 #[server(endpoint = "follow_up")]
-pub async fn follow_up(id: String, model: String, n: Option<usize>) -> Result<Submitted, ServerFnError> {
+pub async fn follow_up(id: String, model: String, n: Option<usize>, #[server(default)] prompt: Option<String>) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
     let parent = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
     let rule = ctx.lifecycle.catalog().get(&model).and_then(|m| m.follows.clone()).ok_or_else(|| refuse(422, format!("{} is not a follow-up in the catalog.", model.chars().take(100).collect::<String>())))?;
@@ -380,6 +382,9 @@ pub async fn follow_up(id: String, model: String, n: Option<usize>) -> Result<Su
     if let Some(field) = rule.index {
         let n = n.ok_or_else(|| refuse(422, "Say which result to act on."))?;
         input.insert(field, (rule.first + n as u64).into());
+    }
+    if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+        input.insert("prompt".into(), p.into());
     }
     let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project: parent.project, model, input: input.into(), sees: Some(actor.membership), ..Default::default() };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;

@@ -41,7 +41,7 @@ pub async fn act(form: Fields) -> Acted {
         _ => (asked, None),
     };
     Acted::of(
-        follow_up(task, model, n).await,
+        follow_up(task, model, n, field_owned(&form, "prompt")).await,
         |s| view! { <p class="ok" role="status" data-testid="follow-up-result">"Started "<a href=format!("/tasks/{}", s.id) data-testid="follow-up-task"><code>{s.id.clone()}</code></a>{format!(", estimated {} credits; the Monitor follows it", s.estimated_credits)}</p> }.into_any(),
         "follow-up-error",
     )
@@ -99,6 +99,10 @@ fn story(s: TaskStory) -> impl IntoView {
 /// The follow-ups on the task's results, each a button that starts one (a form posted to
 /// this panel: no script needed).
 fn follow_ups(task: &str, offers: Vec<FollowOffer>) -> impl IntoView + use<> {
+    let prompt = offers.iter().any(|o| o.needs_prompt).then(|| {
+        let which: Vec<String> = offers.iter().filter(|o| o.needs_prompt).map(|o| o.action.clone()).collect();
+        view! { <input type="text" name="prompt" maxlength="5000" class="small" data-testid="follow-up-prompt" aria-label="Prompt for a follow-up" placeholder=format!("How it goes on ({})", which.join(", "))/>" " }
+    });
     let buttons = offers.into_iter().flat_map(|o| {
         let whole = o.results.is_empty().then_some(None);
         let each = o.results.into_iter().map(Some);
@@ -114,6 +118,7 @@ fn follow_ups(task: &str, offers: Vec<FollowOffer>) -> impl IntoView + use<> {
         <dt>"Follow-ups"</dt>
         <dd><form method="post" action=act_form(PanelId::Story) data-testid="follow-ups">
             <input type="hidden" name="task" value=task.to_string()/>
+            {prompt}
             {buttons.collect_view()}
         </form></dd>
     }

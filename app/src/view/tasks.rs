@@ -328,6 +328,8 @@ pub struct FollowOffer {
     pub action: String,
     /// The results it may act on (from 0); empty: it acts on the whole task.
     pub results: Vec<usize>,
+    /// It needs a prompt (how an extension goes on).
+    pub needs_prompt: bool,
 }
 
 /// Most characters of a task's input a story shows.

@@ -2,7 +2,8 @@
 //! 720p | 1080p, 1080p not with 10 s, `aspectRatio`, `waterMark`; no model field), `GET
 //! /api/v1/runway/record-detail` with `state` and `videoInfo.videoUrl` (`expireFlag` 1 once the
 //! media lapsed: the Library's copy then finds it gone, as for any lapsed result); callbacks
-//! carry `data.video_url`.
+//! carry `data.video_url`. Its follow-up `POST /api/v1/runway/extend` (`taskId`, `prompt`,
+//! `quality`) makes a video longer; record-detail answers it too.
 
 use serde_json::{Map, Value, json};
 
@@ -29,6 +30,9 @@ impl ApiFamily for Runway {
     }
     fn create_path(&self) -> &'static str {
         "/api/v1/runway/generate"
+    }
+    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+        &[("runway_extend", "/api/v1/runway/extend")]
     }
     fn status_path(&self) -> &'static str {
         "/api/v1/runway/record-detail"

@@ -1,6 +1,8 @@
 //! Veo 3.1: `POST /api/v1/veo/generate` with the fields flat (`prompt`, `model` veo3 |
 //! veo3_fast, `aspectRatio`, `generationType`, `imageUrls`…), `GET /api/v1/veo/record-info`
-//! with `successFlag` and `response.resultUrls`; callbacks carry `data.info.resultUrls`.
+//! with `successFlag` and `response.resultUrls`; callbacks carry `data.info.resultUrls`. Its
+//! follow-up `POST /api/v1/veo/extend` (`taskId`, `prompt`) makes a video longer; record-info
+//! answers it too.
 
 use serde_json::{Map, Value, json};
 
@@ -21,6 +23,9 @@ impl ApiFamily for Veo {
     }
     fn status_path(&self) -> &'static str {
         "/api/v1/veo/record-info"
+    }
+    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+        &[("veo_extend", "/api/v1/veo/extend")]
     }
     fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
         let mut body = super::flat_body(Some(model), input, callback_url);

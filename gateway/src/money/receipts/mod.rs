@@ -339,7 +339,9 @@ pub struct Line {
     /// KIE finished it after this console had given up on it (it was `expired` first).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub completed_after_give_up: bool,
-    /// What it was made from: its inputs from the Library (`control-room://library/<task>/<n>`).
+    /// What it was made from: its inputs from the Library (`control-room://library/<task>/<n>`),
+    /// and a follow-up's parent — the result it acts on, or the whole task
+    /// (`control-room://library/<task>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
 }
@@ -374,7 +376,10 @@ pub fn line(t: &TaskRecord, base: Option<&str>) -> Line {
         finished_ms: t.finished_ms,
         charge_basis: t.charge_basis.filter(|_| c > Credits::ZERO).map(|b| b.as_str().to_string()),
         completed_after_give_up: t.completed_late,
-        inputs: t.inputs.iter().map(crate::library::inputs::LibraryInput::reference).collect(),
+        inputs: t.inputs.iter().map(crate::library::inputs::LibraryInput::reference).chain(t.follows.as_ref().map(|f| match f.n {
+            Some(n) => crate::library::inputs::reference(&f.task, n),
+            None => format!("{}{}", crate::library::inputs::SCHEME, f.task),
+        })).collect(),
     }
 }
 
