@@ -119,6 +119,13 @@ fn clients() -> Vec<Client> {
     ]
 }
 
+/// A relay POST of `body` to `path` with `key`: its status and answer.
+async fn post_as(h: &Harness, path: &str, key: String, body: Value) -> (u16, Value) {
+    let r = http().post(format!("{}{path}", h.s.base)).bearer_auth(key).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
 async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
     let r = http().get(format!("{}{path}", h.s.base)).query(&[("taskId", id)]).bearer_auth(&h.key).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -212,14 +219,7 @@ async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() 
     let h = harness("families-follow-up", false).await;
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
     assert_eq!(code, 200, "{body}");
-    let post = |path: &'static str, key: String, body: Value| {
-        let base = h.s.base.clone();
-        async move {
-            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |path: &'static str, key: String, body: Value| post_as(&h, path, key, body);
     let (status, made) = post("/kie/api/v1/mj/generate", h.key.clone(), json!({"taskType": "mj_txt2img", "prompt": "four lighthouses"})).await;
     assert_eq!(status, 200, "{made}");
     let grid = made["data"]["taskId"].as_str().unwrap().to_string();
@@ -287,14 +287,7 @@ async fn a_video_is_extended_through_its_familys_own_extend_path() {
     let h = harness("families-extend", false).await;
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
     assert_eq!(code, 200, "{body}");
-    let post = |path: &'static str, body: Value| {
-        let (base, key) = (h.s.base.clone(), h.key.clone());
-        async move {
-            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |path: &'static str, body: Value| post_as(&h, path, h.key.clone(), body);
     let families = [
         ("/kie/api/v1/veo/generate", json!({"model": "veo3", "prompt": "a harbour at dawn"}), "/kie/api/v1/veo/record-info", "/kie/api/v1/veo/extend", "/api/v1/veo/extend"),
         ("/kie/api/v1/runway/generate", json!({"prompt": "a harbour at dawn", "duration": 5}), "/kie/api/v1/runway/record-detail", "/kie/api/v1/runway/extend", "/api/v1/runway/extend"),
@@ -333,14 +326,7 @@ async fn a_video_is_extended_through_its_familys_own_extend_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     let h = harness("families-refuse", false).await;
-    let post = |path: &'static str, body: Value| {
-        let (base, key) = (h.s.base.clone(), h.key.clone());
-        async move {
-            let r = http().post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let post = |path: &'static str, body: Value| post_as(&h, path, h.key.clone(), body);
     let cases = [
         ("/kie/api/v1/veo/generate", json!({"model": "veo3", "aspectRatio": "16:9"}), 422, "prompt"),
         ("/kie/api/v1/veo/generate", json!({"model": "veo4", "prompt": "x"}), 404, "not supported"),
