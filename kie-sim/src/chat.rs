@@ -1,5 +1,6 @@
 //! KIE's language models: `POST /<model>/v1/chat/completions`, OpenAI's shape (and Claude's
-//! Messages API, `POST /claude/v1/messages`, Anthropic's shape: [`messages`]), answered at
+//! Messages API, `POST /claude/v1/messages`, Anthropic's shape: [`messages`]; the Responses
+//! API, `POST /api/v1/responses`, OpenAI's Responses shape: [`responses`]), answered at
 //! once or streamed as Server-Sent Events (`data: {chunk}` lines, `data: [DONE]` last), as
 //! `KIE-API.md` describes. Usage (`prompt_tokens`, `completion_tokens`, `total_tokens`) comes
 //! with the answer, or in the last chunk, except from `gemini-2.5-flash`, which reports none.
@@ -27,6 +28,10 @@ use crate::kie_api::{authorise, kie};
 pub const MODELS: [(&str, bool); 6] = [("gemini-3-pro", true), ("gemini-3.1-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false), ("gpt-5-2", true)];
 /// The Claude models the Messages API serves (each reports usage).
 pub const CLAUDE: [&str; 2] = ["claude-sonnet-4-5", "claude-haiku-4-5"];
+/// The models the Responses API serves (each reports usage and what it charged).
+pub const RESPONSES: [&str; 1] = ["gpt-5.1-codex"];
+/// What a Responses call charges a token, in credits.
+const RESPONSES_CREDITS_PER_TOKEN: f64 = 0.0001;
 
 /// About four characters a token, as the answer's usage counts them.
 fn tokens(text: &str) -> u32 {
@@ -214,6 +219,71 @@ pub async fn messages(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -
     events.push(event("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
     events.push(event("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": output_tokens } })));
     events.push(event("message_stop", json!({ "type": "message_stop" })));
+    event_stream(&sim, path, events, first_byte_ms, chunk_ms)
+}
+
+/// The Responses API: `POST /api/v1/responses`, as KIE's Codex page gives it — the model in
+/// the body, the conversation as `input` (one text, or a list of turns), `instructions`, the
+/// answer's limit `max_output_tokens`; the answer's `output` (a reasoning item, then the
+/// message), `usage` (`input_tokens`, `output_tokens`) and what it charged,
+/// `credits_consumed`; streamed as `response.output_text.delta` events, then
+/// `response.completed` with the usage and the charge, then `data: [DONE]`. Errors are KIE's
+/// envelope.
+pub async fn responses(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = "/api/v1/responses".to_string();
+    let (key, _) = match authorise(&sim, &headers, "/api/v1/responses").await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else { return kie(400, "The request body is not valid JSON", None, false) };
+    let model = req.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !RESPONSES.contains(&model.as_str()) {
+        sim.world().record("CHAT", &path, 404, None, None);
+        return kie(404, "The model name you specified is not supported", None, false);
+    }
+    let turns = match req.get("input") {
+        Some(Value::String(s)) if !s.trim().is_empty() => vec![json!({ "role": "user", "content": s })],
+        Some(Value::Array(t)) if !t.is_empty() => t.clone(),
+        _ => {
+            sim.world().record("CHAT", &path, 422, None, None);
+            return kie(422, "input is required", None, false);
+        }
+    };
+    let instructions = req.get("instructions").map_or(0, |s| tokens(&text_of(s)));
+    let prompt_tokens: u32 = instructions + turns.iter().map(|m| tokens(&text_of(&m["content"]))).sum::<u32>();
+    let limit = req.get("max_output_tokens").and_then(Value::as_u64);
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let Some(Admitted { words, chunk_ms, first_byte_ms }) = admit(&sim, &key, &path, stream, &turns, prompt_tokens, limit) else {
+        let mut r = kie(429, "Rate limit reached for requests or tokens per minute", None, false);
+        r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("10"));
+        return r;
+    };
+    let output_tokens = words.len() as u32;
+    let usage = json!({ "input_tokens": prompt_tokens, "output_tokens": output_tokens, "total_tokens": prompt_tokens + output_tokens });
+    let credits = ((f64::from(prompt_tokens + output_tokens) * RESPONSES_CREDITS_PER_TOKEN * 100.0).round() / 100.0).max(0.01);
+    let id = format!("resp_{:016x}", fastrand::u64(..));
+    if !stream {
+        if first_byte_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(first_byte_ms)).await;
+        }
+        return axum::Json(json!({
+            "id": id, "object": "response", "model": model, "status": "completed",
+            "output": [
+                { "type": "reasoning", "id": format!("rs_{id}"), "summary": [] },
+                { "type": "message", "role": "assistant", "id": format!("msg_{id}"), "status": "completed", "content": [{ "type": "output_text", "text": words.concat().trim_end(), "annotations": [] }] },
+            ],
+            "usage": usage, "credits_consumed": credits,
+        }))
+        .into_response();
+    }
+    let event = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
+    let mut events: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(n, w)| event("response.output_text.delta", json!({ "type": "response.output_text.delta", "content_index": 0, "delta": w, "item_id": format!("msg_{id}"), "output_index": 1, "sequence_number": n + 1 })))
+        .collect();
+    events.push(event("response.completed", json!({ "type": "response.completed", "sequence_number": words.len() + 1, "credits_consumed": credits, "response": { "id": id, "object": "response", "model": model, "status": "completed", "usage": usage } })));
+    events.push("data: [DONE]\n\n".into());
     event_stream(&sim, path, events, first_byte_ms, chunk_ms)
 }
 

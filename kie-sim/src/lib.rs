@@ -85,6 +85,7 @@ impl Sim {
             .route("/api/v1/chat/credit", get(kie_api::credit))
             .route("/{model}/v1/chat/completions", post(chat::completions))
             .route("/claude/v1/messages", post(chat::messages))
+            .route("/api/v1/responses", post(chat::responses))
             .route("/api/v1/common/download-url", post(kie_api::download_url))
             .route("/files/{task}/{name}", get(kie_api::file))
             .route("/uploads/{id}/{name}", get(uploads::file))

@@ -1,5 +1,6 @@
-//! The relay's language models: chat completions (`POST /kie/<model>/v1/chat/completions`)
-//! and Claude's Messages API (`POST /kie/claude/v1/messages`), with a relay key,
+//! The relay's language models: chat completions (`POST /kie/<model>/v1/chat/completions`),
+//! Claude's Messages API (`POST /kie/claude/v1/messages`) and OpenAI's Responses API (`POST
+//! /kie/api/v1/responses`, counted at what KIE says it charged), with a relay key,
 //! the body KIE takes (sent with the answer's limit the core decided, and
 //! `X-Control-Room-Clamped` when that is below the one asked for) and KIE's answer back, byte
 //! for byte. `"stream": true` is passed on chunk by chunk as it arrives (no buffering); the
@@ -20,7 +21,7 @@ use std::time::Duration;
 use crate::AppState;
 use crate::error::{Refusal, RelayCaller, STORE_DOWN, Shape};
 use gateway::Lifecycle;
-use gateway::chat::usage::{answer_chars, usage_of};
+use gateway::chat::usage::{answer_chars, charged_of, usage_of};
 use gateway::chat::{ChatEnd, ChatError, ChatOutcome, ChatRequest, ChatTicket, StreamScan};
 use gateway::money::catalog::ChatApi;
 
@@ -41,6 +42,14 @@ pub async fn messages(State(state): State<AppState>, RelayCaller(key): RelayCall
     let req = object(&body)?;
     let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, "model is required: one of the catalog's Claude models")) };
     relay(state, key, model, ChatApi::Messages, req).await
+}
+
+/// `POST /kie/api/v1/responses`: OpenAI's Responses API as KIE serves it (the model in the
+/// body, the conversation as `input`).
+pub async fn responses(State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
+    let req = object(&body)?;
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, "model is required: one of the catalog's Responses models")) };
+    relay(state, key, model, ChatApi::Responses, req).await
 }
 
 /// The body, which must be a JSON object.
@@ -102,7 +111,7 @@ async fn read_whole(call: &mut Relay, upstream: reqwest::Response) -> Result<Vec
     };
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let outcome = if status.is_success() { ChatOutcome::Answered } else { ChatOutcome::Failed(status.as_u16(), String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()) };
-    (call.scan.usage, call.scan.chars) = (usage_of(&answer), answer_chars(&answer));
+    (call.scan.usage, call.scan.chars, call.scan.charged) = (usage_of(&answer), answer_chars(&answer), charged_of(&answer));
     call.finish(outcome);
     Ok(bytes)
 }
@@ -251,7 +260,7 @@ impl Relay {
 
     fn end_of(&mut self, outcome: ChatOutcome) -> Option<(ChatTicket, ChatEnd)> {
         let ticket = self.ticket.take()?;
-        Some((ticket, ChatEnd { outcome, usage: self.scan.usage, answer_chars: self.scan.chars, first_byte_ms: self.first_byte }))
+        Some((ticket, ChatEnd { outcome, usage: self.scan.usage, answer_chars: self.scan.chars, charged: self.scan.charged, first_byte_ms: self.first_byte }))
     }
 
     /// Ends the call once, in the background (off the response path).

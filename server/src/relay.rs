@@ -26,6 +26,8 @@
 //!   streamed as it arrives ([`crate::chat`]).
 //! - `POST /kie/claude/v1/messages` — Claude's Messages API (Anthropic's shape), the same way;
 //!   the key may come as `x-api-key`, as Anthropic's clients send it.
+//! - `POST /kie/api/v1/responses` — OpenAI's Responses API as KIE serves it (Codex), the same
+//!   way; counted at what KIE says it charged (`credits_consumed`).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
 //! - KIE's upload calls (`/kie/api/file-stream-upload`, `…/file-base64-upload`,
 //!   `…/file-url-upload`), relayed to KIE's upload host ([`crate::relay_uploads`]).
@@ -46,6 +48,7 @@ use serde_json::Value;
 use crate::AppState;
 use gateway::tasks::lifecycle::{Submission, deadline};
 use gateway::kie::Family;
+use gateway::money::catalog::ChatApi;
 use gateway::tasks::relay::{envelope, status_data};
 use crate::error::{RelayCaller, Refusal, Shape};
 
@@ -54,13 +57,14 @@ use crate::error::{RelayCaller, Refusal, Shape};
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
     out.extend(Family::ALL.iter().flat_map(|f| f.adapter().follow_ups().iter().map(|(_, path)| format!("/kie{path}"))));
-    out.extend([CHAT.to_string(), MESSAGES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
+    out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
     out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
     out
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
 const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const MESSAGES: &str = "/kie/claude/v1/messages";
+const RESPONSES: &str = "/kie/api/v1/responses";
 const OPENAPI: &str = "/kie/openapi.json";
 /// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
 const SEND_BY: &str = "x-control-room-send-by";
@@ -85,7 +89,8 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
     let create = |family: Family| format!("/kie{}", family.adapter().create_path());
     let models = catalog.models().iter().filter(|m| m.family == Family::Market);
     let (chat, tasks): (Vec<_>, Vec<_>) = models.partition(|m| m.is_chat());
-    let (claude, chat): (Vec<_>, Vec<_>) = chat.into_iter().partition(|m| m.api == gateway::money::catalog::ChatApi::Messages);
+    let of_api = |api: gateway::money::catalog::ChatApi| -> Vec<Value> { chat.iter().filter(|m| m.api == api).map(|m| Value::from(m.id.as_str())).collect() };
+    let (claude, responses, chat) = (of_api(ChatApi::Messages), of_api(ChatApi::Responses), of_api(ChatApi::Completions));
     if let Some(body) = doc.pointer_mut(&body(&create(Family::Market))) {
         let callback = body["properties"]["callBackUrl"].clone();
         let one_of: Vec<Value> = tasks
@@ -95,10 +100,12 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
         *body = serde_json::json!({"description": "One of the catalog's models (the Market panel) with its input, as KIE takes it", "oneOf": one_of});
     }
     if let Some(model) = doc.pointer_mut(&post(CHAT, "parameters/0/schema")) {
-        model["enum"] = chat.iter().map(|m| Value::from(m.id.as_str())).collect();
+        model["enum"] = chat.into();
     }
-    if let Some(model) = doc.pointer_mut(&format!("{}/properties/model", body(MESSAGES))) {
-        model["enum"] = claude.iter().map(|m| Value::from(m.id.as_str())).collect();
+    for (path, models) in [(MESSAGES, claude), (RESPONSES, responses)] {
+        if let Some(model) = doc.pointer_mut(&format!("{}/properties/model", body(path))) {
+            model["enum"] = models.into();
+        }
     }
     // Fields the relay refuses whatever their value: on a family's body, an input that
     // multiplies the cost and that the body does not name; on a chat call, one it cannot price.
@@ -112,9 +119,9 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
             refused_names(body, &gateway::money::catalog::MULTIPLIERS);
         }
     }
-    for path in [CHAT, MESSAGES] {
+    for (path, api) in [(CHAT, ChatApi::Completions), (MESSAGES, ChatApi::Messages), (RESPONSES, ChatApi::Responses)] {
         if let Some(body) = doc.pointer_mut(&body(path)) {
-            refused_names(body, &gateway::chat::UNPRICED);
+            refused_names(body, &gateway::chat::refused_in(api));
         }
     }
     doc.to_string()
@@ -134,6 +141,7 @@ pub fn routes() -> axum::Router<AppState> {
     router
         .route(CHAT, post(crate::chat::completions))
         .route(MESSAGES, post(crate::chat::messages))
+        .route(RESPONSES, post(crate::chat::responses))
         .merge(crate::relay_uploads::routes())
         .route(CREDIT, get(credit))
         .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))

@@ -21,6 +21,7 @@ fn priced_catalog() -> std::path::PathBuf {
         {"id": "gemini-3-flash", "category": "language", "provider": "Google", "purpose": "test", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}, "output_tokens": 200},
         {"id": "gemini-2.5-flash", "category": "language", "provider": "Google", "purpose": "test (no usage reported)", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}},
         {"id": "claude-sonnet-4-5", "category": "language", "provider": "Anthropic", "purpose": "test (Messages API)", "price": {"per_1m_tokens": {"input": 3000, "output": 15000}}, "output_tokens": 300, "api": "messages"},
+        {"id": "gpt-5.1-codex", "category": "language", "provider": "OpenAI", "purpose": "test (Responses API, KIE says what it charged)", "price": "unknown", "output_tokens": 300, "api": "responses"},
         {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
     ]});
     std::fs::write(&path, text.to_string()).unwrap();
@@ -371,6 +372,75 @@ print(json.dumps({"plain": plain.content[0].text, "usage": [plain.usage.input_to
     let draft = http().get(format!("{}/draft/{}", c.s.base, started["token"].as_str().unwrap())).header("cookie", cookie(&producer)).send().await.unwrap().text().await.unwrap();
     let text: String = draft.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<String>(d).ok()).collect();
     assert!(text.contains("a harbour at dawn"), "the draft's text: {draft}");
+    c.s.shutdown().await.unwrap();
+}
+
+/// The `openai` package's Responses API against `/kie/api/v1`, unchanged: a plain call and a
+/// stream, each counted at what KIE said it charged (`credits_consumed`), its tokens at KIE's
+/// usage; what the console cannot price or bound is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openai_python_clients_responses_work_against_the_relay_counted_at_what_kie_charged() {
+    let (sim_base, sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
+    let c = console(&sim_base, redis_store(&format!("{}:", testkit::unique("chat-responses"))), "requests:100/1m").await;
+    // No price is published for it: a per-job cap ($1, 200 credits) is what a call holds.
+    let (code, body) = server_fn(&c.s.base, "set_cost_rule", &form(&[("per_job", "1")])).await;
+    assert_eq!(code, 200, "{body}");
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
+plain = client.responses.create(model="gpt-5.1-codex", instructions="You write shot prompts.", input="a lighthouse", max_output_tokens=40, reasoning={"effort": "low"})
+parts, usage = [], None
+for event in client.responses.create(model="gpt-5.1-codex", input=[{"role": "user", "content": "a harbour"}], stream=True):
+    if event.type == "response.output_text.delta":
+        parts.append(event.delta)
+    elif event.type == "response.completed":
+        usage = [event.response.usage.input_tokens, event.response.usage.output_tokens]
+print(json.dumps({"plain": plain.output_text, "usage": [plain.usage.input_tokens, plain.usage.output_tokens], "streamed": "".join(parts), "stream_usage": usage}))
+"#;
+    let got = python_client(&c, script, &format!("{}/kie/api/v1", c.s.base));
+    assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
+    assert!(got["streamed"].as_str().unwrap().contains("a harbour"), "{got}");
+    let ended = || async {
+        let page = c.store.task_list(&gateway::tasks::task::TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+        page.tasks.into_iter().filter(|t| t.model == "gpt-5.1-codex" && t.state == gateway::TaskState::Success).collect::<Vec<_>>()
+    };
+    wait_until("both Responses calls ended", 5, || async { ended().await.len() == 2 }).await;
+    let mut counted = Vec::new();
+    for t in ended().await {
+        let u = t.chat.clone().unwrap();
+        assert!(!u.estimated, "{u:?}");
+        // kie-sim charges 0.0001 credit a token, to the cent: what it said is what is counted.
+        let said = ((((u.prompt_tokens + u.completion_tokens) as f64) * 0.0001 * 100.0).round() / 100.0).max(0.01);
+        assert_eq!(t.actual_cost, gateway::Credits::from_decimal(said), "{t:?}");
+        assert_eq!(t.charge_basis, Some(gateway::tasks::task::ChargeBasis::Reported));
+        assert!(t.estimated_cost == gateway::Credits::from_credits(200), "the cap it held: {}", t.estimated_cost);
+        counted.push((u.prompt_tokens, u.completion_tokens));
+    }
+    counted.sort();
+    let mut reported: Vec<(u64, u64)> = ["usage", "stream_usage"].iter().map(|k| (got[k][0].as_u64().unwrap(), got[k][1].as_u64().unwrap())).collect();
+    reported.sort();
+    assert_eq!(counted, reported, "counted at KIE's usage, streamed or not");
+    // Refused before anything is sent: a reasoning budget it cannot bound, no input, a length
+    // out of range, another API's model, no key.
+    let url = format!("{}/kie/api/v1/responses", c.s.base);
+    for (body, code, says) in [
+        (json!({"model": "gpt-5.1-codex", "input": "hi", "reasoning": {"effort": "high", "budget_tokens": 50000}}), 422, "reasoning"),
+        (json!({"model": "gpt-5.1-codex"}), 422, "input is required"),
+        (json!({"model": "gpt-5.1-codex", "input": "hi", "max_output_tokens": 0}), 422, "max_output_tokens"),
+        (json!({"model": "gpt-5.1-codex", "input": "hi", "max_tokens": 10}), 422, "max_tokens"),
+        (json!({"model": "gemini-3-flash", "input": "hi"}), 404, "not supported"),
+        (json!({"input": "hi"}), 422, "model is required"),
+    ] {
+        let r = http().post(&url).bearer_auth(&c.key).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, code, "{body}: {text}");
+        assert!(text.contains(says), "{body}: {text}");
+    }
+    assert_eq!(http().post(&url).json(&json!({"model": "gpt-5.1-codex", "input": "hi"})).send().await.unwrap().status(), 401);
+    let calls = sim.world().log.iter().filter(|e| e.path == "/api/v1/responses" && e.code != 0).count();
+    assert_eq!(calls, 2, "nothing refused reached KIE");
     c.s.shutdown().await.unwrap();
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`Lifecycle::chat_begin`] admits a call or refuses it before anything is sent:
 //! - the model must be a language model of the catalog (else 404, in KIE's words), the body a
-//!   JSON object with `messages` (else 422);
+//!   JSON object with its conversation (`messages`; the Responses API's `input`) (else 422);
 //! - the console decides the answer's limit and sends it ([`limit`]): what is asked for, lowered
 //!   to what the lowest per-job cap affords; the call holds the worst case of what is sent
 //!   (the prompt's upper bound plus `n` answers at that limit); a model with no known price
@@ -15,7 +15,8 @@
 //!   long to wait), so the console never causes an upstream 429; a cost rule refuses with
 //!   402; either way nothing is held.
 //!
-//! [`Lifecycle::chat_end`] counts what the call used (KIE's `usage`; without it, what arrived at
+//! [`Lifecycle::chat_end`] counts what the call used (what KIE said it charged, where it says —
+//! the Responses API's `credits_consumed`; else KIE's `usage`; without it, what arrived at
 //! about four characters a token, marked estimated — or, for a call the client left before its
 //! end, the whole hold, since KIE bills what it generated), in one store step with the
 //! record's compare-and-set ([`crate::store::UpdateWith`]), written over the record as admitted
@@ -135,6 +136,8 @@ pub struct ChatEnd {
     pub usage: Option<(u64, u64)>,
     /// The answer's characters as they arrived (for the estimate when there is no `usage`).
     pub answer_chars: usize,
+    /// What KIE said it charged (the Responses API's `credits_consumed`), when it says.
+    pub charged: Option<Credits>,
     pub first_byte_ms: Option<u64>,
 }
 
@@ -205,10 +208,19 @@ impl Lifecycle {
         }
         crate::tasks::lifecycle::submit::check_project(project).map_err(|e| ChatError::Invalid(e.to_string()))?;
         let model = self.catalog().get(model).filter(|m| m.is_chat() && m.api == api).ok_or(ChatError::UnknownModel)?;
-        body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| ChatError::Invalid("messages is required: a list of {role, content}".into()))?;
-        let ask = limit::read(body, &model.id).map_err(ChatError::Invalid)?;
+        let turns = api.turns_field();
+        let given = match body.get(turns) {
+            Some(Value::Array(m)) => !m.is_empty(),
+            // The Responses API also takes its input as one text.
+            Some(Value::String(s)) => api == crate::money::catalog::ChatApi::Responses && !s.trim().is_empty(),
+            _ => false,
+        };
+        if !given {
+            return Err(ChatError::Invalid(format!("{turns} is required: a list of {{role, content}}")));
+        }
+        let ask = limit::read(body, &model.id, api).map_err(ChatError::Invalid)?;
         let cap = budget::per_job_cap(rules, owner, project);
-        let decision = limit::decide(model, ask, limit::prompt_bound(body), cap).map_err(|too| {
+        let decision = limit::decide(model, ask, limit::prompt_bound(body, api), cap).map_err(|too| {
             ChatError::OverBudget(format!(
                 "Refused by a per-job cost rule: this prompt with the shortest answer may cost {}; one job may cost at most {}. Shorten the prompt or raise the cap.",
                 budget::money(too.least),
@@ -219,7 +231,7 @@ impl Lifecycle {
             (Some(c), _) | (None, Some(c)) => c,
             (None, None) => return Err(ChatError::Invalid(format!("{} has no known token price: set a per-job cap for this project or person (Budget panel) and that cap is what a call may cost", model.id))),
         };
-        let sent = limit::rewrite(body, &decision);
+        let sent = limit::rewrite(body, &decision, api);
         Ok((model, ChatPlan { estimate, prompt_estimate: estimate_prompt_tokens(body), decision, body: sent }))
     }
 
@@ -322,9 +334,8 @@ impl Lifecycle {
     fn chat_record(&self, id: &str, req: &ChatRequest, model: &str, decision: &Decision, estimate: Credits, streamed: bool) -> TaskRecord {
         let now = now_ms();
         let mut t = TaskRecord::new(id.to_string(), req.owner.trim(), req.project.trim(), model, now);
-        let messages = req.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let last_user = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or_default();
-        t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": messages.len(), "max_tokens": decision.limit, "n": decision.ask.n, "stream": streamed });
+        let (last_user, turns) = super::usage::last_user_text(&req.body, req.api);
+        t.input = json!({ "prompt": last_user.chars().take(PROMPT_SHOWN).collect::<String>(), "messages": turns, "max_tokens": decision.limit, "n": decision.ask.n, "stream": streamed });
         t.state = TaskState::Generating;
         t.submitted_ms = Some(now);
         t.estimated_cost = estimate;
@@ -339,7 +350,7 @@ impl Lifecycle {
     fn end_unsent(&self, ticket: ChatTicket) {
         let lc = self.clone();
         tokio::spawn(async move {
-            let end = ChatEnd { outcome: ChatOutcome::Failed(503, "The store failed while the call was admitted; it was not sent".into()), usage: Some((0, 0)), answer_chars: 0, first_byte_ms: None };
+            let end = ChatEnd { outcome: ChatOutcome::Failed(503, "The store failed while the call was admitted; it was not sent".into()), usage: Some((0, 0)), answer_chars: 0, charged: None, first_byte_ms: None };
             let mut ticket = Some(ticket);
             for _ in 0..60 {
                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -382,13 +393,19 @@ impl Lifecycle {
         // A refused call costs nothing. An answer costs what its tokens cost (for a model with
         // no known price, the cap it held). A call the client left before KIE's usage arrived
         // was still generated, and billed, at KIE: it counts its whole hold, never less.
-        let spent = match (&end.outcome, end.usage) {
-            (ChatOutcome::Failed(..), _) => Credits::ZERO,
-            (ChatOutcome::Cancelled, None) => ticket.estimated_cost,
+        // What KIE said it charged comes first.
+        let spent = match (&end.outcome, end.usage, end.charged) {
+            (ChatOutcome::Failed(..), ..) => Credits::ZERO,
+            (_, _, Some(charged)) => charged,
+            (ChatOutcome::Cancelled, None, None) => ticket.estimated_cost,
             _ => model.and_then(|m| m.chat_cost(prompt, completion)).unwrap_or(ticket.estimated_cost),
         };
         let priced = model.is_some_and(|m| m.chat_cost(0, 0).is_some());
-        let basis = if !estimated && priced { ChargeBasis::Measured } else { ChargeBasis::Estimate };
+        let basis = match end.charged {
+            Some(_) => ChargeBasis::Reported,
+            None if !estimated && priced => ChargeBasis::Measured,
+            None => ChargeBasis::Estimate,
+        };
         let budget_hold = budget::hold_id(&ticket.id);
         let used_tokens = (prompt + completion) as i64;
         let mut settles: Vec<(&str, i64)> = vec![(budget_hold.as_str(), spent.milli().max(0))];

@@ -24,7 +24,7 @@
 
 use serde_json::Value;
 
-use crate::money::catalog::{DEFAULT_OUTPUT_TOKENS, Model};
+use crate::money::catalog::{ChatApi, DEFAULT_OUTPUT_TOKENS, Model};
 use crate::money::credits::Credits;
 
 /// Largest answer limit accepted.
@@ -37,8 +37,20 @@ pub const MEDIA_PART_TOKENS: u64 = 2_000;
 /// Fields that would set the answer's (or its thinking's) length in a way this console cannot
 /// price or bound: refused, named.
 pub const UNPRICED: [&str; 9] = ["thinking", "thinking_budget", "thinking_config", "thinking_tokens", "reasoning", "max_output_tokens", "generationConfig", "generation_config", "extra_body"];
-/// The answer-length fields, in the order they are read.
-const LIMIT_FIELDS: [&str; 2] = ["max_tokens", "max_completion_tokens"];
+
+/// Every API's answer-length fields ([`ChatApi::limit_fields`]).
+const LENGTH_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+/// The fields [`read`] refuses in `api` whatever their value (the relay's description bans
+/// their names): [`UNPRICED`], less those `api` takes in some form ([`ChatApi::prices`]).
+pub fn refused_in(api: ChatApi) -> Vec<&'static str> {
+    let simplest = serde_json::json!({ "effort": "low" });
+    let other_lengths = LENGTH_FIELDS.into_iter().filter(|f| !api.limit_fields().contains(f));
+    let mut refused: Vec<&str> = UNPRICED.into_iter().filter(|f| !api.prices(f, &simplest)).chain(other_lengths).collect();
+    refused.sort_unstable();
+    refused.dedup();
+    refused
+}
 
 /// What the caller asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +63,25 @@ pub struct Ask {
     pub n: u64,
 }
 
-/// Reads what a body asks for, or says which field cannot be taken (a sentence naming it).
-pub fn read(body: &Value, path_model: &str) -> Result<Ask, String> {
+/// Reads what a body of `api` asks for, or says which field cannot be taken (a sentence
+/// naming it).
+pub fn read(body: &Value, path_model: &str, api: ChatApi) -> Result<Ask, String> {
     match body.get("model") {
         None | Some(Value::Null) => {}
         Some(Value::String(m)) if m == path_model => {}
         Some(other) => return Err(format!("model in the body ({}) must be the path's model ({path_model}) or absent", short(other))),
     }
-    if let Some(field) = UNPRICED.iter().find(|f| body.get(**f).is_some_and(|v| !v.is_null())) {
-        return Err(format!("{field} cannot be priced by the Control Room: leave it out (the answer's length is set with max_tokens, thinking included)"));
+    let length = api.limit_fields()[0];
+    // Another API's length field would pass to KIE unread by this console: refused.
+    if let Some(field) = LENGTH_FIELDS.iter().find(|f| !api.limit_fields().contains(*f) && body.get(**f).is_some_and(|v| !v.is_null())) {
+        return Err(format!("{field} is not this API's length field: set the answer's length with {length}"));
     }
-    let mut ask = Ask { field: "max_tokens", asked: None, n: 1 };
+    if let Some(field) = UNPRICED.iter().find(|f| body.get(**f).is_some_and(|v| !v.is_null() && !api.prices(f, v))) {
+        return Err(format!("{field} cannot be priced by the Control Room: leave it out (the answer's length is set with {length}, thinking included)"));
+    }
+    let mut ask = Ask { field: length, asked: None, n: 1 };
     let mut used = None;
-    for field in LIMIT_FIELDS {
+    for field in api.limit_fields().iter().copied() {
         match body.get(field) {
             None | Some(Value::Null) => {}
             Some(v) => {
@@ -73,7 +91,7 @@ pub fn read(body: &Value, path_model: &str) -> Result<Ask, String> {
             }
         }
     }
-    ask.field = used.unwrap_or("max_tokens");
+    ask.field = used.unwrap_or(length);
     match body.get("n") {
         None | Some(Value::Null) => {}
         Some(v) => ask.n = whole(v).filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| format!("n must be a whole number from 1 to {MAX_CHOICES}"))?,
@@ -85,15 +103,16 @@ fn short(v: &Value) -> String {
     v.to_string().chars().take(60).collect()
 }
 
-/// An upper bound of the prompt's tokens: the bytes of the messages (and of `system`,
-/// `tools`, `tool_choice` and `response_format`, which KIE also reads), each media part
+/// An upper bound of the prompt's tokens: the bytes of what KIE reads as the prompt in `api`
+/// (the messages, and `system`, `tools`… — [`ChatApi::prompt_fields`]), each media part
 /// counted at [`MEDIA_PART_TOKENS`].
-pub fn prompt_bound(body: &Value) -> u64 {
+pub fn prompt_bound(body: &Value, api: ChatApi) -> u64 {
     let bytes = |k: &str| body.get(k).map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len() as u64));
-    let media = body.get("messages").and_then(Value::as_array).map_or(0, |ms| {
-        ms.iter().filter_map(|m| m.get("content").and_then(Value::as_array)).flatten().filter(|p| p.get("type").and_then(Value::as_str).is_some_and(|t| t != "text")).count() as u64
+    let text = |t: &str| t == "text" || t == "input_text";
+    let media = body.get(api.turns_field()).and_then(Value::as_array).map_or(0, |ms| {
+        ms.iter().filter_map(|m| m.get("content").and_then(Value::as_array)).flatten().filter(|p| p.get("type").and_then(Value::as_str).is_some_and(|t| !text(t))).count() as u64
     });
-    (bytes("messages") + bytes("system") + bytes("tools") + bytes("tool_choice") + bytes("response_format") + media * MEDIA_PART_TOKENS).max(1)
+    (api.prompt_fields().iter().map(|f| bytes(f)).sum::<u64>() + media * MEDIA_PART_TOKENS).max(1)
 }
 
 /// The decision for one call: the limit sent, what it may cost at most, and whether the
@@ -150,11 +169,11 @@ pub fn decide(model: &Model, ask: Ask, prompt_bound: u64, cap: Option<Credits>) 
 
 /// The body as sent: the caller's, with the decided limit in the field the caller used (the
 /// other length field removed, so KIE reads one) and `model` as the path names it.
-pub fn rewrite(body: &Value, d: &Decision) -> Value {
+pub fn rewrite(body: &Value, d: &Decision, api: ChatApi) -> Value {
     let mut out = body.clone();
     if let Value::Object(map) = &mut out {
-        for f in LIMIT_FIELDS {
-            map.remove(f);
+        for f in api.limit_fields() {
+            map.remove(*f);
         }
         map.insert(d.ask.field.to_string(), Value::from(d.limit));
         // `n` as the whole number it was read as (`2.0` is sent as `2`).
@@ -175,44 +194,65 @@ mod tests {
     }
 
     #[test]
+    fn the_responses_api_sets_its_length_with_max_output_tokens_and_may_ask_for_reasoning_effort() {
+        let r = ChatApi::Responses;
+        let ask = read(&json!({ "max_output_tokens": 700, "reasoning": { "effort": "high" } }), "m", r).expect("its own length field, and an effort");
+        assert_eq!((ask.field, ask.asked), ("max_output_tokens", Some(700)));
+        assert_eq!(read(&json!({}), "m", r).expect("read").field, "max_output_tokens", "the field sent when none is set");
+        let e = read(&json!({ "reasoning": { "effort": "high", "max_tokens": 90000 } }), "m", r).expect_err("a reasoning budget it cannot price");
+        assert!(e.starts_with("reasoning cannot be priced") && e.contains("max_output_tokens"), "{e}");
+        assert!(read(&json!({ "max_output_tokens": 700 }), "m", ChatApi::Completions).is_err(), "not a chat completions field");
+        let m = priced(2000.0);
+        let e = read(&json!({ "max_output_tokens": 100, "max_tokens": 5 }), "m", r).expect_err("another API's length field");
+        assert!(e.starts_with("max_tokens is not this API's length field"), "{e}");
+        let d = decide(&m, read(&json!({ "max_output_tokens": 100000 }), "m", r).expect("read"), 10, None).expect("fits");
+        let sent = rewrite(&json!({ "max_output_tokens": 100000, "input": "hi" }), &d, r);
+        assert_eq!((sent["max_output_tokens"].as_u64(), sent.get("max_tokens")), (Some(100000), None));
+        // Its prompt is `input` and `instructions`, a picture counted as media.
+        let body = json!({ "instructions": "Be brief.", "input": [{ "role": "user", "content": [{ "type": "input_text", "text": "what is this" }, { "type": "input_image", "image_url": "https://x/y.png" }] }] });
+        assert!(prompt_bound(&body, r) >= MEDIA_PART_TOKENS + 20);
+        assert!(prompt_bound(&body, ChatApi::Completions) < MEDIA_PART_TOKENS, "chat completions reads messages, not input");
+    }
+
+    #[test]
     fn every_length_field_is_read_and_the_smallest_wins() {
-        let ask = read(&json!({ "max_completion_tokens": 500, "max_tokens": 900 }), "m").expect("read");
+        let ask = read(&json!({ "max_completion_tokens": 500, "max_tokens": 900 }), "m", ChatApi::Completions).expect("read");
         assert_eq!((ask.field, ask.asked, ask.n), ("max_tokens", Some(500), 1));
-        let ask = read(&json!({ "max_completion_tokens": 100000, "n": 3 }), "m").expect("read");
+        let ask = read(&json!({ "max_completion_tokens": 100000, "n": 3 }), "m", ChatApi::Completions).expect("read");
         assert_eq!((ask.field, ask.asked, ask.n), ("max_completion_tokens", Some(100000), 3));
-        let ask = read(&json!({ "max_tokens": 900.0, "n": 2.0 }), "m").expect("JSON Schema's integers include 900.0");
+        let ask = read(&json!({ "max_tokens": 900.0, "n": 2.0 }), "m", ChatApi::Completions).expect("JSON Schema's integers include 900.0");
         assert_eq!((ask.asked, ask.n), (Some(900), 2));
         for bad in [json!({ "max_tokens": 900.5 }), json!({ "max_tokens": 0 }), json!({ "max_tokens": -5 }), json!({ "max_tokens": "9" }), json!({ "max_completion_tokens": 1e12 }), json!({ "n": 9 }), json!({ "n": 0 })] {
-            assert!(read(&bad, "m").is_err(), "{bad}");
+            assert!(read(&bad, "m", ChatApi::Completions).is_err(), "{bad}");
         }
-        let e = read(&json!({ "thinking": { "budget_tokens": 100000 } }), "m").expect_err("refused");
+        let e = read(&json!({ "thinking": { "budget_tokens": 100000 } }), "m", ChatApi::Completions).expect_err("refused");
         assert!(e.starts_with("thinking "), "{e}");
-        let e = read(&json!({ "model": "gemini-3-pro" }), "gemini-3-flash").expect_err("refused");
+        let e = read(&json!({ "model": "gemini-3-pro" }), "gemini-3-flash", ChatApi::Completions).expect_err("refused");
         assert!(e.contains("gemini-3-flash"), "{e}");
-        assert!(read(&json!({ "model": "m", "max_tokens": null, "n": null }), "m").is_ok());
+        assert!(read(&json!({ "model": "m", "max_tokens": null, "n": null }), "m", ChatApi::Completions).is_ok());
     }
 
     #[test]
     fn a_per_job_cap_lowers_the_limit_to_what_it_affords() {
         let m = priced(10_000.0); // 0.01 credits an output token, 0.0001 an input token
         let cap = Credits::from_decimal(2.0).expect("2 credits");
-        let d = decide(&m, read(&json!({ "max_completion_tokens": 100000 }), "m").expect("read"), 100, Some(cap)).expect("fits");
+        let d = decide(&m, read(&json!({ "max_completion_tokens": 100000 }), "m", ChatApi::Completions).expect("read"), 100, Some(cap)).expect("fits");
         assert!(d.worst_case.expect("priced") <= cap);
         assert!(m.chat_cost(100, d.limit + 1).expect("priced") > cap, "the largest that fits: {}", d.limit);
         assert_eq!(d.clamped.as_deref(), Some(format!("max_completion_tokens={}", d.limit).as_str()));
-        let sent = rewrite(&json!({ "max_completion_tokens": 100000, "max_tokens": 200000, "messages": [] }), &d);
+        let sent = rewrite(&json!({ "max_completion_tokens": 100000, "max_tokens": 200000, "messages": [] }), &d, ChatApi::Completions);
         assert_eq!((sent["max_completion_tokens"].as_u64(), sent.get("max_tokens")), (Some(d.limit), None));
         // No cap: what was asked; nothing asked: the model's own limit.
-        let d = decide(&m, read(&json!({}), "m").expect("read"), 100, None).expect("fits");
+        let d = decide(&m, read(&json!({}), "m", ChatApi::Completions).expect("read"), 100, None).expect("fits");
         assert_eq!((d.limit, d.clamped), (1000, None));
         // A prompt dearer than the cap: no limit fits.
-        assert!(decide(&m, read(&json!({}), "m").expect("read"), 10_000_000, Some(cap)).is_err());
+        assert!(decide(&m, read(&json!({}), "m", ChatApi::Completions).expect("read"), 10_000_000, Some(cap)).is_err());
     }
 
     #[test]
     fn an_unpriced_model_is_sent_at_most_its_own_limit() {
         let m: Model = serde_json::from_value(json!({ "id": "m", "category": "language", "provider": "p", "purpose": "x", "price": "unknown", "output_tokens": 2048 })).expect("a model");
-        let d = decide(&m, read(&json!({ "max_tokens": 100000 }), "m").expect("read"), 10, Some(Credits(2000))).expect("fits");
+        let d = decide(&m, read(&json!({ "max_tokens": 100000 }), "m", ChatApi::Completions).expect("read"), 10, Some(Credits(2000))).expect("fits");
         assert_eq!((d.limit, d.clamped.as_deref(), d.worst_case), (2048, Some("max_tokens=2048"), None));
     }
 
@@ -250,12 +290,12 @@ mod tests {
                     body[k] = v;
                 }
             }
-            let Ok(ask) = read(&body, "m") else { return Ok(()) };
+            let Ok(ask) = read(&body, "m", ChatApi::Completions) else { return Ok(()) };
             let cap = cap_milli.map(Credits);
-            let Ok(d) = decide(&m, ask.clone(), prompt_bound(&body), cap) else { return Ok(()) };
-            let sent = rewrite(&body, &d);
+            let Ok(d) = decide(&m, ask.clone(), prompt_bound(&body, ChatApi::Completions), cap) else { return Ok(()) };
+            let sent = rewrite(&body, &d, ChatApi::Completions);
             // One length field, the decided one, no larger than asked.
-            let fields: Vec<u64> = LIMIT_FIELDS.iter().filter_map(|f| sent.get(*f).and_then(Value::as_u64)).collect();
+            let fields: Vec<u64> = ChatApi::Completions.limit_fields().iter().filter_map(|f| sent.get(*f).and_then(Value::as_u64)).collect();
             proptest::prop_assert_eq!(fields, vec![d.limit]);
             proptest::prop_assert!(d.limit >= 1 && ask.asked.is_none_or(|a| d.limit <= a));
             let true_prompt = text.len() as u64 + 8;
@@ -272,6 +312,6 @@ mod tests {
     fn the_prompt_bound_is_never_below_the_text_and_counts_media() {
         let text = "héllo wörld ".repeat(50);
         let body = json!({ "messages": [{ "role": "user", "content": [{ "type": "text", "text": text }, { "type": "image_url", "image_url": { "url": "https://x/y.png" } }] }] });
-        assert!(prompt_bound(&body) >= text.len() as u64 + MEDIA_PART_TOKENS);
+        assert!(prompt_bound(&body, ChatApi::Completions) >= text.len() as u64 + MEDIA_PART_TOKENS);
     }
 }

@@ -18,5 +18,5 @@ pub(crate) mod limit;
 pub mod usage;
 
 pub use call::{ChatEnd, ChatError, ChatOutcome, ChatPlan, ChatRequest, ChatTicket, EndsInFlight};
-pub use limit::UNPRICED;
+pub use limit::{UNPRICED, refused_in};
 pub use usage::{StreamScan, estimate_prompt_tokens};

@@ -1,7 +1,9 @@
 //! The tokens of a chat call. KIE's answer carries OpenAI's `usage` (`prompt_tokens`,
 //! `completion_tokens`) where the model reports it: in the answer, or in the last chunk of a
 //! stream; Claude's Messages API carries Anthropic's (`input_tokens`, `output_tokens`): in the
-//! answer, or streamed as `message_start` (the input) and `message_delta` (the output so far).
+//! answer, or streamed as `message_start` (the input) and `message_delta` (the output so far);
+//! the Responses API carries them too, in the answer or in its stream's `response.completed`,
+//! with what KIE charged (`credits_consumed`).
 //! When it gives none, the console counts about four characters a token (the prompt's text,
 //! and the answer's as it arrived) and marks the counts as estimated.
 
@@ -23,11 +25,42 @@ fn text_of(content: &Value) -> usize {
     }
 }
 
+/// The characters of a conversation's text (`messages`, or a Responses call's `input`: a list
+/// of turns, or one text).
+fn turns_chars(turns: Option<&Value>) -> usize {
+    match turns {
+        Some(Value::Array(m)) => m.iter().map(|m| text_of(&m["content"])).sum(),
+        Some(Value::String(s)) => s.chars().count(),
+        _ => 0,
+    }
+}
+
 /// The prompt's tokens as this console estimates them: its messages' text (and a Messages
-/// call's `system`).
+/// call's `system`, a Responses call's `input` and `instructions`).
 pub fn estimate_prompt_tokens(body: &Value) -> u64 {
-    let chars = body.get("messages").and_then(Value::as_array).map(|m| m.iter().map(|m| text_of(&m["content"])).sum()).unwrap_or(0);
-    tokens_of_chars(chars + body.get("system").map_or(0, text_of)).max(1)
+    let chars = turns_chars(body.get("messages")) + turns_chars(body.get("input"));
+    tokens_of_chars(chars + body.get("system").map_or(0, text_of) + body.get("instructions").map_or(0, text_of)).max(1)
+}
+
+/// The text of a call's last user turn (what the Monitor shows as its prompt) and how many
+/// turns it has, in `api`'s shape.
+pub fn last_user_text(body: &Value, api: crate::money::catalog::ChatApi) -> (String, usize) {
+    match body.get(api.turns_field()) {
+        Some(Value::String(s)) => (s.clone(), 1),
+        Some(Value::Array(turns)) => {
+            let last = turns.iter().rev().find(|m| m["role"] == "user").map(|m| match &m["content"] {
+                Value::String(s) => s.clone(),
+                parts => parts.as_array().into_iter().flatten().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
+            });
+            (last.unwrap_or_default(), turns.len())
+        }
+        _ => (String::new(), 0),
+    }
+}
+
+/// What KIE said a call charged (`credits_consumed`), when it says.
+pub fn charged_of(v: &Value) -> Option<crate::Credits> {
+    v.get("credits_consumed").and_then(Value::as_f64).filter(|c| c.is_finite() && *c >= 0.0).and_then(crate::Credits::from_decimal)
 }
 
 /// Tokens in and out of a `usage` object, in OpenAI's words or Anthropic's.
@@ -44,12 +77,13 @@ pub fn usage_of(v: &Value) -> Option<(u64, u64)> {
     }
 }
 
-/// The characters of a plain answer's text: its choices' messages (chat completions) or its
-/// content blocks (Messages).
+/// The characters of a plain answer's text: its choices' messages (chat completions), its
+/// content blocks (Messages) or its output's (Responses).
 pub fn answer_chars(v: &Value) -> usize {
-    match v.get("choices").and_then(Value::as_array) {
-        Some(c) => c.iter().map(|c| text_of(&c["message"]["content"])).sum(),
-        None => v.get("content").map_or(0, text_of),
+    match (v.get("choices").and_then(Value::as_array), v.get("output").and_then(Value::as_array)) {
+        (Some(c), _) => c.iter().map(|c| text_of(&c["message"]["content"])).sum(),
+        (None, Some(out)) => out.iter().map(|o| text_of(&o["content"])).sum(),
+        (None, None) => v.get("content").map_or(0, text_of),
     }
 }
 
@@ -62,6 +96,8 @@ pub struct StreamScan {
     pub usage: Option<(u64, u64)>,
     pub chars: usize,
     pub done: bool,
+    /// What KIE said the call charged (a Responses stream's `credits_consumed`).
+    pub charged: Option<crate::Credits>,
     /// The answer's text that arrived since [`StreamScan::take_text`] was last called.
     text: String,
     /// A Messages stream's input tokens, from its `message_start`.
@@ -105,6 +141,12 @@ impl StreamScan {
             }
             Some("content_block_delta") => self.add_text(chunk["delta"]["text"].as_str()),
             Some("message_stop") => self.done = true,
+            // The Responses API's stream: text deltas, then the usage and the charge at the end.
+            Some("response.output_text.delta") => self.add_text(chunk["delta"].as_str()),
+            Some("response.completed") => {
+                self.usage = usage_of(&chunk["response"]).or(self.usage);
+                self.charged = charged_of(&chunk).or_else(|| charged_of(&chunk["response"]));
+            }
             _ => {
                 if let Some(u) = usage_of(&chunk) {
                     self.usage = Some(u);
@@ -156,6 +198,31 @@ mod tests {
         let mut partial = StreamScan::default();
         partial.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\ndata: {\"cho");
         assert_eq!((partial.usage, partial.chars, partial.done), (None, 4, false), "a cut stream: what arrived, no usage");
+    }
+
+    #[test]
+    fn a_responses_stream_gives_its_text_usage_and_charge() {
+        let stream = concat!(
+            "event: response.output_text.delta\n",
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hello\",\"output_index\":1}\n\n",
+            "event: response.output_text.delta\n",
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\" there\",\"output_index\":1}\n\n",
+            "event: response.completed\n",
+            "data: {\"credits_consumed\":0.49,\"response\":{\"usage\":{\"input_tokens\":4427,\"output_tokens\":137,\"total_tokens\":4564}},\"type\":\"response.completed\"}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let mut scan = StreamScan::default();
+        for piece in stream.as_bytes().chunks(9) {
+            scan.feed(piece);
+        }
+        assert_eq!((scan.usage, scan.chars, scan.done), (Some((4427, 137)), 11, true));
+        assert_eq!(scan.charged, crate::Credits::from_decimal(0.49));
+        assert_eq!(scan.take_text(), "Hello there");
+        let plain = json!({"output": [{"type": "reasoning", "summary": []}, {"type": "message", "content": [{"type": "output_text", "text": "twelve chars"}]}], "usage": {"input_tokens": 9, "output_tokens": 3}, "credits_consumed": 0.48});
+        assert_eq!((usage_of(&plain), answer_chars(&plain), charged_of(&plain)), (Some((9, 3)), 12, crate::Credits::from_decimal(0.48)));
+        let body = json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "what is"}, {"type": "input_text", "text": "this"}]}]});
+        assert_eq!(last_user_text(&body, crate::money::catalog::ChatApi::Responses), ("what is this".to_string(), 1));
+        assert_eq!(last_user_text(&json!({"input": "hello"}), crate::money::catalog::ChatApi::Responses), ("hello".to_string(), 1));
     }
 
     #[test]

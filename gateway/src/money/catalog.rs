@@ -170,6 +170,10 @@ pub enum ChatApi {
     Completions,
     /// `POST /claude/v1/messages`, Anthropic's shape (the model in the body).
     Messages,
+    /// `POST /api/v1/responses`, OpenAI's Responses shape (the model in the body; the
+    /// conversation is `input`, the answer's length `max_output_tokens`; KIE says what it
+    /// charged, `credits_consumed`).
+    Responses,
 }
 
 impl ChatApi {
@@ -178,7 +182,42 @@ impl ChatApi {
         match self {
             ChatApi::Completions => format!("/{model}/v1/chat/completions"),
             ChatApi::Messages => "/claude/v1/messages".to_string(),
+            ChatApi::Responses => "/api/v1/responses".to_string(),
         }
+    }
+
+    /// The body field the conversation is in.
+    pub fn turns_field(self) -> &'static str {
+        match self {
+            ChatApi::Responses => "input",
+            _ => "messages",
+        }
+    }
+
+    /// The body fields that set the answer's length, in the order they are read; the first
+    /// is the one sent when the caller sets none.
+    pub fn limit_fields(self) -> &'static [&'static str] {
+        match self {
+            ChatApi::Responses => &["max_output_tokens"],
+            _ => &["max_tokens", "max_completion_tokens"],
+        }
+    }
+
+    /// The body fields KIE reads as the prompt (their bytes bound its tokens).
+    pub fn prompt_fields(self) -> &'static [&'static str] {
+        match self {
+            ChatApi::Responses => &["input", "instructions", "tools", "tool_choice", "text"],
+            _ => &["messages", "system", "tools", "tool_choice", "response_format"],
+        }
+    }
+
+    /// Whether this API takes `field` as `value` within the answer's limit, though the
+    /// console refuses it elsewhere as unpriced ([`crate::chat::UNPRICED`]): its own length
+    /// field, and the Responses API's `reasoning` effort (its thoughts are output tokens,
+    /// inside `max_output_tokens`).
+    pub fn prices(self, field: &str, value: &serde_json::Value) -> bool {
+        self.limit_fields().contains(&field)
+            || (self == ChatApi::Responses && field == "reasoning" && value.as_object().is_some_and(|o| o.keys().all(|k| k == "effort" || k == "summary")))
     }
 
     /// How KIE's metrics and logs name a call of this API.
@@ -186,6 +225,7 @@ impl ChatApi {
         match self {
             ChatApi::Completions => "chat/completions",
             ChatApi::Messages => "claude/messages",
+            ChatApi::Responses => "responses",
         }
     }
 
@@ -203,9 +243,17 @@ impl ChatApi {
                 }
                 b
             }
+            ChatApi::Responses => {
+                let (system, rest): (Vec<_>, Vec<_>) = turns.iter().partition(|(role, _)| *role == "system");
+                let mut b = serde_json::json!({"model": model, "input": rest.iter().map(|t| message(t)).collect::<Vec<_>>()});
+                if !system.is_empty() {
+                    b["instructions"] = system.iter().map(|(_, c)| *c).collect::<Vec<_>>().join("\n\n").into();
+                }
+                b
+            }
         };
         if let Some(n) = max_tokens {
-            body["max_tokens"] = n.into();
+            body[self.limit_fields()[0]] = n.into();
         }
         if stream {
             body["stream"] = true.into();
@@ -218,6 +266,7 @@ impl ChatApi {
         match self {
             ChatApi::Completions => answer.pointer("/choices/0/message/content").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
             ChatApi::Messages => answer.get("content").and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(|b| b.get("text").and_then(serde_json::Value::as_str)).collect(),
+            ChatApi::Responses => answer.get("output").and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(|o| o.get("content").and_then(serde_json::Value::as_array)).flatten().filter_map(|b| b.get("text").and_then(serde_json::Value::as_str)).collect(),
         }
     }
 }
