@@ -37,6 +37,7 @@ fn cases() -> Vec<(Family, &'static str, Value, usize)> {
         (Family::Gpt4oImage, "", json!({"prompt": "a poster", "size": "1:1", "nVariants": 2}), 2),
         (Family::FluxKontext, "flux-kontext-pro", json!({"prompt": "make it night", "aspectRatio": "16:9"}), 1),
         (Family::Midjourney, "mj_txt2img", json!({"prompt": "a lighthouse, cinematic", "aspectRatio": "16:9", "version": "7", "speed": "fast"}), 4),
+        (Family::Aleph, "", json!({"prompt": "relight it as a winter night", "videoUrl": "https://example.com/harbour.mp4"}), 1),
     ]
 }
 
@@ -104,7 +105,7 @@ async fn a_failed_generation_reads_as_a_failure_with_the_familys_code() {
         let id = c.create_task(family.adapter(), model, &input, None).await.unwrap();
         let st = wait_for(&c, family, &id, UpstreamState::Fail).await;
         assert!(st.fail_msg.is_some(), "{family:?}: {st:?}");
-        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage | Family::Midjourney) {
+        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage | Family::Midjourney | Family::Aleph) {
             assert_eq!(st.fail_code.as_deref(), Some("400"), "{family:?}: errorCode carried through");
         }
     }
@@ -126,6 +127,7 @@ async fn what_a_family_refuses_comes_back_classified() {
         (Family::FluxKontext, "flux-kontext-ultra", json!({"prompt": "x"})),
         (Family::Midjourney, "mj_txt2img", json!({"prompt": "x", "speed": "warp"})),
         (Family::Midjourney, "mj_txt2img", json!({"prompt": "x", "version": "8"})),
+        (Family::Aleph, "", json!({"prompt": "x", "videoUrl": "https://example.com/a.mp4", "aspectRatio": "5:4"})),
     ];
     for (family, model, input) in refused {
         let err = c.create_task(family.adapter(), model, &input, None).await.expect_err(&format!("{family:?} {input}"));

@@ -11,6 +11,7 @@
 //! | gpt4o_image | `/api/v1/gpt4o-image/generate` | `/api/v1/gpt4o-image/record-info` (≤ 3/s per task) |
 //! | flux_kontext | `/api/v1/flux/kontext/generate` | `/api/v1/flux/kontext/record-info` |
 //! | midjourney | `/api/v1/mj/generate` (`taskType`) | `/api/v1/mj/record-info` (`successFlag`, four images a grid) |
+//! | aleph | `/api/v1/aleph/generate` (`videoUrl`) | `/api/v1/aleph/record-info` (`successFlag` 0 with `errorMessage` when failed; callbacks name `taskId` beside `data`) |
 //!
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
@@ -38,13 +39,14 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 6] = [
+pub const FAMILIES: [FamilyApi; 7] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
     FamilyApi { name: "gpt4o_image", create: "/api/v1/gpt4o-image/generate", status: "/api/v1/gpt4o-image/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "flux_kontext", create: "/api/v1/flux/kontext/generate", status: "/api/v1/flux/kontext/record-info", per_task_per_sec: None },
     FamilyApi { name: "midjourney", create: "/api/v1/mj/generate", status: "/api/v1/mj/record-info", per_task_per_sec: None },
+    FamilyApi { name: "aleph", create: "/api/v1/aleph/generate", status: "/api/v1/aleph/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -142,6 +144,16 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
             choice("version", &["7", "6.1", "6", "5.2", "5.1", "niji6"])?;
             choice("speed", &["relaxed", "fast", "turbo"])?;
             Ok((task_type.into(), kind, price, results))
+        }
+        "aleph" => {
+            s(req, "prompt").ok_or("prompt is required")?;
+            s(req, "videoUrl").ok_or("videoUrl is required")?;
+            if let Some(r) = req.get("aspectRatio").filter(|r| !r.is_null()) {
+                if !r.as_str().is_some_and(|r| ["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"].contains(&r)) {
+                    return Err("aspectRatio must be one of 16:9, 9:16, 4:3, 3:4, 1:1, 21:9".into());
+                }
+            }
+            Ok(("aleph".into(), MediaKind::Video, 110.0, 1))
         }
         _ => Err("unknown API".into()),
     }
@@ -404,6 +416,12 @@ impl World {
                 "resultInfoJson": if urls.is_empty() { Value::Null } else { json!({ "resultUrls": urls.iter().map(|u| json!({ "resultUrl": u })).collect::<Vec<_>>() }) },
                 "successFlag": flag, "errorCode": code, "errorMessage": msg,
             }),
+            "aleph" => json!({
+                "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "response": urls.first().map(|u| json!({ "taskId": t.id, "resultVideoUrl": u, "resultImageUrl": null })),
+                // Aleph says a failure with 0 and its message.
+                "successFlag": if state == "success" { 1 } else { 0 }, "errorCode": if fail.is_some() { code } else { json!(0) }, "errorMessage": if fail.is_some() { msg } else { json!("") },
+            }),
             _ => return None,
         })
     }
@@ -429,6 +447,11 @@ impl World {
             "gpt4o_image" => vec![envelope(json!({ "taskId": t.id, "info": { "result_urls": urls } }))],
             "runway" => vec![envelope(json!({ "task_id": t.id, "video_id": t.id, "video_url": urls.first(), "image_url": null }))],
             "midjourney" => vec![envelope(json!({ "taskId": t.id, "taskType": t.model, "resultUrls": urls }))],
+            // The task named beside `data`, which is null on a failure.
+            "aleph" => {
+                let data = if failed { Value::Null } else { json!({ "result_video_url": urls.first(), "result_image_url": null }) };
+                vec![json!({ "code": code, "msg": msg, "data": data, "taskId": t.id })]
+            }
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {
                 let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();
