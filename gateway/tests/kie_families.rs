@@ -38,6 +38,7 @@ fn cases() -> Vec<(Family, &'static str, Value, usize)> {
         (Family::FluxKontext, "flux-kontext-pro", json!({"prompt": "make it night", "aspectRatio": "16:9"}), 1),
         (Family::Midjourney, "mj_txt2img", json!({"prompt": "a lighthouse, cinematic", "aspectRatio": "16:9", "version": "7", "speed": "fast"}), 4),
         (Family::Aleph, "", json!({"prompt": "relight it as a winter night", "videoUrl": "https://example.com/harbour.mp4"}), 1),
+        (Family::Luma, "", json!({"prompt": "the harbour at night, neon", "videoUrl": "https://example.com/harbour.mp4"}), 1),
     ]
 }
 
@@ -105,7 +106,7 @@ async fn a_failed_generation_reads_as_a_failure_with_the_familys_code() {
         let id = c.create_task(family.adapter(), model, &input, None).await.unwrap();
         let st = wait_for(&c, family, &id, UpstreamState::Fail).await;
         assert!(st.fail_msg.is_some(), "{family:?}: {st:?}");
-        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage | Family::Midjourney | Family::Aleph) {
+        if matches!(family, Family::Veo | Family::Runway | Family::FluxKontext | Family::Gpt4oImage | Family::Midjourney | Family::Aleph | Family::Luma) {
             assert_eq!(st.fail_code.as_deref(), Some("400"), "{family:?}: errorCode carried through");
         }
     }

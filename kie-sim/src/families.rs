@@ -11,6 +11,7 @@
 //! | gpt4o_image | `/api/v1/gpt4o-image/generate` | `/api/v1/gpt4o-image/record-info` (≤ 3/s per task) |
 //! | flux_kontext | `/api/v1/flux/kontext/generate` | `/api/v1/flux/kontext/record-info` |
 //! | midjourney | `/api/v1/mj/generate` (`taskType`) | `/api/v1/mj/record-info` (`successFlag`, four images a grid) |
+//! | luma | `/api/v1/modify/generate` (`videoUrl`) | `/api/v1/modify/record-info` (`successFlag`, 4: made, its callback failed) |
 //! | aleph | `/api/v1/aleph/generate` (`videoUrl`) | `/api/v1/aleph/record-info` (`successFlag` 0 with `errorMessage` when failed; callbacks name `taskId` beside `data`) |
 //!
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
@@ -39,7 +40,7 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 7] = [
+pub const FAMILIES: [FamilyApi; 8] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
@@ -47,6 +48,7 @@ pub const FAMILIES: [FamilyApi; 7] = [
     FamilyApi { name: "flux_kontext", create: "/api/v1/flux/kontext/generate", status: "/api/v1/flux/kontext/record-info", per_task_per_sec: None },
     FamilyApi { name: "midjourney", create: "/api/v1/mj/generate", status: "/api/v1/mj/record-info", per_task_per_sec: None },
     FamilyApi { name: "aleph", create: "/api/v1/aleph/generate", status: "/api/v1/aleph/record-info", per_task_per_sec: None },
+    FamilyApi { name: "luma", create: "/api/v1/modify/generate", status: "/api/v1/modify/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -154,6 +156,11 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
                 }
             }
             Ok(("aleph".into(), MediaKind::Video, 110.0, 1))
+        }
+        "luma" => {
+            s(req, "prompt").ok_or("prompt is required")?;
+            s(req, "videoUrl").ok_or("videoUrl is required")?;
+            Ok(("luma-modify".into(), MediaKind::Video, 90.0, 1))
         }
         _ => Err("unknown API".into()),
     }
@@ -416,6 +423,11 @@ impl World {
                 "resultInfoJson": if urls.is_empty() { Value::Null } else { json!({ "resultUrls": urls.iter().map(|u| json!({ "resultUrl": u })).collect::<Vec<_>>() }) },
                 "successFlag": flag, "errorCode": code, "errorMessage": msg,
             }),
+            "luma" => json!({
+                "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
+                "response": if urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": urls, "originUrls": [] }) },
+                "successFlag": flag, "errorCode": code, "errorMessage": msg,
+            }),
             "aleph" => json!({
                 "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
                 "response": urls.first().map(|u| json!({ "taskId": t.id, "resultVideoUrl": u, "resultImageUrl": null })),
@@ -447,6 +459,7 @@ impl World {
             "gpt4o_image" => vec![envelope(json!({ "taskId": t.id, "info": { "result_urls": urls } }))],
             "runway" => vec![envelope(json!({ "task_id": t.id, "video_id": t.id, "video_url": urls.first(), "image_url": null }))],
             "midjourney" => vec![envelope(json!({ "taskId": t.id, "taskType": t.model, "resultUrls": urls }))],
+            "luma" => vec![envelope(json!({ "taskId": t.id, "promptJson": t.param, "resultUrls": urls }))],
             // The task named beside `data`, which is null on a failure.
             "aleph" => {
                 let data = if failed { Value::Null } else { json!({ "result_video_url": urls.first(), "result_image_url": null }) };

@@ -125,6 +125,15 @@ fn clients() -> Vec<Client> {
             urls: |d| d["response"]["resultVideoUrl"].as_str().map(str::to_string).into_iter().collect(),
             callback_urls: |d| d["result_video_url"].as_str().map(str::to_string).into_iter().collect(),
         },
+        Client {
+            name: "luma",
+            create: "/kie/api/v1/modify/generate",
+            status: "/kie/api/v1/modify/record-info",
+            body: json!({"prompt": "the harbour at night, neon", "videoUrl": "https://example.com/harbour.mp4", "watermark": ""}),
+            done: |d| d["successFlag"] == 1,
+            urls: |d| strings(&d["response"]["resultUrls"]),
+            callback_urls: |d| strings(&d["resultUrls"]),
+        },
     ]
 }
 
@@ -144,7 +153,7 @@ async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
 async fn each_familys_own_client_is_relayed_called_back_and_archived() {
     let h = harness("families-relay", true).await;
     let (hook, mut calls) = callback_sink().await;
-    // 4o Image, Flux Kontext, Midjourney and Aleph have no known price: a per-job cap lets them run.
+    // 4o Image, Flux Kontext, Midjourney, Aleph and Luma have no known price: a per-job cap lets them run.
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
     assert_eq!(code, 200, "{body}");
     for c in clients() {
@@ -214,7 +223,7 @@ fn creates(sim: &kie_sim::Sim) -> Vec<(u64, &'static str, i64)> {
         .iter()
         .filter(|e| e.method == "POST")
         .filter_map(|e| {
-            let family = ["/api/v1/jobs/createTask", "/api/v1/veo/generate", "/api/v1/generate", "/api/v1/runway/generate", "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate", "/api/v1/mj/generate", "/api/v1/aleph/generate"].into_iter().find(|p| *p == e.path)?;
+            let family = ["/api/v1/jobs/createTask", "/api/v1/veo/generate", "/api/v1/generate", "/api/v1/runway/generate", "/api/v1/gpt4o-image/generate", "/api/v1/flux/kontext/generate", "/api/v1/mj/generate", "/api/v1/aleph/generate", "/api/v1/modify/generate"].into_iter().find(|p| *p == e.path)?;
             Some((e.at_ms, family, e.code))
         })
         .collect()
@@ -353,6 +362,7 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
         ("/kie/api/v1/mj/generate", json!({"taskType": "mj_upscale", "prompt": "x"}), 404, "POST /kie/api/v1/mj/generateUpscale"),
         ("/kie/api/v1/mj/generate", json!({"taskType": "mj_zoom", "prompt": "x"}), 404, "not supported"),
         ("/kie/api/v1/aleph/generate", json!({"prompt": "x"}), 422, "needs input.videoUrl"),
+        ("/kie/api/v1/modify/generate", json!({"videoUrl": "https://example.com/a.mp4"}), 422, "needs input.prompt"),
         ("/kie/api/v1/aleph/generate", json!({"prompt": "x", "videoUrl": "https://example.com/a.mp4", "uploadCn": "no"}), 422, "uploadCn must be true or false"),
         ("/kie/api/v1/jobs/createTask", json!({"model": "veo3", "input": {"prompt": "x"}}), 404, "POST /kie/api/v1/veo/generate"),
         // More results than the price counts: never sent unpriced.

@@ -1,5 +1,5 @@
 //! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
-//! Suno, Runway, 4o Image, Flux Kontext, Midjourney, Runway Aleph) with their own paths, bodies and status shapes. Each
+//! Suno, Runway, 4o Image, Flux Kontext, Midjourney, Runway Aleph, Luma's modify) with their own paths, bodies and status shapes. Each
 //! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
 //! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
 //! and the callback handler ask that family's adapter. The adapter also writes the family's
@@ -7,12 +7,13 @@
 //! family's JSON lives in its one file.
 //!
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
-//! [`flux_kontext`], [`midjourney`], [`aleph`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! [`flux_kontext`], [`midjourney`], [`aleph`], [`luma`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
 pub(crate) mod aleph;
 pub(crate) mod flux_kontext;
 pub(crate) mod gpt4o_image;
+pub(crate) mod luma;
 pub(crate) mod market;
 pub(crate) mod midjourney;
 pub(crate) mod runway;
@@ -130,10 +131,11 @@ pub enum Family {
     FluxKontext,
     Midjourney,
     Aleph,
+    Luma,
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph];
+    pub const ALL: [Family; 9] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma];
 
     /// The adapter that speaks this family's API.
     pub fn adapter(self) -> &'static dyn ApiFamily {
@@ -146,6 +148,7 @@ impl Family {
             Family::FluxKontext => &flux_kontext::FluxKontext,
             Family::Midjourney => &midjourney::Midjourney,
             Family::Aleph => &aleph::Aleph,
+            Family::Luma => &luma::Luma,
         }
     }
 
@@ -160,6 +163,7 @@ impl Family {
             Family::FluxKontext => "flux_kontext",
             Family::Midjourney => "midjourney",
             Family::Aleph => "aleph",
+            Family::Luma => "luma",
         }
     }
 
@@ -167,10 +171,10 @@ impl Family {
         *self == Family::Market
     }
 
-    /// Whether the family's create body names a model (`model`); Runway, 4o Image and Aleph
-    /// do not.
+    /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph and
+    /// Luma do not.
     pub fn takes_model(self) -> bool {
-        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph)
+        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma)
     }
 
     /// The model a create body means when it names none, as KIE's docs give it.
