@@ -13,7 +13,8 @@
 //!   Runway (`/kie/api/v1/runway/generate`, `…/runway/record-detail`), 4o Image
 //!   (`/kie/api/v1/gpt4o-image/…`), Flux Kontext (`/kie/api/v1/flux/kontext/…`) and Midjourney
 //!   (`/kie/api/v1/mj/generate`, `…/mj/record-info`; the kind of task is its `taskType`) and
-//!   Runway Aleph (`/kie/api/v1/aleph/generate`, `…/aleph/record-info`). A request
+//!   Runway Aleph (`/kie/api/v1/aleph/generate`, `…/aleph/record-info`) and Luma's modify
+//!   (`/kie/api/v1/modify/generate`, `…/modify/record-info`). A request
 //!   the family would refuse is refused here with 422 and never sent. A family's follow-ups
 //!   on a result have KIE's paths too (Midjourney's `…/mj/generateUpscale`, `…/generateVary`,
 //!   `…/generateVideoExtend`): their `taskId` is the relay's id of the task they act on, and
