@@ -150,10 +150,10 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
         "aleph" => {
             s(req, "prompt").ok_or("prompt is required")?;
             s(req, "videoUrl").ok_or("videoUrl is required")?;
-            if let Some(r) = req.get("aspectRatio").filter(|r| !r.is_null()) {
-                if !r.as_str().is_some_and(|r| ["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"].contains(&r)) {
-                    return Err("aspectRatio must be one of 16:9, 9:16, 4:3, 3:4, 1:1, 21:9".into());
-                }
+            if let Some(r) = req.get("aspectRatio").filter(|r| !r.is_null())
+                && !r.as_str().is_some_and(|r| ["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"].contains(&r))
+            {
+                return Err("aspectRatio must be one of 16:9, 9:16, 4:3, 3:4, 1:1, 21:9".into());
             }
             Ok(("aleph".into(), MediaKind::Video, 110.0, 1))
         }

@@ -352,8 +352,7 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
     }
     let t = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {id}.")))?;
     // The follow-ups on its results, for a producer, while KIE still has it.
-    let kept = gateway::tasks::lifecycle::follow_up::PARENT_KEPT.as_millis() as u64;
-    let open = actor.role.allows(Role::Producer) && t.state == gateway::TaskState::Success && t.kie_task_id.is_some() && gateway::store::now_ms().saturating_sub(t.finished_ms.unwrap_or(0)) < kept;
+    let open = actor.role.allows(Role::Producer) && t.state == gateway::TaskState::Success && t.kie_task_id.is_some() && gateway::tasks::lifecycle::follow_up::still_at_kie(&t, gateway::store::now_ms());
     let follow_ups = if open {
         let results: Vec<usize> = (0..t.result_urls.len()).collect();
         let offer = |m: &gateway::money::catalog::Model| {

@@ -92,7 +92,7 @@ impl Library {
         t.actual_cost = Some(crate::Credits::ZERO);
         t.input = serde_json::json!({ "file": name });
         t.result_urls = vec![format!("{DESK_SOURCE}{name}")];
-        let mut archive = Archive::plan(&t.result_urls, now, &self.0.lifecycle.options().archive.clone().unwrap_or_default());
+        let mut archive = Archive::plan(&t.result_urls, now, &self.0.lifecycle.options().archive.unwrap_or_default());
         archive.next_attempt_ms = now + HELD_OFF_MS;
         t.archive = Some(archive);
         let announce = crate::tasks::events::announcement(&t)?;

@@ -229,29 +229,33 @@ impl ChatApi {
         }
     }
 
-    /// A request of `model` in this API's shape, from (role, text) turns: `system` turns are
-    /// the Messages API's `system` field, messages in chat completions.
+    /// The body field a system prompt goes in, apart from the conversation (`None`: it is a
+    /// turn of the conversation, as in chat completions).
+    pub fn system_field(self) -> Option<&'static str> {
+        match self {
+            ChatApi::Completions => None,
+            ChatApi::Messages => Some("system"),
+            ChatApi::Responses => Some("instructions"),
+        }
+    }
+
+    /// A request of `model` in this API's shape, from (role, text) turns: `system` turns go in
+    /// [`ChatApi::system_field`] where the API has one; the model is named in the body where
+    /// the path does not name it.
     pub fn request(self, model: &str, turns: &[(&str, &str)], max_tokens: Option<u64>, stream: bool) -> serde_json::Value {
-        let message = |(role, content): &(&str, &str)| serde_json::json!({"role": role, "content": content});
-        let mut body = match self {
-            ChatApi::Completions => serde_json::json!({"messages": turns.iter().map(message).collect::<Vec<_>>()}),
-            ChatApi::Messages => {
+        let message = |(role, content): &&(&str, &str)| serde_json::json!({"role": role, "content": content});
+        let mut body = serde_json::json!({});
+        match self.system_field() {
+            None => body[self.turns_field()] = turns.iter().map(|t| message(&t)).collect::<Vec<_>>().into(),
+            Some(field) => {
                 let (system, rest): (Vec<_>, Vec<_>) = turns.iter().partition(|(role, _)| *role == "system");
-                let mut b = serde_json::json!({"model": model, "messages": rest.iter().map(|t| message(t)).collect::<Vec<_>>()});
+                body["model"] = model.into();
+                body[self.turns_field()] = rest.iter().map(message).collect::<Vec<_>>().into();
                 if !system.is_empty() {
-                    b["system"] = system.iter().map(|(_, c)| *c).collect::<Vec<_>>().join("\n\n").into();
+                    body[field] = system.iter().map(|(_, c)| *c).collect::<Vec<_>>().join("\n\n").into();
                 }
-                b
             }
-            ChatApi::Responses => {
-                let (system, rest): (Vec<_>, Vec<_>) = turns.iter().partition(|(role, _)| *role == "system");
-                let mut b = serde_json::json!({"model": model, "input": rest.iter().map(|t| message(t)).collect::<Vec<_>>()});
-                if !system.is_empty() {
-                    b["instructions"] = system.iter().map(|(_, c)| *c).collect::<Vec<_>>().join("\n\n").into();
-                }
-                b
-            }
-        };
+        }
         if let Some(n) = max_tokens {
             body[self.limit_fields()[0]] = n.into();
         }
@@ -657,6 +661,11 @@ mod tests {
         let messages = ChatApi::Messages.request("claude-haiku-4-5", &turns, Some(50), false);
         assert_eq!(messages, json!({"model": "claude-haiku-4-5", "system": "Be brief.", "messages": [{"role": "user", "content": "a lighthouse"}], "max_tokens": 50}));
         assert_eq!(ChatApi::Messages.upstream_path("claude-haiku-4-5"), "/claude/v1/messages");
+        let responses = ChatApi::Responses.request("gpt-5.1-codex", &turns, Some(50), true);
+        assert_eq!(responses, json!({"model": "gpt-5.1-codex", "instructions": "Be brief.", "input": [{"role": "user", "content": "a lighthouse"}], "max_output_tokens": 50, "stream": true}));
+        assert_eq!(ChatApi::Responses.upstream_path("gpt-5.1-codex"), "/api/v1/responses");
+        let answer = json!({"output": [{"type": "reasoning", "summary": []}, {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}]});
+        assert_eq!(ChatApi::Responses.answer_text(&answer), "hi");
         assert_eq!(ChatApi::Completions.upstream_path("gemini-3-flash"), "/gemini-3-flash/v1/chat/completions");
         assert_eq!(ChatApi::Completions.answer_text(&json!({"choices": [{"message": {"content": "hi"}}]})), "hi");
         assert_eq!(ChatApi::Messages.answer_text(&json!({"content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]})), "hi there");

@@ -23,6 +23,11 @@ use crate::team::membership::Membership;
 /// 14 days at most: a day less, so one sent near the edge still finds it.
 pub const PARENT_KEPT: Duration = Duration::from_secs(13 * 24 * 3600);
 
+/// Whether KIE surely still has `t`'s task (ended less than [`PARENT_KEPT`] ago).
+pub fn still_at_kie(t: &TaskRecord, now_ms: u64) -> bool {
+    now_ms.saturating_sub(t.finished_ms.unwrap_or(t.created_ms)) <= PARENT_KEPT.as_millis() as u64
+}
+
 /// The whole number `v` holds (`2`, `2.0` or `"2"`), if it does.
 fn whole(v: &Value) -> Option<u64> {
     match v {
@@ -63,8 +68,7 @@ impl Lifecycle {
         if parent.state != TaskState::Success || parent.kie_task_id.is_none() {
             return Err(invalid(format!("input.{PARENT_FIELD}: {} has not succeeded at KIE (it is {}); a follow-up acts on a result", parent.id, parent.state)));
         }
-        let ended = parent.finished_ms.unwrap_or(parent.created_ms);
-        if now_ms().saturating_sub(ended) > PARENT_KEPT.as_millis() as u64 {
+        if !still_at_kie(&parent, now_ms()) {
             return Err(invalid(format!(
                 "input.{PARENT_FIELD}: {} ended more than {} days ago and KIE no longer keeps it; use its Library copy as the input of a new task instead",
                 parent.id,
