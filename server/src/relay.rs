@@ -178,6 +178,8 @@ async fn create_task(family: Family, follow_up: Option<&'static str>, State(stat
     let model_field = family.adapter().model_field();
     let model = match req.get(model_field) {
         _ if follow_up.is_some() => follow_up,
+        // A family that takes no model name ignores whatever is sent as one, as KIE does.
+        _ if !family.takes_model() => None,
         None | Some(Value::Null) if !family.is_market() => None,
         Some(Value::String(m)) => Some(m.as_str()),
         _ => return Err(Refusal::kie(422, format!("{model_field} is required (a string)"))),

@@ -386,6 +386,11 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     assert_eq!(status, 200, "{answer}");
     let t = h.store.task_get(answer["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!((t.model.as_str(), t.estimated_cost), ("veo3_fast", gateway::Credits::from_credits(100)), "$0.50 = 100 credits held");
+    // A family that takes no model name ignores one, whatever it is (found by schemathesis).
+    let (status, answer) = post("/kie/api/v1/gpt4o-image/generate", json!({"prompt": "x", "size": "1:1", "model": false})).await;
+    assert_eq!(status, 200, "{answer}");
+    let t = h.store.task_get(answer["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
+    assert!(t.input.get("model").is_none(), "{:?}", t.input);
     wait_until("sent to Veo's API", 20, || async { creates(&h.sim).iter().any(|c| c.1 == "/api/v1/veo/generate" && c.2 == 200) }).await;
     h.s.shutdown().await.unwrap();
 }
