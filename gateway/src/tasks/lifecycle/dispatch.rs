@@ -238,20 +238,34 @@ impl Lifecycle {
     /// Takes back a *sending* mark no replica acknowledged (nothing was sent on it), so the
     /// task is sent once the store can confirm its write-ahead. Best effort: a mark left
     /// behind makes the task in doubt, which is never sent twice.
+    /// Kept trying while the store is out (a failover): a mark left behind would hold the
+    /// task in doubt, unsent, until the give-up time.
     async fn unmark_sending(&self, id: &str, mark: u64) {
-        let undone = self
-            .modify(id, |t| {
-                if t.state != TaskState::Queued || t.dispatch.sending_since_ms != Some(mark) {
-                    return false;
+        let mut tries = 0u32;
+        loop {
+            let undone = self
+                .modify(id, |t| {
+                    if t.state != TaskState::Queued || t.dispatch.sending_since_ms != Some(mark) {
+                        return false;
+                    }
+                    t.dispatch.sending_since_ms = None;
+                    t.dispatch.attempts = t.dispatch.attempts.saturating_sub(1);
+                    t.note = Some("Waiting: the store could not confirm a replica has it".into());
+                    true
+                })
+                .await;
+            match undone {
+                Ok(_) => return,
+                Err(e) if tries < RECORD_TRIES => {
+                    tries += 1;
+                    tracing::warn!(task = %id, error = %e, "cannot take back an unconfirmed sending mark yet; trying again");
+                    tokio::time::sleep(backoff(Duration::from_millis(200), tries, Duration::from_secs(5))).await;
                 }
-                t.dispatch.sending_since_ms = None;
-                t.dispatch.attempts = t.dispatch.attempts.saturating_sub(1);
-                t.note = Some("Waiting: the store could not confirm a replica has it".into());
-                true
-            })
-            .await;
-        if let Err(e) = undone {
-            tracing::warn!(task = %id, error = %e, "cannot take back an unconfirmed sending mark yet");
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "an unconfirmed sending mark could not be taken back: the task waits in doubt");
+                    return;
+                }
+            }
         }
     }
 
