@@ -195,7 +195,7 @@ async fn create_task(family: Family, follow_up: Option<&'static str>, State(stat
         (model.unwrap_or_default().to_string(), req.get("input").cloned().unwrap_or(Value::Null))
     } else {
         let found = match follow_up {
-            Some(name) => catalog.models().iter().find(|m| m.family == family && m.follows.is_some() && m.upstream_name() == name),
+            Some(name) => catalog.follow_up(family, name),
             None => catalog.by_upstream(family, model),
         };
         let Some(m) = found else {

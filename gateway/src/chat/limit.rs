@@ -38,15 +38,17 @@ pub const MEDIA_PART_TOKENS: u64 = 2_000;
 /// price or bound: refused, named.
 pub const UNPRICED: [&str; 9] = ["thinking", "thinking_budget", "thinking_config", "thinking_tokens", "reasoning", "max_output_tokens", "generationConfig", "generation_config", "extra_body"];
 
-/// Every API's answer-length fields ([`ChatApi::limit_fields`]).
-const LENGTH_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+/// The answer-length fields of the APIs other than `api` ([`ChatApi::limit_fields`]): sent to
+/// `api`, KIE would pass them on unread by this console.
+fn other_length_fields(api: ChatApi) -> impl Iterator<Item = &'static str> {
+    ChatApi::ALL.into_iter().flat_map(ChatApi::limit_fields).copied().filter(move |f| !api.limit_fields().contains(f))
+}
 
 /// The fields [`read`] refuses in `api` whatever their value (the relay's description bans
 /// their names): [`UNPRICED`], less those `api` takes in some form ([`ChatApi::prices`]).
 pub fn refused_in(api: ChatApi) -> Vec<&'static str> {
     let simplest = serde_json::json!({ "effort": "low" });
-    let other_lengths = LENGTH_FIELDS.into_iter().filter(|f| !api.limit_fields().contains(f));
-    let mut refused: Vec<&str> = UNPRICED.into_iter().filter(|f| !api.prices(f, &simplest)).chain(other_lengths).collect();
+    let mut refused: Vec<&str> = UNPRICED.into_iter().filter(|f| !api.prices(f, &simplest)).chain(other_length_fields(api)).collect();
     refused.sort_unstable();
     refused.dedup();
     refused
@@ -73,7 +75,7 @@ pub fn read(body: &Value, path_model: &str, api: ChatApi) -> Result<Ask, String>
     }
     let length = api.limit_fields()[0];
     // Another API's length field would pass to KIE unread by this console: refused.
-    if let Some(field) = LENGTH_FIELDS.iter().find(|f| !api.limit_fields().contains(*f) && body.get(**f).is_some_and(|v| !v.is_null())) {
+    if let Some(field) = other_length_fields(api).find(|f| body.get(*f).is_some_and(|v| !v.is_null())) {
         return Err(format!("{field} is not this API's length field: set the answer's length with {length}"));
     }
     if let Some(field) = UNPRICED.iter().find(|f| body.get(**f).is_some_and(|v| !v.is_null() && !api.prices(f, v))) {

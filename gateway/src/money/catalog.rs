@@ -177,6 +177,8 @@ pub enum ChatApi {
 }
 
 impl ChatApi {
+    pub const ALL: [ChatApi; 3] = [ChatApi::Completions, ChatApi::Messages, ChatApi::Responses];
+
     /// KIE's path for a call of `model` through this API.
     pub fn upstream_path(self, model: &str) -> String {
         match self {
@@ -633,6 +635,11 @@ impl Catalog {
     /// The follow-ups that act on a task of `model` (see [`FollowUp`]).
     pub fn follow_ups_of<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a Model> + 'a {
         self.models.iter().filter(move |m| m.follows.as_ref().is_some_and(|f| f.of.iter().any(|o| o == model)))
+    }
+
+    /// The follow-up of `family` its API names `name` (at the follow-up's own path).
+    pub fn follow_up(&self, family: Family, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.family == family && m.follows.is_some() && m.upstream_name() == name)
     }
 
     /// The model a family's create body names (`model`, or the family's default; for a family

@@ -34,9 +34,6 @@ impl ApiFamily for Aleph {
     fn status_path(&self) -> &'static str {
         "/api/v1/aleph/record-info"
     }
-    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(None, input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let mut st = status_with(&data, state_of(&data))?;
         st.result_urls = text(data.pointer("/response/resultVideoUrl")).into_iter().collect();

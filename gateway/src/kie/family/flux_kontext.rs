@@ -22,9 +22,6 @@ impl ApiFamily for FluxKontext {
     fn status_path(&self) -> &'static str {
         "/api/v1/flux/kontext/record-info"
     }
-    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(Some(model), input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let mut st = status_with(&data, success_flag(&data))?;
         st.result_urls = text(data.pointer("/response/resultImageUrl")).into_iter().collect();

@@ -23,9 +23,6 @@ impl ApiFamily for Gpt4oImage {
     fn status_path(&self) -> &'static str {
         "/api/v1/gpt4o-image/record-info"
     }
-    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(None, input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let state = match data.get("status").and_then(Value::as_str) {
             Some("SUCCESS") => Some(UpstreamState::Success),

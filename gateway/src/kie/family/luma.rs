@@ -29,9 +29,6 @@ impl ApiFamily for Luma {
     fn status_path(&self) -> &'static str {
         "/api/v1/modify/record-info"
     }
-    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(None, input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let mut st = status_with(&data, state_of(&data))?;
         st.result_urls = urls(data.pointer("/response/resultUrls"));

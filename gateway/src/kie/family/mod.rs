@@ -74,8 +74,11 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// Queried with `?taskId=`.
     fn status_path(&self) -> &'static str;
     /// The create request's body. `model` is the family's own model name (ignored by the
-    /// families that take none); `input` the task's fields.
-    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value;
+    /// families that take none); `input` the task's fields. Most families send the fields flat
+    /// with `model` (where they take one) and `callBackUrl`.
+    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
+        flat_body(self.family().takes_model().then_some(model), input, callback_url)
+    }
     /// The task id from a successful create's `data`.
     fn parse_created(&self, data: Value) -> Result<String, String> {
         task_id_of(&data).ok_or_else(|| "the answer has no taskId".to_string())

@@ -37,9 +37,6 @@ impl ApiFamily for Runway {
     fn status_path(&self) -> &'static str {
         "/api/v1/runway/record-detail"
     }
-    fn create_body(&self, _model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(None, input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let state = data.get("state").and_then(Value::as_str).map(|s| match s {
             "success" => UpstreamState::Success,

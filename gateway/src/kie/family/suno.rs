@@ -29,9 +29,6 @@ impl ApiFamily for Suno {
     fn status_path(&self) -> &'static str {
         "/api/v1/generate/record-info"
     }
-    fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        super::flat_body(Some(model), input, callback_url)
-    }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let status = data.get("status").and_then(Value::as_str).unwrap_or_default();
         let state = match status {
