@@ -7,12 +7,12 @@ run's console allows (RELAY_CALLBACK_URL, kie-sim on loopback): a schema-valid r
 accepted for what it is. The relay's own checks of callback URLs are tested in
 server/tests/hardening.rs and gateway's outbound tests.
 
-A follow-up (Midjourney's upscale, vary, video extend; Veo's and Runway's extend) acts on a
-task that succeeded: whether
-a generated taskId names one is this run's state, not the request's shape. So its taskId is
-replaced with a real parent made once through the relay (RELAY_BASE, RELAY_KEY), and a video
-extend's index with 0, the one video kie-sim makes (the relay's refusals of a wrong parent or
-index are tested in server/tests/families.rs).
+A follow-up (Midjourney's upscale, vary, video extend; Veo's, Runway's and Suno's extend) acts
+on a task that succeeded: whether a generated taskId names one is this run's state, not the
+request's shape. So its taskId is replaced with a real parent made once through the relay
+(RELAY_BASE, RELAY_KEY), a video extend's index with 0, the one video kie-sim makes, and
+Suno's audioId with that parent's first track, its model with the parent's (the relay's
+refusals of a wrong parent, index, track or model are tested in server/tests/families.rs).
 """
 import json
 import os
@@ -37,6 +37,7 @@ FOLLOW_UPS = {
     "/kie/api/v1/mj/generateVideoExtend": "mj_video",
     "/kie/api/v1/veo/extend": "veo3",
     "/kie/api/v1/runway/extend": "runway",
+    "/kie/api/v1/generate/extend": "suno",
 }
 # How each kind of parent is made and read: its create path, body and status path, and
 # whether its status answer says it succeeded.
@@ -45,6 +46,7 @@ MAKE = {
     "mj_video": ("/api/v1/mj/generate", {"taskType": "mj_video", "fileUrls": ["https://example.com/frame.png"]}, "/api/v1/mj/record-info", lambda d: d.get("successFlag") == 1),
     "veo3": ("/api/v1/veo/generate", {"model": "veo3"}, "/api/v1/veo/record-info", lambda d: d.get("successFlag") == 1),
     "runway": ("/api/v1/runway/generate", {"duration": 5}, "/api/v1/runway/record-detail", lambda d: d.get("state") == "success"),
+    "suno": ("/api/v1/generate", {"customMode": False, "instrumental": False, "model": "V4_5"}, "/api/v1/generate/record-info", lambda d: d.get("status") == "SUCCESS"),
 }
 PARENTS = {}
 
@@ -80,7 +82,12 @@ def before_call(ctx, case, **kwargs):
     if isinstance(case.body, dict) and "fileUrl" in case.body:
         case.body["fileUrl"] = FILE_URL
     kind = FOLLOW_UPS.get(case.path)
-    if kind and isinstance(case.body, dict):
+    if kind == "suno" and isinstance(case.body, dict):
+        # A track names its task: `<task>-<n>`.
+        case.body["audioId"] = parent(kind) + "-0"
+        if "model" in case.body:
+            case.body["model"] = "V4_5"
+    elif kind and isinstance(case.body, dict):
         case.body["taskId"] = parent(kind)
         if kind == "mj_video" and "index" in case.body:
             case.body["index"] = 0

@@ -16,7 +16,9 @@
 //!
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
-//! extend (`index`), Veo's and Runway's extend (a `prompt`); their status is their family's.
+//! extend (`index`), Veo's and Runway's extend (a `prompt`); Suno's extend names one track by
+//! KIE's id of it instead (`audioId`, [`track_id`], not the task's id) and the track's
+//! `model`; their status is their family's.
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -236,13 +238,29 @@ pub struct FollowUpApi {
     pub results: usize,
     /// It says how the result goes on (an extension).
     pub needs_prompt: bool,
+    /// The field naming one track of the parent by KIE's id of it ([`track_id`]), which names
+    /// the task too (Suno's `audioId`; no `taskId`): the new task is of the track's model,
+    /// which the body's `model` must name.
+    pub track: Option<&'static str>,
+}
+
+/// KIE's id of a Suno task's track `n`: not the task's id, so a client that sends the task's
+/// id where the track's is wanted is caught.
+pub fn track_id(task: &str, n: usize) -> String {
+    format!("trk{n}_{task}")
+}
+
+/// The task and track a [`track_id`] names.
+fn track_of(id: &str) -> Option<(&str, usize)> {
+    let (n, task) = id.strip_prefix("trk")?.split_once('_')?;
+    Some((task, n.parse().ok()?))
 }
 
 const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "mj_omni_reference"];
 
-pub const FOLLOW_UPS: [FollowUpApi; 5] = [
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false },
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false },
+pub const FOLLOW_UPS: [FollowUpApi; 6] = [
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false, track: None },
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false, track: None },
     FollowUpApi {
         family: "midjourney",
         path: "/api/v1/mj/generateVideoExtend",
@@ -253,9 +271,22 @@ pub const FOLLOW_UPS: [FollowUpApi; 5] = [
         price: 60.0,
         results: 1,
         needs_prompt: false,
+        track: None,
     },
-    FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true },
-    FollowUpApi { family: "runway", path: "/api/v1/runway/extend", model: "runway_extend", of: &["runway"], index: None, kind: MediaKind::Video, price: 110.0, results: 1, needs_prompt: true },
+    FollowUpApi {
+        family: "suno",
+        path: "/api/v1/generate/extend",
+        model: "suno_extend",
+        of: &["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"],
+        index: None,
+        kind: MediaKind::Audio,
+        price: 20.0,
+        results: 2,
+        needs_prompt: false,
+        track: Some("audioId"),
+    },
+    FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true, track: None },
+    FollowUpApi { family: "runway", path: "/api/v1/runway/extend", model: "runway_extend", of: &["runway"], index: None, kind: MediaKind::Video, price: 110.0, results: 1, needs_prompt: true, track: None },
 ];
 
 /// `POST <follow-up path>`.
@@ -268,7 +299,14 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
     let req: Value = serde_json::from_slice(&body).ok().filter(Value::is_object).unwrap_or(Value::Null);
     let now = w.clock.now_ms();
     let checked = (|| {
-        let parent = s(&req, "taskId").ok_or("taskId is required")?.to_string();
+        let (parent, track) = match api.track {
+            Some(field) => {
+                let id = s(&req, field).ok_or_else(|| format!("{field} is required"))?;
+                let (task, n) = track_of(id).ok_or_else(|| format!("{field} {id} not found"))?;
+                (task.to_string(), Some(n))
+            }
+            None => (s(&req, "taskId").ok_or("taskId is required")?.to_string(), None),
+        };
         let found = w.tasks.get(&parent).filter(|t| t.key == key && t.family == api.family).map(|t| (t.model.clone(), t.results));
         let (model, made) = found.ok_or_else(|| format!("task {parent} not found"))?;
         if !api.of.contains(&model.as_str()) {
@@ -280,15 +318,30 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         if api.needs_prompt && s(&req, "prompt").is_none() {
             return Err("prompt is required".to_string());
         }
+        if let Some(n) = track {
+            if n >= made {
+                return Err(format!("track {n} of task {parent} not found"));
+            }
+            if s(&req, "model") != Some(model.as_str()) {
+                return Err(format!("model must be {model}, the source track's"));
+            }
+            if req.get("defaultParamFlag").and_then(Value::as_bool).ok_or("defaultParamFlag is required")?
+                && (["prompt", "style", "title"].iter().any(|f| s(&req, f).is_none()) || !req.get("continueAt").and_then(Value::as_f64).is_some_and(|c| c > 0.0))
+            {
+                return Err("with defaultParamFlag true, prompt, style, title and continueAt are required".into());
+            }
+        }
         if let Some((field, first)) = api.index {
             let n = req.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{field} is required"))?;
             if n < first || n >= first + made as u64 {
                 return Err(format!("{field} must be from {first} to {}", first + made as u64 - 1));
             }
         }
-        callback_of(&req).map_err(|()| "callBackUrl must be an http(s) URL".to_string())
+        // A track's extension is of the track's model.
+        let made_as = if track.is_some() { model } else { api.model.to_string() };
+        callback_of(&req).map(|c| (c, made_as)).map_err(|()| "callBackUrl must be an http(s) URL".to_string())
     })();
-    let callback_url = match checked {
+    let (callback_url, model) = match checked {
         Ok(c) => c,
         Err(msg) => {
             w.record("POST", api.path, 422, None, Some(msg.clone()));
@@ -298,7 +351,7 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
     let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
     let new = NewTask {
         path: api.path,
-        model: api.model.into(),
+        model,
         kind: api.kind,
         price_milli: (api.price * 10.0 * percent).round() as i64,
         prompt: s(&req, "prompt").unwrap_or("").to_string(),
@@ -401,7 +454,7 @@ impl World {
                 let tracks: Vec<Value> = urls
                     .iter()
                     .enumerate()
-                    .map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audioUrl": u, "streamAudioUrl": u, "imageUrl": null, "title": "sim", "tags": "sim", "modelName": t.model, "duration": 2.0 }))
+                    .map(|(n, u)| json!({ "id": track_id(&t.id, n), "audioUrl": u, "streamAudioUrl": u, "imageUrl": null, "title": "sim", "tags": "sim", "modelName": t.model, "duration": 2.0 }))
                     .collect();
                 json!({
                     "taskId": t.id, "parentMusicId": "", "param": t.param, "status": status, "type": "GENERATE",
@@ -467,7 +520,7 @@ impl World {
             }
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {
-                let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": format!("{}-{n}", t.id), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();
+                let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": track_id(&t.id, n), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();
                 let stage = |kind: &str, tracks: Vec<Value>| json!({ "code": 200, "msg": "success", "data": { "callbackType": kind, "task_id": t.id, "data": tracks } });
                 vec![stage("text", Vec::new()), stage("first", tracks[..1.min(tracks.len())].to_vec()), stage("complete", tracks)]
             }

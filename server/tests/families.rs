@@ -342,6 +342,73 @@ async fn a_video_is_extended_through_its_familys_own_extend_path() {
     h.s.shutdown().await.unwrap();
 }
 
+/// Suno's extend, as its clients call it: the track named by the id the relay's record-info
+/// gave it (`<task>-<n>`), KIE sent its own id of that track and the track's model; the new
+/// task linked to the track. A track past the task's, another model, a missing setting or
+/// another project's track is refused here and never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
+    let h = harness("families-suno-extend", false).await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
+    assert_eq!(code, 200, "{body}");
+    let post = |key: String, body: Value| post_as(&h, "/kie/api/v1/generate/extend", key, body);
+    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4_5"})).await;
+    assert_eq!(code, 200, "{made}");
+    let song = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the song done", 30, || async { h.store.task_get(&song).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let (_, st) = status_of(&h, "/kie/api/v1/generate/record-info", &song).await;
+    let tracks: Vec<&str> = st["data"]["response"]["sunoData"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
+    assert_eq!(tracks, [format!("{song}-0"), format!("{song}-1")], "{st}");
+    let song_kie = h.store.task_get(&song).await.unwrap().unwrap().kie_task_id.unwrap();
+    let kept = h.store.task_get(&song).await.unwrap().unwrap().kie_result_ids;
+    assert_eq!(kept, [kie_sim::families::track_id(&song_kie, 0), kie_sim::families::track_id(&song_kie, 1)], "KIE's own track ids are kept");
+    let recorded = h.store.task_counts().await.unwrap().total;
+
+    let other = gateway::team::relay_keys::create(h.store.as_ref(), &gateway::team::accounts::Actor::cli(), "kestrel-9", "another project").await.unwrap();
+    let other = other.text.expose().to_string();
+    let second = format!("{song}-1");
+    for (key, body, says) in [
+        (h.key.clone(), json!({"defaultParamFlag": false}), "needs input.audioId"),
+        (h.key.clone(), json!({"audioId": song, "defaultParamFlag": false}), "input.audioId must name a track"),
+        (h.key.clone(), json!({"audioId": format!("{song}-2"), "defaultParamFlag": false}), "made 2 tracks"),
+        (h.key.clone(), json!({"audioId": second, "defaultParamFlag": false, "model": "V4"}), "input.model must be V4_5"),
+        (h.key.clone(), json!({"audioId": second}), "needs input.defaultParamFlag"),
+        (h.key.clone(), json!({"audioId": second, "defaultParamFlag": true, "prompt": "more", "style": "folk", "title": "Again"}), "continueAt is required"),
+        (h.key.clone(), json!({"audioId": "cr_nosuchtask-0", "defaultParamFlag": false}), "no task cr_nosuchtask"),
+        (other, json!({"audioId": second, "defaultParamFlag": false}), "that you can use"),
+    ] {
+        let (code, answer) = post(key, body.clone()).await;
+        assert_eq!((code, answer["code"].as_i64()), (422, Some(422)), "{body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, recorded, "nothing was recorded");
+
+    // In the track's own style (its model filled in), and from second 30 with new words.
+    let (code, plain) = post(h.key.clone(), json!({"audioId": second, "defaultParamFlag": false})).await;
+    assert_eq!(code, 200, "{plain}");
+    let (code, custom) = post(h.key.clone(), json!({"audioId": format!("{song}-0"), "defaultParamFlag": true, "model": "V4_5", "prompt": "and home again", "style": "folk", "title": "Homeward", "continueAt": 30})).await;
+    assert_eq!(code, 200, "{custom}");
+    for (answer, n) in [(&plain, 1), (&custom, 0)] {
+        let id = answer["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until("the extension done", 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(n) }));
+        assert_eq!((t.input["audioId"].as_str(), t.input["model"].as_str()), (Some(format!("{song}-{n}").as_str()), Some("V4_5")), "the record names the track by the console's id");
+        let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(t.kie_task_id.as_ref().unwrap()).map(|t| t.param.clone()).unwrap()).unwrap();
+        let kie_track = kie_sim::families::track_id(&song_kie, n);
+        assert_eq!((sent["audioId"].as_str(), sent["model"].as_str()), (Some(kie_track.as_str()), Some("V4_5")), "{sent}");
+        assert!(sent.get("taskId").is_none(), "{sent}");
+        assert!(t.story.beats.iter().any(|b| b.text.contains(&format!("sent to KIE as its id there, {kie_track}"))), "{:?}", t.story);
+        assert_eq!(gateway::money::receipts::line(&t, None).inputs, [format!("control-room://library/{song}/{n}")]);
+        let (_, st) = status_of(&h, "/kie/api/v1/generate/record-info", &id).await;
+        assert_eq!((st["data"]["status"].as_str(), st["data"]["type"].as_str()), (Some("SUCCESS"), Some("EXTEND")), "{st}");
+        assert_eq!(st["data"]["response"]["sunoData"].as_array().map(Vec::len), Some(2), "{st}");
+    }
+    let sent = h.sim.world().log.iter().filter(|e| e.method == "POST" && e.path == "/api/v1/generate/extend" && e.code == 200).count();
+    assert_eq!(sent, 2, "each extension sent once");
+    h.s.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     let h = harness("families-refuse", false).await;

@@ -354,10 +354,14 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
     // The follow-ups on its results, for a producer, while KIE still has it.
     let open = actor.role.allows(Role::Producer) && t.state == gateway::TaskState::Success && t.kie_task_id.is_some() && gateway::tasks::lifecycle::follow_up::still_at_kie(&t, gateway::store::now_ms());
     let follow_ups = if open {
-        let results: Vec<usize> = (0..t.result_urls.len()).collect();
         let offer = |m: &gateway::money::catalog::Model| {
             let rule = m.follows.as_ref()?;
-            let results = if rule.index.is_some() { results.clone() } else { Vec::new() };
+            // A track is named to KIE by KIE's id of it, which must be on record.
+            let named = |n: &usize| rule.track.is_none() || t.kie_result_ids.get(*n).is_some_and(|id| !id.is_empty());
+            let results: Vec<usize> = if rule.acts_on_one() { (0..t.result_urls.len()).filter(named).collect() } else { Vec::new() };
+            if rule.acts_on_one() && results.is_empty() {
+                return None;
+            }
             Some(crate::view::FollowOffer { model: m.id.clone(), action: rule.action.clone(), results, needs_prompt: m.required.iter().any(|r| r == "prompt") })
         };
         ctx.lifecycle.catalog().follow_ups_of(&t.model).filter_map(offer).collect()
@@ -374,17 +378,9 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
 pub async fn follow_up(id: String, model: String, n: Option<usize>, #[server(default)] prompt: Option<String>) -> Result<Submitted, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Producer)?;
     let parent = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
-    let rule = ctx.lifecycle.catalog().get(&model).and_then(|m| m.follows.clone()).ok_or_else(|| refuse(422, format!("{} is not a follow-up in the catalog.", model.chars().take(100).collect::<String>())))?;
+    let follow = ctx.lifecycle.catalog().get(&model).filter(|m| m.follows.is_some()).ok_or_else(|| refuse(422, format!("{} is not a follow-up in the catalog.", model.chars().take(100).collect::<String>())))?;
     actor.membership.admit(&parent.project).map_err(|e| refuse(403, e))?;
-    let mut input = serde_json::Map::new();
-    input.insert(gateway::money::catalog::PARENT_FIELD.into(), parent.id.clone().into());
-    if let Some(field) = rule.index {
-        let n = n.ok_or_else(|| refuse(422, "Say which result to act on."))?;
-        input.insert(field, (rule.first + n as u64).into());
-    }
-    if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
-        input.insert("prompt".into(), p.into());
-    }
+    let input = follow.follow_up_input(&parent.id, n, prompt.as_deref()).ok_or_else(|| refuse(422, "Say which result to act on."))?;
     let submission = gateway::tasks::lifecycle::Submission { owner: actor.who, project: parent.project, model, input: input.into(), sees: Some(actor.membership), ..Default::default() };
     let t = ctx.lifecycle.submit(submission).await.map_err(server_side::submit_error)?;
     Ok(Submitted { id: t.id, estimated_credits: t.estimated_cost.to_string() })

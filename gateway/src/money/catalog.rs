@@ -159,6 +159,28 @@ pub struct FollowUp {
     pub first: u64,
     /// What the console's button on a result says ("Upscale", "Vary", "Extend").
     pub action: String,
+    /// The input field that names one result by its track instead (Suno's `audioId`), as
+    /// this console's record-info writes it (`<task>-<n>`, counted from 0): it names the task
+    /// too, so the follow-up need not carry [`PARENT_FIELD`]. KIE is sent its own id of the
+    /// track.
+    #[serde(default)]
+    pub track: Option<String>,
+    /// The input field that must name the parent's own model, as KIE requires (Suno's
+    /// `model`): filled with it when absent, refused when it names another.
+    #[serde(default)]
+    pub parent_model: Option<String>,
+}
+
+impl FollowUp {
+    /// The input field that names the task it acts on: its track field, or [`PARENT_FIELD`].
+    pub fn parent_field(&self) -> &str {
+        self.track.as_deref().unwrap_or(PARENT_FIELD)
+    }
+
+    /// Whether it acts on one result of the task (by an index or a track), not the whole.
+    pub fn acts_on_one(&self) -> bool {
+        self.index.is_some() || self.track.is_some()
+    }
 }
 
 /// The API a language model is called through, at KIE and at the relay.
@@ -371,6 +393,36 @@ impl Model {
     /// The name the model's API knows it by.
     pub fn upstream_name(&self) -> &str {
         self.upstream_model.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The input of this follow-up on `parent`'s result `n` (from 0; `None` for the whole
+    /// task), as the console's buttons start it: the parent named as the rule names it, its
+    /// flags at their defaults, and the prompt when one is given. `None` if this is not a
+    /// follow-up, or it acts on one result and none was named.
+    pub fn follow_up_input(&self, parent: &str, n: Option<usize>, prompt: Option<&str>) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let rule = self.follows.as_ref()?;
+        let mut input = serde_json::Map::new();
+        match (&rule.track, &rule.index) {
+            (Some(track), _) => {
+                input.insert(track.clone(), format!("{parent}-{}", n?).into());
+            }
+            (None, Some(index)) => {
+                input.insert(PARENT_FIELD.into(), parent.into());
+                input.insert(index.clone(), (rule.first + n? as u64).into());
+            }
+            (None, None) => {
+                input.insert(PARENT_FIELD.into(), parent.into());
+            }
+        }
+        for f in self.fields.iter().filter(|f| f.kind == FieldKind::Flag) {
+            if let Some(on) = f.default {
+                input.insert(f.name.clone(), on.into());
+            }
+        }
+        if let Some(p) = prompt.map(str::trim).filter(|p| !p.is_empty()) {
+            input.insert("prompt".into(), p.into());
+        }
+        Some(input)
     }
 
     /// What a task that made `seconds` of media cost, for a per-second price (`None`
@@ -593,10 +645,14 @@ impl Catalog {
             }
         }
         for m in &file.models {
-            if m.follows.is_some() != m.required.iter().any(|r| r == PARENT_FIELD) {
-                return Err(format!("catalog: model {} must require {PARENT_FIELD} if, and only if, it is a follow-up", m.id));
+            let names_parent = |field: &str| m.required.iter().any(|r| r == field);
+            if m.follows.as_ref().map_or(names_parent(PARENT_FIELD), |f| !names_parent(f.parent_field())) {
+                return Err(format!("catalog: model {} must require the field naming its parent task ({PARENT_FIELD}, or its track field) if, and only if, it is a follow-up", m.id));
             }
             if let Some(rule) = &m.follows {
+                if rule.track.is_some() && rule.index.is_some() {
+                    return Err(format!("catalog: follow-up {} names its result by a track or by an index, not both", m.id));
+                }
                 let known = file.models.iter().filter(|p| p.family == m.family && p.follows.is_none());
                 let parents: Vec<&str> = known.map(|p| p.id.as_str()).collect();
                 if rule.of.is_empty() || rule.action.trim().is_empty() || rule.first > 1 || !rule.of.iter().all(|o| parents.contains(&o.as_str())) {
@@ -695,13 +751,31 @@ mod tests {
         for (bad, why) in [
             (upscale(r#"["nowhere"]"#, "mj_upscale", r#"["taskId"]"#), "of its own family"),
             (upscale(r#"["g"]"#, "mj_zoom", r#"["taskId"]"#), "has a path for"),
-            (upscale(r#"["g"]"#, "mj_upscale", "[]"), "must require taskId"),
+            (upscale(r#"["g"]"#, "mj_upscale", "[]"), "must require the field naming its parent task"),
         ] {
             let e = parse(&bad).unwrap_err();
             assert!(e.contains(why), "{e}");
         }
         let e = Catalog::parse(&format!(r#"{{"prices_taken": "x", "models": [{}]}}"#, grid.replace(r#""price""#, r#""required": ["taskId"], "price""#))).unwrap_err();
         assert!(e.contains("if, and only if, it is a follow-up"), "{e}");
+    }
+
+    #[test]
+    fn a_follow_up_names_its_parent_by_id_index_or_track_and_its_buttons_input_says_so() {
+        let c = Catalog::builtin();
+        let input = |id: &str, n: Option<usize>, prompt: Option<&str>| c.get(id).unwrap().follow_up_input("cr_p", n, prompt).map(serde_json::Value::Object);
+        assert_eq!(input("midjourney/vary", Some(1), None), Some(json!({"taskId": "cr_p", "imageIndex": 2})), "counted from 1 at KIE");
+        assert_eq!(input("midjourney/upscale", Some(1), None), Some(json!({"taskId": "cr_p", "imageIndex": 1})));
+        assert_eq!(input("midjourney/upscale", None, None), None, "one result must be named");
+        assert_eq!(input("veo3/extend", None, Some(" on ")), Some(json!({"taskId": "cr_p", "prompt": "on"})));
+        // A track names its task: no taskId; the track's own settings by default.
+        assert_eq!(input("suno/extend", Some(1), None), Some(json!({"audioId": "cr_p-1", "defaultParamFlag": false})));
+        assert_eq!(c.get("suno/V4").unwrap().follow_up_input("cr_p", Some(0), None), None, "not a follow-up");
+        let extend = c.get("suno/extend").unwrap().follows.as_ref().unwrap();
+        assert_eq!((extend.parent_field(), extend.acts_on_one()), ("audioId", true));
+        // A track field and an index at once are refused.
+        let both = BUILTIN.replace(r#""track": "audioId""#, r#""track": "audioId", "index": "n""#);
+        assert!(Catalog::parse(&both).unwrap_err().contains("by a track or by an index, not both"));
     }
 
     #[test]

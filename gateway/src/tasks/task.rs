@@ -117,6 +117,10 @@ pub struct TaskRecord {
     /// Result media URLs from KIE's `resultJson`.
     #[serde(default)]
     pub result_urls: Vec<String>,
+    /// KIE's own id of each result, where its family gives one (Suno's tracks), in the order
+    /// of `result_urls`: a follow-up on one result is sent to KIE with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kie_result_ids: Vec<String>,
     /// KIE's `failCode`, when it failed.
     #[serde(default)]
     pub fail_code: Option<String>,
@@ -401,6 +405,7 @@ impl TaskRecord {
             actual_cost: None,
             kie_task_id: None,
             result_urls: Vec::new(),
+            kie_result_ids: Vec::new(),
             fail_code: None,
             fail_msg: None,
             fail_class: None,

@@ -90,7 +90,7 @@ pub struct EstimateArgs {
 pub struct GenerateArgs {
     /// A model id from list_models (not a language model: use chat for those).
     pub model: String,
-    /// The model's input object: its fields as list_models describes them (prompt, aspect ratio, duration …). A URL field may name a result already in the Library as control-room://library/<task id>/<n> (n counts from 0): the console sends KIE a URL it can fetch. A follow-up model (midjourney/upscale, midjourney/vary, veo3/extend… : list_models says which) acts on an earlier task: its taskId is that task's id, and its index field says which result, as KIE counts it.
+    /// The model's input object: its fields as list_models describes them (prompt, aspect ratio, duration …). A URL field may name a result already in the Library as control-room://library/<task id>/<n> (n counts from 0): the console sends KIE a URL it can fetch. A follow-up model (midjourney/upscale, midjourney/vary, veo3/extend… : list_models says which) acts on an earlier task: its taskId is that task's id, and its index field says which result, as KIE counts it; suno/extend names one track instead, as audioId <task id>-<n> (n from 0).
     pub input: Value,
     /// Its place among this key's queued tasks: high, normal or low.
     pub priority: Option<String>,

@@ -59,11 +59,14 @@ pub struct UpstreamStatus {
     /// How long the results last, in seconds, when KIE says (Suno's `duration`): what a
     /// per-second price counts when KIE does not say what it charged.
     pub media_seconds: Option<f64>,
+    /// KIE's own id of each result, where a family gives one (Suno's track `id`), in the
+    /// order of `result_urls`: what a follow-up on one result names it by at KIE.
+    pub result_ids: Vec<String>,
 }
 
 impl UpstreamStatus {
     fn new(task_id: String, state: UpstreamState) -> UpstreamStatus {
-        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None }
+        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None, result_ids: Vec::new() }
     }
 }
 
@@ -91,7 +94,8 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// KIE's follow-ups on a result of this family (an upscale, a variation, an extension):
     /// each one's model, as the catalog's `upstream_model` names it, and its own create path.
     /// A follow-up's body is its fields sent flat — the parent's KIE `taskId`, the result's
-    /// index — with no model; its status is read at [`ApiFamily::status_path`].
+    /// index or track (and, where KIE requires the parent's model, that model's name) — with
+    /// no model of its own; its status is read at [`ApiFamily::status_path`].
     fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
@@ -111,6 +115,11 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// The family's own rules on the fields (beyond the catalog's `required`), checked before
     /// anything is recorded, so a request KIE would refuse with 422 is never sent.
     fn check_input(&self, _input: &Map<String, Value>) -> Result<(), String> {
+        Ok(())
+    }
+    /// The same for a follow-up (`model`: its name in [`ApiFamily::follow_ups`]), whose fields
+    /// are its own, not the family's main create's.
+    fn check_follow_up(&self, _model: &str, _input: &Map<String, Value>) -> Result<(), String> {
         Ok(())
     }
     /// The relay's answer to a status call for a task of this family, in its shape (the

@@ -3,6 +3,9 @@
 //! TEXT_SUCCESS → FIRST_SUCCESS → SUCCESS or a failure, and `response.sunoData[].audioUrl`.
 //! KIE calls back several times per task (`callbackType` text, first, complete, error), in
 //! snake_case with `task_id`: the first two are progress, only `complete` or `error` ends it.
+//! KIE's id of each track is kept: its follow-up `POST /api/v1/generate/extend` names a track
+//! by it (`audioId`, which the relay's record-info gives as `<task>-<n>`) and must be of the
+//! track's model; record-info answers it too.
 
 use serde_json::{Map, Value, json};
 
@@ -15,8 +18,11 @@ pub struct Suno;
 /// Suno's failure states.
 pub const FAILURES: [&str; 4] = ["CREATE_TASK_FAILED", "GENERATE_AUDIO_FAILED", "CALLBACK_EXCEPTION", "SENSITIVE_WORD_ERROR"];
 
-fn audio_urls(tracks: Option<&Value>, field: &str) -> Vec<String> {
-    tracks.and_then(Value::as_array).map(|a| a.iter().filter_map(|t| text(t.get(field))).collect()).unwrap_or_default()
+/// The tracks' audio URLs (in `field`) and KIE's track ids, in the same order: a track with no
+/// audio is no result; its id is empty if KIE gave none.
+fn audio_of(tracks: Option<&Value>, field: &str) -> (Vec<String>, Vec<String>) {
+    let tracks = tracks.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    tracks.iter().filter_map(|t| Some((text(t.get(field))?, text(t.get("id")).unwrap_or_default()))).unzip()
 }
 
 impl ApiFamily for Suno {
@@ -45,7 +51,7 @@ impl ApiFamily for Suno {
         }
         if st.state == UpstreamState::Success {
             let tracks = data.pointer("/response/sunoData");
-            st.result_urls = audio_urls(tracks, "audioUrl");
+            (st.result_urls, st.result_ids) = audio_of(tracks, "audioUrl");
             st.media_seconds = tracks.and_then(Value::as_array).map(|a| a.iter().filter_map(|t| t.get("duration").and_then(Value::as_f64)).sum::<f64>()).filter(|s| *s > 0.0);
         }
         st.callback_url = echoed_callback(data.get("param"));
@@ -65,9 +71,29 @@ impl ApiFamily for Suno {
             st.fail_code = Some(code.to_string());
             st.fail_msg = msg;
         } else {
-            st.result_urls = audio_urls(data.get("data"), "audio_url");
+            (st.result_urls, st.result_ids) = audio_of(data.get("data"), "audio_url");
         }
         Ok(st)
+    }
+    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+        &[(EXTEND, "/api/v1/generate/extend")]
+    }
+    fn check_follow_up(&self, model: &str, input: &Map<String, Value>) -> Result<(), String> {
+        if model != EXTEND {
+            return Ok(());
+        }
+        // Its own settings, or the track's.
+        let own = boolean(input, "defaultParamFlag")?.ok_or("defaultParamFlag is required: true to give the extension's prompt, style, title and continueAt, false to keep the track's")?;
+        if own {
+            if !filled(input, "prompt") || !filled(input, "style") || !filled(input, "title") {
+                return Err("with defaultParamFlag true, the extension needs its prompt, style and title".into());
+            }
+            match input.get("continueAt").and_then(Value::as_f64) {
+                Some(s) if s > 0.0 && s.is_finite() => {}
+                _ => return Err("with defaultParamFlag true, continueAt is required: the second of the track the extension starts from (above 0)".into()),
+            }
+        }
+        Ok(())
     }
     fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
         let custom = boolean(input, "customMode")?.ok_or("customMode is required (true or false)")?;
@@ -88,7 +114,7 @@ impl ApiFamily for Suno {
         let t = w.task;
         let (error_code, error_message) = w.error();
         json!({
-            "taskId": t.id, "param": w.param(), "status": status_word(t), "type": "GENERATE",
+            "taskId": t.id, "param": w.param(), "status": status_word(t), "type": if t.follows.is_some() { "EXTEND" } else { "GENERATE" },
             "errorCode": error_code, "errorMessage": error_message,
             "response": { "taskId": t.id, "sunoData": tracks(w, false), "kieResultUrls": w.kie_urls },
         })
@@ -97,6 +123,10 @@ impl ApiFamily for Suno {
         w.callback_envelope(json!({ "callbackType": if w.failed() { "error" } else { "complete" }, "task_id": w.task.id, "data": tracks(w, true) }))
     }
 }
+
+/// The follow-up that makes a track longer (`POST /api/v1/generate/extend`): it names the track
+/// by `audioId` and must be of the track's model.
+pub const EXTEND: &str = "suno_extend";
 
 /// Suno's status word for a task, as the relay writes it.
 fn status_word(t: &TaskRecord) -> &'static str {
@@ -125,4 +155,37 @@ fn tracks(w: &Written<'_>, snake: bool) -> Vec<Value> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kies_track_ids_are_kept_beside_their_audio_in_record_info_and_callbacks() {
+        let data = json!({"taskId": "k1", "status": "SUCCESS", "response": {"sunoData": [
+            {"id": "a0", "audioUrl": "https://kie.example/0.mp3", "duration": 2.0},
+            {"id": "a1", "audioUrl": "", "duration": 2.0},
+            {"audioUrl": "https://kie.example/2.mp3", "duration": 2.0},
+        ]}});
+        let st = Suno.parse_status(data).unwrap();
+        assert_eq!(st.result_urls, ["https://kie.example/0.mp3", "https://kie.example/2.mp3"], "a track without audio is no result");
+        assert_eq!(st.result_ids, ["a0", ""], "the ids stay beside their audio; one KIE did not give is empty");
+        let body = json!({"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": "k1", "data": [{"id": "a0", "audio_url": "https://kie.example/0.mp3"}]}});
+        let st = Suno.parse_callback(body.to_string().as_bytes()).unwrap();
+        assert_eq!((st.result_urls.len(), st.result_ids), (1, vec!["a0".to_string()]));
+    }
+
+    #[test]
+    fn an_extension_with_its_own_settings_names_all_of_them() {
+        let check = |v: Value| Suno.check_follow_up(EXTEND, v.as_object().unwrap());
+        assert!(check(json!({"audioId": "t-0", "defaultParamFlag": false})).is_ok());
+        assert!(check(json!({"audioId": "t-0"})).unwrap_err().contains("defaultParamFlag is required"));
+        assert!(check(json!({"defaultParamFlag": true, "prompt": "p", "style": "s", "title": "t", "continueAt": 12.5})).is_ok());
+        for bad in [json!({"defaultParamFlag": true, "prompt": "p", "style": "s", "title": "t"}), json!({"defaultParamFlag": true, "prompt": "p", "style": "s", "title": "t", "continueAt": 0})] {
+            assert!(check(bad.clone()).unwrap_err().contains("continueAt is required"), "{bad}");
+        }
+        assert!(check(json!({"defaultParamFlag": true, "continueAt": 3})).unwrap_err().contains("prompt, style and title"));
+        assert!(check(json!({"defaultParamFlag": "yes"})).is_err());
+    }
 }

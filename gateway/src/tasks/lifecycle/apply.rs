@@ -126,6 +126,7 @@ impl Lifecycle {
                 match next {
                     TaskState::Success => {
                         t.result_urls = st.result_urls.clone();
+                        t.kie_result_ids = st.result_ids.clone();
                         let (cost, basis) = self.charged(t, st);
                         t.actual_cost = Some(cost);
                         t.charge_basis = Some(basis);

@@ -1,13 +1,16 @@
 //! Follow-ups through a task's life: a model that acts on a result of an earlier task
-//! (Midjourney's upscale of one image of a grid; see [`crate::money::catalog::FollowUp`]).
+//! (Midjourney's upscale of one image of a grid, Suno's extension of one track; see
+//! [`crate::money::catalog::FollowUp`]).
 //!
-//! - at submit ([`Lifecycle::admit_follow_up`]), the input's `taskId` must name a task the
-//!   caller may use (by the console's id or KIE's), of a model the follow-up acts on, that
-//!   succeeded at KIE recently enough for KIE to still have it; its index field must name one
-//!   of that task's results, counted as KIE counts them. The input keeps the console's id
-//!   and the task records its parent ([`Follows`]). A refusal names the field and writes
-//!   nothing;
-//! - at send ([`Lifecycle::parent_for_kie`]), `taskId` becomes the parent's KIE task id.
+//! - at submit ([`Lifecycle::admit_follow_up`]), the input must name a task the caller may use
+//!   — by its `taskId` (the console's id or KIE's), or by one of its tracks as this console's
+//!   record-info names it (`<task>-<n>`) — of a model the follow-up acts on, that succeeded at
+//!   KIE recently enough for KIE to still have it; its index field (or the track) must name
+//!   one of that task's results, counted as KIE counts them; a follow-up KIE requires be of
+//!   the parent's model is given that model. The input keeps the console's ids and the task
+//!   records its parent ([`Follows`]). A refusal names the field and writes nothing;
+//! - at send ([`Lifecycle::follow_up_for_kie`]), `taskId` becomes the parent's KIE task id and
+//!   a track KIE's id of that track.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -50,43 +53,97 @@ fn result_named(rule: &FollowUp, input: &serde_json::Map<String, Value>, parent:
     }
 }
 
+/// The task and result a track field names, as this console's record-info writes a track's
+/// id (`<task>-<n>`).
+fn track_named<'a>(field: &str, v: Option<&'a Value>) -> Result<(&'a str, usize), String> {
+    let rule = format!("input.{field} must name a track as this console's record-info gives it (<task id>-<n>)");
+    let v = v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty() && s.len() <= 140).ok_or_else(|| rule.clone())?;
+    let (task, n) = v.rsplit_once('-').ok_or_else(|| format!("{rule}; {v} is not one"))?;
+    let n = n.parse::<usize>().map_err(|_| format!("{rule}; {v} is not one"))?;
+    Ok((task, n))
+}
+
 impl Lifecycle {
     /// Checks a follow-up's parent (see the module doc) and writes its console id into the
     /// input. `sees`: the projects the caller reaches (`None`: `project` alone).
     pub(super) async fn admit_follow_up(&self, model: &Model, input: &mut Value, sees: Option<&Membership>, project: &str) -> Result<Option<Follows>, SubmitError> {
         let (Some(rule), Value::Object(fields)) = (&model.follows, input) else { return Ok(None) };
-        let Some(named) = fields.get(PARENT_FIELD).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty() && s.len() <= 128) else {
-            return Err(invalid(format!("{} acts on an earlier task: input.{PARENT_FIELD} must name it (its id)", model.id)));
+        let field = rule.parent_field().to_string();
+        let given_task = fields.get(PARENT_FIELD).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty() && s.len() <= 128).map(str::to_string);
+        // By its track (which names the task too), or by its id.
+        let (named, track) = match &rule.track {
+            Some(tf) => track_named(tf, fields.get(tf)).map(|(task, n)| (task.to_string(), Some(n))).map_err(invalid)?,
+            None => (given_task.clone().ok_or_else(|| invalid(format!("{} acts on an earlier task: input.{PARENT_FIELD} must name it (its id)", model.id)))?, None),
         };
         let usable = |t: &TaskRecord| sees.map_or(t.project == project, |m| m.sees(&t.project));
-        let Some(parent) = self.find(named).await?.filter(usable) else {
-            return Err(invalid(format!("input.{PARENT_FIELD}: there is no task {named} that you can use")));
+        let Some(parent) = self.find(&named).await?.filter(usable) else {
+            return Err(invalid(format!("input.{field}: there is no task {named} that you can use")));
         };
+        if let (Some(_), Some(also)) = (&rule.track, &given_task) {
+            let same = self.find(also).await?.is_some_and(|t| t.id == parent.id);
+            if !same {
+                return Err(invalid(format!("input.{PARENT_FIELD} ({also}) is not the task input.{field} names ({})", parent.id)));
+            }
+        }
         if !rule.of.contains(&parent.model) {
-            return Err(invalid(format!("input.{PARENT_FIELD}: {} acts on a task of {}; {} is {}", model.id, rule.of.join(", "), parent.id, parent.model)));
+            return Err(invalid(format!("input.{field}: {} acts on a task of {}; {} is {}", model.id, rule.of.join(", "), parent.id, parent.model)));
         }
         if parent.state != TaskState::Success || parent.kie_task_id.is_none() {
-            return Err(invalid(format!("input.{PARENT_FIELD}: {} has not succeeded at KIE (it is {}); a follow-up acts on a result", parent.id, parent.state)));
+            return Err(invalid(format!("input.{field}: {} has not succeeded at KIE (it is {}); a follow-up acts on a result", parent.id, parent.state)));
         }
         if !still_at_kie(&parent, now_ms()) {
             return Err(invalid(format!(
-                "input.{PARENT_FIELD}: {} ended more than {} days ago and KIE no longer keeps it; use its Library copy as the input of a new task instead",
+                "input.{field}: {} ended more than {} days ago and KIE no longer keeps it; use its Library copy as the input of a new task instead",
                 parent.id,
                 PARENT_KEPT.as_secs() / 86_400
             )));
         }
-        let n = result_named(rule, fields, &parent).map_err(invalid)?;
-        fields.insert(PARENT_FIELD.into(), parent.id.clone().into());
+        let n = match track {
+            Some(n) if n >= parent.result_urls.len() => {
+                return Err(invalid(format!("input.{field}: {} made {} tracks, counted from 0; there is no track {n}", parent.id, parent.result_urls.len())));
+            }
+            Some(n) if parent.kie_result_ids.get(n).is_none_or(String::is_empty) => {
+                return Err(invalid(format!("input.{field}: KIE's id of {} track {n} is not on record here, so KIE cannot be told which track; use its Library copy as an input instead", parent.id)));
+            }
+            Some(n) => Some(n),
+            None => result_named(rule, fields, &parent).map_err(invalid)?,
+        };
+        if let Some(mf) = &rule.parent_model {
+            let upstream = self.0.catalog.get(&parent.model).map(|m| m.upstream_name().to_string()).unwrap_or_else(|| parent.model.clone());
+            match fields.get(mf) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(m)) if *m == upstream => {}
+                Some(other) => return Err(invalid(format!("input.{mf} must be {upstream}, the model {} was made with ({other} was given)", parent.id))),
+            }
+            fields.insert(mf.clone(), upstream.into());
+        }
+        if rule.track.is_none() || given_task.is_some() {
+            fields.insert(PARENT_FIELD.into(), parent.id.clone().into());
+        }
         Ok(Some(Follows { task: parent.id, n }))
     }
 
-    /// The KIE task id of the task `t` follows, for its `taskId` at send.
-    pub(super) async fn parent_for_kie(&self, follows: &Follows) -> Result<String, super::inputs::InputTrouble> {
+    /// A follow-up's input as KIE takes it: the parent's `taskId` and, for a follow-up that
+    /// names a track, the track, both by KIE's own ids. Returns what was replaced, for the
+    /// task's story.
+    pub(super) async fn follow_up_for_kie(&self, t: &TaskRecord, follows: &Follows, fields: &mut serde_json::Map<String, Value>) -> Result<Vec<String>, super::inputs::InputTrouble> {
         use super::inputs::InputTrouble;
         let parent = self.0.store.task_get(&follows.task).await.map_err(|e| InputTrouble::Later(format!("input.{PARENT_FIELD}: {e}")))?;
-        parent
-            .and_then(|p| p.kie_task_id)
-            .ok_or_else(|| InputTrouble::Never(format!("input.{PARENT_FIELD}: {} is no longer on record here, so KIE's id for it is unknown", follows.task)))
+        let gone = || InputTrouble::Never(format!("input.{PARENT_FIELD}: {} is no longer on record here, so KIE's id for it is unknown", follows.task));
+        let parent = parent.ok_or_else(gone)?;
+        let kie_id = parent.kie_task_id.clone().ok_or_else(gone)?;
+        let mut told = Vec::new();
+        if fields.contains_key(PARENT_FIELD) {
+            told.push(format!("input.{PARENT_FIELD} ({}) sent to KIE as its id there, {kie_id}", follows.task));
+            fields.insert(PARENT_FIELD.into(), kie_id.into());
+        }
+        let track = self.0.catalog.get(&t.model).and_then(|m| m.follows.as_ref()).and_then(|r| r.track.clone());
+        if let (Some(tf), Some(n)) = (track, follows.n) {
+            let id = parent.kie_result_ids.get(n).filter(|id| !id.is_empty()).ok_or_else(|| InputTrouble::Never(format!("input.{tf}: KIE's id of {} track {n} is not on record here", follows.task)))?;
+            told.push(format!("input.{tf} ({}-{n}) sent to KIE as its id there, {id}", follows.task));
+            fields.insert(tf, id.clone().into());
+        }
+        Ok(told)
     }
 }
 
@@ -99,7 +156,7 @@ mod tests {
     fn an_index_is_counted_as_kie_counts_it_and_bounded_by_what_the_parent_made() {
         let mut grid = TaskRecord::new("cr_grid", "ann", "p", "midjourney/text-to-image", 0);
         grid.result_urls = (0..4).map(|n| format!("https://kie.example/{n}.png")).collect();
-        let vary = FollowUp { of: vec![grid.model.clone()], index: Some("imageIndex".into()), first: 1, action: "Vary".into() };
+        let vary = FollowUp { of: vec![grid.model.clone()], index: Some("imageIndex".into()), first: 1, action: "Vary".into(), track: None, parent_model: None };
         let named = |v: Value| result_named(&vary, json!({ "imageIndex": v }).as_object().unwrap(), &grid);
         assert_eq!(named(json!(2)), Ok(Some(1)));
         assert_eq!(named(json!("4")), Ok(Some(3)));

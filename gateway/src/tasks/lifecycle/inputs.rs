@@ -24,7 +24,6 @@ use super::Lifecycle;
 use super::submit::{SubmitError, invalid};
 use crate::library::asset::{Asset, AssetState};
 use crate::library::inputs::{self, KIE_URL_TRUSTED, LibraryInput, UPLOAD_REUSED};
-use crate::money::catalog::PARENT_FIELD;
 use crate::store::{StoreResult, now_ms};
 use crate::tasks::task::{FailClass, HeldBack, TaskRecord, TaskState};
 use crate::team::membership::Membership;
@@ -99,9 +98,7 @@ impl Lifecycle {
         let mut told = Vec::with_capacity(t.inputs.len() + 1);
         // A follow-up names its parent by the console's id: KIE knows it by its own.
         if let (Some(f), Value::Object(fields)) = (&t.follows, &mut input) {
-            let kie_id = self.parent_for_kie(f).await?;
-            told.push(format!("input.{PARENT_FIELD} ({}) sent to KIE as its id there, {kie_id}", f.task));
-            fields.insert(PARENT_FIELD.into(), kie_id.into());
+            told.extend(self.follow_up_for_kie(t, f, fields).await?);
         }
         for i in &t.inputs {
             let later = |e: &dyn std::fmt::Display| InputTrouble::Later(format!("input.{}: {e}", i.field));
