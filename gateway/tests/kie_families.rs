@@ -241,6 +241,30 @@ async fn each_familys_callbacks_parse_to_the_state_they_announce() {
     }
 }
 
+/// Suno's extend: at its own path, naming one track by KIE's id of it (which record-info and
+/// the callbacks give beside each track's audio) with the track's model, followed at Suno's
+/// record-info; refused by KIE for another model or a track it does not know.
+#[tokio::test]
+async fn a_suno_track_is_extended_by_kies_id_of_it() {
+    let (sim, base) = start().await;
+    let c = client(&base);
+    let suno = Family::Suno.adapter();
+    let song = c.create_task(suno, "V4_5", &json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false}), None).await.unwrap();
+    let st = wait_for(&c, Family::Suno, &song, UpstreamState::Success).await;
+    assert_eq!(st.result_ids, [kie_sim::families::track_id(&song, 0), kie_sim::families::track_id(&song, 1)], "KIE's track ids, beside their audio");
+    assert_eq!(suno.create_path_of("suno_extend"), "/api/v1/generate/extend");
+    let input = json!({"audioId": st.result_ids[1], "defaultParamFlag": false, "model": "V4_5"});
+    let id = c.create_task(suno, "suno_extend", &input, None).await.unwrap();
+    let sent: Value = serde_json::from_str(&sim.world().tasks.get(&id).map(|t| t.param.clone()).unwrap()).unwrap();
+    assert_eq!(sent, input, "its fields flat, the track's model among them");
+    let done = wait_for(&c, Family::Suno, &id, UpstreamState::Success).await;
+    assert_eq!(done.result_urls.len(), 2);
+    for bad in [json!({"audioId": st.result_ids[1], "defaultParamFlag": false, "model": "V4"}), json!({"audioId": format!("{song}-1"), "defaultParamFlag": false, "model": "V4_5"})] {
+        let e = c.create_task(suno, "suno_extend", &bad, None).await.unwrap_err();
+        assert!(matches!(e, KieError::Validation(_)), "{bad}: {e:?}");
+    }
+}
+
 /// Midjourney's follow-ups: each at its own path, naming the parent's KIE task id and a
 /// result as KIE counts them (upscale from 0, vary from 1), with no `taskType` in the body;
 /// followed at record-info like any Midjourney task; refused by KIE when the parent or the

@@ -404,8 +404,16 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
         assert_eq!((st["data"]["status"].as_str(), st["data"]["type"].as_str()), (Some("SUCCESS"), Some("EXTEND")), "{st}");
         assert_eq!(st["data"]["response"]["sunoData"].as_array().map(Vec::len), Some(2), "{st}");
     }
-    let sent = h.sim.world().log.iter().filter(|e| e.method == "POST" && e.path == "/api/v1/generate/extend" && e.code == 200).count();
-    assert_eq!(sent, 2, "each extension sent once");
+    // The console's story of the song offers Extend on each track; its button starts one.
+    let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &song)])).await;
+    assert_eq!(code, 200, "{story}");
+    assert_eq!(story["follow_ups"], json!([{"model": "suno/extend", "action": "Extend", "results": [0, 1], "needs_prompt": false}]), "{story}");
+    let (code, started) = server_fn(&h.s.base, "follow_up", &form(&[("id", &song), ("model", "suno/extend"), ("n", "0")])).await;
+    assert_eq!(code, 200, "{started}");
+    let t = h.store.task_get(started["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(t.input, json!({"audioId": format!("{song}-0"), "defaultParamFlag": false, "model": "V4_5"}), "in the track's own style");
+    assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(0) }));
+    wait_until("the console's extension sent", 30, || async { h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/extend" && e.code == 200).count() == 3 }).await;
     h.s.shutdown().await.unwrap();
 }
 
