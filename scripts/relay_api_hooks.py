@@ -7,12 +7,13 @@ run's console allows (RELAY_CALLBACK_URL, kie-sim on loopback): a schema-valid r
 accepted for what it is. The relay's own checks of callback URLs are tested in
 server/tests/hardening.rs and gateway's outbound tests.
 
-A follow-up (Midjourney's upscale, vary, video extend; Veo's, Runway's and Suno's extend) acts
-on a task that succeeded: whether a generated taskId names one is this run's state, not the
-request's shape. So its taskId is replaced with a real parent made once through the relay
-(RELAY_BASE, RELAY_KEY), a video extend's index with 0, the one video kie-sim makes, and
-Suno's audioId with that parent's first track, its model with the parent's (the relay's
-refusals of a wrong parent, index, track or model are tested in server/tests/families.rs).
+A follow-up (Midjourney's upscale, vary, video extend; Veo's, Runway's and Suno's extend;
+Suno's WAV and vocal separation) acts on a task that succeeded: whether a generated taskId
+names one is this run's state, not the request's shape. So its taskId is replaced with a real
+parent made once through the relay (RELAY_BASE, RELAY_KEY), a video extend's index with 0,
+the one video kie-sim makes, and Suno's audioId with that parent's first track (its taskId
+with the parent, its model with the parent's); the relay's refusals of a wrong parent, index,
+track or model are tested in server/tests/families.rs.
 """
 import json
 import os
@@ -38,6 +39,8 @@ FOLLOW_UPS = {
     "/kie/api/v1/veo/extend": "veo3",
     "/kie/api/v1/runway/extend": "runway",
     "/kie/api/v1/generate/extend": "suno",
+    "/kie/api/v1/wav/generate": "suno",
+    "/kie/api/v1/vocal-removal/generate": "suno",
 }
 # How each kind of parent is made and read: its create path, body and status path, and
 # whether its status answer says it succeeded.
@@ -83,8 +86,10 @@ def before_call(ctx, case, **kwargs):
         case.body["fileUrl"] = FILE_URL
     kind = FOLLOW_UPS.get(case.path)
     if kind == "suno" and isinstance(case.body, dict):
-        # A track names its task: `<task>-<n>`.
+        # A track names its task: `<task>-<n>`; a taskId beside it names the same task.
         case.body["audioId"] = parent(kind) + "-0"
+        if "taskId" in case.body:
+            case.body["taskId"] = parent(kind)
         if "model" in case.body:
             case.body["model"] = "V4_5"
     elif kind and isinstance(case.body, dict):

@@ -263,6 +263,28 @@ async fn a_suno_track_is_extended_by_kies_id_of_it() {
         let e = c.create_task(suno, "suno_extend", &bad, None).await.unwrap_err();
         assert!(matches!(e, KieError::Validation(_)), "{bad}: {e:?}");
     }
+    // Its WAV and its vocals apart: families of their own, each with its status call and its
+    // files by name, named by the song's id and the track's.
+    for (family, upstream, input, files) in [
+        (Family::SunoWav, "suno_wav", json!({"taskId": song, "audioId": st.result_ids[0]}), 1),
+        (Family::SunoStems, "suno_stems", json!({"taskId": song, "audioId": st.result_ids[1], "type": "separate_vocal"}), 2),
+    ] {
+        let api = family.adapter();
+        let id = c.create_task(api, upstream, &input, Some("http://127.0.0.1:9/cb")).await.unwrap_or_else(|e| panic!("{upstream}: {e}"));
+        let sent: Value = serde_json::from_str(&sim.world().tasks.get(&id).map(|t| t.param.clone()).unwrap()).unwrap();
+        assert_eq!(sent["audioId"], input["audioId"], "{upstream}: {sent}");
+        assert!(sent.get("model").is_none(), "{upstream}: no model: {sent}");
+        let done = wait_for(&c, family, &id, UpstreamState::Success).await;
+        assert_eq!(done.result_urls.len(), files, "{upstream}");
+        for url in &done.result_urls {
+            let got = reqwest::get(url).await.unwrap();
+            assert_eq!(got.status().as_u16(), 200, "{upstream}: {url}");
+        }
+        // Another family's status call does not know it; the song's own family does not either.
+        assert!(c.status(Family::Suno.adapter(), &id).await.is_err(), "{upstream}");
+        let wrong = json!({"taskId": id, "audioId": st.result_ids[0]});
+        assert!(matches!(c.create_task(api, upstream, &wrong, None).await.unwrap_err(), KieError::Validation(_)), "{upstream}: a taskId that is not the track's");
+    }
 }
 
 /// Midjourney's follow-ups: each at its own path, naming the parent's KIE task id and a

@@ -18,7 +18,9 @@
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
 //! extend (`index`), Veo's and Runway's extend (a `prompt`); Suno's extend names one track by
 //! KIE's id of it instead (`audioId`, [`track_id`], not the task's id) and the track's
-//! `model`; their status is their family's.
+//! `model`; their status is their family's. Suno's WAV conversion and vocal separation name
+//! a song's `taskId` and one track's `audioId`, and are families of their own (their status
+//! calls answer `successFlag` in words and the files by name).
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -42,7 +44,7 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 8] = [
+pub const FAMILIES: [FamilyApi; 10] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
@@ -51,6 +53,8 @@ pub const FAMILIES: [FamilyApi; 8] = [
     FamilyApi { name: "midjourney", create: "/api/v1/mj/generate", status: "/api/v1/mj/record-info", per_task_per_sec: None },
     FamilyApi { name: "aleph", create: "/api/v1/aleph/generate", status: "/api/v1/aleph/record-info", per_task_per_sec: None },
     FamilyApi { name: "luma", create: "/api/v1/modify/generate", status: "/api/v1/modify/record-info", per_task_per_sec: None },
+    FamilyApi { name: "suno_wav", create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", per_task_per_sec: None },
+    FamilyApi { name: "suno_stems", create: "/api/v1/vocal-removal/generate", status: "/api/v1/vocal-removal/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -239,9 +243,22 @@ pub struct FollowUpApi {
     /// It says how the result goes on (an extension).
     pub needs_prompt: bool,
     /// The field naming one track of the parent by KIE's id of it ([`track_id`]), which names
-    /// the task too (Suno's `audioId`; no `taskId`): the new task is of the track's model,
-    /// which the body's `model` must name.
+    /// the task too (Suno's `audioId`); a `taskId` beside it must name the same task.
     pub track: Option<&'static str>,
+    /// The family of the tasks it acts on, when not its own (Suno's WAV acts on a song).
+    pub acts_on: Option<&'static str>,
+    /// Its task is of the parent's model, which the body's `model` must name (Suno's extend).
+    pub keeps_model: bool,
+}
+
+/// The files of a Suno job on a track, by name: a WAV's one file; a separation's vocals and
+/// instrumental (the stems a twelve-way split would add are null here, as KIE writes them).
+fn track_job_files(family: &str, urls: &[String]) -> Value {
+    let url = |n: usize| urls.get(n).map_or(Value::Null, |u| u.as_str().into());
+    match family {
+        "suno_wav" => json!({ "audioWavUrl": url(0) }),
+        _ => json!({ "originUrl": null, "vocalUrl": url(0), "instrumentalUrl": url(1), "drumsUrl": null, "bassUrl": null }),
+    }
 }
 
 /// KIE's id of a Suno task's track `n`: not the task's id, so a client that sends the task's
@@ -257,10 +274,12 @@ fn track_of(id: &str) -> Option<(&str, usize)> {
 }
 
 const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "mj_omni_reference"];
+/// Suno's models: a song or an extension of one is of its track's model.
+const SUNO_SONGS: &[&str] = &["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"];
 
-pub const FOLLOW_UPS: [FollowUpApi; 6] = [
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false, track: None },
-    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false, track: None },
+pub const FOLLOW_UPS: [FollowUpApi; 8] = [
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
+    FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
     FollowUpApi {
         family: "midjourney",
         path: "/api/v1/mj/generateVideoExtend",
@@ -272,21 +291,53 @@ pub const FOLLOW_UPS: [FollowUpApi; 6] = [
         results: 1,
         needs_prompt: false,
         track: None,
+        acts_on: None,
+        keeps_model: false,
     },
     FollowUpApi {
         family: "suno",
         path: "/api/v1/generate/extend",
         model: "suno_extend",
-        of: &["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"],
+        of: SUNO_SONGS,
         index: None,
         kind: MediaKind::Audio,
         price: 20.0,
         results: 2,
         needs_prompt: false,
         track: Some("audioId"),
+        acts_on: None,
+        keeps_model: true,
     },
-    FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true, track: None },
-    FollowUpApi { family: "runway", path: "/api/v1/runway/extend", model: "runway_extend", of: &["runway"], index: None, kind: MediaKind::Video, price: 110.0, results: 1, needs_prompt: true, track: None },
+    FollowUpApi {
+        family: "suno_wav",
+        path: "/api/v1/wav/generate",
+        model: "suno_wav",
+        of: SUNO_SONGS,
+        index: None,
+        kind: MediaKind::Audio,
+        price: 0.4,
+        results: 1,
+        needs_prompt: false,
+        track: Some("audioId"),
+        acts_on: Some("suno"),
+        keeps_model: false,
+    },
+    FollowUpApi {
+        family: "suno_stems",
+        path: "/api/v1/vocal-removal/generate",
+        model: "suno_stems",
+        of: SUNO_SONGS,
+        index: None,
+        kind: MediaKind::Audio,
+        price: 10.0,
+        results: 2,
+        needs_prompt: false,
+        track: Some("audioId"),
+        acts_on: Some("suno"),
+        keeps_model: false,
+    },
+    FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true, track: None, acts_on: None, keeps_model: false },
+    FollowUpApi { family: "runway", path: "/api/v1/runway/extend", model: "runway_extend", of: &["runway"], index: None, kind: MediaKind::Video, price: 110.0, results: 1, needs_prompt: true, track: None, acts_on: None, keeps_model: false },
 ];
 
 /// `POST <follow-up path>`.
@@ -307,7 +358,13 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
             }
             None => (s(&req, "taskId").ok_or("taskId is required")?.to_string(), None),
         };
-        let found = w.tasks.get(&parent).filter(|t| t.key == key && t.family == api.family).map(|t| (t.model.clone(), t.results));
+        if let (Some(_), Some(named)) = (track, s(&req, "taskId"))
+            && named != parent
+        {
+            return Err(format!("taskId {named} is not the task of that track"));
+        }
+        let parent_family = api.acts_on.unwrap_or(api.family);
+        let found = w.tasks.get(&parent).filter(|t| t.key == key && t.family == parent_family).map(|t| (t.model.clone(), t.results));
         let (model, made) = found.ok_or_else(|| format!("task {parent} not found"))?;
         if !api.of.contains(&model.as_str()) {
             return Err(format!("{} cannot act on a task of {model}", api.model));
@@ -318,10 +375,15 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         if api.needs_prompt && s(&req, "prompt").is_none() {
             return Err("prompt is required".to_string());
         }
-        if let Some(n) = track {
-            if n >= made {
-                return Err(format!("track {n} of task {parent} not found"));
-            }
+        if let Some(n) = track
+            && n >= made
+        {
+            return Err(format!("track {n} of task {parent} not found"));
+        }
+        if api.acts_on.is_some() && s(&req, "taskId").is_none() {
+            return Err("taskId is required".into());
+        }
+        if api.keeps_model {
             if s(&req, "model") != Some(model.as_str()) {
                 return Err(format!("model must be {model}, the source track's"));
             }
@@ -337,8 +399,11 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
                 return Err(format!("{field} must be from {first} to {}", first + made as u64 - 1));
             }
         }
+        if api.family == "suno_stems" && !matches!(s(&req, "type"), None | Some("separate_vocal" | "split_stem")) {
+            return Err("type must be separate_vocal or split_stem".into());
+        }
         // A track's extension is of the track's model.
-        let made_as = if track.is_some() { model } else { api.model.to_string() };
+        let made_as = if api.keeps_model { model } else { api.model.to_string() };
         callback_of(&req).map(|c| (c, made_as)).map_err(|()| "callBackUrl must be an http(s) URL".to_string())
     })();
     let (callback_url, model) = match checked {
@@ -462,6 +527,22 @@ impl World {
                     "errorCode": code, "errorMessage": msg,
                 })
             }
+            // Suno's jobs on a track: their flag in words, their files by name.
+            "suno_wav" | "suno_stems" => {
+                let param: Value = serde_json::from_str(&t.param).unwrap_or(Value::Null);
+                let flag = match state {
+                    "success" => "SUCCESS",
+                    "fail" if t.family == "suno_wav" => "GENERATE_WAV_FAILED",
+                    "fail" => "GENERATE_AUDIO_FAILED",
+                    _ => "PENDING",
+                };
+                let music_index = param["audioId"].as_str().and_then(track_of).map(|(_, n)| n);
+                json!({
+                    "taskId": t.id, "musicId": param["audioId"], "callbackUrl": param["callBackUrl"], "musicIndex": music_index,
+                    "completeTime": complete, "createTime": t.created_ms, "response": track_job_files(t.family, &urls),
+                    "successFlag": flag, "errorCode": code, "errorMessage": msg,
+                })
+            }
             "runway" => json!({
                 "taskId": t.id, "parentTaskId": "",
                 // As the docs show it: the prompt and image, not the callback.
@@ -517,6 +598,11 @@ impl World {
             "aleph" => {
                 let data = if failed { Value::Null } else { json!({ "result_video_url": urls.first(), "result_image_url": null }) };
                 vec![json!({ "code": code, "msg": msg, "data": data, "taskId": t.id })]
+            }
+            "suno_wav" | "suno_stems" => {
+                let mut data = track_job_files(t.family, &urls);
+                data["task_id"] = t.id.clone().into();
+                vec![envelope(data)]
             }
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {

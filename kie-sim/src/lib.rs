@@ -72,9 +72,11 @@ impl Sim {
     pub fn router(&self) -> Router {
         let mut router = Router::new();
         for fam in &families::FAMILIES {
-            router = router
-                .route(fam.create, post(move |State(sim): State<Sim>, headers, body| families::create(fam, sim, headers, body)))
-                .route(fam.status, get(move |State(sim): State<Sim>, headers, q| families::status(fam, sim, headers, q)));
+            router = router.route(fam.status, get(move |State(sim): State<Sim>, headers, q| families::status(fam, sim, headers, q)));
+            // A family that only acts on another's results is created as a follow-up, below.
+            if !families::FOLLOW_UPS.iter().any(|api| api.path == fam.create) {
+                router = router.route(fam.create, post(move |State(sim): State<Sim>, headers, body| families::create(fam, sim, headers, body)));
+            }
         }
         for api in &families::FOLLOW_UPS {
             router = router.route(api.path, post(move |State(sim): State<Sim>, headers, body| families::follow_up(api, sim, headers, body)));

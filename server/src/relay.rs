@@ -202,8 +202,9 @@ async fn create_task(family: Family, follow_up: Option<&'static str>, State(stat
             let (code, msg) = if model.is_none() && family.takes_model() { (422, format!("{model_field} is required")) } else { (404, "The model name you specified is not supported".to_string()) };
             return Err(Refusal::kie(code, msg));
         };
-        if follow_up.is_none() && m.follows.is_some() {
-            let path = family.adapter().create_path_of(m.upstream_name());
+        // A follow-up is created at its own path only.
+        let path = family.adapter().create_path_of(m.upstream_name());
+        if follow_up.is_none() && path != family.adapter().create_path() {
             return Err(Refusal::kie(404, format!("{} acts on an earlier task's result: POST /kie{path} with its taskId", m.upstream_name())));
         }
         // The family's fields are the body itself, less the model and the callback.

@@ -404,16 +404,75 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
         assert_eq!((st["data"]["status"].as_str(), st["data"]["type"].as_str()), (Some("SUCCESS"), Some("EXTEND")), "{st}");
         assert_eq!(st["data"]["response"]["sunoData"].as_array().map(Vec::len), Some(2), "{st}");
     }
-    // The console's story of the song offers Extend on each track; its button starts one.
+    // The console's story of the song offers Extend, WAV and Stems on each track; a button
+    // starts one.
     let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &song)])).await;
     assert_eq!(code, 200, "{story}");
-    assert_eq!(story["follow_ups"], json!([{"model": "suno/extend", "action": "Extend", "results": [0, 1], "needs_prompt": false}]), "{story}");
+    let offers = |action: &str, model: &str| json!({"model": model, "action": action, "results": [0, 1], "needs_prompt": false});
+    assert_eq!(story["follow_ups"], json!([offers("Extend", "suno/extend"), offers("WAV", "suno/wav"), offers("Stems", "suno/stems")]), "{story}");
     let (code, started) = server_fn(&h.s.base, "follow_up", &form(&[("id", &song), ("model", "suno/extend"), ("n", "0")])).await;
     assert_eq!(code, 200, "{started}");
     let t = h.store.task_get(started["id"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(t.input, json!({"audioId": format!("{song}-0"), "defaultParamFlag": false, "model": "V4_5"}), "in the track's own style");
     assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(0) }));
     wait_until("the console's extension sent", 30, || async { h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/extend" && e.code == 200).count() == 3 }).await;
+    h.s.shutdown().await.unwrap();
+}
+
+/// Suno's WAV conversion and vocal separation of a track, through the relay at KIE's own paths
+/// and followed at their own status paths: the song and the track named by the relay's ids,
+/// KIE sent its own; refused when the track is not the song's, or the song not the key's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
+    let h = harness("families-suno-jobs", true).await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
+    assert_eq!(code, 200, "{made}");
+    let song = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the song done", 30, || async { h.store.task_get(&song).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let song_kie = h.store.task_get(&song).await.unwrap().unwrap().kie_task_id.unwrap();
+    let (code, other_song) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a lullaby", "customMode": false, "instrumental": true, "model": "V4"})).await;
+    assert_eq!(code, 200, "{other_song}");
+    let other_song = other_song["data"]["taskId"].as_str().unwrap().to_string();
+    let recorded = h.store.task_counts().await.unwrap().total;
+    for (path, body, says) in [
+        ("/kie/api/v1/wav/generate", json!({"taskId": other_song, "audioId": format!("{song}-0")}), "is not the task input.audioId names"),
+        ("/kie/api/v1/wav/generate", json!({"audioId": format!("{song}-0")}), "needs input.taskId"),
+        ("/kie/api/v1/wav/generate", json!({"taskId": song, "audioId": format!("{song}-5")}), "made 2 tracks"),
+        ("/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"}), "must be separate_vocal"),
+    ] {
+        let (code, answer) = post_as(&h, path, h.key.clone(), body.clone()).await;
+        assert_eq!(code, 422, "{path} {body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{path} {body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, recorded, "nothing was recorded");
+
+    for (path, status, body, files, upstream) in [
+        ("/kie/api/v1/wav/generate", "/kie/api/v1/wav/record-info", json!({"taskId": song, "audioId": format!("{song}-1")}), vec!["audioWavUrl"], "/api/v1/wav/generate"),
+        ("/kie/api/v1/vocal-removal/generate", "/kie/api/v1/vocal-removal/record-info", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "separate_vocal"}), vec!["vocalUrl", "instrumentalUrl"], "/api/v1/vocal-removal/generate"),
+    ] {
+        let (code, made) = post_as(&h, path, h.key.clone(), body.clone()).await;
+        assert_eq!(code, 200, "{path}: {made}");
+        let id = made["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until(&format!("{path} done"), 30, || async { status_of(&h, status, &id).await.1["data"]["successFlag"] == "SUCCESS" }).await;
+        let (_, st) = status_of(&h, status, &id).await;
+        for f in &files {
+            assert!(st["data"]["response"][f].as_str().is_some_and(|u| u.starts_with("http")), "{path}: {f}: {st}");
+        }
+        assert_eq!(st["data"]["musicId"], body["audioId"], "{st}");
+        // Its status is its own family's: the song's status call does not know it.
+        assert_eq!(status_of(&h, "/kie/api/v1/generate/record-info", &id).await.0, 404, "{path}");
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        let n: usize = body["audioId"].as_str().unwrap().rsplit_once('-').unwrap().1.parse().unwrap();
+        assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(n) }));
+        let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(t.kie_task_id.as_ref().unwrap()).map(|t| t.param.clone()).unwrap()).unwrap();
+        assert_eq!((sent["taskId"].as_str(), sent["audioId"].as_str()), (Some(song_kie.as_str()), Some(kie_sim::families::track_id(&song_kie, n).as_str())), "{sent}");
+        assert!(h.sim.world().log.iter().any(|e| e.path == upstream && e.code == 200), "sent to {upstream}");
+        // Its files are the team's: archived in the Library.
+        wait_until(&format!("{path} archived"), 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.archive.as_ref().is_some_and(|a| a.complete())) }).await;
+        assert_eq!(h.store.task_get(&id).await.unwrap().unwrap().result_urls.len(), files.len());
+    }
     h.s.shutdown().await.unwrap();
 }
 

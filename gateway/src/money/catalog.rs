@@ -397,7 +397,7 @@ impl Model {
 
     /// The input of this follow-up on `parent`'s result `n` (from 0; `None` for the whole
     /// task), as the console's buttons start it: the parent named as the rule names it, its
-    /// flags at their defaults, and the prompt when one is given. `None` if this is not a
+    /// flags and choices at their defaults, and the prompt when one is given. `None` if this is not a
     /// follow-up, or it acts on one result and none was named.
     pub fn follow_up_input(&self, parent: &str, n: Option<usize>, prompt: Option<&str>) -> Option<serde_json::Map<String, serde_json::Value>> {
         let rule = self.follows.as_ref()?;
@@ -414,9 +414,18 @@ impl Model {
                 input.insert(PARENT_FIELD.into(), parent.into());
             }
         }
-        for f in self.fields.iter().filter(|f| f.kind == FieldKind::Flag) {
-            if let Some(on) = f.default {
-                input.insert(f.name.clone(), on.into());
+        // KIE wants the task's id beside the track for some.
+        if rule.track.is_some() && self.required.iter().any(|r| r == PARENT_FIELD) {
+            input.insert(PARENT_FIELD.into(), parent.into());
+        }
+        for f in &self.fields {
+            let default = match f.kind {
+                FieldKind::Flag => f.default.map(serde_json::Value::from),
+                FieldKind::Choice => f.choices.first().map(|c| c.as_str().into()),
+                _ => None,
+            };
+            if let Some(v) = default {
+                input.insert(f.name.clone(), v);
             }
         }
         if let Some(p) = prompt.map(str::trim).filter(|p| !p.is_empty()) {
@@ -653,12 +662,13 @@ impl Catalog {
                 if rule.track.is_some() && rule.index.is_some() {
                     return Err(format!("catalog: follow-up {} names its result by a track or by an index, not both", m.id));
                 }
-                let known = file.models.iter().filter(|p| p.family == m.family && p.follows.is_none());
-                let parents: Vec<&str> = known.map(|p| p.id.as_str()).collect();
+                let api = m.family.adapter();
+                let parent_family = api.acts_on().unwrap_or(m.family);
+                let parents: Vec<&str> = file.models.iter().filter(|p| p.family == parent_family && p.id != m.id).map(|p| p.id.as_str()).collect();
                 if rule.of.is_empty() || rule.action.trim().is_empty() || rule.first > 1 || !rule.of.iter().all(|o| parents.contains(&o.as_str())) {
-                    return Err(format!("catalog: follow-up {} must act on models of its own family that are not follow-ups, with an action and a first index of 0 or 1", m.id));
+                    return Err(format!("catalog: follow-up {} must act on other models of its own family (or of the one its family acts on), with an action and a first index of 0 or 1", m.id));
                 }
-                if !m.family.adapter().follow_ups().iter().any(|(name, _)| *name == m.upstream_name()) {
+                if api.acts_on().is_none() && !api.follow_ups().iter().any(|(name, _)| *name == m.upstream_name()) {
                     return Err(format!("catalog: follow-up {} is not one KIE's {} API has a path for", m.id, m.family.name()));
                 }
             }
@@ -707,7 +717,9 @@ impl Catalog {
             let name = name?;
             of_family.find(|m| m.upstream_name() == name)
         } else {
-            of_family.find(|m| m.follows.is_none())
+            // The one created at the family's own path.
+            let api = family.adapter();
+            of_family.find(|m| api.create_path_of(m.upstream_name()) == api.create_path())
         }
     }
 }

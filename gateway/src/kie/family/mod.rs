@@ -1,5 +1,6 @@
 //! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
-//! Suno, Runway, 4o Image, Flux Kontext, Midjourney, Runway Aleph, Luma's modify) with their own paths, bodies and status shapes. Each
+//! Suno, Runway, 4o Image, Flux Kontext, Midjourney, Runway Aleph, Luma's modify, Suno's WAV
+//! conversion and vocal separation of a track) with their own paths, bodies and status shapes. Each
 //! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
 //! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
 //! and the callback handler ask that family's adapter. The adapter also writes the family's
@@ -7,7 +8,8 @@
 //! family's JSON lives in its one file.
 //!
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
-//! [`flux_kontext`], [`midjourney`], [`aleph`], [`luma`]. Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! [`flux_kontext`], [`midjourney`], [`aleph`], [`luma`], [`suno_job`] (Suno's jobs on a
+//! track, one adapter with each job as data). Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
 pub(crate) mod aleph;
@@ -18,6 +20,7 @@ pub(crate) mod market;
 pub(crate) mod midjourney;
 pub(crate) mod runway;
 pub(crate) mod suno;
+pub(crate) mod suno_job;
 pub(crate) mod veo;
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +102,12 @@ pub trait ApiFamily: Send + Sync + 'static {
     fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
+    /// The family whose results every task of this one acts on, when it exists only for that
+    /// (Suno's WAV conversion of a song's track): its models are all follow-ups, created at
+    /// its own [`ApiFamily::create_path`] and followed at its own status path.
+    fn acts_on(&self) -> Option<Family> {
+        None
+    }
     /// Where a task of `model` (the family's own name for it) is created.
     fn create_path_of(&self, model: &str) -> &'static str {
         self.follow_ups().iter().find(|(m, _)| *m == model).map_or(self.create_path(), |(_, path)| path)
@@ -144,10 +153,14 @@ pub enum Family {
     Midjourney,
     Aleph,
     Luma,
+    /// Suno's WAV conversion of a track ([`suno_job::WAV`]).
+    SunoWav,
+    /// Suno's vocal separation of a track ([`suno_job::STEMS`]).
+    SunoStems,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma];
+    pub const ALL: [Family; 11] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma, Family::SunoWav, Family::SunoStems];
 
     /// The adapter that speaks this family's API.
     pub fn adapter(self) -> &'static dyn ApiFamily {
@@ -161,6 +174,8 @@ impl Family {
             Family::Midjourney => &midjourney::Midjourney,
             Family::Aleph => &aleph::Aleph,
             Family::Luma => &luma::Luma,
+            Family::SunoWav => &suno_job::WAV,
+            Family::SunoStems => &suno_job::STEMS,
         }
     }
 
@@ -176,6 +191,8 @@ impl Family {
             Family::Midjourney => "midjourney",
             Family::Aleph => "aleph",
             Family::Luma => "luma",
+            Family::SunoWav => "suno_wav",
+            Family::SunoStems => "suno_stems",
         }
     }
 
@@ -183,10 +200,10 @@ impl Family {
         *self == Family::Market
     }
 
-    /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph and
-    /// Luma do not.
+    /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph,
+    /// Luma and Suno's jobs on a track do not.
     pub fn takes_model(self) -> bool {
-        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma)
+        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems)
     }
 
     /// The model a create body means when it names none, as KIE's docs give it.

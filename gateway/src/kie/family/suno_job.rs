@@ -1,0 +1,151 @@
+//! Suno's jobs on one track of a song, each an API of its own at KIE: WAV conversion (`POST
+//! /api/v1/wav/generate`, `GET /api/v1/wav/record-info`, the file at `response.audioWavUrl`)
+//! and vocal separation (`POST /api/v1/vocal-removal/generate` with `type` separate_vocal,
+//! `GET /api/v1/vocal-removal/record-info`, `response.vocalUrl` and `instrumentalUrl`). Each
+//! names the song's `taskId` and one track's `audioId` by KIE's ids (the relay takes its own,
+//! [`crate::tasks::lifecycle::follow_up`]), answers `successFlag` in words (PENDING, SUCCESS,
+//! CREATE_TASK_FAILED, GENERATE_…_FAILED, CALLBACK_EXCEPTION) and calls back once, naming
+//! `task_id` in `data` beside the result fields. One adapter; what differs is [`SunoJob`]'s data.
+
+use serde_json::{Map, Value, json};
+
+use super::{ApiFamily, Family, UpstreamState, UpstreamStatus, Written, callback_hint, status_with, text};
+use crate::tasks::task::{FailClass, TaskState};
+
+/// One of Suno's jobs on a track.
+#[derive(Debug)]
+pub struct SunoJob {
+    family: Family,
+    create: &'static str,
+    status: &'static str,
+    /// The fields of `response` (and of the callback's `data`) that hold its results, in the
+    /// order they are kept.
+    results: &'static [&'static str],
+    /// Its `successFlag` when generation failed.
+    failed: &'static str,
+    /// Its `type` values this console relays (none: it takes no `type`).
+    types: &'static [&'static str],
+}
+
+/// A track as a WAV file.
+pub const WAV: SunoJob = SunoJob { family: Family::SunoWav, create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", results: &["audioWavUrl"], failed: "GENERATE_WAV_FAILED", types: &[] };
+
+/// A track's vocals and its instrumental, apart.
+pub const STEMS: SunoJob = SunoJob {
+    family: Family::SunoStems,
+    create: "/api/v1/vocal-removal/generate",
+    status: "/api/v1/vocal-removal/record-info",
+    results: &["vocalUrl", "instrumentalUrl"],
+    failed: "GENERATE_AUDIO_FAILED",
+    types: &["separate_vocal"],
+};
+
+impl SunoJob {
+    /// The results a status or callback names, in [`SunoJob::results`]' order.
+    fn results_in(&self, response: Option<&Value>) -> Vec<String> {
+        self.results.iter().filter_map(|f| text(response.and_then(|r| r.get(*f)))).collect()
+    }
+}
+
+impl ApiFamily for SunoJob {
+    fn family(&self) -> Family {
+        self.family
+    }
+    fn create_path(&self) -> &'static str {
+        self.create
+    }
+    fn status_path(&self) -> &'static str {
+        self.status
+    }
+    fn acts_on(&self) -> Option<Family> {
+        Some(Family::Suno)
+    }
+    fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
+        let results = self.results_in(data.get("response"));
+        let state = match data.get("successFlag").and_then(Value::as_str).unwrap_or_default() {
+            "" => None,
+            "SUCCESS" => Some(UpstreamState::Success),
+            // Made, but KIE's own callback to its client failed: a success if the files are there.
+            "CALLBACK_EXCEPTION" if results.len() == self.results.len() => Some(UpstreamState::Success),
+            "CREATE_TASK_FAILED" | "CALLBACK_EXCEPTION" => Some(UpstreamState::Fail),
+            s if s.ends_with("_FAILED") => Some(UpstreamState::Fail),
+            _ => Some(UpstreamState::Generating),
+        };
+        let mut st = status_with(&data, state)?;
+        if st.state == UpstreamState::Fail && st.fail_code.is_none() {
+            st.fail_code = Some("500".into());
+            st.fail_msg = st.fail_msg.or_else(|| text(data.get("successFlag")));
+        }
+        if st.state == UpstreamState::Success {
+            st.result_urls = results;
+        }
+        Ok(st)
+    }
+    fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
+        let (mut st, data) = callback_hint(body)?;
+        if st.state == UpstreamState::Success {
+            st.result_urls = self.results_in(Some(&data));
+        }
+        Ok(st)
+    }
+    fn check_follow_up(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
+        match (self.types, input.get("type")) {
+            (_, None | Some(Value::Null)) | ([], _) => Ok(()),
+            (types, Some(Value::String(t))) if types.contains(&t.as_str()) => Ok(()),
+            (types, Some(other)) => Err(format!("type {other} is not relayed: it must be {}", types.join(" or "))),
+        }
+    }
+    fn relay_status(&self, w: &Written<'_>) -> Value {
+        let t = w.task;
+        let (error_code, error_message) = w.error();
+        let flag = match t.state {
+            TaskState::Success => "SUCCESS",
+            TaskState::Fail if matches!(t.fail_class, Some(FailClass::Cancelled | FailClass::Budget)) => "CREATE_TASK_FAILED",
+            TaskState::Fail | TaskState::Expired => self.failed,
+            _ => "PENDING",
+        };
+        // The results by their fields, when each field has its one.
+        let response = (w.urls.len() == self.results.len()).then(|| self.results.iter().zip(&w.urls).map(|(f, u)| (f.to_string(), Value::from(u.as_str()))).collect::<Map<_, _>>());
+        json!({
+            "taskId": t.id, "musicId": t.input.get("audioId"), "callbackUrl": null, "createTime": t.created_ms, "completeTime": t.finished_ms,
+            "response": response, "successFlag": flag, "errorCode": error_code, "errorMessage": error_message, "kieResultUrls": w.kie_urls,
+        })
+    }
+    fn relay_callback(&self, w: &Written<'_>) -> Value {
+        let mut data: Map<String, Value> = self.results.iter().zip(&w.urls).map(|(f, u)| (f.to_string(), Value::from(u.as_str()))).collect();
+        data.insert("task_id".into(), w.task.id.clone().into());
+        w.callback_envelope(Value::Object(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_words_and_result_fields_are_read_as_kie_writes_them() {
+        let st = |job: &SunoJob, flag: &str, response: Value| job.parse_status(json!({"taskId": "k1", "successFlag": flag, "response": response, "errorCode": null, "errorMessage": null})).unwrap();
+        let wav = st(&WAV, "SUCCESS", json!({"audioWavUrl": "https://f/x.wav"}));
+        assert_eq!((wav.state, wav.result_urls), (UpstreamState::Success, vec!["https://f/x.wav".to_string()]));
+        let stems = st(&STEMS, "SUCCESS", json!({"originUrl": null, "vocalUrl": "https://f/v.mp3", "instrumentalUrl": "https://f/i.mp3", "drumsUrl": null}));
+        assert_eq!(stems.result_urls, ["https://f/v.mp3", "https://f/i.mp3"], "vocals then instrumental; the source is no result");
+        assert_eq!(st(&WAV, "PENDING", Value::Null).state, UpstreamState::Generating);
+        let failed = st(&WAV, "GENERATE_WAV_FAILED", Value::Null);
+        assert_eq!((failed.state, failed.fail_code.as_deref()), (UpstreamState::Fail, Some("500")));
+        assert_eq!(st(&STEMS, "CREATE_TASK_FAILED", Value::Null).state, UpstreamState::Fail);
+        // KIE's callback to its client failed: made if the files are there.
+        assert_eq!(st(&WAV, "CALLBACK_EXCEPTION", json!({"audioWavUrl": "https://f/x.wav"})).state, UpstreamState::Success);
+        assert_eq!(st(&WAV, "CALLBACK_EXCEPTION", Value::Null).state, UpstreamState::Fail);
+        let cb = WAV.parse_callback(br#"{"code":200,"msg":"success","data":{"audioWavUrl":"https://f/x.wav","task_id":"k1"}}"#).unwrap();
+        assert_eq!((cb.task_id.as_str(), cb.state, cb.result_urls.len()), ("k1", UpstreamState::Success, 1));
+        assert_eq!(WAV.parse_callback(br#"{"code":500,"msg":"no","data":{"task_id":"k1"}}"#).unwrap().state, UpstreamState::Fail);
+    }
+
+    #[test]
+    fn only_the_separation_this_console_relays_is_taken() {
+        let check = |v: Value| STEMS.check_follow_up("", v.as_object().unwrap());
+        assert!(check(json!({"type": "separate_vocal"})).is_ok());
+        assert!(check(json!({})).is_ok());
+        assert!(check(json!({"type": "split_stem"})).unwrap_err().contains("must be separate_vocal"));
+    }
+}
