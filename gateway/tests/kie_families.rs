@@ -263,11 +263,12 @@ async fn a_suno_track_is_extended_by_kies_id_of_it() {
         let e = c.create_task(suno, "suno_extend", &bad, None).await.unwrap_err();
         assert!(matches!(e, KieError::Validation(_)), "{bad}: {e:?}");
     }
-    // Its WAV and its vocals apart: families of their own, each with its status call and its
+    // Its WAV, its vocals apart and its music video: families of their own, each with its status call and its
     // files by name, named by the song's id and the track's.
     for (family, upstream, input, files) in [
         (Family::SunoWav, "suno_wav", json!({"taskId": song, "audioId": st.result_ids[0]}), 1),
         (Family::SunoStems, "suno_stems", json!({"taskId": song, "audioId": st.result_ids[1], "type": "separate_vocal"}), 2),
+        (Family::SunoVideo, "suno_video", json!({"taskId": song, "audioId": st.result_ids[0], "author": "The Harbour Band"}), 1),
     ] {
         let api = family.adapter();
         let id = c.create_task(api, upstream, &input, Some("http://127.0.0.1:9/cb")).await.unwrap_or_else(|e| panic!("{upstream}: {e}"));

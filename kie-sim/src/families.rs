@@ -19,7 +19,8 @@
 //! extend (`index`), Veo's and Runway's extend (a `prompt`); Suno's extend names one track by
 //! KIE's id of it instead (`audioId`, [`track_id`], not the task's id) and the track's
 //! `model`; their status is their family's. Suno's WAV conversion and vocal separation name
-//! a song's `taskId` and one track's `audioId`, and are families of their own (their status
+//! a song's `taskId` and one track's `audioId`, as does its music video (`author`,
+//! `domainName` at most 50 characters), and are families of their own (their status
 //! calls answer `successFlag` in words and the files by name).
 
 use axum::body::Bytes;
@@ -44,7 +45,7 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 10] = [
+pub const FAMILIES: [FamilyApi; 11] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
@@ -55,6 +56,7 @@ pub const FAMILIES: [FamilyApi; 10] = [
     FamilyApi { name: "luma", create: "/api/v1/modify/generate", status: "/api/v1/modify/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno_wav", create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno_stems", create: "/api/v1/vocal-removal/generate", status: "/api/v1/vocal-removal/record-info", per_task_per_sec: None },
+    FamilyApi { name: "suno_video", create: "/api/v1/mp4/generate", status: "/api/v1/mp4/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -251,12 +253,13 @@ pub struct FollowUpApi {
     pub keeps_model: bool,
 }
 
-/// The files of a Suno job on a track, by name: a WAV's one file; a separation's vocals and
+/// The files of a Suno job on a track, by name: a WAV's or a video's one file; a separation's vocals and
 /// instrumental (the stems a twelve-way split would add are null here, as KIE writes them).
 fn track_job_files(family: &str, urls: &[String]) -> Value {
     let url = |n: usize| urls.get(n).map_or(Value::Null, |u| u.as_str().into());
     match family {
         "suno_wav" => json!({ "audioWavUrl": url(0) }),
+        "suno_video" => json!({ "videoUrl": url(0) }),
         _ => json!({ "originUrl": null, "vocalUrl": url(0), "instrumentalUrl": url(1), "drumsUrl": null, "bassUrl": null }),
     }
 }
@@ -277,7 +280,7 @@ const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "m
 /// Suno's models: a song or an extension of one is of its track's model.
 const SUNO_SONGS: &[&str] = &["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"];
 
-pub const FOLLOW_UPS: [FollowUpApi; 8] = [
+pub const FOLLOW_UPS: [FollowUpApi; 9] = [
     FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
     FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
     FollowUpApi {
@@ -331,6 +334,20 @@ pub const FOLLOW_UPS: [FollowUpApi; 8] = [
         kind: MediaKind::Audio,
         price: 10.0,
         results: 2,
+        needs_prompt: false,
+        track: Some("audioId"),
+        acts_on: Some("suno"),
+        keeps_model: false,
+    },
+    FollowUpApi {
+        family: "suno_video",
+        path: "/api/v1/mp4/generate",
+        model: "suno_video",
+        of: SUNO_SONGS,
+        index: None,
+        kind: MediaKind::Video,
+        price: 2.0,
+        results: 1,
         needs_prompt: false,
         track: Some("audioId"),
         acts_on: Some("suno"),
@@ -401,6 +418,9 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         }
         if api.family == "suno_stems" && !matches!(s(&req, "type"), None | Some("separate_vocal" | "split_stem")) {
             return Err("type must be separate_vocal or split_stem".into());
+        }
+        if api.family == "suno_video" && ["author", "domainName"].iter().any(|f| s(&req, f).is_some_and(|v| v.chars().count() > 50)) {
+            return Err("author and domainName are at most 50 characters".into());
         }
         // A track's extension is of the track's model.
         let made_as = if api.keeps_model { model } else { api.model.to_string() };
@@ -528,11 +548,12 @@ impl World {
                 })
             }
             // Suno's jobs on a track: their flag in words, their files by name.
-            "suno_wav" | "suno_stems" => {
+            "suno_wav" | "suno_stems" | "suno_video" => {
                 let param: Value = serde_json::from_str(&t.param).unwrap_or(Value::Null);
                 let flag = match state {
                     "success" => "SUCCESS",
                     "fail" if t.family == "suno_wav" => "GENERATE_WAV_FAILED",
+                    "fail" if t.family == "suno_video" => "GENERATE_MP4_FAILED",
                     "fail" => "GENERATE_AUDIO_FAILED",
                     _ => "PENDING",
                 };
@@ -599,7 +620,7 @@ impl World {
                 let data = if failed { Value::Null } else { json!({ "result_video_url": urls.first(), "result_image_url": null }) };
                 vec![json!({ "code": code, "msg": msg, "data": data, "taskId": t.id })]
             }
-            "suno_wav" | "suno_stems" => {
+            "suno_wav" | "suno_stems" | "suno_video" => {
                 let mut data = track_job_files(t.family, &urls);
                 data["task_id"] = t.id.clone().into();
                 vec![envelope(data)]

@@ -404,12 +404,12 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
         assert_eq!((st["data"]["status"].as_str(), st["data"]["type"].as_str()), (Some("SUCCESS"), Some("EXTEND")), "{st}");
         assert_eq!(st["data"]["response"]["sunoData"].as_array().map(Vec::len), Some(2), "{st}");
     }
-    // The console's story of the song offers Extend, WAV and Stems on each track; a button
+    // The console's story of the song offers Extend, WAV, Stems and Video on each track; a button
     // starts one.
     let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &song)])).await;
     assert_eq!(code, 200, "{story}");
     let offers = |action: &str, model: &str| json!({"model": model, "action": action, "results": [0, 1], "needs_prompt": false});
-    assert_eq!(story["follow_ups"], json!([offers("Extend", "suno/extend"), offers("WAV", "suno/wav"), offers("Stems", "suno/stems")]), "{story}");
+    assert_eq!(story["follow_ups"], json!([offers("Extend", "suno/extend"), offers("WAV", "suno/wav"), offers("Stems", "suno/stems"), offers("Video", "suno/video")]), "{story}");
     let (code, started) = server_fn(&h.s.base, "follow_up", &form(&[("id", &song), ("model", "suno/extend"), ("n", "0")])).await;
     assert_eq!(code, 200, "{started}");
     let t = h.store.task_get(started["id"].as_str().unwrap()).await.unwrap().unwrap();
@@ -419,7 +419,7 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
     h.s.shutdown().await.unwrap();
 }
 
-/// Suno's WAV conversion and vocal separation of a track, through the relay at KIE's own paths
+/// Suno's WAV conversion, vocal separation and music video of a track, through the relay at KIE's own paths
 /// and followed at their own status paths: the song and the track named by the relay's ids,
 /// KIE sent its own; refused when the track is not the song's, or the song not the key's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -441,6 +441,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
         ("/kie/api/v1/wav/generate", json!({"audioId": format!("{song}-0")}), "needs input.taskId"),
         ("/kie/api/v1/wav/generate", json!({"taskId": song, "audioId": format!("{song}-5")}), "made 2 tracks"),
         ("/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"}), "must be separate_vocal"),
+        ("/kie/api/v1/mp4/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "author": "x".repeat(51)}), "at most 50 characters"),
     ] {
         let (code, answer) = post_as(&h, path, h.key.clone(), body.clone()).await;
         assert_eq!(code, 422, "{path} {body}: {answer}");
@@ -451,6 +452,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     for (path, status, body, files, upstream) in [
         ("/kie/api/v1/wav/generate", "/kie/api/v1/wav/record-info", json!({"taskId": song, "audioId": format!("{song}-1")}), vec!["audioWavUrl"], "/api/v1/wav/generate"),
         ("/kie/api/v1/vocal-removal/generate", "/kie/api/v1/vocal-removal/record-info", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "separate_vocal"}), vec!["vocalUrl", "instrumentalUrl"], "/api/v1/vocal-removal/generate"),
+        ("/kie/api/v1/mp4/generate", "/kie/api/v1/mp4/record-info", json!({"taskId": song, "audioId": format!("{song}-1"), "author": "The Harbour Band"}), vec!["videoUrl"], "/api/v1/mp4/generate"),
     ] {
         let (code, made) = post_as(&h, path, h.key.clone(), body.clone()).await;
         assert_eq!(code, 200, "{path}: {made}");

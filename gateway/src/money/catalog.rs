@@ -783,6 +783,13 @@ mod tests {
         // A track names its task: no taskId; the track's own settings by default.
         assert_eq!(input("suno/extend", Some(1), None), Some(json!({"audioId": "cr_p-1", "defaultParamFlag": false})));
         assert_eq!(c.get("suno/V4").unwrap().follow_up_input("cr_p", Some(0), None), None, "not a follow-up");
+        // Suno's jobs on a track name the song too, as KIE wants, with their choices' defaults.
+        assert_eq!(input("suno/wav", Some(0), None), Some(json!({"audioId": "cr_p-0", "taskId": "cr_p"})));
+        assert_eq!(input("suno/stems", Some(1), None), Some(json!({"audioId": "cr_p-1", "taskId": "cr_p", "type": "separate_vocal"})));
+        let offered: Vec<&str> = c.follow_ups_of("suno/V4_5").map(|m| m.id.as_str()).collect();
+        assert_eq!(offered, ["suno/extend", "suno/wav", "suno/stems", "suno/video"]);
+        assert_eq!(c.follow_ups_of("suno/extend").count(), 3, "an extension's tracks are converted, separated and shown too");
+        assert_eq!(c.by_upstream(Family::SunoWav, None).map(|m| m.id.as_str()), Some("suno/wav"), "created at its family's own path");
         let extend = c.get("suno/extend").unwrap().follows.as_ref().unwrap();
         assert_eq!((extend.parent_field(), extend.acts_on_one()), ("audioId", true));
         // A track field and an index at once are refused.

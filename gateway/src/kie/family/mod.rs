@@ -1,6 +1,6 @@
 //! API families: KIE has the Market jobs API for most models and model-specific APIs (Veo,
 //! Suno, Runway, 4o Image, Flux Kontext, Midjourney, Runway Aleph, Luma's modify, Suno's WAV
-//! conversion and vocal separation of a track) with their own paths, bodies and status shapes. Each
+//! conversion, vocal separation and music video of a track) with their own paths, bodies and status shapes. Each
 //! family is one [`ApiFamily`] adapter that maps its shapes to one [`UpstreamStatus`], so the
 //! task lifecycle never forks: a task records its [`Family`], and the dispatcher, the poller
 //! and the callback handler ask that family's adapter. The adapter also writes the family's
@@ -157,10 +157,12 @@ pub enum Family {
     SunoWav,
     /// Suno's vocal separation of a track ([`suno_job::STEMS`]).
     SunoStems,
+    /// Suno's music video of a track ([`suno_job::VIDEO`]).
+    SunoVideo,
 }
 
 impl Family {
-    pub const ALL: [Family; 11] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma, Family::SunoWav, Family::SunoStems];
+    pub const ALL: [Family; 12] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma, Family::SunoWav, Family::SunoStems, Family::SunoVideo];
 
     /// The adapter that speaks this family's API.
     pub fn adapter(self) -> &'static dyn ApiFamily {
@@ -176,6 +178,7 @@ impl Family {
             Family::Luma => &luma::Luma,
             Family::SunoWav => &suno_job::WAV,
             Family::SunoStems => &suno_job::STEMS,
+            Family::SunoVideo => &suno_job::VIDEO,
         }
     }
 
@@ -193,6 +196,7 @@ impl Family {
             Family::Luma => "luma",
             Family::SunoWav => "suno_wav",
             Family::SunoStems => "suno_stems",
+            Family::SunoVideo => "suno_video",
         }
     }
 
@@ -203,7 +207,7 @@ impl Family {
     /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph,
     /// Luma and Suno's jobs on a track do not.
     pub fn takes_model(self) -> bool {
-        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems)
+        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems | Family::SunoVideo)
     }
 
     /// The model a create body means when it names none, as KIE's docs give it.

@@ -1,7 +1,9 @@
 //! Suno's jobs on one track of a song, each an API of its own at KIE: WAV conversion (`POST
-//! /api/v1/wav/generate`, `GET /api/v1/wav/record-info`, the file at `response.audioWavUrl`)
-//! and vocal separation (`POST /api/v1/vocal-removal/generate` with `type` separate_vocal,
-//! `GET /api/v1/vocal-removal/record-info`, `response.vocalUrl` and `instrumentalUrl`). Each
+//! /api/v1/wav/generate`, `GET /api/v1/wav/record-info`, the file at `response.audioWavUrl`),
+//! vocal separation (`POST /api/v1/vocal-removal/generate` with `type` separate_vocal,
+//! `GET /api/v1/vocal-removal/record-info`, `response.vocalUrl` and `instrumentalUrl`) and a
+//! music video (`POST /api/v1/mp4/generate` with an optional `author` and `domainName` of at
+//! most 50 characters, `GET /api/v1/mp4/record-info`, `response.videoUrl`). Each
 //! names the song's `taskId` and one track's `audioId` by KIE's ids (the relay takes its own,
 //! [`crate::tasks::lifecycle::follow_up`]), answers `successFlag` in words (PENDING, SUCCESS,
 //! CREATE_TASK_FAILED, GENERATE_…_FAILED, CALLBACK_EXCEPTION) and calls back once, naming
@@ -25,10 +27,12 @@ pub struct SunoJob {
     failed: &'static str,
     /// Its `type` values this console relays (none: it takes no `type`).
     types: &'static [&'static str],
+    /// Its texts and their longest, in characters.
+    texts: &'static [(&'static str, usize)],
 }
 
 /// A track as a WAV file.
-pub const WAV: SunoJob = SunoJob { family: Family::SunoWav, create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", results: &["audioWavUrl"], failed: "GENERATE_WAV_FAILED", types: &[] };
+pub const WAV: SunoJob = SunoJob { family: Family::SunoWav, create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", results: &["audioWavUrl"], failed: "GENERATE_WAV_FAILED", types: &[], texts: &[] };
 
 /// A track's vocals and its instrumental, apart.
 pub const STEMS: SunoJob = SunoJob {
@@ -38,6 +42,18 @@ pub const STEMS: SunoJob = SunoJob {
     results: &["vocalUrl", "instrumentalUrl"],
     failed: "GENERATE_AUDIO_FAILED",
     types: &["separate_vocal"],
+    texts: &[],
+};
+
+/// A track's music video: its visualisation as an MP4, with the artist and a site on it.
+pub const VIDEO: SunoJob = SunoJob {
+    family: Family::SunoVideo,
+    create: "/api/v1/mp4/generate",
+    status: "/api/v1/mp4/record-info",
+    results: &["videoUrl"],
+    failed: "GENERATE_MP4_FAILED",
+    types: &[],
+    texts: &[("author", 50), ("domainName", 50)],
 };
 
 impl SunoJob {
@@ -89,6 +105,13 @@ impl ApiFamily for SunoJob {
         Ok(st)
     }
     fn check_follow_up(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
+        for (field, most) in self.texts {
+            match input.get(*field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(t)) if t.chars().count() <= *most => {}
+                Some(_) => return Err(format!("{field} must be a text of at most {most} characters")),
+            }
+        }
         match (self.types, input.get("type")) {
             (_, None | Some(Value::Null)) | ([], _) => Ok(()),
             (types, Some(Value::String(t))) if types.contains(&t.as_str()) => Ok(()),
@@ -147,5 +170,9 @@ mod tests {
         assert!(check(json!({"type": "separate_vocal"})).is_ok());
         assert!(check(json!({})).is_ok());
         assert!(check(json!({"type": "split_stem"})).unwrap_err().contains("must be separate_vocal"));
+        let video = |v: Value| VIDEO.check_follow_up("", v.as_object().unwrap());
+        assert!(video(json!({"author": "The Harbour Band", "domainName": "harbour.example"})).is_ok());
+        assert!(video(json!({"author": "x".repeat(51)})).unwrap_err().contains("author must be a text of at most 50"));
+        assert!(video(json!({"domainName": 7})).is_err());
     }
 }
