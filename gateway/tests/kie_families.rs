@@ -135,7 +135,7 @@ async fn what_a_family_refuses_comes_back_classified() {
         assert!(matches!(err, KieError::Validation(_)), "{family:?} {input}: {err:?}");
         // And the adapter refuses it before anything is sent, where its rules know why.
         if family != Family::Veo && family != Family::FluxKontext {
-            assert!(family.adapter().check_input(input.as_object().unwrap()).is_err(), "{family:?} {input}: the adapter agrees");
+            assert!(family.adapter().check_input("", input.as_object().unwrap()).is_err(), "{family:?} {input}: the adapter agrees");
         }
     }
     // The shared body codes, for every family's create and status.

@@ -14,6 +14,8 @@
 //! | luma | `/api/v1/modify/generate` (`videoUrl`) | `/api/v1/modify/record-info` (`successFlag`, 4: made, its callback failed) |
 //! | aleph | `/api/v1/aleph/generate` (`videoUrl`) | `/api/v1/aleph/record-info` (`successFlag` 0 with `errorMessage` when failed; callbacks name `taskId` beside `data`) |
 //!
+//! A family's other creates ([`OTHER_CREATES`]: Suno's cover of, vocals over and instrumental
+//! under an uploaded track, `uploadUrl`) have paths of their own and their family's status.
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
 //! extend (`index`), Veo's and Runway's extend (a `prompt`); Suno's extend names one track by
@@ -170,13 +172,43 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
             s(req, "videoUrl").ok_or("videoUrl is required")?;
             Ok(("luma-modify".into(), MediaKind::Video, 90.0, 1))
         }
+        // Suno's music from an uploaded track: a cover is made like a song.
+        "suno_cover" => {
+            s(req, "uploadUrl").ok_or("uploadUrl is required")?;
+            check("suno", req)
+        }
+        "suno_add_vocals" | "suno_add_instrumental" => {
+            let needs: &[&str] = if fam == "suno_add_vocals" { &["uploadUrl", "prompt", "title", "style", "negativeTags"] } else { &["uploadUrl", "title", "tags", "negativeTags"] };
+            if let Some(missing) = needs.iter().find(|f| s(req, f).is_none()) {
+                return Err(format!("{missing} is required"));
+            }
+            let model = s(req, "model").unwrap_or("V4_5PLUS");
+            if !["V4_5PLUS", "V5"].contains(&model) {
+                return Err("model must be V4_5PLUS or V5".into());
+            }
+            Ok((model.into(), MediaKind::Audio, 20.0, 2))
+        }
         _ => Err("unknown API".into()),
     }
 }
 
+/// A family's other creates, each at its own path and with its own checks (Suno's music from
+/// an uploaded track), answered at the family's status path: the family, the path, and the
+/// name its checks go by.
+pub const OTHER_CREATES: [(&str, &str, &str); 3] = [
+    ("suno", "/api/v1/generate/upload-cover", "suno_cover"),
+    ("suno", "/api/v1/generate/add-vocals", "suno_add_vocals"),
+    ("suno", "/api/v1/generate/add-instrumental", "suno_add_instrumental"),
+];
+
 /// `POST <family create path>`.
 pub async fn create(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
-    let (key, as_200) = match authorise(&sim, &headers, fam.create).await {
+    create_at(fam, fam.create, fam.name, sim, headers, body).await
+}
+
+/// `POST <path>`: a task of `fam`, checked as `checked_as` says.
+pub async fn create_at(fam: &'static FamilyApi, path: &'static str, checked_as: &'static str, sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
+    let (key, as_200) = match authorise(&sim, &headers, path).await {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -184,28 +216,28 @@ pub async fn create(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, body:
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            w.record("POST", fam.create, 422, None, None);
+            w.record("POST", path, 422, None, None);
             return kie(422, "Request body must be a JSON object", None, as_200);
         }
     };
-    let (model, kind, price, results) = match check(fam.name, &req) {
+    let (model, kind, price, results) = match check(checked_as, &req) {
         Ok(c) => c,
         Err(msg) => {
-            w.record("POST", fam.create, 422, None, Some(msg.clone()));
+            w.record("POST", path, 422, None, Some(msg.clone()));
             return kie(422, &msg, None, as_200);
         }
     };
     if s(&req, "prompt").is_some_and(|p| p.chars().count() > 5000) {
-        w.record("POST", fam.create, 422, None, None);
+        w.record("POST", path, 422, None, None);
         return kie(422, "prompt is too long (max 5000 characters)", None, as_200);
     }
     let Ok(callback_url) = callback_of(&req) else {
-        w.record("POST", fam.create, 422, None, None);
+        w.record("POST", path, 422, None, None);
         return kie(422, "callBackUrl must be an http(s) URL", None, as_200);
     };
     let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
     let new = NewTask {
-        path: fam.create,
+        path: path,
         model,
         kind,
         price_milli: (price * 10.0 * percent).round() as i64,

@@ -78,6 +78,10 @@ impl Sim {
                 router = router.route(fam.create, post(move |State(sim): State<Sim>, headers, body| families::create(fam, sim, headers, body)));
             }
         }
+        for (name, path, checked_as) in families::OTHER_CREATES {
+            let Some(fam) = families::family(name) else { continue };
+            router = router.route(path, post(move |State(sim): State<Sim>, headers, body| families::create_at(fam, path, checked_as, sim, headers, body)));
+        }
         for api in &families::FOLLOW_UPS {
             router = router.route(api.path, post(move |State(sim): State<Sim>, headers, body| families::follow_up(api, sim, headers, body)));
         }

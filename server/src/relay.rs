@@ -14,11 +14,14 @@
 //!   (`/kie/api/v1/gpt4o-image/…`), Flux Kontext (`/kie/api/v1/flux/kontext/…`) and Midjourney
 //!   (`/kie/api/v1/mj/generate`, `…/mj/record-info`; the kind of task is its `taskType`) and
 //!   Runway Aleph (`/kie/api/v1/aleph/generate`, `…/aleph/record-info`) and Luma's modify
-//!   (`/kie/api/v1/modify/generate`, `…/modify/record-info`). A request
-//!   the family would refuse is refused here with 422 and never sent. A family's follow-ups
-//!   on a result have KIE's paths too (Midjourney's `…/mj/generateUpscale`, `…/generateVary`,
-//!   `…/generateVideoExtend`): their `taskId` is the relay's id of the task they act on, and
-//!   KIE is sent its own ([`gateway::tasks::lifecycle::follow_up`]). Any create may carry
+//!   (`/kie/api/v1/modify/generate`, `…/modify/record-info`), and Suno's jobs on a track
+//!   (WAV, vocal separation, music video). A request the family would refuse is refused here
+//!   with 422 and never sent. A family's models with paths of their own have KIE's paths too:
+//!   its follow-ups on a result (Midjourney's `…/mj/generateUpscale`, `…/generateVary`,
+//!   `…/generateVideoExtend`, the extends), whose `taskId` (or Suno's `audioId`) is the relay's
+//!   id of what they act on while KIE is sent its own
+//!   ([`gateway::tasks::lifecycle::follow_up`]), and its other creates (Suno's
+//!   `…/generate/upload-cover`, `…/add-vocals`, `…/add-instrumental`). Any create may carry
 //!   `X-Control-Room-Send-By` (a UTC time or a wait such as `15m`): not sent by then, the task
 //!   ends `expired` ("deadline passed in the queue") and nothing is charged; and
 //!   `X-Control-Room-Priority: high|normal|low`, its place among the key's own queued tasks;
@@ -58,7 +61,7 @@ use crate::error::{RelayCaller, Refusal, Shape};
 /// and status paths under `/kie`, the credit call and the description itself.
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
-    out.extend(Family::ALL.iter().flat_map(|f| f.adapter().follow_ups().iter().map(|(_, path)| format!("/kie{path}"))));
+    out.extend(Family::ALL.iter().flat_map(|f| f.adapter().own_paths().iter().map(|(_, path)| format!("/kie{path}"))));
     out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
     out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
     out
@@ -136,7 +139,7 @@ pub fn routes() -> axum::Router<AppState> {
         router = router
             .route(&format!("/kie{}", api.create_path()), post(move |state, caller, headers, body| create_task(family, None, state, caller, headers, body)))
             .route(&format!("/kie{}", api.status_path()), get(move |state, caller, query| status(family, state, caller, query)));
-        for (model, path) in api.follow_ups() {
+        for (model, path) in api.own_paths() {
             router = router.route(&format!("/kie{path}"), post(move |state, caller, headers, body| create_task(family, Some(model), state, caller, headers, body)));
         }
     }
@@ -162,9 +165,9 @@ fn store_down(what: &str, e: &dyn std::fmt::Display) -> Refusal {
 }
 
 /// A create call of any family: Market's `{model, input, callBackUrl}`, or a family's fields
-/// sent flat with `model` (or the family's default, or its one model) and `callBackUrl`; or a
-/// follow-up's fields at its own path (`follow_up`: its model, as the family names it).
-async fn create_task(family: Family, follow_up: Option<&'static str>, State(state): State<AppState>, RelayCaller(key): RelayCaller, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
+/// sent flat with `model` (or the family's default, or its one model) and `callBackUrl`; or
+/// the fields of a model at its own path (`own`: its name in the family's API).
+async fn create_task(family: Family, own: Option<&'static str>, State(state): State<AppState>, RelayCaller(key): RelayCaller, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
     let json_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("application/json"));
     if !json_type {
         return Err(Refusal::kie(415, "Content-Type must be application/json"));
@@ -177,7 +180,7 @@ async fn create_task(family: Family, follow_up: Option<&'static str>, State(stat
     // Where the body names its model: `model`, or the family's own field (Midjourney's `taskType`).
     let model_field = family.adapter().model_field();
     let model = match req.get(model_field) {
-        _ if follow_up.is_some() => follow_up,
+        _ if own.is_some() => own,
         // A family that takes no model name ignores whatever is sent as one, as KIE does.
         _ if !family.takes_model() => None,
         None | Some(Value::Null) if !family.is_market() => None,
@@ -194,22 +197,23 @@ async fn create_task(family: Family, follow_up: Option<&'static str>, State(stat
     let (model, input) = if family.is_market() {
         (model.unwrap_or_default().to_string(), req.get("input").cloned().unwrap_or(Value::Null))
     } else {
-        let found = match follow_up {
-            Some(name) => catalog.follow_up(family, name),
+        let found = match own {
+            Some(name) => catalog.at_own_path(family, name),
             None => catalog.by_upstream(family, model),
         };
         let Some(m) = found else {
             let (code, msg) = if model.is_none() && family.takes_model() { (422, format!("{model_field} is required")) } else { (404, "The model name you specified is not supported".to_string()) };
             return Err(Refusal::kie(code, msg));
         };
-        // A follow-up is created at its own path only.
+        // A model with a path of its own is created there only.
         let path = family.adapter().create_path_of(m.upstream_name());
-        if follow_up.is_none() && path != family.adapter().create_path() {
-            return Err(Refusal::kie(404, format!("{} acts on an earlier task's result: POST /kie{path} with its taskId", m.upstream_name())));
+        if own.is_none() && path != family.adapter().create_path() {
+            let what = if m.follows.is_some() { "acts on an earlier task's result" } else { "has a path of its own" };
+            return Err(Refusal::kie(404, format!("{} {what}: POST /kie{path}", m.upstream_name())));
         }
         // The family's fields are the body itself, less the model and the callback.
         let mut fields = req.as_object().cloned().unwrap_or_default();
-        if follow_up.is_none() {
+        if own.is_none() {
             fields.remove(model_field);
         }
         fields.remove("callBackUrl");

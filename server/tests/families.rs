@@ -478,6 +478,58 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     h.s.shutdown().await.unwrap();
 }
 
+/// Suno's music from an uploaded track at KIE's own paths: vocals over an instrumental the
+/// team made (named from the Library, sent to KIE as a URL it can fetch), an instrumental under
+/// it, and a cover of a file's URL; followed at Suno's record-info. Each path's own fields are
+/// checked first; its model sent to Suno's main path is pointed at its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suno_makes_music_from_an_uploaded_track_or_a_library_result() {
+    let h = harness("families-suno-upload", true).await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a harbour at dawn, strings", "customMode": false, "instrumental": true, "model": "V4_5PLUS"})).await;
+    assert_eq!(code, 200, "{made}");
+    let bed = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the bed archived", 30, || async { h.store.task_get(&bed).await.unwrap().is_some_and(|t| t.archive.as_ref().is_some_and(|a| a.complete())) }).await;
+    let from_library = format!("control-room://library/{bed}/0");
+    let recorded = h.store.task_counts().await.unwrap().total;
+    for (path, body, code, says) in [
+        ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": from_library, "prompt": "la la", "title": "Dawn", "style": "folk"}), 422, "needs input.negativeTags"),
+        ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": from_library, "prompt": "la la", "title": "Dawn", "style": "folk", "negativeTags": "metal", "model": "V4"}), 422, "layering takes V4_5PLUS or V5"),
+        ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": format!("control-room://library/{bed}/7"), "prompt": "la la", "title": "Dawn", "style": "folk", "negativeTags": "metal"}), 422, "made no result 7"),
+        ("/kie/api/v1/generate/upload-cover", json!({"uploadUrl": "https://example.com/song.mp3", "customMode": false, "instrumental": true, "model": "V5"}), 422, "prompt is required"),
+        ("/kie/api/v1/generate", json!({"model": "suno_add_vocals", "customMode": false, "instrumental": false, "prompt": "x"}), 404, "has a path of its own: POST /kie/api/v1/generate/add-vocals"),
+    ] {
+        let (got, answer) = post_as(&h, path, h.key.clone(), body.clone()).await;
+        assert_eq!(got, code, "{path} {body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{path} {body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, recorded, "nothing was recorded");
+
+    let bed_kie_url = h.store.task_get(&bed).await.unwrap().unwrap().result_urls[0].clone();
+    for (path, body, upstream, sent_url) in [
+        ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": from_library, "prompt": "the boats come home", "title": "Dawn", "style": "folk", "negativeTags": "metal"}), "/api/v1/generate/add-vocals", bed_kie_url.as_str()),
+        ("/kie/api/v1/generate/add-instrumental", json!({"uploadUrl": from_library, "title": "Dawn", "tags": "strings", "negativeTags": "drums", "model": "V5"}), "/api/v1/generate/add-instrumental", bed_kie_url.as_str()),
+        ("/kie/api/v1/generate/upload-cover", json!({"uploadUrl": "https://example.com/song.mp3", "customMode": false, "instrumental": true, "prompt": "as a sea shanty", "model": "V4_5"}), "/api/v1/generate/upload-cover", "https://example.com/song.mp3"),
+    ] {
+        let (code, made) = post_as(&h, path, h.key.clone(), body.clone()).await;
+        assert_eq!(code, 200, "{path}: {made}");
+        let id = made["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until(&format!("{path} done"), 30, || async { status_of(&h, "/kie/api/v1/generate/record-info", &id).await.1["data"]["status"] == "SUCCESS" }).await;
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        assert_eq!(t.result_urls.len(), 2, "{path}");
+        let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(t.kie_task_id.as_ref().unwrap()).map(|t| t.param.clone()).unwrap()).unwrap();
+        assert_eq!(sent["uploadUrl"], sent_url, "{path}: KIE is sent a URL it can fetch: {sent}");
+        if body["uploadUrl"] == from_library.as_str() {
+            assert_eq!(t.input["uploadUrl"], from_library.as_str(), "the record keeps the Library reference");
+            assert_eq!(gateway::money::receipts::line(&t, None).inputs, [format!("control-room://library/{bed}/0")], "its receipt names what it was made from");
+        }
+        assert_eq!(sent.get("model").and_then(Value::as_str), body.get("model").and_then(Value::as_str), "{path}: the model as given, no other: {sent}");
+        assert!(h.sim.world().log.iter().any(|e| e.path == upstream && e.code == 200), "sent to {upstream}");
+    }
+    h.s.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     let h = harness("families-refuse", false).await;

@@ -143,7 +143,7 @@ pub const PARENT_FIELD: &str = "taskId";
 
 /// What makes a model a follow-up: it acts on a result of an earlier task — Midjourney's
 /// upscale or variation of one image of a grid, the extension of a video — at a create path
-/// of its own (the family's [`crate::kie::family::ApiFamily::follow_ups`]), its input naming
+/// of its own (the family's [`crate::kie::family::ApiFamily::own_paths`]), its input naming
 /// that task as [`PARENT_FIELD`] and, when it acts on one result, which one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -668,7 +668,7 @@ impl Catalog {
                 if rule.of.is_empty() || rule.action.trim().is_empty() || rule.first > 1 || !rule.of.iter().all(|o| parents.contains(&o.as_str())) {
                     return Err(format!("catalog: follow-up {} must act on other models of its own family (or of the one its family acts on), with an action and a first index of 0 or 1", m.id));
                 }
-                if api.acts_on().is_none() && !api.follow_ups().iter().any(|(name, _)| *name == m.upstream_name()) {
+                if api.acts_on().is_none() && api.create_path_of(m.upstream_name()) == api.create_path() {
                     return Err(format!("catalog: follow-up {} is not one KIE's {} API has a path for", m.id, m.family.name()));
                 }
             }
@@ -703,9 +703,11 @@ impl Catalog {
         self.models.iter().filter(move |m| m.follows.as_ref().is_some_and(|f| f.of.iter().any(|o| o == model)))
     }
 
-    /// The follow-up of `family` its API names `name` (at the follow-up's own path).
-    pub fn follow_up(&self, family: Family, name: &str) -> Option<&Model> {
-        self.models.iter().find(|m| m.family == family && m.follows.is_some() && m.upstream_name() == name)
+    /// The model of `family` its API names `name` at a path of its own (a follow-up, or
+    /// another create: [`crate::kie::family::ApiFamily::own_paths`]).
+    pub fn at_own_path(&self, family: Family, name: &str) -> Option<&Model> {
+        let api = family.adapter();
+        self.models.iter().find(|m| m.family == family && m.upstream_name() == name && api.create_path_of(name) != api.create_path())
     }
 
     /// The model a family's create body names (`model`, or the family's default; for a family

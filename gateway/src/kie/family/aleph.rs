@@ -48,7 +48,7 @@ impl ApiFamily for Aleph {
         st.result_urls = text(v.pointer("/data/result_video_url")).into_iter().collect();
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         super::one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         boolean(input, "uploadCn").map(|_| ())
     }

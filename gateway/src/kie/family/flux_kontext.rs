@@ -33,7 +33,7 @@ impl ApiFamily for FluxKontext {
         st.result_urls = text(data.pointer("/info/resultImageUrl")).into_iter().collect();
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         one_of(input, "outputFormat", &OUTPUT_FORMATS)
     }

@@ -40,7 +40,7 @@ impl ApiFamily for Gpt4oImage {
         st.result_urls = urls(data.pointer("/info/result_urls"));
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         if input.get("size").and_then(Value::as_str).is_none() {
             return Err(format!("size is required: one of {}", SIZES.join(", ")));
         }

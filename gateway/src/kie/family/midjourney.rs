@@ -52,7 +52,7 @@ impl ApiFamily for Midjourney {
     fn model_field(&self) -> &'static str {
         "taskType"
     }
-    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+    fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
         &FOLLOW_UPS
     }
     fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
@@ -73,7 +73,7 @@ impl ApiFamily for Midjourney {
         st.result_urls = result_urls(data.get("resultUrls"));
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         one_of(input, "version", &VERSIONS)?;
         one_of(input, "speed", &SPEEDS)?;
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn its_numbers_are_whole_and_in_range_however_written() {
-        let check = |v: Value| Midjourney.check_input(json!({ "weirdness": v }).as_object().unwrap());
+        let check = |v: Value| Midjourney.check_input("mj_txt2img", json!({ "weirdness": v }).as_object().unwrap());
         assert!(check(json!(230)).is_ok() && check(json!(230.0)).is_ok() && check(json!(3000)).is_ok());
         for bad in [json!(230.5), json!(-1), json!(3001), json!("230")] {
             assert!(check(bad.clone()).unwrap_err().contains("whole number from 0 to 3000"), "{bad}");

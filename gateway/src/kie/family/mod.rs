@@ -94,12 +94,13 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// A status from a callback body (the whole envelope). Only a hint: KIE does not sign the
     /// body, so the lifecycle confirms it with [`ApiFamily::parse_status`] first.
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String>;
-    /// KIE's follow-ups on a result of this family (an upscale, a variation, an extension):
-    /// each one's model, as the catalog's `upstream_model` names it, and its own create path.
-    /// A follow-up's body is its fields sent flat — the parent's KIE `taskId`, the result's
-    /// index or track (and, where KIE requires the parent's model, that model's name) — with
-    /// no model of its own; its status is read at [`ApiFamily::status_path`].
-    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+    /// The family's models created at a path of their own — its follow-ups on a result (an
+    /// upscale, a variation, an extension) and its other creates (Suno's vocals added to an
+    /// uploaded instrumental): each one's name, as the catalog's `upstream_model` names it,
+    /// and its path. Its body is its fields sent flat — a follow-up's parent `taskId` and
+    /// result index or track by KIE's ids, any `model` field its input carries — with no
+    /// model name added; its status is read at [`ApiFamily::status_path`].
+    fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
         &[]
     }
     /// The family whose results every task of this one acts on, when it exists only for that
@@ -110,25 +111,22 @@ pub trait ApiFamily: Send + Sync + 'static {
     }
     /// Where a task of `model` (the family's own name for it) is created.
     fn create_path_of(&self, model: &str) -> &'static str {
-        self.follow_ups().iter().find(|(m, _)| *m == model).map_or(self.create_path(), |(_, path)| path)
+        self.own_paths().iter().find(|(m, _)| *m == model).map_or(self.create_path(), |(_, path)| path)
     }
-    /// The body a task of `model` is created with: a follow-up's fields sent flat, else
-    /// [`ApiFamily::create_body`].
+    /// The body a task of `model` is created with: the fields of a model at its own path sent
+    /// flat, else [`ApiFamily::create_body`].
     fn body_of(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
-        if self.follow_ups().iter().any(|(m, _)| *m == model) { flat_body(None, input, callback_url) } else { self.create_body(model, input, callback_url) }
+        if self.own_paths().iter().any(|(m, _)| *m == model) { flat_body(None, input, callback_url) } else { self.create_body(model, input, callback_url) }
     }
     /// The field a create body names its model in (`model`; Midjourney's `taskType`).
     fn model_field(&self) -> &'static str {
         "model"
     }
-    /// The family's own rules on the fields (beyond the catalog's `required`), checked before
-    /// anything is recorded, so a request KIE would refuse with 422 is never sent.
-    fn check_input(&self, _input: &Map<String, Value>) -> Result<(), String> {
-        Ok(())
-    }
-    /// The same for a follow-up (`model`: its name in [`ApiFamily::follow_ups`]), whose fields
-    /// are its own, not the family's main create's.
-    fn check_follow_up(&self, _model: &str, _input: &Map<String, Value>) -> Result<(), String> {
+    /// The family's own rules on the fields of a task of `model` (its name in the family's
+    /// API: a model created at its own path has fields of its own), beyond the catalog's
+    /// `required`, checked before anything is recorded, so a request KIE would refuse with 422
+    /// is never sent.
+    fn check_input(&self, _model: &str, _input: &Map<String, Value>) -> Result<(), String> {
         Ok(())
     }
     /// The relay's answer to a status call for a task of this family, in its shape (the

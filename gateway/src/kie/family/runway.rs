@@ -31,7 +31,7 @@ impl ApiFamily for Runway {
     fn create_path(&self) -> &'static str {
         "/api/v1/runway/generate"
     }
-    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+    fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
         &[("runway_extend", "/api/v1/runway/extend")]
     }
     fn status_path(&self) -> &'static str {
@@ -55,7 +55,7 @@ impl ApiFamily for Runway {
         st.result_urls = text(data.get("video_url")).into_iter().collect();
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         one_of(input, "quality", &QUALITIES)?;
         one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         let secs = match input.get("duration") {

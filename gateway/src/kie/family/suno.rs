@@ -5,7 +5,10 @@
 //! snake_case with `task_id`: the first two are progress, only `complete` or `error` ends it.
 //! KIE's id of each track is kept: its follow-up `POST /api/v1/generate/extend` names a track
 //! by it (`audioId`, which the relay's record-info gives as `<task>-<n>`) and must be of the
-//! track's model; record-info answers it too.
+//! track's model. Suno also makes music from an uploaded track (`uploadUrl`, which may name a
+//! Library result): a cover (`/api/v1/generate/upload-cover`, a song's fields), vocals over an
+//! instrumental (`/add-vocals`) and an instrumental under vocals (`/add-instrumental`, V4_5PLUS
+//! or V5). Record-info answers all of them.
 
 use serde_json::{Map, Value, json};
 
@@ -75,40 +78,21 @@ impl ApiFamily for Suno {
         }
         Ok(st)
     }
-    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
-        &[(EXTEND, "/api/v1/generate/extend")]
+    fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
+        &[(EXTEND, "/api/v1/generate/extend"), (COVER, "/api/v1/generate/upload-cover"), (ADD_VOCALS, "/api/v1/generate/add-vocals"), (ADD_INSTRUMENTAL, "/api/v1/generate/add-instrumental")]
     }
-    fn check_follow_up(&self, model: &str, input: &Map<String, Value>) -> Result<(), String> {
-        if model != EXTEND {
-            return Ok(());
+    fn check_input(&self, model: &str, input: &Map<String, Value>) -> Result<(), String> {
+        match model {
+            EXTEND => extension(input),
+            // Vocals over an instrumental, or an instrumental under vocals: Suno's newer models.
+            ADD_VOCALS | ADD_INSTRUMENTAL => match input.get("model") {
+                None | Some(Value::Null) => Ok(()),
+                Some(Value::String(m)) if LAYERING_MODELS.contains(&m.as_str()) => Ok(()),
+                Some(other) => Err(format!("model is {other}; layering takes {}", LAYERING_MODELS.join(" or "))),
+            },
+            // A cover of an uploaded track is made like a song.
+            _ => song(input),
         }
-        // Its own settings, or the track's.
-        let own = boolean(input, "defaultParamFlag")?.ok_or("defaultParamFlag is required: true to give the extension's prompt, style, title and continueAt, false to keep the track's")?;
-        if own {
-            if !filled(input, "prompt") || !filled(input, "style") || !filled(input, "title") {
-                return Err("with defaultParamFlag true, the extension needs its prompt, style and title".into());
-            }
-            match input.get("continueAt").and_then(Value::as_f64) {
-                Some(s) if s > 0.0 && s.is_finite() => {}
-                _ => return Err("with defaultParamFlag true, continueAt is required: the second of the track the extension starts from (above 0)".into()),
-            }
-        }
-        Ok(())
-    }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
-        let custom = boolean(input, "customMode")?.ok_or("customMode is required (true or false)")?;
-        let instrumental = boolean(input, "instrumental")?.ok_or("instrumental is required (true or false)")?;
-        if custom {
-            if !filled(input, "style") || !filled(input, "title") {
-                return Err("custom mode needs a style and a title".into());
-            }
-            if !instrumental && !filled(input, "prompt") {
-                return Err("custom mode with vocals needs the lyrics as prompt".into());
-            }
-        } else if !filled(input, "prompt") {
-            return Err("prompt is required (a description of the song) unless customMode is true".into());
-        }
-        Ok(())
     }
     fn relay_status(&self, w: &Written<'_>) -> Value {
         let t = w.task;
@@ -127,6 +111,47 @@ impl ApiFamily for Suno {
 /// The follow-up that makes a track longer (`POST /api/v1/generate/extend`): it names the track
 /// by `audioId` and must be of the track's model.
 pub const EXTEND: &str = "suno_extend";
+/// A cover of an uploaded track (`uploadUrl`), with a song's fields.
+pub const COVER: &str = "suno_cover";
+/// Vocals over an uploaded instrumental (`uploadUrl`, `prompt`, `title`, `style`, `negativeTags`).
+pub const ADD_VOCALS: &str = "suno_add_vocals";
+/// An instrumental under uploaded vocals (`uploadUrl`, `title`, `tags`, `negativeTags`).
+pub const ADD_INSTRUMENTAL: &str = "suno_add_instrumental";
+/// The models that add vocals or an instrumental.
+const LAYERING_MODELS: [&str; 2] = ["V4_5PLUS", "V5"];
+
+/// A song's rules: custom mode needs a style and a title, and lyrics unless instrumental;
+/// otherwise a description.
+fn song(input: &Map<String, Value>) -> Result<(), String> {
+    let custom = boolean(input, "customMode")?.ok_or("customMode is required (true or false)")?;
+    let instrumental = boolean(input, "instrumental")?.ok_or("instrumental is required (true or false)")?;
+    if custom {
+        if !filled(input, "style") || !filled(input, "title") {
+            return Err("custom mode needs a style and a title".into());
+        }
+        if !instrumental && !filled(input, "prompt") {
+            return Err("custom mode with vocals needs the lyrics as prompt".into());
+        }
+    } else if !filled(input, "prompt") {
+        return Err("prompt is required (a description of the song) unless customMode is true".into());
+    }
+    Ok(())
+}
+
+/// An extension's rules: its own settings, or the track's.
+fn extension(input: &Map<String, Value>) -> Result<(), String> {
+    let own = boolean(input, "defaultParamFlag")?.ok_or("defaultParamFlag is required: true to give the extension's prompt, style, title and continueAt, false to keep the track's")?;
+    if own {
+        if !filled(input, "prompt") || !filled(input, "style") || !filled(input, "title") {
+            return Err("with defaultParamFlag true, the extension needs its prompt, style and title".into());
+        }
+        match input.get("continueAt").and_then(Value::as_f64) {
+            Some(s) if s > 0.0 && s.is_finite() => {}
+            _ => return Err("with defaultParamFlag true, continueAt is required: the second of the track the extension starts from (above 0)".into()),
+        }
+    }
+    Ok(())
+}
 
 /// Suno's status word for a task, as the relay writes it.
 fn status_word(t: &TaskRecord) -> &'static str {
@@ -178,7 +203,7 @@ mod tests {
 
     #[test]
     fn an_extension_with_its_own_settings_names_all_of_them() {
-        let check = |v: Value| Suno.check_follow_up(EXTEND, v.as_object().unwrap());
+        let check = |v: Value| Suno.check_input(EXTEND, v.as_object().unwrap());
         assert!(check(json!({"audioId": "t-0", "defaultParamFlag": false})).is_ok());
         assert!(check(json!({"audioId": "t-0"})).unwrap_err().contains("defaultParamFlag is required"));
         assert!(check(json!({"defaultParamFlag": true, "prompt": "p", "style": "s", "title": "t", "continueAt": 12.5})).is_ok());

@@ -104,7 +104,7 @@ impl ApiFamily for SunoJob {
         }
         Ok(st)
     }
-    fn check_follow_up(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         for (field, most) in self.texts {
             match input.get(*field) {
                 None | Some(Value::Null) => {}
@@ -166,11 +166,11 @@ mod tests {
 
     #[test]
     fn only_the_separation_this_console_relays_is_taken() {
-        let check = |v: Value| STEMS.check_follow_up("", v.as_object().unwrap());
+        let check = |v: Value| STEMS.check_input("", v.as_object().unwrap());
         assert!(check(json!({"type": "separate_vocal"})).is_ok());
         assert!(check(json!({})).is_ok());
         assert!(check(json!({"type": "split_stem"})).unwrap_err().contains("must be separate_vocal"));
-        let video = |v: Value| VIDEO.check_follow_up("", v.as_object().unwrap());
+        let video = |v: Value| VIDEO.check_input("", v.as_object().unwrap());
         assert!(video(json!({"author": "The Harbour Band", "domainName": "harbour.example"})).is_ok());
         assert!(video(json!({"author": "x".repeat(51)})).unwrap_err().contains("author must be a text of at most 50"));
         assert!(video(json!({"domainName": 7})).is_err());

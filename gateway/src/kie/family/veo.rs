@@ -24,7 +24,7 @@ impl ApiFamily for Veo {
     fn status_path(&self) -> &'static str {
         "/api/v1/veo/record-info"
     }
-    fn follow_ups(&self) -> &'static [(&'static str, &'static str)] {
+    fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
         &[("veo_extend", "/api/v1/veo/extend")]
     }
     fn create_body(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Value {
@@ -48,7 +48,7 @@ impl ApiFamily for Veo {
         st.result_urls = urls(data.pointer("/info/resultUrls"));
         Ok(st)
     }
-    fn check_input(&self, input: &Map<String, Value>) -> Result<(), String> {
+    fn check_input(&self, _model: &str, input: &Map<String, Value>) -> Result<(), String> {
         one_of(input, "generationType", &GENERATION_TYPES)?;
         one_of(input, "aspectRatio", &ASPECT_RATIOS)?;
         one_of(input, "aspect_ratio", &ASPECT_RATIOS)?;

@@ -203,9 +203,7 @@ impl Lifecycle {
                 return Err(invalid(format!("{} needs input.{field}", model.id)));
             }
         }
-        let api = model.family.adapter();
-        let checked = if model.follows.is_some() { api.check_follow_up(model.upstream_name(), input) } else { api.check_input(input) };
-        checked.map_err(|e| invalid(format!("{}: {e}", model.id)))?;
+        model.family.adapter().check_input(model.upstream_name(), input).map_err(|e| invalid(format!("{}: {e}", model.id)))?;
         model.check_multipliers(input).map_err(invalid)?;
         if let Some(at) = s.send_by_ms {
             let ahead = at.saturating_sub(now_ms());
