@@ -97,9 +97,34 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// The state every axum handler can extract.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// The state every axum handler can extract: one shared [`AppParts`], so the clone each
+/// extractor takes is a reference count, not a copy of its strings (a relay call takes
+/// several).
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// Leptos's server functions and SSR read their options from the state.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> LeptosOptions {
+        state.leptos_options.clone()
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     pub leptos_options: LeptosOptions,
     pub store: Arc<dyn Store>,
     pub lifecycle: Lifecycle,

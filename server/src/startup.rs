@@ -19,7 +19,7 @@ use crate::config::{self, Config};
 use crate::routes::{leptos_options, router};
 use crate::stores::open_checked;
 use crate::upstream::Upstream;
-use crate::{AppState, ServerError, auth, edge, simulator};
+use crate::{AppParts, AppState, ServerError, auth, edge, simulator};
 
 /// What the UI may know about this deployment (no secret in it).
 pub fn console_context(config: &Config, upstream: &Upstream, store: Arc<dyn Store>, lifecycle: Lifecycle, library: Option<Library>) -> ConsoleContext {
@@ -180,7 +180,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         .map(|s| crate::single_sign_on::SingleSignOn::new(s).map(Arc::new))
         .transpose()
         .map_err(|e| ServerError::Config(config::ConfigError(e)))?;
-    let state = AppState {
+    let state = AppState::new(AppParts {
         leptos_options: leptos_options(&config),
         store: store.clone(),
         lifecycle,
@@ -195,7 +195,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         relay_doc: crate::relay::document(console.lifecycle.catalog()).into(),
         single_sign_on,
         upload_max_bytes: config.upload_max_bytes,
-    };
+    });
     note_start(store.as_ref(), &config).await;
     tracing::info!(
         %addr,
