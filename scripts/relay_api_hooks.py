@@ -8,7 +8,7 @@ accepted for what it is. The relay's own checks of callback URLs are tested in
 server/tests/hardening.rs and gateway's outbound tests.
 
 A follow-up (Midjourney's upscale, vary, video extend; Veo's, Runway's and Suno's extend;
-Suno's WAV, vocal separation and music video) acts on a task that succeeded: whether a
+Suno's WAV, vocal separation, music video and timestamped lyrics) acts on a task that succeeded: whether a
 generated taskId names one is this run's state, not the request's shape. So its taskId is replaced with a real
 parent made once through the relay (RELAY_BASE, RELAY_KEY), a video extend's index with 0,
 the one video kie-sim makes, and Suno's audioId with that parent's first track (its taskId
@@ -42,6 +42,7 @@ FOLLOW_UPS = {
     "/kie/api/v1/wav/generate": "suno",
     "/kie/api/v1/vocal-removal/generate": "suno",
     "/kie/api/v1/mp4/generate": "suno",
+    "/kie/api/v1/generate/get-timestamped-lyrics": "suno",
 }
 # How each kind of parent is made and read: its create path, body and status path, and
 # whether its status answer says it succeeded.

@@ -192,6 +192,48 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
     }
 }
 
+/// `POST /api/v1/generate/get-timestamped-lyrics` (`{taskId, audioId}`): a song's track's
+/// words (its prompt's, two a second from half a second in) with when each is sung, as KIE
+/// answers them; 422 for a track that is not the song's or a song not done.
+pub async fn timestamped_lyrics(sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
+    const PATH: &str = "/api/v1/generate/get-timestamped-lyrics";
+    let (key, as_200) = match authorise(&sim, &headers, PATH).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut w = sim.world();
+    let req: Value = serde_json::from_slice(&body).ok().filter(Value::is_object).unwrap_or(Value::Null);
+    let now = w.clock.now_ms();
+    let found = (|| {
+        let task = s(&req, "taskId").ok_or("taskId is required")?;
+        let (of, n) = s(&req, "audioId").and_then(track_of).ok_or("audioId is not a track")?;
+        let param = w.tasks.get(task).filter(|t| t.key == key && t.family == "suno" && of == task && n < t.results).map(|t| t.param.clone()).ok_or("no such track of this task")?;
+        if w.state_of(task, now) != Some("success") {
+            return Err("the task has not succeeded");
+        }
+        let param: Value = serde_json::from_str(&param).unwrap_or(Value::Null);
+        Ok(param["prompt"].as_str().unwrap_or("").to_string())
+    })();
+    match found {
+        Ok(prompt) => {
+            let words: Vec<Value> = prompt
+                .split_whitespace()
+                .enumerate()
+                .map(|(i, word)| {
+                    let start = 0.5 + i as f64 * 0.5;
+                    json!({ "word": format!("{word} "), "success": true, "startS": start, "endS": start + 0.4, "palign": 0 })
+                })
+                .collect();
+            w.record("POST", PATH, 200, s(&req, "taskId").map(str::to_string), None);
+            kie(200, "success", Some(json!({ "alignedWords": words, "waveformData": [0.1, 0.4, 0.2], "hootCer": 0.1, "isStreamed": false })), false)
+        }
+        Err(msg) => {
+            w.record("POST", PATH, 422, None, Some(msg.to_string()));
+            kie(422, msg, None, as_200)
+        }
+    }
+}
+
 /// A family's other creates, each at its own path and with its own checks (Suno's music from
 /// an uploaded track), answered at the family's status path: the family, the path, and the
 /// name its checks go by.

@@ -86,6 +86,7 @@ impl Sim {
             router = router.route(api.path, post(move |State(sim): State<Sim>, headers, body| families::follow_up(api, sim, headers, body)));
         }
         router
+            .route("/api/v1/generate/get-timestamped-lyrics", post(|State(sim): State<Sim>, headers, body| families::timestamped_lyrics(sim, headers, body)))
             .route("/api/v1/jobs/createTask", post(kie_api::create_task))
             .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))
             .route("/api/v1/chat/credit", get(kie_api::credit))

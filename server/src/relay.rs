@@ -62,7 +62,7 @@ use crate::error::{RelayCaller, Refusal, Shape};
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
     out.extend(Family::ALL.iter().flat_map(|f| f.adapter().own_paths().iter().map(|(_, path)| format!("/kie{path}"))));
-    out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string()]);
+    out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string(), LYRICS.to_string()]);
     out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
     out
 }
@@ -71,6 +71,7 @@ const CHAT: &str = "/kie/{model}/v1/chat/completions";
 const MESSAGES: &str = "/kie/claude/v1/messages";
 const RESPONSES: &str = "/kie/api/v1/responses";
 const OPENAPI: &str = "/kie/openapi.json";
+const LYRICS: &str = "/kie/api/v1/generate/get-timestamped-lyrics";
 /// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
 const SEND_BY: &str = "x-control-room-send-by";
 /// A create's priority among its key's queued tasks: `high`, `normal` or `low`.
@@ -149,6 +150,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route(RESPONSES, post(crate::chat::responses))
         .merge(crate::relay_uploads::routes())
         .route(CREDIT, get(credit))
+        .route(LYRICS, post(timestamped_lyrics))
         .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))
         .route("/kie/docs", get(crate::relay_docs::docs))
 }
@@ -289,6 +291,24 @@ async fn status(family: Family, State(state): State<AppState>, RelayCaller(key):
         }
         _ => Err(Refusal::kie(404, "No task with this taskId")),
     }
+}
+
+/// `POST /kie/api/v1/generate/get-timestamped-lyrics` (`{taskId, audioId}`, the relay's ids):
+/// a Suno track's lyrics with when each word is sung, in KIE's `data`, read once and kept
+/// ([`gateway::tasks::lyrics`]).
+async fn timestamped_lyrics(State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
+    let req: Value = serde_json::from_slice(&body).map_err(|e| Refusal::kie(400, format!("The request body is not valid JSON: {e}")))?;
+    let (task, n) = gateway::tasks::lifecycle::follow_up::track_named("audioId", req.get("audioId")).map_err(|e| Refusal::kie(422, e))?;
+    let found = state.lifecycle.find(task).await.map_err(|e| store_down("relay: lyrics store read failed", &e))?;
+    // Another project's task reads exactly like a missing one.
+    let Some(t) = found.filter(|t| t.project == key.project) else { return Err(Refusal::kie(404, "No task with this audioId")) };
+    if let Some(named) = req.get("taskId").filter(|v| !v.is_null())
+        && named.as_str().is_none_or(|n| n != t.id && Some(n) != t.kie_task_id.as_deref())
+    {
+        return Err(Refusal::kie(422, format!("taskId is not the task of audioId ({})", t.id)));
+    }
+    let data = gateway::tasks::lyrics::timestamped(&state.lifecycle, &t, n).await.map_err(|e| Refusal::kie(e.code(), e.to_string()))?;
+    Ok(kie_answer(200, "success", data))
 }
 
 async fn credit(State(state): State<AppState>, _: RelayCaller) -> Result<Response, Refusal> {

@@ -375,7 +375,7 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
         (h.key.clone(), json!({"audioId": second}), "needs input.defaultParamFlag"),
         (h.key.clone(), json!({"audioId": second, "defaultParamFlag": true, "prompt": "more", "style": "folk", "title": "Again"}), "continueAt is required"),
         (h.key.clone(), json!({"audioId": "cr_nosuchtask-0", "defaultParamFlag": false}), "no task cr_nosuchtask"),
-        (other, json!({"audioId": second, "defaultParamFlag": false}), "that you can use"),
+        (other.clone(), json!({"audioId": second, "defaultParamFlag": false}), "that you can use"),
     ] {
         let (code, answer) = post(key, body.clone()).await;
         assert_eq!((code, answer["code"].as_i64()), (422, Some(422)), "{body}: {answer}");
@@ -416,6 +416,35 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
     assert_eq!(t.input, json!({"audioId": format!("{song}-0"), "defaultParamFlag": false, "model": "V4_5"}), "in the track's own style");
     assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(0) }));
     wait_until("the console's extension sent", 30, || async { h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/extend" && e.code == 200).count() == 3 }).await;
+
+    // Its timestamped lyrics: through the relay by its ids (KIE asked once, by its own), and in
+    // the story, a button a track until read.
+    assert_eq!(story["lyrics_offered"], json!([0, 1]), "{story}");
+    let lyrics = |key: String, body: Value| post_as(&h, "/kie/api/v1/generate/get-timestamped-lyrics", key, body);
+    for (key, body, code, says) in [
+        (h.key.clone(), json!({"taskId": song, "audioId": format!("{song}-5")}), 422, "has no track 5"),
+        (h.key.clone(), json!({"taskId": "cr_other", "audioId": second}), 422, "taskId is not the task of audioId"),
+        (h.key.clone(), json!({"audioId": song}), 422, "must name a track"),
+        (other.clone(), json!({"taskId": song, "audioId": second}), 404, "No task with this audioId"),
+    ] {
+        let (got, answer) = lyrics(key, body.clone()).await;
+        assert_eq!(got, code, "{body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{body}: {answer}");
+    }
+    let asked = || h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/get-timestamped-lyrics" && e.code == 200).count();
+    for _ in 0..2 {
+        let (code, answer) = lyrics(h.key.clone(), json!({"taskId": song, "audioId": second})).await;
+        assert_eq!(code, 200, "{answer}");
+        let words: Vec<(&str, f64)> = answer["data"]["alignedWords"].as_array().unwrap().iter().map(|w| (w["word"].as_str().unwrap().trim(), w["startS"].as_f64().unwrap())).collect();
+        assert_eq!(words, [("a", 0.5), ("sea", 1.0), ("shanty", 1.5)], "{answer}");
+    }
+    assert_eq!(asked(), 1, "KIE is asked once; then they are kept");
+    let (code, read) = server_fn(&h.s.base, "track_lyrics", &form(&[("id", &song), ("n", "0")])).await;
+    assert_eq!((code, read.as_u64()), (200, Some(1)), "one line: {read}");
+    assert_eq!(asked(), 2);
+    let (_, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &song)])).await;
+    let line = json!([["0:00.5", "a sea shanty"]]);
+    assert_eq!((story["lyrics"].clone(), story["lyrics_offered"].clone()), (json!([[0, line], [1, line]]), json!([])), "{story}");
     h.s.shutdown().await.unwrap();
 }
 

@@ -368,7 +368,36 @@ pub async fn task_story(id: String) -> Result<crate::view::TaskStory, ServerFnEr
     } else {
         Vec::new()
     };
-    Ok(crate::view::TaskStory { follow_ups, ..t.into() })
+    // A Suno song's tracks: their timestamped lyrics where read, else a button while KIE has them.
+    let (mut lyrics, mut lyrics_offered) = (Vec::new(), Vec::new());
+    if t.family == gateway::kie::Family::Suno && t.state == gateway::TaskState::Success {
+        for n in (0..t.result_urls.len()).filter(|n| t.kie_result_ids.get(*n).is_some_and(|id| !id.is_empty())) {
+            match gateway::tasks::lyrics::kept(ctx.store.as_ref(), &t.id, n).await.map_err(store_error)? {
+                Some(data) => lyrics.push((n, gateway::tasks::lyrics::lines(&data).into_iter().map(|(at, text)| (timestamp(at), text)).collect())),
+                None if ctx.lifecycle.configured() && gateway::tasks::lifecycle::follow_up::still_at_kie(&t, gateway::store::now_ms()) => lyrics_offered.push(n),
+                None => {}
+            }
+        }
+    }
+    Ok(crate::view::TaskStory { follow_ups, lyrics, lyrics_offered, ..t.into() })
+}
+
+/// Seconds as `m:ss.s`.
+#[cfg(feature = "ssr")]
+fn timestamp(secs: f64) -> String {
+    let tenths = (secs.max(0.0) * 10.0).round() as u64;
+    format!("{}:{:02}.{}", tenths / 600, tenths / 10 % 60, tenths % 10)
+}
+
+/// Reads the timestamped lyrics of track `n` (from 0) of the Suno song `id` from KIE and keeps
+/// them with the song (see `gateway::tasks::lyrics`); its story then shows them. Returns how
+/// many lines they have.
+#[server(endpoint = "track_lyrics")]
+pub async fn track_lyrics(id: String, n: usize) -> Result<usize, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let t = gateway::tasks::visible::find(&ctx.lifecycle, &actor.membership, id.trim()).await.map_err(store_error)?.ok_or_else(|| refuse(404, format!("No task {}.", id.trim())))?;
+    let data = gateway::tasks::lyrics::timestamped(&ctx.lifecycle, &t, n).await.map_err(|e| refuse(e.code(), e.to_string()))?;
+    Ok(gateway::tasks::lyrics::lines(&data).len())
 }
 
 /// Starts follow-up `model` (an upscale…) on the task `id`, on its result `n` (from 0) when

@@ -10,12 +10,13 @@
 //!
 //! A task that succeeded offers the catalog's follow-ups on its results (Midjourney's Upscale
 //! and Vary on each image of a grid): each button starts one, a new task linked to this one,
-//! and the story says which task it follows.
+//! and the story says which task it follows. A Suno song's tracks offer their timestamped
+//! lyrics: read from KIE once, then shown here line by line with when each is sung.
 
 use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, field_owned};
-use crate::api::{follow_up, task_story};
+use crate::api::{follow_up, task_story, track_lyrics};
 use crate::view::{BeatRow, FollowOffer, TaskStory};
 
 /// The id of the drawer's form, which the Monitor's Story buttons name.
@@ -32,9 +33,17 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
 }
 
 /// A follow-up started from the story (`follow` = `<model>` or `<model>/<result>`, on the
-/// task `task`): its new task's id, or why not.
+/// task `task`): its new task's id, or why not; or a track's lyrics read (`lyrics` = the
+/// track, from 0), which the story then shows.
 pub async fn act(form: Fields) -> Acted {
     let task = field_owned(&form, "task").unwrap_or_default();
+    if let Some(n) = field_owned(&form, "lyrics").and_then(|n| n.parse::<usize>().ok()) {
+        return Acted::of(
+            track_lyrics(task, n).await,
+            move |lines| view! { <p class="ok" role="status" data-testid="lyrics-result">{format!("Track {}: {lines} lines of timestamped lyrics, below", n + 1)}</p> }.into_any(),
+            "lyrics-error",
+        );
+    }
     let asked = field_owned(&form, "follow").unwrap_or_default();
     let (model, n) = match asked.rsplit_once('/').map(|(m, n)| (m, n.parse::<usize>())) {
         Some((m, Ok(n))) => (m.to_string(), Some(n)),
@@ -71,6 +80,7 @@ fn story(s: TaskStory) -> impl IntoView {
         <dt>"Follows"</dt><dd data-testid="story-follows"><a href=format!("/tasks/{parent}")><code>{parent.clone()}</code></a>{n.map(|n| format!(", result {}", n + 1))}</dd>
     });
     let follow_ups = (!s.follow_ups.is_empty()).then(|| follow_ups(&t.id, s.follow_ups));
+    let lyrics = (!s.lyrics.is_empty() || !s.lyrics_offered.is_empty()).then(|| lyrics(&t.id, s.lyrics, s.lyrics_offered));
     view! {
         <dl class="story-facts" data-testid="story-facts">
             <dt>"Task"</dt><dd><code data-testid="story-id">{t.id.clone()}</code></dd>
@@ -89,6 +99,7 @@ fn story(s: TaskStory) -> impl IntoView {
             </dd>
             {follows}
             {follow_ups}
+            {lyrics}
         </dl>
         <h3>"Steps"</h3>
         <ol class="story" data-testid="story-beats">{dropped}{beats}</ol>
@@ -122,6 +133,26 @@ fn follow_ups(task: &str, offers: Vec<FollowOffer>) -> impl IntoView + use<> {
             {buttons.collect_view()}
         </form></dd>
     }
+}
+
+/// A Suno song's timestamped lyrics, track by track: those read, and a button for each track
+/// whose lyrics can still be read from KIE (a form posted to this panel).
+fn lyrics(task: &str, read: Vec<(usize, Vec<(String, String)>)>, offered: Vec<usize>) -> impl IntoView + use<> {
+    let buttons = (!offered.is_empty()).then(|| view! {
+        <form method="post" action=act_form(PanelId::Story) data-testid="lyrics-form">
+            <input type="hidden" name="task" value=task.to_string()/>
+            {offered.into_iter().map(|n| view! { <button type="submit" name="lyrics" value=n.to_string() class="small" data-testid="lyrics-read" title="Read this track's words and when each is sung from KIE (no credits)">{format!("Lyrics {}", n + 1)}</button>" " }).collect_view()}
+        </form>
+    });
+    let tracks = read.into_iter().map(|(n, lines)| {
+        let empty = lines.is_empty().then(|| view! { <li class="muted">"No words (an instrumental)"</li> });
+        view! {
+            <details open=true data-testid="lyrics-track"><summary>{format!("Track {}", n + 1)}</summary>
+                <ol class="lyrics small">{empty}{lines.into_iter().map(|(at, text)| view! { <li><span class="muted">{at}</span>" "{text}</li> }).collect_view()}</ol>
+            </details>
+        }
+    });
+    view! { <dt>"Lyrics"</dt><dd>{buttons}{tracks.collect_view()}</dd> }
 }
 
 fn beat(b: BeatRow) -> impl IntoView + use<> {

@@ -316,6 +316,13 @@ pub struct TaskStory {
     pub follows: Option<(String, Option<usize>)>,
     /// The follow-ups the person may start on its results (none unless it succeeded).
     pub follow_ups: Vec<FollowOffer>,
+    /// A Suno song's tracks whose timestamped lyrics were read, each `(track from 0, its
+    /// lines as (start "m:ss.s", text))`.
+    #[serde(default)]
+    pub lyrics: Vec<(usize, Vec<(String, String)>)>,
+    /// The tracks whose lyrics can be read from KIE now (a button each).
+    #[serde(default)]
+    pub lyrics_offered: Vec<usize>,
 }
 
 /// A follow-up a task's story offers on its results (Midjourney's Upscale on each image of a
@@ -360,7 +367,7 @@ impl From<gateway::TaskRecord> for TaskStory {
         let input = if pretty.chars().count() > STORY_INPUT_CHARS { pretty.chars().take(STORY_INPUT_CHARS).chain(['…']).collect() } else { pretty };
         let charge_basis = t.charge_basis.map(|b| b.as_str().to_string());
         let follows = t.follows.take().map(|f| (f.task, f.n));
-        TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped, follows, follow_ups: Vec::new() }
+        TaskStory { row: TaskRow::from(t), input, charge_basis, beats, dropped: story.dropped, follows, follow_ups: Vec::new(), lyrics: Vec::new(), lyrics_offered: Vec::new() }
     }
 }
 

@@ -267,6 +267,16 @@ impl KieClient {
         }
     }
 
+    /// A Suno track's lyrics with when each word is sung (`POST
+    /// /api/v1/generate/get-timestamped-lyrics`, by KIE's ids of the song and the track):
+    /// KIE's `data` (`alignedWords`, `waveformData`…). A read, retried like one.
+    pub async fn timestamped_lyrics(&self, task_id: &str, audio_id: &str) -> Result<Value, KieError> {
+        let path = "/api/v1/generate/get-timestamped-lyrics";
+        let url = self.url(path)?;
+        let body = serde_json::json!({ "taskId": task_id, "audioId": audio_id });
+        self.retrying(KieError::is_transient_read, || self.send(path, self.http.post(url.clone()).json(&body))).await
+    }
+
     /// A temporary (20 minute) download link for a KIE result URL.
     pub async fn download_url(&self, result_url: &str) -> Result<String, KieError> {
         let path = "/api/v1/common/download-url";

@@ -2,7 +2,8 @@
 //! guard it keeps to and the fair shares it is sent in), its live events, and its KIE-shaped
 //! form for the relay; the pauses operators set on intake and their bulk actions; batches; its
 //! story, step by step; how long each model typically takes; its counts by state for a filter;
-//! and [`visible`], the one door every read on someone's behalf goes through (their projects).
+//! a Suno track's timestamped [`lyrics`]; and [`visible`], the one door every read on
+//! someone's behalf goes through (their projects).
 
 pub mod batch;
 pub mod bulk;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod facets;
 pub mod fair_share;
 pub mod lifecycle;
+pub mod lyrics;
 pub mod pause;
 pub mod rate_guard;
 pub mod relay;

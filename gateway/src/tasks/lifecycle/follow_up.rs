@@ -55,7 +55,7 @@ fn result_named(rule: &FollowUp, input: &serde_json::Map<String, Value>, parent:
 
 /// The task and result a track field names, as this console's record-info writes a track's
 /// id (`<task>-<n>`).
-fn track_named<'a>(field: &str, v: Option<&'a Value>) -> Result<(&'a str, usize), String> {
+pub fn track_named<'a>(field: &str, v: Option<&'a Value>) -> Result<(&'a str, usize), String> {
     let rule = format!("input.{field} must name a track as this console's record-info gives it (<task id>-<n>)");
     let v = v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty() && s.len() <= 140).ok_or_else(|| rule.clone())?;
     let (task, n) = v.rsplit_once('-').ok_or_else(|| format!("{rule}; {v} is not one"))?;
