@@ -404,6 +404,18 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
         assert_eq!((st["data"]["status"].as_str(), st["data"]["type"].as_str()), (Some("SUCCESS"), Some("EXTEND")), "{st}");
         assert_eq!(st["data"]["response"]["sunoData"].as_array().map(Vec::len), Some(2), "{st}");
     }
+    // An extension's track is extended in the song's model, which it names.
+    let first_extension = plain["data"]["taskId"].as_str().unwrap().to_string();
+    let (code, again) = post(h.key.clone(), json!({"audioId": format!("{first_extension}-0"), "defaultParamFlag": false})).await;
+    assert_eq!(code, 200, "{again}");
+    let again = h.store.task_get(again["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(again.input["model"], "V4_5", "{:?}", again.input);
+    wait_until("the extension of the extension sent", 30, || async { h.store.task_get(&again.id).await.unwrap().is_some_and(|t| t.kie_task_id.is_some()) }).await;
+    let kie_id = h.store.task_get(&again.id).await.unwrap().unwrap().kie_task_id.unwrap();
+    let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(&kie_id).map(|t| t.param.clone()).unwrap()).unwrap();
+    let extension_kie = h.store.task_get(&first_extension).await.unwrap().unwrap().kie_task_id.unwrap();
+    assert_eq!((sent["audioId"].as_str(), sent["model"].as_str()), (Some(kie_sim::families::track_id(&extension_kie, 0).as_str()), Some("V4_5")), "{sent}");
+
     // The console's story of the song offers Extend, WAV, Stems and Video on each track; a button
     // starts one.
     let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &song)])).await;
@@ -415,7 +427,7 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
     let t = h.store.task_get(started["id"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(t.input, json!({"audioId": format!("{song}-0"), "defaultParamFlag": false, "model": "V4_5"}), "in the track's own style");
     assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: song.clone(), n: Some(0) }));
-    wait_until("the console's extension sent", 30, || async { h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/extend" && e.code == 200).count() == 3 }).await;
+    wait_until("the console's extension sent", 30, || async { h.sim.world().log.iter().filter(|e| e.path == "/api/v1/generate/extend" && e.code == 200).count() == 4 }).await;
 
     // Its timestamped lyrics: through the relay by its ids (KIE asked once, by its own), and in
     // the story, a button a track until read.

@@ -165,8 +165,9 @@ pub struct FollowUp {
     /// track.
     #[serde(default)]
     pub track: Option<String>,
-    /// The input field that must name the parent's own model, as KIE requires (Suno's
-    /// `model`): filled with it when absent, refused when it names another.
+    /// The input field that must name the model the parent was made with, as KIE requires
+    /// (Suno's `model`: the parent's own field of that name, else its model's name at KIE):
+    /// filled with it when absent, refused when it names another.
     #[serde(default)]
     pub parent_model: Option<String>,
 }
@@ -664,9 +665,10 @@ impl Catalog {
                 }
                 let api = m.family.adapter();
                 let parent_family = api.acts_on().unwrap_or(m.family);
-                let parents: Vec<&str> = file.models.iter().filter(|p| p.family == parent_family && p.id != m.id).map(|p| p.id.as_str()).collect();
+                // Itself too: an extension of an extension.
+                let parents: Vec<&str> = file.models.iter().filter(|p| p.family == parent_family).map(|p| p.id.as_str()).collect();
                 if rule.of.is_empty() || rule.action.trim().is_empty() || rule.first > 1 || !rule.of.iter().all(|o| parents.contains(&o.as_str())) {
-                    return Err(format!("catalog: follow-up {} must act on other models of its own family (or of the one its family acts on), with an action and a first index of 0 or 1", m.id));
+                    return Err(format!("catalog: follow-up {} must act on models of its own family (or of the one its family acts on), with an action and a first index of 0 or 1", m.id));
                 }
                 if api.acts_on().is_none() && api.create_path_of(m.upstream_name()) == api.create_path() {
                     return Err(format!("catalog: follow-up {} is not one KIE's {} API has a path for", m.id, m.family.name()));
@@ -790,7 +792,9 @@ mod tests {
         assert_eq!(input("suno/stems", Some(1), None), Some(json!({"audioId": "cr_p-1", "taskId": "cr_p", "type": "separate_vocal"})));
         let offered: Vec<&str> = c.follow_ups_of("suno/V4_5").map(|m| m.id.as_str()).collect();
         assert_eq!(offered, ["suno/extend", "suno/wav", "suno/stems", "suno/video"]);
-        assert_eq!(c.follow_ups_of("suno/extend").count(), 3, "an extension's tracks are converted, separated and shown too");
+        assert_eq!(c.follow_ups_of("suno/extend").count(), 4, "an extension's tracks are extended, converted, separated and shown too");
+        let of_layered: Vec<&str> = c.follow_ups_of("suno/add-vocals").map(|m| m.id.as_str()).collect();
+        assert_eq!(of_layered, ["suno/wav", "suno/stems", "suno/video"], "a layered track is not extended: its model may be KIE's default");
         assert_eq!(c.by_upstream(Family::SunoWav, None).map(|m| m.id.as_str()), Some("suno/wav"), "created at its family's own path");
         let extend = c.get("suno/extend").unwrap().follows.as_ref().unwrap();
         assert_eq!((extend.parent_field(), extend.acts_on_one()), ("audioId", true));

@@ -109,7 +109,12 @@ impl Lifecycle {
             None => result_named(rule, fields, &parent).map_err(invalid)?,
         };
         if let Some(mf) = &rule.parent_model {
-            let upstream = self.0.catalog.get(&parent.model).map(|m| m.upstream_name().to_string()).unwrap_or_else(|| parent.model.clone());
+            // What the parent was made with: its own field (an extension's, a cover's), else
+            // its model's name at KIE.
+            let upstream = match parent.input.get(mf) {
+                Some(Value::String(m)) => m.clone(),
+                _ => self.0.catalog.get(&parent.model).map_or_else(|| parent.model.clone(), |m| m.upstream_name().to_string()),
+            };
             match fields.get(mf) {
                 None | Some(Value::Null) => {}
                 Some(Value::String(m)) if *m == upstream => {}
