@@ -279,7 +279,7 @@ pub async fn create_at(fam: &'static FamilyApi, path: &'static str, checked_as: 
     };
     let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
     let new = NewTask {
-        path: path,
+        path,
         model,
         kind,
         price_milli: (price * 10.0 * percent).round() as i64,
