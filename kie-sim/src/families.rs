@@ -93,8 +93,8 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
                 return Err("prompt is required".into());
             }
             let model = s(req, "model").ok_or("model is required")?;
-            if !["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"].contains(&model) {
-                return Err("model must be one of V3_5, V4, V4_5, V4_5PLUS, V5".into());
+            if !SUNO_SONGS.contains(&model) {
+                return Err(format!("model must be one of {}", SUNO_SONGS.join(", ")));
             }
             Ok((model.into(), MediaKind::Audio, 20.0, 2))
         }

@@ -96,7 +96,7 @@ async fn upload(kie_path: &'static str, State(state): State<AppState>, RelayCall
             return too_large();
         }
         tracing::warn!(error = %e, key = %key.id, path = kie_path, "relay: an upload to KIE did not succeed");
-        Refusal::kie(e.code().and_then(|c| u16::try_from(c).ok()).filter(|c| (400..600).contains(c)).unwrap_or(502), format!("KIE's upload did not succeed: {e}"))
+        Refusal::kie(e.http_status(), format!("KIE's upload did not succeed: {e}"))
     })?;
     tracing::info!(key = %key.id, path = kie_path, "relay: a file uploaded to KIE");
     Ok(kie_answer(200, "File uploaded successfully", data))

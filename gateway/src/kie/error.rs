@@ -93,6 +93,12 @@ impl KieError {
         })
     }
 
+    /// The HTTP status that passes this error on to a caller: KIE's own code where it is a
+    /// 4xx or 5xx, else 502 (KIE could not be reached or made sense of).
+    pub fn http_status(&self) -> u16 {
+        self.code().and_then(|c| u16::try_from(c).ok()).filter(|c| (400..600).contains(c)).unwrap_or(502)
+    }
+
     /// Worth trying again later (the dispatcher waits; a read may retry at once with backoff).
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -36,7 +36,7 @@ impl LyricsError {
     pub fn code(&self) -> u16 {
         match self {
             LyricsError::Invalid(_) => 422,
-            LyricsError::Kie(e) => e.code().and_then(|c| u16::try_from(c).ok()).filter(|c| (400..600).contains(c)).unwrap_or(502),
+            LyricsError::Kie(e) => e.http_status(),
             LyricsError::TooLarge => 502,
             LyricsError::NotConfigured | LyricsError::Store(_) => 503,
         }
