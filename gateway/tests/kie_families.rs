@@ -324,3 +324,67 @@ async fn midjourney_follow_ups_act_on_a_result_of_the_grid_at_their_own_paths() 
     let e = c.create_task(mj, "mj_video_extend", &json!({"taskId": grid, "index": 0}), None).await.unwrap_err();
     assert!(matches!(e, KieError::Validation(_)), "{e:?}");
 }
+
+/// Veo's upgrades of a video: 1080p answered at once by a GET, 4K started by a POST that
+/// answers the parent's id, asked again (422 "processing") until KIE has the file, and its
+/// callback naming the parent with what it charged. Each is known by its parent's id and
+/// followed by asking again with the index.
+#[tokio::test]
+async fn veo_upgrades_are_asked_for_again_by_the_parents_id_until_the_file_is_there() {
+    let (sim, base) = start().await;
+    let c = client(&base);
+    let veo = c.create_task(Family::Veo.adapter(), "veo3_fast", &json!({"prompt": "a harbour at dawn"}), None).await.unwrap();
+    // KIE will not upgrade a video it has not made.
+    let hd = Family::Veo1080p.adapter();
+    let early = c.create_task(hd, "veo_1080p", &json!({"taskId": veo, "index": 0}), None).await.unwrap_err();
+    assert!(matches!(early, KieError::Validation(_)), "{early:?}");
+    wait_for(&c, Family::Veo, &veo, UpstreamState::Success).await;
+
+    let id = c.create_task(hd, "veo_1080p", &json!({"taskId": veo, "index": 0}), Some("http://127.0.0.1:9/cb")).await.unwrap();
+    assert_eq!(id, veo, "known by its parent's id");
+    let st = c.status_of(hd, &id, &json!({"taskId": veo, "index": 0})).await.unwrap();
+    assert_eq!((st.state, st.task_id.as_str()), (UpstreamState::Success, veo.as_str()));
+    assert!(st.result_urls[0].contains("_1080p_0/"), "{:?}", st.result_urls);
+    let file = reqwest::get(&st.result_urls[0]).await.unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "video/mp4");
+    let balance_before_4k = sim.world().accounts[KEY].balance_milli;
+
+    let (url, got) = receiver().await;
+    let uhd = Family::Veo4k.adapter();
+    let input = json!({"taskId": veo, "index": 0});
+    assert_eq!(c.create_task(uhd, "veo_4k", &input, Some(&url)).await.unwrap(), veo);
+    let sent: Value = serde_json::from_str(&sim.world().tasks[&format!("{veo}_4k_0")].param).unwrap();
+    assert_eq!(sent, json!({"taskId": veo, "index": 0, "callBackUrl": url}));
+    // Asked again while it is made: KIE's 422 is no failure, just not yet.
+    let making = c.status_of(uhd, &veo, &input).await;
+    assert!(matches!(making, Err(KieError::Validation(ref m)) if m.contains("processing")), "{making:?}");
+    let made = loop {
+        match c.status_of(uhd, &veo, &input).await {
+            Ok(st) => break st,
+            Err(KieError::Validation(_)) => tokio::time::sleep(Duration::from_millis(40)).await,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!((made.state, made.result_urls.len()), (UpstreamState::Success, 1));
+    assert_eq!(sim.world().accounts[KEY].balance_milli, balance_before_4k - 120_000, "4K costs two fast videos");
+    for _ in 0..100 {
+        if !got.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let body = got.0.lock().unwrap()[0].clone();
+    let cb = uhd.parse_callback(body.to_string().as_bytes()).unwrap();
+    assert_eq!((cb.task_id.as_str(), cb.state, cb.result_urls.len()), (veo.as_str(), UpstreamState::Success, 1), "{body}");
+    assert_eq!(cb.credits.map(|c| c.as_f64()), Some(120.0), "the callback says what it charged");
+
+    // A video the task did not make, or a task that is not Veo's, is refused by KIE.
+    let e = c.create_task(uhd, "veo_4k", &json!({"taskId": veo, "index": 3}), None).await.unwrap_err();
+    assert!(matches!(e, KieError::Validation(_)), "{e:?}");
+    let e = c.create_task(hd, "veo_1080p", &json!({"taskId": "task_unknown", "index": 0}), None).await.unwrap_err();
+    assert!(matches!(e, KieError::NotFound(_)), "{e:?}");
+    // Asked about a 4K whose parent KIE no longer has, the refusal ends it.
+    let gone = c.status_of(uhd, "task_unknown", &input).await.unwrap();
+    assert_eq!((gone.state, gone.fail_code.as_deref()), (UpstreamState::Fail, Some("404")));
+}

@@ -288,6 +288,8 @@ pub async fn create_at(fam: &'static FamilyApi, path: &'static str, checked_as: 
         callback_url,
         family: fam.name,
         results,
+        id: None,
+        answer: None,
     };
     admit(&sim, w, key, as_200, new)
 }
@@ -518,6 +520,114 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         callback_url,
         family: api.family,
         results: api.results,
+        id: None,
+        answer: None,
+    };
+    admit(&sim, w, key, as_200, new)
+}
+
+/// One of Veo's upgrades of a finished video, made under the parent's task id.
+pub struct Upgrade {
+    pub family: &'static str,
+    pub path: &'static str,
+    /// Its name in ids and messages.
+    pub label: &'static str,
+    /// Made at once and answered with the file (1080p), else made on the usual schedule and
+    /// answered when asked again or by callback (4K).
+    pub at_once: bool,
+    pub price: f64,
+}
+
+pub const UPGRADES: [Upgrade; 2] = [
+    Upgrade { family: "veo_1080p", path: "/api/v1/veo/get-1080p-video", label: "1080p", at_once: true, price: 0.0 },
+    Upgrade { family: "veo_4k", path: "/api/v1/veo/get-4k-video", label: "4k", at_once: false, price: 120.0 },
+];
+
+/// `GET /api/v1/veo/get-1080p-video?taskId=&index=` and `POST /api/v1/veo/get-4k-video
+/// {taskId, index, callBackUrl}`: the first ask makes the upgrade (1080p at once, free; 4K on
+/// the schedule, charged, answered `resultUrls` null), each ask after answers it — the file,
+/// KIE's 422 "processing" while it is made, or 500 when it failed.
+pub async fn upgrade(up: &'static Upgrade, sim: Sim, headers: HeaderMap, req: Value) -> Response {
+    let (key, as_200) = match authorise(&sim, &headers, up.path).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut w = sim.world();
+    let now = w.clock.now_ms();
+    let refuse = |w: &mut World, code: i64, msg: String| {
+        w.record(if up.at_once { "GET" } else { "POST" }, up.path, code, None, Some(msg.clone()));
+        kie(code, &msg, None, as_200)
+    };
+    let Some(parent) = s(&req, "taskId").map(str::to_string) else { return refuse(&mut w, 400, "taskId parameter is required".into()) };
+    let index = match req.get("index") {
+        None | Some(Value::Null) => Some(0),
+        Some(Value::String(n)) => n.parse::<usize>().ok(),
+        Some(v) => v.as_u64().map(|n| n as usize),
+    };
+    let Some(index) = index else { return refuse(&mut w, 422, "index must be a whole number".into()) };
+    let made = w.tasks.get(&parent).filter(|t| t.key == key && t.family == "veo").map(|t| t.results);
+    let Some(made) = made else { return refuse(&mut w, 404, format!("task {parent} not found")) };
+    if w.state_of(&parent, now) != Some("success") {
+        return refuse(&mut w, 422, format!("task {parent} has not succeeded"));
+    }
+    if index >= made {
+        return refuse(&mut w, 422, format!("index must be from 0 to {}", made - 1));
+    }
+    let id = format!("{parent}_{}_{index}", up.label);
+    let answer = |urls: Vec<String>| if up.at_once { json!({ "resultUrl": urls.first() }) } else { json!({ "taskId": parent, "resultUrls": urls, "imageUrls": [] }) };
+    if w.tasks.contains_key(&id) {
+        return match w.state_of(&id, now) {
+            Some("success") => {
+                let urls = w.result_urls(&id);
+                w.record("ASK", up.path, 200, Some(id), None);
+                kie(200, "success", Some(answer(urls)), false)
+            }
+            Some("fail") => refuse(&mut w, 500, format!("The {} version of this video is unavailable. Please try a different video.", up.label)),
+            _ => refuse(&mut w, 422, format!("{} is processing", up.label)),
+        };
+    }
+    let callback_url = match callback_of(&req) {
+        Ok(c) if !up.at_once => c,
+        Ok(_) => None,
+        Err(()) => return refuse(&mut w, 422, "callBackUrl must be an http(s) URL".into()),
+    };
+    if up.at_once {
+        let schedule = w.settings.schedule;
+        let task = crate::world::Task {
+            id: id.clone(),
+            key,
+            model: up.family.into(),
+            kind: MediaKind::Video,
+            param: req.to_string(),
+            callback_url: None,
+            // Made already: done as it is asked for.
+            created_ms: now.saturating_sub(schedule.waiting_ms + schedule.queuing_ms + schedule.generating_ms),
+            price_milli: 0,
+            fail: None,
+            seed: w.next_task.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64,
+            settled: false,
+            family: up.family,
+            results: 1,
+            status_calls: Default::default(),
+        };
+        w.insert_task(task);
+        let urls = w.result_urls(&id);
+        w.record("GET", up.path, 200, Some(id), None);
+        return kie(200, "success", Some(answer(urls)), false);
+    }
+    let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    let new = NewTask {
+        path: up.path,
+        model: up.family.into(),
+        kind: MediaKind::Video,
+        price_milli: (up.price * 10.0 * percent).round() as i64,
+        prompt: String::new(),
+        param: req.to_string(),
+        callback_url,
+        family: up.family,
+        results: 1,
+        id: Some(id),
+        answer: Some(json!({ "taskId": parent, "resultUrls": null, "imageUrls": null })),
     };
     admit(&sim, w, key, as_200, new)
 }
@@ -657,6 +767,8 @@ impl World {
                 "response": if urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": urls, "originUrls": [] }) },
                 "successFlag": flag, "errorCode": code, "errorMessage": msg,
             }),
+            // Answered where it was asked for (`upgrade`); here for its settling and callback.
+            "veo_1080p" | "veo_4k" => json!({ "taskId": t.id, "resultUrls": urls }),
             "aleph" => json!({
                 "taskId": t.id, "paramJson": t.param, "completeTime": complete, "createTime": t.created_ms,
                 "response": urls.first().map(|u| json!({ "taskId": t.id, "resultVideoUrl": u, "resultImageUrl": null })),
@@ -698,6 +810,15 @@ impl World {
                 let mut data = track_job_files(t.family, &urls);
                 data["task_id"] = t.id.clone().into();
                 vec![envelope(data)]
+            }
+            // Named by the parent's id, with what it charged.
+            "veo_4k" => {
+                let param: Value = serde_json::from_str(&t.param).unwrap_or(Value::Null);
+                if failed {
+                    vec![json!({ "code": 500, "msg": "The 4K version of this video is unavailable. Please try a different video.", "data": { "taskId": param["taskId"] } })]
+                } else {
+                    vec![json!({ "code": 200, "msg": "4K Video generated successfully.", "data": { "taskId": param["taskId"], "creditsConsumed": t.price_milli as f64 / 1000.0, "info": { "resultUrls": urls, "imageUrls": [] } } })]
+                }
             }
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {

@@ -97,6 +97,8 @@ pub async fn create_task(State(sim): State<Sim>, headers: HeaderMap, body: Bytes
         callback_url,
         family: "market",
         results: 1,
+        id: None,
+        answer: None,
     };
     admit(&sim, w, key, as_200, new)
 }
@@ -115,6 +117,10 @@ pub(crate) struct NewTask {
     pub family: &'static str,
     /// How many result files it makes (Suno: two songs).
     pub results: usize,
+    /// Its id, when the API fixes it (an upgrade of a parent's video); else a new one.
+    pub id: Option<String>,
+    /// The create's answer `data`, when the API answers other than `{taskId}`.
+    pub answer: Option<Value>,
 }
 
 /// The part of every family's create that KIE shares: injected faults, the account's
@@ -152,7 +158,7 @@ pub(crate) fn admit(sim: &Sim, mut w: std::sync::MutexGuard<'_, World>, key: Str
     w.next_task += 1;
     let now = w.clock.now_ms();
     let slug = new.model.rsplit('/').next().unwrap_or(&new.model).replace(['.', ' '], "-");
-    let id = format!("task_{slug}_{now}{:05}", w.next_task % 100_000);
+    let id = new.id.clone().unwrap_or_else(|| format!("task_{slug}_{now}{:05}", w.next_task % 100_000));
     let faults = World::task_fault_for(&w, &id);
     let fail = if faults.fail_generation || new.prompt.contains("sim:fail") {
         Some(("500".to_string(), "Internal error during generation".to_string()))
@@ -193,7 +199,11 @@ pub(crate) fn admit(sim: &Sim, mut w: std::sync::MutexGuard<'_, World>, key: Str
     w.record("POST", new.path, 200, Some(id.clone()), None);
     drop(w);
     sim.wake_dispatcher();
-    let data = if new.family == "market" { json!({ "taskId": id, "recordId": id }) } else { json!({ "taskId": id }) };
+    let data = match new.answer {
+        Some(data) => data,
+        None if new.family == "market" => json!({ "taskId": id, "recordId": id }),
+        None => json!({ "taskId": id }),
+    };
     kie(200, "success", Some(data), false)
 }
 

@@ -85,7 +85,10 @@ impl Sim {
         for api in &families::FOLLOW_UPS {
             router = router.route(api.path, post(move |State(sim): State<Sim>, headers, body| families::follow_up(api, sim, headers, body)));
         }
+        let [hd, uhd] = &families::UPGRADES;
         router
+            .route(hd.path, get(move |State(sim): State<Sim>, headers, axum::extract::Query(q): axum::extract::Query<serde_json::Map<String, serde_json::Value>>| families::upgrade(hd, sim, headers, serde_json::Value::Object(q))))
+            .route(uhd.path, post(move |State(sim): State<Sim>, headers, body: axum::body::Bytes| families::upgrade(uhd, sim, headers, serde_json::from_slice(&body).unwrap_or_default())))
             .route("/api/v1/generate/get-timestamped-lyrics", post(|State(sim): State<Sim>, headers, body| families::timestamped_lyrics(sim, headers, body)))
             .route("/api/v1/jobs/createTask", post(kie_api::create_task))
             .route("/api/v1/jobs/recordInfo", get(kie_api::record_info))

@@ -52,7 +52,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use gateway::tasks::lifecycle::{Submission, deadline};
-use gateway::kie::Family;
+use gateway::kie::{Family, Verb};
 use gateway::money::catalog::ChatApi;
 use gateway::tasks::relay::{envelope, status_data};
 use crate::error::{RelayCaller, Refusal, Shape};
@@ -137,6 +137,16 @@ pub fn routes() -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for family in Family::ALL {
         let api = family.adapter();
+        // An upgrade is asked for at one path, as KIE serves it.
+        if let Some(verb) = api.upgrade() {
+            let path = format!("/kie{}", api.create_path());
+            let ask = move |state, caller, query, body| upgrade(family, state, caller, query, body);
+            router = match verb {
+                Verb::Get => router.route(&path, get(ask)),
+                Verb::Post => router.route(&path, post(ask)),
+            };
+            continue;
+        }
         router = router
             .route(&format!("/kie{}", api.create_path()), post(move |state, caller, headers, body| create_task(family, None, state, caller, headers, body)))
             .route(&format!("/kie{}", api.status_path()), get(move |state, caller, query| status(family, state, caller, query)));
@@ -290,6 +300,48 @@ async fn status(family: Family, State(state): State<AppState>, RelayCaller(key):
             Ok(kie_answer(200, "success", data))
         }
         _ => Err(Refusal::kie(404, "No task with this taskId")),
+    }
+}
+
+/// Veo's 1080p (`GET /kie/api/v1/veo/get-1080p-video?taskId=&index=`) and 4K (`POST
+/// /kie/api/v1/veo/get-4k-video {taskId, index, callBackUrl}`) of a video, by the relay's task
+/// ids, asked as KIE is asked: the first ask starts the upgrade as a follow-up task
+/// ([`gateway::tasks::lifecycle::upgrade`]); each ask after answers it — KIE's answer with the
+/// file once it is in, else 422 "… is processing" (as KIE says while it makes one). The 4K's
+/// first answer is KIE's `{taskId, resultUrls: null}`, its callback KIE's 4K callback.
+async fn upgrade(family: Family, State(state): State<AppState>, RelayCaller(key): RelayCaller, RawQuery(query): RawQuery, body: Bytes) -> Result<Response, Refusal> {
+    use gateway::tasks::lifecycle::upgrade::{Asked, UpgradeAsk, index_of};
+    let fields: serde_json::Map<String, Value> = if body.is_empty() {
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Err(Refusal::kie(422, "The request body must be a JSON object with taskId")),
+            Err(e) => return Err(Refusal::kie(400, format!("The request body is not valid JSON: {e}"))),
+        }
+    };
+    let parent = match fields.get("taskId").and_then(Value::as_str).map(str::trim) {
+        Some(t) if !t.is_empty() && t.len() <= 128 => t.to_string(),
+        Some(t) if !t.is_empty() => return Err(Refusal::kie(422, "taskId is too long")),
+        _ => return Err(Refusal::kie(400, "taskId parameter is required")),
+    };
+    let index = index_of(fields.get("index")).map_err(|e| Refusal::kie(422, e))?;
+    let relay_callback = match fields.get("callBackUrl") {
+        Some(Value::String(u)) if !u.trim().is_empty() => Some((u.trim().to_string(), key.id.clone())),
+        None | Some(Value::Null | Value::String(_)) => None,
+        Some(_) => return Err(Refusal::kie(422, "callBackUrl must be a string")),
+    };
+    let ask = UpgradeAsk { family, parent, index, owner: key.owner(), project: key.project.clone(), relay_callback };
+    let asked = state.lifecycle.ask_upgrade(ask).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
+    let answered = |t: &gateway::TaskRecord| status_data(t, "", state.lifecycle.options().library_links.as_ref());
+    match asked {
+        Asked::Made(t) => Ok(kie_answer(200, "success", answered(&t))),
+        // KIE answers a POSTed upgrade (4K) it starts with the parent's id and no files yet.
+        Asked::Started(t) if family.adapter().upgrade() == Some(Verb::Post) => {
+            tracing::Span::current().record("task", t.id.as_str());
+            Ok(kie_answer(200, "success", answered(&t)))
+        }
+        Asked::Started(_) | Asked::Making(_) => Err(Refusal::kie(422, "The upgrade is processing; ask again in 30 seconds")),
     }
 }
 

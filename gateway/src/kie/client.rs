@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::error::KieError;
-use super::family::{ApiFamily, UpstreamStatus};
+use super::family::{ApiFamily, Call, UpstreamStatus, Verb};
 use super::wire::{Envelope, credit_balance};
 use crate::money::credits::Credits;
 use crate::secret::Secret;
@@ -186,19 +186,44 @@ impl KieClient {
     /// of KIE's 20-per-10 s limit, so a resend (after a refused connection) is the caller's,
     /// with a new slot from the rate guard.
     pub async fn create_task(&self, family: &dyn ApiFamily, model: &str, input: &Value, callback_url: Option<&str>) -> Result<String, KieError> {
-        let path = family.create_path_of(model);
-        let body = family.body_of(model, input, callback_url);
-        let data = self.send(path, self.http.post(self.url(path)?).json(&body)).await?;
-        family.parse_created(data).map_err(|detail| KieError::Decode { status: 200, detail })
+        let data = self.call(family.create_call(model, input, callback_url)).await?;
+        family.created_id(data, input).map_err(|detail| KieError::Decode { status: 200, detail })
     }
 
     /// A task's status (recordInfo for the Market family). One attempt: every call counts
     /// against KIE's 10-per-second limit, so the caller claims a slot for each and retries on
     /// its own schedule.
     pub async fn status(&self, family: &dyn ApiFamily, task_id: &str) -> Result<UpstreamStatus, KieError> {
-        let url = self.url(family.status_path())?;
-        let data = self.send(family.status_path(), self.http.get(url).query(&[("taskId", task_id)])).await?;
-        family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })
+        self.status_of(family, task_id, &Value::Null).await
+    }
+
+    /// [`KieClient::status`] of a task whose fields are `input` (a family may ask with them:
+    /// an upgrade names its video's index).
+    pub async fn status_of(&self, family: &dyn ApiFamily, task_id: &str, input: &Value) -> Result<UpstreamStatus, KieError> {
+        match self.call(family.status_call(task_id, input)).await {
+            Ok(data) => {
+                let mut st = family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })?;
+                // An answer that names no task (an upgrade's file) is of the task asked about.
+                if st.task_id.is_empty() {
+                    st.task_id = task_id.to_string();
+                }
+                Ok(st)
+            }
+            Err(e) => family.status_of_refusal(task_id, &e).ok_or(e),
+        }
+    }
+
+    /// Sends one [`Call`]: a GET with its fields as the query, or a POST with them as JSON.
+    async fn call(&self, call: Call) -> Result<Value, KieError> {
+        let url = self.url(call.path)?;
+        let req = match call.verb {
+            Verb::Post => self.http.post(url).json(&call.fields),
+            Verb::Get => {
+                let query: Vec<(String, String)> = call.fields.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+                self.http.get(url).query(&query)
+            }
+        };
+        self.send(call.path, req).await
     }
 
     /// Starts one chat completion (`POST /<model>/v1/chat/completions`) with `body` as the

@@ -9,7 +9,8 @@
 //!
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
 //! [`flux_kontext`], [`midjourney`], [`aleph`], [`luma`], [`suno_job`] (Suno's jobs on a
-//! track, one adapter with each job as data). Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! track, one adapter with each job as data), [`veo_upgrade`] (Veo's 1080p and 4K of a video,
+//! asked for again until ready: [`ApiFamily::upgrade`]). Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
 pub(crate) mod aleph;
@@ -22,10 +23,12 @@ pub(crate) mod runway;
 pub(crate) mod suno;
 pub(crate) mod suno_job;
 pub(crate) mod veo;
+pub(crate) mod veo_upgrade;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::kie::KieError;
 use crate::money::credits::Credits;
 pub use crate::tasks::relay::Written;
 pub use market::MarketJobs;
@@ -73,6 +76,21 @@ impl UpstreamStatus {
     }
 }
 
+/// How a call reaches KIE: a GET with the fields as its query, or a POST with them as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+}
+
+/// One call to KIE: its verb, path and fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub fields: Value,
+}
+
 /// One KIE API family.
 pub trait ApiFamily: Send + Sync + 'static {
     fn family(&self) -> Family;
@@ -88,6 +106,35 @@ pub trait ApiFamily: Send + Sync + 'static {
     /// The task id from a successful create's `data`.
     fn parse_created(&self, data: Value) -> Result<String, String> {
         task_id_of(&data).ok_or_else(|| "the answer has no taskId".to_string())
+    }
+    /// The id KIE knows a task by, from its create's `data` and the input it was sent
+    /// ([`ApiFamily::parse_created`]; an upgrade is known by its parent's).
+    fn created_id(&self, data: Value, _input: &Value) -> Result<String, String> {
+        self.parse_created(data)
+    }
+    /// The call that creates a task of `model`: a POST of [`ApiFamily::body_of`] to
+    /// [`ApiFamily::create_path_of`].
+    fn create_call(&self, model: &str, input: &Value, callback_url: Option<&str>) -> Call {
+        Call { verb: Verb::Post, path: self.create_path_of(model), fields: self.body_of(model, input, callback_url) }
+    }
+    /// The call that asks where the task KIE knows as `kie_task` stands (`input`: the task's
+    /// fields): `GET` [`ApiFamily::status_path`]`?taskId=`.
+    fn status_call(&self, kie_task: &str, _input: &Value) -> Call {
+        let mut fields = Map::new();
+        fields.insert("taskId".into(), kie_task.into());
+        Call { verb: Verb::Get, path: self.status_path(), fields: Value::Object(fields) }
+    }
+    /// A status call KIE refused, read as where the task stands, when the refusal says so (an
+    /// upgrade KIE cannot make has failed); `None`: an error to ask again after.
+    fn status_of_refusal(&self, _kie_task: &str, _e: &KieError) -> Option<UpstreamStatus> {
+        None
+    }
+    /// An upgrade of a parent's result that KIE makes under the parent's own task id and
+    /// answers when asked again (Veo's 1080p and 4K): the verb it is asked with. Its task is
+    /// never indexed by that id (the parent owns it), and the relay serves its path as KIE
+    /// does, asking once and answering from the record after.
+    fn upgrade(&self) -> Option<Verb> {
+        None
     }
     /// A status from a successful status call's `data`.
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String>;
@@ -157,10 +204,31 @@ pub enum Family {
     SunoStems,
     /// Suno's music video of a track ([`suno_job::VIDEO`]).
     SunoVideo,
+    /// Veo's 1080p of a video ([`veo_upgrade::HD`]).
+    #[serde(rename = "veo_1080p")]
+    Veo1080p,
+    /// Veo's 4K of a video ([`veo_upgrade::UHD`]).
+    #[serde(rename = "veo_4k")]
+    Veo4k,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [Family::Market, Family::Veo, Family::Suno, Family::Runway, Family::Gpt4oImage, Family::FluxKontext, Family::Midjourney, Family::Aleph, Family::Luma, Family::SunoWav, Family::SunoStems, Family::SunoVideo];
+    pub const ALL: [Family; 14] = [
+        Family::Market,
+        Family::Veo,
+        Family::Suno,
+        Family::Runway,
+        Family::Gpt4oImage,
+        Family::FluxKontext,
+        Family::Midjourney,
+        Family::Aleph,
+        Family::Luma,
+        Family::SunoWav,
+        Family::SunoStems,
+        Family::SunoVideo,
+        Family::Veo1080p,
+        Family::Veo4k,
+    ];
 
     /// The adapter that speaks this family's API.
     pub fn adapter(self) -> &'static dyn ApiFamily {
@@ -177,6 +245,8 @@ impl Family {
             Family::SunoWav => &suno_job::WAV,
             Family::SunoStems => &suno_job::STEMS,
             Family::SunoVideo => &suno_job::VIDEO,
+            Family::Veo1080p => &veo_upgrade::HD,
+            Family::Veo4k => &veo_upgrade::UHD,
         }
     }
 
@@ -195,6 +265,8 @@ impl Family {
             Family::SunoWav => "suno_wav",
             Family::SunoStems => "suno_stems",
             Family::SunoVideo => "suno_video",
+            Family::Veo1080p => "veo_1080p",
+            Family::Veo4k => "veo_4k",
         }
     }
 
@@ -203,9 +275,9 @@ impl Family {
     }
 
     /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph,
-    /// Luma and Suno's jobs on a track do not.
+    /// Luma, Suno's jobs on a track and Veo's upgrades do not.
     pub fn takes_model(self) -> bool {
-        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems | Family::SunoVideo)
+        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems | Family::SunoVideo | Family::Veo1080p | Family::Veo4k)
     }
 
     /// The model a create body means when it names none, as KIE's docs give it.

@@ -132,7 +132,7 @@ impl Lifecycle {
             tracing::info!(task = %task.id, "callback: recordInfo budget spent; the poller will confirm");
             return Ok(CallbackOutcome::Deferred);
         }
-        let status = match kie.status(task.family.adapter(), kie_id).await {
+        let status = match kie.status_of(task.family.adapter(), kie_id, &task.input).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(task = %task.id, error = %e, "callback: cannot confirm with recordInfo; the poller will");
@@ -146,7 +146,9 @@ impl Lifecycle {
             if !ours {
                 return Err(CallbackError::WrongTask);
             }
-            self.0.store.kv_set(&kie_id_key(kie_id), task.id.as_bytes(), Some(LOOKUP_TTL)).await?;
+            if task.family.adapter().upgrade().is_none() {
+                self.0.store.kv_set(&kie_id_key(kie_id), task.id.as_bytes(), Some(LOOKUP_TTL)).await?;
+            }
         }
         Ok(match self.apply_upstream_state(&task.id, &status, Via::Callback).await? {
             Some(_) => CallbackOutcome::Applied,

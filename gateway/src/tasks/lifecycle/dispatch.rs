@@ -218,7 +218,7 @@ impl Lifecycle {
         let mut tries = 0u32;
         loop {
             let recorded = match &answer {
-                Ok(kie_id) => self.record_accepted(id, kie_id).await,
+                Ok(kie_id) => self.record_accepted(id, kie_id, task.family).await,
                 Err(e) => self.record_refused(id, e).await,
             };
             match recorded {
@@ -269,9 +269,12 @@ impl Lifecycle {
         }
     }
 
-    /// KIE took the task: remember its id both ways and mark it `submitted`.
-    pub(super) async fn record_accepted(&self, id: &str, kie_id: &str) -> StoreResult<()> {
-        self.0.store.kv_set(&kie_id_key(kie_id), id.as_bytes(), Some(LOOKUP_TTL)).await?;
+    /// KIE took the task: remember its id both ways (an upgrade's is its parent's, which keeps
+    /// it) and mark it `submitted`.
+    pub(super) async fn record_accepted(&self, id: &str, kie_id: &str, family: crate::kie::family::Family) -> StoreResult<()> {
+        if family.adapter().upgrade().is_none() {
+            self.0.store.kv_set(&kie_id_key(kie_id), id.as_bytes(), Some(LOOKUP_TTL)).await?;
+        }
         let now = now_ms();
         self.modify(id, |t| {
             let first = t.kie_task_id.is_none();

@@ -25,6 +25,8 @@
 //! - [`queue`] — the fair order tasks leave in, and the queue the Throttle panel shows.
 //! - [`quota`] — how many tasks one owner may have waiting (`QUEUE_MAX_PER_OWNER`).
 //! - [`quote`] — a submission priced without submitting it, and the cap that would refuse it.
+//! - [`upgrade`] — an upgrade of a video (Veo's 1080p, 4K) asked for again until it is made:
+//!   one follow-up task per parent and video, started once across instances.
 //! - [`alerts`] — budget alerts after a spend, checked at most once a second per spender.
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
@@ -48,6 +50,7 @@ pub mod quota;
 pub mod quote;
 pub mod review;
 pub(crate) mod submit;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -183,7 +183,7 @@ impl Lifecycle {
         if !self.claim_record_info(Duration::from_secs(5)).await? {
             return Ok(());
         }
-        let answer = kie.status(t.family.adapter(), kie_id).await;
+        let answer = kie.status_of(t.family.adapter(), kie_id, &t.input).await;
         self.0.opts.metrics.poller_call(answer.is_ok());
         match answer {
             Ok(st) => {

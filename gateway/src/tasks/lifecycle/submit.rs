@@ -57,6 +57,13 @@ pub struct Submission {
     /// The projects whose Library assets it may name as inputs (a person's membership;
     /// `None`: its own project's alone, as for a relay key). A signed link is always usable.
     pub sees: Option<crate::team::membership::Membership>,
+    /// Its id, when the caller named it before submitting ([`new_task_id`]); else a new one.
+    pub id: Option<String>,
+}
+
+/// A new task's id.
+pub fn new_task_id() -> String {
+    format!("cr_{}", random_hex(10))
 }
 
 /// Why a submission was refused. Nothing was written.
@@ -285,7 +292,7 @@ impl Lifecycle {
             self.0.outbound.check(url).await.map_err(|e| invalid(format!("callBackUrl refused: {e}")))?;
         }
         let now = now_ms();
-        let mut t = TaskRecord::new(format!("cr_{}", random_hex(10)), s.owner.trim(), s.project.trim(), &s.model, now);
+        let mut t = TaskRecord::new(s.id.clone().unwrap_or_else(new_task_id), s.owner.trim(), s.project.trim(), &s.model, now);
         t.family = family;
         t.input = s.input;
         t.inputs = inputs;
