@@ -342,6 +342,104 @@ async fn a_video_is_extended_through_its_familys_own_extend_path() {
     h.s.shutdown().await.unwrap();
 }
 
+/// Veo's 1080p and 4K as KIE's clients ask for them, by the relay's task id: the first ask
+/// starts a follow-up task (linked to its parent, known at KIE by the parent's id), each ask
+/// after answers it — 422 "processing" until the file is in, then KIE's answer with the
+/// Library's copy; asks at once start one task; the 4K calls the client back in KIE's 4K shape;
+/// the parent is still found by its KIE id. The console's story offers both on the video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_veo_video_is_upgraded_to_1080p_and_4k_by_asking_again() {
+    let h = harness("families-upgrade", true).await;
+    let (hook, mut calls) = callback_sink().await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "200")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, made) = post_as(&h, "/kie/api/v1/veo/generate", h.key.clone(), json!({"model": "veo3_fast", "prompt": "a harbour at dawn"})).await;
+    assert_eq!(code, 200, "{made}");
+    let parent = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the video made", 30, || async { h.store.task_get(&parent).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let parent_kie = h.store.task_get(&parent).await.unwrap().unwrap().kie_task_id.unwrap();
+
+    // 1080p: a GET asked again until the file is in.
+    let base = h.s.base.clone();
+    let ask_1080 = |task: String, key: String| {
+        let base = base.clone();
+        async move {
+            let r = http().get(format!("{base}/kie/api/v1/veo/get-1080p-video")).query(&[("taskId", task.as_str()), ("index", "0")]).bearer_auth(key).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (code, first) = ask_1080(parent.clone(), h.key.clone()).await;
+    assert_eq!(code, 422, "started, not made yet: {first}");
+    assert!(first["msg"].as_str().unwrap().contains("processing"), "{first}");
+    let mut answer = Value::Null;
+    for _ in 0..300 {
+        let (code, a) = ask_1080(parent.clone(), h.key.clone()).await;
+        answer = a;
+        if code == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer["data"]["resultUrl"].as_str().is_some_and(|u| u.contains("_1080p_0/") || u.contains("/library/")), "KIE's file, or its copy once kept: {answer}");
+    let named = h.store.kv_get(&format!("upgrade:veo_1080p:{parent}:0")).await.unwrap().expect("the upgrade's task named");
+    let id = String::from_utf8(named).unwrap();
+    wait_until("the 1080p kept", 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.archive.as_ref().is_some_and(|a| a.complete())) }).await;
+    let (code, answer) = ask_1080(parent.clone(), h.key.clone()).await;
+    assert_eq!(code, 200, "{answer}");
+    let url = answer["data"]["resultUrl"].as_str().unwrap_or_default().to_string();
+    assert!(url.starts_with(&format!("{}/library/{id}/", h.s.base)), "then the Library's copy: {answer}");
+    let t = h.store.task_get(&id).await.unwrap().unwrap();
+    assert_eq!((t.model.as_str(), t.kie_task_id.as_deref()), ("veo3/1080p", Some(parent_kie.as_str())), "known at KIE by its parent's id");
+    assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: parent.clone(), n: Some(0) }));
+    assert!(h.sim.world().log.iter().any(|e| e.path == "/api/v1/veo/get-1080p-video" && e.task_id.as_deref() == Some(&format!("{parent_kie}_1080p_0"))));
+    // The parent is still the task its KIE id names.
+    assert_eq!(status_of(&h, "/kie/api/v1/veo/record-info", &parent_kie).await.1["data"]["taskId"], parent.as_str());
+    assert_eq!(ask_1080(parent.clone(), h.key.clone()).await.1, answer, "asked again: the same file, nothing new started");
+
+    // 4K: asked four times at once, started once.
+    let ask_4k = |body: Value| post_as(&h, "/kie/api/v1/veo/get-4k-video", h.key.clone(), body);
+    let body = json!({"taskId": parent, "index": 0, "callBackUrl": hook});
+    let answers = futures::future::join_all((0..4).map(|_| ask_4k(body.clone()))).await;
+    let started: Vec<&Value> = answers.iter().filter(|(code, _)| *code == 200).map(|(_, a)| a).collect();
+    assert_eq!(started.len(), 1, "{answers:?}");
+    assert_eq!(started[0]["data"], json!({"taskId": parent, "resultUrls": null, "imageUrls": null}), "KIE's answer: the parent's id, no files yet");
+    assert!(answers.iter().filter(|(code, _)| *code == 422).all(|(_, a)| a["msg"].as_str().unwrap().contains("processing")), "{answers:?}");
+    let (headers, cb) = loop {
+        let (headers, cb) = tokio::time::timeout(Duration::from_secs(30), calls.recv()).await.expect("callback in time").expect("callback");
+        if cb["data"]["taskId"] == parent.as_str() {
+            break (headers, cb);
+        }
+    };
+    assert_eq!(cb["code"], 200, "{cb}");
+    assert_eq!(strings(&cb["data"]["info"]["resultUrls"]).len(), 1, "{cb}");
+    assert!(headers.contains_key("x-webhook-signature"));
+    let (code, done) = ask_4k(json!({"taskId": parent, "index": 0})).await;
+    let files = strings(&done["data"]["resultUrls"]);
+    assert_eq!((code, files.len(), done["data"]["taskId"].as_str()), (200, 1, Some(parent.as_str())), "asked again once made: {done}");
+    assert_eq!(h.sim.world().log.iter().filter(|e| e.method == "POST" && e.path == "/api/v1/veo/get-4k-video" && e.code == 200).count(), 1, "KIE asked to make it once");
+
+    // Refused, nothing started: no taskId, a video the task did not make, another project's
+    // task, a task that is not a Veo video.
+    let other = gateway::team::relay_keys::create(h.store.as_ref(), &gateway::team::accounts::Actor::cli(), "kestrel-9", "another project").await.unwrap();
+    let (code, a) = ask_4k(json!({"index": 0})).await;
+    assert_eq!(code, 400, "{a}");
+    let (code, a) = ask_4k(json!({"taskId": parent, "index": 2})).await;
+    assert_eq!(code, 422, "{a}");
+    assert!(a["msg"].as_str().unwrap().contains("must be from 0 to 0"), "{a}");
+    let (code, a) = ask_1080(parent.clone(), other.text.expose().to_string()).await;
+    assert_eq!(code, 404, "{a}");
+    let (code, a) = ask_1080(id.clone(), h.key.clone()).await;
+    assert_eq!(code, 422, "{a}");
+    assert!(a["msg"].as_str().unwrap().contains("acts on a task of"), "{a}");
+
+    // The console's story of the video offers both on its one video.
+    let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &parent)])).await;
+    assert_eq!(code, 200, "{story}");
+    let offers: Vec<&str> = story["follow_ups"].as_array().unwrap().iter().filter_map(|f| f["action"].as_str()).collect();
+    assert_eq!(offers, ["Extend", "1080p", "4K"], "{story}");
+    h.s.shutdown().await.unwrap();
+}
+
 /// Suno's extend, as its clients call it: the track named by the id the relay's record-info
 /// gave it (`<task>-<n>`), KIE sent its own id of that track and the track's model; the new
 /// task linked to the track. A track past the task's, another model, a missing setting or
