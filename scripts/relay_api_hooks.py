@@ -14,10 +14,16 @@ parent made once through the relay (RELAY_BASE, RELAY_KEY), a video extend's ind
 the one video kie-sim makes, and Suno's audioId with that parent's first track (its taskId
 with the parent, its model with the parent's); the relay's refusals of a wrong parent, index,
 track or model are tested in server/tests/families.rs.
+
+Veo's 1080p and 4K are asked for again until made: the first ask starts one and answers 422
+"processing", as KIE does. So each is made once before the run asks (its parent and index 0,
+the one video kie-sim makes) and every generated ask names that parent; the first ask's 422,
+asks at once and refusals are tested in server/tests/families.rs.
 """
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 
 import schemathesis
@@ -54,6 +60,9 @@ MAKE = {
     "suno": ("/api/v1/generate", {"customMode": False, "instrumental": False, "model": "V4_5"}, "/api/v1/generate/record-info", lambda d: d.get("status") == "SUCCESS"),
 }
 PARENTS = {}
+# Each upgrade path and its method.
+UPGRADES = {"/kie/api/v1/veo/get-1080p-video": "GET", "/kie/api/v1/veo/get-4k-video": "POST"}
+UPGRADED = set()
 
 
 def relay(method, path, body=None):
@@ -80,12 +89,40 @@ def parent(kind):
     return PARENTS[kind]
 
 
+def upgraded(path):
+    """The upgrade at `path` of the Veo parent's video 0, made once (asked until it answers 200)."""
+    task = parent("veo3")
+    if path not in UPGRADED:
+        ours = path.removeprefix("/kie")
+        for _ in range(600):
+            try:
+                if UPGRADES[path] == "GET":
+                    relay("GET", f"{ours}?taskId={task}&index=0")
+                else:
+                    relay("POST", ours, {"taskId": task, "index": 0})
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 422:
+                    raise
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"{path} of {task} was not made in 5 minutes")
+        UPGRADED.add(path)
+    return task
+
+
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     if isinstance(case.body, dict) and "callBackUrl" in case.body:
         case.body["callBackUrl"] = CALLBACK
     if isinstance(case.body, dict) and "fileUrl" in case.body:
         case.body["fileUrl"] = FILE_URL
+    if case.path in UPGRADES:
+        fields = case.query if UPGRADES[case.path] == "GET" else case.body
+        if isinstance(fields, dict):
+            fields["taskId"] = upgraded(case.path)
+            if "index" in fields:
+                fields["index"] = 0
     kind = FOLLOW_UPS.get(case.path)
     if kind == "suno" and isinstance(case.body, dict):
         # A track names its task: `<task>-<n>`; a taskId beside it names the same task.

@@ -64,6 +64,9 @@ pub fn paths() -> Vec<String> {
     out.extend(Family::ALL.iter().flat_map(|f| f.adapter().own_paths().iter().map(|(_, path)| format!("/kie{path}"))));
     out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string(), LYRICS.to_string()]);
     out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
+    // An upgrade is asked for and answered at one path.
+    out.sort_unstable();
+    out.dedup();
     out
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
