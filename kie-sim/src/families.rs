@@ -14,8 +14,8 @@
 //! | luma | `/api/v1/modify/generate` (`videoUrl`) | `/api/v1/modify/record-info` (`successFlag`, 4: made, its callback failed) |
 //! | aleph | `/api/v1/aleph/generate` (`videoUrl`) | `/api/v1/aleph/record-info` (`successFlag` 0 with `errorMessage` when failed; callbacks name `taskId` beside `data`) |
 //!
-//! A family's other creates ([`OTHER_CREATES`]: Suno's cover of, vocals over and instrumental
-//! under an uploaded track, `uploadUrl`) have paths of their own and their family's status.
+//! A family's other creates ([`OTHER_CREATES`]: Suno's cover of, extension of, vocals over and
+//! instrumental under an uploaded track, `uploadUrl`) have paths of their own and their family's status.
 //! Follow-ups on a result ([`FOLLOW_UPS`]) have paths of their own and name the parent's
 //! `taskId`: Midjourney's upscale (`imageIndex` 0–3), vary (`imageIndex` 1–4) and video
 //! extend (`index`), Veo's and Runway's extend (a `prompt`); Suno's extend names one track by
@@ -177,6 +177,19 @@ fn check(fam: &str, req: &Value) -> Result<(String, MediaKind, f64, usize), Stri
             s(req, "uploadUrl").ok_or("uploadUrl is required")?;
             check("suno", req)
         }
+        // An uploaded track made longer: its settings, or new ones from a second of it on.
+        "suno_upload_extend" => {
+            s(req, "uploadUrl").ok_or("uploadUrl is required")?;
+            let own = req.get("defaultParamFlag").and_then(Value::as_bool).ok_or("defaultParamFlag is required")?;
+            if own && (["prompt", "style", "title"].iter().any(|f| s(req, f).is_none()) || !req.get("continueAt").and_then(Value::as_f64).is_some_and(|c| c > 0.0)) {
+                return Err("with defaultParamFlag true, prompt, style, title and continueAt are required".into());
+            }
+            let model = s(req, "model").ok_or("model is required")?;
+            if !SUNO_SONGS.contains(&model) {
+                return Err(format!("model must be one of {}", SUNO_SONGS.join(", ")));
+            }
+            Ok((model.into(), MediaKind::Audio, 20.0, 2))
+        }
         "suno_add_vocals" | "suno_add_instrumental" => {
             let needs: &[&str] = if fam == "suno_add_vocals" { &["uploadUrl", "prompt", "title", "style", "negativeTags"] } else { &["uploadUrl", "title", "tags", "negativeTags"] };
             if let Some(missing) = needs.iter().find(|f| s(req, f).is_none()) {
@@ -237,8 +250,9 @@ pub async fn timestamped_lyrics(sim: Sim, headers: HeaderMap, body: Bytes) -> Re
 /// A family's other creates, each at its own path and with its own checks (Suno's music from
 /// an uploaded track), answered at the family's status path: the family, the path, and the
 /// name its checks go by.
-pub const OTHER_CREATES: [(&str, &str, &str); 3] = [
+pub const OTHER_CREATES: [(&str, &str, &str); 4] = [
     ("suno", "/api/v1/generate/upload-cover", "suno_cover"),
+    ("suno", "/api/v1/generate/upload-extend", "suno_upload_extend"),
     ("suno", "/api/v1/generate/add-vocals", "suno_add_vocals"),
     ("suno", "/api/v1/generate/add-instrumental", "suno_add_instrumental"),
 ];

@@ -637,6 +637,8 @@ async fn suno_makes_music_from_an_uploaded_track_or_a_library_result() {
         ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": from_library, "prompt": "la la", "title": "Dawn", "style": "folk", "negativeTags": "metal", "model": "V4"}), 422, "layering takes V4_5PLUS or V5"),
         ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": format!("control-room://library/{bed}/7"), "prompt": "la la", "title": "Dawn", "style": "folk", "negativeTags": "metal"}), 422, "made no result 7"),
         ("/kie/api/v1/generate/upload-cover", json!({"uploadUrl": "https://example.com/song.mp3", "customMode": false, "instrumental": true, "model": "V5"}), 422, "prompt is required"),
+        ("/kie/api/v1/generate/upload-extend", json!({"uploadUrl": from_library, "defaultParamFlag": true, "prompt": "on", "style": "folk", "title": "Dawn", "model": "V5"}), 422, "continueAt is required"),
+        ("/kie/api/v1/generate/upload-extend", json!({"uploadUrl": from_library, "model": "V5"}), 422, "needs input.defaultParamFlag"),
         ("/kie/api/v1/generate", json!({"model": "suno_add_vocals", "customMode": false, "instrumental": false, "prompt": "x"}), 404, "has a path of its own: POST /kie/api/v1/generate/add-vocals"),
     ] {
         let (got, answer) = post_as(&h, path, h.key.clone(), body.clone()).await;
@@ -650,6 +652,7 @@ async fn suno_makes_music_from_an_uploaded_track_or_a_library_result() {
         ("/kie/api/v1/generate/add-vocals", json!({"uploadUrl": from_library, "prompt": "the boats come home", "title": "Dawn", "style": "folk", "negativeTags": "metal"}), "/api/v1/generate/add-vocals", bed_kie_url.as_str()),
         ("/kie/api/v1/generate/add-instrumental", json!({"uploadUrl": from_library, "title": "Dawn", "tags": "strings", "negativeTags": "drums", "model": "V5"}), "/api/v1/generate/add-instrumental", bed_kie_url.as_str()),
         ("/kie/api/v1/generate/upload-cover", json!({"uploadUrl": "https://example.com/song.mp3", "customMode": false, "instrumental": true, "prompt": "as a sea shanty", "model": "V4_5"}), "/api/v1/generate/upload-cover", "https://example.com/song.mp3"),
+        ("/kie/api/v1/generate/upload-extend", json!({"uploadUrl": from_library, "defaultParamFlag": true, "prompt": "and home again", "style": "folk", "title": "Dawn, longer", "continueAt": 1.5, "model": "V4_5PLUS"}), "/api/v1/generate/upload-extend", bed_kie_url.as_str()),
     ] {
         let (code, made) = post_as(&h, path, h.key.clone(), body.clone()).await;
         assert_eq!(code, 200, "{path}: {made}");

@@ -79,11 +79,11 @@ impl ApiFamily for Suno {
         Ok(st)
     }
     fn own_paths(&self) -> &'static [(&'static str, &'static str)] {
-        &[(EXTEND, "/api/v1/generate/extend"), (COVER, "/api/v1/generate/upload-cover"), (ADD_VOCALS, "/api/v1/generate/add-vocals"), (ADD_INSTRUMENTAL, "/api/v1/generate/add-instrumental")]
+        &[(EXTEND, "/api/v1/generate/extend"), (COVER, "/api/v1/generate/upload-cover"), (UPLOAD_EXTEND, "/api/v1/generate/upload-extend"), (ADD_VOCALS, "/api/v1/generate/add-vocals"), (ADD_INSTRUMENTAL, "/api/v1/generate/add-instrumental")]
     }
     fn check_input(&self, model: &str, input: &Map<String, Value>) -> Result<(), String> {
         match model {
-            EXTEND => extension(input),
+            EXTEND | UPLOAD_EXTEND => extension(input),
             // Vocals over an instrumental, or an instrumental under vocals: Suno's newer models.
             ADD_VOCALS | ADD_INSTRUMENTAL => match input.get("model") {
                 None | Some(Value::Null) => Ok(()),
@@ -113,6 +113,8 @@ impl ApiFamily for Suno {
 pub const EXTEND: &str = "suno_extend";
 /// A cover of an uploaded track (`uploadUrl`), with a song's fields.
 pub const COVER: &str = "suno_cover";
+/// An uploaded track made longer (`uploadUrl`), by an extension's rules.
+pub const UPLOAD_EXTEND: &str = "suno_upload_extend";
 /// Vocals over an uploaded instrumental (`uploadUrl`, `prompt`, `title`, `style`, `negativeTags`).
 pub const ADD_VOCALS: &str = "suno_add_vocals";
 /// An instrumental under uploaded vocals (`uploadUrl`, `title`, `tags`, `negativeTags`).
@@ -211,6 +213,11 @@ mod tests {
             assert!(check(bad.clone()).unwrap_err().contains("continueAt is required"), "{bad}");
         }
         assert!(check(json!({"defaultParamFlag": true, "continueAt": 3})).unwrap_err().contains("prompt, style and title"));
+        // An uploaded track is extended by the same rules, at its own path.
+        let upload = |v: Value| Suno.check_input(UPLOAD_EXTEND, v.as_object().unwrap());
+        assert!(upload(json!({"uploadUrl": "https://f/a.mp3", "defaultParamFlag": false})).is_ok());
+        assert!(upload(json!({"uploadUrl": "https://f/a.mp3", "defaultParamFlag": true, "prompt": "p", "style": "s", "title": "t"})).unwrap_err().contains("continueAt is required"));
+        assert_eq!(Suno.create_path_of(UPLOAD_EXTEND), "/api/v1/generate/upload-extend");
         assert!(check(json!({"defaultParamFlag": "yes"})).is_err());
     }
 }
