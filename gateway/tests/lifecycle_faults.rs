@@ -437,7 +437,7 @@ async fn a_give_up_racing_kies_success_never_settles_it_at_zero() {
         })
         .await
         .unwrap();
-        let st = UpstreamStatus { task_id: kie_id, state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: Some(charge), callback_url: None, media_seconds: None, result_ids: Vec::new() };
+        let st = UpstreamStatus { task_id: kie_id, state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: Some(charge), callback_url: None, media_seconds: None, result_ids: Vec::new(), result_names: Vec::new() };
         let lc = lc.clone();
         races.push(tokio::spawn(async move {
             let (a, b) = (lc.clone(), lc.clone());
@@ -858,7 +858,7 @@ async fn the_review_keeps_failures_until_resolved(store: Arc<dyn Store>) {
     assert_eq!(to_review(&store).await.0, 3);
     // Its retry succeeds: the chain leaves the review.
     let a2 = lc.retry(&a1.id, &pia).await.unwrap();
-    let st = UpstreamStatus { task_id: "kie-a2".into(), state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None, result_ids: Vec::new() };
+    let st = UpstreamStatus { task_id: "kie-a2".into(), state: UpstreamState::Success, result_urls: vec!["https://tempfile.aiquickdraw.com/r.png".into()], fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None, result_ids: Vec::new(), result_names: Vec::new() };
     lc.apply_upstream_state(&a2.id, &st, gateway::tasks::story::Via::Poll).await.unwrap();
     assert_eq!(to_review(&store).await, (1, vec![b.id.clone()]), "only the other failure is left");
     let first = get(&store, &a.id).await;

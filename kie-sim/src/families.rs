@@ -350,9 +350,17 @@ fn track_job_files(family: &str, urls: &[String]) -> Value {
     match family {
         "suno_wav" => json!({ "audioWavUrl": url(0) }),
         "suno_video" => json!({ "videoUrl": url(0) }),
+        // A split into stems has no instrumental; every field KIE has is written, null when empty.
+        _ if urls.len() == SPLIT_STEMS => json!({
+            "originUrl": null, "vocalUrl": url(0), "instrumentalUrl": null, "backingVocalsUrl": null, "drumsUrl": url(1), "bassUrl": url(2), "guitarUrl": url(3),
+            "pianoUrl": null, "keyboardUrl": null, "percussionUrl": null, "stringsUrl": null, "synthUrl": null, "fxUrl": null, "brassUrl": null, "woodwindsUrl": null,
+        }),
         _ => json!({ "originUrl": null, "vocalUrl": url(0), "instrumentalUrl": url(1), "drumsUrl": null, "bassUrl": null }),
     }
 }
+
+/// The stems a split (`type` split_stem) makes here: vocals, drums, bass and guitar.
+const SPLIT_STEMS: usize = 4;
 
 /// KIE's id of a Suno task's track `n`: not the task's id, so a client that sends the task's
 /// id where the track's is wanted is caught.
@@ -524,16 +532,19 @@ pub async fn follow_up(api: &'static FollowUpApi, sim: Sim, headers: HeaderMap, 
         }
     };
     let percent = f64::from(w.faults.charge_percent.unwrap_or(100));
+    // A split into stems makes more files and costs more than vocals and instrumental apart.
+    let split = api.family == "suno_stems" && s(&req, "type") == Some("split_stem");
+    let (results, price) = if split { (SPLIT_STEMS, api.price * 5.0) } else { (api.results, api.price) };
     let new = NewTask {
         path: api.path,
         model,
         kind: api.kind,
-        price_milli: (api.price * 10.0 * percent).round() as i64,
+        price_milli: (price * 10.0 * percent).round() as i64,
         prompt: s(&req, "prompt").unwrap_or("").to_string(),
         param: req.to_string(),
         callback_url,
         family: api.family,
-        results: api.results,
+        results,
         id: None,
         answer: None,
     };

@@ -579,7 +579,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
         ("/kie/api/v1/wav/generate", json!({"taskId": other_song, "audioId": format!("{song}-0")}), "is not the task input.audioId names"),
         ("/kie/api/v1/wav/generate", json!({"audioId": format!("{song}-0")}), "needs input.taskId"),
         ("/kie/api/v1/wav/generate", json!({"taskId": song, "audioId": format!("{song}-5")}), "made 2 tracks"),
-        ("/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"}), "must be separate_vocal"),
+        ("/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "karaoke"}), "must be separate_vocal or split_stem"),
         ("/kie/api/v1/mp4/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "author": "x".repeat(51)}), "at most 50 characters"),
     ] {
         let (code, answer) = post_as(&h, path, h.key.clone(), body.clone()).await;
@@ -591,6 +591,8 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     for (path, status, body, files, upstream) in [
         ("/kie/api/v1/wav/generate", "/kie/api/v1/wav/record-info", json!({"taskId": song, "audioId": format!("{song}-1")}), vec!["audioWavUrl"], "/api/v1/wav/generate"),
         ("/kie/api/v1/vocal-removal/generate", "/kie/api/v1/vocal-removal/record-info", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "separate_vocal"}), vec!["vocalUrl", "instrumentalUrl"], "/api/v1/vocal-removal/generate"),
+        // Split into stems: each under its own field, in the record-info and the callback.
+        ("/kie/api/v1/vocal-removal/generate", "/kie/api/v1/vocal-removal/record-info", json!({"taskId": song, "audioId": format!("{song}-1"), "type": "split_stem"}), vec!["vocalUrl", "drumsUrl", "bassUrl", "guitarUrl"], "/api/v1/vocal-removal/generate"),
         ("/kie/api/v1/mp4/generate", "/kie/api/v1/mp4/record-info", json!({"taskId": song, "audioId": format!("{song}-1"), "author": "The Harbour Band"}), vec!["videoUrl"], "/api/v1/mp4/generate"),
     ] {
         let (code, made) = post_as(&h, path, h.key.clone(), body.clone()).await;
@@ -601,6 +603,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
         for f in &files {
             assert!(st["data"]["response"][f].as_str().is_some_and(|u| u.starts_with("http")), "{path}: {f}: {st}");
         }
+        assert_eq!(st["data"]["response"].as_object().map(|r| r.len()), Some(files.len()), "{path}: no other field: {st}");
         assert_eq!(st["data"]["musicId"], body["audioId"], "{st}");
         // Its status is its own family's: the song's status call does not know it.
         assert_eq!(status_of(&h, "/kie/api/v1/generate/record-info", &id).await.0, 404, "{path}");
@@ -612,7 +615,12 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
         assert!(h.sim.world().log.iter().any(|e| e.path == upstream && e.code == 200), "sent to {upstream}");
         // Its files are the team's: archived in the Library.
         wait_until(&format!("{path} archived"), 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.archive.as_ref().is_some_and(|a| a.complete())) }).await;
-        assert_eq!(h.store.task_get(&id).await.unwrap().unwrap().result_urls.len(), files.len());
+        let t = h.store.task_get(&id).await.unwrap().unwrap();
+        assert_eq!(t.result_urls.len(), files.len());
+        assert_eq!(t.result_names.iter().map(|n| format!("{n}Url")).collect::<Vec<_>>(), files, "{path}: each result named");
+        // Once kept, the same fields carry the Library's copies.
+        let (_, st) = status_of(&h, status, &id).await;
+        assert!(files.iter().all(|f| st["data"]["response"][f].as_str().is_some_and(|u| u.contains("/library/"))), "{path}: {st}");
     }
     h.s.shutdown().await.unwrap();
 }

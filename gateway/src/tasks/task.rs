@@ -121,6 +121,10 @@ pub struct TaskRecord {
     /// of `result_urls`: a follow-up on one result is sent to KIE with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kie_result_ids: Vec<String>,
+    /// What each result is, where its family names it (a separation's stems), in the order of
+    /// `result_urls`: the relay writes each back under its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub result_names: Vec<String>,
     /// KIE's `failCode`, when it failed.
     #[serde(default)]
     pub fail_code: Option<String>,
@@ -406,6 +410,7 @@ impl TaskRecord {
             kie_task_id: None,
             result_urls: Vec::new(),
             kie_result_ids: Vec::new(),
+            result_names: Vec::new(),
             fail_code: None,
             fail_msg: None,
             fail_class: None,

@@ -33,6 +33,7 @@ impl MarketJobs {
             fail_code: info.fail_code,
             fail_msg: info.fail_msg,
             media_seconds: None,
+            result_names: Vec::new(),
             result_ids: Vec::new(),
         }
     }

@@ -68,11 +68,14 @@ pub struct UpstreamStatus {
     /// KIE's own id of each result, where a family gives one (Suno's track `id`), in the
     /// order of `result_urls`: what a follow-up on one result names it by at KIE.
     pub result_ids: Vec<String>,
+    /// What each result is, where a family names it (a separation's stems: `vocal`, `drums`…),
+    /// in the order of `result_urls`.
+    pub result_names: Vec<String>,
 }
 
 impl UpstreamStatus {
     fn new(task_id: String, state: UpstreamState) -> UpstreamStatus {
-        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None, result_ids: Vec::new() }
+        UpstreamStatus { task_id, state, result_urls: Vec::new(), fail_code: None, fail_msg: None, credits: None, callback_url: None, media_seconds: None, result_ids: Vec::new(), result_names: Vec::new() }
     }
 }
 

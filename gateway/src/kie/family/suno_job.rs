@@ -1,7 +1,8 @@
 //! Suno's jobs on one track of a song, each an API of its own at KIE: WAV conversion (`POST
 //! /api/v1/wav/generate`, `GET /api/v1/wav/record-info`, the file at `response.audioWavUrl`),
-//! vocal separation (`POST /api/v1/vocal-removal/generate` with `type` separate_vocal,
-//! `GET /api/v1/vocal-removal/record-info`, `response.vocalUrl` and `instrumentalUrl`) and a
+//! vocal separation (`POST /api/v1/vocal-removal/generate` with `type` separate_vocal —
+//! `response.vocalUrl` and `instrumentalUrl` — or split_stem, up to twelve instruments apart —
+//! `drumsUrl`, `bassUrl`…; `GET /api/v1/vocal-removal/record-info`) and a
 //! music video (`POST /api/v1/mp4/generate` with an optional `author` and `domainName` of at
 //! most 50 characters, `GET /api/v1/mp4/record-info`, `response.videoUrl`). Each
 //! names the song's `taskId` and one track's `audioId` by KIE's ids (the relay takes its own,
@@ -20,8 +21,8 @@ pub struct SunoJob {
     family: Family,
     create: &'static str,
     status: &'static str,
-    /// The fields of `response` (and of the callback's `data`) that hold its results, in the
-    /// order they are kept.
+    /// The fields of `response` (and of the callback's `data`) that may hold its results, in
+    /// the order they are kept; each result is named by its field, less `Url`.
     results: &'static [&'static str],
     /// Its `successFlag` when generation failed.
     failed: &'static str,
@@ -39,9 +40,24 @@ pub const STEMS: SunoJob = SunoJob {
     family: Family::SunoStems,
     create: "/api/v1/vocal-removal/generate",
     status: "/api/v1/vocal-removal/record-info",
-    results: &["vocalUrl", "instrumentalUrl"],
+    results: &[
+        "vocalUrl",
+        "instrumentalUrl",
+        "backingVocalsUrl",
+        "drumsUrl",
+        "bassUrl",
+        "guitarUrl",
+        "pianoUrl",
+        "keyboardUrl",
+        "percussionUrl",
+        "stringsUrl",
+        "synthUrl",
+        "fxUrl",
+        "brassUrl",
+        "woodwindsUrl",
+    ],
     failed: "GENERATE_AUDIO_FAILED",
-    types: &["separate_vocal"],
+    types: &["separate_vocal", "split_stem"],
     texts: &[],
 };
 
@@ -57,9 +73,17 @@ pub const VIDEO: SunoJob = SunoJob {
 };
 
 impl SunoJob {
-    /// The results a status or callback names, in [`SunoJob::results`]' order.
-    fn results_in(&self, response: Option<&Value>) -> Vec<String> {
-        self.results.iter().filter_map(|f| text(response.and_then(|r| r.get(*f)))).collect()
+    /// The results a status or callback names, in [`SunoJob::results`]' order, and their names.
+    fn results_in(&self, response: Option<&Value>) -> (Vec<String>, Vec<String>) {
+        self.results.iter().filter_map(|f| Some((text(response.and_then(|r| r.get(*f)))?, f.trim_end_matches("Url").to_string()))).unzip()
+    }
+
+    /// A task's results by their fields: by the names its record keeps, else (a record from
+    /// before names were kept) in [`SunoJob::results`]' order.
+    fn by_field(&self, w: &Written<'_>) -> Map<String, Value> {
+        let names = &w.task.result_names;
+        let fields: Vec<String> = if names.len() == w.urls.len() { names.iter().map(|n| format!("{n}Url")).collect() } else { self.results.iter().map(|f| f.to_string()).collect() };
+        fields.into_iter().zip(&w.urls).map(|(f, u)| (f, Value::from(u.as_str()))).collect()
     }
 }
 
@@ -77,12 +101,12 @@ impl ApiFamily for SunoJob {
         Some(Family::Suno)
     }
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
-        let results = self.results_in(data.get("response"));
+        let (results, names) = self.results_in(data.get("response"));
         let state = match data.get("successFlag").and_then(Value::as_str).unwrap_or_default() {
             "" => None,
             "SUCCESS" => Some(UpstreamState::Success),
             // Made, but KIE's own callback to its client failed: a success if the files are there.
-            "CALLBACK_EXCEPTION" if results.len() == self.results.len() => Some(UpstreamState::Success),
+            "CALLBACK_EXCEPTION" if !results.is_empty() => Some(UpstreamState::Success),
             "CREATE_TASK_FAILED" | "CALLBACK_EXCEPTION" => Some(UpstreamState::Fail),
             s if s.ends_with("_FAILED") => Some(UpstreamState::Fail),
             _ => Some(UpstreamState::Generating),
@@ -93,14 +117,14 @@ impl ApiFamily for SunoJob {
             st.fail_msg = st.fail_msg.or_else(|| text(data.get("successFlag")));
         }
         if st.state == UpstreamState::Success {
-            st.result_urls = results;
+            (st.result_urls, st.result_names) = (results, names);
         }
         Ok(st)
     }
     fn parse_callback(&self, body: &[u8]) -> Result<UpstreamStatus, String> {
         let (mut st, data) = callback_hint(body)?;
         if st.state == UpstreamState::Success {
-            st.result_urls = self.results_in(Some(&data));
+            (st.result_urls, st.result_names) = self.results_in(Some(&data));
         }
         Ok(st)
     }
@@ -127,15 +151,15 @@ impl ApiFamily for SunoJob {
             TaskState::Fail | TaskState::Expired => self.failed,
             _ => "PENDING",
         };
-        // The results by their fields, when each field has its one.
-        let response = (w.urls.len() == self.results.len()).then(|| self.results.iter().zip(&w.urls).map(|(f, u)| (f.to_string(), Value::from(u.as_str()))).collect::<Map<_, _>>());
+        // The results by their fields, once there are any.
+        let response = (!w.urls.is_empty()).then(|| self.by_field(w));
         json!({
             "taskId": t.id, "musicId": t.input.get("audioId"), "callbackUrl": null, "createTime": t.created_ms, "completeTime": t.finished_ms,
             "response": response, "successFlag": flag, "errorCode": error_code, "errorMessage": error_message, "kieResultUrls": w.kie_urls,
         })
     }
     fn relay_callback(&self, w: &Written<'_>) -> Value {
-        let mut data: Map<String, Value> = self.results.iter().zip(&w.urls).map(|(f, u)| (f.to_string(), Value::from(u.as_str()))).collect();
+        let mut data = self.by_field(w);
         data.insert("task_id".into(), w.task.id.clone().into());
         w.callback_envelope(Value::Object(data))
     }
@@ -152,6 +176,9 @@ mod tests {
         assert_eq!((wav.state, wav.result_urls), (UpstreamState::Success, vec!["https://f/x.wav".to_string()]));
         let stems = st(&STEMS, "SUCCESS", json!({"originUrl": null, "vocalUrl": "https://f/v.mp3", "instrumentalUrl": "https://f/i.mp3", "drumsUrl": null}));
         assert_eq!(stems.result_urls, ["https://f/v.mp3", "https://f/i.mp3"], "vocals then instrumental; the source is no result");
+        assert_eq!(stems.result_names, ["vocal", "instrumental"]);
+        let split = st(&STEMS, "SUCCESS", json!({"vocalUrl": "https://f/v.mp3", "instrumentalUrl": null, "drumsUrl": "https://f/d.mp3", "bassUrl": "https://f/b.mp3", "fxUrl": null}));
+        assert_eq!((split.result_urls.len(), split.result_names), (3, vec!["vocal".to_string(), "drums".into(), "bass".into()]), "each stem there, by its name");
         assert_eq!(st(&WAV, "PENDING", Value::Null).state, UpstreamState::Generating);
         let failed = st(&WAV, "GENERATE_WAV_FAILED", Value::Null);
         assert_eq!((failed.state, failed.fail_code.as_deref()), (UpstreamState::Fail, Some("500")));
@@ -165,11 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_separation_this_console_relays_is_taken() {
+    fn only_the_separations_kie_makes_are_taken() {
         let check = |v: Value| STEMS.check_input("", v.as_object().unwrap());
         assert!(check(json!({"type": "separate_vocal"})).is_ok());
         assert!(check(json!({})).is_ok());
-        assert!(check(json!({"type": "split_stem"})).unwrap_err().contains("must be separate_vocal"));
+        assert!(check(json!({"type": "split_stem"})).is_ok());
+        assert!(check(json!({"type": "karaoke"})).unwrap_err().contains("must be separate_vocal or split_stem"));
         let video = |v: Value| VIDEO.check_input("", v.as_object().unwrap());
         assert!(video(json!({"author": "The Harbour Band", "domainName": "harbour.example"})).is_ok());
         assert!(video(json!({"author": "x".repeat(51)})).unwrap_err().contains("author must be a text of at most 50"));

@@ -127,6 +127,7 @@ impl Lifecycle {
                     TaskState::Success => {
                         t.result_urls = st.result_urls.clone();
                         t.kie_result_ids = st.result_ids.clone();
+                        t.result_names = st.result_names.clone();
                         let (cost, basis) = self.charged(t, st);
                         t.actual_cost = Some(cost);
                         t.charge_basis = Some(basis);
