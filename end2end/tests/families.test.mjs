@@ -1,6 +1,6 @@
 // KIE's model-specific families from the console, in a real Chromium in --simulate mode: a
 // Veo task and a Suno task from the composer with their own inputs, played in the Task
-// Monitor; a task still queued here cancelled from the console; an ended task re-run with an
+// Monitor; the song's track from the Library made the input of a cover; a task still queued here cancelled from the console; an ended task re-run with an
 // edited prompt, linked to its original; a Midjourney grid's second image upscaled from its story,
 // linked to the grid.
 import { test, before, after } from 'node:test';
@@ -70,6 +70,25 @@ test('a Veo task and a Suno task from the composer play in the Monitor; a re-run
     await ended(page, suno);
     const audio = await play(page, `tr[data-task="${suno}"] audio`);
     assert.ok(audio.time > 0, `the Suno song played: ${JSON.stringify(audio)}`);
+
+    // Its first track, from the Library (panel 07), is the input of a cover: the composer opens
+    // on the first model whose URL field takes audio, with the track in that field.
+    await page.waitForSelector(`tr[data-task="${suno}"] [data-testid="task-archive"]:has-text("In Library")`, { timeout: 20_000 });
+    const use = page.locator(`[data-panel="07"] a[data-testid="library-use"][href*="input=${suno}/0&media=audio"]`);
+    await use.waitFor({ timeout: 10_000 });
+    await Promise.all([page.waitForURL((u) => u.searchParams.get('input') === `${suno}/0` && u.searchParams.get('media') === 'audio'), use.click()]);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.equal(await page.inputValue('[data-testid="composer-model"]'), 'suno/cover');
+    assert.equal(await page.inputValue('[data-testid="composer"] input[data-field="uploadUrl"]'), `control-room://library/${suno}/0`);
+    // A cover's price is unknown: a per-job cap is what it holds.
+    const rule = await page.evaluate(async () => (await fetch('/api/set_cost_rule', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'per_job=1' })).status);
+    assert.equal(rule, 200);
+    const cover = await compose(page, 'suno/cover', 'the same tune as a sea shanty');
+    await ended(page, cover);
+    const covered = await context.newPage();
+    await covered.goto(`${server.base}/tasks/${cover}`);
+    assert.match(await covered.textContent('[data-testid="story-beats"]'), new RegExp(`made from ${suno} result 0 in the Library`));
+    await covered.close();
 
     // Suno without a style in custom mode is refused before anything is sent, with why.
     await page.selectOption('[data-testid="composer-model"]', 'suno/V4');

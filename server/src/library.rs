@@ -137,7 +137,8 @@ pub async fn upload(State(state): State<AppState>, actor: Option<Extension<Actor
                     Refusal::plain(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), format!("{e}. Nothing was kept."))
                 })?;
                 tracing::Span::current().record("task", kept.id.as_str());
-                return Ok(axum::response::Redirect::to(&format!("/?input={}/0#composer", kept.id)).into_response());
+                let sniffed = kept.archive.as_ref().and_then(|a| a.assets.first()).and_then(|a| a.content_type.clone()).unwrap_or_default();
+                return Ok(axum::response::Redirect::to(&app::panels::use_as_input(&kept.id, 0, &sniffed)).into_response());
             }
             _ => {}
         }

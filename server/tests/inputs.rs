@@ -239,6 +239,14 @@ async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_uploa
     // The page the composer opens on carries the reference.
     let page = producer.get(format!("{base}{}", to.trim_end_matches("#composer"))).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("control-room://library/{id}/0")), "the composer is given the input");
+    // A track from the desk opens the composer on a model whose URL field takes audio, with it there.
+    let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "guide vocal.wav", kie_sim::media::wav(440, 8000, 800))).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let track = to.strip_prefix("/?input=").and_then(|t| t.strip_suffix("/0&media=audio#composer")).unwrap_or_else(|| panic!("{to}")).to_string();
+    let page = producer.get(format!("{base}{}", to.trim_end_matches("#composer"))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("control-room://library/{track}/0")) && page.contains("&quot;input_media&quot;:&quot;audio&quot;"), "the composer is given the track and what it is");
+    assert!(page.contains(r#"data-field="uploadUrl""#), "the composer opens on a model whose URL field takes audio");
 
     // As an input: a desk file never was KIE's, so its copy is uploaded to KIE.
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.expect("key");

@@ -56,7 +56,7 @@ mod server_side {
             fields: m
                 .fields
                 .iter()
-                .map(|f| FieldOption { name: f.name.clone(), kind: f.kind.name().to_string(), choices: f.choices.clone(), default: f.default })
+                .map(|f| FieldOption { name: f.name.clone(), kind: f.kind.name().to_string(), choices: f.choices.clone(), default: f.default, media: f.media.clone() })
                 .collect(),
             price_known: m.price_known(),
             rate: match &m.price {

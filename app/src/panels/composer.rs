@@ -3,7 +3,8 @@
 //! Shown at the top of the Task Monitor; the task then appears below it, live. Pinned models
 //! come first; the estimate for the exact inputs shows before submitting. "Re-run with edits"
 //! in the Monitor opens an ended task here with its inputs filled; "Use as input" in the
-//! Library (panel 07) opens it with that asset as the image input
+//! Library (panel 07) opens it with that asset as the input — an image in the image field, a
+//! track or a clip in the URL field of the first model that takes its media
 //! (`control-room://library/<task>/<n>`, sent to KIE as a URL it can fetch).
 
 use leptos::either::{Either, EitherOf3};
@@ -35,19 +36,31 @@ pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
 /// The composer, given the Market's models (pinned flags of the person looking) and whether
 /// the person may submit.
 #[component]
-pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String, input: String) -> impl IntoView {
-    // With an input from the Library, the first model that takes an image.
+pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String, input: String, input_media: String) -> impl IntoView {
+    // With an input from the Library, the first model that takes it: an image, or the media
+    // one of its URL fields takes (which it fills).
     let takes_image = |m: &ModelOption| m.required.iter().any(|f| f == "image_urls");
-    let first = if input.is_empty() { None } else { models.iter().find(|m| takes_image(m)).map(|m| m.id.clone()) };
+    let field_for = |m: &ModelOption| m.fields.iter().find(|f| f.media.as_deref() == Some(input_media.as_str())).map(|f| f.name.clone());
+    let taken = if input.is_empty() { None } else if input_media.is_empty() { models.iter().find(|m| takes_image(m)).map(|m| (m.id.clone(), None)) } else { models.iter().find_map(|m| Some((m.id.clone(), Some(field_for(m)?)))) };
+    let (first, field) = taken.unzip();
+    let field = field.flatten();
     let models = StoredValue::new(models);
     let model = RwSignal::new(first.unwrap_or_default());
     let project = RwSignal::new(project);
     let prompt = RwSignal::new(String::new());
     let choice = RwSignal::new(String::new());
     let mode = RwSignal::new("std".to_string());
-    let image_url = RwSignal::new(input);
     // The model's own fields as entered, by name; unset ones show their initial value.
     let fields = RwSignal::new(BTreeMap::<String, String>::new());
+    let image_url = RwSignal::new(match field {
+        Some(f) => {
+            fields.update(|m| {
+                m.insert(f, input);
+            });
+            String::new()
+        }
+        None => input,
+    });
     let rerun_of = RwSignal::new(None::<String>);
     let send_within = RwSignal::new(String::new());
     let priority = RwSignal::new(String::new());

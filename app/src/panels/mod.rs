@@ -24,6 +24,8 @@ pub(crate) mod market;
 pub(crate) mod monitor;
 pub(crate) mod pinned;
 pub(crate) mod retention;
+/// Where "Use as input" opens the composer (also where a desk upload lands).
+pub use retention::use_as_input;
 pub(crate) mod rules;
 pub(crate) mod secret;
 pub(crate) mod status;

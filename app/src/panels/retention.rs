@@ -93,11 +93,27 @@ pub fn input_reference(at: &str) -> Option<String> {
     (task_ok && n.parse::<u16>().is_ok_and(|n| n < 1000)).then(|| format!("control-room://library/{task}/{n}"))
 }
 
+/// The media a Library asset of `content_type` is the input of, beside an image: `audio` or
+/// `video` (a model's URL field that takes it, [`crate::view::FieldOption::media`]).
+pub fn media_of(content_type: &str) -> Option<&'static str> {
+    ["audio", "video"].into_iter().find(|m| content_type.starts_with(&format!("{m}/")))
+}
+
+/// Where "Use as input" opens the composer with the asset `<task>/<n>` of `content_type`.
+pub fn use_as_input(task: &str, n: usize, content_type: &str) -> String {
+    match media_of(content_type) {
+        Some(media) => format!("/?input={task}/{n}&media={media}#composer"),
+        None => format!("/?input={task}/{n}#composer"),
+    }
+}
+
 fn item(i: LibraryItem) -> impl IntoView + use<> {
     let name = format!("{}-{}", i.task_id, i.index);
-    // An image is offered as the input of a new task (image-to-video, edits).
-    let use_it = i.content_type.starts_with("image/").then(|| view! {
-        <a href=format!("/?input={}/{}#composer", i.task_id, i.index) data-testid="library-use" title="Open the composer with this image as the input">"Use as input"</a>" · "
+    // An image, a track or a clip is offered as the input of a new task (image-to-video, a
+    // cover of a track, a clip restyled).
+    let usable = i.content_type.starts_with("image/") || media_of(&i.content_type).is_some();
+    let use_it = usable.then(|| view! {
+        <a href=use_as_input(&i.task_id, i.index as usize, &i.content_type) data-testid="library-use" title="Open the composer with this as the input, on a model that takes it">"Use as input"</a>" · "
     });
     view! {
         <li class="library-item" data-task=i.task_id.clone() data-testid="library-item">

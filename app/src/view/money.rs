@@ -48,6 +48,8 @@ pub struct FieldOption {
     pub kind: String,
     pub choices: Vec<String>,
     pub default: Option<bool>,
+    /// For a URL: the media it takes (`audio`, `video`), which a Library asset of that kind fills.
+    pub media: Option<String>,
 }
 
 impl FieldOption {

@@ -324,6 +324,10 @@ pub struct Field {
     /// For a flag: its default.
     #[serde(default)]
     pub default: Option<bool>,
+    /// For a URL: the media it takes (`audio`, `video`), so a Library asset of that kind is
+    /// offered as its input.
+    #[serde(default)]
+    pub media: Option<String>,
 }
 
 /// How a field is entered and sent.
@@ -678,6 +682,9 @@ impl Catalog {
                 let choice = matches!(f.kind, FieldKind::Choice | FieldKind::Number);
                 if f.name.trim().is_empty() || choice == f.choices.is_empty() {
                     return Err(format!("catalog: model {} has a field without a name, or choices where they do not belong", m.id));
+                }
+                if f.media.as_deref().is_some_and(|media| f.kind != FieldKind::Url || !["audio", "video"].contains(&media)) {
+                    return Err(format!("catalog: model {} field {}: media is audio or video, on a URL field", m.id, f.name));
                 }
             }
         }
