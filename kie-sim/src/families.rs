@@ -23,7 +23,10 @@
 //! `model`; their status is their family's. Suno's WAV conversion and vocal separation name
 //! a song's `taskId` and one track's `audioId`, as does its music video (`author`,
 //! `domainName` at most 50 characters), and are families of their own (their status
-//! calls answer `successFlag` in words and the files by name).
+//! calls answer `successFlag` in words and the files by name; a split into stems, `type`
+//! split_stem, makes four). Veo's upgrades of a video ([`UPGRADES`]) are asked for again by
+//! the parent's id: 1080p a GET answered with the file at once, 4K a POST answered with the
+//! parent's id, then 422 "4k is processing" until made, and a callback naming the parent.
 
 use axum::body::Bytes;
 use axum::extract::Query;
