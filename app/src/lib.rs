@@ -155,12 +155,14 @@ fn ControlRoom() -> impl IntoView {
                             let mine = me.map(|m| m.projects).unwrap_or_default();
                             let project = mine.first().cloned().unwrap_or_else(|| "default".into());
                             // "Use as input" in the Library: `/?input=<task>/<n>`.
+                            // …and what it is, when not an image: the composer opens on the first model
+                            // with a URL field that takes that media, filled.
                             let input = query.get_untracked().get("input").and_then(|i| panels::retention::input_reference(&i)).unwrap_or_default();
-                            // …and what it is, when not an image: the model field it fills takes that media.
-                            let input_media = query.get_untracked().get("media").and_then(|m| panels::retention::media_of(&format!("{m}/"))).unwrap_or_default().to_string();
+                            let media = query.get_untracked().get("media").and_then(|m| panels::retention::media_of(&format!("{m}/"))).unwrap_or_default();
+                            let (input_model, input_field) = if input.is_empty() { Default::default() } else { panels::composer::taking(media, &models) };
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
                             view! {
-                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project input=input input_media=input_media/>
+                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project input=input input_model=input_model input_field=input_field/>
                                 // The projects a limited person may work in, offered by the composer's project field.
                                 <datalist id="my-projects">{mine.into_iter().map(|p| view! { <option value=p/> }).collect_view()}</datalist>
                             }

@@ -83,7 +83,12 @@ test('a Veo task and a Suno task from the composer play in the Monitor; a re-run
     // A cover's price is unknown: a per-job cap is what it holds.
     const rule = await page.evaluate(async () => (await fetch('/api/set_cost_rule', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'per_job=1' })).status);
     assert.equal(rule, 200);
-    const cover = await compose(page, 'suno/cover', 'the same tune as a sea shanty');
+    // Submitted as opened (choosing the model again would clear its fields).
+    await page.fill('[data-testid="composer-project"]', 'e2e');
+    await page.fill('[data-testid="composer-prompt"]', 'the same tune as a sea shanty');
+    await page.click('[data-testid="composer-submit"]');
+    await page.waitForSelector('[data-testid="submit-result"] code', { timeout: 10_000 });
+    const cover = (await page.textContent('[data-testid="submit-result"] code')).trim();
     await ended(page, cover);
     const covered = await context.newPage();
     await covered.goto(`${server.base}/tasks/${cover}`);

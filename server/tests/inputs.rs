@@ -245,7 +245,7 @@ async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_uploa
     let to = r.headers()["location"].to_str().unwrap().to_string();
     let track = to.strip_prefix("/?input=").and_then(|t| t.strip_suffix("/0&media=audio#composer")).unwrap_or_else(|| panic!("{to}")).to_string();
     let page = producer.get(format!("{base}{}", to.trim_end_matches("#composer"))).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains(&format!("control-room://library/{track}/0")) && page.contains("&quot;input_media&quot;:&quot;audio&quot;"), "the composer is given the track and what it is");
+    assert!(page.contains(&format!("control-room://library/{track}/0")) && page.contains("&quot;input_field&quot;:&quot;uploadUrl&quot;"), "the composer is given the track and the field it fills");
     assert!(page.contains(r#"data-field="uploadUrl""#), "the composer opens on a model whose URL field takes audio");
 
     // As an input: a desk file never was KIE's, so its copy is uploaded to KIE.

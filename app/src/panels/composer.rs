@@ -33,34 +33,44 @@ struct Form {
 /// The Monitor's "Re-run with edits": its answer is a draft to open here.
 pub type Rerun = Action<String, Result<Draft, ServerFnError>>;
 
+/// Where a Library asset ("Use as input") of `media` (`audio`, `video`; empty: an image) opens
+/// the composer: the first of `models` that takes it, and the URL field it fills (empty: the
+/// image field). Chosen on the server, so the browser gets the answer, not the catalog's media.
+pub fn taking(media: &str, models: &[ModelOption]) -> (String, String) {
+    let taken = if media.is_empty() {
+        models.iter().find(|m| takes_image(m)).map(|m| (m.id.clone(), String::new()))
+    } else {
+        models.iter().find_map(|m| Some((m.id.clone(), m.fields.iter().find(|f| f.media.as_deref() == Some(media))?.name.clone())))
+    };
+    taken.unwrap_or_default()
+}
+
+/// Whether `m` takes an image input (the composer's image field).
+fn takes_image(m: &ModelOption) -> bool {
+    m.required.iter().any(|f| f == "image_urls")
+}
+
 /// The composer, given the Market's models (pinned flags of the person looking) and whether
 /// the person may submit.
 #[component]
-pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String, input: String, input_media: String) -> impl IntoView {
-    // With an input from the Library, the first model that takes it: an image, or the media
-    // one of its URL fields takes (which it fills).
-    let takes_image = |m: &ModelOption| m.required.iter().any(|f| f == "image_urls");
-    let field_for = |m: &ModelOption| m.fields.iter().find(|f| f.media.as_deref() == Some(input_media.as_str())).map(|f| f.name.clone());
-    let taken = if input.is_empty() { None } else if input_media.is_empty() { models.iter().find(|m| takes_image(m)).map(|m| (m.id.clone(), None)) } else { models.iter().find_map(|m| Some((m.id.clone(), Some(field_for(m)?)))) };
-    let (first, field) = taken.unzip();
-    let field = field.flatten();
+pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, project: String, input: String, input_model: String, input_field: String) -> impl IntoView {
     let models = StoredValue::new(models);
-    let model = RwSignal::new(first.unwrap_or_default());
+    let model = RwSignal::new(input_model);
     let project = RwSignal::new(project);
     let prompt = RwSignal::new(String::new());
     let choice = RwSignal::new(String::new());
     let mode = RwSignal::new("std".to_string());
     // The model's own fields as entered, by name; unset ones show their initial value.
     let fields = RwSignal::new(BTreeMap::<String, String>::new());
-    let image_url = RwSignal::new(match field {
-        Some(f) => {
-            fields.update(|m| {
-                m.insert(f, input);
-            });
-            String::new()
-        }
-        None => input,
-    });
+    // A Library asset as the input: in the URL field named for it, else the image field.
+    let image_url = RwSignal::new(String::new());
+    if input_field.is_empty() {
+        image_url.set(input);
+    } else {
+        fields.update(|m| {
+            m.insert(input_field, input);
+        });
+    }
     let rerun_of = RwSignal::new(None::<String>);
     let send_within = RwSignal::new(String::new());
     let priority = RwSignal::new(String::new());

@@ -48,7 +48,9 @@ pub struct FieldOption {
     pub kind: String,
     pub choices: Vec<String>,
     pub default: Option<bool>,
-    /// For a URL: the media it takes (`audio`, `video`), which a Library asset of that kind fills.
+    /// For a URL: the media it takes (`audio`, `video`), which a Library asset of that kind
+    /// fills. Read on the server to open the composer on it; never sent to the browser.
+    #[serde(skip)]
     pub media: Option<String>,
 }
 
