@@ -52,6 +52,10 @@ pub struct Cli {
     /// Largest file the relay's upload calls take, in MiB (a base64 body may be a third larger).
     #[arg(long, env = "UPLOAD_MAX_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=2048))]
     pub upload_max_mb: u64,
+    /// What one relay key may upload to KIE through the relay in 24 hours, in GB (10^9 bytes;
+    /// decimals allowed); 0: no limit.
+    #[arg(long, env = "RELAY_UPLOAD_GB_PER_DAY", default_value = "20")]
+    pub relay_upload_gb_per_day: String,
     /// The URL at which KIE (and browsers) reach this console; callbacks go to
     /// PUBLIC_URL/callbacks/kie/<token>.
     #[arg(long, env = "PUBLIC_URL")]
@@ -275,15 +279,12 @@ fn library_settings(cli: &Cli) -> Result<Option<LibrarySettings>, ConfigError> {
     if cli.retention_buffer_days >= cli.retention_days {
         return Err(ConfigError(format!("RETENTION_BUFFER_DAYS ({}) must be less than RETENTION_DAYS ({})", cli.retention_buffer_days, cli.retention_days)));
     }
-    let gb: f64 = cli.library_max_gb.trim().parse().ok().filter(|g: &f64| g.is_finite() && *g >= 0.0 && *g <= 1e7).ok_or_else(|| {
-        ConfigError(format!("LIBRARY_MAX_GB must be a number of GB from 0 (no quota) to 10000000, got {:?}", cli.library_max_gb))
-    })?;
     const DAY: u64 = 24 * 3600 * 1000;
     Ok(Some(LibrarySettings {
         url,
         terms: gateway::library::asset::Terms { retention_ms: cli.retention_days * DAY, buffer_ms: cli.retention_buffer_days * DAY },
         max_asset_bytes: cli.library_max_asset_mb << 20,
-        quota_bytes: (gb > 0.0).then(|| (gb * 1e9).round().max(1.0) as u64),
+        quota_bytes: gigabytes("LIBRARY_MAX_GB", &cli.library_max_gb)?,
         link_ttl: std::time::Duration::from_secs(cli.library_link_hours * 3600),
         source_hosts: cli.library_source_hosts.clone(),
     }))
@@ -316,6 +317,8 @@ pub struct Config {
     pub kie_upload_base_url: Option<Url>,
     /// `UPLOAD_MAX_MB`, in bytes.
     pub upload_max_bytes: u64,
+    /// `RELAY_UPLOAD_GB_PER_DAY`, in bytes (`None`: no limit).
+    pub relay_upload_bytes_per_day: Option<u64>,
     /// Without a trailing slash.
     pub public_url: Option<Url>,
     pub store: StoreConfig,
@@ -419,6 +422,12 @@ impl MetricsAccess {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// A setting of GB (10^9 bytes; decimals allowed) in bytes; 0 is `None` (no limit).
+fn gigabytes(name: &str, raw: &str) -> Result<Option<u64>, ConfigError> {
+    let gb: f64 = raw.trim().parse().ok().filter(|g: &f64| g.is_finite() && *g >= 0.0 && *g <= 1e7).ok_or_else(|| ConfigError(format!("{name} must be a number of GB from 0 (no limit) to 10000000, got {raw:?}")))?;
+    Ok((gb > 0.0).then(|| (gb * 1e9).round().max(1.0) as u64))
+}
 
 /// The environment variables the configuration reads besides the flags.
 pub trait Env {
@@ -635,6 +644,7 @@ impl Config {
             kie_base_url,
             kie_upload_base_url,
             upload_max_bytes: cli.upload_max_mb << 20,
+            relay_upload_bytes_per_day: gigabytes("RELAY_UPLOAD_GB_PER_DAY", &cli.relay_upload_gb_per_day)?,
             public_url,
             store,
             kie_key: kie_key(env)?,

@@ -150,4 +150,6 @@ pub struct AppParts {
     pub single_sign_on: Option<Arc<single_sign_on::SingleSignOn>>,
     /// `UPLOAD_MAX_MB`: the largest file the relay's upload calls take, in bytes.
     pub upload_max_bytes: u64,
+    /// `RELAY_UPLOAD_GB_PER_DAY`: what one relay key may upload in 24 hours, in bytes.
+    pub relay_upload_bytes_per_day: Option<u64>,
 }

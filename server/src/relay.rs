@@ -175,7 +175,7 @@ pub fn kie_answer(code: i64, msg: &str, data: Value) -> Response {
 }
 
 /// The relay's answer to a store failure (logged, never shown).
-fn store_down(what: &str, e: &dyn std::fmt::Display) -> Refusal {
+pub(crate) fn store_down(what: &str, e: &dyn std::fmt::Display) -> Refusal {
     Refusal::unavailable(Shape::Kie, what, e, "The Control Room's store is unavailable; try again shortly")
 }
 

@@ -9,8 +9,10 @@
 //!   targets: KIE must not be made to probe a network, and the console's own address is no
 //!   way around it).
 //!
-//! Bounded by `UPLOAD_MAX_MB` (a base64 body by a third more); sent to KIE's upload host
-//! (`KIE_UPLOAD_BASE_URL`). Uploads cost no credits and no rate slot.
+//! Bounded by `UPLOAD_MAX_MB` (a base64 body by a third more) and, per key, by
+//! `RELAY_UPLOAD_GB_PER_DAY` over 24 hours ([`gateway::team::upload_allowance`]; 429 past
+//! it); sent to KIE's upload host (`KIE_UPLOAD_BASE_URL`). Uploads cost no credits and no
+//! rate slot.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -67,14 +69,19 @@ async fn upload(kie_path: &'static str, State(state): State<AppState>, RelayCall
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     // Set when a streamed body runs past the limit (the upload then fails midway).
     let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sent = if multipart {
-        let seen = overran.clone();
-        let chunks = futures::StreamExt::inspect(http_body_util::BodyDataStream::new(limited), move |chunk| {
-            if chunk.as_ref().is_err_and(|e| e.is::<http_body_util::LengthLimitError>()) {
-                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+    // What a streamed body has passed on so far.
+    let streamed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (sent, size) = if multipart {
+        let (seen, counted) = (overran.clone(), streamed.clone());
+        let chunks = futures::StreamExt::inspect(http_body_util::BodyDataStream::new(limited), move |chunk| match chunk {
+            Ok(bytes) => {
+                counted.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => seen.store(true, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => {}
         });
-        reqwest::Body::wrap_stream(chunks)
+        // Its declared length, else the most it may be.
+        (reqwest::Body::wrap_stream(chunks), declared.unwrap_or(limit))
     } else {
         let bytes = http_body_util::BodyExt::collect(limited).await.map_err(|e| if e.is::<http_body_util::LengthLimitError>() { too_large() } else { Refusal::kie(400, format!("The request body could not be read: {e}")) })?.to_bytes();
         let req: Value = serde_json::from_slice(&bytes).map_err(|e| Refusal::kie(400, format!("The request body is not valid JSON: {e}")))?;
@@ -88,10 +95,29 @@ async fn upload(kie_path: &'static str, State(state): State<AppState>, RelayCall
             };
             state.lifecycle.outbound().check(url).await.map_err(|e| Refusal::kie(422, format!("fileUrl refused: {e}")))?;
         }
-        reqwest::Body::from(bytes)
+        let size = bytes.len() as u64;
+        (reqwest::Body::from(bytes), size)
     };
+    // Counted against the key's day before anything is sent.
+    let store = state.lifecycle.store();
+    let claim = gateway::team::upload_allowance::claim(store.as_ref(), &key.id, size, state.relay_upload_bytes_per_day).await.map_err(|e| match e {
+        gateway::team::upload_allowance::AllowanceError::Spent { retry_after, .. } => Refusal::kie(429, e.to_string()).retry_after(Some(retry_after)),
+        gateway::team::upload_allowance::AllowanceError::Store(e) => crate::relay::store_down("relay: the upload allowance could not be read", &e),
+    })?;
     // As long as its client may take to send it (the edge's deadline for an upload's body).
-    let data = kie.upload_as_sent(kie_path, &content_type, sent, crate::edge::limits::UPLOAD_DEADLINE).await.map_err(|e| {
+    let answer = kie.upload_as_sent(kie_path, &content_type, sent, crate::edge::limits::UPLOAD_DEADLINE).await;
+    if let Some(claim) = claim {
+        // What went to KIE, or nothing when it did not take it.
+        let went = match &answer {
+            Ok(_) if multipart => streamed.load(std::sync::atomic::Ordering::Relaxed),
+            Ok(_) => size,
+            Err(_) => 0,
+        };
+        if let Err(e) = claim.settle(store.as_ref(), went).await {
+            tracing::warn!(error = %e, key = %key.id, "relay: an upload's claim could not be settled; it lapses in a day");
+        }
+    }
+    let data = answer.map_err(|e| {
         if overran.load(std::sync::atomic::Ordering::Relaxed) {
             return too_large();
         }

@@ -195,6 +195,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         relay_doc: crate::relay::document(console.lifecycle.catalog()).into(),
         single_sign_on,
         upload_max_bytes: config.upload_max_bytes,
+        relay_upload_bytes_per_day: config.relay_upload_bytes_per_day,
     });
     note_start(store.as_ref(), &config).await;
     tracing::info!(

@@ -203,6 +203,45 @@ async fn the_relays_upload_calls_answer_as_kie_does_bounded_and_through_the_outb
     s.shutdown().await.unwrap();
 }
 
+/// `RELAY_UPLOAD_GB_PER_DAY`: a key's uploads are counted in bytes over 24 hours across the
+/// house; past its allowance the next is refused (429, saying how much and when) before
+/// anything reaches KIE, and another key is not held by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keys_uploads_are_bounded_per_day_and_a_refusal_sends_nothing() {
+    let (sim_base, sim) = start_sim_with(fast(), KEY, 1_000.0, None).await;
+    let store_cfg = redis_store(&format!("{}:", testkit::unique("upload-day")));
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.kie_base_url = sim_base.parse().expect("url");
+    cfg.relay_upload_bytes_per_day = Some(2_000);
+    let s = start(cfg).await;
+    let store = server::open_store(&store_cfg).await.expect("store");
+    let new_key = |label: &'static str| {
+        let store = store.clone();
+        async move { gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", label).await.expect("key").text.expose().to_string() }
+    };
+    let (farm, edit) = (new_key("farm").await, new_key("edit").await);
+    use base64::Engine;
+    // About 900 bytes a body.
+    let body = json!({"base64Data": base64::engine::general_purpose::STANDARD.encode(vec![9u8; 600]), "uploadPath": "frames", "fileName": "a.bin"});
+    let upload = |key: String| {
+        let (base, body) = (s.base.clone(), body.clone());
+        async move { http().post(format!("{base}/kie/api/file-base64-upload")).bearer_auth(key).json(&body).send().await.unwrap() }
+    };
+    let uploads = || sim.world().log.iter().filter(|l| l.path == "/api/file-base64-upload").count();
+    for _ in 0..2 {
+        assert_eq!(upload(farm.clone()).await.status(), 200);
+    }
+    let r = upload(farm.clone()).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"), "says when");
+    let msg = r.json::<Value>().await.unwrap()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("of the 2000 bytes it may in 24 hours (RELAY_UPLOAD_GB_PER_DAY)"), "{msg}");
+    assert_eq!(uploads(), 2, "the refused upload never reached KIE");
+    assert_eq!(upload(edit).await.status(), 200, "another key has its own day");
+    assert_eq!(uploads(), 3);
+    s.shutdown().await.unwrap();
+}
+
 /// A multipart form as a browser sends panel 07's "Add from your desk".
 fn desk_form(project: &str, name: &str, bytes: Vec<u8>) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new().text("project", project.to_string()).part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()))

@@ -25,3 +25,4 @@ pub mod second_factor;
 pub mod sessions;
 pub mod share_links;
 pub mod single_sign_on;
+pub mod upload_allowance;

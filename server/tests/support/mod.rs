@@ -52,6 +52,7 @@ pub fn config(store: StoreConfig, key: Option<&str>) -> Config {
         kie_base_url: format!("http://127.0.0.1:{}", testkit::free_port()).parse().expect("url"),
         kie_upload_base_url: None,
         upload_max_bytes: 100 << 20,
+        relay_upload_bytes_per_day: None,
         public_url: Some("https://console.example.test".parse().expect("url")),
         store,
         kie_key: key.map(|k| (Secret::new(k), KeySource::Environment)),
