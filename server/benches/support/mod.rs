@@ -23,6 +23,7 @@ pub fn config(store: StoreConfig, kie_base: &str, public: &str, rate_guard: Vec<
         kie_base_url: kie_base.parse().expect("url"),
         kie_upload_base_url: None,
         upload_max_bytes: 100 << 20,
+        relay_upload_bytes_per_day: None,
         public_url: Some(public.parse().expect("url")),
         store,
         kie_key: Some((Secret::new(KEY), KeySource::Environment)),
