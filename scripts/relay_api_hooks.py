@@ -90,21 +90,23 @@ def parent(kind):
 
 
 def upgraded(path):
-    """The upgrade at `path` of the Veo parent's video 0, made once (asked until it answers 200)."""
+    """The upgrade at `path` of the Veo parent's video 0, made once (asked until it answers the file)."""
     task = parent("veo3")
     if path not in UPGRADED:
         ours = path.removeprefix("/kie")
         for _ in range(600):
             try:
                 if UPGRADES[path] == "GET":
-                    relay("GET", f"{ours}?taskId={task}&index=0")
+                    made = relay("GET", f"{ours}?taskId={task}&index=0")["data"].get("resultUrl")
                 else:
-                    relay("POST", ours, {"taskId": task, "index": 0})
-                break
+                    # The first ask of a 4K answers 200 with no files yet.
+                    made = relay("POST", ours, {"taskId": task, "index": 0})["data"].get("resultUrls")
+                if made:
+                    break
             except urllib.error.HTTPError as e:
                 if e.code != 422:
                     raise
-                time.sleep(0.5)
+            time.sleep(0.5)
         else:
             raise RuntimeError(f"{path} of {task} was not made in 5 minutes")
         UPGRADED.add(path)

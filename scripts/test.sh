@@ -49,7 +49,7 @@ for bin in control-room kie-sim; do
 done
 cp target/release/hash.txt "$CONTROL_ROOM_BIN_DIR/hash.txt"
 step "relay API: its OpenAPI description validated, and schemathesis against the relay on loopback"
-bounded 10m scripts/check-relay-api.sh
+bounded 15m scripts/check-relay-api.sh
 step "end-to-end (Playwright + /usr/bin/chromium)"
 (cd end2end && bounded 15m node --test tests/)
 # The benchmarks that need the server as a process, briefly too (BENCH_SMOKE=1): wrk against
