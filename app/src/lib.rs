@@ -158,7 +158,7 @@ fn ControlRoom() -> impl IntoView {
                             // …and what it is, when not an image: the composer opens on the first model
                             // with a URL field that takes that media, filled.
                             let input = query.get_untracked().get("input").and_then(|i| panels::retention::input_reference(&i)).unwrap_or_default();
-                            let media = query.get_untracked().get("media").and_then(|m| panels::retention::media_of(&format!("{m}/"))).unwrap_or_default();
+                            let media = query.get_untracked().get("media").and_then(|m| panels::retention::media_named(&m)).unwrap_or_default();
                             let (input_model, input_field) = if input.is_empty() { Default::default() } else { panels::composer::taking(media, &models) };
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
                             view! {

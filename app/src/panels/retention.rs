@@ -96,7 +96,12 @@ pub fn input_reference(at: &str) -> Option<String> {
 /// The media a Library asset of `content_type` is the input of, beside an image: `audio` or
 /// `video` (a model's URL field that takes it, [`crate::view::FieldOption::media`]).
 pub fn media_of(content_type: &str) -> Option<&'static str> {
-    ["audio", "video"].into_iter().find(|m| content_type.starts_with(&format!("{m}/")))
+    media_named(content_type.split_once('/')?.0)
+}
+
+/// `audio` or `video` when `name` is one of them (a `media=` parameter, a content type's kind).
+pub fn media_named(name: &str) -> Option<&'static str> {
+    ["audio", "video"].into_iter().find(|m| *m == name)
 }
 
 /// Where "Use as input" opens the composer with the asset `<task>/<n>` of `content_type`.

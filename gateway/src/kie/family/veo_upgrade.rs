@@ -72,9 +72,6 @@ impl ApiFamily for VeoUpgrade {
     fn created_id(&self, _data: Value, input: &Value) -> Result<String, String> {
         input.get("taskId").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string).ok_or_else(|| "the upgrade names no task".to_string())
     }
-    fn parse_created(&self, data: Value) -> Result<String, String> {
-        super::task_id_of(&data).ok_or_else(|| "the answer has no taskId".to_string())
-    }
     /// The file once KIE has it (1080p's `resultUrl`, 4K's `resultUrls`), else still making.
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String> {
         let mut files = urls(data.get("resultUrls"));
