@@ -8,7 +8,7 @@ accepted for what it is. The relay's own checks of callback URLs are tested in
 server/tests/hardening.rs and gateway's outbound tests.
 
 A follow-up (Midjourney's upscale, vary, video extend; Veo's, Runway's and Suno's extend;
-Suno's WAV, vocal separation, music video and timestamped lyrics) acts on a task that succeeded: whether a
+Suno's WAV, vocal separation, music video and timestamped lyrics; Suno's MIDI of a separation) acts on a task that succeeded: whether a
 generated taskId names one is this run's state, not the request's shape. So its taskId is replaced with a real
 parent made once through the relay (RELAY_BASE, RELAY_KEY), a video extend's index with 0,
 the one video kie-sim makes, and Suno's audioId with that parent's first track (its taskId
@@ -49,6 +49,7 @@ FOLLOW_UPS = {
     "/kie/api/v1/vocal-removal/generate": "suno",
     "/kie/api/v1/mp4/generate": "suno",
     "/kie/api/v1/generate/get-timestamped-lyrics": "suno",
+    "/kie/api/v1/midi/generate": "stems",
 }
 # How each kind of parent is made and read: its create path, body and status path, and
 # whether its status answer says it succeeded.
@@ -58,6 +59,8 @@ MAKE = {
     "veo3": ("/api/v1/veo/generate", {"model": "veo3"}, "/api/v1/veo/record-info", lambda d: d.get("successFlag") == 1),
     "runway": ("/api/v1/runway/generate", {"duration": 5}, "/api/v1/runway/record-detail", lambda d: d.get("state") == "success"),
     "suno": ("/api/v1/generate", {"customMode": False, "instrumental": False, "model": "V4_5"}, "/api/v1/generate/record-info", lambda d: d.get("status") == "SUCCESS"),
+    # A separation of the song's first track (MIDI acts on one); its body names the song.
+    "stems": ("/api/v1/vocal-removal/generate", lambda: {"taskId": parent("suno"), "audioId": parent("suno") + "-0", "type": "split_stem"}, "/api/v1/vocal-removal/record-info", lambda d: d.get("successFlag") == "SUCCESS"),
 }
 PARENTS = {}
 # Each upgrade path and its method.
@@ -78,7 +81,8 @@ def parent(kind):
     """A task of this kind that succeeded, made once through the relay."""
     if kind not in PARENTS:
         create, body, status, done = MAKE[kind]
-        task = relay("POST", create, {**body, "prompt": "a parent for the follow-ups"})["data"]["taskId"]
+        body = body() if callable(body) else {**body, "prompt": "a parent for the follow-ups"}
+        task = relay("POST", create, body)["data"]["taskId"]
         for _ in range(600):
             if done(relay("GET", status + "?taskId=" + task)["data"]):
                 break

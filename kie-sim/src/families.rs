@@ -27,6 +27,8 @@
 //! split_stem, makes four). Veo's upgrades of a video ([`UPGRADES`]) are asked for again by
 //! the parent's id: 1080p a GET answered with the file at once, 4K a POST answered with the
 //! parent's id, then 422 "4k is processing" until made, and a callback naming the parent.
+//! Suno's MIDI of a separation (free) names the separation's `taskId` and answers the notes as
+//! data ([`midi_data`]), `successFlag` a number, its callback `task_id` beside `data`.
 
 use axum::body::Bytes;
 use axum::extract::Query;
@@ -50,7 +52,7 @@ pub struct FamilyApi {
     pub per_task_per_sec: Option<u32>,
 }
 
-pub const FAMILIES: [FamilyApi; 11] = [
+pub const FAMILIES: [FamilyApi; 12] = [
     FamilyApi { name: "veo", create: "/api/v1/veo/generate", status: "/api/v1/veo/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno", create: "/api/v1/generate", status: "/api/v1/generate/record-info", per_task_per_sec: Some(3) },
     FamilyApi { name: "runway", create: "/api/v1/runway/generate", status: "/api/v1/runway/record-detail", per_task_per_sec: None },
@@ -62,6 +64,7 @@ pub const FAMILIES: [FamilyApi; 11] = [
     FamilyApi { name: "suno_wav", create: "/api/v1/wav/generate", status: "/api/v1/wav/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno_stems", create: "/api/v1/vocal-removal/generate", status: "/api/v1/vocal-removal/record-info", per_task_per_sec: None },
     FamilyApi { name: "suno_video", create: "/api/v1/mp4/generate", status: "/api/v1/mp4/record-info", per_task_per_sec: None },
+    FamilyApi { name: "suno_midi", create: "/api/v1/midi/generate", status: "/api/v1/midi/record-info", per_task_per_sec: None },
 ];
 
 pub fn family(name: &str) -> Option<&'static FamilyApi> {
@@ -365,6 +368,19 @@ fn track_job_files(family: &str, urls: &[String]) -> Value {
 /// The stems a split (`type` split_stem) makes here: vocals, drums, bass and guitar.
 const SPLIT_STEMS: usize = 4;
 
+/// The notes of a MIDI task (`seed`: its own), as KIE writes them: drums and a bass, their
+/// times in 192nds of a second, some as strings (KIE's docs show both), velocities 0–1.
+pub fn midi_data(seed: u64) -> Value {
+    let note = |pitch: u64, at: u64, len: u64, velocity: f64, text: bool| {
+        let (start, end) = (at as f64 / 192.0, (at + len) as f64 / 192.0);
+        let time = |t: f64| if text { Value::from(t.to_string()) } else { Value::from(t) };
+        json!({ "pitch": pitch, "start": time(start), "end": time(end), "velocity": velocity })
+    };
+    let drums: Vec<Value> = (0..8).map(|i| note(36 + (seed + i) % 10, 7 + i * 48, 28, 1.0, i % 2 == 0)).collect();
+    let bass: Vec<Value> = (0..6).map(|i| note(40 + (seed / 7 + i) % 12, 96 + i * 96, 43, 0.5 + (i as f64) / 20.0, i == 3)).collect();
+    json!({ "state": "complete", "instruments": [{ "name": "Drums", "notes": drums }, { "name": "Electric Bass (finger)", "notes": bass }] })
+}
+
 /// KIE's id of a Suno task's track `n`: not the task's id, so a client that sends the task's
 /// id where the track's is wanted is caught.
 pub fn track_id(task: &str, n: usize) -> String {
@@ -381,7 +397,7 @@ const MJ_GRIDS: &[&str] = &["mj_txt2img", "mj_img2img", "mj_style_reference", "m
 /// Suno's models: a song or an extension of one is of its track's model.
 const SUNO_SONGS: &[&str] = &["V3_5", "V4", "V4_5", "V4_5PLUS", "V5"];
 
-pub const FOLLOW_UPS: [FollowUpApi; 9] = [
+pub const FOLLOW_UPS: [FollowUpApi; 10] = [
     FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateUpscale", model: "mj_upscale", of: MJ_GRIDS, index: Some(("imageIndex", 0)), kind: MediaKind::Image, price: 4.0, results: 1, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
     FollowUpApi { family: "midjourney", path: "/api/v1/mj/generateVary", model: "mj_vary", of: MJ_GRIDS, index: Some(("imageIndex", 1)), kind: MediaKind::Image, price: 8.0, results: 4, needs_prompt: false, track: None, acts_on: None, keeps_model: false },
     FollowUpApi {
@@ -452,6 +468,21 @@ pub const FOLLOW_UPS: [FollowUpApi; 9] = [
         needs_prompt: false,
         track: Some("audioId"),
         acts_on: Some("suno"),
+        keeps_model: false,
+    },
+    // The notes of a separation's stems: free, as KIE's docs say.
+    FollowUpApi {
+        family: "suno_midi",
+        path: "/api/v1/midi/generate",
+        model: "suno_midi",
+        of: &["suno_stems"],
+        index: None,
+        kind: MediaKind::Audio,
+        price: 0.0,
+        results: 1,
+        needs_prompt: false,
+        track: None,
+        acts_on: Some("suno_stems"),
         keeps_model: false,
     },
     FollowUpApi { family: "veo", path: "/api/v1/veo/extend", model: "veo_extend", of: &["veo3", "veo3_fast"], index: None, kind: MediaKind::Video, price: 60.0, results: 1, needs_prompt: true, track: None, acts_on: None, keeps_model: false },
@@ -795,6 +826,15 @@ impl World {
                 "response": if urls.is_empty() { Value::Null } else { json!({ "taskId": t.id, "resultUrls": urls, "originUrls": [] }) },
                 "successFlag": flag, "errorCode": code, "errorMessage": msg,
             }),
+            // The notes, as data: `successFlag` a number, `midiData` once made.
+            "suno_midi" => {
+                let param: Value = serde_json::from_str(&t.param).unwrap_or(Value::Null);
+                json!({
+                    "taskId": t.id, "recordTaskId": -1, "audioId": param["audioId"], "callbackUrl": param["callBackUrl"],
+                    "completeTime": complete, "createTime": t.created_ms, "midiData": (state == "success").then(|| midi_data(t.seed)),
+                    "successFlag": flag, "errorCode": code, "errorMessage": msg,
+                })
+            }
             // Answered where it was asked for (`upgrade`); here for its settling and callback.
             "veo_1080p" | "veo_4k" => json!({ "taskId": t.id, "resultUrls": urls }),
             "aleph" => json!({
@@ -848,6 +888,8 @@ impl World {
                     vec![json!({ "code": 200, "msg": "4K Video generated successfully.", "data": { "taskId": param["taskId"], "creditsConsumed": t.price_milli as f64 / 1000.0, "info": { "resultUrls": urls, "imageUrls": [] } } })]
                 }
             }
+            // `task_id` beside `data`, which holds the notes.
+            "suno_midi" => vec![json!({ "task_id": t.id, "code": code, "msg": msg, "data": if failed { Value::Null } else { midi_data(t.seed) } })],
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {
                 let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": track_id(&t.id, n), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();

@@ -291,7 +291,8 @@ async fn status(family: Family, State(state): State<AppState>, RelayCaller(key):
         // Another project's task reads exactly like a missing one.
         Some(t) if t.project == key.project && t.family == family => {
             let model = state.lifecycle.catalog().get(&t.model).map_or(t.model.as_str(), |m| m.upstream_name()).to_string();
-            let mut data = status_data(&t, &model, state.lifecycle.options().library_links.as_ref());
+            let content = state.lifecycle.written_content(&t).await;
+            let mut data = status_data(&t, &model, state.lifecycle.options().library_links.as_ref(), content);
             // Still here, waiting for the rate guard: where it stands, beside KIE's shape.
             if t.state == gateway::TaskState::Queued
                 && let Some(w) = state.lifecycle.place(&t).await.map_err(|e| store_down("relay: the queue could not be read", &e))?
@@ -336,7 +337,7 @@ async fn upgrade(family: Family, State(state): State<AppState>, RelayCaller(key)
     };
     let ask = UpgradeAsk { family, parent, index, owner: key.owner(), project: key.project.clone(), relay_callback };
     let asked = state.lifecycle.ask_upgrade(ask).await.map_err(|e| Refusal::kie(e.code(), e.public_message()).retry_after(e.retry_after()))?;
-    let answered = |t: &gateway::TaskRecord| status_data(t, "", state.lifecycle.options().library_links.as_ref());
+    let answered = |t: &gateway::TaskRecord| status_data(t, "", state.lifecycle.options().library_links.as_ref(), None);
     match asked {
         Asked::Made(t) => Ok(kie_answer(200, "success", answered(&t))),
         // KIE answers a POSTed upgrade (4K) it starts with the parent's id and no files yet.

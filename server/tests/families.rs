@@ -625,6 +625,95 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     h.s.shutdown().await.unwrap();
 }
 
+/// Suno's MIDI of a separation at KIE's own paths, as its clients call it: the separation named
+/// by the relay's id, KIE sent its own; KIE answers notes, which the Library keeps as a Standard
+/// MIDI File; the relay's record-info and the client's callback answer KIE's `midiData`, read
+/// back from that file, once it is kept. A song (not a separation), a stem by `audioId`, and a
+/// console without a Library are refused, nothing recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() {
+    let h = harness("families-suno-midi", true).await;
+    let (hook, mut calls) = callback_sink().await;
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
+    assert_eq!(code, 200, "{made}");
+    let song = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the song done", 30, || async { h.store.task_get(&song).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let (code, split) = post_as(&h, "/kie/api/v1/vocal-removal/generate", h.key.clone(), json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"})).await;
+    assert_eq!(code, 200, "{split}");
+    let split = split["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until("the split done", 30, || async { h.store.task_get(&split).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let split_kie = h.store.task_get(&split).await.unwrap().unwrap().kie_task_id.unwrap();
+
+    let recorded = h.store.task_counts().await.unwrap().total;
+    for (body, says) in [
+        (json!({"taskId": song}), "suno/stems"),
+        (json!({"taskId": split, "audioId": format!("{split}-0")}), "audioId is not relayed"),
+        (json!({}), "needs input.taskId"),
+    ] {
+        let (code, answer) = post_as(&h, "/kie/api/v1/midi/generate", h.key.clone(), body.clone()).await;
+        assert_eq!(code, 422, "{body}: {answer}");
+        assert!(answer["msg"].as_str().unwrap_or("").contains(says), "{body}: {answer}");
+    }
+    assert_eq!(h.store.task_counts().await.unwrap().total, recorded, "nothing was recorded");
+
+    let (code, made) = post_as(&h, "/kie/api/v1/midi/generate", h.key.clone(), json!({"taskId": split, "callBackUrl": hook})).await;
+    assert_eq!(code, 200, "{made}");
+    let id = made["data"]["taskId"].as_str().unwrap().to_string();
+    // Made once its file is kept: KIE's notes, read back from the Library's copy.
+    wait_until("the MIDI answered", 30, || async { status_of(&h, "/kie/api/v1/midi/record-info", &id).await.1["data"]["successFlag"] == 1 }).await;
+    let t = h.store.task_get(&id).await.unwrap().unwrap();
+    assert_eq!(t.follows, Some(gateway::tasks::task::Follows { task: split.clone(), n: None }));
+    let kie_id = t.kie_task_id.clone().unwrap();
+    let sent: Value = serde_json::from_str(&h.sim.world().tasks.get(&kie_id).map(|t| t.param.clone()).unwrap()).unwrap();
+    assert_eq!(sent["taskId"], split_kie.as_str(), "KIE is sent its own id of the separation: {sent}");
+    let asset = &t.archive.as_ref().unwrap().assets[0];
+    assert_eq!((asset.state, asset.content_type.as_deref()), (gateway::library::asset::AssetState::Archived, Some("audio/midi")), "{asset:?}");
+    let kies = h.sim.world().family_json(&kie_id).unwrap()["midiData"].clone();
+    let (_, st) = status_of(&h, "/kie/api/v1/midi/record-info", &id).await;
+    let same_notes = |ours: &Value| {
+        let (a, b) = (ours["instruments"].as_array().unwrap(), kies["instruments"].as_array().unwrap());
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                let time = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap();
+                x["name"] == y["name"]
+                    && x["notes"].as_array().unwrap().iter().zip(y["notes"].as_array().unwrap()).all(|(m, k)| {
+                        m["pitch"] == k["pitch"] && (time(&m["start"]) - time(&k["start"])).abs() < 1e-6 && (time(&m["end"]) - time(&k["end"])).abs() < 1e-6 && (m["velocity"].as_f64().unwrap() - k["velocity"].as_f64().unwrap()).abs() < 0.005
+                    })
+            })
+    };
+    assert!(same_notes(&st["data"]["midiData"]), "KIE's notes, read back from the kept file: {st} vs {kies}");
+    // The file itself: a Standard MIDI File, served from the Library.
+    let file_url = st["data"]["midiFileUrl"].as_str().unwrap().to_string();
+    assert!(file_url.starts_with(&format!("{}/library/{id}/", h.s.base)), "{st}");
+    let file = http().get(&file_url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&file[..4], b"MThd");
+    assert!(same_notes(&gateway::library::midi::notes(&file).unwrap()));
+    // The client's callback waited for the file and carries the notes, beside task_id.
+    let (headers, cb) = loop {
+        let (headers, cb) = tokio::time::timeout(Duration::from_secs(30), calls.recv()).await.expect("callback in time").expect("callback");
+        if cb["task_id"] == id.as_str() {
+            break (headers, cb);
+        }
+    };
+    assert_eq!(cb["code"], 200, "{cb}");
+    assert!(same_notes(&cb["data"]), "{cb}");
+    assert!(headers.contains_key("x-webhook-signature"));
+    // The separation's story offers it.
+    let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &split)])).await;
+    assert_eq!(code, 200, "{story}");
+    assert!(story["follow_ups"].as_array().unwrap().iter().any(|f| f["action"] == "MIDI"), "{story}");
+    h.s.shutdown().await.unwrap();
+
+    // Without a Library there is nowhere to keep it: refused before anything is recorded.
+    let bare = harness("families-suno-midi-bare", false).await;
+    let (code, answer) = post_as(&bare, "/kie/api/v1/midi/generate", bare.key.clone(), json!({"taskId": "cr_nothing"})).await;
+    assert_eq!(code, 422, "{answer}");
+    assert!(answer["msg"].as_str().unwrap().contains("Library, which is off here"), "{answer}");
+    bare.s.shutdown().await.unwrap();
+}
+
 /// Suno's music from an uploaded track at KIE's own paths: vocals over an instrumental the
 /// team made (named from the Library, sent to KIE as a URL it can fetch), an instrumental under
 /// it, and a cover of a file's URL; followed at Suno's record-info. Each path's own fields are

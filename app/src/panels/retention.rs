@@ -78,6 +78,9 @@ pub fn library_preview(path: String, content_type: &str) -> AnyView {
         view! { <img class="thumb" src=path alt="Library copy" loading="lazy"/> }.into_any()
     } else if content_type.starts_with("video/") {
         view! { <video class="thumb" src=path controls=true preload="metadata" data-testid="library-video"></video> }.into_any()
+    } else if content_type == MIDI {
+        // Notes, not sound: a browser cannot play it; a DAW opens it.
+        view! { <a href=path download="notes.mid" data-testid="library-midi">"MIDI file ↓"</a> }.into_any()
     } else if content_type.starts_with("audio/") {
         view! { <audio src=path controls=true preload="none"></audio> }.into_any()
     } else {
@@ -96,8 +99,14 @@ pub fn input_reference(at: &str) -> Option<String> {
 /// The media a Library asset of `content_type` is the input of, beside an image: `audio` or
 /// `video` (a model's URL field that takes it, [`crate::view::FieldOption::media`]).
 pub fn media_of(content_type: &str) -> Option<&'static str> {
+    if content_type == MIDI {
+        return None;
+    }
     media_named(content_type.split_once('/')?.0)
 }
+
+/// A Standard MIDI File's type (Suno's MIDI of a separation): notes, no model's input.
+const MIDI: &str = "audio/midi";
 
 /// `audio` or `video` when `name` is one of them (a `media=` parameter, a content type's kind).
 pub fn media_named(name: &str) -> Option<&'static str> {

@@ -151,9 +151,9 @@ impl From<gateway::TaskRecord> for TaskRow {
             fail_code: t.fail_code,
             fail_msg: t.fail_msg,
             note: t.note,
-            // A file from the desk has no URL a browser could load until its copy is in the
-            // Library (`library` then names it).
-            result_urls: t.result_urls.into_iter().filter(|u| !u.starts_with(gateway::library::desk::DESK_SOURCE)).collect(),
+            // A file from the desk, or one written from KIE's data (Suno's MIDI), has no URL
+            // a browser could load until its copy is in the Library (`library` then names it).
+            result_urls: t.result_urls.into_iter().filter(|u| ![gateway::library::desk::DESK_SOURCE, gateway::kie::WRITTEN_SOURCE].iter().any(|s| u.starts_with(s))).collect(),
             prompt,
             retry_of: t.retry_of,
             retried_as: t.retried_as,

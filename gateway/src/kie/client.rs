@@ -213,6 +213,12 @@ impl KieClient {
         }
     }
 
+    /// A status call's `data` as KIE answers it, unread (a written result's data:
+    /// [`ApiFamily::result_file`]).
+    pub async fn status_answer(&self, family: &dyn ApiFamily, task_id: &str, input: &Value) -> Result<Value, KieError> {
+        self.call(family.status_call(task_id, input)).await
+    }
+
     /// Sends one [`Call`]: a GET with its fields as the query, or a POST with them as JSON.
     async fn call(&self, call: Call) -> Result<Value, KieError> {
         let url = self.url(call.path)?;

@@ -17,6 +17,8 @@
 //! - **Lapsed links**: a 403/404/410 from the source asks KIE's `download-url` for a fresh
 //!   link, once; if that is refused too, the asset is `expired` and the task shows **Result
 //!   expired** with the reason. Past KIE's retention a pending asset is expired as well.
+//! - **Written results** (Suno's MIDI: notes KIE answers as data, a `kie-data:` source) are
+//!   asked of KIE again, written into their file and committed the same way.
 //! - **Failures that cannot pass** (a redirect, a private address, a host that is not KIE's,
 //!   too large) end the asset `failed` with the reason; anything else is retried with
 //!   backoff (2 s doubling to 10 min; 10 min while the Library is full).
@@ -251,6 +253,9 @@ impl Library {
     /// One try at asset `n` of `t`: the source, then (if it lapsed, once) a fresh link from
     /// KIE. Returns the outcome and whether a fresh link was asked for and answered.
     async fn try_asset(&self, t: &TaskRecord, n: usize, source: &str, renewed_before: bool) -> (Outcome, bool) {
+        if let Some(kie_task) = source.strip_prefix(crate::kie::WRITTEN_SOURCE) {
+            return (self.write(t, n, kie_task).await, false);
+        }
         let first = match self.download(&t.id, n, source).await {
             Ok(d) => return (self.commit(&t.id, n, d).await, false),
             Err(f) => f,
@@ -278,6 +283,30 @@ impl Library {
             Err(Fetch::Gone(s)) => (gone(format!("KIE's fresh link answered HTTP {s} too")), true),
             Err(Fetch::Refused(why)) => (Outcome::Failed(why), true),
             Err(Fetch::Transient(why)) => (Outcome::Retry(why), false),
+        }
+    }
+
+    /// A written result ([`crate::kie::ApiFamily::writes_result`]): its data asked of KIE
+    /// (the task `kie_task`), its file written from it and committed as a download is.
+    async fn write(&self, t: &TaskRecord, n: usize, kie_task: &str) -> Outcome {
+        let adapter = t.family.adapter();
+        let Some(kie) = self.0.lifecycle.kie() else { return Outcome::Retry("no KIE key to ask for the result's data".into()) };
+        let data = match kie.status_answer(adapter, kie_task, &t.input).await {
+            Ok(d) => d,
+            Err(e) if e.is_transient() => return Outcome::Retry(format!("KIE did not answer the result's data: {e}")),
+            Err(e) => return Outcome::Expired(format!("Result expired: KIE no longer answers the result's data: {e}")),
+        };
+        let file = match adapter.result_file(&data) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Failed(format!("the result's file cannot be written: {why}")),
+        };
+        let max = self.0.cfg.max_asset_bytes;
+        let chunk = futures::stream::once(async move { Ok(bytes::Bytes::from(file)) });
+        match self.write_temp(&t.id, n, chunk, max, || Fetch::Refused(format!("the result's file is larger than LIBRARY_MAX_ASSET_MB ({} MB)", max >> 20))).await {
+            Ok(d) => self.commit(&t.id, n, d).await,
+            Err(Fetch::Refused(why)) => Outcome::Failed(why),
+            Err(Fetch::Transient(why)) => Outcome::Retry(why),
+            Err(Fetch::Gone(status)) => Outcome::Retry(format!("HTTP {status}")),
         }
     }
 

@@ -127,7 +127,8 @@ impl Library {
             Err(Fetch::Transient(why)) => return Err(DeskError::Unavailable(why)),
             Err(Fetch::Gone(status)) => return Err(DeskError::Unavailable(format!("HTTP {status}"))),
         };
-        if !["image/", "video/", "audio/"].iter().any(|k| copy.content_type.starts_with(k)) {
+        // A MIDI file is notes, not sound: no model takes it as an input.
+        if !["image/", "video/", "audio/"].iter().any(|k| copy.content_type.starts_with(k)) || copy.content_type == "audio/midi" {
             let _ = object_store::ObjectStore::delete(self.0.objects.as_ref(), &copy.tmp).await;
             return Err(DeskError::NotMedia("the file is not an image, a video or an audio file this console knows (PNG, JPEG, GIF, WebP, MP4, MOV, WebM, MP3, WAV, M4A, Ogg, FLAC)".into()));
         }

@@ -10,7 +10,8 @@
 //! - [`desk`] — files a producer adds from their desk, kept like a task's result;
 //! - [`inputs`] — assets used as a new task's inputs: recognised at submit, sent to KIE as a
 //!   URL it can fetch (its own while it lives, else an upload of the copy);
-//! - [`sniff`] — a result's content type, read from its bytes.
+//! - [`sniff`] — a result's content type, read from its bytes;
+//! - [`midi`] — a Standard MIDI File written from KIE's notes (Suno's MIDI), and read back.
 //!
 //! Where the copies live is an `object_store` (`LIBRARY_URL`: a local folder, default
 //! `file://<DATA_DIR>/library`, or `s3://bucket/prefix` for several instances):
@@ -31,6 +32,7 @@ pub mod asset;
 pub mod desk;
 pub mod inputs;
 pub mod links;
+pub mod midi;
 pub(crate) mod sniff;
 
 use futures::StreamExt;

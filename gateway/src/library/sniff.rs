@@ -28,6 +28,8 @@ pub fn content_type(head: &[u8]) -> &'static str {
         "audio/ogg"
     } else if at(0, b"fLaC") {
         "audio/flac"
+    } else if at(0, b"MThd") {
+        "audio/midi"
     } else {
         "application/octet-stream"
     }
@@ -49,6 +51,7 @@ pub fn extension(content_type: &str) -> &'static str {
         "audio/mpeg" => "mp3",
         "audio/ogg" => "ogg",
         "audio/flac" => "flac",
+        "audio/midi" => "mid",
         _ => "bin",
     }
 }
@@ -65,6 +68,7 @@ mod tests {
             (b"GIF89a\x01\0", "image/gif"),
             (b"RIFF\x24\0\0\0WEBPVP8 ", "image/webp"),
             (b"RIFF\x24\0\0\0WAVEfmt ", "audio/wav"),
+            (b"MThd\0\0\0\x06\0\x01", "audio/midi"),
             (b"\0\0\0\x20ftypisom\0\0\x02\0", "video/mp4"),
             (b"\0\0\0\x20ftypM4A \0\0\0\0", "audio/mp4"),
             (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81", "video/webm"),

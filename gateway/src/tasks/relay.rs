@@ -82,12 +82,15 @@ pub struct Written<'a> {
     pub urls: Vec<String>,
     /// KIE's own result URLs when `urls` are Library links (else empty).
     pub kie_urls: Vec<String>,
+    /// A written result's content, read back from its Library copy once it is kept (see
+    /// [`crate::kie::ApiFamily::writes_result`]; Suno's MIDI: KIE's `midiData`).
+    pub content: Option<Value>,
 }
 
 impl<'a> Written<'a> {
-    pub fn new(task: &'a TaskRecord, model: &'a str, links: Option<&'a LinkSigner>) -> Written<'a> {
+    pub fn new(task: &'a TaskRecord, model: &'a str, links: Option<&'a LinkSigner>, content: Option<Value>) -> Written<'a> {
         let (urls, kie_urls) = results(task, links);
-        Written { task, model, links, urls, kie_urls }
+        Written { task, model, links, urls, kie_urls, content }
     }
 
     /// The request as the client sent it, echoed (`paramJson`, Suno's `param`).
@@ -162,12 +165,13 @@ fn failure(t: &TaskRecord) -> (String, String) {
     }
 }
 
-/// A status call's `data` for a task, in its family's shape (Market: [`record_info`]).
-pub fn status_data(t: &TaskRecord, model: &str, links: Option<&LinkSigner>) -> Value {
-    t.family.adapter().relay_status(&Written::new(t, model, links))
+/// A status call's `data` for a task, in its family's shape (Market: [`record_info`]);
+/// `content`: its written result's ([`Written::content`]).
+pub fn status_data(t: &TaskRecord, model: &str, links: Option<&LinkSigner>, content: Option<Value>) -> Value {
+    t.family.adapter().relay_status(&Written::new(t, model, links, content))
 }
 
 /// The callback KIE would send for an ended task, in its family's shape.
-pub fn callback(t: &TaskRecord, links: Option<&LinkSigner>) -> Value {
-    t.family.adapter().relay_callback(&Written::new(t, &t.model, links))
+pub fn callback(t: &TaskRecord, links: Option<&LinkSigner>, content: Option<Value>) -> Value {
+    t.family.adapter().relay_callback(&Written::new(t, &t.model, links, content))
 }

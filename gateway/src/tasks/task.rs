@@ -540,8 +540,9 @@ impl TaskRecord {
     }
 
     /// Ended, with a relay client's callback still to deliver.
+    /// A written result's callback waits for its file (it carries what is read back from it).
     pub fn delivery_pending(&self) -> bool {
-        self.state.is_terminal() && self.relay_callback.as_ref().is_some_and(RelayCallback::pending)
+        self.state.is_terminal() && self.relay_callback.as_ref().is_some_and(RelayCallback::pending) && !(self.family.adapter().writes_result() && self.archive_pending())
     }
 
     /// Succeeded, with a result still to copy into the Library.

@@ -10,7 +10,9 @@
 //! One family per file: [`market`], [`veo`], [`suno`], [`runway`], [`gpt4o_image`],
 //! [`flux_kontext`], [`midjourney`], [`aleph`], [`luma`], [`suno_job`] (Suno's jobs on a
 //! track, one adapter with each job as data), [`veo_upgrade`] (Veo's 1080p and 4K of a video,
-//! asked for again until ready: [`ApiFamily::upgrade`]). Shared readers for the `{code, msg, data}` envelope, the `successFlag`
+//! asked for again until ready: [`ApiFamily::upgrade`]), [`suno_midi`] (Suno's MIDI of a
+//! separation, notes KIE answers as data that the console writes into a file:
+//! [`ApiFamily::writes_result`]). Shared readers for the `{code, msg, data}` envelope, the `successFlag`
 //! families and `errorCode`/`errorMessage` are here.
 
 pub(crate) mod aleph;
@@ -22,6 +24,7 @@ pub(crate) mod midjourney;
 pub(crate) mod runway;
 pub(crate) mod suno;
 pub(crate) mod suno_job;
+pub(crate) mod suno_midi;
 pub(crate) mod veo;
 pub(crate) mod veo_upgrade;
 
@@ -139,6 +142,22 @@ pub trait ApiFamily: Send + Sync + 'static {
     fn upgrade(&self) -> Option<Verb> {
         None
     }
+    /// Whether KIE answers the family's result as data, not as a file (Suno's MIDI: notes): a
+    /// status names it by [`written_source`], the archiver writes its file from KIE's status
+    /// `data` ([`ApiFamily::result_file`]) into the Library, and the relay answers what it
+    /// reads back from that file ([`ApiFamily::result_content`], `Written::content`). Such a
+    /// task is refused on a console without a Library, and its relay callback waits for the file.
+    fn writes_result(&self) -> bool {
+        false
+    }
+    /// The file of a written result, from a status call's `data`.
+    fn result_file(&self, _status: &Value) -> Result<Vec<u8>, String> {
+        Err("this family's results are files at KIE".into())
+    }
+    /// What the relay answers of a written result, read back from its file.
+    fn result_content(&self, _file: &[u8]) -> Result<Value, String> {
+        Err("this family's results are files at KIE".into())
+    }
     /// A status from a successful status call's `data`.
     fn parse_status(&self, data: Value) -> Result<UpstreamStatus, String>;
     /// A status from a callback body (the whole envelope). Only a hint: KIE does not sign the
@@ -213,10 +232,12 @@ pub enum Family {
     /// Veo's 4K of a video ([`veo_upgrade::UHD`]).
     #[serde(rename = "veo_4k")]
     Veo4k,
+    /// Suno's MIDI of a separation ([`suno_midi::SunoMidi`]).
+    SunoMidi,
 }
 
 impl Family {
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 15] = [
         Family::Market,
         Family::Veo,
         Family::Suno,
@@ -231,6 +252,7 @@ impl Family {
         Family::SunoVideo,
         Family::Veo1080p,
         Family::Veo4k,
+        Family::SunoMidi,
     ];
 
     /// The adapter that speaks this family's API.
@@ -250,6 +272,7 @@ impl Family {
             Family::SunoVideo => &suno_job::VIDEO,
             Family::Veo1080p => &veo_upgrade::HD,
             Family::Veo4k => &veo_upgrade::UHD,
+            Family::SunoMidi => &suno_midi::SunoMidi,
         }
     }
 
@@ -270,6 +293,7 @@ impl Family {
             Family::SunoVideo => "suno_video",
             Family::Veo1080p => "veo_1080p",
             Family::Veo4k => "veo_4k",
+            Family::SunoMidi => "suno_midi",
         }
     }
 
@@ -280,7 +304,7 @@ impl Family {
     /// Whether the family's create body names a model (`model`); Runway, 4o Image, Aleph,
     /// Luma, Suno's jobs on a track and Veo's upgrades do not.
     pub fn takes_model(self) -> bool {
-        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems | Family::SunoVideo | Family::Veo1080p | Family::Veo4k)
+        !matches!(self, Family::Runway | Family::Gpt4oImage | Family::Aleph | Family::Luma | Family::SunoWav | Family::SunoStems | Family::SunoVideo | Family::Veo1080p | Family::Veo4k | Family::SunoMidi)
     }
 
     /// The model a create body means when it names none, as KIE's docs give it.
@@ -292,6 +316,15 @@ impl Family {
         }
     }
 }
+
+/// A written result's source, as a status names it: the task KIE keeps its data under
+/// ([`ApiFamily::writes_result`]).
+pub fn written_source(kie_task: &str) -> String {
+    format!("{WRITTEN_SOURCE}{kie_task}")
+}
+
+/// The prefix of a [`written_source`].
+pub const WRITTEN_SOURCE: &str = "kie-data:";
 
 /// `data.taskId` (or `task_id`) as a string.
 pub(crate) fn task_id_of(data: &Value) -> Option<String> {

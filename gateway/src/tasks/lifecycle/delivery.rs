@@ -152,7 +152,7 @@ impl Lifecycle {
         let Some(cb) = &t.relay_callback else { return Ok(()) };
         let key = relay_keys::find(self.0.store.as_ref(), &cb.key_id).await.map_err(|e| Failure::Retry(e.to_string()))?;
         let ts = (now_ms() / 1000).to_string();
-        let body = relay::callback(t, self.0.opts.library_links.as_ref()).to_string();
+        let body = relay::callback(t, self.0.opts.library_links.as_ref(), self.written_content(t).await).to_string();
         let mut headers = vec![("X-Webhook-Timestamp", ts.clone())];
         if let Some(key) = key {
             headers.push(("X-Webhook-Signature", signature::sign(key.webhook_secret.as_bytes(), &t.id, &ts)));

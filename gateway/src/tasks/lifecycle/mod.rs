@@ -28,6 +28,8 @@
 //! - [`upgrade`] — an upgrade of a video (Veo's 1080p, 4K) asked for again until it is made:
 //!   one follow-up task per parent and video, started once across instances.
 //! - [`alerts`] — budget alerts after a spend, checked at most once a second per spender.
+//! - [`written`] — results KIE answers as data (Suno's MIDI): refused without a Library, read
+//!   back from their kept file for the relay.
 //!
 //! Every change goes through [`Lifecycle::modify`] (compare-and-set on the record's version)
 //! and is published as a live event; work shared between instances is claimed with leases.
@@ -51,6 +53,7 @@ pub mod quote;
 pub mod review;
 pub(crate) mod submit;
 pub mod upgrade;
+pub(crate) mod written;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -211,6 +211,7 @@ impl Lifecycle {
             }
         }
         model.family.adapter().check_input(model.upstream_name(), input).map_err(|e| invalid(format!("{}: {e}", model.id)))?;
+        self.check_written(model.family, &model.id)?;
         model.check_multipliers(input).map_err(invalid)?;
         if let Some(at) = s.send_by_ms {
             let ahead = at.saturating_sub(now_ms());
