@@ -288,6 +288,52 @@ async fn a_suno_track_is_extended_by_kies_id_of_it() {
     }
 }
 
+/// Suno's MIDI of a separation: at its own path, naming the separation's KIE id, followed at
+/// its own record-info; made, it names a written result (KIE answers notes, not a file), whose
+/// file is written from KIE's answer and reads back as KIE's notes; its callback names
+/// `task_id` beside the notes; refused by KIE for a task that is not a separation.
+#[tokio::test]
+async fn a_separations_midi_is_notes_the_console_writes_into_a_midi_file() {
+    let (sim, base) = start().await;
+    let c = client(&base);
+    let song = c.create_task(Family::Suno.adapter(), "V4_5", &json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false}), None).await.unwrap();
+    let st = wait_for(&c, Family::Suno, &song, UpstreamState::Success).await;
+    let stems = c.create_task(Family::SunoStems.adapter(), "suno_stems", &json!({"taskId": song, "audioId": st.result_ids[0], "type": "split_stem"}), None).await.unwrap();
+    wait_for(&c, Family::SunoStems, &stems, UpstreamState::Success).await;
+    let midi = Family::SunoMidi.adapter();
+    let e = c.create_task(midi, "suno_midi", &json!({"taskId": song}), None).await.unwrap_err();
+    assert!(matches!(e, KieError::Validation(_)), "a song is no separation: {e:?}");
+    let (url, got) = receiver().await;
+    let id = c.create_task(midi, "suno_midi", &json!({"taskId": stems}), Some(&url)).await.unwrap();
+    let sent: Value = serde_json::from_str(&sim.world().tasks.get(&id).map(|t| t.param.clone()).unwrap()).unwrap();
+    assert_eq!(sent, json!({"taskId": stems, "callBackUrl": url}), "its fields flat, no model");
+    let done = wait_for(&c, Family::SunoMidi, &id, UpstreamState::Success).await;
+    assert_eq!(done.result_urls, [gateway::kie::written_source(&id)], "a written result, named by KIE's task");
+    assert_eq!(done.callback_url.as_deref(), Some(url.as_str()));
+    // The file, from KIE's answer: KIE's notes when read back.
+    let answer = c.status_answer(midi, &id, &Value::Null).await.unwrap();
+    let file = midi.result_file(&answer).unwrap();
+    assert_eq!(&file[..4], b"MThd");
+    let back = midi.result_content(&file).unwrap();
+    let kies = &answer["midiData"]["instruments"];
+    assert_eq!(back["instruments"].as_array().unwrap().len(), kies.as_array().unwrap().len());
+    for (ours, theirs) in back["instruments"].as_array().unwrap().iter().zip(kies.as_array().unwrap()) {
+        assert_eq!(ours["name"], theirs["name"]);
+        let pitches = |v: &Value| v["notes"].as_array().unwrap().iter().map(|n| n["pitch"].as_u64().unwrap()).collect::<Vec<_>>();
+        assert_eq!(pitches(ours), pitches(theirs), "{ours} vs {theirs}");
+    }
+    for _ in 0..100 {
+        if !got.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let cb = got.0.lock().unwrap().first().cloned().expect("KIE called back");
+    assert_eq!(cb["task_id"], id.as_str(), "task_id beside data: {cb}");
+    let hint = midi.parse_callback(cb.to_string().as_bytes()).unwrap();
+    assert_eq!((hint.task_id.as_str(), hint.state), (id.as_str(), UpstreamState::Success));
+}
+
 /// Midjourney's follow-ups: each at its own path, naming the parent's KIE task id and a
 /// result as KIE counts them (upscale from 0, vary from 1), with no `taskType` in the body;
 /// followed at record-info like any Midjourney task; refused by KIE when the parent or the

@@ -704,6 +704,10 @@ async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() 
     let (code, story) = server_fn(&h.s.base, "task_story", &form(&[("id", &split)])).await;
     assert_eq!(code, 200, "{story}");
     assert!(story["follow_ups"].as_array().unwrap().iter().any(|f| f["action"] == "MIDI"), "{story}");
+    // Panel 07 offers the file as a download (a browser cannot play notes), not as an input.
+    let panel = client_as(&h.s.base, ADMIN).await.get(format!("{}/panel/retention", h.s.base)).send().await.unwrap().text().await.unwrap();
+    let item = panel.split(r#"data-testid="library-item""#).find(|i| i.contains(&format!(r#"href="/library/{id}/0""#))).unwrap_or_else(|| panic!("the MIDI file is listed: {panel}"));
+    assert!(item.contains(r#"data-testid="library-midi""#) && !item.contains("<audio") && !item.contains("Use as input"), "{item}");
     h.s.shutdown().await.unwrap();
 
     // Without a Library there is nowhere to keep it: refused before anything is recorded.

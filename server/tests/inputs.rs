@@ -302,6 +302,10 @@ async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_uploa
     let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "notes.png", b"just some text, named like an image".to_vec())).send().await.unwrap();
     assert_eq!(r.status(), 415);
     assert!(r.text().await.unwrap().contains("not an image, a video or an audio file"));
+    // A MIDI file is notes, not sound: no model takes it as an input.
+    let midi = gateway::library::midi::file(&kie_sim::families::midi_data(1)).unwrap();
+    let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "bassline.mid", midi)).send().await.unwrap();
+    assert_eq!(r.status(), 415);
     let r = producer.post(format!("{base}/library/upload")).multipart(desk_form("trailer", "huge.png", [png.clone(), vec![0u8; 1 << 20]].concat())).send().await;
     if let Ok(r) = r {
         assert_eq!(r.status(), 413, "larger than UPLOAD_MAX_MB");

@@ -15,4 +15,4 @@ pub mod wire;
 
 pub use client::{ClientOptions, KieClient, Probe, UPLOAD_PATHS, uploaded_url};
 pub use error::KieError;
-pub use family::{ApiFamily, Call, Family, MarketJobs, UpstreamState, UpstreamStatus, Verb, WRITTEN_SOURCE};
+pub use family::{ApiFamily, Call, Family, MarketJobs, UpstreamState, UpstreamStatus, Verb, WRITTEN_SOURCE, written_source};
