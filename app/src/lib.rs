@@ -161,8 +161,12 @@ fn ControlRoom() -> impl IntoView {
                             let media = query.get_untracked().get("media").and_then(|m| panels::retention::media_named(&m)).unwrap_or_default();
                             let (input_model, input_field) = if input.is_empty() { Default::default() } else { panels::composer::taking(media, &models) };
                             let first = panels::monitor::first_page(&api::list_tasks(initial.clone(), None, panels::monitor::PAGE).await.map_err(|e| panels::said(&e)));
+                            // The composer's picker: the newest Library copies a task can take.
+                            let picked = if can_produce { api::library_inputs().await.unwrap_or_default() } else { Vec::new() };
                             view! {
-                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project input=input input_model=input_model input_field=input_field/>
+                                <panels::monitor::TaskMonitor models=models can_produce=can_produce first=first initial=initial project=project input=input input_model=input_model input_field=input_field>
+                                    {panels::retention::picker(picked)}
+                                </panels::monitor::TaskMonitor>
                                 // The projects a limited person may work in, offered by the composer's project field.
                                 <datalist id="my-projects">{mine.into_iter().map(|p| view! { <option value=p/> }).collect_view()}</datalist>
                             }

@@ -286,6 +286,17 @@ async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_uploa
     let page = producer.get(format!("{base}{}", to.trim_end_matches("#composer"))).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("control-room://library/{track}/0")) && page.contains("&quot;input_field&quot;:&quot;uploadUrl&quot;"), "the composer is given the track and the field it fills");
     assert!(page.contains(r#"data-field="uploadUrl""#), "the composer opens on a model whose URL field takes audio");
+    assert!(page.contains(r#"list="library-inputs" name="uploadUrl""#), "its URL field takes the picker's suggestions");
+    // The composer's picker, inside the composer: both files with their previews, each a Use
+    // that opens the composer with it, and their references the URL fields' suggestions.
+    let page = producer.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    let compose = page.split(r#"class="compose""#).nth(1).and_then(|c| c.split(r#"class="filters""#).next()).expect("the composer");
+    let picker = compose.split(r#"data-testid="library-picker""#).nth(1).expect("the picker is in the composer");
+    for (task, to) in [(&id, format!("/?input={id}/0#composer")), (&track, format!("/?input={track}/0&amp;media=audio#composer"))] {
+        assert!(picker.contains(&format!(r#"href="{to}""#)), "{task}'s Use: {picker}");
+        assert!(picker.contains(&format!(r#"src="/library/{task}/0""#)), "{task}'s preview");
+        assert!(picker.contains(&format!(r#"value="control-room://library/{task}/0""#)), "{task} suggested");
+    }
 
     // As an input: a desk file never was KIE's, so its copy is uploaded to KIE.
     let key = gateway::team::relay_keys::create(store.as_ref(), &gateway::team::accounts::Actor::cli(), "trailer", "farm").await.expect("key");

@@ -39,10 +39,13 @@ pub async fn library_status() -> Result<LibraryView, ServerFnError> {
     })
 }
 
+/// How many copies the composer's picker offers.
+#[cfg(feature = "ssr")]
+const PICKED: usize = 12;
+
 /// The newest copies in the Library, of one project or all (viewer and above).
 #[server(endpoint = "library_items")]
 pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFnError> {
-    use gateway::library::asset::AssetState;
     let (ctx, actor) = signed_in(Role::Viewer)?;
     let Some(lib) = &ctx.library else { return Ok(Vec::new()) };
     let project = Some(project.trim()).filter(|p| !p.is_empty());
@@ -50,10 +53,31 @@ pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFn
         return Err(refuse(422, format!("A project name is {}.", gateway::tasks::task::NAME_RULE)));
     }
     let page = lib.list(&actor.membership, project, None, LISTED).await.map_err(store_error)?;
+    Ok(items_of(page.tasks, &ctx))
+}
+
+/// The newest copies a new task can take as its input (images, tracks, clips), for the
+/// composer's picker: at most [`PICKED`], read from as many tasks (viewer and above; none
+/// without a Library).
+#[server(endpoint = "library_inputs")]
+pub async fn library_inputs() -> Result<Vec<LibraryItem>, ServerFnError> {
+    let (ctx, actor) = signed_in(Role::Viewer)?;
+    let Some(lib) = &ctx.library else { return Ok(Vec::new()) };
+    let page = lib.list(&actor.membership, None, None, PICKED).await.map_err(store_error)?;
+    let mut items = items_of(page.tasks, &ctx);
+    items.retain(|i| crate::panels::retention::usable_as_input(&i.content_type));
+    items.truncate(PICKED);
+    Ok(items)
+}
+
+/// The archived copies of `tasks`, each with its path and a signed link.
+#[cfg(feature = "ssr")]
+fn items_of(tasks: Vec<gateway::TaskRecord>, ctx: &crate::api::context::ConsoleContext) -> Vec<LibraryItem> {
+    use gateway::library::asset::AssetState;
     let signer = ctx.lifecycle.options().library_links.clone();
     let now_s = gateway::store::now_ms() / 1000;
     let mut items = Vec::new();
-    for t in page.tasks {
+    for t in tasks {
         let Some(a) = &t.archive else { continue };
         for (n, x) in a.assets.iter().enumerate().filter(|(_, x)| x.state == AssetState::Archived) {
             let path = gateway::library::links::unsigned_path(&t.id, n);
@@ -77,7 +101,7 @@ pub async fn library_items(project: String) -> Result<Vec<LibraryItem>, ServerFn
             });
         }
     }
-    Ok(items)
+    items
 }
 
 /// The Library and a checked project name, for an admin.

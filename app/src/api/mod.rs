@@ -31,7 +31,7 @@ pub use team::qr_svg;
 pub use batches::submit_batch;
 pub use throttle::{bulk_action, set_fair_share, set_pause, throttle_status};
 pub use ledger::ledger_report;
-pub use library::{create_share_link, delete_library_project, library_items, library_project_copies, library_status, list_share_links, revoke_share_link};
+pub use library::{create_share_link, delete_library_project, library_inputs, library_items, library_project_copies, library_status, list_share_links, revoke_share_link};
 pub use status::load_console_status;
 pub use tasks::{MAX_ROWS, TaskFilter, cancel_task, follow_up, list_tasks, rerun_draft, resolve_failure, retry_failures, retry_task, review_board, review_tasks, start_draft, submit_task, task_story, track_lyrics};
 

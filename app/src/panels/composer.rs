@@ -194,7 +194,7 @@ pub fn Composer(rerun: Rerun, models: Vec<ModelOption>, can_produce: bool, proje
                 }
             }))}
             {move || selected().filter(takes_image).map(|_| view! {
-                <label title="A URL, or a Library asset (Use as input in panel 07)">"Image URL "<input type="url" name="image_url" data-testid="composer-image" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
+                <label title="A URL, or a Library asset (from the picker below, or Use as input in panel 07)">"Image URL "<input type="url" name="image_url" list=super::retention::INPUTS_LIST data-testid="composer-image" prop:value=image_url on:input=move |ev| image_url.set(event_target_value(&ev))/></label>
             })}
             {move || selected().map(|m| m.fields.into_iter().map(|f| field_input(f, fields)).collect_view())}
             <textarea name="prompt" data-testid="composer-prompt" placeholder="Prompt" aria-label="Prompt" rows="2" maxlength="5000"
@@ -311,7 +311,7 @@ fn field_input(f: FieldOption, fields: RwSignal<BTreeMap<String, String>>) -> im
         kind => {
             let input_type = if kind == "text" { "text" } else { "url" };
             EitherOf3::C(view! {
-                <label>{name.clone()}" "<input type=input_type name=name.clone() data-field=name.clone() maxlength="2000" prop:value=value on:input=move |ev| set(event_target_value(&ev))/></label>
+                <label>{name.clone()}" "<input type=input_type list=(kind != "text").then_some(super::retention::INPUTS_LIST) name=name.clone() data-field=name.clone() maxlength="2000" prop:value=value on:input=move |ev| set(event_target_value(&ev))/></label>
             })
         }
     }

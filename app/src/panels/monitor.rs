@@ -65,7 +65,7 @@ pub fn first_page(read: &Result<TaskList, String>) -> String {
 /// reset of the live stream reads the list again (no resource and no `Suspense` in the browser:
 /// the page arrives with its rows).
 #[island]
-pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, initial: TaskFilter, project: String, input: String, input_model: String, input_field: String) -> impl IntoView {
+pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, initial: TaskFilter, project: String, input: String, input_model: String, input_field: String, children: Children) -> impl IntoView {
     let live = live();
     // Opened with an input from the Library (on a phone it is otherwise folded).
     let opened = !input.is_empty();
@@ -187,6 +187,8 @@ pub fn TaskMonitor(models: Vec<ModelOption>, can_produce: bool, first: String, i
             <details class="compose" open=opened>
                 <summary data-testid="compose-open">"New task"</summary>
                 <Composer rerun=rerun models=models can_produce=can_produce project=project input=input input_model=input_model input_field=input_field/>
+                // The Library's picker, rendered on the server.
+                {children()}
             </details>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <p class="error" data-testid="cancel-error">{super::said(&e)}</p> })}
             <div class="filters" role="group" aria-label="Filter tasks" on:input=changed on:change=changed>

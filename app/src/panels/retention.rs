@@ -113,6 +113,45 @@ pub fn media_named(name: &str) -> Option<&'static str> {
     ["audio", "video"].into_iter().find(|m| *m == name)
 }
 
+/// Whether a Library copy of `content_type` can be a new task's input: an image, a track or a
+/// clip (image-to-video, a cover of a track, a clip restyled).
+pub fn usable_as_input(content_type: &str) -> bool {
+    content_type.starts_with("image/") || media_of(content_type).is_some()
+}
+
+/// The suggestions of the composer's URL fields: the picker's references.
+pub const INPUTS_LIST: &str = "library-inputs";
+
+/// The composer's picker, rendered on the server and placed in the composer as the Task
+/// Monitor's children (no code of its own reaches the browser): the newest copies a new task
+/// can take, each with its preview and *Use* (which opens the composer on a model that takes
+/// it, filled in, as panel 07's *Use as input* does); their references are also the
+/// suggestions of the composer's URL fields ([`INPUTS_LIST`]), chosen there without leaving
+/// the form.
+pub fn picker(items: Vec<LibraryItem>) -> impl IntoView {
+    let options: Vec<_> = items.iter().map(|i| (format!("control-room://library/{}/{}", i.task_id, i.index), format!("{} · {} · {}", i.content_type, i.model, i.project))).collect();
+    (!items.is_empty()).then(|| view! {
+        <details class="picker" data-testid="library-picker">
+            <summary>{format!("From the Library: the newest {}", items.len())}</summary>
+            <ul class="picker-items">
+                {items.into_iter().map(|i| {
+                    let href = use_as_input(&i.task_id, i.index, &i.content_type);
+                    view! {
+                        <li data-testid="picker-item">
+                            {library_preview(i.path.clone(), &i.content_type)}
+                            <a href=href data-testid="picker-use" title="Open the composer on a model that takes it, with it filled in">"Use"</a>
+                            <span class="muted small">{format!(" {} · {}", i.model, i.project)}</span>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </details>
+        <datalist id=INPUTS_LIST>
+            {options.into_iter().map(|(value, label)| view! { <option value=value label=label/> }).collect_view()}
+        </datalist>
+    })
+}
+
 /// Where "Use as input" opens the composer with the asset `<task>/<n>` of `content_type`.
 pub fn use_as_input(task: &str, n: usize, content_type: &str) -> String {
     match media_of(content_type) {
@@ -125,8 +164,7 @@ fn item(i: LibraryItem) -> impl IntoView + use<> {
     let name = format!("{}-{}", i.task_id, i.index);
     // An image, a track or a clip is offered as the input of a new task (image-to-video, a
     // cover of a track, a clip restyled).
-    let usable = i.content_type.starts_with("image/") || media_of(&i.content_type).is_some();
-    let use_it = usable.then(|| view! {
+    let use_it = usable_as_input(&i.content_type).then(|| view! {
         <a href=use_as_input(&i.task_id, i.index as usize, &i.content_type) data-testid="library-use" title="Open the composer with this as the input, on a model that takes it">"Use as input"</a>" · "
     });
     view! {
