@@ -225,7 +225,7 @@ test('a result flips to In Library and plays from the Library copy, live', async
 /** A 2×2 PNG (red, green, blue, white), made here as a person's file on their desk. */
 const DESK_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR4nGP4z8DAAMIM/4EAAB/uBfsL2WiLAAAAAElFTkSuQmCC', 'base64');
 
-test('an image from the Library, and a file from the desk, become the input of an image-to-video task', async () => {
+test('an image from the Library (panel 07 or the composer\'s picker), and a file from the desk, become the input of an image-to-video task', async () => {
   const server = await startServer({}, ['--simulate']);
   try {
     const { context, page, errors } = await openHydrated(browser, server.base + '/');
@@ -249,6 +249,21 @@ test('an image from the Library, and a file from the desk, become the input of a
     assert.match(beats, new RegExp(`made from ${frame} result 0 in the Library`));
     assert.match(beats, /input\.image_urls\[0\] \(.+\) sent to KIE as KIE's own result URL/);
     await story.close();
+
+    // The composer's own picker offers the frame with its preview; the image field suggests its
+    // reference; Use opens the composer with it.
+    await page.goto(server.base + '/');
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    await page.click('[data-testid="library-picker"] summary');
+    const picked = page.locator(`[data-testid="library-picker"] [data-testid="picker-item"]:has(a[href="/?input=${frame}/0#composer"])`);
+    await picked.waitFor({ timeout: 10_000 });
+    assert.ok(await picked.locator('img').evaluate((i) => i.complete && i.naturalWidth > 0), 'its preview loads');
+    await page.selectOption('[data-testid="composer-model"]', model);
+    const suggested = await page.evaluate(() => [...(document.querySelector('[data-testid="composer-image"]').list?.options ?? [])].map((o) => o.value));
+    assert.ok(suggested.includes(`control-room://library/${frame}/0`), `the image field suggests it: ${suggested}`);
+    await Promise.all([page.waitForURL((u) => u.searchParams.get('input') === `${frame}/0`), picked.locator('[data-testid="picker-use"]').click()]);
+    await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
+    assert.equal(await page.inputValue('[data-testid="composer-image"]'), `control-room://library/${frame}/0`);
 
     // A file from the desk: kept in the Library, then the composer opens with it.
     await page.goto(server.base + '/');

@@ -144,6 +144,15 @@ async fn post_as(h: &Harness, path: &str, key: String, body: Value) -> (u16, Val
     (status, r.json::<Value>().await.unwrap_or(Value::Null))
 }
 
+/// A task created through the relay at `path` and run to success: its id.
+async fn made(h: &Harness, path: &str, body: Value) -> String {
+    let (code, made) = post_as(h, path, h.key.clone(), body).await;
+    assert_eq!(code, 200, "{path}: {made}");
+    let id = made["data"]["taskId"].as_str().unwrap().to_string();
+    wait_until(&format!("{path} done"), 30, || async { h.store.task_get(&id).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    id
+}
+
 async fn status_of(h: &Harness, path: &str, id: &str) -> (u16, Value) {
     let r = http().get(format!("{}{path}", h.s.base)).query(&[("taskId", id)]).bearer_auth(&h.key).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -566,10 +575,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     let h = harness("families-suno-jobs", true).await;
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
     assert_eq!(code, 200, "{body}");
-    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
-    assert_eq!(code, 200, "{made}");
-    let song = made["data"]["taskId"].as_str().unwrap().to_string();
-    wait_until("the song done", 30, || async { h.store.task_get(&song).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let song = made(&h, "/kie/api/v1/generate", json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
     let song_kie = h.store.task_get(&song).await.unwrap().unwrap().kie_task_id.unwrap();
     let (code, other_song) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a lullaby", "customMode": false, "instrumental": true, "model": "V4"})).await;
     assert_eq!(code, 200, "{other_song}");
@@ -636,14 +642,8 @@ async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() 
     let (hook, mut calls) = callback_sink().await;
     let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
     assert_eq!(code, 200, "{body}");
-    let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
-    assert_eq!(code, 200, "{made}");
-    let song = made["data"]["taskId"].as_str().unwrap().to_string();
-    wait_until("the song done", 30, || async { h.store.task_get(&song).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
-    let (code, split) = post_as(&h, "/kie/api/v1/vocal-removal/generate", h.key.clone(), json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"})).await;
-    assert_eq!(code, 200, "{split}");
-    let split = split["data"]["taskId"].as_str().unwrap().to_string();
-    wait_until("the split done", 30, || async { h.store.task_get(&split).await.unwrap().is_some_and(|t| t.state == gateway::TaskState::Success) }).await;
+    let song = made(&h, "/kie/api/v1/generate", json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
+    let split = made(&h, "/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"})).await;
     let split_kie = h.store.task_get(&split).await.unwrap().unwrap().kie_task_id.unwrap();
 
     let recorded = h.store.task_counts().await.unwrap().total;
