@@ -162,10 +162,8 @@ pub fn use_as_input(task: &str, n: usize, content_type: &str) -> String {
 
 fn item(i: LibraryItem) -> impl IntoView + use<> {
     let name = format!("{}-{}", i.task_id, i.index);
-    // An image, a track or a clip is offered as the input of a new task (image-to-video, a
-    // cover of a track, a clip restyled).
     let use_it = usable_as_input(&i.content_type).then(|| view! {
-        <a href=use_as_input(&i.task_id, i.index as usize, &i.content_type) data-testid="library-use" title="Open the composer with this as the input, on a model that takes it">"Use as input"</a>" · "
+        <a href=use_as_input(&i.task_id, i.index, &i.content_type) data-testid="library-use" title="Open the composer with this as the input, on a model that takes it">"Use as input"</a>" · "
     });
     view! {
         <li class="library-item" data-task=i.task_id.clone() data-testid="library-item">
