@@ -80,7 +80,8 @@ pub fn library_preview(path: String, content_type: &str) -> AnyView {
         view! { <video class="thumb" src=path controls=true preload="metadata" data-testid="library-video"></video> }.into_any()
     } else if content_type == MIDI {
         // Notes, not sound: a browser cannot play it; a DAW opens it.
-        view! { <a href=path download="notes.mid" data-testid="library-midi">"MIDI file ↓"</a> }.into_any()
+        let name = format!("{}.mid", path.trim_start_matches("/library/").replace('/', "-"));
+        view! { <a href=path download=name data-testid="library-midi">"MIDI file ↓"</a> }.into_any()
     } else if content_type.starts_with("audio/") {
         view! { <audio src=path controls=true preload="none"></audio> }.into_any()
     } else {

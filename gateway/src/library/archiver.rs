@@ -293,8 +293,9 @@ impl Library {
         let Some(kie) = self.0.lifecycle.kie() else { return Outcome::Retry("no KIE key to ask for the result's data".into()) };
         let data = match kie.status_answer(adapter, kie_task, &t.input).await {
             Ok(d) => d,
-            Err(e) if e.is_transient() => return Outcome::Retry(format!("KIE did not answer the result's data: {e}")),
-            Err(e) => return Outcome::Expired(format!("Result expired: KIE no longer answers the result's data: {e}")),
+            // KIE no longer has the task: its data is gone with it.
+            Err(e @ (crate::kie::KieError::NotFound(_) | crate::kie::KieError::Validation(_))) => return Outcome::Expired(format!("Result expired: KIE no longer answers the result's data: {e}")),
+            Err(e) => return Outcome::Retry(format!("KIE did not answer the result's data: {e}")),
         };
         let file = match adapter.result_file(&data) {
             Ok(f) => f,

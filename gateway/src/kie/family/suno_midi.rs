@@ -68,18 +68,11 @@ impl ApiFamily for SunoMidi {
     }
     fn relay_status(&self, w: &Written<'_>) -> Value {
         let t = w.task;
-        let (mut error_code, mut error_message) = w.error();
-        // Made once its file is kept; a file that could not be kept fails it, with the reason.
-        let lost = t.archive.as_ref().and_then(|a| a.assets.first()).filter(|a| matches!(a.state, AssetState::Failed | AssetState::Expired));
-        let flag = match (t.state, &w.content, lost) {
-            (TaskState::Success, Some(_), _) => 1,
-            (TaskState::Success, None, Some(a)) => {
-                error_code = json!(500);
-                error_message = json!(format!("the notes could not be kept: {}", a.last_error.as_deref().unwrap_or("unknown")));
-                3
-            }
-            (TaskState::Success, None, None) => 0,
-            _ => w.success_flag(),
+        let ((error_code, error_message), flag) = match kept(w) {
+            Kept::Notes => (w.error(), 1),
+            Kept::Lost(why) => ((json!(500), json!(why)), 3),
+            Kept::Pending => (w.error(), 0),
+            Kept::NotMade => (w.error(), w.success_flag()),
         };
         json!({
             "taskId": t.id, "recordTaskId": -1, "audioId": t.input.get("audioId"), "callbackUrl": null,
@@ -90,9 +83,39 @@ impl ApiFamily for SunoMidi {
         })
     }
     fn relay_callback(&self, w: &Written<'_>) -> Value {
-        let mut body = w.callback_envelope(if w.failed() { Value::Null } else { w.content.clone().unwrap_or(Value::Null) });
+        let mut body = match (kept(w), &w.content) {
+            (Kept::Notes, Some(notes)) => w.callback_envelope(notes.clone()),
+            (Kept::Lost(why), _) => crate::tasks::relay::envelope(500, &why, Value::Null),
+            _ => w.callback_envelope(Value::Null),
+        };
         body["task_id"] = w.task.id.clone().into();
         body
+    }
+}
+
+/// Where a task's notes stand for the relay: made once its file is kept and read back.
+enum Kept {
+    Notes,
+    /// Made at KIE, but the file could not be kept (or this console keeps none): why.
+    Lost(String),
+    /// Made at KIE, its file still being written.
+    Pending,
+    /// Not made (yet): the task's own state says.
+    NotMade,
+}
+
+fn kept(w: &Written<'_>) -> Kept {
+    let t = w.task;
+    if t.state != TaskState::Success {
+        return Kept::NotMade;
+    }
+    if w.content.is_some() {
+        return Kept::Notes;
+    }
+    match t.archive.as_ref().and_then(|a| a.assets.first()) {
+        Some(a) if a.state == AssetState::Pending => Kept::Pending,
+        Some(a) => Kept::Lost(format!("the notes could not be kept: {}", a.last_error.as_deref().unwrap_or("their copy cannot be read"))),
+        None => Kept::Lost("the notes are not kept: this console has no Library".into()),
     }
 }
 
@@ -117,5 +140,32 @@ mod tests {
         assert_eq!((cb.task_id.as_str(), cb.state), ("m1", UpstreamState::Success));
         assert_eq!(SunoMidi.parse_callback(br#"{"task_id":"m1","code":500,"msg":"failed","data":null}"#).unwrap().state, UpstreamState::Fail);
         assert!(SunoMidi.check_input("", json!({"taskId": "s1", "audioId": "x"}).as_object().unwrap()).unwrap_err().contains("audioId is not relayed"));
+    }
+
+    #[test]
+    fn the_relay_says_made_only_once_the_notes_are_kept_and_says_why_when_they_could_not_be() {
+        use crate::library::asset::{Archive, Terms};
+        let mut t = crate::tasks::task::TaskRecord::new("cr_m", "a@b.c", "p", "suno/midi", 1);
+        t.state = TaskState::Success;
+        t.result_urls = vec![written_source("m1")];
+        t.archive = Some(Archive::plan(&t.result_urls, 1, &Terms::default()));
+        let notes = json!({"state": "complete", "instruments": [{"name": "Drums", "notes": [{"pitch": 36, "start": 0.0, "end": 0.5, "velocity": 1.0}]}]});
+        let status = |t: &crate::tasks::task::TaskRecord, content: Option<Value>| SunoMidi.relay_status(&Written::new(t, "suno_midi", None, content));
+        let callback = |t: &crate::tasks::task::TaskRecord, content: Option<Value>| SunoMidi.relay_callback(&Written::new(t, "suno_midi", None, content));
+        assert_eq!(status(&t, None)["successFlag"], 0, "made at KIE, its file still being written");
+        let made = status(&t, Some(notes.clone()));
+        assert_eq!((made["successFlag"].clone(), made["midiData"].clone()), (json!(1), notes.clone()));
+        let cb = callback(&t, Some(notes.clone()));
+        assert_eq!((cb["code"].clone(), cb["task_id"].clone(), cb["data"].clone()), (json!(200), json!("cr_m"), notes));
+        if let Some(a) = t.archive.as_mut() {
+            a.assets[0].state = AssetState::Failed;
+            a.assets[0].last_error = Some("KIE's answer has no notes to write".into());
+        }
+        let lost = status(&t, None);
+        assert_eq!(lost["successFlag"], 3);
+        assert!(lost["errorMessage"].as_str().unwrap().contains("no notes to write"), "{lost}");
+        let cb = callback(&t, None);
+        assert_eq!((cb["code"].clone(), cb["data"].clone()), (json!(500), Value::Null), "a callback never says made without the notes: {cb}");
+        assert!(cb["msg"].as_str().unwrap().contains("no notes to write"));
     }
 }
