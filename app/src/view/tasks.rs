@@ -153,7 +153,7 @@ impl From<gateway::TaskRecord> for TaskRow {
             note: t.note,
             // A file from the desk, or one written from KIE's data (Suno's MIDI), has no URL
             // a browser could load until its copy is in the Library (`library` then names it).
-            result_urls: t.result_urls.into_iter().filter(|u| ![gateway::library::desk::DESK_SOURCE, gateway::kie::WRITTEN_SOURCE].iter().any(|s| u.starts_with(s))).collect(),
+            result_urls: t.result_urls.into_iter().filter(|u| gateway::library::is_url(u)).collect(),
             prompt,
             retry_of: t.retry_of,
             retried_as: t.retried_as,

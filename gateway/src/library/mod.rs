@@ -53,6 +53,12 @@ const ID_KEY: &str = "library:id";
 /// The marker in the Library.
 const MARKER: &str = "control-room/library-id";
 
+/// Whether a result's source is a URL a client could load: a desk file's name and a written
+/// result's KIE task (Suno's MIDI) are none, until the Library holds their copy.
+pub fn is_url(source: &str) -> bool {
+    ![desk::DESK_SOURCE, crate::kie::WRITTEN_SOURCE].iter().any(|p| source.starts_with(p))
+}
+
 /// The hosts KIE serves results from (`KIE-API.md`); a leading `.` admits subdomains.
 pub const KIE_RESULT_HOSTS: &str = "tempfile.aiquickdraw.com,tempfile.redpandaai.co,kieai.redpandaai.co,musicfile.kie.ai,cdn1.suno.ai,cdn2.suno.ai,.r2.cloudflarestorage.com";
 

@@ -235,7 +235,7 @@ impl ControlRoomMcp {
                 .enumerate()
                 .map(|(n, x)| match x.state {
                     AssetState::Archived => json!({"n": n, "state": "in the Library", "link": self.absolute(signer.link(&t.id, n, now_s), ctx), "content_type": x.content_type, "bytes": x.bytes}),
-                    other => json!({"n": n, "state": other.as_str(), "kie_url": x.source, "why": x.last_error}),
+                    other => json!({"n": n, "state": other.as_str(), "kie_url": Some(&x.source).filter(|s| gateway::library::is_url(s)), "why": x.last_error}),
                 })
                 .collect(),
             _ => Vec::new(),
@@ -259,7 +259,8 @@ impl ControlRoomMcp {
                 fields.insert("failure".into(), json!({"code": t.fail_code, "message": t.fail_msg}));
             }
             if t.state == TaskState::Success {
-                fields.insert("results".into(), json!(t.result_urls));
+                // KIE's URLs; a result with none (a desk file, Suno's MIDI) is in `library` once kept.
+                fields.insert("results".into(), json!(t.result_urls.iter().filter(|u| gateway::library::is_url(u)).collect::<Vec<_>>()));
                 fields.insert("library".into(), Value::Array(library));
             }
         }
