@@ -31,6 +31,8 @@ pub const MAX_SECONDS: f64 = 6.0 * 3600.0;
 const MAX_INSTRUMENTS: usize = 64;
 /// The longest track name kept, in bytes.
 const MAX_NAME: usize = 100;
+/// Most notes sounding at once that a file is read with.
+const MAX_SOUNDING: usize = 2 * 16 * 128;
 /// The channel General MIDI plays drums on (10, counted from 1).
 const DRUMS: u8 = 9;
 
@@ -267,7 +269,14 @@ fn read_track(body: &[u8]) -> Result<(String, Vec<Note>, Option<u32>), String> {
                 }
                 let b = r.byte()?;
                 match (kind, b) {
-                    (0x90, v) if v > 0 => sounding.push((channel, a, tick, v)),
+                    (0x90, v) if v > 0 => {
+                        // Every pitch on every channel twice over, at most: a file that holds
+                        // more notes at once is not one this console wrote.
+                        if sounding.len() >= MAX_SOUNDING {
+                            return Err("the MIDI file holds too many notes at once".into());
+                        }
+                        sounding.push((channel, a, tick, v));
+                    }
                     (0x80, _) | (0x90, _) => {
                         if let Some(i) = sounding.iter().position(|s| s.0 == channel && s.1 == a) {
                             let (_, pitch, on, velocity) = sounding.remove(i);
@@ -401,6 +410,15 @@ mod tests {
         let mut smpte = f.clone();
         smpte[12] = 0xe7;
         assert!(notes(&smpte).unwrap_err().contains("SMPTE"));
+        // Notes started and never ended, more than any file of this console's holds.
+        let mut body = Vec::new();
+        for i in 0..=MAX_SOUNDING {
+            body.extend_from_slice(&[0x00, 0x90 | (i % 16) as u8, (i % 128) as u8, 100]);
+        }
+        let mut held = Vec::new();
+        chunk(&mut held, b"MThd", &[0, 1, 0, 1, 0x01, 0xe0]);
+        chunk(&mut held, b"MTrk", &body);
+        assert!(notes(&held).unwrap_err().contains("too many notes at once"));
     }
 
     #[test]
