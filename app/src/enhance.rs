@@ -13,7 +13,8 @@
 //!   panel again, with the outcome at its top, swapped in place; `X-Refresh` names other
 //!   panels the change moved. Without WASM the same forms are plain posts.
 //! - `data-autosubmit` on a list sends its form when it changes; `data-plain` on a form leaves
-//!   it to the browser (a post that navigates, such as a file from the desk).
+//!   it to the browser (a post that navigates, such as a file from the desk), marked
+//!   `sending` once sent.
 //!
 //! Reloads of one panel never pile up (one in flight, at most one more after it, and live
 //! reloads at most one a second, however busy the feed), an answer
@@ -139,8 +140,10 @@ mod browser {
             crate::notify::toggle();
             return;
         }
-        // A form that navigates (a file sent from the desk) is the browser's to post.
+        // A form that navigates (a file sent from the desk) is the browser's to post; marked
+        // `sending` until the page moves on.
         if form.has_attribute("data-plain") {
+            let _ = form.class_list().add_1("sending");
             return;
         }
         let Some(slug) = panel_of(&form) else { return };

@@ -271,7 +271,16 @@ test('an image from the Library (panel 07 or the composer\'s picker), and a file
     await page.click('[data-testid="desk-section"] summary');
     await page.fill('[data-testid="desk-upload"] input[name="project"]', 'e2e');
     await page.setInputFiles('[data-testid="desk-file"]', { name: 'storyboard.png', mimeType: 'image/png', buffer: DESK_PNG });
-    await Promise.all([page.waitForURL((u) => /^cr_[0-9a-f]+\/0$/.test(u.searchParams.get('input') ?? '')), page.click('[data-testid="desk-submit"]')]);
+    // Once sent, the form says so (read in the submit's own turn, before the page moves on).
+    assert.equal(await page.isVisible('[data-testid="desk-sending"]'), false, 'nothing is said before it is sent');
+    const navigated = page.waitForURL((u) => /^cr_[0-9a-f]+\/0$/.test(u.searchParams.get('input') ?? ''));
+    const sending = await page.evaluate(() => {
+      const form = document.querySelector('[data-testid="desk-upload"]');
+      form.requestSubmit(form.querySelector('[data-testid="desk-submit"]'));
+      return form.classList.contains('sending') && getComputedStyle(form.querySelector('[data-testid="desk-sending"]')).display !== 'none';
+    });
+    assert.ok(sending, 'the form says the file is on its way');
+    await navigated;
     const desk = new URL(page.url()).searchParams.get('input').split('/')[0];
     await page.waitForSelector('body[data-hydrated="true"]', { timeout: 20_000 });
     assert.equal(await page.inputValue('[data-testid="composer-image"]'), `control-room://library/${desk}/0`);

@@ -224,7 +224,10 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
 }
 
 /// "Add from your desk": a file (drop it on the field, or browse) into a project's Library;
-/// the composer then opens with it as the input. A plain form: no script, no bundle.
+/// the composer then opens with it as the input. A plain form the browser posts (its status
+/// bar counts the bytes sent); while it is sent the form is marked `sending` (by
+/// [`crate::enhance`]), which shows that it is under way and holds the button against a second
+/// send.
 fn desk_form(project: String) -> impl IntoView {
     view! {
         <details class="desk" data-testid="desk-section"><summary>"Add from your desk…"</summary>
@@ -232,6 +235,7 @@ fn desk_form(project: String) -> impl IntoView {
             <label class="small">"Project "<input type="text" name="project" required=true maxlength="64" value=project list="my-projects"/></label>
             <label class="small">" File "<input type="file" name="file" required=true accept="image/*,video/*,audio/*" data-testid="desk-file"/></label>
             <button type="submit" data-testid="desk-submit">"Add to the Library"</button>
+            <span class="sending-note small" role="status" data-testid="desk-sending"><progress></progress>" Sending the file: the page moves on once the Library has it (your browser's status bar shows how much has gone)."</span>
         </form>
         <p class="muted small">"An image, a video or an audio file (UPLOAD_MAX_MB at most), kept here for the team and usable as any task's input."</p>
         </details>
