@@ -144,6 +144,12 @@ async fn post_as(h: &Harness, path: &str, key: String, body: Value) -> (u16, Val
     (status, r.json::<Value>().await.unwrap_or(Value::Null))
 }
 
+/// A per-job cap on the project the key works in, so models with no known price run.
+async fn per_job_cap(h: &Harness, credits: &str) {
+    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", credits)])).await;
+    assert_eq!(code, 200, "{body}");
+}
+
 /// A task created through the relay at `path` and run to success: its id.
 async fn made(h: &Harness, path: &str, body: Value) -> String {
     let (code, made) = post_as(h, path, h.key.clone(), body).await;
@@ -163,8 +169,7 @@ async fn each_familys_own_client_is_relayed_called_back_and_archived() {
     let h = harness("families-relay", true).await;
     let (hook, mut calls) = callback_sink().await;
     // 4o Image, Flux Kontext, Midjourney, Aleph and Luma have no known price: a per-job cap lets them run.
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "1").await;
     for c in clients() {
         let mut body = c.body.clone();
         body["callBackUrl"] = json!(hook);
@@ -245,8 +250,7 @@ fn creates(sim: &kie_sim::Sim) -> Vec<(u64, &'static str, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() {
     let h = harness("families-follow-up", false).await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "1").await;
     let post = |path: &'static str, key: String, body: Value| post_as(&h, path, key, body);
     let (status, made) = post("/kie/api/v1/mj/generate", h.key.clone(), json!({"taskType": "mj_txt2img", "prompt": "four lighthouses"})).await;
     assert_eq!(status, 200, "{made}");
@@ -313,8 +317,7 @@ async fn a_midjourney_follow_up_names_the_relays_task_and_kie_is_sent_its_own() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_video_is_extended_through_its_familys_own_extend_path() {
     let h = harness("families-extend", false).await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "1")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "1").await;
     let post = |path: &'static str, body: Value| post_as(&h, path, h.key.clone(), body);
     let families = [
         ("/kie/api/v1/veo/generate", json!({"model": "veo3", "prompt": "a harbour at dawn"}), "/kie/api/v1/veo/record-info", "/kie/api/v1/veo/extend", "/api/v1/veo/extend"),
@@ -360,8 +363,7 @@ async fn a_video_is_extended_through_its_familys_own_extend_path() {
 async fn a_veo_video_is_upgraded_to_1080p_and_4k_by_asking_again() {
     let h = harness("families-upgrade", true).await;
     let (hook, mut calls) = callback_sink().await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "200")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "200").await;
     let (code, made) = post_as(&h, "/kie/api/v1/veo/generate", h.key.clone(), json!({"model": "veo3_fast", "prompt": "a harbour at dawn"})).await;
     assert_eq!(code, 200, "{made}");
     let parent = made["data"]["taskId"].as_str().unwrap().to_string();
@@ -456,8 +458,7 @@ async fn a_veo_video_is_upgraded_to_1080p_and_4k_by_asking_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
     let h = harness("families-suno-extend", false).await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "100").await;
     let post = |key: String, body: Value| post_as(&h, "/kie/api/v1/generate/extend", key, body);
     let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4_5"})).await;
     assert_eq!(code, 200, "{made}");
@@ -573,8 +574,7 @@ async fn a_suno_track_is_extended_by_the_track_id_the_relay_gave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
     let h = harness("families-suno-jobs", true).await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "100").await;
     let song = made(&h, "/kie/api/v1/generate", json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
     let song_kie = h.store.task_get(&song).await.unwrap().unwrap().kie_task_id.unwrap();
     let (code, other_song) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a lullaby", "customMode": false, "instrumental": true, "model": "V4"})).await;
@@ -640,8 +640,7 @@ async fn a_suno_track_is_converted_and_separated_at_its_own_apis() {
 async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() {
     let h = harness("families-suno-midi", true).await;
     let (hook, mut calls) = callback_sink().await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "100").await;
     let song = made(&h, "/kie/api/v1/generate", json!({"prompt": "a sea shanty", "customMode": false, "instrumental": false, "model": "V4"})).await;
     let split = made(&h, "/kie/api/v1/vocal-removal/generate", json!({"taskId": song, "audioId": format!("{song}-0"), "type": "split_stem"})).await;
     let split_kie = h.store.task_get(&split).await.unwrap().unwrap().kie_task_id.unwrap();
@@ -725,8 +724,7 @@ async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn suno_makes_music_from_an_uploaded_track_or_a_library_result() {
     let h = harness("families-suno-upload", true).await;
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "100")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "100").await;
     let (code, made) = post_as(&h, "/kie/api/v1/generate", h.key.clone(), json!({"prompt": "a harbour at dawn, strings", "customMode": false, "instrumental": true, "model": "V4_5PLUS"})).await;
     assert_eq!(code, 200, "{made}");
     let bed = made["data"]["taskId"].as_str().unwrap().to_string();
@@ -811,8 +809,7 @@ async fn what_a_family_refuses_is_refused_here_and_never_sent() {
     assert!(creates(&h.sim).is_empty(), "nothing was sent");
 
     // With a per-job cap, Veo fast may run, and that cap is what it holds.
-    let (code, body) = server_fn(&h.s.base, "set_cost_rule", &form(&[("project", "trailer"), ("per_job", "0.5")])).await;
-    assert_eq!(code, 200, "{body}");
+    per_job_cap(&h, "0.5").await;
     let (status, answer) = post("/kie/api/v1/veo/generate", json!({"model": "veo3_fast", "prompt": "x"})).await;
     assert_eq!(status, 200, "{answer}");
     let t = h.store.task_get(answer["data"]["taskId"].as_str().unwrap()).await.unwrap().unwrap();
