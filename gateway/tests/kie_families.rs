@@ -332,6 +332,21 @@ async fn a_separations_midi_is_notes_the_console_writes_into_a_midi_file() {
     assert_eq!(cb["task_id"], id.as_str(), "task_id beside data: {cb}");
     let hint = midi.parse_callback(cb.to_string().as_bytes()).unwrap();
     assert_eq!((hint.task_id.as_str(), hint.state), (id.as_str(), UpstreamState::Success));
+
+    // A dense score: 80,000 notes are ~5 MB of KIE's JSON, past the 4 MiB read for any other
+    // answer, and are read and written whole.
+    sim.world().faults.midi_notes = Some(80_000);
+    let answer = c.status_answer(midi, &id, &Value::Null).await.unwrap();
+    assert!(answer.to_string().len() > 4 << 20, "the answer is over the usual read");
+    let notes = |v: &Value| v["instruments"].as_array().unwrap().iter().map(|i| i["notes"].as_array().unwrap().len()).sum::<usize>();
+    assert_eq!(notes(&midi.result_content(&midi.result_file(&answer).unwrap()).unwrap()), 80_000);
+    assert_eq!(c.status(midi, &id).await.unwrap().state, UpstreamState::Success, "its status is read whole too");
+    // Past what is read for a written result, the answer is refused as too large (asking again
+    // would be answered the same), not as unreadable.
+    let small = KieClient::new(base.parse().unwrap(), Secret::new(KEY), ClientOptions { max_written: 1 << 20, ..Default::default() }).unwrap();
+    let e = small.status_answer(midi, &id, &Value::Null).await.unwrap_err();
+    assert!(matches!(e, KieError::TooLarge(n) if n == 1 << 20), "{e:?}");
+    assert!(e.to_string().contains("over 1 MiB"), "{e}");
 }
 
 /// Midjourney's follow-ups: each at its own path, naming the parent's KIE task id and a

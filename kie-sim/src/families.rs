@@ -728,6 +728,13 @@ pub async fn status(fam: &'static FamilyApi, sim: Sim, headers: HeaderMap, q: Qu
 }
 
 impl World {
+    /// A MIDI task's notes: [`midi_data`], or as many as the run's `midi_notes` fault says.
+    fn midi_of(&self, t: &crate::world::Task) -> Value {
+        let Some(n) = self.faults.midi_notes else { return midi_data(t.seed) };
+        let notes: Vec<Value> = (0..u64::from(n)).map(|i| json!({ "pitch": 36 + i % 48, "start": i as f64 / 64.0, "end": (i + 1) as f64 / 64.0, "velocity": 0.75 })).collect();
+        json!({ "state": "complete", "instruments": [{ "name": "Acoustic Grand Piano", "notes": notes }] })
+    }
+
     /// The task's result file URLs.
     pub fn result_urls(&self, id: &str) -> Vec<String> {
         let Some(t) = self.tasks.get(id) else { return Vec::new() };
@@ -831,7 +838,7 @@ impl World {
                 let param: Value = serde_json::from_str(&t.param).unwrap_or(Value::Null);
                 json!({
                     "taskId": t.id, "recordTaskId": -1, "audioId": param["audioId"], "callbackUrl": param["callBackUrl"],
-                    "completeTime": complete, "createTime": t.created_ms, "midiData": (state == "success").then(|| midi_data(t.seed)),
+                    "completeTime": complete, "createTime": t.created_ms, "midiData": (state == "success").then(|| self.midi_of(t)),
                     "successFlag": flag, "errorCode": code, "errorMessage": msg,
                 })
             }
@@ -889,7 +896,7 @@ impl World {
                 }
             }
             // `task_id` beside `data`, which holds the notes.
-            "suno_midi" => vec![json!({ "task_id": t.id, "code": code, "msg": msg, "data": if failed { Value::Null } else { midi_data(t.seed) } })],
+            "suno_midi" => vec![json!({ "task_id": t.id, "code": code, "msg": msg, "data": if failed { Value::Null } else { self.midi_of(t) } })],
             "suno" if failed => vec![envelope(json!({ "callbackType": "error", "task_id": t.id, "data": null }))],
             "suno" => {
                 let tracks: Vec<Value> = urls.iter().enumerate().map(|(n, u)| json!({ "id": track_id(&t.id, n), "audio_url": u, "stream_audio_url": u, "image_url": null, "title": "sim", "duration": 2.0 })).collect();

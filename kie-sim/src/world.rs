@@ -154,6 +154,8 @@ pub struct Faults {
     pub drop_callback_percent: u8,
     /// Send this share (0–100) of callbacks twice, chosen at random per task.
     pub duplicate_callback_percent: u8,
+    /// A MIDI's notes are this many (a dense score: ~60 B of JSON a note), not the usual few.
+    pub midi_notes: Option<u32>,
 }
 
 impl Faults {

@@ -707,6 +707,24 @@ async fn a_separations_midi_is_kept_as_a_midi_file_and_answered_as_kies_notes() 
     let panel = client_as(&h.s.base, ADMIN).await.get(format!("{}/panel/retention", h.s.base)).send().await.unwrap().text().await.unwrap();
     let item = panel.split(r#"data-testid="library-item""#).find(|i| i.contains(&format!(r#"href="/library/{id}/0""#))).unwrap_or_else(|| panic!("the MIDI file is listed: {panel}"));
     assert!(item.contains(r#"data-testid="library-midi""#) && !item.contains("<audio") && !item.contains("Use as input"), "{item}");
+
+    // A dense score (~5 MB of KIE's notes, past the 4 MiB of any other answer) is kept whole;
+    // one of more notes than a MIDI holds ends failed with the reason, not asked for again.
+    for (notes, flag) in [(80_000, 1), (210_000, 3)] {
+        h.sim.world().faults.midi_notes = Some(notes);
+        let (code, made) = post_as(&h, "/kie/api/v1/midi/generate", h.key.clone(), json!({"taskId": split})).await;
+        assert_eq!(code, 200, "{made}");
+        let id = made["data"]["taskId"].as_str().unwrap().to_string();
+        wait_until("the dense MIDI settled", 60, || async { status_of(&h, "/kie/api/v1/midi/record-info", &id).await.1["data"]["successFlag"] == flag }).await;
+        let (_, st) = status_of(&h, "/kie/api/v1/midi/record-info", &id).await;
+        if flag == 1 {
+            let kept: usize = st["data"]["midiData"]["instruments"].as_array().unwrap().iter().map(|i| i["notes"].as_array().unwrap().len()).sum();
+            assert_eq!(kept, notes as usize);
+        } else {
+            assert!(st["data"]["errorMessage"].as_str().unwrap_or("").contains("200000"), "the reason is told: {}", st["data"]);
+        }
+    }
+    h.sim.world().faults.midi_notes = None;
     h.s.shutdown().await.unwrap();
 
     // Without a Library there is nowhere to keep it: refused before anything is recorded.

@@ -37,6 +37,9 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Largest response body read.
     pub max_body: usize,
+    /// Largest status answer read for a written result ([`KieClient::status_answer`]): the
+    /// notes of a MIDI run to ~60–100 B each, up to [`crate::library::midi::MAX_NOTES`] of them.
+    pub max_written: usize,
     /// Where each call's latency is counted, by endpoint.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
@@ -49,6 +52,7 @@ impl Default for ClientOptions {
             attempts: 3,
             backoff: Duration::from_millis(250),
             max_body: 4 << 20,
+            max_written: 32 << 20,
             metrics: None,
         }
     }
@@ -113,18 +117,26 @@ impl KieClient {
     /// Sends one request to `path` and classifies the answer, timed. Never includes the key
     /// in an error.
     async fn send(&self, path: &str, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
+        self.send_capped(path, req, self.opts.max_body).await
+    }
+
+    /// [`KieClient::send`], reading at most `max` bytes of the answer.
+    async fn send_capped(&self, path: &str, req: reqwest::RequestBuilder, max: usize) -> Result<Value, KieError> {
         let started = Instant::now();
-        let answer = self.send_untimed(req).await;
+        let answer = self.send_untimed(req, max).await;
         if let Some(m) = &self.opts.metrics {
             m.kie_call(path.rsplit('/').next().unwrap_or(path), started.elapsed());
         }
         answer
     }
 
-    async fn send_untimed(&self, req: reqwest::RequestBuilder) -> Result<Value, KieError> {
+    async fn send_untimed(&self, req: reqwest::RequestBuilder, max: usize) -> Result<Value, KieError> {
         let resp = req.bearer_auth(self.key.expose()).send().await.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
-        let bytes = read_capped(resp, self.opts.max_body).await.map_err(|e| self.transport(e))?;
+        let Some(bytes) = read_capped(resp, max).await.map_err(|e| self.transport(e))? else {
+            // A 5xx this long is a page from something in front of KIE, not KIE's answer.
+            return Err(if status >= 500 { KieError::Gateway { status, detail: format!("an answer over {max} bytes") } } else { KieError::TooLarge(max) });
+        };
         let env: Envelope<Value> = match serde_json::from_slice(&bytes) {
             Ok(env) => env,
             Err(e) => {
@@ -200,7 +212,7 @@ impl KieClient {
     /// [`KieClient::status`] of a task whose fields are `input` (a family may ask with them:
     /// an upgrade names its video's index).
     pub async fn status_of(&self, family: &dyn ApiFamily, task_id: &str, input: &Value) -> Result<UpstreamStatus, KieError> {
-        match self.call(family.status_call(task_id, input)).await {
+        match self.call_capped(family.status_call(task_id, input), self.read_limit(family)).await {
             Ok(data) => {
                 let mut st = family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })?;
                 // An answer that names no task (an upgrade's file) is of the task asked about.
@@ -216,11 +228,22 @@ impl KieClient {
     /// A status call's `data` as KIE answers it, unread (a written result's data:
     /// [`ApiFamily::result_file`]).
     pub async fn status_answer(&self, family: &dyn ApiFamily, task_id: &str, input: &Value) -> Result<Value, KieError> {
-        self.call(family.status_call(task_id, input)).await
+        self.call_capped(family.status_call(task_id, input), self.read_limit(family)).await
+    }
+
+    /// How much of a status answer of `family` is read: a written result's answer carries
+    /// the result itself ([`ClientOptions::max_written`]).
+    fn read_limit(&self, family: &dyn ApiFamily) -> usize {
+        if family.writes_result() { self.opts.max_written } else { self.opts.max_body }
     }
 
     /// Sends one [`Call`]: a GET with its fields as the query, or a POST with them as JSON.
     async fn call(&self, call: Call) -> Result<Value, KieError> {
+        self.call_capped(call, self.opts.max_body).await
+    }
+
+    /// [`KieClient::call`], reading at most `max` bytes of the answer.
+    async fn call_capped(&self, call: Call, max: usize) -> Result<Value, KieError> {
         let url = self.url(call.path)?;
         let req = match call.verb {
             Verb::Post => self.http.post(url).json(&call.fields),
@@ -229,7 +252,7 @@ impl KieClient {
                 self.http.get(url).query(&query)
             }
         };
-        self.send(call.path, req).await
+        self.send_capped(call.path, req, max).await
     }
 
     /// Starts one chat completion (`POST /<model>/v1/chat/completions`) with `body` as the
@@ -347,16 +370,16 @@ pub fn uploaded_url(data: &Value) -> Option<String> {
     data.get("downloadUrl").or_else(|| data.get("fileUrl")).and_then(Value::as_str).filter(|u| !u.is_empty()).map(str::to_string)
 }
 
-async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+/// The answer's body, or `None` when it is longer than `max` bytes (read no further).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
-        let room = max.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= max {
-            break;
+        if chunk.len() > max - out.len() {
+            return Ok(None);
         }
+        out.extend_from_slice(&chunk);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn snippet(bytes: &[u8]) -> String {

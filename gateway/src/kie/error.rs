@@ -54,6 +54,10 @@ pub enum KieError {
     /// KIE answered something this client cannot read.
     #[error("unreadable answer from KIE (HTTP {status}): {detail}")]
     Decode { status: u16, detail: String },
+    /// KIE's answer is longer than this client reads for the call (in bytes): asking again
+    /// would only be answered the same.
+    #[error("KIE's answer is over {} MiB, more than this console reads for the call", .0 >> 20)]
+    TooLarge(usize),
 }
 
 impl KieError {

@@ -295,6 +295,8 @@ impl Library {
             Ok(d) => d,
             // KIE no longer has the task: its data is gone with it.
             Err(e @ (crate::kie::KieError::NotFound(_) | crate::kie::KieError::Validation(_))) => return Outcome::Expired(format!("Result expired: KIE no longer answers the result's data: {e}")),
+            // Asked again, KIE would answer the same.
+            Err(e @ crate::kie::KieError::TooLarge(_)) => return Outcome::Failed(format!("the result's data cannot be kept: {e}")),
             Err(e) => return Outcome::Retry(format!("KIE did not answer the result's data: {e}")),
         };
         let file = match adapter.result_file(&data) {

@@ -297,7 +297,7 @@ impl Lifecycle {
 
     async fn record_refused(&self, id: &str, e: &KieError) -> StoreResult<()> {
         let now = now_ms();
-        let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. } | KieError::Gateway { .. });
+        let in_doubt = matches!(e, KieError::Timeout(_) | KieError::Transport(_) | KieError::Decode { .. } | KieError::TooLarge(_) | KieError::Gateway { .. });
         let Some(current) = self.0.store.task_get(id).await? else { return Ok(()) };
         // Refusals KIE may not repeat are retried, but not forever.
         let waited = now.saturating_sub(current.created_ms);
