@@ -29,7 +29,7 @@ pub const MODELS: [(&str, bool); 6] = [("gemini-3-pro", true), ("gemini-3.1-pro"
 /// The Claude models the Messages API serves (each reports usage).
 pub const CLAUDE: [&str; 2] = ["claude-sonnet-4-5", "claude-haiku-4-5"];
 /// The models the Responses API serves (each reports usage and what it charged).
-pub const RESPONSES: [&str; 1] = ["gpt-5.1-codex"];
+pub const RESPONSES: [(&str, &str); 3] = [("gpt-5.1-codex", "/api/v1/responses"), ("gpt-5-4", "/codex/v1/responses"), ("gpt-5-6-sol", "/codex/v1/responses")];
 /// What a Responses call charges a token, in credits.
 const RESPONSES_CREDITS_PER_TOKEN: f64 = 0.0001;
 
@@ -222,22 +222,24 @@ pub async fn messages(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -
     event_stream(&sim, path, events, first_byte_ms, chunk_ms)
 }
 
-/// The Responses API: `POST /api/v1/responses`, as KIE's Codex page gives it — the model in
+/// The Responses API: `POST /api/v1/responses`, as KIE's Codex page gives it, and `POST
+/// /codex/v1/responses`, where public clients of KIE call its GPT-5.4 and later (each model
+/// at its own path, [`RESPONSES`]) — the model in
 /// the body, the conversation as `input` (one text, or a list of turns), `instructions`, the
 /// answer's limit `max_output_tokens`; the answer's `output` (a reasoning item, then the
 /// message), `usage` (`input_tokens`, `output_tokens`) and what it charged,
 /// `credits_consumed`; streamed as `response.output_text.delta` events, then
 /// `response.completed` with the usage and the charge, then `data: [DONE]`. Errors are KIE's
 /// envelope.
-pub async fn responses(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
-    let path = "/api/v1/responses".to_string();
-    let (key, _) = match authorise(&sim, &headers, "/api/v1/responses").await {
+pub async fn responses(at: &'static str, sim: Sim, headers: HeaderMap, body: Bytes) -> Response {
+    let path = at.to_string();
+    let (key, _) = match authorise(&sim, &headers, at).await {
         Ok(k) => k,
         Err(r) => return r,
     };
     let Ok(req) = serde_json::from_slice::<Value>(&body) else { return kie(400, "The request body is not valid JSON", None, false) };
     let model = req.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-    if !RESPONSES.contains(&model.as_str()) {
+    if !RESPONSES.contains(&(model.as_str(), at)) {
         sim.world().record("CHAT", &path, 404, None, None);
         return kie(404, "The model name you specified is not supported", None, false);
     }

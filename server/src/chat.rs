@@ -36,20 +36,21 @@ pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayC
     relay(state, key, model, ChatApi::Completions, req).await
 }
 
-/// `POST /kie/claude/v1/messages`: Claude's Messages API (Anthropic's shape, the model in the
-/// body; Anthropic's clients send the key as `x-api-key`, taken like a bearer).
-pub async fn messages(State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
+/// `POST /kie<at>`, one of [`ChatApi::addresses`]: an API that names the model in the body —
+/// Claude's Messages API at `/kie/claude/v1/messages` (Anthropic's shape; Anthropic's clients
+/// send the key as `x-api-key`, taken like a bearer), OpenAI's Responses API as KIE serves it
+/// at `/kie/api/v1/responses` and at Codex's `/kie/codex/v1/responses` (the conversation as
+/// `input`). A model is called where KIE serves it; asked for at another of its API's paths,
+/// the answer names the right one.
+pub async fn model_in_body(api: ChatApi, at: &'static str, State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
     let req = object(&body)?;
-    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, "model is required: one of the catalog's Claude models")) };
-    relay(state, key, model, ChatApi::Messages, req).await
-}
-
-/// `POST /kie/api/v1/responses`: OpenAI's Responses API as KIE serves it (the model in the
-/// body, the conversation as `input`).
-pub async fn responses(State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
-    let req = object(&body)?;
-    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, "model is required: one of the catalog's Responses models")) };
-    relay(state, key, model, ChatApi::Responses, req).await
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else { return Err(Refusal::kie(422, format!("model is required: one of the catalog's models served at /kie{at}"))) };
+    if let Some(m) = state.lifecycle.catalog().get(&model).filter(|m| m.is_chat() && m.api == api)
+        && m.chat_path() != at
+    {
+        return Err(Refusal::kie(404, format!("{model} is served at /kie{}, not here", m.chat_path())));
+    }
+    relay(state, key, model, api, req).await
 }
 
 /// The body, which must be a JSON object.
@@ -228,7 +229,7 @@ async fn send(state: &AppState, call: &mut Relay) -> Result<reqwest::Response, (
         call.finish(failed(503, "no KIE key"));
         return Err((503, "Not configured: the Control Room has no KIE key".into()));
     };
-    match kie.chat(&ticket.model, ticket.api, ticket.body.clone(), CHAT_TIMEOUT).await {
+    match kie.chat(&ticket.path, ticket.api, ticket.body.clone(), CHAT_TIMEOUT).await {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(error = %e, "chat: KIE could not be reached");

@@ -62,7 +62,8 @@ use crate::error::{RelayCaller, Refusal, Shape};
 pub fn paths() -> Vec<String> {
     let mut out: Vec<String> = Family::ALL.iter().flat_map(|f| [format!("/kie{}", f.adapter().create_path()), format!("/kie{}", f.adapter().status_path())]).collect();
     out.extend(Family::ALL.iter().flat_map(|f| f.adapter().own_paths().iter().map(|(_, path)| format!("/kie{path}"))));
-    out.extend([CHAT.to_string(), MESSAGES.to_string(), RESPONSES.to_string(), CREDIT.to_string(), OPENAPI.to_string(), LYRICS.to_string()]);
+    out.extend([CHAT.to_string(), CREDIT.to_string(), OPENAPI.to_string(), LYRICS.to_string()]);
+    out.extend(in_body().map(|(_, at)| format!("/kie{at}")));
     out.extend(crate::relay_uploads::PATHS.iter().map(|(ours, _)| ours.to_string()));
     // An upgrade is asked for and answered at one path.
     out.sort_unstable();
@@ -71,8 +72,6 @@ pub fn paths() -> Vec<String> {
 }
 const CREDIT: &str = "/kie/api/v1/chat/credit";
 const CHAT: &str = "/kie/{model}/v1/chat/completions";
-const MESSAGES: &str = "/kie/claude/v1/messages";
-const RESPONSES: &str = "/kie/api/v1/responses";
 const OPENAPI: &str = "/kie/openapi.json";
 const LYRICS: &str = "/kie/api/v1/generate/get-timestamped-lyrics";
 /// A create's deadline: not sent by then, the task ends `expired` and nothing is charged.
@@ -98,8 +97,7 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
     let create = |family: Family| format!("/kie{}", family.adapter().create_path());
     let models = catalog.models().iter().filter(|m| m.family == Family::Market);
     let (chat, tasks): (Vec<_>, Vec<_>) = models.partition(|m| m.is_chat());
-    let of_api = |api: gateway::money::catalog::ChatApi| -> Vec<Value> { chat.iter().filter(|m| m.api == api).map(|m| Value::from(m.id.as_str())).collect() };
-    let (claude, responses, chat) = (of_api(ChatApi::Messages), of_api(ChatApi::Responses), of_api(ChatApi::Completions));
+    let chat_models: Vec<Value> = chat.iter().filter(|m| m.api == ChatApi::Completions).map(|m| Value::from(m.id.as_str())).collect();
     if let Some(body) = doc.pointer_mut(&body(&create(Family::Market))) {
         let callback = body["properties"]["callBackUrl"].clone();
         let one_of: Vec<Value> = tasks
@@ -109,11 +107,13 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
         *body = serde_json::json!({"description": "One of the catalog's models (the Market panel) with its input, as KIE takes it", "oneOf": one_of});
     }
     if let Some(model) = doc.pointer_mut(&post(CHAT, "parameters/0/schema")) {
-        model["enum"] = chat.into();
+        model["enum"] = chat_models.into();
     }
-    for (path, models) in [(MESSAGES, claude), (RESPONSES, responses)] {
-        if let Some(model) = doc.pointer_mut(&format!("{}/properties/model", body(path))) {
-            model["enum"] = models.into();
+    // An API that names the model in the body: the models served at each of its paths.
+    for (api, at) in in_body() {
+        let served: Vec<Value> = chat.iter().filter(|m| m.api == api && m.chat_path() == at).map(|m| Value::from(m.id.as_str())).collect();
+        if let Some(model) = doc.pointer_mut(&format!("{}/properties/model", body(&format!("/kie{at}")))) {
+            model["enum"] = served.into();
         }
     }
     // Fields the relay refuses whatever their value: on a family's body, an input that
@@ -128,8 +128,8 @@ pub fn document(catalog: &gateway::money::catalog::Catalog) -> String {
             refused_names(body, &gateway::money::catalog::MULTIPLIERS);
         }
     }
-    for (path, api) in [(CHAT, ChatApi::Completions), (MESSAGES, ChatApi::Messages), (RESPONSES, ChatApi::Responses)] {
-        if let Some(body) = doc.pointer_mut(&body(path)) {
+    for (path, api) in std::iter::once((CHAT.to_string(), ChatApi::Completions)).chain(in_body().map(|(api, at)| (format!("/kie{at}"), api))) {
+        if let Some(body) = doc.pointer_mut(&body(&path)) {
             refused_names(body, &gateway::chat::refused_in(api));
         }
     }
@@ -159,13 +159,18 @@ pub fn routes() -> axum::Router<AppState> {
     }
     router
         .route(CHAT, post(crate::chat::completions))
-        .route(MESSAGES, post(crate::chat::messages))
-        .route(RESPONSES, post(crate::chat::responses))
+        .merge(in_body().fold(axum::Router::new(), |r, (api, at)| r.route(&format!("/kie{at}"), post(move |state, caller, body| crate::chat::model_in_body(api, at, state, caller, body)))))
         .merge(crate::relay_uploads::routes())
         .route(CREDIT, get(credit))
         .route(LYRICS, post(timestamped_lyrics))
         .route(OPENAPI, get(|State(state): State<AppState>| async move { ([(header::CONTENT_TYPE, "application/json")], state.relay_doc.clone()) }))
         .route("/kie/docs", get(crate::relay_docs::docs))
+}
+
+/// The language models' APIs that name the model in the body, each with a path KIE serves it
+/// at (and the relay, under `/kie`).
+fn in_body() -> impl Iterator<Item = (ChatApi, &'static str)> {
+    ChatApi::ALL.into_iter().flat_map(|api| api.addresses().iter().map(move |at| (api, *at)))
 }
 
 /// A KIE envelope with a mirroring HTTP status (a success; refusals are [`Refusal::kie`]).

@@ -22,6 +22,7 @@ fn priced_catalog() -> std::path::PathBuf {
         {"id": "gemini-2.5-flash", "category": "language", "provider": "Google", "purpose": "test (no usage reported)", "price": {"per_1m_tokens": {"input": 1000, "output": 4000}}},
         {"id": "claude-sonnet-4-5", "category": "language", "provider": "Anthropic", "purpose": "test (Messages API)", "price": {"per_1m_tokens": {"input": 3000, "output": 15000}}, "output_tokens": 300, "api": "messages"},
         {"id": "gpt-5.1-codex", "category": "language", "provider": "OpenAI", "purpose": "test (Responses API, KIE says what it charged)", "price": "unknown", "output_tokens": 300, "api": "responses"},
+        {"id": "gpt-5-4", "category": "language", "provider": "OpenAI", "purpose": "test (Responses API at KIE's Codex path)", "price": "unknown", "output_tokens": 300, "api": "responses", "path": "/codex/v1/responses"},
         {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
     ]});
     std::fs::write(&path, text.to_string()).unwrap();
@@ -377,7 +378,8 @@ print(json.dumps({"plain": plain.content[0].text, "usage": [plain.usage.input_to
 
 /// The `openai` package's Responses API against `/kie/api/v1`, unchanged: a plain call and a
 /// stream, each counted at what KIE said it charged (`credits_consumed`), its tokens at KIE's
-/// usage; what the console cannot price or bound is refused before anything is sent.
+/// usage; what the console cannot price or bound is refused before anything is sent. Against
+/// `/kie/codex/v1` the same, for the models KIE serves at its Codex path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_openai_python_clients_responses_work_against_the_relay_counted_at_what_kie_charged() {
     let (sim_base, sim) = start_sim_with(kie_sim::Settings { chat_chunk_ms: 5, ..Default::default() }, KEY, 10_000.0, None).await;
@@ -441,6 +443,27 @@ print(json.dumps({"plain": plain.output_text, "usage": [plain.usage.input_tokens
     assert_eq!(http().post(&url).json(&json!({"model": "gpt-5.1-codex", "input": "hi"})).send().await.unwrap().status(), 401);
     let calls = sim.world().log.iter().filter(|e| e.path == "/api/v1/responses" && e.code != 0).count();
     assert_eq!(calls, 2, "nothing refused reached KIE");
+
+    // KIE's Codex path: the same package pointed at `/kie/codex/v1`, its model sent to KIE's
+    // `/codex/v1/responses`; each model is called at its own path, and the refusal names it.
+    let codex = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
+plain = client.responses.create(model="gpt-5-4", input="a lighthouse", max_output_tokens=40)
+print(json.dumps({"plain": plain.output_text}))
+"#;
+    let got = python_client(&c, codex, &format!("{}/kie/codex/v1", c.s.base));
+    assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
+    assert_eq!(sim.world().log.iter().filter(|e| e.path == "/codex/v1/responses" && e.code != 0).count(), 1, "sent to KIE's Codex path");
+    for (at, model, says) in [("/kie/codex/v1/responses", "gpt-5.1-codex", "served at /kie/api/v1/responses"), ("/kie/api/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses")] {
+        let r = http().post(format!("{}{at}", c.s.base)).bearer_auth(&c.key).json(&json!({"model": model, "input": "hi"})).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 404, "{model} at {at}: {text}");
+        assert!(text.contains(says), "{model} at {at}: {text}");
+    }
+    assert_eq!(sim.world().log.iter().filter(|e| e.path.ends_with("/v1/responses") && e.code != 0).count(), 3, "nothing refused reached KIE");
     c.s.shutdown().await.unwrap();
 }
 

@@ -91,8 +91,10 @@ pub struct ChatPlan {
 pub struct ChatTicket {
     pub id: String,
     pub model: String,
-    /// The API it is sent through (its path at KIE).
+    /// The API it is sent through.
     pub api: crate::money::catalog::ChatApi,
+    /// Where KIE serves it ([`crate::money::catalog::Model::chat_path`]).
+    pub path: String,
     pub streamed: bool,
     /// What the call holds: the worst case of what is sent (or, with no known price, the
     /// per-job cap).
@@ -284,6 +286,7 @@ impl Lifecycle {
                 id: id.clone(),
                 model: model.id.clone(),
                 api: model.api,
+                path: model.chat_path(),
                 streamed,
                 estimated_cost: estimate,
                 clamped: decision.clamped.clone(),

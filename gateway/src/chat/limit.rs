@@ -48,7 +48,8 @@ fn other_length_fields(api: ChatApi) -> impl Iterator<Item = &'static str> {
 /// their names): [`UNPRICED`], less those `api` takes in some form ([`ChatApi::prices`]).
 pub fn refused_in(api: ChatApi) -> Vec<&'static str> {
     let simplest = serde_json::json!({ "effort": "low" });
-    let mut refused: Vec<&str> = UNPRICED.into_iter().filter(|f| !api.prices(f, &simplest)).chain(other_length_fields(api)).collect();
+    let choices = (!api.takes_choices()).then_some("n");
+    let mut refused: Vec<&str> = UNPRICED.into_iter().filter(|f| !api.prices(f, &simplest)).chain(other_length_fields(api)).chain(choices).collect();
     refused.sort_unstable();
     refused.dedup();
     refused
@@ -96,6 +97,7 @@ pub fn read(body: &Value, path_model: &str, api: ChatApi) -> Result<Ask, String>
     ask.field = used.unwrap_or(length);
     match body.get("n") {
         None | Some(Value::Null) => {}
+        Some(_) if !api.takes_choices() => return Err("n is not a field of this API: it answers once a call".into()),
         Some(v) => ask.n = whole(v).filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| format!("n must be a whole number from 1 to {MAX_CHOICES}"))?,
     }
     Ok(ask)
@@ -232,6 +234,15 @@ mod tests {
         let e = read(&json!({ "model": "gemini-3-pro" }), "gemini-3-flash", ChatApi::Completions).expect_err("refused");
         assert!(e.contains("gemini-3-flash"), "{e}");
         assert!(read(&json!({ "model": "m", "max_tokens": null, "n": null }), "m", ChatApi::Completions).is_ok());
+        // The APIs that answer once a call take no `n`, whatever its value (the relay's
+        // description bans the name there).
+        for api in [ChatApi::Messages, ChatApi::Responses] {
+            let e = read(&json!({ "n": 1 }), "m", api).expect_err("refused");
+            assert!(e.starts_with("n is not a field of this API"), "{e}");
+            assert!(read(&json!({ "n": null }), "m", api).is_ok());
+            assert!(refused_in(api).contains(&"n"));
+        }
+        assert!(!refused_in(ChatApi::Completions).contains(&"n"));
     }
 
     #[test]

@@ -255,12 +255,13 @@ impl KieClient {
         self.send_capped(call.path, req, max).await
     }
 
-    /// Starts one chat completion (`POST /<model>/v1/chat/completions`) with `body` as the
-    /// client sent it, and returns KIE's response as it begins, to be relayed as it arrives
-    /// (dropping it cancels the call). `model` must be a catalog id. One attempt: a retry is
-    /// the client's. `timeout` bounds the whole answer, a stream included.
-    pub async fn chat(&self, model: &str, api: crate::money::catalog::ChatApi, body: bytes::Bytes, timeout: Duration) -> Result<reqwest::Response, KieError> {
-        let url = self.url(&api.upstream_path(model))?;
+    /// Starts one call of a language model through `api` at KIE's `path` (a catalog model's
+    /// [`crate::money::catalog::Model::chat_path`]) with `body` as the client sent it, and
+    /// returns KIE's response as it begins, to be relayed as it arrives (dropping it cancels
+    /// the call). One attempt: a retry is the client's. `timeout` bounds the whole answer, a
+    /// stream included.
+    pub async fn chat(&self, path: &str, api: crate::money::catalog::ChatApi, body: bytes::Bytes, timeout: Duration) -> Result<reqwest::Response, KieError> {
+        let url = self.url(path)?;
         let started = Instant::now();
         let resp = self
             .http

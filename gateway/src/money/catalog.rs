@@ -132,6 +132,10 @@ pub struct Model {
     /// Messages (Claude).
     #[serde(default)]
     pub api: ChatApi,
+    /// Where KIE serves it, when its API has more than one address (one of
+    /// [`ChatApi::addresses`]; default the API's first).
+    #[serde(default)]
+    pub path: Option<String>,
     /// A follow-up: this model acts on a result of an earlier task ([`FollowUp`]).
     #[serde(default)]
     pub follows: Option<FollowUp>,
@@ -202,13 +206,29 @@ pub enum ChatApi {
 impl ChatApi {
     pub const ALL: [ChatApi; 3] = [ChatApi::Completions, ChatApi::Messages, ChatApi::Responses];
 
-    /// KIE's path for a call of `model` through this API.
+    /// KIE's path for a call of `model` through this API, at its first address.
     pub fn upstream_path(self, model: &str) -> String {
         match self {
             ChatApi::Completions => format!("/{model}/v1/chat/completions"),
-            ChatApi::Messages => "/claude/v1/messages".to_string(),
-            ChatApi::Responses => "/api/v1/responses".to_string(),
+            _ => self.addresses()[0].to_string(),
         }
+    }
+
+    /// The paths KIE serves this API at, whichever model is named in the body (none for
+    /// chat completions, whose path names the model): the Responses API's general one and
+    /// Codex's, where KIE's GPT-5.4 and later are called.
+    pub fn addresses(self) -> &'static [&'static str] {
+        match self {
+            ChatApi::Completions => &[],
+            ChatApi::Messages => &["/claude/v1/messages"],
+            ChatApi::Responses => &["/api/v1/responses", "/codex/v1/responses"],
+        }
+    }
+
+    /// Whether a call may ask for several answers (`n`): chat completions only; the APIs
+    /// that name the model in the body answer once a call.
+    pub fn takes_choices(self) -> bool {
+        self == ChatApi::Completions
     }
 
     /// The body field the conversation is in.
@@ -453,6 +473,11 @@ impl Model {
         self.category == "language"
     }
 
+    /// Where KIE serves a language model: its own [`Model::path`], else its API's.
+    pub fn chat_path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| self.api.upstream_path(&self.id))
+    }
+
     /// What a chat call of these tokens costs under a per-token price (`None`: unknown).
     pub fn chat_cost(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<Credits> {
         match &self.price {
@@ -678,6 +703,9 @@ impl Catalog {
                     return Err(format!("catalog: follow-up {} is not one KIE's {} API has a path for", m.id, m.family.name()));
                 }
             }
+            if m.path.as_deref().is_some_and(|p| !m.is_chat() || !m.api.addresses().contains(&p)) {
+                return Err(format!("catalog: model {} names a path its API is not served at (a language model's API's paths: {})", m.id, ChatApi::ALL.iter().flat_map(|a| a.addresses()).copied().collect::<Vec<_>>().join(", ")));
+            }
             for f in &m.fields {
                 let choice = matches!(f.kind, FieldKind::Choice | FieldKind::Number);
                 if f.name.trim().is_empty() || choice == f.choices.is_empty() {
@@ -757,6 +785,23 @@ mod tests {
         assert_eq!(ChatApi::Messages.answer_text(&json!({"content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]})), "hi there");
         let builtin = Catalog::builtin();
         assert!(builtin.models().iter().any(|m| m.id.contains("claude") && m.api == ChatApi::Messages && m.is_chat()), "the catalog lists Claude");
+    }
+
+    #[test]
+    fn a_responses_model_is_called_at_the_path_kie_serves_it_at() {
+        let builtin = Catalog::builtin();
+        let path = |id: &str| builtin.get(id).map(Model::chat_path);
+        assert_eq!(path("gpt-5.1-codex").as_deref(), Some("/api/v1/responses"));
+        assert_eq!(path("gpt-5-4").as_deref(), Some("/codex/v1/responses"));
+        assert_eq!(path("claude-haiku-4-5").as_deref(), Some("/claude/v1/messages"));
+        assert_eq!(path("gemini-3-flash").as_deref(), Some("/gemini-3-flash/v1/chat/completions"));
+        // A path is one of its API's addresses, and only a language model's.
+        let with = |extra: &str| Catalog::parse(&format!(r#"{{"prices_taken": "test", "models": [{{"id": "m", "category": "language", "provider": "p", "purpose": "x", "price": "unknown"{extra}}}]}}"#));
+        assert!(with(r#", "api": "responses", "path": "/codex/v1/responses""#).is_ok());
+        for extra in [r#", "api": "responses", "path": "/grok/v1/responses""#, r#", "path": "/codex/v1/responses""#, r#", "api": "messages", "path": "/codex/v1/responses""#] {
+            let e = with(extra).unwrap_err();
+            assert!(e.contains("names a path its API is not served at") && e.contains("/codex/v1/responses"), "{extra}: {e}");
+        }
     }
     use serde_json::json;
 
