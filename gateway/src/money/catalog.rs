@@ -206,11 +206,12 @@ pub enum ChatApi {
 impl ChatApi {
     pub const ALL: [ChatApi; 3] = [ChatApi::Completions, ChatApi::Messages, ChatApi::Responses];
 
-    /// KIE's path for a call of `model` through this API, at its first address.
+    /// KIE's path for a call of `model` through this API: its first address, or (chat
+    /// completions, whose path names the model) the model's own.
     pub fn upstream_path(self, model: &str) -> String {
-        match self {
-            ChatApi::Completions => format!("/{model}/v1/chat/completions"),
-            _ => self.addresses()[0].to_string(),
+        match self.addresses().first() {
+            Some(at) => at.to_string(),
+            None => format!("/{model}/v1/chat/completions"),
         }
     }
 
