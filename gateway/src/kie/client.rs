@@ -212,7 +212,7 @@ impl KieClient {
     /// [`KieClient::status`] of a task whose fields are `input` (a family may ask with them:
     /// an upgrade names its video's index).
     pub async fn status_of(&self, family: &dyn ApiFamily, task_id: &str, input: &Value) -> Result<UpstreamStatus, KieError> {
-        match self.call_capped(family.status_call(task_id, input), self.read_limit(family)).await {
+        match self.status_answer(family, task_id, input).await {
             Ok(data) => {
                 let mut st = family.parse_status(data).map_err(|detail| KieError::Decode { status: 200, detail })?;
                 // An answer that names no task (an upgrade's file) is of the task asked about.
