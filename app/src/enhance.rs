@@ -14,7 +14,7 @@
 //!   panels the change moved. Without WASM the same forms are plain posts.
 //! - `data-autosubmit` on a list sends its form when it changes; `data-plain` on a form leaves
 //!   it to the browser (a post that navigates, such as a file from the desk), marked
-//!   `sending` once sent.
+//!   `sending` once sent and kept as it is through the panel's live reloads.
 //!
 //! Reloads of one panel never pile up (one in flight, at most one more after it, and live
 //! reloads at most one a second, however busy the feed), an answer
@@ -300,7 +300,7 @@ mod browser {
     }
 
     /// Puts the panel's new HTML in place of the old, keeping a shown outcome (on a live
-    /// reload) and the focused field's focus and caret.
+    /// reload), a form being sent, and the focused field's focus and caret.
     fn swap(slug: &str, html: &str, keep_flash: bool) {
         let Some(old) = document().get_element_by_id(slug) else { return };
         let focused = document().active_element().filter(|a| old.contains(Some(a))).and_then(|a| {
@@ -308,9 +308,16 @@ mod browser {
             a.get_attribute("name").map(|n| (n, caret))
         });
         let flash = keep_flash.then(|| old.query_selector("[data-flash]").ok().flatten()).flatten();
+        // A file on its way (a form the browser is posting) keeps its form as it is.
+        let sending = old.query_selector("form.sending").ok().flatten();
         old.set_outer_html(html);
         crate::notify::panel_swapped(slug);
         let Some(new) = document().get_element_by_id(slug) else { return };
+        if let Some(form) = sending
+            && let Some(fresh) = new.query_selector("form[data-plain]").ok().flatten()
+        {
+            let _ = fresh.replace_with_with_node_1(&form);
+        }
         if let Some(flash) = flash
             && new.query_selector("[data-flash]").ok().flatten().is_none()
             && let Some(body) = new.query_selector(".panel-body").ok().flatten()

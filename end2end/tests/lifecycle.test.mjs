@@ -5,11 +5,12 @@
 // by state and a task's story in the drawer beside the Monitor; intake paused from panel 06 holds a
 // new task (the strip says so) until Resume sends it; a batch of 20 from a CSV, previewed,
 // admitted whole and followed to 20/20 on panel 06; an image from the Library, and a file from
-// the desk, as the input of an image-to-video task.
+// the desk, as the input of an image-to-video task; a file from the desk on a slow line, its
+// progress shown as it arrives, to its sender and to another console.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
+import { VIEWER, artifacts, launchBrowser, openHydrated, startServer } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launchBrowser(); });
@@ -362,6 +363,87 @@ test('a batch of 20 from a CSV is previewed, admitted whole and followed to the 
     assert.ok(await page.locator('[data-testid="batch-zip"]').first().isVisible(), 'its zip to download');
     assert.deepEqual(errors, [], 'no console errors');
     await page.screenshot({ path: join(artifacts, 'batch-done.png'), fullPage: true });
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+/** A WAV file of `bytes` bytes of 8-bit mono sound at 8 kHz (a person's recording on their desk). */
+function wav(bytes) {
+  const samples = bytes - 44;
+  const out = Buffer.alloc(bytes);
+  out.write('RIFF', 0); out.writeUInt32LE(36 + samples, 4); out.write('WAVEfmt ', 8);
+  out.writeUInt32LE(16, 16); out.writeUInt16LE(1, 20); out.writeUInt16LE(1, 22);
+  out.writeUInt32LE(8000, 24); out.writeUInt32LE(8000, 28); out.writeUInt16LE(1, 32); out.writeUInt16LE(8, 34);
+  out.write('data', 36); out.writeUInt32LE(samples, 40);
+  for (let i = 0; i < samples; i += 1) out[44 + i] = 128 + Math.round(60 * Math.sin((2 * Math.PI * 440 * i) / 8000));
+  return out;
+}
+
+test('a file from the desk on a slow line shows how much has arrived, to its sender and to another console', async () => {
+  const server = await startServer({}, ['--simulate']);
+  try {
+    const { context, page, errors } = await openHydrated(browser, server.base + '/');
+    const other = await openHydrated(browser, server.base + '/', undefined, VIEWER);
+    await page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    await other.page.waitForSelector('[data-testid="live-badge"]:has-text("Live")', { timeout: 10_000 });
+    // The sender's line: 256 KiB a second up, so 1.5 MB takes about six seconds.
+    const line = await context.newCDPSession(page);
+    await line.send('Network.enable');
+    await line.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
+    const file = wav(1_500_000);
+    await page.click('[data-testid="desk-section"] summary');
+    await page.fill('[data-testid="desk-upload"] input[name="project"]', 'e2e');
+    await page.setInputFiles('[data-testid="desk-file"]', { name: 'room tone.wav', mimeType: 'audio/wav', buffer: file });
+    // What the sender's page shows while the file goes is written down by the page itself (its
+    // session storage outlives the navigation): DevTools holds every command to a page whose
+    // navigation is under way, so nothing can ask it then.
+    await page.evaluate(() => {
+      const seen = [];
+      const note = () => {
+        const now = [document.querySelector('[data-testid="library-arriving"] div')?.textContent ?? null, document.querySelector('[data-testid="desk-upload"]')?.classList.contains('sending') ?? null];
+        if (JSON.stringify(now) === JSON.stringify(seen[seen.length - 1])) return;
+        seen.push(now);
+        sessionStorage.setItem('seen', JSON.stringify(seen));
+      };
+      new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    const navigated = page.waitForURL((u) => /^cr_[0-9a-f]+\/0$/.test(u.searchParams.get('input') ?? ''), { timeout: 60_000 });
+    await page.evaluate(() => {
+      const form = document.querySelector('[data-testid="desk-upload"]');
+      form.requestSubmit(form.querySelector('[data-testid="desk-submit"]'));
+    });
+    // Another console sees it on the file's row in the Task Monitor, moving.
+    const progress = /^Arriving ([\d.]+ [KM]B) of 1\.5 MB \((\d+) %\)$/;
+    const rows = [];
+    for (let i = 0; i < 300; i += 1) {
+      const shown = await other.page.evaluate(() => [...document.querySelectorAll('[data-testid="task-archive"]')].map((e) => e.textContent).find((t) => t.startsWith('Arriving')) ?? null);
+      const m = shown?.match(progress);
+      if (m && rows[rows.length - 1] !== m[2]) rows.push(m[2]);
+      if (rows.length >= 2) break;
+      await other.page.waitForTimeout(50);
+    }
+    assert.ok(rows.length >= 2 && Number(rows[1]) > Number(rows[0]), `the other console's row moves as the file comes in: ${rows.join(' → ')} %`);
+    // All of it in: the sender's page moves on to the composer with it as the input.
+    await navigated;
+    const desk = new URL(page.url()).searchParams.get('input').split('/')[0];
+    const kept = await fetch(`${server.base}/library/${desk}/0`, { headers: { cookie: (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ') } });
+    assert.deepEqual(Buffer.from(await kept.arrayBuffer()), file, 'the Library keeps the file as it was sent');
+    // The sender's page showed it in panel 07, reloaded live with the figure moving, its form
+    // still saying it was sending through each reload.
+    const seen = JSON.parse(await page.evaluate(() => sessionStorage.getItem('seen')));
+    const figures = seen.filter(([line]) => line).map(([line, sending]) => {
+      const m = line.match(/^room tone\.wav \(e2e, admin@e2e\.test\): Arriving [\d.]+ [KM]B of 1\.5 MB \((\d+) %\)$/);
+      assert.ok(m, `panel 07's line: ${line}`);
+      assert.equal(sending, true, `the form says it is sending beside ${line}`);
+      return Number(m[1]);
+    });
+    assert.ok(figures.length >= 2 && figures.every((p, i) => i === 0 || p > figures[i - 1]), `the sender's panel 07 moved with the file: ${figures.join(' → ')} %`);
+    await other.page.locator(`tr[data-task="${desk}"] [data-testid="task-archive"]:has-text("In Library")`).waitFor({ timeout: 10_000 });
+    assert.deepEqual(errors, [], 'no console errors');
+    assert.deepEqual(other.errors, [], 'no console errors on the other console');
+    await other.context.close();
     await context.close();
   } finally {
     await server.stop();

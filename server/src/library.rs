@@ -117,13 +117,23 @@ pub async fn asset(
     }
 }
 
+/// What a desk upload's form may add to its file's bytes (the project field, the parts'
+/// headers and boundaries) before its announced length says the file is over the limit.
+const FORM_AROUND_FILE: u64 = 64 << 10;
+
 /// `POST /library/upload` (multipart: `project`, then `file`; panel 07's "Add from your
 /// desk"): a producer's file kept in the Library ([`gateway::library::desk`]), bounded by
 /// `UPLOAD_MAX_MB` and `LIBRARY_MAX_ASSET_MB`; then the composer opens with it as the input.
-pub async fn upload(State(state): State<AppState>, actor: Option<Extension<Actor>>, mut form: axum::extract::Multipart) -> Result<Response, Refusal> {
+pub async fn upload(State(state): State<AppState>, actor: Option<Extension<Actor>>, headers: HeaderMap, mut form: axum::extract::Multipart) -> Result<Response, Refusal> {
     let Some(Extension(actor)) = actor else { return Err(Refusal::plain(StatusCode::UNAUTHORIZED, "Sign in first: adding a file needs a session.")) };
     let Some(library) = &state.library else { return Err(Refusal::plain(StatusCode::NOT_FOUND, "The Library is off on this console (LIBRARY_URL=off).")) };
     let max = state.upload_max_bytes.min(library.config().max_asset_bytes);
+    // The form's length as the browser announced it: its progress is shown against it, and
+    // one plainly over the limit is refused before a byte of it is read.
+    let expected = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if expected.is_some_and(|n| n > max.saturating_add(FORM_AROUND_FILE)) {
+        return Err(Refusal::plain(StatusCode::PAYLOAD_TOO_LARGE, format!("The file is larger than this console takes ({} MiB). Nothing was kept.", max >> 20)));
+    }
     let unreadable = |e: axum::extract::multipart::MultipartError| Refusal::plain(StatusCode::BAD_REQUEST, format!("The form could not be read: {e}"));
     let mut project = None;
     while let Some(field) = form.next_field().await.map_err(unreadable)? {
@@ -133,7 +143,7 @@ pub async fn upload(State(state): State<AppState>, actor: Option<Extension<Actor
                 let Some(project) = project.take() else { return Err(Refusal::plain(StatusCode::UNPROCESSABLE_ENTITY, "Name the project before the file.")) };
                 let name = field.file_name().unwrap_or("file").to_string();
                 let chunks = futures::StreamExt::map(field, |c| c.map_err(|e| format!("the upload broke off: {e}")));
-                let kept = library.keep_from_desk(&actor, project.trim(), &name, chunks, max).await.map_err(|e| {
+                let kept = library.keep_from_desk(&actor, project.trim(), &name, chunks, max, expected).await.map_err(|e| {
                     Refusal::plain(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), format!("{e}. Nothing was kept."))
                 })?;
                 tracing::Span::current().record("task", kept.id.as_str());

@@ -330,3 +330,98 @@ async fn a_file_from_the_desk_is_kept_in_the_library_and_reaches_kie_as_an_uploa
     assert_eq!(store.task_counts().await.unwrap().total, before, "nothing of a refused file stays");
     s.shutdown().await.unwrap();
 }
+
+/// A file from the desk on its way in: how much has arrived is written on its record about once
+/// a second and shown in panel 07 ("From desks") to everyone who sees the project, and one
+/// announced as larger than the console takes is refused before a byte of it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_from_the_desk_shows_how_much_has_arrived_while_it_comes_in() {
+    use gateway::library::asset::{Arrival, AssetState};
+    use gateway::tasks::task::{Mark, TaskQuery};
+    let store_cfg = redis_store(&format!("{}:", testkit::unique("arrive")));
+    seed_users(&store_cfg).await;
+    let (listener, base) = bind().await;
+    let mut cfg = config(store_cfg.clone(), Some(KEY));
+    cfg.library = Some(library("arrive"));
+    cfg.upload_max_bytes = 1 << 20;
+    let s = start_on(listener, cfg).await;
+    let store = server::open_store(&store_cfg).await.expect("store");
+    let token = session(&base, PRODUCER).await;
+    let producer = client_as(&base, PRODUCER).await;
+
+    // The form as a browser sends it, written by hand so its file can be sent in two halves.
+    let wav = kie_sim::media::wav(440, 8000, 600_000);
+    let boundary = "----desk-progress-boundary";
+    let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"project\"\r\n\r\ntrailer\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"room tone.wav\"\r\nContent-Type: audio/wav\r\n\r\n");
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let length = (head.len() + wav.len() + tail.len()) as u64;
+    let (send, body) = futures::channel::mpsc::unbounded::<Result<axum::body::Bytes, std::io::Error>>();
+    let half = wav.len() / 2;
+    send.unbounded_send(Ok(axum::body::Bytes::from([head.as_bytes(), &wav[..half]].concat()))).unwrap();
+    let posted = tokio::spawn(
+        no_redirects()
+            .post(format!("{base}/library/upload"))
+            .header("cookie", cookie(&token))
+            .header("origin", &base)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header("content-length", length.to_string())
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+
+    // Half of it in: its record says so (the form parser may still hold back a boundary's
+    // length), against the length the request announced.
+    let mut on_its_way = None;
+    for _ in 0..100 {
+        let page = store.task_list(&TaskQuery { mark: Some(Mark::ArchivePending), ..Default::default() }).await.unwrap();
+        if let Some(t) = page.tasks.into_iter().find(|t| t.archive.as_ref().is_some_and(|a| a.assets[0].arriving.is_some())) {
+            on_its_way = Some(t);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let t = on_its_way.expect("a record of the file on its way, written within 10 s");
+    let Some(Arrival { received, expected }) = t.archive.as_ref().unwrap().assets[0].arriving else { unreachable!() };
+    assert_eq!(expected, Some(length), "against the announced length");
+    assert!(received <= half as u64 && received + 256 >= half as u64, "{received} of the {half} bytes sent so far");
+    let words = format!("Arriving {} of {} ({} %)", app::view::size(received), app::view::size(length), received * 100 / length);
+    let panel = producer.get(format!("{base}/panel/retention")).send().await.unwrap().text().await.unwrap();
+    let arriving = panel.split(r#"data-testid="library-arriving""#).nth(1).expect("panel 07 lists the file on its way in");
+    assert!(arriving.contains(&format!("room tone.wav (trailer, {PRODUCER}): {words}")), "{arriving}");
+    let viewer = client_as(&base, VIEWER).await;
+    assert!(viewer.get(format!("{base}/panel/retention")).send().await.unwrap().text().await.unwrap().contains(&words), "a viewer of the project sees it too");
+
+    // The rest: kept, and the progress gone from its record and the panel.
+    send.unbounded_send(Ok(axum::body::Bytes::from([&wav[half..], tail.as_bytes()].concat()))).unwrap();
+    drop(send);
+    let r = posted.await.unwrap().unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let kept = store.task_get(&t.id).await.unwrap().expect("its record");
+    let asset = &kept.archive.as_ref().unwrap().assets[0];
+    assert_eq!((asset.state, asset.bytes, asset.arriving), (AssetState::Archived, Some(wav.len() as u64), None));
+    assert!(!producer.get(format!("{base}/panel/retention")).send().await.unwrap().text().await.unwrap().contains("library-arriving"));
+
+    // Announced as larger than UPLOAD_MAX_MB: refused before its body is read (this one's
+    // never ends), with nothing recorded.
+    let before = store.task_counts().await.unwrap().total;
+    use futures::StreamExt;
+    let endless = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(axum::body::Bytes::from(head.clone())))).chain(futures::stream::pending());
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        no_redirects()
+            .post(format!("{base}/library/upload"))
+            .header("cookie", cookie(&token))
+            .header("origin", &base)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header("content-length", (2u64 << 20).to_string())
+            .body(reqwest::Body::wrap_stream(endless))
+            .send(),
+    )
+    .await
+    .expect("answered without waiting for the body")
+    .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.text().await.unwrap(), "The file is larger than this console takes (1 MiB). Nothing was kept.");
+    assert_eq!(store.task_counts().await.unwrap().total, before, "nothing recorded");
+    s.shutdown().await.unwrap();
+}

@@ -8,17 +8,7 @@ use leptos::prelude::*;
 
 use super::{Acted, Fields, Panel, PanelId, act_form, badge, field_owned};
 use crate::api::{create_share_link, delete_library_project, library_items, library_project_copies, library_status, list_share_links, revoke_share_link};
-use crate::view::{LibraryItem, LibraryView, ShareLinkRow};
-
-/// `1.4 MB`.
-pub fn size(bytes: u64) -> String {
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
-        _ => format!("{:.2} GB", bytes as f64 / 1e9),
-    }
-}
+use crate::view::{LibraryItem, LibraryView, ShareLinkRow, size};
 
 /// `11 d 4 h`, `3 h`, `overdue`.
 fn until(now_ms: u64, then_ms: u64) -> String {
@@ -63,6 +53,12 @@ fn facts(v: LibraryView) -> AnyView {
             <dt>"In Library"</dt><dd data-testid="library-archived">{format!("{} assets · {}", v.assets, size(v.bytes.max(0) as u64))}</dd>
             <dt>"Archiving"</dt><dd data-testid="library-pending">{format!("{}{plus} assets of {}{plus} tasks", v.pending_assets, v.pending_tasks)}
                 {(v.overdue > 0).then(|| view! { <span class="error">{format!(" · {} past the deadline", v.overdue)}</span> })}</dd>
+            {(!v.arriving.is_empty()).then(|| view! {
+                <dt>"From desks"</dt>
+                <dd data-testid="library-arriving">{v.arriving.iter().map(|a| view! {
+                    <div data-task=a.task_id.clone()>{format!("{} ({}, {}): {}", a.file, a.project, a.by, a.progress)}</div>
+                }).collect_view()}</dd>
+            })}
             <dt>"Nearest deadline"</dt><dd>{v.nearest_deadline_ms.map_or("none pending".to_string(), |d| until(v.now_ms, d))}</dd>
             <dt>"Result expired"</dt><dd data-testid="library-lost">{format!("{}{plus} tasks", v.lost_tasks)}</dd>
             {quota}
@@ -224,10 +220,11 @@ pub async fn render(query: Fields, flash: Option<AnyView>) -> AnyView {
 }
 
 /// "Add from your desk": a file (drop it on the field, or browse) into a project's Library;
-/// the composer then opens with it as the input. A plain form the browser posts (its status
-/// bar counts the bytes sent); while it is sent the form is marked `sending` (by
-/// [`crate::enhance`]), which shows that it is under way and holds the button against a second
-/// send.
+/// the composer then opens with it as the input. A plain form the browser posts; while it is
+/// sent the form is marked `sending` (by [`crate::enhance`], kept through the panel's live
+/// reloads), which shows that it is under way and holds the button against a second send. How
+/// much has arrived is the server's count, written on the file's record as it comes
+/// ("From desks" above, and its row in the Task Monitor), so every console sees it.
 fn desk_form(project: String) -> impl IntoView {
     view! {
         <details class="desk" data-testid="desk-section"><summary>"Add from your desk…"</summary>
@@ -235,7 +232,7 @@ fn desk_form(project: String) -> impl IntoView {
             <label class="small">"Project "<input type="text" name="project" required=true maxlength="64" value=project list="my-projects"/></label>
             <label class="small">" File "<input type="file" name="file" required=true accept="image/*,video/*,audio/*" data-testid="desk-file"/></label>
             <button type="submit" data-testid="desk-submit">"Add to the Library"</button>
-            <span class="sending-note small" role="status" data-testid="desk-sending"><progress></progress>" Sending the file: the page moves on once the Library has it (your browser's status bar shows how much has gone)."</span>
+            <span class="sending-note small" role="status" data-testid="desk-sending"><progress></progress>" Sending the file: how much has arrived shows above and on its row in the Task Monitor; the page moves on once the Library has it."</span>
         </form>
         <p class="muted small">"An image, a video or an audio file (UPLOAD_MAX_MB at most), kept here for the team and usable as any task's input."</p>
         </details>

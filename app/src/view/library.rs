@@ -25,6 +25,20 @@ pub struct LibraryView {
     pub capped: bool,
     /// The server's clock when this was read (for "in 11 d").
     pub now_ms: u64,
+    /// Files from desks on their way in, of projects the reader sees.
+    #[serde(default)]
+    pub arriving: Vec<ArrivingFile>,
+}
+
+/// A file from a desk on its way into the Library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArrivingFile {
+    pub task_id: String,
+    pub file: String,
+    pub project: String,
+    pub by: String,
+    /// [`arriving`]'s words.
+    pub progress: String,
 }
 
 impl LibraryView {
@@ -61,6 +75,25 @@ pub struct LibraryItem {
     pub link_expires_s: u64,
 }
 
+/// `1.4 MB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
+}
+
+/// A desk file's progress on its way in, in words: `Arriving 12.0 MB of 48.2 MB (24 %)`.
+#[cfg(feature = "ssr")]
+pub fn arriving(a: &gateway::library::asset::Arrival) -> String {
+    match a.expected.filter(|&of| of > 0) {
+        Some(of) => format!("Arriving {} of {} ({} %)", size(a.received), size(of), (u128::from(a.received.min(of)) * 100 / u128::from(of))),
+        None => format!("Arriving {}", size(a.received)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +107,16 @@ mod tests {
         assert_eq!(view(5, Some(0)).quota_percent(), None, "a zero quota is no quota");
         assert_eq!(view(5, None).quota_percent(), None);
         assert_eq!(view(i64::MAX, Some(1)).quota_percent(), Some(u64::MAX), "no wrap-around");
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_desk_file_on_its_way_in_says_how_much_has_arrived() {
+        use gateway::library::asset::Arrival;
+        assert_eq!(arriving(&Arrival { received: 12_000_000, expected: Some(48_200_000) }), "Arriving 12.0 MB of 48.2 MB (24 %)");
+        assert_eq!(arriving(&Arrival { received: 900, expected: None }), "Arriving 900 B", "no announced length: what has arrived");
+        assert_eq!(arriving(&Arrival { received: 5, expected: Some(0) }), "Arriving 5 B");
+        assert_eq!(arriving(&Arrival { received: u64::MAX, expected: Some(u64::MAX - 1) }), format!("Arriving {} of {} (100 %)", size(u64::MAX), size(u64::MAX - 1)), "never over 100 %, no overflow");
     }
 }
 

@@ -218,6 +218,7 @@ impl Library {
                 let Some(x) = t.archive.as_mut().and_then(|a| a.assets.get_mut(n)).filter(|x| x.state == AssetState::Pending) else { return false };
                 x.attempts += 1;
                 x.renewed |= renewed;
+                x.arriving = None;
                 let mut lost = None;
                 match outcome {
                     Outcome::Archived { sha256, bytes, content_type } => {

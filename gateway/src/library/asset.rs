@@ -77,6 +77,20 @@ pub struct Asset {
     /// The source lapsed and KIE's `download-url` was asked for a fresh link (once).
     #[serde(default)]
     pub renewed: bool,
+    /// A file from the desk on its way in: how much of it has arrived (written about once a
+    /// second while the upload runs; gone once the asset leaves `pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arriving: Option<Arrival>,
+}
+
+/// How much of a desk file has arrived, as the request copying it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// The file's bytes received so far.
+    pub received: u64,
+    /// The upload's length as its request announced it (the form around the file included),
+    /// when it did.
+    pub expected: Option<u64>,
 }
 
 impl Asset {
@@ -91,6 +105,7 @@ impl Asset {
             attempts: 0,
             last_error: None,
             renewed: false,
+            arriving: None,
         }
     }
 }

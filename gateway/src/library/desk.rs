@@ -10,7 +10,9 @@
 //!    this request's to copy);
 //! 2. the bytes, streamed into a temporary copy (capped, hashed, sniffed: an image, a video or
 //!    an audio file, else refused), then counted against the quota and renamed, as the
-//!    archiver commits a download;
+//!    archiver commits a download; meanwhile, about once a second, how much has arrived is
+//!    written on the asset ([`super::asset::Arrival`]: a live event, so every console shows
+//!    the upload's progress on its row);
 //! 3. the record says `archived`.
 //!
 //! A refusal (too large, not media, the Library full) deletes the record it wrote. A crash
@@ -18,9 +20,11 @@
 //! upload from the desk did not finish"), and the temporary file is swept.
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::archiver::{Fetch, Outcome};
-use super::asset::Archive;
+use super::asset::{Archive, Arrival, AssetState};
 use super::Library;
 use crate::store::{CreateWith, Created, StoreError, now_ms};
 use crate::tasks::task::{TaskRecord, TaskState};
@@ -32,6 +36,8 @@ pub const DESK_MODEL: &str = "library/desk-upload";
 pub const DESK_SOURCE: &str = "desk:";
 /// How long the archiver leaves a desk file's pending asset to the request copying it.
 const HELD_OFF_MS: u64 = 3600 * 1000;
+/// How often the progress of a file on its way in is written (each write is a live event).
+pub const ARRIVAL_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a desk file was not kept. Nothing of it stays.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +78,8 @@ impl From<StoreError> for DeskError {
 
 impl Library {
     /// Keeps a file from `by`'s desk in `project`'s Library: `chunks` are its bytes, at most
-    /// `max` of them. Returns its record (its asset is `control-room://library/<id>/0`).
+    /// `max` of them; `expected` is the upload's announced length, if any (its progress is
+    /// shown against it). Returns its record (its asset is `control-room://library/<id>/0`).
     pub async fn keep_from_desk(
         &self,
         by: &Actor,
@@ -80,6 +87,7 @@ impl Library {
         file_name: &str,
         chunks: impl futures::Stream<Item = Result<Bytes, String>>,
         max: u64,
+        expected: Option<u64>,
     ) -> Result<TaskRecord, DeskError> {
         by.require(Role::Producer).map_err(|e| DeskError::Forbidden(e.to_string()))?;
         crate::tasks::lifecycle::submit::check_project(project).map_err(|e| DeskError::Invalid(e.to_string()))?;
@@ -100,7 +108,7 @@ impl Library {
             Created::Inserted(_) => {}
             other => return Err(DeskError::Unavailable(format!("the record could not be written ({other:?})"))),
         }
-        let kept = self.copy_from_desk(&t.id, chunks, max).await;
+        let kept = self.copy_from_desk(&t, chunks, max, expected).await;
         match kept {
             Ok(outcome) => {
                 let done = self.record(&t.id, 0, &outcome, false).await?.ok_or_else(|| DeskError::Unavailable("the record changed while the file was copied".into()))?;
@@ -117,10 +125,22 @@ impl Library {
         }
     }
 
-    /// Steps 2 of the module doc: the copy, counted and committed.
-    async fn copy_from_desk(&self, id: &str, chunks: impl futures::Stream<Item = Result<Bytes, String>>, max: u64) -> Result<Outcome, DeskError> {
+    /// Steps 2 of the module doc: the copy (its arrival written as it goes), counted and
+    /// committed.
+    async fn copy_from_desk(&self, t: &TaskRecord, chunks: impl futures::Stream<Item = Result<Bytes, String>>, max: u64, expected: Option<u64>) -> Result<Outcome, DeskError> {
+        let id = t.id.as_str();
         let too_large = || Fetch::Refused(format!("the file is larger than this console takes ({} MiB)", max >> 20));
-        let copy = match self.write_temp(id, 0, chunks, max, too_large).await {
+        let received = AtomicU64::new(0);
+        let counted = futures::StreamExt::inspect(chunks, |c| {
+            if let Ok(b) = c {
+                received.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        });
+        let copied = tokio::select! {
+            copied = self.write_temp(id, 0, counted, max, too_large) => copied,
+            never = self.report_arrival(t, &received, expected) => match never {},
+        };
+        let copy = match copied {
             Ok(c) => c,
             Err(Fetch::Refused(why)) => return Err(DeskError::TooLarge(why)),
             Err(Fetch::Transient(why)) if why.contains("empty body") => return Err(DeskError::Invalid("the file is empty".into())),
@@ -136,6 +156,33 @@ impl Library {
             o @ Outcome::Archived { .. } => Ok(o),
             Outcome::Full(why) => Err(DeskError::Full(why)),
             Outcome::Retry(why) | Outcome::Failed(why) | Outcome::Expired(why) => Err(DeskError::Unavailable(why)),
+        }
+    }
+
+    /// Writes how much of `t`'s file has arrived every [`ARRIVAL_EVERY`] while it moves, until
+    /// the copy it runs beside ends (and drops it). Progress is for people to watch: a write
+    /// that fails is logged and the copy goes on.
+    async fn report_arrival(&self, t: &TaskRecord, received: &AtomicU64, expected: Option<u64>) -> std::convert::Infallible {
+        let mut known = t.clone();
+        let mut shown = 0;
+        loop {
+            tokio::time::sleep(ARRIVAL_EVERY).await;
+            let now = received.load(Ordering::Relaxed);
+            if now == shown {
+                continue;
+            }
+            shown = now;
+            let arrival = Arrival { received: now, expected };
+            let on_its_way = |t: &mut TaskRecord| {
+                let Some(x) = t.archive.as_mut().and_then(|a| a.assets.first_mut()).filter(|x| x.state == AssetState::Pending) else { return false };
+                x.arriving = Some(arrival);
+                true
+            };
+            match self.0.lifecycle.modify_from(&known, &crate::store::UpdateWith::default(), on_its_way).await {
+                Ok(Some(t)) => known = t,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(task = %known.id, error = %e, "the progress of a file from the desk could not be written"),
+            }
         }
     }
 }

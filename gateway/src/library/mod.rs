@@ -212,7 +212,22 @@ pub struct LibraryStatus {
     pub quota_bytes: Option<u64>,
     /// The scans hit [`STATUS_SCAN`]: the counts are lower bounds.
     pub capped: bool,
+    /// Files from desks on their way in (at most [`ARRIVING_LISTED`], oldest first).
+    pub arriving: Vec<OnItsWay>,
 }
+
+/// A file from a desk on its way into the Library, with how much of it has arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnItsWay {
+    pub task: String,
+    pub project: String,
+    pub by: String,
+    pub file: String,
+    pub arrival: asset::Arrival,
+}
+
+/// How many files on their way in a status lists.
+pub const ARRIVING_LISTED: usize = 32;
 
 /// How many tasks a status scan reads at most per index.
 pub const STATUS_SCAN: usize = 2000;
@@ -375,6 +390,12 @@ impl Library {
             s.nearest_deadline_ms = Some(s.nearest_deadline_ms.map_or(a.deadline_ms, |d| d.min(a.deadline_ms)));
             if let Some(e) = a.assets.iter().filter_map(|x| x.last_error.clone()).next() {
                 s.last_error = Some(e);
+            }
+            if let Some(arrival) = a.assets.iter().find_map(|x| x.arriving.filter(|_| x.state == AssetState::Pending))
+                && s.arriving.len() < ARRIVING_LISTED
+            {
+                let file = t.input.get("file").and_then(|f| f.as_str()).unwrap_or_default().to_string();
+                s.arriving.push(OnItsWay { task: t.id.clone(), project: t.project.clone(), by: t.owner.clone(), file, arrival });
             }
         }
         s.pending_tasks = pending.len();
