@@ -381,7 +381,7 @@ async fn a_file_from_the_desk_shows_how_much_has_arrived_while_it_comes_in() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let t = on_its_way.expect("a record of the file on its way, written within 10 s");
-    let Some(Arrival { received, expected }) = t.archive.as_ref().unwrap().assets[0].arriving else { unreachable!() };
+    let Some(Arrival { received, expected, .. }) = t.archive.as_ref().unwrap().assets[0].arriving else { unreachable!() };
     assert_eq!(expected, Some(length), "against the announced length");
     assert!(received <= half as u64 && received + 256 >= half as u64, "{received} of the {half} bytes sent so far");
     let words = format!("Arriving {} of {} ({} %)", app::view::size(received), app::view::size(length), received * 100 / length);

@@ -17,11 +17,12 @@ pub async fn library_status() -> Result<LibraryView, ServerFnError> {
     let (ctx, actor) = signed_in(Role::Viewer)?;
     let Some(lib) = &ctx.library else { return Ok(LibraryView::default()) };
     let s = lib.status().await.map_err(store_error)?;
+    let now_ms = gateway::store::now_ms();
     let arriving = s
         .arriving
         .iter()
         .filter(|a| actor.membership.sees(&a.project))
-        .map(|a| crate::view::ArrivingFile { task_id: a.task.clone(), file: a.file.clone(), project: a.project.clone(), by: a.by.clone(), progress: crate::view::arriving(&a.arrival) })
+        .map(|a| crate::view::ArrivingFile { task_id: a.task.clone(), file: a.file.clone(), project: a.project.clone(), by: a.by.clone(), progress: crate::view::arriving(&a.arrival, now_ms) })
         .collect();
     let terms = ctx.lifecycle.options().archive.unwrap_or_default();
     const DAY: u64 = 24 * 3600 * 1000;
@@ -41,7 +42,7 @@ pub async fn library_status() -> Result<LibraryView, ServerFnError> {
         failing: s.failing,
         last_error: s.last_error,
         capped: s.capped,
-        now_ms: gateway::store::now_ms(),
+        now_ms,
         arriving,
     })
 }

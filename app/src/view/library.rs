@@ -85,12 +85,14 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// A desk file's progress on its way in, in words: `Arriving 12.0 MB of 48.2 MB (24 %)`.
+/// A desk file's progress on its way in, in words, as of `now_ms`: `Arriving 12.0 MB of
+/// 48.2 MB (24 %)`, or `Stalled at …` when no bytes have come for a minute.
 #[cfg(feature = "ssr")]
-pub fn arriving(a: &gateway::library::asset::Arrival) -> String {
+pub fn arriving(a: &gateway::library::asset::Arrival, now_ms: u64) -> String {
+    let how = if a.stalled(now_ms) { "Stalled at" } else { "Arriving" };
     match a.expected.filter(|&of| of > 0) {
-        Some(of) => format!("Arriving {} of {} ({} %)", size(a.received), size(of), (u128::from(a.received.min(of)) * 100 / u128::from(of))),
-        None => format!("Arriving {}", size(a.received)),
+        Some(of) => format!("{how} {} of {} ({} %)", size(a.received), size(of), (u128::from(a.received.min(of)) * 100 / u128::from(of))),
+        None => format!("{how} {}", size(a.received)),
     }
 }
 
@@ -113,10 +115,16 @@ mod tests {
     #[test]
     fn a_desk_file_on_its_way_in_says_how_much_has_arrived() {
         use gateway::library::asset::Arrival;
-        assert_eq!(arriving(&Arrival { received: 12_000_000, expected: Some(48_200_000) }), "Arriving 12.0 MB of 48.2 MB (24 %)");
-        assert_eq!(arriving(&Arrival { received: 900, expected: None }), "Arriving 900 B", "no announced length: what has arrived");
-        assert_eq!(arriving(&Arrival { received: 5, expected: Some(0) }), "Arriving 5 B");
-        assert_eq!(arriving(&Arrival { received: u64::MAX, expected: Some(u64::MAX - 1) }), format!("Arriving {} of {} (100 %)", size(u64::MAX), size(u64::MAX - 1)), "never over 100 %, no overflow");
+        let now = 1_800_000_000_000;
+        let at = |received, expected| Arrival { received, expected, at_ms: now - 1000 };
+        assert_eq!(arriving(&at(12_000_000, Some(48_200_000)), now), "Arriving 12.0 MB of 48.2 MB (24 %)");
+        assert_eq!(arriving(&at(900, None), now), "Arriving 900 B", "no announced length: what has arrived");
+        assert_eq!(arriving(&at(5, Some(0)), now), "Arriving 5 B");
+        assert_eq!(arriving(&at(u64::MAX, Some(u64::MAX - 1)), now), format!("Arriving {} of {} (100 %)", size(u64::MAX), size(u64::MAX - 1)), "never over 100 %, no overflow");
+        let a = at(12_000_000, Some(48_200_000));
+        assert_eq!(arriving(&a, a.at_ms + Arrival::STALLED_MS), "Arriving 12.0 MB of 48.2 MB (24 %)", "a minute without bytes is still on its way");
+        assert_eq!(arriving(&a, a.at_ms + Arrival::STALLED_MS + 1), "Stalled at 12.0 MB of 48.2 MB (24 %)", "longer is stalled");
+        assert_eq!(arriving(&a, 0), "Arriving 12.0 MB of 48.2 MB (24 %)", "a clock behind the record's is no wrap-around");
     }
 }
 

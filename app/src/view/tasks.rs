@@ -118,7 +118,7 @@ impl From<gateway::TaskRecord> for TaskRow {
             if a.lost() {
                 "Result expired".to_string()
             } else if let Some(arrival) = a.assets.iter().find_map(|x| x.arriving.filter(|_| x.state == AssetState::Pending)) {
-                super::arriving(&arrival)
+                super::arriving(&arrival, gateway::store::now_ms())
             } else if a.pending() {
                 format!("Archiving {}/{}", count(AssetState::Archived), a.assets.len())
             } else if a.complete() {

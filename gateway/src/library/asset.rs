@@ -91,6 +91,21 @@ pub struct Arrival {
     /// The upload's length as its request announced it (the form around the file included),
     /// when it did.
     pub expected: Option<u64>,
+    /// When `received` was counted (Unix ms): one long past is an upload that stopped (its
+    /// sender's line, or an instance that went down mid-copy: the archiver ends the asset
+    /// `failed` an hour after it began).
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+impl Arrival {
+    /// No bytes have come for this long: the upload is shown as stalled.
+    pub const STALLED_MS: u64 = 60_000;
+
+    /// Whether no bytes have come for [`Arrival::STALLED_MS`] as of `now_ms`.
+    pub fn stalled(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.at_ms) > Self::STALLED_MS
+    }
 }
 
 impl Asset {

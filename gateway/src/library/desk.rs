@@ -167,12 +167,12 @@ impl Library {
         let mut shown = 0;
         loop {
             tokio::time::sleep(ARRIVAL_EVERY).await;
-            let now = received.load(Ordering::Relaxed);
-            if now == shown {
+            let count = received.load(Ordering::Relaxed);
+            if count == shown {
                 continue;
             }
-            shown = now;
-            let arrival = Arrival { received: now, expected };
+            shown = count;
+            let arrival = Arrival { received: count, expected, at_ms: now_ms() };
             let on_its_way = |t: &mut TaskRecord| {
                 let Some(x) = t.archive.as_mut().and_then(|a| a.assets.first_mut()).filter(|x| x.state == AssetState::Pending) else { return false };
                 x.arriving = Some(arrival);
