@@ -27,9 +27,16 @@ use crate::kie_api::{authorise, kie};
 /// The chat models served, and whether each reports usage.
 pub const MODELS: [(&str, bool); 6] = [("gemini-3-pro", true), ("gemini-3.1-pro", true), ("gemini-3-flash", true), ("gemini-2.5-pro", true), ("gemini-2.5-flash", false), ("gpt-5-2", true)];
 /// The Claude models the Messages API serves (each reports usage).
-pub const CLAUDE: [&str; 2] = ["claude-sonnet-4-5", "claude-haiku-4-5"];
+pub const CLAUDE: [&str; 4] = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-5", "claude-opus-5"];
 /// The models the Responses API serves (each reports usage and what it charged).
-pub const RESPONSES: [(&str, &str); 3] = [("gpt-5.1-codex", "/api/v1/responses"), ("gpt-5-4", "/codex/v1/responses"), ("gpt-5-6-sol", "/codex/v1/responses")];
+pub const RESPONSES: [(&str, &str); 6] = [
+    ("gpt-5.1-codex", "/api/v1/responses"),
+    ("gpt-5-4", "/codex/v1/responses"),
+    ("gpt-5-6-sol", "/codex/v1/responses"),
+    ("gpt-5-6-terra", "/codex/v1/responses"),
+    ("gpt-5-6-luna", "/codex/v1/responses"),
+    ("grok-4-5", "/grok/v1/responses"),
+];
 /// What a Responses call charges a token, in credits.
 const RESPONSES_CREDITS_PER_TOKEN: f64 = 0.0001;
 
@@ -222,9 +229,9 @@ pub async fn messages(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -
     event_stream(&sim, path, events, first_byte_ms, chunk_ms)
 }
 
-/// The Responses API: `POST /api/v1/responses`, as KIE's Codex page gives it, and `POST
-/// /codex/v1/responses`, where public clients of KIE call its GPT-5.4 and later (each model
-/// at its own path, [`RESPONSES`]) — the model in
+/// The Responses API: `POST /api/v1/responses`, as KIE's Codex page gives it, `POST
+/// /codex/v1/responses`, where public clients of KIE call its GPT-5.4 and later, and `POST
+/// /grok/v1/responses`, Grok's (each model at its own path, [`RESPONSES`]) — the model in
 /// the body, the conversation as `input` (one text, or a list of turns), `instructions`, the
 /// answer's limit `max_output_tokens`; the answer's `output` (a reasoning item, then the
 /// message), `usage` (`input_tokens`, `output_tokens`) and what it charged,

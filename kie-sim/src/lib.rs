@@ -97,6 +97,7 @@ impl Sim {
             .route("/claude/v1/messages", post(chat::messages))
             .route("/api/v1/responses", post(|State(sim): State<Sim>, headers, body| chat::responses("/api/v1/responses", sim, headers, body)))
             .route("/codex/v1/responses", post(|State(sim): State<Sim>, headers, body| chat::responses("/codex/v1/responses", sim, headers, body)))
+            .route("/grok/v1/responses", post(|State(sim): State<Sim>, headers, body| chat::responses("/grok/v1/responses", sim, headers, body)))
             .route("/api/v1/common/download-url", post(kie_api::download_url))
             .route("/files/{task}/{name}", get(kie_api::file))
             .route("/uploads/{id}/{name}", get(uploads::file))

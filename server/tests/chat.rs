@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 
-/// A catalog with token prices for the tests (the built-in one has none: no source gives
-/// them).
+/// A catalog with token prices for the tests (prices of their own, higher than the built-in
+/// one's, so a hold is plainly more than kie-sim charges).
 fn priced_catalog() -> std::path::PathBuf {
     let dir = testkit::scratch_dir("chat-catalog");
     let path = dir.join("models.json");
@@ -23,6 +23,7 @@ fn priced_catalog() -> std::path::PathBuf {
         {"id": "claude-sonnet-4-5", "category": "language", "provider": "Anthropic", "purpose": "test (Messages API)", "price": {"per_1m_tokens": {"input": 3000, "output": 15000}}, "output_tokens": 300, "api": "messages"},
         {"id": "gpt-5.1-codex", "category": "language", "provider": "OpenAI", "purpose": "test (Responses API, KIE says what it charged)", "price": "unknown", "output_tokens": 300, "api": "responses"},
         {"id": "gpt-5-4", "category": "language", "provider": "OpenAI", "purpose": "test (Responses API at KIE's Codex path)", "price": "unknown", "output_tokens": 300, "api": "responses", "path": "/codex/v1/responses"},
+        {"id": "grok-4-5", "category": "language", "provider": "xAI", "purpose": "test (Responses API at KIE's Grok path)", "price": {"per_1m_tokens": {"input": 1600, "output": 4800}}, "output_tokens": 300, "api": "responses", "path": "/grok/v1/responses"},
         {"id": "google/imagen4-fast", "category": "image", "provider": "Google", "purpose": "test", "required": ["prompt"], "price": {"flat": 4}}
     ]});
     std::fs::write(&path, text.to_string()).unwrap();
@@ -464,6 +465,27 @@ print(json.dumps({"plain": plain.output_text}))
         assert!(text.contains(says), "{model} at {at}: {text}");
     }
     assert_eq!(sim.world().log.iter().filter(|e| e.path.ends_with("/v1/responses") && e.code != 0).count(), 3, "nothing refused reached KIE");
+
+    // KIE's Grok path, the same way: `/kie/grok/v1` to KIE's `/grok/v1/responses`, priced by
+    // its tokens (no per-job cap needed) and counted at what KIE says it charged.
+    let grok = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
+plain = client.responses.create(model="grok-4-5", input="a tagline for a lighthouse", max_output_tokens=40)
+print(json.dumps({"plain": plain.output_text}))
+"#;
+    let got = python_client(&c, grok, &format!("{}/kie/grok/v1", c.s.base));
+    assert!(got["plain"].as_str().unwrap().contains("a tagline for a lighthouse"), "{got}");
+    assert_eq!(sim.world().log.iter().filter(|e| e.path == "/grok/v1/responses" && e.code != 0).count(), 1, "sent to KIE's Grok path");
+    for (at, model, says) in [("/kie/codex/v1/responses", "grok-4-5", "served at /kie/grok/v1/responses"), ("/kie/grok/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses")] {
+        let r = http().post(format!("{}{at}", c.s.base)).bearer_auth(&c.key).json(&json!({"model": model, "input": "hi"})).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 404, "{model} at {at}: {text}");
+        assert!(text.contains(says), "{model} at {at}: {text}");
+    }
+    assert_eq!(sim.world().log.iter().filter(|e| e.path.ends_with("/v1/responses") && e.code != 0).count(), 4, "nothing refused reached KIE");
     c.s.shutdown().await.unwrap();
 }
 

@@ -156,3 +156,21 @@ async fn mutual_tls_needs_the_clients_certificate() {
     store.kv_set("tls:check", b"ok", None).await.unwrap();
     assert_eq!(store.kv_get("tls:check").await.unwrap().as_deref(), Some(&b"ok"[..]));
 }
+
+/// The vetted outbound client (callbacks, downloads into the Library) checks a server's
+/// certificate against the roots it reads once for every request: a certificate no trusted
+/// root signed (this test's CA, as a TLS `redis-server` presents it) is refused, and the error
+/// names the certificate problem — for the first client built and for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbound_client_refuses_a_certificate_no_trusted_root_signed_by_name() {
+    use gateway::outbound::{Outbound, OutboundOptions, OutboundPolicy};
+    let pki = make_pki();
+    let redis = TlsRedis::start(&pki, false);
+    let url = format!("https://localhost:{}/", redis.port);
+    let out = Outbound::new(OutboundPolicy::strict().also_allowing(&url.parse().unwrap()), OutboundOptions::default());
+    for _ in 0..2 {
+        let e = out.post_json(&url, b"{}", &[]).await.expect_err("refused");
+        assert!(!e.is_refusal(), "allowed by the policy: refused by TLS ({e})");
+        assert!(e.to_string().contains("invalid peer certificate: UnknownIssuer"), "{e}");
+    }
+}

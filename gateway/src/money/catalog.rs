@@ -216,13 +216,13 @@ impl ChatApi {
     }
 
     /// The paths KIE serves this API at, whichever model is named in the body (none for
-    /// chat completions, whose path names the model): the Responses API's general one and
-    /// Codex's, where KIE's GPT-5.4 and later are called.
+    /// chat completions, whose path names the model): the Responses API's general one,
+    /// Codex's, where KIE's GPT-5.4 and later are called, and Grok's.
     pub fn addresses(self) -> &'static [&'static str] {
         match self {
             ChatApi::Completions => &[],
             ChatApi::Messages => &["/claude/v1/messages"],
-            ChatApi::Responses => &["/api/v1/responses", "/codex/v1/responses"],
+            ChatApi::Responses => &["/api/v1/responses", "/codex/v1/responses", "/grok/v1/responses"],
         }
     }
 
@@ -794,12 +794,13 @@ mod tests {
         let path = |id: &str| builtin.get(id).map(Model::chat_path);
         assert_eq!(path("gpt-5.1-codex").as_deref(), Some("/api/v1/responses"));
         assert_eq!(path("gpt-5-4").as_deref(), Some("/codex/v1/responses"));
+        assert_eq!(path("grok-4-5").as_deref(), Some("/grok/v1/responses"));
         assert_eq!(path("claude-haiku-4-5").as_deref(), Some("/claude/v1/messages"));
         assert_eq!(path("gemini-3-flash").as_deref(), Some("/gemini-3-flash/v1/chat/completions"));
         // A path is one of its API's addresses, and only a language model's.
         let with = |extra: &str| Catalog::parse(&format!(r#"{{"prices_taken": "test", "models": [{{"id": "m", "category": "language", "provider": "p", "purpose": "x", "price": "unknown"{extra}}}]}}"#));
         assert!(with(r#", "api": "responses", "path": "/codex/v1/responses""#).is_ok());
-        for extra in [r#", "api": "responses", "path": "/grok/v1/responses""#, r#", "path": "/codex/v1/responses""#, r#", "api": "messages", "path": "/codex/v1/responses""#] {
+        for extra in [r#", "api": "responses", "path": "/gemini/v1/responses""#, r#", "path": "/codex/v1/responses""#, r#", "api": "messages", "path": "/codex/v1/responses""#] {
             let e = with(extra).unwrap_err();
             assert!(e.contains("names a path its API is not served at") && e.contains("/codex/v1/responses"), "{extra}: {e}");
         }
