@@ -71,6 +71,8 @@ proptest! {
                 }
                 // A model no source prices is refused for every input (a per-job cap stands in).
                 Err(msg) if !m.price_known() => prop_assert!(msg.contains("no known price"), "{}: {msg}", m.id),
+                // A priced language model is no task: called through its chat path, by its tokens.
+                Err(msg) if m.is_chat() => prop_assert!(msg.contains("is a language model: call it through"), "{}: {msg}", m.id),
                 Err(msg) => prop_assert!(msg.contains("must be one of") || msg.contains("no usable price"), "{}: {msg}", m.id),
             }
         }

@@ -39,8 +39,8 @@ pub async fn completions(State(state): State<AppState>, RelayCaller(key): RelayC
 /// `POST /kie<at>`, one of [`ChatApi::addresses`]: an API that names the model in the body —
 /// Claude's Messages API at `/kie/claude/v1/messages` (Anthropic's shape; Anthropic's clients
 /// send the key as `x-api-key`, taken like a bearer), OpenAI's Responses API as KIE serves it
-/// at `/kie/api/v1/responses` and at Codex's `/kie/codex/v1/responses` (the conversation as
-/// `input`). A model is called where KIE serves it; asked for at another of its API's paths,
+/// at `/kie/api/v1/responses`, at Codex's `/kie/codex/v1/responses` and at Grok's
+/// `/kie/grok/v1/responses` (the conversation as `input`). A model is called where KIE serves it; asked for at another of its API's paths,
 /// the answer names the right one.
 pub async fn model_in_body(api: ChatApi, at: &'static str, State(state): State<AppState>, RelayCaller(key): RelayCaller, body: Bytes) -> Result<Response, Refusal> {
     let req = object(&body)?;

@@ -31,7 +31,8 @@
 //!   streamed as it arrives ([`crate::chat`]).
 //! - `POST /kie/claude/v1/messages` — Claude's Messages API (Anthropic's shape), the same way;
 //!   the key may come as `x-api-key`, as Anthropic's clients send it.
-//! - `POST /kie/api/v1/responses` and `POST /kie/codex/v1/responses` — OpenAI's Responses API
+//! - `POST /kie/api/v1/responses`, `POST /kie/codex/v1/responses` and
+//!   `POST /kie/grok/v1/responses` — OpenAI's Responses API
 //!   as KIE serves it, each model at the path KIE serves it at (the catalog's `path`), the same
 //!   way; counted at what KIE says it charged (`credits_consumed`).
 //! - `GET /kie/api/v1/chat/credit` — the account's balance, from KIE.
