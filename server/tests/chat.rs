@@ -445,40 +445,30 @@ print(json.dumps({"plain": plain.output_text, "usage": [plain.usage.input_tokens
     let calls = sim.world().log.iter().filter(|e| e.path == "/api/v1/responses" && e.code != 0).count();
     assert_eq!(calls, 2, "nothing refused reached KIE");
 
-    // KIE's Codex path: the same package pointed at `/kie/codex/v1`, its model sent to KIE's
-    // `/codex/v1/responses`; each model is called at its own path, and the refusal names it.
-    let codex = r#"
+    // KIE's Codex and Grok paths: the same package pointed at `/kie/codex/v1` and
+    // `/kie/grok/v1`, each model sent to KIE's own path (Grok's priced by its tokens, no per-job
+    // cap needed); asked for at another path, the refusal names the right one.
+    for (name, model, prompt) in [("codex", "gpt-5-4", "a lighthouse"), ("grok", "grok-4-5", "a tagline for a lighthouse")] {
+        let script = format!(
+            r#"
 import json, sys
 from openai import OpenAI
 client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
-plain = client.responses.create(model="gpt-5-4", input="a lighthouse", max_output_tokens=40)
-print(json.dumps({"plain": plain.output_text}))
-"#;
-    let got = python_client(&c, codex, &format!("{}/kie/codex/v1", c.s.base));
-    assert!(got["plain"].as_str().unwrap().contains("a lighthouse"), "{got}");
-    assert_eq!(sim.world().log.iter().filter(|e| e.path == "/codex/v1/responses" && e.code != 0).count(), 1, "sent to KIE's Codex path");
-    for (at, model, says) in [("/kie/codex/v1/responses", "gpt-5.1-codex", "served at /kie/api/v1/responses"), ("/kie/api/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses")] {
-        let r = http().post(format!("{}{at}", c.s.base)).bearer_auth(&c.key).json(&json!({"model": model, "input": "hi"})).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        assert_eq!(status, 404, "{model} at {at}: {text}");
-        assert!(text.contains(says), "{model} at {at}: {text}");
+plain = client.responses.create(model="{model}", input="{prompt}", max_output_tokens=40)
+print(json.dumps({{"plain": plain.output_text}}))
+"#
+        );
+        let got = python_client(&c, &script, &format!("{}/kie/{name}/v1", c.s.base));
+        assert!(got["plain"].as_str().unwrap().contains(prompt), "{got}");
+        let sent = format!("/{name}/v1/responses");
+        assert_eq!(sim.world().log.iter().filter(|e| e.path == sent && e.code != 0).count(), 1, "{model} sent to KIE's {sent}");
     }
-    assert_eq!(sim.world().log.iter().filter(|e| e.path.ends_with("/v1/responses") && e.code != 0).count(), 3, "nothing refused reached KIE");
-
-    // KIE's Grok path, the same way: `/kie/grok/v1` to KIE's `/grok/v1/responses`, priced by
-    // its tokens (no per-job cap needed) and counted at what KIE says it charged.
-    let grok = r#"
-import json, sys
-from openai import OpenAI
-client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2])
-plain = client.responses.create(model="grok-4-5", input="a tagline for a lighthouse", max_output_tokens=40)
-print(json.dumps({"plain": plain.output_text}))
-"#;
-    let got = python_client(&c, grok, &format!("{}/kie/grok/v1", c.s.base));
-    assert!(got["plain"].as_str().unwrap().contains("a tagline for a lighthouse"), "{got}");
-    assert_eq!(sim.world().log.iter().filter(|e| e.path == "/grok/v1/responses" && e.code != 0).count(), 1, "sent to KIE's Grok path");
-    for (at, model, says) in [("/kie/codex/v1/responses", "grok-4-5", "served at /kie/grok/v1/responses"), ("/kie/grok/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses")] {
+    for (at, model, says) in [
+        ("/kie/codex/v1/responses", "gpt-5.1-codex", "served at /kie/api/v1/responses"),
+        ("/kie/api/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses"),
+        ("/kie/codex/v1/responses", "grok-4-5", "served at /kie/grok/v1/responses"),
+        ("/kie/grok/v1/responses", "gpt-5-4", "served at /kie/codex/v1/responses"),
+    ] {
         let r = http().post(format!("{}{at}", c.s.base)).bearer_auth(&c.key).json(&json!({"model": model, "input": "hi"})).send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
