@@ -117,7 +117,7 @@ impl From<gateway::TaskRecord> for TaskRow {
             let count = |s: AssetState| a.assets.iter().filter(|x| x.state == s).count();
             if a.lost() {
                 "Result expired".to_string()
-            } else if let Some(arrival) = a.assets.iter().find_map(|x| x.arriving.filter(|_| x.state == AssetState::Pending)) {
+            } else if let Some(arrival) = a.arriving() {
                 super::arriving(&arrival, gateway::store::now_ms())
             } else if a.pending() {
                 format!("Archiving {}/{}", count(AssetState::Archived), a.assets.len())

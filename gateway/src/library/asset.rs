@@ -138,6 +138,11 @@ impl Archive {
         }
     }
 
+    /// How much of a file from the desk has arrived, while it is still on its way in.
+    pub fn arriving(&self) -> Option<Arrival> {
+        self.assets.iter().find_map(|x| x.arriving.filter(|_| x.state == AssetState::Pending))
+    }
+
     /// Some result is still to copy.
     pub fn pending(&self) -> bool {
         self.assets.iter().any(|a| a.state == AssetState::Pending)

@@ -391,7 +391,7 @@ impl Library {
             if let Some(e) = a.assets.iter().filter_map(|x| x.last_error.clone()).next() {
                 s.last_error = Some(e);
             }
-            if let Some(arrival) = a.assets.iter().find_map(|x| x.arriving.filter(|_| x.state == AssetState::Pending))
+            if let Some(arrival) = a.arriving()
                 && s.arriving.len() < ARRIVING_LISTED
             {
                 let file = t.input.get("file").and_then(|f| f.as_str()).unwrap_or_default().to_string();
